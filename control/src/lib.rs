@@ -1,0 +1,5 @@
+//! mongate control process: the PFO optimizer and the PFO -> MONtra mapping.
+//! (MONET path selection will live in `paths`.)
+
+pub mod mapping;
+pub mod pfo;

@@ -1,0 +1,84 @@
+//! PFO -> MONtra mapping (the paper's Theorem 1) with our answers to the cases it leaves open.
+//!
+//! For a flow `f` with target per-session rate `x̂_f` and path price `p_f = sum_{l in L(f)} mu_l`
+//! (capacity duals of the LP with the session counts fixed), MONtra's transport utility is
+//! `w_f log x` with `w_f = x̂_f p_f`: then `w_f / x̂_f = p_f`, the KKT condition of MONtra at
+//! `x̂`. Edge cases (documented in `docs/pfo.md`):
+//! - `x̂_f = 0`: the flow gets no controller (`controlled = false`, weight 0, cap 0).
+//! - `x̂_f > 0` but `p_f = 0` (no saturated link on the path, or a flat utility there): the
+//!   weight would be 0. We give a floor weight `x̂_f * floor_price` with `floor_price` a small
+//!   fraction of the largest path price in the plan (1 if no price is positive), and rely on the
+//!   rate cap `x̂_f` to stop it: such a flow competes only weakly and never exceeds its target.
+//! - Breakpoints of a piecewise-linear utility: the duals are a subgradient picked by the LP
+//!   (restricted to the concave piece holding the target); any such subgradient is valid.
+//! - Every controlled flow carries the rate cap `x̂_f` (the plan's `flows[].rate`).
+
+#![deny(unsafe_code)]
+
+use crate::pfo::instance::Instance;
+
+/// Edge-case parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappingConfig {
+    /// Rates at or below this are "not used".
+    pub rate_epsilon: f64,
+    /// Path prices at or below this are "zero".
+    pub price_epsilon: f64,
+    /// Floor price as a fraction of the largest positive path price.
+    pub floor_fraction: f64,
+}
+
+impl Default for MappingConfig {
+    fn default() -> Self {
+        MappingConfig { rate_epsilon: 1e-9, price_epsilon: 1e-9, floor_fraction: 1e-3 }
+    }
+}
+
+/// MONtra settings for one flow.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FlowTarget {
+    /// `w_f`.
+    pub weight: f64,
+    /// Per-session rate cap (the PFO target `x̂_f`).
+    pub rate_cap: f64,
+    /// The flow gets a controller at all.
+    pub controlled: bool,
+    /// The weight is the floor weight (zero path price).
+    pub floored: bool,
+}
+
+/// Path price `sum_{l in L(f)} mu_l` of every flow.
+pub fn path_prices(inst: &Instance, duals: &[f64]) -> Vec<f64> {
+    inst.flows.iter().map(|f| f.links.iter().map(|&l| duals[l]).sum()).collect()
+}
+
+/// MONtra weights and caps from PFO's per-session rates `rates` (per flow) and link `duals`.
+pub fn montra_targets(
+    inst: &Instance,
+    rates: &[f64],
+    duals: &[f64],
+    cfg: &MappingConfig,
+) -> Vec<FlowTarget> {
+    let prices = path_prices(inst, duals);
+    let max_price = rates
+        .iter()
+        .zip(&prices)
+        .filter(|(x, _)| **x > cfg.rate_epsilon)
+        .map(|(_, p)| *p)
+        .fold(0.0, f64::max);
+    let floor_price =
+        if max_price > cfg.price_epsilon { cfg.floor_fraction * max_price } else { 1.0 };
+    rates
+        .iter()
+        .zip(&prices)
+        .map(|(&x, &p)| {
+            if x <= cfg.rate_epsilon {
+                FlowTarget { weight: 0.0, rate_cap: 0.0, controlled: false, floored: false }
+            } else if p <= cfg.price_epsilon {
+                FlowTarget { weight: x * floor_price, rate_cap: x, controlled: true, floored: true }
+            } else {
+                FlowTarget { weight: x * p, rate_cap: x, controlled: true, floored: false }
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,254 @@
+//! PFO instance: the JSON file format of `docs/pfo.md` / `pfo-instance.md` and its validated,
+//! index-based form.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::utility::UtilitySpec;
+
+/// A link as written in the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// Unique link name.
+    pub id: String,
+    /// Capacity estimate `Ĉ_l` (>= 0, same unit as rates).
+    pub capacity: f64,
+}
+
+/// A traffic class as written in the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassSpec {
+    /// Unique class name.
+    pub id: String,
+    /// Demand `N_c`: sessions that want service.
+    pub sessions: u32,
+    /// Mission utility of one session.
+    pub utility: UtilitySpec,
+}
+
+/// A flow (class, route) as written in the file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowSpec {
+    /// Unique flow name.
+    pub id: String,
+    /// Class id.
+    pub class: String,
+    /// Link ids the route uses (at least one, no repeats).
+    pub links: Vec<String>,
+}
+
+/// The instance file.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceFile {
+    /// Links.
+    pub links: Vec<LinkSpec>,
+    /// Classes.
+    pub classes: Vec<ClassSpec>,
+    /// Flows.
+    pub flows: Vec<FlowSpec>,
+}
+
+/// Why an instance was rejected.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InstanceError {
+    /// Not JSON of the expected shape.
+    #[error("instance is not valid JSON for the PFO format: {0}")]
+    Json(String),
+    /// An entry breaks a rule; `entry` names it (e.g. `flow "x"`).
+    #[error("{entry}: {reason}")]
+    Invalid {
+        /// The offending entry.
+        entry: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+fn invalid(entry: String, reason: impl Into<String>) -> InstanceError {
+    InstanceError::Invalid { entry, reason: reason.into() }
+}
+
+/// A validated link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    /// Name.
+    pub id: String,
+    /// Capacity (>= 0).
+    pub capacity: f64,
+}
+
+/// A validated class.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Class {
+    /// Name.
+    pub id: String,
+    /// Demand `N_c`.
+    pub sessions: u32,
+    /// Utility of one session.
+    pub utility: UtilitySpec,
+    /// Indices of this class's flows.
+    pub flows: Vec<usize>,
+}
+
+/// A validated flow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Flow {
+    /// Name.
+    pub id: String,
+    /// Class index.
+    pub class: usize,
+    /// Link indices.
+    pub links: Vec<usize>,
+}
+
+/// A validated instance: every reference resolved to an index.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// Links.
+    pub links: Vec<Link>,
+    /// Classes.
+    pub classes: Vec<Class>,
+    /// Flows.
+    pub flows: Vec<Flow>,
+}
+
+impl Instance {
+    /// Parses and validates JSON text.
+    pub fn from_json(text: &str) -> Result<Self, InstanceError> {
+        let file: InstanceFile =
+            serde_json::from_str(text).map_err(|e| InstanceError::Json(e.to_string()))?;
+        Self::from_file(&file)
+    }
+
+    /// Validates a parsed file.
+    pub fn from_file(file: &InstanceFile) -> Result<Self, InstanceError> {
+        let mut link_idx = HashMap::new();
+        let mut links = Vec::with_capacity(file.links.len());
+        for l in &file.links {
+            let entry = format!("link {:?}", l.id);
+            if link_idx.insert(l.id.as_str(), links.len()).is_some() {
+                return Err(invalid(entry, "duplicate link id"));
+            }
+            if !l.capacity.is_finite() || l.capacity < 0.0 {
+                return Err(invalid(
+                    entry,
+                    format!("capacity must be finite and >= 0, got {}", l.capacity),
+                ));
+            }
+            links.push(Link { id: l.id.clone(), capacity: l.capacity });
+        }
+        let mut class_idx = HashMap::new();
+        let mut classes = Vec::with_capacity(file.classes.len());
+        for c in &file.classes {
+            let entry = format!("class {:?}", c.id);
+            if class_idx.insert(c.id.as_str(), classes.len()).is_some() {
+                return Err(invalid(entry, "duplicate class id"));
+            }
+            c.utility.validate().map_err(|r| invalid(entry.clone(), format!("utility: {r}")))?;
+            classes.push(Class {
+                id: c.id.clone(),
+                sessions: c.sessions,
+                utility: c.utility.clone(),
+                flows: Vec::new(),
+            });
+        }
+        let mut flow_ids = HashMap::new();
+        let mut flows = Vec::with_capacity(file.flows.len());
+        for f in &file.flows {
+            let entry = format!("flow {:?}", f.id);
+            if flow_ids.insert(f.id.as_str(), ()).is_some() {
+                return Err(invalid(entry, "duplicate flow id"));
+            }
+            let Some(&class) = class_idx.get(f.class.as_str()) else {
+                return Err(invalid(entry, format!("unknown class {:?}", f.class)));
+            };
+            if f.links.is_empty() {
+                return Err(invalid(entry, "a flow must use at least one link"));
+            }
+            let mut ls = Vec::with_capacity(f.links.len());
+            for name in &f.links {
+                let Some(&l) = link_idx.get(name.as_str()) else {
+                    return Err(invalid(entry, format!("unknown link {name:?}")));
+                };
+                if ls.contains(&l) {
+                    return Err(invalid(entry, format!("uses link {name:?} twice")));
+                }
+                ls.push(l);
+            }
+            classes[class].flows.push(flows.len());
+            flows.push(Flow { id: f.id.clone(), class, links: ls });
+        }
+        Ok(Instance { links, classes, flows })
+    }
+
+    /// Largest per-session rate class `c` can ever get (one session alone on every route):
+    /// `sum_f min_{l in f} C_l`.
+    pub fn max_session_rate(&self, c: usize) -> f64 {
+        self.classes[c]
+            .flows
+            .iter()
+            .map(|&f| {
+                self.flows[f]
+                    .links
+                    .iter()
+                    .map(|&l| self.links[l].capacity)
+                    .fold(f64::INFINITY, f64::min)
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{
+      "links":   [ {"id": "A-B", "capacity": 10.0}, {"id": "B-C", "capacity": 5.0},
+                   {"id": "A-C", "capacity": 10.0} ],
+      "classes": [ {"id": "video-A-C", "sessions": 10,
+                    "utility": {"piecewise_linear": [[0.0, 0.0], [1.0, 0.1], [2.0, 0.9], [4.0, 1.0]]}} ],
+      "flows":   [ {"id": "video-A-C/direct", "class": "video-A-C", "links": ["A-C"]},
+                   {"id": "video-A-C/via-B",  "class": "video-A-C", "links": ["A-B", "B-C"]} ]
+    }"#;
+
+    fn err_of(text: &str) -> String {
+        Instance::from_json(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let i = Instance::from_json(GOOD).unwrap();
+        assert_eq!(i.classes[0].flows, vec![0, 1]);
+        assert_eq!(i.flows[1].links, vec![0, 1]);
+        assert!((i.max_session_rate(0) - 15.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rejects_with_the_offending_entry_named() {
+        let e = err_of(&GOOD.replace(r#"["A-B", "B-C"]"#, r#"["A-B", "X-Y"]"#));
+        assert!(e.contains("video-A-C/via-B") && e.contains("unknown link \"X-Y\""), "{e}");
+        let e = err_of(&GOOD.replace(r#""class": "video-A-C", "links": ["A-C"]"#, r#""class": "nope", "links": ["A-C"]"#));
+        assert!(e.contains("video-A-C/direct") && e.contains("unknown class"), "{e}");
+        let e = err_of(&GOOD.replace(r#""capacity": 5.0"#, r#""capacity": -5.0"#));
+        assert!(e.contains("link \"B-C\"") && e.contains("capacity"), "{e}");
+        let e = err_of(&GOOD.replace("[4.0, 1.0]", "[4.0, 0.5]"));
+        assert!(e.contains("class \"video-A-C\"") && e.contains("non-decreasing"), "{e}");
+        let e = err_of(&GOOD.replace("[4.0, 1.0]", "[2.0, 1.0]"));
+        assert!(e.contains("strictly increasing"), "{e}");
+        let e = err_of(&GOOD.replace(r#"{"id": "A-C", "capacity": 10.0}"#, r#"{"id": "A-B", "capacity": 10.0}"#));
+        assert!(e.contains("link \"A-B\"") && e.contains("duplicate"), "{e}");
+        let e = err_of(&GOOD.replace("video-A-C/via-B", "video-A-C/direct"));
+        assert!(e.contains("duplicate flow"), "{e}");
+        let e = err_of(&GOOD.replace(r#"["A-C"]"#, "[]"));
+        assert!(e.contains("at least one link"), "{e}");
+        let e = err_of(&GOOD.replace(r#""sessions": 10"#, r#""sessions": -1"#));
+        assert!(e.contains("JSON"), "{e}");
+        let e = err_of(&GOOD.replace("piecewise_linear", "cubic"));
+        assert!(e.contains("JSON"), "{e}");
+    }
+}

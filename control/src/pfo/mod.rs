@@ -1,0 +1,24 @@
+//! PFO, the Predictive Flow Optimizer: admits `n_c` sessions per class and splits their rate
+//! over routes to maximise mission utility, with a proven bound (see `docs/pfo.md`).
+//!
+//! - [`instance`]: file format and validation;
+//! - [`utility`]: utility functions and their certified piecewise-linear forms;
+//! - [`envelope`]: the per-class envelope `h_c(Y) = max_n n U(Y/n)`;
+//! - [`solver`]: the exact MILP solver (HiGHS), duals, mapping;
+//! - [`plan`]: the result format;
+//! - [`oracle`]: brute force for tiny instances (test oracle);
+//! - [`generator`]: Topology Zoo GraphML reader and seeded benchmark instances.
+
+#![deny(unsafe_code)]
+
+pub mod envelope;
+pub mod generator;
+pub mod instance;
+pub mod oracle;
+pub mod plan;
+pub mod solver;
+pub mod utility;
+
+pub use instance::{Instance, InstanceError, InstanceFile};
+pub use plan::{Plan, Status};
+pub use solver::{Formulation, SolveOptions, solve};

@@ -1,0 +1,64 @@
+//! The engine's vocabulary: packets are descriptors into a frame arena owned by
+//! one worker; ports move batches of descriptors in and out; stages decide what
+//! happens to each packet.
+//!
+//! Every port presents whole Ethernet frames, whatever its backend: an io_uring
+//! UDP port writes a synthetic outer Ethernet/IP/UDP header in front of each
+//! datagram it receives, and strips it (using its addresses as the destination)
+//! when sending. One pipeline therefore serves AF_XDP and io_uring alike.
+
+mod arena;
+mod batch;
+mod packet;
+
+pub use arena::{Arena, ArenaError, FramePool};
+pub use batch::{BATCH_SIZE, Batch};
+pub use packet::{DropReason, Packet, Verdict};
+
+/// Time in nanoseconds on the worker's monotonic clock (CLOCK_MONOTONIC).
+pub type Nanos = u64;
+
+/// Reads CLOCK_MONOTONIC in nanoseconds. The only clock the workers use; pure
+/// code takes the value as an argument.
+pub fn now_ns() -> Nanos {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// An I/O endpoint owned by one worker: an AF_XDP socket bound to one
+/// (interface, queue), or an io_uring UDP socket.
+pub trait Port {
+    /// Receives up to `out.spare()` packets, appending them to `out` with
+    /// `port` set to this port's index. Frames come from `pool` (already handed
+    /// to the kernel earlier). Returns how many were received.
+    fn recv(&mut self, arena: &mut Arena, pool: &mut FramePool, out: &mut Batch) -> usize;
+
+    /// Queues the packets of `pkts` whose verdict is `Verdict::Tx(this port)` for
+    /// transmission and kicks the kernel once for the whole batch. Frames that
+    /// could not be queued (ring full) are returned to `pool` and counted by the
+    /// caller through the return value: `(sent, dropped)`.
+    fn send(&mut self, arena: &mut Arena, pool: &mut FramePool, pkts: &[Packet]) -> (usize, usize);
+
+    /// Housekeeping once per loop: reap transmit completions into `pool`,
+    /// refill the kernel's receive buffers from `pool`.
+    fn maintain(&mut self, pool: &mut FramePool);
+
+    /// Name for logs and counters, e.g. `veth0/q1 (af_xdp native copy)`.
+    fn name(&self) -> &str;
+}
+
+/// A pipeline stage. It sets each packet's verdict (and may rewrite its bytes
+/// or move its start into the headroom); it may hold packets (`Verdict::Held`)
+/// and release them later from [`Stage::poll`].
+pub trait Stage {
+    /// Decides the fate of every packet in `batch`.
+    fn process(&mut self, now: Nanos, arena: &mut Arena, batch: &mut Batch);
+
+    /// Appends packets that became due (e.g. paced departures) to `out`.
+    /// Default: holds nothing.
+    fn poll(&mut self, now: Nanos, arena: &mut Arena, out: &mut Batch) {
+        let _ = (now, arena, out);
+    }
+}

@@ -1,0 +1,104 @@
+/// Why a packet was dropped. Small and `Copy`: counted per worker in shared memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    /// Shorter than an Ethernet header, or than the headers it claims.
+    Runt = 0,
+    /// Headers claim more bytes than the frame holds.
+    Truncated = 1,
+    /// Larger than the frame or the port's MTU.
+    Oversized = 2,
+    /// Not a protocol this stage handles (e.g. unknown EtherType).
+    Unsupported = 3,
+    /// TTL or hop limit expired.
+    TtlExceeded = 4,
+    /// No route or no matching rule.
+    NoRoute = 5,
+    /// The transmit ring was full.
+    TxFull = 6,
+    /// A per-flow queue was full (drop-tail).
+    QueueFull = 7,
+    /// Admission refused by the plan.
+    NotAdmitted = 8,
+    /// Malformed overlay header or option.
+    BadOverlay = 9,
+    /// Failed authentication (reserved for the AEAD stage).
+    BadAuth = 10,
+    /// Anything else; see the stage's own counters.
+    Other = 11,
+}
+
+impl DropReason {
+    /// Number of variants: the size of per-reason counter arrays.
+    pub const COUNT: usize = 12;
+    /// All reasons, index = discriminant.
+    pub const ALL: [DropReason; Self::COUNT] = [
+        Self::Runt,
+        Self::Truncated,
+        Self::Oversized,
+        Self::Unsupported,
+        Self::TtlExceeded,
+        Self::NoRoute,
+        Self::TxFull,
+        Self::QueueFull,
+        Self::NotAdmitted,
+        Self::BadOverlay,
+        Self::BadAuth,
+        Self::Other,
+    ];
+
+    /// Stable snake_case name for counters and metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Runt => "runt",
+            Self::Truncated => "truncated",
+            Self::Oversized => "oversized",
+            Self::Unsupported => "unsupported",
+            Self::TtlExceeded => "ttl_exceeded",
+            Self::NoRoute => "no_route",
+            Self::TxFull => "tx_full",
+            Self::QueueFull => "queue_full",
+            Self::NotAdmitted => "not_admitted",
+            Self::BadOverlay => "bad_overlay",
+            Self::BadAuth => "bad_auth",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// What happens to a packet after a stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not decided yet (fresh from a port).
+    Pending,
+    /// Send out of the worker's port with this index.
+    Tx(u16),
+    /// Drop and count.
+    Drop(DropReason),
+    /// A stage keeps the frame (queued for pacing); it is no longer in the batch's care.
+    Held,
+}
+
+/// A packet: a frame in the worker's [`super::Arena`], `len` bytes starting at
+/// byte offset `addr` (which may point into the frame's headroom after an
+/// encapsulation pushed headers in front).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Packet {
+    /// Offset of the first byte in the arena.
+    pub addr: u64,
+    /// Length in bytes.
+    pub len: u32,
+    /// Index of the port it arrived on.
+    pub port: u16,
+    /// What to do with it.
+    pub verdict: Verdict,
+    /// Receive timestamp (worker clock), for latency and pacing.
+    pub rx_ns: u64,
+}
+
+impl Packet {
+    /// A fresh packet as a port delivers it.
+    pub const fn new(addr: u64, len: u32, port: u16, rx_ns: u64) -> Self {
+        Self { addr, len, port, verdict: Verdict::Pending, rx_ns }
+    }
+}

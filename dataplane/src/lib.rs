@@ -1,0 +1,28 @@
+//! mongate dataplane: pinned per-core workers moving packets between AF_XDP or
+//! io_uring ports through a pipeline of stages (classification, pacing,
+//! encapsulation).
+//!
+//! Layout, one folder per concept:
+//! - [`engine`]: the packet descriptor, the frame arena, and the `Port` / `Stage` traits.
+//! - [`ring`]: the one single-producer/single-consumer ring primitive, used both for
+//!   AF_XDP rings (shared with the kernel) and control <-> dataplane shared-memory rings.
+//! - [`bpf`]: a minimal eBPF assembler and loader (no clang, no libbpf) for the XDP
+//!   redirect program.
+//! - [`afxdp`]: AF_XDP sockets and UMEM on top of [`ring`] and [`bpf`].
+//! - [`uring`]: io_uring UDP ports (provided buffer rings, multishot receive).
+//! - [`worker`]: the per-core run loop, pinning, batching.
+//! - [`stats`]: per-worker counters in shared memory, readable without locks.
+//! - Pure parts (no `unsafe`, no OS, time passed in): [`wire`] packet views,
+//!   [`pacing`] Poisson pacers and timer wheel, [`montra`] rate controllers.
+
+pub mod afxdp;
+pub mod bpf;
+pub mod engine;
+pub mod forward;
+pub mod montra;
+pub mod pacing;
+pub mod ring;
+pub mod stats;
+pub mod uring;
+pub mod wire;
+pub mod worker;

@@ -1,0 +1,714 @@
+//! MONtra feedback: aggregated acknowledgements.
+//!
+//! Receiver side, [`AckAggregator`]: records the per-flow sequence numbers that
+//! arrive and emits an [`AckInfo`] every `every_packets` packets or
+//! `max_delay_ns` after the first unacknowledged arrival, whichever comes first.
+//!
+//! Sender side, [`AckTracker`]: numbers the packets it sends and turns acks
+//! into per-packet successes and losses, each packet counted exactly once.
+//!
+//! ## Ack contents
+//! `cum` is the receiver's next expected sequence number: every sequence
+//! below `cum` was received. `bitmap` bit `i` says sequence `cum + 1 + i` was
+//! received (so 65 sequences are described beyond the cumulative point).
+//! The receiver's window is 64 packets: when a packet arrives 65 or more
+//! beyond `cum`, the receiver gives up on the oldest holes and moves `cum`
+//! forward past them (counted in [`AckAggregator::abandoned`]). The sender
+//! would then take those holes as received; it has normally declared them lost
+//! long before (3 later packets acked, see below), so this only happens when
+//! several consecutive acks are lost (acks go every 16 packets, so it takes 3
+//! or 4 lost in a row). Bounded and rare; documented in `docs/montra.md`.
+//!
+//! ## Loss rules (sender)
+//! A packet still outstanding is declared lost when
+//! - 3 packets sent after it have been acknowledged (packet threshold,
+//!   tolerates reordering by up to 2 positions), or
+//! - a later packet was acknowledged and it was sent more than
+//!   `1.25 * max(srtt, latest_rtt)` ago (time threshold), or
+//! - no later packet was acknowledged and it was sent more than
+//!   `max(srtt + 4 rttvar + max_ack_delay, 1.25 srtt)` ago (tail timeout), or
+//! - the sender's window of `window` outstanding packets is full and it is the
+//!   oldest (bounded memory).
+//!
+//! An ack arriving for a packet already declared lost is counted as spurious
+//! and not as a success. Acks naming sequences never sent, duplicated and
+//! stale acks are ignored (counted); nothing panics, every loop is bounded by
+//! the window.
+
+/// One aggregated acknowledgement (plain contents; the wire encoding is
+/// `wire::oam`'s business).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AckInfo {
+    /// Every sequence number below this was received (next expected).
+    pub cum: u64,
+    /// Bit `i`: sequence `cum + 1 + i` was received.
+    pub bitmap: u64,
+    /// Sender timestamp carried by the most recently arrived packet.
+    pub echo_ts_ns: u64,
+    /// Time that packet spent at the receiver before this ack was made.
+    pub ack_delay_ns: u64,
+}
+
+/// Receiver ack policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AckPolicy {
+    /// Ack after this many arrivals.
+    pub every_packets: u32,
+    /// Ack at most this long after the first unacknowledged arrival.
+    pub max_delay_ns: u64,
+}
+
+impl Default for AckPolicy {
+    fn default() -> Self {
+        Self { every_packets: 16, max_delay_ns: 5_000_000 }
+    }
+}
+
+/// Per-flow receiver state producing aggregated acks.
+#[derive(Clone, Debug)]
+pub struct AckAggregator {
+    policy: AckPolicy,
+    cum: u64,
+    /// Bit i: seq cum + 1 + i received.
+    bits: u64,
+    echo_ts: u64,
+    echo_arrival: u64,
+    pending: u32,
+    first_pending_ns: u64,
+    duplicates: u64,
+    abandoned: u64,
+}
+
+impl AckAggregator {
+    /// A receiver expecting sequence 0 first.
+    pub fn new(policy: AckPolicy) -> Self {
+        let policy = AckPolicy { every_packets: policy.every_packets.max(1), max_delay_ns: policy.max_delay_ns };
+        Self { policy, cum: 0, bits: 0, echo_ts: 0, echo_arrival: 0, pending: 0, first_pending_ns: 0, duplicates: 0, abandoned: 0 }
+    }
+
+    /// Duplicate or stale arrivals seen.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    /// Missing sequences the receiver gave up on (moved `cum` past).
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned
+    }
+
+    /// Records packet `seq` carrying sender timestamp `sender_ts_ns`, arrived
+    /// at `now_ns`. Returns an ack when the policy says so.
+    pub fn on_packet(&mut self, seq: u64, sender_ts_ns: u64, now_ns: u64) -> Option<AckInfo> {
+        if seq >= u64::MAX - 128 {
+            // Unreachable by a real sender; keeps the arithmetic below in range.
+            self.duplicates += 1;
+            return None;
+        }
+        if seq < self.cum {
+            self.duplicates += 1;
+        } else if seq == self.cum {
+            self.absorb_cum();
+        } else {
+            let mut off = seq - self.cum - 1;
+            if off >= 64 {
+                // Slide so that seq becomes bit 63: cum' = seq - 64, skipping
+                // `shift` sequences (cum and bits 0..shift-2).
+                let shift = off - 63;
+                let (skipped_received, new_cum_received, new_bits) = if shift > 64 {
+                    (u64::from(self.bits.count_ones()), false, 0)
+                } else {
+                    let below = if shift == 1 { 0 } else { self.bits & ((1u64 << (shift - 1)) - 1) };
+                    let cum_rcvd = (self.bits >> (shift - 1)) & 1 == 1;
+                    let nb = if shift == 64 { 0 } else { self.bits >> shift };
+                    (u64::from(below.count_ones()), cum_rcvd, nb)
+                };
+                self.abandoned += shift - skipped_received;
+                self.cum += shift;
+                self.bits = new_bits;
+                if new_cum_received {
+                    self.absorb_cum();
+                }
+                // The absorbed run can end right before seq.
+                if seq == self.cum {
+                    self.absorb_cum();
+                    off = u64::MAX;
+                } else {
+                    off = seq - self.cum - 1;
+                }
+            }
+            if off < 64 {
+                let bit = 1u64 << off;
+                if self.bits & bit != 0 {
+                    self.duplicates += 1;
+                }
+                self.bits |= bit;
+            }
+        }
+        self.echo_ts = sender_ts_ns;
+        self.echo_arrival = now_ns;
+        if self.pending == 0 {
+            self.first_pending_ns = now_ns;
+        }
+        self.pending += 1;
+        if self.pending >= self.policy.every_packets { Some(self.make_ack(now_ns)) } else { None }
+    }
+
+    /// `cum` has arrived: move past it and the in-order run after it.
+    fn absorb_cum(&mut self) {
+        let run = self.bits.trailing_ones();
+        self.cum += 1 + u64::from(run);
+        self.bits = if run >= 63 { 0 } else { self.bits >> (run + 1) };
+    }
+
+    /// Returns an ack if one is due at `now_ns` by the delay rule.
+    pub fn poll(&mut self, now_ns: u64) -> Option<AckInfo> {
+        if self.pending > 0 && now_ns.saturating_sub(self.first_pending_ns) >= self.policy.max_delay_ns {
+            Some(self.make_ack(now_ns))
+        } else {
+            None
+        }
+    }
+
+    /// The time at which [`AckAggregator::poll`] will produce an ack, if
+    /// anything is pending.
+    pub fn next_deadline_ns(&self) -> Option<u64> {
+        (self.pending > 0).then(|| self.first_pending_ns.saturating_add(self.policy.max_delay_ns))
+    }
+
+    fn make_ack(&mut self, now_ns: u64) -> AckInfo {
+        self.pending = 0;
+        AckInfo {
+            cum: self.cum,
+            bitmap: self.bits,
+            echo_ts_ns: self.echo_ts,
+            ack_delay_ns: now_ns.saturating_sub(self.echo_arrival),
+        }
+    }
+}
+
+/// Sender tracker configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrackerConfig {
+    /// Outstanding packets remembered (rounded up to a power of two, >= 128).
+    pub window: u32,
+    /// Packet reordering threshold.
+    pub reorder_packets: u64,
+    /// RTT assumed before the first sample, ns.
+    pub initial_rtt_ns: u64,
+    /// The receiver's `max_delay_ns`, added to the tail timeout.
+    pub max_ack_delay_ns: u64,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self { window: 4096, reorder_packets: 3, initial_rtt_ns: 100_000_000, max_ack_delay_ns: 5_000_000 }
+    }
+}
+
+/// What one ack (or a timer poll) meant.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AckOutcome {
+    /// Packets newly acknowledged.
+    pub acked: u32,
+    /// Packets newly declared lost.
+    pub lost: u32,
+    /// RTT sample taken from this ack, ns.
+    pub rtt_sample_ns: Option<u64>,
+}
+
+/// Counters of an [`AckTracker`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrackerStats {
+    /// Packets sent.
+    pub sent: u64,
+    /// Packets acknowledged.
+    pub acked: u64,
+    /// Packets declared lost (including evictions).
+    pub lost: u64,
+    /// Of which: evicted from a full window.
+    pub evicted: u64,
+    /// Acks naming a packet already declared lost.
+    pub spurious: u64,
+    /// Acks (or parts) naming sequences never sent.
+    pub garbage: u64,
+}
+
+const OUTSTANDING: u8 = 0;
+const ACKED: u8 = 1;
+const LOST: u8 = 2;
+
+/// Per-flow sender state: outstanding packets and RTT estimate.
+#[derive(Clone, Debug)]
+pub struct AckTracker {
+    cfg: TrackerConfig,
+    mask: u64,
+    sent_ts: Vec<u64>,
+    state: Vec<u8>,
+    next_seq: u64,
+    /// Lowest sequence that may still be outstanding.
+    oldest: u64,
+    largest_acked: Option<u64>,
+    last_send_ns: u64,
+    srtt: u64,
+    rttvar: u64,
+    latest_rtt: u64,
+    stats: TrackerStats,
+}
+
+impl AckTracker {
+    /// An empty tracker; the first packet sent gets sequence 0.
+    pub fn new(cfg: TrackerConfig) -> Self {
+        let n = cfg.window.clamp(128, 1 << 24).next_power_of_two();
+        let cfg = TrackerConfig { reorder_packets: cfg.reorder_packets.clamp(1, 64), ..cfg };
+        Self {
+            cfg,
+            mask: u64::from(n) - 1,
+            sent_ts: vec![0; n as usize],
+            state: vec![ACKED; n as usize],
+            next_seq: 0,
+            oldest: 0,
+            largest_acked: None,
+            last_send_ns: 0,
+            srtt: cfg.initial_rtt_ns,
+            rttvar: cfg.initial_rtt_ns / 2,
+            latest_rtt: cfg.initial_rtt_ns,
+            stats: TrackerStats::default(),
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> TrackerStats {
+        self.stats
+    }
+
+    /// Smoothed RTT, ns.
+    pub fn srtt_ns(&self) -> u64 {
+        self.srtt
+    }
+
+    /// Packets sent and not yet settled.
+    pub fn outstanding(&self) -> u64 {
+        self.stats.sent - self.stats.acked - self.stats.lost
+    }
+
+    #[inline]
+    fn idx(&self, seq: u64) -> usize {
+        // mask < 2^24: fits usize.
+        usize::try_from(seq & self.mask).unwrap_or(0)
+    }
+
+    fn advance_oldest(&mut self) {
+        while self.oldest < self.next_seq && self.state[self.idx(self.oldest)] != OUTSTANDING {
+            self.oldest += 1;
+        }
+    }
+
+    /// Numbers a packet sent at `now_ns`. Returns its sequence and the number
+    /// of packets declared lost to make room (0 unless the window was full).
+    pub fn on_send(&mut self, now_ns: u64) -> (u64, u32) {
+        let mut evicted = 0;
+        if self.next_seq - self.oldest > self.mask {
+            let i = self.idx(self.oldest);
+            if self.state[i] == OUTSTANDING {
+                self.state[i] = LOST;
+                self.stats.lost += 1;
+                self.stats.evicted += 1;
+                evicted = 1;
+            }
+            self.oldest += 1;
+            self.advance_oldest();
+        }
+        // Send times are kept monotonic so that time-based scans can stop early.
+        self.last_send_ns = self.last_send_ns.max(now_ns);
+        let seq = self.next_seq;
+        let i = self.idx(seq);
+        self.sent_ts[i] = self.last_send_ns;
+        self.state[i] = OUTSTANDING;
+        self.next_seq += 1;
+        self.stats.sent += 1;
+        (seq, evicted)
+    }
+
+    /// Marks `seq` acknowledged if it is outstanding; returns 1 if newly so.
+    #[inline]
+    fn ack_one(&mut self, seq: u64) -> u32 {
+        // The ring still holds the state of the last `window` sequences.
+        if seq >= self.next_seq || self.next_seq - seq > self.mask + 1 {
+            return 0;
+        }
+        let i = self.idx(seq);
+        match self.state[i] {
+            OUTSTANDING => {
+                self.state[i] = ACKED;
+                self.stats.acked += 1;
+                1
+            }
+            LOST => {
+                self.stats.spurious += 1;
+                0
+            }
+            _ => 0,
+        }
+    }
+
+    /// Applies an ack received at `now_ns`.
+    pub fn on_ack(&mut self, ack: &AckInfo, now_ns: u64) -> AckOutcome {
+        let mut out = AckOutcome::default();
+        // Cumulative part, limited to what was sent and what is still tracked.
+        let mut cum = ack.cum;
+        if cum > self.next_seq {
+            self.stats.garbage += 1;
+            cum = self.next_seq;
+        }
+        let mut largest: Option<u64> = cum.checked_sub(1);
+        let mut s = self.oldest;
+        while s < cum {
+            out.acked += self.ack_one(s);
+            s += 1;
+        }
+        // Bitmap part.
+        let mut bits = ack.bitmap;
+        while bits != 0 {
+            let i = u64::from(bits.trailing_zeros());
+            bits &= bits - 1;
+            let Some(seq) = cum.checked_add(1 + i) else { break };
+            if seq >= self.next_seq {
+                self.stats.garbage += 1;
+                break; // higher bits are beyond what was sent too
+            }
+            out.acked += self.ack_one(seq);
+            largest = Some(seq);
+        }
+        if let Some(l) = largest.filter(|&l| l < self.next_seq) {
+            self.largest_acked = Some(self.largest_acked.map_or(l, |p| p.max(l)));
+        }
+        // RTT sample only from acks that acknowledged something new and echo a
+        // plausible timestamp.
+        if out.acked > 0 && ack.echo_ts_ns <= now_ns && ack.echo_ts_ns <= self.last_send_ns {
+            let rtt = (now_ns - ack.echo_ts_ns).saturating_sub(ack.ack_delay_ns).max(1);
+            self.on_rtt(rtt);
+            out.rtt_sample_ns = Some(rtt);
+        }
+        // Packet-threshold losses.
+        if let Some(l) = self.largest_acked {
+            let mut s = self.oldest;
+            while s < self.next_seq && s + self.cfg.reorder_packets <= l {
+                let i = self.idx(s);
+                if self.state[i] == OUTSTANDING {
+                    self.state[i] = LOST;
+                    self.stats.lost += 1;
+                    out.lost += 1;
+                }
+                s += 1;
+            }
+        }
+        self.advance_oldest();
+        out.lost += self.detect_time_losses(now_ns);
+        out
+    }
+
+    fn on_rtt(&mut self, rtt: u64) {
+        // RFC 6298 smoothing: srtt = 7/8 srtt + 1/8 rtt, rttvar = 3/4 rttvar + 1/4 |srtt - rtt|.
+        self.latest_rtt = rtt;
+        let dev = self.srtt.abs_diff(rtt);
+        self.rttvar = (3 * (self.rttvar / 4)).saturating_add(dev / 4);
+        self.srtt = (7 * (self.srtt / 8)).saturating_add(rtt / 8);
+    }
+
+    /// Declares losses by the time rules at `now_ns` (call on a timer, e.g.
+    /// every few ms; [`AckTracker::on_ack`] calls it too).
+    pub fn poll(&mut self, now_ns: u64) -> u32 {
+        self.detect_time_losses(now_ns)
+    }
+
+    fn detect_time_losses(&mut self, now_ns: u64) -> u32 {
+        let reorder = self.srtt.max(self.latest_rtt).saturating_mul(5) / 4;
+        let tail = self
+            .srtt
+            .saturating_add(self.rttvar.saturating_mul(4))
+            .saturating_add(self.cfg.max_ack_delay_ns)
+            .max(reorder);
+        let mut lost = 0;
+        let mut s = self.oldest;
+        while s < self.next_seq {
+            let i = self.idx(s);
+            if self.state[i] == OUTSTANDING {
+                let below_largest = self.largest_acked.is_some_and(|l| s < l);
+                let thr = if below_largest { reorder } else { tail };
+                if now_ns.saturating_sub(self.sent_ts[i]) < thr {
+                    // Later packets were sent later: none of them is due either
+                    // (tail >= reorder).
+                    break;
+                }
+                self.state[i] = LOST;
+                self.stats.lost += 1;
+                lost += 1;
+            }
+            s += 1;
+        }
+        self.advance_oldest();
+        lost
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pacing::Rng;
+    use proptest::prelude::*;
+
+    #[test]
+    fn in_order_cumulative() {
+        let mut r = AckAggregator::new(AckPolicy { every_packets: 4, max_delay_ns: 1000 });
+        assert_eq!(r.on_packet(0, 10, 100), None);
+        assert_eq!(r.on_packet(1, 11, 101), None);
+        assert_eq!(r.on_packet(2, 12, 102), None);
+        let a = r.on_packet(3, 13, 103).unwrap();
+        assert_eq!((a.cum, a.bitmap, a.echo_ts_ns, a.ack_delay_ns), (4, 0, 13, 0));
+        let mut t = AckTracker::new(TrackerConfig::default());
+        for k in 0..4 {
+            t.on_send(10 + k);
+        }
+        let o = t.on_ack(&a, 1013);
+        assert_eq!((o.acked, o.lost), (4, 0));
+        assert_eq!(o.rtt_sample_ns, Some(1000));
+    }
+
+    #[test]
+    fn hole_then_fill_and_bitmap() {
+        let mut r = AckAggregator::new(AckPolicy { every_packets: 100, max_delay_ns: 10 });
+        for s in [0, 2, 3, 5] {
+            r.on_packet(s, 0, 0);
+        }
+        let a = r.poll(10).unwrap();
+        assert_eq!(a.cum, 1);
+        assert_eq!(a.bitmap, 0b1011); // 2, 3, 5 relative to cum+1 = 2
+        r.on_packet(1, 0, 20);
+        let a = r.poll(30).unwrap();
+        assert_eq!((a.cum, a.bitmap), (4, 0b1)); // 5 = cum + 1
+        assert_eq!(r.poll(40), None);
+    }
+
+    #[test]
+    fn receiver_window_slides_and_counts_abandoned() {
+        let mut r = AckAggregator::new(AckPolicy { every_packets: 1, max_delay_ns: 10 });
+        r.on_packet(0, 0, 0);
+        // 1 lost; 200 arrives: cum moves to 200 - 64 = 136.
+        let a = r.on_packet(200, 0, 0).unwrap();
+        assert_eq!(a.cum, 136);
+        assert_eq!(a.bitmap, 1 << 63);
+        assert_eq!(r.abandoned(), 135); // 1..=135
+        // Duplicate / stale.
+        r.on_packet(5, 0, 0);
+        r.on_packet(200, 0, 0);
+        assert_eq!(r.duplicates(), 2);
+        // u64 extremes do not panic.
+        r.on_packet(u64::MAX, 0, 0);
+        r.on_packet(u64::MAX - 1, 0, 0);
+    }
+
+    #[test]
+    fn reordering_by_two_is_not_loss_but_three_is() {
+        let mut t = AckTracker::new(TrackerConfig::default());
+        for k in 0..10 {
+            t.on_send(k);
+        }
+        // 0 missing, 1 and 2 acked: reordering tolerated.
+        let o = t.on_ack(&AckInfo { cum: 0, bitmap: 0b11, echo_ts_ns: 2, ack_delay_ns: 0 }, 100);
+        assert_eq!((o.acked, o.lost), (2, 0));
+        // 3 acked too: 0 is lost.
+        let o = t.on_ack(&AckInfo { cum: 0, bitmap: 0b111, echo_ts_ns: 3, ack_delay_ns: 0 }, 100);
+        assert_eq!((o.acked, o.lost), (1, 1));
+        // Late ack of 0: not a success (it is settled as lost).
+        let o = t.on_ack(&AckInfo { cum: 4, bitmap: 0, echo_ts_ns: 3, ack_delay_ns: 0 }, 100);
+        assert_eq!((o.acked, o.lost), (0, 0));
+        assert_eq!((t.stats().acked, t.stats().lost), (3, 1));
+        // Within the window a late ack of a lost packet is counted as spurious.
+        for k in 0..5 {
+            t.on_send(200 + k); // 10..=14
+        }
+        t.on_ack(&AckInfo { cum: 10, bitmap: 0b1110, echo_ts_ns: 204, ack_delay_ns: 0 }, 300); // 12,13,14 -> 10 lost
+        let o = t.on_ack(&AckInfo { cum: 9, bitmap: 0b1, echo_ts_ns: 204, ack_delay_ns: 0 }, 300); // 10 after all
+        assert_eq!((o.acked, o.lost), (0, 0));
+        assert_eq!(t.stats().spurious, 1);
+    }
+
+    #[test]
+    fn time_threshold_and_tail_timeout() {
+        let cfg = TrackerConfig { initial_rtt_ns: 10_000_000, max_ack_delay_ns: 1_000_000, ..Default::default() };
+        let mut t = AckTracker::new(cfg);
+        t.on_send(0); // 0
+        t.on_send(1); // 1
+        t.on_send(2); // 2
+        // 1 acked (0 missing, reorder by 1 only) at rtt 10 ms.
+        let o = t.on_ack(&AckInfo { cum: 0, bitmap: 0b1, echo_ts_ns: 1, ack_delay_ns: 0 }, 10_000_001);
+        assert_eq!((o.acked, o.lost), (1, 0));
+        // 0 is below the largest acked: lost after 1.25 rtt = 12.5 ms.
+        assert_eq!(t.poll(12_000_000), 0);
+        assert_eq!(t.poll(12_600_000), 1);
+        // 2 is a tail packet: srtt + 4 rttvar + 1 ms.
+        assert_eq!(t.poll(20_000_000), 0);
+        assert_eq!(t.poll(200_000_000), 1);
+        assert_eq!(t.outstanding(), 0);
+    }
+
+    #[test]
+    fn garbage_acks_are_bounded_and_harmless() {
+        let mut t = AckTracker::new(TrackerConfig { window: 128, ..Default::default() });
+        for k in 0..10 {
+            t.on_send(k);
+        }
+        let o = t.on_ack(&AckInfo { cum: u64::MAX, bitmap: u64::MAX, echo_ts_ns: u64::MAX, ack_delay_ns: u64::MAX }, 5);
+        // cum clamped to what was sent: 10 acked, the rest garbage.
+        assert_eq!(o.acked, 10);
+        assert!(t.stats().garbage >= 1);
+        assert_eq!(o.rtt_sample_ns, None);
+        let o = t.on_ack(&AckInfo { cum: 3, bitmap: u64::MAX, echo_ts_ns: 0, ack_delay_ns: 0 }, 5);
+        assert_eq!((o.acked, o.lost), (0, 0));
+        // Window eviction: 1000 sends, nothing acked, window 128.
+        let mut ev = 0;
+        for k in 0..1000 {
+            ev += t.on_send(10 + k).1;
+        }
+        assert_eq!(ev, 1000 - 128);
+        assert_eq!(t.stats().sent, t.stats().acked + t.stats().lost + t.outstanding());
+    }
+
+    /// End to end: random loss, reordering, duplication of data and acks,
+    /// garbage acks; at the end every packet is settled exactly once.
+    fn run_pattern(seed: u64, n: u64, loss: f64, dup: f64, ack_loss: f64, reorder_ns: u64, garbage: bool) {
+        let mut rng = Rng::new(seed);
+        let mut tx = AckTracker::new(TrackerConfig { window: 512, initial_rtt_ns: 2_000_000, ..Default::default() });
+        let mut rx = AckAggregator::new(AckPolicy { every_packets: 8, max_delay_ns: 1_000_000 });
+        // Events: (time, kind, payload) sorted by time; kind 0 = data arrival, 1 = ack arrival.
+        let mut data: Vec<(u64, u64, u64)> = Vec::new(); // (arrival, seq, send ts)
+        let mut delivered = std::collections::HashSet::new();
+        let mut t = 0u64;
+        let mut send_times = Vec::new();
+        for _ in 0..n {
+            t += 10_000 + rng.below(20_000);
+            let (seq, _) = tx.on_send(t);
+            send_times.push(t);
+            if rng.next_f64() < loss {
+                continue;
+            }
+            let arr = t + 1_000_000 + rng.below(reorder_ns.max(1));
+            data.push((arr, seq, t));
+            delivered.insert(seq);
+            if rng.next_f64() < dup {
+                data.push((arr + rng.below(3_000_000), seq, t));
+            }
+        }
+        data.sort_unstable();
+        let mut acks: Vec<(u64, AckInfo)> = Vec::new();
+        for &(arr, seq, ts) in &data {
+            if let Some(a) = rx.poll(arr) {
+                acks.push((arr, a));
+            }
+            if let Some(a) = rx.on_packet(seq, ts, arr) {
+                acks.push((arr, a));
+            }
+        }
+        if let Some(a) = rx.poll(u64::MAX / 4) {
+            acks.push((t + 10_000_000, a));
+        }
+        let mut ack_events: Vec<(u64, AckInfo)> = Vec::new();
+        for (at, a) in acks {
+            if rng.next_f64() < ack_loss {
+                continue;
+            }
+            let d = at + 1_000_000 + rng.below(500_000);
+            ack_events.push((d, a));
+            if rng.next_f64() < dup {
+                ack_events.push((d + rng.below(5_000_000), a));
+            }
+            if garbage && rng.next_f64() < 0.05 {
+                let g = AckInfo { cum: rng.next_u64() % (n + 100), bitmap: rng.next_u64(), echo_ts_ns: rng.next_u64(), ack_delay_ns: rng.next_u64() };
+                ack_events.push((d, g));
+            }
+        }
+        ack_events.sort_by_key(|e| e.0);
+        // Replay the sender in time order: sends (same times as above) and ack arrivals.
+        let mut tx = AckTracker::new(TrackerConfig { window: 512, initial_rtt_ns: 2_000_000, ..Default::default() });
+        let (mut acked, mut lost) = (0u64, 0u64);
+        let mut ai = 0;
+        for (k, &st) in send_times.iter().enumerate() {
+            while ai < ack_events.len() && ack_events[ai].0 < st {
+                let o = tx.on_ack(&ack_events[ai].1, ack_events[ai].0);
+                acked += u64::from(o.acked);
+                lost += u64::from(o.lost);
+                ai += 1;
+            }
+            let (seq, ev) = tx.on_send(st);
+            assert_eq!(seq, k as u64);
+            lost += u64::from(ev);
+        }
+        for (at, a) in &ack_events[ai..] {
+            let o = tx.on_ack(a, *at);
+            acked += u64::from(o.acked);
+            lost += u64::from(o.lost);
+        }
+        lost += u64::from(tx.poll(u64::MAX / 2));
+        let s = tx.stats();
+        assert_eq!(acked, s.acked);
+        assert_eq!(lost, s.lost);
+        assert_eq!(acked + lost, n, "every packet settled once");
+        assert_eq!(tx.outstanding(), 0);
+        if !garbage {
+            // Only the receiver's abandoned holes can be mistaken for arrivals.
+            let d = delivered.len() as u64;
+            assert!(s.acked <= d + rx.abandoned(), "acked {} > delivered {d} + abandoned", s.acked);
+            assert!(s.lost + rx.abandoned() >= n - d, "lost {} < never delivered {}", s.lost, n - d);
+        }
+    }
+
+    #[test]
+    fn settles_everything_on_a_clean_path() {
+        let mut tx = AckTracker::new(TrackerConfig::default());
+        let mut rx = AckAggregator::new(AckPolicy::default());
+        let mut acked = 0;
+        for k in 0..10_000u64 {
+            let (seq, _) = tx.on_send(k * 1000);
+            if let Some(a) = rx.on_packet(seq, k * 1000, k * 1000 + 500) {
+                acked += tx.on_ack(&a, k * 1000 + 1000).acked;
+            }
+        }
+        if let Some(a) = rx.poll(u64::MAX) {
+            acked += tx.on_ack(&a, 10_001_000).acked;
+        }
+        assert_eq!(acked, 10_000);
+        assert_eq!(tx.stats().lost, 0);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn successes_plus_losses_equal_sent(seed in any::<u64>(), n in 1u64..3000, loss in 0.0f64..0.3,
+                                            dup in 0.0f64..0.2, ack_loss in 0.0f64..0.3, reorder in 0u64..3_000_000,
+                                            garbage in any::<bool>()) {
+            run_pattern(seed, n, loss, dup, ack_loss, reorder, garbage);
+        }
+
+        #[test]
+        fn tracker_never_panics_on_arbitrary_acks(acks in proptest::collection::vec((any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()), 1..50), sends in 0u64..600) {
+            let mut tx = AckTracker::new(TrackerConfig { window: 128, ..Default::default() });
+            for k in 0..sends { tx.on_send(k); }
+            for (c, b, e, d, now) in acks {
+                tx.on_ack(&AckInfo { cum: c % (sends + 70), bitmap: b, echo_ts_ns: e, ack_delay_ns: d }, now);
+                tx.on_ack(&AckInfo { cum: c, bitmap: b, echo_ts_ns: e, ack_delay_ns: d }, now);
+                tx.poll(now);
+                let s = tx.stats();
+                prop_assert_eq!(s.sent, s.acked + s.lost + tx.outstanding());
+            }
+        }
+
+        #[test]
+        fn receiver_never_panics(seqs in proptest::collection::vec(any::<u64>(), 1..200), small in proptest::collection::vec(0u64..300, 1..300)) {
+            let mut r = AckAggregator::new(AckPolicy { every_packets: 3, max_delay_ns: 5 });
+            for (i, s) in small.iter().chain(seqs.iter()).enumerate() {
+                let _ = r.on_packet(*s, i as u64, i as u64);
+                let _ = r.poll(i as u64);
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Per-worker counters in shared memory, readable by other processes (status
+//! CLI, bench, control) without locks.
+//!
+//! The file `/dev/shm/mongate-<name>.stats` holds a header and one
+//! cache-line-aligned [`WorkerCounters`] block per worker. Each block has a
+//! single writer (its worker), which updates with plain Relaxed load+store (no
+//! read-modify-write); readers take Relaxed snapshots. Counters only grow, so a
+//! reader sees each one monotonic.
+
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::engine::DropReason;
+
+/// "MGSTAT01".
+pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"MGSTAT01");
+/// Most workers a stats file describes.
+pub const MAX_WORKERS: usize = 64;
+/// Most ports per worker with their own counters.
+pub const MAX_PORTS: usize = 4;
+
+/// Counters of one port of a worker.
+#[repr(C)]
+#[derive(Default)]
+pub struct PortCounters {
+    /// Packets received.
+    pub rx_packets: AtomicU64,
+    /// Bytes received.
+    pub rx_bytes: AtomicU64,
+    /// Packets sent.
+    pub tx_packets: AtomicU64,
+    /// Bytes sent.
+    pub tx_bytes: AtomicU64,
+}
+
+/// Counters of one worker. `#[repr(C)]`, a whole number of cache lines.
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct WorkerCounters {
+    /// Loop iterations that moved at least one packet.
+    pub busy_loops: AtomicU64,
+    /// Loop iterations that found nothing to do.
+    pub idle_loops: AtomicU64,
+    /// Per-port packet and byte counts.
+    pub ports: [PortCounters; MAX_PORTS],
+    /// Drops by [`DropReason`] (index = discriminant).
+    pub drops: [AtomicU64; DropReason::COUNT],
+    /// Heartbeat: the worker's clock (ns) at its last flush.
+    pub heartbeat_ns: AtomicU64,
+}
+
+#[repr(C, align(64))]
+struct Header {
+    magic: AtomicU64,
+    workers: AtomicU64,
+    pid: AtomicU64,
+}
+
+/// Increments a single-writer counter.
+#[inline]
+pub fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+/// A snapshot of a worker's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerSnapshot {
+    /// Busy loop iterations.
+    pub busy_loops: u64,
+    /// Idle loop iterations.
+    pub idle_loops: u64,
+    /// rx packets per port.
+    pub rx_packets: Vec<u64>,
+    /// rx bytes per port.
+    pub rx_bytes: Vec<u64>,
+    /// tx packets per port.
+    pub tx_packets: Vec<u64>,
+    /// tx bytes per port.
+    pub tx_bytes: Vec<u64>,
+    /// Drops by reason name (non-zero only).
+    pub drops: std::collections::BTreeMap<String, u64>,
+    /// Last heartbeat (worker clock, ns).
+    pub heartbeat_ns: u64,
+}
+
+impl WorkerCounters {
+    /// Reads every counter (Relaxed).
+    pub fn snapshot(&self) -> WorkerSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut drops = std::collections::BTreeMap::new();
+        for r in DropReason::ALL {
+            let v = l(&self.drops[r as usize]);
+            if v > 0 {
+                drops.insert(r.name().to_string(), v);
+            }
+        }
+        WorkerSnapshot {
+            busy_loops: l(&self.busy_loops),
+            idle_loops: l(&self.idle_loops),
+            rx_packets: self.ports.iter().map(|p| l(&p.rx_packets)).collect(),
+            rx_bytes: self.ports.iter().map(|p| l(&p.rx_bytes)).collect(),
+            tx_packets: self.ports.iter().map(|p| l(&p.tx_packets)).collect(),
+            tx_bytes: self.ports.iter().map(|p| l(&p.tx_bytes)).collect(),
+            drops,
+            heartbeat_ns: l(&self.heartbeat_ns),
+        }
+    }
+}
+
+/// Errors opening a stats file.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    /// I/O.
+    #[error("stats file {path}: {err}")]
+    Io {
+        /// File.
+        path: PathBuf,
+        /// Error.
+        err: std::io::Error,
+    },
+    /// Not a stats file, or a different version.
+    #[error("stats file {0}: not a mongate stats file (bad magic)")]
+    Magic(PathBuf),
+    /// Too many workers.
+    #[error("stats: at most {MAX_WORKERS} workers")]
+    TooMany,
+}
+
+/// A mapped stats file.
+pub struct StatsRegion {
+    base: NonNull<u8>,
+    len: usize,
+    workers: usize,
+    path: PathBuf,
+    owner: bool,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics.
+unsafe impl Send for StatsRegion {}
+// SAFETY: as above: all access goes through `AtomicU64`.
+unsafe impl Sync for StatsRegion {}
+
+fn region_len(workers: usize) -> usize {
+    std::mem::size_of::<Header>() + workers * std::mem::size_of::<WorkerCounters>()
+}
+
+/// The stats file path for an instance name (e.g. the site name).
+pub fn stats_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm/mongate-{name}.stats"))
+}
+
+impl StatsRegion {
+    /// Creates (truncating) the stats file for `workers` workers. The file
+    /// is removed when the region is dropped.
+    pub fn create(path: &Path, workers: usize) -> Result<Self, StatsError> {
+        if workers > MAX_WORKERS {
+            return Err(StatsError::TooMany);
+        }
+        let io = |err| StatsError::Io { path: path.to_path_buf(), err };
+        let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).map_err(io)?;
+        let len = region_len(workers);
+        f.set_len(len as u64).map_err(io)?;
+        let r = Self::map(&f, len, workers, path, true)?;
+        let h = r.header();
+        h.workers.store(workers as u64, Ordering::Relaxed);
+        h.pid.store(u64::from(std::process::id()), Ordering::Relaxed);
+        h.magic.store(STATS_MAGIC, Ordering::Release);
+        Ok(r)
+    }
+
+    /// Opens an existing stats file read-only (shared mapping; values only read).
+    pub fn open(path: &Path) -> Result<Self, StatsError> {
+        let io = |err| StatsError::Io { path: path.to_path_buf(), err };
+        let f = OpenOptions::new().read(true).write(true).open(path).map_err(io)?;
+        let flen = usize::try_from(f.metadata().map_err(io)?.len()).unwrap_or(0);
+        if flen < std::mem::size_of::<Header>() {
+            return Err(StatsError::Magic(path.to_path_buf()));
+        }
+        let r = Self::map(&f, flen, 0, path, false)?;
+        let h = r.header();
+        if h.magic.load(Ordering::Acquire) != STATS_MAGIC {
+            return Err(StatsError::Magic(path.to_path_buf()));
+        }
+        let workers = usize::try_from(h.workers.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        if workers > MAX_WORKERS || region_len(workers) > flen {
+            return Err(StatsError::Magic(path.to_path_buf()));
+        }
+        let mut r = r;
+        r.workers = workers;
+        Ok(r)
+    }
+
+    fn map(f: &std::fs::File, len: usize, workers: usize, path: &Path, owner: bool) -> Result<Self, StatsError> {
+        // SAFETY: maps `len` bytes of a file we just opened read-write; the
+        // file is at least `len` long (set_len / metadata check).
+        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, f.as_raw_fd(), 0) };
+        if p == libc::MAP_FAILED {
+            return Err(StatsError::Io { path: path.to_path_buf(), err: std::io::Error::last_os_error() });
+        }
+        let base = NonNull::new(p.cast::<u8>()).ok_or_else(|| StatsError::Magic(path.to_path_buf()))?;
+        Ok(Self { base, len, workers, path: path.to_path_buf(), owner })
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the mapping is page-aligned and at least a header long.
+        unsafe { self.base.cast::<Header>().as_ref() }
+    }
+
+    /// Number of workers described.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Worker `i`'s counters.
+    pub fn worker(&self, i: usize) -> Option<&WorkerCounters> {
+        if i >= self.workers {
+            return None;
+        }
+        // SAFETY: `i < workers` and the mapping holds `workers` blocks after
+        // the header (checked at create/open); blocks are 64-byte aligned.
+        Some(unsafe { self.base.add(std::mem::size_of::<Header>()).cast::<WorkerCounters>().add(i).as_ref() })
+    }
+
+    /// Snapshots of every worker.
+    pub fn snapshot(&self) -> Vec<WorkerSnapshot> {
+        (0..self.workers).filter_map(|i| self.worker(i)).map(WorkerCounters::snapshot).collect()
+    }
+}
+
+impl Drop for StatsRegion {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`; references into it borrow `self`.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+        if self.owner {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_write_open_read() {
+        let path = std::env::temp_dir().join(format!("mongate-test-{}.stats", std::process::id()));
+        let w = StatsRegion::create(&path, 2).unwrap();
+        bump(&w.worker(1).unwrap().ports[0].rx_packets, 5);
+        bump(&w.worker(1).unwrap().drops[DropReason::Runt as usize], 2);
+        let r = StatsRegion::open(&path).unwrap();
+        assert_eq!(r.workers(), 2);
+        let s = r.snapshot();
+        assert_eq!(s[1].rx_packets[0], 5);
+        assert_eq!(s[1].drops.get("runt"), Some(&2));
+        assert_eq!(s[0].rx_packets[0], 0);
+        assert!(r.worker(2).is_none());
+        drop(r);
+        drop(w);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn garbage_file_is_refused() {
+        let path = std::env::temp_dir().join(format!("mongate-garbage-{}.stats", std::process::id()));
+        std::fs::write(&path, vec![7u8; 4096]).unwrap();
+        assert!(matches!(StatsRegion::open(&path), Err(StatsError::Magic(_))));
+        std::fs::write(&path, b"short").unwrap();
+        assert!(matches!(StatsRegion::open(&path), Err(StatsError::Magic(_))));
+        std::fs::remove_file(&path).unwrap();
+    }
+}

@@ -1,0 +1,130 @@
+//! io_uring UDP ports: for hosts or uplinks where AF_XDP is not possible (e.g.
+//! behind a NAT'd uplink) and as a baseline in benchmarks.
+//!
+//! One [`UringPort`] per worker: its own io_uring and its own UDP socket, all
+//! workers sharing the address with SO_REUSEPORT (the kernel spreads flows).
+//!
+//! - Receive: a provided-buffer ring (IORING_REGISTER_PBUF_RING) whose buffers
+//!   are frames of the worker's [`crate::engine::Arena`] (buffer id = frame
+//!   index), and one multishot `recvmsg` that learns each datagram's source. It
+//!   is re-armed whenever the kernel ends it (no `IORING_CQE_F_MORE`), e.g. with
+//!   ENOBUFS when the buffer ring ran dry. Each datagram is presented as a whole
+//!   Ethernet frame: a synthetic Ethernet + IPv4/IPv6 + UDP header (src = the
+//!   datagram's source, dst = the socket's address) is written in the frame in
+//!   front of the payload, which is never copied. The UDP checksum is left zero.
+//! - Send: the outer Ethernet/IP/UDP header the pipeline left in front of a
+//!   packet gives the destination; the UDP payload goes out with `SendMsg` from a
+//!   preallocated slot (msghdr + iovec + sockaddr), the whole batch in one
+//!   `submit`. Frames return to the pool when their send completes.
+//! - The ring is set up with SINGLE_ISSUER + DEFER_TASKRUN + TASKRUN_FLAG by
+//!   default: the port enters the kernel only when it has something to submit or
+//!   the kernel flagged pending completion work. SQPOLL is off unless asked.
+//!
+//! Layout: [`headers`] (pure: synthetic header, outer parser, sockaddr bytes),
+//! `socket` (socket options), `buf_ring` (the provided-buffer ring memory),
+//! `port` (the [`crate::engine::Port`] implementation), [`mmsg`] (a plain
+//! `recvmmsg`/`sendmmsg` loop: the benchmark baseline and a traffic generator).
+
+mod buf_ring;
+pub mod headers;
+pub mod mmsg;
+mod port;
+mod socket;
+
+use std::net::SocketAddr;
+
+pub use port::UringPort;
+
+/// Configuration of one [`UringPort`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UringConfig {
+    /// Local address to bind (port 0: any free port, see [`UringPort::local_addr`]).
+    /// IPv6 sockets are IPV6_V6ONLY.
+    pub local: SocketAddr,
+    /// Bind the socket to this device (SO_BINDTODEVICE).
+    pub device: Option<String>,
+    /// This port's index in its worker (`Packet::port`, `Verdict::Tx`).
+    pub index: u16,
+    /// Provided buffers (frames) kept posted for receive: a power of two,
+    /// at most 32768 and at most the arena's frames.
+    pub ring_entries: u16,
+    /// Buffer group id of the provided-buffer ring (unique per io_uring).
+    pub buf_group: u16,
+    /// Sends in flight at most (preallocated slots).
+    pub send_slots: u32,
+    /// Submission queue entries.
+    pub sq_entries: u32,
+    /// SO_RCVBUF / SO_SNDBUF in bytes (SO_*BUFFORCE is tried first, which
+    /// needs CAP_NET_ADMIN; otherwise `net.core.[rw]mem_max` caps it).
+    pub socket_buf_bytes: u32,
+    /// Use a kernel SQ polling thread with this idle time (ms). Off by default.
+    pub sqpoll_idle_ms: Option<u32>,
+    /// SINGLE_ISSUER + DEFER_TASKRUN (default); otherwise COOP_TASKRUN.
+    pub defer_taskrun: bool,
+}
+
+impl UringConfig {
+    /// Defaults for a port bound to `local` with index `index`: 4096 receive
+    /// buffers, 1024 send slots, 256 SQ entries, 8 MiB socket buffers.
+    pub fn new(local: SocketAddr, index: u16) -> Self {
+        Self {
+            local,
+            device: None,
+            index,
+            ring_entries: 4096,
+            buf_group: 0,
+            send_slots: 1024,
+            sq_entries: 256,
+            socket_buf_bytes: 8 << 20,
+            sqpoll_idle_ms: None,
+            defer_taskrun: true,
+        }
+    }
+}
+
+/// Counters kept by a port (plain integers: the port is single-threaded; the
+/// worker copies them into shared-memory stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UringCounters {
+    /// Datagrams delivered to the pipeline.
+    pub rx_packets: u64,
+    /// Payload bytes delivered.
+    pub rx_bytes: u64,
+    /// Datagrams dropped on receive (truncated: larger than a frame's room, or
+    /// an unknown source address family).
+    pub rx_dropped: u64,
+    /// Sends completed successfully.
+    pub tx_packets: u64,
+    /// Payload bytes sent.
+    pub tx_bytes: u64,
+    /// Multishot receives ended by ENOBUFS (buffer ring empty).
+    pub enobufs: u64,
+    /// Multishot receives armed (the first arm included).
+    pub rearms: u64,
+    /// Sends completed with an error.
+    pub send_errors: u64,
+    /// Packets dropped on send: malformed or unsupported outer header.
+    pub tx_malformed: u64,
+    /// Packets dropped on send: no free send slot / SQ full.
+    pub tx_full: u64,
+    /// Receive completions with an error other than ENOBUFS / ECANCELED.
+    pub recv_errors: u64,
+    /// `io_uring_enter` failures.
+    pub submit_errors: u64,
+}
+
+/// Errors creating a [`UringPort`].
+#[derive(Debug, thiserror::Error)]
+pub enum UringError {
+    /// A system call failed.
+    #[error("uring port: {what}: {err}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// OS error.
+        err: std::io::Error,
+    },
+    /// Configuration does not fit the arena or the kernel's limits.
+    #[error("uring port: {0}")]
+    Config(String),
+}

@@ -1,0 +1,218 @@
+//! The per-core worker: owns its ports (all sharing one [`Arena`]), its frame
+//! pool and its pipeline stage; runs `rx batch -> stage -> tx batch` in a busy
+//! loop with an optional back-off, and publishes counters to shared memory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::engine::{Arena, Batch, DropReason, FramePool, Nanos, Port, Stage, Verdict, now_ns};
+use crate::stats::{MAX_PORTS, WorkerCounters, bump};
+
+/// What a worker does when a loop iteration found no packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IdlePolicy {
+    /// Empty iterations spent busy-polling before backing off.
+    pub spin: u32,
+    /// Then sleep this long per empty iteration (0: keep spinning, yield only).
+    pub sleep_us: u32,
+}
+
+impl Default for IdlePolicy {
+    fn default() -> Self {
+        Self { spin: 2000, sleep_us: 0 }
+    }
+}
+
+/// Local, unshared counters flushed to shared memory once per loop.
+#[derive(Default)]
+struct Local {
+    rx: [u64; MAX_PORTS],
+    rx_bytes: [u64; MAX_PORTS],
+    tx: [u64; MAX_PORTS],
+    tx_bytes: [u64; MAX_PORTS],
+    drops: [u64; DropReason::COUNT],
+}
+
+/// One worker thread's state.
+pub struct Worker<S: Stage> {
+    // Ports before the arena: sockets close before the UMEM is unmapped.
+    ports: Vec<Box<dyn Port + Send>>,
+    stage: S,
+    pool: FramePool,
+    arena: Arena,
+    idle: IdlePolicy,
+    rx: Batch,
+    due: Batch,
+    local: Local,
+}
+
+impl<S: Stage> Worker<S> {
+    /// A worker over `ports` (index i = `Packet::port` i), all using `arena`.
+    pub fn new(arena: Arena, pool: FramePool, ports: Vec<Box<dyn Port + Send>>, stage: S, idle: IdlePolicy) -> Self {
+        Self { ports, stage, pool, arena, idle, rx: Batch::new(), due: Batch::new(), local: Local::default() }
+    }
+
+    /// The stage (for inspection after a run).
+    pub fn stage(&self) -> &S {
+        &self.stage
+    }
+
+    /// The ports.
+    pub fn ports(&self) -> &[Box<dyn Port + Send>] {
+        &self.ports
+    }
+
+    /// Free frames (for leak checks in tests).
+    pub fn free_frames(&self) -> usize {
+        self.pool.available()
+    }
+
+    /// Runs until `stop` is set. Counters go to `counters` (if given) once per
+    /// busy iteration, and at least every 1024 idle ones.
+    pub fn run(&mut self, stop: &AtomicBool, counters: Option<&WorkerCounters>) {
+        let mut empty = 0u32;
+        let mut idle_since_flush = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let now = now_ns();
+            let moved = self.poll_once(now);
+            if moved > 0 {
+                empty = 0;
+                if let Some(c) = counters {
+                    bump(&c.busy_loops, 1);
+                    self.flush(c, now);
+                }
+            } else {
+                empty = empty.saturating_add(1);
+                idle_since_flush += 1;
+                if idle_since_flush >= 1024 {
+                    if let Some(c) = counters {
+                        bump(&c.idle_loops, u64::from(idle_since_flush));
+                        self.flush(c, now);
+                    }
+                    idle_since_flush = 0;
+                }
+                if empty > self.idle.spin {
+                    if self.idle.sleep_us > 0 {
+                        std::thread::sleep(std::time::Duration::from_micros(u64::from(self.idle.sleep_us)));
+                    } else {
+                        std::thread::yield_now();
+                    }
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        if let Some(c) = counters {
+            self.flush(c, now_ns());
+        }
+    }
+
+    /// One iteration: housekeeping, one rx batch per port through the stage,
+    /// paced departures. Returns packets moved.
+    pub fn poll_once(&mut self, now: Nanos) -> usize {
+        let mut moved = 0;
+        for p in self.ports.iter_mut() {
+            p.maintain(&mut self.pool);
+        }
+        for i in 0..self.ports.len() {
+            self.rx.clear();
+            let n = self.ports[i].recv(&mut self.arena, &mut self.pool, &mut self.rx);
+            if n == 0 {
+                continue;
+            }
+            moved += n;
+            if let Some(l) = self.local.rx.get_mut(i) {
+                *l += n as u64;
+            }
+            if let Some(l) = self.local.rx_bytes.get_mut(i) {
+                *l += self.rx.as_slice().iter().map(|p| u64::from(p.len)).sum::<u64>();
+            }
+            self.stage.process(now, &mut self.arena, &mut self.rx);
+            Self::dispatch(&mut self.ports, &mut self.arena, &mut self.pool, &mut self.local, &mut self.rx);
+        }
+        loop {
+            self.due.clear();
+            self.stage.poll(now, &mut self.arena, &mut self.due);
+            if self.due.is_empty() {
+                break;
+            }
+            moved += self.due.len();
+            Self::dispatch(&mut self.ports, &mut self.arena, &mut self.pool, &mut self.local, &mut self.due);
+        }
+        moved
+    }
+
+    /// Sends, drops or leaves (held) every packet of `batch`, then clears it.
+    fn dispatch(ports: &mut [Box<dyn Port + Send>], arena: &mut Arena, pool: &mut FramePool, local: &mut Local, batch: &mut Batch) {
+        let nports = ports.len();
+        let mut want = [false; 16];
+        for p in batch.as_mut_slice() {
+            match p.verdict {
+                Verdict::Tx(j) if usize::from(j) < nports => {
+                    if let Some(w) = want.get_mut(usize::from(j)) {
+                        *w = true;
+                    }
+                }
+                Verdict::Tx(_) => p.verdict = Verdict::Drop(DropReason::NoRoute),
+                Verdict::Pending => p.verdict = Verdict::Drop(DropReason::Other),
+                _ => {}
+            }
+        }
+        for (j, port) in ports.iter_mut().enumerate() {
+            if !want.get(j).copied().unwrap_or(false) {
+                continue;
+            }
+            let (sent, dropped) = port.send(arena, pool, batch.as_slice());
+            if let Some(l) = local.tx.get_mut(j) {
+                *l += sent as u64;
+            }
+            local.drops[DropReason::TxFull as usize] += dropped as u64;
+            if let Some(l) = local.tx_bytes.get_mut(j) {
+                let jj = u16::try_from(j).unwrap_or(u16::MAX);
+                *l += batch.as_slice().iter().filter(|p| p.verdict == Verdict::Tx(jj)).map(|p| u64::from(p.len)).sum::<u64>();
+            }
+        }
+        for p in batch.as_slice() {
+            if let Verdict::Drop(r) = p.verdict {
+                local.drops[r as usize] += 1;
+                pool.free(p.addr);
+            }
+        }
+        batch.clear();
+    }
+
+    fn flush(&mut self, c: &WorkerCounters, now: Nanos) {
+        let l = &mut self.local;
+        for i in 0..MAX_PORTS {
+            for (v, a) in [
+                (&mut l.rx[i], &c.ports[i].rx_packets),
+                (&mut l.rx_bytes[i], &c.ports[i].rx_bytes),
+                (&mut l.tx[i], &c.ports[i].tx_packets),
+                (&mut l.tx_bytes[i], &c.ports[i].tx_bytes),
+            ] {
+                if *v > 0 {
+                    bump(a, *v);
+                    *v = 0;
+                }
+            }
+        }
+        for (v, a) in l.drops.iter_mut().zip(c.drops.iter()) {
+            if *v > 0 {
+                bump(a, *v);
+                *v = 0;
+            }
+        }
+        c.heartbeat_ns.store(now, Ordering::Relaxed);
+    }
+}
+
+/// Pins the calling thread to `core` (a no-op with a warning result if the
+/// core does not exist).
+pub fn pin_to_core(core: usize) -> bool {
+    core_affinity::set_for_current(core_affinity::CoreId { id: core })
+}
+
+/// A stop flag shared by the workers and the signal handler.
+pub fn stop_flag() -> Arc<AtomicBool> {
+    Arc::new(AtomicBool::new(false))
+}

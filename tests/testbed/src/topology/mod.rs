@@ -1,0 +1,4 @@
+//! Ready-made topologies built from [`crate::Netns`] and [`crate::link`].
+
+pub mod forward;
+pub mod sites;
