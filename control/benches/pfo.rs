@@ -34,9 +34,12 @@ fn figures() {
                 println!("(AttMpls graph not found at {GRAPH}; set PFO_GRAPHML)");
                 return;
             };
-            let mut forms = vec![("pieces", Formulation::EnvelopePieces), ("log", Formulation::EnvelopeLog)];
+            let mut forms = vec![("incremental", Formulation::Incremental), ("pieces", Formulation::EnvelopePieces), ("log", Formulation::EnvelopeLog)];
             if plain {
                 forms.push(("plain", Formulation::Plain));
+            }
+            if let Ok(only) = std::env::var("PFO_BENCH_FORMS") {
+                forms.retain(|(name, _)| only.split(',').any(|o| o == *name));
             }
             for (name, form) in forms {
                 let full = solve(&inst, &SolveOptions { time_limit: Some(limit), formulation: form, ..SolveOptions::default() });

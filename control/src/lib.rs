@@ -3,3 +3,4 @@
 
 pub mod mapping;
 pub mod pfo;
+pub mod paths;

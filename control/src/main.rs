@@ -32,8 +32,8 @@ struct PfoArgs {
     /// Relative gap at which the plan counts as optimal.
     #[arg(long, default_value_t = 1e-4)]
     gap: f64,
-    /// MILP formulation: pieces (default), log, plain (baseline).
-    #[arg(long, default_value = "pieces")]
+    /// MILP formulation: incremental (default), pieces, log, plain (baseline).
+    #[arg(long, default_value = "incremental")]
     formulation: String,
     /// Print the plan as JSON (the plan format) instead of a table.
     #[arg(long)]
@@ -49,10 +49,11 @@ fn pfo(args: &PfoArgs) -> anyhow::Result<()> {
     }
     anyhow::ensure!(args.gap.is_finite() && args.gap > 0.0, "--gap must be positive");
     let formulation = match args.formulation.as_str() {
+        "incremental" => Formulation::Incremental,
         "pieces" => Formulation::EnvelopePieces,
         "log" => Formulation::EnvelopeLog,
         "plain" => Formulation::Plain,
-        other => anyhow::bail!("unknown --formulation {other:?} (pieces, log, plain)"),
+        other => anyhow::bail!("unknown --formulation {other:?} (incremental, pieces, log, plain)"),
     };
     let opts = SolveOptions {
         time_limit: args.time_limit,

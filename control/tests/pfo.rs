@@ -76,7 +76,7 @@ fn triangle(ac: UtilitySpec, bc: UtilitySpec, n_ac: u32, n_bc: u32) -> Instance 
 fn paper_triangle_direct_10_via_b_5() {
     // A->C is worth twice B->C per Mbps: A->C takes both routes, B->C gets nothing.
     let inst = triangle(UtilitySpec::Linear { slope: 2.0 }, UtilitySpec::Linear { slope: 1.0 }, 1, 1);
-    for form in [Formulation::EnvelopePieces, Formulation::EnvelopeLog, Formulation::Plain] {
+    for form in [Formulation::Incremental, Formulation::EnvelopePieces, Formulation::EnvelopeLog, Formulation::Plain] {
         let plan = solve(&inst, &opts(form));
         check_plan(&inst, &plan);
         assert_eq!(plan.status, Status::Optimal);
@@ -97,7 +97,7 @@ fn triangle_with_nonconcave_utilities_matches_oracle() {
     let conc = pwl(&[[0.0, 0.0], [1.0, 0.6], [3.0, 1.0]]);
     let inst = triangle(sig, conc, 3, 3);
     let oracle = brute_force(&inst, 10_000).unwrap();
-    let plan = solve(&inst, &opts(Formulation::EnvelopePieces));
+    let plan = solve(&inst, &opts(Formulation::Incremental));
     check_plan(&inst, &plan);
     assert!(close(plan.objective, oracle.objective, 1e-6), "{} vs {}", plan.objective, oracle.objective);
 }
@@ -127,7 +127,7 @@ fn one_link_step_utility_admits_what_fits() {
         flows: vec![flow("f", "c", &["L"])],
     })
     .unwrap();
-    let plan = solve(&inst, &opts(Formulation::EnvelopePieces));
+    let plan = solve(&inst, &opts(Formulation::Incremental));
     check_plan(&inst, &plan);
     assert_eq!(plan.classes[0].sessions, 3);
     assert!(close(plan.objective, 3.0, 1e-7));
@@ -141,7 +141,7 @@ fn parallel_routes_are_both_used() {
         flows: vec![flow("f1", "c", &["L1"]), flow("f2", "c", &["L2"])],
     })
     .unwrap();
-    let plan = solve(&inst, &opts(Formulation::EnvelopePieces));
+    let plan = solve(&inst, &opts(Formulation::Incremental));
     check_plan(&inst, &plan);
     assert!(close(plan.objective, 10.0, 1e-7));
     assert!(close(plan.links[0].load, 4.0, 1e-7) && close(plan.links[1].load, 6.0, 1e-7));
@@ -156,7 +156,7 @@ fn flat_utility_gets_floor_weights_not_zero() {
         flows: vec![flow("f", "c", &["L"])],
     })
     .unwrap();
-    let plan = solve(&inst, &opts(Formulation::EnvelopePieces));
+    let plan = solve(&inst, &opts(Formulation::Incremental));
     check_plan(&inst, &plan);
     assert!(close(plan.objective, 2.0, 1e-7));
     let f = &plan.flows[0];
@@ -248,7 +248,7 @@ proptest! {
     fn solver_matches_brute_force(file in tiny_instance()) {
         let inst = Instance::from_file(&file).unwrap();
         let oracle = brute_force(&inst, 5_000).unwrap();
-        for form in [Formulation::EnvelopePieces, Formulation::EnvelopeLog] {
+        for form in [Formulation::Incremental, Formulation::EnvelopePieces, Formulation::EnvelopeLog] {
             let plan = solve(&inst, &opts(form));
             check_plan(&inst, &plan);
             prop_assert_eq!(plan.status, Status::Optimal);

@@ -29,19 +29,26 @@ const FRAME_SIZE: u32 = 2048;
 const HEADROOM: u32 = 256;
 
 fn secs() -> Duration {
-    let s = std::env::var("MONGATE_BENCH_SECS").ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(2.0);
+    let s = std::env::var("MONGATE_BENCH_SECS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(2.0);
     Duration::from_secs_f64(s.clamp(0.1, 60.0))
 }
 
 fn pin(core: usize) {
-    if let Some(id) = core_affinity::get_core_ids().and_then(|ids| ids.get(core % ids.len().max(1)).copied()) {
+    if let Some(id) =
+        core_affinity::get_core_ids().and_then(|ids| ids.get(core % ids.len().max(1)).copied())
+    {
         core_affinity::set_for_current(id);
     }
 }
 
 /// Writes an Ethernet + IPv4 + UDP frame to `dst` with a PAYLOAD-byte payload at `addr`.
 fn write_v4_frame(arena: &mut Arena, addr: u64, dst: SocketAddr) -> u32 {
-    let SocketAddr::V4(d) = dst else { unreachable!("bench is IPv4") };
+    let SocketAddr::V4(d) = dst else {
+        unreachable!("bench is IPv4")
+    };
     let len = 42 + PAYLOAD;
     let f = arena.get_mut(addr, len as u32).expect("frame in arena");
     f[..42].fill(0);
@@ -58,12 +65,21 @@ fn write_v4_frame(arena: &mut Arena, addr: u64, dst: SocketAddr) -> u32 {
     len as u32
 }
 
-fn open_port(arena: &Arena, pool: &mut FramePool) -> UringPort {
+fn open_port(arena: &Arena, pool: &mut FramePool, send_to: bool) -> UringPort {
     let mut cfg = UringConfig::new("127.0.0.1:0".parse().unwrap(), 0);
     cfg.ring_entries = 4096;
+    cfg.send_to = send_to;
     // SAFETY: the arena is declared before the port in every caller, so it
     // outlives it, and the same arena/pool are passed to every call.
     unsafe { UringPort::new(&cfg, arena, pool) }.expect("uring port")
+}
+
+/// A baseline socket with the same buffer sizes as the UringPort's default.
+fn mmsg_socket() -> MmsgSocket {
+    let m = MmsgSocket::new(UdpSocket::bind("127.0.0.1:0").unwrap(), BATCH_SIZE, 2048).unwrap();
+    m.set_buffers(UringConfig::new("127.0.0.1:0".parse().unwrap(), 0).socket_buf_bytes)
+        .unwrap();
+    m
 }
 
 fn sink() -> (UdpSocket, SocketAddr) {
@@ -72,15 +88,19 @@ fn sink() -> (UdpSocket, SocketAddr) {
     (s, a)
 }
 
-fn tx_uring(d: Duration) -> f64 {
+fn tx_uring(d: Duration, send_to: bool) -> f64 {
     pin(1);
     let (_sink, dst) = sink();
     let arena = Arena::new(FRAMES, FRAME_SIZE, HEADROOM, false).unwrap();
     let mut pool = FramePool::new(&arena);
     let mut arena = arena;
-    let mut port = open_port(&arena, &mut pool);
+    let mut port = open_port(&arena, &mut pool, send_to);
     let mut pkts = [Packet::new(0, 0, 0, 0); BATCH_SIZE];
-    let run = |port: &mut UringPort, arena: &mut Arena, pool: &mut FramePool, pkts: &mut [Packet; BATCH_SIZE], until: Instant| {
+    let run = |port: &mut UringPort,
+               arena: &mut Arena,
+               pool: &mut FramePool,
+               pkts: &mut [Packet; BATCH_SIZE],
+               until: Instant| {
         while Instant::now() < until {
             port.maintain(pool);
             let mut n = 0;
@@ -88,13 +108,22 @@ fn tx_uring(d: Duration) -> f64 {
                 let Some(frame) = pool.alloc() else { break };
                 let addr = frame + u64::from(HEADROOM);
                 let len = write_v4_frame(arena, addr, dst);
-                pkts[n] = Packet { verdict: Verdict::Tx(0), ..Packet::new(addr, len, 0, 0) };
+                pkts[n] = Packet {
+                    verdict: Verdict::Tx(0),
+                    ..Packet::new(addr, len, 0, 0)
+                };
                 n += 1;
             }
             port.send(arena, pool, &pkts[..n]);
         }
     };
-    run(&mut port, &mut arena, &mut pool, &mut pkts, Instant::now() + d / 5);
+    run(
+        &mut port,
+        &mut arena,
+        &mut pool,
+        &mut pkts,
+        Instant::now() + d / 5,
+    );
     let c0 = port.counters().tx_packets;
     let t0 = Instant::now();
     run(&mut port, &mut arena, &mut pool, &mut pkts, t0 + d);
@@ -106,7 +135,7 @@ fn tx_uring(d: Duration) -> f64 {
 fn tx_mmsg(d: Duration) -> f64 {
     pin(1);
     let (_sink, dst) = sink();
-    let mut m = MmsgSocket::new(UdpSocket::bind("127.0.0.1:0").unwrap(), BATCH_SIZE, 2048).unwrap();
+    let mut m = mmsg_socket();
     m.fill(&[0xab; PAYLOAD]);
     let mut sent = 0u64;
     let end_warm = Instant::now() + d / 5;
@@ -121,10 +150,14 @@ fn tx_mmsg(d: Duration) -> f64 {
 }
 
 /// Floods `dst` from core 0 until `stop`.
-fn blaster(dst: SocketAddr, stop: Arc<AtomicBool>, limit: Duration) -> std::thread::JoinHandle<u64> {
+fn blaster(
+    dst: SocketAddr,
+    stop: Arc<AtomicBool>,
+    limit: Duration,
+) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         pin(0);
-        let mut m = MmsgSocket::new(UdpSocket::bind("127.0.0.1:0").unwrap(), BATCH_SIZE, 2048).unwrap();
+        let mut m = mmsg_socket();
         m.fill(&[0xcd; PAYLOAD]);
         let t0 = Instant::now();
         let mut sent = 0u64;
@@ -135,13 +168,13 @@ fn blaster(dst: SocketAddr, stop: Arc<AtomicBool>, limit: Duration) -> std::thre
     })
 }
 
-fn relay_uring(d: Duration) -> (f64, u64) {
+fn relay_uring(d: Duration, send_to: bool) -> (f64, u64) {
     pin(1);
     let (_sink, dst) = sink();
     let arena = Arena::new(FRAMES, FRAME_SIZE, HEADROOM, false).unwrap();
     let mut pool = FramePool::new(&arena);
     let mut arena = arena;
-    let mut port = open_port(&arena, &mut pool);
+    let mut port = open_port(&arena, &mut pool, send_to);
     let stop = Arc::new(AtomicBool::new(false));
     let h = blaster(port.local_addr(), Arc::clone(&stop), d * 3);
     let mut batch = Batch::new();
@@ -179,12 +212,16 @@ fn relay_uring(d: Duration) -> (f64, u64) {
 fn relay_mmsg(d: Duration) -> f64 {
     pin(1);
     let (_sink, dst) = sink();
-    let mut m = MmsgSocket::new(UdpSocket::bind("127.0.0.1:0").unwrap(), BATCH_SIZE, 2048).unwrap();
+    let mut m = mmsg_socket();
     let stop = Arc::new(AtomicBool::new(false));
     let h = blaster(m.socket().local_addr().unwrap(), Arc::clone(&stop), d * 3);
     let step = |m: &mut MmsgSocket| -> u64 {
         let n = m.recv().unwrap();
-        if n == 0 { 0 } else { m.send(n, dst).unwrap() as u64 }
+        if n == 0 {
+            0
+        } else {
+            m.send(n, dst).unwrap() as u64
+        }
     };
     let warm = Instant::now() + d / 5;
     while Instant::now() < warm {
@@ -204,14 +241,51 @@ fn relay_mmsg(d: Duration) -> f64 {
 fn main() {
     // `cargo bench` passes `--bench`; `cargo test --benches` runs us without it:
     // then only check that everything runs, briefly.
-    let d = if std::env::args().any(|a| a == "--bench") { secs() } else { Duration::from_millis(100) };
-    let cases: [(&str, f64, f64); 2] = [
-        ("tx (send only)", tx_uring(d), tx_mmsg(d)),
-        ("relay (recv + send)", relay_uring(d).0, relay_mmsg(d)),
-    ];
-    println!("io_uring UDP port vs recvmmsg/sendmmsg, loopback, {PAYLOAD}-byte payloads, batch {BATCH_SIZE}, {d:?} per case");
-    println!("{:<22} {:>14} {:>14} {:>8}", "case", "io_uring Mpps", "mmsg Mpps", "ratio");
-    for (name, u, m) in cases {
-        println!("{name:<22} {:>14.3} {:>14.3} {:>8.2}", u / 1e6, m / 1e6, u / m);
+    let bench = std::env::args().any(|a| a == "--bench");
+    let d = if bench {
+        secs()
+    } else {
+        Duration::from_millis(100)
+    };
+    let rounds: usize = if bench {
+        std::env::var("MONGATE_BENCH_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3)
+            .clamp(1, 20)
+    } else {
+        1
+    };
+    // Variants interleaved round by round so that background load hits all alike;
+    // best of the rounds reported.
+    let mut best = [[0f64; 3]; 2];
+    for _ in 0..rounds {
+        let tx = [tx_uring(d, false), tx_uring(d, true), tx_mmsg(d)];
+        let relay = [
+            relay_uring(d, false).0,
+            relay_uring(d, true).0,
+            relay_mmsg(d),
+        ];
+        for (b, r) in best.iter_mut().zip([tx, relay]) {
+            for (x, y) in b.iter_mut().zip(r) {
+                *x = x.max(y);
+            }
+        }
+    }
+    println!(
+        "io_uring UDP port vs recvmmsg/sendmmsg, loopback, {PAYLOAD}-byte payloads, batch {BATCH_SIZE}, best of {rounds} x {d:?}"
+    );
+    println!(
+        "{:<20} {:>16} {:>16} {:>10} {:>16}",
+        "case (Mpps)", "uring SENDMSG", "uring SEND+addr", "mmsg", "SENDMSG/mmsg"
+    );
+    for (name, b) in ["tx (send only)", "relay (recv+send)"].iter().zip(best) {
+        println!(
+            "{name:<20} {:>16.3} {:>16.3} {:>10.3} {:>16.2}",
+            b[0] / 1e6,
+            b[1] / 1e6,
+            b[2] / 1e6,
+            b[0] / b[2]
+        );
     }
 }

@@ -16,6 +16,7 @@
 //!   [`pacing`] Poisson pacers and timer wheel, [`montra`] rate controllers.
 
 pub mod afxdp;
+pub mod app;
 pub mod bpf;
 pub mod engine;
 pub mod forward;

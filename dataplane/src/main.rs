@@ -5,16 +5,14 @@
 //! counters of a running instance.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
-use mongate_dataplane::afxdp::{AfXdpConfig, AfXdpPort, BindMode};
-use mongate_dataplane::bpf::{XdpAttachment, XdpFilter, XdpMode};
-use mongate_dataplane::engine::{Arena, FramePool, Port};
-use mongate_dataplane::forward::{ForwardRule, L3Forward};
+use mongate_dataplane::afxdp::BindMode;
+use mongate_dataplane::app::{ForwardConfig, StageKind, start_forward};
+use mongate_dataplane::bpf::XdpMode;
 use mongate_dataplane::stats::{StatsRegion, stats_path};
-use mongate_dataplane::worker::{IdlePolicy, Worker, pin_to_core};
+use mongate_dataplane::worker::IdlePolicy;
 
 #[derive(Parser)]
 #[command(name = "mongate-dataplane", version, about = "mongate dataplane: pinned per-core AF_XDP / io_uring workers")]
@@ -73,6 +71,9 @@ struct ForwardArgs {
     /// Busy-poll iterations before yielding when idle.
     #[arg(long, default_value_t = 2000)]
     spin: u32,
+    /// Pipeline: `forward` (IP forwarding) or `drop` (rx-drop benchmark).
+    #[arg(long, default_value = "forward")]
+    stage: String,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     duration_s: Option<f64>,
@@ -99,12 +100,6 @@ fn parse_bind(s: &str) -> Result<BindMode, String> {
     }
 }
 
-fn iface_mac(ifname: &str) -> anyhow::Result<[u8; 6]> {
-    let path = format!("/sys/class/net/{ifname}/address");
-    let text = std::fs::read_to_string(&path).map_err(|_| anyhow::anyhow!("{ifname}: no such interface (see `ip link`)"))?;
-    parse_mac(text.trim()).map_err(|e| anyhow::anyhow!("{ifname}: {e}"))
-}
-
 static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -120,68 +115,30 @@ fn install_signals() {
 }
 
 fn forward(a: ForwardArgs) -> anyhow::Result<()> {
-    if a.queues == 0 || a.queues > 64 {
-        anyhow::bail!("--queues must be 1..=64");
-    }
-    let in_mac = iface_mac(&a.input)?;
-    let out_mac = iface_mac(&a.output)?;
-    let xdp_in = XdpAttachment::attach(&a.input, &XdpFilter::lan(&[], &[]), a.queues, a.xdp_mode)?;
-    let xdp_out = match a.reverse_next_hop_mac {
-        Some(_) => Some(XdpAttachment::attach(&a.output, &XdpFilter::lan(&[], &[]), a.queues, a.xdp_mode)?),
-        None => None,
+    let stage = match a.stage.as_str() {
+        "forward" => StageKind::Forward,
+        "drop" => StageKind::Drop,
+        other => anyhow::bail!("unknown --stage {other:?}: use forward or drop"),
     };
-    let stats = Arc::new(StatsRegion::create(&stats_path(&a.name), usize::try_from(a.queues)?)?);
-    let mut threads = Vec::new();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut names = Vec::new();
-    for q in 0..a.queues {
-        let arena = Arena::new(a.frames, 2048, 256, true)?;
-        let mut pool = FramePool::new(&arena);
-        let mut cfg_in = AfXdpConfig::new(&a.input, q);
-        cfg_in.bind = a.bind;
-        let mut cfg_out = AfXdpConfig::new(&a.output, q);
-        cfg_out.bind = a.bind;
-        let p_in = AfXdpPort::open(&cfg_in, 0, &arena, None, Some(&xdp_in))?;
-        let mut p_out = AfXdpPort::open(&cfg_out, 1, &arena, Some(&p_in), xdp_out.as_ref())?;
-        // A transmit-only port keeps no receive buffers.
-        if xdp_out.is_none() {
-            p_out.set_fill_target(0);
-        }
-        let mut p_in = p_in;
-        p_in.set_fill_target((a.frames / 2).min(4096));
-        names.push(p_in.name().to_string());
-        names.push(p_out.name().to_string());
-        let mut stage = L3Forward::new(a.mtu).with_rule(0, ForwardRule { out_port: 1, src_mac: out_mac, dst_mac: a.next_hop_mac });
-        if let Some(rev) = a.reverse_next_hop_mac {
-            stage = stage.with_rule(1, ForwardRule { out_port: 0, src_mac: in_mac, dst_mac: rev });
-        }
-        // Hand the kernel its receive buffers before traffic starts.
-        p_in.maintain(&mut pool);
-        let ports: Vec<Box<dyn Port + Send>> = vec![Box::new(p_in), Box::new(p_out)];
-        let mut w = Worker::new(arena, pool, ports, stage, IdlePolicy { spin: a.spin, sleep_us: 0 });
-        let core = (!a.cores.is_empty()).then(|| a.cores[usize::try_from(q).unwrap_or(0) % a.cores.len()]);
-        let stop = stop.clone();
-        let stats = stats.clone();
-        threads.push(std::thread::Builder::new().name(format!("mg-worker-{q}")).spawn(move || {
-            if let Some(c) = core {
-                if !pin_to_core(c) {
-                    eprintln!("warning: worker {q}: could not pin to core {c}");
-                }
-            }
-            w.run(&stop, stats.worker(usize::try_from(q).unwrap_or(0)));
-        })?);
-    }
-    println!("ready: {} workers, xdp {:?}; ports: {}", a.queues, xdp_in.mode(), names.join(", "));
+    let mut c = ForwardConfig::new(&a.input, &a.output, a.next_hop_mac);
+    c.queues = a.queues;
+    c.cores = a.cores;
+    c.xdp_mode = a.xdp_mode;
+    c.bind = a.bind;
+    c.reverse_next_hop_mac = a.reverse_next_hop_mac;
+    c.mtu = a.mtu;
+    c.frames = a.frames;
+    c.name = a.name;
+    c.idle = IdlePolicy { spin: a.spin, sleep_us: 0 };
+    c.stage = stage;
+    let dp = start_forward(&c)?;
+    println!("ready: {} workers, xdp {:?}; ports: {}", a.queues, dp.xdp_mode, dp.ports.join(", "));
     install_signals();
     let deadline = a.duration_s.map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s.max(0.0)));
-    while !STOP.load(Ordering::Relaxed) && deadline.is_none_or(|d| std::time::Instant::now() < d) {
+    while !STOP.load(Ordering::Relaxed) && deadline.is_none_or(|d| std::time::Instant::now() < d) && dp.healthy() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    stop.store(true, Ordering::Relaxed);
-    for t in threads {
-        let _ = t.join();
-    }
-    let snap = stats.snapshot();
+    let snap = dp.stop();
     println!("{}", serde_json::to_string(&snap)?);
     Ok(())
 }

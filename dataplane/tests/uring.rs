@@ -52,7 +52,11 @@ fn parse_synthetic(f: &[u8]) -> (SocketAddr, SocketAddr, usize) {
         0x0800 => {
             let ip = &f[14..34];
             assert_eq!(ip[0], 0x45);
-            assert_eq!(usize::from(u16::from_be_bytes([ip[2], ip[3]])), f.len() - 14, "IPv4 total length");
+            assert_eq!(
+                usize::from(u16::from_be_bytes([ip[2], ip[3]])),
+                f.len() - 14,
+                "IPv4 total length"
+            );
             assert_eq!(ip[9], 17);
             let s = IpAddr::from(<[u8; 4]>::try_from(&ip[12..16]).unwrap());
             let d = IpAddr::from(<[u8; 4]>::try_from(&ip[16..20]).unwrap());
@@ -62,7 +66,11 @@ fn parse_synthetic(f: &[u8]) -> (SocketAddr, SocketAddr, usize) {
             let ip = &f[14..54];
             assert_eq!(ip[0] >> 4, 6);
             assert_eq!(ip[6], 17);
-            assert_eq!(usize::from(u16::from_be_bytes([ip[4], ip[5]])), f.len() - 54, "IPv6 payload length");
+            assert_eq!(
+                usize::from(u16::from_be_bytes([ip[4], ip[5]])),
+                f.len() - 54,
+                "IPv6 payload length"
+            );
             let s = IpAddr::from(<[u8; 16]>::try_from(&ip[8..24]).unwrap());
             let d = IpAddr::from(<[u8; 16]>::try_from(&ip[24..40]).unwrap());
             (s, d, 54, f.len() - 54)
@@ -70,7 +78,11 @@ fn parse_synthetic(f: &[u8]) -> (SocketAddr, SocketAddr, usize) {
         other => panic!("unexpected ethertype {other:#x}"),
     };
     let udp = &f[l4..l4 + 8];
-    assert_eq!(usize::from(u16::from_be_bytes([udp[4], udp[5]])), ip_payload_len, "UDP length");
+    assert_eq!(
+        usize::from(u16::from_be_bytes([udp[4], udp[5]])),
+        ip_payload_len,
+        "UDP length"
+    );
     let sp = u16::from_be_bytes([udp[0], udp[1]]);
     let dp = u16::from_be_bytes([udp[2], udp[3]]);
     (SocketAddr::new(src, sp), SocketAddr::new(dst, dp), l4 + 8)
@@ -94,7 +106,7 @@ fn set_outer_dst(f: &mut [u8], dst: SocketAddr) {
 /// The sender keeps at most `WINDOW` datagrams between itself and the sink, so
 /// neither the port's buffer ring nor the sink's default socket buffer can
 /// overflow: every datagram must arrive.
-fn relay(bind: &str, n: u64) {
+fn relay(bind: &str, n: u64, mode: &str, tweak: impl Fn(&mut UringConfig)) {
     const WINDOW: u64 = 128;
     let deadline = Instant::now() + Duration::from_secs(120);
     let arena = Arena::new(FRAMES, FRAME_SIZE, HEADROOM, false).unwrap();
@@ -102,11 +114,16 @@ fn relay(bind: &str, n: u64) {
     let mut arena = arena;
     let mut cfg = UringConfig::new(bind.parse().unwrap(), 0);
     cfg.ring_entries = 1024;
+    tweak(&mut cfg);
     let mut port = open(&cfg, &arena, &mut pool);
     let port_addr = port.local_addr();
     assert_eq!(port_addr.ip(), cfg.local.ip());
     assert_ne!(port_addr.port(), 0);
-    assert!(port.name().contains("defer_taskrun"), "default ring mode on this kernel: {}", port.name());
+    assert!(
+        port.name().contains(mode),
+        "ring mode: {}",
+        port.name()
+    );
 
     let sink = UdpSocket::bind(bind).unwrap();
     sink.set_nonblocking(true).unwrap();
@@ -152,7 +169,10 @@ fn relay(bind: &str, n: u64) {
             assert_eq!(src, sender_addr);
             assert_eq!(dst, port_addr);
             let seq = check_payload(&f[off..]);
-            assert!(!std::mem::replace(&mut seen_rx[seq as usize], true), "seq {seq} received twice");
+            assert!(
+                !std::mem::replace(&mut seen_rx[seq as usize], true),
+                "seq {seq} received twice"
+            );
             rx += 1;
             set_outer_dst(f, sink_addr);
             p.verdict = Verdict::Tx(0);
@@ -163,9 +183,15 @@ fn relay(bind: &str, n: u64) {
         loop {
             match sink.recv_from(&mut sink_buf) {
                 Ok((len, from)) => {
-                    assert_eq!(from, port_addr, "relayed datagram must come from the port's socket");
+                    assert_eq!(
+                        from, port_addr,
+                        "relayed datagram must come from the port's socket"
+                    );
                     let seq = check_payload(&sink_buf[..len]);
-                    assert!(!std::mem::replace(&mut seen_sink[seq as usize], true), "seq {seq} relayed twice");
+                    assert!(
+                        !std::mem::replace(&mut seen_sink[seq as usize], true),
+                        "seq {seq} relayed twice"
+                    );
                     at_sink += 1;
                     acked.store(at_sink, Ordering::Release);
                 }
@@ -189,16 +215,48 @@ fn relay(bind: &str, n: u64) {
     assert_eq!(c.tx_packets, n);
     assert_eq!(c.enobufs, 0, "the window is smaller than the buffer ring");
     assert_eq!(c.rearms, 1, "the multishot receive never ended");
-    assert_eq!((c.send_errors, c.tx_malformed, c.tx_full, c.recv_errors, c.rx_dropped), (0, 0, 0, 0, 0));
+    assert_eq!(
+        (
+            c.send_errors,
+            c.tx_malformed,
+            c.tx_full,
+            c.recv_errors,
+            c.rx_dropped
+        ),
+        (0, 0, 0, 0, 0)
+    );
     assert_eq!(port.rx_buffers_posted(), 1024);
 
     port.shutdown(&mut pool);
-    assert_eq!(pool.available(), FRAMES as usize, "every frame back in the pool after shutdown");
+    assert_eq!(
+        pool.available(),
+        FRAMES as usize,
+        "every frame back in the pool after shutdown"
+    );
 }
 
 #[test]
 fn relay_100k_ipv4() {
-    relay("127.0.0.1:0", 100_000);
+    relay("127.0.0.1:0", 100_000, "defer_taskrun", |_| {});
+}
+
+#[test]
+fn relay_20k_ipv4_with_send_to() {
+    relay("127.0.0.1:0", 20_000, "defer_taskrun", |c| c.send_to = true);
+}
+
+#[test]
+fn relay_5k_ipv4_coop_taskrun() {
+    relay("127.0.0.1:0", 5_000, "coop_taskrun", |c| {
+        c.defer_taskrun = false
+    });
+}
+
+#[test]
+fn relay_5k_ipv4_sqpoll() {
+    relay("127.0.0.1:0", 5_000, "sqpoll", |c| {
+        c.sqpoll_idle_ms = Some(10)
+    });
 }
 
 #[test]
@@ -207,7 +265,7 @@ fn relay_20k_ipv6() {
         eprintln!("SKIP: no IPv6 loopback on this host");
         return;
     }
-    relay("[::1]:0", 20_000);
+    relay("[::1]:0", 20_000, "defer_taskrun", |_| {});
 }
 
 /// A 16-buffer ring and a burst of 200 datagrams queued before the port polls:
@@ -238,7 +296,11 @@ fn enobufs_ends_multishot_and_rearm_recovers() {
             assert_eq!(p.port, 3);
             let f = arena.packet(p).unwrap();
             let (_, _, off) = parse_synthetic(f);
-            assert_eq!(check_payload(&f[off..]), next, "in order from one sender socket");
+            assert_eq!(
+                check_payload(&f[off..]),
+                next,
+                "in order from one sender socket"
+            );
             next += 1;
             pool.free(p.addr);
         }
@@ -266,7 +328,9 @@ fn packet_with(arena: &mut Arena, pool: &mut FramePool, bytes: &[u8], verdict: V
 
 /// A valid Ethernet + IPv4 + UDP frame to `dst` with payload `pl`.
 fn v4_frame(dst: SocketAddr, pl: &[u8]) -> Vec<u8> {
-    let SocketAddr::V4(d) = dst else { panic!("v4 only") };
+    let SocketAddr::V4(d) = dst else {
+        panic!("v4 only")
+    };
     let mut f = vec![0u8; 42 + pl.len()];
     f[12..14].copy_from_slice(&[0x08, 0x00]);
     f[14] = 0x45;
@@ -320,10 +384,18 @@ fn malformed_outer_headers_are_counted_drops() {
     bad.push(f);
 
     let before = pool.available();
-    let mut pkts: Vec<Packet> = bad.iter().map(|b| packet_with(&mut arena, &mut pool, b, Verdict::Tx(0))).collect();
+    let mut pkts: Vec<Packet> = bad
+        .iter()
+        .map(|b| packet_with(&mut arena, &mut pool, b, Verdict::Tx(0)))
+        .collect();
     // Not for this port: left alone (neither sent nor freed).
     let other = packet_with(&mut arena, &mut pool, &good, Verdict::Tx(1));
-    let dropped_already = packet_with(&mut arena, &mut pool, &good, Verdict::Drop(DropReason::NoRoute));
+    let dropped_already = packet_with(
+        &mut arena,
+        &mut pool,
+        &good,
+        Verdict::Drop(DropReason::NoRoute),
+    );
     pkts.push(other);
     pkts.push(dropped_already);
     pkts.push(packet_with(&mut arena, &mut pool, &good, Verdict::Tx(0)));

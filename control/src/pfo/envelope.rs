@@ -191,9 +191,9 @@ mod tests {
     }
 
     #[test]
-    fn step_like_utility_has_one_piece_per_session_count() {
+    fn step_like_utility_has_one_piece_per_session_count_plus_the_flat_start() {
         let u = Pwl::new(vec![(0.0, 0.0), (0.9, 0.0), (1.0, 1.0)]);
         let e = Envelope::new(&u, 3, f64::INFINITY);
-        assert_eq!(e.concave_pieces().len(), 3, "{:?}", e.points);
+        assert_eq!(e.concave_pieces().len(), 4, "{:?}", e.points);
     }
 }

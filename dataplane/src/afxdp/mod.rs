@@ -8,6 +8,7 @@
 //! EUPL-1.2). See docs/architecture.md.
 
 mod socket;
-mod sys;
+pub(crate) mod sys;
 
 pub use socket::{AfXdpConfig, AfXdpError, AfXdpPort, AfXdpStats, BindMode};
+pub use sys::XdpStatistics;

@@ -37,9 +37,10 @@ pub struct AfXdpConfig {
 }
 
 impl AfXdpConfig {
-    /// Defaults: 2048-slot rings, copy-or-zero-copy auto.
+    /// Defaults: 4096-slot rx/tx rings, 8192-slot fill/completion rings,
+    /// zero-copy if the driver has it.
     pub fn new(ifname: &str, queue: u32) -> Self {
-        Self { ifname: ifname.to_string(), queue, ring_size: 2048, fill_size: 4096, bind: BindMode::Auto }
+        Self { ifname: ifname.to_string(), queue, ring_size: 4096, fill_size: 8192, bind: BindMode::Auto }
     }
 }
 
@@ -189,11 +190,14 @@ fn map_ring<T: Pod>(fd: RawFd, off: &XdpRingOffset, n: u32, pgoff: i64, ifname: 
     Ok((Mmap { ptr: base, len }, ptrs))
 }
 
-/// True when sysfs shows fewer than `queue + 1` rx queues on `ifname`.
+/// True when the driver reports fewer than `queue + 1` queue pairs on
+/// `ifname` (ETHTOOL_GCHANNELS: answers for the caller's network namespace).
 fn queue_missing(ifname: &str, queue: u32) -> bool {
-    let Ok(dir) = std::fs::read_dir(format!("/sys/class/net/{ifname}/queues")) else { return false };
-    let rx = dir.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("rx-")).count();
-    rx > 0 && usize::try_from(queue).unwrap_or(usize::MAX) >= rx
+    use mongate_hwconfig::discover::ethtool::EthtoolSocket;
+    match EthtoolSocket::open().and_then(|s| s.channels(ifname)) {
+        Ok(ch) => ch.queue_pairs() > 0 && queue >= ch.queue_pairs(),
+        Err(_) => false,
+    }
 }
 
 impl AfXdpPort {
@@ -219,6 +223,9 @@ impl AfXdpPort {
             if n == 0 || !n.is_power_of_two() {
                 return Err(AfXdpError::RingSize(n));
             }
+        }
+        if queue_missing(ifname, cfg.queue) {
+            return Err(AfXdpError::NoQueue { ifname: ifname.into(), queue: cfg.queue });
         }
         let ifindex = match xdp {
             Some(x) => x.ifindex(),
@@ -268,12 +275,23 @@ impl AfXdpPort {
         };
         let sa = SockaddrXdp { family: u16::try_from(AF_XDP).unwrap_or(0), flags, ifindex, queue_id: cfg.queue, shared_umem_fd: shared_fd };
         let salen = libc::socklen_t::try_from(std::mem::size_of::<SockaddrXdp>()).unwrap_or(0);
-        // SAFETY: `sa` is a valid sockaddr_xdp of `salen` bytes.
-        let r = unsafe { libc::bind(s, (&sa as *const SockaddrXdp).cast(), salen) };
+        // The kernel releases a closed socket's hold on a queue
+        // asynchronously (a deferred work item): a dataplane restarted at once
+        // sees EBUSY for a moment. Retry that, bounded (setup path only).
+        let mut r;
+        let mut tries = 0;
+        loop {
+            // SAFETY: `sa` is a valid sockaddr_xdp of `salen` bytes.
+            r = unsafe { libc::bind(s, (&sa as *const SockaddrXdp).cast(), salen) };
+            if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EBUSY) || tries >= 40 {
+                break;
+            }
+            tries += 1;
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         if r != 0 {
             let e = std::io::Error::last_os_error();
             return Err(match e.raw_os_error() {
-                Some(libc::EINVAL) if queue_missing(ifname, cfg.queue) => AfXdpError::NoQueue { ifname: ifname.into(), queue: cfg.queue },
                 Some(libc::EOPNOTSUPP) | Some(libc::EPROTONOSUPPORT) if zero_copy => AfXdpError::NoZeroCopy { ifname: ifname.into() },
                 Some(libc::EBUSY) => AfXdpError::Busy { ifname: ifname.into(), queue: cfg.queue },
                 Some(libc::EPERM) => AfXdpError::Permission,
@@ -333,6 +351,12 @@ impl AfXdpPort {
         // SAFETY: `st` is writable for `len` bytes.
         let r = unsafe { libc::getsockopt(self.fd.as_raw_fd(), SOL_XDP, XDP_STATISTICS, (&mut st as *mut XdpStatistics).cast(), &mut len) };
         (r == 0).then_some(st)
+    }
+
+    /// Free slots in the transmit ring (re-reads the kernel's index).
+    pub fn tx_room(&mut self) -> u32 {
+        let n = self.tx.size();
+        self.tx.free(n).unwrap_or(0)
     }
 
     /// Limits how many frames this port keeps in the kernel's fill ring.

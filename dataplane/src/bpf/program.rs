@@ -19,8 +19,10 @@ const BPF_FUNC_REDIRECT_MAP: i32 = 51;
 /// 2. IPv4/IPv6 UDP to one of `udp_ports` (e.g. GENEVE 6081) is redirected,
 ///    whatever its destination address.
 /// 3. Other IP traffic is redirected if `redirect_other_ip`, except traffic to
-///    one of the `local_*` addresses (management: ssh to the gateway itself)
-///    and ICMPv6 neighbour discovery (types 133-137), which go to the kernel.
+///    one of the `local_*` addresses (management: ssh to the gateway itself),
+///    to multicast/broadcast (224.0.0.0/3, ff00::/8) or link-local (fe80::/10)
+///    destinations, and ICMPv6 neighbour discovery (types 133-137), which go
+///    to the kernel.
 ///
 /// IPv6 extension headers are not walked: a UDP packet behind one is "other IP".
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -108,6 +110,9 @@ pub fn xdp_redirect_program(f: &XdpFilter, map_fd: i32) -> Result<Vec<Insn>, Pro
     if !f.redirect_other_ip {
         a.ja(pass);
     } else {
+        // Multicast, reserved and broadcast destinations (224.0.0.0/3) are the
+        // kernel's (IGMP, mDNS, DHCP...).
+        a.ldx_b(R5, R2, 30).jmp32_imm(Cond::Ge, R5, 224, pass);
         a.ldx_w(R5, R2, 30);
         for ip in &f.local_v4 {
             a.jmp32_imm(Cond::Eq, R5, ne32(ip.octets()), pass);
@@ -137,6 +142,12 @@ pub fn xdp_redirect_program(f: &XdpFilter, map_fd: i32) -> Result<Vec<Insn>, Pro
         a.jmp32_imm(Cond::Lt, R7, 133, v6_not_nd);
         a.jmp32_imm(Cond::Le, R7, 137, pass);
         a.bind(v6_not_nd);
+        // Multicast (ff00::/8: MLD, ND) and link-local (fe80::/10) are the kernel's.
+        a.ldx_b(R7, R2, 38).jmp32_imm(Cond::Eq, R7, 0xff, pass);
+        let not_ll = a.label();
+        a.jmp32_imm(Cond::Ne, R7, 0xfe, not_ll);
+        a.ldx_b(R7, R2, 39).alu_imm(Alu::And, R7, 0xc0).jmp32_imm(Cond::Eq, R7, 0x80, pass);
+        a.bind(not_ll);
         for ip in &f.local_v6 {
             let next = a.label();
             let o = ip.octets();

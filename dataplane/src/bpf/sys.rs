@@ -342,6 +342,12 @@ mod tests {
             ("v6 to local", frame_v6(6, local6.octets(), 0, 22), P, P),
             ("v6 udp geneve", frame_v6(17, local6.octets(), 0, 6081), R, R),
             ("v6 tcp transit", frame_v6(6, other6, 0, 80), R, P),
+            ("v4 multicast", frame_v4(2, [224, 0, 0, 22], 0), P, P),
+            ("v4 broadcast", frame_v4(17, [255, 255, 255, 255], 67), P, P),
+            ("v4 geneve to multicast", frame_v4(17, [239, 1, 1, 1], 6081), R, R),
+            ("v6 mld", frame_v6(58, "ff02::16".parse::<std::net::Ipv6Addr>().unwrap().octets(), 143, 0), P, P),
+            ("v6 link-local", frame_v6(6, "fe80::1".parse::<std::net::Ipv6Addr>().unwrap().octets(), 0, 22), P, P),
+            ("v6 fec0 is not link-local", frame_v6(6, "fec0::1".parse::<std::net::Ipv6Addr>().unwrap().octets(), 0, 22), R, P),
         ];
         for (name, f, want_lan, want_wan) in cases {
             assert_eq!(test_run(&lan_p, &f).unwrap(), want_lan, "lan: {name}");

@@ -147,6 +147,20 @@ impl Stage for L3Forward {
     }
 }
 
+/// Drops every packet (counted as `other`): the rx-drop benchmark, which
+/// measures the engine's raw receive limit.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DropAll;
+
+impl Stage for DropAll {
+    #[inline]
+    fn process(&mut self, _now: Nanos, _arena: &mut Arena, batch: &mut Batch) {
+        for p in batch.as_mut_slice() {
+            p.verdict = Verdict::Drop(DropReason::Other);
+        }
+    }
+}
+
 /// Relays every datagram arriving on an io_uring UDP port to one destination
 /// (IPv4), rewriting the synthetic outer header's destination address and port.
 #[derive(Clone, Debug)]

@@ -60,7 +60,10 @@ pub struct AckPolicy {
 
 impl Default for AckPolicy {
     fn default() -> Self {
-        Self { every_packets: 16, max_delay_ns: 5_000_000 }
+        Self {
+            every_packets: 16,
+            max_delay_ns: 5_000_000,
+        }
     }
 }
 
@@ -82,8 +85,21 @@ pub struct AckAggregator {
 impl AckAggregator {
     /// A receiver expecting sequence 0 first.
     pub fn new(policy: AckPolicy) -> Self {
-        let policy = AckPolicy { every_packets: policy.every_packets.max(1), max_delay_ns: policy.max_delay_ns };
-        Self { policy, cum: 0, bits: 0, echo_ts: 0, echo_arrival: 0, pending: 0, first_pending_ns: 0, duplicates: 0, abandoned: 0 }
+        let policy = AckPolicy {
+            every_packets: policy.every_packets.max(1),
+            max_delay_ns: policy.max_delay_ns,
+        };
+        Self {
+            policy,
+            cum: 0,
+            bits: 0,
+            echo_ts: 0,
+            echo_arrival: 0,
+            pending: 0,
+            first_pending_ns: 0,
+            duplicates: 0,
+            abandoned: 0,
+        }
     }
 
     /// Duplicate or stale arrivals seen.
@@ -117,7 +133,11 @@ impl AckAggregator {
                 let (skipped_received, new_cum_received, new_bits) = if shift > 64 {
                     (u64::from(self.bits.count_ones()), false, 0)
                 } else {
-                    let below = if shift == 1 { 0 } else { self.bits & ((1u64 << (shift - 1)) - 1) };
+                    let below = if shift == 1 {
+                        0
+                    } else {
+                        self.bits & ((1u64 << (shift - 1)) - 1)
+                    };
                     let cum_rcvd = (self.bits >> (shift - 1)) & 1 == 1;
                     let nb = if shift == 64 { 0 } else { self.bits >> shift };
                     (u64::from(below.count_ones()), cum_rcvd, nb)
@@ -150,7 +170,11 @@ impl AckAggregator {
             self.first_pending_ns = now_ns;
         }
         self.pending += 1;
-        if self.pending >= self.policy.every_packets { Some(self.make_ack(now_ns)) } else { None }
+        if self.pending >= self.policy.every_packets {
+            Some(self.make_ack(now_ns))
+        } else {
+            None
+        }
     }
 
     /// `cum` has arrived: move past it and the in-order run after it.
@@ -162,7 +186,9 @@ impl AckAggregator {
 
     /// Returns an ack if one is due at `now_ns` by the delay rule.
     pub fn poll(&mut self, now_ns: u64) -> Option<AckInfo> {
-        if self.pending > 0 && now_ns.saturating_sub(self.first_pending_ns) >= self.policy.max_delay_ns {
+        if self.pending > 0
+            && now_ns.saturating_sub(self.first_pending_ns) >= self.policy.max_delay_ns
+        {
             Some(self.make_ack(now_ns))
         } else {
             None
@@ -172,7 +198,10 @@ impl AckAggregator {
     /// The time at which [`AckAggregator::poll`] will produce an ack, if
     /// anything is pending.
     pub fn next_deadline_ns(&self) -> Option<u64> {
-        (self.pending > 0).then(|| self.first_pending_ns.saturating_add(self.policy.max_delay_ns))
+        (self.pending > 0).then(|| {
+            self.first_pending_ns
+                .saturating_add(self.policy.max_delay_ns)
+        })
     }
 
     fn make_ack(&mut self, now_ns: u64) -> AckInfo {
@@ -201,7 +230,12 @@ pub struct TrackerConfig {
 
 impl Default for TrackerConfig {
     fn default() -> Self {
-        Self { window: 4096, reorder_packets: 3, initial_rtt_ns: 100_000_000, max_ack_delay_ns: 5_000_000 }
+        Self {
+            window: 4096,
+            reorder_packets: 3,
+            initial_rtt_ns: 100_000_000,
+            max_ack_delay_ns: 5_000_000,
+        }
     }
 }
 
@@ -259,7 +293,10 @@ impl AckTracker {
     /// An empty tracker; the first packet sent gets sequence 0.
     pub fn new(cfg: TrackerConfig) -> Self {
         let n = cfg.window.clamp(128, 1 << 24).next_power_of_two();
-        let cfg = TrackerConfig { reorder_packets: cfg.reorder_packets.clamp(1, 64), ..cfg };
+        let cfg = TrackerConfig {
+            reorder_packets: cfg.reorder_packets.clamp(1, 64),
+            ..cfg
+        };
         Self {
             cfg,
             mask: u64::from(n) - 1,
@@ -371,7 +408,9 @@ impl AckTracker {
         while bits != 0 {
             let i = u64::from(bits.trailing_zeros());
             bits &= bits - 1;
-            let Some(seq) = cum.checked_add(1 + i) else { break };
+            let Some(seq) = cum.checked_add(1 + i) else {
+                break;
+            };
             if seq >= self.next_seq {
                 self.stats.garbage += 1;
                 break; // higher bits are beyond what was sent too
@@ -385,7 +424,9 @@ impl AckTracker {
         // RTT sample only from acks that acknowledged something new and echo a
         // plausible timestamp.
         if out.acked > 0 && ack.echo_ts_ns <= now_ns && ack.echo_ts_ns <= self.last_send_ns {
-            let rtt = (now_ns - ack.echo_ts_ns).saturating_sub(ack.ack_delay_ns).max(1);
+            let rtt = (now_ns - ack.echo_ts_ns)
+                .saturating_sub(ack.ack_delay_ns)
+                .max(1);
             self.on_rtt(rtt);
             out.rtt_sample_ns = Some(rtt);
         }
@@ -459,12 +500,18 @@ mod tests {
 
     #[test]
     fn in_order_cumulative() {
-        let mut r = AckAggregator::new(AckPolicy { every_packets: 4, max_delay_ns: 1000 });
+        let mut r = AckAggregator::new(AckPolicy {
+            every_packets: 4,
+            max_delay_ns: 1000,
+        });
         assert_eq!(r.on_packet(0, 10, 100), None);
         assert_eq!(r.on_packet(1, 11, 101), None);
         assert_eq!(r.on_packet(2, 12, 102), None);
         let a = r.on_packet(3, 13, 103).unwrap();
-        assert_eq!((a.cum, a.bitmap, a.echo_ts_ns, a.ack_delay_ns), (4, 0, 13, 0));
+        assert_eq!(
+            (a.cum, a.bitmap, a.echo_ts_ns, a.ack_delay_ns),
+            (4, 0, 13, 0)
+        );
         let mut t = AckTracker::new(TrackerConfig::default());
         for k in 0..4 {
             t.on_send(10 + k);
@@ -476,7 +523,10 @@ mod tests {
 
     #[test]
     fn hole_then_fill_and_bitmap() {
-        let mut r = AckAggregator::new(AckPolicy { every_packets: 100, max_delay_ns: 10 });
+        let mut r = AckAggregator::new(AckPolicy {
+            every_packets: 100,
+            max_delay_ns: 10,
+        });
         for s in [0, 2, 3, 5] {
             r.on_packet(s, 0, 0);
         }
@@ -491,7 +541,10 @@ mod tests {
 
     #[test]
     fn receiver_window_slides_and_counts_abandoned() {
-        let mut r = AckAggregator::new(AckPolicy { every_packets: 1, max_delay_ns: 10 });
+        let mut r = AckAggregator::new(AckPolicy {
+            every_packets: 1,
+            max_delay_ns: 10,
+        });
         r.on_packet(0, 0, 0);
         // 1 lost; 200 arrives: cum moves to 200 - 64 = 136.
         let a = r.on_packet(200, 0, 0).unwrap();
@@ -514,34 +567,86 @@ mod tests {
             t.on_send(k);
         }
         // 0 missing, 1 and 2 acked: reordering tolerated.
-        let o = t.on_ack(&AckInfo { cum: 0, bitmap: 0b11, echo_ts_ns: 2, ack_delay_ns: 0 }, 100);
+        let o = t.on_ack(
+            &AckInfo {
+                cum: 0,
+                bitmap: 0b11,
+                echo_ts_ns: 2,
+                ack_delay_ns: 0,
+            },
+            100,
+        );
         assert_eq!((o.acked, o.lost), (2, 0));
         // 3 acked too: 0 is lost.
-        let o = t.on_ack(&AckInfo { cum: 0, bitmap: 0b111, echo_ts_ns: 3, ack_delay_ns: 0 }, 100);
+        let o = t.on_ack(
+            &AckInfo {
+                cum: 0,
+                bitmap: 0b111,
+                echo_ts_ns: 3,
+                ack_delay_ns: 0,
+            },
+            100,
+        );
         assert_eq!((o.acked, o.lost), (1, 1));
         // Late ack of 0: not a success (it is settled as lost).
-        let o = t.on_ack(&AckInfo { cum: 4, bitmap: 0, echo_ts_ns: 3, ack_delay_ns: 0 }, 100);
+        let o = t.on_ack(
+            &AckInfo {
+                cum: 4,
+                bitmap: 0,
+                echo_ts_ns: 3,
+                ack_delay_ns: 0,
+            },
+            100,
+        );
         assert_eq!((o.acked, o.lost), (0, 0));
         assert_eq!((t.stats().acked, t.stats().lost), (3, 1));
         // Within the window a late ack of a lost packet is counted as spurious.
         for k in 0..5 {
             t.on_send(200 + k); // 10..=14
         }
-        t.on_ack(&AckInfo { cum: 10, bitmap: 0b1110, echo_ts_ns: 204, ack_delay_ns: 0 }, 300); // 12,13,14 -> 10 lost
-        let o = t.on_ack(&AckInfo { cum: 9, bitmap: 0b1, echo_ts_ns: 204, ack_delay_ns: 0 }, 300); // 10 after all
+        t.on_ack(
+            &AckInfo {
+                cum: 10,
+                bitmap: 0b1110,
+                echo_ts_ns: 204,
+                ack_delay_ns: 0,
+            },
+            300,
+        ); // 12,13,14 -> 10 lost
+        let o = t.on_ack(
+            &AckInfo {
+                cum: 9,
+                bitmap: 0b1,
+                echo_ts_ns: 204,
+                ack_delay_ns: 0,
+            },
+            300,
+        ); // 10 after all
         assert_eq!((o.acked, o.lost), (0, 0));
         assert_eq!(t.stats().spurious, 1);
     }
 
     #[test]
     fn time_threshold_and_tail_timeout() {
-        let cfg = TrackerConfig { initial_rtt_ns: 10_000_000, max_ack_delay_ns: 1_000_000, ..Default::default() };
+        let cfg = TrackerConfig {
+            initial_rtt_ns: 10_000_000,
+            max_ack_delay_ns: 1_000_000,
+            ..Default::default()
+        };
         let mut t = AckTracker::new(cfg);
         t.on_send(0); // 0
         t.on_send(1); // 1
         t.on_send(2); // 2
         // 1 acked (0 missing, reorder by 1 only) at rtt 10 ms.
-        let o = t.on_ack(&AckInfo { cum: 0, bitmap: 0b1, echo_ts_ns: 1, ack_delay_ns: 0 }, 10_000_001);
+        let o = t.on_ack(
+            &AckInfo {
+                cum: 0,
+                bitmap: 0b1,
+                echo_ts_ns: 1,
+                ack_delay_ns: 0,
+            },
+            10_000_001,
+        );
         assert_eq!((o.acked, o.lost), (1, 0));
         // 0 is below the largest acked: lost after 1.25 rtt = 12.5 ms.
         assert_eq!(t.poll(12_000_000), 0);
@@ -554,16 +659,35 @@ mod tests {
 
     #[test]
     fn garbage_acks_are_bounded_and_harmless() {
-        let mut t = AckTracker::new(TrackerConfig { window: 128, ..Default::default() });
+        let mut t = AckTracker::new(TrackerConfig {
+            window: 128,
+            ..Default::default()
+        });
         for k in 0..10 {
             t.on_send(k);
         }
-        let o = t.on_ack(&AckInfo { cum: u64::MAX, bitmap: u64::MAX, echo_ts_ns: u64::MAX, ack_delay_ns: u64::MAX }, 5);
+        let o = t.on_ack(
+            &AckInfo {
+                cum: u64::MAX,
+                bitmap: u64::MAX,
+                echo_ts_ns: u64::MAX,
+                ack_delay_ns: u64::MAX,
+            },
+            5,
+        );
         // cum clamped to what was sent: 10 acked, the rest garbage.
         assert_eq!(o.acked, 10);
         assert!(t.stats().garbage >= 1);
         assert_eq!(o.rtt_sample_ns, None);
-        let o = t.on_ack(&AckInfo { cum: 3, bitmap: u64::MAX, echo_ts_ns: 0, ack_delay_ns: 0 }, 5);
+        let o = t.on_ack(
+            &AckInfo {
+                cum: 3,
+                bitmap: u64::MAX,
+                echo_ts_ns: 0,
+                ack_delay_ns: 0,
+            },
+            5,
+        );
         assert_eq!((o.acked, o.lost), (0, 0));
         // Window eviction: 1000 sends, nothing acked, window 128.
         let mut ev = 0;
@@ -571,15 +695,33 @@ mod tests {
             ev += t.on_send(10 + k).1;
         }
         assert_eq!(ev, 1000 - 128);
-        assert_eq!(t.stats().sent, t.stats().acked + t.stats().lost + t.outstanding());
+        assert_eq!(
+            t.stats().sent,
+            t.stats().acked + t.stats().lost + t.outstanding()
+        );
     }
 
     /// End to end: random loss, reordering, duplication of data and acks,
     /// garbage acks; at the end every packet is settled exactly once.
-    fn run_pattern(seed: u64, n: u64, loss: f64, dup: f64, ack_loss: f64, reorder_ns: u64, garbage: bool) {
+    fn run_pattern(
+        seed: u64,
+        n: u64,
+        loss: f64,
+        dup: f64,
+        ack_loss: f64,
+        reorder_ns: u64,
+        garbage: bool,
+    ) {
         let mut rng = Rng::new(seed);
-        let mut tx = AckTracker::new(TrackerConfig { window: 512, initial_rtt_ns: 2_000_000, ..Default::default() });
-        let mut rx = AckAggregator::new(AckPolicy { every_packets: 8, max_delay_ns: 1_000_000 });
+        let mut tx = AckTracker::new(TrackerConfig {
+            window: 512,
+            initial_rtt_ns: 2_000_000,
+            ..Default::default()
+        });
+        let mut rx = AckAggregator::new(AckPolicy {
+            every_packets: 8,
+            max_delay_ns: 1_000_000,
+        });
         // Events: (time, kind, payload) sorted by time; kind 0 = data arrival, 1 = ack arrival.
         let mut data: Vec<(u64, u64, u64)> = Vec::new(); // (arrival, seq, send ts)
         let mut delivered = std::collections::HashSet::new();
@@ -623,13 +765,22 @@ mod tests {
                 ack_events.push((d + rng.below(5_000_000), a));
             }
             if garbage && rng.next_f64() < 0.05 {
-                let g = AckInfo { cum: rng.next_u64() % (n + 100), bitmap: rng.next_u64(), echo_ts_ns: rng.next_u64(), ack_delay_ns: rng.next_u64() };
+                let g = AckInfo {
+                    cum: rng.next_u64() % (n + 100),
+                    bitmap: rng.next_u64(),
+                    echo_ts_ns: rng.next_u64(),
+                    ack_delay_ns: rng.next_u64(),
+                };
                 ack_events.push((d, g));
             }
         }
         ack_events.sort_by_key(|e| e.0);
         // Replay the sender in time order: sends (same times as above) and ack arrivals.
-        let mut tx = AckTracker::new(TrackerConfig { window: 512, initial_rtt_ns: 2_000_000, ..Default::default() });
+        let mut tx = AckTracker::new(TrackerConfig {
+            window: 512,
+            initial_rtt_ns: 2_000_000,
+            ..Default::default()
+        });
         let (mut acked, mut lost) = (0u64, 0u64);
         let mut ai = 0;
         for (k, &st) in send_times.iter().enumerate() {
@@ -657,8 +808,17 @@ mod tests {
         if !garbage {
             // Only the receiver's abandoned holes can be mistaken for arrivals.
             let d = delivered.len() as u64;
-            assert!(s.acked <= d + rx.abandoned(), "acked {} > delivered {d} + abandoned", s.acked);
-            assert!(s.lost + rx.abandoned() >= n - d, "lost {} < never delivered {}", s.lost, n - d);
+            assert!(
+                s.acked <= d + rx.abandoned(),
+                "acked {} > delivered {d} + abandoned",
+                s.acked
+            );
+            assert!(
+                s.lost + rx.abandoned() >= n - d,
+                "lost {} < never delivered {}",
+                s.lost,
+                n - d
+            );
         }
     }
 

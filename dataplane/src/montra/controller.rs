@@ -43,7 +43,13 @@ pub struct ControllerConfig {
 
 impl Default for ControllerConfig {
     fn default() -> Self {
-        Self { kappa: 200.0, x_min: 2.0, x_max: 10_000_000.0, app_limit_factor: 2.0, app_window_ns: 100_000_000 }
+        Self {
+            kappa: 200.0,
+            x_min: 2.0,
+            x_max: 10_000_000.0,
+            app_limit_factor: 2.0,
+            app_window_ns: 100_000_000,
+        }
     }
 }
 
@@ -78,7 +84,11 @@ pub struct RateController {
 
 /// A finite number >= 0, else `fallback`.
 fn finite_nonneg(v: f64, fallback: f64) -> f64 {
-    if v.is_finite() && v >= 0.0 { v } else { fallback }
+    if v.is_finite() && v >= 0.0 {
+        v
+    } else {
+        fallback
+    }
 }
 
 impl RateController {
@@ -88,8 +98,16 @@ impl RateController {
         let cfg = ControllerConfig {
             kappa: finite_nonneg(cfg.kappa, 0.0),
             x_min,
-            x_max: if cfg.x_max.is_nan() { x_min } else { cfg.x_max.max(x_min) },
-            app_limit_factor: if cfg.app_limit_factor.is_nan() { 2.0 } else { cfg.app_limit_factor.max(1.0) },
+            x_max: if cfg.x_max.is_nan() {
+                x_min
+            } else {
+                cfg.x_max.max(x_min)
+            },
+            app_limit_factor: if cfg.app_limit_factor.is_nan() {
+                2.0
+            } else {
+                cfg.app_limit_factor.max(1.0)
+            },
             app_window_ns: cfg.app_window_ns.max(1),
         };
         let mut c = Self {
@@ -115,8 +133,16 @@ impl RateController {
     pub fn set_plan(&mut self, plan: FlowPlan) {
         self.w = finite_nonneg(plan.weight, 0.0);
         let wmax = finite_nonneg(plan.max_weight, 0.0).max(self.w);
-        self.kappa_eff = if wmax > 0.0 { self.cfg.kappa / wmax } else { 0.0 };
-        let cap = if plan.cap_pps.is_nan() { f64::INFINITY } else { plan.cap_pps };
+        self.kappa_eff = if wmax > 0.0 {
+            self.cfg.kappa / wmax
+        } else {
+            0.0
+        };
+        let cap = if plan.cap_pps.is_nan() {
+            f64::INFINITY
+        } else {
+            plan.cap_pps
+        };
         self.hi = self.cfg.x_max.min(cap).max(self.cfg.x_min);
         self.x = self.clamp(self.x);
     }
@@ -222,7 +248,11 @@ impl RateController {
 /// the scaled weights `s * w_f` make the flow with the largest `M_f` see
 /// `q = loss_budget` at its target, and the others proportionally less.
 /// Flows with target 0 or weight 0 keep weight 0. Returns `s`.
-pub fn scale_weights_for_loss_budget(weights: &mut [f64], targets: &[f64], loss_budget: f64) -> f64 {
+pub fn scale_weights_for_loss_budget(
+    weights: &mut [f64],
+    targets: &[f64],
+    loss_budget: f64,
+) -> f64 {
     let q = loss_budget.clamp(1e-6, 0.5);
     let mut max_ratio: f64 = 0.0;
     for (w, t) in weights.iter().zip(targets) {
@@ -235,7 +265,11 @@ pub fn scale_weights_for_loss_budget(weights: &mut [f64], targets: &[f64], loss_
     }
     let s = (q / (1.0 - q)) / max_ratio;
     for (w, t) in weights.iter_mut().zip(targets) {
-        *w = if *t > 0.0 && w.is_finite() && *w > 0.0 { *w * s } else { 0.0 };
+        *w = if *t > 0.0 && w.is_finite() && *w > 0.0 {
+            *w * s
+        } else {
+            0.0
+        };
     }
     s
 }
@@ -245,12 +279,19 @@ mod tests {
     use super::*;
 
     fn plan(w: f64, wmax: f64) -> FlowPlan {
-        FlowPlan { weight: w, max_weight: wmax, cap_pps: f64::INFINITY }
+        FlowPlan {
+            weight: w,
+            max_weight: wmax,
+            cap_pps: f64::INFINITY,
+        }
     }
 
     #[test]
     fn ack_and_loss_steps() {
-        let cfg = ControllerConfig { kappa: 100.0, ..Default::default() };
+        let cfg = ControllerConfig {
+            kappa: 100.0,
+            ..Default::default()
+        };
         let mut c = RateController::new(cfg, plan(10.0, 20.0), 100.0, 0);
         assert!((c.kappa_eff() - 5.0).abs() < 1e-12);
         let x = c.on_acks(1, 0);
@@ -262,7 +303,12 @@ mod tests {
 
     #[test]
     fn clamps_and_plan_update_keeps_state() {
-        let cfg = ControllerConfig { kappa: 1000.0, x_min: 5.0, x_max: 1000.0, ..Default::default() };
+        let cfg = ControllerConfig {
+            kappa: 1000.0,
+            x_min: 5.0,
+            x_max: 1000.0,
+            ..Default::default()
+        };
         let mut c = RateController::new(cfg, plan(1.0, 1.0), 500.0, 0);
         for _ in 0..100 {
             c.on_losses(10);
@@ -273,20 +319,37 @@ mod tests {
         }
         assert_eq!(c.rate(), 1000.0);
         // New plan: lower cap clamps, weight changes, rate kept otherwise.
-        c.set_plan(FlowPlan { weight: 2.0, max_weight: 4.0, cap_pps: 600.0 });
+        c.set_plan(FlowPlan {
+            weight: 2.0,
+            max_weight: 4.0,
+            cap_pps: 600.0,
+        });
         assert_eq!(c.rate(), 600.0);
         assert!((c.kappa_eff() - 250.0).abs() < 1e-9);
-        c.set_plan(FlowPlan { weight: 2.0, max_weight: 4.0, cap_pps: f64::INFINITY });
+        c.set_plan(FlowPlan {
+            weight: 2.0,
+            max_weight: 4.0,
+            cap_pps: f64::INFINITY,
+        });
         assert_eq!(c.rate(), 600.0);
     }
 
     #[test]
     fn garbage_plan_values_do_not_poison_the_rate() {
-        let mut c = RateController::new(ControllerConfig::default(), plan(f64::NAN, f64::NAN), f64::NAN, 0);
+        let mut c = RateController::new(
+            ControllerConfig::default(),
+            plan(f64::NAN, f64::NAN),
+            f64::NAN,
+            0,
+        );
         c.on_acks(10, 0);
         c.on_losses(3);
         assert!(c.rate().is_finite() && c.rate() >= ControllerConfig::default().x_min);
-        c.set_plan(FlowPlan { weight: -1.0, max_weight: f64::INFINITY, cap_pps: f64::NAN });
+        c.set_plan(FlowPlan {
+            weight: -1.0,
+            max_weight: f64::INFINITY,
+            cap_pps: f64::NAN,
+        });
         c.on_acks(10, 0);
         assert!(c.rate().is_finite());
     }
@@ -295,7 +358,10 @@ mod tests {
     fn app_limited_flow_stops_at_twice_its_sending_rate() {
         // Source sends 100 pps; no losses; kappa large: without the rule the
         // rate would climb without bound.
-        let cfg = ControllerConfig { kappa: 10_000.0, ..Default::default() };
+        let cfg = ControllerConfig {
+            kappa: 10_000.0,
+            ..Default::default()
+        };
         let mut c = RateController::new(cfg, plan(1.0, 1.0), 50.0, 0);
         let mut t = 0u64;
         for _ in 0..10_000 {
@@ -318,7 +384,10 @@ mod tests {
     #[test]
     fn backlogged_slow_flow_is_never_capped() {
         // x = 2 pps, backlogged: sends are rare but the queue is never empty.
-        let cfg = ControllerConfig { kappa: 100.0, ..Default::default() };
+        let cfg = ControllerConfig {
+            kappa: 100.0,
+            ..Default::default()
+        };
         let mut c = RateController::new(cfg, plan(1.0, 1.0), 2.0, 0);
         let mut t = 0;
         for _ in 0..100 {

@@ -8,6 +8,9 @@
 
 pub mod acks;
 pub mod controller;
+pub mod sim;
 
-pub use acks::{AckAggregator, AckInfo, AckOutcome, AckPolicy, AckTracker, TrackerConfig, TrackerStats};
+pub use acks::{
+    AckAggregator, AckInfo, AckOutcome, AckPolicy, AckTracker, TrackerConfig, TrackerStats,
+};
 pub use controller::{ControllerConfig, FlowPlan, RateController, scale_weights_for_loss_budget};

@@ -30,14 +30,20 @@ impl FlowPacer {
     /// A pacer at `rate_pps` whose first departure may happen at `now_ns`.
     pub fn new(rate_pps: f64, now_ns: u64) -> Self {
         let rate_pps = sanitize(rate_pps);
-        Self { rate_pps, next_departure_ns: if rate_pps > 0.0 { now_ns } else { u64::MAX } }
+        Self {
+            rate_pps,
+            next_departure_ns: if rate_pps > 0.0 { now_ns } else { u64::MAX },
+        }
     }
 
     /// Records a departure that was due at `next_departure_ns` and happened at
     /// `now_ns`, and draws the next one: `max(scheduled, now - max_lag) + Exp`.
     #[inline]
     pub fn on_departure(&mut self, rng: &mut Rng, now_ns: u64, max_lag_ns: u64) -> u64 {
-        let base = self.next_departure_ns.min(now_ns).max(now_ns.saturating_sub(max_lag_ns));
+        let base = self
+            .next_departure_ns
+            .min(now_ns)
+            .max(now_ns.saturating_sub(max_lag_ns));
         self.next_departure_ns = base.saturating_add(rng.exp_gap_ns(self.rate_pps));
         self.next_departure_ns
     }
@@ -70,7 +76,11 @@ impl FlowPacer {
 /// Finite, non-negative rate (NaN and negatives become 0).
 #[inline]
 fn sanitize(rate: f64) -> f64 {
-    if rate.is_nan() || rate <= 0.0 { 0.0 } else { rate.min(1e15) }
+    if rate.is_nan() || rate <= 0.0 {
+        0.0
+    } else {
+        rate.min(1e15)
+    }
 }
 
 /// Configuration of a [`PacingTable`].
@@ -90,7 +100,13 @@ pub struct PacingConfig {
 
 impl Default for PacingConfig {
     fn default() -> Self {
-        Self { flows: 1024, queue_capacity: 64, tick_shift: TimerWheel::DEFAULT_SHIFT, seed: 1, max_lag_ns: 100_000 }
+        Self {
+            flows: 1024,
+            queue_capacity: 64,
+            tick_shift: TimerWheel::DEFAULT_SHIFT,
+            seed: 1,
+            max_lag_ns: 100_000,
+        }
     }
 }
 
@@ -142,8 +158,13 @@ pub struct PacingTable {
 impl PacingTable {
     /// A table of `cfg.flows` paused flows (rate 0) at time `now_ns`.
     pub fn new(cfg: PacingConfig, now_ns: u64) -> Result<Self, PacingError> {
-        let size_err = PacingError::Size { flows: cfg.flows, capacity: cfg.queue_capacity };
-        let total = (cfg.flows as usize).checked_mul(cfg.queue_capacity as usize).ok_or(size_err)?;
+        let size_err = PacingError::Size {
+            flows: cfg.flows,
+            capacity: cfg.queue_capacity,
+        };
+        let total = (cfg.flows as usize)
+            .checked_mul(cfg.queue_capacity as usize)
+            .ok_or(size_err)?;
         if total == 0 || total > (1 << 31) {
             return Err(size_err);
         }
@@ -192,7 +213,9 @@ impl PacingTable {
     /// Sets `flow`'s rate (packets/s; 0, negative or NaN pause it) at `now_ns`,
     /// keeping its queue. Returns false for an unknown flow.
     pub fn set_rate(&mut self, flow: u32, rate_pps: f64, now_ns: u64) -> bool {
-        let Some(p) = self.pacers.get_mut(flow as usize) else { return false };
+        let Some(p) = self.pacers.get_mut(flow as usize) else {
+            return false;
+        };
         p.set_rate(rate_pps, now_ns, &mut self.rng);
         let at = p.next_departure_ns;
         if self.len[flow as usize] > 0 {
@@ -209,7 +232,12 @@ impl PacingTable {
     /// (drop-tail) or an unknown flow the packet comes back with the reason,
     /// so the caller can free its frame and count it.
     #[inline]
-    pub fn enqueue(&mut self, flow: u32, pkt: Packet, now_ns: u64) -> Result<(), (Packet, DropReason)> {
+    pub fn enqueue(
+        &mut self,
+        flow: u32,
+        pkt: Packet,
+        now_ns: u64,
+    ) -> Result<(), (Packet, DropReason)> {
         let f = flow as usize;
         if f >= self.pacers.len() {
             self.stats.dropped_no_flow += 1;
@@ -270,7 +298,9 @@ impl PacingTable {
     /// down), handing each to `free`. Returns how many.
     pub fn drain(&mut self, flow: u32, mut free: impl FnMut(Packet)) -> u32 {
         let f = flow as usize;
-        let Some(&len) = self.len.get(f) else { return 0 };
+        let Some(&len) = self.len.get(f) else {
+            return 0;
+        };
         for k in 0..len {
             let idx = f * self.cap as usize + ((self.head[f] + k) % self.cap) as usize;
             free(self.slots[idx]);
@@ -294,7 +324,13 @@ mod tests {
     }
 
     fn table(flows: u32, cap: u32, shift: u32) -> PacingTable {
-        let cfg = PacingConfig { flows, queue_capacity: cap, tick_shift: shift, seed: 77, max_lag_ns: 100_000 };
+        let cfg = PacingConfig {
+            flows,
+            queue_capacity: cap,
+            tick_shift: shift,
+            seed: 77,
+            max_lag_ns: 100_000,
+        };
         PacingTable::new(cfg, 0).unwrap()
     }
 
@@ -339,7 +375,10 @@ mod tests {
         let d = crate::pacing::rng::ks_exp(&gaps, 1e9 / rate);
         #[allow(clippy::cast_precision_loss)]
         let crit = 1.628 / (gaps.len() as f64).sqrt();
-        eprintln!("KS D = {d:.5} (n = {}, critical at alpha 0.01 = {crit:.5})", gaps.len());
+        eprintln!(
+            "KS D = {d:.5} (n = {}, critical at alpha 0.01 = {crit:.5})",
+            gaps.len()
+        );
         assert!(d < crit, "D = {d}, critical {crit}");
     }
 
@@ -495,6 +534,11 @@ mod tests {
         let total: u64 = per_flow.iter().sum();
         assert!(total.abs_diff(1_000_000) < 10_000, "total {total}");
         // Poisson count over 1 s at 1000/s: sd ~ 32; 6 sd bounds.
-        assert!(per_flow.iter().all(|&c| (800..1200).contains(&c)), "min {:?} max {:?}", per_flow.iter().min(), per_flow.iter().max());
+        assert!(
+            per_flow.iter().all(|&c| (800..1200).contains(&c)),
+            "min {:?} max {:?}",
+            per_flow.iter().min(),
+            per_flow.iter().max()
+        );
     }
 }

@@ -89,11 +89,13 @@ impl Rng {
         u64::try_from(m >> 64).unwrap_or(0)
     }
 
-    /// A standard exponential variate (mean 1): `-ln(U)`, U uniform in (0, 1],
-    /// with [`fast_ln`]. Largest possible value: 53 ln 2 ~= 36.7.
+    /// A standard exponential variate (mean 1): `-ln(U)`, U uniform in (0, 1]
+    /// (inversion: exact in distribution up to the 2^-53 grid of U). Largest
+    /// possible value: 53 ln 2 ~= 36.7. Uses `f64::ln`, which measured faster
+    /// than [`fast_ln`] here (see `docs/montra.md`).
     #[inline]
     pub fn exp1(&mut self) -> f64 {
-        -fast_ln(self.next_f64_open0())
+        -self.next_f64_open0().ln()
     }
 
     /// An exponential gap in nanoseconds with mean `1e9 / rate_per_s`, rounded
@@ -122,8 +124,8 @@ const LN2: f64 = core::f64::consts::LN_2;
 ///
 /// `x = 2^e * m` with `m` in [sqrt(1/2), sqrt(2)); `ln m = 2 atanh(t)`,
 /// `t = (m-1)/(m+1)`, `|t| <= 0.1716`, summed to the t^11 term
-/// (truncation < 2e-11). About 2x faster than `f64::ln` on x86-64 (see
-/// `benches/pacing.rs`). Subnormals, zero, negatives, infinities and NaN give
+/// (truncation < 2e-11). Kept for targets with a slow libm; on the dev VM it
+/// measured ~2x *slower* than `f64::ln` (`benches/pacing.rs`). Subnormals, zero, negatives, infinities and NaN give
 /// a value that is not meaningful (but no panic); the caller passes (0, 1].
 #[inline]
 pub fn fast_ln(x: f64) -> f64 {
@@ -143,6 +145,21 @@ pub fn fast_ln(x: f64) -> f64 {
         + t2 * (1.0 / 3.0
             + t2 * (1.0 / 5.0 + t2 * (1.0 / 7.0 + t2 * (1.0 / 9.0 + t2 * (1.0 / 11.0)))));
     f64::from(e) * LN2 + 2.0 * t * p
+}
+
+/// Kolmogorov-Smirnov statistic of sorted samples `v` against Exp(mean).
+#[cfg(test)]
+pub(crate) fn ks_exp(v: &[f64], mean: f64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let n = v.len() as f64;
+    let mut d: f64 = 0.0;
+    for (i, &x) in v.iter().enumerate() {
+        let f = 1.0 - (-x / mean).exp();
+        #[allow(clippy::cast_precision_loss)]
+        let i = i as f64;
+        d = d.max(f - i / n).max((i + 1.0) / n - f);
+    }
+    d
 }
 
 #[cfg(test)]
@@ -182,7 +199,15 @@ mod tests {
             let x = r.next_f64_open0();
             worst = worst.max((fast_ln(x) - x.ln()).abs());
         }
-        for x in [1.0, 0.5, 0.25, F53, 0.707_106_781_186_547_5, 0.999_999_999, 1e-300] {
+        for x in [
+            1.0,
+            0.5,
+            0.25,
+            F53,
+            0.707_106_781_186_547_5,
+            0.999_999_999,
+            1e-300,
+        ] {
             worst = worst.max((fast_ln(x) - x.ln()).abs());
         }
         assert!(worst < 1e-10, "worst abs error {worst}");
@@ -233,20 +258,4 @@ mod tests {
         let crit = 1.628 / (n as f64).sqrt();
         assert!(d < crit, "D = {d}, critical {crit}");
     }
-
-}
-
-/// Kolmogorov-Smirnov statistic of sorted samples `v` against Exp(mean).
-#[cfg(test)]
-pub(crate) fn ks_exp(v: &[f64], mean: f64) -> f64 {
-    #[allow(clippy::cast_precision_loss)]
-    let n = v.len() as f64;
-    let mut d: f64 = 0.0;
-    for (i, &x) in v.iter().enumerate() {
-        let f = 1.0 - (-x / mean).exp();
-        #[allow(clippy::cast_precision_loss)]
-        let i = i as f64;
-        d = d.max(f - i / n).max((i + 1.0) / n - f);
-    }
-    d
 }

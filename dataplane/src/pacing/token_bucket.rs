@@ -27,12 +27,22 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket at time `now_ns`.
     pub fn new(rate_per_s: u64, burst: u64, now_ns: u64) -> Self {
-        Self { rate: rate_per_s, burst, credit: u128::from(burst) * NS, last_ns: now_ns }
+        Self {
+            rate: rate_per_s,
+            burst,
+            credit: u128::from(burst) * NS,
+            last_ns: now_ns,
+        }
     }
 
     /// An empty bucket at time `now_ns`.
     pub fn new_empty(rate_per_s: u64, burst: u64, now_ns: u64) -> Self {
-        Self { rate: rate_per_s, burst, credit: 0, last_ns: now_ns }
+        Self {
+            rate: rate_per_s,
+            burst,
+            credit: 0,
+            last_ns: now_ns,
+        }
     }
 
     /// Rate in tokens per second.

@@ -86,7 +86,15 @@ impl TimerWheel {
             elapsed: now_ns >> shift,
             heads: [[NIL; SLOTS]; LEVELS],
             occupied: [0; LEVELS],
-            entries: vec![Entry { when: 0, next: NIL, prev: NIL, loc: NOWHERE }; capacity],
+            entries: vec![
+                Entry {
+                    when: 0,
+                    next: NIL,
+                    prev: NIL,
+                    loc: NOWHERE
+                };
+                capacity
+            ],
             len: 0,
         })
     }
@@ -113,7 +121,9 @@ impl TimerWheel {
 
     /// True when `flow` has a pending departure.
     pub fn is_scheduled(&self, flow: u32) -> bool {
-        self.entries.get(flow as usize).is_some_and(|e| e.loc != NOWHERE)
+        self.entries
+            .get(flow as usize)
+            .is_some_and(|e| e.loc != NOWHERE)
     }
 
     /// The tick `at_ns` falls due in: rounded up, so never early.
@@ -152,7 +162,8 @@ impl TimerWheel {
     /// wake-up hint: exact for entries due within the current 64 ticks, a lower
     /// bound otherwise (a poll then may cascade and return nothing).
     pub fn next_wakeup_ns(&self) -> Option<u64> {
-        self.next_expiration().map(|(_, _, t)| t.saturating_mul(1 << self.shift).max(t))
+        self.next_expiration()
+            .map(|(_, _, t)| t.saturating_mul(1 << self.shift).max(t))
     }
 
     #[inline]
@@ -171,7 +182,12 @@ impl TimerWheel {
         let head = self.heads[level][slot];
         #[allow(clippy::cast_possible_truncation)] // level < 11, slot < 64: < 704
         let loc = (level * SLOTS + slot) as u16;
-        self.entries[flow as usize] = Entry { when, next: head, prev: NIL, loc };
+        self.entries[flow as usize] = Entry {
+            when,
+            next: head,
+            prev: NIL,
+            loc,
+        };
         if head != NIL {
             self.entries[head as usize].prev = flow;
         }
@@ -214,7 +230,11 @@ impl TimerWheel {
             // its level, so occupied slots are at or after elapsed's slot.
             let slot = occ.trailing_zeros() as usize;
             let hi = lshift + LEVEL_BITS as usize;
-            let base = if hi >= 64 { 0 } else { (self.elapsed >> hi) << hi };
+            let base = if hi >= 64 {
+                0
+            } else {
+                (self.elapsed >> hi) << hi
+            };
             let start = base.saturating_add((slot as u64) << lshift);
             let deadline = start.max(self.elapsed);
             if best.is_none_or(|b| deadline < b.2) {
@@ -344,7 +364,7 @@ mod tests {
             w.schedule(f, 5_000 + u64::from(f % 3) * 1024);
         }
         let mut out = [0u32; 16];
-        let mut seen = vec![false; 100];
+        let mut seen = [false; 100];
         let mut total = 0;
         for _ in 0..10 {
             let n = w.poll(100_000, &mut out);
@@ -418,7 +438,9 @@ mod tests {
                     got.sort_unstable();
                     got.dedup();
                     assert_eq!(got.len(), n, "duplicate in one poll");
-                    let max_ret = out[..n].iter().map(|f| due.iter().find(|d| d.1 == *f).map(|d| d.0));
+                    let max_ret = out[..n]
+                        .iter()
+                        .map(|f| due.iter().find(|d| d.1 == *f).map(|d| d.0));
                     // Order is by due tick, where entries already overdue at the
                     // previous poll count as due at that poll's tick.
                     let mut max_t = 0;

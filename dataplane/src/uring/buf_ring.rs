@@ -25,7 +25,10 @@ impl BufRing {
     /// Maps a ring of `entries` descriptors (a power of two in 1..=32768).
     pub(crate) fn new(entries: u16) -> io::Result<Self> {
         if !entries.is_power_of_two() || entries > 32768 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "buffer ring entries must be a power of two <= 32768"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer ring entries must be a power of two <= 32768",
+            ));
         }
         let bytes = usize::from(entries) * std::mem::size_of::<BufRingEntry>();
         // SAFETY: anonymous private mapping request; no existing memory is touched.
@@ -44,7 +47,12 @@ impl BufRing {
         }
         let base = NonNull::new(ptr.cast::<BufRingEntry>()).ok_or_else(io::Error::last_os_error)?;
         // Fresh anonymous memory is zeroed: tail = 0, matching `tail` below.
-        Ok(Self { base, bytes, mask: entries - 1, tail: 0 })
+        Ok(Self {
+            base,
+            bytes,
+            mask: entries - 1,
+            tail: 0,
+        })
     }
 
     /// Address to register with the kernel.

@@ -40,7 +40,11 @@ const AF_INET6: u16 = 10;
 
 /// Length of the synthetic header for a datagram of this address family.
 pub const fn synth_len(v6: bool) -> usize {
-    if v6 { ETH_LEN + IPV6_LEN + UDP_LEN } else { ETH_LEN + IPV4_LEN + UDP_LEN }
+    if v6 {
+        ETH_LEN + IPV6_LEN + UDP_LEN
+    } else {
+        ETH_LEN + IPV4_LEN + UDP_LEN
+    }
 }
 
 /// Why a synthetic header could not be written.
@@ -61,7 +65,12 @@ pub enum SynthError {
 /// The IPv4 header checksum is computed (20 bytes, cheap); the UDP checksum is
 /// left zero (for IPv6 that is formally invalid, but nothing in the pipeline
 /// checks it and the payload is never touched).
-pub fn write_synthetic(hdr: &mut [u8], src: SocketAddr, dst: SocketAddr, payload_len: usize) -> Result<(), SynthError> {
+pub fn write_synthetic(
+    hdr: &mut [u8],
+    src: SocketAddr,
+    dst: SocketAddr,
+    payload_len: usize,
+) -> Result<(), SynthError> {
     let v6 = match (src, dst) {
         (SocketAddr::V4(_), SocketAddr::V4(_)) => false,
         (SocketAddr::V6(_), SocketAddr::V6(_)) => true,
@@ -76,7 +85,8 @@ pub fn write_synthetic(hdr: &mut [u8], src: SocketAddr, dst: SocketAddr, payload
     let (ip, udp) = hdr[ETH_LEN..].split_at_mut(if v6 { IPV6_LEN } else { IPV4_LEN });
     match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let total = u16::try_from(payload_len + IPV4_LEN + UDP_LEN).map_err(|_| SynthError::TooLong)?;
+            let total =
+                u16::try_from(payload_len + IPV4_LEN + UDP_LEN).map_err(|_| SynthError::TooLong)?;
             ip[0] = 0x45;
             ip[1] = 0;
             ip[2..4].copy_from_slice(&total.to_be_bytes());
@@ -210,7 +220,9 @@ pub fn parse_outer(frame: &[u8]) -> Result<OuterUdp, OuterError> {
         }
         _ => return Err(OuterError::Unsupported),
     };
-    let udp = frame.get(l4_off..l4_off + UDP_LEN).ok_or(OuterError::Runt)?;
+    let udp = frame
+        .get(l4_off..l4_off + UDP_LEN)
+        .ok_or(OuterError::Runt)?;
     let port = u16::from_be_bytes([udp[2], udp[3]]);
     let udp_len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
     if udp_len < UDP_LEN || udp_len > l4_len {
@@ -219,7 +231,11 @@ pub fn parse_outer(frame: &[u8]) -> Result<OuterUdp, OuterError> {
     if port == 0 {
         return Err(OuterError::Unsupported);
     }
-    Ok(OuterUdp { dst: SocketAddr::new(dst_ip, port), payload_off: l4_off + UDP_LEN, payload_len: udp_len - UDP_LEN })
+    Ok(OuterUdp {
+        dst: SocketAddr::new(dst_ip, port),
+        payload_off: l4_off + UDP_LEN,
+        payload_len: udp_len - UDP_LEN,
+    })
 }
 
 /// Encodes `addr` as the kernel's `sockaddr_in` or `sockaddr_in6` into `out`;
@@ -251,7 +267,10 @@ pub fn decode_sockaddr(b: &[u8]) -> Option<SocketAddr> {
     match family {
         AF_INET if b.len() >= 16 => {
             let port = u16::from_be_bytes([b[2], b[3]]);
-            Some(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(b[4], b[5], b[6], b[7]), port)))
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::new(b[4], b[5], b[6], b[7]),
+                port,
+            )))
         }
         AF_INET6 if b.len() >= SOCKADDR_LEN => {
             let port = u16::from_be_bytes([b[2], b[3]]);
@@ -259,7 +278,12 @@ pub fn decode_sockaddr(b: &[u8]) -> Option<SocketAddr> {
             let mut ip = [0u8; 16];
             ip.copy_from_slice(&b[8..24]);
             let scope = u32::from_ne_bytes([b[24], b[25], b[26], b[27]]);
-            Some(SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(ip), port, flow, scope)))
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(ip),
+                port,
+                flow,
+                scope,
+            )))
         }
         _ => None,
     }
@@ -271,8 +295,16 @@ pub fn decode_sockaddr(b: &[u8]) -> Option<SocketAddr> {
 pub fn to_socket_family(dst: SocketAddr, socket_v6: bool) -> Option<SocketAddr> {
     match (dst, socket_v6) {
         (SocketAddr::V4(_), false) | (SocketAddr::V6(_), true) => Some(dst),
-        (SocketAddr::V4(a), true) => Some(SocketAddr::V6(SocketAddrV6::new(a.ip().to_ipv6_mapped(), a.port(), 0, 0))),
-        (SocketAddr::V6(a), false) => a.ip().to_ipv4_mapped().map(|ip| SocketAddr::V4(SocketAddrV4::new(ip, a.port()))),
+        (SocketAddr::V4(a), true) => Some(SocketAddr::V6(SocketAddrV6::new(
+            a.ip().to_ipv6_mapped(),
+            a.port(),
+            0,
+            0,
+        ))),
+        (SocketAddr::V6(a), false) => a
+            .ip()
+            .to_ipv4_mapped()
+            .map(|ip| SocketAddr::V4(SocketAddrV4::new(ip, a.port()))),
     }
 }
 
@@ -301,7 +333,14 @@ mod tests {
         assert_eq!(u16::from_be_bytes([f[16], f[17]]), 20 + 8 + 5);
         assert_eq!(&f[26..30], &[198, 18, 0, 1]);
         let o = parse_outer(&f).unwrap();
-        assert_eq!(o, OuterUdp { dst, payload_off: 42, payload_len: 5 });
+        assert_eq!(
+            o,
+            OuterUdp {
+                dst,
+                payload_off: 42,
+                payload_len: 5
+            }
+        );
         assert_eq!(&f[o.payload_off..o.payload_off + o.payload_len], b"hello");
     }
 
@@ -313,16 +352,32 @@ mod tests {
         assert_eq!(&f[12..14], &[0x86, 0xdd]);
         assert_eq!(u16::from_be_bytes([f[18], f[19]]), 108);
         let o = parse_outer(&f).unwrap();
-        assert_eq!(o, OuterUdp { dst, payload_off: 62, payload_len: 100 });
+        assert_eq!(
+            o,
+            OuterUdp {
+                dst,
+                payload_off: 62,
+                payload_len: 100
+            }
+        );
     }
 
     #[test]
     fn synthetic_rejects_mixed_families_and_bad_buffers() {
         let a: SocketAddr = "198.18.0.1:1".parse().unwrap();
         let b: SocketAddr = "[::1]:1".parse().unwrap();
-        assert_eq!(write_synthetic(&mut [0; 42], a, b, 1), Err(SynthError::FamilyMismatch));
-        assert_eq!(write_synthetic(&mut [0; 41], a, a, 1), Err(SynthError::BadBuffer));
-        assert_eq!(write_synthetic(&mut [0; 42], a, a, 70_000), Err(SynthError::TooLong));
+        assert_eq!(
+            write_synthetic(&mut [0; 42], a, b, 1),
+            Err(SynthError::FamilyMismatch)
+        );
+        assert_eq!(
+            write_synthetic(&mut [0; 41], a, a, 1),
+            Err(SynthError::BadBuffer)
+        );
+        assert_eq!(
+            write_synthetic(&mut [0; 42], a, a, 70_000),
+            Err(SynthError::TooLong)
+        );
     }
 
     #[test]
@@ -383,9 +438,15 @@ mod tests {
         assert_eq!(decode_sockaddr(&[0, 0, 1, 2]), None);
         assert_eq!(decode_sockaddr(&[]), None);
         let v4: SocketAddr = "198.18.0.9:53".parse().unwrap();
-        assert_eq!(to_socket_family(v4, true), Some("[::ffff:198.18.0.9]:53".parse().unwrap()));
+        assert_eq!(
+            to_socket_family(v4, true),
+            Some("[::ffff:198.18.0.9]:53".parse().unwrap())
+        );
         assert_eq!(to_socket_family(v4, false), Some(v4));
-        assert_eq!(to_socket_family("[2001:db8::1]:53".parse().unwrap(), false), None);
+        assert_eq!(
+            to_socket_family("[2001:db8::1]:53".parse().unwrap(), false),
+            None
+        );
     }
 
     proptest! {

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 use super::headers::{SOCKADDR_LEN, encode_sockaddr};
 
@@ -23,7 +23,10 @@ impl MmsgSocket {
     /// Wraps `sock` (set nonblocking) with `batch` buffers of `buf_size` bytes.
     pub fn new(sock: UdpSocket, batch: usize, buf_size: usize) -> io::Result<Self> {
         sock.set_nonblocking(true)?;
-        let iov = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        let iov = libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        };
         // SAFETY: mmsghdr is a plain C struct of pointers and integers; all-zero
         // bytes are a valid empty value.
         let msg: libc::mmsghdr = unsafe { std::mem::zeroed() };
@@ -36,6 +39,12 @@ impl MmsgSocket {
             msgs: vec![msg; batch].into_boxed_slice(),
             name: [0; SOCKADDR_LEN],
         })
+    }
+
+    /// Sets SO_RCVBUF and SO_SNDBUF (the FORCE variants when permitted), as a
+    /// [`super::UringPort`] does with `socket_buf_bytes`.
+    pub fn set_buffers(&self, bytes: u32) -> io::Result<()> {
+        super::socket::set_buffers(self.sock.as_fd(), bytes)
     }
 
     /// The socket.
@@ -73,7 +82,11 @@ impl MmsgSocket {
             let h = &mut self.msgs[i].msg_hdr;
             h.msg_iov = &raw mut self.iovs[i];
             h.msg_iovlen = 1;
-            h.msg_name = if recv { std::ptr::null_mut() } else { self.name.as_mut_ptr().cast() };
+            h.msg_name = if recv {
+                std::ptr::null_mut()
+            } else {
+                self.name.as_mut_ptr().cast()
+            };
             self.msgs[i].msg_len = 0;
         }
         n
@@ -89,7 +102,13 @@ impl MmsgSocket {
         // SAFETY: msgs[..n] point to live iovecs into `bufs` of `buf_size` bytes
         // each; no name buffer is given; all of it outlives the call.
         let rc = unsafe {
-            libc::recvmmsg(self.sock.as_raw_fd(), self.msgs.as_mut_ptr(), vlen, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                self.sock.as_raw_fd(),
+                self.msgs.as_mut_ptr(),
+                vlen,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         match usize::try_from(rc) {
             Ok(got) => {
@@ -116,7 +135,14 @@ impl MmsgSocket {
         let vlen = libc::c_uint::try_from(n).unwrap_or(libc::c_uint::MAX);
         // SAFETY: msgs[..n] point to live iovecs into `bufs` and to `name`, a
         // valid sockaddr of `name_len` bytes; all of it outlives the call.
-        let rc = unsafe { libc::sendmmsg(self.sock.as_raw_fd(), self.msgs.as_mut_ptr(), vlen, libc::MSG_DONTWAIT) };
+        let rc = unsafe {
+            libc::sendmmsg(
+                self.sock.as_raw_fd(),
+                self.msgs.as_mut_ptr(),
+                vlen,
+                libc::MSG_DONTWAIT,
+            )
+        };
         match usize::try_from(rc) {
             Ok(sent) => Ok(sent),
             Err(_) => match io::Error::last_os_error() {

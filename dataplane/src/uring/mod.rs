@@ -61,6 +61,10 @@ pub struct UringConfig {
     pub sqpoll_idle_ms: Option<u32>,
     /// SINGLE_ISSUER + DEFER_TASKRUN (default); otherwise COOP_TASKRUN.
     pub defer_taskrun: bool,
+    /// Send with IORING_OP_SEND + destination address (sendto, Linux >= 6.0)
+    /// instead of IORING_OP_SENDMSG (the default): no msghdr for the kernel to
+    /// copy and import per packet.
+    pub send_to: bool,
 }
 
 impl UringConfig {
@@ -78,6 +82,7 @@ impl UringConfig {
             socket_buf_bytes: 8 << 20,
             sqpoll_idle_ms: None,
             defer_taskrun: true,
+            send_to: false,
         }
     }
 }

@@ -23,8 +23,8 @@ use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use super::buf_ring::BufRing;
 use super::headers::{
-    MAX_SYNTH_LEN, SOCKADDR_LEN, decode_sockaddr, encode_sockaddr, parse_outer, synth_len, to_socket_family,
-    write_synthetic,
+    MAX_SYNTH_LEN, SOCKADDR_LEN, decode_sockaddr, encode_sockaddr, parse_outer, synth_len,
+    to_socket_family, write_synthetic,
 };
 use super::socket::open_udp;
 use super::{UringConfig, UringCounters, UringError};
@@ -103,6 +103,8 @@ pub struct UringPort {
     st: State,
     name: String,
     buf_group: u16,
+    /// IORING_OP_SEND with a destination address instead of SENDMSG.
+    send_to: bool,
     shut: bool,
 }
 
@@ -125,7 +127,9 @@ fn build_ring(cfg: &UringConfig, sq: u32, cq: u32) -> io::Result<(IoUring, &'sta
         b.setup_sqpoll(idle);
         "sqpoll"
     } else if cfg.defer_taskrun {
-        b.setup_single_issuer().setup_defer_taskrun().setup_taskrun_flag();
+        b.setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_taskrun_flag();
         "defer_taskrun"
     } else {
         b.setup_coop_taskrun().setup_taskrun_flag();
@@ -134,9 +138,13 @@ fn build_ring(cfg: &UringConfig, sq: u32, cq: u32) -> io::Result<(IoUring, &'sta
     match b.build(sq) {
         Ok(r) => Ok((r, mode)),
         // Older kernels: fall back to a plain ring (task work then runs on any return to user space).
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            Ok((IoUring::builder().setup_cqsize(cq).setup_clamp().build(sq)?, "plain"))
-        }
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok((
+            IoUring::builder()
+                .setup_cqsize(cq)
+                .setup_clamp()
+                .build(sq)?,
+            "plain",
+        )),
         Err(e) => Err(e),
     }
 }
@@ -153,15 +161,25 @@ impl UringPort {
     /// `arena` must outlive the port (the kernel writes received datagrams into
     /// its frames until the port is dropped), and every later call must pass
     /// this same arena and a pool over its frames. Drop the port before the arena.
-    pub unsafe fn new(cfg: &UringConfig, arena: &Arena, pool: &mut FramePool) -> Result<Self, UringError> {
+    pub unsafe fn new(
+        cfg: &UringConfig,
+        arena: &Arena,
+        pool: &mut FramePool,
+    ) -> Result<Self, UringError> {
         let frame_size = arena.frame_size();
         if arena.frames() > 1 << 16 {
-            return Err(UringError::Config(format!("arena has {} frames; buffer ids are 16-bit (max 65536)", arena.frames())));
+            return Err(UringError::Config(format!(
+                "arena has {} frames; buffer ids are 16-bit (max 65536)",
+                arena.frames()
+            )));
         }
         let payload_off = (arena.headroom() as usize + MAX_SYNTH_LEN).next_multiple_of(4);
         let buf_start = payload_off - RECV_PREFIX;
         if payload_off + 64 > frame_size as usize {
-            return Err(UringError::Config(format!("headroom {} leaves no room for payload", arena.headroom())));
+            return Err(UringError::Config(format!(
+                "headroom {} leaves no room for payload",
+                arena.headroom()
+            )));
         }
         let entries = cfg.ring_entries;
         if !entries.is_power_of_two() || entries > 32768 || u32::from(entries) > arena.frames() {
@@ -171,17 +189,35 @@ impl UringPort {
             )));
         }
         if cfg.send_slots == 0 || cfg.sq_entries < 8 {
-            return Err(UringError::Config("send_slots must be > 0 and sq_entries >= 8".into()));
+            return Err(UringError::Config(
+                "send_slots must be > 0 and sq_entries >= 8".into(),
+            ));
         }
-        let (socket, local) = open_udp(cfg.local, cfg.device.as_deref(), cfg.socket_buf_bytes).map_err(io_err("socket"))?;
+        let arena_base =
+            NonNull::new(arena.as_ptr()).ok_or_else(|| UringError::Config("null arena".into()))?;
+        let payload_off_u32 = u32::try_from(payload_off)
+            .map_err(|_| UringError::Config("headroom too large".into()))?;
+        let buf_len = frame_size - u32::try_from(buf_start).unwrap_or(frame_size);
+        // Every fallible step comes before the buffer ring registration: an
+        // early return would drop `buf_ring` before `ring`, which must not
+        // happen while the ring memory is registered.
+        let (socket, local) = open_udp(cfg.local, cfg.device.as_deref(), cfg.socket_buf_bytes)
+            .map_err(io_err("socket"))?;
         let cq = (u32::from(entries) + cfg.send_slots + cfg.sq_entries).next_power_of_two();
         let (ring, mode) = build_ring(cfg, cfg.sq_entries, cq).map_err(io_err("io_uring setup"))?;
         let buf_ring = BufRing::new(entries).map_err(io_err("buffer ring mmap"))?;
         // SAFETY: the ring memory is a live page-aligned mapping of `entries`
         // descriptors owned by `buf_ring`, which the port keeps until it has
         // unregistered the group (or closed the ring) in `Drop`.
-        unsafe { ring.submitter().register_buf_ring_with_flags(buf_ring.addr(), entries, cfg.buf_group, 0) }
-            .map_err(io_err("IORING_REGISTER_PBUF_RING"))?;
+        unsafe {
+            ring.submitter().register_buf_ring_with_flags(
+                buf_ring.addr(),
+                entries,
+                cfg.buf_group,
+                0,
+            )
+        }
+        .map_err(io_err("IORING_REGISTER_PBUF_RING"))?;
 
         let mut recv_hdr = Box::new(zeroed_msghdr());
         recv_hdr.msg_namelen = NAME_AREA;
@@ -189,12 +225,14 @@ impl UringPort {
         let slots: Box<[SendSlot]> = (0..cfg.send_slots)
             .map(|_| SendSlot {
                 hdr: zeroed_msghdr(),
-                iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
+                iov: libc::iovec {
+                    iov_base: std::ptr::null_mut(),
+                    iov_len: 0,
+                },
                 name: [0; SOCKADDR_LEN],
                 frame: 0,
             })
             .collect();
-        let arena_base = NonNull::new(arena.as_ptr()).ok_or_else(|| UringError::Config("null arena".into()))?;
         let st = State {
             index: cfg.index,
             v6: local.is_ipv6(),
@@ -202,8 +240,8 @@ impl UringPort {
             frame_size,
             arena_base,
             arena_size: arena.size(),
-            payload_off: u32::try_from(payload_off).map_err(|_| UringError::Config("headroom too large".into()))?,
-            buf_len: frame_size - u32::try_from(buf_start).unwrap_or(frame_size),
+            payload_off: payload_off_u32,
+            buf_len,
             ring_entries: u32::from(entries),
             in_ring: 0,
             kernel_owned: vec![0; (arena.frames() as usize).div_ceil(64)],
@@ -216,7 +254,17 @@ impl UringPort {
             counters: UringCounters::default(),
         };
         let name = format!("{local} (io_uring udp, {mode})");
-        let mut port = Self { ring, buf_ring, socket, recv_hdr, st, name, buf_group: cfg.buf_group, shut: false };
+        let mut port = Self {
+            ring,
+            buf_ring,
+            socket,
+            recv_hdr,
+            st,
+            name,
+            buf_group: cfg.buf_group,
+            send_to: cfg.send_to,
+            shut: false,
+        };
         port.refill(pool);
         port.arm_recv();
         port.kick();
@@ -253,9 +301,13 @@ impl UringPort {
         if self.st.recv_armed || self.st.in_ring == 0 || self.shut {
             return;
         }
-        let e = opcode::RecvMsgMulti::new(types::Fd(self.socket.as_raw_fd()), &raw const *self.recv_hdr, self.buf_group)
-            .build()
-            .user_data(UD_RECV);
+        let e = opcode::RecvMsgMulti::new(
+            types::Fd(self.socket.as_raw_fd()),
+            &raw const *self.recv_hdr,
+            self.buf_group,
+        )
+        .build()
+        .user_data(UD_RECV);
         if self.push_sqe(&e) {
             self.st.recv_armed = true;
             self.st.counters.rearms += 1;
@@ -279,7 +331,11 @@ impl UringPort {
     fn submit(&mut self) {
         match self.ring.submit() {
             Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EAGAIN | libc::EINTR)) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EBUSY | libc::EAGAIN | libc::EINTR)
+                ) => {}
             Err(_) => self.st.counters.submit_errors += 1,
         }
     }
@@ -342,7 +398,9 @@ impl UringPort {
         }
         self.shut = true;
         if self.st.recv_armed {
-            let e = opcode::AsyncCancel::new(UD_RECV).build().user_data(UD_CANCEL);
+            let e = opcode::AsyncCancel::new(UD_RECV)
+                .build()
+                .user_data(UD_CANCEL);
             // SAFETY: a cancel request carries no pointers.
             if unsafe { self.ring.submission().push(&e) }.is_err() {
                 self.submit();
@@ -358,7 +416,11 @@ impl UringPort {
             }
             match self.ring.submitter().submit_with_args(1, &args) {
                 Ok(_) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME | libc::EINTR | libc::EBUSY)) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                    ) => {}
                 // E.g. EEXIST when dropped on another thread than the single issuer:
                 // closing the ring cancels what is left.
                 Err(_) => break,
@@ -406,7 +468,9 @@ impl State {
                 self.counters.recv_errors += 1;
             }
         }
-        let Some(bid) = cqueue::buffer_select(flags) else { return };
+        let Some(bid) = cqueue::buffer_select(flags) else {
+            return;
+        };
         let idx = usize::from(bid);
         let (w, bit) = (idx / 64, 1u64 << (idx % 64));
         if self.kernel_owned.get(w).is_none_or(|x| x & bit == 0) {
@@ -428,7 +492,9 @@ impl State {
     }
 
     fn on_send(&mut self, ud: u64, res: i32, pool: Option<&mut FramePool>) {
-        let Some(slot) = usize::try_from(ud).ok().filter(|&i| i < self.slots.len()) else { return };
+        let Some(slot) = usize::try_from(ud).ok().filter(|&i| i < self.slots.len()) else {
+            return;
+        };
         if res < 0 {
             self.counters.send_errors += 1;
         } else {
@@ -444,7 +510,13 @@ impl State {
 
     /// Turns a stashed completion into a packet with its synthetic header, or
     /// frees the frame and counts why not.
-    fn deliver(&mut self, s: Stashed, arena: &mut Arena, pool: &mut FramePool, now: u64) -> Option<Packet> {
+    fn deliver(
+        &mut self,
+        s: Stashed,
+        arena: &mut Arena,
+        pool: &mut FramePool,
+        now: u64,
+    ) -> Option<Packet> {
         let frame = u64::from(s.bid) * u64::from(self.frame_size);
         let p_off = u64::from(self.payload_off);
         let prefix_at = frame + p_off - RECV_PREFIX as u64;
@@ -453,11 +525,13 @@ impl State {
             self.counters.recv_errors += 1;
             return None;
         };
-        let word = |i: usize| u32::from_ne_bytes([prefix[i], prefix[i + 1], prefix[i + 2], prefix[i + 3]]);
+        let word =
+            |i: usize| u32::from_ne_bytes([prefix[i], prefix[i + 1], prefix[i + 2], prefix[i + 3]]);
         let (payload_len, msg_flags) = (word(8), word(12));
         let src = decode_sockaddr(&prefix[RECVMSG_OUT_LEN..]);
         let written = u32::try_from(s.res).unwrap_or(0);
-        let truncated = msg_flags & MSG_TRUNC != 0 || written < RECV_PREFIX_U32.saturating_add(payload_len);
+        let truncated =
+            msg_flags & MSG_TRUNC != 0 || written < RECV_PREFIX_U32.saturating_add(payload_len);
         let (Some(src), false) = (src, truncated) else {
             pool.free(frame);
             self.counters.rx_dropped += 1;
@@ -480,7 +554,14 @@ impl State {
     }
 
     /// Fills send slot `slot` for the datagram of `p` (outer header parsed into `o`).
-    fn fill_slot(&mut self, slot: usize, p: &Packet, payload_off: usize, payload_len: usize, dst: SocketAddr) -> *const libc::msghdr {
+    fn fill_slot(
+        &mut self,
+        slot: usize,
+        p: &Packet,
+        payload_off: usize,
+        payload_len: usize,
+        dst: SocketAddr,
+    ) -> *const libc::msghdr {
         let base = self.arena_base.as_ptr();
         let s = &mut self.slots[slot];
         s.frame = p.addr;
@@ -489,7 +570,10 @@ impl State {
         // inside the mapping: the offset fits in usize.
         let off = usize::try_from(p.addr).unwrap_or(0) + payload_off;
         debug_assert!(off + payload_len <= self.arena_size);
-        s.iov = libc::iovec { iov_base: base.wrapping_add(off).cast(), iov_len: payload_len };
+        s.iov = libc::iovec {
+            iov_base: base.wrapping_add(off).cast(),
+            iov_len: payload_len,
+        };
         s.hdr.msg_name = s.name.as_mut_ptr().cast();
         s.hdr.msg_namelen = name_len;
         s.hdr.msg_iov = &raw mut s.iov;
@@ -544,15 +628,34 @@ impl Port for UringPort {
                 self.kick();
                 self.reap(Some(pool));
             }
-            let slot = if self.shut { None } else { self.st.free_slots.pop() };
+            let slot = if self.shut {
+                None
+            } else {
+                self.st.free_slots.pop()
+            };
             let Some(slot) = slot else {
                 pool.free(p.addr);
                 self.st.counters.tx_full += 1;
                 dropped += 1;
                 continue;
             };
-            let msg = self.st.fill_slot(slot as usize, p, o.payload_off, o.payload_len, dst);
-            let e = opcode::SendMsg::new(types::Fd(self.socket.as_raw_fd()), msg).build().user_data(u64::from(slot));
+            let msg = self
+                .st
+                .fill_slot(slot as usize, p, o.payload_off, o.payload_len, dst);
+            let fd = types::Fd(self.socket.as_raw_fd());
+            let e = if self.send_to {
+                // IORING_OP_SEND with a destination (sendto): the payload and
+                // the slot's name stay valid until the completion.
+                let s = &self.st.slots[slot as usize];
+                let len = u32::try_from(s.iov.iov_len).unwrap_or(u32::MAX);
+                opcode::Send::new(fd, s.iov.iov_base.cast_const().cast(), len)
+                    .dest_addr(s.name.as_ptr().cast())
+                    .dest_addr_len(s.hdr.msg_namelen)
+                    .build()
+            } else {
+                opcode::SendMsg::new(fd, msg).build()
+            }
+            .user_data(u64::from(slot));
             if self.push_sqe(&e) {
                 sent += 1;
             } else {

@@ -1,0 +1,156 @@
+#![deny(unsafe_code)]
+//! The bench's test frames: Ethernet / IPv4 / UDP with a 16-byte payload
+//! header (timestamp, sequence, flow, magic), padded to the frame size. A
+//! 64-byte frame (60 bytes + 4 bytes of FCS the NIC would add) is the
+//! smallest that holds it.
+
+use std::net::Ipv4Addr;
+
+/// UDP port of bench traffic.
+pub const BENCH_PORT: u16 = 7777;
+/// The DUT's address on the generator side (io_uring relay listens there).
+pub const BENCH_PORT_ADDR_DUT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+/// Magic in every bench payload.
+pub const MAGIC: u16 = 0x4d47;
+/// Offset of the payload header in a frame (14 + 20 + 8).
+pub const PAYLOAD_OFF: usize = 42;
+/// Smallest frame size (incl. 4-byte FCS) the bench generates.
+pub const MIN_FRAME: u32 = 64;
+/// Largest frame size (incl. FCS) for a 1500-byte MTU.
+pub const MAX_FRAME: u32 = 1518;
+
+/// What the sink reads back from a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    /// Send time (CLOCK_MONOTONIC ns).
+    pub ts_ns: u64,
+    /// Sequence number within the flow.
+    pub seq: u32,
+    /// Flow id.
+    pub flow: u16,
+}
+
+/// Writes `s` into `frame`'s payload header. Returns false if `frame` is too short.
+#[inline]
+pub fn stamp(frame: &mut [u8], s: Stamp) -> bool {
+    let Some(p) = frame.get_mut(PAYLOAD_OFF..PAYLOAD_OFF + 16) else { return false };
+    p[0..8].copy_from_slice(&s.ts_ns.to_le_bytes());
+    p[8..12].copy_from_slice(&s.seq.to_le_bytes());
+    p[12..14].copy_from_slice(&s.flow.to_le_bytes());
+    p[14..16].copy_from_slice(&MAGIC.to_le_bytes());
+    true
+}
+
+/// Reads a bench payload header from an Ethernet/IPv4/UDP frame (any IHL), or
+/// `None` for anything else (never panics).
+#[inline]
+pub fn read_stamp(frame: &[u8]) -> Option<Stamp> {
+    if frame.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ihl = usize::from(frame.get(14)? & 0x0f) * 4;
+    if ihl < 20 || *frame.get(23)? != 17 {
+        return None;
+    }
+    let p = frame.get(14 + ihl + 8..14 + ihl + 8 + 16)?;
+    let u16le = |b: &[u8]| u16::from_le_bytes([b[0], b[1]]);
+    if u16le(&p[14..16]) != MAGIC {
+        return None;
+    }
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&p[0..8]);
+    let mut seq = [0u8; 4];
+    seq.copy_from_slice(&p[8..12]);
+    Some(Stamp { ts_ns: u64::from_le_bytes(ts), seq: u32::from_le_bytes(seq), flow: u16le(&p[12..14]) })
+}
+
+/// Addresses of one generated flow.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowAddrs {
+    /// Source MAC.
+    pub src_mac: [u8; 6],
+    /// Destination MAC (the next hop).
+    pub dst_mac: [u8; 6],
+    /// Source IPv4.
+    pub src_ip: Ipv4Addr,
+    /// Destination IPv4.
+    pub dst_ip: Ipv4Addr,
+    /// UDP source port.
+    pub src_port: u16,
+    /// UDP destination port.
+    pub dst_port: u16,
+}
+
+fn ip_checksum(h: &[u8]) -> u16 {
+    let mut s = 0u32;
+    for c in h.chunks(2) {
+        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while s > 0xffff {
+        s = (s & 0xffff) + (s >> 16);
+    }
+    !u16::try_from(s).unwrap_or(0)
+}
+
+/// Builds a whole frame of `size` bytes incl. FCS (so `size - 4` bytes are
+/// written) for flow `a`, with a zeroed stamp. `size` is clamped to
+/// `MIN_FRAME..=MAX_FRAME`.
+pub fn build_frame(a: &FlowAddrs, size: u32) -> Vec<u8> {
+    let len = usize::try_from(size.clamp(MIN_FRAME, MAX_FRAME) - 4).unwrap_or(60);
+    let mut f = vec![0u8; len];
+    f[0..6].copy_from_slice(&a.dst_mac);
+    f[6..12].copy_from_slice(&a.src_mac);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let ip_len = u16::try_from(len - 14).unwrap_or(u16::MAX);
+    f[14] = 0x45;
+    f[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    f[20] = 0x40; // DF
+    f[22] = 64;
+    f[23] = 17;
+    f[26..30].copy_from_slice(&a.src_ip.octets());
+    f[30..34].copy_from_slice(&a.dst_ip.octets());
+    let c = ip_checksum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+    f[34..36].copy_from_slice(&a.src_port.to_be_bytes());
+    f[36..38].copy_from_slice(&a.dst_port.to_be_bytes());
+    f[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
+    // UDP checksum 0: allowed over IPv4, and the payload changes per packet.
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn addrs() -> FlowAddrs {
+        FlowAddrs {
+            src_mac: [2, 0, 0, 0, 0, 1],
+            dst_mac: [2, 0, 0, 0, 0, 2],
+            src_ip: Ipv4Addr::new(198, 18, 0, 1),
+            dst_ip: Ipv4Addr::new(198, 19, 0, 1),
+            src_port: 10000,
+            dst_port: BENCH_PORT,
+        }
+    }
+
+    #[test]
+    fn build_stamp_read() {
+        for size in [64u32, 512, 1518] {
+            let mut f = build_frame(&addrs(), size);
+            assert_eq!(f.len(), usize::try_from(size - 4).unwrap());
+            assert_eq!(ip_checksum(&f[14..34]), 0);
+            let s = Stamp { ts_ns: 123_456_789, seq: 42, flow: 7 };
+            assert!(stamp(&mut f, s));
+            assert_eq!(read_stamp(&f), Some(s));
+        }
+        assert!(!stamp(&mut [0u8; 50], Stamp { ts_ns: 0, seq: 0, flow: 0 }));
+    }
+
+    proptest! {
+        #[test]
+        fn read_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = read_stamp(&bytes);
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Configuration of the path manager, with defaults tuned for site gateways whose paths have
+//! RTTs of a few to a few hundred milliseconds. See `docs/paths.md` for the reasoning.
+
+use super::ids::{MS, Nanos, SEC, UplinkId};
+
+/// One local uplink: its capacity (for the probe budget) and its configured cost.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UplinkConfig {
+    /// Uplink id used in [`PathKey`](super::PathKey)s.
+    pub id: UplinkId,
+    /// Capacity in bytes per second (the smaller of up and down).
+    pub capacity_bytes_per_s: u64,
+    /// Configured cost of using this uplink (e.g. a metered link), in nanoseconds of RTT
+    /// equivalent: it is added to the path's RTT when ranking.
+    pub cost: Nanos,
+}
+
+/// Parameters of the state machine, the ranking, the probing and the races.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PathConfig {
+    /// Local uplinks. Paths may only use these.
+    pub uplinks: Vec<UplinkConfig>,
+    /// Outcomes remembered per path (success history bitmap), `1..=64`.
+    pub history_len: u32,
+    /// Suspect -> up after this many consecutive successes.
+    pub suspect_clear_successes: u32,
+    /// Suspect -> down after this many consecutive failures (K).
+    pub down_after_failures: u32,
+    /// Suspect -> down after this long without a success (T).
+    pub down_after_silence: Nanos,
+    /// Down -> up needs this many consecutive successes (M) ...
+    pub recover_successes: u32,
+    /// ... spread over at least this long (first to last success of the run).
+    pub recover_min_time: Nanos,
+    /// Background probe interval of an up path (also the active one).
+    pub probe_interval_up: Nanos,
+    /// Background probe interval of a suspect path.
+    pub probe_interval_suspect: Nanos,
+    /// Probe interval of a down path that has started answering (recovery check).
+    pub probe_interval_recovering: Nanos,
+    /// First exploration interval of a down path; doubles per unanswered probe ...
+    pub probe_interval_down_min: Nanos,
+    /// ... up to this.
+    pub probe_interval_down_max: Nanos,
+    /// Random spread added to each probe interval, in percent of it (desynchronises probes).
+    pub probe_jitter_pct: u32,
+    /// Probe timeout before the first RTT sample.
+    pub probe_timeout_initial: Nanos,
+    /// Lower clamp of the probe timeout.
+    pub probe_timeout_min: Nanos,
+    /// Upper clamp of the probe timeout.
+    pub probe_timeout_max: Nanos,
+    /// Probe size on the wire in bytes (for the budget).
+    pub probe_size: u32,
+    /// Probe budget per uplink, in parts per million of its capacity.
+    pub budget_ppm: u32,
+    /// Share of the budget reserved for exploring down paths, in parts per million of the budget.
+    pub explore_ppm: u32,
+    /// Token bucket depth, as this much time of budget (at least four probes).
+    pub budget_burst: Nanos,
+    /// Candidates probed per race (waypoint selection).
+    pub race_width: u32,
+    /// Delay between two race probes (best first).
+    pub race_stagger: Nanos,
+    /// First retry delay after a race where nothing answered; doubles per failed race ...
+    pub race_backoff_min: Nanos,
+    /// ... up to this.
+    pub race_backoff_max: Nanos,
+    /// Data feedback with an ack no older than this vouches for the active path: a lost probe
+    /// alone does not start a race then.
+    pub data_vouch: Nanos,
+    /// A data feedback report with at least this loss fraction counts as a failure.
+    pub bad_feedback_loss: f64,
+    /// EWMA gain for loss samples.
+    pub loss_alpha: f64,
+    /// A path whose loss EWMA is at least this is reported degraded.
+    pub degrade_loss: f64,
+    /// RTT assumed for ranking before a path's first sample.
+    pub unknown_rtt: Nanos,
+    /// Cost added when ranking a path through a waypoint (relaying, extra state).
+    pub waypoint_penalty: Nanos,
+    /// Return to a better path only once it has been up this long ...
+    pub return_hold: Nanos,
+    /// ... and its rank cost is below `(1 - margin)` times the active path's.
+    pub return_margin: f64,
+    /// ... and its last this many probes were all answered.
+    pub return_clean_probes: u32,
+    /// Minimum time between two optimisation moves of one destination (failover moves are
+    /// never delayed).
+    pub min_dwell: Nanos,
+    /// Period of the return-to-better-path evaluation.
+    pub reeval_interval: Nanos,
+    /// Minimum time between two link reports to PFO.
+    pub report_min_interval: Nanos,
+    /// RTT samples above this are absurd and dropped (counted).
+    pub max_plausible_rtt: Nanos,
+    /// Outstanding probes remembered per path; the oldest is declared lost beyond this.
+    pub max_outstanding: u32,
+    /// Bound of the action queue (the driver drains it after each call).
+    pub action_queue_cap: u32,
+    /// Bound on registered paths.
+    pub max_paths: u32,
+    /// First probe sequence number of every path; `None` draws one per path from the seed.
+    pub initial_seq: Option<u32>,
+}
+
+impl Default for PathConfig {
+    fn default() -> Self {
+        Self {
+            uplinks: Vec::new(),
+            history_len: 32,
+            suspect_clear_successes: 2,
+            down_after_failures: 3,
+            down_after_silence: 2 * SEC,
+            recover_successes: 3,
+            recover_min_time: SEC,
+            probe_interval_up: SEC,
+            probe_interval_suspect: 200 * MS,
+            probe_interval_recovering: 500 * MS,
+            probe_interval_down_min: SEC,
+            probe_interval_down_max: 30 * SEC,
+            probe_jitter_pct: 10,
+            probe_timeout_initial: SEC,
+            probe_timeout_min: 30 * MS,
+            probe_timeout_max: 2 * SEC,
+            probe_size: 96,
+            budget_ppm: 5_000,
+            explore_ppm: 200_000,
+            budget_burst: SEC,
+            race_width: 3,
+            race_stagger: 10 * MS,
+            race_backoff_min: 100 * MS,
+            race_backoff_max: 5 * SEC,
+            data_vouch: 200 * MS,
+            bad_feedback_loss: 0.2,
+            loss_alpha: 0.125,
+            degrade_loss: 0.2,
+            unknown_rtt: 100 * MS,
+            waypoint_penalty: 10 * MS,
+            return_hold: 10 * SEC,
+            return_margin: 0.2,
+            return_clean_probes: 8,
+            min_dwell: 5 * SEC,
+            reeval_interval: SEC,
+            report_min_interval: 500 * MS,
+            max_plausible_rtt: 10 * SEC,
+            max_outstanding: 8,
+            action_queue_cap: 4096,
+            max_paths: 65_536,
+            initial_seq: None,
+        }
+    }
+}
+
+/// Why a configuration or a path registration was refused.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// A parameter is out of its valid range.
+    #[error("invalid path configuration: {0}")]
+    Invalid(&'static str),
+    /// Two uplinks share an id.
+    #[error("duplicate uplink id {0:?}")]
+    DuplicateUplink(UplinkId),
+    /// A path names an uplink that is not configured.
+    #[error("unknown uplink {0:?}")]
+    UnknownUplink(UplinkId),
+    /// The path is already registered.
+    #[error("path already registered")]
+    DuplicatePath,
+    /// `max_paths` reached.
+    #[error("too many paths")]
+    TooManyPaths,
+}
+
+impl PathConfig {
+    /// Checks every parameter; the manager refuses an invalid configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |c: bool, m| if c { Err(ConfigError::Invalid(m)) } else { Ok(()) };
+        bad(!(1..=64).contains(&self.history_len), "history_len must be 1..=64")?;
+        bad(self.suspect_clear_successes == 0, "suspect_clear_successes must be > 0")?;
+        bad(self.down_after_failures == 0, "down_after_failures must be > 0")?;
+        bad(self.recover_successes == 0, "recover_successes must be > 0")?;
+        bad(self.down_after_silence == 0, "down_after_silence must be > 0")?;
+        bad(
+            self.probe_interval_up == 0
+                || self.probe_interval_suspect == 0
+                || self.probe_interval_recovering == 0
+                || self.probe_interval_down_min == 0,
+            "probe intervals must be > 0",
+        )?;
+        bad(
+            self.probe_interval_down_max < self.probe_interval_down_min,
+            "probe_interval_down_max < probe_interval_down_min",
+        )?;
+        bad(self.probe_jitter_pct > 100, "probe_jitter_pct must be <= 100")?;
+        bad(
+            self.probe_timeout_min == 0 || self.probe_timeout_max < self.probe_timeout_min,
+            "probe timeouts must satisfy 0 < min <= max",
+        )?;
+        bad(self.probe_size == 0, "probe_size must be > 0")?;
+        bad(
+            self.budget_ppm == 0 || self.budget_ppm > 1_000_000,
+            "budget_ppm must be 1..=1e6",
+        )?;
+        bad(self.explore_ppm > 1_000_000, "explore_ppm must be <= 1e6")?;
+        bad(!(1..=16).contains(&self.race_width), "race_width must be 1..=16")?;
+        bad(
+            self.race_backoff_min == 0 || self.race_backoff_max < self.race_backoff_min,
+            "race backoff must satisfy 0 < min <= max",
+        )?;
+        let unit = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
+        bad(!unit(self.bad_feedback_loss), "bad_feedback_loss must be in [0,1]")?;
+        bad(!unit(self.loss_alpha) || self.loss_alpha == 0.0, "loss_alpha must be in (0,1]")?;
+        bad(!unit(self.degrade_loss), "degrade_loss must be in [0,1]")?;
+        bad(!unit(self.return_margin), "return_margin must be in [0,1]")?;
+        bad(self.return_clean_probes > 64, "return_clean_probes must be <= 64")?;
+        bad(self.reeval_interval == 0, "reeval_interval must be > 0")?;
+        bad(self.max_plausible_rtt == 0, "max_plausible_rtt must be > 0")?;
+        bad(!(1..=1024).contains(&self.max_outstanding), "max_outstanding must be 1..=1024")?;
+        bad(self.action_queue_cap < 16, "action_queue_cap must be >= 16")?;
+        bad(self.max_paths == 0, "max_paths must be > 0")?;
+        let mut ids: Vec<UplinkId> = self.uplinks.iter().map(|u| u.id).collect();
+        ids.sort();
+        if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ConfigError::DuplicateUplink(w[0]));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_bad_values_are_refused() {
+        assert_eq!(PathConfig::default().validate(), Ok(()));
+        let c = PathConfig { history_len: 0, ..PathConfig::default() };
+        assert!(c.validate().is_err());
+        let c = PathConfig { loss_alpha: f64::NAN, ..PathConfig::default() };
+        assert!(c.validate().is_err());
+        let u = UplinkConfig { id: UplinkId(1), capacity_bytes_per_s: 1, cost: 0 };
+        let c = PathConfig { uplinks: vec![u.clone(), u], ..PathConfig::default() };
+        assert_eq!(c.validate(), Err(ConfigError::DuplicateUplink(UplinkId(1))));
+    }
+}

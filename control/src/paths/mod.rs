@@ -1,0 +1,31 @@
+//! MONET path selection for a site gateway (see `docs/paths.md`).
+//!
+//! A *path* toward a destination site is (local uplink, optional waypoint site, remote
+//! address). The [`PathManager`] keeps per-path health (up / suspect / down with hysteresis),
+//! RTT, jitter and loss estimates, and decides, sans-I/O:
+//! - which path carries each destination's flows ([`Action::MoveFlows`]): on a new destination or
+//!   a suspected failure it probes the best few paths in a staggered race and moves to the first
+//!   that answers (MONET waypoint selection); it returns to a better path only with hysteresis;
+//! - which probes to send ([`Action::Probe`]), within a per-uplink budget, exploring down paths;
+//! - which paths PFO should treat as failed or degraded ([`Action::ReportLinks`]).
+//!
+//! Modules: [`ids`], [`config`], [`health`] (state machine), [`estimate`] (RTT, loss, history),
+//! [`rank`], [`budget`], [`manager`], [`rng`], and [`sim`], a deterministic failure-trace
+//! simulator comparing the manager with a single-path gateway.
+
+#![deny(unsafe_code)]
+
+pub mod budget;
+pub mod config;
+pub mod estimate;
+pub mod health;
+pub mod ids;
+pub mod manager;
+pub mod rank;
+pub mod rng;
+pub mod sim;
+
+pub use config::{ConfigError, PathConfig, UplinkConfig};
+pub use health::PathState;
+pub use ids::{AddrId, MS, Nanos, PathId, PathKey, SEC, SiteId, UplinkId};
+pub use manager::{Action, PathManager, PathStats, PathView};

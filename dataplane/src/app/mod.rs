@@ -1,0 +1,8 @@
+//! Ready-to-run dataplane applications built from the engine: the thin
+//! layer between a CLI/config and the workers. Each `start_*` returns once
+//! every socket is bound and every worker thread runs (the dataplane is
+//! ready: no sleep needed by callers), and the handle stops it.
+
+mod forward;
+
+pub use forward::{ForwardConfig, RunningDataplane, StageKind, start_forward};

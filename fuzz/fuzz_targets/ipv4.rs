@@ -1,0 +1,6 @@
+//! Fuzz target: see `mongate_dataplane::wire::fuzz::fuzz_ipv4`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    mongate_dataplane::wire::fuzz::fuzz_ipv4(data);
+});
