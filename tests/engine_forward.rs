@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use mongate_bench::loadgen::{GenConfig, GenSide, SinkSide, forward_addrs, run};
 use mongate_dataplane::afxdp::BindMode;
-use mongate_dataplane::app::{ForwardConfig, start_forward};
+use mongate_dataplane::app::{ForwardConfig, RelayConfig, start_forward, start_relay};
+use mongate_dataplane::worker::IdlePolicy;
 use mongate_dataplane::bpf::XdpMode;
 use mongate_testbed::ForwardTopology;
 use mongate_testbed::topology::forward::SINK_V4;
@@ -48,7 +49,7 @@ fn forward_zero_loss(mode: XdpMode, test: &str) {
     cfg.bind = BindMode::Copy;
     cfg.name = name;
     let dp = topo.dut_ns.run_in(move || start_forward(&cfg)).expect("enter dut").expect("start forwarder");
-    assert_eq!(dp.xdp_mode, mode);
+    assert_eq!(dp.xdp_mode, Some(mode));
     let gi = gen_if.ifname.clone();
     let mut gen_side = topo.gen_ns.run_in(move || GenSide::open_queues(&gi, &gen_queues)).unwrap().expect("generator");
     let si = sink_if.ifname.clone();
@@ -89,6 +90,56 @@ fn afxdp_native_two_queues_zero_loss() {
 #[test]
 fn afxdp_generic_two_queues_zero_loss() {
     forward_zero_loss(XdpMode::Generic, "afxdp_generic_two_queues_zero_loss");
+}
+
+/// io_uring: a UDP relay with two workers (SO_REUSEPORT sockets) in the DUT
+/// carries 1e6 datagrams from gen to sink with zero loss, on both workers.
+#[test]
+fn uring_relay_two_workers_zero_loss() {
+    let test = "uring_relay_two_workers_zero_loss";
+    if common::skip(test) {
+        return;
+    }
+    let _g = common::net_lock();
+    let topo = ForwardTopology::new(2).expect("build topology");
+    let (gen_if, dut_in, sink_if) = (topo.gen_if().clone(), topo.dut_in_if().clone(), topo.sink_if().clone());
+    let port = mongate_bench::payload::BENCH_PORT;
+    let cfg = RelayConfig {
+        listen: std::net::SocketAddr::from((mongate_bench::payload::BENCH_PORT_ADDR_DUT, port)),
+        to: std::net::SocketAddrV4::new(SINK_V4, port),
+        workers: 2,
+        cores: Vec::new(),
+        frames: 16384,
+        name: format!("it-uring-{}", std::process::id()),
+        idle: IdlePolicy::default(),
+    };
+    let dp = topo.dut_ns.run_in(move || start_relay(&cfg)).unwrap().expect("start relay");
+    let gi = gen_if.ifname.clone();
+    let mut gen_side = topo.gen_ns.run_in(move || GenSide::open(&gi, 2)).unwrap().expect("generator");
+    let si = sink_if.ifname.clone();
+    let mut sink = topo.sink_ns.run_in(move || SinkSide::open(&si, 2, XdpMode::Generic)).unwrap().expect("sink");
+    let g = GenConfig {
+        addrs: forward_addrs(gen_if.mac.0, dut_in.mac.0, mongate_bench::payload::BENCH_PORT_ADDR_DUT),
+        flows: 64,
+        sizes: vec![64, 512, 1400],
+        rate_pps: RATE_PPS,
+        poisson: false,
+        count: PACKETS,
+        duration: Duration::from_secs(60),
+        seed: 11,
+        progress: false,
+    };
+    let r = run(Some(&mut gen_side), Some(&mut sink), &g);
+    let snap = dp.stop();
+    println!("{test}: {r:?}\nDUT: {snap:?}");
+    assert_eq!(r.sent, PACKETS);
+    assert_eq!(r.lost, 0, "zero loss below saturation");
+    assert_eq!(snap.len(), 2);
+    for (w, s) in snap.iter().enumerate() {
+        assert!(s.rx_packets[0] > PACKETS / 8, "worker {w} received {}", s.rx_packets[0]);
+        assert_eq!(s.rx_packets[0], s.tx_packets[0], "worker {w}: every datagram relayed");
+    }
+    assert_eq!(snap.iter().map(|w| w.rx_packets[0]).sum::<u64>(), PACKETS);
 }
 
 /// Sends a raw Ethernet frame out of `ifname` (AF_PACKET), from a thread

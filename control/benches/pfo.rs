@@ -15,18 +15,27 @@ use mongate_control::pfo::{Formulation, Instance, SolveOptions, solve};
 const GRAPH: &str = "/work/shared/data/topologyzoo/AttMpls.graphml";
 
 fn attmpls(classes: usize, sessions: u32, seed: u64) -> Option<Instance> {
-    let text = std::fs::read_to_string(
-        std::env::var("PFO_GRAPHML").unwrap_or_else(|_| GRAPH.to_string()),
-    )
-    .ok()?;
+    let text =
+        std::fs::read_to_string(std::env::var("PFO_GRAPHML").unwrap_or_else(|_| GRAPH.to_string()))
+            .ok()?;
     let g = parse_graphml(&text).ok()?;
-    let p = GenParams { classes, sessions, capacity: 10.0, routes: 3, segments: 8, seed };
+    let p = GenParams {
+        classes,
+        sessions,
+        capacity: 10.0,
+        routes: 3,
+        segments: 8,
+        seed,
+    };
     Instance::from_file(&generate(&g, &p)).ok()
 }
 
 fn figures() {
     let plain = std::env::var("PFO_BENCH_PLAIN").is_ok();
-    let seeds: u64 = std::env::var("PFO_BENCH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let seeds: u64 = std::env::var("PFO_BENCH_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     println!("size       seed  formulation  time_to_gap_1e-4[s]  status      gap_at_1s");
     for (classes, sessions, limit) in [(30, 10, 60.0), (50, 20, 120.0)] {
         for seed in 1..=seeds {
@@ -34,7 +43,11 @@ fn figures() {
                 println!("(AttMpls graph not found at {GRAPH}; set PFO_GRAPHML)");
                 return;
             };
-            let mut forms = vec![("incremental", Formulation::Incremental), ("pieces", Formulation::EnvelopePieces), ("log", Formulation::EnvelopeLog)];
+            let mut forms = vec![
+                ("incremental", Formulation::Incremental),
+                ("pieces", Formulation::EnvelopePieces),
+                ("log", Formulation::EnvelopeLog),
+            ];
             if plain {
                 forms.push(("plain", Formulation::Plain));
             }
@@ -42,8 +55,22 @@ fn figures() {
                 forms.retain(|(name, _)| only.split(',').any(|o| o == *name));
             }
             for (name, form) in forms {
-                let full = solve(&inst, &SolveOptions { time_limit: Some(limit), formulation: form, ..SolveOptions::default() });
-                let one = solve(&inst, &SolveOptions { time_limit: Some(1.0), formulation: form, ..SolveOptions::default() });
+                let full = solve(
+                    &inst,
+                    &SolveOptions {
+                        time_limit: Some(limit),
+                        formulation: form,
+                        ..SolveOptions::default()
+                    },
+                );
+                let one = solve(
+                    &inst,
+                    &SolveOptions {
+                        time_limit: Some(1.0),
+                        formulation: form,
+                        ..SolveOptions::default()
+                    },
+                );
                 println!(
                     "{classes}x{sessions:<6} {seed:>4}  {name:<11}  {:>19.3}  {:<10}  {:.2e}",
                     full.seconds,
@@ -57,9 +84,13 @@ fn figures() {
 
 fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("pfo_attmpls");
-    g.sample_size(10).measurement_time(Duration::from_secs(30)).warm_up_time(Duration::from_secs(1));
+    g.sample_size(10)
+        .measurement_time(Duration::from_secs(30))
+        .warm_up_time(Duration::from_secs(1));
     for (classes, sessions) in [(30, 10), (50, 20)] {
-        let Some(inst) = attmpls(classes, sessions, 1) else { return };
+        let Some(inst) = attmpls(classes, sessions, 1) else {
+            return;
+        };
         g.bench_function(format!("{classes}x{sessions}_gap1e-4"), |b| {
             b.iter(|| black_box(solve(&inst, &SolveOptions::default())));
         });

@@ -2,5 +2,5 @@
 //! (MONET path selection will live in `paths`.)
 
 pub mod mapping;
-pub mod pfo;
 pub mod paths;
+pub mod pfo;

@@ -43,11 +43,18 @@ struct PfoArgs {
 fn pfo(args: &PfoArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.instance)
         .with_context(|| format!("reading {}", args.instance.display()))?;
-    let inst = Instance::from_json(&text).with_context(|| format!("in {}", args.instance.display()))?;
+    let inst =
+        Instance::from_json(&text).with_context(|| format!("in {}", args.instance.display()))?;
     if let Some(t) = args.time_limit {
-        anyhow::ensure!(t.is_finite() && t > 0.0, "--time-limit must be a positive number of seconds");
+        anyhow::ensure!(
+            t.is_finite() && t > 0.0,
+            "--time-limit must be a positive number of seconds"
+        );
     }
-    anyhow::ensure!(args.gap.is_finite() && args.gap > 0.0, "--gap must be positive");
+    anyhow::ensure!(
+        args.gap.is_finite() && args.gap > 0.0,
+        "--gap must be positive"
+    );
     let formulation = match args.formulation.as_str() {
         "incremental" => Formulation::Incremental,
         "pieces" => Formulation::EnvelopePieces,

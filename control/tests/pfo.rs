@@ -10,17 +10,32 @@ use proptest::prelude::*;
 const EPS: f64 = 1e-6;
 
 fn opts(formulation: Formulation) -> SolveOptions {
-    SolveOptions { gap_tolerance: 1e-7, formulation, ..SolveOptions::default() }
+    SolveOptions {
+        gap_tolerance: 1e-7,
+        formulation,
+        ..SolveOptions::default()
+    }
 }
 
 fn link(id: &str, capacity: f64) -> LinkSpec {
-    LinkSpec { id: id.into(), capacity }
+    LinkSpec {
+        id: id.into(),
+        capacity,
+    }
 }
 fn class(id: &str, sessions: u32, utility: UtilitySpec) -> ClassSpec {
-    ClassSpec { id: id.into(), sessions, utility }
+    ClassSpec {
+        id: id.into(),
+        sessions,
+        utility,
+    }
 }
 fn flow(id: &str, class: &str, links: &[&str]) -> FlowSpec {
-    FlowSpec { id: id.into(), class: class.into(), links: links.iter().map(|s| (*s).into()).collect() }
+    FlowSpec {
+        id: id.into(),
+        class: class.into(),
+        links: links.iter().map(|s| (*s).into()).collect(),
+    }
 }
 fn pwl(pts: &[[f64; 2]]) -> UtilitySpec {
     UtilitySpec::PiecewiseLinear(pts.to_vec())
@@ -32,9 +47,17 @@ fn check_plan(inst: &Instance, plan: &Plan) {
     let mut objective = 0.0;
     for (c, cl) in inst.classes.iter().enumerate() {
         let n = plan.classes[c].sessions;
-        assert!(n <= cl.sessions, "class {} admits {n} > {}", cl.id, cl.sessions);
+        assert!(
+            n <= cl.sessions,
+            "class {} admits {n} > {}",
+            cl.id,
+            cl.sessions
+        );
         let x: f64 = cl.flows.iter().map(|&f| plan.flows[f].rate).sum();
-        assert!((x - plan.classes[c].rate).abs() <= EPS * (1.0 + x), "class rate mismatch");
+        assert!(
+            (x - plan.classes[c].rate).abs() <= EPS * (1.0 + x),
+            "class rate mismatch"
+        );
         for &f in &cl.flows {
             assert!(plan.flows[f].rate >= 0.0);
             for &l in &inst.flows[f].links {
@@ -44,11 +67,21 @@ fn check_plan(inst: &Instance, plan: &Plan) {
         objective += f64::from(n) * cl.utility.eval(x);
     }
     for (l, ln) in inst.links.iter().enumerate() {
-        assert!(loads[l] <= ln.capacity + EPS, "link {} load {} > {}", ln.id, loads[l], ln.capacity);
+        assert!(
+            loads[l] <= ln.capacity + EPS,
+            "link {} load {} > {}",
+            ln.id,
+            loads[l],
+            ln.capacity
+        );
         assert!((loads[l] - plan.links[l].load).abs() <= EPS * (1.0 + loads[l]));
         assert!(plan.links[l].dual >= 0.0);
     }
-    assert!((objective - plan.objective).abs() <= EPS * (1.0 + objective.abs()), "{objective} vs {}", plan.objective);
+    assert!(
+        (objective - plan.objective).abs() <= EPS * (1.0 + objective.abs()),
+        "{objective} vs {}",
+        plan.objective
+    );
     assert!(plan.bound >= plan.objective - 1e-12);
     let json = serde_json::to_string(plan).unwrap();
     assert!(!json.contains("infeasible"));
@@ -75,18 +108,39 @@ fn triangle(ac: UtilitySpec, bc: UtilitySpec, n_ac: u32, n_bc: u32) -> Instance 
 #[test]
 fn paper_triangle_direct_10_via_b_5() {
     // A->C is worth twice B->C per Mbps: A->C takes both routes, B->C gets nothing.
-    let inst = triangle(UtilitySpec::Linear { slope: 2.0 }, UtilitySpec::Linear { slope: 1.0 }, 1, 1);
-    for form in [Formulation::Incremental, Formulation::EnvelopePieces, Formulation::EnvelopeLog, Formulation::Plain] {
+    let inst = triangle(
+        UtilitySpec::Linear { slope: 2.0 },
+        UtilitySpec::Linear { slope: 1.0 },
+        1,
+        1,
+    );
+    for form in [
+        Formulation::Incremental,
+        Formulation::EnvelopePieces,
+        Formulation::EnvelopeLog,
+        Formulation::Plain,
+    ] {
         let plan = solve(&inst, &opts(form));
         check_plan(&inst, &plan);
         assert_eq!(plan.status, Status::Optimal);
-        assert!(close(plan.flows[0].rate, 10.0, 1e-6), "{form:?} direct {}", plan.flows[0].rate);
-        assert!(close(plan.flows[1].rate, 5.0, 1e-6), "{form:?} via B {}", plan.flows[1].rate);
+        assert!(
+            close(plan.flows[0].rate, 10.0, 1e-6),
+            "{form:?} direct {}",
+            plan.flows[0].rate
+        );
+        assert!(
+            close(plan.flows[1].rate, 5.0, 1e-6),
+            "{form:?} via B {}",
+            plan.flows[1].rate
+        );
         assert!(close(plan.objective, 30.0, 1e-6));
         assert_eq!(plan.classes[1].sessions, 0);
         // Used flows: weight / rate equals the path price, which equals U'(X) = 2.
         for f in 0..2 {
-            assert!(close(plan.flows[f].weight / plan.flows[f].rate, 2.0, 1e-6), "{form:?} {plan:?}");
+            assert!(
+                close(plan.flows[f].weight / plan.flows[f].rate, 2.0, 1e-6),
+                "{form:?} {plan:?}"
+            );
         }
     }
 }
@@ -99,7 +153,12 @@ fn triangle_with_nonconcave_utilities_matches_oracle() {
     let oracle = brute_force(&inst, 10_000).unwrap();
     let plan = solve(&inst, &opts(Formulation::Incremental));
     check_plan(&inst, &plan);
-    assert!(close(plan.objective, oracle.objective, 1e-6), "{} vs {}", plan.objective, oracle.objective);
+    assert!(
+        close(plan.objective, oracle.objective, 1e-6),
+        "{} vs {}",
+        plan.objective,
+        oracle.objective
+    );
 }
 
 #[test]
@@ -168,11 +227,37 @@ fn approximated_forms_report_a_valid_bound() {
     let inst = Instance::from_file(&InstanceFile {
         links: vec![link("L1", 5.0), link("L2", 3.0)],
         classes: vec![
-            class("log", 3, UtilitySpec::Log { weight: 1.0, scale: 0.5 }),
-            class("sig", 2, UtilitySpec::Sigmoid { weight: 2.0, midpoint: 2.0, steepness: 3.0 }),
-            class("step", 2, UtilitySpec::Step { threshold: 1.5, value: 1.0 }),
+            class(
+                "log",
+                3,
+                UtilitySpec::Log {
+                    weight: 1.0,
+                    scale: 0.5,
+                },
+            ),
+            class(
+                "sig",
+                2,
+                UtilitySpec::Sigmoid {
+                    weight: 2.0,
+                    midpoint: 2.0,
+                    steepness: 3.0,
+                },
+            ),
+            class(
+                "step",
+                2,
+                UtilitySpec::Step {
+                    threshold: 1.5,
+                    value: 1.0,
+                },
+            ),
         ],
-        flows: vec![flow("a", "log", &["L1"]), flow("b", "sig", &["L1", "L2"]), flow("c", "step", &["L2"])],
+        flows: vec![
+            flow("a", "log", &["L1"]),
+            flow("b", "sig", &["L1", "L2"]),
+            flow("c", "step", &["L2"]),
+        ],
     })
     .unwrap();
     let plan = solve(&inst, &SolveOptions::default());
@@ -183,12 +268,24 @@ fn approximated_forms_report_a_valid_bound() {
 #[test]
 fn duals_satisfy_complementary_slackness_and_mapping_kkt() {
     let sig = pwl(&[[0.0, 0.0], [2.0, 0.2], [4.0, 1.8], [6.0, 2.0]]);
-    let inst = triangle(sig, UtilitySpec::Log { weight: 1.0, scale: 1.0 }, 3, 4);
+    let inst = triangle(
+        sig,
+        UtilitySpec::Log {
+            weight: 1.0,
+            scale: 1.0,
+        },
+        3,
+        4,
+    );
     let plan = solve(&inst, &SolveOptions::default());
     check_plan(&inst, &plan);
     for (l, ln) in inst.links.iter().enumerate() {
         if plan.links[l].dual > 1e-7 {
-            assert!(close(plan.links[l].load, ln.capacity, 1e-6), "dual on unsaturated link {}", ln.id);
+            assert!(
+                close(plan.links[l].load, ln.capacity, 1e-6),
+                "dual on unsaturated link {}",
+                ln.id
+            );
         }
     }
     let duals: Vec<f64> = plan.links.iter().map(|l| l.dual).collect();
@@ -205,8 +302,19 @@ fn duals_satisfy_complementary_slackness_and_mapping_kkt() {
 
 #[test]
 fn time_limit_returns_a_plan_and_a_bound() {
-    let inst = triangle(pwl(&[[0.0, 0.0], [1.0, 0.0], [1.1, 1.0]]), pwl(&[[0.0, 0.0], [0.5, 0.1], [0.7, 1.0]]), 40, 40);
-    let plan = solve(&inst, &SolveOptions { time_limit: Some(5.0), ..SolveOptions::default() });
+    let inst = triangle(
+        pwl(&[[0.0, 0.0], [1.0, 0.0], [1.1, 1.0]]),
+        pwl(&[[0.0, 0.0], [0.5, 0.1], [0.7, 1.0]]),
+        40,
+        40,
+    );
+    let plan = solve(
+        &inst,
+        &SolveOptions {
+            time_limit: Some(5.0),
+            ..SolveOptions::default()
+        },
+    );
     check_plan(&inst, &plan);
 }
 
@@ -221,10 +329,21 @@ fn tiny_instance() -> impl Strategy<Value = InstanceFile> {
         }
         UtilitySpec::PiecewiseLinear(pts)
     });
-    let cls = prop::collection::vec((0u32..=3, util, prop::collection::vec(prop::collection::vec(0usize..3, 1..=2), 1..=2)), 1..=2);
+    let cls = prop::collection::vec(
+        (
+            0u32..=3,
+            util,
+            prop::collection::vec(prop::collection::vec(0usize..3, 1..=2), 1..=2),
+        ),
+        1..=2,
+    );
     (links, cls).prop_map(|(caps, cls)| {
         let nl = caps.len();
-        let links: Vec<LinkSpec> = caps.iter().enumerate().map(|(i, &c)| link(&format!("l{i}"), c)).collect();
+        let links: Vec<LinkSpec> = caps
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| link(&format!("l{i}"), c))
+            .collect();
         let mut classes = Vec::new();
         let mut flows = Vec::new();
         for (c, (n, u, routes)) in cls.into_iter().enumerate() {
@@ -233,11 +352,19 @@ fn tiny_instance() -> impl Strategy<Value = InstanceFile> {
                 let mut ids: Vec<String> = ls.into_iter().map(|l| format!("l{}", l % nl)).collect();
                 ids.sort();
                 ids.dedup();
-                flows.push(FlowSpec { id: format!("{cid}/{r}"), class: cid.clone(), links: ids });
+                flows.push(FlowSpec {
+                    id: format!("{cid}/{r}"),
+                    class: cid.clone(),
+                    links: ids,
+                });
             }
             classes.push(class(&cid, n, u));
         }
-        InstanceFile { links, classes, flows }
+        InstanceFile {
+            links,
+            classes,
+            flows,
+        }
     })
 }
 

@@ -18,6 +18,8 @@
 pub mod afxdp;
 pub mod app;
 pub mod bpf;
+pub mod classify;
+pub mod config;
 pub mod engine;
 pub mod forward;
 pub mod montra;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 use mongate_dataplane::afxdp::BindMode;
-use mongate_dataplane::app::{ForwardConfig, StageKind, start_forward};
+use mongate_dataplane::app::{ForwardConfig, RelayConfig, StageKind, start_forward, start_relay};
 use mongate_dataplane::bpf::XdpMode;
 use mongate_dataplane::stats::{StatsRegion, stats_path};
 use mongate_dataplane::worker::IdlePolicy;
@@ -25,6 +25,8 @@ struct Cli {
 enum Cmd {
     /// Forward IP packets from one interface to another through AF_XDP workers.
     Forward(ForwardArgs),
+    /// Relay UDP datagrams from a local address to another through io_uring workers.
+    Relay(RelayArgs),
     /// Print the counters of a running instance as JSON.
     Stats {
         /// Instance name (`--name` of the running dataplane).
@@ -74,6 +76,31 @@ struct ForwardArgs {
     /// Pipeline: `forward` (IP forwarding) or `drop` (rx-drop benchmark).
     #[arg(long, default_value = "forward")]
     stage: String,
+    /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+    #[arg(long)]
+    duration_s: Option<f64>,
+}
+
+#[derive(Parser)]
+struct RelayArgs {
+    /// Local address to receive on (all workers share it with SO_REUSEPORT).
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+    /// Destination of relayed datagrams (IPv4).
+    #[arg(long)]
+    to: std::net::SocketAddrV4,
+    /// Number of workers (sockets).
+    #[arg(long, default_value_t = 1)]
+    workers: u32,
+    /// Cores to pin workers to, cycled.
+    #[arg(long, value_delimiter = ',')]
+    cores: Vec<usize>,
+    /// Frames per worker.
+    #[arg(long, default_value_t = 16384)]
+    frames: u32,
+    /// Instance name: counters in /dev/shm/mongate-NAME.stats.
+    #[arg(long, default_value = "dataplane")]
+    name: String,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     duration_s: Option<f64>,
@@ -133,13 +160,29 @@ fn forward(a: ForwardArgs) -> anyhow::Result<()> {
     c.stage = stage;
     let dp = start_forward(&c)?;
     println!("ready: {} workers, xdp {:?}; ports: {}", a.queues, dp.xdp_mode, dp.ports.join(", "));
+    serve(dp, a.duration_s)
+}
+
+fn relay(a: RelayArgs) -> anyhow::Result<()> {
+    let c = RelayConfig { listen: a.listen, to: a.to, workers: a.workers, cores: a.cores, frames: a.frames, name: a.name, idle: IdlePolicy::default() };
+    let dp = start_relay(&c)?;
+    println!("ready: {} io_uring workers; ports: {}", a.workers, dp.ports.join(", "));
+    serve(dp, a.duration_s)
+}
+
+/// Runs until a signal, the deadline, or a worker ending; prints final counters.
+fn serve(dp: mongate_dataplane::app::RunningDataplane, duration_s: Option<f64>) -> anyhow::Result<()> {
     install_signals();
-    let deadline = a.duration_s.map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s.max(0.0)));
+    let deadline = duration_s.map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s.max(0.0)));
     while !STOP.load(Ordering::Relaxed) && deadline.is_none_or(|d| std::time::Instant::now() < d) && dp.healthy() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    let healthy = dp.healthy();
     let snap = dp.stop();
     println!("{}", serde_json::to_string(&snap)?);
+    if !healthy {
+        anyhow::bail!("a worker stopped unexpectedly");
+    }
     Ok(())
 }
 
@@ -147,6 +190,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Forward(a) => forward(a),
+        Cmd::Relay(a) => relay(a),
         Cmd::Stats { name } => StatsRegion::open(&stats_path(&name))
             .map_err(anyhow::Error::from)
             .and_then(|s| Ok(println!("{}", serde_json::to_string_pretty(&s.snapshot())?))),

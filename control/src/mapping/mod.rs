@@ -30,7 +30,11 @@ pub struct MappingConfig {
 
 impl Default for MappingConfig {
     fn default() -> Self {
-        MappingConfig { rate_epsilon: 1e-9, price_epsilon: 1e-9, floor_fraction: 1e-3 }
+        MappingConfig {
+            rate_epsilon: 1e-9,
+            price_epsilon: 1e-9,
+            floor_fraction: 1e-3,
+        }
     }
 }
 
@@ -49,7 +53,10 @@ pub struct FlowTarget {
 
 /// Path price `sum_{l in L(f)} mu_l` of every flow.
 pub fn path_prices(inst: &Instance, duals: &[f64]) -> Vec<f64> {
-    inst.flows.iter().map(|f| f.links.iter().map(|&l| duals[l]).sum()).collect()
+    inst.flows
+        .iter()
+        .map(|f| f.links.iter().map(|&l| duals[l]).sum())
+        .collect()
 }
 
 /// MONtra weights and caps from PFO's per-session rates `rates` (per flow) and link `duals`.
@@ -66,18 +73,36 @@ pub fn montra_targets(
         .filter(|(x, _)| **x > cfg.rate_epsilon)
         .map(|(_, p)| *p)
         .fold(0.0, f64::max);
-    let floor_price =
-        if max_price > cfg.price_epsilon { cfg.floor_fraction * max_price } else { 1.0 };
+    let floor_price = if max_price > cfg.price_epsilon {
+        cfg.floor_fraction * max_price
+    } else {
+        1.0
+    };
     rates
         .iter()
         .zip(&prices)
         .map(|(&x, &p)| {
             if x <= cfg.rate_epsilon {
-                FlowTarget { weight: 0.0, rate_cap: 0.0, controlled: false, floored: false }
+                FlowTarget {
+                    weight: 0.0,
+                    rate_cap: 0.0,
+                    controlled: false,
+                    floored: false,
+                }
             } else if p <= cfg.price_epsilon {
-                FlowTarget { weight: x * floor_price, rate_cap: x, controlled: true, floored: true }
+                FlowTarget {
+                    weight: x * floor_price,
+                    rate_cap: x,
+                    controlled: true,
+                    floored: true,
+                }
             } else {
-                FlowTarget { weight: x * p, rate_cap: x, controlled: true, floored: false }
+                FlowTarget {
+                    weight: x * p,
+                    rate_cap: x,
+                    controlled: true,
+                    floored: false,
+                }
             }
         })
         .collect()

@@ -139,7 +139,7 @@ impl Default for PathConfig {
             waypoint_penalty: 10 * MS,
             return_hold: 10 * SEC,
             return_margin: 0.2,
-            return_clean_probes: 8,
+            return_clean_probes: 32,
             min_dwell: 5 * SEC,
             reeval_interval: SEC,
             report_min_interval: 500 * MS,
@@ -175,12 +175,30 @@ pub enum ConfigError {
 impl PathConfig {
     /// Checks every parameter; the manager refuses an invalid configuration.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |c: bool, m| if c { Err(ConfigError::Invalid(m)) } else { Ok(()) };
-        bad(!(1..=64).contains(&self.history_len), "history_len must be 1..=64")?;
-        bad(self.suspect_clear_successes == 0, "suspect_clear_successes must be > 0")?;
-        bad(self.down_after_failures == 0, "down_after_failures must be > 0")?;
+        let bad = |c: bool, m| {
+            if c {
+                Err(ConfigError::Invalid(m))
+            } else {
+                Ok(())
+            }
+        };
+        bad(
+            !(1..=64).contains(&self.history_len),
+            "history_len must be 1..=64",
+        )?;
+        bad(
+            self.suspect_clear_successes == 0,
+            "suspect_clear_successes must be > 0",
+        )?;
+        bad(
+            self.down_after_failures == 0,
+            "down_after_failures must be > 0",
+        )?;
         bad(self.recover_successes == 0, "recover_successes must be > 0")?;
-        bad(self.down_after_silence == 0, "down_after_silence must be > 0")?;
+        bad(
+            self.down_after_silence == 0,
+            "down_after_silence must be > 0",
+        )?;
         bad(
             self.probe_interval_up == 0
                 || self.probe_interval_suspect == 0
@@ -192,7 +210,10 @@ impl PathConfig {
             self.probe_interval_down_max < self.probe_interval_down_min,
             "probe_interval_down_max < probe_interval_down_min",
         )?;
-        bad(self.probe_jitter_pct > 100, "probe_jitter_pct must be <= 100")?;
+        bad(
+            self.probe_jitter_pct > 100,
+            "probe_jitter_pct must be <= 100",
+        )?;
         bad(
             self.probe_timeout_min == 0 || self.probe_timeout_max < self.probe_timeout_min,
             "probe timeouts must satisfy 0 < min <= max",
@@ -203,20 +224,35 @@ impl PathConfig {
             "budget_ppm must be 1..=1e6",
         )?;
         bad(self.explore_ppm > 1_000_000, "explore_ppm must be <= 1e6")?;
-        bad(!(1..=16).contains(&self.race_width), "race_width must be 1..=16")?;
+        bad(
+            !(1..=16).contains(&self.race_width),
+            "race_width must be 1..=16",
+        )?;
         bad(
             self.race_backoff_min == 0 || self.race_backoff_max < self.race_backoff_min,
             "race backoff must satisfy 0 < min <= max",
         )?;
         let unit = |x: f64| x.is_finite() && (0.0..=1.0).contains(&x);
-        bad(!unit(self.bad_feedback_loss), "bad_feedback_loss must be in [0,1]")?;
-        bad(!unit(self.loss_alpha) || self.loss_alpha == 0.0, "loss_alpha must be in (0,1]")?;
+        bad(
+            !unit(self.bad_feedback_loss),
+            "bad_feedback_loss must be in [0,1]",
+        )?;
+        bad(
+            !unit(self.loss_alpha) || self.loss_alpha == 0.0,
+            "loss_alpha must be in (0,1]",
+        )?;
         bad(!unit(self.degrade_loss), "degrade_loss must be in [0,1]")?;
         bad(!unit(self.return_margin), "return_margin must be in [0,1]")?;
-        bad(self.return_clean_probes > 64, "return_clean_probes must be <= 64")?;
+        bad(
+            self.return_clean_probes > 64,
+            "return_clean_probes must be <= 64",
+        )?;
         bad(self.reeval_interval == 0, "reeval_interval must be > 0")?;
         bad(self.max_plausible_rtt == 0, "max_plausible_rtt must be > 0")?;
-        bad(!(1..=1024).contains(&self.max_outstanding), "max_outstanding must be 1..=1024")?;
+        bad(
+            !(1..=1024).contains(&self.max_outstanding),
+            "max_outstanding must be 1..=1024",
+        )?;
         bad(self.action_queue_cap < 16, "action_queue_cap must be >= 16")?;
         bad(self.max_paths == 0, "max_paths must be > 0")?;
         let mut ids: Vec<UplinkId> = self.uplinks.iter().map(|u| u.id).collect();
@@ -235,12 +271,25 @@ mod tests {
     #[test]
     fn default_is_valid_and_bad_values_are_refused() {
         assert_eq!(PathConfig::default().validate(), Ok(()));
-        let c = PathConfig { history_len: 0, ..PathConfig::default() };
+        let c = PathConfig {
+            history_len: 0,
+            ..PathConfig::default()
+        };
         assert!(c.validate().is_err());
-        let c = PathConfig { loss_alpha: f64::NAN, ..PathConfig::default() };
+        let c = PathConfig {
+            loss_alpha: f64::NAN,
+            ..PathConfig::default()
+        };
         assert!(c.validate().is_err());
-        let u = UplinkConfig { id: UplinkId(1), capacity_bytes_per_s: 1, cost: 0 };
-        let c = PathConfig { uplinks: vec![u.clone(), u], ..PathConfig::default() };
+        let u = UplinkConfig {
+            id: UplinkId(1),
+            capacity_bytes_per_s: 1,
+            cost: 0,
+        };
+        let c = PathConfig {
+            uplinks: vec![u.clone(), u],
+            ..PathConfig::default()
+        };
         assert_eq!(c.validate(), Err(ConfigError::DuplicateUplink(UplinkId(1))));
     }
 }

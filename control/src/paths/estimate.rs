@@ -139,7 +139,11 @@ pub struct LossEwma {
 impl LossEwma {
     /// Moves the average toward `sample` (clamped to `[0, 1]`) with gain `alpha`.
     pub fn update(&mut self, sample: f64, alpha: f64) {
-        let s = if sample.is_finite() { sample.clamp(0.0, 1.0) } else { 1.0 };
+        let s = if sample.is_finite() {
+            sample.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
         self.value += alpha.clamp(0.0, 1.0) * (s - self.value);
         self.value = self.value.clamp(0.0, 1.0);
     }

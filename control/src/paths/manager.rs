@@ -366,12 +366,16 @@ impl PathManager {
 
     /// The path carrying the flows toward `dst`.
     pub fn active_path(&self, dst: SiteId) -> Option<PathId> {
-        self.dest_index.get(&dst).and_then(|&d| self.dests[d].active)
+        self.dest_index
+            .get(&dst)
+            .and_then(|&d| self.dests[d].active)
     }
 
     /// Paths registered toward `dst`.
     pub fn destination_paths(&self, dst: SiteId) -> &[PathId] {
-        self.dest_index.get(&dst).map_or(&[], |&d| &self.dests[d].paths)
+        self.dest_index
+            .get(&dst)
+            .map_or(&[], |&d| &self.dests[d].paths)
     }
 
     /// Known destinations, sorted.
@@ -503,7 +507,9 @@ impl PathManager {
         let Some(pi) = self.index(path) else { return };
         let e = &mut self.paths[pi];
         e.health.on_suspect_signal(now);
-        e.next_probe_at = e.next_probe_at.min(now.saturating_add(self.cfg.probe_interval_suspect));
+        e.next_probe_at = e
+            .next_probe_at
+            .min(now.saturating_add(self.cfg.probe_interval_suspect));
         let d = e.dest;
         if self.dests[d].active == Some(path) {
             self.dests[d].race_wanted = true;
@@ -543,7 +549,11 @@ impl PathManager {
         let now = self.clock(now);
         for pi in 0..self.paths.len() {
             // Expired probes.
-            while let Some(pos) = self.paths[pi].outstanding.iter().position(|o| o.deadline <= now) {
+            while let Some(pos) = self.paths[pi]
+                .outstanding
+                .iter()
+                .position(|o| o.deadline <= now)
+            {
                 self.paths[pi].outstanding.remove(pos);
                 self.failure(pi, false, now);
             }
@@ -636,7 +646,9 @@ impl PathManager {
     }
 
     fn rank_of(&self, p: PathId) -> f64 {
-        let Some(e) = self.entry(p) else { return f64::MAX };
+        let Some(e) = self.entry(p) else {
+            return f64::MAX;
+        };
         let input = RankInput {
             srtt: e.rtt.srtt(),
             jitter: e.rtt.jitter(),
@@ -662,13 +674,18 @@ impl PathManager {
     }
 
     fn best_up(&self, d: usize) -> Option<PathId> {
-        self.ranked(d, |e| e.health.state() == PathState::Up && self.uplinks[e.uplink].carrier_up)
-            .first()
-            .map(|x| x.1)
+        self.ranked(d, |e| {
+            e.health.state() == PathState::Up && self.uplinks[e.uplink].carrier_up
+        })
+        .first()
+        .map(|x| x.1)
     }
 
     fn any_up(&self, d: usize) -> bool {
-        self.dests[d].paths.iter().any(|&p| self.path_state(p) == Some(PathState::Up))
+        self.dests[d]
+            .paths
+            .iter()
+            .any(|&p| self.path_state(p) == Some(PathState::Up))
     }
 
     fn interval(&mut self, pi: usize) -> Nanos {
@@ -804,7 +821,8 @@ impl PathManager {
         // (history, loss EWMA) but neither makes the path suspect nor starts a race.
         let vouched = !data
             && self.dests[d].active == Some(path)
-            && e.last_data_success.is_some_and(|t| now.saturating_sub(t) <= self.cfg.data_vouch);
+            && e.last_data_success
+                .is_some_and(|t| now.saturating_sub(t) <= self.cfg.data_vouch);
         if !vouched {
             e.health.on_failure(now, &self.cfg);
             if self.dests[d].active == Some(path) {
@@ -819,7 +837,9 @@ impl PathManager {
 
     fn race_answer(&mut self, d: usize, pi: usize, now: Nanos) {
         let path = PathId(u32::try_from(pi).unwrap_or(u32::MAX));
-        let Some(race) = &self.dests[d].race else { return };
+        let Some(race) = &self.dests[d].race else {
+            return;
+        };
         if !race.candidates.contains(&path) || !self.usable_or_only(d, path) {
             return;
         }
@@ -834,7 +854,9 @@ impl PathManager {
 
     /// A race winner must not be down, unless no path of the destination is up.
     fn usable_or_only(&self, d: usize, p: PathId) -> bool {
-        let carrier = self.entry(p).is_some_and(|e| self.uplinks[e.uplink].carrier_up);
+        let carrier = self
+            .entry(p)
+            .is_some_and(|e| self.uplinks[e.uplink].carrier_up);
         carrier && (self.usable(p) || !self.any_up(d))
     }
 
@@ -843,7 +865,11 @@ impl PathManager {
         if from == Some(to) {
             return;
         }
-        let kind = if from.is_none() { MoveKind::Initial } else { kind };
+        let kind = if from.is_none() {
+            MoveKind::Initial
+        } else {
+            kind
+        };
         match kind {
             MoveKind::Initial => self.stats.initial_moves += 1,
             MoveKind::Failover => self.stats.failover_moves += 1,
@@ -931,7 +957,9 @@ impl PathManager {
 
     fn pump_race(&mut self, d: usize, now: Nanos) {
         loop {
-            let Some(race) = &mut self.dests[d].race else { return };
+            let Some(race) = &mut self.dests[d].race else {
+                return;
+            };
             if race.next >= race.candidates.len() || race.next_at > now {
                 break;
             }
@@ -943,13 +971,18 @@ impl PathManager {
             };
             if self.uplinks[self.paths[pi].uplink].carrier_up {
                 let size = u64::from(self.cfg.probe_size);
-                self.uplinks[self.paths[pi].uplink].regular.force_take(size, now);
+                self.uplinks[self.paths[pi].uplink]
+                    .regular
+                    .force_take(size, now);
                 self.send_probe(pi, true, now);
             }
         }
-        let Some(race) = &self.dests[d].race else { return };
+        let Some(race) = &self.dests[d].race else {
+            return;
+        };
         let pending = race.candidates[..race.next].iter().any(|p| {
-            self.entry(*p).is_some_and(|e| e.outstanding.iter().any(|o| o.race))
+            self.entry(*p)
+                .is_some_and(|e| e.outstanding.iter().any(|o| o.race))
         });
         let exhausted = race.next >= race.candidates.len() && !pending;
         if exhausted || now >= race.deadline {
@@ -963,7 +996,10 @@ impl PathManager {
         if dest.race.is_some() || !self.usable(a) {
             return;
         }
-        if dest.last_move.is_some_and(|t| now.saturating_sub(t) < self.cfg.min_dwell) {
+        if dest
+            .last_move
+            .is_some_and(|t| now.saturating_sub(t) < self.cfg.min_dwell)
+        {
             return;
         }
         let hold = self.cfg.return_hold;
@@ -994,11 +1030,19 @@ impl PathManager {
         let enter = self.cfg.degrade_loss;
         for e in &mut self.paths {
             let l = e.loss.value();
-            e.degraded = if e.degraded { l >= enter / 2.0 } else { l >= enter };
+            e.degraded = if e.degraded {
+                l >= enter / 2.0
+            } else {
+                l >= enter
+            };
         }
         let id = |i: usize| PathId(u32::try_from(i).unwrap_or(u32::MAX));
         let failed = || {
-            self.paths.iter().enumerate().filter(|(_, e)| self.is_failed(e)).map(|(i, _)| id(i))
+            self.paths
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| self.is_failed(e))
+                .map(|(i, _)| id(i))
         };
         let degraded = || {
             self.paths
@@ -1037,12 +1081,18 @@ impl PathManager {
     /// - estimators are in range.
     pub fn check_invariants(&self) -> Result<(), String> {
         for dest in &self.dests {
-            let any_up = dest.paths.iter().any(|&p| self.path_state(p) == Some(PathState::Up));
+            let any_up = dest
+                .paths
+                .iter()
+                .any(|&p| self.path_state(p) == Some(PathState::Up));
             if any_up {
                 match dest.active {
                     None => return Err(format!("{:?} has an up path but no active", dest.site)),
                     Some(a) if !self.usable(a) => {
-                        return Err(format!("{:?} active {a:?} is down with an up path", dest.site));
+                        return Err(format!(
+                            "{:?} active {a:?} is down with an up path",
+                            dest.site
+                        ));
                     }
                     _ => {}
                 }
@@ -1083,3 +1133,6 @@ impl PathManager {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

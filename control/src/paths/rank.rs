@@ -49,8 +49,16 @@ pub fn rank_cost(i: &RankInput, unknown_rtt: Nanos, waypoint_penalty: Nanos) -> 
         .saturating_add(i.jitter.saturating_mul(2))
         .saturating_add(i.uplink_cost)
         .saturating_add(if i.via_waypoint { waypoint_penalty } else { 0 });
-    let sr = if i.success_rate.is_finite() { i.success_rate.clamp(0.0, 1.0) } else { 0.0 };
-    let keep = if i.loss.is_finite() { 1.0 - i.loss.clamp(0.0, 1.0) } else { 0.0 };
+    let sr = if i.success_rate.is_finite() {
+        i.success_rate.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let keep = if i.loss.is_finite() {
+        1.0 - i.loss.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let p = (sr * keep * state_factor(i.state)).max(0.001);
     // Nanosecond costs below 2^53 are exact in f64; larger ones only lose sub-ns precision.
     #[allow(clippy::cast_precision_loss)]
@@ -78,12 +86,47 @@ mod tests {
     #[test]
     fn ordering() {
         let good = rank_cost(&base(), 100 * MS, 10 * MS);
-        let wp = rank_cost(&RankInput { via_waypoint: true, ..base() }, 100 * MS, 10 * MS);
-        let sus = rank_cost(&RankInput { state: PathState::Suspect, ..base() }, 100 * MS, 10 * MS);
-        let down = rank_cost(&RankInput { state: PathState::Down, ..base() }, 100 * MS, 10 * MS);
-        let lossy = rank_cost(&RankInput { loss: 0.5, ..base() }, 100 * MS, 10 * MS);
+        let wp = rank_cost(
+            &RankInput {
+                via_waypoint: true,
+                ..base()
+            },
+            100 * MS,
+            10 * MS,
+        );
+        let sus = rank_cost(
+            &RankInput {
+                state: PathState::Suspect,
+                ..base()
+            },
+            100 * MS,
+            10 * MS,
+        );
+        let down = rank_cost(
+            &RankInput {
+                state: PathState::Down,
+                ..base()
+            },
+            100 * MS,
+            10 * MS,
+        );
+        let lossy = rank_cost(
+            &RankInput {
+                loss: 0.5,
+                ..base()
+            },
+            100 * MS,
+            10 * MS,
+        );
         assert!(good < wp && good < sus && sus < down && good < lossy);
-        let nan = rank_cost(&RankInput { success_rate: f64::NAN, ..base() }, 100 * MS, 10 * MS);
+        let nan = rank_cost(
+            &RankInput {
+                success_rate: f64::NAN,
+                ..base()
+            },
+            100 * MS,
+            10 * MS,
+        );
         assert!(nan.is_finite() && nan > 0.0);
     }
 }

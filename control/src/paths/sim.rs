@@ -155,7 +155,11 @@ impl Topology {
 
     /// Nominal RTT of a path.
     pub fn rtt(&self, path: usize) -> Nanos {
-        2 * self.paths[path].hops.iter().map(|&h| self.hops[h].one_way).sum::<Nanos>()
+        2 * self.paths[path]
+            .hops
+            .iter()
+            .map(|&h| self.hops[h].one_way)
+            .sum::<Nanos>()
     }
 }
 
@@ -256,7 +260,10 @@ impl SimReport {
 
     /// Share of the avoidable failed time (some path worked) that was avoided.
     pub fn avoided_share_of_avoidable(&self) -> f64 {
-        ratio(self.avoided, self.baseline_failed.saturating_sub(self.unavoidable))
+        ratio(
+            self.avoided,
+            self.baseline_failed.saturating_sub(self.unavoidable),
+        )
     }
 
     /// Failover time at quantile `q` in `[0, 1]` (nearest rank).
@@ -267,7 +274,11 @@ impl SimReport {
             return None;
         }
         // q is clamped to [0,1] and the index to the vector length.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
         let i = ((q.clamp(0.0, 1.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1);
         Some(v[i])
     }
@@ -533,7 +544,8 @@ pub fn run(topo: &Topology, trace: &Trace, cfg: &SimConfig) -> SimReport {
             && now >= g
         {
             run.gap_at = Some(now + cfg.ack_regap);
-            run.mgr.on_ack_gap(PathId(u32::try_from(a).unwrap_or(u32::MAX)), now);
+            run.mgr
+                .on_ack_gap(PathId(u32::try_from(a).unwrap_or(u32::MAX)), now);
             run.drain(now);
         }
         if run.deadline.is_some_and(|t| t <= now) {
@@ -584,7 +596,10 @@ impl Run<'_> {
                 let from = m0.max(s.saturating_add(120 * SEC));
                 if t1 > from {
                     self.pref_eligible += t1 - from;
-                    if self.active.is_some_and(|a| self.topo.preferred.contains(&a)) {
+                    if self
+                        .active
+                        .is_some_and(|a| self.topo.preferred.contains(&a))
+                    {
                         self.pref_on += t1 - from;
                     }
                 }
@@ -631,18 +646,21 @@ impl Run<'_> {
         let w = self.active.is_some_and(|a| self.working_now(a));
         if self.working && !w {
             self.cut_at = Some(now);
-        } else if !self.working && w {
-            if let Some(c) = self.cut_at.take() {
-                if by_move {
-                    self.report.failovers.push(now - c);
-                } else {
-                    self.report.ended_by_repair.push(now - c);
-                }
+        } else if !self.working
+            && w
+            && let Some(c) = self.cut_at.take()
+        {
+            if by_move {
+                self.report.failovers.push(now - c);
+            } else {
+                self.report.ended_by_repair.push(now - c);
             }
         }
         self.working = w;
         // Ack gaps: the dataplane sees no ack when the active path carries nothing.
-        let dead = self.active.is_some_and(|a| !self.links.path_up(self.topo, a));
+        let dead = self
+            .active
+            .is_some_and(|a| !self.links.path_up(self.topo, a));
         match (dead, self.gap_at) {
             (true, None) => {
                 let rtt = self.active.map_or(0, |a| self.topo.rtt(a));
@@ -665,7 +683,9 @@ impl Run<'_> {
         while let Some(a) = self.mgr.poll_action() {
             match a {
                 Action::Probe { path, seq } => {
-                    let Some(p) = usize::try_from(path.0).ok().filter(|&p| p < self.topo.paths.len())
+                    let Some(p) = usize::try_from(path.0)
+                        .ok()
+                        .filter(|&p| p < self.topo.paths.len())
                     else {
                         continue;
                     };
@@ -677,11 +697,15 @@ impl Run<'_> {
                     }
                 }
                 Action::MoveFlows { to, from, .. } => {
-                    let Some(p) = usize::try_from(to.0).ok().filter(|&p| p < self.topo.paths.len())
+                    let Some(p) = usize::try_from(to.0)
+                        .ok()
+                        .filter(|&p| p < self.topo.paths.len())
                     else {
                         continue;
                     };
                     self.flush_window(now);
+                    // A trace change at this instant may have cut the old path already.
+                    self.status(now, false);
                     let from_idx = from.and_then(|f| usize::try_from(f.0).ok());
                     self.report.move_log.push((now, from_idx, p));
                     if from.is_some() {

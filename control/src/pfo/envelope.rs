@@ -26,11 +26,15 @@ impl Envelope {
         let r_top = u.last_rate();
         let u0 = u.eval(0.0);
         if sessions == 0 {
-            return Envelope { points: vec![(0.0, 0.0)] };
+            return Envelope {
+                points: vec![(0.0, 0.0)],
+            };
         }
         let nf = f64::from(sessions);
         if r_top <= 0.0 {
-            return Envelope { points: vec![(0.0, nf * u0)] };
+            return Envelope {
+                points: vec![(0.0, nf * u0)],
+            };
         }
         let ns: Vec<f64> = (1..=sessions).map(f64::from).collect();
         let mut cuts: Vec<f64> = Vec::with_capacity(ns.len() * u.points().len());
@@ -47,7 +51,9 @@ impl Envelope {
         cuts.sort_by(f64::total_cmp);
         cuts.dedup();
         if cuts.len() < 2 {
-            return Envelope { points: vec![(0.0, nf * u0)] };
+            return Envelope {
+                points: vec![(0.0, nf * u0)],
+            };
         }
         let value = |n: f64, y: f64| n * u.eval(y / n);
         let mut pts = vec![(0.0, nf * u0)];
@@ -89,10 +95,15 @@ impl Envelope {
                 cur = i;
                 pos = x;
             }
-            let hq = ns.iter().map(|&n| value(n, q)).fold(f64::NEG_INFINITY, f64::max);
+            let hq = ns
+                .iter()
+                .map(|&n| value(n, q))
+                .fold(f64::NEG_INFINITY, f64::max);
             pts.push((q, hq));
         }
-        Envelope { points: simplify(pts) }
+        Envelope {
+            points: simplify(pts),
+        }
     }
 
     /// `h(Y)` (flat beyond the last breakpoint).
@@ -157,7 +168,9 @@ mod tests {
     use super::*;
 
     fn brute(u: &Pwl, n: u32, y: f64) -> f64 {
-        (1..=n).map(|k| f64::from(k) * u.eval(y / f64::from(k))).fold(f64::NEG_INFINITY, f64::max)
+        (1..=n)
+            .map(|k| f64::from(k) * u.eval(y / f64::from(k)))
+            .fold(f64::NEG_INFINITY, f64::max)
     }
 
     #[test]

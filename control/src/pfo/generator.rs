@@ -29,14 +29,18 @@ pub fn parse_graphml(text: &str) -> Result<Graph, String> {
     let mut raw_edges = Vec::new();
     for (pos, _) in text.match_indices('<') {
         let rest = &text[pos + 1..];
-        let end = rest.find('>').ok_or_else(|| format!("unterminated tag at byte {pos}"))?;
+        let end = rest
+            .find('>')
+            .ok_or_else(|| format!("unterminated tag at byte {pos}"))?;
         let tag = &rest[..end];
         if tag.starts_with("node ") || tag.starts_with("node\t") {
             let id = attr(tag, "id").ok_or_else(|| format!("node without id at byte {pos}"))?;
             nodes.push(id.to_string());
         } else if tag.starts_with("edge ") || tag.starts_with("edge\t") {
-            let s = attr(tag, "source").ok_or_else(|| format!("edge without source at byte {pos}"))?;
-            let t = attr(tag, "target").ok_or_else(|| format!("edge without target at byte {pos}"))?;
+            let s =
+                attr(tag, "source").ok_or_else(|| format!("edge without source at byte {pos}"))?;
+            let t =
+                attr(tag, "target").ok_or_else(|| format!("edge without target at byte {pos}"))?;
             raw_edges.push((s.to_string(), t.to_string()));
         }
     }
@@ -146,7 +150,9 @@ fn bfs(
 /// Up to `k` loop-free shortest paths (by hop count) from `src` to `dst` (Yen's algorithm).
 pub fn k_shortest_paths(g: &Graph, src: usize, dst: usize, k: usize) -> Vec<Vec<usize>> {
     let adj = adjacency(g);
-    let Some(first) = bfs(&adj, src, dst, &[], &[]) else { return Vec::new() };
+    let Some(first) = bfs(&adj, src, dst, &[], &[]) else {
+        return Vec::new();
+    };
     let mut found = vec![first];
     let mut candidates: Vec<Vec<usize>> = Vec::new();
     while found.len() < k {
@@ -173,7 +179,10 @@ pub fn k_shortest_paths(g: &Graph, src: usize, dst: usize, k: usize) -> Vec<Vec<
         // Shortest candidate; ties by lexicographic order for determinism.
         let best = (0..candidates.len())
             .min_by(|&a, &b| {
-                candidates[a].len().cmp(&candidates[b].len()).then(candidates[a].cmp(&candidates[b]))
+                candidates[a]
+                    .len()
+                    .cmp(&candidates[b].len())
+                    .then(candidates[a].cmp(&candidates[b]))
             })
             .unwrap_or(0);
         found.push(candidates.swap_remove(best));
@@ -213,7 +222,9 @@ fn make_utility(rng: &mut SplitMix, kind: usize, segments: usize) -> UtilitySpec
             let k = rng.range(4.0, 10.0);
             let s = |t: f64| 1.0 / (1.0 + (-k * (t - 0.5)).exp());
             let (s0, s1) = (s(0.0), s(1.0));
-            (0..=segs).map(|i| [top * grid(i), weight * (s(grid(i)) - s0) / (s1 - s0)]).collect()
+            (0..=segs)
+                .map(|i| [top * grid(i), weight * (s(grid(i)) - s0) / (s1 - s0)])
+                .collect()
         }
         1 => {
             // Nearly nothing below the threshold, a steep rise, then small increments.
@@ -242,7 +253,14 @@ fn make_utility(rng: &mut SplitMix, kind: usize, segments: usize) -> UtilitySpec
             }
             pts
         }
-        _ => (0..=segs).map(|i| [top * grid(i), weight * (1.0 + 4.0 * grid(i)).ln() / 5f64.ln()]).collect(),
+        _ => (0..=segs)
+            .map(|i| {
+                [
+                    top * grid(i),
+                    weight * (1.0 + 4.0 * grid(i)).ln() / 5f64.ln(),
+                ]
+            })
+            .collect(),
     };
     UtilitySpec::PiecewiseLinear(pts)
 }
@@ -253,8 +271,14 @@ pub fn generate(g: &Graph, p: &GenParams) -> InstanceFile {
     let name = |v: usize| g.nodes[v].clone();
     let mut links = Vec::new();
     for &(a, b) in &g.edges {
-        links.push(LinkSpec { id: format!("{}>{}", name(a), name(b)), capacity: p.capacity });
-        links.push(LinkSpec { id: format!("{}>{}", name(b), name(a)), capacity: p.capacity });
+        links.push(LinkSpec {
+            id: format!("{}>{}", name(a), name(b)),
+            capacity: p.capacity,
+        });
+        links.push(LinkSpec {
+            id: format!("{}>{}", name(b), name(a)),
+            capacity: p.capacity,
+        });
     }
     let mut classes = Vec::new();
     let mut flows = Vec::new();
@@ -278,7 +302,10 @@ pub fn generate(g: &Graph, p: &GenParams) -> InstanceFile {
             flows.push(FlowSpec {
                 id: format!("{id}/r{r}"),
                 class: id.clone(),
-                links: path.windows(2).map(|w| format!("{}>{}", name(w[0]), name(w[1]))).collect(),
+                links: path
+                    .windows(2)
+                    .map(|w| format!("{}>{}", name(w[0]), name(w[1])))
+                    .collect(),
             });
         }
         classes.push(ClassSpec {
@@ -287,7 +314,11 @@ pub fn generate(g: &Graph, p: &GenParams) -> InstanceFile {
             utility: make_utility(&mut rng, c % 3, p.segments),
         });
     }
-    InstanceFile { links, classes, flows }
+    InstanceFile {
+        links,
+        classes,
+        flows,
+    }
 }
 
 #[cfg(test)]
@@ -320,7 +351,14 @@ mod tests {
     #[test]
     fn generated_instances_validate_and_are_deterministic() {
         let g = parse_graphml(RING).unwrap();
-        let params = GenParams { classes: 5, sessions: 3, capacity: 10.0, routes: 2, segments: 8, seed: 7 };
+        let params = GenParams {
+            classes: 5,
+            sessions: 3,
+            capacity: 10.0,
+            routes: 2,
+            segments: 8,
+            seed: 7,
+        };
         let a = generate(&g, &params);
         assert_eq!(a, generate(&g, &params));
         assert_eq!(a.classes.len(), 5);

@@ -70,7 +70,10 @@ pub enum InstanceError {
 }
 
 fn invalid(entry: String, reason: impl Into<String>) -> InstanceError {
-    InstanceError::Invalid { entry, reason: reason.into() }
+    InstanceError::Invalid {
+        entry,
+        reason: reason.into(),
+    }
 }
 
 /// A validated link.
@@ -140,7 +143,10 @@ impl Instance {
                     format!("capacity must be finite and >= 0, got {}", l.capacity),
                 ));
             }
-            links.push(Link { id: l.id.clone(), capacity: l.capacity });
+            links.push(Link {
+                id: l.id.clone(),
+                capacity: l.capacity,
+            });
         }
         let mut class_idx = HashMap::new();
         let mut classes = Vec::with_capacity(file.classes.len());
@@ -149,7 +155,9 @@ impl Instance {
             if class_idx.insert(c.id.as_str(), classes.len()).is_some() {
                 return Err(invalid(entry, "duplicate class id"));
             }
-            c.utility.validate().map_err(|r| invalid(entry.clone(), format!("utility: {r}")))?;
+            c.utility
+                .validate()
+                .map_err(|r| invalid(entry.clone(), format!("utility: {r}")))?;
             classes.push(Class {
                 id: c.id.clone(),
                 sessions: c.sessions,
@@ -181,9 +189,17 @@ impl Instance {
                 ls.push(l);
             }
             classes[class].flows.push(flows.len());
-            flows.push(Flow { id: f.id.clone(), class, links: ls });
+            flows.push(Flow {
+                id: f.id.clone(),
+                class,
+                links: ls,
+            });
         }
-        Ok(Instance { links, classes, flows })
+        Ok(Instance {
+            links,
+            classes,
+            flows,
+        })
     }
 
     /// Largest per-session rate class `c` can ever get (one session alone on every route):
@@ -231,16 +247,31 @@ mod tests {
     #[test]
     fn rejects_with_the_offending_entry_named() {
         let e = err_of(&GOOD.replace(r#"["A-B", "B-C"]"#, r#"["A-B", "X-Y"]"#));
-        assert!(e.contains("video-A-C/via-B") && e.contains("unknown link \"X-Y\""), "{e}");
-        let e = err_of(&GOOD.replace(r#""class": "video-A-C", "links": ["A-C"]"#, r#""class": "nope", "links": ["A-C"]"#));
-        assert!(e.contains("video-A-C/direct") && e.contains("unknown class"), "{e}");
+        assert!(
+            e.contains("video-A-C/via-B") && e.contains("unknown link \"X-Y\""),
+            "{e}"
+        );
+        let e = err_of(&GOOD.replace(
+            r#""class": "video-A-C", "links": ["A-C"]"#,
+            r#""class": "nope", "links": ["A-C"]"#,
+        ));
+        assert!(
+            e.contains("video-A-C/direct") && e.contains("unknown class"),
+            "{e}"
+        );
         let e = err_of(&GOOD.replace(r#""capacity": 5.0"#, r#""capacity": -5.0"#));
         assert!(e.contains("link \"B-C\"") && e.contains("capacity"), "{e}");
         let e = err_of(&GOOD.replace("[4.0, 1.0]", "[4.0, 0.5]"));
-        assert!(e.contains("class \"video-A-C\"") && e.contains("non-decreasing"), "{e}");
+        assert!(
+            e.contains("class \"video-A-C\"") && e.contains("non-decreasing"),
+            "{e}"
+        );
         let e = err_of(&GOOD.replace("[4.0, 1.0]", "[2.0, 1.0]"));
         assert!(e.contains("strictly increasing"), "{e}");
-        let e = err_of(&GOOD.replace(r#"{"id": "A-C", "capacity": 10.0}"#, r#"{"id": "A-B", "capacity": 10.0}"#));
+        let e = err_of(&GOOD.replace(
+            r#"{"id": "A-C", "capacity": 10.0}"#,
+            r#"{"id": "A-B", "capacity": 10.0}"#,
+        ));
         assert!(e.contains("link \"A-B\"") && e.contains("duplicate"), "{e}");
         let e = err_of(&GOOD.replace("video-A-C/via-B", "video-A-C/direct"));
         assert!(e.contains("duplicate flow"), "{e}");

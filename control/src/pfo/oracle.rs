@@ -38,7 +38,9 @@ pub fn brute_force(inst: &Instance, max_lps: usize) -> Option<OracleResult> {
     let mut choices: Vec<Vec<(u32, Option<(f64, f64, f64, f64)>)>> = Vec::new();
     let mut total: usize = 1;
     for class in &inst.classes {
-        let UtilitySpec::PiecewiseLinear(pts) = &class.utility else { return None };
+        let UtilitySpec::PiecewiseLinear(pts) = &class.utility else {
+            return None;
+        };
         let mut opts = vec![(0, None)];
         for n in 1..=class.sessions {
             for p in pieces(pts) {
@@ -51,13 +53,19 @@ pub fn brute_force(inst: &Instance, max_lps: usize) -> Option<OracleResult> {
     if total > max_lps {
         return None;
     }
-    let mut best = OracleResult { objective: 0.0, sessions: vec![0; inst.classes.len()] };
+    let mut best = OracleResult {
+        objective: 0.0,
+        sessions: vec![0; inst.classes.len()],
+    };
     let mut idx = vec![0usize; choices.len()];
     loop {
         let pick: Vec<_> = idx.iter().zip(&choices).map(|(&i, c)| c[i]).collect();
         if let Some(v) = fixed_lp(inst, &pick) {
             if v > best.objective + 1e-12 {
-                best = OracleResult { objective: v, sessions: pick.iter().map(|p| p.0).collect() };
+                best = OracleResult {
+                    objective: v,
+                    sessions: pick.iter().map(|p| p.0).collect(),
+                };
             }
         }
         // Odometer.
@@ -85,7 +93,11 @@ fn fixed_lp(inst: &Instance, pick: &[(u32, Option<(f64, f64, f64, f64)>)]) -> Op
         .map(|f| {
             let (n, piece) = pick[f.class];
             let cost = piece.map_or(0.0, |p| f64::from(n) * p.3);
-            if n == 0 { pb.add_column(0.0, 0.0..=0.0) } else { pb.add_column(cost, 0.0..) }
+            if n == 0 {
+                pb.add_column(0.0, 0.0..=0.0)
+            } else {
+                pb.add_column(cost, 0.0..)
+            }
         })
         .collect();
     for (l, link) in inst.links.iter().enumerate() {
@@ -100,7 +112,9 @@ fn fixed_lp(inst: &Instance, pick: &[(u32, Option<(f64, f64, f64, f64)>)]) -> Op
     }
     for (c, class) in inst.classes.iter().enumerate() {
         let (n, piece) = pick[c];
-        let Some((lo, hi, icpt, _)) = piece else { continue };
+        let Some((lo, hi, icpt, _)) = piece else {
+            continue;
+        };
         constant += f64::from(n) * icpt;
         let terms: Vec<(Col, f64)> = class.flows.iter().map(|&f| (x[f], 1.0)).collect();
         if terms.is_empty() {

@@ -88,12 +88,20 @@ impl Plan {
         );
         let w = |v: &mut dyn Iterator<Item = usize>| v.max().unwrap_or(0).max(4);
         let cw = w(&mut self.classes.iter().map(|c| c.id.len()));
-        let _ = writeln!(s, "\n{:<cw$}  {:>8}  {:>12}", "class", "sessions", "rate/session");
+        let _ = writeln!(
+            s,
+            "\n{:<cw$}  {:>8}  {:>12}",
+            "class", "sessions", "rate/session"
+        );
         for c in &self.classes {
             let _ = writeln!(s, "{:<cw$}  {:>8}  {:>12.4}", c.id, c.sessions, c.rate);
         }
         let fw = w(&mut self.flows.iter().map(|f| f.id.len()));
-        let _ = writeln!(s, "\n{:<fw$}  {:>12}  {:>12}", "flow", "rate/session", "weight");
+        let _ = writeln!(
+            s,
+            "\n{:<fw$}  {:>12}  {:>12}",
+            "flow", "rate/session", "weight"
+        );
         for f in &self.flows {
             let _ = writeln!(s, "{:<fw$}  {:>12.4}  {:>12.6}", f.id, f.rate, f.weight);
         }

@@ -70,12 +70,52 @@ struct ClassModel {
     env: Envelope,
 }
 
+/// Largest aggregate rate class `c` can reach alone (max flow over its routes, an LP);
+/// falls back to `sum_f min_{l in f} C_l` if the LP fails.
+fn class_cap(inst: &Instance, c: usize) -> f64 {
+    let loose = inst.max_session_rate(c);
+    let flows = &inst.classes[c].flows;
+    if flows.len() < 2 {
+        return loose;
+    }
+    let mut pb = RowProblem::default();
+    let cols: Vec<Col> = flows.iter().map(|_| pb.add_column(1.0, 0.0..)).collect();
+    for (l, link) in inst.links.iter().enumerate() {
+        let terms: Vec<(Col, f64)> = flows
+            .iter()
+            .zip(&cols)
+            .filter(|(f, _)| inst.flows[**f].links.contains(&l))
+            .map(|(_, &col)| (col, 1.0))
+            .collect();
+        if terms.len() > 1 {
+            pb.add_row(..=link.capacity, terms);
+        }
+    }
+    for (&f, &col) in flows.iter().zip(&cols) {
+        let b = inst.flows[f]
+            .links
+            .iter()
+            .map(|&l| inst.links[l].capacity)
+            .fold(f64::INFINITY, f64::min);
+        pb.add_row(..=b, [(col, 1.0)]);
+    }
+    let mut model = pb.optimise(Sense::Maximise);
+    model.make_quiet();
+    match model.try_solve() {
+        Ok(s) if s.status() == HighsModelStatus::Optimal => {
+            // Round up a little: the cap only trims the envelope, it must not cut feasible rates.
+            (s.objective_value() * (1.0 + 1e-9) + 1e-9).min(loose)
+        }
+        _ => loose,
+    }
+}
+
 fn class_models(inst: &Instance, gap_tolerance: f64) -> Vec<ClassModel> {
     inst.classes
         .iter()
         .enumerate()
         .map(|(c, class)| {
-            let r_max = inst.max_session_rate(c);
+            let r_max = class_cap(inst, c);
             let scale = class.utility.eval(r_max).abs().max(1.0);
             let (pwl, eps) = class.utility.to_pwl(r_max, 0.05 * gap_tolerance * scale);
             let env = Envelope::new(&pwl, class.sessions, r_max);
@@ -89,9 +129,17 @@ enum Block {
     /// One concave piece: lambda columns over all points.
     Single { lambda: Vec<Col> },
     /// Pieces with their point ranges, lambda columns and selection columns.
-    Pieces { pieces: Vec<(usize, usize)>, lambda: Vec<Vec<Col>>, select: Vec<Col>, log: bool },
+    Pieces {
+        pieces: Vec<(usize, usize)>,
+        lambda: Vec<Vec<Col>>,
+        select: Vec<Col>,
+        log: bool,
+    },
     /// Incremental: fill columns per segment, kink binaries (segment index after the kink).
-    Incremental { delta: Vec<Col>, kinks: Vec<(usize, Col)> },
+    Incremental {
+        delta: Vec<Col>,
+        kinks: Vec<(usize, Col)>,
+    },
     /// Baseline or anything without a warm start.
     Opaque,
 }
@@ -106,7 +154,11 @@ struct Milp {
 
 fn build_milp(inst: &Instance, models: &[ClassModel], form: Formulation) -> Milp {
     let mut pb = RowProblem::default();
-    let flow_cols: Vec<Col> = inst.flows.iter().map(|_| pb.add_column(0.0, 0.0..)).collect();
+    let flow_cols: Vec<Col> = inst
+        .flows
+        .iter()
+        .map(|_| pb.add_column(0.0, 0.0..))
+        .collect();
     for (l, link) in inst.links.iter().enumerate() {
         let terms: Vec<(Col, f64)> = inst
             .flows
@@ -122,7 +174,11 @@ fn build_milp(inst: &Instance, models: &[ClassModel], form: Formulation) -> Milp
     let mut blocks = Vec::with_capacity(models.len());
     let mut offset = 0.0;
     for (c, m) in models.iter().enumerate() {
-        let ys: Vec<(Col, f64)> = inst.classes[c].flows.iter().map(|&f| (flow_cols[f], 1.0)).collect();
+        let ys: Vec<(Col, f64)> = inst.classes[c]
+            .flows
+            .iter()
+            .map(|&f| (flow_cols[f], 1.0))
+            .collect();
         let pts = &m.env.points;
         if pts.len() == 1 {
             // Nothing to choose: Y = 0, h(0) constant.
@@ -145,7 +201,12 @@ fn build_milp(inst: &Instance, models: &[ClassModel], form: Formulation) -> Milp
                     .map(|w| pb.add_column(w[1].1 - w[0].1, 0.0..=1.0))
                     .collect();
                 let mut row = ys;
-                row.extend(delta.iter().zip(pts.windows(2)).map(|(&d, w)| (d, -(w[1].0 - w[0].0))));
+                row.extend(
+                    delta
+                        .iter()
+                        .zip(pts.windows(2))
+                        .map(|(&d, w)| (d, -(w[1].0 - w[0].0))),
+                );
                 pb.add_row(0.0..=0.0, row);
                 let pieces = m.env.concave_pieces();
                 let kink_at: Vec<usize> = pieces.iter().skip(1).map(|p| p.0).collect();
@@ -166,7 +227,8 @@ fn build_milp(inst: &Instance, models: &[ClassModel], form: Formulation) -> Milp
             Formulation::EnvelopePieces | Formulation::EnvelopeLog => {
                 let pieces = m.env.concave_pieces();
                 if pieces.len() == 1 {
-                    let lambda: Vec<Col> = pts.iter().map(|p| pb.add_column(p.1, 0.0..=1.0)).collect();
+                    let lambda: Vec<Col> =
+                        pts.iter().map(|p| pb.add_column(p.1, 0.0..=1.0)).collect();
                     pb.add_row(1.0..=1.0, lambda.iter().map(|&l| (l, 1.0)));
                     let mut row = ys;
                     row.extend(lambda.iter().zip(pts).map(|(&l, p)| (l, -p.0)));
@@ -176,7 +238,11 @@ fn build_milp(inst: &Instance, models: &[ClassModel], form: Formulation) -> Milp
                 }
                 let lambda: Vec<Vec<Col>> = pieces
                     .iter()
-                    .map(|&(a, b)| (a..=b).map(|i| pb.add_column(pts[i].1, 0.0..=1.0)).collect())
+                    .map(|&(a, b)| {
+                        (a..=b)
+                            .map(|i| pb.add_column(pts[i].1, 0.0..=1.0))
+                            .collect()
+                    })
                     .collect();
                 let mut row = ys;
                 for (&(a, _), cols) in pieces.iter().zip(&lambda) {
@@ -211,8 +277,10 @@ fn build_milp(inst: &Instance, models: &[ClassModel], form: Formulation) -> Milp
                     }
                     z
                 } else {
-                    let z: Vec<Col> =
-                        pieces.iter().map(|_| pb.add_integer_column(0.0, 0.0..=1.0)).collect();
+                    let z: Vec<Col> = pieces
+                        .iter()
+                        .map(|_| pb.add_integer_column(0.0, 0.0..=1.0))
+                        .collect();
                     for (cols, &zj) in lambda.iter().zip(&z) {
                         let mut r: Vec<(Col, f64)> = cols.iter().map(|&l| (l, 1.0)).collect();
                         r.push((zj, -1.0));
@@ -221,15 +289,27 @@ fn build_milp(inst: &Instance, models: &[ClassModel], form: Formulation) -> Milp
                     pb.add_row(1.0..=1.0, z.iter().map(|&zj| (zj, 1.0)));
                     z
                 };
-                blocks.push(Block::Pieces { pieces, lambda, select, log });
+                blocks.push(Block::Pieces {
+                    pieces,
+                    lambda,
+                    select,
+                    log,
+                });
             }
         }
     }
-    let has_integers = blocks
-        .iter()
-        .any(|b| matches!(b, Block::Pieces { .. }) || matches!(b, Block::Incremental { kinks, .. } if !kinks.is_empty()))
-        || (form == Formulation::Plain && models.iter().any(|m| m.env.points.len() > 1));
-    Milp { pb, flow_cols, blocks, offset, has_integers }
+    let has_integers = blocks.iter().any(|b| {
+        matches!(b, Block::Pieces { .. })
+            || matches!(b, Block::Incremental { kinks, .. } if !kinks.is_empty())
+    }) || (form == Formulation::Plain
+        && models.iter().any(|m| m.env.points.len() > 1));
+    Milp {
+        pb,
+        flow_cols,
+        blocks,
+        offset,
+        has_integers,
+    }
 }
 
 /// Baseline: one binary per (n, segment of U): `n r_s z <= w <= n r_{s+1} z`,
@@ -280,14 +360,23 @@ fn mip_start(milp: &Milp, inst: &Instance, models: &[ClassModel], y: &[f64]) -> 
                     };
                 }
                 for &(k, z) in kinks {
-                    x[col_index(z)] = if x[col_index(delta[k])] > 0.0 { 1.0 } else { 0.0 };
+                    x[col_index(z)] = if x[col_index(delta[k])] > 0.0 {
+                        1.0
+                    } else {
+                        0.0
+                    };
                 }
             }
             Block::Single { lambda } => {
                 x[col_index(lambda[seg])] = 1.0 - t;
                 x[col_index(lambda[seg + 1])] += t;
             }
-            Block::Pieces { pieces, lambda, select, log } => {
+            Block::Pieces {
+                pieces,
+                lambda,
+                select,
+                log,
+            } => {
                 let j = pieces.iter().position(|&(a, b)| seg >= a && seg < b)?;
                 let a = pieces[j].0;
                 x[col_index(lambda[j][seg - a])] = 1.0 - t;
@@ -328,8 +417,9 @@ pub fn best_sessions(pwl: &Pwl, sessions: u32, yc: f64) -> u32 {
     if sessions == 0 || (yc <= 1e-12 && pwl.eval(0.0) <= 0.0) {
         return 0;
     }
-    let vals: Vec<f64> =
-        (1..=sessions).map(|n| f64::from(n) * pwl.eval(yc / f64::from(n))).collect();
+    let vals: Vec<f64> = (1..=sessions)
+        .map(|n| f64::from(n) * pwl.eval(yc / f64::from(n)))
+        .collect();
     let best = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let tol = 1e-9 * best.abs().max(1.0);
     let idx = vals.iter().rposition(|&v| v >= best - tol).unwrap_or(0);
@@ -345,7 +435,11 @@ fn fixed_n_lp(
     y: &[f64],
 ) -> Option<(Vec<f64>, Vec<f64>)> {
     let mut pb = RowProblem::default();
-    let flow_cols: Vec<Col> = inst.flows.iter().map(|_| pb.add_column(0.0, 0.0..)).collect();
+    let flow_cols: Vec<Col> = inst
+        .flows
+        .iter()
+        .map(|_| pb.add_column(0.0, 0.0..))
+        .collect();
     let mut link_rows = Vec::with_capacity(inst.links.len());
     for (l, link) in inst.links.iter().enumerate() {
         let terms: Vec<(Col, f64)> = inst
@@ -360,12 +454,20 @@ fn fixed_n_lp(
         pb.add_row(..=link.capacity, terms);
     }
     for (c, m) in models.iter().enumerate() {
-        let ys: Vec<(Col, f64)> = inst.classes[c].flows.iter().map(|&f| (flow_cols[f], 1.0)).collect();
+        let ys: Vec<(Col, f64)> = inst.classes[c]
+            .flows
+            .iter()
+            .map(|&f| (flow_cols[f], 1.0))
+            .collect();
         let nf = f64::from(n[c]);
         let pts: Vec<(f64, f64)> = if n[c] == 0 {
             vec![(0.0, 0.0)]
         } else {
-            m.pwl.points().iter().map(|p| (nf * p.0, nf * p.1)).collect()
+            m.pwl
+                .points()
+                .iter()
+                .map(|p| (nf * p.0, nf * p.1))
+                .collect()
         };
         let yc: f64 = inst.classes[c].flows.iter().map(|&f| y[f]).sum();
         let t = pb.add_column(1.0, f64::NEG_INFINITY..);
@@ -422,7 +524,13 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Plan {
     } else {
         None
     };
-    let Milp { pb, flow_cols, offset, has_integers, .. } = milp;
+    let Milp {
+        pb,
+        flow_cols,
+        offset,
+        has_integers,
+        ..
+    } = milp;
     let mut model = pb.optimise(Sense::Maximise);
     model.make_quiet();
     model.set_option("mip_rel_gap", opts.gap_tolerance * 0.5);
@@ -445,7 +553,11 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Plan {
                 vec![0.0; inst.flows.len()]
             };
             let bound = if !has_integers {
-                if status == HighsModelStatus::Optimal { solved.objective_value() } else { f64::INFINITY }
+                if status == HighsModelStatus::Optimal {
+                    solved.objective_value()
+                } else {
+                    f64::INFINITY
+                }
             } else {
                 match solved.double_info_value(c"mip_dual_bound") {
                     Ok(b) if b.is_finite() => b,
@@ -490,17 +602,37 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Plan {
     } else {
         Status::TimeLimit
     };
-    build_plan(inst, &n, &y, &mu, objective, bound, gap, status, start.elapsed().as_secs_f64(), &opts.mapping)
+    build_plan(
+        inst,
+        &n,
+        &y,
+        &mu,
+        objective,
+        bound,
+        gap,
+        status,
+        start.elapsed().as_secs_f64(),
+        &opts.mapping,
+    )
 }
 
 fn has_primal(solved: &highs::SolvedModel) -> bool {
-    solved.int_info_value(c"primal_solution_status").map(|v| v >= 2).unwrap_or(false)
+    solved
+        .int_info_value(c"primal_solution_status")
+        .map(|v| v >= 2)
+        .unwrap_or(false)
 }
 
 /// Scales flows down so every link load is within capacity (undoes solver feasibility slack).
 fn repair(inst: &Instance, y: &mut [f64]) {
     for (l, link) in inst.links.iter().enumerate() {
-        let load: f64 = inst.flows.iter().enumerate().filter(|(_, f)| f.links.contains(&l)).map(|(i, _)| y[i]).sum();
+        let load: f64 = inst
+            .flows
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.links.contains(&l))
+            .map(|(i, _)| y[i])
+            .sum();
         if load > link.capacity && load > 0.0 {
             let k = link.capacity / load;
             for (i, f) in inst.flows.iter().enumerate() {
@@ -536,7 +668,10 @@ fn greedy_start(inst: &Instance, models: &[ClassModel]) -> Vec<f64> {
     let mut order: Vec<usize> = (0..inst.classes.len()).collect();
     let density = |c: usize| {
         let pts = &models[c].env.points;
-        pts.iter().skip(1).map(|p| (p.1 - pts[0].1) / p.0).fold(0.0, f64::max)
+        pts.iter()
+            .skip(1)
+            .map(|p| (p.1 - pts[0].1) / p.0)
+            .fold(0.0, f64::max)
     };
     order.sort_by(|&a, &b| density(b).total_cmp(&density(a)));
     for c in order {
@@ -549,7 +684,11 @@ fn greedy_start(inst: &Instance, models: &[ClassModel]) -> Vec<f64> {
             .map_or(0.0, |p| p.0);
         let mut want = target;
         for &f in &inst.classes[c].flows {
-            let room = inst.flows[f].links.iter().map(|&l| residual[l]).fold(f64::INFINITY, f64::min);
+            let room = inst.flows[f]
+                .links
+                .iter()
+                .map(|&l| residual[l])
+                .fold(f64::INFINITY, f64::min);
             let take = room.min(want).max(0.0);
             if take <= 0.0 {
                 continue;
@@ -591,7 +730,13 @@ fn build_plan(
         .flows
         .iter()
         .enumerate()
-        .map(|(i, f)| if n[f.class] == 0 { 0.0 } else { y[i] / f64::from(n[f.class]) })
+        .map(|(i, f)| {
+            if n[f.class] == 0 {
+                0.0
+            } else {
+                y[i] / f64::from(n[f.class])
+            }
+        })
         .collect();
     let targets = montra_targets(inst, &x, mu, mapping);
     Plan {
@@ -614,7 +759,11 @@ fn build_plan(
             .flows
             .iter()
             .enumerate()
-            .map(|(i, f)| FlowPlan { id: f.id.clone(), rate: x[i], weight: targets[i].weight })
+            .map(|(i, f)| FlowPlan {
+                id: f.id.clone(),
+                rate: x[i],
+                weight: targets[i].weight,
+            })
             .collect(),
         links: inst
             .links

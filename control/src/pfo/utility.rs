@@ -115,20 +115,32 @@ impl UtilitySpec {
                     Ok(())
                 }
             }
-            UtilitySpec::Sigmoid { weight, midpoint, steepness } => {
+            UtilitySpec::Sigmoid {
+                weight,
+                midpoint,
+                steepness,
+            } => {
                 if !finite_nonneg(*weight) {
-                    Err(format!("sigmoid weight must be finite and >= 0, got {weight}"))
+                    Err(format!(
+                        "sigmoid weight must be finite and >= 0, got {weight}"
+                    ))
                 } else if !finite_nonneg(*midpoint) {
-                    Err(format!("sigmoid midpoint must be finite and >= 0, got {midpoint}"))
+                    Err(format!(
+                        "sigmoid midpoint must be finite and >= 0, got {midpoint}"
+                    ))
                 } else if !(steepness.is_finite() && *steepness > 0.0) {
-                    Err(format!("sigmoid steepness must be finite and > 0, got {steepness}"))
+                    Err(format!(
+                        "sigmoid steepness must be finite and > 0, got {steepness}"
+                    ))
                 } else {
                     Ok(())
                 }
             }
             UtilitySpec::Step { threshold, value } => {
                 if !(threshold.is_finite() && *threshold > 0.0) {
-                    Err(format!("step threshold must be finite and > 0, got {threshold}"))
+                    Err(format!(
+                        "step threshold must be finite and > 0, got {threshold}"
+                    ))
                 } else if !finite_nonneg(*value) {
                     Err(format!("step value must be finite and >= 0, got {value}"))
                 } else {
@@ -144,9 +156,11 @@ impl UtilitySpec {
             UtilitySpec::PiecewiseLinear(pts) => eval_points(pts.iter().map(|p| (p[0], p[1])), r),
             UtilitySpec::Linear { slope } => slope * r,
             UtilitySpec::Log { weight, scale } => weight * (r / scale).ln_1p(),
-            UtilitySpec::Sigmoid { weight, midpoint, steepness } => {
-                weight * (logistic(steepness * (r - midpoint)) - logistic(-steepness * midpoint))
-            }
+            UtilitySpec::Sigmoid {
+                weight,
+                midpoint,
+                steepness,
+            } => weight * (logistic(steepness * (r - midpoint)) - logistic(-steepness * midpoint)),
             UtilitySpec::Step { threshold, value } => {
                 if r >= *threshold {
                     *value
@@ -162,7 +176,11 @@ impl UtilitySpec {
         match self {
             UtilitySpec::Linear { slope } => *slope,
             UtilitySpec::Log { weight, scale } => weight / (scale + r),
-            UtilitySpec::Sigmoid { weight, midpoint, steepness } => {
+            UtilitySpec::Sigmoid {
+                weight,
+                midpoint,
+                steepness,
+            } => {
                 let s = logistic(steepness * (r - midpoint));
                 weight * steepness * s * (1.0 - s)
             }
@@ -226,10 +244,9 @@ impl UtilitySpec {
             .map(|w| (w[0], w[1], self.chord_bound(w[0], w[1])))
             .collect();
         while segs.len() < MAX_APPROX_SEGMENTS {
-            let (idx, worst) = segs
-                .iter()
-                .enumerate()
-                .fold((0, 0.0_f64), |acc, (i, s)| if s.2 > acc.1 { (i, s.2) } else { acc });
+            let (idx, worst) = segs.iter().enumerate().fold((0, 0.0_f64), |acc, (i, s)| {
+                if s.2 > acc.1 { (i, s.2) } else { acc }
+            });
             if worst <= target {
                 break;
             }
@@ -359,15 +376,33 @@ mod tests {
         assert!(flat.validate().unwrap_err().contains("strictly increasing"));
         let start = UtilitySpec::PiecewiseLinear(vec![[0.5, 0.0]]);
         assert!(start.validate().is_err());
-        assert!(UtilitySpec::Log { weight: 1.0, scale: 0.0 }.validate().is_err());
+        assert!(
+            UtilitySpec::Log {
+                weight: 1.0,
+                scale: 0.0
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]
     fn certified_bound_holds_for_log_and_sigmoid() {
         let forms = [
-            UtilitySpec::Log { weight: 2.0, scale: 0.3 },
-            UtilitySpec::Sigmoid { weight: 1.5, midpoint: 3.0, steepness: 2.5 },
-            UtilitySpec::Sigmoid { weight: 1.0, midpoint: 0.0, steepness: 1.0 },
+            UtilitySpec::Log {
+                weight: 2.0,
+                scale: 0.3,
+            },
+            UtilitySpec::Sigmoid {
+                weight: 1.5,
+                midpoint: 3.0,
+                steepness: 2.5,
+            },
+            UtilitySpec::Sigmoid {
+                weight: 1.0,
+                midpoint: 0.0,
+                steepness: 1.0,
+            },
         ];
         for u in forms {
             let (p, eps) = u.to_pwl(10.0, 1e-4);
@@ -377,13 +412,19 @@ mod tests {
                 let r = 10.0 * f64::from(i) / 100_000.0;
                 worst = worst.max(u.eval(r) - p.eval(r));
             }
-            assert!(worst <= eps + 1e-12, "{u:?}: sampled {worst} > certified {eps}");
+            assert!(
+                worst <= eps + 1e-12,
+                "{u:?}: sampled {worst} > certified {eps}"
+            );
         }
     }
 
     #[test]
     fn step_ramp_lies_above_the_step() {
-        let u = UtilitySpec::Step { threshold: 2.0, value: 3.0 };
+        let u = UtilitySpec::Step {
+            threshold: 2.0,
+            value: 3.0,
+        };
         let (p, eps) = u.to_pwl(5.0, 1e-4);
         assert_eq!(eps, 0.0);
         for i in 0..=1000 {

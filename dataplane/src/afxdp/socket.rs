@@ -497,4 +497,12 @@ impl Port for AfXdpPort {
     fn name(&self) -> &str {
         &self.name
     }
+
+    fn kernel_drops(&self) -> Option<crate::engine::KernelDrops> {
+        self.kernel_stats().map(|k| crate::engine::KernelDrops {
+            rx_dropped: k.rx_dropped,
+            rx_ring_full: k.rx_ring_full,
+            fill_empty: k.rx_fill_ring_empty_descs,
+        })
+    }
 }

@@ -77,12 +77,16 @@ pub struct RunningDataplane {
     stats: Arc<StatsRegion>,
     /// Human description of every port.
     pub ports: Vec<String>,
-    /// XDP mode in use.
-    pub xdp_mode: XdpMode,
+    /// XDP mode in use (None: no XDP, e.g. io_uring ports).
+    pub xdp_mode: Option<XdpMode>,
     _xdp: Vec<XdpAttachment>,
 }
 
 impl RunningDataplane {
+    pub(super) fn from_parts(stop: Arc<AtomicBool>, threads: Vec<JoinHandle<()>>, stats: Arc<StatsRegion>, ports: Vec<String>, xdp_mode: Option<XdpMode>, xdp: Vec<XdpAttachment>) -> Self {
+        Self { stop, threads, stats, ports, xdp_mode, _xdp: xdp }
+    }
+
     /// Current counters of every worker.
     pub fn snapshot(&self) -> Vec<WorkerSnapshot> {
         self.stats.snapshot()
@@ -167,7 +171,7 @@ pub fn start_forward(c: &ForwardConfig) -> anyhow::Result<RunningDataplane> {
     let mut names = Vec::new();
     // Every worker is built (sockets bound) before any thread starts, so a
     // failure on a later queue leaves nothing running.
-    type Run = Box<dyn FnMut(&AtomicBool, Option<&WorkerCounters>) + Send>;
+    type Run = Box<dyn FnOnce(&AtomicBool, Option<&WorkerCounters>) + Send>;
     let mut runs: Vec<(u32, Option<usize>, Run)> = Vec::new();
     for q in 0..c.queues {
         let arena = Arena::new(c.frames, 2048, 256, true)?;
@@ -187,25 +191,30 @@ pub fn start_forward(c: &ForwardConfig) -> anyhow::Result<RunningDataplane> {
         // Hand the kernel its receive buffers before traffic starts.
         p_in.maintain(&mut pool);
         p_out.maintain(&mut pool);
-        let ports: Vec<Box<dyn Port + Send>> = vec![Box::new(p_in), Box::new(p_out)];
+        // The worker is built on its own thread (ports need not be Send);
+        // the sockets, UMEM and pool move there.
+        let (p_in, p_out): (Box<dyn Port + Send>, Box<dyn Port + Send>) = (Box::new(p_in), Box::new(p_out));
+        let idle = c.idle;
         let run: Run = match c.stage {
-            StageKind::Drop => {
-                let mut w = Worker::new(arena, pool, ports, DropAll, c.idle);
-                Box::new(move |s, k| w.run(s, k))
-            }
+            StageKind::Drop => Box::new(move |s, k| {
+                let ports: Vec<Box<dyn Port>> = vec![p_in, p_out];
+                Worker::new(arena, pool, ports, DropAll, idle).run(s, k)
+            }),
             StageKind::Forward => {
                 let mut stage = L3Forward::new(c.mtu).with_rule(0, ForwardRule { out_port: 1, src_mac: out_mac, dst_mac: c.next_hop_mac });
                 if let Some(rev) = c.reverse_next_hop_mac {
                     stage = stage.with_rule(1, ForwardRule { out_port: 0, src_mac: in_mac, dst_mac: rev });
                 }
-                let mut w = Worker::new(arena, pool, ports, stage, c.idle);
-                Box::new(move |s, k| w.run(s, k))
+                Box::new(move |s, k| {
+                    let ports: Vec<Box<dyn Port>> = vec![p_in, p_out];
+                    Worker::new(arena, pool, ports, stage, idle).run(s, k)
+                })
             }
         };
         let core = (!c.cores.is_empty()).then(|| c.cores[usize::try_from(q).unwrap_or(0) % c.cores.len()]);
         runs.push((q, core, run));
     }
-    for (q, core, mut run) in runs {
+    for (q, core, run) in runs {
         let stop_w = stop.clone();
         let stats = stats.clone();
         let spawned = std::thread::Builder::new().name(format!("mg-worker-{q}")).spawn(move || {
@@ -229,5 +238,5 @@ pub fn start_forward(c: &ForwardConfig) -> anyhow::Result<RunningDataplane> {
     }
     let mut xdp = vec![xdp_in];
     xdp.extend(xdp_out);
-    Ok(RunningDataplane { stop, threads, stats, ports: names, xdp_mode: xdp[0].mode(), _xdp: xdp })
+    Ok(RunningDataplane { stop, threads, stats, ports: names, xdp_mode: Some(xdp[0].mode()), _xdp: xdp })
 }

@@ -4,5 +4,7 @@
 //! ready: no sleep needed by callers), and the handle stops it.
 
 mod forward;
+mod relay;
 
 pub use forward::{ForwardConfig, RunningDataplane, StageKind, start_forward};
+pub use relay::{RelayConfig, start_relay};

@@ -47,6 +47,23 @@ pub trait Port {
 
     /// Name for logs and counters, e.g. `veth0/q1 (af_xdp native copy)`.
     fn name(&self) -> &str;
+
+    /// The kernel's own drop counters for this port, cumulative (a syscall:
+    /// the worker reads them a few times per second, not per packet).
+    fn kernel_drops(&self) -> Option<KernelDrops> {
+        None
+    }
+}
+
+/// Packets the kernel dropped before they reached a port's ring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelDrops {
+    /// Dropped on receive (AF_XDP: no fill buffer or ring room; UDP: socket buffer full).
+    pub rx_dropped: u64,
+    /// Times the receive ring was full.
+    pub rx_ring_full: u64,
+    /// Times the fill ring was empty when a frame arrived.
+    pub fill_empty: u64,
 }
 
 /// A pipeline stage. It sets each packet's verdict (and may rewrite its bytes

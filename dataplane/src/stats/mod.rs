@@ -34,6 +34,12 @@ pub struct PortCounters {
     pub tx_packets: AtomicU64,
     /// Bytes sent.
     pub tx_bytes: AtomicU64,
+    /// The kernel's receive drops for this port (cumulative, refreshed ~10/s).
+    pub kernel_rx_dropped: AtomicU64,
+    /// The kernel's "rx ring full" events.
+    pub kernel_rx_ring_full: AtomicU64,
+    /// The kernel's "fill ring empty" events.
+    pub kernel_fill_empty: AtomicU64,
 }
 
 /// Counters of one worker. `#[repr(C)]`, a whole number of cache lines.
@@ -82,6 +88,12 @@ pub struct WorkerSnapshot {
     pub tx_bytes: Vec<u64>,
     /// Drops by reason name (non-zero only).
     pub drops: std::collections::BTreeMap<String, u64>,
+    /// Kernel-side receive drops per port (before our rings).
+    pub kernel_rx_dropped: Vec<u64>,
+    /// Kernel "rx ring full" events per port.
+    pub kernel_rx_ring_full: Vec<u64>,
+    /// Kernel "fill ring empty" events per port.
+    pub kernel_fill_empty: Vec<u64>,
     /// Last heartbeat (worker clock, ns).
     pub heartbeat_ns: u64,
 }
@@ -105,6 +117,9 @@ impl WorkerCounters {
             tx_packets: self.ports.iter().map(|p| l(&p.tx_packets)).collect(),
             tx_bytes: self.ports.iter().map(|p| l(&p.tx_bytes)).collect(),
             drops,
+            kernel_rx_dropped: self.ports.iter().map(|p| l(&p.kernel_rx_dropped)).collect(),
+            kernel_rx_ring_full: self.ports.iter().map(|p| l(&p.kernel_rx_ring_full)).collect(),
+            kernel_fill_empty: self.ports.iter().map(|p| l(&p.kernel_fill_empty)).collect(),
             heartbeat_ns: l(&self.heartbeat_ns),
         }
     }

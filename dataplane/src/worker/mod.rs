@@ -36,7 +36,7 @@ struct Local {
 /// One worker thread's state.
 pub struct Worker<S: Stage> {
     // Ports before the arena: sockets close before the UMEM is unmapped.
-    ports: Vec<Box<dyn Port + Send>>,
+    ports: Vec<Box<dyn Port>>,
     stage: S,
     pool: FramePool,
     arena: Arena,
@@ -48,7 +48,7 @@ pub struct Worker<S: Stage> {
 
 impl<S: Stage> Worker<S> {
     /// A worker over `ports` (index i = `Packet::port` i), all using `arena`.
-    pub fn new(arena: Arena, pool: FramePool, ports: Vec<Box<dyn Port + Send>>, stage: S, idle: IdlePolicy) -> Self {
+    pub fn new(arena: Arena, pool: FramePool, ports: Vec<Box<dyn Port>>, stage: S, idle: IdlePolicy) -> Self {
         Self { ports, stage, pool, arena, idle, rx: Batch::new(), due: Batch::new(), local: Local::default() }
     }
 
@@ -58,7 +58,7 @@ impl<S: Stage> Worker<S> {
     }
 
     /// The ports.
-    pub fn ports(&self) -> &[Box<dyn Port + Send>] {
+    pub fn ports(&self) -> &[Box<dyn Port>] {
         &self.ports
     }
 
@@ -72,8 +72,15 @@ impl<S: Stage> Worker<S> {
     pub fn run(&mut self, stop: &AtomicBool, counters: Option<&WorkerCounters>) {
         let mut empty = 0u32;
         let mut idle_since_flush = 0u32;
+        let mut next_kernel_poll = 0u64;
         while !stop.load(Ordering::Relaxed) {
             let now = now_ns();
+            if now >= next_kernel_poll {
+                next_kernel_poll = now + 100_000_000;
+                if let Some(c) = counters {
+                    self.publish_kernel_drops(c);
+                }
+            }
             let moved = self.poll_once(now);
             if moved > 0 {
                 empty = 0;
@@ -103,7 +110,18 @@ impl<S: Stage> Worker<S> {
             }
         }
         if let Some(c) = counters {
+            self.publish_kernel_drops(c);
             self.flush(c, now_ns());
+        }
+    }
+
+    fn publish_kernel_drops(&self, c: &WorkerCounters) {
+        for (p, pc) in self.ports.iter().zip(c.ports.iter()) {
+            if let Some(k) = p.kernel_drops() {
+                pc.kernel_rx_dropped.store(k.rx_dropped, Ordering::Relaxed);
+                pc.kernel_rx_ring_full.store(k.rx_ring_full, Ordering::Relaxed);
+                pc.kernel_fill_empty.store(k.fill_empty, Ordering::Relaxed);
+            }
         }
     }
 
@@ -143,7 +161,7 @@ impl<S: Stage> Worker<S> {
     }
 
     /// Sends, drops or leaves (held) every packet of `batch`, then clears it.
-    fn dispatch(ports: &mut [Box<dyn Port + Send>], arena: &mut Arena, pool: &mut FramePool, local: &mut Local, batch: &mut Batch) {
+    fn dispatch(ports: &mut [Box<dyn Port>], arena: &mut Arena, pool: &mut FramePool, local: &mut Local, batch: &mut Batch) {
         let nports = ports.len();
         let mut want = [false; 16];
         for p in batch.as_mut_slice() {

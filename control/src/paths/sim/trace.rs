@@ -90,14 +90,26 @@ impl Default for TraceParams {
 
 // Float <-> integer conversions of simulated durations: values are positive and far below
 // 2^53 ns (104 days), so the casts neither truncate meaningfully nor lose the sign.
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
 fn exp_sample(rng: &mut SplitMix64, mean: Nanos) -> Nanos {
     let u = rng.next_f64();
     let x = -(1.0 - u).ln() * mean as f64;
-    if x.is_finite() { x.min(1e18) as Nanos } else { mean }
+    if x.is_finite() {
+        x.min(1e18) as Nanos
+    } else {
+        mean
+    }
 }
 
-#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
 fn log_uniform(rng: &mut SplitMix64, (lo, hi): (Nanos, Nanos)) -> Nanos {
     let (lo, hi) = (lo.max(MS) as f64, hi.max(lo).max(MS) as f64);
     let x = (lo.ln() + rng.next_f64() * (hi.ln() - lo.ln())).exp();
@@ -123,7 +135,10 @@ impl Trace {
             } else {
                 (params.core_outage_every, params.core_outage_len)
             };
-            let kinds = [(outage.0, outage.1, true), (params.lossy_every, params.lossy_len, false)];
+            let kinds = [
+                (outage.0, outage.1, true),
+                (params.lossy_every, params.lossy_len, false),
+            ];
             for (every, len, is_outage) in kinds {
                 let mut t = params.warmup.saturating_add(exp_sample(&mut rng, every));
                 while t < params.duration {

@@ -1,0 +1,569 @@
+//! Unit and property tests of the path manager.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::paths::ids::AddrId;
+
+const DST: SiteId = SiteId(2);
+
+fn cfg() -> PathConfig {
+    PathConfig {
+        uplinks: vec![
+            UplinkConfig {
+                id: UplinkId(0),
+                capacity_bytes_per_s: 1_250_000,
+                cost: 0,
+            },
+            UplinkConfig {
+                id: UplinkId(1),
+                capacity_bytes_per_s: 1_250_000,
+                cost: 5 * MS,
+            },
+        ],
+        initial_seq: Some(100),
+        ..PathConfig::default()
+    }
+}
+
+fn key(u: u16, r: u32, wp: Option<u32>) -> PathKey {
+    PathKey {
+        dst: DST,
+        uplink: UplinkId(u),
+        waypoint: wp.map(SiteId),
+        remote: AddrId(r),
+    }
+}
+
+/// Paths 0..4: (u0,r0) (u0,r1) (u1,r0) (u1,r1); path 4: (u0, via site 3, r0).
+fn manager(c: PathConfig) -> PathManager {
+    let mut m = PathManager::new(c, 7, 0).expect("valid config");
+    for (u, r, wp) in [
+        (0, 0, None),
+        (0, 1, None),
+        (1, 0, None),
+        (1, 1, None),
+        (0, 0, Some(3)),
+    ] {
+        m.add_path(key(u, r, wp), 0).expect("path");
+    }
+    m
+}
+
+fn drain(m: &mut PathManager) -> Vec<Action> {
+    std::iter::from_fn(|| m.poll_action()).collect()
+}
+
+/// A tiny driver: answers probes on working paths after `rtt`, feeds data feedback for the
+/// active path every 50 ms, calls `handle_timeout` when due.
+struct Driver {
+    now: Nanos,
+    working: Vec<bool>,
+    rtt: Nanos,
+    pending: Vec<(Nanos, PathId, u32)>,
+    next_feedback: Nanos,
+    log: Vec<(Nanos, Action)>,
+}
+
+impl Driver {
+    fn new(n: usize) -> Self {
+        Self {
+            now: 0,
+            working: vec![true; n],
+            rtt: 10 * MS,
+            pending: Vec::new(),
+            next_feedback: 50 * MS,
+            log: Vec::new(),
+        }
+    }
+
+    fn collect(&mut self, m: &mut PathManager) {
+        for a in drain(m) {
+            if let Action::Probe { path, seq } = a
+                && self.working[path.0 as usize]
+            {
+                self.pending.push((self.now + self.rtt, path, seq));
+            }
+            self.log.push((self.now, a));
+        }
+    }
+
+    fn run_until(&mut self, m: &mut PathManager, end: Nanos) {
+        self.collect(m);
+        while self.now < end {
+            let mut next = end.min(self.next_feedback);
+            if let Some(t) = m.poll_timeout() {
+                next = next.min(t);
+            }
+            if let Some(p) = self.pending.iter().map(|p| p.0).min() {
+                next = next.min(p);
+            }
+            assert!(next >= self.now);
+            self.now = next;
+            let due: Vec<_> = self
+                .pending
+                .iter()
+                .copied()
+                .filter(|p| p.0 <= self.now)
+                .collect();
+            self.pending.retain(|p| p.0 > self.now);
+            for (_, path, seq) in due {
+                m.on_probe_reply(path, seq, self.now);
+                self.collect(m);
+            }
+            if self.now >= self.next_feedback {
+                self.next_feedback += 50 * MS;
+                if let Some(a) = m.active_path(DST) {
+                    if self.working[a.0 as usize] {
+                        m.on_data_feedback(a, 50, 0, self.now);
+                    }
+                    self.collect(m);
+                }
+            }
+            if m.poll_timeout().is_some_and(|t| t <= self.now) {
+                m.handle_timeout(self.now);
+                self.collect(m);
+                assert!(
+                    m.poll_timeout().is_some_and(|t| t > self.now),
+                    "timer stall"
+                );
+            }
+            m.check_invariants().expect("invariants");
+        }
+    }
+
+    fn moves_after(&self, t: Nanos) -> Vec<(Nanos, Option<PathId>, PathId)> {
+        self.log
+            .iter()
+            .filter_map(|(at, a)| match a {
+                Action::MoveFlows { from, to, .. } if *at >= t => Some((*at, *from, *to)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn new_destination_races_staggered_and_first_answer_wins() {
+    let mut m = manager(cfg());
+    assert!(
+        m.poll_timeout().is_some_and(|t| t == 0),
+        "a new destination wants a race now"
+    );
+    m.handle_timeout(0);
+    let a = drain(&mut m);
+    assert_eq!(
+        m.stats().race_probes,
+        1,
+        "only the best candidate at first: {a:?}"
+    );
+    assert!(a.contains(&Action::Probe {
+        path: PathId(0),
+        seq: 100
+    }));
+    m.handle_timeout(10 * MS);
+    drain(&mut m);
+    assert_eq!(m.stats().race_probes, 2);
+    // The second candidate answers first: it wins.
+    m.on_probe_reply(PathId(1), 100, 15 * MS);
+    let a = drain(&mut m);
+    assert_eq!(
+        a,
+        vec![Action::MoveFlows {
+            dst_site: DST,
+            from: None,
+            to: PathId(1)
+        }]
+    );
+    assert_eq!(m.active_path(DST), Some(PathId(1)));
+    // The race is over: no third race probe.
+    m.handle_timeout(20 * MS);
+    drain(&mut m);
+    assert_eq!(m.stats().race_probes, 2);
+    // Sent at 10 ms, answered at 15 ms.
+    assert_eq!(m.path_view(PathId(1)).unwrap().srtt, Some(5 * MS));
+}
+
+#[test]
+fn warm_manager_uses_the_cheapest_path() {
+    let mut m = manager(cfg());
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 20 * SEC);
+    assert_eq!(m.active_path(DST), Some(PathId(0)));
+    for p in 0..5 {
+        assert_eq!(m.path_state(PathId(p)), Some(PathState::Up));
+    }
+    let v = m.path_view(PathId(4)).unwrap();
+    assert!(
+        v.rank > m.path_view(PathId(0)).unwrap().rank,
+        "waypoint penalty"
+    );
+}
+
+#[test]
+fn ack_gap_on_active_races_at_once_and_moves_to_first_answer() {
+    let mut m = manager(cfg());
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 20 * SEC);
+    let t = d.now;
+    let races = m.stats().races_started;
+    m.on_ack_gap(PathId(0), t);
+    assert_eq!(m.path_state(PathId(0)), Some(PathState::Suspect));
+    let a = drain(&mut m);
+    assert_eq!(m.stats().races_started, races + 1);
+    let first = a.iter().find_map(|x| match x {
+        Action::Probe { path, seq } => Some((*path, *seq)),
+        _ => None,
+    });
+    let (p, seq) = first.expect("a race probe in the same call");
+    assert_ne!(p, PathId(0), "the suspect path ranks below its peers");
+    m.on_probe_reply(p, seq, t + 10 * MS);
+    let a = drain(&mut m);
+    assert_eq!(
+        a,
+        vec![Action::MoveFlows {
+            dst_site: DST,
+            from: Some(PathId(0)),
+            to: p
+        }]
+    );
+}
+
+#[test]
+fn lost_probe_on_active_path_with_acked_data_is_not_a_failure() {
+    let mut m = manager(cfg());
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 20 * SEC);
+    let t = d.now;
+    m.on_data_feedback(PathId(0), 50, 0, t);
+    m.handle_timeout(t);
+    let probe = drain(&mut m).into_iter().find_map(|a| match a {
+        Action::Probe {
+            path: PathId(0),
+            seq,
+        } => Some(seq),
+        _ => None,
+    });
+    // Force a probe on path 0 if none was due, via its timeout path.
+    if let Some(seq) = probe {
+        m.on_probe_timeout(PathId(0), seq, t + MS);
+    }
+    let races = m.stats().races_started;
+    m.on_data_feedback(PathId(0), 50, 0, t + 2 * MS);
+    for o in m.paths[0].outstanding.clone() {
+        m.on_probe_timeout(PathId(0), o.seq, t + 3 * MS);
+    }
+    assert_eq!(m.path_state(PathId(0)), Some(PathState::Up));
+    assert_eq!(m.stats().races_started, races);
+    // A bad data report is a failure, though.
+    m.on_data_feedback(PathId(0), 10, 40, t + 4 * MS);
+    assert_eq!(m.path_state(PathId(0)), Some(PathState::Suspect));
+    assert_eq!(m.stats().races_started, races + 1);
+}
+
+#[test]
+fn carrier_loss_downs_all_paths_of_the_uplink_and_moves_at_once() {
+    let mut m = manager(cfg());
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 20 * SEC);
+    let t = d.now;
+    m.on_link_event(UplinkId(0), false, t);
+    for p in [0, 1, 4] {
+        assert_eq!(m.path_state(PathId(p)), Some(PathState::Down));
+    }
+    let a = drain(&mut m);
+    assert!(
+        matches!(
+            a.as_slice(),
+            [Action::MoveFlows {
+                from: Some(PathId(0)),
+                to: PathId(2 | 3),
+                ..
+            }]
+        ),
+        "{a:?}"
+    );
+    m.handle_timeout(t);
+    let a = drain(&mut m);
+    assert!(a.contains(&Action::ReportLinks {
+        failed: vec![PathId(0), PathId(1), PathId(4)],
+        degraded: vec![]
+    }));
+    // No probes on a dead uplink.
+    m.handle_timeout(t + 10 * SEC);
+    assert!(drain(&mut m).iter().all(|a| !matches!(
+        a,
+        Action::Probe {
+            path: PathId(0 | 1 | 4),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn return_to_repaired_path_waits_for_hold_and_clean_history() {
+    let mut m = manager(cfg());
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 20 * SEC);
+    // Silent failure of uplink 0 for 60 s.
+    for p in [0, 1, 4] {
+        d.working[p] = false;
+    }
+    let cut = d.now;
+    m.on_ack_gap(PathId(0), cut);
+    d.run_until(&mut m, cut + 60 * SEC);
+    let moved = d.moves_after(cut);
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert!(matches!(moved[0].2, PathId(2 | 3)));
+    assert_eq!(m.path_state(PathId(0)), Some(PathState::Down));
+    // Repair.
+    for p in [0, 1, 4] {
+        d.working[p] = true;
+    }
+    let repair = d.now;
+    d.run_until(&mut m, repair + 120 * SEC);
+    let back = d.moves_after(repair);
+    assert_eq!(back.len(), 1, "exactly one move back: {back:?}");
+    assert!(matches!(back[0].2, PathId(0 | 1)));
+    assert!(
+        back[0].0 >= repair + m.config().return_hold,
+        "returned too early"
+    );
+    // The down path was explored with backoff: few probes while down.
+    assert!(m.stats().return_moves == 1);
+}
+
+#[test]
+fn down_paths_are_explored_with_backoff_within_the_explore_budget() {
+    let mut m = manager(cfg());
+    let mut d = Driver::new(5);
+    d.working[1] = false;
+    d.run_until(&mut m, 600 * SEC);
+    let probes_on = |p: u32| {
+        d.log
+            .iter()
+            .filter(|(_, a)| matches!(a, Action::Probe { path, .. } if path.0 == p))
+            .count()
+    };
+    let dead = probes_on(1);
+    let alive = probes_on(0);
+    assert_eq!(m.path_state(PathId(1)), Some(PathState::Down));
+    assert!(dead >= 10, "exploration continues: {dead}");
+    assert!(dead * 10 < alive, "dead {dead} alive {alive}");
+}
+
+#[test]
+fn background_probes_stay_within_budget() {
+    let mut c = cfg();
+    for u in &mut c.uplinks {
+        u.capacity_bytes_per_s = 10_000; // budget 50 B/s: about one 96-byte probe every 2 s
+    }
+    let mut m = manager(c);
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 1000 * SEC);
+    let (_, bytes) = m.uplink_probe_usage(UplinkId(0)).unwrap();
+    // 1000 s x 50 B/s + bucket depths (4 probes each) + the initial race (3 probes).
+    assert!(bytes <= 50_000 + 8 * 96 + 3 * 96, "{bytes} bytes");
+    assert!(bytes >= 40_000, "the budget is used: {bytes}");
+}
+
+#[test]
+fn forged_and_garbage_inputs_are_counted_and_ignored() {
+    let mut m = manager(cfg());
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 20 * SEC);
+    let t = d.now;
+    let before: Vec<_> = (0..5).map(|p| m.path_view(PathId(p))).collect();
+    let bogus = PathId(999);
+    m.on_probe_reply(bogus, 1, t);
+    m.on_probe_reply_measured(bogus, 1, MS, t);
+    m.on_probe_timeout(bogus, 1, t);
+    m.on_probe_sent(bogus, 1, t);
+    m.on_data_feedback(bogus, 1, 1, t);
+    m.on_ack_gap(bogus, t);
+    m.on_probe_reply(PathId(u32::MAX), 0, t);
+    assert_eq!(m.stats().unknown_path, 7);
+    m.on_probe_reply(PathId(0), 12345, t);
+    m.on_probe_reply(PathId(0), 12345, t);
+    assert_eq!(m.stats().unmatched_reply, 2);
+    m.on_probe_timeout(PathId(0), 777, t);
+    assert_eq!(m.stats().unmatched_timeout, 1);
+    m.on_probe_sent(PathId(0), 777, t);
+    assert_eq!(m.stats().unmatched_sent, 1);
+    m.on_link_event(UplinkId(42), false, t);
+    assert_eq!(m.stats().unknown_uplink, 1);
+    m.on_data_feedback(PathId(0), 0, 0, t);
+    assert_eq!(m.stats().empty_feedback, 1);
+    let after: Vec<_> = (0..5).map(|p| m.path_view(PathId(p))).collect();
+    assert_eq!(before, after, "ignored inputs change nothing");
+    // Time going backwards is clamped and counted.
+    m.handle_timeout(t - SEC);
+    assert_eq!(m.stats().time_regressions, 1);
+    // Absurd measured RTTs fall back to our own measurement.
+    m.handle_timeout(t + 5 * SEC);
+    let probe = drain(&mut m).into_iter().find_map(|a| match a {
+        Action::Probe { path, seq } => Some((path, seq)),
+        _ => None,
+    });
+    let (p, seq) = probe.expect("background probes after 5 s");
+    m.on_probe_reply_measured(p, seq, 3600 * SEC, t + 5 * SEC + 12 * MS);
+    assert_eq!(m.stats().absurd_rtt, 1);
+    let srtt = m.path_view(p).unwrap().srtt.unwrap();
+    assert!(srtt < 20 * MS, "srtt {srtt}");
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn sequence_numbers_wrap() {
+    let mut m = manager(PathConfig {
+        initial_seq: Some(u32::MAX - 2),
+        ..cfg()
+    });
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 30 * SEC);
+    let seqs: Vec<u32> = d
+        .log
+        .iter()
+        .filter_map(|(_, a)| match a {
+            Action::Probe {
+                path: PathId(0),
+                seq,
+            } => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        seqs.contains(&u32::MAX) && seqs.contains(&0) && seqs.contains(&5),
+        "{seqs:?}"
+    );
+    assert_eq!(m.stats().unmatched_reply, 0);
+    assert_eq!(m.path_state(PathId(0)), Some(PathState::Up));
+}
+
+#[test]
+fn undrained_action_queue_is_bounded() {
+    let mut m = manager(PathConfig {
+        action_queue_cap: 16,
+        ..cfg()
+    });
+    for i in 0..10_000u64 {
+        m.handle_timeout(i * 100 * MS);
+    }
+    assert!(m.actions.len() <= 16);
+    assert!(m.stats().dropped_actions > 0);
+    m.check_invariants().unwrap();
+}
+
+#[test]
+fn config_and_registration_errors() {
+    let mut m = manager(cfg());
+    assert_eq!(
+        m.add_path(key(0, 0, None), 0),
+        Err(ConfigError::DuplicatePath)
+    );
+    assert_eq!(
+        m.add_path(key(9, 0, None), 0),
+        Err(ConfigError::UnknownUplink(UplinkId(9)))
+    );
+    let bad = PathConfig {
+        race_width: 0,
+        ..cfg()
+    };
+    assert!(PathManager::new(bad, 1, 0).is_err());
+    let mut small = PathManager::new(
+        PathConfig {
+            max_paths: 1,
+            ..cfg()
+        },
+        1,
+        0,
+    )
+    .unwrap();
+    small.add_path(key(0, 0, None), 0).unwrap();
+    assert_eq!(
+        small.add_path(key(0, 1, None), 0),
+        Err(ConfigError::TooManyPaths)
+    );
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Advance(u32),
+    Timeout,
+    Reply(u32, u32, i32),
+    Measured(u32, u32, u64),
+    Lost(u32, u32),
+    Sent(u32, u32),
+    Feedback(u32, u64, u64),
+    Gap(u32),
+    Link(u16, bool),
+    AnswerAll(u32),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0u32..2_000_000_000).prop_map(Op::Advance),
+        Just(Op::Timeout),
+        (0u32..8, any::<u32>(), -5i32..5).prop_map(|(p, s, d)| Op::Reply(p, s, d)),
+        (0u32..8, any::<u32>(), any::<u64>()).prop_map(|(p, s, r)| Op::Measured(p, s, r)),
+        (0u32..8, any::<u32>()).prop_map(|(p, s)| Op::Lost(p, s)),
+        (0u32..8, any::<u32>()).prop_map(|(p, s)| Op::Sent(p, s)),
+        (0u32..8, 0u64..200, 0u64..200).prop_map(|(p, a, l)| Op::Feedback(p, a, l)),
+        (0u32..8).prop_map(Op::Gap),
+        (0u16..3, any::<bool>()).prop_map(|(u, b)| Op::Link(u, b)),
+        (1u32..50_000_000).prop_map(Op::AnswerAll),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Random (and hostile) event sequences: no panic, invariants after every call, no timer
+    /// in the past after `handle_timeout`.
+    #[test]
+    fn random_events_keep_invariants(ops in proptest::collection::vec(op(), 1..200), seed in any::<u64>()) {
+        let mut m = PathManager::new(PathConfig { initial_seq: None, ..cfg() }, seed, 0).unwrap();
+        for (u, r, wp) in [(0, 0, None), (0, 1, None), (1, 0, None), (1, 1, None), (0, 0, Some(3))] {
+            m.add_path(key(u, r, wp), 0).unwrap();
+        }
+        let mut now: Nanos = 0;
+        let mut sent: Vec<(PathId, u32)> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Advance(dt) => now += u64::from(dt),
+                Op::Timeout => {
+                    m.handle_timeout(now);
+                    prop_assert!(m.poll_timeout().is_some_and(|t| t > now));
+                }
+                Op::Reply(p, s, d) => {
+                    // Either a real outstanding seq (shifted by d) or garbage.
+                    let seq = sent.iter().rev().find(|x| x.0 .0 == p).map_or(s, |x| x.1.wrapping_add_signed(d));
+                    m.on_probe_reply(PathId(p), seq, now);
+                }
+                Op::Measured(p, s, r) => m.on_probe_reply_measured(PathId(p), s, r, now),
+                Op::Lost(p, s) => m.on_probe_timeout(PathId(p), s, now),
+                Op::Sent(p, s) => m.on_probe_sent(PathId(p), s, now),
+                Op::Feedback(p, a, l) => m.on_data_feedback(PathId(p), a, l, now),
+                Op::Gap(p) => m.on_ack_gap(PathId(p), now),
+                Op::Link(u, b) => m.on_link_event(UplinkId(u), b, now),
+                Op::AnswerAll(dt) => {
+                    now += u64::from(dt);
+                    for (p, s) in std::mem::take(&mut sent) {
+                        m.on_probe_reply(p, s, now);
+                    }
+                }
+            }
+            while let Some(a) = m.poll_action() {
+                if let Action::Probe { path, seq } = a {
+                    sent.push((path, seq));
+                }
+            }
+            if sent.len() > 1000 {
+                sent.drain(..500);
+            }
+            if let Err(e) = m.check_invariants() {
+                return Err(TestCaseError::fail(e));
+            }
+        }
+    }
+}

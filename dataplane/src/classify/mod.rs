@@ -1,0 +1,2 @@
+//! Classifier (in progress).
+#![deny(unsafe_code)]

@@ -1,0 +1,60 @@
+//! The site configuration: one TOML file per site (its LAN, uplinks, peer
+//! sites, traffic classes, flows and optionally the current plan), loaded
+//! into a validated [`Config`]. Every error names the file, line and field
+//! (`site-a.toml:42:13: flows[2].route[0]: route must start at ...`).
+//!
+//! - [`Prefix`]: strict IP prefixes.
+//! - [`Config`] and its parts: the validated model (serializes back to TOML).
+//! - [`Plan`]: admitted sessions per class and rate/weight per flow, usable on
+//!   its own (the control process sends plans) and checked with
+//!   [`Plan::validate`].
+//!
+//! The format is documented, with a complete example, in `docs/config.md`.
+
+#![deny(unsafe_code)]
+
+mod error;
+mod model;
+mod plan;
+mod prefix;
+mod raw;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::ConfigError;
+pub use model::{Backend, Config, Flow, Overflow, Peer, PortRange, Rule, Site, TrafficClass, Uplink};
+pub use plan::{ClassPlan, FlowPlan, Plan, PlanError, PlanField};
+pub use prefix::{Prefix, PrefixError};
+
+use error::Source;
+
+/// Largest configuration file accepted (bytes): a guard against feeding the
+/// parser something that is not a configuration.
+pub const MAX_FILE_LEN: usize = 16 << 20;
+
+impl Config {
+    /// Parses and validates a configuration. `file` is used in error messages only.
+    pub fn from_toml_str(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let src = Source { file, text };
+        if text.len() > MAX_FILE_LEN {
+            return Err(src.error(&(0..0), "(file)", format!("larger than {MAX_FILE_LEN} bytes")));
+        }
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
+        validate::build(&src, &raw)
+    }
+
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            field: "(file)".to_owned(),
+            message: e.to_string(),
+        })?;
+        Self::from_toml_str(&text, &file)
+    }
+}

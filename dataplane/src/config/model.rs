@@ -1,0 +1,207 @@
+//! The validated site configuration. Built only by the loader
+//! ([`super::Config::from_toml_str`]), which checks every cross-reference; it
+//! serializes back to the same TOML format (round trip).
+
+use core::net::IpAddr;
+
+use serde::{Serialize, Serializer};
+
+use super::Prefix;
+use super::plan::Plan;
+use crate::wire::ethernet::MacAddr;
+
+/// One site's configuration.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    /// This site.
+    pub site: Site,
+    /// Local uplinks (at least one).
+    pub uplinks: Vec<Uplink>,
+    /// The other sites of the overlay.
+    pub peers: Vec<Peer>,
+    /// Traffic classes, in priority order of their rules.
+    pub classes: Vec<TrafficClass>,
+    /// Flows (class, route).
+    pub flows: Vec<Flow>,
+    /// The current plan, if the file carries one (the control process
+    /// normally supplies it later).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+}
+
+/// This site.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Site {
+    /// Site name, unique in the overlay; routes refer to it.
+    pub name: String,
+    /// Overlay id: the GENEVE VNI, 24 bits.
+    pub vni: u32,
+    /// Interface facing the site's LAN.
+    pub lan_interface: String,
+    /// The site's own prefixes (IPv4 and/or IPv6), pairwise disjoint.
+    pub lan_prefixes: Vec<Prefix>,
+}
+
+/// Which I/O backend serves an uplink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// AF_XDP socket on the interface's queues.
+    AfXdp,
+    /// io_uring UDP socket.
+    IoUring,
+}
+
+/// One local uplink.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Uplink {
+    /// Name, unique among uplinks.
+    pub name: String,
+    /// Network interface.
+    pub interface: String,
+    /// Local (outer source) address.
+    pub local_address: IpAddr,
+    /// Capacity in Mbit/s (> 0).
+    pub capacity_mbps: f64,
+    /// MAC of the next hop (AF_XDP writes outer Ethernet headers itself).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_mac")]
+    pub gateway_mac: Option<MacAddr>,
+    /// Next-hop address (same family as `local_address`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_hop: Option<IpAddr>,
+    /// I/O backend.
+    pub backend: Backend,
+}
+
+/// Another site of the overlay.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Peer {
+    /// Site name, unique, not this site's name.
+    pub name: String,
+    /// Its LAN prefixes; disjoint from every other site's.
+    pub prefixes: Vec<Prefix>,
+    /// Its gateway addresses (outer destinations), typically one per uplink of
+    /// that site; at least one, no duplicates.
+    pub gateways: Vec<IpAddr>,
+}
+
+/// What happens to sessions of a class beyond the plan's admitted count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// Forward them at the lowest priority, outside the plan.
+    BestEffort,
+    /// Drop their packets.
+    Drop,
+}
+
+/// A traffic class: (source site, destination site, type) plus the rules
+/// that recognise its packets.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TrafficClass {
+    /// Id, unique among classes.
+    pub id: String,
+    /// Source site name.
+    pub source: String,
+    /// Destination site name (differs from the source).
+    pub destination: String,
+    /// Free-form type label (e.g. `video`, `telemetry`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Admission overflow action.
+    pub overflow: Overflow,
+    /// Classification rules; a packet belongs to the class of the first rule
+    /// (in file order, across classes) it matches.
+    pub rules: Vec<Rule>,
+}
+
+/// An inclusive port range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortRange {
+    /// First port.
+    pub lo: u16,
+    /// Last port (>= `lo`).
+    pub hi: u16,
+}
+
+impl PortRange {
+    /// True when `port` is in the range.
+    pub const fn contains(&self, port: u16) -> bool {
+        self.lo <= port && port <= self.hi
+    }
+}
+
+impl Serialize for PortRange {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.lo == self.hi {
+            s.serialize_u16(self.lo)
+        } else {
+            s.collect_str(&format_args!("{}-{}", self.lo, self.hi))
+        }
+    }
+}
+
+/// One classification rule. Absent fields match anything.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rule {
+    /// Inner destination prefixes; empty = the destination site's prefixes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dst_prefixes: Vec<Prefix>,
+    /// IP protocol number (from `"tcp"`, `"udp"`, `"icmp"`, `"icmpv6"`,
+    /// `"sctp"` or a number).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<u8>,
+    /// Inner source ports (TCP, UDP or SCTP only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub src_ports: Option<PortRange>,
+    /// Inner destination ports (TCP, UDP or SCTP only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dst_ports: Option<PortRange>,
+    /// DSCP values (0..=63); empty = any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dscp: Vec<u8>,
+}
+
+/// A flow: a class's traffic on one overlay route.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Flow {
+    /// Id, unique among flows.
+    pub id: String,
+    /// Class id.
+    pub class: String,
+    /// Site names from the class's source to its destination (no repeats).
+    pub route: Vec<String>,
+}
+
+fn ser_mac<S: Serializer>(m: &Option<MacAddr>, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => s.collect_str(m),
+        None => s.serialize_none(),
+    }
+}
+
+impl Config {
+    /// All site names: this site first, then the peers in file order.
+    pub fn site_names(&self) -> impl Iterator<Item = &str> {
+        core::iter::once(self.site.name.as_str()).chain(self.peers.iter().map(|p| p.name.as_str()))
+    }
+    /// The prefixes of a site (this one or a peer).
+    pub fn site_prefixes(&self, name: &str) -> Option<&[Prefix]> {
+        if name == self.site.name {
+            return Some(&self.site.lan_prefixes);
+        }
+        self.peers.iter().find(|p| p.name == name).map(|p| p.prefixes.as_slice())
+    }
+    /// Index of a class by id.
+    pub fn class_index(&self, id: &str) -> Option<usize> {
+        self.classes.iter().position(|c| c.id == id)
+    }
+    /// Index of a flow by id.
+    pub fn flow_index(&self, id: &str) -> Option<usize> {
+        self.flows.iter().position(|f| f.id == id)
+    }
+    /// Serializes to the TOML file format.
+    pub fn to_toml_string(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
+    }
+}
