@@ -9,7 +9,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(iproute2 ethtool iputils-ping tshark iperf3 netsniff-ng bpftool cmake clang libclang-dev pkg-config procps util-linux)
+pkgs=(iproute2 ethtool iputils-ping tshark iperf3 netsniff-ng bpftool cmake g++ clang libclang-dev pkg-config procps util-linux)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -97,6 +97,9 @@ fn demo(seconds: u32, rate_pps: f64, json: bool) -> anyhow::Result<()> {
     let mut total: Option<RunReport> = None;
     let mut lat50 = Vec::new();
     let mut lat99 = Vec::new();
+    // rate_pps was checked to lie in 1..=5e6: one second of packets fits u64.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let per_second = rate_pps.ceil() as u64;
     for t in 1..=seconds {
         let g = GenConfig {
             addrs: forward_addrs(gen_if.mac.0, dut_in.mac.0, SINK_V4),
@@ -104,7 +107,7 @@ fn demo(seconds: u32, rate_pps: f64, json: bool) -> anyhow::Result<()> {
             sizes: vec![64, 576, 1500],
             rate_pps,
             poisson: true,
-            count: u64::try_from(rate_pps as i64).unwrap_or(0).max(1),
+            count: per_second,
             duration: Duration::from_secs(2),
             seed: u64::from(t),
             progress: false,

@@ -339,10 +339,8 @@ pub fn run_forward(b: &ForwardBench) -> anyhow::Result<ForwardReport> {
     // Ratios to the kernel at the same size.
     let kernel: Vec<(u32, f64)> = cells.iter().filter(|c| c.mode == Mode::Kernel).map(|c| (c.size, c.mpps)).collect();
     for c in cells.iter_mut() {
-        if let Some((_, k)) = kernel.iter().find(|(s, _)| *s == c.size) {
-            if *k > 0.0 {
-                c.ratio_to_kernel = Some(c.mpps / k);
-            }
+        if let Some((_, k)) = kernel.iter().find(|(s, k)| *s == c.size && *k > 0.0) {
+            c.ratio_to_kernel = Some(c.mpps / k);
         }
     }
     Ok(ForwardReport { dut_core: b.dut_core, gen_core: b.gen_core, queues: b.queues, seconds: b.seconds, offered_pps: b.rate_pps, cells })

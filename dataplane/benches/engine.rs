@@ -27,10 +27,20 @@ fn forward_batch(c: &mut Criterion) {
         let mut pkts = Vec::new();
         for _ in 0..BATCH_SIZE {
             let a = pool.alloc().unwrap() + 256;
-            arena.get_mut(a, u32::try_from(len).unwrap()).unwrap().copy_from_slice(&tmpl);
+            arena
+                .get_mut(a, u32::try_from(len).unwrap())
+                .unwrap()
+                .copy_from_slice(&tmpl);
             pkts.push(Packet::new(a, u32::try_from(len).unwrap(), 0, 0));
         }
-        let mut stage = L3Forward::new(1500).with_rule(0, ForwardRule { out_port: 1, src_mac: [2, 0, 0, 0, 0, 1], dst_mac: [2, 0, 0, 0, 0, 2] });
+        let mut stage = L3Forward::new(1500).with_rule(
+            0,
+            ForwardRule {
+                out_port: 1,
+                src_mac: [2, 0, 0, 0, 0, 1],
+                dst_mac: [2, 0, 0, 0, 0, 2],
+            },
+        );
         let mut batch = Batch::new();
         g.throughput(Throughput::Elements(BATCH_SIZE as u64));
         g.bench_function(format!("l3_forward_batch64_{len}B"), |b| {
@@ -60,25 +70,27 @@ fn ring_batch(c: &mut Criterion) {
     let base = std::ptr::NonNull::new(mem).unwrap();
     // SAFETY: fresh aligned memory of the right size; one producer, one consumer.
     let ring = unsafe { ShmRing::<u64>::init(base, layout.size(), size) }.unwrap();
-    // SAFETY: one producer and one consumer, in this thread.
-    let (mut p, mut cns) = unsafe { (ring.producer(), ring.consumer()) };
-    g.throughput(Throughput::Elements(64));
-    g.bench_function("spsc_push_pop_batch64", |b| {
-        b.iter(|| {
-            for i in 0..64u64 {
-                p.push(i);
-            }
-            p.publish();
-            let mut s = 0;
-            while let Some(v) = cns.pop() {
-                s += v;
-            }
-            cns.release();
-            black_box(s)
-        })
-    });
+    {
+        // SAFETY: one producer and one consumer, in this thread; both end with
+        // this block, before the memory is freed.
+        let (mut p, mut cns) = unsafe { (ring.producer(), ring.consumer()) };
+        g.throughput(Throughput::Elements(64));
+        g.bench_function("spsc_push_pop_batch64", |b| {
+            b.iter(|| {
+                for i in 0..64u64 {
+                    p.push(i);
+                }
+                p.publish();
+                let mut s = 0;
+                while let Some(v) = cns.pop() {
+                    s += v;
+                }
+                cns.release();
+                black_box(s)
+            })
+        });
+    }
     g.finish();
-    drop((p, cns));
     // SAFETY: allocated above with this layout; the ring halves are dropped.
     unsafe { std::alloc::dealloc(mem, layout) };
 }

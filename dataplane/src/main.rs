@@ -46,6 +46,10 @@ struct ForwardArgs {
     /// Number of queues (one worker per queue, queues 0..N).
     #[arg(long, default_value_t = 1)]
     queues: u32,
+    /// A deployment plan from `mongate-hwconfig plan` (TOML or JSON): workers,
+    /// cores and queues of `--in` and the XDP mode come from it.
+    #[arg(long)]
+    plan: Option<std::path::PathBuf>,
     /// Cores to pin workers to, cycled (e.g. `1` or `1,2`). Default: no pinning.
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
@@ -151,7 +155,32 @@ fn forward(a: ForwardArgs) -> anyhow::Result<()> {
     c.queues = a.queues;
     c.cores = a.cores;
     c.xdp_mode = a.xdp_mode;
-    c.bind = a.bind;
+    if let Some(path) = &a.plan {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let plan = mongate_hwconfig::plan_from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        // Worker i serves queue i of --in (and of --out), on the plan's core.
+        let mut workers: Vec<(u32, u32)> = Vec::new();
+        for w in &plan.workers {
+            let q = w.queues.iter().find(|q| q.ifname == a.input).ok_or_else(|| anyhow::anyhow!("{}: worker {} has no queue of {}", path.display(), w.id, a.input))?;
+            workers.push((q.queue, w.core));
+        }
+        workers.sort_unstable();
+        if workers.iter().enumerate().any(|(i, (q, _))| usize::try_from(*q).ok() != Some(i)) {
+            anyhow::bail!("{}: the plan's queues of {} must be 0..N, one per worker", path.display(), a.input);
+        }
+        c.queues = u32::try_from(workers.len())?;
+        c.cores = workers.iter().map(|(_, core)| usize::try_from(*core).unwrap_or(0)).collect();
+        c.xdp_mode = match plan.xdp_mode {
+            mongate_hwconfig::XdpMode::Native => XdpMode::Native,
+            mongate_hwconfig::XdpMode::Generic => XdpMode::Generic,
+        };
+        if plan.zero_copy && a.bind == BindMode::Auto {
+            c.bind = BindMode::Auto;
+        }
+    }
+    if a.plan.is_none() {
+        c.bind = a.bind;
+    }
     c.reverse_next_hop_mac = a.reverse_next_hop_mac;
     c.mtu = a.mtu;
     c.frames = a.frames;
@@ -186,14 +215,18 @@ fn serve(dp: mongate_dataplane::app::RunningDataplane, duration_s: Option<f64>) 
     Ok(())
 }
 
+fn stats(name: &str) -> anyhow::Result<()> {
+    let s = StatsRegion::open(&stats_path(name))?;
+    println!("{}", serde_json::to_string_pretty(&s.snapshot())?);
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Forward(a) => forward(a),
         Cmd::Relay(a) => relay(a),
-        Cmd::Stats { name } => StatsRegion::open(&stats_path(&name))
-            .map_err(anyhow::Error::from)
-            .and_then(|s| Ok(println!("{}", serde_json::to_string_pretty(&s.snapshot())?))),
+        Cmd::Stats { name } => stats(&name),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

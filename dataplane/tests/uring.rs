@@ -119,11 +119,7 @@ fn relay(bind: &str, n: u64, mode: &str, tweak: impl Fn(&mut UringConfig)) {
     let port_addr = port.local_addr();
     assert_eq!(port_addr.ip(), cfg.local.ip());
     assert_ne!(port_addr.port(), 0);
-    assert!(
-        port.name().contains(mode),
-        "ring mode: {}",
-        port.name()
-    );
+    assert!(port.name().contains(mode), "ring mode: {}", port.name());
 
     let sink = UdpSocket::bind(bind).unwrap();
     sink.set_nonblocking(true).unwrap();

@@ -143,11 +143,11 @@ pub fn concave_pieces(pts: &[(f64, f64)]) -> Vec<(usize, usize)> {
 fn simplify(pts: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
     let mut out: Vec<(f64, f64)> = Vec::with_capacity(pts.len());
     for p in pts {
-        if let Some(last) = out.last_mut() {
-            if p.0 <= last.0 {
-                last.1 = last.1.max(p.1);
-                continue;
-            }
+        if let Some(last) = out.last_mut()
+            && p.0 <= last.0
+        {
+            last.1 = last.1.max(p.1);
+            continue;
         }
         if out.len() >= 2 {
             let a = out[out.len() - 2];

@@ -19,9 +19,15 @@ pub struct OracleResult {
     pub sessions: Vec<u32>,
 }
 
+/// A linear piece of a utility: `(lo, hi, intercept, slope)`.
+type Piece = (f64, f64, f64, f64);
+
+/// A class's choice: session count and (if `n > 0`) the piece its rate lies on.
+type Choice = (u32, Option<Piece>);
+
 /// Linear pieces `(lo, hi, intercept, slope)` of a piecewise-linear utility, with the flat tail.
-fn pieces(pts: &[[f64; 2]]) -> Vec<(f64, f64, f64, f64)> {
-    let mut out: Vec<(f64, f64, f64, f64)> = pts
+fn pieces(pts: &[[f64; 2]]) -> Vec<Piece> {
+    let mut out: Vec<Piece> = pts
         .windows(2)
         .map(|w| {
             let b = (w[1][1] - w[0][1]) / (w[1][0] - w[0][0]);
@@ -35,7 +41,7 @@ fn pieces(pts: &[[f64; 2]]) -> Vec<(f64, f64, f64, f64)> {
 
 /// `None` if a class has a non-piecewise-linear utility or the enumeration exceeds `max_lps`.
 pub fn brute_force(inst: &Instance, max_lps: usize) -> Option<OracleResult> {
-    let mut choices: Vec<Vec<(u32, Option<(f64, f64, f64, f64)>)>> = Vec::new();
+    let mut choices: Vec<Vec<Choice>> = Vec::new();
     let mut total: usize = 1;
     for class in &inst.classes {
         let UtilitySpec::PiecewiseLinear(pts) = &class.utility else {
@@ -60,13 +66,13 @@ pub fn brute_force(inst: &Instance, max_lps: usize) -> Option<OracleResult> {
     let mut idx = vec![0usize; choices.len()];
     loop {
         let pick: Vec<_> = idx.iter().zip(&choices).map(|(&i, c)| c[i]).collect();
-        if let Some(v) = fixed_lp(inst, &pick) {
-            if v > best.objective + 1e-12 {
-                best = OracleResult {
-                    objective: v,
-                    sessions: pick.iter().map(|p| p.0).collect(),
-                };
-            }
+        if let Some(v) = fixed_lp(inst, &pick)
+            && v > best.objective + 1e-12
+        {
+            best = OracleResult {
+                objective: v,
+                sessions: pick.iter().map(|p| p.0).collect(),
+            };
         }
         // Odometer.
         let mut k = 0;
@@ -84,7 +90,7 @@ pub fn brute_force(inst: &Instance, max_lps: usize) -> Option<OracleResult> {
     }
 }
 
-fn fixed_lp(inst: &Instance, pick: &[(u32, Option<(f64, f64, f64, f64)>)]) -> Option<f64> {
+fn fixed_lp(inst: &Instance, pick: &[Choice]) -> Option<f64> {
     let mut pb = RowProblem::default();
     let mut constant = 0.0;
     let x: Vec<Col> = inst

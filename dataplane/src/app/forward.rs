@@ -218,10 +218,10 @@ pub fn start_forward(c: &ForwardConfig) -> anyhow::Result<RunningDataplane> {
         let stop_w = stop.clone();
         let stats = stats.clone();
         let spawned = std::thread::Builder::new().name(format!("mg-worker-{q}")).spawn(move || {
-            if let Some(core) = core {
-                if !pin_to_core(core) {
-                    eprintln!("warning: worker {q}: could not pin to core {core}");
-                }
+            if let Some(core) = core
+                && !pin_to_core(core)
+            {
+                eprintln!("warning: worker {q}: could not pin to core {core}");
             }
             run(&stop_w, stats.worker(usize::try_from(q).unwrap_or(0)));
         });

@@ -26,7 +26,11 @@ impl fmt::Display for ConfigError {
         if self.line == 0 {
             write!(f, "{}: {}: {}", self.file, self.field, self.message)
         } else {
-            write!(f, "{}:{}:{}: {}: {}", self.file, self.line, self.column, self.field, self.message)
+            write!(
+                f,
+                "{}:{}:{}: {}: {}",
+                self.file, self.line, self.column, self.field, self.message
+            )
         }
     }
 }
@@ -43,14 +47,30 @@ impl Source<'_> {
         let offset = offset.min(self.text.len());
         let before = &self.text.as_bytes()[..offset];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let col = offset - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+        let col = offset
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1)
+            + 1;
         (line, col)
     }
 
     /// An error at `span` about `field`.
-    pub(crate) fn error(&self, span: &Range<usize>, field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn error(
+        &self,
+        span: &Range<usize>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
         let (line, column) = self.line_col(span.start);
-        ConfigError { file: self.file.to_owned(), line, column, field: field.into(), message: message.into() }
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// Converts a TOML syntax or type error. Its field is guessed from the
@@ -67,7 +87,9 @@ impl Source<'_> {
         let offset = offset.min(self.text.len());
         let before = self.text.get(..offset).unwrap_or("");
         let line_start = before.rfind('\n').map_or(0, |p| p + 1);
-        let line_end = self.text[line_start..].find('\n').map_or(self.text.len(), |p| line_start + p);
+        let line_end = self.text[line_start..]
+            .find('\n')
+            .map_or(self.text.len(), |p| line_start + p);
         let line = self.text[line_start..line_end].trim();
         let mut table = String::new();
         // The header of the table the offset is in (or the header on this line).
@@ -86,7 +108,9 @@ impl Source<'_> {
                 Some(rest[..rest.find('`')?].to_owned())
             });
         let key = named.or_else(|| {
-            (!line.starts_with('[')).then(|| line.split_once('=').map(|(k, _)| k.trim().to_owned())).flatten()
+            (!line.starts_with('['))
+                .then(|| line.split_once('=').map(|(k, _)| k.trim().to_owned()))
+                .flatten()
         });
         match (table.is_empty(), key) {
             (true, Some(k)) => k,
@@ -103,7 +127,10 @@ mod tests {
 
     #[test]
     fn line_and_column() {
-        let s = Source { file: "f.toml", text: "a = 1\nbb = 2\n" };
+        let s = Source {
+            file: "f.toml",
+            text: "a = 1\nbb = 2\n",
+        };
         assert_eq!(s.line_col(0), (1, 1));
         assert_eq!(s.line_col(6), (2, 1));
         assert_eq!(s.line_col(8), (2, 3));

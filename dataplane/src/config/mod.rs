@@ -24,7 +24,9 @@ mod validate;
 mod tests;
 
 pub use error::ConfigError;
-pub use model::{Backend, Config, Flow, Overflow, Peer, PortRange, Rule, Site, TrafficClass, Uplink};
+pub use model::{
+    Backend, Config, Flow, Overflow, Peer, PortRange, Rule, Site, TrafficClass, Uplink,
+};
 pub use plan::{ClassPlan, FlowPlan, Plan, PlanError, PlanField};
 pub use prefix::{Prefix, PrefixError};
 
@@ -39,7 +41,11 @@ impl Config {
     pub fn from_toml_str(text: &str, file: &str) -> Result<Config, ConfigError> {
         let src = Source { file, text };
         if text.len() > MAX_FILE_LEN {
-            return Err(src.error(&(0..0), "(file)", format!("larger than {MAX_FILE_LEN} bytes")));
+            return Err(src.error(
+                &(0..0),
+                "(file)",
+                format!("larger than {MAX_FILE_LEN} bytes"),
+            ));
         }
         let raw: raw::RawConfig = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
         validate::build(&src, &raw)

@@ -190,7 +190,10 @@ impl Config {
         if name == self.site.name {
             return Some(&self.site.lan_prefixes);
         }
-        self.peers.iter().find(|p| p.name == name).map(|p| p.prefixes.as_slice())
+        self.peers
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.prefixes.as_slice())
     }
     /// Index of a class by id.
     pub fn class_index(&self, id: &str) -> Option<usize> {

@@ -73,7 +73,10 @@ pub struct PlanError {
 
 impl PlanError {
     fn new(at: PlanField, message: impl Into<String>) -> Self {
-        Self { at, message: message.into() }
+        Self {
+            at,
+            message: message.into(),
+        }
     }
     /// Dotted path of the field, under `prefix` (e.g. `"plan."`).
     pub fn field(&self, prefix: &str) -> String {
@@ -88,7 +91,10 @@ impl PlanError {
 impl Plan {
     /// Sessions admitted for class `id` (0 when not listed).
     pub fn sessions(&self, id: &str) -> u32 {
-        self.classes.iter().find(|c| c.id == id).map_or(0, |c| c.sessions)
+        self.classes
+            .iter()
+            .find(|c| c.id == id)
+            .map_or(0, |c| c.sessions)
     }
     /// The entry of flow `id`, if listed.
     pub fn flow(&self, id: &str) -> Option<&FlowPlan> {
@@ -102,25 +108,43 @@ impl Plan {
         let mut seen = HashSet::new();
         for (i, c) in self.classes.iter().enumerate() {
             if cfg.class_index(&c.id).is_none() {
-                return Err(PlanError::new(PlanField::Class(i, "id"), format!("unknown class `{}`", c.id)));
+                return Err(PlanError::new(
+                    PlanField::Class(i, "id"),
+                    format!("unknown class `{}`", c.id),
+                ));
             }
             if !seen.insert(c.id.as_str()) {
-                return Err(PlanError::new(PlanField::Class(i, "id"), format!("duplicate class `{}`", c.id)));
+                return Err(PlanError::new(
+                    PlanField::Class(i, "id"),
+                    format!("duplicate class `{}`", c.id),
+                ));
             }
         }
         let mut seen = HashSet::new();
         for (i, f) in self.flows.iter().enumerate() {
             if cfg.flow_index(&f.id).is_none() {
-                return Err(PlanError::new(PlanField::Flow(i, "id"), format!("unknown flow `{}`", f.id)));
+                return Err(PlanError::new(
+                    PlanField::Flow(i, "id"),
+                    format!("unknown flow `{}`", f.id),
+                ));
             }
             if !seen.insert(f.id.as_str()) {
-                return Err(PlanError::new(PlanField::Flow(i, "id"), format!("duplicate flow `{}`", f.id)));
+                return Err(PlanError::new(
+                    PlanField::Flow(i, "id"),
+                    format!("duplicate flow `{}`", f.id),
+                ));
             }
             if !(f.rate_mbps.is_finite() && f.rate_mbps >= 0.0) {
-                return Err(PlanError::new(PlanField::Flow(i, "rate_mbps"), "must be finite and >= 0"));
+                return Err(PlanError::new(
+                    PlanField::Flow(i, "rate_mbps"),
+                    "must be finite and >= 0",
+                ));
             }
             if !(f.weight.is_finite() && f.weight >= 0.0) {
-                return Err(PlanError::new(PlanField::Flow(i, "weight"), "must be finite and >= 0"));
+                return Err(PlanError::new(
+                    PlanField::Flow(i, "weight"),
+                    "must be finite and >= 0",
+                ));
             }
         }
         for (i, c) in self.classes.iter().enumerate() {
@@ -132,7 +156,10 @@ impl Plan {
             if c.sessions > 0 && !carried {
                 return Err(PlanError::new(
                     PlanField::Class(i, "sessions"),
-                    format!("class `{}` admits sessions but none of its flows has a positive rate", c.id),
+                    format!(
+                        "class `{}` admits sessions but none of its flows has a positive rate",
+                        c.id
+                    ),
                 ));
             }
         }
@@ -157,19 +184,34 @@ pub(crate) fn from_raw(src: &Source<'_>, raw: &RawPlan, prefix: &str) -> Result<
     for (i, c) in raw.classes.iter().enumerate() {
         let c = c.get_ref();
         let sessions = u32::try_from(*c.sessions.get_ref()).map_err(|_| {
-            src.error(&c.sessions.span(), format!("{prefix}classes[{i}].sessions"), "must be in 0..=4294967295")
+            src.error(
+                &c.sessions.span(),
+                format!("{prefix}classes[{i}].sessions"),
+                "must be in 0..=4294967295",
+            )
         })?;
-        classes.push(ClassPlan { id: c.id.get_ref().clone(), sessions });
+        classes.push(ClassPlan {
+            id: c.id.get_ref().clone(),
+            sessions,
+        });
     }
     let flows = raw
         .flows
         .iter()
         .map(|f| {
             let f = f.get_ref();
-            FlowPlan { id: f.id.get_ref().clone(), rate_mbps: *f.rate_mbps.get_ref(), weight: *f.weight.get_ref() }
+            FlowPlan {
+                id: f.id.get_ref().clone(),
+                rate_mbps: *f.rate_mbps.get_ref(),
+                weight: *f.weight.get_ref(),
+            }
         })
         .collect();
-    Ok(Plan { epoch, classes, flows })
+    Ok(Plan {
+        epoch,
+        classes,
+        flows,
+    })
 }
 
 /// The span of the field a [`PlanError`] is about.
@@ -178,7 +220,11 @@ pub(crate) fn error_span(raw: &RawPlan, e: &PlanError) -> Range<usize> {
         PlanField::Epoch => raw.epoch.span(),
         PlanField::Class(i, f) => raw.classes.get(i).map_or(0..0, |c| {
             let c = c.get_ref();
-            if f == "sessions" { c.sessions.span() } else { c.id.span() }
+            if f == "sessions" {
+                c.sessions.span()
+            } else {
+                c.id.span()
+            }
         }),
         PlanField::Flow(i, f) => raw.flows.get(i).map_or(0..0, |p| {
             let p = p.get_ref();

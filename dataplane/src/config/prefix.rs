@@ -74,18 +74,23 @@ impl Prefix {
     /// True when `addr` lies in this prefix.
     pub fn contains(&self, addr: IpAddr) -> bool {
         match (self, addr) {
-            (Self::V4(..), IpAddr::V4(a)) => {
-                self.range_v4().is_some_and(|(lo, hi)| (lo..=hi).contains(&u32::from(a)))
-            }
-            (Self::V6(..), IpAddr::V6(a)) => {
-                self.range_v6().is_some_and(|(lo, hi)| (lo..=hi).contains(&u128::from(a)))
-            }
+            (Self::V4(..), IpAddr::V4(a)) => self
+                .range_v4()
+                .is_some_and(|(lo, hi)| (lo..=hi).contains(&u32::from(a))),
+            (Self::V6(..), IpAddr::V6(a)) => self
+                .range_v6()
+                .is_some_and(|(lo, hi)| (lo..=hi).contains(&u128::from(a))),
             _ => false,
         }
     }
     /// True when every address of `other` lies in `self`.
     pub fn covers(&self, other: &Prefix) -> bool {
-        match (self.range_v4(), other.range_v4(), self.range_v6(), other.range_v6()) {
+        match (
+            self.range_v4(),
+            other.range_v4(),
+            self.range_v6(),
+            other.range_v6(),
+        ) {
             (Some((a, b)), Some((c, d)), _, _) => a <= c && d <= b,
             (_, _, Some((a, b)), Some((c, d))) => a <= c && d <= b,
             _ => false,
@@ -113,11 +118,15 @@ impl FromStr for Prefix {
             _ => return Err(PrefixError::BadLength),
         };
         let host_clear = match (p.range_v4(), p.range_v6()) {
-            (Some((lo, hi)), _) => lo & (hi ^ lo) == 0,
-            (_, Some((lo, hi))) => lo & (hi ^ lo) == 0,
+            (Some((lo, _)), _) => lo & u32::MAX.checked_shr(u32::from(len)).unwrap_or(0) == 0,
+            (_, Some((lo, _))) => lo & u128::MAX.checked_shr(u32::from(len)).unwrap_or(0) == 0,
             _ => true,
         };
-        if host_clear { Ok(p) } else { Err(PrefixError::HostBits) }
+        if host_clear {
+            Ok(p)
+        } else {
+            Err(PrefixError::HostBits)
+        }
     }
 }
 
@@ -144,8 +153,14 @@ mod tests {
     fn parses_and_checks_host_bits() {
         let p: Prefix = "198.18.0.0/15".parse().unwrap();
         assert_eq!(p.range_v4(), Some((0xC612_0000, 0xC613_FFFF)));
-        assert_eq!("198.18.1.0/16".parse::<Prefix>(), Err(PrefixError::HostBits));
-        assert_eq!("198.18.0.0/33".parse::<Prefix>(), Err(PrefixError::BadLength));
+        assert_eq!(
+            "198.18.1.0/16".parse::<Prefix>(),
+            Err(PrefixError::HostBits)
+        );
+        assert_eq!(
+            "198.18.0.0/33".parse::<Prefix>(),
+            Err(PrefixError::BadLength)
+        );
         assert_eq!("198.18.0.0".parse::<Prefix>(), Err(PrefixError::NoLength));
         assert_eq!("x/8".parse::<Prefix>(), Err(PrefixError::BadAddress));
         assert_eq!("10.0.0.0/+8".parse::<Prefix>(), Err(PrefixError::BadLength));
@@ -154,7 +169,10 @@ mod tests {
         let v6: Prefix = "2001:db8::/32".parse().unwrap();
         assert!(v6.contains("2001:db8::1".parse().unwrap()));
         assert!(!v6.contains("198.18.0.1".parse().unwrap()));
-        assert_eq!("2001:db8::1/32".parse::<Prefix>(), Err(PrefixError::HostBits));
+        assert_eq!(
+            "2001:db8::1/32".parse::<Prefix>(),
+            Err(PrefixError::HostBits)
+        );
         assert_eq!(v6.to_string(), "2001:db8::/32");
     }
 

@@ -1,0 +1,510 @@
+use proptest::prelude::*;
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../docs/examples/site-a.toml");
+const FILE: &str = "site-a.toml";
+
+fn example() -> Config {
+    Config::from_toml_str(EXAMPLE, FILE).expect("example loads")
+}
+
+/// Replaces `from` (which must occur) by `to` in the example, loads it and
+/// checks the error names the file, the line holding `needle` (in the edited
+/// text) and `field`.
+#[track_caller]
+fn expect_err(from: &str, to: &str, needle: &str, field: &str) -> ConfigError {
+    assert!(EXAMPLE.contains(from), "`{from}` not in example");
+    let text = EXAMPLE.replacen(from, to, 1);
+    let at = text.find(needle).expect("needle in edited text");
+    let line = text[..at].matches('\n').count() + 1;
+    let e = Config::from_toml_str(&text, FILE).expect_err("must fail");
+    assert_eq!(e.file, FILE, "{e}");
+    assert_eq!(e.field, field, "{e}");
+    assert_eq!(e.line, line, "{e}");
+    let shown = e.to_string();
+    assert!(shown.starts_with(&format!("{FILE}:{line}:")), "{shown}");
+    assert!(shown.contains(field), "{shown}");
+    e
+}
+
+#[test]
+fn example_loads() {
+    let c = example();
+    assert_eq!(c.site.name, "A");
+    assert_eq!(c.site.vni, 4242);
+    assert_eq!(c.uplinks.len(), 2);
+    assert_eq!(c.uplinks[0].backend, Backend::AfXdp);
+    assert_eq!(
+        c.uplinks[0].gateway_mac.map(|m| m.to_string()).as_deref(),
+        Some("02:00:00:00:64:fe")
+    );
+    assert_eq!(c.uplinks[1].capacity_mbps, 10.0);
+    assert_eq!(c.peers[1].gateways.len(), 2);
+    assert_eq!(c.classes.len(), 3);
+    let r = &c.classes[0].rules[0];
+    assert_eq!(r.protocol, Some(17));
+    assert_eq!(r.dst_ports, Some(PortRange { lo: 5000, hi: 5999 }));
+    assert_eq!(r.dscp, vec![34, 46]);
+    assert_eq!(
+        c.classes[0].rules[1].dst_ports,
+        Some(PortRange { lo: 5004, hi: 5004 })
+    );
+    assert_eq!(c.classes[1].overflow, Overflow::Drop);
+    assert_eq!(c.flows[1].route, vec!["A", "B", "C"]);
+    let p = c.plan.as_ref().expect("plan");
+    assert_eq!(p.epoch, 1);
+    assert_eq!(p.sessions("video-ac"), 3);
+    assert_eq!(p.sessions("telemetry-bc"), 0);
+    assert_eq!(p.flow("video-ac-via-b").map(|f| f.weight), Some(0.75));
+}
+
+#[test]
+fn example_loads_from_disk() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/site-a.toml");
+    assert_eq!(Config::load(&path).expect("loads"), example());
+    let e = Config::load(std::path::Path::new("/nonexistent/site.toml")).expect_err("missing file");
+    assert_eq!((e.line, e.file.as_str()), (0, "/nonexistent/site.toml"));
+}
+
+#[test]
+fn round_trip() {
+    let c = example();
+    let text = c.to_toml_string().expect("serializes");
+    let back = Config::from_toml_str(&text, "rt.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(back, c);
+    let mut no_plan = c.clone();
+    no_plan.plan = None;
+    let back =
+        Config::from_toml_str(&no_plan.to_toml_string().expect("ser"), "rt.toml").expect("loads");
+    assert_eq!(back, no_plan);
+}
+
+#[test]
+fn plan_standalone_and_json() {
+    let cfg = example();
+    let text = "epoch = 9\n[[classes]]\nid = \"bulk-ac\"\nsessions = 4\n[[flows]]\nid = \"bulk-ac-direct\"\nrate_mbps = 1\nweight = 2\n";
+    let p = Plan::from_toml_str(text, "plan.toml").expect("parses");
+    assert_eq!(p.epoch, 9);
+    assert_eq!(p.validate(&cfg), Ok(()));
+    let json = serde_json::to_string(&p).expect("json");
+    assert_eq!(serde_json::from_str::<Plan>(&json).expect("back"), p);
+
+    let e = Plan::from_toml_str("epoch = -1\n", "plan.toml").expect_err("negative epoch");
+    assert_eq!((e.line, e.field.as_str()), (1, "epoch"));
+    let e = Plan::from_toml_str("epoch = 1\n\n[[flows]]\nid = 3\n", "plan.toml").expect_err("type");
+    assert_eq!(e.line, 4, "{e}");
+    assert_eq!(e.field, "flows.id", "{e}");
+
+    let mut bad = p.clone();
+    bad.flows[0].id = "nope".into();
+    let e = bad.validate(&cfg).expect_err("unknown flow");
+    assert_eq!(e.at, PlanField::Flow(0, "id"));
+    assert_eq!(e.field("plan."), "plan.flows[0].id");
+    let mut bad = p.clone();
+    bad.flows[0].weight = f64::NAN;
+    assert_eq!(
+        bad.validate(&cfg).map_err(|e| e.at),
+        Err(PlanField::Flow(0, "weight"))
+    );
+    let mut bad = p.clone();
+    bad.classes.push(bad.classes[0].clone());
+    assert_eq!(
+        bad.validate(&cfg).map_err(|e| e.at),
+        Err(PlanField::Class(1, "id"))
+    );
+    let mut bad = p;
+    bad.flows.clear();
+    assert_eq!(
+        bad.validate(&cfg).map_err(|e| e.at),
+        Err(PlanField::Class(0, "sessions"))
+    );
+}
+
+#[test]
+fn err_vni_range() {
+    expect_err("vni = 4242", "vni = 16777216", "vni =", "site.vni");
+    expect_err("vni = 4242", "vni = -1", "vni =", "site.vni");
+}
+
+#[test]
+fn err_empty_site_name() {
+    expect_err("name = \"A\"", "name = \" \"", "name = \" \"", "site.name");
+}
+
+#[test]
+fn err_invalid_lan_prefix() {
+    let e = expect_err(
+        "\"198.18.10.0/24\"",
+        "\"198.18.10.1/24\"",
+        "lan_prefixes",
+        "site.lan_prefixes[0]",
+    );
+    assert!(e.message.contains("host bits"), "{e}");
+    expect_err(
+        "\"2001:db8:a::/48\"",
+        "\"2001:db8:a::/129\"",
+        "lan_prefixes",
+        "site.lan_prefixes[1]",
+    );
+}
+
+#[test]
+fn err_capacity_not_positive() {
+    expect_err(
+        "capacity_mbps = 10 ",
+        "capacity_mbps = 0 ",
+        "capacity_mbps = 0",
+        "uplinks[0].capacity_mbps",
+    );
+    expect_err(
+        "capacity_mbps = 10.0",
+        "capacity_mbps = -1.0",
+        "capacity_mbps = -1",
+        "uplinks[1].capacity_mbps",
+    );
+    expect_err(
+        "capacity_mbps = 10.0",
+        "capacity_mbps = nan",
+        "capacity_mbps = nan",
+        "uplinks[1].capacity_mbps",
+    );
+}
+
+#[test]
+fn err_duplicate_uplink() {
+    expect_err(
+        "name = \"isp2\"",
+        "name = \"isp1\"",
+        "name = \"isp1\"\ninterface = \"up1\"",
+        "uplinks[1].name",
+    );
+}
+
+#[test]
+fn err_unknown_backend() {
+    expect_err(
+        "backend = \"io_uring\"",
+        "backend = \"dpdk\"",
+        "\"dpdk\"",
+        "uplinks[1].backend",
+    );
+}
+
+#[test]
+fn err_bad_mac_and_address() {
+    expect_err(
+        "\"02:00:00:00:64:fe\"",
+        "\"02:00:00:00:64\"",
+        "gateway_mac",
+        "uplinks[0].gateway_mac",
+    );
+    expect_err(
+        "\"198.18.101.1\"",
+        "\"198.18.101\"",
+        "198.18.101\"",
+        "uplinks[1].local_address",
+    );
+    expect_err(
+        "\"198.18.100.254\"",
+        "\"2001:db8::1\"",
+        "next_hop",
+        "uplinks[0].next_hop",
+    );
+}
+
+#[test]
+fn err_overlapping_prefixes() {
+    let e = expect_err(
+        "[\"198.18.20.0/24\"]",
+        "[\"198.18.10.128/25\"]",
+        "198.18.10.128/25",
+        "peers[0].prefixes[0]",
+    );
+    assert!(e.message.contains("overlaps"), "{e}");
+}
+
+#[test]
+fn err_duplicate_peer() {
+    expect_err(
+        "name = \"C\"",
+        "name = \"B\"",
+        "name = \"B\"\nprefixes = [\"198.18.30",
+        "peers[1].name",
+    );
+    expect_err(
+        "name = \"B\"",
+        "name = \"A\"",
+        "name = \"A\"\nprefixes",
+        "peers[0].name",
+    );
+}
+
+#[test]
+fn err_duplicate_gateway() {
+    expect_err(
+        "\"198.18.102.1\", \"198.18.103.1\"",
+        "\"198.18.102.1\", \"198.18.102.1\"",
+        "gateways = [\"198.18.102.1\"",
+        "peers[0].gateways[1]",
+    );
+    expect_err(
+        "gateways = [\"198.18.102.1\", \"198.18.103.1\"]",
+        "gateways = []",
+        "gateways = []",
+        "peers[0].gateways",
+    );
+}
+
+#[test]
+fn err_class_unknown_site() {
+    expect_err(
+        "destination = \"C\"\ntype = \"video\"",
+        "destination = \"D\"\ntype = \"video\"",
+        "\"D\"",
+        "classes[0].destination",
+    );
+    expect_err(
+        "source = \"A\"\ndestination = \"C\"\ntype = \"bulk\"",
+        "source = \"C\"\ndestination = \"C\"\ntype = \"bulk\"",
+        "destination = \"C\"\ntype = \"bulk\"",
+        "classes[1].destination",
+    );
+}
+
+#[test]
+fn err_duplicate_class() {
+    expect_err(
+        "id = \"bulk-ac\"\nsource",
+        "id = \"video-ac\"\nsource",
+        "id = \"video-ac\"\nsource = \"A\"\ndestination = \"C\"\ntype = \"bulk\"",
+        "classes[1].id",
+    );
+}
+
+#[test]
+fn err_bad_port_range() {
+    expect_err(
+        "\"5000-5999\"",
+        "\"5999-5000\"",
+        "dst_ports",
+        "classes[0].rules[0].dst_ports",
+    );
+    expect_err(
+        "\"5000-5999\"",
+        "\"5000-65536\"",
+        "dst_ports",
+        "classes[0].rules[0].dst_ports",
+    );
+    expect_err(
+        "\"5000-5999\"",
+        "\"http\"",
+        "dst_ports",
+        "classes[0].rules[0].dst_ports",
+    );
+    expect_err(
+        "protocol = \"udp\"\ndst_ports = 5004",
+        "protocol = \"icmp\"\ndst_ports = 5004",
+        "dst_ports = 5004",
+        "classes[0].rules[1].dst_ports",
+    );
+}
+
+#[test]
+fn err_bad_protocol_and_dscp() {
+    expect_err(
+        "protocol = \"tcp\" ",
+        "protocol = 300 ",
+        "protocol = 300",
+        "classes[1].rules[0].protocol",
+    );
+    expect_err(
+        "dscp = [34, 46]",
+        "dscp = [34, 64]",
+        "dscp",
+        "classes[0].rules[0].dscp[1]",
+    );
+    expect_err(
+        "dscp = [34, 46]",
+        "dscp = [34, 34]",
+        "dscp",
+        "classes[0].rules[0].dscp[1]",
+    );
+}
+
+#[test]
+fn err_rule_prefix_outside_destination() {
+    expect_err(
+        "[\"198.18.30.0/25\"]",
+        "[\"198.18.20.0/25\"]",
+        "198.18.20.0/25\"]",
+        "classes[0].rules[0].dst_prefixes[0]",
+    );
+}
+
+#[test]
+fn err_unknown_overflow() {
+    expect_err(
+        "overflow = \"drop\"",
+        "overflow = \"queue\"",
+        "\"queue\"",
+        "classes[1].overflow",
+    );
+}
+
+#[test]
+fn err_flow_unknown_class() {
+    expect_err(
+        "class = \"bulk-ac\"",
+        "class = \"nope\"",
+        "\"nope\"",
+        "flows[2].class",
+    );
+}
+
+#[test]
+fn err_route_unknown_site_and_loop() {
+    expect_err(
+        "route = [\"A\", \"B\", \"C\"]",
+        "route = [\"A\", \"X\", \"C\"]",
+        "\"X\"",
+        "flows[1].route[1]",
+    );
+    expect_err(
+        "route = [\"A\", \"B\", \"C\"]",
+        "route = [\"A\", \"B\", \"A\", \"C\"]",
+        "\"A\", \"B\", \"A\"",
+        "flows[1].route[2]",
+    );
+}
+
+#[test]
+fn err_route_wrong_ends() {
+    let e = expect_err(
+        "route = [\"A\", \"B\", \"C\"]",
+        "route = [\"B\", \"A\", \"C\"]",
+        "\"B\", \"A\"",
+        "flows[1].route[0]",
+    );
+    assert!(e.message.contains("source"), "{e}");
+    let e = expect_err(
+        "route = [\"A\", \"B\", \"C\"]",
+        "route = [\"A\", \"B\"]",
+        "route = [\"A\", \"B\"]",
+        "flows[1].route[1]",
+    );
+    assert!(e.message.contains("destination"), "{e}");
+    expect_err(
+        "route = [\"A\", \"B\", \"C\"]",
+        "route = [\"A\"]",
+        "route = [\"A\"]",
+        "flows[1].route",
+    );
+}
+
+#[test]
+fn err_duplicate_flow() {
+    expect_err(
+        "id = \"bulk-ac-direct\"\nclass",
+        "id = \"video-ac-direct\"\nclass",
+        "id = \"video-ac-direct\"\nclass = \"bulk-ac\"",
+        "flows[2].id",
+    );
+}
+
+#[test]
+fn err_plan_unknown_refs() {
+    expect_err(
+        "id = \"bulk-ac\"\nsessions",
+        "id = \"nope\"\nsessions",
+        "\"nope\"",
+        "plan.classes[1].id",
+    );
+    expect_err(
+        "id = \"bulk-ac-direct\"\nrate_mbps",
+        "id = \"nope\"\nrate_mbps",
+        "\"nope\"",
+        "plan.flows[2].id",
+    );
+}
+
+#[test]
+fn err_plan_values() {
+    expect_err(
+        "rate_mbps = 1.0",
+        "rate_mbps = -1.0",
+        "rate_mbps = -1",
+        "plan.flows[1].rate_mbps",
+    );
+    expect_err(
+        "weight = 0.75",
+        "weight = inf",
+        "weight = inf",
+        "plan.flows[1].weight",
+    );
+    expect_err(
+        "sessions = 10",
+        "sessions = -3",
+        "sessions = -3",
+        "plan.classes[1].sessions",
+    );
+    expect_err("epoch = 1", "epoch = -1", "epoch = -1", "plan.epoch");
+    expect_err(
+        "rate_mbps = 0.3",
+        "rate_mbps = 0.0",
+        "sessions = 10",
+        "plan.classes[1].sessions",
+    );
+}
+
+#[test]
+fn err_toml_level() {
+    let e = expect_err(
+        "backend = \"af_xdp\"",
+        "backend = \"af_xdp\"\nbakend = 1",
+        "bakend",
+        "uplinks.bakend",
+    );
+    assert!(e.message.contains("unknown field"), "{e}");
+    expect_err("vni = 4242", "vni = \"x\"", "vni = \"x\"", "site.vni");
+    expect_err("epoch = 1", "epoch = ", "epoch = ", "plan.epoch");
+}
+
+#[test]
+fn err_missing_field_names_it() {
+    let text = EXAMPLE.replacen("interface = \"up1\"\n", "", 1);
+    let e = Config::from_toml_str(&text, FILE).expect_err("missing");
+    assert_eq!(e.field, "uplinks.interface", "{e}");
+    assert!(
+        e.line > 0 && e.to_string().starts_with("site-a.toml:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn err_class_without_rules() {
+    let text = EXAMPLE.replacen("[[classes.rules]]\nprotocol = \"tcp\"", "", 1);
+    let e = Config::from_toml_str(&text, FILE).expect_err("no rules");
+    assert_eq!(e.field, "classes[1].rules", "{e}");
+    assert!(e.line > 0, "{e}");
+}
+
+proptest! {
+    #[test]
+    fn loader_never_panics(s in ".{0,400}") {
+        let _ = Config::from_toml_str(&s, "x.toml");
+        let _ = Plan::from_toml_str(&s, "x.toml");
+    }
+
+    #[test]
+    fn loader_never_panics_on_edited_example(at in 0usize..EXAMPLE.len(), cut in 0usize..40, ins in "[\\[\\]=\"0-9a-z.:/ \n-]{0,12}") {
+        let mut t: Vec<u8> = EXAMPLE.as_bytes().to_vec();
+        let end = (at + cut).min(t.len());
+        t.splice(at..end, ins.bytes());
+        let t = String::from_utf8_lossy(&t);
+        if let Err(e) = Config::from_toml_str(&t, "x.toml") {
+            prop_assert!(e.line <= t.lines().count() + 1);
+        }
+    }
+}

@@ -5,11 +5,13 @@ use core::net::IpAddr;
 use core::ops::Range;
 use std::collections::{HashMap, HashSet};
 
+use super::Prefix;
 use super::error::{ConfigError, Source};
-use super::model::{Backend, Config, Flow, Overflow, Peer, PortRange, Rule, Site, TrafficClass, Uplink};
+use super::model::{
+    Backend, Config, Flow, Overflow, Peer, PortRange, Rule, Site, TrafficClass, Uplink,
+};
 use super::plan;
 use super::raw::{RawConfig, RawRule, S};
-use super::Prefix;
 use crate::wire::ethernet::MacAddr;
 
 type R<T> = Result<T, ConfigError>;
@@ -23,20 +25,36 @@ fn text(src: &Source<'_>, s: &S<String>, field: &str) -> R<String> {
 }
 
 fn prefix(src: &Source<'_>, s: &S<String>, field: &str) -> R<Prefix> {
-    s.get_ref()
-        .parse()
-        .map_err(|e| src.error(&s.span(), field, format!("invalid prefix `{}`: {e}", s.get_ref())))
+    s.get_ref().parse().map_err(|e| {
+        src.error(
+            &s.span(),
+            field,
+            format!("invalid prefix `{}`: {e}", s.get_ref()),
+        )
+    })
 }
 
 fn addr(src: &Source<'_>, s: &S<String>, field: &str) -> R<IpAddr> {
-    s.get_ref()
-        .trim()
-        .parse()
-        .map_err(|_| src.error(&s.span(), field, format!("invalid IP address `{}`", s.get_ref())))
+    s.get_ref().trim().parse().map_err(|_| {
+        src.error(
+            &s.span(),
+            field,
+            format!("invalid IP address `{}`", s.get_ref()),
+        )
+    })
 }
 
 fn mac(src: &Source<'_>, s: &S<String>, field: &str) -> R<MacAddr> {
-    let err = || src.error(&s.span(), field, format!("invalid MAC address `{}` (want aa:bb:cc:dd:ee:ff)", s.get_ref()));
+    let err = || {
+        src.error(
+            &s.span(),
+            field,
+            format!(
+                "invalid MAC address `{}` (want aa:bb:cc:dd:ee:ff)",
+                s.get_ref()
+            ),
+        )
+    };
     let mut out = [0u8; 6];
     let mut parts = s.get_ref().split(':');
     for b in &mut out {
@@ -53,7 +71,13 @@ fn mac(src: &Source<'_>, s: &S<String>, field: &str) -> R<MacAddr> {
 }
 
 fn protocol(src: &Source<'_>, s: &S<toml::Value>, field: &str) -> R<u8> {
-    let err = || src.error(&s.span(), field, "want tcp, udp, icmp, icmpv6, sctp or a number 0..=255");
+    let err = || {
+        src.error(
+            &s.span(),
+            field,
+            "want tcp, udp, icmp, icmpv6, sctp or a number 0..=255",
+        )
+    };
     match s.get_ref() {
         toml::Value::Integer(n) => u8::try_from(*n).map_err(|_| err()),
         toml::Value::String(name) => match name.to_ascii_lowercase().as_str() {
@@ -71,7 +95,11 @@ fn protocol(src: &Source<'_>, s: &S<toml::Value>, field: &str) -> R<u8> {
 fn ports(src: &Source<'_>, s: &S<toml::Value>, field: &str) -> R<PortRange> {
     let err = |m: &str| src.error(&s.span(), field, m.to_owned());
     let port = |n: i64| u16::try_from(n).map_err(|_| err("port out of range 0..=65535"));
-    let num = |t: &str| t.trim().parse::<i64>().map_err(|_| err("want a port or a range \"LO-HI\""));
+    let num = |t: &str| {
+        t.trim()
+            .parse::<i64>()
+            .map_err(|_| err("want a port or a range \"LO-HI\""))
+    };
     let (lo, hi) = match s.get_ref() {
         toml::Value::Integer(n) => (port(*n)?, port(*n)?),
         toml::Value::String(t) => match t.split_once('-') {
@@ -86,11 +114,21 @@ fn ports(src: &Source<'_>, s: &S<toml::Value>, field: &str) -> R<PortRange> {
     Ok(PortRange { lo, hi })
 }
 
-fn unique<'a>(seen: &mut HashSet<&'a str>, src: &Source<'_>, s: &'a S<String>, field: &str, what: &str) -> R<()> {
+fn unique<'a>(
+    seen: &mut HashSet<&'a str>,
+    src: &Source<'_>,
+    s: &'a S<String>,
+    field: &str,
+    what: &str,
+) -> R<()> {
     if seen.insert(s.get_ref().trim()) {
         Ok(())
     } else {
-        Err(src.error(&s.span(), field, format!("duplicate {what} `{}`", s.get_ref())))
+        Err(src.error(
+            &s.span(),
+            field,
+            format!("duplicate {what} `{}`", s.get_ref()),
+        ))
     }
 }
 
@@ -102,10 +140,20 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
     let vni = u32::try_from(*rs.vni.get_ref())
         .ok()
         .filter(|v| *v < 1 << 24)
-        .ok_or_else(|| src.error(&rs.vni.span(), "site.vni", "must be in 0..=16777215 (24 bits)"))?;
+        .ok_or_else(|| {
+            src.error(
+                &rs.vni.span(),
+                "site.vni",
+                "must be in 0..=16777215 (24 bits)",
+            )
+        })?;
     let lan_interface = text(src, &rs.lan_interface, "site.lan_interface")?;
     if rs.lan_prefixes.is_empty() {
-        return Err(src.error(&raw.site.span(), "site.lan_prefixes", "at least one LAN prefix is required"));
+        return Err(src.error(
+            &raw.site.span(),
+            "site.lan_prefixes",
+            "at least one LAN prefix is required",
+        ));
     }
     // (prefix, span, field) of every site prefix, for the overlap check.
     let mut all_prefixes: Vec<(Prefix, Range<usize>, String)> = Vec::new();
@@ -116,11 +164,20 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
         lan_prefixes.push(v);
         all_prefixes.push((v, p.span(), f));
     }
-    let site = Site { name, vni, lan_interface, lan_prefixes };
+    let site = Site {
+        name,
+        vni,
+        lan_interface,
+        lan_prefixes,
+    };
 
     // Uplinks.
     if raw.uplinks.is_empty() {
-        return Err(src.error(&(0..0), "uplinks", "at least one [[uplinks]] entry is required"));
+        return Err(src.error(
+            &(0..0),
+            "uplinks",
+            "at least one [[uplinks]] entry is required",
+        ));
     }
     let mut seen = HashSet::new();
     let mut uplinks = Vec::new();
@@ -131,16 +188,32 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
         unique(&mut seen, src, &u.name, &f("name"), "uplink")?;
         let cap = *u.capacity_mbps.get_ref();
         if !(cap.is_finite() && cap > 0.0) {
-            return Err(src.error(&u.capacity_mbps.span(), f("capacity_mbps"), "must be finite and > 0"));
+            return Err(src.error(
+                &u.capacity_mbps.span(),
+                f("capacity_mbps"),
+                "must be finite and > 0",
+            ));
         }
         let local_address = addr(src, &u.local_address, &f("local_address"))?;
-        let next_hop = u.next_hop.as_ref().map(|s| addr(src, s, &f("next_hop"))).transpose()?;
+        let next_hop = u
+            .next_hop
+            .as_ref()
+            .map(|s| addr(src, s, &f("next_hop")))
+            .transpose()?;
         if let (Some(nh), Some(s)) = (next_hop, &u.next_hop)
             && nh.is_ipv4() != local_address.is_ipv4()
         {
-            return Err(src.error(&s.span(), f("next_hop"), "address family differs from local_address"));
+            return Err(src.error(
+                &s.span(),
+                f("next_hop"),
+                "address family differs from local_address",
+            ));
         }
-        let gateway_mac = u.gateway_mac.as_ref().map(|s| mac(src, s, &f("gateway_mac"))).transpose()?;
+        let gateway_mac = u
+            .gateway_mac
+            .as_ref()
+            .map(|s| mac(src, s, &f("gateway_mac")))
+            .transpose()?;
         let backend = match u.backend.get_ref().as_str() {
             "af_xdp" => Backend::AfXdp,
             "io_uring" => Backend::IoUring,
@@ -172,7 +245,11 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
         let f = |k: &str| format!("peers[{i}].{k}");
         let name = text(src, &p.name, &f("name"))?;
         if !sites.insert(name.clone()) {
-            return Err(src.error(&p.name.span(), f("name"), format!("duplicate site `{name}`")));
+            return Err(src.error(
+                &p.name.span(),
+                f("name"),
+                format!("duplicate site `{name}`"),
+            ));
         }
         if p.prefixes.is_empty() {
             return Err(src.error(&span, f("prefixes"), "at least one prefix is required"));
@@ -184,11 +261,23 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
             prefixes.push(v);
             all_prefixes.push((v, s.span(), fj));
         }
-        let gws = p
-            .gateways
-            .as_ref()
-            .filter(|g| !g.get_ref().is_empty())
-            .ok_or_else(|| src.error(&span, f("gateways"), "at least one gateway address is required"))?;
+        let gws = match &p.gateways {
+            Some(g) if !g.get_ref().is_empty() => g,
+            Some(g) => {
+                return Err(src.error(
+                    &g.span(),
+                    f("gateways"),
+                    "at least one gateway address is required",
+                ));
+            }
+            None => {
+                return Err(src.error(
+                    &span,
+                    f("gateways"),
+                    "at least one gateway address is required",
+                ));
+            }
+        };
         let mut gateways: Vec<IpAddr> = Vec::new();
         for (j, g) in gws.get_ref().iter().enumerate() {
             let fj = format!("peers[{i}].gateways[{j}]");
@@ -198,7 +287,11 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
             }
             gateways.push(a);
         }
-        peers.push(Peer { name, prefixes, gateways });
+        peers.push(Peer {
+            name,
+            prefixes,
+            gateways,
+        });
     }
     for (i, (a, _, fa)) in all_prefixes.iter().enumerate() {
         for (b, span, fb) in &all_prefixes[i + 1..] {
@@ -207,7 +300,14 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
             }
         }
     }
-    let mut cfg = Config { site, uplinks, peers, classes: Vec::new(), flows: Vec::new(), plan: None };
+    let mut cfg = Config {
+        site,
+        uplinks,
+        peers,
+        classes: Vec::new(),
+        flows: Vec::new(),
+        plan: None,
+    };
 
     // Classes.
     let mut seen = HashSet::new();
@@ -219,13 +319,20 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
         unique(&mut seen, src, &c.id, &f("id"), "class")?;
         let source = text(src, &c.source, &f("source"))?;
         let destination = text(src, &c.destination, &f("destination"))?;
-        for (v, s, k) in [(&source, &c.source, "source"), (&destination, &c.destination, "destination")] {
+        for (v, s, k) in [
+            (&source, &c.source, "source"),
+            (&destination, &c.destination, "destination"),
+        ] {
             if !sites.contains(v.as_str()) {
                 return Err(src.error(&s.span(), f(k), format!("unknown site `{v}`")));
             }
         }
         if source == destination {
-            return Err(src.error(&c.destination.span(), f("destination"), "must differ from source"));
+            return Err(src.error(
+                &c.destination.span(),
+                f("destination"),
+                "must differ from source",
+            ));
         }
         let overflow = match c.overflow.get_ref().as_str() {
             "best_effort" => Overflow::BestEffort,
@@ -243,18 +350,38 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
         let raw_rules = c.rules.as_ref().map_or(&[][..], |r| r.get_ref().as_slice());
         if raw_rules.is_empty() && source == cfg.site.name {
             let at = c.rules.as_ref().map_or(span.clone(), S::span);
-            return Err(src.error(&at, f("rules"), "a class leaving this site needs at least one rule"));
+            return Err(src.error(
+                &at,
+                f("rules"),
+                "a class leaving this site needs at least one rule",
+            ));
         }
         for (j, r) in raw_rules.iter().enumerate() {
-            rules.push(rule(src, r.get_ref(), &format!("classes[{i}].rules[{j}]"), &dst_prefixes, &destination)?);
+            rules.push(rule(
+                src,
+                r.get_ref(),
+                &format!("classes[{i}].rules[{j}]"),
+                &dst_prefixes,
+                &destination,
+            )?);
         }
         let kind = text(src, &c.kind, &f("type"))?;
-        cfg.classes.push(TrafficClass { id, source, destination, kind, overflow, rules });
+        cfg.classes.push(TrafficClass {
+            id,
+            source,
+            destination,
+            kind,
+            overflow,
+            rules,
+        });
     }
 
     // Flows.
-    let class_sites: HashMap<&str, (&str, &str)> =
-        cfg.classes.iter().map(|c| (c.id.as_str(), (c.source.as_str(), c.destination.as_str()))).collect();
+    let class_sites: HashMap<&str, (&str, &str)> = cfg
+        .classes
+        .iter()
+        .map(|c| (c.id.as_str(), (c.source.as_str(), c.destination.as_str())))
+        .collect();
     let mut seen = HashSet::new();
     let mut flows = Vec::new();
     for (i, fl) in raw.flows.iter().enumerate() {
@@ -263,12 +390,20 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
         let id = text(src, &fl.id, &f("id"))?;
         unique(&mut seen, src, &fl.id, &f("id"), "flow")?;
         let class = text(src, &fl.class, &f("class"))?;
-        let (csrc, cdst) = *class_sites
-            .get(class.as_str())
-            .ok_or_else(|| src.error(&fl.class.span(), f("class"), format!("unknown class `{class}`")))?;
+        let (csrc, cdst) = *class_sites.get(class.as_str()).ok_or_else(|| {
+            src.error(
+                &fl.class.span(),
+                f("class"),
+                format!("unknown class `{class}`"),
+            )
+        })?;
         let hops = fl.route.get_ref();
         if hops.len() < 2 {
-            return Err(src.error(&fl.route.span(), f("route"), "a route needs at least a source and a destination site"));
+            return Err(src.error(
+                &fl.route.span(),
+                f("route"),
+                "a route needs at least a source and a destination site",
+            ));
         }
         let mut route: Vec<String> = Vec::new();
         for (j, h) in hops.iter().enumerate() {
@@ -283,7 +418,11 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
             route.push(v);
         }
         if route[0] != csrc {
-            return Err(src.error(&hops[0].span(), format!("flows[{i}].route[0]"), format!("route must start at the class's source `{csrc}`")));
+            return Err(src.error(
+                &hops[0].span(),
+                format!("flows[{i}].route[0]"),
+                format!("route must start at the class's source `{csrc}`"),
+            ));
         }
         let last = route.len() - 1;
         if route[last] != cdst {
@@ -300,8 +439,13 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
     // Plan.
     if let Some(rp) = &raw.plan {
         let p = plan::from_raw(src, rp.get_ref(), "plan.")?;
-        p.validate(&cfg)
-            .map_err(|e| src.error(&plan::error_span(rp.get_ref(), &e), e.field("plan."), e.message.clone()))?;
+        p.validate(&cfg).map_err(|e| {
+            src.error(
+                &plan::error_span(rp.get_ref(), &e),
+                e.field("plan."),
+                e.message.clone(),
+            )
+        })?;
         cfg.plan = Some(p);
     }
     Ok(cfg)
@@ -313,18 +457,41 @@ fn rule(src: &Source<'_>, r: &RawRule, at: &str, dst_prefixes: &[Prefix], dst: &
         let f = format!("{at}.dst_prefixes[{k}]");
         let p = prefix(src, s, &f)?;
         if !dst_prefixes.iter().any(|d| d.covers(&p)) {
-            return Err(src.error(&s.span(), f, format!("{p} is not within a prefix of the destination site `{dst}`")));
+            return Err(src.error(
+                &s.span(),
+                f,
+                format!("{p} is not within a prefix of the destination site `{dst}`"),
+            ));
         }
         prefixes.push(p);
     }
-    let protocol = r.protocol.as_ref().map(|s| protocol(src, s, &format!("{at}.protocol"))).transpose()?;
-    let src_ports = r.src_ports.as_ref().map(|s| ports(src, s, &format!("{at}.src_ports"))).transpose()?;
-    let dst_ports = r.dst_ports.as_ref().map(|s| ports(src, s, &format!("{at}.dst_ports"))).transpose()?;
-    for (p, s, k) in [(src_ports, &r.src_ports, "src_ports"), (dst_ports, &r.dst_ports, "dst_ports")] {
+    let protocol = r
+        .protocol
+        .as_ref()
+        .map(|s| protocol(src, s, &format!("{at}.protocol")))
+        .transpose()?;
+    let src_ports = r
+        .src_ports
+        .as_ref()
+        .map(|s| ports(src, s, &format!("{at}.src_ports")))
+        .transpose()?;
+    let dst_ports = r
+        .dst_ports
+        .as_ref()
+        .map(|s| ports(src, s, &format!("{at}.dst_ports")))
+        .transpose()?;
+    for (p, s, k) in [
+        (src_ports, &r.src_ports, "src_ports"),
+        (dst_ports, &r.dst_ports, "dst_ports"),
+    ] {
         if let (Some(_), Some(s)) = (p, s)
             && !matches!(protocol, Some(6 | 17 | 132))
         {
-            return Err(src.error(&s.span(), format!("{at}.{k}"), "ports need protocol tcp, udp or sctp"));
+            return Err(src.error(
+                &s.span(),
+                format!("{at}.{k}"),
+                "ports need protocol tcp, udp or sctp",
+            ));
         }
     }
     let mut dscp = Vec::new();
@@ -339,5 +506,11 @@ fn rule(src: &Source<'_>, r: &RawRule, at: &str, dst_prefixes: &[Prefix], dst: &
         }
         dscp.push(v);
     }
-    Ok(Rule { dst_prefixes: prefixes, protocol, src_ports, dst_ports, dscp })
+    Ok(Rule {
+        dst_prefixes: prefixes,
+        protocol,
+        src_ports,
+        dst_ports,
+        dscp,
+    })
 }

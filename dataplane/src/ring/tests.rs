@@ -73,7 +73,7 @@ proptest! {
         for o in ops {
             match o {
                 Op::Push(n) => for _ in 0..n {
-                    let occupied = published.len() as u32 + pending.len() as u32 + unreleased;
+                    let occupied = u32::try_from(published.len() + pending.len()).unwrap() + unreleased;
                     let ok = p.push(next);
                     prop_assert_eq!(ok, occupied < size);
                     if ok { pending.push(next); next += 1; }

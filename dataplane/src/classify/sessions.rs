@@ -1,0 +1,310 @@
+//! The session table: inner 5-tuple -> (class, flow or overflow outcome),
+//! open addressing with linear probing, sized once at construction (load
+//! factor at most 3/4 when full), backward-shift deletion (no tombstones).
+//!
+//! Time is kept per slot in ticks of 2^20 ns (about 1.05 ms) in 32 bits;
+//! ages are computed with wrapping arithmetic, exact while a session is
+//! idle for less than ~52 days, which the incremental sweep
+//! ([`SessionTable::expire`]) guarantees in practice.
+
+use super::inner::FiveTuple;
+
+/// `flow` value of a session forwarded best effort (class over its plan).
+pub const FLOW_BEST_EFFORT: u16 = u16::MAX;
+/// `flow` value of a session whose packets are dropped (class over its plan).
+pub const FLOW_DROP: u16 = u16::MAX - 1;
+
+const TICK_SHIFT: u32 = 20;
+const OCCUPIED: u8 = 1;
+const V6: u8 = 2;
+
+/// Converts nanoseconds to 32-bit wrapping ticks.
+#[inline]
+pub(crate) fn tick(now_ns: u64) -> u32 {
+    // Keeping the low 32 bits is the point: ticks wrap and ages use wrapping_sub.
+    #[allow(clippy::cast_possible_truncation)]
+    let t = (now_ns >> TICK_SHIFT) as u32;
+    t
+}
+
+/// One slot (48 bytes).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Slot {
+    src: u128,
+    dst: u128,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    state: u8,
+    /// Class index.
+    pub class: u16,
+    /// Flow index, or [`FLOW_BEST_EFFORT`] / [`FLOW_DROP`].
+    pub flow: u16,
+    last: u32,
+}
+
+impl Slot {
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.state == 0
+    }
+    #[inline]
+    fn holds(&self, t: &FiveTuple) -> bool {
+        self.state == (OCCUPIED | if t.v6 { V6 } else { 0 })
+            && self.src == t.src
+            && self.dst == t.dst
+            && self.sport == t.sport
+            && self.dport == t.dport
+            && self.proto == t.proto
+    }
+    fn tuple(&self) -> FiveTuple {
+        FiveTuple {
+            src: self.src,
+            dst: self.dst,
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+            v6: self.state & V6 != 0,
+        }
+    }
+}
+
+#[inline]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    // Folded multiply: the low and high halves of the product, xored.
+    #[allow(clippy::cast_possible_truncation)]
+    let (lo, hi) = (p as u64, (p >> 64) as u64);
+    lo ^ hi
+}
+
+#[inline]
+#[allow(clippy::cast_possible_truncation)] // splitting u128 into its u64 halves
+fn hash(t: &FiveTuple, seed: u64) -> u64 {
+    const K: [u64; 4] = [0x243F_6A88_85A3_08D3, 0x1319_8A2E_0370_7344, 0xA409_3822_299F_31D0, 0x082E_FA98_EC4E_6C89];
+    let misc = u64::from(t.sport) | u64::from(t.dport) << 16 | u64::from(t.proto) << 32 | u64::from(t.v6) << 40;
+    let a = fold(t.src as u64 ^ seed, (t.src >> 64) as u64 ^ K[0]);
+    let b = fold(t.dst as u64 ^ K[1], (t.dst >> 64) as u64 ^ K[2]);
+    fold(a ^ b ^ K[3], misc ^ seed.rotate_left(32))
+}
+
+/// Result of [`SessionTable::find`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// The session is at this slot.
+    At(usize),
+    /// Absent; this empty slot is where it would go.
+    Vacant(usize),
+}
+
+/// Fixed-size open-addressing session table.
+#[derive(Debug)]
+pub struct SessionTable {
+    slots: Vec<Slot>,
+    len: usize,
+    capacity: usize,
+    seed: u64,
+    idle_ticks: u32,
+    cursor: usize,
+}
+
+impl SessionTable {
+    /// A table for up to `capacity` sessions (at least 1), idle timeout
+    /// `idle_ns`, hash seed `seed` (pick it at random per worker so that
+    /// inner addresses cannot be chosen to collide).
+    pub fn new(capacity: usize, idle_ns: u64, seed: u64) -> Self {
+        let capacity = capacity.max(1);
+        let n = capacity + capacity / 3 + 1;
+        let idle_ticks = u32::try_from(idle_ns.div_ceil(1 << TICK_SHIFT)).unwrap_or(u32::MAX / 2).min(u32::MAX / 2);
+        Self { slots: vec![Slot::default(); n], len: 0, capacity, seed, idle_ticks, cursor: 0 }
+    }
+
+    /// Sessions stored (including expired ones not swept yet).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// True when no session is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// True when no new session fits.
+    pub fn is_full(&self) -> bool {
+        self.len >= self.capacity
+    }
+    /// Memory held by the slots, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.slots.len() * size_of::<Slot>()
+    }
+
+    #[inline]
+    fn home(&self, t: &FiveTuple) -> usize {
+        let h = hash(t, self.seed);
+        // Multiply-shift range reduction: the high half of h * n is < n.
+        #[allow(clippy::cast_possible_truncation)]
+        let i = ((u128::from(h) * self.slots.len() as u128) >> 64) as usize;
+        i
+    }
+
+    #[inline]
+    fn next(&self, i: usize) -> usize {
+        if i + 1 == self.slots.len() { 0 } else { i + 1 }
+    }
+
+    /// Looks a tuple up. Always terminates: at least `n - capacity` slots are empty.
+    #[inline]
+    pub fn find(&self, t: &FiveTuple) -> Found {
+        let mut i = self.home(t);
+        loop {
+            let s = &self.slots[i];
+            if s.is_empty() {
+                return Found::Vacant(i);
+            }
+            if s.holds(t) {
+                return Found::At(i);
+            }
+            i = self.next(i);
+        }
+    }
+
+    /// Reads the slot's memory early (the first pass of a batch, so that the
+    /// cache misses of a batch overlap).
+    #[inline]
+    pub fn touch(&self, t: &FiveTuple) -> u8 {
+        self.slots[self.home(t)].state
+    }
+
+    /// The slot at `i`.
+    #[inline]
+    pub fn slot_mut(&mut self, i: usize) -> &mut Slot {
+        &mut self.slots[i]
+    }
+
+    /// True when the session at `i` has been idle longer than the timeout.
+    #[inline]
+    pub fn is_expired(&self, i: usize, now: u32) -> bool {
+        now.wrapping_sub(self.slots[i].last) > self.idle_ticks
+    }
+
+    /// Refreshes the session's last-seen time.
+    #[inline]
+    pub fn touch_at(&mut self, i: usize, now: u32) {
+        self.slots[i].last = now;
+    }
+
+    /// Stores a new session in the vacant slot `i` returned by [`Self::find`]
+    /// for the same tuple. Returns false (and stores nothing) when full.
+    #[inline]
+    pub fn insert(&mut self, i: usize, t: &FiveTuple, class: u16, flow: u16, now: u32) -> bool {
+        if self.is_full() {
+            return false;
+        }
+        self.slots[i] = Slot {
+            src: t.src,
+            dst: t.dst,
+            sport: t.sport,
+            dport: t.dport,
+            proto: t.proto,
+            state: OCCUPIED | if t.v6 { V6 } else { 0 },
+            class,
+            flow,
+            last: now,
+        };
+        self.len += 1;
+        true
+    }
+
+    /// Removes the session at `i`, shifting later members of its probe run back.
+    fn remove(&mut self, i: usize) {
+        let n = self.slots.len();
+        let mut hole = i;
+        let mut j = i;
+        loop {
+            j = self.next(j);
+            if self.slots[j].is_empty() || j == i {
+                break;
+            }
+            let home = self.home(&self.slots[j].tuple());
+            // The entry at j may fill the hole if the hole lies on its probe path [home, j].
+            if (j + n - home) % n >= (j + n - hole) % n {
+                self.slots[hole] = self.slots[j];
+                hole = j;
+            }
+        }
+        self.slots[hole] = Slot::default();
+        self.len -= 1;
+    }
+
+    /// Visits up to `budget` slots from where the previous call stopped and
+    /// removes the expired sessions, reporting each `(class, flow)` to
+    /// `on_expire`. Returns how many were removed. Call it once per batch with
+    /// a budget large enough to cover the table within the idle timeout.
+    pub fn expire(&mut self, now: u32, budget: usize, mut on_expire: impl FnMut(u16, u16)) -> usize {
+        let mut removed = 0;
+        for _ in 0..budget.min(self.slots.len()) {
+            let i = self.cursor;
+            if !self.slots[i].is_empty() && self.is_expired(i, now) {
+                let s = self.slots[i];
+                self.remove(i);
+                on_expire(s.class, s.flow);
+                removed += 1;
+                // Slot i may now hold a shifted entry: look at it again next visit.
+            } else {
+                self.cursor = self.next(i);
+            }
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(i: u32) -> FiveTuple {
+        FiveTuple { src: u128::from(i), dst: 7, sport: 1, dport: 2, proto: 17, v6: false }
+    }
+
+    #[test]
+    fn insert_find_expire() {
+        let mut s = SessionTable::new(100, 10 << 20, 1);
+        for i in 0..100 {
+            let Found::Vacant(at) = s.find(&t(i)) else { panic!("dup") };
+            assert!(s.insert(at, &t(i), 0, 3, 0));
+        }
+        assert!(s.is_full());
+        let Found::Vacant(at) = s.find(&t(100)) else { panic!("dup") };
+        assert!(!s.insert(at, &t(100), 0, 3, 0));
+        for i in 0..100 {
+            assert!(matches!(s.find(&t(i)), Found::At(_)));
+        }
+        // Keep the odd ones alive, let the even ones expire.
+        for i in (1..100).step_by(2) {
+            let Found::At(at) = s.find(&t(i)) else { panic!("lost") };
+            s.touch_at(at, 20);
+        }
+        let mut n = 0;
+        let removed = s.expire(21, 10_000, |_, f| {
+            assert_eq!(f, 3);
+            n += 1;
+        });
+        assert_eq!((removed, n, s.len()), (50, 50, 50));
+        for i in 0..100 {
+            assert_eq!(matches!(s.find(&t(i)), Found::At(_)), i % 2 == 1, "{i}");
+        }
+    }
+
+    #[test]
+    fn collisions_survive_removal() {
+        // A tiny table forces long probe runs and wrap-around.
+        let mut s = SessionTable::new(6, 1 << 20, 99);
+        for i in 0..6 {
+            let Found::Vacant(at) = s.find(&t(i)) else { panic!() };
+            assert!(s.insert(at, &t(i), 0, 0, u32::from(i % 2 == 0) * 100));
+        }
+        // Sessions stamped 0 expire at 50, those stamped 100 do not.
+        s.expire(50, 100, |_, _| {});
+        for i in 0..6 {
+            assert_eq!(matches!(s.find(&t(i)), Found::At(_)), i % 2 == 0, "{i}");
+        }
+    }
+}
