@@ -17,7 +17,11 @@ use mongate_testbed::ForwardTopology;
 use mongate_testbed::topology::forward::SINK_V4;
 
 #[derive(Parser)]
-#[command(name = "mongate", version, about = "mongate: mission-optimized multi-homed overlay gateway")]
+#[command(
+    name = "mongate",
+    version,
+    about = "mongate: mission-optimized multi-homed overlay gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -67,7 +71,9 @@ struct DemoSummary {
 fn demo(seconds: u32, rate_pps: f64, json: bool) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        anyhow::bail!("the demo builds network namespaces and attaches XDP programs: run it as root (sudo)");
+        anyhow::bail!(
+            "the demo builds network namespaces and attaches XDP programs: run it as root (sudo)"
+        );
     }
     if let Some(r) = mongate_testbed::unavailable_reason() {
         anyhow::bail!("cannot build the emulated topology: {r}");
@@ -75,9 +81,16 @@ fn demo(seconds: u32, rate_pps: f64, json: bool) -> anyhow::Result<()> {
     if !(1.0..=5_000_000.0).contains(&rate_pps) || seconds == 0 || seconds > 3600 {
         anyhow::bail!("--rate-pps must be in 1..=5e6 and --seconds in 1..=3600");
     }
-    eprintln!("building the emulated topology: site A (host) -- gateway -- site B (host), 2 queues per link, in network namespaces");
+    eprintln!(
+        "building the emulated topology: site A (host) -- gateway -- site B (host), 2 queues per link, in network namespaces"
+    );
     let topo = ForwardTopology::new(2)?;
-    let (gen_if, dut_in, dut_out, sink_if) = (topo.gen_if().clone(), topo.dut_in_if().clone(), topo.dut_out_if().clone(), topo.sink_if().clone());
+    let (gen_if, dut_in, dut_out, sink_if) = (
+        topo.gen_if().clone(),
+        topo.dut_in_if().clone(),
+        topo.dut_out_if().clone(),
+        topo.sink_if().clone(),
+    );
     let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut cfg = ForwardConfig::new(&dut_in.ifname, &dut_out.ifname, sink_if.mac.0);
     cfg.queues = 2;
@@ -92,8 +105,13 @@ fn demo(seconds: u32, rate_pps: f64, json: bool) -> anyhow::Result<()> {
     let gi = gen_if.ifname.clone();
     let mut gen_side = topo.gen_ns.run_in(move || GenSide::open(&gi, 2))??;
     let si = sink_if.ifname.clone();
-    let mut sink = topo.sink_ns.run_in(move || SinkSide::open(&si, 2, XdpMode::Generic))??;
-    eprintln!("{:>4} {:>12} {:>12} {:>8} {:>10} {:>10}", "t(s)", "offered pps", "fwd pps", "loss %", "p50 us", "p99 us");
+    let mut sink = topo
+        .sink_ns
+        .run_in(move || SinkSide::open(&si, 2, XdpMode::Generic))??;
+    eprintln!(
+        "{:>4} {:>12} {:>12} {:>8} {:>10} {:>10}",
+        "t(s)", "offered pps", "fwd pps", "loss %", "p50 us", "p99 us"
+    );
     let mut total: Option<RunReport> = None;
     let mut lat50 = Vec::new();
     let mut lat99 = Vec::new();
@@ -113,7 +131,15 @@ fn demo(seconds: u32, rate_pps: f64, json: bool) -> anyhow::Result<()> {
             progress: false,
         };
         let r = run(Some(&mut gen_side), Some(&mut sink), &g);
-        eprintln!("{:>4} {:>12.0} {:>12.0} {:>8.3} {:>10.1} {:>10.1}", t, r.tx_pps, r.rx_pps, r.loss * 100.0, r.latency_us_p50, r.latency_us_p99);
+        eprintln!(
+            "{:>4} {:>12.0} {:>12.0} {:>8.3} {:>10.1} {:>10.1}",
+            t,
+            r.tx_pps,
+            r.rx_pps,
+            r.loss * 100.0,
+            r.latency_us_p50,
+            r.latency_us_p99
+        );
         lat50.push(r.latency_us_p50);
         lat99.push(r.latency_us_p99);
         total = Some(match total {
@@ -146,7 +172,11 @@ fn demo(seconds: u32, rate_pps: f64, json: bool) -> anyhow::Result<()> {
         offered_pps: rate_pps,
         sent: tot.sent,
         received: tot.received,
-        loss: if tot.sent > 0 { tot.lost as f64 / tot.sent as f64 } else { 0.0 },
+        loss: if tot.sent > 0 {
+            tot.lost as f64 / tot.sent as f64
+        } else {
+            0.0
+        },
         forwarded_pps: tot.rx_pps / f64::from(seconds),
         latency_us_p50: median(&mut lat50),
         latency_us_p99: median(&mut lat99),
@@ -174,13 +204,17 @@ fn demo(seconds: u32, rate_pps: f64, json: bool) -> anyhow::Result<()> {
 
 fn status(name: &str, json: bool) -> anyhow::Result<()> {
     let path = stats_path(name);
-    let r = StatsRegion::open(&path).map_err(|e| anyhow::anyhow!("{e} (is a dataplane named {name:?} running? see --name)"))?;
+    let r = StatsRegion::open(&path)
+        .map_err(|e| anyhow::anyhow!("{e} (is a dataplane named {name:?} running? see --name)"))?;
     let snap = r.snapshot();
     if json {
         println!("{}", serde_json::to_string_pretty(&snap)?);
         return Ok(());
     }
-    println!("{:<7} {:>14} {:>14} {:>14} {:>14}  drops", "worker", "rx pkts", "tx pkts", "rx bytes", "tx bytes");
+    println!(
+        "{:<7} {:>14} {:>14} {:>14} {:>14}  drops",
+        "worker", "rx pkts", "tx pkts", "rx bytes", "tx bytes"
+    );
     for (i, w) in snap.iter().enumerate() {
         println!(
             "{:<7} {:>14} {:>14} {:>14} {:>14}  {:?}",
@@ -198,7 +232,11 @@ fn status(name: &str, json: bool) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Demo { seconds, rate_pps, json } => demo(seconds, rate_pps, json),
+        Cmd::Demo {
+            seconds,
+            rate_pps,
+            json,
+        } => demo(seconds, rate_pps, json),
         Cmd::Status { name, json } => status(&name, json),
     };
     match r {

@@ -9,8 +9,8 @@ use std::time::Duration;
 use mongate_bench::loadgen::{GenConfig, GenSide, SinkSide, forward_addrs, run};
 use mongate_dataplane::afxdp::BindMode;
 use mongate_dataplane::app::{ForwardConfig, RelayConfig, start_forward, start_relay};
-use mongate_dataplane::worker::IdlePolicy;
 use mongate_dataplane::bpf::XdpMode;
+use mongate_dataplane::worker::IdlePolicy;
 use mongate_testbed::ForwardTopology;
 use mongate_testbed::topology::forward::SINK_V4;
 
@@ -21,7 +21,14 @@ const RATE_PPS: f64 = 50_000.0;
 
 /// `ip -s` drop counters of an interface, for failure messages.
 fn link_drops(ns: &mongate_testbed::Netns, ifname: &str) -> String {
-    ns.exec(&["ip", "-s", "-o", "link", "show", ifname]).map(|o| String::from_utf8_lossy(&o.stdout).split_whitespace().collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    ns.exec(&["ip", "-s", "-o", "link", "show", ifname])
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
 }
 
 fn forward_zero_loss(mode: XdpMode, test: &str) {
@@ -37,9 +44,16 @@ fn forward_zero_loss(mode: XdpMode, test: &str) {
     // queues 0 and 2, which generic XDP sees as rx queues 0 and 1.
     let generic = mode == XdpMode::Generic;
     let topo = ForwardTopology::new(if generic { 3 } else { 2 }).expect("build topology");
-    let (gen_if, dut_in, dut_out, sink_if) = (topo.gen_if().clone(), topo.dut_in_if().clone(), topo.dut_out_if().clone(), topo.sink_if().clone());
+    let (gen_if, dut_in, dut_out, sink_if) = (
+        topo.gen_if().clone(),
+        topo.dut_in_if().clone(),
+        topo.dut_out_if().clone(),
+        topo.sink_if().clone(),
+    );
     if generic {
-        topo.dut_ns.exec(&["ethtool", "-L", &dut_in.ifname, "rx", "2", "tx", "2"]).expect("ethtool -L");
+        topo.dut_ns
+            .exec(&["ethtool", "-L", &dut_in.ifname, "rx", "2", "tx", "2"])
+            .expect("ethtool -L");
     }
     let gen_queues: Vec<u32> = if generic { vec![0, 2] } else { vec![0, 1] };
     let name = format!("it-{}-{:?}", std::process::id(), mode).to_lowercase();
@@ -48,12 +62,24 @@ fn forward_zero_loss(mode: XdpMode, test: &str) {
     cfg.xdp_mode = mode;
     cfg.bind = BindMode::Copy;
     cfg.name = name;
-    let dp = topo.dut_ns.run_in(move || start_forward(&cfg)).expect("enter dut").expect("start forwarder");
+    let dp = topo
+        .dut_ns
+        .run_in(move || start_forward(&cfg))
+        .expect("enter dut")
+        .expect("start forwarder");
     assert_eq!(dp.xdp_mode, Some(mode));
     let gi = gen_if.ifname.clone();
-    let mut gen_side = topo.gen_ns.run_in(move || GenSide::open_queues(&gi, &gen_queues)).unwrap().expect("generator");
+    let mut gen_side = topo
+        .gen_ns
+        .run_in(move || GenSide::open_queues(&gi, &gen_queues))
+        .unwrap()
+        .expect("generator");
     let si = sink_if.ifname.clone();
-    let mut sink = topo.sink_ns.run_in(move || SinkSide::open(&si, 2, XdpMode::Generic)).unwrap().expect("sink");
+    let mut sink = topo
+        .sink_ns
+        .run_in(move || SinkSide::open(&si, 2, XdpMode::Generic))
+        .unwrap()
+        .expect("sink");
     let g = GenConfig {
         addrs: forward_addrs(gen_if.mac.0, dut_in.mac.0, SINK_V4),
         flows: 64,
@@ -67,16 +93,30 @@ fn forward_zero_loss(mode: XdpMode, test: &str) {
     };
     let r = run(Some(&mut gen_side), Some(&mut sink), &g);
     let snap = dp.stop();
-    println!("{test}: {r:?}\nDUT: {snap:?}\nsink kernel drops (rx_dropped, rx_ring_full): {:?}", sink.kernel_drops());
-    println!("gen link: {}\ndut in: {}", link_drops(&topo.gen_ns, &gen_if.ifname), link_drops(&topo.dut_ns, &dut_in.ifname));
+    println!(
+        "{test}: {r:?}\nDUT: {snap:?}\nsink kernel drops (rx_dropped, rx_ring_full): {:?}",
+        sink.kernel_drops()
+    );
+    println!(
+        "gen link: {}\ndut in: {}",
+        link_drops(&topo.gen_ns, &gen_if.ifname),
+        link_drops(&topo.dut_ns, &dut_in.ifname)
+    );
     assert_eq!(r.sent, PACKETS, "generator sent everything");
     assert_eq!(r.lost, 0, "zero loss below saturation");
     assert_eq!(r.received, PACKETS);
     // Both queues carried traffic, on the DUT and at the sink.
     assert_eq!(snap.len(), 2);
     for (q, w) in snap.iter().enumerate() {
-        assert!(w.rx_packets[0] > PACKETS / 4, "DUT queue {q} received {}", w.rx_packets[0]);
-        assert_eq!(w.rx_packets[0], w.tx_packets[1], "DUT queue {q}: every packet forwarded");
+        assert!(
+            w.rx_packets[0] > PACKETS / 4,
+            "DUT queue {q} received {}",
+            w.rx_packets[0]
+        );
+        assert_eq!(
+            w.rx_packets[0], w.tx_packets[1],
+            "DUT queue {q}: every packet forwarded"
+        );
         assert!(w.drops.is_empty(), "DUT queue {q} dropped: {:?}", w.drops);
     }
     assert_eq!(snap.iter().map(|w| w.rx_packets[0]).sum::<u64>(), PACKETS);
@@ -102,7 +142,11 @@ fn uring_relay_two_workers_zero_loss() {
     }
     let _g = common::net_lock();
     let topo = ForwardTopology::new(2).expect("build topology");
-    let (gen_if, dut_in, sink_if) = (topo.gen_if().clone(), topo.dut_in_if().clone(), topo.sink_if().clone());
+    let (gen_if, dut_in, sink_if) = (
+        topo.gen_if().clone(),
+        topo.dut_in_if().clone(),
+        topo.sink_if().clone(),
+    );
     let port = mongate_bench::payload::BENCH_PORT;
     let cfg = RelayConfig {
         listen: std::net::SocketAddr::from((mongate_bench::payload::BENCH_PORT_ADDR_DUT, port)),
@@ -113,13 +157,29 @@ fn uring_relay_two_workers_zero_loss() {
         name: format!("it-uring-{}", std::process::id()),
         idle: IdlePolicy::default(),
     };
-    let dp = topo.dut_ns.run_in(move || start_relay(&cfg)).unwrap().expect("start relay");
+    let dp = topo
+        .dut_ns
+        .run_in(move || start_relay(&cfg))
+        .unwrap()
+        .expect("start relay");
     let gi = gen_if.ifname.clone();
-    let mut gen_side = topo.gen_ns.run_in(move || GenSide::open(&gi, 2)).unwrap().expect("generator");
+    let mut gen_side = topo
+        .gen_ns
+        .run_in(move || GenSide::open(&gi, 2))
+        .unwrap()
+        .expect("generator");
     let si = sink_if.ifname.clone();
-    let mut sink = topo.sink_ns.run_in(move || SinkSide::open(&si, 2, XdpMode::Generic)).unwrap().expect("sink");
+    let mut sink = topo
+        .sink_ns
+        .run_in(move || SinkSide::open(&si, 2, XdpMode::Generic))
+        .unwrap()
+        .expect("sink");
     let g = GenConfig {
-        addrs: forward_addrs(gen_if.mac.0, dut_in.mac.0, mongate_bench::payload::BENCH_PORT_ADDR_DUT),
+        addrs: forward_addrs(
+            gen_if.mac.0,
+            dut_in.mac.0,
+            mongate_bench::payload::BENCH_PORT_ADDR_DUT,
+        ),
         flows: 64,
         sizes: vec![64, 512, 1400],
         rate_pps: RATE_PPS,
@@ -136,8 +196,15 @@ fn uring_relay_two_workers_zero_loss() {
     assert_eq!(r.lost, 0, "zero loss below saturation");
     assert_eq!(snap.len(), 2);
     for (w, s) in snap.iter().enumerate() {
-        assert!(s.rx_packets[0] > PACKETS / 8, "worker {w} received {}", s.rx_packets[0]);
-        assert_eq!(s.rx_packets[0], s.tx_packets[0], "worker {w}: every datagram relayed");
+        assert!(
+            s.rx_packets[0] > PACKETS / 8,
+            "worker {w} received {}",
+            s.rx_packets[0]
+        );
+        assert_eq!(
+            s.rx_packets[0], s.tx_packets[0],
+            "worker {w}: every datagram relayed"
+        );
     }
     assert_eq!(snap.iter().map(|w| w.rx_packets[0]).sum::<u64>(), PACKETS);
 }
@@ -145,7 +212,8 @@ fn uring_relay_two_workers_zero_loss() {
 /// Sends a raw Ethernet frame out of `ifname` (AF_PACKET), from a thread
 /// already inside the interface's namespace.
 fn send_raw(ifname: &str, frame: &[u8]) -> std::io::Result<()> {
-    let idx = mongate_dataplane::bpf::ifindex(ifname).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let idx = mongate_dataplane::bpf::ifindex(ifname)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     // SAFETY: plain socket(2).
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
     if fd < 0 {
@@ -158,7 +226,14 @@ fn send_raw(ifname: &str, frame: &[u8]) -> std::io::Result<()> {
     sa.sll_halen = 6;
     // SAFETY: `frame` and `sa` are valid for the lengths given.
     let r = unsafe {
-        libc::sendto(fd, frame.as_ptr().cast(), frame.len(), 0, (&sa as *const libc::sockaddr_ll).cast(), u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap())
+        libc::sendto(
+            fd,
+            frame.as_ptr().cast(),
+            frame.len(),
+            0,
+            (&sa as *const libc::sockaddr_ll).cast(),
+            u32::try_from(std::mem::size_of::<libc::sockaddr_ll>()).unwrap(),
+        )
     };
     let e = std::io::Error::last_os_error();
     // SAFETY: our socket.
@@ -175,12 +250,24 @@ fn bad_frames_are_counted_not_fatal() {
     }
     let _g = common::net_lock();
     let topo = ForwardTopology::new(1).expect("build topology");
-    let (gen_if, dut_in, dut_out, sink_if) = (topo.gen_if().clone(), topo.dut_in_if().clone(), topo.dut_out_if().clone(), topo.sink_if().clone());
+    let (gen_if, dut_in, dut_out, sink_if) = (
+        topo.gen_if().clone(),
+        topo.dut_in_if().clone(),
+        topo.dut_out_if().clone(),
+        topo.sink_if().clone(),
+    );
     let mut cfg = ForwardConfig::new(&dut_in.ifname, &dut_out.ifname, sink_if.mac.0);
     cfg.xdp_mode = XdpMode::Native;
     cfg.name = format!("it-bad-{}", std::process::id());
-    let dp = topo.dut_ns.run_in(move || start_forward(&cfg)).unwrap().expect("start forwarder");
-    let good = mongate_bench::payload::build_frame(&forward_addrs(gen_if.mac.0, dut_in.mac.0, SINK_V4), 64);
+    let dp = topo
+        .dut_ns
+        .run_in(move || start_forward(&cfg))
+        .unwrap()
+        .expect("start forwarder");
+    let good = mongate_bench::payload::build_frame(
+        &forward_addrs(gen_if.mac.0, dut_in.mac.0, SINK_V4),
+        64,
+    );
     let mut truncated = good.clone();
     truncated[16..18].copy_from_slice(&1400u16.to_be_bytes()); // total length beyond the frame
     let mut ttl1 = good.clone();
@@ -214,15 +301,27 @@ fn bad_frames_are_counted_not_fatal() {
         snap = dp.snapshot();
     }
     println!("drops: {:?}", snap[0].drops);
-    assert_eq!(snap[0].drops.get("truncated"), Some(&2), "IPv4 and IPv6 length beyond frame");
+    assert_eq!(
+        snap[0].drops.get("truncated"),
+        Some(&2),
+        "IPv4 and IPv6 length beyond frame"
+    );
     assert_eq!(snap[0].drops.get("ttl_exceeded"), Some(&1));
     assert_eq!(snap[0].drops.get("unsupported"), Some(&1));
     assert!(dp.healthy(), "workers survive bad input");
     // Good traffic still flows afterwards.
     let gi = gen_if.ifname.clone();
-    let mut gen_side = topo.gen_ns.run_in(move || GenSide::open(&gi, 1)).unwrap().unwrap();
+    let mut gen_side = topo
+        .gen_ns
+        .run_in(move || GenSide::open(&gi, 1))
+        .unwrap()
+        .unwrap();
     let si = sink_if.ifname.clone();
-    let mut sink = topo.sink_ns.run_in(move || SinkSide::open(&si, 1, XdpMode::Generic)).unwrap().unwrap();
+    let mut sink = topo
+        .sink_ns
+        .run_in(move || SinkSide::open(&si, 1, XdpMode::Generic))
+        .unwrap()
+        .unwrap();
     let g = GenConfig {
         addrs: forward_addrs(gen_if.mac.0, dut_in.mac.0, SINK_V4),
         flows: 4,
@@ -255,10 +354,18 @@ fn setup_errors_are_one_line_and_actionable() {
     let (dut_in, dut_out) = (topo.dut_in_if().clone(), topo.dut_out_if().clone());
     let mut cfg = ForwardConfig::new(&dut_in.ifname, &dut_out.ifname, [2, 0, 0, 0, 0, 1]);
     cfg.queues = 4; // the veth has 1 queue
-    let e = topo.dut_ns.run_in(move || start_forward(&cfg).err().map(|e| e.to_string())).unwrap().expect("must fail");
+    let e = topo
+        .dut_ns
+        .run_in(move || start_forward(&cfg).err().map(|e| e.to_string()))
+        .unwrap()
+        .expect("must fail");
     assert!(e.contains("no queue 1") && e.contains("ethtool"), "{e}");
     let mut cfg = ForwardConfig::new(&dut_in.ifname, &dut_out.ifname, [2, 0, 0, 0, 0, 1]);
     cfg.bind = BindMode::ZeroCopy; // veth has no zero-copy
-    let e = topo.dut_ns.run_in(move || start_forward(&cfg).err().map(|e| e.to_string())).unwrap().expect("must fail");
+    let e = topo
+        .dut_ns
+        .run_in(move || start_forward(&cfg).err().map(|e| e.to_string()))
+        .unwrap()
+        .expect("must fail");
     assert!(e.contains("zero-copy") && e.contains("copy mode"), "{e}");
 }

@@ -25,7 +25,12 @@ pub struct OwnedPort {
 }
 
 impl OwnedPort {
-    fn open(ifname: &str, queue: u32, xdp: Option<&XdpAttachment>, fill: u32) -> anyhow::Result<Self> {
+    fn open(
+        ifname: &str,
+        queue: u32,
+        xdp: Option<&XdpAttachment>,
+        fill: u32,
+    ) -> anyhow::Result<Self> {
         let arena = Arena::new(FRAMES, 2048, 256, false)?;
         let mut pool = FramePool::new(&arena);
         let mut cfg = AfXdpConfig::new(ifname, queue);
@@ -59,7 +64,10 @@ impl GenSide {
 
     /// Opens transmit sockets on the given queues of `ifname`.
     pub fn open_queues(ifname: &str, queues: &[u32]) -> anyhow::Result<Self> {
-        let ports = queues.iter().map(|&q| OwnedPort::open(ifname, q, None, 0)).collect::<anyhow::Result<_>>()?;
+        let ports = queues
+            .iter()
+            .map(|&q| OwnedPort::open(ifname, q, None, 0))
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self { ports })
     }
 }
@@ -69,14 +77,19 @@ impl SinkSide {
     /// `ifname` queues `0..queues` (from a thread inside its namespace).
     pub fn open(ifname: &str, queues: u32, mode: XdpMode) -> anyhow::Result<Self> {
         let xdp = XdpAttachment::attach(ifname, &XdpFilter::wan(&[BENCH_PORT]), queues, mode)?;
-        let ports = (0..queues).map(|q| OwnedPort::open(ifname, q, Some(&xdp), 16384)).collect::<anyhow::Result<_>>()?;
+        let ports = (0..queues)
+            .map(|q| OwnedPort::open(ifname, q, Some(&xdp), 16384))
+            .collect::<anyhow::Result<_>>()?;
         Ok(Self { ports, _xdp: xdp })
     }
 
     /// The kernel's drop counters summed over the sink's sockets: (frames
     /// dropped for lack of fill buffers or rx ring room, rx ring full events).
     pub fn kernel_drops(&self) -> (u64, u64) {
-        self.ports.iter().filter_map(|p| p.port.kernel_stats()).fold((0, 0), |(a, b), s| (a + s.rx_dropped, b + s.rx_ring_full))
+        self.ports
+            .iter()
+            .filter_map(|p| p.port.kernel_stats())
+            .fold((0, 0), |(a, b), s| (a + s.rx_dropped, b + s.rx_ring_full))
     }
 }
 
@@ -135,13 +148,20 @@ pub struct RunReport {
 /// Generates on `gen` and counts on `sink` until `cfg.count` packets or
 /// `cfg.duration` have passed, then drains the sink (at most 500 ms without
 /// a packet). Bounded in time: at most `duration + 2 s`.
-pub fn run(mut gen_side: Option<&mut GenSide>, mut sink: Option<&mut SinkSide>, cfg: &GenConfig) -> RunReport {
+pub fn run(
+    mut gen_side: Option<&mut GenSide>,
+    mut sink: Option<&mut SinkSide>,
+    cfg: &GenConfig,
+) -> RunReport {
     let queues = gen_side.as_ref().map_or(1, |g| g.ports.len().max(1));
     let flows = usize::from(cfg.flows.max(1)).max(queues);
     let templates: Vec<Vec<Vec<u8>>> = (0..flows)
         .map(|f| {
             let mut a = cfg.addrs;
-            a.src_port = cfg.addrs.src_port.wrapping_add(u16::try_from(f).unwrap_or(0));
+            a.src_port = cfg
+                .addrs
+                .src_port
+                .wrapping_add(u16::try_from(f).unwrap_or(0));
             cfg.sizes.iter().map(|&s| build_frame(&a, s)).collect()
         })
         .collect();
@@ -153,7 +173,11 @@ pub fn run(mut gen_side: Option<&mut GenSide>, mut sink: Option<&mut SinkSide>, 
     let end = start + u64::try_from(cfg.duration.as_nanos()).unwrap_or(u64::MAX);
     let hard_end = end + 2_000_000_000;
     let mut next_departure = start as f64;
-    let gap_ns = if cfg.rate_pps > 0.0 { 1e9 / cfg.rate_pps } else { 0.0 };
+    let gap_ns = if cfg.rate_pps > 0.0 {
+        1e9 / cfg.rate_pps
+    } else {
+        0.0
+    };
     let (mut sent, mut port_rr, mut size_rr) = (0u64, 0usize, 0usize);
     let mut flow_k = vec![0usize; queues];
     let mut last_tx = start;
@@ -174,7 +198,11 @@ pub fn run(mut gen_side: Option<&mut GenSide>, mut sink: Option<&mut SinkSide>, 
                 let mut n = 0u64;
                 while next_departure <= now as f64 && n < 256 {
                     n += 1;
-                    next_departure += if cfg.poisson { rng.exp_gap_ns(cfg.rate_pps) as f64 } else { gap_ns };
+                    next_departure += if cfg.poisson {
+                        rng.exp_gap_ns(cfg.rate_pps) as f64
+                    } else {
+                        gap_ns
+                    };
                 }
                 n
             };
@@ -208,7 +236,14 @@ pub fn run(mut gen_side: Option<&mut GenSide>, mut sink: Option<&mut SinkSide>, 
                         break;
                     };
                     buf.copy_from_slice(t);
-                    stamp(buf, Stamp { ts_ns: now_ns(), seq: seqs[f], flow: u16::try_from(f).unwrap_or(0) });
+                    stamp(
+                        buf,
+                        Stamp {
+                            ts_ns: now_ns(),
+                            seq: seqs[f],
+                            flow: u16::try_from(f).unwrap_or(0),
+                        },
+                    );
                     seqs[f] = seqs[f].wrapping_add(1);
                     let mut p = Packet::new(addr, len, 0, 0);
                     p.verdict = Verdict::Tx(0);
@@ -250,7 +285,11 @@ pub fn run(mut gen_side: Option<&mut GenSide>, mut sink: Option<&mut SinkSide>, 
                     stats.record(st, p.len, p.rx_ns);
                     op.pool.free(p.addr);
                 }
-                if n < rxb.as_slice().len().max(mongate_dataplane::engine::BATCH_SIZE) {
+                if n < rxb
+                    .as_slice()
+                    .len()
+                    .max(mongate_dataplane::engine::BATCH_SIZE)
+                {
                     break;
                 }
             }
@@ -270,21 +309,38 @@ pub fn run(mut gen_side: Option<&mut GenSide>, mut sink: Option<&mut SinkSide>, 
             prog_rx = stats.packets;
             next_progress += 1_000_000_000;
         }
-        if !generating && (sink.is_none() || stats.packets >= sent || now2.saturating_sub(last_rx_wall.max(last_tx)) > 500_000_000 || now2 > hard_end) {
+        if !generating
+            && (sink.is_none()
+                || stats.packets >= sent
+                || now2.saturating_sub(last_rx_wall.max(last_tx)) > 500_000_000
+                || now2 > hard_end)
+        {
             break;
         }
     }
     let tx_secs = (last_tx.saturating_sub(start)) as f64 / 1e9;
     let lost = sent.saturating_sub(stats.packets);
-    let avg_frame = if sent > 0 { bytes_fcs as f64 / sent as f64 } else { 0.0 };
+    let avg_frame = if sent > 0 {
+        bytes_fcs as f64 / sent as f64
+    } else {
+        0.0
+    };
     let q = |p: f64| stats.latency.value_at_quantile(p) as f64 / 1000.0;
     RunReport {
         sent,
         received: stats.packets,
         lost,
-        loss: if sent > 0 { lost as f64 / sent as f64 } else { 0.0 },
+        loss: if sent > 0 {
+            lost as f64 / sent as f64
+        } else {
+            0.0
+        },
         reordered: stats.reordered,
-        tx_pps: if tx_secs > 0.0 { sent as f64 / tx_secs } else { 0.0 },
+        tx_pps: if tx_secs > 0.0 {
+            sent as f64 / tx_secs
+        } else {
+            0.0
+        },
         rx_pps: stats.pps(),
         rx_gbps: stats.pps() * avg_frame * 8.0 / 1e9,
         latency_us_p50: q(0.5),
@@ -296,5 +352,12 @@ pub fn run(mut gen_side: Option<&mut GenSide>, mut sink: Option<&mut SinkSide>, 
 
 /// Default flow addresses for the forwarding topology: gen -> sink via the DUT.
 pub fn forward_addrs(src_mac: [u8; 6], dut_mac: [u8; 6], dst_ip: Ipv4Addr) -> FlowAddrs {
-    FlowAddrs { src_mac, dst_mac: dut_mac, src_ip: Ipv4Addr::new(198, 18, 0, 1), dst_ip, src_port: 10000, dst_port: BENCH_PORT }
+    FlowAddrs {
+        src_mac,
+        dst_mac: dut_mac,
+        src_ip: Ipv4Addr::new(198, 18, 0, 1),
+        dst_ip,
+        src_port: 10000,
+        dst_port: BENCH_PORT,
+    }
 }

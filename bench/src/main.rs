@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand};
 use mongate_bench::forward::{ForwardBench, Mode, run_forward, table};
 
 #[derive(Parser)]
-#[command(name = "mongate-bench", version, about = "Line-rate traffic generator, sink and forwarding benchmark")]
+#[command(
+    name = "mongate-bench",
+    version,
+    about = "Line-rate traffic generator, sink and forwarding benchmark"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -17,7 +21,11 @@ enum Cmd {
     /// Forwarding benchmark: kernel vs our AF_XDP and io_uring forwarders, plus raw I/O limits.
     Forward {
         /// Modes to measure (comma-separated).
-        #[arg(long, value_delimiter = ',', default_value = "kernel,afxdp-native,afxdp-generic,uring,rx-drop,tx-only")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "kernel,afxdp-native,afxdp-generic,uring,rx-drop,tx-only"
+        )]
         modes: Vec<Mode>,
         /// Frame sizes in bytes incl. FCS (comma-separated).
         #[arg(long, value_delimiter = ',', default_value = "64,512,1500")]
@@ -31,9 +39,12 @@ enum Cmd {
         /// Number of flows.
         #[arg(long, default_value_t = 64)]
         flows: u16,
-        /// Offered rate in packets/s (0 = as fast as the generator can).
+        /// Offered rate in packets/s (0 = search the highest rate within --loss-tolerance).
         #[arg(long, default_value_t = 0.0)]
         rate_pps: f64,
+        /// Loss ratio accepted by the throughput search.
+        #[arg(long, default_value_t = 0.001)]
+        loss_tolerance: f64,
         /// Core for the device under test.
         #[arg(long, default_value_t = 1)]
         dut_core: usize,
@@ -52,10 +63,24 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Forward { modes, sizes, seconds, queues, flows, rate_pps, dut_core, gen_core, json, quiet } => (|| {
+        Cmd::Forward {
+            modes,
+            sizes,
+            seconds,
+            queues,
+            flows,
+            rate_pps,
+            loss_tolerance,
+            dut_core,
+            gen_core,
+            json,
+            quiet,
+        } => (|| {
             // SAFETY: geteuid has no preconditions.
             if unsafe { libc::geteuid() } != 0 {
-                anyhow::bail!("forward builds network namespaces and attaches XDP programs: run as root");
+                anyhow::bail!(
+                    "forward builds network namespaces and attaches XDP programs: run as root"
+                );
             }
             if seconds <= 0.0 || seconds > 600.0 {
                 anyhow::bail!("--seconds must be in (0, 600]");
@@ -75,13 +100,17 @@ fn main() -> ExitCode {
                 queues: queues.clamp(1, 16),
                 flows,
                 rate_pps,
+                loss_tolerance,
                 dut_core,
                 gen_core,
                 dataplane_bin: exe.with_file_name("mongate-dataplane"),
                 progress: !quiet,
             };
             if !b.dataplane_bin.exists() {
-                anyhow::bail!("{} not found: build it (cargo build --release --workspace)", b.dataplane_bin.display());
+                anyhow::bail!(
+                    "{} not found: build it (cargo build --release --workspace)",
+                    b.dataplane_bin.display()
+                );
             }
             let report = run_forward(&b)?;
             if json {

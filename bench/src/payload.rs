@@ -33,7 +33,9 @@ pub struct Stamp {
 /// Writes `s` into `frame`'s payload header. Returns false if `frame` is too short.
 #[inline]
 pub fn stamp(frame: &mut [u8], s: Stamp) -> bool {
-    let Some(p) = frame.get_mut(PAYLOAD_OFF..PAYLOAD_OFF + 16) else { return false };
+    let Some(p) = frame.get_mut(PAYLOAD_OFF..PAYLOAD_OFF + 16) else {
+        return false;
+    };
     p[0..8].copy_from_slice(&s.ts_ns.to_le_bytes());
     p[8..12].copy_from_slice(&s.seq.to_le_bytes());
     p[12..14].copy_from_slice(&s.flow.to_le_bytes());
@@ -61,7 +63,11 @@ pub fn read_stamp(frame: &[u8]) -> Option<Stamp> {
     ts.copy_from_slice(&p[0..8]);
     let mut seq = [0u8; 4];
     seq.copy_from_slice(&p[8..12]);
-    Some(Stamp { ts_ns: u64::from_le_bytes(ts), seq: u32::from_le_bytes(seq), flow: u16le(&p[12..14]) })
+    Some(Stamp {
+        ts_ns: u64::from_le_bytes(ts),
+        seq: u32::from_le_bytes(seq),
+        flow: u16le(&p[12..14]),
+    })
 }
 
 /// Addresses of one generated flow.
@@ -140,11 +146,22 @@ mod tests {
             let mut f = build_frame(&addrs(), size);
             assert_eq!(f.len(), usize::try_from(size - 4).unwrap());
             assert_eq!(ip_checksum(&f[14..34]), 0);
-            let s = Stamp { ts_ns: 123_456_789, seq: 42, flow: 7 };
+            let s = Stamp {
+                ts_ns: 123_456_789,
+                seq: 42,
+                flow: 7,
+            };
             assert!(stamp(&mut f, s));
             assert_eq!(read_stamp(&f), Some(s));
         }
-        assert!(!stamp(&mut [0u8; 50], Stamp { ts_ns: 0, seq: 0, flow: 0 }));
+        assert!(!stamp(
+            &mut [0u8; 50],
+            Stamp {
+                ts_ns: 0,
+                seq: 0,
+                flow: 0
+            }
+        ));
     }
 
     proptest! {

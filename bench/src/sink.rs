@@ -44,7 +44,8 @@ impl SinkStats {
             reordered: 0,
             first_rx_ns: None,
             last_rx_ns: 0,
-            latency: Histogram::new_with_bounds(100, 60_000_000_000, 3).expect("constant histogram bounds are valid"),
+            latency: Histogram::new_with_bounds(100, 60_000_000_000, 3)
+                .expect("constant histogram bounds are valid"),
             max_seq: vec![None; MAX_FLOWS],
         }
     }
@@ -75,7 +76,9 @@ impl SinkStats {
     /// Receive rate in packets per second over first..last packet.
     pub fn pps(&self) -> f64 {
         match self.first_rx_ns {
-            Some(f) if self.last_rx_ns > f && self.packets > 1 => (self.packets - 1) as f64 * 1e9 / (self.last_rx_ns - f) as f64,
+            Some(f) if self.last_rx_ns > f && self.packets > 1 => {
+                (self.packets - 1) as f64 * 1e9 / (self.last_rx_ns - f) as f64
+            }
             _ => 0.0,
         }
     }
@@ -89,7 +92,15 @@ mod tests {
     fn counts_reordering_and_latency() {
         let mut s = SinkStats::new();
         for (seq, t) in [(0u32, 1000u64), (1, 2000), (3, 3000), (2, 4000), (4, 5000)] {
-            s.record(Some(Stamp { ts_ns: 0, seq, flow: 1 }), 60, t);
+            s.record(
+                Some(Stamp {
+                    ts_ns: 0,
+                    seq,
+                    flow: 1,
+                }),
+                60,
+                t,
+            );
         }
         s.record(None, 60, 6000);
         assert_eq!(s.packets, 5);

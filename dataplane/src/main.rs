@@ -15,7 +15,11 @@ use mongate_dataplane::stats::{StatsRegion, stats_path};
 use mongate_dataplane::worker::IdlePolicy;
 
 #[derive(Parser)]
-#[command(name = "mongate-dataplane", version, about = "mongate dataplane: pinned per-core AF_XDP / io_uring workers")]
+#[command(
+    name = "mongate-dataplane",
+    version,
+    about = "mongate dataplane: pinned per-core AF_XDP / io_uring workers"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -113,11 +117,14 @@ struct RelayArgs {
 fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     let parts: Vec<&str> = s.split(':').collect();
     if parts.len() != 6 {
-        return Err(format!("bad MAC address {s:?}: expected six hex bytes like 02:00:00:00:00:01"));
+        return Err(format!(
+            "bad MAC address {s:?}: expected six hex bytes like 02:00:00:00:00:01"
+        ));
     }
     let mut m = [0u8; 6];
     for (b, p) in m.iter_mut().zip(parts) {
-        *b = u8::from_str_radix(p, 16).map_err(|_| format!("bad MAC address {s:?}: {p:?} is not a hex byte"))?;
+        *b = u8::from_str_radix(p, 16)
+            .map_err(|_| format!("bad MAC address {s:?}: {p:?} is not a hex byte"))?;
     }
     Ok(m)
 }
@@ -127,7 +134,9 @@ fn parse_bind(s: &str) -> Result<BindMode, String> {
         "copy" => Ok(BindMode::Copy),
         "zero-copy" | "zerocopy" => Ok(BindMode::ZeroCopy),
         "auto" => Ok(BindMode::Auto),
-        _ => Err(format!("unknown bind mode {s:?}: use copy, zero-copy or auto")),
+        _ => Err(format!(
+            "unknown bind mode {s:?}: use copy, zero-copy or auto"
+        )),
     }
 }
 
@@ -156,20 +165,44 @@ fn forward(a: ForwardArgs) -> anyhow::Result<()> {
     c.cores = a.cores;
     c.xdp_mode = a.xdp_mode;
     if let Some(path) = &a.plan {
-        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let plan = mongate_hwconfig::plan_from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let plan = mongate_hwconfig::plan_from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         // Worker i serves queue i of --in (and of --out), on the plan's core.
         let mut workers: Vec<(u32, u32)> = Vec::new();
         for w in &plan.workers {
-            let q = w.queues.iter().find(|q| q.ifname == a.input).ok_or_else(|| anyhow::anyhow!("{}: worker {} has no queue of {}", path.display(), w.id, a.input))?;
+            let q = w
+                .queues
+                .iter()
+                .find(|q| q.ifname == a.input)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "{}: worker {} has no queue of {}",
+                        path.display(),
+                        w.id,
+                        a.input
+                    )
+                })?;
             workers.push((q.queue, w.core));
         }
         workers.sort_unstable();
-        if workers.iter().enumerate().any(|(i, (q, _))| usize::try_from(*q).ok() != Some(i)) {
-            anyhow::bail!("{}: the plan's queues of {} must be 0..N, one per worker", path.display(), a.input);
+        if workers
+            .iter()
+            .enumerate()
+            .any(|(i, (q, _))| usize::try_from(*q).ok() != Some(i))
+        {
+            anyhow::bail!(
+                "{}: the plan's queues of {} must be 0..N, one per worker",
+                path.display(),
+                a.input
+            );
         }
         c.queues = u32::try_from(workers.len())?;
-        c.cores = workers.iter().map(|(_, core)| usize::try_from(*core).unwrap_or(0)).collect();
+        c.cores = workers
+            .iter()
+            .map(|(_, core)| usize::try_from(*core).unwrap_or(0))
+            .collect();
         c.xdp_mode = match plan.xdp_mode {
             mongate_hwconfig::XdpMode::Native => XdpMode::Native,
             mongate_hwconfig::XdpMode::Generic => XdpMode::Generic,
@@ -185,25 +218,52 @@ fn forward(a: ForwardArgs) -> anyhow::Result<()> {
     c.mtu = a.mtu;
     c.frames = a.frames;
     c.name = a.name;
-    c.idle = IdlePolicy { spin: a.spin, sleep_us: 0 };
+    c.idle = IdlePolicy {
+        spin: a.spin,
+        sleep_us: 0,
+    };
     c.stage = stage;
     let dp = start_forward(&c)?;
-    println!("ready: {} workers, xdp {:?}; ports: {}", a.queues, dp.xdp_mode, dp.ports.join(", "));
+    println!(
+        "ready: {} workers, xdp {:?}; ports: {}",
+        a.queues,
+        dp.xdp_mode,
+        dp.ports.join(", ")
+    );
     serve(dp, a.duration_s)
 }
 
 fn relay(a: RelayArgs) -> anyhow::Result<()> {
-    let c = RelayConfig { listen: a.listen, to: a.to, workers: a.workers, cores: a.cores, frames: a.frames, name: a.name, idle: IdlePolicy::default() };
+    let c = RelayConfig {
+        listen: a.listen,
+        to: a.to,
+        workers: a.workers,
+        cores: a.cores,
+        frames: a.frames,
+        name: a.name,
+        idle: IdlePolicy::default(),
+    };
     let dp = start_relay(&c)?;
-    println!("ready: {} io_uring workers; ports: {}", a.workers, dp.ports.join(", "));
+    println!(
+        "ready: {} io_uring workers; ports: {}",
+        a.workers,
+        dp.ports.join(", ")
+    );
     serve(dp, a.duration_s)
 }
 
 /// Runs until a signal, the deadline, or a worker ending; prints final counters.
-fn serve(dp: mongate_dataplane::app::RunningDataplane, duration_s: Option<f64>) -> anyhow::Result<()> {
+fn serve(
+    dp: mongate_dataplane::app::RunningDataplane,
+    duration_s: Option<f64>,
+) -> anyhow::Result<()> {
     install_signals();
-    let deadline = duration_s.map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s.max(0.0)));
-    while !STOP.load(Ordering::Relaxed) && deadline.is_none_or(|d| std::time::Instant::now() < d) && dp.healthy() {
+    let deadline = duration_s
+        .map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s.max(0.0)));
+    while !STOP.load(Ordering::Relaxed)
+        && deadline.is_none_or(|d| std::time::Instant::now() < d)
+        && dp.healthy()
+    {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let healthy = dp.healthy();

@@ -40,7 +40,13 @@ impl AfXdpConfig {
     /// Defaults: 4096-slot rx/tx rings, 8192-slot fill/completion rings,
     /// zero-copy if the driver has it.
     pub fn new(ifname: &str, queue: u32) -> Self {
-        Self { ifname: ifname.to_string(), queue, ring_size: 4096, fill_size: 8192, bind: BindMode::Auto }
+        Self {
+            ifname: ifname.to_string(),
+            queue,
+            ring_size: 4096,
+            fill_size: 8192,
+            bind: BindMode::Auto,
+        }
     }
 }
 
@@ -51,13 +57,19 @@ pub enum AfXdpError {
     #[error("{0}: no such interface (see `ip link`)")]
     NoInterface(String),
     /// No privileges.
-    #[error("AF_XDP socket: permission denied: run as root (needs CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF)")]
+    #[error(
+        "AF_XDP socket: permission denied: run as root (needs CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF)"
+    )]
     Permission,
     /// The kernel has no AF_XDP.
-    #[error("AF_XDP is not available in this kernel (CONFIG_XDP_SOCKETS): use the io_uring backend")]
+    #[error(
+        "AF_XDP is not available in this kernel (CONFIG_XDP_SOCKETS): use the io_uring backend"
+    )]
     NoAfXdp,
     /// Queue out of range.
-    #[error("{ifname}: no queue {queue}: the interface has fewer queues (see `ethtool -l {ifname}`, raise with `ethtool -L`)")]
+    #[error(
+        "{ifname}: no queue {queue}: the interface has fewer queues (see `ethtool -l {ifname}`, raise with `ethtool -L`)"
+    )]
     NoQueue {
         /// Interface.
         ifname: String,
@@ -156,22 +168,49 @@ fn err(op: &'static str, ifname: &str) -> AfXdpError {
     match e.raw_os_error() {
         Some(libc::EPERM) | Some(libc::EACCES) => AfXdpError::Permission,
         Some(libc::EAFNOSUPPORT) => AfXdpError::NoAfXdp,
-        _ => AfXdpError::Os { op, ifname: ifname.to_string(), err: e },
+        _ => AfXdpError::Os {
+            op,
+            ifname: ifname.to_string(),
+            err: e,
+        },
     }
 }
 
-fn setsockopt<T>(fd: RawFd, opt: i32, v: &T, op: &'static str, ifname: &str) -> Result<(), AfXdpError> {
+fn setsockopt<T>(
+    fd: RawFd,
+    opt: i32,
+    v: &T,
+    op: &'static str,
+    ifname: &str,
+) -> Result<(), AfXdpError> {
     let len = libc::socklen_t::try_from(std::mem::size_of::<T>()).unwrap_or(0);
     // SAFETY: `v` points to a valid `T` of `len` bytes for the duration of the call.
     let r = unsafe { libc::setsockopt(fd, SOL_XDP, opt, (v as *const T).cast(), len) };
     if r != 0 { Err(err(op, ifname)) } else { Ok(()) }
 }
 
-fn map_ring<T: Pod>(fd: RawFd, off: &XdpRingOffset, n: u32, pgoff: i64, ifname: &str) -> Result<(Mmap, RingPtrs<T>), AfXdpError> {
-    let len = usize::try_from(off.desc).unwrap_or(usize::MAX).saturating_add(n as usize * std::mem::size_of::<T>());
+fn map_ring<T: Pod>(
+    fd: RawFd,
+    off: &XdpRingOffset,
+    n: u32,
+    pgoff: i64,
+    ifname: &str,
+) -> Result<(Mmap, RingPtrs<T>), AfXdpError> {
+    let len = usize::try_from(off.desc)
+        .unwrap_or(usize::MAX)
+        .saturating_add(n as usize * std::mem::size_of::<T>());
     // SAFETY: maps the kernel's ring for socket `fd`; the kernel validates
     // offset and length against the ring it created for this socket.
-    let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_POPULATE, fd, pgoff) };
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_POPULATE,
+            fd,
+            pgoff,
+        )
+    };
     if p == libc::MAP_FAILED {
         return Err(err("mmap ring", ifname));
     }
@@ -205,11 +244,19 @@ impl AfXdpPort {
     /// UMEM (or shares the UMEM of `shared` — the first socket of the same
     /// worker), and puts it in `xdp`'s XSKMAP so the XDP program redirects the
     /// queue's traffic to it (no `xdp`: a transmit-only socket). `index` is the port's index within its worker.
-    pub fn open(cfg: &AfXdpConfig, index: u16, arena: &Arena, shared: Option<&AfXdpPort>, xdp: Option<&XdpAttachment>) -> Result<Self, AfXdpError> {
+    pub fn open(
+        cfg: &AfXdpConfig,
+        index: u16,
+        arena: &Arena,
+        shared: Option<&AfXdpPort>,
+        xdp: Option<&XdpAttachment>,
+    ) -> Result<Self, AfXdpError> {
         match cfg.bind {
             BindMode::Auto => match Self::open_mode(cfg, index, arena, shared, xdp, true) {
                 Ok(p) => Ok(p),
-                Err(AfXdpError::NoZeroCopy { .. }) => Self::open_mode(cfg, index, arena, shared, xdp, false),
+                Err(AfXdpError::NoZeroCopy { .. }) => {
+                    Self::open_mode(cfg, index, arena, shared, xdp, false)
+                }
                 Err(e) => Err(e),
             },
             BindMode::ZeroCopy => Self::open_mode(cfg, index, arena, shared, xdp, true),
@@ -217,7 +264,14 @@ impl AfXdpPort {
         }
     }
 
-    fn open_mode(cfg: &AfXdpConfig, index: u16, arena: &Arena, shared: Option<&AfXdpPort>, xdp: Option<&XdpAttachment>, zero_copy: bool) -> Result<Self, AfXdpError> {
+    fn open_mode(
+        cfg: &AfXdpConfig,
+        index: u16,
+        arena: &Arena,
+        shared: Option<&AfXdpPort>,
+        xdp: Option<&XdpAttachment>,
+        zero_copy: bool,
+    ) -> Result<Self, AfXdpError> {
         let ifname = cfg.ifname.as_str();
         for n in [cfg.ring_size, cfg.fill_size] {
             if n == 0 || !n.is_power_of_two() {
@@ -225,11 +279,15 @@ impl AfXdpPort {
             }
         }
         if queue_missing(ifname, cfg.queue) {
-            return Err(AfXdpError::NoQueue { ifname: ifname.into(), queue: cfg.queue });
+            return Err(AfXdpError::NoQueue {
+                ifname: ifname.into(),
+                queue: cfg.queue,
+            });
         }
         let ifindex = match xdp {
             Some(x) => x.ifindex(),
-            None => crate::bpf::ifindex(ifname).map_err(|_| AfXdpError::NoInterface(ifname.to_string()))?,
+            None => crate::bpf::ifindex(ifname)
+                .map_err(|_| AfXdpError::NoInterface(ifname.to_string()))?,
         };
         // SAFETY: plain socket(2) call.
         let raw = unsafe { libc::socket(AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
@@ -251,29 +309,67 @@ impl AfXdpPort {
             setsockopt(s, XDP_UMEM_REG, &reg, "register UMEM", ifname)?;
         }
         setsockopt(s, XDP_UMEM_FILL_RING, &cfg.fill_size, "fill ring", ifname)?;
-        setsockopt(s, XDP_UMEM_COMPLETION_RING, &cfg.fill_size, "completion ring", ifname)?;
+        setsockopt(
+            s,
+            XDP_UMEM_COMPLETION_RING,
+            &cfg.fill_size,
+            "completion ring",
+            ifname,
+        )?;
         setsockopt(s, XDP_RX_RING, &cfg.ring_size, "rx ring", ifname)?;
         setsockopt(s, XDP_TX_RING, &cfg.ring_size, "tx ring", ifname)?;
 
         let mut off = XdpMmapOffsets::default();
-        let mut optlen = libc::socklen_t::try_from(std::mem::size_of::<XdpMmapOffsets>()).unwrap_or(0);
+        let mut optlen =
+            libc::socklen_t::try_from(std::mem::size_of::<XdpMmapOffsets>()).unwrap_or(0);
         // SAFETY: `off` is writable for `optlen` bytes.
-        let r = unsafe { libc::getsockopt(s, SOL_XDP, XDP_MMAP_OFFSETS, (&mut off as *mut XdpMmapOffsets).cast(), &mut optlen) };
+        let r = unsafe {
+            libc::getsockopt(
+                s,
+                SOL_XDP,
+                XDP_MMAP_OFFSETS,
+                (&mut off as *mut XdpMmapOffsets).cast(),
+                &mut optlen,
+            )
+        };
         if r != 0 {
             return Err(err("mmap offsets", ifname));
         }
-        let (m_rx, p_rx) = map_ring::<XdpDesc>(s, &off.rx, cfg.ring_size, XDP_PGOFF_RX_RING, ifname)?;
-        let (m_tx, p_tx) = map_ring::<XdpDesc>(s, &off.tx, cfg.ring_size, XDP_PGOFF_TX_RING, ifname)?;
-        let (m_fr, p_fr) = map_ring::<u64>(s, &off.fr, cfg.fill_size, XDP_UMEM_PGOFF_FILL_RING, ifname)?;
-        let (m_cr, p_cr) = map_ring::<u64>(s, &off.cr, cfg.fill_size, XDP_UMEM_PGOFF_COMPLETION_RING, ifname)?;
+        let (m_rx, p_rx) =
+            map_ring::<XdpDesc>(s, &off.rx, cfg.ring_size, XDP_PGOFF_RX_RING, ifname)?;
+        let (m_tx, p_tx) =
+            map_ring::<XdpDesc>(s, &off.tx, cfg.ring_size, XDP_PGOFF_TX_RING, ifname)?;
+        let (m_fr, p_fr) =
+            map_ring::<u64>(s, &off.fr, cfg.fill_size, XDP_UMEM_PGOFF_FILL_RING, ifname)?;
+        let (m_cr, p_cr) = map_ring::<u64>(
+            s,
+            &off.cr,
+            cfg.fill_size,
+            XDP_UMEM_PGOFF_COMPLETION_RING,
+            ifname,
+        )?;
 
         // A socket sharing another's UMEM may set no other flag: it inherits
         // copy/zero-copy and need-wakeup from the first socket.
         let (flags, shared_fd, zero_copy) = match shared {
-            Some(first) => (XDP_SHARED_UMEM, u32::try_from(first.fd.as_raw_fd()).unwrap_or(0), first.zero_copy),
-            None => (XDP_USE_NEED_WAKEUP | if zero_copy { XDP_ZEROCOPY } else { XDP_COPY }, 0, zero_copy),
+            Some(first) => (
+                XDP_SHARED_UMEM,
+                u32::try_from(first.fd.as_raw_fd()).unwrap_or(0),
+                first.zero_copy,
+            ),
+            None => (
+                XDP_USE_NEED_WAKEUP | if zero_copy { XDP_ZEROCOPY } else { XDP_COPY },
+                0,
+                zero_copy,
+            ),
         };
-        let sa = SockaddrXdp { family: u16::try_from(AF_XDP).unwrap_or(0), flags, ifindex, queue_id: cfg.queue, shared_umem_fd: shared_fd };
+        let sa = SockaddrXdp {
+            family: u16::try_from(AF_XDP).unwrap_or(0),
+            flags,
+            ifindex,
+            queue_id: cfg.queue,
+            shared_umem_fd: shared_fd,
+        };
         let salen = libc::socklen_t::try_from(std::mem::size_of::<SockaddrXdp>()).unwrap_or(0);
         // The kernel releases a closed socket's hold on a queue
         // asynchronously (a deferred work item): a dataplane restarted at once
@@ -283,7 +379,10 @@ impl AfXdpPort {
         loop {
             // SAFETY: `sa` is a valid sockaddr_xdp of `salen` bytes.
             r = unsafe { libc::bind(s, (&sa as *const SockaddrXdp).cast(), salen) };
-            if r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EBUSY) || tries >= 40 {
+            if r == 0
+                || std::io::Error::last_os_error().raw_os_error() != Some(libc::EBUSY)
+                || tries >= 40
+            {
                 break;
             }
             tries += 1;
@@ -292,10 +391,21 @@ impl AfXdpPort {
         if r != 0 {
             let e = std::io::Error::last_os_error();
             return Err(match e.raw_os_error() {
-                Some(libc::EOPNOTSUPP) | Some(libc::EPROTONOSUPPORT) if zero_copy => AfXdpError::NoZeroCopy { ifname: ifname.into() },
-                Some(libc::EBUSY) => AfXdpError::Busy { ifname: ifname.into(), queue: cfg.queue },
+                Some(libc::EOPNOTSUPP) | Some(libc::EPROTONOSUPPORT) if zero_copy => {
+                    AfXdpError::NoZeroCopy {
+                        ifname: ifname.into(),
+                    }
+                }
+                Some(libc::EBUSY) => AfXdpError::Busy {
+                    ifname: ifname.into(),
+                    queue: cfg.queue,
+                },
                 Some(libc::EPERM) => AfXdpError::Permission,
-                _ => AfXdpError::Os { op: "bind", ifname: ifname.into(), err: e },
+                _ => AfXdpError::Os {
+                    op: "bind",
+                    ifname: ifname.into(),
+                    err: e,
+                },
             });
         }
         // SAFETY: the rings were mapped above for this socket and live in
@@ -316,7 +426,13 @@ impl AfXdpPort {
             }
             None => "tx-only".to_string(),
         };
-        let name = format!("{}/q{} (af_xdp {} {})", ifname, cfg.queue, mode, if zero_copy { "zero-copy" } else { "copy" });
+        let name = format!(
+            "{}/q{} (af_xdp {} {})",
+            ifname,
+            cfg.queue,
+            mode,
+            if zero_copy { "zero-copy" } else { "copy" }
+        );
         Ok(Self {
             rx,
             tx,
@@ -349,7 +465,15 @@ impl AfXdpPort {
         let mut st = XdpStatistics::default();
         let mut len = libc::socklen_t::try_from(std::mem::size_of::<XdpStatistics>()).unwrap_or(0);
         // SAFETY: `st` is writable for `len` bytes.
-        let r = unsafe { libc::getsockopt(self.fd.as_raw_fd(), SOL_XDP, XDP_STATISTICS, (&mut st as *mut XdpStatistics).cast(), &mut len) };
+        let r = unsafe {
+            libc::getsockopt(
+                self.fd.as_raw_fd(),
+                SOL_XDP,
+                XDP_STATISTICS,
+                (&mut st as *mut XdpStatistics).cast(),
+                &mut len,
+            )
+        };
         (r == 0).then_some(st)
     }
 
@@ -371,7 +495,16 @@ impl AfXdpPort {
         for _ in 0..8 {
             self.stats.kicks += 1;
             // SAFETY: a zero-length sendto on our own socket; no buffer is read.
-            let r = unsafe { libc::sendto(self.fd.as_raw_fd(), std::ptr::null(), 0, libc::MSG_DONTWAIT, std::ptr::null(), 0) };
+            let r = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    std::ptr::null(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null(),
+                    0,
+                )
+            };
             if r >= 0 {
                 self.tx_pending_kick = false;
                 return;
@@ -413,13 +546,22 @@ impl Port for AfXdpPort {
     }
 
     #[inline]
-    fn send(&mut self, _arena: &mut Arena, pool: &mut FramePool, pkts: &[Packet]) -> (usize, usize) {
+    fn send(
+        &mut self,
+        _arena: &mut Arena,
+        pool: &mut FramePool,
+        pkts: &[Packet],
+    ) -> (usize, usize) {
         let (mut sent, mut dropped) = (0usize, 0usize);
         for p in pkts {
             if p.verdict != Verdict::Tx(self.index) {
                 continue;
             }
-            if self.tx.push(XdpDesc { addr: p.addr, len: p.len, options: 0 }) {
+            if self.tx.push(XdpDesc {
+                addr: p.addr,
+                len: p.len,
+                options: 0,
+            }) {
                 sent += 1;
             } else {
                 pool.free(p.addr);
@@ -490,7 +632,16 @@ impl Port for AfXdpPort {
         if self.fill.needs_wakeup() {
             // SAFETY: zero-length non-blocking recvfrom on our own socket wakes
             // the driver's rx path; no buffer is written.
-            unsafe { libc::recvfrom(self.fd.as_raw_fd(), std::ptr::null_mut(), 0, libc::MSG_DONTWAIT, std::ptr::null_mut(), std::ptr::null_mut()) };
+            unsafe {
+                libc::recvfrom(
+                    self.fd.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    0,
+                    libc::MSG_DONTWAIT,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                )
+            };
         }
     }
 

@@ -83,8 +83,22 @@ pub struct RunningDataplane {
 }
 
 impl RunningDataplane {
-    pub(super) fn from_parts(stop: Arc<AtomicBool>, threads: Vec<JoinHandle<()>>, stats: Arc<StatsRegion>, ports: Vec<String>, xdp_mode: Option<XdpMode>, xdp: Vec<XdpAttachment>) -> Self {
-        Self { stop, threads, stats, ports, xdp_mode, _xdp: xdp }
+    pub(super) fn from_parts(
+        stop: Arc<AtomicBool>,
+        threads: Vec<JoinHandle<()>>,
+        stats: Arc<StatsRegion>,
+        ports: Vec<String>,
+        xdp_mode: Option<XdpMode>,
+        xdp: Vec<XdpAttachment>,
+    ) -> Self {
+        Self {
+            stop,
+            threads,
+            stats,
+            ports,
+            xdp_mode,
+            _xdp: xdp,
+        }
     }
 
     /// Current counters of every worker.
@@ -162,10 +176,18 @@ pub fn start_forward(c: &ForwardConfig) -> anyhow::Result<RunningDataplane> {
     let out_mac = iface_mac(&c.output)?;
     let xdp_in = XdpAttachment::attach(&c.input, &XdpFilter::lan(&[], &[]), c.queues, c.xdp_mode)?;
     let xdp_out = match c.reverse_next_hop_mac {
-        Some(_) => Some(XdpAttachment::attach(&c.output, &XdpFilter::lan(&[], &[]), c.queues, c.xdp_mode)?),
+        Some(_) => Some(XdpAttachment::attach(
+            &c.output,
+            &XdpFilter::lan(&[], &[]),
+            c.queues,
+            c.xdp_mode,
+        )?),
         None => None,
     };
-    let stats = Arc::new(StatsRegion::create(&stats_path(&c.name), usize::try_from(c.queues)?)?);
+    let stats = Arc::new(StatsRegion::create(
+        &stats_path(&c.name),
+        usize::try_from(c.queues)?,
+    )?);
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     let mut names = Vec::new();
@@ -193,7 +215,8 @@ pub fn start_forward(c: &ForwardConfig) -> anyhow::Result<RunningDataplane> {
         p_out.maintain(&mut pool);
         // The worker is built on its own thread (ports need not be Send);
         // the sockets, UMEM and pool move there.
-        let (p_in, p_out): (Box<dyn Port + Send>, Box<dyn Port + Send>) = (Box::new(p_in), Box::new(p_out));
+        let (p_in, p_out): (Box<dyn Port + Send>, Box<dyn Port + Send>) =
+            (Box::new(p_in), Box::new(p_out));
         let idle = c.idle;
         let run: Run = match c.stage {
             StageKind::Drop => Box::new(move |s, k| {
@@ -201,9 +224,23 @@ pub fn start_forward(c: &ForwardConfig) -> anyhow::Result<RunningDataplane> {
                 Worker::new(arena, pool, ports, DropAll, idle).run(s, k)
             }),
             StageKind::Forward => {
-                let mut stage = L3Forward::new(c.mtu).with_rule(0, ForwardRule { out_port: 1, src_mac: out_mac, dst_mac: c.next_hop_mac });
+                let mut stage = L3Forward::new(c.mtu).with_rule(
+                    0,
+                    ForwardRule {
+                        out_port: 1,
+                        src_mac: out_mac,
+                        dst_mac: c.next_hop_mac,
+                    },
+                );
                 if let Some(rev) = c.reverse_next_hop_mac {
-                    stage = stage.with_rule(1, ForwardRule { out_port: 0, src_mac: in_mac, dst_mac: rev });
+                    stage = stage.with_rule(
+                        1,
+                        ForwardRule {
+                            out_port: 0,
+                            src_mac: in_mac,
+                            dst_mac: rev,
+                        },
+                    );
                 }
                 Box::new(move |s, k| {
                     let ports: Vec<Box<dyn Port>> = vec![p_in, p_out];
@@ -211,20 +248,23 @@ pub fn start_forward(c: &ForwardConfig) -> anyhow::Result<RunningDataplane> {
                 })
             }
         };
-        let core = (!c.cores.is_empty()).then(|| c.cores[usize::try_from(q).unwrap_or(0) % c.cores.len()]);
+        let core =
+            (!c.cores.is_empty()).then(|| c.cores[usize::try_from(q).unwrap_or(0) % c.cores.len()]);
         runs.push((q, core, run));
     }
     for (q, core, run) in runs {
         let stop_w = stop.clone();
         let stats = stats.clone();
-        let spawned = std::thread::Builder::new().name(format!("mg-worker-{q}")).spawn(move || {
-            if let Some(core) = core
-                && !pin_to_core(core)
-            {
-                eprintln!("warning: worker {q}: could not pin to core {core}");
-            }
-            run(&stop_w, stats.worker(usize::try_from(q).unwrap_or(0)));
-        });
+        let spawned = std::thread::Builder::new()
+            .name(format!("mg-worker-{q}"))
+            .spawn(move || {
+                if let Some(core) = core
+                    && !pin_to_core(core)
+                {
+                    eprintln!("warning: worker {q}: could not pin to core {core}");
+                }
+                run(&stop_w, stats.worker(usize::try_from(q).unwrap_or(0)));
+            });
         match spawned {
             Ok(t) => threads.push(t),
             Err(e) => {
@@ -238,5 +278,12 @@ pub fn start_forward(c: &ForwardConfig) -> anyhow::Result<RunningDataplane> {
     }
     let mut xdp = vec![xdp_in];
     xdp.extend(xdp_out);
-    Ok(RunningDataplane { stop, threads, stats, ports: names, xdp_mode: Some(xdp[0].mode()), _xdp: xdp })
+    Ok(RunningDataplane {
+        stop,
+        threads,
+        stats,
+        ports: names,
+        xdp_mode: Some(xdp[0].mode()),
+        _xdp: xdp,
+    })
 }

@@ -38,7 +38,10 @@ pub fn start_relay(c: &RelayConfig) -> anyhow::Result<RunningDataplane> {
     if c.workers == 0 || c.workers > 64 {
         anyhow::bail!("workers must be 1..=64 (got {})", c.workers);
     }
-    let stats = Arc::new(StatsRegion::create(&stats_path(&c.name), usize::try_from(c.workers)?)?);
+    let stats = Arc::new(StatsRegion::create(
+        &stats_path(&c.name),
+        usize::try_from(c.workers)?,
+    )?);
     let stop = Arc::new(AtomicBool::new(false));
     let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
     let mut threads = Vec::new();
@@ -47,34 +50,42 @@ pub fn start_relay(c: &RelayConfig) -> anyhow::Result<RunningDataplane> {
         let stop_w = stop.clone();
         let stats = stats.clone();
         let ready = ready_tx.clone();
-        let core = (!c.cores.is_empty()).then(|| c.cores[usize::try_from(w).unwrap_or(0) % c.cores.len()]);
-        threads.push(std::thread::Builder::new().name(format!("mg-uring-{w}")).spawn(move || {
-            if let Some(core) = core {
-                pin_to_core(core);
-            }
-            let built = (|| -> anyhow::Result<(Arena, FramePool, UringPort)> {
-                let arena = Arena::new(c.frames, 2048, 256, true)?;
-                let mut pool = FramePool::new(&arena);
-                let mut ucfg = UringConfig::new(c.listen, 0);
-                ucfg.ring_entries = u16::try_from((c.frames / 2).min(16384).next_power_of_two()).unwrap_or(4096);
-                // SAFETY: the arena outlives the port: both move into the
-                // worker below, whose field order drops ports before the arena,
-                // and every call passes this arena and its pool.
-                let port = unsafe { UringPort::new(&ucfg, &arena, &mut pool) }?;
-                Ok((arena, pool, port))
-            })();
-            match built {
-                Ok((arena, pool, port)) => {
-                    let _ = ready.send(Ok(port.name().to_string()));
-                    let ports: Vec<Box<dyn Port>> = vec![Box::new(port)];
-                    let mut worker = Worker::new(arena, pool, ports, UdpRelay::new(0, c.to), c.idle);
-                    worker.run(&stop_w, stats.worker(usize::try_from(w).unwrap_or(0)));
-                }
-                Err(e) => {
-                    let _ = ready.send(Err(format!("{e:#}")));
-                }
-            }
-        })?);
+        let core =
+            (!c.cores.is_empty()).then(|| c.cores[usize::try_from(w).unwrap_or(0) % c.cores.len()]);
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("mg-uring-{w}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        pin_to_core(core);
+                    }
+                    let built = (|| -> anyhow::Result<(Arena, FramePool, UringPort)> {
+                        let arena = Arena::new(c.frames, 2048, 256, true)?;
+                        let mut pool = FramePool::new(&arena);
+                        let mut ucfg = UringConfig::new(c.listen, 0);
+                        ucfg.ring_entries =
+                            u16::try_from((c.frames / 2).min(16384).next_power_of_two())
+                                .unwrap_or(4096);
+                        // SAFETY: the arena outlives the port: both move into the
+                        // worker below, whose field order drops ports before the arena,
+                        // and every call passes this arena and its pool.
+                        let port = unsafe { UringPort::new(&ucfg, &arena, &mut pool) }?;
+                        Ok((arena, pool, port))
+                    })();
+                    match built {
+                        Ok((arena, pool, port)) => {
+                            let _ = ready.send(Ok(port.name().to_string()));
+                            let ports: Vec<Box<dyn Port>> = vec![Box::new(port)];
+                            let mut worker =
+                                Worker::new(arena, pool, ports, UdpRelay::new(0, c.to), c.idle);
+                            worker.run(&stop_w, stats.worker(usize::try_from(w).unwrap_or(0)));
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(format!("{e:#}")));
+                        }
+                    }
+                })?,
+        );
     }
     drop(ready_tx);
     let mut names = Vec::new();

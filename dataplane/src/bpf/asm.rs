@@ -106,7 +106,12 @@ impl Asm {
         Self::default()
     }
     fn push(&mut self, code: u8, dst: Reg, src: Reg, off: i16, imm: i32) -> &mut Self {
-        self.insns.push(Insn { code, regs: regs(dst, src), off, imm });
+        self.insns.push(Insn {
+            code,
+            regs: regs(dst, src),
+            off,
+            imm,
+        });
         self
     }
     /// A fresh unbound label.
@@ -180,7 +185,9 @@ impl Asm {
     pub fn finish(mut self) -> Result<Vec<Insn>, AsmError> {
         for &(at, l) in &self.fixups {
             let target = self.labels[l.0].ok_or(AsmError::Unbound(l.0))?;
-            let rel = i64::try_from(target).map_err(|_| AsmError::TooFar)? - i64::try_from(at).map_err(|_| AsmError::TooFar)? - 1;
+            let rel = i64::try_from(target).map_err(|_| AsmError::TooFar)?
+                - i64::try_from(at).map_err(|_| AsmError::TooFar)?
+                - 1;
             self.insns[at].off = i16::try_from(rel).map_err(|_| AsmError::TooFar)?;
         }
         Ok(self.insns)
@@ -195,14 +202,42 @@ mod tests {
     fn encodes_known_instructions() {
         let mut a = Asm::new();
         let l = a.label();
-        a.mov_imm(Reg::R0, 2).ldx_w(Reg::R2, Reg::R1, 4).jmp32_imm(Cond::Eq, Reg::R2, 8, l).bind(l).exit();
+        a.mov_imm(Reg::R0, 2)
+            .ldx_w(Reg::R2, Reg::R1, 4)
+            .jmp32_imm(Cond::Eq, Reg::R2, 8, l)
+            .bind(l)
+            .exit();
         let p = a.finish().unwrap();
         // mov r0, 2  => b7 00 0000 02000000
-        assert_eq!(p[0], Insn { code: 0xb7, regs: 0x00, off: 0, imm: 2 });
+        assert_eq!(
+            p[0],
+            Insn {
+                code: 0xb7,
+                regs: 0x00,
+                off: 0,
+                imm: 2
+            }
+        );
         // ldxw r2, [r1+4] => 61 12 0400 00000000
-        assert_eq!(p[1], Insn { code: 0x61, regs: 0x12, off: 4, imm: 0 });
+        assert_eq!(
+            p[1],
+            Insn {
+                code: 0x61,
+                regs: 0x12,
+                off: 4,
+                imm: 0
+            }
+        );
         // jeq32 r2, 8, +0 => 16 02 0000 08000000
-        assert_eq!(p[2], Insn { code: 0x16, regs: 0x02, off: 0, imm: 8 });
+        assert_eq!(
+            p[2],
+            Insn {
+                code: 0x16,
+                regs: 0x02,
+                off: 0,
+                imm: 8
+            }
+        );
         assert_eq!(p[3].code, 0x95);
     }
 

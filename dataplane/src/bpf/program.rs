@@ -43,11 +43,19 @@ pub struct XdpFilter {
 impl XdpFilter {
     /// A WAN (uplink) interface: only overlay UDP ports.
     pub fn wan(ports: &[u16]) -> Self {
-        Self { udp_ports: ports.to_vec(), ..Self::default() }
+        Self {
+            udp_ports: ports.to_vec(),
+            ..Self::default()
+        }
     }
     /// A LAN interface: all IP traffic except to the gateway's own addresses.
     pub fn lan(local_v4: &[Ipv4Addr], local_v6: &[Ipv6Addr]) -> Self {
-        Self { redirect_other_ip: true, local_v4: local_v4.to_vec(), local_v6: local_v6.to_vec(), ..Self::default() }
+        Self {
+            redirect_other_ip: true,
+            local_v4: local_v4.to_vec(),
+            local_v6: local_v6.to_vec(),
+            ..Self::default()
+        }
     }
 }
 
@@ -85,7 +93,9 @@ pub fn xdp_redirect_program(f: &XdpFilter, map_fd: i32) -> Result<Vec<Insn>, Pro
     let v6_not_nd = a.label();
 
     a.mov(R6, R1).ldx_w(R2, R6, 0).ldx_w(R3, R6, 4);
-    a.mov(R4, R2).alu_imm(Alu::Add, R4, 14).jmp_reg(Cond::Gt, R4, R3, pass);
+    a.mov(R4, R2)
+        .alu_imm(Alu::Add, R4, 14)
+        .jmp_reg(Cond::Gt, R4, R3, pass);
     a.ldx_h(R5, R2, 12);
     a.jmp32_imm(Cond::Eq, R5, ne16([0x08, 0x00]), v4);
     a.jmp32_imm(Cond::Eq, R5, ne16([0x86, 0xdd]), v6);
@@ -93,14 +103,24 @@ pub fn xdp_redirect_program(f: &XdpFilter, map_fd: i32) -> Result<Vec<Insn>, Pro
 
     // IPv4
     a.bind(v4);
-    a.mov(R4, R2).alu_imm(Alu::Add, R4, 34).jmp_reg(Cond::Gt, R4, R3, pass);
+    a.mov(R4, R2)
+        .alu_imm(Alu::Add, R4, 34)
+        .jmp_reg(Cond::Gt, R4, R3, pass);
     if !f.udp_ports.is_empty() {
         a.ldx_b(R5, R2, 23).jmp32_imm(Cond::Ne, R5, 17, v4_other);
         // Fragment offset != 0: no UDP header here.
-        a.ldx_h(R5, R2, 20).alu_imm(Alu::And, R5, ne16([0x1f, 0xff])).jmp32_imm(Cond::Ne, R5, 0, v4_other);
-        a.ldx_b(R7, R2, 14).alu_imm(Alu::And, R7, 0x0f).alu_imm(Alu::Lsh, R7, 2);
-        a.mov(R8, R2).alu_imm(Alu::Add, R8, 14).alu_reg(Alu::Add, R8, R7);
-        a.mov(R9, R8).alu_imm(Alu::Add, R9, 4).jmp_reg(Cond::Gt, R9, R3, pass);
+        a.ldx_h(R5, R2, 20)
+            .alu_imm(Alu::And, R5, ne16([0x1f, 0xff]))
+            .jmp32_imm(Cond::Ne, R5, 0, v4_other);
+        a.ldx_b(R7, R2, 14)
+            .alu_imm(Alu::And, R7, 0x0f)
+            .alu_imm(Alu::Lsh, R7, 2);
+        a.mov(R8, R2)
+            .alu_imm(Alu::Add, R8, 14)
+            .alu_reg(Alu::Add, R8, R7);
+        a.mov(R9, R8)
+            .alu_imm(Alu::Add, R9, 4)
+            .jmp_reg(Cond::Gt, R9, R3, pass);
         a.ldx_h(R5, R8, 2);
         for p in &f.udp_ports {
             a.jmp32_imm(Cond::Eq, R5, ne16(p.to_be_bytes()), redirect);
@@ -122,11 +142,15 @@ pub fn xdp_redirect_program(f: &XdpFilter, map_fd: i32) -> Result<Vec<Insn>, Pro
 
     // IPv6
     a.bind(v6);
-    a.mov(R4, R2).alu_imm(Alu::Add, R4, 54).jmp_reg(Cond::Gt, R4, R3, pass);
+    a.mov(R4, R2)
+        .alu_imm(Alu::Add, R4, 54)
+        .jmp_reg(Cond::Gt, R4, R3, pass);
     a.ldx_b(R5, R2, 20);
     if !f.udp_ports.is_empty() {
         a.jmp32_imm(Cond::Ne, R5, 17, v6_other);
-        a.mov(R4, R2).alu_imm(Alu::Add, R4, 58).jmp_reg(Cond::Gt, R4, R3, pass);
+        a.mov(R4, R2)
+            .alu_imm(Alu::Add, R4, 58)
+            .jmp_reg(Cond::Gt, R4, R3, pass);
         a.ldx_h(R7, R2, 56);
         for p in &f.udp_ports {
             a.jmp32_imm(Cond::Eq, R7, ne16(p.to_be_bytes()), redirect);
@@ -137,7 +161,9 @@ pub fn xdp_redirect_program(f: &XdpFilter, map_fd: i32) -> Result<Vec<Insn>, Pro
         a.ja(pass);
     } else {
         a.jmp32_imm(Cond::Ne, R5, 58, v6_not_nd);
-        a.mov(R4, R2).alu_imm(Alu::Add, R4, 55).jmp_reg(Cond::Gt, R4, R3, pass);
+        a.mov(R4, R2)
+            .alu_imm(Alu::Add, R4, 55)
+            .jmp_reg(Cond::Gt, R4, R3, pass);
         a.ldx_b(R7, R2, 54);
         a.jmp32_imm(Cond::Lt, R7, 133, v6_not_nd);
         a.jmp32_imm(Cond::Le, R7, 137, pass);
@@ -146,7 +172,9 @@ pub fn xdp_redirect_program(f: &XdpFilter, map_fd: i32) -> Result<Vec<Insn>, Pro
         a.ldx_b(R7, R2, 38).jmp32_imm(Cond::Eq, R7, 0xff, pass);
         let not_ll = a.label();
         a.jmp32_imm(Cond::Ne, R7, 0xfe, not_ll);
-        a.ldx_b(R7, R2, 39).alu_imm(Alu::And, R7, 0xc0).jmp32_imm(Cond::Eq, R7, 0x80, pass);
+        a.ldx_b(R7, R2, 39)
+            .alu_imm(Alu::And, R7, 0xc0)
+            .jmp32_imm(Cond::Eq, R7, 0x80, pass);
         a.bind(not_ll);
         for ip in &f.local_v6 {
             let next = a.label();
@@ -167,7 +195,11 @@ pub fn xdp_redirect_program(f: &XdpFilter, map_fd: i32) -> Result<Vec<Insn>, Pro
     } else {
         // bpf_redirect_map(xskmap, ctx->rx_queue_index, XDP_PASS): falls back to
         // the kernel when no socket is bound on this queue.
-        a.ldx_w(R2, R6, 16).ld_map_fd(R1, map_fd).mov_imm(R3, XDP_PASS).call(BPF_FUNC_REDIRECT_MAP).exit();
+        a.ldx_w(R2, R6, 16)
+            .ld_map_fd(R1, map_fd)
+            .mov_imm(R3, XDP_PASS)
+            .call(BPF_FUNC_REDIRECT_MAP)
+            .exit();
     }
     a.bind(pass);
     a.mov_imm(R0, XDP_PASS).exit();
@@ -180,7 +212,10 @@ mod tests {
 
     #[test]
     fn limits_are_checked() {
-        let f = XdpFilter { udp_ports: vec![1; 9], ..XdpFilter::default() };
+        let f = XdpFilter {
+            udp_ports: vec![1; 9],
+            ..XdpFilter::default()
+        };
         assert_eq!(xdp_redirect_program(&f, 3), Err(ProgramError::TooMany));
     }
 
@@ -188,8 +223,15 @@ mod tests {
     fn programs_assemble() {
         for f in [
             XdpFilter::wan(&[6081]),
-            XdpFilter::lan(&[Ipv4Addr::new(198, 18, 0, 1)], &["2001:2::1".parse().unwrap()]),
-            XdpFilter { udp_ports: vec![6081, 9000], redirect_other_ip: true, ..XdpFilter::default() },
+            XdpFilter::lan(
+                &[Ipv4Addr::new(198, 18, 0, 1)],
+                &["2001:2::1".parse().unwrap()],
+            ),
+            XdpFilter {
+                udp_ports: vec![6081, 9000],
+                redirect_other_ip: true,
+                ..XdpFilter::default()
+            },
         ] {
             let p = xdp_redirect_program(&f, 7).unwrap();
             assert!(p.len() > 10 && p.len() < 200);

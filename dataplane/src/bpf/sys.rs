@@ -39,7 +39,9 @@ impl std::str::FromStr for XdpMode {
             "native" | "drv" => Ok(Self::Native),
             "generic" | "skb" => Ok(Self::Generic),
             "auto" => Ok(Self::Auto),
-            _ => Err(format!("unknown XDP mode {s:?}: use native, generic or auto")),
+            _ => Err(format!(
+                "unknown XDP mode {s:?}: use native, generic or auto"
+            )),
         }
     }
 }
@@ -51,7 +53,9 @@ pub enum BpfError {
     #[error("{0}: no such interface (see `ip link`)")]
     NoInterface(String),
     /// Missing privileges.
-    #[error("{op}: permission denied: run as root (needs CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for AF_XDP)")]
+    #[error(
+        "{op}: permission denied: run as root (needs CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for AF_XDP)"
+    )]
     Permission {
         /// What was attempted.
         op: &'static str,
@@ -63,7 +67,9 @@ pub enum BpfError {
         ifname: String,
     },
     /// Something else holds the interface's XDP hook.
-    #[error("{ifname}: another XDP program is attached: remove it with `ip link set dev {ifname} xdp off`")]
+    #[error(
+        "{ifname}: another XDP program is attached: remove it with `ip link set dev {ifname} xdp off`"
+    )]
     Busy {
         /// Interface.
         ifname: String,
@@ -91,7 +97,11 @@ fn sys_bpf(cmd: i32, attr: &mut [u8; 128]) -> Result<i64, std::io::Error> {
     // SAFETY: `attr` is a 128-byte buffer, large enough for every command used
     // here (the kernel reads at most `size` bytes and zero-checks the rest).
     let r = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), attr.len()) };
-    if r < 0 { Err(std::io::Error::last_os_error()) } else { Ok(r) }
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
 }
 
 fn put32(a: &mut [u8; 128], off: usize, v: u32) {
@@ -110,7 +120,10 @@ fn os(op: &'static str, err: std::io::Error) -> BpfError {
 }
 
 fn owned(fd: i64, op: &'static str) -> Result<OwnedFd, BpfError> {
-    let fd = RawFd::try_from(fd).map_err(|_| BpfError::Os { op, err: std::io::Error::other("fd out of range") })?;
+    let fd = RawFd::try_from(fd).map_err(|_| BpfError::Os {
+        op,
+        err: std::io::Error::other("fd out of range"),
+    })?;
     // SAFETY: the kernel just returned this new descriptor; we own it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -160,10 +173,16 @@ pub fn load_xdp(insns: &[Insn]) -> Result<OwnedFd, BpfError> {
     put32(&mut a, 68, BPF_XDP);
     match sys_bpf(BPF_PROG_LOAD, &mut a) {
         Ok(fd) => owned(fd, "bpf prog load"),
-        Err(e) if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EINVAL) => {
+        Err(e)
+            if e.raw_os_error() == Some(libc::EACCES) || e.raw_os_error() == Some(libc::EINVAL) =>
+        {
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             let text = String::from_utf8_lossy(&log[..end]).into_owned();
-            if text.is_empty() { Err(os("bpf prog load", e)) } else { Err(BpfError::Verifier { log: text }) }
+            if text.is_empty() {
+                Err(os("bpf prog load", e))
+            } else {
+                Err(BpfError::Verifier { log: text })
+            }
         }
         Err(e) => Err(os("bpf prog load", e)),
     }
@@ -173,7 +192,11 @@ pub fn load_xdp(insns: &[Insn]) -> Result<OwnedFd, BpfError> {
 pub fn test_run(prog: &OwnedFd, data: &[u8]) -> Result<u32, BpfError> {
     let mut out = vec![0u8; data.len() + 512];
     let mut a = [0u8; 128];
-    put32(&mut a, 0, u32::try_from(prog.as_raw_fd()).unwrap_or(u32::MAX));
+    put32(
+        &mut a,
+        0,
+        u32::try_from(prog.as_raw_fd()).unwrap_or(u32::MAX),
+    );
     put32(&mut a, 8, u32::try_from(data.len()).unwrap_or(u32::MAX));
     put32(&mut a, 12, u32::try_from(out.len()).unwrap_or(0));
     put64(&mut a, 16, data.as_ptr() as u64);
@@ -190,12 +213,20 @@ pub fn ifindex(ifname: &str) -> Result<u32, BpfError> {
     let c = CString::new(ifname).map_err(|_| BpfError::NoInterface(ifname.to_string()))?;
     // SAFETY: `c` is a valid NUL-terminated string.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    if idx == 0 { Err(BpfError::NoInterface(ifname.to_string())) } else { Ok(idx) }
+    if idx == 0 {
+        Err(BpfError::NoInterface(ifname.to_string()))
+    } else {
+        Ok(idx)
+    }
 }
 
 fn link_create(prog: &OwnedFd, ifindex: u32, flags: u32) -> Result<OwnedFd, std::io::Error> {
     let mut a = [0u8; 128];
-    put32(&mut a, 0, u32::try_from(prog.as_raw_fd()).unwrap_or(u32::MAX));
+    put32(
+        &mut a,
+        0,
+        u32::try_from(prog.as_raw_fd()).unwrap_or(u32::MAX),
+    );
     put32(&mut a, 4, ifindex);
     put32(&mut a, 8, BPF_XDP);
     put32(&mut a, 12, flags);
@@ -216,38 +247,68 @@ pub struct XdpAttachment {
 
 impl std::fmt::Debug for XdpAttachment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "XdpAttachment({} ifindex {} {:?})", self.ifname, self.ifindex, self.mode)
+        write!(
+            f,
+            "XdpAttachment({} ifindex {} {:?})",
+            self.ifname, self.ifindex, self.mode
+        )
     }
 }
 
 impl XdpAttachment {
     /// Creates the XSKMAP (`queues` entries), generates and loads the program
     /// for `filter`, and attaches it to `ifname` in `mode`.
-    pub fn attach(ifname: &str, filter: &XdpFilter, queues: u32, mode: XdpMode) -> Result<Self, BpfError> {
+    pub fn attach(
+        ifname: &str,
+        filter: &XdpFilter,
+        queues: u32,
+        mode: XdpMode,
+    ) -> Result<Self, BpfError> {
         let ifindex = ifindex(ifname)?;
         let map = create_xskmap(queues)?;
         let insns = xdp_redirect_program(filter, map.as_raw_fd())?;
         let prog = load_xdp(&insns)?;
         let try_mode = |m: XdpMode| {
-            let flags = if m == XdpMode::Native { XDP_FLAGS_DRV_MODE } else { XDP_FLAGS_SKB_MODE };
+            let flags = if m == XdpMode::Native {
+                XDP_FLAGS_DRV_MODE
+            } else {
+                XDP_FLAGS_SKB_MODE
+            };
             link_create(&prog, ifindex, flags)
         };
         let (link, mode) = match mode {
             XdpMode::Auto => match try_mode(XdpMode::Native) {
                 Ok(l) => (l, XdpMode::Native),
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) || e.raw_os_error() == Some(libc::EPERM) => {
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EBUSY)
+                        || e.raw_os_error() == Some(libc::EPERM) =>
+                {
                     return Err(map_attach_err(ifname, e));
                 }
-                Err(_) => (try_mode(XdpMode::Generic).map_err(|e| map_attach_err(ifname, e))?, XdpMode::Generic),
+                Err(_) => (
+                    try_mode(XdpMode::Generic).map_err(|e| map_attach_err(ifname, e))?,
+                    XdpMode::Generic,
+                ),
             },
             m => (try_mode(m).map_err(|e| map_attach_err(ifname, e))?, m),
         };
-        Ok(Self { ifname: ifname.to_string(), ifindex, mode, map, _prog: prog, _link: link })
+        Ok(Self {
+            ifname: ifname.to_string(),
+            ifindex,
+            mode,
+            map,
+            _prog: prog,
+            _link: link,
+        })
     }
 
     /// Points queue `queue`'s entry at the AF_XDP socket `xsk_fd`.
     pub fn register(&self, queue: u32, xsk_fd: RawFd) -> Result<(), BpfError> {
-        map_update_u32(self.map.as_raw_fd(), queue, u32::try_from(xsk_fd).unwrap_or(u32::MAX))
+        map_update_u32(
+            self.map.as_raw_fd(),
+            queue,
+            u32::try_from(xsk_fd).unwrap_or(u32::MAX),
+        )
     }
     /// Removes queue `queue`'s socket (its traffic goes to the kernel).
     pub fn unregister(&self, queue: u32) -> Result<(), BpfError> {
@@ -269,10 +330,17 @@ impl XdpAttachment {
 
 fn map_attach_err(ifname: &str, e: std::io::Error) -> BpfError {
     match e.raw_os_error() {
-        Some(libc::EBUSY) | Some(libc::EEXIST) => BpfError::Busy { ifname: ifname.to_string() },
-        Some(libc::EOPNOTSUPP) => BpfError::NativeUnsupported { ifname: ifname.to_string() },
+        Some(libc::EBUSY) | Some(libc::EEXIST) => BpfError::Busy {
+            ifname: ifname.to_string(),
+        },
+        Some(libc::EOPNOTSUPP) => BpfError::NativeUnsupported {
+            ifname: ifname.to_string(),
+        },
         Some(libc::EPERM) => BpfError::Permission { op: "attach XDP" },
-        _ => BpfError::Os { op: "attach XDP (bpf link create)", err: e },
+        _ => BpfError::Os {
+            op: "attach XDP (bpf link create)",
+            err: e,
+        },
     }
 }
 
@@ -328,26 +396,110 @@ mod tests {
         let other4 = [198, 19, 0, 1];
         let other6 = "2001:2::99".parse::<std::net::Ipv6Addr>().unwrap().octets();
         let cases: Vec<(&str, Vec<u8>, u32, u32)> = vec![
-            ("arp", { let mut f = vec![0u8; 60]; f[12] = 0x08; f[13] = 0x06; f }, P, P),
-            ("v4 runt", { let mut f = vec![0u8; 20]; f[12] = 0x08; f }, P, P),
-            ("v6 runt", { let mut f = vec![0u8; 40]; f[12] = 0x86; f[13] = 0xdd; f }, P, P),
-            ("v4 truncated", frame_v4(17, other4, 6081)[..30].to_vec(), P, P),
-            ("v4 udp geneve to local", frame_v4(17, local4.octets(), 6081), R, R),
-            ("v4 udp other port to local", frame_v4(17, local4.octets(), 22), P, P),
+            (
+                "arp",
+                {
+                    let mut f = vec![0u8; 60];
+                    f[12] = 0x08;
+                    f[13] = 0x06;
+                    f
+                },
+                P,
+                P,
+            ),
+            (
+                "v4 runt",
+                {
+                    let mut f = vec![0u8; 20];
+                    f[12] = 0x08;
+                    f
+                },
+                P,
+                P,
+            ),
+            (
+                "v6 runt",
+                {
+                    let mut f = vec![0u8; 40];
+                    f[12] = 0x86;
+                    f[13] = 0xdd;
+                    f
+                },
+                P,
+                P,
+            ),
+            (
+                "v4 truncated",
+                frame_v4(17, other4, 6081)[..30].to_vec(),
+                P,
+                P,
+            ),
+            (
+                "v4 udp geneve to local",
+                frame_v4(17, local4.octets(), 6081),
+                R,
+                R,
+            ),
+            (
+                "v4 udp other port to local",
+                frame_v4(17, local4.octets(), 22),
+                P,
+                P,
+            ),
             ("v4 tcp to local", frame_v4(6, local4.octets(), 22), P, P),
             ("v4 tcp transit", frame_v4(6, other4, 80), R, P),
             ("v4 udp 7000", frame_v4(17, other4, 7000), R, R),
             ("v6 nd", frame_v6(58, other6, 135, 0), P, P),
             ("v6 echo transit", frame_v6(58, other6, 128, 0), R, P),
             ("v6 to local", frame_v6(6, local6.octets(), 0, 22), P, P),
-            ("v6 udp geneve", frame_v6(17, local6.octets(), 0, 6081), R, R),
+            (
+                "v6 udp geneve",
+                frame_v6(17, local6.octets(), 0, 6081),
+                R,
+                R,
+            ),
             ("v6 tcp transit", frame_v6(6, other6, 0, 80), R, P),
             ("v4 multicast", frame_v4(2, [224, 0, 0, 22], 0), P, P),
             ("v4 broadcast", frame_v4(17, [255, 255, 255, 255], 67), P, P),
-            ("v4 geneve to multicast", frame_v4(17, [239, 1, 1, 1], 6081), R, R),
-            ("v6 mld", frame_v6(58, "ff02::16".parse::<std::net::Ipv6Addr>().unwrap().octets(), 143, 0), P, P),
-            ("v6 link-local", frame_v6(6, "fe80::1".parse::<std::net::Ipv6Addr>().unwrap().octets(), 0, 22), P, P),
-            ("v6 fec0 is not link-local", frame_v6(6, "fec0::1".parse::<std::net::Ipv6Addr>().unwrap().octets(), 0, 22), R, P),
+            (
+                "v4 geneve to multicast",
+                frame_v4(17, [239, 1, 1, 1], 6081),
+                R,
+                R,
+            ),
+            (
+                "v6 mld",
+                frame_v6(
+                    58,
+                    "ff02::16".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                    143,
+                    0,
+                ),
+                P,
+                P,
+            ),
+            (
+                "v6 link-local",
+                frame_v6(
+                    6,
+                    "fe80::1".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                    0,
+                    22,
+                ),
+                P,
+                P,
+            ),
+            (
+                "v6 fec0 is not link-local",
+                frame_v6(
+                    6,
+                    "fec0::1".parse::<std::net::Ipv6Addr>().unwrap().octets(),
+                    0,
+                    22,
+                ),
+                R,
+                P,
+            ),
         ];
         for (name, f, want_lan, want_wan) in cases {
             assert_eq!(test_run(&lan_p, &f).unwrap(), want_lan, "lan: {name}");
@@ -358,6 +510,9 @@ mod tests {
     #[test]
     fn bad_interface_name_is_a_clear_error() {
         let e = ifindex("no-such-if0").unwrap_err();
-        assert_eq!(e.to_string(), "no-such-if0: no such interface (see `ip link`)");
+        assert_eq!(
+            e.to_string(),
+            "no-such-if0: no such interface (see `ip link`)"
+        );
     }
 }

@@ -43,7 +43,11 @@ fn ports(proto: u8, l4: &[u8]) -> wire::Result<(u16, u16)> {
             Ok((u.src_port(), u.dst_port()))
         }
         protocol::TCP | SCTP => {
-            let min = if proto == SCTP { SCTP_COMMON_HEADER } else { TCP_MIN_HEADER };
+            let min = if proto == SCTP {
+                SCTP_COMMON_HEADER
+            } else {
+                TCP_MIN_HEADER
+            };
             if l4.len() < min {
                 return Err(Error::Truncated);
             }
@@ -62,7 +66,11 @@ pub fn parse(frame: &[u8]) -> wire::Result<Inner> {
         ethernet::ethertype::IPV4 => {
             let ip = ipv4::Packet::new_checked(eth.payload())?;
             let proto = ip.protocol();
-            let (sport, dport) = if ip.is_fragment() { (0, 0) } else { ports(proto, ip.payload())? };
+            let (sport, dport) = if ip.is_fragment() {
+                (0, 0)
+            } else {
+                ports(proto, ip.payload())?
+            };
             let tuple = FiveTuple {
                 src: u128::from(u32::from(ip.src())),
                 dst: u128::from(u32::from(ip.dst())),
@@ -71,7 +79,10 @@ pub fn parse(frame: &[u8]) -> wire::Result<Inner> {
                 proto,
                 v6: false,
             };
-            Ok(Inner { tuple, dscp: ip.dscp() })
+            Ok(Inner {
+                tuple,
+                dscp: ip.dscp(),
+            })
         }
         ethernet::ethertype::IPV6 => {
             let ip = ipv6::Packet::new_checked(eth.payload())?;
@@ -85,7 +96,10 @@ pub fn parse(frame: &[u8]) -> wire::Result<Inner> {
                 proto,
                 v6: true,
             };
-            Ok(Inner { tuple, dscp: ip.traffic_class() >> 2 })
+            Ok(Inner {
+                tuple,
+                dscp: ip.traffic_class() >> 2,
+            })
         }
         _ => Err(Error::Unsupported),
     }

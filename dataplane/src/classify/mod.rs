@@ -1,2 +1,364 @@
-//! Classifier (in progress).
+//! The packet classifier of a worker: inner packet -> (class, flow) or best
+//! effort, or a counted drop. Pure (no OS, time passed in), one instance per
+//! worker, no locks, no allocation per packet.
+//!
+//! 1. [`inner::parse`] extracts the inner 5-tuple and DSCP through the
+//!    [`crate::wire`] views; malformed packets become the wire error's
+//!    [`DropReason`].
+//! 2. [`sessions::SessionTable`] maps the 5-tuple to its session. A hit
+//!    returns the session's stored outcome: classification and admission
+//!    happen once per session, so a session never changes flow mid-stream.
+//! 3. On a miss, [`rules::RuleTable`] finds the class (first matching rule);
+//!    no match means best effort without a session entry.
+//! 4. Admission: while the class has fewer live sessions than the plan's
+//!    `sessions`, the new session is admitted and pinned to one of the
+//!    class's flows; beyond that it takes the class's overflow action
+//!    (best effort or drop), remembered for the session's lifetime, counted.
+//!
+//! **Spreading sessions over flows**: a new admitted session goes to the flow
+//! `f` of its class (with planned rate `x_f > 0`) that minimises
+//! `(active_f + 1) / x_f`, ties to the first in file order. The live counts
+//! therefore stay within one session of the proportions `x_f / sum x`, also
+//! after expiries (the next sessions refill the flow that lost most), which
+//! is what PFO means by splitting a class over its routes, at session
+//! granularity (no reordering within a session).
+//!
+//! A new plan ([`Classifier::set_plan`]) changes the limits and rates for new
+//! sessions; live sessions keep their flow until they expire.
+
 #![deny(unsafe_code)]
+
+pub mod inner;
+pub mod rules;
+pub mod sessions;
+
+#[cfg(test)]
+mod tests;
+
+use crate::config::{Config, Overflow, Plan, PlanError};
+use crate::engine::{DropReason, Nanos};
+use inner::Inner;
+use rules::{RuleError, RuleTable};
+use sessions::{FLOW_BEST_EFFORT, FLOW_DROP, Found, SessionTable, tick};
+
+/// What to do with a classified packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// An admitted session: send it on this flow (indices into
+    /// `Config::classes` and `Config::flows`).
+    Flow {
+        /// Class index.
+        class: u16,
+        /// Flow index.
+        flow: u16,
+    },
+    /// Forward at the lowest priority, outside the plan: a session over its
+    /// class's admitted count (`class: Some`) or a packet no rule matched.
+    BestEffort {
+        /// Class index, if a rule matched.
+        class: Option<u16>,
+    },
+}
+
+/// Classifier parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Sessions the table holds (memory: about 64 bytes each).
+    pub max_sessions: usize,
+    /// A session idle this long is forgotten (and its admission freed).
+    pub idle_timeout: Nanos,
+    /// Hash seed; choose it at random per worker.
+    pub hash_seed: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_sessions: 1 << 20,
+            idle_timeout: 30_000_000_000,
+            hash_seed: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+}
+
+/// Counters (plain; the worker copies them to shared memory).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Packets of known sessions.
+    pub session_hits: u64,
+    /// Sessions created (admitted, best effort or refused).
+    pub new_sessions: u64,
+    /// Sessions admitted on a flow.
+    pub admitted: u64,
+    /// Sessions over their class's limit sent best effort.
+    pub overflow_best_effort: u64,
+    /// Sessions over their class's limit refused (action `drop`).
+    pub overflow_dropped: u64,
+    /// Packets dropped because their session was refused.
+    pub not_admitted_packets: u64,
+    /// Packets no rule matched (best effort, no session).
+    pub unclassified: u64,
+    /// New sessions forwarded best effort because the table was full.
+    pub table_full: u64,
+    /// Sessions removed after the idle timeout.
+    pub expired: u64,
+    /// Packets whose inner headers did not parse.
+    pub malformed: u64,
+}
+
+/// Why a classifier could not be built or a plan applied.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClassifierError {
+    /// The rule set does not compile.
+    #[error(transparent)]
+    Rules(#[from] RuleError),
+    /// The plan does not fit the configuration.
+    #[error("plan: {0}")]
+    Plan(#[from] PlanError),
+    /// More than 65533 flows.
+    #[error("too many flows (at most 65533)")]
+    TooManyFlows,
+}
+
+/// Per-worker classifier. See the module documentation.
+#[derive(Debug)]
+pub struct Classifier {
+    rules: RuleTable,
+    sessions: SessionTable,
+    overflow: Vec<Overflow>,
+    /// Admitted-session limit per class.
+    limit: Vec<u32>,
+    /// Live admitted sessions per class.
+    active: Vec<u32>,
+    /// Flows of each class (flow indices), file order.
+    class_flows: Vec<Vec<u16>>,
+    /// Planned per-session rate per flow (0 = receives no new sessions).
+    rate: Vec<f64>,
+    /// Live sessions per flow.
+    flow_active: Vec<u32>,
+    epoch: u64,
+    stats: Stats,
+}
+
+impl Classifier {
+    /// Builds a classifier for `cfg` (its rules, classes, flows) with `plan`
+    /// (which is validated against `cfg`).
+    pub fn new(cfg: &Config, plan: &Plan, settings: Settings) -> Result<Self, ClassifierError> {
+        if cfg.flows.len() >= usize::from(FLOW_DROP) {
+            return Err(ClassifierError::TooManyFlows);
+        }
+        let rules = RuleTable::build(cfg)?;
+        let mut class_flows = vec![Vec::new(); cfg.classes.len()];
+        for (fi, f) in cfg.flows.iter().enumerate() {
+            if let (Some(ci), Ok(fi)) = (cfg.class_index(&f.class), u16::try_from(fi)) {
+                class_flows[ci].push(fi);
+            }
+        }
+        let mut c = Self {
+            rules,
+            sessions: SessionTable::new(
+                settings.max_sessions,
+                settings.idle_timeout,
+                settings.hash_seed,
+            ),
+            overflow: cfg.classes.iter().map(|c| c.overflow).collect(),
+            limit: vec![0; cfg.classes.len()],
+            active: vec![0; cfg.classes.len()],
+            class_flows,
+            rate: vec![0.0; cfg.flows.len()],
+            flow_active: vec![0; cfg.flows.len()],
+            epoch: 0,
+            stats: Stats::default(),
+        };
+        c.apply(cfg, plan)?;
+        Ok(c)
+    }
+
+    fn apply(&mut self, cfg: &Config, plan: &Plan) -> Result<(), PlanError> {
+        plan.validate(cfg)?;
+        for (ci, c) in cfg.classes.iter().enumerate() {
+            self.limit[ci] = plan.sessions(&c.id);
+        }
+        for (fi, f) in cfg.flows.iter().enumerate() {
+            self.rate[fi] = plan.flow(&f.id).map_or(0.0, |p| p.rate_mbps);
+        }
+        self.epoch = plan.epoch;
+        Ok(())
+    }
+
+    /// Applies a new plan (for the same `cfg` the classifier was built with)
+    /// unless its epoch is older than the current one. Returns whether it was
+    /// applied. Not for the per-packet path (it looks ids up).
+    pub fn set_plan(&mut self, cfg: &Config, plan: &Plan) -> Result<bool, PlanError> {
+        if plan.epoch < self.epoch {
+            return Ok(false);
+        }
+        self.apply(cfg, plan)?;
+        Ok(true)
+    }
+
+    /// Epoch of the plan in force.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    /// Live admitted sessions of a class.
+    pub fn active_sessions(&self, class: u16) -> u32 {
+        self.active.get(usize::from(class)).copied().unwrap_or(0)
+    }
+    /// Live sessions pinned to a flow.
+    pub fn flow_sessions(&self, flow: u16) -> u32 {
+        self.flow_active
+            .get(usize::from(flow))
+            .copied()
+            .unwrap_or(0)
+    }
+    /// Sessions in the table (admitted, best effort and refused).
+    pub fn sessions(&self) -> usize {
+        self.sessions.len()
+    }
+    /// The compiled rules.
+    pub fn rules(&self) -> &RuleTable {
+        &self.rules
+    }
+
+    /// Classifies one LAN-side Ethernet frame at time `now`.
+    #[inline]
+    pub fn classify(&mut self, frame: &[u8], now: Nanos) -> Result<Decision, DropReason> {
+        let inner = match inner::parse(frame) {
+            Ok(i) => i,
+            Err(e) => {
+                self.stats.malformed += 1;
+                return Err(e.drop_reason());
+            }
+        };
+        self.classify_inner(&inner, now)
+    }
+
+    /// Classifies an already parsed packet.
+    #[inline]
+    pub fn classify_inner(&mut self, i: &Inner, now: Nanos) -> Result<Decision, DropReason> {
+        let now = tick(now);
+        match self.sessions.find(&i.tuple) {
+            Found::At(at) => {
+                if self.sessions.is_expired(at, now) {
+                    // Reuse the slot: release the old session, admit afresh.
+                    let s = *self.sessions.slot_mut(at);
+                    self.release(s.class, s.flow);
+                    self.stats.expired += 1;
+                    let class = s.class;
+                    let flow = self.admit(class);
+                    let slot = self.sessions.slot_mut(at);
+                    slot.flow = flow;
+                    self.sessions.touch_at(at, now);
+                    self.stats.new_sessions += 1;
+                    return self.outcome(class, flow);
+                }
+                self.stats.session_hits += 1;
+                self.sessions.touch_at(at, now);
+                let s = self.sessions.slot_mut(at);
+                let (class, flow) = (s.class, s.flow);
+                self.outcome(class, flow)
+            }
+            Found::Vacant(at) => {
+                let Some(class) = self.rules.lookup(i) else {
+                    self.stats.unclassified += 1;
+                    return Ok(Decision::BestEffort { class: None });
+                };
+                if self.sessions.is_full() {
+                    self.stats.table_full += 1;
+                    return Ok(Decision::BestEffort { class: Some(class) });
+                }
+                let flow = self.admit(class);
+                self.sessions.insert(at, &i.tuple, class, flow, now);
+                self.stats.new_sessions += 1;
+                self.outcome(class, flow)
+            }
+        }
+    }
+
+    /// Decides a new session of `class`: a flow, or the overflow action.
+    #[inline]
+    fn admit(&mut self, class: u16) -> u16 {
+        let c = usize::from(class);
+        let mut best: Option<u16> = None;
+        if self.active[c] < self.limit[c] {
+            let mut best_key = (0u32, 0.0f64);
+            for &f in &self.class_flows[c] {
+                let (n, r) = (self.flow_active[usize::from(f)], self.rate[usize::from(f)]);
+                if r <= 0.0 {
+                    continue;
+                }
+                // (n + 1) / r < (bn + 1) / br  <=>  (n + 1) * br < (bn + 1) * r
+                if best.is_none() || f64::from(n + 1) * best_key.1 < f64::from(best_key.0 + 1) * r {
+                    best = Some(f);
+                    best_key = (n, r);
+                }
+            }
+        }
+        match best {
+            Some(f) => {
+                self.active[c] += 1;
+                self.flow_active[usize::from(f)] += 1;
+                self.stats.admitted += 1;
+                f
+            }
+            None => match self.overflow[c] {
+                Overflow::BestEffort => {
+                    self.stats.overflow_best_effort += 1;
+                    FLOW_BEST_EFFORT
+                }
+                Overflow::Drop => {
+                    self.stats.overflow_dropped += 1;
+                    FLOW_DROP
+                }
+            },
+        }
+    }
+
+    fn release(&mut self, class: u16, flow: u16) {
+        if flow < FLOW_DROP {
+            if let Some(a) = self.active.get_mut(usize::from(class)) {
+                *a = a.saturating_sub(1);
+            }
+            if let Some(a) = self.flow_active.get_mut(usize::from(flow)) {
+                *a = a.saturating_sub(1);
+            }
+        }
+    }
+
+    #[inline]
+    fn outcome(&mut self, class: u16, flow: u16) -> Result<Decision, DropReason> {
+        match flow {
+            FLOW_BEST_EFFORT => Ok(Decision::BestEffort { class: Some(class) }),
+            FLOW_DROP => {
+                self.stats.not_admitted_packets += 1;
+                Err(DropReason::NotAdmitted)
+            }
+            _ => Ok(Decision::Flow { class, flow }),
+        }
+    }
+
+    /// Housekeeping, once per batch: sweeps up to `budget` session slots and
+    /// forgets sessions idle past the timeout, freeing their admission.
+    /// To visit the whole table once per timeout `T` with `B` batches per
+    /// second, use `budget >= slots / (T * B)`.
+    pub fn expire(&mut self, now: Nanos, budget: usize) -> usize {
+        let (active, flow_active) = (&mut self.active, &mut self.flow_active);
+        let n = self.sessions.expire(tick(now), budget, |class, flow| {
+            if flow < FLOW_DROP {
+                if let Some(a) = active.get_mut(usize::from(class)) {
+                    *a = a.saturating_sub(1);
+                }
+                if let Some(a) = flow_active.get_mut(usize::from(flow)) {
+                    *a = a.saturating_sub(1);
+                }
+            }
+        });
+        self.stats.expired += u64::try_from(n).unwrap_or(u64::MAX);
+        n
+    }
+}

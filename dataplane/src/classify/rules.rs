@@ -38,7 +38,11 @@ impl Entry {
     fn from_rule(r: &Rule, class: u16) -> Self {
         let (sport_lo, sport_hi) = r.src_ports.map_or((0, u16::MAX), |p| (p.lo, p.hi));
         let (dport_lo, dport_hi) = r.dst_ports.map_or((0, u16::MAX), |p| (p.lo, p.hi));
-        let dscp = if r.dscp.is_empty() { u64::MAX } else { r.dscp.iter().fold(0, |m, d| m | 1u64 << (d & 63)) };
+        let dscp = if r.dscp.is_empty() {
+            u64::MAX
+        } else {
+            r.dscp.iter().fold(0, |m, d| m | 1u64 << (d & 63))
+        };
         Self {
             dscp,
             sport_lo,
@@ -53,7 +57,8 @@ impl Entry {
     fn is_catch_all(&self) -> bool {
         self.any_proto
             && self.dscp == u64::MAX
-            && (self.sport_lo, self.sport_hi, self.dport_lo, self.dport_hi) == (0, u16::MAX, 0, u16::MAX)
+            && (self.sport_lo, self.sport_hi, self.dport_lo, self.dport_hi)
+                == (0, u16::MAX, 0, u16::MAX)
     }
     #[inline]
     fn matches(&self, i: &Inner) -> bool {
@@ -79,7 +84,11 @@ struct RangeTable<K> {
 }
 
 impl<K: Copy + Ord + Default> RangeTable<K> {
-    fn build(ranges: &[(K, K, u32)], entries: &[Entry], next: impl Fn(K) -> Option<K>) -> Result<Self, RuleError> {
+    fn build(
+        ranges: &[(K, K, u32)],
+        entries: &[Entry],
+        next: impl Fn(K) -> Option<K>,
+    ) -> Result<Self, RuleError> {
         let mut starts = vec![K::default()];
         for &(lo, hi, _) in ranges {
             starts.push(lo);
@@ -115,12 +124,19 @@ impl<K: Copy + Ord + Default> RangeTable<K> {
             cands.extend_from_slice(l);
             offsets.push(u32::try_from(cands.len()).map_err(|_| RuleError::TooManyCandidates)?);
         }
-        Ok(Self { starts, offsets, cands })
+        Ok(Self {
+            starts,
+            offsets,
+            cands,
+        })
     }
 
     #[inline]
     fn candidates(&self, addr: K) -> &[u32] {
-        let i = self.starts.partition_point(|s| *s <= addr).saturating_sub(1);
+        let i = self
+            .starts
+            .partition_point(|s| *s <= addr)
+            .saturating_sub(1);
         match (self.offsets.get(i), self.offsets.get(i + 1)) {
             (Some(&a), Some(&b)) => self.cands.get(a as usize..b as usize).unwrap_or(&[]),
             _ => &[],
@@ -158,12 +174,20 @@ impl RuleTable {
             if c.source != cfg.site.name {
                 continue;
             }
-            let class = u16::try_from(ci).ok().filter(|c| *c < u16::MAX).ok_or(RuleError::TooManyClasses)?;
+            let class = u16::try_from(ci)
+                .ok()
+                .filter(|c| *c < u16::MAX)
+                .ok_or(RuleError::TooManyClasses)?;
             let site_prefixes = cfg.site_prefixes(&c.destination).unwrap_or(&[]);
             for r in &c.rules {
-                let prefixes: &[Prefix] = if r.dst_prefixes.is_empty() { site_prefixes } else { &r.dst_prefixes };
+                let prefixes: &[Prefix] = if r.dst_prefixes.is_empty() {
+                    site_prefixes
+                } else {
+                    &r.dst_prefixes
+                };
                 for p in prefixes {
-                    let e = u32::try_from(entries.len()).map_err(|_| RuleError::TooManyCandidates)?;
+                    let e =
+                        u32::try_from(entries.len()).map_err(|_| RuleError::TooManyCandidates)?;
                     entries.push(Entry::from_rule(r, class));
                     if let Some((lo, hi)) = p.range_v4() {
                         v4.push((lo, hi, e));
@@ -185,7 +209,8 @@ impl RuleTable {
             self.v6.candidates(i.tuple.dst)
         } else {
             // IPv4 addresses live in the low 32 bits.
-            self.v4.candidates(u32::try_from(i.tuple.dst).unwrap_or(u32::MAX))
+            self.v4
+                .candidates(u32::try_from(i.tuple.dst).unwrap_or(u32::MAX))
         };
         cands
             .iter()
@@ -204,8 +229,20 @@ impl RuleTable {
     }
     /// Longest interval list (the worst-case linear scan).
     pub fn max_candidates(&self) -> usize {
-        let w4 = self.v4.offsets.windows(2).map(|w| (w[1] - w[0]) as usize).max().unwrap_or(0);
-        let w6 = self.v6.offsets.windows(2).map(|w| (w[1] - w[0]) as usize).max().unwrap_or(0);
+        let w4 = self
+            .v4
+            .offsets
+            .windows(2)
+            .map(|w| (w[1] - w[0]) as usize)
+            .max()
+            .unwrap_or(0);
+        let w6 = self
+            .v6
+            .offsets
+            .windows(2)
+            .map(|w| (w[1] - w[0]) as usize)
+            .max()
+            .unwrap_or(0);
         w4.max(w6)
     }
 }

@@ -81,8 +81,16 @@ fn fold(a: u64, b: u64) -> u64 {
 #[inline]
 #[allow(clippy::cast_possible_truncation)] // splitting u128 into its u64 halves
 fn hash(t: &FiveTuple, seed: u64) -> u64 {
-    const K: [u64; 4] = [0x243F_6A88_85A3_08D3, 0x1319_8A2E_0370_7344, 0xA409_3822_299F_31D0, 0x082E_FA98_EC4E_6C89];
-    let misc = u64::from(t.sport) | u64::from(t.dport) << 16 | u64::from(t.proto) << 32 | u64::from(t.v6) << 40;
+    const K: [u64; 4] = [
+        0x243F_6A88_85A3_08D3,
+        0x1319_8A2E_0370_7344,
+        0xA409_3822_299F_31D0,
+        0x082E_FA98_EC4E_6C89,
+    ];
+    let misc = u64::from(t.sport)
+        | u64::from(t.dport) << 16
+        | u64::from(t.proto) << 32
+        | u64::from(t.v6) << 40;
     let a = fold(t.src as u64 ^ seed, (t.src >> 64) as u64 ^ K[0]);
     let b = fold(t.dst as u64 ^ K[1], (t.dst >> 64) as u64 ^ K[2]);
     fold(a ^ b ^ K[3], misc ^ seed.rotate_left(32))
@@ -115,8 +123,17 @@ impl SessionTable {
     pub fn new(capacity: usize, idle_ns: u64, seed: u64) -> Self {
         let capacity = capacity.max(1);
         let n = capacity + capacity / 3 + 1;
-        let idle_ticks = u32::try_from(idle_ns.div_ceil(1 << TICK_SHIFT)).unwrap_or(u32::MAX / 2).min(u32::MAX / 2);
-        Self { slots: vec![Slot::default(); n], len: 0, capacity, seed, idle_ticks, cursor: 0 }
+        let idle_ticks = u32::try_from(idle_ns.div_ceil(1 << TICK_SHIFT))
+            .unwrap_or(u32::MAX / 2)
+            .min(u32::MAX / 2);
+        Self {
+            slots: vec![Slot::default(); n],
+            len: 0,
+            capacity,
+            seed,
+            idle_ticks,
+            cursor: 0,
+        }
     }
 
     /// Sessions stored (including expired ones not swept yet).
@@ -234,13 +251,19 @@ impl SessionTable {
         self.len -= 1;
     }
 
-    /// Visits up to `budget` slots from where the previous call stopped and
+    /// Visits up to `budget` slots (a slot just emptied is visited again: a
+    /// shifted entry may now occupy it) from where the previous call stopped and
     /// removes the expired sessions, reporting each `(class, flow)` to
     /// `on_expire`. Returns how many were removed. Call it once per batch with
     /// a budget large enough to cover the table within the idle timeout.
-    pub fn expire(&mut self, now: u32, budget: usize, mut on_expire: impl FnMut(u16, u16)) -> usize {
+    pub fn expire(
+        &mut self,
+        now: u32,
+        budget: usize,
+        mut on_expire: impl FnMut(u16, u16),
+    ) -> usize {
         let mut removed = 0;
-        for _ in 0..budget.min(self.slots.len()) {
+        for _ in 0..budget {
             let i = self.cursor;
             if !self.slots[i].is_empty() && self.is_expired(i, now) {
                 let s = self.slots[i];
@@ -261,25 +284,38 @@ mod tests {
     use super::*;
 
     fn t(i: u32) -> FiveTuple {
-        FiveTuple { src: u128::from(i), dst: 7, sport: 1, dport: 2, proto: 17, v6: false }
+        FiveTuple {
+            src: u128::from(i),
+            dst: 7,
+            sport: 1,
+            dport: 2,
+            proto: 17,
+            v6: false,
+        }
     }
 
     #[test]
     fn insert_find_expire() {
         let mut s = SessionTable::new(100, 10 << 20, 1);
         for i in 0..100 {
-            let Found::Vacant(at) = s.find(&t(i)) else { panic!("dup") };
+            let Found::Vacant(at) = s.find(&t(i)) else {
+                panic!("dup")
+            };
             assert!(s.insert(at, &t(i), 0, 3, 0));
         }
         assert!(s.is_full());
-        let Found::Vacant(at) = s.find(&t(100)) else { panic!("dup") };
+        let Found::Vacant(at) = s.find(&t(100)) else {
+            panic!("dup")
+        };
         assert!(!s.insert(at, &t(100), 0, 3, 0));
         for i in 0..100 {
             assert!(matches!(s.find(&t(i)), Found::At(_)));
         }
         // Keep the odd ones alive, let the even ones expire.
         for i in (1..100).step_by(2) {
-            let Found::At(at) = s.find(&t(i)) else { panic!("lost") };
+            let Found::At(at) = s.find(&t(i)) else {
+                panic!("lost")
+            };
             s.touch_at(at, 20);
         }
         let mut n = 0;
@@ -298,11 +334,13 @@ mod tests {
         // A tiny table forces long probe runs and wrap-around.
         let mut s = SessionTable::new(6, 1 << 20, 99);
         for i in 0..6 {
-            let Found::Vacant(at) = s.find(&t(i)) else { panic!() };
+            let Found::Vacant(at) = s.find(&t(i)) else {
+                panic!()
+            };
             assert!(s.insert(at, &t(i), 0, 0, u32::from(i % 2 == 0) * 100));
         }
-        // Sessions stamped 0 expire at 50, those stamped 100 do not.
-        s.expire(50, 100, |_, _| {});
+        // At tick 101 sessions stamped 0 have expired, those stamped 100 have not.
+        assert_eq!(s.expire(101, 100, |_, _| {}), 3);
         for i in 0..6 {
             assert_eq!(matches!(s.find(&t(i)), Found::At(_)), i % 2 == 0, "{i}");
         }

@@ -76,7 +76,7 @@ impl Source<'_> {
     /// Converts a TOML syntax or type error. Its field is guessed from the
     /// text: the innermost `[table]` header above the error plus the key on
     /// the error's line (or the field named in "missing field `x`").
-    pub(crate) fn from_toml(&self, e: &toml::de::Error) -> ConfigError {
+    pub(crate) fn toml_error(&self, e: &toml::de::Error) -> ConfigError {
         let span = e.span().unwrap_or(0..0);
         let message = e.message().trim().to_owned();
         let field = self.field_at(span.start, &message);

@@ -47,7 +47,7 @@ impl Config {
                 format!("larger than {MAX_FILE_LEN} bytes"),
             ));
         }
-        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
         validate::build(&src, &raw)
     }
 

@@ -171,7 +171,7 @@ impl Plan {
     /// the running configuration before applying it.
     pub fn from_toml_str(text: &str, file: &str) -> Result<Plan, ConfigError> {
         let src = Source { file, text };
-        let raw: RawPlan = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
+        let raw: RawPlan = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
         from_raw(&src, &raw, "")
     }
 }

@@ -38,8 +38,17 @@ unsafe impl Send for Arena {}
 impl Arena {
     /// Maps `frames` frames of `frame_size` bytes, trying 2 MiB huge pages first
     /// when `hugepages` is set and falling back to normal pages.
-    pub fn new(frames: u32, frame_size: u32, headroom: u32, hugepages: bool) -> Result<Self, ArenaError> {
-        if frames == 0 || !frame_size.is_power_of_two() || !(2048..=65536).contains(&frame_size) || headroom >= frame_size / 2 {
+    pub fn new(
+        frames: u32,
+        frame_size: u32,
+        headroom: u32,
+        hugepages: bool,
+    ) -> Result<Self, ArenaError> {
+        if frames == 0
+            || !frame_size.is_power_of_two()
+            || !(2048..=65536).contains(&frame_size)
+            || headroom >= frame_size / 2
+        {
             return Err(ArenaError::BadGeometry(frame_size));
         }
         let bytes = frames as usize * frame_size as usize;
@@ -48,18 +57,43 @@ impl Arena {
         if hugepages {
             // SAFETY: anonymous mapping request; no existing memory is touched.
             ptr = unsafe {
-                libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, flags | libc::MAP_HUGETLB, -1, 0)
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    bytes,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    flags | libc::MAP_HUGETLB,
+                    -1,
+                    0,
+                )
             };
         }
         if ptr == libc::MAP_FAILED {
             // SAFETY: as above.
-            ptr = unsafe { libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) };
+            ptr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    bytes,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    flags,
+                    -1,
+                    0,
+                )
+            };
         }
         if ptr == libc::MAP_FAILED {
-            return Err(ArenaError::Mmap { bytes, err: std::io::Error::last_os_error() });
+            return Err(ArenaError::Mmap {
+                bytes,
+                err: std::io::Error::last_os_error(),
+            });
         }
         let base = NonNull::new(ptr.cast::<u8>()).ok_or(ArenaError::BadGeometry(frame_size))?;
-        Ok(Self { base, bytes, frame_size, frames, headroom })
+        Ok(Self {
+            base,
+            bytes,
+            frame_size,
+            frames,
+            headroom,
+        })
     }
 
     /// Start of the mapping (for registering it with the kernel).
@@ -149,14 +183,26 @@ impl FramePool {
     /// A pool holding every frame of `arena`.
     pub fn new(arena: &Arena) -> Self {
         let fs = u64::from(arena.frame_size());
-        let free = (0..u64::from(arena.frames())).rev().map(|i| i * fs).collect();
-        Self { free, frame_size: fs }
+        let free = (0..u64::from(arena.frames()))
+            .rev()
+            .map(|i| i * fs)
+            .collect();
+        Self {
+            free,
+            frame_size: fs,
+        }
     }
     /// A pool over frames `first..first+count` only (a worker's share of a larger arena).
     pub fn with_range(frame_size: u32, first: u32, count: u32) -> Self {
         let fs = u64::from(frame_size);
-        let free = (u64::from(first)..u64::from(first) + u64::from(count)).rev().map(|i| i * fs).collect();
-        Self { free, frame_size: fs }
+        let free = (u64::from(first)..u64::from(first) + u64::from(count))
+            .rev()
+            .map(|i| i * fs)
+            .collect();
+        Self {
+            free,
+            frame_size: fs,
+        }
     }
     /// Takes a free frame (its base address).
     #[inline]

@@ -19,7 +19,10 @@ impl Default for Batch {
 impl Batch {
     /// An empty batch.
     pub const fn new() -> Self {
-        Self { pkts: [Packet::new(0, 0, 0, 0); BATCH_SIZE], len: 0 }
+        Self {
+            pkts: [Packet::new(0, 0, 0, 0); BATCH_SIZE],
+            len: 0,
+        }
     }
     /// Number of packets.
     pub const fn len(&self) -> usize {

@@ -99,6 +99,12 @@ pub struct Packet {
 impl Packet {
     /// A fresh packet as a port delivers it.
     pub const fn new(addr: u64, len: u32, port: u16, rx_ns: u64) -> Self {
-        Self { addr, len, port, verdict: Verdict::Pending, rx_ns }
+        Self {
+            addr,
+            len,
+            port,
+            verdict: Verdict::Pending,
+            rx_ns,
+        }
     }
 }

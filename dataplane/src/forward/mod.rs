@@ -107,7 +107,11 @@ fn route_ip(buf: &mut [u8], mtu: u32) -> Result<(), DropReason> {
 impl L3Forward {
     /// No rules yet; `mtu` is the largest IP packet accepted.
     pub fn new(mtu: u32) -> Self {
-        Self { rules: [None; MAX_RULES], mtu, stats: ForwardStats::default() }
+        Self {
+            rules: [None; MAX_RULES],
+            mtu,
+            stats: ForwardStats::default(),
+        }
     }
     /// Routes packets arriving on `in_port` by `rule`.
     pub fn with_rule(mut self, in_port: u16, rule: ForwardRule) -> Self {
@@ -173,7 +177,11 @@ pub struct UdpRelay {
 impl UdpRelay {
     /// Relays to `dst` out of port `out_port`.
     pub fn new(out_port: u16, dst: std::net::SocketAddrV4) -> Self {
-        Self { out_port, dst, relayed: 0 }
+        Self {
+            out_port,
+            dst,
+            relayed: 0,
+        }
     }
     /// Datagrams relayed.
     pub fn relayed(&self) -> u64 {
@@ -242,18 +250,28 @@ mod tests {
             let mut f = v4_frame(ttl);
             route_ip(&mut f, 1500).unwrap();
             assert_eq!(f[22], ttl - 1);
-            assert_eq!(full_csum(&f[14..34]), 0, "checksum must verify after decrement (ttl {ttl})");
+            assert_eq!(
+                full_csum(&f[14..34]),
+                0,
+                "checksum must verify after decrement (ttl {ttl})"
+            );
         }
     }
 
     #[test]
     fn drops_with_reasons() {
         assert_eq!(route_ip(&mut [0u8; 10], 1500), Err(DropReason::Runt));
-        assert_eq!(route_ip(&mut v4_frame(1), 1500), Err(DropReason::TtlExceeded));
+        assert_eq!(
+            route_ip(&mut v4_frame(1), 1500),
+            Err(DropReason::TtlExceeded)
+        );
         let mut f = v4_frame(64);
         f[16..18].copy_from_slice(&2000u16.to_be_bytes());
         assert_eq!(route_ip(&mut f, 1500), Err(DropReason::Truncated));
-        assert_eq!(route_ip(&mut vec![0u8; 1600], 1500), Err(DropReason::Oversized));
+        assert_eq!(
+            route_ip(&mut vec![0u8; 1600], 1500),
+            Err(DropReason::Oversized)
+        );
         let mut arp = vec![0u8; 60];
         arp[12] = 0x08;
         arp[13] = 0x06;

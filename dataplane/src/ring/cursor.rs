@@ -50,7 +50,10 @@ impl<T: Pod> Raw<T> {
         if p.size == 0 || !p.size.is_power_of_two() {
             return None;
         }
-        Some(Self { p, mask: p.size - 1 })
+        Some(Self {
+            p,
+            mask: p.size - 1,
+        })
     }
     #[inline]
     fn producer(&self) -> &AtomicU32 {
@@ -107,7 +110,12 @@ impl<T: Pod> Producer<T> {
         let raw = unsafe { Raw::new(p) }?;
         let head = raw.producer().load(Ordering::Relaxed);
         let limit = raw.consumer().load(Ordering::Acquire).wrapping_add(p.size);
-        Some(Self { raw, head, limit, reserved: 0 })
+        Some(Self {
+            raw,
+            head,
+            limit,
+            reserved: 0,
+        })
     }
 
     /// Slots in the ring.
@@ -120,7 +128,9 @@ impl<T: Pod> Producer<T> {
     /// slots that were never produced.
     #[inline]
     pub fn free(&mut self, want: u32) -> Result<u32, RingError> {
-        let mut free = self.limit.wrapping_sub(self.head.wrapping_add(self.reserved));
+        let mut free = self
+            .limit
+            .wrapping_sub(self.head.wrapping_add(self.reserved));
         if free < want {
             let cons = self.raw.consumer().load(Ordering::Acquire);
             // consumer may not be ahead of what we published.
@@ -128,7 +138,9 @@ impl<T: Pod> Producer<T> {
                 return Err(RingError::Corrupt);
             }
             self.limit = cons.wrapping_add(self.raw.p.size);
-            free = self.limit.wrapping_sub(self.head.wrapping_add(self.reserved));
+            free = self
+                .limit
+                .wrapping_sub(self.head.wrapping_add(self.reserved));
         }
         Ok(free)
     }
@@ -137,7 +149,12 @@ impl<T: Pod> Producer<T> {
     /// the ring is full. Nothing is visible to the consumer before [`Self::publish`].
     #[inline]
     pub fn push(&mut self, v: T) -> bool {
-        if self.limit.wrapping_sub(self.head.wrapping_add(self.reserved)) == 0 && self.free(1).unwrap_or(0) == 0 {
+        if self
+            .limit
+            .wrapping_sub(self.head.wrapping_add(self.reserved))
+            == 0
+            && self.free(1).unwrap_or(0) == 0
+        {
             return false;
         }
         let idx = self.head.wrapping_add(self.reserved);
@@ -165,7 +182,8 @@ impl<T: Pod> Producer<T> {
 
     /// Slots published and not yet consumed, as far as we know (for tests and stats).
     pub fn in_flight(&self) -> u32 {
-        self.head.wrapping_sub(self.limit.wrapping_sub(self.raw.p.size))
+        self.head
+            .wrapping_sub(self.limit.wrapping_sub(self.raw.p.size))
     }
 }
 
@@ -194,7 +212,13 @@ impl<T: Pod> Consumer<T> {
         let raw = unsafe { Raw::new(p) }?;
         let tail = raw.consumer().load(Ordering::Relaxed);
         let avail_end = raw.producer().load(Ordering::Acquire);
-        Some(Self { raw, tail, avail_end, taken: 0, _t: PhantomData })
+        Some(Self {
+            raw,
+            tail,
+            avail_end,
+            taken: 0,
+            _t: PhantomData,
+        })
     }
 
     /// Slots in the ring.

@@ -19,8 +19,8 @@ mod cursor;
 mod shm;
 
 pub use cursor::{Consumer, Pod, Producer, RingError, RingPtrs};
-pub use shm::{ShmRing, ShmRingHeader, SHM_RING_MAGIC};
 pub use shm::ShmRingError;
+pub use shm::{SHM_RING_MAGIC, ShmRing, ShmRingHeader};
 
 #[cfg(test)]
 mod tests;

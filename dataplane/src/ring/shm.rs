@@ -74,7 +74,10 @@ impl<T: Pod> ShmRing<T> {
         // SAFETY: region checked above; exclusive during init (contract).
         let hr = unsafe { h.as_ref() };
         hr.magic.store(0, Ordering::Relaxed);
-        hr.slot_size.store(u32::try_from(std::mem::size_of::<T>()).map_err(|_| ShmRingError::Geometry)?, Ordering::Relaxed);
+        hr.slot_size.store(
+            u32::try_from(std::mem::size_of::<T>()).map_err(|_| ShmRingError::Geometry)?,
+            Ordering::Relaxed,
+        );
         hr.size.store(size, Ordering::Relaxed);
         hr.producer.v.store(0, Ordering::Relaxed);
         hr.consumer.v.store(0, Ordering::Relaxed);
@@ -98,8 +101,13 @@ impl<T: Pod> ShmRing<T> {
         if hr.magic.load(Ordering::Acquire) != SHM_RING_MAGIC {
             return Err(ShmRingError::Magic);
         }
-        let slot_ok = usize::try_from(hr.slot_size.load(Ordering::Relaxed)).ok() == Some(std::mem::size_of::<T>());
-        if !slot_ok || hr.size.load(Ordering::Relaxed) != size || size == 0 || !size.is_power_of_two() {
+        let slot_ok = usize::try_from(hr.slot_size.load(Ordering::Relaxed)).ok()
+            == Some(std::mem::size_of::<T>());
+        if !slot_ok
+            || hr.size.load(Ordering::Relaxed) != size
+            || size == 0
+            || !size.is_power_of_two()
+        {
             return Err(ShmRingError::Geometry);
         }
         if len < Self::bytes(size) {

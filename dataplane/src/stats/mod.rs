@@ -118,7 +118,11 @@ impl WorkerCounters {
             tx_bytes: self.ports.iter().map(|p| l(&p.tx_bytes)).collect(),
             drops,
             kernel_rx_dropped: self.ports.iter().map(|p| l(&p.kernel_rx_dropped)).collect(),
-            kernel_rx_ring_full: self.ports.iter().map(|p| l(&p.kernel_rx_ring_full)).collect(),
+            kernel_rx_ring_full: self
+                .ports
+                .iter()
+                .map(|p| l(&p.kernel_rx_ring_full))
+                .collect(),
             kernel_fill_empty: self.ports.iter().map(|p| l(&p.kernel_fill_empty)).collect(),
             heartbeat_ns: l(&self.heartbeat_ns),
         }
@@ -174,22 +178,39 @@ impl StatsRegion {
         if workers > MAX_WORKERS {
             return Err(StatsError::TooMany);
         }
-        let io = |err| StatsError::Io { path: path.to_path_buf(), err };
-        let f = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path).map_err(io)?;
+        let io = |err| StatsError::Io {
+            path: path.to_path_buf(),
+            err,
+        };
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(io)?;
         let len = region_len(workers);
         f.set_len(len as u64).map_err(io)?;
         let r = Self::map(&f, len, workers, path, true)?;
         let h = r.header();
         h.workers.store(workers as u64, Ordering::Relaxed);
-        h.pid.store(u64::from(std::process::id()), Ordering::Relaxed);
+        h.pid
+            .store(u64::from(std::process::id()), Ordering::Relaxed);
         h.magic.store(STATS_MAGIC, Ordering::Release);
         Ok(r)
     }
 
     /// Opens an existing stats file read-only (shared mapping; values only read).
     pub fn open(path: &Path) -> Result<Self, StatsError> {
-        let io = |err| StatsError::Io { path: path.to_path_buf(), err };
-        let f = OpenOptions::new().read(true).write(true).open(path).map_err(io)?;
+        let io = |err| StatsError::Io {
+            path: path.to_path_buf(),
+            err,
+        };
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(io)?;
         let flen = usize::try_from(f.metadata().map_err(io)?.len()).unwrap_or(0);
         if flen < std::mem::size_of::<Header>() {
             return Err(StatsError::Magic(path.to_path_buf()));
@@ -208,15 +229,40 @@ impl StatsRegion {
         Ok(r)
     }
 
-    fn map(f: &std::fs::File, len: usize, workers: usize, path: &Path, owner: bool) -> Result<Self, StatsError> {
+    fn map(
+        f: &std::fs::File,
+        len: usize,
+        workers: usize,
+        path: &Path,
+        owner: bool,
+    ) -> Result<Self, StatsError> {
         // SAFETY: maps `len` bytes of a file we just opened read-write; the
         // file is at least `len` long (set_len / metadata check).
-        let p = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, f.as_raw_fd(), 0) };
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
+        };
         if p == libc::MAP_FAILED {
-            return Err(StatsError::Io { path: path.to_path_buf(), err: std::io::Error::last_os_error() });
+            return Err(StatsError::Io {
+                path: path.to_path_buf(),
+                err: std::io::Error::last_os_error(),
+            });
         }
-        let base = NonNull::new(p.cast::<u8>()).ok_or_else(|| StatsError::Magic(path.to_path_buf()))?;
-        Ok(Self { base, len, workers, path: path.to_path_buf(), owner })
+        let base =
+            NonNull::new(p.cast::<u8>()).ok_or_else(|| StatsError::Magic(path.to_path_buf()))?;
+        Ok(Self {
+            base,
+            len,
+            workers,
+            path: path.to_path_buf(),
+            owner,
+        })
     }
 
     fn header(&self) -> &Header {
@@ -236,12 +282,21 @@ impl StatsRegion {
         }
         // SAFETY: `i < workers` and the mapping holds `workers` blocks after
         // the header (checked at create/open); blocks are 64-byte aligned.
-        Some(unsafe { self.base.add(std::mem::size_of::<Header>()).cast::<WorkerCounters>().add(i).as_ref() })
+        Some(unsafe {
+            self.base
+                .add(std::mem::size_of::<Header>())
+                .cast::<WorkerCounters>()
+                .add(i)
+                .as_ref()
+        })
     }
 
     /// Snapshots of every worker.
     pub fn snapshot(&self) -> Vec<WorkerSnapshot> {
-        (0..self.workers).filter_map(|i| self.worker(i)).map(WorkerCounters::snapshot).collect()
+        (0..self.workers)
+            .filter_map(|i| self.worker(i))
+            .map(WorkerCounters::snapshot)
+            .collect()
     }
 }
 
@@ -279,11 +334,18 @@ mod tests {
 
     #[test]
     fn garbage_file_is_refused() {
-        let path = std::env::temp_dir().join(format!("mongate-garbage-{}.stats", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("mongate-garbage-{}.stats", std::process::id()));
         std::fs::write(&path, vec![7u8; 4096]).unwrap();
-        assert!(matches!(StatsRegion::open(&path), Err(StatsError::Magic(_))));
+        assert!(matches!(
+            StatsRegion::open(&path),
+            Err(StatsError::Magic(_))
+        ));
         std::fs::write(&path, b"short").unwrap();
-        assert!(matches!(StatsRegion::open(&path), Err(StatsError::Magic(_))));
+        assert!(matches!(
+            StatsRegion::open(&path),
+            Err(StatsError::Magic(_))
+        ));
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -19,7 +19,10 @@ pub struct IdlePolicy {
 
 impl Default for IdlePolicy {
     fn default() -> Self {
-        Self { spin: 2000, sleep_us: 0 }
+        Self {
+            spin: 2000,
+            sleep_us: 0,
+        }
     }
 }
 
@@ -48,8 +51,23 @@ pub struct Worker<S: Stage> {
 
 impl<S: Stage> Worker<S> {
     /// A worker over `ports` (index i = `Packet::port` i), all using `arena`.
-    pub fn new(arena: Arena, pool: FramePool, ports: Vec<Box<dyn Port>>, stage: S, idle: IdlePolicy) -> Self {
-        Self { ports, stage, pool, arena, idle, rx: Batch::new(), due: Batch::new(), local: Local::default() }
+    pub fn new(
+        arena: Arena,
+        pool: FramePool,
+        ports: Vec<Box<dyn Port>>,
+        stage: S,
+        idle: IdlePolicy,
+    ) -> Self {
+        Self {
+            ports,
+            stage,
+            pool,
+            arena,
+            idle,
+            rx: Batch::new(),
+            due: Batch::new(),
+            local: Local::default(),
+        }
     }
 
     /// The stage (for inspection after a run).
@@ -100,7 +118,9 @@ impl<S: Stage> Worker<S> {
                 }
                 if empty > self.idle.spin {
                     if self.idle.sleep_us > 0 {
-                        std::thread::sleep(std::time::Duration::from_micros(u64::from(self.idle.sleep_us)));
+                        std::thread::sleep(std::time::Duration::from_micros(u64::from(
+                            self.idle.sleep_us,
+                        )));
                     } else {
                         std::thread::yield_now();
                     }
@@ -119,7 +139,8 @@ impl<S: Stage> Worker<S> {
         for (p, pc) in self.ports.iter().zip(c.ports.iter()) {
             if let Some(k) = p.kernel_drops() {
                 pc.kernel_rx_dropped.store(k.rx_dropped, Ordering::Relaxed);
-                pc.kernel_rx_ring_full.store(k.rx_ring_full, Ordering::Relaxed);
+                pc.kernel_rx_ring_full
+                    .store(k.rx_ring_full, Ordering::Relaxed);
                 pc.kernel_fill_empty.store(k.fill_empty, Ordering::Relaxed);
             }
         }
@@ -143,10 +164,21 @@ impl<S: Stage> Worker<S> {
                 *l += n as u64;
             }
             if let Some(l) = self.local.rx_bytes.get_mut(i) {
-                *l += self.rx.as_slice().iter().map(|p| u64::from(p.len)).sum::<u64>();
+                *l += self
+                    .rx
+                    .as_slice()
+                    .iter()
+                    .map(|p| u64::from(p.len))
+                    .sum::<u64>();
             }
             self.stage.process(now, &mut self.arena, &mut self.rx);
-            Self::dispatch(&mut self.ports, &mut self.arena, &mut self.pool, &mut self.local, &mut self.rx);
+            Self::dispatch(
+                &mut self.ports,
+                &mut self.arena,
+                &mut self.pool,
+                &mut self.local,
+                &mut self.rx,
+            );
         }
         loop {
             self.due.clear();
@@ -155,13 +187,25 @@ impl<S: Stage> Worker<S> {
                 break;
             }
             moved += self.due.len();
-            Self::dispatch(&mut self.ports, &mut self.arena, &mut self.pool, &mut self.local, &mut self.due);
+            Self::dispatch(
+                &mut self.ports,
+                &mut self.arena,
+                &mut self.pool,
+                &mut self.local,
+                &mut self.due,
+            );
         }
         moved
     }
 
     /// Sends, drops or leaves (held) every packet of `batch`, then clears it.
-    fn dispatch(ports: &mut [Box<dyn Port>], arena: &mut Arena, pool: &mut FramePool, local: &mut Local, batch: &mut Batch) {
+    fn dispatch(
+        ports: &mut [Box<dyn Port>],
+        arena: &mut Arena,
+        pool: &mut FramePool,
+        local: &mut Local,
+        batch: &mut Batch,
+    ) {
         let nports = ports.len();
         let mut want = [false; 16];
         for p in batch.as_mut_slice() {
@@ -187,7 +231,12 @@ impl<S: Stage> Worker<S> {
             local.drops[DropReason::TxFull as usize] += dropped as u64;
             if let Some(l) = local.tx_bytes.get_mut(j) {
                 let jj = u16::try_from(j).unwrap_or(u16::MAX);
-                *l += batch.as_slice().iter().filter(|p| p.verdict == Verdict::Tx(jj)).map(|p| u64::from(p.len)).sum::<u64>();
+                *l += batch
+                    .as_slice()
+                    .iter()
+                    .filter(|p| p.verdict == Verdict::Tx(jj))
+                    .map(|p| u64::from(p.len))
+                    .sum::<u64>();
             }
         }
         for p in batch.as_slice() {

@@ -1,0 +1,433 @@
+use core::net::{Ipv4Addr, Ipv6Addr};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::{Config, Plan};
+
+const EXAMPLE: &str = include_str!("../../../docs/examples/site-a.toml");
+const SEC: u64 = 1_000_000_000;
+
+fn cfg() -> Config {
+    Config::from_toml_str(EXAMPLE, "site-a.toml").expect("example")
+}
+
+fn classifier(settings: Settings) -> (Config, Classifier) {
+    let c = cfg();
+    let plan = c.plan.clone().expect("plan");
+    let k = Classifier::new(&c, &plan, settings).expect("builds");
+    (c, k)
+}
+
+fn settings() -> Settings {
+    Settings {
+        max_sessions: 1000,
+        idle_timeout: SEC,
+        hash_seed: 7,
+    }
+}
+
+fn l4(proto: u8, sport: u16, dport: u16) -> Vec<u8> {
+    let mut b = match proto {
+        6 => vec![0u8; 20],
+        17 => {
+            let mut u = vec![0u8; 8];
+            u[4..6].copy_from_slice(&8u16.to_be_bytes());
+            u
+        }
+        _ => vec![0u8; 8],
+    };
+    if proto == 6 || proto == 17 {
+        b[0..2].copy_from_slice(&sport.to_be_bytes());
+        b[2..4].copy_from_slice(&dport.to_be_bytes());
+    }
+    b
+}
+
+fn v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, sport: u16, dport: u16, dscp: u8) -> Vec<u8> {
+    let payload = l4(proto, sport, dport);
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&0x0800u16.to_be_bytes());
+    let total = u16::try_from(20 + payload.len()).expect("small");
+    f.extend_from_slice(&[0x45, dscp << 2]);
+    f.extend_from_slice(&total.to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 0, 64, proto, 0, 0]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&payload);
+    f
+}
+
+fn v6(src: Ipv6Addr, dst: Ipv6Addr, proto: u8, sport: u16, dport: u16, dscp: u8) -> Vec<u8> {
+    let payload = l4(proto, sport, dport);
+    let mut f = vec![0u8; 12];
+    f.extend_from_slice(&0x86DDu16.to_be_bytes());
+    let tc = dscp << 2;
+    f.extend_from_slice(&[0x60 | (tc >> 4), (tc & 0x0F) << 4, 0, 0]);
+    f.extend_from_slice(&u16::try_from(payload.len()).expect("small").to_be_bytes());
+    f.extend_from_slice(&[proto, 64]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&dst.octets());
+    f.extend_from_slice(&payload);
+    f
+}
+
+fn host(i: u8) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 10, i)
+}
+
+#[test]
+fn rules_first_match_wins() {
+    let (_, mut k) = classifier(settings());
+    let c_lo = Ipv4Addr::new(198, 18, 30, 5);
+    let c_hi = Ipv4Addr::new(198, 18, 30, 200);
+    // video-ac rule 0: UDP to 198.18.30.0/25, ports 5000-5999, DSCP 34/46.
+    let d = k.classify(&v4(host(1), c_lo, 17, 40000, 5004, 46), 0);
+    assert!(matches!(d, Ok(Decision::Flow { class: 0, .. })), "{d:?}");
+    // Wrong DSCP, wrong port, wrong half of the /24: no rule.
+    for f in [
+        v4(host(2), c_lo, 17, 40000, 5004, 0),
+        v4(host(2), c_lo, 17, 40000, 6000, 46),
+        v4(host(2), c_hi, 17, 40000, 5004, 46),
+    ] {
+        assert_eq!(k.classify(&f, 0), Ok(Decision::BestEffort { class: None }));
+    }
+    // bulk-ac: any TCP to C's prefixes, both families.
+    let d = k.classify(&v4(host(3), c_hi, 6, 1, 80, 0), 0);
+    assert!(
+        matches!(d, Ok(Decision::Flow { class: 1, flow: 2 })),
+        "{d:?}"
+    );
+    let a6: Ipv6Addr = "2001:db8:a::1".parse().expect("addr");
+    let d = k.classify(
+        &v6(a6, "2001:db8:c:1::1".parse().expect("addr"), 6, 1, 80, 0),
+        0,
+    );
+    assert!(
+        matches!(d, Ok(Decision::Flow { class: 1, flow: 2 })),
+        "{d:?}"
+    );
+    // video-ac rule 1: UDP 5004 to 2001:db8:c::/64, any DSCP.
+    let d = k.classify(
+        &v6(a6, "2001:db8:c::9".parse().expect("addr"), 17, 9, 5004, 3),
+        0,
+    );
+    assert!(matches!(d, Ok(Decision::Flow { class: 0, .. })), "{d:?}");
+    // Traffic to B (no class A->B) and to nowhere.
+    let d = k.classify(&v4(host(1), Ipv4Addr::new(198, 18, 20, 1), 6, 1, 80, 0), 0);
+    assert_eq!(d, Ok(Decision::BestEffort { class: None }));
+    assert_eq!(k.stats().unclassified, 4);
+    assert_eq!(k.sessions(), 4, "unclassified packets create no session");
+}
+
+#[test]
+fn admission_spreads_then_overflows_best_effort() {
+    let (_, mut k) = classifier(settings());
+    let c = Ipv4Addr::new(198, 18, 30, 5);
+    let flows: Vec<_> = (0..4u16)
+        .map(|s| k.classify(&v4(host(1), c, 17, 40000 + s, 5000, 34), s.into()))
+        .collect();
+    // Plan: 3 sessions; rates 2 (flow 0) and 1 (flow 1).
+    assert_eq!(flows[0], Ok(Decision::Flow { class: 0, flow: 0 }));
+    assert_eq!(flows[1], Ok(Decision::Flow { class: 0, flow: 0 }));
+    assert_eq!(flows[2], Ok(Decision::Flow { class: 0, flow: 1 }));
+    assert_eq!(flows[3], Ok(Decision::BestEffort { class: Some(0) }));
+    assert_eq!(
+        (k.active_sessions(0), k.flow_sessions(0), k.flow_sessions(1)),
+        (3, 2, 1)
+    );
+    assert_eq!(k.stats().overflow_best_effort, 1);
+    // Packets of known sessions keep their outcome.
+    for s in 0..4u16 {
+        let d = k.classify(&v4(host(1), c, 17, 40000 + s, 5000, 34), 10);
+        assert_eq!(d, flows[usize::from(s)]);
+    }
+    assert_eq!(k.stats().session_hits, 4);
+}
+
+#[test]
+fn overflow_drop_is_counted() {
+    let (_, mut k) = classifier(settings());
+    let c = Ipv4Addr::new(198, 18, 30, 7);
+    for s in 0..10u16 {
+        assert!(matches!(
+            k.classify(&v4(host(1), c, 6, s, 443, 0), 0),
+            Ok(Decision::Flow { class: 1, flow: 2 })
+        ));
+    }
+    let refused = v4(host(1), c, 6, 10, 443, 0);
+    assert_eq!(k.classify(&refused, 0), Err(DropReason::NotAdmitted));
+    assert_eq!(k.classify(&refused, 1), Err(DropReason::NotAdmitted));
+    assert_eq!(
+        (k.stats().overflow_dropped, k.stats().not_admitted_packets),
+        (1, 2)
+    );
+}
+
+#[test]
+fn expiry_frees_admission() {
+    let (_, mut k) = classifier(settings());
+    let c = Ipv4Addr::new(198, 18, 30, 7);
+    for s in 0..10u16 {
+        assert!(k.classify(&v4(host(1), c, 6, s, 443, 0), 0).is_ok());
+    }
+    assert_eq!(
+        k.classify(&v4(host(1), c, 6, 99, 443, 0), 0),
+        Err(DropReason::NotAdmitted)
+    );
+    // Session 0 stays active; the others go idle.
+    assert!(k.classify(&v4(host(1), c, 6, 0, 443, 0), SEC).is_ok());
+    let removed = k.expire(SEC + SEC / 2, 100_000);
+    assert_eq!(removed, 10, "9 idle admitted sessions and the refused one");
+    assert_eq!(k.active_sessions(1), 1);
+    assert_eq!(k.stats().expired, 10);
+    // A new session is admitted again; the once-refused tuple too.
+    assert!(matches!(
+        k.classify(&v4(host(1), c, 6, 99, 443, 0), 2 * SEC),
+        Ok(Decision::Flow { .. })
+    ));
+    assert_eq!(k.active_sessions(1), 2);
+}
+
+#[test]
+fn expired_session_found_before_sweep_is_readmitted() {
+    let (_, mut k) = classifier(settings());
+    let f = v4(host(1), Ipv4Addr::new(198, 18, 30, 7), 6, 5, 443, 0);
+    assert!(k.classify(&f, 0).is_ok());
+    assert!(k.classify(&f, 10 * SEC).is_ok());
+    assert_eq!(
+        (
+            k.stats().expired,
+            k.stats().new_sessions,
+            k.active_sessions(1)
+        ),
+        (1, 2, 1)
+    );
+}
+
+#[test]
+fn sessions_follow_rate_proportions() {
+    let mut c = cfg();
+    let mut plan = c.plan.take().expect("plan");
+    plan.classes[0].sessions = 1000;
+    plan.flows[0].rate_mbps = 3.0;
+    plan.flows[1].rate_mbps = 1.0;
+    let mut k = Classifier::new(
+        &c,
+        &plan,
+        Settings {
+            max_sessions: 5000,
+            ..settings()
+        },
+    )
+    .expect("builds");
+    let dst = Ipv4Addr::new(198, 18, 30, 1);
+    for s in 0..1200u16 {
+        let _ = k.classify(&v4(host(1), dst, 17, 10000 + s, 5000, 46), 0);
+    }
+    assert_eq!((k.flow_sessions(0), k.flow_sessions(1)), (750, 250));
+    assert_eq!(k.stats().overflow_best_effort, 200);
+    // Every prefix of the arrival sequence stays within one session of 3:1.
+    let mut k = Classifier::new(
+        &c,
+        &plan,
+        Settings {
+            max_sessions: 5000,
+            ..settings()
+        },
+    )
+    .expect("builds");
+    for s in 0..400u16 {
+        let _ = k.classify(&v4(host(1), dst, 17, 10000 + s, 5000, 46), 0);
+        let (a, b) = (f64::from(k.flow_sessions(0)), f64::from(k.flow_sessions(1)));
+        assert!((a - 3.0 * b).abs() <= 3.0, "{a} {b}");
+    }
+}
+
+#[test]
+fn table_full_goes_best_effort() {
+    let (_, mut k) = classifier(Settings {
+        max_sessions: 2,
+        ..settings()
+    });
+    let c = Ipv4Addr::new(198, 18, 30, 7);
+    assert!(k.classify(&v4(host(1), c, 6, 1, 443, 0), 0).is_ok());
+    assert!(k.classify(&v4(host(1), c, 6, 2, 443, 0), 0).is_ok());
+    assert_eq!(
+        k.classify(&v4(host(1), c, 6, 3, 443, 0), 0),
+        Ok(Decision::BestEffort { class: Some(1) })
+    );
+    assert_eq!(k.stats().table_full, 1);
+}
+
+#[test]
+fn plan_epochs() {
+    let (c, mut k) = classifier(settings());
+    let mut p = c.plan.clone().expect("plan");
+    p.epoch = 0;
+    assert_eq!(k.set_plan(&c, &p), Ok(false));
+    p.epoch = 2;
+    p.classes[1].sessions = 0;
+    assert_eq!(k.set_plan(&c, &p), Ok(true));
+    assert_eq!(k.epoch(), 2);
+    let f = v4(host(1), Ipv4Addr::new(198, 18, 30, 7), 6, 5, 443, 0);
+    assert_eq!(k.classify(&f, 0), Err(DropReason::NotAdmitted));
+    p.flows[0].id = "nope".into();
+    p.epoch = 3;
+    assert!(k.set_plan(&c, &p).is_err());
+    assert_eq!(k.epoch(), 2);
+}
+
+#[test]
+fn malformed_frames_map_to_drop_reasons() {
+    let (_, mut k) = classifier(settings());
+    assert_eq!(k.classify(&[0u8; 5], 0), Err(DropReason::Truncated));
+    let mut arp = vec![0u8; 42];
+    arp[12..14].copy_from_slice(&0x0806u16.to_be_bytes());
+    assert_eq!(k.classify(&arp, 0), Err(DropReason::Unsupported));
+    let good = v4(host(1), Ipv4Addr::new(198, 18, 30, 7), 6, 5, 443, 0);
+    assert_eq!(k.classify(&good[..30], 0), Err(DropReason::Truncated));
+    assert_eq!(
+        k.classify(&good[..40], 0),
+        Err(DropReason::Truncated),
+        "IPv4 total length beyond the frame"
+    );
+    let mut bad_version = good.clone();
+    bad_version[14] = 0x55;
+    assert_eq!(k.classify(&bad_version, 0), Err(DropReason::BadOverlay));
+    // A TCP header cut short inside a consistent IPv4 packet.
+    let mut short_tcp = good[..14 + 20 + 10].to_vec();
+    short_tcp[16..18].copy_from_slice(&30u16.to_be_bytes());
+    assert_eq!(k.classify(&short_tcp, 0), Err(DropReason::Truncated));
+    assert_eq!(k.stats().malformed, 6);
+}
+
+#[test]
+fn fragments_share_a_session() {
+    let (_, mut k) = classifier(settings());
+    let mut first = v4(host(1), Ipv4Addr::new(198, 18, 30, 7), 6, 5, 443, 0);
+    first[20] = 0x20; // MF
+    let d = k.classify(&first, 0);
+    assert!(matches!(d, Ok(Decision::Flow { class: 1, .. })), "{d:?}");
+    let mut later = first.clone();
+    later[20] = 0x00;
+    later[21] = 0x03; // offset 24 bytes, garbage payload
+    later[34..38].copy_from_slice(&[9, 9, 9, 9]);
+    assert_eq!(k.classify(&later, 0), d);
+    assert_eq!(k.stats().session_hits, 1);
+}
+
+/// A config with `n` classes, each with one TCP rule on its own /32 in C.
+pub(crate) fn many_rules(n: u32) -> (Config, Plan) {
+    use crate::config::{ClassPlan, Flow, FlowPlan, Overflow, Prefix, Rule, TrafficClass};
+    let mut c = cfg();
+    c.plan = None;
+    c.peers[1].prefixes = vec!["10.0.0.0/8".parse().expect("prefix")];
+    c.classes.clear();
+    c.flows.clear();
+    let mut plan = Plan {
+        epoch: 1,
+        classes: Vec::new(),
+        flows: Vec::new(),
+    };
+    for i in 0..n {
+        let id = format!("c{i}");
+        let dst = Ipv4Addr::from(0x0A00_0000 + i);
+        c.classes.push(TrafficClass {
+            id: id.clone(),
+            source: "A".into(),
+            destination: "C".into(),
+            kind: "t".into(),
+            overflow: Overflow::BestEffort,
+            rules: vec![Rule {
+                dst_prefixes: vec![Prefix::V4(dst, 32)],
+                protocol: Some(6),
+                src_ports: None,
+                dst_ports: Some(crate::config::PortRange { lo: 1, hi: 1024 }),
+                dscp: Vec::new(),
+            }],
+        });
+        c.flows.push(Flow {
+            id: format!("f{i}"),
+            class: id.clone(),
+            route: vec!["A".into(), "C".into()],
+        });
+        plan.classes.push(ClassPlan {
+            id,
+            sessions: 1_000_000,
+        });
+        plan.flows.push(FlowPlan {
+            id: format!("f{i}"),
+            rate_mbps: 1.0,
+            weight: 1.0,
+        });
+    }
+    (c, plan)
+}
+
+#[test]
+fn ten_thousand_rules() {
+    let (c, plan) = many_rules(10_000);
+    let mut k = Classifier::new(&c, &plan, settings()).expect("builds");
+    assert_eq!(k.rules().len(), 10_000);
+    assert_eq!(k.rules().max_candidates(), 1);
+    for i in [0u32, 1, 4321, 9999] {
+        let d = k.classify(
+            &v4(host(1), Ipv4Addr::from(0x0A00_0000 + i), 6, 7, 80, 0),
+            0,
+        );
+        let class = u16::try_from(i).expect("small");
+        assert_eq!(d, Ok(Decision::Flow { class, flow: class }));
+    }
+    let d = k.classify(
+        &v4(host(1), Ipv4Addr::from(0x0A00_0000 + 10_000), 6, 7, 80, 0),
+        0,
+    );
+    assert_eq!(d, Ok(Decision::BestEffort { class: None }));
+}
+
+#[test]
+fn catch_all_truncates_candidate_lists() {
+    let (mut c, plan) = many_rules(100);
+    // A catch-all rule first: everything to 10/8 is class 0, the rest never win.
+    c.classes[0].rules[0] = crate::config::Rule {
+        dst_prefixes: vec!["10.0.0.0/8".parse().expect("prefix")],
+        protocol: None,
+        src_ports: None,
+        dst_ports: None,
+        dscp: Vec::new(),
+    };
+    let mut k = Classifier::new(&c, &plan, settings()).expect("builds");
+    assert_eq!(k.rules().max_candidates(), 1);
+    let d = k.classify(
+        &v4(host(1), Ipv4Addr::from(0x0A00_0000 + 50), 6, 7, 80, 0),
+        0,
+    );
+    assert_eq!(d, Ok(Decision::Flow { class: 0, flow: 0 }));
+}
+
+proptest! {
+    #[test]
+    fn never_panics_on_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let (_, mut k) = classifier(settings());
+        let _ = k.classify(&bytes, 0);
+    }
+
+    #[test]
+    fn never_panics_on_mutated_packets(
+        at in 0usize..60, val in any::<u8>(), cut in 0usize..80, six in any::<bool>(),
+    ) {
+        let (_, mut k) = classifier(settings());
+        let mut f = if six {
+            v6("2001:db8:a::1".parse().expect("a"), "2001:db8:c::1".parse().expect("a"), 17, 1, 5004, 0)
+        } else {
+            v4(host(1), Ipv4Addr::new(198, 18, 30, 7), 6, 5, 443, 0)
+        };
+        if at < f.len() { f[at] = val; }
+        f.truncate(cut.max(1));
+        let r = k.classify(&f, 0);
+        if r.is_err() {
+            prop_assert!(k.stats().malformed + k.stats().not_admitted_packets == 1);
+        }
+    }
+}
