@@ -12,7 +12,11 @@ use criterion::{Criterion, criterion_group};
 use mongate_control::pfo::generator::{GenParams, generate, parse_graphml};
 use mongate_control::pfo::{Formulation, Instance, SolveOptions, solve};
 
-const GRAPH: &str = "/work/shared/data/topologyzoo/AttMpls.graphml";
+/// The project's shared/ folder sits beside the repository.
+const GRAPH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/data/topologyzoo/AttMpls.graphml"
+);
 
 fn attmpls(classes: usize, sessions: u32, seed: u64) -> Option<Instance> {
     let text =
