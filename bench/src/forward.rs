@@ -32,6 +32,9 @@ pub enum Mode {
     AfxdpNative,
     /// Our AF_XDP forwarder, generic XDP.
     AfxdpGeneric,
+    /// Our AF_XDP forwarder, native XDP, the worker busy-polling veth's NAPI
+    /// (SO_PREFER_BUSY_POLL) instead of a poller thread.
+    AfxdpBusyPoll,
     /// Our io_uring UDP relay.
     Uring,
     /// Raw limit: AF_XDP native receive, drop everything.
@@ -56,6 +59,7 @@ impl Mode {
             Mode::Kernel => "kernel",
             Mode::AfxdpNative => "afxdp-native",
             Mode::AfxdpGeneric => "afxdp-generic",
+            Mode::AfxdpBusyPoll => "afxdp-busypoll",
             Mode::Uring => "uring",
             Mode::RxDrop => "rx-drop",
             Mode::TxOnly => "tx-only",
@@ -309,6 +313,15 @@ pub fn run_forward(b: &ForwardBench) -> anyhow::Result<ForwardReport> {
                 }
                 dut = Some(start_dut(&topo, &b.dataplane_bin, &dut_args)?);
                 threaded_napi(&topo.dut_ns, &dut_in.ifname, b.dut_core)?;
+            }
+            Mode::AfxdpBusyPoll => {
+                dut_args.extend([
+                    "--xdp-mode".into(),
+                    "native".into(),
+                    "--busy-poll".into(),
+                    "64".into(),
+                ]);
+                dut = Some(start_dut(&topo, &b.dataplane_bin, &dut_args)?);
             }
             Mode::AfxdpGeneric => {
                 rps(&topo.dut_ns, &dut_in.ifname, b.dut_core)?;

@@ -24,7 +24,7 @@ enum Cmd {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "kernel,afxdp-native,afxdp-generic,uring,rx-drop,tx-only"
+            default_value = "kernel,afxdp-native,afxdp-busypoll,afxdp-generic,uring,rx-drop,tx-only"
         )]
         modes: Vec<Mode>,
         /// Frame sizes in bytes incl. FCS (comma-separated).

@@ -81,6 +81,10 @@ struct ForwardArgs {
     /// Busy-poll iterations before yielding when idle.
     #[arg(long, default_value_t = 2000)]
     spin: u32,
+    /// AF_XDP preferred busy polling on the ingress sockets, with this budget
+    /// (0: off). The worker then runs the device's NAPI itself.
+    #[arg(long, default_value_t = 0)]
+    busy_poll: u16,
     /// Pipeline: `forward` (IP forwarding) or `drop` (rx-drop benchmark).
     #[arg(long, default_value = "forward")]
     stage: String,
@@ -223,6 +227,7 @@ fn forward(a: ForwardArgs) -> anyhow::Result<()> {
         sleep_us: 0,
     };
     c.stage = stage;
+    c.busy_poll_budget = a.busy_poll;
     let dp = start_forward(&c)?;
     println!(
         "ready: {} workers, xdp {:?}; ports: {}",

@@ -34,6 +34,10 @@ pub struct AfXdpConfig {
     pub fill_size: u32,
     /// Copy / zero-copy.
     pub bind: BindMode,
+    /// Preferred busy polling (`SO_PREFER_BUSY_POLL`): the worker drives
+    /// the device's NAPI from its own `recvfrom`/`sendto` calls instead of
+    /// softirq or a poller thread, with this budget per poll (0: off).
+    pub busy_poll_budget: u16,
 }
 
 impl AfXdpConfig {
@@ -46,6 +50,7 @@ impl AfXdpConfig {
             ring_size: 4096,
             fill_size: 8192,
             bind: BindMode::Auto,
+            busy_poll_budget: 0,
         }
     }
 }
@@ -161,6 +166,7 @@ pub struct AfXdpPort {
     tx_pending_kick: bool,
     stats: AfXdpStats,
     fill_target: u32,
+    busy_poll: bool,
 }
 
 fn err(op: &'static str, ifname: &str) -> AfXdpError {
@@ -419,6 +425,20 @@ impl AfXdpPort {
                 Consumer::new(p_cr).ok_or(AfXdpError::RingSize(cfg.fill_size))?,
             )
         };
+        let busy_poll = cfg.busy_poll_budget > 0 && {
+            const SO_BUSY_POLL: i32 = 46;
+            const SO_PREFER_BUSY_POLL: i32 = 69;
+            const SO_BUSY_POLL_BUDGET: i32 = 70;
+            let set = |opt: i32, v: i32| {
+                // SAFETY: `v` is a valid int for the duration of the call.
+                unsafe {
+                    libc::setsockopt(s, libc::SOL_SOCKET, opt, (&v as *const i32).cast(), 4) == 0
+                }
+            };
+            set(SO_PREFER_BUSY_POLL, 1)
+                && set(SO_BUSY_POLL, 20)
+                && set(SO_BUSY_POLL_BUDGET, i32::from(cfg.busy_poll_budget))
+        };
         let mode = match xdp {
             Some(x) => {
                 x.register(cfg.queue, s)?;
@@ -446,6 +466,7 @@ impl AfXdpPort {
             tx_pending_kick: false,
             stats: AfXdpStats::default(),
             fill_target: cfg.fill_size,
+            busy_poll,
         })
     }
 
@@ -526,6 +547,23 @@ impl Port for AfXdpPort {
     fn recv(&mut self, _arena: &mut Arena, _pool: &mut FramePool, out: &mut Batch) -> usize {
         let want = u32::try_from(out.spare()).unwrap_or(0);
         match self.rx.available(want) {
+            Ok(0) if self.busy_poll => {
+                // Run the device's NAPI here (busy poll), then look again.
+                // SAFETY: zero-length non-blocking recvfrom on our own socket.
+                unsafe {
+                    libc::recvfrom(
+                        self.fd.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        0,
+                        libc::MSG_DONTWAIT,
+                        std::ptr::null_mut(),
+                        std::ptr::null_mut(),
+                    )
+                };
+                if self.rx.available(want).unwrap_or(0) == 0 {
+                    return 0;
+                }
+            }
             Ok(0) => return 0,
             Ok(_) => {}
             Err(_) => {
@@ -629,7 +667,7 @@ impl Port for AfXdpPort {
             }
             self.fill.publish();
         }
-        if self.fill.needs_wakeup() {
+        if self.fill.needs_wakeup() && !self.busy_poll {
             // SAFETY: zero-length non-blocking recvfrom on our own socket wakes
             // the driver's rx path; no buffer is written.
             unsafe {

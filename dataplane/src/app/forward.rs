@@ -47,6 +47,8 @@ pub struct ForwardConfig {
     pub idle: IdlePolicy,
     /// Pipeline.
     pub stage: StageKind,
+    /// AF_XDP preferred busy polling budget on the ingress sockets (0: off).
+    pub busy_poll_budget: u16,
 }
 
 impl ForwardConfig {
@@ -66,6 +68,7 @@ impl ForwardConfig {
             name: "dataplane".into(),
             idle: IdlePolicy::default(),
             stage: StageKind::Forward,
+            busy_poll_budget: 0,
         }
     }
 }
@@ -200,6 +203,7 @@ pub fn start_forward(c: &ForwardConfig) -> anyhow::Result<RunningDataplane> {
         let mut pool = FramePool::new(&arena);
         let mut cfg_in = AfXdpConfig::new(&c.input, q);
         cfg_in.bind = c.bind;
+        cfg_in.busy_poll_budget = c.busy_poll_budget;
         let mut cfg_out = AfXdpConfig::new(&c.output, q);
         cfg_out.bind = c.bind;
         let mut p_in = AfXdpPort::open(&cfg_in, 0, &arena, None, Some(&xdp_in))?;

@@ -81,4 +81,11 @@ pub trait Stage {
     fn poll(&mut self, now: Nanos, arena: &mut Arena, out: &mut Batch) {
         let _ = (now, arena, out);
     }
+
+    /// Housekeeping once per worker loop, with the worker's frame pool: a
+    /// stage that originates packets (acks, probe echoes, ICMP) refills its
+    /// private frame reserve here. Default: nothing.
+    fn maintain(&mut self, pool: &mut FramePool) {
+        let _ = pool;
+    }
 }

@@ -153,6 +153,7 @@ impl<S: Stage> Worker<S> {
         for p in self.ports.iter_mut() {
             p.maintain(&mut self.pool);
         }
+        self.stage.maintain(&mut self.pool);
         for i in 0..self.ports.len() {
             self.rx.clear();
             let n = self.ports[i].recv(&mut self.arena, &mut self.pool, &mut self.rx);

@@ -1,0 +1,255 @@
+//! LAN -> WAN: classification, pacing queues, paced encapsulation, and the
+//! ICMP errors for inner packets too big for the path.
+
+use core::net::IpAddr;
+
+use super::{Gateway, Role, Stats, be_queue, entropy, queue_u32};
+use crate::classify::{Decision, inner};
+use crate::engine::{Arena, Batch, DropReason, Nanos, Packet, Verdict};
+use crate::wire::ethernet::{self, ethertype};
+use crate::wire::geneve::FlowOption;
+use crate::wire::overlay::EncapParams;
+use crate::wire::{Error, icmp, ipv4};
+
+/// TTL / hop limit of the ICMP errors we originate.
+const ICMP_TTL: u8 = 64;
+
+/// The inner destination address of a parsed tuple.
+pub(crate) fn dst_addr(t: &inner::FiveTuple) -> IpAddr {
+    if t.v6 {
+        IpAddr::V6(t.dst.into())
+    } else {
+        IpAddr::V4(u32::try_from(t.dst).unwrap_or(0).into())
+    }
+}
+
+impl Gateway {
+    /// Runs the LAN -> WAN half on a batch received on the LAN port.
+    pub fn lan_to_wan(&mut self, now: Nanos, arena: &mut Arena, batch: &mut Batch) {
+        for p in batch.as_mut_slice() {
+            if p.verdict == Verdict::Pending {
+                self.lan_packet(now, arena, p);
+            }
+        }
+    }
+
+    /// One LAN packet: classify, check the path MTU, enqueue (`Held`).
+    pub(crate) fn lan_packet(&mut self, now: Nanos, arena: &mut Arena, p: &mut Packet) {
+        p.verdict = match self.lan_queue(now, arena, p) {
+            Ok(v) | Err(v) => v,
+        };
+    }
+
+    fn lan_queue(
+        &mut self,
+        now: Nanos,
+        arena: &mut Arena,
+        p: &mut Packet,
+    ) -> Result<Verdict, Verdict> {
+        let drop = |r| Verdict::Drop(r);
+        let frame = arena.packet(p).ok_or(drop(DropReason::Truncated))?;
+        let parsed = inner::parse(frame).map_err(|e| drop(e.drop_reason()))?;
+        let decision = self.classifier.classify_inner(&parsed, now).map_err(drop)?;
+        let nflows = self.flows.len();
+        let (queue, peer) = match decision {
+            Decision::Flow { flow, .. } => {
+                let fi = usize::from(flow);
+                let f = self.flows.get(fi).ok_or(drop(DropReason::NoRoute))?;
+                match (f.role, f.next_peer) {
+                    (Role::Origin, Some(np)) => (queue_u32(fi), np),
+                    _ => {
+                        self.stats.no_route += 1;
+                        return Err(drop(DropReason::NoRoute));
+                    }
+                }
+            }
+            Decision::BestEffort { .. } => {
+                let Some(np) = self.peer_of(dst_addr(&parsed.tuple)) else {
+                    self.stats.no_route += 1;
+                    return Err(drop(DropReason::NoRoute));
+                };
+                self.stats.best_effort += 1;
+                (be_queue(nflows, np), np)
+            }
+        };
+        let Some(path) = self.peers.get(peer).and_then(Option::as_ref) else {
+            self.stats.no_route += 1;
+            return Err(drop(DropReason::NoRoute));
+        };
+        let (max_inner, hl, tl) = (
+            path.max_inner,
+            path.template.header_len() as u64,
+            path.template.trailer_len() as u64,
+        );
+        if p.len as usize > max_inner {
+            return self.too_big(arena, p, max_inner);
+        }
+        let headroom = p.addr - arena.frame_of(p.addr);
+        let room_after = u64::from(arena.frame_size()).saturating_sub(headroom + u64::from(p.len));
+        if headroom < hl || room_after < tl {
+            self.stats.encap_failed += 1;
+            return Err(drop(DropReason::Oversized));
+        }
+        // While held, `port` carries the queue index (restored on release).
+        let mut held = *p;
+        held.port = u16::try_from(queue).map_err(|_| drop(DropReason::NoRoute))?;
+        match self.pacing.enqueue(queue, held, now) {
+            Ok(()) => {
+                self.stats.enqueued += 1;
+                Ok(Verdict::Held)
+            }
+            Err((_, r)) => {
+                if r == DropReason::QueueFull {
+                    self.stats.queue_full += 1;
+                }
+                Err(drop(r))
+            }
+        }
+    }
+
+    /// Rewrites the frame into an ICMP frag-needed / packet-too-big reply to
+    /// its sender, out of the LAN port; or drops it (counted).
+    fn too_big(
+        &mut self,
+        arena: &mut Arena,
+        p: &mut Packet,
+        max_inner: usize,
+    ) -> Result<Verdict, Verdict> {
+        let lan = self.settings.lan_port;
+        let oversized = |s: &mut Stats| {
+            s.oversized_dropped += 1;
+            Err(Verdict::Drop(DropReason::Oversized))
+        };
+        let Some(frame) = arena.packet(p) else {
+            return oversized(&mut self.stats);
+        };
+        let Ok(eth) = ethernet::Frame::new_checked(frame) else {
+            return oversized(&mut self.stats);
+        };
+        let mut hdr = ethernet::Repr::parse(&eth);
+        let ehl = eth.header_len();
+        let ip_mtu = max_inner.saturating_sub(ehl);
+        let offending = &frame[ehl..];
+        let out = &mut self.scratch[..];
+        let n = match hdr.ethertype {
+            ethertype::IPV4 => {
+                let Some(router) = self.settings.lan_address_v4 else {
+                    return oversized(&mut self.stats);
+                };
+                match ipv4::Packet::new_checked(offending) {
+                    Ok(ip) if ip.dont_frag() => {}
+                    _ => return oversized(&mut self.stats),
+                }
+                let mtu = u16::try_from(ip_mtu).unwrap_or(u16::MAX);
+                icmp::emit_frag_needed_v4(out, router, offending, mtu, ICMP_TTL)
+            }
+            ethertype::IPV6 => {
+                let Some(router) = self.settings.lan_address_v6 else {
+                    return oversized(&mut self.stats);
+                };
+                let mtu = u32::try_from(ip_mtu).unwrap_or(u32::MAX);
+                icmp::emit_packet_too_big_v6(out, router, offending, mtu, ICMP_TTL)
+            }
+            _ => Err(Error::Unsupported),
+        };
+        let Ok(n) = n else {
+            return oversized(&mut self.stats);
+        };
+        hdr.dst = hdr.src;
+        hdr.src = self.settings.lan_mac;
+        let total = ehl + n;
+        let Some(buf) = arena.get_mut(p.addr, u32::try_from(total).unwrap_or(u32::MAX)) else {
+            return oversized(&mut self.stats);
+        };
+        if hdr.emit(buf).is_err() {
+            return oversized(&mut self.stats);
+        }
+        buf[ehl..].copy_from_slice(&self.scratch[..n]);
+        p.len = u32::try_from(total).unwrap_or(0);
+        self.stats.ptb_sent += 1;
+        Ok(Verdict::Tx(lan))
+    }
+
+    /// Releases due packets from the pacing queues into `out`, encapsulated
+    /// toward their flow's next site, `Tx(uplink)`.
+    pub(crate) fn departures(&mut self, now: Nanos, arena: &mut Arena, out: &mut Batch) {
+        let start = out.len();
+        self.pacing.poll(now, out);
+        let nflows = self.flows.len();
+        let frame_size = arena.frame_size();
+        for i in start..out.len() {
+            let mut pkt = out.as_slice()[i];
+            let q = usize::from(pkt.port);
+            pkt.port = self.settings.lan_port;
+            let (flow, peer) = if q < nflows {
+                let qlen = self.pacing.queue_len(queue_u32(q));
+                let f = &mut self.flows[q];
+                let (Some(o), Some(np)) = (f.origin.as_mut(), f.next_peer) else {
+                    pkt.verdict = Verdict::Drop(DropReason::NoRoute);
+                    out.as_mut_slice()[i] = pkt;
+                    continue;
+                };
+                let (seq, evicted) = o.tracker.on_send(now);
+                o.ctl.on_send(now, qlen == 0);
+                if evicted > 0 {
+                    let r = o.ctl.on_losses(evicted);
+                    self.pacing.set_rate(queue_u32(q), r, now);
+                }
+                (
+                    FlowOption {
+                        flow_id: f.wire_id,
+                        seq: seq + 1,
+                        timestamp_ns: now,
+                    },
+                    np,
+                )
+            } else {
+                let np = q - nflows;
+                let Some(s) = self.be_seq.get_mut(np) else {
+                    pkt.verdict = Verdict::Drop(DropReason::NoRoute);
+                    out.as_mut_slice()[i] = pkt;
+                    continue;
+                };
+                *s += 1;
+                (
+                    FlowOption {
+                        flow_id: super::BEST_EFFORT_FLOW_ID,
+                        seq: *s,
+                        timestamp_ns: now,
+                    },
+                    np,
+                )
+            };
+            pkt.verdict = match self.peers.get(peer).and_then(Option::as_ref) {
+                Some(path) => {
+                    let base = arena.frame_of(pkt.addr);
+                    let params = EncapParams {
+                        flow,
+                        entropy: entropy(flow.flow_id),
+                        ..EncapParams::default()
+                    };
+                    let res = arena.get_mut(base, frame_size).and_then(|buf| {
+                        let off = usize::try_from(pkt.addr - base).ok()?;
+                        path.template
+                            .encap(buf, off, pkt.len as usize, &params)
+                            .ok()
+                    });
+                    match res {
+                        Some(r) => {
+                            pkt.addr = base + r.start as u64;
+                            pkt.len = u32::try_from(r.len()).unwrap_or(0);
+                            self.stats.sent += 1;
+                            Verdict::Tx(path.port)
+                        }
+                        None => {
+                            self.stats.encap_failed += 1;
+                            Verdict::Drop(DropReason::Oversized)
+                        }
+                    }
+                }
+                None => Verdict::Drop(DropReason::NoRoute),
+            };
+            out.as_mut_slice()[i] = pkt;
+        }
+    }
+}

@@ -1,0 +1,717 @@
+//! The overlay gateway pipeline: the stage a site gateway's worker runs
+//! between its LAN port and its WAN uplink ports. Pure (no OS, time passed
+//! in, no allocation per packet after construction).
+//!
+//! - **LAN -> WAN** ([`lan_to_wan`]): classify (session -> flow), enqueue
+//!   in the flow's Poisson pacing queue (`Verdict::Held`), release at the
+//!   MONtra controller's rate from [`Stage::poll`], encapsulate in the
+//!   frame's headroom (GENEVE + mongate flow option) toward the flow's next
+//!   site, `Verdict::Tx(uplink)`. Too big for the path: ICMP "fragmentation
+//!   needed" / "packet too big" back to the LAN host in the same frame.
+//! - **WAN -> LAN** ([`wan_to_lan`]): decapsulate and validate; deliver to
+//!   the LAN (inner MACs rewritten) when this site is the flow's destination
+//!   (recording the arrival for acks), re-encapsulate toward the next site
+//!   when it is a waypoint; OAM: acks feed the sender's tracker and MONtra
+//!   controller, probes are echoed at once.
+//! - **Acks** ([`ack_emit`]): the destination emits aggregated acks (GENEVE
+//!   OAM, O bit) from [`Stage::poll`], in frames of a small private reserve.
+//!
+//! Both directions share state (acks arriving on the WAN side drive the
+//! pacers of the LAN side), so they are one struct, [`Gateway`], which
+//! implements [`Stage`] and dispatches each packet on its arrival port; the
+//! two halves are also callable directly ([`Gateway::lan_to_wan`],
+//! [`Gateway::wan_to_lan`]). Design notes and measured costs:
+//! `docs/overlay.md`.
+
+#![deny(unsafe_code)]
+
+mod ack_emit;
+mod lan_to_wan;
+mod wan_to_lan;
+
+#[cfg(test)]
+mod tests;
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::classify::{self, Classifier, ClassifierError};
+use crate::config::{Config, Plan, PlanError, Prefix};
+use crate::engine::{Arena, Batch, FramePool, Nanos, Stage, Verdict};
+use crate::montra::{
+    AckAggregator, AckInfo, AckPolicy, AckTracker, ControllerConfig, FlowPlan, RateController,
+    TrackerConfig, TrackerStats,
+};
+use crate::pacing::{PacingConfig, PacingError, PacingTable};
+use crate::wire::ethernet::MacAddr;
+use crate::wire::oam::AckEntry;
+use crate::wire::overlay::{OverlayTemplate, TemplateConfig};
+
+/// Wire flow id carried by best-effort packets (not a planned flow: no acks).
+pub const BEST_EFFORT_FLOW_ID: u32 = u32::MAX;
+/// Wire flow id of OAM messages (by convention, `docs/wire-format.md`).
+pub const OAM_FLOW_ID: u32 = 0;
+/// Ack entries per OAM message (35 fit a 1500-byte IPv4 link).
+pub const MAX_ACK_ENTRIES_PER_MESSAGE: usize = 32;
+
+/// The stable wire id of a flow: FNV-1a (32 bit) of its id string, so that
+/// every site agrees on it whatever the order of `[[flows]]` in its file.
+/// 0 and `u32::MAX` are reserved (OAM, best effort) and remapped.
+pub fn wire_flow_id(id: &str) -> u32 {
+    let mut h: u32 = 0x811C_9DC5;
+    for b in id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    match h {
+        OAM_FLOW_ID => 1,
+        BEST_EFFORT_FLOW_ID => BEST_EFFORT_FLOW_ID - 1,
+        h => h,
+    }
+}
+
+/// Settings the site configuration does not carry (MAC addresses, port
+/// indices, the gateway's LAN addresses) and the tunables of the pipeline.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Worker port index of the LAN interface.
+    pub lan_port: u16,
+    /// Worker port index of each uplink, in `Config::uplinks` order (empty:
+    /// uplink `i` is port `i + 1`).
+    pub uplink_ports: Vec<u16>,
+    /// Our MAC on the LAN (source of delivered frames and ICMP replies).
+    pub lan_mac: MacAddr,
+    /// Our MAC on each uplink, in `Config::uplinks` order (missing: zero MAC).
+    pub uplink_macs: Vec<MacAddr>,
+    /// Destination MAC of delivered inner frames when the inner destination
+    /// is not in `neighbours` (the LAN router, or a single host).
+    pub lan_next_hop_mac: MacAddr,
+    /// LAN hosts with their MACs (static neighbour table).
+    pub neighbours: Vec<(IpAddr, MacAddr)>,
+    /// Our IPv4 address on the LAN: source of ICMP errors (none: no ICMPv4 errors).
+    pub lan_address_v4: Option<Ipv4Addr>,
+    /// Our IPv6 address on the LAN: source of ICMPv6 errors.
+    pub lan_address_v6: Option<Ipv6Addr>,
+    /// IP MTU of the uplinks (the outer IP packet), bytes.
+    pub uplink_mtu: usize,
+    /// Mean packet size used to turn the plan's Mbit/s into packets/s.
+    pub mean_packet_bytes: u32,
+    /// Controller rate cap = planned aggregate rate x this margin.
+    pub cap_margin: f64,
+    /// Initial controller rate as a fraction of the planned rate.
+    pub initial_fraction: f64,
+    /// Rate of each per-peer best-effort queue, packets/s.
+    pub best_effort_pps: f64,
+    /// Packets queued per flow before drop-tail.
+    pub queue_capacity: u32,
+    /// MONtra controller tunables.
+    pub controller: ControllerConfig,
+    /// Receiver ack policy.
+    pub ack_policy: AckPolicy,
+    /// Sender loss-detection tunables.
+    pub tracker: TrackerConfig,
+    /// Classifier sizing.
+    pub classifier: classify::Settings,
+    /// Verify outer UDP checksums on receive.
+    pub verify_udp_checksum: bool,
+    /// Frames the private reserve (ack emission) holds at most.
+    pub reserve_frames: usize,
+    /// Seed of the pacers' random gaps.
+    pub seed: u64,
+    /// Interval of the timers (ack deadlines, tail-loss detection), ns.
+    pub timer_ns: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            lan_port: 0,
+            uplink_ports: Vec::new(),
+            lan_mac: MacAddr([0x02, 0, 0, 0, 0, 0x01]),
+            uplink_macs: Vec::new(),
+            lan_next_hop_mac: MacAddr([0x02, 0, 0, 0, 0, 0xFE]),
+            neighbours: Vec::new(),
+            lan_address_v4: None,
+            lan_address_v6: None,
+            uplink_mtu: 1500,
+            mean_packet_bytes: 1250,
+            cap_margin: 1.1,
+            initial_fraction: 0.1,
+            best_effort_pps: 100.0,
+            queue_capacity: 256,
+            controller: ControllerConfig::default(),
+            ack_policy: AckPolicy::default(),
+            tracker: TrackerConfig::default(),
+            classifier: classify::Settings {
+                max_sessions: 1 << 16,
+                ..classify::Settings::default()
+            },
+            verify_udp_checksum: true,
+            reserve_frames: 64,
+            seed: 1,
+            timer_ns: 1_000_000,
+        }
+    }
+}
+
+/// Why a [`Gateway`] could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// Classifier construction (rules, plan).
+    #[error(transparent)]
+    Classifier(#[from] ClassifierError),
+    /// Pacing table construction.
+    #[error(transparent)]
+    Pacing(#[from] PacingError),
+    /// Two flow ids hash to the same wire id (rename one).
+    #[error("flows `{0}` and `{1}` have the same wire flow id")]
+    FlowIdCollision(String, String),
+    /// Too many flows and peers for 16-bit queue indices.
+    #[error("too many flows and peers")]
+    TooMany,
+}
+
+/// Counters of a [`Gateway`] (plain; the worker counts drops by reason).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// LAN packets queued for pacing.
+    pub enqueued: u64,
+    /// Of which best effort.
+    pub best_effort: u64,
+    /// LAN packets refused: queue full.
+    pub queue_full: u64,
+    /// LAN packets with no peer owning their destination, or on a flow not starting here.
+    pub no_route: u64,
+    /// ICMP frag-needed / packet-too-big replies sent to the LAN.
+    pub ptb_sent: u64,
+    /// Oversized LAN packets dropped without an ICMP error (not eligible,
+    /// IPv4 without DF, no LAN address configured).
+    pub oversized_dropped: u64,
+    /// Packets encapsulated and sent on an uplink (data, paced).
+    pub sent: u64,
+    /// WAN packets delivered to the LAN.
+    pub delivered: u64,
+    /// WAN packets re-encapsulated toward the next site (waypoint).
+    pub forwarded: u64,
+    /// WAN packets refused by decapsulation or validation (incl. wrong VNI).
+    pub bad_overlay: u64,
+    /// Of which: wrong VNI.
+    pub wrong_vni: u64,
+    /// WAN data packets of a flow this site is neither waypoint nor destination of.
+    pub wan_no_route: u64,
+    /// Ack messages sent.
+    pub acks_sent: u64,
+    /// Ack entries sent.
+    pub ack_entries_sent: u64,
+    /// Ack entries applied to a local flow's tracker.
+    pub ack_entries_applied: u64,
+    /// Ack entries naming no flow that starts here.
+    pub ack_entries_unknown: u64,
+    /// Probes answered.
+    pub probes_answered: u64,
+    /// Probe echoes received (consumed).
+    pub probe_echoes: u64,
+    /// Ack emissions postponed because the frame reserve was empty.
+    pub ack_no_frame: u64,
+    /// Encapsulation failures (no headroom; should not happen).
+    pub encap_failed: u64,
+}
+
+/// Where a flow stands relative to this site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Its route starts here: paced and controlled here.
+    Origin,
+    /// This site relays it.
+    Waypoint,
+    /// It ends here: delivered and acknowledged here.
+    Destination,
+    /// Not on its route.
+    Elsewhere,
+}
+
+/// Sender state of a flow starting here.
+#[derive(Clone, Debug)]
+pub(crate) struct Origin {
+    pub(crate) ctl: RateController,
+    pub(crate) tracker: AckTracker,
+}
+
+/// Receiver state of a flow ending here.
+#[derive(Clone, Debug)]
+pub(crate) struct Receiver {
+    pub(crate) agg: AckAggregator,
+    pub(crate) received: u64,
+}
+
+/// One configured flow as this site sees it.
+#[derive(Clone, Debug)]
+pub(crate) struct FlowState {
+    pub(crate) wire_id: u32,
+    pub(crate) role: Role,
+    /// Peer index of the next site (origin, waypoint).
+    pub(crate) next_peer: Option<usize>,
+    /// Peer index of the route's first site (destination: where acks go).
+    pub(crate) src_peer: Option<usize>,
+    pub(crate) origin: Option<Origin>,
+    pub(crate) receiver: Option<Receiver>,
+}
+
+/// How this site reaches one peer: an uplink and one of the peer's
+/// gateway addresses (the first pair of the same address family, in file
+/// order), with its prebuilt outer headers.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerPath {
+    pub(crate) template: OverlayTemplate,
+    pub(crate) port: u16,
+    /// Largest inner frame the path carries.
+    pub(crate) max_inner: usize,
+}
+
+/// The overlay gateway stage of one worker. See the module documentation.
+pub struct Gateway {
+    pub(crate) cfg: Config,
+    pub(crate) settings: Settings,
+    pub(crate) classifier: Classifier,
+    pub(crate) flows: Vec<FlowState>,
+    /// `(wire id, flow index)`, sorted by wire id.
+    pub(crate) wire_ids: Vec<(u32, u16)>,
+    /// Per `Config::peers` index; `None` when no uplink can reach it.
+    pub(crate) peers: Vec<Option<PeerPath>>,
+    pub(crate) peer_prefixes: Vec<Vec<Prefix>>,
+    pub(crate) uplink_ports: Vec<u16>,
+    /// Queues `0..flows` (planned flows) then one best-effort queue per peer.
+    pub(crate) pacing: PacingTable,
+    pub(crate) be_seq: Vec<u64>,
+    /// Ack entries waiting to be sent, per peer (at most one per flow).
+    pub(crate) pending_acks: Vec<Vec<AckEntry>>,
+    pub(crate) reserve: Vec<u64>,
+    pub(crate) oam_seq: u64,
+    pub(crate) next_timer: Nanos,
+    /// Output buffer of ICMP replies (the offending packet is read from the frame).
+    pub(crate) scratch: Box<[u8; 1280]>,
+    pub(crate) stats: Stats,
+}
+
+impl Gateway {
+    /// Builds the stage for `cfg` (its plan, if any, is applied; otherwise
+    /// nothing is admitted until [`Gateway::apply_plan`]). `reserve` holds
+    /// frames taken from the worker's pool for ack emission (see
+    /// [`Gateway::replenish`]).
+    pub fn new(
+        cfg: &Config,
+        settings: Settings,
+        reserve: Vec<u64>,
+        now: Nanos,
+    ) -> Result<Self, GatewayError> {
+        let mut settings = settings;
+        // The sender's tail timeout must cover the receiver's ack delay as
+        // this stage implements it: the policy's delay plus timer lateness.
+        settings.tracker.max_ack_delay_ns = settings.tracker.max_ack_delay_ns.max(
+            settings
+                .ack_policy
+                .max_delay_ns
+                .saturating_add(2 * settings.timer_ns),
+        );
+        let plan = cfg.plan.clone().unwrap_or_default();
+        let classifier = Classifier::new(cfg, &plan, settings.classifier)?;
+        let nflows = cfg.flows.len();
+        let npeers = cfg.peers.len();
+        let queues = u16::try_from(nflows + npeers).map_err(|_| GatewayError::TooMany)?;
+        let uplink_ports: Vec<u16> = (0..cfg.uplinks.len())
+            .map(|i| {
+                settings
+                    .uplink_ports
+                    .get(i)
+                    .copied()
+                    .unwrap_or_else(|| u16::try_from(i + 1).unwrap_or(u16::MAX))
+            })
+            .collect();
+        let peers: Vec<Option<PeerPath>> = cfg
+            .peers
+            .iter()
+            .map(|p| peer_path(cfg, &settings, &uplink_ports, &p.gateways))
+            .collect();
+        let peer_index = |name: &str| cfg.peers.iter().position(|p| p.name == name);
+        let me = cfg.site.name.as_str();
+        let mut flows = Vec::with_capacity(nflows);
+        let mut wire_ids: Vec<(u32, u16)> = Vec::with_capacity(nflows);
+        for (fi, f) in cfg.flows.iter().enumerate() {
+            let pos = f.route.iter().position(|s| s == me);
+            let last = f.route.len().saturating_sub(1);
+            let role = match pos {
+                Some(0) => Role::Origin,
+                Some(i) if i == last => Role::Destination,
+                Some(_) => Role::Waypoint,
+                None => Role::Elsewhere,
+            };
+            let next_peer = pos
+                .and_then(|i| f.route.get(i + 1))
+                .and_then(|s| peer_index(s));
+            let src_peer = f.route.first().and_then(|s| peer_index(s));
+            let receiver = (role == Role::Destination).then(|| Receiver {
+                agg: AckAggregator::new(settings.ack_policy),
+                received: 0,
+            });
+            let id = wire_flow_id(&f.id);
+            let idx = u16::try_from(fi).map_err(|_| GatewayError::TooMany)?;
+            if let Some(&(_, other)) = wire_ids.iter().find(|(w, _)| *w == id) {
+                return Err(GatewayError::FlowIdCollision(
+                    cfg.flows[usize::from(other)].id.clone(),
+                    f.id.clone(),
+                ));
+            }
+            wire_ids.push((id, idx));
+            flows.push(FlowState {
+                wire_id: id,
+                role,
+                next_peer,
+                src_peer,
+                origin: None,
+                receiver,
+            });
+        }
+        wire_ids.sort_unstable();
+        let pacing = PacingTable::new(
+            PacingConfig {
+                flows: u32::from(queues.max(1)),
+                queue_capacity: settings.queue_capacity.max(1),
+                seed: settings.seed,
+                ..PacingConfig::default()
+            },
+            now,
+        )?;
+        let pending_acks = (0..npeers)
+            .map(|p| {
+                let n = flows
+                    .iter()
+                    .filter(|f| f.role == Role::Destination && f.src_peer == Some(p))
+                    .count();
+                Vec::with_capacity(n)
+            })
+            .collect();
+        let reserve_cap = settings.reserve_frames.max(reserve.len());
+        let mut res = Vec::with_capacity(reserve_cap);
+        res.extend_from_slice(&reserve);
+        let mut g = Self {
+            cfg: cfg.clone(),
+            classifier,
+            flows,
+            wire_ids,
+            peers,
+            peer_prefixes: cfg.peers.iter().map(|p| p.prefixes.clone()).collect(),
+            uplink_ports,
+            pacing,
+            be_seq: vec![0; npeers],
+            pending_acks,
+            reserve: res,
+            oam_seq: 0,
+            next_timer: now,
+            scratch: Box::new([0u8; 1280]),
+            stats: Stats::default(),
+            settings,
+        };
+        for p in 0..npeers {
+            if g.peers[p].is_some() {
+                g.pacing
+                    .set_rate(be_queue(nflows, p), g.settings.best_effort_pps, now);
+            }
+        }
+        g.apply_rates(&plan, now, true);
+        Ok(g)
+    }
+
+    /// Applies a new plan without resetting state: admission limits (the
+    /// classifier), controller caps and weights (rates are kept, only
+    /// clamped to the new caps), pacer rates. Plans older than the one in
+    /// force are ignored (`Ok(false)`).
+    pub fn apply_plan(&mut self, plan: &Plan, now: Nanos) -> Result<bool, PlanError> {
+        if !self.classifier.set_plan(&self.cfg, plan)? {
+            return Ok(false);
+        }
+        self.apply_rates(plan, now, false);
+        Ok(true)
+    }
+
+    /// Packets per second per Mbit/s at the configured mean packet size.
+    fn pps_per_mbps(&self) -> f64 {
+        1e6 / (8.0 * f64::from(self.settings.mean_packet_bytes.max(1)))
+    }
+
+    /// Aggregate (target pps, weight in pps units) of flow `fi` under `plan`:
+    /// the plan's per-session values times the class's admitted sessions.
+    fn flow_targets(&self, plan: &Plan, fi: usize) -> (f64, f64) {
+        let f = &self.cfg.flows[fi];
+        let n = f64::from(plan.sessions(&f.class));
+        let k = self.pps_per_mbps();
+        plan.flow(&f.id)
+            .map_or((0.0, 0.0), |p| (n * p.rate_mbps * k, n * p.weight * k))
+    }
+
+    fn apply_rates(&mut self, plan: &Plan, now: Nanos, fresh: bool) {
+        let max_weight = (0..self.flows.len())
+            .map(|fi| self.flow_targets(plan, fi).1)
+            .fold(0.0, f64::max);
+        for fi in 0..self.flows.len() {
+            if self.flows[fi].role != Role::Origin {
+                continue;
+            }
+            let (target, weight) = self.flow_targets(plan, fi);
+            let fp = FlowPlan {
+                weight,
+                max_weight,
+                cap_pps: target * self.settings.cap_margin,
+            };
+            let x0 = target * self.settings.initial_fraction;
+            let (cc, tc) = (self.settings.controller, self.settings.tracker);
+            let flow = &mut self.flows[fi];
+            let rate = match (&mut flow.origin, fresh) {
+                (Some(o), false) => {
+                    o.ctl.set_plan(fp);
+                    o.ctl.rate()
+                }
+                (slot, _) => {
+                    let o = slot.insert(Origin {
+                        ctl: RateController::new(cc, fp, x0, now),
+                        tracker: AckTracker::new(tc),
+                    });
+                    o.ctl.rate()
+                }
+            };
+            self.pacing.set_rate(queue_u32(fi), rate, now);
+        }
+    }
+
+    /// Refills the private frame reserve from the worker's pool (the reserve
+    /// drains as acks go out; consumed OAM frames flow back into it). Call
+    /// it once per loop iteration.
+    pub fn replenish(&mut self, pool: &mut FramePool) {
+        while self.reserve.len() < self.reserve.capacity() {
+            match pool.alloc() {
+                Some(f) => self.reserve.push(f),
+                None => break,
+            }
+        }
+    }
+
+    /// Hands every frame the stage holds (pacing queues, reserve) to `free`
+    /// (shutdown; leak checks in tests). Returns how many.
+    pub fn drain_frames(&mut self, mut free: impl FnMut(u64)) -> usize {
+        let mut n = 0;
+        for q in 0..self.pacing.flows() {
+            n += self.pacing.drain(q, |p| free(p.addr)) as usize;
+        }
+        for f in self.reserve.drain(..) {
+            free(f);
+            n += 1;
+        }
+        n
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+    /// The classifier (admission counters).
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+    /// The pacing table (queue counters).
+    pub fn pacing(&self) -> &PacingTable {
+        &self.pacing
+    }
+    /// Frames in the private reserve.
+    pub fn reserve_len(&self) -> usize {
+        self.reserve.len()
+    }
+    /// Role of the flow with config id `id`.
+    pub fn role(&self, id: &str) -> Option<Role> {
+        self.cfg.flow_index(id).map(|i| self.flows[i].role)
+    }
+    /// Current MONtra rate (packets/s) of a flow starting here.
+    pub fn flow_rate(&self, id: &str) -> Option<f64> {
+        let o = self.flows.get(self.cfg.flow_index(id)?)?.origin.as_ref()?;
+        Some(o.ctl.rate())
+    }
+    /// Sender-side ack accounting of a flow starting here.
+    pub fn flow_tracker(&self, id: &str) -> Option<TrackerStats> {
+        let o = self.flows.get(self.cfg.flow_index(id)?)?.origin.as_ref()?;
+        Some(o.tracker.stats())
+    }
+    /// Packets received (destination side) of a flow ending here.
+    pub fn flow_received(&self, id: &str) -> Option<u64> {
+        let r = self
+            .flows
+            .get(self.cfg.flow_index(id)?)?
+            .receiver
+            .as_ref()?;
+        Some(r.received)
+    }
+
+    /// Flow index of a wire flow id.
+    #[inline]
+    pub(crate) fn flow_of_wire(&self, id: u32) -> Option<usize> {
+        self.wire_ids
+            .binary_search_by_key(&id, |e| e.0)
+            .ok()
+            .map(|i| usize::from(self.wire_ids[i].1))
+    }
+
+    /// Peer index owning `addr` (linear over the peers' prefixes).
+    #[inline]
+    pub(crate) fn peer_of(&self, addr: IpAddr) -> Option<usize> {
+        self.peer_prefixes
+            .iter()
+            .position(|ps| ps.iter().any(|p| p.contains(addr)))
+    }
+
+    /// True when `addr` is in this site's LAN prefixes.
+    #[inline]
+    pub(crate) fn is_local(&self, addr: IpAddr) -> bool {
+        self.cfg.site.lan_prefixes.iter().any(|p| p.contains(addr))
+    }
+
+    /// Whether `port` is one of the uplinks.
+    #[inline]
+    fn is_uplink(&self, port: u16) -> bool {
+        self.uplink_ports.contains(&port)
+    }
+
+    /// Timers: ack deadlines (destination) and tail losses (origin), at most
+    /// once per `timer_ns`.
+    fn timers(&mut self, now: Nanos) {
+        if now < self.next_timer {
+            return;
+        }
+        self.next_timer = now.saturating_add(self.settings.timer_ns.max(1));
+        for fi in 0..self.flows.len() {
+            let f = &mut self.flows[fi];
+            if let Some(r) = f.receiver.as_mut() {
+                if let Some(info) = r.agg.poll(now) {
+                    let (id, peer, rec, ab) =
+                        (f.wire_id, f.src_peer, r.received, r.agg.abandoned());
+                    self.queue_ack(peer, id, &info, rec, ab);
+                }
+            } else if let Some(o) = f.origin.as_mut() {
+                let lost = o.tracker.poll(now);
+                if lost > 0 {
+                    let rate = o.ctl.on_losses(lost);
+                    self.pacing.set_rate(queue_u32(fi), rate, now);
+                }
+            }
+        }
+    }
+}
+
+impl Stage for Gateway {
+    fn maintain(&mut self, pool: &mut FramePool) {
+        self.replenish(pool);
+    }
+
+    fn process(&mut self, now: Nanos, arena: &mut Arena, batch: &mut Batch) {
+        let lan = self.settings.lan_port;
+        for p in batch.as_mut_slice() {
+            if p.verdict != Verdict::Pending {
+                continue;
+            }
+            if p.port == lan {
+                self.lan_packet(now, arena, p);
+            } else if self.is_uplink(p.port) {
+                self.wan_packet(now, arena, p);
+            } else {
+                p.verdict = Verdict::Drop(crate::engine::DropReason::Unsupported);
+            }
+        }
+    }
+
+    fn poll(&mut self, now: Nanos, arena: &mut Arena, out: &mut Batch) {
+        self.timers(now);
+        self.emit_acks(now, arena, out);
+        self.departures(now, arena, out);
+    }
+}
+
+/// Pacing queue of a planned flow.
+#[inline]
+pub(crate) fn queue_u32(fi: usize) -> u32 {
+    u32::try_from(fi).unwrap_or(u32::MAX)
+}
+
+/// Pacing queue of the best-effort traffic to peer `p`.
+#[inline]
+pub(crate) fn be_queue(nflows: usize, p: usize) -> u32 {
+    queue_u32(nflows + p)
+}
+
+/// Flow hash of a wire flow id (UDP source port, IPv6 flow label).
+#[inline]
+pub(crate) fn entropy(wire_id: u32) -> u32 {
+    wire_id.wrapping_mul(0x9E37_79B9).rotate_left(13)
+}
+
+/// The first (uplink, gateway) pair of the same family, in file order.
+fn peer_path(
+    cfg: &Config,
+    settings: &Settings,
+    uplink_ports: &[u16],
+    gateways: &[IpAddr],
+) -> Option<PeerPath> {
+    for (ui, u) in cfg.uplinks.iter().enumerate() {
+        for g in gateways {
+            if g.is_ipv4() != u.local_address.is_ipv4() {
+                continue;
+            }
+            let src_mac = settings.uplink_macs.get(ui).copied().unwrap_or_default();
+            let dst_mac = u.gateway_mac.unwrap_or_default();
+            let mut tc = TemplateConfig::new(src_mac, dst_mac, u.local_address, *g);
+            tc.vni = cfg.site.vni;
+            tc.udp_checksum_v4 = true;
+            let template = OverlayTemplate::new(&tc).ok()?;
+            let max_inner = template.max_inner_len(settings.uplink_mtu);
+            return Some(PeerPath {
+                template,
+                port: uplink_ports.get(ui).copied()?,
+                max_inner,
+            });
+        }
+    }
+    None
+}
+
+/// Converts a wire ack entry (sequences from 1, "`<= cum` received") to
+/// the tracker's numbering (sequences from 0, "`< cum` received"): the same
+/// `cum`, the bitmap shifted by one (a set bit 0 advances `cum`).
+pub fn entry_to_info(e: &AckEntry) -> AckInfo {
+    let mut cum = e.cum_seq;
+    let mut bits = e.bitmap;
+    let run = bits.trailing_ones();
+    if run > 0 {
+        cum = cum.saturating_add(u64::from(run));
+        bits = if run >= 64 { 0 } else { bits >> run };
+    }
+    AckInfo {
+        cum,
+        bitmap: bits >> 1,
+        echo_ts_ns: e.echo_ts_ns,
+        ack_delay_ns: u64::from(e.ack_delay_ns),
+    }
+}
+
+/// The wire entry of a receiver's ack (inverse of [`entry_to_info`]; the
+/// highest bitmap bit is not representable and is reported by a later ack).
+pub fn info_to_entry(flow_id: u32, a: &AckInfo, received: u64, lost: u64) -> AckEntry {
+    AckEntry {
+        flow_id,
+        ack_delay_ns: u32::try_from(a.ack_delay_ns).unwrap_or(u32::MAX),
+        cum_seq: a.cum,
+        bitmap: a.bitmap << 1,
+        echo_ts_ns: a.echo_ts_ns,
+        received: wrap32(received),
+        lost: wrap32(lost),
+    }
+}
+
+/// The low 32 bits (wrapping counters on the wire).
+#[inline]
+fn wrap32(v: u64) -> u32 {
+    u32::try_from(v & u64::from(u32::MAX)).unwrap_or(0)
+}

@@ -1,0 +1,51 @@
+use super::*;
+use crate::montra::AckAggregator;
+
+#[test]
+fn wire_ids_are_stable_and_avoid_reserved() {
+    assert_eq!(
+        wire_flow_id("video-ac-direct"),
+        wire_flow_id("video-ac-direct")
+    );
+    assert_ne!(wire_flow_id("a"), wire_flow_id("b"));
+    assert_ne!(wire_flow_id(""), OAM_FLOW_ID);
+}
+
+#[test]
+fn ack_entry_conversion_roundtrip() {
+    // Receiver got tracker seqs 0..=4, 6 and 9: cum 5, bits for 6 (bit 0) and 9 (bit 3).
+    let mut agg = AckAggregator::new(AckPolicy {
+        every_packets: 1000,
+        max_delay_ns: 0,
+    });
+    for s in [0u64, 1, 2, 3, 4, 6, 9] {
+        agg.on_packet(s, 7, 10);
+    }
+    let info = agg.poll(10).unwrap();
+    assert_eq!((info.cum, info.bitmap), (5, 0b1001));
+    let e = info_to_entry(42, &info, 7, 0);
+    // Wire: seqs from 1; 1..=5 received -> cum 5; wire 7 and 10 -> bits 1 and 4.
+    assert_eq!((e.cum_seq, e.bitmap), (5, 0b1_0010));
+    for wire_seq in [1u64, 5, 7, 10] {
+        assert!(e.covers(wire_seq), "{wire_seq}");
+    }
+    for wire_seq in [6u64, 8, 9, 11] {
+        assert!(!e.covers(wire_seq), "{wire_seq}");
+    }
+    let back = entry_to_info(&e);
+    assert_eq!((back.cum, back.bitmap), (info.cum, info.bitmap));
+    // A peer that sets wire bit 0 (seq cum+1 received) is normalised.
+    let odd = AckEntry {
+        cum_seq: 5,
+        bitmap: 0b111,
+        ..e
+    };
+    let n = entry_to_info(&odd);
+    assert_eq!((n.cum, n.bitmap), (8, 0));
+    let all = AckEntry {
+        cum_seq: u64::MAX - 3,
+        bitmap: u64::MAX,
+        ..e
+    };
+    assert_eq!(entry_to_info(&all).cum, u64::MAX);
+}

@@ -1,0 +1,296 @@
+//! WAN -> LAN: decapsulation, delivery (with ack bookkeeping), waypoint
+//! relaying, and the OAM messages (acks feed the controllers, probes are
+//! echoed).
+
+use core::ops::Range;
+
+use super::lan_to_wan::dst_addr;
+use super::{Gateway, OAM_FLOW_ID, Role, entropy, entry_to_info, queue_u32};
+use crate::classify::inner;
+use crate::engine::{Arena, Batch, DropReason, Nanos, Packet, Verdict};
+use crate::wire::ethernet::ethertype;
+use crate::wire::geneve::FlowOption;
+use crate::wire::oam::{self, MessageType};
+use crate::wire::overlay::{self, EncapParams, OverlayMeta};
+use crate::wire::{Error, ethernet};
+
+impl Gateway {
+    /// Runs the WAN -> LAN half on a batch received on an uplink.
+    pub fn wan_to_lan(&mut self, now: Nanos, arena: &mut Arena, batch: &mut Batch) {
+        for p in batch.as_mut_slice() {
+            if p.verdict == Verdict::Pending {
+                self.wan_packet(now, arena, p);
+            }
+        }
+    }
+
+    /// One WAN packet.
+    pub(crate) fn wan_packet(&mut self, now: Nanos, arena: &mut Arena, p: &mut Packet) {
+        let bad = |g: &mut Gateway| {
+            g.stats.bad_overlay += 1;
+            Verdict::Drop(DropReason::BadOverlay)
+        };
+        let Some(frame) = arena.packet(p) else {
+            p.verdict = Verdict::Drop(DropReason::Truncated);
+            return;
+        };
+        let d = match overlay::decap(frame, self.settings.verify_udp_checksum) {
+            Ok(d) => d,
+            Err(Error::NotOverlay) => {
+                p.verdict = Verdict::Drop(DropReason::Unsupported);
+                return;
+            }
+            Err(_) => {
+                p.verdict = bad(self);
+                return;
+            }
+        };
+        let m = d.meta;
+        if m.vni != self.cfg.site.vni {
+            self.stats.wrong_vni += 1;
+            p.verdict = bad(self);
+            return;
+        }
+        if m.security.is_some() {
+            // No AEAD stage yet: ciphertext must not reach the LAN.
+            p.verdict = Verdict::Drop(DropReason::BadAuth);
+            return;
+        }
+        if m.oam {
+            p.verdict = if m.protocol == oam::OAM_PROTOCOL {
+                self.oam_packet(now, arena, p, d.inner, &m)
+            } else {
+                bad(self)
+            };
+            return;
+        }
+        if m.protocol != ethertype::TEB {
+            p.verdict = Verdict::Drop(DropReason::Unsupported);
+            return;
+        }
+        let Some(flow) = m.flow else {
+            p.verdict = bad(self);
+            return;
+        };
+        p.verdict = match self.flow_of_wire(flow.flow_id) {
+            Some(fi) => match self.flows[fi].role {
+                Role::Destination => self.deliver(now, arena, p, d.inner, Some((fi, flow))),
+                Role::Waypoint => self.relay(arena, p, d.inner, fi, flow),
+                Role::Origin | Role::Elsewhere => {
+                    self.stats.wan_no_route += 1;
+                    Verdict::Drop(DropReason::NoRoute)
+                }
+            },
+            // Best effort, or a flow this site does not know: delivered when
+            // the inner destination is ours, never relayed (no loops).
+            None => self.deliver(now, arena, p, d.inner, None),
+        };
+    }
+
+    /// Delivers the inner frame to the LAN (MACs rewritten); records the
+    /// arrival of a planned flow's packet for the acks.
+    fn deliver(
+        &mut self,
+        now: Nanos,
+        arena: &mut Arena,
+        p: &mut Packet,
+        range: Range<usize>,
+        flow: Option<(usize, FlowOption)>,
+    ) -> Verdict {
+        let inner_addr = p.addr + range.start as u64;
+        let inner_len = u32::try_from(range.len()).unwrap_or(0);
+        let Some(buf) = arena.get_mut(inner_addr, inner_len) else {
+            return Verdict::Drop(DropReason::Truncated);
+        };
+        let Ok(parsed) = inner::parse(buf) else {
+            self.stats.bad_overlay += 1;
+            return Verdict::Drop(DropReason::BadOverlay);
+        };
+        let dst = dst_addr(&parsed.tuple);
+        if flow.is_none() && !self.is_local(dst) {
+            self.stats.wan_no_route += 1;
+            return Verdict::Drop(DropReason::NoRoute);
+        }
+        let mac = self
+            .settings
+            .neighbours
+            .iter()
+            .find(|(a, _)| *a == dst)
+            .map_or(self.settings.lan_next_hop_mac, |n| n.1);
+        let Ok(mut eth) = ethernet::Frame::new_checked(&mut *buf) else {
+            return Verdict::Drop(DropReason::BadOverlay);
+        };
+        eth.set_dst(mac);
+        eth.set_src(self.settings.lan_mac);
+        if let Some((fi, opt)) = flow
+            && let f = &mut self.flows[fi]
+            && let Some(r) = f.receiver.as_mut()
+            && opt.seq > 0
+        {
+            r.received += 1;
+            if let Some(info) = r.agg.on_packet(opt.seq - 1, opt.timestamp_ns, now) {
+                let (id, peer, rec, ab) = (f.wire_id, f.src_peer, r.received, r.agg.abandoned());
+                self.queue_ack(peer, id, &info, rec, ab);
+            }
+        }
+        p.addr = inner_addr;
+        p.len = inner_len;
+        self.stats.delivered += 1;
+        Verdict::Tx(self.settings.lan_port)
+    }
+
+    /// Re-encapsulates toward the flow's next site (same flow option).
+    fn relay(
+        &mut self,
+        arena: &mut Arena,
+        p: &mut Packet,
+        range: Range<usize>,
+        fi: usize,
+        flow: FlowOption,
+    ) -> Verdict {
+        let Some(path) = self.flows[fi]
+            .next_peer
+            .and_then(|np| self.peers.get(np))
+            .and_then(Option::as_ref)
+        else {
+            self.stats.wan_no_route += 1;
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        if range.len() > path.max_inner {
+            return Verdict::Drop(DropReason::Oversized);
+        }
+        let params = EncapParams {
+            flow,
+            entropy: entropy(flow.flow_id),
+            ..EncapParams::default()
+        };
+        match encap_in_frame(arena, p, range, &path.template, &params) {
+            Some(()) => {
+                self.stats.forwarded += 1;
+                Verdict::Tx(path.port)
+            }
+            None => {
+                self.stats.encap_failed += 1;
+                Verdict::Drop(DropReason::Oversized)
+            }
+        }
+    }
+
+    /// An OAM message: acks feed the controllers (the frame joins the
+    /// reserve), probes are echoed toward the prober at once.
+    fn oam_packet(
+        &mut self,
+        now: Nanos,
+        arena: &mut Arena,
+        p: &mut Packet,
+        range: Range<usize>,
+        m: &OverlayMeta,
+    ) -> Verdict {
+        let Some(bytes) = arena.packet(p).and_then(|f| f.get(range.clone())) else {
+            return Verdict::Drop(DropReason::Truncated);
+        };
+        let Ok(msg) = oam::Message::new_checked(bytes) else {
+            self.stats.bad_overlay += 1;
+            return Verdict::Drop(DropReason::BadOverlay);
+        };
+        match msg.msg_type() {
+            MessageType::Ack => {
+                for e in msg.acks() {
+                    let Some(fi) = self.flow_of_wire(e.flow_id) else {
+                        self.stats.ack_entries_unknown += 1;
+                        continue;
+                    };
+                    let Some(o) = self.flows[fi].origin.as_mut() else {
+                        self.stats.ack_entries_unknown += 1;
+                        continue;
+                    };
+                    let outcome = o.tracker.on_ack(&entry_to_info(&e), now);
+                    if outcome.acked > 0 {
+                        o.ctl.on_acks(outcome.acked, now);
+                    }
+                    if outcome.lost > 0 {
+                        o.ctl.on_losses(outcome.lost);
+                    }
+                    let rate = o.ctl.rate();
+                    self.pacing.set_rate(queue_u32(fi), rate, now);
+                    self.stats.ack_entries_applied += 1;
+                }
+                self.consume(arena, p)
+            }
+            MessageType::ProbeEcho => {
+                // TODO(next): report probe results to the control process.
+                self.stats.probe_echoes += 1;
+                self.consume(arena, p)
+            }
+            MessageType::Probe => {
+                let Some(probe) = msg.probe() else {
+                    return Verdict::Drop(DropReason::BadOverlay);
+                };
+                let Some(path) = self
+                    .cfg
+                    .peers
+                    .iter()
+                    .position(|peer| peer.gateways.contains(&m.outer_src))
+                    .and_then(|i| self.peers.get(i))
+                    .and_then(Option::as_ref)
+                else {
+                    self.stats.wan_no_route += 1;
+                    return Verdict::Drop(DropReason::NoRoute);
+                };
+                let echo = oam::Repr::ProbeEcho(probe.echo(now));
+                let len = echo.len();
+                let start = p.addr + range.start as u64;
+                let ok = arena
+                    .get_mut(start, u32::try_from(len).unwrap_or(u32::MAX))
+                    .is_some_and(|b| echo.emit(b).is_ok());
+                let params = EncapParams {
+                    flow: FlowOption {
+                        flow_id: OAM_FLOW_ID,
+                        seq: 0,
+                        timestamp_ns: now,
+                    },
+                    entropy: entropy(OAM_FLOW_ID),
+                    oam: true,
+                    ..EncapParams::default()
+                };
+                let r = range.start..range.start + len;
+                if ok && encap_in_frame(arena, p, r, &path.template, &params).is_some() {
+                    self.stats.probes_answered += 1;
+                    Verdict::Tx(path.port)
+                } else {
+                    self.stats.encap_failed += 1;
+                    Verdict::Drop(DropReason::Oversized)
+                }
+            }
+        }
+    }
+
+    /// A consumed OAM frame: kept in the reserve when there is room.
+    fn consume(&mut self, arena: &Arena, p: &Packet) -> Verdict {
+        if self.reserve.len() < self.reserve.capacity() {
+            self.reserve.push(arena.frame_of(p.addr));
+            Verdict::Held
+        } else {
+            // Counted by the worker under `other`; nothing went wrong.
+            Verdict::Drop(DropReason::Other)
+        }
+    }
+}
+
+/// Encapsulates `p`'s bytes `range` (relative to `p.addr`) with `template`,
+/// in place within the frame; updates `p`. None when it does not fit.
+fn encap_in_frame(
+    arena: &mut Arena,
+    p: &mut Packet,
+    range: Range<usize>,
+    template: &overlay::OverlayTemplate,
+    params: &EncapParams,
+) -> Option<()> {
+    let base = arena.frame_of(p.addr);
+    let off = usize::try_from(p.addr - base).ok()? + range.start;
+    let buf = arena.get_mut(base, arena.frame_size())?;
+    let r = template.encap(buf, off, range.len(), params).ok()?;
+    p.addr = base + r.start as u64;
+    p.len = u32::try_from(r.len()).ok()?;
+    Some(())
+}

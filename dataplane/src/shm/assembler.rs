@@ -1,0 +1,419 @@
+//! The worker side of the plan protocol, as a pure state machine: chunks of a
+//! plan are assembled privately, a commit checks completeness, checksum and
+//! validity and *stages* the plan, and the shared active-epoch word makes the
+//! worker switch to the staged plan. The running plan is replaced only by a
+//! whole, valid plan (all-or-nothing), never by a part of one: anything
+//! wrong is refused with a counter and the running plan stays.
+//!
+//! No allocation after [`PlanAssembler::new`]: the building, staged and
+//! active plans are three preallocated [`WorkerPlan`]s that are swapped.
+
+#![deny(unsafe_code)]
+
+use super::msg::{CHUNK_ENTRIES, COUNTER_WORDS, Command, PlanChunk, PlanEntry};
+use super::plan::{Checksum, PlanShape, WorkerPlan};
+
+/// Why a plan (or a part of one) was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Epoch not newer than the running or staged plan.
+    Stale,
+    /// A chunk out of order (gap, repeat, or a changed total).
+    OutOfOrder,
+    /// The commit's checksum does not match the entries received.
+    Checksum,
+    /// The entries do not form a valid plan for this configuration.
+    Invalid,
+    /// A commit for a plan whose chunks did not all arrive.
+    Incomplete,
+    /// More chunks announced than a plan for this configuration can need.
+    TooLarge,
+    /// The active-epoch word names an epoch this worker has not staged.
+    NotStaged,
+}
+
+/// What a message or a tick did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Nothing visible (a chunk accepted, or not a plan message).
+    None,
+    /// The plan of this epoch is complete and valid, and waits for activation.
+    Staged(u64),
+    /// The worker now runs the plan of this epoch.
+    Switched(u64),
+    /// The plan of this epoch was refused; the running plan stays.
+    Refused(u64, Refusal),
+}
+
+/// Counters of an assembler (all only grow).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AssemblerCounters {
+    /// Chunks received.
+    pub chunks: u64,
+    /// Commits received.
+    pub commits: u64,
+    /// Plans staged.
+    pub staged: u64,
+    /// Plans switched to.
+    pub switched: u64,
+    /// Refused: stale epoch.
+    pub stale: u64,
+    /// Refused: chunk out of order.
+    pub out_of_order: u64,
+    /// Refused: checksum mismatch.
+    pub checksum: u64,
+    /// Refused: invalid plan.
+    pub invalid: u64,
+    /// Refused: incomplete plan at commit.
+    pub incomplete: u64,
+    /// Refused: too many chunks.
+    pub too_large: u64,
+    /// Active epoch named a plan not staged here.
+    pub not_staged: u64,
+    /// Partial plans dropped because they took too long.
+    pub timeouts: u64,
+    /// Partial plans dropped because a newer plan started.
+    pub abandoned: u64,
+    /// Messages that did not decode (counted by the caller via [`PlanAssembler::count_decode_error`]).
+    pub decode_errors: u64,
+    /// Ring corruption events (counted by the caller via [`PlanAssembler::count_ring_error`]).
+    pub ring_errors: u64,
+}
+
+impl AssemblerCounters {
+    /// The counters as the words of a `Telemetry::Counters` message, in
+    /// field order (then zeros).
+    pub fn to_words(&self) -> [u64; COUNTER_WORDS] {
+        let mut w = [0u64; COUNTER_WORDS];
+        let v = [
+            self.chunks,
+            self.commits,
+            self.staged,
+            self.switched,
+            self.stale,
+            self.out_of_order,
+            self.checksum,
+            self.invalid,
+            self.incomplete,
+            self.too_large,
+            self.not_staged,
+            self.timeouts,
+            self.abandoned,
+            self.decode_errors,
+            self.ring_errors,
+        ];
+        w[..v.len()].copy_from_slice(&v);
+        w
+    }
+    /// Total refusals of any kind.
+    pub fn refused(&self) -> u64 {
+        self.stale
+            + self.out_of_order
+            + self.checksum
+            + self.invalid
+            + self.incomplete
+            + self.too_large
+            + self.not_staged
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Build {
+    epoch: u64,
+    total: u32,
+    next: u32,
+    entries: u32,
+    sum: Checksum,
+    started_ns: u64,
+}
+
+/// The worker-side plan state machine. Time (ns, any monotonic origin) is
+/// passed in.
+#[derive(Debug)]
+pub struct PlanAssembler {
+    shape: PlanShape,
+    timeout_ns: u64,
+    max_chunks: u32,
+    active: WorkerPlan,
+    staged: WorkerPlan,
+    staged_valid: bool,
+    building: WorkerPlan,
+    build: Option<Build>,
+    seen_class: Vec<bool>,
+    seen_flow: Vec<bool>,
+    carried: Vec<bool>,
+    not_staged_reported: u64,
+    counters: AssemblerCounters,
+}
+
+impl PlanAssembler {
+    /// An assembler for plans of `shape`, running the empty plan of epoch 0;
+    /// a partial plan older than `timeout_ns` is dropped.
+    pub fn new(shape: PlanShape, timeout_ns: u64) -> Self {
+        let classes = usize::try_from(shape.classes).unwrap_or(0);
+        let entries = classes + shape.flows();
+        let max_chunks = u32::try_from(entries.div_ceil(CHUNK_ENTRIES).max(1)).unwrap_or(u32::MAX);
+        Self {
+            timeout_ns,
+            max_chunks,
+            active: WorkerPlan::empty(&shape),
+            staged: WorkerPlan::empty(&shape),
+            staged_valid: false,
+            building: WorkerPlan::empty(&shape),
+            build: None,
+            seen_class: vec![false; classes],
+            seen_flow: vec![false; shape.flows()],
+            carried: vec![false; classes],
+            not_staged_reported: 0,
+            counters: AssemblerCounters::default(),
+            shape,
+        }
+    }
+
+    /// The plan the worker runs.
+    pub fn active(&self) -> &WorkerPlan {
+        &self.active
+    }
+    /// Epoch of the staged plan, if one waits for activation.
+    pub fn staged_epoch(&self) -> Option<u64> {
+        self.staged_valid.then_some(self.staged.epoch)
+    }
+    /// Epoch of the plan being assembled, if any.
+    pub fn building_epoch(&self) -> Option<u64> {
+        self.build.map(|b| b.epoch)
+    }
+    /// The counters.
+    pub fn counters(&self) -> &AssemblerCounters {
+        &self.counters
+    }
+    /// Counts a message that did not decode.
+    pub fn count_decode_error(&mut self) {
+        self.counters.decode_errors += 1;
+    }
+    /// Counts a corrupted ring.
+    pub fn count_ring_error(&mut self) {
+        self.counters.ring_errors += 1;
+    }
+
+    /// Newest epoch known here (running or staged): plans must be newer.
+    fn floor(&self) -> u64 {
+        if self.staged_valid {
+            self.active.epoch.max(self.staged.epoch)
+        } else {
+            self.active.epoch
+        }
+    }
+
+    fn refuse(&mut self, epoch: u64, why: Refusal) -> Event {
+        let c = &mut self.counters;
+        match why {
+            Refusal::Stale => c.stale += 1,
+            Refusal::OutOfOrder => c.out_of_order += 1,
+            Refusal::Checksum => c.checksum += 1,
+            Refusal::Invalid => c.invalid += 1,
+            Refusal::Incomplete => c.incomplete += 1,
+            Refusal::TooLarge => c.too_large += 1,
+            Refusal::NotStaged => c.not_staged += 1,
+        }
+        Event::Refused(epoch, why)
+    }
+
+    /// Drops a partial plan that has been assembling for too long.
+    pub fn tick(&mut self, now_ns: u64) {
+        if let Some(b) = self.build
+            && now_ns.saturating_sub(b.started_ns) > self.timeout_ns
+        {
+            self.build = None;
+            self.counters.timeouts += 1;
+        }
+    }
+
+    /// Feeds a decoded command; non-plan commands are ignored (`Event::None`).
+    pub fn on_command(&mut self, cmd: &Command, now_ns: u64) -> Event {
+        match cmd {
+            Command::PlanChunk(c) => self.on_chunk(c, now_ns),
+            &Command::PlanCommit {
+                epoch,
+                chunks,
+                entries,
+                checksum,
+            } => self.on_commit(epoch, chunks, entries, checksum, now_ns),
+            _ => Event::None,
+        }
+    }
+
+    /// Feeds one chunk.
+    pub fn on_chunk(&mut self, c: &PlanChunk, now_ns: u64) -> Event {
+        self.counters.chunks += 1;
+        self.tick(now_ns);
+        if c.epoch <= self.floor() {
+            return self.refuse(c.epoch, Refusal::Stale);
+        }
+        match self.build {
+            // Chunk 0 of the epoch being built restarts it (a restarted
+            // control process resending the same epoch); any other chunk must
+            // be the next one.
+            Some(b) if b.epoch == c.epoch && c.index != 0 => {
+                if c.index != b.next || c.total != b.total {
+                    self.build = None;
+                    return self.refuse(c.epoch, Refusal::OutOfOrder);
+                }
+            }
+            other => {
+                if other.is_some_and(|b| b.epoch <= c.epoch) && c.index == 0 {
+                    self.counters.abandoned += 1;
+                }
+                if other.is_some_and(|b| b.epoch > c.epoch) {
+                    // An older plan's chunk while a newer one assembles.
+                    return self.refuse(c.epoch, Refusal::Stale);
+                }
+                self.build = None;
+                if c.index != 0 {
+                    return self.refuse(c.epoch, Refusal::OutOfOrder);
+                }
+                if c.total == 0 || c.total > self.max_chunks {
+                    return self.refuse(c.epoch, Refusal::TooLarge);
+                }
+                self.building.clear(c.epoch);
+                self.seen_class.fill(false);
+                self.seen_flow.fill(false);
+                self.build = Some(Build {
+                    epoch: c.epoch,
+                    total: c.total,
+                    next: 0,
+                    entries: 0,
+                    sum: Checksum::new(c.epoch),
+                    started_ns: now_ns,
+                });
+            }
+        }
+        let n = usize::try_from(c.count).unwrap_or(usize::MAX);
+        let Some(entries) = c.entries.get(..n) else {
+            self.build = None;
+            return self.refuse(c.epoch, Refusal::Invalid);
+        };
+        let Some(mut b) = self.build else {
+            return Event::None;
+        };
+        for e in entries {
+            if !self.put(e) {
+                self.build = None;
+                return self.refuse(c.epoch, Refusal::Invalid);
+            }
+            b.sum.entry(e);
+        }
+        b.next += 1;
+        b.entries = b.entries.saturating_add(c.count);
+        self.build = Some(b);
+        Event::None
+    }
+
+    /// Writes one entry into the building plan; false when out of range,
+    /// duplicate, or not a finite non-negative number.
+    fn put(&mut self, e: &PlanEntry) -> bool {
+        match *e {
+            PlanEntry::Class { class, sessions } => {
+                let Ok(i) = usize::try_from(class) else {
+                    return false;
+                };
+                match self.seen_class.get_mut(i) {
+                    Some(seen) if !*seen => {
+                        *seen = true;
+                        self.building.sessions[i] = sessions;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            PlanEntry::Flow {
+                flow,
+                rate_mbps,
+                weight,
+            } => {
+                let ok = |v: f64| v.is_finite() && v >= 0.0;
+                if !ok(rate_mbps) || !ok(weight) {
+                    return false;
+                }
+                let Ok(i) = usize::try_from(flow) else {
+                    return false;
+                };
+                match self.seen_flow.get_mut(i) {
+                    Some(seen) if !*seen => {
+                        *seen = true;
+                        self.building.rate_mbps[i] = rate_mbps;
+                        self.building.weight[i] = weight;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    /// Feeds a commit: stages the plan if complete, matching and valid.
+    pub fn on_commit(
+        &mut self,
+        epoch: u64,
+        chunks: u32,
+        entries: u32,
+        checksum: u64,
+        now_ns: u64,
+    ) -> Event {
+        self.counters.commits += 1;
+        self.tick(now_ns);
+        if epoch <= self.floor() {
+            return self.refuse(epoch, Refusal::Stale);
+        }
+        let Some(b) = self.build.take() else {
+            return self.refuse(epoch, Refusal::Incomplete);
+        };
+        if b.epoch != epoch || b.next != b.total || chunks != b.total || entries != b.entries {
+            return self.refuse(epoch, Refusal::Incomplete);
+        }
+        if b.sum.value() != checksum {
+            return self.refuse(epoch, Refusal::Checksum);
+        }
+        // Every class admitting sessions needs a flow with a positive rate.
+        self.carried.fill(false);
+        for (f, r) in self.building.rate_mbps.iter().enumerate() {
+            if *r > 0.0
+                && let Some(c) = self.shape.flow_class.get(f)
+                && let Ok(c) = usize::try_from(*c)
+                && let Some(slot) = self.carried.get_mut(c)
+            {
+                *slot = true;
+            }
+        }
+        let uncarried = self
+            .building
+            .sessions
+            .iter()
+            .zip(&self.carried)
+            .any(|(s, c)| *s > 0 && !*c);
+        if uncarried {
+            return self.refuse(epoch, Refusal::Invalid);
+        }
+        std::mem::swap(&mut self.building, &mut self.staged);
+        self.staged_valid = true;
+        self.counters.staged += 1;
+        Event::Staged(epoch)
+    }
+
+    /// Looks at the shared active-epoch word: switches to the staged plan
+    /// when the word names it. A word newer than the running plan naming a
+    /// plan not staged here is counted once and ignored (fail-static).
+    pub fn on_active_epoch(&mut self, word: u64, now_ns: u64) -> Event {
+        self.tick(now_ns);
+        if self.staged_valid && self.staged.epoch == word {
+            std::mem::swap(&mut self.active, &mut self.staged);
+            self.staged_valid = false;
+            self.counters.switched += 1;
+            return Event::Switched(word);
+        }
+        if word > self.active.epoch && word != self.not_staged_reported {
+            self.not_staged_reported = word;
+            return self.refuse(word, Refusal::NotStaged);
+        }
+        Event::None
+    }
+}

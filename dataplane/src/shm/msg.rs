@@ -1,0 +1,573 @@
+//! The fixed-size messages of the control channel: one 256-byte plain-data
+//! [`Msg`] (a `kind` tag, a `len`, an `epoch` and 30 payload words) and the
+//! typed views [`Command`] (control -> dataplane) and [`Telemetry`]
+//! (dataplane -> control) that encode into it and decode from it.
+//!
+//! Decoding never trusts the bytes: an unknown kind, a count larger than the
+//! message holds or a value out of range is a [`DecodeError`], never a panic.
+
+#![deny(unsafe_code)]
+
+/// Payload words of a [`Msg`].
+pub const MSG_WORDS: usize = 30;
+/// Plan entries carried by one [`PlanChunk`].
+pub const CHUNK_ENTRIES: usize = 9;
+/// Flow telemetry records per [`Telemetry::Flows`] message.
+pub const FLOW_TEL_PER_MSG: usize = 6;
+/// Class records per [`Telemetry::Classes`] message.
+pub const CLASSES_PER_MSG: usize = MSG_WORDS;
+/// Path assignments per [`Command::Assign`] message.
+pub const ASSIGN_PER_MSG: usize = MSG_WORDS;
+
+/// One slot of a control ring. `#[repr(C)]`, 256 bytes, integers only, no
+/// padding: any bit pattern is a valid `Msg` (and decodes to a value or an
+/// error).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Msg {
+    /// Message kind (`KIND_*`).
+    pub kind: u32,
+    /// Kind-specific count.
+    pub len: u32,
+    /// Plan epoch the message refers to (0 when none).
+    pub epoch: u64,
+    /// Payload.
+    pub w: [u64; MSG_WORDS],
+}
+
+const _: () = assert!(std::mem::size_of::<Msg>() == 256);
+
+impl Default for Msg {
+    fn default() -> Self {
+        Self {
+            kind: 0,
+            len: 0,
+            epoch: 0,
+            w: [0; MSG_WORDS],
+        }
+    }
+}
+
+/// `kind` values. Commands are 1..=15, telemetry 16..
+pub mod kind {
+    /// [`super::Command::PlanChunk`].
+    pub const PLAN_CHUNK: u32 = 1;
+    /// [`super::Command::PlanCommit`].
+    pub const PLAN_COMMIT: u32 = 2;
+    /// [`super::Command::Assign`].
+    pub const ASSIGN: u32 = 3;
+    /// [`super::Command::Probe`].
+    pub const PROBE: u32 = 4;
+    /// [`super::Telemetry::Flows`].
+    pub const FLOWS: u32 = 16;
+    /// [`super::Telemetry::Classes`].
+    pub const CLASSES: u32 = 17;
+    /// [`super::Telemetry::ProbeResult`].
+    pub const PROBE_RESULT: u32 = 18;
+    /// [`super::Telemetry::Counters`].
+    pub const COUNTERS: u32 = 19;
+    /// [`super::Telemetry::PlanAck`].
+    pub const PLAN_ACK: u32 = 20;
+}
+
+/// Why a message could not be decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// Unknown `kind` for this direction.
+    #[error("unknown message kind {0}")]
+    Kind(u32),
+    /// `len` larger than the message holds.
+    #[error("message count {0} too large")]
+    Len(u32),
+    /// A field out of range (e.g. an unknown plan entry tag).
+    #[error("message field out of range")]
+    Field,
+}
+
+/// One entry of a plan on the wire, by index into the configuration's
+/// classes or flows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PlanEntry {
+    /// Class `class` (index in `Config::classes`) admits `sessions`.
+    Class {
+        /// Class index.
+        class: u32,
+        /// Admitted sessions `n_c`.
+        sessions: u32,
+    },
+    /// Flow `flow` (index in `Config::flows`): target rate and MONtra weight.
+    Flow {
+        /// Flow index.
+        flow: u32,
+        /// Target rate `x_f` per session, Mbit/s.
+        rate_mbps: f64,
+        /// MONtra weight `w_f`.
+        weight: f64,
+    },
+}
+
+const TAG_CLASS: u64 = 1;
+const TAG_FLOW: u64 = 2;
+
+impl PlanEntry {
+    /// The three words of this entry (`tag << 32 | index`, `a`, `b`): the
+    /// wire form, also what the plan checksum covers.
+    pub fn words(&self) -> [u64; 3] {
+        match *self {
+            PlanEntry::Class { class, sessions } => {
+                [TAG_CLASS << 32 | u64::from(class), u64::from(sessions), 0]
+            }
+            PlanEntry::Flow {
+                flow,
+                rate_mbps,
+                weight,
+            } => [
+                TAG_FLOW << 32 | u64::from(flow),
+                rate_mbps.to_bits(),
+                weight.to_bits(),
+            ],
+        }
+    }
+
+    /// Decodes three words.
+    pub fn from_words(w: [u64; 3]) -> Result<Self, DecodeError> {
+        let (tag, idx) = split(w[0]);
+        match u64::from(tag) {
+            TAG_CLASS => Ok(PlanEntry::Class {
+                class: idx,
+                sessions: u32::try_from(w[1]).map_err(|_| DecodeError::Field)?,
+            }),
+            TAG_FLOW => Ok(PlanEntry::Flow {
+                flow: idx,
+                rate_mbps: f64::from_bits(w[1]),
+                weight: f64::from_bits(w[2]),
+            }),
+            _ => Err(DecodeError::Field),
+        }
+    }
+}
+
+/// `(high, low)` halves of a word.
+fn split(w: u64) -> (u32, u32) {
+    // Shifting/masking keep each half within 32 bits.
+    let hi = u32::try_from(w >> 32).unwrap_or(u32::MAX);
+    let lo = u32::try_from(w & 0xffff_ffff).unwrap_or(u32::MAX);
+    (hi, lo)
+}
+
+fn join(hi: u32, lo: u32) -> u64 {
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
+/// Part `index` of `total` of the plan of epoch `epoch`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PlanChunk {
+    /// Plan epoch.
+    pub epoch: u64,
+    /// Position of this chunk, 0-based.
+    pub index: u32,
+    /// Chunks in the plan.
+    pub total: u32,
+    /// Entries used in `entries`.
+    pub count: u32,
+    /// The entries (`count` of them are meaningful).
+    pub entries: [PlanEntry; CHUNK_ENTRIES],
+}
+
+/// Flow to underlay path assignment (path index of the flow's route options).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Assignment {
+    /// Flow index.
+    pub flow: u32,
+    /// Path index.
+    pub path: u32,
+}
+
+/// Control -> dataplane.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Command {
+    /// A chunk of a plan.
+    PlanChunk(PlanChunk),
+    /// The plan of `epoch` is complete: `chunks` chunks, `entries` entries,
+    /// FNV-1a checksum [`super::plan::checksum`] over its entries.
+    PlanCommit {
+        /// Plan epoch.
+        epoch: u64,
+        /// Chunks sent.
+        chunks: u32,
+        /// Entries sent.
+        entries: u32,
+        /// Checksum of the entries.
+        checksum: u64,
+    },
+    /// Flow-to-path assignments (applied as they come, `count` used).
+    Assign {
+        /// Assignments used.
+        count: u32,
+        /// The assignments.
+        items: [Assignment; ASSIGN_PER_MSG],
+    },
+    /// Send `count` probes on `path`, `interval_ns` apart; answer with a
+    /// [`Telemetry::ProbeResult`] carrying `id`.
+    Probe {
+        /// Probe id, echoed.
+        id: u64,
+        /// Path index.
+        path: u32,
+        /// Probes to send.
+        count: u32,
+        /// Gap between probes, ns.
+        interval_ns: u64,
+    },
+}
+
+/// Telemetry of one flow (cumulative counters since the dataplane started).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowTelemetry {
+    /// Flow index.
+    pub flow: u32,
+    /// Current MONtra rate, bit/s.
+    pub rate_bps: u64,
+    /// Packets acknowledged.
+    pub acks: u64,
+    /// Packets lost.
+    pub losses: u64,
+    /// Packets dropped by the pacing queue.
+    pub queue_drops: u64,
+}
+
+/// Active sessions of one class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ClassTelemetry {
+    /// Class index.
+    pub class: u32,
+    /// Sessions currently active.
+    pub active: u32,
+}
+
+/// How a worker handled a plan (also mirrored in its header words).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckStatus {
+    /// Complete and valid: staged, waiting for the active epoch to flip.
+    Staged,
+    /// Switched to it.
+    Running,
+    /// Refused (see the worker's counters).
+    Refused,
+}
+
+impl AckStatus {
+    fn code(self) -> u32 {
+        match self {
+            AckStatus::Staged => 1,
+            AckStatus::Running => 2,
+            AckStatus::Refused => 3,
+        }
+    }
+    fn from_code(c: u32) -> Result<Self, DecodeError> {
+        match c {
+            1 => Ok(AckStatus::Staged),
+            2 => Ok(AckStatus::Running),
+            3 => Ok(AckStatus::Refused),
+            _ => Err(DecodeError::Field),
+        }
+    }
+}
+
+/// Number of counter words in [`Telemetry::Counters`].
+pub const COUNTER_WORDS: usize = MSG_WORDS;
+
+/// Dataplane -> control.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Telemetry {
+    /// Per-flow telemetry (`count` used).
+    Flows {
+        /// Records used.
+        count: u32,
+        /// The records.
+        items: [FlowTelemetry; FLOW_TEL_PER_MSG],
+    },
+    /// Per-class active sessions (`count` used).
+    Classes {
+        /// Records used.
+        count: u32,
+        /// The records.
+        items: [ClassTelemetry; CLASSES_PER_MSG],
+    },
+    /// Result of a [`Command::Probe`].
+    ProbeResult {
+        /// The probe id.
+        id: u64,
+        /// Path index.
+        path: u32,
+        /// Probes sent.
+        sent: u32,
+        /// Probes answered.
+        received: u32,
+        /// Smallest round-trip time, ns.
+        rtt_min_ns: u64,
+        /// Mean round-trip time, ns.
+        rtt_mean_ns: u64,
+    },
+    /// A worker's counters (meaning of each word: [`super::assembler::AssemblerCounters::to_words`]).
+    Counters {
+        /// Worker index.
+        worker: u32,
+        /// The words.
+        words: [u64; COUNTER_WORDS],
+    },
+    /// A worker's answer about a plan.
+    PlanAck {
+        /// Worker index.
+        worker: u32,
+        /// Plan epoch.
+        epoch: u64,
+        /// What happened to it.
+        status: AckStatus,
+    },
+}
+
+fn check_len(len: u32, max: usize) -> Result<usize, DecodeError> {
+    match usize::try_from(len) {
+        Ok(n) if n <= max => Ok(n),
+        _ => Err(DecodeError::Len(len)),
+    }
+}
+
+fn count_u32(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl Command {
+    /// The wire form.
+    pub fn encode(&self) -> Msg {
+        let mut m = Msg::default();
+        match *self {
+            Command::PlanChunk(c) => {
+                m.kind = kind::PLAN_CHUNK;
+                m.epoch = c.epoch;
+                let n = usize::try_from(c.count)
+                    .unwrap_or(usize::MAX)
+                    .min(CHUNK_ENTRIES);
+                m.len = count_u32(n);
+                m.w[0] = join(c.total, c.index);
+                for (i, e) in c.entries[..n].iter().enumerate() {
+                    m.w[1 + 3 * i..4 + 3 * i].copy_from_slice(&e.words());
+                }
+            }
+            Command::PlanCommit {
+                epoch,
+                chunks,
+                entries,
+                checksum,
+            } => {
+                m.kind = kind::PLAN_COMMIT;
+                m.epoch = epoch;
+                m.w[0] = join(entries, chunks);
+                m.w[1] = checksum;
+            }
+            Command::Assign { count, items } => {
+                m.kind = kind::ASSIGN;
+                let n = usize::try_from(count)
+                    .unwrap_or(usize::MAX)
+                    .min(ASSIGN_PER_MSG);
+                m.len = count_u32(n);
+                for (w, a) in m.w.iter_mut().zip(&items[..n]) {
+                    *w = join(a.path, a.flow);
+                }
+            }
+            Command::Probe {
+                id,
+                path,
+                count,
+                interval_ns,
+            } => {
+                m.kind = kind::PROBE;
+                m.w[0] = id;
+                m.w[1] = join(count, path);
+                m.w[2] = interval_ns;
+            }
+        }
+        m
+    }
+
+    /// Decodes a message read from the command ring.
+    pub fn decode(m: &Msg) -> Result<Self, DecodeError> {
+        match m.kind {
+            kind::PLAN_CHUNK => {
+                let n = check_len(m.len, CHUNK_ENTRIES)?;
+                let (total, index) = split(m.w[0]);
+                let mut entries = [PlanEntry::Class {
+                    class: 0,
+                    sessions: 0,
+                }; CHUNK_ENTRIES];
+                for (i, e) in entries[..n].iter_mut().enumerate() {
+                    *e = PlanEntry::from_words([m.w[1 + 3 * i], m.w[2 + 3 * i], m.w[3 + 3 * i]])?;
+                }
+                Ok(Command::PlanChunk(PlanChunk {
+                    epoch: m.epoch,
+                    index,
+                    total,
+                    count: m.len,
+                    entries,
+                }))
+            }
+            kind::PLAN_COMMIT => {
+                let (entries, chunks) = split(m.w[0]);
+                Ok(Command::PlanCommit {
+                    epoch: m.epoch,
+                    chunks,
+                    entries,
+                    checksum: m.w[1],
+                })
+            }
+            kind::ASSIGN => {
+                let n = check_len(m.len, ASSIGN_PER_MSG)?;
+                let mut items = [Assignment::default(); ASSIGN_PER_MSG];
+                for (a, w) in items[..n].iter_mut().zip(&m.w) {
+                    let (path, flow) = split(*w);
+                    *a = Assignment { flow, path };
+                }
+                Ok(Command::Assign {
+                    count: m.len,
+                    items,
+                })
+            }
+            kind::PROBE => {
+                let (count, path) = split(m.w[1]);
+                Ok(Command::Probe {
+                    id: m.w[0],
+                    path,
+                    count,
+                    interval_ns: m.w[2],
+                })
+            }
+            k => Err(DecodeError::Kind(k)),
+        }
+    }
+}
+
+impl Telemetry {
+    /// The wire form.
+    pub fn encode(&self) -> Msg {
+        let mut m = Msg::default();
+        match *self {
+            Telemetry::Flows { count, items } => {
+                m.kind = kind::FLOWS;
+                let n = usize::try_from(count)
+                    .unwrap_or(usize::MAX)
+                    .min(FLOW_TEL_PER_MSG);
+                m.len = count_u32(n);
+                for (i, f) in items[..n].iter().enumerate() {
+                    m.w[5 * i..5 * i + 5].copy_from_slice(&[
+                        u64::from(f.flow),
+                        f.rate_bps,
+                        f.acks,
+                        f.losses,
+                        f.queue_drops,
+                    ]);
+                }
+            }
+            Telemetry::Classes { count, items } => {
+                m.kind = kind::CLASSES;
+                let n = usize::try_from(count)
+                    .unwrap_or(usize::MAX)
+                    .min(CLASSES_PER_MSG);
+                m.len = count_u32(n);
+                for (w, c) in m.w.iter_mut().zip(&items[..n]) {
+                    *w = join(c.active, c.class);
+                }
+            }
+            Telemetry::ProbeResult {
+                id,
+                path,
+                sent,
+                received,
+                rtt_min_ns,
+                rtt_mean_ns,
+            } => {
+                m.kind = kind::PROBE_RESULT;
+                m.w[0] = id;
+                m.w[1] = u64::from(path);
+                m.w[2] = join(received, sent);
+                m.w[3] = rtt_min_ns;
+                m.w[4] = rtt_mean_ns;
+            }
+            Telemetry::Counters { worker, words } => {
+                m.kind = kind::COUNTERS;
+                m.len = worker;
+                m.w = words;
+            }
+            Telemetry::PlanAck {
+                worker,
+                epoch,
+                status,
+            } => {
+                m.kind = kind::PLAN_ACK;
+                m.len = worker;
+                m.epoch = epoch;
+                m.w[0] = u64::from(status.code());
+            }
+        }
+        m
+    }
+
+    /// Decodes a message read from the telemetry ring.
+    pub fn decode(m: &Msg) -> Result<Self, DecodeError> {
+        match m.kind {
+            kind::FLOWS => {
+                let n = check_len(m.len, FLOW_TEL_PER_MSG)?;
+                let mut items = [FlowTelemetry::default(); FLOW_TEL_PER_MSG];
+                for (i, f) in items[..n].iter_mut().enumerate() {
+                    let w = &m.w[5 * i..5 * i + 5];
+                    *f = FlowTelemetry {
+                        flow: u32::try_from(w[0]).map_err(|_| DecodeError::Field)?,
+                        rate_bps: w[1],
+                        acks: w[2],
+                        losses: w[3],
+                        queue_drops: w[4],
+                    };
+                }
+                Ok(Telemetry::Flows {
+                    count: m.len,
+                    items,
+                })
+            }
+            kind::CLASSES => {
+                let n = check_len(m.len, CLASSES_PER_MSG)?;
+                let mut items = [ClassTelemetry::default(); CLASSES_PER_MSG];
+                for (c, w) in items[..n].iter_mut().zip(&m.w) {
+                    let (active, class) = split(*w);
+                    *c = ClassTelemetry { class, active };
+                }
+                Ok(Telemetry::Classes {
+                    count: m.len,
+                    items,
+                })
+            }
+            kind::PROBE_RESULT => {
+                let (received, sent) = split(m.w[2]);
+                Ok(Telemetry::ProbeResult {
+                    id: m.w[0],
+                    path: u32::try_from(m.w[1]).map_err(|_| DecodeError::Field)?,
+                    sent,
+                    received,
+                    rtt_min_ns: m.w[3],
+                    rtt_mean_ns: m.w[4],
+                })
+            }
+            kind::COUNTERS => Ok(Telemetry::Counters {
+                worker: m.len,
+                words: m.w,
+            }),
+            kind::PLAN_ACK => Ok(Telemetry::PlanAck {
+                worker: m.len,
+                epoch: m.epoch,
+                status: AckStatus::from_code(
+                    u32::try_from(m.w[0]).map_err(|_| DecodeError::Field)?,
+                )?,
+            }),
+            k => Err(DecodeError::Kind(k)),
+        }
+    }
+}

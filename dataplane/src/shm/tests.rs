@@ -1,0 +1,331 @@
+//! The pure parts: message codec and the plan assembler.
+
+use super::assembler::{Event, PlanAssembler, Refusal};
+use super::msg::{CHUNK_ENTRIES, Command, MSG_WORDS, Msg, PlanEntry, Telemetry};
+use super::plan::{PlanShape, checksum, plan_commands};
+use proptest::prelude::*;
+
+/// 4 classes, 24 flows (flow f belongs to class f % 4).
+fn shape() -> PlanShape {
+    PlanShape {
+        classes: 4,
+        flow_class: (0..24).map(|f| f % 4).collect(),
+    }
+}
+
+/// A valid plan of `epoch` whose every value is derived from the epoch.
+fn entries(epoch: u64) -> Vec<PlanEntry> {
+    let mut v: Vec<PlanEntry> = (0..4)
+        .map(|c| PlanEntry::Class {
+            class: c,
+            sessions: u32::try_from(epoch % 1000).unwrap() + c,
+        })
+        .collect();
+    v.extend((0..24).map(|f| PlanEntry::Flow {
+        flow: f,
+        rate_mbps: epoch as f64 + f64::from(f),
+        weight: 1.0 + f64::from(f),
+    }));
+    v
+}
+
+fn feed(a: &mut PlanAssembler, cmds: &[Command], now: u64) -> Vec<Event> {
+    cmds.iter()
+        .map(|c| a.on_command(c, now))
+        .filter(|e| *e != Event::None)
+        .collect()
+}
+
+fn asm() -> PlanAssembler {
+    PlanAssembler::new(shape(), 1_000_000)
+}
+
+#[test]
+fn plan_stages_then_switches_on_the_active_word() {
+    let mut a = asm();
+    let cmds = plan_commands(5, &entries(5));
+    assert!(cmds.len() > 3, "several chunks");
+    assert_eq!(feed(&mut a, &cmds, 0), vec![Event::Staged(5)]);
+    assert_eq!(a.active().epoch, 0, "staged, not running");
+    assert_eq!(a.on_active_epoch(0, 1), Event::None);
+    assert_eq!(a.on_active_epoch(5, 2), Event::Switched(5));
+    let p = a.active();
+    assert_eq!(p.epoch, 5);
+    assert_eq!(p.sessions, vec![5, 6, 7, 8]);
+    assert_eq!(p.rate_mbps[23], 28.0);
+    assert_eq!(p.weight[3], 4.0);
+    assert_eq!(a.counters().switched, 1);
+    assert_eq!(a.counters().refused(), 0);
+}
+
+fn run(a: &mut PlanAssembler, epoch: u64) {
+    feed(a, &plan_commands(epoch, &entries(epoch)), 0);
+    assert_eq!(a.on_active_epoch(epoch, 0), Event::Switched(epoch));
+}
+
+#[test]
+fn out_of_order_chunk_refused_and_old_plan_stays() {
+    let mut a = asm();
+    run(&mut a, 1);
+    let mut cmds = plan_commands(2, &entries(2));
+    cmds.swap(1, 2);
+    let ev = feed(&mut a, &cmds, 0);
+    assert_eq!(ev[0], Event::Refused(2, Refusal::OutOfOrder));
+    assert!(ev.contains(&Event::Refused(2, Refusal::Incomplete)));
+    assert_eq!(a.staged_epoch(), None);
+    assert_eq!(a.on_active_epoch(1, 0), Event::None);
+    assert_eq!(a.active().epoch, 1);
+    assert_eq!(a.active().sessions, vec![1, 2, 3, 4]);
+    // A repeated chunk is out of order too.
+    let cmds = plan_commands(3, &entries(3));
+    let mut rep = vec![cmds[0], cmds[1], cmds[1]];
+    rep.extend_from_slice(&cmds[2..]);
+    assert_eq!(
+        feed(&mut a, &rep, 0)[0],
+        Event::Refused(3, Refusal::OutOfOrder)
+    );
+}
+
+#[test]
+fn checksum_mismatch_refused() {
+    let mut a = asm();
+    let mut cmds = plan_commands(4, &entries(4));
+    if let Some(Command::PlanCommit { checksum, .. }) = cmds.last_mut() {
+        *checksum ^= 1;
+    }
+    assert_eq!(
+        feed(&mut a, &cmds, 0),
+        vec![Event::Refused(4, Refusal::Checksum)]
+    );
+    // A chunk altered in flight (commit computed on the original) too.
+    let mut cmds = plan_commands(4, &entries(4));
+    if let Command::PlanChunk(c) = &mut cmds[1] {
+        c.entries[0] = PlanEntry::Flow {
+            flow: 5,
+            rate_mbps: 99.0,
+            weight: 1.0,
+        };
+    }
+    assert_eq!(
+        feed(&mut a, &cmds, 0),
+        vec![Event::Refused(4, Refusal::Checksum)]
+    );
+    assert_eq!(a.counters().checksum, 2);
+    assert_eq!(a.active().epoch, 0);
+}
+
+#[test]
+fn invalid_plans_refused() {
+    let bad: Vec<Vec<PlanEntry>> = vec![
+        // class 3 admits sessions, none of its flows has a rate
+        vec![
+            PlanEntry::Class {
+                class: 3,
+                sessions: 2,
+            },
+            PlanEntry::Flow {
+                flow: 0,
+                rate_mbps: 1.0,
+                weight: 1.0,
+            },
+        ],
+        vec![PlanEntry::Flow {
+            flow: 24,
+            rate_mbps: 1.0,
+            weight: 1.0,
+        }],
+        vec![PlanEntry::Class {
+            class: 4,
+            sessions: 0,
+        }],
+        vec![PlanEntry::Flow {
+            flow: 1,
+            rate_mbps: f64::NAN,
+            weight: 1.0,
+        }],
+        vec![PlanEntry::Flow {
+            flow: 1,
+            rate_mbps: 1.0,
+            weight: -1.0,
+        }],
+        vec![PlanEntry::Flow {
+            flow: 1,
+            rate_mbps: f64::INFINITY,
+            weight: 1.0,
+        }],
+        vec![
+            PlanEntry::Flow {
+                flow: 1,
+                rate_mbps: 1.0,
+                weight: 1.0,
+            },
+            PlanEntry::Flow {
+                flow: 1,
+                rate_mbps: 2.0,
+                weight: 1.0,
+            },
+        ],
+    ];
+    let mut a = asm();
+    for (i, e) in bad.iter().enumerate() {
+        let epoch = 10 + i as u64;
+        let ev = feed(&mut a, &plan_commands(epoch, e), 0);
+        assert_eq!(ev[0], Event::Refused(epoch, Refusal::Invalid), "case {i}");
+    }
+    assert_eq!(a.counters().invalid, bad.len() as u64);
+    assert_eq!(a.active().epoch, 0);
+    assert_eq!(a.staged_epoch(), None);
+}
+
+#[test]
+fn stale_epochs_refused() {
+    let mut a = asm();
+    run(&mut a, 7);
+    let ev = feed(&mut a, &plan_commands(7, &entries(7)), 0);
+    assert!(ev.iter().all(|e| *e == Event::Refused(7, Refusal::Stale)));
+    feed(&mut a, &plan_commands(3, &entries(3)), 0);
+    assert_eq!(a.active().epoch, 7);
+    assert!(a.counters().stale >= 2);
+}
+
+#[test]
+fn too_many_chunks_refused() {
+    let mut a = asm();
+    let mut cmds = plan_commands(2, &entries(2));
+    if let Command::PlanChunk(c) = &mut cmds[0] {
+        c.total = 1000;
+    }
+    assert_eq!(
+        feed(&mut a, &cmds[..1], 0),
+        vec![Event::Refused(2, Refusal::TooLarge)]
+    );
+}
+
+#[test]
+fn partial_plan_times_out_and_newer_plan_abandons_older() {
+    let mut a = asm();
+    let cmds = plan_commands(2, &entries(2));
+    feed(&mut a, &cmds[..2], 0);
+    assert_eq!(a.building_epoch(), Some(2));
+    a.tick(2_000_000);
+    assert_eq!(a.building_epoch(), None);
+    assert_eq!(a.counters().timeouts, 1);
+    // Rest of epoch 2 arrives late: refused.
+    let ev = feed(&mut a, &cmds[2..], 2_000_001);
+    assert_eq!(ev[0], Event::Refused(2, Refusal::OutOfOrder));
+    // Half of 3, then all of 4: 3 abandoned, 4 staged.
+    let c3 = plan_commands(3, &entries(3));
+    feed(&mut a, &c3[..2], 3_000_000);
+    let ev = feed(&mut a, &plan_commands(4, &entries(4)), 3_000_000);
+    assert_eq!(ev, vec![Event::Staged(4)]);
+    assert_eq!(a.counters().abandoned, 1);
+    // Chunk 0 of the epoch being built restarts it.
+    let c5 = plan_commands(5, &entries(5));
+    feed(&mut a, &c5[..3], 3_000_000);
+    assert_eq!(feed(&mut a, &c5, 3_000_000), vec![Event::Staged(5)]);
+    assert_eq!(a.counters().abandoned, 2);
+    // Leftovers of 3 are now stale.
+    assert_eq!(
+        feed(&mut a, &c3[2..3], 3_000_000)[0],
+        Event::Refused(3, Refusal::Stale)
+    );
+}
+
+#[test]
+fn active_word_naming_an_unstaged_epoch_is_counted_once() {
+    let mut a = asm();
+    run(&mut a, 1);
+    assert_eq!(
+        a.on_active_epoch(9, 0),
+        Event::Refused(9, Refusal::NotStaged)
+    );
+    assert_eq!(a.on_active_epoch(9, 0), Event::None);
+    assert_eq!(a.counters().not_staged, 1);
+    assert_eq!(a.active().epoch, 1);
+}
+
+#[test]
+fn empty_plan_is_one_chunk() {
+    let mut a = asm();
+    let cmds = plan_commands(3, &[]);
+    assert_eq!(cmds.len(), 2);
+    assert_eq!(feed(&mut a, &cmds, 0), vec![Event::Staged(3)]);
+}
+
+#[test]
+fn commands_round_trip() {
+    for c in plan_commands(9, &entries(9)) {
+        assert_eq!(Command::decode(&c.encode()), Ok(c));
+    }
+    let t = Telemetry::PlanAck {
+        worker: 3,
+        epoch: 8,
+        status: super::msg::AckStatus::Staged,
+    };
+    assert_eq!(Telemetry::decode(&t.encode()), Ok(t));
+    assert!(
+        Command::decode(&t.encode()).is_err(),
+        "directions do not mix"
+    );
+    assert_eq!(checksum(1, &entries(1)), checksum(1, &entries(1)));
+    assert_ne!(checksum(1, &entries(1)), checksum(2, &entries(1)));
+}
+
+fn arb_msg() -> impl Strategy<Value = Msg> {
+    (
+        prop_oneof![0u32..24, any::<u32>()],
+        prop_oneof![0u32..40, any::<u32>()],
+        0u64..8,
+        proptest::collection::vec(
+            prop_oneof![any::<u64>(), (0u64..3).prop_map(|t| t << 32), 0u64..32],
+            MSG_WORDS,
+        ),
+    )
+        .prop_map(|(kind, len, epoch, w)| Msg {
+            kind,
+            len,
+            epoch,
+            w: w.try_into().unwrap(),
+        })
+}
+
+proptest! {
+    /// Any bytes: decoding never panics, and feeding whatever decodes to
+    /// the assembler leaves it running either the old plan or a whole valid
+    /// one with a newer epoch.
+    #[test]
+    fn random_messages_never_panic_nor_mix(msgs in proptest::collection::vec(arb_msg(), 0..200), words in proptest::collection::vec(0u64..10, 0..20)) {
+        let mut a = asm();
+        let mut last = a.active().clone();
+        for (i, m) in msgs.iter().enumerate() {
+            let _ = Telemetry::decode(m);
+            match Command::decode(m) {
+                Ok(c) => { a.on_command(&c, i as u64); }
+                Err(_) => a.count_decode_error(),
+            }
+            if let Some(w) = words.get(i) {
+                a.on_active_epoch(*w, i as u64);
+            }
+            let p = a.active();
+            if p.epoch != last.epoch {
+                prop_assert!(p.epoch > last.epoch);
+                // whole and valid: every value finite and non-negative
+                prop_assert!(p.rate_mbps.iter().chain(&p.weight).all(|v| v.is_finite() && *v >= 0.0));
+                last = p.clone();
+            } else {
+                prop_assert_eq!(p, &last);
+            }
+        }
+    }
+
+    /// Chunks round-trip through the wire form.
+    #[test]
+    fn chunk_round_trip(epoch in any::<u64>(), n in 0usize..=CHUNK_ENTRIES, rate in any::<f64>()) {
+        let e: Vec<PlanEntry> = (0..n).map(|i| PlanEntry::Flow { flow: u32::try_from(i).unwrap(), rate_mbps: rate, weight: 1.0 }).collect();
+        for c in plan_commands(epoch, &e) {
+            let d = Command::decode(&c.encode()).unwrap();
+            // NaN != NaN: compare the wire words instead.
+            prop_assert_eq!(d.encode(), c.encode());
+        }
+    }
+}

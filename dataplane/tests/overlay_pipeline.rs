@@ -1,0 +1,816 @@
+//! The overlay gateway pipeline end to end, in memory: three sites A, B, C
+//! (each with its own arena, frame pool and `Gateway` stage), fake links
+//! between their uplinks (capacity, drop-tail queue, delay, seeded loss),
+//! a simulated clock. No root, no sockets.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use mongate_dataplane::config::{Config, Plan};
+use mongate_dataplane::engine::{Arena, Batch, DropReason, FramePool, Packet, Stage, Verdict};
+use mongate_dataplane::overlay::{Gateway, Role, Settings};
+use mongate_dataplane::pacing::Rng;
+use mongate_dataplane::wire::ethernet::MacAddr;
+use mongate_dataplane::wire::geneve::FlowOption;
+use mongate_dataplane::wire::overlay::{EncapParams, OverlayTemplate, TemplateConfig, decap};
+use mongate_dataplane::wire::{icmp, ipv4, ipv6, udp};
+use proptest::prelude::*;
+
+const LAN: u16 = 0;
+const WAN: u16 = 1;
+const FRAME: u32 = 2048;
+const HEADROOM: u32 = 256;
+const FRAMES: u32 = 1024;
+const VNI: u32 = 4242;
+const HOST_MAC: [u8; 6] = [0x02, 0xAA, 0, 0, 0, 0x01];
+const NAMES: [&str; 3] = ["A", "B", "C"];
+
+fn gw_addr(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 100, u8::try_from(i + 1).unwrap())
+}
+fn lan_mac(i: usize) -> MacAddr {
+    MacAddr([0x02, 0x10, 0, 0, 0, u8::try_from(i).unwrap()])
+}
+fn lan_prefixes(i: usize) -> &'static str {
+    match i {
+        0 => r#"["198.18.10.0/24", "2001:db8:a::/48"]"#,
+        1 => r#"["198.18.20.0/24"]"#,
+        _ => r#"["198.18.30.0/24", "2001:db8:c::/48"]"#,
+    }
+}
+
+/// The configuration of site `i`; `direct_mbps`/`weight` set the plan of
+/// flow `ac-direct` (10 sessions admitted).
+fn config(i: usize, direct_mbps: f64, weight: f64) -> Config {
+    let mut t = format!(
+        r#"
+[site]
+name = "{}"
+vni = {VNI}
+lan_interface = "lan0"
+lan_prefixes = {}
+
+[[uplinks]]
+name = "isp1"
+interface = "up0"
+local_address = "{}"
+capacity_mbps = 100
+gateway_mac = "02:00:00:00:00:fe"
+backend = "af_xdp"
+"#,
+        NAMES[i],
+        lan_prefixes(i),
+        gw_addr(i)
+    );
+    for j in (0..3).filter(|&j| j != i) {
+        t += &format!(
+            "\n[[peers]]\nname = \"{}\"\nprefixes = {}\ngateways = [\"{}\"]\n",
+            NAMES[j],
+            lan_prefixes(j),
+            gw_addr(j)
+        );
+    }
+    t += r#"
+[[classes]]
+id = "ac"
+source = "A"
+destination = "C"
+type = "video"
+overflow = "best_effort"
+"#;
+    if i == 0 {
+        t += "\n[[classes.rules]]\nprotocol = \"udp\"\ndst_ports = \"5000-5999\"\n";
+    }
+    t += r#"
+[[classes]]
+id = "ac-tcp"
+source = "A"
+destination = "C"
+type = "bulk"
+overflow = "drop"
+"#;
+    if i == 0 {
+        t += "\n[[classes.rules]]\nprotocol = \"tcp\"\n";
+    }
+    t += &format!(
+        r#"
+[[flows]]
+id = "ac-direct"
+class = "ac"
+route = ["A", "C"]
+
+[[flows]]
+id = "ac-tcp-via-b"
+class = "ac-tcp"
+route = ["A", "B", "C"]
+
+[plan]
+epoch = 1
+
+[[plan.classes]]
+id = "ac"
+sessions = 10
+
+[[plan.classes]]
+id = "ac-tcp"
+sessions = 10
+
+[[plan.flows]]
+id = "ac-direct"
+rate_mbps = {direct_mbps}
+weight = {weight}
+
+[[plan.flows]]
+id = "ac-tcp-via-b"
+rate_mbps = 1.0
+weight = 0.02
+"#
+    );
+    Config::from_toml_str(&t, &format!("site-{}.toml", NAMES[i])).expect("test config")
+}
+
+fn settings(i: usize, initial_fraction: f64) -> Settings {
+    Settings {
+        lan_port: LAN,
+        uplink_ports: vec![WAN],
+        lan_mac: lan_mac(i),
+        uplink_macs: vec![MacAddr([0x02, 0x20, 0, 0, 0, u8::try_from(i).unwrap()])],
+        lan_next_hop_mac: MacAddr(HOST_MAC),
+        lan_address_v4: Some(Ipv4Addr::new(198, 18, 10 * u8::try_from(i + 1).unwrap(), 1)),
+        lan_address_v6: Some("2001:db8:a::1".parse().unwrap()),
+        initial_fraction,
+        seed: 7 + i as u64,
+        ..Settings::default()
+    }
+}
+
+/// One directed fake link: a FIFO server of `pps` packets/s, a drop-tail
+/// queue, a propagation delay, random loss.
+struct Link {
+    pps: f64,
+    queue: usize,
+    delay: u64,
+    loss: f64,
+    free_at: u64,
+    in_flight: VecDeque<(u64, u64, Vec<u8>)>,
+    dropped: u64,
+}
+
+impl Link {
+    fn new(pps: f64) -> Self {
+        Self {
+            pps,
+            queue: 50,
+            delay: 10_000_000,
+            loss: 0.0,
+            free_at: 0,
+            in_flight: VecDeque::new(),
+            dropped: 0,
+        }
+    }
+    fn send(&mut self, now: u64, bytes: Vec<u8>, rng: &mut Rng) {
+        let waiting = self.in_flight.iter().filter(|e| e.0 > now).count();
+        if waiting >= self.queue || rng.next_f64() < self.loss {
+            self.dropped += 1;
+            return;
+        }
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let service = (1e9 / self.pps) as u64;
+        let done = self.free_at.max(now) + service;
+        self.free_at = done;
+        self.in_flight.push_back((done, done + self.delay, bytes));
+    }
+}
+
+struct Site {
+    arena: Arena,
+    pool: FramePool,
+    gw: Gateway,
+    lan_out: Vec<Vec<u8>>,
+    drops: HashMap<DropReason, u64>,
+}
+
+impl Site {
+    fn new(cfg: &Config, s: Settings) -> Self {
+        let arena = Arena::new(FRAMES, FRAME, HEADROOM, false).expect("arena");
+        let mut pool = FramePool::new(&arena);
+        let reserve = (0..16).filter_map(|_| pool.alloc()).collect();
+        let gw = Gateway::new(cfg, s, reserve, 0).expect("gateway");
+        Self {
+            arena,
+            pool,
+            gw,
+            lan_out: Vec::new(),
+            drops: HashMap::new(),
+        }
+    }
+    fn drops(&self, r: DropReason) -> u64 {
+        self.drops.get(&r).copied().unwrap_or(0)
+    }
+    /// Frames not in the pool: held by the stage (queues, reserve).
+    fn frames_out(&self) -> usize {
+        FRAMES as usize - self.pool.available()
+    }
+}
+
+struct Net {
+    sites: Vec<Site>,
+    links: HashMap<(usize, usize), Link>,
+    rng: Rng,
+    now: u64,
+}
+
+/// Site index of an outer IPv4 destination.
+fn site_of(outer: &[u8]) -> Option<usize> {
+    let d = outer.get(30..34)?;
+    (0..3).find(|&i| gw_addr(i).octets() == d)
+}
+
+impl Net {
+    fn new(sites: Vec<Site>, pps: f64) -> Self {
+        let mut links = HashMap::new();
+        for a in 0..sites.len() {
+            for b in 0..sites.len() {
+                if a != b {
+                    links.insert((a, b), Link::new(pps));
+                }
+            }
+        }
+        Self {
+            sites,
+            links,
+            rng: Rng::new(99),
+            now: 0,
+        }
+    }
+
+    /// Copies `bytes` into a fresh frame of site `s` and runs it through
+    /// the stage as arriving on `port`. Returns the verdict.
+    fn inject(&mut self, s: usize, port: u16, bytes: &[u8]) -> Verdict {
+        let site = &mut self.sites[s];
+        let base = site.pool.alloc().expect("frame");
+        let addr = base + u64::from(HEADROOM);
+        let len = u32::try_from(bytes.len().min((FRAME - HEADROOM) as usize)).unwrap();
+        site.arena
+            .get_mut(addr, len)
+            .unwrap()
+            .copy_from_slice(&bytes[..len as usize]);
+        let mut b = Batch::new();
+        b.push(Packet::new(addr, len, port, self.now));
+        site.gw.process(self.now, &mut site.arena, &mut b);
+        let v = b.as_slice()[0].verdict;
+        self.dispatch(s, &b);
+        v
+    }
+
+    /// What the worker does with a processed batch.
+    fn dispatch(&mut self, s: usize, b: &Batch) {
+        for p in b.as_slice() {
+            let site = &mut self.sites[s];
+            match p.verdict {
+                Verdict::Held => continue,
+                Verdict::Tx(LAN) => {
+                    site.lan_out.push(site.arena.packet(p).unwrap().to_vec());
+                }
+                Verdict::Tx(WAN) => {
+                    let bytes = site.arena.packet(p).unwrap().to_vec();
+                    let to = site_of(&bytes).expect("outer destination is a site");
+                    self.links
+                        .get_mut(&(s, to))
+                        .unwrap()
+                        .send(self.now, bytes, &mut self.rng);
+                }
+                Verdict::Drop(r) => *site.drops.entry(r).or_default() += 1,
+                v => panic!("unexpected verdict {v:?}"),
+            }
+            self.sites[s].pool.free(p.addr);
+        }
+    }
+
+    /// Advances the clock to `t`: polls every stage, delivers due link packets.
+    fn step(&mut self, t: u64) {
+        self.now = t;
+        for s in 0..self.sites.len() {
+            let site = &mut self.sites[s];
+            site.gw.replenish(&mut site.pool);
+            loop {
+                let site = &mut self.sites[s];
+                let mut out = Batch::new();
+                site.gw.poll(t, &mut site.arena, &mut out);
+                if out.is_empty() {
+                    break;
+                }
+                self.dispatch(s, &out);
+            }
+        }
+        let mut arrivals = Vec::new();
+        for (&(_, to), l) in &mut self.links {
+            while l.in_flight.front().is_some_and(|e| e.1 <= t) {
+                let (_, _, bytes) = l.in_flight.pop_front().unwrap();
+                arrivals.push((to, bytes));
+            }
+        }
+        for (to, bytes) in arrivals {
+            self.inject(to, WAN, &bytes);
+        }
+    }
+
+    fn run_until(&mut self, end: u64, dt: u64) {
+        let mut t = self.now;
+        while t < end {
+            t += dt;
+            self.step(t);
+        }
+    }
+}
+
+fn triangle(direct_mbps: f64, weight: f64, pps: f64, initial: f64) -> Net {
+    let sites = (0..3)
+        .map(|i| Site::new(&config(i, direct_mbps, weight), settings(i, initial)))
+        .collect();
+    Net::new(sites, pps)
+}
+
+// ---- inner frames ----
+
+fn eth(ethertype: u16) -> Vec<u8> {
+    let mut f = vec![0x02, 0x10, 0, 0, 0, 0]; // to A's gateway
+    f.extend_from_slice(&HOST_MAC);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f
+}
+
+fn payload(n: usize, tag: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| u8::try_from(i % 251).unwrap() ^ tag)
+        .collect()
+}
+
+fn v4_frame(dst: Ipv4Addr, proto: u8, dport: u16, len: usize, tag: u8) -> Vec<u8> {
+    let mut f = eth(0x0800);
+    let l4 = if proto == 6 { 20 } else { 8 };
+    let mut ip = vec![0u8; 20 + l4 + len];
+    ipv4::Repr {
+        src: Ipv4Addr::new(198, 18, 10, 5),
+        dst,
+        protocol: proto,
+        payload_len: l4 + len,
+        ttl: 64,
+        tos: 0,
+        ident: 1,
+        dont_frag: true,
+    }
+    .emit(&mut ip)
+    .unwrap();
+    if proto == 6 {
+        ip[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        ip[22..24].copy_from_slice(&dport.to_be_bytes());
+        ip[32] = 5 << 4;
+    } else {
+        udp::Repr {
+            src_port: 40000,
+            dst_port: dport,
+        }
+        .emit(&mut ip[20..], len)
+        .unwrap();
+    }
+    ip[20 + l4..].copy_from_slice(&payload(len, tag));
+    f.extend_from_slice(&ip);
+    f
+}
+
+fn v6_frame(len: usize, tag: u8) -> Vec<u8> {
+    let mut f = eth(0x86DD);
+    let mut ip = vec![0u8; 40 + 8 + len];
+    ipv6::Repr {
+        src: "2001:db8:a::5".parse().unwrap(),
+        dst: "2001:db8:c::7".parse::<Ipv6Addr>().unwrap(),
+        next_header: 17,
+        payload_len: 8 + len,
+        hop_limit: 64,
+        traffic_class: 0,
+        flow_label: 0,
+    }
+    .emit(&mut ip)
+    .unwrap();
+    udp::Repr {
+        src_port: 40001,
+        dst_port: 5004,
+    }
+    .emit(&mut ip[40..], len)
+    .unwrap();
+    ip[48..].copy_from_slice(&payload(len, tag));
+    f.extend_from_slice(&ip);
+    f
+}
+
+const C_HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 30, 7);
+
+/// Inner frame equality as delivered: MACs rewritten, the rest byte-exact.
+fn assert_delivered(sent: &[u8], got: &[u8], site: usize) {
+    assert_eq!(got.len(), sent.len());
+    assert_eq!(&got[..6], &HOST_MAC, "dst MAC = LAN next hop");
+    assert_eq!(&got[6..12], &lan_mac(site).0, "src MAC = our LAN MAC");
+    assert_eq!(&got[12..], &sent[12..], "inner frame byte-exact");
+}
+
+#[test]
+fn frames_cross_direct_and_via_waypoint_byte_exact_and_are_acked() {
+    let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
+    assert_eq!(net.sites[0].gw.role("ac-tcp-via-b"), Some(Role::Origin));
+    assert_eq!(net.sites[1].gw.role("ac-tcp-via-b"), Some(Role::Waypoint));
+    assert_eq!(
+        net.sites[2].gw.role("ac-tcp-via-b"),
+        Some(Role::Destination)
+    );
+    let mut sent = Vec::new();
+    for k in 0..20u8 {
+        let frames = [
+            v4_frame(C_HOST, 17, 5000, 100 + usize::from(k), k),
+            v4_frame(C_HOST, 6, 80, 300, k),
+            v6_frame(200 + usize::from(k), k),
+        ];
+        for f in frames {
+            assert_eq!(net.inject(0, LAN, &f), Verdict::Held);
+            sent.push(f);
+        }
+        let t = net.now + 1_000_000;
+        net.run_until(t, 100_000);
+    }
+    net.run_until(net.now + 500_000_000, 100_000);
+    let got = &net.sites[2].lan_out;
+    assert_eq!(got.len(), sent.len(), "all delivered");
+    // Per flow order is kept; match each sent frame to a delivered one by content.
+    for s in &sent {
+        let g = got
+            .iter()
+            .find(|g| g.len() == s.len() && g[12..] == s[12..])
+            .expect("frame delivered intact");
+        assert_delivered(s, g, 2);
+    }
+    assert_eq!(net.sites[1].gw.stats().forwarded, 20, "TCP flow via B");
+    assert_eq!(net.sites[2].gw.flow_received("ac-direct"), Some(40));
+    assert_eq!(net.sites[2].gw.flow_received("ac-tcp-via-b"), Some(20));
+    // Acks came back: every packet settled as acknowledged at A.
+    for (id, n) in [("ac-direct", 40), ("ac-tcp-via-b", 20)] {
+        let t = net.sites[0].gw.flow_tracker(id).unwrap();
+        assert_eq!((t.sent, t.acked, t.lost), (n, n, 0), "{id}");
+    }
+    assert!(net.sites[2].gw.stats().acks_sent > 0);
+    assert!(net.sites[0].gw.stats().ack_entries_applied > 0);
+    // Frames are not leaked: only the reserves are held.
+    for s in &net.sites {
+        assert_eq!(s.frames_out(), s.gw.reserve_len());
+    }
+}
+
+#[test]
+fn best_effort_and_no_route() {
+    let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
+    // UDP port outside the class's rules: best effort, still delivered.
+    let f = v4_frame(C_HOST, 17, 9999, 64, 1);
+    assert_eq!(net.inject(0, LAN, &f), Verdict::Held);
+    net.run_until(200_000_000, 100_000);
+    assert_eq!(net.sites[0].gw.stats().best_effort, 1);
+    assert_eq!(net.sites[2].lan_out.len(), 1);
+    assert_delivered(&f, &net.sites[2].lan_out[0], 2);
+    // Unknown inner destination.
+    let f = v4_frame(Ipv4Addr::new(198, 18, 99, 1), 17, 5000, 64, 1);
+    assert_eq!(net.inject(0, LAN, &f), Verdict::Drop(DropReason::NoRoute));
+    assert_eq!(net.sites[0].gw.stats().no_route, 1);
+}
+
+#[test]
+fn oversized_inner_packets_get_icmp_errors() {
+    let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
+    // 1440-byte inner frames fit (IPv4 outer, 1500 MTU); 1441 do not.
+    let ok = v4_frame(C_HOST, 17, 5000, 1440 - 14 - 28, 0);
+    assert_eq!(ok.len(), 1440);
+    assert_eq!(net.inject(0, LAN, &ok), Verdict::Held);
+    let big = v4_frame(C_HOST, 17, 5000, 1441 - 14 - 28, 0);
+    assert_eq!(net.inject(0, LAN, &big), Verdict::Tx(LAN));
+    let r = net.sites[0].lan_out.pop().unwrap();
+    assert_eq!(&r[..6], &HOST_MAC);
+    assert_eq!(&r[6..12], &lan_mac(0).0);
+    let ip = ipv4::Packet::new_checked(&r[14..]).unwrap();
+    assert!(ip.verify_checksum());
+    assert_eq!(ip.dst(), Ipv4Addr::new(198, 18, 10, 5));
+    assert_eq!(ip.src(), Ipv4Addr::new(198, 18, 10, 1));
+    let m = icmp::Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!((m.msg_type(), m.code()), (3, 4));
+    assert_eq!(m.next_hop_mtu(), 1426);
+    assert!(m.verify_checksum_v4());
+    assert_eq!(&m.data()[..28], &big[14..42], "quotes the offending header");
+
+    let big6 = v6_frame(1441 - 14 - 48, 0);
+    assert_eq!(net.inject(0, LAN, &big6), Verdict::Tx(LAN));
+    let r = net.sites[0].lan_out.pop().unwrap();
+    let ip = ipv6::Packet::new_checked(&r[14..]).unwrap();
+    assert_eq!(ip.next_header(), 58);
+    let m = icmp::Packet::new_checked(ip.payload()).unwrap();
+    assert_eq!((m.msg_type(), m.code(), m.mtu()), (2, 0, 1426));
+    assert!(m.verify_checksum_v6(ip.src(), ip.dst()));
+    assert_eq!(net.sites[0].gw.stats().ptb_sent, 2);
+    // IPv4 without DF: dropped (no fragmentation), counted.
+    let mut nodf = big.clone();
+    nodf[14 + 6] = 0;
+    assert_eq!(
+        net.inject(0, LAN, &nodf),
+        Verdict::Drop(DropReason::Oversized)
+    );
+}
+
+/// A valid overlay frame toward C for flow `ac-direct`, built independently.
+fn overlay_to_c(vni: u32, inner: &[u8]) -> Vec<u8> {
+    let mut tc = TemplateConfig::new(
+        MacAddr([2, 0, 0, 0, 0, 1]),
+        MacAddr([2, 0, 0, 0, 0, 2]),
+        IpAddr::V4(gw_addr(0)),
+        IpAddr::V4(gw_addr(2)),
+    );
+    tc.vni = vni;
+    tc.udp_checksum_v4 = true;
+    let t = OverlayTemplate::new(&tc).unwrap();
+    let hl = t.header_len();
+    let mut b = vec![0u8; hl + inner.len()];
+    b[hl..].copy_from_slice(inner);
+    let p = EncapParams {
+        flow: FlowOption {
+            flow_id: mongate_dataplane::overlay::wire_flow_id("ac-direct"),
+            seq: 1,
+            timestamp_ns: 5,
+        },
+        entropy: 1,
+        ..EncapParams::default()
+    };
+    let r = t.encap(&mut b, hl, inner.len(), &p).unwrap();
+    b[r].to_vec()
+}
+
+#[test]
+fn malformed_wan_input_is_counted_and_dropped() {
+    let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
+    let inner = v4_frame(C_HOST, 17, 5000, 50, 3);
+    let good = overlay_to_c(VNI, &inner);
+    assert!(decap(&good, true).is_ok());
+    assert_eq!(net.inject(2, WAN, &good), Verdict::Tx(LAN));
+    assert_delivered(&inner, &net.sites[2].lan_out[0], 2);
+
+    let wrong_vni = overlay_to_c(VNI + 1, &inner);
+    assert_eq!(
+        net.inject(2, WAN, &wrong_vni),
+        Verdict::Drop(DropReason::BadOverlay)
+    );
+    // Unknown critical option: turn our flow option's type critical.
+    let mut crit = good.clone();
+    crit[42 + 8 + 2] |= 0x80;
+    assert_eq!(
+        net.inject(2, WAN, &crit),
+        Verdict::Drop(DropReason::BadOverlay)
+    );
+    // Corrupted UDP checksum.
+    let mut bad_sum = good.clone();
+    let last = bad_sum.len() - 1;
+    bad_sum[last] ^= 0xFF;
+    assert_eq!(
+        net.inject(2, WAN, &bad_sum),
+        Verdict::Drop(DropReason::BadOverlay)
+    );
+    // Truncated.
+    assert_eq!(
+        net.inject(2, WAN, &good[..60]),
+        Verdict::Drop(DropReason::BadOverlay)
+    );
+    let st = net.sites[2].gw.stats();
+    assert_eq!((st.bad_overlay, st.wrong_vni, st.delivered), (4, 1, 1));
+    assert_eq!(net.sites[2].drops(DropReason::BadOverlay), 4);
+}
+
+#[test]
+fn probes_are_echoed_at_once() {
+    use mongate_dataplane::wire::oam::{self, Probe};
+    let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
+    let probe = Probe {
+        path_id: 7,
+        probe_seq: 3,
+        send_ts_ns: 5,
+        echo_ts_ns: 0,
+    };
+    let mut msg = vec![0u8; 28];
+    oam::Repr::Probe(probe).emit(&mut msg).unwrap();
+    let mut tc = TemplateConfig::new(
+        MacAddr([2, 0, 0, 0, 0, 1]),
+        MacAddr([2, 0, 0, 0, 0, 2]),
+        IpAddr::V4(gw_addr(0)),
+        IpAddr::V4(gw_addr(2)),
+    );
+    tc.vni = VNI;
+    let t = OverlayTemplate::new(&tc).unwrap();
+    let hl = t.header_len();
+    let mut b = vec![0u8; hl + msg.len()];
+    b[hl..].copy_from_slice(&msg);
+    let p = EncapParams {
+        oam: true,
+        ..EncapParams::default()
+    };
+    let r = t.encap(&mut b, hl, msg.len(), &p).unwrap();
+    net.now = 1_000;
+    assert_eq!(net.inject(2, WAN, &b[r]), Verdict::Tx(WAN));
+    let (_, _, echo) = net.links[&(2, 0)].in_flight.back().unwrap().clone();
+    let d = decap(&echo, true).unwrap();
+    assert!(d.meta.oam);
+    assert_eq!(d.meta.outer_dst, IpAddr::V4(gw_addr(0)));
+    let m = oam::Message::new_checked(&echo[d.inner]).unwrap();
+    assert_eq!(m.msg_type(), oam::MessageType::ProbeEcho);
+    assert_eq!(m.probe(), Some(probe.echo(1_000)));
+    assert_eq!(net.sites[2].gw.stats().probes_answered, 1);
+}
+
+/// A backlogged source on `ac-direct` (A -> C) whose plan overestimates the
+/// path: the A -> C link carries 500 packets/s, the plan asks 1000
+/// (10 sessions x 1 Mbit/s of 1250-byte packets). The controller, driven
+/// only by the acks coming back through the pipeline, must settle near the
+/// link's capacity (fluid equilibrium x = C + w, w = 2 % of the plan).
+#[test]
+fn acks_drive_the_controller_to_the_bottleneck() {
+    let mut net = triangle(1.0, 0.0204, 100_000.0, 0.1);
+    net.links.get_mut(&(0, 2)).unwrap().pps = 500.0;
+    let x0 = net.sites[0].gw.flow_rate("ac-direct").unwrap();
+    assert!((x0 - 100.0).abs() < 1e-9, "x0 {x0}");
+    let f = v4_frame(C_HOST, 17, 5000, 1250 - 42, 0);
+    let mut received_at_10s = 0;
+    let mut t = 0u64;
+    while t < 20_000_000_000 {
+        // Keep the flow's queue backlogged (drop-tail beyond 256).
+        while net.sites[0].gw.pacing().queue_len(0) < 32 {
+            net.inject(0, LAN, &f);
+        }
+        t += 200_000;
+        net.step(t);
+        net.sites[2].lan_out.clear();
+        if t == 10_000_000_000 {
+            received_at_10s = net.sites[2].gw.flow_received("ac-direct").unwrap();
+        }
+    }
+    let rate = net.sites[0].gw.flow_rate("ac-direct").unwrap();
+    let got = net.sites[2].gw.flow_received("ac-direct").unwrap() - received_at_10s;
+    #[allow(clippy::cast_precision_loss)]
+    let goodput = got as f64 / 10.0;
+    let tr = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
+    eprintln!(
+        "rate {rate:.1} pps, goodput {goodput:.1} pps, tracker {tr:?}, link drops {}",
+        net.links[&(0, 2)].dropped
+    );
+    assert!((350.0..800.0).contains(&rate), "rate {rate}");
+    assert!((400.0..=505.0).contains(&goodput), "goodput {goodput}");
+    assert!(tr.lost > 0 && tr.acked > 5_000);
+    #[allow(clippy::cast_precision_loss)]
+    let loss = tr.lost as f64 / tr.sent as f64;
+    assert!(loss < 0.2, "loss {loss}");
+}
+
+/// Enough capacity: the controller climbs to the plan's cap (target x 1.1)
+/// and stays there without losses.
+#[test]
+fn controller_reaches_the_planned_rate_and_plan_updates_keep_state() {
+    let mut net = triangle(0.8, 0.0163, 100_000.0, 0.1);
+    let f = v4_frame(C_HOST, 17, 5000, 1000, 0);
+    let mut t = 0u64;
+    while t < 15_000_000_000 {
+        while net.sites[0].gw.pacing().queue_len(0) < 32 {
+            net.inject(0, LAN, &f);
+        }
+        t += 200_000;
+        net.step(t);
+        net.sites[2].lan_out.clear();
+    }
+    let rate = net.sites[0].gw.flow_rate("ac-direct").unwrap();
+    let tr = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
+    eprintln!(
+        "rate {rate:.1}, tracker {tr:?}, stats A {:?} C {:?}",
+        net.sites[0].gw.stats(),
+        net.sites[2].gw.stats()
+    );
+    assert!((rate - 880.0).abs() < 1.0, "rate {rate}");
+    assert_eq!(tr.lost, 0);
+    // New plan: half the rate. The rate is clamped, not reset.
+    let mut plan: Plan = config(0, 0.4, 0.0163).plan.unwrap();
+    plan.epoch = 2;
+    assert!(net.sites[0].gw.apply_plan(&plan, t).unwrap());
+    let r2 = net.sites[0].gw.flow_rate("ac-direct").unwrap();
+    assert!((r2 - 440.0).abs() < 1.0, "rate {r2}");
+    // An older plan is ignored.
+    plan.epoch = 1;
+    plan.flows[0].rate_mbps = 2.0;
+    assert!(!net.sites[0].gw.apply_plan(&plan, t).unwrap());
+    assert!((net.sites[0].gw.flow_rate("ac-direct").unwrap() - r2).abs() < 1e-9);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn arbitrary_wan_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..1600)) {
+        let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
+        let v = net.inject(2, WAN, &bytes);
+        prop_assert!(matches!(v, Verdict::Drop(_)), "{:?}", v);
+    }
+
+    #[test]
+    fn mutated_overlay_frames_never_panic(
+        flips in proptest::collection::vec((0usize..200, any::<u8>()), 1..8),
+        cut in 0usize..200,
+    ) {
+        let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
+        let mut b = overlay_to_c(VNI, &v4_frame(C_HOST, 17, 5000, 60, 3));
+        for (i, x) in flips {
+            let n = b.len();
+            b[i % n] ^= x;
+        }
+        b.truncate(b.len().saturating_sub(cut % 40));
+        let v = net.inject(2, WAN, &b);
+        prop_assert!(v != Verdict::Pending);
+        net.run_until(50_000_000, 1_000_000);
+        for s in &net.sites {
+            prop_assert_eq!(s.frames_out(), s.gw.reserve_len());
+        }
+    }
+}
+
+/// Per-packet cost of the two halves (prints figures; run with
+/// `cargo test --release -p mongate-dataplane --test overlay_pipeline -- --ignored --nocapture`).
+/// No assertion on speed: it only checks every packet made it.
+#[test]
+#[ignore = "measurement, run in release"]
+fn measure_per_packet_cost() {
+    use std::time::Instant;
+    let mut net = triangle(10_000.0, 0.02, 1e9, 1.0);
+    let frame = v4_frame(C_HOST, 17, 5000, 1000, 0);
+    let n_batches = 20_000u64;
+    let mut wan_frames: Vec<Vec<u8>> = Vec::new();
+    let (mut t_lan, mut t_poll, mut pkts) = (0u128, 0u128, 0u64);
+    let mut now = 1_000_000u64;
+    for _ in 0..n_batches {
+        let a = &mut net.sites[0];
+        let mut b = Batch::new();
+        for _ in 0..32 {
+            let base = a.pool.alloc().unwrap();
+            let addr = base + u64::from(HEADROOM);
+            let len = u32::try_from(frame.len()).unwrap();
+            a.arena.get_mut(addr, len).unwrap().copy_from_slice(&frame);
+            b.push(Packet::new(addr, len, LAN, now));
+        }
+        let t0 = Instant::now();
+        a.gw.process(now, &mut a.arena, &mut b);
+        t_lan += t0.elapsed().as_nanos();
+        now += 10_000_000;
+        let t0 = Instant::now();
+        let mut released = Vec::new();
+        loop {
+            let mut out = Batch::new();
+            a.gw.poll(now, &mut a.arena, &mut out);
+            if out.is_empty() {
+                break;
+            }
+            released.extend_from_slice(out.as_slice());
+        }
+        t_poll += t0.elapsed().as_nanos();
+        for p in &released {
+            if wan_frames.len() < 64 && p.verdict == Verdict::Tx(WAN) {
+                wan_frames.push(a.arena.packet(p).unwrap().to_vec());
+            }
+            a.pool.free(p.addr);
+        }
+        pkts += released.len() as u64;
+    }
+    assert_eq!(pkts, 32 * n_batches);
+    // WAN -> LAN: decap + deliver + ack bookkeeping at C.
+    let c = &mut net.sites[2];
+    let mut t_wan = 0u128;
+    let mut delivered = 0u64;
+    for _ in 0..n_batches {
+        let mut b = Batch::new();
+        for f in wan_frames.iter().take(32) {
+            let base = c.pool.alloc().unwrap();
+            let addr = base + u64::from(HEADROOM);
+            let len = u32::try_from(f.len()).unwrap();
+            c.arena.get_mut(addr, len).unwrap().copy_from_slice(f);
+            b.push(Packet::new(addr, len, WAN, now));
+        }
+        let t0 = Instant::now();
+        c.gw.process(now, &mut c.arena, &mut b);
+        t_wan += t0.elapsed().as_nanos();
+        for p in b.as_slice() {
+            delivered += u64::from(p.verdict == Verdict::Tx(LAN));
+            c.pool.free(p.addr);
+        }
+    }
+    assert_eq!(delivered, 32 * n_batches);
+    let per = |t: u128, n: u64| t as f64 / n as f64;
+    eprintln!(
+        "LAN->WAN process (parse+classify+enqueue): {:.0} ns/pkt; poll (pacing release + encap + tracker/controller): {:.0} ns/pkt; WAN->LAN process (decap+verify+deliver+ack agg): {:.0} ns/pkt",
+        per(t_lan, pkts),
+        per(t_poll, pkts),
+        per(t_wan, delivered)
+    );
+}
