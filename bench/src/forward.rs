@@ -34,6 +34,7 @@ pub enum Mode {
     AfxdpGeneric,
     /// Our AF_XDP forwarder, native XDP, the worker busy-polling veth's NAPI
     /// (SO_PREFER_BUSY_POLL) instead of a poller thread.
+    #[serde(rename = "afxdp-busypoll")]
     AfxdpBusyPoll,
     /// Our io_uring UDP relay.
     Uring,
@@ -45,9 +46,10 @@ pub enum Mode {
 
 impl Mode {
     /// All modes in report order.
-    pub const ALL: [Mode; 6] = [
+    pub const ALL: [Mode; 7] = [
         Mode::Kernel,
         Mode::AfxdpNative,
+        Mode::AfxdpBusyPoll,
         Mode::AfxdpGeneric,
         Mode::Uring,
         Mode::RxDrop,
