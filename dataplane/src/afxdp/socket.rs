@@ -95,6 +95,18 @@ pub enum AfXdpError {
         /// Queue.
         queue: u32,
     },
+    /// The kernel refused the bind for another reason.
+    #[error(
+        "{ifname} queue {queue}: the kernel refused the AF_XDP socket ({err}): check the driver supports AF_XDP (`ethtool -i {ifname}`; loopback does not) and the queue exists (`ethtool -l {ifname}`)"
+    )]
+    BindRefused {
+        /// Interface.
+        ifname: String,
+        /// Queue.
+        queue: u32,
+        /// OS error.
+        err: std::io::Error,
+    },
     /// Ring sizes must be powers of two.
     #[error("AF_XDP ring sizes must be powers of two (got {0})")]
     RingSize(u32),
@@ -260,7 +272,8 @@ impl AfXdpPort {
         match cfg.bind {
             BindMode::Auto => match Self::open_mode(cfg, index, arena, shared, xdp, true) {
                 Ok(p) => Ok(p),
-                Err(AfXdpError::NoZeroCopy { .. }) => {
+                // Some drivers refuse zero-copy with EINVAL rather than EOPNOTSUPP.
+                Err(AfXdpError::NoZeroCopy { .. } | AfXdpError::BindRefused { .. }) => {
                     Self::open_mode(cfg, index, arena, shared, xdp, false)
                 }
                 Err(e) => Err(e),
@@ -397,6 +410,12 @@ impl AfXdpPort {
         if r != 0 {
             let e = std::io::Error::last_os_error();
             return Err(match e.raw_os_error() {
+                // Drivers without ethtool channels (e.g. lo): the kernel
+                // answers EINVAL for a queue beyond the device's.
+                Some(libc::EINVAL) if cfg.queue > 0 => AfXdpError::NoQueue {
+                    ifname: ifname.into(),
+                    queue: cfg.queue,
+                },
                 Some(libc::EOPNOTSUPP) | Some(libc::EPROTONOSUPPORT) if zero_copy => {
                     AfXdpError::NoZeroCopy {
                         ifname: ifname.into(),
@@ -407,9 +426,9 @@ impl AfXdpPort {
                     queue: cfg.queue,
                 },
                 Some(libc::EPERM) => AfXdpError::Permission,
-                _ => AfXdpError::Os {
-                    op: "bind",
+                _ => AfXdpError::BindRefused {
                     ifname: ifname.into(),
+                    queue: cfg.queue,
                     err: e,
                 },
             });
