@@ -88,14 +88,7 @@ pub struct FlowAddrs {
 }
 
 fn ip_checksum(h: &[u8]) -> u16 {
-    let mut s = 0u32;
-    for c in h.chunks(2) {
-        s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-    }
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    !u16::try_from(s).unwrap_or(0)
+    !mongate_dataplane::wire::checksum::data(h)
 }
 
 /// Builds a whole frame of `size` bytes incl. FCS (so `size - 4` bytes are

@@ -37,18 +37,6 @@ pub struct L3Forward {
     stats: ForwardStats,
 }
 
-/// RFC 1624 incremental update of a ones-complement checksum when a 16-bit
-/// word changes from `old` to `new`: HC' = ~(~HC + ~m + m').
-#[inline]
-pub fn csum_update16(csum: u16, old: u16, new: u16) -> u16 {
-    let mut s = u32::from(!csum) + u32::from(!old) + u32::from(new);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    #[allow(clippy::cast_possible_truncation)] // folded twice: fits 16 bits
-    let r = !(s as u16);
-    r
-}
-
 /// What happened to one frame.
 #[inline]
 fn route_ip(buf: &mut [u8], mtu: u32) -> Result<(), DropReason> {
@@ -79,7 +67,8 @@ fn route_ip(buf: &mut [u8], mtu: u32) -> Result<(), DropReason> {
             let old = u16::from_be_bytes([buf[22], buf[23]]);
             buf[22] = ttl - 1;
             let new = u16::from_be_bytes([buf[22], buf[23]]);
-            let c = csum_update16(u16::from_be_bytes([buf[24], buf[25]]), old, new);
+            let c =
+                crate::wire::checksum::update16(u16::from_be_bytes([buf[24], buf[25]]), old, new);
             buf[24..26].copy_from_slice(&c.to_be_bytes());
             Ok(())
         }
@@ -220,14 +209,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn full_csum(h: &[u8]) -> u16 {
-        let mut s = 0u32;
-        for c in h.chunks(2) {
-            s += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
-        }
-        while s > 0xffff {
-            s = (s & 0xffff) + (s >> 16);
-        }
-        !(u16::try_from(s).unwrap())
+        !crate::wire::checksum::data(h)
     }
 
     fn v4_frame(ttl: u8) -> Vec<u8> {

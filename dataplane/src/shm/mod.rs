@@ -24,6 +24,7 @@
 
 pub mod assembler;
 pub mod channel;
+pub mod map;
 pub mod msg;
 pub mod plan;
 pub mod region;

@@ -16,6 +16,7 @@
 //! time, released by the kernel if it dies) and re-attaches when the
 //! generation changes.
 
+use super::map::FileMap;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
@@ -205,8 +206,7 @@ fn fresh_generation(old: u64) -> u64 {
 
 /// A shared mapping of a region file.
 struct Mapping {
-    base: NonNull<u8>,
-    len: usize,
+    map: FileMap,
     layout: Layout,
     path: PathBuf,
     owner: bool,
@@ -216,12 +216,6 @@ struct Mapping {
     reset: Vec<AtomicBool>,
 }
 
-// SAFETY: the mapping is shared memory accessed through atomics and the ring
-// protocol only.
-unsafe impl Send for Mapping {}
-// SAFETY: as above.
-unsafe impl Sync for Mapping {}
-
 impl Mapping {
     fn map(
         f: &File,
@@ -230,30 +224,14 @@ impl Mapping {
         path: &Path,
         owner: bool,
     ) -> Result<Self, CtlError> {
-        // SAFETY: maps `len` bytes of a file opened read-write that is at least
-        // `len` long (set_len / metadata check by the callers).
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                f.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(CtlError::Io {
-                path: path.to_path_buf(),
-                err: std::io::Error::last_os_error(),
-            });
-        }
-        let base =
-            NonNull::new(p.cast::<u8>()).ok_or_else(|| CtlError::Header(path.to_path_buf()))?;
+        // The callers checked the file is at least `len` long.
+        let map = FileMap::map(f, len).map_err(|err| CtlError::Io {
+            path: path.to_path_buf(),
+            err,
+        })?;
         let w = layout.workers as usize;
         Ok(Self {
-            base,
-            len,
+            map,
             layout,
             path: path.to_path_buf(),
             owner,
@@ -265,7 +243,7 @@ impl Mapping {
     fn header(&self) -> &CtlHeader {
         // SAFETY: the mapping is page-aligned and at least a header long
         // (checked before mapping); all fields are atomics.
-        unsafe { self.base.cast::<CtlHeader>().as_ref() }
+        unsafe { self.map.base().cast::<CtlHeader>().as_ref() }
     }
 
     fn words(&self, i: usize) -> Option<&WorkerWords> {
@@ -275,7 +253,8 @@ impl Mapping {
         // SAFETY: `i < workers`; the mapping holds `layout.total()` bytes
         // (checked at create/attach); the offset is 64-byte aligned.
         Some(unsafe {
-            self.base
+            self.map
+                .base()
                 .add(self.layout.words_off(i))
                 .cast::<WorkerWords>()
                 .as_ref()
@@ -285,7 +264,7 @@ impl Mapping {
     fn ring_base(&self, i: usize, tel: bool) -> NonNull<u8> {
         debug_assert!(i < self.layout.workers as usize);
         // SAFETY: within the mapping: offset + ring bytes <= layout.total() <= len.
-        unsafe { self.base.add(self.layout.ring_off(i, tel)) }
+        unsafe { self.map.base().add(self.layout.ring_off(i, tel)) }
     }
 
     /// Attaches (validating its header) worker `i`'s ring.
@@ -346,9 +325,7 @@ impl Drop for Mapping {
             self.header().ident.magic.store(0, Ordering::Release);
             let _ = std::fs::remove_file(&self.path);
         }
-        // SAFETY: the mapping made in `map`; every reference into it borrows
-        // an `Arc<Mapping>` that is now gone.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+        // `map` unmaps when dropped, after this.
     }
 }
 

@@ -8,12 +8,11 @@
 //! reader sees each one monotonic.
 
 use std::fs::OpenOptions;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::DropReason;
+use crate::shm::map::FileMap;
 
 /// "MGSTAT01".
 pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"MGSTAT01");
@@ -150,17 +149,11 @@ pub enum StatsError {
 
 /// A mapped stats file.
 pub struct StatsRegion {
-    base: NonNull<u8>,
-    len: usize,
+    map: FileMap,
     workers: usize,
     path: PathBuf,
     owner: bool,
 }
-
-// SAFETY: the mapping is shared memory accessed only through atomics.
-unsafe impl Send for StatsRegion {}
-// SAFETY: as above: all access goes through `AtomicU64`.
-unsafe impl Sync for StatsRegion {}
 
 fn region_len(workers: usize) -> usize {
     std::mem::size_of::<Header>() + workers * std::mem::size_of::<WorkerCounters>()
@@ -236,29 +229,13 @@ impl StatsRegion {
         path: &Path,
         owner: bool,
     ) -> Result<Self, StatsError> {
-        // SAFETY: maps `len` bytes of a file we just opened read-write; the
-        // file is at least `len` long (set_len / metadata check).
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                f.as_raw_fd(),
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(StatsError::Io {
-                path: path.to_path_buf(),
-                err: std::io::Error::last_os_error(),
-            });
-        }
-        let base =
-            NonNull::new(p.cast::<u8>()).ok_or_else(|| StatsError::Magic(path.to_path_buf()))?;
+        // The file is at least `len` long (set_len / metadata check).
+        let map = FileMap::map(f, len).map_err(|err| StatsError::Io {
+            path: path.to_path_buf(),
+            err,
+        })?;
         Ok(Self {
-            base,
-            len,
+            map,
             workers,
             path: path.to_path_buf(),
             owner,
@@ -267,7 +244,7 @@ impl StatsRegion {
 
     fn header(&self) -> &Header {
         // SAFETY: the mapping is page-aligned and at least a header long.
-        unsafe { self.base.cast::<Header>().as_ref() }
+        unsafe { self.map.base().cast::<Header>().as_ref() }
     }
 
     /// Number of workers described.
@@ -283,7 +260,8 @@ impl StatsRegion {
         // SAFETY: `i < workers` and the mapping holds `workers` blocks after
         // the header (checked at create/open); blocks are 64-byte aligned.
         Some(unsafe {
-            self.base
+            self.map
+                .base()
                 .add(std::mem::size_of::<Header>())
                 .cast::<WorkerCounters>()
                 .add(i)
@@ -302,8 +280,7 @@ impl StatsRegion {
 
 impl Drop for StatsRegion {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`; references into it borrow `self`.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.len) };
+        // The mapping is unmapped when `map` drops, after this.
         if self.owner {
             let _ = std::fs::remove_file(&self.path);
         }

@@ -122,16 +122,7 @@ pub fn write_synthetic(
 
 /// RFC 791 header checksum over `ip` (its checksum field must be zero).
 pub fn ipv4_checksum(ip: &[u8]) -> u16 {
-    let mut sum: u32 = 0;
-    for pair in ip.chunks(2) {
-        let word = u16::from_be_bytes([pair[0], pair.get(1).copied().unwrap_or(0)]);
-        sum += u32::from(word);
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    // The loop above folded `sum` into 16 bits.
-    !u16::try_from(sum).unwrap_or(0xffff)
+    !crate::wire::checksum::data(ip)
 }
 
 /// The outer UDP datagram found at the front of a frame to send.
