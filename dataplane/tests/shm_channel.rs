@@ -67,7 +67,10 @@ fn tmp_path(tag: &str) -> PathBuf {
     } else {
         std::env::temp_dir()
     };
-    dir.join(format!("mongate-test-{tag}-{}.ctl", std::process::id()))
+    let p = dir.join(format!("mongate-test-{tag}-{}.ctl", std::process::id()));
+    // A file left by an earlier run whose pid was reused must not count.
+    let _ = std::fs::remove_file(&p);
+    p
 }
 
 fn channel(region: &CtlRegion, i: usize) -> WorkerChannel {
