@@ -52,8 +52,13 @@ enum Cmd {
     },
 }
 
+/// The MON paper's triangle (B-C 5 Mbps, the others 10; classes A->C and
+/// B->C): PFO must send A->C direct at 10 and via B at 5.
+const TRIANGLE: &str = include_str!("../docs/examples/triangle-paper.json");
+
 #[derive(serde::Serialize)]
 struct DemoSummary {
+    mission_plan: mongate_control::pfo::Plan,
     topology: &'static str,
     dataplane: String,
     seconds: u32,
@@ -81,6 +86,26 @@ fn demo(seconds: u32, rate_pps: f64, json: bool) -> anyhow::Result<()> {
     if !(1.0..=5_000_000.0).contains(&rate_pps) || seconds == 0 || seconds > 3600 {
         anyhow::bail!("--rate-pps must be in 1..=5e6 and --seconds in 1..=3600");
     }
+    // The control side: the mission plan for the paper's triangle, solved exactly.
+    let inst = mongate_control::pfo::Instance::from_json(TRIANGLE)
+        .map_err(|e| anyhow::anyhow!("triangle instance: {e}"))?;
+    let plan = mongate_control::pfo::solve(&inst, &mongate_control::pfo::SolveOptions::default());
+    eprintln!(
+        "mission plan for the MON triangle (PFO, exact MILP): {:?}, utility {:.3}, proven bound {:.3}, {:.1} ms",
+        plan.status,
+        plan.objective,
+        plan.bound,
+        plan.seconds * 1e3
+    );
+    for f in &plan.flows {
+        eprintln!(
+            "  flow {:<12} {:>6.2} Mbps  MONtra weight {:.3}",
+            f.id, f.rate, f.weight
+        );
+    }
+    eprintln!(
+        "  (the overlay gateways that carry this plan on the wire come with the overlay issue)"
+    );
     eprintln!(
         "building the emulated topology: site A (host) -- gateway -- site B (host), 2 queues per link, in network namespaces"
     );
@@ -166,6 +191,7 @@ fn demo(seconds: u32, rate_pps: f64, json: bool) -> anyhow::Result<()> {
         }
     }
     let s = DemoSummary {
+        mission_plan: plan,
         topology: "host A -- gateway (mongate AF_XDP, native XDP, 2 queues) -- host B",
         dataplane: "L3 forwarding (the overlay pipeline arrives with the overlay issue)".into(),
         seconds,
