@@ -61,6 +61,15 @@ fn consistent(p: &WorkerPlan) -> bool {
     })
 }
 
+/// The tests of this file run one at a time: `two_processes` forks, and a
+/// forked child shares every open file description of the parent until it
+/// execs, including another test's `flock` on its region file, which would
+/// then look held ("Busy") for a moment after that test dropped it.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn tmp_path(tag: &str) -> PathBuf {
     let dir = if Path::new("/dev/shm").is_dir() {
         PathBuf::from("/dev/shm")
@@ -136,6 +145,7 @@ fn spawn_worker(
 
 #[test]
 fn worker_thread_applies_plans_of_many_epochs() {
+    let _serial = serial();
     let path = tmp_path("many");
     let region = Arc::new(CtlRegion::create(&path, 1, SLOTS, 0).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
@@ -161,6 +171,7 @@ fn worker_thread_applies_plans_of_many_epochs() {
 
 #[test]
 fn two_workers_switch_together_never_mixed() {
+    let _serial = serial();
     let path = tmp_path("two");
     let region = Arc::new(CtlRegion::create(&path, 2, SLOTS, 0).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
@@ -226,6 +237,7 @@ fn step_until_idle(ch: &mut WorkerChannel) {
 
 #[test]
 fn corruption_is_refused_and_the_plan_stays() {
+    let _serial = serial();
     let path = tmp_path("corrupt");
     let region = CtlRegion::create(&path, 1, SLOTS, 0).unwrap();
     let mut ch = channel(&region, 0);
@@ -329,6 +341,7 @@ fn corruption_is_refused_and_the_plan_stays() {
 
 #[test]
 fn control_restart_keeps_the_plan_and_resynchronises() {
+    let _serial = serial();
     let path = tmp_path("restart");
     let region = CtlRegion::create(&path, 2, SLOTS, 0).unwrap();
     let mut chs: Vec<_> = (0..2).map(|i| channel(&region, i)).collect();
@@ -405,6 +418,7 @@ fn child_control_process() {
 
 #[test]
 fn two_processes() {
+    let _serial = serial();
     let path = tmp_path("proc");
     let region = Arc::new(CtlRegion::create(&path, 1, SLOTS, 0).unwrap());
     let stop = Arc::new(AtomicBool::new(false));
