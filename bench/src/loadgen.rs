@@ -250,7 +250,15 @@ pub fn run(
                     batch.push(p);
                     bytes_fcs += u64::from(len) + 4;
                 }
-                let (s, _dropped) = op.port.send(&mut op.arena, &mut op.pool, batch.as_slice());
+                let (s, _dropped) = op
+                    .port
+                    .send(&mut op.arena, &mut op.pool, batch.as_mut_slice());
+                // Frames the port refused are ours to return.
+                for p in batch.as_slice() {
+                    if matches!(p.verdict, Verdict::Drop(_)) {
+                        op.pool.free(p.addr);
+                    }
+                }
                 sent += s as u64;
                 due = due.saturating_sub(s as u64);
                 if s > 0 {

@@ -114,7 +114,13 @@ fn tx_uring(d: Duration, send_to: bool) -> f64 {
                 };
                 n += 1;
             }
-            port.send(arena, pool, &pkts[..n]);
+            port.send(arena, pool, &mut pkts[..n]);
+            // Refused frames are the caller's to return.
+            for p in &pkts[..n] {
+                if matches!(p.verdict, Verdict::Drop(_)) {
+                    pool.free(p.addr);
+                }
+            }
         }
     };
     run(
@@ -189,7 +195,12 @@ fn relay_uring(d: Duration, send_to: bool) -> (f64, u64) {
             }
             p.verdict = Verdict::Tx(0);
         }
-        port.send(arena, pool, batch.as_slice());
+        port.send(arena, pool, batch.as_mut_slice());
+        for p in batch.as_slice() {
+            if matches!(p.verdict, Verdict::Drop(_)) {
+                pool.free(p.addr);
+            }
+        }
         batch.clear();
     };
     let warm = Instant::now() + d / 5;

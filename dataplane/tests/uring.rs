@@ -173,7 +173,7 @@ fn relay(bind: &str, n: u64, mode: &str, tweak: impl Fn(&mut UringConfig)) {
             set_outer_dst(f, sink_addr);
             p.verdict = Verdict::Tx(0);
         }
-        let (sent, dropped) = port.send(&mut arena, &mut pool, batch.as_slice());
+        let (sent, dropped) = port.send(&mut arena, &mut pool, batch.as_mut_slice());
         assert_eq!((sent, dropped), (got, 0));
         batch.clear();
         loop {
@@ -395,9 +395,18 @@ fn malformed_outer_headers_are_counted_drops() {
     pkts.push(other);
     pkts.push(dropped_already);
     pkts.push(packet_with(&mut arena, &mut pool, &good, Verdict::Tx(0)));
-    let (sent, dropped) = port.send(&mut arena, &mut pool, &pkts);
+    let (sent, dropped) = port.send(&mut arena, &mut pool, &mut pkts);
     assert_eq!((sent, dropped), (1, bad.len()));
     assert_eq!(port.counters().tx_malformed, bad.len() as u64);
+    // The port marks what it refused; returning those frames is the caller's job.
+    let refused: Vec<_> = pkts
+        .iter()
+        .filter(|p| p.verdict == Verdict::Drop(DropReason::Unsupported))
+        .collect();
+    assert_eq!(refused.len(), bad.len());
+    for p in refused {
+        pool.free(p.addr);
+    }
     // Malformed frames went back to the pool; `other`, `dropped_already` and the
     // valid one (until its completion) did not.
     assert_eq!(pool.available(), before - 3);

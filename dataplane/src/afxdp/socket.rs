@@ -606,11 +606,11 @@ impl Port for AfXdpPort {
     fn send(
         &mut self,
         _arena: &mut Arena,
-        pool: &mut FramePool,
-        pkts: &[Packet],
+        _pool: &mut FramePool,
+        pkts: &mut [Packet],
     ) -> (usize, usize) {
         let (mut sent, mut dropped) = (0usize, 0usize);
-        for p in pkts {
+        for p in pkts.iter_mut() {
             if p.verdict != Verdict::Tx(self.index) {
                 continue;
             }
@@ -621,7 +621,7 @@ impl Port for AfXdpPort {
             }) {
                 sent += 1;
             } else {
-                pool.free(p.addr);
+                p.verdict = Verdict::Drop(crate::engine::DropReason::TxFull);
                 dropped += 1;
             }
         }

@@ -39,10 +39,16 @@ pub trait Port {
     fn recv(&mut self, arena: &mut Arena, pool: &mut FramePool, out: &mut Batch) -> usize;
 
     /// Queues the packets of `pkts` whose verdict is `Verdict::Tx(this port)` for
-    /// transmission and kicks the kernel once for the whole batch. Frames that
-    /// could not be queued (ring full) are returned to `pool` and counted by the
-    /// caller through the return value: `(sent, dropped)`.
-    fn send(&mut self, arena: &mut Arena, pool: &mut FramePool, pkts: &[Packet]) -> (usize, usize);
+    /// transmission and kicks the kernel once for the whole batch. A packet the
+    /// port refuses gets `Verdict::Drop(reason)` (ring full, unsendable
+    /// header) and stays the caller's to count and free; packets still
+    /// `Tx(this port)` afterwards were queued. Returns `(sent, dropped)`.
+    fn send(
+        &mut self,
+        arena: &mut Arena,
+        pool: &mut FramePool,
+        pkts: &mut [Packet],
+    ) -> (usize, usize);
 
     /// Housekeeping once per loop: reap transmit completions into `pool`,
     /// refill the kernel's receive buffers from `pool`.

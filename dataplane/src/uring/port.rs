@@ -28,7 +28,7 @@ use super::headers::{
 };
 use super::socket::open_udp;
 use super::{UringConfig, UringCounters, UringError};
-use crate::engine::{Arena, Batch, FramePool, Packet, Port, Verdict, now_ns};
+use crate::engine::{Arena, Batch, DropReason, FramePool, Packet, Port, Verdict, now_ns};
 
 /// Size of `struct io_uring_recvmsg_out` (namelen, controllen, payloadlen, flags).
 const RECVMSG_OUT_LEN: usize = 16;
@@ -604,13 +604,18 @@ impl Port for UringPort {
         n
     }
 
-    fn send(&mut self, arena: &mut Arena, pool: &mut FramePool, pkts: &[Packet]) -> (usize, usize) {
+    fn send(
+        &mut self,
+        arena: &mut Arena,
+        pool: &mut FramePool,
+        pkts: &mut [Packet],
+    ) -> (usize, usize) {
         if arena.as_ptr() != self.st.arena_base.as_ptr() {
             debug_assert!(false, "UringPort used with another arena");
             return (0, 0);
         }
         let (mut sent, mut dropped) = (0, 0);
-        for p in pkts {
+        for p in pkts.iter_mut() {
             if p.verdict != Verdict::Tx(self.st.index) {
                 continue;
             }
@@ -619,7 +624,7 @@ impl Port for UringPort {
                 _ => None,
             };
             let Some((o, dst)) = parsed else {
-                pool.free(p.addr);
+                p.verdict = Verdict::Drop(DropReason::Unsupported);
                 self.st.counters.tx_malformed += 1;
                 dropped += 1;
                 continue;
@@ -634,14 +639,14 @@ impl Port for UringPort {
                 self.st.free_slots.pop()
             };
             let Some(slot) = slot else {
-                pool.free(p.addr);
+                p.verdict = Verdict::Drop(DropReason::TxFull);
                 self.st.counters.tx_full += 1;
                 dropped += 1;
                 continue;
             };
             let msg = self
                 .st
-                .fill_slot(slot as usize, p, o.payload_off, o.payload_len, dst);
+                .fill_slot(slot as usize, &*p, o.payload_off, o.payload_len, dst);
             let fd = types::Fd(self.socket.as_raw_fd());
             let e = if self.send_to {
                 // IORING_OP_SEND with a destination (sendto): the payload and
@@ -660,7 +665,7 @@ impl Port for UringPort {
                 sent += 1;
             } else {
                 self.st.free_slots.push(slot);
-                pool.free(p.addr);
+                p.verdict = Verdict::Drop(DropReason::TxFull);
                 self.st.counters.tx_full += 1;
                 dropped += 1;
             }

@@ -225,19 +225,20 @@ impl<S: Stage> Worker<S> {
             if !want.get(j).copied().unwrap_or(false) {
                 continue;
             }
-            let (sent, dropped) = port.send(arena, pool, batch.as_slice());
+            // Refused packets come back as Drop(reason): counted and freed below.
+            let (sent, _refused) = port.send(arena, pool, batch.as_mut_slice());
+            let jj = u16::try_from(j).unwrap_or(u16::MAX);
+            let bytes: u64 = batch
+                .as_slice()
+                .iter()
+                .filter(|p| p.verdict == Verdict::Tx(jj))
+                .map(|p| u64::from(p.len))
+                .sum();
             if let Some(l) = local.tx.get_mut(j) {
                 *l += sent as u64;
             }
-            local.drops[DropReason::TxFull as usize] += dropped as u64;
             if let Some(l) = local.tx_bytes.get_mut(j) {
-                let jj = u16::try_from(j).unwrap_or(u16::MAX);
-                *l += batch
-                    .as_slice()
-                    .iter()
-                    .filter(|p| p.verdict == Verdict::Tx(jj))
-                    .map(|p| u64::from(p.len))
-                    .sum::<u64>();
+                *l += bytes;
             }
         }
         for p in batch.as_slice() {
@@ -283,4 +284,100 @@ pub fn pin_to_core(core: usize) -> bool {
 /// A stop flag shared by the workers and the signal handler.
 pub fn stop_flag() -> Arc<AtomicBool> {
     Arc::new(AtomicBool::new(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Packet;
+
+    /// Delivers `n` frames of `len` bytes once; refuses every other packet on send.
+    struct HalfPort {
+        n: usize,
+        len: u32,
+        queued: Vec<u64>,
+    }
+
+    impl Port for HalfPort {
+        fn recv(&mut self, _a: &mut Arena, pool: &mut FramePool, out: &mut Batch) -> usize {
+            let mut got = 0;
+            while got < self.n {
+                let Some(f) = pool.alloc() else { break };
+                out.push(Packet::new(f, self.len, 0, 0));
+                got += 1;
+            }
+            self.n = 0;
+            got
+        }
+        fn send(
+            &mut self,
+            _a: &mut Arena,
+            _pool: &mut FramePool,
+            pkts: &mut [Packet],
+        ) -> (usize, usize) {
+            let (mut sent, mut refused) = (0, 0);
+            for (i, p) in pkts.iter_mut().enumerate() {
+                if p.verdict != Verdict::Tx(0) {
+                    continue;
+                }
+                if i % 2 == 1 {
+                    p.verdict = Verdict::Drop(DropReason::TxFull);
+                    refused += 1;
+                } else {
+                    self.queued.push(p.addr);
+                    sent += 1;
+                }
+            }
+            (sent, refused)
+        }
+        fn maintain(&mut self, _pool: &mut FramePool) {}
+        fn name(&self) -> &str {
+            "half"
+        }
+    }
+
+    struct ToPort0;
+    impl Stage for ToPort0 {
+        fn process(&mut self, _now: Nanos, _a: &mut Arena, batch: &mut Batch) {
+            for p in batch.as_mut_slice() {
+                p.verdict = Verdict::Tx(0);
+            }
+        }
+    }
+
+    /// Refused packets are counted under their reason, not as sent bytes,
+    /// and their frames go back to the pool; queued ones stay the port's.
+    #[test]
+    fn refused_sends_are_drops_not_tx() {
+        let arena = Arena::new(64, 2048, 256, false).unwrap();
+        let pool = FramePool::new(&arena);
+        let port = HalfPort {
+            n: 10,
+            len: 100,
+            queued: Vec::new(),
+        };
+        let mut w = Worker::new(
+            arena,
+            pool,
+            vec![Box::new(port)],
+            ToPort0,
+            IdlePolicy::default(),
+        );
+        assert_eq!(w.poll_once(0), 10);
+        let c = WorkerCounters::default();
+        w.flush(&c, 0);
+        let s = c.snapshot();
+        assert_eq!(s.rx_packets[0], 10);
+        assert_eq!(s.tx_packets[0], 5);
+        assert_eq!(
+            s.tx_bytes[0], 500,
+            "only queued packets count as sent bytes"
+        );
+        assert_eq!(s.drops.get("tx_full"), Some(&5));
+        assert_eq!(
+            w.free_frames(),
+            64 - 5,
+            "refused frames returned, queued ones held"
+        );
+    }
 }
