@@ -14,6 +14,29 @@ use mongate_dataplane::worker::IdlePolicy;
 use mongate_testbed::ForwardTopology;
 use mongate_testbed::topology::forward::SINK_V4;
 
+/// The generator's transmit sockets (on `gen_queues` of gen's veth) and the
+/// sink (generic XDP on `sink_queues` queues), each opened inside its namespace.
+fn open_gen_sink(
+    topo: &ForwardTopology,
+    gen_queues: &[u32],
+    sink_queues: u32,
+) -> (GenSide, SinkSide) {
+    let gi = topo.gen_if().ifname.clone();
+    let gq = gen_queues.to_vec();
+    let gen_side = topo
+        .gen_ns
+        .run_in(move || GenSide::open_queues(&gi, &gq))
+        .unwrap()
+        .expect("generator");
+    let si = topo.sink_if().ifname.clone();
+    let sink = topo
+        .sink_ns
+        .run_in(move || SinkSide::open(&si, sink_queues, XdpMode::Generic))
+        .unwrap()
+        .expect("sink");
+    (gen_side, sink)
+}
+
 const PACKETS: u64 = 1_000_000;
 /// Well below saturation on a 2-core machine in copy mode (veth's native XDP
 /// ring holds 256 frames: the rate leaves room for scheduling hiccups).
@@ -68,18 +91,7 @@ fn forward_zero_loss(mode: XdpMode, test: &str) {
         .expect("enter dut")
         .expect("start forwarder");
     assert_eq!(dp.xdp_mode, Some(mode));
-    let gi = gen_if.ifname.clone();
-    let mut gen_side = topo
-        .gen_ns
-        .run_in(move || GenSide::open_queues(&gi, &gen_queues))
-        .unwrap()
-        .expect("generator");
-    let si = sink_if.ifname.clone();
-    let mut sink = topo
-        .sink_ns
-        .run_in(move || SinkSide::open(&si, 2, XdpMode::Generic))
-        .unwrap()
-        .expect("sink");
+    let (mut gen_side, mut sink) = open_gen_sink(&topo, &gen_queues, 2);
     let g = GenConfig {
         addrs: forward_addrs(gen_if.mac.0, dut_in.mac.0, SINK_V4),
         flows: 64,
@@ -142,11 +154,7 @@ fn uring_relay_two_workers_zero_loss() {
     }
     let _g = common::net_lock();
     let topo = ForwardTopology::new(2).expect("build topology");
-    let (gen_if, dut_in, sink_if) = (
-        topo.gen_if().clone(),
-        topo.dut_in_if().clone(),
-        topo.sink_if().clone(),
-    );
+    let (gen_if, dut_in) = (topo.gen_if().clone(), topo.dut_in_if().clone());
     let port = mongate_bench::payload::BENCH_PORT;
     let cfg = RelayConfig {
         listen: std::net::SocketAddr::from((mongate_bench::payload::BENCH_PORT_ADDR_DUT, port)),
@@ -162,18 +170,7 @@ fn uring_relay_two_workers_zero_loss() {
         .run_in(move || start_relay(&cfg))
         .unwrap()
         .expect("start relay");
-    let gi = gen_if.ifname.clone();
-    let mut gen_side = topo
-        .gen_ns
-        .run_in(move || GenSide::open(&gi, 2))
-        .unwrap()
-        .expect("generator");
-    let si = sink_if.ifname.clone();
-    let mut sink = topo
-        .sink_ns
-        .run_in(move || SinkSide::open(&si, 2, XdpMode::Generic))
-        .unwrap()
-        .expect("sink");
+    let (mut gen_side, mut sink) = open_gen_sink(&topo, &[0, 1], 2);
     let g = GenConfig {
         addrs: forward_addrs(
             gen_if.mac.0,
@@ -310,18 +307,7 @@ fn bad_frames_are_counted_not_fatal() {
     assert_eq!(snap[0].drops.get("unsupported"), Some(&1));
     assert!(dp.healthy(), "workers survive bad input");
     // Good traffic still flows afterwards.
-    let gi = gen_if.ifname.clone();
-    let mut gen_side = topo
-        .gen_ns
-        .run_in(move || GenSide::open(&gi, 1))
-        .unwrap()
-        .unwrap();
-    let si = sink_if.ifname.clone();
-    let mut sink = topo
-        .sink_ns
-        .run_in(move || SinkSide::open(&si, 1, XdpMode::Generic))
-        .unwrap()
-        .unwrap();
+    let (mut gen_side, mut sink) = open_gen_sink(&topo, &[0], 1);
     let g = GenConfig {
         addrs: forward_addrs(gen_if.mac.0, dut_in.mac.0, SINK_V4),
         flows: 4,

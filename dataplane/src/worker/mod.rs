@@ -181,7 +181,9 @@ impl<S: Stage> Worker<S> {
                 &mut self.rx,
             );
         }
-        loop {
+        // Paced departures: at most 16 batches per iteration, so a deep
+        // backlog never starves receive.
+        for _ in 0..16 {
             self.due.clear();
             self.stage.poll(now, &mut self.arena, &mut self.due);
             if self.due.is_empty() {
