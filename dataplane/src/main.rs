@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Parser, Subcommand};
 use mongate_dataplane::afxdp::BindMode;
-use mongate_dataplane::app::{ForwardConfig, RelayConfig, StageKind, start_forward, start_relay};
+use mongate_dataplane::app::{
+    ForwardConfig, GatewayConfig, RelayConfig, StageKind, start_forward, start_gateway, start_relay,
+};
 use mongate_dataplane::bpf::XdpMode;
 use mongate_dataplane::stats::{StatsRegion, stats_path};
 use mongate_dataplane::worker::IdlePolicy;
@@ -31,6 +33,9 @@ enum Cmd {
     Forward(ForwardArgs),
     /// Relay UDP datagrams from a local address to another through io_uring workers.
     Relay(RelayArgs),
+    /// Run a site gateway from its configuration file (the overlay:
+    /// classification, MONtra-paced GENEVE tunnels, waypoints).
+    Run(RunArgs),
     /// Print the counters of a running instance as JSON.
     Stats {
         /// Instance name (`--name` of the running dataplane).
@@ -88,6 +93,40 @@ struct ForwardArgs {
     /// Pipeline: `forward` (IP forwarding) or `drop` (rx-drop benchmark).
     #[arg(long, default_value = "forward")]
     stage: String,
+    /// Stop after this many seconds (default: until SIGINT/SIGTERM).
+    #[arg(long)]
+    duration_s: Option<f64>,
+}
+
+#[derive(Parser)]
+struct RunArgs {
+    /// The site configuration (TOML, see docs/config.md).
+    #[arg(long)]
+    config: std::path::PathBuf,
+    /// Instance name: /dev/shm/mongate-NAME.{stats,flows,ctl}. Default: the site name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Core to pin the worker to.
+    #[arg(long)]
+    core: Option<usize>,
+    /// XDP attach mode: native, generic or auto.
+    #[arg(long, default_value = "auto")]
+    xdp_mode: XdpMode,
+    /// AF_XDP binding: copy, zero-copy or auto.
+    #[arg(long, default_value = "auto", value_parser = parse_bind)]
+    bind: BindMode,
+    /// Frames of the worker's UMEM.
+    #[arg(long, default_value_t = 8192)]
+    frames: u32,
+    /// Mean packet size (bytes) used to turn the plan's Mbit/s into packets/s.
+    #[arg(long, default_value_t = 1250)]
+    mean_packet_bytes: u32,
+    /// IP MTU of the uplinks.
+    #[arg(long, default_value_t = 1500)]
+    uplink_mtu: usize,
+    /// Do not create the control channel: run the configuration's plan only.
+    #[arg(long)]
+    no_control: bool,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     duration_s: Option<f64>,
@@ -238,6 +277,30 @@ fn forward(a: ForwardArgs) -> anyhow::Result<()> {
     serve(dp, a.duration_s)
 }
 
+fn run(a: RunArgs) -> anyhow::Result<()> {
+    let site = mongate_dataplane::config::Config::load(&a.config)?;
+    let mut c = GatewayConfig::new(site);
+    if let Some(n) = a.name {
+        c.name = n;
+    }
+    c.core = a.core;
+    c.xdp_mode = a.xdp_mode;
+    c.bind = a.bind;
+    c.frames = a.frames;
+    c.control = !a.no_control;
+    c.settings.mean_packet_bytes = a.mean_packet_bytes.max(64);
+    c.settings.uplink_mtu = a.uplink_mtu;
+    let dp = start_gateway(&c)?;
+    println!(
+        "ready: gateway {} (instance {}), xdp {:?}; ports: {}",
+        c.site.site.name,
+        c.name,
+        dp.xdp_mode,
+        dp.ports.join(", ")
+    );
+    serve(dp, a.duration_s)
+}
+
 fn relay(a: RelayArgs) -> anyhow::Result<()> {
     let c = RelayConfig {
         listen: a.listen,
@@ -291,6 +354,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Forward(a) => forward(a),
         Cmd::Relay(a) => relay(a),
+        Cmd::Run(a) => run(a),
         Cmd::Stats { name } => stats(&name),
     };
     match r {

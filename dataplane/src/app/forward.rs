@@ -83,6 +83,8 @@ pub struct RunningDataplane {
     /// XDP mode in use (None: no XDP, e.g. io_uring ports).
     pub xdp_mode: Option<XdpMode>,
     _xdp: Vec<XdpAttachment>,
+    /// Shared-memory files and other state kept alive while running.
+    kept: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl RunningDataplane {
@@ -101,7 +103,13 @@ impl RunningDataplane {
             ports,
             xdp_mode,
             _xdp: xdp,
+            kept: Vec::new(),
         }
+    }
+
+    /// Keeps `v` alive until the dataplane is stopped (after the workers).
+    pub fn keep(&mut self, v: Box<dyn std::any::Any + Send + Sync>) {
+        self.kept.push(v);
     }
 
     /// Current counters of every worker.
@@ -132,42 +140,7 @@ impl Drop for RunningDataplane {
 }
 
 fn iface_mac(ifname: &str) -> anyhow::Result<[u8; 6]> {
-    // /sys reflects the caller's network namespace only after a remount (ip
-    // netns exec); SIOCGIFHWADDR always answers for the thread's namespace.
-    let mut req: libc::ifreq = unsafe_zeroed_ifreq();
-    let bytes = ifname.as_bytes();
-    if bytes.is_empty() || bytes.len() >= req.ifr_name.len() {
-        anyhow::bail!("{ifname}: no such interface (see `ip link`)");
-    }
-    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
-        *d = libc::c_char::from_ne_bytes([*s]);
-    }
-    // SAFETY: plain socket(2).
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        anyhow::bail!("socket: {}", std::io::Error::last_os_error());
-    }
-    // SAFETY: `req` is a valid ifreq with a NUL-terminated name; the kernel
-    // writes the hardware address into it.
-    let r = unsafe { libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req) };
-    // SAFETY: closing the socket we opened.
-    unsafe { libc::close(fd) };
-    if r != 0 {
-        anyhow::bail!("{ifname}: no such interface (see `ip link`)");
-    }
-    // SAFETY: SIOCGIFHWADDR filled the ifru_hwaddr member of the union.
-    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
-    let mut mac = [0u8; 6];
-    for (m, c) in mac.iter_mut().zip(sa.sa_data.iter()) {
-        *m = c.to_ne_bytes()[0];
-    }
-    Ok(mac)
-}
-
-fn unsafe_zeroed_ifreq() -> libc::ifreq {
-    // SAFETY: ifreq is a C struct of integers/arrays/unions for which all
-    // zero bytes is a valid value.
-    unsafe { std::mem::zeroed() }
+    Ok(super::netinfo::iface_mac(ifname)?.0)
 }
 
 /// Attaches XDP, opens the sockets, starts one pinned worker per queue.
@@ -289,5 +262,6 @@ pub fn start_forward(c: &ForwardConfig) -> anyhow::Result<RunningDataplane> {
         ports: names,
         xdp_mode: Some(xdp[0].mode()),
         _xdp: xdp,
+        kept: Vec::new(),
     })
 }

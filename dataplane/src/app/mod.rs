@@ -4,7 +4,10 @@
 //! ready: no sleep needed by callers), and the handle stops it.
 
 mod forward;
+mod gateway;
+pub mod netinfo;
 mod relay;
 
 pub use forward::{ForwardConfig, RunningDataplane, StageKind, start_forward};
+pub use gateway::{GatewayConfig, start_gateway};
 pub use relay::{RelayConfig, start_relay};

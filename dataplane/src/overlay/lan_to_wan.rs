@@ -23,6 +23,15 @@ pub(crate) fn dst_addr(t: &inner::FiveTuple) -> IpAddr {
     }
 }
 
+/// The inner source address of a parsed tuple.
+pub(crate) fn src_addr(t: &inner::FiveTuple) -> IpAddr {
+    if t.v6 {
+        IpAddr::V6(t.src.into())
+    } else {
+        IpAddr::V4(u32::try_from(t.src).unwrap_or(0).into())
+    }
+}
+
 impl Gateway {
     /// Runs the LAN -> WAN half on a batch received on the LAN port.
     pub fn lan_to_wan(&mut self, now: Nanos, arena: &mut Arena, batch: &mut Batch) {
@@ -49,6 +58,16 @@ impl Gateway {
         let drop = |r| Verdict::Drop(r);
         let frame = arena.packet(p).ok_or(drop(DropReason::Truncated))?;
         let parsed = inner::parse(frame).map_err(|e| drop(e.drop_reason()))?;
+        // Learn the sender's MAC (hosts of our own prefixes only): replies
+        // and traffic from other sites are delivered to it.
+        let src = src_addr(&parsed.tuple);
+        if let Some(mac) = frame.get(6..12)
+            && self.is_local(src)
+        {
+            let mut m = [0u8; 6];
+            m.copy_from_slice(mac);
+            self.learn(src, ethernet::MacAddr(m));
+        }
         let decision = self.classifier.classify_inner(&parsed, now).map_err(drop)?;
         let nflows = self.flows.len();
         let (queue, peer) = match decision {
@@ -101,6 +120,9 @@ impl Gateway {
             Err((_, r)) => {
                 if r == DropReason::QueueFull {
                     self.stats.queue_full += 1;
+                    if let Some(f) = self.flows.get_mut(queue as usize) {
+                        f.counters.queue_drops += 1;
+                    }
                 }
                 Err(drop(r))
             }
@@ -236,6 +258,10 @@ impl Gateway {
                     });
                     match res {
                         Some(r) => {
+                            if let Some(f) = self.flows.get_mut(q) {
+                                f.counters.tx_packets += 1;
+                                f.counters.tx_bytes += u64::from(pkt.len);
+                            }
                             pkt.addr = base + r.start as u64;
                             pkt.len = u32::try_from(r.len()).unwrap_or(0);
                             self.stats.sent += 1;

@@ -85,8 +85,17 @@ pub struct Settings {
     /// Destination MAC of delivered inner frames when the inner destination
     /// is not in `neighbours` (the LAN router, or a single host).
     pub lan_next_hop_mac: MacAddr,
-    /// LAN hosts with their MACs (static neighbour table).
+    /// LAN hosts with their MACs (static neighbour table; hosts are also
+    /// learned from their LAN traffic, see [`Gateway::learned_neighbours`]).
     pub neighbours: Vec<(IpAddr, MacAddr)>,
+    /// How to reach each peer, per `Config::peers` index (resolved by the
+    /// application from the kernel's routes and neighbours). `None` or
+    /// missing: the first (uplink, gateway address) pair of the same
+    /// family in file order, with the uplink's `gateway_mac`.
+    pub peer_routes: Vec<Option<PeerRoute>>,
+    /// Divide every planned rate by this (a flow's sessions may be spread
+    /// over this many workers, each pacing its share). At least 1.
+    pub rate_divisor: u32,
     /// Our IPv4 address on the LAN: source of ICMP errors (none: no ICMPv4 errors).
     pub lan_address_v4: Option<Ipv4Addr>,
     /// Our IPv6 address on the LAN: source of ICMPv6 errors.
@@ -130,6 +139,8 @@ impl Default for Settings {
             uplink_macs: Vec::new(),
             lan_next_hop_mac: MacAddr([0x02, 0, 0, 0, 0, 0xFE]),
             neighbours: Vec::new(),
+            peer_routes: Vec::new(),
+            rate_divisor: 1,
             lan_address_v4: None,
             lan_address_v6: None,
             uplink_mtu: 1500,
@@ -152,6 +163,52 @@ impl Default for Settings {
         }
     }
 }
+
+/// A resolved way to one peer: which uplink, which of the peer's gateway
+/// addresses, and the next hop's MAC on that uplink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerRoute {
+    /// Index in `Config::uplinks`.
+    pub uplink: usize,
+    /// The peer gateway address (outer destination).
+    pub gateway: IpAddr,
+    /// Destination MAC of outer frames (the peer itself when on-link, else
+    /// the uplink's next hop).
+    pub dst_mac: MacAddr,
+}
+
+/// Per-flow packet and byte counters of this worker (inner packets).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlowCounters {
+    /// Packets sent on the WAN (origin).
+    pub tx_packets: u64,
+    /// Inner bytes of those.
+    pub tx_bytes: u64,
+    /// Packets delivered to the LAN (destination).
+    pub rx_packets: u64,
+    /// Inner bytes of those.
+    pub rx_bytes: u64,
+    /// Packets relayed (waypoint).
+    pub relayed_packets: u64,
+    /// Inner bytes of those.
+    pub relayed_bytes: u64,
+    /// Packets refused by the flow's full pacing queue (origin).
+    pub queue_drops: u64,
+}
+
+/// What [`Gateway::flow_report`] tells of one flow.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FlowReport {
+    /// Packet and byte counters.
+    pub counters: FlowCounters,
+    /// Current MONtra rate, packets/s (flows starting here).
+    pub rate_pps: Option<f64>,
+    /// Sender-side ack accounting (flows starting here).
+    pub tracker: Option<TrackerStats>,
+}
+
+/// Slots of the learned LAN neighbour table (direct-mapped).
+pub const LEARNED_SLOTS: usize = 256;
 
 /// Why a [`Gateway`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -254,6 +311,7 @@ pub(crate) struct FlowState {
     pub(crate) src_peer: Option<usize>,
     pub(crate) origin: Option<Origin>,
     pub(crate) receiver: Option<Receiver>,
+    pub(crate) counters: FlowCounters,
 }
 
 /// How this site reaches one peer: an uplink and one of the peer's
@@ -289,6 +347,8 @@ pub struct Gateway {
     pub(crate) next_timer: Nanos,
     /// Output buffer of ICMP replies (the offending packet is read from the frame).
     pub(crate) scratch: Box<[u8; 1280]>,
+    /// LAN hosts learned from their traffic (direct-mapped by address hash).
+    pub(crate) learned: Box<[Option<(IpAddr, MacAddr)>; LEARNED_SLOTS]>,
     pub(crate) stats: Stats,
 }
 
@@ -329,7 +389,13 @@ impl Gateway {
         let peers: Vec<Option<PeerPath>> = cfg
             .peers
             .iter()
-            .map(|p| peer_path(cfg, &settings, &uplink_ports, &p.gateways))
+            .enumerate()
+            .map(
+                |(pi, p)| match settings.peer_routes.get(pi).copied().flatten() {
+                    Some(r) => routed_path(cfg, &settings, &uplink_ports, &r),
+                    None => peer_path(cfg, &settings, &uplink_ports, &p.gateways),
+                },
+            )
             .collect();
         let peer_index = |name: &str| cfg.peers.iter().position(|p| p.name == name);
         let me = cfg.site.name.as_str();
@@ -368,6 +434,7 @@ impl Gateway {
                 src_peer,
                 origin: None,
                 receiver,
+                counters: FlowCounters::default(),
             });
         }
         wire_ids.sort_unstable();
@@ -407,6 +474,7 @@ impl Gateway {
             oam_seq: 0,
             next_timer: now,
             scratch: Box::new([0u8; 1280]),
+            learned: Box::new([None; LEARNED_SLOTS]),
             stats: Stats::default(),
             settings,
         };
@@ -442,7 +510,7 @@ impl Gateway {
     fn flow_targets(&self, plan: &Plan, fi: usize) -> (f64, f64) {
         let f = &self.cfg.flows[fi];
         let n = f64::from(plan.sessions(&f.class));
-        let k = self.pps_per_mbps();
+        let k = self.pps_per_mbps() / f64::from(self.settings.rate_divisor.max(1));
         plan.flow(&f.id)
             .map_or((0.0, 0.0), |p| (n * p.rate_mbps * k, n * p.weight * k))
     }
@@ -547,6 +615,58 @@ impl Gateway {
         Some(r.received)
     }
 
+    /// Counters, rate and ack accounting of flow `fi` (`Config::flows`
+    /// index). No allocation.
+    pub fn flow_report(&self, fi: usize) -> Option<FlowReport> {
+        let f = self.flows.get(fi)?;
+        Some(FlowReport {
+            counters: f.counters,
+            rate_pps: f.origin.as_ref().map(|o| o.ctl.rate()),
+            tracker: f.origin.as_ref().map(|o| o.tracker.stats()),
+        })
+    }
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+    /// The configuration this stage runs.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    /// The plan epoch in force.
+    pub fn plan_epoch(&self) -> u64 {
+        self.classifier.epoch()
+    }
+    /// LAN hosts learned from their traffic.
+    pub fn learned_neighbours(&self) -> impl Iterator<Item = (IpAddr, MacAddr)> + '_ {
+        self.learned.iter().filter_map(|e| *e)
+    }
+
+    /// Records that LAN host `ip` uses `mac` (overwrites its slot).
+    #[inline]
+    pub(crate) fn learn(&mut self, ip: IpAddr, mac: MacAddr) {
+        let slot = learned_slot(ip);
+        if self.learned[slot] != Some((ip, mac)) {
+            self.learned[slot] = Some((ip, mac));
+        }
+    }
+
+    /// The MAC to deliver an inner packet for `dst` to: learned, static,
+    /// else the LAN next hop.
+    #[inline]
+    pub(crate) fn lan_mac_of(&self, dst: IpAddr) -> MacAddr {
+        if let Some((a, m)) = self.learned[learned_slot(dst)]
+            && a == dst
+        {
+            return m;
+        }
+        self.settings
+            .neighbours
+            .iter()
+            .find(|(a, _)| *a == dst)
+            .map_or(self.settings.lan_next_hop_mac, |n| n.1)
+    }
+
     /// Flow index of a wire flow id.
     #[inline]
     pub(crate) fn flow_of_wire(&self, id: u32) -> Option<usize> {
@@ -646,6 +766,49 @@ pub(crate) fn be_queue(nflows: usize, p: usize) -> u32 {
 #[inline]
 pub(crate) fn entropy(wire_id: u32) -> u32 {
     wire_id.wrapping_mul(0x9E37_79B9).rotate_left(13)
+}
+
+/// Slot of `ip` in the learned neighbour table.
+#[inline]
+fn learned_slot(ip: IpAddr) -> usize {
+    let h = match ip {
+        IpAddr::V4(a) => u64::from(a.to_bits()),
+        IpAddr::V6(a) => {
+            let b = a.to_bits();
+            u64::try_from(b & u128::from(u64::MAX)).unwrap_or(0)
+                ^ u64::try_from(b >> 64).unwrap_or(0)
+        }
+    };
+    let x = h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
+    usize::try_from(x).unwrap_or(0) % LEARNED_SLOTS
+}
+
+/// The path of a resolved [`PeerRoute`].
+fn routed_path(
+    cfg: &Config,
+    settings: &Settings,
+    uplink_ports: &[u16],
+    r: &PeerRoute,
+) -> Option<PeerPath> {
+    let u = cfg.uplinks.get(r.uplink)?;
+    if u.local_address.is_ipv4() != r.gateway.is_ipv4() {
+        return None;
+    }
+    let src_mac = settings
+        .uplink_macs
+        .get(r.uplink)
+        .copied()
+        .unwrap_or_default();
+    let mut tc = TemplateConfig::new(src_mac, r.dst_mac, u.local_address, r.gateway);
+    tc.vni = cfg.site.vni;
+    tc.udp_checksum_v4 = true;
+    let template = OverlayTemplate::new(&tc).ok()?;
+    let max_inner = template.max_inner_len(settings.uplink_mtu);
+    Some(PeerPath {
+        template,
+        port: uplink_ports.get(r.uplink).copied()?,
+        max_inner,
+    })
 }
 
 /// The first (uplink, gateway) pair of the same family, in file order.

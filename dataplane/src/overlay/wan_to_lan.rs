@@ -111,12 +111,7 @@ impl Gateway {
             self.stats.wan_no_route += 1;
             return Verdict::Drop(DropReason::NoRoute);
         }
-        let mac = self
-            .settings
-            .neighbours
-            .iter()
-            .find(|(a, _)| *a == dst)
-            .map_or(self.settings.lan_next_hop_mac, |n| n.1);
+        let mac = self.lan_mac_of(dst);
         let Ok(mut eth) = ethernet::Frame::new_checked(&mut *buf) else {
             return Verdict::Drop(DropReason::BadOverlay);
         };
@@ -128,6 +123,8 @@ impl Gateway {
             && opt.seq > 0
         {
             r.received += 1;
+            f.counters.rx_packets += 1;
+            f.counters.rx_bytes += u64::from(inner_len);
             if let Some(info) = r.agg.on_packet(opt.seq - 1, opt.timestamp_ns, now) {
                 let (id, peer, rec, ab) = (f.wire_id, f.src_peer, r.received, r.agg.abandoned());
                 self.queue_ack(peer, id, &info, rec, ab);
@@ -164,9 +161,13 @@ impl Gateway {
             entropy: entropy(flow.flow_id),
             ..EncapParams::default()
         };
+        let inner_len = range.len() as u64;
         match encap_in_frame(arena, p, range, &path.template, &params) {
             Some(()) => {
                 self.stats.forwarded += 1;
+                let c = &mut self.flows[fi].counters;
+                c.relayed_packets += 1;
+                c.relayed_bytes += inner_len;
                 Verdict::Tx(path.port)
             }
             None => {

@@ -11,6 +11,8 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub mod flows;
+
 use crate::engine::DropReason;
 use crate::shm::map::FileMap;
 

@@ -50,6 +50,26 @@ impl MacAddr {
     }
 }
 
+impl core::str::FromStr for MacAddr {
+    type Err = Error;
+    /// Parses `aa:bb:cc:dd:ee:ff` (hex, any case).
+    fn from_str(s: &str) -> core::result::Result<Self, Error> {
+        let mut out = [0u8; 6];
+        let mut parts = s.split(':');
+        for b in &mut out {
+            let p = parts.next().ok_or(Error::Malformed)?;
+            if p.len() != 2 {
+                return Err(Error::Malformed);
+            }
+            *b = u8::from_str_radix(p, 16).map_err(|_| Error::Malformed)?;
+        }
+        if parts.next().is_some() {
+            return Err(Error::Malformed);
+        }
+        Ok(MacAddr(out))
+    }
+}
+
 impl core::fmt::Display for MacAddr {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let b = self.0;

@@ -1,4 +1,6 @@
 //! Ready-made topologies built from [`crate::Netns`] and [`crate::link`].
 
 pub mod forward;
+pub mod overlay;
 pub mod sites;
+pub mod triangle;

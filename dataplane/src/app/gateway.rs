@@ -1,0 +1,548 @@
+//! The site gateway: a site configuration turned into a running overlay
+//! dataplane. One worker owns the LAN port (AF_XDP) and every uplink
+//! (AF_XDP, or an io_uring UDP socket for NATed uplinks), runs the
+//! [`Gateway`] stage, steps the control channel (plans in, telemetry out)
+//! and publishes per-flow counters.
+//!
+//! Start-up asks the kernel (in the caller's network namespace) for the
+//! interfaces' MACs and addresses and resolves, per peer, which uplink and
+//! which of the peer's gateway addresses to use and the next hop's MAC:
+//! an address on-link on an uplink (its subnet) is reached directly (ARP),
+//! otherwise through the uplink's `next_hop` / `gateway_mac`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::afxdp::{AfXdpConfig, AfXdpPort, BindMode};
+use crate::bpf::{XdpAttachment, XdpFilter, XdpMode};
+use crate::config::{Backend, Config};
+use crate::engine::{Arena, Batch, FramePool, Nanos, Port, Stage, now_ns};
+use crate::overlay::{Gateway, PeerRoute, Settings};
+use crate::shm::msg::{CLASSES_PER_MSG, ClassTelemetry, FLOW_TEL_PER_MSG, FlowTelemetry};
+use crate::shm::{
+    Command, CtlRegion, PlanAssembler, PlanShape, Telemetry, WorkerChannel, ctl_path,
+};
+use crate::stats::flows::{FlowStatsRegion, FlowValues, flows_path};
+use crate::stats::{StatsRegion, stats_path};
+use crate::uring::{UringConfig, UringPort};
+use crate::wire::ethernet::MacAddr;
+use crate::wire::geneve::UDP_PORT as GENEVE_PORT;
+use crate::worker::{IdlePolicy, Worker, pin_to_core};
+
+use super::RunningDataplane;
+use super::netinfo::{self, IfAddr};
+
+/// How to run a site gateway.
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// The site configuration.
+    pub site: Config,
+    /// Instance name: `/dev/shm/mongate-NAME.{stats,flows,ctl}`.
+    pub name: String,
+    /// XDP attach mode of the AF_XDP ports.
+    pub xdp_mode: XdpMode,
+    /// AF_XDP binding.
+    pub bind: BindMode,
+    /// Frames of the worker's UMEM.
+    pub frames: u32,
+    /// Core to pin the worker to.
+    pub core: Option<usize>,
+    /// Idle policy.
+    pub idle: IdlePolicy,
+    /// Pipeline tunables (MACs, ports, routes and LAN addresses are filled
+    /// in by [`start_gateway`]).
+    pub settings: Settings,
+    /// Create the control channel (`.ctl`) so `mongate-control run` can
+    /// attach; without it the gateway runs the configuration's plan.
+    pub control: bool,
+    /// Longest wait for a neighbour's MAC at start-up.
+    pub resolve_timeout: Duration,
+    /// Telemetry and flow-counter period.
+    pub report_every: Duration,
+}
+
+impl GatewayConfig {
+    /// Defaults for `site`, instance named after the site.
+    pub fn new(site: Config) -> Self {
+        Self {
+            name: site.site.name.clone(),
+            site,
+            xdp_mode: XdpMode::Auto,
+            bind: BindMode::Auto,
+            frames: 8192,
+            core: None,
+            idle: IdlePolicy::default(),
+            settings: Settings::default(),
+            control: true,
+            resolve_timeout: Duration::from_secs(3),
+            report_every: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Everything the worker's stage needs besides the gateway.
+struct Channel {
+    chan: WorkerChannel,
+    shape_flows: usize,
+}
+
+/// The worker's stage: the overlay [`Gateway`] plus the control channel and
+/// the flow counters (both stepped from `maintain`, a few hundred times a
+/// second at most).
+struct GatewayStage {
+    gw: Gateway,
+    chan: Option<Channel>,
+    flows: Arc<FlowStatsRegion>,
+    worker: usize,
+    now: Nanos,
+    next_step: Nanos,
+    next_report: Nanos,
+    step_every: Nanos,
+    report_every: Nanos,
+    flow_buf: Vec<FlowTelemetry>,
+    plan_errors: u64,
+}
+
+impl GatewayStage {
+    fn housekeeping(&mut self, now: Nanos) {
+        if let Some(c) = self.chan.as_mut() {
+            let rep = c.chan.step(now, 64, |_cmd: &Command| {});
+            if rep.switched.is_some() {
+                let plan = c.chan.plan().to_plan(self.gw.config());
+                match self.gw.apply_plan(&plan, now) {
+                    Ok(true) => eprintln!("gateway: plan epoch {} in force", plan.epoch),
+                    Ok(false) => {}
+                    Err(e) => {
+                        self.plan_errors += 1;
+                        eprintln!("gateway: plan epoch {} refused: {e}", plan.epoch);
+                    }
+                }
+            }
+            if let Some((e, why)) = rep.refused {
+                eprintln!("gateway: plan epoch {e} refused by the channel: {why:?}");
+            }
+            let _ = c.shape_flows;
+        }
+        if now >= self.next_report {
+            self.next_report = now + self.report_every;
+            self.report(now);
+        }
+    }
+
+    /// Flow counters to the flows file; telemetry to the control.
+    fn report(&mut self, now: Nanos) {
+        let epoch = self.gw.plan_epoch();
+        let mean = self.gw.settings().mean_packet_bytes;
+        self.flow_buf.clear();
+        for fi in 0..self.gw.config().flows.len() {
+            let Some(r) = self.gw.flow_report(fi) else {
+                continue;
+            };
+            let c = r.counters;
+            let v = FlowValues {
+                tx_packets: c.tx_packets,
+                tx_bytes: c.tx_bytes,
+                rx_packets: c.rx_packets,
+                rx_bytes: c.rx_bytes,
+                relayed_packets: c.relayed_packets,
+                relayed_bytes: c.relayed_bytes,
+                rate_pps: r.rate_pps.unwrap_or(0.0),
+                acked: r.tracker.map_or(0, |t| t.acked),
+                lost: r.tracker.map_or(0, |t| t.lost),
+                queue_drops: c.queue_drops,
+                epoch,
+                updated_ns: now,
+            };
+            if let Some(s) = self.flows.slot(self.worker, fi) {
+                s.store(&v);
+            }
+            if let Some(rate) = r.rate_pps {
+                self.flow_buf.push(FlowTelemetry {
+                    flow: u32::try_from(fi).unwrap_or(u32::MAX),
+                    rate_bps: rate_bps(rate, mean),
+                    acks: v.acked,
+                    losses: v.lost,
+                    queue_drops: c.queue_drops,
+                });
+            }
+        }
+        let Some(c) = self.chan.as_mut() else {
+            return;
+        };
+        for chunk in self.flow_buf.chunks(FLOW_TEL_PER_MSG) {
+            let mut items = [FlowTelemetry::default(); FLOW_TEL_PER_MSG];
+            items[..chunk.len()].copy_from_slice(chunk);
+            let t = Telemetry::Flows {
+                count: u32::try_from(chunk.len()).unwrap_or(0),
+                items,
+            };
+            if !c.chan.port().send(&t) {
+                break;
+            }
+        }
+        let nclasses = self.gw.config().classes.len();
+        let mut start = 0;
+        while start < nclasses {
+            let n = (nclasses - start).min(CLASSES_PER_MSG);
+            let mut items = [ClassTelemetry::default(); CLASSES_PER_MSG];
+            for (k, it) in items[..n].iter_mut().enumerate() {
+                let ci = start + k;
+                *it = ClassTelemetry {
+                    class: u32::try_from(ci).unwrap_or(u32::MAX),
+                    active: self
+                        .gw
+                        .classifier()
+                        .active_sessions(u16::try_from(ci).unwrap_or(u16::MAX)),
+                };
+            }
+            let t = Telemetry::Classes {
+                count: u32::try_from(n).unwrap_or(0),
+                items,
+            };
+            if !c.chan.port().send(&t) {
+                break;
+            }
+            start += n;
+        }
+        c.chan.port().flush();
+    }
+}
+
+fn rate_bps(pps: f64, mean_bytes: u32) -> u64 {
+    let v = pps * 8.0 * f64::from(mean_bytes);
+    if v.is_finite() && v > 0.0 {
+        // Rounded, finite, non-negative and far below 2^64.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let r = v.min(1e18).round() as u64;
+        r
+    } else {
+        0
+    }
+}
+
+impl Stage for GatewayStage {
+    fn process(&mut self, now: Nanos, arena: &mut Arena, batch: &mut Batch) {
+        self.gw.process(now, arena, batch);
+    }
+    fn poll(&mut self, now: Nanos, arena: &mut Arena, out: &mut Batch) {
+        self.now = now;
+        self.gw.poll(now, arena, out);
+    }
+    fn maintain(&mut self, pool: &mut FramePool) {
+        self.gw.replenish(pool);
+        if self.now >= self.next_step {
+            let now = self.now;
+            self.next_step = now + self.step_every;
+            self.housekeeping(now);
+        }
+    }
+}
+
+/// Resolves how to reach every peer (see the module documentation).
+fn peer_routes(
+    site: &Config,
+    uplink_addrs: &[Vec<IfAddr>],
+    timeout: Duration,
+) -> anyhow::Result<Vec<Option<PeerRoute>>> {
+    let mut out = Vec::with_capacity(site.peers.len());
+    for p in &site.peers {
+        // (uplink, gateway, on-link): on-link first, then routed, file order.
+        let mut best: Option<(usize, IpAddr, bool)> = None;
+        for (ui, u) in site.uplinks.iter().enumerate() {
+            for g in &p.gateways {
+                if g.is_ipv4() != u.local_address.is_ipv4() {
+                    continue;
+                }
+                let on_link = uplink_addrs[ui].iter().any(|a| a.on_link(*g));
+                let routed = u.gateway_mac.is_some() || u.next_hop.is_some();
+                let ok = on_link || routed || u.backend == Backend::IoUring;
+                if ok && best.is_none_or(|b| on_link && !b.2) {
+                    best = Some((ui, *g, on_link));
+                }
+            }
+        }
+        let Some((ui, gw, on_link)) = best else {
+            eprintln!(
+                "gateway: peer {}: no uplink reaches any of its gateway addresses (same family, on-link or with next_hop/gateway_mac)",
+                p.name
+            );
+            out.push(None);
+            continue;
+        };
+        let u = &site.uplinks[ui];
+        let dst_mac = if u.backend == Backend::IoUring {
+            MacAddr::default()
+        } else if on_link && u.gateway_mac.is_none() {
+            resolve(&u.interface, gw, timeout)
+                .map_err(|e| anyhow::anyhow!("peer {}: {e}", p.name))?
+        } else if let Some(m) = u.gateway_mac {
+            m
+        } else if let Some(nh) = u.next_hop {
+            resolve(&u.interface, nh, timeout)
+                .map_err(|e| anyhow::anyhow!("uplink {}: next hop: {e}", u.name))?
+        } else {
+            anyhow::bail!("peer {}: uplink {} has no next hop", p.name, u.name);
+        };
+        out.push(Some(PeerRoute {
+            uplink: ui,
+            gateway: gw,
+            dst_mac,
+        }));
+    }
+    Ok(out)
+}
+
+fn resolve(ifname: &str, ip: IpAddr, timeout: Duration) -> anyhow::Result<MacAddr> {
+    match ip {
+        IpAddr::V4(a) => netinfo::resolve_v4(ifname, a, timeout),
+        IpAddr::V6(a) => anyhow::bail!(
+            "{ifname}: {a}: IPv6 neighbours are not resolved automatically; set `gateway_mac`"
+        ),
+    }
+}
+
+/// Builds the ports and the stage, starts the worker. Returns once the
+/// worker runs (sockets bound, receive buffers posted).
+pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
+    let site = &c.site;
+    let nports = 1 + site.uplinks.len();
+    if nports > crate::stats::MAX_PORTS {
+        anyhow::bail!(
+            "at most {} uplinks per gateway (got {})",
+            crate::stats::MAX_PORTS - 1,
+            site.uplinks.len()
+        );
+    }
+    let lan_if = site.site.lan_interface.as_str();
+    let lan_mac = netinfo::iface_mac(lan_if)?;
+    let lan_addrs = netinfo::iface_addrs(lan_if)?;
+    let mut uplink_macs = Vec::new();
+    let mut uplink_addrs = Vec::new();
+    for u in &site.uplinks {
+        uplink_macs.push(netinfo::iface_mac(&u.interface)?);
+        uplink_addrs.push(netinfo::iface_addrs(&u.interface)?);
+    }
+    let mut settings = c.settings.clone();
+    settings.lan_port = 0;
+    settings.uplink_ports = (1..nports)
+        .map(|i| u16::try_from(i).unwrap_or(u16::MAX))
+        .collect();
+    settings.lan_mac = lan_mac;
+    settings.uplink_macs = uplink_macs;
+    let v4: Vec<_> = lan_addrs
+        .iter()
+        .filter_map(|a| match a.addr {
+            IpAddr::V4(x) => Some(x),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let v6: Vec<_> = lan_addrs
+        .iter()
+        .filter_map(|a| match a.addr {
+            IpAddr::V6(x) => Some(x),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
+    settings.lan_address_v4 = v4.first().copied();
+    settings.lan_address_v6 = v6.iter().find(|a| !a.is_unicast_link_local()).copied();
+    // LAN hosts the kernel already knows (more are learned from traffic).
+    for (ip, mac) in netinfo::arp_table(lan_if) {
+        settings.neighbours.push((IpAddr::V4(ip), mac));
+    }
+    settings.peer_routes = peer_routes(site, &uplink_addrs, c.resolve_timeout)?;
+    settings.rate_divisor = 1;
+
+    let xdp_lan = XdpAttachment::attach(lan_if, &XdpFilter::lan(&v4, &v6), 1, c.xdp_mode)?;
+    let mut xdp_up = Vec::new();
+    for u in &site.uplinks {
+        if u.backend == Backend::AfXdp {
+            xdp_up.push(Some(XdpAttachment::attach(
+                &u.interface,
+                &XdpFilter::wan(&[GENEVE_PORT]),
+                1,
+                c.xdp_mode,
+            )?));
+        } else {
+            xdp_up.push(None);
+        }
+    }
+    let stats = Arc::new(StatsRegion::create(&stats_path(&c.name), 1)?);
+    let ids: Vec<&str> = site.flows.iter().map(|f| f.id.as_str()).collect();
+    let flows = Arc::new(FlowStatsRegion::create(&flows_path(&c.name), 1, &ids)?);
+    let initial_epoch = site.plan.as_ref().map_or(0, |p| p.epoch);
+    let ctl = if c.control {
+        Some(Arc::new(CtlRegion::create(
+            &ctl_path(&c.name),
+            1,
+            64,
+            initial_epoch,
+        )?))
+    } else {
+        None
+    };
+
+    let arena = Arena::new(c.frames, 2048, 256, true)?;
+    let mut pool = FramePool::new(&arena);
+    let mut lan_cfg = AfXdpConfig::new(lan_if, 0);
+    lan_cfg.bind = c.bind;
+    let mut p_lan = AfXdpPort::open(&lan_cfg, 0, &arena, None, Some(&xdp_lan))?;
+    let share = (c.frames / 2 / u32::try_from(nports).unwrap_or(1)).min(lan_cfg.fill_size);
+    p_lan.set_fill_target(share);
+    let mut names = vec![p_lan.name().to_string()];
+    let mut xdp_ports: Vec<AfXdpPort> = Vec::new();
+    let mut uring_specs: Vec<(u16, UringConfig)> = Vec::new();
+    for (ui, u) in site.uplinks.iter().enumerate() {
+        let idx = u16::try_from(ui + 1).unwrap_or(u16::MAX);
+        match u.backend {
+            Backend::AfXdp => {
+                let mut cfg = AfXdpConfig::new(&u.interface, 0);
+                cfg.bind = c.bind;
+                let mut p = AfXdpPort::open(&cfg, idx, &arena, Some(&p_lan), xdp_up[ui].as_ref())?;
+                p.set_fill_target(share);
+                names.push(p.name().to_string());
+                xdp_ports.push(p);
+            }
+            Backend::IoUring => {
+                let mut uc = UringConfig::new(SocketAddr::new(u.local_address, GENEVE_PORT), idx);
+                uc.device = Some(u.interface.clone());
+                uc.ring_entries = 1024;
+                uc.buf_group = idx;
+                names.push(format!("{} (io_uring {})", u.interface, uc.local));
+                uring_specs.push((idx, uc));
+            }
+        }
+    }
+    p_lan.maintain(&mut pool);
+    for p in &mut xdp_ports {
+        p.maintain(&mut pool);
+    }
+    let reserve: Vec<u64> = (0..settings.reserve_frames)
+        .filter_map(|_| pool.alloc())
+        .collect();
+    let gw = Gateway::new(site, settings, reserve, now_ns())?;
+    let chan = match &ctl {
+        Some(r) => {
+            let port = r.worker_port(0)?;
+            let shape = PlanShape::from_config(site);
+            let shape_flows = shape.flows();
+            Some(Channel {
+                chan: WorkerChannel::new(port, PlanAssembler::new(shape, 2_000_000_000)),
+                shape_flows,
+            })
+        }
+        None => None,
+    };
+    let stage = GatewayStage {
+        gw,
+        chan,
+        flows: flows.clone(),
+        worker: 0,
+        now: 0,
+        next_step: 0,
+        next_report: 0,
+        step_every: 1_000_000,
+        report_every: u64::try_from(c.report_every.as_nanos()).unwrap_or(100_000_000),
+        flow_buf: Vec::with_capacity(site.flows.len()),
+        plan_errors: 0,
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let idle = c.idle;
+    let core = c.core;
+    let stop_w = stop.clone();
+    let stats_w = stats.clone();
+    // The AF_XDP ports move to the worker thread; io_uring ports must be
+    // created there (their ring belongs to the thread that submits).
+    let mut ports: Vec<Option<Box<dyn Port + Send>>> = Vec::with_capacity(nports);
+    ports.push(Some(Box::new(p_lan)));
+    let mut xdp_iter = xdp_ports.into_iter();
+    for u in &site.uplinks {
+        match u.backend {
+            Backend::AfXdp => {
+                ports.push(xdp_iter.next().map(|p| Box::new(p) as Box<dyn Port + Send>))
+            }
+            Backend::IoUring => ports.push(None),
+        }
+    }
+    let worker = std::thread::Builder::new()
+        .name(format!("mg-gw-{}", c.name))
+        .spawn(move || {
+            if let Some(core) = core
+                && !pin_to_core(core)
+            {
+                eprintln!("warning: gateway worker: could not pin to core {core}");
+            }
+            let mut pool = pool;
+            let mut all: Vec<Box<dyn Port>> = Vec::with_capacity(ports.len());
+            let mut specs = uring_specs.into_iter();
+            for slot in ports {
+                match slot {
+                    Some(p) => all.push(p),
+                    None => {
+                        let Some((_, uc)) = specs.next() else {
+                            let _ = ready_tx.send(Err(anyhow::anyhow!("internal: uplink spec")));
+                            return;
+                        };
+                        // SAFETY: the port is created on the thread that
+                        // drives it and dropped before the arena (the
+                        // worker drops ports first).
+                        match unsafe { UringPort::new(&uc, &arena, &mut pool) } {
+                            Ok(p) => all.push(Box::new(p)),
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(anyhow::anyhow!(
+                                    "io_uring uplink on {}: {e}",
+                                    uc.local
+                                )));
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            let mut w = Worker::new(arena, pool, all, stage, idle);
+            let _ = ready_tx.send(Ok(()));
+            w.run(&stop_w, stats_w.worker(0));
+        })?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let _ = worker.join();
+            return Err(e);
+        }
+        Err(_) => {
+            let _ = worker.join();
+            anyhow::bail!("gateway worker exited during start-up");
+        }
+    }
+    let mut threads = vec![worker];
+    // Housekeeping of the control region (repairs a smashed header).
+    if let Some(r) = ctl.clone() {
+        let stop_h = stop.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("mg-ctl-{}", c.name))
+                .spawn(move || {
+                    let mut n = 0u32;
+                    while !stop_h.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(50));
+                        n += 1;
+                        if n.is_multiple_of(20) && r.verify_and_repair() {
+                            eprintln!("gateway: control region repaired");
+                        }
+                    }
+                })?,
+        );
+    }
+    let mut xdp = vec![xdp_lan];
+    xdp.extend(xdp_up.into_iter().flatten());
+    let mode = xdp[0].mode();
+    let mut rd = RunningDataplane::from_parts(stop, threads, stats, names, Some(mode), xdp);
+    rd.keep(Box::new(flows));
+    if let Some(r) = ctl {
+        rd.keep(Box::new(r));
+    }
+    Ok(rd)
+}
