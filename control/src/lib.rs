@@ -1,6 +1,7 @@
-//! mongate control process: the PFO optimizer and the PFO -> MONtra mapping.
-//! (MONET path selection will live in `paths`.)
+//! mongate control process: the PFO optimizer and the PFO -> MONtra mapping, MONET path
+//! selection (`paths`), and the control loop that drives a dataplane (`run`).
 
 pub mod mapping;
 pub mod paths;
 pub mod pfo;
+pub mod run;

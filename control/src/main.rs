@@ -1,12 +1,16 @@
-//! `mongate-control`: the control process. Subcommands: `pfo` (solve one PFO instance).
-//! A `run` subcommand (the control loop) will be added next to it.
+//! `mongate-control`: the control process. Subcommands: `pfo` (solve one PFO instance) and
+//! `run` (the control loop driving a dataplane, see `docs/control-loop.md`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use mongate_control::pfo::{Formulation, Instance, SolveOptions, solve};
+use mongate_control::run::{PlannerConfig, RunOptions, run, stdout_sink};
+use mongate_dataplane::config::Config;
+use mongate_dataplane::shm::ctl_path;
 
 #[derive(Parser)]
 #[command(name = "mongate-control", about = "mongate control process")]
@@ -19,6 +23,31 @@ struct Cli {
 enum Command {
     /// Solve a PFO instance (JSON) and print the plan.
     Pfo(PfoArgs),
+    /// Run the control loop for one dataplane instance: plan with PFO, send plans over the
+    /// shared-memory channel, re-plan on telemetry and events.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Site configuration (TOML) the dataplane runs.
+    #[arg(long)]
+    config: PathBuf,
+    /// Organisation-wide PFO instance (JSON); its class and flow ids must be the config's.
+    #[arg(long)]
+    instance: PathBuf,
+    /// Dataplane instance name (control region /dev/shm/mongate-NAME.ctl).
+    #[arg(long)]
+    name: String,
+    /// Periodic re-plan interval, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    replan_s: f64,
+    /// PFO wall-clock limit per solve, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    time_limit: f64,
+    /// Print log lines as JSON (one object per line).
+    #[arg(long)]
+    json_log: bool,
 }
 
 #[derive(clap::Args)]
@@ -77,10 +106,65 @@ fn pfo(args: &PfoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_signals() {
+    let handler: extern "C" fn(libc::c_int) = on_signal;
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: installing an async-signal-safe handler (one atomic store).
+        unsafe { libc::signal(sig, handler as libc::sighandler_t) };
+    }
+}
+
+fn secs_to_ns(what: &str, s: f64) -> anyhow::Result<u64> {
+    anyhow::ensure!(
+        s.is_finite() && s > 0.0 && s <= 1e6,
+        "{what} must be a positive number of seconds (at most 1e6)"
+    );
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // in (0, 1e15]
+    Ok((s * 1e9).round() as u64)
+}
+
+fn run_cmd(args: &RunArgs) -> anyhow::Result<()> {
+    let config = Config::load(&args.config)?;
+    let text = std::fs::read_to_string(&args.instance)
+        .with_context(|| format!("reading {}", args.instance.display()))?;
+    let instance =
+        Instance::from_json(&text).with_context(|| format!("in {}", args.instance.display()))?;
+    anyhow::ensure!(
+        !args.name.is_empty() && !args.name.contains('/'),
+        "--name must be non-empty without '/'"
+    );
+    let mut opts = RunOptions::new(
+        ctl_path(&args.name),
+        config,
+        instance,
+        stdout_sink(args.json_log),
+    );
+    opts.planner = PlannerConfig {
+        replan_ns: secs_to_ns("--replan-s", args.replan_s)?,
+        ..PlannerConfig::default()
+    };
+    secs_to_ns("--time-limit", args.time_limit)?;
+    opts.solve.time_limit = Some(args.time_limit);
+    install_signals();
+    let summary = run(&opts, &STOP)?;
+    eprintln!(
+        "mongate-control run: stopped ({} plans activated, {} solves, {} decode errors, {} bad records)",
+        summary.plans_sent, summary.solves, summary.decode_errors, summary.bad_records
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Pfo(args) => pfo(args),
+        Command::Run(args) => run_cmd(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

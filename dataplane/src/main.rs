@@ -127,6 +127,13 @@ struct RunArgs {
     /// Do not create the control channel: run the configuration's plan only.
     #[arg(long)]
     no_control: bool,
+    /// Busy-poll iterations before backing off when idle.
+    #[arg(long, default_value_t = 2000)]
+    spin: u32,
+    /// Then sleep this long per idle iteration (0: yield). Saves a core on a
+    /// lightly loaded gateway at the cost of up to this much added latency.
+    #[arg(long, default_value_t = 0)]
+    idle_sleep_us: u32,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     duration_s: Option<f64>,
@@ -288,6 +295,10 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     c.bind = a.bind;
     c.frames = a.frames;
     c.control = !a.no_control;
+    c.idle = IdlePolicy {
+        spin: a.spin,
+        sleep_us: a.idle_sleep_us,
+    };
     c.settings.mean_packet_bytes = a.mean_packet_bytes.max(64);
     c.settings.uplink_mtu = a.uplink_mtu;
     let dp = start_gateway(&c)?;

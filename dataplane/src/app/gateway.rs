@@ -154,6 +154,7 @@ impl GatewayStage {
                 queue_drops: c.queue_drops,
                 epoch,
                 updated_ns: now,
+                target_pps: r.target_pps.unwrap_or(0.0),
             };
             if let Some(s) = self.flows.slot(self.worker, fi) {
                 s.store(&v);

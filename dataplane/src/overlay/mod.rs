@@ -205,6 +205,8 @@ pub struct FlowReport {
     pub rate_pps: Option<f64>,
     /// Sender-side ack accounting (flows starting here).
     pub tracker: Option<TrackerStats>,
+    /// The plan's aggregate rate, packets/s (flows starting here).
+    pub target_pps: Option<f64>,
 }
 
 /// Slots of the learned LAN neighbour table (direct-mapped).
@@ -291,6 +293,8 @@ pub enum Role {
 pub(crate) struct Origin {
     pub(crate) ctl: RateController,
     pub(crate) tracker: AckTracker,
+    /// The plan's aggregate rate for this flow (this worker's share), pkt/s.
+    pub(crate) target_pps: f64,
 }
 
 /// Receiver state of a flow ending here.
@@ -535,12 +539,14 @@ impl Gateway {
             let rate = match (&mut flow.origin, fresh) {
                 (Some(o), false) => {
                     o.ctl.set_plan(fp);
+                    o.target_pps = target;
                     o.ctl.rate()
                 }
                 (slot, _) => {
                     let o = slot.insert(Origin {
                         ctl: RateController::new(cc, fp, x0, now),
                         tracker: AckTracker::new(tc),
+                        target_pps: target,
                     });
                     o.ctl.rate()
                 }
@@ -623,6 +629,7 @@ impl Gateway {
             counters: f.counters,
             rate_pps: f.origin.as_ref().map(|o| o.ctl.rate()),
             tracker: f.origin.as_ref().map(|o| o.tracker.stats()),
+            target_pps: f.origin.as_ref().map(|o| o.target_pps),
         })
     }
     /// The settings in force.

@@ -56,7 +56,9 @@ pub struct FlowSlot {
     pub epoch: AtomicU64,
     /// The worker's clock (ns) at the last update.
     pub updated_ns: AtomicU64,
-    _pad: [AtomicU64; 4],
+    /// The plan's aggregate rate, packets/s, as f64 bits (origin).
+    pub target_pps: AtomicU64,
+    _pad: [AtomicU64; 3],
 }
 
 /// Values written into a [`FlowSlot`].
@@ -86,6 +88,8 @@ pub struct FlowValues {
     pub epoch: u64,
     /// See [`FlowSlot::updated_ns`].
     pub updated_ns: u64,
+    /// The plan's aggregate rate, packets/s.
+    pub target_pps: f64,
 }
 
 impl FlowValues {
@@ -98,6 +102,7 @@ impl FlowValues {
         self.relayed_packets += o.relayed_packets;
         self.relayed_bytes += o.relayed_bytes;
         self.rate_pps += o.rate_pps;
+        self.target_pps += o.target_pps;
         self.acked += o.acked;
         self.lost += o.lost;
         self.queue_drops += o.queue_drops;
@@ -122,6 +127,7 @@ impl FlowSlot {
         s(&self.queue_drops, v.queue_drops);
         s(&self.epoch, v.epoch);
         s(&self.updated_ns, v.updated_ns);
+        s(&self.target_pps, v.target_pps.to_bits());
     }
 
     /// Reads every value (Relaxed).
@@ -140,6 +146,7 @@ impl FlowSlot {
             queue_drops: l(&self.queue_drops),
             epoch: l(&self.epoch),
             updated_ns: l(&self.updated_ns),
+            target_pps: f64::from_bits(l(&self.target_pps)),
         }
     }
 }

@@ -105,3 +105,34 @@ pub fn tcp_plan(epoch: u64, mbps: f64) -> PlanSpec {
         ],
     }
 }
+
+/// The demo's overlay: the two UDP classes of the paper's triangle only
+/// (sessions beyond the plan are dropped, so they cannot load the links
+/// outside the plan).
+pub fn triangle_overlay_udp(plan: Option<PlanSpec>) -> OverlaySpec {
+    let mut o = triangle_overlay(plan);
+    o.classes.retain(|c| c.id == "A->C" || c.id == "B->C");
+    for c in &mut o.classes {
+        c.overflow = "drop".into();
+    }
+    o.flows.retain(|f| f.class == "A->C" || f.class == "B->C");
+    o
+}
+
+/// Site pairs of the triangle's links, as the PFO instance names them.
+pub const LINKS: [(&str, &str, &str); 3] = [("ab", "A", "B"), ("ac", "A", "C"), ("bc", "B", "C")];
+
+/// The links (by PFO link id `X-Y`) each triangle flow crosses.
+pub fn flow_links(route: &[String]) -> Vec<String> {
+    route
+        .windows(2)
+        .map(|w| {
+            let (a, b) = if w[0] <= w[1] {
+                (&w[0], &w[1])
+            } else {
+                (&w[1], &w[0])
+            };
+            format!("{a}-{b}")
+        })
+        .collect()
+}

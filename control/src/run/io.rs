@@ -1,0 +1,574 @@
+//! The thin I/O loop of `mongate-control run`: attach to the dataplane's control region,
+//! heartbeat, drain telemetry into the [`Planner`], run its solves on a solver thread, and send
+//! each new plan (chunks + commit to every worker, wait until every worker staged it, flip the
+//! active epoch). Re-attaches and resends the whole plan when the region changes.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use crossbeam_channel::{Receiver, TryRecvError};
+use mongate_dataplane::config::{self, Config};
+use mongate_dataplane::shm::{
+    Command, ControlPort, CtlError, PlanEntry, SendError, Telemetry, monotonic_ns, plan_commands,
+    plan_entries,
+};
+
+use super::log::{ClassTarget, EventLog, FlowTarget, LogRecord, LogSink, PlanLog};
+use super::planner::{Planner, PlannerConfig, SolveRequest};
+use crate::pfo::{self, Instance, SolveOptions, Status};
+
+/// An event from outside the loop (path selection, operator, tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlEvent {
+    /// Link `link` (instance id) failed (`true`) or recovered (`false`).
+    LinkFailed {
+        /// Link id.
+        link: String,
+        /// Failed or recovered.
+        failed: bool,
+    },
+}
+
+/// Everything [`run`] needs.
+pub struct RunOptions {
+    /// The control region file (`mongate_dataplane::shm::ctl_path(name)`).
+    pub region: PathBuf,
+    /// The site configuration the dataplane runs.
+    pub config: Config,
+    /// The organisation-wide PFO instance.
+    pub instance: Instance,
+    /// Decision parameters.
+    pub planner: PlannerConfig,
+    /// PFO solver settings.
+    pub solve: SolveOptions,
+    /// Loop period (heartbeats are written every iteration).
+    pub poll: Duration,
+    /// How long to wait for every worker to stage a plan before abandoning that epoch.
+    pub staging_timeout: Duration,
+    /// Delay before resending after a failed send.
+    pub retry_delay: Duration,
+    /// Longest pause between attach attempts.
+    pub attach_backoff_max: Duration,
+    /// Telemetry messages read per worker per iteration.
+    pub telemetry_budget: u32,
+    /// External events.
+    pub events: Option<Receiver<ControlEvent>>,
+    /// Log output.
+    pub log: LogSink,
+}
+
+impl RunOptions {
+    /// Defaults for everything but the inputs.
+    pub fn new(region: PathBuf, config: Config, instance: Instance, log: LogSink) -> Self {
+        Self {
+            region,
+            config,
+            instance,
+            planner: PlannerConfig::default(),
+            solve: SolveOptions {
+                time_limit: Some(10.0),
+                ..SolveOptions::default()
+            },
+            poll: Duration::from_millis(5),
+            staging_timeout: Duration::from_secs(2),
+            retry_delay: Duration::from_millis(500),
+            attach_backoff_max: Duration::from_secs(1),
+            telemetry_budget: 256,
+            events: None,
+            log,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Plans activated.
+    pub plans_sent: u64,
+    /// Successful attaches.
+    pub attaches: u64,
+    /// Telemetry messages that did not decode.
+    pub decode_errors: u64,
+    /// Telemetry records naming unknown or foreign flows/classes.
+    pub bad_records: u64,
+    /// Solves run.
+    pub solves: u64,
+    /// Epochs abandoned because not every worker staged them in time.
+    pub staging_timeouts: u64,
+}
+
+/// The plan the dataplane should run.
+struct Desired {
+    seq: u64,
+    plan: config::Plan,
+    entries: Vec<PlanEntry>,
+    log: PlanLog,
+    sent: bool,
+}
+
+enum Phase {
+    Broadcast(Vec<Command>),
+    Staging,
+}
+
+struct Inflight {
+    seq: u64,
+    epoch: u64,
+    since: Instant,
+    phase: Phase,
+}
+
+struct SolveDone {
+    request: SolveRequest,
+    plan: pfo::Plan,
+    ms: f64,
+}
+
+fn ms(ns: u64) -> u64 {
+    ns / 1_000_000
+}
+
+/// The loop's state.
+struct Loop<'a> {
+    o: &'a RunOptions,
+    planner: Planner,
+    port: Option<ControlPort>,
+    desired: Option<Desired>,
+    inflight: Option<Inflight>,
+    retry_at: Option<Instant>,
+    next_seq: u64,
+    summary: RunSummary,
+    last_wait_msg: Option<String>,
+    next_attach: Instant,
+    backoff: Duration,
+    reported_decode: u64,
+    reported_bad: u64,
+    last_report: Option<Instant>,
+}
+
+impl Loop<'_> {
+    fn log(&self, r: &LogRecord) {
+        (self.o.log)(r);
+    }
+    fn event(&self, now_ns: u64, kind: &str, msg: impl Into<String>, epoch: Option<u64>) {
+        let mut r = LogRecord::event(ms(now_ns), kind, msg);
+        if let LogRecord::Event(e) = &mut r {
+            e.epoch = epoch;
+        }
+        self.log(&r);
+    }
+
+    fn try_attach(&mut self, now_ns: u64) {
+        let t = Instant::now();
+        if t < self.next_attach {
+            return;
+        }
+        match ControlPort::attach(&self.o.region) {
+            Ok(port) => {
+                self.summary.attaches += 1;
+                self.backoff = Duration::from_millis(20);
+                self.last_wait_msg = None;
+                port.heartbeat(now_ns);
+                self.event(
+                    now_ns,
+                    "attached",
+                    format!(
+                        "{}: generation {}, {} workers, active epoch {}",
+                        self.o.region.display(),
+                        port.generation(),
+                        port.workers(),
+                        port.active_epoch()
+                    ),
+                    Some(port.active_epoch()),
+                );
+                if let Some(d) = &mut self.desired {
+                    d.sent = false;
+                    let seq = d.seq;
+                    self.event(
+                        now_ns,
+                        "resync",
+                        format!("resending the current plan (#{seq}) at a new epoch"),
+                        None,
+                    );
+                }
+                self.inflight = None;
+                self.retry_at = None;
+                self.port = Some(port);
+            }
+            Err(e) => {
+                let msg = match &e {
+                    CtlError::Io { err, .. } if err.kind() == std::io::ErrorKind::NotFound => {
+                        format!(
+                            "waiting for the dataplane: {} does not exist yet",
+                            self.o.region.display()
+                        )
+                    }
+                    _ => format!("waiting for the dataplane: {e}"),
+                };
+                if self.last_wait_msg.as_deref() != Some(msg.as_str()) {
+                    self.event(now_ns, "waiting", msg.clone(), None);
+                    self.last_wait_msg = Some(msg);
+                }
+                self.next_attach = t + self.backoff;
+                self.backoff = (self.backoff * 2).min(self.o.attach_backoff_max);
+            }
+        }
+    }
+
+    fn detach(&mut self, now_ns: u64, why: &str) {
+        if self.port.take().is_some() {
+            self.event(now_ns, "detached", format!("{why}: re-attaching"), None);
+        }
+        self.inflight = None;
+        if let Some(d) = &mut self.desired {
+            d.sent = false;
+        }
+        self.next_attach = Instant::now();
+    }
+
+    fn drain_telemetry(&mut self, now_ns: u64) {
+        let Some(port) = &mut self.port else { return };
+        for w in 0..port.workers() {
+            for _ in 0..self.o.telemetry_budget {
+                match port.recv(w) {
+                    None => break,
+                    Some(Err(_)) => self.summary.decode_errors += 1,
+                    Some(Ok(Telemetry::Flows { count, items })) => {
+                        let n = usize::try_from(count)
+                            .unwrap_or(usize::MAX)
+                            .min(items.len());
+                        self.planner.on_flows(w, now_ns, &items[..n]);
+                    }
+                    Some(Ok(Telemetry::Classes { count, items })) => {
+                        let n = usize::try_from(count)
+                            .unwrap_or(usize::MAX)
+                            .min(items.len());
+                        self.planner.on_classes(w, now_ns, &items[..n]);
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+    }
+
+    fn report_counters(&mut self, now_ns: u64) {
+        let bad = self.planner.stats().bad_records;
+        let due = self
+            .last_report
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+        if !due {
+            return;
+        }
+        let mut any = false;
+        if self.summary.decode_errors > self.reported_decode {
+            self.event(
+                now_ns,
+                "decode_errors",
+                format!(
+                    "{} telemetry messages did not decode ({} in total)",
+                    self.summary.decode_errors - self.reported_decode,
+                    self.summary.decode_errors
+                ),
+                None,
+            );
+            self.reported_decode = self.summary.decode_errors;
+            any = true;
+        }
+        if bad > self.reported_bad {
+            self.event(
+                now_ns,
+                "bad_records",
+                format!(
+                    "{} telemetry records named an unknown flow/class or one not starting here ({bad} in total)",
+                    bad - self.reported_bad
+                ),
+                None,
+            );
+            self.reported_bad = bad;
+            any = true;
+        }
+        if any {
+            self.last_report = Some(Instant::now());
+        }
+    }
+
+    fn external_events(&mut self, now_ns: u64) {
+        let Some(rx) = &self.o.events else { return };
+        while let Ok(ControlEvent::LinkFailed { link, failed }) = rx.try_recv() {
+            match self.planner.link_index(&link) {
+                Some(l) => {
+                    self.planner.mark_link_failed(l, failed);
+                }
+                None => self.event(
+                    now_ns,
+                    "unknown_link",
+                    format!("link event for {link:?}, which the instance does not have"),
+                    None,
+                ),
+            }
+        }
+    }
+
+    fn solved(&mut self, now_ns: u64, done: SolveDone) {
+        let plan = self
+            .planner
+            .on_solved(now_ns, &done.request.instance, &done.plan);
+        let triggers: Vec<String> = done
+            .request
+            .triggers
+            .iter()
+            .map(|t| t.kind().to_owned())
+            .collect();
+        if let Some(d) = &self.desired
+            && d.plan.classes == plan.classes
+            && d.plan.flows == plan.flows
+        {
+            self.event(
+                now_ns,
+                "unchanged",
+                format!(
+                    "re-plan ({}) gave the plan already sent (objective {:.6})",
+                    triggers.join(","),
+                    done.plan.objective
+                ),
+                None,
+            );
+            return;
+        }
+        let entries = match plan_entries(&plan, &self.o.config) {
+            Ok(e) => e,
+            Err(e) => {
+                // The instance was matched against the config: this is a bug, not bad input.
+                self.event(now_ns, "send_error", format!("plan rejected: {e}"), None);
+                return;
+            }
+        };
+        let log = PlanLog {
+            ts_ms: 0,
+            epoch: 0,
+            status: match done.plan.status {
+                Status::Optimal => "optimal",
+                Status::TimeLimit => "time_limit",
+            }
+            .to_owned(),
+            objective: done.plan.objective,
+            bound: done.plan.bound,
+            gap: done.plan.gap,
+            solve_ms: done.ms,
+            triggers,
+            classes: plan
+                .classes
+                .iter()
+                .map(|c| ClassTarget {
+                    id: c.id.clone(),
+                    sessions: c.sessions,
+                })
+                .collect(),
+            flows: plan
+                .flows
+                .iter()
+                .map(|f| FlowTarget {
+                    id: f.id.clone(),
+                    rate_mbps: f.rate_mbps,
+                    weight: f.weight,
+                })
+                .collect(),
+        };
+        self.next_seq += 1;
+        self.desired = Some(Desired {
+            seq: self.next_seq,
+            plan,
+            entries,
+            log,
+            sent: false,
+        });
+        self.retry_at = None;
+    }
+
+    fn abandon(&mut self, now_ns: u64, kind: &str, msg: String, epoch: u64) {
+        self.event(now_ns, kind, msg, Some(epoch));
+        self.inflight = None;
+        self.retry_at = Some(Instant::now() + self.o.retry_delay);
+    }
+
+    /// Advances the send state machine by one step.
+    fn send(&mut self, now_ns: u64) {
+        let Some(port) = &mut self.port else { return };
+        if self.inflight.is_none() {
+            let Some(d) = &self.desired else { return };
+            if d.sent || self.retry_at.is_some_and(|t| Instant::now() < t) {
+                return;
+            }
+            let epoch = port.next_epoch();
+            self.inflight = Some(Inflight {
+                seq: d.seq,
+                epoch,
+                since: Instant::now(),
+                phase: Phase::Broadcast(plan_commands(epoch, &d.entries)),
+            });
+        }
+        let Some(f) = &mut self.inflight else { return };
+        let (epoch, seq) = (f.epoch, f.seq);
+        let timed_out = f.since.elapsed() >= self.o.staging_timeout;
+        match &f.phase {
+            Phase::Broadcast(cmds) => match port.broadcast(cmds) {
+                Ok(()) => f.phase = Phase::Staging,
+                Err(SendError::Stale) => self.detach(now_ns, "control region changed"),
+                Err(SendError::Full) if !timed_out => {}
+                Err(e) => {
+                    self.abandon(
+                        now_ns,
+                        "send_error",
+                        format!("sending the plan: {e}"),
+                        epoch,
+                    );
+                }
+            },
+            Phase::Staging => {
+                if port.all_staged(epoch) {
+                    match port.activate(epoch) {
+                        Ok(()) => {
+                            self.inflight = None;
+                            self.summary.plans_sent += 1;
+                            if let Some(d) = &mut self.desired
+                                && d.seq == seq
+                            {
+                                d.sent = true;
+                                let mut log = d.log.clone();
+                                log.epoch = epoch;
+                                log.ts_ms = ms(now_ns);
+                                self.log(&LogRecord::Plan(log));
+                            }
+                        }
+                        Err(SendError::Stale) => self.detach(now_ns, "control region changed"),
+                        Err(_) => {}
+                    }
+                } else if port.check().is_err() {
+                    self.detach(now_ns, "control region changed");
+                } else if timed_out {
+                    self.summary.staging_timeouts += 1;
+                    let states: Vec<String> = (0..port.workers())
+                        .filter_map(|i| port.worker_state(i))
+                        .enumerate()
+                        .map(|(i, s)| {
+                            format!(
+                                "worker {i}: staged {} running {} refused {}",
+                                s.staged_epoch, s.running_epoch, s.refused
+                            )
+                        })
+                        .collect();
+                    self.abandon(
+                        now_ns,
+                        "staging_timeout",
+                        format!("not every worker staged the plan: {}", states.join("; ")),
+                        epoch,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Runs the control loop until `stop` is set. Errors only on bad inputs (instance vs
+/// configuration mismatch) or when the solver thread cannot start; everything at run time
+/// (dataplane absent, restarted, garbage telemetry) is logged and handled.
+pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
+    let planner = Planner::new(opts.instance.clone(), &opts.config, opts.planner.clone())?;
+    let (req_tx, req_rx) = crossbeam_channel::bounded::<SolveRequest>(1);
+    let (res_tx, res_rx) = crossbeam_channel::bounded::<SolveDone>(1);
+    let solve_opts = opts.solve.clone();
+    let solver = std::thread::Builder::new()
+        .name("pfo-solver".into())
+        .spawn(move || {
+            for request in req_rx {
+                let t = Instant::now();
+                let plan = pfo::solve(&request.instance, &solve_opts);
+                let ms = t.elapsed().as_secs_f64() * 1e3;
+                if res_tx.send(SolveDone { request, plan, ms }).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("starting the solver thread")?;
+    let mut lp = Loop {
+        o: opts,
+        planner,
+        port: None,
+        desired: None,
+        inflight: None,
+        retry_at: None,
+        next_seq: 0,
+        summary: RunSummary::default(),
+        last_wait_msg: None,
+        next_attach: Instant::now(),
+        backoff: Duration::from_millis(20),
+        reported_decode: 0,
+        reported_bad: 0,
+        last_report: None,
+    };
+    while !stop.load(Ordering::Relaxed) {
+        let now_ns = monotonic_ns();
+        if lp.port.is_none() {
+            lp.try_attach(now_ns);
+        }
+        if let Some(p) = &lp.port {
+            p.heartbeat(now_ns);
+            if p.check().is_err() {
+                lp.detach(
+                    now_ns,
+                    "control region changed (dataplane restarted or repaired)",
+                );
+            }
+        }
+        lp.drain_telemetry(now_ns);
+        lp.external_events(now_ns);
+        match res_rx.try_recv() {
+            Ok(done) => lp.solved(now_ns, done),
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => {
+                if lp.planner.solving() {
+                    lp.planner.solve_abandoned();
+                }
+                anyhow::bail!("the solver thread ended (panicked?)");
+            }
+        }
+        if let Some(req) = lp.planner.tick(now_ns) {
+            for t in &req.triggers {
+                lp.log(&LogRecord::Event(EventLog {
+                    ts_ms: ms(now_ns),
+                    event: t.kind().to_owned(),
+                    message: t.to_string(),
+                    epoch: None,
+                    trigger: Some(t.clone()),
+                }));
+            }
+            if req_tx.try_send(req).is_err() {
+                lp.planner.solve_abandoned();
+                lp.event(now_ns, "solver", "solver busy or gone: solve dropped", None);
+            }
+        }
+        lp.send(now_ns);
+        lp.report_counters(now_ns);
+        std::thread::sleep(opts.poll);
+    }
+    let now_ns = monotonic_ns();
+    lp.summary.bad_records = lp.planner.stats().bad_records;
+    lp.summary.solves = lp.planner.stats().solves;
+    lp.event(
+        now_ns,
+        "stopped",
+        format!(
+            "{} plans activated, {} attaches, {} solves",
+            lp.summary.plans_sent, lp.summary.attaches, lp.summary.solves
+        ),
+        None,
+    );
+    let solving = lp.planner.solving();
+    drop(req_tx);
+    if !solving {
+        let _ = solver.join();
+    }
+    Ok(lp.summary)
+}

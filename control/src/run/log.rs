@@ -1,0 +1,151 @@
+//! The control loop's log lines: one per plan sent, one per event; text or JSON lines
+//! (`--json-log`, one object per line with a `type` of `plan` or `event`).
+
+#![deny(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::planner::Trigger;
+
+/// Target of one class in a sent plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassTarget {
+    /// Class id.
+    pub id: String,
+    /// Sessions admitted.
+    pub sessions: u32,
+}
+
+/// Target of one flow in a sent plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FlowTarget {
+    /// Flow id.
+    pub id: String,
+    /// Per-session rate, Mbit/s.
+    pub rate_mbps: f64,
+    /// MONtra weight.
+    pub weight: f64,
+}
+
+/// A plan activated in the dataplane.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanLog {
+    /// Monotonic clock, ms.
+    pub ts_ms: u64,
+    /// Epoch it was sent with.
+    pub epoch: u64,
+    /// PFO status (`optimal` / `time_limit`).
+    pub status: String,
+    /// Mission utility.
+    pub objective: f64,
+    /// Proven bound.
+    pub bound: f64,
+    /// Relative gap.
+    pub gap: f64,
+    /// Solve wall time, ms.
+    pub solve_ms: f64,
+    /// Why it was solved (trigger kinds).
+    pub triggers: Vec<String>,
+    /// Per class.
+    pub classes: Vec<ClassTarget>,
+    /// Per flow.
+    pub flows: Vec<FlowTarget>,
+}
+
+/// Something that happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventLog {
+    /// Monotonic clock, ms.
+    pub ts_ms: u64,
+    /// Kind: a trigger kind (`initial`, `periodic`, `link_failed`, `capacity`, `demand`) or
+    /// `waiting`, `attached`, `detached`, `resync`, `unchanged`, `send_error`,
+    /// `staging_timeout`, `decode_errors`, `bad_records`, `unknown_link`, `solver`, `stopped`.
+    pub event: String,
+    /// Human-readable text.
+    pub message: String,
+    /// Epoch concerned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+    /// The trigger, for trigger events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Trigger>,
+}
+
+/// One log line.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LogRecord {
+    /// A plan was activated.
+    Plan(PlanLog),
+    /// An event.
+    Event(EventLog),
+}
+
+impl LogRecord {
+    /// An event record.
+    pub fn event(ts_ms: u64, event: &str, message: impl Into<String>) -> Self {
+        LogRecord::Event(EventLog {
+            ts_ms,
+            event: event.to_owned(),
+            message: message.into(),
+            epoch: None,
+            trigger: None,
+        })
+    }
+
+    /// The JSON line (no newline).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"type\":\"error\",\"message\":\"{e}\"}}"))
+    }
+
+    /// The text line (no newline).
+    pub fn to_text(&self) -> String {
+        match self {
+            LogRecord::Plan(p) => {
+                let mut s = format!(
+                    "plan epoch={} status={} objective={:.6} bound={:.6} gap={:.2e} solve_ms={:.1} triggers={}",
+                    p.epoch,
+                    p.status,
+                    p.objective,
+                    p.bound,
+                    p.gap,
+                    p.solve_ms,
+                    p.triggers.join(",")
+                );
+                for c in &p.classes {
+                    let _ = write!(s, " class[{}]={}", c.id, c.sessions);
+                }
+                for f in &p.flows {
+                    let _ = write!(
+                        s,
+                        " flow[{}]={:.3}Mbps/w={:.4}",
+                        f.id, f.rate_mbps, f.weight
+                    );
+                }
+                s
+            }
+            LogRecord::Event(e) => match e.epoch {
+                Some(ep) => format!("event {} epoch={}: {}", e.event, ep, e.message),
+                None => format!("event {}: {}", e.event, e.message),
+            },
+        }
+    }
+}
+
+/// Where log records go.
+pub type LogSink = Arc<dyn Fn(&LogRecord) + Send + Sync>;
+
+/// Prints every record on stdout, as JSON lines or text.
+pub fn stdout_sink(json: bool) -> LogSink {
+    Arc::new(move |r: &LogRecord| {
+        if json {
+            println!("{}", r.to_json());
+        } else {
+            println!("{}", r.to_text());
+        }
+    })
+}

@@ -1,0 +1,26 @@
+//! `mongate-control run`: the control loop (see `docs/control-loop.md`).
+//!
+//! - [`site`]: matching the organisation-wide PFO instance with the site configuration;
+//! - [`telemetry`]: per-worker telemetry book-keeping and estimation windows;
+//! - [`estimator`]: link capacity estimates from MONtra telemetry, failed-link marks;
+//! - [`planner`]: the pure decision core (when to re-plan, with what; PFO plan -> dataplane plan);
+//! - [`log`]: plan and event log lines (text or JSON);
+//! - [`io`]: the thin loop over the shared-memory control region.
+
+#![deny(unsafe_code)]
+
+pub mod estimator;
+pub mod io;
+pub mod log;
+pub mod planner;
+pub mod site;
+pub mod telemetry;
+
+pub use estimator::{Estimator, EstimatorConfig};
+pub use io::{ControlEvent, RunOptions, RunSummary, run};
+pub use log::{LogRecord, LogSink, stdout_sink};
+pub use planner::{Planner, PlannerConfig, SolveRequest, Trigger, to_dataplane_plan};
+pub use site::{MatchError, SiteMap};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,473 @@
+//! The control loop's decisions, pure: when to re-plan and with which inputs, and how a PFO
+//! plan becomes a dataplane plan. Time is an argument; nothing here touches the OS.
+//!
+//! Triggers (see `docs/control-loop.md`):
+//! - `initial`: no plan yet;
+//! - `periodic`: `replan_ns` since the last solve;
+//! - `link_failed`: a link marked failed or recovered (immediate);
+//! - `capacity`: a link's planning capacity differs from the one the last plan used by more
+//!   than `capacity_change` × its configured capacity;
+//! - `demand`: a class's demand estimate differs from the one the last plan used by at least
+//!   `max(1, demand_change × planned)` sessions, continuously for `demand_hold_ns` (counted from
+//!   the later of the first difference and the last plan).
+//!
+//! Capacity and demand triggers are at most one solve per `min_event_gap_ns`; one solve is
+//! outstanding at a time and triggers arriving meanwhile wait for the next one.
+
+#![deny(unsafe_code)]
+
+use mongate_dataplane::config::{self, Config};
+use mongate_dataplane::shm::msg::{ClassTelemetry, FlowTelemetry};
+
+use super::estimator::{Estimator, EstimatorConfig};
+use super::site::{MatchError, SiteMap};
+use super::telemetry::TelemetryBook;
+use crate::pfo::{self, Instance};
+
+/// Nanoseconds per second.
+pub const SEC_NS: u64 = 1_000_000_000;
+
+/// Planner parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannerConfig {
+    /// Periodic re-plan interval.
+    pub replan_ns: u64,
+    /// Estimation window.
+    pub window_ns: u64,
+    /// Reports older than this are ignored.
+    pub stale_ns: u64,
+    /// Least time between two solves triggered by capacity or demand changes.
+    pub min_event_gap_ns: u64,
+    /// Capacity change (fraction of the configured capacity) that triggers a re-plan.
+    pub capacity_change: f64,
+    /// Relative demand change that triggers a re-plan (at least one session).
+    pub demand_change: f64,
+    /// How long a demand change must last.
+    pub demand_hold_ns: u64,
+    /// Sessions kept free above the observed count when demand shrinks (fraction, at least 1).
+    pub demand_headroom: f64,
+    /// Capacity estimator.
+    pub estimator: EstimatorConfig,
+}
+
+impl Default for PlannerConfig {
+    fn default() -> Self {
+        Self {
+            replan_ns: 5 * SEC_NS,
+            window_ns: SEC_NS,
+            stale_ns: 3 * SEC_NS,
+            min_event_gap_ns: 2 * SEC_NS,
+            capacity_change: 0.10,
+            demand_change: 0.10,
+            demand_hold_ns: 5 * SEC_NS,
+            demand_headroom: 0.10,
+            estimator: EstimatorConfig::default(),
+        }
+    }
+}
+
+/// Why a solve was requested.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Trigger {
+    /// No plan yet.
+    Initial,
+    /// The periodic interval elapsed.
+    Periodic,
+    /// A link was marked failed (`failed`) or recovered.
+    LinkFailed {
+        /// Link id.
+        link: String,
+        /// Failed or recovered.
+        failed: bool,
+    },
+    /// A link's capacity estimate moved.
+    Capacity {
+        /// Link id.
+        link: String,
+        /// Capacity the last plan used.
+        planned: f64,
+        /// Capacity now.
+        now: f64,
+    },
+    /// A class's demand estimate moved.
+    Demand {
+        /// Class id.
+        class: String,
+        /// Demand the last plan used.
+        planned: u32,
+        /// Demand now.
+        now: u32,
+    },
+}
+
+impl Trigger {
+    /// Short name (`initial`, `periodic`, `link_failed`, `capacity`, `demand`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Trigger::Initial => "initial",
+            Trigger::Periodic => "periodic",
+            Trigger::LinkFailed { .. } => "link_failed",
+            Trigger::Capacity { .. } => "capacity",
+            Trigger::Demand { .. } => "demand",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trigger::Initial => write!(f, "initial plan"),
+            Trigger::Periodic => write!(f, "periodic re-plan"),
+            Trigger::LinkFailed { link, failed } => write!(
+                f,
+                "link {link:?} {}",
+                if *failed { "failed" } else { "recovered" }
+            ),
+            Trigger::Capacity { link, planned, now } => write!(
+                f,
+                "link {link:?} capacity estimate {now:.3} (planned with {planned:.3})"
+            ),
+            Trigger::Demand {
+                class,
+                planned,
+                now,
+            } => write!(
+                f,
+                "class {class:?} demand {now} sessions (planned with {planned})"
+            ),
+        }
+    }
+}
+
+/// A solve to run: the instance with current capacities and demands, and why.
+#[derive(Debug, Clone)]
+pub struct SolveRequest {
+    /// Instance to solve.
+    pub instance: Instance,
+    /// Why (at least one).
+    pub triggers: Vec<Trigger>,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlannerStats {
+    /// Telemetry records naming an unknown flow or class, or one not starting at this site.
+    pub bad_records: u64,
+    /// Solves requested.
+    pub solves: u64,
+}
+
+/// The pure decision core of `mongate-control run`.
+#[derive(Debug, Clone)]
+pub struct Planner {
+    cfg: PlannerConfig,
+    base: Instance,
+    map: SiteMap,
+    book: TelemetryBook,
+    est: Estimator,
+    planned_caps: Vec<f64>,
+    planned_demand: Vec<u32>,
+    admitted: Vec<u32>,
+    other_load: Vec<f64>,
+    demand_since: Vec<Option<u64>>,
+    last_solve_ns: Option<u64>,
+    last_event_solve_ns: Option<u64>,
+    last_plan_ns: Option<u64>,
+    window_start: Option<u64>,
+    solving: bool,
+    pending: Vec<Trigger>,
+    stats: PlannerStats,
+}
+
+impl Planner {
+    /// A planner for site `cfg` of the organisation-wide instance `inst` (checked: same class
+    /// and flow ids, same class per flow).
+    pub fn new(inst: Instance, cfg: &Config, pc: PlannerConfig) -> Result<Self, MatchError> {
+        let map = SiteMap::new(&inst, cfg)?;
+        let flow_links: Vec<Vec<usize>> = inst.flows.iter().map(|f| f.links.clone()).collect();
+        let caps: Vec<f64> = inst.links.iter().map(|l| l.capacity).collect();
+        let demand: Vec<u32> = inst.classes.iter().map(|c| c.sessions).collect();
+        Ok(Self {
+            est: Estimator::new(pc.estimator.clone(), caps.clone(), &flow_links),
+            book: TelemetryBook::new(inst.flows.len(), inst.classes.len()),
+            planned_caps: caps,
+            planned_demand: demand,
+            admitted: vec![0; inst.classes.len()],
+            other_load: vec![0.0; inst.links.len()],
+            demand_since: vec![None; inst.classes.len()],
+            cfg: pc,
+            base: inst,
+            map,
+            last_solve_ns: None,
+            last_event_solve_ns: None,
+            last_plan_ns: None,
+            window_start: None,
+            solving: false,
+            pending: Vec::new(),
+            stats: PlannerStats::default(),
+        })
+    }
+
+    /// The instance as given (configured capacities and demands).
+    pub fn base(&self) -> &Instance {
+        &self.base
+    }
+
+    /// The estimator.
+    pub fn estimator(&self) -> &Estimator {
+        &self.est
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> PlannerStats {
+        self.stats
+    }
+
+    /// Whether a solve is outstanding.
+    pub fn solving(&self) -> bool {
+        self.solving
+    }
+
+    /// A worker's flow telemetry (configuration flow indices). Records for unknown flows or
+    /// flows not starting at this site are counted and ignored.
+    pub fn on_flows(&mut self, worker: usize, now_ns: u64, items: &[FlowTelemetry]) {
+        for t in items {
+            let f = usize::try_from(t.flow)
+                .ok()
+                .and_then(|i| self.map.flow_from_cfg.get(i).copied());
+            let ok = f.is_some_and(|f| {
+                self.map.local_flow[f]
+                    && self
+                        .book
+                        .flow(worker, f, now_ns, t.rate_bps, t.acks, t.losses)
+            });
+            if !ok {
+                self.stats.bad_records += 1;
+            }
+        }
+    }
+
+    /// A worker's class telemetry (configuration class indices); bad records are counted.
+    pub fn on_classes(&mut self, worker: usize, now_ns: u64, items: &[ClassTelemetry]) {
+        for t in items {
+            let c = usize::try_from(t.class)
+                .ok()
+                .and_then(|i| self.map.class_from_cfg.get(i).copied());
+            let ok = c.is_some_and(|c| {
+                self.map.local_class[c] && self.book.class(worker, c, now_ns, t.active)
+            });
+            if !ok {
+                self.stats.bad_records += 1;
+            }
+        }
+    }
+
+    /// Index of link `id`.
+    pub fn link_index(&self, id: &str) -> Option<usize> {
+        self.base.links.iter().position(|l| l.id == id)
+    }
+
+    /// Marks link `l` failed (planned with capacity 0) or recovered; a change re-plans at the
+    /// next tick. Returns whether anything changed.
+    pub fn mark_link_failed(&mut self, l: usize, failed: bool) -> bool {
+        if !self.est.mark_link_failed(l, failed) {
+            return false;
+        }
+        self.pending.push(Trigger::LinkFailed {
+            link: self.base.links[l].id.clone(),
+            failed,
+        });
+        true
+    }
+
+    /// The demand PFO should plan class `c` with: the instance's `N_c` unless this site
+    /// observes the class (fresh telemetry) and fewer sessions are active than the last plan
+    /// admitted; then the active count plus headroom (at least one), at most `N_c`.
+    pub fn demand_target(&self, c: usize, now_ns: u64) -> u32 {
+        let n_max = self.base.classes[c].sessions;
+        match self.book.active(c, now_ns, self.cfg.stale_ns) {
+            Some(a) if a < self.admitted[c] => {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                // non-negative, at most a few times a u32
+                let room = (f64::from(a) * self.cfg.demand_headroom).ceil().max(1.0) as u64;
+                let t = u64::from(a).saturating_add(room);
+                u32::try_from(t).unwrap_or(u32::MAX).min(n_max)
+            }
+            _ => n_max,
+        }
+    }
+
+    fn due_triggers(&mut self, now_ns: u64) -> Vec<Trigger> {
+        let mut due = Vec::new();
+        for l in 0..self.est.links() {
+            if self.est.failed(l) {
+                continue;
+            }
+            let now = self.est.planning_capacity(l);
+            let planned = self.planned_caps[l];
+            if (now - planned).abs() > self.cfg.capacity_change * self.est.configured(l) {
+                due.push(Trigger::Capacity {
+                    link: self.base.links[l].id.clone(),
+                    planned,
+                    now,
+                });
+            }
+        }
+        for c in 0..self.base.classes.len() {
+            let target = self.demand_target(c, now_ns);
+            let planned = self.planned_demand[c];
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // < 2^32
+            let band = (f64::from(planned) * self.cfg.demand_change)
+                .ceil()
+                .max(1.0) as u32;
+            if target.abs_diff(planned) < band {
+                self.demand_since[c] = None;
+                continue;
+            }
+            let since = *self.demand_since[c].get_or_insert(now_ns);
+            let from = since.max(self.last_plan_ns.unwrap_or(0));
+            if now_ns.saturating_sub(from) >= self.cfg.demand_hold_ns {
+                due.push(Trigger::Demand {
+                    class: self.base.classes[c].id.clone(),
+                    planned,
+                    now: target,
+                });
+            }
+        }
+        due
+    }
+
+    /// Advances time: closes estimation windows, evaluates triggers, and returns a solve to
+    /// run, if one is due and none is outstanding.
+    pub fn tick(&mut self, now_ns: u64) -> Option<SolveRequest> {
+        let start = *self.window_start.get_or_insert(now_ns);
+        if now_ns.saturating_sub(start) >= self.cfg.window_ns {
+            let windows = self.book.take_window(now_ns, self.cfg.stale_ns);
+            let observed: Vec<_> = windows
+                .iter()
+                .zip(&self.map.local_flow)
+                .map(|(w, &local)| if local { *w } else { None })
+                .collect();
+            self.est.update(&observed, &self.other_load);
+            self.window_start = Some(now_ns);
+        }
+        if self.last_solve_ns.is_none() && !self.pending.contains(&Trigger::Initial) {
+            self.pending.push(Trigger::Initial);
+        }
+        let due = self.due_triggers(now_ns);
+        if self.solving {
+            return None;
+        }
+        let urgent = !self.pending.is_empty();
+        let gap_ok = self
+            .last_event_solve_ns
+            .is_none_or(|t| now_ns.saturating_sub(t) >= self.cfg.min_event_gap_ns);
+        let eventful = !due.is_empty() && gap_ok;
+        let periodic = self
+            .last_solve_ns
+            .is_some_and(|t| now_ns.saturating_sub(t) >= self.cfg.replan_ns);
+        if !(urgent || eventful || periodic) {
+            return None;
+        }
+        let mut triggers = std::mem::take(&mut self.pending);
+        if eventful {
+            triggers.extend(due);
+        }
+        if triggers.is_empty() {
+            triggers.push(Trigger::Periodic);
+        } else {
+            self.last_event_solve_ns = Some(now_ns);
+        }
+        let mut instance = self.base.clone();
+        for (l, link) in instance.links.iter_mut().enumerate() {
+            link.capacity = self.est.planning_capacity(l);
+        }
+        for (c, class) in instance.classes.iter_mut().enumerate() {
+            class.sessions = self.demand_target(c, now_ns);
+        }
+        self.planned_caps = instance.links.iter().map(|l| l.capacity).collect();
+        self.planned_demand = instance.classes.iter().map(|c| c.sessions).collect();
+        self.demand_since.fill(None);
+        self.last_solve_ns = Some(now_ns);
+        self.solving = true;
+        self.stats.solves += 1;
+        Some(SolveRequest { instance, triggers })
+    }
+
+    /// The outstanding solve was lost (solver gone): allow the next one.
+    pub fn solve_abandoned(&mut self) {
+        self.solving = false;
+    }
+
+    /// Takes PFO's answer to the outstanding solve (`inst` = the request's instance) and
+    /// returns the dataplane plan (epoch 0: the sender sets it).
+    pub fn on_solved(&mut self, now_ns: u64, inst: &Instance, plan: &pfo::Plan) -> config::Plan {
+        self.solving = false;
+        self.last_plan_ns = Some(now_ns);
+        let out = to_dataplane_plan(inst, plan);
+        self.admitted = inst
+            .classes
+            .iter()
+            .map(|c| {
+                out.classes
+                    .iter()
+                    .find(|p| p.id == c.id)
+                    .map_or(0, |p| p.sessions)
+            })
+            .collect();
+        // Planned load of the flows this site does not observe, per link.
+        self.other_load.fill(0.0);
+        for (f, flow) in inst.flows.iter().enumerate() {
+            if self.map.local_flow[f] {
+                continue;
+            }
+            let x = plan.flows.get(f).map_or(0.0, |p| clean(p.rate));
+            let n = f64::from(self.admitted[flow.class]);
+            for &l in &flow.links {
+                self.other_load[l] += n * x;
+            }
+        }
+        out
+    }
+}
+
+fn clean(v: f64) -> f64 {
+    if v.is_finite() && v > 0.0 { v } else { 0.0 }
+}
+
+/// PFO plan -> dataplane plan, every class and flow listed (instance order). Rates and weights
+/// that are not finite and >= 0 become 0; a class admitting sessions with no positive-rate flow
+/// (possible only when `U(0) > 0`) admits none (the dataplane requires a rate for admitted
+/// sessions).
+pub fn to_dataplane_plan(inst: &Instance, plan: &pfo::Plan) -> config::Plan {
+    let rate = |f: usize| plan.flows.get(f).map_or(0.0, |p| clean(p.rate));
+    let classes = inst
+        .classes
+        .iter()
+        .enumerate()
+        .map(|(c, class)| {
+            let sessions = plan.classes.get(c).map_or(0, |p| p.sessions);
+            let has_rate = class.flows.iter().any(|&f| rate(f) > 0.0);
+            config::ClassPlan {
+                id: class.id.clone(),
+                sessions: if has_rate { sessions } else { 0 },
+            }
+        })
+        .collect();
+    let flows = inst
+        .flows
+        .iter()
+        .enumerate()
+        .map(|(f, flow)| config::FlowPlan {
+            id: flow.id.clone(),
+            rate_mbps: rate(f),
+            weight: plan.flows.get(f).map_or(0.0, |p| clean(p.weight)),
+        })
+        .collect();
+    config::Plan {
+        epoch: 0,
+        classes,
+        flows,
+    }
+}

@@ -1,0 +1,217 @@
+//! Telemetry book-keeping: the latest report of every (worker, flow) and (worker, class), and
+//! per-flow acknowledgement/loss counts of the current estimation window. Indices are the
+//! PFO instance's (the planner translates configuration indices first). Pure: time is an
+//! argument.
+
+#![deny(unsafe_code)]
+
+/// Most workers a dataplane can have (`mongate_dataplane::shm::region::MAX_WORKERS`).
+pub const MAX_WORKERS: usize = 64;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct FlowSeen {
+    acks: u64,
+    losses: u64,
+    rate_bps: u64,
+    at_ns: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ClassSeen {
+    active: u32,
+    at_ns: Option<u64>,
+}
+
+/// One flow over one estimation window, summed over workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FlowWindow {
+    /// Packets acknowledged in the window.
+    pub acks: u64,
+    /// Packets lost in the window.
+    pub losses: u64,
+    /// Current MONtra sending rate, Mbit/s (sum of the fresh per-worker reports).
+    pub rate_mbps: f64,
+}
+
+impl FlowWindow {
+    /// Loss fraction `losses / (acks + losses)` (0 without packets).
+    pub fn loss(&self) -> f64 {
+        let n = self.acks.saturating_add(self.losses);
+        if n == 0 {
+            0.0
+        } else {
+            #[allow(clippy::cast_precision_loss)] // counts far below 2^52 in one window
+            let q = self.losses as f64 / n as f64;
+            q
+        }
+    }
+    /// Achieved (delivered) rate: sending rate times `1 - loss`.
+    pub fn achieved_mbps(&self) -> f64 {
+        self.rate_mbps * (1.0 - self.loss())
+    }
+}
+
+/// Latest reports per worker and the running window.
+#[derive(Debug, Clone)]
+pub struct TelemetryBook {
+    flows: usize,
+    classes: usize,
+    flow_seen: Vec<Vec<FlowSeen>>,
+    class_seen: Vec<Vec<ClassSeen>>,
+    win_acks: Vec<u64>,
+    win_losses: Vec<u64>,
+}
+
+impl TelemetryBook {
+    /// A book for `flows` flows and `classes` classes.
+    pub fn new(flows: usize, classes: usize) -> Self {
+        Self {
+            flows,
+            classes,
+            flow_seen: Vec::new(),
+            class_seen: Vec::new(),
+            win_acks: vec![0; flows],
+            win_losses: vec![0; flows],
+        }
+    }
+
+    fn grow(&mut self, worker: usize) {
+        while self.flow_seen.len() <= worker {
+            self.flow_seen.push(vec![FlowSeen::default(); self.flows]);
+            self.class_seen
+                .push(vec![ClassSeen::default(); self.classes]);
+        }
+    }
+
+    /// Records worker `worker`'s report on flow `flow` (cumulative counters). A counter that
+    /// went down means the worker restarted: its new value is the delta. Returns `false` (and
+    /// records nothing) for an out-of-range worker or flow.
+    pub fn flow(
+        &mut self,
+        worker: usize,
+        flow: usize,
+        now_ns: u64,
+        rate_bps: u64,
+        acks: u64,
+        losses: u64,
+    ) -> bool {
+        if worker >= MAX_WORKERS || flow >= self.flows {
+            return false;
+        }
+        self.grow(worker);
+        let s = &mut self.flow_seen[worker][flow];
+        let delta = |new: u64, old: u64| if new >= old { new - old } else { new };
+        if s.at_ns.is_some() {
+            self.win_acks[flow] = self.win_acks[flow].saturating_add(delta(acks, s.acks));
+            self.win_losses[flow] = self.win_losses[flow].saturating_add(delta(losses, s.losses));
+        }
+        *s = FlowSeen {
+            acks,
+            losses,
+            rate_bps,
+            at_ns: Some(now_ns),
+        };
+        true
+    }
+
+    /// Records worker `worker`'s active-session count of class `class`. `false` when out of range.
+    pub fn class(&mut self, worker: usize, class: usize, now_ns: u64, active: u32) -> bool {
+        if worker >= MAX_WORKERS || class >= self.classes {
+            return false;
+        }
+        self.grow(worker);
+        self.class_seen[worker][class] = ClassSeen {
+            active,
+            at_ns: Some(now_ns),
+        };
+        true
+    }
+
+    fn fresh(at: Option<u64>, now_ns: u64, stale_ns: u64) -> bool {
+        at.is_some_and(|t| now_ns.saturating_sub(t) <= stale_ns)
+    }
+
+    /// Active sessions of `class` summed over the workers that reported within `stale_ns`;
+    /// `None` when none did.
+    pub fn active(&self, class: usize, now_ns: u64, stale_ns: u64) -> Option<u32> {
+        let mut any = false;
+        let mut sum = 0u32;
+        for w in &self.class_seen {
+            let s = w.get(class)?;
+            if Self::fresh(s.at_ns, now_ns, stale_ns) {
+                any = true;
+                sum = sum.saturating_add(s.active);
+            }
+        }
+        any.then_some(sum)
+    }
+
+    /// Ends the window: per flow, the acks and losses since the last call and the fresh rate
+    /// (`None` for a flow no worker reported within `stale_ns`).
+    pub fn take_window(&mut self, now_ns: u64, stale_ns: u64) -> Vec<Option<FlowWindow>> {
+        let out = (0..self.flows)
+            .map(|f| {
+                let mut any = false;
+                let mut bps = 0u64;
+                for w in &self.flow_seen {
+                    let s = &w[f];
+                    if Self::fresh(s.at_ns, now_ns, stale_ns) {
+                        any = true;
+                        bps = bps.saturating_add(s.rate_bps);
+                    }
+                }
+                #[allow(clippy::cast_precision_loss)]
+                // a rate in bit/s: 2^52 is far beyond any link
+                let rate_mbps = bps as f64 / 1e6;
+                any.then_some(FlowWindow {
+                    acks: self.win_acks[f],
+                    losses: self.win_losses[f],
+                    rate_mbps,
+                })
+            })
+            .collect();
+        self.win_acks.fill(0);
+        self.win_losses.fill(0);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_sum_workers_and_take_deltas() {
+        let mut b = TelemetryBook::new(2, 1);
+        assert!(b.flow(0, 1, 0, 1_000_000, 100, 0));
+        assert!(b.flow(1, 1, 0, 2_000_000, 50, 5));
+        // First reports only set the baseline.
+        let w = b.take_window(10, 100);
+        assert_eq!(w[0], None);
+        assert_eq!(w[1].unwrap().acks, 0);
+        assert!((w[1].unwrap().rate_mbps - 3.0).abs() < 1e-12);
+        b.flow(0, 1, 20, 1_000_000, 190, 10);
+        b.flow(1, 1, 20, 2_000_000, 60, 5);
+        let w = b.take_window(30, 100)[1].unwrap();
+        assert_eq!((w.acks, w.losses), (100, 10));
+        assert!((w.loss() - 10.0 / 110.0).abs() < 1e-12);
+        // A restarted worker (counters went down): the new value is the delta.
+        b.flow(0, 1, 40, 1_000_000, 7, 3);
+        let w = b.take_window(50, 100)[1].unwrap();
+        assert_eq!((w.acks, w.losses), (7, 3));
+        // Stale reports vanish.
+        assert_eq!(b.take_window(1_000, 100)[1], None);
+    }
+
+    #[test]
+    fn out_of_range_records_are_refused() {
+        let mut b = TelemetryBook::new(2, 1);
+        assert!(!b.flow(0, 2, 0, 1, 1, 1));
+        assert!(!b.flow(MAX_WORKERS, 0, 0, 1, 1, 1));
+        assert!(!b.class(0, 1, 0, 3));
+        assert!(b.class(3, 0, 0, 3));
+        assert!(b.class(1, 0, 5, 4));
+        assert_eq!(b.active(0, 10, 100), Some(7));
+        assert_eq!(b.active(0, 1_000, 100), None);
+    }
+}

@@ -1,0 +1,444 @@
+//! Unit tests of the pure parts: instance/config matching, planner triggers and hysteresis,
+//! failed links, PFO -> dataplane conversion, garbage telemetry.
+
+use mongate_dataplane::config::Config;
+use mongate_dataplane::shm::msg::{ClassTelemetry, FlowTelemetry};
+use proptest::prelude::*;
+
+use super::planner::{Planner, PlannerConfig, SEC_NS, Trigger, to_dataplane_plan};
+use super::site::SiteMap;
+use crate::pfo::{Instance, SolveOptions, solve};
+
+/// The paper's triangle (`docs/examples/triangle-paper.json`).
+pub(crate) const TRIANGLE: &str = include_str!("../../../docs/examples/triangle-paper.json");
+
+/// Site A of the triangle, with the instance's class and flow ids.
+pub(crate) const SITE_A: &str = r#"
+[site]
+name = "A"
+vni = 7
+lan_interface = "lan0"
+lan_prefixes = ["198.18.10.0/24"]
+
+[[uplinks]]
+name = "isp1"
+interface = "up0"
+local_address = "198.18.100.1"
+capacity_mbps = 10
+backend = "io_uring"
+
+[[peers]]
+name = "B"
+prefixes = ["198.18.20.0/24"]
+gateways = ["198.18.102.1"]
+
+[[peers]]
+name = "C"
+prefixes = ["198.18.30.0/24"]
+gateways = ["198.18.104.1"]
+
+[[classes]]
+id = "A->C"
+source = "A"
+destination = "C"
+type = "bulk"
+overflow = "best_effort"
+
+[[classes.rules]]
+protocol = "udp"
+
+[[classes]]
+id = "B->C"
+source = "B"
+destination = "C"
+type = "bulk"
+overflow = "drop"
+
+[[flows]]
+id = "A->C/direct"
+class = "A->C"
+route = ["A", "C"]
+
+[[flows]]
+id = "A->C/via-B"
+class = "A->C"
+route = ["A", "B", "C"]
+
+[[flows]]
+id = "B->C/direct"
+class = "B->C"
+route = ["B", "C"]
+
+[[flows]]
+id = "B->C/via-A"
+class = "B->C"
+route = ["B", "A", "C"]
+"#;
+
+fn inst() -> Instance {
+    Instance::from_json(TRIANGLE).unwrap()
+}
+
+fn cfg() -> Config {
+    Config::from_toml_str(SITE_A, "site-a.toml").unwrap()
+}
+
+fn planner(pc: PlannerConfig) -> Planner {
+    Planner::new(inst(), &cfg(), pc).unwrap()
+}
+
+/// Runs the outstanding solve for real and hands the result back; returns the plan's per-flow
+/// rates by instance flow index.
+fn solve_now(p: &mut Planner, now: u64, req: &super::SolveRequest) -> Vec<f64> {
+    let plan = solve(&req.instance, &SolveOptions::default());
+    let dp = p.on_solved(now, &req.instance, &plan);
+    dp.flows.iter().map(|f| f.rate_mbps).collect()
+}
+
+fn flows(items: &[(u32, u64, u64, u64)]) -> Vec<FlowTelemetry> {
+    items
+        .iter()
+        .map(|&(flow, rate_bps, acks, losses)| FlowTelemetry {
+            flow,
+            rate_bps,
+            acks,
+            losses,
+            queue_drops: 0,
+        })
+        .collect()
+}
+
+#[test]
+fn mismatches_name_the_entry() {
+    let c = cfg();
+    let err = |json: String| SiteMap::new(&Instance::from_json(&json).unwrap(), &c).unwrap_err();
+    // A config flow missing from the instance.
+    let e = err(TRIANGLE.replace(
+        r#"{"id": "B->C/via-A", "class": "B->C", "links": ["A-B", "A-C"]}"#,
+        r#"{"id": "B->C/other", "class": "B->C", "links": ["A-B", "A-C"]}"#,
+    ));
+    let s = e.to_string();
+    assert!(
+        s.contains("config flow \"B->C/via-A\"") && s.contains("not in the instance"),
+        "{s}"
+    );
+    // An instance flow missing from the config.
+    let mut c2 = c.clone();
+    c2.flows.pop();
+    let e = SiteMap::new(&inst(), &c2).unwrap_err().to_string();
+    assert!(
+        e.contains("instance flow \"B->C/via-A\"") && e.contains("not in the site config"),
+        "{e}"
+    );
+    // An instance class (and its flows) not in the config.
+    let e = err(TRIANGLE
+        .replace(
+            r#"{"id": "B->C", "sessions": 1"#,
+            r#"{"id": "X->C", "sessions": 1"#,
+        )
+        .replace(r#""class": "B->C""#, r#""class": "X->C""#));
+    let s = e.to_string();
+    assert!(
+        s.contains("config class \"B->C\"") && s.contains("not in the instance"),
+        "{s}"
+    );
+    // A flow in another class on each side.
+    let mut c3 = c.clone();
+    c3.flows[3].class = "A->C".into();
+    let e = SiteMap::new(&inst(), &c3).unwrap_err().to_string();
+    assert!(
+        e.contains("flow \"B->C/via-A\"") && e.contains("class"),
+        "{e}"
+    );
+    // The matching pair maps and knows what this site observes.
+    let m = SiteMap::new(&inst(), &c).unwrap();
+    assert_eq!(m.local_flow, vec![true, true, false, false]);
+    assert_eq!(m.local_class, vec![true, false]);
+}
+
+#[test]
+fn instance_flow_of_an_unknown_class_is_named() {
+    let c = cfg();
+    let json = TRIANGLE
+        .replace(
+            r#"{"id": "B->C", "sessions": 1, "utility": {"linear": {"slope": 1.0}}}"#,
+            r#"{"id": "B->C", "sessions": 1, "utility": {"linear": {"slope": 1.0}}},
+               {"id": "Z", "sessions": 1, "utility": {"linear": {"slope": 1.0}}}"#,
+        )
+        .replace(
+            r#"{"id": "B->C/direct""#,
+            r#"{"id": "Z/x", "class": "Z", "links": ["A-B"]}, {"id": "B->C/direct""#,
+        );
+    let e = SiteMap::new(&Instance::from_json(&json).unwrap(), &c)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("instance flow \"Z/x\"") && e.contains("class \"Z\""),
+        "{e}"
+    );
+}
+
+#[test]
+fn initial_then_periodic_and_one_solve_at_a_time() {
+    let mut p = planner(PlannerConfig::default());
+    let r = p.tick(0).expect("initial solve");
+    assert_eq!(r.triggers, vec![Trigger::Initial]);
+    assert!(p.tick(SEC_NS).is_none(), "one solve at a time");
+    let rates = solve_now(&mut p, SEC_NS, &r);
+    // The paper's triangle: A->C direct 10, via B 5, B->C nothing.
+    assert!(
+        (rates[0] - 10.0).abs() < 1e-6 && (rates[1] - 5.0).abs() < 1e-6,
+        "{rates:?}"
+    );
+    assert!(rates[2].abs() < 1e-9 && rates[3].abs() < 1e-9, "{rates:?}");
+    assert!(p.tick(2 * SEC_NS).is_none());
+    let r = p.tick(5 * SEC_NS).expect("periodic");
+    assert_eq!(r.triggers, vec![Trigger::Periodic]);
+}
+
+#[test]
+fn failed_link_replans_at_once_and_routes_around() {
+    let mut p = planner(PlannerConfig::default());
+    let r = p.tick(0).unwrap();
+    solve_now(&mut p, 0, &r);
+    let ac = p.link_index("A-C").unwrap();
+    assert!(p.mark_link_failed(ac, true));
+    assert!(!p.mark_link_failed(ac, true), "no change, no trigger");
+    let r = p.tick(1).expect("immediate re-plan");
+    assert_eq!(
+        r.triggers,
+        vec![Trigger::LinkFailed {
+            link: "A-C".into(),
+            failed: true
+        }]
+    );
+    assert_eq!(r.instance.links[ac].capacity, 0.0);
+    let rates = solve_now(&mut p, 1, &r);
+    // Nothing may cross A-C (A->C/direct, B->C/via-A); A->C goes via B (B-C: 5).
+    assert!(rates[0].abs() < 1e-9 && rates[3].abs() < 1e-9, "{rates:?}");
+    assert!((rates[1] - 5.0).abs() < 1e-6, "{rates:?}");
+    // Recovery re-plans too.
+    assert!(p.mark_link_failed(ac, false));
+    let r = p.tick(2).unwrap();
+    assert_eq!(r.instance.links[ac].capacity, 10.0);
+}
+
+#[test]
+fn sustained_loss_lowers_capacity_and_replans_small_loss_does_not() {
+    let mut p = planner(PlannerConfig::default());
+    let r = p.tick(0).unwrap();
+    solve_now(&mut p, 0, &r);
+    let (mut acks, mut losses) = (0u64, 0u64);
+    // 1 % loss for 10 s: below the threshold, nothing but periodic re-plans.
+    for s in 1..=10u64 {
+        acks += 990;
+        losses += 10;
+        p.on_flows(
+            0,
+            s * SEC_NS,
+            &flows(&[(0, 10_000_000, acks, losses), (1, 5_000_000, acks, losses)]),
+        );
+        if let Some(r) = p.tick(s * SEC_NS) {
+            assert_eq!(r.triggers, vec![Trigger::Periodic]);
+            solve_now(&mut p, s * SEC_NS, &r);
+        }
+    }
+    assert_eq!(p.estimator().estimate(2), 10.0);
+    // 30 % loss on the direct flow at 6 Mbit/s: A-C carries ~4.2 at most.
+    let mut got = None;
+    for s in 11..=20u64 {
+        acks += 700;
+        losses += 300;
+        p.on_flows(0, s * SEC_NS, &flows(&[(0, 6_000_000, acks, losses)]));
+        if let Some(r) = p.tick(s * SEC_NS) {
+            if r.triggers
+                .iter()
+                .any(|t| matches!(t, Trigger::Capacity { link, .. } if link == "A-C"))
+            {
+                got = Some((s, r.instance.links[2].capacity));
+                break;
+            }
+            solve_now(&mut p, s * SEC_NS, &r);
+        }
+    }
+    let (s, cap) = got.expect("a capacity trigger for A-C");
+    assert!(s >= 12, "needs sustained loss (two windows), fired at {s}");
+    assert!((4.2 - 1e-9..9.0).contains(&cap), "{cap}");
+}
+
+#[test]
+fn demand_drop_replans_after_the_hold_and_not_before() {
+    let json = TRIANGLE.replace(
+        r#""sessions": 1, "utility": {"linear": {"slope": 2.0}}"#,
+        r#""sessions": 10, "utility": {"linear": {"slope": 2.0}}"#,
+    );
+    let i = Instance::from_json(&json).unwrap();
+    let pc = PlannerConfig {
+        replan_ns: 1_000 * SEC_NS,
+        ..PlannerConfig::default()
+    };
+    let mut p = Planner::new(i, &cfg(), pc).unwrap();
+    let r = p.tick(0).unwrap();
+    assert_eq!(r.instance.classes[0].sessions, 10);
+    solve_now(&mut p, 0, &r);
+    // All 10 admitted sessions active: demand may be higher, keep N = 10.
+    for s in 1..=10u64 {
+        p.on_classes(
+            0,
+            s * SEC_NS,
+            &[ClassTelemetry {
+                class: 0,
+                active: 10,
+            }],
+        );
+        assert!(
+            p.tick(s * SEC_NS).is_none(),
+            "saturated class: no trigger at {s}"
+        );
+    }
+    // Only 3 active (two workers: 2 + 1) for 4 s: not yet.
+    for s in 11..=14u64 {
+        p.on_classes(
+            0,
+            s * SEC_NS,
+            &[ClassTelemetry {
+                class: 0,
+                active: 2,
+            }],
+        );
+        p.on_classes(
+            1,
+            s * SEC_NS,
+            &[ClassTelemetry {
+                class: 0,
+                active: 1,
+            }],
+        );
+        assert!(p.tick(s * SEC_NS).is_none(), "hold not elapsed at {s}");
+    }
+    assert_eq!(p.demand_target(0, 14 * SEC_NS), 4);
+    // A blip back to 10 resets the hold.
+    p.on_classes(
+        0,
+        15 * SEC_NS,
+        &[ClassTelemetry {
+            class: 0,
+            active: 9,
+        }],
+    );
+    assert!(p.tick(15 * SEC_NS).is_none());
+    let mut fired = None;
+    for s in 16..=30u64 {
+        p.on_classes(
+            0,
+            s * SEC_NS,
+            &[ClassTelemetry {
+                class: 0,
+                active: 2,
+            }],
+        );
+        p.on_classes(
+            1,
+            s * SEC_NS,
+            &[ClassTelemetry {
+                class: 0,
+                active: 1,
+            }],
+        );
+        if let Some(r) = p.tick(s * SEC_NS) {
+            fired = Some((s, r));
+            break;
+        }
+    }
+    let (s, r) = fired.expect("demand trigger");
+    assert_eq!(s, 21, "5 s hold from the last difference start (16)");
+    assert_eq!(
+        r.triggers,
+        vec![Trigger::Demand {
+            class: "A->C".into(),
+            planned: 10,
+            now: 4
+        }]
+    );
+    assert_eq!(r.instance.classes[0].sessions, 4);
+    // The class B->C is not observed here: planned with the instance's demand.
+    assert_eq!(r.instance.classes[1].sessions, 1);
+}
+
+#[test]
+fn bad_records_are_counted_not_applied() {
+    let mut p = planner(PlannerConfig::default());
+    // Unknown flow, flow not starting at A, unknown class, class not sourced at A.
+    p.on_flows(0, 0, &flows(&[(99, 1, 1, 1), (2, 1, 1, 1), (0, 1, 1, 1)]));
+    p.on_classes(
+        0,
+        0,
+        &[
+            ClassTelemetry {
+                class: 7,
+                active: 1,
+            },
+            ClassTelemetry {
+                class: 1,
+                active: 4,
+            },
+        ],
+    );
+    p.on_flows(64, 0, &flows(&[(0, 1, 1, 1)]));
+    assert_eq!(p.stats().bad_records, 5);
+}
+
+#[test]
+fn conversion_keeps_the_dataplane_rules() {
+    let i = inst();
+    let plan = solve(&i, &SolveOptions::default());
+    let dp = to_dataplane_plan(&i, &plan);
+    dp.validate(&cfg()).unwrap();
+    assert_eq!(dp.classes[0].sessions, 1);
+    assert_eq!(dp.classes[1].sessions, 0);
+    // Garbage in the PFO plan (not finite, negative) never reaches the dataplane; a class with
+    // sessions but no rate admits none.
+    let mut bad = plan.clone();
+    bad.flows[0].rate = f64::NAN;
+    bad.flows[1].rate = -1.0;
+    bad.flows[1].weight = f64::INFINITY;
+    let dp = to_dataplane_plan(&i, &bad);
+    dp.validate(&cfg()).unwrap();
+    assert_eq!(dp.classes[0].sessions, 0);
+    assert!(
+        dp.flows
+            .iter()
+            .all(|f| f.rate_mbps == 0.0 || f.rate_mbps.is_finite())
+    );
+    assert_eq!(dp.flows[1].weight, 0.0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Any telemetry: no panic, capacities stay in [0, configured], demands in [0, N].
+    #[test]
+    fn garbage_telemetry_never_breaks_the_planner(
+        steps in prop::collection::vec(
+            (0usize..70, any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>(), 0u64..3_000_000_000),
+            1..60,
+        )
+    ) {
+        let mut p = planner(PlannerConfig::default());
+        let mut now = 0u64;
+        for (worker, idx, rate, acks, losses, active, dt) in steps {
+            now += dt;
+            p.on_flows(worker, now, &flows(&[(idx % 6, rate, acks, losses)]));
+            p.on_classes(worker, now, &[ClassTelemetry { class: idx % 3, active }]);
+            if let Some(r) = p.tick(now) {
+                for (l, link) in r.instance.links.iter().enumerate() {
+                    prop_assert!(link.capacity >= 0.0 && link.capacity <= p.base().links[l].capacity);
+                }
+                for (c, class) in r.instance.classes.iter().enumerate() {
+                    prop_assert!(class.sessions <= p.base().classes[c].sessions);
+                }
+                p.solve_abandoned();
+            }
+        }
+    }
+}

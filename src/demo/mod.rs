@@ -1,0 +1,662 @@
+//! `mongate demo`: the MON paper's triangle on real packets.
+//!
+//! Three sites A, B, C in network namespaces (links A-B and A-C 10 Mbit/s,
+//! B-C 5 Mbit/s, shaped by tbf in "wire" namespaces), a LAN host behind
+//! each site's gateway. Each gateway is a `mongate-dataplane run` process
+//! (AF_XDP on its LAN and WAN interfaces); by default each site also runs a
+//! `mongate-control run` process that solves PFO and sends the plan over
+//! the shared-memory rings. The LAN hosts of A and B send backlogged UDP to
+//! C's host; the demo prints, every second, each flow's planned rate, the
+//! rate its MONtra controller runs at, the rate delivered at the
+//! destination gateway, and its loss; then a summary (`--json`: JSON).
+
+mod traffic;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mongate_dataplane::stats::flows::{FlowStatsRegion, FlowValues, flows_path};
+use mongate_testbed::topology::triangle::{
+    LINKS, PORT_AC, PORT_BC, flow_links, triangle_overlay_udp,
+};
+use mongate_testbed::{NsChild, PlanSpec, Sites, SitesTopology};
+
+use traffic::{FRAME, Receiver, Sender};
+
+/// Where the plan comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanSource {
+    /// `mongate-control run` per site: PFO plans over the shm rings.
+    Control,
+    /// PFO solved once by the demo, written into the site files.
+    File,
+}
+
+/// Demo options.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Seconds of traffic.
+    pub seconds: u32,
+    /// Plan source.
+    pub plan: PlanSource,
+    /// Kill every control process at this second of traffic (and restart
+    /// them `restart_after` later).
+    pub kill_control_at: Option<u32>,
+    /// Seconds the control stays dead.
+    pub restart_after: u32,
+}
+
+/// Per-flow line of the summary.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FlowSummary {
+    /// Flow id.
+    pub id: String,
+    /// Route (sites).
+    pub route: Vec<String>,
+    /// Planned aggregate rate, Mbit/s (inner frames).
+    pub target_mbps: f64,
+    /// Delivered at the destination gateway, Mbit/s, mean over the
+    /// measurement window (after convergence, or the second half).
+    pub achieved_mbps: f64,
+    /// `(achieved - target) / target` (0 when the target is 0).
+    pub error: f64,
+    /// Packets the acks reported lost / packets acked+lost, whole run.
+    pub loss: f64,
+    /// Packets dropped by the flow's pacing queue (backlog beyond the rate).
+    pub queue_drops: u64,
+}
+
+/// The summary.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Summary {
+    /// Topology.
+    pub topology: String,
+    /// Plan source.
+    pub plan_source: PlanSource,
+    /// Plan epoch in force at the end (per origin site).
+    pub plan_epochs: BTreeMap<String, u64>,
+    /// PFO's objective and proven bound (plan `file`).
+    pub pfo: Option<serde_json::Value>,
+    /// Inner-frame share of the wire bytes (capacities given to PFO are the
+    /// links' rates times this).
+    pub payload_efficiency: f64,
+    /// Seconds of traffic.
+    pub seconds: u32,
+    /// First second after which every planned flow stayed within 5 % of its
+    /// target (1-s windows); `None` if never.
+    pub convergence_s: Option<f64>,
+    /// Largest |error| of a planned flow over the measurement window.
+    pub worst_error: f64,
+    /// The window the achieved rates are averaged over, seconds from start.
+    pub window_s: (f64, f64),
+    /// Control killed at / restarted at (seconds), and the worst |error|
+    /// while it was dead.
+    pub control_outage: Option<(u32, u32, f64)>,
+    /// Per flow.
+    pub flows: Vec<FlowSummary>,
+    /// Datagrams the hosts sent / C's host received.
+    pub udp_sent: u64,
+    /// Datagrams received by C's host.
+    pub udp_received: u64,
+}
+
+fn bin(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("no directory for {}", exe.display()))?;
+    // Integration tests run from target/<profile>/deps.
+    for d in [dir.to_path_buf(), dir.join("..")] {
+        let p = d.join(name);
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    anyhow::bail!(
+        "{name} not found next to {} (build the workspace: cargo build --release --workspace)",
+        exe.display()
+    )
+}
+
+/// Bytes of the outer headers our gateways add to an inner frame (IPv4
+/// outer): Ethernet + IPv4 + UDP + GENEVE + the mongate option.
+fn overhead() -> anyhow::Result<usize> {
+    use mongate_dataplane::wire::ethernet::MacAddr;
+    use mongate_dataplane::wire::overlay::{OverlayTemplate, TemplateConfig};
+    let tc = TemplateConfig::new(
+        MacAddr::default(),
+        MacAddr::default(),
+        "198.18.0.1".parse()?,
+        "198.18.0.2".parse()?,
+    );
+    Ok(OverlayTemplate::new(&tc)
+        .map_err(|e| anyhow::anyhow!("template: {e:?}"))?
+        .header_len())
+}
+
+/// The PFO instance of the demo (JSON): the triangle's links at their
+/// payload capacity; A->C worth 2 per Mbit/s up to 4 Mbit/s per session,
+/// B->C worth 1 (the paper's slopes), 4 sessions each.
+fn instance(topo: &SitesTopology, eff: f64) -> anyhow::Result<serde_json::Value> {
+    let mut links = Vec::new();
+    for (name, a, b) in LINKS {
+        let l = topo.link(name)?;
+        links.push(serde_json::json!({
+            "id": format!("{a}-{b}"),
+            "capacity": l.spec.rate_mbps * eff,
+        }));
+    }
+    let spec = triangle_overlay_udp(None);
+    let flows: Vec<_> = spec
+        .flows
+        .iter()
+        .map(|f| serde_json::json!({"id": f.id, "class": f.class, "links": flow_links(&f.route)}))
+        .collect();
+    Ok(serde_json::json!({
+        "links": links,
+        "classes": [
+            {"id": "A->C", "sessions": 4, "utility": {"piecewise_linear": [[0.0, 0.0], [4.0, 8.0]]}},
+            {"id": "B->C", "sessions": 4, "utility": {"piecewise_linear": [[0.0, 0.0], [4.0, 4.0]]}},
+        ],
+        "flows": flows,
+    }))
+}
+
+struct Site {
+    name: String,
+    instance_name: String,
+    config: PathBuf,
+    gateway: Option<NsChild>,
+    control: Option<NsChild>,
+}
+
+fn spawn_logged(
+    topo: &SitesTopology,
+    site: &str,
+    argv: &[String],
+    log: &Path,
+) -> anyhow::Result<NsChild> {
+    let f = std::fs::File::create(log)?;
+    let mut c = Command::new(&argv[0]);
+    c.args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(f.try_clone()?)
+        .stderr(f);
+    Ok(topo.site(site)?.gw_ns.spawn(c)?)
+}
+
+fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!("timed out after {} s waiting for {what}", timeout.as_secs())
+}
+
+fn totals(instance: &str) -> Option<BTreeMap<String, FlowValues>> {
+    let r = FlowStatsRegion::open(&flows_path(instance)).ok()?;
+    Some(r.totals().into_iter().collect())
+}
+
+fn mbps(pps: f64) -> f64 {
+    pps * 8.0 * FRAME as f64 / 1e6
+}
+
+/// Runs the demo.
+pub fn run(o: &Options) -> anyhow::Result<Summary> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        anyhow::bail!(
+            "the demo builds network namespaces and attaches XDP programs: run it as root (sudo)"
+        );
+    }
+    if let Some(r) = mongate_testbed::unavailable_reason() {
+        anyhow::bail!("cannot build the emulated topology: {r}");
+    }
+    if o.seconds < 5 || o.seconds > 3600 {
+        anyhow::bail!("--seconds must be in 5..=3600");
+    }
+    let dp_bin = bin("mongate-dataplane")?;
+    let ctl_bin = bin("mongate-control")?;
+    let dir = std::env::temp_dir().join(format!("mongate-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    eprintln!(
+        "building the MON triangle in network namespaces (logs and files: {})",
+        dir.display()
+    );
+    let mut sites_b = Sites::triangle().prefix("mgdemo");
+    sites_b.disable_offloads = true;
+    let topo = sites_b.build()?;
+    let hl = overhead()?;
+    let eff = FRAME as f64 / (FRAME + hl) as f64;
+    let inst = instance(&topo, eff)?;
+    let inst_path = dir.join("overlay.json");
+    std::fs::write(&inst_path, serde_json::to_string_pretty(&inst)?)?;
+
+    // The plan written into the files (plan source `file`).
+    let mut pfo_json = None;
+    let file_plan = if o.plan == PlanSource::File {
+        let i = mongate_control::pfo::Instance::from_json(&inst.to_string())
+            .map_err(|e| anyhow::anyhow!("demo instance: {e}"))?;
+        let p = mongate_control::pfo::solve(&i, &mongate_control::pfo::SolveOptions::default());
+        pfo_json = Some(serde_json::json!({
+            "objective": p.objective, "bound": p.bound, "gap": p.gap, "seconds": p.seconds
+        }));
+        Some(PlanSpec {
+            epoch: 1,
+            classes: p
+                .classes
+                .iter()
+                .map(|c| (c.id.clone(), c.sessions))
+                .collect(),
+            flows: p
+                .flows
+                .iter()
+                .map(|f| (f.id.clone(), f.rate, f.weight))
+                .collect(),
+        })
+    } else {
+        None
+    };
+    let spec = triangle_overlay_udp(file_plan);
+    let tag = std::process::id();
+    let mut sites = Vec::new();
+    for s in ["A", "B", "C"] {
+        let config = dir.join(format!("{s}.toml"));
+        std::fs::write(&config, topo.site_config(s, &spec)?)?;
+        sites.push(Site {
+            name: s.into(),
+            instance_name: format!("demo{tag}-{s}"),
+            config,
+            gateway: None,
+            control: None,
+        });
+    }
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let start_control = |s: &Site| -> anyhow::Result<NsChild> {
+        let argv = vec![
+            ctl_bin.display().to_string(),
+            "run".into(),
+            "--config".into(),
+            s.config.display().to_string(),
+            "--instance".into(),
+            inst_path.display().to_string(),
+            "--name".into(),
+            s.instance_name.clone(),
+            "--json-log".into(),
+        ];
+        let log = dir.join(format!(
+            "control-{}-{}.log",
+            s.name,
+            Instant::now().elapsed().as_nanos()
+        ));
+        spawn_logged(&topo, &s.name, &argv, &log)
+    };
+    for s in &mut sites {
+        let mut argv = vec![
+            dp_bin.display().to_string(),
+            "run".into(),
+            "--config".into(),
+            s.config.display().to_string(),
+            "--name".into(),
+            s.instance_name.clone(),
+            "--xdp-mode".into(),
+            "native".into(),
+            "--idle-sleep-us".into(),
+            "50".into(),
+            "--spin".into(),
+            "200".into(),
+        ];
+        if ncpu > 1 {
+            argv.extend(["--core".into(), (ncpu - 1).to_string()]);
+        }
+        if o.plan == PlanSource::File {
+            argv.push("--no-control".into());
+        }
+        let log = dir.join(format!("gateway-{}.log", s.name));
+        s.gateway = Some(spawn_logged(&topo, &s.name, &argv, &log)?);
+    }
+    for s in &sites {
+        let name = s.instance_name.clone();
+        let g = s.gateway.as_ref();
+        wait_for(
+            &format!("gateway {} (see its log)", s.name),
+            Duration::from_secs(20),
+            || totals(&name).is_some() || g.is_none_or(|g| g.try_wait().ok().flatten().is_some()),
+        )?;
+        if totals(&name).is_none() {
+            anyhow::bail!(
+                "gateway {} exited: {}",
+                s.name,
+                std::fs::read_to_string(dir.join(format!("gateway-{}.log", s.name)))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    eprintln!("gateways up: A, B, C (mongate-dataplane run, AF_XDP, native XDP)");
+    if o.plan == PlanSource::Control {
+        for s in &mut sites {
+            s.control = Some(start_control(s)?);
+        }
+        // Every origin site runs a plan with targets.
+        for s in &sites {
+            let name = s.instance_name.clone();
+            wait_for(
+                &format!("the plan of site {} from mongate-control", s.name),
+                Duration::from_secs(30),
+                || totals(&name).is_some_and(|t| t.values().any(|v| v.epoch > 0)),
+            )?;
+        }
+        eprintln!("plans from mongate-control (PFO) in force at every site");
+    }
+
+    // Offered load: 1.6x each class's planned rate spread over 6 sessions
+    // (4 admitted), at least 100 packets/s.
+    let stop = Arc::new(AtomicBool::new(false));
+    let c_host = topo
+        .site("C")?
+        .host_if()
+        .v4
+        .map(|v| v.addr)
+        .ok_or_else(|| anyhow::anyhow!("C host has no IPv4"))?;
+    let rx_ac = Receiver::start(
+        &topo.site("C")?.lan_ns,
+        SocketAddr::from((c_host, PORT_AC)),
+        stop.clone(),
+    )?;
+    let rx_bc = Receiver::start(
+        &topo.site("C")?.lan_ns,
+        SocketAddr::from((c_host, PORT_BC)),
+        stop.clone(),
+    )?;
+    let class_target_pps = |site: &str, class: &str| -> f64 {
+        let t = totals(&format!("demo{tag}-{site}")).unwrap_or_default();
+        spec.flows
+            .iter()
+            .filter(|f| f.class == class)
+            .filter_map(|f| t.get(&f.id))
+            .map(|v| v.target_pps)
+            .sum()
+    };
+    let pa = (1.6 * class_target_pps("A", "A->C") * 6.0 / 4.0).max(100.0);
+    let pb = (1.6 * class_target_pps("B", "B->C") * 6.0 / 4.0).max(100.0);
+    let limit = Duration::from_secs(u64::from(o.seconds) + 5);
+    let tx_a = Sender::start(
+        &topo.site("A")?.lan_ns,
+        SocketAddr::from((c_host, PORT_AC)),
+        6,
+        pa,
+        limit,
+        stop.clone(),
+    )?;
+    let tx_b = Sender::start(
+        &topo.site("B")?.lan_ns,
+        SocketAddr::from((c_host, PORT_BC)),
+        6,
+        pb,
+        limit,
+        stop.clone(),
+    )?;
+    eprintln!(
+        "traffic: host A -> host C {:.1} Mbit/s offered (6 UDP sessions), host B -> host C {:.1} Mbit/s (6 sessions)",
+        mbps(pa),
+        mbps(pb)
+    );
+
+    let origin = |f: &mongate_testbed::FlowSpec| f.route[0].clone();
+    let dest = |f: &mongate_testbed::FlowSpec| f.route[f.route.len() - 1].clone();
+    let inst_of = |site: &str| format!("demo{tag}-{site}");
+    eprintln!(
+        "{:>4}  {:<14} {:>10} {:>10} {:>10} {:>8}",
+        "t(s)", "flow", "target", "MONtra", "achieved", "loss %"
+    );
+    let t0 = Instant::now();
+    let mut prev: BTreeMap<String, (f64, FlowValues, FlowValues)> = BTreeMap::new();
+    // Per second: (t, per flow (target, achieved Mbps)).
+    let mut series: Vec<(f64, Vec<(f64, f64)>)> = Vec::new();
+    let mut outage: Option<(u32, u32)> = None;
+    let mut killed = false;
+    for sec in 1..=o.seconds {
+        let deadline = t0 + Duration::from_secs(u64::from(sec));
+        if let Some(d) = deadline.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+        if let Some(k) = o.kill_control_at {
+            if sec == k && !killed && o.plan == PlanSource::Control {
+                for s in &mut sites {
+                    if let Some(c) = s.control.take() {
+                        // SIGKILL: no clean shutdown, the dataplane must
+                        // keep its plan on its own.
+                        // SAFETY: kill(2) has no memory-safety preconditions.
+                        unsafe {
+                            libc::kill(libc::pid_t::try_from(c.pid()).unwrap_or(0), libc::SIGKILL)
+                        };
+                        let _ = c.stop(Duration::from_millis(100));
+                    }
+                }
+                killed = true;
+                eprintln!(
+                    "---- control processes killed (SIGKILL) at t={sec}s: the gateways keep the last plan ----"
+                );
+            }
+            if sec == k + o.restart_after && killed {
+                for s in &mut sites {
+                    s.control = Some(start_control(s)?);
+                }
+                outage = Some((k, sec));
+                eprintln!(
+                    "---- control processes restarted at t={sec}s: they re-attach and resynchronise ----"
+                );
+            }
+        }
+        let now = t0.elapsed().as_secs_f64();
+        let mut row = Vec::new();
+        for f in &spec.flows {
+            let (Some(to), Some(td)) = (totals(&inst_of(&origin(f))), totals(&inst_of(&dest(f))))
+            else {
+                continue;
+            };
+            let (Some(vo), Some(vd)) = (to.get(&f.id).copied(), td.get(&f.id).copied()) else {
+                continue;
+            };
+            let (pt, po, pd) = prev.get(&f.id).copied().unwrap_or((
+                0.0,
+                FlowValues::default(),
+                FlowValues::default(),
+            ));
+            // Rates over the dataplane's own update timestamps: the file is
+            // refreshed every 100 ms, our wake-ups are not aligned to it.
+            let _ = pt;
+            let dt = vd.updated_ns.saturating_sub(pd.updated_ns) as f64 / 1e9;
+            let achieved = if pd.updated_ns == 0 || dt <= 0.0 {
+                0.0
+            } else {
+                (vd.rx_bytes.saturating_sub(pd.rx_bytes)) as f64 * 8.0 / dt / 1e6
+            };
+            let lost = vo.lost.saturating_sub(po.lost);
+            let acked = vo.acked.saturating_sub(po.acked);
+            let loss = if lost + acked > 0 {
+                lost as f64 / (lost + acked) as f64
+            } else {
+                0.0
+            };
+            let target = mbps(vo.target_pps);
+            eprintln!(
+                "{:>4}  {:<14} {:>10.2} {:>10.2} {:>10.2} {:>8.2}",
+                sec,
+                f.id,
+                target,
+                mbps(vo.rate_pps),
+                achieved,
+                loss * 100.0
+            );
+            prev.insert(f.id.clone(), (now, vo, vd));
+            row.push((target, achieved));
+        }
+        series.push((now, row));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = tx_a.join()? + tx_b.join()?;
+    let received = rx_ac.received.load(Ordering::Relaxed) + rx_bc.received.load(Ordering::Relaxed);
+    rx_ac.join()?;
+    rx_bc.join()?;
+
+    // Convergence: the first second after which every planned flow stays
+    // within 5 % (the first second is partial and skipped).
+    let within = |row: &Vec<(f64, f64)>| {
+        row.iter()
+            .filter(|(t, _)| *t > 0.0)
+            .all(|(t, a)| ((a - t) / t).abs() <= 0.05)
+    };
+    let mut conv: Option<usize> = None;
+    for i in (1..series.len()).rev() {
+        if within(&series[i].1) {
+            conv = Some(i);
+        } else {
+            break;
+        }
+    }
+    let convergence_s = conv.map(|i| series[i].0);
+    // Window: after convergence (or the second half), excluding the control
+    // outage's restart second.
+    let from = conv.unwrap_or(series.len() / 2).max(1);
+    let window: Vec<_> = series[from..].to_vec();
+    let nflows = spec.flows.len();
+    let mut flows = Vec::new();
+    let mut worst: f64 = 0.0;
+    for (k, f) in spec.flows.iter().enumerate() {
+        let vals: Vec<(f64, f64)> = window
+            .iter()
+            .filter_map(|(_, r)| r.get(k).copied())
+            .collect();
+        let n = vals.len().max(1) as f64;
+        let target = vals.iter().map(|v| v.0).sum::<f64>() / n;
+        let achieved = vals.iter().map(|v| v.1).sum::<f64>() / n;
+        let error = if target > 0.0 {
+            (achieved - target) / target
+        } else {
+            0.0
+        };
+        if target > 0.0 {
+            worst = worst.max(error.abs());
+        }
+        let to = totals(&inst_of(&origin(f))).unwrap_or_default();
+        let vo = to.get(&f.id).copied().unwrap_or_default();
+        flows.push(FlowSummary {
+            id: f.id.clone(),
+            route: f.route.clone(),
+            target_mbps: target,
+            achieved_mbps: achieved,
+            error,
+            loss: if vo.lost + vo.acked > 0 {
+                vo.lost as f64 / (vo.lost + vo.acked) as f64
+            } else {
+                0.0
+            },
+            queue_drops: vo.queue_drops,
+        });
+    }
+    let _ = nflows;
+    let control_outage = outage.map(|(k, r)| {
+        let w = series
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i + 1 > k as usize && *i < r as usize)
+            .flat_map(|(_, (_, row))| row.iter())
+            .filter(|(t, _)| *t > 0.0)
+            .map(|(t, a)| ((a - t) / t).abs())
+            .fold(0.0, f64::max);
+        (k, r, w)
+    });
+    let mut plan_epochs = BTreeMap::new();
+    for s in &sites {
+        if let Some(t) = totals(&s.instance_name) {
+            plan_epochs.insert(
+                s.name.clone(),
+                t.values().map(|v| v.epoch).max().unwrap_or(0),
+            );
+        }
+    }
+    for s in &mut sites {
+        if let Some(c) = s.control.take() {
+            let _ = c.stop(Duration::from_secs(2));
+        }
+        if let Some(g) = s.gateway.take() {
+            let _ = g.stop(Duration::from_secs(3));
+        }
+    }
+    drop(topo);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(Summary {
+        topology:
+            "MON triangle: A-B 10, A-C 10, B-C 5 Mbit/s (tbf); LAN host + mongate gateway per site"
+                .into(),
+        plan_source: o.plan,
+        plan_epochs,
+        pfo: pfo_json,
+        payload_efficiency: eff,
+        seconds: o.seconds,
+        convergence_s,
+        worst_error: worst,
+        window_s: (
+            window.first().map_or(0.0, |w| w.0),
+            window.last().map_or(0.0, |w| w.0),
+        ),
+        control_outage,
+        flows,
+        udp_sent: sent,
+        udp_received: received,
+    })
+}
+
+/// Prints the human summary.
+pub fn print_summary(s: &Summary) {
+    println!(
+        "summary ({} s, plan from {:?}, epochs {:?}):",
+        s.seconds, s.plan_source, s.plan_epochs
+    );
+    println!(
+        "  {:<14} {:<10} {:>10} {:>10} {:>8} {:>8}",
+        "flow", "route", "target", "achieved", "error %", "loss %"
+    );
+    for f in &s.flows {
+        println!(
+            "  {:<14} {:<10} {:>10.2} {:>10.2} {:>8.2} {:>8.2}",
+            f.id,
+            f.route.join(">"),
+            f.target_mbps,
+            f.achieved_mbps,
+            f.error * 100.0,
+            f.loss * 100.0
+        );
+    }
+    match s.convergence_s {
+        Some(c) => println!(
+            "  converged (every planned flow within 5 %) after {c:.1} s; worst error over {:.0}-{:.0} s: {:.2} %",
+            s.window_s.0,
+            s.window_s.1,
+            s.worst_error * 100.0
+        ),
+        None => println!(
+            "  did NOT stay within 5 %; worst error over {:.0}-{:.0} s: {:.2} %",
+            s.window_s.0,
+            s.window_s.1,
+            s.worst_error * 100.0
+        ),
+    }
+    if let Some((k, r, w)) = s.control_outage {
+        println!(
+            "  control killed at {k} s, restarted at {r} s; worst error meanwhile {:.2} %",
+            w * 100.0
+        );
+    }
+}
