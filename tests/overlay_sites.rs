@@ -150,6 +150,45 @@ fn flow<'a>(
     &v.iter().find(|(i, _)| i == id).unwrap().1
 }
 
+/// Garbage and malformed GENEVE sent to A's WAN address from C's gateway
+/// namespace (its kernel stack): counted as drops, the gateway keeps working.
+fn wan_garbage(ov: &Overlay) {
+    let a_wan = ov.topo.link("ac").unwrap().a_if().v4.unwrap().addr;
+    let sent = ov
+        .topo
+        .site("C")
+        .unwrap()
+        .gw_ns
+        .run_in(move || -> std::io::Result<u32> {
+            let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+            let mut n = 0;
+            let mut x: u32 = 12345;
+            for i in 0..600u32 {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                let len = usize::try_from(x % 200).unwrap_or(0);
+                let mut p: Vec<u8> = (0..len).map(|k| (x >> (k % 24)) as u8).collect();
+                if i % 3 == 0 && p.len() >= 16 {
+                    // GENEVE v0, 8 bytes of options, TEB, our VNI, then an
+                    // option with the critical bit of an unknown class.
+                    p[..16].copy_from_slice(&[
+                        0x02, 0x00, 0x65, 0x58, 0x00, 0x10, 0x92, 0x00, 0x12, 0x34, 0x80, 0x01, 0,
+                        0, 0, 0,
+                    ]);
+                }
+                s.send_to(&p, (a_wan, 6081))?;
+                n += 1;
+                if n % 10 == 0 {
+                    // Stay far below the 10 Mbit/s link (its shaper drops a burst).
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            Ok(n)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent, 600);
+}
+
 #[test]
 fn tcp_direct_and_via_waypoint_with_path_mtu() {
     if common::skip("tcp_direct_and_via_waypoint_with_path_mtu") {
@@ -171,6 +210,28 @@ fn tcp_direct_and_via_waypoint_with_path_mtu() {
         "ping A->C through the overlay: {}",
         String::from_utf8_lossy(&ping.stdout)
     );
+    // Capture the A-C WAN link (both directions, in its wire namespace)
+    // while the transfers run. Kernel IPv6 chatter (router solicitations,
+    // MLD, IGMP) of the gateways' own stacks is not overlay traffic: filtered.
+    let pcap = std::env::temp_dir().join(format!("mgovtcp-{}.pcapng", std::process::id()));
+    let _ = std::fs::remove_file(&pcap);
+    let wire = &ov.topo.link("ac").unwrap().wire_ns;
+    let mut cap_cmd = std::process::Command::new("dumpcap");
+    cap_cmd
+        .args(["-q", "-i", "xa", "-f", "not arp and not ip6 and not igmp", "-w"])
+        .arg(&pcap)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let capture = wire.spawn(cap_cmd).expect("dumpcap");
+    // Started when the file holds its section header (bounded wait).
+    let t0 = Instant::now();
+    while std::fs::metadata(&pcap).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "dumpcap did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let data = payload(2 << 20);
     let want = sha256(&data);
     for (port, flow_id) in [(PORT_TCP_DIRECT, "tcp-A->C"), (PORT_TCP_VIA_B, "tcp-via-B")] {
@@ -183,6 +244,82 @@ fn tcp_direct_and_via_waypoint_with_path_mtu() {
             16.78 / took.as_secs_f64()
         );
     }
+    capture.stop(Duration::from_secs(3)).unwrap();
+    let fields = std::process::Command::new("tshark")
+        .args(["-r"])
+        .arg(&pcap)
+        .args(["-T", "fields", "-e", "frame.protocols"])
+        .output()
+        .expect("tshark");
+    let text = String::from_utf8_lossy(&fields.stdout).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 1000, "captured {} frames", lines.len());
+    let not_geneve: Vec<&&str> = lines.iter().filter(|l| !l.contains("geneve")).collect();
+    assert!(
+        not_geneve.is_empty(),
+        "not GENEVE: {:?}",
+        &not_geneve[..not_geneve.len().min(5)]
+    );
+    let bad = std::process::Command::new("tshark")
+        .args(["-r"])
+        .arg(&pcap)
+        .args(["-Y", "_ws.malformed || _ws.expert.severity >= error"])
+        .output()
+        .expect("tshark");
+    let bad = String::from_utf8_lossy(&bad.stdout).to_string();
+    assert!(
+        bad.trim().is_empty(),
+        "malformed or erroneous packets:\n{bad}"
+    );
+    println!(
+        "tshark: {} frames on the A-C link, all GENEVE, none malformed",
+        lines.len()
+    );
+    let _ = std::fs::remove_file(&pcap);
+    // Bad input on the WAN: counted drops, and the gateway still works.
+    let drops_before: u64 = ov.gws[0]
+        .1
+        .snapshot()
+        .iter()
+        .map(|w| {
+            w.drops.get("bad_overlay").copied().unwrap_or(0)
+                + w.drops.get("truncated").copied().unwrap_or(0)
+                + w.drops.get("unsupported").copied().unwrap_or(0)
+        })
+        .sum();
+    wan_garbage(&ov);
+    let t0 = Instant::now();
+    loop {
+        let d: u64 = ov.gws[0]
+            .1
+            .snapshot()
+            .iter()
+            .map(|w| {
+                w.drops.get("bad_overlay").copied().unwrap_or(0)
+                    + w.drops.get("truncated").copied().unwrap_or(0)
+                    + w.drops.get("unsupported").copied().unwrap_or(0)
+            })
+            .sum();
+        if d >= drops_before + 600 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "garbage not counted: {} of 600 ({:?})",
+            d - drops_before,
+            ov.gws[0].1.snapshot()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(ov.gws.iter().all(|g| g.1.healthy()));
+    let again = ov
+        .topo
+        .site("A")
+        .unwrap()
+        .lan_ns
+        .exec_unchecked(&["ping", "-c", "2", "-i", "0.2", "-W", "2", &c_ip])
+        .unwrap();
+    assert!(again.status.success(), "overlay dead after garbage");
     // The data went where the plan said: C delivered both flows; B relayed
     // only the waypoint one; A's gateway answered the oversized segments.
     let fa = flows("mgovtcp-A");

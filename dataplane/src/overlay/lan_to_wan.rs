@@ -213,7 +213,7 @@ impl Gateway {
                 };
                 let (seq, evicted) = o.tracker.on_send(now);
                 o.ctl.on_send(now, qlen == 0);
-                if evicted > 0 {
+                if evicted > 0 && !self.settings.open_loop {
                     let r = o.ctl.on_losses(evicted);
                     self.pacing.set_rate(queue_u32(q), r, now);
                 }

@@ -128,6 +128,9 @@ pub struct Settings {
     pub seed: u64,
     /// Interval of the timers (ack deadlines, tail-loss detection), ns.
     pub timer_ns: u64,
+    /// Open loop: flows send at their planned rate and ignore missing acks
+    /// (benchmarks against a sink that is not a gateway). Never in service.
+    pub open_loop: bool,
 }
 
 impl Default for Settings {
@@ -160,6 +163,7 @@ impl Default for Settings {
             reserve_frames: 64,
             seed: 1,
             timer_ns: 1_000_000,
+            open_loop: false,
         }
     }
 }
@@ -720,7 +724,7 @@ impl Gateway {
                 }
             } else if let Some(o) = f.origin.as_mut() {
                 let lost = o.tracker.poll(now);
-                if lost > 0 {
+                if lost > 0 && !self.settings.open_loop {
                     let rate = o.ctl.on_losses(lost);
                     self.pacing.set_rate(queue_u32(fi), rate, now);
                 }
