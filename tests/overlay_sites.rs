@@ -166,7 +166,7 @@ fn wan_garbage(ov: &Overlay) {
             for i in 0..600u32 {
                 x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
                 let len = usize::try_from(x % 200).unwrap_or(0);
-                let mut p: Vec<u8> = (0..len).map(|k| (x >> (k % 24)) as u8).collect();
+                let mut p: Vec<u8> = (0..len).map(|k| (x >> (k % 24)).to_le_bytes()[0]).collect();
                 if i % 3 == 0 && p.len() >= 16 {
                     // GENEVE v0, 8 bytes of options, TEB, our VNI, then an
                     // option with the critical bit of an unknown class.

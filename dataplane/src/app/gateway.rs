@@ -155,6 +155,7 @@ impl GatewayStage {
                 epoch,
                 updated_ns: now,
                 target_pps: r.target_pps.unwrap_or(0.0),
+                last_rx_sent_ns: c.last_rx_sent_ns,
             };
             if let Some(s) = self.flows.slot(self.worker, fi) {
                 s.store(&v);
@@ -241,56 +242,70 @@ impl Stage for GatewayStage {
     }
 }
 
-/// Resolves how to reach every peer (see the module documentation).
+/// Resolves every direct path to every peer (see the module
+/// documentation), in preference order: on-link pairs first, then routed
+/// ones, in file order. A pair whose next hop does not answer ARP is left
+/// out with a warning (its link may be down now; the others still serve).
 fn peer_routes(
     site: &Config,
     uplink_addrs: &[Vec<IfAddr>],
     timeout: Duration,
-) -> anyhow::Result<Vec<Option<PeerRoute>>> {
+) -> anyhow::Result<Vec<Vec<PeerRoute>>> {
     let mut out = Vec::with_capacity(site.peers.len());
     for p in &site.peers {
-        // (uplink, gateway, on-link): on-link first, then routed, file order.
-        let mut best: Option<(usize, IpAddr, bool)> = None;
+        // (uplink, gateway, on-link)
+        let mut cands: Vec<(usize, IpAddr, bool)> = Vec::new();
         for (ui, u) in site.uplinks.iter().enumerate() {
             for g in &p.gateways {
                 if g.is_ipv4() != u.local_address.is_ipv4() {
                     continue;
                 }
                 let on_link = uplink_addrs[ui].iter().any(|a| a.on_link(*g));
+                // Another uplink's subnet holds it: this uplink would reach
+                // it only through the Internet, which an emulated
+                // point-to-point link does not have.
+                let elsewhere = !on_link
+                    && uplink_addrs
+                        .iter()
+                        .enumerate()
+                        .any(|(k, a)| k != ui && a.iter().any(|x| x.on_link(*g)));
                 let routed = u.gateway_mac.is_some() || u.next_hop.is_some();
-                let ok = on_link || routed || u.backend == Backend::IoUring;
-                if ok && best.is_none_or(|b| on_link && !b.2) {
-                    best = Some((ui, *g, on_link));
+                if on_link || (routed && !elsewhere) || u.backend == Backend::IoUring {
+                    cands.push((ui, *g, on_link));
                 }
             }
         }
-        let Some((ui, gw, on_link)) = best else {
+        cands.sort_by_key(|c| !c.2);
+        let mut routes = Vec::new();
+        for (ui, gw, on_link) in cands {
+            let u = &site.uplinks[ui];
+            let mac = if u.backend == Backend::IoUring {
+                Ok(MacAddr::default())
+            } else if on_link && u.gateway_mac.is_none() {
+                resolve(&u.interface, gw, timeout)
+            } else if let Some(m) = u.gateway_mac {
+                Ok(m)
+            } else if let Some(nh) = u.next_hop {
+                resolve(&u.interface, nh, timeout)
+            } else {
+                Err(anyhow::anyhow!("uplink {} has no next hop", u.name))
+            };
+            match mac {
+                Ok(dst_mac) => routes.push(PeerRoute {
+                    uplink: ui,
+                    gateway: gw,
+                    dst_mac,
+                }),
+                Err(e) => eprintln!("gateway: peer {} via uplink {}: {e:#}", p.name, u.name),
+            }
+        }
+        if routes.is_empty() {
             eprintln!(
                 "gateway: peer {}: no uplink reaches any of its gateway addresses (same family, on-link or with next_hop/gateway_mac)",
                 p.name
             );
-            out.push(None);
-            continue;
-        };
-        let u = &site.uplinks[ui];
-        let dst_mac = if u.backend == Backend::IoUring {
-            MacAddr::default()
-        } else if on_link && u.gateway_mac.is_none() {
-            resolve(&u.interface, gw, timeout)
-                .map_err(|e| anyhow::anyhow!("peer {}: {e}", p.name))?
-        } else if let Some(m) = u.gateway_mac {
-            m
-        } else if let Some(nh) = u.next_hop {
-            resolve(&u.interface, nh, timeout)
-                .map_err(|e| anyhow::anyhow!("uplink {}: next hop: {e}", u.name))?
-        } else {
-            anyhow::bail!("peer {}: uplink {} has no next hop", p.name, u.name);
-        };
-        out.push(Some(PeerRoute {
-            uplink: ui,
-            gateway: gw,
-            dst_mac,
-        }));
+        }
+        out.push(routes);
     }
     Ok(out)
 }
@@ -354,6 +369,13 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
     }
     settings.peer_routes = peer_routes(site, &uplink_addrs, c.resolve_timeout)?;
     settings.rate_divisor = 1;
+    settings.detours = true;
+    if settings.probe_interval_ns == 0 {
+        settings.probe_interval_ns = 50_000_000;
+    }
+    if settings.ack_gap_ns == 0 {
+        settings.ack_gap_ns = 60_000_000;
+    }
 
     let xdp_lan = XdpAttachment::attach(lan_if, &XdpFilter::lan(&v4, &v6), 1, c.xdp_mode)?;
     let mut xdp_up = Vec::new();

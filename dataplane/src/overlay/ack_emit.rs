@@ -40,7 +40,11 @@ impl Gateway {
             if self.pending_acks[peer].is_empty() {
                 continue;
             }
-            let Some(path) = self.peers.get(peer).and_then(Option::as_ref) else {
+            let Some(path) = self
+                .peers
+                .get(peer)
+                .and_then(super::paths::PeerPaths::active_path)
+            else {
                 self.pending_acks[peer].clear();
                 continue;
             };

@@ -91,7 +91,11 @@ impl Gateway {
                 (be_queue(nflows, np), np)
             }
         };
-        let Some(path) = self.peers.get(peer).and_then(Option::as_ref) else {
+        let Some(path) = self
+            .peers
+            .get(peer)
+            .and_then(super::paths::PeerPaths::active_path)
+        else {
             self.stats.no_route += 1;
             return Err(drop(DropReason::NoRoute));
         };
@@ -212,6 +216,11 @@ impl Gateway {
                     continue;
                 };
                 let (seq, evicted) = o.tracker.on_send(now);
+                if let Some(pp) = self.peers.get_mut(np)
+                    && pp.unacked_since.is_none()
+                {
+                    pp.unacked_since = Some(now);
+                }
                 o.ctl.on_send(now, qlen == 0);
                 if evicted > 0 && !self.settings.open_loop {
                     let r = o.ctl.on_losses(evicted);
@@ -242,7 +251,11 @@ impl Gateway {
                     np,
                 )
             };
-            pkt.verdict = match self.peers.get(peer).and_then(Option::as_ref) {
+            pkt.verdict = match self
+                .peers
+                .get(peer)
+                .and_then(super::paths::PeerPaths::active_path)
+            {
                 Some(path) => {
                     let base = arena.frame_of(pkt.addr);
                     let params = EncapParams {

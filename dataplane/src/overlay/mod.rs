@@ -27,6 +27,7 @@
 
 mod ack_emit;
 mod lan_to_wan;
+pub mod paths;
 mod wan_to_lan;
 
 #[cfg(test)]
@@ -45,6 +46,7 @@ use crate::pacing::{PacingConfig, PacingError, PacingTable};
 use crate::wire::ethernet::MacAddr;
 use crate::wire::oam::AckEntry;
 use crate::wire::overlay::{OverlayTemplate, TemplateConfig};
+use paths::{PathHealth, PathKind, PeerPath, PeerPaths};
 
 /// Wire flow id carried by best-effort packets (not a planned flow: no acks).
 pub const BEST_EFFORT_FLOW_ID: u32 = u32::MAX;
@@ -88,11 +90,24 @@ pub struct Settings {
     /// LAN hosts with their MACs (static neighbour table; hosts are also
     /// learned from their LAN traffic, see [`Gateway::learned_neighbours`]).
     pub neighbours: Vec<(IpAddr, MacAddr)>,
-    /// How to reach each peer, per `Config::peers` index (resolved by the
-    /// application from the kernel's routes and neighbours). `None` or
-    /// missing: the first (uplink, gateway address) pair of the same
-    /// family in file order, with the uplink's `gateway_mac`.
-    pub peer_routes: Vec<Option<PeerRoute>>,
+    /// How to reach each peer, per `Config::peers` index: its direct
+    /// candidate paths in preference order (resolved by the application
+    /// from the kernel's routes and neighbours). Empty or missing: the first
+    /// (uplink, gateway address) pair of the same family in file order,
+    /// with the uplink's `gateway_mac`.
+    pub peer_routes: Vec<Vec<PeerRoute>>,
+    /// Also keep detour paths through the other peers (waypoints), used
+    /// when every direct path to a peer is down.
+    pub detours: bool,
+    /// Probe every candidate path this often, ns (0: no probes, no failover).
+    pub probe_interval_ns: u64,
+    /// A path without an echo for this long is down, ns.
+    pub path_down_after_ns: u64,
+    /// Data sent on the active path and no ack from the peer for this
+    /// long: the active path is down at once, ns (0: off).
+    pub ack_gap_ns: u64,
+    /// A better path than the active one takes over after being up this long, ns.
+    pub failback_after_ns: u64,
     /// Divide every planned rate by this (a flow's sessions may be spread
     /// over this many workers, each pacing its share). At least 1.
     pub rate_divisor: u32,
@@ -143,6 +158,11 @@ impl Default for Settings {
             lan_next_hop_mac: MacAddr([0x02, 0, 0, 0, 0, 0xFE]),
             neighbours: Vec::new(),
             peer_routes: Vec::new(),
+            detours: false,
+            probe_interval_ns: 0,
+            path_down_after_ns: 150_000_000,
+            ack_gap_ns: 0,
+            failback_after_ns: 1_000_000_000,
             rate_divisor: 1,
             lan_address_v4: None,
             lan_address_v6: None,
@@ -198,6 +218,9 @@ pub struct FlowCounters {
     pub relayed_bytes: u64,
     /// Packets refused by the flow's full pacing queue (origin).
     pub queue_drops: u64,
+    /// Largest sender timestamp (the sender's clock, ns) of the packets
+    /// delivered (destination): when the newest delivered packet left.
+    pub last_rx_sent_ns: u64,
 }
 
 /// What [`Gateway::flow_report`] tells of one flow.
@@ -277,6 +300,16 @@ pub struct Stats {
     pub ack_no_frame: u64,
     /// Encapsulation failures (no headroom; should not happen).
     pub encap_failed: u64,
+    /// Probes sent on candidate paths.
+    pub probes_sent: u64,
+    /// Echoes naming no path of ours (or with absurd timestamps).
+    pub probe_unknown: u64,
+    /// Probes postponed: the frame reserve was empty.
+    pub probe_no_frame: u64,
+    /// Active paths declared down by an ack gap.
+    pub ack_gap_failovers: u64,
+    /// Packets of other sites relayed here as a detour waypoint.
+    pub detoured: u64,
 }
 
 /// Where a flow stands relative to this site.
@@ -322,17 +355,6 @@ pub(crate) struct FlowState {
     pub(crate) counters: FlowCounters,
 }
 
-/// How this site reaches one peer: an uplink and one of the peer's
-/// gateway addresses (the first pair of the same address family, in file
-/// order), with its prebuilt outer headers.
-#[derive(Clone, Debug)]
-pub(crate) struct PeerPath {
-    pub(crate) template: OverlayTemplate,
-    pub(crate) port: u16,
-    /// Largest inner frame the path carries.
-    pub(crate) max_inner: usize,
-}
-
 /// The overlay gateway stage of one worker. See the module documentation.
 pub struct Gateway {
     pub(crate) cfg: Config,
@@ -341,8 +363,8 @@ pub struct Gateway {
     pub(crate) flows: Vec<FlowState>,
     /// `(wire id, flow index)`, sorted by wire id.
     pub(crate) wire_ids: Vec<(u32, u16)>,
-    /// Per `Config::peers` index; `None` when no uplink can reach it.
-    pub(crate) peers: Vec<Option<PeerPath>>,
+    /// Per `Config::peers` index: candidate paths and the active one.
+    pub(crate) peers: Vec<PeerPaths>,
     pub(crate) peer_prefixes: Vec<Vec<Prefix>>,
     pub(crate) uplink_ports: Vec<u16>,
     /// Queues `0..flows` (planned flows) then one best-effort queue per peer.
@@ -394,17 +416,57 @@ impl Gateway {
                     .unwrap_or_else(|| u16::try_from(i + 1).unwrap_or(u16::MAX))
             })
             .collect();
-        let peers: Vec<Option<PeerPath>> = cfg
+        let mut peers: Vec<PeerPaths> = cfg
             .peers
             .iter()
             .enumerate()
-            .map(
-                |(pi, p)| match settings.peer_routes.get(pi).copied().flatten() {
-                    Some(r) => routed_path(cfg, &settings, &uplink_ports, &r),
-                    None => peer_path(cfg, &settings, &uplink_ports, &p.gateways),
-                },
-            )
+            .map(|(pi, p)| {
+                let routes = settings.peer_routes.get(pi).cloned().unwrap_or_default();
+                let direct: Vec<PeerPath> = if routes.is_empty() {
+                    peer_path(cfg, &settings, &uplink_ports, &p.gateways)
+                        .into_iter()
+                        .collect()
+                } else {
+                    routes
+                        .iter()
+                        .filter_map(|r| routed_path(cfg, &settings, &uplink_ports, r))
+                        .collect()
+                };
+                PeerPaths {
+                    active: (!direct.is_empty()).then_some(0),
+                    paths: direct,
+                    ..PeerPaths::default()
+                }
+            })
             .collect();
+        if settings.detours {
+            let directs: Vec<Vec<PeerPath>> = peers.iter().map(|p| p.paths.clone()).collect();
+            for (pi, pp) in peers.iter_mut().enumerate() {
+                for (wi, wpaths) in directs.iter().enumerate() {
+                    if wi == pi {
+                        continue;
+                    }
+                    for wp in wpaths {
+                        let mut d = wp.clone();
+                        d.kind = PathKind::Via(wi);
+                        pp.paths.push(d);
+                    }
+                }
+                if pp.active.is_none() && !pp.paths.is_empty() {
+                    pp.active = Some(0);
+                }
+            }
+        }
+        for pp in &mut peers {
+            for p in &mut pp.paths {
+                p.health = PathHealth {
+                    up: true,
+                    last_echo: now,
+                    up_since: now,
+                    ..PathHealth::default()
+                };
+            }
+        }
         let peer_index = |name: &str| cfg.peers.iter().position(|p| p.name == name);
         let me = cfg.site.name.as_str();
         let mut flows = Vec::with_capacity(nflows);
@@ -487,7 +549,7 @@ impl Gateway {
             settings,
         };
         for p in 0..npeers {
-            if g.peers[p].is_some() {
+            if !g.peers[p].paths.is_empty() {
                 g.pacing
                     .set_rate(be_queue(nflows, p), g.settings.best_effort_pps, now);
             }
@@ -756,6 +818,7 @@ impl Stage for Gateway {
 
     fn poll(&mut self, now: Nanos, arena: &mut Arena, out: &mut Batch) {
         self.timers(now);
+        self.path_timers(now, arena, out);
         self.emit_acks(now, arena, out);
         self.departures(now, arena, out);
     }
@@ -819,6 +882,9 @@ fn routed_path(
         template,
         port: uplink_ports.get(r.uplink).copied()?,
         max_inner,
+        kind: PathKind::Direct,
+        remote: r.gateway,
+        health: PathHealth::default(),
     })
 }
 
@@ -845,6 +911,9 @@ fn peer_path(
                 template,
                 port: uplink_ports.get(ui).copied()?,
                 max_inner,
+                kind: PathKind::Direct,
+                remote: *g,
+                health: PathHealth::default(),
             });
         }
     }

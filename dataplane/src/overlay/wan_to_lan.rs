@@ -76,14 +76,18 @@ impl Gateway {
             Some(fi) => match self.flows[fi].role {
                 Role::Destination => self.deliver(now, arena, p, d.inner, Some((fi, flow))),
                 Role::Waypoint => self.relay(arena, p, d.inner, fi, flow),
-                Role::Origin | Role::Elsewhere => {
+                Role::Elsewhere => self.detour(arena, p, d.inner, flow),
+                Role::Origin => {
                     self.stats.wan_no_route += 1;
                     Verdict::Drop(DropReason::NoRoute)
                 }
             },
             // Best effort, or a flow this site does not know: delivered when
-            // the inner destination is ours, never relayed (no loops).
-            None => self.deliver(now, arena, p, d.inner, None),
+            // the inner destination is ours, else relayed as a detour.
+            None => match self.inner_dst(arena, p, &d.inner) {
+                Some(dst) if !self.is_local(dst) => self.detour(arena, p, d.inner, flow),
+                _ => self.deliver(now, arena, p, d.inner, None),
+            },
         };
     }
 
@@ -125,6 +129,7 @@ impl Gateway {
             r.received += 1;
             f.counters.rx_packets += 1;
             f.counters.rx_bytes += u64::from(inner_len);
+            f.counters.last_rx_sent_ns = f.counters.last_rx_sent_ns.max(opt.timestamp_ns);
             if let Some(info) = r.agg.on_packet(opt.seq - 1, opt.timestamp_ns, now) {
                 let (id, peer, rec, ab) = (f.wire_id, f.src_peer, r.received, r.agg.abandoned());
                 self.queue_ack(peer, id, &info, rec, ab);
@@ -134,6 +139,60 @@ impl Gateway {
         p.len = inner_len;
         self.stats.delivered += 1;
         Verdict::Tx(self.settings.lan_port)
+    }
+
+    /// The inner destination address of a decapsulated packet.
+    fn inner_dst(
+        &self,
+        arena: &Arena,
+        p: &Packet,
+        range: &Range<usize>,
+    ) -> Option<core::net::IpAddr> {
+        let bytes = arena.packet(p)?.get(range.clone())?;
+        inner::parse(bytes).ok().map(|i| dst_addr(&i.tuple))
+    }
+
+    /// A packet of another site's flow that came here as a detour: relayed
+    /// to the site owning its inner destination over a direct path only
+    /// (a packet makes at most one detour).
+    fn detour(
+        &mut self,
+        arena: &mut Arena,
+        p: &mut Packet,
+        range: Range<usize>,
+        flow: FlowOption,
+    ) -> Verdict {
+        let target = self
+            .inner_dst(arena, p, &range)
+            .filter(|d| !self.is_local(*d))
+            .and_then(|d| self.peer_of(d));
+        let Some(path) = target
+            .filter(|_| self.settings.detours)
+            .and_then(|np| self.peers.get(np))
+            .and_then(|pp| pp.direct_up())
+        else {
+            self.stats.wan_no_route += 1;
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        if range.len() > path.max_inner {
+            return Verdict::Drop(DropReason::Oversized);
+        }
+        let params = EncapParams {
+            flow,
+            entropy: entropy(flow.flow_id),
+            ..EncapParams::default()
+        };
+        let (template, port) = (path.template.clone(), path.port);
+        match encap_in_frame(arena, p, range, &template, &params) {
+            Some(()) => {
+                self.stats.detoured += 1;
+                Verdict::Tx(port)
+            }
+            None => {
+                self.stats.encap_failed += 1;
+                Verdict::Drop(DropReason::Oversized)
+            }
+        }
     }
 
     /// Re-encapsulates toward the flow's next site (same flow option).
@@ -148,7 +207,7 @@ impl Gateway {
         let Some(path) = self.flows[fi]
             .next_peer
             .and_then(|np| self.peers.get(np))
-            .and_then(Option::as_ref)
+            .and_then(super::paths::PeerPaths::active_path)
         else {
             self.stats.wan_no_route += 1;
             return Verdict::Drop(DropReason::NoRoute);
@@ -196,6 +255,7 @@ impl Gateway {
         };
         match msg.msg_type() {
             MessageType::Ack => {
+                self.note_ack_from(m.outer_src, now);
                 for e in msg.acks() {
                     let Some(fi) = self.flow_of_wire(e.flow_id) else {
                         self.stats.ack_entries_unknown += 1;
@@ -219,22 +279,29 @@ impl Gateway {
                 self.consume(arena, p)
             }
             MessageType::ProbeEcho => {
-                // TODO(next): report probe results to the control process.
                 self.stats.probe_echoes += 1;
+                if let Some(probe) = msg.probe() {
+                    self.on_echo(&probe, now);
+                }
                 self.consume(arena, p)
             }
             MessageType::Probe => {
                 let Some(probe) = msg.probe() else {
                     return Verdict::Drop(DropReason::BadOverlay);
                 };
-                let Some(path) = self
-                    .cfg
-                    .peers
-                    .iter()
-                    .position(|peer| peer.gateways.contains(&m.outer_src))
-                    .and_then(|i| self.peers.get(i))
-                    .and_then(Option::as_ref)
-                else {
+                // Answer on the path the probe came by (same uplink, back
+                // to its source address), else on the active path.
+                let Some(pi) = self.peer_index_of_gateway(m.outer_src) else {
+                    self.stats.wan_no_route += 1;
+                    return Verdict::Drop(DropReason::NoRoute);
+                };
+                let arrival = p.port;
+                let Some(path) = self.peers.get(pi).and_then(|pp| {
+                    pp.paths
+                        .iter()
+                        .find(|c| c.remote == m.outer_src && c.port == arrival)
+                        .or_else(|| pp.active_path())
+                }) else {
                     self.stats.wan_no_route += 1;
                     return Verdict::Drop(DropReason::NoRoute);
                 };

@@ -58,7 +58,9 @@ pub struct FlowSlot {
     pub updated_ns: AtomicU64,
     /// The plan's aggregate rate, packets/s, as f64 bits (origin).
     pub target_pps: AtomicU64,
-    _pad: [AtomicU64; 3],
+    /// Sender timestamp of the newest delivered packet (destination).
+    pub last_rx_sent_ns: AtomicU64,
+    _pad: [AtomicU64; 2],
 }
 
 /// Values written into a [`FlowSlot`].
@@ -90,6 +92,8 @@ pub struct FlowValues {
     pub updated_ns: u64,
     /// The plan's aggregate rate, packets/s.
     pub target_pps: f64,
+    /// See [`FlowSlot::last_rx_sent_ns`].
+    pub last_rx_sent_ns: u64,
 }
 
 impl FlowValues {
@@ -103,6 +107,7 @@ impl FlowValues {
         self.relayed_bytes += o.relayed_bytes;
         self.rate_pps += o.rate_pps;
         self.target_pps += o.target_pps;
+        self.last_rx_sent_ns = self.last_rx_sent_ns.max(o.last_rx_sent_ns);
         self.acked += o.acked;
         self.lost += o.lost;
         self.queue_drops += o.queue_drops;
@@ -128,6 +133,7 @@ impl FlowSlot {
         s(&self.epoch, v.epoch);
         s(&self.updated_ns, v.updated_ns);
         s(&self.target_pps, v.target_pps.to_bits());
+        s(&self.last_rx_sent_ns, v.last_rx_sent_ns);
     }
 
     /// Reads every value (Relaxed).
@@ -147,6 +153,7 @@ impl FlowSlot {
             epoch: l(&self.epoch),
             updated_ns: l(&self.updated_ns),
             target_pps: f64::from_bits(l(&self.target_pps)),
+            last_rx_sent_ns: l(&self.last_rx_sent_ns),
         }
     }
 }

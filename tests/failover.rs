@@ -1,0 +1,296 @@
+//! Failover on real packets: site A has two uplinks to C (links `ac1`,
+//! `ac2`) and one to B; B reaches C. A TCP upload runs from A's host to
+//! C's host through the gateways while links are cut:
+//! - with a 10 ms RTT between sites (mongate's link emulator on every
+//!   link), blackholing A's active uplink moves the traffic to the other
+//!   one; the time from the cut to the first data packet delivered at C
+//!   that left A after the cut (so it took the new path) must be under
+//!   300 ms; the transfer completes intact;
+//! - cutting every direct A-C link moves the traffic through the waypoint B;
+//!   repairing them brings it back after the hold-down, and it stays there.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mongate_bench::linkem::{BridgeConfig, DirectionConfig, LinkemHandle, spawn_in_netns};
+use mongate_dataplane::app::{GatewayConfig, RunningDataplane, start_gateway};
+use mongate_dataplane::bpf::XdpMode;
+use mongate_dataplane::config::Config;
+use mongate_dataplane::engine::now_ns;
+use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
+use mongate_testbed::topology::triangle::{PORT_TCP_DIRECT, tcp_plan, triangle_overlay};
+use mongate_testbed::{Sites, SitesTopology};
+
+struct Net {
+    topo: SitesTopology,
+    gws: Vec<RunningDataplane>,
+    /// Link emulators (delay and rate) by link name, when asked for.
+    linkem: Vec<(String, LinkemHandle)>,
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.linkem.clear();
+        self.gws.clear();
+    }
+}
+
+/// `one_way_ms`: put mongate's link emulator on every WAN link (rate 10
+/// Mbit/s, this one-way delay each way) instead of the wire's bridge.
+fn start(prefix: &str, one_way_ms: Option<u64>) -> Net {
+    let mut s = Sites::new()
+        .prefix(prefix)
+        .site("A")
+        .site("B")
+        .site("C")
+        .wan("A", "C", 10.0, "ac1")
+        .wan("A", "C", 10.0, "ac2")
+        .wan("A", "B", 10.0, "ab")
+        .wan("B", "C", 10.0, "bc");
+    s.disable_offloads = true;
+    let topo = s.build().expect("build");
+    let mut linkem = Vec::new();
+    if let Some(ms) = one_way_ms {
+        for l in ["ac1", "ac2", "ab", "bc"] {
+            let dir = DirectionConfig {
+                rate_bps: 10_000_000,
+                delay_ns: ms * 1_000_000,
+                queue_pkts: 128,
+                ..DirectionConfig::default()
+            };
+            let mut bc = BridgeConfig::new("xa", "xb", dir);
+            // Normal priority: SCHED_FIFO emulators would starve the
+            // gateways on this 2-core machine.
+            bc.realtime = false;
+            let h = spawn_in_netns(&topo.link(l).unwrap().wire_ns, bc)
+                .unwrap_or_else(|e| panic!("link emulator on {l}: {e:#}"));
+            linkem.push((l.to_string(), h));
+        }
+    }
+    let spec = triangle_overlay(Some(tcp_plan(1, 8.0)));
+    let mut gws = Vec::new();
+    for site in ["A", "B", "C"] {
+        let text = topo.site_config(site, &spec).unwrap();
+        let cfg = Config::from_toml_str(&text, &format!("{site}.toml")).unwrap();
+        let mut gc = GatewayConfig::new(cfg);
+        gc.name = format!("{prefix}-{site}");
+        gc.xdp_mode = XdpMode::Native;
+        gc.control = false;
+        // Flow counters every millisecond: the failover time is read from them.
+        gc.report_every = Duration::from_millis(1);
+        let dp = topo
+            .site(site)
+            .unwrap()
+            .gw_ns
+            .run_in(move || start_gateway(&gc))
+            .unwrap()
+            .unwrap_or_else(|e| panic!("gateway {site}: {e:#}"));
+        gws.push(dp);
+    }
+    Net { topo, gws, linkem }
+}
+
+fn payload(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// An upload from A's host to C's host, in the background; `progress`
+/// counts bytes received at C.
+struct Upload {
+    server: std::thread::JoinHandle<Vec<u8>>,
+    client: std::thread::JoinHandle<mongate_testbed::Result<std::io::Result<()>>>,
+    progress: Arc<AtomicU64>,
+}
+
+fn upload(net: &Net, data: &[u8]) -> Upload {
+    let c_ip = net.topo.site("C").unwrap().host_if().v4.unwrap().addr;
+    let listener = net
+        .topo
+        .site("C")
+        .unwrap()
+        .lan_ns
+        .run_in(move || TcpListener::bind((c_ip, PORT_TCP_DIRECT)))
+        .unwrap()
+        .unwrap();
+    let progress = Arc::new(AtomicU64::new(0));
+    let p = progress.clone();
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut v = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    v.extend_from_slice(&buf[..n]);
+                    p.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                Err(e) => panic!("receive: {e}"),
+            }
+        }
+        v
+    });
+    let to_send = data.to_vec();
+    let client = net
+        .topo
+        .site("A")
+        .unwrap()
+        .lan_ns
+        .enter_thread(move || {
+            let mut s = TcpStream::connect_timeout(
+                &SocketAddr::from((c_ip, PORT_TCP_DIRECT)),
+                Duration::from_secs(5),
+            )?;
+            s.set_write_timeout(Some(Duration::from_secs(30)))?;
+            s.write_all(&to_send)?;
+            s.shutdown(std::net::Shutdown::Write)?;
+            let mut rest = Vec::new();
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            s.read_to_end(&mut rest)?;
+            Ok(())
+        })
+        .unwrap();
+    Upload {
+        server,
+        client,
+        progress,
+    }
+}
+
+fn wait_bytes(u: &Upload, n: u64) {
+    let t0 = Instant::now();
+    while u.progress.load(Ordering::Relaxed) < n {
+        assert!(t0.elapsed() < Duration::from_secs(20), "transfer stalled");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn cutting_the_active_uplink_fails_over_within_300_ms() {
+    if common::skip("cutting_the_active_uplink_fails_over_within_300_ms") {
+        return;
+    }
+    let _g = common::net_lock();
+    // 10 ms RTT between sites (5 ms each way on every link, emulated).
+    let net = start("mgfo1", Some(5));
+    let flows = FlowStatsRegion::open(&flows_path("mgfo1-C")).unwrap();
+    let fi = flows.ids().iter().position(|i| i == "tcp-A->C").unwrap();
+    let data = payload(3 << 20);
+    let up = upload(&net, &data);
+    wait_bytes(&up, 400_000);
+    // The cut: ac1 silently drops everything (a blackhole: the carrier
+    // stays up, so only probes and the missing acks can tell).
+    let cut = now_ns();
+    net.linkem[0].1.set_blocked(true);
+    // A packet A sent after the cut cannot have taken ac1: the first one C
+    // delivers came by the new path. Both gateways use CLOCK_MONOTONIC.
+    let t0 = Instant::now();
+    let delivered_at = loop {
+        let v = flows.slot(0, fi).unwrap().load();
+        if v.last_rx_sent_ns > cut {
+            break v.updated_ns;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no packet sent after the cut arrived"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    let failover_ms = delivered_at.saturating_sub(cut) as f64 / 1e6;
+    up.client.join().unwrap().unwrap().expect("upload");
+    let got = up.server.join().unwrap();
+    assert!(
+        got == data,
+        "transfer corrupted or short: {} of {} bytes",
+        got.len(),
+        data.len()
+    );
+    // The traffic is on ac2 now (A's port 2), and ac1 got nothing more.
+    let a = net.gws[0].snapshot();
+    println!(
+        "failover_ms = {failover_ms:.1}; A tx per port {:?}",
+        a[0].tx_packets
+    );
+    assert!(
+        a[0].tx_packets[2] > 1000,
+        "ac2 did not carry the rest: {:?}",
+        a[0].tx_packets
+    );
+    assert!(failover_ms < 300.0, "failover took {failover_ms:.1} ms");
+    assert!(net.gws.iter().all(RunningDataplane::healthy));
+}
+
+#[test]
+fn cutting_all_direct_links_uses_the_waypoint_and_repair_brings_traffic_back() {
+    if common::skip("cutting_all_direct_links_uses_the_waypoint_and_repair_brings_traffic_back") {
+        return;
+    }
+    let _g = common::net_lock();
+    let net = start("mgfo2", None);
+    // A's ports: 0 LAN, 1 ac1, 2 ac2, 3 ab.
+    let tx = |port: usize| -> u64 {
+        net.gws[0]
+            .snapshot()
+            .iter()
+            .map(|w| w.tx_packets[port])
+            .sum()
+    };
+    let data = payload(6 << 20);
+    let up = upload(&net, &data);
+    wait_bytes(&up, 300_000);
+    let ab0 = tx(3);
+    net.topo.set_link("ac1", false).unwrap();
+    net.topo.set_link("ac2", false).unwrap();
+    let got_before = up.progress.load(Ordering::Relaxed);
+    wait_bytes(&up, got_before + 500_000);
+    let via_b = tx(3) - ab0;
+    assert!(
+        via_b > 300,
+        "data did not go through B: {via_b} packets on A-B"
+    );
+    // Repair: traffic returns to the preferred direct link after the hold-down.
+    net.topo.set_link("ac1", true).unwrap();
+    net.topo.set_link("ac2", true).unwrap();
+    let t0 = Instant::now();
+    let ac1_0 = tx(1);
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if tx(1) - ac1_0 > 300 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "traffic did not come back to ac1"
+        );
+    }
+    println!(
+        "back on ac1 {:.2} s after the repair",
+        t0.elapsed().as_secs_f64()
+    );
+    // No flapping: over the next second A-B carries only probes and echoes.
+    let ab1 = tx(3);
+    let ac1_1 = tx(1);
+    let p0 = up.progress.load(Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(1));
+    if up.progress.load(Ordering::Relaxed) > p0 + 100_000 {
+        assert!(tx(3) - ab1 < 100, "A-B still carries data: {}", tx(3) - ab1);
+        assert!(tx(1) - ac1_1 > 100);
+    }
+    up.client.join().unwrap().unwrap().expect("upload");
+    let got = up.server.join().unwrap();
+    assert!(got == data, "transfer corrupted or short");
+}
