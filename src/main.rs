@@ -44,6 +44,10 @@ enum Cmd {
         /// Restart them this many seconds later.
         #[arg(long, default_value_t = 4)]
         restart_after: u32,
+        /// Cut a link at a second of traffic: `A-C@10` (the link between
+        /// two sites) or `ac@10` (a link by name); reports `failover_ms`.
+        #[arg(long, value_parser = demo::parse_fail_link)]
+        fail_link: Option<(String, u32)>,
     },
     /// Show the counters of a running dataplane.
     Status {
@@ -119,11 +123,13 @@ fn main() -> ExitCode {
             plan,
             kill_control_at,
             restart_after,
+            fail_link,
         } => demo::run(&demo::Options {
             seconds,
             plan,
             kill_control_at,
             restart_after,
+            fail_link,
         })
         .and_then(|s| {
             if json {

@@ -189,6 +189,19 @@ fn cutting_the_active_uplink_fails_over_within_300_ms() {
     let net = start("mgfo1", Some(5));
     let flows = FlowStatsRegion::open(&flows_path("mgfo1-C")).unwrap();
     let fi = flows.ids().iter().position(|i| i == "tcp-A->C").unwrap();
+    // Probe overhead: in steady state ac2 carries only probes and echoes
+    // (A's port 2); measured over a second against the link's 10 Mbit/s.
+    let a_tx2 = || -> u64 { net.gws[0].snapshot().iter().map(|w| w.tx_bytes[2]).sum() };
+    let (b0, i0) = (a_tx2(), Instant::now());
+    std::thread::sleep(Duration::from_secs(1));
+    let probe_bps = (a_tx2() - b0) as f64 * 8.0 / i0.elapsed().as_secs_f64();
+    println!(
+        "probe overhead on an idle uplink: {:.1} kbit/s = {:.3} % of 10 Mbit/s",
+        probe_bps / 1e3,
+        probe_bps / 1e5
+    );
+    assert!(probe_bps > 0.0, "no probes on the idle uplink");
+    assert!(probe_bps < 0.01 * 10e6, "probes take {probe_bps} bit/s");
     let data = payload(3 << 20);
     let up = upload(&net, &data);
     wait_bytes(&up, 400_000);

@@ -127,6 +127,9 @@ struct RunArgs {
     /// Do not create the control channel: run the configuration's plan only.
     #[arg(long)]
     no_control: bool,
+    /// Publish per-flow counters (and telemetry) this often, ms.
+    #[arg(long, default_value_t = 100)]
+    report_every_ms: u64,
     /// Busy-poll iterations before backing off when idle.
     #[arg(long, default_value_t = 2000)]
     spin: u32,
@@ -295,6 +298,7 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     c.bind = a.bind;
     c.frames = a.frames;
     c.control = !a.no_control;
+    c.report_every = std::time::Duration::from_millis(a.report_every_ms.clamp(1, 10_000));
     c.idle = IdlePolicy {
         spin: a.spin,
         sleep_us: a.idle_sleep_us,

@@ -50,6 +50,23 @@ pub struct Options {
     pub kill_control_at: Option<u32>,
     /// Seconds the control stays dead.
     pub restart_after: u32,
+    /// Cut this link (`A-C`: the link between two sites, or a link name)
+    /// at this second of traffic.
+    pub fail_link: Option<(String, u32)>,
+}
+
+/// Parses `LINK@SECONDS` (`A-C@10`, `ac@10`).
+pub fn parse_fail_link(s: &str) -> Result<(String, u32), String> {
+    let (l, t) = s
+        .split_once('@')
+        .ok_or_else(|| format!("`{s}`: want LINK@SECONDS, e.g. A-C@10"))?;
+    let t: u32 = t
+        .parse()
+        .map_err(|_| format!("`{s}`: `{t}` is not a whole number of seconds"))?;
+    if l.is_empty() {
+        return Err(format!("`{s}`: no link"));
+    }
+    Ok((l.to_string(), t))
 }
 
 /// Per-flow line of the summary.
@@ -100,6 +117,12 @@ pub struct Summary {
     pub control_outage: Option<(u32, u32, f64)>,
     /// Per flow.
     pub flows: Vec<FlowSummary>,
+    /// The link cut (`--fail-link`) and when (s).
+    pub failed_link: Option<(String, u32)>,
+    /// From the cut to the first packet delivered at its destination that
+    /// left its source after the cut, over the flows that crossed the link
+    /// (so it took another path), ms.
+    pub failover_ms: Option<f64>,
     /// Datagrams the hosts sent / C's host received.
     pub udp_sent: u64,
     /// Datagrams received by C's host.
@@ -225,6 +248,14 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
     if o.seconds < 5 || o.seconds > 3600 {
         anyhow::bail!("--seconds must be in 5..=3600");
     }
+    if let Some((_, t)) = &o.fail_link
+        && *t >= o.seconds
+    {
+        anyhow::bail!(
+            "--fail-link: the cut at {t} s is after the end ({} s)",
+            o.seconds
+        );
+    }
     let dp_bin = bin("mongate-dataplane")?;
     let ctl_bin = bin("mongate-control")?;
     let dir = std::env::temp_dir().join(format!("mongate-demo-{}", std::process::id()));
@@ -236,6 +267,22 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
     let mut sites_b = Sites::triangle().prefix("mgdemo");
     sites_b.disable_offloads = true;
     let topo = sites_b.build()?;
+    let fail = match &o.fail_link {
+        Some((l, t)) => {
+            let name = match l.split_once('-') {
+                Some((a, b)) => topo
+                    .links_between(a, b)
+                    .first()
+                    .map(|h| h.spec.name.clone())
+                    .ok_or_else(|| anyhow::anyhow!("--fail-link: no link between {a} and {b}"))?,
+                None => topo.link(l).map(|h| h.spec.name.clone())?,
+            };
+            let h = topo.link(&name)?;
+            let (a, b) = (h.spec.a.clone(), h.spec.b.clone());
+            Some((l.clone(), name, a, b, *t))
+        }
+        None => None,
+    };
     let hl = overhead()?;
     let eff = FRAME as f64 / (FRAME + hl) as f64;
     let inst = instance(&topo, eff)?;
@@ -315,6 +362,8 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
             "50".into(),
             "--spin".into(),
             "200".into(),
+            "--report-every-ms".into(),
+            "5".into(),
         ];
         if ncpu > 1 {
             argv.extend(["--core".into(), (ncpu - 1).to_string()]);
@@ -424,6 +473,7 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
     // Per second: (t, per flow (target, achieved Mbps)).
     let mut series: Vec<(f64, Vec<(f64, f64)>)> = Vec::new();
     let mut outage: Option<(u32, u32)> = None;
+    let mut failover_ms: Option<f64> = None;
     let mut killed = false;
     for sec in 1..=o.seconds {
         let deadline = t0 + Duration::from_secs(u64::from(sec));
@@ -456,6 +506,44 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
                 eprintln!(
                     "---- control processes restarted at t={sec}s: they re-attach and resynchronise ----"
                 );
+            }
+        }
+        if let Some((label, name, la, lb, at)) = &fail
+            && sec == *at
+        {
+            let cut = mongate_dataplane::engine::now_ns();
+            topo.set_link(name, false)?;
+            eprintln!("---- link {label} ({name}) cut at t={sec}s ----");
+            // Flows whose route crosses the link, by destination gateway.
+            let crossing: Vec<(String, String)> = spec
+                .flows
+                .iter()
+                .filter(|f| {
+                    f.route
+                        .windows(2)
+                        .any(|w| (w[0] == *la && w[1] == *lb) || (w[0] == *lb && w[1] == *la))
+                })
+                .map(|f| (f.id.clone(), inst_of(&dest(f))))
+                .collect();
+            let w0 = Instant::now();
+            while failover_ms.is_none() && w0.elapsed() < Duration::from_secs(3) {
+                for (id, inst) in &crossing {
+                    if let Some(v) = totals(inst).and_then(|t| t.get(id).copied())
+                        && v.last_rx_sent_ns > cut
+                    {
+                        // Nanoseconds to milliseconds for display.
+                        failover_ms = Some(v.updated_ns.saturating_sub(cut) as f64 / 1e6);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            match failover_ms {
+                Some(ms) => eprintln!(
+                    "---- traffic of the cut link delivered by another path after {ms:.1} ms ----"
+                ),
+                None => eprintln!(
+                    "---- no traffic of the cut link delivered by another path within 3 s ----"
+                ),
             }
         }
         let now = t0.elapsed().as_secs_f64();
@@ -612,6 +700,8 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
             window.last().map_or(0.0, |w| w.0),
         ),
         control_outage,
+        failed_link: fail.as_ref().map(|f| (f.0.clone(), f.4)),
+        failover_ms,
         flows,
         udp_sent: sent,
         udp_received: received,
@@ -652,6 +742,12 @@ pub fn print_summary(s: &Summary) {
             s.window_s.1,
             s.worst_error * 100.0
         ),
+    }
+    if let Some((l, t)) = &s.failed_link {
+        match s.failover_ms {
+            Some(ms) => println!("  link {l} cut at {t} s: failover in {ms:.1} ms"),
+            None => println!("  link {l} cut at {t} s: no failover observed"),
+        }
     }
     if let Some((k, r, w)) = s.control_outage {
         println!(

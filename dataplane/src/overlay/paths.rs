@@ -187,6 +187,14 @@ impl Gateway {
         }
     }
 
+    /// Notes an ack message from peer `pi`.
+    pub(crate) fn note_ack_from_peer(&mut self, pi: usize, now: Nanos) {
+        if let Some(pp) = self.peers.get_mut(pi) {
+            pp.last_ack = now;
+            pp.unacked_since = None;
+        }
+    }
+
     /// The peer one of whose gateway addresses is `addr`.
     pub(crate) fn peer_index_of_gateway(&self, addr: IpAddr) -> Option<usize> {
         self.cfg

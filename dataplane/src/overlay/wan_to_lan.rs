@@ -195,6 +195,46 @@ impl Gateway {
         }
     }
 
+    /// Relays an OAM message toward `peer` over a direct path (detours).
+    fn relay_oam(
+        &mut self,
+        arena: &mut Arena,
+        p: &mut Packet,
+        range: Range<usize>,
+        peer: Option<usize>,
+    ) -> Verdict {
+        let Some(path) = peer
+            .filter(|_| self.settings.detours)
+            .and_then(|np| self.peers.get(np))
+            .and_then(|pp| pp.direct_up())
+        else {
+            self.stats.wan_no_route += 1;
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        self.oam_seq += 1;
+        let params = EncapParams {
+            flow: FlowOption {
+                flow_id: OAM_FLOW_ID,
+                seq: self.oam_seq,
+                timestamp_ns: 0,
+            },
+            entropy: entropy(OAM_FLOW_ID),
+            oam: true,
+            ..EncapParams::default()
+        };
+        let (template, port) = (path.template.clone(), path.port);
+        match encap_in_frame(arena, p, range, &template, &params) {
+            Some(()) => {
+                self.stats.detoured += 1;
+                Verdict::Tx(port)
+            }
+            None => {
+                self.stats.encap_failed += 1;
+                Verdict::Drop(DropReason::Oversized)
+            }
+        }
+    }
+
     /// Re-encapsulates toward the flow's next site (same flow option).
     fn relay(
         &mut self,
@@ -255,7 +295,31 @@ impl Gateway {
         };
         match msg.msg_type() {
             MessageType::Ack => {
-                self.note_ack_from(m.outer_src, now);
+                // Acks for flows that do not start here came by a detour
+                // (their sender's direct paths are down): relay them to the
+                // flows' origin (one message carries one origin's flows).
+                if let Some(first) = msg.acks().next()
+                    && let Some(fi) = self.flow_of_wire(first.flow_id)
+                    && self.flows[fi].role != Role::Origin
+                {
+                    let origin = self.cfg.flows[fi]
+                        .route
+                        .first()
+                        .and_then(|s| self.cfg.peers.iter().position(|p| p.name == *s));
+                    return self.relay_oam(arena, p, range, origin);
+                }
+                // Whose acks: the destination of the flows (the outer source
+                // is a waypoint's when the acks took a detour).
+                let from = msg
+                    .acks()
+                    .next()
+                    .and_then(|e| self.flow_of_wire(e.flow_id))
+                    .and_then(|fi| self.cfg.flows[fi].route.last())
+                    .and_then(|s| self.cfg.peers.iter().position(|p| p.name == *s));
+                match from {
+                    Some(pi) => self.note_ack_from_peer(pi, now),
+                    None => self.note_ack_from(m.outer_src, now),
+                }
                 for e in msg.acks() {
                     let Some(fi) = self.flow_of_wire(e.flow_id) else {
                         self.stats.ack_entries_unknown += 1;
