@@ -218,7 +218,14 @@ fn tcp_direct_and_via_waypoint_with_path_mtu() {
     let wire = &ov.topo.link("ac").unwrap().wire_ns;
     let mut cap_cmd = std::process::Command::new("dumpcap");
     cap_cmd
-        .args(["-q", "-i", "xa", "-f", "not arp and not ip6 and not igmp", "-w"])
+        .args([
+            "-q",
+            "-i",
+            "xa",
+            "-f",
+            "not arp and not ip6 and not igmp",
+            "-w",
+        ])
         .arg(&pcap)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());

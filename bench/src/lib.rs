@@ -1,8 +1,12 @@
 //! mongate-bench: a line-rate traffic generator and sink on the mongate
 //! engine, and the forwarding benchmark that compares our AF_XDP and
-//! io_uring forwarders with the Linux kernel on the same topology.
+//! io_uring forwarders with the Linux kernel on the same topology; and
+//! `linkem`, a WAN link emulator (rate, delay, jitter, loss) on AF_XDP.
 
 pub mod forward;
+pub mod gateway;
+pub mod linkem;
 pub mod loadgen;
+pub mod pacing;
 pub mod payload;
 pub mod sink;

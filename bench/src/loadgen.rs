@@ -76,7 +76,18 @@ impl SinkSide {
     /// Attaches the steering program (`mode`) and opens receive sockets on
     /// `ifname` queues `0..queues` (from a thread inside its namespace).
     pub fn open(ifname: &str, queues: u32, mode: XdpMode) -> anyhow::Result<Self> {
-        let xdp = XdpAttachment::attach(ifname, &XdpFilter::wan(&[BENCH_PORT]), queues, mode)?;
+        Self::open_ports(ifname, queues, mode, &[BENCH_PORT])
+    }
+
+    /// Like [`SinkSide::open`], steering UDP to `udp_ports` (e.g. GENEVE
+    /// 6081 or VXLAN 4789 behind a gateway; see [`crate::payload::read_stamp`]).
+    pub fn open_ports(
+        ifname: &str,
+        queues: u32,
+        mode: XdpMode,
+        udp_ports: &[u16],
+    ) -> anyhow::Result<Self> {
+        let xdp = XdpAttachment::attach(ifname, &XdpFilter::wan(udp_ports), queues, mode)?;
         let ports = (0..queues)
             .map(|q| OwnedPort::open(ifname, q, Some(&xdp), 16384))
             .collect::<anyhow::Result<_>>()?;

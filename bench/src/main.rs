@@ -58,6 +58,126 @@ enum Cmd {
         #[arg(long)]
         quiet: bool,
     },
+    /// Overlay gateway pipeline (classify, pace, GENEVE) vs bare AF_XDP
+    /// forwarding vs a kernel gateway (VXLAN + htb), as ratios.
+    Gateway(Box<GatewayArgs>),
+    /// Pacing quality under the real clock: achieved rate, KS test of the gaps, lateness.
+    Pacing {
+        /// Aggregate set rates in packets/s (comma-separated).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "1000,10000,100000,1000000"
+        )]
+        rates: Vec<f64>,
+        /// Seconds per (rate, flows) cell.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Flow counts; the rate is split evenly among the flows (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        flows: Vec<u32>,
+        /// Timer-wheel tick = 2^shift ns (the worker uses 10 = 1.024 us).
+        #[arg(long, default_value_t = 10)]
+        tick_shift: u32,
+        /// Gaps in the headline KS test (the first ones of each run).
+        #[arg(long, default_value_t = 100_000)]
+        ks_samples: usize,
+        /// Seed of the gap generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Core to pin the loop to (none: not pinned).
+        #[arg(long)]
+        core: Option<usize>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Also send over loopback UDP and timestamp at a receiver (not implemented yet).
+        #[arg(long)]
+        wire: bool,
+    },
+    /// WAN link emulator: bridge two interfaces through AF_XDP with rate,
+    /// delay, jitter, loss and a bounded queue per direction (docs/linkem.md).
+    Linkem(Box<mongate_bench::linkem::cli::LinkemArgs>),
+}
+
+#[derive(clap::Args)]
+struct GatewayArgs {
+    /// Modes to measure (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "forward,gateway,kernel")]
+    modes: Vec<mongate_bench::gateway::GwMode>,
+    /// Inner frame sizes in bytes incl. FCS (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "64,512")]
+    sizes: Vec<u32>,
+    /// Short run: 64-byte frames only, 1 s + 5 x 0.5 s trials per mode.
+    #[arg(long)]
+    quick: bool,
+    /// Generated flows (= gateway sessions).
+    #[arg(long, default_value_t = 64)]
+    flows: u16,
+    /// Overlay flows of the gateway's class.
+    #[arg(long, default_value_t = 64)]
+    overlay_flows: u16,
+    /// Loss ratio accepted by the throughput search.
+    #[arg(long, default_value_t = 0.001)]
+    loss_tolerance: f64,
+    /// Core for the device under test.
+    #[arg(long, default_value_t = 1)]
+    dut_core: usize,
+    /// Core for the generator and the sink.
+    #[arg(long, default_value_t = 0)]
+    gen_core: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// No progress on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn run_gateway(a: &GatewayArgs) -> anyhow::Result<()> {
+    use mongate_bench::gateway::{GatewayBench, run_gateway_bench, table};
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        anyhow::bail!("gateway builds network namespaces and attaches XDP programs: run as root");
+    }
+    if let Some(s) = a.sizes.iter().find(|s| !(64..=1400).contains(*s)) {
+        anyhow::bail!("--sizes: {s} is outside 64..=1400 (room for the tunnel headers)");
+    }
+    if !(0.0..1.0).contains(&a.loss_tolerance) {
+        anyhow::bail!("--loss-tolerance must be in [0, 1)");
+    }
+    if a.flows == 0 || a.overlay_flows == 0 || a.overlay_flows > 4096 {
+        anyhow::bail!("--flows must be >= 1 and --overlay-flows in 1..=4096");
+    }
+    let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if a.dut_core >= ncpu || a.gen_core >= ncpu {
+        anyhow::bail!("--dut-core/--gen-core must be below {ncpu} (cores on this machine)");
+    }
+    let base = if a.quick {
+        GatewayBench::quick()
+    } else {
+        GatewayBench {
+            sizes: a.sizes.clone(),
+            ..GatewayBench::default()
+        }
+    };
+    let b = GatewayBench {
+        modes: a.modes.clone(),
+        flows: a.flows,
+        overlay_flows: a.overlay_flows,
+        loss_tolerance: a.loss_tolerance,
+        dut_core: a.dut_core,
+        gen_core: a.gen_core,
+        progress: !a.quiet,
+        ..base
+    };
+    let report = run_gateway_bench(&b)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -120,6 +240,54 @@ fn main() -> ExitCode {
             }
             Ok(())
         })(),
+        Cmd::Pacing {
+            rates,
+            seconds,
+            flows,
+            tick_shift,
+            ks_samples,
+            seed,
+            core,
+            json,
+            wire,
+        } => (|| {
+            if wire {
+                // TODO(next): loopback UDP (sendmmsg) + SO_TIMESTAMPNS receiver.
+                anyhow::bail!("--wire is not implemented yet");
+            }
+            if tick_shift > 40 {
+                anyhow::bail!("--tick-shift must be <= 40");
+            }
+            let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if core.is_some_and(|c| c >= ncpu) {
+                anyhow::bail!("--core must be below {ncpu} (cores on this machine)");
+            }
+            let b = mongate_bench::pacing::PacingBench {
+                rates,
+                flows,
+                seconds,
+                tick_shift,
+                ks_samples,
+                seed,
+                ..mongate_bench::pacing::PacingBench::default()
+            };
+            let report = mongate_bench::pacing::run_pacing(&b, core, |c| {
+                if !json {
+                    eprintln!(
+                        "rate {:.0} pps, {} flows: ratio {:.4}, KS D {:.5} (crit {:.5})",
+                        c.rate_pps, c.flows, c.ratio, c.ks_d, c.ks_crit
+                    );
+                }
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", mongate_bench::pacing::table(&report));
+            }
+            Ok(())
+        })(),
+        Cmd::Gateway(a) => run_gateway(&a),
+        Cmd::Linkem(a) => mongate_bench::linkem::cli::run(&a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

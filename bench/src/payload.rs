@@ -43,18 +43,50 @@ pub fn stamp(frame: &mut [u8], s: Stamp) -> bool {
     true
 }
 
+/// UDP port of GENEVE (the mongate overlay).
+pub const GENEVE_PORT: u16 = 6081;
+/// UDP port of VXLAN (the kernel-gateway baseline).
+pub const VXLAN_PORT: u16 = 4789;
+
 /// Reads a bench payload header from an Ethernet/IPv4/UDP frame (any IHL), or
-/// `None` for anything else (never panics).
+/// `None` for anything else (never panics). A frame tunnelled in GENEVE (UDP
+/// 6081, inner Ethernet or IPv4) or VXLAN (UDP 4789) is read through one
+/// level of encapsulation, so a sink behind a gateway counts the inner bench
+/// packets.
 #[inline]
 pub fn read_stamp(frame: &[u8]) -> Option<Stamp> {
+    stamp_in_eth(frame, true)
+}
+
+fn stamp_in_eth(frame: &[u8], decap: bool) -> Option<Stamp> {
     if frame.get(12..14)? != [0x08, 0x00] {
         return None;
     }
-    let ihl = usize::from(frame.get(14)? & 0x0f) * 4;
-    if ihl < 20 || *frame.get(23)? != 17 {
+    stamp_in_ipv4(frame.get(14..)?, decap)
+}
+
+fn stamp_in_ipv4(ip: &[u8], decap: bool) -> Option<Stamp> {
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    if ihl < 20 || *ip.get(9)? != 17 {
         return None;
     }
-    let p = frame.get(14 + ihl + 8..14 + ihl + 8 + 16)?;
+    let udp = ip.get(ihl..)?;
+    let dport = u16::from_be_bytes([*udp.get(2)?, *udp.get(3)?]);
+    if decap && dport == GENEVE_PORT {
+        let g = udp.get(8..)?;
+        let opt_len = usize::from(g.first()? & 0x3f) * 4;
+        let proto = u16::from_be_bytes([*g.get(2)?, *g.get(3)?]);
+        let inner = g.get(8 + opt_len..)?;
+        return match proto {
+            0x6558 => stamp_in_eth(inner, false),
+            0x0800 => stamp_in_ipv4(inner, false),
+            _ => None,
+        };
+    }
+    if decap && dport == VXLAN_PORT {
+        return stamp_in_eth(udp.get(16..)?, false);
+    }
+    let p = udp.get(8..8 + 16)?;
     let u16le = |b: &[u8]| u16::from_le_bytes([b[0], b[1]]);
     if u16le(&p[14..16]) != MAGIC {
         return None;
@@ -155,6 +187,45 @@ mod tests {
                 flow: 0
             }
         ));
+    }
+
+    #[test]
+    fn reads_through_geneve_and_vxlan() {
+        let s = Stamp {
+            ts_ns: 5,
+            seq: 6,
+            flow: 7,
+        };
+        let mut inner = build_frame(&addrs(), 64);
+        assert!(stamp(&mut inner, s));
+        // Outer Ethernet/IPv4/UDP to `port`, then `tun` (tunnel header).
+        let wrap = |port: u16, tun: &[u8], body: &[u8]| {
+            let mut o = build_frame(
+                &FlowAddrs {
+                    dst_port: port,
+                    ..addrs()
+                },
+                64,
+            );
+            o.truncate(42);
+            o.extend_from_slice(tun);
+            o.extend_from_slice(body);
+            o
+        };
+        // GENEVE, 4 bytes of options, inner Ethernet.
+        let g = [1u8, 0, 0x65, 0x58, 0, 0, 42, 0, 0xff, 0xf0, 1, 0];
+        assert_eq!(read_stamp(&wrap(GENEVE_PORT, &g, &inner)), Some(s));
+        // GENEVE, inner IPv4.
+        let g4 = [0u8, 0, 0x08, 0x00, 0, 0, 42, 0];
+        assert_eq!(read_stamp(&wrap(GENEVE_PORT, &g4, &inner[14..])), Some(s));
+        // VXLAN.
+        let v = [8u8, 0, 0, 0, 0, 0, 42, 0];
+        assert_eq!(read_stamp(&wrap(VXLAN_PORT, &v, &inner)), Some(s));
+        // Only one level of encapsulation; unknown GENEVE protocol: none.
+        let twice = wrap(VXLAN_PORT, &v, &wrap(VXLAN_PORT, &v, &inner));
+        assert_eq!(read_stamp(&twice), None);
+        let gx = [0u8, 0, 0x88, 0xb5, 0, 0, 42, 0];
+        assert_eq!(read_stamp(&wrap(GENEVE_PORT, &gx, &inner)), None);
     }
 
     proptest! {

@@ -38,6 +38,9 @@ pub struct XdpFilter {
     /// Test build: return `XDP_TX` instead of redirecting, so the verdict can
     /// be observed with `BPF_PROG_TEST_RUN`.
     pub test_verdict: bool,
+    /// Redirect every frame (ARP, IPv6 ND, anything): an L2 bridge such as
+    /// `mongate-bench linkem`. Overrides every other field but `test_verdict`.
+    pub redirect_all: bool,
 }
 
 impl XdpFilter {
@@ -45,6 +48,13 @@ impl XdpFilter {
     pub fn wan(ports: &[u16]) -> Self {
         Self {
             udp_ports: ports.to_vec(),
+            ..Self::default()
+        }
+    }
+    /// Every frame, whatever its type or destination (an L2 bridge).
+    pub fn all() -> Self {
+        Self {
+            redirect_all: true,
             ..Self::default()
         }
     }
@@ -84,6 +94,21 @@ pub fn xdp_redirect_program(f: &XdpFilter, map_fd: i32) -> Result<Vec<Insn>, Pro
     }
     use Reg::*;
     let mut a = Asm::new();
+    if f.redirect_all {
+        // A separate straight-line program: the verifier refuses unreachable
+        // instructions, so the filter's branches must not be emitted.
+        if f.test_verdict {
+            a.mov_imm(R0, XDP_TX).exit();
+        } else {
+            a.mov(R6, R1)
+                .ldx_w(R2, R6, 16)
+                .ld_map_fd(R1, map_fd)
+                .mov_imm(R3, XDP_PASS)
+                .call(BPF_FUNC_REDIRECT_MAP)
+                .exit();
+        }
+        return Ok(a.finish()?);
+    }
     let pass = a.label();
     let redirect = a.label();
     let v4 = a.label();
@@ -237,5 +262,17 @@ mod tests {
             assert!(p.len() > 10 && p.len() < 200);
             assert_eq!(p.last().unwrap().code, 0x95);
         }
+    }
+
+    #[test]
+    fn redirect_all_is_straight_line() {
+        let p = xdp_redirect_program(&XdpFilter::all(), 7).unwrap();
+        // mov, ldx, ld_map_fd (2 slots), mov, call, exit: no branch at all.
+        assert_eq!(p.len(), 7);
+        assert!(
+            p.iter()
+                .all(|i| i.code & 0x07 != 0x05 || i.code == 0x85 || i.code == 0x95)
+        );
+        assert_eq!(p.last().unwrap().code, 0x95);
     }
 }
