@@ -66,6 +66,41 @@ fn demo_triangle_meets_plan_and_survives_control_restart() {
 }
 
 #[test]
+fn demo_fail_link_reports_failover_and_replans_around_it() {
+    if common::skip("demo_fail_link_reports_failover_and_replans_around_it") {
+        return;
+    }
+    let _g = common::net_lock();
+    let out = Command::new(env!("CARGO_BIN_EXE_mongate"))
+        .args(["demo", "--seconds", "18", "--fail-link", "A-C@6", "--json"])
+        .output()
+        .expect("run mongate demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed: {stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    println!("{}", serde_json::to_string_pretty(&v).unwrap());
+    let ms = v["failover_ms"].as_f64().expect("failover_ms reported");
+    assert!(ms > 0.0 && ms < 300.0, "failover {ms} ms: {stderr}");
+    // The control learned the link failed from the dataplane and re-planned
+    // around it: nothing on the direct flow, the detour flow at its target.
+    let flows = v["flows"].as_array().unwrap();
+    let get = |id: &str, k: &str| {
+        flows.iter().find(|f| f["id"] == id).unwrap()[k]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(get("A->C/direct", "target_mbps"), 0.0, "{v}");
+    let (t, a) = (
+        get("A->C/via-B", "target_mbps"),
+        get("A->C/via-B", "achieved_mbps"),
+    );
+    assert!(
+        t > 4.0 && (a - t).abs() <= 0.05 * t,
+        "via B: {a} vs {t}: {stderr}"
+    );
+}
+
+#[test]
 fn demo_without_root_says_so() {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 || !std::path::Path::new("/usr/bin/setpriv").exists() {

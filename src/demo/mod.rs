@@ -106,7 +106,8 @@ pub struct Summary {
     /// Seconds of traffic.
     pub seconds: u32,
     /// First second after which every planned flow stayed within 5 % of its
-    /// target (1-s windows); `None` if never.
+    /// target (1-s windows; with `--fail-link`, counted over the seconds
+    /// after the cut: re-convergence); `None` if never.
     pub convergence_s: Option<f64>,
     /// Largest |error| of a planned flow over the measurement window.
     pub worst_error: f64,
@@ -605,8 +606,13 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
             .filter(|(t, _)| *t > 0.0)
             .all(|(t, a)| ((a - t) / t).abs() <= 0.05)
     };
+    // With a link cut: over the seconds after the cut (re-convergence to the
+    // plan that routes around it).
+    let first = fail
+        .as_ref()
+        .map_or(1, |f| usize::try_from(f.4).unwrap_or(1));
     let mut conv: Option<usize> = None;
-    for i in (1..series.len()).rev() {
+    for i in (first.min(series.len())..series.len()).rev() {
         if within(&series[i].1) {
             conv = Some(i);
         } else {
@@ -616,7 +622,10 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
     let convergence_s = conv.map(|i| series[i].0);
     // Window: after convergence (or the second half), excluding the control
     // outage's restart second.
-    let from = conv.unwrap_or(series.len() / 2).max(1);
+    let from = conv
+        .unwrap_or(first.max(series.len() / 2))
+        .max(1)
+        .min(series.len().saturating_sub(1));
     let window: Vec<_> = series[from..].to_vec();
     let nflows = spec.flows.len();
     let mut flows = Vec::new();

@@ -229,6 +229,18 @@ impl Loop<'_> {
     }
 
     fn drain_telemetry(&mut self, now_ns: u64) {
+        let mut peers = Vec::new();
+        self.drain_ports(now_ns, &mut peers);
+        for p in &peers {
+            self.on_peer(now_ns, p);
+        }
+    }
+
+    fn drain_ports(
+        &mut self,
+        now_ns: u64,
+        peers: &mut Vec<mongate_dataplane::shm::msg::PeerTelemetry>,
+    ) {
         let Some(port) = &mut self.port else { return };
         for w in 0..port.workers() {
             for _ in 0..self.o.telemetry_budget {
@@ -247,8 +259,46 @@ impl Loop<'_> {
                             .min(items.len());
                         self.planner.on_classes(w, now_ns, &items[..n]);
                     }
+                    Some(Ok(Telemetry::Peers { count, items })) => {
+                        let n = usize::try_from(count)
+                            .unwrap_or(usize::MAX)
+                            .min(items.len());
+                        peers.extend_from_slice(&items[..n]);
+                    }
                     Some(Ok(_)) => {}
                 }
+            }
+        }
+    }
+
+    /// Path state toward a peer: when none of this site's direct paths to
+    /// it is up, the instance's link between the two sites (`ME-PEER` or
+    /// `PEER-ME`) is planned as failed; up again when one comes back.
+    fn on_peer(&mut self, now_ns: u64, p: &mongate_dataplane::shm::msg::PeerTelemetry) {
+        let Some(peer) = self.o.config.peers.get(usize::from(p.peer)) else {
+            return;
+        };
+        if p.direct == 0 {
+            return;
+        }
+        let me = &self.o.config.site.name;
+        let failed = p.direct_up == 0;
+        for id in [format!("{me}-{}", peer.name), format!("{}-{me}", peer.name)] {
+            if let Some(l) = self.planner.link_index(&id)
+                && self.planner.mark_link_failed(l, failed)
+            {
+                self.event(
+                    now_ns,
+                    "link_state",
+                    format!(
+                        "link {id}: {} (dataplane: {}/{} direct paths to {} up)",
+                        if failed { "failed" } else { "repaired" },
+                        p.direct_up,
+                        p.direct,
+                        peer.name
+                    ),
+                    None,
+                );
             }
         }
     }

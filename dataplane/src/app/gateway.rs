@@ -20,7 +20,9 @@ use crate::bpf::{XdpAttachment, XdpFilter, XdpMode};
 use crate::config::{Backend, Config};
 use crate::engine::{Arena, Batch, FramePool, Nanos, Port, Stage, now_ns};
 use crate::overlay::{Gateway, PeerRoute, Settings};
-use crate::shm::msg::{CLASSES_PER_MSG, ClassTelemetry, FLOW_TEL_PER_MSG, FlowTelemetry};
+use crate::shm::msg::{
+    CLASSES_PER_MSG, ClassTelemetry, FLOW_TEL_PER_MSG, FlowTelemetry, PEERS_PER_MSG, PeerTelemetry,
+};
 use crate::shm::{
     Command, CtlRegion, PlanAssembler, PlanShape, Telemetry, WorkerChannel, ctl_path,
 };
@@ -200,6 +202,31 @@ impl GatewayStage {
                 };
             }
             let t = Telemetry::Classes {
+                count: u32::try_from(n).unwrap_or(0),
+                items,
+            };
+            if !c.chan.port().send(&t) {
+                break;
+            }
+            start += n;
+        }
+        let npeers = self.gw.peer_count();
+        let mut start = 0;
+        while start < npeers {
+            let n = (npeers - start).min(PEERS_PER_MSG);
+            let mut items = [PeerTelemetry::default(); PEERS_PER_MSG];
+            for (k, it) in items[..n].iter_mut().enumerate() {
+                let pi = start + k;
+                let (d, up, sw) = self.gw.peer_summary(pi).unwrap_or((0, 0, 0));
+                let c16 = |v: usize| u16::try_from(v.min(0xFFFF)).unwrap_or(u16::MAX);
+                *it = PeerTelemetry {
+                    peer: c16(pi),
+                    direct: c16(d),
+                    direct_up: c16(up),
+                    switches: u16::try_from(sw & 0xFFFF).unwrap_or(0),
+                };
+            }
+            let t = Telemetry::Peers {
                 count: u32::try_from(n).unwrap_or(0),
                 items,
             };

@@ -350,6 +350,8 @@ pub(crate) struct FlowState {
     pub(crate) next_peer: Option<usize>,
     /// Peer index of the route's first site (destination: where acks go).
     pub(crate) src_peer: Option<usize>,
+    /// Peer index of the route's last site.
+    pub(crate) dest_peer: Option<usize>,
     pub(crate) origin: Option<Origin>,
     pub(crate) receiver: Option<Receiver>,
     pub(crate) counters: FlowCounters,
@@ -484,6 +486,7 @@ impl Gateway {
                 .and_then(|i| f.route.get(i + 1))
                 .and_then(|s| peer_index(s));
             let src_peer = f.route.first().and_then(|s| peer_index(s));
+            let dest_peer = f.route.last().and_then(|s| peer_index(s));
             let receiver = (role == Role::Destination).then(|| Receiver {
                 agg: AckAggregator::new(settings.ack_policy),
                 received: 0,
@@ -502,6 +505,7 @@ impl Gateway {
                 role,
                 next_peer,
                 src_peer,
+                dest_peer,
                 origin: None,
                 receiver,
                 counters: FlowCounters::default(),

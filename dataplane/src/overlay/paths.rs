@@ -172,6 +172,20 @@ impl Gateway {
         })
     }
 
+    /// `(direct paths, of which up, switches)` toward `peer`.
+    pub fn peer_summary(&self, peer: usize) -> Option<(usize, usize, u64)> {
+        let pp = self.peers.get(peer)?;
+        let direct = pp.paths.iter().filter(|p| p.kind == PathKind::Direct);
+        let total = direct.clone().count();
+        let up = direct.filter(|p| p.health.up).count();
+        Some((total, up, pp.switches))
+    }
+
+    /// Number of peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
     /// Path switches toward `peer` so far.
     pub fn path_switches(&self, peer: usize) -> u64 {
         self.peers.get(peer).map_or(0, |p| p.switches)

@@ -18,6 +18,8 @@ pub const FLOW_TEL_PER_MSG: usize = 6;
 pub const CLASSES_PER_MSG: usize = MSG_WORDS;
 /// Path assignments per [`Command::Assign`] message.
 pub const ASSIGN_PER_MSG: usize = MSG_WORDS;
+/// Peer records per [`Telemetry::Peers`] message.
+pub const PEERS_PER_MSG: usize = MSG_WORDS;
 
 /// One slot of a control ring. `#[repr(C)]`, 256 bytes, integers only, no
 /// padding: any bit pattern is a valid `Msg` (and decodes to a value or an
@@ -68,6 +70,8 @@ pub mod kind {
     pub const COUNTERS: u32 = 19;
     /// [`super::Telemetry::PlanAck`].
     pub const PLAN_ACK: u32 = 20;
+    /// [`super::Telemetry::Peers`].
+    pub const PEERS: u32 = 21;
 }
 
 /// Why a message could not be decoded.
@@ -245,6 +249,19 @@ pub struct ClassTelemetry {
     pub active: u32,
 }
 
+/// Path state toward one peer site, as the dataplane sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PeerTelemetry {
+    /// Peer index (`Config::peers`).
+    pub peer: u16,
+    /// Direct candidate paths (uplink x peer address).
+    pub direct: u16,
+    /// Of which up.
+    pub direct_up: u16,
+    /// Path switches so far (wrapping at 2^16).
+    pub switches: u16,
+}
+
 /// How a worker handled a plan (also mirrored in its header words).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AckStatus {
@@ -315,6 +332,13 @@ pub enum Telemetry {
         worker: u32,
         /// The words.
         words: [u64; COUNTER_WORDS],
+    },
+    /// Path state per peer (`count` used).
+    Peers {
+        /// Records used.
+        count: u32,
+        /// The records.
+        items: [PeerTelemetry; PEERS_PER_MSG],
     },
     /// A worker's answer about a plan.
     PlanAck {
@@ -493,6 +517,19 @@ impl Telemetry {
                 m.w[3] = rtt_min_ns;
                 m.w[4] = rtt_mean_ns;
             }
+            Telemetry::Peers { count, items } => {
+                m.kind = kind::PEERS;
+                let n = usize::try_from(count)
+                    .unwrap_or(usize::MAX)
+                    .min(PEERS_PER_MSG);
+                m.len = count_u32(n);
+                for (w, p) in m.w.iter_mut().zip(&items[..n]) {
+                    *w = u64::from(p.peer) << 48
+                        | u64::from(p.direct) << 32
+                        | u64::from(p.direct_up) << 16
+                        | u64::from(p.switches);
+                }
+            }
             Telemetry::Counters { worker, words } => {
                 m.kind = kind::COUNTERS;
                 m.len = worker;
@@ -554,6 +591,26 @@ impl Telemetry {
                     received,
                     rtt_min_ns: m.w[3],
                     rtt_mean_ns: m.w[4],
+                })
+            }
+            kind::PEERS => {
+                let n = check_len(m.len, PEERS_PER_MSG)?;
+                let mut items = [PeerTelemetry::default(); PEERS_PER_MSG];
+                let part = |w: u64, shift: u32| u16::try_from((w >> shift) & 0xFFFF).unwrap_or(0);
+                for (p, w) in items[..n].iter_mut().zip(&m.w) {
+                    *p = PeerTelemetry {
+                        peer: part(*w, 48),
+                        direct: part(*w, 32),
+                        direct_up: part(*w, 16),
+                        switches: part(*w, 0),
+                    };
+                    if p.direct_up > p.direct {
+                        return Err(DecodeError::Field);
+                    }
+                }
+                Ok(Telemetry::Peers {
+                    count: m.len,
+                    items,
                 })
             }
             kind::COUNTERS => Ok(Telemetry::Counters {

@@ -267,6 +267,19 @@ fn commands_round_trip() {
         Command::decode(&t.encode()).is_err(),
         "directions do not mix"
     );
+    let mut items = [super::msg::PeerTelemetry::default(); super::msg::PEERS_PER_MSG];
+    items[0] = super::msg::PeerTelemetry {
+        peer: 2,
+        direct: 3,
+        direct_up: 1,
+        switches: 65535,
+    };
+    let t = Telemetry::Peers { count: 1, items };
+    assert_eq!(Telemetry::decode(&t.encode()), Ok(t));
+    // More paths up than exist: refused.
+    let mut m = t.encode();
+    m.w[0] = 1 << 16;
+    assert!(Telemetry::decode(&m).is_err());
     assert_eq!(checksum(1, &entries(1)), checksum(1, &entries(1)));
     assert_ne!(checksum(1, &entries(1)), checksum(2, &entries(1)));
 }
