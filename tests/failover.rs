@@ -95,18 +95,6 @@ fn start(prefix: &str, one_way_ms: Option<u64>) -> Net {
     Net { topo, gws, linkem }
 }
 
-fn payload(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
-}
-
 /// An upload from A's host to C's host, in the background; `progress`
 /// counts bytes received at C.
 struct Upload {
@@ -202,7 +190,7 @@ fn cutting_the_active_uplink_fails_over_within_300_ms() {
     );
     assert!(probe_bps > 0.0, "no probes on the idle uplink");
     assert!(probe_bps < 0.01 * 10e6, "probes take {probe_bps} bit/s");
-    let data = payload(3 << 20);
+    let data = common::payload(3 << 20, 0x2545_F491_4F6C_DD1D);
     let up = upload(&net, &data);
     wait_bytes(&up, 400_000);
     // The cut: ac1 silently drops everything (a blackhole: the carrier
@@ -262,7 +250,7 @@ fn cutting_all_direct_links_uses_the_waypoint_and_repair_brings_traffic_back() {
             .map(|w| w.tx_packets[port])
             .sum()
     };
-    let data = payload(6 << 20);
+    let data = common::payload(6 << 20, 0x2545_F491_4F6C_DD1D);
     let up = upload(&net, &data);
     wait_bytes(&up, 300_000);
     let ab0 = tx(3);

@@ -66,19 +66,6 @@ fn start(prefix: &str, mbps: f64) -> Overlay {
     Overlay { topo, gws }
 }
 
-/// A deterministic pseudo-random payload and its sha256 (via sha256sum).
-fn payload(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
-}
-
 fn sha256(data: &[u8]) -> String {
     let mut child = std::process::Command::new("sha256sum")
         .stdin(std::process::Stdio::piped())
@@ -239,7 +226,7 @@ fn tcp_direct_and_via_waypoint_with_path_mtu() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let data = payload(2 << 20);
+    let data = common::payload(2 << 20, 0x9E37_79B9_7F4A_7C15);
     let want = sha256(&data);
     for (port, flow_id) in [(PORT_TCP_DIRECT, "tcp-A->C"), (PORT_TCP_VIA_B, "tcp-via-B")] {
         let (got, took) = transfer(&ov, port, &data);

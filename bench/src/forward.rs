@@ -156,7 +156,8 @@ pub struct ForwardReport {
     pub cells: Vec<Cell>,
 }
 
-fn sh(ns: &Netns, script: &str) -> anyhow::Result<()> {
+/// Runs `script` with `sh -c` in `ns`; its stderr in the error.
+pub(crate) fn sh(ns: &Netns, script: &str) -> anyhow::Result<()> {
     let out = ns.exec_unchecked(&["sh", "-c", script])?;
     if !out.status.success() {
         anyhow::bail!(
@@ -173,7 +174,7 @@ fn cpu_mask(core: usize) -> String {
 }
 
 /// Steers receive processing of `ifname` (all its queues) to `core` with RPS.
-fn rps(ns: &Netns, ifname: &str, core: usize) -> anyhow::Result<()> {
+pub(crate) fn rps(ns: &Netns, ifname: &str, core: usize) -> anyhow::Result<()> {
     sh(
         ns,
         &format!(
@@ -184,7 +185,7 @@ fn rps(ns: &Netns, ifname: &str, core: usize) -> anyhow::Result<()> {
 }
 
 /// Turns on threaded NAPI for `ifname` and pins its poller threads to `core`.
-fn threaded_napi(ns: &Netns, ifname: &str, core: usize) -> anyhow::Result<()> {
+pub(crate) fn threaded_napi(ns: &Netns, ifname: &str, core: usize) -> anyhow::Result<()> {
     sh(ns, &format!("echo 1 > /sys/class/net/{ifname}/threaded"))?;
     // Poller kthreads are named napi/<ifname>-<id>.
     let mut pinned = 0;

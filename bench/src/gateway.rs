@@ -27,9 +27,10 @@ use mongate_dataplane::app::{
 };
 use mongate_dataplane::bpf::XdpMode;
 use mongate_dataplane::config::Config;
+use mongate_testbed::ForwardTopology;
 use mongate_testbed::topology::forward::{DUT_SINK_V4, SINK_V4};
-use mongate_testbed::{ForwardTopology, Netns};
 
+use crate::forward::{rps, sh, threaded_napi};
 use crate::loadgen::{GenConfig, GenSide, RunReport, SinkSide, forward_addrs, run};
 use crate::payload::{BENCH_PORT, GENEVE_PORT, VXLAN_PORT};
 
@@ -342,57 +343,6 @@ protocol = "udp"
         }
         s
     }
-}
-
-fn sh(ns: &Netns, script: &str) -> anyhow::Result<()> {
-    let out = ns.exec_unchecked(&["sh", "-c", script])?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "{}: `{script}` failed: {}",
-            ns.name(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// Steers receive processing of `ifname` (all its queues) to `core` with RPS.
-fn rps(ns: &Netns, ifname: &str, core: usize) -> anyhow::Result<()> {
-    sh(
-        ns,
-        &format!(
-            "for q in /sys/class/net/{ifname}/queues/rx-*; do echo {:x} > $q/rps_cpus; done",
-            1u128 << core.min(127)
-        ),
-    )
-}
-
-/// Threaded NAPI for `ifname`, pollers pinned to `core` (SCHED_FIFO 50 unless
-/// `MONGATE_BENCH_NO_RT`), as `mongate-bench forward` does.
-fn threaded_napi(ns: &Netns, ifname: &str, core: usize) -> anyhow::Result<()> {
-    sh(ns, &format!("echo 1 > /sys/class/net/{ifname}/threaded"))?;
-    let mut pinned = 0;
-    for e in std::fs::read_dir("/proc")?.flatten() {
-        let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        if comm.trim().starts_with(&format!("napi/{ifname}-")) {
-            let pid = e.file_name().to_string_lossy().into_owned();
-            let st = std::process::Command::new("taskset")
-                .args(["-pc", &core.to_string(), &pid])
-                .output()?;
-            if st.status.success() {
-                pinned += 1;
-            }
-            if std::env::var_os("MONGATE_BENCH_NO_RT").is_none() {
-                let _ = std::process::Command::new("chrt")
-                    .args(["-f", "-p", "50", &pid])
-                    .output();
-            }
-        }
-    }
-    if pinned == 0 {
-        anyhow::bail!("{ifname}: no threaded NAPI poller found to pin");
-    }
-    Ok(())
 }
 
 /// The kernel gateway in the DUT namespace: VXLAN to the sink, the peer

@@ -31,3 +31,18 @@ pub fn skip(test: &str) -> bool {
         None => false,
     }
 }
+
+/// A deterministic pseudo-random payload of `n` bytes (xorshift from `seed`).
+// Each test binary includes this module; not all of them transfer data.
+#[allow(dead_code)]
+pub fn payload(n: usize, seed: u64) -> Vec<u8> {
+    let mut x: u64 = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
