@@ -626,6 +626,58 @@ fn probes_are_echoed_at_once() {
     assert_eq!(net.sites[2].gw.stats().probes_answered, 1);
 }
 
+/// Forged probe echoes (unknown peer or path, a timestamp from the future or
+/// from long ago) are consumed and counted; a genuine echo updates its path.
+#[test]
+fn forged_probe_echoes_are_counted_and_ignored() {
+    use mongate_dataplane::wire::oam::{self, Probe};
+    let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
+    let echo = |path_id: u32, send_ts_ns: u64| {
+        let probe = Probe {
+            path_id,
+            probe_seq: 1,
+            send_ts_ns,
+            echo_ts_ns: 9,
+        };
+        let mut msg = vec![0u8; 28];
+        oam::Repr::ProbeEcho(probe).emit(&mut msg).unwrap();
+        let mut tc = TemplateConfig::new(
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            MacAddr([2, 0, 0, 0, 0, 2]),
+            IpAddr::V4(gw_addr(0)),
+            IpAddr::V4(gw_addr(2)),
+        );
+        tc.vni = VNI;
+        let t = OverlayTemplate::new(&tc).unwrap();
+        let hl = t.header_len();
+        let mut b = vec![0u8; hl + msg.len()];
+        b[hl..].copy_from_slice(&msg);
+        let p = EncapParams {
+            oam: true,
+            ..EncapParams::default()
+        };
+        let r = t.encap(&mut b, hl, msg.len(), &p).unwrap();
+        b[r].to_vec()
+    };
+    net.now = 20_000_000_000;
+    let forged = [
+        echo(99 << 16, 19_000_000_000), // no such peer
+        echo(999, 19_000_000_000),      // peer 0, no such path
+        echo(0, 30_000_000_000),        // sent in the future
+        echo(0, 1),                     // sent 20 s ago
+    ];
+    for f in &forged {
+        let v = net.inject(2, WAN, f);
+        assert!(matches!(v, Verdict::Held | Verdict::Drop(_)), "{v:?}");
+    }
+    assert_eq!(net.sites[2].gw.stats().probe_unknown, 4);
+    let before = net.sites[2].gw.paths(0)[0].health.echoes;
+    let _ = net.inject(2, WAN, &echo(0, 19_999_000_000));
+    assert_eq!(net.sites[2].gw.paths(0)[0].health.echoes, before + 1);
+    assert_eq!(net.sites[2].gw.stats().probe_unknown, 4);
+    assert_eq!(net.sites[2].gw.paths(0)[0].health.srtt_ns, 1_000_000);
+}
+
 /// A backlogged source on `ac-direct` (A -> C) whose plan overestimates the
 /// path: the A -> C link carries 500 packets/s, the plan asks 1000
 /// (10 sessions x 1 Mbit/s of 1250-byte packets). The controller, driven
