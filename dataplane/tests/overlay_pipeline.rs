@@ -586,6 +586,27 @@ fn malformed_wan_input_is_counted_and_dropped() {
     assert_eq!(net.sites[2].drops(DropReason::BadOverlay), 4);
 }
 
+/// An OAM message `msg` from A's gateway to C's, as it arrives on the wire.
+fn oam_a_to_c(msg: &[u8]) -> Vec<u8> {
+    let mut tc = TemplateConfig::new(
+        MacAddr([2, 0, 0, 0, 0, 1]),
+        MacAddr([2, 0, 0, 0, 0, 2]),
+        IpAddr::V4(gw_addr(0)),
+        IpAddr::V4(gw_addr(2)),
+    );
+    tc.vni = VNI;
+    let t = OverlayTemplate::new(&tc).unwrap();
+    let hl = t.header_len();
+    let mut b = vec![0u8; hl + msg.len()];
+    b[hl..].copy_from_slice(msg);
+    let p = EncapParams {
+        oam: true,
+        ..EncapParams::default()
+    };
+    let r = t.encap(&mut b, hl, msg.len(), &p).unwrap();
+    b[r].to_vec()
+}
+
 #[test]
 fn probes_are_echoed_at_once() {
     use mongate_dataplane::wire::oam::{self, Probe};
@@ -598,24 +619,8 @@ fn probes_are_echoed_at_once() {
     };
     let mut msg = vec![0u8; 28];
     oam::Repr::Probe(probe).emit(&mut msg).unwrap();
-    let mut tc = TemplateConfig::new(
-        MacAddr([2, 0, 0, 0, 0, 1]),
-        MacAddr([2, 0, 0, 0, 0, 2]),
-        IpAddr::V4(gw_addr(0)),
-        IpAddr::V4(gw_addr(2)),
-    );
-    tc.vni = VNI;
-    let t = OverlayTemplate::new(&tc).unwrap();
-    let hl = t.header_len();
-    let mut b = vec![0u8; hl + msg.len()];
-    b[hl..].copy_from_slice(&msg);
-    let p = EncapParams {
-        oam: true,
-        ..EncapParams::default()
-    };
-    let r = t.encap(&mut b, hl, msg.len(), &p).unwrap();
     net.now = 1_000;
-    assert_eq!(net.inject(2, WAN, &b[r]), Verdict::Tx(WAN));
+    assert_eq!(net.inject(2, WAN, &oam_a_to_c(&msg)), Verdict::Tx(WAN));
     let (_, _, echo) = net.links[&(2, 0)].in_flight.back().unwrap().clone();
     let d = decap(&echo, true).unwrap();
     assert!(d.meta.oam);
@@ -641,23 +646,7 @@ fn forged_probe_echoes_are_counted_and_ignored() {
         };
         let mut msg = vec![0u8; 28];
         oam::Repr::ProbeEcho(probe).emit(&mut msg).unwrap();
-        let mut tc = TemplateConfig::new(
-            MacAddr([2, 0, 0, 0, 0, 1]),
-            MacAddr([2, 0, 0, 0, 0, 2]),
-            IpAddr::V4(gw_addr(0)),
-            IpAddr::V4(gw_addr(2)),
-        );
-        tc.vni = VNI;
-        let t = OverlayTemplate::new(&tc).unwrap();
-        let hl = t.header_len();
-        let mut b = vec![0u8; hl + msg.len()];
-        b[hl..].copy_from_slice(&msg);
-        let p = EncapParams {
-            oam: true,
-            ..EncapParams::default()
-        };
-        let r = t.encap(&mut b, hl, msg.len(), &p).unwrap();
-        b[r].to_vec()
+        oam_a_to_c(&msg)
     };
     net.now = 20_000_000_000;
     let forged = [

@@ -557,14 +557,13 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
             let (Some(vo), Some(vd)) = (to.get(&f.id).copied(), td.get(&f.id).copied()) else {
                 continue;
             };
-            let (pt, po, pd) = prev.get(&f.id).copied().unwrap_or((
+            let (_, po, pd) = prev.get(&f.id).copied().unwrap_or((
                 0.0,
                 FlowValues::default(),
                 FlowValues::default(),
             ));
             // Rates over the dataplane's own update timestamps: the file is
             // refreshed every 100 ms, our wake-ups are not aligned to it.
-            let _ = pt;
             let dt = vd.updated_ns.saturating_sub(pd.updated_ns) as f64 / 1e9;
             let achieved = if pd.updated_ns == 0 || dt <= 0.0 {
                 0.0
@@ -627,7 +626,6 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
         .max(1)
         .min(series.len().saturating_sub(1));
     let window: Vec<_> = series[from..].to_vec();
-    let nflows = spec.flows.len();
     let mut flows = Vec::new();
     let mut worst: f64 = 0.0;
     for (k, f) in spec.flows.iter().enumerate() {
@@ -662,7 +660,6 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
             queue_drops: vo.queue_drops,
         });
     }
-    let _ = nflows;
     let control_outage = outage.map(|(k, r)| {
         let w = series
             .iter()

@@ -84,10 +84,9 @@ impl GatewayConfig {
     }
 }
 
-/// Everything the worker's stage needs besides the gateway.
+/// The worker's end of the control channel.
 struct Channel {
     chan: WorkerChannel,
-    shape_flows: usize,
 }
 
 /// The worker's stage: the overlay [`Gateway`] plus the control channel and
@@ -125,7 +124,6 @@ impl GatewayStage {
             if let Some((e, why)) = rep.refused {
                 eprintln!("gateway: plan epoch {e} refused by the channel: {why:?}");
             }
-            let _ = c.shape_flows;
         }
         if now >= self.next_report {
             self.next_report = now + self.report_every;
@@ -476,10 +474,8 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
         Some(r) => {
             let port = r.worker_port(0)?;
             let shape = PlanShape::from_config(site);
-            let shape_flows = shape.flows();
             Some(Channel {
                 chan: WorkerChannel::new(port, PlanAssembler::new(shape, 2_000_000_000)),
-                shape_flows,
             })
         }
         None => None,

@@ -219,8 +219,7 @@ impl Gateway {
                 // Ack-gap detection watches the path to the flow's
                 // destination only: a multi-hop flow's acks come from its
                 // last site, not from the next hop.
-                if f.src_peer.is_none()
-                    && f.dest_peer == Some(np)
+                if f.dest_peer == Some(np)
                     && let Some(pp) = self.peers.get_mut(np)
                     && pp.unacked_since.is_none()
                 {

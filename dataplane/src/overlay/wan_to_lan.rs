@@ -76,7 +76,10 @@ impl Gateway {
             Some(fi) => match self.flows[fi].role {
                 Role::Destination => self.deliver(now, arena, p, d.inner, Some((fi, flow))),
                 Role::Waypoint => self.relay(arena, p, d.inner, fi, flow),
-                Role::Elsewhere => self.detour(arena, p, d.inner, flow),
+                Role::Elsewhere => {
+                    let dst = self.inner_dst(arena, p, &d.inner);
+                    self.detour(arena, p, d.inner, flow, dst)
+                }
                 Role::Origin => {
                     self.stats.wan_no_route += 1;
                     Verdict::Drop(DropReason::NoRoute)
@@ -85,7 +88,7 @@ impl Gateway {
             // Best effort, or a flow this site does not know: delivered when
             // the inner destination is ours, else relayed as a detour.
             None => match self.inner_dst(arena, p, &d.inner) {
-                Some(dst) if !self.is_local(dst) => self.detour(arena, p, d.inner, flow),
+                Some(dst) if !self.is_local(dst) => self.detour(arena, p, d.inner, flow, Some(dst)),
                 _ => self.deliver(now, arena, p, d.inner, None),
             },
         };
@@ -152,46 +155,67 @@ impl Gateway {
         inner::parse(bytes).ok().map(|i| dst_addr(&i.tuple))
     }
 
+    /// Re-encapsulates `range` of `p` with `params` toward `peer`: over its
+    /// active path, or (`direct_only`, relaying a detour) over a direct path
+    /// that is up, so a packet makes at most one detour. Counts the
+    /// failures; returns the port to send on.
+    fn reencap(
+        &mut self,
+        arena: &mut Arena,
+        p: &mut Packet,
+        range: Range<usize>,
+        peer: Option<usize>,
+        direct_only: bool,
+        params: &EncapParams,
+    ) -> Result<u16, Verdict> {
+        let pp = peer.and_then(|np| self.peers.get(np));
+        let path = if direct_only {
+            pp.filter(|_| self.settings.detours)
+                .and_then(super::paths::PeerPaths::direct_up)
+        } else {
+            pp.and_then(super::paths::PeerPaths::active_path)
+        };
+        let Some(path) = path else {
+            self.stats.wan_no_route += 1;
+            return Err(Verdict::Drop(DropReason::NoRoute));
+        };
+        if range.len() > path.max_inner {
+            return Err(Verdict::Drop(DropReason::Oversized));
+        }
+        let port = path.port;
+        match encap_in_frame(arena, p, range, &path.template, params) {
+            Some(()) => Ok(port),
+            None => {
+                self.stats.encap_failed += 1;
+                Err(Verdict::Drop(DropReason::Oversized))
+            }
+        }
+    }
+
     /// A packet of another site's flow that came here as a detour: relayed
-    /// to the site owning its inner destination over a direct path only
-    /// (a packet makes at most one detour).
+    /// to the site owning its inner destination `dst` over a direct path.
     fn detour(
         &mut self,
         arena: &mut Arena,
         p: &mut Packet,
         range: Range<usize>,
         flow: FlowOption,
+        dst: Option<core::net::IpAddr>,
     ) -> Verdict {
-        let target = self
-            .inner_dst(arena, p, &range)
+        let target = dst
             .filter(|d| !self.is_local(*d))
             .and_then(|d| self.peer_of(d));
-        let Some(path) = target
-            .filter(|_| self.settings.detours)
-            .and_then(|np| self.peers.get(np))
-            .and_then(|pp| pp.direct_up())
-        else {
-            self.stats.wan_no_route += 1;
-            return Verdict::Drop(DropReason::NoRoute);
-        };
-        if range.len() > path.max_inner {
-            return Verdict::Drop(DropReason::Oversized);
-        }
         let params = EncapParams {
             flow,
             entropy: entropy(flow.flow_id),
             ..EncapParams::default()
         };
-        let (template, port) = (path.template.clone(), path.port);
-        match encap_in_frame(arena, p, range, &template, &params) {
-            Some(()) => {
+        match self.reencap(arena, p, range, target, true, &params) {
+            Ok(port) => {
                 self.stats.detoured += 1;
                 Verdict::Tx(port)
             }
-            None => {
-                self.stats.encap_failed += 1;
-                Verdict::Drop(DropReason::Oversized)
-            }
+            Err(v) => v,
         }
     }
 
@@ -203,14 +227,6 @@ impl Gateway {
         range: Range<usize>,
         peer: Option<usize>,
     ) -> Verdict {
-        let Some(path) = peer
-            .filter(|_| self.settings.detours)
-            .and_then(|np| self.peers.get(np))
-            .and_then(|pp| pp.direct_up())
-        else {
-            self.stats.wan_no_route += 1;
-            return Verdict::Drop(DropReason::NoRoute);
-        };
         self.oam_seq += 1;
         let params = EncapParams {
             flow: FlowOption {
@@ -222,16 +238,12 @@ impl Gateway {
             oam: true,
             ..EncapParams::default()
         };
-        let (template, port) = (path.template.clone(), path.port);
-        match encap_in_frame(arena, p, range, &template, &params) {
-            Some(()) => {
+        match self.reencap(arena, p, range, peer, true, &params) {
+            Ok(port) => {
                 self.stats.detoured += 1;
                 Verdict::Tx(port)
             }
-            None => {
-                self.stats.encap_failed += 1;
-                Verdict::Drop(DropReason::Oversized)
-            }
+            Err(v) => v,
         }
     }
 
@@ -244,35 +256,22 @@ impl Gateway {
         fi: usize,
         flow: FlowOption,
     ) -> Verdict {
-        let Some(path) = self.flows[fi]
-            .next_peer
-            .and_then(|np| self.peers.get(np))
-            .and_then(super::paths::PeerPaths::active_path)
-        else {
-            self.stats.wan_no_route += 1;
-            return Verdict::Drop(DropReason::NoRoute);
-        };
-        if range.len() > path.max_inner {
-            return Verdict::Drop(DropReason::Oversized);
-        }
         let params = EncapParams {
             flow,
             entropy: entropy(flow.flow_id),
             ..EncapParams::default()
         };
         let inner_len = range.len() as u64;
-        match encap_in_frame(arena, p, range, &path.template, &params) {
-            Some(()) => {
+        let next = self.flows[fi].next_peer;
+        match self.reencap(arena, p, range, next, false, &params) {
+            Ok(port) => {
                 self.stats.forwarded += 1;
                 let c = &mut self.flows[fi].counters;
                 c.relayed_packets += 1;
                 c.relayed_bytes += inner_len;
-                Verdict::Tx(path.port)
+                Verdict::Tx(port)
             }
-            None => {
-                self.stats.encap_failed += 1;
-                Verdict::Drop(DropReason::Oversized)
-            }
+            Err(v) => v,
         }
     }
 
