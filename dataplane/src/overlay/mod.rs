@@ -377,6 +377,8 @@ pub struct Gateway {
     pub(crate) reserve: Vec<u64>,
     pub(crate) oam_seq: u64,
     pub(crate) next_timer: Nanos,
+    /// When the path timers last ran (stall compensation).
+    pub(crate) last_path_check: Nanos,
     /// Output buffer of ICMP replies (the offending packet is read from the frame).
     pub(crate) scratch: Box<[u8; 1280]>,
     /// LAN hosts learned from their traffic (direct-mapped by address hash).
@@ -547,6 +549,7 @@ impl Gateway {
             reserve: res,
             oam_seq: 0,
             next_timer: now,
+            last_path_check: 0,
             scratch: Box::new([0u8; 1280]),
             learned: Box::new([None; LEARNED_SLOTS]),
             stats: Stats::default(),

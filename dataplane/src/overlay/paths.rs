@@ -29,6 +29,10 @@ use crate::wire::geneve::FlowOption;
 use crate::wire::oam::{self, Probe};
 use crate::wire::overlay::{EncapParams, OverlayTemplate};
 
+/// A gap between two runs of the path timers longer than this is a stall
+/// of this worker, not of the paths (the timers run every loop iteration).
+const STALL_NS: u64 = 10_000_000;
+
 /// How a candidate path reaches its peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PathKind {
@@ -260,6 +264,21 @@ impl Gateway {
         let down_after = self.settings.path_down_after_ns;
         let ack_gap = self.settings.ack_gap_ns;
         let failback = self.settings.failback_after_ns;
+        // Time this stage did not run (the worker was descheduled) is not
+        // silence from the paths: their echoes and acks wait in our receive
+        // ring. Shift the detection baselines past the stall.
+        let last = core::mem::replace(&mut self.last_path_check, now);
+        let stall = now.saturating_sub(last);
+        if last != 0 && stall > STALL_NS {
+            for pp in &mut self.peers {
+                if let Some(u) = pp.unacked_since.as_mut() {
+                    *u = u.saturating_add(stall).min(now);
+                }
+                for p in &mut pp.paths {
+                    p.health.last_echo = p.health.last_echo.saturating_add(stall).min(now);
+                }
+            }
+        }
         for peer in 0..self.peers.len() {
             // Ack gap on the active path: data went out, no ack came back.
             let pp = &mut self.peers[peer];
