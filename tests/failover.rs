@@ -7,14 +7,18 @@
 //!   that left A after the cut (so it took the new path) must be under
 //!   300 ms; the transfer completes intact;
 //! - cutting every direct A-C link moves the traffic through the waypoint B;
-//!   repairing them brings it back after the hold-down, and it stays there.
+//!   repairing them brings it back after the hold-down, and it stays there;
+//! - with `mongate-control`'s path manager driving the paths (its probes,
+//!   its flow assignments), heavy loss on the uplink in use moves the flow
+//!   to another one, and a blackhole of that one fails over within 300 ms
+//!   to the best remaining path (the waypoint, not the lossy link).
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mongate_bench::linkem::{BridgeConfig, DirectionConfig, LinkemHandle, spawn_in_netns};
@@ -23,7 +27,10 @@ use mongate_dataplane::bpf::XdpMode;
 use mongate_dataplane::config::Config;
 use mongate_dataplane::engine::now_ns;
 use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
-use mongate_testbed::topology::triangle::{PORT_TCP_DIRECT, tcp_plan, triangle_overlay};
+use mongate_testbed::topology::overlay::OverlaySpec;
+use mongate_testbed::topology::triangle::{
+    PORT_AC, PORT_TCP_DIRECT, tcp_plan, triangle_overlay, triangle_overlay_udp,
+};
 use mongate_testbed::{Sites, SitesTopology};
 
 struct Net {
@@ -31,10 +38,21 @@ struct Net {
     gws: Vec<RunningDataplane>,
     /// Link emulators (delay and rate) by link name, when asked for.
     linkem: Vec<(String, LinkemHandle)>,
+    /// Control loops (in-process `mongate-control run`), when asked for.
+    controls: Vec<(
+        Arc<AtomicBool>,
+        std::thread::JoinHandle<mongate_control::run::RunSummary>,
+    )>,
 }
 
 impl Drop for Net {
     fn drop(&mut self) {
+        for (stop, _) in &self.controls {
+            stop.store(true, Ordering::Relaxed);
+        }
+        for (_, t) in self.controls.drain(..) {
+            let _ = t.join();
+        }
         self.linkem.clear();
         self.gws.clear();
     }
@@ -43,6 +61,17 @@ impl Drop for Net {
 /// `one_way_ms`: put mongate's link emulator on every WAN link (rate 10
 /// Mbit/s, this one-way delay each way) instead of the wire's bridge.
 fn start(prefix: &str, one_way_ms: Option<u64>) -> Net {
+    start_with(
+        prefix,
+        one_way_ms,
+        &triangle_overlay(Some(tcp_plan(1, 8.0))),
+        false,
+    )
+}
+
+/// Like [`start`], for `spec`; `control`: the gateways attach a control
+/// region (the caller starts the control loops).
+fn start_with(prefix: &str, one_way_ms: Option<u64>, spec: &OverlaySpec, control: bool) -> Net {
     let mut s = Sites::new()
         .prefix(prefix)
         .site("A")
@@ -72,15 +101,14 @@ fn start(prefix: &str, one_way_ms: Option<u64>) -> Net {
             linkem.push((l.to_string(), h));
         }
     }
-    let spec = triangle_overlay(Some(tcp_plan(1, 8.0)));
     let mut gws = Vec::new();
     for site in ["A", "B", "C"] {
-        let text = topo.site_config(site, &spec).unwrap();
+        let text = topo.site_config(site, spec).unwrap();
         let cfg = Config::from_toml_str(&text, &format!("{site}.toml")).unwrap();
         let mut gc = GatewayConfig::new(cfg);
         gc.name = format!("{prefix}-{site}");
         gc.xdp_mode = XdpMode::Native;
-        gc.control = false;
+        gc.control = control;
         // Flow counters every millisecond: the failover time is read from them.
         gc.report_every = Duration::from_millis(1);
         let dp = topo
@@ -92,7 +120,12 @@ fn start(prefix: &str, one_way_ms: Option<u64>) -> Net {
             .unwrap_or_else(|e| panic!("gateway {site}: {e:#}"));
         gws.push(dp);
     }
-    Net { topo, gws, linkem }
+    Net {
+        topo,
+        gws,
+        linkem,
+        controls: Vec::new(),
+    }
 }
 
 /// An upload from A's host to C's host, in the background; `progress`
@@ -294,4 +327,291 @@ fn cutting_all_direct_links_uses_the_waypoint_and_repair_brings_traffic_back() {
     up.client.join().unwrap().unwrap().expect("upload");
     let got = up.server.join().unwrap();
     assert!(got == data, "transfer corrupted or short");
+}
+
+/// The PFO instance of the control test: the triangle's links, one class
+/// `A->C` (2 sessions worth 2 per Mbit/s up to 4 Mbit/s each), its direct
+/// flow and its flow through B (planned only when A-C fails).
+const INSTANCE: &str = r#"{
+  "links": [
+    {"id": "A-B", "capacity": 9.0},
+    {"id": "A-C", "capacity": 9.0},
+    {"id": "B-C", "capacity": 9.0}
+  ],
+  "classes": [
+    {"id": "A->C", "sessions": 2, "utility": {"piecewise_linear": [[0.0, 0.0], [4.0, 8.0]]}}
+  ],
+  "flows": [
+    {"id": "A->C/direct", "class": "A->C", "links": ["A-C"]},
+    {"id": "A->C/via-B", "class": "A->C", "links": ["A-B", "B-C"]}
+  ]
+}"#;
+
+/// UDP datagrams from A's host to C's host (class `A->C`), counted at C.
+struct Udp {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
+    recv: Option<std::thread::JoinHandle<()>>,
+    send: Option<std::thread::JoinHandle<mongate_testbed::Result<std::io::Result<()>>>>,
+}
+
+impl Udp {
+    /// `pps` datagrams of `size` bytes per second, for at most `limit`.
+    fn start(net: &Net, pps: u64, size: usize, limit: Duration) -> Udp {
+        let c_ip = net.topo.site("C").unwrap().host_if().v4.unwrap().addr;
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let received = Arc::new(AtomicU64::new(0));
+        let sock = net
+            .topo
+            .site("C")
+            .unwrap()
+            .lan_ns
+            .run_in(move || std::net::UdpSocket::bind((c_ip, PORT_AC)))
+            .unwrap()
+            .unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let (st, rx) = (stop.clone(), received.clone());
+        let recv = std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            let t0 = Instant::now();
+            while !st.load(Ordering::Relaxed) && t0.elapsed() < limit {
+                if sock.recv(&mut buf).is_ok() {
+                    rx.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        let (st, tx) = (stop.clone(), sent.clone());
+        let send = net
+            .topo
+            .site("A")
+            .unwrap()
+            .lan_ns
+            .enter_thread(move || {
+                let s = std::net::UdpSocket::bind(("0.0.0.0", 0))?;
+                let data = common::payload(size, 7);
+                let gap = Duration::from_nanos(1_000_000_000 / pps);
+                let t0 = Instant::now();
+                let mut next = t0;
+                while !st.load(Ordering::Relaxed) && t0.elapsed() < limit {
+                    // A traffic generator's pacing, not synchronisation.
+                    if let Some(d) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(d);
+                    }
+                    next += gap;
+                    if s.send_to(&data, (c_ip, PORT_AC)).is_ok() {
+                        tx.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        Udp {
+            stop,
+            sent,
+            received,
+            recv: Some(recv),
+            send: Some(send),
+        }
+    }
+
+    /// (sent, received) over the next `d`.
+    fn window(&self, d: Duration) -> (u64, u64) {
+        let (s0, r0) = (
+            self.sent.load(Ordering::Relaxed),
+            self.received.load(Ordering::Relaxed),
+        );
+        std::thread::sleep(d);
+        (
+            self.sent.load(Ordering::Relaxed) - s0,
+            self.received.load(Ordering::Relaxed) - r0,
+        )
+    }
+}
+
+impl Drop for Udp {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.recv.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.send.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn the_control_path_manager_leaves_a_lossy_uplink_and_fails_over_to_the_waypoint() {
+    if common::skip("the_control_path_manager_leaves_a_lossy_uplink_and_fails_over_to_the_waypoint")
+    {
+        return;
+    }
+    let _g = common::net_lock();
+    let mut spec = triangle_overlay_udp(None);
+    spec.classes.retain(|c| c.id == "A->C");
+    spec.flows.retain(|f| f.class == "A->C");
+    let prefix = "mgfo3";
+    let mut net = start_with(prefix, Some(5), &spec, true);
+    let instance = mongate_control::pfo::Instance::from_json(INSTANCE).unwrap();
+    let events: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    for site in ["A", "B", "C"] {
+        let text = net.topo.site_config(site, &spec).unwrap();
+        let cfg = Config::from_toml_str(&text, &format!("{site}.toml")).unwrap();
+        let ev = events.clone();
+        let me = site.to_string();
+        let sink: mongate_control::run::LogSink = Arc::new(move |r| {
+            if let mongate_control::run::LogRecord::Event(e) = r
+                && (e.event == "path" || e.event == "link_state")
+            {
+                ev.lock()
+                    .unwrap()
+                    .push(format!("{me} {} {}: {}", e.ts_ms, e.event, e.message));
+            }
+        });
+        let opts = mongate_control::run::RunOptions::new(
+            mongate_dataplane::shm::ctl_path(&format!("{prefix}-{site}")),
+            cfg,
+            instance.clone(),
+            sink,
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let st = stop.clone();
+        let t = std::thread::spawn(move || {
+            mongate_control::run::run(&opts, &st).expect("control loop")
+        });
+        net.controls.push((stop, t));
+    }
+    // A's ports: 0 LAN, 1 ac1, 2 ac2, 3 ab.
+    let tx = |port: usize| -> u64 {
+        net.gws[0]
+            .snapshot()
+            .iter()
+            .map(|w| w.tx_packets[port])
+            .sum()
+    };
+    let busiest = |d: Duration| -> (usize, Vec<u64>) {
+        let a: Vec<u64> = (1..=3).map(tx).collect();
+        std::thread::sleep(d);
+        let b: Vec<u64> = (1..=3).map(tx).collect();
+        let diff: Vec<u64> = a.iter().zip(&b).map(|(x, y)| y - x).collect();
+        let i = (0..3).max_by_key(|&i| diff[i]).unwrap();
+        (i + 1, diff)
+    };
+    // Traffic only once A runs a plan from its control: a session that
+    // arrives before any plan is refused for as long as it stays busy.
+    let a_flows = FlowStatsRegion::open(&flows_path(&format!("{prefix}-A"))).unwrap();
+    let t0 = Instant::now();
+    while a_flows.slot(0, 0).unwrap().load().epoch == 0 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no plan at A");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // 400 datagrams/s of 1000 bytes (3.3 Mbit/s), within the plan's 8 Mbit/s.
+    let udp = Udp::start(&net, 400, 1000, Duration::from_secs(60));
+    // The plan and the path manager's first choice are in force once C gets
+    // (nearly) everything.
+    let t0 = Instant::now();
+    loop {
+        let (s, r) = udp.window(Duration::from_millis(500));
+        if s > 0 && r * 100 >= s * 95 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "no steady delivery: {r} of {s}; events {:?}; A {:?}; C {:?}",
+            events.lock().unwrap(),
+            net.gws[0].snapshot(),
+            net.gws[2].snapshot()
+        );
+    }
+    let (first, diff) = busiest(Duration::from_millis(500));
+    assert!(first <= 2, "the flow starts on a detour: {diff:?}");
+    let link = |port: usize| ["ac1", "ac2", "ab"][port - 1];
+    let emu = |name: &str| &net.linkem.iter().find(|(l, _)| l == name).unwrap().1;
+    // Heavy loss on it: 50 % each way (probes see 75 %). Not a cut: some
+    // probes and acks still come back.
+    let lossy = link(first);
+    emu(lossy).set_extra_loss_ppm(500_000);
+    let cut = Instant::now();
+    let second = loop {
+        let (p, diff) = busiest(Duration::from_millis(200));
+        if p != first && diff[p - 1] > 40 {
+            break p;
+        }
+        assert!(
+            cut.elapsed() < Duration::from_secs(10),
+            "the flow stayed on the lossy {lossy}: {diff:?}; events {:?}",
+            events.lock().unwrap()
+        );
+    };
+    let moved_s = cut.elapsed().as_secs_f64();
+    let (s, r) = udp.window(Duration::from_secs(1));
+    println!(
+        "heavy loss on {lossy}: moved to {} after {moved_s:.2} s; then {r} of {s} delivered",
+        link(second)
+    );
+    assert!(r * 100 >= s * 90, "after the move only {r} of {s} arrived");
+    // Blackhole the new path: the best one left is the detour through B,
+    // not the lossy link.
+    let flows = FlowStatsRegion::open(&flows_path(&format!("{prefix}-C"))).unwrap();
+    let fi = flows.ids().iter().position(|i| i == "A->C/direct").unwrap();
+    let blackholed = link(second);
+    let cut_ns = now_ns();
+    emu(blackholed).set_blocked(true);
+    let t0 = Instant::now();
+    let delivered_at = loop {
+        let v = flows.slot(0, fi).unwrap().load();
+        if v.last_rx_sent_ns > cut_ns {
+            break v.updated_ns;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no packet sent after the blackhole arrived"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    let failover_ms = delivered_at.saturating_sub(cut_ns) as f64 / 1e6;
+    // The traffic rides the waypoint; the control re-plans around A-C (the
+    // session moves to the class's flow through B, whose controller ramps
+    // up): C gets 90 % of what A's host sends again, within 10 s.
+    let (third, diff) = busiest(Duration::from_millis(500));
+    let recovered = loop {
+        let (s, r) = udp.window(Duration::from_millis(500));
+        if r * 100 >= s * 90 {
+            break t0.elapsed().as_secs_f64();
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "via B only {r} of {s} arrive; events {:?}",
+            events.lock().unwrap()
+        );
+    };
+    let ev = events.lock().unwrap().clone();
+    println!(
+        "blackhole on {blackholed}: failover {failover_ms:.1} ms; then on {} ({diff:?}); \
+         delivery back to 90 % after {recovered:.2} s",
+        link(third)
+    );
+    for e in &ev {
+        println!("  {e}");
+    }
+    assert!(failover_ms < 300.0, "failover took {failover_ms:.1} ms");
+    assert_eq!(third, 3, "not on the waypoint: {diff:?}");
+    assert!(
+        ev.iter()
+            .any(|e| e.starts_with("A ") && e.contains("via B")),
+        "the path manager did not choose the waypoint: {ev:?}"
+    );
+    drop(udp);
+    let mut summaries = Vec::new();
+    for (stop, t) in net.controls.drain(..) {
+        stop.store(true, Ordering::Relaxed);
+        summaries.push(t.join().unwrap());
+    }
+    println!("control A: {:?}", summaries[0]);
+    assert!(summaries[0].path_moves >= 3, "{:?}", summaries[0]);
+    assert!(summaries[0].probes_sent > 0);
+    assert!(net.gws.iter().all(RunningDataplane::healthy));
 }

@@ -31,7 +31,27 @@ fn attmpls(classes: usize, sessions: u32, seed: u64) -> Option<Instance> {
         segments: 8,
         seed,
     };
-    Instance::from_file(&generate(&g, &p)).ok()
+    let file = generate(&g, &p);
+    // `PFO_BENCH_DUMP=DIR` writes the instances as JSON (for the CLI / perf).
+    if let Ok(dir) = std::env::var("PFO_BENCH_DUMP") {
+        let path = format!("{dir}/attmpls-{classes}x{sessions}-s{seed}.json");
+        if let Ok(text) = serde_json::to_string(&file) {
+            let _ = std::fs::write(path, text);
+        }
+    }
+    Instance::from_file(&file).ok()
+}
+
+/// `PFO_BENCH_SIZES=30x10,50x20` (default both): the sizes of the figure table.
+fn sizes() -> Vec<(usize, u32, f64)> {
+    let all = [(30, 10, 60.0), (50, 20, 120.0)];
+    match std::env::var("PFO_BENCH_SIZES") {
+        Ok(only) => all
+            .into_iter()
+            .filter(|(c, n, _)| only.split(',').any(|o| o == format!("{c}x{n}")))
+            .collect(),
+        Err(_) => all.to_vec(),
+    }
 }
 
 fn figures() {
@@ -39,9 +59,9 @@ fn figures() {
     let seeds: u64 = std::env::var("PFO_BENCH_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(5);
     println!("size       seed  formulation  time_to_gap_1e-4[s]  status      gap_at_1s");
-    for (classes, sessions, limit) in [(30, 10, 60.0), (50, 20, 120.0)] {
+    for (classes, sessions, limit) in sizes() {
         for seed in 1..=seeds {
             let Some(inst) = attmpls(classes, sessions, seed) else {
                 println!("(AttMpls graph not found at {GRAPH}; set PFO_GRAPHML)");
@@ -107,6 +127,9 @@ criterion_group!(benches, bench);
 fn main() {
     if std::env::var("PFO_BENCH_SKIP_FIGURES").is_err() {
         figures();
+    }
+    if std::env::var("PFO_BENCH_SKIP_CRITERION").is_ok() {
+        return;
     }
     benches();
     Criterion::default().configure_from_args().final_summary();

@@ -48,6 +48,10 @@ struct RunArgs {
     /// Print log lines as JSON (one object per line).
     #[arg(long)]
     json_log: bool,
+    /// Leave path selection to the dataplane (no MONET path manager: no probe commands, no
+    /// assignments; links are marked failed from the dataplane's per-peer summary).
+    #[arg(long)]
+    no_paths: bool,
 }
 
 #[derive(clap::Args)]
@@ -151,11 +155,18 @@ fn run_cmd(args: &RunArgs) -> anyhow::Result<()> {
     };
     secs_to_ns("--time-limit", args.time_limit)?;
     opts.solve.time_limit = Some(args.time_limit);
+    opts.paths = !args.no_paths;
     install_signals();
     let summary = run(&opts, &STOP)?;
     eprintln!(
-        "mongate-control run: stopped ({} plans activated, {} solves, {} decode errors, {} bad records)",
-        summary.plans_sent, summary.solves, summary.decode_errors, summary.bad_records
+        "mongate-control run: stopped ({} plans activated, {} solves, {} decode errors, {} bad records, {} path moves, {} probes sent, {} dropped)",
+        summary.plans_sent,
+        summary.solves,
+        summary.decode_errors,
+        summary.bad_records,
+        summary.path_moves,
+        summary.probes_sent,
+        summary.probes_dropped
     );
     Ok(())
 }

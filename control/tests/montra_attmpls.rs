@@ -7,21 +7,22 @@
 //! 100 Mbit/s). One simulated flow per planned (class, route) with a positive rate, carrying
 //! the class's admitted sessions together: target `n_c x_f`, weight `n_c w_f` (the sum of `n_c`
 //! identical `w log(x)` utilities is `n_c w log(X / n_c)`: the same optimum). Weights are scaled
-//! to a 2 % loss budget (`scale_weights_for_loss_budget`). Floored flows (positive target, zero
-//! path price: their weight carries no information and the mapping relies on the rate cap)
-//! get their cap as a private first link of capacity `target` (the simulator has no per-flow
-//! cap), and the mapping's floor fraction is 0.1 instead of the default 1e-3, with which they
-//! ramp 1000x slower than a priced flow (docs/montra.md).
+//! to a 2 % loss budget (`scale_weights_for_loss_budget`). Every flow has a controller rate
+//! cap (`FlowSpec::cap_pps`): target x 1.1 for priced flows (the gateway's `cap_margin`),
+//! exactly the target for floored flows (positive target, zero path price: the mapping gives
+//! them the floor weight, default = the plan's smallest positive path price, and relies on
+//! the cap). Packet-level links are RED queues (`Aqm::RED`): with drop-tail, loss is not
+//! shared in proportion to rate and MONtra's per-flow shares skew (docs/montra.md).
 //!
 //! `cargo test -p mongate-control --release --test montra_attmpls -- --nocapture` prints the
-//! per-flow tables; `-- --ignored` also runs the strict packet-level check (known to fail).
+//! per-flow tables; `-- --ignored` also runs the strict packet-level check (see its comment).
 
 use std::sync::OnceLock;
 
 use mongate_control::mapping::{MappingConfig, montra_targets};
 use mongate_control::pfo::generator::{GenParams, generate, parse_graphml};
 use mongate_control::pfo::{Instance, SolveOptions, Status, solve};
-use mongate_dataplane::montra::sim::{self, FlowSpec, LinkSpec, SimConfig, SimResult};
+use mongate_dataplane::montra::sim::{self, Aqm, FlowSpec, LinkSpec, SimConfig, SimResult};
 use mongate_dataplane::montra::{AckPolicy, ControllerConfig, scale_weights_for_loss_budget};
 
 /// The project's shared/ folder sits beside the repository (as in `benches/pfo.rs`).
@@ -36,8 +37,14 @@ const LOSS_BUDGET: f64 = 0.02;
 /// Ramp of the heaviest flow, packets/s per second (targets are up to 10 000 pps).
 const KAPPA: f64 = 1000.0;
 const X0: f64 = 10.0;
-const FLOOR_FRACTION: f64 = 0.1;
 const TOL: f64 = 0.05;
+/// Controller cap of a priced flow: target x this margin (the gateway's default
+/// `cap_margin`); a floored flow is capped at its target.
+const CAP_MARGIN: f64 = 1.1;
+/// Link buffer, packets (40 ms at 10 000 pps); RED drops from a quarter of it.
+const QUEUE_PKTS: usize = 400;
+/// Simulated seconds of the packet-level run (goodput averaged over the second half).
+const PACKET_SECONDS: u64 = 240;
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000_000_000;
 
@@ -45,8 +52,6 @@ const S: u64 = 1_000_000_000;
 struct Case {
     /// Link capacities, packets/s (instance links, then the floored flows' cap links).
     caps_pps: Vec<f64>,
-    /// Number of real (instance) links.
-    real_links: usize,
     routes: Vec<Vec<usize>>,
     weights: Vec<f64>,
     targets: Vec<f64>,
@@ -54,6 +59,8 @@ struct Case {
     floored: Vec<bool>,
     /// Target equal to a whole link's capacity on the route.
     full_link: Vec<bool>,
+    /// Controller rate caps, packets/s.
+    caps: Vec<f64>,
 }
 
 fn case() -> Option<&'static Case> {
@@ -91,20 +98,16 @@ fn build_case() -> Option<Case> {
     );
     let rates: Vec<f64> = plan.flows.iter().map(|f| f.rate).collect();
     let duals: Vec<f64> = plan.links.iter().map(|l| l.dual).collect();
-    let map = MappingConfig {
-        floor_fraction: FLOOR_FRACTION,
-        ..MappingConfig::default()
-    };
-    let t = montra_targets(&inst, &rates, &duals, &map);
+    let t = montra_targets(&inst, &rates, &duals, &MappingConfig::default());
     let mut c = Case {
         caps_pps: inst.links.iter().map(|l| l.capacity * UNIT_PPS).collect(),
-        real_links: inst.links.len(),
         routes: Vec::new(),
         weights: Vec::new(),
         targets: Vec::new(),
         names: Vec::new(),
         floored: Vec::new(),
         full_link: Vec::new(),
+        caps: Vec::new(),
     };
     for (i, f) in inst.flows.iter().enumerate() {
         if !t[i].controlled {
@@ -112,11 +115,7 @@ fn build_case() -> Option<Case> {
         }
         let n = f64::from(plan.classes[f.class].sessions);
         let target = rates[i] * n * UNIT_PPS;
-        let mut route = f.links.clone();
-        if t[i].floored {
-            c.caps_pps.push(target);
-            route.insert(0, c.caps_pps.len() - 1);
-        }
+        let route = f.links.clone();
         let min_cap = f
             .links
             .iter()
@@ -128,6 +127,11 @@ fn build_case() -> Option<Case> {
         c.weights.push(t[i].weight * n * UNIT_PPS);
         c.names.push(plan.flows[i].id.clone());
         c.floored.push(t[i].floored);
+        c.caps.push(if t[i].floored {
+            target
+        } else {
+            target * CAP_MARGIN
+        });
     }
     scale_weights_for_loss_budget(&mut c.weights, &c.targets, LOSS_BUDGET);
     Some(c)
@@ -135,7 +139,15 @@ fn build_case() -> Option<Case> {
 
 /// Goodput of every flow in the fluid model after `seconds`.
 fn fluid_goodput(c: &Case, seconds: f64) -> Vec<f64> {
-    let (x, q) = sim::fluid(&c.caps_pps, &c.routes, &c.weights, KAPPA, X0, seconds);
+    let (x, q) = sim::fluid_capped(
+        &c.caps_pps,
+        &c.routes,
+        &c.weights,
+        &c.caps,
+        KAPPA,
+        X0,
+        seconds,
+    );
     x.iter().zip(&q).map(|(x, q)| x * (1.0 - q)).collect()
 }
 
@@ -208,17 +220,16 @@ fn fluid_model_reaches_pfo_targets_on_attmpls() {
     );
 }
 
-/// Runs the packet-level simulator on the case (120 s, 100 ms samples).
+/// Runs the packet-level simulator on the case (`PACKET_SECONDS`, 100 ms samples).
 fn packet_run(c: &Case) -> SimResult {
     let links = c
         .caps_pps
         .iter()
-        .enumerate()
-        .map(|(l, &cap)| LinkSpec {
+        .map(|&cap| LinkSpec {
             capacity_bps: cap * f64::from(PACKET_BYTES) * 8.0,
-            // Cap links stand for the sender's rate cap: no delay of their own.
-            delay_ns: if l < c.real_links { 5 * MS } else { 0 },
-            queue_pkts: 100,
+            delay_ns: 5 * MS,
+            queue_pkts: QUEUE_PKTS,
+            aqm: Aqm::RED,
         })
         .collect();
     let flows = c
@@ -230,6 +241,7 @@ fn packet_run(c: &Case) -> SimResult {
             weight: c.weights[f],
             target_pps: c.targets[f],
             start_ns: 0,
+            cap_pps: c.caps[f],
         })
         .collect();
     sim::run(&SimConfig {
@@ -244,7 +256,7 @@ fn packet_run(c: &Case) -> SimResult {
         packet_bytes: PACKET_BYTES,
         ack_policy: AckPolicy::default(),
         seed: 1,
-        duration_ns: 120 * S,
+        duration_ns: PACKET_SECONDS * S,
         sample_ns: 100 * MS,
     })
 }
@@ -256,9 +268,9 @@ fn packet_result() -> Option<(&'static Case, &'static SimResult)> {
     Some((c, r))
 }
 
-/// What the packet level does meet today: the full-link flows reach their targets, and the
-/// network carries the planned total. Per-flow accuracy of the partial flows is reported,
-/// not asserted (see the ignored test below).
+/// What the packet level meets (RED links, seed 1): every flow within 10 % of its target,
+/// at least 40 of 44 within 5 %, full-link flows within 5 %, the planned total within 2 %,
+/// and the 20 s average of every flow within 10 % of target from some time on.
 #[test]
 fn packet_sim_on_attmpls() {
     let Some((c, res)) = packet_result() else {
@@ -266,17 +278,55 @@ fn packet_sim_on_attmpls() {
     };
     let got = &res.mean_goodput_second_half;
     print_table(c, "packet", got, Some(&res.loss));
+    for i in 0..got.len() {
+        // Error of each 30 s average, to tell bias from noise.
+        let series: Vec<String> = res.goodput[i]
+            .chunks(300)
+            .map(|ch| {
+                let avg = ch.iter().sum::<f64>() / ch.len() as f64;
+                format!("{:+.1}", 100.0 * (avg - c.targets[i]) / c.targets[i])
+            })
+            .collect();
+        #[allow(clippy::cast_precision_loss)] // packet counts
+        let sent = res.sent_second_half[i].max(1) as f64;
+        eprintln!(
+            "packet {:<16} 2nd half: dropped {:.3} %, declared lost {:.3} %; spurious {}; \
+             w/target {:.3} %; 30 s errors (%) {}",
+            c.names[i],
+            100.0 * res.dropped_second_half[i] as f64 / sent,
+            100.0 * res.lost_second_half[i] as f64 / sent,
+            res.spurious[i],
+            100.0 * c.weights[i] / c.targets[i],
+            series.join(" ")
+        );
+    }
     let errs = errors(c, got);
     let (wi, _) = worst(&errs);
     let within = errs.iter().filter(|e| e.abs() <= TOL).count();
     #[allow(clippy::cast_precision_loss)] // ns
-    let conv = res.convergence_ns(TOL).map(|t| t as f64 / 1e9);
+    let conv = |tol: f64, avg_s: u64| {
+        res.convergence_avg_ns(tol, avg_s * S)
+            .map(|t| t as f64 / 1e9)
+    };
+    let (c10, c5) = (conv(0.10, 20), conv(TOL, 20));
     eprintln!(
-        "packet: {within}/{} flows within 5 %, worst {:+.2} % ({}), convergence (5 s avg within \
-         5 %): {conv:?} s",
+        "packet: {within}/{} flows within 5 %, worst {:+.2} % ({}); every flow's 20 s average \
+         within 10 % from {c10:?} s, within 5 % from {c5:?} s",
         errs.len(),
         100.0 * errs[wi],
         c.names[wi]
+    );
+    assert!(c10.is_some(), "20 s averages never all within 10 %");
+    assert!(
+        within + 4 >= errs.len(),
+        "only {within} of {} flows within 5 %",
+        errs.len()
+    );
+    assert!(
+        errs.iter().all(|e| e.abs() <= 0.10),
+        "{} at {:+.2} %",
+        c.names[wi],
+        100.0 * errs[wi]
     );
     let total: f64 = got.iter().sum();
     let planned: f64 = c.targets.iter().sum();
@@ -285,7 +335,7 @@ fn packet_sim_on_attmpls() {
         100.0 * (total - planned) / planned
     );
     assert!(
-        (total - planned).abs() <= TOL * planned,
+        (total - planned).abs() <= 0.02 * planned,
         "total {total} vs {planned}"
     );
     for (i, e) in errs.iter().enumerate() {
@@ -300,12 +350,11 @@ fn packet_sim_on_attmpls() {
     }
 }
 
-/// The acceptance criterion at packet level: every flow within 5 % of its target. Fails today:
-/// partial flows that share a drop-tail bottleneck with a sibling route see several times the
-/// loss of the fluid model and lose their share (docs/montra.md, "Fluid and packet check on
-/// AttMpls").
+/// The acceptance criterion at packet level: every flow within 5 % of its target. Passes with
+/// a thin margin: the worst flow is at -4.7 % (seed 1; -3.8 % with seed 2, but -5.2 % with
+/// seed 3): small flows carry the loss-price equilibrium's bias (3.5 % already in the fluid
+/// model) plus noise (docs/montra.md, "Fluid and packet check on AttMpls").
 #[test]
-#[ignore = "known to fail: drop-tail loss bias at packet level, see docs/montra.md"]
 fn packet_sim_every_flow_within_5_percent() {
     let Some((c, res)) = packet_result() else {
         return;

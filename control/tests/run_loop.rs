@@ -168,6 +168,7 @@ impl Dataplane {
                             let rate_bps = rate as u64;
                             items[count] = FlowTelemetry {
                                 flow: f,
+                                path: mongate_dataplane::shm::msg::PATH_NONE,
                                 rate_bps,
                                 acks,
                                 losses: 0,

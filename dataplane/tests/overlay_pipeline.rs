@@ -154,6 +154,8 @@ struct Link {
     free_at: u64,
     in_flight: VecDeque<(u64, u64, Vec<u8>)>,
     dropped: u64,
+    /// Packets offered to the link.
+    offered: u64,
 }
 
 impl Link {
@@ -166,9 +168,11 @@ impl Link {
             free_at: 0,
             in_flight: VecDeque::new(),
             dropped: 0,
+            offered: 0,
         }
     }
     fn send(&mut self, now: u64, bytes: Vec<u8>, rng: &mut Rng) {
+        self.offered += 1;
         let waiting = self.in_flight.iter().filter(|e| e.0 > now).count();
         if waiting >= self.queue || rng.next_f64() < self.loss {
             self.dropped += 1;
@@ -854,4 +858,232 @@ fn measure_per_packet_cost() {
         per(t_poll, pkts),
         per(t_wan, delivered)
     );
+}
+
+// ---- the control process driving the paths ----
+
+/// The triangle with detours on and `f` applied to each site's settings.
+fn triangle_with(f: impl Fn(usize, &mut Settings)) -> Net {
+    let sites = (0..3)
+        .map(|i| {
+            let mut s = settings(i, 1.0);
+            s.detours = true;
+            f(i, &mut s);
+            Site::new(&config(i, 1.0, 0.02), s)
+        })
+        .collect();
+    Net::new(sites, 100_000.0)
+}
+
+fn outcomes(gw: &mut Gateway) -> Vec<mongate_dataplane::overlay::paths::ProbeOutcome> {
+    let mut v = Vec::new();
+    gw.drain_probe_outcomes(|o| {
+        v.push(*o);
+        true
+    });
+    v
+}
+
+/// Probe commands are carried out and answered with one outcome each;
+/// commands naming no path, no probes or too many are refused at once.
+#[test]
+fn control_probe_commands_are_answered_with_outcomes() {
+    use mongate_dataplane::overlay::paths::{CONTROL_PROBE_TIMEOUT_NS, path_ref};
+    let mut net = triangle_with(|_, _| {});
+    // A's peers: B (0), C (1); C's candidates: direct (0), via B (1).
+    assert_eq!(net.sites[0].gw.paths(1).len(), 2);
+    let (direct, via_b) = (path_ref(1, 0), path_ref(1, 1));
+    let gw = &mut net.sites[0].gw;
+    gw.on_probe_command(42, direct, 3, 1_000_000, 0);
+    gw.on_probe_command(43, via_b, 1, 0, 0);
+    gw.on_probe_command(50, path_ref(7, 0), 1, 0, 0);
+    gw.on_probe_command(51, direct, 0, 0, 0);
+    gw.on_probe_command(52, direct, 1000, 0, 0);
+    assert_eq!(gw.stats().probe_command_bad, 3);
+    assert!(gw.control_drives_paths(0));
+    net.run_until(100_000_000, 500_000);
+    let mut got = outcomes(&mut net.sites[0].gw);
+    got.sort_by_key(|o| o.id);
+    let ids: Vec<u64> = got.iter().map(|o| o.id).collect();
+    assert_eq!(ids, vec![42, 43, 50, 51, 52]);
+    for o in &got[2..] {
+        assert_eq!((o.sent, o.received), (0, 0), "refused: {o:?}");
+    }
+    let d = got[0];
+    assert_eq!((d.path, d.sent, d.received), (direct, 3, 3));
+    // Two 10 ms hops and the fake links' service times.
+    assert!((20_000_000..25_000_000).contains(&d.rtt_min_ns), "{d:?}");
+    assert!(d.rtt_mean_ns >= d.rtt_min_ns);
+    // Via B: the waypoint answers (the probe checks the first leg; B
+    // relays detours only over a direct path of its own that is up).
+    let v = got[1];
+    assert_eq!((v.path, v.sent, v.received), (via_b, 1, 1));
+    assert!((20_000_000..25_000_000).contains(&v.rtt_min_ns), "{v:?}");
+    // A path that loses everything: the outcome says so after the timeout.
+    net.links.get_mut(&(0, 2)).unwrap().loss = 1.0;
+    let t0 = net.now;
+    net.sites[0]
+        .gw
+        .on_probe_command(60, direct, 2, 1_000_000, t0);
+    net.run_until(t0 + CONTROL_PROBE_TIMEOUT_NS / 2, 1_000_000);
+    assert!(
+        outcomes(&mut net.sites[0].gw).is_empty(),
+        "not before the timeout"
+    );
+    net.run_until(t0 + CONTROL_PROBE_TIMEOUT_NS + 10_000_000, 1_000_000);
+    let lost = outcomes(&mut net.sites[0].gw);
+    assert_eq!(lost.len(), 1);
+    assert_eq!((lost[0].id, lost[0].sent, lost[0].received), (60, 2, 0));
+}
+
+/// While a control drives the paths the dataplane's own background probes
+/// pause; when its lease lapses (it died) they resume: fail-static.
+#[test]
+fn the_control_lease_pauses_and_resumes_local_probing() {
+    use mongate_dataplane::overlay::paths::{CONTROL_LEASE_NS, path_ref};
+    let mut net = triangle_with(|i, s| {
+        if i == 0 {
+            s.probe_interval_ns = 50_000_000;
+        }
+    });
+    net.run_until(500_000_000, 1_000_000);
+    let local = net.sites[0].gw.stats().probes_sent;
+    assert!(
+        local >= 4 * 8,
+        "A probes its 4 candidates every 50 ms: {local}"
+    );
+    let t = net.now;
+    net.sites[0].gw.on_probe_command(1, path_ref(1, 0), 1, 0, t);
+    net.run_until(t + CONTROL_LEASE_NS - 100_000_000, 1_000_000);
+    assert_eq!(
+        net.sites[0].gw.stats().probes_sent,
+        local + 1,
+        "only the control's probe"
+    );
+    net.run_until(t + CONTROL_LEASE_NS + 500_000_000, 1_000_000);
+    assert!(!net.sites[0].gw.control_drives_paths(net.now));
+    assert!(net.sites[0].gw.stats().probes_sent >= local + 1 + 4 * 8);
+}
+
+/// Assignments move one flow (or a peer's default) to a candidate; bad ones
+/// are counted and change nothing. The destination's acks go back the way
+/// the data came.
+#[test]
+fn assignments_move_flows_and_acks_follow_the_data() {
+    use mongate_dataplane::overlay::paths::path_ref;
+    use mongate_dataplane::shm::msg::{FLOW_MARK_DOWN, FLOW_MARK_UP, FLOW_PEER_DEFAULT, PATH_NONE};
+    let mut net = triangle_with(|_, _| {});
+    let (direct, via_b) = (path_ref(1, 0), path_ref(1, 1));
+    // Flow 0 (ac-direct) leaves toward C; flow 1 (ac-tcp-via-b) toward B.
+    assert_eq!(net.sites[0].gw.flow_path(0), direct);
+    assert_eq!(net.sites[0].gw.flow_path(1), path_ref(0, 0));
+    let gw = &mut net.sites[0].gw;
+    gw.on_assign(0, via_b, 0);
+    gw.on_assign(9, direct, 0); // no such flow
+    gw.on_assign(1, direct, 0); // flow 1 leaves toward B, not C
+    gw.on_assign(0, path_ref(1, 9), 0); // no such candidate
+    gw.on_assign(FLOW_PEER_DEFAULT, path_ref(5, 0), 0); // no such peer
+    assert_eq!((gw.stats().assigned, gw.stats().assign_bad), (1, 4));
+    assert_eq!(gw.flow_path(0), via_b);
+    // Its packets go to B (the waypoint), C delivers them and acks them
+    // through B too; nothing of the flow crosses A-C.
+    let offered = |net: &Net, a: usize, b: usize| net.links[&(a, b)].offered;
+    let (ac0, ca0, ab0, bc0) = (
+        offered(&net, 0, 2),
+        offered(&net, 2, 0),
+        offered(&net, 0, 1),
+        offered(&net, 1, 2),
+    );
+    for k in 0..20u8 {
+        assert_eq!(
+            net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 200, k)),
+            Verdict::Held
+        );
+        let t = net.now + 1_000_000;
+        net.run_until(t, 100_000);
+    }
+    net.run_until(net.now + 300_000_000, 100_000);
+    assert_eq!(net.sites[2].gw.flow_received("ac-direct"), Some(20));
+    let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
+    assert_eq!((t.sent, t.acked), (20, 20));
+    assert_eq!(offered(&net, 0, 2) - ac0, 0, "data took the detour");
+    assert_eq!(offered(&net, 2, 0) - ca0, 0, "acks took the detour back");
+    assert!(offered(&net, 0, 1) - ab0 >= 20);
+    assert!(offered(&net, 1, 2) - bc0 >= 20);
+    // Back to the peer's default, then the default itself moved.
+    let gw = &mut net.sites[0].gw;
+    gw.on_assign(0, PATH_NONE, 1);
+    assert_eq!(gw.flow_path(0), direct);
+    gw.on_assign(FLOW_PEER_DEFAULT, via_b, 2);
+    assert_eq!(gw.flow_path(0), via_b);
+    assert!(gw.paths(1)[1].active);
+    // Marks: the control holds the direct path down in our view, and up again.
+    let bad = gw.stats().assign_bad;
+    gw.on_assign(FLOW_MARK_DOWN, direct, 3);
+    assert!(!gw.paths(1)[0].health.up);
+    gw.on_assign(0, direct, 4);
+    assert_eq!(
+        gw.flow_path(0),
+        direct,
+        "an assignment vouches for its path"
+    );
+    gw.on_assign(FLOW_MARK_DOWN, direct, 5);
+    assert_eq!(
+        gw.flow_path(0),
+        via_b,
+        "a flow falls back off a path held down"
+    );
+    gw.on_assign(FLOW_MARK_UP, direct, 6);
+    assert_eq!(gw.flow_path(0), direct);
+    gw.on_assign(FLOW_MARK_DOWN, path_ref(3, 3), 7);
+    assert_eq!(gw.stats().assign_bad, bad + 1);
+}
+
+/// A forged echo of a control probe (a slot not in use, or another
+/// generation) is counted and leaves the outcome alone.
+#[test]
+fn forged_control_probe_echoes_are_counted() {
+    use mongate_dataplane::overlay::paths::path_ref;
+    use mongate_dataplane::wire::oam::{self, Probe};
+    let mut net = triangle_with(|_, _| {});
+    // C's peers: A (0), B (1). A probe command on C's direct path to A.
+    net.now = 1_000_000_000;
+    net.sites[2]
+        .gw
+        .on_probe_command(5, path_ref(0, 0), 1, 0, net.now);
+    // Echoes as if from A for C's path 0 to A: control bit, slot 0,
+    // generation 7 (the slot's is 1), then slot 3 (not in use).
+    for seq in [0x8000_0000u32 | 7 << 16, 0x8000_0000 | 1 << 16 | 3] {
+        let probe = Probe {
+            path_id: 0,
+            probe_seq: seq,
+            send_ts_ns: 999_000_000,
+            echo_ts_ns: 9,
+        };
+        let mut msg = vec![0u8; 28];
+        oam::Repr::ProbeEcho(probe).emit(&mut msg).unwrap();
+        let mut tc = TemplateConfig::new(
+            MacAddr([2, 0, 0, 0, 0, 1]),
+            MacAddr([2, 0, 0, 0, 0, 2]),
+            IpAddr::V4(gw_addr(0)),
+            IpAddr::V4(gw_addr(2)),
+        );
+        tc.vni = VNI;
+        let t = OverlayTemplate::new(&tc).unwrap();
+        let hl = t.header_len();
+        let mut b = vec![0u8; hl + msg.len()];
+        b[hl..].copy_from_slice(&msg);
+        let p = EncapParams {
+            oam: true,
+            ..EncapParams::default()
+        };
+        let r = t.encap(&mut b, hl, msg.len(), &p).unwrap();
+        let _ = net.inject(2, WAN, &b[r]);
+    }
+    assert_eq!(net.sites[2].gw.stats().probe_unknown, 2);
+    // The genuine probe still completes.
+    net.run_until(net.now + 100_000_000, 1_000_000);
+    let got = outcomes(&mut net.sites[2].gw);
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].id, got[0].sent, got[0].received), (5, 1, 1));
 }

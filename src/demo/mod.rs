@@ -124,10 +124,72 @@ pub struct Summary {
     /// left its source after the cut, over the flows that crossed the link
     /// (so it took another path), ms.
     pub failover_ms: Option<f64>,
+    /// The control processes' path decisions and link states for PFO
+    /// (their `path` and `link_state` log events), in time order.
+    pub path_events: Vec<PathEvent>,
     /// Datagrams the hosts sent / C's host received.
     pub udp_sent: u64,
     /// Datagrams received by C's host.
     pub udp_received: u64,
+}
+
+/// A path decision or link state change of a site's control process.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PathEvent {
+    /// Site.
+    pub site: String,
+    /// When, seconds from the start of the traffic (negative: before).
+    pub t_s: f64,
+    /// `path` or `link_state`.
+    pub event: String,
+    /// What.
+    pub message: String,
+}
+
+/// The `path` and `link_state` events of the control logs in `dir`; `t0_ns`:
+/// start of the traffic (CLOCK_MONOTONIC, the controls' clock).
+fn path_events(dir: &Path, t0_ns: u64) -> Vec<PathEvent> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(site) = name
+            .strip_prefix("control-")
+            .and_then(|r| r.split('-').next())
+        else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let event = v.get("event").and_then(|x| x.as_str()).unwrap_or("");
+            if event != "path" && event != "link_state" {
+                continue;
+            }
+            let ts_ms = v
+                .get("ts_ms")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            out.push(PathEvent {
+                site: site.to_owned(),
+                t_s: (ts_ms as f64 - t0_ns as f64 / 1e6) / 1e3,
+                event: event.to_owned(),
+                message: v
+                    .get("message")
+                    .and_then(|x| x.as_str())
+                    .unwrap_or("")
+                    .to_owned(),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+    out
 }
 
 fn bin(name: &str) -> anyhow::Result<PathBuf> {
@@ -470,6 +532,7 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
         "t(s)", "flow", "target", "MONtra", "achieved", "loss %"
     );
     let t0 = Instant::now();
+    let t0_ns = mongate_dataplane::engine::now_ns();
     let mut prev: BTreeMap<String, (f64, FlowValues, FlowValues)> = BTreeMap::new();
     // Per second: (t, per flow (target, achieved Mbps)).
     let mut series: Vec<(f64, Vec<(f64, f64)>)> = Vec::new();
@@ -689,7 +752,11 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
         }
     }
     drop(topo);
-    let _ = std::fs::remove_dir_all(&dir);
+    let path_events = path_events(&dir, t0_ns);
+    // MONGATE_DEMO_KEEP=1 keeps the processes' logs for a look afterwards.
+    if std::env::var_os("MONGATE_DEMO_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
     Ok(Summary {
         topology:
             "MON triangle: A-B 10, A-C 10, B-C 5 Mbit/s (tbf); LAN host + mongate gateway per site"
@@ -709,6 +776,7 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
         failed_link: fail.as_ref().map(|f| (f.0.clone(), f.4)),
         failover_ms,
         flows,
+        path_events,
         udp_sent: sent,
         udp_received: received,
     })
@@ -754,6 +822,12 @@ pub fn print_summary(s: &Summary) {
             Some(ms) => println!("  link {l} cut at {t} s: failover in {ms:.1} ms"),
             None => println!("  link {l} cut at {t} s: no failover observed"),
         }
+    }
+    for e in &s.path_events {
+        println!(
+            "  control {} at {:.3} s: {} {}",
+            e.site, e.t_s, e.event, e.message
+        );
     }
     if let Some((k, r, w)) = s.control_outage {
         println!(

@@ -10,7 +10,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -135,6 +135,8 @@ pub struct DirCounters {
     pub sum_late_ns: u64,
     /// Frames dropped while the link was blocked ([`LinkemHandle::set_blocked`]).
     pub blocked: u64,
+    /// Frames dropped by the extra loss ([`LinkemHandle::set_extra_loss_ppm`]).
+    pub impaired: u64,
 }
 
 struct Direction {
@@ -159,12 +161,25 @@ impl Direction {
     }
 }
 
+/// Failures switched on and off while the bridge runs (both directions).
+#[derive(Debug, Default)]
+pub struct Impairment {
+    /// Drop every arriving frame (frames already held still leave): a
+    /// blackhole with the carrier up.
+    pub blocked: AtomicBool,
+    /// Drop arriving frames with this probability, parts per million, on
+    /// top of the model's own loss: a link gone bad.
+    pub extra_loss_ppm: AtomicU32,
+}
+
 /// The engine stage: port 0 = `a`, port 1 = `b`; each direction's frames are
 /// held in a fixed-capacity heap ordered by (departure, arrival order), so
 /// FIFO whenever the model's departures are.
 pub struct LinkStage {
     dirs: [Direction; 2],
-    blocked: Arc<AtomicBool>,
+    impairment: Arc<Impairment>,
+    /// xorshift64* state of the extra loss.
+    rng: u64,
 }
 
 impl LinkStage {
@@ -174,14 +189,26 @@ impl LinkStage {
         let cap = hold_cap.max(1);
         Self {
             dirs: [Direction::new(ab, cap, 1), Direction::new(ba, cap, 0)],
-            blocked: Arc::new(AtomicBool::new(false)),
+            impairment: Arc::new(Impairment::default()),
+            rng: 0x9E37_79B9_7F4A_7C15,
         }
     }
 
-    /// The flag that, while set, drops every arriving frame (both
-    /// directions; frames already held still leave): a link failure.
-    pub fn blocked_flag(&self) -> Arc<AtomicBool> {
-        self.blocked.clone()
+    /// The failure switches of this stage (both directions).
+    pub fn impairment(&self) -> Arc<Impairment> {
+        self.impairment.clone()
+    }
+
+    /// Whether the extra loss takes this frame.
+    fn extra_loss(&mut self, ppm: u32) -> bool {
+        if ppm == 0 {
+            return false;
+        }
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let x = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32;
+        x % 1_000_000 < u64::from(ppm)
     }
 
     /// Model counters, a->b then b->a.
@@ -202,14 +229,21 @@ impl LinkStage {
 
 impl Stage for LinkStage {
     fn process(&mut self, now: Nanos, _arena: &mut Arena, batch: &mut Batch) {
-        let blocked = self.blocked.load(Ordering::Relaxed);
+        let blocked = self.impairment.blocked.load(Ordering::Relaxed);
+        let extra_ppm = self.impairment.extra_loss_ppm.load(Ordering::Relaxed);
         for p in batch.as_mut_slice() {
+            let lost = self.extra_loss(extra_ppm);
             let Some(d) = self.dirs.get_mut(usize::from(p.port)) else {
                 p.verdict = EngineVerdict::Drop(DropReason::Other);
                 continue;
             };
             if blocked {
                 d.c.blocked += 1;
+                p.verdict = EngineVerdict::Drop(DropReason::Other);
+                continue;
+            }
+            if lost {
+                d.c.impaired += 1;
                 p.verdict = EngineVerdict::Drop(DropReason::Other);
                 continue;
             }
@@ -417,13 +451,13 @@ fn set_realtime() -> bool {
 
 type Outcome = Result<anyhow::Result<LinkReport>, String>;
 /// What a bridge thread reports once set up: its block flag, or the error.
-type Ready = Result<Arc<AtomicBool>, String>;
+type Ready = Result<Arc<Impairment>, String>;
 
 /// A bridge running on a background thread. Dropping it stops the bridge,
 /// joins the thread and detaches XDP.
 pub struct LinkemHandle {
     stop: Arc<AtomicBool>,
-    blocked: Arc<AtomicBool>,
+    impairment: Arc<Impairment>,
     thread: Option<JoinHandle<Outcome>>,
 }
 
@@ -444,7 +478,16 @@ impl LinkemHandle {
     /// Blocks (drops everything arriving, both ways) or unblocks the link,
     /// e.g. to emulate a WAN failure. Takes effect from the next batch.
     pub fn set_blocked(&self, on: bool) {
-        self.blocked.store(on, Ordering::Relaxed);
+        self.impairment.blocked.store(on, Ordering::Relaxed);
+    }
+
+    /// Drops this share of the arriving frames (parts per million, both
+    /// ways) on top of the configured loss, e.g. to emulate a link gone
+    /// bad; 0 ends it. Takes effect from the next batch.
+    pub fn set_extra_loss_ppm(&self, ppm: u32) {
+        self.impairment
+            .extra_loss_ppm
+            .store(ppm.min(1_000_000), Ordering::Relaxed);
     }
 
     /// Stops the bridge and returns its counters.
@@ -476,7 +519,7 @@ fn body(
 ) -> anyhow::Result<LinkReport> {
     match Bridge::open(&cfg) {
         Ok(b) => {
-            let _ = ready.send(Ok(b.worker.stage().blocked_flag()));
+            let _ = ready.send(Ok(b.worker.stage().impairment()));
             Ok(b.run(&stop))
         }
         Err(e) => {
@@ -494,13 +537,13 @@ fn await_ready(
 ) -> anyhow::Result<LinkemHandle> {
     let mut h = LinkemHandle {
         stop,
-        blocked: Arc::new(AtomicBool::new(false)),
+        impairment: Arc::new(Impairment::default()),
         thread: Some(thread),
     };
     // Setup retries a busy queue for up to 2 s; 20 s means something is wrong.
     match rx.recv_timeout(Duration::from_secs(20)) {
-        Ok(Ok(flag)) => {
-            h.blocked = flag;
+        Ok(Ok(imp)) => {
+            h.impairment = imp;
             Ok(h)
         }
         Ok(Err(e)) => Err(anyhow::anyhow!("linkem: {e}")),
@@ -669,7 +712,7 @@ mod tests {
         let mut s = stage(delay, DirectionConfig::default(), 8);
         let mut b = batch(&[(0, 0)]);
         s.process(0, &mut a, &mut b);
-        s.blocked_flag().store(true, Ordering::Relaxed);
+        s.impairment().blocked.store(true, Ordering::Relaxed);
         let mut b = batch(&[(2048, 0), (4096, 1)]);
         s.process(0, &mut a, &mut b);
         assert!(
@@ -681,10 +724,51 @@ mod tests {
         let mut out = Batch::new();
         s.poll(1000, &mut a, &mut out);
         assert_eq!(out.len(), 1, "the frame held before the block leaves");
-        s.blocked_flag().store(false, Ordering::Relaxed);
+        s.impairment().blocked.store(false, Ordering::Relaxed);
         let mut b = batch(&[(2048, 1)]);
         s.process(2000, &mut a, &mut b);
         assert_eq!(b.as_slice()[0].verdict, EngineVerdict::Tx(0));
+    }
+
+    #[test]
+    fn extra_loss_takes_its_share_both_ways() {
+        let mut a = Arena::new(256, 2048, 256, false).unwrap();
+        let mut s = stage(DirectionConfig::default(), DirectionConfig::default(), 8);
+        s.impairment()
+            .extra_loss_ppm
+            .store(300_000, Ordering::Relaxed);
+        let (mut lost, mut total) = (0u64, 0u64);
+        for round in 0..200u64 {
+            let frames: Vec<(u64, u16)> = (0..32u64)
+                .map(|i| (i * 2048, u16::try_from((i + round) % 2).unwrap()))
+                .collect();
+            let mut b = batch(&frames);
+            s.process(0, &mut a, &mut b);
+            total += 32;
+            lost += b
+                .as_slice()
+                .iter()
+                .filter(|p| p.verdict == EngineVerdict::Drop(DropReason::Other))
+                .count() as u64;
+        }
+        let c = s.counters();
+        assert_eq!(c[0].impaired + c[1].impaired, lost);
+        assert!(c[0].impaired > 0 && c[1].impaired > 0);
+        // 6400 frames at p = 0.3: sigma = 37; within 5 sigma.
+        let expect = total as f64 * 0.3;
+        assert!(
+            (lost as f64 - expect).abs() < 5.0 * 36.7,
+            "lost {lost} of {total}"
+        );
+        // Off again: nothing more is lost.
+        s.impairment().extra_loss_ppm.store(0, Ordering::Relaxed);
+        let mut b = batch(&[(0, 0), (2048, 1)]);
+        s.process(0, &mut a, &mut b);
+        assert!(
+            b.as_slice()
+                .iter()
+                .all(|p| p.verdict != EngineVerdict::Drop(DropReason::Other))
+        );
     }
 
     #[test]

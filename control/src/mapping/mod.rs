@@ -6,9 +6,12 @@
 //! `x̂`. Edge cases (documented in `docs/pfo.md`):
 //! - `x̂_f = 0`: the flow gets no controller (`controlled = false`, weight 0, cap 0).
 //! - `x̂_f > 0` but `p_f = 0` (no saturated link on the path, or a flat utility there): the
-//!   weight would be 0. We give a floor weight `x̂_f * floor_price` with `floor_price` a small
-//!   fraction of the largest path price in the plan (1 if no price is positive), and rely on the
-//!   rate cap `x̂_f` to stop it: such a flow competes only weakly and never exceeds its target.
+//!   weight would be 0. We give a floor weight `x̂_f * floor_price` with `floor_price` =
+//!   `floor_fraction` (default 1) x the *smallest* positive path price of the used flows (1 if
+//!   none), and rely on the rate cap `x̂_f` to stop it. Then a floored flow ramps as fast as the
+//!   plan's cheapest priced flow and, if its path congests after all, yields at least as much
+//!   as any priced flow. (The former default, 1e-3 x the largest price, made floored flows ramp
+//!   1000x slower than the heaviest flow: 3.7 % of target after 600 s on AttMpls.)
 //! - Breakpoints of a piecewise-linear utility: the duals are a subgradient picked by the LP
 //!   (restricted to the concave piece holding the target); any such subgradient is valid.
 //! - Every controlled flow carries the rate cap `x̂_f` (the plan's `flows[].rate`).
@@ -24,7 +27,7 @@ pub struct MappingConfig {
     pub rate_epsilon: f64,
     /// Path prices at or below this are "zero".
     pub price_epsilon: f64,
-    /// Floor price as a fraction of the largest positive path price.
+    /// Floor price as a fraction of the *smallest* positive path price of the used flows.
     pub floor_fraction: f64,
 }
 
@@ -33,7 +36,7 @@ impl Default for MappingConfig {
         MappingConfig {
             rate_epsilon: 1e-9,
             price_epsilon: 1e-9,
-            floor_fraction: 1e-3,
+            floor_fraction: 1.0,
         }
     }
 }
@@ -67,14 +70,14 @@ pub fn montra_targets(
     cfg: &MappingConfig,
 ) -> Vec<FlowTarget> {
     let prices = path_prices(inst, duals);
-    let max_price = rates
+    let min_price = rates
         .iter()
         .zip(&prices)
-        .filter(|(x, _)| **x > cfg.rate_epsilon)
+        .filter(|(x, p)| **x > cfg.rate_epsilon && **p > cfg.price_epsilon)
         .map(|(_, p)| *p)
-        .fold(0.0, f64::max);
-    let floor_price = if max_price > cfg.price_epsilon {
-        cfg.floor_fraction * max_price
+        .fold(f64::INFINITY, f64::min);
+    let floor_price = if min_price.is_finite() {
+        cfg.floor_fraction * min_price
     } else {
         1.0
     };

@@ -14,6 +14,9 @@ use super::utility::{Pwl, eval_pwl};
 pub struct Envelope {
     /// Breakpoints `(Y, h(Y))`, `Y` strictly increasing from 0.
     pub points: Vec<(f64, f64)>,
+    /// How far (at most) these breakpoints lie below the true envelope anywhere: rounding
+    /// noise flattened away (`~1e-13` relative); add it to any bound computed from `points`.
+    pub lowered: f64,
 }
 
 /// Relative slope tolerance when merging collinear segments / detecting kinks.
@@ -28,12 +31,14 @@ impl Envelope {
         if sessions == 0 {
             return Envelope {
                 points: vec![(0.0, 0.0)],
+                lowered: 0.0,
             };
         }
         let nf = f64::from(sessions);
         if r_top <= 0.0 {
             return Envelope {
                 points: vec![(0.0, nf * u0)],
+                lowered: 0.0,
             };
         }
         let ns: Vec<f64> = (1..=sessions).map(f64::from).collect();
@@ -53,6 +58,7 @@ impl Envelope {
         if cuts.len() < 2 {
             return Envelope {
                 points: vec![(0.0, nf * u0)],
+                lowered: 0.0,
             };
         }
         let value = |n: f64, y: f64| n * u.eval(y / n);
@@ -101,9 +107,8 @@ impl Envelope {
                 .fold(f64::NEG_INFINITY, f64::max);
             pts.push((q, hq));
         }
-        Envelope {
-            points: simplify(pts),
-        }
+        let (points, lowered) = simplify(pts);
+        Envelope { points, lowered }
     }
 
     /// `h(Y)` (flat beyond the last breakpoint).
@@ -139,28 +144,67 @@ pub fn concave_pieces(pts: &[(f64, f64)]) -> Vec<(usize, usize)> {
     pieces
 }
 
-/// Drops repeated abscissae and breakpoints between collinear segments.
-fn simplify(pts: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
-    let mut out: Vec<(f64, f64)> = Vec::with_capacity(pts.len());
+/// Relative (to the envelope's largest value) size of a convex kink that [`simplify`] lifts
+/// away: the kink's point is replaced by the chord of its neighbours. Such kinks come from
+/// rounding in the envelope (nearly equal abscissae, nearly collinear segments); each would cost
+/// the MILP a binary that changes nothing.
+const LIFT_TOL: f64 = 1e-9;
+/// Relative size of a concave bend that [`simplify`] may flatten (lowering `h`, which is
+/// accounted for in [`Envelope::lowered`]).
+const FLATTEN_TOL: f64 = 1e-13;
+
+/// Drops repeated abscissae and breakpoints that lie on, or at most `LIFT_TOL` (relative) below,
+/// the chord of their neighbours, checking every dropped point against the final chord. The
+/// result is `>= h` everywhere, and `<= h + LIFT_TOL * scale`, except near points flattened by
+/// at most `FLATTEN_TOL * scale` (returned as the second value).
+fn simplify(pts: Vec<(f64, f64)>) -> (Vec<(f64, f64)>, f64) {
+    let mut dedup: Vec<(f64, f64)> = Vec::with_capacity(pts.len());
     for p in pts {
-        if let Some(last) = out.last_mut()
+        if let Some(last) = dedup.last_mut()
             && p.0 <= last.0
         {
             last.1 = last.1.max(p.1);
             continue;
         }
-        if out.len() >= 2 {
+        dedup.push(p);
+    }
+    let scale = dedup.iter().map(|p| p.1.abs()).fold(0.0, f64::max).max(1.0);
+    let (lift, flatten) = (LIFT_TOL * scale, FLATTEN_TOL * scale);
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(dedup.len());
+    // gaps[i]: the input points dropped between out[i-1] and out[i].
+    let mut gaps: Vec<Vec<(f64, f64)>> = Vec::with_capacity(dedup.len());
+    let mut lowered: f64 = 0.0;
+    for p in dedup {
+        let mut cur: Vec<(f64, f64)> = Vec::new();
+        while out.len() >= 2 {
             let a = out[out.len() - 2];
             let b = out[out.len() - 1];
-            let s0 = (b.1 - a.1) / (b.0 - a.0);
-            let s1 = (p.1 - b.1) / (p.0 - b.0);
-            if (s1 - s0).abs() <= SLOPE_TOL * (1.0 + s0.abs().max(s1.abs())) {
+            let chord = |x: f64| a.1 + (p.1 - a.1) * (x - a.0) / (p.0 - a.0);
+            let under = |q: &(f64, f64)| chord(q.0) - q.1;
+            let last_gap = &gaps[gaps.len() - 1];
+            let worst = last_gap
+                .iter()
+                .chain(std::iter::once(&b))
+                .chain(cur.iter())
+                .map(under)
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), d| {
+                    (lo.min(d), hi.max(d))
+                });
+            if worst.0 >= -flatten && worst.1 <= lift {
+                lowered = lowered.max(-worst.0);
                 out.pop();
+                let mut merged = gaps.pop().unwrap_or_default();
+                merged.push(b);
+                merged.append(&mut cur);
+                cur = merged;
+            } else {
+                break;
             }
         }
         out.push(p);
+        gaps.push(cur);
     }
-    out
+    (out, lowered.max(0.0))
 }
 
 #[cfg(test)]
@@ -208,5 +252,61 @@ mod tests {
         let u = Pwl::new(vec![(0.0, 0.0), (0.9, 0.0), (1.0, 1.0)]);
         let e = Envelope::new(&u, 3, f64::INFINITY);
         assert_eq!(e.concave_pieces().len(), 4, "{:?}", e.points);
+    }
+
+    #[test]
+    fn concave_utility_with_many_sessions_has_no_spurious_kinks() {
+        // The generator's concave form (ln(1 + 4t)/ln 5 on 8 segments): h = N U(Y/N) exactly,
+        // but the breakpoints n r_k of all n used to leave rounding-noise "convex kinks".
+        let u = Pwl::new(
+            (0..=8)
+                .map(|i| {
+                    let t = f64::from(i) / 8.0;
+                    (2.7 * t, 1.3 * (1.0 + 4.0 * t).ln() / 5f64.ln())
+                })
+                .collect(),
+        );
+        for n in [10, 20, 37] {
+            let e = Envelope::new(&u, n, f64::INFINITY);
+            assert_eq!(e.concave_pieces().len(), 1, "n={n}: {:?}", e.points);
+            assert!(e.lowered <= 1e-12, "{}", e.lowered);
+        }
+    }
+
+    #[test]
+    fn simplified_envelope_stays_between_h_minus_lowered_and_h_plus_lift() {
+        let us = [
+            Pwl::new(vec![(0.0, 0.0), (1.0, 0.1), (2.0, 0.9), (4.0, 1.0)]),
+            Pwl::new(vec![
+                (0.0, 0.0),
+                (0.6, 0.01),
+                (1.2, 1.6),
+                (2.0, 1.8),
+                (3.0, 2.0),
+            ]),
+            Pwl::new(vec![(0.0, 0.0), (0.9, 0.0), (1.0, 1.0)]),
+        ];
+        for u in &us {
+            for n in [1, 5, 20] {
+                let e = Envelope::new(u, n, f64::INFINITY);
+                let scale = e.points.iter().map(|p| p.1.abs()).fold(1.0, f64::max);
+                for i in 0..=5000 {
+                    let y = e.y_max() * f64::from(i) / 5000.0;
+                    let (a, b) = (e.eval(y), brute(u, n, y));
+                    assert!(a >= b - e.lowered - 1e-12 * scale, "n={n} y={y}: {a} < {b}");
+                    assert!(a <= b + 2.0 * LIFT_TOL * scale, "n={n} y={y}: {a} > {b}");
+                }
+                // Every remaining convex kink is a real one.
+                for w in e.concave_pieces().windows(2) {
+                    let k = e.points[w[0].1];
+                    let (a, b) = (e.points[w[0].1 - 1], e.points[w[1].0 + 1]);
+                    let chord = a.1 + (b.1 - a.1) * (k.0 - a.0) / (b.0 - a.0);
+                    assert!(
+                        chord - k.1 > LIFT_TOL * scale,
+                        "n={n}: spurious kink at {k:?}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -4,7 +4,8 @@
 //! - [`instance`]: file format and validation;
 //! - [`utility`]: utility functions and their certified piecewise-linear forms;
 //! - [`envelope`]: the per-class envelope `h_c(Y) = max_n n U(Y/n)`;
-//! - [`solver`]: the exact MILP solver (HiGHS), duals, mapping;
+//! - [`solver`]: the exact MILP solver (HiGHS), duals, mapping (its primal heuristic, an LP
+//!   dive on the envelope relaxation, is in `heuristic.rs`);
 //! - [`plan`]: the result format;
 //! - [`oracle`]: brute force for tiny instances (test oracle);
 //! - [`generator`]: Topology Zoo GraphML reader and seeded benchmark instances.
@@ -13,6 +14,7 @@
 
 pub mod envelope;
 pub mod generator;
+mod heuristic;
 pub mod instance;
 pub mod oracle;
 pub mod plan;

@@ -14,6 +14,7 @@ use std::time::Instant;
 use highs::{Col, HighsModelStatus, RowProblem, Sense};
 
 use super::envelope::{Envelope, concave_pieces};
+use super::heuristic;
 use super::instance::Instance;
 use super::plan::{ClassPlan, FlowPlan, LinkPlan, Plan, Status, relative_gap};
 use super::utility::{Pwl, eval_pwl};
@@ -42,8 +43,10 @@ pub struct SolveOptions {
     pub gap_tolerance: f64,
     /// MILP formulation.
     pub formulation: Formulation,
-    /// Pass a heuristic start to the MILP.
+    /// Pass a heuristic start (LP dive, else greedy) to the MILP.
     pub warm_start: bool,
+    /// Print HiGHS's MIP log on stdout (for profiling).
+    pub verbose: bool,
     /// Mapping edge-case settings.
     pub mapping: MappingConfig,
 }
@@ -55,6 +58,7 @@ impl Default for SolveOptions {
             gap_tolerance: 1e-4,
             formulation: Formulation::Incremental,
             warm_start: true,
+            verbose: false,
             mapping: MappingConfig::default(),
         }
     }
@@ -516,11 +520,27 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Plan {
     let eps_total: f64 = models
         .iter()
         .zip(&inst.classes)
-        .map(|(m, c)| f64::from(c.sessions) * m.eps)
+        .map(|(m, c)| f64::from(c.sessions) * m.eps + m.env.lowered)
         .sum();
 
     let start_cols = if opts.warm_start {
-        mip_start(&milp, inst, &models, &greedy_start(inst, &models))
+        let greedy = greedy_start(inst, &models);
+        let budget = opts.time_limit.map_or(5.0, |t| 0.25 * t);
+        let deadline = start + std::time::Duration::from_secs_f64(budget.clamp(0.0, 1e6));
+        let envs: Vec<&[(f64, f64)]> = models.iter().map(|m| m.env.points.as_slice()).collect();
+        let dived = heuristic::dive(inst, &envs, deadline);
+        let value = |y: &[f64]| -> f64 {
+            models
+                .iter()
+                .zip(&inst.classes)
+                .map(|(m, c)| m.env.eval(c.flows.iter().map(|&f| y[f]).sum()))
+                .sum()
+        };
+        let best = match dived {
+            Some(d) if value(&d) >= value(&greedy) => d,
+            _ => greedy,
+        };
+        mip_start(&milp, inst, &models, &best)
     } else {
         None
     };
@@ -533,8 +553,21 @@ pub fn solve(inst: &Instance, opts: &SolveOptions) -> Plan {
     } = milp;
     let mut model = pb.optimise(Sense::Maximise);
     model.make_quiet();
+    if opts.verbose {
+        model.set_option("output_flag", true);
+        model.set_option("log_to_console", true);
+    }
     model.set_option("mip_rel_gap", opts.gap_tolerance * 0.5);
     model.set_option("mip_abs_gap", opts.gap_tolerance * 0.5);
+    // The dive's start is within a few 1e-3 of the optimum: HiGHS's expensive primal
+    // heuristics (RINS/RENS sub-MIPs, feasibility jump) and root restarts cost more than they
+    // find here, and so does cut separation below the root, where the time goes into LP solves
+    // (measured: docs/pfo.md). Cheap heuristics and root cuts stay on.
+    model.set_option("mip_heuristic_run_rins", false);
+    model.set_option("mip_heuristic_run_rens", false);
+    model.set_option("mip_heuristic_run_feasibility_jump", false);
+    model.set_option("mip_allow_restart", false);
+    model.set_option("mip_allow_cut_separation_at_nodes", false);
     if let Some(limit) = opts.time_limit {
         let left = (limit - start.elapsed().as_secs_f64()).max(0.01);
         model.set_option("time_limit", left);

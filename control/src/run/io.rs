@@ -16,6 +16,7 @@ use mongate_dataplane::shm::{
 };
 
 use super::log::{ClassTarget, EventLog, FlowTarget, LogRecord, LogSink, PlanLog};
+use super::paths::{PathDriver, site_path_config};
 use super::planner::{Planner, PlannerConfig, SolveRequest};
 use crate::pfo::{self, Instance, SolveOptions, Status};
 
@@ -55,6 +56,12 @@ pub struct RunOptions {
     pub telemetry_budget: u32,
     /// External events.
     pub events: Option<Receiver<ControlEvent>>,
+    /// Drive the dataplane's paths with the MONET path manager (probes, assignments, link
+    /// states for PFO); off: the dataplane chooses its paths itself and its per-peer path
+    /// summary marks links failed.
+    pub paths: bool,
+    /// Seed of the path manager (probe jitter, sequence numbers).
+    pub paths_seed: u64,
     /// Log output.
     pub log: LogSink,
 }
@@ -77,6 +84,8 @@ impl RunOptions {
             attach_backoff_max: Duration::from_secs(1),
             telemetry_budget: 256,
             events: None,
+            paths: true,
+            paths_seed: 1,
             log,
         }
     }
@@ -97,6 +106,14 @@ pub struct RunSummary {
     pub solves: u64,
     /// Epochs abandoned because not every worker staged them in time.
     pub staging_timeouts: u64,
+    /// Path moves the path manager decided.
+    pub path_moves: u64,
+    /// Probe commands sent.
+    pub probes_sent: u64,
+    /// Probe commands dropped: the command ring was full.
+    pub probes_dropped: u64,
+    /// Batches of path marks dropped: the command ring was full.
+    pub marks_dropped: u64,
 }
 
 /// The plan the dataplane should run.
@@ -146,6 +163,9 @@ struct Loop<'a> {
     reported_decode: u64,
     reported_bad: u64,
     last_report: Option<Instant>,
+    paths: Option<PathDriver>,
+    /// The dataplane's candidate paths, by reference (for log lines).
+    path_table: std::collections::BTreeMap<u32, mongate_dataplane::shm::msg::PathTelemetry>,
 }
 
 impl Loop<'_> {
@@ -196,6 +216,9 @@ impl Loop<'_> {
                 self.inflight = None;
                 self.retry_at = None;
                 self.port = Some(port);
+                if let Some(d) = &mut self.paths {
+                    d.resync();
+                }
             }
             Err(e) => {
                 let msg = match &e {
@@ -231,8 +254,109 @@ impl Loop<'_> {
     fn drain_telemetry(&mut self, now_ns: u64) {
         let mut peers = Vec::new();
         self.drain_ports(now_ns, &mut peers);
-        for p in &peers {
-            self.on_peer(now_ns, p);
+        // With the path manager on, link states come from it, not from the dataplane's own
+        // per-peer summary.
+        if self.paths.is_none() {
+            for p in &peers {
+                self.on_peer(now_ns, p);
+            }
+        }
+    }
+
+    /// A path reference in words: `C via B on isp1 -> 198.18.0.9`.
+    fn describe_path(&self, r: u32) -> String {
+        let cfg = &self.o.config;
+        let peer = usize::try_from(r >> 16).unwrap_or(usize::MAX);
+        let name = |i: usize| cfg.peers.get(i).map_or("?", |p| p.name.as_str());
+        let Some(p) = self.path_table.get(&r) else {
+            return format!("{} path {}", name(peer), r & 0xFFFF);
+        };
+        let sent_to = if p.via == u16::MAX {
+            peer
+        } else {
+            usize::from(p.via)
+        };
+        let via = if p.via == u16::MAX {
+            String::new()
+        } else {
+            format!(" via {}", name(usize::from(p.via)))
+        };
+        let uplink = cfg
+            .uplinks
+            .get(usize::from(p.uplink))
+            .map_or("?", |u| u.name.as_str());
+        let remote = cfg
+            .peers
+            .get(sent_to)
+            .and_then(|x| x.gateways.get(usize::from(p.remote)))
+            .map_or_else(|| "?".to_owned(), ToString::to_string);
+        format!("{}{via} on {uplink} -> {remote}", name(peer))
+    }
+
+    /// The path manager's side of the loop: timers, probe commands, assignments, link states.
+    fn drive_paths(&mut self, now_ns: u64) {
+        let Some(d) = &mut self.paths else { return };
+        d.tick(now_ns);
+        let probes = d.take_probes();
+        let marks = d.take_marks();
+        let pending = d.pending_assignments();
+        let links = d.take_link_changes();
+        if let Some(port) = &mut self.port {
+            for c in &probes {
+                match port.send(0, std::slice::from_ref(c)) {
+                    Ok(()) => self.summary.probes_sent += 1,
+                    // The manager's own timeout covers a probe that never left.
+                    Err(_) => self.summary.probes_dropped += 1,
+                }
+            }
+            // Lost marks are re-derived from the manager's states after a re-attach only;
+            // the ring has room for them unless the dataplane is stuck.
+            if !marks.is_empty() && port.broadcast(&marks).is_err() {
+                self.summary.marks_dropped += 1;
+            }
+            let mut done = Vec::new();
+            for (peer, cmds) in &pending {
+                if port.broadcast(cmds).is_ok() {
+                    done.push(*peer);
+                }
+            }
+            for peer in done {
+                if let Some(d) = &mut self.paths {
+                    d.assigned(peer);
+                }
+                let wanted = self.paths.as_ref().and_then(|d| d.wanted_path(peer));
+                if let Some(r) = wanted {
+                    self.summary.path_moves += 1;
+                    let what = self.describe_path(r);
+                    self.event(now_ns, "path", format!("traffic to {what}"), None);
+                }
+            }
+        }
+        let me = self.o.config.site.name.clone();
+        for (peer, failed) in links {
+            let Some(name) = self.o.config.peers.get(peer).map(|p| p.name.clone()) else {
+                continue;
+            };
+            for id in [format!("{me}-{name}"), format!("{name}-{me}")] {
+                if let Some(l) = self.planner.link_index(&id)
+                    && self.planner.mark_link_failed(l, failed)
+                {
+                    self.event(
+                        now_ns,
+                        "link_state",
+                        format!(
+                            "link {id}: {} (path manager: every direct path to {name} {})",
+                            if failed { "failed" } else { "repaired" },
+                            if failed {
+                                "down or degraded"
+                            } else {
+                                "no longer all down"
+                            }
+                        ),
+                        None,
+                    );
+                }
+            }
         }
     }
 
@@ -252,6 +376,37 @@ impl Loop<'_> {
                             .unwrap_or(usize::MAX)
                             .min(items.len());
                         self.planner.on_flows(w, now_ns, &items[..n]);
+                        if let Some(d) = &mut self.paths {
+                            d.on_flows(w, &items[..n], now_ns);
+                        }
+                    }
+                    Some(Ok(Telemetry::Paths { count, items })) => {
+                        let n = usize::try_from(count)
+                            .unwrap_or(usize::MAX)
+                            .min(items.len());
+                        for p in &items[..n] {
+                            self.path_table.insert(p.path, *p);
+                        }
+                        if let Some(d) = &mut self.paths {
+                            d.on_paths(&items[..n], now_ns);
+                        }
+                    }
+                    Some(Ok(Telemetry::ProbeResult {
+                        id,
+                        path,
+                        sent,
+                        received,
+                        rtt_min_ns,
+                        ..
+                    })) => {
+                        if let Some(d) = &mut self.paths {
+                            d.on_probe_result(id, path, sent, received, rtt_min_ns, now_ns);
+                        }
+                    }
+                    Some(Ok(Telemetry::PathEvent { path, event, .. })) => {
+                        if let Some(d) = &mut self.paths {
+                            d.on_path_event(path, event, now_ns);
+                        }
                     }
                     Some(Ok(Telemetry::Classes { count, items })) => {
                         let n = usize::try_from(count)
@@ -542,9 +697,24 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
             }
         })
         .context("starting the solver thread")?;
+    let paths = if opts.paths {
+        Some(
+            PathDriver::new(
+                &opts.config,
+                site_path_config(&opts.config),
+                opts.paths_seed,
+                monotonic_ns(),
+            )
+            .context("path manager configuration")?,
+        )
+    } else {
+        None
+    };
     let mut lp = Loop {
         o: opts,
         planner,
+        paths,
+        path_table: std::collections::BTreeMap::new(),
         port: None,
         desired: None,
         inflight: None,
@@ -573,6 +743,7 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
             }
         }
         lp.drain_telemetry(now_ns);
+        lp.drive_paths(now_ns);
         lp.external_events(now_ns);
         match res_rx.try_recv() {
             Ok(done) => lp.solved(now_ns, done),

@@ -100,6 +100,7 @@ fn flows(items: &[(u32, u64, u64, u64)]) -> Vec<FlowTelemetry> {
         .iter()
         .map(|&(flow, rate_bps, acks, losses)| FlowTelemetry {
             flow,
+            path: mongate_dataplane::shm::msg::PATH_NONE,
             rate_bps,
             acks,
             losses,

@@ -21,7 +21,8 @@ use crate::config::{Backend, Config};
 use crate::engine::{Arena, Batch, FramePool, Nanos, Port, Stage, now_ns};
 use crate::overlay::{Gateway, PeerRoute, Settings};
 use crate::shm::msg::{
-    CLASSES_PER_MSG, ClassTelemetry, FLOW_TEL_PER_MSG, FlowTelemetry, PEERS_PER_MSG, PeerTelemetry,
+    CLASSES_PER_MSG, ClassTelemetry, FLOW_TEL_PER_MSG, FlowTelemetry, PATHS_PER_MSG, PEERS_PER_MSG,
+    PathTelemetry, PeerTelemetry,
 };
 use crate::shm::{
     Command, CtlRegion, PlanAssembler, PlanShape, Telemetry, WorkerChannel, ctl_path,
@@ -109,7 +110,22 @@ struct GatewayStage {
 impl GatewayStage {
     fn housekeeping(&mut self, now: Nanos) {
         if let Some(c) = self.chan.as_mut() {
-            let rep = c.chan.step(now, 64, |_cmd: &Command| {});
+            let gw = &mut self.gw;
+            let rep = c.chan.step(now, 64, |cmd: &Command| match *cmd {
+                Command::Assign { count, items } => {
+                    let n = usize::try_from(count).unwrap_or(0).min(items.len());
+                    for a in &items[..n] {
+                        gw.on_assign(a.flow, a.path, now);
+                    }
+                }
+                Command::Probe {
+                    id,
+                    path,
+                    count,
+                    interval_ns,
+                } => gw.on_probe_command(id, path, count, interval_ns, now),
+                Command::PlanChunk(_) | Command::PlanCommit { .. } => {}
+            });
             if rep.switched.is_some() {
                 let plan = c.chan.plan().to_plan(self.gw.config());
                 match self.gw.apply_plan(&plan, now) {
@@ -123,6 +139,32 @@ impl GatewayStage {
             }
             if let Some((e, why)) = rep.refused {
                 eprintln!("gateway: plan epoch {e} refused by the channel: {why:?}");
+            }
+        }
+        if let Some(c) = self.chan.as_mut() {
+            // Probe outcomes and path events go out at once (the control's
+            // races wait on them), while the ring has room.
+            let port = c.chan.port();
+            let mut sent = false;
+            self.gw.drain_probe_outcomes(|o| {
+                let ok = port.send(&Telemetry::ProbeResult {
+                    id: o.id,
+                    path: o.path,
+                    sent: o.sent,
+                    received: o.received,
+                    rtt_min_ns: o.rtt_min_ns,
+                    rtt_mean_ns: o.rtt_mean_ns,
+                });
+                sent |= ok;
+                ok
+            });
+            self.gw.drain_path_events(|path, event, at_ns| {
+                let ok = port.send(&Telemetry::PathEvent { path, event, at_ns });
+                sent |= ok;
+                ok
+            });
+            if sent {
+                port.flush();
             }
         }
         if now >= self.next_report {
@@ -163,6 +205,7 @@ impl GatewayStage {
             if let Some(rate) = r.rate_pps {
                 self.flow_buf.push(FlowTelemetry {
                     flow: u32::try_from(fi).unwrap_or(u32::MAX),
+                    path: self.gw.flow_path(fi),
                     rate_bps: rate_bps(rate, mean),
                     acks: v.acked,
                     losses: v.lost,
@@ -184,29 +227,41 @@ impl GatewayStage {
                 break;
             }
         }
-        let nclasses = self.gw.config().classes.len();
-        let mut start = 0;
-        while start < nclasses {
-            let n = (nclasses - start).min(CLASSES_PER_MSG);
-            let mut items = [ClassTelemetry::default(); CLASSES_PER_MSG];
-            for (k, it) in items[..n].iter_mut().enumerate() {
-                let ci = start + k;
-                *it = ClassTelemetry {
-                    class: u32::try_from(ci).unwrap_or(u32::MAX),
-                    active: self
-                        .gw
-                        .classifier()
-                        .active_sessions(u16::try_from(ci).unwrap_or(u16::MAX)),
+        // Only the classes whose sessions start here (the others' counts
+        // are always zero and the control would count them as foreign).
+        let cfg = self.gw.config();
+        let me = cfg.site.name.as_str();
+        let mut items = [ClassTelemetry::default(); CLASSES_PER_MSG];
+        let mut n = 0;
+        let local = cfg
+            .classes
+            .iter()
+            .enumerate()
+            .filter(|(_, cl)| cl.source == me);
+        for (ci, _) in local {
+            items[n] = ClassTelemetry {
+                class: u32::try_from(ci).unwrap_or(u32::MAX),
+                active: self
+                    .gw
+                    .classifier()
+                    .active_sessions(u16::try_from(ci).unwrap_or(u16::MAX)),
+            };
+            n += 1;
+            if n == CLASSES_PER_MSG {
+                let t = Telemetry::Classes {
+                    count: u32::try_from(n).unwrap_or(0),
+                    items,
                 };
+                c.chan.port().send(&t);
+                n = 0;
             }
+        }
+        if n > 0 {
             let t = Telemetry::Classes {
                 count: u32::try_from(n).unwrap_or(0),
                 items,
             };
-            if !c.chan.port().send(&t) {
-                break;
-            }
-            start += n;
+            c.chan.port().send(&t);
         }
         let npeers = self.gw.peer_count();
         let mut start = 0;
@@ -232,6 +287,31 @@ impl GatewayStage {
                 break;
             }
             start += n;
+        }
+        let mut batch = [PathTelemetry::default(); PATHS_PER_MSG];
+        let mut n = 0;
+        let mut full = false;
+        let port = c.chan.port();
+        let mut send = |items: &[PathTelemetry; PATHS_PER_MSG], n: usize| {
+            let t = Telemetry::Paths {
+                count: u32::try_from(n).unwrap_or(0),
+                items: *items,
+            };
+            port.send(&t)
+        };
+        self.gw.for_each_path(|p| {
+            if full {
+                return;
+            }
+            batch[n] = p;
+            n += 1;
+            if n == PATHS_PER_MSG {
+                full = !send(&batch, n);
+                n = 0;
+            }
+        });
+        if n > 0 && !full {
+            send(&batch, n);
         }
         c.chan.port().flush();
     }

@@ -102,6 +102,10 @@ pub struct Stats {
     pub table_full: u64,
     /// Sessions removed after the idle timeout.
     pub expired: u64,
+    /// Busy sessions admitted again because a plan changed under them: their
+    /// flow lost its rate, or their class has room now for a session that
+    /// was refused or sent best effort.
+    pub readmitted: u64,
     /// Packets whose inner headers did not parse.
     pub malformed: u64,
 }
@@ -136,6 +140,8 @@ pub struct Classifier {
     rate: Vec<f64>,
     /// Live sessions per flow.
     flow_active: Vec<u32>,
+    /// Per class: the plan admits sessions and gives one of its flows a rate.
+    open: Vec<bool>,
     epoch: u64,
     stats: Stats,
 }
@@ -167,6 +173,7 @@ impl Classifier {
             class_flows,
             rate: vec![0.0; cfg.flows.len()],
             flow_active: vec![0; cfg.flows.len()],
+            open: vec![false; cfg.classes.len()],
             epoch: 0,
             stats: Stats::default(),
         };
@@ -181,6 +188,12 @@ impl Classifier {
         }
         for (fi, f) in cfg.flows.iter().enumerate() {
             self.rate[fi] = plan.flow(&f.id).map_or(0.0, |p| p.rate_mbps);
+        }
+        for (ci, o) in self.open.iter_mut().enumerate() {
+            *o = self.limit[ci] > 0
+                && self.class_flows[ci]
+                    .iter()
+                    .any(|&f| self.rate[usize::from(f)] > 0.0);
         }
         self.epoch = plan.epoch;
         Ok(())
@@ -260,7 +273,13 @@ impl Classifier {
                 self.stats.session_hits += 1;
                 self.sessions.touch_at(at, now);
                 let s = self.sessions.slot_mut(at);
-                let (class, flow) = (s.class, s.flow);
+                let (class, mut flow) = (s.class, s.flow);
+                if self.pin_is_stale(class, flow) {
+                    self.release(class, flow);
+                    flow = self.admit(class);
+                    self.sessions.slot_mut(at).flow = flow;
+                    self.stats.readmitted += 1;
+                }
                 self.outcome(class, flow)
             }
             Found::Vacant(at) => {
@@ -278,6 +297,25 @@ impl Classifier {
                 self.outcome(class, flow)
             }
         }
+    }
+
+    /// Whether a busy session's decision no longer fits the plan in force:
+    /// its flow has no rate any more (a re-plan routed the class around a
+    /// failed link), or it was refused / sent best effort and its class has
+    /// room now in a flow with a rate (it arrived before the plan, or the
+    /// plan grew). A few loads and compares per packet.
+    #[inline]
+    fn pin_is_stale(&self, class: u16, flow: u16) -> bool {
+        let c = usize::from(class);
+        if flow < FLOW_DROP {
+            return self.rate.get(usize::from(flow)).is_some_and(|&r| r <= 0.0);
+        }
+        self.open.get(c).copied().unwrap_or(false)
+            && self
+                .active
+                .get(c)
+                .zip(self.limit.get(c))
+                .is_some_and(|(a, l)| a < l)
     }
 
     /// Decides a new session of `class`: a flow, or the overflow action.

@@ -431,3 +431,51 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_plan_change_re_admits_busy_sessions() {
+    let (c, mut k) = classifier(settings());
+    let dst = Ipv4Addr::new(198, 18, 30, 7);
+    let mut p = c.plan.clone().expect("plan");
+    // No plan room for bulk-ac yet: the session is refused ...
+    p.epoch = 2;
+    p.classes[1].sessions = 0;
+    assert_eq!(k.set_plan(&c, &p), Ok(true));
+    let bulk = v4(host(1), dst, 6, 5, 443, 0);
+    assert_eq!(k.classify(&bulk, 0), Err(DropReason::NotAdmitted));
+    assert_eq!(k.classify(&bulk, 1), Err(DropReason::NotAdmitted));
+    assert_eq!(k.stats().readmitted, 0, "no room: no churn");
+    // ... and admitted at its next packet once a plan has room.
+    p.epoch = 3;
+    p.classes[1].sessions = 10;
+    assert_eq!(k.set_plan(&c, &p), Ok(true));
+    assert_eq!(
+        k.classify(&bulk, 2),
+        Ok(Decision::Flow { class: 1, flow: 2 })
+    );
+    assert_eq!((k.stats().readmitted, k.active_sessions(1)), (1, 1));
+    // A video session on the direct flow; a re-plan zeroes that flow (its
+    // link failed): the session moves to the class's flow that has a rate.
+    let video = v4(host(1), dst, 17, 9, 5004, 34);
+    assert_eq!(
+        k.classify(&video, 3),
+        Ok(Decision::Flow { class: 0, flow: 0 })
+    );
+    let direct = p
+        .flows
+        .iter()
+        .position(|f| f.id == "video-ac-direct")
+        .unwrap();
+    p.epoch = 4;
+    p.flows[direct].rate_mbps = 0.0;
+    assert_eq!(k.set_plan(&c, &p), Ok(true));
+    assert_eq!(
+        k.classify(&video, 4),
+        Ok(Decision::Flow { class: 0, flow: 1 })
+    );
+    assert_eq!((k.flow_sessions(0), k.flow_sessions(1)), (0, 1));
+    assert_eq!(k.stats().readmitted, 2);
+    // Settled: later packets are plain hits.
+    assert!(k.classify(&video, 5).is_ok());
+    assert_eq!(k.stats().readmitted, 2);
+}

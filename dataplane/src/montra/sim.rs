@@ -22,8 +22,61 @@ pub struct LinkSpec {
     pub capacity_bps: f64,
     /// Propagation delay, ns.
     pub delay_ns: u64,
-    /// Packets the queue holds besides the one in service.
+    /// Packets the queue holds besides the one in service (a packet arriving
+    /// to a full queue is always dropped).
     pub queue_pkts: usize,
+    /// Drops before the queue is full.
+    pub aqm: Aqm,
+}
+
+/// A link's queue discipline below the hard limit `queue_pkts`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Aqm {
+    /// Drop only when the queue is full.
+    DropTail,
+    /// Gentle RED on the instantaneous queue length `q` (packets waiting,
+    /// not counting the one in service), as fractions of `queue_pkts`:
+    /// an arriving packet is dropped with probability 0 below `min`, rising
+    /// linearly to `max_p` at `max`, then linearly to 1 at a full queue.
+    /// Drop decisions are independent of which flow the packet belongs to, so
+    /// (unlike drop-tail with deterministic service) each flow loses in
+    /// proportion to its arrivals: the loss model MONtra's analysis assumes.
+    Red {
+        /// Start of early drops, fraction of `queue_pkts`.
+        min: f64,
+        /// End of the gentle slope's first part, fraction of `queue_pkts`.
+        max: f64,
+        /// Drop probability at `max`.
+        max_p: f64,
+    },
+}
+
+impl Aqm {
+    /// RED with early drops from a quarter to three quarters of the queue,
+    /// 10 % at three quarters.
+    pub const RED: Aqm = Aqm::Red {
+        min: 0.25,
+        max: 0.75,
+        max_p: 0.1,
+    };
+
+    /// Whether a packet arriving to `waiting` packets (plus one in service)
+    /// is dropped early (the full-queue drop is separate).
+    fn drops(self, waiting: usize, limit: usize, rng: &mut Rng) -> bool {
+        let Aqm::Red { min, max, max_p } = self else {
+            return false;
+        };
+        #[allow(clippy::cast_precision_loss)] // queue lengths are small
+        let q = waiting.saturating_sub(1) as f64 / limit.max(1) as f64;
+        let p = if q < min {
+            0.0
+        } else if q < max {
+            max_p * (q - min) / (max - min).max(1e-9)
+        } else {
+            max_p + (1.0 - max_p) * (q - max) / (1.0 - max).max(1e-9)
+        };
+        p > 0.0 && rng.next_f64() < p
+    }
 }
 
 /// One flow (a class's route), backlogged from `start_ns`.
@@ -37,6 +90,9 @@ pub struct FlowSpec {
     pub target_pps: f64,
     /// Start time, ns.
     pub start_ns: u64,
+    /// Rate cap given to the controller (`FlowPlan::cap_pps`), packets/s;
+    /// infinity = none.
+    pub cap_pps: f64,
 }
 
 /// Simulation parameters.
@@ -75,13 +131,26 @@ pub struct SimResult {
     pub sample_ns: u64,
     /// Targets copied from the config.
     pub targets: Vec<f64>,
+    /// Packets of each flow dropped by the links over the second half of the run.
+    pub dropped_second_half: Vec<u64>,
+    /// Packets of each flow sent over the second half of the run.
+    pub sent_second_half: Vec<u64>,
+    /// Packets of each flow declared lost by its tracker over the second half.
+    pub lost_second_half: Vec<u64>,
+    /// Acks of each flow naming packets already declared lost, whole run.
+    pub spurious: Vec<u64>,
 }
 
 impl SimResult {
     /// First time (ns) after which every flow's 5 s moving-average goodput
     /// stays within `tol` (relative) of its target; `None` if never.
     pub fn convergence_ns(&self, tol: f64) -> Option<u64> {
-        let per = usize::try_from((5_000_000_000 / self.sample_ns.max(1)).max(1)).unwrap_or(1);
+        self.convergence_avg_ns(tol, 5_000_000_000)
+    }
+
+    /// As [`SimResult::convergence_ns`] with a moving average over `avg_ns`.
+    pub fn convergence_avg_ns(&self, tol: f64, avg_ns: u64) -> Option<u64> {
+        let per = usize::try_from((avg_ns / self.sample_ns.max(1)).max(1)).unwrap_or(1);
         let mut worst = 0u64;
         for (g, &target) in self.goodput.iter().zip(&self.targets) {
             if target <= 0.0 {
@@ -132,6 +201,7 @@ enum Ev {
         flow: usize,
     },
     Sample,
+    Half,
 }
 
 struct Link {
@@ -152,6 +222,9 @@ struct Flow {
     back_delay: u64,
     ack_timer_at: Option<u64>,
     delivered_in_sample: u64,
+    dropped: u64,
+    // (dropped, sent, lost) at half time.
+    at_half: (u64, u64, u64),
 }
 
 /// Runs the packet-level simulation.
@@ -181,7 +254,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
             let plan = FlowPlan {
                 weight: spec.weight,
                 max_weight,
-                cap_pps: f64::INFINITY,
+                cap_pps: spec.cap_pps,
             };
             let path_delay: u64 = spec.route.iter().map(|&l| cfg.links[l].delay_ns).sum();
             Flow {
@@ -199,6 +272,8 @@ pub fn run(cfg: &SimConfig) -> SimResult {
                 back_delay: path_delay,
                 ack_timer_at: None,
                 delivered_in_sample: 0,
+                dropped: 0,
+                at_half: (0, 0, 0),
             }
         })
         .collect();
@@ -224,7 +299,10 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         );
     }
     push(&mut heap, cfg.sample_ns, Ev::Sample);
+    push(&mut heap, cfg.duration_ns / 2, Ev::Half);
     let mut goodput: Vec<Vec<f64>> = vec![Vec::new(); flows.len()];
+    // Random early drops: one stream for all links, after the flows' streams.
+    let mut link_rng = Rng::with_stream(cfg.seed, u64::MAX);
 
     while let Some(Reverse((now, _, ev))) = heap.pop() {
         if now > cfg.duration_ns {
@@ -285,7 +363,15 @@ pub fn run(cfg: &SimConfig) -> SimResult {
                     l.in_system.pop_front();
                 }
                 if l.in_system.len() > l.spec.queue_pkts {
+                    flows[flow].dropped += 1;
                     continue; // drop-tail
+                }
+                if l.spec
+                    .aqm
+                    .drops(l.in_system.len(), l.spec.queue_pkts, &mut link_rng)
+                {
+                    flows[flow].dropped += 1;
+                    continue; // early drop
                 }
                 let finish = l.busy_until.max(now) + l.tx_ns;
                 l.busy_until = finish;
@@ -342,6 +428,12 @@ pub fn run(cfg: &SimConfig) -> SimResult {
                 }
                 push(&mut heap, now + 5_000_000, Ev::LossTimer { flow });
             }
+            Ev::Half => {
+                for f in &mut flows {
+                    let s = f.tx.stats();
+                    f.at_half = (f.dropped, s.sent, s.lost);
+                }
+            }
             Ev::Sample => {
                 for (i, f) in flows.iter_mut().enumerate() {
                     #[allow(clippy::cast_precision_loss)] // small counts and ns
@@ -376,6 +468,16 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         loss,
         sample_ns: cfg.sample_ns,
         targets: cfg.flows.iter().map(|f| f.target_pps).collect(),
+        dropped_second_half: flows.iter().map(|f| f.dropped - f.at_half.0).collect(),
+        sent_second_half: flows
+            .iter()
+            .map(|f| f.tx.stats().sent - f.at_half.1)
+            .collect(),
+        lost_second_half: flows
+            .iter()
+            .map(|f| f.tx.stats().lost - f.at_half.2)
+            .collect(),
+        spurious: flows.iter().map(|f| f.tx.stats().spurious).collect(),
     }
 }
 
@@ -424,6 +526,21 @@ pub fn fluid(
     x0: f64,
     duration_s: f64,
 ) -> (Vec<f64>, Vec<f64>) {
+    let no_caps = vec![f64::INFINITY; routes.len()];
+    fluid_capped(caps_pps, routes, weights, &no_caps, kappa, x0, duration_s)
+}
+
+/// [`fluid`] with a rate cap per flow (`rate_caps_pps[f]`, infinity = none),
+/// as [`FlowSpec::cap_pps`] gives the packet-level controller.
+pub fn fluid_capped(
+    caps_pps: &[f64],
+    routes: &[Vec<usize>],
+    weights: &[f64],
+    rate_caps_pps: &[f64],
+    kappa: f64,
+    x0: f64,
+    duration_s: f64,
+) -> (Vec<f64>, Vec<f64>) {
     let wmax = weights.iter().copied().fold(0.0, f64::max);
     let k = if wmax > 0.0 { kappa / wmax } else { 0.0 };
     let mut x = vec![x0; routes.len()];
@@ -449,7 +566,10 @@ pub fn fluid(
                 })
                 .product();
             q[f] = 1.0 - pass;
-            x[f] = (x[f] + dt * k * (weights[f] * (1.0 - q[f]) - x[f] * q[f])).max(1e-3);
+            let cap = rate_caps_pps.get(f).copied().unwrap_or(f64::INFINITY);
+            x[f] = (x[f] + dt * k * (weights[f] * (1.0 - q[f]) - x[f] * q[f]))
+                .min(cap)
+                .max(1e-3);
         }
         t += dt;
     }
@@ -473,6 +593,7 @@ mod tests {
             capacity_bps: mbps * 1e6,
             delay_ns: 10 * MS,
             queue_pkts: 50,
+            aqm: Aqm::DropTail,
         };
         vec![l(10.0), l(10.0), l(5.0)]
     }
@@ -537,12 +658,14 @@ mod tests {
                 weight: w[0],
                 target_pps: t[0],
                 start_ns: 0,
+                cap_pps: f64::INFINITY,
             },
             FlowSpec {
                 route: vec![AB, BC],
                 weight: w[1],
                 target_pps: t[1],
                 start_ns: 0,
+                cap_pps: f64::INFINITY,
             },
         ];
         let res = run(&config(flows, 1));
@@ -561,18 +684,21 @@ mod tests {
                 weight: w[0],
                 target_pps: t[0],
                 start_ns: 0,
+                cap_pps: f64::INFINITY,
             },
             FlowSpec {
                 route: vec![AB, BC],
                 weight: w[1],
                 target_pps: t[1],
                 start_ns: 0,
+                cap_pps: f64::INFINITY,
             },
             FlowSpec {
                 route: vec![BC],
                 weight: w[2],
                 target_pps: t[2],
                 start_ns: 0,
+                cap_pps: f64::INFINITY,
             },
         ];
         let res = run(&config(flows, 2));
@@ -593,18 +719,21 @@ mod tests {
                 weight: w[0],
                 target_pps: t[0],
                 start_ns: 0,
+                cap_pps: f64::INFINITY,
             },
             FlowSpec {
                 route: vec![AB, BC],
                 weight: w[1],
                 target_pps: t[1],
                 start_ns: 0,
+                cap_pps: f64::INFINITY,
             },
             FlowSpec {
                 route: vec![BC],
                 weight: w[2],
                 target_pps: t[2],
                 start_ns: 0,
+                cap_pps: f64::INFINITY,
             },
         ];
         let res = run(&config(flows, 3));
@@ -631,6 +760,7 @@ mod tests {
             weight: 10.0,
             target_pps: 500.0,
             start_ns: 0,
+            cap_pps: f64::INFINITY,
         }];
         let mut c = config(flows, 9);
         c.duration_ns = 5 * S;

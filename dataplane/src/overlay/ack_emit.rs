@@ -40,10 +40,7 @@ impl Gateway {
             if self.pending_acks[peer].is_empty() {
                 continue;
             }
-            let Some(path) = self
-                .peers
-                .get(peer)
-                .and_then(super::paths::PeerPaths::active_path)
+            let Some((_, path)) = self.peers.get(peer).and_then(|pp| pp.path_for(pp.ack_path))
             else {
                 self.pending_acks[peer].clear();
                 continue;

@@ -91,11 +91,11 @@ impl Gateway {
                 (be_queue(nflows, np), np)
             }
         };
-        let Some(path) = self
-            .peers
-            .get(peer)
-            .and_then(super::paths::PeerPaths::active_path)
-        else {
+        let assigned = self
+            .flows
+            .get(usize::try_from(queue).unwrap_or(usize::MAX))
+            .and_then(|f| f.path);
+        let Some((_, path)) = self.peers.get(peer).and_then(|pp| pp.path_for(assigned)) else {
             self.stats.no_route += 1;
             return Err(drop(DropReason::NoRoute));
         };
@@ -207,7 +207,7 @@ impl Gateway {
             let mut pkt = out.as_slice()[i];
             let q = usize::from(pkt.port);
             pkt.port = self.settings.lan_port;
-            let (flow, peer) = if q < nflows {
+            let (flow, peer, assigned) = if q < nflows {
                 let qlen = self.pacing.queue_len(queue_u32(q));
                 let f = &mut self.flows[q];
                 let (Some(o), Some(np)) = (f.origin.as_mut(), f.next_peer) else {
@@ -221,9 +221,10 @@ impl Gateway {
                 // last site, not from the next hop.
                 if f.dest_peer == Some(np)
                     && let Some(pp) = self.peers.get_mut(np)
-                    && pp.unacked_since.is_none()
+                    && let Some((pi, _)) = pp.path_for(f.path)
+                    && pp.paths[pi].unacked_since.is_none()
                 {
-                    pp.unacked_since = Some(now);
+                    pp.paths[pi].unacked_since = Some(now);
                 }
                 o.ctl.on_send(now, qlen == 0);
                 if evicted > 0 && !self.settings.open_loop {
@@ -237,6 +238,7 @@ impl Gateway {
                         timestamp_ns: now,
                     },
                     np,
+                    f.path,
                 )
             } else {
                 let np = q - nflows;
@@ -253,14 +255,11 @@ impl Gateway {
                         timestamp_ns: now,
                     },
                     np,
+                    None,
                 )
             };
-            pkt.verdict = match self
-                .peers
-                .get(peer)
-                .and_then(super::paths::PeerPaths::active_path)
-            {
-                Some(path) => {
+            pkt.verdict = match self.peers.get(peer).and_then(|pp| pp.path_for(assigned)) {
+                Some((_, path)) => {
                     let base = arena.frame_of(pkt.addr);
                     let params = EncapParams {
                         flow,

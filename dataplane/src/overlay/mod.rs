@@ -308,6 +308,17 @@ pub struct Stats {
     pub probe_no_frame: u64,
     /// Active paths declared down by an ack gap.
     pub ack_gap_failovers: u64,
+    /// Control assignments applied.
+    pub assigned: u64,
+    /// Control assignments naming an unknown flow or path, or a path to
+    /// another peer than the flow's next site (ignored).
+    pub assign_bad: u64,
+    /// Control probe commands refused: unknown path, count or gap out of range.
+    pub probe_command_bad: u64,
+    /// Control probe commands refused: every slot busy.
+    pub probe_command_busy: u64,
+    /// Probe outcomes or path events lost: their queue was full.
+    pub control_queue_full: u64,
     /// Packets of other sites relayed here as a detour waypoint.
     pub detoured: u64,
 }
@@ -352,6 +363,8 @@ pub(crate) struct FlowState {
     pub(crate) src_peer: Option<usize>,
     /// Peer index of the route's last site.
     pub(crate) dest_peer: Option<usize>,
+    /// Candidate (of `next_peer`) the control assigned it, if any.
+    pub(crate) path: Option<u16>,
     pub(crate) origin: Option<Origin>,
     pub(crate) receiver: Option<Receiver>,
     pub(crate) counters: FlowCounters,
@@ -379,6 +392,8 @@ pub struct Gateway {
     pub(crate) next_timer: Nanos,
     /// When the path timers last ran (stall compensation).
     pub(crate) last_path_check: Nanos,
+    /// Probe commands, outcomes and events of the control process.
+    pub(crate) control_paths: paths::ControlPaths,
     /// Output buffer of ICMP replies (the offending packet is read from the frame).
     pub(crate) scratch: Box<[u8; 1280]>,
     /// LAN hosts learned from their traffic (direct-mapped by address hash).
@@ -433,7 +448,7 @@ impl Gateway {
                 } else {
                     routes
                         .iter()
-                        .filter_map(|r| routed_path(cfg, &settings, &uplink_ports, r))
+                        .filter_map(|r| routed_path(cfg, &settings, &uplink_ports, &p.gateways, r))
                         .collect()
                 };
                 PeerPaths {
@@ -508,6 +523,7 @@ impl Gateway {
                 next_peer,
                 src_peer,
                 dest_peer,
+                path: None,
                 origin: None,
                 receiver,
                 counters: FlowCounters::default(),
@@ -550,6 +566,7 @@ impl Gateway {
             oam_seq: 0,
             next_timer: now,
             last_path_check: 0,
+            control_paths: paths::ControlPaths::default(),
             scratch: Box::new([0u8; 1280]),
             learned: Box::new([None; LEARNED_SLOTS]),
             stats: Stats::default(),
@@ -864,11 +881,22 @@ fn learned_slot(ip: IpAddr) -> usize {
     usize::try_from(x).unwrap_or(0) % LEARNED_SLOTS
 }
 
-/// The path of a resolved [`PeerRoute`].
+/// Index of `addr` in a peer's gateway list (`u16::MAX`: not in it).
+fn remote_index(gateways: &[IpAddr], addr: IpAddr) -> u16 {
+    gateways
+        .iter()
+        .position(|g| *g == addr)
+        .and_then(|i| u16::try_from(i).ok())
+        .unwrap_or(u16::MAX)
+}
+
+/// The path of a resolved [`PeerRoute`] to the peer whose gateway
+/// addresses are `gateways`.
 fn routed_path(
     cfg: &Config,
     settings: &Settings,
     uplink_ports: &[u16],
+    gateways: &[IpAddr],
     r: &PeerRoute,
 ) -> Option<PeerPath> {
     let u = cfg.uplinks.get(r.uplink)?;
@@ -890,8 +918,11 @@ fn routed_path(
         port: uplink_ports.get(r.uplink).copied()?,
         max_inner,
         kind: PathKind::Direct,
+        uplink: u16::try_from(r.uplink).ok()?,
+        remote_index: remote_index(gateways, r.gateway),
         remote: r.gateway,
         health: PathHealth::default(),
+        unacked_since: None,
     })
 }
 
@@ -919,8 +950,11 @@ fn peer_path(
                 port: uplink_ports.get(ui).copied()?,
                 max_inner,
                 kind: PathKind::Direct,
+                uplink: u16::try_from(ui).ok()?,
+                remote_index: remote_index(gateways, *g),
                 remote: *g,
                 health: PathHealth::default(),
+                unacked_since: None,
             });
         }
     }

@@ -74,7 +74,10 @@ impl Gateway {
         };
         p.verdict = match self.flow_of_wire(flow.flow_id) {
             Some(fi) => match self.flows[fi].role {
-                Role::Destination => self.deliver(now, arena, p, d.inner, Some((fi, flow))),
+                Role::Destination => {
+                    self.note_data_arrival(fi, p.port, m.outer_src);
+                    self.deliver(now, arena, p, d.inner, Some((fi, flow)))
+                }
                 Role::Waypoint => self.relay(arena, p, d.inner, fi, flow),
                 Role::Elsewhere => {
                     let dst = self.inner_dst(arena, p, &d.inner);
@@ -324,6 +327,7 @@ impl Gateway {
                         self.stats.ack_entries_unknown += 1;
                         continue;
                     };
+                    self.note_flow_acked(fi);
                     let Some(o) = self.flows[fi].origin.as_mut() else {
                         self.stats.ack_entries_unknown += 1;
                         continue;

@@ -20,6 +20,19 @@ pub const CLASSES_PER_MSG: usize = MSG_WORDS;
 pub const ASSIGN_PER_MSG: usize = MSG_WORDS;
 /// Peer records per [`Telemetry::Peers`] message.
 pub const PEERS_PER_MSG: usize = MSG_WORDS;
+/// Path records per [`Telemetry::Paths`] message (two words each).
+pub const PATHS_PER_MSG: usize = MSG_WORDS / 2;
+/// "No path": in [`FlowTelemetry::path`] (the flow sends nothing) and in an
+/// [`Assignment`] (the flow follows its peer's default path again).
+pub const PATH_NONE: u32 = u32::MAX;
+/// [`Assignment::flow`] meaning "the peer's default path" (acks,
+/// best-effort traffic and flows without an assignment of their own).
+pub const FLOW_PEER_DEFAULT: u32 = u32::MAX;
+/// [`Assignment::flow`] meaning "the control holds this path down": the
+/// dataplane's reflex (an ack gap elsewhere) will not fall back on it.
+pub const FLOW_MARK_DOWN: u32 = u32::MAX - 1;
+/// [`Assignment::flow`] meaning "the control holds this path usable again".
+pub const FLOW_MARK_UP: u32 = u32::MAX - 2;
 
 /// One slot of a control ring. `#[repr(C)]`, 256 bytes, integers only, no
 /// padding: any bit pattern is a valid `Msg` (and decodes to a value or an
@@ -72,6 +85,10 @@ pub mod kind {
     pub const PLAN_ACK: u32 = 20;
     /// [`super::Telemetry::Peers`].
     pub const PEERS: u32 = 21;
+    /// [`super::Telemetry::Paths`].
+    pub const PATHS: u32 = 22;
+    /// [`super::Telemetry::PathEvent`].
+    pub const PATH_EVENT: u32 = 23;
 }
 
 /// Why a message could not be decoded.
@@ -178,12 +195,15 @@ pub struct PlanChunk {
     pub entries: [PlanEntry; CHUNK_ENTRIES],
 }
 
-/// Flow to underlay path assignment (path index of the flow's route options).
+/// Flow to underlay path assignment. A path is named by its reference
+/// `peer << 16 | index` (the candidate list the dataplane reports in
+/// [`Telemetry::Paths`]); the flow must leave toward that peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Assignment {
-    /// Flow index.
+    /// Flow index (`Config::flows`), [`FLOW_PEER_DEFAULT`], [`FLOW_MARK_DOWN`]
+    /// or [`FLOW_MARK_UP`].
     pub flow: u32,
-    /// Path index.
+    /// Path reference, or [`PATH_NONE`] (follow the peer's default).
     pub path: u32,
 }
 
@@ -212,11 +232,14 @@ pub enum Command {
         items: [Assignment; ASSIGN_PER_MSG],
     },
     /// Send `count` probes on `path`, `interval_ns` apart; answer with a
-    /// [`Telemetry::ProbeResult`] carrying `id`.
+    /// [`Telemetry::ProbeResult`] carrying `id` once every probe was
+    /// answered or timed out. While a control sends probe commands it owns
+    /// probing: the dataplane's own background probes pause (they resume
+    /// when no command came for a lease time: fail-static).
     Probe {
         /// Probe id, echoed.
         id: u64,
-        /// Path index.
+        /// Path reference (`peer << 16 | index`).
         path: u32,
         /// Probes to send.
         count: u32,
@@ -230,6 +253,9 @@ pub enum Command {
 pub struct FlowTelemetry {
     /// Flow index.
     pub flow: u32,
+    /// Path reference the flow rides now (`peer << 16 | index`), or
+    /// [`PATH_NONE`].
+    pub path: u32,
     /// Current MONtra rate, bit/s.
     pub rate_bps: u64,
     /// Packets acknowledged.
@@ -260,6 +286,52 @@ pub struct PeerTelemetry {
     pub direct_up: u16,
     /// Path switches so far (wrapping at 2^16).
     pub switches: u16,
+}
+
+/// One candidate path of the dataplane (what a path reference means).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PathTelemetry {
+    /// Path reference (`peer << 16 | index`).
+    pub path: u32,
+    /// Local uplink (`Config::uplinks` index).
+    pub uplink: u16,
+    /// Waypoint peer index, or `u16::MAX` for a direct path.
+    pub via: u16,
+    /// Index of the outer destination in the gateway list of the peer it
+    /// is sent to (the waypoint's for a detour).
+    pub remote: u16,
+    /// The dataplane's own view: usable.
+    pub up: bool,
+    /// Whether traffic to the peer rides it by default now.
+    pub active: bool,
+    /// Smoothed probe round-trip time, microseconds (0: none yet).
+    pub srtt_us: u32,
+}
+
+/// What the dataplane saw happen to a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathEventKind {
+    /// Data went out on it and no ack came back for the ack-gap time: the
+    /// dataplane moved its flows off it at once (the fastest signal).
+    AckGap,
+    /// It answered again after being down.
+    Up,
+}
+
+impl PathEventKind {
+    fn code(self) -> u64 {
+        match self {
+            PathEventKind::AckGap => 1,
+            PathEventKind::Up => 2,
+        }
+    }
+    fn from_code(c: u64) -> Result<Self, DecodeError> {
+        match c {
+            1 => Ok(PathEventKind::AckGap),
+            2 => Ok(PathEventKind::Up),
+            _ => Err(DecodeError::Field),
+        }
+    }
 }
 
 /// How a worker handled a plan (also mirrored in its header words).
@@ -339,6 +411,22 @@ pub enum Telemetry {
         count: u32,
         /// The records.
         items: [PeerTelemetry; PEERS_PER_MSG],
+    },
+    /// The candidate paths (`count` used); sent with every report.
+    Paths {
+        /// Records used.
+        count: u32,
+        /// The records.
+        items: [PathTelemetry; PATHS_PER_MSG],
+    },
+    /// Something happened to a path, at dataplane time `at_ns`.
+    PathEvent {
+        /// Path reference.
+        path: u32,
+        /// What.
+        event: PathEventKind,
+        /// When (the dataplane's monotonic clock, ns).
+        at_ns: u64,
     },
     /// A worker's answer about a plan.
     PlanAck {
@@ -484,7 +572,7 @@ impl Telemetry {
                 m.len = count_u32(n);
                 for (i, f) in items[..n].iter().enumerate() {
                     m.w[5 * i..5 * i + 5].copy_from_slice(&[
-                        u64::from(f.flow),
+                        join(f.path, f.flow),
                         f.rate_bps,
                         f.acks,
                         f.losses,
@@ -530,6 +618,26 @@ impl Telemetry {
                         | u64::from(p.switches);
                 }
             }
+            Telemetry::Paths { count, items } => {
+                m.kind = kind::PATHS;
+                let n = usize::try_from(count)
+                    .unwrap_or(usize::MAX)
+                    .min(PATHS_PER_MSG);
+                m.len = count_u32(n);
+                for (i, p) in items[..n].iter().enumerate() {
+                    m.w[2 * i] = join(p.path, u32::from(p.uplink) << 16 | u32::from(p.via));
+                    m.w[2 * i + 1] = u64::from(p.remote) << 48
+                        | u64::from(p.up) << 40
+                        | u64::from(p.active) << 32
+                        | u64::from(p.srtt_us);
+                }
+            }
+            Telemetry::PathEvent { path, event, at_ns } => {
+                m.kind = kind::PATH_EVENT;
+                m.w[0] = u64::from(path);
+                m.w[1] = event.code();
+                m.w[2] = at_ns;
+            }
             Telemetry::Counters { worker, words } => {
                 m.kind = kind::COUNTERS;
                 m.len = worker;
@@ -557,8 +665,10 @@ impl Telemetry {
                 let mut items = [FlowTelemetry::default(); FLOW_TEL_PER_MSG];
                 for (i, f) in items[..n].iter_mut().enumerate() {
                     let w = &m.w[5 * i..5 * i + 5];
+                    let (path, flow) = split(w[0]);
                     *f = FlowTelemetry {
-                        flow: u32::try_from(w[0]).map_err(|_| DecodeError::Field)?,
+                        flow,
+                        path,
                         rate_bps: w[1],
                         acks: w[2],
                         losses: w[3],
@@ -613,6 +723,37 @@ impl Telemetry {
                     items,
                 })
             }
+            kind::PATHS => {
+                let n = check_len(m.len, PATHS_PER_MSG)?;
+                let mut items = [PathTelemetry::default(); PATHS_PER_MSG];
+                for (i, p) in items[..n].iter_mut().enumerate() {
+                    let (path, uv) = split(m.w[2 * i]);
+                    let w = m.w[2 * i + 1];
+                    let flag = |shift: u32| match (w >> shift) & 0xFF {
+                        0 => Ok(false),
+                        1 => Ok(true),
+                        _ => Err(DecodeError::Field),
+                    };
+                    *p = PathTelemetry {
+                        path,
+                        uplink: u16::try_from(uv >> 16).unwrap_or(u16::MAX),
+                        via: u16::try_from(uv & 0xFFFF).unwrap_or(u16::MAX),
+                        remote: u16::try_from(w >> 48).unwrap_or(u16::MAX),
+                        up: flag(40)?,
+                        active: flag(32)?,
+                        srtt_us: u32::try_from(w & 0xFFFF_FFFF).unwrap_or(u32::MAX),
+                    };
+                }
+                Ok(Telemetry::Paths {
+                    count: m.len,
+                    items,
+                })
+            }
+            kind::PATH_EVENT => Ok(Telemetry::PathEvent {
+                path: u32::try_from(m.w[0]).map_err(|_| DecodeError::Field)?,
+                event: PathEventKind::from_code(m.w[1])?,
+                at_ns: m.w[2],
+            }),
             kind::COUNTERS => Ok(Telemetry::Counters {
                 worker: m.len,
                 words: m.w,

@@ -280,6 +280,54 @@ fn commands_round_trip() {
     let mut m = t.encode();
     m.w[0] = 1 << 16;
     assert!(Telemetry::decode(&m).is_err());
+    let mut paths = [super::msg::PathTelemetry::default(); super::msg::PATHS_PER_MSG];
+    paths[0] = super::msg::PathTelemetry {
+        path: 2 << 16 | 3,
+        uplink: 1,
+        via: u16::MAX,
+        remote: 2,
+        up: true,
+        active: false,
+        srtt_us: 10_250,
+    };
+    paths[14] = super::msg::PathTelemetry {
+        path: 1,
+        via: 2,
+        active: true,
+        ..super::msg::PathTelemetry::default()
+    };
+    let t = Telemetry::Paths {
+        count: 15,
+        items: paths,
+    };
+    assert_eq!(Telemetry::decode(&t.encode()), Ok(t));
+    // A flag that is neither 0 nor 1: refused.
+    let mut m = t.encode();
+    m.w[1] |= 2 << 40;
+    assert!(Telemetry::decode(&m).is_err());
+    let t = Telemetry::PathEvent {
+        path: 1 << 16 | 4,
+        event: super::msg::PathEventKind::AckGap,
+        at_ns: 123,
+    };
+    assert_eq!(Telemetry::decode(&t.encode()), Ok(t));
+    let mut m = t.encode();
+    m.w[1] = 9;
+    assert!(Telemetry::decode(&m).is_err());
+    let mut flows = [super::msg::FlowTelemetry::default(); super::msg::FLOW_TEL_PER_MSG];
+    flows[5] = super::msg::FlowTelemetry {
+        flow: 7,
+        path: super::msg::PATH_NONE,
+        rate_bps: 1,
+        acks: 2,
+        losses: 3,
+        queue_drops: 4,
+    };
+    let t = Telemetry::Flows {
+        count: 6,
+        items: flows,
+    };
+    assert_eq!(Telemetry::decode(&t.encode()), Ok(t));
     assert_eq!(checksum(1, &entries(1)), checksum(1, &entries(1)));
     assert_ne!(checksum(1, &entries(1)), checksum(2, &entries(1)));
 }
