@@ -528,6 +528,20 @@ fn the_control_path_manager_leaves_a_lossy_uplink_and_fails_over_to_the_waypoint
     }
     let (first, diff) = busiest(Duration::from_millis(500));
     assert!(first <= 2, "the flow starts on a detour: {diff:?}");
+    // Probe overhead of the control's probing: the other A-C uplink carries
+    // only probes and echoes (A's port 3 - first).
+    let idle = 3 - first;
+    let bytes = || -> u64 { net.gws[0].snapshot().iter().map(|w| w.tx_bytes[idle]).sum() };
+    let (b0, i0) = (bytes(), Instant::now());
+    std::thread::sleep(Duration::from_secs(2));
+    let probe_bps = (bytes() - b0) as f64 * 8.0 / i0.elapsed().as_secs_f64();
+    println!(
+        "control probing on the idle uplink: {:.2} kbit/s = {:.3} % of 10 Mbit/s",
+        probe_bps / 1e3,
+        probe_bps / 1e5
+    );
+    assert!(probe_bps > 0.0, "the idle uplink is not probed");
+    assert!(probe_bps < 0.01 * 10e6, "probes take {probe_bps} bit/s");
     let link = |port: usize| ["ac1", "ac2", "ab"][port - 1];
     let emu = |name: &str| &net.linkem.iter().find(|(l, _)| l == name).unwrap().1;
     // Heavy loss on it: 50 % each way (probes see 75 %). Not a cut: some

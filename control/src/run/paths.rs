@@ -74,8 +74,9 @@ pub struct PathDriver {
     path_peer: Vec<(usize, bool)>,
     /// Wanted default path per peer and whether the dataplane has it.
     wanted: Vec<Option<(u32, bool)>>,
-    /// Per path id: held down in the dataplane's view (as last told).
-    marked_down: Vec<bool>,
+    /// Per path id: held down in the dataplane's view as last told (None: not told yet; the
+    /// first tick after a registration or a re-attach tells every path's state).
+    marked_down: Vec<Option<bool>>,
     /// Down / up marks to send: (reference, down).
     marks: Vec<(u32, bool)>,
     /// Last cumulative (acks, losses) and path per (worker, flow).
@@ -341,12 +342,12 @@ impl PathDriver {
             self.mgr.handle_timeout(now);
         }
         self.collect(now);
-        self.marked_down.resize(self.refs.len(), false);
+        self.marked_down.resize(self.refs.len(), None);
         for (i, marked) in self.marked_down.iter_mut().enumerate() {
             let Ok(id) = u32::try_from(i) else { break };
             let down = self.mgr.path_state(PathId(id)) == Some(PathState::Down);
-            if down != *marked {
-                *marked = down;
+            if *marked != Some(down) {
+                *marked = Some(down);
                 self.marks.push((self.refs[i], down));
             }
         }
@@ -370,8 +371,9 @@ impl PathDriver {
         for w in self.wanted.iter_mut().flatten() {
             w.1 = false;
         }
-        // A restarted dataplane holds every path usable: tell it again.
-        self.marked_down.iter_mut().for_each(|m| *m = false);
+        // The dataplane's own view may be anything (it chose alone while we were away, or it
+        // restarted): tell it every path's state again.
+        self.marked_down.iter_mut().for_each(|m| *m = None);
         self.marks.clear();
         self.flow_last.clear();
         self.windows.clear();

@@ -109,6 +109,8 @@ pub(crate) struct ControlPaths {
     pub(crate) events: Vec<(u32, PathEventKind, Nanos)>,
     /// Last probe command or assignment.
     pub(crate) last_command: Option<Nanos>,
+    /// The control drove the paths at the last timer run.
+    pub(crate) was_driven: bool,
 }
 
 impl Default for ControlPaths {
@@ -118,8 +120,24 @@ impl Default for ControlPaths {
             outcomes: Vec::with_capacity(QUEUE_CAP),
             events: Vec::with_capacity(QUEUE_CAP),
             last_command: None,
+            was_driven: false,
         }
     }
+}
+
+/// Longest hold of a moving flow (see [`Gateway::hold_for_move`]).
+const MAX_HOLD_NS: u64 = 100_000_000;
+
+/// One-way delay estimate of a path from its probes: half the smoothed RTT;
+/// a detour's probes are answered by the waypoint, so the first leg's RTT
+/// stands for the whole one-way trip (two legs). Capped; 0 without samples.
+fn one_way_estimate(p: &PeerPath) -> u64 {
+    let srtt = p.health.srtt_ns;
+    let owd = match p.kind {
+        PathKind::Direct => srtt / 2,
+        PathKind::Via(_) => srtt,
+    };
+    owd.min(MAX_HOLD_NS)
 }
 
 /// Path reference on the control channel: peer and candidate index.
@@ -265,7 +283,15 @@ impl PeerPaths {
     /// Re-evaluates which path is active; `failback`: also return to a
     /// better path that stayed up `failback_after` (off while a control
     /// process decides).
-    fn select(&mut self, now: Nanos, failback_after: u64, failback: bool) {
+    /// Returns `(old, new)` when it moved off a path that still works (a
+    /// failback): the caller holds the flows that move (see
+    /// [`Gateway::hold_for_move`]).
+    fn select(
+        &mut self,
+        now: Nanos,
+        failback_after: u64,
+        failback: bool,
+    ) -> Option<(usize, usize)> {
         let best_up = self.paths.iter().position(|p| p.health.up);
         let cur = self.active;
         let next = match (cur, best_up) {
@@ -279,9 +305,12 @@ impl PeerPaths {
                 if !c_up || back { Some(b) } else { Some(c) }
             }
         };
-        if next != cur {
-            self.set_active(next, now);
+        if next == cur {
+            return None;
         }
+        self.set_active(next, now);
+        let (c, n) = (cur?, next?);
+        self.paths.get(c).filter(|p| p.health.up).map(|_| (c, n))
     }
 
     fn set_active(&mut self, next: Option<usize>, now: Nanos) {
@@ -406,6 +435,50 @@ impl Gateway {
         }
     }
 
+    /// Holds the flows of this site that move, toward `peer`, from
+    /// candidate `old` (still working) to `new`, for the difference of the
+    /// two paths' one-way delays, so their first packets on `new` cannot
+    /// overtake their last ones on `old` (a burst of reordering the inner
+    /// TCP would read as loss). `only`: that flow alone; else the flows
+    /// that follow the peer's default path. Nothing to do on a failover
+    /// (the old path's packets are lost anyway) or without RTT samples.
+    pub(crate) fn hold_for_move(
+        &mut self,
+        peer: usize,
+        old: usize,
+        new: usize,
+        only: Option<usize>,
+        now: Nanos,
+    ) {
+        let Some(pp) = self.peers.get(peer) else {
+            return;
+        };
+        let (Some(o), Some(n)) = (pp.paths.get(old), pp.paths.get(new)) else {
+            return;
+        };
+        if old == new || !o.health.up {
+            return;
+        }
+        let d = one_way_estimate(o).saturating_sub(one_way_estimate(n));
+        if d == 0 {
+            return;
+        }
+        for fi in 0..self.flows.len() {
+            let f = &self.flows[fi];
+            if f.role != super::Role::Origin || f.next_peer != Some(peer) {
+                continue;
+            }
+            let moves = match only {
+                Some(x) => x == fi,
+                None => f.path.is_none(),
+            };
+            if moves {
+                self.pacing
+                    .hold(super::queue_u32(fi), now.saturating_add(d));
+            }
+        }
+    }
+
     /// A path reference naming an existing candidate.
     fn checked_ref(&self, r: u32) -> Option<(usize, usize)> {
         let (peer, i) = split_path_ref(r);
@@ -459,9 +532,12 @@ impl Gateway {
                 return;
             };
             self.vouch(peer, i, now);
-            let pp = &mut self.peers[peer];
-            if pp.active != Some(i) {
-                pp.set_active(Some(i), now);
+            let old = self.peers[peer].active;
+            if old != Some(i) {
+                if let Some(o) = old {
+                    self.hold_for_move(peer, o, i, None, now);
+                }
+                self.peers[peer].set_active(Some(i), now);
             }
             self.stats.assigned += 1;
             return;
@@ -482,6 +558,12 @@ impl Gateway {
         if self.flows[fi].next_peer != Some(peer) {
             self.stats.assign_bad += 1;
             return;
+        }
+        let old = self.peers[peer]
+            .path_for(self.flows[fi].path)
+            .map(|(o, _)| o);
+        if let Some(o) = old {
+            self.hold_for_move(peer, o, i, Some(fi), now);
         }
         self.vouch(peer, i, now);
         self.flows[fi].path = u16::try_from(i).ok();
@@ -660,14 +742,22 @@ impl Gateway {
             h.up_since = now;
             self.push_event(path_ref(peer, idx), PathEventKind::Up, now);
         }
-        self.peers[peer].select(now, failback, local);
+        if let Some((o, n)) = self.peers[peer].select(now, failback, local) {
+            self.hold_for_move(peer, o, n, None, now);
+        }
     }
 
     /// Probe timers and failure detection; emits due probes into `out`.
     /// The control's probe commands run whatever the settings; the
     /// dataplane's own probing and failover only with a probe interval.
     pub(crate) fn path_timers(&mut self, now: Nanos, arena: &mut Arena, out: &mut Batch) {
-        if self.settings.probe_interval_ns > 0 && !self.local_path_timers(now, arena, out) {
+        if self.control_drives_paths(now) {
+            self.control_paths.was_driven = true;
+            if self.settings.probe_interval_ns > 0 {
+                // Ack gaps only (the local timers skip the rest).
+                let _ = self.local_path_timers(now, arena, out);
+            }
+        } else if self.settings.probe_interval_ns > 0 && !self.local_path_timers(now, arena, out) {
             return;
         }
         self.control_probe_timers(now, arena, out);
@@ -686,6 +776,17 @@ impl Gateway {
         // ring. Shift the detection baselines past the stall.
         let last = core::mem::replace(&mut self.last_path_check, now);
         let stall = now.saturating_sub(last);
+        // Back from a control's lease: our probes were paused, so the echo
+        // baselines are stale; give every path a fresh probe interval
+        // before silence counts.
+        if local && core::mem::replace(&mut self.control_paths.was_driven, false) {
+            for pp in &mut self.peers {
+                for p in &mut pp.paths {
+                    p.health.last_echo = now;
+                    p.health.last_probe = 0;
+                }
+            }
+        }
         if last != 0 && stall > STALL_NS {
             for pp in &mut self.peers {
                 for p in &mut pp.paths {
@@ -722,7 +823,9 @@ impl Gateway {
                     }
                 }
             }
-            pp.select(now, failback, local);
+            if let Some((o, n)) = pp.select(now, failback, local) {
+                self.hold_for_move(peer, o, n, None, now);
+            }
             if !local {
                 continue;
             }

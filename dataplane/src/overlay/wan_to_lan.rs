@@ -158,9 +158,10 @@ impl Gateway {
         inner::parse(bytes).ok().map(|i| dst_addr(&i.tuple))
     }
 
-    /// Re-encapsulates `range` of `p` with `params` toward `peer`: over its
-    /// active path, or (`direct_only`, relaying a detour) over a direct path
-    /// that is up, so a packet makes at most one detour. Counts the
+    /// Re-encapsulates `range` of `p` with `params` toward `peer`: over a
+    /// direct path that is up, else its active path; or (`direct_only`,
+    /// relaying a detour) over a direct path that is up only, so a packet
+    /// makes at most one detour. Counts the
     /// failures; returns the port to send on.
     fn reencap(
         &mut self,
@@ -176,7 +177,11 @@ impl Gateway {
             pp.filter(|_| self.settings.detours)
                 .and_then(super::paths::PeerPaths::direct_up)
         } else {
-            pp.and_then(super::paths::PeerPaths::active_path)
+            // A planned flow's hop follows its plan: a direct path to the
+            // next site while one is up (the active one first); a detour only
+            // when none is (a detour could lead back to a site on the
+            // flow's own route).
+            pp.and_then(|x| x.direct_up().or_else(|| x.active_path()))
         };
         let Some(path) = path else {
             self.stats.wan_no_route += 1;
