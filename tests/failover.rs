@@ -128,6 +128,42 @@ fn start_with(prefix: &str, one_way_ms: Option<u64>, spec: &OverlaySpec, control
     }
 }
 
+/// What A sends on its idle uplink port `port` (probes and echoes only),
+/// measured over `over`, is under 1 % of the link's 10 Mbit/s, and not 0.
+fn probe_overhead_under_1pct(net: &Net, port: usize, over: Duration) {
+    let bytes = || -> u64 { net.gws[0].snapshot().iter().map(|w| w.tx_bytes[port]).sum() };
+    let (b0, i0) = (bytes(), Instant::now());
+    std::thread::sleep(over);
+    let probe_bps = (bytes() - b0) as f64 * 8.0 / i0.elapsed().as_secs_f64();
+    println!(
+        "probe overhead on an idle uplink: {:.2} kbit/s = {:.3} % of 10 Mbit/s",
+        probe_bps / 1e3,
+        probe_bps / 1e5
+    );
+    assert!(probe_bps > 0.0, "no probes on the idle uplink");
+    assert!(probe_bps < 0.01 * 10e6, "probes take {probe_bps} bit/s");
+}
+
+/// From `cut` (CLOCK_MONOTONIC ns) to the first packet of flow `fi` that C
+/// delivered and A sent after the cut (so it took the new path: both
+/// gateways stamp with CLOCK_MONOTONIC), ms; read from C's flow counters.
+fn failover_ms_since(flows: &FlowStatsRegion, fi: usize, cut: u64) -> f64 {
+    let t0 = Instant::now();
+    let delivered_at = loop {
+        let v = flows.slot(0, fi).unwrap().load();
+        if v.last_rx_sent_ns > cut {
+            break v.updated_ns;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no packet sent after the cut arrived"
+        );
+        // Polling the counters (written every millisecond), not synchronisation.
+        std::thread::sleep(Duration::from_micros(200));
+    };
+    delivered_at.saturating_sub(cut) as f64 / 1e6
+}
+
 /// An upload from A's host to C's host, in the background; `progress`
 /// counts bytes received at C.
 struct Upload {
@@ -212,17 +248,7 @@ fn cutting_the_active_uplink_fails_over_within_300_ms() {
     let fi = flows.ids().iter().position(|i| i == "tcp-A->C").unwrap();
     // Probe overhead: in steady state ac2 carries only probes and echoes
     // (A's port 2); measured over a second against the link's 10 Mbit/s.
-    let a_tx2 = || -> u64 { net.gws[0].snapshot().iter().map(|w| w.tx_bytes[2]).sum() };
-    let (b0, i0) = (a_tx2(), Instant::now());
-    std::thread::sleep(Duration::from_secs(1));
-    let probe_bps = (a_tx2() - b0) as f64 * 8.0 / i0.elapsed().as_secs_f64();
-    println!(
-        "probe overhead on an idle uplink: {:.1} kbit/s = {:.3} % of 10 Mbit/s",
-        probe_bps / 1e3,
-        probe_bps / 1e5
-    );
-    assert!(probe_bps > 0.0, "no probes on the idle uplink");
-    assert!(probe_bps < 0.01 * 10e6, "probes take {probe_bps} bit/s");
+    probe_overhead_under_1pct(&net, 2, Duration::from_secs(1));
     let data = common::payload(3 << 20, 0x2545_F491_4F6C_DD1D);
     let up = upload(&net, &data);
     wait_bytes(&up, 400_000);
@@ -232,19 +258,7 @@ fn cutting_the_active_uplink_fails_over_within_300_ms() {
     net.linkem[0].1.set_blocked(true);
     // A packet A sent after the cut cannot have taken ac1: the first one C
     // delivers came by the new path. Both gateways use CLOCK_MONOTONIC.
-    let t0 = Instant::now();
-    let delivered_at = loop {
-        let v = flows.slot(0, fi).unwrap().load();
-        if v.last_rx_sent_ns > cut {
-            break v.updated_ns;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "no packet sent after the cut arrived"
-        );
-        std::thread::sleep(Duration::from_micros(200));
-    };
-    let failover_ms = delivered_at.saturating_sub(cut) as f64 / 1e6;
+    let failover_ms = failover_ms_since(&flows, fi, cut);
     up.client.join().unwrap().unwrap().expect("upload");
     let got = up.server.join().unwrap();
     assert!(
@@ -530,18 +544,7 @@ fn the_control_path_manager_leaves_a_lossy_uplink_and_fails_over_to_the_waypoint
     assert!(first <= 2, "the flow starts on a detour: {diff:?}");
     // Probe overhead of the control's probing: the other A-C uplink carries
     // only probes and echoes (A's port 3 - first).
-    let idle = 3 - first;
-    let bytes = || -> u64 { net.gws[0].snapshot().iter().map(|w| w.tx_bytes[idle]).sum() };
-    let (b0, i0) = (bytes(), Instant::now());
-    std::thread::sleep(Duration::from_secs(2));
-    let probe_bps = (bytes() - b0) as f64 * 8.0 / i0.elapsed().as_secs_f64();
-    println!(
-        "control probing on the idle uplink: {:.2} kbit/s = {:.3} % of 10 Mbit/s",
-        probe_bps / 1e3,
-        probe_bps / 1e5
-    );
-    assert!(probe_bps > 0.0, "the idle uplink is not probed");
-    assert!(probe_bps < 0.01 * 10e6, "probes take {probe_bps} bit/s");
+    probe_overhead_under_1pct(&net, 3 - first, Duration::from_secs(2));
     let link = |port: usize| ["ac1", "ac2", "ab"][port - 1];
     let emu = |name: &str| &net.linkem.iter().find(|(l, _)| l == name).unwrap().1;
     // Heavy loss on it: 50 % each way (probes see 75 %). Not a cut: some
@@ -575,18 +578,7 @@ fn the_control_path_manager_leaves_a_lossy_uplink_and_fails_over_to_the_waypoint
     let cut_ns = now_ns();
     emu(blackholed).set_blocked(true);
     let t0 = Instant::now();
-    let delivered_at = loop {
-        let v = flows.slot(0, fi).unwrap().load();
-        if v.last_rx_sent_ns > cut_ns {
-            break v.updated_ns;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "no packet sent after the blackhole arrived"
-        );
-        std::thread::sleep(Duration::from_micros(200));
-    };
-    let failover_ms = delivered_at.saturating_sub(cut_ns) as f64 / 1e6;
+    let failover_ms = failover_ms_since(&flows, fi, cut_ns);
     // The traffic rides the waypoint; the control re-plans around A-C (the
     // session moves to the class's flow through B, whose controller ramps
     // up): C gets 90 % of what A's host sends again, within 10 s.

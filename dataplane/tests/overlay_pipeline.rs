@@ -1062,23 +1062,7 @@ fn forged_control_probe_echoes_are_counted() {
         };
         let mut msg = vec![0u8; 28];
         oam::Repr::ProbeEcho(probe).emit(&mut msg).unwrap();
-        let mut tc = TemplateConfig::new(
-            MacAddr([2, 0, 0, 0, 0, 1]),
-            MacAddr([2, 0, 0, 0, 0, 2]),
-            IpAddr::V4(gw_addr(0)),
-            IpAddr::V4(gw_addr(2)),
-        );
-        tc.vni = VNI;
-        let t = OverlayTemplate::new(&tc).unwrap();
-        let hl = t.header_len();
-        let mut b = vec![0u8; hl + msg.len()];
-        b[hl..].copy_from_slice(&msg);
-        let p = EncapParams {
-            oam: true,
-            ..EncapParams::default()
-        };
-        let r = t.encap(&mut b, hl, msg.len(), &p).unwrap();
-        let _ = net.inject(2, WAN, &b[r]);
+        let _ = net.inject(2, WAN, &oam_a_to_c(&msg));
     }
     assert_eq!(net.sites[2].gw.stats().probe_unknown, 2);
     // The genuine probe still completes.

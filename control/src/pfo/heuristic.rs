@@ -83,20 +83,9 @@ fn relaxation(
         }
         let hull = upper_hull(&st.pts[st.lo..=st.hi]);
         let t = pb.add_column(1.0, f64::NEG_INFINITY..);
-        for w in hull.windows(2) {
-            let slope = (w[1].1 - w[0].1) / (w[1].0 - w[0].0);
-            let icpt = w[0].1 - slope * w[0].0;
-            let mut r: Vec<(Col, f64)> = vec![(t, 1.0)];
-            r.extend(ys.iter().map(|&(col, _)| (col, -slope)));
-            pb.add_row(..=icpt, r);
-        }
+        add_chord_rows(&mut pb, t, &ys, &hull);
     }
-    let mut model = pb.optimise(Sense::Maximise);
-    model.make_quiet();
-    let solved = model.try_solve().ok()?;
-    if solved.status() != HighsModelStatus::Optimal {
-        return None;
-    }
+    let solved = solve_lp(pb)?;
     let cols = solved.get_solution().columns().to_vec();
     Some(flow_cols.iter().map(|c| cols[c.index()].max(0.0)).collect())
 }
@@ -166,6 +155,26 @@ pub(crate) fn dive(
         }
     }
     None
+}
+
+/// Rows `t <= h(y)` for the concave piecewise-linear `h` through `pts` (one
+/// chord per segment; `y` = the sum of the `ys` columns).
+pub(super) fn add_chord_rows(pb: &mut RowProblem, t: Col, ys: &[(Col, f64)], pts: &[(f64, f64)]) {
+    for w in pts.windows(2) {
+        let slope = (w[1].1 - w[0].1) / (w[1].0 - w[0].0);
+        let icpt = w[0].1 - slope * w[0].0;
+        let mut r: Vec<(Col, f64)> = vec![(t, 1.0)];
+        r.extend(ys.iter().map(|&(col, _)| (col, -slope)));
+        pb.add_row(..=icpt, r);
+    }
+}
+
+/// Maximises `pb` quietly; `None` unless HiGHS proves an optimum.
+pub(super) fn solve_lp(pb: RowProblem) -> Option<highs::SolvedModel> {
+    let mut model = pb.optimise(Sense::Maximise);
+    model.make_quiet();
+    let solved = model.try_solve().ok()?;
+    (solved.status() == HighsModelStatus::Optimal).then_some(solved)
 }
 
 #[cfg(test)]

@@ -487,20 +487,9 @@ fn fixed_n_lp(
             .find(|&&(a, b)| yc >= pts[a].0 && yc < pts[b].0)
             .or(pieces.last())?;
         pb.add_row(pts[a].0..=pts[b].0, ys.clone());
-        for k in a..b {
-            let slope = (pts[k + 1].1 - pts[k].1) / (pts[k + 1].0 - pts[k].0);
-            let icpt = pts[k].1 - slope * pts[k].0;
-            let mut r: Vec<(Col, f64)> = vec![(t, 1.0)];
-            r.extend(ys.iter().map(|&(col, _)| (col, -slope)));
-            pb.add_row(..=icpt, r);
-        }
+        heuristic::add_chord_rows(&mut pb, t, &ys, &pts[a..=b]);
     }
-    let mut model = pb.optimise(Sense::Maximise);
-    model.make_quiet();
-    let solved = model.try_solve().ok()?;
-    if solved.status() != HighsModelStatus::Optimal {
-        return None;
-    }
+    let solved = heuristic::solve_lp(pb)?;
     let sol = solved.get_solution();
     let cols = sol.columns();
     let y_new: Vec<f64> = flow_cols.iter().map(|c| cols[c.index()].max(0.0)).collect();

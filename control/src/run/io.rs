@@ -332,31 +332,16 @@ impl Loop<'_> {
                 }
             }
         }
-        let me = self.o.config.site.name.clone();
         for (peer, failed) in links {
             let Some(name) = self.o.config.peers.get(peer).map(|p| p.name.clone()) else {
                 continue;
             };
-            for id in [format!("{me}-{name}"), format!("{name}-{me}")] {
-                if let Some(l) = self.planner.link_index(&id)
-                    && self.planner.mark_link_failed(l, failed)
-                {
-                    self.event(
-                        now_ns,
-                        "link_state",
-                        format!(
-                            "link {id}: {} (path manager: every direct path to {name} {})",
-                            if failed { "failed" } else { "repaired" },
-                            if failed {
-                                "down or degraded"
-                            } else {
-                                "no longer all down"
-                            }
-                        ),
-                        None,
-                    );
-                }
-            }
+            let why = if failed {
+                format!("path manager: every direct path to {name} down or degraded")
+            } else {
+                format!("path manager: a direct path to {name} works again")
+            };
+            self.mark_peer_link(now_ns, &name, failed, &why);
         }
     }
 
@@ -436,9 +421,20 @@ impl Loop<'_> {
         if p.direct == 0 {
             return;
         }
-        let me = &self.o.config.site.name;
         let failed = p.direct_up == 0;
-        for id in [format!("{me}-{}", peer.name), format!("{}-{me}", peer.name)] {
+        let why = format!(
+            "dataplane: {}/{} direct paths to {} up",
+            p.direct_up, p.direct, peer.name
+        );
+        let name = peer.name.clone();
+        self.mark_peer_link(now_ns, &name, failed, &why);
+    }
+
+    /// Marks the instance's link between this site and `peer` (`ME-PEER` or `PEER-ME`) failed or
+    /// repaired for PFO, with a `link_state` event when that changes its state.
+    fn mark_peer_link(&mut self, now_ns: u64, peer: &str, failed: bool, why: &str) {
+        let me = self.o.config.site.name.clone();
+        for id in [format!("{me}-{peer}"), format!("{peer}-{me}")] {
             if let Some(l) = self.planner.link_index(&id)
                 && self.planner.mark_link_failed(l, failed)
             {
@@ -446,11 +442,8 @@ impl Loop<'_> {
                     now_ns,
                     "link_state",
                     format!(
-                        "link {id}: {} (dataplane: {}/{} direct paths to {} up)",
-                        if failed { "failed" } else { "repaired" },
-                        p.direct_up,
-                        p.direct,
-                        peer.name
+                        "link {id}: {} ({why})",
+                        if failed { "failed" } else { "repaired" }
                     ),
                     None,
                 );

@@ -4,12 +4,10 @@
 //! older one: it is cumulative), and leave from [`crate::engine::Stage::poll`]
 //! as one OAM message per source site, in frames of the private reserve.
 
-use super::{Gateway, MAX_ACK_ENTRIES_PER_MESSAGE, OAM_FLOW_ID, entropy, info_to_entry};
+use super::{Gateway, MAX_ACK_ENTRIES_PER_MESSAGE, info_to_entry};
 use crate::engine::{Arena, Batch, Nanos, Packet, Verdict};
 use crate::montra::AckInfo;
-use crate::wire::geneve::FlowOption;
 use crate::wire::oam::{self, AckEntries};
-use crate::wire::overlay::EncapParams;
 
 impl Gateway {
     /// Queues the ack of flow `wire_id` for its source site `peer`.
@@ -56,16 +54,7 @@ impl Gateway {
             let n = q.len().min(MAX_ACK_ENTRIES_PER_MESSAGE);
             let off = (arena.headroom() as usize).max(path.template.header_len());
             self.oam_seq += 1;
-            let params = EncapParams {
-                flow: FlowOption {
-                    flow_id: OAM_FLOW_ID,
-                    seq: self.oam_seq,
-                    timestamp_ns: now,
-                },
-                entropy: entropy(OAM_FLOW_ID),
-                oam: true,
-                ..EncapParams::default()
-            };
+            let params = super::oam_params(self.oam_seq, now);
             let msg = oam::Repr::Ack(AckEntries::Values(&q[..n]));
             let res = arena.get_mut(base, frame_size).and_then(|buf| {
                 let len = msg.emit(buf.get_mut(off..)?).ok()?;

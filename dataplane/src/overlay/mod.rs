@@ -44,8 +44,9 @@ use crate::montra::{
 };
 use crate::pacing::{PacingConfig, PacingError, PacingTable};
 use crate::wire::ethernet::MacAddr;
+use crate::wire::geneve::FlowOption;
 use crate::wire::oam::AckEntry;
-use crate::wire::overlay::{OverlayTemplate, TemplateConfig};
+use crate::wire::overlay::{EncapParams, OverlayTemplate, TemplateConfig};
 use paths::{PathHealth, PathKind, PeerPath, PeerPaths};
 
 /// Wire flow id carried by best-effort packets (not a planned flow: no acks).
@@ -858,6 +859,22 @@ pub(crate) fn queue_u32(fi: usize) -> u32 {
 #[inline]
 pub(crate) fn be_queue(nflows: usize, p: usize) -> u32 {
     queue_u32(nflows + p)
+}
+
+/// Encapsulation parameters of an OAM message (probe, echo, acks) with
+/// sequence number `seq` and timestamp `ts`.
+#[inline]
+pub(crate) fn oam_params(seq: u64, ts: Nanos) -> EncapParams {
+    EncapParams {
+        flow: FlowOption {
+            flow_id: OAM_FLOW_ID,
+            seq,
+            timestamp_ns: ts,
+        },
+        entropy: entropy(OAM_FLOW_ID),
+        oam: true,
+        ..EncapParams::default()
+    }
 }
 
 /// Flow hash of a wire flow id (UDP source port, IPv6 flow label).

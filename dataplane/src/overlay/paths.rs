@@ -36,12 +36,11 @@
 
 use core::net::IpAddr;
 
-use super::{Gateway, OAM_FLOW_ID, entropy};
+use super::Gateway;
 use crate::engine::{Arena, Batch, Nanos, Packet, Verdict};
 use crate::shm::msg::{FLOW_MARK_DOWN, FLOW_MARK_UP, FLOW_PEER_DEFAULT, PATH_NONE, PathEventKind};
-use crate::wire::geneve::FlowOption;
 use crate::wire::oam::{self, Probe};
-use crate::wire::overlay::{EncapParams, OverlayTemplate};
+use crate::wire::overlay::OverlayTemplate;
 
 /// A gap between two runs of the path timers longer than this is a stall
 /// of this worker, not of the paths (the timers run every loop iteration).
@@ -917,16 +916,7 @@ impl Gateway {
             send_ts_ns: now,
             echo_ts_ns: 0,
         };
-        let params = EncapParams {
-            flow: FlowOption {
-                flow_id: OAM_FLOW_ID,
-                seq: self.oam_seq,
-                timestamp_ns: now,
-            },
-            entropy: entropy(OAM_FLOW_ID),
-            oam: true,
-            ..EncapParams::default()
-        };
+        let params = super::oam_params(self.oam_seq, now);
         let off = (arena.headroom() as usize).max(path.template.header_len());
         let msg = oam::Repr::Probe(probe);
         let frame_size = arena.frame_size();

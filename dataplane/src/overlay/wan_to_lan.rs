@@ -5,7 +5,7 @@
 use core::ops::Range;
 
 use super::lan_to_wan::dst_addr;
-use super::{Gateway, OAM_FLOW_ID, Role, entropy, entry_to_info, queue_u32};
+use super::{Gateway, Role, entropy, entry_to_info, queue_u32};
 use crate::classify::inner;
 use crate::engine::{Arena, Batch, DropReason, Nanos, Packet, Verdict};
 use crate::wire::ethernet::ethertype;
@@ -236,16 +236,7 @@ impl Gateway {
         peer: Option<usize>,
     ) -> Verdict {
         self.oam_seq += 1;
-        let params = EncapParams {
-            flow: FlowOption {
-                flow_id: OAM_FLOW_ID,
-                seq: self.oam_seq,
-                timestamp_ns: 0,
-            },
-            entropy: entropy(OAM_FLOW_ID),
-            oam: true,
-            ..EncapParams::default()
-        };
+        let params = super::oam_params(self.oam_seq, 0);
         match self.reencap(arena, p, range, peer, true, &params) {
             Ok(port) => {
                 self.stats.detoured += 1;
@@ -383,16 +374,7 @@ impl Gateway {
                 let ok = arena
                     .get_mut(start, u32::try_from(len).unwrap_or(u32::MAX))
                     .is_some_and(|b| echo.emit(b).is_ok());
-                let params = EncapParams {
-                    flow: FlowOption {
-                        flow_id: OAM_FLOW_ID,
-                        seq: 0,
-                        timestamp_ns: now,
-                    },
-                    entropy: entropy(OAM_FLOW_ID),
-                    oam: true,
-                    ..EncapParams::default()
-                };
+                let params = super::oam_params(0, now);
                 let r = range.start..range.start + len;
                 if ok && encap_in_frame(arena, p, r, &path.template, &params).is_some() {
                     self.stats.probes_answered += 1;
