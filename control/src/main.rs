@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -110,20 +109,6 @@ fn pfo(args: &PfoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_signals() {
-    let handler: extern "C" fn(libc::c_int) = on_signal;
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: installing an async-signal-safe handler (one atomic store).
-        unsafe { libc::signal(sig, handler as libc::sighandler_t) };
-    }
-}
-
 fn secs_to_ns(what: &str, s: f64) -> anyhow::Result<u64> {
     anyhow::ensure!(
         s.is_finite() && s > 0.0 && s <= 1e6,
@@ -156,8 +141,8 @@ fn run_cmd(args: &RunArgs) -> anyhow::Result<()> {
     secs_to_ns("--time-limit", args.time_limit)?;
     opts.solve.time_limit = Some(args.time_limit);
     opts.paths = !args.no_paths;
-    install_signals();
-    let summary = run(&opts, &STOP)?;
+    let stop = mongate_dataplane::app::signals::stop_on_signals();
+    let summary = run(&opts, stop)?;
     eprintln!(
         "mongate-control run: stopped ({} plans activated, {} solves, {} decode errors, {} bad records, {} path moves, {} probes sent, {} dropped)",
         summary.plans_sent,

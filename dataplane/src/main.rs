@@ -5,7 +5,7 @@
 //! counters of a running instance.
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use clap::{Parser, Subcommand};
 use mongate_dataplane::afxdp::BindMode;
@@ -193,20 +193,6 @@ fn parse_bind(s: &str) -> Result<BindMode, String> {
     }
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_signals() {
-    let handler: extern "C" fn(libc::c_int) = on_signal;
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: installing an async-signal-safe handler (one atomic store).
-        unsafe { libc::signal(sig, handler as libc::sighandler_t) };
-    }
-}
-
 fn forward(a: ForwardArgs) -> anyhow::Result<()> {
     let stage = match a.stage.as_str() {
         "forward" => StageKind::Forward,
@@ -340,10 +326,10 @@ fn serve(
     dp: mongate_dataplane::app::RunningDataplane,
     duration_s: Option<f64>,
 ) -> anyhow::Result<()> {
-    install_signals();
+    let stop = mongate_dataplane::app::signals::stop_on_signals();
     let deadline = duration_s
         .map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s.max(0.0)));
-    while !STOP.load(Ordering::Relaxed)
+    while !stop.load(Ordering::Relaxed)
         && deadline.is_none_or(|d| std::time::Instant::now() < d)
         && dp.healthy()
     {

@@ -1,7 +1,7 @@
 //! `mongate-bench linkem`: command-line arguments, run until a deadline or
 //! SIGINT/SIGTERM, print the counters.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mongate_dataplane::bpf::XdpMode;
@@ -231,20 +231,6 @@ impl LinkemArgs {
     }
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-fn install_signals() {
-    let handler: extern "C" fn(libc::c_int) = on_signal;
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: installing an async-signal-safe handler (one atomic store).
-        unsafe { libc::signal(sig, handler as libc::sighandler_t) };
-    }
-}
-
 /// Runs the emulator as the arguments say and prints its counters.
 pub fn run(args: &LinkemArgs) -> anyhow::Result<()> {
     let cfg = args.to_config()?;
@@ -253,14 +239,14 @@ pub fn run(args: &LinkemArgs) -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         anyhow::bail!("linkem attaches XDP programs and AF_XDP sockets: run as root");
     }
-    install_signals();
+    let stop = mongate_dataplane::app::signals::stop_on_signals();
     let h = spawn(cfg)?;
     eprintln!(
         "linkem: bridging {} <-> {} (Ctrl-C to stop)",
         args.a, args.b
     );
     let t0 = Instant::now();
-    while !STOP.load(Ordering::Relaxed) && h.is_running() && limit.is_none_or(|l| t0.elapsed() < l)
+    while !stop.load(Ordering::Relaxed) && h.is_running() && limit.is_none_or(|l| t0.elapsed() < l)
     {
         std::thread::sleep(Duration::from_millis(50));
     }

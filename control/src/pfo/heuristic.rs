@@ -98,14 +98,7 @@ pub(crate) fn dive(
     deadline: Instant,
 ) -> Option<Vec<f64>> {
     let link_rows: Vec<Vec<usize>> = (0..inst.links.len())
-        .map(|l| {
-            inst.flows
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| f.links.contains(&l))
-                .map(|(i, _)| i)
-                .collect()
-        })
+        .map(|l| inst.link_flows(l).collect())
         .collect();
     let mut classes: Vec<ClassState<'_>> = envelopes
         .iter()
@@ -258,13 +251,7 @@ mod tests {
         let deadline = Instant::now() + std::time::Duration::from_secs(10);
         let y = dive(&inst, &pts, deadline).expect("dive");
         for (l, link) in inst.links.iter().enumerate() {
-            let load: f64 = inst
-                .flows
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| f.links.contains(&l))
-                .map(|(i, _)| y[i])
-                .sum();
+            let load = inst.link_load(l, &y);
             assert!(load <= link.capacity + 1e-7, "link {l}: {load}");
         }
         let value: f64 = envs

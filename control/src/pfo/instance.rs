@@ -121,6 +121,20 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// Indices of the flows crossing link `l`.
+    pub fn link_flows(&self, l: usize) -> impl Iterator<Item = usize> + '_ {
+        self.flows
+            .iter()
+            .enumerate()
+            .filter(move |(_, f)| f.links.contains(&l))
+            .map(|(i, _)| i)
+    }
+
+    /// Load of link `l` under the aggregate flow rates `y`.
+    pub fn link_load(&self, l: usize, y: &[f64]) -> f64 {
+        self.link_flows(l).map(|i| y[i]).sum()
+    }
+
     /// Parses and validates JSON text.
     pub fn from_json(text: &str) -> Result<Self, InstanceError> {
         let file: InstanceFile =

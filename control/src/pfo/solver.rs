@@ -164,13 +164,7 @@ fn build_milp(inst: &Instance, models: &[ClassModel], form: Formulation) -> Milp
         .map(|_| pb.add_column(0.0, 0.0..))
         .collect();
     for (l, link) in inst.links.iter().enumerate() {
-        let terms: Vec<(Col, f64)> = inst
-            .flows
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.links.contains(&l))
-            .map(|(i, _)| (flow_cols[i], 1.0))
-            .collect();
+        let terms: Vec<(Col, f64)> = inst.link_flows(l).map(|i| (flow_cols[i], 1.0)).collect();
         if !terms.is_empty() {
             pb.add_row(..=link.capacity, terms);
         }
@@ -446,13 +440,7 @@ fn fixed_n_lp(
         .collect();
     let mut link_rows = Vec::with_capacity(inst.links.len());
     for (l, link) in inst.links.iter().enumerate() {
-        let terms: Vec<(Col, f64)> = inst
-            .flows
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.links.contains(&l))
-            .map(|(i, _)| (flow_cols[i], 1.0))
-            .collect();
+        let terms: Vec<(Col, f64)> = inst.link_flows(l).map(|i| (flow_cols[i], 1.0)).collect();
         // An empty row keeps the row numbering aligned with the links.
         link_rows.push(pb.num_rows());
         pb.add_row(..=link.capacity, terms);
@@ -648,19 +636,11 @@ fn has_primal(solved: &highs::SolvedModel) -> bool {
 /// Scales flows down so every link load is within capacity (undoes solver feasibility slack).
 fn repair(inst: &Instance, y: &mut [f64]) {
     for (l, link) in inst.links.iter().enumerate() {
-        let load: f64 = inst
-            .flows
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| f.links.contains(&l))
-            .map(|(i, _)| y[i])
-            .sum();
+        let load = inst.link_load(l, y);
         if load > link.capacity && load > 0.0 {
             let k = link.capacity / load;
-            for (i, f) in inst.flows.iter().enumerate() {
-                if f.links.contains(&l) {
-                    y[i] *= k;
-                }
+            for i in inst.link_flows(l) {
+                y[i] *= k;
             }
         }
     }
@@ -793,13 +773,7 @@ fn build_plan(
             .enumerate()
             .map(|(l, link)| LinkPlan {
                 id: link.id.clone(),
-                load: inst
-                    .flows
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, f)| f.links.contains(&l))
-                    .map(|(i, _)| y[i])
-                    .sum(),
+                load: inst.link_load(l, y),
                 dual: mu[l],
             })
             .collect(),

@@ -369,11 +369,12 @@ impl Loop<'_> {
                         let n = usize::try_from(count)
                             .unwrap_or(usize::MAX)
                             .min(items.len());
-                        for p in &items[..n] {
-                            self.path_table.insert(p.path, *p);
-                        }
                         if let Some(d) = &mut self.paths {
                             d.on_paths(&items[..n], now_ns);
+                            // Only what the driver accepted: a table that garbage cannot grow.
+                            for p in items[..n].iter().filter(|p| d.path_id(p.path).is_some()) {
+                                self.path_table.insert(p.path, *p);
+                            }
                         }
                     }
                     Some(Ok(Telemetry::ProbeResult {

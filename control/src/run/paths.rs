@@ -54,6 +54,8 @@ pub struct DriverStats {
     pub unknown_events: u64,
     /// Flow records whose counters went backwards (a restarted dataplane): baseline reset.
     pub counter_resets: u64,
+    /// Flow records naming no flow of the configuration (ignored).
+    pub unknown_flows: u64,
     /// Moves of a peer's traffic decided by the manager.
     pub moves: u64,
 }
@@ -63,6 +65,7 @@ pub struct PathDriver {
     mgr: PathManager,
     npeers: usize,
     nuplinks: usize,
+    nflows: usize,
     /// Gateway addresses per peer (for the key's remote address check).
     peer_gateways: Vec<usize>,
     /// Flows starting at this site, by the peer they leave toward.
@@ -165,6 +168,7 @@ impl PathDriver {
             mgr: PathManager::new(pcfg, seed, now)?,
             npeers,
             nuplinks: config.uplinks.len(),
+            nflows: config.flows.len(),
             peer_gateways: config.peers.iter().map(|p| p.gateways.len()).collect(),
             flows_by_peer,
             refs: Vec::new(),
@@ -297,6 +301,11 @@ impl PathDriver {
     /// Per-flow telemetry of worker `worker`: acks and losses per path.
     pub fn on_flows(&mut self, worker: usize, items: &[FlowTelemetry], now: Nanos) {
         for f in items {
+            // The map below is keyed by flow: only the configuration's flows may grow it.
+            if usize::try_from(f.flow).map_or(true, |i| i >= self.nflows) {
+                self.stats.unknown_flows += 1;
+                continue;
+            }
             let last = self
                 .flow_last
                 .insert((worker, f.flow), (f.acks, f.losses, f.path));

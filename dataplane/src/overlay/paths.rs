@@ -110,6 +110,8 @@ pub(crate) struct ControlPaths {
     pub(crate) last_command: Option<Nanos>,
     /// The control drove the paths at the last timer run.
     pub(crate) was_driven: bool,
+    /// Slots carrying out a command.
+    pub(crate) busy: usize,
 }
 
 impl Default for ControlPaths {
@@ -120,6 +122,7 @@ impl Default for ControlPaths {
             events: Vec::with_capacity(QUEUE_CAP),
             last_command: None,
             was_driven: false,
+            busy: 0,
         }
     }
 }
@@ -616,6 +619,7 @@ impl Gateway {
             next_at: now,
             ..ControlProbe::default()
         };
+        self.control_paths.busy += 1;
     }
 
     /// Notes an ack message from the gateway at `src` (flows unknown):
@@ -844,6 +848,10 @@ impl Gateway {
 
     /// Sends due probes of the control's commands; finishes commands.
     fn control_probe_timers(&mut self, now: Nanos, arena: &mut Arena, out: &mut Batch) {
+        // Every poll runs this: nothing to look at without a command.
+        if self.control_paths.busy == 0 {
+            return;
+        }
         for k in 0..CONTROL_PROBE_SLOTS {
             let s = self.control_paths.slots[k];
             if !s.busy {
@@ -854,6 +862,7 @@ impl Gateway {
                     && now.saturating_sub(s.last_sent) > CONTROL_PROBE_TIMEOUT_NS);
             if done {
                 self.control_paths.slots[k].busy = false;
+                self.control_paths.busy -= 1;
                 self.push_outcome(ProbeOutcome {
                     id: s.id,
                     path: path_ref(usize::from(s.peer), usize::from(s.index)),
