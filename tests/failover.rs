@@ -25,8 +25,8 @@ use mongate_bench::linkem::{BridgeConfig, DirectionConfig, LinkemHandle, spawn_i
 use mongate_dataplane::app::{GatewayConfig, RunningDataplane, start_gateway};
 use mongate_dataplane::bpf::XdpMode;
 use mongate_dataplane::config::Config;
-use mongate_dataplane::engine::now_ns;
 use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
+use mongate_dataplane::sys::clock::now_ns;
 use mongate_testbed::topology::overlay::OverlaySpec;
 use mongate_testbed::topology::triangle::{
     PORT_AC, PORT_TCP_DIRECT, tcp_plan, triangle_overlay, triangle_overlay_udp,

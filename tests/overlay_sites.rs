@@ -126,14 +126,14 @@ fn transfer(ov: &Overlay, port: u16, data: &[u8]) -> (Vec<u8>, Duration) {
     (got, t0.elapsed())
 }
 
-fn flows(name: &str) -> Vec<(String, mongate_dataplane::stats::flows::FlowValues)> {
+fn flows(name: &str) -> Vec<(String, mongate_dataplane::overlay::FlowCounters)> {
     FlowStatsRegion::open(&flows_path(name)).unwrap().totals()
 }
 
 fn flow<'a>(
-    v: &'a [(String, mongate_dataplane::stats::flows::FlowValues)],
+    v: &'a [(String, mongate_dataplane::overlay::FlowCounters)],
     id: &str,
-) -> &'a mongate_dataplane::stats::flows::FlowValues {
+) -> &'a mongate_dataplane::overlay::FlowCounters {
     &v.iter().find(|(i, _)| i == id).unwrap().1
 }
 

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use mongate_dataplane::afxdp::{AfXdpConfig, AfXdpPort, BindMode};
 use mongate_dataplane::bpf::{XdpAttachment, XdpFilter, XdpMode};
-use mongate_dataplane::engine::{Arena, Batch, FramePool, Packet, Port, Verdict, now_ns};
-use mongate_dataplane::pacing::Rng;
+use mongate_dataplane::engine::{Arena, Batch, FramePool, Packet, Port, Verdict};
+use mongate_dataplane::sys::Rng;
+use mongate_dataplane::sys::clock::now_ns;
 
 use crate::payload::{BENCH_PORT, FlowAddrs, Stamp, build_frame, read_stamp, stamp};
 use crate::sink::SinkStats;

@@ -24,8 +24,8 @@ use mongate_dataplane::shm::msg::{
 };
 use mongate_dataplane::shm::{
     CtlRegion, PlanAssembler, PlanShape, Telemetry, WorkerChannel, WorkerPlan, ctl_path,
-    monotonic_ns,
 };
+use mongate_dataplane::sys::clock;
 
 const TRIANGLE: &str = include_str!("../../docs/examples/triangle-paper.json");
 
@@ -151,7 +151,7 @@ impl Dataplane {
                 let mut last_tel = 0u64;
                 let mut sent_garbage = false;
                 while !stop.load(Ordering::Relaxed) {
-                    let now = monotonic_ns();
+                    let now = clock::now_ns();
                     let r = ch.step(now, 64, |_| {});
                     if r.switched.is_some() {
                         *plan.lock().unwrap() = ch.plan().clone();

@@ -6,7 +6,8 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mongate_dataplane::engine::{Batch, Packet};
 use mongate_dataplane::montra::{ControllerConfig, FlowPlan, RateController};
-use mongate_dataplane::pacing::{PacingConfig, PacingTable, Rng, TimerWheel};
+use mongate_dataplane::pacing::{PacingConfig, PacingTable, TimerWheel};
+use mongate_dataplane::sys::Rng;
 use std::hint::black_box;
 
 const FLOWS: u32 = 100_000;

@@ -6,9 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mongate_dataplane::shm::{
-    Command, ControlPort, CtlRegion, Recv, SendError, Telemetry, monotonic_ns,
-};
+use mongate_dataplane::shm::{Command, ControlPort, CtlRegion, Recv, SendError, Telemetry};
+use mongate_dataplane::sys::clock;
 
 const SLOTS: u32 = 1024;
 const STREAM: u64 = 2_000_000;
@@ -23,7 +22,7 @@ fn probe(id: u64, path: u32) -> Command {
         id,
         path,
         count: 0,
-        interval_ns: monotonic_ns(),
+        interval_ns: clock::now_ns(),
     }
 }
 
@@ -86,7 +85,7 @@ fn worker(region: &CtlRegion) -> (f64, Vec<u64>) {
                 interval_ns,
                 ..
             }) => {
-                let now = monotonic_ns();
+                let now = clock::now_ns();
                 match path {
                     0 => {
                         if streamed == 0 {

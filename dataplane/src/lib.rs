@@ -12,6 +12,7 @@
 //! - [`uring`]: io_uring UDP ports (provided buffer rings, multishot receive).
 //! - [`worker`]: the per-core run loop, pinning, batching.
 //! - [`stats`]: per-worker counters in shared memory, readable without locks.
+//! - [`sys`]: the OS helpers (mmap, the monotonic clock, shared-memory files) and the RNG.
 //! - Pure parts (no `unsafe`, no OS, time passed in): [`wire`] packet views,
 //!   [`pacing`] Poisson pacers and timer wheel, [`montra`] rate controllers.
 
@@ -28,6 +29,7 @@ pub mod pacing;
 pub mod ring;
 pub mod shm;
 pub mod stats;
+pub mod sys;
 pub mod uring;
 pub mod wire;
 pub mod worker;

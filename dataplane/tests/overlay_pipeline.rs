@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use mongate_dataplane::config::{Config, Plan};
 use mongate_dataplane::engine::{Arena, Batch, DropReason, FramePool, Packet, Stage, Verdict};
 use mongate_dataplane::overlay::{Gateway, Role, Settings};
-use mongate_dataplane::pacing::Rng;
+use mongate_dataplane::sys::Rng;
 use mongate_dataplane::wire::ethernet::MacAddr;
 use mongate_dataplane::wire::geneve::FlowOption;
 use mongate_dataplane::wire::overlay::{EncapParams, OverlayTemplate, TemplateConfig, decap};

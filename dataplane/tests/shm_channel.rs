@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use mongate_dataplane::ring::ShmRing;
 use mongate_dataplane::shm::{
     ControlPort, CtlError, CtlRegion, Msg, PlanAssembler, PlanEntry, PlanShape, SendError,
-    WorkerChannel, WorkerPlan, monotonic_ns, plan_commands,
+    WorkerChannel, WorkerPlan, plan_commands,
 };
+use mongate_dataplane::sys::clock;
 
 const SLOTS: u32 = 64;
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -124,7 +125,7 @@ fn spawn_worker(
         let mut seen = vec![ch.plan().epoch];
         let t = Instant::now();
         while !stop.load(Ordering::Acquire) && t.elapsed() < DEADLINE {
-            let r = ch.step(monotonic_ns(), 16, |_| {});
+            let r = ch.step(clock::now_ns(), 16, |_| {});
             assert!(consistent(ch.plan()), "worker {i} exposes a mixed plan");
             if let Some(e) = r.switched {
                 assert!(e > *seen.last().unwrap(), "epochs only grow");
@@ -152,7 +153,7 @@ fn worker_thread_applies_plans_of_many_epochs() {
     let h = spawn_worker(region.clone(), 0, stop.clone());
     let mut ctl = ControlPort::attach(&path).unwrap();
     for e in 1..=40 {
-        ctl.heartbeat(monotonic_ns());
+        ctl.heartbeat(clock::now_ns());
         push_plan(&mut ctl, e);
     }
     stop.store(true, Ordering::Release);
@@ -229,7 +230,7 @@ fn garbage(seed: &mut u64, n: usize) -> Vec<u8> {
 
 fn step_until_idle(ch: &mut WorkerChannel) {
     for _ in 0..100 {
-        if ch.step(monotonic_ns(), 64, |_| {}).received == 0 {
+        if ch.step(clock::now_ns(), 64, |_| {}).received == 0 {
             return;
         }
     }
@@ -297,7 +298,7 @@ fn corruption_is_refused_and_the_plan_stays() {
     let g0 = ctl.generation();
     let prod = get_u32(&path, ring + 64);
     put_u32(&path, ring + 64, prod.wrapping_add(10_000));
-    let r = ch.step(monotonic_ns(), 64, |_| {});
+    let r = ch.step(clock::now_ns(), 64, |_| {});
     assert!(r.ring_reset);
     assert_eq!(ch.plan().epoch, 1);
     assert_eq!(ctl.check(), Err(SendError::Stale));
@@ -332,7 +333,7 @@ fn corruption_is_refused_and_the_plan_stays() {
         Err(CtlError::Ring { .. })
     ));
     assert!(region.verify_and_repair());
-    assert!(ch.step(monotonic_ns(), 64, |_| {}).ring_reset);
+    assert!(ch.step(clock::now_ns(), 64, |_| {}).ring_reset);
     let ctl = ControlPort::attach(&path).unwrap();
     assert_eq!(ch.plan().epoch, e, "the plan survived every corruption");
     assert!(consistent(ch.plan()));
@@ -411,7 +412,7 @@ fn child_control_process() {
     };
     let mut ctl = ControlPort::attach(Path::new(&path)).unwrap();
     for e in 1..=CHILD_EPOCHS {
-        ctl.heartbeat(monotonic_ns());
+        ctl.heartbeat(clock::now_ns());
         push_plan(&mut ctl, e);
     }
 }

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mongate_dataplane::stats::flows::{FlowStatsRegion, FlowValues, flows_path};
+use mongate_dataplane::overlay::FlowCounters;
+use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
 use mongate_testbed::topology::triangle::{
     LINKS, PORT_AC, PORT_BC, flow_links, triangle_overlay_udp,
 };
@@ -288,7 +289,7 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> anyh
     anyhow::bail!("timed out after {} s waiting for {what}", timeout.as_secs())
 }
 
-fn totals(instance: &str) -> Option<BTreeMap<String, FlowValues>> {
+fn totals(instance: &str) -> Option<BTreeMap<String, FlowCounters>> {
     let r = FlowStatsRegion::open(&flows_path(instance)).ok()?;
     Some(r.totals().into_iter().collect())
 }
@@ -532,8 +533,8 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
         "t(s)", "flow", "target", "MONtra", "achieved", "loss %"
     );
     let t0 = Instant::now();
-    let t0_ns = mongate_dataplane::engine::now_ns();
-    let mut prev: BTreeMap<String, (f64, FlowValues, FlowValues)> = BTreeMap::new();
+    let t0_ns = mongate_dataplane::sys::clock::now_ns();
+    let mut prev: BTreeMap<String, (f64, FlowCounters, FlowCounters)> = BTreeMap::new();
     // Per second: (t, per flow (target, achieved Mbps)).
     let mut series: Vec<(f64, Vec<(f64, f64)>)> = Vec::new();
     let mut outage: Option<(u32, u32)> = None;
@@ -575,7 +576,7 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
         if let Some((label, name, la, lb, at)) = &fail
             && sec == *at
         {
-            let cut = mongate_dataplane::engine::now_ns();
+            let cut = mongate_dataplane::sys::clock::now_ns();
             topo.set_link(name, false)?;
             eprintln!("---- link {label} ({name}) cut at t={sec}s ----");
             // Flows whose route crosses the link, by destination gateway.
@@ -622,8 +623,8 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
             };
             let (_, po, pd) = prev.get(&f.id).copied().unwrap_or((
                 0.0,
-                FlowValues::default(),
-                FlowValues::default(),
+                FlowCounters::default(),
+                FlowCounters::default(),
             ));
             // Rates over the dataplane's own update timestamps: the file is
             // refreshed every 100 ms, our wake-ups are not aligned to it.

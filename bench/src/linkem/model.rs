@@ -20,7 +20,7 @@
 //! hold until an absolute departure time. The caller (the AF_XDP bridge, or
 //! a test) keeps the frame until then.
 
-use mongate_dataplane::pacing::Rng;
+use mongate_dataplane::sys::Rng;
 
 /// Nanoseconds per second.
 const NS: u128 = 1_000_000_000;

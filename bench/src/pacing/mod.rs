@@ -17,8 +17,9 @@ pub mod stats;
 
 use std::fmt::Write as _;
 
-use mongate_dataplane::engine::{Batch, Packet, now_ns};
+use mongate_dataplane::engine::{Batch, Packet};
 use mongate_dataplane::pacing::{PacingConfig, PacingTable};
+use mongate_dataplane::sys::clock::now_ns;
 
 use stats::{dispersion_index, ks_critical_001, ks_exp, mean_u64, percentile};
 

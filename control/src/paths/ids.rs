@@ -1,12 +1,8 @@
 //! Identifiers and time units of the path manager.
 
-/// Time in nanoseconds since an arbitrary epoch chosen by the caller (monotonic clock).
-pub type Nanos = u64;
-
-/// One millisecond in [`Nanos`].
-pub const MS: Nanos = 1_000_000;
-/// One second in [`Nanos`].
-pub const SEC: Nanos = 1_000_000_000;
+/// Time in nanoseconds on the monotonic clock (or any origin the caller
+/// chooses), and its units: the dataplane's, one type in every process.
+pub use mongate_dataplane::sys::clock::{MS, Nanos, SEC};
 
 /// A local uplink (one Internet connection of this gateway), as configured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

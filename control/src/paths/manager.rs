@@ -7,13 +7,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::budget::TokenBucket;
+use mongate_dataplane::pacing::TokenBucket;
+use mongate_dataplane::sys::Rng;
+
 use super::config::{ConfigError, PathConfig, UplinkConfig};
 use super::estimate::{History, LossEwma, RttEstimator};
 use super::health::{Health, PathState};
 use super::ids::{MS, Nanos, PathId, PathKey, SEC, SiteId, UplinkId};
 use super::rank::{RankInput, rank_cost};
-use super::rng::SplitMix64;
 
 /// A decision for the dataplane or PFO.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -191,7 +192,7 @@ pub struct PathManager {
     key_index: BTreeMap<PathKey, PathId>,
     actions: VecDeque<Action>,
     dirty: Vec<usize>,
-    rng: SplitMix64,
+    rng: Rng,
     now: Nanos,
     next_reeval: Nanos,
     reported: (Vec<PathId>, Vec<PathId>),
@@ -240,7 +241,7 @@ impl PathManager {
             key_index: BTreeMap::new(),
             actions: VecDeque::new(),
             dirty: Vec::new(),
-            rng: SplitMix64::new(seed),
+            rng: Rng::new(seed),
             now,
             reported: (Vec::new(), Vec::new()),
             last_report_at: None,
@@ -743,7 +744,7 @@ impl PathManager {
         let down = self.paths[pi].health.state() == PathState::Down;
         let u = &mut self.uplinks[ui];
         let bucket = if down { &mut u.explore } else { &mut u.regular };
-        if bucket.try_take(size, now) {
+        if bucket.try_consume(size, now) {
             self.send_probe(pi, false, now);
             let next = now.saturating_add(self.interval(pi));
             let e = &mut self.paths[pi];
@@ -752,7 +753,9 @@ impl PathManager {
                 e.down_backoff = e.down_backoff.saturating_add(1);
             }
         } else {
-            self.paths[pi].next_probe_at = bucket.when_available(size, now);
+            // When the budget allows (never: retry in an hour).
+            let wait = bucket.wait_ns(size, now).map_or(3600 * SEC, |w| w.max(1));
+            self.paths[pi].next_probe_at = now.saturating_add(wait);
         }
     }
 
@@ -973,7 +976,7 @@ impl PathManager {
                 let size = u64::from(self.cfg.probe_size);
                 self.uplinks[self.paths[pi].uplink]
                     .regular
-                    .force_take(size, now);
+                    .force_consume(size, now);
                 self.send_probe(pi, true, now);
             }
         }

@@ -10,19 +10,19 @@
 //! - which paths PFO should treat as failed or degraded ([`Action::ReportLinks`]).
 //!
 //! Modules: [`ids`], [`config`], [`health`] (state machine), [`estimate`] (RTT, loss, history),
-//! [`rank`], [`budget`], [`manager`], [`rng`], and [`sim`], a deterministic failure-trace
-//! simulator comparing the manager with a single-path gateway.
+//! [`rank`], [`manager`], and [`sim`], a deterministic failure-trace simulator comparing the
+//! manager with a single-path gateway. The probe budget is the dataplane's
+//! [`TokenBucket`](mongate_dataplane::pacing::TokenBucket), the RNG its
+//! [`Rng`](mongate_dataplane::sys::Rng).
 
 #![deny(unsafe_code)]
 
-pub mod budget;
 pub mod config;
 pub mod estimate;
 pub mod health;
 pub mod ids;
 pub mod manager;
 pub mod rank;
-pub mod rng;
 pub mod sim;
 
 pub use config::{ConfigError, PathConfig, UplinkConfig};

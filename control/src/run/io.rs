@@ -11,9 +11,9 @@ use anyhow::Context as _;
 use crossbeam_channel::{Receiver, TryRecvError};
 use mongate_dataplane::config::{self, Config};
 use mongate_dataplane::shm::{
-    Command, ControlPort, CtlError, PlanEntry, SendError, Telemetry, monotonic_ns, plan_commands,
-    plan_entries,
+    Command, ControlPort, CtlError, PlanEntry, SendError, Telemetry, plan_commands, plan_entries,
 };
+use mongate_dataplane::sys::clock;
 
 use super::log::{ClassTarget, EventLog, FlowTarget, LogRecord, LogSink, PlanLog};
 use super::paths::{PathDriver, site_path_config};
@@ -697,7 +697,7 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
                 &opts.config,
                 site_path_config(&opts.config),
                 opts.paths_seed,
-                monotonic_ns(),
+                clock::now_ns(),
             )
             .context("path manager configuration")?,
         )
@@ -723,7 +723,7 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
         last_report: None,
     };
     while !stop.load(Ordering::Relaxed) {
-        let now_ns = monotonic_ns();
+        let now_ns = clock::now_ns();
         if lp.port.is_none() {
             lp.try_attach(now_ns);
         }
@@ -768,7 +768,7 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
         lp.report_counters(now_ns);
         std::thread::sleep(opts.poll);
     }
-    let now_ns = monotonic_ns();
+    let now_ns = clock::now_ns();
     lp.summary.bad_records = lp.planner.stats().bad_records;
     lp.summary.solves = lp.planner.stats().solves;
     lp.event(

@@ -1,13 +1,15 @@
 //! One AF_XDP socket = one [`crate::engine::Port`].
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 
 use super::sys::*;
 use crate::bpf::XdpAttachment;
-use crate::engine::{Arena, Batch, FramePool, Packet, Port, Verdict, now_ns};
+use crate::engine::{Arena, Batch, FramePool, Packet, Port, Verdict};
 use crate::ring::{Consumer, Pod, Producer, RingPtrs};
+use crate::sys::clock::now_ns;
+use crate::sys::mmap::Mmap;
 
 /// Copy or zero-copy binding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -146,23 +148,6 @@ pub struct AfXdpStats {
     pub ring_corrupt: u64,
 }
 
-struct Mmap {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: the mapping is owned by this value alone; moving it to the worker
-// thread moves that ownership.
-unsafe impl Send for Mmap {}
-
-impl Drop for Mmap {
-    fn drop(&mut self) {
-        // SAFETY: exactly the mapping made in `map_ring`; the rings using it
-        // are dropped with (before) the port that owns this value.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
-    }
-}
-
 /// An AF_XDP socket bound to one (interface, queue).
 pub struct AfXdpPort {
     // Rings first: dropped before their mappings and the socket.
@@ -208,7 +193,7 @@ fn setsockopt<T>(
 }
 
 fn map_ring<T: Pod>(
-    fd: RawFd,
+    fd: BorrowedFd<'_>,
     off: &XdpRingOffset,
     n: u32,
     pgoff: i64,
@@ -217,22 +202,11 @@ fn map_ring<T: Pod>(
     let len = usize::try_from(off.desc)
         .unwrap_or(usize::MAX)
         .saturating_add(n as usize * std::mem::size_of::<T>());
-    // SAFETY: maps the kernel's ring for socket `fd`; the kernel validates
-    // offset and length against the ring it created for this socket.
-    let p = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_POPULATE,
-            fd,
-            pgoff,
-        )
-    };
-    if p == libc::MAP_FAILED {
-        return Err(err("mmap ring", ifname));
-    }
-    let base = NonNull::new(p.cast::<u8>()).ok_or_else(|| err("mmap ring", ifname))?;
+    // The rings using the mapping are dropped with (before) the port that
+    // owns it (field order of `AfXdpPort`). On failure errno still holds
+    // mmap's error for `err`.
+    let map = Mmap::kernel(fd, pgoff, len).map_err(|_| err("mmap ring", ifname))?;
+    let base = map.base();
     let at = |o: u64| -> NonNull<u8> {
         // SAFETY: the kernel's offsets lie within the mapping of `len` bytes.
         unsafe { base.add(usize::try_from(o).unwrap_or(0)) }
@@ -244,7 +218,7 @@ fn map_ring<T: Pod>(
         slots: at(off.desc).cast::<T>(),
         size: n,
     };
-    Ok((Mmap { ptr: base, len }, ptrs))
+    Ok((map, ptrs))
 }
 
 /// True when the driver reports fewer than `queue + 1` queue pairs on
@@ -354,14 +328,29 @@ impl AfXdpPort {
         if r != 0 {
             return Err(err("mmap offsets", ifname));
         }
-        let (m_rx, p_rx) =
-            map_ring::<XdpDesc>(s, &off.rx, cfg.ring_size, XDP_PGOFF_RX_RING, ifname)?;
-        let (m_tx, p_tx) =
-            map_ring::<XdpDesc>(s, &off.tx, cfg.ring_size, XDP_PGOFF_TX_RING, ifname)?;
-        let (m_fr, p_fr) =
-            map_ring::<u64>(s, &off.fr, cfg.fill_size, XDP_UMEM_PGOFF_FILL_RING, ifname)?;
+        let (m_rx, p_rx) = map_ring::<XdpDesc>(
+            fd.as_fd(),
+            &off.rx,
+            cfg.ring_size,
+            XDP_PGOFF_RX_RING,
+            ifname,
+        )?;
+        let (m_tx, p_tx) = map_ring::<XdpDesc>(
+            fd.as_fd(),
+            &off.tx,
+            cfg.ring_size,
+            XDP_PGOFF_TX_RING,
+            ifname,
+        )?;
+        let (m_fr, p_fr) = map_ring::<u64>(
+            fd.as_fd(),
+            &off.fr,
+            cfg.fill_size,
+            XDP_UMEM_PGOFF_FILL_RING,
+            ifname,
+        )?;
         let (m_cr, p_cr) = map_ring::<u64>(
-            s,
+            fd.as_fd(),
             &off.cr,
             cfg.fill_size,
             XDP_UMEM_PGOFF_COMPLETION_RING,

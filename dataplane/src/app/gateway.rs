@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::afxdp::{AfXdpConfig, AfXdpPort, BindMode};
 use crate::bpf::{XdpAttachment, XdpFilter, XdpMode};
 use crate::config::{Backend, Config};
-use crate::engine::{Arena, Batch, FramePool, Nanos, Port, Stage, now_ns};
+use crate::engine::{Arena, Batch, FramePool, Nanos, Port, Stage};
 use crate::overlay::{Gateway, PeerRoute, Settings};
 use crate::shm::msg::{
     CLASSES_PER_MSG, ClassTelemetry, FLOW_TEL_PER_MSG, FlowTelemetry, PATHS_PER_MSG, PEERS_PER_MSG,
@@ -27,8 +27,9 @@ use crate::shm::msg::{
 use crate::shm::{
     Command, CtlRegion, PlanAssembler, PlanShape, Telemetry, WorkerChannel, ctl_path,
 };
-use crate::stats::flows::{FlowStatsRegion, FlowValues, flows_path};
+use crate::stats::flows::{FlowStatsRegion, flows_path};
 use crate::stats::{StatsRegion, stats_path};
+use crate::sys::clock::now_ns;
 use crate::uring::{UringConfig, UringPort};
 use crate::wire::ethernet::MacAddr;
 use crate::wire::geneve::UDP_PORT as GENEVE_PORT;
@@ -175,42 +176,19 @@ impl GatewayStage {
 
     /// Flow counters to the flows file; telemetry to the control.
     fn report(&mut self, now: Nanos) {
-        let epoch = self.gw.plan_epoch();
         let mean = self.gw.settings().mean_packet_bytes;
         self.flow_buf.clear();
         for fi in 0..self.gw.config().flows.len() {
-            let Some(r) = self.gw.flow_report(fi) else {
+            let Some(c) = self.gw.flow_counters(fi, now) else {
                 continue;
             };
-            let c = r.counters;
-            let v = FlowValues {
-                tx_packets: c.tx_packets,
-                tx_bytes: c.tx_bytes,
-                rx_packets: c.rx_packets,
-                rx_bytes: c.rx_bytes,
-                relayed_packets: c.relayed_packets,
-                relayed_bytes: c.relayed_bytes,
-                rate_pps: r.rate_pps.unwrap_or(0.0),
-                acked: r.tracker.map_or(0, |t| t.acked),
-                lost: r.tracker.map_or(0, |t| t.lost),
-                queue_drops: c.queue_drops,
-                epoch,
-                updated_ns: now,
-                target_pps: r.target_pps.unwrap_or(0.0),
-                last_rx_sent_ns: c.last_rx_sent_ns,
-            };
             if let Some(s) = self.flows.slot(self.worker, fi) {
-                s.store(&v);
+                s.store(&c);
             }
-            if let Some(rate) = r.rate_pps {
-                self.flow_buf.push(FlowTelemetry {
-                    flow: u32::try_from(fi).unwrap_or(u32::MAX),
-                    path: self.gw.flow_path(fi),
-                    rate_bps: rate_bps(rate, mean),
-                    acks: v.acked,
-                    losses: v.lost,
-                    queue_drops: c.queue_drops,
-                });
+            if self.gw.flow_starts_here(fi) {
+                let flow = u32::try_from(fi).unwrap_or(u32::MAX);
+                let path = self.gw.flow_path(fi);
+                self.flow_buf.push(FlowTelemetry::new(flow, path, &c, mean));
             }
         }
         let Some(c) = self.chan.as_mut() else {
@@ -314,18 +292,6 @@ impl GatewayStage {
             send(&batch, n);
         }
         c.chan.port().flush();
-    }
-}
-
-fn rate_bps(pps: f64, mean_bytes: u32) -> u64 {
-    let v = pps * 8.0 * f64::from(mean_bytes);
-    if v.is_finite() && v > 0.0 {
-        // Rounded, finite, non-negative and far below 2^64.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let r = v.min(1e18).round() as u64;
-        r
-    } else {
-        0
     }
 }
 

@@ -1,4 +1,7 @@
-use std::ptr::NonNull;
+use std::cell::Cell;
+use std::marker::PhantomData;
+
+use crate::sys::mmap::Mmap;
 
 /// Errors creating an arena.
 #[derive(Debug, thiserror::Error)]
@@ -24,16 +27,13 @@ pub enum ArenaError {
 /// Each frame starts with `headroom` bytes kept free for headers pushed in front
 /// (encapsulation).
 pub struct Arena {
-    base: NonNull<u8>,
-    bytes: usize,
+    map: Mmap,
     frame_size: u32,
     frames: u32,
     headroom: u32,
+    /// Sent to its worker, never shared between threads (not `Sync`).
+    _not_sync: PhantomData<Cell<u8>>,
 }
-
-// SAFETY: the arena owns its mapping exclusively; moving it to another thread
-// (the worker it belongs to) moves that ownership. It is not `Sync`.
-unsafe impl Send for Arena {}
 
 impl Arena {
     /// Maps `frames` frames of `frame_size` bytes, trying 2 MiB huge pages first
@@ -52,57 +52,24 @@ impl Arena {
             return Err(ArenaError::BadGeometry(frame_size));
         }
         let bytes = frames as usize * frame_size as usize;
-        let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE;
-        let mut ptr = libc::MAP_FAILED;
-        if hugepages {
-            // SAFETY: anonymous mapping request; no existing memory is touched.
-            ptr = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    bytes,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    flags | libc::MAP_HUGETLB,
-                    -1,
-                    0,
-                )
-            };
-        }
-        if ptr == libc::MAP_FAILED {
-            // SAFETY: as above.
-            ptr = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    bytes,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    flags,
-                    -1,
-                    0,
-                )
-            };
-        }
-        if ptr == libc::MAP_FAILED {
-            return Err(ArenaError::Mmap {
-                bytes,
-                err: std::io::Error::last_os_error(),
-            });
-        }
-        let base = NonNull::new(ptr.cast::<u8>()).ok_or(ArenaError::BadGeometry(frame_size))?;
+        let map =
+            Mmap::anonymous(bytes, hugepages).map_err(|err| ArenaError::Mmap { bytes, err })?;
         Ok(Self {
-            base,
-            bytes,
+            map,
             frame_size,
             frames,
             headroom,
+            _not_sync: PhantomData,
         })
     }
 
     /// Start of the mapping (for registering it with the kernel).
     pub fn as_ptr(&self) -> *mut u8 {
-        self.base.as_ptr()
+        self.map.base().as_ptr()
     }
     /// Size of the mapping in bytes.
     pub fn size(&self) -> usize {
-        self.bytes
+        self.map.len()
     }
     /// Bytes per frame.
     pub fn frame_size(&self) -> u32 {
@@ -127,7 +94,7 @@ impl Arena {
         let (off, len) = self.check(addr, len)?;
         // SAFETY: `check` proved off..off+len lies inside the mapping, which
         // lives as long as `self`; `&self` forbids concurrent `&mut` access.
-        Some(unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(off), len) })
+        Some(unsafe { std::slice::from_raw_parts(self.map.base().as_ptr().add(off), len) })
     }
 
     /// `len` bytes at `addr`, mutable, if they lie within one frame.
@@ -135,7 +102,7 @@ impl Arena {
     pub fn get_mut(&mut self, addr: u64, len: u32) -> Option<&mut [u8]> {
         let (off, len) = self.check(addr, len)?;
         // SAFETY: as in `get`; `&mut self` makes this the only live reference.
-        Some(unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(off), len) })
+        Some(unsafe { std::slice::from_raw_parts_mut(self.map.base().as_ptr().add(off), len) })
     }
 
     /// The bytes of packet `p`.
@@ -152,7 +119,7 @@ impl Arena {
     #[inline]
     fn check(&self, addr: u64, len: u32) -> Option<(usize, usize)> {
         let end = addr.checked_add(u64::from(len))?;
-        if end > self.bytes as u64 {
+        if end > self.map.len() as u64 {
             return None;
         }
         // Must not cross a frame boundary (the kernel's aligned-mode rule).
@@ -160,14 +127,6 @@ impl Arena {
             return None;
         }
         Some((usize::try_from(addr).ok()?, len as usize))
-    }
-}
-
-impl Drop for Arena {
-    fn drop(&mut self) {
-        // SAFETY: base/bytes are exactly the mapping created in `new`; no
-        // reference into it outlives `self`.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
     }
 }
 

@@ -15,20 +15,9 @@ pub use arena::{Arena, ArenaError, FramePool};
 pub use batch::{BATCH_SIZE, Batch};
 pub use packet::{DropReason, Packet, Verdict};
 
-/// Time in nanoseconds on the worker's monotonic clock (CLOCK_MONOTONIC).
-pub type Nanos = u64;
-
-/// Reads CLOCK_MONOTONIC in nanoseconds. The only clock the workers use; pure
-/// code takes the value as an argument.
-pub fn now_ns() -> Nanos {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
-}
+/// The stages' time: [`crate::sys::clock::Nanos`] (read with
+/// [`crate::sys::clock::now_ns`]).
+pub use crate::sys::clock::Nanos;
 
 /// An I/O endpoint owned by one worker: an AF_XDP socket bound to one
 /// (interface, queue), or an io_uring UDP socket.

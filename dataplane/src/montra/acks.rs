@@ -495,7 +495,7 @@ impl AckTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pacing::Rng;
+    use crate::sys::Rng;
     use proptest::prelude::*;
 
     #[test]

@@ -11,7 +11,8 @@
 
 use super::acks::{AckAggregator, AckInfo, AckPolicy, AckTracker, TrackerConfig};
 use super::controller::{ControllerConfig, FlowPlan, RateController};
-use crate::pacing::{FlowPacer, Rng};
+use crate::pacing::FlowPacer;
+use crate::sys::Rng;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 

@@ -26,6 +26,7 @@
 #![deny(unsafe_code)]
 
 mod ack_emit;
+mod counters;
 mod lan_to_wan;
 pub mod paths;
 mod wan_to_lan;
@@ -48,6 +49,8 @@ use crate::wire::geneve::FlowOption;
 use crate::wire::oam::AckEntry;
 use crate::wire::overlay::{EncapParams, OverlayTemplate, TemplateConfig};
 use paths::{PathHealth, PathKind, PeerPath, PeerPaths};
+
+pub use counters::FlowCounters;
 
 /// Wire flow id carried by best-effort packets (not a planned flow: no acks).
 pub const BEST_EFFORT_FLOW_ID: u32 = u32::MAX;
@@ -200,41 +203,6 @@ pub struct PeerRoute {
     /// Destination MAC of outer frames (the peer itself when on-link, else
     /// the uplink's next hop).
     pub dst_mac: MacAddr,
-}
-
-/// Per-flow packet and byte counters of this worker (inner packets).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FlowCounters {
-    /// Packets sent on the WAN (origin).
-    pub tx_packets: u64,
-    /// Inner bytes of those.
-    pub tx_bytes: u64,
-    /// Packets delivered to the LAN (destination).
-    pub rx_packets: u64,
-    /// Inner bytes of those.
-    pub rx_bytes: u64,
-    /// Packets relayed (waypoint).
-    pub relayed_packets: u64,
-    /// Inner bytes of those.
-    pub relayed_bytes: u64,
-    /// Packets refused by the flow's full pacing queue (origin).
-    pub queue_drops: u64,
-    /// Largest sender timestamp (the sender's clock, ns) of the packets
-    /// delivered (destination): when the newest delivered packet left.
-    pub last_rx_sent_ns: u64,
-}
-
-/// What [`Gateway::flow_report`] tells of one flow.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct FlowReport {
-    /// Packet and byte counters.
-    pub counters: FlowCounters,
-    /// Current MONtra rate, packets/s (flows starting here).
-    pub rate_pps: Option<f64>,
-    /// Sender-side ack accounting (flows starting here).
-    pub tracker: Option<TrackerStats>,
-    /// The plan's aggregate rate, packets/s (flows starting here).
-    pub target_pps: Option<f64>,
 }
 
 /// Slots of the learned LAN neighbour table (direct-mapped).
@@ -712,16 +680,26 @@ impl Gateway {
         Some(r.received)
     }
 
-    /// Counters, rate and ack accounting of flow `fi` (`Config::flows`
-    /// index). No allocation.
-    pub fn flow_report(&self, fi: usize) -> Option<FlowReport> {
+    /// Counters of flow `fi` (`Config::flows` index) at `now`: its packet
+    /// counts, the plan epoch, and for a flow starting here its MONtra rate,
+    /// ack accounting and planned rate. No allocation.
+    pub fn flow_counters(&self, fi: usize, now: Nanos) -> Option<FlowCounters> {
         let f = self.flows.get(fi)?;
-        Some(FlowReport {
-            counters: f.counters,
-            rate_pps: f.origin.as_ref().map(|o| o.ctl.rate()),
-            tracker: f.origin.as_ref().map(|o| o.tracker.stats()),
-            target_pps: f.origin.as_ref().map(|o| o.target_pps),
-        })
+        let mut c = f.counters;
+        if let Some(o) = &f.origin {
+            let t = o.tracker.stats();
+            c.rate_pps = o.ctl.rate();
+            c.acked = t.acked;
+            c.lost = t.lost;
+            c.target_pps = o.target_pps;
+        }
+        c.epoch = self.plan_epoch();
+        c.updated_ns = now;
+        Some(c)
+    }
+    /// Whether flow `fi` starts here (it has a MONtra controller).
+    pub fn flow_starts_here(&self, fi: usize) -> bool {
+        self.flows.get(fi).is_some_and(|f| f.origin.is_some())
     }
     /// The settings in force.
     pub fn settings(&self) -> &Settings {

@@ -13,9 +13,9 @@
 //! immediate departure, never a burst (the process is the Poisson process
 //! thinned by packet availability).
 
-use super::rng::Rng;
 use super::wheel::{TimerWheel, WheelError};
 use crate::engine::{BATCH_SIZE, Batch, DropReason, Packet};
+use crate::sys::Rng;
 
 /// Pacing state of one flow: its rate and the time of its next departure.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -424,7 +424,7 @@ mod tests {
         #[allow(clippy::cast_precision_loss)]
         let mut gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
         gaps.sort_by(f64::total_cmp);
-        let d = crate::pacing::rng::ks_exp(&gaps, 1e9 / rate);
+        let d = crate::sys::rng::ks_exp(&gaps, 1e9 / rate);
         #[allow(clippy::cast_precision_loss)]
         let crit = 1.628 / (gaps.len() as f64).sqrt();
         eprintln!(

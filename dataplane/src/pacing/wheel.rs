@@ -480,7 +480,7 @@ mod tests {
         // is seen exactly once, in order, never early.
         let n = 100_000u32;
         let mut w = TimerWheel::new(n as usize, 10, 0).unwrap();
-        let mut r = crate::pacing::rng::Rng::new(5);
+        let mut r = crate::sys::Rng::new(5);
         let mut due = vec![0u64; n as usize];
         for f in 0..n {
             due[f as usize] = r.exp_gap_ns(1000.0);

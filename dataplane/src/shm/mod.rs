@@ -24,7 +24,6 @@
 
 pub mod assembler;
 pub mod channel;
-pub mod map;
 pub mod msg;
 pub mod plan;
 pub mod region;
@@ -35,7 +34,6 @@ pub use msg::{Command, DecodeError, Msg, PlanEntry, Telemetry};
 pub use plan::{PlanShape, WorkerPlan, checksum, plan_commands, plan_entries};
 pub use region::{
     ControlPort, CtlError, CtlRegion, Recv, SendError, WorkerPort, WorkerState, ctl_path,
-    monotonic_ns,
 };
 
 #[cfg(test)]

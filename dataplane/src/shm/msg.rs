@@ -266,6 +266,26 @@ pub struct FlowTelemetry {
     pub queue_drops: u64,
 }
 
+impl FlowTelemetry {
+    /// The telemetry of flow `flow` riding `path`, from its counters; the
+    /// rate goes in bit/s for packets of `mean_packet_bytes`.
+    pub fn new(
+        flow: u32,
+        path: u32,
+        c: &crate::overlay::FlowCounters,
+        mean_packet_bytes: u32,
+    ) -> Self {
+        Self {
+            flow,
+            path,
+            rate_bps: c.rate_bps(mean_packet_bytes),
+            acks: c.acked,
+            losses: c.lost,
+            queue_drops: c.queue_drops,
+        }
+    }
+}
+
 /// Active sessions of one class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ClassTelemetry {

@@ -16,8 +16,7 @@
 //! time, released by the kernel if it dies) and re-attaches when the
 //! generation changes.
 
-use super::map::FileMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::ring::{Consumer, Pod, Producer, RingError, ShmRing, ShmRingError};
+use crate::sys::shm::{OpenMode, ShmFile, open_file, shm_path};
 
 use super::msg::{Command, DecodeError, Msg, Telemetry};
 
@@ -176,22 +176,7 @@ pub enum CtlError {
 
 /// The path of the control region for an instance name.
 pub fn ctl_path(name: &str) -> PathBuf {
-    PathBuf::from(format!("/dev/shm/mongate-{name}.ctl"))
-}
-
-/// `CLOCK_MONOTONIC` in ns (the same clock in every process: heartbeats are
-/// comparable across the control process and the dataplane).
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    u64::try_from(ts.tv_sec)
-        .unwrap_or(0)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
+    shm_path(name, "ctl")
 }
 
 /// The generation after `old`: `old + 1`, but at least the wall clock in
@@ -206,10 +191,8 @@ fn fresh_generation(old: u64) -> u64 {
 
 /// A shared mapping of a region file.
 struct Mapping {
-    map: FileMap,
+    map: ShmFile,
     layout: Layout,
-    path: PathBuf,
-    owner: bool,
     /// Process-local: worker ports handed out (dataplane side).
     taken: Vec<AtomicBool>,
     /// Process-local: ring reset requested by `verify` (dataplane side).
@@ -225,16 +208,11 @@ impl Mapping {
         owner: bool,
     ) -> Result<Self, CtlError> {
         // The callers checked the file is at least `len` long.
-        let map = FileMap::map(f, len).map_err(|err| CtlError::Io {
-            path: path.to_path_buf(),
-            err,
-        })?;
+        let map = ShmFile::map(f, len, path, owner).map_err(io(path))?;
         let w = layout.workers as usize;
         Ok(Self {
             map,
             layout,
-            path: path.to_path_buf(),
-            owner,
             taken: (0..w).map(|_| AtomicBool::new(false)).collect(),
             reset: (0..w).map(|_| AtomicBool::new(false)).collect(),
         })
@@ -320,12 +298,11 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        if self.owner {
+        if self.map.is_owner() {
             // Tell an attached control process the region is gone.
             self.header().ident.magic.store(0, Ordering::Release);
-            let _ = std::fs::remove_file(&self.path);
         }
-        // `map` unmaps when dropped, after this.
+        // `map` removes the file (owner) and unmaps when dropped, after this.
     }
 }
 
@@ -357,13 +334,7 @@ impl CtlRegion {
         if !layout.valid() {
             return Err(CtlError::Geometry);
         }
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io(path))?;
+        let f = open_file(path, OpenMode::InPlace).map_err(io(path))?;
         // The previous generation, if the file holds a region.
         let mut head = [0u8; 64];
         let old_gen = match f.read_exact_at(&mut head, 0) {
@@ -451,7 +422,7 @@ impl CtlRegion {
             return Err(CtlError::Taken(i));
         }
         let ring_err = |err| CtlError::Ring {
-            path: self.map.path.clone(),
+            path: self.map.map.path().to_path_buf(),
             err,
         };
         let cmd = self.map.ring(i, false).map_err(ring_err)?;
@@ -674,11 +645,7 @@ impl ControlPort {
     /// Attaches to the region at `path`: takes the exclusive lock, validates
     /// the header and every ring header, reads the generation.
     pub fn attach(path: &Path) -> Result<Self, CtlError> {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io(path))?;
+        let f = open_file(path, OpenMode::Existing).map_err(io(path))?;
         // SAFETY: flock on a file descriptor we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = std::io::Error::last_os_error();

@@ -1,17 +1,19 @@
 //! Per-flow counters of an overlay gateway in shared memory, for the status
 //! CLI, the demo and monitoring: `/dev/shm/mongate-<name>.flows`.
 //!
-//! Layout: a 64-byte header (magic, workers, flows, pid), a name table of
-//! `flows` 64-byte NUL-padded flow ids, then `workers x flows` 128-byte
-//! [`FlowSlot`]s. Each slot has one writer (its worker), which stores with
-//! Relaxed; readers take Relaxed snapshots and sum the workers.
+//! Layout: the 64-byte header of every counters file (magic, workers, pid,
+//! flows), a name table of `flows` 64-byte NUL-padded flow ids, then
+//! `workers x flows` 128-byte [`FlowSlot`]s holding [`FlowCounters`]. Each
+//! slot has one writer (its worker), which stores with Relaxed; readers
+//! take Relaxed snapshots and sum the workers.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{MAX_WORKERS, StatsError};
-use crate::shm::map::FileMap;
+use super::StatsError;
+use super::file::{CountersFile, HEADER_BYTES, Kind};
+use crate::overlay::FlowCounters;
+use crate::sys::shm::{ShmShared, shm_path};
 
 /// "MGFLOW01".
 pub const FLOWS_MAGIC: u64 = u64::from_le_bytes(*b"MGFLOW01");
@@ -20,105 +22,47 @@ pub const MAX_FLOWS: usize = 4096;
 /// Bytes of a flow id in the name table (longer ids are truncated).
 const NAME_LEN: usize = 64;
 
-#[repr(C, align(64))]
-struct Header {
-    magic: AtomicU64,
-    workers: AtomicU64,
-    flows: AtomicU64,
-    pid: AtomicU64,
-}
-
-/// One worker's counters of one flow (two cache lines).
+/// One worker's [`FlowCounters`] of one flow (two cache lines).
 #[repr(C, align(64))]
 #[derive(Default)]
 pub struct FlowSlot {
-    /// Inner packets sent on the WAN (origin).
+    /// See [`FlowCounters::tx_packets`].
     pub tx_packets: AtomicU64,
-    /// Inner bytes sent.
+    /// See [`FlowCounters::tx_bytes`].
     pub tx_bytes: AtomicU64,
-    /// Inner packets delivered to the LAN (destination).
+    /// See [`FlowCounters::rx_packets`].
     pub rx_packets: AtomicU64,
-    /// Inner bytes delivered.
+    /// See [`FlowCounters::rx_bytes`].
     pub rx_bytes: AtomicU64,
-    /// Inner packets relayed (waypoint).
+    /// See [`FlowCounters::relayed_packets`].
     pub relayed_packets: AtomicU64,
-    /// Inner bytes relayed.
+    /// See [`FlowCounters::relayed_bytes`].
     pub relayed_bytes: AtomicU64,
-    /// Current MONtra rate, packets/s, as f64 bits (origin; 0 otherwise).
+    /// [`FlowCounters::rate_pps`] as f64 bits.
     pub rate_pps: AtomicU64,
-    /// Packets acknowledged by the destination (origin).
+    /// See [`FlowCounters::acked`].
     pub acked: AtomicU64,
-    /// Packets the acks reported lost (origin).
+    /// See [`FlowCounters::lost`].
     pub lost: AtomicU64,
-    /// Packets dropped by the flow's pacing queue (origin).
+    /// See [`FlowCounters::queue_drops`].
     pub queue_drops: AtomicU64,
-    /// Plan epoch in force.
+    /// See [`FlowCounters::epoch`].
     pub epoch: AtomicU64,
-    /// The worker's clock (ns) at the last update.
+    /// See [`FlowCounters::updated_ns`].
     pub updated_ns: AtomicU64,
-    /// The plan's aggregate rate, packets/s, as f64 bits (origin).
+    /// [`FlowCounters::target_pps`] as f64 bits.
     pub target_pps: AtomicU64,
-    /// Sender timestamp of the newest delivered packet (destination).
+    /// See [`FlowCounters::last_rx_sent_ns`].
     pub last_rx_sent_ns: AtomicU64,
     _pad: [AtomicU64; 2],
 }
 
-/// Values written into a [`FlowSlot`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
-pub struct FlowValues {
-    /// See [`FlowSlot::tx_packets`].
-    pub tx_packets: u64,
-    /// See [`FlowSlot::tx_bytes`].
-    pub tx_bytes: u64,
-    /// See [`FlowSlot::rx_packets`].
-    pub rx_packets: u64,
-    /// See [`FlowSlot::rx_bytes`].
-    pub rx_bytes: u64,
-    /// See [`FlowSlot::relayed_packets`].
-    pub relayed_packets: u64,
-    /// See [`FlowSlot::relayed_bytes`].
-    pub relayed_bytes: u64,
-    /// Current MONtra rate, packets/s.
-    pub rate_pps: f64,
-    /// See [`FlowSlot::acked`].
-    pub acked: u64,
-    /// See [`FlowSlot::lost`].
-    pub lost: u64,
-    /// See [`FlowSlot::queue_drops`].
-    pub queue_drops: u64,
-    /// See [`FlowSlot::epoch`].
-    pub epoch: u64,
-    /// See [`FlowSlot::updated_ns`].
-    pub updated_ns: u64,
-    /// The plan's aggregate rate, packets/s.
-    pub target_pps: f64,
-    /// See [`FlowSlot::last_rx_sent_ns`].
-    pub last_rx_sent_ns: u64,
-}
-
-impl FlowValues {
-    /// Sums counters (rates add; epoch and time: the largest).
-    pub fn add(&mut self, o: &FlowValues) {
-        self.tx_packets += o.tx_packets;
-        self.tx_bytes += o.tx_bytes;
-        self.rx_packets += o.rx_packets;
-        self.rx_bytes += o.rx_bytes;
-        self.relayed_packets += o.relayed_packets;
-        self.relayed_bytes += o.relayed_bytes;
-        self.rate_pps += o.rate_pps;
-        self.target_pps += o.target_pps;
-        self.last_rx_sent_ns = self.last_rx_sent_ns.max(o.last_rx_sent_ns);
-        self.acked += o.acked;
-        self.lost += o.lost;
-        self.queue_drops += o.queue_drops;
-        self.epoch = self.epoch.max(o.epoch);
-        self.updated_ns = self.updated_ns.max(o.updated_ns);
-    }
-}
+// SAFETY: atomics only; any bit pattern is valid.
+unsafe impl ShmShared for FlowSlot {}
 
 impl FlowSlot {
     /// Stores `v` (single writer).
-    pub fn store(&self, v: &FlowValues) {
+    pub fn store(&self, v: &FlowCounters) {
         let s = |a: &AtomicU64, x: u64| a.store(x, Ordering::Relaxed);
         s(&self.tx_packets, v.tx_packets);
         s(&self.tx_bytes, v.tx_bytes);
@@ -137,9 +81,9 @@ impl FlowSlot {
     }
 
     /// Reads every value (Relaxed).
-    pub fn load(&self) -> FlowValues {
+    pub fn load(&self) -> FlowCounters {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        FlowValues {
+        FlowCounters {
             tx_packets: l(&self.tx_packets),
             tx_bytes: l(&self.tx_bytes),
             rx_packets: l(&self.rx_packets),
@@ -160,140 +104,57 @@ impl FlowSlot {
 
 /// The flows file path for an instance name.
 pub fn flows_path(name: &str) -> PathBuf {
-    PathBuf::from(format!("/dev/shm/mongate-{name}.flows"))
+    shm_path(name, "flows")
 }
+
+/// Offset of the first slot (a multiple of 64).
+fn slots_off(flows: usize) -> usize {
+    HEADER_BYTES + flows * NAME_LEN
+}
+
+/// The flows file: the header, the name table, the slots.
+const FLOWS: Kind = Kind {
+    magic: FLOWS_MAGIC,
+    max_flows: MAX_FLOWS,
+    len: |workers, flows| slots_off(flows) + workers * flows * std::mem::size_of::<FlowSlot>(),
+};
 
 /// A mapped flows file.
 pub struct FlowStatsRegion {
-    map: FileMap,
-    workers: usize,
-    flows: usize,
-    path: PathBuf,
-    owner: bool,
-}
-
-fn names_off() -> usize {
-    std::mem::size_of::<Header>()
-}
-fn slots_off(flows: usize) -> usize {
-    names_off() + flows * NAME_LEN
-}
-fn region_len(workers: usize, flows: usize) -> usize {
-    slots_off(flows) + workers * flows * std::mem::size_of::<FlowSlot>()
+    file: CountersFile,
 }
 
 impl FlowStatsRegion {
     /// Creates (truncating) the file for `workers` workers and the flows
     /// `ids` (in configuration order). Removed when dropped.
     pub fn create(path: &Path, workers: usize, ids: &[&str]) -> Result<Self, StatsError> {
-        let flows = ids.len();
-        if workers > MAX_WORKERS || flows > MAX_FLOWS {
-            return Err(StatsError::TooMany);
-        }
-        let io = |err| StatsError::Io {
-            path: path.to_path_buf(),
-            err,
-        };
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(io)?;
-        let len = region_len(workers, flows);
-        f.set_len(len as u64).map_err(io)?;
-        let map = FileMap::map(&f, len).map_err(io)?;
-        let r = Self {
-            map,
-            workers,
-            flows,
-            path: path.to_path_buf(),
-            owner: true,
-        };
-        for (i, id) in ids.iter().enumerate() {
-            let n = id.len().min(NAME_LEN - 1);
-            // SAFETY: the name table holds `flows` entries of NAME_LEN bytes
-            // inside the mapping (region_len), nobody else has the file yet
-            // (created and truncated just now, magic not yet published).
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    id.as_ptr(),
-                    r.map.base().as_ptr().add(names_off() + i * NAME_LEN),
-                    n,
-                );
+        let file = CountersFile::create(path, &FLOWS, workers, ids.len(), |shm| {
+            for (i, id) in ids.iter().enumerate() {
+                let n = id.len().min(NAME_LEN - 1);
+                // Inside the file (its length counts `ids.len()` names).
+                shm.write(HEADER_BYTES + i * NAME_LEN, &id.as_bytes()[..n]);
             }
-        }
-        let h = r.header();
-        h.workers.store(workers as u64, Ordering::Relaxed);
-        h.flows.store(flows as u64, Ordering::Relaxed);
-        h.pid
-            .store(u64::from(std::process::id()), Ordering::Relaxed);
-        h.magic.store(FLOWS_MAGIC, Ordering::Release);
-        Ok(r)
+        })?;
+        Ok(Self { file })
     }
 
     /// Opens an existing flows file (values only read).
     pub fn open(path: &Path) -> Result<Self, StatsError> {
-        let io = |err| StatsError::Io {
-            path: path.to_path_buf(),
-            err,
-        };
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io)?;
-        let flen = usize::try_from(f.metadata().map_err(io)?.len()).unwrap_or(0);
-        if flen < std::mem::size_of::<Header>() {
-            return Err(StatsError::Magic(path.to_path_buf()));
-        }
-        let map = FileMap::map(&f, flen).map_err(io)?;
-        let mut r = Self {
-            map,
-            workers: 0,
-            flows: 0,
-            path: path.to_path_buf(),
-            owner: false,
-        };
-        let h = r.header();
-        if h.magic.load(Ordering::Acquire) != FLOWS_MAGIC {
-            return Err(StatsError::Magic(path.to_path_buf()));
-        }
-        let workers = usize::try_from(h.workers.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
-        let flows = usize::try_from(h.flows.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
-        if workers > MAX_WORKERS || flows > MAX_FLOWS || region_len(workers, flows) > flen {
-            return Err(StatsError::Magic(path.to_path_buf()));
-        }
-        r.workers = workers;
-        r.flows = flows;
-        Ok(r)
-    }
-
-    fn header(&self) -> &Header {
-        // SAFETY: the mapping is page-aligned and at least a header long.
-        unsafe { self.map.base().cast::<Header>().as_ref() }
+        let file = CountersFile::open(path, &FLOWS)?;
+        Ok(Self { file })
     }
 
     /// Workers described.
     pub fn workers(&self) -> usize {
-        self.workers
+        self.file.workers()
     }
 
     /// Flow ids, in configuration order.
     pub fn ids(&self) -> Vec<String> {
-        (0..self.flows)
+        (0..self.file.flows())
             .map(|i| {
                 let mut b = [0u8; NAME_LEN];
-                // SAFETY: entry `i < flows` of the name table lies inside the
-                // mapping (checked at create/open); plain bytes.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        self.map.base().as_ptr().add(names_off() + i * NAME_LEN),
-                        b.as_mut_ptr(),
-                        NAME_LEN,
-                    );
-                }
+                self.file.shm().read(HEADER_BYTES + i * NAME_LEN, &mut b);
                 let end = b.iter().position(|&c| c == 0).unwrap_or(NAME_LEN);
                 String::from_utf8_lossy(&b[..end]).into_owned()
             })
@@ -302,30 +163,22 @@ impl FlowStatsRegion {
 
     /// Worker `w`'s slot of flow `f`.
     pub fn slot(&self, w: usize, f: usize) -> Option<&FlowSlot> {
-        if w >= self.workers || f >= self.flows {
+        let flows = self.file.flows();
+        if w >= self.workers() || f >= flows {
             return None;
         }
-        // SAFETY: `w < workers`, `f < flows`: the slot lies inside the
-        // mapping (region_len checked at create/open); slots are 64-byte
-        // aligned (slots_off is a multiple of 64, the mapping page-aligned).
-        Some(unsafe {
-            self.map
-                .base()
-                .add(slots_off(self.flows))
-                .cast::<FlowSlot>()
-                .add(w * self.flows + f)
-                .as_ref()
-        })
+        let off = slots_off(flows) + (w * flows + f) * std::mem::size_of::<FlowSlot>();
+        self.file.shm().get(off)
     }
 
-    /// Every flow's values summed over the workers: `(id, values)`.
-    pub fn totals(&self) -> Vec<(String, FlowValues)> {
+    /// Every flow's counters summed over the workers: `(id, counters)`.
+    pub fn totals(&self) -> Vec<(String, FlowCounters)> {
         self.ids()
             .into_iter()
             .enumerate()
             .map(|(f, id)| {
-                let mut t = FlowValues::default();
-                for w in 0..self.workers {
+                let mut t = FlowCounters::default();
+                for w in 0..self.workers() {
                     if let Some(s) = self.slot(w, f) {
                         t.add(&s.load());
                     }
@@ -333,14 +186,6 @@ impl FlowStatsRegion {
                 (id, t)
             })
             .collect()
-    }
-}
-
-impl Drop for FlowStatsRegion {
-    fn drop(&mut self) {
-        if self.owner {
-            let _ = std::fs::remove_file(&self.path);
-        }
     }
 }
 
@@ -352,17 +197,17 @@ mod tests {
     fn create_write_open_sum() {
         let path = std::env::temp_dir().join(format!("mongate-test-{}.flows", std::process::id()));
         let w = FlowStatsRegion::create(&path, 2, &["a-direct", "a-via-b"]).unwrap();
-        w.slot(0, 1).unwrap().store(&FlowValues {
+        w.slot(0, 1).unwrap().store(&FlowCounters {
             tx_packets: 3,
             rate_pps: 100.0,
             epoch: 2,
-            ..FlowValues::default()
+            ..FlowCounters::default()
         });
-        w.slot(1, 1).unwrap().store(&FlowValues {
+        w.slot(1, 1).unwrap().store(&FlowCounters {
             tx_packets: 4,
             rate_pps: 50.0,
             epoch: 1,
-            ..FlowValues::default()
+            ..FlowCounters::default()
         });
         assert!(w.slot(2, 0).is_none());
         assert!(w.slot(0, 2).is_none());
@@ -373,7 +218,7 @@ mod tests {
         assert_eq!(t[1].1.tx_packets, 7);
         assert_eq!(t[1].1.rate_pps, 150.0);
         assert_eq!(t[1].1.epoch, 2);
-        assert_eq!(t[0].1, FlowValues::default());
+        assert_eq!(t[0].1, FlowCounters::default());
         drop(r);
         drop(w);
         assert!(!path.exists());
@@ -385,8 +230,10 @@ mod tests {
             std::env::temp_dir().join(format!("mongate-garbage-{}.flows", std::process::id()));
         std::fs::write(&path, vec![9u8; 4096]).unwrap();
         assert!(FlowStatsRegion::open(&path).is_err());
+        // Magic, workers, pid, flows.
         let mut h = FLOWS_MAGIC.to_le_bytes().to_vec();
         h.extend_from_slice(&u64::MAX.to_le_bytes());
+        h.extend_from_slice(&0u64.to_le_bytes());
         h.extend_from_slice(&u64::MAX.to_le_bytes());
         h.resize(4096, 0);
         std::fs::write(&path, h).unwrap();

@@ -7,14 +7,15 @@
 //! read-modify-write); readers take Relaxed snapshots. Counters only grow, so a
 //! reader sees each one monotonic.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+mod file;
 pub mod flows;
 
 use crate::engine::DropReason;
-use crate::shm::map::FileMap;
+use crate::sys::shm::{ShmShared, shm_path};
+use file::{CountersFile, HEADER_BYTES, Kind};
 
 /// "MGSTAT01".
 pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"MGSTAT01");
@@ -59,12 +60,8 @@ pub struct WorkerCounters {
     pub heartbeat_ns: AtomicU64,
 }
 
-#[repr(C, align(64))]
-struct Header {
-    magic: AtomicU64,
-    workers: AtomicU64,
-    pid: AtomicU64,
-}
+// SAFETY: atomics only; any bit pattern is valid.
+unsafe impl ShmShared for WorkerCounters {}
 
 /// Increments a single-writer counter.
 #[inline]
@@ -151,141 +148,55 @@ pub enum StatsError {
 
 /// A mapped stats file.
 pub struct StatsRegion {
-    map: FileMap,
-    workers: usize,
-    path: PathBuf,
-    owner: bool,
+    file: CountersFile,
 }
 
-fn region_len(workers: usize) -> usize {
-    std::mem::size_of::<Header>() + workers * std::mem::size_of::<WorkerCounters>()
-}
+/// The stats file: the header, then one [`WorkerCounters`] per worker.
+const STATS: Kind = Kind {
+    magic: STATS_MAGIC,
+    max_flows: 0,
+    len: |workers, _| HEADER_BYTES + workers * std::mem::size_of::<WorkerCounters>(),
+};
 
 /// The stats file path for an instance name (e.g. the site name).
 pub fn stats_path(name: &str) -> PathBuf {
-    PathBuf::from(format!("/dev/shm/mongate-{name}.stats"))
+    shm_path(name, "stats")
 }
 
 impl StatsRegion {
     /// Creates (truncating) the stats file for `workers` workers. The file
     /// is removed when the region is dropped.
     pub fn create(path: &Path, workers: usize) -> Result<Self, StatsError> {
-        if workers > MAX_WORKERS {
-            return Err(StatsError::TooMany);
-        }
-        let io = |err| StatsError::Io {
-            path: path.to_path_buf(),
-            err,
-        };
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(io)?;
-        let len = region_len(workers);
-        f.set_len(len as u64).map_err(io)?;
-        let r = Self::map(&f, len, workers, path, true)?;
-        let h = r.header();
-        h.workers.store(workers as u64, Ordering::Relaxed);
-        h.pid
-            .store(u64::from(std::process::id()), Ordering::Relaxed);
-        h.magic.store(STATS_MAGIC, Ordering::Release);
-        Ok(r)
+        let file = CountersFile::create(path, &STATS, workers, 0, |_| {})?;
+        Ok(Self { file })
     }
 
-    /// Opens an existing stats file read-only (shared mapping; values only read).
+    /// Opens an existing stats file (shared mapping; values only read).
     pub fn open(path: &Path) -> Result<Self, StatsError> {
-        let io = |err| StatsError::Io {
-            path: path.to_path_buf(),
-            err,
-        };
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(io)?;
-        let flen = usize::try_from(f.metadata().map_err(io)?.len()).unwrap_or(0);
-        if flen < std::mem::size_of::<Header>() {
-            return Err(StatsError::Magic(path.to_path_buf()));
-        }
-        let r = Self::map(&f, flen, 0, path, false)?;
-        let h = r.header();
-        if h.magic.load(Ordering::Acquire) != STATS_MAGIC {
-            return Err(StatsError::Magic(path.to_path_buf()));
-        }
-        let workers = usize::try_from(h.workers.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
-        if workers > MAX_WORKERS || region_len(workers) > flen {
-            return Err(StatsError::Magic(path.to_path_buf()));
-        }
-        let mut r = r;
-        r.workers = workers;
-        Ok(r)
-    }
-
-    fn map(
-        f: &std::fs::File,
-        len: usize,
-        workers: usize,
-        path: &Path,
-        owner: bool,
-    ) -> Result<Self, StatsError> {
-        // The file is at least `len` long (set_len / metadata check).
-        let map = FileMap::map(f, len).map_err(|err| StatsError::Io {
-            path: path.to_path_buf(),
-            err,
-        })?;
-        Ok(Self {
-            map,
-            workers,
-            path: path.to_path_buf(),
-            owner,
-        })
-    }
-
-    fn header(&self) -> &Header {
-        // SAFETY: the mapping is page-aligned and at least a header long.
-        unsafe { self.map.base().cast::<Header>().as_ref() }
+        let file = CountersFile::open(path, &STATS)?;
+        Ok(Self { file })
     }
 
     /// Number of workers described.
     pub fn workers(&self) -> usize {
-        self.workers
+        self.file.workers()
     }
 
     /// Worker `i`'s counters.
     pub fn worker(&self, i: usize) -> Option<&WorkerCounters> {
-        if i >= self.workers {
+        if i >= self.workers() {
             return None;
         }
-        // SAFETY: `i < workers` and the mapping holds `workers` blocks after
-        // the header (checked at create/open); blocks are 64-byte aligned.
-        Some(unsafe {
-            self.map
-                .base()
-                .add(std::mem::size_of::<Header>())
-                .cast::<WorkerCounters>()
-                .add(i)
-                .as_ref()
-        })
+        let off = HEADER_BYTES + i * std::mem::size_of::<WorkerCounters>();
+        self.file.shm().get(off)
     }
 
     /// Snapshots of every worker.
     pub fn snapshot(&self) -> Vec<WorkerSnapshot> {
-        (0..self.workers)
+        (0..self.workers())
             .filter_map(|i| self.worker(i))
             .map(WorkerCounters::snapshot)
             .collect()
-    }
-}
-
-impl Drop for StatsRegion {
-    fn drop(&mut self) {
-        // The mapping is unmapped when `map` drops, after this.
-        if self.owner {
-            let _ = std::fs::remove_file(&self.path);
-        }
     }
 }
 

@@ -12,10 +12,13 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types::BufRingEntry;
 
+use crate::sys::mmap::Mmap;
+
 /// The mapped buffer ring.
 pub(crate) struct BufRing {
-    base: NonNull<BufRingEntry>,
-    bytes: usize,
+    /// The port unregisters the ring (or closes the io_uring) before this
+    /// unmaps.
+    map: Mmap,
     mask: u16,
     /// Local copy of the tail: entries pushed, published with [`BufRing::publish`].
     tail: u16,
@@ -31,25 +34,10 @@ impl BufRing {
             ));
         }
         let bytes = usize::from(entries) * std::mem::size_of::<BufRingEntry>();
-        // SAFETY: anonymous private mapping request; no existing memory is touched.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                bytes,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let base = NonNull::new(ptr.cast::<BufRingEntry>()).ok_or_else(io::Error::last_os_error)?;
+        let map = Mmap::anonymous(bytes, false)?;
         // Fresh anonymous memory is zeroed: tail = 0, matching `tail` below.
         Ok(Self {
-            base,
-            bytes,
+            map,
             mask: entries - 1,
             tail: 0,
         })
@@ -57,7 +45,12 @@ impl BufRing {
 
     /// Address to register with the kernel.
     pub(crate) fn addr(&self) -> u64 {
-        self.base.as_ptr() as u64
+        self.map.base().as_ptr() as u64
+    }
+
+    /// The first entry (the mapping is page-aligned, so entries are aligned).
+    fn base(&self) -> NonNull<BufRingEntry> {
+        self.map.base().cast::<BufRingEntry>()
     }
 
     /// Writes one descriptor at the local tail (not yet visible to the kernel).
@@ -71,7 +64,7 @@ impl BufRing {
         // being read. The setters write addr/len/bid only, never `resv` (which
         // for entry 0 is the shared tail).
         unsafe {
-            let e = &mut *self.base.as_ptr().add(idx);
+            let e = &mut *self.base().as_ptr().add(idx);
             e.set_addr(addr);
             e.set_len(len);
             e.set_bid(bid);
@@ -86,16 +79,8 @@ impl BufRing {
         // `BufRingEntry::tail` requires; the tail is a naturally aligned u16 that
         // the kernel reads atomically, so an AtomicU16 view of it is valid.
         unsafe {
-            let tail = BufRingEntry::tail(self.base.as_ptr()).cast_mut();
+            let tail = BufRingEntry::tail(self.base().as_ptr()).cast_mut();
             AtomicU16::from_ptr(tail).store(self.tail, Ordering::Release);
         }
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: base/bytes are exactly the mapping made in `new`; the port
-        // unregisters the ring (or closes the io_uring) before dropping this.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), self.bytes) };
     }
 }

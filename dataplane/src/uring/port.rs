@@ -28,7 +28,8 @@ use super::headers::{
 };
 use super::socket::open_udp;
 use super::{UringConfig, UringCounters, UringError};
-use crate::engine::{Arena, Batch, DropReason, FramePool, Packet, Port, Verdict, now_ns};
+use crate::engine::{Arena, Batch, DropReason, FramePool, Packet, Port, Verdict};
+use crate::sys::clock::now_ns;
 
 /// Size of `struct io_uring_recvmsg_out` (namelen, controllen, payloadlen, flags).
 const RECVMSG_OUT_LEN: usize = 16;

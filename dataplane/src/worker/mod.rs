@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::engine::{Arena, Batch, DropReason, FramePool, Nanos, Port, Stage, Verdict, now_ns};
+use crate::engine::{Arena, Batch, DropReason, FramePool, Nanos, Port, Stage, Verdict};
 use crate::stats::{MAX_PORTS, WorkerCounters, bump};
+use crate::sys::clock::now_ns;
 
 /// What a worker does when a loop iteration found no packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,5 +1,7 @@
-//! A small, fast, seeded pseudo-random generator (xoshiro256++) and the
-//! exponential variate used for Poisson pacing gaps.
+//! The one seeded pseudo-random generator (xoshiro256++) of the dataplane
+//! and the control process: Poisson pacing gaps, MONtra and link
+//! simulations, probe jitter and sequence numbers, path simulations. Pure
+//! (no OS); here because every part of mongate uses it.
 //!
 //! Written here rather than pulled from `rand` so that simulations are
 //! bit-for-bit reproducible from a seed, whatever the dependency versions.
@@ -63,6 +65,13 @@ impl Rng {
         result
     }
 
+    /// Next 32 random bits (the high half of [`Self::next_u64`]).
+    #[inline]
+    pub fn next_u32(&mut self) -> u32 {
+        // `>> 32` leaves exactly 32 bits.
+        u32::try_from(self.next_u64() >> 32).unwrap_or(0)
+    }
+
     /// Uniform in [0, 1), multiples of 2^-53.
     #[inline]
     pub fn next_f64(&mut self) -> f64 {
@@ -87,6 +96,12 @@ impl Rng {
         let m = u128::from(self.next_u64()) * u128::from(n);
         // The high half of a u64 x u64 product always fits a u64.
         u64::try_from(m >> 64).unwrap_or(0)
+    }
+
+    /// True with probability `p` (below 0: never; 1 or above: always).
+    #[inline]
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.next_f64() < p
     }
 
     /// A standard exponential variate (mean 1): `-ln(U)`, U uniform in (0, 1]
@@ -231,6 +246,19 @@ mod tests {
             assert!(r.below(10) < 10);
         }
         assert_eq!(r.below(0), 0);
+    }
+
+    #[test]
+    fn u32_and_chance() {
+        let mut a = Rng::new(7);
+        let mut b = Rng::new(7);
+        assert_eq!(u64::from(a.next_u32()), b.next_u64() >> 32);
+        let n = 100_000;
+        let hits = (0..n).filter(|_| a.chance(0.25)).count();
+        let share = hits as f64 / f64::from(n);
+        assert!((share - 0.25).abs() < 0.01, "share {share}");
+        assert!((0..1000).all(|_| !a.chance(0.0) && a.chance(1.0)));
+        assert!((0..1000).all(|_| !a.chance(-1.0) && a.chance(2.0)));
     }
 
     #[test]

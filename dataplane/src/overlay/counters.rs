@@ -1,0 +1,118 @@
+//! Per-flow counters: the one shape they have from the worker's pipeline to
+//! `mongate status` (the `.flows` file stores it, telemetry is made from it).
+
+/// One worker's counters of one flow (inner packets). The pipeline counts
+/// packets into it; [`super::Gateway::flow_counters`] adds the flow's rates,
+/// ack accounting, plan epoch and time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct FlowCounters {
+    /// Packets sent on the WAN (origin).
+    pub tx_packets: u64,
+    /// Inner bytes of those.
+    pub tx_bytes: u64,
+    /// Packets delivered to the LAN (destination).
+    pub rx_packets: u64,
+    /// Inner bytes of those.
+    pub rx_bytes: u64,
+    /// Packets relayed (waypoint).
+    pub relayed_packets: u64,
+    /// Inner bytes of those.
+    pub relayed_bytes: u64,
+    /// Current MONtra rate, packets/s (origin; 0 otherwise).
+    pub rate_pps: f64,
+    /// Packets acknowledged by the destination (origin).
+    pub acked: u64,
+    /// Packets the acks reported lost (origin).
+    pub lost: u64,
+    /// Packets refused by the flow's full pacing queue (origin).
+    pub queue_drops: u64,
+    /// Plan epoch in force.
+    pub epoch: u64,
+    /// The worker's clock (ns) at the last update.
+    pub updated_ns: u64,
+    /// The plan's aggregate rate, packets/s (origin).
+    pub target_pps: f64,
+    /// Largest sender timestamp (the sender's clock, ns) of the packets
+    /// delivered (destination): when the newest delivered packet left.
+    pub last_rx_sent_ns: u64,
+}
+
+impl FlowCounters {
+    /// Adds `o` (another worker's): counts and rates add; epoch and times:
+    /// the largest.
+    pub fn add(&mut self, o: &FlowCounters) {
+        self.tx_packets += o.tx_packets;
+        self.tx_bytes += o.tx_bytes;
+        self.rx_packets += o.rx_packets;
+        self.rx_bytes += o.rx_bytes;
+        self.relayed_packets += o.relayed_packets;
+        self.relayed_bytes += o.relayed_bytes;
+        self.rate_pps += o.rate_pps;
+        self.target_pps += o.target_pps;
+        self.last_rx_sent_ns = self.last_rx_sent_ns.max(o.last_rx_sent_ns);
+        self.acked += o.acked;
+        self.lost += o.lost;
+        self.queue_drops += o.queue_drops;
+        self.epoch = self.epoch.max(o.epoch);
+        self.updated_ns = self.updated_ns.max(o.updated_ns);
+    }
+
+    /// The MONtra rate in bit/s for packets of `mean_bytes` on average,
+    /// rounded (0 when not finite or not positive).
+    pub fn rate_bps(&self, mean_bytes: u32) -> u64 {
+        let v = self.rate_pps * 8.0 * f64::from(mean_bytes);
+        if v.is_finite() && v > 0.0 {
+            // Rounded, finite, non-negative and far below 2^64.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let r = v.min(1e18).round() as u64;
+            r
+        } else {
+            0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn add_sums_counts_and_keeps_the_latest() {
+        let mut a = FlowCounters {
+            tx_packets: 3,
+            rate_pps: 100.0,
+            epoch: 2,
+            updated_ns: 5,
+            last_rx_sent_ns: 9,
+            ..FlowCounters::default()
+        };
+        a.add(&FlowCounters {
+            tx_packets: 4,
+            rate_pps: 50.0,
+            epoch: 1,
+            updated_ns: 7,
+            last_rx_sent_ns: 8,
+            lost: 1,
+            ..FlowCounters::default()
+        });
+        assert_eq!(a.tx_packets, 7);
+        assert_eq!(a.rate_pps, 150.0);
+        assert_eq!((a.epoch, a.updated_ns, a.last_rx_sent_ns), (2, 7, 9));
+        assert_eq!(a.lost, 1);
+    }
+
+    #[test]
+    fn rate_bps_rounds_and_refuses_nonsense() {
+        let c = |rate_pps| FlowCounters {
+            rate_pps,
+            ..FlowCounters::default()
+        };
+        assert_eq!(c(1000.0).rate_bps(1250), 10_000_000);
+        assert_eq!(c(0.1).rate_bps(1), 1);
+        assert_eq!(c(0.0).rate_bps(1500), 0);
+        assert_eq!(c(-5.0).rate_bps(1500), 0);
+        assert_eq!(c(f64::NAN).rate_bps(1500), 0);
+        assert_eq!(c(f64::INFINITY).rate_bps(1500), 0);
+        assert_eq!(c(1e30).rate_bps(1500), 1_000_000_000_000_000_000);
+    }
+}

@@ -1,0 +1,175 @@
+//! What the two counter files (`.stats`, `.flows`) share: a 64-byte header
+//! (magic, workers, pid, flows), created by the dataplane and published by
+//! its magic, opened and validated by readers, in one place.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{MAX_WORKERS, StatsError};
+use crate::sys::shm::{OpenMode, ShmFile, ShmShared, open_file};
+
+#[repr(C, align(64))]
+struct Header {
+    magic: AtomicU64,
+    workers: AtomicU64,
+    pid: AtomicU64,
+    /// Flows described (0 in a `.stats` file).
+    flows: AtomicU64,
+}
+
+// SAFETY: atomics only; any bit pattern is valid.
+unsafe impl ShmShared for Header {}
+
+/// Bytes before a file's own contents (its header).
+pub(crate) const HEADER_BYTES: usize = std::mem::size_of::<Header>();
+
+/// One kind of counters file.
+pub(crate) struct Kind {
+    /// Magic number, stored last when the file is ready.
+    pub magic: u64,
+    /// Most flows the file may describe.
+    pub max_flows: usize,
+    /// File length for `(workers, flows)`.
+    pub len: fn(usize, usize) -> usize,
+}
+
+/// A mapped counters file of some [`Kind`], its geometry validated.
+pub(crate) struct CountersFile {
+    shm: ShmFile,
+    workers: usize,
+    flows: usize,
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> StatsError + '_ {
+    move |err| StatsError::Io {
+        path: path.to_path_buf(),
+        err,
+    }
+}
+
+impl CountersFile {
+    /// Creates (truncating) the file of `kind` for `workers` workers and
+    /// `flows` flows; `fill` writes what must be there before readers accept
+    /// the file, then the magic is published. The file is removed when the
+    /// value drops.
+    pub(crate) fn create(
+        path: &Path,
+        kind: &Kind,
+        workers: usize,
+        flows: usize,
+        fill: impl FnOnce(&mut ShmFile),
+    ) -> Result<Self, StatsError> {
+        if workers > MAX_WORKERS || flows > kind.max_flows {
+            return Err(StatsError::TooMany);
+        }
+        let mut shm = ShmFile::create(path, (kind.len)(workers, flows)).map_err(io(path))?;
+        fill(&mut shm);
+        let h = shm
+            .get::<Header>(0)
+            .ok_or_else(|| StatsError::Magic(path.to_path_buf()))?;
+        h.workers.store(workers as u64, Ordering::Relaxed);
+        h.flows.store(flows as u64, Ordering::Relaxed);
+        h.pid
+            .store(u64::from(std::process::id()), Ordering::Relaxed);
+        h.magic.store(kind.magic, Ordering::Release);
+        Ok(Self {
+            shm,
+            workers,
+            flows,
+        })
+    }
+
+    /// Opens an existing file of `kind` (values only read): refused unless
+    /// its magic is `kind`'s and it is as long as its geometry says.
+    pub(crate) fn open(path: &Path, kind: &Kind) -> Result<Self, StatsError> {
+        let bad = || StatsError::Magic(path.to_path_buf());
+        let f = open_file(path, OpenMode::Existing).map_err(io(path))?;
+        let flen = usize::try_from(f.metadata().map_err(io(path))?.len()).unwrap_or(0);
+        if flen < HEADER_BYTES {
+            return Err(bad());
+        }
+        let shm = ShmFile::map(&f, flen, path, false).map_err(io(path))?;
+        let h = shm.get::<Header>(0).ok_or_else(bad)?;
+        if h.magic.load(Ordering::Acquire) != kind.magic {
+            return Err(bad());
+        }
+        let workers = usize::try_from(h.workers.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        let flows = usize::try_from(h.flows.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
+        if workers > MAX_WORKERS || flows > kind.max_flows || (kind.len)(workers, flows) > flen {
+            return Err(bad());
+        }
+        Ok(Self {
+            shm,
+            workers,
+            flows,
+        })
+    }
+
+    /// Workers described.
+    pub(crate) fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Flows described.
+    pub(crate) fn flows(&self) -> usize {
+        self.flows
+    }
+
+    /// The mapped file.
+    pub(crate) fn shm(&self) -> &ShmFile {
+        &self.shm
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEST: Kind = Kind {
+        magic: u64::from_le_bytes(*b"MGTEST01"),
+        max_flows: 8,
+        len: |workers, flows| HEADER_BYTES + workers * flows * 64,
+    };
+
+    #[test]
+    fn create_publish_open_and_refuse() {
+        let path = std::env::temp_dir().join(format!("mongate-file-{}.test", std::process::id()));
+        assert!(matches!(
+            CountersFile::create(&path, &TEST, MAX_WORKERS + 1, 1, |_| {}),
+            Err(StatsError::TooMany)
+        ));
+        assert!(matches!(
+            CountersFile::create(&path, &TEST, 1, 9, |_| {}),
+            Err(StatsError::TooMany)
+        ));
+        let w = CountersFile::create(&path, &TEST, 2, 3, |shm| {
+            assert!(shm.write(HEADER_BYTES, b"x"));
+        })
+        .unwrap();
+        let r = CountersFile::open(&path, &TEST).unwrap();
+        assert_eq!((r.workers(), r.flows()), (2, 3));
+        let mut b = [0u8; 1];
+        assert!(r.shm().read(HEADER_BYTES, &mut b));
+        assert_eq!(&b, b"x");
+        // Another kind's magic is refused.
+        let other = Kind { magic: 1, ..TEST };
+        assert!(matches!(
+            CountersFile::open(&path, &other),
+            Err(StatsError::Magic(_))
+        ));
+        drop(r);
+        // A file shorter than its geometry says is refused.
+        let f = open_file(&path, OpenMode::Existing).unwrap();
+        f.set_len((HEADER_BYTES + 64) as u64).unwrap();
+        assert!(matches!(
+            CountersFile::open(&path, &TEST),
+            Err(StatsError::Magic(_))
+        ));
+        drop(w);
+        assert!(!path.exists());
+        assert!(matches!(
+            CountersFile::open(&path, &TEST),
+            Err(StatsError::Io { .. })
+        ));
+    }
+}

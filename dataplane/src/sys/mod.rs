@@ -1,0 +1,23 @@
+//! The one place for small OS helpers: memory mappings, the monotonic clock,
+//! shared-memory files, and the seeded random generator every simulation and
+//! pacer draws from.
+//!
+//! - [`mmap`]: [`Mmap`], an owned mapping unmapped on drop: anonymous (the
+//!   frame arena, with a huge-page attempt; io_uring buffer rings), a shared
+//!   file (stats, flows, control region) or a kernel object at an offset
+//!   (AF_XDP rings).
+//! - [`clock`]: [`Nanos`] and [`now_ns`], CLOCK_MONOTONIC in nanoseconds,
+//!   the same clock in every mongate process.
+//! - [`shm`]: [`ShmFile`], a mapped file under `/dev/shm`: its path, its
+//!   open flags and its removal in one spot.
+//! - [`rng`]: [`Rng`], xoshiro256++ seeded through SplitMix64 (pure).
+
+pub mod clock;
+pub mod mmap;
+pub mod rng;
+pub mod shm;
+
+pub use clock::{MS, Nanos, SEC, now_ns};
+pub use mmap::Mmap;
+pub use rng::Rng;
+pub use shm::ShmFile;
