@@ -2,12 +2,12 @@
 //! failover reflex (`mongate_dataplane::overlay::failover`): pure glue, time as an argument, no
 //! I/O (the loop in [`crate::run::io`] moves the messages).
 //!
-//! - **What the paths are** comes from the dataplane ([`Telemetry::Paths`]): each candidate
+//! - **What the paths are** comes from the dataplane ([`Telemetry::Paths`](mongate_dataplane::shm::Telemetry::Paths)): each candidate
 //!   (local uplink, optional waypoint peer, remote address) toward a peer, named by its
 //!   reference `peer << 16 | index`. Every new reference is registered with the manager (a new
 //!   destination starts a race at once).
 //! - **Probes**: the manager's [`Action::Probe`] becomes a [`Command::Probe`] of one probe whose
-//!   id carries (path id, sequence number); the dataplane's [`Telemetry::ProbeResult`] becomes a
+//!   id carries (path id, sequence number); the dataplane's [`Telemetry::ProbeResult`](mongate_dataplane::shm::Telemetry::ProbeResult) becomes a
 //!   reply (with the dataplane's RTT) or a timeout.
 //! - **Failure signals**: the dataplane's ack gap ([`PathEventKind::AckGap`]) makes the path
 //!   suspect at once; per-flow acks and losses, summed per path over windows of at least

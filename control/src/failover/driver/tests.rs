@@ -4,7 +4,8 @@
 
 use mongate_dataplane::config::Config;
 use mongate_dataplane::overlay::failover::{
-    FLOW_MARK_DOWN, FLOW_MARK_UP, FLOW_PEER_DEFAULT, PATH_NONE, PathEventKind, PathTelemetry,
+    CONTROL_LEASE_NS, FLOW_MARK_DOWN, FLOW_MARK_UP, FLOW_PEER_DEFAULT, PATH_NONE, PathEventKind,
+    PathTelemetry,
 };
 use mongate_dataplane::shm::Command;
 use mongate_dataplane::shm::msg::FlowTelemetry;
@@ -241,6 +242,15 @@ impl World {
         }
         None
     }
+}
+
+/// The manager probes every path that is up more often than the dataplane's lease lasts (jitter
+/// included), so a live control holds the lease and the dataplane's own probes stay paused.
+#[test]
+fn the_managers_probes_renew_the_dataplanes_lease() {
+    let p = site_path_config(&cfg());
+    let jitter = p.health.probe_interval_ns / 100 * u64::from(p.probe_jitter_pct);
+    assert!(p.health.probe_interval_ns + jitter < CONTROL_LEASE_NS);
 }
 
 #[test]

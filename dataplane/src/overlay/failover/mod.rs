@@ -24,12 +24,13 @@
 //! **Who decides.** While a control process drives the paths (it sent a
 //! probe command or an assignment within the last [`CONTROL_LEASE_NS`]),
 //! the MONET decisions are its own: it names the probes
-//! ([`Gateway::on_probe_command`], answered by a [`ProbeOutcome`] per
-//! command), the default path of each peer and the path of each flow
-//! ([`Gateway::on_assign`]). The dataplane keeps one reflex: an ack gap
-//! takes a path down at once and its flows fall back to the peer's first
-//! path that is up (reported as a [`PathEventKind::AckGap`] for the control
-//! to race alternatives). Background probing, echo-timeout failure
+//! ([`Gateway::on_probe_command`](super::Gateway::on_probe_command),
+//! answered by a [`ProbeOutcome`] per command), the default path of each
+//! peer and the path of each flow
+//! ([`Gateway::on_assign`](super::Gateway::on_assign)). The dataplane keeps
+//! one reflex: an ack gap takes a path down at once and its flows fall back
+//! to the peer's first path that is up (reported as a
+//! [`PathEventKind::AckGap`] for the control to race alternatives). Background probing, echo-timeout failure
 //! detection and failback are then the control's, not ours. When the lease
 //! lapses (the control died) the dataplane probes and chooses on its own
 //! again, as above: fail-static.
@@ -60,8 +61,6 @@ mod probes;
 mod reflex;
 mod vocab;
 
-#[cfg(doc)]
-use super::Gateway;
 pub use candidates::{PathHealth, PathKind, PathView};
 pub(crate) use candidates::{PeerPath, PeerPaths};
 pub use lease::CONTROL_LEASE_NS;

@@ -3,11 +3,8 @@
 //! outcomes and candidate path records. Plain values; the control channel
 //! (`shm::msg`) carries them on its rings, this module owns them.
 
-#[cfg(doc)]
-use crate::overlay::Gateway;
-
 /// "No path": the path of a flow that sends nothing, and in an assignment
-/// ([`Gateway::on_assign`]) "the flow follows its peer's default path again".
+/// ([`Gateway::on_assign`](crate::overlay::Gateway::on_assign)) "the flow follows its peer's default path again".
 pub const PATH_NONE: u32 = u32::MAX;
 /// The flow of an assignment meaning "the peer's default path" (acks,
 /// best-effort traffic and flows without an assignment of their own).
