@@ -55,12 +55,7 @@ impl PlanShape {
     /// The shape of a configuration (flows whose class is unknown, which the
     /// loader rejects anyway, belong to no class).
     pub fn from_config(cfg: &Config) -> Self {
-        let class: HashMap<&str, usize> = cfg
-            .classes
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.id.as_str(), i))
-            .collect();
+        let class = Ids::new("class", cfg.classes.iter().map(|c| c.id.as_str())).index;
         let flow_class = cfg
             .flows
             .iter()
@@ -310,50 +305,20 @@ impl PlanFile {
     /// field by its position in this plan.
     pub fn resolve(&self, cfg: &Config) -> Result<PlanTable, PlanError> {
         let shape = PlanShape::from_config(cfg);
-        let class: HashMap<&str, usize> = cfg
-            .classes
-            .iter()
-            .enumerate()
-            .map(|(i, c)| (c.id.as_str(), i))
-            .collect();
-        let flow: HashMap<&str, usize> = cfg
-            .flows
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.id.as_str(), i))
-            .collect();
+        let mut class = Ids::new("class", cfg.classes.iter().map(|c| c.id.as_str()));
+        let mut flow = Ids::new("flow", cfg.flows.iter().map(|f| f.id.as_str()));
         let mut t = PlanTable::empty(&shape);
         t.epoch = self.epoch;
-        let mut seen = vec![false; shape.classes()];
         for (i, c) in self.classes.iter().enumerate() {
-            let Some(&ci) = class.get(c.id.as_str()) else {
-                return Err(PlanError::new(
-                    PlanField::Class(i, "id"),
-                    format!("unknown class `{}`", c.id),
-                ));
-            };
-            if std::mem::replace(&mut seen[ci], true) {
-                return Err(PlanError::new(
-                    PlanField::Class(i, "id"),
-                    format!("duplicate class `{}`", c.id),
-                ));
-            }
+            let ci = class
+                .take(&c.id)
+                .map_err(|m| PlanError::new(PlanField::Class(i, "id"), m))?;
             t.sessions[ci] = c.sessions;
         }
-        let mut seen = vec![false; shape.flows()];
         for (i, f) in self.flows.iter().enumerate() {
-            let Some(&fi) = flow.get(f.id.as_str()) else {
-                return Err(PlanError::new(
-                    PlanField::Flow(i, "id"),
-                    format!("unknown flow `{}`", f.id),
-                ));
-            };
-            if std::mem::replace(&mut seen[fi], true) {
-                return Err(PlanError::new(
-                    PlanField::Flow(i, "id"),
-                    format!("duplicate flow `{}`", f.id),
-                ));
-            }
+            let fi = flow
+                .take(&f.id)
+                .map_err(|m| PlanError::new(PlanField::Flow(i, "id"), m))?;
             for (v, name) in [(f.rate_mbps, "rate_mbps"), (f.weight, "weight")] {
                 if !usable(v) {
                     return Err(PlanError::new(
@@ -367,7 +332,9 @@ impl PlanFile {
         }
         // In this plan's order, so that the error names its first offender.
         for (i, c) in self.classes.iter().enumerate() {
-            let ci = class[c.id.as_str()];
+            let Some(&ci) = class.index.get(c.id.as_str()) else {
+                continue;
+            };
             if c.sessions > 0 && !t.carried(&shape, ci) {
                 return Err(PlanError::new(
                     PlanField::Class(i, "sessions"),
@@ -377,6 +344,39 @@ impl PlanFile {
         }
         debug_assert_eq!(t.check(&shape), Ok(()));
         Ok(t)
+    }
+}
+
+/// Configuration indices by id, each id to be taken at most once.
+struct Ids<'a> {
+    what: &'static str,
+    index: HashMap<&'a str, usize>,
+    seen: Vec<bool>,
+}
+
+impl<'a> Ids<'a> {
+    /// The ids of `what` (`class`, `flow`), in index order.
+    fn new(what: &'static str, ids: impl Iterator<Item = &'a str>) -> Self {
+        let ids: Vec<&str> = ids.collect();
+        Self {
+            what,
+            seen: vec![false; ids.len()],
+            index: ids.iter().enumerate().map(|(i, id)| (*id, i)).collect(),
+        }
+    }
+    /// The index of `id`, or why not (unknown, or taken before).
+    fn take(&mut self, id: &str) -> Result<usize, String> {
+        let what = self.what;
+        let Some(&i) = self.index.get(id) else {
+            return Err(format!("unknown {what} `{id}`"));
+        };
+        match self.seen.get_mut(i) {
+            Some(seen) if !*seen => {
+                *seen = true;
+                Ok(i)
+            }
+            _ => Err(format!("duplicate {what} `{id}`")),
+        }
     }
 }
 
