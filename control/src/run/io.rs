@@ -17,9 +17,9 @@ use mongate_dataplane::shm::{
 };
 
 use super::log::{EventLog, LogRecord, LogSink, PlanLog};
-use super::paths::{PathDriver, site_path_config};
 use super::planner::{Planner, PlannerConfig};
 use super::source::{PfoSource, PlanSource, SourcedPlan};
+use crate::failover::{FailoverDriver, site_path_config};
 use crate::pfo::{Instance, SolveOptions};
 
 /// An event from outside the loop (path selection, operator, tests).
@@ -162,7 +162,7 @@ struct Loop<'a> {
     reported_decode: u64,
     reported_bad: u64,
     last_report: Option<Instant>,
-    paths: Option<PathDriver>,
+    paths: Option<FailoverDriver>,
     /// The dataplane's candidate paths, by reference (for log lines).
     path_table: std::collections::BTreeMap<u32, mongate_dataplane::shm::msg::PathTelemetry>,
 }
@@ -638,7 +638,7 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
     let source = PfoSource::spawn(opts.solve.clone(), planner.site_map().clone())?;
     let paths = if opts.paths {
         Some(
-            PathDriver::new(
+            FailoverDriver::new(
                 &opts.config,
                 site_path_config(&opts.config),
                 opts.paths_seed,

@@ -6,7 +6,7 @@
 //! - [`planner`]: the pure decision core (when to re-plan, with what);
 //! - [`source`]: where plans come from ([`PlanSource`]; the local PFO solver, [`PfoSource`]),
 //!   as the dataplane's [`mongate_dataplane::plan::PlanTable`];
-//! - [`paths`]: the MONET path manager driven by the live dataplane (probes, assignments);
+//! - the MONET path manager's driver (probes, assignments): [`crate::failover::driver`];
 //! - [`log`]: plan and event log lines (text or JSON);
 //! - [`io`]: the thin loop over the shared-memory control region.
 
@@ -15,7 +15,6 @@
 pub mod estimator;
 pub mod io;
 pub mod log;
-pub mod paths;
 pub mod planner;
 pub mod site;
 pub mod source;
@@ -24,10 +23,9 @@ pub mod telemetry;
 pub use estimator::{Estimator, EstimatorConfig};
 pub use io::{ControlEvent, RunOptions, RunSummary, run};
 pub use log::{LogRecord, LogSink, stdout_sink};
-pub use paths::{PathDriver, site_path_config};
 pub use planner::{Planner, PlannerConfig, SolveRequest, Trigger};
 pub use site::{MatchError, SiteMap};
 pub use source::{PfoSource, PlanSource, SourcedPlan, plan_from_solution};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
