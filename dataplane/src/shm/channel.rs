@@ -5,10 +5,10 @@
 
 #![deny(unsafe_code)]
 
-use super::assembler::{Event, PlanAssembler, Refusal};
 use super::msg::{AckStatus, Command, Telemetry};
-use super::plan::WorkerPlan;
+use super::plan::{Event, PlanAssembler, Refusal};
 use super::region::{Recv, WorkerPort};
+use crate::plan::PlanTable;
 
 /// What one [`WorkerChannel::step`] did, for the caller to log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl WorkerChannel {
     }
 
     /// The running plan.
-    pub fn plan(&self) -> &WorkerPlan {
+    pub fn plan(&self) -> &PlanTable {
         self.asm.active()
     }
 
