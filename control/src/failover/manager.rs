@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use mongate_dataplane::pacing::TokenBucket;
-use mongate_dataplane::sys::Rng;
+use mongate_dataplane::sys::rng::SplitMix64;
 
 use super::config::{ConfigError, PathConfig, UplinkConfig};
 use super::estimate::{History, LossEwma, RttEstimator};
@@ -192,7 +192,7 @@ pub struct PathManager {
     key_index: BTreeMap<PathKey, PathId>,
     actions: VecDeque<Action>,
     dirty: Vec<usize>,
-    rng: Rng,
+    rng: SplitMix64,
     now: Nanos,
     next_reeval: Nanos,
     reported: (Vec<PathId>, Vec<PathId>),
@@ -241,7 +241,7 @@ impl PathManager {
             key_index: BTreeMap::new(),
             actions: VecDeque::new(),
             dirty: Vec::new(),
-            rng: Rng::new(seed),
+            rng: SplitMix64::new(seed),
             now,
             reported: (Vec::new(), Vec::new()),
             last_report_at: None,

@@ -19,7 +19,7 @@
 //! The timers both sides decide by are one type, [`HealthPolicy`] (`PathConfig::health`).
 //! The probe budget is the dataplane's
 //! [`TokenBucket`](mongate_dataplane::pacing::TokenBucket), the RNG its
-//! [`Rng`](mongate_dataplane::sys::Rng).
+//! [`SplitMix64`](mongate_dataplane::sys::rng::SplitMix64).
 
 #![deny(unsafe_code)]
 

@@ -19,7 +19,7 @@ use std::collections::BinaryHeap;
 use super::config::{PathConfig, UplinkConfig};
 use super::ids::{AddrId, MS, Nanos, PathId, PathKey, SEC, SiteId, UplinkId};
 use super::manager::{Action, PathManager, PathStats};
-use mongate_dataplane::sys::Rng;
+use mongate_dataplane::sys::rng::SplitMix64;
 pub use trace::{Fault, FaultKind, Trace, TraceParams};
 
 /// One underlay hop: an access link or an ISP-ISP core path.
@@ -334,7 +334,7 @@ impl Links {
 }
 
 /// Number of losses among `n` trials of probability `p` (geometric skipping: O(n p + 1)).
-fn binomial(rng: &mut Rng, n: u64, p: f64) -> u64 {
+fn binomial(rng: &mut SplitMix64, n: u64, p: f64) -> u64 {
     if p <= 0.0 || n == 0 {
         return 0;
     }
@@ -361,7 +361,7 @@ struct Run<'a> {
     cfg: &'a SimConfig,
     mgr: PathManager,
     links: Links,
-    rng: Rng,
+    rng: SplitMix64,
     heap: BinaryHeap<Reverse<(Nanos, u64, Ev)>>,
     heap_seq: u64,
     /// `mgr.poll_timeout()`, refreshed after every call into the manager.
@@ -415,7 +415,7 @@ pub fn run(topo: &Topology, trace: &Trace, cfg: &SimConfig) -> SimReport {
             outages: vec![0; n_hops],
             lossy: vec![Vec::new(); n_hops],
         },
-        rng: Rng::new(cfg.seed ^ 0x5349_4d00),
+        rng: SplitMix64::new(cfg.seed ^ 0x5349_4d00),
         heap: BinaryHeap::new(),
         heap_seq: 0,
         deadline: None,
@@ -763,7 +763,7 @@ mod tests {
 
     #[test]
     fn binomial_mean() {
-        let mut r = Rng::new(3);
+        let mut r = SplitMix64::new(3);
         let total: u64 = (0..2000).map(|_| binomial(&mut r, 100, 0.3)).sum();
         let mean = total / 2000;
         assert!((27..=33).contains(&mean), "mean {mean}");

@@ -1,7 +1,10 @@
-//! The one seeded pseudo-random generator (xoshiro256++) of the dataplane
-//! and the control process: Poisson pacing gaps, MONtra and link
-//! simulations, probe jitter and sequence numbers, path simulations. Pure
-//! (no OS); here because every part of mongate uses it.
+//! The seeded pseudo-random generators of the dataplane and the control
+//! process, in one place: [`Rng`] (xoshiro256++) for Poisson pacing gaps,
+//! MONtra and link simulations; [`SplitMix64`], its seed expander, which the
+//! control's path manager and path simulations draw from directly (probe
+//! jitter and sequence numbers, failure traces: their seeded scenarios are
+//! pinned to this stream). Both turn bits into numbers the same way. Pure
+//! (no OS); here because every part of mongate uses them.
 //!
 //! Written here rather than pulled from `rand` so that simulations are
 //! bit-for-bit reproducible from a seed, whatever the dependency versions.
@@ -27,6 +30,76 @@ fn splitmix64(state: &mut u64) -> u64 {
 
 /// 2^-53: scales a 53-bit integer into [0, 1).
 const F53: f64 = 1.0 / 9_007_199_254_740_992.0;
+
+/// The high 32 of 64 random bits.
+#[inline]
+fn high_u32(bits: u64) -> u32 {
+    // `>> 32` leaves exactly 32 bits.
+    u32::try_from(bits >> 32).unwrap_or(0)
+}
+
+/// 64 random bits as a uniform in [0, 1), multiples of 2^-53.
+#[inline]
+fn unit_f64(bits: u64) -> f64 {
+    // The top 53 bits fit a f64 mantissa exactly.
+    #[allow(clippy::cast_precision_loss)] // < 2^53: exact
+    let v = (bits >> 11) as f64;
+    v * F53
+}
+
+/// 64 random bits as a uniform integer in `0..n` (Lemire's multiply-shift;
+/// bias below 2^-32 for n < 2^32); 0 for `n == 0`.
+#[inline]
+fn below_n(bits: u64, n: u64) -> u64 {
+    let m = u128::from(bits) * u128::from(n);
+    // The high half of a u64 x u64 product always fits a u64.
+    u64::try_from(m >> 64).unwrap_or(0)
+}
+
+/// SplitMix64 (Steele, Lea, Flood 2014): the seed expander of [`Rng`], and
+/// the generator of the control's path manager and path simulations.
+/// Not cryptographic; equal seeds give equal streams.
+#[derive(Clone, Debug)]
+pub struct SplitMix64 {
+    state: u64,
+}
+
+impl SplitMix64 {
+    /// A generator with the given seed.
+    pub fn new(seed: u64) -> Self {
+        Self { state: seed }
+    }
+
+    /// Next 64 random bits.
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        splitmix64(&mut self.state)
+    }
+
+    /// Next 32 random bits (the high half of [`Self::next_u64`]).
+    #[inline]
+    pub fn next_u32(&mut self) -> u32 {
+        high_u32(self.next_u64())
+    }
+
+    /// Uniform in [0, 1), multiples of 2^-53.
+    #[inline]
+    pub fn next_f64(&mut self) -> f64 {
+        unit_f64(self.next_u64())
+    }
+
+    /// Uniform integer in `0..n`; 0 for `n == 0`.
+    #[inline]
+    pub fn below(&mut self, n: u64) -> u64 {
+        below_n(self.next_u64(), n)
+    }
+
+    /// True with probability `p` (below 0: never; 1 or above: always).
+    #[inline]
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.next_f64() < p
+    }
+}
 
 impl Rng {
     /// A generator whose whole output is determined by `seed`.
@@ -68,17 +141,13 @@ impl Rng {
     /// Next 32 random bits (the high half of [`Self::next_u64`]).
     #[inline]
     pub fn next_u32(&mut self) -> u32 {
-        // `>> 32` leaves exactly 32 bits.
-        u32::try_from(self.next_u64() >> 32).unwrap_or(0)
+        high_u32(self.next_u64())
     }
 
     /// Uniform in [0, 1), multiples of 2^-53.
     #[inline]
     pub fn next_f64(&mut self) -> f64 {
-        // The top 53 bits fit a f64 mantissa exactly.
-        #[allow(clippy::cast_precision_loss)] // < 2^53: exact
-        let v = (self.next_u64() >> 11) as f64;
-        v * F53
+        unit_f64(self.next_u64())
     }
 
     /// Uniform in (0, 1]: never zero, so its logarithm is finite.
@@ -93,9 +162,7 @@ impl Rng {
     /// for n < 2^32). Returns 0 for `n == 0`.
     #[inline]
     pub fn below(&mut self, n: u64) -> u64 {
-        let m = u128::from(self.next_u64()) * u128::from(n);
-        // The high half of a u64 x u64 product always fits a u64.
-        u64::try_from(m >> 64).unwrap_or(0)
+        below_n(self.next_u64(), n)
     }
 
     /// True with probability `p` (below 0: never; 1 or above: always).
@@ -180,6 +247,27 @@ pub(crate) fn ks_exp(v: &[f64], mean: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn splitmix64_is_the_reference_stream() {
+        // First outputs for seed 0 (Steele, Lea, Flood; as in Vigna's
+        // reference splitmix64.c).
+        let mut g = SplitMix64::new(0);
+        assert_eq!(g.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(g.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        let mut a = SplitMix64::new(7);
+        let mut b = SplitMix64::new(7);
+        for _ in 0..1000 {
+            assert_eq!(a.next_u32(), b.next_u32());
+            let f = a.next_f64();
+            assert_eq!(f, b.next_f64());
+            assert!((0.0..1.0).contains(&f));
+            assert!(a.below(10) < 10);
+            b.below(10);
+        }
+        assert_eq!(a.below(0), 0);
+        assert!(!a.chance(0.0) && a.chance(1.0));
+    }
 
     #[test]
     fn deterministic_per_seed_and_streams_differ() {

@@ -3,7 +3,7 @@
 
 use super::super::ids::{MS, Nanos, SEC};
 use super::Topology;
-use mongate_dataplane::sys::Rng;
+use mongate_dataplane::sys::rng::SplitMix64;
 
 /// What goes wrong on a hop.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -95,7 +95,7 @@ impl Default for TraceParams {
     clippy::cast_sign_loss,
     clippy::cast_precision_loss
 )]
-fn exp_sample(rng: &mut Rng, mean: Nanos) -> Nanos {
+fn exp_sample(rng: &mut SplitMix64, mean: Nanos) -> Nanos {
     let u = rng.next_f64();
     let x = -(1.0 - u).ln() * mean as f64;
     if x.is_finite() {
@@ -110,7 +110,7 @@ fn exp_sample(rng: &mut Rng, mean: Nanos) -> Nanos {
     clippy::cast_sign_loss,
     clippy::cast_precision_loss
 )]
-fn log_uniform(rng: &mut Rng, (lo, hi): (Nanos, Nanos)) -> Nanos {
+fn log_uniform(rng: &mut SplitMix64, (lo, hi): (Nanos, Nanos)) -> Nanos {
     let (lo, hi) = (lo.max(MS) as f64, hi.max(lo).max(MS) as f64);
     let x = (lo.ln() + rng.next_f64() * (hi.ln() - lo.ln())).exp();
     x as Nanos
@@ -127,7 +127,7 @@ impl Trace {
 
     /// Draws a random trace for `topology` from `seed` (same seed, same trace).
     pub fn generate(topology: &Topology, params: &TraceParams, seed: u64) -> Self {
-        let mut rng = Rng::new(seed ^ 0x7472_6163_6500_0000);
+        let mut rng = SplitMix64::new(seed ^ 0x7472_6163_6500_0000);
         let mut faults = Vec::new();
         for (h, hop) in topology.hops.iter().enumerate() {
             let outage = if hop.access {
