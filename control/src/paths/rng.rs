@@ -31,7 +31,6 @@ impl SplitMix64 {
     /// Uniform in `[0, 1)` with 53 bits of precision.
     pub fn next_f64(&mut self) -> f64 {
         // 53 random bits are exactly representable in an f64.
-        #[allow(clippy::cast_precision_loss)]
         let x = (self.next_u64() >> 11) as f64;
         x * (1.0 / 9_007_199_254_740_992.0)
     }

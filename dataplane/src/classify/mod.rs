@@ -26,8 +26,6 @@
 //! A new plan ([`Classifier::set_plan`]) changes the limits and rates for new
 //! sessions; live sessions keep their flow until they expire.
 
-#![deny(unsafe_code)]
-
 pub mod inner;
 pub mod rules;
 pub mod sessions;

@@ -8,8 +8,6 @@
 //! No allocation after [`PlanAssembler::new`]: the building, staged and
 //! active plans are three preallocated [`WorkerPlan`]s that are swapped.
 
-#![deny(unsafe_code)]
-
 use super::msg::{CHUNK_ENTRIES, COUNTER_WORDS, Command, PlanChunk, PlanEntry};
 use super::plan::{Checksum, PlanShape, WorkerPlan};
 

@@ -6,8 +6,6 @@
 //! Decoding never trusts the bytes: an unknown kind, a count larger than the
 //! message holds or a value out of range is a [`DecodeError`], never a panic.
 
-#![deny(unsafe_code)]
-
 /// Payload words of a [`Msg`].
 pub const MSG_WORDS: usize = 30;
 /// Plan entries carried by one [`PlanChunk`].

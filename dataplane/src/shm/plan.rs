@@ -2,8 +2,6 @@
 //! `PlanCommit` carries, the chunking, and the shape a worker validates
 //! against (how many classes, which class each flow belongs to).
 
-#![deny(unsafe_code)]
-
 use crate::config::{ClassPlan, Config, FlowPlan, Plan, PlanError};
 
 use super::msg::{CHUNK_ENTRIES, Command, PlanChunk, PlanEntry};

@@ -18,8 +18,6 @@
 //!
 //! The byte layout is documented in `docs/wire-format.md`.
 
-#![deny(unsafe_code)]
-
 pub mod checksum;
 pub mod ethernet;
 pub mod fuzz;
