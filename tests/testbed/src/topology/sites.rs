@@ -576,53 +576,22 @@ mod tests {
 
     #[test]
     fn bad_specs_are_errors() {
+        let ab = || Sites::new().site("A").site("B");
         assert!(Sites::new().site("A").site("A").validate().is_err());
-        assert!(
-            Sites::new()
-                .site("A")
-                .wan("A", "B", 1.0, "x")
-                .validate()
-                .is_err()
-        );
-        assert!(
-            Sites::new()
-                .site("A")
-                .wan("A", "A", 1.0, "x")
-                .validate()
-                .is_err()
-        );
-        assert!(
-            Sites::new()
-                .site("A")
-                .site("B")
-                .wan("A", "B", f64::NAN, "x")
-                .validate()
-                .is_err()
-        );
-        assert!(
-            Sites::new()
-                .site("A")
-                .site("B")
-                .wan("A", "B", -1.0, "x")
-                .validate()
-                .is_err()
-        );
-        assert!(
-            Sites::new()
-                .site("A")
-                .site("B")
-                .wan("A", "B", 1.0, "x")
-                .wan("B", "A", 1.0, "x")
-                .validate()
-                .is_err()
-        );
-        assert!(Sites::new().site("bad name").validate().is_err());
-        assert!(Sites::new().site("waytoolongsitename").validate().is_err());
+        let bad = [
+            Sites::new().site("A").wan("A", "B", 1.0, "x"),
+            Sites::new().site("A").wan("A", "A", 1.0, "x"),
+            ab().wan("A", "B", f64::NAN, "x"),
+            ab().wan("A", "B", -1.0, "x"),
+            ab().wan("A", "B", 1.0, "x").wan("B", "A", 1.0, "x"),
+            Sites::new().site("bad name"),
+            Sites::new().site("waytoolongsitename"),
+        ];
+        for s in bad {
+            assert!(s.validate().is_err(), "{s:?}");
+        }
         // Multi-homing: two links between the same pair is fine.
-        Sites::new()
-            .site("A")
-            .site("B")
-            .wan("A", "B", 1.0, "x")
+        ab().wan("A", "B", 1.0, "x")
             .wan("B", "A", 2.0, "y")
             .validate()
             .unwrap();
