@@ -874,7 +874,7 @@ fn triangle_with(f: impl Fn(usize, &mut Settings)) -> Net {
     Net::new(sites, 100_000.0)
 }
 
-fn outcomes(gw: &mut Gateway) -> Vec<mongate_dataplane::overlay::paths::ProbeOutcome> {
+fn outcomes(gw: &mut Gateway) -> Vec<mongate_dataplane::overlay::failover::ProbeOutcome> {
     let mut v = Vec::new();
     gw.drain_probe_outcomes(|o| {
         v.push(*o);
@@ -887,7 +887,7 @@ fn outcomes(gw: &mut Gateway) -> Vec<mongate_dataplane::overlay::paths::ProbeOut
 /// commands naming no path, no probes or too many are refused at once.
 #[test]
 fn control_probe_commands_are_answered_with_outcomes() {
-    use mongate_dataplane::overlay::paths::{CONTROL_PROBE_TIMEOUT_NS, path_ref};
+    use mongate_dataplane::overlay::failover::{CONTROL_PROBE_TIMEOUT_NS, path_ref};
     let mut net = triangle_with(|_, _| {});
     // A's peers: B (0), C (1); C's candidates: direct (0), via B (1).
     assert_eq!(net.sites[0].gw.paths(1).len(), 2);
@@ -939,10 +939,10 @@ fn control_probe_commands_are_answered_with_outcomes() {
 /// pause; when its lease lapses (it died) they resume: fail-static.
 #[test]
 fn the_control_lease_pauses_and_resumes_local_probing() {
-    use mongate_dataplane::overlay::paths::{CONTROL_LEASE_NS, path_ref};
+    use mongate_dataplane::overlay::failover::{CONTROL_LEASE_NS, path_ref};
     let mut net = triangle_with(|i, s| {
         if i == 0 {
-            s.probe_interval_ns = 50_000_000;
+            s.health.probe_interval_ns = 50_000_000;
         }
     });
     net.run_until(500_000_000, 1_000_000);
@@ -969,8 +969,9 @@ fn the_control_lease_pauses_and_resumes_local_probing() {
 /// the data came.
 #[test]
 fn assignments_move_flows_and_acks_follow_the_data() {
-    use mongate_dataplane::overlay::paths::path_ref;
-    use mongate_dataplane::shm::msg::{FLOW_MARK_DOWN, FLOW_MARK_UP, FLOW_PEER_DEFAULT, PATH_NONE};
+    use mongate_dataplane::overlay::failover::{
+        FLOW_MARK_DOWN, FLOW_MARK_UP, FLOW_PEER_DEFAULT, PATH_NONE, path_ref,
+    };
     let mut net = triangle_with(|_, _| {});
     let (direct, via_b) = (path_ref(1, 0), path_ref(1, 1));
     // Flow 0 (ac-direct) leaves toward C; flow 1 (ac-tcp-via-b) toward B.
@@ -1042,7 +1043,7 @@ fn assignments_move_flows_and_acks_follow_the_data() {
 /// generation) is counted and leaves the outcome alone.
 #[test]
 fn forged_control_probe_echoes_are_counted() {
-    use mongate_dataplane::overlay::paths::path_ref;
+    use mongate_dataplane::overlay::failover::path_ref;
     use mongate_dataplane::wire::oam::{self, Probe};
     let mut net = triangle_with(|_, _| {});
     // C's peers: A (0), B (1). A probe command on C's direct path to A.
@@ -1077,7 +1078,7 @@ fn forged_control_probe_echoes_are_counted() {
 /// order, with none lost.
 #[test]
 fn a_deliberate_move_to_a_faster_path_keeps_the_order() {
-    use mongate_dataplane::overlay::paths::path_ref;
+    use mongate_dataplane::overlay::failover::path_ref;
     let mut net = triangle_with(|_, _| {});
     let (direct, via_b) = (path_ref(1, 0), path_ref(1, 1));
     // RTT samples on both candidates.

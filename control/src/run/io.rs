@@ -16,8 +16,8 @@ use mongate_dataplane::shm::{
 };
 
 use super::log::{ClassTarget, EventLog, FlowTarget, LogRecord, LogSink, PlanLog};
-use super::paths::{PathDriver, site_path_config};
 use super::planner::{Planner, PlannerConfig, SolveRequest};
+use crate::failover::{FailoverDriver, site_path_config};
 use crate::pfo::{self, Instance, SolveOptions, Status};
 
 /// An event from outside the loop (path selection, operator, tests).
@@ -163,7 +163,7 @@ struct Loop<'a> {
     reported_decode: u64,
     reported_bad: u64,
     last_report: Option<Instant>,
-    paths: Option<PathDriver>,
+    paths: Option<FailoverDriver>,
     /// The dataplane's candidate paths, by reference (for log lines).
     path_table: std::collections::BTreeMap<u32, mongate_dataplane::shm::msg::PathTelemetry>,
 }
@@ -693,7 +693,7 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
         .context("starting the solver thread")?;
     let paths = if opts.paths {
         Some(
-            PathDriver::new(
+            FailoverDriver::new(
                 &opts.config,
                 site_path_config(&opts.config),
                 opts.paths_seed,

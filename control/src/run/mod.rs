@@ -4,14 +4,13 @@
 //! - [`telemetry`]: per-worker telemetry book-keeping and estimation windows;
 //! - [`estimator`]: link capacity estimates from MONtra telemetry, failed-link marks;
 //! - [`planner`]: the pure decision core (when to re-plan, with what; PFO plan -> dataplane plan);
-//! - [`paths`]: the MONET path manager driven by the live dataplane (probes, assignments);
+//! - the MONET path manager's driver (probes, assignments): [`crate::failover::driver`];
 //! - [`log`]: plan and event log lines (text or JSON);
 //! - [`io`]: the thin loop over the shared-memory control region.
 
 pub mod estimator;
 pub mod io;
 pub mod log;
-pub mod paths;
 pub mod planner;
 pub mod site;
 pub mod telemetry;
@@ -19,9 +18,8 @@ pub mod telemetry;
 pub use estimator::{Estimator, EstimatorConfig};
 pub use io::{ControlEvent, RunOptions, RunSummary, run};
 pub use log::{LogRecord, LogSink, stdout_sink};
-pub use paths::{PathDriver, site_path_config};
 pub use planner::{Planner, PlannerConfig, SolveRequest, Trigger, to_dataplane_plan};
 pub use site::{MatchError, SiteMap};
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

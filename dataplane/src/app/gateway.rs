@@ -475,11 +475,11 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
     settings.peer_routes = peer_routes(site, &uplink_addrs, c.resolve_timeout)?;
     settings.rate_divisor = 1;
     settings.detours = true;
-    if settings.probe_interval_ns == 0 {
-        settings.probe_interval_ns = 50_000_000;
+    if settings.health.probe_interval_ns == 0 {
+        settings.health.probe_interval_ns = 50_000_000;
     }
-    if settings.ack_gap_ns == 0 {
-        settings.ack_gap_ns = 60_000_000;
+    if settings.health.ack_gap_ns == 0 {
+        settings.health.ack_gap_ns = 60_000_000;
     }
 
     let xdp_lan = XdpAttachment::attach(lan_if, &XdpFilter::lan(&v4, &v6), 1, c.xdp_mode)?;

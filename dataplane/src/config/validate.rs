@@ -132,9 +132,49 @@ fn unique<'a>(
     }
 }
 
-/// Builds and validates a [`Config`] from the raw file.
+/// Builds and validates a [`Config`] from the raw file, one section after
+/// the other: site, uplinks, peers (then no two prefixes overlap), classes,
+/// flows, and the optional `[plan]`.
 pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
-    // Site.
+    // (prefix, span, field) of every site prefix, for the overlap check.
+    let mut all_prefixes: Vec<(Prefix, Range<usize>, String)> = Vec::new();
+    let site = site(src, raw, &mut all_prefixes)?;
+    let uplinks = uplinks(src, raw)?;
+    let mut sites: HashSet<String> = HashSet::from([site.name.clone()]);
+    let peers = peers(src, raw, &mut sites, &mut all_prefixes)?;
+    no_overlaps(src, &all_prefixes)?;
+    let mut cfg = Config {
+        site,
+        uplinks,
+        peers,
+        classes: Vec::new(),
+        flows: Vec::new(),
+        plan: None,
+    };
+    cfg.classes = classes(src, raw, &cfg, &sites)?;
+    cfg.flows = flows(src, raw, &cfg.classes, &sites)?;
+
+    // Plan.
+    if let Some(rp) = &raw.plan {
+        let p = plan::from_raw(src, rp.get_ref(), "plan.")?;
+        p.validate(&cfg).map_err(|e| {
+            src.error(
+                &plan::error_span(rp.get_ref(), &e),
+                e.field("plan."),
+                e.message.clone(),
+            )
+        })?;
+        cfg.plan = Some(p);
+    }
+    Ok(cfg)
+}
+
+/// The `[site]` table; its LAN prefixes are added to `all_prefixes`.
+fn site(
+    src: &Source<'_>,
+    raw: &RawConfig,
+    all_prefixes: &mut Vec<(Prefix, Range<usize>, String)>,
+) -> R<Site> {
     let rs = raw.site.get_ref();
     let name = text(src, &rs.name, "site.name")?;
     let vni = u32::try_from(*rs.vni.get_ref())
@@ -155,8 +195,6 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
             "at least one LAN prefix is required",
         ));
     }
-    // (prefix, span, field) of every site prefix, for the overlap check.
-    let mut all_prefixes: Vec<(Prefix, Range<usize>, String)> = Vec::new();
     let mut lan_prefixes = Vec::new();
     for (i, p) in rs.lan_prefixes.iter().enumerate() {
         let f = format!("site.lan_prefixes[{i}]");
@@ -164,14 +202,16 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
         lan_prefixes.push(v);
         all_prefixes.push((v, p.span(), f));
     }
-    let site = Site {
+    Ok(Site {
         name,
         vni,
         lan_interface,
         lan_prefixes,
-    };
+    })
+}
 
-    // Uplinks.
+/// The `[[uplinks]]`: at least one, unique names, valid addresses.
+fn uplinks(src: &Source<'_>, raw: &RawConfig) -> R<Vec<Uplink>> {
     if raw.uplinks.is_empty() {
         return Err(src.error(
             &(0..0),
@@ -235,9 +275,17 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
             backend,
         });
     }
+    Ok(uplinks)
+}
 
-    // Peers.
-    let mut sites: HashSet<String> = HashSet::from([site.name.clone()]);
+/// The `[[peers]]`: unique site names (added to `sites`), prefixes (added to
+/// `all_prefixes`), at least one gateway address each.
+fn peers(
+    src: &Source<'_>,
+    raw: &RawConfig,
+    sites: &mut HashSet<String>,
+    all_prefixes: &mut Vec<(Prefix, Range<usize>, String)>,
+) -> R<Vec<Peer>> {
     let mut peers = Vec::new();
     for (i, p) in raw.peers.iter().enumerate() {
         let span = p.span();
@@ -293,6 +341,11 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
             gateways,
         });
     }
+    Ok(peers)
+}
+
+/// No two prefixes of the overlay (ours and every peer's) overlap.
+fn no_overlaps(src: &Source<'_>, all_prefixes: &[(Prefix, Range<usize>, String)]) -> R<()> {
     for (i, (a, _, fa)) in all_prefixes.iter().enumerate() {
         for (b, span, fb) in &all_prefixes[i + 1..] {
             if a.overlaps(b) {
@@ -300,17 +353,19 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
             }
         }
     }
-    let mut cfg = Config {
-        site,
-        uplinks,
-        peers,
-        classes: Vec::new(),
-        flows: Vec::new(),
-        plan: None,
-    };
+    Ok(())
+}
 
-    // Classes.
+/// The `[[classes]]`: unique ids, known and distinct end sites, rules for
+/// classes leaving this site.
+fn classes(
+    src: &Source<'_>,
+    raw: &RawConfig,
+    cfg: &Config,
+    sites: &HashSet<String>,
+) -> R<Vec<TrafficClass>> {
     let mut seen = HashSet::new();
+    let mut classes = Vec::new();
     for (i, c) in raw.classes.iter().enumerate() {
         let span = c.span();
         let c = c.get_ref();
@@ -366,7 +421,7 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
             )?);
         }
         let kind = text(src, &c.kind, &f("type"))?;
-        cfg.classes.push(TrafficClass {
+        classes.push(TrafficClass {
             id,
             source,
             destination,
@@ -375,10 +430,18 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
             rules,
         });
     }
+    Ok(classes)
+}
 
-    // Flows.
-    let class_sites: HashMap<&str, (&str, &str)> = cfg
-        .classes
+/// The `[[flows]]`: unique ids, a known class, a loop-free route from the
+/// class's source to its destination over known sites.
+fn flows(
+    src: &Source<'_>,
+    raw: &RawConfig,
+    classes: &[TrafficClass],
+    sites: &HashSet<String>,
+) -> R<Vec<Flow>> {
+    let class_sites: HashMap<&str, (&str, &str)> = classes
         .iter()
         .map(|c| (c.id.as_str(), (c.source.as_str(), c.destination.as_str())))
         .collect();
@@ -434,21 +497,7 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
         }
         flows.push(Flow { id, class, route });
     }
-    cfg.flows = flows;
-
-    // Plan.
-    if let Some(rp) = &raw.plan {
-        let p = plan::from_raw(src, rp.get_ref(), "plan.")?;
-        p.validate(&cfg).map_err(|e| {
-            src.error(
-                &plan::error_span(rp.get_ref(), &e),
-                e.field("plan."),
-                e.message.clone(),
-            )
-        })?;
-        cfg.plan = Some(p);
-    }
-    Ok(cfg)
+    Ok(flows)
 }
 
 fn rule(src: &Source<'_>, r: &RawRule, at: &str, dst_prefixes: &[Prefix], dst: &str) -> R<Rule> {

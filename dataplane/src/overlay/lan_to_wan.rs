@@ -3,7 +3,7 @@
 
 use core::net::IpAddr;
 
-use super::{Gateway, Role, Stats, be_queue, entropy, queue_u32};
+use super::{Gateway, Role, Stats, entropy};
 use crate::classify::{Decision, inner};
 use crate::engine::{Arena, Batch, DropReason, Nanos, Packet, Verdict};
 use crate::wire::ethernet::{self, ethertype};
@@ -75,7 +75,7 @@ impl Gateway {
                 let fi = usize::from(flow);
                 let f = self.flows.get(fi).ok_or(drop(DropReason::NoRoute))?;
                 match (f.role, f.next_peer) {
-                    (Role::Origin, Some(np)) => (queue_u32(fi), np),
+                    (Role::Origin, Some(np)) => (QueueId::flow(fi), np),
                     _ => {
                         self.stats.no_route += 1;
                         return Err(drop(DropReason::NoRoute));
@@ -88,13 +88,10 @@ impl Gateway {
                     return Err(drop(DropReason::NoRoute));
                 };
                 self.stats.best_effort += 1;
-                (be_queue(nflows, np), np)
+                (QueueId::best_effort(nflows, np), np)
             }
         };
-        let assigned = self
-            .flows
-            .get(usize::try_from(queue).unwrap_or(usize::MAX))
-            .and_then(|f| f.path);
+        let assigned = self.flows.get(queue.0 as usize).and_then(|f| f.path);
         let Some((_, path)) = self.peers.get(peer).and_then(|pp| pp.path_for(assigned)) else {
             self.stats.no_route += 1;
             return Err(drop(DropReason::NoRoute));
@@ -113,10 +110,7 @@ impl Gateway {
             self.stats.encap_failed += 1;
             return Err(drop(DropReason::Oversized));
         }
-        // While held, `port` carries the queue index (restored on release).
-        let mut held = *p;
-        held.port = u16::try_from(queue).map_err(|_| drop(DropReason::NoRoute))?;
-        match self.pacing.enqueue(queue, held, now) {
+        match self.pacing.enqueue(queue.0, *p, now) {
             Ok(()) => {
                 self.stats.enqueued += 1;
                 Ok(Verdict::Held)
@@ -124,7 +118,7 @@ impl Gateway {
             Err((_, r)) => {
                 if r == DropReason::QueueFull {
                     self.stats.queue_full += 1;
-                    if let Some(f) = self.flows.get_mut(queue as usize) {
+                    if let Some(f) = self.flows.get_mut(queue.0 as usize) {
                         f.counters.queue_drops += 1;
                     }
                 }
@@ -196,102 +190,163 @@ impl Gateway {
         Ok(Verdict::Tx(lan))
     }
 
-    /// Releases due packets from the pacing queues into `out`, encapsulated
-    /// toward their flow's next site, `Tx(uplink)`.
+    /// Releases due packets from the pacing queues into `out`, each
+    /// stamped for its queue ([`Gateway::flow_departure`] or
+    /// [`Gateway::best_effort_departure`]) and encapsulated toward its next
+    /// site ([`Gateway::encap_departure`]): `Tx(uplink)`, or a counted drop.
     pub(crate) fn departures(&mut self, now: Nanos, arena: &mut Arena, out: &mut Batch) {
         let start = out.len();
-        self.pacing.poll(now, out);
+        let n = self.pacing.poll(now, out);
         let nflows = self.flows.len();
-        let frame_size = arena.frame_size();
-        for i in start..out.len() {
+        for k in 0..n {
+            let i = start + k;
+            let queue = QueueId(self.pacing.released()[k]);
             let mut pkt = out.as_slice()[i];
-            let q = usize::from(pkt.port);
-            pkt.port = self.settings.lan_port;
-            let (flow, peer, assigned) = if q < nflows {
-                let qlen = self.pacing.queue_len(queue_u32(q));
-                let f = &mut self.flows[q];
-                let (Some(o), Some(np)) = (f.origin.as_mut(), f.next_peer) else {
-                    pkt.verdict = Verdict::Drop(DropReason::NoRoute);
-                    out.as_mut_slice()[i] = pkt;
-                    continue;
-                };
-                let (seq, evicted) = o.tracker.on_send(now);
-                // Ack-gap detection watches the path to the flow's
-                // destination only: a multi-hop flow's acks come from its
-                // last site, not from the next hop.
-                if f.dest_peer == Some(np)
-                    && let Some(pp) = self.peers.get_mut(np)
-                    && let Some((pi, _)) = pp.path_for(f.path)
-                    && pp.paths[pi].unacked_since.is_none()
-                {
-                    pp.paths[pi].unacked_since = Some(now);
-                }
-                o.ctl.on_send(now, qlen == 0);
-                if evicted > 0 && !self.settings.open_loop {
-                    let r = o.ctl.on_losses(evicted);
-                    self.pacing.set_rate(queue_u32(q), r, now);
-                }
-                (
-                    FlowOption {
-                        flow_id: f.wire_id,
-                        seq: seq + 1,
-                        timestamp_ns: now,
-                    },
-                    np,
-                    f.path,
-                )
-            } else {
-                let np = q - nflows;
-                let Some(s) = self.be_seq.get_mut(np) else {
-                    pkt.verdict = Verdict::Drop(DropReason::NoRoute);
-                    out.as_mut_slice()[i] = pkt;
-                    continue;
-                };
-                *s += 1;
-                (
-                    FlowOption {
-                        flow_id: super::BEST_EFFORT_FLOW_ID,
-                        seq: *s,
-                        timestamp_ns: now,
-                    },
-                    np,
-                    None,
-                )
+            let departure = match queue.kind(nflows) {
+                Queue::Flow(fi) => self.flow_departure(fi, now),
+                Queue::BestEffort(peer) => self.best_effort_departure(peer, now),
             };
-            pkt.verdict = match self.peers.get(peer).and_then(|pp| pp.path_for(assigned)) {
-                Some((_, path)) => {
-                    let base = arena.frame_of(pkt.addr);
-                    let params = EncapParams {
-                        flow,
-                        entropy: entropy(flow.flow_id),
-                        ..EncapParams::default()
-                    };
-                    let res = arena.get_mut(base, frame_size).and_then(|buf| {
-                        let off = usize::try_from(pkt.addr - base).ok()?;
-                        path.template
-                            .encap(buf, off, pkt.len as usize, &params)
-                            .ok()
-                    });
-                    match res {
-                        Some(r) => {
-                            if let Some(f) = self.flows.get_mut(q) {
-                                f.counters.tx_packets += 1;
-                                f.counters.tx_bytes += u64::from(pkt.len);
-                            }
-                            pkt.addr = base + r.start as u64;
-                            pkt.len = u32::try_from(r.len()).unwrap_or(0);
-                            self.stats.sent += 1;
-                            Verdict::Tx(path.port)
-                        }
-                        None => {
-                            self.stats.encap_failed += 1;
-                            Verdict::Drop(DropReason::Oversized)
-                        }
-                    }
-                }
+            pkt.verdict = match departure {
+                Some(d) => self.encap_departure(arena, &mut pkt, queue, &d),
                 None => Verdict::Drop(DropReason::NoRoute),
             };
             out.as_mut_slice()[i] = pkt;
+        }
+    }
+
+    /// A planned flow's packet leaves: its sequence number, the ack-gap
+    /// watch on the path to its destination, MONtra's send and loss
+    /// bookkeeping. `None`: the flow no longer leaves from here.
+    fn flow_departure(&mut self, fi: usize, now: Nanos) -> Option<Departure> {
+        let queue = QueueId::flow(fi);
+        let qlen = self.pacing.queue_len(queue.0);
+        let f = self.flows.get_mut(fi)?;
+        let (Some(o), Some(np)) = (f.origin.as_mut(), f.next_peer) else {
+            return None;
+        };
+        let (seq, evicted) = o.tracker.on_send(now);
+        // Ack-gap detection watches the path to the flow's destination
+        // only: a multi-hop flow's acks come from its last site, not from
+        // the next hop.
+        if f.dest_peer == Some(np)
+            && let Some(pp) = self.peers.get_mut(np)
+            && let Some((pi, _)) = pp.path_for(f.path)
+            && pp.paths[pi].unacked_since.is_none()
+        {
+            pp.paths[pi].unacked_since = Some(now);
+        }
+        o.ctl.on_send(now, qlen == 0);
+        if evicted > 0 && !self.settings.open_loop {
+            let r = o.ctl.on_losses(evicted);
+            self.pacing.set_rate(queue.0, r, now);
+        }
+        Some(Departure {
+            option: FlowOption {
+                flow_id: f.wire_id,
+                seq: seq + 1,
+                timestamp_ns: now,
+            },
+            peer: np,
+            path: f.path,
+        })
+    }
+
+    /// A best-effort packet to `peer` leaves: the peer's best-effort
+    /// sequence number, the peer's default path.
+    fn best_effort_departure(&mut self, peer: usize, now: Nanos) -> Option<Departure> {
+        let s = self.be_seq.get_mut(peer)?;
+        *s += 1;
+        Some(Departure {
+            option: FlowOption {
+                flow_id: super::BEST_EFFORT_FLOW_ID,
+                seq: *s,
+                timestamp_ns: now,
+            },
+            peer,
+            path: None,
+        })
+    }
+
+    /// Encapsulates a departing packet in place on its path's template and
+    /// counts it: `Tx(uplink)`, or a counted drop.
+    fn encap_departure(
+        &mut self,
+        arena: &mut Arena,
+        pkt: &mut Packet,
+        queue: QueueId,
+        d: &Departure,
+    ) -> Verdict {
+        let Some((_, path)) = self.peers.get(d.peer).and_then(|pp| pp.path_for(d.path)) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let base = arena.frame_of(pkt.addr);
+        let params = EncapParams {
+            flow: d.option,
+            entropy: entropy(d.option.flow_id),
+            ..EncapParams::default()
+        };
+        let res = arena.get_mut(base, arena.frame_size()).and_then(|buf| {
+            let off = usize::try_from(pkt.addr - base).ok()?;
+            path.template
+                .encap(buf, off, pkt.len as usize, &params)
+                .ok()
+        });
+        let Some(r) = res else {
+            self.stats.encap_failed += 1;
+            return Verdict::Drop(DropReason::Oversized);
+        };
+        if let Some(f) = self.flows.get_mut(queue.0 as usize) {
+            f.counters.tx_packets += 1;
+            f.counters.tx_bytes += u64::from(pkt.len);
+        }
+        pkt.addr = base + r.start as u64;
+        pkt.len = u32::try_from(r.len()).unwrap_or(0);
+        self.stats.sent += 1;
+        Verdict::Tx(path.port)
+    }
+}
+
+/// What a departing packet carries and where it goes.
+struct Departure {
+    /// Our GENEVE option: flow id, sequence number, timestamp.
+    option: FlowOption,
+    /// Next site (peer index).
+    peer: usize,
+    /// The flow's assigned path (`None`: the peer's default).
+    path: Option<u16>,
+}
+
+/// A pacing queue of the gateway: planned flow `i` is queue `i`; the
+/// best-effort traffic to peer `p` is queue `flows + p`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct QueueId(pub(crate) u32);
+
+/// What a [`QueueId`] paces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Queue {
+    /// Planned flow (index in the configuration).
+    Flow(usize),
+    /// Best-effort traffic to a peer (peer index).
+    BestEffort(usize),
+}
+
+impl QueueId {
+    /// The queue of planned flow `fi`.
+    pub(crate) fn flow(fi: usize) -> Self {
+        Self(u32::try_from(fi).unwrap_or(u32::MAX))
+    }
+    /// The queue of the best-effort traffic to peer `p`, with `nflows`
+    /// planned flows.
+    pub(crate) fn best_effort(nflows: usize, p: usize) -> Self {
+        Self::flow(nflows + p)
+    }
+    /// What this queue paces, with `nflows` planned flows.
+    pub(crate) fn kind(self, nflows: usize) -> Queue {
+        let q = self.0 as usize;
+        if q < nflows {
+            Queue::Flow(q)
+        } else {
+            Queue::BestEffort(q - nflows)
         }
     }
 }

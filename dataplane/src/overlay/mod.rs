@@ -24,8 +24,8 @@
 //! `docs/overlay.md`.
 
 mod ack_emit;
+pub mod failover;
 mod lan_to_wan;
-pub mod paths;
 mod wan_to_lan;
 
 #[cfg(test)]
@@ -45,7 +45,7 @@ use crate::wire::ethernet::MacAddr;
 use crate::wire::geneve::FlowOption;
 use crate::wire::oam::AckEntry;
 use crate::wire::overlay::{EncapParams, OverlayTemplate, TemplateConfig};
-use paths::{PathHealth, PathKind, PeerPath, PeerPaths};
+use failover::{ControlPaths, HealthPolicy, PathHealth, PathKind, PeerPath, PeerPaths};
 
 /// Wire flow id carried by best-effort packets (not a planned flow: no acks).
 pub const BEST_EFFORT_FLOW_ID: u32 = u32::MAX;
@@ -98,15 +98,9 @@ pub struct Settings {
     /// Also keep detour paths through the other peers (waypoints), used
     /// when every direct path to a peer is down.
     pub detours: bool,
-    /// Probe every candidate path this often, ns (0: no probes, no failover).
-    pub probe_interval_ns: u64,
-    /// A path without an echo for this long is down, ns.
-    pub path_down_after_ns: u64,
-    /// Data sent on the active path and no ack from the peer for this
-    /// long: the active path is down at once, ns (0: off).
-    pub ack_gap_ns: u64,
-    /// A better path than the active one takes over after being up this long, ns.
-    pub failback_after_ns: u64,
+    /// The failover reflex's timers and thresholds: probe interval (0: no
+    /// probes, no failover), down after silence, ack gap, failback.
+    pub health: HealthPolicy,
     /// Divide every planned rate by this (a flow's sessions may be spread
     /// over this many workers, each pacing its share). At least 1.
     pub rate_divisor: u32,
@@ -158,10 +152,7 @@ impl Default for Settings {
             neighbours: Vec::new(),
             peer_routes: Vec::new(),
             detours: false,
-            probe_interval_ns: 0,
-            path_down_after_ns: 150_000_000,
-            ack_gap_ns: 0,
-            failback_after_ns: 1_000_000_000,
+            health: HealthPolicy::default(),
             rate_divisor: 1,
             lan_address_v4: None,
             lan_address_v6: None,
@@ -392,7 +383,7 @@ pub struct Gateway {
     /// When the path timers last ran (stall compensation).
     pub(crate) last_path_check: Nanos,
     /// Probe commands, outcomes and events of the control process.
-    pub(crate) control_paths: paths::ControlPaths,
+    pub(crate) control_paths: ControlPaths,
     /// Output buffer of ICMP replies (the offending packet is read from the frame).
     pub(crate) scratch: Box<[u8; 1280]>,
     /// LAN hosts learned from their traffic (direct-mapped by address hash).
@@ -565,7 +556,7 @@ impl Gateway {
             oam_seq: 0,
             next_timer: now,
             last_path_check: 0,
-            control_paths: paths::ControlPaths::default(),
+            control_paths: ControlPaths::default(),
             scratch: Box::new([0u8; 1280]),
             learned: Box::new([None; LEARNED_SLOTS]),
             stats: Stats::default(),

@@ -175,7 +175,7 @@ impl Gateway {
         let pp = peer.and_then(|np| self.peers.get(np));
         let path = if direct_only {
             pp.filter(|_| self.settings.detours)
-                .and_then(super::paths::PeerPaths::direct_up)
+                .and_then(super::failover::PeerPaths::direct_up)
         } else {
             // A planned flow's hop follows its plan: a direct path to the
             // next site while one is up (the active one first); a detour only

@@ -152,6 +152,10 @@ pub struct PacingTable {
     wheel: TimerWheel,
     rng: Rng,
     due: [u32; BATCH_SIZE],
+    /// The flow of each packet the last [`PacingTable::poll`] appended, in order.
+    released: [u32; BATCH_SIZE],
+    /// How many of `released` are valid.
+    n_released: usize,
     max_lag_ns: u64,
     stats: PacingStats,
 }
@@ -179,6 +183,8 @@ impl PacingTable {
             wheel: TimerWheel::new(n, cfg.tick_shift, now_ns)?,
             rng: Rng::new(cfg.seed),
             due: [0; BATCH_SIZE],
+            released: [0; BATCH_SIZE],
+            n_released: 0,
             max_lag_ns: cfg.max_lag_ns,
             stats: PacingStats::default(),
         })
@@ -286,11 +292,13 @@ impl PacingTable {
 
     /// Appends every packet due at `now_ns` to `out` (up to its spare room),
     /// one per due flow, and re-schedules the flows still backlogged. Returns
-    /// how many were appended. Call again while it fills `out`.
+    /// how many were appended; [`PacingTable::released`] names the flow of
+    /// each. Call again while it fills `out`.
     pub fn poll(&mut self, now_ns: u64, out: &mut Batch) -> usize {
         let room = out.spare().min(BATCH_SIZE);
         let n = self.wheel.poll(now_ns, &mut self.due[..room]);
         let mut pushed = 0;
+        self.n_released = 0;
         for i in 0..n {
             let flow = self.due[i];
             let f = flow as usize;
@@ -304,7 +312,9 @@ impl PacingTable {
             self.len[f] = len - 1;
             // `room` <= spare: never fails.
             if out.push(pkt) {
+                self.released[pushed] = flow;
                 pushed += 1;
+                self.n_released = pushed;
             }
             let next = self.pacers[f].on_departure(&mut self.rng, now_ns, self.max_lag_ns);
             if len > 1 && next != u64::MAX {
@@ -313,6 +323,12 @@ impl PacingTable {
         }
         self.stats.sent += pushed as u64;
         pushed
+    }
+
+    /// The flow of each packet the last [`PacingTable::poll`] appended, in
+    /// the order it appended them.
+    pub fn released(&self) -> &[u32] {
+        &self.released[..self.n_released]
     }
 
     /// Removes every queued packet of `flow` (e.g. when the flow is torn
@@ -383,6 +399,38 @@ mod tests {
             assert!(n <= 1);
         }
         times
+    }
+
+    #[test]
+    fn released_names_the_flow_of_every_packet_in_order() {
+        let mut t = table(4, 8, 0);
+        for f in [1u32, 3] {
+            t.set_rate(f, 1000.0, 0);
+            for k in 0..4 {
+                // The tag says which flow the packet was queued on.
+                t.enqueue(f, pkt(u64::from(f) * 100 + k), 0).unwrap();
+            }
+        }
+        let mut out = Batch::new();
+        let mut seen = 0;
+        let mut now = 0;
+        while seen < 8 {
+            now = t.next_wakeup_ns().expect("backlogged flows are scheduled");
+            out.clear();
+            let n = t.poll(now, &mut out);
+            assert_eq!(t.released().len(), n);
+            for (p, &f) in out.as_slice().iter().zip(t.released()) {
+                assert_eq!(
+                    p.addr / 100,
+                    u64::from(f),
+                    "packet released for its own flow"
+                );
+            }
+            seen += n;
+        }
+        out.clear();
+        assert_eq!(t.poll(now, &mut out), 0);
+        assert!(t.released().is_empty(), "an empty poll releases nothing");
     }
 
     #[test]

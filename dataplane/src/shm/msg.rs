@@ -5,6 +5,14 @@
 //!
 //! Decoding never trusts the bytes: an unknown kind, a count larger than the
 //! message holds or a value out of range is a [`DecodeError`], never a panic.
+//!
+//! The failover vocabulary (path references, the special values of an
+//! [`Assignment`], [`PathEventKind`], [`PathTelemetry`]) is the overlay's
+//! (`overlay::failover`): this module re-exports and encodes it.
+
+pub use crate::overlay::failover::{
+    FLOW_MARK_DOWN, FLOW_MARK_UP, FLOW_PEER_DEFAULT, PATH_NONE, PathEventKind, PathTelemetry,
+};
 
 /// Payload words of a [`Msg`].
 pub const MSG_WORDS: usize = 30;
@@ -20,17 +28,6 @@ pub const ASSIGN_PER_MSG: usize = MSG_WORDS;
 pub const PEERS_PER_MSG: usize = MSG_WORDS;
 /// Path records per [`Telemetry::Paths`] message (two words each).
 pub const PATHS_PER_MSG: usize = MSG_WORDS / 2;
-/// "No path": in [`FlowTelemetry::path`] (the flow sends nothing) and in an
-/// [`Assignment`] (the flow follows its peer's default path again).
-pub const PATH_NONE: u32 = u32::MAX;
-/// [`Assignment::flow`] meaning "the peer's default path" (acks,
-/// best-effort traffic and flows without an assignment of their own).
-pub const FLOW_PEER_DEFAULT: u32 = u32::MAX;
-/// [`Assignment::flow`] meaning "the control holds this path down": the
-/// dataplane's reflex (an ack gap elsewhere) will not fall back on it.
-pub const FLOW_MARK_DOWN: u32 = u32::MAX - 1;
-/// [`Assignment::flow`] meaning "the control holds this path usable again".
-pub const FLOW_MARK_UP: u32 = u32::MAX - 2;
 
 /// One slot of a control ring. `#[repr(C)]`, 256 bytes, integers only, no
 /// padding: any bit pattern is a valid `Msg` (and decodes to a value or an
@@ -286,49 +283,20 @@ pub struct PeerTelemetry {
     pub switches: u16,
 }
 
-/// One candidate path of the dataplane (what a path reference means).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct PathTelemetry {
-    /// Path reference (`peer << 16 | index`).
-    pub path: u32,
-    /// Local uplink (`Config::uplinks` index).
-    pub uplink: u16,
-    /// Waypoint peer index, or `u16::MAX` for a direct path.
-    pub via: u16,
-    /// Index of the outer destination in the gateway list of the peer it
-    /// is sent to (the waypoint's for a detour).
-    pub remote: u16,
-    /// The dataplane's own view: usable.
-    pub up: bool,
-    /// Whether traffic to the peer rides it by default now.
-    pub active: bool,
-    /// Smoothed probe round-trip time, microseconds (0: none yet).
-    pub srtt_us: u32,
-}
-
-/// What the dataplane saw happen to a path.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PathEventKind {
-    /// Data went out on it and no ack came back for the ack-gap time: the
-    /// dataplane moved its flows off it at once (the fastest signal).
-    AckGap,
-    /// It answered again after being down.
-    Up,
-}
-
-impl PathEventKind {
-    fn code(self) -> u64 {
-        match self {
-            PathEventKind::AckGap => 1,
-            PathEventKind::Up => 2,
-        }
+/// The wire code of a path event.
+fn event_code(e: PathEventKind) -> u64 {
+    match e {
+        PathEventKind::AckGap => 1,
+        PathEventKind::Up => 2,
     }
-    fn from_code(c: u64) -> Result<Self, DecodeError> {
-        match c {
-            1 => Ok(PathEventKind::AckGap),
-            2 => Ok(PathEventKind::Up),
-            _ => Err(DecodeError::Field),
-        }
+}
+
+/// The path event of a wire code.
+fn event_from_code(c: u64) -> Result<PathEventKind, DecodeError> {
+    match c {
+        1 => Ok(PathEventKind::AckGap),
+        2 => Ok(PathEventKind::Up),
+        _ => Err(DecodeError::Field),
     }
 }
 
@@ -633,7 +601,7 @@ impl Telemetry {
             Telemetry::PathEvent { path, event, at_ns } => {
                 m.kind = kind::PATH_EVENT;
                 m.w[0] = u64::from(path);
-                m.w[1] = event.code();
+                m.w[1] = event_code(event);
                 m.w[2] = at_ns;
             }
             Telemetry::Counters { worker, words } => {
@@ -749,7 +717,7 @@ impl Telemetry {
             }
             kind::PATH_EVENT => Ok(Telemetry::PathEvent {
                 path: u32::try_from(m.w[0]).map_err(|_| DecodeError::Field)?,
-                event: PathEventKind::from_code(m.w[1])?,
+                event: event_from_code(m.w[1])?,
                 at_ns: m.w[2],
             }),
             kind::COUNTERS => Ok(Telemetry::Counters {

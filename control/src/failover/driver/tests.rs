@@ -3,18 +3,20 @@
 //! assigned paths; time is simulated in 5 ms steps.
 
 use mongate_dataplane::config::Config;
-use mongate_dataplane::shm::Command;
-use mongate_dataplane::shm::msg::{
-    FLOW_PEER_DEFAULT, FlowTelemetry, PATH_NONE, PathEventKind, PathTelemetry,
+use mongate_dataplane::overlay::failover::{
+    CONTROL_LEASE_NS, FLOW_MARK_DOWN, FLOW_MARK_UP, FLOW_PEER_DEFAULT, PATH_NONE, PathEventKind,
+    PathTelemetry,
 };
+use mongate_dataplane::shm::Command;
+use mongate_dataplane::shm::msg::FlowTelemetry;
 use proptest::prelude::*;
 
-use super::{PathDriver, site_path_config};
-use crate::paths::{MS, Nanos, SEC};
+use super::{FailoverDriver, site_path_config};
+use crate::failover::{MS, Nanos, SEC};
 
 /// Site A of the triangle with two uplinks; C has two gateway addresses.
 fn cfg() -> Config {
-    let text = super::super::tests::SITE_A
+    let text = crate::run::tests::SITE_A
         .replace(
             r#"backend = "io_uring"
 "#,
@@ -75,7 +77,7 @@ struct Link {
 }
 
 struct World {
-    d: PathDriver,
+    d: FailoverDriver,
     now: Nanos,
     links: std::collections::BTreeMap<u32, Link>,
     /// Probe results due: (at, id, path, received, rtt).
@@ -94,7 +96,7 @@ struct World {
 impl World {
     fn new() -> Self {
         let c = cfg();
-        let d = PathDriver::new(&c, site_path_config(&c), 7, 0).unwrap();
+        let d = FailoverDriver::new(&c, site_path_config(&c), 7, 0).unwrap();
         let mut w = World {
             d,
             now: 0,
@@ -166,10 +168,10 @@ impl World {
             };
             for a in &items[..usize::try_from(count).unwrap()] {
                 match a.flow {
-                    mongate_dataplane::shm::msg::FLOW_MARK_DOWN => {
+                    FLOW_MARK_DOWN => {
                         assert!(self.held_down.insert(a.path), "marked down twice");
                     }
-                    mongate_dataplane::shm::msg::FLOW_MARK_UP => {
+                    FLOW_MARK_UP => {
                         self.held_down.remove(&a.path);
                     }
                     f => panic!("not a mark: {f}"),
@@ -240,6 +242,15 @@ impl World {
         }
         None
     }
+}
+
+/// The manager probes every path that is up more often than the dataplane's lease lasts (jitter
+/// included), so a live control holds the lease and the dataplane's own probes stay paused.
+#[test]
+fn the_managers_probes_renew_the_dataplanes_lease() {
+    let p = site_path_config(&cfg());
+    let jitter = p.health.probe_interval_ns / 100 * u64::from(p.probe_jitter_pct);
+    assert!(p.health.probe_interval_ns + jitter < CONTROL_LEASE_NS);
 }
 
 #[test]

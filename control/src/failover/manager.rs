@@ -690,7 +690,7 @@ impl PathManager {
     fn interval(&mut self, pi: usize) -> Nanos {
         let e = &self.paths[pi];
         let base = match e.health.state() {
-            PathState::Up => self.cfg.probe_interval_up,
+            PathState::Up => self.cfg.health.probe_interval_ns,
             PathState::Suspect => self.cfg.probe_interval_suspect,
             PathState::Down if e.health.consecutive_successes() > 0 => {
                 self.cfg.probe_interval_recovering
@@ -1001,13 +1001,13 @@ impl PathManager {
         {
             return;
         }
-        let hold = self.cfg.return_hold;
+        let policy = self.cfg.health;
         let clean = self.cfg.return_clean_probes;
         let best = self
             .ranked(d, |e| {
                 e.health.state() == PathState::Up
                     && self.uplinks[e.uplink].carrier_up
-                    && now.saturating_sub(e.health.since()) >= hold
+                    && policy.failback_due(e.health.since(), now)
                     && e.history.last_all_ok(clean)
             })
             .first()

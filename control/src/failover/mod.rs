@@ -1,4 +1,7 @@
-//! MONET path selection for a site gateway (see `docs/paths.md`).
+//! Failover: MONET path selection for a site gateway, the control's side (see `docs/paths.md`).
+//! Where a failover is decided: here (the manager and its driver) and in the dataplane's reflex
+//! (`mongate_dataplane::overlay::failover`), which acts alone on an ack gap, and on everything
+//! when no control holds its lease.
 //!
 //! A *path* toward a destination site is (local uplink, optional waypoint site, remote
 //! address). The [`PathManager`] keeps per-path health (up / suspect / down with hysteresis),
@@ -10,11 +13,14 @@
 //! - which paths PFO should treat as failed or degraded ([`Action::ReportLinks`]).
 //!
 //! Modules: [`ids`], [`config`], [`health`] (state machine), [`estimate`] (RTT, loss, history),
-//! [`rank`], [`budget`], [`manager`], [`rng`], and [`sim`], a deterministic failure-trace
-//! simulator comparing the manager with a single-path gateway.
+//! [`rank`], [`budget`], [`manager`], [`rng`], [`driver`] (the manager driven by the live
+//! dataplane: path records, probe commands and results, path events, assignments), and [`sim`],
+//! a deterministic failure-trace simulator comparing the manager with a single-path gateway.
+//! The timers both sides decide by are one type, [`HealthPolicy`] (`PathConfig::health`).
 
 pub mod budget;
 pub mod config;
+pub mod driver;
 pub mod estimate;
 pub mod health;
 pub mod ids;
@@ -25,6 +31,8 @@ pub mod rng;
 pub mod sim;
 
 pub use config::{ConfigError, PathConfig, UplinkConfig};
+pub use driver::{DriverStats, FailoverDriver, site_path_config};
 pub use health::PathState;
 pub use ids::{AddrId, MS, Nanos, PathId, PathKey, SEC, SiteId, UplinkId};
 pub use manager::{Action, PathManager, PathStats, PathView};
+pub use mongate_dataplane::overlay::failover::HealthPolicy;

@@ -1,12 +1,13 @@
-//! The MONET path manager ([`crate::paths::PathManager`]) driven by the live dataplane: pure
-//! glue, time as an argument, no I/O (the loop in [`super::io`] moves the messages).
+//! The failover driver: the MONET path manager ([`PathManager`]) driven by the live dataplane's
+//! failover reflex (`mongate_dataplane::overlay::failover`): pure glue, time as an argument, no
+//! I/O (the loop in [`crate::run::io`] moves the messages).
 //!
-//! - **What the paths are** comes from the dataplane ([`Telemetry::Paths`]): each candidate
+//! - **What the paths are** comes from the dataplane ([`Telemetry::Paths`](mongate_dataplane::shm::Telemetry::Paths)): each candidate
 //!   (local uplink, optional waypoint peer, remote address) toward a peer, named by its
 //!   reference `peer << 16 | index`. Every new reference is registered with the manager (a new
 //!   destination starts a race at once).
 //! - **Probes**: the manager's [`Action::Probe`] becomes a [`Command::Probe`] of one probe whose
-//!   id carries (path id, sequence number); the dataplane's [`Telemetry::ProbeResult`] becomes a
+//!   id carries (path id, sequence number); the dataplane's [`Telemetry::ProbeResult`](mongate_dataplane::shm::Telemetry::ProbeResult) becomes a
 //!   reply (with the dataplane's RTT) or a timeout.
 //! - **Failure signals**: the dataplane's ack gap ([`PathEventKind::AckGap`]) makes the path
 //!   suspect at once; per-flow acks and losses, summed per path over windows of at least
@@ -23,13 +24,13 @@
 use std::collections::BTreeMap;
 
 use mongate_dataplane::config::Config;
-use mongate_dataplane::shm::Command;
-use mongate_dataplane::shm::msg::{
-    ASSIGN_PER_MSG, Assignment, FLOW_MARK_DOWN, FLOW_MARK_UP, FLOW_PEER_DEFAULT, FlowTelemetry,
-    PATH_NONE, PathEventKind, PathTelemetry,
+use mongate_dataplane::overlay::failover::{
+    FLOW_MARK_DOWN, FLOW_MARK_UP, FLOW_PEER_DEFAULT, PATH_NONE, PathEventKind, PathTelemetry,
 };
+use mongate_dataplane::shm::Command;
+use mongate_dataplane::shm::msg::{ASSIGN_PER_MSG, Assignment, FlowTelemetry};
 
-use crate::paths::{
+use super::{
     Action, AddrId, ConfigError, MS, Nanos, PathConfig, PathId, PathKey, PathManager, PathState,
     SiteId, UplinkConfig, UplinkId,
 };
@@ -61,7 +62,7 @@ pub struct DriverStats {
 }
 
 /// Path decisions for the dataplane of one site.
-pub struct PathDriver {
+pub struct FailoverDriver {
     mgr: PathManager,
     npeers: usize,
     nuplinks: usize,
@@ -141,7 +142,7 @@ fn probe_id(p: PathId, seq: u32) -> u64 {
     u64::from(p.0) << 32 | u64::from(seq)
 }
 
-impl PathDriver {
+impl FailoverDriver {
     /// A driver for the site `config` describes.
     pub fn new(
         config: &Config,

@@ -1,6 +1,8 @@
 //! Configuration of the path manager, with defaults tuned for site gateways whose paths have
 //! RTTs of a few to a few hundred milliseconds. See `docs/paths.md` for the reasoning.
 
+use mongate_dataplane::overlay::failover::HealthPolicy;
+
 use super::ids::{MS, Nanos, SEC, UplinkId};
 
 /// One local uplink: its capacity (for the probe budget) and its configured cost.
@@ -26,14 +28,15 @@ pub struct PathConfig {
     pub suspect_clear_successes: u32,
     /// Suspect -> down after this many consecutive failures (K).
     pub down_after_failures: u32,
-    /// Suspect -> down after this long without a success (T).
-    pub down_after_silence: Nanos,
+    /// The timers the dataplane's reflex decides by too: background probe interval of an up path
+    /// (also the active one), suspect -> down after `down_after_ns` without a success (T), return
+    /// to a better path only once it has been up `failback_after_ns`. `ack_gap_ns` is not used
+    /// here: the dataplane times ack gaps and reports them as path events.
+    pub health: HealthPolicy,
     /// Down -> up needs this many consecutive successes (M) ...
     pub recover_successes: u32,
     /// ... spread over at least this long (first to last success of the run).
     pub recover_min_time: Nanos,
-    /// Background probe interval of an up path (also the active one).
-    pub probe_interval_up: Nanos,
     /// Background probe interval of a suspect path.
     pub probe_interval_suspect: Nanos,
     /// Probe interval of a down path that has started answering (recovery check).
@@ -79,9 +82,8 @@ pub struct PathConfig {
     pub unknown_rtt: Nanos,
     /// Cost added when ranking a path through a waypoint (relaying, extra state).
     pub waypoint_penalty: Nanos,
-    /// Return to a better path only once it has been up this long ...
-    pub return_hold: Nanos,
-    /// ... and its rank cost is below `(1 - margin)` times the active path's.
+    /// Return to a better path only once it has been up `health.failback_after_ns`, and its rank
+    /// cost is below `(1 - margin)` times the active path's.
     pub return_margin: f64,
     /// ... and its last this many probes were all answered.
     pub return_clean_probes: u32,
@@ -111,10 +113,14 @@ impl Default for PathConfig {
             history_len: 32,
             suspect_clear_successes: 2,
             down_after_failures: 3,
-            down_after_silence: 2 * SEC,
+            health: HealthPolicy {
+                probe_interval_ns: SEC,
+                down_after_ns: 2 * SEC,
+                ack_gap_ns: 0,
+                failback_after_ns: 10 * SEC,
+            },
             recover_successes: 3,
             recover_min_time: SEC,
-            probe_interval_up: SEC,
             probe_interval_suspect: 200 * MS,
             probe_interval_recovering: 500 * MS,
             probe_interval_down_min: SEC,
@@ -137,7 +143,6 @@ impl Default for PathConfig {
             degrade_loss: 0.2,
             unknown_rtt: 100 * MS,
             waypoint_penalty: 10 * MS,
-            return_hold: 10 * SEC,
             return_margin: 0.2,
             return_clean_probes: 32,
             min_dwell: 5 * SEC,
@@ -196,11 +201,11 @@ impl PathConfig {
         )?;
         bad(self.recover_successes == 0, "recover_successes must be > 0")?;
         bad(
-            self.down_after_silence == 0,
-            "down_after_silence must be > 0",
+            self.health.down_after_ns == 0,
+            "health.down_after_ns must be > 0",
         )?;
         bad(
-            self.probe_interval_up == 0
+            self.health.probe_interval_ns == 0
                 || self.probe_interval_suspect == 0
                 || self.probe_interval_recovering == 0
                 || self.probe_interval_down_min == 0,

@@ -1,10 +1,12 @@
 //! MONET path manager against failure traces (deterministic simulation, see docs/paths.md).
 //!
-//! Run with `cargo test -p mongate-control --test paths_sim -- --nocapture` to see the figures.
+//! Run with `cargo test -p mongate-control --test failover_sim -- --nocapture` to see the figures.
 
-use mongate_control::paths::sim::TraceParams;
-use mongate_control::paths::sim::{self, Fault, FaultKind, SimConfig, SimReport, Topology, Trace};
-use mongate_control::paths::{MS, Nanos, SEC};
+use mongate_control::failover::sim::TraceParams;
+use mongate_control::failover::sim::{
+    self, Fault, FaultKind, SimConfig, SimReport, Topology, Trace,
+};
+use mongate_control::failover::{MS, Nanos, SEC};
 
 fn outage(topo: &Topology, hop: &str, start: Nanos, end: Nanos, carrier: bool) -> Fault {
     Fault {
@@ -156,7 +158,7 @@ fn silent_access_outage_fails_over_fast_and_returns() {
         .find(|m| m.0 >= 180 * SEC)
         .expect("traffic returns");
     assert!(topo.preferred.contains(&back.2));
-    // Hysteresis: not before the repaired path proved itself (return_hold).
+    // Hysteresis: not before the repaired path proved itself (health.failback_after_ns).
     assert!(back.0 >= 190 * SEC, "returned at {} ms", back.0 / MS);
     assert!(r.final_active.is_some_and(|a| topo.preferred.contains(&a)));
 }

@@ -3,7 +3,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::paths::ids::AddrId;
+use crate::failover::ids::AddrId;
 
 const DST: SiteId = SiteId(2);
 
@@ -326,7 +326,7 @@ fn return_to_repaired_path_waits_for_hold_and_clean_history() {
     assert_eq!(back.len(), 1, "exactly one move back: {back:?}");
     assert!(matches!(back[0].2, PathId(0 | 1)));
     assert!(
-        back[0].0 >= repair + m.config().return_hold,
+        back[0].0 >= repair + m.config().health.failback_after_ns,
         "returned too early"
     );
     // The down path was explored with backoff: few probes while down.

@@ -14,7 +14,7 @@
 //!                                                          +------+
 //! ```
 //!
-//! S = `suspect_clear_successes`, K = `down_after_failures`, T = `down_after_silence`,
+//! S = `suspect_clear_successes`, K = `down_after_failures`, T = `health.down_after_ns`,
 //! M = `recover_successes`, R = `recover_min_time`. A failure in the middle of a recovery run
 //! restarts it, so a path that answers only now and then never comes back up (no flapping).
 
@@ -157,7 +157,7 @@ impl Health {
     pub fn silence_deadline(&self, cfg: &PathConfig) -> Option<Nanos> {
         (self.state == PathState::Suspect).then(|| {
             let base = self.last_success.map_or(self.since, |s| s.max(self.since));
-            base.saturating_add(cfg.down_after_silence)
+            cfg.health.silence_deadline(base)
         })
     }
 
@@ -212,8 +212,8 @@ mod tests {
     fn silence_and_carrier() {
         let cfg = PathConfig::default();
         let mut h = Health::new(0);
-        assert!(!h.tick(cfg.down_after_silence - 1, &cfg));
-        assert!(h.tick(cfg.down_after_silence, &cfg));
+        assert!(!h.tick(cfg.health.down_after_ns - 1, &cfg));
+        assert!(h.tick(cfg.health.down_after_ns, &cfg));
         assert_eq!(h.state(), PathState::Down);
         assert_eq!(h.silence_deadline(&cfg), None);
         let mut h = Health::new(0);

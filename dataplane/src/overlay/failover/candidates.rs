@@ -1,0 +1,371 @@
+//! The candidate paths of each peer: their health, the active one, the
+//! path a flow rides, acks vouching for a path, holds of the flows that
+//! move, and the public views.
+
+use core::net::IpAddr;
+
+use super::{HealthPolicy, PATH_NONE, PathTelemetry, path_ref, split_path_ref};
+use crate::engine::Nanos;
+use crate::overlay::{Gateway, Role, queue_u32};
+use crate::wire::overlay::OverlayTemplate;
+
+/// Longest hold of a moving flow (see [`Gateway::hold_for_move`]).
+const MAX_HOLD_NS: u64 = 100_000_000;
+
+/// One-way delay estimate of a path from its probes: half the smoothed RTT;
+/// a detour's probes are answered by the waypoint, so the first leg's RTT
+/// stands for the whole one-way trip (two legs). Capped; 0 without samples.
+fn one_way_estimate(p: &PeerPath) -> u64 {
+    let srtt = p.health.srtt_ns;
+    let owd = match p.kind {
+        PathKind::Direct => srtt / 2,
+        PathKind::Via(_) => srtt,
+    };
+    owd.min(MAX_HOLD_NS)
+}
+
+/// How a candidate path reaches its peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathKind {
+    /// Straight to one of the peer's addresses.
+    Direct,
+    /// Through this peer (index) as a waypoint.
+    Via(usize),
+}
+
+/// What the probes and acks say of a path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PathHealth {
+    /// Usable.
+    pub up: bool,
+    /// Last echo received (or the start).
+    pub last_echo: Nanos,
+    /// Last probe sent.
+    pub last_probe: Nanos,
+    /// Since when up (failback hysteresis).
+    pub up_since: Nanos,
+    /// Smoothed round-trip time of probes, ns (0: none yet).
+    pub srtt_ns: u64,
+    /// Probes sent.
+    pub probes_sent: u64,
+    /// Echoes received.
+    pub echoes: u64,
+    /// Bytes of probes sent (outer frames).
+    pub probe_bytes: u64,
+    /// Times it went down.
+    pub downs: u64,
+}
+
+/// One candidate path to a peer.
+#[derive(Clone, Debug)]
+pub(crate) struct PeerPath {
+    pub(crate) template: OverlayTemplate,
+    pub(crate) port: u16,
+    /// Largest inner frame the path carries.
+    pub(crate) max_inner: usize,
+    pub(crate) kind: PathKind,
+    /// Local uplink (`Config::uplinks` index).
+    pub(crate) uplink: u16,
+    /// Index of `remote` in the gateway list of the peer it is sent to.
+    pub(crate) remote_index: u16,
+    /// Outer destination.
+    pub(crate) remote: IpAddr,
+    pub(crate) health: PathHealth,
+    /// First data packet sent on it since the last ack of a flow riding it.
+    pub(crate) unacked_since: Option<Nanos>,
+}
+
+/// The candidates of one peer and the one in use.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PeerPaths {
+    pub(crate) paths: Vec<PeerPath>,
+    pub(crate) active: Option<usize>,
+    /// Path switches so far.
+    pub(crate) switches: u64,
+    /// When the last switch happened.
+    pub(crate) last_switch: Nanos,
+    /// Last ack (any OAM ack message) from this peer.
+    pub(crate) last_ack: Nanos,
+    /// The candidate this peer's data last arrived by (port, outer source),
+    /// reversed: acks go back the way the data came (the sender just chose
+    /// that path and watches its acks), while it is up.
+    pub(crate) ack_path: Option<u16>,
+    pub(crate) ack_key: Option<(u16, IpAddr)>,
+}
+
+/// A path's public view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathView {
+    /// Kind.
+    pub kind: PathKind,
+    /// Worker port it leaves on.
+    pub port: u16,
+    /// Outer destination.
+    pub remote: IpAddr,
+    /// Health.
+    pub health: PathHealth,
+    /// Whether traffic to the peer rides it now.
+    pub active: bool,
+}
+
+impl PeerPaths {
+    /// The path traffic rides now.
+    #[inline]
+    pub(crate) fn active_path(&self) -> Option<&PeerPath> {
+        self.active.and_then(|i| self.paths.get(i))
+    }
+
+    /// The path a flow assigned to candidate `assigned` rides: that one while
+    /// it is up, else the active one.
+    #[inline]
+    pub(crate) fn path_for(&self, assigned: Option<u16>) -> Option<(usize, &PeerPath)> {
+        if let Some(a) = assigned {
+            let i = usize::from(a);
+            if let Some(p) = self.paths.get(i)
+                && p.health.up
+            {
+                return Some((i, p));
+            }
+        }
+        let i = self.active?;
+        Some((i, self.paths.get(i)?))
+    }
+
+    /// The first direct path that is up (for relaying detours: never a detour).
+    pub(crate) fn direct_up(&self) -> Option<&PeerPath> {
+        if let Some(p) = self.active_path()
+            && p.kind == PathKind::Direct
+            && p.health.up
+        {
+            return Some(p);
+        }
+        self.paths
+            .iter()
+            .find(|p| p.kind == PathKind::Direct && p.health.up)
+    }
+
+    /// Re-evaluates which path is active; `failback`: also return to a
+    /// better path that stayed up the policy's failback time (off while a
+    /// control process decides).
+    /// Returns `(old, new)` when it moved off a path that still works (a
+    /// failback): the caller holds the flows that move (see
+    /// [`Gateway::hold_for_move`]).
+    pub(super) fn select(
+        &mut self,
+        now: Nanos,
+        policy: &HealthPolicy,
+        failback: bool,
+    ) -> Option<(usize, usize)> {
+        let best_up = self.paths.iter().position(|p| p.health.up);
+        let cur = self.active;
+        let next = match (cur, best_up) {
+            (_, None) => cur, // nothing up: keep the last (it may come back)
+            (None, Some(b)) => Some(b),
+            (Some(c), Some(b)) => {
+                let c_up = self.paths.get(c).is_some_and(|p| p.health.up);
+                let back =
+                    failback && b < c && policy.failback_due(self.paths[b].health.up_since, now);
+                if !c_up || back { Some(b) } else { Some(c) }
+            }
+        };
+        if next == cur {
+            return None;
+        }
+        self.set_active(next, now);
+        let (c, n) = (cur?, next?);
+        self.paths.get(c).filter(|p| p.health.up).map(|_| (c, n))
+    }
+
+    pub(super) fn set_active(&mut self, next: Option<usize>, now: Nanos) {
+        self.active = next;
+        self.switches += 1;
+        self.last_switch = now;
+        if let Some(p) = next.and_then(|i| self.paths.get_mut(i)) {
+            p.unacked_since = None;
+        }
+    }
+}
+
+impl Gateway {
+    /// Candidate paths of every peer, with their health.
+    pub fn paths(&self, peer: usize) -> Vec<PathView> {
+        self.peers.get(peer).map_or_else(Vec::new, |pp| {
+            pp.paths
+                .iter()
+                .enumerate()
+                .map(|(i, p)| PathView {
+                    kind: p.kind,
+                    port: p.port,
+                    remote: p.remote,
+                    health: p.health,
+                    active: pp.active == Some(i),
+                })
+                .collect()
+        })
+    }
+
+    /// Calls `f` with the telemetry record of every candidate path.
+    pub fn for_each_path(&self, mut f: impl FnMut(PathTelemetry)) {
+        for (pi, pp) in self.peers.iter().enumerate() {
+            for (i, p) in pp.paths.iter().enumerate() {
+                f(PathTelemetry {
+                    path: path_ref(pi, i),
+                    uplink: p.uplink,
+                    via: match p.kind {
+                        PathKind::Direct => u16::MAX,
+                        PathKind::Via(w) => u16::try_from(w).unwrap_or(u16::MAX),
+                    },
+                    remote: p.remote_index,
+                    up: p.health.up,
+                    active: pp.active == Some(i),
+                    srtt_us: u32::try_from(p.health.srtt_ns / 1000).unwrap_or(u32::MAX),
+                });
+            }
+        }
+    }
+
+    /// `(direct paths, of which up, switches)` toward `peer`.
+    pub fn peer_summary(&self, peer: usize) -> Option<(usize, usize, u64)> {
+        let pp = self.peers.get(peer)?;
+        let direct = pp.paths.iter().filter(|p| p.kind == PathKind::Direct);
+        let total = direct.clone().count();
+        let up = direct.filter(|p| p.health.up).count();
+        Some((total, up, pp.switches))
+    }
+
+    /// Number of peers.
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Path switches toward `peer` so far.
+    pub fn path_switches(&self, peer: usize) -> u64 {
+        self.peers.get(peer).map_or(0, |p| p.switches)
+    }
+
+    /// The path flow `fi` rides now (`peer << 16 | index`), or [`PATH_NONE`]
+    /// (it does not start here, or its peer has no path).
+    pub fn flow_path(&self, fi: usize) -> u32 {
+        let Some(f) = self.flows.get(fi) else {
+            return PATH_NONE;
+        };
+        if f.role != Role::Origin {
+            return PATH_NONE;
+        }
+        f.next_peer
+            .and_then(|np| Some((np, self.peers.get(np)?.path_for(f.path)?.0)))
+            .map_or(PATH_NONE, |(np, i)| path_ref(np, i))
+    }
+
+    /// Notes an ack message from the gateway at `src` (flows unknown):
+    /// every path to that peer is vouched for.
+    pub(crate) fn note_ack_from(&mut self, src: IpAddr, now: Nanos) {
+        if let Some(pi) = self.peer_index_of_gateway(src)
+            && let Some(pp) = self.peers.get_mut(pi)
+        {
+            pp.last_ack = now;
+            for p in &mut pp.paths {
+                p.unacked_since = None;
+            }
+        }
+    }
+
+    /// Notes an ack message from peer `pi`.
+    pub(crate) fn note_ack_from_peer(&mut self, pi: usize, now: Nanos) {
+        if let Some(pp) = self.peers.get_mut(pi) {
+            pp.last_ack = now;
+        }
+    }
+
+    /// Data of flow `fi` (ending here) arrived on `port` from `src`: its
+    /// acks go back by the candidate that reverses that hop.
+    #[inline]
+    pub(crate) fn note_data_arrival(&mut self, fi: usize, port: u16, src: IpAddr) {
+        let Some(pp) = self
+            .flows
+            .get(fi)
+            .and_then(|f| f.src_peer)
+            .and_then(|sp| self.peers.get_mut(sp))
+        else {
+            return;
+        };
+        if pp.ack_key == Some((port, src)) {
+            return;
+        }
+        pp.ack_key = Some((port, src));
+        pp.ack_path = pp
+            .paths
+            .iter()
+            .position(|c| c.port == port && c.remote == src)
+            .and_then(|i| u16::try_from(i).ok());
+    }
+
+    /// Notes an ack entry of flow `fi`: the path it rides works.
+    pub(crate) fn note_flow_acked(&mut self, fi: usize) {
+        let Some(f) = self.flows.get(fi) else { return };
+        let assigned = f.path;
+        if let Some(pp) = f.next_peer.and_then(|np| self.peers.get_mut(np))
+            && let Some((i, _)) = pp.path_for(assigned)
+        {
+            pp.paths[i].unacked_since = None;
+        }
+    }
+
+    /// The peer one of whose gateway addresses is `addr`.
+    pub(crate) fn peer_index_of_gateway(&self, addr: IpAddr) -> Option<usize> {
+        self.cfg
+            .peers
+            .iter()
+            .position(|p| p.gateways.contains(&addr))
+    }
+
+    /// Holds the flows of this site that move, toward `peer`, from
+    /// candidate `old` (still working) to `new`, for the difference of the
+    /// two paths' one-way delays, so their first packets on `new` cannot
+    /// overtake their last ones on `old` (a burst of reordering the inner
+    /// TCP would read as loss). `only`: that flow alone; else the flows
+    /// that follow the peer's default path. Nothing to do on a failover
+    /// (the old path's packets are lost anyway) or without RTT samples.
+    pub(crate) fn hold_for_move(
+        &mut self,
+        peer: usize,
+        old: usize,
+        new: usize,
+        only: Option<usize>,
+        now: Nanos,
+    ) {
+        let Some(pp) = self.peers.get(peer) else {
+            return;
+        };
+        let (Some(o), Some(n)) = (pp.paths.get(old), pp.paths.get(new)) else {
+            return;
+        };
+        if old == new || !o.health.up {
+            return;
+        }
+        let d = one_way_estimate(o).saturating_sub(one_way_estimate(n));
+        if d == 0 {
+            return;
+        }
+        for fi in 0..self.flows.len() {
+            let f = &self.flows[fi];
+            if f.role != Role::Origin || f.next_peer != Some(peer) {
+                continue;
+            }
+            let moves = match only {
+                Some(x) => x == fi,
+                None => f.path.is_none(),
+            };
+            if moves {
+                self.pacing.hold(queue_u32(fi), now.saturating_add(d));
+            }
+        }
+    }
+
+    /// A path reference naming an existing candidate.
+    pub(super) fn checked_ref(&self, r: u32) -> Option<(usize, usize)> {
+        let (peer, i) = split_path_ref(r);
+        self.peers.get(peer)?.paths.get(i)?;
+        Some((peer, i))
+    }
+}

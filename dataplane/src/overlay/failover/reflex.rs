@@ -1,0 +1,112 @@
+//! The dataplane's failover reflex: its own path timers. An ack gap takes
+//! a path down at once, control or not; without a control's lease it also
+//! probes every candidate, declares a silent path down and fails back to a
+//! better path that stayed up (the [`HealthPolicy`](super::HealthPolicy)
+//! of the settings).
+
+use super::{PathEventKind, path_ref};
+use crate::engine::{Arena, Batch, Nanos};
+use crate::overlay::Gateway;
+
+/// A gap between two runs of the path timers longer than this is a stall
+/// of this worker, not of the paths (the timers run every loop iteration).
+const STALL_NS: u64 = 10_000_000;
+
+impl Gateway {
+    /// Probe timers and failure detection; emits due probes into `out`.
+    /// The control's probe commands run whatever the settings; the
+    /// dataplane's own probing and failover only with a probe interval.
+    pub(crate) fn path_timers(&mut self, now: Nanos, arena: &mut Arena, out: &mut Batch) {
+        if self.control_drives_paths(now) {
+            self.control_paths.was_driven = true;
+            if self.settings.health.probe_interval_ns > 0 {
+                // Ack gaps only (the local timers skip the rest).
+                let _ = self.local_path_timers(now, arena, out);
+            }
+        } else if self.settings.health.probe_interval_ns > 0
+            && !self.local_path_timers(now, arena, out)
+        {
+            return;
+        }
+        self.control_probe_timers(now, arena, out);
+    }
+
+    /// The dataplane's own probes and failure detection; false when the
+    /// batch or the frame reserve ran out.
+    fn local_path_timers(&mut self, now: Nanos, arena: &mut Arena, out: &mut Batch) -> bool {
+        let policy = self.settings.health;
+        let interval = policy.probe_interval_ns;
+        let ack_gap = policy.ack_gap_ns;
+        let local = !self.control_drives_paths(now);
+        // Time this stage did not run (the worker was descheduled) is not
+        // silence from the paths: their echoes and acks wait in our receive
+        // ring. Shift the detection baselines past the stall.
+        let last = core::mem::replace(&mut self.last_path_check, now);
+        let stall = now.saturating_sub(last);
+        // Back from a control's lease: our probes were paused, so the echo
+        // baselines are stale; give every path a fresh probe interval
+        // before silence counts.
+        if local && core::mem::replace(&mut self.control_paths.was_driven, false) {
+            for pp in &mut self.peers {
+                for p in &mut pp.paths {
+                    p.health.last_echo = now;
+                    p.health.last_probe = 0;
+                }
+            }
+        }
+        if last != 0 && stall > STALL_NS {
+            for pp in &mut self.peers {
+                for p in &mut pp.paths {
+                    if let Some(u) = p.unacked_since.as_mut() {
+                        *u = u.saturating_add(stall).min(now);
+                    }
+                    p.health.last_echo = p.health.last_echo.saturating_add(stall).min(now);
+                }
+            }
+        }
+        for peer in 0..self.peers.len() {
+            // Ack gap on a path that carries data: data went out, no ack
+            // came back. The dataplane's own reflex, control or not.
+            for i in 0..self.peers[peer].paths.len() {
+                let p = &mut self.peers[peer].paths[i];
+                if ack_gap > 0
+                    && p.health.up
+                    && let Some(since) = p.unacked_since
+                    && now.saturating_sub(since) > ack_gap
+                {
+                    p.health.up = false;
+                    p.health.downs += 1;
+                    p.unacked_since = None;
+                    self.stats.ack_gap_failovers += 1;
+                    self.push_event(path_ref(peer, i), PathEventKind::AckGap, now);
+                }
+            }
+            let pp = &mut self.peers[peer];
+            if local {
+                for p in &mut pp.paths {
+                    if p.health.up && now > policy.silence_deadline(p.health.last_echo) {
+                        p.health.up = false;
+                        p.health.downs += 1;
+                    }
+                }
+            }
+            if let Some((o, n)) = pp.select(now, &policy, local) {
+                self.hold_for_move(peer, o, n, None, now);
+            }
+            if !local {
+                continue;
+            }
+            for i in 0..self.peers[peer].paths.len() {
+                if now.saturating_sub(self.peers[peer].paths[i].health.last_probe) < interval {
+                    continue;
+                }
+                let seq = self.peers[peer].paths[i].health.probes_sent;
+                let seq = u32::try_from(seq & 0x7FFF_FFFF).unwrap_or(0);
+                if !self.send_probe(peer, i, seq, now, arena, out) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}

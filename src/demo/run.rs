@@ -1,0 +1,686 @@
+//! The demo's phases, in the order [`run`] calls them: check the options,
+//! build the sites (topology, PFO instance, plan, site files), start the
+//! gateways, start the control processes, offer traffic, watch second by
+//! second (control kill and restart, link cut, the live table), summarize.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mongate_dataplane::stats::flows::FlowValues;
+use mongate_testbed::topology::triangle::{PORT_AC, PORT_BC, triangle_overlay_udp};
+use mongate_testbed::{FlowSpec, NsChild, OverlaySpec, PlanSpec, Sites, SitesTopology};
+
+use super::traffic::{FRAME, Receiver, Sender};
+use super::{
+    FlowSummary, Options, PlanSource, Site, Summary, bin, instance, mbps, overhead, path_events,
+    spawn_logged, totals, wait_for,
+};
+
+/// Runs the demo.
+pub fn run(o: &Options) -> anyhow::Result<Summary> {
+    check(o)?;
+    let mut demo = Demo::build(o)?;
+    demo.start_gateways(o)?;
+    if o.plan == PlanSource::Control {
+        demo.start_controls()?;
+    }
+    let traffic = demo.start_traffic(o)?;
+    let watched = demo.watch(o);
+    let (udp_sent, udp_received) = traffic.stop()?;
+    demo.summarize(o, watched?, udp_sent, udp_received)
+}
+
+/// Root, a topology can be built, and the options make sense.
+fn check(o: &Options) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        anyhow::bail!(
+            "the demo builds network namespaces and attaches XDP programs: run it as root (sudo)"
+        );
+    }
+    if let Some(r) = mongate_testbed::unavailable_reason() {
+        anyhow::bail!("cannot build the emulated topology: {r}");
+    }
+    if o.seconds < 5 || o.seconds > 3600 {
+        anyhow::bail!("--seconds must be in 5..=3600");
+    }
+    if let Some((_, t)) = &o.fail_link
+        && *t >= o.seconds
+    {
+        anyhow::bail!(
+            "--fail-link: the cut at {t} s is after the end ({} s)",
+            o.seconds
+        );
+    }
+    Ok(())
+}
+
+/// The link to cut: (label as given, link name, its two ends, second).
+type FailLink = (String, String, String, String, u32);
+
+/// Everything the phases share.
+struct Demo {
+    ctl_bin: PathBuf,
+    dp_bin: PathBuf,
+    /// Logs and files.
+    dir: PathBuf,
+    topo: SitesTopology,
+    fail: Option<FailLink>,
+    /// Inner-frame share of the wire bytes.
+    eff: f64,
+    inst_path: PathBuf,
+    /// PFO's figures when the demo solved the plan itself (plan `file`).
+    pfo_json: Option<serde_json::Value>,
+    spec: OverlaySpec,
+    /// Distinguishes this run's gateway names.
+    tag: u32,
+    sites: Vec<Site>,
+}
+
+/// What [`Demo::watch`] saw.
+struct Watched {
+    /// Per second: (t, per flow (target, achieved Mbit/s)).
+    series: Vec<(f64, Vec<(f64, f64)>)>,
+    /// Control killed at / restarted at (s).
+    outage: Option<(u32, u32)>,
+    failover_ms: Option<f64>,
+    /// Start of the traffic, CLOCK_MONOTONIC ns.
+    t0_ns: u64,
+}
+
+/// The hosts' senders and receivers.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    tx: Vec<Sender>,
+    rx: Vec<Receiver>,
+}
+
+impl Traffic {
+    /// Stops and joins them: (datagrams sent, datagrams received).
+    fn stop(self) -> anyhow::Result<(u64, u64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut sent = 0;
+        for t in self.tx {
+            sent += t.join()?;
+        }
+        let received = self
+            .rx
+            .iter()
+            .map(|r| r.received.load(Ordering::Relaxed))
+            .sum();
+        for r in self.rx {
+            r.join()?;
+        }
+        Ok((sent, received))
+    }
+}
+
+impl Demo {
+    /// Builds the triangle, the PFO instance, the plan (source `file`) and
+    /// the site files.
+    fn build(o: &Options) -> anyhow::Result<Self> {
+        let dp_bin = bin("mongate-dataplane")?;
+        let ctl_bin = bin("mongate-control")?;
+        let dir = std::env::temp_dir().join(format!("mongate-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        eprintln!(
+            "building the MON triangle in network namespaces (logs and files: {})",
+            dir.display()
+        );
+        let mut sites_b = Sites::triangle().prefix("mgdemo");
+        sites_b.disable_offloads = true;
+        let topo = sites_b.build()?;
+        let fail = match &o.fail_link {
+            Some((l, t)) => Some(resolve_link(&topo, l, *t)?),
+            None => None,
+        };
+        let hl = overhead()?;
+        let eff = FRAME as f64 / (FRAME + hl) as f64;
+        let inst = instance(&topo, eff)?;
+        let inst_path = dir.join("overlay.json");
+        std::fs::write(&inst_path, serde_json::to_string_pretty(&inst)?)?;
+        let (file_plan, pfo_json) = if o.plan == PlanSource::File {
+            let (p, j) = solve_file_plan(&inst)?;
+            (Some(p), Some(j))
+        } else {
+            (None, None)
+        };
+        let spec = triangle_overlay_udp(file_plan);
+        let tag = std::process::id();
+        let mut sites = Vec::new();
+        for s in ["A", "B", "C"] {
+            let config = dir.join(format!("{s}.toml"));
+            std::fs::write(&config, topo.site_config(s, &spec)?)?;
+            sites.push(Site {
+                name: s.into(),
+                instance_name: format!("demo{tag}-{s}"),
+                config,
+                gateway: None,
+                control: None,
+            });
+        }
+        Ok(Self {
+            ctl_bin,
+            dp_bin,
+            dir,
+            topo,
+            fail,
+            eff,
+            inst_path,
+            pfo_json,
+            spec,
+            tag,
+            sites,
+        })
+    }
+
+    /// The gateway instance name of `site`.
+    fn inst_of(&self, site: &str) -> String {
+        format!("demo{}-{site}", self.tag)
+    }
+
+    /// Starts a `mongate-dataplane run` per site and waits for each to
+    /// publish its flow counters.
+    fn start_gateways(&mut self, o: &Options) -> anyhow::Result<()> {
+        let ncpu = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for s in &mut self.sites {
+            let mut argv = vec![
+                self.dp_bin.display().to_string(),
+                "run".into(),
+                "--config".into(),
+                s.config.display().to_string(),
+                "--name".into(),
+                s.instance_name.clone(),
+                "--xdp-mode".into(),
+                "native".into(),
+                "--idle-sleep-us".into(),
+                "50".into(),
+                "--spin".into(),
+                "200".into(),
+                "--report-every-ms".into(),
+                "5".into(),
+            ];
+            if ncpu > 1 {
+                argv.extend(["--core".into(), (ncpu - 1).to_string()]);
+            }
+            if o.plan == PlanSource::File {
+                argv.push("--no-control".into());
+            }
+            let log = self.dir.join(format!("gateway-{}.log", s.name));
+            s.gateway = Some(spawn_logged(&self.topo, &s.name, &argv, &log)?);
+        }
+        for s in &self.sites {
+            let name = s.instance_name.clone();
+            let g = s.gateway.as_ref();
+            wait_for(
+                &format!("gateway {} (see its log)", s.name),
+                Duration::from_secs(20),
+                || {
+                    totals(&name).is_some()
+                        || g.is_none_or(|g| g.try_wait().ok().flatten().is_some())
+                },
+            )?;
+            if totals(&name).is_none() {
+                anyhow::bail!(
+                    "gateway {} exited: {}",
+                    s.name,
+                    std::fs::read_to_string(self.dir.join(format!("gateway-{}.log", s.name)))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        eprintln!("gateways up: A, B, C (mongate-dataplane run, AF_XDP, native XDP)");
+        Ok(())
+    }
+
+    /// Starts the control process of `site`.
+    fn start_control(&self, s: &Site) -> anyhow::Result<NsChild> {
+        let argv = vec![
+            self.ctl_bin.display().to_string(),
+            "run".into(),
+            "--config".into(),
+            s.config.display().to_string(),
+            "--instance".into(),
+            self.inst_path.display().to_string(),
+            "--name".into(),
+            s.instance_name.clone(),
+            "--json-log".into(),
+        ];
+        let log = self.dir.join(format!(
+            "control-{}-{}.log",
+            s.name,
+            Instant::now().elapsed().as_nanos()
+        ));
+        spawn_logged(&self.topo, &s.name, &argv, &log)
+    }
+
+    /// Starts a `mongate-control run` per site and waits until every origin
+    /// site runs a plan with targets.
+    fn start_controls(&mut self) -> anyhow::Result<()> {
+        for i in 0..self.sites.len() {
+            let c = self.start_control(&self.sites[i])?;
+            self.sites[i].control = Some(c);
+        }
+        for s in &self.sites {
+            let name = s.instance_name.clone();
+            wait_for(
+                &format!("the plan of site {} from mongate-control", s.name),
+                Duration::from_secs(30),
+                || totals(&name).is_some_and(|t| t.values().any(|v| v.epoch > 0)),
+            )?;
+        }
+        eprintln!("plans from mongate-control (PFO) in force at every site");
+        Ok(())
+    }
+
+    /// SIGKILLs every control process (no clean shutdown: the dataplanes
+    /// must keep their plans on their own).
+    fn kill_controls(&mut self) {
+        for s in &mut self.sites {
+            if let Some(c) = s.control.take() {
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                unsafe { libc::kill(libc::pid_t::try_from(c.pid()).unwrap_or(0), libc::SIGKILL) };
+                let _ = c.stop(Duration::from_millis(100));
+            }
+        }
+    }
+
+    /// Offered load: 1.6x each class's planned rate spread over 6 sessions
+    /// (4 admitted), at least 100 packets/s; A's and B's hosts send to C's
+    /// for the run's seconds (plus 5 s of slack).
+    fn start_traffic(&self, o: &Options) -> anyhow::Result<Traffic> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let c_lan = &self.topo.site("C")?.lan_ns;
+        let c_host = self
+            .topo
+            .site("C")?
+            .host_if()
+            .v4
+            .map(|v| v.addr)
+            .ok_or_else(|| anyhow::anyhow!("C host has no IPv4"))?;
+        let rx = vec![
+            Receiver::start(c_lan, SocketAddr::from((c_host, PORT_AC)), stop.clone())?,
+            Receiver::start(c_lan, SocketAddr::from((c_host, PORT_BC)), stop.clone())?,
+        ];
+        let class_target_pps = |site: &str, class: &str| -> f64 {
+            let t = totals(&self.inst_of(site)).unwrap_or_default();
+            self.spec
+                .flows
+                .iter()
+                .filter(|f| f.class == class)
+                .filter_map(|f| t.get(&f.id))
+                .map(|v| v.target_pps)
+                .sum()
+        };
+        let pa = (1.6 * class_target_pps("A", "A->C") * 6.0 / 4.0).max(100.0);
+        let pb = (1.6 * class_target_pps("B", "B->C") * 6.0 / 4.0).max(100.0);
+        let limit = Duration::from_secs(u64::from(o.seconds) + 5);
+        let mut tx = Vec::new();
+        for (site, port, pps) in [("A", PORT_AC, pa), ("B", PORT_BC, pb)] {
+            tx.push(Sender::start(
+                &self.topo.site(site)?.lan_ns,
+                SocketAddr::from((c_host, port)),
+                6,
+                pps,
+                limit,
+                stop.clone(),
+            )?);
+        }
+        eprintln!(
+            "traffic: host A -> host C {:.1} Mbit/s offered (6 UDP sessions), host B -> host C {:.1} Mbit/s (6 sessions)",
+            mbps(pa),
+            mbps(pb)
+        );
+        Ok(Traffic { stop, tx, rx })
+    }
+
+    /// Cuts the link of `--fail-link` and waits (at most 3 s) for the first
+    /// packet of a flow that crossed it to be delivered by another path:
+    /// the failover time, ms.
+    fn cut_link(&self, fail: &FailLink, sec: u32) -> anyhow::Result<Option<f64>> {
+        let (label, name, la, lb, _) = fail;
+        let cut = mongate_dataplane::engine::now_ns();
+        self.topo.set_link(name, false)?;
+        eprintln!("---- link {label} ({name}) cut at t={sec}s ----");
+        // Flows whose route crosses the link, by destination gateway.
+        let crossing: Vec<(String, String)> = self
+            .spec
+            .flows
+            .iter()
+            .filter(|f| {
+                f.route
+                    .windows(2)
+                    .any(|w| (w[0] == *la && w[1] == *lb) || (w[0] == *lb && w[1] == *la))
+            })
+            .map(|f| (f.id.clone(), self.inst_of(&dest(f))))
+            .collect();
+        let mut failover_ms = None;
+        let w0 = Instant::now();
+        while failover_ms.is_none() && w0.elapsed() < Duration::from_secs(3) {
+            for (id, inst) in &crossing {
+                if let Some(v) = totals(inst).and_then(|t| t.get(id).copied())
+                    && v.last_rx_sent_ns > cut
+                {
+                    // Nanoseconds to milliseconds for display.
+                    failover_ms = Some(v.updated_ns.saturating_sub(cut) as f64 / 1e6);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        match failover_ms {
+            Some(ms) => eprintln!(
+                "---- traffic of the cut link delivered by another path after {ms:.1} ms ----"
+            ),
+            None => {
+                eprintln!(
+                    "---- no traffic of the cut link delivered by another path within 3 s ----"
+                )
+            }
+        }
+        Ok(failover_ms)
+    }
+
+    /// One row of the live table per flow: target, MONtra rate, delivered
+    /// rate and loss over the last second (from the flow counters, at their
+    /// own update times); returns (target, achieved) per flow.
+    fn sample(
+        &self,
+        sec: u32,
+        now: f64,
+        prev: &mut BTreeMap<String, (f64, FlowValues, FlowValues)>,
+    ) -> Vec<(f64, f64)> {
+        let mut row = Vec::new();
+        for f in &self.spec.flows {
+            let (Some(to), Some(td)) = (
+                totals(&self.inst_of(&origin(f))),
+                totals(&self.inst_of(&dest(f))),
+            ) else {
+                continue;
+            };
+            let (Some(vo), Some(vd)) = (to.get(&f.id).copied(), td.get(&f.id).copied()) else {
+                continue;
+            };
+            let (_, po, pd) = prev.get(&f.id).copied().unwrap_or((
+                0.0,
+                FlowValues::default(),
+                FlowValues::default(),
+            ));
+            // Rates over the dataplane's own update timestamps: the file is
+            // refreshed every 100 ms, our wake-ups are not aligned to it.
+            let dt = vd.updated_ns.saturating_sub(pd.updated_ns) as f64 / 1e9;
+            let achieved = if pd.updated_ns == 0 || dt <= 0.0 {
+                0.0
+            } else {
+                (vd.rx_bytes.saturating_sub(pd.rx_bytes)) as f64 * 8.0 / dt / 1e6
+            };
+            let lost = vo.lost.saturating_sub(po.lost);
+            let acked = vo.acked.saturating_sub(po.acked);
+            let loss = if lost + acked > 0 {
+                lost as f64 / (lost + acked) as f64
+            } else {
+                0.0
+            };
+            let target = mbps(vo.target_pps);
+            eprintln!(
+                "{:>4}  {:<14} {:>10.2} {:>10.2} {:>10.2} {:>8.2}",
+                sec,
+                f.id,
+                target,
+                mbps(vo.rate_pps),
+                achieved,
+                loss * 100.0
+            );
+            prev.insert(f.id.clone(), (now, vo, vd));
+            row.push((target, achieved));
+        }
+        row
+    }
+
+    /// Watches the run second by second: kills and restarts the control
+    /// processes, cuts the link, prints the live table.
+    fn watch(&mut self, o: &Options) -> anyhow::Result<Watched> {
+        eprintln!(
+            "{:>4}  {:<14} {:>10} {:>10} {:>10} {:>8}",
+            "t(s)", "flow", "target", "MONtra", "achieved", "loss %"
+        );
+        let t0 = Instant::now();
+        let t0_ns = mongate_dataplane::engine::now_ns();
+        let mut prev = BTreeMap::new();
+        let mut w = Watched {
+            series: Vec::new(),
+            outage: None,
+            failover_ms: None,
+            t0_ns,
+        };
+        let mut killed = false;
+        for sec in 1..=o.seconds {
+            let deadline = t0 + Duration::from_secs(u64::from(sec));
+            if let Some(d) = deadline.checked_duration_since(Instant::now()) {
+                std::thread::sleep(d);
+            }
+            if let Some(k) = o.kill_control_at {
+                if sec == k && !killed && o.plan == PlanSource::Control {
+                    self.kill_controls();
+                    killed = true;
+                    eprintln!(
+                        "---- control processes killed (SIGKILL) at t={sec}s: the gateways keep the last plan ----"
+                    );
+                }
+                if sec == k + o.restart_after && killed {
+                    for i in 0..self.sites.len() {
+                        let c = self.start_control(&self.sites[i])?;
+                        self.sites[i].control = Some(c);
+                    }
+                    w.outage = Some((k, sec));
+                    eprintln!(
+                        "---- control processes restarted at t={sec}s: they re-attach and resynchronise ----"
+                    );
+                }
+            }
+            if let Some(fail) = &self.fail
+                && sec == fail.4
+            {
+                w.failover_ms = self.cut_link(fail, sec)?;
+            }
+            let now = t0.elapsed().as_secs_f64();
+            let row = self.sample(sec, now, &mut prev);
+            w.series.push((now, row));
+        }
+        Ok(w)
+    }
+
+    /// Stops the processes, tears the topology down and summarizes: the
+    /// convergence time, the measurement window and the error per flow.
+    fn summarize(
+        mut self,
+        o: &Options,
+        w: Watched,
+        udp_sent: u64,
+        udp_received: u64,
+    ) -> anyhow::Result<Summary> {
+        let series = &w.series;
+        // Convergence: the first second after which every planned flow stays
+        // within 5 % (the first second is partial and skipped).
+        let within = |row: &Vec<(f64, f64)>| {
+            row.iter()
+                .filter(|(t, _)| *t > 0.0)
+                .all(|(t, a)| ((a - t) / t).abs() <= 0.05)
+        };
+        // With a link cut: over the seconds after the cut (re-convergence to
+        // the plan that routes around it).
+        let first = self
+            .fail
+            .as_ref()
+            .map_or(1, |f| usize::try_from(f.4).unwrap_or(1));
+        let mut conv: Option<usize> = None;
+        for i in (first.min(series.len())..series.len()).rev() {
+            if within(&series[i].1) {
+                conv = Some(i);
+            } else {
+                break;
+            }
+        }
+        let convergence_s = conv.map(|i| series[i].0);
+        // Window: after convergence (or the second half), excluding the
+        // control outage's restart second.
+        let from = conv
+            .unwrap_or(first.max(series.len() / 2))
+            .max(1)
+            .min(series.len().saturating_sub(1));
+        let window: Vec<_> = series[from..].to_vec();
+        let mut flows = Vec::new();
+        let mut worst: f64 = 0.0;
+        for (k, f) in self.spec.flows.iter().enumerate() {
+            let vals: Vec<(f64, f64)> = window
+                .iter()
+                .filter_map(|(_, r)| r.get(k).copied())
+                .collect();
+            let n = vals.len().max(1) as f64;
+            let target = vals.iter().map(|v| v.0).sum::<f64>() / n;
+            let achieved = vals.iter().map(|v| v.1).sum::<f64>() / n;
+            let error = if target > 0.0 {
+                (achieved - target) / target
+            } else {
+                0.0
+            };
+            if target > 0.0 {
+                worst = worst.max(error.abs());
+            }
+            let to = totals(&self.inst_of(&origin(f))).unwrap_or_default();
+            let vo = to.get(&f.id).copied().unwrap_or_default();
+            flows.push(FlowSummary {
+                id: f.id.clone(),
+                route: f.route.clone(),
+                target_mbps: target,
+                achieved_mbps: achieved,
+                error,
+                loss: if vo.lost + vo.acked > 0 {
+                    vo.lost as f64 / (vo.lost + vo.acked) as f64
+                } else {
+                    0.0
+                },
+                queue_drops: vo.queue_drops,
+            });
+        }
+        let control_outage = w.outage.map(|(k, r)| {
+            let worst = series
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i + 1 > k as usize && *i < r as usize)
+                .flat_map(|(_, (_, row))| row.iter())
+                .filter(|(t, _)| *t > 0.0)
+                .map(|(t, a)| ((a - t) / t).abs())
+                .fold(0.0, f64::max);
+            (k, r, worst)
+        });
+        let mut plan_epochs = BTreeMap::new();
+        for s in &self.sites {
+            if let Some(t) = totals(&s.instance_name) {
+                plan_epochs.insert(
+                    s.name.clone(),
+                    t.values().map(|v| v.epoch).max().unwrap_or(0),
+                );
+            }
+        }
+        self.stop_processes();
+        let Demo {
+            topo, dir, fail, ..
+        } = self;
+        drop(topo);
+        let path_events = path_events(&dir, w.t0_ns);
+        // MONGATE_DEMO_KEEP=1 keeps the processes' logs for a look afterwards.
+        if std::env::var_os("MONGATE_DEMO_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        Ok(Summary {
+            topology:
+                "MON triangle: A-B 10, A-C 10, B-C 5 Mbit/s (tbf); LAN host + mongate gateway per site"
+                    .into(),
+            plan_source: o.plan,
+            plan_epochs,
+            pfo: self.pfo_json,
+            payload_efficiency: self.eff,
+            seconds: o.seconds,
+            convergence_s,
+            worst_error: worst,
+            window_s: (
+                window.first().map_or(0.0, |w| w.0),
+                window.last().map_or(0.0, |w| w.0),
+            ),
+            control_outage,
+            failed_link: fail.as_ref().map(|f| (f.0.clone(), f.4)),
+            failover_ms: w.failover_ms,
+            flows,
+            path_events,
+            udp_sent,
+            udp_received,
+        })
+    }
+
+    /// Stops the control processes, then the gateways.
+    fn stop_processes(&mut self) {
+        for s in &mut self.sites {
+            if let Some(c) = s.control.take() {
+                let _ = c.stop(Duration::from_secs(2));
+            }
+            if let Some(g) = s.gateway.take() {
+                let _ = g.stop(Duration::from_secs(3));
+            }
+        }
+    }
+}
+
+/// The link `--fail-link` names (`A-C`: the first link between two sites,
+/// or a link name) and its ends.
+fn resolve_link(topo: &SitesTopology, l: &str, t: u32) -> anyhow::Result<FailLink> {
+    let name = match l.split_once('-') {
+        Some((a, b)) => topo
+            .links_between(a, b)
+            .first()
+            .map(|h| h.spec.name.clone())
+            .ok_or_else(|| anyhow::anyhow!("--fail-link: no link between {a} and {b}"))?,
+        None => topo.link(l).map(|h| h.spec.name.clone())?,
+    };
+    let h = topo.link(&name)?;
+    let (a, b) = (h.spec.a.clone(), h.spec.b.clone());
+    Ok((l.to_owned(), name, a, b, t))
+}
+
+/// PFO solved once by the demo (plan source `file`): the plan for the site
+/// files and PFO's figures for the summary.
+fn solve_file_plan(inst: &serde_json::Value) -> anyhow::Result<(PlanSpec, serde_json::Value)> {
+    let i = mongate_control::pfo::Instance::from_json(&inst.to_string())
+        .map_err(|e| anyhow::anyhow!("demo instance: {e}"))?;
+    let p = mongate_control::pfo::solve(&i, &mongate_control::pfo::SolveOptions::default());
+    let json = serde_json::json!({
+        "objective": p.objective, "bound": p.bound, "gap": p.gap, "seconds": p.seconds
+    });
+    let plan = PlanSpec {
+        epoch: 1,
+        classes: p
+            .classes
+            .iter()
+            .map(|c| (c.id.clone(), c.sessions))
+            .collect(),
+        flows: p
+            .flows
+            .iter()
+            .map(|f| (f.id.clone(), f.rate, f.weight))
+            .collect(),
+    };
+    Ok((plan, json))
+}
+
+/// The first site of a flow's route.
+fn origin(f: &FlowSpec) -> String {
+    f.route[0].clone()
+}
+
+/// The last site of a flow's route.
+fn dest(f: &FlowSpec) -> String {
+    f.route[f.route.len() - 1].clone()
+}
