@@ -754,7 +754,7 @@ mod tests {
         assert_eq!(c.flows.len(), 64);
         assert_eq!(c.peers.len(), 1);
         let plan = c.plan.as_ref().expect("plan");
-        assert_eq!(plan.sessions("udp"), 64);
+        assert_eq!(plan.sessions_of(c.class_index("udp").expect("class")), 64);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use mongate_control::mapping::{MappingConfig, montra_targets, path_prices};
 use mongate_control::pfo::instance::{ClassSpec, FlowSpec, InstanceFile, LinkSpec};
 use mongate_control::pfo::oracle::brute_force;
 use mongate_control::pfo::utility::UtilitySpec;
-use mongate_control::pfo::{Formulation, Instance, Plan, SolveOptions, Status, solve};
+use mongate_control::pfo::{Formulation, Instance, Solution, SolveOptions, Status, solve};
 use proptest::prelude::*;
 
 const EPS: f64 = 1e-6;
@@ -42,7 +42,7 @@ fn pwl(pts: &[[f64; 2]]) -> UtilitySpec {
 }
 
 /// Feasibility, exact objective, bound >= objective, consistent loads, never "infeasible".
-fn check_plan(inst: &Instance, plan: &Plan) {
+fn check_plan(inst: &Instance, plan: &Solution) {
     let mut loads = vec![0.0; inst.links.len()];
     let mut objective = 0.0;
     for (c, cl) in inst.classes.iter().enumerate() {

@@ -16,15 +16,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Sender;
 use mongate_control::pfo::{Instance, SolveOptions, solve};
 use mongate_control::run::{
-    ControlEvent, LogRecord, RunOptions, RunSummary, run, to_dataplane_plan,
+    ControlEvent, LogRecord, RunOptions, RunSummary, SiteMap, plan_from_solution, run,
 };
 use mongate_dataplane::config::Config;
+use mongate_dataplane::plan::{PlanShape, PlanTable};
 use mongate_dataplane::shm::msg::{
     CLASSES_PER_MSG, ClassTelemetry, FLOW_TEL_PER_MSG, FlowTelemetry,
 };
 use mongate_dataplane::shm::{
-    CtlRegion, PlanAssembler, PlanShape, Telemetry, WorkerChannel, WorkerPlan, ctl_path,
-    monotonic_ns,
+    CtlRegion, PlanAssembler, Telemetry, WorkerChannel, ctl_path, monotonic_ns,
 };
 
 const TRIANGLE: &str = include_str!("../../docs/examples/triangle-paper.json");
@@ -120,7 +120,7 @@ struct Dataplane {
     region: Arc<CtlRegion>,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
-    plans: Vec<Arc<Mutex<WorkerPlan>>>,
+    plans: Vec<Arc<Mutex<PlanTable>>>,
 }
 
 impl Dataplane {
@@ -215,7 +215,7 @@ impl Dataplane {
 
     /// The plan every worker runs, if they all run the same epoch (per the region's words
     /// and their own snapshots).
-    fn running(&self) -> Option<WorkerPlan> {
+    fn running(&self) -> Option<PlanTable> {
         let first = self.plans[0].lock().unwrap().clone();
         for (i, p) in self.plans.iter().enumerate() {
             let p = p.lock().unwrap();
@@ -280,20 +280,15 @@ impl Control {
     }
 }
 
-fn rate(cfg: &Config, p: &WorkerPlan, flow: &str) -> f64 {
+fn rate(cfg: &Config, p: &PlanTable, flow: &str) -> f64 {
     p.rate_mbps[cfg.flow_index(flow).unwrap()]
 }
 
-/// Whether the worker plan is the dataplane form of `expected` (same rates, weights, sessions).
-fn same_plan(cfg: &Config, p: &WorkerPlan, expected: &mongate_dataplane::config::Plan) -> bool {
-    expected
-        .classes
-        .iter()
-        .all(|c| p.sessions[cfg.class_index(&c.id).unwrap()] == c.sessions)
-        && expected.flows.iter().all(|f| {
-            let i = cfg.flow_index(&f.id).unwrap();
-            p.rate_mbps[i] == f.rate_mbps && p.weight[i] == f.weight
-        })
+/// Whether the worker runs the plan `expected` (same rates, weights, sessions).
+fn same_plan(p: &PlanTable, expected: &PlanTable) -> bool {
+    p.sessions == expected.sessions
+        && p.rate_mbps == expected.rate_mbps
+        && p.weight == expected.weight
 }
 
 #[test]
@@ -306,7 +301,9 @@ fn control_loop_plans_resyncs_and_routes_around_a_failed_link() {
     let _cleanup = Cleanup(path.clone());
 
     // PFO's plan for the triangle, in dataplane form.
-    let expected = to_dataplane_plan(&inst, &solve(&inst, &SolveOptions::default()));
+    let map = SiteMap::new(&inst, &cfg).unwrap();
+    let expected = plan_from_solution(&inst, &map, &solve(&inst, &SolveOptions::default()));
+    assert_eq!(expected.check(&PlanShape::from_config(&cfg)), Ok(()));
 
     // The control starts first: it waits for the region.
     let ctl = Control::start(&path, &cfg, &inst);
@@ -324,7 +321,7 @@ fn control_loop_plans_resyncs_and_routes_around_a_failed_link() {
     wait("both workers running PFO's plan", || {
         dp.running().is_some_and(|p| {
             e1 = p.epoch;
-            p.epoch >= 1 && same_plan(&cfg, &p, &expected)
+            p.epoch >= 1 && same_plan(&p, &expected)
         })
     });
     let p = dp.running().unwrap();
@@ -351,7 +348,7 @@ fn control_loop_plans_resyncs_and_routes_around_a_failed_link() {
     wait("a new control's epoch running", || {
         dp.running().is_some_and(|p| {
             e2 = p.epoch;
-            p.epoch > e1 && same_plan(&cfg, &p, &expected)
+            p.epoch > e1 && same_plan(&p, &expected)
         })
     });
     assert!(e2 > e1);
@@ -364,7 +361,7 @@ fn control_loop_plans_resyncs_and_routes_around_a_failed_link() {
     let dp = Dataplane::start(&path, &cfg);
     wait("the plan on the restarted dataplane", || {
         dp.running()
-            .is_some_and(|p| p.epoch >= 1 && same_plan(&cfg, &p, &expected))
+            .is_some_and(|p| p.epoch >= 1 && same_plan(&p, &expected))
     });
     let e3 = dp.running().unwrap().epoch;
 

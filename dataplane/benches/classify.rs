@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mongate_dataplane::classify::{Classifier, Settings, inner};
 use mongate_dataplane::config::{
-    Backend, ClassPlan, Config, Flow, FlowPlan, Overflow, Peer, Plan, PortRange, Prefix, Rule,
-    Site, TrafficClass, Uplink,
+    Backend, Config, Flow, Overflow, Peer, PortRange, Prefix, Rule, Site, TrafficClass, Uplink,
 };
+use mongate_dataplane::plan::{PlanClass, PlanFile, PlanFlow, PlanTable};
 
 const RULES: u32 = 10_000;
 const SESSIONS: u32 = 1_000_000;
 
-fn config() -> (Config, Plan) {
+fn config() -> (Config, PlanTable) {
     let mut cfg = Config {
         site: Site {
             name: "A".into(),
@@ -45,7 +45,7 @@ fn config() -> (Config, Plan) {
         flows: Vec::new(),
         plan: None,
     };
-    let mut plan = Plan {
+    let mut plan = PlanFile {
         epoch: 1,
         classes: Vec::new(),
         flows: Vec::new(),
@@ -72,17 +72,18 @@ fn config() -> (Config, Plan) {
                 class: id.clone(),
                 route: vec!["A".into(), "C".into()],
             });
-            plan.flows.push(FlowPlan {
+            plan.flows.push(PlanFlow {
                 id: format!("f{i}-{r}"),
                 rate_mbps: 1.0 + f64::from(r),
                 weight: 1.0,
             });
         }
-        plan.classes.push(ClassPlan {
+        plan.classes.push(PlanClass {
             id,
             sessions: SESSIONS,
         });
     }
+    let plan = plan.resolve(&cfg).expect("plan fits");
     (cfg, plan)
 }
 

@@ -4,7 +4,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mongate_dataplane::engine::{Batch, Packet};
-use mongate_dataplane::montra::{ControllerConfig, FlowPlan, RateController};
+use mongate_dataplane::montra::{ControllerConfig, ControllerTarget, RateController};
 use mongate_dataplane::pacing::{PacingConfig, PacingTable, Rng, TimerWheel};
 use std::hint::black_box;
 
@@ -78,7 +78,7 @@ fn variate(c: &mut Criterion) {
 
 fn controller(c: &mut Criterion) {
     let mut g = c.benchmark_group("controller");
-    let plan = FlowPlan {
+    let plan = ControllerTarget {
         weight: 10.0,
         max_weight: 20.0,
         cap_pps: f64::INFINITY,

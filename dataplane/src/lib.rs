@@ -12,6 +12,8 @@
 //! - [`uring`]: io_uring UDP ports (provided buffer rings, multishot receive).
 //! - [`worker`]: the per-core run loop, pinning, batching.
 //! - [`stats`]: per-worker counters in shared memory, readable without locks.
+//! - [`plan`]: the plan (sessions per class, rate and weight per flow) in its one
+//!   resolved form, from the control's plan source to the workers.
 //! - Pure parts (no `unsafe`, no OS, time passed in): [`wire`] packet views,
 //!   [`pacing`] Poisson pacers and timer wheel, [`montra`] rate controllers.
 
@@ -33,6 +35,7 @@ pub mod forward;
 pub mod montra;
 pub mod overlay;
 pub mod pacing;
+pub mod plan;
 #[allow(unsafe_code)]
 pub mod ring;
 #[allow(unsafe_code)]

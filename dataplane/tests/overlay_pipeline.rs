@@ -6,10 +6,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use mongate_dataplane::config::{Config, Plan};
+use mongate_dataplane::config::Config;
 use mongate_dataplane::engine::{Arena, Batch, DropReason, FramePool, Packet, Stage, Verdict};
 use mongate_dataplane::overlay::{Gateway, Role, Settings};
 use mongate_dataplane::pacing::Rng;
+use mongate_dataplane::plan::PlanTable;
 use mongate_dataplane::wire::ethernet::MacAddr;
 use mongate_dataplane::wire::geneve::FlowOption;
 use mongate_dataplane::wire::overlay::{EncapParams, OverlayTemplate, TemplateConfig, decap};
@@ -738,15 +739,15 @@ fn controller_reaches_the_planned_rate_and_plan_updates_keep_state() {
     assert!((rate - 880.0).abs() < 1.0, "rate {rate}");
     assert_eq!(tr.lost, 0);
     // New plan: half the rate. The rate is clamped, not reset.
-    let mut plan: Plan = config(0, 0.4, 0.0163).plan.unwrap();
+    let mut plan: PlanTable = config(0, 0.4, 0.0163).plan.unwrap();
     plan.epoch = 2;
-    assert!(net.sites[0].gw.apply_plan(&plan, t).unwrap());
+    assert!(net.sites[0].gw.apply_plan(&plan, t));
     let r2 = net.sites[0].gw.flow_rate("ac-direct").unwrap();
     assert!((r2 - 440.0).abs() < 1.0, "rate {r2}");
     // An older plan is ignored.
     plan.epoch = 1;
-    plan.flows[0].rate_mbps = 2.0;
-    assert!(!net.sites[0].gw.apply_plan(&plan, t).unwrap());
+    plan.rate_mbps[0] = 2.0;
+    assert!(!net.sites[0].gw.apply_plan(&plan, t));
     assert!((net.sites[0].gw.flow_rate("ac-direct").unwrap() - r2).abs() < 1e-9);
 }
 

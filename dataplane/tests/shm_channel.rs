@@ -9,20 +9,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use mongate_dataplane::plan::{PlanShape, PlanTable};
 use mongate_dataplane::ring::ShmRing;
 use mongate_dataplane::shm::{
-    ControlPort, CtlError, CtlRegion, Msg, PlanAssembler, PlanEntry, PlanShape, SendError,
-    WorkerChannel, WorkerPlan, monotonic_ns, plan_commands,
+    ControlPort, CtlError, CtlRegion, Msg, PlanAssembler, PlanEntry, SendError, WorkerChannel,
+    monotonic_ns, plan_commands,
 };
 
 const SLOTS: u32 = 64;
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn shape() -> PlanShape {
-    PlanShape {
-        classes: 4,
-        flow_class: (0..24).map(|f| f % 4).collect(),
-    }
+    PlanShape::new(4, (0..24).map(|f| f % 4).collect())
 }
 
 fn sessions(epoch: u64, c: u32) -> u32 {
@@ -46,7 +44,7 @@ fn entries(epoch: u64) -> Vec<PlanEntry> {
 }
 
 /// Whether `p` is entirely the plan of its epoch (never a mix).
-fn consistent(p: &WorkerPlan) -> bool {
+fn consistent(p: &PlanTable) -> bool {
     if p.epoch == 0 {
         return p.sessions.iter().all(|s| *s == 0) && p.rate_mbps.iter().all(|r| *r == 0.0);
     }

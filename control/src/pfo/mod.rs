@@ -6,7 +6,7 @@
 //! - [`envelope`]: the per-class envelope `h_c(Y) = max_n n U(Y/n)`;
 //! - [`solver`]: the exact MILP solver (HiGHS), duals, mapping (its primal heuristic, an LP
 //!   dive on the envelope relaxation, is in `heuristic.rs`);
-//! - [`plan`]: the result format;
+//! - [`solution`]: the result format;
 //! - [`oracle`]: brute force for tiny instances (test oracle);
 //! - [`generator`]: Topology Zoo GraphML reader and seeded benchmark instances.
 
@@ -15,10 +15,10 @@ pub mod generator;
 mod heuristic;
 pub mod instance;
 pub mod oracle;
-pub mod plan;
+pub mod solution;
 pub mod solver;
 pub mod utility;
 
 pub use instance::{Instance, InstanceError, InstanceFile};
-pub use plan::{Plan, Status};
+pub use solution::{Solution, Status};
 pub use solver::{Formulation, SolveOptions, solve};

@@ -16,7 +16,7 @@ use highs::{Col, HighsModelStatus, RowProblem, Sense};
 use super::envelope::{Envelope, concave_pieces};
 use super::heuristic;
 use super::instance::Instance;
-use super::plan::{ClassPlan, FlowPlan, LinkPlan, Plan, Status, relative_gap};
+use super::solution::{ClassSolution, FlowSolution, LinkSolution, Solution, Status, relative_gap};
 use super::utility::{Pwl, eval_pwl};
 use crate::mapping::{MappingConfig, montra_targets};
 
@@ -489,7 +489,7 @@ fn fixed_n_lp(
 }
 
 /// Solves PFO. Never fails: the zero plan is always feasible.
-pub fn solve(inst: &Instance, opts: &SolveOptions) -> Plan {
+pub fn solve(inst: &Instance, opts: &SolveOptions) -> Solution {
     let start = Instant::now();
     let models = class_models(inst, opts.gap_tolerance);
     let milp = build_milp(inst, &models, opts.formulation);
@@ -727,7 +727,7 @@ fn build_plan(
     status: Status,
     seconds: f64,
     mapping: &MappingConfig,
-) -> Plan {
+) -> Solution {
     let x: Vec<f64> = inst
         .flows
         .iter()
@@ -741,7 +741,7 @@ fn build_plan(
         })
         .collect();
     let targets = montra_targets(inst, &x, mu, mapping);
-    Plan {
+    Solution {
         status,
         objective,
         bound,
@@ -751,7 +751,7 @@ fn build_plan(
             .classes
             .iter()
             .enumerate()
-            .map(|(c, class)| ClassPlan {
+            .map(|(c, class)| ClassSolution {
                 id: class.id.clone(),
                 sessions: n[c],
                 rate: class.flows.iter().map(|&f| x[f]).sum(),
@@ -761,7 +761,7 @@ fn build_plan(
             .flows
             .iter()
             .enumerate()
-            .map(|(i, f)| FlowPlan {
+            .map(|(i, f)| FlowSolution {
                 id: f.id.clone(),
                 rate: x[i],
                 weight: targets[i].weight,
@@ -771,7 +771,7 @@ fn build_plan(
             .links
             .iter()
             .enumerate()
-            .map(|(l, link)| LinkPlan {
+            .map(|(l, link)| LinkSolution {
                 id: link.id.clone(),
                 load: inst.link_load(l, y),
                 dual: mu[l],

@@ -1,24 +1,26 @@
 //! The thin I/O loop of `mongate-control run`: attach to the dataplane's control region,
-//! heartbeat, drain telemetry into the [`Planner`], run its solves on a solver thread, and send
-//! each new plan (chunks + commit to every worker, wait until every worker staged it, flip the
-//! active epoch). Re-attaches and resends the whole plan when the region changes.
+//! heartbeat, drain telemetry into the [`Planner`], ask the plan source for its solves, check
+//! each new plan and send it (chunks + commit to every worker, wait until every worker staged
+//! it, flip the active epoch). Re-attaches and resends the whole plan when the region changes.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use crossbeam_channel::{Receiver, TryRecvError};
-use mongate_dataplane::config::{self, Config};
+use crossbeam_channel::Receiver;
+use mongate_dataplane::config::Config;
+use mongate_dataplane::plan::{PlanError, PlanShape, PlanTable};
 use mongate_dataplane::shm::{
     Command, ControlPort, CtlError, PlanEntry, SendError, Telemetry, monotonic_ns, plan_commands,
     plan_entries,
 };
 
-use super::log::{ClassTarget, EventLog, FlowTarget, LogRecord, LogSink, PlanLog};
-use super::planner::{Planner, PlannerConfig, SolveRequest};
+use super::log::{EventLog, LogRecord, LogSink, PlanLog};
+use super::planner::{Planner, PlannerConfig};
+use super::source::{PfoSource, PlanSource, SourcedPlan};
 use crate::failover::{FailoverDriver, site_path_config};
-use crate::pfo::{self, Instance, SolveOptions, Status};
+use crate::pfo::{Instance, SolveOptions};
 
 /// An event from outside the loop (path selection, operator, tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +121,7 @@ pub struct RunSummary {
 /// The plan the dataplane should run.
 struct Desired {
     seq: u64,
-    plan: config::Plan,
+    plan: PlanTable,
     entries: Vec<PlanEntry>,
     log: PlanLog,
     sent: bool,
@@ -137,12 +139,6 @@ struct Inflight {
     phase: Phase,
 }
 
-struct SolveDone {
-    request: SolveRequest,
-    plan: pfo::Plan,
-    ms: f64,
-}
-
 fn ms(ns: u64) -> u64 {
     ns / 1_000_000
 }
@@ -151,6 +147,9 @@ fn ms(ns: u64) -> u64 {
 struct Loop<'a> {
     o: &'a RunOptions,
     planner: Planner,
+    source: Box<dyn PlanSource>,
+    /// The shape every plan is checked against before it is sent.
+    shape: PlanShape,
     port: Option<ControlPort>,
     desired: Option<Desired>,
     inflight: Option<Inflight>,
@@ -510,75 +509,36 @@ impl Loop<'_> {
         }
     }
 
-    fn solved(&mut self, now_ns: u64, done: SolveDone) {
-        let plan = self
-            .planner
-            .on_solved(now_ns, &done.request.instance, &done.plan);
-        let triggers: Vec<String> = done
-            .request
-            .triggers
-            .iter()
-            .map(|t| t.kind().to_owned())
-            .collect();
+    fn solved(&mut self, now_ns: u64, sourced: SourcedPlan) {
+        let SourcedPlan { table, log } = sourced;
+        self.planner.on_plan(now_ns, &table);
         if let Some(d) = &self.desired
-            && d.plan.classes == plan.classes
-            && d.plan.flows == plan.flows
+            && d.plan == table
         {
             self.event(
                 now_ns,
                 "unchanged",
                 format!(
                     "re-plan ({}) gave the plan already sent (objective {:.6})",
-                    triggers.join(","),
-                    done.plan.objective
+                    log.triggers.join(","),
+                    log.objective
                 ),
                 None,
             );
             return;
         }
-        let entries = match plan_entries(&plan, &self.o.config) {
-            Ok(e) => e,
-            Err(e) => {
-                // The instance was matched against the config: this is a bug, not bad input.
-                self.event(now_ns, "send_error", format!("plan rejected: {e}"), None);
-                return;
-            }
-        };
-        let log = PlanLog {
-            ts_ms: 0,
-            epoch: 0,
-            status: match done.plan.status {
-                Status::Optimal => "optimal",
-                Status::TimeLimit => "time_limit",
-            }
-            .to_owned(),
-            objective: done.plan.objective,
-            bound: done.plan.bound,
-            gap: done.plan.gap,
-            solve_ms: done.ms,
-            triggers,
-            classes: plan
-                .classes
-                .iter()
-                .map(|c| ClassTarget {
-                    id: c.id.clone(),
-                    sessions: c.sessions,
-                })
-                .collect(),
-            flows: plan
-                .flows
-                .iter()
-                .map(|f| FlowTarget {
-                    id: f.id.clone(),
-                    rate_mbps: f.rate_mbps,
-                    weight: f.weight,
-                })
-                .collect(),
-        };
+        // Where a plan enters the control's sending: checked once, here.
+        if let Err(at) = table.check(&self.shape) {
+            // The instance was matched against the config: this is a bug, not bad input.
+            let e = PlanError::in_table(at, &self.o.config);
+            self.event(now_ns, "send_error", format!("plan rejected: {e}"), None);
+            return;
+        }
+        let entries = plan_entries(&table);
         self.next_seq += 1;
         self.desired = Some(Desired {
             seq: self.next_seq,
-            plan,
+            plan: table,
             entries,
             log,
             sent: false,
@@ -675,22 +635,7 @@ impl Loop<'_> {
 /// (dataplane absent, restarted, garbage telemetry) is logged and handled.
 pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
     let planner = Planner::new(opts.instance.clone(), &opts.config, opts.planner.clone())?;
-    let (req_tx, req_rx) = crossbeam_channel::bounded::<SolveRequest>(1);
-    let (res_tx, res_rx) = crossbeam_channel::bounded::<SolveDone>(1);
-    let solve_opts = opts.solve.clone();
-    let solver = std::thread::Builder::new()
-        .name("pfo-solver".into())
-        .spawn(move || {
-            for request in req_rx {
-                let t = Instant::now();
-                let plan = pfo::solve(&request.instance, &solve_opts);
-                let ms = t.elapsed().as_secs_f64() * 1e3;
-                if res_tx.send(SolveDone { request, plan, ms }).is_err() {
-                    break;
-                }
-            }
-        })
-        .context("starting the solver thread")?;
+    let source = PfoSource::spawn(opts.solve.clone(), planner.site_map().clone())?;
     let paths = if opts.paths {
         Some(
             FailoverDriver::new(
@@ -707,6 +652,8 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
     let mut lp = Loop {
         o: opts,
         planner,
+        source: Box::new(source),
+        shape: PlanShape::from_config(&opts.config),
         paths,
         path_table: std::collections::BTreeMap::new(),
         port: None,
@@ -739,14 +686,14 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
         lp.drain_telemetry(now_ns);
         lp.drive_paths(now_ns);
         lp.external_events(now_ns);
-        match res_rx.try_recv() {
-            Ok(done) => lp.solved(now_ns, done),
-            Err(TryRecvError::Empty) => {}
-            Err(TryRecvError::Disconnected) => {
+        match lp.source.poll() {
+            Ok(Some(p)) => lp.solved(now_ns, p),
+            Ok(None) => {}
+            Err(e) => {
                 if lp.planner.solving() {
                     lp.planner.solve_abandoned();
                 }
-                anyhow::bail!("the solver thread ended (panicked?)");
+                return Err(e);
             }
         }
         if let Some(req) = lp.planner.tick(now_ns) {
@@ -759,7 +706,7 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
                     trigger: Some(t.clone()),
                 }));
             }
-            if req_tx.try_send(req).is_err() {
+            if !lp.source.request(req) {
                 lp.planner.solve_abandoned();
                 lp.event(now_ns, "solver", "solver busy or gone: solve dropped", None);
             }
@@ -780,10 +727,6 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
         ),
         None,
     );
-    let solving = lp.planner.solving();
-    drop(req_tx);
-    if !solving {
-        let _ = solver.join();
-    }
+    // Dropping the source ends its thread (waited for unless a solve is outstanding).
     Ok(lp.summary)
 }

@@ -4,29 +4,10 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use mongate_dataplane::plan::{PlanClass, PlanFlow};
 use serde::Serialize;
 
 use super::planner::Trigger;
-
-/// Target of one class in a sent plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ClassTarget {
-    /// Class id.
-    pub id: String,
-    /// Sessions admitted.
-    pub sessions: u32,
-}
-
-/// Target of one flow in a sent plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FlowTarget {
-    /// Flow id.
-    pub id: String,
-    /// Per-session rate, Mbit/s.
-    pub rate_mbps: f64,
-    /// MONtra weight.
-    pub weight: f64,
-}
 
 /// A plan activated in the dataplane.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,10 +28,10 @@ pub struct PlanLog {
     pub solve_ms: f64,
     /// Why it was solved (trigger kinds).
     pub triggers: Vec<String>,
-    /// Per class.
-    pub classes: Vec<ClassTarget>,
-    /// Per flow.
-    pub flows: Vec<FlowTarget>,
+    /// Per class, in instance order.
+    pub classes: Vec<PlanClass>,
+    /// Per flow (per-session rate in Mbit/s, MONtra weight), in instance order.
+    pub flows: Vec<PlanFlow>,
 }
 
 /// Something that happened.

@@ -3,7 +3,9 @@
 //! - [`site`]: matching the organisation-wide PFO instance with the site configuration;
 //! - [`telemetry`]: per-worker telemetry book-keeping and estimation windows;
 //! - [`estimator`]: link capacity estimates from MONtra telemetry, failed-link marks;
-//! - [`planner`]: the pure decision core (when to re-plan, with what; PFO plan -> dataplane plan);
+//! - [`planner`]: the pure decision core (when to re-plan, with what);
+//! - [`source`]: where plans come from ([`PlanSource`]; the local PFO solver, [`PfoSource`]),
+//!   as the dataplane's [`mongate_dataplane::plan::PlanTable`];
 //! - the MONET path manager's driver (probes, assignments): [`crate::failover::driver`];
 //! - [`log`]: plan and event log lines (text or JSON);
 //! - [`io`]: the thin loop over the shared-memory control region.
@@ -13,13 +15,15 @@ pub mod io;
 pub mod log;
 pub mod planner;
 pub mod site;
+pub mod source;
 pub mod telemetry;
 
 pub use estimator::{Estimator, EstimatorConfig};
 pub use io::{ControlEvent, RunOptions, RunSummary, run};
 pub use log::{LogRecord, LogSink, stdout_sink};
-pub use planner::{Planner, PlannerConfig, SolveRequest, Trigger, to_dataplane_plan};
+pub use planner::{Planner, PlannerConfig, SolveRequest, Trigger};
 pub use site::{MatchError, SiteMap};
+pub use source::{PfoSource, PlanSource, SourcedPlan, plan_from_solution};
 
 #[cfg(test)]
 pub(crate) mod tests;

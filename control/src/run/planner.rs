@@ -1,5 +1,5 @@
-//! The control loop's decisions, pure: when to re-plan and with which inputs, and how a PFO
-//! plan becomes a dataplane plan. Time is an argument; nothing here touches the OS.
+//! The control loop's decisions, pure: when to re-plan and with which inputs (the plan itself
+//! comes from a plan source, `source.rs`). Time is an argument; nothing here touches the OS.
 //!
 //! Triggers (see `docs/control-loop.md`):
 //! - `initial`: no plan yet;
@@ -14,13 +14,14 @@
 //! Capacity and demand triggers are at most one solve per `min_event_gap_ns`; one solve is
 //! outstanding at a time and triggers arriving meanwhile wait for the next one.
 
-use mongate_dataplane::config::{self, Config};
+use mongate_dataplane::config::Config;
+use mongate_dataplane::plan::PlanTable;
 use mongate_dataplane::shm::msg::{ClassTelemetry, FlowTelemetry};
 
 use super::estimator::{Estimator, EstimatorConfig};
 use super::site::{MatchError, SiteMap};
 use super::telemetry::TelemetryBook;
-use crate::pfo::{self, Instance};
+use crate::pfo::Instance;
 
 /// Nanoseconds per second.
 pub const SEC_NS: u64 = 1_000_000_000;
@@ -212,6 +213,11 @@ impl Planner {
         &self.base
     }
 
+    /// The index maps between the instance and the site configuration.
+    pub fn site_map(&self) -> &SiteMap {
+        &self.map
+    }
+
     /// The estimator.
     pub fn estimator(&self) -> &Estimator {
         &self.est
@@ -398,74 +404,25 @@ impl Planner {
         self.solving = false;
     }
 
-    /// Takes PFO's answer to the outstanding solve (`inst` = the request's instance) and
-    /// returns the dataplane plan (epoch 0: the sender sets it).
-    pub fn on_solved(&mut self, now_ns: u64, inst: &Instance, plan: &pfo::Plan) -> config::Plan {
+    /// Takes the plan answering the outstanding solve (from the plan source): the sessions it
+    /// admits and the planned load of the flows this site does not observe.
+    pub fn on_plan(&mut self, now_ns: u64, plan: &PlanTable) {
         self.solving = false;
         self.last_plan_ns = Some(now_ns);
-        let out = to_dataplane_plan(inst, plan);
-        self.admitted = inst
-            .classes
-            .iter()
-            .map(|c| {
-                out.classes
-                    .iter()
-                    .find(|p| p.id == c.id)
-                    .map_or(0, |p| p.sessions)
-            })
-            .collect();
+        for (a, &i) in self.admitted.iter_mut().zip(&self.map.class_to_cfg) {
+            *a = plan.sessions_of(i);
+        }
         // Planned load of the flows this site does not observe, per link.
         self.other_load.fill(0.0);
-        for (f, flow) in inst.flows.iter().enumerate() {
+        for (f, flow) in self.base.flows.iter().enumerate() {
             if self.map.local_flow[f] {
                 continue;
             }
-            let x = plan.flows.get(f).map_or(0.0, |p| clean(p.rate));
+            let x = plan.flow(self.map.flow_to_cfg[f]).0;
             let n = f64::from(self.admitted[flow.class]);
             for &l in &flow.links {
                 self.other_load[l] += n * x;
             }
         }
-        out
-    }
-}
-
-fn clean(v: f64) -> f64 {
-    if v.is_finite() && v > 0.0 { v } else { 0.0 }
-}
-
-/// PFO plan -> dataplane plan, every class and flow listed (instance order). Rates and weights
-/// that are not finite and >= 0 become 0; a class admitting sessions with no positive-rate flow
-/// (possible only when `U(0) > 0`) admits none (the dataplane requires a rate for admitted
-/// sessions).
-pub fn to_dataplane_plan(inst: &Instance, plan: &pfo::Plan) -> config::Plan {
-    let rate = |f: usize| plan.flows.get(f).map_or(0.0, |p| clean(p.rate));
-    let classes = inst
-        .classes
-        .iter()
-        .enumerate()
-        .map(|(c, class)| {
-            let sessions = plan.classes.get(c).map_or(0, |p| p.sessions);
-            let has_rate = class.flows.iter().any(|&f| rate(f) > 0.0);
-            config::ClassPlan {
-                id: class.id.clone(),
-                sessions: if has_rate { sessions } else { 0 },
-            }
-        })
-        .collect();
-    let flows = inst
-        .flows
-        .iter()
-        .enumerate()
-        .map(|(f, flow)| config::FlowPlan {
-            id: flow.id.clone(),
-            rate_mbps: rate(f),
-            weight: plan.flows.get(f).map_or(0.0, |p| clean(p.weight)),
-        })
-        .collect();
-    config::Plan {
-        epoch: 0,
-        classes,
-        flows,
     }
 }

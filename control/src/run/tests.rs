@@ -1,12 +1,14 @@
 //! Unit tests of the pure parts: instance/config matching, planner triggers and hysteresis,
-//! failed links, PFO -> dataplane conversion, garbage telemetry.
+//! failed links, PFO solution -> dataplane plan, garbage telemetry.
 
 use mongate_dataplane::config::Config;
+use mongate_dataplane::plan::PlanShape;
 use mongate_dataplane::shm::msg::{ClassTelemetry, FlowTelemetry};
 use proptest::prelude::*;
 
-use super::planner::{Planner, PlannerConfig, SEC_NS, Trigger, to_dataplane_plan};
+use super::planner::{Planner, PlannerConfig, SEC_NS, Trigger};
 use super::site::SiteMap;
+use super::source::plan_from_solution;
 use crate::pfo::{Instance, SolveOptions, solve};
 
 /// The paper's triangle (`docs/examples/triangle-paper.json`).
@@ -90,9 +92,14 @@ fn planner(pc: PlannerConfig) -> Planner {
 /// Runs the outstanding solve for real and hands the result back; returns the plan's per-flow
 /// rates by instance flow index.
 fn solve_now(p: &mut Planner, now: u64, req: &super::SolveRequest) -> Vec<f64> {
-    let plan = solve(&req.instance, &SolveOptions::default());
-    let dp = p.on_solved(now, &req.instance, &plan);
-    dp.flows.iter().map(|f| f.rate_mbps).collect()
+    let sol = solve(&req.instance, &SolveOptions::default());
+    let dp = plan_from_solution(&req.instance, p.site_map(), &sol);
+    p.on_plan(now, &dp);
+    p.site_map()
+        .flow_to_cfg
+        .iter()
+        .map(|&i| dp.rate_mbps[i])
+        .collect()
 }
 
 fn flows(items: &[(u32, u64, u64, u64)]) -> Vec<FlowTelemetry> {
@@ -391,27 +398,26 @@ fn bad_records_are_counted_not_applied() {
 
 #[test]
 fn conversion_keeps_the_dataplane_rules() {
-    let i = inst();
+    let (i, cfg) = (inst(), cfg());
+    let map = SiteMap::new(&i, &cfg).unwrap();
+    let shape = PlanShape::from_config(&cfg);
+    let class = |id: &str| cfg.class_index(id).unwrap();
     let plan = solve(&i, &SolveOptions::default());
-    let dp = to_dataplane_plan(&i, &plan);
-    dp.validate(&cfg()).unwrap();
-    assert_eq!(dp.classes[0].sessions, 1);
-    assert_eq!(dp.classes[1].sessions, 0);
-    // Garbage in the PFO plan (not finite, negative) never reaches the dataplane; a class with
-    // sessions but no rate admits none.
+    let dp = plan_from_solution(&i, &map, &plan);
+    assert_eq!(dp.check(&shape), Ok(()));
+    assert_eq!(dp.sessions[class("A->C")], 1);
+    assert_eq!(dp.sessions[class("B->C")], 0);
+    // Garbage in the PFO solution (not finite, negative) never reaches the dataplane; a class
+    // with sessions but no rate admits none.
     let mut bad = plan.clone();
     bad.flows[0].rate = f64::NAN;
     bad.flows[1].rate = -1.0;
     bad.flows[1].weight = f64::INFINITY;
-    let dp = to_dataplane_plan(&i, &bad);
-    dp.validate(&cfg()).unwrap();
-    assert_eq!(dp.classes[0].sessions, 0);
-    assert!(
-        dp.flows
-            .iter()
-            .all(|f| f.rate_mbps == 0.0 || f.rate_mbps.is_finite())
-    );
-    assert_eq!(dp.flows[1].weight, 0.0);
+    let dp = plan_from_solution(&i, &map, &bad);
+    assert_eq!(dp.check(&shape), Ok(()));
+    assert_eq!(dp.sessions[class("A->C")], 0);
+    assert!(dp.rate_mbps.iter().all(|r| *r == 0.0 || r.is_finite()));
+    assert_eq!(dp.weight[map.flow_to_cfg[1]], 0.0);
 }
 
 proptest! {

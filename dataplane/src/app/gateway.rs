@@ -24,9 +24,7 @@ use crate::shm::msg::{
     CLASSES_PER_MSG, ClassTelemetry, FLOW_TEL_PER_MSG, FlowTelemetry, PATHS_PER_MSG, PEERS_PER_MSG,
     PathTelemetry, PeerTelemetry,
 };
-use crate::shm::{
-    Command, CtlRegion, PlanAssembler, PlanShape, Telemetry, WorkerChannel, ctl_path,
-};
+use crate::shm::{Command, CtlRegion, PlanAssembler, Telemetry, WorkerChannel, ctl_path};
 use crate::stats::flows::{FlowStatsRegion, FlowValues, flows_path};
 use crate::stats::{StatsRegion, stats_path};
 use crate::uring::{UringConfig, UringPort};
@@ -104,7 +102,6 @@ struct GatewayStage {
     step_every: Nanos,
     report_every: Nanos,
     flow_buf: Vec<FlowTelemetry>,
-    plan_errors: u64,
 }
 
 impl GatewayStage {
@@ -127,14 +124,9 @@ impl GatewayStage {
                 Command::PlanChunk(_) | Command::PlanCommit { .. } => {}
             });
             if rep.switched.is_some() {
-                let plan = c.chan.plan().to_plan(self.gw.config());
-                match self.gw.apply_plan(&plan, now) {
-                    Ok(true) => eprintln!("gateway: plan epoch {} in force", plan.epoch),
-                    Ok(false) => {}
-                    Err(e) => {
-                        self.plan_errors += 1;
-                        eprintln!("gateway: plan epoch {} refused: {e}", plan.epoch);
-                    }
+                let plan = c.chan.plan();
+                if self.gw.apply_plan(plan, now) {
+                    eprintln!("gateway: plan epoch {} in force", plan.epoch);
                 }
             }
             if let Some((e, why)) = rep.refused {
@@ -553,7 +545,7 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
     let chan = match &ctl {
         Some(r) => {
             let port = r.worker_port(0)?;
-            let shape = PlanShape::from_config(site);
+            let shape = crate::plan::PlanShape::from_config(site);
             Some(Channel {
                 chan: WorkerChannel::new(port, PlanAssembler::new(shape, 2_000_000_000)),
             })
@@ -571,7 +563,6 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
         step_every: 1_000_000,
         report_every: u64::try_from(c.report_every.as_nanos()).unwrap_or(100_000_000),
         flow_buf: Vec::with_capacity(site.flows.len()),
-        plan_errors: 0,
     };
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -23,8 +23,9 @@
 //! is what PFO means by splitting a class over its routes, at session
 //! granularity (no reordering within a session).
 //!
-//! A new plan ([`Classifier::set_plan`]) changes the limits and rates for new
-//! sessions; live sessions keep their flow until they expire.
+//! A new plan ([`Classifier::set_plan`], a checked [`PlanTable`] of the same
+//! configuration, applied by index as it is) changes the limits and rates for
+//! new sessions; live sessions keep their flow until they expire.
 
 pub mod inner;
 pub mod rules;
@@ -33,8 +34,9 @@ pub mod sessions;
 #[cfg(test)]
 mod tests;
 
-use crate::config::{Config, Overflow, Plan, PlanError};
+use crate::config::{Config, Overflow};
 use crate::engine::{DropReason, Nanos};
+use crate::plan::PlanTable;
 use inner::Inner;
 use rules::{RuleError, RuleTable};
 use sessions::{FLOW_BEST_EFFORT, FLOW_DROP, Found, SessionTable, tick};
@@ -114,9 +116,6 @@ pub enum ClassifierError {
     /// The rule set does not compile.
     #[error(transparent)]
     Rules(#[from] RuleError),
-    /// The plan does not fit the configuration.
-    #[error("plan: {0}")]
-    Plan(#[from] PlanError),
     /// More than 65533 flows.
     #[error("too many flows (at most 65533)")]
     TooManyFlows,
@@ -134,6 +133,8 @@ pub struct Classifier {
     active: Vec<u32>,
     /// Flows of each class (flow indices), file order.
     class_flows: Vec<Vec<u16>>,
+    /// Class index of each flow.
+    flow_class: Vec<Option<usize>>,
     /// Planned per-session rate per flow (0 = receives no new sessions).
     rate: Vec<f64>,
     /// Live sessions per flow.
@@ -146,16 +147,22 @@ pub struct Classifier {
 
 impl Classifier {
     /// Builds a classifier for `cfg` (its rules, classes, flows) with `plan`
-    /// (which is validated against `cfg`).
-    pub fn new(cfg: &Config, plan: &Plan, settings: Settings) -> Result<Self, ClassifierError> {
+    /// (a checked plan of `cfg`; missing entries count as zero).
+    pub fn new(
+        cfg: &Config,
+        plan: &PlanTable,
+        settings: Settings,
+    ) -> Result<Self, ClassifierError> {
         if cfg.flows.len() >= usize::from(FLOW_DROP) {
             return Err(ClassifierError::TooManyFlows);
         }
         let rules = RuleTable::build(cfg)?;
         let mut class_flows = vec![Vec::new(); cfg.classes.len()];
+        let mut flow_class = vec![None; cfg.flows.len()];
         for (fi, f) in cfg.flows.iter().enumerate() {
-            if let (Some(ci), Ok(fi)) = (cfg.class_index(&f.class), u16::try_from(fi)) {
-                class_flows[ci].push(fi);
+            if let (Some(ci), Ok(f16)) = (cfg.class_index(&f.class), u16::try_from(fi)) {
+                class_flows[ci].push(f16);
+                flow_class[fi] = Some(ci);
             }
         }
         let mut c = Self {
@@ -169,23 +176,23 @@ impl Classifier {
             limit: vec![0; cfg.classes.len()],
             active: vec![0; cfg.classes.len()],
             class_flows,
+            flow_class,
             rate: vec![0.0; cfg.flows.len()],
             flow_active: vec![0; cfg.flows.len()],
             open: vec![false; cfg.classes.len()],
             epoch: 0,
             stats: Stats::default(),
         };
-        c.apply(cfg, plan)?;
+        c.apply(plan);
         Ok(c)
     }
 
-    fn apply(&mut self, cfg: &Config, plan: &Plan) -> Result<(), PlanError> {
-        plan.validate(cfg)?;
-        for (ci, c) in cfg.classes.iter().enumerate() {
-            self.limit[ci] = plan.sessions(&c.id);
+    fn apply(&mut self, plan: &PlanTable) {
+        for (ci, l) in self.limit.iter_mut().enumerate() {
+            *l = plan.sessions_of(ci);
         }
-        for (fi, f) in cfg.flows.iter().enumerate() {
-            self.rate[fi] = plan.flow(&f.id).map_or(0.0, |p| p.rate_mbps);
+        for (fi, r) in self.rate.iter_mut().enumerate() {
+            *r = plan.flow(fi).0;
         }
         for (ci, o) in self.open.iter_mut().enumerate() {
             *o = self.limit[ci] > 0
@@ -194,18 +201,22 @@ impl Classifier {
                     .any(|&f| self.rate[usize::from(f)] > 0.0);
         }
         self.epoch = plan.epoch;
-        Ok(())
     }
 
-    /// Applies a new plan (for the same `cfg` the classifier was built with)
-    /// unless its epoch is older than the current one. Returns whether it was
-    /// applied. Not for the per-packet path (it looks ids up).
-    pub fn set_plan(&mut self, cfg: &Config, plan: &Plan) -> Result<bool, PlanError> {
+    /// Applies a new plan (of the configuration the classifier was built
+    /// with) unless its epoch is older than the current one. Returns whether
+    /// it was applied. Allocates nothing.
+    pub fn set_plan(&mut self, plan: &PlanTable) -> bool {
         if plan.epoch < self.epoch {
-            return Ok(false);
+            return false;
         }
-        self.apply(cfg, plan)?;
-        Ok(true)
+        self.apply(plan);
+        true
+    }
+
+    /// Class index of flow index `flow`.
+    pub fn flow_class(&self, flow: usize) -> Option<usize> {
+        self.flow_class.get(flow).copied().flatten()
     }
 
     /// Epoch of the plan in force.

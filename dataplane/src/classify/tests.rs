@@ -3,7 +3,8 @@ use core::net::{Ipv4Addr, Ipv6Addr};
 use proptest::prelude::*;
 
 use super::*;
-use crate::config::{Config, Plan};
+use crate::config::Config;
+use crate::plan::{PlanClass, PlanFile, PlanFlow, PlanTable};
 
 const EXAMPLE: &str = include_str!("../../../docs/examples/site-a.toml");
 const SEC: u64 = 1_000_000_000;
@@ -209,9 +210,9 @@ fn expired_session_found_before_sweep_is_readmitted() {
 fn sessions_follow_rate_proportions() {
     let mut c = cfg();
     let mut plan = c.plan.take().expect("plan");
-    plan.classes[0].sessions = 1000;
-    plan.flows[0].rate_mbps = 3.0;
-    plan.flows[1].rate_mbps = 1.0;
+    plan.sessions[0] = 1000;
+    plan.rate_mbps[0] = 3.0;
+    plan.rate_mbps[1] = 1.0;
     let mut k = Classifier::new(
         &c,
         &plan,
@@ -265,16 +266,18 @@ fn plan_epochs() {
     let (c, mut k) = classifier(settings());
     let mut p = c.plan.clone().expect("plan");
     p.epoch = 0;
-    assert_eq!(k.set_plan(&c, &p), Ok(false));
+    assert!(!k.set_plan(&p));
     p.epoch = 2;
-    p.classes[1].sessions = 0;
-    assert_eq!(k.set_plan(&c, &p), Ok(true));
+    p.sessions[1] = 0;
+    assert!(k.set_plan(&p));
     assert_eq!(k.epoch(), 2);
     let f = v4(host(1), Ipv4Addr::new(198, 18, 30, 7), 6, 5, 443, 0);
     assert_eq!(k.classify(&f, 0), Err(DropReason::NotAdmitted));
-    p.flows[0].id = "nope".into();
-    p.epoch = 3;
-    assert!(k.set_plan(&c, &p).is_err());
+    // A plan naming an unknown flow never becomes a table: nothing to apply.
+    let mut bad = p.to_file(&c);
+    bad.flows[0].id = "nope".into();
+    bad.epoch = 3;
+    assert!(bad.resolve(&c).is_err());
     assert_eq!(k.epoch(), 2);
 }
 
@@ -318,14 +321,14 @@ fn fragments_share_a_session() {
 }
 
 /// A config with `n` classes, each with one TCP rule on its own /32 in C.
-pub(crate) fn many_rules(n: u32) -> (Config, Plan) {
-    use crate::config::{ClassPlan, Flow, FlowPlan, Overflow, Prefix, Rule, TrafficClass};
+pub(crate) fn many_rules(n: u32) -> (Config, PlanTable) {
+    use crate::config::{Flow, Overflow, Prefix, Rule, TrafficClass};
     let mut c = cfg();
     c.plan = None;
     c.peers[1].prefixes = vec!["10.0.0.0/8".parse().expect("prefix")];
     c.classes.clear();
     c.flows.clear();
-    let mut plan = Plan {
+    let mut plan = PlanFile {
         epoch: 1,
         classes: Vec::new(),
         flows: Vec::new(),
@@ -352,16 +355,17 @@ pub(crate) fn many_rules(n: u32) -> (Config, Plan) {
             class: id.clone(),
             route: vec!["A".into(), "C".into()],
         });
-        plan.classes.push(ClassPlan {
+        plan.classes.push(PlanClass {
             id,
             sessions: 1_000_000,
         });
-        plan.flows.push(FlowPlan {
+        plan.flows.push(PlanFlow {
             id: format!("f{i}"),
             rate_mbps: 1.0,
             weight: 1.0,
         });
     }
+    let plan = plan.resolve(&c).expect("plan fits");
     (c, plan)
 }
 
@@ -439,16 +443,16 @@ fn a_plan_change_re_admits_busy_sessions() {
     let mut p = c.plan.clone().expect("plan");
     // No plan room for bulk-ac yet: the session is refused ...
     p.epoch = 2;
-    p.classes[1].sessions = 0;
-    assert_eq!(k.set_plan(&c, &p), Ok(true));
+    p.sessions[1] = 0;
+    assert!(k.set_plan(&p));
     let bulk = v4(host(1), dst, 6, 5, 443, 0);
     assert_eq!(k.classify(&bulk, 0), Err(DropReason::NotAdmitted));
     assert_eq!(k.classify(&bulk, 1), Err(DropReason::NotAdmitted));
     assert_eq!(k.stats().readmitted, 0, "no room: no churn");
     // ... and admitted at its next packet once a plan has room.
     p.epoch = 3;
-    p.classes[1].sessions = 10;
-    assert_eq!(k.set_plan(&c, &p), Ok(true));
+    p.sessions[1] = 10;
+    assert!(k.set_plan(&p));
     assert_eq!(
         k.classify(&bulk, 2),
         Ok(Decision::Flow { class: 1, flow: 2 })
@@ -461,14 +465,10 @@ fn a_plan_change_re_admits_busy_sessions() {
         k.classify(&video, 3),
         Ok(Decision::Flow { class: 0, flow: 0 })
     );
-    let direct = p
-        .flows
-        .iter()
-        .position(|f| f.id == "video-ac-direct")
-        .unwrap();
+    let direct = c.flow_index("video-ac-direct").unwrap();
     p.epoch = 4;
-    p.flows[direct].rate_mbps = 0.0;
-    assert_eq!(k.set_plan(&c, &p), Ok(true));
+    p.rate_mbps[direct] = 0.0;
+    assert!(k.set_plan(&p));
     assert_eq!(
         k.classify(&video, 4),
         Ok(Decision::Flow { class: 0, flow: 1 })

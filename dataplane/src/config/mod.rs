@@ -5,9 +5,8 @@
 //!
 //! - [`Prefix`]: strict IP prefixes.
 //! - [`Config`] and its parts: the validated model (serializes back to TOML).
-//! - [`Plan`]: admitted sessions per class and rate/weight per flow, usable on
-//!   its own (the control process sends plans) and checked with
-//!   [`Plan::validate`].
+//! - The `[plan]` table: read as a [`crate::plan::PlanFile`] and resolved
+//!   into the [`crate::plan::PlanTable`] of [`Config::plan`] at load.
 //!
 //! The format is documented, with a complete example, in `docs/config.md`.
 
@@ -25,7 +24,6 @@ pub use error::ConfigError;
 pub use model::{
     Backend, Config, Flow, Overflow, Peer, PortRange, Rule, Site, TrafficClass, Uplink,
 };
-pub use plan::{ClassPlan, FlowPlan, Plan, PlanError, PlanField};
 pub use prefix::{Prefix, PrefixError};
 
 use error::Source;

@@ -7,7 +7,7 @@ use core::net::IpAddr;
 use serde::{Serialize, Serializer};
 
 use super::Prefix;
-use super::plan::Plan;
+use crate::plan::PlanTable;
 use crate::wire::ethernet::MacAddr;
 
 /// One site's configuration.
@@ -24,9 +24,10 @@ pub struct Config {
     /// Flows (class, route).
     pub flows: Vec<Flow>,
     /// The current plan, if the file carries one (the control process
-    /// normally supplies it later).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub plan: Option<Plan>,
+    /// normally supplies it later), resolved and checked at load.
+    /// Serialized by id as the `[plan]` table by [`Config::to_toml_string`].
+    #[serde(skip)]
+    pub plan: Option<PlanTable>,
 }
 
 /// This site.
@@ -205,6 +206,17 @@ impl Config {
     }
     /// Serializes to the TOML file format.
     pub fn to_toml_string(&self) -> Result<String, toml::ser::Error> {
-        toml::to_string(self)
+        #[derive(Serialize)]
+        struct PlanTableOf {
+            plan: crate::plan::PlanFile,
+        }
+        let mut s = toml::to_string(self)?;
+        if let Some(p) = &self.plan {
+            s.push('\n');
+            s.push_str(&toml::to_string(&PlanTableOf {
+                plan: p.to_file(self),
+            })?);
+        }
+        Ok(s)
     }
 }

@@ -90,21 +90,21 @@ pub(crate) struct RawFlow {
 pub(crate) struct RawPlan {
     pub epoch: S<i64>,
     #[serde(default)]
-    pub classes: Vec<S<RawClassPlan>>,
+    pub classes: Vec<S<RawPlanClass>>,
     #[serde(default)]
-    pub flows: Vec<S<RawFlowPlan>>,
+    pub flows: Vec<S<RawPlanFlow>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawClassPlan {
+pub(crate) struct RawPlanClass {
     pub id: S<String>,
     pub sessions: S<i64>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawFlowPlan {
+pub(crate) struct RawPlanFlow {
     pub id: S<String>,
     pub rate_mbps: S<f64>,
     pub weight: S<f64>,

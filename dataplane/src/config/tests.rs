@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::plan::{PlanField, PlanFile};
 
 const EXAMPLE: &str = include_str!("../../../docs/examples/site-a.toml");
 const FILE: &str = "site-a.toml";
@@ -54,9 +55,9 @@ fn example_loads() {
     assert_eq!(c.flows[1].route, vec!["A", "B", "C"]);
     let p = c.plan.as_ref().expect("plan");
     assert_eq!(p.epoch, 1);
-    assert_eq!(p.sessions("video-ac"), 3);
-    assert_eq!(p.sessions("telemetry-bc"), 0);
-    assert_eq!(p.flow("video-ac-via-b").map(|f| f.weight), Some(0.75));
+    assert_eq!(p.sessions_of(c.class_index("video-ac").unwrap()), 3);
+    assert_eq!(p.sessions_of(c.class_index("telemetry-bc").unwrap()), 0);
+    assert_eq!(p.flow(c.flow_index("video-ac-via-b").unwrap()).1, 0.75);
 }
 
 #[test]
@@ -85,39 +86,41 @@ fn round_trip() {
 fn plan_standalone_and_json() {
     let cfg = example();
     let text = "epoch = 9\n[[classes]]\nid = \"bulk-ac\"\nsessions = 4\n[[flows]]\nid = \"bulk-ac-direct\"\nrate_mbps = 1\nweight = 2\n";
-    let p = Plan::from_toml_str(text, "plan.toml").expect("parses");
+    let p = PlanFile::from_toml_str(text, "plan.toml").expect("parses");
     assert_eq!(p.epoch, 9);
-    assert_eq!(p.validate(&cfg), Ok(()));
+    let t = p.resolve(&cfg).expect("resolves");
+    assert_eq!((t.epoch, t.sessions_of(1), t.flow(2)), (9, 4, (1.0, 2.0)));
     let json = serde_json::to_string(&p).expect("json");
-    assert_eq!(serde_json::from_str::<Plan>(&json).expect("back"), p);
+    assert_eq!(serde_json::from_str::<PlanFile>(&json).expect("back"), p);
 
-    let e = Plan::from_toml_str("epoch = -1\n", "plan.toml").expect_err("negative epoch");
+    let e = PlanFile::from_toml_str("epoch = -1\n", "plan.toml").expect_err("negative epoch");
     assert_eq!((e.line, e.field.as_str()), (1, "epoch"));
-    let e = Plan::from_toml_str("epoch = 1\n\n[[flows]]\nid = 3\n", "plan.toml").expect_err("type");
+    let e =
+        PlanFile::from_toml_str("epoch = 1\n\n[[flows]]\nid = 3\n", "plan.toml").expect_err("type");
     assert_eq!(e.line, 4, "{e}");
     assert_eq!(e.field, "flows.id", "{e}");
 
     let mut bad = p.clone();
     bad.flows[0].id = "nope".into();
-    let e = bad.validate(&cfg).expect_err("unknown flow");
+    let e = bad.resolve(&cfg).expect_err("unknown flow");
     assert_eq!(e.at, PlanField::Flow(0, "id"));
     assert_eq!(e.field("plan."), "plan.flows[0].id");
     let mut bad = p.clone();
     bad.flows[0].weight = f64::NAN;
     assert_eq!(
-        bad.validate(&cfg).map_err(|e| e.at),
+        bad.resolve(&cfg).map_err(|e| e.at),
         Err(PlanField::Flow(0, "weight"))
     );
     let mut bad = p.clone();
     bad.classes.push(bad.classes[0].clone());
     assert_eq!(
-        bad.validate(&cfg).map_err(|e| e.at),
+        bad.resolve(&cfg).map_err(|e| e.at),
         Err(PlanField::Class(1, "id"))
     );
     let mut bad = p;
     bad.flows.clear();
     assert_eq!(
-        bad.validate(&cfg).map_err(|e| e.at),
+        bad.resolve(&cfg).map_err(|e| e.at),
         Err(PlanField::Class(0, "sessions"))
     );
 }
@@ -494,7 +497,7 @@ proptest! {
     #[test]
     fn loader_never_panics(s in ".{0,400}") {
         let _ = Config::from_toml_str(&s, "x.toml");
-        let _ = Plan::from_toml_str(&s, "x.toml");
+        let _ = PlanFile::from_toml_str(&s, "x.toml");
     }
 
     #[test]

@@ -157,14 +157,14 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
     // Plan.
     if let Some(rp) = &raw.plan {
         let p = plan::from_raw(src, rp.get_ref(), "plan.")?;
-        p.validate(&cfg).map_err(|e| {
+        let t = p.resolve(&cfg).map_err(|e| {
             src.error(
                 &plan::error_span(rp.get_ref(), &e),
                 e.field("plan."),
                 e.message.clone(),
             )
         })?;
-        cfg.plan = Some(p);
+        cfg.plan = Some(t);
     }
     Ok(cfg)
 }

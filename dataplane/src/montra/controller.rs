@@ -53,9 +53,10 @@ impl Default for ControllerConfig {
     }
 }
 
-/// The plan's parameters for one flow.
+/// What one flow's controller aims for (derived from the plan by the
+/// gateway: weight, scale and cap in packets/s).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct FlowPlan {
+pub struct ControllerTarget {
     /// Weight `w_f` of the flow's utility `w_f log x`.
     pub weight: f64,
     /// Largest weight in the plan (scales kappa).
@@ -93,7 +94,7 @@ fn finite_nonneg(v: f64, fallback: f64) -> f64 {
 
 impl RateController {
     /// A controller starting at `x0` packets/s at time `now_ns`.
-    pub fn new(cfg: ControllerConfig, plan: FlowPlan, x0: f64, now_ns: u64) -> Self {
+    pub fn new(cfg: ControllerConfig, target: ControllerTarget, x0: f64, now_ns: u64) -> Self {
         let x_min = finite_nonneg(cfg.x_min, 1.0).max(1e-3);
         let cfg = ControllerConfig {
             kappa: finite_nonneg(cfg.kappa, 0.0),
@@ -123,25 +124,25 @@ impl RateController {
             acks: 0,
             losses: 0,
         };
-        c.set_plan(plan);
+        c.set_target(target);
         c.x = c.clamp(if x0.is_nan() { x_min } else { x0 });
         c
     }
 
-    /// Applies a new plan (weight, scale, cap) without resetting the rate
+    /// Applies a new target (weight, scale, cap) without resetting the rate
     /// (it is only clamped to the new cap).
-    pub fn set_plan(&mut self, plan: FlowPlan) {
-        self.w = finite_nonneg(plan.weight, 0.0);
-        let wmax = finite_nonneg(plan.max_weight, 0.0).max(self.w);
+    pub fn set_target(&mut self, target: ControllerTarget) {
+        self.w = finite_nonneg(target.weight, 0.0);
+        let wmax = finite_nonneg(target.max_weight, 0.0).max(self.w);
         self.kappa_eff = if wmax > 0.0 {
             self.cfg.kappa / wmax
         } else {
             0.0
         };
-        let cap = if plan.cap_pps.is_nan() {
+        let cap = if target.cap_pps.is_nan() {
             f64::INFINITY
         } else {
-            plan.cap_pps
+            target.cap_pps
         };
         self.hi = self.cfg.x_max.min(cap).max(self.cfg.x_min);
         self.x = self.clamp(self.x);
@@ -276,8 +277,8 @@ pub fn scale_weights_for_loss_budget(
 mod tests {
     use super::*;
 
-    fn plan(w: f64, wmax: f64) -> FlowPlan {
-        FlowPlan {
+    fn plan(w: f64, wmax: f64) -> ControllerTarget {
+        ControllerTarget {
             weight: w,
             max_weight: wmax,
             cap_pps: f64::INFINITY,
@@ -317,14 +318,14 @@ mod tests {
         }
         assert_eq!(c.rate(), 1000.0);
         // New plan: lower cap clamps, weight changes, rate kept otherwise.
-        c.set_plan(FlowPlan {
+        c.set_target(ControllerTarget {
             weight: 2.0,
             max_weight: 4.0,
             cap_pps: 600.0,
         });
         assert_eq!(c.rate(), 600.0);
         assert!((c.kappa_eff() - 250.0).abs() < 1e-9);
-        c.set_plan(FlowPlan {
+        c.set_target(ControllerTarget {
             weight: 2.0,
             max_weight: 4.0,
             cap_pps: f64::INFINITY,
@@ -343,7 +344,7 @@ mod tests {
         c.on_acks(10, 0);
         c.on_losses(3);
         assert!(c.rate().is_finite() && c.rate() >= ControllerConfig::default().x_min);
-        c.set_plan(FlowPlan {
+        c.set_target(ControllerTarget {
             weight: -1.0,
             max_weight: f64::INFINITY,
             cap_pps: f64::NAN,

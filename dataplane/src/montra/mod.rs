@@ -13,4 +13,6 @@ pub mod sim;
 pub use acks::{
     AckAggregator, AckInfo, AckOutcome, AckPolicy, AckTracker, TrackerConfig, TrackerStats,
 };
-pub use controller::{ControllerConfig, FlowPlan, RateController, scale_weights_for_loss_budget};
+pub use controller::{
+    ControllerConfig, ControllerTarget, RateController, scale_weights_for_loss_budget,
+};

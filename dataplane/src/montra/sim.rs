@@ -10,7 +10,7 @@
 //! Not a hot path: allocation is fine here.
 
 use super::acks::{AckAggregator, AckInfo, AckPolicy, AckTracker, TrackerConfig};
-use super::controller::{ControllerConfig, FlowPlan, RateController};
+use super::controller::{ControllerConfig, ControllerTarget, RateController};
 use crate::pacing::{FlowPacer, Rng};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -89,7 +89,7 @@ pub struct FlowSpec {
     pub target_pps: f64,
     /// Start time, ns.
     pub start_ns: u64,
-    /// Rate cap given to the controller (`FlowPlan::cap_pps`), packets/s;
+    /// Rate cap given to the controller (`ControllerTarget::cap_pps`), packets/s;
     /// infinity = none.
     pub cap_pps: f64,
 }
@@ -249,7 +249,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         .iter()
         .enumerate()
         .map(|(i, spec)| {
-            let plan = FlowPlan {
+            let plan = ControllerTarget {
                 weight: spec.weight,
                 max_weight,
                 cap_pps: spec.cap_pps,

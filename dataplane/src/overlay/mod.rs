@@ -34,13 +34,14 @@ mod tests;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::classify::{self, Classifier, ClassifierError};
-use crate::config::{Config, Plan, PlanError, Prefix};
+use crate::config::{Config, Prefix};
 use crate::engine::{Arena, Batch, FramePool, Nanos, Stage, Verdict};
 use crate::montra::{
-    AckAggregator, AckInfo, AckPolicy, AckTracker, ControllerConfig, FlowPlan, RateController,
-    TrackerConfig, TrackerStats,
+    AckAggregator, AckInfo, AckPolicy, AckTracker, ControllerConfig, ControllerTarget,
+    RateController, TrackerConfig, TrackerStats,
 };
 use crate::pacing::{PacingConfig, PacingError, PacingTable};
+use crate::plan::PlanTable;
 use crate::wire::ethernet::MacAddr;
 use crate::wire::geneve::FlowOption;
 use crate::wire::oam::AckEntry;
@@ -572,16 +573,17 @@ impl Gateway {
         Ok(g)
     }
 
-    /// Applies a new plan without resetting state: admission limits (the
-    /// classifier), controller caps and weights (rates are kept, only
-    /// clamped to the new caps), pacer rates. Plans older than the one in
-    /// force are ignored (`Ok(false)`).
-    pub fn apply_plan(&mut self, plan: &Plan, now: Nanos) -> Result<bool, PlanError> {
-        if !self.classifier.set_plan(&self.cfg, plan)? {
-            return Ok(false);
+    /// Applies a new plan (a checked [`PlanTable`] of this configuration, as
+    /// the worker's plan assembler holds it) without resetting state:
+    /// admission limits (the classifier), controller caps and weights (rates
+    /// are kept, only clamped to the new caps), pacer rates. Plans older than
+    /// the one in force are ignored (`false`).
+    pub fn apply_plan(&mut self, plan: &PlanTable, now: Nanos) -> bool {
+        if !self.classifier.set_plan(plan) {
+            return false;
         }
         self.apply_rates(plan, now, false);
-        Ok(true)
+        true
     }
 
     /// Packets per second per Mbit/s at the configured mean packet size.
@@ -591,15 +593,18 @@ impl Gateway {
 
     /// Aggregate (target pps, weight in pps units) of flow `fi` under `plan`:
     /// the plan's per-session values times the class's admitted sessions.
-    fn flow_targets(&self, plan: &Plan, fi: usize) -> (f64, f64) {
-        let f = &self.cfg.flows[fi];
-        let n = f64::from(plan.sessions(&f.class));
+    fn flow_targets(&self, plan: &PlanTable, fi: usize) -> (f64, f64) {
+        let n = f64::from(
+            self.classifier
+                .flow_class(fi)
+                .map_or(0, |c| plan.sessions_of(c)),
+        );
         let k = self.pps_per_mbps() / f64::from(self.settings.rate_divisor.max(1));
-        plan.flow(&f.id)
-            .map_or((0.0, 0.0), |p| (n * p.rate_mbps * k, n * p.weight * k))
+        let (rate_mbps, weight) = plan.flow(fi);
+        (n * rate_mbps * k, n * weight * k)
     }
 
-    fn apply_rates(&mut self, plan: &Plan, now: Nanos, fresh: bool) {
+    fn apply_rates(&mut self, plan: &PlanTable, now: Nanos, fresh: bool) {
         let max_weight = (0..self.flows.len())
             .map(|fi| self.flow_targets(plan, fi).1)
             .fold(0.0, f64::max);
@@ -608,7 +613,7 @@ impl Gateway {
                 continue;
             }
             let (target, weight) = self.flow_targets(plan, fi);
-            let fp = FlowPlan {
+            let fp = ControllerTarget {
                 weight,
                 max_weight,
                 cap_pps: target * self.settings.cap_margin,
@@ -618,7 +623,7 @@ impl Gateway {
             let flow = &mut self.flows[fi];
             let rate = match (&mut flow.origin, fresh) {
                 (Some(o), false) => {
-                    o.ctl.set_plan(fp);
+                    o.ctl.set_target(fp);
                     o.target_pps = target;
                     o.ctl.rate()
                 }

@@ -3,10 +3,10 @@
 //! active-epoch word, switch, acknowledge, beat. Thin glue over
 //! [`WorkerPort`]; all decisions are the assembler's.
 
-use super::assembler::{Event, PlanAssembler, Refusal};
 use super::msg::{AckStatus, Command, Telemetry};
-use super::plan::WorkerPlan;
+use super::plan::{Event, PlanAssembler, Refusal};
 use super::region::{Recv, WorkerPort};
+use crate::plan::PlanTable;
 
 /// What one [`WorkerChannel::step`] did, for the caller to log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,7 +40,7 @@ impl WorkerChannel {
     }
 
     /// The running plan.
-    pub fn plan(&self) -> &WorkerPlan {
+    pub fn plan(&self) -> &PlanTable {
         self.asm.active()
     }
 

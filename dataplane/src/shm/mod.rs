@@ -8,8 +8,8 @@
 //!   control process's.
 //! - [`msg`]: the 256-byte plain-data message and its typed views
 //!   [`Command`] / [`Telemetry`] (decoding never panics).
-//! - [`plan`]: a [`crate::config::Plan`] as wire entries, checksum, chunking.
-//! - [`assembler`]: the pure worker-side state machine [`PlanAssembler`]
+//! - [`plan`]: a [`crate::plan::PlanTable`] on the rings: entries, checksum,
+//!   chunking, and the pure worker-side state machine [`PlanAssembler`]
 //!   (assemble privately, stage on a valid commit, switch on the active-epoch word).
 //! - [`channel`]: [`WorkerChannel`], one bounded step per worker loop iteration.
 //!
@@ -22,17 +22,17 @@
 //! the flip (between the flip and that iteration, some workers still run
 //! E-1: that window is the only non-simultaneity).
 
-pub mod assembler;
 pub mod channel;
 pub mod map;
 pub mod msg;
 pub mod plan;
 pub mod region;
 
-pub use assembler::{AssemblerCounters, Event, PlanAssembler, Refusal};
 pub use channel::{StepReport, WorkerChannel};
 pub use msg::{Command, DecodeError, Msg, PlanEntry, Telemetry};
-pub use plan::{PlanShape, WorkerPlan, checksum, plan_commands, plan_entries};
+pub use plan::{
+    AssemblerCounters, Event, PlanAssembler, Refusal, checksum, plan_commands, plan_entries,
+};
 pub use region::{
     ControlPort, CtlError, CtlRegion, Recv, SendError, WorkerPort, WorkerState, ctl_path,
     monotonic_ns,

@@ -364,7 +364,7 @@ pub enum Telemetry {
         /// Mean round-trip time, ns.
         rtt_mean_ns: u64,
     },
-    /// A worker's counters (meaning of each word: [`super::assembler::AssemblerCounters::to_words`]).
+    /// A worker's counters (meaning of each word: [`super::plan::AssemblerCounters::to_words`]).
     Counters {
         /// Worker index.
         worker: u32,

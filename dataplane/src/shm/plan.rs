@@ -1,10 +1,27 @@
-//! A [`Plan`] on the wire: its entries by configuration index, the checksum a
-//! `PlanCommit` carries, the chunking, and the shape a worker validates
-//! against (how many classes, which class each flow belongs to).
+//! A [`PlanTable`] on the rings, both ends of the protocol (see
+//! `docs/shm.md`, and [`crate::plan`] for the whole way of a plan).
+//!
+//! Control side: [`plan_entries`] lists a checked table by configuration
+//! index, [`plan_commands`] cuts the entries into `PlanChunk`s and ends them
+//! with a `PlanCommit` carrying the count and a [`Checksum`]; the control's
+//! `ControlPort` broadcasts them, waits until every worker staged the epoch
+//! and flips the active-epoch word.
+//!
+//! Worker side: [`PlanAssembler`], a pure state machine. Chunks of a plan are
+//! assembled privately, a commit checks completeness, checksum and validity
+//! ([`PlanTable::check`]: the plan enters the dataplane process here) and
+//! *stages* the plan, and the shared active-epoch word makes the worker switch
+//! to the staged plan. The running plan is replaced only by a whole, valid
+//! plan (all-or-nothing), never by a part of one: anything wrong is refused
+//! with a counter and the running plan stays. The worker hands the running
+//! table to `overlay::Gateway::apply_plan` as it is.
+//!
+//! No allocation after [`PlanAssembler::new`]: the building, staged and
+//! active plans are three preallocated [`PlanTable`]s that are swapped.
 
-use crate::config::{ClassPlan, Config, FlowPlan, Plan, PlanError};
+use crate::plan::{PlanShape, PlanTable, usable};
 
-use super::msg::{CHUNK_ENTRIES, Command, PlanChunk, PlanEntry};
+use super::msg::{CHUNK_ENTRIES, COUNTER_WORDS, Command, PlanChunk, PlanEntry};
 
 /// FNV-1a 64 offset basis.
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -50,59 +67,25 @@ pub fn checksum(epoch: u64, entries: &[PlanEntry]) -> u64 {
     c.value()
 }
 
-/// What a worker checks a plan against: the number of classes and the class
-/// index of each flow (from the running [`Config`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlanShape {
-    /// Number of classes.
-    pub classes: u32,
-    /// Class index of flow `i`.
-    pub flow_class: Vec<u32>,
-}
-
-impl PlanShape {
-    /// The shape of a configuration (flows whose class is unknown, which the
-    /// loader rejects anyway, get class `u32::MAX` and can never carry sessions).
-    pub fn from_config(cfg: &Config) -> Self {
-        Self {
-            classes: u32::try_from(cfg.classes.len()).unwrap_or(u32::MAX),
-            flow_class: cfg
-                .flows
-                .iter()
-                .map(|f| {
-                    cfg.class_index(&f.class)
-                        .and_then(|i| u32::try_from(i).ok())
-                        .unwrap_or(u32::MAX)
-                })
-                .collect(),
-        }
-    }
-    /// Number of flows.
-    pub fn flows(&self) -> usize {
-        self.flow_class.len()
-    }
-}
-
-/// The entries of a plan, by configuration index: classes first, then flows.
-/// The plan is validated against `cfg` first.
-pub fn plan_entries(plan: &Plan, cfg: &Config) -> Result<Vec<PlanEntry>, PlanError> {
-    plan.validate(cfg)?;
-    let idx = |i: Option<usize>| i.and_then(|i| u32::try_from(i).ok()).unwrap_or(u32::MAX);
-    let mut out = Vec::with_capacity(plan.classes.len() + plan.flows.len());
-    for c in &plan.classes {
+/// The entries of a checked plan, by configuration index: every class, then
+/// every flow.
+pub fn plan_entries(plan: &PlanTable) -> Vec<PlanEntry> {
+    let idx = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(plan.sessions.len() + plan.rate_mbps.len());
+    for (c, &sessions) in plan.sessions.iter().enumerate() {
         out.push(PlanEntry::Class {
-            class: idx(cfg.class_index(&c.id)),
-            sessions: c.sessions,
+            class: idx(c),
+            sessions,
         });
     }
-    for f in &plan.flows {
+    for (f, (&rate_mbps, &weight)) in plan.rate_mbps.iter().zip(&plan.weight).enumerate() {
         out.push(PlanEntry::Flow {
-            flow: idx(cfg.flow_index(&f.id)),
-            rate_mbps: f.rate_mbps,
-            weight: f.weight,
+            flow: idx(f),
+            rate_mbps,
+            weight,
         });
     }
-    Ok(out)
+    out
 }
 
 /// The commands carrying the plan `entries` of `epoch`: the chunks, then the
@@ -138,66 +121,387 @@ pub fn plan_commands(epoch: u64, entries: &[PlanEntry]) -> Vec<Command> {
     out
 }
 
-/// A plan as a worker holds it: dense per-index arrays sized by the
-/// [`PlanShape`] (unlisted classes and flows are zero).
-#[derive(Clone, Debug, PartialEq)]
-pub struct WorkerPlan {
-    /// Epoch (0: the empty plan a worker starts with).
-    pub epoch: u64,
-    /// Admitted sessions per class index.
-    pub sessions: Vec<u32>,
-    /// Target rate per flow index, Mbit/s.
-    pub rate_mbps: Vec<f64>,
-    /// MONtra weight per flow index.
-    pub weight: Vec<f64>,
+/// Why a plan (or a part of one) was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Epoch not newer than the running or staged plan.
+    Stale,
+    /// A chunk out of order (gap, repeat, or a changed total).
+    OutOfOrder,
+    /// The commit's checksum does not match the entries received.
+    Checksum,
+    /// The entries do not form a valid plan for this configuration.
+    Invalid,
+    /// A commit for a plan whose chunks did not all arrive.
+    Incomplete,
+    /// More chunks announced than a plan for this configuration can need.
+    TooLarge,
+    /// The active-epoch word names an epoch this worker has not staged.
+    NotStaged,
 }
 
-impl WorkerPlan {
-    /// The empty plan of epoch 0 for `shape`.
-    pub fn empty(shape: &PlanShape) -> Self {
-        let classes = usize::try_from(shape.classes).unwrap_or(0);
+/// What a message or a tick did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Nothing visible (a chunk accepted, or not a plan message).
+    None,
+    /// The plan of this epoch is complete and valid, and waits for activation.
+    Staged(u64),
+    /// The worker now runs the plan of this epoch.
+    Switched(u64),
+    /// The plan of this epoch was refused; the running plan stays.
+    Refused(u64, Refusal),
+}
+
+/// Counters of an assembler (all only grow).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AssemblerCounters {
+    /// Chunks received.
+    pub chunks: u64,
+    /// Commits received.
+    pub commits: u64,
+    /// Plans staged.
+    pub staged: u64,
+    /// Plans switched to.
+    pub switched: u64,
+    /// Refused: stale epoch.
+    pub stale: u64,
+    /// Refused: chunk out of order.
+    pub out_of_order: u64,
+    /// Refused: checksum mismatch.
+    pub checksum: u64,
+    /// Refused: invalid plan.
+    pub invalid: u64,
+    /// Refused: incomplete plan at commit.
+    pub incomplete: u64,
+    /// Refused: too many chunks.
+    pub too_large: u64,
+    /// Active epoch named a plan not staged here.
+    pub not_staged: u64,
+    /// Partial plans dropped because they took too long.
+    pub timeouts: u64,
+    /// Partial plans dropped because a newer plan started.
+    pub abandoned: u64,
+    /// Messages that did not decode (counted by the caller via [`PlanAssembler::count_decode_error`]).
+    pub decode_errors: u64,
+    /// Ring corruption events (counted by the caller via [`PlanAssembler::count_ring_error`]).
+    pub ring_errors: u64,
+}
+
+impl AssemblerCounters {
+    /// The counters as the words of a `Telemetry::Counters` message, in
+    /// field order (then zeros).
+    pub fn to_words(&self) -> [u64; COUNTER_WORDS] {
+        let mut w = [0u64; COUNTER_WORDS];
+        let v = [
+            self.chunks,
+            self.commits,
+            self.staged,
+            self.switched,
+            self.stale,
+            self.out_of_order,
+            self.checksum,
+            self.invalid,
+            self.incomplete,
+            self.too_large,
+            self.not_staged,
+            self.timeouts,
+            self.abandoned,
+            self.decode_errors,
+            self.ring_errors,
+        ];
+        w[..v.len()].copy_from_slice(&v);
+        w
+    }
+    /// Total refusals of any kind.
+    pub fn refused(&self) -> u64 {
+        self.stale
+            + self.out_of_order
+            + self.checksum
+            + self.invalid
+            + self.incomplete
+            + self.too_large
+            + self.not_staged
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Build {
+    epoch: u64,
+    total: u32,
+    next: u32,
+    entries: u32,
+    sum: Checksum,
+    started_ns: u64,
+}
+
+/// The worker-side plan state machine. Time (ns, any monotonic origin) is
+/// passed in.
+#[derive(Debug)]
+pub struct PlanAssembler {
+    shape: PlanShape,
+    timeout_ns: u64,
+    max_chunks: u32,
+    active: PlanTable,
+    staged: PlanTable,
+    staged_valid: bool,
+    building: PlanTable,
+    build: Option<Build>,
+    seen_class: Vec<bool>,
+    seen_flow: Vec<bool>,
+    not_staged_reported: u64,
+    counters: AssemblerCounters,
+}
+
+impl PlanAssembler {
+    /// An assembler for plans of `shape`, running the empty plan of epoch 0;
+    /// a partial plan older than `timeout_ns` is dropped.
+    pub fn new(shape: PlanShape, timeout_ns: u64) -> Self {
+        let classes = shape.classes();
+        let entries = classes + shape.flows();
+        let max_chunks = u32::try_from(entries.div_ceil(CHUNK_ENTRIES).max(1)).unwrap_or(u32::MAX);
         Self {
-            epoch: 0,
-            sessions: vec![0; classes],
-            rate_mbps: vec![0.0; shape.flows()],
-            weight: vec![0.0; shape.flows()],
+            timeout_ns,
+            max_chunks,
+            active: PlanTable::empty(&shape),
+            staged: PlanTable::empty(&shape),
+            staged_valid: false,
+            building: PlanTable::empty(&shape),
+            build: None,
+            seen_class: vec![false; classes],
+            seen_flow: vec![false; shape.flows()],
+            not_staged_reported: 0,
+            counters: AssemblerCounters::default(),
+            shape,
         }
     }
 
-    /// Zeroes every entry and sets the epoch (no allocation).
-    pub fn clear(&mut self, epoch: u64) {
-        self.epoch = epoch;
-        self.sessions.fill(0);
-        self.rate_mbps.fill(0.0);
-        self.weight.fill(0.0);
+    /// The plan the worker runs.
+    pub fn active(&self) -> &PlanTable {
+        &self.active
+    }
+    /// Epoch of the staged plan, if one waits for activation.
+    pub fn staged_epoch(&self) -> Option<u64> {
+        self.staged_valid.then_some(self.staged.epoch)
+    }
+    /// Epoch of the plan being assembled, if any.
+    pub fn building_epoch(&self) -> Option<u64> {
+        self.build.map(|b| b.epoch)
+    }
+    /// The counters.
+    pub fn counters(&self) -> &AssemblerCounters {
+        &self.counters
+    }
+    /// Counts a message that did not decode.
+    pub fn count_decode_error(&mut self) {
+        self.counters.decode_errors += 1;
+    }
+    /// Counts a corrupted ring.
+    pub fn count_ring_error(&mut self) {
+        self.counters.ring_errors += 1;
     }
 
-    /// Back to the configuration's terms (entries with zero sessions, or zero
-    /// rate and weight, are left out).
-    pub fn to_plan(&self, cfg: &Config) -> Plan {
-        Plan {
-            epoch: self.epoch,
-            classes: cfg
-                .classes
-                .iter()
-                .zip(&self.sessions)
-                .filter(|(_, s)| **s > 0)
-                .map(|(c, s)| ClassPlan {
-                    id: c.id.clone(),
-                    sessions: *s,
-                })
-                .collect(),
-            flows: cfg
-                .flows
-                .iter()
-                .zip(self.rate_mbps.iter().zip(&self.weight))
-                .filter(|(_, (r, w))| **r != 0.0 || **w != 0.0)
-                .map(|(f, (r, w))| FlowPlan {
-                    id: f.id.clone(),
-                    rate_mbps: *r,
-                    weight: *w,
-                })
-                .collect(),
+    /// Newest epoch known here (running or staged): plans must be newer.
+    fn floor(&self) -> u64 {
+        if self.staged_valid {
+            self.active.epoch.max(self.staged.epoch)
+        } else {
+            self.active.epoch
         }
+    }
+
+    fn refuse(&mut self, epoch: u64, why: Refusal) -> Event {
+        let c = &mut self.counters;
+        match why {
+            Refusal::Stale => c.stale += 1,
+            Refusal::OutOfOrder => c.out_of_order += 1,
+            Refusal::Checksum => c.checksum += 1,
+            Refusal::Invalid => c.invalid += 1,
+            Refusal::Incomplete => c.incomplete += 1,
+            Refusal::TooLarge => c.too_large += 1,
+            Refusal::NotStaged => c.not_staged += 1,
+        }
+        Event::Refused(epoch, why)
+    }
+
+    /// Drops a partial plan that has been assembling for too long.
+    pub fn tick(&mut self, now_ns: u64) {
+        if let Some(b) = self.build
+            && now_ns.saturating_sub(b.started_ns) > self.timeout_ns
+        {
+            self.build = None;
+            self.counters.timeouts += 1;
+        }
+    }
+
+    /// Feeds a decoded command; non-plan commands are ignored (`Event::None`).
+    pub fn on_command(&mut self, cmd: &Command, now_ns: u64) -> Event {
+        match cmd {
+            Command::PlanChunk(c) => self.on_chunk(c, now_ns),
+            &Command::PlanCommit {
+                epoch,
+                chunks,
+                entries,
+                checksum,
+            } => self.on_commit(epoch, chunks, entries, checksum, now_ns),
+            _ => Event::None,
+        }
+    }
+
+    /// Feeds one chunk.
+    pub fn on_chunk(&mut self, c: &PlanChunk, now_ns: u64) -> Event {
+        self.counters.chunks += 1;
+        self.tick(now_ns);
+        if c.epoch <= self.floor() {
+            return self.refuse(c.epoch, Refusal::Stale);
+        }
+        match self.build {
+            // Chunk 0 of the epoch being built restarts it (a restarted
+            // control process resending the same epoch); any other chunk must
+            // be the next one.
+            Some(b) if b.epoch == c.epoch && c.index != 0 => {
+                if c.index != b.next || c.total != b.total {
+                    self.build = None;
+                    return self.refuse(c.epoch, Refusal::OutOfOrder);
+                }
+            }
+            other => {
+                if other.is_some_and(|b| b.epoch <= c.epoch) && c.index == 0 {
+                    self.counters.abandoned += 1;
+                }
+                if other.is_some_and(|b| b.epoch > c.epoch) {
+                    // An older plan's chunk while a newer one assembles.
+                    return self.refuse(c.epoch, Refusal::Stale);
+                }
+                self.build = None;
+                if c.index != 0 {
+                    return self.refuse(c.epoch, Refusal::OutOfOrder);
+                }
+                if c.total == 0 || c.total > self.max_chunks {
+                    return self.refuse(c.epoch, Refusal::TooLarge);
+                }
+                self.building.clear(c.epoch);
+                self.seen_class.fill(false);
+                self.seen_flow.fill(false);
+                self.build = Some(Build {
+                    epoch: c.epoch,
+                    total: c.total,
+                    next: 0,
+                    entries: 0,
+                    sum: Checksum::new(c.epoch),
+                    started_ns: now_ns,
+                });
+            }
+        }
+        let n = usize::try_from(c.count).unwrap_or(usize::MAX);
+        let Some(entries) = c.entries.get(..n) else {
+            self.build = None;
+            return self.refuse(c.epoch, Refusal::Invalid);
+        };
+        let Some(mut b) = self.build else {
+            return Event::None;
+        };
+        for e in entries {
+            if !self.put(e) {
+                self.build = None;
+                return self.refuse(c.epoch, Refusal::Invalid);
+            }
+            b.sum.entry(e);
+        }
+        b.next += 1;
+        b.entries = b.entries.saturating_add(c.count);
+        self.build = Some(b);
+        Event::None
+    }
+
+    /// Writes one entry into the building plan; false when out of range,
+    /// duplicate, or not a finite non-negative number.
+    fn put(&mut self, e: &PlanEntry) -> bool {
+        match *e {
+            PlanEntry::Class { class, sessions } => {
+                let Ok(i) = usize::try_from(class) else {
+                    return false;
+                };
+                match self.seen_class.get_mut(i) {
+                    Some(seen) if !*seen => {
+                        *seen = true;
+                        self.building.sessions[i] = sessions;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            PlanEntry::Flow {
+                flow,
+                rate_mbps,
+                weight,
+            } => {
+                if !usable(rate_mbps) || !usable(weight) {
+                    return false;
+                }
+                let Ok(i) = usize::try_from(flow) else {
+                    return false;
+                };
+                match self.seen_flow.get_mut(i) {
+                    Some(seen) if !*seen => {
+                        *seen = true;
+                        self.building.rate_mbps[i] = rate_mbps;
+                        self.building.weight[i] = weight;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+        }
+    }
+
+    /// Feeds a commit: stages the plan if complete, matching and valid.
+    pub fn on_commit(
+        &mut self,
+        epoch: u64,
+        chunks: u32,
+        entries: u32,
+        checksum: u64,
+        now_ns: u64,
+    ) -> Event {
+        self.counters.commits += 1;
+        self.tick(now_ns);
+        if epoch <= self.floor() {
+            return self.refuse(epoch, Refusal::Stale);
+        }
+        let Some(b) = self.build.take() else {
+            return self.refuse(epoch, Refusal::Incomplete);
+        };
+        if b.epoch != epoch || b.next != b.total || chunks != b.total || entries != b.entries {
+            return self.refuse(epoch, Refusal::Incomplete);
+        }
+        if b.sum.value() != checksum {
+            return self.refuse(epoch, Refusal::Checksum);
+        }
+        if self.building.check(&self.shape).is_err() {
+            return self.refuse(epoch, Refusal::Invalid);
+        }
+        std::mem::swap(&mut self.building, &mut self.staged);
+        self.staged_valid = true;
+        self.counters.staged += 1;
+        Event::Staged(epoch)
+    }
+
+    /// Looks at the shared active-epoch word: switches to the staged plan
+    /// when the word names it. A word newer than the running plan naming a
+    /// plan not staged here is counted once and ignored (fail-static).
+    pub fn on_active_epoch(&mut self, word: u64, now_ns: u64) -> Event {
+        self.tick(now_ns);
+        if self.staged_valid && self.staged.epoch == word {
+            std::mem::swap(&mut self.active, &mut self.staged);
+            self.staged_valid = false;
+            self.counters.switched += 1;
+            return Event::Switched(word);
+        }
+        if word > self.active.epoch && word != self.not_staged_reported {
+            self.not_staged_reported = word;
+            return self.refuse(word, Refusal::NotStaged);
+        }
+        Event::None
     }
 }

@@ -1,16 +1,13 @@
 //! The pure parts: message codec and the plan assembler.
 
-use super::assembler::{Event, PlanAssembler, Refusal};
 use super::msg::{CHUNK_ENTRIES, Command, MSG_WORDS, Msg, PlanEntry, Telemetry};
-use super::plan::{PlanShape, checksum, plan_commands};
+use super::plan::{Event, PlanAssembler, Refusal, checksum, plan_commands, plan_entries};
+use crate::plan::{PlanShape, PlanTable};
 use proptest::prelude::*;
 
 /// 4 classes, 24 flows (flow f belongs to class f % 4).
 fn shape() -> PlanShape {
-    PlanShape {
-        classes: 4,
-        flow_class: (0..24).map(|f| f % 4).collect(),
-    }
+    PlanShape::new(4, (0..24).map(|f| f % 4).collect())
 }
 
 /// A valid plan of `epoch` whose every value is derived from the epoch.
@@ -242,6 +239,26 @@ fn active_word_naming_an_unstaged_epoch_is_counted_once() {
     assert_eq!(a.on_active_epoch(9, 0), Event::None);
     assert_eq!(a.counters().not_staged, 1);
     assert_eq!(a.active().epoch, 1);
+}
+
+#[test]
+fn a_table_arrives_whole() {
+    let mut t = PlanTable::empty(&shape());
+    t.sessions[2] = 7;
+    t.rate_mbps[6] = 1.5;
+    t.weight[6] = 0.25;
+    t.weight[23] = 2.0;
+    assert_eq!(t.check(&shape()), Ok(()));
+    let e = plan_entries(&t);
+    assert_eq!(e.len(), 4 + 24);
+    let mut a = asm();
+    assert_eq!(
+        feed(&mut a, &plan_commands(6, &e), 0),
+        vec![Event::Staged(6)]
+    );
+    assert_eq!(a.on_active_epoch(6, 0), Event::Switched(6));
+    t.epoch = 6;
+    assert_eq!(a.active(), &t);
 }
 
 #[test]

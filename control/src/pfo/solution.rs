@@ -1,4 +1,5 @@
-//! PFO result: the plan file format and its human-readable table.
+//! PFO's result, [`Solution`]: the `pfo --json` format and its human-readable table. The
+//! control turns it into the dataplane's plan (`run/source.rs`).
 
 use std::fmt::Write as _;
 
@@ -10,13 +11,13 @@ use serde::{Deserialize, Serialize};
 pub enum Status {
     /// Gap within tolerance.
     Optimal,
-    /// Stopped by the time limit: best plan and bound so far.
+    /// Stopped by the time limit: best solution and bound so far.
     TimeLimit,
 }
 
 /// Per class: admitted sessions and per-session total rate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ClassPlan {
+pub struct ClassSolution {
     /// Class id.
     pub id: String,
     /// `n_c`.
@@ -27,7 +28,7 @@ pub struct ClassPlan {
 
 /// Per flow: per-session rate and MONtra weight.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FlowPlan {
+pub struct FlowSolution {
     /// Flow id.
     pub id: String,
     /// `x_f`, rate of EACH admitted session on this route (also the MONtra rate cap).
@@ -38,7 +39,7 @@ pub struct FlowPlan {
 
 /// Per link: planned load and capacity dual.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LinkPlan {
+pub struct LinkSolution {
     /// Link id.
     pub id: String,
     /// `sum_f n_c x_f` over the flows on the link.
@@ -47,12 +48,12 @@ pub struct LinkPlan {
     pub dual: f64,
 }
 
-/// A PFO plan (the `--json` output).
+/// A PFO solution (the `--json` output).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Plan {
+pub struct Solution {
     /// Outcome.
     pub status: Status,
-    /// Mission utility of this plan, evaluated with the exact utility functions.
+    /// Mission utility of this solution, evaluated with the exact utility functions.
     pub objective: f64,
     /// Proven upper bound on the optimum.
     pub bound: f64,
@@ -61,11 +62,11 @@ pub struct Plan {
     /// Wall time of the solve.
     pub seconds: f64,
     /// Classes, in instance order.
-    pub classes: Vec<ClassPlan>,
+    pub classes: Vec<ClassSolution>,
     /// Flows, in instance order.
-    pub flows: Vec<FlowPlan>,
+    pub flows: Vec<FlowSolution>,
     /// Links, in instance order.
-    pub links: Vec<LinkPlan>,
+    pub links: Vec<LinkSolution>,
 }
 
 /// `(bound - objective) / max(1, |bound|)`.
@@ -73,7 +74,7 @@ pub fn relative_gap(objective: f64, bound: f64) -> f64 {
     ((bound - objective) / bound.abs().max(1.0)).max(0.0)
 }
 
-impl Plan {
+impl Solution {
     /// Human-readable table.
     pub fn table(&self) -> String {
         let mut s = String::new();
