@@ -5,12 +5,15 @@
 //!   the planned and achieved rates.
 //! - `mongate status`: the counters of a running dataplane.
 
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
 use mongate_dataplane::stats::{StatsRegion, stats_path};
 
+#[allow(unsafe_code)]
 mod demo;
 
 #[derive(Parser)]

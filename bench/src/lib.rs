@@ -3,8 +3,11 @@
 //! io_uring forwarders with the Linux kernel on the same topology; and
 //! `linkem`, a WAN link emulator (rate, delay, jitter, loss) on AF_XDP.
 
+#![deny(unsafe_code)]
+
 pub mod forward;
 pub mod gateway;
+#[allow(unsafe_code)]
 pub mod linkem;
 pub mod loadgen;
 pub mod pacing;

@@ -1,4 +1,3 @@
-#![deny(unsafe_code)]
 //! The bench's test frames: Ethernet / IPv4 / UDP with a 16-byte payload
 //! header (timestamp, sequence, flow, magic), padded to the frame size. A
 //! 64-byte frame (60 bytes + 4 bytes of FCS the NIC would add) is the

@@ -1,4 +1,3 @@
-#![deny(unsafe_code)]
 //! What the sink measures: packets and bytes, loss against what was sent,
 //! reordering per flow, and one-way latency (hdrhistogram, ns).
 

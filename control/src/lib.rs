@@ -1,6 +1,8 @@
 //! mongate control process: the PFO optimizer and the PFO -> MONtra mapping, MONET path
 //! selection and failover (`failover`), and the control loop that drives a dataplane (`run`).
 
+#![forbid(unsafe_code)]
+
 pub mod failover;
 pub mod mapping;
 pub mod pfo;

@@ -1,6 +1,8 @@
 //! `mongate-control`: the control process. Subcommands: `pfo` (solve one PFO instance) and
 //! `run` (the control loop driving a dataplane, see `docs/control-loop.md`).
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -287,7 +287,6 @@ fn packet_sim_on_attmpls() {
                 format!("{:+.1}", 100.0 * (avg - c.targets[i]) / c.targets[i])
             })
             .collect();
-        #[allow(clippy::cast_precision_loss)] // packet counts
         let sent = res.sent_second_half[i].max(1) as f64;
         eprintln!(
             "packet {:<16} 2nd half: dropped {:.3} %, declared lost {:.3} %; spurious {}; \
@@ -303,7 +302,6 @@ fn packet_sim_on_attmpls() {
     let errs = errors(c, got);
     let (wi, _) = worst(&errs);
     let within = errs.iter().filter(|e| e.abs() <= TOL).count();
-    #[allow(clippy::cast_precision_loss)] // ns
     let conv = |tol: f64, avg_s: u64| {
         res.convergence_avg_ns(tol, avg_s * S)
             .map(|t| t as f64 / 1e9)

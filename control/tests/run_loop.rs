@@ -164,6 +164,7 @@ impl Dataplane {
                         for &f in &local {
                             let rate = p.rate_mbps[f as usize] * 1e6 / 2.0;
                             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                            // planned rates: positive, far below 2^64
                             let rate_bps = rate as u64;
                             items[count] = FlowTelemetry {
                                 flow: f,

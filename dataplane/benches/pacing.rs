@@ -1,7 +1,6 @@
 //! Pacing and MONtra micro-benchmarks: timer wheel at 100k flows, the
 //! exponential variate, the per-ack controller update, the pacing table.
 //! Figures are recorded in docs/montra.md.
-#![allow(missing_docs)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mongate_dataplane::engine::{Batch, Packet};

@@ -18,21 +18,34 @@
 //! - Pure parts (no `unsafe`, no OS, time passed in): [`wire`] packet views,
 //!   [`pacing`] Poisson pacers and timer wheel, [`montra`] rate controllers.
 
+#![deny(unsafe_code)]
+
+// `unsafe` lives only in the modules marked `#[allow(unsafe_code)]` below
+// (system calls, mmap, shared memory, the ring); every block has a `// SAFETY:`.
+#[allow(unsafe_code)]
 pub mod afxdp;
+#[allow(unsafe_code)]
 pub mod app;
+#[allow(unsafe_code)]
 pub mod bpf;
 pub mod classify;
 pub mod config;
+#[allow(unsafe_code)]
 pub mod engine;
 pub mod forward;
 pub mod montra;
 pub mod overlay;
 pub mod pacing;
 pub mod plan;
+#[allow(unsafe_code)]
 pub mod ring;
+#[allow(unsafe_code)]
 pub mod shm;
+#[allow(unsafe_code)]
 pub mod stats;
+#[allow(unsafe_code)]
 pub mod sys;
+#[allow(unsafe_code)]
 pub mod uring;
 pub mod wire;
 pub mod worker;

@@ -4,6 +4,8 @@
 //! interfaces, or a UDP relay on io_uring); `stats` prints the shared-memory
 //! counters of a running instance.
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 

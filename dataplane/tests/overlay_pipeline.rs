@@ -180,6 +180,7 @@ impl Link {
             return;
         }
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        // ns per packet: positive, far below 2^64
         let service = (1e9 / self.pps) as u64;
         let done = self.free_at.max(now) + service;
         self.free_at = done;
@@ -700,7 +701,6 @@ fn acks_drive_the_controller_to_the_bottleneck() {
     }
     let rate = net.sites[0].gw.flow_rate("ac-direct").unwrap();
     let got = net.sites[2].gw.flow_received("ac-direct").unwrap() - received_at_10s;
-    #[allow(clippy::cast_precision_loss)]
     let goodput = got as f64 / 10.0;
     let tr = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
     eprintln!(
@@ -710,7 +710,6 @@ fn acks_drive_the_controller_to_the_bottleneck() {
     assert!((350.0..800.0).contains(&rate), "rate {rate}");
     assert!((400.0..=505.0).contains(&goodput), "goodput {goodput}");
     assert!(tr.lost > 0 && tr.acked > 5_000);
-    #[allow(clippy::cast_precision_loss)]
     let loss = tr.lost as f64 / tr.sent as f64;
     assert!(loss < 0.2, "loss {loss}");
 }

@@ -7,7 +7,10 @@
 //! - [`plan`]: the [`DeploymentPlan`] (read by `mongate-dataplane` via [`plan_from_toml`]).
 //! - [`apply`]: turns a plan into actions (dry-run by default) and performs them.
 
+#![deny(unsafe_code)]
+
 pub mod apply;
+#[allow(unsafe_code)]
 pub mod discover;
 pub mod error;
 pub mod parse;

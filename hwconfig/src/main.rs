@@ -1,5 +1,7 @@
 //! `mongate-hwconfig`: show NIC/host facts, make a deployment plan, apply it.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use mongate_dataplane::overlay::FlowCounters;
 use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
-use mongate_testbed::topology::triangle::{LINKS, flow_links, triangle_overlay_udp};
+use mongate_testbed::topology::triangle::INSTANCE;
 use mongate_testbed::{NsChild, SitesTopology};
 
 use traffic::FRAME;
@@ -225,32 +225,24 @@ fn overhead() -> anyhow::Result<usize> {
         .header_len())
 }
 
-/// The PFO instance of the demo (JSON): the triangle's links at their
-/// payload capacity; A->C worth 2 per Mbit/s up to 4 Mbit/s per session,
-/// B->C worth 1 (the paper's slopes), 4 sessions each.
+/// The PFO instance of the demo (JSON): `docs/examples/triangle/instance.json`
+/// (A->C worth 2 per Mbit/s up to 4 Mbit/s per session, B->C worth 1: the
+/// paper's slopes; 4 sessions each) with each link's capacity set to its
+/// payload share `eff` of the built link's rate.
 fn instance(topo: &SitesTopology, eff: f64) -> anyhow::Result<serde_json::Value> {
-    let mut links = Vec::new();
-    for (name, a, b) in LINKS {
-        let l = topo.link(name)?;
-        links.push(serde_json::json!({
-            "id": format!("{a}-{b}"),
-            "capacity": l.spec.rate_mbps * eff,
-        }));
+    let mut inst: serde_json::Value = serde_json::from_str(INSTANCE)?;
+    let links = inst["links"]
+        .as_array_mut()
+        .ok_or_else(|| anyhow::anyhow!("demo instance: no links"))?;
+    for l in links {
+        let id = l["id"].as_str().unwrap_or_default().to_owned();
+        let h = id
+            .split_once('-')
+            .and_then(|(a, b)| topo.links_between(a, b).first().copied())
+            .ok_or_else(|| anyhow::anyhow!("demo instance: no link {id:?} in the triangle"))?;
+        l["capacity"] = serde_json::json!(h.spec.rate_mbps * eff);
     }
-    let spec = triangle_overlay_udp(None);
-    let flows: Vec<_> = spec
-        .flows
-        .iter()
-        .map(|f| serde_json::json!({"id": f.id, "class": f.class, "links": flow_links(&f.route)}))
-        .collect();
-    Ok(serde_json::json!({
-        "links": links,
-        "classes": [
-            {"id": "A->C", "sessions": 4, "utility": {"piecewise_linear": [[0.0, 0.0], [4.0, 8.0]]}},
-            {"id": "B->C", "sessions": 4, "utility": {"piecewise_linear": [[0.0, 0.0], [4.0, 4.0]]}},
-        ],
-        "flows": flows,
-    }))
+    Ok(inst)
 }
 
 struct Site {
@@ -348,5 +340,41 @@ pub fn print_summary(s: &Summary) {
             "  control killed at {k} s, restarted at {r} s; worst error meanwhile {:.2} %",
             w * 100.0
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mongate_testbed::Sites;
+    use mongate_testbed::topology::triangle::{
+        LINKS, SITE_FILES, flow_links, triangle_overlay_udp,
+    };
+
+    /// The shipped triangle files load, and the instance fits them: its links
+    /// are the triangle's (capacity = rate), its flows the site files' flows
+    /// with the links of their routes.
+    #[test]
+    fn the_example_triangle_files_fit_together() {
+        for (name, text) in SITE_FILES {
+            mongate_dataplane::config::Config::from_toml_str(text, &format!("site-{name}.toml"))
+                .unwrap_or_else(|e| panic!("site {name}: {e}"));
+        }
+        let inst: serde_json::Value = serde_json::from_str(super::INSTANCE).unwrap();
+        mongate_control::pfo::Instance::from_json(super::INSTANCE).unwrap();
+        let sites = Sites::triangle();
+        let links: Vec<_> = LINKS
+            .iter()
+            .map(|(name, a, b)| {
+                let l = sites.links.iter().find(|l| l.name == *name).unwrap();
+                serde_json::json!({"id": format!("{a}-{b}"), "capacity": l.rate_mbps})
+            })
+            .collect();
+        assert_eq!(inst["links"], serde_json::json!(links));
+        let flows: Vec<_> = triangle_overlay_udp(None)
+            .flows
+            .iter()
+            .map(|f| serde_json::json!({"id": f.id, "class": f.class, "links": flow_links(&f.route)}))
+            .collect();
+        assert_eq!(inst["flows"], serde_json::json!(flows));
     }
 }

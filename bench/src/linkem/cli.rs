@@ -283,13 +283,11 @@ pub fn summary(r: &LinkReport) -> String {
 fn dir_line(name: &str, d: &DirReport) -> String {
     let m = &d.model;
     let b = &d.bridge;
-    #[allow(clippy::cast_precision_loss)] // counters far below 2^53
     let mean_late_us = if b.released > 0 {
         b.sum_late_ns as f64 / b.released as f64 / 1e3
     } else {
         0.0
     };
-    #[allow(clippy::cast_precision_loss)]
     let max_late_us = b.max_late_ns as f64 / 1e3;
     format!(
         "  {name}: in {} ({} B), lost {}, queue full {}, hold full {}, blocked {}, out {}, kernel rx drops {}, held at exit {}, release lateness mean {mean_late_us:.1} us max {max_late_us:.1} us\n",

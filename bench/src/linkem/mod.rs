@@ -24,11 +24,7 @@ pub use model::{ConfigError, DirectionConfig, DropCause, JitterDist, LinkModel, 
 pub fn ms_to_ns(ms: f64) -> Option<u64> {
     let ns = (ms * 1e6).round();
     // 0 <= ns <= 6e10 < 2^53 is checked first: the cast is exact.
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     if ns.is_finite() && ns >= 0.0 && ns <= model::MAX_DELAY_NS as f64 {
         Some(ns as u64)
     } else {

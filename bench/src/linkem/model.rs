@@ -1,4 +1,3 @@
-#![deny(unsafe_code)]
 //! The link model of one direction: pure, time passed in, seeded.
 //!
 //! A frame arriving at `now` goes through, in order:
@@ -321,11 +320,7 @@ impl LinkModel {
             },
         };
         // jitter <= 60 s, so sqrt(3) * jitter < 2^37: exact enough, no overflow.
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let uniform_half = (cfg.jitter_ns as f64 * 3f64.sqrt()).round() as u64;
         let queue = vec![0u64; cfg.queue_pkts as usize].into_boxed_slice();
         Ok(Self {
@@ -467,7 +462,7 @@ impl LinkModel {
                 let u2 = self.rng.next_f64();
                 let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
                 // |z| <= sqrt(2 * 53 ln 2) < 8.6 and jitter <= 6e10: |v| < 6e11.
-                #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+                #[allow(clippy::cast_possible_truncation)]
                 let v = (z * self.cfg.jitter_ns as f64).round() as i64;
                 v
             }

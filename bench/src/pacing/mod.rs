@@ -320,7 +320,6 @@ fn analyse(
     truncated: bool,
 ) -> PacingCell {
     let n = rec.at.len();
-    #[allow(clippy::cast_precision_loss)] // counts and ns spans: relative error 2^-53
     let (nf, span_s) = (n as f64, (t1.saturating_sub(t0)).max(1) as f64 / 1e9);
     let achieved = nf / span_s;
     let ratio = achieved / rate;
@@ -331,14 +330,11 @@ fn analyse(
     };
     // Scheduled span: from the start to the last scheduled departure.
     let sched_last = rec.sched.iter().copied().max().unwrap_or(t0);
-    #[allow(clippy::cast_precision_loss)]
     let sched_span_s = (sched_last.saturating_sub(t0)).max(1) as f64 / 1e9;
     let scheduled = nf / sched_span_s;
     let rate_ok = n > 0 && ((ratio - 1.0).abs() <= 0.01 || (ratio - 1.0).abs() <= 2.576 * stderr);
 
-    #[allow(clippy::cast_precision_loss)]
     let mut gaps: Vec<f64> = rec.at.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
-    #[allow(clippy::cast_precision_loss)]
     let zero_gap_fraction =
         gaps.iter().filter(|&&g| g == 0.0).count() as f64 / gaps.len().max(1) as f64;
     let mean = 1e9 / rate;
@@ -366,7 +362,6 @@ fn analyse(
         let expected = rate / f64::from(flows) * span_s;
         let mut c = counts.clone();
         c.sort_unstable();
-        #[allow(clippy::cast_precision_loss)]
         let r = |p: f64| percentile(&c, p).unwrap_or(0) as f64 / expected;
         FlowSpread {
             expected_per_flow: expected,
@@ -379,7 +374,6 @@ fn analyse(
         }
     });
 
-    #[allow(clippy::cast_precision_loss)]
     let polls_per_departure = polls as f64 / nf.max(1.0);
     PacingCell {
         rate_pps: rate,
@@ -452,7 +446,6 @@ pub fn run_pacing(
 }
 
 /// Human-readable table of a report.
-#[allow(clippy::cast_precision_loss)] // ns counts shown in ms
 pub fn table(r: &PacingReport) -> String {
     let mut s = String::new();
     let _ = writeln!(

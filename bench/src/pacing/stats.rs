@@ -3,7 +3,6 @@
 //! the dispersion index of per-flow counts.
 //!
 //! Pure: plain functions on slices, no clock, no I/O.
-#![deny(unsafe_code)]
 
 /// Coefficient of the asymptotic KS critical value at alpha = 0.01:
 /// `D_crit = 1.628 / sqrt(n)` (one-sample, large n).
@@ -26,7 +25,6 @@ pub fn ks_exp(sorted: &[f64], mean: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }
-    #[allow(clippy::cast_precision_loss)] // sample counts far below 2^53
     let n = sorted.len() as f64;
     let mut d: f64 = 0.0;
     let mut i = 0;
@@ -38,7 +36,6 @@ pub fn ks_exp(sorted: &[f64], mean: f64) -> Option<f64> {
             j += 1;
         }
         let f = exp_cdf(x, mean);
-        #[allow(clippy::cast_precision_loss)]
         let (lo, hi) = (i as f64 / n, j as f64 / n);
         d = d.max(f - lo).max(hi - f);
         i = j;
@@ -52,7 +49,6 @@ pub fn ks_critical_001(n: usize) -> f64 {
     if n == 0 {
         return f64::INFINITY;
     }
-    #[allow(clippy::cast_precision_loss)]
     let n = n as f64;
     KS_COEFF_ALPHA_001 / n.sqrt()
 }
@@ -68,7 +64,6 @@ pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     } else {
         p.clamp(0.0, 100.0)
     };
-    #[allow(clippy::cast_precision_loss)]
     let n = sorted.len() as f64;
     // Nearest rank: ceil(p/100 * n), at least 1; within 1..=len.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -81,9 +76,7 @@ pub fn mean_u64(v: &[u64]) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
-    #[allow(clippy::cast_precision_loss)]
-    let s = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
-    s
+    v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64
 }
 
 /// Dispersion index `var / mean` of counts (1 for Poisson counts, 0 for
@@ -93,7 +86,6 @@ pub fn dispersion_index(counts: &[u64]) -> Option<f64> {
     if counts.is_empty() || m <= 0.0 {
         return None;
     }
-    #[allow(clippy::cast_precision_loss)]
     let var = counts
         .iter()
         .map(|&c| {
@@ -113,7 +105,6 @@ mod tests {
     fn exp_quantiles(n: usize, mean: f64) -> Vec<f64> {
         (0..n)
             .map(|i| {
-                #[allow(clippy::cast_precision_loss)]
                 let u = (i as f64 + 0.5) / n as f64;
                 -mean * (-u).ln_1p()
             })
@@ -147,7 +138,6 @@ mod tests {
         // Uniform gaps on [0, 2 mean): same mean, wrong shape.
         let uni: Vec<f64> = (0..n)
             .map(|i| {
-                #[allow(clippy::cast_precision_loss)]
                 let u = (i as f64 + 0.5) / n as f64;
                 2000.0 * u
             })

@@ -489,7 +489,6 @@ impl PathManager {
             return;
         }
         // Counts up to 2^53 are exact; larger ones only lose precision in the ratio.
-        #[allow(clippy::cast_precision_loss)]
         let frac = lost.min(total) as f64 / total as f64;
         let alpha = self.cfg.loss_alpha;
         self.paths[pi].loss.update(frac, alpha);

@@ -21,8 +21,6 @@
 //! [`TokenBucket`](mongate_dataplane::pacing::TokenBucket), the RNG its
 //! [`SplitMix64`](mongate_dataplane::sys::rng::SplitMix64).
 
-#![deny(unsafe_code)]
-
 pub mod config;
 pub mod driver;
 pub mod estimate;
@@ -30,6 +28,7 @@ pub mod health;
 pub mod ids;
 pub mod manager;
 pub mod rank;
+#[cfg(feature = "sim")]
 pub mod sim;
 
 pub use config::{ConfigError, PathConfig, UplinkConfig};

@@ -61,7 +61,6 @@ pub fn rank_cost(i: &RankInput, unknown_rtt: Nanos, waypoint_penalty: Nanos) -> 
     };
     let p = (sr * keep * state_factor(i.state)).max(0.001);
     // Nanosecond costs below 2^53 are exact in f64; larger ones only lose sub-ns precision.
-    #[allow(clippy::cast_precision_loss)]
     let c = cost.max(1) as f64;
     c / p
 }

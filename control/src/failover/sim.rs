@@ -274,11 +274,7 @@ impl SimReport {
             return None;
         }
         // q is clamped to [0,1] and the index to the vector length.
-        #[allow(
-            clippy::cast_possible_truncation,
-            clippy::cast_sign_loss,
-            clippy::cast_precision_loss
-        )]
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         let i = ((q.clamp(0.0, 1.0) * (v.len() - 1) as f64).round() as usize).min(v.len() - 1);
         Some(v[i])
     }
@@ -294,9 +290,7 @@ fn ratio(a: Nanos, b: Nanos) -> f64 {
         return 1.0;
     }
     // Simulated times are far below 2^53 ns.
-    #[allow(clippy::cast_precision_loss)]
-    let r = a as f64 / b as f64;
-    r
+    a as f64 / b as f64
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -727,7 +721,6 @@ impl Run<'_> {
             let (_, bytes) = self.mgr.uplink_probe_usage(u.id).unwrap_or((0, 0));
             self.report.probe_bytes.push((u.id, bytes));
             // Bytes and capacities of a simulated day are far below 2^53.
-            #[allow(clippy::cast_precision_loss)]
             let share = bytes as f64 / (u.capacity_bytes_per_s as f64 * measured as f64 / 1e9);
             self.report.probe_share.push((u.id, share));
         }

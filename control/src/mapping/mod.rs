@@ -16,8 +16,6 @@
 //!   (restricted to the concave piece holding the target); any such subgradient is valid.
 //! - Every controlled flow carries the rate cap `x̂_f` (the plan's `flows[].rate`).
 
-#![deny(unsafe_code)]
-
 use crate::pfo::instance::Instance;
 
 /// Edge-case parameters.

@@ -80,7 +80,6 @@ impl SplitMix {
     /// Uniform in `[0, 1)`.
     pub fn unit(&mut self) -> f64 {
         // 53 random bits -> exact double in [0, 1).
-        #[allow(clippy::cast_precision_loss)] // 53-bit integer, exactly representable
         let v = (self.next_u64() >> 11) as f64;
         v / 9_007_199_254_740_992.0
     }
@@ -212,11 +211,7 @@ fn make_utility(rng: &mut SplitMix, kind: usize, segments: usize) -> UtilitySpec
     let segs = segments.max(1);
     let top = rng.range(1.0, 4.0); // rate where the utility saturates
     let weight = rng.range(0.5, 2.0);
-    let grid = |i: usize| {
-        #[allow(clippy::cast_precision_loss)] // small counts
-        let t = i as f64 / segs as f64;
-        t
-    };
+    let grid = |i: usize| i as f64 / segs as f64;
     let pts: Vec<[f64; 2]> = match kind {
         0 => {
             let k = rng.range(4.0, 10.0);
@@ -234,11 +229,9 @@ fn make_utility(rng: &mut SplitMix, kind: usize, segments: usize) -> UtilitySpec
             for i in 1..=segs {
                 let t = grid(i);
                 let r = if i <= rise {
-                    #[allow(clippy::cast_precision_loss)]
                     let f = i as f64 / rise.max(1) as f64;
                     thr * f
                 } else {
-                    #[allow(clippy::cast_precision_loss)]
                     let f = (i - rise) as f64 / (segs - rise).max(1) as f64;
                     thr + (1.0 - thr) * f
                 };

@@ -10,8 +10,6 @@
 //! - [`oracle`]: brute force for tiny instances (test oracle);
 //! - [`generator`]: Topology Zoo GraphML reader and seeded benchmark instances.
 
-#![deny(unsafe_code)]
-
 pub mod envelope;
 pub mod generator;
 mod heuristic;

@@ -15,8 +15,6 @@
 //! A link marked failed ([`Estimator::mark_link_failed`], path selection's hook) plans with 0.
 //! Losses are end-to-end: a loss on a two-link flow counts against both links.
 
-#![deny(unsafe_code)]
-
 use super::telemetry::FlowWindow;
 
 /// Estimator parameters.

@@ -1,8 +1,6 @@
 //! The control loop's log lines: one per plan sent, one per event; text or JSON lines
 //! (`--json-log`, one object per line with a `type` of `plan` or `event`).
 
-#![deny(unsafe_code)]
-
 use std::fmt::Write as _;
 use std::sync::Arc;
 

@@ -10,8 +10,6 @@
 //! - [`log`]: plan and event log lines (text or JSON);
 //! - [`io`]: the thin loop over the shared-memory control region.
 
-#![deny(unsafe_code)]
-
 pub mod estimator;
 pub mod io;
 pub mod log;

@@ -14,8 +14,6 @@
 //! Capacity and demand triggers are at most one solve per `min_event_gap_ns`; one solve is
 //! outstanding at a time and triggers arriving meanwhile wait for the next one.
 
-#![deny(unsafe_code)]
-
 use mongate_dataplane::config::Config;
 use mongate_dataplane::plan::PlanTable;
 use mongate_dataplane::shm::msg::{ClassTelemetry, FlowTelemetry};

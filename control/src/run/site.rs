@@ -2,8 +2,6 @@
 //! [`Config`]: class and flow ids must be the same sets, and every flow must belong to the same
 //! class on both sides. Telemetry names configuration indices; PFO works on instance indices.
 
-#![deny(unsafe_code)]
-
 use std::collections::HashMap;
 
 use mongate_dataplane::config::Config;

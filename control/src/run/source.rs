@@ -11,8 +11,6 @@
 //! classes and flows by id (`mongate_dataplane::plan::PlanFile`) and becomes a table with
 //! `PlanFile::resolve`, the one place where plan ids meet configuration indices.
 
-#![deny(unsafe_code)]
-
 use std::thread::JoinHandle;
 use std::time::Instant;
 

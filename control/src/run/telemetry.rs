@@ -3,8 +3,6 @@
 //! PFO instance's (the planner translates configuration indices first). Pure: time is an
 //! argument.
 
-#![deny(unsafe_code)]
-
 /// Most workers a dataplane can have (`mongate_dataplane::shm::region::MAX_WORKERS`).
 pub const MAX_WORKERS: usize = 64;
 
@@ -40,9 +38,7 @@ impl FlowWindow {
         if n == 0 {
             0.0
         } else {
-            #[allow(clippy::cast_precision_loss)] // counts far below 2^52 in one window
-            let q = self.losses as f64 / n as f64;
-            q
+            self.losses as f64 / n as f64
         }
     }
     /// Achieved (delivered) rate: sending rate times `1 - loss`.
@@ -160,7 +156,6 @@ impl TelemetryBook {
                         bps = bps.saturating_add(s.rate_bps);
                     }
                 }
-                #[allow(clippy::cast_precision_loss)]
                 // a rate in bit/s: 2^52 is far beyond any link
                 let rate_mbps = bps as f64 / 1e6;
                 any.then_some(FlowWindow {

@@ -62,7 +62,6 @@ pub struct SockaddrXdp {
 /// The kernel's per-socket counters (XDP_STATISTICS).
 #[repr(C)]
 #[derive(Default, Clone, Copy, Debug)]
-#[allow(missing_docs)]
 pub struct XdpStatistics {
     pub rx_dropped: u64,
     pub rx_invalid_descs: u64,

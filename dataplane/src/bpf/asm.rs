@@ -1,4 +1,3 @@
-#![deny(unsafe_code)]
 //! An eBPF assembler: instructions, registers, and forward/backward labels
 //! resolved at `finish`.
 
@@ -19,7 +18,6 @@ pub struct Insn {
 /// Registers r0..r10.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-#[allow(missing_docs)]
 pub enum Reg {
     R0 = 0,
     R1,
@@ -51,7 +49,6 @@ const X: u8 = 0x08;
 
 /// ALU operations.
 #[derive(Clone, Copy, Debug)]
-#[allow(missing_docs)]
 pub enum Alu {
     Add = 0x00,
     Sub = 0x10,
@@ -63,7 +60,6 @@ pub enum Alu {
 
 /// Conditional jumps.
 #[derive(Clone, Copy, Debug)]
-#[allow(missing_docs)]
 pub enum Cond {
     Eq = 0x10,
     Gt = 0x20,

@@ -1,4 +1,3 @@
-#![deny(unsafe_code)]
 //! The gateway's XDP program: redirect the gateway's traffic to the AF_XDP
 //! socket of the receiving queue, pass everything else (ARP, neighbour
 //! discovery, traffic to the host itself) to the kernel.

@@ -27,8 +27,6 @@
 //! configuration, applied by index as it is) changes the limits and rates for
 //! new sessions; live sessions keep their flow until they expire.
 
-#![deny(unsafe_code)]
-
 pub mod inner;
 pub mod rules;
 pub mod sessions;

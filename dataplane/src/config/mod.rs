@@ -10,8 +10,6 @@
 //!
 //! The format is documented, with a complete example, in `docs/config.md`.
 
-#![deny(unsafe_code)]
-
 mod error;
 mod model;
 mod plan;

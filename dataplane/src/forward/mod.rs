@@ -1,4 +1,3 @@
-#![deny(unsafe_code)]
 //! Plain forwarding stages, the engine's baseline pipeline:
 //! [`L3Forward`] routes IP frames from one port to another (next-hop MAC
 //! rewrite, TTL / hop-limit decrement with incremental checksum update), as

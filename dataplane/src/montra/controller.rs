@@ -184,7 +184,6 @@ impl RateController {
     fn roll_window(&mut self, now_ns: u64) {
         let len = now_ns.saturating_sub(self.win_start_ns);
         if len >= self.cfg.app_window_ns {
-            #[allow(clippy::cast_precision_loss)] // counts and ns: relative error 2^-53
             let r = self.win_sent as f64 * 1e9 / len as f64;
             self.last_window = Some((r, self.win_app_limited));
             self.win_start_ns = now_ns;
@@ -209,7 +208,6 @@ impl RateController {
         if !(self.win_app_limited || last_limited) {
             return f64::INFINITY;
         }
-        #[allow(clippy::cast_precision_loss)] // small counts and ns
         let partial = self.win_sent as f64 * 1e9 / self.cfg.app_window_ns as f64;
         let last = self.last_window.map_or(0.0, |w| w.0);
         (self.cfg.app_limit_factor * last.max(partial)).max(self.cfg.x_min)

@@ -67,7 +67,6 @@ impl Aqm {
         let Aqm::Red { min, max, max_p } = self else {
             return false;
         };
-        #[allow(clippy::cast_precision_loss)] // queue lengths are small
         let q = waiting.saturating_sub(1) as f64 / limit.max(1) as f64;
         let p = if q < min {
             0.0
@@ -159,7 +158,6 @@ impl SimResult {
             }
             let mut last_bad: Option<usize> = None;
             for i in per..=g.len() {
-                #[allow(clippy::cast_precision_loss)] // small counts
                 let avg = g[i - per..i].iter().sum::<f64>() / per as f64;
                 if (avg - target).abs() > tol * target {
                     last_bad = Some(i);
@@ -437,7 +435,6 @@ pub fn run(cfg: &SimConfig) -> SimResult {
             }
             Ev::Sample => {
                 for (i, f) in flows.iter_mut().enumerate() {
-                    #[allow(clippy::cast_precision_loss)] // small counts and ns
                     goodput[i].push(f.delivered_in_sample as f64 * 1e9 / cfg.sample_ns as f64);
                     f.delivered_in_sample = 0;
                 }
@@ -449,7 +446,6 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         .iter()
         .map(|g| {
             let h = &g[g.len() / 2..];
-            #[allow(clippy::cast_precision_loss)]
             let n = h.len().max(1) as f64;
             h.iter().sum::<f64>() / n
         })
@@ -458,9 +454,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
         .iter()
         .map(|f| {
             let s = f.tx.stats();
-            #[allow(clippy::cast_precision_loss)]
-            let l = s.lost as f64 / (s.acked + s.lost).max(1) as f64;
-            l
+            s.lost as f64 / (s.acked + s.lost).max(1) as f64
         })
         .collect();
     SimResult {
@@ -641,7 +635,6 @@ mod tests {
             );
         }
         let conv = res.convergence_ns(0.1);
-        #[allow(clippy::cast_precision_loss)]
         let c = conv.map(|c| c as f64 / 1e9);
         eprintln!("{name}: convergence (5 s average within 10%): {c:?} s");
         assert!(conv.is_some(), "{name}: never converged");

@@ -4,7 +4,6 @@
 //!
 //! Pure: no OS, no clock (time is passed in as `u64` nanoseconds), no
 //! allocation after construction.
-#![deny(unsafe_code)]
 
 pub mod pacer;
 pub mod token_bucket;

@@ -63,7 +63,6 @@ impl FlowPacer {
         } else if old <= 0.0 || self.next_departure_ns == u64::MAX {
             self.next_departure_ns = now_ns.saturating_add(rng.exp_gap_ns(new));
         } else if self.next_departure_ns > now_ns {
-            #[allow(clippy::cast_precision_loss)] // a time difference: 2^-53 relative error is fine
             let rem = (self.next_departure_ns - now_ns) as f64 * (old / new);
             // Saturating float -> int conversion; rem >= 0.
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -469,11 +468,9 @@ mod tests {
         // n = 10^5 gaps at 100 kpps with a 1 ns tick.
         let rate = 100_000.0;
         let times = run_backlogged(rate, 0, 100_001);
-        #[allow(clippy::cast_precision_loss)]
         let mut gaps: Vec<f64> = times.windows(2).map(|w| (w[1] - w[0]) as f64).collect();
         gaps.sort_by(f64::total_cmp);
         let d = crate::sys::rng::ks_exp(&gaps, 1e9 / rate);
-        #[allow(clippy::cast_precision_loss)]
         let crit = 1.628 / (gaps.len() as f64).sqrt();
         eprintln!(
             "KS D = {d:.5} (n = {}, critical at alpha 0.01 = {crit:.5})",
@@ -487,7 +484,6 @@ mod tests {
         for rate in [1_000.0, 10_000.0, 100_000.0, 1_000_000.0] {
             // Default 1.024 us tick: rounding must not bias the rate.
             let times = run_backlogged(rate, TimerWheel::DEFAULT_SHIFT, 100_001);
-            #[allow(clippy::cast_precision_loss)]
             let achieved = 1e9 * 100_000.0 / (times[100_000] - times[0]) as f64;
             let err = (achieved - rate).abs() / rate;
             eprintln!("rate {rate}: achieved {achieved:.1} ({:.3}%)", err * 100.0);

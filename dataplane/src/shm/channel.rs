@@ -3,8 +3,6 @@
 //! active-epoch word, switch, acknowledge, beat. Thin glue over
 //! [`WorkerPort`]; all decisions are the assembler's.
 
-#![deny(unsafe_code)]
-
 use super::msg::{AckStatus, Command, Telemetry};
 use super::plan::{Event, PlanAssembler, Refusal};
 use super::region::{Recv, WorkerPort};

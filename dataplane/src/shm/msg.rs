@@ -10,8 +10,6 @@
 //! [`Assignment`], [`PathEventKind`], [`PathTelemetry`]) is the overlay's
 //! (`overlay::failover`): this module re-exports and encodes it.
 
-#![deny(unsafe_code)]
-
 pub use crate::overlay::failover::{
     FLOW_MARK_DOWN, FLOW_MARK_UP, FLOW_PEER_DEFAULT, PATH_NONE, PathEventKind, PathTelemetry,
 };

@@ -19,8 +19,6 @@
 //! No allocation after [`PlanAssembler::new`]: the building, staged and
 //! active plans are three preallocated [`PlanTable`]s that are swapped.
 
-#![deny(unsafe_code)]
-
 use crate::plan::{PlanShape, PlanTable, usable};
 
 use super::msg::{CHUNK_ENTRIES, COUNTER_WORDS, Command, PlanChunk, PlanEntry};

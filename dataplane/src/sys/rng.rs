@@ -42,7 +42,6 @@ fn high_u32(bits: u64) -> u32 {
 #[inline]
 fn unit_f64(bits: u64) -> f64 {
     // The top 53 bits fit a f64 mantissa exactly.
-    #[allow(clippy::cast_precision_loss)] // < 2^53: exact
     let v = (bits >> 11) as f64;
     v * F53
 }
@@ -153,7 +152,6 @@ impl Rng {
     /// Uniform in (0, 1]: never zero, so its logarithm is finite.
     #[inline]
     pub fn next_f64_open0(&mut self) -> f64 {
-        #[allow(clippy::cast_precision_loss)] // <= 2^53: exact
         let v = ((self.next_u64() >> 11) + 1) as f64;
         v * F53
     }
@@ -232,12 +230,10 @@ pub fn fast_ln(x: f64) -> f64 {
 /// Kolmogorov-Smirnov statistic of sorted samples `v` against Exp(mean).
 #[cfg(test)]
 pub(crate) fn ks_exp(v: &[f64], mean: f64) -> f64 {
-    #[allow(clippy::cast_precision_loss)]
     let n = v.len() as f64;
     let mut d: f64 = 0.0;
     for (i, &x) in v.iter().enumerate() {
         let f = 1.0 - (-x / mean).exp();
-        #[allow(clippy::cast_precision_loss)]
         let i = i as f64;
         d = d.max(f - i / n).max((i + 1.0) / n - f);
     }
@@ -370,7 +366,6 @@ mod tests {
         v.sort_by(f64::total_cmp);
         let d = ks_exp(&v, 1.0);
         // Critical value at alpha = 0.01: 1.628 / sqrt(n).
-        #[allow(clippy::cast_precision_loss)]
         let crit = 1.628 / (n as f64).sqrt();
         assert!(d < crit, "D = {d}, critical {crit}");
     }

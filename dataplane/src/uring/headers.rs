@@ -4,7 +4,6 @@
 //! address encoding for the kernel (`sockaddr_in` / `sockaddr_in6` as bytes).
 //!
 //! No `unsafe`, no OS: everything here is exercised by unit and property tests.
-#![deny(unsafe_code)]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 

@@ -8,12 +8,24 @@
 //! with a tag:                             | 8100  | TCI | type | payload
 //! ```
 
-use super::{Error, Result, get_u16, put_u16};
+use super::{Error, Result, check_len, get_u16, put_u16, read_u16, write_u16};
 
 /// Ethernet header length without a tag.
 pub const HEADER_LEN: usize = 14;
 /// Length of one 802.1Q tag (TPID + TCI).
 pub const VLAN_TAG_LEN: usize = 4;
+
+/// The header's fields.
+pub(crate) mod field {
+    use crate::wire::Field;
+
+    pub(crate) const DST: Field = 0..6;
+    pub(crate) const SRC: Field = 6..12;
+    /// The EtherType, or the tag's TPID (0x8100) in a tagged frame.
+    pub(crate) const TYPE_OR_TPID: Field = 12..14;
+    /// A tagged frame's TCI; its EtherType follows.
+    pub(crate) const TCI: Field = 14..16;
+}
 
 /// EtherType values used here.
 pub mod ethertype {
@@ -118,11 +130,9 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// Checks the buffer holds a full header (including the tag, if any).
     pub fn new_checked(buffer: T) -> Result<Self> {
         let b = buffer.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        if get_u16(b, 12) == ethertype::VLAN && b.len() < HEADER_LEN + VLAN_TAG_LEN {
-            return Err(Error::Truncated);
+        check_len(b, HEADER_LEN)?;
+        if read_u16(b, field::TYPE_OR_TPID) == ethertype::VLAN {
+            check_len(b, HEADER_LEN + VLAN_TAG_LEN)?;
         }
         Ok(Self { buffer })
     }
@@ -133,22 +143,22 @@ impl<T: AsRef<[u8]>> Frame<T> {
     /// Destination address.
     pub fn dst(&self) -> MacAddr {
         let mut a = [0; 6];
-        a.copy_from_slice(&self.buffer.as_ref()[0..6]);
+        a.copy_from_slice(&self.buffer.as_ref()[field::DST]);
         MacAddr(a)
     }
     /// Source address.
     pub fn src(&self) -> MacAddr {
         let mut a = [0; 6];
-        a.copy_from_slice(&self.buffer.as_ref()[6..12]);
+        a.copy_from_slice(&self.buffer.as_ref()[field::SRC]);
         MacAddr(a)
     }
     fn tagged(&self) -> bool {
-        get_u16(self.buffer.as_ref(), 12) == ethertype::VLAN
+        read_u16(self.buffer.as_ref(), field::TYPE_OR_TPID) == ethertype::VLAN
     }
     /// The 802.1Q tag, if present.
     pub fn vlan(&self) -> Option<VlanTag> {
         self.tagged()
-            .then(|| VlanTag::from_tci(get_u16(self.buffer.as_ref(), 14)))
+            .then(|| VlanTag::from_tci(read_u16(self.buffer.as_ref(), field::TCI)))
     }
     /// The EtherType of the payload (after the tag, if any).
     pub fn ethertype(&self) -> u16 {
@@ -171,11 +181,11 @@ impl<T: AsRef<[u8]>> Frame<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     /// Sets the destination address.
     pub fn set_dst(&mut self, a: MacAddr) {
-        self.buffer.as_mut()[0..6].copy_from_slice(&a.0);
+        self.buffer.as_mut()[field::DST].copy_from_slice(&a.0);
     }
     /// Sets the source address.
     pub fn set_src(&mut self, a: MacAddr) {
-        self.buffer.as_mut()[6..12].copy_from_slice(&a.0);
+        self.buffer.as_mut()[field::SRC].copy_from_slice(&a.0);
     }
     /// Sets the payload EtherType (after the tag, if any).
     pub fn set_ethertype(&mut self, t: u16) {
@@ -186,7 +196,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Frame<T> {
     /// changes the header length: emit a new header instead).
     pub fn set_vlan(&mut self, tag: VlanTag) {
         if self.tagged() {
-            put_u16(self.buffer.as_mut(), 14, tag.tci());
+            write_u16(self.buffer.as_mut(), field::TCI, tag.tci());
         }
     }
     /// The payload, mutable.
@@ -231,11 +241,11 @@ impl Repr {
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
         let hl = self.header_len();
         let b = buf.get_mut(..hl).ok_or(Error::NoRoom)?;
-        b[0..6].copy_from_slice(&self.dst.0);
-        b[6..12].copy_from_slice(&self.src.0);
+        b[field::DST].copy_from_slice(&self.dst.0);
+        b[field::SRC].copy_from_slice(&self.src.0);
         if let Some(tag) = self.vlan {
-            put_u16(b, 12, ethertype::VLAN);
-            put_u16(b, 14, tag.tci());
+            write_u16(b, field::TYPE_OR_TPID, ethertype::VLAN);
+            write_u16(b, field::TCI, tag.tci());
         }
         put_u16(b, hl - 2, self.ethertype);
         Ok(hl)

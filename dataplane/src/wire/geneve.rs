@@ -24,7 +24,9 @@
 //! - [`SECURITY_OPTION_TYPE`] (0x82, critical): AEAD key epoch and nonce counter;
 //!   its presence also means a [`AEAD_TAG_LEN`]-byte tag trails the inner frame.
 
-use super::{Error, Result, get_u16, get_u32, get_u64, put_u16, put_u32, put_u64};
+use super::{
+    Error, Result, check_len, read_u16, read_u32, read_u64, write_u16, write_u32, write_u64,
+};
 
 /// IANA UDP destination port for GENEVE.
 pub const UDP_PORT: u16 = 6081;
@@ -58,8 +60,43 @@ pub const SECURITY_OPTION_LEN: usize = OPTION_HEADER_LEN + SECURITY_OPTION_DATA_
 /// AEAD tag appended after the (encrypted) inner frame when the security option is present.
 pub const AEAD_TAG_LEN: usize = 16;
 
-const FLAG_O: u8 = 0x80;
+/// The O bit: an OAM (control) message.
+pub(crate) const FLAG_O: u8 = 0x80;
+/// The C bit: critical options present.
 const FLAG_C: u8 = 0x40;
+
+/// The fields of the header, of an option TLV, and of mongate's options' data.
+pub(crate) mod field {
+    use crate::wire::Field;
+
+    /// Version (2 bits) and Opt Len (6 bits, 4-byte words).
+    pub(crate) const VER_OPT_LEN: usize = 0;
+    /// The O and C bits.
+    pub(crate) const FLAGS: usize = 1;
+    pub(crate) const PROTOCOL: Field = 2..4;
+    /// VNI (24 bits) and the reserved byte.
+    pub(crate) const VNI: Field = 4..8;
+    pub(crate) const RESERVED: usize = 7;
+
+    /// Option TLV: class.
+    pub(crate) const OPT_CLASS: Field = 0..2;
+    /// Option TLV: type (high bit = critical).
+    pub(crate) const OPT_TYPE: usize = 2;
+    /// Option TLV: 3 reserved bits and the data length (5 bits, 4-byte words).
+    pub(crate) const OPT_LENGTH: usize = 3;
+
+    /// Flow option data: flow id.
+    pub(crate) const FLOW_ID: Field = 0..4;
+    /// Flow option data: sequence number.
+    pub(crate) const FLOW_SEQ: Field = 4..12;
+    /// Flow option data: send timestamp.
+    pub(crate) const FLOW_TIMESTAMP: Field = 12..20;
+
+    /// Security option data: key epoch.
+    pub(crate) const SEC_KEY_EPOCH: Field = 0..4;
+    /// Security option data: nonce counter.
+    pub(crate) const SEC_NONCE: Field = 4..12;
+}
 
 /// A view of a GENEVE header, checked by [`Header::new_checked`].
 #[derive(Debug, Clone)]
@@ -73,15 +110,14 @@ impl<T: AsRef<[u8]>> Header<T> {
     /// not walked: use [`Header::options`] / [`parse_options`].
     pub fn new_checked(buffer: T) -> Result<Self> {
         let b = buffer.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        if b[0] >> 6 != VERSION {
+        check_len(b, HEADER_LEN)?;
+        if b[field::VER_OPT_LEN] >> 6 != VERSION {
             return Err(Error::Unsupported);
         }
-        if HEADER_LEN + usize::from(b[0] & 0x3F) * 4 > b.len() {
-            return Err(Error::Truncated);
-        }
+        check_len(
+            b,
+            HEADER_LEN + usize::from(b[field::VER_OPT_LEN] & 0x3F) * 4,
+        )?;
         Ok(Self { buffer })
     }
     /// The underlying buffer.
@@ -93,11 +129,11 @@ impl<T: AsRef<[u8]>> Header<T> {
     }
     /// Version (always 0 once checked).
     pub fn version(&self) -> u8 {
-        self.b()[0] >> 6
+        self.b()[field::VER_OPT_LEN] >> 6
     }
     /// Length of the options area in bytes.
     pub fn options_len(&self) -> usize {
-        usize::from(self.b()[0] & 0x3F) * 4
+        usize::from(self.b()[field::VER_OPT_LEN] & 0x3F) * 4
     }
     /// Header length including options.
     pub fn header_len(&self) -> usize {
@@ -105,19 +141,19 @@ impl<T: AsRef<[u8]>> Header<T> {
     }
     /// O bit: control (OAM) message, not to be forwarded as data.
     pub fn oam(&self) -> bool {
-        self.b()[1] & FLAG_O != 0
+        self.b()[field::FLAGS] & FLAG_O != 0
     }
     /// C bit: critical options present.
     pub fn critical(&self) -> bool {
-        self.b()[1] & FLAG_C != 0
+        self.b()[field::FLAGS] & FLAG_C != 0
     }
     /// Protocol type of the payload (an EtherType).
     pub fn protocol(&self) -> u16 {
-        get_u16(self.b(), 2)
+        read_u16(self.b(), field::PROTOCOL)
     }
     /// Virtual network identifier (24 bits).
     pub fn vni(&self) -> u32 {
-        get_u32(self.b(), 4) >> 8
+        read_u32(self.b(), field::VNI) >> 8
     }
     /// The raw options area.
     pub fn options(&self) -> &[u8] {
@@ -139,16 +175,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
     /// Sets the O bit.
     pub fn set_oam(&mut self, v: bool) {
         let b = self.buffer.as_mut();
-        b[1] = if v { b[1] | FLAG_O } else { b[1] & !FLAG_O };
+        let f = &mut b[field::FLAGS];
+        *f = if v { *f | FLAG_O } else { *f & !FLAG_O };
     }
     /// Sets the C bit.
     pub fn set_critical(&mut self, v: bool) {
         let b = self.buffer.as_mut();
-        b[1] = if v { b[1] | FLAG_C } else { b[1] & !FLAG_C };
+        let f = &mut b[field::FLAGS];
+        *f = if v { *f | FLAG_C } else { *f & !FLAG_C };
     }
     /// Sets the protocol type.
     pub fn set_protocol(&mut self, p: u16) {
-        put_u16(self.buffer.as_mut(), 2, p);
+        write_u16(self.buffer.as_mut(), field::PROTOCOL, p);
     }
     /// Sets the VNI; values above 24 bits are rejected.
     pub fn set_vni(&mut self, vni: u32) -> Result<()> {
@@ -156,7 +194,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Header<T> {
             return Err(Error::Malformed);
         }
         let b = self.buffer.as_mut();
-        put_u32(b, 4, (vni << 8) | u32::from(b[7]));
+        write_u32(b, field::VNI, (vni << 8) | u32::from(b[field::RESERVED]));
         Ok(())
     }
     /// The options area, mutable.
@@ -217,15 +255,15 @@ impl<'a> Iterator for OptionIter<'a> {
             self.rest = &[];
             return Some(Err(Error::Truncated));
         }
-        let len = OPTION_HEADER_LEN + usize::from(r[3] & 0x1F) * 4;
+        let len = OPTION_HEADER_LEN + usize::from(r[field::OPT_LENGTH] & 0x1F) * 4;
         let Some(tlv) = r.get(..len) else {
             self.rest = &[];
             return Some(Err(Error::Truncated));
         };
         self.rest = &r[len..];
         Some(Ok(GeneveOption {
-            class: get_u16(tlv, 0),
-            opt_type: tlv[2],
+            class: read_u16(tlv, field::OPT_CLASS),
+            opt_type: tlv[field::OPT_TYPE],
             data: &tlv[OPTION_HEADER_LEN..],
         }))
     }
@@ -243,9 +281,9 @@ pub fn emit_option_header(
         return Err(Error::Malformed);
     }
     let b = buf.get_mut(..OPTION_HEADER_LEN).ok_or(Error::NoRoom)?;
-    put_u16(b, 0, class);
-    b[2] = opt_type;
-    b[3] = u8::try_from(data_len / 4).map_err(|_| Error::Malformed)?;
+    write_u16(b, field::OPT_CLASS, class);
+    b[field::OPT_TYPE] = opt_type;
+    b[field::OPT_LENGTH] = u8::try_from(data_len / 4).map_err(|_| Error::Malformed)?;
     Ok(OPTION_HEADER_LEN)
 }
 
@@ -274,18 +312,19 @@ impl FlowOption {
             return Err(Error::Malformed);
         }
         Ok(Self {
-            flow_id: get_u32(data, 0),
-            seq: get_u64(data, 4),
-            timestamp_ns: get_u64(data, 12),
+            flow_id: read_u32(data, field::FLOW_ID),
+            seq: read_u64(data, field::FLOW_SEQ),
+            timestamp_ns: read_u64(data, field::FLOW_TIMESTAMP),
         })
     }
     /// Writes the whole TLV ([`FLOW_OPTION_LEN`] bytes).
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
         let b = buf.get_mut(..FLOW_OPTION_LEN).ok_or(Error::NoRoom)?;
         emit_option_header(b, MONGATE_CLASS, FLOW_OPTION_TYPE, FLOW_OPTION_DATA_LEN)?;
-        put_u32(b, 4, self.flow_id);
-        put_u64(b, 8, self.seq);
-        put_u64(b, 16, self.timestamp_ns);
+        let d = &mut b[OPTION_HEADER_LEN..];
+        write_u32(d, field::FLOW_ID, self.flow_id);
+        write_u64(d, field::FLOW_SEQ, self.seq);
+        write_u64(d, field::FLOW_TIMESTAMP, self.timestamp_ns);
         Ok(FLOW_OPTION_LEN)
     }
 }
@@ -308,8 +347,8 @@ impl SecurityOption {
             return Err(Error::Malformed);
         }
         Ok(Self {
-            key_epoch: get_u32(data, 0),
-            nonce: get_u64(data, 4),
+            key_epoch: read_u32(data, field::SEC_KEY_EPOCH),
+            nonce: read_u64(data, field::SEC_NONCE),
         })
     }
     /// Writes the whole TLV ([`SECURITY_OPTION_LEN`] bytes).
@@ -321,15 +360,16 @@ impl SecurityOption {
             SECURITY_OPTION_TYPE,
             SECURITY_OPTION_DATA_LEN,
         )?;
-        put_u32(b, 4, self.key_epoch);
-        put_u64(b, 8, self.nonce);
+        let d = &mut b[OPTION_HEADER_LEN..];
+        write_u32(d, field::SEC_KEY_EPOCH, self.key_epoch);
+        write_u64(d, field::SEC_NONCE, self.nonce);
         Ok(SECURITY_OPTION_LEN)
     }
     /// The 96-bit AEAD nonce: the option data as sent (epoch || counter, big-endian).
     pub fn aead_nonce(&self) -> [u8; 12] {
-        let mut n = [0u8; 12];
-        n[..4].copy_from_slice(&self.key_epoch.to_be_bytes());
-        n[4..].copy_from_slice(&self.nonce.to_be_bytes());
+        let mut n = [0u8; SECURITY_OPTION_DATA_LEN];
+        write_u32(&mut n, field::SEC_KEY_EPOCH, self.key_epoch);
+        write_u64(&mut n, field::SEC_NONCE, self.nonce);
         n
     }
 }
@@ -419,15 +459,15 @@ impl Repr {
         let hl = self.header_len();
         let b = buf.get_mut(..hl).ok_or(Error::NoRoom)?;
         let words = u8::try_from((hl - HEADER_LEN) / 4).map_err(|_| Error::TooBig)?;
-        b[0] = words; // version 0 in the top two bits
-        b[1] = if self.oam { FLAG_O } else { 0 }
+        b[field::VER_OPT_LEN] = words; // version 0 in the top two bits
+        b[field::FLAGS] = if self.oam { FLAG_O } else { 0 }
             | if self.options.security.is_some() {
                 FLAG_C
             } else {
                 0
             };
-        put_u16(b, 2, self.protocol);
-        put_u32(b, 4, self.vni << 8);
+        write_u16(b, field::PROTOCOL, self.protocol);
+        write_u32(b, field::VNI, self.vni << 8);
         let mut at = HEADER_LEN;
         if let Some(f) = self.options.flow {
             at += f.emit(&mut b[at..])?;

@@ -18,10 +18,25 @@
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 use super::ipv4::{self, protocol};
-use super::{Error, Result, checksum, get_u16, get_u32, ipv6, put_u16, put_u32};
+use super::{Error, Result, check_len, checksum, ipv6, read_u16, read_u32, write_u16, write_u32};
 
 /// ICMP header length (type, code, checksum, 4 bytes of rest-of-header).
 pub const HEADER_LEN: usize = 8;
+
+/// The header's fields (the same first 8 bytes in v4 and v6).
+pub(crate) mod field {
+    use crate::wire::Field;
+
+    pub(crate) const TYPE: usize = 0;
+    pub(crate) const CODE: usize = 1;
+    pub(crate) const CHECKSUM: Field = 2..4;
+    /// The rest of the header: ICMPv6 packet-too-big's MTU.
+    pub(crate) const MTU: Field = 4..8;
+    /// ICMPv4 frag-needed: unused.
+    pub(crate) const UNUSED_V4: Field = 4..6;
+    /// ICMPv4 frag-needed: the next-hop MTU (RFC 1191).
+    pub(crate) const NEXT_HOP_MTU: Field = 6..8;
+}
 /// ICMPv4 destination unreachable.
 pub const V4_DEST_UNREACHABLE: u8 = 3;
 /// ICMPv4 code: fragmentation needed and DF set.
@@ -43,30 +58,28 @@ pub struct Packet<T: AsRef<[u8]>> {
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Checks the 8-byte header fits.
     pub fn new_checked(buffer: T) -> Result<Self> {
-        if buffer.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
+        check_len(buffer.as_ref(), HEADER_LEN)?;
         Ok(Self { buffer })
     }
     /// Message type.
     pub fn msg_type(&self) -> u8 {
-        self.buffer.as_ref()[0]
+        self.buffer.as_ref()[field::TYPE]
     }
     /// Code.
     pub fn code(&self) -> u8 {
-        self.buffer.as_ref()[1]
+        self.buffer.as_ref()[field::CODE]
     }
     /// Checksum field.
     pub fn checksum(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), 2)
+        read_u16(self.buffer.as_ref(), field::CHECKSUM)
     }
     /// ICMPv4 frag-needed: the next-hop MTU (bytes 6..8).
     pub fn next_hop_mtu(&self) -> u16 {
-        get_u16(self.buffer.as_ref(), 6)
+        read_u16(self.buffer.as_ref(), field::NEXT_HOP_MTU)
     }
     /// ICMPv6 packet-too-big: the MTU (bytes 4..8).
     pub fn mtu(&self) -> u32 {
-        get_u32(self.buffer.as_ref(), 4)
+        read_u32(self.buffer.as_ref(), field::MTU)
     }
     /// Everything after the 8-byte header (the quoted packet for errors).
     pub fn data(&self) -> &[u8] {
@@ -151,14 +164,14 @@ pub fn emit_frag_needed_v4(
     };
     ip.emit(out)?;
     let m = &mut out[ipv4::HEADER_LEN..ipv4::HEADER_LEN + icmp_len];
-    m[0] = V4_DEST_UNREACHABLE;
-    m[1] = V4_CODE_FRAG_NEEDED;
-    put_u16(m, 2, 0);
-    put_u16(m, 4, 0);
-    put_u16(m, 6, next_hop_mtu);
+    m[field::TYPE] = V4_DEST_UNREACHABLE;
+    m[field::CODE] = V4_CODE_FRAG_NEEDED;
+    write_u16(m, field::CHECKSUM, 0);
+    write_u16(m, field::UNUSED_V4, 0);
+    write_u16(m, field::NEXT_HOP_MTU, next_hop_mtu);
     m[HEADER_LEN..].copy_from_slice(&original[..quote]);
     let c = checksum::finish(checksum::data(m));
-    put_u16(m, 2, c);
+    write_u16(m, field::CHECKSUM, c);
     Ok(ipv4::HEADER_LEN + icmp_len)
 }
 
@@ -204,16 +217,16 @@ pub fn emit_packet_too_big_v6(
     ip.emit(out)?;
     let len32 = u32::try_from(icmp_len).map_err(|_| Error::TooBig)?;
     let m = &mut out[ipv6::HEADER_LEN..ipv6::HEADER_LEN + icmp_len];
-    m[0] = V6_PACKET_TOO_BIG;
-    m[1] = 0;
-    put_u16(m, 2, 0);
-    put_u32(m, 4, mtu);
+    m[field::TYPE] = V6_PACKET_TOO_BIG;
+    m[field::CODE] = 0;
+    write_u16(m, field::CHECKSUM, 0);
+    write_u32(m, field::MTU, mtu);
     m[HEADER_LEN..].copy_from_slice(&original[..quote]);
     let sum = checksum::combine(&[
         checksum::pseudo_header_v6(router, p.src(), protocol::ICMPV6, len32),
         checksum::data(m),
     ]);
-    put_u16(m, 2, checksum::finish(sum));
+    write_u16(m, field::CHECKSUM, checksum::finish(sum));
     Ok(ipv6::HEADER_LEN + icmp_len)
 }
 

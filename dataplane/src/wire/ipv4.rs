@@ -14,12 +14,32 @@
 
 use core::net::Ipv4Addr;
 
-use super::{Error, Result, checksum, get_u16, put_u16};
+use super::{Error, Result, check_len, check_length_field, checksum, read_u16, write_u16};
 
 /// Header length without options.
 pub const HEADER_LEN: usize = 20;
 /// Largest header (IHL = 15).
 pub const MAX_HEADER_LEN: usize = 60;
+
+/// The header's fields.
+pub(crate) mod field {
+    use crate::wire::Field;
+
+    /// Version (high nibble) and IHL (low nibble, 4-byte words).
+    pub(crate) const VER_IHL: usize = 0;
+    /// DSCP (6 bits) and ECN (2), the former TOS.
+    pub(crate) const TOS: usize = 1;
+    /// Header + payload length.
+    pub(crate) const TOTAL_LEN: Field = 2..4;
+    pub(crate) const IDENT: Field = 4..6;
+    /// Flags (3 bits) and fragment offset (13, 8-byte units).
+    pub(crate) const FLAGS_FRAG: Field = 6..8;
+    pub(crate) const TTL: usize = 8;
+    pub(crate) const PROTOCOL: usize = 9;
+    pub(crate) const CHECKSUM: Field = 10..12;
+    pub(crate) const SRC_ADDR: Field = 12..16;
+    pub(crate) const DST_ADDR: Field = 16..20;
+}
 
 /// IP protocol numbers used here.
 pub mod protocol {
@@ -50,26 +70,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// [`Packet::verify_checksum`].
     pub fn new_checked(buffer: T) -> Result<Self> {
         let b = buffer.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        if b[0] >> 4 != 4 {
+        check_len(b, HEADER_LEN)?;
+        if b[field::VER_IHL] >> 4 != 4 {
             return Err(Error::Malformed);
         }
-        let hl = usize::from(b[0] & 0x0F) * 4;
-        if hl < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if hl > b.len() {
-            return Err(Error::Truncated);
-        }
-        let total = usize::from(get_u16(b, 2));
-        if total < hl {
-            return Err(Error::Malformed);
-        }
-        if total > b.len() {
-            return Err(Error::Truncated);
-        }
+        let hl = usize::from(b[field::VER_IHL] & 0x0F) * 4;
+        check_length_field(hl, HEADER_LEN, b.len())?;
+        check_length_field(usize::from(read_u16(b, field::TOTAL_LEN)), hl, b.len())?;
         Ok(Self { buffer })
     }
     /// The underlying buffer.
@@ -81,7 +88,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
     /// Header length in bytes (20..=60).
     pub fn header_len(&self) -> usize {
-        usize::from(self.b()[0] & 0x0F) * 4
+        usize::from(self.b()[field::VER_IHL] & 0x0F) * 4
     }
     /// The options bytes (empty when IHL = 5).
     pub fn options(&self) -> &[u8] {
@@ -89,35 +96,35 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
     /// DSCP and ECN byte (former TOS).
     pub fn tos(&self) -> u8 {
-        self.b()[1]
+        self.b()[field::TOS]
     }
     /// DSCP (upper 6 bits of the TOS byte).
     pub fn dscp(&self) -> u8 {
-        self.b()[1] >> 2
+        self.b()[field::TOS] >> 2
     }
     /// ECN (lower 2 bits).
     pub fn ecn(&self) -> u8 {
-        self.b()[1] & 3
+        self.b()[field::TOS] & 3
     }
     /// Total length (header + payload).
     pub fn total_len(&self) -> usize {
-        usize::from(get_u16(self.b(), 2))
+        usize::from(read_u16(self.b(), field::TOTAL_LEN))
     }
     /// Identification.
     pub fn ident(&self) -> u16 {
-        get_u16(self.b(), 4)
+        read_u16(self.b(), field::IDENT)
     }
     /// Don't Fragment.
     pub fn dont_frag(&self) -> bool {
-        get_u16(self.b(), 6) & FLAG_DF != 0
+        read_u16(self.b(), field::FLAGS_FRAG) & FLAG_DF != 0
     }
     /// More Fragments.
     pub fn more_frags(&self) -> bool {
-        get_u16(self.b(), 6) & FLAG_MF != 0
+        read_u16(self.b(), field::FLAGS_FRAG) & FLAG_MF != 0
     }
     /// Fragment offset in bytes.
     pub fn frag_offset(&self) -> usize {
-        usize::from(get_u16(self.b(), 6) & FRAG_MASK) * 8
+        usize::from(read_u16(self.b(), field::FLAGS_FRAG) & FRAG_MASK) * 8
     }
     /// True for any fragment (first, middle or last).
     pub fn is_fragment(&self) -> bool {
@@ -125,25 +132,27 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
     /// Time to live.
     pub fn ttl(&self) -> u8 {
-        self.b()[8]
+        self.b()[field::TTL]
     }
     /// Payload protocol.
     pub fn protocol(&self) -> u8 {
-        self.b()[9]
+        self.b()[field::PROTOCOL]
     }
     /// Header checksum field.
     pub fn checksum(&self) -> u16 {
-        get_u16(self.b(), 10)
+        read_u16(self.b(), field::CHECKSUM)
     }
     /// Source address.
     pub fn src(&self) -> Ipv4Addr {
-        let b = self.b();
-        Ipv4Addr::new(b[12], b[13], b[14], b[15])
+        let mut a = [0u8; 4];
+        a.copy_from_slice(&self.b()[field::SRC_ADDR]);
+        Ipv4Addr::from(a)
     }
     /// Destination address.
     pub fn dst(&self) -> Ipv4Addr {
-        let b = self.b();
-        Ipv4Addr::new(b[16], b[17], b[18], b[19])
+        let mut a = [0u8; 4];
+        a.copy_from_slice(&self.b()[field::DST_ADDR]);
+        Ipv4Addr::from(a)
     }
     /// True when the header checksum verifies.
     pub fn verify_checksum(&self) -> bool {
@@ -161,27 +170,27 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     }
     /// Sets the identification (checksum not updated).
     pub fn set_ident(&mut self, v: u16) {
-        put_u16(self.bm(), 4, v);
+        write_u16(self.bm(), field::IDENT, v);
     }
     /// Sets the TTL (checksum not updated).
     pub fn set_ttl(&mut self, v: u8) {
-        self.bm()[8] = v;
+        self.bm()[field::TTL] = v;
     }
     /// Sets the TOS byte (checksum not updated).
     pub fn set_tos(&mut self, v: u8) {
-        self.bm()[1] = v;
+        self.bm()[field::TOS] = v;
     }
     /// Sets the source address (checksum not updated).
     pub fn set_src(&mut self, a: Ipv4Addr) {
-        self.bm()[12..16].copy_from_slice(&a.octets());
+        self.bm()[field::SRC_ADDR].copy_from_slice(&a.octets());
     }
     /// Sets the destination address (checksum not updated).
     pub fn set_dst(&mut self, a: Ipv4Addr) {
-        self.bm()[16..20].copy_from_slice(&a.octets());
+        self.bm()[field::DST_ADDR].copy_from_slice(&a.octets());
     }
     /// Sets the checksum field.
     pub fn set_checksum(&mut self, v: u16) {
-        put_u16(self.bm(), 10, v);
+        write_u16(self.bm(), field::CHECKSUM, v);
     }
     /// Recomputes the header checksum from scratch.
     pub fn fill_checksum(&mut self) {
@@ -256,18 +265,22 @@ impl Repr {
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
         let total = u16::try_from(HEADER_LEN + self.payload_len).map_err(|_| Error::TooBig)?;
         let b = buf.get_mut(..HEADER_LEN).ok_or(Error::NoRoom)?;
-        b[0] = 0x45;
-        b[1] = self.tos;
-        put_u16(b, 2, total);
-        put_u16(b, 4, self.ident);
-        put_u16(b, 6, if self.dont_frag { FLAG_DF } else { 0 });
-        b[8] = self.ttl;
-        b[9] = self.protocol;
-        put_u16(b, 10, 0);
-        b[12..16].copy_from_slice(&self.src.octets());
-        b[16..20].copy_from_slice(&self.dst.octets());
+        b[field::VER_IHL] = 0x45;
+        b[field::TOS] = self.tos;
+        write_u16(b, field::TOTAL_LEN, total);
+        write_u16(b, field::IDENT, self.ident);
+        write_u16(
+            b,
+            field::FLAGS_FRAG,
+            if self.dont_frag { FLAG_DF } else { 0 },
+        );
+        b[field::TTL] = self.ttl;
+        b[field::PROTOCOL] = self.protocol;
+        write_u16(b, field::CHECKSUM, 0);
+        b[field::SRC_ADDR].copy_from_slice(&self.src.octets());
+        b[field::DST_ADDR].copy_from_slice(&self.dst.octets());
         let c = checksum::finish(checksum::data(b));
-        put_u16(b, 10, c);
+        write_u16(b, field::CHECKSUM, c);
         Ok(HEADER_LEN)
     }
 }

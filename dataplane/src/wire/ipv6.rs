@@ -11,10 +11,28 @@
 
 use core::net::Ipv6Addr;
 
-use super::{Error, Result, get_u16, get_u32, put_u16, put_u32};
+use super::{
+    Error, Result, check_len, check_length_field, read_u16, read_u32, write_u16, write_u32,
+};
 
 /// Fixed header length.
 pub const HEADER_LEN: usize = 40;
+
+/// The fixed header's fields.
+pub(crate) mod field {
+    use crate::wire::Field;
+
+    /// The version's byte (its high nibble).
+    pub(crate) const VERSION: usize = 0;
+    /// Version (4 bits), traffic class (8), flow label (20).
+    pub(crate) const VER_TC_FLOW: Field = 0..4;
+    /// Payload length (the header excluded).
+    pub(crate) const PAYLOAD_LEN: Field = 4..6;
+    pub(crate) const NEXT_HEADER: usize = 6;
+    pub(crate) const HOP_LIMIT: usize = 7;
+    pub(crate) const SRC_ADDR: Field = 8..24;
+    pub(crate) const DST_ADDR: Field = 24..40;
+}
 /// The minimum link MTU every IPv6 path supports (RFC 8200 section 5).
 pub const MIN_MTU: usize = 1280;
 
@@ -30,15 +48,12 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// hop-by-hop jumbo option) are not supported: length 0 means empty.
     pub fn new_checked(buffer: T) -> Result<Self> {
         let b = buffer.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        if b[0] >> 4 != 6 {
+        check_len(b, HEADER_LEN)?;
+        if b[field::VERSION] >> 4 != 6 {
             return Err(Error::Malformed);
         }
-        if HEADER_LEN + usize::from(get_u16(b, 4)) > b.len() {
-            return Err(Error::Truncated);
-        }
+        let total = HEADER_LEN + usize::from(read_u16(b, field::PAYLOAD_LEN));
+        check_length_field(total, HEADER_LEN, b.len())?;
         Ok(Self { buffer })
     }
     /// The underlying buffer.
@@ -50,16 +65,16 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
     /// Traffic class (DSCP/ECN).
     pub fn traffic_class(&self) -> u8 {
-        let w = get_u16(self.b(), 0);
-        (w >> 4).to_be_bytes()[1]
+        let w = read_u32(self.b(), field::VER_TC_FLOW);
+        (w >> 20).to_be_bytes()[3]
     }
     /// Flow label (20 bits).
     pub fn flow_label(&self) -> u32 {
-        get_u32(self.b(), 0) & 0x000F_FFFF
+        read_u32(self.b(), field::VER_TC_FLOW) & 0x000F_FFFF
     }
     /// Payload length.
     pub fn payload_len(&self) -> usize {
-        usize::from(get_u16(self.b(), 4))
+        usize::from(read_u16(self.b(), field::PAYLOAD_LEN))
     }
     /// Header + payload length.
     pub fn total_len(&self) -> usize {
@@ -67,22 +82,22 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
     /// Next header.
     pub fn next_header(&self) -> u8 {
-        self.b()[6]
+        self.b()[field::NEXT_HEADER]
     }
     /// Hop limit.
     pub fn hop_limit(&self) -> u8 {
-        self.b()[7]
+        self.b()[field::HOP_LIMIT]
     }
     /// Source address.
     pub fn src(&self) -> Ipv6Addr {
         let mut a = [0u8; 16];
-        a.copy_from_slice(&self.b()[8..24]);
+        a.copy_from_slice(&self.b()[field::SRC_ADDR]);
         Ipv6Addr::from(a)
     }
     /// Destination address.
     pub fn dst(&self) -> Ipv6Addr {
         let mut a = [0u8; 16];
-        a.copy_from_slice(&self.b()[24..40]);
+        a.copy_from_slice(&self.b()[field::DST_ADDR]);
         Ipv6Addr::from(a)
     }
     /// The payload (payload length bytes after the header).
@@ -94,7 +109,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the hop limit.
     pub fn set_hop_limit(&mut self, v: u8) {
-        self.buffer.as_mut()[7] = v;
+        self.buffer.as_mut()[field::HOP_LIMIT] = v;
     }
     /// Decrements the hop limit as a router does (no checksum in IPv6). Returns
     /// the new value, or [`Error::Expired`] (packet untouched) at 0 or 1.
@@ -109,14 +124,14 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the flow label (masked to 20 bits).
     pub fn set_flow_label(&mut self, label: u32) {
         let b = self.buffer.as_mut();
-        let w = (get_u32(b, 0) & 0xFFF0_0000) | (label & 0x000F_FFFF);
-        put_u32(b, 0, w);
+        let w = (read_u32(b, field::VER_TC_FLOW) & 0xFFF0_0000) | (label & 0x000F_FFFF);
+        write_u32(b, field::VER_TC_FLOW, w);
     }
     /// Sets the traffic class.
     pub fn set_traffic_class(&mut self, tc: u8) {
         let b = self.buffer.as_mut();
-        let w = (get_u32(b, 0) & 0xF00F_FFFF) | (u32::from(tc) << 20);
-        put_u32(b, 0, w);
+        let w = (read_u32(b, field::VER_TC_FLOW) & 0xF00F_FFFF) | (u32::from(tc) << 20);
+        write_u32(b, field::VER_TC_FLOW, w);
     }
     /// The payload, mutable.
     pub fn payload_mut(&mut self) -> &mut [u8] {
@@ -164,16 +179,16 @@ impl Repr {
             return Err(Error::Malformed);
         }
         let b = buf.get_mut(..HEADER_LEN).ok_or(Error::NoRoom)?;
-        put_u32(
+        write_u32(
             b,
-            0,
+            field::VER_TC_FLOW,
             (6 << 28) | (u32::from(self.traffic_class) << 20) | self.flow_label,
         );
-        put_u16(b, 4, plen);
-        b[6] = self.next_header;
-        b[7] = self.hop_limit;
-        b[8..24].copy_from_slice(&self.src.octets());
-        b[24..40].copy_from_slice(&self.dst.octets());
+        write_u16(b, field::PAYLOAD_LEN, plen);
+        b[field::NEXT_HEADER] = self.next_header;
+        b[field::HOP_LIMIT] = self.hop_limit;
+        b[field::SRC_ADDR].copy_from_slice(&self.src.octets());
+        b[field::DST_ADDR].copy_from_slice(&self.dst.octets());
         Ok(HEADER_LEN)
     }
 }

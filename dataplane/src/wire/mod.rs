@@ -18,8 +18,6 @@
 //!
 //! The byte layout is documented in `docs/wire-format.md`.
 
-#![deny(unsafe_code)]
-
 pub mod checksum;
 pub mod ethernet;
 pub mod fuzz;
@@ -100,8 +98,72 @@ impl std::error::Error for Error {}
 /// Result of wire operations.
 pub type Result<T> = core::result::Result<T, Error>;
 
+/// A field's byte range in a header. Every view names its fields once, in a
+/// `mod field` (smoltcp's pattern), and reads and writes them by name.
+pub(crate) type Field = core::ops::Range<usize>;
+
+/// `f` moved `by` bytes on: a field of a header that starts at `by`.
+#[inline(always)]
+pub(crate) const fn shifted(f: Field, by: usize) -> Field {
+    f.start + by..f.end + by
+}
+
+/// [`Error::Truncated`] unless `b` holds at least `len` bytes.
+#[inline(always)]
+pub(crate) const fn check_len(b: &[u8], len: usize) -> Result<()> {
+    if b.len() < len {
+        Err(Error::Truncated)
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks a length field's `value`: [`Error::Malformed`] below `min` (the
+/// header it counts), [`Error::Truncated`] beyond the `avail` bytes there are.
+#[inline(always)]
+pub(crate) const fn check_length_field(value: usize, min: usize, avail: usize) -> Result<()> {
+    if value < min {
+        Err(Error::Malformed)
+    } else if value > avail {
+        Err(Error::Truncated)
+    } else {
+        Ok(())
+    }
+}
+
 // Big-endian field access. Callers index only within lengths validated by a
-// `new_checked` (or an explicit length check just before).
+// `new_checked` (or an explicit length check just before). `read_*`/`write_*`
+// take a named [`Field`]; `get_*`/`put_*` an offset computed at run time.
+#[inline(always)]
+pub(crate) fn read_u16(b: &[u8], f: Field) -> u16 {
+    debug_assert_eq!(f.len(), 2);
+    get_u16(b, f.start)
+}
+#[inline(always)]
+pub(crate) fn read_u32(b: &[u8], f: Field) -> u32 {
+    debug_assert_eq!(f.len(), 4);
+    get_u32(b, f.start)
+}
+#[inline(always)]
+pub(crate) fn read_u64(b: &[u8], f: Field) -> u64 {
+    debug_assert_eq!(f.len(), 8);
+    get_u64(b, f.start)
+}
+#[inline(always)]
+pub(crate) fn write_u16(b: &mut [u8], f: Field, v: u16) {
+    debug_assert_eq!(f.len(), 2);
+    put_u16(b, f.start, v);
+}
+#[inline(always)]
+pub(crate) fn write_u32(b: &mut [u8], f: Field, v: u32) {
+    debug_assert_eq!(f.len(), 4);
+    put_u32(b, f.start, v);
+}
+#[inline(always)]
+pub(crate) fn write_u64(b: &mut [u8], f: Field, v: u64) {
+    debug_assert_eq!(f.len(), 8);
+    put_u64(b, f.start, v);
+}
 #[inline(always)]
 pub(crate) fn get_u16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])

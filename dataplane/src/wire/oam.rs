@@ -25,7 +25,7 @@
 //! a path MTU) and ignored.
 
 use super::ethernet::ethertype;
-use super::{Error, Result, get_u32, get_u64, put_u32, put_u64};
+use super::{Error, Result, check_len, read_u32, read_u64, write_u32, write_u64};
 
 /// GENEVE protocol type of OAM payloads (IEEE local experimental EtherType 1).
 pub const OAM_PROTOCOL: u16 = ethertype::LOCAL_EXPERIMENTAL_1;
@@ -41,6 +41,41 @@ pub const MAX_ACK_ENTRIES: usize = 255;
 pub const PROBE_LEN: usize = 24;
 /// Bits in an ack bitmap.
 pub const ACK_BITMAP_BITS: u64 = 64;
+
+/// The fields of the common header, of an ack entry and of a probe body.
+pub(crate) mod field {
+    use crate::wire::Field;
+
+    pub(crate) const VERSION: usize = 0;
+    pub(crate) const TYPE: usize = 1;
+    /// Ack entries that follow (0 in other messages).
+    pub(crate) const COUNT: usize = 2;
+    pub(crate) const RESERVED: usize = 3;
+
+    /// Ack entry: flow id.
+    pub(crate) const ACK_FLOW_ID: Field = 0..4;
+    /// Ack entry: delay between receiving the newest packet and acking, ns.
+    pub(crate) const ACK_DELAY: Field = 4..8;
+    /// Ack entry: cumulative sequence number.
+    pub(crate) const ACK_CUM_SEQ: Field = 8..16;
+    /// Ack entry: packets received beyond the cumulative one.
+    pub(crate) const ACK_BITMAP: Field = 16..24;
+    /// Ack entry: the newest packet's send timestamp.
+    pub(crate) const ACK_ECHO_TS: Field = 24..32;
+    /// Ack entry: packets received so far.
+    pub(crate) const ACK_RECEIVED: Field = 32..36;
+    /// Ack entry: packets given up on so far.
+    pub(crate) const ACK_LOST: Field = 36..40;
+
+    /// Probe body: path id.
+    pub(crate) const PROBE_PATH_ID: Field = 0..4;
+    /// Probe body: sequence number on the path.
+    pub(crate) const PROBE_SEQ: Field = 4..8;
+    /// Probe body: prober's send time.
+    pub(crate) const PROBE_SEND_TS: Field = 8..16;
+    /// Probe body: responder's receive time.
+    pub(crate) const PROBE_ECHO_TS: Field = 16..24;
+}
 
 /// OAM message type byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -104,29 +139,27 @@ pub struct AckEntry {
 impl AckEntry {
     /// Parses one 40-byte entry.
     pub fn parse(b: &[u8]) -> Result<Self> {
-        if b.len() < ACK_ENTRY_LEN {
-            return Err(Error::Truncated);
-        }
+        check_len(b, ACK_ENTRY_LEN)?;
         Ok(Self {
-            flow_id: get_u32(b, 0),
-            ack_delay_ns: get_u32(b, 4),
-            cum_seq: get_u64(b, 8),
-            bitmap: get_u64(b, 16),
-            echo_ts_ns: get_u64(b, 24),
-            received: get_u32(b, 32),
-            lost: get_u32(b, 36),
+            flow_id: read_u32(b, field::ACK_FLOW_ID),
+            ack_delay_ns: read_u32(b, field::ACK_DELAY),
+            cum_seq: read_u64(b, field::ACK_CUM_SEQ),
+            bitmap: read_u64(b, field::ACK_BITMAP),
+            echo_ts_ns: read_u64(b, field::ACK_ECHO_TS),
+            received: read_u32(b, field::ACK_RECEIVED),
+            lost: read_u32(b, field::ACK_LOST),
         })
     }
     /// Writes one 40-byte entry.
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
         let b = buf.get_mut(..ACK_ENTRY_LEN).ok_or(Error::NoRoom)?;
-        put_u32(b, 0, self.flow_id);
-        put_u32(b, 4, self.ack_delay_ns);
-        put_u64(b, 8, self.cum_seq);
-        put_u64(b, 16, self.bitmap);
-        put_u64(b, 24, self.echo_ts_ns);
-        put_u32(b, 32, self.received);
-        put_u32(b, 36, self.lost);
+        write_u32(b, field::ACK_FLOW_ID, self.flow_id);
+        write_u32(b, field::ACK_DELAY, self.ack_delay_ns);
+        write_u64(b, field::ACK_CUM_SEQ, self.cum_seq);
+        write_u64(b, field::ACK_BITMAP, self.bitmap);
+        write_u64(b, field::ACK_ECHO_TS, self.echo_ts_ns);
+        write_u32(b, field::ACK_RECEIVED, self.received);
+        write_u32(b, field::ACK_LOST, self.lost);
         Ok(ACK_ENTRY_LEN)
     }
     /// Whether packet `seq` is known received by this entry (`seq <= cum_seq`
@@ -158,14 +191,12 @@ pub struct Probe {
 impl Probe {
     /// Parses a 24-byte body.
     pub fn parse(b: &[u8]) -> Result<Self> {
-        if b.len() < PROBE_LEN {
-            return Err(Error::Truncated);
-        }
+        check_len(b, PROBE_LEN)?;
         Ok(Self {
-            path_id: get_u32(b, 0),
-            probe_seq: get_u32(b, 4),
-            send_ts_ns: get_u64(b, 8),
-            echo_ts_ns: get_u64(b, 16),
+            path_id: read_u32(b, field::PROBE_PATH_ID),
+            probe_seq: read_u32(b, field::PROBE_SEQ),
+            send_ts_ns: read_u64(b, field::PROBE_SEND_TS),
+            echo_ts_ns: read_u64(b, field::PROBE_ECHO_TS),
         })
     }
     /// The echo answering this probe, stamped with the responder's `now_ns`.
@@ -187,30 +218,26 @@ impl<T: AsRef<[u8]>> Message<T> {
     /// Checks version, type, and that the body the header implies fits.
     pub fn new_checked(buffer: T) -> Result<Self> {
         let b = buffer.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        if b[0] != VERSION {
+        check_len(b, HEADER_LEN)?;
+        if b[field::VERSION] != VERSION {
             return Err(Error::Unsupported);
         }
-        let need = match MessageType::from_u8(b[1]) {
+        let need = match MessageType::from_u8(b[field::TYPE]) {
             None => return Err(Error::Unsupported),
-            Some(MessageType::Ack) => HEADER_LEN + usize::from(b[2]) * ACK_ENTRY_LEN,
+            Some(MessageType::Ack) => HEADER_LEN + usize::from(b[field::COUNT]) * ACK_ENTRY_LEN,
             Some(MessageType::Probe | MessageType::ProbeEcho) => HEADER_LEN + PROBE_LEN,
         };
-        if need > b.len() {
-            return Err(Error::Truncated);
-        }
+        check_len(b, need)?;
         Ok(Self { buffer })
     }
     /// Message type.
     pub fn msg_type(&self) -> MessageType {
         // Checked in `new_checked`; the fallback is unreachable.
-        MessageType::from_u8(self.buffer.as_ref()[1]).unwrap_or(MessageType::Probe)
+        MessageType::from_u8(self.buffer.as_ref()[field::TYPE]).unwrap_or(MessageType::Probe)
     }
     /// Entry count (acks; 0 otherwise).
     pub fn count(&self) -> usize {
-        usize::from(self.buffer.as_ref()[2])
+        usize::from(self.buffer.as_ref()[field::COUNT])
     }
     /// The ack entries (empty for probes).
     pub fn acks(&self) -> AckIter<'_> {
@@ -341,12 +368,12 @@ impl<'a> Repr<'a> {
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
         let len = self.len();
         let b = buf.get_mut(..len).ok_or(Error::NoRoom)?;
-        b[0] = VERSION;
-        b[3] = 0;
+        b[field::VERSION] = VERSION;
+        b[field::RESERVED] = 0;
         match self {
             Self::Ack(entries) => {
-                b[1] = MessageType::Ack as u8;
-                b[2] = u8::try_from(entries.len()).map_err(|_| Error::TooBig)?;
+                b[field::TYPE] = MessageType::Ack as u8;
+                b[field::COUNT] = u8::try_from(entries.len()).map_err(|_| Error::TooBig)?;
                 for i in 0..entries.len() {
                     let e = entries.get(i).ok_or(Error::Malformed)?;
                     e.emit(&mut b[HEADER_LEN + i * ACK_ENTRY_LEN..])?;
@@ -358,12 +385,13 @@ impl<'a> Repr<'a> {
                 } else {
                     MessageType::ProbeEcho
                 };
-                b[1] = t as u8;
-                b[2] = 0;
-                put_u32(b, 4, p.path_id);
-                put_u32(b, 8, p.probe_seq);
-                put_u64(b, 12, p.send_ts_ns);
-                put_u64(b, 20, p.echo_ts_ns);
+                b[field::TYPE] = t as u8;
+                b[field::COUNT] = 0;
+                let d = &mut b[HEADER_LEN..];
+                write_u32(d, field::PROBE_PATH_ID, p.path_id);
+                write_u32(d, field::PROBE_SEQ, p.probe_seq);
+                write_u64(d, field::PROBE_SEND_TS, p.send_ts_ns);
+                write_u64(d, field::PROBE_ECHO_TS, p.echo_ts_ns);
             }
         }
         Ok(len)

@@ -18,7 +18,10 @@ use super::geneve::{
     self, AEAD_TAG_LEN, FLOW_OPTION_LEN, FlowOption, SECURITY_OPTION_LEN, SecurityOption,
 };
 use super::ipv4::protocol;
-use super::{Error, Result, checksum, get_u32, ipv4, ipv6, oam, put_u16, put_u32, put_u64, udp};
+use super::{
+    Error, Result, checksum, ipv4, ipv6, oam, read_u32, shifted, udp, write_u16, write_u32,
+    write_u64,
+};
 
 /// Largest header a template holds (18 + 40 + 8 + 8 + 24 + 16 = 114, rounded up).
 pub const MAX_HEADER_LEN: usize = 128;
@@ -170,8 +173,8 @@ impl OverlayTemplate {
                 };
                 let n = r.emit(&mut hdr[ip_off..])?;
                 let h = &mut hdr[ip_off..ip_off + n];
-                put_u16(h, 2, 0);
-                put_u16(h, 10, 0);
+                write_u16(h, ipv4::field::TOTAL_LEN, 0);
+                write_u16(h, ipv4::field::CHECKSUM, 0);
                 (
                     ip_off + n,
                     checksum::data(h),
@@ -284,39 +287,65 @@ impl OverlayTemplate {
                 // With DF set the id only needs to be unique-ish (RFC 6864): low bits of seq.
                 let [.., hi, lo] = p.flow.seq.to_be_bytes();
                 let ident = u16::from_be_bytes([hi, lo]);
-                put_u16(out, ip + 2, ip_len);
-                put_u16(out, ip + 4, ident);
+                write_u16(out, shifted(ipv4::field::TOTAL_LEN, ip), ip_len);
+                write_u16(out, shifted(ipv4::field::IDENT, ip), ident);
                 let sum =
                     checksum::fold(u64::from(self.ip4_sum) + u64::from(ip_len) + u64::from(ident));
-                put_u16(out, ip + 10, checksum::finish(sum));
+                write_u16(
+                    out,
+                    shifted(ipv4::field::CHECKSUM, ip),
+                    checksum::finish(sum),
+                );
             }
             Family::V6 => {
-                put_u16(out, ip + 4, udp_len);
-                let w = (get_u32(&self.hdr, ip) & 0xFFF0_0000) | (p.entropy & 0x000F_FFFF);
-                put_u32(out, ip, w);
+                write_u16(out, shifted(ipv6::field::PAYLOAD_LEN, ip), udp_len);
+                let vtf = shifted(ipv6::field::VER_TC_FLOW, ip);
+                let w =
+                    (read_u32(&self.hdr, vtf.clone()) & 0xFFF0_0000) | (p.entropy & 0x000F_FFFF);
+                write_u32(out, vtf, w);
             }
         }
         let u = self.udp_off;
-        put_u16(out, u, source_port(p.entropy));
-        put_u16(out, u + 4, udp_len);
+        write_u16(
+            out,
+            shifted(udp::field::SRC_PORT, u),
+            source_port(p.entropy),
+        );
+        write_u16(out, shifted(udp::field::LENGTH, u), udp_len);
         if p.oam {
-            out[self.geneve_off + 1] |= 0x80;
-            put_u16(out, self.geneve_off + 2, oam::OAM_PROTOCOL);
+            out[self.geneve_off + geneve::field::FLAGS] |= geneve::FLAG_O;
+            write_u16(
+                out,
+                shifted(geneve::field::PROTOCOL, self.geneve_off),
+                oam::OAM_PROTOCOL,
+            );
         }
-        let f = self.flow_off;
-        put_u32(out, f + 4, p.flow.flow_id);
-        put_u64(out, f + 8, p.flow.seq);
-        put_u64(out, f + 16, p.flow.timestamp_ns);
+        let f = self.flow_off + geneve::OPTION_HEADER_LEN;
+        write_u32(out, shifted(geneve::field::FLOW_ID, f), p.flow.flow_id);
+        write_u64(out, shifted(geneve::field::FLOW_SEQ, f), p.flow.seq);
+        write_u64(
+            out,
+            shifted(geneve::field::FLOW_TIMESTAMP, f),
+            p.flow.timestamp_ns,
+        );
         if self.secure {
-            let s = self.sec_off;
-            put_u32(out, s + 4, p.security.key_epoch);
-            put_u64(out, s + 8, p.security.nonce);
+            let s = self.sec_off + geneve::OPTION_HEADER_LEN;
+            write_u32(
+                out,
+                shifted(geneve::field::SEC_KEY_EPOCH, s),
+                p.security.key_epoch,
+            );
+            write_u64(out, shifted(geneve::field::SEC_NONCE, s), p.security.nonce);
             let tag_at = out.len() - AEAD_TAG_LEN;
             out[tag_at..].fill(0);
         }
         if self.udp_checksum {
             let sum = checksum::combine(&[self.pseudo_sum, udp_len, checksum::data(&out[u..])]);
-            put_u16(out, u + 6, udp::wire_checksum(checksum::finish(sum)));
+            write_u16(
+                out,
+                shifted(udp::field::CHECKSUM, u),
+                udp::wire_checksum(checksum::finish(sum)),
+            );
         }
         Ok(start..end)
     }

@@ -8,10 +8,21 @@
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 use super::ipv4::protocol;
-use super::{Error, Result, checksum, get_u16, put_u16};
+use super::{Error, Result, check_len, check_length_field, checksum, read_u16, write_u16};
 
 /// Header length.
 pub const HEADER_LEN: usize = 8;
+
+/// The header's fields.
+pub(crate) mod field {
+    use crate::wire::Field;
+
+    pub(crate) const SRC_PORT: Field = 0..2;
+    pub(crate) const DST_PORT: Field = 2..4;
+    /// Header + payload length.
+    pub(crate) const LENGTH: Field = 4..6;
+    pub(crate) const CHECKSUM: Field = 6..8;
+}
 
 /// A view of a UDP datagram, checked by [`Packet::new_checked`].
 #[derive(Debug, Clone)]
@@ -24,16 +35,8 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// beyond the length field are ignored).
     pub fn new_checked(buffer: T) -> Result<Self> {
         let b = buffer.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        let len = usize::from(get_u16(b, 4));
-        if len < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if len > b.len() {
-            return Err(Error::Truncated);
-        }
+        check_len(b, HEADER_LEN)?;
+        check_length_field(usize::from(read_u16(b, field::LENGTH)), HEADER_LEN, b.len())?;
         Ok(Self { buffer })
     }
     /// The underlying buffer.
@@ -45,15 +48,15 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
     /// Source port.
     pub fn src_port(&self) -> u16 {
-        get_u16(self.b(), 0)
+        read_u16(self.b(), field::SRC_PORT)
     }
     /// Destination port.
     pub fn dst_port(&self) -> u16 {
-        get_u16(self.b(), 2)
+        read_u16(self.b(), field::DST_PORT)
     }
     /// Length field (header + payload).
     pub fn len(&self) -> usize {
-        usize::from(get_u16(self.b(), 4))
+        usize::from(read_u16(self.b(), field::LENGTH))
     }
     /// Never true for a checked packet (length >= 8); for API symmetry.
     pub fn is_empty(&self) -> bool {
@@ -61,7 +64,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
     /// Checksum field.
     pub fn checksum(&self) -> u16 {
-        get_u16(self.b(), 6)
+        read_u16(self.b(), field::CHECKSUM)
     }
     /// Payload (up to the length field).
     pub fn payload(&self) -> &[u8] {
@@ -76,7 +79,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
             src,
             dst,
             protocol::UDP,
-            u32::from(get_u16(self.b(), 4)),
+            u32::from(read_u16(self.b(), field::LENGTH)),
         ))
     }
     fn sum_v6(&self, src: Ipv6Addr, dst: Ipv6Addr) -> u16 {
@@ -84,7 +87,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
             src,
             dst,
             protocol::UDP,
-            u32::from(get_u16(self.b(), 4)),
+            u32::from(read_u16(self.b(), field::LENGTH)),
         ))
     }
     /// Verifies over IPv4: a zero checksum field always passes.
@@ -106,15 +109,15 @@ pub const fn wire_checksum(c: u16) -> u16 {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Sets the source port (checksum not updated).
     pub fn set_src_port(&mut self, v: u16) {
-        put_u16(self.buffer.as_mut(), 0, v);
+        write_u16(self.buffer.as_mut(), field::SRC_PORT, v);
     }
     /// Sets the destination port (checksum not updated).
     pub fn set_dst_port(&mut self, v: u16) {
-        put_u16(self.buffer.as_mut(), 2, v);
+        write_u16(self.buffer.as_mut(), field::DST_PORT, v);
     }
     /// Sets the checksum field.
     pub fn set_checksum(&mut self, v: u16) {
-        put_u16(self.buffer.as_mut(), 6, v);
+        write_u16(self.buffer.as_mut(), field::CHECKSUM, v);
     }
     /// Computes and stores the checksum over the IPv4 pseudo-header.
     pub fn fill_checksum_v4(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
@@ -158,10 +161,10 @@ impl Repr {
     pub fn emit(&self, buf: &mut [u8], payload_len: usize) -> Result<usize> {
         let len = u16::try_from(HEADER_LEN + payload_len).map_err(|_| Error::TooBig)?;
         let b = buf.get_mut(..HEADER_LEN).ok_or(Error::NoRoom)?;
-        put_u16(b, 0, self.src_port);
-        put_u16(b, 2, self.dst_port);
-        put_u16(b, 4, len);
-        put_u16(b, 6, 0);
+        write_u16(b, field::SRC_PORT, self.src_port);
+        write_u16(b, field::DST_PORT, self.dst_port);
+        write_u16(b, field::LENGTH, len);
+        write_u16(b, field::CHECKSUM, 0);
         Ok(HEADER_LEN)
     }
 }

@@ -1,6 +1,5 @@
 //! The kernel's cpu-list format: `0-3,8,10-11` (as in
 //! `/sys/devices/system/cpu/online`, `isolated`, `smp_affinity_list`).
-#![deny(unsafe_code)]
 
 use super::ParseError;
 

@@ -7,7 +7,6 @@
 //! named after the virtio device, not the interface) and
 //! `mlx5_comp3@pci:0000:3b:00.0` (mlx5_core, named after the PCI address).
 //! [`queue_of_irq_name`] understands all of them.
-#![deny(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 

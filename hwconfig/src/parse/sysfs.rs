@@ -1,5 +1,4 @@
 //! Single-value sysfs files: numbers, NUMA nodes, hugepage directory names.
-#![deny(unsafe_code)]
 
 use super::ParseError;
 

@@ -3,7 +3,6 @@
 //! [`make_plan`] is pure: it takes discovered facts ([`HostInfo`],
 //! [`NicInfo`]) and returns a [`DeploymentPlan`], which `mongate-dataplane`
 //! reads back with [`plan_from_toml`].
-#![deny(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 

@@ -5,7 +5,6 @@
 //! Linux drivers support (as of Linux 6.1x); it is a guide, not a guarantee:
 //! the dataplane should still try zero-copy and fall back to copy mode if
 //! the bind fails.
-#![deny(unsafe_code)]
 
 use serde::{Deserialize, Serialize};
 

@@ -2,7 +2,6 @@
 //!
 //! Everything lives in the RFC 5180 / RFC 2544 benchmarking ranges:
 //! IPv4 `198.18.0.0/15`, IPv6 `2001:2::/48`. See `docs/testbed.md`.
-#![deny(unsafe_code)]
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};

@@ -12,10 +12,13 @@
 //! (iproute2/ethtool) and turns failed commands into errors carrying their
 //! stderr. It needs root. See `docs/testbed.md` for the address plan.
 
+#![deny(unsafe_code)]
+
 pub mod addr;
 mod cmd;
 pub mod error;
 pub mod link;
+#[allow(unsafe_code)]
 pub mod netns;
 pub mod topology;
 

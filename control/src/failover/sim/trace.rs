@@ -90,11 +90,7 @@ impl Default for TraceParams {
 
 // Float <-> integer conversions of simulated durations: values are positive and far below
 // 2^53 ns (104 days), so the casts neither truncate meaningfully nor lose the sign.
-#[allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_precision_loss
-)]
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn exp_sample(rng: &mut SplitMix64, mean: Nanos) -> Nanos {
     let u = rng.next_f64();
     let x = -(1.0 - u).ln() * mean as f64;
@@ -105,11 +101,7 @@ fn exp_sample(rng: &mut SplitMix64, mean: Nanos) -> Nanos {
     }
 }
 
-#[allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_precision_loss
-)]
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // as above
 fn log_uniform(rng: &mut SplitMix64, (lo, hi): (Nanos, Nanos)) -> Nanos {
     let (lo, hi) = (lo.max(MS) as f64, hi.max(lo).max(MS) as f64);
     let x = (lo.ln() + rng.next_f64() * (hi.ln() - lo.ln())).exp();

@@ -1,10 +1,15 @@
-//! Site configurations (mongate's TOML, `docs/config.md`) for a built
-//! [`SitesTopology`]: every WAN link of a site is one of its uplinks, every
-//! other site a peer reachable at all its WAN addresses. Classes, flows and
-//! the plan come from an [`OverlaySpec`]; the text is generated here so the
-//! testbed needs no dependency on the dataplane.
+//! Site configurations (mongate's TOML, `docs/config.md`) for a topology:
+//! every WAN link of a site is one of its uplinks, every other site a peer
+//! reachable at all its WAN addresses. Classes, flows and the plan come from
+//! an [`OverlaySpec`]; the text is generated here so the testbed needs no
+//! dependency on the dataplane. [`SitesTopology::site_config`] writes a built
+//! topology's files, [`Sites::site_config`] the same files from the address
+//! plan alone (no namespaces: what `docs/examples/triangle/` is checked against).
 
-use super::sites::SitesTopology;
+use std::net::Ipv4Addr;
+
+use super::sites::{Sites, SitesTopology};
+use crate::addr::{self, V4, V6};
 use crate::error::{Error, Result};
 
 /// A classification rule.
@@ -72,10 +77,120 @@ fn q(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
+/// What a site file needs of a topology: names, interfaces, addresses.
+struct Layout {
+    sites: Vec<SiteLayout>,
+    links: Vec<LinkLayout>,
+}
+
+struct SiteLayout {
+    name: String,
+    /// The gateway's LAN interface.
+    lan_if: String,
+    lan_prefix: V4,
+    /// The gateway's LAN IPv6 address, if any.
+    lan_v6: Option<V6>,
+}
+
+struct LinkLayout {
+    name: String,
+    rate_mbps: f64,
+    /// Site index and the gateway's interface and IPv4 address at each end.
+    ends: [(usize, String, Option<Ipv4Addr>); 2],
+}
+
 impl SitesTopology {
+    fn layout(&self) -> Layout {
+        Layout {
+            sites: self
+                .sites
+                .iter()
+                .map(|s| SiteLayout {
+                    name: s.name.clone(),
+                    lan_if: s.gw_lan_if().ifname.clone(),
+                    lan_prefix: s.lan_prefix,
+                    lan_v6: s.gw_lan_if().v6,
+                })
+                .collect(),
+            links: self
+                .links
+                .iter()
+                .map(|l| LinkLayout {
+                    name: l.spec.name.clone(),
+                    rate_mbps: l.spec.rate_mbps,
+                    ends: [
+                        (
+                            l.a_site,
+                            l.a_if().ifname.clone(),
+                            l.a_if().v4.map(|v| v.addr),
+                        ),
+                        (
+                            l.b_site,
+                            l.b_if().ifname.clone(),
+                            l.b_if().v4.map(|v| v.addr),
+                        ),
+                    ],
+                })
+                .collect(),
+        }
+    }
+
     /// The configuration file of site `name` for `spec`.
     pub fn site_config(&self, name: &str, spec: &OverlaySpec) -> Result<String> {
-        let me = self.site(name)?;
+        self.layout().site_config(name, spec)
+    }
+}
+
+impl Sites {
+    /// The layout [`Sites::build`] creates (same names and address plan).
+    fn layout(&self) -> Result<Layout> {
+        self.validate()?;
+        let mut sites = Vec::new();
+        for (i, s) in self.sites.iter().enumerate() {
+            let lan_v6 = if self.ipv6 {
+                Some(addr::site_lan_v6_host(i, 1)?)
+            } else {
+                None
+            };
+            sites.push(SiteLayout {
+                name: s.name.clone(),
+                lan_if: "lan0".into(),
+                lan_prefix: addr::site_lan_v4(i)?,
+                lan_v6,
+            });
+        }
+        let index = |n: &str| self.sites.iter().position(|s| s.name == n).unwrap_or(0);
+        let mut links = Vec::new();
+        for (k, l) in self.links.iter().enumerate() {
+            let (a4, b4) = addr::wan_link_v4(k)?;
+            let ifname = format!("wan{k}");
+            links.push(LinkLayout {
+                name: l.name.clone(),
+                rate_mbps: l.rate_mbps,
+                ends: [
+                    (index(&l.a), ifname.clone(), Some(a4.addr)),
+                    (index(&l.b), ifname, Some(b4.addr)),
+                ],
+            });
+        }
+        Ok(Layout { sites, links })
+    }
+
+    /// The configuration file of site `name` for `spec`, as
+    /// [`SitesTopology::site_config`] writes it once this is built.
+    pub fn site_config(&self, name: &str, spec: &OverlaySpec) -> Result<String> {
+        self.layout()?.site_config(name, spec)
+    }
+}
+
+impl Layout {
+    fn site_config(&self, name: &str, spec: &OverlaySpec) -> Result<String> {
+        let my = self
+            .sites
+            .iter()
+            .position(|s| s.name == name)
+            .ok_or_else(|| Error::Invalid(format!("unknown site {name:?}")))?;
+        let me = &self.sites[my];
         let mut t = String::new();
         let w = |t: &mut String, s: String| {
             t.push_str(&s);
@@ -88,72 +203,46 @@ impl SitesTopology {
         w(&mut t, "[site]".into());
         w(&mut t, format!("name = {}", q(name)));
         w(&mut t, format!("vni = {}", spec.vni));
+        w(&mut t, format!("lan_interface = {}", q(&me.lan_if)));
         w(
             &mut t,
-            format!("lan_interface = {}", q(&me.gw_lan_if().ifname)),
+            format!("lan_prefixes = [{}]", prefixes(me).join(", ")),
         );
-        let mut prefixes = vec![q(&format!("{}/{}", me.lan_prefix.addr, me.lan_prefix.len))];
-        if let Some(v6) = me.gw_lan_if().v6 {
-            let n = v6.network();
-            prefixes.push(q(&format!("{}/{}", n.addr, n.len)));
-        }
-        w(&mut t, format!("lan_prefixes = [{}]", prefixes.join(", ")));
         let mut uplinks = 0;
         for l in &self.links {
-            let own = if l.a_site == me.index {
-                l.a_if()
-            } else if l.b_site == me.index {
-                l.b_if()
-            } else {
+            let Some((_, ifname, v4)) = l.ends.iter().find(|e| e.0 == my) else {
                 continue;
             };
-            let v4 = own
-                .v4
-                .ok_or_else(|| Error::Invalid(format!("link {}: no IPv4", l.spec.name)))?;
+            let v4 = v4.ok_or_else(|| Error::Invalid(format!("link {}: no IPv4", l.name)))?;
             uplinks += 1;
             w(&mut t, String::new());
             w(&mut t, "[[uplinks]]".into());
-            w(&mut t, format!("name = {}", q(&l.spec.name)));
-            w(&mut t, format!("interface = {}", q(&own.ifname)));
-            w(
-                &mut t,
-                format!("local_address = {}", q(&v4.addr.to_string())),
-            );
-            w(&mut t, format!("capacity_mbps = {:?}", l.spec.rate_mbps));
+            w(&mut t, format!("name = {}", q(&l.name)));
+            w(&mut t, format!("interface = {}", q(ifname)));
+            w(&mut t, format!("local_address = {}", q(&v4.to_string())));
+            w(&mut t, format!("capacity_mbps = {:?}", l.rate_mbps));
             w(&mut t, "backend = \"af_xdp\"".into());
         }
         if uplinks == 0 {
             return Err(Error::Invalid(format!("site {name} has no WAN link")));
         }
-        for s in &self.sites {
-            if s.index == me.index {
+        for (i, s) in self.sites.iter().enumerate() {
+            if i == my {
                 continue;
             }
-            let mut gws = Vec::new();
-            for l in &self.links {
-                let end = if l.a_site == s.index {
-                    l.a_if()
-                } else if l.b_site == s.index {
-                    l.b_if()
-                } else {
-                    continue;
-                };
-                if let Some(v4) = end.v4 {
-                    gws.push(q(&v4.addr.to_string()));
-                }
-            }
+            let gws: Vec<String> = self
+                .links
+                .iter()
+                .filter_map(|l| l.ends.iter().find(|e| e.0 == i))
+                .filter_map(|e| e.2.map(|v4| q(&v4.to_string())))
+                .collect();
             if gws.is_empty() {
                 continue;
-            }
-            let mut pfx = vec![q(&format!("{}/{}", s.lan_prefix.addr, s.lan_prefix.len))];
-            if let Some(v6) = s.gw_lan_if().v6 {
-                let n = v6.network();
-                pfx.push(q(&format!("{}/{}", n.addr, n.len)));
             }
             w(&mut t, String::new());
             w(&mut t, "[[peers]]".into());
             w(&mut t, format!("name = {}", q(&s.name)));
-            w(&mut t, format!("prefixes = [{}]", pfx.join(", ")));
+            w(&mut t, format!("prefixes = [{}]", prefixes(s).join(", ")));
             w(&mut t, format!("gateways = [{}]", gws.join(", ")));
         }
         for c in &spec.classes {
@@ -200,4 +289,14 @@ impl SitesTopology {
         }
         Ok(t)
     }
+}
+
+/// A site's LAN prefixes, quoted: IPv4, then IPv6 if it has one.
+fn prefixes(s: &SiteLayout) -> Vec<String> {
+    let mut p = vec![q(&format!("{}/{}", s.lan_prefix.addr, s.lan_prefix.len))];
+    if let Some(v6) = s.lan_v6 {
+        let n = v6.network();
+        p.push(q(&format!("{}/{}", n.addr, n.len)));
+    }
+    p
 }

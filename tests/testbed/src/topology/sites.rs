@@ -458,33 +458,40 @@ impl SitesTopology {
             .collect()
     }
 
+    /// Runs `f` on both wire ports (`xa`, `xb`) of link `name`.
+    fn on_wire_ports(
+        &self,
+        name: &str,
+        f: fn(&Netns, &str) -> Result<()>,
+    ) -> Result<&WanLinkHandle> {
+        let l = self.link(name)?;
+        for port in ["xa", "xb"] {
+            f(&l.wire_ns, port)?;
+        }
+        Ok(l)
+    }
+
     /// Brings link `name` down (`up = false`) or up, from the wire side:
     /// both gateways lose/regain carrier on their `wan<k>`. Bringing it up
     /// returns once the link carries traffic again (shapers re-activated).
     pub fn set_link(&self, name: &str, up: bool) -> Result<()> {
-        let l = self.link(name)?;
-        for port in ["xa", "xb"] {
-            if up {
-                link::set_link_up(&l.wire_ns, port)?
-            } else {
-                link::set_link_down(&l.wire_ns, port)?
-            }
+        if up {
+            self.on_wire_ports(name, link::set_link_up)?
+                .wait_ready(self)
+        } else {
+            self.on_wire_ports(name, link::set_link_down).map(|_| ())
         }
-        if up { l.wait_ready(self) } else { Ok(()) }
     }
 
     /// Makes link `name` silently drop everything in both directions while
     /// carrier stays up (`on = false` restores it).
     pub fn blackhole_link(&self, name: &str, on: bool) -> Result<()> {
-        let l = self.link(name)?;
-        for port in ["xa", "xb"] {
-            if on {
-                link::blackhole(&l.wire_ns, port)?
-            } else {
-                link::unblackhole(&l.wire_ns, port)?
-            }
-        }
-        Ok(())
+        let f = if on {
+            link::blackhole
+        } else {
+            link::unblackhole
+        };
+        self.on_wire_ports(name, f).map(|_| ())
     }
 
     /// Changes link `name`'s rate (both directions) at run time.
@@ -576,53 +583,22 @@ mod tests {
 
     #[test]
     fn bad_specs_are_errors() {
+        let ab = || Sites::new().site("A").site("B");
         assert!(Sites::new().site("A").site("A").validate().is_err());
-        assert!(
-            Sites::new()
-                .site("A")
-                .wan("A", "B", 1.0, "x")
-                .validate()
-                .is_err()
-        );
-        assert!(
-            Sites::new()
-                .site("A")
-                .wan("A", "A", 1.0, "x")
-                .validate()
-                .is_err()
-        );
-        assert!(
-            Sites::new()
-                .site("A")
-                .site("B")
-                .wan("A", "B", f64::NAN, "x")
-                .validate()
-                .is_err()
-        );
-        assert!(
-            Sites::new()
-                .site("A")
-                .site("B")
-                .wan("A", "B", -1.0, "x")
-                .validate()
-                .is_err()
-        );
-        assert!(
-            Sites::new()
-                .site("A")
-                .site("B")
-                .wan("A", "B", 1.0, "x")
-                .wan("B", "A", 1.0, "x")
-                .validate()
-                .is_err()
-        );
-        assert!(Sites::new().site("bad name").validate().is_err());
-        assert!(Sites::new().site("waytoolongsitename").validate().is_err());
+        let bad = [
+            Sites::new().site("A").wan("A", "B", 1.0, "x"),
+            Sites::new().site("A").wan("A", "A", 1.0, "x"),
+            ab().wan("A", "B", f64::NAN, "x"),
+            ab().wan("A", "B", -1.0, "x"),
+            ab().wan("A", "B", 1.0, "x").wan("B", "A", 1.0, "x"),
+            Sites::new().site("bad name"),
+            Sites::new().site("waytoolongsitename"),
+        ];
+        for s in bad {
+            assert!(s.validate().is_err(), "{s:?}");
+        }
         // Multi-homing: two links between the same pair is fine.
-        Sites::new()
-            .site("A")
-            .site("B")
-            .wan("A", "B", 1.0, "x")
+        ab().wan("A", "B", 1.0, "x")
             .wan("B", "A", 2.0, "y")
             .validate()
             .unwrap();
