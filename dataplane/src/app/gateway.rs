@@ -394,6 +394,45 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
             site.uplinks.len()
         );
     }
+    let found = discover(c)?;
+    let filters = attach_filters(c, &found)?;
+    let regions = open_regions(c)?;
+    let mut ports = open_ports(c, &filters, found.settings.reserve_frames)?;
+    let names = std::mem::take(&mut ports.names);
+    let gw = Gateway::new(site, found.settings, ports.reserve.clone(), now_ns())?;
+    let stage = gateway_stage(c, gw, &regions)?;
+    let worker = spawn_worker(c, ports, stage, regions.stop.clone(), regions.stats.clone())?;
+    let mut threads = vec![worker];
+    if let Some(r) = regions.ctl.clone() {
+        threads.push(spawn_housekeeping(c, r, regions.stop.clone())?);
+    }
+    let mut xdp = vec![filters.lan];
+    xdp.extend(filters.uplinks.into_iter().flatten());
+    let mode = xdp[0].mode();
+    let mut rd =
+        RunningDataplane::from_parts(regions.stop, threads, regions.stats, names, Some(mode), xdp);
+    rd.keep(Box::new(regions.flows));
+    if let Some(r) = regions.ctl {
+        rd.keep(Box::new(r));
+    }
+    Ok(rd)
+}
+
+/// What [`discover`] learned from the kernel: the pipeline's settings with
+/// ports, MACs, LAN addresses, known neighbours and peer routes filled in,
+/// and the LAN's IPv4 and IPv6 addresses (for the LAN filter).
+struct Discovered {
+    settings: Settings,
+    lan_v4: Vec<core::net::Ipv4Addr>,
+    lan_v6: Vec<core::net::Ipv6Addr>,
+}
+
+/// Phase 1: asks the kernel (in the caller's namespace) for the interfaces'
+/// MACs and addresses, the LAN hosts it knows, and resolves every peer's
+/// paths; fills the pipeline's settings from them.
+fn discover(c: &GatewayConfig) -> anyhow::Result<Discovered> {
+    let site = &c.site;
+    let nports = 1 + site.uplinks.len();
     let lan_if = site.site.lan_interface.as_str();
     let lan_mac = netinfo::iface_mac(lan_if)?;
     let lan_addrs = netinfo::iface_addrs(lan_if)?;
@@ -410,22 +449,22 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
         .collect();
     settings.lan_mac = lan_mac;
     settings.uplink_macs = uplink_macs;
-    let v4: Vec<_> = lan_addrs
+    let lan_v4: Vec<_> = lan_addrs
         .iter()
         .filter_map(|a| match a.addr {
             IpAddr::V4(x) => Some(x),
             IpAddr::V6(_) => None,
         })
         .collect();
-    let v6: Vec<_> = lan_addrs
+    let lan_v6: Vec<_> = lan_addrs
         .iter()
         .filter_map(|a| match a.addr {
             IpAddr::V6(x) => Some(x),
             IpAddr::V4(_) => None,
         })
         .collect();
-    settings.lan_address_v4 = v4.first().copied();
-    settings.lan_address_v6 = v6.iter().find(|a| !a.is_unicast_link_local()).copied();
+    settings.lan_address_v4 = lan_v4.first().copied();
+    settings.lan_address_v6 = lan_v6.iter().find(|a| !a.is_unicast_link_local()).copied();
     // LAN hosts the kernel already knows (more are learned from traffic).
     for (ip, mac) in netinfo::arp_table(lan_if) {
         settings.neighbours.push((IpAddr::V4(ip), mac));
@@ -439,21 +478,58 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
     if settings.health.ack_gap_ns == 0 {
         settings.health.ack_gap_ns = 60_000_000;
     }
+    Ok(Discovered {
+        settings,
+        lan_v4,
+        lan_v6,
+    })
+}
 
-    let xdp_lan = XdpAttachment::attach(lan_if, &XdpFilter::lan(&v4, &v6), 1, c.xdp_mode)?;
-    let mut xdp_up = Vec::new();
-    for u in &site.uplinks {
+/// The XDP filters in place: the LAN's (all IP not for the host) and each
+/// AF_XDP uplink's (UDP to the GENEVE port).
+struct Filters {
+    lan: XdpAttachment,
+    /// Per uplink; `None` for io_uring uplinks.
+    uplinks: Vec<Option<XdpAttachment>>,
+}
+
+/// Phase 2: attaches the XDP filters.
+fn attach_filters(c: &GatewayConfig, found: &Discovered) -> anyhow::Result<Filters> {
+    let lan_if = c.site.site.lan_interface.as_str();
+    let lan = XdpAttachment::attach(
+        lan_if,
+        &XdpFilter::lan(&found.lan_v4, &found.lan_v6),
+        1,
+        c.xdp_mode,
+    )?;
+    let mut uplinks = Vec::new();
+    for u in &c.site.uplinks {
         if u.backend == Backend::AfXdp {
-            xdp_up.push(Some(XdpAttachment::attach(
+            uplinks.push(Some(XdpAttachment::attach(
                 &u.interface,
                 &XdpFilter::wan(&[GENEVE_PORT]),
                 1,
                 c.xdp_mode,
             )?));
         } else {
-            xdp_up.push(None);
+            uplinks.push(None);
         }
     }
+    Ok(Filters { lan, uplinks })
+}
+
+/// The shared-memory files and the stop flag.
+struct Regions {
+    stop: Arc<AtomicBool>,
+    stats: Arc<StatsRegion>,
+    flows: Arc<FlowStatsRegion>,
+    /// The control channel, unless the gateway runs without a control.
+    ctl: Option<Arc<CtlRegion>>,
+}
+
+/// Phase 3: creates the stats, flows and (with a control) control regions.
+fn open_regions(c: &GatewayConfig) -> anyhow::Result<Regions> {
+    let site = &c.site;
     let stats = Arc::new(StatsRegion::create(&stats_path(&c.name), 1)?);
     let ids: Vec<&str> = site.flows.iter().map(|f| f.id.as_str()).collect();
     let flows = Arc::new(FlowStatsRegion::create(&flows_path(&c.name), 1, &ids)?);
@@ -468,12 +544,43 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
     } else {
         None
     };
+    Ok(Regions {
+        stop: Arc::new(AtomicBool::new(false)),
+        stats,
+        flows,
+        ctl,
+    })
+}
 
+/// The worker's memory and ports: the UMEM, its frame pool, the AF_XDP
+/// ports (opened here, on one shared UMEM), the io_uring uplinks' specs
+/// (their ports are created on the worker thread), and the frames reserved
+/// for the stage.
+struct Ports {
+    arena: Arena,
+    pool: FramePool,
+    /// One slot per port (LAN first); `None`: an io_uring uplink.
+    ports: Vec<Option<Box<dyn Port + Send>>>,
+    uring_specs: Vec<(u16, UringConfig)>,
+    reserve: Vec<u64>,
+    /// Port names, LAN first, for the stats.
+    names: Vec<String>,
+}
+
+/// Phase 4: opens the AF_XDP ports on one shared UMEM and fills their rings;
+/// sets aside `reserve_frames` frames for the stage.
+fn open_ports(
+    c: &GatewayConfig,
+    filters: &Filters,
+    reserve_frames: usize,
+) -> anyhow::Result<Ports> {
+    let site = &c.site;
+    let nports = 1 + site.uplinks.len();
     let arena = Arena::new(c.frames, 2048, 256, true)?;
     let mut pool = FramePool::new(&arena);
-    let mut lan_cfg = AfXdpConfig::new(lan_if, 0);
+    let mut lan_cfg = AfXdpConfig::new(&site.site.lan_interface, 0);
     lan_cfg.bind = c.bind;
-    let mut p_lan = AfXdpPort::open(&lan_cfg, 0, &arena, None, Some(&xdp_lan))?;
+    let mut p_lan = AfXdpPort::open(&lan_cfg, 0, &arena, None, Some(&filters.lan))?;
     let share = (c.frames / 2 / u32::try_from(nports).unwrap_or(1)).min(lan_cfg.fill_size);
     p_lan.set_fill_target(share);
     let mut names = vec![p_lan.name().to_string()];
@@ -485,7 +592,8 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
             Backend::AfXdp => {
                 let mut cfg = AfXdpConfig::new(&u.interface, 0);
                 cfg.bind = c.bind;
-                let mut p = AfXdpPort::open(&cfg, idx, &arena, Some(&p_lan), xdp_up[ui].as_ref())?;
+                let xdp = filters.uplinks.get(ui).and_then(Option::as_ref);
+                let mut p = AfXdpPort::open(&cfg, idx, &arena, Some(&p_lan), xdp)?;
                 p.set_fill_target(share);
                 names.push(p.name().to_string());
                 xdp_ports.push(p);
@@ -504,39 +612,7 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
     for p in &mut xdp_ports {
         p.maintain(&mut pool);
     }
-    let reserve: Vec<u64> = (0..settings.reserve_frames)
-        .filter_map(|_| pool.alloc())
-        .collect();
-    let gw = Gateway::new(site, settings, reserve, now_ns())?;
-    let chan = match &ctl {
-        Some(r) => {
-            let port = r.worker_port(0)?;
-            let shape = crate::plan::PlanShape::from_config(site);
-            Some(Channel {
-                chan: WorkerChannel::new(port, PlanAssembler::new(shape, 2_000_000_000)),
-            })
-        }
-        None => None,
-    };
-    let stage = GatewayStage {
-        gw,
-        chan,
-        flows: flows.clone(),
-        worker: 0,
-        now: 0,
-        next_step: 0,
-        next_report: 0,
-        step_every: 1_000_000,
-        report_every: u64::try_from(c.report_every.as_nanos()).unwrap_or(100_000_000),
-        flow_buf: Vec::with_capacity(site.flows.len()),
-    };
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
-    let idle = c.idle;
-    let core = c.core;
-    let stop_w = stop.clone();
-    let stats_w = stats.clone();
+    let reserve: Vec<u64> = (0..reserve_frames).filter_map(|_| pool.alloc()).collect();
     // The AF_XDP ports move to the worker thread; io_uring ports must be
     // created there (their ring belongs to the thread that submits).
     let mut ports: Vec<Option<Box<dyn Port + Send>>> = Vec::with_capacity(nports);
@@ -550,6 +626,67 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
             Backend::IoUring => ports.push(None),
         }
     }
+    Ok(Ports {
+        arena,
+        pool,
+        ports,
+        uring_specs,
+        reserve,
+        names,
+    })
+}
+
+/// The stage the worker runs: the gateway, its control channel (when a
+/// control may attach) and its per-flow counters.
+fn gateway_stage(
+    c: &GatewayConfig,
+    gw: Gateway,
+    regions: &Regions,
+) -> anyhow::Result<GatewayStage> {
+    let chan = match &regions.ctl {
+        Some(r) => {
+            let port = r.worker_port(0)?;
+            let shape = crate::plan::PlanShape::from_config(&c.site);
+            Some(Channel {
+                chan: WorkerChannel::new(port, PlanAssembler::new(shape, 2_000_000_000)),
+            })
+        }
+        None => None,
+    };
+    Ok(GatewayStage {
+        gw,
+        chan,
+        flows: regions.flows.clone(),
+        worker: 0,
+        now: 0,
+        next_step: 0,
+        next_report: 0,
+        step_every: 1_000_000,
+        report_every: u64::try_from(c.report_every.as_nanos()).unwrap_or(100_000_000),
+        flow_buf: Vec::with_capacity(c.site.flows.len()),
+    })
+}
+
+/// Phase 5: the worker thread, pinned to its core: creates the io_uring
+/// ports, then runs the stage until `stop`. Returns once it is running (or
+/// with the error that kept it from starting).
+fn spawn_worker(
+    c: &GatewayConfig,
+    ports: Ports,
+    stage: GatewayStage,
+    stop: Arc<AtomicBool>,
+    stats: Arc<StatsRegion>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    let idle = c.idle;
+    let core = c.core;
+    let Ports {
+        arena,
+        pool,
+        ports,
+        uring_specs,
+        ..
+    } = ports;
     let worker = std::thread::Builder::new()
         .name(format!("mg-gw-{}", c.name))
         .spawn(move || {
@@ -587,45 +724,38 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
             }
             let mut w = Worker::new(arena, pool, all, stage, idle);
             let _ = ready_tx.send(Ok(()));
-            w.run(&stop_w, stats_w.worker(0));
+            w.run(&stop, stats.worker(0));
         })?;
     match ready_rx.recv() {
-        Ok(Ok(())) => {}
+        Ok(Ok(())) => Ok(worker),
         Ok(Err(e)) => {
             let _ = worker.join();
-            return Err(e);
+            Err(e)
         }
         Err(_) => {
             let _ = worker.join();
             anyhow::bail!("gateway worker exited during start-up");
         }
     }
-    let mut threads = vec![worker];
-    // Housekeeping of the control region (repairs a smashed header).
-    if let Some(r) = ctl.clone() {
-        let stop_h = stop.clone();
-        threads.push(
-            std::thread::Builder::new()
-                .name(format!("mg-ctl-{}", c.name))
-                .spawn(move || {
-                    let mut n = 0u32;
-                    while !stop_h.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(50));
-                        n += 1;
-                        if n.is_multiple_of(20) && r.verify_and_repair() {
-                            eprintln!("gateway: control region repaired");
-                        }
-                    }
-                })?,
-        );
-    }
-    let mut xdp = vec![xdp_lan];
-    xdp.extend(xdp_up.into_iter().flatten());
-    let mode = xdp[0].mode();
-    let mut rd = RunningDataplane::from_parts(stop, threads, stats, names, Some(mode), xdp);
-    rd.keep(Box::new(flows));
-    if let Some(r) = ctl {
-        rd.keep(Box::new(r));
-    }
-    Ok(rd)
+}
+
+/// Housekeeping of the control region: repairs a smashed header once a
+/// second, until `stop`.
+fn spawn_housekeeping(
+    c: &GatewayConfig,
+    r: Arc<CtlRegion>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    Ok(std::thread::Builder::new()
+        .name(format!("mg-ctl-{}", c.name))
+        .spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                n += 1;
+                if n.is_multiple_of(20) && r.verify_and_repair() {
+                    eprintln!("gateway: control region repaired");
+                }
+            }
+        })?)
 }

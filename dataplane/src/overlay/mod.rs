@@ -34,6 +34,8 @@ mod tests;
 
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use lan_to_wan::QueueId;
+
 use crate::classify::{self, Classifier, ClassifierError};
 use crate::config::{Config, Prefix};
 use crate::engine::{Arena, Batch, FramePool, Nanos, Stage, Verdict};
@@ -385,110 +387,9 @@ impl Gateway {
         let nflows = cfg.flows.len();
         let npeers = cfg.peers.len();
         let queues = u16::try_from(nflows + npeers).map_err(|_| GatewayError::TooMany)?;
-        let uplink_ports: Vec<u16> = (0..cfg.uplinks.len())
-            .map(|i| {
-                settings
-                    .uplink_ports
-                    .get(i)
-                    .copied()
-                    .unwrap_or_else(|| u16::try_from(i + 1).unwrap_or(u16::MAX))
-            })
-            .collect();
-        let mut peers: Vec<PeerPaths> = cfg
-            .peers
-            .iter()
-            .enumerate()
-            .map(|(pi, p)| {
-                let routes = settings.peer_routes.get(pi).cloned().unwrap_or_default();
-                let direct: Vec<PeerPath> = if routes.is_empty() {
-                    peer_path(cfg, &settings, &uplink_ports, &p.gateways)
-                        .into_iter()
-                        .collect()
-                } else {
-                    routes
-                        .iter()
-                        .filter_map(|r| routed_path(cfg, &settings, &uplink_ports, &p.gateways, r))
-                        .collect()
-                };
-                PeerPaths {
-                    active: (!direct.is_empty()).then_some(0),
-                    paths: direct,
-                    ..PeerPaths::default()
-                }
-            })
-            .collect();
-        if settings.detours {
-            let directs: Vec<Vec<PeerPath>> = peers.iter().map(|p| p.paths.clone()).collect();
-            for (pi, pp) in peers.iter_mut().enumerate() {
-                for (wi, wpaths) in directs.iter().enumerate() {
-                    if wi == pi {
-                        continue;
-                    }
-                    for wp in wpaths {
-                        let mut d = wp.clone();
-                        d.kind = PathKind::Via(wi);
-                        pp.paths.push(d);
-                    }
-                }
-                if pp.active.is_none() && !pp.paths.is_empty() {
-                    pp.active = Some(0);
-                }
-            }
-        }
-        for pp in &mut peers {
-            for p in &mut pp.paths {
-                p.health = PathHealth {
-                    up: true,
-                    last_echo: now,
-                    up_since: now,
-                    ..PathHealth::default()
-                };
-            }
-        }
-        let peer_index = |name: &str| cfg.peers.iter().position(|p| p.name == name);
-        let me = cfg.site.name.as_str();
-        let mut flows = Vec::with_capacity(nflows);
-        let mut wire_ids: Vec<(u32, u16)> = Vec::with_capacity(nflows);
-        for (fi, f) in cfg.flows.iter().enumerate() {
-            let pos = f.route.iter().position(|s| s == me);
-            let last = f.route.len().saturating_sub(1);
-            let role = match pos {
-                Some(0) => Role::Origin,
-                Some(i) if i == last => Role::Destination,
-                Some(_) => Role::Waypoint,
-                None => Role::Elsewhere,
-            };
-            let next_peer = pos
-                .and_then(|i| f.route.get(i + 1))
-                .and_then(|s| peer_index(s));
-            let src_peer = f.route.first().and_then(|s| peer_index(s));
-            let dest_peer = f.route.last().and_then(|s| peer_index(s));
-            let receiver = (role == Role::Destination).then(|| Receiver {
-                agg: AckAggregator::new(settings.ack_policy),
-                received: 0,
-            });
-            let id = wire_flow_id(&f.id);
-            let idx = u16::try_from(fi).map_err(|_| GatewayError::TooMany)?;
-            if let Some(&(_, other)) = wire_ids.iter().find(|(w, _)| *w == id) {
-                return Err(GatewayError::FlowIdCollision(
-                    cfg.flows[usize::from(other)].id.clone(),
-                    f.id.clone(),
-                ));
-            }
-            wire_ids.push((id, idx));
-            flows.push(FlowState {
-                wire_id: id,
-                role,
-                next_peer,
-                src_peer,
-                dest_peer,
-                path: None,
-                origin: None,
-                receiver,
-                counters: FlowCounters::default(),
-            });
-        }
-        wire_ids.sort_unstable();
+        let uplink_ports = uplink_ports(cfg, &settings);
+        let peers = candidate_paths(cfg, &settings, &uplink_ports, now);
+        let (flows, wire_ids) = flow_states(cfg, &settings)?;
         let pacing = PacingTable::new(
             PacingConfig {
                 flows: u32::from(queues.max(1)),
@@ -533,8 +434,11 @@ impl Gateway {
         };
         for p in 0..npeers {
             if !g.peers[p].paths.is_empty() {
-                g.pacing
-                    .set_rate(be_queue(nflows, p), g.settings.best_effort_pps, now);
+                g.pacing.set_rate(
+                    QueueId::best_effort(nflows, p).0,
+                    g.settings.best_effort_pps,
+                    now,
+                );
             }
         }
         g.apply_rates(&plan, now, true);
@@ -604,7 +508,7 @@ impl Gateway {
                     o.ctl.rate()
                 }
             };
-            self.pacing.set_rate(queue_u32(fi), rate, now);
+            self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
         }
     }
 
@@ -785,7 +689,7 @@ impl Gateway {
                 let lost = o.tracker.poll(now);
                 if lost > 0 && !self.settings.open_loop {
                     let rate = o.ctl.on_losses(lost);
-                    self.pacing.set_rate(queue_u32(fi), rate, now);
+                    self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
                 }
             }
         }
@@ -821,16 +725,141 @@ impl Stage for Gateway {
     }
 }
 
-/// Pacing queue of a planned flow.
-#[inline]
-pub(crate) fn queue_u32(fi: usize) -> u32 {
-    u32::try_from(fi).unwrap_or(u32::MAX)
+/// The port index of each uplink (from the settings, else `1 + i`).
+fn uplink_ports(cfg: &Config, settings: &Settings) -> Vec<u16> {
+    (0..cfg.uplinks.len())
+        .map(|i| {
+            settings
+                .uplink_ports
+                .get(i)
+                .copied()
+                .unwrap_or_else(|| u16::try_from(i + 1).unwrap_or(u16::MAX))
+        })
+        .collect()
 }
 
-/// Pacing queue of the best-effort traffic to peer `p`.
-#[inline]
-pub(crate) fn be_queue(nflows: usize, p: usize) -> u32 {
-    queue_u32(nflows + p)
+/// Every peer's candidate paths, all up at `now`: the direct ones (each
+/// resolved route, else the first uplink and gateway address of the same
+/// family),
+/// then, with `detours`, every other peer's direct paths as waypoints. The
+/// first is active.
+fn candidate_paths(
+    cfg: &Config,
+    settings: &Settings,
+    uplink_ports: &[u16],
+    now: Nanos,
+) -> Vec<PeerPaths> {
+    let mut peers: Vec<PeerPaths> = cfg
+        .peers
+        .iter()
+        .enumerate()
+        .map(|(pi, p)| {
+            let routes = settings.peer_routes.get(pi).cloned().unwrap_or_default();
+            let direct: Vec<PeerPath> = if routes.is_empty() {
+                peer_path(cfg, settings, uplink_ports, &p.gateways)
+                    .into_iter()
+                    .collect()
+            } else {
+                routes
+                    .iter()
+                    .filter_map(|r| routed_path(cfg, settings, uplink_ports, &p.gateways, r))
+                    .collect()
+            };
+            PeerPaths {
+                active: (!direct.is_empty()).then_some(0),
+                paths: direct,
+                ..PeerPaths::default()
+            }
+        })
+        .collect();
+    if settings.detours {
+        let directs: Vec<Vec<PeerPath>> = peers.iter().map(|p| p.paths.clone()).collect();
+        for (pi, pp) in peers.iter_mut().enumerate() {
+            for (wi, wpaths) in directs.iter().enumerate() {
+                if wi == pi {
+                    continue;
+                }
+                for wp in wpaths {
+                    let mut d = wp.clone();
+                    d.kind = PathKind::Via(wi);
+                    pp.paths.push(d);
+                }
+            }
+            if pp.active.is_none() && !pp.paths.is_empty() {
+                pp.active = Some(0);
+            }
+        }
+    }
+    for pp in &mut peers {
+        for p in &mut pp.paths {
+            p.health = PathHealth {
+                up: true,
+                last_echo: now,
+                up_since: now,
+                ..PathHealth::default()
+            };
+        }
+    }
+    peers
+}
+
+/// Wire flow id -> flow index, sorted by wire id.
+type WireIds = Vec<(u32, u16)>;
+
+/// Each configured flow's state at this site (its role on its route, next,
+/// source and destination peers, a receiver where it ends here) and the
+/// sorted table of wire flow ids; two flows whose ids hash alike are an
+/// error.
+fn flow_states(
+    cfg: &Config,
+    settings: &Settings,
+) -> Result<(Vec<FlowState>, WireIds), GatewayError> {
+    let nflows = cfg.flows.len();
+    let peer_index = |name: &str| cfg.peers.iter().position(|p| p.name == name);
+    let me = cfg.site.name.as_str();
+    let mut flows = Vec::with_capacity(nflows);
+    let mut wire_ids: Vec<(u32, u16)> = Vec::with_capacity(nflows);
+    for (fi, f) in cfg.flows.iter().enumerate() {
+        let pos = f.route.iter().position(|s| s == me);
+        let last = f.route.len().saturating_sub(1);
+        let role = match pos {
+            Some(0) => Role::Origin,
+            Some(i) if i == last => Role::Destination,
+            Some(_) => Role::Waypoint,
+            None => Role::Elsewhere,
+        };
+        let next_peer = pos
+            .and_then(|i| f.route.get(i + 1))
+            .and_then(|s| peer_index(s));
+        let src_peer = f.route.first().and_then(|s| peer_index(s));
+        let dest_peer = f.route.last().and_then(|s| peer_index(s));
+        let receiver = (role == Role::Destination).then(|| Receiver {
+            agg: AckAggregator::new(settings.ack_policy),
+            received: 0,
+        });
+        let id = wire_flow_id(&f.id);
+        let idx = u16::try_from(fi).map_err(|_| GatewayError::TooMany)?;
+        if let Some(&(_, other)) = wire_ids.iter().find(|(w, _)| *w == id) {
+            return Err(GatewayError::FlowIdCollision(
+                cfg.flows[usize::from(other)].id.clone(),
+                f.id.clone(),
+            ));
+        }
+        wire_ids.push((id, idx));
+        flows.push(FlowState {
+            wire_id: id,
+            role,
+            next_peer,
+            src_peer,
+            dest_peer,
+            path: None,
+            origin: None,
+            receiver,
+            counters: FlowCounters::default(),
+        });
+    }
+    wire_ids.sort_unstable();
+    Ok((flows, wire_ids))
 }
 
 /// Encapsulation parameters of an OAM message (probe, echo, acks) with

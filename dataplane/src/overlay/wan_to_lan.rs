@@ -4,8 +4,9 @@
 
 use core::ops::Range;
 
+use super::lan_to_wan::QueueId;
 use super::lan_to_wan::dst_addr;
-use super::{Gateway, Role, entropy, entry_to_info, queue_u32};
+use super::{Gateway, Role, entropy, entry_to_info};
 use crate::classify::inner;
 use crate::engine::{Arena, Batch, DropReason, Nanos, Packet, Verdict};
 use crate::wire::ethernet::ethertype;
@@ -336,7 +337,7 @@ impl Gateway {
                         o.ctl.on_losses(outcome.lost);
                     }
                     let rate = o.ctl.rate();
-                    self.pacing.set_rate(queue_u32(fi), rate, now);
+                    self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
                     self.stats.ack_entries_applied += 1;
                 }
                 self.consume(arena, p)

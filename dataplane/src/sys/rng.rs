@@ -55,6 +55,36 @@ fn below_n(bits: u64, n: u64) -> u64 {
     u64::try_from(m >> 64).unwrap_or(0)
 }
 
+/// The numbers both generators derive from their `next_u64` alike.
+macro_rules! uniform_methods {
+    () => {
+        /// Next 32 random bits (the high half of [`Self::next_u64`]).
+        #[inline]
+        pub fn next_u32(&mut self) -> u32 {
+            high_u32(self.next_u64())
+        }
+
+        /// Uniform in [0, 1), multiples of 2^-53.
+        #[inline]
+        pub fn next_f64(&mut self) -> f64 {
+            unit_f64(self.next_u64())
+        }
+
+        /// Uniform integer in `0..n` (Lemire's multiply-shift; bias below
+        /// 2^-32 for n < 2^32). Returns 0 for `n == 0`.
+        #[inline]
+        pub fn below(&mut self, n: u64) -> u64 {
+            below_n(self.next_u64(), n)
+        }
+
+        /// True with probability `p` (below 0: never; 1 or above: always).
+        #[inline]
+        pub fn chance(&mut self, p: f64) -> bool {
+            self.next_f64() < p
+        }
+    };
+}
+
 /// SplitMix64 (Steele, Lea, Flood 2014): the seed expander of [`Rng`], and
 /// the generator of the control's path manager and path simulations.
 /// Not cryptographic; equal seeds give equal streams.
@@ -75,29 +105,7 @@ impl SplitMix64 {
         splitmix64(&mut self.state)
     }
 
-    /// Next 32 random bits (the high half of [`Self::next_u64`]).
-    #[inline]
-    pub fn next_u32(&mut self) -> u32 {
-        high_u32(self.next_u64())
-    }
-
-    /// Uniform in [0, 1), multiples of 2^-53.
-    #[inline]
-    pub fn next_f64(&mut self) -> f64 {
-        unit_f64(self.next_u64())
-    }
-
-    /// Uniform integer in `0..n`; 0 for `n == 0`.
-    #[inline]
-    pub fn below(&mut self, n: u64) -> u64 {
-        below_n(self.next_u64(), n)
-    }
-
-    /// True with probability `p` (below 0: never; 1 or above: always).
-    #[inline]
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.next_f64() < p
-    }
+    uniform_methods!();
 }
 
 impl Rng {
@@ -137,36 +145,13 @@ impl Rng {
         result
     }
 
-    /// Next 32 random bits (the high half of [`Self::next_u64`]).
-    #[inline]
-    pub fn next_u32(&mut self) -> u32 {
-        high_u32(self.next_u64())
-    }
-
-    /// Uniform in [0, 1), multiples of 2^-53.
-    #[inline]
-    pub fn next_f64(&mut self) -> f64 {
-        unit_f64(self.next_u64())
-    }
+    uniform_methods!();
 
     /// Uniform in (0, 1]: never zero, so its logarithm is finite.
     #[inline]
     pub fn next_f64_open0(&mut self) -> f64 {
         let v = ((self.next_u64() >> 11) + 1) as f64;
         v * F53
-    }
-
-    /// Uniform integer in `0..n` (Lemire's multiply-shift; bias below 2^-32
-    /// for n < 2^32). Returns 0 for `n == 0`.
-    #[inline]
-    pub fn below(&mut self, n: u64) -> u64 {
-        below_n(self.next_u64(), n)
-    }
-
-    /// True with probability `p` (below 0: never; 1 or above: always).
-    #[inline]
-    pub fn chance(&mut self, p: f64) -> bool {
-        self.next_f64() < p
     }
 
     /// A standard exponential variate (mean 1): `-ln(U)`, U uniform in (0, 1]

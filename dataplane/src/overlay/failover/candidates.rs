@@ -6,7 +6,8 @@ use core::net::IpAddr;
 
 use super::{HealthPolicy, PATH_NONE, PathTelemetry, path_ref, split_path_ref};
 use crate::engine::Nanos;
-use crate::overlay::{Gateway, Role, queue_u32};
+use crate::overlay::lan_to_wan::QueueId;
+use crate::overlay::{Gateway, Role};
 use crate::wire::overlay::OverlayTemplate;
 
 /// Longest hold of a moving flow (see [`Gateway::hold_for_move`]).
@@ -357,7 +358,7 @@ impl Gateway {
                 None => f.path.is_none(),
             };
             if moves {
-                self.pacing.hold(queue_u32(fi), now.saturating_add(d));
+                self.pacing.hold(QueueId::flow(fi).0, now.saturating_add(d));
             }
         }
     }
