@@ -29,67 +29,7 @@ use mongate_dataplane::sys::clock;
 const TRIANGLE: &str = include_str!("../../docs/examples/triangle-paper.json");
 
 /// Site A of the paper's triangle, class and flow ids as in the instance.
-const SITE_A: &str = r#"
-[site]
-name = "A"
-vni = 7
-lan_interface = "lan0"
-lan_prefixes = ["198.18.10.0/24"]
-
-[[uplinks]]
-name = "isp1"
-interface = "up0"
-local_address = "198.18.100.1"
-capacity_mbps = 10
-backend = "io_uring"
-
-[[peers]]
-name = "B"
-prefixes = ["198.18.20.0/24"]
-gateways = ["198.18.102.1"]
-
-[[peers]]
-name = "C"
-prefixes = ["198.18.30.0/24"]
-gateways = ["198.18.104.1"]
-
-[[classes]]
-id = "A->C"
-source = "A"
-destination = "C"
-type = "bulk"
-overflow = "best_effort"
-
-[[classes.rules]]
-protocol = "udp"
-
-[[classes]]
-id = "B->C"
-source = "B"
-destination = "C"
-type = "bulk"
-overflow = "drop"
-
-[[flows]]
-id = "A->C/direct"
-class = "A->C"
-route = ["A", "C"]
-
-[[flows]]
-id = "A->C/via-B"
-class = "A->C"
-route = ["A", "B", "C"]
-
-[[flows]]
-id = "B->C/direct"
-class = "B->C"
-route = ["B", "C"]
-
-[[flows]]
-id = "B->C/via-A"
-class = "B->C"
-route = ["B", "A", "C"]
-"#;
+const SITE_A: &str = include_str!("../../docs/examples/triangle-paper-site-a.toml");
 
 const DEADLINE: Duration = Duration::from_secs(60);
 

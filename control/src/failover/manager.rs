@@ -149,6 +149,9 @@ struct Race {
     next: usize,
     next_at: Nanos,
     deadline: Nanos,
+    /// The first lossy candidate that answered while a clean one was still
+    /// in the race: taken if no clean one answers before the race ends.
+    fallback: Option<PathId>,
 }
 
 #[derive(Clone, Debug)]
@@ -845,6 +848,25 @@ impl PathManager {
         if !race.candidates.contains(&path) || !self.usable_or_only(d, path) {
             return;
         }
+        // A lossy path answers now and then: while a clean candidate is in
+        // the race, its answer is only the fallback (MONET's first answer,
+        // among the paths that do not lose packets).
+        if self.lossy(path)
+            && race
+                .candidates
+                .iter()
+                .any(|&c| c != path && !self.lossy(c) && self.usable_or_only(d, c))
+        {
+            if let Some(r) = &mut self.dests[d].race {
+                r.fallback.get_or_insert(path);
+            }
+            return;
+        }
+        self.win_race(d, path, now);
+    }
+
+    /// Ends the race of destination `d`, won by `path`.
+    fn win_race(&mut self, d: usize, path: PathId, now: Nanos) {
         self.dests[d].race = None;
         self.dests[d].race_failures = 0;
         self.dests[d].race_wanted = false;
@@ -852,6 +874,13 @@ impl PathManager {
         if self.dests[d].active != Some(path) {
             self.move_to(d, path, now, MoveKind::Failover);
         }
+    }
+
+    /// A path whose loss estimate is at `degrade_loss` or more (or that is
+    /// reported degraded).
+    fn lossy(&self, p: PathId) -> bool {
+        self.entry(p)
+            .is_some_and(|e| e.degraded || e.loss.value() >= self.cfg.degrade_loss)
     }
 
     /// A race winner must not be down, unless no path of the destination is up.
@@ -937,6 +966,7 @@ impl PathManager {
             next: 0,
             next_at: now,
             deadline,
+            fallback: None,
         });
     }
 
@@ -988,7 +1018,10 @@ impl PathManager {
         });
         let exhausted = race.next >= race.candidates.len() && !pending;
         if exhausted || now >= race.deadline {
-            self.fail_race(d, now);
+            match race.fallback.filter(|&f| self.usable_or_only(d, f)) {
+                Some(f) => self.win_race(d, f, now),
+                None => self.fail_race(d, now),
+            }
         }
     }
 

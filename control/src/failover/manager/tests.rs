@@ -184,6 +184,83 @@ fn new_destination_races_staggered_and_first_answer_wins() {
     assert_eq!(m.path_view(PathId(1)).unwrap().srtt, Some(5 * MS));
 }
 
+/// Path 0 direct (active), path 1 direct on the other uplink, losing a few
+/// percent of its data (lossy but up), path 2 through waypoint 3; an ack
+/// gap on path 0 starts a race among all three.
+fn race_with_a_lossy_candidate() -> (PathManager, Nanos, Vec<(PathId, u32)>) {
+    let c = PathConfig {
+        degrade_loss: 0.01,
+        ..cfg()
+    };
+    let mut m = PathManager::new(c, 7, 0).expect("valid config");
+    for (u, wp) in [(0, None), (1, None), (0, Some(3))] {
+        m.add_path(key(u, 0, wp), 0).expect("path");
+    }
+    let mut d = Driver::new(3);
+    d.run_until(&mut m, 20 * SEC);
+    assert_eq!(m.active_path(DST), Some(PathId(0)));
+    let t = d.now;
+    // 2 % loss: below `bad_feedback_loss` (no failure), above `degrade_loss`.
+    for k in 0..20 {
+        m.on_data_feedback(PathId(1), 98, 2, t + k);
+    }
+    drain(&mut m);
+    assert_eq!(m.path_state(PathId(1)), Some(PathState::Up));
+    let t = t + 100;
+    m.on_ack_gap(PathId(0), t);
+    let mut probes = Vec::new();
+    for k in 0..3 {
+        m.handle_timeout(t + k * 10 * MS);
+        for a in drain(&mut m) {
+            if let Action::Probe { path, seq } = a {
+                probes.push((path, seq));
+            }
+        }
+    }
+    (m, t, probes)
+}
+
+#[test]
+fn a_race_prefers_a_clean_answer_to_a_lossy_one() {
+    let (mut m, t, probes) = race_with_a_lossy_candidate();
+    let seq = |p: u32| probes.iter().find(|x| x.0 == PathId(p)).expect("raced").1;
+    // The lossy path answers first: not taken while the waypoint is racing.
+    m.on_probe_reply(PathId(1), seq(1), t + 25 * MS);
+    assert!(
+        !drain(&mut m)
+            .iter()
+            .any(|a| matches!(a, Action::MoveFlows { .. })),
+        "moved to the lossy path"
+    );
+    m.on_probe_reply(PathId(2), seq(2), t + 35 * MS);
+    assert!(drain(&mut m).contains(&Action::MoveFlows {
+        dst_site: DST,
+        from: Some(PathId(0)),
+        to: PathId(2)
+    }));
+}
+
+#[test]
+fn a_lossy_answer_wins_when_no_clean_one_comes() {
+    let (mut m, t, probes) = race_with_a_lossy_candidate();
+    let seq = |p: u32| probes.iter().find(|x| x.0 == PathId(p)).expect("raced").1;
+    m.on_probe_reply(PathId(1), seq(1), t + 25 * MS);
+    drain(&mut m);
+    // The waypoint never answers: at the end of the race the lossy path is
+    // better than none.
+    let mut moved = None;
+    let mut now = t + 25 * MS;
+    while moved.is_none() && now < t + 5 * SEC {
+        now = m.poll_timeout().expect("a race has a deadline").max(now);
+        m.handle_timeout(now);
+        moved = drain(&mut m).into_iter().find_map(|a| match a {
+            Action::MoveFlows { to, .. } => Some(to),
+            _ => None,
+        });
+    }
+    assert_eq!(moved, Some(PathId(1)));
+}
+
 #[test]
 fn warm_manager_uses_the_cheapest_path() {
     let mut m = manager(cfg());
