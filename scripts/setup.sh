@@ -15,8 +15,8 @@ for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup.sh: installing ${missing[*]}"
-  apt-get update -qq
+  echo "setup.sh: installing ${missing[*]}" >&2
+  apt-get update -qq >&2
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
@@ -25,4 +25,4 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 command -v cargo >/dev/null 2>&1 || { echo "setup.sh: no Rust toolchain (cargo) found: install rustup's stable toolchain" >&2; exit 1; }
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
-echo "setup.sh: ready ($(cargo --version))"
+echo "setup.sh: ready ($(cargo --version))" >&2

@@ -399,7 +399,8 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
     let regions = open_regions(c)?;
     let mut ports = open_ports(c, &filters, found.settings.reserve_frames)?;
     let names = std::mem::take(&mut ports.names);
-    let gw = Gateway::new(site, found.settings, ports.reserve.clone(), now_ns())?;
+    let reserve = std::mem::take(&mut ports.reserve);
+    let gw = Gateway::new(site, found.settings, reserve, now_ns())?;
     let stage = gateway_stage(c, gw, &regions)?;
     let worker = spawn_worker(c, ports, stage, regions.stop.clone(), regions.stats.clone())?;
     let mut threads = vec![worker];
