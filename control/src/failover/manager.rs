@@ -848,14 +848,15 @@ impl PathManager {
         if !race.candidates.contains(&path) || !self.usable_or_only(d, path) {
             return;
         }
-        // A lossy path answers now and then: while a clean candidate is in
-        // the race, its answer is only the fallback (MONET's first answer,
-        // among the paths that do not lose packets).
+        // A lossy path answers now and then: while a clean alternative (not
+        // the active path, whose failure started the race) is in the race,
+        // its answer is only the fallback (MONET's first answer, among the
+        // paths that do not lose packets).
+        let active = self.dests[d].active;
         if self.lossy(path)
-            && race
-                .candidates
-                .iter()
-                .any(|&c| c != path && !self.lossy(c) && self.usable_or_only(d, c))
+            && race.candidates.iter().any(|&c| {
+                c != path && Some(c) != active && !self.lossy(c) && self.usable_or_only(d, c)
+            })
         {
             if let Some(r) = &mut self.dests[d].race {
                 r.fallback.get_or_insert(path);
