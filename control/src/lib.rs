@@ -7,3 +7,4 @@ pub mod failover;
 pub mod mapping;
 pub mod pfo;
 pub mod run;
+pub mod secure;
