@@ -332,10 +332,14 @@ impl OverlayTemplate {
             let s = self.sec_off + geneve::OPTION_HEADER_LEN;
             write_u32(
                 out,
-                shifted(geneve::field::SEC_KEY_EPOCH, s),
-                p.security.key_epoch,
+                shifted(geneve::field::SEC_RECEIVER, s),
+                p.security.receiver_index,
             );
-            write_u64(out, shifted(geneve::field::SEC_NONCE, s), p.security.nonce);
+            write_u64(
+                out,
+                shifted(geneve::field::SEC_COUNTER, s),
+                p.security.counter,
+            );
             let tag_at = out.len() - AEAD_TAG_LEN;
             out[tag_at..].fill(0);
         }
@@ -658,8 +662,8 @@ pub(crate) mod tests {
         b[128 + 64..].fill(0xAA);
         let mut p = params();
         p.security = SecurityOption {
-            key_epoch: 9,
-            nonce: 77,
+            receiver_index: 9,
+            counter: 77,
         };
         let r = t.encap(&mut b, 128, 64, &p).unwrap();
         assert_eq!(r.len(), 74 + 16 + 64 + 16);
@@ -795,7 +799,7 @@ pub(crate) mod tests {
             any::<u64>(),
         )
             .prop_map(
-                |(flow_id, seq, ts, entropy, oam, key_epoch, nonce)| EncapParams {
+                |(flow_id, seq, ts, entropy, oam, receiver_index, counter)| EncapParams {
                     flow: FlowOption {
                         flow_id,
                         seq,
@@ -803,7 +807,10 @@ pub(crate) mod tests {
                     },
                     entropy,
                     oam,
-                    security: SecurityOption { key_epoch, nonce },
+                    security: SecurityOption {
+                        receiver_index,
+                        counter,
+                    },
                 },
             )
     }
