@@ -2,7 +2,19 @@
 //! by the control process, the AEAD that seals and opens every packet between
 //! gateways, and the replay window. Pure: time comes in as an argument.
 //!
+//! - [`replay`]: [`ReplayWindow`], RFC 6479's sliding bitmap (4096 bits).
+//! - [`keys`]: [`KeyTable`], the installed keys by slot, current and pending
+//!   per peer, expiry.
+//! - [`aead`]: [`aead::seal`] / [`aead::open`] in place.
+//!
 //! The constants are WireGuard's where it has one.
+
+pub mod aead;
+pub mod keys;
+pub mod replay;
+
+pub use keys::{KeyError, KeySlot, KeyTable};
+pub use replay::{Replay, ReplayWindow};
 
 use crate::sys::SEC;
 
