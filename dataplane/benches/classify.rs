@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mongate_dataplane::classify::{Classifier, Settings, inner};
 use mongate_dataplane::config::{
-    Backend, Config, Flow, Overflow, Peer, PortRange, Prefix, Rule, Site, TrafficClass, Uplink,
+    Backend, Config, Flow, Overflow, Peer, PortRange, Prefix, Rule, Security, Site, TrafficClass,
+    Uplink,
 };
 use mongate_dataplane::plan::{PlanClass, PlanFile, PlanFlow, PlanTable};
 
@@ -27,6 +28,7 @@ fn config() -> (Config, PlanTable) {
             lan_interface: "lan0".into(),
             lan_prefixes: vec!["198.18.0.0/15".parse().expect("prefix")],
         },
+        security: Security::off(),
         uplinks: vec![Uplink {
             name: "u".into(),
             interface: "up0".into(),
@@ -40,6 +42,7 @@ fn config() -> (Config, PlanTable) {
             name: "C".into(),
             prefixes: vec!["10.0.0.0/8".parse().expect("prefix")],
             gateways: vec!["198.18.255.2".parse().expect("addr")],
+            public_key: None,
         }],
         classes: Vec::new(),
         flows: Vec::new(),

@@ -51,6 +51,9 @@ vni = {VNI}
 lan_interface = "lan0"
 lan_prefixes = {}
 
+[security]
+mode = "off"
+
 [[uplinks]]
 name = "isp1"
 interface = "up0"

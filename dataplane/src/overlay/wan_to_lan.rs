@@ -385,6 +385,12 @@ impl Gateway {
                     Verdict::Drop(DropReason::Oversized)
                 }
             }
+            MessageType::HandshakeInit
+            | MessageType::HandshakeResponse
+            | MessageType::CookieReply => {
+                self.stats.bad_overlay += 1;
+                Verdict::Drop(DropReason::BadOverlay)
+            }
         }
     }
 

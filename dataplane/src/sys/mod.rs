@@ -11,13 +11,17 @@
 //! - [`shm`]: [`ShmFile`], a mapped file under `/dev/shm`: its path, its
 //!   open flags and its removal in one spot.
 //! - [`rng`]: [`Rng`], xoshiro256++ seeded through SplitMix64 (pure).
+//! - [`keyfile`]: [`check_private_key_file`], the refusal of a private key
+//!   file that others could read or swap.
 
 pub mod clock;
+pub mod keyfile;
 pub mod mmap;
 pub mod rng;
 pub mod shm;
 
 pub use clock::{MS, Nanos, SEC, now_ns};
+pub use keyfile::{KeyFileError, check_private_key_file};
 pub use mmap::Mmap;
 pub use rng::Rng;
 pub use shm::ShmFile;

@@ -19,6 +19,11 @@
 //! |                           probe seq                           |
 //! |                    send timestamp (ns, 64)                    |
 //! |                    echo timestamp (ns, 64)                    |
+//!
+//! type 4 handshake initiation (148 bytes), type 5 handshake response (92),
+//! type 6 cookie reply (64), count = 0: the control process's handshake
+//! message, opaque to the dataplane. Sent without the security option (they
+//! establish the keys); every other message type is sealed.
 //! ```
 //!
 //! Trailing bytes after the message are allowed (probes may be padded to test
@@ -41,6 +46,17 @@ pub const MAX_ACK_ENTRIES: usize = 255;
 pub const PROBE_LEN: usize = 24;
 /// Bits in an ack bitmap.
 pub const ACK_BITMAP_BITS: u64 = 64;
+/// Largest handshake message body (the ring messages carry this many bytes).
+pub const HANDSHAKE_MAX: usize = 200;
+/// Handshake initiation body: sender index 4 | Noise IK message 1 (32 + 48 +
+/// 28) | mac1 16 | mac2 16.
+pub const HANDSHAKE_INIT_LEN: usize = 148;
+/// Handshake response body: sender index 4 | receiver index 4 | Noise IK
+/// message 2 (32 + 16) | mac1 16 | mac2 16.
+pub const HANDSHAKE_RESPONSE_LEN: usize = 92;
+/// Cookie reply body: receiver index 4 | nonce 24 | encrypted cookie 32.
+pub const COOKIE_REPLY_LEN: usize = 64;
+const _: () = assert!(HANDSHAKE_INIT_LEN <= HANDSHAKE_MAX);
 
 /// The fields of the common header, of an ack entry and of a probe body.
 pub(crate) mod field {
@@ -87,6 +103,12 @@ pub enum MessageType {
     Probe = 2,
     /// Answer to a probe.
     ProbeEcho = 3,
+    /// Noise IK handshake initiation (unsealed, for the control process).
+    HandshakeInit = 4,
+    /// Noise IK handshake response (unsealed, for the control process).
+    HandshakeResponse = 5,
+    /// Cookie reply to an initiation under load (unsealed).
+    CookieReply = 6,
 }
 
 impl MessageType {
@@ -96,8 +118,25 @@ impl MessageType {
             1 => Some(Self::Ack),
             2 => Some(Self::Probe),
             3 => Some(Self::ProbeEcho),
+            4 => Some(Self::HandshakeInit),
+            5 => Some(Self::HandshakeResponse),
+            6 => Some(Self::CookieReply),
             _ => None,
         }
+    }
+    /// The body length of a handshake message type (`None` for the others).
+    pub const fn handshake_len(self) -> Option<usize> {
+        match self {
+            Self::HandshakeInit => Some(HANDSHAKE_INIT_LEN),
+            Self::HandshakeResponse => Some(HANDSHAKE_RESPONSE_LEN),
+            Self::CookieReply => Some(COOKIE_REPLY_LEN),
+            Self::Ack | Self::Probe | Self::ProbeEcho => None,
+        }
+    }
+    /// A handshake message (types 4..=6): the only messages accepted without
+    /// the security option.
+    pub const fn is_handshake(self) -> bool {
+        self.handshake_len().is_some()
     }
 }
 
@@ -226,6 +265,7 @@ impl<T: AsRef<[u8]>> Message<T> {
             None => return Err(Error::Unsupported),
             Some(MessageType::Ack) => HEADER_LEN + usize::from(b[field::COUNT]) * ACK_ENTRY_LEN,
             Some(MessageType::Probe | MessageType::ProbeEcho) => HEADER_LEN + PROBE_LEN,
+            Some(t) => HEADER_LEN + t.handshake_len().unwrap_or(0),
         };
         check_len(b, need)?;
         Ok(Self { buffer })
@@ -253,16 +293,24 @@ impl<T: AsRef<[u8]>> Message<T> {
     /// The probe body, for probe and echo messages.
     pub fn probe(&self) -> Option<Probe> {
         match self.msg_type() {
-            MessageType::Ack => None,
-            _ => Probe::parse(&self.buffer.as_ref()[HEADER_LEN..]).ok(),
+            MessageType::Probe | MessageType::ProbeEcho => {
+                Probe::parse(&self.buffer.as_ref()[HEADER_LEN..]).ok()
+            }
+            _ => None,
         }
+    }
+    /// The handshake message bytes (opaque), for types 4..=6.
+    pub fn handshake(&self) -> Option<&[u8]> {
+        let n = self.msg_type().handshake_len()?;
+        self.buffer.as_ref().get(HEADER_LEN..HEADER_LEN + n)
     }
     /// Message length (header + body, padding excluded).
     pub fn len(&self) -> usize {
         HEADER_LEN
             + match self.msg_type() {
                 MessageType::Ack => self.count() * ACK_ENTRY_LEN,
-                _ => PROBE_LEN,
+                MessageType::Probe | MessageType::ProbeEcho => PROBE_LEN,
+                t => t.handshake_len().unwrap_or(0),
             }
     }
     /// Never true for a checked message.
@@ -301,6 +349,9 @@ pub enum Repr<'a> {
     Probe(Probe),
     /// A probe echo.
     ProbeEcho(Probe),
+    /// A handshake message: its type (4..=6) and its bytes (exactly the
+    /// type's length to emit; borrowed from the packet when parsed).
+    Handshake(MessageType, &'a [u8]),
 }
 
 /// Ack entries, either decoded values or raw bytes of a received message.
@@ -341,13 +392,17 @@ impl<'a> Repr<'a> {
             MessageType::Ack => Self::Ack(AckEntries::Raw(
                 &b[HEADER_LEN..HEADER_LEN + m.count() * ACK_ENTRY_LEN],
             )),
-            t => {
+            t @ (MessageType::Probe | MessageType::ProbeEcho) => {
                 let p = Probe::parse(&b[HEADER_LEN..]).unwrap_or_default();
                 if t == MessageType::Probe {
                     Self::Probe(p)
                 } else {
                     Self::ProbeEcho(p)
                 }
+            }
+            t => {
+                let n = t.handshake_len().unwrap_or(0);
+                Self::Handshake(t, &b[HEADER_LEN..HEADER_LEN + n])
             }
         }
     }
@@ -356,7 +411,8 @@ impl<'a> Repr<'a> {
         HEADER_LEN
             + match self {
                 Self::Ack(e) => e.len() * ACK_ENTRY_LEN,
-                _ => PROBE_LEN,
+                Self::Probe(_) | Self::ProbeEcho(_) => PROBE_LEN,
+                Self::Handshake(_, b) => b.len(),
             }
     }
     /// Never true.
@@ -364,8 +420,15 @@ impl<'a> Repr<'a> {
         false
     }
     /// Writes the message at the start of `buf`; more than
-    /// [`MAX_ACK_ENTRIES`] entries is [`Error::TooBig`].
+    /// [`MAX_ACK_ENTRIES`] entries is [`Error::TooBig`], a handshake whose
+    /// type is not 4..=6 or whose bytes are not that type's length is
+    /// [`Error::Malformed`].
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
+        if let Self::Handshake(t, bytes) = self
+            && t.handshake_len() != Some(bytes.len())
+        {
+            return Err(Error::Malformed);
+        }
         let len = self.len();
         let b = buf.get_mut(..len).ok_or(Error::NoRoom)?;
         b[field::VERSION] = VERSION;
@@ -392,6 +455,11 @@ impl<'a> Repr<'a> {
                 write_u32(d, field::PROBE_SEQ, p.probe_seq);
                 write_u64(d, field::PROBE_SEND_TS, p.send_ts_ns);
                 write_u64(d, field::PROBE_ECHO_TS, p.echo_ts_ns);
+            }
+            Self::Handshake(t, bytes) => {
+                b[field::TYPE] = *t as u8;
+                b[field::COUNT] = 0;
+                b[HEADER_LEN..].copy_from_slice(bytes);
             }
         }
         Ok(len)
@@ -491,6 +559,43 @@ mod tests {
         );
     }
 
+    #[test]
+    fn handshake_messages() {
+        for (t, n) in [
+            (MessageType::HandshakeInit, 148),
+            (MessageType::HandshakeResponse, 92),
+            (MessageType::CookieReply, 64),
+        ] {
+            let body: Vec<u8> = (0..n).map(|i: usize| (i * 7).to_le_bytes()[0]).collect();
+            let mut out = vec![0u8; 4 + n + 3];
+            assert_eq!(Repr::Handshake(t, &body).emit(&mut out).unwrap(), 4 + n);
+            assert_eq!(&out[..4], &[1, t as u8, 0, 0]);
+            let m = Message::new_checked(&out[..]).unwrap();
+            assert_eq!(m.msg_type(), t);
+            assert!(t.is_handshake());
+            assert_eq!(m.len(), 4 + n);
+            assert_eq!(m.handshake(), Some(&body[..]));
+            assert_eq!(m.probe(), None);
+            assert_eq!(m.acks().len(), 0);
+            assert_eq!(Repr::parse(&m), Repr::Handshake(t, &body));
+            // One byte short of the type's length: truncated.
+            assert_eq!(
+                Message::new_checked(&out[..3 + n]).unwrap_err(),
+                Error::Truncated
+            );
+            // Emit refuses a wrong length.
+            assert_eq!(
+                Repr::Handshake(t, &body[1..]).emit(&mut out),
+                Err(Error::Malformed)
+            );
+        }
+        assert_eq!(
+            Repr::Handshake(MessageType::Probe, &[0u8; 24]).emit(&mut [0u8; 64]),
+            Err(Error::Malformed)
+        );
+        assert!(!MessageType::Ack.is_handshake());
+    }
+
     fn arb_entry() -> impl Strategy<Value = AckEntry> {
         (
             any::<u32>(),
@@ -533,6 +638,30 @@ mod tests {
             r.emit(&mut buf).unwrap();
             let m = Message::new_checked(&buf[..]).unwrap();
             prop_assert_eq!(Repr::parse(&m), r);
+        }
+
+        #[test]
+        fn handshake_roundtrip(t in 4u8..=6, seed in any::<u8>(), pad in 0usize..8) {
+            let t = MessageType::from_u8(t).unwrap();
+            let body: Vec<u8> = (0..t.handshake_len().unwrap()).map(|i| seed ^ i.to_le_bytes()[0]).collect();
+            let r = Repr::Handshake(t, &body);
+            let mut buf = vec![0u8; r.len() + pad];
+            prop_assert_eq!(r.emit(&mut buf).unwrap(), r.len());
+            let m = Message::new_checked(&buf[..]).unwrap();
+            prop_assert_eq!(m.len(), r.len());
+            prop_assert_eq!(Repr::parse(&m), r);
+        }
+
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(m) = Message::new_checked(&bytes[..]) {
+                prop_assert!(m.len() <= bytes.len());
+                let r = Repr::parse(&m);
+                let mut out = vec![0u8; r.len()];
+                prop_assert_eq!(r.emit(&mut out), Ok(m.len()));
+                prop_assert_eq!(&out[..], &bytes[..m.len()].iter().enumerate().map(|(i, b)| if i == 3 || (i == 2 && m.msg_type() != MessageType::Ack) { 0 } else { *b }).collect::<Vec<_>>()[..]);
+                let _ = (m.handshake(), m.probe(), m.acks().count());
+            }
         }
     }
 }
