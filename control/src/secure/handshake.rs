@@ -52,16 +52,16 @@ pub const REKEY_JITTER: Nanos = 333 * MS;
 pub const REKEY_JITTER_KEY: Nanos = SEC;
 /// After this long without a handshake, [`Event::Failing`] (retries go on).
 pub const REKEY_ATTEMPT_TIME: Nanos = 90 * SEC;
-/// A key is not used after this age (WireGuard's `REJECT_AFTER_TIME`; the dataplane's too).
-pub const REJECT_AFTER_TIME: Nanos = 180 * SEC;
+/// A key is not used after this age (WireGuard's `REJECT_AFTER_TIME`; the dataplane's).
+pub const REJECT_AFTER_TIME: Nanos = mongate_dataplane::secure::REJECT_AFTER_TIME_NS;
 /// At most one initiation per peer is consumed per this interval (WireGuard: 50 per second).
 pub const MIN_INIT_INTERVAL: Nanos = 20 * MS;
 /// Key slots per peer.
 pub const KEYS_PER_PEER: u32 = 4;
 /// Low bits of an index that name the dataplane's key slot.
-pub const KEY_SLOT_BITS: u32 = 10;
+pub const KEY_SLOT_BITS: u32 = mongate_dataplane::secure::KEY_SLOT_BITS;
 /// The slot bits of an index.
-pub const SLOT_MASK: u32 = (1 << KEY_SLOT_BITS) - 1;
+pub const SLOT_MASK: u32 = mongate_dataplane::secure::keys::SLOT_MASK;
 /// Most peers (every peer has [`KEYS_PER_PEER`] slots).
 pub const MAX_PEERS: u32 = (1 << KEY_SLOT_BITS) / KEYS_PER_PEER;
 /// TAI64N timestamp length.

@@ -14,6 +14,7 @@ use std::str::FromStr;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use mongate_dataplane::sys::keyfile::{self, KeyFileError};
 use snow::params::DHChoice;
 use snow::resolvers::{CryptoResolver as _, DefaultResolver};
 use zeroize::Zeroize as _;
@@ -130,53 +131,36 @@ pub fn parse_key(text: &str, what: &str) -> Result<[u8; KEY_LEN], KeyError> {
 }
 
 /// Refuses a private key file that is a symlink, not a regular file, or readable or writable
-/// by group or others (mode & 0o077 != 0).
+/// by group or others (mode & 0o077 != 0): the dataplane's check, which both processes run.
 pub fn check_private_key_file(path: &Path) -> Result<(), KeyError> {
-    let meta = std::fs::symlink_metadata(path).map_err(|err| KeyError::Io {
-        path: path.to_owned(),
-        err,
-    })?;
-    check_meta(path, &meta)
+    keyfile::check_private_key_file(path).map_err(|e| key_file_error(path, e))
 }
 
-fn check_meta(path: &Path, meta: &std::fs::Metadata) -> Result<(), KeyError> {
-    use std::os::unix::fs::MetadataExt as _;
-    let why = if meta.file_type().is_symlink() {
-        "is a symlink".to_owned()
-    } else if !meta.is_file() {
-        "is not a regular file".to_owned()
-    } else if meta.mode() & 0o077 != 0 {
-        format!(
-            "mode {:o}: a private key must not be readable or writable by group or others (chmod 600)",
-            meta.mode() & 0o7777
-        )
-    } else {
-        return Ok(());
-    };
-    Err(KeyError::Unsafe {
-        path: path.to_owned(),
-        why,
-    })
+fn key_file_error(path: &Path, e: KeyFileError) -> KeyError {
+    match e {
+        KeyFileError::Io(kind) => KeyError::Io {
+            path: path.to_owned(),
+            err: kind.into(),
+        },
+        e => KeyError::Unsafe {
+            path: path.to_owned(),
+            why: e.to_string(),
+        },
+    }
 }
 
-/// Loads the private key at `path` after [`check_private_key_file`] (and the same checks again
-/// on the file it opened, without following a symlink, so a file swapped in between is refused).
+/// Loads the private key at `path`, opened by the dataplane's
+/// [`keyfile::open_private_key_file`] (the checks of [`check_private_key_file`] on the path and
+/// again on the file opened without following a symlink).
 pub fn load(path: &Path) -> Result<StaticSecret, KeyError> {
     use std::io::Read as _;
-    check_private_key_file(path)?;
-    let io = |err| KeyError::Io {
+    let mut f = keyfile::open_private_key_file(path).map_err(|e| key_file_error(path, e))?;
+    let mut text = String::new();
+    let r = f.read_to_string(&mut text).map_err(|err| KeyError::Io {
         path: path.to_owned(),
         err,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(io)?;
-    check_meta(path, &f.metadata().map_err(io)?)?;
-    let mut text = String::new();
-    f.read_to_string(&mut text).map_err(io)?;
-    let r = parse_key(&text, &path.display().to_string());
+    });
+    let r = r.and_then(|_| parse_key(&text, &path.display().to_string()));
     text.zeroize();
     r.map(StaticSecret::from_bytes)
 }
