@@ -41,7 +41,7 @@ use super::netinfo::{self, IfAddr};
 pub struct GatewayConfig {
     /// The site configuration.
     pub site: Config,
-    /// Instance name: `/dev/shm/mongate-NAME.{stats,flows,ctl}`.
+    /// Instance name: `<run dir>/NAME.{stats,flows,ctl}` (`sys::shm::shm_path`).
     pub name: String,
     /// XDP attach mode of the AF_XDP ports.
     pub xdp_mode: XdpMode,
