@@ -26,6 +26,7 @@ fn config() -> (Config, PlanTable) {
             vni: 1,
             lan_interface: "lan0".into(),
             lan_prefixes: vec!["198.18.0.0/15".parse().expect("prefix")],
+            max_sessions_per_host: None,
         },
         uplinks: vec![Uplink {
             name: "u".into(),
@@ -58,6 +59,7 @@ fn config() -> (Config, PlanTable) {
             destination: "C".into(),
             kind: "t".into(),
             overflow: Overflow::BestEffort,
+            max_sessions_per_host: None,
             rules: vec![Rule {
                 dst_prefixes: vec![Prefix::V4(Ipv4Addr::from(0x0A00_0000 + i), 32)],
                 protocol: Some(6),
