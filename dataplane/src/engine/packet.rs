@@ -26,11 +26,16 @@ pub enum DropReason {
     BadAuth = 10,
     /// Anything else; see the stage's own counters.
     Other = 11,
+    /// A LAN packet whose inner source is outside the site's LAN prefixes.
+    LanSource = 12,
+    /// A LAN packet from a MAC other than the one holding its source
+    /// address (learned, heard within the hold time).
+    LanMacConflict = 13,
 }
 
 impl DropReason {
     /// Number of variants: the size of per-reason counter arrays.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 14;
     /// All reasons, index = discriminant.
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Runt,
@@ -45,6 +50,8 @@ impl DropReason {
         Self::BadOverlay,
         Self::BadAuth,
         Self::Other,
+        Self::LanSource,
+        Self::LanMacConflict,
     ];
 
     /// Stable snake_case name for counters and metrics.
@@ -62,6 +69,8 @@ impl DropReason {
             Self::BadOverlay => "bad_overlay",
             Self::BadAuth => "bad_auth",
             Self::Other => "other",
+            Self::LanSource => "lan_source",
+            Self::LanMacConflict => "lan_mac_conflict",
         }
     }
 }

@@ -27,6 +27,7 @@ mod ack_emit;
 mod counters;
 pub mod failover;
 mod lan_to_wan;
+pub mod neighbours;
 mod wan_to_lan;
 
 #[cfg(test)]
@@ -52,6 +53,7 @@ use crate::wire::overlay::{EncapParams, OverlayTemplate, TemplateConfig};
 use failover::{ControlPaths, HealthPolicy, PathHealth, PathKind, PeerPath, PeerPaths};
 
 pub use counters::FlowCounters;
+pub use neighbours::{Learn, NeighbourStats, NeighbourTable};
 
 /// Wire flow id carried by best-effort packets (not a planned flow: no acks).
 pub const BEST_EFFORT_FLOW_ID: u32 = u32::MAX;
@@ -95,6 +97,10 @@ pub struct Settings {
     /// LAN hosts with their MACs (static neighbour table; hosts are also
     /// learned from their LAN traffic, see [`Gateway::learned_neighbours`]).
     pub neighbours: Vec<(IpAddr, MacAddr)>,
+    /// How long a learned LAN address stays with its MAC after its last
+    /// packet: another MAC claiming it sooner is refused (dropped, counted
+    /// `lan_mac_conflict`), ns.
+    pub neighbour_hold_ns: u64,
     /// How to reach each peer, per `Config::peers` index: its direct
     /// candidate paths in preference order (resolved by the application
     /// from the kernel's routes and neighbours). Empty or missing: the first
@@ -156,6 +162,7 @@ impl Default for Settings {
             uplink_macs: Vec::new(),
             lan_next_hop_mac: MacAddr([0x02, 0, 0, 0, 0, 0xFE]),
             neighbours: Vec::new(),
+            neighbour_hold_ns: 30_000_000_000,
             peer_routes: Vec::new(),
             detours: false,
             health: HealthPolicy::default(),
@@ -197,9 +204,6 @@ pub struct PeerRoute {
     pub dst_mac: MacAddr,
 }
 
-/// Slots of the learned LAN neighbour table (direct-mapped).
-pub const LEARNED_SLOTS: usize = 256;
-
 /// Why a [`Gateway`] could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -233,6 +237,11 @@ pub struct Stats {
     /// Oversized LAN packets dropped without an ICMP error (not eligible,
     /// IPv4 without DF, no LAN address configured).
     pub oversized_dropped: u64,
+    /// LAN packets dropped: inner source outside the site's LAN prefixes.
+    pub lan_source: u64,
+    /// LAN packets dropped: their source address is learned with another
+    /// MAC heard within the hold time.
+    pub lan_mac_conflict: u64,
     /// Packets encapsulated and sent on an uplink (data, paced).
     pub sent: u64,
     /// WAN packets delivered to the LAN.
@@ -357,8 +366,8 @@ pub struct Gateway {
     pub(crate) control_paths: ControlPaths,
     /// Output buffer of ICMP replies (the offending packet is read from the frame).
     pub(crate) scratch: Box<[u8; 1280]>,
-    /// LAN hosts learned from their traffic (direct-mapped by address hash).
-    pub(crate) learned: Box<[Option<(IpAddr, MacAddr)>; LEARNED_SLOTS]>,
+    /// LAN hosts learned from their traffic.
+    pub(crate) learned: NeighbourTable,
     pub(crate) stats: Stats,
 }
 
@@ -428,10 +437,21 @@ impl Gateway {
             last_path_check: 0,
             control_paths: ControlPaths::default(),
             scratch: Box::new([0u8; 1280]),
-            learned: Box::new([None; LEARNED_SLOTS]),
+            learned: NeighbourTable::new(
+                settings.classifier.hash_seed.rotate_left(17) ^ 0x6E65_6967_6862_6F72,
+                settings.neighbour_hold_ns,
+            ),
             stats: Stats::default(),
             settings,
         };
+        // Static neighbours are held like learned ones: another MAC cannot
+        // claim their addresses while they talk.
+        for i in 0..g.settings.neighbours.len() {
+            let (ip, mac) = g.settings.neighbours[i];
+            if g.is_local(ip) {
+                g.learned.learn(ip, mac, now);
+            }
+        }
         for p in 0..npeers {
             if !g.peers[p].paths.is_empty() {
                 g.pacing.set_rate(
@@ -613,25 +633,26 @@ impl Gateway {
     }
     /// LAN hosts learned from their traffic.
     pub fn learned_neighbours(&self) -> impl Iterator<Item = (IpAddr, MacAddr)> + '_ {
-        self.learned.iter().filter_map(|e| *e)
+        self.learned.iter()
     }
 
-    /// Records that LAN host `ip` uses `mac` (overwrites its slot).
+    /// Counters of the learned LAN hosts.
+    pub fn neighbour_stats(&self) -> &NeighbourStats {
+        self.learned.stats()
+    }
+
+    /// Records that `mac` sent from LAN address `ip` at `now` (see
+    /// [`NeighbourTable::learn`]).
     #[inline]
-    pub(crate) fn learn(&mut self, ip: IpAddr, mac: MacAddr) {
-        let slot = learned_slot(ip);
-        if self.learned[slot] != Some((ip, mac)) {
-            self.learned[slot] = Some((ip, mac));
-        }
+    pub(crate) fn learn(&mut self, ip: IpAddr, mac: MacAddr, now: Nanos) -> Learn {
+        self.learned.learn(ip, mac, now)
     }
 
     /// The MAC to deliver an inner packet for `dst` to: learned, static,
     /// else the LAN next hop.
     #[inline]
     pub(crate) fn lan_mac_of(&self, dst: IpAddr) -> MacAddr {
-        if let Some((a, m)) = self.learned[learned_slot(dst)]
-            && a == dst
-        {
+        if let Some(m) = self.learned.lookup(dst) {
             return m;
         }
         self.settings
@@ -882,21 +903,6 @@ pub(crate) fn oam_params(seq: u64, ts: Nanos) -> EncapParams {
 #[inline]
 pub(crate) fn entropy(wire_id: u32) -> u32 {
     wire_id.wrapping_mul(0x9E37_79B9).rotate_left(13)
-}
-
-/// Slot of `ip` in the learned neighbour table.
-#[inline]
-fn learned_slot(ip: IpAddr) -> usize {
-    let h = match ip {
-        IpAddr::V4(a) => u64::from(a.to_bits()),
-        IpAddr::V6(a) => {
-            let b = a.to_bits();
-            u64::try_from(b & u128::from(u64::MAX)).unwrap_or(0)
-                ^ u64::try_from(b >> 64).unwrap_or(0)
-        }
-    };
-    let x = h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
-    usize::try_from(x).unwrap_or(0) % LEARNED_SLOTS
 }
 
 /// Index of `addr` in a peer's gateway list (`u16::MAX`: not in it).
