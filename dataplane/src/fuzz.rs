@@ -120,12 +120,13 @@ pub fn fuzz_plan_file(data: &[u8]) {
     assert_eq!(again, table);
 }
 
-/// Checks (or, with `write`, makes) `dir` hold exactly `seeds` (file name,
-/// bytes) and runs each through `body`: the committed seed corpus of a fuzz
-/// target stays what its generator (a test of the crate) makes, and every
-/// seed runs on stable, as does every `crash-*` file there (a reproducer of
-/// a fixed crash, kept as it was found). Returns the names of missing, extra
-/// or different files (empty when in sync).
+/// Checks (or, with `write`, makes) `dir` hold `seeds` (file name, bytes)
+/// and runs each through `body`: the committed seed corpus of a fuzz target
+/// stays what its generator (a test of the crate) makes, and every seed runs
+/// on stable, as does every other file there (a `crash-*` reproducer of a
+/// fixed crash, kept as found, or what a local fuzzer run added; `write`
+/// removes the latter). Returns the names of missing or different seeds
+/// (empty when in sync).
 pub fn sync_corpus(
     dir: &std::path::Path,
     seeds: &[(&str, Vec<u8>)],
@@ -156,13 +157,12 @@ pub fn sync_corpus(
         present.retain(|p| p != name);
     }
     for extra in present {
-        if extra.starts_with("crash-") {
-            // A reproducer kept as is: it must not crash any more.
-            body(&std::fs::read(dir.join(&extra))?);
-        } else if write {
+        if write && !extra.starts_with("crash-") {
             std::fs::remove_file(dir.join(&extra))?;
         } else {
-            wrong.push(extra);
+            // A reproducer kept as found, or an input a local fuzzer run
+            // added: it must not crash.
+            body(&std::fs::read(dir.join(&extra))?);
         }
     }
     Ok(wrong)
