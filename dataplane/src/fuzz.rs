@@ -73,9 +73,15 @@ pub fn fuzz_site_config(data: &[u8]) {
         (cfg.classes.len(), cfg.flows.len())
     );
     if let Some(p) = &cfg.plan {
-        assert_eq!(p.check(&shape), Ok(()), "a loaded plan fits its configuration");
+        assert_eq!(
+            p.check(&shape),
+            Ok(()),
+            "a loaded plan fits its configuration"
+        );
     }
-    let out = cfg.to_toml_string().expect("a loaded configuration serializes");
+    let out = cfg
+        .to_toml_string()
+        .expect("a loaded configuration serializes");
     let back = Config::from_toml_str(&out, "fuzz-out.toml")
         .unwrap_or_else(|e| panic!("serialized configuration does not load: {e}\n{out}"));
     assert_eq!(back, cfg);
@@ -112,7 +118,11 @@ pub fn fuzz_plan_file(data: &[u8]) {
         return;
     };
     let shape = PlanShape::from_config(cfg);
-    assert_eq!(table.check(&shape), Ok(()), "a resolved plan passes its check");
+    assert_eq!(
+        table.check(&shape),
+        Ok(()),
+        "a resolved plan passes its check"
+    );
     let again = table
         .to_file(cfg)
         .resolve(cfg)

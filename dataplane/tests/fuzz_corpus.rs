@@ -20,6 +20,13 @@ use mongate_dataplane::wire::{fuzz as wfuzz, icmp, ipv4, udp};
 
 type Seeds = Vec<(&'static str, Vec<u8>)>;
 
+/// A fuzz target: its name (the corpus directory), body and seeds.
+struct Target {
+    name: &'static str,
+    body: fn(&[u8]),
+    seeds: Seeds,
+}
+
 fn corpus_dir(target: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../fuzz/corpus")
@@ -130,10 +137,13 @@ fn acks() -> Vec<u8> {
         received: 103,
         lost: 1,
     };
-    oam_msg(oam::Repr::Ack(AckEntries::Values(&[e, AckEntry::default()])))
+    oam_msg(oam::Repr::Ack(AckEntries::Values(&[
+        e,
+        AckEntry::default(),
+    ])))
 }
 
-fn wire_seeds() -> Vec<(&'static str, Seeds)> {
+fn wire_targets() -> Vec<Target> {
     let inner = inner_frame(32);
     let v4 = encap(&template(false, false, false), &inner, &data_params());
     let v6 = encap(&template(true, false, false), &inner, &data_params());
@@ -167,50 +177,60 @@ fn wire_seeds() -> Vec<(&'static str, Seeds)> {
         b
     };
     vec![
-        (
-            "ethernet",
-            vec![
+        Target {
+            name: "ethernet",
+            body: wfuzz::fuzz_ethernet,
+            seeds: vec![
                 ("v4-data", v4.clone()),
                 ("vlan", vlan.clone()),
                 ("runt", v4[..13].to_vec()),
             ],
-        ),
-        (
-            "ipv4",
-            vec![
+        },
+        Target {
+            name: "ipv4",
+            body: wfuzz::fuzz_ipv4,
+            seeds: vec![
                 ("outer", v4[14..].to_vec()),
                 ("options", ip_opts),
                 ("inner", inner[14..].to_vec()),
                 ("truncated", v4[14..30].to_vec()),
             ],
-        ),
-        (
-            "ipv6",
-            vec![("outer", v6[14..].to_vec()), ("short", v6[14..50].to_vec())],
-        ),
-        (
-            "udp",
-            vec![("outer", v4[34..].to_vec()), ("header", v4[34..42].to_vec())],
-        ),
-        (
-            "icmp",
-            vec![
+        },
+        Target {
+            name: "ipv6",
+            body: wfuzz::fuzz_ipv6,
+            seeds: vec![("outer", v6[14..].to_vec()), ("short", v6[14..50].to_vec())],
+        },
+        Target {
+            name: "udp",
+            body: wfuzz::fuzz_udp,
+            seeds: vec![
+                ("outer", v4[34..].to_vec()),
+                ("header", v4[34..42].to_vec()),
+            ],
+        },
+        Target {
+            name: "icmp",
+            body: wfuzz::fuzz_icmp,
+            seeds: vec![
                 ("frag-needed", ptb.clone()),
                 ("message", ptb[20..].to_vec()),
                 ("offending", inner[14..].to_vec()),
             ],
-        ),
-        (
-            "geneve",
-            vec![
+        },
+        Target {
+            name: "geneve",
+            body: wfuzz::fuzz_geneve,
+            seeds: vec![
                 ("data", geneve_of(&v4, 42)),
                 ("oam", geneve_of(&oam_v4, 42)),
                 ("secure", geneve_of(&secure, 42)),
             ],
-        ),
-        (
-            "oam",
-            vec![
+        },
+        Target {
+            name: "oam",
+            body: wfuzz::fuzz_oam,
+            seeds: vec![
                 ("probe", probe_msg.clone()),
                 ("echo", echo_msg),
                 ("acks", acks()),
@@ -222,10 +242,11 @@ fn wire_seeds() -> Vec<(&'static str, Seeds)> {
                     p
                 }),
             ],
-        ),
-        (
-            "overlay_decap",
-            vec![
+        },
+        Target {
+            name: "overlay_decap",
+            body: wfuzz::fuzz_overlay_decap,
+            seeds: vec![
                 ("v4-data", v4),
                 ("v6-data", v6),
                 ("vlan", vlan),
@@ -234,15 +255,16 @@ fn wire_seeds() -> Vec<(&'static str, Seeds)> {
                 ("oam-acks-v6", ack_v6),
                 ("not-geneve", not_geneve),
             ],
-        ),
-        (
-            "encap_roundtrip",
-            vec![
+        },
+        Target {
+            name: "encap_roundtrip",
+            body: wfuzz::fuzz_encap_roundtrip,
+            seeds: vec![
                 ("v4", roundtrip(0, 32)),
                 ("v6-secure-vlan", roundtrip(1 | 2 | 8, 64)),
                 ("oam-udp-sum", roundtrip(4 | 16, 0)),
             ],
-        ),
+        },
     ]
 }
 
@@ -302,7 +324,10 @@ fn ring_seeds() -> Seeds {
         losses: 1,
         queue_drops: 0,
     };
-    let tel = Telemetry::Flows { count: 1, items: flows };
+    let tel = Telemetry::Flows {
+        count: 1,
+        items: flows,
+    };
     let mut too_many = msg_bytes(&assign.encode());
     too_many[4..8].copy_from_slice(&1000u32.to_ne_bytes());
     let mut unknown_kind = msg_bytes(&probe.encode());
@@ -320,18 +345,28 @@ fn ring_seeds() -> Seeds {
 }
 
 fn example(name: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/examples").join(name))
-        .unwrap()
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs/examples")
+            .join(name),
+    )
+    .unwrap()
 }
 
 fn config_seeds() -> Seeds {
     let minimal = b"[site]\nname = \"A\"\nvni = 1\nlan_interface = \"lan0\"\nlan_prefixes = [\"10.0.0.0/24\"]\n\n[[uplinks]]\nname = \"u\"\ninterface = \"up0\"\nlocal_address = \"192.0.2.1\"\ncapacity_mbps = 10\n".to_vec();
     vec![
         ("site-a", example("site-a.toml")),
-        ("triangle-paper-site-a", example("triangle-paper-site-a.toml")),
+        (
+            "triangle-paper-site-a",
+            example("triangle-paper-site-a.toml"),
+        ),
         ("triangle-site-b", example("triangle/site-b.toml")),
         ("minimal", minimal),
-        ("bad-prefix", b"[site]\nname = \"A\"\nlan_prefixes = [\"10.0.0.1/24\"]\n".to_vec()),
+        (
+            "bad-prefix",
+            b"[site]\nname = \"A\"\nlan_prefixes = [\"10.0.0.1/24\"]\n".to_vec(),
+        ),
         ("not-toml", b"[site\nname = ".to_vec()),
     ]
 }
@@ -362,31 +397,26 @@ fn plan_seeds() -> Seeds {
 #[test]
 fn seed_corpus_is_committed_and_runs() {
     let write = std::env::var_os("MONGATE_WRITE_CORPUS").is_some();
-    let bodies: [(&str, fn(&[u8])); 9] = [
-        ("ethernet", wfuzz::fuzz_ethernet),
-        ("ipv4", wfuzz::fuzz_ipv4),
-        ("ipv6", wfuzz::fuzz_ipv6),
-        ("udp", wfuzz::fuzz_udp),
-        ("icmp", wfuzz::fuzz_icmp),
-        ("geneve", wfuzz::fuzz_geneve),
-        ("oam", wfuzz::fuzz_oam),
-        ("overlay_decap", wfuzz::fuzz_overlay_decap),
-        ("encap_roundtrip", wfuzz::fuzz_encap_roundtrip),
-    ];
-    let mut targets = wire_seeds();
-    targets.push(("ring_msg", ring_seeds()));
-    targets.push(("site_config", config_seeds()));
-    targets.push(("plan_file", plan_seeds()));
+    let mut targets = wire_targets();
+    targets.push(Target {
+        name: "ring_msg",
+        body: fuzz::fuzz_ring_msg,
+        seeds: ring_seeds(),
+    });
+    targets.push(Target {
+        name: "site_config",
+        body: fuzz::fuzz_site_config,
+        seeds: config_seeds(),
+    });
+    targets.push(Target {
+        name: "plan_file",
+        body: fuzz::fuzz_plan_file,
+        seeds: plan_seeds(),
+    });
     let mut wrong = Vec::new();
-    for (target, seeds) in &targets {
-        let body = match *target {
-            "ring_msg" => fuzz::fuzz_ring_msg,
-            "site_config" => fuzz::fuzz_site_config,
-            "plan_file" => fuzz::fuzz_plan_file,
-            t => bodies.iter().find(|b| b.0 == t).unwrap().1,
-        };
-        for name in sync_corpus(&corpus_dir(target), seeds, body, write).unwrap() {
-            wrong.push(format!("{target}/{name}"));
+    for t in &targets {
+        for name in sync_corpus(&corpus_dir(t.name), &t.seeds, t.body, write).unwrap() {
+            wrong.push(format!("{}/{name}", t.name));
         }
     }
     assert!(

@@ -829,7 +829,9 @@ mod tests {
                     assert_eq!(r.on_packet(forged, 0, s * 1000), None);
                 }
             }
-            let a = r.on_packet(s, s * 1000, s * 1000 + 10).expect("acks every packet");
+            let a = r
+                .on_packet(s, s * 1000, s * 1000 + 10)
+                .expect("acks every packet");
             assert_eq!(a.cum, s + 1);
             acked += t.on_ack(&a, s * 1000 + 20).acked;
         }

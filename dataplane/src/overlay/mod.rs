@@ -49,9 +49,7 @@ use crate::wire::ethernet::MacAddr;
 use crate::wire::geneve::FlowOption;
 use crate::wire::oam::AckEntry;
 use crate::wire::overlay::{EncapParams, OverlayTemplate, TemplateConfig};
-use failover::{
-    ControlPaths, EchoWindow, HealthPolicy, PathHealth, PathKind, PeerPath, PeerPaths,
-};
+use failover::{ControlPaths, EchoWindow, HealthPolicy, PathHealth, PathKind, PeerPath, PeerPaths};
 
 pub use counters::FlowCounters;
 
