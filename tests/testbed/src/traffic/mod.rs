@@ -288,7 +288,8 @@ impl std::fmt::Debug for TcpSource {
 
 impl TcpSource {
     /// Connects from `ns` to `dst` (within 5 s) and writes `bits_per_s`
-    /// until `stop` or `limit`, then closes.
+    /// until `stop` or `limit`, then closes. Falling behind by more than
+    /// 200 ms of data, it forgets the excess instead of bursting.
     pub fn start(
         ns: &Netns,
         dst: SocketAddr,
@@ -304,11 +305,20 @@ impl TcpSource {
             let chunk = vec![0x5au8; 1 << 16];
             let t0 = Instant::now();
             let mut written = 0u64;
+            // Bytes never to be sent: a stalled connection (e.g. while it
+            // opens) does not catch up with a burst larger than 200 ms of
+            // its rate, which would show as a rate above the set one.
+            let mut forgone = 0u64;
+            // A non-negative byte count far below 2^53.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let max_debt = (bits_per_s / 8.0 * 0.2).max(1.0) as u64;
             while !stop.load(Ordering::Relaxed) && t0.elapsed() < limit {
                 let due = t0.elapsed().as_secs_f64() * bits_per_s / 8.0;
                 // A non-negative byte count far below 2^53.
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let due = due.max(0.0) as u64;
+                forgone += due.saturating_sub(forgone + written + max_debt);
+                let due = due - forgone;
                 while written < due && !stop.load(Ordering::Relaxed) {
                     let n = usize::try_from(due - written)
                         .unwrap_or(usize::MAX)
