@@ -36,18 +36,21 @@ pub struct UdpCounts {
 }
 
 /// Counts legitimate datagrams arriving at one UDP address.
+#[derive(Debug)]
 pub struct UdpReceiver {
     /// Live counters.
     pub counts: Arc<UdpCounts>,
-    handle: JoinHandle<Result<std::io::Result<()>>>,
+    handle: Worker,
 }
 
-impl std::fmt::Debug for UdpReceiver {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UdpReceiver")
-            .field("counts", &self.counts)
-            .finish()
-    }
+/// A traffic thread: inside its namespace, bounded by its stop flag and limit.
+type Worker = JoinHandle<Result<std::io::Result<()>>>;
+
+/// Waits for a traffic thread; its panic or I/O error becomes an error.
+fn join(h: Worker, what: &str) -> Result<()> {
+    h.join()
+        .map_err(|_| Error::ThreadPanicked(what.into()))??
+        .map_err(|e| io_err(what, e))
 }
 
 fn io_err(what: &str, source: std::io::Error) -> Error {
@@ -123,27 +126,17 @@ impl UdpReceiver {
 
     /// Waits for the receiver to end (set its stop flag first).
     pub fn join(self) -> Result<Arc<UdpCounts>> {
-        self.handle
-            .join()
-            .map_err(|_| Error::ThreadPanicked("udp receiver".into()))??
-            .map_err(|e| io_err("UDP receive", e))?;
+        join(self.handle, "UDP receiver")?;
         Ok(self.counts)
     }
 }
 
 /// Sends legitimate datagrams (marker, sequence from 0) at a constant rate.
+#[derive(Debug)]
 pub struct UdpSender {
     /// Datagrams sent so far.
     pub sent: Arc<AtomicU64>,
-    handle: JoinHandle<Result<std::io::Result<()>>>,
-}
-
-impl std::fmt::Debug for UdpSender {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UdpSender")
-            .field("sent", &self.sent)
-            .finish()
-    }
+    handle: Worker,
 }
 
 impl UdpSender {
@@ -191,27 +184,17 @@ impl UdpSender {
 
     /// Waits for the sender to end (set its stop flag first).
     pub fn join(self) -> Result<u64> {
-        self.handle
-            .join()
-            .map_err(|_| Error::ThreadPanicked("udp sender".into()))??
-            .map_err(|e| io_err("UDP send", e))?;
+        join(self.handle, "UDP sender")?;
         Ok(self.sent.load(Ordering::Relaxed))
     }
 }
 
 /// Accepts one TCP connection and counts the bytes it delivers.
+#[derive(Debug)]
 pub struct TcpSink {
     /// Bytes received so far.
     pub bytes: Arc<AtomicU64>,
-    handle: JoinHandle<Result<std::io::Result<()>>>,
-}
-
-impl std::fmt::Debug for TcpSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpSink")
-            .field("bytes", &self.bytes)
-            .finish()
-    }
+    handle: Worker,
 }
 
 impl TcpSink {
@@ -263,27 +246,17 @@ impl TcpSink {
 
     /// Waits for the sink to end.
     pub fn join(self) -> Result<u64> {
-        self.handle
-            .join()
-            .map_err(|_| Error::ThreadPanicked("tcp sink".into()))??
-            .map_err(|e| io_err("TCP receive", e))?;
+        join(self.handle, "TCP sink")?;
         Ok(self.bytes.load(Ordering::Relaxed))
     }
 }
 
 /// Sends a TCP stream at a constant rate (bytes written per millisecond).
+#[derive(Debug)]
 pub struct TcpSource {
     /// Bytes written so far.
     pub bytes: Arc<AtomicU64>,
-    handle: JoinHandle<Result<std::io::Result<()>>>,
-}
-
-impl std::fmt::Debug for TcpSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpSource")
-            .field("bytes", &self.bytes)
-            .finish()
-    }
+    handle: Worker,
 }
 
 impl TcpSource {
@@ -349,10 +322,7 @@ impl TcpSource {
 
     /// Waits for the source to end.
     pub fn join(self) -> Result<u64> {
-        self.handle
-            .join()
-            .map_err(|_| Error::ThreadPanicked("tcp source".into()))??
-            .map_err(|e| io_err("TCP send", e))?;
+        join(self.handle, "TCP source")?;
         Ok(self.bytes.load(Ordering::Relaxed))
     }
 }
