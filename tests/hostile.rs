@@ -384,6 +384,25 @@ impl LegitRates {
             tcp_via_b: r(a.tcp_via_b, b.tcp_via_b),
         }
     }
+    /// What the hosts send.
+    fn offered() -> Self {
+        Self {
+            udp_ac: UDP_AC_PPS,
+            udp_bc: UDP_BC_PPS,
+            tcp_direct: TCP_DIRECT_BPS / 8.0,
+            tcp_via_b: TCP_VIA_B_BPS / 8.0,
+        }
+    }
+    /// The smaller of each rate and `o`'s: a baseline above what the
+    /// hosts send is a backlog draining, not a rate to keep.
+    fn min(&self, o: &Self) -> Self {
+        Self {
+            udp_ac: self.udp_ac.min(o.udp_ac),
+            udp_bc: self.udp_bc.min(o.udp_bc),
+            tcp_direct: self.tcp_direct.min(o.tcp_direct),
+            tcp_via_b: self.tcp_via_b.min(o.tcp_via_b),
+        }
+    }
     fn ratios(&self, base: &Self) -> [(&'static str, f64); 4] {
         let q = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
         [
@@ -705,8 +724,9 @@ fn uplink_shares(a: &[WorkerSnapshot], b: &[WorkerSnapshot]) -> Vec<f64> {
     d.iter().map(|x| *x as f64 / total).collect()
 }
 
-/// Per flow (at its origin) packets/s sent between two samples, and per
-/// flow packets/s relayed at each waypoint.
+/// Per flow (at its origin) inner bytes/s sent between two samples, and
+/// per flow bytes/s relayed at each waypoint (bytes: a TCP flow's packet
+/// rate varies with its segment sizes, its byte rate is its sender's).
 fn flow_rates(a: &GwSample, b: &GwSample) -> BTreeMap<String, (f64, [f64; 3])> {
     let s = b.at.duration_since(a.at).as_secs_f64().max(1e-3);
     let mut out = BTreeMap::new();
@@ -717,8 +737,8 @@ fn flow_rates(a: &GwSample, b: &GwSample) -> BTreeMap<String, (f64, [f64; 3])> {
             let y = b.flows[i].get(&f.id).map_or(0, g);
             y.saturating_sub(x) as f64 / s
         };
-        let tx = d(o, |c| c.tx_packets);
-        let relayed = [0, 1, 2].map(|i| d(i, |c| c.relayed_packets));
+        let tx = d(o, |c| c.tx_bytes);
+        let relayed = [0, 1, 2].map(|i| d(i, |c| c.relayed_bytes));
         out.insert(f.id.clone(), (tx, relayed));
     }
     out
@@ -902,7 +922,7 @@ fn hostile_input_changes_nothing() {
         let (tx2, rel2) = fr_during[id];
         let (tx3, rel3) = fr_after[id];
         println!(
-            "flow {id}: sent/s {tx:.0} -> {tx2:.0} -> {tx3:.0}; relayed/s at A,B,C {rel:.0?} -> {rel2:.0?} -> {rel3:.0?}"
+            "flow {id}: bytes/s sent {tx:.0} -> {tx2:.0} -> {tx3:.0}; relayed at A,B,C {rel:.0?} -> {rel2:.0?} -> {rel3:.0?}"
         );
     }
     for (i, s) in SITES.iter().enumerate() {
@@ -962,11 +982,12 @@ fn hostile_input_changes_nothing() {
     let geneve = tshark::geneve_check(&pcap).unwrap();
     let readable = tshark::count(&pcap, &tshark::contains_filter(&LEGIT_MARK)).unwrap();
     println!(
-        "tshark on the A-C link: {} frames, {} not GENEVE {:?}, {} malformed; {readable} frames with the legitimate payload's mark readable",
+        "tshark on the A-C link: {} frames, {} not GENEVE {:?}, {} malformed ({} only in the GENEVE payload); {readable} frames with the legitimate payload's mark readable",
         geneve.frames,
         geneve.not_geneve_count,
         geneve.not_geneve,
-        geneve.malformed.len()
+        geneve.malformed.len(),
+        geneve.malformed_inner
     );
     println!("test ran {:.1} s", t_start.elapsed().as_secs_f64());
 
@@ -974,8 +995,15 @@ fn hostile_input_changes_nothing() {
     assert!(ov.gws.iter().all(|g| g.1.healthy()), "a gateway died");
     assert!(geneve.frames > 500, "too few frames captured: {geneve:?}");
     assert_eq!(geneve.not_geneve_count, 0, "{geneve:?}");
+    // Secure, the GENEVE payload is ciphertext which tshark still dissects
+    // as an Ethernet frame: only the outer headers must decode well.
+    let malformed = if SECURE {
+        geneve.malformed_outer()
+    } else {
+        geneve.malformed.len()
+    };
     assert!(
-        geneve.malformed.is_empty(),
+        malformed == 0,
         "{:?}",
         &geneve.malformed[..geneve.malformed.len().min(5)]
     );
@@ -998,19 +1026,24 @@ fn hostile_input_changes_nothing() {
     }
     assert_eq!(forged_total, 0, "forged frames reached LAN hosts");
     assert_eq!(dups, 0, "replayed datagrams reached a LAN host");
-    for (what, r) in during.ratios(&base).into_iter().chain(after.ratios(&base)) {
+    let reference = base.min(&LegitRates::offered());
+    for (what, r) in during
+        .ratios(&reference)
+        .into_iter()
+        .chain(after.ratios(&reference))
+    {
         assert!(r >= 0.95, "{what}: {:.3} of its rate without attack", r);
     }
     for (id, (tx, rel)) in &fr_base {
         for (phase, (tx2, rel2)) in [("during", fr_during[id]), ("after", fr_after[id])] {
             assert!(
-                tx2 >= 0.9 * tx && tx2 <= 1.1 * tx + 5.0,
-                "flow {id} {phase} the attack: {tx2:.0} packets/s sent, {tx:.0} before"
+                tx2 >= 0.9 * tx && tx2 <= 1.15 * tx + 2000.0,
+                "flow {id} {phase} the attack: {tx2:.0} bytes/s sent, {tx:.0} before"
             );
             for w in 0..3 {
                 assert!(
-                    (rel2[w] - rel[w]).abs() <= 0.1 * rel[w] + 5.0,
-                    "flow {id} {phase} the attack: relayed at {} {:.0}/s, {:.0}/s before (path changed)",
+                    (rel2[w] - rel[w]).abs() <= 0.15 * rel[w] + 2000.0,
+                    "flow {id} {phase} the attack: relayed at {} {:.0} bytes/s, {:.0} before (path changed)",
                     SITES[w],
                     rel2[w],
                     rel[w]
@@ -1032,8 +1065,12 @@ fn hostile_input_changes_nothing() {
             }
         }
     }
+    // Forged handshake messages are the one unsealed input a secure gateway
+    // passes on (to its control process, which refuses them on MAC1) when
+    // its rate limit lets them through: neither dropped nor delivered.
+    let handshakes: u64 = reports.iter().map(|r| r.sent_of(Kind::Handshake)).sum();
     assert!(
-        dropped_total + forged_total + dups >= reached_total,
+        dropped_total + forged_total + dups + handshakes >= reached_total,
         "{} frames reached the gateways but only {dropped_total} were counted as drops",
         reached_total
     );

@@ -63,8 +63,22 @@ pub struct GeneveCheck {
     pub not_geneve: Vec<String>,
     /// How many frames had no GENEVE layer.
     pub not_geneve_count: usize,
-    /// tshark's one-line summaries of malformed or erroneous frames.
+    /// Malformed or erroneous frames: number and `frame.protocols`.
     pub malformed: Vec<String>,
+    /// How many of those tshark found so only inside the GENEVE payload
+    /// (the dissection went past `geneve:eth`): with an encrypted overlay
+    /// the payload is ciphertext that tshark still dissects as the frame
+    /// the GENEVE protocol field names, so a random EtherType there can
+    /// look like a broken packet while the outer headers decode well.
+    pub malformed_inner: usize,
+}
+
+impl GeneveCheck {
+    /// Malformed or erroneous frames whose fault is not only in the
+    /// GENEVE payload.
+    pub fn malformed_outer(&self) -> usize {
+        self.malformed.len() - self.malformed_inner
+    }
 }
 
 fn tshark(args: &[&str], path: &Path) -> Result<String> {
@@ -89,7 +103,8 @@ fn tshark(args: &[&str], path: &Path) -> Result<String> {
 
 /// Decodes `path` with UDP port 6081 as GENEVE (`-d udp.port==6081,geneve`)
 /// and reports every frame that is not GENEVE or that tshark finds
-/// malformed or erroneous (`_ws.malformed || _ws.expert.severity >= error`).
+/// malformed or erroneous (`_ws.malformed || _ws.expert.severity >= error`),
+/// telling those whose fault lies only in the GENEVE payload apart.
 pub fn geneve_check(path: &Path) -> Result<GeneveCheck> {
     let decode = ["-d", "udp.port==6081,geneve"];
     let protos = tshark(
@@ -115,15 +130,36 @@ pub fn geneve_check(path: &Path) -> Result<GeneveCheck> {
             decode[1],
             "-Y",
             "_ws.malformed || _ws.expert.severity >= error",
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+            "-e",
+            "frame.protocols",
         ],
         path,
     )?;
+    let malformed: Vec<String> = bad
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect();
+    let malformed_inner = malformed.iter().filter(|l| inner_only(l)).count();
     Ok(GeneveCheck {
         frames: lines.len(),
         not_geneve: not.iter().take(5).map(|s| (*s).to_owned()).collect(),
         not_geneve_count: not.len(),
-        malformed: bad.lines().map(str::to_owned).collect(),
+        malformed,
+        malformed_inner,
     })
+}
+
+/// Whether a malformed frame's `frame.protocols` shows the dissection past
+/// the GENEVE header into its payload (`...:geneve:eth:...`).
+fn inner_only(protocols: &str) -> bool {
+    protocols
+        .split_once("geneve:eth:")
+        .is_some_and(|(_, inner)| !inner.is_empty())
 }
 
 /// Frames of `path` matching the display filter `filter` (decoded with UDP
@@ -155,6 +191,15 @@ pub fn contains_filter(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn malformed_inside_the_payload_is_told_apart() {
+        assert!(inner_only(
+            "7\teth:ethertype:ip:udp:geneve:eth:ethertype:ip:_ws.malformed"
+        ));
+        assert!(!inner_only("7\teth:ethertype:ip:udp:geneve:_ws.malformed"));
+        assert!(!inner_only("7\teth:ethertype:ip:_ws.malformed"));
+    }
 
     #[test]
     fn contains_filter_is_colon_hex() {
