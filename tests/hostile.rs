@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mongate_bench::attack::{self, Attack, AttackReport, InnerAddrs, Kind, Target};
+use mongate_bench::attack::{self, Attack, AttackReport, FlowAddrs, Kind, Target};
 use mongate_dataplane::app::{GatewayConfig, RunningDataplane, start_gateway};
 use mongate_dataplane::bpf::XdpMode;
 use mongate_dataplane::config::Config;
@@ -628,11 +628,12 @@ impl Front {
             vni: triangle_overlay(None).vni,
             data_flows: ids(self.data_flows),
             ack_flows: ids(self.ack_flows),
-            inner: InnerAddrs {
+            inner: FlowAddrs {
                 src_mac: topo.site(self.inner.0).unwrap().host_if().mac.0,
                 dst_mac: inner_dst_site.gw_lan_if().mac.0,
                 src_ip: host_v4(topo, self.inner.0),
                 dst_ip: host_v4(topo, self.inner.1),
+                src_port: 40000,
                 dst_port: PORT_FORGED,
             },
             mtu: 1500,

@@ -176,7 +176,7 @@ fn parse_mac(s: &str) -> Result<[u8; 6], String> {
 }
 
 fn run_attack(a: &AttackArgs) -> anyhow::Result<()> {
-    use mongate_bench::attack::{Attack, InnerAddrs, Target, capture_overlay, run};
+    use mongate_bench::attack::{Attack, FlowAddrs, Target, capture_overlay, run};
     use mongate_dataplane::overlay::wire_flow_id;
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -197,11 +197,12 @@ fn run_attack(a: &AttackArgs) -> anyhow::Result<()> {
         vni: a.vni,
         data_flows: flows(&a.data_flows),
         ack_flows: flows(&a.ack_flows),
-        inner: InnerAddrs {
+        inner: FlowAddrs {
             src_mac: [0x02, 0x66, 0, 0, 0, 1],
             dst_mac: [0x02, 0x66, 0, 0, 0, 2],
             src_ip: a.inner_src,
             dst_ip: a.inner_dst,
+            src_port: 40000,
             dst_port: a.inner_port,
         },
         mtu: a.mtu,

@@ -8,6 +8,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use mongate_dataplane::sys::Rng;
+
+use crate::payload::{FlowAddrs, build_frame};
 use mongate_dataplane::wire::checksum;
 use mongate_dataplane::wire::ethernet::MacAddr;
 use mongate_dataplane::wire::geneve::FlowOption;
@@ -75,21 +77,6 @@ impl Kind {
     }
 }
 
-/// The forged inner packet: Ethernet / IPv4 / UDP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InnerAddrs {
-    /// Inner source MAC.
-    pub src_mac: [u8; 6],
-    /// Inner destination MAC.
-    pub dst_mac: [u8; 6],
-    /// Inner source (a host of one of the sites).
-    pub src_ip: Ipv4Addr,
-    /// Inner destination (a LAN host behind or beyond the target).
-    pub dst_ip: Ipv4Addr,
-    /// UDP destination port.
-    pub dst_port: u16,
-}
-
 /// One gateway attacked from one outer source address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
@@ -108,8 +95,8 @@ pub struct Target {
     pub data_flows: Vec<u32>,
     /// Flow ids for forged acks (flows starting at the target).
     pub ack_flows: Vec<u32>,
-    /// The forged inner packet's addresses.
-    pub inner: InnerAddrs,
+    /// The forged inner packet's addresses (Ethernet / IPv4 / UDP).
+    pub inner: FlowAddrs,
     /// The segment's IP MTU.
     pub mtu: usize,
 }
@@ -276,19 +263,11 @@ impl Forger {
 
     /// The forged inner frame (marker, kind, counter) of `len` bytes.
     fn inner(&self, kind: Kind, i: u64, len: usize, buf: &mut [u8]) {
-        let a = &self.target.inner;
-        buf[0..6].copy_from_slice(&a.dst_mac);
-        buf[6..12].copy_from_slice(&a.src_mac);
-        buf[12..14].copy_from_slice(&[0x08, 0x00]);
-        let ip_len = u16::try_from(len - 14).unwrap_or(u16::MAX);
-        let ident = u16::try_from(i & 0xFFFF).unwrap_or(0);
-        ipv4_header(&mut buf[14..34], a.src_ip, a.dst_ip, ip_len, ident);
-        buf[34..36].copy_from_slice(&40000u16.to_be_bytes());
-        buf[36..38].copy_from_slice(&a.dst_port.to_be_bytes());
-        buf[38..40].copy_from_slice(&(ip_len - 20).to_be_bytes());
-        buf[40..42].copy_from_slice(&[0, 0]);
+        // Lengths used here are within the bench frames' 60..=1514 bytes.
+        let f = build_frame(&self.target.inner, u32::try_from(len + 4).unwrap_or(0));
+        let n = f.len().min(len);
+        buf[..n].copy_from_slice(&f[..n]);
         let p = &mut buf[L2L4..len];
-        p.fill(0);
         p[..8].copy_from_slice(&FORGED_MARK);
         p[8] = kind.code();
         p[9..17].copy_from_slice(&i.to_be_bytes());
@@ -525,11 +504,12 @@ mod tests {
             vni: 4242,
             data_flows: vec![0x1234_5678],
             ack_flows: vec![0x0BAD_F00D, 7],
-            inner: InnerAddrs {
+            inner: FlowAddrs {
                 src_mac: [2, 0, 0, 0, 0, 1],
                 dst_mac: [2, 0, 0, 0, 0, 2],
                 src_ip: Ipv4Addr::new(198, 18, 0, 2),
                 dst_ip: Ipv4Addr::new(198, 18, 32, 2),
+                src_port: 40000,
                 dst_port: 5001,
             },
             mtu: 1500,

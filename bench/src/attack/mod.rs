@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use mongate_testbed::capture::PacketSocket;
 
-pub use forge::{FORGED_MARK, Forger, InnerAddrs, Kind, Target, find_mark};
+pub use crate::payload::FlowAddrs;
+pub use forge::{FORGED_MARK, Forger, Kind, Target, find_mark};
 
 /// Frames sent per (target, kind) turn: the kinds interleave through the run.
 const TURN: u64 = 16;
