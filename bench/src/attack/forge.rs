@@ -393,6 +393,8 @@ impl Forger {
             probe_seq: self.rng.next_u32() & 0xFFFF,
             send_ts_ns: now.saturating_sub(self.rng.below(5_000_000)),
             echo_ts_ns: if echo { now } else { 0 },
+            // The attacker does not know the prober's nonces: a guess.
+            nonce: self.rng.next_u64(),
         };
         let repr = if echo {
             Repr::ProbeEcho(p)
