@@ -1352,7 +1352,7 @@ fn replayed_forged_and_unsealed_packets_are_dropped_with_one_open_at_most() {
         };
         let r = t.encap_to_seal(&mut b, hl, inner.len(), &p).unwrap();
         let k = ring::aead::LessSafeKey::new(
-            ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &key).unwrap(),
+            ring::aead::UnboundKey::new(mongate_dataplane::secure::AEAD_ALGORITHM, &key).unwrap(),
         );
         mongate_dataplane::secure::aead::seal(&t, &mut b[r.clone()], &k, counter).unwrap();
         b[r].to_vec()
@@ -1680,4 +1680,128 @@ fn handshake_messages_pass_between_uplinks_and_control_rate_limited() {
     );
     let st = net.sites[2].gw.stats();
     assert_eq!((st.handshakes_sent, st.handshake_out_dropped), (2, 1));
+}
+
+/// The triangle for the cost measurement: A's direct flow planned far
+/// above what is offered, security required (with keys) or off.
+fn measured_triangle(secure: bool) -> Net {
+    let sites = (0..3)
+        .map(|i| {
+            let mut c = config(i, 10_000.0, 0.02);
+            if secure {
+                c.security.mode = SecurityMode::Required;
+                c.security.private_key_file = Some("/etc/mongate/test.key".into());
+            }
+            Site::new(&c, settings(i, 1.0))
+        })
+        .collect();
+    let mut net = Net::new(sites, 1e9);
+    if secure {
+        for i in 0..3 {
+            for j in (0..3).filter(|&j| j != i) {
+                install(&mut net, i, j, 0, true);
+            }
+        }
+    }
+    net
+}
+
+/// Per-packet cost of the pipeline with and without sealing, for inner
+/// frames of 64, 512 and 1400 bytes (the largest a sealed packet carries on
+/// a 1500-byte link is 1408): A's LAN->WAN half (process: classify and
+/// enqueue; poll: release, encapsulate, seal) and C's WAN->LAN half
+/// (decapsulate, open, replay window, cryptokey routing, deliver) on the
+/// very frames A sent (sealed frames cannot be replayed). Environment:
+/// `MEASURE_SIZES=64,512`, `MEASURE_MODES=off,secure`, `MEASURE_BATCHES=N`
+/// (32 packets each; default 20000). Figures: wall clock here, instructions
+/// with `valgrind --tool=callgrind` (docs/benchmarks.md).
+#[test]
+#[ignore = "measurement, run in release"]
+fn measure_per_packet_cost_secure() {
+    use std::time::Instant;
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+    let sizes: Vec<usize> = env("MEASURE_SIZES", "64,512,1400")
+        .split(',')
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let modes: Vec<bool> = env("MEASURE_MODES", "off,secure")
+        .split(',')
+        .map(|m| m.trim() == "secure")
+        .collect();
+    let n_batches: u64 = env("MEASURE_BATCHES", "20000").parse().unwrap();
+    for &size in &sizes {
+        for &secure in &modes {
+            let mut net = measured_triangle(secure);
+            let frame = v4_frame(C_HOST, 17, 5000, size - 42, 0);
+            let (mut t_lan, mut t_poll, mut t_wan, mut pkts, mut delivered) =
+                (0u128, 0u128, 0u128, 0u64, 0u64);
+            let mut now = 1_000_000u64;
+            let mut wan: Vec<Vec<u8>> = Vec::with_capacity(64);
+            for _ in 0..n_batches {
+                let a = &mut net.sites[0];
+                let mut b = Batch::new();
+                for _ in 0..32 {
+                    let base = a.pool.alloc().unwrap();
+                    let addr = base + u64::from(HEADROOM);
+                    let len = u32::try_from(frame.len()).unwrap();
+                    a.arena.get_mut(addr, len).unwrap().copy_from_slice(&frame);
+                    b.push(Packet::new(addr, len, LAN, now));
+                }
+                let t0 = Instant::now();
+                a.gw.process(now, &mut a.arena, &mut b);
+                t_lan += t0.elapsed().as_nanos();
+                now += 10_000_000;
+                wan.clear();
+                loop {
+                    let mut out = Batch::new();
+                    let t0 = Instant::now();
+                    a.gw.poll(now, &mut a.arena, &mut out);
+                    t_poll += t0.elapsed().as_nanos();
+                    if out.is_empty() {
+                        break;
+                    }
+                    for p in out.as_slice() {
+                        if p.verdict == Verdict::Tx(WAN) {
+                            let f = a.arena.packet(p).unwrap();
+                            if site_of(f) == Some(2) {
+                                wan.push(f.to_vec());
+                            }
+                        }
+                        a.pool.free(p.addr);
+                    }
+                    pkts += out.len() as u64;
+                }
+                let c = &mut net.sites[2];
+                let mut b = Batch::new();
+                for f in &wan {
+                    let base = c.pool.alloc().unwrap();
+                    let addr = base + u64::from(HEADROOM);
+                    let len = u32::try_from(f.len()).unwrap();
+                    c.arena.get_mut(addr, len).unwrap().copy_from_slice(f);
+                    b.push(Packet::new(addr, len, WAN, now));
+                }
+                let t0 = Instant::now();
+                c.gw.process(now, &mut c.arena, &mut b);
+                t_wan += t0.elapsed().as_nanos();
+                for p in b.as_slice() {
+                    delivered += u64::from(p.verdict == Verdict::Tx(LAN));
+                    if p.verdict != Verdict::Held {
+                        c.pool.free(p.addr);
+                    }
+                }
+                c.gw.replenish(&mut c.pool);
+            }
+            assert!(delivered >= 32 * n_batches, "{delivered}");
+            let per = |t: u128, n: u64| t as f64 / n as f64;
+            eprintln!(
+                "{} {size:>4} B: LAN->WAN process {:.0} ns/pkt, poll (release+encap{}) {:.0} ns/pkt, WAN->LAN process (decap{}+deliver) {:.0} ns/pkt",
+                if secure { "secure" } else { "off   " },
+                per(t_lan, 32 * n_batches),
+                if secure { "+seal" } else { "" },
+                per(t_poll, pkts),
+                if secure { "+open" } else { "" },
+                per(t_wan, delivered)
+            );
+        }
+    }
 }
