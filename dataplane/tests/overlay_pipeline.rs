@@ -423,6 +423,19 @@ fn assert_delivered(sent: &[u8], got: &[u8], site: usize) {
     assert_eq!(&got[12..], &sent[12..], "inner frame byte-exact");
 }
 
+/// Every frame of `sent` is in `got` (C's LAN), intact; per flow order is
+/// kept, so each sent frame is matched to a delivered one by content.
+fn assert_all_delivered(got: &[Vec<u8>], sent: &[Vec<u8>]) {
+    assert_eq!(got.len(), sent.len(), "all delivered");
+    for s in sent {
+        let g = got
+            .iter()
+            .find(|g| g.len() == s.len() && g[12..] == s[12..])
+            .expect("frame delivered intact");
+        assert_delivered(s, g, 2);
+    }
+}
+
 #[test]
 fn frames_cross_direct_and_via_waypoint_byte_exact_and_are_acked() {
     let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
@@ -447,16 +460,7 @@ fn frames_cross_direct_and_via_waypoint_byte_exact_and_are_acked() {
         net.run_until(t, 100_000);
     }
     net.run_until(net.now + 500_000_000, 100_000);
-    let got = &net.sites[2].lan_out;
-    assert_eq!(got.len(), sent.len(), "all delivered");
-    // Per flow order is kept; match each sent frame to a delivered one by content.
-    for s in &sent {
-        let g = got
-            .iter()
-            .find(|g| g.len() == s.len() && g[12..] == s[12..])
-            .expect("frame delivered intact");
-        assert_delivered(s, g, 2);
-    }
+    assert_all_delivered(&net.sites[2].lan_out, &sent);
     assert_eq!(net.sites[1].gw.stats().forwarded, 20, "TCP flow via B");
     assert_eq!(net.sites[2].gw.flow_received("ac-direct"), Some(40));
     assert_eq!(net.sites[2].gw.flow_received("ac-tcp-via-b"), Some(20));
@@ -1243,15 +1247,7 @@ fn sealed_traffic_crosses_direct_and_via_waypoint_and_is_acked() {
         net.run_until(t, 100_000);
     }
     net.run_until(net.now + 500_000_000, 100_000);
-    let got = &net.sites[2].lan_out;
-    assert_eq!(got.len(), sent.len(), "all delivered");
-    for s in &sent {
-        let g = got
-            .iter()
-            .find(|g| g.len() == s.len() && g[12..] == s[12..])
-            .expect("frame delivered intact");
-        assert_delivered(s, g, 2);
-    }
+    assert_all_delivered(&net.sites[2].lan_out, &sent);
     assert_eq!(
         net.sites[1].gw.stats().forwarded,
         20,

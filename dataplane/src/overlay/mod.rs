@@ -948,9 +948,9 @@ pub(crate) fn entropy(wire_id: u32) -> u32 {
     wire_id.wrapping_mul(0x9E37_79B9).rotate_left(13)
 }
 
-/// Slot of `ip` in the learned neighbour table.
+/// A 64-bit mix of an address (direct-mapped tables take its top bits).
 #[inline]
-fn learned_slot(ip: IpAddr) -> usize {
+pub(crate) fn addr_hash(ip: IpAddr) -> u64 {
     let h = match ip {
         IpAddr::V4(a) => u64::from(a.to_bits()),
         IpAddr::V6(a) => {
@@ -959,7 +959,13 @@ fn learned_slot(ip: IpAddr) -> usize {
                 ^ u64::try_from(b >> 64).unwrap_or(0)
         }
     };
-    let x = h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
+    h.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// Slot of `ip` in the learned neighbour table.
+#[inline]
+fn learned_slot(ip: IpAddr) -> usize {
+    let x = addr_hash(ip) >> 56;
     usize::try_from(x).unwrap_or(0) % LEARNED_SLOTS
 }
 

@@ -236,26 +236,18 @@ impl Gateway {
             echo_ts_ns: 0,
         };
         let params = oam_params(self.oam_seq, now);
-        let off = (arena.headroom() as usize).max(path.template.header_len());
         let msg = oam::Repr::Probe(probe);
-        let frame_size = arena.frame_size();
         let kp = crate::overlay::secure::key_peer(peer, path);
-        let res = match arena.get_mut(base, frame_size) {
-            Some(buf) => match buf.get_mut(off..).map(|b| msg.emit(b)) {
-                Some(Ok(len)) => crate::overlay::secure::encap_out(
-                    sec,
-                    kp,
-                    &path.template,
-                    buf,
-                    off,
-                    len,
-                    &params,
-                    now,
-                ),
-                _ => Err(EncapFail::Room),
-            },
-            None => Err(EncapFail::Room),
-        };
+        let res = crate::overlay::secure::encap_oam(
+            sec,
+            kp,
+            &path.template,
+            arena,
+            base,
+            &msg,
+            &params,
+            now,
+        );
         match res {
             Ok(r) => {
                 let len = u32::try_from(r.len()).unwrap_or(0);
