@@ -76,6 +76,8 @@ pub(crate) struct PeerPath {
     pub(crate) echoes: super::probes::EchoWindow,
     /// First data packet sent on it since the last ack of a flow riding it.
     pub(crate) unacked_since: Option<Nanos>,
+    /// Last packet authenticated from its remote (0: none; roaming).
+    pub(crate) last_auth: Nanos,
 }
 
 /// The candidates of one peer and the one in use.

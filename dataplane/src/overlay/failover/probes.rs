@@ -13,6 +13,7 @@
 
 use super::{PathEventKind, ProbeOutcome, path_ref, split_path_ref};
 use crate::engine::{Arena, Batch, Nanos, Packet, Verdict};
+use crate::overlay::secure::EncapFail;
 use crate::overlay::{Gateway, oam_params};
 use crate::sys::rng::SplitMix64;
 use crate::wire::oam::{self, Probe};
@@ -321,6 +322,7 @@ impl Gateway {
             return false;
         };
         self.oam_seq += 1;
+        let sec = &mut self.sec;
         let path = &mut self.peers[peer].paths[i];
         path.health.last_probe = now;
         let probe = Probe {
@@ -331,15 +333,20 @@ impl Gateway {
             nonce,
         };
         let params = oam_params(self.oam_seq, now);
-        let off = (arena.headroom() as usize).max(path.template.header_len());
         let msg = oam::Repr::Probe(probe);
-        let frame_size = arena.frame_size();
-        let res = arena.get_mut(base, frame_size).and_then(|buf| {
-            let len = msg.emit(buf.get_mut(off..)?).ok()?;
-            path.template.encap(buf, off, len, &params).ok()
-        });
+        let kp = crate::overlay::secure::key_peer(peer, path);
+        let res = crate::overlay::secure::encap_oam(
+            sec,
+            kp,
+            &path.template,
+            arena,
+            base,
+            &msg,
+            &params,
+            now,
+        );
         match res {
-            Some(r) => {
+            Ok(r) => {
                 let len = u32::try_from(r.len()).unwrap_or(0);
                 let mut pkt = Packet::new(base + r.start as u64, len, self.settings.lan_port, now);
                 pkt.verdict = Verdict::Tx(path.port);
@@ -348,7 +355,11 @@ impl Gateway {
                 out.push(pkt);
                 self.stats.probes_sent += 1;
             }
-            None => {
+            Err(EncapFail::NoSession) => {
+                self.stats.no_session += 1;
+                self.drop_frame(base, crate::engine::DropReason::NoSession, now, out);
+            }
+            Err(EncapFail::Room) => {
                 self.stats.encap_failed += 1;
                 self.reserve.push(base);
             }
