@@ -1,5 +1,5 @@
-//! Sealing and opening overlay packets in place with ChaCha20-Poly1305
-//! (`ring`): the associated data is the GENEVE header with all its options
+//! Sealing and opening overlay packets in place with the overlay's AEAD
+//! ([`super::AEAD_ALGORITHM`], AES-256-GCM from `ring`): the associated data is the GENEVE header with all its options
 //! (flow and security option included), the inner frame (or OAM message) is
 //! encrypted where it lies, and the 16-byte tag trails it. The outer
 //! Ethernet/IP/UDP headers are not covered (NAT and roaming change them).
