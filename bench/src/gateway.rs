@@ -302,6 +302,9 @@ vni = 42
 lan_interface = "{lan_if}"
 lan_prefixes = ["{LAN_PREFIX}"]
 
+[security]
+mode = "off"
+
 [[uplinks]]
 name = "up0"
 interface = "{uplink_if}"

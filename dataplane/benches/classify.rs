@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use mongate_dataplane::classify::{Classifier, Settings, inner};
 use mongate_dataplane::config::{
-    Backend, Config, Flow, Overflow, Peer, PortRange, Prefix, Rule, Site, TrafficClass, Uplink,
+    Backend, Config, Flow, Overflow, Peer, PortRange, Prefix, Rule, Security, Site, TrafficClass,
+    Uplink,
 };
 use mongate_dataplane::plan::{PlanClass, PlanFile, PlanFlow, PlanTable};
 
@@ -28,6 +29,7 @@ fn config() -> (Config, PlanTable) {
             lan_prefixes: vec!["198.18.0.0/15".parse().expect("prefix")],
             max_sessions_per_host: None,
         },
+        security: Security::off(),
         uplinks: vec![Uplink {
             name: "u".into(),
             interface: "up0".into(),
@@ -41,6 +43,7 @@ fn config() -> (Config, PlanTable) {
             name: "C".into(),
             prefixes: vec!["10.0.0.0/8".parse().expect("prefix")],
             gateways: vec!["198.18.255.2".parse().expect("addr")],
+            public_key: None,
         }],
         classes: Vec::new(),
         flows: Vec::new(),

@@ -14,6 +14,8 @@
 //! - [`stats`]: per-worker counters in shared memory, readable without locks.
 //! - [`plan`]: the plan (sessions per class, rate and weight per flow) in its one
 //!   resolved form, from the control's plan source to the workers.
+//! - [`secure`]: session keys, AEAD sealing/opening and the replay window of
+//!   the overlay between gateways.
 //! - [`sys`]: the OS helpers (mmap, the monotonic clock, shared-memory files) and the RNG.
 //! - Pure parts (no `unsafe`, no OS, time passed in): [`wire`] packet views,
 //!   [`pacing`] Poisson pacers and timer wheel, [`montra`] rate controllers.
@@ -33,12 +35,14 @@ pub mod config;
 #[allow(unsafe_code)]
 pub mod engine;
 pub mod forward;
+pub mod fuzz;
 pub mod montra;
 pub mod overlay;
 pub mod pacing;
 pub mod plan;
 #[allow(unsafe_code)]
 pub mod ring;
+pub mod secure;
 #[allow(unsafe_code)]
 pub mod shm;
 #[allow(unsafe_code)]

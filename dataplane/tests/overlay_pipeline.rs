@@ -51,6 +51,9 @@ vni = {VNI}
 lan_interface = "lan0"
 lan_prefixes = {}
 
+[security]
+mode = "off"
+
 [[uplinks]]
 name = "isp1"
 interface = "up0"
@@ -646,23 +649,93 @@ fn malformed_wan_input_is_counted_and_dropped() {
 
 /// An OAM message `msg` from A's gateway to C's, as it arrives on the wire.
 fn oam_a_to_c(msg: &[u8]) -> Vec<u8> {
-    let mut tc = TemplateConfig::new(
-        MacAddr([2, 0, 0, 0, 0, 1]),
-        MacAddr([2, 0, 0, 0, 0, 2]),
-        IpAddr::V4(gw_addr(0)),
-        IpAddr::V4(gw_addr(2)),
-    );
-    tc.vni = VNI;
-    let t = OverlayTemplate::new(&tc).unwrap();
-    let hl = t.header_len();
-    let mut b = vec![0u8; hl + msg.len()];
-    b[hl..].copy_from_slice(msg);
     let p = EncapParams {
         oam: true,
         ..EncapParams::default()
     };
-    let r = t.encap(&mut b, hl, msg.len(), &p).unwrap();
+    overlay_from(0, 2, msg, &p)
+}
+
+/// `inner` encapsulated with `p` from site `from`'s gateway to site `to`'s.
+fn overlay_from(from: usize, to: usize, inner: &[u8], p: &EncapParams) -> Vec<u8> {
+    let mut tc = TemplateConfig::new(
+        MacAddr([2, 0, 0, 0, 0, 1]),
+        MacAddr([2, 0, 0, 0, 0, 2]),
+        IpAddr::V4(gw_addr(from)),
+        IpAddr::V4(gw_addr(to)),
+    );
+    tc.vni = VNI;
+    let t = OverlayTemplate::new(&tc).unwrap();
+    let hl = t.header_len();
+    let mut b = vec![0u8; hl + inner.len()];
+    b[hl..].copy_from_slice(inner);
+    let r = t.encap(&mut b, hl, inner.len(), p).unwrap();
     b[r].to_vec()
+}
+
+/// Feedback that does not come from the flow's way: a data packet with a
+/// sequence number near 2^63 (it used to move the receiver's cumulative
+/// point there and break the flow's acks for good) is dropped and counted,
+/// and the flow's acks go on; an ack for A's flow to C sent by B's gateway
+/// (not on the flow's way: no detours here) is counted and not applied.
+#[test]
+fn implausible_sequences_and_acks_from_elsewhere_are_dropped() {
+    use mongate_dataplane::overlay::wire_flow_id;
+    use mongate_dataplane::wire::oam::{self, AckEntries, AckEntry};
+    let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
+    let send = |net: &mut Net, k: u8| {
+        for i in 0..10 {
+            let f = v4_frame(C_HOST, 17, 5000, 100, k * 10 + i);
+            assert_eq!(net.inject(0, LAN, &f), Verdict::Held);
+            let t = net.now + 1_000_000;
+            net.run_until(t, 100_000);
+        }
+        net.run_until(net.now + 300_000_000, 100_000);
+    };
+    send(&mut net, 0);
+    let id = wire_flow_id("ac-direct");
+    let forged = EncapParams {
+        flow: FlowOption {
+            flow_id: id,
+            seq: (1 << 63) - 5,
+            timestamp_ns: net.now,
+        },
+        ..EncapParams::default()
+    };
+    let inner = v4_frame(C_HOST, 17, 5000, 100, 99);
+    assert_eq!(
+        net.inject(2, WAN, &overlay_from(0, 2, &inner, &forged)),
+        Verdict::Drop(DropReason::BadOverlay)
+    );
+    assert_eq!(net.sites[2].gw.stats().seq_implausible, 1);
+    assert_eq!(net.sites[2].gw.flow_received("ac-direct"), Some(10));
+    send(&mut net, 1);
+    assert_eq!(net.sites[2].gw.flow_received("ac-direct"), Some(20));
+    let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
+    assert_eq!((t.sent, t.acked, t.lost, t.garbage), (20, 20, 0, 0));
+    // B's gateway acks A's packets of a flow to C, then 10 more as lost.
+    let entry = AckEntry {
+        flow_id: id,
+        cum_seq: 20,
+        received: 20,
+        lost: 10,
+        ..AckEntry::default()
+    };
+    let mut msg = vec![0u8; oam::HEADER_LEN + oam::ACK_ENTRY_LEN];
+    oam::Repr::Ack(AckEntries::Values(&[entry]))
+        .emit(&mut msg)
+        .unwrap();
+    let p = EncapParams {
+        oam: true,
+        ..EncapParams::default()
+    };
+    let applied = net.sites[0].gw.stats().ack_entries_applied;
+    let _ = net.inject(0, WAN, &overlay_from(1, 0, &msg, &p));
+    let st = net.sites[0].gw.stats();
+    assert_eq!(
+        (st.ack_entries_wrong_peer, st.ack_entries_applied),
+        (1, applied)
+    );
 }
 
 #[test]
@@ -674,8 +747,9 @@ fn probes_are_echoed_at_once() {
         probe_seq: 3,
         send_ts_ns: 5,
         echo_ts_ns: 0,
+        nonce: 0x1234_5678_9abc_def0,
     };
-    let mut msg = vec![0u8; 28];
+    let mut msg = vec![0u8; 36];
     oam::Repr::Probe(probe).emit(&mut msg).unwrap();
     net.now = 1_000;
     assert_eq!(net.inject(2, WAN, &oam_a_to_c(&msg)), Verdict::Tx(WAN));
@@ -690,39 +764,74 @@ fn probes_are_echoed_at_once() {
 }
 
 /// Forged probe echoes (unknown peer or path, a timestamp from the future or
-/// from long ago) are consumed and counted; a genuine echo updates its path.
+/// from long ago, a nonce of no probe sent, a replay) are consumed and
+/// counted; the genuine echo of a probe sent updates its path, once.
 #[test]
 fn forged_probe_echoes_are_counted_and_ignored() {
+    use mongate_dataplane::overlay::failover::path_ref;
     use mongate_dataplane::wire::oam::{self, Probe};
     let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
-    let echo = |path_id: u32, send_ts_ns: u64| {
-        let probe = Probe {
-            path_id,
-            probe_seq: 1,
-            send_ts_ns,
-            echo_ts_ns: 9,
-        };
-        let mut msg = vec![0u8; 28];
-        oam::Repr::ProbeEcho(probe).emit(&mut msg).unwrap();
+    let echo = |p: Probe| {
+        let mut msg = vec![0u8; 36];
+        oam::Repr::ProbeEcho(p.echo(9)).emit(&mut msg).unwrap();
         oam_a_to_c(&msg)
     };
+    // C probes its direct path to A (0, 0); the probe is on the link to A.
+    net.now = 19_999_000_000;
+    let t = net.now;
+    net.sites[2].gw.on_probe_command(9, path_ref(0, 0), 1, 0, t);
+    net.step(t);
+    let (_, _, frame) = net.links[&(2, 0)].in_flight.back().unwrap().clone();
+    let d = decap(&frame, true).unwrap();
+    let sent = oam::Message::new_checked(&frame[d.inner])
+        .unwrap()
+        .probe()
+        .unwrap();
+    assert_eq!(sent.send_ts_ns, t);
     net.now = 20_000_000_000;
     let forged = [
-        echo(99 << 16, 19_000_000_000), // no such peer
-        echo(999, 19_000_000_000),      // peer 0, no such path
-        echo(0, 30_000_000_000),        // sent in the future
-        echo(0, 1),                     // sent 20 s ago
+        Probe {
+            path_id: 99 << 16, // no such peer
+            ..sent
+        },
+        Probe {
+            path_id: 999, // peer 0, no such path
+            ..sent
+        },
+        Probe {
+            send_ts_ns: 30_000_000_000, // sent in the future
+            ..sent
+        },
+        Probe {
+            send_ts_ns: 1, // sent 20 s ago
+            ..sent
+        },
     ];
-    for f in &forged {
-        let v = net.inject(2, WAN, f);
+    for f in forged {
+        let v = net.inject(2, WAN, &echo(f));
         assert!(matches!(v, Verdict::Held | Verdict::Drop(_)), "{v:?}");
     }
     assert_eq!(net.sites[2].gw.stats().probe_unknown, 4);
+    // The right probe, the wrong nonce.
+    let _ = net.inject(
+        2,
+        WAN,
+        &echo(Probe {
+            nonce: sent.nonce ^ 1,
+            ..sent
+        }),
+    );
+    assert_eq!(net.sites[2].gw.stats().probe_nonce_bad, 1);
     let before = net.sites[2].gw.paths(0)[0].health.echoes;
-    let _ = net.inject(2, WAN, &echo(0, 19_999_000_000));
+    let _ = net.inject(2, WAN, &echo(sent));
     assert_eq!(net.sites[2].gw.paths(0)[0].health.echoes, before + 1);
-    assert_eq!(net.sites[2].gw.stats().probe_unknown, 4);
     assert_eq!(net.sites[2].gw.paths(0)[0].health.srtt_ns, 1_000_000);
+    // A replay of the genuine echo answers nothing (the command has its
+    // one answer: the echo names no probe in flight).
+    let _ = net.inject(2, WAN, &echo(sent));
+    assert_eq!(net.sites[2].gw.paths(0)[0].health.echoes, before + 1);
+    let st = net.sites[2].gw.stats();
+    assert_eq!((st.probe_unknown, st.probe_nonce_bad), (5, 1));
 }
 
 /// A backlogged source on `ac-direct` (A -> C) whose plan overestimates the
@@ -1112,8 +1221,9 @@ fn forged_control_probe_echoes_are_counted() {
             probe_seq: seq,
             send_ts_ns: 999_000_000,
             echo_ts_ns: 9,
+            nonce: 0,
         };
-        let mut msg = vec![0u8; 28];
+        let mut msg = vec![0u8; 36];
         oam::Repr::ProbeEcho(probe).emit(&mut msg).unwrap();
         let _ = net.inject(2, WAN, &oam_a_to_c(&msg));
     }

@@ -123,6 +123,8 @@ impl GatewayStage {
                     interval_ns,
                 } => gw.on_probe_command(id, path, count, interval_ns, now),
                 Command::PlanChunk(_) | Command::PlanCommit { .. } => {}
+                // Security commands: handled once the dataplane seals (issue 11).
+                Command::InstallKey(_) | Command::RevokeKey { .. } | Command::SendHandshake(_) => {}
             });
             if rep.switched.is_some() {
                 let plan = c.chan.plan();

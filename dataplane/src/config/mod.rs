@@ -5,12 +5,15 @@
 //!
 //! - [`Prefix`]: strict IP prefixes.
 //! - [`Config`] and its parts: the validated model (serializes back to TOML).
+//! - [`Security`]: the `[security]` table (keys, or explicitly `mode = "off"`);
+//!   peers' public keys in base64 ([`decode_key`]).
 //! - The `[plan]` table: read as a [`crate::plan::PlanFile`] and resolved
 //!   into the [`crate::plan::PlanTable`] of [`Config::plan`] at load.
 //!
 //! The format is documented, with a complete example, in `docs/config.md`.
 
 mod error;
+mod key;
 mod model;
 mod plan;
 mod prefix;
@@ -21,8 +24,10 @@ mod validate;
 mod tests;
 
 pub use error::ConfigError;
+pub use key::{KEY_BASE64_LEN, decode_key, encode_key};
 pub use model::{
-    Backend, Config, Flow, Overflow, Peer, PortRange, Rule, Site, TrafficClass, Uplink,
+    Backend, Config, Flow, Overflow, Peer, PortRange, Rule, Security, SecurityMode, Site,
+    TrafficClass, Uplink,
 };
 pub use prefix::{Prefix, PrefixError};
 

@@ -3,6 +3,7 @@
 //! serializes back to the same TOML format (round trip).
 
 use core::net::IpAddr;
+use std::path::PathBuf;
 
 use serde::{Serialize, Serializer};
 
@@ -15,6 +16,8 @@ use crate::wire::ethernet::MacAddr;
 pub struct Config {
     /// This site.
     pub site: Site,
+    /// Encryption and authentication between gateways.
+    pub security: Security,
     /// Local uplinks (at least one).
     pub uplinks: Vec<Uplink>,
     /// The other sites of the overlay.
@@ -46,6 +49,69 @@ pub struct Site {
     /// cap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_sessions_per_host: Option<u32>,
+}
+
+/// Whether packets between gateways are sealed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecurityMode {
+    /// Every packet between gateways is sealed and authenticated; session
+    /// keys come from handshakes with the peers' public keys.
+    Required,
+    /// No encryption, no authentication (`mode = "off"`): a benchmark
+    /// baseline and dataplane-only tests. Anyone who can reach an uplink can
+    /// inject traffic.
+    Off,
+}
+
+/// The `[security]` table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Security {
+    /// Sealed or not.
+    pub mode: SecurityMode,
+    /// This gateway's static X25519 private key (base64), a file only its
+    /// owner may read. Required when `mode` is [`SecurityMode::Required`].
+    pub private_key_file: Option<PathBuf>,
+    /// Start a new handshake this long after the last one (ns).
+    pub rekey_after_ns: u64,
+    /// Start a new handshake after a key sealed this many packets.
+    pub rekey_after_packets: u64,
+}
+
+impl Security {
+    /// `mode = "off"` with the default rekey values.
+    pub fn off() -> Self {
+        Self {
+            mode: SecurityMode::Off,
+            private_key_file: None,
+            rekey_after_ns: crate::secure::REKEY_AFTER_SECONDS * crate::sys::SEC,
+            rekey_after_packets: crate::secure::REKEY_AFTER_PACKETS,
+        }
+    }
+    /// True when packets between gateways are sealed.
+    pub fn required(&self) -> bool {
+        self.mode == SecurityMode::Required
+    }
+}
+
+impl Serialize for Security {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Security", 4)?;
+        match self.mode {
+            SecurityMode::Off => st.serialize_field("mode", "off")?,
+            SecurityMode::Required => st.skip_field("mode")?,
+        }
+        match &self.private_key_file {
+            Some(p) => st.serialize_field("private_key_file", p)?,
+            None => st.skip_field("private_key_file")?,
+        }
+        st.serialize_field(
+            "rekey_after_seconds",
+            &(self.rekey_after_ns / crate::sys::SEC),
+        )?;
+        st.serialize_field("rekey_after_packets", &self.rekey_after_packets)?;
+        st.end()
+    }
 }
 
 /// Which I/O backend serves an uplink.
@@ -89,6 +155,9 @@ pub struct Peer {
     /// Its gateway addresses (outer destinations), typically one per uplink of
     /// that site; at least one, no duplicates.
     pub gateways: Vec<IpAddr>,
+    /// Its gateway's static X25519 public key (required when security is).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_key")]
+    pub public_key: Option<[u8; 32]>,
 }
 
 /// What happens to sessions of a class beyond the plan's admitted count.
@@ -182,6 +251,13 @@ pub struct Flow {
     pub class: String,
     /// Site names from the class's source to its destination (no repeats).
     pub route: Vec<String>,
+}
+
+fn ser_key<S: Serializer>(k: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+    match k {
+        Some(k) => s.serialize_str(&super::key::encode_key(k)),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_mac<S: Serializer>(m: &Option<MacAddr>, s: S) -> Result<S::Ok, S::Error> {

@@ -11,6 +11,7 @@ pub(crate) type S<T> = Spanned<T>;
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     pub site: S<RawSite>,
+    pub security: Option<S<RawSecurity>>,
     #[serde(default)]
     pub uplinks: Vec<S<RawUplink>>,
     #[serde(default)]
@@ -35,6 +36,15 @@ pub(crate) struct RawSite {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawSecurity {
+    pub mode: Option<S<String>>,
+    pub private_key_file: Option<S<String>>,
+    pub rekey_after_seconds: Option<S<i64>>,
+    pub rekey_after_packets: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawUplink {
     pub name: S<String>,
     pub interface: S<String>,
@@ -52,6 +62,7 @@ pub(crate) struct RawPeer {
     #[serde(default)]
     pub prefixes: Vec<S<String>>,
     pub gateways: Option<S<Vec<S<String>>>>,
+    pub public_key: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -82,6 +82,117 @@ fn round_trip() {
     assert_eq!(back, no_plan);
 }
 
+const KEYED: &str = "private_key_file = \"/etc/mongate/site-a.key\"";
+
+#[test]
+fn security_off_and_required() {
+    let c = example();
+    assert_eq!(c.security.mode, SecurityMode::Off);
+    assert!(!c.security.required());
+    assert_eq!(c.security.rekey_after_ns, 120 * crate::sys::SEC);
+    assert_eq!(c.security.rekey_after_packets, 1 << 60);
+    let kb = c.peers[0].public_key.expect("B's key");
+    assert_eq!(
+        encode_key(&kb),
+        "v8uipXyLlwVC8gFZA83Z96K7k9920mjToVSqoNFVchs="
+    );
+    let text = EXAMPLE.replacen("mode = \"off\"", KEYED, 1).replacen(
+        "# rekey_after_seconds = 120",
+        "rekey_after_seconds = 30\nrekey_after_packets = 1000",
+        1,
+    );
+    let k = Config::from_toml_str(&text, FILE).unwrap_or_else(|e| panic!("{e}"));
+    assert!(k.security.required());
+    assert_eq!(
+        k.security.private_key_file.as_deref(),
+        Some(std::path::Path::new("/etc/mongate/site-a.key"))
+    );
+    assert_eq!(k.security.rekey_after_ns, 30 * crate::sys::SEC);
+    assert_eq!(k.security.rekey_after_packets, 1000);
+    assert_eq!(k.peers[1].public_key, c.peers[1].public_key);
+    // Round trip of the keyed form.
+    let back = Config::from_toml_str(&k.to_toml_string().expect("ser"), "rt.toml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back, k);
+    assert_eq!(back.security, k.security);
+}
+
+#[test]
+fn err_security() {
+    // No [security] table at all.
+    let start = EXAMPLE.find("[security]").unwrap();
+    let end = EXAMPLE[start..].find("\n\n").unwrap() + start;
+    let text = format!("{}{}", &EXAMPLE[..start], &EXAMPLE[end..]);
+    let e = Config::from_toml_str(&text, FILE).expect_err("no [security]");
+    assert_eq!(e.field, "security");
+    assert!(e.message.contains("mode = \"off\""), "{e}");
+    // Neither keys nor mode = "off".
+    let e = expect_err(
+        "mode = \"off\"",
+        "rekey_after_seconds = 100",
+        "[security]",
+        "security.private_key_file",
+    );
+    assert!(e.message.contains("mode = \"off\""), "{e}");
+    expect_err(
+        "mode = \"off\"",
+        "mode = \"maybe\"",
+        "\"maybe\"",
+        "security.mode",
+    );
+    expect_err(
+        "mode = \"off\"",
+        "mode = \"off\"\nrekey_after_seconds = 151",
+        "151",
+        "security.rekey_after_seconds",
+    );
+    expect_err(
+        "mode = \"off\"",
+        "mode = \"off\"\nrekey_after_seconds = 0",
+        "= 0",
+        "security.rekey_after_seconds",
+    );
+    expect_err(
+        "mode = \"off\"",
+        "mode = \"off\"\nrekey_after_packets = 1152921504606846977",
+        "1152921504606846977",
+        "security.rekey_after_packets",
+    );
+    expect_err(
+        "mode = \"off\"",
+        "private_key_file = \" \"",
+        "\" \"",
+        "security.private_key_file",
+    );
+    // A malformed key is refused even while security is off.
+    let e = expect_err(
+        "v8uipXyLlwVC8gFZA83Z96K7k9920mjToVSqoNFVchs=",
+        "v8uipXyLlwVC8gFZA83Z96K7k9920mjToVSqoNFVch=",
+        "v8uip",
+        "peers[0].public_key",
+    );
+    assert!(e.message.contains("invalid public key"), "{e}");
+}
+
+#[test]
+fn err_peer_without_public_key_when_required() {
+    let keyed = EXAMPLE.replacen("mode = \"off\"", KEYED, 1);
+    let from = "public_key = \"Ny608GeFLLwNdFMu/rzIbfL1qnd+rnXwxh5UCjyJFTA=\"\n";
+    assert!(keyed.contains(from));
+    let text = keyed.replacen(from, "", 1);
+    let e = Config::from_toml_str(&text, FILE).expect_err("C has no key");
+    assert_eq!(e.field, "peers[1].public_key");
+    let c_at = text.find("name = \"C\"").unwrap();
+    let line = text[..c_at].matches('\n').count() + 1;
+    assert!(e.line <= line && e.line + 2 >= line, "{e}");
+    // Off: the same file loads.
+    let off = EXAMPLE.replacen(from, "", 1);
+    assert_eq!(
+        Config::from_toml_str(&off, FILE).unwrap().peers[1].public_key,
+        None
+    );
+}
+
 #[test]
 fn plan_standalone_and_json() {
     let cfg = example();

@@ -8,7 +8,8 @@ use std::collections::{HashMap, HashSet};
 use super::Prefix;
 use super::error::{ConfigError, Source};
 use super::model::{
-    Backend, Config, Flow, Overflow, Peer, PortRange, Rule, Site, TrafficClass, Uplink,
+    Backend, Config, Flow, Overflow, Peer, PortRange, Rule, Security, SecurityMode, Site,
+    TrafficClass, Uplink,
 };
 use super::plan;
 use super::raw::{RawConfig, RawRule, S};
@@ -133,18 +134,32 @@ fn unique<'a>(
 }
 
 /// Builds and validates a [`Config`] from the raw file, one section after
-/// the other: site, uplinks, peers (then no two prefixes overlap), classes,
+/// the other: site, security, uplinks, peers (then no two prefixes overlap,
+/// and every peer has a public key when security is required), classes,
 /// flows, and the optional `[plan]`.
 pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
     // (prefix, span, field) of every site prefix, for the overlap check.
     let mut all_prefixes: Vec<(Prefix, Range<usize>, String)> = Vec::new();
     let site = site(src, raw, &mut all_prefixes)?;
+    let security = security(src, raw)?;
     let uplinks = uplinks(src, raw)?;
     let mut sites: HashSet<String> = HashSet::from([site.name.clone()]);
     let peers = peers(src, raw, &mut sites, &mut all_prefixes)?;
     no_overlaps(src, &all_prefixes)?;
+    if security.required() {
+        for (i, p) in raw.peers.iter().enumerate() {
+            if p.get_ref().public_key.is_none() {
+                return Err(src.error(
+                    &p.span(),
+                    format!("peers[{i}].public_key"),
+                    "required while [security] has a private_key_file (or set mode = \"off\")",
+                ));
+            }
+        }
+    }
     let mut cfg = Config {
         site,
+        security,
         uplinks,
         peers,
         classes: Vec::new(),
@@ -210,6 +225,81 @@ fn site(
         lan_prefixes,
         max_sessions_per_host,
     })
+}
+
+/// Largest `rekey_after_seconds`: a rekey must complete (with retries)
+/// before the key is refused at `REJECT_AFTER_TIME`.
+pub(crate) const MAX_REKEY_AFTER_SECONDS: u64 =
+    crate::secure::REJECT_AFTER_TIME_NS / crate::sys::SEC - 30;
+
+/// The `[security]` table: required; either a private key file (then every
+/// peer needs a public key, checked by [`build`]) or `mode = "off"`.
+fn security(src: &Source<'_>, raw: &RawConfig) -> R<Security> {
+    let Some(rs) = &raw.security else {
+        return Err(src.error(
+            &(0..0),
+            "security",
+            "a [security] table is required: private_key_file = \"...\" (and a public_key \
+             on every peer), or mode = \"off\" to run without encryption",
+        ));
+    };
+    let span = rs.span();
+    let rs = rs.get_ref();
+    let mode = match rs.mode.as_ref().map(|m| (m.get_ref().as_str(), m.span())) {
+        None | Some(("required", _)) => SecurityMode::Required,
+        Some(("off", _)) => SecurityMode::Off,
+        Some((other, at)) => {
+            return Err(src.error(
+                &at,
+                "security.mode",
+                format!("unknown mode `{other}` (want required or off)"),
+            ));
+        }
+    };
+    let private_key_file = rs
+        .private_key_file
+        .as_ref()
+        .map(|f| text(src, f, "security.private_key_file").map(std::path::PathBuf::from))
+        .transpose()?;
+    if mode == SecurityMode::Required && private_key_file.is_none() {
+        return Err(src.error(
+            &span,
+            "security.private_key_file",
+            "required unless mode = \"off\" (run without encryption)",
+        ));
+    }
+    let mut sec = Security {
+        mode,
+        private_key_file,
+        ..Security::off()
+    };
+    if let Some(v) = &rs.rekey_after_seconds {
+        let n = u64::try_from(*v.get_ref())
+            .ok()
+            .filter(|n| (1..=MAX_REKEY_AFTER_SECONDS).contains(n))
+            .ok_or_else(|| {
+                src.error(
+                    &v.span(),
+                    "security.rekey_after_seconds",
+                    format!("must be in 1..={MAX_REKEY_AFTER_SECONDS}"),
+                )
+            })?;
+        sec.rekey_after_ns = n * crate::sys::SEC;
+    }
+    if let Some(v) = &rs.rekey_after_packets {
+        let max = crate::secure::REJECT_AFTER_MESSAGES;
+        sec.rekey_after_packets = u64::try_from(*v.get_ref())
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                src.error(
+                    &v.span(),
+                    "security.rekey_after_packets",
+                    format!("must be in 1..={max}"),
+                )
+            })?;
+    }
+    Ok(sec)
 }
 
 /// A `max_sessions_per_host` value: 1..=2^32-1.
@@ -354,10 +444,24 @@ fn peers(
             }
             gateways.push(a);
         }
+        let public_key = p
+            .public_key
+            .as_ref()
+            .map(|k| {
+                super::key::decode_key(k.get_ref()).map_err(|e| {
+                    src.error(
+                        &k.span(),
+                        f("public_key"),
+                        format!("invalid public key: {e}"),
+                    )
+                })
+            })
+            .transpose()?;
         peers.push(Peer {
             name,
             prefixes,
             gateways,
+            public_key,
         });
     }
     Ok(peers)

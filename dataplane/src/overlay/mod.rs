@@ -50,7 +50,7 @@ use crate::wire::ethernet::MacAddr;
 use crate::wire::geneve::FlowOption;
 use crate::wire::oam::AckEntry;
 use crate::wire::overlay::{EncapParams, OverlayTemplate, TemplateConfig};
-use failover::{ControlPaths, HealthPolicy, PathHealth, PathKind, PeerPath, PeerPaths};
+use failover::{ControlPaths, EchoWindow, HealthPolicy, PathHealth, PathKind, PeerPath, PeerPaths};
 
 pub use counters::FlowCounters;
 pub use neighbours::{Learn, NeighbourStats, NeighbourTable};
@@ -146,6 +146,9 @@ pub struct Settings {
     pub reserve_frames: usize,
     /// Seed of the pacers' random gaps.
     pub seed: u64,
+    /// Seed of the probe nonces (default: from the kernel's random source,
+    /// so that an off-path host cannot predict them; tests fix it).
+    pub probe_nonce_seed: u64,
     /// Interval of the timers (ack deadlines, tail-loss detection), ns.
     pub timer_ns: u64,
     /// Open loop: flows send at their planned rate and ignore missing acks
@@ -185,6 +188,7 @@ impl Default for Settings {
             verify_udp_checksum: true,
             reserve_frames: 64,
             seed: 1,
+            probe_nonce_seed: crate::sys::random_u64(),
             timer_ns: 1_000_000,
             open_loop: false,
         }
@@ -252,6 +256,9 @@ pub struct Stats {
     pub bad_overlay: u64,
     /// Of which: wrong VNI.
     pub wrong_vni: u64,
+    /// WAN data packets whose sequence number is beyond what their sender
+    /// could have reached (`montra::AckAggregator::admit`): dropped.
+    pub seq_implausible: u64,
     /// WAN data packets of a flow this site is neither waypoint nor destination of.
     pub wan_no_route: u64,
     /// Ack messages sent.
@@ -262,6 +269,9 @@ pub struct Stats {
     pub ack_entries_applied: u64,
     /// Ack entries naming no flow that starts here.
     pub ack_entries_unknown: u64,
+    /// Ack entries (applied or relayed) from a peer the flow does not go
+    /// to (`Gateway::ack_sender_ok`): ignored.
+    pub ack_entries_wrong_peer: u64,
     /// Probes answered.
     pub probes_answered: u64,
     /// Probe echoes received (consumed).
@@ -274,6 +284,9 @@ pub struct Stats {
     pub probes_sent: u64,
     /// Echoes naming no path of ours (or with absurd timestamps).
     pub probe_unknown: u64,
+    /// Echoes answering no probe in flight: a wrong nonce, a probe long
+    /// gone, or one answered already (a replay).
+    pub probe_nonce_bad: u64,
     /// Probes postponed: the frame reserve was empty.
     pub probe_no_frame: u64,
     /// Active paths declared down by an ack gap.
@@ -435,7 +448,7 @@ impl Gateway {
             oam_seq: 0,
             next_timer: now,
             last_path_check: 0,
-            control_paths: ControlPaths::default(),
+            control_paths: ControlPaths::new(settings.probe_nonce_seed),
             scratch: Box::new([0u8; 1280]),
             learned: NeighbourTable::new(
                 settings.classifier.hash_seed.rotate_left(17) ^ 0x6E65_6967_6862_6F72,
@@ -954,6 +967,7 @@ fn routed_path(
         remote_index: remote_index(gateways, r.gateway),
         remote: r.gateway,
         health: PathHealth::default(),
+        echoes: EchoWindow::default(),
         unacked_since: None,
     })
 }
@@ -986,6 +1000,7 @@ fn peer_path(
                 remote_index: remote_index(gateways, *g),
                 remote: *g,
                 health: PathHealth::default(),
+                echoes: EchoWindow::default(),
                 unacked_since: None,
             });
         }

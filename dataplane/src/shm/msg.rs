@@ -10,9 +10,12 @@
 //! [`Assignment`], [`PathEventKind`], [`PathTelemetry`]) is the overlay's
 //! (`overlay::failover`): this module re-exports and encodes it.
 
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 pub use crate::overlay::failover::{
     FLOW_MARK_DOWN, FLOW_MARK_UP, FLOW_PEER_DEFAULT, PATH_NONE, PathEventKind, PathTelemetry,
 };
+pub use crate::wire::oam::HANDSHAKE_MAX;
 
 /// Payload words of a [`Msg`].
 pub const MSG_WORDS: usize = 30;
@@ -28,6 +31,12 @@ pub const ASSIGN_PER_MSG: usize = MSG_WORDS;
 pub const PEERS_PER_MSG: usize = MSG_WORDS;
 /// Path records per [`Telemetry::Paths`] message (two words each).
 pub const PATHS_PER_MSG: usize = MSG_WORDS / 2;
+/// Key records per [`Telemetry::Keys`] message (five words each).
+pub const KEYS_PER_MSG: usize = MSG_WORDS / 5;
+/// Low bits of a key's local (receiver) index that name its dataplane key slot.
+pub const KEY_SLOT_BITS: u32 = 10;
+/// Key slots of the dataplane (`local_index & (KEY_SLOTS - 1)`).
+pub const KEY_SLOTS: usize = 1 << KEY_SLOT_BITS;
 
 /// One slot of a control ring. `#[repr(C)]`, 256 bytes, integers only, no
 /// padding: any bit pattern is a valid `Msg` (and decodes to a value or an
@@ -68,6 +77,12 @@ pub mod kind {
     pub const ASSIGN: u32 = 3;
     /// [`super::Command::Probe`].
     pub const PROBE: u32 = 4;
+    /// [`super::Command::InstallKey`].
+    pub const INSTALL_KEY: u32 = 5;
+    /// [`super::Command::RevokeKey`].
+    pub const REVOKE_KEY: u32 = 6;
+    /// [`super::Command::SendHandshake`].
+    pub const SEND_HANDSHAKE: u32 = 7;
     /// [`super::Telemetry::Flows`].
     pub const FLOWS: u32 = 16;
     /// [`super::Telemetry::Classes`].
@@ -84,6 +99,10 @@ pub mod kind {
     pub const PATHS: u32 = 22;
     /// [`super::Telemetry::PathEvent`].
     pub const PATH_EVENT: u32 = 23;
+    /// [`super::Telemetry::Handshake`].
+    pub const HANDSHAKE: u32 = 24;
+    /// [`super::Telemetry::Keys`].
+    pub const KEYS: u32 = 25;
 }
 
 /// Why a message could not be decoded.
@@ -202,6 +221,226 @@ pub struct Assignment {
     pub path: u32,
 }
 
+/// A session key pair for one peer, installed by the control after a
+/// handshake ([`Command::InstallKey`]). Wire form: `w[0] = peer << 32 |
+/// local_index`, `w[1] = initiator << 32 | remote_index`, `w[2] =
+/// created_ns`, `w[3..7]` the send key and `w[7..11]` the receive key (each
+/// 32 bytes as four little-endian words).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub struct KeyInstall {
+    /// Peer index (`Config::peers`).
+    pub peer: u32,
+    /// Receiver index of packets to us under this key; its low
+    /// [`KEY_SLOT_BITS`] bits are the key slot it replaces.
+    pub local_index: u32,
+    /// Receiver index we write into packets we seal with this key.
+    pub remote_index: u32,
+    /// ChaCha20-Poly1305 key for sending.
+    pub send_key: [u8; 32],
+    /// ChaCha20-Poly1305 key for receiving.
+    pub recv_key: [u8; 32],
+    /// We initiated the handshake: the key sends at once. A responder's key
+    /// sends only once a packet authenticated with it (key confirmation).
+    pub initiator: bool,
+    /// When the handshake completed (the dataplane's clock, ns); the key is
+    /// refused after `REJECT_AFTER_TIME` from it.
+    pub created_ns: u64,
+}
+
+impl core::fmt::Debug for KeyInstall {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Never print key material.
+        f.debug_struct("KeyInstall")
+            .field("peer", &self.peer)
+            .field("local_index", &self.local_index)
+            .field("remote_index", &self.remote_index)
+            .field("initiator", &self.initiator)
+            .field("created_ns", &self.created_ns)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A handshake message for the dataplane to send ([`Command::SendHandshake`]),
+/// as a GENEVE OAM packet without the security option. Wire form: `len` =
+/// byte count, `w[0] = port << 48 | family << 40 | msg_type << 32 | path`
+/// (family 0 = no override, 4 or 6), `w[1..3]` the override address (16
+/// bytes big-endian, IPv4 in the first 4), `w[3..28]` the 200 message bytes
+/// (little-endian words).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandshakeOut {
+    /// Path reference (`peer << 16 | index`, as [`Command::Probe`]): the
+    /// uplink and template to send with.
+    pub path: u32,
+    /// Remote address and UDP port to send to instead of the path's (an
+    /// answer to a roamed or NATed source).
+    pub dst: Option<(IpAddr, u16)>,
+    /// OAM message type (4 initiation, 5 response, 6 cookie reply).
+    pub msg_type: u8,
+    /// Bytes used in `bytes`.
+    pub len: u16,
+    /// The message.
+    pub bytes: [u8; HANDSHAKE_MAX],
+}
+
+/// A handshake message the dataplane received ([`Telemetry::Handshake`]),
+/// after its rate limits. Wire form as [`HandshakeOut`] with `port` (the
+/// uplink index) in place of the path and the source address and UDP port
+/// always present.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandshakeIn {
+    /// Uplink index it arrived on.
+    pub port: u32,
+    /// Outer source address.
+    pub src: IpAddr,
+    /// Outer UDP source port.
+    pub src_port: u16,
+    /// OAM message type (4..=6).
+    pub msg_type: u8,
+    /// Bytes used in `bytes`.
+    pub len: u16,
+    /// The message.
+    pub bytes: [u8; HANDSHAKE_MAX],
+}
+
+/// Use of one installed key ([`Telemetry::Keys`]). Wire form, five words:
+/// `peer << 32 | local_index`, `sent`, `received`, `last_rx_ns`,
+/// `confirmed` (0 or 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct KeyUsage {
+    /// The key's local (receiver) index.
+    pub local_index: u32,
+    /// Peer index.
+    pub peer: u32,
+    /// Packets sealed with it (its send counter).
+    pub sent: u64,
+    /// Packets opened with it.
+    pub received: u64,
+    /// When the last packet opened with it arrived (0 = never), ns.
+    pub last_rx_ns: u64,
+    /// A packet authenticated with it (always true for initiator keys).
+    pub confirmed: bool,
+}
+
+/// Words of the handshake bytes in a message.
+const HS_WORDS: usize = HANDSHAKE_MAX / 8;
+/// First word of the handshake bytes.
+const HS_AT: usize = 3;
+const _: () = assert!(HANDSHAKE_MAX.is_multiple_of(8) && HS_AT + HS_WORDS <= MSG_WORDS);
+
+/// Packs bytes into little-endian words (`bytes.len() == 8 * words.len()`).
+fn bytes_to_words(bytes: &[u8], words: &mut [u64]) {
+    for (w, c) in words.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(c);
+        *w = u64::from_le_bytes(b);
+    }
+}
+
+/// Unpacks little-endian words into bytes.
+fn words_to_bytes(words: &[u64], bytes: &mut [u8]) {
+    for (c, w) in bytes.chunks_exact_mut(8).zip(words) {
+        c.copy_from_slice(&w.to_le_bytes());
+    }
+}
+
+fn key_to_words(k: &[u8; 32], w: &mut [u64]) {
+    bytes_to_words(k, w);
+}
+
+fn words_to_key(w: &[u64]) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    words_to_bytes(w, &mut k);
+    k
+}
+
+/// (family code, two words) of an address: 4 or 6, 16 bytes big-endian.
+fn addr_words(a: IpAddr) -> (u64, [u64; 2]) {
+    let (fam, b) = match a {
+        IpAddr::V4(v) => {
+            let mut b = [0u8; 16];
+            b[..4].copy_from_slice(&v.octets());
+            (4, b)
+        }
+        IpAddr::V6(v) => (6, v.octets()),
+    };
+    let mut hi = [0u8; 8];
+    let mut lo = [0u8; 8];
+    hi.copy_from_slice(&b[..8]);
+    lo.copy_from_slice(&b[8..]);
+    (fam, [u64::from_be_bytes(hi), u64::from_be_bytes(lo)])
+}
+
+/// The address of a family code and two words; an IPv4 address with
+/// nonzero bytes beyond its 4 is refused.
+fn words_addr(fam: u64, w: [u64; 2]) -> Result<IpAddr, DecodeError> {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&w[0].to_be_bytes());
+    b[8..].copy_from_slice(&w[1].to_be_bytes());
+    match fam {
+        4 if b[4..].iter().all(|x| *x == 0) => {
+            Ok(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3])))
+        }
+        6 => Ok(IpAddr::V6(Ipv6Addr::from(b))),
+        _ => Err(DecodeError::Field),
+    }
+}
+
+/// A handshake message type byte (4..=6), else a field error.
+fn handshake_type(t: u64) -> Result<u8, DecodeError> {
+    match u8::try_from(t) {
+        Ok(v @ 4..=6) => Ok(v),
+        _ => Err(DecodeError::Field),
+    }
+}
+
+/// Encodes the common part of [`HandshakeOut`] / [`HandshakeIn`].
+fn encode_handshake(
+    m: &mut Msg,
+    low: u32,
+    dst: Option<(IpAddr, u16)>,
+    msg_type: u8,
+    len: u16,
+    bytes: &[u8; HANDSHAKE_MAX],
+) {
+    m.len = u32::from(len);
+    let (fam, port, aw) = match dst {
+        Some((a, port)) => {
+            let (fam, aw) = addr_words(a);
+            (fam, port, aw)
+        }
+        None => (0, 0, [0, 0]),
+    };
+    m.w[0] = u64::from(port) << 48 | fam << 40 | u64::from(msg_type) << 32 | u64::from(low);
+    m.w[1] = aw[0];
+    m.w[2] = aw[1];
+    bytes_to_words(bytes, &mut m.w[HS_AT..HS_AT + HS_WORDS]);
+}
+
+/// The common part of a handshake message: (low word, address and port or
+/// none, type, length, bytes).
+#[allow(clippy::type_complexity)]
+fn decode_handshake(
+    m: &Msg,
+) -> Result<(u32, Option<(IpAddr, u16)>, u8, u16, [u8; HANDSHAKE_MAX]), DecodeError> {
+    let len =
+        u16::try_from(check_len(m.len, HANDSHAKE_MAX)?).map_err(|_| DecodeError::Len(m.len))?;
+    let (hi, low) = split(m.w[0]);
+    let msg_type = handshake_type(u64::from(hi) & 0xFF)?;
+    let fam = u64::from(hi >> 8) & 0xFF;
+    let port = u16::try_from(hi >> 16).unwrap_or(u16::MAX);
+    let dst = if fam == 0 {
+        if port != 0 || m.w[1] != 0 || m.w[2] != 0 {
+            return Err(DecodeError::Field);
+        }
+        None
+    } else {
+        Some((words_addr(fam, [m.w[1], m.w[2]])?, port))
+    };
+    let mut bytes = [0u8; HANDSHAKE_MAX];
+    words_to_bytes(&m.w[HS_AT..HS_AT + HS_WORDS], &mut bytes);
+    Ok((low, dst, msg_type, len, bytes))
+}
+
 /// Control -> dataplane.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Command {
@@ -241,6 +480,15 @@ pub enum Command {
         /// Gap between probes, ns.
         interval_ns: u64,
     },
+    /// Install a session key pair (replacing what its slot held).
+    InstallKey(KeyInstall),
+    /// Forget the key of this local (receiver) index. Wire form: `w[0]`.
+    RevokeKey {
+        /// The key's local index.
+        local_index: u32,
+    },
+    /// Send a handshake message.
+    SendHandshake(HandshakeOut),
 }
 
 /// Telemetry of one flow (cumulative counters since the dataplane started).
@@ -423,6 +671,15 @@ pub enum Telemetry {
         /// What happened to it.
         status: AckStatus,
     },
+    /// A handshake message received (rate limited), for the control.
+    Handshake(HandshakeIn),
+    /// Use of the installed keys (`count` used); sent with every report.
+    Keys {
+        /// Records used.
+        count: u32,
+        /// The records.
+        items: [KeyUsage; KEYS_PER_MSG],
+    },
 }
 
 fn check_len(len: u32, max: usize) -> Result<usize, DecodeError> {
@@ -485,6 +742,22 @@ impl Command {
                 m.w[1] = join(count, path);
                 m.w[2] = interval_ns;
             }
+            Command::InstallKey(k) => {
+                m.kind = kind::INSTALL_KEY;
+                m.w[0] = join(k.peer, k.local_index);
+                m.w[1] = join(u32::from(k.initiator), k.remote_index);
+                m.w[2] = k.created_ns;
+                key_to_words(&k.send_key, &mut m.w[3..7]);
+                key_to_words(&k.recv_key, &mut m.w[7..11]);
+            }
+            Command::RevokeKey { local_index } => {
+                m.kind = kind::REVOKE_KEY;
+                m.w[0] = u64::from(local_index);
+            }
+            Command::SendHandshake(h) => {
+                m.kind = kind::SEND_HANDSHAKE;
+                encode_handshake(&mut m, h.path, h.dst, h.msg_type, h.len, &h.bytes);
+            }
         }
         m
     }
@@ -539,6 +812,36 @@ impl Command {
                     count,
                     interval_ns: m.w[2],
                 })
+            }
+            kind::INSTALL_KEY => {
+                let (peer, local_index) = split(m.w[0]);
+                let (initiator, remote_index) = split(m.w[1]);
+                Ok(Command::InstallKey(KeyInstall {
+                    peer,
+                    local_index,
+                    remote_index,
+                    send_key: words_to_key(&m.w[3..7]),
+                    recv_key: words_to_key(&m.w[7..11]),
+                    initiator: match initiator {
+                        0 => false,
+                        1 => true,
+                        _ => return Err(DecodeError::Field),
+                    },
+                    created_ns: m.w[2],
+                }))
+            }
+            kind::REVOKE_KEY => Ok(Command::RevokeKey {
+                local_index: u32::try_from(m.w[0]).map_err(|_| DecodeError::Field)?,
+            }),
+            kind::SEND_HANDSHAKE => {
+                let (path, dst, msg_type, len, bytes) = decode_handshake(m)?;
+                Ok(Command::SendHandshake(HandshakeOut {
+                    path,
+                    dst,
+                    msg_type,
+                    len,
+                    bytes,
+                }))
             }
             k => Err(DecodeError::Kind(k)),
         }
@@ -638,6 +941,33 @@ impl Telemetry {
                 m.len = worker;
                 m.epoch = epoch;
                 m.w[0] = u64::from(status.code());
+            }
+            Telemetry::Handshake(h) => {
+                m.kind = kind::HANDSHAKE;
+                encode_handshake(
+                    &mut m,
+                    h.port,
+                    Some((h.src, h.src_port)),
+                    h.msg_type,
+                    h.len,
+                    &h.bytes,
+                );
+            }
+            Telemetry::Keys { count, items } => {
+                m.kind = kind::KEYS;
+                let n = usize::try_from(count)
+                    .unwrap_or(usize::MAX)
+                    .min(KEYS_PER_MSG);
+                m.len = count_u32(n);
+                for (i, k) in items[..n].iter().enumerate() {
+                    m.w[5 * i..5 * i + 5].copy_from_slice(&[
+                        join(k.peer, k.local_index),
+                        k.sent,
+                        k.received,
+                        k.last_rx_ns,
+                        u64::from(k.confirmed),
+                    ]);
+                }
             }
         }
         m
@@ -751,6 +1081,42 @@ impl Telemetry {
                     u32::try_from(m.w[0]).map_err(|_| DecodeError::Field)?,
                 )?,
             }),
+            kind::HANDSHAKE => {
+                let (port, src, msg_type, len, bytes) = decode_handshake(m)?;
+                let (src, src_port) = src.ok_or(DecodeError::Field)?;
+                Ok(Telemetry::Handshake(HandshakeIn {
+                    port,
+                    src,
+                    src_port,
+                    msg_type,
+                    len,
+                    bytes,
+                }))
+            }
+            kind::KEYS => {
+                let n = check_len(m.len, KEYS_PER_MSG)?;
+                let mut items = [KeyUsage::default(); KEYS_PER_MSG];
+                for (i, k) in items[..n].iter_mut().enumerate() {
+                    let w = &m.w[5 * i..5 * i + 5];
+                    let (peer, local_index) = split(w[0]);
+                    *k = KeyUsage {
+                        local_index,
+                        peer,
+                        sent: w[1],
+                        received: w[2],
+                        last_rx_ns: w[3],
+                        confirmed: match w[4] {
+                            0 => false,
+                            1 => true,
+                            _ => return Err(DecodeError::Field),
+                        },
+                    };
+                }
+                Ok(Telemetry::Keys {
+                    count: m.len,
+                    items,
+                })
+            }
             k => Err(DecodeError::Kind(k)),
         }
     }

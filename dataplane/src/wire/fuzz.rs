@@ -220,6 +220,7 @@ pub fn fuzz_oam(data: &[u8]) {
         }
     );
     black_box(m.probe());
+    black_box(m.handshake());
 }
 
 /// Overlay decapsulation: whatever succeeds returns ranges inside the input.
@@ -278,8 +279,8 @@ pub fn fuzz_encap_roundtrip(data: &[u8]) {
         entropy: word(36),
         oam: ctl & 16 != 0,
         security: geneve::SecurityOption {
-            key_epoch: word(4),
-            nonce: u64::from(word(8)),
+            receiver_index: word(4),
+            counter: u64::from(word(8)),
         },
     };
     let inner = &inner[..inner.len().min(1600)];

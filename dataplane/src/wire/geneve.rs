@@ -21,7 +21,7 @@
 //! mongate uses option class [`MONGATE_CLASS`] (0xFFF0, in the experimental
 //! range 0xFFF0..=0xFFFF) with two types:
 //! - [`FLOW_OPTION_TYPE`] (0x01, non-critical): flow id, sequence, send timestamp.
-//! - [`SECURITY_OPTION_TYPE`] (0x82, critical): AEAD key epoch and nonce counter;
+//! - [`SECURITY_OPTION_TYPE`] (0x82, critical): receiver index and AEAD counter;
 //!   its presence also means a [`AEAD_TAG_LEN`]-byte tag trails the inner frame.
 
 use super::{
@@ -53,7 +53,7 @@ pub const FLOW_OPTION_DATA_LEN: usize = 20;
 pub const FLOW_OPTION_LEN: usize = OPTION_HEADER_LEN + FLOW_OPTION_DATA_LEN;
 /// Security option type: critical (a receiver that cannot authenticate must drop).
 pub const SECURITY_OPTION_TYPE: u8 = CRITICAL | 0x02;
-/// Security option data length: key epoch (4) + nonce counter (8) = the 96-bit AEAD nonce.
+/// Security option data length: receiver index (4) + counter (8).
 pub const SECURITY_OPTION_DATA_LEN: usize = 12;
 /// Security option total length.
 pub const SECURITY_OPTION_LEN: usize = OPTION_HEADER_LEN + SECURITY_OPTION_DATA_LEN;
@@ -92,10 +92,10 @@ pub(crate) mod field {
     /// Flow option data: send timestamp.
     pub(crate) const FLOW_TIMESTAMP: Field = 12..20;
 
-    /// Security option data: key epoch.
-    pub(crate) const SEC_KEY_EPOCH: Field = 0..4;
-    /// Security option data: nonce counter.
-    pub(crate) const SEC_NONCE: Field = 4..12;
+    /// Security option data: receiver index (selects the receiver's key).
+    pub(crate) const SEC_RECEIVER: Field = 0..4;
+    /// Security option data: AEAD counter.
+    pub(crate) const SEC_COUNTER: Field = 4..12;
 }
 
 /// A view of a GENEVE header, checked by [`Header::new_checked`].
@@ -329,15 +329,17 @@ impl FlowOption {
     }
 }
 
-/// Reserved for the AEAD stage (not implemented yet): option class
-/// [`MONGATE_CLASS`], type [`SECURITY_OPTION_TYPE`] (critical). See
+/// The security option: option class [`MONGATE_CLASS`], type
+/// [`SECURITY_OPTION_TYPE`] (critical). Its presence means the inner bytes
+/// are ciphertext followed by an [`AEAD_TAG_LEN`]-byte tag. See
 /// `docs/wire-format.md` for what is authenticated and encrypted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct SecurityOption {
-    /// Key epoch: which of the peer's keys sealed this packet (rekeying bumps it).
-    pub key_epoch: u32,
-    /// Per-(peer, direction, epoch) packet counter: never repeats under one key.
-    pub nonce: u64,
+    /// Receiver index: chosen by the receiving gateway at the handshake, it
+    /// selects exactly one of its session keys (never the outer address).
+    pub receiver_index: u32,
+    /// Per-key packet counter: never repeats under one key; the AEAD nonce.
+    pub counter: u64,
 }
 
 impl SecurityOption {
@@ -347,8 +349,8 @@ impl SecurityOption {
             return Err(Error::Malformed);
         }
         Ok(Self {
-            key_epoch: read_u32(data, field::SEC_KEY_EPOCH),
-            nonce: read_u64(data, field::SEC_NONCE),
+            receiver_index: read_u32(data, field::SEC_RECEIVER),
+            counter: read_u64(data, field::SEC_COUNTER),
         })
     }
     /// Writes the whole TLV ([`SECURITY_OPTION_LEN`] bytes).
@@ -361,15 +363,15 @@ impl SecurityOption {
             SECURITY_OPTION_DATA_LEN,
         )?;
         let d = &mut b[OPTION_HEADER_LEN..];
-        write_u32(d, field::SEC_KEY_EPOCH, self.key_epoch);
-        write_u64(d, field::SEC_NONCE, self.nonce);
+        write_u32(d, field::SEC_RECEIVER, self.receiver_index);
+        write_u64(d, field::SEC_COUNTER, self.counter);
         Ok(SECURITY_OPTION_LEN)
     }
-    /// The 96-bit AEAD nonce: the option data as sent (epoch || counter, big-endian).
-    pub fn aead_nonce(&self) -> [u8; 12] {
-        let mut n = [0u8; SECURITY_OPTION_DATA_LEN];
-        write_u32(&mut n, field::SEC_KEY_EPOCH, self.key_epoch);
-        write_u64(&mut n, field::SEC_NONCE, self.nonce);
+    /// The 96-bit AEAD nonce of `counter`: 4 zero bytes, then the counter
+    /// little-endian (WireGuard's).
+    pub fn aead_nonce(counter: u64) -> [u8; 12] {
+        let mut n = [0u8; 12];
+        n[4..].copy_from_slice(&counter.to_le_bytes());
         n
     }
 }
@@ -536,8 +538,8 @@ mod tests {
     fn security_option_sets_c_bit() {
         let mut r = vector_repr();
         r.options.security = Some(SecurityOption {
-            key_epoch: 3,
-            nonce: 99,
+            receiver_index: 3,
+            counter: 99,
         });
         let mut out = [0u8; 64];
         let n = r.emit(&mut out).unwrap();
@@ -549,8 +551,8 @@ mod tests {
         assert!(h.critical());
         assert_eq!(Repr::parse(&h).unwrap(), r);
         assert_eq!(
-            r.options.security.unwrap().aead_nonce(),
-            [0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 99]
+            SecurityOption::aead_nonce(r.options.security.unwrap().counter),
+            [0, 0, 0, 0, 99, 0, 0, 0, 0, 0, 0, 0]
         );
     }
 
@@ -647,7 +649,10 @@ mod tests {
                         seq,
                         timestamp_ns,
                     }),
-                    security: s.map(|(key_epoch, nonce)| SecurityOption { key_epoch, nonce }),
+                    security: s.map(|(receiver_index, counter)| SecurityOption {
+                        receiver_index,
+                        counter,
+                    }),
                 },
             })
     }

@@ -14,12 +14,21 @@
 //! |                 received total (32, wrapping)                 |
 //! |                   lost total (32, wrapping)                   |
 //!
-//! type 2 probe / type 3 probe echo (count = 0), 24 bytes:
+//! type 2 probe / type 3 probe echo (count = 0), 32 bytes:
 //! |                            path id                            |
 //! |                           probe seq                           |
 //! |                    send timestamp (ns, 64)                    |
 //! |                    echo timestamp (ns, 64)                    |
+//! |                        nonce (64, random)                     |
+//!
+//! type 4 handshake initiation (148 bytes), type 5 handshake response (92),
+//! type 6 cookie reply (64), count = 0: the control process's handshake
+//! message, opaque to the dataplane. Sent without the security option (they
+//! establish the keys); every other message type is sealed.
 //! ```
+//!
+//! The echo copies the probe's nonce; the prober accepts an echo only for a
+//! probe it sent and has not yet seen answered (`overlay::failover`).
 //!
 //! Trailing bytes after the message are allowed (probes may be padded to test
 //! a path MTU) and ignored.
@@ -38,9 +47,20 @@ pub const ACK_ENTRY_LEN: usize = 40;
 /// Largest number of ack entries in one message (the count byte).
 pub const MAX_ACK_ENTRIES: usize = 255;
 /// Probe / probe echo body length.
-pub const PROBE_LEN: usize = 24;
+pub const PROBE_LEN: usize = 32;
 /// Bits in an ack bitmap.
 pub const ACK_BITMAP_BITS: u64 = 64;
+/// Largest handshake message body (the ring messages carry this many bytes).
+pub const HANDSHAKE_MAX: usize = 200;
+/// Handshake initiation body: sender index 4 | Noise IK message 1 (32 + 48 +
+/// 28) | mac1 16 | mac2 16.
+pub const HANDSHAKE_INIT_LEN: usize = 148;
+/// Handshake response body: sender index 4 | receiver index 4 | Noise IK
+/// message 2 (32 + 16) | mac1 16 | mac2 16.
+pub const HANDSHAKE_RESPONSE_LEN: usize = 92;
+/// Cookie reply body: receiver index 4 | nonce 24 | encrypted cookie 32.
+pub const COOKIE_REPLY_LEN: usize = 64;
+const _: () = assert!(HANDSHAKE_INIT_LEN <= HANDSHAKE_MAX);
 
 /// The fields of the common header, of an ack entry and of a probe body.
 pub(crate) mod field {
@@ -75,6 +95,8 @@ pub(crate) mod field {
     pub(crate) const PROBE_SEND_TS: Field = 8..16;
     /// Probe body: responder's receive time.
     pub(crate) const PROBE_ECHO_TS: Field = 16..24;
+    /// Probe body: the prober's random nonce, returned by the echo.
+    pub(crate) const PROBE_NONCE: Field = 24..32;
 }
 
 /// OAM message type byte.
@@ -87,6 +109,12 @@ pub enum MessageType {
     Probe = 2,
     /// Answer to a probe.
     ProbeEcho = 3,
+    /// Noise IK handshake initiation (unsealed, for the control process).
+    HandshakeInit = 4,
+    /// Noise IK handshake response (unsealed, for the control process).
+    HandshakeResponse = 5,
+    /// Cookie reply to an initiation under load (unsealed).
+    CookieReply = 6,
 }
 
 impl MessageType {
@@ -96,8 +124,25 @@ impl MessageType {
             1 => Some(Self::Ack),
             2 => Some(Self::Probe),
             3 => Some(Self::ProbeEcho),
+            4 => Some(Self::HandshakeInit),
+            5 => Some(Self::HandshakeResponse),
+            6 => Some(Self::CookieReply),
             _ => None,
         }
+    }
+    /// The body length of a handshake message type (`None` for the others).
+    pub const fn handshake_len(self) -> Option<usize> {
+        match self {
+            Self::HandshakeInit => Some(HANDSHAKE_INIT_LEN),
+            Self::HandshakeResponse => Some(HANDSHAKE_RESPONSE_LEN),
+            Self::CookieReply => Some(COOKIE_REPLY_LEN),
+            Self::Ack | Self::Probe | Self::ProbeEcho => None,
+        }
+    }
+    /// A handshake message (types 4..=6): the only messages accepted without
+    /// the security option.
+    pub const fn is_handshake(self) -> bool {
+        self.handshake_len().is_some()
     }
 }
 
@@ -186,10 +231,12 @@ pub struct Probe {
     /// comparable with `send_ts_ns` when clocks are synchronised; the RTT is
     /// `now - send_ts_ns` at the prober.
     pub echo_ts_ns: u64,
+    /// Random, chosen by the prober; the echo returns it unchanged.
+    pub nonce: u64,
 }
 
 impl Probe {
-    /// Parses a 24-byte body.
+    /// Parses a 32-byte body.
     pub fn parse(b: &[u8]) -> Result<Self> {
         check_len(b, PROBE_LEN)?;
         Ok(Self {
@@ -197,6 +244,7 @@ impl Probe {
             probe_seq: read_u32(b, field::PROBE_SEQ),
             send_ts_ns: read_u64(b, field::PROBE_SEND_TS),
             echo_ts_ns: read_u64(b, field::PROBE_ECHO_TS),
+            nonce: read_u64(b, field::PROBE_NONCE),
         })
     }
     /// The echo answering this probe, stamped with the responder's `now_ns`.
@@ -226,6 +274,7 @@ impl<T: AsRef<[u8]>> Message<T> {
             None => return Err(Error::Unsupported),
             Some(MessageType::Ack) => HEADER_LEN + usize::from(b[field::COUNT]) * ACK_ENTRY_LEN,
             Some(MessageType::Probe | MessageType::ProbeEcho) => HEADER_LEN + PROBE_LEN,
+            Some(t) => HEADER_LEN + t.handshake_len().unwrap_or(0),
         };
         check_len(b, need)?;
         Ok(Self { buffer })
@@ -253,16 +302,24 @@ impl<T: AsRef<[u8]>> Message<T> {
     /// The probe body, for probe and echo messages.
     pub fn probe(&self) -> Option<Probe> {
         match self.msg_type() {
-            MessageType::Ack => None,
-            _ => Probe::parse(&self.buffer.as_ref()[HEADER_LEN..]).ok(),
+            MessageType::Probe | MessageType::ProbeEcho => {
+                Probe::parse(&self.buffer.as_ref()[HEADER_LEN..]).ok()
+            }
+            _ => None,
         }
+    }
+    /// The handshake message bytes (opaque), for types 4..=6.
+    pub fn handshake(&self) -> Option<&[u8]> {
+        let n = self.msg_type().handshake_len()?;
+        self.buffer.as_ref().get(HEADER_LEN..HEADER_LEN + n)
     }
     /// Message length (header + body, padding excluded).
     pub fn len(&self) -> usize {
         HEADER_LEN
             + match self.msg_type() {
                 MessageType::Ack => self.count() * ACK_ENTRY_LEN,
-                _ => PROBE_LEN,
+                MessageType::Probe | MessageType::ProbeEcho => PROBE_LEN,
+                t => t.handshake_len().unwrap_or(0),
             }
     }
     /// Never true for a checked message.
@@ -301,6 +358,9 @@ pub enum Repr<'a> {
     Probe(Probe),
     /// A probe echo.
     ProbeEcho(Probe),
+    /// A handshake message: its type (4..=6) and its bytes (exactly the
+    /// type's length to emit; borrowed from the packet when parsed).
+    Handshake(MessageType, &'a [u8]),
 }
 
 /// Ack entries, either decoded values or raw bytes of a received message.
@@ -341,13 +401,17 @@ impl<'a> Repr<'a> {
             MessageType::Ack => Self::Ack(AckEntries::Raw(
                 &b[HEADER_LEN..HEADER_LEN + m.count() * ACK_ENTRY_LEN],
             )),
-            t => {
+            t @ (MessageType::Probe | MessageType::ProbeEcho) => {
                 let p = Probe::parse(&b[HEADER_LEN..]).unwrap_or_default();
                 if t == MessageType::Probe {
                     Self::Probe(p)
                 } else {
                     Self::ProbeEcho(p)
                 }
+            }
+            t => {
+                let n = t.handshake_len().unwrap_or(0);
+                Self::Handshake(t, &b[HEADER_LEN..HEADER_LEN + n])
             }
         }
     }
@@ -356,7 +420,8 @@ impl<'a> Repr<'a> {
         HEADER_LEN
             + match self {
                 Self::Ack(e) => e.len() * ACK_ENTRY_LEN,
-                _ => PROBE_LEN,
+                Self::Probe(_) | Self::ProbeEcho(_) => PROBE_LEN,
+                Self::Handshake(_, b) => b.len(),
             }
     }
     /// Never true.
@@ -364,8 +429,15 @@ impl<'a> Repr<'a> {
         false
     }
     /// Writes the message at the start of `buf`; more than
-    /// [`MAX_ACK_ENTRIES`] entries is [`Error::TooBig`].
+    /// [`MAX_ACK_ENTRIES`] entries is [`Error::TooBig`], a handshake whose
+    /// type is not 4..=6 or whose bytes are not that type's length is
+    /// [`Error::Malformed`].
     pub fn emit(&self, buf: &mut [u8]) -> Result<usize> {
+        if let Self::Handshake(t, bytes) = self
+            && t.handshake_len() != Some(bytes.len())
+        {
+            return Err(Error::Malformed);
+        }
         let len = self.len();
         let b = buf.get_mut(..len).ok_or(Error::NoRoom)?;
         b[field::VERSION] = VERSION;
@@ -392,6 +464,12 @@ impl<'a> Repr<'a> {
                 write_u32(d, field::PROBE_SEQ, p.probe_seq);
                 write_u64(d, field::PROBE_SEND_TS, p.send_ts_ns);
                 write_u64(d, field::PROBE_ECHO_TS, p.echo_ts_ns);
+                write_u64(d, field::PROBE_NONCE, p.nonce);
+            }
+            Self::Handshake(t, bytes) => {
+                b[field::TYPE] = *t as u8;
+                b[field::COUNT] = 0;
+                b[HEADER_LEN..].copy_from_slice(bytes);
             }
         }
         Ok(len)
@@ -410,14 +488,15 @@ mod tests {
             probe_seq: 5,
             send_ts_ns: 0x1122334455667788,
             echo_ts_ns: 0,
+            nonce: 0x0102030405060708,
         };
-        let mut out = [0u8; 28];
-        assert_eq!(Repr::Probe(p).emit(&mut out).unwrap(), 28);
+        let mut out = [0u8; 36];
+        assert_eq!(Repr::Probe(p).emit(&mut out).unwrap(), 36);
         assert_eq!(
             out,
             [
                 1, 2, 0, 0, 0x0a, 0x0b, 0x0c, 0x0d, 0, 0, 0, 5, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66,
-                0x77, 0x88, 0, 0, 0, 0, 0, 0, 0, 0
+                0x77, 0x88, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8
             ]
         );
         let m = Message::new_checked(&out[..]).unwrap();
@@ -427,7 +506,7 @@ mod tests {
         assert_eq!(Repr::parse(&m), Repr::Probe(p));
         let e = p.echo(42);
         assert_eq!(e.echo_ts_ns, 42);
-        assert_eq!(e.send_ts_ns, p.send_ts_ns);
+        assert_eq!((e.send_ts_ns, e.nonce), (p.send_ts_ns, p.nonce));
     }
 
     #[test]
@@ -491,6 +570,43 @@ mod tests {
         );
     }
 
+    #[test]
+    fn handshake_messages() {
+        for (t, n) in [
+            (MessageType::HandshakeInit, 148),
+            (MessageType::HandshakeResponse, 92),
+            (MessageType::CookieReply, 64),
+        ] {
+            let body: Vec<u8> = (0..n).map(|i: usize| (i * 7).to_le_bytes()[0]).collect();
+            let mut out = vec![0u8; 4 + n + 3];
+            assert_eq!(Repr::Handshake(t, &body).emit(&mut out).unwrap(), 4 + n);
+            assert_eq!(&out[..4], &[1, t as u8, 0, 0]);
+            let m = Message::new_checked(&out[..]).unwrap();
+            assert_eq!(m.msg_type(), t);
+            assert!(t.is_handshake());
+            assert_eq!(m.len(), 4 + n);
+            assert_eq!(m.handshake(), Some(&body[..]));
+            assert_eq!(m.probe(), None);
+            assert_eq!(m.acks().len(), 0);
+            assert_eq!(Repr::parse(&m), Repr::Handshake(t, &body));
+            // One byte short of the type's length: truncated.
+            assert_eq!(
+                Message::new_checked(&out[..3 + n]).unwrap_err(),
+                Error::Truncated
+            );
+            // Emit refuses a wrong length.
+            assert_eq!(
+                Repr::Handshake(t, &body[1..]).emit(&mut out),
+                Err(Error::Malformed)
+            );
+        }
+        assert_eq!(
+            Repr::Handshake(MessageType::Probe, &[0u8; 24]).emit(&mut [0u8; 64]),
+            Err(Error::Malformed)
+        );
+        assert!(!MessageType::Ack.is_handshake());
+    }
+
     fn arb_entry() -> impl Strategy<Value = AckEntry> {
         (
             any::<u32>(),
@@ -526,13 +642,37 @@ mod tests {
         }
 
         #[test]
-        fn probe_roundtrip(path_id in any::<u32>(), probe_seq in any::<u32>(), s in any::<u64>(), e in any::<u64>(), echo in any::<bool>()) {
-            let p = Probe { path_id, probe_seq, send_ts_ns: s, echo_ts_ns: e };
+        fn probe_roundtrip(path_id in any::<u32>(), probe_seq in any::<u32>(), s in any::<u64>(), e in any::<u64>(), nonce in any::<u64>(), echo in any::<bool>()) {
+            let p = Probe { path_id, probe_seq, send_ts_ns: s, echo_ts_ns: e, nonce };
             let r = if echo { Repr::ProbeEcho(p) } else { Repr::Probe(p) };
-            let mut buf = [0u8; 28];
+            let mut buf = [0u8; 36];
             r.emit(&mut buf).unwrap();
             let m = Message::new_checked(&buf[..]).unwrap();
             prop_assert_eq!(Repr::parse(&m), r);
+        }
+
+        #[test]
+        fn handshake_roundtrip(t in 4u8..=6, seed in any::<u8>(), pad in 0usize..8) {
+            let t = MessageType::from_u8(t).unwrap();
+            let body: Vec<u8> = (0..t.handshake_len().unwrap()).map(|i| seed ^ i.to_le_bytes()[0]).collect();
+            let r = Repr::Handshake(t, &body);
+            let mut buf = vec![0u8; r.len() + pad];
+            prop_assert_eq!(r.emit(&mut buf).unwrap(), r.len());
+            let m = Message::new_checked(&buf[..]).unwrap();
+            prop_assert_eq!(m.len(), r.len());
+            prop_assert_eq!(Repr::parse(&m), r);
+        }
+
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(m) = Message::new_checked(&bytes[..]) {
+                prop_assert!(m.len() <= bytes.len());
+                let r = Repr::parse(&m);
+                let mut out = vec![0u8; r.len()];
+                prop_assert_eq!(r.emit(&mut out), Ok(m.len()));
+                prop_assert_eq!(&out[..], &bytes[..m.len()].iter().enumerate().map(|(i, b)| if i == 3 || (i == 2 && m.msg_type() != MessageType::Ack) { 0 } else { *b }).collect::<Vec<_>>()[..]);
+                let _ = (m.handshake(), m.probe(), m.acks().count());
+            }
         }
     }
 }

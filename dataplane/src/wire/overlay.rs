@@ -65,6 +65,9 @@ pub struct TemplateConfig {
     pub src_ip: IpAddr,
     /// The peer gateway's address (same family as `src_ip`).
     pub dst_ip: IpAddr,
+    /// The peer gateway's UDP port (6081 unless a NAT or a roaming peer
+    /// says otherwise).
+    pub dst_port: u16,
     /// Outer TTL / hop limit.
     pub ttl: u8,
     /// Outer DSCP/ECN (traffic class).
@@ -90,6 +93,7 @@ impl TemplateConfig {
             vlan: None,
             src_ip,
             dst_ip,
+            dst_port: geneve::UDP_PORT,
             ttl: 64,
             tos: 0,
             vni: 0,
@@ -136,6 +140,8 @@ pub struct OverlayTemplate {
     pseudo_sum: u16,
     udp_checksum: bool,
     secure: bool,
+    /// What it was built from (for [`OverlayTemplate::with_remote`]).
+    cfg: TemplateConfig,
 }
 
 impl OverlayTemplate {
@@ -230,7 +236,40 @@ impl OverlayTemplate {
             pseudo_sum,
             udp_checksum: family == Family::V6 || cfg.udp_checksum_v4,
             secure: cfg.secure,
+            cfg: *cfg,
         })
+    }
+
+    /// The same template toward another remote address and UDP port (a
+    /// roamed peer, an answer to a handshake's source). Errors as
+    /// [`OverlayTemplate::new`].
+    pub fn with_remote(&self, dst_ip: IpAddr, dst_port: u16) -> Result<Self> {
+        Self::new(&TemplateConfig {
+            dst_ip,
+            dst_port,
+            ..self.cfg
+        })
+    }
+
+    /// What the template was built from.
+    pub const fn config(&self) -> &TemplateConfig {
+        &self.cfg
+    }
+
+    /// The remote address and UDP port it sends to.
+    pub const fn remote(&self) -> (IpAddr, u16) {
+        (self.cfg.dst_ip, self.cfg.dst_port)
+    }
+
+    /// Reserves the security option and the tag.
+    pub const fn secure(&self) -> bool {
+        self.secure
+    }
+
+    /// Offset of the GENEVE header in an encapsulated frame: the AEAD's
+    /// associated data runs from it to [`OverlayTemplate::header_len`].
+    pub const fn geneve_offset(&self) -> usize {
+        self.geneve_off
     }
 
     /// Bytes written in front of the inner frame (the headroom needed).
@@ -261,10 +300,46 @@ impl OverlayTemplate {
     /// into the 16 bytes after it, for the AEAD stage to fill). Returns the
     /// range of the outer frame in `buf`.
     ///
-    /// The UDP checksum, when computed, covers the bytes as they are now: the
-    /// AEAD stage must recompute it after sealing.
+    /// The UDP checksum, when computed, covers the bytes as they are now; a
+    /// frame to be sealed is encapsulated with
+    /// [`OverlayTemplate::encap_to_seal`] instead.
     #[inline]
     pub fn encap(
+        &self,
+        buf: &mut [u8],
+        inner_off: usize,
+        inner_len: usize,
+        p: &EncapParams,
+    ) -> Result<Range<usize>> {
+        let r = self.encap_to_seal(buf, inner_off, inner_len, p)?;
+        self.finish_udp_checksum(&mut buf[r.clone()]);
+        Ok(r)
+    }
+
+    /// Writes the UDP checksum of an encapsulated frame `out` (the range
+    /// [`OverlayTemplate::encap_to_seal`] returned) when the template uses
+    /// one: after sealing, since it covers the ciphertext and tag.
+    #[inline]
+    pub fn finish_udp_checksum(&self, out: &mut [u8]) {
+        if !self.udp_checksum || out.len() < self.geneve_off {
+            return;
+        }
+        let u = self.udp_off;
+        let udp_len = u16::try_from(out.len() - u).unwrap_or(u16::MAX);
+        write_u16(out, shifted(udp::field::CHECKSUM, u), 0);
+        let sum = checksum::combine(&[self.pseudo_sum, udp_len, checksum::data(&out[u..])]);
+        write_u16(
+            out,
+            shifted(udp::field::CHECKSUM, u),
+            udp::wire_checksum(checksum::finish(sum)),
+        );
+    }
+
+    /// [`OverlayTemplate::encap`] without the UDP checksum (left zero), for
+    /// the AEAD stage to seal and then call
+    /// [`OverlayTemplate::finish_udp_checksum`].
+    #[inline]
+    pub fn encap_to_seal(
         &self,
         buf: &mut [u8],
         inner_off: usize,
@@ -332,20 +407,16 @@ impl OverlayTemplate {
             let s = self.sec_off + geneve::OPTION_HEADER_LEN;
             write_u32(
                 out,
-                shifted(geneve::field::SEC_KEY_EPOCH, s),
-                p.security.key_epoch,
+                shifted(geneve::field::SEC_RECEIVER, s),
+                p.security.receiver_index,
             );
-            write_u64(out, shifted(geneve::field::SEC_NONCE, s), p.security.nonce);
+            write_u64(
+                out,
+                shifted(geneve::field::SEC_COUNTER, s),
+                p.security.counter,
+            );
             let tag_at = out.len() - AEAD_TAG_LEN;
             out[tag_at..].fill(0);
-        }
-        if self.udp_checksum {
-            let sum = checksum::combine(&[self.pseudo_sum, udp_len, checksum::data(&out[u..])]);
-            write_u16(
-                out,
-                shifted(udp::field::CHECKSUM, u),
-                udp::wire_checksum(checksum::finish(sum)),
-            );
         }
         Ok(start..end)
     }
@@ -658,8 +729,8 @@ pub(crate) mod tests {
         b[128 + 64..].fill(0xAA);
         let mut p = params();
         p.security = SecurityOption {
-            key_epoch: 9,
-            nonce: 77,
+            receiver_index: 9,
+            counter: 77,
         };
         let r = t.encap(&mut b, 128, 64, &p).unwrap();
         assert_eq!(r.len(), 74 + 16 + 64 + 16);
@@ -679,12 +750,13 @@ pub(crate) mod tests {
     #[test]
     fn oam_packets() {
         let t = OverlayTemplate::new(&cfg_v4()).unwrap();
-        let mut b = vec![0u8; 128 + 28];
+        let mut b = vec![0u8; 128 + 36];
         let probe = oam::Probe {
             path_id: 3,
             probe_seq: 4,
             send_ts_ns: 5,
             echo_ts_ns: 0,
+            nonce: 6,
         };
         let n = oam::Repr::Probe(probe).emit(&mut b[128..]).unwrap();
         let mut p = params();
@@ -795,7 +867,7 @@ pub(crate) mod tests {
             any::<u64>(),
         )
             .prop_map(
-                |(flow_id, seq, ts, entropy, oam, key_epoch, nonce)| EncapParams {
+                |(flow_id, seq, ts, entropy, oam, receiver_index, counter)| EncapParams {
                     flow: FlowOption {
                         flow_id,
                         seq,
@@ -803,7 +875,10 @@ pub(crate) mod tests {
                     },
                     entropy,
                     oam,
-                    security: SecurityOption { key_epoch, nonce },
+                    security: SecurityOption {
+                        receiver_index,
+                        counter,
+                    },
                 },
             )
     }

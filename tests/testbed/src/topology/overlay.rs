@@ -208,6 +208,9 @@ impl Layout {
             &mut t,
             format!("lan_prefixes = [{}]", prefixes(me).join(", ")),
         );
+        w(&mut t, String::new());
+        w(&mut t, "[security]".into());
+        w(&mut t, "mode = \"off\"".into());
         let mut uplinks = 0;
         for l in &self.links {
             let Some((_, ifname, v4)) = l.ends.iter().find(|e| e.0 == my) else {

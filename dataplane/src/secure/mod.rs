@@ -1,0 +1,32 @@
+//! The dataplane's share of the overlay's security: session keys handed over
+//! by the control process, the AEAD that seals and opens every packet between
+//! gateways, and the replay window. Pure: time comes in as an argument.
+//!
+//! - [`replay`]: [`ReplayWindow`], RFC 6479's sliding bitmap (4096 bits).
+//! - [`keys`]: [`KeyTable`], the installed keys by slot, current and pending
+//!   per peer, expiry.
+//! - [`aead`]: [`aead::seal`] / [`aead::open`] in place.
+//!
+//! The constants are WireGuard's where it has one.
+
+pub mod aead;
+pub mod keys;
+pub mod replay;
+
+pub use keys::{KeyError, KeySlot, KeyTable};
+pub use replay::{Replay, ReplayWindow};
+
+use crate::sys::SEC;
+
+pub use crate::shm::msg::{KEY_SLOT_BITS, KEY_SLOTS};
+
+/// A session key is refused (for sending and receiving) this long after the
+/// handshake that made it.
+pub const REJECT_AFTER_TIME_NS: u64 = 180 * SEC;
+/// A key seals at most this many packets; a received counter at or beyond
+/// it is refused.
+pub const REJECT_AFTER_MESSAGES: u64 = 1 << 60;
+/// Default rekey interval (`[security] rekey_after_seconds`).
+pub const REKEY_AFTER_SECONDS: u64 = 120;
+/// Default rekey packet count (`[security] rekey_after_packets`).
+pub const REKEY_AFTER_PACKETS: u64 = 1 << 60;
