@@ -356,11 +356,22 @@ fn payload(n: usize, tag: u8) -> Vec<u8> {
 }
 
 fn v4_frame(dst: Ipv4Addr, proto: u8, dport: u16, len: usize, tag: u8) -> Vec<u8> {
+    v4_frame_from(Ipv4Addr::new(198, 18, 10, 5), dst, proto, dport, len, tag)
+}
+
+fn v4_frame_from(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    dport: u16,
+    len: usize,
+    tag: u8,
+) -> Vec<u8> {
     let mut f = eth(0x0800);
     let l4 = if proto == 6 { 20 } else { 8 };
     let mut ip = vec![0u8; 20 + l4 + len];
     ipv4::Repr {
-        src: Ipv4Addr::new(198, 18, 10, 5),
+        src,
         dst,
         protocol: proto,
         payload_len: l4 + len,
@@ -491,6 +502,47 @@ fn best_effort_and_no_route() {
     let f = v4_frame(Ipv4Addr::new(198, 18, 99, 1), 17, 5000, 64, 1);
     assert_eq!(net.inject(0, LAN, &f), Verdict::Drop(DropReason::NoRoute));
     assert_eq!(net.sites[0].gw.stats().no_route, 1);
+}
+
+#[test]
+fn lan_sources_must_be_ours_and_keep_their_mac() {
+    let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
+    // An inner source in B's prefix (spoofed) or nobody's: dropped, counted.
+    for src in [Ipv4Addr::new(198, 18, 20, 5), Ipv4Addr::new(10, 0, 0, 1)] {
+        let f = v4_frame_from(src, C_HOST, 17, 5000, 64, 1);
+        assert_eq!(net.inject(0, LAN, &f), Verdict::Drop(DropReason::LanSource));
+    }
+    assert_eq!(net.sites[0].gw.stats().lan_source, 2);
+    // A host of ours is learned with its MAC ...
+    let own = v4_frame(C_HOST, 17, 5000, 64, 2);
+    assert_eq!(net.inject(0, LAN, &own), Verdict::Held);
+    let me = Ipv4Addr::new(198, 18, 10, 5);
+    let learned = |net: &Net| {
+        net.sites[0]
+            .gw
+            .learned_neighbours()
+            .find(|(ip, _)| *ip == core::net::IpAddr::V4(me))
+            .map(|(_, m)| m.0)
+    };
+    assert_eq!(learned(&net), Some(HOST_MAC));
+    // ... and another MAC sending from its address is refused while it talks.
+    let mut thief = own.clone();
+    thief[6..12].copy_from_slice(&[0x02, 0x66, 0, 0, 0, 0x66]);
+    assert_eq!(
+        net.inject(0, LAN, &thief),
+        Verdict::Drop(DropReason::LanMacConflict)
+    );
+    assert_eq!(net.sites[0].gw.stats().lan_mac_conflict, 1);
+    assert_eq!(learned(&net), Some(HOST_MAC));
+    // After the owner's silence for the hold time, the new MAC is followed
+    // (a host that changed its NIC).
+    net.now += net.sites[0].gw.settings().neighbour_hold_ns + 1;
+    assert_ne!(
+        net.inject(0, LAN, &thief),
+        Verdict::Drop(DropReason::LanMacConflict)
+    );
+    assert_eq!(learned(&net), Some([0x02, 0x66, 0, 0, 0, 0x66]));
+    assert_eq!(net.sites[0].gw.neighbour_stats().moved, 1);
 }
 
 #[test]

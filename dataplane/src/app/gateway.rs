@@ -137,9 +137,8 @@ impl GatewayStage {
             });
             if rep.switched.is_some() {
                 let plan = c.chan.plan();
-                if self.gw.apply_plan(plan, now) {
-                    eprintln!("gateway: plan epoch {} in force", plan.epoch);
-                }
+                self.gw.switch_plan(plan, now);
+                eprintln!("gateway: plan epoch {} in force", plan.epoch);
             }
             if let Some((e, why)) = rep.refused {
                 eprintln!("gateway: plan epoch {e} refused by the channel: {why:?}");

@@ -5,7 +5,7 @@
 //! while its count is above zero. Empty (no memory) when no class has a cap.
 
 use super::inner::FiveTuple;
-use super::sessions::hash;
+use super::sessions::{hash, next_slot, slot_of};
 
 const OCCUPIED: u8 = 1;
 const V6: u8 = 2;
@@ -88,16 +88,12 @@ impl HostTable {
             proto: 0,
             v6: h.v6,
         };
-        let x = hash(&t, self.seed);
-        // Multiply-shift range reduction: the high half of x * n is < n.
-        #[allow(clippy::cast_possible_truncation)]
-        let i = ((u128::from(x) * self.slots.len() as u128) >> 64) as usize;
-        i
+        slot_of(hash(&t, self.seed), self.slots.len())
     }
 
     #[inline]
     fn next(&self, i: usize) -> usize {
-        if i + 1 == self.slots.len() { 0 } else { i + 1 }
+        next_slot(i, self.slots.len())
     }
 
     /// `Ok(slot)` holding the pair, or `Err(vacant slot)`; `None` when
@@ -202,7 +198,7 @@ mod tests {
     fn host(i: u32) -> Host {
         Host {
             src: u128::from(i),
-            v6: i % 7 == 0,
+            v6: i.is_multiple_of(7),
         }
     }
 

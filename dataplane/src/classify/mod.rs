@@ -236,6 +236,13 @@ impl Classifier {
         true
     }
 
+    /// Applies `plan` whatever its epoch: the plan the worker's channel
+    /// switched to, whose order the plan assembler already decided (a new
+    /// control session may start a new epoch space, see docs/shm.md).
+    pub fn replace_plan(&mut self, plan: &PlanTable) {
+        self.apply(plan);
+    }
+
     /// Class index of flow index `flow`.
     pub fn flow_class(&self, flow: usize) -> Option<usize> {
         self.flow_class.get(flow).copied().flatten()

@@ -107,6 +107,21 @@ pub(crate) fn hash(t: &FiveTuple, seed: u64) -> u64 {
     fold(a ^ b ^ K[3], misc ^ seed.rotate_left(32))
 }
 
+/// The slot of hash `h` in a table of `n` slots: multiply-shift range
+/// reduction (the high half of `h * n` is below `n`).
+#[inline]
+pub(crate) fn slot_of(h: u64, n: usize) -> usize {
+    #[allow(clippy::cast_possible_truncation)]
+    let i = ((u128::from(h) * n as u128) >> 64) as usize;
+    i
+}
+
+/// The slot after `i` in a table of `n` slots (linear probing, wrapping).
+#[inline]
+pub(crate) fn next_slot(i: usize, n: usize) -> usize {
+    if i + 1 == n { 0 } else { i + 1 }
+}
+
 /// Result of [`SessionTable::find`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Found {
@@ -166,16 +181,12 @@ impl SessionTable {
 
     #[inline]
     fn home(&self, t: &FiveTuple) -> usize {
-        let h = hash(t, self.seed);
-        // Multiply-shift range reduction: the high half of h * n is < n.
-        #[allow(clippy::cast_possible_truncation)]
-        let i = ((u128::from(h) * self.slots.len() as u128) >> 64) as usize;
-        i
+        slot_of(hash(t, self.seed), self.slots.len())
     }
 
     #[inline]
     fn next(&self, i: usize) -> usize {
-        if i + 1 == self.slots.len() { 0 } else { i + 1 }
+        next_slot(i, self.slots.len())
     }
 
     /// Looks a tuple up. Always terminates: at least `n - capacity` slots are empty.

@@ -669,3 +669,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_switched_plan_applies_whatever_its_epoch() {
+    let (c, mut k) = classifier(settings());
+    let mut p = c.plan.clone().expect("plan");
+    p.epoch = u64::MAX;
+    // u64::MAX lies behind epoch 1 in serial order: set_plan ignores it ...
+    assert!(!k.set_plan(&p));
+    // ... the channel's switch (a new control session) applies it, and the
+    // epochs after it follow.
+    k.replace_plan(&p);
+    assert_eq!(k.epoch(), u64::MAX);
+    p.epoch = 1;
+    assert!(k.set_plan(&p), "1 follows u64::MAX");
+    assert_eq!(k.epoch(), 1);
+}

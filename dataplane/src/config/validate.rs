@@ -311,7 +311,7 @@ fn host_cap(src: &Source<'_>, v: Option<&S<i64>>, table: &str) -> R<Option<u32>>
             .ok_or_else(|| {
                 src.error(
                     &v.span(),
-                    &format!("{table}.max_sessions_per_host"),
+                    format!("{table}.max_sessions_per_host"),
                     "must be in 1..=4294967295",
                 )
             })

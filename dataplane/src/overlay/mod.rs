@@ -552,6 +552,14 @@ impl Gateway {
         true
     }
 
+    /// As [`Gateway::apply_plan`], whatever the plan's epoch: for the plan
+    /// the worker's channel switched to (its assembler decided the order;
+    /// a new control session may start a new epoch space).
+    pub fn switch_plan(&mut self, plan: &PlanTable, now: Nanos) {
+        self.classifier.replace_plan(plan);
+        self.apply_rates(plan, now, false);
+    }
+
     /// Packets per second per Mbit/s at the configured mean packet size.
     fn pps_per_mbps(&self) -> f64 {
         1e6 / (8.0 * f64::from(self.settings.mean_packet_bytes.max(1)))

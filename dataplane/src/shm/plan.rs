@@ -14,7 +14,7 @@
 //! to the staged plan. The running plan is replaced only by a whole, valid
 //! plan (all-or-nothing), never by a part of one: anything wrong is refused
 //! with a counter and the running plan stays. The worker hands the running
-//! table to `overlay::Gateway::apply_plan` as it is.
+//! table to `overlay::Gateway::switch_plan` as it is.
 //!
 //! No allocation after [`PlanAssembler::new`]: the building, staged and
 //! active plans are three preallocated [`PlanTable`]s that are swapped.
