@@ -397,4 +397,46 @@ fn drivers_handshake_over_real_gateways_and_rekey_without_loss() {
     let tr = net.sites[0].gw.flow_tracker("ab-direct").unwrap();
     assert_eq!((tr.sent, tr.lost), (u64::try_from(sent).unwrap(), 0));
     assert_eq!(tr.acked, tr.sent);
+
+    // A's control restarts (a new driver, same key; the gateway keeps its keys): it
+    // handshakes again at once and the traffic does not notice.
+    let cfg = config(0);
+    let secret = load(cfg.security.private_key_file.as_deref().unwrap()).unwrap();
+    // The new file holds the same key (seed 1).
+    assert_eq!(
+        secret.public_key(),
+        StaticSecret::from_bytes([1; 32]).public_key()
+    );
+    let t0 = net.now;
+    let mut d = SecureDriver::new(
+        &cfg,
+        secret,
+        endpoint_config(&cfg),
+        WALL + t0,
+        t0,
+        SeededEntropy::new(99),
+    )
+    .unwrap();
+    d.attached(t0);
+    net.sites[0].driver = d;
+    let installs = net.sites[0].installs;
+    let before = net.sites[1].lan_out.len();
+    let end = t0 + SEC;
+    let mut more = 0;
+    while net.now < end {
+        assert_eq!(net.inject(0, LAN, &frame(200, 7)), Verdict::Held);
+        more += 1;
+        let t = net.now + 2 * MS;
+        net.run_until(t);
+    }
+    net.run_until(net.now + 500 * MS);
+    assert!(
+        net.sites[0].installs > installs,
+        "new keys after the restart"
+    );
+    assert_eq!(net.sites[1].lan_out.len() - before, more);
+    for s in &net.sites {
+        let st = s.gw.stats();
+        assert_eq!(st.auth_failed + st.auth_no_key + st.no_session, 0, "{st:?}");
+    }
 }

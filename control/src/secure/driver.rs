@@ -294,7 +294,7 @@ impl<E: Entropy> SecureDriver<E> {
                         continue;
                     }
                     if let Some(ep) = &mut self.ep {
-                        ep.on_key_usage(u.local_index, u.sent, u.confirmed, now);
+                        ep.on_key_usage(u.local_index, u.sent, u.last_rx_ns, u.confirmed, now);
                     }
                 }
                 // The inventory is in: handshakes may start.
