@@ -102,7 +102,7 @@ fn stamp_in_ipv4(ip: &[u8], decap: bool) -> Option<Stamp> {
 }
 
 /// Addresses of one generated flow.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowAddrs {
     /// Source MAC.
     pub src_mac: [u8; 6],

@@ -7,6 +7,7 @@
 //! idle for less than ~52 days, which the incremental sweep
 //! ([`SessionTable::expire`]) guarantees in practice.
 
+use super::hosts::Host;
 use super::inner::FiveTuple;
 
 /// `flow` value of a session forwarded best effort (class over its plan).
@@ -44,6 +45,15 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// The session's sender (inner source address).
+    #[inline]
+    pub fn host(&self) -> Host {
+        Host {
+            src: self.src,
+            v6: self.state & V6 != 0,
+        }
+    }
+
     #[inline]
     fn is_empty(&self) -> bool {
         self.state == 0
@@ -78,9 +88,10 @@ fn fold(a: u64, b: u64) -> u64 {
     lo ^ hi
 }
 
+/// The seeded hash of a tuple (also keys [`super::hosts::HostTable`]).
 #[inline]
 #[allow(clippy::cast_possible_truncation)] // splitting u128 into its u64 halves
-fn hash(t: &FiveTuple, seed: u64) -> u64 {
+pub(crate) fn hash(t: &FiveTuple, seed: u64) -> u64 {
     const K: [u64; 4] = [
         0x243F_6A88_85A3_08D3,
         0x1319_8A2E_0370_7344,
@@ -253,22 +264,17 @@ impl SessionTable {
 
     /// Visits up to `budget` slots (a slot just emptied is visited again: a
     /// shifted entry may now occupy it) from where the previous call stopped and
-    /// removes the expired sessions, reporting each `(class, flow)` to
+    /// removes the expired sessions, reporting each one's slot to
     /// `on_expire`. Returns how many were removed. Call it once per batch with
     /// a budget large enough to cover the table within the idle timeout.
-    pub fn expire(
-        &mut self,
-        now: u32,
-        budget: usize,
-        mut on_expire: impl FnMut(u16, u16),
-    ) -> usize {
+    pub fn expire(&mut self, now: u32, budget: usize, mut on_expire: impl FnMut(&Slot)) -> usize {
         let mut removed = 0;
         for _ in 0..budget {
             let i = self.cursor;
             if !self.slots[i].is_empty() && self.is_expired(i, now) {
                 let s = self.slots[i];
                 self.remove(i);
-                on_expire(s.class, s.flow);
+                on_expire(&s);
                 removed += 1;
                 // Slot i may now hold a shifted entry: look at it again next visit.
             } else {
@@ -319,8 +325,8 @@ mod tests {
             s.touch_at(at, 20);
         }
         let mut n = 0;
-        let removed = s.expire(21, 10_000, |_, f| {
-            assert_eq!(f, 3);
+        let removed = s.expire(21, 10_000, |x| {
+            assert_eq!(x.flow, 3);
             n += 1;
         });
         assert_eq!((removed, n, s.len()), (50, 50, 50));
@@ -340,7 +346,7 @@ mod tests {
             assert!(s.insert(at, &t(i), 0, 0, u32::from(i % 2 == 0) * 100));
         }
         // At tick 101 sessions stamped 0 have expired, those stamped 100 have not.
-        assert_eq!(s.expire(101, 100, |_, _| {}), 3);
+        assert_eq!(s.expire(101, 100, |_| {}), 3);
         for i in 0..6 {
             assert_eq!(matches!(s.find(&t(i)), Found::At(_)), i % 2 == 0, "{i}");
         }
