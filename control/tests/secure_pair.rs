@@ -180,12 +180,6 @@ fn key_reports(t: &KeyTable) -> Vec<Telemetry> {
             items,
         });
     }
-    if out.is_empty() {
-        out.push(Telemetry::Keys {
-            count: 0,
-            items: [KeyUsage::default(); KEYS_PER_MSG],
-        });
-    }
     out
 }
 
@@ -321,9 +315,13 @@ impl Pair {
         let now = self.now;
         for i in 0..2 {
             if now.is_multiple_of(REPORT) {
-                self.telemetry(i, &paths());
-                for t in key_reports(&self.sides[i].table) {
-                    self.telemetry(i, &t);
+                // A report: paths, then keys (none when the table is empty), published
+                // together; the loop polls after draining them.
+                let mut report = vec![paths()];
+                report.extend(key_reports(&self.sides[i].table));
+                for t in &report {
+                    let t = ring_tel(t);
+                    self.sides[i].driver.on_telemetry(&t, now);
                 }
             }
             self.commands(i);

@@ -14,8 +14,9 @@
 //!   the dataplane's) and, on retries, on its other direct paths in turn.
 //! - **Attach**: after every attach (a control or dataplane restart) every peer handshakes again
 //!   at once. Keys the dataplane still holds keep carrying traffic meanwhile: the driver first
-//!   waits for one [`Telemetry::Keys`] report (or [`INVENTORY_WAIT`]) so that its new keys go
-//!   into slots those do not occupy.
+//!   waits for one report ([`Telemetry::Paths`], which a worker publishes together with its
+//!   [`Telemetry::Keys`]; or [`INVENTORY_WAIT`]) so that its new keys go into slots those do not
+//!   occupy. The loop polls only after draining the telemetry.
 //! - `mode = "off"`: the driver does nothing.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -275,6 +276,10 @@ impl<E: Entropy> SecureDriver<E> {
                     .unwrap_or(usize::MAX)
                     .min(items.len());
                 self.on_paths(&items[..n]);
+                // A worker's report sends its key usage right after its paths, published
+                // together (none when it holds no key): once the telemetry drained with this
+                // message has been taken, the inventory is complete.
+                self.hold_until = None;
             }
             Telemetry::Handshake(h) => self.on_handshake(h, now),
             Telemetry::Keys { count, items } => {
@@ -289,7 +294,7 @@ impl<E: Entropy> SecureDriver<E> {
                         continue;
                     }
                     if let Some(ep) = &mut self.ep {
-                        ep.on_key_usage(u.local_index, u.sent, u.confirmed, now);
+                        ep.on_key_usage(u.local_index, u.sent, u.last_rx_ns, u.confirmed, now);
                     }
                 }
                 // The inventory is in: handshakes may start.

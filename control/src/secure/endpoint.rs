@@ -241,9 +241,16 @@ impl<E: Entropy> Endpoint<E> {
     }
 
     /// The dataplane's report of one key (see [`Handshaker::on_key_usage`]).
-    pub fn on_key_usage(&mut self, local_index: u32, sent: u64, confirmed: bool, now: Nanos) {
+    pub fn on_key_usage(
+        &mut self,
+        local_index: u32,
+        sent: u64,
+        last_rx: Nanos,
+        confirmed: bool,
+        now: Nanos,
+    ) {
         if let Some(&i) = self.by_number.get(&peer_of_index(local_index)) {
-            self.peers[i].on_key_usage(local_index, sent, confirmed, now);
+            self.peers[i].on_key_usage(local_index, sent, last_rx, confirmed, now);
             self.collect(i);
         }
     }

@@ -419,6 +419,8 @@ struct Key {
     sent: u64,
     /// Random delay added to its rekey time (two peers rarely rekey at once).
     jitter: Nanos,
+    /// When the dataplane last opened a packet with it (0: never), as last reported.
+    last_rx: Nanos,
 }
 
 impl Key {
@@ -569,8 +571,9 @@ impl Handshaker {
     }
 
     /// A `k` for a new key (`reuse`: the caller replaces its own): the next free one in
-    /// rotation, else the oldest retired or adopted key's, else the previous key's (the key
-    /// there is replaced in the dataplane by the install).
+    /// rotation, else the retired or adopted key that carried a packet least recently (the peer
+    /// no longer sends with it), else the previous key's (the key there is replaced in the
+    /// dataplane by the install).
     fn alloc_k(&mut self, reuse: Option<u32>) -> u32 {
         if let Some(k) = reuse {
             return k;
@@ -589,7 +592,7 @@ impl Handshaker {
                 .filter(|x| {
                     roles.contains(&x.role) && pending_k != Some(x.local_index % KEYS_PER_PEER)
                 })
-                .min_by_key(|x| x.created)
+                .min_by_key(|x| (x.last_rx, x.created))
                 .map(|x| x.local_index % KEYS_PER_PEER)
         };
         let k = order
@@ -794,6 +797,7 @@ impl Handshaker {
             created: now,
             sent: 0,
             jitter: rng.below(REKEY_JITTER_KEY + 1),
+            last_rx: 0,
         });
         self.established();
         self.stats.completed_initiator += 1;
@@ -867,6 +871,7 @@ impl Handshaker {
             created: now,
             sent: 0,
             jitter: rng.below(REKEY_JITTER_KEY + 1),
+            last_rx: 0,
         });
         self.adopting = false;
         self.stats.responded += 1;
@@ -908,21 +913,30 @@ impl Handshaker {
         self.macs.has_cookie(now)
     }
 
-    /// The dataplane's report of one key of this peer: packets sent under it, and whether the
-    /// peer sent with it (a responder key becomes the current one then).
-    pub fn on_key_usage(&mut self, local_index: u32, sent: u64, confirmed: bool, now: Nanos) {
+    /// The dataplane's report of one key of this peer: packets sent under it, when it last
+    /// opened a packet, and whether the peer sent with it (a responder key becomes the current
+    /// one then).
+    pub fn on_key_usage(
+        &mut self,
+        local_index: u32,
+        sent: u64,
+        last_rx: Nanos,
+        confirmed: bool,
+        now: Nanos,
+    ) {
         let Some(i) = self
             .keys
             .iter()
             .position(|k| k.is_some_and(|k| k.local_index == local_index))
         else {
-            self.adopt(local_index, sent, now);
+            self.adopt(local_index, sent, last_rx, now);
             return;
         };
         let Some(k) = self.keys[i].as_mut() else {
             return;
         };
         k.sent = sent;
+        k.last_rx = last_rx;
         if k.role == Role::Next && confirmed {
             let key = *k;
             self.keys[i] = None;
@@ -933,7 +947,7 @@ impl Handshaker {
         }
     }
 
-    fn adopt(&mut self, local_index: u32, sent: u64, now: Nanos) {
+    fn adopt(&mut self, local_index: u32, sent: u64, last_rx: Nanos, now: Nanos) {
         if !self.adopting || peer_of_index(local_index) != self.peer {
             return;
         }
@@ -950,6 +964,7 @@ impl Handshaker {
                 created: now,
                 sent,
                 jitter: 0,
+                last_rx,
             });
             // The slot rotation continues after it, away from the keys in use.
             self.next_k = (u32::try_from(k).unwrap_or(0) + 1) % KEYS_PER_PEER;

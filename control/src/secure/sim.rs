@@ -47,6 +47,8 @@ pub struct SimUsage {
     pub sent: u64,
     /// Packets received.
     pub received: u64,
+    /// When the last packet opened with it arrived (0: never).
+    pub last_rx: Nanos,
     /// Sending with it (initiator keys at once, responder keys once the peer used them).
     pub confirmed: bool,
 }
@@ -58,6 +60,7 @@ struct Slot {
     confirmed: bool,
     sent: u64,
     received: u64,
+    last_rx: Nanos,
 }
 
 fn tag(key: &[u8; 32], counter: u64) -> [u8; 16] {
@@ -93,6 +96,7 @@ impl SimKeys {
                 confirmed: keys.initiator,
                 sent: 0,
                 received: 0,
+                last_rx: 0,
             },
         );
         if keys.initiator {
@@ -164,6 +168,7 @@ impl SimKeys {
             return Err(SimDrop::Expired);
         }
         k.received += 1;
+        k.last_rx = now;
         let peer = k.peer;
         if !k.confirmed {
             k.confirmed = true;
@@ -181,6 +186,7 @@ impl SimKeys {
                 peer: k.peer,
                 sent: k.sent,
                 received: k.received,
+                last_rx: k.last_rx,
                 confirmed: k.confirmed,
             })
             .collect()

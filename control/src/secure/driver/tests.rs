@@ -134,13 +134,13 @@ fn refuses_a_key_file_others_can_read() {
 }
 
 #[test]
-fn waits_for_paths_and_the_key_inventory_then_initiates_on_the_active_path() {
+fn waits_for_a_report_then_initiates_on_the_active_path() {
     let mut d = driver();
     assert!(drain(&mut d, 0).is_empty());
-    // Paths known, but the dataplane has not reported its keys: hold.
-    d.on_telemetry(&paths(1), 0);
+    // Keys alone (no path known): nothing to send yet.
+    d.on_telemetry(&keys(&[]), 0);
     assert!(drain(&mut d, 10 * MS).is_empty());
-    d.on_telemetry(&keys(&[]), 20 * MS);
+    d.on_telemetry(&paths(1), 20 * MS);
     let cmds = drain(&mut d, 20 * MS);
     let hs = handshakes(&cmds);
     assert_eq!(hs.len(), 2, "{cmds:?}");
@@ -151,11 +151,15 @@ fn waits_for_paths_and_the_key_inventory_then_initiates_on_the_active_path() {
     let mut on: Vec<u32> = hs.iter().map(|h| h.path).collect();
     on.sort_unstable();
     assert_eq!(on, vec![1, 1 << 16]);
-    // Without the inventory, the hold ends by itself.
-    let mut d = driver();
-    d.on_telemetry(&paths(0), 0);
-    assert!(drain(&mut d, INVENTORY_WAIT - 1).is_empty());
-    assert_eq!(handshakes(&drain(&mut d, INVENTORY_WAIT)).len(), 2);
+    // After an attach, no initiation before a report (paths are already known here) or the
+    // inventory wait.
+    d.attached(SEC);
+    assert!(drain(&mut d, SEC + INVENTORY_WAIT - 1).is_empty());
+    assert_eq!(handshakes(&drain(&mut d, SEC + INVENTORY_WAIT)).len(), 2);
+    d.attached(2 * SEC);
+    assert!(drain(&mut d, 2 * SEC).is_empty());
+    d.on_telemetry(&paths(1), 2 * SEC + MS);
+    assert_eq!(handshakes(&drain(&mut d, 2 * SEC + MS)).len(), 2);
 }
 
 #[test]

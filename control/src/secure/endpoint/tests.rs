@@ -141,9 +141,13 @@ impl Net {
             self.pump(i);
             if now.is_multiple_of(REPORT) {
                 for u in self.nodes[i].dp.report() {
-                    self.nodes[i]
-                        .ep
-                        .on_key_usage(u.local_index, u.sent, u.confirmed, now);
+                    self.nodes[i].ep.on_key_usage(
+                        u.local_index,
+                        u.sent,
+                        u.last_rx,
+                        u.confirmed,
+                        now,
+                    );
                 }
                 self.pump(i);
             }
@@ -198,7 +202,7 @@ impl Net {
         for u in self.nodes[i].dp.report() {
             self.nodes[i]
                 .ep
-                .on_key_usage(u.local_index, u.sent, u.confirmed, self.now);
+                .on_key_usage(u.local_index, u.sent, u.last_rx, u.confirmed, self.now);
         }
     }
 
