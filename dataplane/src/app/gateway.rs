@@ -508,6 +508,8 @@ fn discover(c: &GatewayConfig) -> anyhow::Result<Discovered> {
     // Hash keys of the session and neighbour tables: random at every start,
     // so that LAN hosts cannot choose addresses and ports that collide.
     settings.classifier.hash_seed = crate::sys::rng::os_seed()?;
+    // Probe nonces: unpredictable off the path.
+    settings.probe_nonce_seed = crate::sys::rng::os_seed()?;
     settings.lan_port = 0;
     settings.uplink_ports = (1..nports)
         .map(|i| u16::try_from(i).unwrap_or(u16::MAX))

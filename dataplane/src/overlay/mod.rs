@@ -155,8 +155,9 @@ pub struct Settings {
     pub reserve_frames: usize,
     /// Seed of the pacers' random gaps.
     pub seed: u64,
-    /// Seed of the probe nonces (default: from the kernel's random source,
-    /// so that an off-path host cannot predict them; tests fix it).
+    /// Seed of the probe nonces (the gateway application draws it from the
+    /// kernel's random source at every start, so that an off-path host
+    /// cannot predict them; tests fix it).
     pub probe_nonce_seed: u64,
     /// Interval of the timers (ack deadlines, tail-loss detection), ns.
     pub timer_ns: u64,
@@ -197,7 +198,7 @@ impl Default for Settings {
             verify_udp_checksum: true,
             reserve_frames: 64,
             seed: 1,
-            probe_nonce_seed: crate::sys::random_u64(),
+            probe_nonce_seed: 0x6E6F_6E63_6573_6565,
             timer_ns: 1_000_000,
             open_loop: false,
         }

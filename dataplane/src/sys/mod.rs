@@ -25,18 +25,3 @@ pub use keyfile::{KeyFileError, check_private_key_file};
 pub use mmap::Mmap;
 pub use rng::Rng;
 pub use shm::ShmFile;
-
-/// 64 bits from the kernel's random source (`getrandom(2)`): for values an
-/// off-path attacker must not guess (the seed of the probe nonces). Should
-/// the call fail (it does not for 8 bytes once the kernel is seeded), the
-/// monotonic clock and the process id, mixed, stand in.
-pub fn random_u64() -> u64 {
-    let mut b = [0u8; 8];
-    // SAFETY: `b` is a writable buffer of exactly `b.len()` bytes for the call.
-    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
-    if usize::try_from(n).ok() == Some(b.len()) {
-        return u64::from_ne_bytes(b);
-    }
-    let mut sm = rng::SplitMix64::new(now_ns() ^ u64::from(std::process::id()) << 32);
-    sm.next_u64()
-}
