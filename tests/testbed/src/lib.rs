@@ -36,5 +36,5 @@ pub use netns::{
     DEFAULT_PREFIX, Netns, NsChild, list_with_prefix, sweep_stale, unavailable_reason,
 };
 pub use topology::forward::ForwardTopology;
-pub use topology::overlay::{ClassSpec, FlowSpec, OverlaySpec, PlanSpec, RuleSpec};
+pub use topology::overlay::{ClassSpec, FlowSpec, OverlaySpec, PlanSpec, RuleSpec, SiteKey};
 pub use topology::sites::{SiteSpec, Sites, SitesTopology, WanLinkSpec};
