@@ -354,7 +354,7 @@ fn example(name: &str) -> Vec<u8> {
 }
 
 fn config_seeds() -> Seeds {
-    let minimal = b"[site]\nname = \"A\"\nvni = 1\nlan_interface = \"lan0\"\nlan_prefixes = [\"10.0.0.0/24\"]\n\n[[uplinks]]\nname = \"u\"\ninterface = \"up0\"\nlocal_address = \"192.0.2.1\"\ncapacity_mbps = 10\n".to_vec();
+    let minimal = b"[site]\nname = \"A\"\nvni = 1\nlan_interface = \"lan0\"\nlan_prefixes = [\"10.0.0.0/24\"]\n\n[[uplinks]]\nname = \"u\"\ninterface = \"up0\"\nlocal_address = \"192.0.2.1\"\ncapacity_mbps = 10\n\n[security]\nmode = \"off\"\n".to_vec();
     vec![
         ("site-a", example("site-a.toml")),
         (
