@@ -72,6 +72,22 @@ impl SinkStats {
         }
     }
 
+    /// Records one frame counted without a stamp (an encrypted tunnel's
+    /// packet, see [`crate::payload::SinkMatch`]): packets and bytes only.
+    #[inline]
+    pub fn record_unstamped(&mut self, matched: bool, len: u32, rx_ns: u64) {
+        if !matched {
+            self.foreign += 1;
+            return;
+        }
+        self.packets += 1;
+        self.bytes += u64::from(len);
+        if self.first_rx_ns.is_none() {
+            self.first_rx_ns = Some(rx_ns);
+        }
+        self.last_rx_ns = rx_ns;
+    }
+
     /// Receive rate in packets per second over first..last packet.
     pub fn pps(&self) -> f64 {
         match self.first_rx_ns {
