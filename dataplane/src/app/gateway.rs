@@ -21,8 +21,8 @@ use crate::config::{Backend, Config};
 use crate::engine::{Arena, Batch, FramePool, Nanos, Port, Stage};
 use crate::overlay::{Gateway, PeerRoute, Settings};
 use crate::shm::msg::{
-    CLASSES_PER_MSG, ClassTelemetry, FLOW_TEL_PER_MSG, FlowTelemetry, PATHS_PER_MSG, PEERS_PER_MSG,
-    PathTelemetry, PeerTelemetry,
+    CLASSES_PER_MSG, ClassTelemetry, FLOW_TEL_PER_MSG, FlowTelemetry, KEYS_PER_MSG, KeyUsage,
+    PATHS_PER_MSG, PEERS_PER_MSG, PathTelemetry, PeerTelemetry,
 };
 use crate::shm::{Command, CtlRegion, PlanAssembler, Telemetry, WorkerChannel, ctl_path};
 use crate::stats::flows::{FlowStatsRegion, flows_path};
@@ -123,8 +123,17 @@ impl GatewayStage {
                     interval_ns,
                 } => gw.on_probe_command(id, path, count, interval_ns, now),
                 Command::PlanChunk(_) | Command::PlanCommit { .. } => {}
-                // Security commands: handled once the dataplane seals (issue 11).
-                Command::InstallKey(_) | Command::RevokeKey { .. } | Command::SendHandshake(_) => {}
+                Command::InstallKey(k) => {
+                    if let Err(e) = gw.install_key(&k) {
+                        eprintln!("gateway: key {:#x} refused: {e:?}", k.local_index);
+                    }
+                }
+                Command::RevokeKey { local_index } => {
+                    gw.revoke_key(local_index);
+                }
+                Command::SendHandshake(h) => {
+                    gw.queue_handshake(&h);
+                }
             });
             if rep.switched.is_some() {
                 let plan = c.chan.plan();
@@ -136,11 +145,18 @@ impl GatewayStage {
                 eprintln!("gateway: plan epoch {e} refused by the channel: {why:?}");
             }
         }
+        self.gw.expire_keys(now);
         if let Some(c) = self.chan.as_mut() {
-            // Probe outcomes and path events go out at once (the control's
-            // races wait on them), while the ring has room.
+            // Probe outcomes, path events and handshake messages go out at
+            // once (the control's races and handshakes wait on them), while
+            // the ring has room.
             let port = c.chan.port();
             let mut sent = false;
+            self.gw.drain_handshakes(|h| {
+                let ok = port.send(&Telemetry::Handshake(*h));
+                sent |= ok;
+                ok
+            });
             self.gw.drain_probe_outcomes(|o| {
                 let ok = port.send(&Telemetry::ProbeResult {
                     id: o.id,
@@ -285,6 +301,32 @@ impl GatewayStage {
         if n > 0 && !full {
             send(&batch, n);
         }
+        if self.gw.security_required() {
+            let mut items = [KeyUsage::default(); KEYS_PER_MSG];
+            let mut n = 0;
+            let port = c.chan.port();
+            let mut send = |items: &[KeyUsage; KEYS_PER_MSG], n: usize| {
+                port.send(&Telemetry::Keys {
+                    count: u32::try_from(n).unwrap_or(0),
+                    items: *items,
+                })
+            };
+            let mut full = false;
+            for k in self.gw.key_usage() {
+                items[n] = k;
+                n += 1;
+                if n == KEYS_PER_MSG {
+                    full = !send(&items, n);
+                    n = 0;
+                    if full {
+                        break;
+                    }
+                }
+            }
+            if n > 0 && !full {
+                send(&items, n);
+            }
+        }
         c.chan.port().flush();
     }
 }
@@ -388,6 +430,7 @@ fn resolve(ifname: &str, ip: IpAddr, timeout: Duration) -> anyhow::Result<MacAdd
 /// worker runs (sockets bound, receive buffers posted).
 pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
     let site = &c.site;
+    check_security(site)?;
     let nports = 1 + site.uplinks.len();
     if nports > crate::stats::MAX_PORTS {
         anyhow::bail!(
@@ -419,6 +462,23 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
         rd.keep(Box::new(r));
     }
     Ok(rd)
+}
+
+/// Refuses a private key file others could read or swap (the dataplane
+/// never reads the key: the control does); warns when security is off.
+fn check_security(site: &Config) -> anyhow::Result<()> {
+    match &site.security.private_key_file {
+        _ if !site.security.required() => {
+            eprintln!(
+                "gateway: WARNING: [security] mode = \"off\": overlay packets are neither \
+                 encrypted nor authenticated; anyone reaching an uplink can inject traffic"
+            );
+            Ok(())
+        }
+        Some(path) => crate::sys::check_private_key_file(path)
+            .map_err(|e| anyhow::anyhow!("private key file {}: {e}", path.display())),
+        None => anyhow::bail!("[security] requires a private_key_file"),
+    }
 }
 
 /// What [`discover`] learned from the kernel: the pipeline's settings with

@@ -22,15 +22,34 @@ pub enum DropReason {
     NotAdmitted = 8,
     /// Malformed overlay header or option.
     BadOverlay = 9,
-    /// Failed authentication (reserved for the AEAD stage).
-    BadAuth = 10,
+    /// The AEAD tag did not authenticate the packet (forged, corrupted, or
+    /// sealed with another key).
+    AuthFailed = 10,
     /// Anything else; see the stage's own counters.
     Other = 11,
+    /// Sealed with a receiver index naming no key of ours.
+    AuthNoKey = 12,
+    /// Authenticated, but a duplicate or older than the replay window (or
+    /// beyond the counter limit).
+    AuthReplay = 13,
+    /// An overlay packet without the security option while security is
+    /// required (handshake messages excepted).
+    AuthUnsealed = 14,
+    /// Sealed with a key older than `REJECT_AFTER_TIME`.
+    AuthExpired = 15,
+    /// Authenticated, but its inner source is not the sending site's (or
+    /// the flow's origin's), or its inner destination is neither ours nor a
+    /// route we carry (cryptokey routing).
+    CryptoRoute = 16,
+    /// A handshake message over the rate limits.
+    HandshakeLimited = 17,
+    /// Not sent: no session key with the peer yet (never sent in clear).
+    NoSession = 18,
 }
 
 impl DropReason {
     /// Number of variants: the size of per-reason counter arrays.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 19;
     /// All reasons, index = discriminant.
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Runt,
@@ -43,8 +62,15 @@ impl DropReason {
         Self::QueueFull,
         Self::NotAdmitted,
         Self::BadOverlay,
-        Self::BadAuth,
+        Self::AuthFailed,
         Self::Other,
+        Self::AuthNoKey,
+        Self::AuthReplay,
+        Self::AuthUnsealed,
+        Self::AuthExpired,
+        Self::CryptoRoute,
+        Self::HandshakeLimited,
+        Self::NoSession,
     ];
 
     /// Stable snake_case name for counters and metrics.
@@ -60,8 +86,15 @@ impl DropReason {
             Self::QueueFull => "queue_full",
             Self::NotAdmitted => "not_admitted",
             Self::BadOverlay => "bad_overlay",
-            Self::BadAuth => "bad_auth",
+            Self::AuthFailed => "auth_failed",
             Self::Other => "other",
+            Self::AuthNoKey => "auth_no_key",
+            Self::AuthReplay => "auth_replay",
+            Self::AuthUnsealed => "auth_unsealed",
+            Self::AuthExpired => "auth_expired",
+            Self::CryptoRoute => "crypto_route",
+            Self::HandshakeLimited => "handshake_limited",
+            Self::NoSession => "no_session",
         }
     }
 }

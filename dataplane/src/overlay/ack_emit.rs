@@ -4,8 +4,9 @@
 //! older one: it is cumulative), and leave from [`crate::engine::Stage::poll`]
 //! as one OAM message per source site, in frames of the private reserve.
 
+use super::secure::{EncapFail, encap_out, key_peer};
 use super::{Gateway, MAX_ACK_ENTRIES_PER_MESSAGE, info_to_entry};
-use crate::engine::{Arena, Batch, Nanos, Packet, Verdict};
+use crate::engine::{Arena, Batch, DropReason, Nanos, Packet, Verdict};
 use crate::montra::AckInfo;
 use crate::wire::oam::{self, AckEntries};
 
@@ -56,25 +57,43 @@ impl Gateway {
             self.oam_seq += 1;
             let params = super::oam_params(self.oam_seq, now);
             let msg = oam::Repr::Ack(AckEntries::Values(&q[..n]));
-            let res = arena.get_mut(base, frame_size).and_then(|buf| {
-                let len = msg.emit(buf.get_mut(off..)?).ok()?;
-                path.template.encap(buf, off, len, &params).ok()
-            });
+            let kp = key_peer(peer, path);
+            let res = match arena.get_mut(base, frame_size) {
+                Some(buf) => match buf.get_mut(off..).map(|b| msg.emit(b)) {
+                    Some(Ok(len)) => encap_out(
+                        &mut self.sec,
+                        kp,
+                        &path.template,
+                        buf,
+                        off,
+                        len,
+                        &params,
+                        now,
+                    ),
+                    _ => Err(EncapFail::Room),
+                },
+                None => Err(EncapFail::Room),
+            };
             q.drain(..n);
+            let port = path.port;
             match res {
-                Some(r) => {
+                Ok(r) => {
                     let mut pkt = Packet::new(
                         base + r.start as u64,
                         u32::try_from(r.len()).unwrap_or(0),
                         self.settings.lan_port,
                         now,
                     );
-                    pkt.verdict = Verdict::Tx(path.port);
+                    pkt.verdict = Verdict::Tx(port);
                     out.push(pkt);
                     self.stats.acks_sent += 1;
                     self.stats.ack_entries_sent += n as u64;
                 }
-                None => {
+                Err(EncapFail::NoSession) => {
+                    self.stats.no_session += 1;
+                    self.drop_frame(base, DropReason::NoSession, now, out);
+                }
+                Err(EncapFail::Room) => {
                     self.stats.encap_failed += 1;
                     self.reserve.push(base);
                 }

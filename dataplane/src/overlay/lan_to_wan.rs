@@ -207,7 +207,7 @@ impl Gateway {
                 Queue::BestEffort(peer) => self.best_effort_departure(peer, now),
             };
             pkt.verdict = match departure {
-                Some(d) => self.encap_departure(arena, &mut pkt, queue, &d),
+                Some(d) => self.encap_departure(now, arena, &mut pkt, queue, &d),
                 None => Verdict::Drop(DropReason::NoRoute),
             };
             out.as_mut_slice()[i] = pkt;
@@ -267,10 +267,12 @@ impl Gateway {
         })
     }
 
-    /// Encapsulates a departing packet in place on its path's template and
+    /// Encapsulates a departing packet in place on its path's template (and
+    /// seals it for the path's next gateway when security is required) and
     /// counts it: `Tx(uplink)`, or a counted drop.
     fn encap_departure(
         &mut self,
+        now: Nanos,
         arena: &mut Arena,
         pkt: &mut Packet,
         queue: QueueId,
@@ -285,15 +287,30 @@ impl Gateway {
             entropy: entropy(d.option.flow_id),
             ..EncapParams::default()
         };
-        let res = arena.get_mut(base, arena.frame_size()).and_then(|buf| {
-            let off = usize::try_from(pkt.addr - base).ok()?;
-            path.template
-                .encap(buf, off, pkt.len as usize, &params)
-                .ok()
-        });
-        let Some(r) = res else {
-            self.stats.encap_failed += 1;
-            return Verdict::Drop(DropReason::Oversized);
+        let kp = super::secure::key_peer(d.peer, path);
+        let res = match arena.get_mut(base, arena.frame_size()) {
+            Some(buf) => match usize::try_from(pkt.addr - base) {
+                Ok(off) => super::secure::encap_out(
+                    &mut self.sec,
+                    kp,
+                    &path.template,
+                    buf,
+                    off,
+                    pkt.len as usize,
+                    &params,
+                    now,
+                ),
+                Err(_) => Err(super::secure::EncapFail::Room),
+            },
+            None => Err(super::secure::EncapFail::Room),
+        };
+        let port = path.port;
+        let r = match res {
+            Ok(r) => r,
+            Err(e) => {
+                self.count_encap_fail(e);
+                return Verdict::Drop(e.reason());
+            }
         };
         if let Some(f) = self.flows.get_mut(queue.0 as usize) {
             f.counters.tx_packets += 1;
@@ -302,7 +319,7 @@ impl Gateway {
         pkt.addr = base + r.start as u64;
         pkt.len = u32::try_from(r.len()).unwrap_or(0);
         self.stats.sent += 1;
-        Verdict::Tx(path.port)
+        Verdict::Tx(port)
     }
 }
 

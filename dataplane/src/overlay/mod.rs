@@ -15,6 +15,10 @@
 //!   controller, probes are echoed at once.
 //! - **Acks** ([`ack_emit`]): the destination emits aggregated acks (GENEVE
 //!   OAM, O bit) from [`Stage::poll`], in frames of a small private reserve.
+//! - **Security** ([`secure`]): with `[security]` required, everything sent
+//!   to a peer is sealed and everything received is opened with the key its
+//!   receiver index names before any of the above; handshake messages pass
+//!   between the uplinks and the control process.
 //!
 //! Both directions share state (acks arriving on the WAN side drive the
 //! pacers of the LAN side), so they are one struct, [`Gateway`], which
@@ -27,6 +31,7 @@ mod ack_emit;
 mod counters;
 pub mod failover;
 mod lan_to_wan;
+mod secure;
 mod wan_to_lan;
 
 #[cfg(test)]
@@ -52,6 +57,10 @@ use crate::wire::overlay::{EncapParams, OverlayTemplate, TemplateConfig};
 use failover::{ControlPaths, HealthPolicy, PathHealth, PathKind, PeerPath, PeerPaths};
 
 pub use counters::FlowCounters;
+pub use secure::{
+    HANDSHAKE_BURST, HANDSHAKE_IN_QUEUE, HANDSHAKE_OUT_QUEUE, HANDSHAKE_RATE_PER_S,
+    HANDSHAKE_SOURCE_BURST, HANDSHAKE_SOURCE_RATE_PER_S, ROAM_QUIET_NS,
+};
 
 /// Wire flow id carried by best-effort packets (not a planned flow: no acks).
 pub const BEST_EFFORT_FLOW_ID: u32 = u32::MAX;
@@ -282,6 +291,41 @@ pub struct Stats {
     pub control_queue_full: u64,
     /// Packets of other sites relayed here as a detour waypoint.
     pub detoured: u64,
+    /// Packets not sent for want of a session key with the peer (security required).
+    pub no_session: u64,
+    /// Sealed packets naming no key of ours (or sealed while security is off).
+    pub auth_no_key: u64,
+    /// Sealed packets whose tag did not authenticate.
+    pub auth_failed: u64,
+    /// Duplicates, counters older than the replay window or beyond the limit.
+    pub auth_replay: u64,
+    /// Unsealed packets (not handshake messages) while security is required.
+    pub auth_unsealed: u64,
+    /// Packets sealed with an expired key.
+    pub auth_expired: u64,
+    /// Authenticated data refused by cryptokey routing.
+    pub crypto_route: u64,
+    /// Handshake messages over the rate limits (or the queue to the control full).
+    pub handshake_limited: u64,
+    /// Handshake messages queued for the control.
+    pub handshakes_received: u64,
+    /// Handshake messages of the control sent.
+    pub handshakes_sent: u64,
+    /// Handshake messages of the control refused (malformed, unknown path,
+    /// queue full, no room).
+    pub handshake_out_dropped: u64,
+    /// Session keys installed.
+    pub keys_installed: u64,
+    /// Session keys refused (unknown peer).
+    pub keys_refused: u64,
+    /// Session keys revoked by the control.
+    pub keys_revoked: u64,
+    /// Session keys forgotten after `REJECT_AFTER_TIME`.
+    pub keys_expired: u64,
+    /// Responder keys confirmed by a first authenticated packet.
+    pub keys_confirmed: u64,
+    /// Paths that followed a peer to a new outer address.
+    pub roamed: u64,
 }
 
 /// Where a flow stands relative to this site.
@@ -359,6 +403,8 @@ pub struct Gateway {
     pub(crate) scratch: Box<[u8; 1280]>,
     /// LAN hosts learned from their traffic (direct-mapped by address hash).
     pub(crate) learned: Box<[Option<(IpAddr, MacAddr)>; LEARNED_SLOTS]>,
+    /// Session keys, handshake queues and limits.
+    pub(crate) sec: secure::SecureState,
     pub(crate) stats: Stats,
 }
 
@@ -411,8 +457,21 @@ impl Gateway {
         let reserve_cap = settings.reserve_frames.max(reserve.len());
         let mut res = Vec::with_capacity(reserve_cap);
         res.extend_from_slice(&reserve);
+        let route_peers = cfg
+            .flows
+            .iter()
+            .map(|f| {
+                f.route
+                    .iter()
+                    .filter_map(|s| cfg.peers.iter().position(|p| p.name == *s))
+                    .filter_map(|i| u16::try_from(i).ok())
+                    .collect()
+            })
+            .collect();
+        let sec = secure::SecureState::new(cfg.security.required(), npeers, route_peers, now);
         let mut g = Self {
             cfg: cfg.clone(),
+            sec,
             classifier,
             flows,
             wire_ids,
@@ -720,6 +779,9 @@ impl Stage for Gateway {
     fn poll(&mut self, now: Nanos, arena: &mut Arena, out: &mut Batch) {
         self.timers(now);
         self.path_timers(now, arena, out);
+        if self.sec.required {
+            self.emit_handshakes(now, arena, out);
+        }
         self.emit_acks(now, arena, out);
         self.departures(now, arena, out);
     }
@@ -929,6 +991,7 @@ fn routed_path(
     let mut tc = TemplateConfig::new(src_mac, r.dst_mac, u.local_address, r.gateway);
     tc.vni = cfg.site.vni;
     tc.udp_checksum_v4 = true;
+    tc.secure = cfg.security.required();
     let template = OverlayTemplate::new(&tc).ok()?;
     let max_inner = template.max_inner_len(settings.uplink_mtu);
     Some(PeerPath {
@@ -941,6 +1004,7 @@ fn routed_path(
         remote: r.gateway,
         health: PathHealth::default(),
         unacked_since: None,
+        last_auth: 0,
     })
 }
 
@@ -961,6 +1025,7 @@ fn peer_path(
             let mut tc = TemplateConfig::new(src_mac, dst_mac, u.local_address, *g);
             tc.vni = cfg.site.vni;
             tc.udp_checksum_v4 = true;
+            tc.secure = cfg.security.required();
             let template = OverlayTemplate::new(&tc).ok()?;
             let max_inner = template.max_inner_len(settings.uplink_mtu);
             return Some(PeerPath {
@@ -973,6 +1038,7 @@ fn peer_path(
                 remote: *g,
                 health: PathHealth::default(),
                 unacked_since: None,
+                last_auth: 0,
             });
         }
     }

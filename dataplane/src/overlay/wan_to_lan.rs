@@ -5,7 +5,8 @@
 use core::ops::Range;
 
 use super::lan_to_wan::QueueId;
-use super::lan_to_wan::dst_addr;
+use super::lan_to_wan::{dst_addr, src_addr};
+use super::secure::{Auth, encap_out, key_peer};
 use super::{Gateway, Role, entropy, entry_to_info};
 use crate::classify::inner;
 use crate::engine::{Arena, Batch, DropReason, Nanos, Packet, Verdict};
@@ -52,14 +53,17 @@ impl Gateway {
             p.verdict = bad(self);
             return;
         }
-        if m.security.is_some() {
-            // No AEAD stage yet: ciphertext must not reach the LAN.
-            p.verdict = Verdict::Drop(DropReason::BadAuth);
-            return;
-        }
+        // Security: from here on the inner bytes are plaintext of `from`.
+        let from = match self.authenticate(now, arena, p, &d) {
+            Ok(a) => a,
+            Err(v) => {
+                p.verdict = v;
+                return;
+            }
+        };
         if m.oam {
             p.verdict = if m.protocol == oam::OAM_PROTOCOL {
-                self.oam_packet(now, arena, p, d.inner, &m)
+                self.oam_packet(now, arena, p, d.inner, &m, from)
             } else {
                 bad(self)
             };
@@ -73,16 +77,31 @@ impl Gateway {
             p.verdict = bad(self);
             return;
         };
+        if let Auth::Peer(from) = from {
+            let fi = self.flow_of_wire(flow.flow_id);
+            let ok = arena
+                .packet(p)
+                .and_then(|f| f.get(d.inner.clone()))
+                .and_then(|b| inner::parse(b).ok())
+                .is_some_and(|i| {
+                    self.crypto_route_ok(from, fi, src_addr(&i.tuple), dst_addr(&i.tuple))
+                });
+            if !ok {
+                self.stats.crypto_route += 1;
+                p.verdict = Verdict::Drop(DropReason::CryptoRoute);
+                return;
+            }
+        }
         p.verdict = match self.flow_of_wire(flow.flow_id) {
             Some(fi) => match self.flows[fi].role {
                 Role::Destination => {
                     self.note_data_arrival(fi, p.port, m.outer_src);
                     self.deliver(now, arena, p, d.inner, Some((fi, flow)))
                 }
-                Role::Waypoint => self.relay(arena, p, d.inner, fi, flow),
+                Role::Waypoint => self.relay(now, arena, p, d.inner, fi, flow),
                 Role::Elsewhere => {
                     let dst = self.inner_dst(arena, p, &d.inner);
-                    self.detour(arena, p, d.inner, flow, dst)
+                    self.detour(now, arena, p, d.inner, flow, dst)
                 }
                 Role::Origin => {
                     self.stats.wan_no_route += 1;
@@ -92,7 +111,9 @@ impl Gateway {
             // Best effort, or a flow this site does not know: delivered when
             // the inner destination is ours, else relayed as a detour.
             None => match self.inner_dst(arena, p, &d.inner) {
-                Some(dst) if !self.is_local(dst) => self.detour(arena, p, d.inner, flow, Some(dst)),
+                Some(dst) if !self.is_local(dst) => {
+                    self.detour(now, arena, p, d.inner, flow, Some(dst))
+                }
                 _ => self.deliver(now, arena, p, d.inner, None),
             },
         };
@@ -164,8 +185,10 @@ impl Gateway {
     /// relaying a detour) over a direct path that is up only, so a packet
     /// makes at most one detour. Counts the
     /// failures; returns the port to send on.
+    #[allow(clippy::too_many_arguments)]
     fn reencap(
         &mut self,
+        now: Nanos,
         arena: &mut Arena,
         p: &mut Packet,
         range: Range<usize>,
@@ -173,6 +196,7 @@ impl Gateway {
         direct_only: bool,
         params: &EncapParams,
     ) -> Result<u16, Verdict> {
+        let target = peer.unwrap_or(usize::MAX);
         let pp = peer.and_then(|np| self.peers.get(np));
         let path = if direct_only {
             pp.filter(|_| self.settings.detours)
@@ -192,12 +216,30 @@ impl Gateway {
             return Err(Verdict::Drop(DropReason::Oversized));
         }
         let port = path.port;
-        match encap_in_frame(arena, p, range, &path.template, params) {
-            Some(()) => Ok(port),
-            None => {
-                self.stats.encap_failed += 1;
-                Err(Verdict::Drop(DropReason::Oversized))
+        let kp = key_peer(target, path);
+        match encap_in_frame(
+            &mut self.sec,
+            kp,
+            arena,
+            p,
+            range,
+            &path.template,
+            params,
+            now,
+        ) {
+            Ok(()) => Ok(port),
+            Err(e) => {
+                self.count_encap_fail(e);
+                Err(Verdict::Drop(e.reason()))
             }
+        }
+    }
+
+    /// Counts a packet that could not be encapsulated.
+    pub(crate) fn count_encap_fail(&mut self, e: super::secure::EncapFail) {
+        match e {
+            super::secure::EncapFail::NoSession => self.stats.no_session += 1,
+            super::secure::EncapFail::Room => self.stats.encap_failed += 1,
         }
     }
 
@@ -205,6 +247,7 @@ impl Gateway {
     /// to the site owning its inner destination `dst` over a direct path.
     fn detour(
         &mut self,
+        now: Nanos,
         arena: &mut Arena,
         p: &mut Packet,
         range: Range<usize>,
@@ -219,7 +262,7 @@ impl Gateway {
             entropy: entropy(flow.flow_id),
             ..EncapParams::default()
         };
-        match self.reencap(arena, p, range, target, true, &params) {
+        match self.reencap(now, arena, p, range, target, true, &params) {
             Ok(port) => {
                 self.stats.detoured += 1;
                 Verdict::Tx(port)
@@ -231,6 +274,7 @@ impl Gateway {
     /// Relays an OAM message toward `peer` over a direct path (detours).
     fn relay_oam(
         &mut self,
+        now: Nanos,
         arena: &mut Arena,
         p: &mut Packet,
         range: Range<usize>,
@@ -238,7 +282,7 @@ impl Gateway {
     ) -> Verdict {
         self.oam_seq += 1;
         let params = super::oam_params(self.oam_seq, 0);
-        match self.reencap(arena, p, range, peer, true, &params) {
+        match self.reencap(now, arena, p, range, peer, true, &params) {
             Ok(port) => {
                 self.stats.detoured += 1;
                 Verdict::Tx(port)
@@ -250,6 +294,7 @@ impl Gateway {
     /// Re-encapsulates toward the flow's next site (same flow option).
     fn relay(
         &mut self,
+        now: Nanos,
         arena: &mut Arena,
         p: &mut Packet,
         range: Range<usize>,
@@ -263,7 +308,7 @@ impl Gateway {
         };
         let inner_len = range.len() as u64;
         let next = self.flows[fi].next_peer;
-        match self.reencap(arena, p, range, next, false, &params) {
+        match self.reencap(now, arena, p, range, next, false, &params) {
             Ok(port) => {
                 self.stats.forwarded += 1;
                 let c = &mut self.flows[fi].counters;
@@ -284,6 +329,7 @@ impl Gateway {
         p: &mut Packet,
         range: Range<usize>,
         m: &OverlayMeta,
+        from: Auth,
     ) -> Verdict {
         let Some(bytes) = arena.packet(p).and_then(|f| f.get(range.clone())) else {
             return Verdict::Drop(DropReason::Truncated);
@@ -305,19 +351,20 @@ impl Gateway {
                         .route
                         .first()
                         .and_then(|s| self.cfg.peers.iter().position(|p| p.name == *s));
-                    return self.relay_oam(arena, p, range, origin);
+                    return self.relay_oam(now, arena, p, range, origin);
                 }
                 // Whose acks: the destination of the flows (the outer source
                 // is a waypoint's when the acks took a detour).
-                let from = msg
+                let sender = msg
                     .acks()
                     .next()
                     .and_then(|e| self.flow_of_wire(e.flow_id))
                     .and_then(|fi| self.cfg.flows[fi].route.last())
                     .and_then(|s| self.cfg.peers.iter().position(|p| p.name == *s));
-                match from {
-                    Some(pi) => self.note_ack_from_peer(pi, now),
-                    None => self.note_ack_from(m.outer_src, now),
+                match (from, sender) {
+                    (_, Some(pi)) => self.note_ack_from_peer(pi, now),
+                    (Auth::Peer(pi), None) => self.note_ack_from_peer(pi, now),
+                    (Auth::Off, None) => self.note_ack_from(m.outer_src, now),
                 }
                 for e in msg.acks() {
                     let Some(fi) = self.flow_of_wire(e.flow_id) else {
@@ -345,7 +392,12 @@ impl Gateway {
             MessageType::ProbeEcho => {
                 self.stats.probe_echoes += 1;
                 if let Some(probe) = msg.probe() {
-                    self.on_echo(&probe, now);
+                    let (pp, idx) = super::failover::split_path_ref(probe.path_id);
+                    if self.echo_from_ok(from, pp, idx) {
+                        self.on_echo(&probe, now);
+                    } else {
+                        self.stats.probe_unknown += 1;
+                    }
                 }
                 self.consume(arena, p)
             }
@@ -355,7 +407,11 @@ impl Gateway {
                 };
                 // Answer on the path the probe came by (same uplink, back
                 // to its source address), else on the active path.
-                let Some(pi) = self.peer_index_of_gateway(m.outer_src) else {
+                let pi = match from {
+                    Auth::Peer(pi) => Some(pi),
+                    Auth::Off => self.peer_index_of_gateway(m.outer_src),
+                };
+                let Some(pi) = pi else {
                     self.stats.wan_no_route += 1;
                     return Verdict::Drop(DropReason::NoRoute);
                 };
@@ -377,12 +433,21 @@ impl Gateway {
                     .is_some_and(|b| echo.emit(b).is_ok());
                 let params = super::oam_params(0, now);
                 let r = range.start..range.start + len;
-                if ok && encap_in_frame(arena, p, r, &path.template, &params).is_some() {
-                    self.stats.probes_answered += 1;
-                    Verdict::Tx(path.port)
-                } else {
+                let kp = key_peer(pi, path);
+                if !ok {
                     self.stats.encap_failed += 1;
-                    Verdict::Drop(DropReason::Oversized)
+                    return Verdict::Drop(DropReason::Oversized);
+                }
+                let (port, template) = (path.port, &path.template);
+                match encap_in_frame(&mut self.sec, kp, arena, p, r, template, &params, now) {
+                    Ok(()) => {
+                        self.stats.probes_answered += 1;
+                        Verdict::Tx(port)
+                    }
+                    Err(e) => {
+                        self.count_encap_fail(e);
+                        Verdict::Drop(e.reason())
+                    }
                 }
             }
             MessageType::HandshakeInit
@@ -395,7 +460,7 @@ impl Gateway {
     }
 
     /// A consumed OAM frame: kept in the reserve when there is room.
-    fn consume(&mut self, arena: &Arena, p: &Packet) -> Verdict {
+    pub(super) fn consume(&mut self, arena: &Arena, p: &Packet) -> Verdict {
         if self.reserve.len() < self.reserve.capacity() {
             self.reserve.push(arena.frame_of(p.addr));
             Verdict::Held
@@ -407,19 +472,27 @@ impl Gateway {
 }
 
 /// Encapsulates `p`'s bytes `range` (relative to `p.addr`) with `template`,
-/// in place within the frame; updates `p`. None when it does not fit.
+/// in place within the frame (sealed for `key_peer` when security is
+/// required); updates `p`.
+#[allow(clippy::too_many_arguments)]
 fn encap_in_frame(
+    sec: &mut super::secure::SecureState,
+    key_peer: usize,
     arena: &mut Arena,
     p: &mut Packet,
     range: Range<usize>,
     template: &overlay::OverlayTemplate,
     params: &EncapParams,
-) -> Option<()> {
+    now: Nanos,
+) -> Result<(), super::secure::EncapFail> {
+    use super::secure::EncapFail;
     let base = arena.frame_of(p.addr);
-    let off = usize::try_from(p.addr - base).ok()? + range.start;
-    let buf = arena.get_mut(base, arena.frame_size())?;
-    let r = template.encap(buf, off, range.len(), params).ok()?;
+    let off = usize::try_from(p.addr - base).map_err(|_| EncapFail::Room)? + range.start;
+    let buf = arena
+        .get_mut(base, arena.frame_size())
+        .ok_or(EncapFail::Room)?;
+    let r = encap_out(sec, key_peer, template, buf, off, range.len(), params, now)?;
     p.addr = base + r.start as u64;
-    p.len = u32::try_from(r.len()).ok()?;
-    Some(())
+    p.len = u32::try_from(r.len()).map_err(|_| EncapFail::Room)?;
+    Ok(())
 }

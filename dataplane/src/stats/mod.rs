@@ -17,8 +17,8 @@ use crate::engine::DropReason;
 use crate::sys::shm::{ShmShared, shm_path};
 use file::{CountersFile, HEADER_BYTES, Kind};
 
-/// "MGSTAT01".
-pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"MGSTAT01");
+/// "MGSTAT02" (02: the drop reasons of issue 11's security).
+pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"MGSTAT02");
 /// Most workers a stats file describes.
 pub const MAX_WORKERS: usize = 64;
 /// Most ports per worker with their own counters.

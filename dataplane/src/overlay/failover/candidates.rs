@@ -74,6 +74,8 @@ pub(crate) struct PeerPath {
     pub(crate) health: PathHealth,
     /// First data packet sent on it since the last ack of a flow riding it.
     pub(crate) unacked_since: Option<Nanos>,
+    /// Last packet authenticated from its remote (0: none; roaming).
+    pub(crate) last_auth: Nanos,
 }
 
 /// The candidates of one peer and the one in use.

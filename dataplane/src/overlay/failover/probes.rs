@@ -4,6 +4,7 @@
 
 use super::{PathEventKind, ProbeOutcome, path_ref, split_path_ref};
 use crate::engine::{Arena, Batch, Nanos, Packet, Verdict};
+use crate::overlay::secure::EncapFail;
 use crate::overlay::{Gateway, oam_params};
 use crate::wire::oam::{self, Probe};
 
@@ -225,6 +226,7 @@ impl Gateway {
             return false;
         };
         self.oam_seq += 1;
+        let sec = &mut self.sec;
         let path = &mut self.peers[peer].paths[i];
         path.health.last_probe = now;
         let probe = Probe {
@@ -237,12 +239,25 @@ impl Gateway {
         let off = (arena.headroom() as usize).max(path.template.header_len());
         let msg = oam::Repr::Probe(probe);
         let frame_size = arena.frame_size();
-        let res = arena.get_mut(base, frame_size).and_then(|buf| {
-            let len = msg.emit(buf.get_mut(off..)?).ok()?;
-            path.template.encap(buf, off, len, &params).ok()
-        });
+        let kp = crate::overlay::secure::key_peer(peer, path);
+        let res = match arena.get_mut(base, frame_size) {
+            Some(buf) => match buf.get_mut(off..).map(|b| msg.emit(b)) {
+                Some(Ok(len)) => crate::overlay::secure::encap_out(
+                    sec,
+                    kp,
+                    &path.template,
+                    buf,
+                    off,
+                    len,
+                    &params,
+                    now,
+                ),
+                _ => Err(EncapFail::Room),
+            },
+            None => Err(EncapFail::Room),
+        };
         match res {
-            Some(r) => {
+            Ok(r) => {
                 let len = u32::try_from(r.len()).unwrap_or(0);
                 let mut pkt = Packet::new(base + r.start as u64, len, self.settings.lan_port, now);
                 pkt.verdict = Verdict::Tx(path.port);
@@ -251,7 +266,11 @@ impl Gateway {
                 out.push(pkt);
                 self.stats.probes_sent += 1;
             }
-            None => {
+            Err(EncapFail::NoSession) => {
+                self.stats.no_session += 1;
+                self.drop_frame(base, crate::engine::DropReason::NoSession, now, out);
+            }
+            Err(EncapFail::Room) => {
                 self.stats.encap_failed += 1;
                 self.reserve.push(base);
             }
