@@ -14,9 +14,15 @@ use mongate_dataplane::sys::clock::now_ns;
 use crate::payload::{BENCH_PORT, FlowAddrs, SinkMatch, Stamp, build_frame, read_stamp, stamp};
 use crate::sink::SinkStats;
 
-/// Frames per generator or sink port (32768 x 2 KiB = 64 MiB): deep enough
-/// to ride out tens of milliseconds without being scheduled.
+/// Frames per generator or sink port: deep enough to ride out tens of
+/// milliseconds without being scheduled.
 const FRAMES: u32 = 32768;
+/// Frame size of the generator (32768 x 2 KiB = 64 MiB).
+const GEN_FRAME: u32 = 2048;
+/// Frame size of the sink (32768 x 4 KiB = 128 MiB): AF_XDP copy mode
+/// receives at most frame - 256 (headroom) - 256 (XDP headroom) bytes, and a
+/// 1500-byte frame in a tunnel is longer than the 1536 a 2 KiB frame holds.
+const SINK_FRAME: u32 = 4096;
 
 /// One AF_XDP port with its own frames.
 pub struct OwnedPort {
@@ -32,7 +38,8 @@ impl OwnedPort {
         xdp: Option<&XdpAttachment>,
         fill: u32,
     ) -> anyhow::Result<Self> {
-        let arena = Arena::new(FRAMES, 2048, 256, false)?;
+        let frame = if xdp.is_some() { SINK_FRAME } else { GEN_FRAME };
+        let arena = Arena::new(FRAMES, frame, 256, false)?;
         let mut pool = FramePool::new(&arena);
         let mut cfg = AfXdpConfig::new(ifname, queue);
         cfg.bind = BindMode::Auto;

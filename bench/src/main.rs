@@ -110,10 +110,11 @@ struct GatewayArgs {
         default_value = "forward,gateway,gateway-secure,kernel,boringtun"
     )]
     modes: Vec<mongate_bench::gateway::GwMode>,
-    /// Inner frame sizes in bytes incl. FCS (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "64,512,1500")]
-    sizes: Vec<u32>,
-    /// Short run: 64-byte frames only, 1 s + 5 x 0.5 s trials per mode.
+    /// Inner frame sizes in bytes incl. FCS (comma-separated; default
+    /// 64,512,1500, with --quick 64).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<u32>>,
+    /// Short run: 64-byte frames (unless --sizes), 1 s + 5 x 0.5 s trials per mode.
     #[arg(long)]
     quick: bool,
     /// Generated flows (= gateway sessions).
@@ -149,7 +150,12 @@ fn run_gateway(a: &GatewayArgs) -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         anyhow::bail!("gateway builds network namespaces and attaches XDP programs: run as root");
     }
-    if let Some(s) = a.sizes.iter().find(|s| !(64..=MAX_SIZE).contains(*s)) {
+    if let Some(s) = a
+        .sizes
+        .iter()
+        .flatten()
+        .find(|s| !(64..=MAX_SIZE).contains(*s))
+    {
         anyhow::bail!("--sizes: {s} is outside 64..={MAX_SIZE} (room for the tunnel headers)");
     }
     if let Some(p) = &a.boringtun_cli
@@ -167,14 +173,14 @@ fn run_gateway(a: &GatewayArgs) -> anyhow::Result<()> {
     if a.dut_core >= ncpu || a.gen_core >= ncpu {
         anyhow::bail!("--dut-core/--gen-core must be below {ncpu} (cores on this machine)");
     }
-    let base = if a.quick {
+    let mut base = if a.quick {
         GatewayBench::quick()
     } else {
-        GatewayBench {
-            sizes: a.sizes.clone(),
-            ..GatewayBench::default()
-        }
+        GatewayBench::default()
     };
+    if let Some(s) = &a.sizes {
+        base.sizes.clone_from(s);
+    }
     let b = GatewayBench {
         modes: a.modes.clone(),
         flows: a.flows,
