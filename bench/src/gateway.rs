@@ -1334,20 +1334,24 @@ mod tests {
     use super::*;
     use mongate_dataplane::config::SecurityMode;
 
-    #[test]
-    fn site_config_parses() {
-        let t = BenchSite {
+    fn site(overlay_flows: u16, security: Option<(PathBuf, String)>) -> String {
+        BenchSite {
             lan_if: "dut0".into(),
             uplink_if: "dut1".into(),
             local: DUT_SINK_V4,
             peer_gw: SINK_V4,
             peer_mac: [2, 0x6d, 198, 19, 0, 1],
-            overlay_flows: 64,
+            overlay_flows,
             sessions: 64,
             flow_pps: 10e6,
-            security: None,
+            security,
         }
-        .toml();
+        .toml()
+    }
+
+    #[test]
+    fn site_config_parses() {
+        let t = site(64, None);
         let c = Config::from_toml_str(&t, "t.toml").expect("bench site config is valid");
         assert_eq!(c.security.mode, SecurityMode::Off);
         assert_eq!(c.flows.len(), 64);
@@ -1359,18 +1363,7 @@ mod tests {
     #[test]
     fn secure_site_config_parses() {
         let public = encode_key(&[7u8; 32]);
-        let t = BenchSite {
-            lan_if: "dut0".into(),
-            uplink_if: "dut1".into(),
-            local: DUT_SINK_V4,
-            peer_gw: SINK_V4,
-            peer_mac: [2, 0x6d, 198, 19, 0, 1],
-            overlay_flows: 4,
-            sessions: 64,
-            flow_pps: 10e6,
-            security: Some(("/run/mongate/dut.key".into(), public)),
-        }
-        .toml();
+        let t = site(4, Some(("/run/mongate/dut.key".into(), public)));
         let c = Config::from_toml_str(&t, "t.toml").expect("secure bench site config is valid");
         assert_eq!(c.security.mode, SecurityMode::Required);
         assert_eq!(

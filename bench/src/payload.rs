@@ -314,19 +314,7 @@ mod tests {
         let mut inner = build_frame(&addrs(), 64);
         assert!(stamp(&mut inner, s));
         // Outer Ethernet/IPv4/UDP to `port`, then `tun` (tunnel header).
-        let wrap = |port: u16, tun: &[u8], body: &[u8]| {
-            let mut o = build_frame(
-                &FlowAddrs {
-                    dst_port: port,
-                    ..addrs()
-                },
-                64,
-            );
-            o.truncate(42);
-            o.extend_from_slice(tun);
-            o.extend_from_slice(body);
-            o
-        };
+        let wrap = |port: u16, tun: &[u8], body: &[u8]| udp_frame(port, &[tun, body].concat());
         // GENEVE, 4 bytes of options, inner Ethernet.
         let g = [1u8, 0, 0x65, 0x58, 0, 0, 42, 0, 0xff, 0xf0, 1, 0];
         assert_eq!(read_stamp(&wrap(GENEVE_PORT, &g, &inner)), Some(s));
