@@ -1117,3 +1117,567 @@ fn a_deliberate_move_to_a_faster_path_keeps_the_order() {
         "delivered out of order: {tags:?}"
     );
 }
+
+// ---- security (issue 11): sealed overlay, keys installed by hand ----
+
+use mongate_dataplane::config::SecurityMode;
+use mongate_dataplane::shm::msg::{HandshakeOut, KeyInstall};
+use mongate_dataplane::wire::geneve::SecurityOption;
+use mongate_dataplane::wire::oam::{self as oam_msg, MessageType};
+
+/// Peer index of site `j` in site `i`'s configuration.
+fn pidx(i: usize, j: usize) -> u32 {
+    u32::try_from(if j < i { j } else { j - 1 }).unwrap()
+}
+
+/// Receiver index of site `i`'s key `g` with site `j` (slot `j * 4 + g % 4`).
+fn key_index(i: usize, j: usize, g: usize) -> u32 {
+    u32::try_from(((0x5A0 + i * 16 + g) << 16) | (j * 4 + g % 4)).unwrap()
+}
+
+/// Key material of direction `from` -> `to`, generation `g`.
+fn key_bytes(from: usize, to: usize, g: usize) -> [u8; 32] {
+    [u8::try_from(1 + from * 16 + to * 4 + g).unwrap(); 32]
+}
+
+/// Installs at site `i` generation `g` of its session keys with site `j`,
+/// as the control would after a handshake.
+fn install(net: &mut Net, i: usize, j: usize, g: usize, initiator: bool) {
+    let k = KeyInstall {
+        peer: pidx(i, j),
+        local_index: key_index(i, j, g),
+        remote_index: key_index(j, i, g),
+        send_key: key_bytes(i, j, g),
+        recv_key: key_bytes(j, i, g),
+        initiator,
+        created_ns: net.now,
+    };
+    net.sites[i].gw.install_key(&k).unwrap();
+}
+
+/// The triangle with security required, settings changed by `f`, keys of
+/// every pair installed when `keys`.
+fn secure_triangle_with(keys: bool, f: impl Fn(usize, &mut Settings)) -> Net {
+    let sites = (0..3)
+        .map(|i| {
+            let mut c = config(i, 1.0, 0.02);
+            c.security.mode = SecurityMode::Required;
+            c.security.private_key_file = Some("/etc/mongate/test.key".into());
+            let mut s = settings(i, 1.0);
+            f(i, &mut s);
+            Site::new(&c, s)
+        })
+        .collect();
+    let mut net = Net::new(sites, 100_000.0);
+    if keys {
+        for i in 0..3 {
+            for j in (0..3).filter(|&j| j != i) {
+                install(&mut net, i, j, 0, true);
+            }
+        }
+    }
+    net
+}
+
+fn secure_triangle(keys: bool) -> Net {
+    secure_triangle_with(keys, |_, _| {})
+}
+
+/// Polls site `s` at `t` and returns the frames it sends on its uplink
+/// (kept off the links); drops are counted.
+fn capture(net: &mut Net, s: usize, t: u64) -> Vec<Vec<u8>> {
+    net.now = t;
+    let site = &mut net.sites[s];
+    site.gw.replenish(&mut site.pool);
+    let mut got = Vec::new();
+    loop {
+        let mut out = Batch::new();
+        site.gw.poll(t, &mut site.arena, &mut out);
+        if out.is_empty() {
+            break;
+        }
+        for p in out.as_slice() {
+            match p.verdict {
+                Verdict::Tx(WAN) => got.push(site.arena.packet(p).unwrap().to_vec()),
+                Verdict::Drop(r) => *site.drops.entry(r).or_default() += 1,
+                v => panic!("unexpected {v:?}"),
+            }
+            site.pool.free(p.addr);
+        }
+    }
+    got
+}
+
+/// A's next sealed data frame of flow `ac-direct` to C (one UDP frame
+/// injected at A's LAN, captured from A's uplink).
+fn sealed_a_to_c(net: &mut Net, tag: u8) -> (Vec<u8>, Vec<u8>) {
+    let inner = v4_frame(C_HOST, 17, 5000, 200, tag);
+    assert_eq!(net.inject(0, LAN, &inner), Verdict::Held);
+    let t = net.now + 2_000_000;
+    let id = mongate_dataplane::overlay::wire_flow_id("ac-direct");
+    let f = capture(net, 0, t)
+        .into_iter()
+        .find(|f| {
+            decap(f, true)
+                .is_ok_and(|d| !d.meta.oam && d.meta.flow.is_some_and(|o| o.flow_id == id))
+        })
+        .expect("a data frame");
+    (inner, f)
+}
+
+#[test]
+fn sealed_traffic_crosses_direct_and_via_waypoint_and_is_acked() {
+    let mut net = secure_triangle(true);
+    let mut sent = Vec::new();
+    for k in 0..20u8 {
+        for f in [
+            v4_frame(C_HOST, 17, 5000, 100 + usize::from(k), k),
+            v4_frame(C_HOST, 6, 80, 300, k),
+            v4_frame(C_HOST, 17, 9999, 64, k),
+            v6_frame(200 + usize::from(k), k),
+        ] {
+            assert_eq!(net.inject(0, LAN, &f), Verdict::Held);
+            sent.push(f);
+        }
+        let t = net.now + 1_000_000;
+        net.run_until(t, 100_000);
+    }
+    net.run_until(net.now + 500_000_000, 100_000);
+    let got = &net.sites[2].lan_out;
+    assert_eq!(got.len(), sent.len(), "all delivered");
+    for s in &sent {
+        let g = got
+            .iter()
+            .find(|g| g.len() == s.len() && g[12..] == s[12..])
+            .expect("frame delivered intact");
+        assert_delivered(s, g, 2);
+    }
+    assert_eq!(
+        net.sites[1].gw.stats().forwarded,
+        20,
+        "TCP flow via B, resealed"
+    );
+    for (id, n) in [("ac-direct", 40), ("ac-tcp-via-b", 20)] {
+        let t = net.sites[0].gw.flow_tracker(id).unwrap();
+        assert_eq!((t.sent, t.acked, t.lost), (n, n, 0), "{id}");
+    }
+    for s in &net.sites {
+        let st = s.gw.stats();
+        assert_eq!(
+            (
+                st.auth_failed,
+                st.auth_no_key,
+                st.auth_replay,
+                st.crypto_route,
+                st.no_session
+            ),
+            (0, 0, 0, 0, 0)
+        );
+        assert_eq!(s.frames_out(), s.gw.reserve_len());
+    }
+    // Every key in use counted its packets; A sealed data for B and C.
+    let a = net.sites[0].gw.keys();
+    assert!(a.get(key_index(0, 2, 0)).unwrap().sent() >= 60);
+    assert!(a.get(key_index(0, 1, 0)).unwrap().sent() >= 20);
+    assert!(
+        net.sites[2]
+            .gw
+            .keys()
+            .get(key_index(2, 0, 0))
+            .unwrap()
+            .rx_packets
+            >= 60
+    );
+    // On the wire: the security option, and no plaintext.
+    let (inner, f) = sealed_a_to_c(&mut net, 0x5C);
+    let d = decap(&f, true).unwrap();
+    let s = d.meta.security.expect("sealed");
+    assert_eq!(s.receiver_index, key_index(2, 0, 0), "C's index for A");
+    assert_ne!(&f[d.inner.clone()], &inner[..]);
+    assert!(
+        !f.windows(32).any(|w| w == &inner[60..92]),
+        "no plaintext on the wire"
+    );
+}
+
+#[test]
+fn replayed_forged_and_unsealed_packets_are_dropped_with_one_open_at_most() {
+    // No UDP checksum check: flipped bits reach the AEAD.
+    let mut net = secure_triangle_with(true, |_, s| s.verify_udp_checksum = false);
+    let (inner, f) = sealed_a_to_c(&mut net, 1);
+    let opens = |net: &Net| net.sites[2].gw.stats().auth_opens;
+    // Forgeries first: they must not burn the real packet's counter.
+    let d = decap(&f, true).unwrap();
+    for at in [
+        d.inner.start + 5,
+        d.inner.end - 1,
+        d.tag.start,
+        d.tag.end - 1,
+        d.meta.geneve_off + 12,
+    ] {
+        let mut bad = f.clone();
+        bad[at] ^= 0x01;
+        let before = opens(&net);
+        // Over a flipped GENEVE byte the UDP checksum fails first.
+        let v = net.inject(2, WAN, &bad);
+        assert!(
+            v == Verdict::Drop(DropReason::AuthFailed)
+                || v == Verdict::Drop(DropReason::BadOverlay),
+            "byte {at}: {v:?}"
+        );
+        assert!(opens(&net) - before <= 1, "at most one open");
+    }
+    // Sealed with another key under C's valid index: one open, refused.
+    let mut c = TemplateConfig::new(
+        MacAddr([2, 0, 0, 0, 0, 1]),
+        MacAddr([2, 0, 0, 0, 0, 2]),
+        IpAddr::V4(gw_addr(0)),
+        IpAddr::V4(gw_addr(2)),
+    );
+    c.vni = VNI;
+    c.secure = true;
+    let t = OverlayTemplate::new(&c).unwrap();
+    let forge = |index: u32, counter: u64, key: [u8; 32]| {
+        let hl = t.header_len();
+        let mut b = vec![0u8; hl + inner.len() + 16];
+        b[hl..hl + inner.len()].copy_from_slice(&inner);
+        let p = EncapParams {
+            flow: d.meta.flow.unwrap(),
+            entropy: 3,
+            security: SecurityOption {
+                receiver_index: index,
+                counter,
+            },
+            ..EncapParams::default()
+        };
+        let r = t.encap_to_seal(&mut b, hl, inner.len(), &p).unwrap();
+        let k = ring::aead::LessSafeKey::new(
+            ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &key).unwrap(),
+        );
+        mongate_dataplane::secure::aead::seal(&t, &mut b[r.clone()], &k, counter).unwrap();
+        b[r].to_vec()
+    };
+    let before = opens(&net);
+    assert_eq!(
+        net.inject(2, WAN, &forge(key_index(2, 0, 0), 1_000, [0x77; 32])),
+        Verdict::Drop(DropReason::AuthFailed)
+    );
+    assert_eq!(opens(&net), before + 1);
+    // An index naming no key: no open at all.
+    assert_eq!(
+        net.inject(2, WAN, &forge(0xDEAD_0003, 1_000, key_bytes(0, 2, 0))),
+        Verdict::Drop(DropReason::AuthNoKey)
+    );
+    assert_eq!(opens(&net), before + 1);
+    // The genuine packet still passes, once.
+    assert_eq!(net.inject(2, WAN, &f), Verdict::Tx(LAN));
+    assert_delivered(&inner, net.sites[2].lan_out.last().unwrap(), 2);
+    let before = opens(&net);
+    assert_eq!(
+        net.inject(2, WAN, &f),
+        Verdict::Drop(DropReason::AuthReplay)
+    );
+    assert_eq!(
+        opens(&net),
+        before,
+        "an obvious replay is refused before opening"
+    );
+    // A correctly sealed copy with an old counter (as from a capture
+    // replayed later, resealed by whoever holds A's key): refused after
+    // the open by the window.
+    let old = forge(
+        key_index(2, 0, 0),
+        d.meta.security.unwrap().counter,
+        key_bytes(0, 2, 0),
+    );
+    assert_eq!(
+        net.inject(2, WAN, &old),
+        Verdict::Drop(DropReason::AuthReplay)
+    );
+    // Unsealed data and an unsealed probe: dropped, not answered.
+    assert_eq!(
+        net.inject(2, WAN, &overlay_to_c(VNI, &inner)),
+        Verdict::Drop(DropReason::AuthUnsealed)
+    );
+    let mut probe = [0u8; 28];
+    oam_msg::Repr::Probe(oam_msg::Probe::default())
+        .emit(&mut probe)
+        .unwrap();
+    assert_eq!(
+        net.inject(2, WAN, &oam_a_to_c(&probe)),
+        Verdict::Drop(DropReason::AuthUnsealed)
+    );
+    let st = *net.sites[2].gw.stats();
+    assert_eq!(st.delivered, 1);
+    assert_eq!(st.auth_unsealed, 2);
+    assert_eq!(st.auth_no_key, 1);
+    assert_eq!(st.auth_replay, 2);
+    assert_eq!(st.auth_failed, 6);
+    assert_eq!(
+        net.sites[2].lan_out.len(),
+        1,
+        "nothing forged reached the LAN"
+    );
+}
+
+#[test]
+fn without_a_session_nothing_is_sent_in_clear() {
+    let mut net = secure_triangle(false);
+    for k in 0..10u8 {
+        assert_eq!(
+            net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 100, k)),
+            Verdict::Held
+        );
+    }
+    net.run_until(300_000_000, 1_000_000);
+    assert!(
+        net.links.values().all(|l| l.offered == 0),
+        "nothing on the wire"
+    );
+    assert_eq!(
+        net.sites[0].drops(DropReason::NoSession),
+        net.sites[0].gw.stats().no_session
+    );
+    assert!(net.sites[0].gw.stats().no_session >= 10);
+    assert!(net.sites[2].lan_out.is_empty());
+    // Keys arrive: traffic flows.
+    for i in 0..3 {
+        for j in (0..3).filter(|&j| j != i) {
+            install(&mut net, i, j, 0, true);
+        }
+    }
+    let before = net.sites[2].lan_out.len();
+    assert_eq!(
+        net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 100, 99)),
+        Verdict::Held
+    );
+    net.run_until(net.now + 100_000_000, 1_000_000);
+    assert_eq!(net.sites[2].lan_out.len(), before + 1);
+}
+
+#[test]
+fn a_key_rollover_mid_stream_loses_no_packet() {
+    let mut net = secure_triangle(true);
+    let mut sent = 0;
+    for k in 0..200u16 {
+        if k == 100 {
+            // A new handshake, A initiating: C (responder) installs first,
+            // A when the response arrives.
+            install(&mut net, 2, 0, 1, false);
+            let t = net.now + 5_000_000;
+            net.run_until(t, 100_000);
+            install(&mut net, 0, 2, 1, true);
+        }
+        let tag = u8::try_from(k % 251).unwrap();
+        assert_eq!(
+            net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 300, tag)),
+            Verdict::Held
+        );
+        sent += 1;
+        let t = net.now + 1_000_000;
+        net.run_until(t, 100_000);
+    }
+    net.run_until(net.now + 500_000_000, 100_000);
+    assert_eq!(net.sites[2].lan_out.len(), sent, "every packet delivered");
+    let tr = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
+    assert_eq!((tr.sent, tr.acked, tr.lost), (200, 200, 0));
+    let a = net.sites[0].gw.keys();
+    let c = net.sites[2].gw.keys();
+    let (a_old, a_new) = (
+        a.get(key_index(0, 2, 0)).unwrap(),
+        a.get(key_index(0, 2, 1)).unwrap(),
+    );
+    let (c_old, c_new) = (
+        c.get(key_index(2, 0, 0)).unwrap(),
+        c.get(key_index(2, 0, 1)).unwrap(),
+    );
+    assert!(a_new.sent() > 0 && a_old.sent() > 0);
+    assert!(
+        a_new.sent() + a_old.sent() >= 200,
+        "every data packet sealed"
+    );
+    assert!(
+        c_new.confirmed,
+        "A's first packet confirmed C's responder key"
+    );
+    assert!(c_new.rx_packets > 0 && c_old.rx_packets > 0);
+    assert!(c_new.rx_packets + c_old.rx_packets >= 200);
+    assert!(c_new.sent() > 0, "C's acks moved to the confirmed key");
+    assert_eq!(net.sites[2].gw.stats().keys_confirmed, 1);
+    for s in &net.sites {
+        assert_eq!(s.gw.stats().auth_failed + s.gw.stats().auth_no_key, 0);
+    }
+}
+
+/// Rewrites the outer IPv4 source of a frame (header checksum fixed; the
+/// UDP checksum is left stale: receivers of these tests do not verify it).
+fn with_outer_src(f: &[u8], src: Ipv4Addr) -> Vec<u8> {
+    let mut g = f.to_vec();
+    g[26..30].copy_from_slice(&src.octets());
+    g[24..26].copy_from_slice(&[0, 0]);
+    let sum = mongate_dataplane::wire::checksum::finish(mongate_dataplane::wire::checksum::data(
+        &g[14..34],
+    ));
+    g[24..26].copy_from_slice(&sum.to_be_bytes());
+    g
+}
+
+#[test]
+fn a_roamed_peer_is_followed_and_a_quiet_address_only_is_taken() {
+    let mut net = secure_triangle_with(true, |_, s| s.verify_udp_checksum = false);
+    let moved = Ipv4Addr::new(198, 18, 100, 99);
+    let (_, f) = sealed_a_to_c(&mut net, 1);
+    assert_eq!(
+        net.inject(2, WAN, &with_outer_src(&f, moved)),
+        Verdict::Tx(LAN)
+    );
+    assert_eq!(net.sites[2].gw.stats().roamed, 1);
+    // C's next packets to A (acks, probes) go to the new address, sealed.
+    let t = net.now + 200_000_000;
+    let out = capture(&mut net, 2, t);
+    let to_a: Vec<_> = out
+        .iter()
+        .filter(|f| decap(f, false).is_ok_and(|d| d.meta.security.is_some()))
+        .filter(|f| f[30..34] == moved.octets())
+        .collect();
+    assert!(!to_a.is_empty(), "C follows A to {moved}");
+    assert!(out.iter().all(|f| f[30..34] != gw_addr(0).octets()));
+    // A packet from the old address a moment later: delivered, but the
+    // path keeps the address that authenticated just now.
+    let (_, f2) = sealed_a_to_c(&mut net, 2);
+    assert_eq!(net.inject(2, WAN, &f2), Verdict::Tx(LAN));
+    assert_eq!(net.sites[2].gw.stats().roamed, 1);
+    // Once the new address is quiet for a second, the old one is taken back.
+    net.now += 2_000_000_000;
+    let (_, f3) = sealed_a_to_c(&mut net, 3);
+    assert_eq!(net.inject(2, WAN, &f3), Verdict::Tx(LAN));
+    assert_eq!(net.sites[2].gw.stats().roamed, 2);
+    // Unauthenticated packets never move a path.
+    let unsealed = with_outer_src(
+        &overlay_to_c(VNI, &v4_frame(C_HOST, 17, 5000, 10, 0)),
+        moved,
+    );
+    assert_eq!(
+        net.inject(2, WAN, &unsealed),
+        Verdict::Drop(DropReason::AuthUnsealed)
+    );
+    assert_eq!(net.sites[2].gw.stats().roamed, 2);
+}
+
+#[test]
+fn cryptokey_routing_drops_a_spoofed_inner_source() {
+    let mut net = secure_triangle(true);
+    // B (authenticated) sends C a packet whose inner source is A's host
+    // (v4_frame's source): B is neither its origin nor a relay.
+    assert_eq!(
+        net.inject(1, LAN, &v4_frame(C_HOST, 17, 9999, 64, 1)),
+        Verdict::Held
+    );
+    net.run_until(200_000_000, 1_000_000);
+    assert!(net.sites[2].lan_out.is_empty());
+    assert_eq!(net.sites[2].gw.stats().crypto_route, 1);
+    assert_eq!(net.sites[2].drops(DropReason::CryptoRoute), 1);
+    // The same packet from A is delivered.
+    assert_eq!(
+        net.inject(0, LAN, &v4_frame(C_HOST, 17, 9999, 64, 1)),
+        Verdict::Held
+    );
+    net.run_until(net.now + 200_000_000, 1_000_000);
+    assert_eq!(net.sites[2].lan_out.len(), 1);
+}
+
+#[test]
+fn handshake_messages_pass_between_uplinks_and_control_rate_limited() {
+    let mut net = secure_triangle(false);
+    let body = [7u8; 148];
+    let mut msg = vec![0u8; 4 + 148];
+    oam_msg::Repr::Handshake(MessageType::HandshakeInit, &body)
+        .emit(&mut msg)
+        .unwrap();
+    let wire = oam_a_to_c(&msg);
+    let mut passed = 0;
+    for _ in 0..30 {
+        match net.inject(2, WAN, &wire) {
+            Verdict::Drop(DropReason::HandshakeLimited) => {}
+            v => {
+                assert!(
+                    matches!(v, Verdict::Held | Verdict::Drop(DropReason::Other)),
+                    "{v:?}"
+                );
+                passed += 1;
+            }
+        }
+    }
+    assert_eq!(passed, mongate_dataplane::overlay::HANDSHAKE_SOURCE_BURST);
+    assert_eq!(net.sites[2].gw.stats().handshake_limited, 30 - passed);
+    let mut got = Vec::new();
+    net.sites[2].gw.drain_handshakes(|h| {
+        got.push(*h);
+        true
+    });
+    assert_eq!(got.len() as u64, passed);
+    let h = got[0];
+    assert_eq!(
+        (h.port, h.src, h.msg_type, h.len),
+        (0, IpAddr::V4(gw_addr(0)), 4, 148)
+    );
+    assert_eq!(&h.bytes[..148], &body[..]);
+    assert_eq!(h.src_port, decap(&wire, true).unwrap().meta.src_port);
+    // A handshake message of the wrong length is not a handshake: unsealed.
+    let mut short = msg.clone();
+    short.truncate(100);
+    assert_eq!(
+        net.inject(2, WAN, &oam_a_to_c(&short)),
+        Verdict::Drop(DropReason::AuthUnsealed)
+    );
+    // The control's answer leaves C unsealed, to the path's remote or to
+    // the override.
+    let resp = [9u8; 200];
+    let path = mongate_dataplane::overlay::failover::path_ref(pidx(2, 0) as usize, 0);
+    let gw = &mut net.sites[2].gw;
+    assert!(gw.queue_handshake(&HandshakeOut {
+        path,
+        dst: None,
+        msg_type: 5,
+        len: 92,
+        bytes: resp,
+    }));
+    assert!(gw.queue_handshake(&HandshakeOut {
+        path,
+        dst: Some((IpAddr::V4(Ipv4Addr::new(198, 18, 100, 50)), 40000)),
+        msg_type: 6,
+        len: 64,
+        bytes: resp,
+    }));
+    assert!(!gw.queue_handshake(&HandshakeOut {
+        path,
+        dst: None,
+        msg_type: 5,
+        len: 91,
+        bytes: resp,
+    }));
+    let t = net.now + 1_000;
+    let out = capture(&mut net, 2, t);
+    let hs: Vec<_> = out
+        .iter()
+        .filter_map(|f| {
+            let d = decap(f, true).ok()?;
+            let m = oam_msg::Message::new_checked(&f[d.inner.clone()]).ok()?;
+            m.msg_type()
+                .is_handshake()
+                .then(|| (d, m.msg_type(), m.handshake().unwrap().to_vec()))
+        })
+        .collect();
+    assert_eq!(hs.len(), 2);
+    assert_eq!(hs[0].0.meta.security, None);
+    assert_eq!(hs[0].1, MessageType::HandshakeResponse);
+    assert_eq!(hs[0].2, resp[..92].to_vec());
+    assert_eq!(hs[0].0.meta.outer_dst, IpAddr::V4(gw_addr(0)));
+    assert_eq!(hs[1].1, MessageType::CookieReply);
+    assert_eq!(
+        hs[1].0.meta.outer_dst,
+        IpAddr::V4(Ipv4Addr::new(198, 18, 100, 50))
+    );
+    let st = net.sites[2].gw.stats();
+    assert_eq!((st.handshakes_sent, st.handshake_out_dropped), (2, 1));
+}

@@ -295,6 +295,8 @@ pub struct Stats {
     pub no_session: u64,
     /// Sealed packets naming no key of ours (or sealed while security is off).
     pub auth_no_key: u64,
+    /// AEAD opens attempted (at most one per received packet).
+    pub auth_opens: u64,
     /// Sealed packets whose tag did not authenticate.
     pub auth_failed: u64,
     /// Duplicates, counters older than the replay window or beyond the limit.

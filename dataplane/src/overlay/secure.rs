@@ -268,6 +268,7 @@ impl Gateway {
         let Some(buf) = arena.get_mut(p.addr, p.len) else {
             return Err(Verdict::Drop(DropReason::Truncated));
         };
+        self.stats.auth_opens += 1;
         if aead::open(buf, d, key.recv_key(), s.counter).is_err() {
             self.stats.auth_failed += 1;
             return Err(Verdict::Drop(DropReason::AuthFailed));
