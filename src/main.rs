@@ -4,12 +4,16 @@
 //!   gateway (and control process) per site, real traffic; reports per flow
 //!   the planned and achieved rates.
 //! - `mongate status`: the counters of a running dataplane.
+//! - `mongate keygen --out FILE`: a new static key pair (private key written 0600, never over an
+//!   existing file); prints the public key for the peers' `public_key`.
+//! - `mongate pubkey --key FILE`: the public key of a private key file.
 
 #![deny(unsafe_code)]
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use mongate_control::secure::keys;
 use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
 use mongate_dataplane::stats::{StatsRegion, stats_path};
 
@@ -51,6 +55,19 @@ enum Cmd {
         /// two sites) or `ac@10` (a link by name); reports `failover_ms`.
         #[arg(long, value_parser = demo::parse_fail_link)]
         fail_link: Option<(String, u32)>,
+    },
+    /// Write a new private key (mode 0600; refuses an existing file or a symlink) and print
+    /// its public key (the `public_key` of this site in its peers' configurations).
+    Keygen {
+        /// Private key file to create.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Print the public key of a private key file (refused if others may read it).
+    Pubkey {
+        /// Private key file.
+        #[arg(long)]
+        key: std::path::PathBuf,
     },
     /// Show the counters of a running dataplane.
     Status {
@@ -143,6 +160,12 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Cmd::Status { name, json } => status(&name, json),
+        Cmd::Keygen { out } => keys::keygen(&out)
+            .map(|k| println!("{k}"))
+            .map_err(Into::into),
+        Cmd::Pubkey { key } => keys::load(&key)
+            .map(|s| println!("{}", s.public_key()))
+            .map_err(Into::into),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,7 +22,7 @@ use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
 use mongate_testbed::topology::triangle::{
     PORT_TCP_DIRECT, PORT_TCP_VIA_B, tcp_plan, triangle_overlay,
 };
-use mongate_testbed::{Sites, SitesTopology};
+use mongate_testbed::{Sites, SitesTopology, tshark};
 
 struct Overlay {
     topo: SitesTopology,
@@ -203,29 +203,8 @@ fn tcp_direct_and_via_waypoint_with_path_mtu() {
     let pcap = std::env::temp_dir().join(format!("mgovtcp-{}.pcapng", std::process::id()));
     let _ = std::fs::remove_file(&pcap);
     let wire = &ov.topo.link("ac").unwrap().wire_ns;
-    let mut cap_cmd = std::process::Command::new("dumpcap");
-    cap_cmd
-        .args([
-            "-q",
-            "-i",
-            "xa",
-            "-f",
-            "not arp and not ip6 and not igmp",
-            "-w",
-        ])
-        .arg(&pcap)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let capture = wire.spawn(cap_cmd).expect("dumpcap");
-    // Started when the file holds its section header (bounded wait).
-    let t0 = Instant::now();
-    while std::fs::metadata(&pcap).map_or(0, |m| m.len()) == 0 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "dumpcap did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let capture = tshark::Dumpcap::start(wire, "xa", "not arp and not ip6 and not igmp", &pcap)
+        .expect("dumpcap");
     let data = common::payload(2 << 20, 0x9E37_79B9_7F4A_7C15);
     let want = sha256(&data);
     for (port, flow_id) in [(PORT_TCP_DIRECT, "tcp-A->C"), (PORT_TCP_VIA_B, "tcp-via-B")] {
@@ -238,36 +217,18 @@ fn tcp_direct_and_via_waypoint_with_path_mtu() {
             16.78 / took.as_secs_f64()
         );
     }
-    capture.stop(Duration::from_secs(3)).unwrap();
-    let fields = std::process::Command::new("tshark")
-        .args(["-r"])
-        .arg(&pcap)
-        .args(["-T", "fields", "-e", "frame.protocols"])
-        .output()
-        .expect("tshark");
-    let text = String::from_utf8_lossy(&fields.stdout).to_string();
-    let lines: Vec<&str> = text.lines().collect();
-    assert!(lines.len() > 1000, "captured {} frames", lines.len());
-    let not_geneve: Vec<&&str> = lines.iter().filter(|l| !l.contains("geneve")).collect();
+    let pcap = capture.stop().unwrap();
+    let g = tshark::geneve_check(&pcap).expect("tshark");
+    assert!(g.frames > 1000, "captured {} frames", g.frames);
+    assert_eq!(g.not_geneve_count, 0, "not GENEVE: {:?}", g.not_geneve);
     assert!(
-        not_geneve.is_empty(),
-        "not GENEVE: {:?}",
-        &not_geneve[..not_geneve.len().min(5)]
-    );
-    let bad = std::process::Command::new("tshark")
-        .args(["-r"])
-        .arg(&pcap)
-        .args(["-Y", "_ws.malformed || _ws.expert.severity >= error"])
-        .output()
-        .expect("tshark");
-    let bad = String::from_utf8_lossy(&bad.stdout).to_string();
-    assert!(
-        bad.trim().is_empty(),
-        "malformed or erroneous packets:\n{bad}"
+        g.malformed.is_empty(),
+        "malformed or erroneous packets:\n{}",
+        g.malformed.join("\n")
     );
     println!(
         "tshark: {} frames on the A-C link, all GENEVE, none malformed",
-        lines.len()
+        g.frames
     );
     let _ = std::fs::remove_file(&pcap);
     // Bad input on the WAN: counted drops, and the gateway still works.

@@ -1,10 +1,12 @@
 //! mongate-bench: a line-rate traffic generator and sink on the mongate
 //! engine, and the forwarding benchmark that compares our AF_XDP and
 //! io_uring forwarders with the Linux kernel on the same topology; and
-//! `linkem`, a WAN link emulator (rate, delay, jitter, loss) on AF_XDP.
+//! `linkem`, a WAN link emulator (rate, delay, jitter, loss) on AF_XDP;
+//! `attack`, a hostile host on a WAN segment (forged, replayed, oversized).
 
 #![deny(unsafe_code)]
 
+pub mod attack;
 pub mod forward;
 pub mod gateway;
 #[allow(unsafe_code)]

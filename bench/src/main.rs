@@ -1,6 +1,7 @@
 //! `mongate-bench`: line-rate benchmarks on the mongate engine.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use mongate_bench::forward::{ForwardBench, Mode, run_forward, table};
@@ -99,6 +100,134 @@ enum Cmd {
     /// WAN link emulator: bridge two interfaces through AF_XDP with rate,
     /// delay, jitter, loss and a bounded queue per direction (docs/linkem.md).
     Linkem(Box<mongate_bench::linkem::cli::LinkemArgs>),
+    /// Hostile host on a WAN segment: garbage, forged data/acks/echoes/probes/
+    /// handshakes, replays and oversized frames against a gateway, bounded in
+    /// count and time (run it inside the segment's namespace).
+    Attack(Box<AttackArgs>),
+}
+
+#[derive(clap::Args)]
+struct AttackArgs {
+    /// Interface on the gateway's WAN segment (frames bypass its qdisc).
+    #[arg(long)]
+    ifname: String,
+    /// Our MAC (outer source).
+    #[arg(long, value_parser = parse_mac)]
+    src_mac: [u8; 6],
+    /// The gateway's WAN MAC.
+    #[arg(long, value_parser = parse_mac)]
+    dst_mac: [u8; 6],
+    /// The gateway's WAN address.
+    #[arg(long)]
+    dst_ip: std::net::Ipv4Addr,
+    /// Our own outer address (off path).
+    #[arg(long)]
+    src_ip: std::net::Ipv4Addr,
+    /// A peer gateway's address to spoof as well (a second target).
+    #[arg(long)]
+    spoof_ip: Option<std::net::Ipv4Addr>,
+    /// The overlay's VNI.
+    #[arg(long)]
+    vni: u32,
+    /// Flow ids (names from the site files, hashed as the gateways do) for forged data.
+    #[arg(long, value_delimiter = ',')]
+    data_flows: Vec<String>,
+    /// Flow ids (names) for forged acks: flows starting at the gateway.
+    #[arg(long, value_delimiter = ',')]
+    ack_flows: Vec<String>,
+    /// Inner source (a site's host) of forged data.
+    #[arg(long)]
+    inner_src: std::net::Ipv4Addr,
+    /// Inner destination (a LAN host) of forged data.
+    #[arg(long)]
+    inner_dst: std::net::Ipv4Addr,
+    /// Inner UDP destination port.
+    #[arg(long, default_value_t = 5001)]
+    inner_port: u16,
+    /// Kinds to send (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = mongate_bench::attack::Kind::ALL.to_vec(), value_enum)]
+    kinds: Vec<mongate_bench::attack::Kind>,
+    /// Frames per kind and target, at most.
+    #[arg(long, default_value_t = 10_000)]
+    count: u64,
+    /// Seconds at most.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Frames per second in total (0: as fast as the socket takes them).
+    #[arg(long, default_value_t = 0.0)]
+    rate_pps: f64,
+    /// Capture overlay frames on the interface this long first, to replay them.
+    #[arg(long, default_value_t = 1.0)]
+    capture_seconds: f64,
+    /// The segment's IP MTU.
+    #[arg(long, default_value_t = 1500)]
+    mtu: usize,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let v: Vec<u8> = s
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{s}: {e}"))?;
+    v.try_into().map_err(|_| format!("{s}: need 6 bytes"))
+}
+
+fn run_attack(a: &AttackArgs) -> anyhow::Result<()> {
+    use mongate_bench::attack::{Attack, FlowAddrs, Target, capture_overlay, run};
+    use mongate_dataplane::overlay::wire_flow_id;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        anyhow::bail!("attack sends raw frames (AF_PACKET): run as root");
+    }
+    if !(0.0..=60.0).contains(&a.seconds) || !(0.0..=60.0).contains(&a.capture_seconds) {
+        anyhow::bail!("--seconds and --capture-seconds must be in [0, 60]");
+    }
+    if a.count > 10_000_000 {
+        anyhow::bail!("--count must be at most 10000000");
+    }
+    let flows = |v: &[String]| v.iter().map(|n| wire_flow_id(n)).collect::<Vec<u32>>();
+    let base = Target {
+        src_mac: a.src_mac,
+        dst_mac: a.dst_mac,
+        src_ip: a.src_ip,
+        dst_ip: a.dst_ip,
+        vni: a.vni,
+        data_flows: flows(&a.data_flows),
+        ack_flows: flows(&a.ack_flows),
+        inner: FlowAddrs {
+            src_mac: [0x02, 0x66, 0, 0, 0, 1],
+            dst_mac: [0x02, 0x66, 0, 0, 0, 2],
+            src_ip: a.inner_src,
+            dst_ip: a.inner_dst,
+            src_port: 40000,
+            dst_port: a.inner_port,
+        },
+        mtu: a.mtu,
+    };
+    let mut targets = vec![base.clone()];
+    if let Some(ip) = a.spoof_ip {
+        targets.push(Target { src_ip: ip, ..base });
+    }
+    let replay = if a.capture_seconds > 0.0 {
+        capture_overlay(&a.ifname, Duration::from_secs_f64(a.capture_seconds), 4096)?
+    } else {
+        Vec::new()
+    };
+    let attack = Attack {
+        targets,
+        kinds: a.kinds.clone(),
+        per_kind: a.count,
+        limit: Duration::from_secs_f64(a.seconds),
+        rate_pps: a.rate_pps,
+        seed: a.seed,
+    };
+    let report = run(&a.ifname, &attack, &replay)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -309,6 +438,7 @@ fn main() -> ExitCode {
         })(),
         Cmd::Gateway(a) => run_gateway(&a),
         Cmd::Linkem(a) => mongate_bench::linkem::cli::run(&a),
+        Cmd::Attack(a) => run_attack(&a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

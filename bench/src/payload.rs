@@ -218,7 +218,7 @@ fn wireguard_data(frame: &[u8], port: u16, ip_len: u32) -> bool {
 }
 
 /// Addresses of one generated flow.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowAddrs {
     /// Source MAC.
     pub src_mac: [u8; 6],

@@ -4,6 +4,9 @@
 #![forbid(unsafe_code)]
 
 pub mod failover;
+pub mod fuzz;
 pub mod mapping;
 pub mod pfo;
+#[cfg(feature = "solver")]
 pub mod run;
+pub mod secure;

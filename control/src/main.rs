@@ -37,7 +37,7 @@ struct RunArgs {
     /// Organisation-wide PFO instance (JSON); its class and flow ids must be the config's.
     #[arg(long)]
     instance: PathBuf,
-    /// Dataplane instance name (control region /dev/shm/mongate-NAME.ctl).
+    /// Dataplane instance name (control region $MONGATE_RUN_DIR/NAME.ctl, default /run/mongate).
     #[arg(long)]
     name: String,
     /// Periodic re-plan interval, seconds.

@@ -27,6 +27,7 @@ fn config() -> (Config, PlanTable) {
             vni: 1,
             lan_interface: "lan0".into(),
             lan_prefixes: vec!["198.18.0.0/15".parse().expect("prefix")],
+            max_sessions_per_host: None,
         },
         security: Security::off(),
         uplinks: vec![Uplink {
@@ -61,6 +62,7 @@ fn config() -> (Config, PlanTable) {
             destination: "C".into(),
             kind: "t".into(),
             overflow: Overflow::BestEffort,
+            max_sessions_per_host: None,
             rules: vec![Rule {
                 dst_prefixes: vec![Prefix::V4(Ipv4Addr::from(0x0A00_0000 + i), 32)],
                 protocol: Some(6),

@@ -136,10 +136,12 @@ fn report(what: &str, rate: f64, mut lat: Vec<u64>) {
 }
 
 fn tmp(tag: &str) -> PathBuf {
-    PathBuf::from(format!(
-        "/dev/shm/mongate-bench-{tag}-{}.ctl",
-        std::process::id()
-    ))
+    // A private directory: a region is only created in one that only we
+    // may write (see `sys::shm`).
+    let dir = PathBuf::from(format!("/dev/shm/mongate-bench-{}", std::process::id()));
+    let _ =
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&dir);
+    dir.join(format!("{tag}.ctl"))
 }
 
 fn main() {

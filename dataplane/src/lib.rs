@@ -35,6 +35,7 @@ pub mod config;
 #[allow(unsafe_code)]
 pub mod engine;
 pub mod forward;
+pub mod fuzz;
 pub mod montra;
 pub mod overlay;
 pub mod pacing;

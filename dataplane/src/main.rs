@@ -82,7 +82,7 @@ struct ForwardArgs {
     /// Frames per worker (UMEM size = frames x 2048 bytes).
     #[arg(long, default_value_t = 16384)]
     frames: u32,
-    /// Instance name: counters in /dev/shm/mongate-NAME.stats.
+    /// Instance name: counters in $MONGATE_RUN_DIR/NAME.stats (default /run/mongate).
     #[arg(long, default_value = "dataplane")]
     name: String,
     /// Busy-poll iterations before yielding when idle.
@@ -105,7 +105,7 @@ struct RunArgs {
     /// The site configuration (TOML, see docs/config.md).
     #[arg(long)]
     config: std::path::PathBuf,
-    /// Instance name: /dev/shm/mongate-NAME.{stats,flows,ctl}. Default: the site name.
+    /// Instance name: $MONGATE_RUN_DIR/NAME.{stats,flows,ctl} (default /run/mongate). Default: the site name.
     #[arg(long)]
     name: Option<String>,
     /// Core to pin the worker to.
@@ -161,7 +161,7 @@ struct RelayArgs {
     /// Frames per worker.
     #[arg(long, default_value_t = 16384)]
     frames: u32,
-    /// Instance name: counters in /dev/shm/mongate-NAME.stats.
+    /// Instance name: counters in $MONGATE_RUN_DIR/NAME.stats (default /run/mongate).
     #[arg(long, default_value = "dataplane")]
     name: String,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).

@@ -14,7 +14,7 @@
 //!    commit; each worker's `PlanAssembler` fills a preallocated table,
 //!    checks it once more (it enters the dataplane process there) and
 //!    switches to it on the active-epoch word; the worker then hands it to
-//!    `overlay::Gateway::apply_plan` (admission limits, pacer rates,
+//!    `overlay::Gateway::switch_plan` (admission limits, pacer rates,
 //!    controller targets), which looks nothing up and checks nothing.
 
 use std::collections::HashMap;

@@ -356,11 +356,22 @@ fn payload(n: usize, tag: u8) -> Vec<u8> {
 }
 
 fn v4_frame(dst: Ipv4Addr, proto: u8, dport: u16, len: usize, tag: u8) -> Vec<u8> {
+    v4_frame_from(Ipv4Addr::new(198, 18, 10, 5), dst, proto, dport, len, tag)
+}
+
+fn v4_frame_from(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    dport: u16,
+    len: usize,
+    tag: u8,
+) -> Vec<u8> {
     let mut f = eth(0x0800);
     let l4 = if proto == 6 { 20 } else { 8 };
     let mut ip = vec![0u8; 20 + l4 + len];
     ipv4::Repr {
-        src: Ipv4Addr::new(198, 18, 10, 5),
+        src,
         dst,
         protocol: proto,
         payload_len: l4 + len,
@@ -423,6 +434,19 @@ fn assert_delivered(sent: &[u8], got: &[u8], site: usize) {
     assert_eq!(&got[12..], &sent[12..], "inner frame byte-exact");
 }
 
+/// Every frame of `sent` is in `got` (C's LAN), intact; per flow order is
+/// kept, so each sent frame is matched to a delivered one by content.
+fn assert_all_delivered(got: &[Vec<u8>], sent: &[Vec<u8>]) {
+    assert_eq!(got.len(), sent.len(), "all delivered");
+    for s in sent {
+        let g = got
+            .iter()
+            .find(|g| g.len() == s.len() && g[12..] == s[12..])
+            .expect("frame delivered intact");
+        assert_delivered(s, g, 2);
+    }
+}
+
 #[test]
 fn frames_cross_direct_and_via_waypoint_byte_exact_and_are_acked() {
     let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
@@ -447,16 +471,7 @@ fn frames_cross_direct_and_via_waypoint_byte_exact_and_are_acked() {
         net.run_until(t, 100_000);
     }
     net.run_until(net.now + 500_000_000, 100_000);
-    let got = &net.sites[2].lan_out;
-    assert_eq!(got.len(), sent.len(), "all delivered");
-    // Per flow order is kept; match each sent frame to a delivered one by content.
-    for s in &sent {
-        let g = got
-            .iter()
-            .find(|g| g.len() == s.len() && g[12..] == s[12..])
-            .expect("frame delivered intact");
-        assert_delivered(s, g, 2);
-    }
+    assert_all_delivered(&net.sites[2].lan_out, &sent);
     assert_eq!(net.sites[1].gw.stats().forwarded, 20, "TCP flow via B");
     assert_eq!(net.sites[2].gw.flow_received("ac-direct"), Some(40));
     assert_eq!(net.sites[2].gw.flow_received("ac-tcp-via-b"), Some(20));
@@ -487,6 +502,47 @@ fn best_effort_and_no_route() {
     let f = v4_frame(Ipv4Addr::new(198, 18, 99, 1), 17, 5000, 64, 1);
     assert_eq!(net.inject(0, LAN, &f), Verdict::Drop(DropReason::NoRoute));
     assert_eq!(net.sites[0].gw.stats().no_route, 1);
+}
+
+#[test]
+fn lan_sources_must_be_ours_and_keep_their_mac() {
+    let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
+    // An inner source in B's prefix (spoofed) or nobody's: dropped, counted.
+    for src in [Ipv4Addr::new(198, 18, 20, 5), Ipv4Addr::new(10, 0, 0, 1)] {
+        let f = v4_frame_from(src, C_HOST, 17, 5000, 64, 1);
+        assert_eq!(net.inject(0, LAN, &f), Verdict::Drop(DropReason::LanSource));
+    }
+    assert_eq!(net.sites[0].gw.stats().lan_source, 2);
+    // A host of ours is learned with its MAC ...
+    let own = v4_frame(C_HOST, 17, 5000, 64, 2);
+    assert_eq!(net.inject(0, LAN, &own), Verdict::Held);
+    let me = Ipv4Addr::new(198, 18, 10, 5);
+    let learned = |net: &Net| {
+        net.sites[0]
+            .gw
+            .learned_neighbours()
+            .find(|(ip, _)| *ip == core::net::IpAddr::V4(me))
+            .map(|(_, m)| m.0)
+    };
+    assert_eq!(learned(&net), Some(HOST_MAC));
+    // ... and another MAC sending from its address is refused while it talks.
+    let mut thief = own.clone();
+    thief[6..12].copy_from_slice(&[0x02, 0x66, 0, 0, 0, 0x66]);
+    assert_eq!(
+        net.inject(0, LAN, &thief),
+        Verdict::Drop(DropReason::LanMacConflict)
+    );
+    assert_eq!(net.sites[0].gw.stats().lan_mac_conflict, 1);
+    assert_eq!(learned(&net), Some(HOST_MAC));
+    // After the owner's silence for the hold time, the new MAC is followed
+    // (a host that changed its NIC).
+    net.now += net.sites[0].gw.settings().neighbour_hold_ns + 1;
+    assert_ne!(
+        net.inject(0, LAN, &thief),
+        Verdict::Drop(DropReason::LanMacConflict)
+    );
+    assert_eq!(learned(&net), Some([0x02, 0x66, 0, 0, 0, 0x66]));
+    assert_eq!(net.sites[0].gw.neighbour_stats().moved, 1);
 }
 
 #[test]
@@ -597,23 +653,93 @@ fn malformed_wan_input_is_counted_and_dropped() {
 
 /// An OAM message `msg` from A's gateway to C's, as it arrives on the wire.
 fn oam_a_to_c(msg: &[u8]) -> Vec<u8> {
-    let mut tc = TemplateConfig::new(
-        MacAddr([2, 0, 0, 0, 0, 1]),
-        MacAddr([2, 0, 0, 0, 0, 2]),
-        IpAddr::V4(gw_addr(0)),
-        IpAddr::V4(gw_addr(2)),
-    );
-    tc.vni = VNI;
-    let t = OverlayTemplate::new(&tc).unwrap();
-    let hl = t.header_len();
-    let mut b = vec![0u8; hl + msg.len()];
-    b[hl..].copy_from_slice(msg);
     let p = EncapParams {
         oam: true,
         ..EncapParams::default()
     };
-    let r = t.encap(&mut b, hl, msg.len(), &p).unwrap();
+    overlay_from(0, 2, msg, &p)
+}
+
+/// `inner` encapsulated with `p` from site `from`'s gateway to site `to`'s.
+fn overlay_from(from: usize, to: usize, inner: &[u8], p: &EncapParams) -> Vec<u8> {
+    let mut tc = TemplateConfig::new(
+        MacAddr([2, 0, 0, 0, 0, 1]),
+        MacAddr([2, 0, 0, 0, 0, 2]),
+        IpAddr::V4(gw_addr(from)),
+        IpAddr::V4(gw_addr(to)),
+    );
+    tc.vni = VNI;
+    let t = OverlayTemplate::new(&tc).unwrap();
+    let hl = t.header_len();
+    let mut b = vec![0u8; hl + inner.len()];
+    b[hl..].copy_from_slice(inner);
+    let r = t.encap(&mut b, hl, inner.len(), p).unwrap();
     b[r].to_vec()
+}
+
+/// Feedback that does not come from the flow's way: a data packet with a
+/// sequence number near 2^63 (it used to move the receiver's cumulative
+/// point there and break the flow's acks for good) is dropped and counted,
+/// and the flow's acks go on; an ack for A's flow to C sent by B's gateway
+/// (not on the flow's way: no detours here) is counted and not applied.
+#[test]
+fn implausible_sequences_and_acks_from_elsewhere_are_dropped() {
+    use mongate_dataplane::overlay::wire_flow_id;
+    use mongate_dataplane::wire::oam::{self, AckEntries, AckEntry};
+    let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
+    let send = |net: &mut Net, k: u8| {
+        for i in 0..10 {
+            let f = v4_frame(C_HOST, 17, 5000, 100, k * 10 + i);
+            assert_eq!(net.inject(0, LAN, &f), Verdict::Held);
+            let t = net.now + 1_000_000;
+            net.run_until(t, 100_000);
+        }
+        net.run_until(net.now + 300_000_000, 100_000);
+    };
+    send(&mut net, 0);
+    let id = wire_flow_id("ac-direct");
+    let forged = EncapParams {
+        flow: FlowOption {
+            flow_id: id,
+            seq: (1 << 63) - 5,
+            timestamp_ns: net.now,
+        },
+        ..EncapParams::default()
+    };
+    let inner = v4_frame(C_HOST, 17, 5000, 100, 99);
+    assert_eq!(
+        net.inject(2, WAN, &overlay_from(0, 2, &inner, &forged)),
+        Verdict::Drop(DropReason::BadOverlay)
+    );
+    assert_eq!(net.sites[2].gw.stats().seq_implausible, 1);
+    assert_eq!(net.sites[2].gw.flow_received("ac-direct"), Some(10));
+    send(&mut net, 1);
+    assert_eq!(net.sites[2].gw.flow_received("ac-direct"), Some(20));
+    let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
+    assert_eq!((t.sent, t.acked, t.lost, t.garbage), (20, 20, 0, 0));
+    // B's gateway acks A's packets of a flow to C, then 10 more as lost.
+    let entry = AckEntry {
+        flow_id: id,
+        cum_seq: 20,
+        received: 20,
+        lost: 10,
+        ..AckEntry::default()
+    };
+    let mut msg = vec![0u8; oam::HEADER_LEN + oam::ACK_ENTRY_LEN];
+    oam::Repr::Ack(AckEntries::Values(&[entry]))
+        .emit(&mut msg)
+        .unwrap();
+    let p = EncapParams {
+        oam: true,
+        ..EncapParams::default()
+    };
+    let applied = net.sites[0].gw.stats().ack_entries_applied;
+    let _ = net.inject(0, WAN, &overlay_from(1, 0, &msg, &p));
+    let st = net.sites[0].gw.stats();
+    assert_eq!(
+        (st.ack_entries_wrong_peer, st.ack_entries_applied),
+        (1, applied)
+    );
 }
 
 #[test]
@@ -625,8 +751,9 @@ fn probes_are_echoed_at_once() {
         probe_seq: 3,
         send_ts_ns: 5,
         echo_ts_ns: 0,
+        nonce: 0x1234_5678_9abc_def0,
     };
-    let mut msg = vec![0u8; 28];
+    let mut msg = vec![0u8; 36];
     oam::Repr::Probe(probe).emit(&mut msg).unwrap();
     net.now = 1_000;
     assert_eq!(net.inject(2, WAN, &oam_a_to_c(&msg)), Verdict::Tx(WAN));
@@ -641,39 +768,74 @@ fn probes_are_echoed_at_once() {
 }
 
 /// Forged probe echoes (unknown peer or path, a timestamp from the future or
-/// from long ago) are consumed and counted; a genuine echo updates its path.
+/// from long ago, a nonce of no probe sent, a replay) are consumed and
+/// counted; the genuine echo of a probe sent updates its path, once.
 #[test]
 fn forged_probe_echoes_are_counted_and_ignored() {
+    use mongate_dataplane::overlay::failover::path_ref;
     use mongate_dataplane::wire::oam::{self, Probe};
     let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
-    let echo = |path_id: u32, send_ts_ns: u64| {
-        let probe = Probe {
-            path_id,
-            probe_seq: 1,
-            send_ts_ns,
-            echo_ts_ns: 9,
-        };
-        let mut msg = vec![0u8; 28];
-        oam::Repr::ProbeEcho(probe).emit(&mut msg).unwrap();
+    let echo = |p: Probe| {
+        let mut msg = vec![0u8; 36];
+        oam::Repr::ProbeEcho(p.echo(9)).emit(&mut msg).unwrap();
         oam_a_to_c(&msg)
     };
+    // C probes its direct path to A (0, 0); the probe is on the link to A.
+    net.now = 19_999_000_000;
+    let t = net.now;
+    net.sites[2].gw.on_probe_command(9, path_ref(0, 0), 1, 0, t);
+    net.step(t);
+    let (_, _, frame) = net.links[&(2, 0)].in_flight.back().unwrap().clone();
+    let d = decap(&frame, true).unwrap();
+    let sent = oam::Message::new_checked(&frame[d.inner])
+        .unwrap()
+        .probe()
+        .unwrap();
+    assert_eq!(sent.send_ts_ns, t);
     net.now = 20_000_000_000;
     let forged = [
-        echo(99 << 16, 19_000_000_000), // no such peer
-        echo(999, 19_000_000_000),      // peer 0, no such path
-        echo(0, 30_000_000_000),        // sent in the future
-        echo(0, 1),                     // sent 20 s ago
+        Probe {
+            path_id: 99 << 16, // no such peer
+            ..sent
+        },
+        Probe {
+            path_id: 999, // peer 0, no such path
+            ..sent
+        },
+        Probe {
+            send_ts_ns: 30_000_000_000, // sent in the future
+            ..sent
+        },
+        Probe {
+            send_ts_ns: 1, // sent 20 s ago
+            ..sent
+        },
     ];
-    for f in &forged {
-        let v = net.inject(2, WAN, f);
+    for f in forged {
+        let v = net.inject(2, WAN, &echo(f));
         assert!(matches!(v, Verdict::Held | Verdict::Drop(_)), "{v:?}");
     }
     assert_eq!(net.sites[2].gw.stats().probe_unknown, 4);
+    // The right probe, the wrong nonce.
+    let _ = net.inject(
+        2,
+        WAN,
+        &echo(Probe {
+            nonce: sent.nonce ^ 1,
+            ..sent
+        }),
+    );
+    assert_eq!(net.sites[2].gw.stats().probe_nonce_bad, 1);
     let before = net.sites[2].gw.paths(0)[0].health.echoes;
-    let _ = net.inject(2, WAN, &echo(0, 19_999_000_000));
+    let _ = net.inject(2, WAN, &echo(sent));
     assert_eq!(net.sites[2].gw.paths(0)[0].health.echoes, before + 1);
-    assert_eq!(net.sites[2].gw.stats().probe_unknown, 4);
     assert_eq!(net.sites[2].gw.paths(0)[0].health.srtt_ns, 1_000_000);
+    // A replay of the genuine echo answers nothing (the command has its
+    // one answer: the echo names no probe in flight).
+    let _ = net.inject(2, WAN, &echo(sent));
+    assert_eq!(net.sites[2].gw.paths(0)[0].health.echoes, before + 1);
+    let st = net.sites[2].gw.stats();
+    assert_eq!((st.probe_unknown, st.probe_nonce_bad), (5, 1));
 }
 
 /// A backlogged source on `ac-direct` (A -> C) whose plan overestimates the
@@ -1063,8 +1225,9 @@ fn forged_control_probe_echoes_are_counted() {
             probe_seq: seq,
             send_ts_ns: 999_000_000,
             echo_ts_ns: 9,
+            nonce: 0,
         };
-        let mut msg = vec![0u8; 28];
+        let mut msg = vec![0u8; 36];
         oam::Repr::ProbeEcho(probe).emit(&mut msg).unwrap();
         let _ = net.inject(2, WAN, &oam_a_to_c(&msg));
     }
@@ -1243,15 +1406,7 @@ fn sealed_traffic_crosses_direct_and_via_waypoint_and_is_acked() {
         net.run_until(t, 100_000);
     }
     net.run_until(net.now + 500_000_000, 100_000);
-    let got = &net.sites[2].lan_out;
-    assert_eq!(got.len(), sent.len(), "all delivered");
-    for s in &sent {
-        let g = got
-            .iter()
-            .find(|g| g.len() == s.len() && g[12..] == s[12..])
-            .expect("frame delivered intact");
-        assert_delivered(s, g, 2);
-    }
+    assert_all_delivered(&net.sites[2].lan_out, &sent);
     assert_eq!(
         net.sites[1].gw.stats().forwarded,
         20,
@@ -1352,7 +1507,7 @@ fn replayed_forged_and_unsealed_packets_are_dropped_with_one_open_at_most() {
         };
         let r = t.encap_to_seal(&mut b, hl, inner.len(), &p).unwrap();
         let k = ring::aead::LessSafeKey::new(
-            ring::aead::UnboundKey::new(&ring::aead::CHACHA20_POLY1305, &key).unwrap(),
+            ring::aead::UnboundKey::new(mongate_dataplane::secure::AEAD_ALGORITHM, &key).unwrap(),
         );
         mongate_dataplane::secure::aead::seal(&t, &mut b[r.clone()], &k, counter).unwrap();
         b[r].to_vec()
@@ -1680,4 +1835,128 @@ fn handshake_messages_pass_between_uplinks_and_control_rate_limited() {
     );
     let st = net.sites[2].gw.stats();
     assert_eq!((st.handshakes_sent, st.handshake_out_dropped), (2, 1));
+}
+
+/// The triangle for the cost measurement: A's direct flow planned far
+/// above what is offered, security required (with keys) or off.
+fn measured_triangle(secure: bool) -> Net {
+    let sites = (0..3)
+        .map(|i| {
+            let mut c = config(i, 10_000.0, 0.02);
+            if secure {
+                c.security.mode = SecurityMode::Required;
+                c.security.private_key_file = Some("/etc/mongate/test.key".into());
+            }
+            Site::new(&c, settings(i, 1.0))
+        })
+        .collect();
+    let mut net = Net::new(sites, 1e9);
+    if secure {
+        for i in 0..3 {
+            for j in (0..3).filter(|&j| j != i) {
+                install(&mut net, i, j, 0, true);
+            }
+        }
+    }
+    net
+}
+
+/// Per-packet cost of the pipeline with and without sealing, for inner
+/// frames of 64, 512 and 1400 bytes (the largest a sealed packet carries on
+/// a 1500-byte link is 1408): A's LAN->WAN half (process: classify and
+/// enqueue; poll: release, encapsulate, seal) and C's WAN->LAN half
+/// (decapsulate, open, replay window, cryptokey routing, deliver) on the
+/// very frames A sent (sealed frames cannot be replayed). Environment:
+/// `MEASURE_SIZES=64,512`, `MEASURE_MODES=off,secure`, `MEASURE_BATCHES=N`
+/// (32 packets each; default 20000). Figures: wall clock here, instructions
+/// with `valgrind --tool=callgrind` (docs/benchmarks.md).
+#[test]
+#[ignore = "measurement, run in release"]
+fn measure_per_packet_cost_secure() {
+    use std::time::Instant;
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+    let sizes: Vec<usize> = env("MEASURE_SIZES", "64,512,1400")
+        .split(',')
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let modes: Vec<bool> = env("MEASURE_MODES", "off,secure")
+        .split(',')
+        .map(|m| m.trim() == "secure")
+        .collect();
+    let n_batches: u64 = env("MEASURE_BATCHES", "20000").parse().unwrap();
+    for &size in &sizes {
+        for &secure in &modes {
+            let mut net = measured_triangle(secure);
+            let frame = v4_frame(C_HOST, 17, 5000, size - 42, 0);
+            let (mut t_lan, mut t_poll, mut t_wan, mut pkts, mut delivered) =
+                (0u128, 0u128, 0u128, 0u64, 0u64);
+            let mut now = 1_000_000u64;
+            let mut wan: Vec<Vec<u8>> = Vec::with_capacity(64);
+            for _ in 0..n_batches {
+                let a = &mut net.sites[0];
+                let mut b = Batch::new();
+                for _ in 0..32 {
+                    let base = a.pool.alloc().unwrap();
+                    let addr = base + u64::from(HEADROOM);
+                    let len = u32::try_from(frame.len()).unwrap();
+                    a.arena.get_mut(addr, len).unwrap().copy_from_slice(&frame);
+                    b.push(Packet::new(addr, len, LAN, now));
+                }
+                let t0 = Instant::now();
+                a.gw.process(now, &mut a.arena, &mut b);
+                t_lan += t0.elapsed().as_nanos();
+                now += 10_000_000;
+                wan.clear();
+                loop {
+                    let mut out = Batch::new();
+                    let t0 = Instant::now();
+                    a.gw.poll(now, &mut a.arena, &mut out);
+                    t_poll += t0.elapsed().as_nanos();
+                    if out.is_empty() {
+                        break;
+                    }
+                    for p in out.as_slice() {
+                        if p.verdict == Verdict::Tx(WAN) {
+                            let f = a.arena.packet(p).unwrap();
+                            if site_of(f) == Some(2) {
+                                wan.push(f.to_vec());
+                            }
+                        }
+                        a.pool.free(p.addr);
+                    }
+                    pkts += out.len() as u64;
+                }
+                let c = &mut net.sites[2];
+                let mut b = Batch::new();
+                for f in &wan {
+                    let base = c.pool.alloc().unwrap();
+                    let addr = base + u64::from(HEADROOM);
+                    let len = u32::try_from(f.len()).unwrap();
+                    c.arena.get_mut(addr, len).unwrap().copy_from_slice(f);
+                    b.push(Packet::new(addr, len, WAN, now));
+                }
+                let t0 = Instant::now();
+                c.gw.process(now, &mut c.arena, &mut b);
+                t_wan += t0.elapsed().as_nanos();
+                for p in b.as_slice() {
+                    delivered += u64::from(p.verdict == Verdict::Tx(LAN));
+                    if p.verdict != Verdict::Held {
+                        c.pool.free(p.addr);
+                    }
+                }
+                c.gw.replenish(&mut c.pool);
+            }
+            assert!(delivered >= 32 * n_batches, "{delivered}");
+            let per = |t: u128, n: u64| t as f64 / n as f64;
+            eprintln!(
+                "{} {size:>4} B: LAN->WAN process {:.0} ns/pkt, poll (release+encap{}) {:.0} ns/pkt, WAN->LAN process (decap{}+deliver) {:.0} ns/pkt",
+                if secure { "secure" } else { "off   " },
+                per(t_lan, 32 * n_batches),
+                if secure { "+seal" } else { "" },
+                per(t_poll, pkts),
+                if secure { "+open" } else { "" },
+                per(t_wan, delivered)
+            );
+        }
+    }
 }

@@ -75,7 +75,12 @@ fn tmp_path(tag: &str) -> PathBuf {
     } else {
         std::env::temp_dir()
     };
-    let p = dir.join(format!("mongate-test-{tag}-{}.ctl", std::process::id()));
+    // A private directory: a region is only created in one that only we may
+    // write (see `sys::shm`).
+    let dir = dir.join(format!("mongate-test-{}", std::process::id()));
+    let _ =
+        std::os::unix::fs::DirBuilderExt::mode(&mut std::fs::DirBuilder::new(), 0o700).create(&dir);
+    let p = dir.join(format!("{tag}.ctl"));
     // A file left by an earlier run whose pid was reused must not count.
     let _ = std::fs::remove_file(&p);
     p
@@ -439,4 +444,73 @@ fn two_processes() {
     assert_eq!(seen, (0..=CHILD_EPOCHS).collect::<Vec<_>>());
     assert_eq!(ch.plan().epoch, CHILD_EPOCHS);
     assert!(region.control_heartbeat_ns() > 0);
+}
+
+/// A writer that pushed absurd epochs (u64::MAX to every worker, then
+/// epochs a third of the circle apart to single workers, so that no epoch
+/// is newer than all of them) cannot lock out the control that attaches
+/// after it: a new session starts a new epoch space.
+#[test]
+fn absurd_epochs_do_not_lock_out_a_restarted_control() {
+    let _serial = serial();
+    let path = tmp_path("absurd");
+    let region = CtlRegion::create(&path, 3, SLOTS, 0).unwrap();
+    let mut chs: Vec<_> = (0..3).map(|i| channel(&region, i)).collect();
+    let step_all = |chs: &mut Vec<WorkerChannel>| chs.iter_mut().for_each(step_until_idle);
+
+    let mut rogue = ControlPort::attach(&path).unwrap();
+    step_all(&mut chs);
+    rogue
+        .broadcast(&plan_commands(u64::MAX, &entries(u64::MAX)))
+        .unwrap();
+    step_all(&mut chs);
+    rogue.activate(u64::MAX).unwrap();
+    step_all(&mut chs);
+    assert!(rogue.all_running(u64::MAX));
+    let (a, b) = (0x5555_5555_5555_5555u64, 0xAAAA_AAAA_AAAA_AAAAu64);
+    rogue.send(1, &plan_commands(a, &entries(a))).unwrap();
+    rogue.send(2, &plan_commands(a, &entries(a))).unwrap();
+    step_all(&mut chs);
+    rogue.send(2, &plan_commands(b, &entries(b))).unwrap();
+    step_all(&mut chs);
+    let staged: Vec<u64> = (0..3)
+        .map(|i| region.worker_state(i).unwrap().staged_epoch)
+        .collect();
+    assert_eq!(staged, [u64::MAX, a, b]);
+    // In the rogue's session, whatever comes next is refused by some worker.
+    let e = rogue.next_epoch();
+    rogue.broadcast(&plan_commands(e, &entries(e))).unwrap();
+    step_all(&mut chs);
+    assert!(!rogue.all_staged(e), "no epoch is newer than all three");
+    drop(rogue);
+
+    // The real control attaches (a new session) and takes over at once.
+    let mut ctl = ControlPort::attach(&path).unwrap();
+    let e = ctl.next_epoch();
+    ctl.broadcast(&plan_commands(e, &entries(e))).unwrap();
+    step_all(&mut chs);
+    assert!(ctl.all_staged(e), "every worker staged {e}");
+    ctl.activate(e).unwrap();
+    step_all(&mut chs);
+    assert!(ctl.all_running(e));
+    // Then plans follow each other as usual, and a replay of an older one
+    // is refused.
+    let e2 = ctl.next_epoch();
+    assert_ne!(e2, e);
+    ctl.broadcast(&plan_commands(e2, &entries(e2))).unwrap();
+    step_all(&mut chs);
+    ctl.activate(e2).unwrap();
+    step_all(&mut chs);
+    assert!(ctl.all_running(e2));
+    ctl.broadcast(&plan_commands(e, &entries(e))).unwrap();
+    step_all(&mut chs);
+    assert!(!ctl.all_staged(e), "the replay is refused");
+    for ch in &chs {
+        assert_eq!(ch.plan().epoch, e2);
+        assert!(consistent(ch.plan()));
+    }
+    drop(ctl);
+    drop(chs);
+    drop(region);
+    assert!(!path.exists());
 }

@@ -12,13 +12,17 @@
 
 pub mod envelope;
 pub mod generator;
+#[cfg(feature = "solver")]
 mod heuristic;
 pub mod instance;
+#[cfg(feature = "solver")]
 pub mod oracle;
 pub mod solution;
+#[cfg(feature = "solver")]
 pub mod solver;
 pub mod utility;
 
 pub use instance::{Instance, InstanceError, InstanceFile};
 pub use solution::{Solution, Status};
+#[cfg(feature = "solver")]
 pub use solver::{Formulation, SolveOptions, solve};

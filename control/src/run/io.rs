@@ -21,6 +21,7 @@ use super::planner::{Planner, PlannerConfig};
 use super::source::{PfoSource, PlanSource, SourcedPlan};
 use crate::failover::{FailoverDriver, site_path_config};
 use crate::pfo::{Instance, SolveOptions};
+use crate::secure::SecureDriver;
 
 /// An event from outside the loop (path selection, operator, tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,6 +117,10 @@ pub struct RunSummary {
     pub probes_dropped: u64,
     /// Batches of path marks dropped: the command ring was full.
     pub marks_dropped: u64,
+    /// Security commands sent (keys installed or revoked, handshake messages).
+    pub secure_sent: u64,
+    /// Security commands dropped (the ring refused them for another reason than room).
+    pub secure_dropped: u64,
 }
 
 /// The plan the dataplane should run.
@@ -165,6 +170,8 @@ struct Loop<'a> {
     paths: Option<FailoverDriver>,
     /// The dataplane's candidate paths, by reference (for log lines).
     path_table: std::collections::BTreeMap<u32, mongate_dataplane::shm::msg::PathTelemetry>,
+    /// Keys and handshakes (does nothing with `[security] mode = "off"`).
+    secure: SecureDriver,
 }
 
 impl Loop<'_> {
@@ -218,6 +225,8 @@ impl Loop<'_> {
                 if let Some(d) = &mut self.paths {
                     d.resync();
                 }
+                // A restarted control or dataplane: handshake with every peer again at once.
+                self.secure.attached(now_ns);
             }
             Err(e) => {
                 let msg = match &e {
@@ -344,6 +353,53 @@ impl Loop<'_> {
         }
     }
 
+    /// The security driver's side of the loop: keys to every worker, handshake messages to
+    /// worker 0, on the paths the failover driver chose.
+    fn drive_secure(&mut self, now_ns: u64) {
+        if !self.secure.enabled() {
+            return;
+        }
+        if let Some(d) = &self.paths {
+            for peer in 0..self.o.config.peers.len() {
+                self.secure.set_active_path(peer, d.wanted_path(peer));
+            }
+        }
+        let Some(port) = &mut self.port else { return };
+        let mut stale = false;
+        while let Some(c) = self.secure.poll(now_ns) {
+            let r = if crate::secure::driver::is_broadcast(&c) {
+                port.broadcast(std::slice::from_ref(&c))
+            } else {
+                port.send(0, std::slice::from_ref(&c))
+            };
+            match r {
+                Ok(()) => self.summary.secure_sent += 1,
+                Err(SendError::Full) => {
+                    // Next iteration; keys must not be lost.
+                    self.secure.requeue(c);
+                    break;
+                }
+                Err(SendError::Stale) => {
+                    stale = true;
+                    break;
+                }
+                Err(_) => self.summary.secure_dropped += 1,
+            }
+        }
+        for e in self.secure.take_events() {
+            let name = self
+                .o
+                .config
+                .peers
+                .get(usize::try_from(e.peer).unwrap_or(usize::MAX))
+                .map_or("?", |p| p.name.as_str());
+            self.event(now_ns, "security", format!("{name}: {:?}", e.event), None);
+        }
+        if stale {
+            self.detach(now_ns, "control region changed");
+        }
+    }
+
     fn drain_ports(
         &mut self,
         now_ns: u64,
@@ -352,7 +408,11 @@ impl Loop<'_> {
         let Some(port) = &mut self.port else { return };
         for w in 0..port.workers() {
             for _ in 0..self.o.telemetry_budget {
-                match port.recv(w) {
+                let r = port.recv(w);
+                if let Some(Ok(t)) = &r {
+                    self.secure.on_telemetry(t, now_ns);
+                }
+                match r {
                     None => break,
                     Some(Err(_)) => self.summary.decode_errors += 1,
                     Some(Ok(Telemetry::Flows { count, items })) => {
@@ -649,8 +709,11 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
     } else {
         None
     };
+    // Refuses to start with an unsafe or unreadable private key.
+    let secure = SecureDriver::from_config(&opts.config, clock::now_ns()).context("security")?;
     let mut lp = Loop {
         o: opts,
+        secure,
         planner,
         source: Box::new(source),
         shape: PlanShape::from_config(&opts.config),
@@ -685,6 +748,7 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
         }
         lp.drain_telemetry(now_ns);
         lp.drive_paths(now_ns);
+        lp.drive_secure(now_ns);
         lp.external_events(now_ns);
         match lp.source.poll() {
             Ok(Some(p)) => lp.solved(now_ns, p),

@@ -41,7 +41,7 @@ use super::netinfo::{self, IfAddr};
 pub struct GatewayConfig {
     /// The site configuration.
     pub site: Config,
-    /// Instance name: `/dev/shm/mongate-NAME.{stats,flows,ctl}`.
+    /// Instance name: `<run dir>/NAME.{stats,flows,ctl}` (`sys::shm::shm_path`).
     pub name: String,
     /// XDP attach mode of the AF_XDP ports.
     pub xdp_mode: XdpMode,
@@ -137,9 +137,8 @@ impl GatewayStage {
             });
             if rep.switched.is_some() {
                 let plan = c.chan.plan();
-                if self.gw.apply_plan(plan, now) {
-                    eprintln!("gateway: plan epoch {} in force", plan.epoch);
-                }
+                self.gw.switch_plan(plan, now);
+                eprintln!("gateway: plan epoch {} in force", plan.epoch);
             }
             if let Some((e, why)) = rep.refused {
                 eprintln!("gateway: plan epoch {e} refused by the channel: {why:?}");
@@ -506,6 +505,11 @@ fn discover(c: &GatewayConfig) -> anyhow::Result<Discovered> {
         uplink_addrs.push(netinfo::iface_addrs(&u.interface)?);
     }
     let mut settings = c.settings.clone();
+    // Hash keys of the session and neighbour tables: random at every start,
+    // so that LAN hosts cannot choose addresses and ports that collide.
+    settings.classifier.hash_seed = crate::sys::rng::os_seed()?;
+    // Probe nonces: unpredictable off the path.
+    settings.probe_nonce_seed = crate::sys::rng::os_seed()?;
     settings.lan_port = 0;
     settings.uplink_ports = (1..nports)
         .map(|i| u16::try_from(i).unwrap_or(u16::MAX))

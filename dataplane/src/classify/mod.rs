@@ -11,9 +11,11 @@
 //! 3. On a miss, [`rules::RuleTable`] finds the class (first matching rule);
 //!    no match means best effort without a session entry.
 //! 4. Admission: while the class has fewer live sessions than the plan's
-//!    `sessions`, the new session is admitted and pinned to one of the
-//!    class's flows; beyond that it takes the class's overflow action
-//!    (best effort or drop), remembered for the session's lifetime, counted.
+//!    `sessions` (and, with a per-host cap, the sending LAN host fewer than
+//!    its cap in that class: [`hosts::HostTable`]), the new session is
+//!    admitted and pinned to one of the class's flows; beyond that it takes
+//!    the class's overflow action (best effort or drop), remembered for the
+//!    session's lifetime, counted.
 //!
 //! **Spreading sessions over flows**: a new admitted session goes to the flow
 //! `f` of its class (with planned rate `x_f > 0`) that minimises
@@ -27,6 +29,7 @@
 //! configuration, applied by index as it is) changes the limits and rates for
 //! new sessions; live sessions keep their flow until they expire.
 
+pub mod hosts;
 pub mod inner;
 pub mod rules;
 pub mod sessions;
@@ -37,6 +40,8 @@ mod tests;
 use crate::config::{Config, Overflow};
 use crate::engine::{DropReason, Nanos};
 use crate::plan::PlanTable;
+use crate::shm::plan::epoch_newer;
+use hosts::{Host, HostTable};
 use inner::Inner;
 use rules::{RuleError, RuleTable};
 use sessions::{FLOW_BEST_EFFORT, FLOW_DROP, Found, SessionTable, tick};
@@ -67,7 +72,8 @@ pub struct Settings {
     pub max_sessions: usize,
     /// A session idle this long is forgotten (and its admission freed).
     pub idle_timeout: Nanos,
-    /// Hash seed; choose it at random per worker.
+    /// Hash seed of the session and host tables: in service chosen at
+    /// random at start (`sys::rng::os_seed`); tests set it.
     pub hash_seed: u64,
 }
 
@@ -94,6 +100,9 @@ pub struct Stats {
     pub overflow_best_effort: u64,
     /// Sessions over their class's limit refused (action `drop`).
     pub overflow_dropped: u64,
+    /// Of the overflowing sessions: those refused because their LAN host
+    /// had its cap of admitted sessions in the class (`max_sessions_per_host`).
+    pub host_capped: u64,
     /// Packets dropped because their session was refused.
     pub not_admitted_packets: u64,
     /// Packets no rule matched (best effort, no session).
@@ -131,6 +140,10 @@ pub struct Classifier {
     limit: Vec<u32>,
     /// Live admitted sessions per class.
     active: Vec<u32>,
+    /// Admitted sessions per LAN host and class, per class (`u32::MAX`: no cap).
+    host_cap: Vec<u32>,
+    /// Admitted sessions per (LAN host, class); empty when no class has a cap.
+    hosts: HostTable,
     /// Flows of each class (flow indices), file order.
     class_flows: Vec<Vec<u16>>,
     /// Class index of each flow.
@@ -165,7 +178,16 @@ impl Classifier {
                 flow_class[fi] = Some(ci);
             }
         }
+        let host_cap: Vec<u32> = (0..cfg.classes.len())
+            .map(|c| cfg.host_cap(c).unwrap_or(u32::MAX))
+            .collect();
+        let capped = host_cap.iter().any(|&c| c != u32::MAX);
         let mut c = Self {
+            hosts: HostTable::new(
+                if capped { settings.max_sessions } else { 0 },
+                settings.hash_seed.rotate_left(23) ^ 0x686F_7374_7461_626C,
+            ),
+            host_cap,
             rules,
             sessions: SessionTable::new(
                 settings.max_sessions,
@@ -204,14 +226,21 @@ impl Classifier {
     }
 
     /// Applies a new plan (of the configuration the classifier was built
-    /// with) unless its epoch is older than the current one. Returns whether
-    /// it was applied. Allocates nothing.
+    /// with) unless its epoch is older than the current one (serial order,
+    /// [`epoch_newer`]). Returns whether it was applied. Allocates nothing.
     pub fn set_plan(&mut self, plan: &PlanTable) -> bool {
-        if plan.epoch < self.epoch {
+        if epoch_newer(self.epoch, plan.epoch) {
             return false;
         }
         self.apply(plan);
         true
+    }
+
+    /// Applies `plan` whatever its epoch: the plan the worker's channel
+    /// switched to, whose order the plan assembler already decided (a new
+    /// control session may start a new epoch space, see docs/shm.md).
+    pub fn replace_plan(&mut self, plan: &PlanTable) {
+        self.apply(plan);
     }
 
     /// Class index of flow index `flow`.
@@ -269,10 +298,11 @@ impl Classifier {
                 if self.sessions.is_expired(at, now) {
                     // Reuse the slot: release the old session, admit afresh.
                     let s = *self.sessions.slot_mut(at);
-                    self.release(s.class, s.flow);
+                    let host = Host::of(&i.tuple);
+                    self.release(s.class, s.flow, host);
                     self.stats.expired += 1;
                     let class = s.class;
-                    let flow = self.admit(class);
+                    let flow = self.admit(class, host);
                     let slot = self.sessions.slot_mut(at);
                     slot.flow = flow;
                     self.sessions.touch_at(at, now);
@@ -283,9 +313,10 @@ impl Classifier {
                 self.sessions.touch_at(at, now);
                 let s = self.sessions.slot_mut(at);
                 let (class, mut flow) = (s.class, s.flow);
-                if self.pin_is_stale(class, flow) {
-                    self.release(class, flow);
-                    flow = self.admit(class);
+                let host = Host::of(&i.tuple);
+                if self.pin_is_stale(class, flow, host) {
+                    self.release(class, flow, host);
+                    flow = self.admit(class, host);
                     self.sessions.slot_mut(at).flow = flow;
                     self.stats.readmitted += 1;
                 }
@@ -300,7 +331,7 @@ impl Classifier {
                     self.stats.table_full += 1;
                     return Ok(Decision::BestEffort { class: Some(class) });
                 }
-                let flow = self.admit(class);
+                let flow = self.admit(class, Host::of(&i.tuple));
                 self.sessions.insert(at, &i.tuple, class, flow, now);
                 self.stats.new_sessions += 1;
                 self.outcome(class, flow)
@@ -312,9 +343,10 @@ impl Classifier {
     /// its flow has no rate any more (a re-plan routed the class around a
     /// failed link), or it was refused / sent best effort and its class has
     /// room now in a flow with a rate (it arrived before the plan, or the
-    /// plan grew). A few loads and compares per packet.
+    /// plan grew) and its host is under its cap. A few loads and compares
+    /// per packet.
     #[inline]
-    fn pin_is_stale(&self, class: u16, flow: u16) -> bool {
+    fn pin_is_stale(&self, class: u16, flow: u16, host: Host) -> bool {
         let c = usize::from(class);
         if flow < FLOW_DROP {
             return self.rate.get(usize::from(flow)).is_some_and(|&r| r <= 0.0);
@@ -325,14 +357,30 @@ impl Classifier {
                 .get(c)
                 .zip(self.limit.get(c))
                 .is_some_and(|(a, l)| a < l)
+            && self.host_room(class, host)
     }
 
-    /// Decides a new session of `class`: a flow, or the overflow action.
+    /// Whether `host` may have one more session of `class` admitted.
     #[inline]
-    fn admit(&mut self, class: u16) -> u16 {
+    fn host_room(&self, class: u16, host: Host) -> bool {
+        match self.host_cap.get(usize::from(class)) {
+            Some(&cap) if cap != u32::MAX => self.hosts.count(host, class) < cap,
+            _ => true,
+        }
+    }
+
+    /// Decides a new session of `class` from `host`: a flow, or the
+    /// overflow action.
+    #[inline]
+    fn admit(&mut self, class: u16, host: Host) -> u16 {
         let c = usize::from(class);
         let mut best: Option<u16> = None;
-        if self.active[c] < self.limit[c] {
+        let room = self.active[c] < self.limit[c];
+        let host_room = self.host_room(class, host);
+        if room && !host_room {
+            self.stats.host_capped += 1;
+        }
+        if room && host_room {
             let mut best_key = (0u32, 0.0f64);
             for &f in &self.class_flows[c] {
                 let (n, r) = (self.flow_active[usize::from(f)], self.rate[usize::from(f)]);
@@ -345,6 +393,11 @@ impl Classifier {
                     best_key = (n, r);
                 }
             }
+        }
+        if best.is_some() && self.host_cap[c] != u32::MAX && !self.hosts.add(host, class) {
+            // Cannot happen (one pair per admitted session fits): refuse
+            // rather than admit uncounted.
+            best = None;
         }
         match best {
             Some(f) => {
@@ -366,15 +419,14 @@ impl Classifier {
         }
     }
 
-    fn release(&mut self, class: u16, flow: u16) {
-        if flow < FLOW_DROP {
-            if let Some(a) = self.active.get_mut(usize::from(class)) {
-                *a = a.saturating_sub(1);
-            }
-            if let Some(a) = self.flow_active.get_mut(usize::from(flow)) {
-                *a = a.saturating_sub(1);
-            }
-        }
+    fn release(&mut self, class: u16, flow: u16, host: Host) {
+        release(
+            (&mut self.active, &mut self.flow_active),
+            (&self.host_cap, &mut self.hosts),
+            class,
+            flow,
+            host,
+        );
     }
 
     #[inline]
@@ -395,17 +447,45 @@ impl Classifier {
     /// second, use `budget >= slots / (T * B)`.
     pub fn expire(&mut self, now: Nanos, budget: usize) -> usize {
         let (active, flow_active) = (&mut self.active, &mut self.flow_active);
-        let n = self.sessions.expire(tick(now), budget, |class, flow| {
-            if flow < FLOW_DROP {
-                if let Some(a) = active.get_mut(usize::from(class)) {
-                    *a = a.saturating_sub(1);
-                }
-                if let Some(a) = flow_active.get_mut(usize::from(flow)) {
-                    *a = a.saturating_sub(1);
-                }
-            }
+        let (host_cap, hosts) = (&self.host_cap, &mut self.hosts);
+        let n = self.sessions.expire(tick(now), budget, |s| {
+            release(
+                (active, flow_active),
+                (host_cap, hosts),
+                s.class,
+                s.flow,
+                s.host(),
+            );
         });
         self.stats.expired += u64::try_from(n).unwrap_or(u64::MAX);
         n
+    }
+}
+
+/// Frees the admission of a session of `class` on `flow` from `host`: the
+/// class's and the flow's live counts, and the host's count when its class
+/// has a cap. Nothing for a refused or best-effort session.
+#[inline]
+fn release(
+    (active, flow_active): (&mut [u32], &mut [u32]),
+    (host_cap, hosts): (&[u32], &mut HostTable),
+    class: u16,
+    flow: u16,
+    host: Host,
+) {
+    if flow >= FLOW_DROP {
+        return;
+    }
+    if let Some(a) = active.get_mut(usize::from(class)) {
+        *a = a.saturating_sub(1);
+    }
+    if let Some(a) = flow_active.get_mut(usize::from(flow)) {
+        *a = a.saturating_sub(1);
+    }
+    if host_cap
+        .get(usize::from(class))
+        .is_some_and(|&c| c != u32::MAX)
+    {
+        hosts.remove(host, class);
     }
 }

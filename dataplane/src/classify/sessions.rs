@@ -7,6 +7,7 @@
 //! idle for less than ~52 days, which the incremental sweep
 //! ([`SessionTable::expire`]) guarantees in practice.
 
+use super::hosts::Host;
 use super::inner::FiveTuple;
 
 /// `flow` value of a session forwarded best effort (class over its plan).
@@ -44,6 +45,15 @@ pub struct Slot {
 }
 
 impl Slot {
+    /// The session's sender (inner source address).
+    #[inline]
+    pub fn host(&self) -> Host {
+        Host {
+            src: self.src,
+            v6: self.state & V6 != 0,
+        }
+    }
+
     #[inline]
     fn is_empty(&self) -> bool {
         self.state == 0
@@ -78,9 +88,10 @@ fn fold(a: u64, b: u64) -> u64 {
     lo ^ hi
 }
 
+/// The seeded hash of a tuple (also keys [`super::hosts::HostTable`]).
 #[inline]
 #[allow(clippy::cast_possible_truncation)] // splitting u128 into its u64 halves
-fn hash(t: &FiveTuple, seed: u64) -> u64 {
+pub(crate) fn hash(t: &FiveTuple, seed: u64) -> u64 {
     const K: [u64; 4] = [
         0x243F_6A88_85A3_08D3,
         0x1319_8A2E_0370_7344,
@@ -94,6 +105,21 @@ fn hash(t: &FiveTuple, seed: u64) -> u64 {
     let a = fold(t.src as u64 ^ seed, (t.src >> 64) as u64 ^ K[0]);
     let b = fold(t.dst as u64 ^ K[1], (t.dst >> 64) as u64 ^ K[2]);
     fold(a ^ b ^ K[3], misc ^ seed.rotate_left(32))
+}
+
+/// The slot of hash `h` in a table of `n` slots: multiply-shift range
+/// reduction (the high half of `h * n` is below `n`).
+#[inline]
+pub(crate) fn slot_of(h: u64, n: usize) -> usize {
+    #[allow(clippy::cast_possible_truncation)]
+    let i = ((u128::from(h) * n as u128) >> 64) as usize;
+    i
+}
+
+/// The slot after `i` in a table of `n` slots (linear probing, wrapping).
+#[inline]
+pub(crate) fn next_slot(i: usize, n: usize) -> usize {
+    if i + 1 == n { 0 } else { i + 1 }
 }
 
 /// Result of [`SessionTable::find`].
@@ -155,16 +181,12 @@ impl SessionTable {
 
     #[inline]
     fn home(&self, t: &FiveTuple) -> usize {
-        let h = hash(t, self.seed);
-        // Multiply-shift range reduction: the high half of h * n is < n.
-        #[allow(clippy::cast_possible_truncation)]
-        let i = ((u128::from(h) * self.slots.len() as u128) >> 64) as usize;
-        i
+        slot_of(hash(t, self.seed), self.slots.len())
     }
 
     #[inline]
     fn next(&self, i: usize) -> usize {
-        if i + 1 == self.slots.len() { 0 } else { i + 1 }
+        next_slot(i, self.slots.len())
     }
 
     /// Looks a tuple up. Always terminates: at least `n - capacity` slots are empty.
@@ -253,22 +275,17 @@ impl SessionTable {
 
     /// Visits up to `budget` slots (a slot just emptied is visited again: a
     /// shifted entry may now occupy it) from where the previous call stopped and
-    /// removes the expired sessions, reporting each `(class, flow)` to
+    /// removes the expired sessions, reporting each one's slot to
     /// `on_expire`. Returns how many were removed. Call it once per batch with
     /// a budget large enough to cover the table within the idle timeout.
-    pub fn expire(
-        &mut self,
-        now: u32,
-        budget: usize,
-        mut on_expire: impl FnMut(u16, u16),
-    ) -> usize {
+    pub fn expire(&mut self, now: u32, budget: usize, mut on_expire: impl FnMut(&Slot)) -> usize {
         let mut removed = 0;
         for _ in 0..budget {
             let i = self.cursor;
             if !self.slots[i].is_empty() && self.is_expired(i, now) {
                 let s = self.slots[i];
                 self.remove(i);
-                on_expire(s.class, s.flow);
+                on_expire(&s);
                 removed += 1;
                 // Slot i may now hold a shifted entry: look at it again next visit.
             } else {
@@ -319,8 +336,8 @@ mod tests {
             s.touch_at(at, 20);
         }
         let mut n = 0;
-        let removed = s.expire(21, 10_000, |_, f| {
-            assert_eq!(f, 3);
+        let removed = s.expire(21, 10_000, |x| {
+            assert_eq!(x.flow, 3);
             n += 1;
         });
         assert_eq!((removed, n, s.len()), (50, 50, 50));
@@ -340,7 +357,7 @@ mod tests {
             assert!(s.insert(at, &t(i), 0, 0, u32::from(i % 2 == 0) * 100));
         }
         // At tick 101 sessions stamped 0 have expired, those stamped 100 have not.
-        assert_eq!(s.expire(101, 100, |_, _| {}), 3);
+        assert_eq!(s.expire(101, 100, |_| {}), 3);
         for i in 0..6 {
             assert_eq!(matches!(s.find(&t(i)), Found::At(_)), i % 2 == 0, "{i}");
         }

@@ -342,6 +342,7 @@ pub(crate) fn many_rules(n: u32) -> (Config, PlanTable) {
             destination: "C".into(),
             kind: "t".into(),
             overflow: Overflow::BestEffort,
+            max_sessions_per_host: None,
             rules: vec![Rule {
                 dst_prefixes: vec![Prefix::V4(dst, 32)],
                 protocol: Some(6),
@@ -478,4 +479,209 @@ fn a_plan_change_re_admits_busy_sessions() {
     // Settled: later packets are plain hits.
     assert!(k.classify(&video, 5).is_ok());
     assert_eq!(k.stats().readmitted, 2);
+}
+
+/// The example with `[site] max_sessions_per_host = 4` and a cap of 1 on
+/// the video class.
+fn capped_cfg() -> Config {
+    let text = EXAMPLE
+        .replacen("[site]\n", "[site]\nmax_sessions_per_host = 4\n", 1)
+        .replacen(
+            "overflow = \"best_effort\"",
+            "overflow = \"best_effort\"\nmax_sessions_per_host = 1",
+            1,
+        );
+    Config::from_toml_str(&text, "capped.toml").expect("capped example")
+}
+
+#[test]
+fn host_cap_parses_and_round_trips() {
+    let c = capped_cfg();
+    assert_eq!(c.site.max_sessions_per_host, Some(4));
+    assert_eq!(c.classes[0].max_sessions_per_host, Some(1));
+    assert_eq!(
+        (c.host_cap(0), c.host_cap(1), c.host_cap(9)),
+        (Some(1), Some(4), Some(4))
+    );
+    let back = Config::from_toml_str(&c.to_toml_string().expect("toml"), "rt.toml").expect("rt");
+    assert_eq!(back, c);
+    assert_eq!(cfg().host_cap(0), None, "no cap unless configured");
+    for bad in ["0", "-1", "4294967296"] {
+        let text = EXAMPLE.replacen(
+            "[site]\n",
+            &format!("[site]\nmax_sessions_per_host = {bad}\n"),
+            1,
+        );
+        let e = Config::from_toml_str(&text, "bad.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("site.max_sessions_per_host"), "{e}");
+    }
+}
+
+#[test]
+fn host_cap_limits_each_lan_host() {
+    let c = capped_cfg();
+    let mut k = Classifier::new(&c, c.plan.as_ref().expect("plan"), settings()).expect("builds");
+    let dst = Ipv4Addr::new(198, 18, 30, 7);
+    // Bulk (10 sessions, overflow drop, site cap 4): each host gets 4.
+    let mut admitted = 0;
+    for h in 1..=3u8 {
+        for s in 0..6u16 {
+            match k.classify(&v4(host(h), dst, 6, s, 443, 0), 0) {
+                Ok(Decision::Flow { class: 1, .. }) => admitted += 1,
+                Err(DropReason::NotAdmitted) => {}
+                other => panic!("host {h} session {s}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(admitted, 10, "4 + 4 + 2: then the class is full");
+    assert_eq!(k.active_sessions(1), 10);
+    assert_eq!(
+        k.stats().host_capped,
+        4,
+        "two sessions each of hosts 1 and 2"
+    );
+    assert_eq!(k.stats().overflow_dropped, 8);
+    // Host 1 stays busy with one session; its others go idle and expire:
+    // host 1 may open sessions again, up to its cap.
+    assert!(k.classify(&v4(host(1), dst, 6, 0, 443, 0), SEC).is_ok());
+    k.expire(SEC + SEC / 2, 100_000);
+    assert_eq!(k.active_sessions(1), 1);
+    for s in 100..110u16 {
+        let _ = k.classify(&v4(host(1), dst, 6, s, 443, 0), 2 * SEC);
+    }
+    assert_eq!(k.active_sessions(1), 4, "host 1 back at its cap");
+}
+
+#[test]
+fn host_cap_of_a_class_overrides_the_site_and_goes_best_effort() {
+    let c = capped_cfg();
+    let mut k = Classifier::new(&c, c.plan.as_ref().expect("plan"), settings()).expect("builds");
+    let dst = Ipv4Addr::new(198, 18, 30, 5);
+    let video = |h: u8, s: u16| v4(host(h), dst, 17, 40000 + s, 5000, 34);
+    assert!(matches!(
+        k.classify(&video(1, 0), 0),
+        Ok(Decision::Flow { class: 0, .. })
+    ));
+    assert_eq!(
+        k.classify(&video(1, 1), 0),
+        Ok(Decision::BestEffort { class: Some(0) })
+    );
+    assert!(matches!(
+        k.classify(&video(2, 0), 0),
+        Ok(Decision::Flow { class: 0, .. })
+    ));
+    assert_eq!(k.active_sessions(0), 2, "the class (3) still has room");
+    // The best-effort session is not re-admitted while its host holds its
+    // one session (no churn: no re-admission attempt per packet) ...
+    for t in 1..5 {
+        assert_eq!(
+            k.classify(&video(1, 1), t),
+            Ok(Decision::BestEffort { class: Some(0) })
+        );
+    }
+    assert_eq!(k.stats().readmitted, 0);
+    // ... and is admitted once host 1's admitted session has expired.
+    assert!(k.classify(&video(1, 1), SEC).is_ok());
+    k.expire(SEC + SEC / 2, 100_000);
+    assert!(matches!(
+        k.classify(&video(1, 1), 2 * SEC),
+        Ok(Decision::Flow { class: 0, .. })
+    ));
+    assert_eq!(k.stats().readmitted, 1);
+    // IPv6 hosts are counted apart from IPv4 ones.
+    let v6dst: Ipv6Addr = "2001:db8:c::9".parse().expect("v6");
+    let h6: Ipv6Addr = "2001:db8:a::1".parse().expect("v6");
+    let f6 = |s: u16| v6(h6, v6dst, 17, 40000 + s, 5004, 0);
+    assert!(matches!(
+        k.classify(&f6(0), 2 * SEC),
+        Ok(Decision::Flow { class: 0, .. })
+    ));
+    assert_eq!(
+        k.classify(&f6(1), 2 * SEC),
+        Ok(Decision::BestEffort { class: Some(0) })
+    );
+}
+
+#[test]
+fn the_hash_seed_moves_sessions() {
+    use super::sessions::{Found, SessionTable};
+    let a = SessionTable::new(1000, SEC, 1);
+    let b = SessionTable::new(1000, SEC, 2);
+    let mut differ = 0;
+    for s in 0..200u16 {
+        let Ok(i) = inner::parse(&v4(host(1), host(2), 6, s, 80, 0)) else {
+            panic!("parses")
+        };
+        let (Found::Vacant(x), Found::Vacant(y)) = (a.find(&i.tuple), b.find(&i.tuple)) else {
+            panic!("empty tables")
+        };
+        differ += usize::from(x != y);
+    }
+    assert!(differ > 190, "{differ} of 200 tuples moved");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Any bytes, or a valid frame with bytes changed or cut: the
+    /// classifier answers (a decision or a drop reason), never panics, and
+    /// its counts stay within the plan.
+    #[test]
+    fn classifier_never_panics_on_random_frames(
+        frames in proptest::collection::vec(
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                (0u8..4, any::<u16>(), proptest::collection::vec((0usize..80, any::<u8>()), 0..6), 0usize..90)
+                    .prop_map(|(kind, port, flips, cut)| {
+                        let mut f = match kind {
+                            0 => v4(host(1), Ipv4Addr::new(198, 18, 30, 7), 6, port, 443, 0),
+                            1 => v4(host(2), Ipv4Addr::new(198, 18, 30, 5), 17, port, 5000, 34),
+                            2 => v6("2001:db8:a::1".parse().expect("v6"), "2001:db8:c::9".parse().expect("v6"), 17, port, 5004, 0),
+                            _ => v4(host(3), Ipv4Addr::new(198, 18, 30, 7), 1, 0, 0, 0),
+                        };
+                        for (i, b) in flips {
+                            if let Some(x) = f.get_mut(i) {
+                                *x = b;
+                            }
+                        }
+                        f.truncate(cut.max(1) + 13);
+                        f
+                    }),
+            ],
+            1..40,
+        ),
+        capped in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let c = if capped { capped_cfg() } else { cfg() };
+        let s = Settings { max_sessions: 16, idle_timeout: SEC, hash_seed: seed };
+        let mut k = Classifier::new(&c, c.plan.as_ref().expect("plan"), s).expect("builds");
+        for (t, f) in frames.iter().enumerate() {
+            let now = t as u64 * SEC / 4;
+            let _ = k.classify(f, now);
+            k.expire(now, 8);
+            for class in 0..3u16 {
+                prop_assert!(k.active_sessions(class) <= 10);
+            }
+            prop_assert!(k.sessions() <= 16);
+        }
+    }
+}
+
+#[test]
+fn a_switched_plan_applies_whatever_its_epoch() {
+    let (c, mut k) = classifier(settings());
+    let mut p = c.plan.clone().expect("plan");
+    p.epoch = u64::MAX;
+    // u64::MAX lies behind epoch 1 in serial order: set_plan ignores it ...
+    assert!(!k.set_plan(&p));
+    // ... the channel's switch (a new control session) applies it, and the
+    // epochs after it follow.
+    k.replace_plan(&p);
+    assert_eq!(k.epoch(), u64::MAX);
+    p.epoch = 1;
+    assert!(k.set_plan(&p), "1 follows u64::MAX");
+    assert_eq!(k.epoch(), 1);
 }

@@ -44,6 +44,11 @@ pub struct Site {
     pub lan_interface: String,
     /// The site's own prefixes (IPv4 and/or IPv6), pairwise disjoint.
     pub lan_prefixes: Vec<Prefix>,
+    /// Sessions one LAN host (inner source address) may have admitted in
+    /// each class at a time (a class's own value overrides it); `None`: no
+    /// cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sessions_per_host: Option<u32>,
 }
 
 /// Whether packets between gateways are sealed.
@@ -180,6 +185,11 @@ pub struct TrafficClass {
     pub kind: String,
     /// Admission overflow action.
     pub overflow: Overflow,
+    /// Sessions one LAN host may have admitted in this class at a time
+    /// (overrides `[site] max_sessions_per_host`); sessions beyond it take
+    /// the overflow action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sessions_per_host: Option<u32>,
     /// Classification rules; a packet belongs to the class of the first rule
     /// (in file order, across classes) it matches.
     pub rules: Vec<Rule>,
@@ -275,6 +285,14 @@ impl Config {
     /// Index of a class by id.
     pub fn class_index(&self, id: &str) -> Option<usize> {
         self.classes.iter().position(|c| c.id == id)
+    }
+    /// The per-host session cap of class `c` (index): the class's own, else
+    /// the site's; `None`: no cap.
+    pub fn host_cap(&self, c: usize) -> Option<u32> {
+        self.classes
+            .get(c)
+            .and_then(|k| k.max_sessions_per_host)
+            .or(self.site.max_sessions_per_host)
     }
     /// Index of a flow by id.
     pub fn flow_index(&self, id: &str) -> Option<usize> {

@@ -31,6 +31,7 @@ pub(crate) struct RawSite {
     pub lan_interface: S<String>,
     #[serde(default)]
     pub lan_prefixes: Vec<S<String>>,
+    pub max_sessions_per_host: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +74,7 @@ pub(crate) struct RawClass {
     #[serde(rename = "type")]
     pub kind: S<String>,
     pub overflow: S<String>,
+    pub max_sessions_per_host: Option<S<i64>>,
     pub rules: Option<S<Vec<S<RawRule>>>>,
 }
 

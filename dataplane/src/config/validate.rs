@@ -217,11 +217,13 @@ fn site(
         lan_prefixes.push(v);
         all_prefixes.push((v, p.span(), f));
     }
+    let max_sessions_per_host = host_cap(src, rs.max_sessions_per_host.as_ref(), "site")?;
     Ok(Site {
         name,
         vni,
         lan_interface,
         lan_prefixes,
+        max_sessions_per_host,
     })
 }
 
@@ -298,6 +300,23 @@ fn security(src: &Source<'_>, raw: &RawConfig) -> R<Security> {
             })?;
     }
     Ok(sec)
+}
+
+/// A `max_sessions_per_host` value: 1..=2^32-1.
+fn host_cap(src: &Source<'_>, v: Option<&S<i64>>, table: &str) -> R<Option<u32>> {
+    v.map(|v| {
+        u32::try_from(*v.get_ref())
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                src.error(
+                    &v.span(),
+                    format!("{table}.max_sessions_per_host"),
+                    "must be in 1..=4294967295",
+                )
+            })
+    })
+    .transpose()
 }
 
 /// The `[[uplinks]]`: at least one, unique names, valid addresses.
@@ -525,12 +544,18 @@ fn classes(
             )?);
         }
         let kind = text(src, &c.kind, &f("type"))?;
+        let max_sessions_per_host = host_cap(
+            src,
+            c.max_sessions_per_host.as_ref(),
+            &format!("classes[{i}]"),
+        )?;
         classes.push(TrafficClass {
             id,
             source,
             destination,
             kind,
             overflow,
+            max_sessions_per_host,
             rules,
         });
     }

@@ -45,11 +45,16 @@ pub enum DropReason {
     HandshakeLimited = 17,
     /// Not sent: no session key with the peer yet (never sent in clear).
     NoSession = 18,
+    /// A LAN packet whose inner source is outside the site's LAN prefixes.
+    LanSource = 19,
+    /// A LAN packet from a MAC other than the one holding its source
+    /// address (learned, heard within the hold time).
+    LanMacConflict = 20,
 }
 
 impl DropReason {
     /// Number of variants: the size of per-reason counter arrays.
-    pub const COUNT: usize = 19;
+    pub const COUNT: usize = 21;
     /// All reasons, index = discriminant.
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Runt,
@@ -71,6 +76,8 @@ impl DropReason {
         Self::CryptoRoute,
         Self::HandshakeLimited,
         Self::NoSession,
+        Self::LanSource,
+        Self::LanMacConflict,
     ];
 
     /// Stable snake_case name for counters and metrics.
@@ -95,6 +102,8 @@ impl DropReason {
             Self::CryptoRoute => "crypto_route",
             Self::HandshakeLimited => "handshake_limited",
             Self::NoSession => "no_session",
+            Self::LanSource => "lan_source",
+            Self::LanMacConflict => "lan_mac_conflict",
         }
     }
 }

@@ -31,9 +31,28 @@
 //!   oldest (bounded memory).
 //!
 //! An ack arriving for a packet already declared lost is counted as spurious
-//! and not as a success. Acks naming sequences never sent, duplicated and
-//! stale acks are ignored (counted); nothing panics, every loop is bounded by
+//! and not as a success. An ack naming a sequence never sent (its `cum` or a
+//! bitmap bit beyond the next sequence to send) is not from the receiver and
+//! is ignored as a whole (counted in [`TrackerStats::garbage`]); duplicated
+//! and stale acks are ignored too; nothing panics, every loop is bounded by
 //! the window.
+//!
+//! ## Plausible sequences (receiver)
+//! A sequence number is adopted only when a sender could have reached it:
+//! below [`SEQ_CEILING`], and, once the flow has received, at most
+//! [`SEQ_JUMP`] plus one per [`SEQ_JUMP_NS_PER_PACKET`] ns since the last
+//! accepted packet beyond the highest received. Anything else is refused
+//! ([`AckAggregator::admit`], counted in [`AckAggregator::implausible`]):
+//! one forged packet with a huge sequence would otherwise move `cum` past
+//! everything the sender will ever send, and the flow's acks would be
+//! garbage from then on.
+//!
+//! A sender that restarts numbers from 0 again: its packets are then far
+//! below `cum`. After [`SENDER_RESTART_RUN`] such packets in a row (more than
+//! the bitmap's 64 below `cum`: no reordering goes that far) the receiver
+//! starts over from the sender's numbering (counted in
+//! [`AckAggregator::restarts`]), so that its acks name sequences the new
+//! sender sent.
 
 /// One aggregated acknowledgement (plain contents; the wire encoding is
 /// `wire::oam`'s business).
@@ -67,10 +86,33 @@ impl Default for AckPolicy {
     }
 }
 
+/// A sequence number at or beyond this is never plausible (a flow at 10
+/// million packets per second takes 14,000 years to get there).
+pub const SEQ_CEILING: u64 = 1 << 62;
+/// How far beyond the highest sequence received a packet may be at once
+/// (a burst of loss or a reordering the window could not hold).
+pub const SEQ_JUMP: u64 = 1 << 20;
+/// Plus one sequence per this many ns since the last accepted packet (a
+/// flow at up to 31 million packets per second whose packets were lost or
+/// whose path was down meanwhile).
+pub const SEQ_JUMP_NS_PER_PACKET: u64 = 32;
+
+/// Packets far below `cum` in a row after which the receiver takes the
+/// sender for restarted and starts over from its numbering.
+pub const SENDER_RESTART_RUN: u32 = 64;
+
 /// Per-flow receiver state producing aggregated acks.
 #[derive(Clone, Debug)]
 pub struct AckAggregator {
     policy: AckPolicy,
+    /// Highest sequence accepted (None: nothing yet).
+    highest: Option<u64>,
+    /// When the last packet was accepted.
+    last_accept_ns: u64,
+    implausible: u64,
+    /// Packets far below `cum` in a row.
+    stale_run: u32,
+    restarts: u64,
     cum: u64,
     /// Bit i: seq cum + 1 + i received.
     bits: u64,
@@ -91,6 +133,11 @@ impl AckAggregator {
         };
         Self {
             policy,
+            highest: None,
+            last_accept_ns: 0,
+            implausible: 0,
+            stale_run: 0,
+            restarts: 0,
             cum: 0,
             bits: 0,
             echo_ts: 0,
@@ -112,14 +159,53 @@ impl AckAggregator {
         self.abandoned
     }
 
+    /// Times the receiver took the sender for restarted (see the module docs).
+    pub fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
+    /// Packets refused as implausible (see the module docs).
+    pub fn implausible(&self) -> u64 {
+        self.implausible
+    }
+
+    /// Whether a packet `seq` arriving at `now_ns` is plausible (see the
+    /// module docs); counts it when not. [`AckAggregator::on_packet`] calls
+    /// it; a caller that must drop such a packet asks first.
+    pub fn admit(&mut self, seq: u64, now_ns: u64) -> bool {
+        let ok = seq < SEQ_CEILING
+            && self.highest.is_none_or(|h| {
+                let lead = now_ns.saturating_sub(self.last_accept_ns) / SEQ_JUMP_NS_PER_PACKET;
+                seq <= h.saturating_add(SEQ_JUMP).saturating_add(lead)
+            });
+        if !ok {
+            self.implausible += 1;
+        }
+        ok
+    }
+
     /// Records packet `seq` carrying sender timestamp `sender_ts_ns`, arrived
-    /// at `now_ns`. Returns an ack when the policy says so.
+    /// at `now_ns`. Returns an ack when the policy says so; an implausible
+    /// `seq` is refused ([`AckAggregator::admit`]) and changes nothing else.
     pub fn on_packet(&mut self, seq: u64, sender_ts_ns: u64, now_ns: u64) -> Option<AckInfo> {
-        if seq >= u64::MAX - 128 {
-            // Unreachable by a real sender; keeps the arithmetic below in range.
-            self.duplicates += 1;
+        if !self.admit(seq, now_ns) {
             return None;
         }
+        self.last_accept_ns = self.last_accept_ns.max(now_ns);
+        if seq.saturating_add(64) < self.cum {
+            self.stale_run += 1;
+            if self.stale_run >= SENDER_RESTART_RUN {
+                // The sender restarted: its numbering from here on.
+                self.restarts += 1;
+                self.stale_run = 0;
+                self.cum = seq;
+                self.bits = 0;
+                self.highest = Some(seq);
+            }
+        } else {
+            self.stale_run = 0;
+        }
+        self.highest = Some(self.highest.map_or(seq, |h| h.max(seq)));
         if seq < self.cum {
             self.duplicates += 1;
         } else if seq == self.cum {
@@ -263,7 +349,7 @@ pub struct TrackerStats {
     pub evicted: u64,
     /// Acks naming a packet already declared lost.
     pub spurious: u64,
-    /// Acks (or parts) naming sequences never sent.
+    /// Acks naming sequences never sent (ignored as a whole).
     pub garbage: u64,
 }
 
@@ -391,11 +477,14 @@ impl AckTracker {
     /// Applies an ack received at `now_ns`.
     pub fn on_ack(&mut self, ack: &AckInfo, now_ns: u64) -> AckOutcome {
         let mut out = AckOutcome::default();
-        // Cumulative part, limited to what was sent and what is still tracked.
-        let mut cum = ack.cum;
-        if cum > self.next_seq {
+        // An ack naming a sequence never sent did not come from the receiver.
+        let cum = ack.cum;
+        let top_bit = u64::from(63 - ack.bitmap.leading_zeros().min(63));
+        if cum > self.next_seq
+            || (ack.bitmap != 0 && cum.saturating_add(1 + top_bit) >= self.next_seq)
+        {
             self.stats.garbage += 1;
-            cum = self.next_seq;
+            return out;
         }
         let mut largest: Option<u64> = cum.checked_sub(1);
         let mut s = self.oldest;
@@ -403,18 +492,12 @@ impl AckTracker {
             out.acked += self.ack_one(s);
             s += 1;
         }
-        // Bitmap part.
+        // Bitmap part (every bit names a sequence sent, checked above).
         let mut bits = ack.bitmap;
         while bits != 0 {
             let i = u64::from(bits.trailing_zeros());
             bits &= bits - 1;
-            let Some(seq) = cum.checked_add(1 + i) else {
-                break;
-            };
-            if seq >= self.next_seq {
-                self.stats.garbage += 1;
-                break; // higher bits are beyond what was sent too
-            }
+            let seq = cum + 1 + i;
             out.acked += self.ack_one(seq);
             largest = Some(seq);
         }
@@ -675,9 +758,9 @@ mod tests {
             },
             5,
         );
-        // cum clamped to what was sent: 10 acked, the rest garbage.
-        assert_eq!(o.acked, 10);
-        assert!(t.stats().garbage >= 1);
+        // Names sequences never sent: ignored as a whole.
+        assert_eq!(o.acked, 0);
+        assert_eq!(t.stats().garbage, 1);
         assert_eq!(o.rtt_sample_ns, None);
         let o = t.on_ack(
             &AckInfo {
@@ -694,11 +777,121 @@ mod tests {
         for k in 0..1000 {
             ev += t.on_send(10 + k).1;
         }
-        assert_eq!(ev, 1000 - 128);
+        // (the 10 first are still outstanding: the garbage acked nothing)
+        assert_eq!(ev, 1010 - 128);
         assert_eq!(
             t.stats().sent,
             t.stats().acked + t.stats().lost + t.outstanding()
         );
+    }
+
+    fn ack(cum: u64, bitmap: u64) -> AckInfo {
+        AckInfo {
+            cum,
+            bitmap,
+            echo_ts_ns: 0,
+            ack_delay_ns: 0,
+        }
+    }
+
+    #[test]
+    fn acks_beyond_what_was_sent_are_ignored() {
+        let mut t = AckTracker::new(TrackerConfig::default());
+        for k in 0..10 {
+            t.on_send(k);
+        }
+        // cum one beyond the next sequence; a bitmap bit naming seq 10.
+        for a in [ack(11, 0), ack(5, 1 << 4), ack(0, 1 << 63)] {
+            assert_eq!(t.on_ack(&a, 100), AckOutcome::default());
+        }
+        assert_eq!((t.stats().garbage, t.stats().acked), (3, 0));
+        // The real ack still counts in full: 0..5 and 7..=9 (5 and 6 lost).
+        let o = t.on_ack(&ack(5, 0b1110), 100);
+        assert_eq!((o.acked, o.lost, t.stats().garbage), (8, 2, 3));
+    }
+
+    /// The old attack: one data packet with a sequence near 2^63 moved the
+    /// receiver's `cum` there, and every ack after it named sequences never
+    /// sent. Now the packet is refused and the acks go on.
+    #[test]
+    fn one_huge_sequence_does_not_break_the_acks() {
+        let mut r = AckAggregator::new(AckPolicy {
+            every_packets: 1,
+            max_delay_ns: 10,
+        });
+        let mut t = AckTracker::new(TrackerConfig::default());
+        let mut acked = 0;
+        for s in 0..200u64 {
+            t.on_send(s * 1000);
+            if s == 100 {
+                for forged in [(1u64 << 63) - 5, u64::MAX, SEQ_CEILING] {
+                    assert!(!r.admit(forged, s * 1000));
+                    assert_eq!(r.on_packet(forged, 0, s * 1000), None);
+                }
+            }
+            let a = r
+                .on_packet(s, s * 1000, s * 1000 + 10)
+                .expect("acks every packet");
+            assert_eq!(a.cum, s + 1);
+            acked += t.on_ack(&a, s * 1000 + 20).acked;
+        }
+        assert_eq!(r.implausible(), 6);
+        assert_eq!(acked, 200);
+        assert_eq!((t.stats().garbage, t.stats().lost), (0, 0));
+    }
+
+    #[test]
+    fn the_plausible_lead_grows_with_time() {
+        let mut r = AckAggregator::new(AckPolicy::default());
+        // A fresh receiver follows a sender already under way.
+        assert!(r.admit(1_000_000_000, 0));
+        r.on_packet(1_000_000_000, 0, 0);
+        let h = 1_000_000_000u64;
+        assert!(r.admit(h + SEQ_JUMP, 0));
+        assert!(!r.admit(h + SEQ_JUMP + 1, 0));
+        // 1 ms later: 31250 more.
+        assert!(r.admit(h + SEQ_JUMP + 31_250, 1_000_000));
+        assert!(!r.admit(h + SEQ_JUMP + 31_251, 1_000_000));
+        assert!(!r.admit(SEQ_CEILING, u64::MAX));
+        assert_eq!(r.implausible(), 3);
+        // A refused packet changes nothing.
+        let before = r.poll(u64::MAX).map(|a| (a.cum, a.bitmap));
+        assert_eq!(r.on_packet(h + SEQ_JUMP * 2, 0, 0), None);
+        assert_eq!(r.implausible(), 4);
+        r.on_packet(h - 1, 0, 0);
+        let after = r.poll(u64::MAX).map(|a| (a.cum, a.bitmap));
+        assert_eq!(after.map(|a| a.0), before.map(|b| b.0));
+    }
+
+    #[test]
+    fn a_restarted_sender_is_followed() {
+        let mut r = AckAggregator::new(AckPolicy {
+            every_packets: 1,
+            max_delay_ns: 10,
+        });
+        for s in 0..1000 {
+            r.on_packet(s, 0, s);
+        }
+        // The sender starts over from 0: 63 packets are stale, the 64th
+        // restarts the receiver at its numbering.
+        for s in 0..u64::from(SENDER_RESTART_RUN) {
+            let a = r.on_packet(s, 0, 2000 + s).unwrap();
+            if s + 1 < u64::from(SENDER_RESTART_RUN) {
+                assert_eq!(a.cum, 1000);
+            } else {
+                assert_eq!(a.cum, s + 1);
+            }
+        }
+        assert_eq!(r.restarts(), 1);
+        // Reordering within the window never restarts.
+        let mut r = AckAggregator::new(AckPolicy::default());
+        for s in 0..100 {
+            r.on_packet(s, 0, 0);
+        }
+        for _ in 0..200 {
+            r.on_packet(40, 0, 0);
+        }
+        assert_eq!(r.restarts(), 0);
     }
 
     /// End to end: random loss, reordering, duplication of data and acks,

@@ -4,7 +4,7 @@
 //! older one: it is cumulative), and leave from [`crate::engine::Stage::poll`]
 //! as one OAM message per source site, in frames of the private reserve.
 
-use super::secure::{EncapFail, encap_out, key_peer};
+use super::secure::{EncapFail, encap_oam, key_peer};
 use super::{Gateway, MAX_ACK_ENTRIES_PER_MESSAGE, info_to_entry};
 use crate::engine::{Arena, Batch, DropReason, Nanos, Packet, Verdict};
 use crate::montra::AckInfo;
@@ -34,7 +34,6 @@ impl Gateway {
     /// Sends the pending acks: one message (up to 32 entries) per source
     /// site per call, while reserve frames and batch room last.
     pub(crate) fn emit_acks(&mut self, now: Nanos, arena: &mut Arena, out: &mut Batch) {
-        let frame_size = arena.frame_size();
         for peer in 0..self.pending_acks.len() {
             if self.pending_acks[peer].is_empty() {
                 continue;
@@ -53,27 +52,20 @@ impl Gateway {
             };
             let q = &mut self.pending_acks[peer];
             let n = q.len().min(MAX_ACK_ENTRIES_PER_MESSAGE);
-            let off = (arena.headroom() as usize).max(path.template.header_len());
             self.oam_seq += 1;
             let params = super::oam_params(self.oam_seq, now);
             let msg = oam::Repr::Ack(AckEntries::Values(&q[..n]));
             let kp = key_peer(peer, path);
-            let res = match arena.get_mut(base, frame_size) {
-                Some(buf) => match buf.get_mut(off..).map(|b| msg.emit(b)) {
-                    Some(Ok(len)) => encap_out(
-                        &mut self.sec,
-                        kp,
-                        &path.template,
-                        buf,
-                        off,
-                        len,
-                        &params,
-                        now,
-                    ),
-                    _ => Err(EncapFail::Room),
-                },
-                None => Err(EncapFail::Room),
-            };
+            let res = encap_oam(
+                &mut self.sec,
+                kp,
+                &path.template,
+                arena,
+                base,
+                &msg,
+                &params,
+                now,
+            );
             q.drain(..n);
             let port = path.port;
             match res {

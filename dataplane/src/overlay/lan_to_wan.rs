@@ -1,9 +1,11 @@
-//! LAN -> WAN: classification, pacing queues, paced encapsulation, and the
-//! ICMP errors for inner packets too big for the path.
+//! LAN -> WAN: source checks (the inner source must be one of the site's
+//! addresses, sent from the MAC that holds it), classification, pacing
+//! queues, paced encapsulation, and the ICMP errors for inner packets too big
+//! for the path.
 
 use core::net::IpAddr;
 
-use super::{Gateway, Role, Stats, entropy};
+use super::{Gateway, Learn, Role, Stats, entropy};
 use crate::classify::{Decision, inner};
 use crate::engine::{Arena, Batch, DropReason, Nanos, Packet, Verdict};
 use crate::wire::ethernet::{self, ethertype};
@@ -58,15 +60,22 @@ impl Gateway {
         let drop = |r| Verdict::Drop(r);
         let frame = arena.packet(p).ok_or(drop(DropReason::Truncated))?;
         let parsed = inner::parse(frame).map_err(|e| drop(e.drop_reason()))?;
-        // Learn the sender's MAC (hosts of our own prefixes only): replies
-        // and traffic from other sites are delivered to it.
+        // Only our own hosts send from the LAN: an inner source outside the
+        // site's prefixes is spoofed (or link-local) and goes nowhere.
         let src = src_addr(&parsed.tuple);
-        if let Some(mac) = frame.get(6..12)
-            && self.is_local(src)
-        {
+        if !self.is_local(src) {
+            self.stats.lan_source += 1;
+            return Err(drop(DropReason::LanSource));
+        }
+        // Learn the sender's MAC: replies and traffic from other sites are
+        // delivered to it. Another MAC holding the address refuses it.
+        if let Some(mac) = frame.get(6..12) {
             let mut m = [0u8; 6];
             m.copy_from_slice(mac);
-            self.learn(src, ethernet::MacAddr(m));
+            if self.learn(src, ethernet::MacAddr(m), now) == Learn::Conflict {
+                self.stats.lan_mac_conflict += 1;
+                return Err(drop(DropReason::LanMacConflict));
+            }
         }
         let decision = self.classifier.classify_inner(&parsed, now).map_err(drop)?;
         let nflows = self.flows.len();

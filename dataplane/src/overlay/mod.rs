@@ -31,6 +31,7 @@ mod ack_emit;
 mod counters;
 pub mod failover;
 mod lan_to_wan;
+pub mod neighbours;
 mod secure;
 mod wan_to_lan;
 
@@ -54,9 +55,10 @@ use crate::wire::ethernet::MacAddr;
 use crate::wire::geneve::FlowOption;
 use crate::wire::oam::AckEntry;
 use crate::wire::overlay::{EncapParams, OverlayTemplate, TemplateConfig};
-use failover::{ControlPaths, HealthPolicy, PathHealth, PathKind, PeerPath, PeerPaths};
+use failover::{ControlPaths, EchoWindow, HealthPolicy, PathHealth, PathKind, PeerPath, PeerPaths};
 
 pub use counters::FlowCounters;
+pub use neighbours::{Learn, NeighbourStats, NeighbourTable};
 pub use secure::{
     HANDSHAKE_BURST, HANDSHAKE_IN_QUEUE, HANDSHAKE_OUT_QUEUE, HANDSHAKE_RATE_PER_S,
     HANDSHAKE_SOURCE_BURST, HANDSHAKE_SOURCE_RATE_PER_S, ROAM_QUIET_NS,
@@ -104,6 +106,10 @@ pub struct Settings {
     /// LAN hosts with their MACs (static neighbour table; hosts are also
     /// learned from their LAN traffic, see [`Gateway::learned_neighbours`]).
     pub neighbours: Vec<(IpAddr, MacAddr)>,
+    /// How long a learned LAN address stays with its MAC after its last
+    /// packet: another MAC claiming it sooner is refused (dropped, counted
+    /// `lan_mac_conflict`), ns.
+    pub neighbour_hold_ns: u64,
     /// How to reach each peer, per `Config::peers` index: its direct
     /// candidate paths in preference order (resolved by the application
     /// from the kernel's routes and neighbours). Empty or missing: the first
@@ -149,6 +155,10 @@ pub struct Settings {
     pub reserve_frames: usize,
     /// Seed of the pacers' random gaps.
     pub seed: u64,
+    /// Seed of the probe nonces (the gateway application draws it from the
+    /// kernel's random source at every start, so that an off-path host
+    /// cannot predict them; tests fix it).
+    pub probe_nonce_seed: u64,
     /// Interval of the timers (ack deadlines, tail-loss detection), ns.
     pub timer_ns: u64,
     /// Open loop: flows send at their planned rate and ignore missing acks
@@ -165,6 +175,7 @@ impl Default for Settings {
             uplink_macs: Vec::new(),
             lan_next_hop_mac: MacAddr([0x02, 0, 0, 0, 0, 0xFE]),
             neighbours: Vec::new(),
+            neighbour_hold_ns: 30_000_000_000,
             peer_routes: Vec::new(),
             detours: false,
             health: HealthPolicy::default(),
@@ -187,6 +198,7 @@ impl Default for Settings {
             verify_udp_checksum: true,
             reserve_frames: 64,
             seed: 1,
+            probe_nonce_seed: 0x6E6F_6E63_6573_6565,
             timer_ns: 1_000_000,
             open_loop: false,
         }
@@ -205,9 +217,6 @@ pub struct PeerRoute {
     /// the uplink's next hop).
     pub dst_mac: MacAddr,
 }
-
-/// Slots of the learned LAN neighbour table (direct-mapped).
-pub const LEARNED_SLOTS: usize = 256;
 
 /// Why a [`Gateway`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -242,6 +251,11 @@ pub struct Stats {
     /// Oversized LAN packets dropped without an ICMP error (not eligible,
     /// IPv4 without DF, no LAN address configured).
     pub oversized_dropped: u64,
+    /// LAN packets dropped: inner source outside the site's LAN prefixes.
+    pub lan_source: u64,
+    /// LAN packets dropped: their source address is learned with another
+    /// MAC heard within the hold time.
+    pub lan_mac_conflict: u64,
     /// Packets encapsulated and sent on an uplink (data, paced).
     pub sent: u64,
     /// WAN packets delivered to the LAN.
@@ -252,6 +266,9 @@ pub struct Stats {
     pub bad_overlay: u64,
     /// Of which: wrong VNI.
     pub wrong_vni: u64,
+    /// WAN data packets whose sequence number is beyond what their sender
+    /// could have reached (`montra::AckAggregator::admit`): dropped.
+    pub seq_implausible: u64,
     /// WAN data packets of a flow this site is neither waypoint nor destination of.
     pub wan_no_route: u64,
     /// Ack messages sent.
@@ -262,6 +279,9 @@ pub struct Stats {
     pub ack_entries_applied: u64,
     /// Ack entries naming no flow that starts here.
     pub ack_entries_unknown: u64,
+    /// Ack entries (applied or relayed) from a peer the flow does not go
+    /// to (`Gateway::ack_sender_ok`): ignored.
+    pub ack_entries_wrong_peer: u64,
     /// Probes answered.
     pub probes_answered: u64,
     /// Probe echoes received (consumed).
@@ -274,6 +294,9 @@ pub struct Stats {
     pub probes_sent: u64,
     /// Echoes naming no path of ours (or with absurd timestamps).
     pub probe_unknown: u64,
+    /// Echoes answering no probe in flight: a wrong nonce, a probe long
+    /// gone, or one answered already (a replay).
+    pub probe_nonce_bad: u64,
     /// Probes postponed: the frame reserve was empty.
     pub probe_no_frame: u64,
     /// Active paths declared down by an ack gap.
@@ -403,8 +426,8 @@ pub struct Gateway {
     pub(crate) control_paths: ControlPaths,
     /// Output buffer of ICMP replies (the offending packet is read from the frame).
     pub(crate) scratch: Box<[u8; 1280]>,
-    /// LAN hosts learned from their traffic (direct-mapped by address hash).
-    pub(crate) learned: Box<[Option<(IpAddr, MacAddr)>; LEARNED_SLOTS]>,
+    /// LAN hosts learned from their traffic.
+    pub(crate) learned: NeighbourTable,
     /// Session keys, handshake queues and limits.
     pub(crate) sec: secure::SecureState,
     pub(crate) stats: Stats,
@@ -487,12 +510,23 @@ impl Gateway {
             oam_seq: 0,
             next_timer: now,
             last_path_check: 0,
-            control_paths: ControlPaths::default(),
+            control_paths: ControlPaths::new(settings.probe_nonce_seed),
             scratch: Box::new([0u8; 1280]),
-            learned: Box::new([None; LEARNED_SLOTS]),
+            learned: NeighbourTable::new(
+                settings.classifier.hash_seed.rotate_left(17) ^ 0x6E65_6967_6862_6F72,
+                settings.neighbour_hold_ns,
+            ),
             stats: Stats::default(),
             settings,
         };
+        // Static neighbours are held like learned ones: another MAC cannot
+        // claim their addresses while they talk.
+        for i in 0..g.settings.neighbours.len() {
+            let (ip, mac) = g.settings.neighbours[i];
+            if g.is_local(ip) {
+                g.learned.learn(ip, mac, now);
+            }
+        }
         for p in 0..npeers {
             if !g.peers[p].paths.is_empty() {
                 g.pacing.set_rate(
@@ -517,6 +551,14 @@ impl Gateway {
         }
         self.apply_rates(plan, now, false);
         true
+    }
+
+    /// As [`Gateway::apply_plan`], whatever the plan's epoch: for the plan
+    /// the worker's channel switched to (its assembler decided the order;
+    /// a new control session may start a new epoch space).
+    pub fn switch_plan(&mut self, plan: &PlanTable, now: Nanos) {
+        self.classifier.replace_plan(plan);
+        self.apply_rates(plan, now, false);
     }
 
     /// Packets per second per Mbit/s at the configured mean packet size.
@@ -674,25 +716,26 @@ impl Gateway {
     }
     /// LAN hosts learned from their traffic.
     pub fn learned_neighbours(&self) -> impl Iterator<Item = (IpAddr, MacAddr)> + '_ {
-        self.learned.iter().filter_map(|e| *e)
+        self.learned.iter()
     }
 
-    /// Records that LAN host `ip` uses `mac` (overwrites its slot).
+    /// Counters of the learned LAN hosts.
+    pub fn neighbour_stats(&self) -> &NeighbourStats {
+        self.learned.stats()
+    }
+
+    /// Records that `mac` sent from LAN address `ip` at `now` (see
+    /// [`NeighbourTable::learn`]).
     #[inline]
-    pub(crate) fn learn(&mut self, ip: IpAddr, mac: MacAddr) {
-        let slot = learned_slot(ip);
-        if self.learned[slot] != Some((ip, mac)) {
-            self.learned[slot] = Some((ip, mac));
-        }
+    pub(crate) fn learn(&mut self, ip: IpAddr, mac: MacAddr, now: Nanos) -> Learn {
+        self.learned.learn(ip, mac, now)
     }
 
     /// The MAC to deliver an inner packet for `dst` to: learned, static,
     /// else the LAN next hop.
     #[inline]
     pub(crate) fn lan_mac_of(&self, dst: IpAddr) -> MacAddr {
-        if let Some((a, m)) = self.learned[learned_slot(dst)]
-            && a == dst
-        {
+        if let Some(m) = self.learned.lookup(dst) {
             return m;
         }
         self.settings
@@ -948,9 +991,9 @@ pub(crate) fn entropy(wire_id: u32) -> u32 {
     wire_id.wrapping_mul(0x9E37_79B9).rotate_left(13)
 }
 
-/// Slot of `ip` in the learned neighbour table.
+/// A 64-bit mix of an address (direct-mapped tables take its top bits).
 #[inline]
-fn learned_slot(ip: IpAddr) -> usize {
+pub(crate) fn addr_hash(ip: IpAddr) -> u64 {
     let h = match ip {
         IpAddr::V4(a) => u64::from(a.to_bits()),
         IpAddr::V6(a) => {
@@ -959,8 +1002,7 @@ fn learned_slot(ip: IpAddr) -> usize {
                 ^ u64::try_from(b >> 64).unwrap_or(0)
         }
     };
-    let x = h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
-    usize::try_from(x).unwrap_or(0) % LEARNED_SLOTS
+    h.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Index of `addr` in a peer's gateway list (`u16::MAX`: not in it).
@@ -1005,6 +1047,7 @@ fn routed_path(
         remote_index: remote_index(gateways, r.gateway),
         remote: r.gateway,
         health: PathHealth::default(),
+        echoes: EchoWindow::default(),
         unacked_since: None,
         last_auth: 0,
     })
@@ -1039,6 +1082,7 @@ fn peer_path(
                 remote_index: remote_index(gateways, *g),
                 remote: *g,
                 health: PathHealth::default(),
+                echoes: EchoWindow::default(),
                 unacked_since: None,
                 last_auth: 0,
             });

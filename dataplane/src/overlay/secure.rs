@@ -150,15 +150,7 @@ impl SecureState {
 
 /// Slot of a source address in the per-source table.
 fn source_slot(ip: IpAddr) -> usize {
-    let h = match ip {
-        IpAddr::V4(a) => u64::from(a.to_bits()),
-        IpAddr::V6(a) => {
-            let b = a.to_bits();
-            u64::try_from(b & u128::from(u64::MAX)).unwrap_or(0)
-                ^ u64::try_from(b >> 64).unwrap_or(0)
-        }
-    };
-    usize::try_from(h.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58).unwrap_or(0) % HANDSHAKE_SOURCES
+    usize::try_from(super::addr_hash(ip) >> 58).unwrap_or(0) % HANDSHAKE_SOURCES
 }
 
 /// The peer whose key seals packets on `path` to `peer`: the peer itself,
@@ -209,6 +201,30 @@ pub(crate) fn encap_out(
     let out = buf.get_mut(r.clone()).ok_or(EncapFail::Room)?;
     aead::seal(template, out, k.send_key(), counter).map_err(|_| EncapFail::Room)?;
     Ok(r)
+}
+
+/// Writes OAM message `msg` into the reserve frame `base` (after the
+/// headroom) and encapsulates it with `template`, sealed for `key_peer`
+/// when security is required. Returns the outer frame's range in the frame.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn encap_oam(
+    sec: &mut SecureState,
+    key_peer: usize,
+    template: &OverlayTemplate,
+    arena: &mut Arena,
+    base: u64,
+    msg: &oam::Repr<'_>,
+    params: &EncapParams,
+    now: Nanos,
+) -> Result<Range<usize>, EncapFail> {
+    let off = (arena.headroom() as usize).max(template.header_len());
+    let frame_size = arena.frame_size();
+    let buf = arena.get_mut(base, frame_size).ok_or(EncapFail::Room)?;
+    let len = buf
+        .get_mut(off..)
+        .and_then(|b| msg.emit(b).ok())
+        .ok_or(EncapFail::Room)?;
+    encap_out(sec, key_peer, template, buf, off, len, params, now)
 }
 
 /// What [`Gateway::authenticate`] decided.

@@ -143,6 +143,16 @@ impl Gateway {
             self.stats.wan_no_route += 1;
             return Verdict::Drop(DropReason::NoRoute);
         }
+        // A sequence number no sender could have reached is dropped, not
+        // adopted (it would break the flow's acks).
+        if let Some((fi, opt)) = flow
+            && opt.seq > 0
+            && let Some(r) = self.flows[fi].receiver.as_mut()
+            && !r.agg.admit(opt.seq - 1, now)
+        {
+            self.stats.seq_implausible += 1;
+            return Verdict::Drop(DropReason::BadOverlay);
+        }
         let mac = self.lan_mac_of(dst);
         let Ok(mut eth) = ethernet::Frame::new_checked(&mut *buf) else {
             return Verdict::Drop(DropReason::BadOverlay);
@@ -340,6 +350,12 @@ impl Gateway {
         };
         match msg.msg_type() {
             MessageType::Ack => {
+                // The peer that sent it: the key's peer when sealed (by
+                // outer source address only with security off).
+                let sender = match from {
+                    Auth::Peer(pi) => Some(pi),
+                    Auth::Off => self.peer_index_of_gateway(m.outer_src),
+                };
                 // Acks for flows that do not start here came by a detour
                 // (their sender's direct paths are down): relay them to the
                 // flows' origin (one message carries one origin's flows).
@@ -347,6 +363,10 @@ impl Gateway {
                     && let Some(fi) = self.flow_of_wire(first.flow_id)
                     && self.flows[fi].role != Role::Origin
                 {
+                    if !self.ack_sender_ok(fi, sender) {
+                        self.stats.ack_entries_wrong_peer += msg.acks().len() as u64;
+                        return self.consume(arena, p);
+                    }
                     let origin = self.cfg.flows[fi]
                         .route
                         .first()
@@ -354,23 +374,24 @@ impl Gateway {
                     return self.relay_oam(now, arena, p, range, origin);
                 }
                 // Whose acks: the destination of the flows (the outer source
-                // is a waypoint's when the acks took a detour).
-                let sender = msg
+                // is a waypoint's when the acks took a detour); it is heard
+                // from only when an entry was applied (an empty or forged
+                // ack keeps no path alive).
+                let dest = msg
                     .acks()
                     .next()
                     .and_then(|e| self.flow_of_wire(e.flow_id))
-                    .and_then(|fi| self.cfg.flows[fi].route.last())
-                    .and_then(|s| self.cfg.peers.iter().position(|p| p.name == *s));
-                match (from, sender) {
-                    (_, Some(pi)) => self.note_ack_from_peer(pi, now),
-                    (Auth::Peer(pi), None) => self.note_ack_from_peer(pi, now),
-                    (Auth::Off, None) => self.note_ack_from(m.outer_src, now),
-                }
+                    .and_then(|fi| self.flows[fi].dest_peer);
+                let mut applied = false;
                 for e in msg.acks() {
                     let Some(fi) = self.flow_of_wire(e.flow_id) else {
                         self.stats.ack_entries_unknown += 1;
                         continue;
                     };
+                    if !self.ack_sender_ok(fi, sender) {
+                        self.stats.ack_entries_wrong_peer += 1;
+                        continue;
+                    }
                     self.note_flow_acked(fi);
                     let Some(o) = self.flows[fi].origin.as_mut() else {
                         self.stats.ack_entries_unknown += 1;
@@ -386,6 +407,10 @@ impl Gateway {
                     let rate = o.ctl.rate();
                     self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
                     self.stats.ack_entries_applied += 1;
+                    applied = true;
+                }
+                if applied && let Some(pi) = dest {
+                    self.note_ack_from_peer(pi, now);
                 }
                 self.consume(arena, p)
             }

@@ -12,7 +12,7 @@
 //! share). Installing builds the `ring` keys and allocates (cold path);
 //! sealing and opening do not.
 
-use ring::aead::{CHACHA20_POLY1305, LessSafeKey, UnboundKey};
+use ring::aead::{LessSafeKey, UnboundKey};
 
 use super::replay::{Replay, ReplayWindow};
 use super::{KEY_SLOTS, REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME_NS};
@@ -87,7 +87,7 @@ impl core::fmt::Debug for KeySlot {
 impl KeySlot {
     fn new(k: &KeyInstall) -> Result<Self, InstallError> {
         let key = |b: &[u8; 32]| {
-            UnboundKey::new(&CHACHA20_POLY1305, b)
+            UnboundKey::new(super::AEAD_ALGORITHM, b)
                 .map(LessSafeKey::new)
                 .map_err(|_| InstallError::BadKey)
         };

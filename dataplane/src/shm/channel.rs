@@ -1,6 +1,7 @@
-//! The worker's use of the channel, per loop iteration: drain a bounded
-//! number of commands into the [`PlanAssembler`], publish staging, look at the
-//! active-epoch word, switch, acknowledge, beat. Thin glue over
+//! The worker's use of the channel, per loop iteration: look at the control's
+//! session word, drain a bounded number of commands into the
+//! [`PlanAssembler`], publish staging, look at the active-epoch word, switch,
+//! acknowledge, republish both epochs, beat. Thin glue over
 //! [`WorkerPort`]; all decisions are the assembler's.
 
 use super::msg::{AckStatus, Command, Telemetry};
@@ -93,6 +94,7 @@ impl WorkerChannel {
         if self.port.reset_requested() || self.port.telemetry_corrupt() {
             self.reset(&mut r);
         }
+        self.asm.on_session(self.port.control_session());
         while r.received < budget {
             match self.port.recv() {
                 Recv::Empty => break,
@@ -133,6 +135,9 @@ impl WorkerChannel {
         }
         self.port.release();
         self.check_active(now_ns, &mut r);
+        let running = self.asm.active().epoch;
+        self.port
+            .publish_epochs(self.asm.staged_epoch().unwrap_or(running), running);
         self.port.beat(now_ns, self.asm.counters().refused());
         self.port.flush();
         r

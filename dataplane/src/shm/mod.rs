@@ -1,7 +1,7 @@
 //! The shared-memory channel between the control process and the dataplane
 //! (see `docs/shm.md`).
 //!
-//! - [`region`]: the file `/dev/shm/mongate-<name>.ctl` — header (identity,
+//! - [`region`]: the file `<run dir>/<name>.ctl` — header (identity,
 //!   generation, control heartbeat, active-epoch word), per-worker words, and
 //!   per worker two [`crate::ring::ShmRing`]s of [`msg::Msg`]: commands and
 //!   telemetry. [`CtlRegion`] is the dataplane's side, [`ControlPort`] the

@@ -235,9 +235,9 @@ pub struct KeyInstall {
     pub local_index: u32,
     /// Receiver index we write into packets we seal with this key.
     pub remote_index: u32,
-    /// ChaCha20-Poly1305 key for sending.
+    /// AEAD key for sending.
     pub send_key: [u8; 32],
-    /// ChaCha20-Poly1305 key for receiving.
+    /// AEAD key for receiving.
     pub recv_key: [u8; 32],
     /// We initiated the handshake: the key sends at once. A responder's key
     /// sends only once a packet authenticated with it (key confirmation).

@@ -14,14 +14,30 @@
 //! to the staged plan. The running plan is replaced only by a whole, valid
 //! plan (all-or-nothing), never by a part of one: anything wrong is refused
 //! with a counter and the running plan stays. The worker hands the running
-//! table to `overlay::Gateway::apply_plan` as it is.
+//! table to `overlay::Gateway::switch_plan` as it is.
 //!
 //! No allocation after [`PlanAssembler::new`]: the building, staged and
 //! active plans are three preallocated [`PlanTable`]s that are swapped.
+//!
+//! Epochs are serial numbers ([`epoch_newer`], RFC 1982 style): they wrap,
+//! so no epoch (not even `u64::MAX`, pushed by a faulty or hostile writer)
+//! leaves the control without a newer one. And every control process that
+//! attaches starts a new session ([`PlanAssembler::on_session`]): until the
+//! first plan of the session is staged, a plan of any epoch is accepted, so
+//! whatever epochs an earlier writer left (even different ones in different
+//! workers) cannot lock out a restarted control.
 
 use crate::plan::{PlanShape, PlanTable, usable};
 
 use super::msg::{CHUNK_ENTRIES, COUNTER_WORDS, Command, PlanChunk, PlanEntry};
+
+/// Whether epoch `a` is newer than `b` in serial number order: `a != b`
+/// and `a` lies less than 2^63 steps after `b`, wrapping. `u64::MAX` is
+/// older than 0.
+#[inline]
+pub fn epoch_newer(a: u64, b: u64) -> bool {
+    a != b && a.wrapping_sub(b) < 1 << 63
+}
 
 /// FNV-1a 64 offset basis.
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -124,7 +140,8 @@ pub fn plan_commands(epoch: u64, entries: &[PlanEntry]) -> Vec<Command> {
 /// Why a plan (or a part of one) was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// Epoch not newer than the running or staged plan.
+    /// Epoch not newer than the running or staged plan (in serial order,
+    /// [`epoch_newer`]), within a control session.
     Stale,
     /// A chunk out of order (gap, repeat, or a changed total).
     OutOfOrder,
@@ -250,6 +267,11 @@ pub struct PlanAssembler {
     seen_class: Vec<bool>,
     seen_flow: Vec<bool>,
     not_staged_reported: u64,
+    /// The control session word last seen.
+    session: Option<u64>,
+    /// A new session started and no plan of it was staged yet: any epoch
+    /// is accepted.
+    open: bool,
     counters: AssemblerCounters,
 }
 
@@ -271,6 +293,8 @@ impl PlanAssembler {
             seen_class: vec![false; classes],
             seen_flow: vec![false; shape.flows()],
             not_staged_reported: 0,
+            session: None,
+            open: false,
             counters: AssemblerCounters::default(),
             shape,
         }
@@ -303,10 +327,35 @@ impl PlanAssembler {
 
     /// Newest epoch known here (running or staged): plans must be newer.
     fn floor(&self) -> u64 {
-        if self.staged_valid {
-            self.active.epoch.max(self.staged.epoch)
+        if self.staged_valid && epoch_newer(self.staged.epoch, self.active.epoch) {
+            self.staged.epoch
         } else {
             self.active.epoch
+        }
+    }
+
+    /// Whether a plan of `epoch` is too old to take (never while a new
+    /// session is open).
+    fn stale(&self, epoch: u64) -> bool {
+        !self.open && !epoch_newer(epoch, self.floor())
+    }
+
+    /// Whether a new control session is open (no plan of it staged yet).
+    pub fn session_open(&self) -> bool {
+        self.open
+    }
+
+    /// Looks at the control's session word (read every step before the
+    /// ring): a value other than the one seen last opens a new session, in
+    /// which the first plan may carry any epoch; its staging closes it. A
+    /// partial plan of the previous session is dropped.
+    pub fn on_session(&mut self, word: u64) {
+        if self.session != Some(word) {
+            if self.session.is_some() && self.build.take().is_some() {
+                self.counters.abandoned += 1;
+            }
+            self.session = Some(word);
+            self.open = true;
         }
     }
 
@@ -352,7 +401,7 @@ impl PlanAssembler {
     pub fn on_chunk(&mut self, c: &PlanChunk, now_ns: u64) -> Event {
         self.counters.chunks += 1;
         self.tick(now_ns);
-        if c.epoch <= self.floor() {
+        if self.stale(c.epoch) {
             return self.refuse(c.epoch, Refusal::Stale);
         }
         match self.build {
@@ -366,12 +415,14 @@ impl PlanAssembler {
                 }
             }
             other => {
-                if other.is_some_and(|b| b.epoch <= c.epoch) && c.index == 0 {
-                    self.counters.abandoned += 1;
-                }
-                if other.is_some_and(|b| b.epoch > c.epoch) {
-                    // An older plan's chunk while a newer one assembles.
+                // An older plan's chunk while a newer one assembles (in an
+                // open session, chunk 0 of any epoch restarts).
+                let older = other.is_some_and(|b| epoch_newer(b.epoch, c.epoch));
+                if older && !(self.open && c.index == 0) {
                     return self.refuse(c.epoch, Refusal::Stale);
+                }
+                if other.is_some() && c.index == 0 {
+                    self.counters.abandoned += 1;
                 }
                 self.build = None;
                 if c.index != 0 {
@@ -466,7 +517,7 @@ impl PlanAssembler {
     ) -> Event {
         self.counters.commits += 1;
         self.tick(now_ns);
-        if epoch <= self.floor() {
+        if self.stale(epoch) {
             return self.refuse(epoch, Refusal::Stale);
         }
         let Some(b) = self.build.take() else {
@@ -483,6 +534,7 @@ impl PlanAssembler {
         }
         std::mem::swap(&mut self.building, &mut self.staged);
         self.staged_valid = true;
+        self.open = false;
         self.counters.staged += 1;
         Event::Staged(epoch)
     }
@@ -498,7 +550,7 @@ impl PlanAssembler {
             self.counters.switched += 1;
             return Event::Switched(word);
         }
-        if word > self.active.epoch && word != self.not_staged_reported {
+        if epoch_newer(word, self.active.epoch) && word != self.not_staged_reported {
             self.not_staged_reported = word;
             return self.refuse(word, Refusal::NotStaged);
         }

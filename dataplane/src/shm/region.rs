@@ -1,20 +1,23 @@
-//! The control region: the file `/dev/shm/mongate-<name>.ctl`, created by the
-//! dataplane, attached by the control process.
+//! The control region: the file `<run dir>/<name>.ctl` (mode 0600, see
+//! [`crate::sys::shm`]), created by the dataplane, attached by the control
+//! process.
 //!
 //! Layout (every part 64-byte aligned):
 //! - [`CtlHeader`] (128 bytes): an identity line written by the dataplane
 //!   (magic, version, layout sizes, workers, dataplane pid, generation) and a
-//!   control line written by the control process (heartbeat, pid, active epoch);
+//!   control line written by the control process (heartbeat, pid, active
+//!   epoch, session: bumped at every attach);
 //! - one [`WorkerWords`] line per worker, written by that worker (staged and
 //!   running epochs, heartbeat, refusals, ring resets);
 //! - per worker, two [`ShmRing<Msg>`]: commands (control -> worker) then
 //!   telemetry (worker -> control).
 //!
-//! The dataplane (re)creates the file in place, never shrinking it (a control
-//! process still mapping it must not fault), and bumps the generation; the
-//! control process holds an exclusive `flock` on the file (one control at a
-//! time, released by the kernel if it dies) and re-attaches when the
-//! generation changes.
+//! The dataplane creates a new file at every start (a file of an earlier run
+//! is removed first; a control process still mapping it keeps the old inode,
+//! so nothing shrinks under it) with a fresh generation, and bumps the
+//! generation at every repair; the control process holds an exclusive `flock`
+//! on the file (one control at a time, released by the kernel if it dies) and
+//! re-attaches when the generation changes or the path names another file.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -25,9 +28,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::ring::{Consumer, Pod, Producer, RingError, ShmRing, ShmRingError};
-use crate::sys::shm::{OpenMode, ShmFile, open_file, shm_path};
+use crate::sys::shm::{Access, REGION_MODE, ShmFile, file_id, open_existing, path_id, shm_path};
 
 use super::msg::{Command, DecodeError, Msg, Telemetry};
+use super::plan::epoch_newer;
 
 // SAFETY: `Msg` is `#[repr(C)]` of u32, u32, u64, [u64; 30]: integers only,
 // no padding (the two u32 fill the 8 bytes before the u64), any bit pattern valid.
@@ -35,8 +39,9 @@ unsafe impl Pod for Msg {}
 
 /// "MGCTL001".
 pub const CTL_MAGIC: u64 = u64::from_le_bytes(*b"MGCTL001");
-/// Layout version.
-pub const CTL_VERSION: u32 = 1;
+/// Layout version (2: the control line's session word; epochs compared as
+/// serial numbers).
+pub const CTL_VERSION: u32 = 2;
 /// Most workers a region describes.
 pub const MAX_WORKERS: u32 = 64;
 /// Most slots per ring.
@@ -61,6 +66,9 @@ struct ControlLine {
     heartbeat_ns: AtomicU64,
     control_pid: AtomicU64,
     active_epoch: AtomicU64,
+    /// Bumped by every control process that attaches: a new session
+    /// starts a new epoch space in every worker ([`super::PlanAssembler::on_session`]).
+    session: AtomicU64,
 }
 
 /// The region header: identity (dataplane-written), control line
@@ -179,14 +187,15 @@ pub fn ctl_path(name: &str) -> PathBuf {
     shm_path(name, "ctl")
 }
 
-/// The generation after `old`: `old + 1`, but at least the wall clock in
-/// ns, so that a region created from scratch (file removed in between) never
-/// reuses a generation a control process saw before.
-fn fresh_generation(old: u64) -> u64 {
+/// The generation of a new region: the wall clock in ns, so that a region
+/// created from scratch never reuses a generation a control process saw
+/// before (the control also compares the file itself, see
+/// [`ControlPort::check`]).
+fn fresh_generation() -> u64 {
     let wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    old.wrapping_add(1).max(wall).max(1)
+    wall.max(1)
 }
 
 /// A shared mapping of a region file.
@@ -200,22 +209,15 @@ struct Mapping {
 }
 
 impl Mapping {
-    fn map(
-        f: &File,
-        len: usize,
-        layout: Layout,
-        path: &Path,
-        owner: bool,
-    ) -> Result<Self, CtlError> {
-        // The callers checked the file is at least `len` long.
-        let map = ShmFile::map(f, len, path, owner).map_err(io(path))?;
+    /// `map` holds at least `layout.total()` bytes (checked by the callers).
+    fn new(map: ShmFile, layout: Layout) -> Self {
         let w = layout.workers as usize;
-        Ok(Self {
+        Self {
             map,
             layout,
             taken: (0..w).map(|_| AtomicBool::new(false)).collect(),
             reset: (0..w).map(|_| AtomicBool::new(false)).collect(),
-        })
+        }
     }
 
     fn header(&self) -> &CtlHeader {
@@ -320,10 +322,11 @@ pub struct CtlRegion {
 }
 
 impl CtlRegion {
-    /// Creates (or re-creates in place, bumping the generation) the region
-    /// for `workers` workers with rings of `slots` messages, the active epoch
-    /// set to `active_epoch` (the plan the workers start with). The file is
-    /// removed when the region and every port are dropped.
+    /// Creates the region (a new file, mode 0600: a file of an earlier run
+    /// is removed first, see [`ShmFile::create`]) for `workers` workers with
+    /// rings of `slots` messages, the active epoch set to `active_epoch` (the
+    /// plan the workers start with), a fresh generation. The file is removed
+    /// when the region and every port are dropped.
     pub fn create(
         path: &Path,
         workers: u32,
@@ -334,37 +337,20 @@ impl CtlRegion {
         if !layout.valid() {
             return Err(CtlError::Geometry);
         }
-        let f = open_file(path, OpenMode::InPlace).map_err(io(path))?;
-        // The previous generation, if the file holds a region.
-        let mut head = [0u8; 64];
-        let old_gen = match f.read_exact_at(&mut head, 0) {
-            Ok(()) if head[..8] == CTL_MAGIC.to_le_bytes() || head[..8] == [0; 8] => {
-                let mut g = [0u8; 8];
-                g.copy_from_slice(&head[40..48]);
-                u64::from_le_bytes(g)
-            }
-            _ => 0,
-        };
-        let flen = f.metadata().map_err(io(path))?.len();
-        let need = layout.total() as u64;
-        // Never shrink: a control process may still map the old length.
-        let len = flen.max(need);
-        if len > flen {
-            f.set_len(len).map_err(io(path))?;
-        }
-        let len = usize::try_from(len).map_err(|_| CtlError::Geometry)?;
-        let map = Mapping::map(&f, len, layout, path, true)?;
+        let file = ShmFile::create(path, layout.total(), REGION_MODE).map_err(io(path))?;
+        let map = Mapping::new(file, layout);
         let h = map.header();
         h.ident.magic.store(0, Ordering::Release);
         map.write_ident();
         h.ident
             .generation
-            .store(fresh_generation(old_gen), Ordering::Relaxed);
+            .store(fresh_generation(), Ordering::Relaxed);
         h.control
             .active_epoch
             .store(active_epoch, Ordering::Relaxed);
         h.control.heartbeat_ns.store(0, Ordering::Relaxed);
         h.control.control_pid.store(0, Ordering::Relaxed);
+        h.control.session.store(0, Ordering::Relaxed);
         for i in 0..workers as usize {
             let w = map.words(i).ok_or(CtlError::Geometry)?;
             w.staged_epoch.store(active_epoch, Ordering::Relaxed);
@@ -564,6 +550,11 @@ impl WorkerPort {
             .load(Ordering::Acquire)
     }
 
+    /// The control session word (bumped at every attach).
+    pub fn control_session(&self) -> u64 {
+        self.map.header().control.session.load(Ordering::Acquire)
+    }
+
     /// Publishes the staged epoch (the control process's acknowledgement).
     pub fn set_staged(&self, epoch: u64) {
         self.words().staged_epoch.store(epoch, Ordering::Release);
@@ -579,6 +570,18 @@ impl WorkerPort {
         let w = self.words();
         w.heartbeat_ns.store(now_ns, Ordering::Relaxed);
         w.refused.store(refused, Ordering::Relaxed);
+    }
+
+    /// Publishes both epochs again (every step: whatever else wrote these
+    /// words, the control reads what the worker holds).
+    pub fn publish_epochs(&self, staged: u64, running: u64) {
+        let w = self.words();
+        if w.staged_epoch.load(Ordering::Relaxed) != staged {
+            w.staged_epoch.store(staged, Ordering::Release);
+        }
+        if w.running_epoch.load(Ordering::Relaxed) != running {
+            w.running_epoch.store(running, Ordering::Release);
+        }
     }
 
     /// Whether [`CtlRegion::verify_and_repair`] asked for a ring reset.
@@ -635,6 +638,8 @@ pub enum SendError {
 pub struct ControlPort {
     map: Arc<Mapping>,
     _lock: File,
+    /// `(device, inode)` of the file attached.
+    file: (u64, u64),
     generation: u64,
     cmd: Vec<Producer<Msg>>,
     tel: Vec<Consumer<Msg>>,
@@ -642,10 +647,14 @@ pub struct ControlPort {
 }
 
 impl ControlPort {
-    /// Attaches to the region at `path`: takes the exclusive lock, validates
-    /// the header and every ring header, reads the generation.
+    /// Attaches to the region at `path`: opens it (checked: a regular file,
+    /// not a symlink, owned by its directory's owner, not writable by
+    /// others), takes the exclusive lock, validates the header and every
+    /// ring header against the file's length (garbage or a short file is
+    /// an error, never a fault), reads the generation and starts a new
+    /// session (a new epoch space in every worker).
     pub fn attach(path: &Path) -> Result<Self, CtlError> {
-        let f = open_file(path, OpenMode::Existing).map_err(io(path))?;
+        let (f, _) = open_existing(path, Access::ReadWrite).map_err(io(path))?;
         // SAFETY: flock on a file descriptor we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = std::io::Error::last_os_error();
@@ -667,7 +676,8 @@ impl ControlPort {
         if !layout.valid() || layout.total() > flen {
             return Err(bad());
         }
-        let map = Mapping::map(&f, flen, layout, path, false)?;
+        let file = ShmFile::map(&f, flen, path, Access::ReadWrite).map_err(io(path))?;
+        let map = Mapping::new(file, layout);
         let h = map.header();
         if h.ident.magic.load(Ordering::Acquire) != CTL_MAGIC || !map.ident_ok() {
             return Err(bad());
@@ -699,9 +709,12 @@ impl ControlPort {
         h.control
             .control_pid
             .store(u64::from(std::process::id()), Ordering::Relaxed);
+        h.control.session.fetch_add(1, Ordering::AcqRel);
+        let file = file_id(&f).map_err(io(path))?;
         Ok(Self {
             map: Arc::new(map),
             _lock: f,
+            file,
             generation,
             cmd,
             tel,
@@ -719,12 +732,13 @@ impl ControlPort {
         self.cmd.len()
     }
 
-    /// `Err(Stale)` when the region was closed, re-created or repaired since
-    /// attach.
+    /// `Err(Stale)` when the region was closed, re-created (the path names
+    /// another file: a restarted dataplane) or repaired since attach.
     pub fn check(&self) -> Result<(), SendError> {
         let h = self.map.header();
         if h.ident.magic.load(Ordering::Acquire) != CTL_MAGIC
             || h.ident.generation.load(Ordering::Acquire) != self.generation
+            || path_id(self.map.map.path()).ok() != Some(self.file)
         {
             return Err(SendError::Stale);
         }
@@ -754,15 +768,21 @@ impl ControlPort {
         self.map.words(i).map(snapshot)
     }
 
-    /// The smallest epoch newer than anything the region has seen (active
-    /// word, every worker's staged and running epochs): what a restarted
-    /// control process uses to resynchronise.
+    /// The epoch after the newest one the workers hold (their staged and
+    /// running words, which each worker republishes every step), in serial
+    /// number order ([`epoch_newer`]: it wraps, so no value is a dead end),
+    /// never 0. The active word is not trusted for this: only a worker's
+    /// own words say what it will refuse.
     pub fn next_epoch(&self) -> u64 {
-        (0..self.workers())
+        let newest = (0..self.workers())
             .filter_map(|i| self.worker_state(i))
-            .map(|s| s.staged_epoch.max(s.running_epoch))
-            .fold(self.active_epoch(), u64::max)
-            .saturating_add(1)
+            .flat_map(|s| [s.staged_epoch, s.running_epoch])
+            .reduce(|a, b| if epoch_newer(b, a) { b } else { a })
+            .unwrap_or_else(|| self.active_epoch());
+        match newest.wrapping_add(1) {
+            0 => 1,
+            e => e,
+        }
     }
 
     /// Sends `cmds` to every worker, all or nothing: if any ring lacks room

@@ -1,7 +1,9 @@
 //! The pure parts: message codec and the plan assembler.
 
 use super::msg::{CHUNK_ENTRIES, Command, MSG_WORDS, Msg, PlanEntry, Telemetry};
-use super::plan::{Event, PlanAssembler, Refusal, checksum, plan_commands, plan_entries};
+use super::plan::{
+    Event, PlanAssembler, Refusal, checksum, epoch_newer, plan_commands, plan_entries,
+};
 use crate::plan::{PlanShape, PlanTable};
 use proptest::prelude::*;
 
@@ -437,6 +439,72 @@ fn security_messages_round_trip() {
     assert!(Telemetry::decode(&m).is_err());
 }
 
+#[test]
+fn epochs_are_serial_numbers() {
+    assert!(epoch_newer(2, 1) && !epoch_newer(1, 2) && !epoch_newer(5, 5));
+    // u64::MAX is no dead end: 0 and 1 come after it.
+    assert!(epoch_newer(0, u64::MAX) && epoch_newer(1, u64::MAX));
+    assert!(epoch_newer(u64::MAX, u64::MAX - 1));
+    // Half the circle ahead is newer, the other half older.
+    assert!(epoch_newer((1 << 63) - 1, 0) && !epoch_newer(1 << 63, 0));
+    // Exactly opposite: neither (a new session resolves it).
+    assert!(!epoch_newer(0, 1 << 63) && !epoch_newer(1 << 63, 0));
+}
+
+/// Stages and runs the plan of `epoch`: true when it is then running.
+fn install(a: &mut PlanAssembler, epoch: u64, now: u64) -> bool {
+    let ev = feed(a, &plan_commands(epoch, &entries(epoch)), now);
+    if ev != [Event::Staged(epoch)] {
+        return false;
+    }
+    a.on_active_epoch(epoch, now) == Event::Switched(epoch)
+}
+
+#[test]
+fn absurd_epoch_does_not_lock_out_the_next_plan() {
+    let mut a = asm();
+    a.on_session(1);
+    assert!(install(&mut a, 5, 0));
+    // Within a session u64::MAX lies "behind" 5: refused.
+    assert!(!install(&mut a, u64::MAX, 1));
+    assert!(a.counters().stale > 0);
+    // A writer starting a session pushes it: accepted (any epoch opens a
+    // session) ...
+    a.on_session(2);
+    assert!(install(&mut a, u64::MAX, 2));
+    // ... and it is no dead end: older ones stay refused, the epoch after
+    // it (1: the control skips 0) is taken.
+    assert!(!install(&mut a, u64::MAX - 1, 3));
+    assert!(install(&mut a, 1, 4));
+    assert_eq!(a.active().epoch, 1);
+}
+
+#[test]
+fn a_new_session_accepts_any_epoch_once() {
+    let mut a = asm();
+    a.on_session(7);
+    assert!(install(&mut a, 1 << 62, 0));
+    assert!(!a.session_open());
+    assert!(!install(&mut a, 3, 1), "older: refused within a session");
+    // A new control attaches: its first plan may carry any epoch ...
+    a.on_session(8);
+    assert!(a.session_open());
+    assert!(install(&mut a, 3, 2));
+    assert!(!a.session_open());
+    // ... and after that the order holds again.
+    assert!(!install(&mut a, 2, 3));
+    assert!(install(&mut a, 4, 4));
+    // The same word again changes nothing; a half plan of an old session
+    // is dropped when a new one starts.
+    a.on_session(8);
+    assert!(!a.session_open());
+    let cmds = plan_commands(9, &entries(9));
+    assert!(feed(&mut a, &cmds[..1], 5).is_empty());
+    a.on_session(9);
+    assert_eq!(a.building_epoch(), None);
+    assert_eq!(a.counters().abandoned, 1);
+}
+
 fn arb_msg() -> impl Strategy<Value = Msg> {
     (
         prop_oneof![0u32..28, any::<u32>()],
@@ -474,7 +542,7 @@ proptest! {
             }
             let p = a.active();
             if p.epoch != last.epoch {
-                prop_assert!(p.epoch > last.epoch);
+                prop_assert!(epoch_newer(p.epoch, last.epoch));
                 // whole and valid: every value finite and non-negative
                 prop_assert!(p.rate_mbps.iter().chain(&p.weight).all(|v| v.is_finite() && *v >= 0.0));
                 last = p.clone();

@@ -1,12 +1,15 @@
 //! What the two counter files (`.stats`, `.flows`) share: a 64-byte header
-//! (magic, workers, pid, flows), created by the dataplane and published by
-//! its magic, opened and validated by readers, in one place.
+//! (magic, workers, pid, flows), created by the dataplane (mode 0640) and
+//! published by its magic, opened read-only and validated by readers, in one
+//! place. Any bytes in a file give a reader an error or numbers, never a
+//! fault: its length is checked before mapping (and only its owner can
+//! truncate it, see [`crate::sys::shm`]).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{MAX_WORKERS, StatsError};
-use crate::sys::shm::{OpenMode, ShmFile, ShmShared, open_file};
+use crate::sys::shm::{Access, COUNTERS_MODE, ShmFile, ShmShared};
 
 #[repr(C, align(64))]
 struct Header {
@@ -62,7 +65,8 @@ impl CountersFile {
         if workers > MAX_WORKERS || flows > kind.max_flows {
             return Err(StatsError::TooMany);
         }
-        let mut shm = ShmFile::create(path, (kind.len)(workers, flows)).map_err(io(path))?;
+        let mut shm =
+            ShmFile::create(path, (kind.len)(workers, flows), COUNTERS_MODE).map_err(io(path))?;
         fill(&mut shm);
         let h = shm
             .get::<Header>(0)
@@ -79,16 +83,17 @@ impl CountersFile {
         })
     }
 
-    /// Opens an existing file of `kind` (values only read): refused unless
-    /// its magic is `kind`'s and it is as long as its geometry says.
+    /// Opens an existing file of `kind` read-only (`O_RDONLY`, `PROT_READ`):
+    /// refused unless its magic is `kind`'s and it is as long as its
+    /// geometry says.
     pub(crate) fn open(path: &Path, kind: &Kind) -> Result<Self, StatsError> {
         let bad = || StatsError::Magic(path.to_path_buf());
-        let f = open_file(path, OpenMode::Existing).map_err(io(path))?;
-        let flen = usize::try_from(f.metadata().map_err(io(path))?.len()).unwrap_or(0);
+        let (f, flen) = crate::sys::shm::open_existing(path, Access::ReadOnly).map_err(io(path))?;
+        let flen = usize::try_from(flen).unwrap_or(0);
         if flen < HEADER_BYTES {
             return Err(bad());
         }
-        let shm = ShmFile::map(&f, flen, path, false).map_err(io(path))?;
+        let shm = ShmFile::map(&f, flen, path, Access::ReadOnly).map_err(io(path))?;
         let h = shm.get::<Header>(0).ok_or_else(bad)?;
         if h.magic.load(Ordering::Acquire) != kind.magic {
             return Err(bad());
@@ -133,7 +138,8 @@ mod tests {
 
     #[test]
     fn create_publish_open_and_refuse() {
-        let path = std::env::temp_dir().join(format!("mongate-file-{}.test", std::process::id()));
+        let dir = crate::sys::shm::TestDir::new("counters");
+        let path = dir.file("x.test");
         assert!(matches!(
             CountersFile::create(&path, &TEST, MAX_WORKERS + 1, 1, |_| {}),
             Err(StatsError::TooMany)
@@ -159,7 +165,7 @@ mod tests {
         ));
         drop(r);
         // A file shorter than its geometry says is refused.
-        let f = open_file(&path, OpenMode::Existing).unwrap();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.set_len((HEADER_BYTES + 64) as u64).unwrap();
         assert!(matches!(
             CountersFile::open(&path, &TEST),

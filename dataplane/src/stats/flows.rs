@@ -1,5 +1,6 @@
 //! Per-flow counters of an overlay gateway in shared memory, for the status
-//! CLI, the demo and monitoring: `/dev/shm/mongate-<name>.flows`.
+//! CLI, the demo and monitoring: `<run dir>/<name>.flows` (mode 0640, see
+//! [`crate::sys::shm`]).
 //!
 //! Layout: the 64-byte header of every counters file (magic, workers, pid,
 //! flows), a name table of `flows` 64-byte NUL-padded flow ids, then
@@ -138,7 +139,8 @@ impl FlowStatsRegion {
         Ok(Self { file })
     }
 
-    /// Opens an existing flows file (values only read).
+    /// Opens an existing flows file read-only (`O_RDONLY`, `PROT_READ`: the
+    /// slots of [`Self::slot`] may only be loaded).
     pub fn open(path: &Path) -> Result<Self, StatsError> {
         let file = CountersFile::open(path, &FLOWS)?;
         Ok(Self { file })
@@ -195,7 +197,8 @@ mod tests {
 
     #[test]
     fn create_write_open_sum() {
-        let path = std::env::temp_dir().join(format!("mongate-test-{}.flows", std::process::id()));
+        let dir = crate::sys::shm::TestDir::new("flows");
+        let path = dir.file("t.flows");
         let w = FlowStatsRegion::create(&path, 2, &["a-direct", "a-via-b"]).unwrap();
         w.slot(0, 1).unwrap().store(&FlowCounters {
             tx_packets: 3,
@@ -226,8 +229,8 @@ mod tests {
 
     #[test]
     fn garbage_is_refused() {
-        let path =
-            std::env::temp_dir().join(format!("mongate-garbage-{}.flows", std::process::id()));
+        let dir = crate::sys::shm::TestDir::new("garbage-flows");
+        let path = dir.file("g.flows");
         std::fs::write(&path, vec![9u8; 4096]).unwrap();
         assert!(FlowStatsRegion::open(&path).is_err());
         // Magic, workers, pid, flows.

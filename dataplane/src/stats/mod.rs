@@ -1,11 +1,12 @@
 //! Per-worker counters in shared memory, readable by other processes (status
 //! CLI, bench, control) without locks.
 //!
-//! The file `/dev/shm/mongate-<name>.stats` holds a header and one
-//! cache-line-aligned [`WorkerCounters`] block per worker. Each block has a
-//! single writer (its worker), which updates with plain Relaxed load+store (no
-//! read-modify-write); readers take Relaxed snapshots. Counters only grow, so a
-//! reader sees each one monotonic.
+//! The file `<run dir>/<name>.stats` (mode 0640, see [`crate::sys::shm`])
+//! holds a header and one cache-line-aligned [`WorkerCounters`] block per
+//! worker. Each block has a single writer (its worker), which updates with
+//! plain Relaxed load+store (no read-modify-write); readers map the file
+//! read-only and take Relaxed snapshots. Counters only grow, so a reader sees
+//! each one monotonic.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -171,7 +172,8 @@ impl StatsRegion {
         Ok(Self { file })
     }
 
-    /// Opens an existing stats file (shared mapping; values only read).
+    /// Opens an existing stats file read-only (`O_RDONLY`, `PROT_READ`: the
+    /// counters of [`Self::worker`] may only be loaded).
     pub fn open(path: &Path) -> Result<Self, StatsError> {
         let file = CountersFile::open(path, &STATS)?;
         Ok(Self { file })
@@ -206,7 +208,8 @@ mod tests {
 
     #[test]
     fn create_write_open_read() {
-        let path = std::env::temp_dir().join(format!("mongate-test-{}.stats", std::process::id()));
+        let dir = crate::sys::shm::TestDir::new("stats");
+        let path = dir.file("t.stats");
         let w = StatsRegion::create(&path, 2).unwrap();
         bump(&w.worker(1).unwrap().ports[0].rx_packets, 5);
         bump(&w.worker(1).unwrap().drops[DropReason::Runt as usize], 2);
@@ -224,8 +227,8 @@ mod tests {
 
     #[test]
     fn garbage_file_is_refused() {
-        let path =
-            std::env::temp_dir().join(format!("mongate-garbage-{}.stats", std::process::id()));
+        let dir = crate::sys::shm::TestDir::new("garbage-stats");
+        let path = dir.file("g.stats");
         std::fs::write(&path, vec![7u8; 4096]).unwrap();
         assert!(matches!(
             StatsRegion::open(&path),

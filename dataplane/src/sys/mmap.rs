@@ -3,8 +3,8 @@
 //! Three kinds, each with the flags its users had:
 //! - [`Mmap::anonymous`]: private, zeroed, pre-faulted memory (the frame
 //!   arena, optionally on 2 MiB huge pages; io_uring provided-buffer rings);
-//! - [`Mmap::file`]: a shared mapping of a whole file (the `.stats`, `.flows`
-//!   and `.ctl` files);
+//! - [`Mmap::file`] / [`Mmap::file_read_only`]: a shared mapping of a whole
+//!   file (the `.stats`, `.flows` and `.ctl` files; readers map read-only);
 //! - [`Mmap::kernel`]: a shared, pre-faulted mapping of a kernel object at an
 //!   offset (the four AF_XDP rings of a socket).
 
@@ -13,7 +13,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::ptr::NonNull;
 
-/// `len` bytes mapped read-write, unmapped on drop.
+/// `len` bytes mapped (read-write unless made by [`Mmap::file_read_only`]),
+/// unmapped on drop.
 ///
 /// The type only owns the address range: what lives there, and who may
 /// write it when, is the business of the type built on it (atomics, the ring
@@ -32,6 +33,11 @@ unsafe impl Send for Mmap {}
 // synchronise (atomics, ring protocol, `&mut self`).
 unsafe impl Sync for Mmap {}
 
+/// Read-write protection.
+fn rw() -> i32 {
+    libc::PROT_READ | libc::PROT_WRITE
+}
+
 impl Mmap {
     /// `len` bytes of private, zeroed memory, pre-faulted (`MAP_POPULATE`).
     /// With `hugepages`, 2 MiB huge pages are tried first (`MAP_HUGETLB`),
@@ -48,7 +54,13 @@ impl Mmap {
     /// the caller checks with `set_len` or the file's metadata), shared
     /// (`MAP_SHARED`) with every process mapping the file.
     pub fn file(f: &File, len: usize) -> io::Result<Self> {
-        Self::map(len, libc::MAP_SHARED, Some(f.as_fd()), 0)
+        Self::map_prot(rw(), len, libc::MAP_SHARED, Some(f.as_fd()), 0)
+    }
+
+    /// As [`Self::file`], mapped read-only (`PROT_READ`; `f` may be opened
+    /// read-only). Stores into it fault: its users only load.
+    pub fn file_read_only(f: &File, len: usize) -> io::Result<Self> {
+        Self::map_prot(libc::PROT_READ, len, libc::MAP_SHARED, Some(f.as_fd()), 0)
     }
 
     /// `len` bytes of the kernel object behind `fd` at `offset` (e.g. an
@@ -59,6 +71,16 @@ impl Mmap {
     }
 
     fn map(len: usize, flags: i32, fd: Option<BorrowedFd<'_>>, offset: i64) -> io::Result<Self> {
+        Self::map_prot(rw(), len, flags, fd, offset)
+    }
+
+    fn map_prot(
+        prot: i32,
+        len: usize,
+        flags: i32,
+        fd: Option<BorrowedFd<'_>>,
+        offset: i64,
+    ) -> io::Result<Self> {
         if len == 0 {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
         }
@@ -69,7 +91,7 @@ impl Mmap {
             libc::mmap(
                 std::ptr::null_mut(),
                 len,
-                libc::PROT_READ | libc::PROT_WRITE,
+                prot,
                 flags,
                 fd.map_or(-1, |fd| fd.as_raw_fd()),
                 offset,

@@ -8,7 +8,7 @@
 //!   (AF_XDP rings).
 //! - [`clock`]: [`Nanos`] and [`now_ns`], CLOCK_MONOTONIC in nanoseconds,
 //!   the same clock in every mongate process.
-//! - [`shm`]: [`ShmFile`], a mapped file under `/dev/shm`: its path, its
+//! - [`shm`]: [`ShmFile`], a mapped file in the run directory: its path, its
 //!   open flags and its removal in one spot.
 //! - [`rng`]: [`Rng`], xoshiro256++ seeded through SplitMix64 (pure).
 //! - [`keyfile`]: [`check_private_key_file`], the refusal of a private key

@@ -4,10 +4,36 @@
 //! control's path manager and path simulations draw from directly (probe
 //! jitter and sequence numbers, failure traces: their seeded scenarios are
 //! pinned to this stream). Both turn bits into numbers the same way. Pure
-//! (no OS); here because every part of mongate uses them.
+//! (no OS); here because every part of mongate uses them. [`os_seed`] is
+//! the one exception: a seed from the kernel's random source, for the hash
+//! keys that must not be guessed.
 //!
 //! Written here rather than pulled from `rand` so that simulations are
 //! bit-for-bit reproducible from a seed, whatever the dependency versions.
+
+/// 64 bits from the kernel's random source (`getrandom(2)`, the pool
+/// behind `/dev/urandom`): the seeds that must not be guessed (the session
+/// table's and the neighbour table's hash keys), chosen once at start. Not
+/// for simulations, which take their seed from the caller.
+pub fn os_seed() -> std::io::Result<u64> {
+    let mut b = [0u8; 8];
+    let mut got = 0;
+    while got < b.len() {
+        // SAFETY: writes at most `b.len() - got` bytes into `b[got..]`, a
+        // valid, writable buffer of that length.
+        let n = unsafe { libc::getrandom(b[got..].as_mut_ptr().cast(), b.len() - got, 0) };
+        match usize::try_from(n) {
+            Ok(n) => got += n,
+            Err(_) => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(u64::from_le_bytes(b))
+}
 
 /// xoshiro256++ (Blackman & Vigna), seeded through splitmix64.
 ///
@@ -228,6 +254,13 @@ pub(crate) fn ks_exp(v: &[f64], mean: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn os_seeds_differ() {
+        let a = os_seed().unwrap();
+        let b = os_seed().unwrap();
+        assert_ne!(a, b, "two 64-bit draws of the kernel's pool");
+    }
 
     #[test]
     fn splitmix64_is_the_reference_stream() {

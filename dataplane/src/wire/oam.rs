@@ -14,17 +14,21 @@
 //! |                 received total (32, wrapping)                 |
 //! |                   lost total (32, wrapping)                   |
 //!
-//! type 2 probe / type 3 probe echo (count = 0), 24 bytes:
+//! type 2 probe / type 3 probe echo (count = 0), 32 bytes:
 //! |                            path id                            |
 //! |                           probe seq                           |
 //! |                    send timestamp (ns, 64)                    |
 //! |                    echo timestamp (ns, 64)                    |
+//! |                        nonce (64, random)                     |
 //!
 //! type 4 handshake initiation (148 bytes), type 5 handshake response (92),
 //! type 6 cookie reply (64), count = 0: the control process's handshake
 //! message, opaque to the dataplane. Sent without the security option (they
 //! establish the keys); every other message type is sealed.
 //! ```
+//!
+//! The echo copies the probe's nonce; the prober accepts an echo only for a
+//! probe it sent and has not yet seen answered (`overlay::failover`).
 //!
 //! Trailing bytes after the message are allowed (probes may be padded to test
 //! a path MTU) and ignored.
@@ -43,7 +47,7 @@ pub const ACK_ENTRY_LEN: usize = 40;
 /// Largest number of ack entries in one message (the count byte).
 pub const MAX_ACK_ENTRIES: usize = 255;
 /// Probe / probe echo body length.
-pub const PROBE_LEN: usize = 24;
+pub const PROBE_LEN: usize = 32;
 /// Bits in an ack bitmap.
 pub const ACK_BITMAP_BITS: u64 = 64;
 /// Largest handshake message body (the ring messages carry this many bytes).
@@ -91,6 +95,8 @@ pub(crate) mod field {
     pub(crate) const PROBE_SEND_TS: Field = 8..16;
     /// Probe body: responder's receive time.
     pub(crate) const PROBE_ECHO_TS: Field = 16..24;
+    /// Probe body: the prober's random nonce, returned by the echo.
+    pub(crate) const PROBE_NONCE: Field = 24..32;
 }
 
 /// OAM message type byte.
@@ -225,10 +231,12 @@ pub struct Probe {
     /// comparable with `send_ts_ns` when clocks are synchronised; the RTT is
     /// `now - send_ts_ns` at the prober.
     pub echo_ts_ns: u64,
+    /// Random, chosen by the prober; the echo returns it unchanged.
+    pub nonce: u64,
 }
 
 impl Probe {
-    /// Parses a 24-byte body.
+    /// Parses a 32-byte body.
     pub fn parse(b: &[u8]) -> Result<Self> {
         check_len(b, PROBE_LEN)?;
         Ok(Self {
@@ -236,6 +244,7 @@ impl Probe {
             probe_seq: read_u32(b, field::PROBE_SEQ),
             send_ts_ns: read_u64(b, field::PROBE_SEND_TS),
             echo_ts_ns: read_u64(b, field::PROBE_ECHO_TS),
+            nonce: read_u64(b, field::PROBE_NONCE),
         })
     }
     /// The echo answering this probe, stamped with the responder's `now_ns`.
@@ -455,6 +464,7 @@ impl<'a> Repr<'a> {
                 write_u32(d, field::PROBE_SEQ, p.probe_seq);
                 write_u64(d, field::PROBE_SEND_TS, p.send_ts_ns);
                 write_u64(d, field::PROBE_ECHO_TS, p.echo_ts_ns);
+                write_u64(d, field::PROBE_NONCE, p.nonce);
             }
             Self::Handshake(t, bytes) => {
                 b[field::TYPE] = *t as u8;
@@ -478,14 +488,15 @@ mod tests {
             probe_seq: 5,
             send_ts_ns: 0x1122334455667788,
             echo_ts_ns: 0,
+            nonce: 0x0102030405060708,
         };
-        let mut out = [0u8; 28];
-        assert_eq!(Repr::Probe(p).emit(&mut out).unwrap(), 28);
+        let mut out = [0u8; 36];
+        assert_eq!(Repr::Probe(p).emit(&mut out).unwrap(), 36);
         assert_eq!(
             out,
             [
                 1, 2, 0, 0, 0x0a, 0x0b, 0x0c, 0x0d, 0, 0, 0, 5, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66,
-                0x77, 0x88, 0, 0, 0, 0, 0, 0, 0, 0
+                0x77, 0x88, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8
             ]
         );
         let m = Message::new_checked(&out[..]).unwrap();
@@ -495,7 +506,7 @@ mod tests {
         assert_eq!(Repr::parse(&m), Repr::Probe(p));
         let e = p.echo(42);
         assert_eq!(e.echo_ts_ns, 42);
-        assert_eq!(e.send_ts_ns, p.send_ts_ns);
+        assert_eq!((e.send_ts_ns, e.nonce), (p.send_ts_ns, p.nonce));
     }
 
     #[test]
@@ -631,10 +642,10 @@ mod tests {
         }
 
         #[test]
-        fn probe_roundtrip(path_id in any::<u32>(), probe_seq in any::<u32>(), s in any::<u64>(), e in any::<u64>(), echo in any::<bool>()) {
-            let p = Probe { path_id, probe_seq, send_ts_ns: s, echo_ts_ns: e };
+        fn probe_roundtrip(path_id in any::<u32>(), probe_seq in any::<u32>(), s in any::<u64>(), e in any::<u64>(), nonce in any::<u64>(), echo in any::<bool>()) {
+            let p = Probe { path_id, probe_seq, send_ts_ns: s, echo_ts_ns: e, nonce };
             let r = if echo { Repr::ProbeEcho(p) } else { Repr::Probe(p) };
-            let mut buf = [0u8; 28];
+            let mut buf = [0u8; 36];
             r.emit(&mut buf).unwrap();
             let m = Message::new_checked(&buf[..]).unwrap();
             prop_assert_eq!(Repr::parse(&m), r);

@@ -750,12 +750,13 @@ pub(crate) mod tests {
     #[test]
     fn oam_packets() {
         let t = OverlayTemplate::new(&cfg_v4()).unwrap();
-        let mut b = vec![0u8; 128 + 28];
+        let mut b = vec![0u8; 128 + 36];
         let probe = oam::Probe {
             path_id: 3,
             probe_seq: 4,
             send_ts_ns: 5,
             echo_ts_ns: 0,
+            nonce: 6,
         };
         let n = oam::Repr::Probe(probe).emit(&mut b[128..]).unwrap();
         let mut p = params();

@@ -154,12 +154,13 @@ fn tshark_decodes_overlay() {
 #[test]
 fn tshark_decodes_oam_and_icmp() {
     let t4 = OverlayTemplate::new(&cfg_v4()).unwrap();
-    let mut probe = [0u8; 28];
+    let mut probe = [0u8; 36];
     oam::Repr::Probe(oam::Probe {
         path_id: 1,
         probe_seq: 2,
         send_ts_ns: 3,
         echo_ts_ns: 0,
+        nonce: 4,
     })
     .emit(&mut probe)
     .unwrap();

@@ -7,6 +7,9 @@
 //!   link up/down, blackholes and `tc` shaping.
 //! * [`topology`]: [`ForwardTopology`] (gen — dut — sink) and [`Sites`]
 //!   (LAN hosts, gateways, shaped WAN links; [`Sites::triangle`]).
+//! * [`capture`]: raw frames on an interface (AF_PACKET send past the
+//!   qdisc, capture threads); [`traffic`]: countable UDP and TCP between
+//!   hosts; [`tshark`]: dumpcap captures checked by tshark's dissectors.
 //!
 //! This is test tooling: it shells out to `ip`, `tc` and `ethtool`
 //! (iproute2/ethtool) and turns failed commands into errors carrying their
@@ -15,12 +18,16 @@
 #![deny(unsafe_code)]
 
 pub mod addr;
+#[allow(unsafe_code)]
+pub mod capture;
 mod cmd;
 pub mod error;
 pub mod link;
 #[allow(unsafe_code)]
 pub mod netns;
 pub mod topology;
+pub mod traffic;
+pub mod tshark;
 
 pub use addr::{Mac, V4, V6};
 pub use cmd::have_program;
@@ -29,5 +36,5 @@ pub use netns::{
     DEFAULT_PREFIX, Netns, NsChild, list_with_prefix, sweep_stale, unavailable_reason,
 };
 pub use topology::forward::ForwardTopology;
-pub use topology::overlay::{ClassSpec, FlowSpec, OverlaySpec, PlanSpec, RuleSpec};
+pub use topology::overlay::{ClassSpec, FlowSpec, OverlaySpec, PlanSpec, RuleSpec, SiteKey};
 pub use topology::sites::{SiteSpec, Sites, SitesTopology, WanLinkSpec};

@@ -72,6 +72,8 @@ pub(crate) struct PeerPath {
     /// Outer destination.
     pub(crate) remote: IpAddr,
     pub(crate) health: PathHealth,
+    /// The nonces of its own probes in flight.
+    pub(crate) echoes: super::probes::EchoWindow,
     /// First data packet sent on it since the last ack of a flow riding it.
     pub(crate) unacked_since: Option<Nanos>,
     /// Last packet authenticated from its remote (0: none; roaming).
@@ -260,19 +262,6 @@ impl Gateway {
             .map_or(PATH_NONE, |(np, i)| path_ref(np, i))
     }
 
-    /// Notes an ack message from the gateway at `src` (flows unknown):
-    /// every path to that peer is vouched for.
-    pub(crate) fn note_ack_from(&mut self, src: IpAddr, now: Nanos) {
-        if let Some(pi) = self.peer_index_of_gateway(src)
-            && let Some(pp) = self.peers.get_mut(pi)
-        {
-            pp.last_ack = now;
-            for p in &mut pp.paths {
-                p.unacked_since = None;
-            }
-        }
-    }
-
     /// Notes an ack message from peer `pi`.
     pub(crate) fn note_ack_from_peer(&mut self, pi: usize, now: Nanos) {
         if let Some(pp) = self.peers.get_mut(pi) {
@@ -312,6 +301,28 @@ impl Gateway {
         {
             pp.paths[i].unacked_since = None;
         }
+    }
+
+    /// Whether an ack entry of flow `fi` may come from peer `sender`: from
+    /// the flow's destination (the acks' author), from its next site (a
+    /// planned waypoint relays them), or from the waypoint of a detour
+    /// toward either (acks come back the way data went, and a destination
+    /// sends all of one site's acks on the path that site's data last came
+    /// by). `sender` is the authenticated peer once packets are sealed;
+    /// anyone else's ack entries are not applied (nor relayed).
+    pub(crate) fn ack_sender_ok(&self, fi: usize, sender: Option<usize>) -> bool {
+        let (Some(f), Some(s)) = (self.flows.get(fi), sender) else {
+            return false;
+        };
+        let detour_via_sender = |toward: Option<usize>| {
+            toward
+                .and_then(|t| self.peers.get(t))
+                .is_some_and(|pp| pp.paths.iter().any(|p| p.kind == PathKind::Via(s)))
+        };
+        sender == f.dest_peer
+            || sender == f.next_peer
+            || detour_via_sender(f.dest_peer)
+            || detour_via_sender(f.next_peer)
     }
 
     /// The peer one of whose gateway addresses is `addr`.

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::engine::Nanos;
 use crate::overlay::Gateway;
+use crate::sys::rng::SplitMix64;
 
 /// A control process drives the paths for this long after its last probe
 /// command or assignment.
@@ -29,10 +30,13 @@ pub(crate) struct ControlPaths {
     pub(crate) was_driven: bool,
     /// Slots carrying out a command.
     pub(crate) busy: usize,
+    /// Draws the keys of the probe nonces (`probes::EchoWindow`).
+    pub(crate) nonce_keys: SplitMix64,
 }
 
-impl Default for ControlPaths {
-    fn default() -> Self {
+impl ControlPaths {
+    /// Empty; the probe nonce keys drawn from a generator seeded with `seed`.
+    pub(crate) fn new(seed: u64) -> Self {
         Self {
             slots: Box::new([ControlProbe::default(); CONTROL_PROBE_SLOTS]),
             outcomes: Vec::with_capacity(QUEUE_CAP),
@@ -40,6 +44,7 @@ impl Default for ControlPaths {
             last_command: None,
             was_driven: false,
             busy: 0,
+            nonce_keys: SplitMix64::new(seed),
         }
     }
 }

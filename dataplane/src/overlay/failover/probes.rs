@@ -1,11 +1,21 @@
 //! Probes out and echoes back: the dataplane's own probes (timed by the
 //! reflex) and the control's probe commands, each answered by one
 //! [`ProbeOutcome`].
+//!
+//! Every probe carries a nonce (`wire::oam::Probe::nonce`) that the echo
+//! returns: probe `k` of a path (or of a control command) carries the first
+//! output of SplitMix64 seeded with `key ^ k`, where `key` is drawn at random
+//! per path (per command) from a generator the kernel seeded. An echo counts
+//! only when it names one of the last [`ECHO_WINDOW`] probes sent there,
+//! carries that probe's nonce, and that probe was not answered yet; others
+//! are counted (`probe_nonce_bad`) and ignored. An off-path host cannot
+//! guess a nonce, and a replayed echo answers nothing.
 
 use super::{PathEventKind, ProbeOutcome, path_ref, split_path_ref};
 use crate::engine::{Arena, Batch, Nanos, Packet, Verdict};
 use crate::overlay::secure::EncapFail;
 use crate::overlay::{Gateway, oam_params};
+use crate::sys::rng::SplitMix64;
 use crate::wire::oam::{self, Probe};
 
 /// Probe commands in flight at once (a fixed table: no allocation).
@@ -17,8 +27,74 @@ pub const CONTROL_PROBE_MAX_INTERVAL_NS: u64 = 10_000_000_000;
 /// A command's last probe unanswered for this long counts as lost.
 pub const CONTROL_PROBE_TIMEOUT_NS: u64 = 1_000_000_000;
 /// Marks a probe sent for a control command (the rest of the sequence
-/// number is the slot and its generation).
+/// number is the slot's generation (bits 16..31), the probe's index in the
+/// command (bits 8..16) and the slot (bits 0..8)).
 const CONTROL_SEQ_BIT: u32 = 0x8000_0000;
+/// Probes whose echo is still accepted, per path and per command: the last
+/// this many sent (a command sends at most [`CONTROL_PROBE_MAX_COUNT`]).
+pub const ECHO_WINDOW: u64 = 64;
+/// Sequence numbers of the dataplane's own probes wrap at 31 bits (the top
+/// bit is [`CONTROL_SEQ_BIT`]).
+const REFLEX_SEQ_MASK: u64 = 0x7FFF_FFFF;
+
+/// The nonces of one run of probes (a path's own probes, or a command's)
+/// and which of the last [`ECHO_WINDOW`] were answered. Pure.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct EchoWindow {
+    /// 0: not drawn yet (drawn at the first probe).
+    key: u64,
+    /// Probes issued.
+    sent: u64,
+    /// Bit `i`: probe `sent - 1 - i` was answered.
+    answered: u64,
+}
+
+impl EchoWindow {
+    /// A fresh run with nonces from `key`.
+    pub(crate) fn new(key: u64) -> Self {
+        Self {
+            key,
+            sent: 0,
+            answered: 0,
+        }
+    }
+
+    /// The nonce of probe `k`.
+    fn nonce(&self, k: u64) -> u64 {
+        SplitMix64::new(self.key ^ k).next_u64()
+    }
+
+    /// Issues the next probe: its index and nonce (draws the key from
+    /// `keys` at the first one).
+    pub(crate) fn issue(&mut self, keys: &mut SplitMix64) -> (u64, u64) {
+        if self.key == 0 {
+            self.key = keys.next_u64() | 1;
+        }
+        let k = self.sent;
+        self.sent += 1;
+        self.answered <<= 1;
+        (k, self.nonce(k))
+    }
+
+    /// An echo naming probe index `seq` (compared modulo `mask + 1`, the
+    /// width the wire carries) with `nonce`: true, once, when it answers one
+    /// of the last [`ECHO_WINDOW`] probes issued.
+    pub(crate) fn accept(&mut self, seq: u64, mask: u64, nonce: u64) -> bool {
+        let Some(last) = self.sent.checked_sub(1) else {
+            return false;
+        };
+        let back = (last & mask).wrapping_sub(seq & mask) & mask;
+        if back >= ECHO_WINDOW || back > last || self.nonce(last - back) != nonce {
+            return false;
+        }
+        let bit = 1u64 << back;
+        if self.answered & bit != 0 {
+            return false;
+        }
+        self.answered |= bit;
+        true
+    }
+}
 
 /// A probe command being carried out.
 #[derive(Clone, Copy, Debug, Default)]
@@ -36,6 +112,7 @@ pub(crate) struct ControlProbe {
     last_sent: Nanos,
     rtt_min: u64,
     rtt_sum: u64,
+    echoes: EchoWindow,
 }
 
 impl Gateway {
@@ -84,6 +161,7 @@ impl Gateway {
             count,
             interval: interval_ns,
             next_at: now,
+            echoes: EchoWindow::new(self.control_paths.nonce_keys.next_u64() | 1),
             ..ControlProbe::default()
         };
         self.control_paths.busy += 1;
@@ -110,8 +188,10 @@ impl Gateway {
         let rtt = now - probe.send_ts_ns;
         if probe.probe_seq & CONTROL_SEQ_BIT != 0 {
             // The control's probe: its slot must be carrying out a command
-            // on this very path, of this generation.
-            let slot = usize::try_from(probe.probe_seq & 0xFFFF).unwrap_or(usize::MAX);
+            // on this very path, of this generation, and the nonce must be
+            // that of one of its probes not answered yet.
+            let slot = usize::try_from(probe.probe_seq & 0xFF).unwrap_or(usize::MAX);
+            let index = u64::from((probe.probe_seq >> 8) & 0xFF);
             let generation = u16::try_from((probe.probe_seq >> 16) & 0x7FFF).unwrap_or(0);
             match self.control_paths.slots.get_mut(slot) {
                 Some(s)
@@ -121,6 +201,10 @@ impl Gateway {
                         && usize::from(s.index) == idx
                         && s.received < s.sent =>
                 {
+                    if !s.echoes.accept(index, u64::MAX, probe.nonce) {
+                        self.stats.probe_nonce_bad += 1;
+                        return;
+                    }
                     s.received += 1;
                     s.rtt_min = if s.rtt_min == 0 {
                         rtt
@@ -134,6 +218,12 @@ impl Gateway {
                     return;
                 }
             }
+        } else if !p
+            .echoes
+            .accept(u64::from(probe.probe_seq), REFLEX_SEQ_MASK, probe.nonce)
+        {
+            self.stats.probe_nonce_bad += 1;
+            return;
         }
         let h = &mut p.health;
         h.echoes += 1;
@@ -188,11 +278,15 @@ impl Gateway {
             }
             if s.sent < s.count && now >= s.next_at {
                 let slot = u32::try_from(k).unwrap_or(0);
-                let seq = CONTROL_SEQ_BIT | u32::from(s.generation) << 16 | slot;
+                // Issued on a copy: kept only if the probe went out.
+                let mut echoes = s.echoes;
+                let (j, nonce) = echoes.issue(&mut self.control_paths.nonce_keys);
+                let j = u32::try_from(j).unwrap_or(0) & 0xFF;
+                let seq = CONTROL_SEQ_BIT | u32::from(s.generation) << 16 | j << 8 | slot;
                 if !self.send_probe(
                     usize::from(s.peer),
                     usize::from(s.index),
-                    seq,
+                    (seq, nonce),
                     now,
                     arena,
                     out,
@@ -200,6 +294,7 @@ impl Gateway {
                     return;
                 }
                 let s = &mut self.control_paths.slots[k];
+                s.echoes = echoes;
                 s.sent += 1;
                 s.last_sent = now;
                 s.next_at = now.saturating_add(s.interval);
@@ -207,13 +302,14 @@ impl Gateway {
         }
     }
 
-    /// Emits one probe on candidate `i` of `peer`; false when there is no
-    /// room (batch full or no frame: try again next time).
+    /// Emits one probe with `(sequence number, nonce)` on candidate `i` of
+    /// `peer`; false when there is no room (batch full or no frame: try
+    /// again next time).
     pub(super) fn send_probe(
         &mut self,
         peer: usize,
         i: usize,
-        seq: u32,
+        (seq, nonce): (u32, u64),
         now: Nanos,
         arena: &mut Arena,
         out: &mut Batch,
@@ -234,28 +330,21 @@ impl Gateway {
             probe_seq: seq,
             send_ts_ns: now,
             echo_ts_ns: 0,
+            nonce,
         };
         let params = oam_params(self.oam_seq, now);
-        let off = (arena.headroom() as usize).max(path.template.header_len());
         let msg = oam::Repr::Probe(probe);
-        let frame_size = arena.frame_size();
         let kp = crate::overlay::secure::key_peer(peer, path);
-        let res = match arena.get_mut(base, frame_size) {
-            Some(buf) => match buf.get_mut(off..).map(|b| msg.emit(b)) {
-                Some(Ok(len)) => crate::overlay::secure::encap_out(
-                    sec,
-                    kp,
-                    &path.template,
-                    buf,
-                    off,
-                    len,
-                    &params,
-                    now,
-                ),
-                _ => Err(EncapFail::Room),
-            },
-            None => Err(EncapFail::Room),
-        };
+        let res = crate::overlay::secure::encap_oam(
+            sec,
+            kp,
+            &path.template,
+            arena,
+            base,
+            &msg,
+            &params,
+            now,
+        );
         match res {
             Ok(r) => {
                 let len = u32::try_from(r.len()).unwrap_or(0);
@@ -276,5 +365,58 @@ impl Gateway {
             }
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_echo_answers_one_probe_sent_once() {
+        let mut keys = SplitMix64::new(7);
+        let mut w = EchoWindow::default();
+        assert!(!w.accept(0, u64::MAX, 0), "nothing sent yet");
+        let sent: Vec<(u64, u64)> = (0..3).map(|_| w.issue(&mut keys)).collect();
+        assert_eq!(sent.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 1, 2]);
+        assert!(sent[0].1 != sent[1].1 && sent[1].1 != sent[2].1);
+        // Wrong nonce, a probe not sent yet: refused.
+        assert!(!w.accept(1, u64::MAX, sent[1].1 ^ 1));
+        assert!(!w.accept(3, u64::MAX, sent[2].1));
+        // Out of order, each once.
+        assert!(w.accept(2, u64::MAX, sent[2].1));
+        assert!(w.accept(0, u64::MAX, sent[0].1));
+        assert!(!w.accept(2, u64::MAX, sent[2].1), "replay");
+        assert!(w.accept(1, u64::MAX, sent[1].1));
+        // Another window (another key) does not take these nonces.
+        let mut other = EchoWindow::default();
+        other.issue(&mut keys);
+        assert!(!other.accept(0, u64::MAX, sent[0].1));
+    }
+
+    #[test]
+    fn only_the_last_probes_are_answered() {
+        let mut keys = SplitMix64::new(1);
+        let mut w = EchoWindow::new(99);
+        let first = w.issue(&mut keys);
+        let mut last = first;
+        for _ in 0..ECHO_WINDOW {
+            last = w.issue(&mut keys);
+        }
+        assert!(!w.accept(first.0, u64::MAX, first.1), "out of the window");
+        assert!(w.accept(last.0, u64::MAX, last.1));
+        let oldest = last.0 - (ECHO_WINDOW - 1);
+        assert!(w.accept(oldest, u64::MAX, w.nonce(oldest)));
+    }
+
+    #[test]
+    fn sequence_numbers_wrap_at_the_wire_width() {
+        let mut keys = SplitMix64::new(3);
+        let mut w = EchoWindow::new(5);
+        w.sent = REFLEX_SEQ_MASK + 10;
+        let (k, n) = w.issue(&mut keys);
+        assert_eq!(k & REFLEX_SEQ_MASK, 9);
+        assert!(!w.accept(9, REFLEX_SEQ_MASK, n ^ 1));
+        assert!(w.accept(9, REFLEX_SEQ_MASK, n));
     }
 }

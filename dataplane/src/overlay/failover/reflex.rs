@@ -100,11 +100,14 @@ impl Gateway {
                 if now.saturating_sub(self.peers[peer].paths[i].health.last_probe) < interval {
                     continue;
                 }
-                let seq = self.peers[peer].paths[i].health.probes_sent;
-                let seq = u32::try_from(seq & 0x7FFF_FFFF).unwrap_or(0);
-                if !self.send_probe(peer, i, seq, now, arena, out) {
+                // Issued on a copy: kept only if the probe went out.
+                let mut echoes = self.peers[peer].paths[i].echoes;
+                let (k, nonce) = echoes.issue(&mut self.control_paths.nonce_keys);
+                let seq = u32::try_from(k & 0x7FFF_FFFF).unwrap_or(0);
+                if !self.send_probe(peer, i, (seq, nonce), now, arena, out) {
                     return false;
                 }
+                self.peers[peer].paths[i].echoes = echoes;
             }
         }
         true

@@ -71,6 +71,20 @@ pub struct OverlaySpec {
     pub flows: Vec<FlowSpec>,
     /// Plan written into every file (`None`: plans come from the control).
     pub plan: Option<PlanSpec>,
+    /// Keys of every site (`None`: `[security] mode = "off"`, for tests that
+    /// run gateways without control processes, which run the handshakes).
+    pub keys: Option<Vec<SiteKey>>,
+}
+
+/// A site's key pair as its file and its peers' files name it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SiteKey {
+    /// Site name.
+    pub site: String,
+    /// Its private key file (base64, mode 0600: `mongate keygen --out`).
+    pub private_key_file: std::path::PathBuf,
+    /// Its public key (base64).
+    pub public_key: String,
 }
 
 fn q(s: &str) -> String {
@@ -210,7 +224,17 @@ impl Layout {
         );
         w(&mut t, String::new());
         w(&mut t, "[security]".into());
-        w(&mut t, "mode = \"off\"".into());
+        match &spec.keys {
+            None => w(&mut t, "mode = \"off\"".into()),
+            Some(keys) => {
+                let k = keys
+                    .iter()
+                    .find(|k| k.site == name)
+                    .ok_or_else(|| Error::Invalid(format!("no key for site {name}")))?;
+                let file = k.private_key_file.display().to_string();
+                w(&mut t, format!("private_key_file = {}", q(&file)));
+            }
+        }
         let mut uplinks = 0;
         for l in &self.links {
             let Some((_, ifname, v4)) = l.ends.iter().find(|e| e.0 == my) else {
@@ -247,6 +271,13 @@ impl Layout {
             w(&mut t, format!("name = {}", q(&s.name)));
             w(&mut t, format!("prefixes = [{}]", prefixes(s).join(", ")));
             w(&mut t, format!("gateways = [{}]", gws.join(", ")));
+            if let Some(keys) = &spec.keys {
+                let k = keys
+                    .iter()
+                    .find(|k| k.site == s.name)
+                    .ok_or_else(|| Error::Invalid(format!("no key for site {}", s.name)))?;
+                w(&mut t, format!("public_key = {}", q(&k.public_key)));
+            }
         }
         for c in &spec.classes {
             w(&mut t, String::new());

@@ -130,6 +130,7 @@ pub fn parse_overlay(text: &str) -> Result<OverlaySpec> {
         classes,
         flows,
         plan: None,
+        keys: None,
     })
 }
 
