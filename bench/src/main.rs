@@ -60,7 +60,8 @@ enum Cmd {
         quiet: bool,
     },
     /// Overlay gateway pipeline (classify, pace, GENEVE) vs bare AF_XDP
-    /// forwarding vs a kernel gateway (VXLAN + htb), as ratios.
+    /// forwarding vs a kernel gateway (VXLAN + htb), the same gateway
+    /// encrypted vs not, and userspace WireGuard (boringtun), as ratios.
     Gateway(Box<GatewayArgs>),
     /// Pacing quality under the real clock: achieved rate, KS test of the gaps, lateness.
     Pacing {
@@ -232,12 +233,17 @@ fn run_attack(a: &AttackArgs) -> anyhow::Result<()> {
 #[derive(clap::Args)]
 struct GatewayArgs {
     /// Modes to measure (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "forward,gateway,kernel")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "forward,gateway,gateway-secure,kernel,boringtun"
+    )]
     modes: Vec<mongate_bench::gateway::GwMode>,
-    /// Inner frame sizes in bytes incl. FCS (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "64,512")]
-    sizes: Vec<u32>,
-    /// Short run: 64-byte frames only, 1 s + 5 x 0.5 s trials per mode.
+    /// Inner frame sizes in bytes incl. FCS (comma-separated; default
+    /// 64,512,1500, with --quick 64).
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<u32>>,
+    /// Short run: 64-byte frames (unless --sizes), 1 s + 5 x 0.5 s trials per mode.
     #[arg(long)]
     quick: bool,
     /// Generated flows (= gateway sessions).
@@ -255,6 +261,10 @@ struct GatewayArgs {
     /// Core for the generator and the sink.
     #[arg(long, default_value_t = 0)]
     gen_core: usize,
+    /// boringtun-cli for the `boringtun` mode (default: found in PATH or
+    /// ~/.cargo/bin; the mode is skipped when there is none).
+    #[arg(long)]
+    boringtun_cli: Option<std::path::PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -264,13 +274,23 @@ struct GatewayArgs {
 }
 
 fn run_gateway(a: &GatewayArgs) -> anyhow::Result<()> {
-    use mongate_bench::gateway::{GatewayBench, run_gateway_bench, table};
+    use mongate_bench::gateway::{GatewayBench, MAX_SIZE, run_gateway_bench, table};
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         anyhow::bail!("gateway builds network namespaces and attaches XDP programs: run as root");
     }
-    if let Some(s) = a.sizes.iter().find(|s| !(64..=1400).contains(*s)) {
-        anyhow::bail!("--sizes: {s} is outside 64..=1400 (room for the tunnel headers)");
+    if let Some(s) = a
+        .sizes
+        .iter()
+        .flatten()
+        .find(|s| !(64..=MAX_SIZE).contains(*s))
+    {
+        anyhow::bail!("--sizes: {s} is outside 64..={MAX_SIZE} (room for the tunnel headers)");
+    }
+    if let Some(p) = &a.boringtun_cli
+        && !p.is_file()
+    {
+        anyhow::bail!("--boringtun-cli: {} is not a file", p.display());
     }
     if !(0.0..1.0).contains(&a.loss_tolerance) {
         anyhow::bail!("--loss-tolerance must be in [0, 1)");
@@ -282,14 +302,14 @@ fn run_gateway(a: &GatewayArgs) -> anyhow::Result<()> {
     if a.dut_core >= ncpu || a.gen_core >= ncpu {
         anyhow::bail!("--dut-core/--gen-core must be below {ncpu} (cores on this machine)");
     }
-    let base = if a.quick {
+    let mut base = if a.quick {
         GatewayBench::quick()
     } else {
-        GatewayBench {
-            sizes: a.sizes.clone(),
-            ..GatewayBench::default()
-        }
+        GatewayBench::default()
     };
+    if let Some(s) = &a.sizes {
+        base.sizes.clone_from(s);
+    }
     let b = GatewayBench {
         modes: a.modes.clone(),
         flows: a.flows,
@@ -298,6 +318,7 @@ fn run_gateway(a: &GatewayArgs) -> anyhow::Result<()> {
         dut_core: a.dut_core,
         gen_core: a.gen_core,
         progress: !a.quiet,
+        boringtun_cli: a.boringtun_cli.clone().or(base.boringtun_cli.clone()),
         ..base
     };
     let report = run_gateway_bench(&b)?;

@@ -101,6 +101,122 @@ fn stamp_in_ipv4(ip: &[u8], decap: bool) -> Option<Stamp> {
     })
 }
 
+/// UDP port of the WireGuard baseline (boringtun).
+pub const WIREGUARD_PORT: u16 = 51820;
+/// GENEVE protocol type of an inner Ethernet frame.
+const PROTO_ETHERNET: u16 = 0x6558;
+/// GENEVE protocol type of an inner IPv4 packet.
+const PROTO_IPV4: u16 = 0x0800;
+/// mongate's GENEVE option class and the security option's type and data length.
+const SEC_CLASS: u16 = 0xFFF0;
+const SEC_TYPE: u8 = 0x82;
+const SEC_DATA_LEN: usize = 12;
+/// AEAD tag length (ChaCha20-Poly1305, both tunnels).
+const TAG_LEN: usize = 16;
+/// WireGuard transport-data header (type, reserved, receiver, counter) + tag.
+const WG_DATA_OVERHEAD: usize = 16 + TAG_LEN;
+
+/// What the sink counts. Encrypted tunnels hide the bench stamp, so for them
+/// the sink counts the packets that carry the DUT's encapsulation of one
+/// generated frame (no latency, no reordering: those need the stamp).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SinkMatch {
+    /// Frames whose bench stamp [`read_stamp`] reads (plain or through one
+    /// GENEVE/VXLAN level).
+    Stamp,
+    /// GENEVE data packets (UDP 6081, O bit clear) with mongate's security
+    /// option (class 0xFFF0, type 0x82, 12 bytes of data) whose sealed
+    /// payload is the inner frame plus the 16-byte tag: `frame_len` bytes
+    /// for an inner Ethernet frame, `frame_len - 14` for inner IPv4.
+    GeneveSealed {
+        /// Generated frame length (without FCS).
+        frame_len: u32,
+    },
+    /// WireGuard transport-data messages (UDP `port`, type 4, reserved
+    /// bytes zero) carrying one IP packet of `ip_len` bytes: 32 bytes of
+    /// header and tag plus `ip_len`, padded to 16 or not (boringtun does not
+    /// pad).
+    WireGuardData {
+        /// UDP destination port.
+        port: u16,
+        /// Inner IP packet length.
+        ip_len: u32,
+    },
+}
+
+impl SinkMatch {
+    /// True when `frame` is what this match counts (never panics).
+    #[inline]
+    pub fn sealed(&self, frame: &[u8]) -> bool {
+        match *self {
+            SinkMatch::Stamp => read_stamp(frame).is_some(),
+            SinkMatch::GeneveSealed { frame_len } => geneve_sealed(frame, frame_len),
+            SinkMatch::WireGuardData { port, ip_len } => wireguard_data(frame, port, ip_len),
+        }
+    }
+}
+
+/// The UDP payload of an Ethernet/IPv4/UDP frame to `port`, bounded by the
+/// UDP length field.
+fn udp_payload_to(frame: &[u8], port: u16) -> Option<&[u8]> {
+    if frame.get(12..14)? != [0x08, 0x00] {
+        return None;
+    }
+    let ip = frame.get(14..)?;
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    if ihl < 20 || *ip.get(9)? != 17 {
+        return None;
+    }
+    let udp = ip.get(ihl..)?;
+    if u16::from_be_bytes([*udp.get(2)?, *udp.get(3)?]) != port {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([*udp.get(4)?, *udp.get(5)?]));
+    udp.get(8..len.max(8))
+}
+
+fn geneve_sealed(frame: &[u8], frame_len: u32) -> bool {
+    (|| {
+        let g = udp_payload_to(frame, GENEVE_PORT)?;
+        let (b0, b1) = (*g.first()?, *g.get(1)?);
+        // Version 0, O bit (control message) clear.
+        if b0 >> 6 != 0 || b1 & 0x80 != 0 {
+            return None;
+        }
+        let opt_len = usize::from(b0 & 0x3f) * 4;
+        let mut opts = g.get(8..8 + opt_len)?;
+        let mut secured = false;
+        while !opts.is_empty() {
+            let class = u16::from_be_bytes([*opts.first()?, *opts.get(1)?]);
+            let data = usize::from(opts.get(3)? & 0x1f) * 4;
+            if class == SEC_CLASS && *opts.get(2)? == SEC_TYPE && data == SEC_DATA_LEN {
+                secured = true;
+            }
+            opts = opts.get(4 + data..)?;
+        }
+        let inner = usize::try_from(frame_len).ok()?;
+        let inner = match u16::from_be_bytes([*g.get(2)?, *g.get(3)?]) {
+            PROTO_ETHERNET => inner,
+            PROTO_IPV4 => inner.checked_sub(14)?,
+            _ => return None,
+        };
+        Some(secured && g.len() - 8 - opt_len == inner + TAG_LEN)
+    })()
+    .unwrap_or(false)
+}
+
+fn wireguard_data(frame: &[u8], port: u16, ip_len: u32) -> bool {
+    (|| {
+        let p = udp_payload_to(frame, port)?;
+        let ip_len = usize::try_from(ip_len).ok()?;
+        let len_ok = p.len() == ip_len + WG_DATA_OVERHEAD
+            || p.len() == ip_len.div_ceil(16) * 16 + WG_DATA_OVERHEAD;
+        Some(len_ok && p.get(0..4)? == [4, 0, 0, 0])
+    })()
+    .unwrap_or(false)
+}
+
 /// Addresses of one generated flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowAddrs {
@@ -198,19 +314,7 @@ mod tests {
         let mut inner = build_frame(&addrs(), 64);
         assert!(stamp(&mut inner, s));
         // Outer Ethernet/IPv4/UDP to `port`, then `tun` (tunnel header).
-        let wrap = |port: u16, tun: &[u8], body: &[u8]| {
-            let mut o = build_frame(
-                &FlowAddrs {
-                    dst_port: port,
-                    ..addrs()
-                },
-                64,
-            );
-            o.truncate(42);
-            o.extend_from_slice(tun);
-            o.extend_from_slice(body);
-            o
-        };
+        let wrap = |port: u16, tun: &[u8], body: &[u8]| udp_frame(port, &[tun, body].concat());
         // GENEVE, 4 bytes of options, inner Ethernet.
         let g = [1u8, 0, 0x65, 0x58, 0, 0, 42, 0, 0xff, 0xf0, 1, 0];
         assert_eq!(read_stamp(&wrap(GENEVE_PORT, &g, &inner)), Some(s));
@@ -227,10 +331,107 @@ mod tests {
         assert_eq!(read_stamp(&wrap(GENEVE_PORT, &gx, &inner)), None);
     }
 
+    /// Outer Ethernet/IPv4/UDP to `port` around `body`, the UDP length set.
+    fn udp_frame(port: u16, body: &[u8]) -> Vec<u8> {
+        let mut o = build_frame(
+            &FlowAddrs {
+                dst_port: port,
+                ..addrs()
+            },
+            64,
+        );
+        o.truncate(42);
+        o.extend_from_slice(body);
+        let udp_len = u16::try_from(8 + body.len()).unwrap();
+        o[38..40].copy_from_slice(&udp_len.to_be_bytes());
+        o
+    }
+
+    /// GENEVE with a flow option (24 B) and, if `sec`, the security option
+    /// (16 B) before `payload`.
+    fn geneve(proto: u16, oam: bool, sec: bool, payload_len: usize) -> Vec<u8> {
+        let opt_words = (24 + if sec { 16 } else { 0 }) / 4;
+        let mut g = vec![opt_words, if oam { 0x80 } else { 0 }];
+        g.extend_from_slice(&proto.to_be_bytes());
+        g.extend_from_slice(&[0, 0, 42, 0]);
+        g.extend_from_slice(&[0xff, 0xf0, 0x01, 5]);
+        g.extend_from_slice(&[0u8; 20]);
+        if sec {
+            g.extend_from_slice(&[0xff, 0xf0, 0x82, 3]);
+            g.extend_from_slice(&[9u8; 12]);
+        }
+        g.extend(std::iter::repeat_n(0xA5u8, payload_len));
+        g
+    }
+
+    #[test]
+    fn counts_sealed_geneve_only() {
+        let m = SinkMatch::GeneveSealed { frame_len: 508 };
+        let f = |proto, oam, sec, len| udp_frame(GENEVE_PORT, &geneve(proto, oam, sec, len));
+        assert!(m.sealed(&f(0x6558, false, true, 508 + 16)));
+        assert!(m.sealed(&f(0x0800, false, true, 494 + 16)));
+        // Unsealed, wrong length, OAM, unknown protocol, wrong port: not counted.
+        assert!(!m.sealed(&f(0x6558, false, false, 508 + 16)));
+        assert!(!m.sealed(&f(0x6558, false, false, 508)));
+        assert!(!m.sealed(&f(0x6558, false, true, 508)));
+        assert!(!m.sealed(&f(0x6558, true, true, 508 + 16)));
+        assert!(!m.sealed(&f(0x88b5, false, true, 508 + 16)));
+        assert!(!m.sealed(&udp_frame(VXLAN_PORT, &geneve(0x6558, false, true, 524))));
+        // A plain GENEVE bench frame is a stamp, not a sealed packet.
+        let mut inner = build_frame(&addrs(), 64);
+        let s = Stamp {
+            ts_ns: 1,
+            seq: 2,
+            flow: 3,
+        };
+        assert!(stamp(&mut inner, s));
+        let mut g = geneve(0x6558, false, false, 0);
+        g.extend_from_slice(&inner);
+        let plain = udp_frame(GENEVE_PORT, &g);
+        assert!(SinkMatch::Stamp.sealed(&plain));
+        assert!(!SinkMatch::GeneveSealed { frame_len: 60 }.sealed(&plain));
+    }
+
+    #[test]
+    fn counts_wireguard_data_only() {
+        let m = SinkMatch::WireGuardData {
+            port: WIREGUARD_PORT,
+            ip_len: 494,
+        };
+        let wg = |ty: u8, len: usize| {
+            let mut p = vec![ty, 0, 0, 0];
+            p.resize(len, 7);
+            udp_frame(WIREGUARD_PORT, &p)
+        };
+        assert!(m.sealed(&wg(4, 494 + 32)));
+        assert!(m.sealed(&wg(4, 496 + 32)), "padded to 16");
+        assert!(!m.sealed(&wg(4, 494 + 31)));
+        assert!(!m.sealed(&wg(1, 494 + 32)), "handshake initiation");
+        assert!(!m.sealed(&wg(4, 148)));
+    }
+
     proptest! {
         #[test]
         fn read_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
             let _ = read_stamp(&bytes);
+        }
+
+        #[test]
+        fn sealed_match_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..160),
+            frame_len in any::<u32>(),
+        ) {
+            for m in [
+                SinkMatch::GeneveSealed { frame_len },
+                SinkMatch::WireGuardData { port: WIREGUARD_PORT, ip_len: frame_len },
+            ] {
+                let _ = m.sealed(&bytes);
+                // Also as the UDP payload of a well-formed frame.
+                let mut f = udp_frame(GENEVE_PORT, &bytes);
+                let _ = m.sealed(&f);
+                f[36..38].copy_from_slice(&WIREGUARD_PORT.to_be_bytes());
+                let _ = m.sealed(&f);
+            }
         }
     }
 }

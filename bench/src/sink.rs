@@ -52,16 +52,10 @@ impl SinkStats {
     /// Records one received frame (`stamp` from [`crate::payload::read_stamp`]).
     #[inline]
     pub fn record(&mut self, stamp: Option<Stamp>, len: u32, rx_ns: u64) {
-        let Some(s) = stamp else {
-            self.foreign += 1;
+        if !self.count(stamp.is_some(), len, rx_ns) {
             return;
-        };
-        self.packets += 1;
-        self.bytes += u64::from(len);
-        if self.first_rx_ns.is_none() {
-            self.first_rx_ns = Some(rx_ns);
         }
-        self.last_rx_ns = rx_ns;
+        let Some(s) = stamp else { return };
         let lat = rx_ns.saturating_sub(s.ts_ns).max(100);
         let _ = self.latency.record(lat.min(60_000_000_000));
         if let Some(m) = self.max_seq.get_mut(usize::from(s.flow)) {
@@ -70,6 +64,30 @@ impl SinkStats {
                 _ => *m = Some(s.seq),
             }
         }
+    }
+
+    /// Records one frame counted without a stamp (an encrypted tunnel's
+    /// packet, see [`crate::payload::SinkMatch`]): packets and bytes only.
+    #[inline]
+    pub fn record_unstamped(&mut self, matched: bool, len: u32, rx_ns: u64) {
+        self.count(matched, len, rx_ns);
+    }
+
+    /// Counts a frame as foreign, or as a packet with its bytes and time;
+    /// returns `counted`.
+    #[inline]
+    fn count(&mut self, counted: bool, len: u32, rx_ns: u64) -> bool {
+        if !counted {
+            self.foreign += 1;
+            return false;
+        }
+        self.packets += 1;
+        self.bytes += u64::from(len);
+        if self.first_rx_ns.is_none() {
+            self.first_rx_ns = Some(rx_ns);
+        }
+        self.last_rx_ns = rx_ns;
+        true
     }
 
     /// Receive rate in packets per second over first..last packet.

@@ -1,7 +1,9 @@
 //! `mongate-bench gateway` end to end, short: every mode delivers through
 //! the DUT, and the gateway's packets reach the sink as GENEVE (the sink
 //! steers only UDP 6081 to its sockets and counts only bench packets read
-//! through the GENEVE header). Needs root (network namespaces, XDP).
+//! through the GENEVE header); the secure gateway's as sealed GENEVE, with
+//! the DUT's key counter confirming it sealed them. Needs root (network
+//! namespaces, XDP); `boringtun` runs when boringtun-cli is installed.
 
 use mongate_bench::gateway::{GatewayBench, GwMode, run_gateway_bench};
 
@@ -25,7 +27,8 @@ fn quick_run_delivers_geneve_to_the_sink() {
         ..GatewayBench::quick()
     };
     let r = run_gateway_bench(&b).expect("bench runs");
-    assert_eq!(r.cells.len(), 3);
+    assert_eq!(r.cells.len(), GwMode::ALL.len() - r.skipped.len());
+    assert!(r.skipped.iter().all(|(m, _)| *m == GwMode::Boringtun));
     for c in &r.cells {
         assert!(
             c.run.sent > 0 && c.run.received > 0,
@@ -42,7 +45,20 @@ fn quick_run_delivers_geneve_to_the_sink() {
         .find(|c| c.mode == GwMode::Gateway)
         .expect("gateway cell");
     assert!(gw.mpps > 0.0, "gateway delivered no GENEVE packets");
+    let sec = r
+        .cells
+        .iter()
+        .find(|c| c.mode == GwMode::GatewaySecure)
+        .expect("gateway-secure cell");
+    assert!(sec.mpps > 0.0, "gateway-secure delivered no sealed packets");
+    assert!(
+        sec.sealed_packets.is_some_and(|n| n >= sec.run.received),
+        "the DUT's key sealed {:?}, the sink counted {}",
+        sec.sealed_packets,
+        sec.run.received
+    );
     assert_eq!(r.ratios.len(), 1);
     assert!(r.ratios[0].gateway_over_forward.is_some_and(|x| x > 0.0));
     assert!(r.ratios[0].gateway_over_kernel.is_some_and(|x| x > 0.0));
+    assert!(r.ratios[0].secure_over_gateway.is_some_and(|x| x > 0.0));
 }
