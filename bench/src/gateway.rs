@@ -4,7 +4,7 @@
 //! forwarding into a VXLAN device with an htb qdisc that classifies UDP into
 //! a class far above the offered load), on the same `gen — dut — sink`
 //! topology, in one run, as ratios. The same gateway with `[security]` on
-//! (every packet to the peer sealed with ChaCha20-Poly1305), and userspace
+//! (every packet to the peer sealed with AES-256-GCM), and userspace
 //! WireGuard (boringtun, when installed) as the encrypted baseline.
 //!
 //! Where work runs (2 cores): the generator and the sink share `gen_core`;
@@ -83,7 +83,7 @@ pub enum GwMode {
     /// The overlay gateway (`start_gateway`): classify, pace, GENEVE.
     Gateway,
     /// The overlay gateway with `[security]` on: the same pipeline, every
-    /// packet to the peer sealed (ChaCha20-Poly1305, `ring`).
+    /// packet to the peer sealed (AES-256-GCM, `ring`).
     GatewaySecure,
     /// Linux: IP forwarding into VXLAN, htb on the VXLAN device.
     Kernel,
@@ -146,7 +146,7 @@ impl GwMode {
                 "gateway worker pinned to core {dut_core}; veth NAPI (native XDP) in a threaded poller pinned to core {dut_core}; sink (generic XDP, RPS) and generator on core {gen_core}; sink counts GENEVE (UDP {GENEVE_PORT}) carrying bench packets"
             ),
             GwMode::GatewaySecure => format!(
-                "gateway worker (classify, pace, GENEVE, ChaCha20-Poly1305 seal) pinned to core {dut_core}; veth NAPI (native XDP) in a threaded poller pinned to core {dut_core}; the bench's key installer (as the control) on core {gen_core}; sink (generic XDP, RPS) and generator on core {gen_core}; sink counts GENEVE (UDP {GENEVE_PORT}) with the security option (0x82) and the sealed length (no stamp: no latency)"
+                "gateway worker (classify, pace, GENEVE, AES-256-GCM seal) pinned to core {dut_core}; veth NAPI (native XDP) in a threaded poller pinned to core {dut_core}; the bench's key installer (as the control) on core {gen_core}; sink (generic XDP, RPS) and generator on core {gen_core}; sink counts GENEVE (UDP {GENEVE_PORT}) with the security option (0x82) and the sealed length (no stamp: no latency)"
             ),
             GwMode::Kernel => format!(
                 "kernel forwarding + htb + VXLAN in core {dut_core}'s softirq (RPS of the DUT's ingress veth); sink (generic XDP, RPS) and generator on core {gen_core}; sink counts VXLAN (UDP {VXLAN_PORT}) carrying bench packets"

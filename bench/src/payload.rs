@@ -111,7 +111,7 @@ const PROTO_IPV4: u16 = 0x0800;
 const SEC_CLASS: u16 = 0xFFF0;
 const SEC_TYPE: u8 = 0x82;
 const SEC_DATA_LEN: usize = 12;
-/// AEAD tag length (ChaCha20-Poly1305, both tunnels).
+/// AEAD tag length (AES-256-GCM for ours, ChaCha20-Poly1305 for WireGuard).
 const TAG_LEN: usize = 16;
 /// WireGuard transport-data header (type, reserved, receiver, counter) + tag.
 const WG_DATA_OVERHEAD: usize = 16 + TAG_LEN;
