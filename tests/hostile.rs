@@ -169,7 +169,15 @@ fn start(dir: &Path) -> Overlay {
     }
     let mut gws = Vec::new();
     let mut controls = Vec::new();
-    let instance = SECURE.then(|| secure::instance(dir, &spec, &plan()));
+    // A linear utility of each class's rate.
+    let instance = SECURE.then(|| {
+        secure::instance(dir, &spec, &plan(), |n| {
+            format!(
+                r#"{{"piecewise_linear": [[0.0, 0.0], [{n}.0, {}.0]]}}"#,
+                2 * n
+            )
+        })
+    });
     for site in SITES {
         let text = topo.site_config(site, &spec).unwrap();
         let file = dir.join(format!("site-{site}.toml"));

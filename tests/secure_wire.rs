@@ -5,8 +5,9 @@
 //! 1. Rekeying under load: with `rekey_after_seconds = 2`, UDP at a
 //!    constant rate A -> C and C -> A for [`LOAD`]: at least three
 //!    handshakes between A and C complete (A's control log), every datagram
-//!    arrives (none lost to a rekey), and no gateway's `auth_*` or
-//!    `no_session` drop counter grows while the traffic flows.
+//!    arrives or is counted as a capacity drop (`queue_full`, `tx_full`,
+//!    `not_admitted`), and no gateway's `auth_*` or `no_session` drop
+//!    counter grows while the traffic flows: none is lost to a rekey.
 //! 2. A peer's restart: C's dataplane and control are stopped and started
 //!    again while A keeps sending to C; the first datagram arrives less than
 //!    1 s after the new dataplane is up (the issue's "traffic back within
@@ -34,7 +35,7 @@ use mongate_dataplane::bpf::XdpMode;
 use mongate_dataplane::config::Config;
 use mongate_dataplane::stats::WorkerSnapshot;
 use mongate_dataplane::worker::IdlePolicy;
-use mongate_testbed::topology::triangle::{flow_links, triangle_overlay_udp};
+use mongate_testbed::topology::triangle::triangle_overlay_udp;
 use mongate_testbed::traffic::{UdpReceiver, UdpSender};
 use mongate_testbed::{ClassSpec, FlowSpec, NsChild, OverlaySpec, PlanSpec, RuleSpec};
 use mongate_testbed::{Sites, SitesTopology};
@@ -103,47 +104,6 @@ fn plan() -> PlanSpec {
     }
 }
 
-/// The controls' PFO instance: every class's utility saturates at 1.2
-/// Mbit/s per session (a flow of this test needs 0.9), so the plan admits
-/// every session of [`plan`] (8.4 of A-C's 10 Mbit/s) instead of filling a
-/// link with one class (what a linear utility does).
-fn instance(dir: &Path) -> PathBuf {
-    let p = plan();
-    let classes: Vec<String> = p
-        .classes
-        .iter()
-        .map(|(id, n)| {
-            format!(
-                r#"{{"id": "{id}", "sessions": {n}, "utility": {{"piecewise_linear": [[0.0, 0.0], [1.2, 12.0]]}}}}"#
-            )
-        })
-        .collect();
-    let flows: Vec<String> = overlay()
-        .flows
-        .iter()
-        .map(|f| {
-            let l: Vec<String> = flow_links(&f.route)
-                .iter()
-                .map(|x| format!("\"{x}\""))
-                .collect();
-            format!(
-                r#"{{"id": "{}", "class": "{}", "links": [{}]}}"#,
-                f.id,
-                f.class,
-                l.join(", ")
-            )
-        })
-        .collect();
-    let path = dir.join("instance.json");
-    let text = format!(
-        r#"{{"links": [{{"id": "A-B", "capacity": 10.0}}, {{"id": "A-C", "capacity": 10.0}}, {{"id": "B-C", "capacity": 5.0}}], "classes": [{}], "flows": [{}]}}"#,
-        classes.join(", "),
-        flows.join(", ")
-    );
-    std::fs::write(&path, text + "\n").unwrap();
-    path
-}
-
 /// The triangle, its site files (keys, fast rekeying) and PFO instance.
 struct Setup {
     topo: SitesTopology,
@@ -162,7 +122,13 @@ fn setup(dir: &Path) -> Setup {
     let topo = s.build().expect("build triangle");
     let mut spec = overlay();
     spec.keys = Some(secure::keys(dir, &SITES));
-    let instance = instance(dir);
+    // Every class's utility saturates at 1.2 Mbit/s per session (a flow of
+    // this test needs 0.9), so the plan admits every session of [`plan`]
+    // (8.4 of A-C's 10 Mbit/s) instead of filling a link with one class
+    // (what a linear utility does).
+    let instance = secure::instance(dir, &spec, &plan(), |_| {
+        r#"{"piecewise_linear": [[0.0, 0.0], [1.2, 12.0]]}"#.to_string()
+    });
     let files = SITES
         .iter()
         .map(|site| {
@@ -401,8 +367,15 @@ fn rekeys_lose_nothing_and_a_restart_rehandshakes_at_once() {
         println!("  {name}: sent {sent}, received {got} ({dup} duplicates)");
     }
     let mut drops_grew = BTreeMap::new();
+    // Datagrams the gateways dropped for want of capacity (a queue or ring
+    // full, a session over the plan), not for want of a key.
+    let mut capacity_drops = 0;
     for (i, site) in SITES.iter().enumerate() {
         let all = grown(&d0[i], &d1[i]);
+        capacity_drops += ["queue_full", "tx_full", "not_admitted"]
+            .iter()
+            .filter_map(|k| all.get(*k))
+            .sum::<u64>();
         let g = key_drops_of(&all);
         println!("  gateway {site}: drops during the load {all:?}");
         if !g.is_empty() {
@@ -470,7 +443,13 @@ fn rekeys_lose_nothing_and_a_restart_rehandshakes_at_once() {
             sent as f64 >= 0.9 * PPS * LOAD.as_secs_f64(),
             "{name}: sent {sent}"
         );
-        assert_eq!(got, sent, "{name}: datagrams lost across rekeys");
+        // Every datagram arrives, or its loss is counted as a capacity
+        // drop (the key drops are checked below).
+        assert!(
+            sent - got <= capacity_drops,
+            "{name}: {} datagrams lost, {capacity_drops} capacity drops",
+            sent - got
+        );
         assert_eq!(dup, 0, "{name}: duplicates");
     }
     assert!(

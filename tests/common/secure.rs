@@ -38,11 +38,14 @@ pub fn keys(dir: &Path, sites: &[&str]) -> Vec<SiteKey> {
 }
 
 /// The PFO instance of the test's overlay (links at their rates, each
-/// class's sessions and a linear utility, each flow's links), written
-/// to `dir` for the control processes.
-// Not every test that includes this module uses this instance.
-#[allow(dead_code)]
-pub fn instance(dir: &Path, spec: &OverlaySpec, plan: &PlanSpec) -> PathBuf {
+/// class's sessions and `utility(sessions)`, the JSON of its utility, each
+/// flow's links), written to `dir` for the control processes.
+pub fn instance(
+    dir: &Path,
+    spec: &OverlaySpec,
+    plan: &PlanSpec,
+    utility: impl Fn(u32) -> String,
+) -> PathBuf {
     let links = r#"[{"id": "A-B", "capacity": 10.0}, {"id": "A-C", "capacity": 10.0}, {"id": "B-C", "capacity": 5.0}]"#;
     let classes: Vec<String> = spec
         .classes
@@ -54,9 +57,9 @@ pub fn instance(dir: &Path, spec: &OverlaySpec, plan: &PlanSpec) -> PathBuf {
                 .find(|(id, _)| *id == c.id)
                 .map_or(1, |x| x.1.max(1));
             format!(
-                r#"{{"id": "{}", "sessions": {n}, "utility": {{"piecewise_linear": [[0.0, 0.0], [{n}.0, {}.0]]}}}}"#,
+                r#"{{"id": "{}", "sessions": {n}, "utility": {}}}"#,
                 c.id,
-                2 * n
+                utility(n)
             )
         })
         .collect();
