@@ -117,123 +117,12 @@ const PORT_UDP_AC: u16 = 5001;
 const PORT_UDP_BC: u16 = 5101;
 const PORT_FORGED: u16 = 5009;
 
-/// What the secure overlay changes in this test, in one place. Today (not
-/// [`SECURE`]) the site files are the testbed's and the gateways run their
-/// file plan without a control process. Secure: every site gets a key pair
-/// and its peers' public keys ([`secure::site_file`]), and a control process
-/// ([`secure::start_control`]) that runs the handshakes.
-mod secure {
-    use std::path::{Path, PathBuf};
-    use std::process::{Command, Stdio};
-
-    use mongate_testbed::topology::triangle::flow_links;
-    use mongate_testbed::{Netns, NsChild, OverlaySpec, PlanSpec, SiteKey};
-
-    /// A key pair per site, written by `mongate keygen --out FILE` (the
-    /// private key 0600 in `dir`, the public key on its stdout), for the
-    /// testbed to put in every site file ([`OverlaySpec::keys`]).
-    pub fn keys(dir: &Path) -> Vec<SiteKey> {
-        super::SITES
-            .iter()
-            .map(|s| {
-                let key = dir.join(format!("site-{s}.key"));
-                let out = Command::new(env!("CARGO_BIN_EXE_mongate"))
-                    .args(["keygen", "--out"])
-                    .arg(&key)
-                    .output()
-                    .expect("mongate keygen");
-                assert!(
-                    out.status.success(),
-                    "mongate keygen: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                SiteKey {
-                    site: s.to_string(),
-                    private_key_file: key,
-                    public_key: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-                }
-            })
-            .collect()
-    }
-
-    /// The PFO instance of the test's overlay (links at their rates, each
-    /// class's sessions and a linear utility, each flow's links), written
-    /// to `dir` for the control processes.
-    pub fn instance(dir: &Path, spec: &OverlaySpec, plan: &PlanSpec) -> PathBuf {
-        let links = r#"[{"id": "A-B", "capacity": 10.0}, {"id": "A-C", "capacity": 10.0}, {"id": "B-C", "capacity": 5.0}]"#;
-        let classes: Vec<String> = spec
-            .classes
-            .iter()
-            .map(|c| {
-                let n = plan
-                    .classes
-                    .iter()
-                    .find(|(id, _)| *id == c.id)
-                    .map_or(1, |x| x.1.max(1));
-                format!(
-                    r#"{{"id": "{}", "sessions": {n}, "utility": {{"piecewise_linear": [[0.0, 0.0], [{n}.0, {}.0]]}}}}"#,
-                    c.id,
-                    2 * n
-                )
-            })
-            .collect();
-        let flows: Vec<String> = spec
-            .flows
-            .iter()
-            .map(|f| {
-                let l: Vec<String> = flow_links(&f.route)
-                    .iter()
-                    .map(|x| format!("\"{x}\""))
-                    .collect();
-                format!(
-                    r#"{{"id": "{}", "class": "{}", "links": [{}]}}"#,
-                    f.id,
-                    f.class,
-                    l.join(", ")
-                )
-            })
-            .collect();
-        let path = dir.join("instance.json");
-        let text = format!(
-            "{{\"links\": {links}, \"classes\": [{}], \"flows\": [{}]}}\n",
-            classes.join(", "),
-            flows.join(", ")
-        );
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    /// Starts `mongate-control run` for the gateway `name` (its site file
-    /// `config`) in `ns`, paths left to the dataplane as without security;
-    /// its output goes to `dir/control-NAME.log`. Needs the workspace's
-    /// binaries (`cargo build --release --workspace`).
-    pub fn start_control(
-        ns: &Netns,
-        dir: &Path,
-        config: &Path,
-        instance: &Path,
-        name: &str,
-    ) -> NsChild {
-        let bin = Path::new(env!("CARGO_BIN_EXE_mongate")).with_file_name("mongate-control");
-        assert!(
-            bin.exists(),
-            "{} missing: cargo build --release --workspace",
-            bin.display()
-        );
-        let log = std::fs::File::create(dir.join(format!("control-{name}.log"))).unwrap();
-        let mut cmd = Command::new(bin);
-        // One plan (made at start): the test checks that no flow's rate
-        // changes during the attack, so no periodic re-plan may change it.
-        cmd.args(["run", "--no-paths", "--replan-s", "3600", "--name", name])
-            .arg("--config")
-            .arg(config)
-            .arg("--instance")
-            .arg(instance)
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log));
-        ns.spawn(cmd).unwrap()
-    }
-}
+/// What the secure overlay changes in this test: not [`SECURE`], the site
+/// files are the testbed's and the gateways run their file plan without a
+/// control process; secure, every site gets a key pair and its peers'
+/// public keys, and a control process that runs the handshakes.
+#[path = "common/secure.rs"]
+mod secure;
 
 struct Overlay {
     topo: SitesTopology,
@@ -282,11 +171,19 @@ fn start(dir: &Path) -> Overlay {
     let topo = s.build().expect("build triangle");
     let mut spec = triangle_overlay(Some(plan()));
     if SECURE {
-        spec.keys = Some(secure::keys(dir));
+        spec.keys = Some(secure::keys(dir, &SITES));
     }
     let mut gws = Vec::new();
     let mut controls = Vec::new();
-    let instance = SECURE.then(|| secure::instance(dir, &spec, &plan()));
+    // A linear utility of each class's rate.
+    let instance = SECURE.then(|| {
+        secure::instance(dir, &spec, &plan(), |n| {
+            format!(
+                r#"{{"piecewise_linear": [[0.0, 0.0], [{n}.0, {}.0]]}}"#,
+                2 * n
+            )
+        })
+    });
     for site in SITES {
         let text = topo.site_config(site, &spec).unwrap();
         let file = dir.join(format!("site-{site}.toml"));

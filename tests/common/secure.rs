@@ -1,0 +1,121 @@
+//! Security for the root network tests that run the triangle with keys and
+//! control processes (`tests/hostile.rs`, `tests/secure_wire.rs`): every
+//! site gets a key pair and its peers' public keys (through the testbed's
+//! [`OverlaySpec::keys`]), and a control process ([`start_control`]) that
+//! runs the handshakes. Included with `#[path]` by the tests that use it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use mongate_testbed::topology::triangle::flow_links;
+use mongate_testbed::{Netns, NsChild, OverlaySpec, PlanSpec, SiteKey};
+
+/// A key pair per site, written by `mongate keygen --out FILE` (the
+/// private key 0600 in `dir`, the public key on its stdout), for the
+/// testbed to put in every site file ([`OverlaySpec::keys`]).
+pub fn keys(dir: &Path, sites: &[&str]) -> Vec<SiteKey> {
+    sites
+        .iter()
+        .map(|s| {
+            let key = dir.join(format!("site-{s}.key"));
+            let out = Command::new(env!("CARGO_BIN_EXE_mongate"))
+                .args(["keygen", "--out"])
+                .arg(&key)
+                .output()
+                .expect("mongate keygen");
+            assert!(
+                out.status.success(),
+                "mongate keygen: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            SiteKey {
+                site: s.to_string(),
+                private_key_file: key,
+                public_key: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The PFO instance of the test's overlay (links at their rates, each
+/// class's sessions and `utility(sessions)`, the JSON of its utility, each
+/// flow's links), written to `dir` for the control processes.
+pub fn instance(
+    dir: &Path,
+    spec: &OverlaySpec,
+    plan: &PlanSpec,
+    utility: impl Fn(u32) -> String,
+) -> PathBuf {
+    let links = r#"[{"id": "A-B", "capacity": 10.0}, {"id": "A-C", "capacity": 10.0}, {"id": "B-C", "capacity": 5.0}]"#;
+    let classes: Vec<String> = spec
+        .classes
+        .iter()
+        .map(|c| {
+            let n = plan
+                .classes
+                .iter()
+                .find(|(id, _)| *id == c.id)
+                .map_or(1, |x| x.1.max(1));
+            format!(
+                r#"{{"id": "{}", "sessions": {n}, "utility": {}}}"#,
+                c.id,
+                utility(n)
+            )
+        })
+        .collect();
+    let flows: Vec<String> = spec
+        .flows
+        .iter()
+        .map(|f| {
+            let l: Vec<String> = flow_links(&f.route)
+                .iter()
+                .map(|x| format!("\"{x}\""))
+                .collect();
+            format!(
+                r#"{{"id": "{}", "class": "{}", "links": [{}]}}"#,
+                f.id,
+                f.class,
+                l.join(", ")
+            )
+        })
+        .collect();
+    let path = dir.join("instance.json");
+    let text = format!(
+        "{{\"links\": {links}, \"classes\": [{}], \"flows\": [{}]}}\n",
+        classes.join(", "),
+        flows.join(", ")
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Starts `mongate-control run` for the gateway `name` (its site file
+/// `config`) in `ns`, paths left to the dataplane as without security;
+/// its output goes to `dir/control-NAME.log`. Needs the workspace's
+/// binaries (`cargo build --release --workspace`).
+pub fn start_control(
+    ns: &Netns,
+    dir: &Path,
+    config: &Path,
+    instance: &Path,
+    name: &str,
+) -> NsChild {
+    let bin = Path::new(env!("CARGO_BIN_EXE_mongate")).with_file_name("mongate-control");
+    assert!(
+        bin.exists(),
+        "{} missing: cargo build --release --workspace",
+        bin.display()
+    );
+    let log = std::fs::File::create(dir.join(format!("control-{name}.log"))).unwrap();
+    let mut cmd = Command::new(bin);
+    // One plan (made at start): no periodic re-plan moves a flow's rate
+    // while a test measures it.
+    cmd.args(["run", "--no-paths", "--replan-s", "3600", "--name", name])
+        .arg("--config")
+        .arg(config)
+        .arg("--instance")
+        .arg(instance)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log));
+    ns.spawn(cmd).unwrap()
+}
