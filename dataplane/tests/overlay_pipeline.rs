@@ -1631,6 +1631,51 @@ fn without_a_session_nothing_is_sent_in_clear() {
     assert_eq!(net.sites[2].lan_out.len(), before + 1);
 }
 
+/// Before its handshake a path cannot carry a probe (it cannot be
+/// sealed): its silence does not take it down, so a secure overlay does
+/// not start with every path down. Once the path's next gateway has a
+/// key, silence counts again.
+#[test]
+fn a_path_without_a_session_is_not_declared_down_by_silence() {
+    let mut net = secure_triangle_with(false, |i, s| {
+        if i == 0 {
+            s.health.probe_interval_ns = 50_000_000;
+        }
+    });
+    net.run_until(500_000_000, 1_000_000);
+    assert!(
+        net.links.values().all(|l| l.offered == 0),
+        "nothing on the wire"
+    );
+    let gw = &net.sites[0].gw;
+    assert!(gw.stats().no_session >= 4 * 5, "A tried its probes");
+    for peer in 0..2 {
+        for p in gw.paths(peer) {
+            assert!(p.health.up && p.health.downs == 0, "{peer}: {p:?}");
+        }
+    }
+    // A and B have keys with each other; A has one for C, but C none
+    // (it cannot open A's probes, nor B relay them to C): A's paths to C
+    // fall silent with a key, and go down.
+    install(&mut net, 0, 1, 0, true);
+    install(&mut net, 1, 0, 0, true);
+    install(&mut net, 0, 2, 0, true);
+    net.run_until(net.now + 500_000_000, 1_000_000);
+    let gw = &net.sites[0].gw;
+    for p in gw
+        .paths(0)
+        .into_iter()
+        .filter(|p| p.kind == mongate_dataplane::overlay::failover::PathKind::Direct)
+    {
+        assert!(p.health.up && p.health.downs == 0, "to B: {p:?}");
+        assert!(p.health.echoes > 0, "to B: {p:?}");
+    }
+    for p in gw.paths(1) {
+        assert!(!p.health.up && p.health.downs == 1, "to C: {p:?}");
+        assert_eq!(p.health.echoes, 0, "to C: {p:?}");
+    }
+}
+
 #[test]
 fn a_key_rollover_mid_stream_loses_no_packet() {
     let mut net = secure_triangle(true);
