@@ -641,8 +641,8 @@ fn hostile_input_changes_nothing() {
     }
     let _g = common::net_lock();
     let t_start = Instant::now();
-    let dir = std::env::temp_dir().join(format!("{PREFIX}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed on drop (after the gateways, controls and captures), also on a panic.
+    let dir = common::TempDir::new(PREFIX);
     let ov = start(&dir);
     let topo = &ov.topo;
     let total = WARMUP + BASELINE + ATTACK_LIMIT + AFTER + Duration::from_secs(10);
@@ -1027,5 +1027,4 @@ fn hostile_input_changes_nothing() {
         t_start.elapsed() < Duration::from_secs(100),
         "the test must stay well under 2 minutes"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

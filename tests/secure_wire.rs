@@ -316,9 +316,9 @@ fn rekeys_lose_nothing_and_a_restart_rehandshakes_at_once() {
     }
     let _g = common::net_lock();
     let t_start = Instant::now();
-    let dir = std::env::temp_dir().join(format!("{PREFIX}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // Kept when an assertion fails: the controls' logs are there.
+    // Removed on drop, also on a panic (the controls' logs printed first);
+    // MONGATE_KEEP_TMP keeps it.
+    let dir = common::TempDir::new(PREFIX);
     println!("site files and control logs in {}", dir.display());
     let s = setup(&dir);
     let topo = &s.topo;
@@ -468,7 +468,4 @@ fn rekeys_lose_nothing_and_a_restart_rehandshakes_at_once() {
         "the test must stay under a minute"
     );
     drop(sites);
-    if std::env::var_os("MGW_KEEP").is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 }
