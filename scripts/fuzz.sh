@@ -19,7 +19,11 @@ secs="${FUZZ_SECONDS:-5}"
 if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
   . "$HOME/.cargo/env"
 fi
-if ! rustup toolchain list | grep -q '^nightly'; then
+if ! command -v rustup >/dev/null 2>&1; then
+  echo "fuzz.sh: no rustup: cargo-fuzz needs a nightly toolchain; install rustup (https://rustup.rs), or run without fuzzing: the fuzz bodies also run as property tests on stable (cargo test)" >&2
+  exit 1
+fi
+if ! rustup toolchain list | grep '^nightly' >/dev/null; then
   echo "fuzz.sh: installing the nightly toolchain" >&2
   rustup toolchain install nightly --profile minimal >&2
 fi

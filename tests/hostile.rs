@@ -38,13 +38,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mongate_bench::attack::{self, Attack, AttackReport, FlowAddrs, Kind, Target};
-use mongate_dataplane::app::{GatewayConfig, RunningDataplane, start_gateway};
-use mongate_dataplane::bpf::XdpMode;
-use mongate_dataplane::config::Config;
+use mongate_dataplane::app::RunningDataplane;
 use mongate_dataplane::overlay::{FlowCounters, wire_flow_id};
 use mongate_dataplane::stats::WorkerSnapshot;
 use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
-use mongate_dataplane::worker::IdlePolicy;
 use mongate_testbed::capture::{Direction, Tap, TapConfig, TapStats, if_counters};
 use mongate_testbed::topology::triangle::{PORT_TCP_DIRECT, PORT_TCP_VIA_B, triangle_overlay};
 use mongate_testbed::traffic::{LEGIT_MARK, TcpSink, TcpSource, UdpCounts, UdpReceiver, UdpSender};
@@ -188,29 +185,11 @@ fn start(dir: &Path) -> Overlay {
         let text = topo.site_config(site, &spec).unwrap();
         let file = dir.join(format!("site-{site}.toml"));
         std::fs::write(&file, &text).unwrap();
-        let cfg = Config::from_toml_str(&text, &format!("{site}.toml"))
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let mut gc = GatewayConfig::new(cfg);
-        gc.name = format!("{PREFIX}{}-{site}", std::process::id());
-        gc.xdp_mode = XdpMode::Native;
-        // Secure: the control process runs the handshakes (started below).
-        gc.control = SECURE;
-        // Flows start at their planned rate: steady before the baseline.
-        gc.settings.initial_fraction = 1.0;
-        gc.idle = IdlePolicy {
-            spin: 200,
-            sleep_us: 50,
-        };
-        let dp = topo
-            .site(site)
-            .unwrap()
-            .gw_ns
-            .run_in(move || start_gateway(&gc))
-            .expect("enter gw ns")
-            .unwrap_or_else(|e| panic!("gateway {site}: {e:#}"));
         let name = format!("{PREFIX}{}-{site}", std::process::id());
+        let ns = &topo.site(site).unwrap().gw_ns;
+        // Secure: the control process runs the handshakes (started below).
+        let dp = secure::start_dataplane(ns, site, secure::parse_site(site, &text), &name, SECURE);
         if let Some(inst) = &instance {
-            let ns = &topo.site(site).unwrap().gw_ns;
             controls.push(secure::start_control(ns, dir, &file, inst, &name));
         }
         gws.push((name, dp));
@@ -641,8 +620,8 @@ fn hostile_input_changes_nothing() {
     }
     let _g = common::net_lock();
     let t_start = Instant::now();
-    let dir = std::env::temp_dir().join(format!("{PREFIX}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    // Removed on drop (after the gateways, controls and captures), also on a panic.
+    let dir = common::TempDir::new(PREFIX);
     let ov = start(&dir);
     let topo = &ov.topo;
     let total = WARMUP + BASELINE + ATTACK_LIMIT + AFTER + Duration::from_secs(10);
@@ -1027,5 +1006,4 @@ fn hostile_input_changes_nothing() {
         t_start.elapsed() < Duration::from_secs(100),
         "the test must stay well under 2 minutes"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

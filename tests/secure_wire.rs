@@ -30,11 +30,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mongate_dataplane::app::{GatewayConfig, RunningDataplane, start_gateway};
-use mongate_dataplane::bpf::XdpMode;
-use mongate_dataplane::config::Config;
+use mongate_dataplane::app::RunningDataplane;
 use mongate_dataplane::stats::WorkerSnapshot;
-use mongate_dataplane::worker::IdlePolicy;
 use mongate_testbed::topology::triangle::triangle_overlay_udp;
 use mongate_testbed::traffic::{UdpReceiver, UdpSender};
 use mongate_testbed::{ClassSpec, FlowSpec, NsChild, OverlaySpec, PlanSpec, RuleSpec};
@@ -156,26 +153,13 @@ fn setup(dir: &Path) -> Setup {
 fn start_site(s: &Setup, i: usize) -> (RunningDataplane, NsChild) {
     let site = SITES[i];
     let text = std::fs::read_to_string(&s.files[i]).unwrap();
-    let cfg = Config::from_toml_str(&text, &format!("{site}.toml"))
-        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let cfg = secure::parse_site(site, &text);
     assert_eq!(
         cfg.security.rekey_after_ns,
         REKEY_AFTER_SECONDS * 1_000_000_000
     );
-    let mut gc = GatewayConfig::new(cfg);
-    gc.name = instance_name(site);
-    gc.xdp_mode = XdpMode::Native;
-    gc.control = true;
-    gc.settings.initial_fraction = 1.0;
-    gc.idle = IdlePolicy {
-        spin: 200,
-        sleep_us: 50,
-    };
     let ns = &s.topo.site(site).unwrap().gw_ns;
-    let dp = ns
-        .run_in(move || start_gateway(&gc))
-        .expect("enter gw ns")
-        .unwrap_or_else(|e| panic!("gateway {site}: {e:#}"));
+    let dp = secure::start_dataplane(ns, site, cfg, &instance_name(site), true);
     let ctl = secure::start_control(ns, &s.dir, &s.files[i], &s.instance, &instance_name(site));
     (dp, ctl)
 }
@@ -316,9 +300,9 @@ fn rekeys_lose_nothing_and_a_restart_rehandshakes_at_once() {
     }
     let _g = common::net_lock();
     let t_start = Instant::now();
-    let dir = std::env::temp_dir().join(format!("{PREFIX}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    // Kept when an assertion fails: the controls' logs are there.
+    // Removed on drop, also on a panic (the controls' logs printed first);
+    // MONGATE_KEEP_TMP keeps it.
+    let dir = common::TempDir::new(PREFIX);
     println!("site files and control logs in {}", dir.display());
     let s = setup(&dir);
     let topo = &s.topo;
@@ -468,7 +452,4 @@ fn rekeys_lose_nothing_and_a_restart_rehandshakes_at_once() {
         "the test must stay under a minute"
     );
     drop(sites);
-    if std::env::var_os("MGW_KEEP").is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
 }

@@ -43,6 +43,17 @@ fn lan_prefixes(i: usize) -> &'static str {
 /// The configuration of site `i`; `direct_mbps`/`weight` set the plan of
 /// flow `ac-direct` (10 sessions admitted).
 fn config(i: usize, direct_mbps: f64, weight: f64) -> Config {
+    config_seen(i, direct_mbps, weight, &lan_prefixes)
+}
+
+/// As [`config`], the LAN prefixes of every site `j` as site `i`'s file
+/// says them: `prefixes(j)` (its own included).
+fn config_seen(
+    i: usize,
+    direct_mbps: f64,
+    weight: f64,
+    prefixes: &dyn Fn(usize) -> &'static str,
+) -> Config {
     let mut t = format!(
         r#"
 [site]
@@ -63,14 +74,14 @@ gateway_mac = "02:00:00:00:00:fe"
 backend = "af_xdp"
 "#,
         NAMES[i],
-        lan_prefixes(i),
+        prefixes(i),
         gw_addr(i)
     );
     for j in (0..3).filter(|&j| j != i) {
         t += &format!(
             "\n[[peers]]\nname = \"{}\"\nprefixes = {}\ngateways = [\"{}\"]\n",
             NAMES[j],
-            lan_prefixes(j),
+            prefixes(j),
             gw_addr(j)
         );
     }
@@ -1321,9 +1332,19 @@ fn install(net: &mut Net, i: usize, j: usize, g: usize, initiator: bool) {
 /// The triangle with security required, settings changed by `f`, keys of
 /// every pair installed when `keys`.
 fn secure_triangle_with(keys: bool, f: impl Fn(usize, &mut Settings)) -> Net {
+    secure_triangle_of(keys, |i| config(i, 1.0, 0.02), f)
+}
+
+/// As [`secure_triangle_with`], site `i` configured by `cfg(i)` (security
+/// then required).
+fn secure_triangle_of(
+    keys: bool,
+    cfg: impl Fn(usize) -> Config,
+    f: impl Fn(usize, &mut Settings),
+) -> Net {
     let sites = (0..3)
         .map(|i| {
-            let mut c = config(i, 1.0, 0.02);
+            let mut c = cfg(i);
             c.security.mode = SecurityMode::Required;
             c.security.private_key_file = Some("/etc/mongate/test.key".into());
             let mut s = settings(i, 1.0);
@@ -1610,6 +1631,51 @@ fn without_a_session_nothing_is_sent_in_clear() {
     assert_eq!(net.sites[2].lan_out.len(), before + 1);
 }
 
+/// Before its handshake a path cannot carry a probe (it cannot be
+/// sealed): its silence does not take it down, so a secure overlay does
+/// not start with every path down. Once the path's next gateway has a
+/// key, silence counts again.
+#[test]
+fn a_path_without_a_session_is_not_declared_down_by_silence() {
+    let mut net = secure_triangle_with(false, |i, s| {
+        if i == 0 {
+            s.health.probe_interval_ns = 50_000_000;
+        }
+    });
+    net.run_until(500_000_000, 1_000_000);
+    assert!(
+        net.links.values().all(|l| l.offered == 0),
+        "nothing on the wire"
+    );
+    let gw = &net.sites[0].gw;
+    assert!(gw.stats().no_session >= 4 * 5, "A tried its probes");
+    for peer in 0..2 {
+        for p in gw.paths(peer) {
+            assert!(p.health.up && p.health.downs == 0, "{peer}: {p:?}");
+        }
+    }
+    // A and B have keys with each other; A has one for C, but C none
+    // (it cannot open A's probes, nor B relay them to C): A's paths to C
+    // fall silent with a key, and go down.
+    install(&mut net, 0, 1, 0, true);
+    install(&mut net, 1, 0, 0, true);
+    install(&mut net, 0, 2, 0, true);
+    net.run_until(net.now + 500_000_000, 1_000_000);
+    let gw = &net.sites[0].gw;
+    for p in gw
+        .paths(0)
+        .into_iter()
+        .filter(|p| p.kind == mongate_dataplane::overlay::failover::PathKind::Direct)
+    {
+        assert!(p.health.up && p.health.downs == 0, "to B: {p:?}");
+        assert!(p.health.echoes > 0, "to B: {p:?}");
+    }
+    for p in gw.paths(1) {
+        assert!(!p.health.up && p.health.downs == 1, "to C: {p:?}");
+        assert_eq!(p.health.echoes, 0, "to C: {p:?}");
+    }
+}
+
 #[test]
 fn a_key_rollover_mid_stream_loses_no_packet() {
     let mut net = secure_triangle(true);
@@ -1719,17 +1785,30 @@ fn a_roamed_peer_is_followed_and_a_quiet_address_only_is_taken() {
     assert_eq!(net.sites[2].gw.stats().roamed, 2);
 }
 
+/// B, authenticated, sends C a packet whose inner source is A's host
+/// (v4_frame's source): B is neither its origin nor a relay. B's own file
+/// (misconfigured, or B compromised) claims that host as its LAN, so B's
+/// LAN check lets it through and B seals it; C's file gives the host to A,
+/// and C's cryptokey routing drops it.
 #[test]
-#[ignore = "B's own LAN check (lan_source) now drops the spoofed frame before it is sealed: the test needs a way to seal a spoofed frame at B (a compromised peer)"]
 fn cryptokey_routing_drops_a_spoofed_inner_source() {
-    let mut net = secure_triangle(true);
-    // B (authenticated) sends C a packet whose inner source is A's host
-    // (v4_frame's source): B is neither its origin nor a relay.
+    let b_claims_a_host = |i: usize| -> Config {
+        if i != 1 {
+            return config(i, 1.0, 0.02);
+        }
+        config_seen(i, 1.0, 0.02, &|j| match j {
+            0 => r#"["198.18.10.128/25", "2001:db8:a::/48"]"#,
+            1 => r#"["198.18.20.0/24", "198.18.10.0/25"]"#,
+            j => lan_prefixes(j),
+        })
+    };
+    let mut net = secure_triangle_of(true, b_claims_a_host, |_, _| {});
     assert_eq!(
         net.inject(1, LAN, &v4_frame(C_HOST, 17, 9999, 64, 1)),
         Verdict::Held
     );
     net.run_until(200_000_000, 1_000_000);
+    assert_eq!(net.sites[1].gw.stats().lan_source, 0, "B's check passed");
     assert!(net.sites[2].lan_out.is_empty());
     assert_eq!(net.sites[2].gw.stats().crypto_route, 1);
     assert_eq!(net.sites[2].drops(DropReason::CryptoRoute), 1);

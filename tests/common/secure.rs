@@ -7,6 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use mongate_dataplane::app::{GatewayConfig, RunningDataplane, start_gateway};
+use mongate_dataplane::bpf::XdpMode;
+use mongate_dataplane::config::Config;
+use mongate_dataplane::worker::IdlePolicy;
 use mongate_testbed::topology::triangle::flow_links;
 use mongate_testbed::{Netns, NsChild, OverlaySpec, PlanSpec, SiteKey};
 
@@ -118,4 +122,35 @@ pub fn start_control(
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log));
     ns.spawn(cmd).unwrap()
+}
+
+/// Site `site`'s configuration from its file's `text` (the text shown on
+/// an error).
+pub fn parse_site(site: &str, text: &str) -> Config {
+    Config::from_toml_str(text, &format!("{site}.toml")).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+/// Starts site `site`'s dataplane in its gateway namespace `ns` as instance
+/// `name`: native XDP, attached to a control process or not (`control`),
+/// flows at their planned rate from the start (steady before a test
+/// measures), a short idle sleep. Returns once its worker runs.
+pub fn start_dataplane(
+    ns: &Netns,
+    site: &str,
+    cfg: Config,
+    name: &str,
+    control: bool,
+) -> RunningDataplane {
+    let mut gc = GatewayConfig::new(cfg);
+    gc.name = name.to_string();
+    gc.xdp_mode = XdpMode::Native;
+    gc.control = control;
+    gc.settings.initial_fraction = 1.0;
+    gc.idle = IdlePolicy {
+        spin: 200,
+        sleep_us: 50,
+    };
+    ns.run_in(move || start_gateway(&gc))
+        .expect("enter gw ns")
+        .unwrap_or_else(|e| panic!("gateway {site}: {e:#}"))
 }

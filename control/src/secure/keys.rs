@@ -2,9 +2,10 @@
 //! mode 0600 or 0400), its generation and the public key derived from it.
 //!
 //! A key file readable or writable by anyone but its owner, a symlink or anything but a regular
-//! file is refused before it is read ([`check_private_key_file`]). [`keygen`] creates the file
-//! with `O_CREAT | O_EXCL | O_NOFOLLOW` and mode 0600, so it never follows a planted symlink nor
-//! overwrites an existing key.
+//! file is refused before it is read (the dataplane's [`keyfile::open_private_key_file`], which
+//! both processes run). [`keygen`] creates the file with `O_CREAT | O_EXCL | O_NOFOLLOW` and mode
+//! 0600, so it never follows a planted symlink nor overwrites an existing key. Keys are written
+//! and read as the configuration's public keys are ([`encode_key`], [`decode_key`]).
 
 use std::fmt;
 use std::io::Write as _;
@@ -12,8 +13,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as B64;
+use mongate_dataplane::config::{decode_key, encode_key};
 use mongate_dataplane::sys::keyfile::{self, KeyFileError};
 use snow::params::DHChoice;
 use snow::resolvers::{CryptoResolver as _, DefaultResolver};
@@ -42,10 +42,12 @@ pub enum KeyError {
         why: String,
     },
     /// The text is not the base64 of 32 bytes.
-    #[error("{what}: not a key (expected the base64 of {KEY_LEN} bytes)")]
+    #[error("{what}: not a key: {why}")]
     Format {
         /// Where the text came from.
         what: String,
+        /// What is wrong with it.
+        why: &'static str,
     },
 }
 
@@ -55,7 +57,7 @@ pub struct PublicKey(pub [u8; KEY_LEN]);
 
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&B64.encode(self.0))
+        f.write_str(&encode_key(&self.0))
     }
 }
 
@@ -119,21 +121,13 @@ pub fn public_key_of(secret: &[u8; KEY_LEN]) -> [u8; KEY_LEN] {
     out
 }
 
-/// 32 bytes from their base64 (surrounding whitespace ignored); `what` names the text in errors.
-pub fn parse_key(text: &str, what: &str) -> Result<[u8; KEY_LEN], KeyError> {
-    let err = || KeyError::Format {
+/// 32 bytes from their base64 ([`decode_key`], the configuration's form); `what` names the
+/// text in errors.
+fn parse_key(text: &str, what: &str) -> Result<[u8; KEY_LEN], KeyError> {
+    decode_key(text).map_err(|why| KeyError::Format {
         what: what.to_owned(),
-    };
-    let mut v = B64.decode(text.trim()).map_err(|_| err())?;
-    let r = <[u8; KEY_LEN]>::try_from(v.as_slice()).map_err(|_| err());
-    v.zeroize();
-    r
-}
-
-/// Refuses a private key file that is a symlink, not a regular file, or readable or writable
-/// by group or others (mode & 0o077 != 0): the dataplane's check, which both processes run.
-pub fn check_private_key_file(path: &Path) -> Result<(), KeyError> {
-    keyfile::check_private_key_file(path).map_err(|e| key_file_error(path, e))
+        why,
+    })
 }
 
 fn key_file_error(path: &Path, e: KeyFileError) -> KeyError {
@@ -150,8 +144,8 @@ fn key_file_error(path: &Path, e: KeyFileError) -> KeyError {
 }
 
 /// Loads the private key at `path`, opened by the dataplane's
-/// [`keyfile::open_private_key_file`] (the checks of [`check_private_key_file`] on the path and
-/// again on the file opened without following a symlink).
+/// [`keyfile::open_private_key_file`] (a regular file only its owner may access, checked on the
+/// path and again on the file opened without following a symlink).
 pub fn load(path: &Path) -> Result<StaticSecret, KeyError> {
     use std::io::Read as _;
     let mut f = keyfile::open_private_key_file(path).map_err(|e| key_file_error(path, e))?;
@@ -196,7 +190,7 @@ pub fn write_key(path: &Path, mut bytes: [u8; KEY_LEN]) -> Result<PublicKey, Key
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(io)?;
-    let mut line = B64.encode(secret.bytes());
+    let mut line = encode_key(secret.bytes());
     line.push('\n');
     let r = f.write_all(line.as_bytes()).and_then(|()| f.sync_all());
     line.zeroize();
@@ -293,8 +287,9 @@ mod tests {
             "",
             "not base64!",
             "AAAA",
-            &B64.encode([1u8; 31]),
-            &B64.encode([1u8; 33]),
+            // 31 and 33 bytes.
+            "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQ==",
+            "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEB",
         ]
         .iter()
         .enumerate()
@@ -319,6 +314,6 @@ mod tests {
         let s = StaticSecret::from_bytes([7u8; 32]);
         let dbg = format!("{s:?}");
         assert!(dbg.contains(&s.public_key().to_string()));
-        assert!(!dbg.contains(&B64.encode([7u8; 32])));
+        assert!(!dbg.contains(&encode_key(&[7u8; 32])));
     }
 }

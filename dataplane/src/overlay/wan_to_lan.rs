@@ -77,32 +77,38 @@ impl Gateway {
             p.verdict = bad(self);
             return;
         };
-        if let Auth::Peer(from) = from {
-            let fi = self.flow_of_wire(flow.flow_id);
-            let ok = arena
+        let fi = self.flow_of_wire(flow.flow_id);
+        let role = fi.map(|fi| self.flows[fi].role);
+        // The inner addresses, parsed once: for cryptokey routing (sealed)
+        // and for delivery or a detour (not for a planned relay, which
+        // does not look inside).
+        let addrs = if matches!(from, Auth::Peer(_))
+            || !matches!(role, Some(Role::Waypoint | Role::Origin))
+        {
+            arena
                 .packet(p)
                 .and_then(|f| f.get(d.inner.clone()))
                 .and_then(|b| inner::parse(b).ok())
-                .is_some_and(|i| {
-                    self.crypto_route_ok(from, fi, src_addr(&i.tuple), dst_addr(&i.tuple))
-                });
-            if !ok {
-                self.stats.crypto_route += 1;
-                p.verdict = Verdict::Drop(DropReason::CryptoRoute);
-                return;
-            }
+                .map(|i| (src_addr(&i.tuple), dst_addr(&i.tuple)))
+        } else {
+            None
+        };
+        if let Auth::Peer(from) = from
+            && !addrs.is_some_and(|(src, dst)| self.crypto_route_ok(from, fi, src, dst))
+        {
+            self.stats.crypto_route += 1;
+            p.verdict = Verdict::Drop(DropReason::CryptoRoute);
+            return;
         }
-        p.verdict = match self.flow_of_wire(flow.flow_id) {
+        let dst = addrs.map(|(_, dst)| dst);
+        p.verdict = match fi {
             Some(fi) => match self.flows[fi].role {
                 Role::Destination => {
                     self.note_data_arrival(fi, p.port, m.outer_src);
-                    self.deliver(now, arena, p, d.inner, Some((fi, flow)))
+                    self.deliver(now, arena, p, d.inner, dst, Some((fi, flow)))
                 }
                 Role::Waypoint => self.relay(now, arena, p, d.inner, fi, flow),
-                Role::Elsewhere => {
-                    let dst = self.inner_dst(arena, p, &d.inner);
-                    self.detour(now, arena, p, d.inner, flow, dst)
-                }
+                Role::Elsewhere => self.detour(now, arena, p, d.inner, flow, dst),
                 Role::Origin => {
                     self.stats.wan_no_route += 1;
                     Verdict::Drop(DropReason::NoRoute)
@@ -110,11 +116,9 @@ impl Gateway {
             },
             // Best effort, or a flow this site does not know: delivered when
             // the inner destination is ours, else relayed as a detour.
-            None => match self.inner_dst(arena, p, &d.inner) {
-                Some(dst) if !self.is_local(dst) => {
-                    self.detour(now, arena, p, d.inner, flow, Some(dst))
-                }
-                _ => self.deliver(now, arena, p, d.inner, None),
+            None => match dst {
+                Some(a) if !self.is_local(a) => self.detour(now, arena, p, d.inner, flow, dst),
+                _ => self.deliver(now, arena, p, d.inner, dst, None),
             },
         };
     }
@@ -127,6 +131,7 @@ impl Gateway {
         arena: &mut Arena,
         p: &mut Packet,
         range: Range<usize>,
+        dst: Option<core::net::IpAddr>,
         flow: Option<(usize, FlowOption)>,
     ) -> Verdict {
         let inner_addr = p.addr + range.start as u64;
@@ -134,11 +139,11 @@ impl Gateway {
         let Some(buf) = arena.get_mut(inner_addr, inner_len) else {
             return Verdict::Drop(DropReason::Truncated);
         };
-        let Ok(parsed) = inner::parse(buf) else {
+        // `dst` is none when the inner frame did not parse.
+        let Some(dst) = dst else {
             self.stats.bad_overlay += 1;
             return Verdict::Drop(DropReason::BadOverlay);
         };
-        let dst = dst_addr(&parsed.tuple);
         if flow.is_none() && !self.is_local(dst) {
             self.stats.wan_no_route += 1;
             return Verdict::Drop(DropReason::NoRoute);
@@ -177,17 +182,6 @@ impl Gateway {
         p.len = inner_len;
         self.stats.delivered += 1;
         Verdict::Tx(self.settings.lan_port)
-    }
-
-    /// The inner destination address of a decapsulated packet.
-    fn inner_dst(
-        &self,
-        arena: &Arena,
-        p: &Packet,
-        range: &Range<usize>,
-    ) -> Option<core::net::IpAddr> {
-        let bytes = arena.packet(p)?.get(range.clone())?;
-        inner::parse(bytes).ok().map(|i| dst_addr(&i.tuple))
     }
 
     /// Re-encapsulates `range` of `p` with `params` toward `peer`: over a

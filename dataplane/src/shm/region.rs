@@ -654,7 +654,7 @@ impl ControlPort {
     /// an error, never a fault), reads the generation and starts a new
     /// session (a new epoch space in every worker).
     pub fn attach(path: &Path) -> Result<Self, CtlError> {
-        let (f, _) = open_existing(path, Access::ReadWrite).map_err(io(path))?;
+        let (f, flen) = open_existing(path, Access::ReadWrite).map_err(io(path))?;
         // SAFETY: flock on a file descriptor we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let e = std::io::Error::last_os_error();
@@ -664,7 +664,7 @@ impl ControlPort {
             return Err(io(path)(e));
         }
         let bad = || CtlError::Header(path.to_path_buf());
-        let flen = usize::try_from(f.metadata().map_err(io(path))?.len()).map_err(|_| bad())?;
+        let flen = usize::try_from(flen).map_err(|_| bad())?;
         let mut head = [0u8; HEADER_BYTES];
         f.read_exact_at(&mut head, 0).map_err(|_| bad())?;
         let u32_at =

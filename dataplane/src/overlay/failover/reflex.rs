@@ -7,6 +7,7 @@
 use super::{PathEventKind, path_ref};
 use crate::engine::{Arena, Batch, Nanos};
 use crate::overlay::Gateway;
+use crate::overlay::secure::key_peer;
 
 /// A gap between two runs of the path timers longer than this is a stall
 /// of this worker, not of the paths (the timers run every loop iteration).
@@ -83,7 +84,15 @@ impl Gateway {
             }
             let pp = &mut self.peers[peer];
             if local {
+                let sec = &self.sec;
                 for p in &mut pp.paths {
+                    // Without a session key with the path's next gateway
+                    // (before its first handshake) no probe can be sealed:
+                    // its silence says nothing, and counts from the key on.
+                    if sec.required && !sec.keys.can_send(key_peer(peer, p), now) {
+                        p.health.last_echo = p.health.last_echo.max(now);
+                        continue;
+                    }
                     if p.health.up && now > policy.silence_deadline(p.health.last_echo) {
                         p.health.up = false;
                         p.health.downs += 1;
