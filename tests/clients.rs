@@ -20,7 +20,6 @@ use std::time::{Duration, Instant};
 
 use mongate_dataplane::app::{GatewayConfig, RunningDataplane, start_gateway};
 use mongate_dataplane::bpf::XdpMode;
-use mongate_dataplane::config::Config;
 use mongate_dataplane::worker::IdlePolicy;
 use mongate_testbed::topology::triangle::{PORT_TCP_DIRECT, triangle_overlay};
 use mongate_testbed::{Netns, NsChild, PlanSpec, Sites, SitesTopology};
@@ -87,8 +86,7 @@ fn start(dir: &Path) -> Overlay {
         let text = topo.site_config(site, &spec).unwrap();
         let file = dir.join(format!("site-{site}.toml"));
         std::fs::write(&file, &text).unwrap();
-        let cfg = Config::from_toml_str(&text, &format!("{site}.toml"))
-            .unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let cfg = secure::parse_site(site, &text);
         let mut gc = GatewayConfig::new(cfg);
         let name = format!("{PREFIX}{}-{site}", std::process::id());
         gc.name = name.clone();

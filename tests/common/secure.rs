@@ -134,6 +134,7 @@ pub fn parse_site(site: &str, text: &str) -> Config {
 /// `name`: native XDP, attached to a control process or not (`control`),
 /// flows at their planned rate from the start (steady before a test
 /// measures), a short idle sleep. Returns once its worker runs.
+#[allow(dead_code)] // not every test binary that includes this file uses it
 pub fn start_dataplane(
     ns: &Netns,
     site: &str,
