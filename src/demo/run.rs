@@ -149,7 +149,12 @@ impl Demo {
         } else {
             (None, None)
         };
-        let spec = triangle_overlay_udp(file_plan);
+        let mut spec = triangle_overlay_udp(file_plan);
+        if o.plan == PlanSource::Control {
+            // The control processes run the handshakes: a key pair per site
+            // (the private key 0600 in the demo's directory).
+            spec.keys = Some(site_keys(&dir)?);
+        }
         let tag = std::process::id();
         let mut sites = Vec::new();
         for s in ["A", "B", "C"] {
@@ -683,4 +688,20 @@ fn origin(f: &FlowSpec) -> String {
 /// The last site of a flow's route.
 fn dest(f: &FlowSpec) -> String {
     f.route[f.route.len() - 1].clone()
+}
+
+/// A key pair per triangle site, private keys written 0600 into `dir`.
+fn site_keys(dir: &std::path::Path) -> anyhow::Result<Vec<mongate_testbed::SiteKey>> {
+    ["A", "B", "C"]
+        .iter()
+        .map(|s| {
+            let file = dir.join(format!("{s}.key"));
+            let public = mongate_control::secure::keys::keygen(&file)?;
+            Ok(mongate_testbed::SiteKey {
+                site: (*s).into(),
+                private_key_file: file,
+                public_key: public.to_string(),
+            })
+        })
+        .collect()
 }
