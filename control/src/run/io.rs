@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use crossbeam_channel::Receiver;
 use mongate_dataplane::config::Config;
+use mongate_dataplane::overlay::failover::PathTelemetry;
+use mongate_dataplane::shm::msg::PATHS_PER_MSG;
 use mongate_dataplane::plan::{PlanError, PlanShape, PlanTable};
 use mongate_dataplane::shm::{
     Command, ControlPort, CtlError, PlanEntry, SendError, Telemetry, plan_commands, plan_entries,
@@ -429,7 +431,17 @@ impl Loop<'_> {
                             .unwrap_or(usize::MAX)
                             .min(items.len());
                         if let Some(d) = &mut self.paths {
-                            d.on_paths(&items[..n], now_ns);
+                            // Only paths a probe can be sealed on (security: once their
+                            // next gateway has a session, or after a grace).
+                            let mut ready = [PathTelemetry::default(); PATHS_PER_MSG];
+                            let mut k = 0;
+                            for p in &items[..n] {
+                                if self.secure.path_sealable(p, now_ns) {
+                                    ready[k] = *p;
+                                    k += 1;
+                                }
+                            }
+                            d.on_paths(&ready[..k], now_ns);
                             // Only what the driver accepted: a table that garbage cannot grow.
                             for p in items[..n].iter().filter(|p| d.path_id(p.path).is_some()) {
                                 self.path_table.insert(p.path, *p);

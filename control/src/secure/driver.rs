@@ -38,6 +38,10 @@ use super::messages::{MessageBuf, MessageType};
 
 /// Longest wait after an attach for the dataplane's first key report before handshaking.
 pub const INVENTORY_WAIT: Nanos = 300 * MS;
+/// After an attach, how long a path whose next gateway has no session yet is kept from the
+/// failover driver ([`SecureDriver::path_sealable`]): two handshake retries' time; after it the
+/// path is a candidate like any other, and its refused probes count as failures.
+pub const PATH_KEY_GRACE: Nanos = 2 * super::handshake::REKEY_TIMEOUT;
 /// Log lines kept for the loop at most (the oldest are dropped).
 const MAX_EVENTS: usize = 256;
 
@@ -96,6 +100,8 @@ pub struct SecureDriver<E: Entropy = OsEntropy> {
     direct: Vec<Vec<u32>>,
     /// Uplink of each known path.
     uplink_of: BTreeMap<u32, u16>,
+    /// The next gateway (peer index) of each known path: its waypoint, else its peer.
+    next_of: BTreeMap<u32, u32>,
     /// Per peer: the active path as the failover driver wants it, and as the dataplane reports.
     wanted: Vec<Option<u32>>,
     dp_active: Vec<Option<u32>>,
@@ -103,6 +109,8 @@ pub struct SecureDriver<E: Entropy = OsEntropy> {
     tries: Vec<usize>,
     /// After an attach: no initiation before this time unless a key report came.
     hold_until: Option<Nanos>,
+    /// The last attach (or the start).
+    attached_at: Nanos,
     cmds: VecDeque<Command>,
     events: VecDeque<SecureEvent>,
     stats: SecureStats,
@@ -114,6 +122,15 @@ impl<E: Entropy> core::fmt::Debug for SecureDriver<E> {
             .field("on", &self.ep.is_some())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
+    }
+}
+
+/// The peer a path's packets are sealed for: its waypoint, else its peer.
+fn next_gateway(p: &PathTelemetry) -> u32 {
+    if p.via == u16::MAX {
+        p.path >> 16
+    } else {
+        u32::from(p.via)
     }
 }
 
@@ -206,6 +223,7 @@ impl<E: Entropy> SecureDriver<E> {
         }
         let mut d = Self::with_endpoint(config, Some(ep));
         d.hold_until = Some(now.saturating_add(INVENTORY_WAIT));
+        d.attached_at = now;
         Ok(d)
     }
 
@@ -217,10 +235,12 @@ impl<E: Entropy> SecureDriver<E> {
             nuplinks: config.uplinks.len(),
             direct: vec![Vec::new(); n],
             uplink_of: BTreeMap::new(),
+            next_of: BTreeMap::new(),
             wanted: vec![None; n],
             dp_active: vec![None; n],
             tries: vec![0; n],
             hold_until: None,
+            attached_at: 0,
             cmds: VecDeque::new(),
             events: VecDeque::new(),
             stats: SecureStats::default(),
@@ -256,6 +276,29 @@ impl<E: Entropy> SecureDriver<E> {
         self.cmds.clear();
         self.tries.iter_mut().for_each(|t| *t = 0);
         self.hold_until = Some(now.saturating_add(INVENTORY_WAIT));
+        self.attached_at = now;
+    }
+
+    /// Whether the failover driver may take path `p` as a candidate now. Before the next gateway
+    /// of a path (its waypoint, else the peer) has a session that we send with, no probe can be
+    /// sealed on it: its probes would be refused and counted as failures, and the first path
+    /// whose handshake finished would win the destination's first race alone. So a
+    /// destination's paths are held back together until every one of them can be sealed, for
+    /// at most [`PATH_KEY_GRACE`] after an attach (the dataplane reports its paths every 100
+    /// ms: the next report after the last handshake brings them). Always true with security
+    /// off.
+    pub fn path_sealable(&self, p: &PathTelemetry, now: Nanos) -> bool {
+        let Some(ep) = &self.ep else { return true };
+        if now.saturating_sub(self.attached_at) >= PATH_KEY_GRACE {
+            return true;
+        }
+        let sealable = |next: u32| ep.peer(next).is_some_and(|h| h.current().is_some());
+        let dest = p.path >> 16;
+        sealable(next_gateway(p))
+            && self
+                .next_of
+                .range(dest << 16..=(dest << 16 | 0xFFFF))
+                .all(|(_, &n)| sealable(n))
     }
 
     /// The path the failover driver wants `peer`'s traffic on (handshakes prefer it).
@@ -312,6 +355,7 @@ impl<E: Entropy> SecureDriver<E> {
                 continue;
             }
             self.uplink_of.insert(p.path, p.uplink);
+            self.next_of.insert(p.path, next_gateway(p));
             if p.via == u16::MAX {
                 let d = &mut self.direct[peer];
                 if let Err(i) = d.binary_search(&p.path) {

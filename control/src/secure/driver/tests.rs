@@ -261,3 +261,64 @@ fn requeued_commands_go_out_first() {
     d.requeue(first);
     assert_eq!(d.poll(0), Some(first));
 }
+
+#[test]
+fn a_destinations_paths_are_candidates_once_all_can_be_sealed_or_after_the_grace() {
+    let mut d = driver();
+    let Telemetry::Paths { items, .. } = paths(0) else {
+        unreachable!()
+    };
+    let (to_b, to_c, c_via_b) = (items[0], items[2], items[3]);
+    d.on_telemetry(&paths(0), 0);
+    d.on_telemetry(&keys(&[]), 0);
+    let init_b = handshakes(&drain(&mut d, MS))
+        .into_iter()
+        .find(|h| h.path >> 16 == 0)
+        .unwrap();
+    // No session yet: none is a candidate.
+    for p in [to_b, to_c, c_via_b] {
+        assert!(!d.path_sealable(&p, MS), "{p:?}");
+    }
+    // B (secret 2) answers A's initiation: A's key with B is current.
+    let mut b = Endpoint::new(
+        secret(2),
+        &[(0, secret(1).public_key())],
+        EndpointConfig::default(),
+        1_760_000_000 * SEC,
+        0,
+        SeededEntropy::new(9),
+    )
+    .unwrap();
+    let src = Source {
+        addr: "198.18.0.1".parse().unwrap(),
+        port: 6081,
+    };
+    let (resp, _) = b
+        .on_message(&init_b.bytes[..usize::from(init_b.len)], src, 2 * MS)
+        .unwrap();
+    let mut bytes = [0u8; HANDSHAKE_MAX];
+    bytes[..resp.len()].copy_from_slice(resp.as_bytes());
+    d.on_telemetry(
+        &Telemetry::Handshake(HandshakeIn {
+            port: 0,
+            src: "198.18.0.2".parse().unwrap(),
+            src_port: 6081,
+            msg_type: 5,
+            len: u16::try_from(resp.len()).unwrap(),
+            bytes,
+        }),
+        3 * MS,
+    );
+    // B's paths may carry probes; C's go together, and its direct one cannot yet.
+    assert!(d.path_sealable(&to_b, 3 * MS));
+    assert!(!d.path_sealable(&c_via_b, 3 * MS));
+    assert!(!d.path_sealable(&to_c, 3 * MS));
+    // After the grace every path is a candidate (its refused probes then count).
+    assert!(d.path_sealable(&to_c, PATH_KEY_GRACE));
+    // An attach starts the grace again.
+    d.attached(10 * SEC);
+    assert!(!d.path_sealable(&to_c, 10 * SEC + MS));
+    // Off: every path, always.
+    let off = SecureDriver::<SeededEntropy>::off(&Config::from_toml_str(SITE_A, "site-a.toml").unwrap());
+    assert!(off.path_sealable(&to_c, 0));
+}
