@@ -211,18 +211,19 @@ fn bin(name: &str) -> anyhow::Result<PathBuf> {
 
 /// Bytes of the outer headers our gateways add to an inner frame (IPv4
 /// outer): Ethernet + IPv4 + UDP + GENEVE + the mongate option.
-fn overhead() -> anyhow::Result<usize> {
+fn overhead(secure: bool) -> anyhow::Result<usize> {
     use mongate_dataplane::wire::ethernet::MacAddr;
     use mongate_dataplane::wire::overlay::{OverlayTemplate, TemplateConfig};
-    let tc = TemplateConfig::new(
+    let mut tc = TemplateConfig::new(
         MacAddr::default(),
         MacAddr::default(),
         "198.18.0.1".parse()?,
         "198.18.0.2".parse()?,
     );
+    tc.secure = secure;
     Ok(OverlayTemplate::new(&tc)
         .map_err(|e| anyhow::anyhow!("template: {e:?}"))?
-        .header_len())
+        .overhead())
 }
 
 /// The PFO instance of the demo (JSON): `docs/examples/triangle/instance.json`

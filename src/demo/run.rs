@@ -138,7 +138,10 @@ impl Demo {
             Some((l, t)) => Some(resolve_link(&topo, l, *t)?),
             None => None,
         };
-        let hl = overhead()?;
+        // Encrypted when the controls run (they do the handshakes): the
+        // security option and the AEAD tag take their share of the wire.
+        let secure = o.plan == PlanSource::Control;
+        let hl = overhead(secure)?;
         let eff = FRAME as f64 / (FRAME + hl) as f64;
         let inst = instance(&topo, eff)?;
         let inst_path = dir.join("overlay.json");
@@ -150,7 +153,7 @@ impl Demo {
             (None, None)
         };
         let mut spec = triangle_overlay_udp(file_plan);
-        if o.plan == PlanSource::Control {
+        if secure {
             // The control processes run the handshakes: a key pair per site
             // (the private key 0600 in the demo's directory).
             spec.keys = Some(site_keys(&dir)?);
