@@ -55,6 +55,11 @@ enum Cmd {
         /// two sites) or `ac@10` (a link by name); reports `failover_ms`.
         #[arg(long, value_parser = demo::parse_fail_link)]
         fail_link: Option<(String, u32)>,
+        /// Encrypt the overlay: a key pair per site, Noise IK handshakes by
+        /// the control processes, AES-256-GCM between gateways (needs
+        /// `--plan control`). Off by default: see docs/security.md, "Open".
+        #[arg(long)]
+        secure: bool,
     },
     /// Write a new private key (mode 0600; refuses an existing file or a symlink) and print
     /// its public key (the `public_key` of this site in its peers' configurations).
@@ -144,12 +149,14 @@ fn main() -> ExitCode {
             kill_control_at,
             restart_after,
             fail_link,
+            secure,
         } => demo::run(&demo::Options {
             seconds,
             plan,
             kill_control_at,
             restart_after,
             fail_link,
+            secure,
         })
         .and_then(|s| {
             if json {

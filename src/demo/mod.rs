@@ -52,6 +52,8 @@ pub struct Options {
     /// Cut this link (`A-C`: the link between two sites, or a link name)
     /// at this second of traffic.
     pub fail_link: Option<(String, u32)>,
+    /// Encrypt the overlay (keys per site, handshakes by the controls).
+    pub secure: bool,
 }
 
 /// Parses `LINK@SECONDS` (`A-C@10`, `ac@10`).

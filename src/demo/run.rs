@@ -123,6 +123,11 @@ impl Demo {
     /// Builds the triangle, the PFO instance, the plan (source `file`) and
     /// the site files.
     fn build(o: &Options) -> anyhow::Result<Self> {
+        if o.secure && o.plan != PlanSource::Control {
+            anyhow::bail!(
+                "--secure needs --plan control (the control processes run the handshakes)"
+            );
+        }
         let dp_bin = bin("mongate-dataplane")?;
         let ctl_bin = bin("mongate-control")?;
         let dir = std::env::temp_dir().join(format!("mongate-demo-{}", std::process::id()));
@@ -138,9 +143,14 @@ impl Demo {
             Some((l, t)) => Some(resolve_link(&topo, l, *t)?),
             None => None,
         };
-        // Encrypted when the controls run (they do the handshakes): the
-        // security option and the AEAD tag take their share of the wire.
-        let secure = o.plan == PlanSource::Control;
+        // Encrypted: the security option and the AEAD tag take their
+        // share of the wire.
+        if o.secure && o.plan != PlanSource::Control {
+            anyhow::bail!(
+                "--secure needs --plan control (the control processes run the handshakes)"
+            );
+        }
+        let secure = o.secure;
         let hl = overhead(secure)?;
         let eff = FRAME as f64 / (FRAME + hl) as f64;
         let inst = instance(&topo, eff)?;
