@@ -103,10 +103,9 @@ fn stamp_in_ipv4(ip: &[u8], decap: bool) -> Option<Stamp> {
 
 /// UDP port of the WireGuard baseline (boringtun).
 pub const WIREGUARD_PORT: u16 = 51820;
-/// GENEVE protocol type of an inner Ethernet frame.
-const PROTO_ETHERNET: u16 = 0x6558;
-/// GENEVE protocol type of an inner IPv4 packet.
-const PROTO_IPV4: u16 = 0x0800;
+/// GENEVE protocol type of mongate's sealed data (0x88B6; the plaintext
+/// is the inner Ethernet frame).
+const PROTO_SEALED: u16 = mongate_dataplane::wire::overlay::SEALED_PROTOCOL;
 /// mongate's GENEVE option class and the security option's type and data length.
 const SEC_CLASS: u16 = 0xFFF0;
 const SEC_TYPE: u8 = 0x82;
@@ -125,10 +124,10 @@ pub enum SinkMatch {
     /// Frames whose bench stamp [`read_stamp`] reads (plain or through one
     /// GENEVE/VXLAN level).
     Stamp,
-    /// GENEVE data packets (UDP 6081, O bit clear) with mongate's security
-    /// option (class 0xFFF0, type 0x82, 12 bytes of data) whose sealed
-    /// payload is the inner frame plus the 16-byte tag: `frame_len` bytes
-    /// for an inner Ethernet frame, `frame_len - 14` for inner IPv4.
+    /// GENEVE data packets (UDP 6081, O bit clear, protocol 0x88B6: sealed
+    /// data) with mongate's security option (class 0xFFF0, type 0x82, 12
+    /// bytes of data) whose sealed payload is the inner Ethernet frame plus
+    /// the 16-byte tag: `frame_len + 16` bytes.
     GeneveSealed {
         /// Generated frame length (without FCS).
         frame_len: u32,
@@ -196,12 +195,8 @@ fn geneve_sealed(frame: &[u8], frame_len: u32) -> bool {
             opts = opts.get(4 + data..)?;
         }
         let inner = usize::try_from(frame_len).ok()?;
-        let inner = match u16::from_be_bytes([*g.get(2)?, *g.get(3)?]) {
-            PROTO_ETHERNET => inner,
-            PROTO_IPV4 => inner.checked_sub(14)?,
-            _ => return None,
-        };
-        Some(secured && g.len() - 8 - opt_len == inner + TAG_LEN)
+        let sealed_data = u16::from_be_bytes([*g.get(2)?, *g.get(3)?]) == PROTO_SEALED;
+        Some(sealed_data && secured && g.len() - 8 - opt_len == inner + TAG_LEN)
     })()
     .unwrap_or(false)
 }
@@ -368,15 +363,17 @@ mod tests {
     fn counts_sealed_geneve_only() {
         let m = SinkMatch::GeneveSealed { frame_len: 508 };
         let f = |proto, oam, sec, len| udp_frame(GENEVE_PORT, &geneve(proto, oam, sec, len));
-        assert!(m.sealed(&f(0x6558, false, true, 508 + 16)));
-        assert!(m.sealed(&f(0x0800, false, true, 494 + 16)));
-        // Unsealed, wrong length, OAM, unknown protocol, wrong port: not counted.
-        assert!(!m.sealed(&f(0x6558, false, false, 508 + 16)));
-        assert!(!m.sealed(&f(0x6558, false, false, 508)));
-        assert!(!m.sealed(&f(0x6558, false, true, 508)));
-        assert!(!m.sealed(&f(0x6558, true, true, 508 + 16)));
+        assert!(m.sealed(&f(0x88b6, false, true, 508 + 16)));
+        // Unsealed, wrong length, OAM, another protocol (a plaintext
+        // Ethernet frame or IPv4 packet), wrong port: not counted.
+        assert!(!m.sealed(&f(0x88b6, false, false, 508 + 16)));
+        assert!(!m.sealed(&f(0x88b6, false, false, 508)));
+        assert!(!m.sealed(&f(0x88b6, false, true, 508)));
+        assert!(!m.sealed(&f(0x88b6, true, true, 508 + 16)));
         assert!(!m.sealed(&f(0x88b5, false, true, 508 + 16)));
-        assert!(!m.sealed(&udp_frame(VXLAN_PORT, &geneve(0x6558, false, true, 524))));
+        assert!(!m.sealed(&f(0x6558, false, true, 508 + 16)));
+        assert!(!m.sealed(&f(0x0800, false, true, 494 + 16)));
+        assert!(!m.sealed(&udp_frame(VXLAN_PORT, &geneve(0x88b6, false, true, 524))));
         // A plain GENEVE bench frame is a stamp, not a sealed packet.
         let mut inner = build_frame(&addrs(), 64);
         let s = Stamp {

@@ -1596,6 +1596,89 @@ fn replayed_forged_and_unsealed_packets_are_dropped_with_one_open_at_most() {
     );
 }
 
+/// Sealed data carries GENEVE protocol 0x88B6 (its payload is ciphertext,
+/// not an Ethernet frame), unsealed data 0x6558: a gateway accepts data
+/// only so, and drops the other label as unsupported even when the packet
+/// authenticates.
+#[test]
+fn sealed_data_carries_its_own_protocol_type() {
+    use mongate_dataplane::wire::ethernet::ethertype;
+    use mongate_dataplane::wire::overlay::SEALED_PROTOCOL;
+    let mut net = secure_triangle(true);
+    let (inner, f) = sealed_a_to_c(&mut net, 1);
+    let d = decap(&f, true).unwrap();
+    assert_eq!(d.meta.protocol, SEALED_PROTOCOL);
+    assert_eq!(net.inject(2, WAN, &f), Verdict::Tx(LAN));
+    assert_delivered(&inner, net.sites[2].lan_out.last().unwrap(), 2);
+    // Sealed with A's real key and a fresh counter, but labelled 0x6558:
+    // opens, then dropped.
+    let mut c = TemplateConfig::new(
+        MacAddr([2, 0, 0, 0, 0, 1]),
+        MacAddr([2, 0, 0, 0, 0, 2]),
+        IpAddr::V4(gw_addr(0)),
+        IpAddr::V4(gw_addr(2)),
+    );
+    c.vni = VNI;
+    c.secure = true;
+    let t = OverlayTemplate::new(&c).unwrap();
+    let hl = t.header_len();
+    let mut b = vec![0u8; hl + inner.len() + 16];
+    b[hl..hl + inner.len()].copy_from_slice(&inner);
+    let counter = 5_000;
+    let p = EncapParams {
+        flow: d.meta.flow.unwrap(),
+        entropy: 3,
+        security: SecurityOption {
+            receiver_index: key_index(2, 0, 0),
+            counter,
+        },
+        ..EncapParams::default()
+    };
+    let r = t.encap_to_seal(&mut b, hl, inner.len(), &p).unwrap();
+    let proto = r.start + t.geneve_offset() + 2;
+    b[proto..proto + 2].copy_from_slice(&ethertype::TEB.to_be_bytes());
+    let k = ring::aead::LessSafeKey::new(
+        ring::aead::UnboundKey::new(
+            mongate_dataplane::secure::AEAD_ALGORITHM,
+            &key_bytes(0, 2, 0),
+        )
+        .unwrap(),
+    );
+    mongate_dataplane::secure::aead::seal(&t, &mut b[r.clone()], &k, counter).unwrap();
+    let opens = net.sites[2].gw.stats().auth_opens;
+    assert_eq!(
+        net.inject(2, WAN, &b[r]),
+        Verdict::Drop(DropReason::Unsupported)
+    );
+    assert_eq!(net.sites[2].gw.stats().auth_opens, opens + 1);
+    assert_eq!(net.sites[2].lan_out.len(), 1);
+
+    // Security off: data labelled 0x88B6 but not sealed is dropped, 0x6558
+    // delivered.
+    let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
+    let mut tc = TemplateConfig::new(
+        MacAddr([2, 0, 0, 0, 0, 1]),
+        MacAddr([2, 0, 0, 0, 0, 2]),
+        IpAddr::V4(gw_addr(0)),
+        IpAddr::V4(gw_addr(2)),
+    );
+    tc.vni = VNI;
+    tc.inner_protocol = SEALED_PROTOCOL;
+    let t = OverlayTemplate::new(&tc).unwrap();
+    let hl = t.header_len();
+    let mut b = vec![0u8; hl + inner.len()];
+    b[hl..].copy_from_slice(&inner);
+    let r = t.encap(&mut b, hl, inner.len(), &p).unwrap();
+    assert_eq!(
+        net.inject(2, WAN, &b[r]),
+        Verdict::Drop(DropReason::Unsupported)
+    );
+    assert!(net.sites[2].lan_out.is_empty());
+    let plain = overlay_to_c(VNI, &inner);
+    assert_eq!(decap(&plain, true).unwrap().meta.protocol, ethertype::TEB);
+    assert_eq!(net.inject(2, WAN, &plain), Verdict::Tx(LAN));
+}
+
 #[test]
 fn without_a_session_nothing_is_sent_in_clear() {
     let mut net = secure_triangle(false);

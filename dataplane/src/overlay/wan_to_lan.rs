@@ -69,7 +69,14 @@ impl Gateway {
             };
             return;
         }
-        if m.protocol != ethertype::TEB {
+        // Data: an Ethernet frame, labelled as such in the clear and as
+        // sealed data when it came sealed (opened above).
+        let data_protocol = if m.security.is_some() {
+            overlay::SEALED_PROTOCOL
+        } else {
+            ethertype::TEB
+        };
+        if m.protocol != data_protocol {
             p.verdict = Verdict::Drop(DropReason::Unsupported);
             return;
         }

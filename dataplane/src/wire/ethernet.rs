@@ -43,6 +43,9 @@ pub mod ethertype {
     pub const QINQ: u16 = 0x88A8;
     /// IEEE 802 Local Experimental EtherType 1: mongate OAM payloads in GENEVE.
     pub const LOCAL_EXPERIMENTAL_1: u16 = 0x88B5;
+    /// IEEE 802 Local Experimental EtherType 2: sealed mongate data payloads
+    /// in GENEVE (ciphertext, not an Ethernet frame).
+    pub const LOCAL_EXPERIMENTAL_2: u16 = 0x88B6;
 }
 
 /// A 48-bit MAC address.

@@ -295,6 +295,14 @@ pub fn fuzz_encap_roundtrip(data: &[u8]) {
     assert_eq!(d.meta.oam, p.oam);
     assert_eq!(d.meta.vni, cfg.vni);
     assert_eq!(d.meta.security.is_some(), cfg.secure);
+    let protocol = if p.oam {
+        oam::OAM_PROTOCOL
+    } else if cfg.secure {
+        overlay::SEALED_PROTOCOL
+    } else {
+        cfg.inner_protocol
+    };
+    assert_eq!(d.meta.protocol, protocol);
     // Checksum of the whole frame is consistent between fast and reference sums.
     assert_eq!(checksum::data(out), checksum::data_reference(out));
 }

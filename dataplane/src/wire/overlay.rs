@@ -9,6 +9,10 @@
 //! (flow entropy), the flow option and, over IPv6 (or when configured over
 //! IPv4), the UDP checksum. [`decap`] parses and validates the whole stack and
 //! returns where the inner frame is plus the overlay metadata.
+//!
+//! GENEVE protocol type: data packets carry the template's inner protocol
+//! (0x6558, an Ethernet frame) in the clear and [`SEALED_PROTOCOL`] when
+//! sealed; OAM messages carry [`oam::OAM_PROTOCOL`], sealed or not.
 
 use core::net::IpAddr;
 use core::ops::Range;
@@ -40,6 +44,15 @@ pub const OVERHEAD_V6: usize = ethernet::HEADER_LEN
     + FLOW_OPTION_LEN;
 /// Extra bytes with security: option 16 in front + tag 16 behind.
 pub const SECURITY_OVERHEAD: usize = SECURITY_OPTION_LEN + AEAD_TAG_LEN;
+/// GENEVE protocol type of sealed data (IEEE 802 Local Experimental
+/// EtherType 2, 0x88B6), which a secure template writes instead of its
+/// inner protocol. The payload of a sealed data packet is ciphertext, not
+/// an Ethernet frame: labelled 0x6558 an analyser (tshark) would dissect
+/// random bytes as Ethernet and flag some frames malformed; 0x88B6 it shows
+/// as plain data. Nothing is lost: the plaintext of sealed data is always
+/// the template's inner protocol (an Ethernet frame), and the protocol
+/// field is in the AEAD's associated data, so it cannot be rewritten.
+pub const SEALED_PROTOCOL: u16 = ethertype::LOCAL_EXPERIMENTAL_2;
 /// Lowest UDP source port used (RFC 6335 dynamic range 49152..=65535).
 pub const SOURCE_PORT_BASE: u16 = 49152;
 
@@ -74,7 +87,9 @@ pub struct TemplateConfig {
     pub tos: u8,
     /// GENEVE VNI (24 bits).
     pub vni: u32,
-    /// GENEVE protocol type of data packets (default 0x6558, an Ethernet frame).
+    /// GENEVE protocol type of data packets (default 0x6558, an Ethernet
+    /// frame); a secure template's data packets carry [`SEALED_PROTOCOL`]
+    /// instead (this stays the protocol of their plaintext).
     pub inner_protocol: u16,
     /// Reserve the security option and the AEAD tag trailer.
     pub secure: bool,
@@ -214,7 +229,12 @@ impl OverlayTemplate {
             .emit(&mut hdr[udp_off..], 0)?;
         let g = geneve::Repr {
             oam: false,
-            protocol: cfg.inner_protocol,
+            // Written once here: every packet of a secure template is sealed.
+            protocol: if cfg.secure {
+                SEALED_PROTOCOL
+            } else {
+                cfg.inner_protocol
+            },
             vni: cfg.vni,
             options: geneve::Options {
                 flow: Some(FlowOption::default()),
@@ -337,7 +357,10 @@ impl OverlayTemplate {
 
     /// [`OverlayTemplate::encap`] without the UDP checksum (left zero), for
     /// the AEAD stage to seal and then call
-    /// [`OverlayTemplate::finish_udp_checksum`].
+    /// [`OverlayTemplate::finish_udp_checksum`]. Every field of the GENEVE
+    /// header and options (the associated data) is final when it returns:
+    /// for a secure template the protocol is [`SEALED_PROTOCOL`] (data) or
+    /// [`oam::OAM_PROTOCOL`] (OAM).
     #[inline]
     pub fn encap_to_seal(
         &self,
@@ -445,7 +468,8 @@ pub struct OverlayMeta {
     pub vni: u32,
     /// O bit: the inner bytes are an OAM message.
     pub oam: bool,
-    /// GENEVE protocol type of the inner bytes.
+    /// GENEVE protocol type of the inner bytes ([`SEALED_PROTOCOL`] for
+    /// sealed data).
     pub protocol: u16,
     /// mongate flow option.
     pub flow: Option<FlowOption>,
@@ -770,6 +794,35 @@ pub(crate) mod tests {
         assert_eq!(m.probe(), Some(probe));
     }
 
+    /// The GENEVE protocol type: unsealed data 0x6558, sealed data 0x88B6
+    /// (ciphertext is not an Ethernet frame), OAM 0x88B5 either way; set
+    /// by `encap_to_seal`, before the AEAD covers the header.
+    #[test]
+    fn protocol_types() {
+        assert_eq!(SEALED_PROTOCOL, 0x88B6);
+        for secure in [false, true] {
+            let mut c = cfg_v4();
+            c.secure = secure;
+            let t = OverlayTemplate::new(&c).unwrap();
+            for oam in [false, true] {
+                let mut p = params();
+                p.oam = oam;
+                let mut b = frame(128, 64, 16);
+                let r = t.encap_to_seal(&mut b, 128, 64, &p).unwrap();
+                let d = decap(&b[r.clone()], false).unwrap();
+                let want = match (oam, secure) {
+                    (true, _) => 0x88B5,
+                    (false, true) => 0x88B6,
+                    (false, false) => 0x6558,
+                };
+                assert_eq!(d.meta.protocol, want, "secure {secure} oam {oam}");
+                let g = r.start + t.geneve_offset();
+                assert_eq!(b[g + 2..g + 4], want.to_be_bytes());
+                assert_eq!(d.meta.security.is_some(), secure);
+            }
+        }
+    }
+
     #[test]
     fn encap_errors() {
         let t = OverlayTemplate::new(&cfg_v4()).unwrap();
@@ -904,7 +957,12 @@ pub(crate) mod tests {
             prop_assert_eq!(d.meta.outer_dst, cfg.dst_ip);
             prop_assert_eq!(d.meta.outer_tos, cfg.tos);
             prop_assert_eq!(d.meta.src_port, source_port(p.entropy));
-            prop_assert_eq!(d.meta.protocol, if p.oam { oam::OAM_PROTOCOL } else { cfg.inner_protocol });
+            let protocol = match (p.oam, cfg.secure) {
+                (true, _) => oam::OAM_PROTOCOL,
+                (false, true) => SEALED_PROTOCOL,
+                (false, false) => cfg.inner_protocol,
+            };
+            prop_assert_eq!(d.meta.protocol, protocol);
         }
     }
 }
