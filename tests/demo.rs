@@ -127,7 +127,11 @@ fn demo_secure_starts_on_direct_paths_and_meets_plan() {
     assert_eq!(first.len(), 6, "two destinations per site: {v}");
     for e in first {
         let m = e["message"].as_str().unwrap();
-        assert!(!m.contains(" via "), "site {} started on {m}: {v}", e["site"]);
+        assert!(
+            !m.contains(" via "),
+            "site {} started on {m}: {v}",
+            e["site"]
+        );
     }
     let conv = v["convergence_s"].as_f64();
     assert!(conv.is_some_and(|c| c <= 8.0), "converged at {conv:?}: {v}");

@@ -11,8 +11,8 @@ use anyhow::Context as _;
 use crossbeam_channel::Receiver;
 use mongate_dataplane::config::Config;
 use mongate_dataplane::overlay::failover::PathTelemetry;
-use mongate_dataplane::shm::msg::PATHS_PER_MSG;
 use mongate_dataplane::plan::{PlanError, PlanShape, PlanTable};
+use mongate_dataplane::shm::msg::PATHS_PER_MSG;
 use mongate_dataplane::shm::{
     Command, ControlPort, CtlError, PlanEntry, SendError, Telemetry, plan_commands, plan_entries,
 };

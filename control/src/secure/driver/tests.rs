@@ -319,6 +319,7 @@ fn a_destinations_paths_are_candidates_once_all_can_be_sealed_or_after_the_grace
     d.attached(10 * SEC);
     assert!(!d.path_sealable(&to_c, 10 * SEC + MS));
     // Off: every path, always.
-    let off = SecureDriver::<SeededEntropy>::off(&Config::from_toml_str(SITE_A, "site-a.toml").unwrap());
+    let off =
+        SecureDriver::<SeededEntropy>::off(&Config::from_toml_str(SITE_A, "site-a.toml").unwrap());
     assert!(off.path_sealable(&to_c, 0));
 }
