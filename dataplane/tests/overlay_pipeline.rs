@@ -1596,6 +1596,29 @@ fn replayed_forged_and_unsealed_packets_are_dropped_with_one_open_at_most() {
     );
 }
 
+/// Over IPv4 a sealed packet carries no outer UDP checksum (its AEAD tag
+/// covers every byte the checksum would), an unsealed one does; both are
+/// delivered.
+#[test]
+fn only_unsealed_ipv4_packets_carry_a_udp_checksum() {
+    use mongate_dataplane::wire::udp;
+    // Ethernet 14 + IPv4 20: the outer UDP header of an untagged frame.
+    let udp_of = |f: &[u8]| udp::Packet::new_checked(f[34..].to_vec()).unwrap();
+    let mut net = secure_triangle(true);
+    let (_, f) = sealed_a_to_c(&mut net, 1);
+    assert_eq!(udp_of(&f).checksum(), 0, "sealed");
+    assert_eq!(net.inject(2, WAN, &f), Verdict::Tx(LAN));
+    let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
+    let (_, f) = sealed_a_to_c(&mut net, 1);
+    let u = udp_of(&f);
+    assert_ne!(u.checksum(), 0, "unsealed");
+    assert!(u.verify_checksum_v4(
+        std::net::Ipv4Addr::from(gw_addr(0)),
+        std::net::Ipv4Addr::from(gw_addr(2))
+    ));
+    assert_eq!(net.inject(2, WAN, &f), Verdict::Tx(LAN));
+}
+
 /// Sealed data carries GENEVE protocol 0x88B6 (its payload is ciphertext,
 /// not an Ethernet frame), unsealed data 0x6558: a gateway accepts data
 /// only so, and drops the other label as unsupported even when the packet

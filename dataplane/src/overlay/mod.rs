@@ -1034,8 +1034,12 @@ fn routed_path(
         .unwrap_or_default();
     let mut tc = TemplateConfig::new(src_mac, r.dst_mac, u.local_address, r.gateway);
     tc.vni = cfg.site.vni;
-    tc.udp_checksum_v4 = true;
+    // The outer UDP checksum over IPv4: sealed packets carry none (the AEAD
+    // tag covers every byte it would, a corrupted packet fails its open and
+    // is counted `auth_failed`; RFC 8926 section 3.3 allows a zero checksum
+    // over IPv4, and Linux's geneve sends none by default); unsealed ones do.
     tc.secure = cfg.security.required();
+    tc.udp_checksum_v4 = !tc.secure;
     let template = OverlayTemplate::new(&tc).ok()?;
     let max_inner = template.max_inner_len(settings.uplink_mtu);
     Some(PeerPath {
@@ -1069,8 +1073,9 @@ fn peer_path(
             let dst_mac = u.gateway_mac.unwrap_or_default();
             let mut tc = TemplateConfig::new(src_mac, dst_mac, u.local_address, *g);
             tc.vni = cfg.site.vni;
-            tc.udp_checksum_v4 = true;
+            // As in the direct paths' templates: no IPv4 UDP checksum when sealed.
             tc.secure = cfg.security.required();
+            tc.udp_checksum_v4 = !tc.secure;
             let template = OverlayTemplate::new(&tc).ok()?;
             let max_inner = template.max_inner_len(settings.uplink_mtu);
             return Some(PeerPath {
