@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use mongate_dataplane::plan::{PlanShape, PlanTable};
 use mongate_dataplane::ring::ShmRing;
 use mongate_dataplane::shm::{
-    ControlPort, CtlError, CtlRegion, Msg, PlanAssembler, PlanEntry, SendError, WorkerChannel,
-    plan_commands,
+    ControlPort, CtlError, CtlRegion, Msg, PlanAssembler, PlanEntry, Refusal, SendError,
+    WorkerChannel, plan_commands,
 };
 use mongate_dataplane::sys::clock;
 
@@ -513,4 +513,56 @@ fn absurd_epochs_do_not_lock_out_a_restarted_control() {
     drop(chs);
     drop(region);
     assert!(!path.exists());
+}
+
+/// A gateway started with a plan in its site file (epoch 1, as the site
+/// files have) runs it under that plan's epoch, and its control region starts with that epoch as the active word.
+/// The worker's assembler starts from the same epoch: nothing is refused at
+/// start, the control's first plan is numbered after it, and that plan
+/// switches only when the control activates it, not as soon as it is
+/// staged. Started from 0 instead (as before), the worker refuses the word
+/// it does not hold, and the control's first plan carries that very epoch.
+#[test]
+fn a_file_plans_epoch_is_where_the_first_control_plan_starts() {
+    let _serial = serial();
+    for seeded in [true, false] {
+        let path = tmp_path(if seeded { "seeded" } else { "unseeded" });
+        let region = CtlRegion::create(&path, 1, SLOTS, 1).unwrap();
+        let asm = PlanAssembler::new(shape(), 5_000_000_000);
+        let asm = if seeded {
+            asm.with_running_epoch(1)
+        } else {
+            asm
+        };
+        let mut ch = WorkerChannel::new(region.worker_port(0).unwrap(), asm);
+        let first = ch.step(clock::now_ns(), 64, |_| {});
+        let mut ctl = ControlPort::attach(&path).unwrap();
+        let e = ctl.next_epoch();
+        ctl.broadcast(&plan_commands(e, &entries(e))).unwrap();
+        let mut switched_before_activation = false;
+        for _ in 0..100 {
+            let r = ch.step(clock::now_ns(), 64, |_| {});
+            switched_before_activation |= r.switched.is_some();
+            if r.received == 0 {
+                break;
+            }
+        }
+        if seeded {
+            assert_eq!(first.refused, None);
+            assert_eq!(e, 2, "after the file plan's epoch");
+            assert!(!switched_before_activation, "switched before activation");
+            assert!(ctl.all_staged(e) && !ctl.all_running(e));
+            ctl.activate(e).unwrap();
+            step_until_idle(&mut ch);
+            assert!(ctl.all_running(e));
+            assert_eq!(ch.assembler().counters().refused(), 0);
+        } else {
+            assert_eq!(first.refused, Some((1, Refusal::NotStaged)));
+            assert_eq!(e, 1);
+            assert!(switched_before_activation);
+        }
+        drop(ctl);
+        drop(ch);
+        drop(region);
+    }
 }

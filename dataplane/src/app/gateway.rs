@@ -714,8 +714,11 @@ fn gateway_stage(
         Some(r) => {
             let port = r.worker_port(0)?;
             let shape = crate::plan::PlanShape::from_config(&c.site);
+            // The site file's plan runs under its epoch (the region's active word starts there).
+            let epoch = c.site.plan.as_ref().map_or(0, |p| p.epoch);
+            let asm = PlanAssembler::new(shape, 2_000_000_000).with_running_epoch(epoch);
             Some(Channel {
-                chan: WorkerChannel::new(port, PlanAssembler::new(shape, 2_000_000_000)),
+                chan: WorkerChannel::new(port, asm),
             })
         }
         None => None,

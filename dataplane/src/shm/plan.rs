@@ -300,6 +300,18 @@ impl PlanAssembler {
         }
     }
 
+    /// Starts with the running plan under `epoch`: the plan a worker runs
+    /// before any control's (the site file's), whose epoch the control
+    /// region's active word starts at. Without it the worker takes that word
+    /// for a newer plan it has not staged (a `NotStaged` refusal at every
+    /// start), and a control's first plan, numbered after what the workers
+    /// report, could carry that very epoch and switch as soon as staged.
+    #[must_use]
+    pub fn with_running_epoch(mut self, epoch: u64) -> Self {
+        self.active.epoch = epoch;
+        self
+    }
+
     /// The plan the worker runs.
     pub fn active(&self) -> &PlanTable {
         &self.active
