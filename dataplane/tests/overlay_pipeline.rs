@@ -1612,10 +1612,7 @@ fn only_unsealed_ipv4_packets_carry_a_udp_checksum() {
     let (_, f) = sealed_a_to_c(&mut net, 1);
     let u = udp_of(&f);
     assert_ne!(u.checksum(), 0, "unsealed");
-    assert!(u.verify_checksum_v4(
-        std::net::Ipv4Addr::from(gw_addr(0)),
-        std::net::Ipv4Addr::from(gw_addr(2))
-    ));
+    assert!(u.verify_checksum_v4(gw_addr(0), gw_addr(2)));
     assert_eq!(net.inject(2, WAN, &f), Verdict::Tx(LAN));
 }
 
