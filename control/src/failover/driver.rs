@@ -250,6 +250,13 @@ impl FailoverDriver {
                 Err(_) => self.stats.refused_paths += 1,
             }
         }
+        // The dataplane's active paths that it reports up and answering: kept (a control
+        // restart changes nothing that works; the manager ignores them once it has chosen).
+        for p in items.iter().filter(|p| p.active && p.up && p.srtt_us > 0) {
+            if let Some(&id) = self.ids.get(&p.path) {
+                self.mgr.adopt_active(id, now);
+            }
+        }
         self.collect(now);
     }
 

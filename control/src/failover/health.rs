@@ -96,6 +96,16 @@ impl Health {
         }
     }
 
+    /// Up on the dataplane's word (it carries traffic on the path and saw it answer), without
+    /// a success run of our own.
+    pub fn adopt_up(&mut self, now: Nanos) {
+        self.consec_fail = 0;
+        self.last_success = Some(now);
+        if self.state != PathState::Up {
+            self.enter(PathState::Up, now);
+        }
+    }
+
     /// A success (probe answered, good data report).
     pub fn on_success(&mut self, now: Nanos, cfg: &PathConfig) {
         self.consec_fail = 0;

@@ -85,6 +85,8 @@ pub struct PathStats {
     pub return_moves: u64,
     /// First assignments of a destination's active path.
     pub initial_moves: u64,
+    /// Active paths taken over from the dataplane ([`PathManager::adopt_active`]).
+    pub adopted: u64,
     /// Link reports emitted.
     pub reports: u64,
 }
@@ -438,6 +440,29 @@ impl PathManager {
     }
 
     // ----- inputs --------------------------------------------------------------------------
+
+    /// The dataplane carries `path`'s destination on it and reports it up with a measured RTT
+    /// (it kept its choice while no control ran, or chose alone before one came): the path
+    /// becomes the destination's active path, up, without a race, so that a control's
+    /// (re)start moves no traffic that works. A race would take whichever path answers first,
+    /// and under load that is the path with the shortest queue at that moment, not the one
+    /// the traffic can use (a restarted control then moved the demo's flows onto a waypoint
+    /// and back for seconds). Ignored once the destination has an active path, or when the
+    /// path's uplink has no carrier; from then on probes and data judge the path as any other.
+    pub fn adopt_active(&mut self, path: PathId, now: Nanos) {
+        let now = self.clock(now);
+        let Some(pi) = self.index(path) else { return };
+        let d = self.paths[pi].dest;
+        if self.dests[d].active.is_some() || !self.uplinks[self.paths[pi].uplink].carrier_up {
+            return;
+        }
+        self.paths[pi].health.adopt_up(now);
+        self.stats.adopted += 1;
+        self.dests[d].race = None;
+        self.dests[d].race_wanted = false;
+        self.move_to(d, path, now, MoveKind::Initial);
+        self.mark(d);
+    }
 
     /// The dataplane confirms probe `seq` left at `now` (refines the RTT base).
     pub fn on_probe_sent(&mut self, path: PathId, seq: u32, now: Nanos) {

@@ -184,6 +184,36 @@ fn new_destination_races_staggered_and_first_answer_wins() {
     assert_eq!(m.path_view(PathId(1)).unwrap().srtt, Some(5 * MS));
 }
 
+/// The dataplane's active path (reported up and answering) is taken over at
+/// once: no race, one initial move to it; a second one for the same
+/// destination, or one on an uplink without carrier, is ignored; from then
+/// on probes judge it as any other path.
+#[test]
+fn an_adopted_path_is_active_without_a_race() {
+    let mut m = manager(cfg());
+    m.adopt_active(PathId(4), 0);
+    m.adopt_active(PathId(1), 0);
+    assert_eq!(m.active_path(DST), Some(PathId(4)));
+    assert_eq!(m.path_state(PathId(4)), Some(PathState::Up));
+    m.handle_timeout(0);
+    m.handle_timeout(50 * MS);
+    let a = drain(&mut m);
+    assert_eq!(m.stats().races_started, 0, "{a:?}");
+    assert_eq!((m.stats().adopted, m.stats().initial_moves), (1, 1));
+    assert!(a.contains(&Action::MoveFlows {
+        dst_site: DST,
+        from: None,
+        to: PathId(4)
+    }));
+    assert_eq!(m.active_path(DST), Some(PathId(4)));
+    // A path on an uplink without carrier is not taken.
+    let mut m = manager(cfg());
+    m.on_link_event(UplinkId(1), false, 0);
+    m.adopt_active(PathId(2), 0);
+    assert_ne!(m.active_path(DST), Some(PathId(2)));
+    assert_eq!(m.stats().adopted, 0);
+}
+
 /// Path 0 direct (active), path 1 direct on the other uplink, losing a few
 /// percent of its data (lossy but up), path 2 through waypoint 3; an ack
 /// gap on path 0 starts a race among all three.
