@@ -55,11 +55,13 @@ enum Cmd {
         /// two sites) or `ac@10` (a link by name); reports `failover_ms`.
         #[arg(long, value_parser = demo::parse_fail_link)]
         fail_link: Option<(String, u32)>,
-        /// Encrypt the overlay: a key pair per site, Noise IK handshakes by
-        /// the control processes, AES-256-GCM between gateways (needs
-        /// `--plan control`). Off by default: see docs/security.md, "Open".
+        /// Run the overlay unencrypted (`[security] mode = "off"`). By
+        /// default it is encrypted: a key pair per site, Noise IK
+        /// handshakes by the control processes, AES-256-GCM between
+        /// gateways. With `--plan file` it is always unencrypted (no
+        /// control runs the handshakes).
         #[arg(long)]
-        secure: bool,
+        plain: bool,
     },
     /// Write a new private key (mode 0600; refuses an existing file or a symlink) and print
     /// its public key (the `public_key` of this site in its peers' configurations).
@@ -149,14 +151,14 @@ fn main() -> ExitCode {
             kill_control_at,
             restart_after,
             fail_link,
-            secure,
+            plain,
         } => demo::run(&demo::Options {
             seconds,
             plan,
             kill_control_at,
             restart_after,
             fail_link,
-            secure,
+            secure: !plain && plan == demo::PlanSource::Control,
         })
         .and_then(|s| {
             if json {

@@ -1,6 +1,6 @@
 //! The main job: `mongate demo --json` runs the MON triangle on real
-//! packets in network namespaces, with plans from the control processes,
-//! and reports per flow the planned and achieved rates.
+//! packets in network namespaces, encrypted, with plans from the control
+//! processes, and reports per flow the planned and achieved rates.
 
 mod common;
 
@@ -28,6 +28,7 @@ fn demo_triangle_meets_plan_and_survives_control_restart() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
     println!("{}", serde_json::to_string_pretty(&v).unwrap());
     assert_eq!(v["plan_source"], "control");
+    assert_eq!(v["encrypted"], true, "encrypted by default");
     let flows = v["flows"].as_array().unwrap();
     let get = |id: &str, k: &str| {
         flows.iter().find(|f| f["id"] == id).unwrap()[k]
@@ -55,6 +56,28 @@ fn demo_triangle_meets_plan_and_survives_control_restart() {
         }
     }
     assert!(v["convergence_s"].as_f64().is_some(), "{stderr}");
+    // The controls' handshakes come first, then each site's path manager
+    // starts on the direct paths (not on the first path whose handshake
+    // finished, as before: the flows then met their targets only after
+    // 13-14 s), and after the controls' restart it keeps what the dataplane
+    // carries (a race there moved flows onto a waypoint and back for
+    // seconds). Later moves answer losses on the saturated links.
+    let events = v["path_events"].as_array().unwrap();
+    let (kill, back) = (8.0, 12.0);
+    let first_second = |e: &&serde_json::Value| {
+        let t = e["t_s"].as_f64().unwrap();
+        t < 1.0 || (back..back + 1.0).contains(&t)
+    };
+    let decisions: Vec<_> = events.iter().filter(first_second).collect();
+    let after_restart = decisions
+        .iter()
+        .filter(|e| e["t_s"].as_f64().unwrap() > kill)
+        .count();
+    assert_eq!(after_restart, 6, "two destinations per site: {v}");
+    for e in decisions {
+        let m = e["message"].as_str().unwrap();
+        assert!(!m.contains(" via "), "site {} moved to {m}: {v}", e["site"]);
+    }
     // While every control process was dead, traffic kept the last plan.
     let outage = v["control_outage"].as_array().expect("outage reported");
     assert!(outage[2].as_f64().unwrap() <= 0.05, "{v}");
@@ -98,56 +121,6 @@ fn demo_fail_link_reports_failover_and_replans_around_it() {
         t > 4.0 && (a - t).abs() <= 0.05 * t,
         "via B: {a} vs {t}: {stderr}"
     );
-}
-
-/// `mongate demo --secure`: the controls' handshakes come first, then every
-/// site's path manager starts on its direct paths (not on the first path
-/// whose handshake finished) and the flows reach PFO's targets as soon as
-/// unencrypted (5-6 s; before the fix, 13-14 s).
-#[test]
-fn demo_secure_starts_on_direct_paths_and_meets_plan() {
-    if common::skip("demo_secure_starts_on_direct_paths_and_meets_plan") {
-        return;
-    }
-    let _g = common::net_lock();
-    let out = Command::new(env!("CARGO_BIN_EXE_mongate"))
-        .args(["demo", "--secure", "--seconds", "12", "--json"])
-        .output()
-        .expect("run mongate demo");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed: {stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
-    println!("{}", serde_json::to_string_pretty(&v).unwrap());
-    let first: Vec<&serde_json::Value> = v["path_events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["t_s"].as_f64().unwrap() < 1.0)
-        .collect();
-    assert_eq!(first.len(), 6, "two destinations per site: {v}");
-    for e in first {
-        let m = e["message"].as_str().unwrap();
-        assert!(
-            !m.contains(" via "),
-            "site {} started on {m}: {v}",
-            e["site"]
-        );
-    }
-    let conv = v["convergence_s"].as_f64();
-    assert!(conv.is_some_and(|c| c <= 8.0), "converged at {conv:?}: {v}");
-    let eff = v["payload_efficiency"].as_f64().unwrap();
-    for f in v["flows"].as_array().unwrap() {
-        let (t, a) = (
-            f["target_mbps"].as_f64().unwrap(),
-            f["achieved_mbps"].as_f64().unwrap(),
-        );
-        if f["id"] == "A->C/direct" {
-            assert!(t > 9.0 * eff, "{v}");
-        }
-        if t > 0.0 {
-            assert!((a - t).abs() <= 0.05 * t, "flow {}: {a} vs {t}", f["id"]);
-        }
-    }
 }
 
 #[test]

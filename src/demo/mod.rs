@@ -52,7 +52,8 @@ pub struct Options {
     /// Cut this link (`A-C`: the link between two sites, or a link name)
     /// at this second of traffic.
     pub fail_link: Option<(String, u32)>,
-    /// Encrypt the overlay (keys per site, handshakes by the controls).
+    /// Encrypt the overlay (keys per site, handshakes by the controls;
+    /// needs plans from the controls).
     pub secure: bool,
 }
 
@@ -97,6 +98,8 @@ pub struct Summary {
     pub topology: String,
     /// Plan source.
     pub plan_source: PlanSource,
+    /// The overlay was encrypted (keys per site, handshakes by the controls).
+    pub encrypted: bool,
     /// Plan epoch in force at the end (per origin site).
     pub plan_epochs: BTreeMap<String, u64>,
     /// PFO's objective and proven bound (plan `file`).
@@ -294,8 +297,15 @@ fn mbps(pps: f64) -> f64 {
 /// Prints the human summary.
 pub fn print_summary(s: &Summary) {
     println!(
-        "summary ({} s, plan from {:?}, epochs {:?}):",
-        s.seconds, s.plan_source, s.plan_epochs
+        "summary ({} s, plan from {:?}, {}, epochs {:?}):",
+        s.seconds,
+        s.plan_source,
+        if s.encrypted {
+            "encrypted"
+        } else {
+            "unencrypted"
+        },
+        s.plan_epochs
     );
     println!(
         "  {:<14} {:<10} {:>10} {:>10} {:>8} {:>8}",
