@@ -537,6 +537,7 @@ fn a_file_plans_epoch_is_where_the_first_control_plan_starts() {
         let mut ch = WorkerChannel::new(region.worker_port(0).unwrap(), asm);
         let first = ch.step(clock::now_ns(), 64, |_| {});
         let mut ctl = ControlPort::attach(&path).unwrap();
+        assert_eq!(ctl.earlier_sessions(), 0, "the region's first control");
         let e = ctl.next_epoch();
         ctl.broadcast(&plan_commands(e, &entries(e))).unwrap();
         let mut switched_before_activation = false;
@@ -562,6 +563,9 @@ fn a_file_plans_epoch_is_where_the_first_control_plan_starts() {
             assert!(switched_before_activation);
         }
         drop(ctl);
+        let again = ControlPort::attach(&path).unwrap();
+        assert_eq!(again.earlier_sessions(), 1, "a control ran before");
+        drop(again);
         drop(ch);
         drop(region);
     }

@@ -92,6 +92,8 @@ pub struct FailoverDriver {
     link_changes: Vec<(usize, bool)>,
     probes: Vec<Command>,
     stats: DriverStats,
+    /// Take over the dataplane's active paths (set at attach: a control ran before).
+    adopt_dataplane_paths: bool,
 }
 
 /// The manager's configuration for a site: its uplinks at their configured capacity (the
@@ -184,6 +186,7 @@ impl FailoverDriver {
             link_changes: Vec::new(),
             probes: Vec::new(),
             stats: DriverStats::default(),
+            adopt_dataplane_paths: false,
         })
     }
 
@@ -250,9 +253,15 @@ impl FailoverDriver {
                 Err(_) => self.stats.refused_paths += 1,
             }
         }
-        // The dataplane's active paths that it reports up and answering: kept (a control
-        // restart changes nothing that works; the manager ignores them once it has chosen).
-        for p in items.iter().filter(|p| p.active && p.up && p.srtt_us > 0) {
+        // After a control's restart, the dataplane's active paths that it reports up and
+        // answering are kept (a restart changes nothing that works; the manager ignores them
+        // once it has chosen). A dataplane's first control races: what the dataplane chose
+        // alone before any control is not the control's policy.
+        let adopt = self.adopt_dataplane_paths;
+        for p in items
+            .iter()
+            .filter(|p| adopt && p.active && p.up && p.srtt_us > 0)
+        {
             if let Some(&id) = self.ids.get(&p.path) {
                 self.mgr.adopt_active(id, now);
             }
@@ -381,6 +390,13 @@ impl FailoverDriver {
             })
             .collect();
         assign_commands(&items)
+    }
+
+    /// Whether the dataplane's active paths, reported up and answering, are taken over as
+    /// its destinations' first decisions: on an attach to a dataplane that a control drove
+    /// before ([`mongate_dataplane::shm::ControlPort::earlier_sessions`]).
+    pub fn set_adopt_dataplane_paths(&mut self, on: bool) {
+        self.adopt_dataplane_paths = on;
     }
 
     /// The dataplane was (re-)attached: it must be told every decision again.

@@ -196,6 +196,7 @@ impl Loop<'_> {
         match ControlPort::attach(&self.o.region) {
             Ok(port) => {
                 self.summary.attaches += 1;
+                let earlier_sessions = port.earlier_sessions();
                 self.backoff = Duration::from_millis(20);
                 self.last_wait_msg = None;
                 port.heartbeat(now_ns);
@@ -226,6 +227,7 @@ impl Loop<'_> {
                 self.port = Some(port);
                 if let Some(d) = &mut self.paths {
                     d.resync();
+                    d.set_adopt_dataplane_paths(earlier_sessions > 0);
                 }
                 // A restarted control or dataplane: handshake with every peer again at once.
                 self.secure.attached(now_ns);

@@ -641,6 +641,8 @@ pub struct ControlPort {
     /// `(device, inode)` of the file attached.
     file: (u64, u64),
     generation: u64,
+    /// Control sessions of this region before this one.
+    earlier_sessions: u64,
     cmd: Vec<Producer<Msg>>,
     tel: Vec<Consumer<Msg>>,
     scratch: Vec<Msg>,
@@ -709,13 +711,14 @@ impl ControlPort {
         h.control
             .control_pid
             .store(u64::from(std::process::id()), Ordering::Relaxed);
-        h.control.session.fetch_add(1, Ordering::AcqRel);
+        let earlier_sessions = h.control.session.fetch_add(1, Ordering::AcqRel);
         let file = file_id(&f).map_err(io(path))?;
         Ok(Self {
             map: Arc::new(map),
             _lock: f,
             file,
             generation,
+            earlier_sessions,
             cmd,
             tel,
             scratch: Vec::new(),
@@ -725,6 +728,14 @@ impl ControlPort {
     /// The generation read at attach.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// How many control sessions this region had before this one (0: the
+    /// first control of this dataplane; more: a control ran, so the
+    /// dataplane's path choices are a control's, or its own since that
+    /// control died).
+    pub fn earlier_sessions(&self) -> u64 {
+        self.earlier_sessions
     }
 
     /// Number of workers.
