@@ -34,25 +34,24 @@ const IPERF_SECONDS: u32 = 5;
 const FILE_BYTES: usize = 2 << 20;
 
 fn plan() -> PlanSpec {
-    PlanSpec {
-        epoch: 1,
-        classes: vec![
-            ("A->C".into(), 1),
-            ("B->C".into(), 1),
-            ("tcp-A->C".into(), 2),
-            ("tcp-via-B".into(), 1),
-            ("tcp-C->A".into(), 2),
+    secure::plan_spec(
+        &[
+            ("A->C", 1),
+            ("B->C", 1),
+            ("tcp-A->C", 2),
+            ("tcp-via-B", 1),
+            ("tcp-C->A", 2),
         ],
-        flows: vec![
-            ("A->C/direct".into(), 1.0, 1.0),
-            ("A->C/via-B".into(), 0.0, 1.0),
-            ("B->C/direct".into(), 1.0, 1.0),
-            ("B->C/via-A".into(), 0.0, 1.0),
-            ("tcp-A->C".into(), 3.0, 1.0),
-            ("tcp-via-B".into(), 1.0, 1.0),
-            ("tcp-C->A".into(), 0.5, 1.0),
+        &[
+            ("A->C/direct", 1.0),
+            ("A->C/via-B", 0.0),
+            ("B->C/direct", 1.0),
+            ("B->C/via-A", 0.0),
+            ("tcp-A->C", 3.0),
+            ("tcp-via-B", 1.0),
+            ("tcp-C->A", 0.5),
         ],
-    }
+    )
 }
 
 struct Overlay {

@@ -144,25 +144,24 @@ fn host_v4(topo: &SitesTopology, site: &str) -> Ipv4Addr {
 /// (data and iperf-style control connections) at two; per-session rates far
 /// above what the hosts send, so every flow is limited by its sender.
 fn plan() -> PlanSpec {
-    PlanSpec {
-        epoch: 1,
-        classes: vec![
-            ("A->C".into(), 1),
-            ("B->C".into(), 1),
-            ("tcp-via-B".into(), 2),
-            ("tcp-A->C".into(), 2),
-            ("tcp-C->A".into(), 4),
+    secure::plan_spec(
+        &[
+            ("A->C", 1),
+            ("B->C", 1),
+            ("tcp-via-B", 2),
+            ("tcp-A->C", 2),
+            ("tcp-C->A", 4),
         ],
-        flows: vec![
-            ("A->C/direct".into(), 4.0, 1.0),
-            ("A->C/via-B".into(), 0.0, 1.0),
-            ("B->C/direct".into(), 2.0, 1.0),
-            ("B->C/via-A".into(), 0.0, 1.0),
-            ("tcp-via-B".into(), 3.0, 1.0),
-            ("tcp-A->C".into(), 4.0, 1.0),
-            ("tcp-C->A".into(), 1.0, 1.0),
+        &[
+            ("A->C/direct", 4.0),
+            ("A->C/via-B", 0.0),
+            ("B->C/direct", 2.0),
+            ("B->C/via-A", 0.0),
+            ("tcp-via-B", 3.0),
+            ("tcp-A->C", 4.0),
+            ("tcp-C->A", 1.0),
         ],
-    }
+    )
 }
 
 fn start(dir: &Path) -> Overlay {

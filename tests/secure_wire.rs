@@ -88,17 +88,16 @@ fn overlay() -> OverlaySpec {
 /// Sessions (one per sender: warm-up, load, restart) and per-session rates
 /// above what the hosts send.
 fn plan() -> PlanSpec {
-    PlanSpec {
-        epoch: 1,
-        classes: vec![("A->C".into(), 4), ("B->C".into(), 1), ("C->A".into(), 2)],
-        flows: vec![
-            ("A->C/direct".into(), 2.0, 1.0),
-            ("A->C/via-B".into(), 0.0, 1.0),
-            ("B->C/direct".into(), 1.0, 1.0),
-            ("B->C/via-A".into(), 0.0, 1.0),
-            ("C->A/direct".into(), 2.0, 1.0),
+    secure::plan_spec(
+        &[("A->C", 4), ("B->C", 1), ("C->A", 2)],
+        &[
+            ("A->C/direct", 2.0),
+            ("A->C/via-B", 0.0),
+            ("B->C/direct", 1.0),
+            ("B->C/via-A", 0.0),
+            ("C->A/direct", 2.0),
         ],
-    }
+    )
 }
 
 /// The triangle, its site files (keys, fast rekeying) and PFO instance.

@@ -598,15 +598,10 @@ fn oversized_inner_packets_get_icmp_errors() {
 
 /// A valid overlay frame toward C for flow `ac-direct`, built independently.
 fn overlay_to_c(vni: u32, inner: &[u8]) -> Vec<u8> {
-    let mut tc = TemplateConfig::new(
-        MacAddr([2, 0, 0, 0, 0, 1]),
-        MacAddr([2, 0, 0, 0, 0, 2]),
-        IpAddr::V4(gw_addr(0)),
-        IpAddr::V4(gw_addr(2)),
-    );
-    tc.vni = vni;
-    tc.udp_checksum_v4 = true;
-    let t = OverlayTemplate::new(&tc).unwrap();
+    let t = template(0, 2, |tc| {
+        tc.vni = vni;
+        tc.udp_checksum_v4 = true;
+    });
     let hl = t.header_len();
     let mut b = vec![0u8; hl + inner.len()];
     b[hl..].copy_from_slice(inner);
@@ -671,8 +666,9 @@ fn oam_a_to_c(msg: &[u8]) -> Vec<u8> {
     overlay_from(0, 2, msg, &p)
 }
 
-/// `inner` encapsulated with `p` from site `from`'s gateway to site `to`'s.
-fn overlay_from(from: usize, to: usize, inner: &[u8], p: &EncapParams) -> Vec<u8> {
+/// The overlay template from site `from`'s gateway to site `to`'s (the
+/// test MACs, [`VNI`]), after `edit`.
+fn template(from: usize, to: usize, edit: impl FnOnce(&mut TemplateConfig)) -> OverlayTemplate {
     let mut tc = TemplateConfig::new(
         MacAddr([2, 0, 0, 0, 0, 1]),
         MacAddr([2, 0, 0, 0, 0, 2]),
@@ -680,7 +676,47 @@ fn overlay_from(from: usize, to: usize, inner: &[u8], p: &EncapParams) -> Vec<u8
         IpAddr::V4(gw_addr(to)),
     );
     tc.vni = VNI;
-    let t = OverlayTemplate::new(&tc).unwrap();
+    edit(&mut tc);
+    OverlayTemplate::new(&tc).unwrap()
+}
+
+/// `inner` encapsulated with the secure template `t` for flow `flow` and
+/// sealed under receiver `index`, `counter` and `key`; `label`: a GENEVE
+/// protocol type written over the template's before sealing.
+fn seal_with(
+    t: &OverlayTemplate,
+    inner: &[u8],
+    flow: FlowOption,
+    (index, counter, key): (u32, u64, &[u8; 32]),
+    label: Option<u16>,
+) -> Vec<u8> {
+    let hl = t.header_len();
+    let mut b = vec![0u8; hl + inner.len() + 16];
+    b[hl..hl + inner.len()].copy_from_slice(inner);
+    let p = EncapParams {
+        flow,
+        entropy: 3,
+        security: SecurityOption {
+            receiver_index: index,
+            counter,
+        },
+        ..EncapParams::default()
+    };
+    let r = t.encap_to_seal(&mut b, hl, inner.len(), &p).unwrap();
+    if let Some(l) = label {
+        let at = r.start + t.geneve_offset() + 2;
+        b[at..at + 2].copy_from_slice(&l.to_be_bytes());
+    }
+    let k = ring::aead::LessSafeKey::new(
+        ring::aead::UnboundKey::new(mongate_dataplane::secure::AEAD_ALGORITHM, key).unwrap(),
+    );
+    mongate_dataplane::secure::aead::seal(t, &mut b[r.clone()], &k, counter).unwrap();
+    b[r].to_vec()
+}
+
+/// `inner` encapsulated with `p` from site `from`'s gateway to site `to`'s.
+fn overlay_from(from: usize, to: usize, inner: &[u8], p: &EncapParams) -> Vec<u8> {
+    let t = template(from, to, |_| {});
     let hl = t.header_len();
     let mut b = vec![0u8; hl + inner.len()];
     b[hl..].copy_from_slice(inner);
@@ -1494,7 +1530,8 @@ fn replayed_forged_and_unsealed_packets_are_dropped_with_one_open_at_most() {
         let mut bad = f.clone();
         bad[at] ^= 0x01;
         let before = opens(&net);
-        // Over a flipped GENEVE byte the UDP checksum fails first.
+        // Sealed IPv4 packets carry no UDP checksum: a flipped byte fails
+        // the open, or the GENEVE parse before it.
         let v = net.inject(2, WAN, &bad);
         assert!(
             v == Verdict::Drop(DropReason::AuthFailed)
@@ -1504,34 +1541,15 @@ fn replayed_forged_and_unsealed_packets_are_dropped_with_one_open_at_most() {
         assert!(opens(&net) - before <= 1, "at most one open");
     }
     // Sealed with another key under C's valid index: one open, refused.
-    let mut c = TemplateConfig::new(
-        MacAddr([2, 0, 0, 0, 0, 1]),
-        MacAddr([2, 0, 0, 0, 0, 2]),
-        IpAddr::V4(gw_addr(0)),
-        IpAddr::V4(gw_addr(2)),
-    );
-    c.vni = VNI;
-    c.secure = true;
-    let t = OverlayTemplate::new(&c).unwrap();
+    let t = template(0, 2, |tc| tc.secure = true);
     let forge = |index: u32, counter: u64, key: [u8; 32]| {
-        let hl = t.header_len();
-        let mut b = vec![0u8; hl + inner.len() + 16];
-        b[hl..hl + inner.len()].copy_from_slice(&inner);
-        let p = EncapParams {
-            flow: d.meta.flow.unwrap(),
-            entropy: 3,
-            security: SecurityOption {
-                receiver_index: index,
-                counter,
-            },
-            ..EncapParams::default()
-        };
-        let r = t.encap_to_seal(&mut b, hl, inner.len(), &p).unwrap();
-        let k = ring::aead::LessSafeKey::new(
-            ring::aead::UnboundKey::new(mongate_dataplane::secure::AEAD_ALGORITHM, &key).unwrap(),
-        );
-        mongate_dataplane::secure::aead::seal(&t, &mut b[r.clone()], &k, counter).unwrap();
-        b[r].to_vec()
+        seal_with(
+            &t,
+            &inner,
+            d.meta.flow.unwrap(),
+            (index, counter, &key),
+            None,
+        )
     };
     let before = opens(&net);
     assert_eq!(
@@ -1632,42 +1650,17 @@ fn sealed_data_carries_its_own_protocol_type() {
     assert_delivered(&inner, net.sites[2].lan_out.last().unwrap(), 2);
     // Sealed with A's real key and a fresh counter, but labelled 0x6558:
     // opens, then dropped.
-    let mut c = TemplateConfig::new(
-        MacAddr([2, 0, 0, 0, 0, 1]),
-        MacAddr([2, 0, 0, 0, 0, 2]),
-        IpAddr::V4(gw_addr(0)),
-        IpAddr::V4(gw_addr(2)),
+    let t = template(0, 2, |tc| tc.secure = true);
+    let relabelled = seal_with(
+        &t,
+        &inner,
+        d.meta.flow.unwrap(),
+        (key_index(2, 0, 0), 5_000, &key_bytes(0, 2, 0)),
+        Some(ethertype::TEB),
     );
-    c.vni = VNI;
-    c.secure = true;
-    let t = OverlayTemplate::new(&c).unwrap();
-    let hl = t.header_len();
-    let mut b = vec![0u8; hl + inner.len() + 16];
-    b[hl..hl + inner.len()].copy_from_slice(&inner);
-    let counter = 5_000;
-    let p = EncapParams {
-        flow: d.meta.flow.unwrap(),
-        entropy: 3,
-        security: SecurityOption {
-            receiver_index: key_index(2, 0, 0),
-            counter,
-        },
-        ..EncapParams::default()
-    };
-    let r = t.encap_to_seal(&mut b, hl, inner.len(), &p).unwrap();
-    let proto = r.start + t.geneve_offset() + 2;
-    b[proto..proto + 2].copy_from_slice(&ethertype::TEB.to_be_bytes());
-    let k = ring::aead::LessSafeKey::new(
-        ring::aead::UnboundKey::new(
-            mongate_dataplane::secure::AEAD_ALGORITHM,
-            &key_bytes(0, 2, 0),
-        )
-        .unwrap(),
-    );
-    mongate_dataplane::secure::aead::seal(&t, &mut b[r.clone()], &k, counter).unwrap();
     let opens = net.sites[2].gw.stats().auth_opens;
     assert_eq!(
-        net.inject(2, WAN, &b[r]),
+        net.inject(2, WAN, &relabelled),
         Verdict::Drop(DropReason::Unsupported)
     );
     assert_eq!(net.sites[2].gw.stats().auth_opens, opens + 1);
@@ -1676,15 +1669,11 @@ fn sealed_data_carries_its_own_protocol_type() {
     // Security off: data labelled 0x88B6 but not sealed is dropped, 0x6558
     // delivered.
     let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
-    let mut tc = TemplateConfig::new(
-        MacAddr([2, 0, 0, 0, 0, 1]),
-        MacAddr([2, 0, 0, 0, 0, 2]),
-        IpAddr::V4(gw_addr(0)),
-        IpAddr::V4(gw_addr(2)),
-    );
-    tc.vni = VNI;
-    tc.inner_protocol = SEALED_PROTOCOL;
-    let t = OverlayTemplate::new(&tc).unwrap();
+    let p = EncapParams {
+        flow: d.meta.flow.unwrap(),
+        ..EncapParams::default()
+    };
+    let t = template(0, 2, |tc| tc.inner_protocol = SEALED_PROTOCOL);
     let hl = t.header_len();
     let mut b = vec![0u8; hl + inner.len()];
     b[hl..].copy_from_slice(&inner);

@@ -124,6 +124,16 @@ pub fn start_control(
     ns.spawn(cmd).unwrap()
 }
 
+/// A plan of epoch 1: sessions per class, and per flow its rate (Mbit/s)
+/// at weight 1.
+pub fn plan_spec(classes: &[(&str, u32)], flows: &[(&str, f64)]) -> PlanSpec {
+    PlanSpec {
+        epoch: 1,
+        classes: classes.iter().map(|(c, n)| ((*c).into(), *n)).collect(),
+        flows: flows.iter().map(|(f, r)| ((*f).into(), *r, 1.0)).collect(),
+    }
+}
+
 /// Site `site`'s configuration from its file's `text` (the text shown on
 /// an error).
 pub fn parse_site(site: &str, text: &str) -> Config {

@@ -152,9 +152,8 @@ fn tshark_decodes_overlay() {
     assert!(out.contains("Dst Port: 6081"));
 }
 
-#[test]
-fn tshark_decodes_oam_and_icmp() {
-    let t4 = OverlayTemplate::new(&cfg_v4()).unwrap();
+/// A probe (path 1, sequence 2, sent at 3 ns, nonce 4) padded to 36 bytes.
+fn probe_message() -> [u8; 36] {
     let mut probe = [0u8; 36];
     oam::Repr::Probe(oam::Probe {
         path_id: 1,
@@ -165,6 +164,13 @@ fn tshark_decodes_oam_and_icmp() {
     })
     .emit(&mut probe)
     .unwrap();
+    probe
+}
+
+#[test]
+fn tshark_decodes_oam_and_icmp() {
+    let t4 = OverlayTemplate::new(&cfg_v4()).unwrap();
+    let probe = probe_message();
     let p = EncapParams {
         oam: true,
         flow: FlowOption::default(),
@@ -237,7 +243,8 @@ fn tshark_sealed_data_is_data() {
     for v6 in [false, true] {
         let mut c = if v6 { cfg_v6() } else { cfg_v4() };
         c.secure = true;
-        c.udp_checksum_v4 = true;
+        // As the gateway sends them: over IPv4 no UDP checksum when sealed.
+        c.udp_checksum_v4 = false;
         templates.push(OverlayTemplate::new(&c).unwrap());
     }
     let seal = |t: &OverlayTemplate, inner: &[u8], p: &EncapParams| {
@@ -259,16 +266,7 @@ fn tshark_sealed_data_is_data() {
         frames.push(seal(&templates[i % 2], &inner_frame(i * 5 % 1300), &p));
     }
     // A sealed OAM probe keeps 0x88b5 (data to tshark as well).
-    let mut probe = [0u8; 36];
-    oam::Repr::Probe(oam::Probe {
-        path_id: 1,
-        probe_seq: 2,
-        send_ts_ns: 3,
-        echo_ts_ns: 0,
-        nonce: 4,
-    })
-    .emit(&mut probe)
-    .unwrap();
+    let probe = probe_message();
     let mut p = params();
     p.oam = true;
     p.security.counter = 1000;

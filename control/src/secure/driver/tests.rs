@@ -92,6 +92,19 @@ fn keys(items: &[KeyUsage]) -> Telemetry {
     }
 }
 
+/// B's endpoint (secret 2), with A (secret 1) as its peer 0.
+fn endpoint_b() -> Endpoint<SeededEntropy> {
+    Endpoint::new(
+        secret(2),
+        &[(0, secret(1).public_key())],
+        EndpointConfig::default(),
+        1_760_000_000 * SEC,
+        0,
+        SeededEntropy::new(9),
+    )
+    .unwrap()
+}
+
 fn drain(d: &mut SecureDriver<SeededEntropy>, now: Nanos) -> Vec<Command> {
     std::iter::from_fn(|| d.poll(now)).collect()
 }
@@ -186,15 +199,7 @@ fn answers_go_back_where_the_message_came_from() {
     let mut d = driver();
     d.on_telemetry(&paths(0), 0);
     // An initiation from B (secret 2) to A arrives on uplink 1 from a NATed address.
-    let mut b = Endpoint::new(
-        secret(2),
-        &[(0, secret(1).public_key())],
-        EndpointConfig::default(),
-        1_760_000_000 * SEC,
-        0,
-        SeededEntropy::new(9),
-    )
-    .unwrap();
+    let mut b = endpoint_b();
     b.handle_timeout(0);
     let init = std::iter::from_fn(|| b.poll_output())
         .find_map(|(_, o)| match o {
@@ -280,15 +285,7 @@ fn a_destinations_paths_are_candidates_once_all_can_be_sealed_or_after_the_grace
         assert!(!d.path_sealable(&p, MS), "{p:?}");
     }
     // B (secret 2) answers A's initiation: A's key with B is current.
-    let mut b = Endpoint::new(
-        secret(2),
-        &[(0, secret(1).public_key())],
-        EndpointConfig::default(),
-        1_760_000_000 * SEC,
-        0,
-        SeededEntropy::new(9),
-    )
-    .unwrap();
+    let mut b = endpoint_b();
     let src = Source {
         addr: "198.18.0.1".parse().unwrap(),
         port: 6081,
