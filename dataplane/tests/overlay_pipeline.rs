@@ -1766,6 +1766,27 @@ fn a_path_without_a_session_is_not_declared_down_by_silence() {
         assert!(!p.health.up && p.health.downs == 1, "to C: {p:?}");
         assert_eq!(p.health.echoes, 0, "to C: {p:?}");
     }
+    // Without any key the grace ends FIRST_HANDSHAKE_GRACE_NS after the
+    // start: then the silent paths go down (a peer that never answers a
+    // handshake is seen down).
+    let mut net = secure_triangle_with(false, |i, s| {
+        if i == 0 {
+            s.health.probe_interval_ns = 50_000_000;
+        }
+    });
+    let grace = mongate_dataplane::secure::FIRST_HANDSHAKE_GRACE_NS;
+    net.run_until(grace - 100_000_000, 10_000_000);
+    let paths = |net: &Net| -> Vec<bool> {
+        (0..2)
+            .flat_map(|peer| net.sites[0].gw.paths(peer))
+            .map(|p| p.health.up)
+            .collect()
+    };
+    let up = |net: &Net| paths(net).iter().filter(|u| **u).count();
+    assert!(paths(&net).len() >= 2);
+    assert_eq!(up(&net), paths(&net).len(), "all up within the grace");
+    net.run_until(grace + 2_000_000_000, 10_000_000);
+    assert_eq!(up(&net), 0, "all down after it");
 }
 
 #[test]

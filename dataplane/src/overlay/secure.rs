@@ -112,6 +112,9 @@ pub(crate) struct SecureState {
     /// Per flow: the peers on its route (a relayed packet of the flow may
     /// come from any of them).
     pub(crate) route_peers: Vec<Vec<u16>>,
+    /// Until then a path without a key is not declared down for silence
+    /// ([`crate::secure::FIRST_HANDSHAKE_GRACE_NS`] after the start).
+    pub(crate) no_key_grace_until: Nanos,
 }
 
 impl SecureState {
@@ -131,6 +134,7 @@ impl SecureState {
             hs_in: Box::new(Ring::new()),
             hs_out: Box::new(Ring::new()),
             route_peers,
+            no_key_grace_until: now.saturating_add(crate::secure::FIRST_HANDSHAKE_GRACE_NS),
         }
     }
 

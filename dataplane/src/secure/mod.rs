@@ -32,6 +32,12 @@ pub static AEAD_ALGORITHM: &ring::aead::Algorithm = &ring::aead::AES_256_GCM;
 /// A session key is refused (for sending and receiving) this long after the
 /// handshake that made it.
 pub const REJECT_AFTER_TIME_NS: u64 = 180 * SEC;
+/// After a gateway starts, how long a path whose next gateway has no session
+/// key yet is not declared down for silence (its probes cannot be sealed,
+/// so its silence says nothing): two handshake retries' time. After it a
+/// path without a key falls silent like any other, so a peer that never
+/// answers a handshake is seen down.
+pub const FIRST_HANDSHAKE_GRACE_NS: u64 = 10 * SEC;
 /// A key seals at most this many packets; a received counter at or beyond
 /// it is refused.
 pub const REJECT_AFTER_MESSAGES: u64 = 1 << 60;

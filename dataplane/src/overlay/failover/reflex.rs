@@ -88,8 +88,13 @@ impl Gateway {
                 for p in &mut pp.paths {
                     // Without a session key with the path's next gateway
                     // (before its first handshake) no probe can be sealed:
-                    // its silence says nothing, and counts from the key on.
-                    if sec.required && !sec.keys.can_send(key_peer(peer, p), now) {
+                    // its silence says nothing, and counts from the key on,
+                    // or once the start's grace is over (a peer that never
+                    // answers a handshake is down).
+                    if sec.required
+                        && now < sec.no_key_grace_until
+                        && !sec.keys.can_send(key_peer(peer, p), now)
+                    {
                         p.health.last_echo = p.health.last_echo.max(now);
                         continue;
                     }
