@@ -56,6 +56,26 @@ fn demo_triangle_meets_plan_and_survives_control_restart() {
         }
     }
     assert!(v["convergence_s"].as_f64().is_some(), "{stderr}");
+    // MONtra sets the rates (issue 12): no priced controller sits at its safety cap (2 x
+    // target), the loss stays within the budget + 1 point, and the mission utility is PFO's.
+    let budget = v["loss_budget"].as_f64().unwrap();
+    for f in flows
+        .iter()
+        .filter(|f| f["target_mbps"].as_f64().unwrap() > 0.0)
+    {
+        assert!(
+            f["at_cap_share"].as_f64().unwrap() < 0.5,
+            "{} pinned at its cap: {v}",
+            f["id"]
+        );
+        assert!(
+            f["loss"].as_f64().unwrap() <= budget + 0.01,
+            "{} loses more than the budget + 1 point: {v}",
+            f["id"]
+        );
+    }
+    let u = v["utility"]["ratio"].as_f64().unwrap();
+    assert!(u >= 0.95, "utility {u} of PFO's: {v}");
     // The controls' handshakes come first, then each site's path manager
     // starts on the direct paths (not on the first path whose handshake
     // finished, as before: the flows then met their targets only after

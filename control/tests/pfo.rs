@@ -101,6 +101,7 @@ fn triangle(ac: UtilitySpec, bc: UtilitySpec, n_ac: u32, n_bc: u32) -> Instance 
             flow("B->C/direct", "B->C", &["B-C"]),
             flow("B->C/via-A", "B->C", &["A-B", "A-C"]),
         ],
+        loss_budget: None,
     })
     .unwrap()
 }
@@ -135,10 +136,16 @@ fn paper_triangle_direct_10_via_b_5() {
         );
         assert!(close(plan.objective, 30.0, 1e-6));
         assert_eq!(plan.classes[1].sessions, 0);
-        // Used flows: weight / rate equals the path price, which equals U'(X) = 2.
+        // Used flows: weight / rate is the path price, U'(X) = 2 on both, scaled to the loss
+        // budget: both flows are the most expensive, so both lose q = 1 % at their targets.
+        let q = mongate_control::pfo::instance::DEFAULT_LOSS_BUDGET;
         for f in 0..2 {
             assert!(
-                close(plan.flows[f].weight / plan.flows[f].rate, 2.0, 1e-6),
+                close(
+                    plan.flows[f].weight / plan.flows[f].rate,
+                    q / (1.0 - q),
+                    1e-6
+                ),
                 "{form:?} {plan:?}"
             );
         }
@@ -167,6 +174,7 @@ fn zero_capacity_admits_nothing_but_is_not_infeasible() {
         links: vec![link("L", 0.0)],
         classes: vec![class("c", 5, pwl(&[[0.0, 0.0], [1.0, 1.0]]))],
         flows: vec![flow("f", "c", &["L"])],
+        loss_budget: None,
     })
     .unwrap();
     let plan = solve(&inst, &SolveOptions::default());
@@ -184,6 +192,7 @@ fn one_link_step_utility_admits_what_fits() {
         links: vec![link("L", 10.0)],
         classes: vec![class("c", 5, pwl(&[[0.0, 0.0], [2.9, 0.0], [3.0, 1.0]]))],
         flows: vec![flow("f", "c", &["L"])],
+        loss_budget: None,
     })
     .unwrap();
     let plan = solve(&inst, &opts(Formulation::Incremental));
@@ -198,6 +207,7 @@ fn parallel_routes_are_both_used() {
         links: vec![link("L1", 4.0), link("L2", 6.0)],
         classes: vec![class("c", 2, UtilitySpec::Linear { slope: 1.0 })],
         flows: vec![flow("f1", "c", &["L1"]), flow("f2", "c", &["L2"])],
+        loss_budget: None,
     })
     .unwrap();
     let plan = solve(&inst, &opts(Formulation::Incremental));
@@ -213,6 +223,7 @@ fn flat_utility_gets_floor_weights_not_zero() {
         links: vec![link("L", 10.0)],
         classes: vec![class("c", 2, pwl(&[[0.0, 0.0], [1.0, 1.0], [5.0, 1.0]]))],
         flows: vec![flow("f", "c", &["L"])],
+        loss_budget: None,
     })
     .unwrap();
     let plan = solve(&inst, &opts(Formulation::Incremental));
@@ -258,6 +269,7 @@ fn approximated_forms_report_a_valid_bound() {
             flow("b", "sig", &["L1", "L2"]),
             flow("c", "step", &["L2"]),
         ],
+        loss_budget: None,
     })
     .unwrap();
     let plan = solve(&inst, &SolveOptions::default());
@@ -292,9 +304,20 @@ fn duals_satisfy_complementary_slackness_and_mapping_kkt() {
     let rates: Vec<f64> = plan.flows.iter().map(|f| f.rate).collect();
     let prices = path_prices(&inst, &duals);
     let targets = montra_targets(&inst, &rates, &duals, &MappingConfig::default());
+    // Weights are the KKT weights x̂ p scaled by one factor s, chosen so that the most
+    // expensive flow's equilibrium loss is the budget: w / x̂ = s p, max over flows q/(1-q).
+    let q = inst.loss_budget;
+    let max_price = targets
+        .iter()
+        .zip(&prices)
+        .filter(|(t, _)| t.controlled && !t.floored)
+        .map(|(_, p)| *p)
+        .fold(0.0, f64::max);
+    assert!(max_price > 0.0);
+    let s = (q / (1.0 - q)) / max_price;
     for (f, t) in targets.iter().enumerate() {
         if t.controlled && !t.floored {
-            assert!(close(t.weight / rates[f], prices[f], 1e-9));
+            assert!(close(t.weight / rates[f], s * prices[f], 1e-9));
         }
         assert!(!t.controlled || t.rate_cap == rates[f]);
     }
@@ -364,6 +387,7 @@ fn tiny_instance() -> impl Strategy<Value = InstanceFile> {
             links,
             classes,
             flows,
+            loss_budget: None,
         }
     })
 }

@@ -81,6 +81,7 @@ fn config() -> (Config, PlanTable) {
                 id: format!("f{i}-{r}"),
                 rate_mbps: 1.0 + f64::from(r),
                 weight: 1.0,
+                floored: false,
             });
         }
         plan.classes.push(PlanClass {

@@ -120,9 +120,10 @@ struct RunArgs {
     /// Frames of the worker's UMEM.
     #[arg(long, default_value_t = 8192)]
     frames: u32,
-    /// Mean packet size (bytes) used to turn the plan's Mbit/s into packets/s.
+    /// Bytes per unit of the controllers' and pacers' rates (the plan's Mbit/s
+    /// become units/s; each departure is charged its frame's length in units).
     #[arg(long, default_value_t = 1250)]
-    mean_packet_bytes: u32,
+    rate_unit_bytes: u32,
     /// IP MTU of the uplinks.
     #[arg(long, default_value_t = 1500)]
     uplink_mtu: usize,
@@ -291,7 +292,7 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         spin: a.spin,
         sleep_us: a.idle_sleep_us,
     };
-    c.settings.mean_packet_bytes = a.mean_packet_bytes.max(64);
+    c.settings.rate_unit_bytes = a.rate_unit_bytes.max(64);
     c.settings.uplink_mtu = a.uplink_mtu;
     let dp = start_gateway(&c)?;
     println!(

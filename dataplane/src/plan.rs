@@ -95,6 +95,10 @@ pub struct PlanTable {
     pub rate_mbps: Vec<f64>,
     /// MONtra weight `w_f` per flow index.
     pub weight: Vec<f64>,
+    /// Per flow index: the mapping floored the weight (no priced link on
+    /// the path), so the flow's controller is capped at its target itself
+    /// rather than at the safety multiple (see `docs/montra.md`).
+    pub floored: Vec<bool>,
 }
 
 /// A plan value is usable: finite and >= 0.
@@ -110,6 +114,7 @@ impl PlanTable {
             sessions: vec![0; shape.classes()],
             rate_mbps: vec![0.0; shape.flows()],
             weight: vec![0.0; shape.flows()],
+            floored: vec![false; shape.flows()],
         }
     }
 
@@ -119,6 +124,7 @@ impl PlanTable {
         self.sessions.fill(0);
         self.rate_mbps.fill(0.0);
         self.weight.fill(0.0);
+        self.floored.fill(false);
     }
 
     /// Sessions admitted for class index `c` (0 past the end).
@@ -131,6 +137,11 @@ impl PlanTable {
             self.rate_mbps.get(f).copied().unwrap_or(0.0),
             self.weight.get(f).copied().unwrap_or(0.0),
         )
+    }
+
+    /// Whether flow index `f`'s weight is the mapping's floor (false past the end).
+    pub fn is_floored(&self, f: usize) -> bool {
+        self.floored.get(f).copied().unwrap_or(false)
     }
 
     /// Whether class `c` has a flow with a positive rate.
@@ -149,6 +160,7 @@ impl PlanTable {
         if self.sessions.len() != shape.classes()
             || self.rate_mbps.len() != shape.flows()
             || self.weight.len() != shape.flows()
+            || self.floored.len() != shape.flows()
         {
             return Err(PlanField::Shape);
         }
@@ -186,12 +198,13 @@ impl PlanTable {
             flows: cfg
                 .flows
                 .iter()
-                .zip(self.rate_mbps.iter().zip(&self.weight))
-                .filter(|(_, (r, w))| **r != 0.0 || **w != 0.0)
-                .map(|(f, (r, w))| PlanFlow {
+                .zip(self.rate_mbps.iter().zip(&self.weight).zip(&self.floored))
+                .filter(|(_, ((r, w), _))| **r != 0.0 || **w != 0.0)
+                .map(|(f, ((r, w), fl))| PlanFlow {
                     id: f.id.clone(),
                     rate_mbps: *r,
                     weight: *w,
+                    floored: *fl,
                 })
                 .collect(),
         }
@@ -235,6 +248,10 @@ pub struct PlanFlow {
     pub rate_mbps: f64,
     /// MONtra weight `w_f` (>= 0).
     pub weight: f64,
+    /// The mapping floored the weight: the controller is capped at the
+    /// target (default false: capped at the safety multiple).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub floored: bool,
 }
 
 /// Which plan field an error is about: in a [`PlanFile`], `i` is the
@@ -327,6 +344,7 @@ impl PlanFile {
             }
             t.rate_mbps[fi] = f.rate_mbps;
             t.weight[fi] = f.weight;
+            t.floored[fi] = f.floored;
         }
         // In this plan's order, so that the error names its first offender.
         for (i, c) in self.classes.iter().enumerate() {

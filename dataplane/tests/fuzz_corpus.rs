@@ -292,6 +292,7 @@ fn ring_seeds() -> Seeds {
         flow: 2,
         rate_mbps: 1.5,
         weight: 0.02,
+        floored: false,
     };
     let chunk = Command::PlanChunk(PlanChunk {
         epoch: 7,

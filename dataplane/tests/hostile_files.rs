@@ -218,6 +218,7 @@ fn dataplane_survives_a_garbled_region() {
             flow: 0,
             rate_mbps: 1.0,
             weight: 1.0,
+            floored: false,
         },
     ];
     c.broadcast(&mongate_dataplane::shm::plan_commands(e, &entries))

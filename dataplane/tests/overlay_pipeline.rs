@@ -948,19 +948,99 @@ fn controller_reaches_the_planned_rate_and_plan_updates_keep_state() {
         net.sites[0].gw.stats(),
         net.sites[2].gw.stats()
     );
-    assert!((rate - 880.0).abs() < 1.0, "rate {rate}");
+    // Nothing is lost: the controller climbs from the target (800 units/s) to the safety cap,
+    // 2 x the target.
+    assert!((rate - 1600.0).abs() < 1.0, "rate {rate}");
     assert_eq!(tr.lost, 0);
-    // New plan: half the rate. The rate is clamped, not reset.
+    // New plan: half the rate. The rate keeps its ratio to the target (not reset).
     let mut plan: PlanTable = config(0, 0.4, 0.0163).plan.unwrap();
     plan.epoch = 2;
     assert!(net.sites[0].gw.apply_plan(&plan, t));
     let r2 = net.sites[0].gw.flow_rate("ac-direct").unwrap();
-    assert!((r2 - 440.0).abs() < 1.0, "rate {r2}");
+    assert!((r2 - 800.0).abs() < 1.0, "rate {r2}");
     // An older plan is ignored.
     plan.epoch = 1;
     plan.rate_mbps[0] = 2.0;
     assert!(!net.sites[0].gw.apply_plan(&plan, t));
     assert!((net.sites[0].gw.flow_rate("ac-direct").unwrap() - r2).abs() < 1e-9);
+}
+
+/// MONtra's plan rules (docs/montra.md, "On the wire"): a flow starts at its target, a changed
+/// target rescales the rate by new/old, a target after none starts at it again, and a floored
+/// flow is capped at its target while a priced one may climb to 2 x.
+#[test]
+fn plan_rules_start_rescale_restart_and_floor() {
+    let mut net = triangle(0.8, 0.0163, 100_000.0, 1.0);
+    let gw = |net: &Net| net.sites[0].gw.flow_rate("ac-direct").unwrap();
+    // 10 sessions x 0.8 Mbit/s = 8 Mbit/s = 800 units of 1250 B per second.
+    assert!(
+        (gw(&net) - 800.0).abs() < 1e-9,
+        "starts at the target: {}",
+        gw(&net)
+    );
+    let base: PlanTable = config(0, 0.8, 0.0163).plan.unwrap();
+    let mut plan = base.clone();
+    plan.epoch = 2;
+    plan.sessions[0] = 5;
+    assert!(net.sites[0].gw.apply_plan(&plan, 0));
+    assert!(
+        (gw(&net) - 400.0).abs() < 1e-9,
+        "half the sessions: {}",
+        gw(&net)
+    );
+    plan.epoch = 3;
+    plan.sessions[0] = 0;
+    plan.rate_mbps[0] = 0.0;
+    assert!(net.sites[0].gw.apply_plan(&plan, 0));
+    assert!(gw(&net) <= 2.0, "no target: x_min, {}", gw(&net));
+    let mut back = base.clone();
+    back.epoch = 4;
+    assert!(net.sites[0].gw.apply_plan(&back, 0));
+    assert!(
+        (gw(&net) - 800.0).abs() < 1e-9,
+        "a target after none: {}",
+        gw(&net)
+    );
+    // Floored: nothing lost, yet the controller stays at the target.
+    let mut floored = base.clone();
+    floored.epoch = 5;
+    floored.floored[0] = true;
+    assert!(net.sites[0].gw.apply_plan(&floored, 0));
+    let f = v4_frame(C_HOST, 17, 5000, 1000, 0);
+    let mut t = 0u64;
+    while t < 5_000_000_000 {
+        while net.sites[0].gw.pacing().queue_len(0) < 32 {
+            net.inject(0, LAN, &f);
+        }
+        t += 200_000;
+        net.step(t);
+        net.sites[2].lan_out.clear();
+    }
+    let tr = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
+    assert!(tr.acked > 1000, "{tr:?}");
+    assert!(
+        (gw(&net) - 800.0).abs() < 1e-9,
+        "floored: capped at the target, {}",
+        gw(&net)
+    );
+    // The same plan unfloored: the controller climbs above the target (cap 2 x).
+    let mut priced = base;
+    priced.epoch = 6;
+    assert!(net.sites[0].gw.apply_plan(&priced, t));
+    let start = t;
+    while t < start + 2_000_000_000 {
+        while net.sites[0].gw.pacing().queue_len(0) < 32 {
+            net.inject(0, LAN, &f);
+        }
+        t += 200_000;
+        net.step(t);
+        net.sites[2].lan_out.clear();
+    }
+    assert!(
+        gw(&net) > 850.0 && gw(&net) <= 1600.0,
+        "priced: {}",
+        gw(&net)
+    );
 }
 
 proptest! {

@@ -40,6 +40,7 @@ fn entries(epoch: u64) -> Vec<PlanEntry> {
         flow: f,
         rate_mbps: 1.0 + f64::from(f) + f64::from(u32::try_from(epoch % 1000).unwrap()),
         weight: 1.0 + f64::from(f),
+        floored: false,
     }));
     v
 }
@@ -56,7 +57,12 @@ fn consistent(p: &PlanTable) -> bool {
             flow,
             rate_mbps,
             weight,
-        } => p.rate_mbps[flow as usize] == rate_mbps && p.weight[flow as usize] == weight,
+            floored,
+        } => {
+            p.rate_mbps[flow as usize] == rate_mbps
+                && p.weight[flow as usize] == weight
+                && p.floored[flow as usize] == floored
+        }
     })
 }
 

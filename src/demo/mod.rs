@@ -71,24 +71,75 @@ pub fn parse_fail_link(s: &str) -> Result<(String, u32), String> {
     Ok((l.to_string(), t))
 }
 
-/// Per-flow line of the summary.
+/// Per-flow line of the summary (rates: means over the measurement window).
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct FlowSummary {
     /// Flow id.
     pub id: String,
+    /// Its traffic class.
+    pub class: String,
     /// Route (sites).
     pub route: Vec<String>,
     /// Planned aggregate rate, Mbit/s (inner frames).
     pub target_mbps: f64,
-    /// Delivered at the destination gateway, Mbit/s, mean over the
-    /// measurement window (after convergence, or the second half).
+    /// The MONtra controller's sending rate, Mbit/s.
+    pub controller_mbps: f64,
+    /// Delivered at the destination gateway, Mbit/s.
     pub achieved_mbps: f64,
     /// `(achieved - target) / target` (0 when the target is 0).
     pub error: f64,
-    /// Packets the acks reported lost / packets acked+lost, whole run.
+    /// Packets the acks reported lost / packets acked+lost, over the window.
     pub loss: f64,
+    /// Share of the window's seconds the controller sat at its safety cap
+    /// (2 x target; the target itself for a floored flow).
+    pub at_cap_share: f64,
+    /// The mapping floored the flow's weight (capped at its target).
+    pub floored: bool,
+    /// Loss over the whole run.
+    pub loss_whole_run: f64,
     /// Packets dropped by the flow's pacing queue (backlog beyond the rate).
     pub queue_drops: u64,
+}
+
+/// Per class: PFO's admitted sessions, rates and utility.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ClassSummary {
+    /// Class id.
+    pub id: String,
+    /// Sessions PFO admits (`n_c`).
+    pub sessions: u32,
+    /// Planned aggregate rate over the class's flows, Mbit/s.
+    pub target_mbps: f64,
+    /// Delivered, Mbit/s.
+    pub achieved_mbps: f64,
+    /// `n_c U_c(target / n_c)`.
+    pub utility_planned: f64,
+    /// `n_c U_c(delivered / n_c)`.
+    pub utility: f64,
+}
+
+/// The mission utility: delivered against PFO's optimum.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct UtilitySummary {
+    /// `sum_c n_c U_c(Y_c / n_c)` with the delivered aggregate rates `Y_c`
+    /// and PFO's admitted sessions.
+    pub achieved: f64,
+    /// PFO's optimum for the instance.
+    pub optimum: f64,
+    /// PFO's proven upper bound.
+    pub bound: f64,
+    /// `achieved / optimum`.
+    pub ratio: f64,
+}
+
+/// The one-line verdict.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Verdict {
+    /// Every flow within 2 % of its target, no controller pinned at its
+    /// cap, loss within the budget + 1 point, utility within 2 % of PFO's.
+    pub ok: bool,
+    /// What to print.
+    pub line: String,
 }
 
 /// The summary.
@@ -102,26 +153,36 @@ pub struct Summary {
     pub encrypted: bool,
     /// Plan epoch in force at the end (per origin site).
     pub plan_epochs: BTreeMap<String, u64>,
-    /// PFO's objective and proven bound (plan `file`).
+    /// PFO's objective and proven bound for the instance (solved by the
+    /// demo; the controls solve the same instance).
     pub pfo: Option<serde_json::Value>,
     /// Inner-frame share of the wire bytes (capacities given to PFO are the
     /// links' rates times this).
     pub payload_efficiency: f64,
+    /// MONtra's loss budget (the instance's).
+    pub loss_budget: f64,
     /// Seconds of traffic.
     pub seconds: u32,
-    /// First second after which every planned flow stayed within 5 % of its
-    /// target (1-s windows; with `--fail-link`, counted over the seconds
-    /// after the cut: re-convergence); `None` if never.
+    /// First second from which every planned flow's delivered rate,
+    /// averaged over 3 s, stayed within 5 % of its target to the end (with
+    /// `--fail-link`, counted over the seconds after the cut:
+    /// re-convergence); `None` if never.
     pub convergence_s: Option<f64>,
     /// Largest |error| of a planned flow over the measurement window.
     pub worst_error: f64,
     /// The window the achieved rates are averaged over, seconds from start.
     pub window_s: (f64, f64),
-    /// Control killed at / restarted at (seconds), and the worst |error|
-    /// while it was dead.
+    /// Control killed at / restarted at (seconds), and the worst |error| of
+    /// a planned flow's 3 s average while it was dead.
     pub control_outage: Option<(u32, u32, f64)>,
     /// Per flow.
     pub flows: Vec<FlowSummary>,
+    /// Per class.
+    pub classes: Vec<ClassSummary>,
+    /// The mission utility achieved against PFO's optimum.
+    pub utility: UtilitySummary,
+    /// The verdict.
+    pub verdict: Verdict,
     /// The link cut (`--fail-link`) and when (s).
     pub failed_link: Option<(String, u32)>,
     /// From the cut to the first packet delivered at its destination that
@@ -308,23 +369,49 @@ pub fn print_summary(s: &Summary) {
         s.plan_epochs
     );
     println!(
-        "  {:<14} {:<10} {:>10} {:>10} {:>8} {:>8}",
-        "flow", "route", "target", "achieved", "error %", "loss %"
+        "  per flow over {:.0}-{:.0} s (Mbit/s of inner frames; MONtra = the controller's rate, \
+         its safety cap is 2 x target; loss budget {:.1} %):",
+        s.window_s.0,
+        s.window_s.1,
+        s.loss_budget * 100.0
+    );
+    println!(
+        "  {:<14} {:<10} {:>8} {:>8} {:>10} {:>8} {:>7} {:>7}",
+        "flow", "route", "target", "MONtra", "delivered", "error %", "loss %", "at cap"
     );
     for f in &s.flows {
         println!(
-            "  {:<14} {:<10} {:>10.2} {:>10.2} {:>8.2} {:>8.2}",
+            "  {:<14} {:<10} {:>8.2} {:>8.2} {:>10.2} {:>8.2} {:>7.2} {:>6.0}%",
             f.id,
             f.route.join(">"),
             f.target_mbps,
+            f.controller_mbps,
             f.achieved_mbps,
             f.error * 100.0,
-            f.loss * 100.0
+            f.loss * 100.0,
+            f.at_cap_share * 100.0
         );
     }
+    println!(
+        "  {:<14} {:>8} {:>10} {:>10} {:>10} {:>10}",
+        "class", "sessions", "target", "delivered", "U planned", "U"
+    );
+    for c in &s.classes {
+        println!(
+            "  {:<14} {:>8} {:>10.2} {:>10.2} {:>10.3} {:>10.3}",
+            c.id, c.sessions, c.target_mbps, c.achieved_mbps, c.utility_planned, c.utility
+        );
+    }
+    println!(
+        "  mission utility {:.3} (PFO's optimum {:.3}, bound {:.3}): {:.1} %",
+        s.utility.achieved,
+        s.utility.optimum,
+        s.utility.bound,
+        s.utility.ratio * 100.0
+    );
     match s.convergence_s {
         Some(c) => println!(
-            "  converged (every planned flow within 5 %) after {c:.1} s; worst error over {:.0}-{:.0} s: {:.2} %",
+            "  converged (every planned flow's 3 s average within 5 %) after {c:.1} s; worst error over {:.0}-{:.0} s: {:.2} %",
             s.window_s.0,
             s.window_s.1,
             s.worst_error * 100.0
@@ -336,6 +423,7 @@ pub fn print_summary(s: &Summary) {
             s.worst_error * 100.0
         ),
     }
+    println!("  verdict: {}", s.verdict.line);
     if let Some((l, t)) = &s.failed_link {
         match s.failover_ms {
             Some(ms) => println!("  link {l} cut at {t} s: failover in {ms:.1} ms"),

@@ -16,8 +16,8 @@ use mongate_testbed::{FlowSpec, NsChild, OverlaySpec, PlanSpec, Sites, SitesTopo
 
 use super::traffic::{FRAME, Receiver, Sender};
 use super::{
-    FlowSummary, Options, PlanSource, Site, Summary, bin, instance, mbps, overhead, path_events,
-    spawn_logged, totals, wait_for,
+    ClassSummary, FlowSummary, Options, PlanSource, Site, Summary, UtilitySummary, Verdict, bin,
+    instance, mbps, overhead, path_events, spawn_logged, totals, wait_for,
 };
 
 /// Runs the demo.
@@ -73,8 +73,14 @@ struct Demo {
     /// Inner-frame share of the wire bytes.
     eff: f64,
     inst_path: PathBuf,
-    /// PFO's figures when the demo solved the plan itself (plan `file`).
+    /// PFO's figures for the instance (the demo solves it itself, whatever
+    /// the plan source: the controls solve the same instance).
     pfo_json: Option<serde_json::Value>,
+    /// The instance and PFO's optimum for it (utility, admitted sessions).
+    pfo: (
+        mongate_control::pfo::Instance,
+        mongate_control::pfo::Solution,
+    ),
     spec: OverlaySpec,
     /// Distinguishes this run's gateway names.
     tag: u32,
@@ -83,13 +89,27 @@ struct Demo {
 
 /// What [`Demo::watch`] saw.
 struct Watched {
-    /// Per second: (t, per flow (target, achieved Mbit/s)).
-    series: Vec<(f64, Vec<(f64, f64)>)>,
+    /// Per second: (t, per flow sample).
+    series: Vec<(f64, Vec<Sample>)>,
     /// Control killed at / restarted at (s).
     outage: Option<(u32, u32)>,
     failover_ms: Option<f64>,
     /// Start of the traffic, CLOCK_MONOTONIC ns.
     t0_ns: u64,
+}
+
+/// One flow over one second of the live table.
+#[derive(Clone, Copy, Debug, Default)]
+struct Sample {
+    /// Planned aggregate rate, Mbit/s.
+    target: f64,
+    /// Delivered at the destination gateway, Mbit/s.
+    achieved: f64,
+    /// The MONtra controller's rate, Mbit/s.
+    controller: f64,
+    /// Packets the acks reported lost and acknowledged during the second.
+    lost: u64,
+    acked: u64,
 }
 
 /// The hosts' senders and receivers.
@@ -146,12 +166,9 @@ impl Demo {
         let inst = instance(&topo, eff)?;
         let inst_path = dir.join("overlay.json");
         std::fs::write(&inst_path, serde_json::to_string_pretty(&inst)?)?;
-        let (file_plan, pfo_json) = if o.plan == PlanSource::File {
-            let (p, j) = solve_file_plan(&inst)?;
-            (Some(p), Some(j))
-        } else {
-            (None, None)
-        };
+        let (plan, pfo_json, pfo) = solve_file_plan(&inst)?;
+        let file_plan = (o.plan == PlanSource::File).then_some(plan);
+        let pfo_json = Some(pfo_json);
         let mut spec = triangle_overlay_udp(file_plan);
         if secure {
             // The control processes run the handshakes: a key pair per site
@@ -180,6 +197,7 @@ impl Demo {
             eff,
             inst_path,
             pfo_json,
+            pfo,
             spec,
             tag,
             sites,
@@ -394,13 +412,13 @@ impl Demo {
 
     /// One row of the live table per flow: target, MONtra rate, delivered
     /// rate and loss over the last second (from the flow counters, at their
-    /// own update times); returns (target, achieved) per flow.
+    /// own update times); returns the samples.
     fn sample(
         &self,
         sec: u32,
         now: f64,
         prev: &mut BTreeMap<String, (f64, FlowCounters, FlowCounters)>,
-    ) -> Vec<(f64, f64)> {
+    ) -> Vec<Sample> {
         let mut row = Vec::new();
         for f in &self.spec.flows {
             let (Some(to), Some(td)) = (
@@ -433,17 +451,24 @@ impl Demo {
                 0.0
             };
             let target = mbps(vo.target_pps);
+            let controller = mbps(vo.rate_pps);
             eprintln!(
                 "{:>4}  {:<14} {:>10.2} {:>10.2} {:>10.2} {:>8.2}",
                 sec,
                 f.id,
                 target,
-                mbps(vo.rate_pps),
+                controller,
                 achieved,
                 loss * 100.0
             );
             prev.insert(f.id.clone(), (now, vo, vd));
-            row.push((target, achieved));
+            row.push(Sample {
+                target,
+                achieved,
+                controller,
+                lost,
+                acked,
+            });
         }
         row
     }
@@ -452,8 +477,13 @@ impl Demo {
     /// processes, cuts the link, prints the live table.
     fn watch(&mut self, o: &Options) -> anyhow::Result<Watched> {
         eprintln!(
+            "per second, rates in Mbit/s of inner frames: target = PFO's plan for the flow, \
+             MONtra = its controller's sending rate, delivered = received at the destination \
+             gateway, loss = packets the acks reported lost"
+        );
+        eprintln!(
             "{:>4}  {:<14} {:>10} {:>10} {:>10} {:>8}",
-            "t(s)", "flow", "target", "MONtra", "achieved", "loss %"
+            "t(s)", "flow", "target", "MONtra", "delivered", "loss %"
         );
         let t0 = Instant::now();
         let t0_ns = mongate_dataplane::sys::clock::now_ns();
@@ -502,7 +532,9 @@ impl Demo {
     }
 
     /// Stops the processes, tears the topology down and summarizes: the
-    /// convergence time, the measurement window and the error per flow.
+    /// convergence time, the measurement window, per flow and class the
+    /// target, controller, delivered rate and loss, the mission utility
+    /// against PFO's optimum, and the verdict.
     fn summarize(
         mut self,
         o: &Options,
@@ -511,45 +543,64 @@ impl Demo {
         udp_received: u64,
     ) -> anyhow::Result<Summary> {
         let series = &w.series;
-        // Convergence: the first second after which every planned flow stays
-        // within 5 % (the first second is partial and skipped).
-        let within = |row: &Vec<(f64, f64)>| {
-            row.iter()
-                .filter(|(t, _)| *t > 0.0)
-                .all(|(t, a)| ((a - t) / t).abs() <= 0.05)
+        let nflows = self.spec.flows.len();
+        // Delivered rate of flow k averaged over the 3 s ending at second i.
+        let avg3 = |i: usize, k: usize| {
+            let lo = i.saturating_sub(2);
+            let v: Vec<f64> = series[lo..=i]
+                .iter()
+                .filter_map(|(_, r)| r.get(k).map(|s| s.achieved))
+                .collect();
+            v.iter().sum::<f64>() / v.len().max(1) as f64
         };
-        // With a link cut: over the seconds after the cut (re-convergence to
-        // the plan that routes around it).
+        let within = |i: usize| {
+            (0..nflows).all(|k| {
+                let t = series[i].1.get(k).map_or(0.0, |s| s.target);
+                t <= 0.0 || ((avg3(i, k) - t) / t).abs() <= CONVERGED
+            })
+        };
+        // Convergence: the first second from which every planned flow's 3 s
+        // average stays within 5 % to the end. With a link cut: over the
+        // seconds after the cut (re-convergence to the plan around it).
         let first = self
             .fail
             .as_ref()
             .map_or(1, |f| usize::try_from(f.4).unwrap_or(1));
         let mut conv: Option<usize> = None;
         for i in (first.min(series.len())..series.len()).rev() {
-            if within(&series[i].1) {
+            if within(i) {
                 conv = Some(i);
             } else {
                 break;
             }
         }
         let convergence_s = conv.map(|i| series[i].0);
-        // Window: after convergence (or the second half), excluding the
-        // control outage's restart second.
+        // Window: after convergence (or the second half), at least 3 s when
+        // the run has them.
+        let last = series.len().saturating_sub(1);
         let from = conv
             .unwrap_or(first.max(series.len() / 2))
             .max(1)
-            .min(series.len().saturating_sub(1));
+            .min(last.saturating_sub(2).max(1))
+            .min(last);
         let window: Vec<_> = series[from..].to_vec();
+        let (inst, sol) = self.pfo.clone();
+        let (inst, sol) = (&inst, &sol);
+        let floored = |id: &str| sol.flows.iter().any(|f| f.id == id && f.floored);
         let mut flows = Vec::new();
         let mut worst: f64 = 0.0;
         for (k, f) in self.spec.flows.iter().enumerate() {
-            let vals: Vec<(f64, f64)> = window
+            let vals: Vec<Sample> = window
                 .iter()
                 .filter_map(|(_, r)| r.get(k).copied())
                 .collect();
             let n = vals.len().max(1) as f64;
-            let target = vals.iter().map(|v| v.0).sum::<f64>() / n;
-            let achieved = vals.iter().map(|v| v.1).sum::<f64>() / n;
+            let target = vals.iter().map(|v| v.target).sum::<f64>() / n;
+            let achieved = vals.iter().map(|v| v.achieved).sum::<f64>() / n;
+            let controller = vals.iter().map(|v| v.controller).sum::<f64>() / n;
+            let (lost, acked) = vals
+                .iter()
+                .fold((0u64, 0u64), |a, v| (a.0 + v.lost, a.1 + v.acked));
             let error = if target > 0.0 {
                 (achieved - target) / target
             } else {
@@ -558,30 +609,43 @@ impl Demo {
             if target > 0.0 {
                 worst = worst.max(error.abs());
             }
+            let cap = if floored(&f.id) { 1.0 } else { CAP_FACTOR } * target;
+            let at_cap = if target > 0.0 {
+                vals.iter()
+                    .filter(|v| v.target > 0.0 && v.controller >= 0.98 * cap)
+                    .count() as f64
+                    / n
+            } else {
+                0.0
+            };
             let to = totals(&self.inst_of(&origin(f))).unwrap_or_default();
             let vo = to.get(&f.id).copied().unwrap_or_default();
             flows.push(FlowSummary {
                 id: f.id.clone(),
+                class: f.class.clone(),
                 route: f.route.clone(),
                 target_mbps: target,
+                controller_mbps: controller,
                 achieved_mbps: achieved,
                 error,
-                loss: if vo.lost + vo.acked > 0 {
-                    vo.lost as f64 / (vo.lost + vo.acked) as f64
-                } else {
-                    0.0
-                },
+                loss: ratio(lost, lost + acked),
+                at_cap_share: at_cap,
+                floored: floored(&f.id),
+                loss_whole_run: ratio(vo.lost, vo.lost + vo.acked),
                 queue_drops: vo.queue_drops,
             });
         }
+        let (classes, utility) = utility_of(inst, sol, &flows);
+        // The worst 3 s average of a planned flow while the controls were
+        // dead (MONtra's rates move by a few % from second to second).
         let control_outage = w.outage.map(|(k, r)| {
-            let worst = series
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i + 1 > k as usize && *i < r as usize)
-                .flat_map(|(_, (_, row))| row.iter())
-                .filter(|(t, _)| *t > 0.0)
-                .map(|(t, a)| ((a - t) / t).abs())
+            let worst = (0..series.len())
+                .filter(|&i| i + 1 > k as usize && i < r as usize)
+                .flat_map(|i| (0..nflows).map(move |k| (i, k)))
+                .filter_map(|(i, k)| {
+                    let t = series[i].1.get(k).map_or(0.0, |s| s.target);
+                    (t > 0.0).then(|| ((avg3(i, k) - t) / t).abs())
+                })
                 .fold(0.0, f64::max);
             (k, r, worst)
         });
@@ -604,6 +668,8 @@ impl Demo {
         if std::env::var_os("MONGATE_DEMO_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&dir);
         }
+        let loss_budget = inst.loss_budget;
+        let verdict = verdict(&flows, &utility, loss_budget, worst);
         Ok(Summary {
             topology:
                 "MON triangle: A-B 10, A-C 10, B-C 5 Mbit/s (tbf); LAN host + mongate gateway per site"
@@ -613,6 +679,7 @@ impl Demo {
             plan_epochs,
             pfo: self.pfo_json,
             payload_efficiency: self.eff,
+            loss_budget,
             seconds: o.seconds,
             convergence_s,
             worst_error: worst,
@@ -624,6 +691,9 @@ impl Demo {
             failed_link: fail.as_ref().map(|f| (f.0.clone(), f.4)),
             failover_ms: w.failover_ms,
             flows,
+            classes,
+            utility,
+            verdict,
             path_events,
             udp_sent,
             udp_received,
@@ -659,9 +729,14 @@ fn resolve_link(topo: &SitesTopology, l: &str, t: u32) -> anyhow::Result<FailLin
     Ok((l.to_owned(), name, a, b, t))
 }
 
-/// PFO solved once by the demo (plan source `file`): the plan for the site
-/// files and PFO's figures for the summary.
-fn solve_file_plan(inst: &serde_json::Value) -> anyhow::Result<(PlanSpec, serde_json::Value)> {
+/// PFO solved once by the demo: the plan for the site files (plan source
+/// `file`), PFO's figures and its optimum for the summary.
+type Pfo = (
+    mongate_control::pfo::Instance,
+    mongate_control::pfo::Solution,
+);
+
+fn solve_file_plan(inst: &serde_json::Value) -> anyhow::Result<(PlanSpec, serde_json::Value, Pfo)> {
     let i = mongate_control::pfo::Instance::from_json(&inst.to_string())
         .map_err(|e| anyhow::anyhow!("demo instance: {e}"))?;
     let p = mongate_control::pfo::solve(&i, &mongate_control::pfo::SolveOptions::default());
@@ -681,7 +756,98 @@ fn solve_file_plan(inst: &serde_json::Value) -> anyhow::Result<(PlanSpec, serde_
             .map(|f| (f.id.clone(), f.rate, f.weight))
             .collect(),
     };
-    Ok((plan, json))
+    Ok((plan, json, (i, p)))
+}
+
+/// A planned flow's 3 s average within this of its target counts as converged.
+const CONVERGED: f64 = 0.05;
+/// The gateways' default safety cap of a priced flow, x its target
+/// (`overlay::Settings::cap_factor`).
+const CAP_FACTOR: f64 = 2.0;
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b > 0 { a as f64 / b as f64 } else { 0.0 }
+}
+
+/// Per class: PFO's admitted sessions, the planned and delivered aggregate
+/// rates and the class's utility `n_c U_c(Y_c / n_c)` at each; and the
+/// mission utility, delivered against PFO's optimum.
+fn utility_of(
+    inst: &mongate_control::pfo::Instance,
+    sol: &mongate_control::pfo::Solution,
+    flows: &[FlowSummary],
+) -> (Vec<ClassSummary>, UtilitySummary) {
+    let mut classes = Vec::new();
+    let mut achieved_total = 0.0;
+    for (c, class) in inst.classes.iter().enumerate() {
+        let n = sol.classes.get(c).map_or(0, |x| x.sessions);
+        let of = |f: &&FlowSummary| f.class == class.id;
+        let target: f64 = flows.iter().filter(of).map(|f| f.target_mbps).sum();
+        let achieved: f64 = flows.iter().filter(of).map(|f| f.achieved_mbps).sum();
+        let u = |y: f64| {
+            if n == 0 {
+                0.0
+            } else {
+                f64::from(n) * class.utility.eval(y / f64::from(n))
+            }
+        };
+        achieved_total += u(achieved);
+        classes.push(ClassSummary {
+            id: class.id.clone(),
+            sessions: n,
+            target_mbps: target,
+            achieved_mbps: achieved,
+            utility_planned: u(target),
+            utility: u(achieved),
+        });
+    }
+    let optimum = sol.objective;
+    (
+        classes,
+        UtilitySummary {
+            achieved: achieved_total,
+            optimum,
+            bound: sol.bound,
+            ratio: if optimum > 0.0 {
+                achieved_total / optimum
+            } else {
+                0.0
+            },
+        },
+    )
+}
+
+/// The one-line verdict: MONtra holds PFO's plan when every planned flow is
+/// within 2 % of its target, no controller sits at its cap, the loss stays
+/// within the budget + 1 point and the utility within 2 % of the optimum.
+fn verdict(flows: &[FlowSummary], u: &UtilitySummary, budget: f64, worst: f64) -> Verdict {
+    let planned: Vec<&FlowSummary> = flows.iter().filter(|f| f.target_mbps > 0.0).collect();
+    let pinned = planned
+        .iter()
+        .filter(|f| !f.floored && f.at_cap_share > 0.5)
+        .count();
+    let worst_loss = planned.iter().map(|f| f.loss).fold(0.0, f64::max);
+    let ok = worst <= 0.02
+        && pinned == 0
+        && worst_loss <= budget + 0.01
+        && (u.ratio - 1.0).abs() <= 0.02;
+    let line = format!(
+        "{}: utility {:.2} of PFO's {:.2} ({:.1} %); worst flow {:.2} % off its target; \
+         worst loss {:.2} % (budget {:.1} %); {} controller(s) pinned at the cap",
+        if ok {
+            "MONtra holds PFO's plan"
+        } else {
+            "MONtra does NOT hold PFO's plan"
+        },
+        u.achieved,
+        u.optimum,
+        100.0 * u.ratio,
+        100.0 * worst,
+        100.0 * worst_loss,
+        100.0 * budget,
+        pinned
+    );
+    Verdict { ok, line }
 }
 
 /// The first site of a flow's route.

@@ -215,6 +215,7 @@ pub fn run_cell(b: &PacingBench, rate: f64, flows: u32) -> Result<PacingCell, Pa
             tick_shift: b.tick_shift,
             seed: b.seed,
             max_lag_ns: b.max_lag_ns,
+            unit_bytes: 0,
         },
         start,
     )?;

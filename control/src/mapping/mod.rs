@@ -15,6 +15,15 @@
 //! - Breakpoints of a piecewise-linear utility: the duals are a subgradient picked by the LP
 //!   (restricted to the concave piece holding the target); any such subgradient is valid.
 //! - Every controlled flow carries the rate cap `x̂_f` (the plan's `flows[].rate`).
+//!
+//! Last, the weights are scaled to the instance's loss budget
+//! ([`scale_weights_for_loss_budget`], the same function the simulations use): the weight
+//! scale does not move MONtra's equilibrium rates but sets its equilibrium loss
+//! (`w/x = q/(1-q)`), so the scale is chosen for the most expensive flow to lose
+//! `inst.loss_budget` at its target. The scale is one number for the whole organisation's
+//! plan (flows of different sites share links), computed from the whole instance.
+
+use mongate_dataplane::montra::scale_weights_for_loss_budget;
 
 use crate::pfo::instance::Instance;
 
@@ -60,7 +69,8 @@ pub fn path_prices(inst: &Instance, duals: &[f64]) -> Vec<f64> {
         .collect()
 }
 
-/// MONtra weights and caps from PFO's per-session rates `rates` (per flow) and link `duals`.
+/// MONtra weights and caps from PFO's per-session rates `rates` (per flow) and link `duals`,
+/// the weights scaled to `inst.loss_budget`.
 pub fn montra_targets(
     inst: &Instance,
     rates: &[f64],
@@ -79,7 +89,7 @@ pub fn montra_targets(
     } else {
         1.0
     };
-    rates
+    let mut targets: Vec<FlowTarget> = rates
         .iter()
         .zip(&prices)
         .map(|(&x, &p)| {
@@ -106,5 +116,11 @@ pub fn montra_targets(
                 }
             }
         })
-        .collect()
+        .collect();
+    let mut weights: Vec<f64> = targets.iter().map(|t| t.weight).collect();
+    scale_weights_for_loss_budget(&mut weights, rates, inst.loss_budget);
+    for (t, w) in targets.iter_mut().zip(weights) {
+        t.weight = w;
+    }
+    targets
 }

@@ -311,6 +311,7 @@ pub fn generate(g: &Graph, p: &GenParams) -> InstanceFile {
         links,
         classes,
         flows,
+        loss_budget: None,
     }
 }
 

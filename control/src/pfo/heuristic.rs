@@ -229,6 +229,7 @@ mod tests {
                     links: vec!["b".into(), "c".into()],
                 },
             ],
+            loss_budget: None,
         };
         Instance::from_file(&file).unwrap()
     }

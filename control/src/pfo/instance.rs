@@ -51,7 +51,16 @@ pub struct InstanceFile {
     pub classes: Vec<ClassSpec>,
     /// Flows.
     pub flows: Vec<FlowSpec>,
+    /// MONtra's loss budget: the mapping scales every weight so that the
+    /// most expensive flow's equilibrium loss is this fraction at its target
+    /// (default [`DEFAULT_LOSS_BUDGET`]; docs/montra.md). Organisation-wide:
+    /// flows of different sites share links, so every site must scale alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_budget: Option<f64>,
 }
+
+/// The loss budget when the instance names none: 1 %.
+pub const DEFAULT_LOSS_BUDGET: f64 = 0.01;
 
 /// Why an instance was rejected.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -118,6 +127,8 @@ pub struct Instance {
     pub classes: Vec<Class>,
     /// Flows.
     pub flows: Vec<Flow>,
+    /// MONtra's loss budget, in (0, 0.5] (see [`InstanceFile::loss_budget`]).
+    pub loss_budget: f64,
 }
 
 impl Instance {
@@ -209,10 +220,18 @@ impl Instance {
                 links: ls,
             });
         }
+        let loss_budget = file.loss_budget.unwrap_or(DEFAULT_LOSS_BUDGET);
+        if !(loss_budget > 0.0 && loss_budget <= 0.5) {
+            return Err(invalid(
+                "loss_budget".into(),
+                format!("must be in (0, 0.5], got {loss_budget}"),
+            ));
+        }
         Ok(Instance {
             links,
             classes,
             flows,
+            loss_budget,
         })
     }
 

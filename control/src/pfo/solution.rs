@@ -33,8 +33,12 @@ pub struct FlowSolution {
     pub id: String,
     /// `x_f`, rate of EACH admitted session on this route (also the MONtra rate cap).
     pub rate: f64,
-    /// MONtra weight `w_f` (see `mapping`).
+    /// MONtra weight `w_f` (see `mapping`), scaled to the instance's loss budget.
     pub weight: f64,
+    /// The weight is the mapping's floor (no priced link on the route): the
+    /// gateway caps the flow at its target.
+    #[serde(default)]
+    pub floored: bool,
 }
 
 /// Per link: planned load and capacity dual.

@@ -765,6 +765,7 @@ fn build_plan(
                 id: f.id.clone(),
                 rate: x[i],
                 weight: targets[i].weight,
+                floored: targets[i].floored,
             })
             .collect(),
         links: inst

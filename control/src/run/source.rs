@@ -151,6 +151,7 @@ impl PlanSource for PfoSource {
                         id: f.id.clone(),
                         rate_mbps,
                         weight,
+                        floored: table.is_floored(i),
                     }
                 })
                 .collect(),
@@ -186,6 +187,7 @@ pub fn plan_from_solution(inst: &Instance, map: &SiteMap, sol: &Solution) -> Pla
         sessions: vec![0; map.class_from_cfg.len()],
         rate_mbps: vec![0.0; map.flow_from_cfg.len()],
         weight: vec![0.0; map.flow_from_cfg.len()],
+        floored: vec![false; map.flow_from_cfg.len()],
     };
     for (c, class) in inst.classes.iter().enumerate() {
         let sessions = sol.classes.get(c).map_or(0, |p| p.sessions);
@@ -201,6 +203,9 @@ pub fn plan_from_solution(inst: &Instance, map: &SiteMap, sol: &Solution) -> Pla
         if let (Some(r), Some(w)) = (t.rate_mbps.get_mut(i), t.weight.get_mut(i)) {
             *r = rate(f);
             *w = sol.flows.get(f).map_or(0.0, |p| clean(p.weight));
+        }
+        if let Some(fl) = t.floored.get_mut(i) {
+            *fl = sol.flows.get(f).is_some_and(|p| p.floored);
         }
     }
     t

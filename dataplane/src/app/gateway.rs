@@ -185,7 +185,7 @@ impl GatewayStage {
 
     /// Flow counters to the flows file; telemetry to the control.
     fn report(&mut self, now: Nanos) {
-        let mean = self.gw.settings().mean_packet_bytes;
+        let mean = self.gw.settings().rate_unit_bytes;
         self.flow_buf.clear();
         for fi in 0..self.gw.config().flows.len() {
             let Some(c) = self.gw.flow_counters(fi, now) else {

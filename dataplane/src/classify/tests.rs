@@ -364,6 +364,7 @@ pub(crate) fn many_rules(n: u32) -> (Config, PlanTable) {
             id: format!("f{i}"),
             rate_mbps: 1.0,
             weight: 1.0,
+            floored: false,
         });
     }
     let plan = plan.resolve(&c).expect("plan fits");

@@ -51,6 +51,7 @@ pub(crate) fn from_raw(
                 id: f.id.get_ref().clone(),
                 rate_mbps: *f.rate_mbps.get_ref(),
                 weight: *f.weight.get_ref(),
+                floored: f.floored.as_ref().is_some_and(|b| *b.get_ref()),
             }
         })
         .collect();

@@ -121,4 +121,6 @@ pub(crate) struct RawPlanFlow {
     pub id: S<String>,
     pub rate_mbps: S<f64>,
     pub weight: S<f64>,
+    #[serde(default)]
+    pub floored: Option<S<bool>>,
 }

@@ -153,6 +153,26 @@ impl RateController {
         x.clamp(self.cfg.x_min, self.hi)
     }
 
+    /// Sets kappa (the ramp of the heaviest flow, packets/s per second) and
+    /// with it `kappa_eff`; the rate is kept.
+    pub fn set_kappa(&mut self, kappa: f64, max_weight: f64) {
+        self.cfg.kappa = finite_nonneg(kappa, 0.0);
+        let wmax = finite_nonneg(max_weight, 0.0).max(self.w);
+        self.kappa_eff = if wmax > 0.0 {
+            self.cfg.kappa / wmax
+        } else {
+            0.0
+        };
+    }
+
+    /// Sets the rate (clamped to `[x_min, cap]`; NaN is ignored): a new
+    /// plan's start or rescaling, never the per-packet rule.
+    pub fn set_rate(&mut self, x: f64) {
+        if !x.is_nan() {
+            self.x = self.clamp(x);
+        }
+    }
+
     /// Current rate, packets/s.
     #[inline]
     pub fn rate(&self) -> f64 {

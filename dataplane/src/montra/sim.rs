@@ -106,6 +106,9 @@ pub struct SimConfig {
     pub controller: ControllerConfig,
     /// Initial rate of every flow, packets/s.
     pub x0: f64,
+    /// A flow with a target starts at it instead of `x0`, as the gateway's
+    /// controllers do (`overlay::Settings::initial_fraction` = 1).
+    pub start_at_target: bool,
     /// Packet size, bytes.
     pub packet_bytes: u32,
     /// Receiver ack policy.
@@ -256,10 +259,15 @@ pub fn run(cfg: &SimConfig) -> SimResult {
                 cap_pps: spec.cap_pps,
             };
             let path_delay: u64 = spec.route.iter().map(|&l| cfg.links[l].delay_ns).sum();
+            let x0 = if cfg.start_at_target && spec.target_pps > 0.0 {
+                spec.target_pps
+            } else {
+                cfg.x0
+            };
             Flow {
                 spec: spec.clone(),
-                ctl: RateController::new(cfg.controller, plan, cfg.x0, spec.start_ns),
-                pacer: FlowPacer::new(cfg.x0, spec.start_ns),
+                ctl: RateController::new(cfg.controller, plan, x0, spec.start_ns),
+                pacer: FlowPacer::new(x0, spec.start_ns),
                 rng: Rng::with_stream(cfg.seed, i as u64),
                 tx: AckTracker::new(TrackerConfig {
                     initial_rtt_ns: 2 * path_delay + 10_000_000,
@@ -328,7 +336,7 @@ pub fn run(cfg: &SimConfig) -> SimResult {
                         hop: 0,
                     },
                 );
-                let next = f.pacer.on_departure(&mut f.rng, now, 0);
+                let next = f.pacer.on_departure(&mut f.rng, now, 0, 1.0);
                 f.generation += 1;
                 push(
                     &mut heap,
@@ -603,6 +611,7 @@ mod tests {
                 ..ControllerConfig::default()
             },
             x0: 10.0,
+            start_at_target: false,
             packet_bytes: 1250, // 10 Mbps = 1000 pps
             ack_policy: AckPolicy::default(),
             seed,

@@ -131,18 +131,35 @@ pub struct Settings {
     pub lan_address_v6: Option<Ipv6Addr>,
     /// IP MTU of the uplinks (the outer IP packet), bytes.
     pub uplink_mtu: usize,
-    /// Mean packet size used to turn the plan's Mbit/s into packets/s.
-    pub mean_packet_bytes: u32,
-    /// Controller rate cap = planned aggregate rate x this margin.
-    pub cap_margin: f64,
-    /// Initial controller rate as a fraction of the planned rate.
+    /// Bytes per unit of the controllers' and pacers' rates: the plan's
+    /// Mbit/s become units/s through it, and each departure is charged its
+    /// inner frame's length in units, so a flow's byte rate is its plan's
+    /// whatever its packet sizes (1250 B: 1 Mbit/s = 100 units/s).
+    pub rate_unit_bytes: u32,
+    /// Safety cap of a priced flow's controller = its planned aggregate
+    /// rate x this (a flow whose weight the mapping floored is capped at
+    /// its target itself). Well above 1: the controllers, not the cap, set
+    /// the rates (docs/montra.md).
+    pub cap_factor: f64,
+    /// A controller's rate when its flow first gets a target, as a fraction
+    /// of the target (1: start at PFO's rate, as the paper does).
     pub initial_fraction: f64,
     /// Rate of each per-peer best-effort queue, packets/s.
     pub best_effort_pps: f64,
     /// Packets queued per flow before drop-tail.
     pub queue_capacity: u32,
-    /// MONtra controller tunables.
+    /// MONtra controller tunables (`kappa` is replaced per plan when
+    /// `ramp` > 0).
     pub controller: ControllerConfig,
+    /// Kappa relative to the plan: kappa = `ramp` x the target of the
+    /// heaviest flow here, so that flow climbs by this fraction of its
+    /// target per second when nothing is lost, and a loss cuts a flow by
+    /// `ramp x (1-q)/q` units/s at the loss budget q, whatever the plan's
+    /// scale (an absolute kappa cut a 1 Mbit/s flow 10x harder than a 10
+    /// Mbit/s one). The loop gain is then `ramp (1-q)/q` per second: 3 at
+    /// 0.03 and q = 1 %, stable for feedback delays up to about 0.5 s
+    /// (docs/montra.md). 0: `controller.kappa` as is.
+    pub ramp: f64,
     /// Receiver ack policy.
     pub ack_policy: AckPolicy,
     /// Sender loss-detection tunables.
@@ -183,12 +200,13 @@ impl Default for Settings {
             lan_address_v4: None,
             lan_address_v6: None,
             uplink_mtu: 1500,
-            mean_packet_bytes: 1250,
-            cap_margin: 1.1,
-            initial_fraction: 0.1,
+            rate_unit_bytes: 1250,
+            cap_factor: 2.0,
+            initial_fraction: 1.0,
             best_effort_pps: 100.0,
             queue_capacity: 256,
             controller: ControllerConfig::default(),
+            ramp: 0.03,
             ack_policy: AckPolicy::default(),
             tracker: TrackerConfig::default(),
             classifier: classify::Settings {
@@ -466,6 +484,7 @@ impl Gateway {
                 flows: u32::from(queues.max(1)),
                 queue_capacity: settings.queue_capacity.max(1),
                 seed: settings.seed,
+                unit_bytes: settings.rate_unit_bytes,
                 ..PacingConfig::default()
             },
             now,
@@ -563,7 +582,7 @@ impl Gateway {
 
     /// Packets per second per Mbit/s at the configured mean packet size.
     fn pps_per_mbps(&self) -> f64 {
-        1e6 / (8.0 * f64::from(self.settings.mean_packet_bytes.max(1)))
+        1e6 / (8.0 * f64::from(self.settings.rate_unit_bytes.max(1)))
     }
 
     /// Aggregate (target pps, weight in pps units) of flow `fi` under `plan`:
@@ -579,26 +598,53 @@ impl Gateway {
         (n * rate_mbps * k, n * weight * k)
     }
 
+    /// Controller targets and pacer rates of every flow starting here under
+    /// `plan`. Rules (docs/montra.md): the cap is the target x `cap_factor`,
+    /// or the target itself for a floored flow; a flow getting a target for
+    /// the first time (or again after none) starts at `initial_fraction` x
+    /// the target; a flow whose target changes keeps its rate relative to
+    /// the target (a controller running 5 % under a target it cannot reach
+    /// stays 5 % under the new one, and a class whose admitted sessions
+    /// double doubles its rate at once instead of ramping).
     fn apply_rates(&mut self, plan: &PlanTable, now: Nanos, fresh: bool) {
-        let max_weight = (0..self.flows.len())
-            .map(|fi| self.flow_targets(plan, fi).1)
-            .fold(0.0, f64::max);
+        let (heaviest_target, max_weight) = (0..self.flows.len())
+            .filter(|&fi| self.flows[fi].role == Role::Origin)
+            .map(|fi| self.flow_targets(plan, fi))
+            .fold((0.0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
+        let mut cc = self.settings.controller;
+        if self.settings.ramp > 0.0 && heaviest_target > 0.0 {
+            cc.kappa = self.settings.ramp * heaviest_target;
+        }
         for fi in 0..self.flows.len() {
             if self.flows[fi].role != Role::Origin {
                 continue;
             }
             let (target, weight) = self.flow_targets(plan, fi);
+            let cap_pps = if plan.is_floored(fi) {
+                target
+            } else {
+                target * self.settings.cap_factor.max(1.0)
+            };
             let fp = ControllerTarget {
                 weight,
                 max_weight,
-                cap_pps: target * self.settings.cap_margin,
+                cap_pps,
             };
             let x0 = target * self.settings.initial_fraction;
-            let (cc, tc) = (self.settings.controller, self.settings.tracker);
+            let tc = self.settings.tracker;
             let flow = &mut self.flows[fi];
             let rate = match (&mut flow.origin, fresh) {
                 (Some(o), false) => {
+                    let (before, old) = (o.ctl.rate(), o.target_pps);
                     o.ctl.set_target(fp);
+                    o.ctl.set_kappa(cc.kappa, max_weight);
+                    if target != old && target > 0.0 {
+                        o.ctl.set_rate(if old > 0.0 {
+                            before * (target / old)
+                        } else {
+                            x0
+                        });
+                    }
                     o.target_pps = target;
                     o.ctl.rate()
                 }

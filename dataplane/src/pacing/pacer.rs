@@ -36,15 +36,17 @@ impl FlowPacer {
         }
     }
 
-    /// Records a departure that was due at `next_departure_ns` and happened at
-    /// `now_ns`, and draws the next one: `max(scheduled, now - max_lag) + Exp`.
+    /// Records a departure of `units` rate units (1 for a packet in packets/s;
+    /// its bytes over the unit when pacing bytes) that was due at
+    /// `next_departure_ns` and happened at `now_ns`, and draws the next one:
+    /// `max(scheduled, now - max_lag) + Exp` with mean `units / rate`.
     #[inline]
-    pub fn on_departure(&mut self, rng: &mut Rng, now_ns: u64, max_lag_ns: u64) -> u64 {
+    pub fn on_departure(&mut self, rng: &mut Rng, now_ns: u64, max_lag_ns: u64, units: f64) -> u64 {
         let base = self
             .next_departure_ns
             .min(now_ns)
             .max(now_ns.saturating_sub(max_lag_ns));
-        self.next_departure_ns = base.saturating_add(rng.exp_gap_ns(self.rate_pps));
+        self.next_departure_ns = base.saturating_add(rng.exp_gap_ns(self.rate_pps / units));
         self.next_departure_ns
     }
 
@@ -95,6 +97,11 @@ pub struct PacingConfig {
     pub seed: u64,
     /// Largest lateness (ns) made up by sending faster afterwards.
     pub max_lag_ns: u64,
+    /// Bytes per rate unit: a departure of `len` bytes is followed by a gap
+    /// of mean `len / unit_bytes / rate` (the flow paces bytes at
+    /// `rate * unit_bytes` B/s whatever its packet sizes). 0: every packet
+    /// is one unit (packets/s).
+    pub unit_bytes: u32,
 }
 
 impl Default for PacingConfig {
@@ -105,6 +112,7 @@ impl Default for PacingConfig {
             tick_shift: TimerWheel::DEFAULT_SHIFT,
             seed: 1,
             max_lag_ns: 100_000,
+            unit_bytes: 0,
         }
     }
 }
@@ -157,6 +165,7 @@ pub struct PacingTable {
     /// How many of `released` are valid.
     n_released: usize,
     max_lag_ns: u64,
+    unit_bytes: u32,
     stats: PacingStats,
 }
 
@@ -186,6 +195,7 @@ impl PacingTable {
             released: [0; BATCH_SIZE],
             n_released: 0,
             max_lag_ns: cfg.max_lag_ns,
+            unit_bytes: cfg.unit_bytes,
             stats: PacingStats::default(),
         })
     }
@@ -316,7 +326,12 @@ impl PacingTable {
                 pushed += 1;
                 self.n_released = pushed;
             }
-            let next = self.pacers[f].on_departure(&mut self.rng, now_ns, self.max_lag_ns);
+            let units = if self.unit_bytes == 0 {
+                1.0
+            } else {
+                f64::from(pkt.len.max(1)) / f64::from(self.unit_bytes)
+            };
+            let next = self.pacers[f].on_departure(&mut self.rng, now_ns, self.max_lag_ns, units);
             if len > 1 && next != u64::MAX {
                 self.wheel.schedule(flow, next);
             }
@@ -367,6 +382,7 @@ mod tests {
             tick_shift: shift,
             seed: 77,
             max_lag_ns: 100_000,
+            unit_bytes: 0,
         };
         PacingTable::new(cfg, 0).unwrap()
     }
@@ -488,6 +504,70 @@ mod tests {
             let err = (achieved - rate).abs() / rate;
             eprintln!("rate {rate}: achieved {achieved:.1} ({:.3}%)", err * 100.0);
             assert!(err < 0.01, "rate {rate}: achieved {achieved}");
+        }
+    }
+
+    #[test]
+    fn byte_pacing_keeps_the_byte_rate_whatever_the_sizes() {
+        // 1000 units/s of 1250 B = 1.25 MB/s, with frames of 100, 1250 and
+        // 1500 B mixed: the bytes sent over 10^5 departures keep the rate;
+        // in packet mode the same rate is 1000 packets/s whatever their size.
+        for unit_bytes in [1250u32, 0] {
+            let mut t = PacingTable::new(
+                PacingConfig {
+                    flows: 1,
+                    queue_capacity: 8,
+                    tick_shift: 0,
+                    seed: 5,
+                    max_lag_ns: 100_000,
+                    unit_bytes,
+                },
+                0,
+            )
+            .unwrap();
+            t.set_rate(0, 1000.0, 0);
+            let sizes = [100u32, 1250, 1500];
+            let mut i = 0usize;
+            let mut next = |tag: u64| {
+                i += 1;
+                Packet::new(tag, sizes[i % 3], 0, 0)
+            };
+            for tag in 0..8 {
+                t.enqueue(0, next(tag), 0).unwrap();
+            }
+            let (mut bytes, mut sent, mut out) = (0u64, 0u64, Batch::new());
+            let mut first_last = (None, 0u64);
+            while sent < 100_000 {
+                let now = t.next_wakeup_ns().expect("backlogged");
+                out.clear();
+                t.poll(now, &mut out);
+                for p in out.as_slice() {
+                    if first_last.0.is_none() {
+                        first_last.0 = Some(now);
+                    } else {
+                        // The gap after the first departure onwards: count
+                        // every departure but the last one's bytes below.
+                        bytes += u64::from(p.len);
+                        sent += 1;
+                    }
+                    first_last.1 = now;
+                    t.enqueue(0, next(sent), now).unwrap();
+                }
+            }
+            let secs = (first_last.1 - first_last.0.unwrap()) as f64 / 1e9;
+            if unit_bytes == 0 {
+                let pps = sent as f64 / secs;
+                assert!((pps - 1000.0).abs() < 10.0, "packet mode: {pps} pps");
+            } else {
+                // Each gap is charged to the packet before it: the bytes of
+                // departures 0..n-1 over the time from the first to the last.
+                let bps = bytes as f64 / secs;
+                let want = 1000.0 * f64::from(unit_bytes);
+                assert!(
+                    (bps - want).abs() / want < 0.01,
+                    "byte mode: {bps} B/s vs {want}"
+                );
+            }
         }
     }
 

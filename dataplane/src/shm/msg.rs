@@ -138,11 +138,16 @@ pub enum PlanEntry {
         rate_mbps: f64,
         /// MONtra weight `w_f`.
         weight: f64,
+        /// The mapping floored the weight (no priced link on the path): the
+        /// controller's cap is the target itself.
+        floored: bool,
     },
 }
 
 const TAG_CLASS: u64 = 1;
 const TAG_FLOW: u64 = 2;
+/// A flow entry whose weight the mapping floored.
+const TAG_FLOW_FLOORED: u64 = 3;
 
 impl PlanEntry {
     /// The three words of this entry (`tag << 32 | index`, `a`, `b`): the
@@ -156,8 +161,9 @@ impl PlanEntry {
                 flow,
                 rate_mbps,
                 weight,
+                floored,
             } => [
-                TAG_FLOW << 32 | u64::from(flow),
+                (if floored { TAG_FLOW_FLOORED } else { TAG_FLOW }) << 32 | u64::from(flow),
                 rate_mbps.to_bits(),
                 weight.to_bits(),
             ],
@@ -172,10 +178,11 @@ impl PlanEntry {
                 class: idx,
                 sessions: u32::try_from(w[1]).map_err(|_| DecodeError::Field)?,
             }),
-            TAG_FLOW => Ok(PlanEntry::Flow {
+            t @ (TAG_FLOW | TAG_FLOW_FLOORED) => Ok(PlanEntry::Flow {
                 flow: idx,
                 rate_mbps: f64::from_bits(w[1]),
                 weight: f64::from_bits(w[2]),
+                floored: t == TAG_FLOW_FLOORED,
             }),
             _ => Err(DecodeError::Field),
         }
@@ -511,17 +518,17 @@ pub struct FlowTelemetry {
 
 impl FlowTelemetry {
     /// The telemetry of flow `flow` riding `path`, from its counters; the
-    /// rate goes in bit/s for packets of `mean_packet_bytes`.
+    /// rate goes in bit/s for packets of `rate_unit_bytes`.
     pub fn new(
         flow: u32,
         path: u32,
         c: &crate::overlay::FlowCounters,
-        mean_packet_bytes: u32,
+        rate_unit_bytes: u32,
     ) -> Self {
         Self {
             flow,
             path,
-            rate_bps: c.rate_bps(mean_packet_bytes),
+            rate_bps: c.rate_bps(rate_unit_bytes),
             acks: c.acked,
             losses: c.lost,
             queue_drops: c.queue_drops,

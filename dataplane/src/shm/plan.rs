@@ -99,6 +99,7 @@ pub fn plan_entries(plan: &PlanTable) -> Vec<PlanEntry> {
             flow: idx(f),
             rate_mbps,
             weight,
+            floored: plan.is_floored(f),
         });
     }
     out
@@ -498,6 +499,7 @@ impl PlanAssembler {
                 flow,
                 rate_mbps,
                 weight,
+                floored,
             } => {
                 if !usable(rate_mbps) || !usable(weight) {
                     return false;
@@ -510,6 +512,7 @@ impl PlanAssembler {
                         *seen = true;
                         self.building.rate_mbps[i] = rate_mbps;
                         self.building.weight[i] = weight;
+                        self.building.floored[i] = floored;
                         true
                     }
                     _ => false,

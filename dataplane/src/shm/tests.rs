@@ -24,6 +24,7 @@ fn entries(epoch: u64) -> Vec<PlanEntry> {
         flow: f,
         rate_mbps: epoch as f64 + f64::from(f),
         weight: 1.0 + f64::from(f),
+        floored: f % 3 == 0,
     }));
     v
 }
@@ -53,6 +54,10 @@ fn plan_stages_then_switches_on_the_active_word() {
     assert_eq!(p.sessions, vec![5, 6, 7, 8]);
     assert_eq!(p.rate_mbps[23], 28.0);
     assert_eq!(p.weight[3], 4.0);
+    assert!(
+        p.floored[3] && !p.floored[4],
+        "the floored flag goes through"
+    );
     assert_eq!(a.counters().switched, 1);
     assert_eq!(a.counters().refused(), 0);
 }
@@ -103,6 +108,7 @@ fn checksum_mismatch_refused() {
             flow: 5,
             rate_mbps: 99.0,
             weight: 1.0,
+            floored: false,
         };
     }
     assert_eq!(
@@ -126,12 +132,14 @@ fn invalid_plans_refused() {
                 flow: 0,
                 rate_mbps: 1.0,
                 weight: 1.0,
+                floored: false,
             },
         ],
         vec![PlanEntry::Flow {
             flow: 24,
             rate_mbps: 1.0,
             weight: 1.0,
+            floored: false,
         }],
         vec![PlanEntry::Class {
             class: 4,
@@ -141,27 +149,32 @@ fn invalid_plans_refused() {
             flow: 1,
             rate_mbps: f64::NAN,
             weight: 1.0,
+            floored: false,
         }],
         vec![PlanEntry::Flow {
             flow: 1,
             rate_mbps: 1.0,
             weight: -1.0,
+            floored: false,
         }],
         vec![PlanEntry::Flow {
             flow: 1,
             rate_mbps: f64::INFINITY,
             weight: 1.0,
+            floored: false,
         }],
         vec![
             PlanEntry::Flow {
                 flow: 1,
                 rate_mbps: 1.0,
                 weight: 1.0,
+                floored: false,
             },
             PlanEntry::Flow {
                 flow: 1,
                 rate_mbps: 2.0,
                 weight: 1.0,
+                floored: false,
             },
         ],
     ];
@@ -570,7 +583,7 @@ proptest! {
     /// Chunks round-trip through the wire form.
     #[test]
     fn chunk_round_trip(epoch in any::<u64>(), n in 0usize..=CHUNK_ENTRIES, rate in any::<f64>()) {
-        let e: Vec<PlanEntry> = (0..n).map(|i| PlanEntry::Flow { flow: u32::try_from(i).unwrap(), rate_mbps: rate, weight: 1.0 }).collect();
+        let e: Vec<PlanEntry> = (0..n).map(|i| PlanEntry::Flow { flow: u32::try_from(i).unwrap(), rate_mbps: rate, weight: 1.0, floored: false }).collect();
         for c in plan_commands(epoch, &e) {
             let d = Command::decode(&c.encode()).unwrap();
             // NaN != NaN: compare the wire words instead.
