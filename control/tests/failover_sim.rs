@@ -395,6 +395,10 @@ fn a_false_alarm_sends_the_flows_to_the_detour_and_back_to_the_direct_path() {
             .find(|c| c.0 > alarm && c.1 == 0)
             .unwrap_or_else(|| panic!("seed {seed}: never back on the direct path: {r:?}"));
         let hold = SimConfig::default().manager.health.failback_after_ns;
+        println!(
+            "  back on the direct path {} ms after the alarm",
+            (back.0 - alarm) / MS
+        );
         assert!(
             back.0 >= alarm + hold,
             "seed {seed}: back after {} ms, before the hold",
@@ -434,6 +438,7 @@ fn a_short_outage_of_the_direct_path_heals_and_the_flows_return() {
             .iter()
             .find(|c| c.0 > repair && c.1 == 0)
             .unwrap_or_else(|| panic!("seed {seed}: never back: {r:?}"));
+        println!("  back {} ms after the repair", (back.0 - repair) / MS);
         assert!(
             back.0 >= repair + 10 * SEC && back.0 <= repair + 18 * SEC + 36 * SEC,
             "seed {seed}: back {} s after the repair",
