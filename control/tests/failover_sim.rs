@@ -333,3 +333,175 @@ fn simulation_is_deterministic() {
     );
     assert_eq!(a, b);
 }
+
+// ----- Three sites, the live dataplane's ack-gap reflex (issue 12) --------------------------
+
+/// Runs the triangle (direct path 0, detour path 1 via W) with the dataplane's reflex on.
+fn run_triangle(
+    topo: &Topology,
+    faults: Vec<Fault>,
+    false_alarms: Vec<Nanos>,
+    duration: Nanos,
+    seed: u64,
+) -> SimReport {
+    let trace = Trace { duration, faults };
+    let r = sim::run(
+        topo,
+        &trace,
+        &SimConfig {
+            seed,
+            reflex: true,
+            false_alarms,
+            ..SimConfig::default()
+        },
+    );
+    assert_eq!(r.stalls, 0, "manager asked for a timer in the past");
+    assert_eq!(r.invariant_violations, 0);
+    r
+}
+
+/// The path the flows rode at `t` (the last change at or before it).
+fn carried_at(r: &SimReport, t: Nanos) -> Option<usize> {
+    r.carried_log
+        .iter()
+        .take_while(|c| c.0 <= t)
+        .last()
+        .map(|c| c.1)
+}
+
+/// A false alarm (an ack gap on a direct path that works): the dataplane's reflex moves the
+/// flows to the detour at once; the manager confirms the detour (the path whose acks stopped
+/// does not win the race it started while another candidate answers) and brings the flows back
+/// by the return rule: the direct path is up again within a few hundred ms, so the flows return
+/// after `health.failback_after_ns` (10 s) plus at most one evaluation period and the probe
+/// jitter. Before, the direct path's own answer won that race, the manager kept it as the
+/// active path without telling the dataplane, and the flows stayed on the detour for good.
+#[test]
+fn a_false_alarm_sends_the_flows_to_the_detour_and_back_to_the_direct_path() {
+    let topo = Topology::triangle();
+    let alarm = 60 * SEC;
+    for seed in 1..=4 {
+        let r = run_triangle(&topo, Vec::new(), vec![alarm], 200 * SEC, seed);
+        summary(&format!("triangle false alarm, seed {seed}"), &r);
+        assert_eq!(
+            carried_at(&r, alarm - 1),
+            Some(0),
+            "seed {seed}: direct first"
+        );
+        assert_eq!(r.reflex_log, vec![(alarm, 0, 1)], "seed {seed}");
+        let back = r
+            .carried_log
+            .iter()
+            .find(|c| c.0 > alarm && c.1 == 0)
+            .unwrap_or_else(|| panic!("seed {seed}: never back on the direct path: {r:?}"));
+        let hold = SimConfig::default().manager.health.failback_after_ns;
+        println!(
+            "  back on the direct path {} ms after the alarm",
+            (back.0 - alarm) / MS
+        );
+        assert!(
+            back.0 >= alarm + hold,
+            "seed {seed}: back after {} ms, before the hold",
+            (back.0 - alarm) / MS
+        );
+        assert!(
+            back.0 <= alarm + hold + 3 * SEC,
+            "seed {seed}: back only after {} ms",
+            (back.0 - alarm) / MS
+        );
+        assert_eq!(r.final_active, Some(0), "seed {seed}");
+        // One move away (confirming the reflex), one back; nothing else.
+        assert_eq!(r.moves, 2, "seed {seed}: {:?}", r.move_log);
+    }
+}
+
+/// A short real outage of the direct path (its core hop for 20 s): the flows ride the detour
+/// meanwhile and come back once the direct path has been up 10 s with its last 32 probes
+/// answered: about 32 s after its first answered probe, which comes with the down path's next
+/// exploration probe (1, 2, 4, 8, 16 s apart, + 10 % jitter, during a 20 s outage).
+#[test]
+fn a_short_outage_of_the_direct_path_heals_and_the_flows_return() {
+    let topo = Topology::triangle();
+    let (cut, repair) = (60 * SEC, 80 * SEC);
+    for seed in 1..=3 {
+        let r = run_triangle(
+            &topo,
+            vec![outage(&topo, "A0-B0", cut, repair, false)],
+            Vec::new(),
+            300 * SEC,
+            seed,
+        );
+        summary(&format!("triangle direct outage, seed {seed}"), &r);
+        assert_eq!(carried_at(&r, cut + 5 * SEC), Some(1), "seed {seed}");
+        let back = r
+            .carried_log
+            .iter()
+            .find(|c| c.0 > repair && c.1 == 0)
+            .unwrap_or_else(|| panic!("seed {seed}: never back: {r:?}"));
+        println!("  back {} ms after the repair", (back.0 - repair) / MS);
+        assert!(
+            back.0 >= repair + 10 * SEC && back.0 <= repair + 18 * SEC + 36 * SEC,
+            "seed {seed}: back {} s after the repair",
+            (back.0 - repair) / SEC
+        );
+        assert_eq!(r.final_active, Some(0), "seed {seed}");
+    }
+}
+
+/// A direct path that turned bad at the false alarm (30 % loss from then on) does not win the
+/// flows back from the clean detour: its probe history is never clean for 32 probes.
+#[test]
+fn a_lossy_direct_path_does_not_win_back() {
+    let topo = Topology::triangle();
+    let alarm = 60 * SEC;
+    let lossy = Fault {
+        hop: topo.hop("A0-B0").expect("hop"),
+        start: alarm - MS,
+        end: 600 * SEC,
+        kind: FaultKind::Lossy { loss: 0.3 },
+    };
+    for seed in 1..=3 {
+        let r = run_triangle(&topo, vec![lossy], vec![alarm], 600 * SEC, seed);
+        summary(&format!("triangle lossy direct, seed {seed}"), &r);
+        assert!(
+            r.carried_log.iter().all(|c| c.0 < alarm || c.1 == 1),
+            "seed {seed}: back on the lossy direct path: {:?}",
+            r.carried_log
+        );
+        assert_eq!(r.final_active, Some(1), "seed {seed}");
+    }
+}
+
+/// A direct path about as good as the detour (28 ms RTT against 20 ms + the 10 ms waypoint
+/// penalty): after a false alarm the flows stay on the detour (the direct path's rank is not
+/// below 0.8 x the detour's), and further false alarms, on whichever path carries the flows,
+/// move them at most once each: no oscillation.
+#[test]
+fn comparable_paths_do_not_flap() {
+    let mut topo = Topology::triangle();
+    let core = topo.hop("A0-B0").expect("hop");
+    topo.hops[core].one_way = 13 * MS;
+    assert_eq!(topo.rtt(0), 28 * MS);
+    let first = 60 * SEC;
+    for seed in 1..=3 {
+        let r = run_triangle(&topo, Vec::new(), vec![first], 600 * SEC, seed);
+        summary(&format!("triangle comparable, seed {seed}"), &r);
+        assert_eq!(carried_at(&r, first - 1), Some(0), "seed {seed}");
+        assert!(
+            r.carried_log.iter().all(|c| c.0 <= first || c.1 == 1),
+            "seed {seed}: flapped: {:?}",
+            r.carried_log
+        );
+        assert_eq!(r.moves, 1, "seed {seed}: {:?}", r.move_log);
+        // False alarms every 20 s: each moves the flows at most once, never back and forth
+        // within the return hold.
+        let alarms: Vec<Nanos> = (0..20).map(|k| first + k * 20 * SEC).collect();
+        let r = run_triangle(&topo, Vec::new(), alarms.clone(), 600 * SEC, seed);
+        assert!(
+            r.carried_log.len() <= 1 + 2 * alarms.len(),
+            "seed {seed}: {} changes",
+            r.carried_log.len()
+        );
+        assert!(r.max_moves_per_minute <= 6, "seed {seed}: {:?}", r.move_log);
+    }
+}

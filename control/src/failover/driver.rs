@@ -17,7 +17,9 @@
 //!   and every flow of this site leaving toward that peer; they are kept and resent after a
 //!   re-attach (a restarted dataplane starts from its own choice). A path the manager holds
 //!   down is marked down in the dataplane too ([`FLOW_MARK_DOWN`], and [`FLOW_MARK_UP`] when it
-//!   recovers), so the dataplane's ack-gap reflex never falls back on it. [`Action::ReportLinks`]
+//!   recovers), so the dataplane's ack-gap reflex never falls back on it. A path that reflex
+//!   dropped (an ack gap) stays down in the dataplane until an assignment or an up mark: it is
+//!   marked up once the manager holds it up again. [`Action::ReportLinks`]
 //!   becomes link states for PFO: the instance link between this site and a peer is failed when
 //!   every direct path to the peer is failed or degraded.
 
@@ -83,6 +85,9 @@ pub struct FailoverDriver {
     marked_down: Vec<Option<bool>>,
     /// Down / up marks to send: (reference, down).
     marks: Vec<(u32, bool)>,
+    /// Per path id: dropped by the dataplane's ack-gap reflex (it holds the path down until an
+    /// assignment or an up mark raises it).
+    reflex_down: Vec<bool>,
     /// Last cumulative (acks, losses) and path per (worker, flow).
     flow_last: BTreeMap<(usize, u32), (u64, u64, u32)>,
     /// Feedback window per path reference: (acked, lost, opened at).
@@ -180,6 +185,7 @@ impl FailoverDriver {
             wanted: vec![None; npeers],
             marked_down: Vec::new(),
             marks: Vec::new(),
+            reflex_down: Vec::new(),
             flow_last: BTreeMap::new(),
             windows: BTreeMap::new(),
             link_failed: vec![None; npeers],
@@ -308,7 +314,15 @@ impl FailoverDriver {
             return;
         };
         match event {
-            PathEventKind::AckGap => self.mgr.on_ack_gap(pid, now),
+            PathEventKind::AckGap => {
+                // The dataplane dropped the path: it stays down there until we raise it.
+                self.reflex_down.resize(self.refs.len(), false);
+                let i = usize::try_from(pid.0).unwrap_or(usize::MAX);
+                if let Some(d) = self.reflex_down.get_mut(i) {
+                    *d = true;
+                }
+                self.mgr.on_ack_gap(pid, now);
+            }
             // Our own probes will tell; an echo to anyone's probe is not a verdict.
             PathEventKind::Up => {}
         }
@@ -369,11 +383,18 @@ impl FailoverDriver {
         }
         self.collect(now);
         self.marked_down.resize(self.refs.len(), None);
+        self.reflex_down.resize(self.refs.len(), false);
         for (i, marked) in self.marked_down.iter_mut().enumerate() {
             let Ok(id) = u32::try_from(i) else { break };
-            let down = self.mgr.path_state(PathId(id)) == Some(PathState::Down);
-            if *marked != Some(down) {
+            let state = self.mgr.path_state(PathId(id));
+            let down = state == Some(PathState::Down);
+            // A path the reflex dropped is raised once the manager holds it up again (not
+            // while it is only suspect: its flows may still be assigned to it), so that the
+            // dataplane counts it as a direct path up again and may fall back on it.
+            let raise = self.reflex_down[i] && state == Some(PathState::Up);
+            if *marked != Some(down) || raise {
                 *marked = Some(down);
+                self.reflex_down[i] = false;
                 self.marks.push((self.refs[i], down));
             }
         }
@@ -407,6 +428,7 @@ impl FailoverDriver {
         // The dataplane's own view may be anything (it chose alone while we were away, or it
         // restarted): tell it every path's state again.
         self.marked_down.iter_mut().for_each(|m| *m = None);
+        self.reflex_down.iter_mut().for_each(|d| *d = false);
         self.marks.clear();
         self.flow_last.clear();
         self.windows.clear();
@@ -442,6 +464,15 @@ impl FailoverDriver {
     pub fn assigned(&mut self, peer: usize) {
         if let Some(Some(w)) = self.wanted.get_mut(peer) {
             w.1 = true;
+            // An assignment raises its path in the dataplane.
+            let r = w.0;
+            if let Some(&id) = self.ids.get(&r)
+                && let Some(d) = usize::try_from(id.0)
+                    .ok()
+                    .and_then(|i| self.reflex_down.get_mut(i))
+            {
+                *d = false;
+            }
         }
     }
 

@@ -26,7 +26,9 @@ pub enum Action {
         /// Probe sequence number (per path, wrapping).
         seq: u32,
     },
-    /// Move the flows toward `dst_site` from `from` (if any) to `to`.
+    /// Move the flows toward `dst_site` from `from` (if any) to `to`. `from == Some(to)`: the
+    /// dataplane's reflex took the flows off `to` (an ack gap) and the manager keeps it; they
+    /// go back to it.
     MoveFlows {
         /// Destination site.
         dst_site: SiteId,
@@ -166,6 +168,10 @@ struct Dest {
     race_retry_at: Nanos,
     race_wanted: bool,
     last_move: Option<Nanos>,
+    /// The dataplane's reflex took the flows off the active path (an ack gap on it): the
+    /// dataplane carries them elsewhere until it is told a path again, so the decision that
+    /// follows is announced even if it keeps the active path.
+    vacated: bool,
     dirty: bool,
 }
 
@@ -288,6 +294,7 @@ impl PathManager {
                     race_retry_at: now,
                     race_wanted: true,
                     last_move: None,
+                    vacated: false,
                     dirty: false,
                 });
                 let d = self.dests.len() - 1;
@@ -541,6 +548,8 @@ impl PathManager {
         let d = e.dest;
         if self.dests[d].active == Some(path) {
             self.dests[d].race_wanted = true;
+            // The dataplane's reflex has moved the flows off it already.
+            self.dests[d].vacated = true;
         }
         self.mark(d);
         self.finish(now);
@@ -876,9 +885,14 @@ impl PathManager {
         // A lossy path answers now and then: while a clean alternative (not
         // the active path, whose failure started the race) is in the race,
         // its answer is only the fallback (MONET's first answer, among the
-        // paths that do not lose packets).
+        // paths that do not lose packets). So is the answer of an active
+        // path whose acks stopped (the dataplane left it): its probes may
+        // pass while its data does not, and a false alarm must not keep the
+        // flows on a path the dataplane no longer uses; it earns them back
+        // by the return rule.
         let active = self.dests[d].active;
-        if self.lossy(path)
+        let vacated = self.dests[d].vacated && active == Some(path);
+        if (vacated || self.lossy(path))
             && race.candidates.iter().any(|&c| {
                 c != path && Some(c) != active && !self.lossy(c) && self.usable_or_only(d, c)
             })
@@ -897,7 +911,7 @@ impl PathManager {
         self.dests[d].race_failures = 0;
         self.dests[d].race_wanted = false;
         self.stats.races_won += 1;
-        if self.dests[d].active != Some(path) {
+        if self.dests[d].active != Some(path) || self.dests[d].vacated {
             self.move_to(d, path, now, MoveKind::Failover);
         }
     }
@@ -919,9 +933,12 @@ impl PathManager {
 
     fn move_to(&mut self, d: usize, to: PathId, now: Nanos, kind: MoveKind) {
         let from = self.dests[d].active;
-        if from == Some(to) {
+        if from == Some(to) && !self.dests[d].vacated {
             return;
         }
+        // Announced even when it keeps the active path (the dataplane left it): the flows go
+        // back to it.
+        self.dests[d].vacated = false;
         let kind = if from.is_none() {
             MoveKind::Initial
         } else {
@@ -959,6 +976,11 @@ impl PathManager {
             Some(a) => {
                 if self.path_state(a) == Some(PathState::Up) {
                     self.dests[d].race_wanted = false;
+                    // Its race ended without an answer while it came back up: it is the
+                    // dataplane's path again.
+                    if self.dests[d].vacated && self.dests[d].race.is_none() {
+                        self.move_to(d, a, now, MoveKind::Failover);
+                    }
                 }
             }
         }

@@ -10,6 +10,9 @@
 //! gap, manager timer) nothing changes, so metrics are integrated over whole intervals.
 //! The flow sends one packet per `packet_interval` on the active path; the dataplane model
 //! reports per-window acks/losses one RTT later and an ack gap `ack_gap` after the last ack.
+//! With [`SimConfig::reflex`] it also models the live dataplane's ack-gap reflex: the path that
+//! lost its acks is dropped and the flows fall back to the first candidate the dataplane holds
+//! usable, until the manager assigns a path again (see [`SimConfig::reflex`]).
 
 pub mod trace;
 
@@ -17,6 +20,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use super::config::{PathConfig, UplinkConfig};
+use super::health::PathState;
 use super::ids::{AddrId, MS, Nanos, PathId, PathKey, SEC, SiteId, UplinkId};
 use super::manager::{Action, PathManager, PathStats};
 use mongate_dataplane::sys::rng::SplitMix64;
@@ -148,6 +152,49 @@ impl Topology {
         }
     }
 
+    /// Three sites of one uplink each, every access link 0.5 ms and every core path 4 ms one
+    /// way (5 ms per site pair): path 0 direct A -> B (10 ms RTT), path 1 through waypoint W
+    /// (20 ms RTT). Hops `A0`, `B0`, `W0`, `A0-B0`, `A0-W0`, `W0-B0`; 20 Mbit/s uplink.
+    pub fn triangle() -> Self {
+        let hop = |name: &str, one_way: Nanos, access: bool, uplink: Option<UplinkId>| Hop {
+            name: name.to_string(),
+            one_way,
+            base_loss: 0.0005,
+            access,
+            uplink,
+        };
+        let hops = vec![
+            hop("A0", MS / 2, true, Some(UplinkId(0))),
+            hop("B0", MS / 2, true, None),
+            hop("W0", MS / 2, true, None),
+            hop("A0-B0", 4 * MS, false, None),
+            hop("A0-W0", 4 * MS, false, None),
+            hop("W0-B0", 4 * MS, false, None),
+        ];
+        let paths = vec![
+            SimPath {
+                key: key(0, None, 0),
+                hops: vec![0, 3, 1],
+            },
+            SimPath {
+                key: key(0, Some(SITE_W), 0),
+                hops: vec![0, 4, 2, 2, 5, 1],
+            },
+        ];
+        Self {
+            hops,
+            paths,
+            uplinks: vec![UplinkConfig {
+                id: UplinkId(0),
+                capacity_bytes_per_s: 2_500_000,
+                cost: 0,
+            }],
+            baseline: 0,
+            preferred: vec![0],
+            dst: SITE_B,
+        }
+    }
+
     /// Index of the hop called `name`.
     pub fn hop(&self, name: &str) -> Option<usize> {
         self.hops.iter().position(|h| h.name == name)
@@ -191,6 +238,14 @@ pub struct SimConfig {
     pub failed_loss: f64,
     /// Uniform random extra delay of each probe reply, `[0, rtt_jitter)`.
     pub rtt_jitter: Nanos,
+    /// Model the live dataplane's ack-gap reflex: at an ack gap the path is dropped (until the
+    /// manager assigns it again, or marks it up after holding it down) and the flows fall back
+    /// to the first path, in topology order, that the dataplane holds usable (not dropped, not
+    /// down in the manager); off: the flows ride the manager's active path only.
+    pub reflex: bool,
+    /// False alarms: at these times the dataplane reports an ack gap on the path the flows
+    /// ride although it works (a burst of queueing, a few lost acks).
+    pub false_alarms: Vec<Nanos>,
     /// Manager configuration (its `uplinks` are replaced by the topology's).
     pub manager: PathConfig,
 }
@@ -206,6 +261,8 @@ impl Default for SimConfig {
             ack_regap: 250 * MS,
             failed_loss: 0.2,
             rtt_jitter: MS,
+            reflex: false,
+            false_alarms: Vec::new(),
             manager: PathConfig::default(),
         }
     }
@@ -250,6 +307,10 @@ pub struct SimReport {
     pub final_active: Option<usize>,
     /// Every move: (time, from, to), as topology path indices.
     pub move_log: Vec<(Nanos, Option<usize>, usize)>,
+    /// Moves of the dataplane's reflex ([`SimConfig::reflex`]): (time, from, to).
+    pub reflex_log: Vec<(Nanos, usize, usize)>,
+    /// The path the flows rode over time: (since, path), one entry per change.
+    pub carried_log: Vec<(Nanos, usize)>,
 }
 
 impl SimReport {
@@ -376,6 +437,10 @@ struct Run<'a> {
     pref_on: Nanos,
     move_times: Vec<Nanos>,
     report: SimReport,
+    /// Paths the dataplane's reflex dropped (ack gap), until assigned or marked up again.
+    dropped: Vec<bool>,
+    /// Paths the manager holds down (the driver's down marks), as last seen.
+    held_down: Vec<bool>,
 }
 
 /// Runs the managed gateway and the baseline over `trace`.
@@ -444,10 +509,17 @@ pub fn run(topo: &Topology, trace: &Trace, cfg: &SimConfig) -> SimReport {
             stats: PathStats::default(),
             final_active: None,
             move_log: Vec::new(),
+            reflex_log: Vec::new(),
+            carried_log: Vec::new(),
         },
+        dropped: vec![false; topo.paths.len()],
+        held_down: vec![false; topo.paths.len()],
     };
     run.drain(0);
     let mut carrier_down = vec![0u32; topo.uplinks.len()];
+    let mut alarms = cfg.false_alarms.clone();
+    alarms.sort_unstable();
+    let mut alarm = 0;
     let mut pi = 0;
     let mut now: Nanos = 0;
     let end = trace.duration;
@@ -465,6 +537,9 @@ pub fn run(topo: &Topology, trace: &Trace, cfg: &SimConfig) -> SimReport {
         next = next.min(run.next_tick);
         if let Some(g) = run.gap_at {
             next = next.min(g);
+        }
+        if let Some(&t) = alarms.get(alarm) {
+            next = next.min(t);
         }
         let next = next.max(now);
         run.advance(now, next);
@@ -538,9 +613,13 @@ pub fn run(topo: &Topology, trace: &Trace, cfg: &SimConfig) -> SimReport {
             && now >= g
         {
             run.gap_at = Some(now + cfg.ack_regap);
-            run.mgr
-                .on_ack_gap(PathId(u32::try_from(a).unwrap_or(u32::MAX)), now);
-            run.drain(now);
+            run.ack_gap(a, now);
+        }
+        while alarms.get(alarm).is_some_and(|&t| t <= now) {
+            alarm += 1;
+            if let Some(a) = run.active {
+                run.ack_gap(a, now);
+            }
         }
         if run.deadline.is_some_and(|t| t <= now) {
             run.mgr.handle_timeout(now);
@@ -706,12 +785,52 @@ impl Run<'_> {
                         self.report.moves += 1;
                         self.move_times.push(now);
                     }
-                    self.active = Some(p);
-                    self.gap_at = None;
-                    self.status(now, true);
+                    // An assignment raises the path in the dataplane's view.
+                    self.dropped[p] = false;
+                    self.carry(p, now);
                 }
                 Action::ReportLinks { .. } => {}
             }
+        }
+        // The driver's marks: a path the manager holds down is down in the dataplane too, and
+        // is raised (its reflex drop forgotten) when the manager takes it up again.
+        for p in 0..self.topo.paths.len() {
+            let id = PathId(u32::try_from(p).unwrap_or(u32::MAX));
+            let down = self.mgr.path_state(id) == Some(PathState::Down);
+            if self.held_down[p] && !down {
+                self.dropped[p] = false;
+            }
+            self.held_down[p] = down;
+        }
+    }
+
+    /// The flows ride `p` from `now` on.
+    fn carry(&mut self, p: usize, now: Nanos) {
+        if self.active != Some(p) {
+            self.report.carried_log.push((now, p));
+        }
+        self.active = Some(p);
+        self.gap_at = None;
+        self.status(now, true);
+    }
+
+    /// The dataplane saw no ack on `a` (the path the flows ride): the manager hears it; with
+    /// the reflex on, the dataplane drops `a` and its flows fall back at once.
+    fn ack_gap(&mut self, a: usize, now: Nanos) {
+        self.mgr
+            .on_ack_gap(PathId(u32::try_from(a).unwrap_or(u32::MAX)), now);
+        self.drain(now);
+        if !self.cfg.reflex {
+            return;
+        }
+        self.dropped[a] = true;
+        let fallback =
+            (0..self.topo.paths.len()).find(|&p| p != a && !self.dropped[p] && !self.held_down[p]);
+        if let Some(f) = fallback {
+            self.flush_window(now);
+            self.status(now, false);
+            self.report.reflex_log.push((now, a, f));
+            self.carry(f, now);
         }
     }
 

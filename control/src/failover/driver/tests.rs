@@ -90,6 +90,8 @@ struct World {
     on: u32,
     /// Paths the control holds down in the dataplane's view.
     held_down: std::collections::BTreeSet<u32>,
+    /// Paths the dataplane's ack-gap reflex dropped (until assigned or marked up).
+    dropped: std::collections::BTreeSet<u32>,
     sent_probes: u64,
 }
 
@@ -122,6 +124,7 @@ impl World {
             losses: 0,
             on: r(C, 0),
             held_down: std::collections::BTreeSet::new(),
+            dropped: std::collections::BTreeSet::new(),
             sent_probes: 0,
         };
         w.d.on_paths(&table(), 0);
@@ -173,6 +176,7 @@ impl World {
                     }
                     FLOW_MARK_UP => {
                         self.held_down.remove(&a.path);
+                        self.dropped.remove(&a.path);
                     }
                     f => panic!("not a mark: {f}"),
                 }
@@ -184,6 +188,8 @@ impl World {
                     panic!("not an assignment")
                 };
                 for a in &items[..usize::try_from(*count).unwrap()] {
+                    // An assignment raises its path.
+                    self.dropped.remove(&a.path);
                     // Flow 0 (A->C/direct) leaves toward C.
                     if a.flow == 0 {
                         self.on = a.path;
@@ -222,6 +228,21 @@ impl World {
             };
             self.d.on_flows(0, &[t], self.now);
         }
+    }
+
+    /// The dataplane's reflex: no ack on the path flow 0 rides; it drops the path, moves the
+    /// flow to C's first candidate it holds usable and tells the control.
+    fn ack_gap(&mut self) {
+        let gapped = self.on;
+        self.dropped.insert(gapped);
+        if let Some(f) = (0..6)
+            .map(|i| r(C, i))
+            .find(|p| !self.dropped.contains(p) && !self.held_down.contains(p))
+        {
+            self.on = f;
+        }
+        let now = self.now;
+        self.d.on_path_event(gapped, PathEventKind::AckGap, now);
     }
 
     fn run_for(&mut self, ns: Nanos) {
@@ -314,6 +335,55 @@ fn an_ack_gap_moves_the_flows_to_a_path_that_answers() {
     // And they stay on a live path.
     w.run_for(5 * SEC);
     assert!(w.links[&w.on].alive);
+}
+
+/// A false alarm: the dataplane's reflex moves flow 0 off the direct path, which works, to
+/// the detour (the other direct paths to C are dead, as in a three-site overlay). The direct
+/// path answers the race first; the control still confirms the detour and tells the dataplane
+/// (their views agree again), raises the dropped direct path in the dataplane once it holds it
+/// up, and moves the flow back by the return rule (up 10 s, rank below 0.8 x the detour's).
+/// Before, the direct path's own answer won the race, nothing was sent, and the flow stayed
+/// on the detour for good while the control believed it on the direct path.
+#[test]
+fn after_a_false_alarm_the_flow_rides_the_detour_then_returns_to_the_direct_path() {
+    let mut w = World::new();
+    for i in 1..4 {
+        w.links.get_mut(&r(C, i)).unwrap().alive = false;
+    }
+    // 40 s: the direct path has a history of 32 answered probes (the return rule needs them).
+    w.run_for(40 * SEC);
+    assert!((1..4).all(|i| w.held_down.contains(&r(C, i))));
+    assert_eq!(w.on, r(C, 0));
+    assert_eq!(w.d.wanted_path(1), Some(r(C, 0)));
+    w.ack_gap();
+    assert_eq!(w.on, r(C, 4), "the reflex fell back to the detour");
+    w.run_until(SEC, |w| {
+        w.d.wanted_path(1) == Some(w.on) && !w.dropped.contains(&r(C, 0))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "control wants {:?}, the flow rides {:#x}, dropped {:?}",
+            w.d.wanted_path(1),
+            w.on,
+            w.dropped
+        )
+    });
+    assert!(w.on & 0xFFFF >= 4, "not on a detour: {:#x}", w.on);
+    let t = w
+        .run_until(20 * SEC, |w| w.on == r(C, 0))
+        .expect("back on the direct path");
+    let hold = site_path_config(&cfg()).health.failback_after_ns;
+    assert!(
+        t >= hold - SEC && t <= hold + 3 * SEC,
+        "back after {} ms",
+        t / MS
+    );
+    // And it stays there, the control and the dataplane agreeing.
+    for _ in 0..400 {
+        w.step();
+        assert_eq!(w.d.wanted_path(1), Some(w.on));
+    }
+    assert_eq!(w.on, r(C, 0));
 }
 
 #[test]

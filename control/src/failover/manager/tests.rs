@@ -291,6 +291,84 @@ fn a_lossy_answer_wins_when_no_clean_one_comes() {
     assert_eq!(moved, Some(PathId(1)));
 }
 
+/// Path 0 direct (active), path 1 through waypoint 3, both answering; an ack
+/// gap on path 0 (a false alarm: it still answers) starts a race of both.
+fn false_alarm_race() -> (PathManager, Nanos, Vec<(PathId, u32)>) {
+    let mut m = PathManager::new(cfg(), 7, 0).expect("valid config");
+    for wp in [None, Some(3)] {
+        m.add_path(key(0, 0, wp), 0).expect("path");
+    }
+    let mut d = Driver::new(2);
+    d.run_until(&mut m, 20 * SEC);
+    assert_eq!(m.active_path(DST), Some(PathId(0)));
+    let t = d.now + 1;
+    m.on_ack_gap(PathId(0), t);
+    let mut probes = Vec::new();
+    for k in 0..2 {
+        m.handle_timeout(t + k * 10 * MS);
+        for a in drain(&mut m) {
+            if let Action::Probe { path, seq } = a {
+                probes.push((path, seq));
+            }
+        }
+    }
+    (m, t, probes)
+}
+
+#[test]
+fn a_path_whose_acks_stopped_does_not_win_its_own_race_while_another_answers() {
+    let (mut m, t, probes) = false_alarm_race();
+    let seq = |p: u32| probes.iter().find(|x| x.0 == PathId(p)).expect("raced").1;
+    // The direct path answers first: the dataplane left it, so this is no reason to keep it.
+    m.on_probe_reply(PathId(0), seq(0), t + 10 * MS);
+    assert!(
+        !drain(&mut m)
+            .iter()
+            .any(|a| matches!(a, Action::MoveFlows { .. })),
+        "the suspect path won its own race"
+    );
+    m.on_probe_reply(PathId(1), seq(1), t + 30 * MS);
+    assert_eq!(
+        drain(&mut m),
+        vec![Action::MoveFlows {
+            dst_site: DST,
+            from: Some(PathId(0)),
+            to: PathId(1)
+        }]
+    );
+}
+
+#[test]
+fn a_path_whose_acks_stopped_gets_the_flows_back_when_nothing_else_answers() {
+    let (mut m, t, probes) = false_alarm_race();
+    let seq = |p: u32| probes.iter().find(|x| x.0 == PathId(p)).expect("raced").1;
+    m.on_probe_reply(PathId(0), seq(0), t + 10 * MS);
+    drain(&mut m);
+    // The detour never answers: at the end of the race the flows are told to go back to the
+    // direct path (the dataplane carries them elsewhere), although it stays the active one.
+    let mut moved = None;
+    let mut now = t + 10 * MS;
+    while moved.is_none() && now < t + 5 * SEC {
+        now = m.poll_timeout().expect("a race has a deadline").max(now);
+        m.handle_timeout(now);
+        moved = drain(&mut m).into_iter().find_map(|a| match a {
+            Action::MoveFlows { from, to, .. } => Some((from, to)),
+            _ => None,
+        });
+    }
+    assert_eq!(moved, Some((Some(PathId(0)), PathId(0))));
+    assert_eq!(m.active_path(DST), Some(PathId(0)));
+    // Told once: nothing more to announce.
+    for k in 1..=20 {
+        m.handle_timeout(now + k * 100 * MS);
+        assert!(
+            !drain(&mut m)
+                .iter()
+                .any(|a| matches!(a, Action::MoveFlows { .. }))
+        );
+    }
+}
+
 #[test]
 fn warm_manager_uses_the_cheapest_path() {
     let mut m = manager(cfg());
