@@ -21,8 +21,8 @@
 //! 5. TCP teardown (conntrack-like, on the LAN host's segments): a RST frees
 //!    the session's admission and forgets the session at once; a FIN frees
 //!    the admission at once and keeps the entry, closed, with its flow pin for
-//!    the segments that still follow (last ACKs, a retransmitted FIN) until
-//!    it has been idle for [`sessions::CLOSED_LINGER_NS`] (at most the idle
+//!    the segments that still follow (last ACKs, a retransmitted FIN) for
+//!    [`sessions::CLOSED_LINGER_NS`] after the FIN (at most the idle
 //!    timeout); a SYN (without ACK) on a closed entry opens a new session,
 //!    admitted afresh.
 //!
@@ -343,15 +343,20 @@ impl Classifier {
     #[inline]
     fn hit(&mut self, at: usize, i: &Inner, now: u32) -> Result<Decision, DropReason> {
         self.stats.session_hits += 1;
-        self.sessions.touch_at(at, now);
         let s = *self.sessions.slot_mut(at);
         let (class, mut flow) = (s.class, s.flow);
         let closing = i.rst() || i.fin();
         if s.closed() && i.syn() {
             // A new connection on the tuple of a closed one.
             self.stats.reopened += 1;
+            self.sessions.touch_at(at, now);
             self.sessions.slot_mut(at).set_closed(false);
             return self.start(at, class, s.host());
+        }
+        if !s.closed() {
+            // A closed session's linger runs from its FIN: segments sent
+            // after it do not keep an unadmitted pin alive.
+            self.sessions.touch_at(at, now);
         }
         if !s.closed() && !closing && self.pin_is_stale(class, flow, s.host()) {
             self.free(&s);

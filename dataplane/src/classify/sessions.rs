@@ -22,9 +22,11 @@ const V6: u8 = 2;
 /// counted in the classifier's per-class waiting sessions.
 const WAITING: u8 = 4;
 /// Closed (TCP FIN seen): its admission is freed; the entry keeps its flow
-/// for the segments that follow the FIN, for [`SessionTable::closed_ticks`].
+/// for the segments that follow the FIN, for [`SessionTable::closed_ticks`]
+/// after the FIN (the classifier does not refresh a closed entry).
 const CLOSED: u8 = 8;
-/// How long a closed session keeps its pin (capped by the idle timeout), ns.
+/// How long a closed session keeps its pin after its FIN (capped by the
+/// idle timeout), ns.
 pub const CLOSED_LINGER_NS: u64 = 10_000_000_000;
 
 /// Converts nanoseconds to 32-bit wrapping ticks.
@@ -216,7 +218,7 @@ impl SessionTable {
         self.idle_ticks
     }
 
-    /// How long a closed session is kept after its last packet, in ticks
+    /// How long a closed session is kept after its FIN, in ticks
     /// ([`CLOSED_LINGER_NS`], at most the idle timeout).
     pub fn closed_ticks(&self) -> u32 {
         self.closed_ticks

@@ -832,17 +832,23 @@ fn a_closed_session_keeps_its_pin_for_its_linger_only() {
     assert_eq!(k.classify(&seg(1, 0, SYN), 0), BULK);
     assert_eq!(k.classify(&seg(1, 1, SYN), 0), BULK);
     assert_eq!(k.classify(&seg(1, 0, FIN | ACK), SEC), BULK);
-    // Trailing segments within the linger keep the pin and refresh it.
-    assert_eq!(k.classify(&seg(1, 0, ACK), 9 * SEC), BULK);
+    // Trailing segments within the linger keep the pin ...
     let linger = sessions::CLOSED_LINGER_NS;
-    k.expire(9 * SEC + linger - SEC, 100_000);
+    assert_eq!(k.classify(&seg(1, 0, ACK), 9 * SEC), BULK);
+    assert_eq!(k.classify(&seg(1, 0, ACK), linger), BULK);
+    k.expire(linger, 100_000);
     assert_eq!(k.sessions(), 2);
-    // Past the linger the closed entry goes; the open one (idle timeout
-    // 60 s) stays.
-    k.expire(9 * SEC + linger + SEC, 100_000);
+    // ... but do not extend it: it runs from the FIN, so a host cannot keep
+    // sending on a pin it no longer holds an admission for. Past it the
+    // closed entry goes; the open one (idle timeout 60 s) stays.
+    k.expire(SEC + linger + SEC / 100, 100_000);
     assert_eq!(k.sessions(), 1);
     assert_eq!(k.active_sessions(1), 1);
     assert_eq!(k.counts_match_table(), Ok(()));
+    // Its next segment is a new session, admitted (or refused) as any.
+    let new = k.stats().new_sessions;
+    assert_eq!(k.classify(&seg(1, 0, ACK), 12 * SEC), BULK);
+    assert_eq!((k.stats().new_sessions, k.active_sessions(1)), (new + 1, 2));
 }
 
 #[test]
