@@ -834,3 +834,28 @@ fn spawn_housekeeping(
             }
         })?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_site_configuration_sets_the_session_idle_timeout() {
+        let example = include_str!("../../../docs/examples/site-a.toml");
+        let site = Config::from_toml_str(example, "site-a.toml").expect("example");
+        assert_eq!(
+            GatewayConfig::new(site).settings.classifier.idle_timeout,
+            crate::classify::DEFAULT_IDLE_TIMEOUT_NS
+        );
+        let text = example.replacen(
+            "# session_idle_timeout_seconds = 30",
+            "session_idle_timeout_seconds = 7",
+            1,
+        );
+        let site = Config::from_toml_str(&text, "site-a.toml").expect("edited");
+        assert_eq!(
+            GatewayConfig::new(site).settings.classifier.idle_timeout,
+            7 * crate::sys::SEC
+        );
+    }
+}

@@ -130,8 +130,9 @@ pub struct Stats {
     pub rst_closed: u64,
     /// Closed sessions opened again by a SYN on the same tuple.
     pub reopened: u64,
-    /// Teardown segments (FIN, RST) of sessions the table did not hold, sent
-    /// best effort without admission.
+    /// Teardown segments (FIN, RST) of sessions the table did not hold (or
+    /// held expired), sent best effort without admission; after such a FIN
+    /// the tuple is held closed, best effort, for the closed linger.
     pub unknown_teardown: u64,
     /// Busy sessions admitted again because a plan changed under them: their
     /// flow lost its rate, or their class has room now for a session that
@@ -396,7 +397,7 @@ impl Classifier {
         let s = *self.sessions.slot_mut(at);
         self.free(&s);
         self.stats.expired += 1;
-        if i.rst() || i.fin() {
+        if i.rst() {
             self.sessions.remove(at);
             self.stats.unknown_teardown += 1;
             return Ok(Decision::BestEffort {
@@ -405,8 +406,11 @@ impl Classifier {
         }
         self.sessions.touch_at(at, now);
         let slot = self.sessions.slot_mut(at);
-        slot.set_closed(false);
         slot.set_waiting(false);
+        if i.fin() {
+            return Ok(self.closed_unknown(at, s.class));
+        }
+        slot.set_closed(false);
         self.stats.new_sessions += 1;
         self.start(at, s.class, s.host())
     }
@@ -418,7 +422,7 @@ impl Classifier {
             self.stats.unclassified += 1;
             return Ok(Decision::BestEffort { class: None });
         };
-        if i.rst() || i.fin() {
+        if i.rst() {
             // The end of a connection the table does not hold (it started
             // before this gateway, or expired): nothing to admit.
             self.stats.unknown_teardown += 1;
@@ -430,8 +434,23 @@ impl Classifier {
         }
         self.sessions
             .insert(at, &i.tuple, class, FLOW_BEST_EFFORT, now);
+        if i.fin() {
+            return Ok(self.closed_unknown(at, class));
+        }
         self.stats.new_sessions += 1;
         self.start(at, class, Host::of(&i.tuple))
+    }
+
+    /// The FIN of a connection the table does not hold (it started before
+    /// this gateway, or expired), stored at `at`: closed, best effort, no
+    /// admission, so that the segments after it are not admitted either.
+    #[inline]
+    fn closed_unknown(&mut self, at: usize, class: u16) -> Decision {
+        self.stats.unknown_teardown += 1;
+        let slot = self.sessions.slot_mut(at);
+        slot.flow = FLOW_BEST_EFFORT;
+        slot.set_closed(true);
+        Decision::BestEffort { class: Some(class) }
     }
 
     /// Admits the session at slot `at` (stored, holding no admission and not

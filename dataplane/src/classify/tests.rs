@@ -809,16 +809,25 @@ fn rst_frees_the_admission_and_forgets_the_session() {
     );
     assert_eq!(k.waiting_sessions(1), 0);
     // Teardown segments of sessions the table does not hold: best effort,
-    // nothing stored, nothing admitted.
+    // nothing admitted; a RST stores nothing, a FIN holds its tuple closed
+    // so that the segments after it are not admitted either.
     let stored = k.sessions();
-    for f in [RST, FIN | ACK] {
-        assert_eq!(
-            k.classify(&seg(2, 99, f), 4_000),
-            Ok(Decision::BestEffort { class: Some(1) })
-        );
-    }
+    let be = Ok(Decision::BestEffort { class: Some(1) });
+    assert_eq!(k.classify(&seg(2, 99, RST), 4_000), be);
     assert_eq!(k.sessions(), stored);
+    k.expire(5 * SEC, 100_000);
+    let active = k.active_sessions(1);
+    assert!(active < 10, "room in the class");
+    assert_eq!(k.classify(&seg(2, 98, FIN | ACK), 5 * SEC), be);
+    assert_eq!(k.classify(&seg(2, 98, ACK), 5 * SEC + 1), be);
+    assert_eq!(k.active_sessions(1), active, "nothing admitted");
     assert_eq!(k.stats().unknown_teardown, 2);
+    // The same for a session found expired at its FIN.
+    assert_eq!(k.classify(&seg(2, 97, SYN), 5 * SEC), BULK);
+    assert_eq!(k.classify(&seg(2, 97, FIN | ACK), 7 * SEC), be);
+    assert_eq!(k.classify(&seg(2, 97, ACK), 7 * SEC + 1), be);
+    assert_eq!(k.active_sessions(1), active);
+    assert_eq!(k.stats().unknown_teardown, 3);
     assert_eq!(k.counts_match_table(), Ok(()));
 }
 
