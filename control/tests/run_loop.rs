@@ -134,6 +134,7 @@ impl Dataplane {
                         cls[0] = ClassTelemetry {
                             class: 0,
                             active: if w == 0 { p.sessions[0] } else { 0 },
+                            waiting: 0,
                         };
                         let _ = ch.port().send(&Telemetry::Classes {
                             count: 1,

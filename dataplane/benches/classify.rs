@@ -28,6 +28,7 @@ fn config() -> (Config, PlanTable) {
             lan_interface: "lan0".into(),
             lan_prefixes: vec!["198.18.0.0/15".parse().expect("prefix")],
             max_sessions_per_host: None,
+            session_idle_timeout_seconds: None,
         },
         security: Security::off(),
         uplinks: vec![Uplink {

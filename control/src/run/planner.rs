@@ -9,10 +9,13 @@
 //!   than `capacity_change` × its configured capacity;
 //! - `demand`: a class's demand estimate differs from the one the last plan used by at least
 //!   `max(1, demand_change × planned)` sessions, continuously for `demand_hold_ns` (counted from
-//!   the later of the first difference and the last plan).
+//!   the later of the first difference and the last plan);
+//! - `refused`: the dataplane reports sessions of a class refused for lack of room (waiting)
+//!   and the demand they make is above the one the last plan used: at once, no hold.
 //!
-//! Capacity and demand triggers are at most one solve per `min_event_gap_ns`; one solve is
-//! outstanding at a time and triggers arriving meanwhile wait for the next one.
+//! Capacity and demand triggers are at most one solve per `min_event_gap_ns`, refusal triggers
+//! one per `refusal_gap_ns`; one solve is outstanding at a time and triggers arriving meanwhile
+//! wait for the next one.
 
 use mongate_dataplane::config::Config;
 use mongate_dataplane::plan::PlanTable;
@@ -43,8 +46,10 @@ pub struct PlannerConfig {
     pub demand_change: f64,
     /// How long a demand change must last.
     pub demand_hold_ns: u64,
-    /// Sessions kept free above the observed count when demand shrinks (fraction, at least 1).
+    /// Sessions kept free above the observed count (fraction, at least 1).
     pub demand_headroom: f64,
+    /// Least time between two solves triggered by refused sessions.
+    pub refusal_gap_ns: u64,
     /// Capacity estimator.
     pub estimator: EstimatorConfig,
 }
@@ -60,6 +65,7 @@ impl Default for PlannerConfig {
             demand_change: 0.10,
             demand_hold_ns: 5 * SEC_NS,
             demand_headroom: 0.10,
+            refusal_gap_ns: SEC_NS / 4,
             estimator: EstimatorConfig::default(),
         }
     }
@@ -98,10 +104,21 @@ pub enum Trigger {
         /// Demand now.
         now: u32,
     },
+    /// Sessions of a class were refused for lack of room and the plan did not count them.
+    Refused {
+        /// Class id.
+        class: String,
+        /// Demand the last plan used.
+        planned: u32,
+        /// Demand now (active + waiting + headroom, at most `N_c`).
+        now: u32,
+        /// Sessions waiting (refused, still live).
+        waiting: u32,
+    },
 }
 
 impl Trigger {
-    /// Short name (`initial`, `periodic`, `link_failed`, `capacity`, `demand`).
+    /// Short name (`initial`, `periodic`, `link_failed`, `capacity`, `demand`, `refused`).
     pub fn kind(&self) -> &'static str {
         match self {
             Trigger::Initial => "initial",
@@ -109,6 +126,7 @@ impl Trigger {
             Trigger::LinkFailed { .. } => "link_failed",
             Trigger::Capacity { .. } => "capacity",
             Trigger::Demand { .. } => "demand",
+            Trigger::Refused { .. } => "refused",
         }
     }
 }
@@ -134,6 +152,15 @@ impl std::fmt::Display for Trigger {
             } => write!(
                 f,
                 "class {class:?} demand {now} sessions (planned with {planned})"
+            ),
+            Trigger::Refused {
+                class,
+                planned,
+                now,
+                waiting,
+            } => write!(
+                f,
+                "class {class:?} refused {waiting} sessions: demand {now} (planned with {planned})"
             ),
         }
     }
@@ -172,6 +199,7 @@ pub struct Planner {
     demand_since: Vec<Option<u64>>,
     last_solve_ns: Option<u64>,
     last_event_solve_ns: Option<u64>,
+    last_refusal_solve_ns: Option<u64>,
     last_plan_ns: Option<u64>,
     window_start: Option<u64>,
     solving: bool,
@@ -200,6 +228,7 @@ impl Planner {
             map,
             last_solve_ns: None,
             last_event_solve_ns: None,
+            last_refusal_solve_ns: None,
             last_plan_ns: None,
             window_start: None,
             solving: false,
@@ -259,7 +288,7 @@ impl Planner {
                 .ok()
                 .and_then(|i| self.map.class_from_cfg.get(i).copied());
             let ok = c.is_some_and(|c| {
-                self.map.local_class[c] && self.book.class(worker, c, now_ns, t.active)
+                self.map.local_class[c] && self.book.class(worker, c, now_ns, t.active, t.waiting)
             });
             if !ok {
                 self.stats.bad_records += 1;
@@ -285,25 +314,42 @@ impl Planner {
         true
     }
 
-    /// The demand PFO should plan class `c` with: the instance's `N_c` unless this site
-    /// observes the class (fresh telemetry) and fewer sessions are active than the last plan
-    /// admitted; then the active count plus headroom (at least one), at most `N_c`.
+    /// The demand PFO should plan class `c` with, at most the instance's `N_c`. With fresh
+    /// telemetry of the class from this site: sessions waiting (refused for lack of room) count
+    /// as demand, `active + waiting` plus headroom; without waiting sessions and fewer active
+    /// than the last plan admitted, `active` plus headroom. Otherwise (not observed here, or
+    /// saturated: real demand unknown) `N_c`. Headroom: `max(1, ⌈demand_headroom × n⌉)`.
     pub fn demand_target(&self, c: usize, now_ns: u64) -> u32 {
         let n_max = self.base.classes[c].sessions;
-        match self.book.active(c, now_ns, self.cfg.stale_ns) {
-            Some(a) if a < self.admitted[c] => {
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                // non-negative, at most a few times a u32
-                let room = (f64::from(a) * self.cfg.demand_headroom).ceil().max(1.0) as u64;
-                let t = u64::from(a).saturating_add(room);
-                u32::try_from(t).unwrap_or(u32::MAX).min(n_max)
-            }
+        let with_room = |n: u32| {
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            // non-negative, at most a few times a u32
+            let room = (f64::from(n) * self.cfg.demand_headroom).ceil().max(1.0) as u64;
+            let t = u64::from(n).saturating_add(room);
+            u32::try_from(t).unwrap_or(u32::MAX).min(n_max)
+        };
+        match self.book.sessions(c, now_ns, self.cfg.stale_ns) {
+            Some(s) if s.waiting > 0 => with_room(s.active.saturating_add(s.waiting)),
+            Some(s) if s.active < self.admitted[c] => with_room(s.active),
             _ => n_max,
         }
     }
 
-    fn due_triggers(&mut self, now_ns: u64) -> Vec<Trigger> {
+    /// Sessions of class `c` waiting (refused for lack of room) and the demand they show
+    /// (`active + waiting`, at most `N_c`), from fresh telemetry; `(0, 0)` without.
+    pub fn refused(&self, c: usize, now_ns: u64) -> (u32, u32) {
+        let n_max = self.base.classes[c].sessions;
+        self.book
+            .sessions(c, now_ns, self.cfg.stale_ns)
+            .map_or((0, 0), |s| {
+                (s.waiting, s.active.saturating_add(s.waiting).min(n_max))
+            })
+    }
+
+    /// The capacity and demand triggers due now, and the refusal triggers.
+    fn due_triggers(&mut self, now_ns: u64) -> (Vec<Trigger>, Vec<Trigger>) {
         let mut due = Vec::new();
+        let mut refused = Vec::new();
         for l in 0..self.est.links() {
             if self.est.failed(l) {
                 continue;
@@ -321,6 +367,19 @@ impl Planner {
         for c in 0..self.base.classes.len() {
             let target = self.demand_target(c, now_ns);
             let planned = self.planned_demand[c];
+            let (waiting, seen) = self.refused(c, now_ns);
+            if waiting > 0 && seen > planned {
+                // Refused sessions the last plan did not count: no hold. (Sessions refused
+                // because PFO admitted fewer than the planned demand are counted already.)
+                self.demand_since[c] = None;
+                refused.push(Trigger::Refused {
+                    class: self.base.classes[c].id.clone(),
+                    planned,
+                    now: target,
+                    waiting,
+                });
+                continue;
+            }
             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // < 2^32
             let band = (f64::from(planned) * self.cfg.demand_change)
                 .ceil()
@@ -339,7 +398,7 @@ impl Planner {
                 });
             }
         }
-        due
+        (due, refused)
     }
 
     /// Advances time: closes estimation windows, evaluates triggers, and returns a solve to
@@ -359,7 +418,7 @@ impl Planner {
         if self.last_solve_ns.is_none() && !self.pending.contains(&Trigger::Initial) {
             self.pending.push(Trigger::Initial);
         }
-        let due = self.due_triggers(now_ns);
+        let (due, refused) = self.due_triggers(now_ns);
         if self.solving {
             return None;
         }
@@ -368,15 +427,24 @@ impl Planner {
             .last_event_solve_ns
             .is_none_or(|t| now_ns.saturating_sub(t) >= self.cfg.min_event_gap_ns);
         let eventful = !due.is_empty() && gap_ok;
+        let refusal_gap_ok = self
+            .last_refusal_solve_ns
+            .is_none_or(|t| now_ns.saturating_sub(t) >= self.cfg.refusal_gap_ns);
+        let refusals = !refused.is_empty() && refusal_gap_ok;
         let periodic = self
             .last_solve_ns
             .is_some_and(|t| now_ns.saturating_sub(t) >= self.cfg.replan_ns);
-        if !(urgent || eventful || periodic) {
+        if !(urgent || eventful || refusals || periodic) {
             return None;
         }
         let mut triggers = std::mem::take(&mut self.pending);
         if eventful {
             triggers.extend(due);
+        }
+        if !refused.is_empty() {
+            // Whatever started this solve, it plans with the refused sessions.
+            self.last_refusal_solve_ns = Some(now_ns);
+            triggers.extend(refused);
         }
         if triggers.is_empty() {
             triggers.push(Trigger::Periodic);

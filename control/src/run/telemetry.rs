@@ -17,7 +17,17 @@ struct FlowSeen {
 #[derive(Debug, Clone, Copy, Default)]
 struct ClassSeen {
     active: u32,
+    waiting: u32,
     at_ns: Option<u64>,
+}
+
+/// The sessions of one class, summed over the workers that reported lately.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassSessions {
+    /// Admitted sessions active.
+    pub active: u32,
+    /// Sessions refused (best effort or dropped) because the class had no room in the plan.
+    pub waiting: u32,
 }
 
 /// One flow over one estimation window, summed over workers.
@@ -110,14 +120,23 @@ impl TelemetryBook {
         true
     }
 
-    /// Records worker `worker`'s active-session count of class `class`. `false` when out of range.
-    pub fn class(&mut self, worker: usize, class: usize, now_ns: u64, active: u32) -> bool {
+    /// Records worker `worker`'s active and waiting session counts of class `class`. `false`
+    /// when out of range.
+    pub fn class(
+        &mut self,
+        worker: usize,
+        class: usize,
+        now_ns: u64,
+        active: u32,
+        waiting: u32,
+    ) -> bool {
         if worker >= MAX_WORKERS || class >= self.classes {
             return false;
         }
         self.grow(worker);
         self.class_seen[worker][class] = ClassSeen {
             active,
+            waiting,
             at_ns: Some(now_ns),
         };
         true
@@ -130,13 +149,20 @@ impl TelemetryBook {
     /// Active sessions of `class` summed over the workers that reported within `stale_ns`;
     /// `None` when none did.
     pub fn active(&self, class: usize, now_ns: u64, stale_ns: u64) -> Option<u32> {
+        self.sessions(class, now_ns, stale_ns).map(|s| s.active)
+    }
+
+    /// Active and waiting sessions of `class` summed over the workers that reported within
+    /// `stale_ns`; `None` when none did.
+    pub fn sessions(&self, class: usize, now_ns: u64, stale_ns: u64) -> Option<ClassSessions> {
         let mut any = false;
-        let mut sum = 0u32;
+        let mut sum = ClassSessions::default();
         for w in &self.class_seen {
             let s = w.get(class)?;
             if Self::fresh(s.at_ns, now_ns, stale_ns) {
                 any = true;
-                sum = sum.saturating_add(s.active);
+                sum.active = sum.active.saturating_add(s.active);
+                sum.waiting = sum.waiting.saturating_add(s.waiting);
             }
         }
         any.then_some(sum)
@@ -203,10 +229,25 @@ mod tests {
         let mut b = TelemetryBook::new(2, 1);
         assert!(!b.flow(0, 2, 0, 1, 1, 1));
         assert!(!b.flow(MAX_WORKERS, 0, 0, 1, 1, 1));
-        assert!(!b.class(0, 1, 0, 3));
-        assert!(b.class(3, 0, 0, 3));
-        assert!(b.class(1, 0, 5, 4));
+        assert!(!b.class(0, 1, 0, 3, 0));
+        assert!(b.class(3, 0, 0, 3, 2));
+        assert!(b.class(1, 0, 5, 4, 1));
         assert_eq!(b.active(0, 10, 100), Some(7));
+        assert_eq!(
+            b.sessions(0, 10, 100),
+            Some(ClassSessions {
+                active: 7,
+                waiting: 3
+            })
+        );
+        // Worker 3's report goes stale first.
+        assert_eq!(
+            b.sessions(0, 102, 100),
+            Some(ClassSessions {
+                active: 4,
+                waiting: 1
+            })
+        );
         assert_eq!(b.active(0, 1_000, 100), None);
     }
 }

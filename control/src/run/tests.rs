@@ -237,6 +237,7 @@ fn demand_drop_replans_after_the_hold_and_not_before() {
             &[ClassTelemetry {
                 class: 0,
                 active: 10,
+                waiting: 0,
             }],
         );
         assert!(
@@ -252,6 +253,7 @@ fn demand_drop_replans_after_the_hold_and_not_before() {
             &[ClassTelemetry {
                 class: 0,
                 active: 2,
+                waiting: 0,
             }],
         );
         p.on_classes(
@@ -260,6 +262,7 @@ fn demand_drop_replans_after_the_hold_and_not_before() {
             &[ClassTelemetry {
                 class: 0,
                 active: 1,
+                waiting: 0,
             }],
         );
         assert!(p.tick(s * SEC_NS).is_none(), "hold not elapsed at {s}");
@@ -272,6 +275,7 @@ fn demand_drop_replans_after_the_hold_and_not_before() {
         &[ClassTelemetry {
             class: 0,
             active: 9,
+            waiting: 0,
         }],
     );
     assert!(p.tick(15 * SEC_NS).is_none());
@@ -283,6 +287,7 @@ fn demand_drop_replans_after_the_hold_and_not_before() {
             &[ClassTelemetry {
                 class: 0,
                 active: 2,
+                waiting: 0,
             }],
         );
         p.on_classes(
@@ -291,6 +296,7 @@ fn demand_drop_replans_after_the_hold_and_not_before() {
             &[ClassTelemetry {
                 class: 0,
                 active: 1,
+                waiting: 0,
             }],
         );
         if let Some(r) = p.tick(s * SEC_NS) {
@@ -325,10 +331,12 @@ fn bad_records_are_counted_not_applied() {
             ClassTelemetry {
                 class: 7,
                 active: 1,
+                waiting: 0,
             },
             ClassTelemetry {
                 class: 1,
                 active: 4,
+                waiting: 0,
             },
         ],
     );
@@ -367,16 +375,16 @@ proptest! {
     #[test]
     fn garbage_telemetry_never_breaks_the_planner(
         steps in prop::collection::vec(
-            (0usize..70, any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>(), 0u64..3_000_000_000),
+            (0usize..70, any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>(), (any::<u32>(), prop_oneof![Just(0u32), 0u32..5, any::<u32>()]), 0u64..3_000_000_000),
             1..60,
         )
     ) {
         let mut p = planner(PlannerConfig::default());
         let mut now = 0u64;
-        for (worker, idx, rate, acks, losses, active, dt) in steps {
+        for (worker, idx, rate, acks, losses, (active, waiting), dt) in steps {
             now += dt;
             p.on_flows(worker, now, &flows(&[(idx % 6, rate, acks, losses)]));
-            p.on_classes(worker, now, &[ClassTelemetry { class: idx % 3, active }]);
+            p.on_classes(worker, now, &[ClassTelemetry { class: idx % 3, active, waiting }]);
             if let Some(r) = p.tick(now) {
                 for (l, link) in r.instance.links.iter().enumerate() {
                     prop_assert!(link.capacity >= 0.0 && link.capacity <= p.base().links[l].capacity);
@@ -384,8 +392,189 @@ proptest! {
                 for (c, class) in r.instance.classes.iter().enumerate() {
                     prop_assert!(class.sessions <= p.base().classes[c].sessions);
                 }
+                for t in &r.triggers {
+                    if let Trigger::Refused { planned, now, waiting, .. } = t {
+                        prop_assert!(*waiting > 0 && now > planned, "{t}");
+                        prop_assert!(*now <= p.base().classes[0].sessions, "{t}");
+                    }
+                }
                 p.solve_abandoned();
             }
         }
     }
+}
+
+/// A planner for the triangle with `N = 10` sessions for A->C, no periodic re-plan in sight;
+/// its initial plan admits `admitted` sessions of A->C.
+fn ten_session_planner(admitted: u32) -> Planner {
+    let json = TRIANGLE.replace(
+        r#""sessions": 1, "utility": {"linear": {"slope": 2.0}}"#,
+        r#""sessions": 10, "utility": {"linear": {"slope": 2.0}}"#,
+    );
+    let pc = PlannerConfig {
+        replan_ns: 1_000 * SEC_NS,
+        ..PlannerConfig::default()
+    };
+    let mut p = Planner::new(Instance::from_json(&json).unwrap(), &cfg(), pc).unwrap();
+    let r = p.tick(0).unwrap();
+    answer(&mut p, 0, &r, admitted);
+    p
+}
+
+/// Answers the outstanding solve with PFO's plan, admitting `admitted` sessions of A->C.
+fn answer(p: &mut Planner, now: u64, req: &super::SolveRequest, admitted: u32) {
+    let sol = solve(&req.instance, &SolveOptions::default());
+    let mut dp = plan_from_solution(&req.instance, p.site_map(), &sol);
+    dp.sessions[p.site_map().class_to_cfg[0]] = admitted;
+    p.on_plan(now, &dp);
+}
+
+/// Worker 0 reports class A->C: `active` admitted, `waiting` refused.
+fn report(p: &mut Planner, now: u64, active: u32, waiting: u32) {
+    p.on_classes(
+        0,
+        now,
+        &[ClassTelemetry {
+            class: 0,
+            active,
+            waiting,
+        }],
+    );
+}
+
+const MS: u64 = 1_000_000;
+
+#[test]
+fn refused_sessions_replan_at_once_with_their_demand() {
+    // Issue 12: idle for a while, the class was planned down to 1 session ...
+    let mut p = ten_session_planner(10);
+    let mut t = 0;
+    let mut shrunk = None;
+    while shrunk.is_none() && t < 20 * SEC_NS {
+        t += 100 * MS;
+        report(&mut p, t, 0, 0);
+        shrunk = p.tick(t);
+    }
+    let r = shrunk.expect("demand shrinks after the hold");
+    assert_eq!(r.instance.classes[0].sessions, 1);
+    answer(&mut p, t, &r, 1);
+    // ... one session is admitted, the next one is refused: the very tick that sees the
+    // report re-plans (no 5 s hold, not held back by the 2 s event gap), with the refused
+    // session counted and headroom.
+    t += 100 * MS;
+    report(&mut p, t, 1, 0);
+    assert!(p.tick(t).is_none(), "full but nobody refused: no hurry");
+    t += 100 * MS;
+    report(&mut p, t, 1, 1);
+    let r = p.tick(t).expect("re-plan at once");
+    assert_eq!(
+        r.triggers,
+        vec![Trigger::Refused {
+            class: "A->C".into(),
+            planned: 1,
+            now: 3,
+            waiting: 1,
+        }]
+    );
+    assert_eq!(r.triggers[0].kind(), "refused");
+    assert_eq!(r.instance.classes[0].sessions, 3);
+    assert!(p.tick(t + MS).is_none(), "one solve at a time");
+    answer(&mut p, t + 50 * MS, &r, 3);
+    // Until the dataplane admits it, and after: the plan covers it, nothing to do.
+    for (k, (a, w)) in [(1, 1), (1, 1), (2, 0), (2, 0), (3, 0)]
+        .into_iter()
+        .enumerate()
+    {
+        let now = t + (k as u64 + 1) * 100 * MS;
+        report(&mut p, now, a, w);
+        assert!(p.tick(now).is_none(), "step {k}: settled");
+    }
+}
+
+/// [`ten_session_planner`] after `active` sessions were seen for the demand hold: planned
+/// and admitted `active` + headroom. Returns the time.
+fn planned_down_to(p: &mut Planner, active: u32) -> u64 {
+    let mut t = 0;
+    loop {
+        t += 100 * MS;
+        report(p, t, active, 0);
+        if let Some(r) = p.tick(t) {
+            let n = r.instance.classes[0].sessions;
+            assert_eq!(n, active + 1);
+            answer(p, t, &r, n);
+            return t;
+        }
+        assert!(t < 20 * SEC_NS, "no demand trigger");
+    }
+}
+
+#[test]
+fn refusal_replans_are_spaced_and_capped_at_n() {
+    let mut p = ten_session_planner(10);
+    let t = planned_down_to(&mut p, 2) + 100 * MS;
+    report(&mut p, t, 3, 2);
+    let r = p.tick(t).expect("refused");
+    assert_eq!(r.instance.classes[0].sessions, 6, "5 sessions + 1 headroom");
+    answer(&mut p, t + 10 * MS, &r, 6);
+    // More refusals 100 ms later: spaced by refusal_gap_ns (250 ms).
+    let gap = PlannerConfig::default().refusal_gap_ns;
+    report(&mut p, t + 100 * MS, 6, 30);
+    assert!(p.tick(t + 100 * MS).is_none(), "within the refusal gap");
+    report(&mut p, t + gap, 6, 30);
+    let r = p.tick(t + gap).expect("after the gap");
+    // 36 sessions seen, N = 10: planned with N.
+    assert_eq!(
+        r.triggers,
+        vec![Trigger::Refused {
+            class: "A->C".into(),
+            planned: 6,
+            now: 10,
+            waiting: 30,
+        }]
+    );
+    assert_eq!(r.instance.classes[0].sessions, 10);
+    answer(&mut p, t + gap, &r, 10);
+    // At N: refusals are beyond what the operator allows, no re-plan.
+    for k in 1..=20u64 {
+        let now = t + gap + k * 100 * MS;
+        report(&mut p, now, 10, 30 + u32::try_from(k).unwrap());
+        assert!(p.tick(now).is_none(), "capped at N: {k}");
+    }
+}
+
+#[test]
+fn refusals_the_plan_already_counts_or_stale_ones_do_not_replan() {
+    // PFO admitted 3 of a planned demand of 10 (capacity): the 2 refused sessions are
+    // demand the last solve had.
+    let mut p = ten_session_planner(3);
+    for k in 1..=30u64 {
+        let now = k * 100 * MS;
+        report(&mut p, now, 3, u32::from(k % 3 == 0) * 2);
+        assert!(p.tick(now).is_none(), "noise at {k}");
+    }
+    // The plan shrinks to 4 (3 active + headroom) after its hold ...
+    let mut p = ten_session_planner(10);
+    let t = planned_down_to(&mut p, 3);
+    // ... a refusal reported long ago (stale, worker gone) changes nothing.
+    let old = t + 100 * MS;
+    report(&mut p, old, 4, 3);
+    let later = old + PlannerConfig::default().stale_ns + MS;
+    assert!(
+        p.tick(later).is_none(),
+        "stale report: the class is not observed, N is planned only after the hold"
+    );
+    assert_eq!(p.refused(0, later), (0, 0));
+    // The class B->C starts at B: refusals reported for it here are bad records.
+    let bad = p.stats().bad_records;
+    p.on_classes(
+        0,
+        later,
+        &[ClassTelemetry {
+            class: 1,
+            active: 0,
+            waiting: 5,
+        }],
+    );
+    assert_eq!(p.stats().bad_records, bad + 1);
+    assert!(p.tick(later + MS).is_none());
 }

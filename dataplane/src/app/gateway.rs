@@ -67,7 +67,10 @@ pub struct GatewayConfig {
 
 impl GatewayConfig {
     /// Defaults for `site`, instance named after the site.
+    /// The classifier's idle timeout is the site's `session_idle_timeout_seconds`.
     pub fn new(site: Config) -> Self {
+        let mut settings = Settings::default();
+        settings.classifier.idle_timeout = site.site.session_idle_timeout_ns();
         Self {
             name: site.site.name.clone(),
             site,
@@ -76,7 +79,7 @@ impl GatewayConfig {
             frames: 8192,
             core: None,
             idle: IdlePolicy::default(),
-            settings: Settings::default(),
+            settings,
             control: true,
             resolve_timeout: Duration::from_secs(3),
             report_every: Duration::from_millis(100),
@@ -145,6 +148,8 @@ impl GatewayStage {
             }
         }
         self.gw.expire_keys(now);
+        // Idle (and closed) sessions free their admission.
+        self.gw.classifier.housekeep(now);
         if let Some(c) = self.chan.as_mut() {
             // Probe outcomes, path events and handshake messages go out at
             // once (the control's races and handshakes wait on them), while
@@ -226,12 +231,12 @@ impl GatewayStage {
             .enumerate()
             .filter(|(_, cl)| cl.source == me);
         for (ci, _) in local {
+            let k = self.gw.classifier();
+            let c16 = u16::try_from(ci).unwrap_or(u16::MAX);
             items[n] = ClassTelemetry {
                 class: u32::try_from(ci).unwrap_or(u32::MAX),
-                active: self
-                    .gw
-                    .classifier()
-                    .active_sessions(u16::try_from(ci).unwrap_or(u16::MAX)),
+                active: k.active_sessions(c16),
+                waiting: k.waiting_sessions(c16),
             };
             n += 1;
             if n == CLASSES_PER_MSG {
@@ -828,4 +833,29 @@ fn spawn_housekeeping(
                 }
             }
         })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_site_configuration_sets_the_session_idle_timeout() {
+        let example = include_str!("../../../docs/examples/site-a.toml");
+        let site = Config::from_toml_str(example, "site-a.toml").expect("example");
+        assert_eq!(
+            GatewayConfig::new(site).settings.classifier.idle_timeout,
+            crate::classify::DEFAULT_IDLE_TIMEOUT_NS
+        );
+        let text = example.replacen(
+            "# session_idle_timeout_seconds = 30",
+            "session_idle_timeout_seconds = 7",
+            1,
+        );
+        let site = Config::from_toml_str(&text, "site-a.toml").expect("edited");
+        assert_eq!(
+            GatewayConfig::new(site).settings.classifier.idle_timeout,
+            7 * crate::sys::SEC
+        );
+    }
 }

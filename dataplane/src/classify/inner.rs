@@ -1,13 +1,12 @@
-//! Extracting the inner 5-tuple and DSCP from a LAN-side Ethernet frame,
-//! through the [`crate::wire`] views (no hand parsing beyond the port words
-//! of TCP and SCTP, which have no view yet).
+//! Extracting the inner 5-tuple, DSCP and TCP flags from a LAN-side
+//! Ethernet frame, through the [`crate::wire`] views (no hand parsing beyond
+//! the port words of SCTP, which has no view yet).
 
 use crate::wire::ipv4::protocol;
-use crate::wire::{self, Error, ethernet, get_u16, ipv4, ipv6, udp};
+use crate::wire::{self, Error, ethernet, get_u16, ipv4, ipv6, tcp, udp};
 
 /// IP protocol number of SCTP.
 pub const SCTP: u8 = 132;
-const TCP_MIN_HEADER: usize = 20;
 const SCTP_COMMON_HEADER: usize = 12;
 
 /// An inner 5-tuple. IPv4 addresses are stored in the low 32 bits.
@@ -34,26 +33,48 @@ pub struct Inner {
     pub tuple: FiveTuple,
     /// DSCP, 0..=63.
     pub dscp: u8,
+    /// TCP control flags ([`tcp::flags`]); 0 for other protocols and for
+    /// IPv4 fragments.
+    pub tcp_flags: u8,
 }
 
-fn ports(proto: u8, l4: &[u8]) -> wire::Result<(u16, u16)> {
+impl Inner {
+    /// A TCP segment with RST.
+    #[inline]
+    pub fn rst(&self) -> bool {
+        self.tuple.proto == protocol::TCP && self.tcp_flags & tcp::flags::RST != 0
+    }
+    /// A TCP segment with FIN.
+    #[inline]
+    pub fn fin(&self) -> bool {
+        self.tuple.proto == protocol::TCP && self.tcp_flags & tcp::flags::FIN != 0
+    }
+    /// A TCP connection's first segment: SYN without ACK.
+    #[inline]
+    pub fn syn(&self) -> bool {
+        self.tuple.proto == protocol::TCP
+            && self.tcp_flags & (tcp::flags::SYN | tcp::flags::ACK) == tcp::flags::SYN
+    }
+}
+
+/// Source port, destination port and TCP flags of a transport header.
+fn ports(proto: u8, l4: &[u8]) -> wire::Result<(u16, u16, u8)> {
     match proto {
         protocol::UDP => {
             let u = udp::Packet::new_checked(l4)?;
-            Ok((u.src_port(), u.dst_port()))
+            Ok((u.src_port(), u.dst_port(), 0))
         }
-        protocol::TCP | SCTP => {
-            let min = if proto == SCTP {
-                SCTP_COMMON_HEADER
-            } else {
-                TCP_MIN_HEADER
-            };
-            if l4.len() < min {
+        protocol::TCP => {
+            let t = tcp::Packet::new_checked(l4)?;
+            Ok((t.src_port(), t.dst_port(), t.flags()))
+        }
+        SCTP => {
+            if l4.len() < SCTP_COMMON_HEADER {
                 return Err(Error::Truncated);
             }
-            Ok((get_u16(l4, 0), get_u16(l4, 2)))
+            Ok((get_u16(l4, 0), get_u16(l4, 2), 0))
         }
-        _ => Ok((0, 0)),
+        _ => Ok((0, 0, 0)),
     }
 }
 
@@ -66,8 +87,8 @@ pub fn parse(frame: &[u8]) -> wire::Result<Inner> {
         ethernet::ethertype::IPV4 => {
             let ip = ipv4::Packet::new_checked(eth.payload())?;
             let proto = ip.protocol();
-            let (sport, dport) = if ip.is_fragment() {
-                (0, 0)
+            let (sport, dport, tcp_flags) = if ip.is_fragment() {
+                (0, 0, 0)
             } else {
                 ports(proto, ip.payload())?
             };
@@ -82,12 +103,13 @@ pub fn parse(frame: &[u8]) -> wire::Result<Inner> {
             Ok(Inner {
                 tuple,
                 dscp: ip.dscp(),
+                tcp_flags,
             })
         }
         ethernet::ethertype::IPV6 => {
             let ip = ipv6::Packet::new_checked(eth.payload())?;
             let proto = ip.next_header();
-            let (sport, dport) = ports(proto, ip.payload())?;
+            let (sport, dport, tcp_flags) = ports(proto, ip.payload())?;
             let tuple = FiveTuple {
                 src: u128::from(ip.src()),
                 dst: u128::from(ip.dst()),
@@ -99,6 +121,7 @@ pub fn parse(frame: &[u8]) -> wire::Result<Inner> {
             Ok(Inner {
                 tuple,
                 dscp: ip.traffic_class() >> 2,
+                tcp_flags,
             })
         }
         _ => Err(Error::Unsupported),

@@ -15,7 +15,16 @@
 //!    its cap in that class: [`hosts::HostTable`]), the new session is
 //!    admitted and pinned to one of the class's flows; beyond that it takes
 //!    the class's overflow action (best effort or drop), remembered for the
-//!    session's lifetime, counted.
+//!    session's lifetime, counted. Sessions refused because their class has
+//!    no room in the plan (not those over a per-host cap) are *waiting*:
+//!    [`Classifier::waiting_sessions`], reported to the control as demand.
+//! 5. TCP teardown (conntrack-like, on the LAN host's segments): a RST frees
+//!    the session's admission and forgets the session at once; a FIN frees
+//!    the admission at once and keeps the entry, closed, with its flow pin for
+//!    the segments that still follow (last ACKs, a retransmitted FIN) for
+//!    [`sessions::CLOSED_LINGER_NS`] after the FIN (at most the idle
+//!    timeout); a SYN (without ACK) on a closed entry opens a new session,
+//!    admitted afresh.
 //!
 //! **Spreading sessions over flows**: a new admitted session goes to the flow
 //! `f` of its class (with planned rate `x_f > 0`) that minimises
@@ -44,7 +53,7 @@ use crate::shm::plan::epoch_newer;
 use hosts::{Host, HostTable};
 use inner::Inner;
 use rules::{RuleError, RuleTable};
-use sessions::{FLOW_BEST_EFFORT, FLOW_DROP, Found, SessionTable, tick};
+use sessions::{FLOW_BEST_EFFORT, FLOW_DROP, Found, SessionTable, Slot, tick};
 
 /// What to do with a classified packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,12 +74,16 @@ pub enum Decision {
     },
 }
 
+/// Default idle timeout of a session, ns (30 s).
+pub const DEFAULT_IDLE_TIMEOUT_NS: Nanos = 30_000_000_000;
+
 /// Classifier parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// Sessions the table holds (memory: about 64 bytes each).
     pub max_sessions: usize,
-    /// A session idle this long is forgotten (and its admission freed).
+    /// A session idle this long is forgotten (and its admission freed);
+    /// `[site] session_idle_timeout_seconds` in the site configuration.
     pub idle_timeout: Nanos,
     /// Hash seed of the session and host tables: in service chosen at
     /// random at start (`sys::rng::os_seed`); tests set it.
@@ -81,7 +94,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             max_sessions: 1 << 20,
-            idle_timeout: 30_000_000_000,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT_NS,
             hash_seed: 0x9E37_79B9_7F4A_7C15,
         }
     }
@@ -109,8 +122,18 @@ pub struct Stats {
     pub unclassified: u64,
     /// New sessions forwarded best effort because the table was full.
     pub table_full: u64,
-    /// Sessions removed after the idle timeout.
+    /// Sessions removed after the idle timeout (closed ones after their linger).
     pub expired: u64,
+    /// Sessions closed by a TCP FIN (admission freed, pin kept).
+    pub fin_closed: u64,
+    /// Sessions ended by a TCP RST (admission freed, entry removed).
+    pub rst_closed: u64,
+    /// Closed sessions opened again by a SYN on the same tuple.
+    pub reopened: u64,
+    /// Teardown segments (FIN, RST) of sessions the table did not hold (or
+    /// held expired), sent best effort without admission; after such a FIN
+    /// the tuple is held closed, best effort, for the closed linger.
+    pub unknown_teardown: u64,
     /// Busy sessions admitted again because a plan changed under them: their
     /// flow lost its rate, or their class has room now for a session that
     /// was refused or sent best effort.
@@ -140,6 +163,8 @@ pub struct Classifier {
     limit: Vec<u32>,
     /// Live admitted sessions per class.
     active: Vec<u32>,
+    /// Live sessions per class refused because the class had no room.
+    waiting: Vec<u32>,
     /// Admitted sessions per LAN host and class, per class (`u32::MAX`: no cap).
     host_cap: Vec<u32>,
     /// Admitted sessions per (LAN host, class); empty when no class has a cap.
@@ -155,6 +180,10 @@ pub struct Classifier {
     /// Per class: the plan admits sessions and gives one of its flows a rate.
     open: Vec<bool>,
     epoch: u64,
+    /// When [`Classifier::housekeep`] last swept.
+    last_sweep: Option<Nanos>,
+    /// Whole-table sweep period of [`Classifier::housekeep`], ns.
+    sweep_period: Nanos,
     stats: Stats,
 }
 
@@ -197,12 +226,16 @@ impl Classifier {
             overflow: cfg.classes.iter().map(|c| c.overflow).collect(),
             limit: vec![0; cfg.classes.len()],
             active: vec![0; cfg.classes.len()],
+            waiting: vec![0; cfg.classes.len()],
             class_flows,
             flow_class,
             rate: vec![0.0; cfg.flows.len()],
             flow_active: vec![0; cfg.flows.len()],
             open: vec![false; cfg.classes.len()],
             epoch: 0,
+            last_sweep: None,
+            sweep_period: (settings.idle_timeout.min(sessions::CLOSED_LINGER_NS) / 2)
+                .max(1_000_000),
             stats: Stats::default(),
         };
         c.apply(plan);
@@ -260,6 +293,13 @@ impl Classifier {
     pub fn active_sessions(&self, class: u16) -> u32 {
         self.active.get(usize::from(class)).copied().unwrap_or(0)
     }
+    /// Live sessions of a class refused (best effort or dropped) because the
+    /// class had no room in the plan: demand the plan does not cover.
+    /// Sessions over a per-host cap are not counted (more room would not
+    /// admit them).
+    pub fn waiting_sessions(&self, class: u16) -> u32 {
+        self.waiting.get(usize::from(class)).copied().unwrap_or(0)
+    }
     /// Live sessions pinned to a flow.
     pub fn flow_sessions(&self, flow: u16) -> u32 {
         self.flow_active
@@ -294,49 +334,137 @@ impl Classifier {
     pub fn classify_inner(&mut self, i: &Inner, now: Nanos) -> Result<Decision, DropReason> {
         let now = tick(now);
         match self.sessions.find(&i.tuple) {
-            Found::At(at) => {
-                if self.sessions.is_expired(at, now) {
-                    // Reuse the slot: release the old session, admit afresh.
-                    let s = *self.sessions.slot_mut(at);
-                    let host = Host::of(&i.tuple);
-                    self.release(s.class, s.flow, host);
-                    self.stats.expired += 1;
-                    let class = s.class;
-                    let flow = self.admit(class, host);
-                    let slot = self.sessions.slot_mut(at);
-                    slot.flow = flow;
-                    self.sessions.touch_at(at, now);
-                    self.stats.new_sessions += 1;
-                    return self.outcome(class, flow);
-                }
-                self.stats.session_hits += 1;
-                self.sessions.touch_at(at, now);
-                let s = self.sessions.slot_mut(at);
-                let (class, mut flow) = (s.class, s.flow);
-                let host = Host::of(&i.tuple);
-                if self.pin_is_stale(class, flow, host) {
-                    self.release(class, flow, host);
-                    flow = self.admit(class, host);
-                    self.sessions.slot_mut(at).flow = flow;
-                    self.stats.readmitted += 1;
-                }
-                self.outcome(class, flow)
-            }
-            Found::Vacant(at) => {
-                let Some(class) = self.rules.lookup(i) else {
-                    self.stats.unclassified += 1;
-                    return Ok(Decision::BestEffort { class: None });
-                };
-                if self.sessions.is_full() {
-                    self.stats.table_full += 1;
-                    return Ok(Decision::BestEffort { class: Some(class) });
-                }
-                let flow = self.admit(class, Host::of(&i.tuple));
-                self.sessions.insert(at, &i.tuple, class, flow, now);
-                self.stats.new_sessions += 1;
-                self.outcome(class, flow)
+            Found::At(at) if self.sessions.is_expired(at, now) => self.renew(at, i, now),
+            Found::At(at) => self.hit(at, i, now),
+            Found::Vacant(at) => self.miss(at, i, now),
+        }
+    }
+
+    /// A packet of a stored, live session.
+    #[inline]
+    fn hit(&mut self, at: usize, i: &Inner, now: u32) -> Result<Decision, DropReason> {
+        self.stats.session_hits += 1;
+        let s = *self.sessions.slot_mut(at);
+        let (class, mut flow) = (s.class, s.flow);
+        let closing = i.rst() || i.fin();
+        if s.closed() && i.syn() {
+            // A new connection on the tuple of a closed one.
+            self.stats.reopened += 1;
+            self.sessions.touch_at(at, now);
+            self.sessions.slot_mut(at).set_closed(false);
+            return self.start(at, class, s.host());
+        }
+        if !s.closed() {
+            // A closed session's linger runs from its FIN: segments sent
+            // after it do not keep an unadmitted pin alive.
+            self.sessions.touch_at(at, now);
+        }
+        if !s.closed() && !closing && self.pin_is_stale(class, flow, s.host()) {
+            self.free(&s);
+            self.stats.readmitted += 1;
+            return self.start(at, class, s.host());
+        }
+        if s.closed() || closing {
+            // The last segments keep the session's flow unless it lost its
+            // rate (they are not admitted again).
+            if flow < FLOW_DROP && self.rate.get(usize::from(flow)).is_none_or(|&r| r <= 0.0) {
+                flow = FLOW_BEST_EFFORT;
+                self.sessions.slot_mut(at).flow = flow;
             }
         }
+        if closing {
+            self.free(&s);
+            if i.rst() {
+                self.sessions.remove(at);
+                self.stats.rst_closed += 1;
+            } else {
+                let slot = self.sessions.slot_mut(at);
+                slot.flow = flow;
+                slot.set_waiting(false);
+                if !slot.closed() {
+                    slot.set_closed(true);
+                    self.stats.fin_closed += 1;
+                }
+            }
+        }
+        self.outcome(class, flow)
+    }
+
+    /// A packet of a stored session idle past its timeout (not swept yet):
+    /// the old session is released and a new one starts in its slot.
+    #[inline]
+    fn renew(&mut self, at: usize, i: &Inner, now: u32) -> Result<Decision, DropReason> {
+        let s = *self.sessions.slot_mut(at);
+        self.free(&s);
+        self.stats.expired += 1;
+        if i.rst() {
+            self.sessions.remove(at);
+            self.stats.unknown_teardown += 1;
+            return Ok(Decision::BestEffort {
+                class: Some(s.class),
+            });
+        }
+        self.sessions.touch_at(at, now);
+        let slot = self.sessions.slot_mut(at);
+        slot.set_waiting(false);
+        if i.fin() {
+            return Ok(self.closed_unknown(at, s.class));
+        }
+        slot.set_closed(false);
+        self.stats.new_sessions += 1;
+        self.start(at, s.class, s.host())
+    }
+
+    /// A packet of no stored session: classified, then admitted or not.
+    #[inline]
+    fn miss(&mut self, at: usize, i: &Inner, now: u32) -> Result<Decision, DropReason> {
+        let Some(class) = self.rules.lookup(i) else {
+            self.stats.unclassified += 1;
+            return Ok(Decision::BestEffort { class: None });
+        };
+        if i.rst() {
+            // The end of a connection the table does not hold (it started
+            // before this gateway, or expired): nothing to admit.
+            self.stats.unknown_teardown += 1;
+            return Ok(Decision::BestEffort { class: Some(class) });
+        }
+        if self.sessions.is_full() {
+            self.stats.table_full += 1;
+            return Ok(Decision::BestEffort { class: Some(class) });
+        }
+        self.sessions
+            .insert(at, &i.tuple, class, FLOW_BEST_EFFORT, now);
+        if i.fin() {
+            return Ok(self.closed_unknown(at, class));
+        }
+        self.stats.new_sessions += 1;
+        self.start(at, class, Host::of(&i.tuple))
+    }
+
+    /// The FIN of a connection the table does not hold (it started before
+    /// this gateway, or expired), stored at `at`: closed, best effort, no
+    /// admission, so that the segments after it are not admitted either.
+    #[inline]
+    fn closed_unknown(&mut self, at: usize, class: u16) -> Decision {
+        self.stats.unknown_teardown += 1;
+        let slot = self.sessions.slot_mut(at);
+        slot.flow = FLOW_BEST_EFFORT;
+        slot.set_closed(true);
+        Decision::BestEffort { class: Some(class) }
+    }
+
+    /// Admits the session at slot `at` (stored, holding no admission and not
+    /// counted as waiting) and returns its outcome.
+    #[inline]
+    fn start(&mut self, at: usize, class: u16, host: Host) -> Result<Decision, DropReason> {
+        let (flow, waiting) = self.admit(class, host);
+        let slot = self.sessions.slot_mut(at);
+        slot.flow = flow;
+        slot.set_waiting(waiting);
+        if waiting && let Some(w) = self.waiting.get_mut(usize::from(class)) {
+            *w += 1;
+        }
+        self.outcome(class, flow)
     }
 
     /// Whether a busy session's decision no longer fits the plan in force:
@@ -370,9 +498,10 @@ impl Classifier {
     }
 
     /// Decides a new session of `class` from `host`: a flow, or the
-    /// overflow action.
+    /// overflow action; and whether it is refused for lack of room in its
+    /// class (waiting), rather than by its host's cap.
     #[inline]
-    fn admit(&mut self, class: u16, host: Host) -> u16 {
+    fn admit(&mut self, class: u16, host: Host) -> (u16, bool) {
         let c = usize::from(class);
         let mut best: Option<u16> = None;
         let room = self.active[c] < self.limit[c];
@@ -399,33 +528,36 @@ impl Classifier {
             // rather than admit uncounted.
             best = None;
         }
+        // Refused by the class's room (limit reached, or no flow with a
+        // rate), not by the host's cap.
+        let waiting = !room || host_room;
         match best {
             Some(f) => {
                 self.active[c] += 1;
                 self.flow_active[usize::from(f)] += 1;
                 self.stats.admitted += 1;
-                f
+                (f, false)
             }
             None => match self.overflow[c] {
                 Overflow::BestEffort => {
                     self.stats.overflow_best_effort += 1;
-                    FLOW_BEST_EFFORT
+                    (FLOW_BEST_EFFORT, waiting)
                 }
                 Overflow::Drop => {
                     self.stats.overflow_dropped += 1;
-                    FLOW_DROP
+                    (FLOW_DROP, waiting)
                 }
             },
         }
     }
 
-    fn release(&mut self, class: u16, flow: u16, host: Host) {
-        release(
-            (&mut self.active, &mut self.flow_active),
+    /// Frees what the stored session `s` holds: its admission, or its place
+    /// among the waiting sessions.
+    fn free(&mut self, s: &Slot) {
+        free(
+            (&mut self.active, &mut self.flow_active, &mut self.waiting),
             (&self.host_cap, &mut self.hosts),
-            class,
-            flow,
-            host,
+            s,
         );
     }
 
@@ -441,51 +573,102 @@ impl Classifier {
         }
     }
 
-    /// Housekeeping, once per batch: sweeps up to `budget` session slots and
-    /// forgets sessions idle past the timeout, freeing their admission.
-    /// To visit the whole table once per timeout `T` with `B` batches per
-    /// second, use `budget >= slots / (T * B)`.
+    /// Housekeeping: sweeps up to `budget` session slots and forgets
+    /// sessions idle past the timeout (closed ones past their linger),
+    /// freeing their admission. To visit the whole table once per timeout
+    /// `T` with `B` calls per second, use `budget >= slots / (T * B)`;
+    /// [`Classifier::housekeep`] computes it.
     pub fn expire(&mut self, now: Nanos, budget: usize) -> usize {
-        let (active, flow_active) = (&mut self.active, &mut self.flow_active);
+        let counts = (&mut self.active, &mut self.flow_active, &mut self.waiting);
         let (host_cap, hosts) = (&self.host_cap, &mut self.hosts);
         let n = self.sessions.expire(tick(now), budget, |s| {
-            release(
-                (active, flow_active),
+            free(
+                (&mut *counts.0, &mut *counts.1, &mut *counts.2),
                 (host_cap, hosts),
-                s.class,
-                s.flow,
-                s.host(),
+                s,
             );
         });
         self.stats.expired += u64::try_from(n).unwrap_or(u64::MAX);
         n
     }
+
+    /// Housekeeping at any cadence (the worker calls it with its timers):
+    /// sweeps as many slots as the time since the previous call asks for,
+    /// so that the whole table is visited at least twice per idle timeout
+    /// (and per closed linger). Allocates nothing. Returns the sessions
+    /// removed.
+    pub fn housekeep(&mut self, now: Nanos) -> usize {
+        let last = *self.last_sweep.get_or_insert(now);
+        let elapsed = now.saturating_sub(last);
+        if elapsed == 0 {
+            return 0;
+        }
+        self.last_sweep = Some(now);
+        let slots = self.sessions.slots();
+        let want = (u128::from(elapsed) * slots as u128).div_ceil(u128::from(self.sweep_period));
+        let budget = usize::try_from(want).unwrap_or(slots).min(slots);
+        self.expire(now, budget)
+    }
+
+    /// Checks the per-class and per-flow counts against the table (tests).
+    #[cfg(test)]
+    pub(crate) fn counts_match_table(&self) -> Result<(), String> {
+        let mut active = vec![0u32; self.active.len()];
+        let mut flow_active = vec![0u32; self.flow_active.len()];
+        let mut waiting = vec![0u32; self.waiting.len()];
+        for s in self.sessions.occupied() {
+            let c = usize::from(s.class);
+            if s.closed() {
+                if s.waiting() {
+                    return Err(format!("closed session counted as waiting: {s:?}"));
+                }
+            } else if s.flow < FLOW_DROP {
+                active[c] += 1;
+                flow_active[usize::from(s.flow)] += 1;
+            } else if s.waiting() {
+                waiting[c] += 1;
+            }
+        }
+        if (&active, &flow_active, &waiting) != (&self.active, &self.flow_active, &self.waiting) {
+            return Err(format!(
+                "table: active {active:?} flows {flow_active:?} waiting {waiting:?}; \
+                 counts: active {:?} flows {:?} waiting {:?}",
+                self.active, self.flow_active, self.waiting
+            ));
+        }
+        Ok(())
+    }
 }
 
-/// Frees the admission of a session of `class` on `flow` from `host`: the
-/// class's and the flow's live counts, and the host's count when its class
-/// has a cap. Nothing for a refused or best-effort session.
+/// Frees what the stored session `s` holds: nothing when it is closed (freed
+/// at its FIN); for an admitted session the class's and the flow's live
+/// counts and the host's count when its class has a cap; for a waiting one
+/// its class's waiting count.
 #[inline]
-fn release(
-    (active, flow_active): (&mut [u32], &mut [u32]),
+fn free(
+    (active, flow_active, waiting): (&mut [u32], &mut [u32], &mut [u32]),
     (host_cap, hosts): (&[u32], &mut HostTable),
-    class: u16,
-    flow: u16,
-    host: Host,
+    s: &Slot,
 ) {
-    if flow >= FLOW_DROP {
+    let class = usize::from(s.class);
+    if s.closed() {
         return;
     }
-    if let Some(a) = active.get_mut(usize::from(class)) {
+    if s.flow >= FLOW_DROP {
+        if s.waiting()
+            && let Some(w) = waiting.get_mut(class)
+        {
+            *w = w.saturating_sub(1);
+        }
+        return;
+    }
+    if let Some(a) = active.get_mut(class) {
         *a = a.saturating_sub(1);
     }
-    if let Some(a) = flow_active.get_mut(usize::from(flow)) {
+    if let Some(a) = flow_active.get_mut(usize::from(s.flow)) {
         *a = a.saturating_sub(1);
     }
-    if host_cap
-        .get(usize::from(class))
-        .is_some_and(|&c| c != u32::MAX)
-    {
-        hosts.remove(host, class);
+    if host_cap.get(class).is_some_and(|&c| c != u32::MAX) {
+        hosts.remove(s.host(), s.class);
     }
 }

@@ -18,6 +18,16 @@ pub const FLOW_DROP: u16 = u16::MAX - 1;
 const TICK_SHIFT: u32 = 20;
 const OCCUPIED: u8 = 1;
 const V6: u8 = 2;
+/// Refused (best effort or drop) because its class had no room in the plan:
+/// counted in the classifier's per-class waiting sessions.
+const WAITING: u8 = 4;
+/// Closed (TCP FIN seen): its admission is freed; the entry keeps its flow
+/// for the segments that follow the FIN, for [`SessionTable::closed_ticks`]
+/// after the FIN (the classifier does not refresh a closed entry).
+const CLOSED: u8 = 8;
+/// How long a closed session keeps its pin after its FIN (capped by the
+/// idle timeout), ns.
+pub const CLOSED_LINGER_NS: u64 = 10_000_000_000;
 
 /// Converts nanoseconds to 32-bit wrapping ticks.
 #[inline]
@@ -54,13 +64,42 @@ impl Slot {
         }
     }
 
+    /// Refused because its class had no room (counted as waiting).
+    #[inline]
+    pub fn waiting(&self) -> bool {
+        self.state & WAITING != 0
+    }
+    /// Closed: its admission is already freed.
+    #[inline]
+    pub fn closed(&self) -> bool {
+        self.state & CLOSED != 0
+    }
+    /// Marks the session refused for lack of room (or not).
+    #[inline]
+    pub fn set_waiting(&mut self, on: bool) {
+        if on {
+            self.state |= WAITING;
+        } else {
+            self.state &= !WAITING;
+        }
+    }
+    /// Marks the session closed (or open again).
+    #[inline]
+    pub fn set_closed(&mut self, on: bool) {
+        if on {
+            self.state |= CLOSED;
+        } else {
+            self.state &= !CLOSED;
+        }
+    }
+
     #[inline]
     fn is_empty(&self) -> bool {
         self.state == 0
     }
     #[inline]
     fn holds(&self, t: &FiveTuple) -> bool {
-        self.state == (OCCUPIED | if t.v6 { V6 } else { 0 })
+        self.state & (OCCUPIED | V6) == (OCCUPIED | if t.v6 { V6 } else { 0 })
             && self.src == t.src
             && self.dst == t.dst
             && self.sport == t.sport
@@ -139,7 +178,15 @@ pub struct SessionTable {
     capacity: usize,
     seed: u64,
     idle_ticks: u32,
+    closed_ticks: u32,
     cursor: usize,
+}
+
+/// `ns` in ticks, rounded up, at most `u32::MAX / 2` (ages stay unambiguous).
+fn ticks(ns: u64) -> u32 {
+    u32::try_from(ns.div_ceil(1 << TICK_SHIFT))
+        .unwrap_or(u32::MAX / 2)
+        .min(u32::MAX / 2)
 }
 
 impl SessionTable {
@@ -149,17 +196,32 @@ impl SessionTable {
     pub fn new(capacity: usize, idle_ns: u64, seed: u64) -> Self {
         let capacity = capacity.max(1);
         let n = capacity + capacity / 3 + 1;
-        let idle_ticks = u32::try_from(idle_ns.div_ceil(1 << TICK_SHIFT))
-            .unwrap_or(u32::MAX / 2)
-            .min(u32::MAX / 2);
+        let idle_ticks = ticks(idle_ns);
         Self {
             slots: vec![Slot::default(); n],
             len: 0,
             capacity,
             seed,
             idle_ticks,
+            closed_ticks: ticks(CLOSED_LINGER_NS).min(idle_ticks),
             cursor: 0,
         }
+    }
+
+    /// Slots (visited by one full sweep).
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The idle timeout in ticks.
+    pub fn idle_ticks(&self) -> u32 {
+        self.idle_ticks
+    }
+
+    /// How long a closed session is kept after its FIN, in ticks
+    /// ([`CLOSED_LINGER_NS`], at most the idle timeout).
+    pub fn closed_ticks(&self) -> u32 {
+        self.closed_ticks
     }
 
     /// Sessions stored (including expired ones not swept yet).
@@ -218,10 +280,17 @@ impl SessionTable {
         &mut self.slots[i]
     }
 
-    /// True when the session at `i` has been idle longer than the timeout.
+    /// True when the session at `i` has been idle longer than the timeout
+    /// (a closed session: longer than [`Self::closed_ticks`]).
     #[inline]
     pub fn is_expired(&self, i: usize, now: u32) -> bool {
-        now.wrapping_sub(self.slots[i].last) > self.idle_ticks
+        let s = &self.slots[i];
+        let limit = if s.closed() {
+            self.closed_ticks
+        } else {
+            self.idle_ticks
+        };
+        now.wrapping_sub(s.last) > limit
     }
 
     /// Refreshes the session's last-seen time.
@@ -252,8 +321,12 @@ impl SessionTable {
         true
     }
 
-    /// Removes the session at `i`, shifting later members of its probe run back.
-    fn remove(&mut self, i: usize) {
+    /// Removes the session at `i` (occupied), shifting later members of its
+    /// probe run back.
+    pub fn remove(&mut self, i: usize) {
+        if self.slots.get(i).is_none_or(Slot::is_empty) {
+            return;
+        }
         let n = self.slots.len();
         let mut hole = i;
         let mut j = i;
@@ -273,26 +346,37 @@ impl SessionTable {
         self.len -= 1;
     }
 
-    /// Visits up to `budget` slots (a slot just emptied is visited again: a
-    /// shifted entry may now occupy it) from where the previous call stopped and
-    /// removes the expired sessions, reporting each one's slot to
-    /// `on_expire`. Returns how many were removed. Call it once per batch with
-    /// a budget large enough to cover the table within the idle timeout.
+    /// Moves the sweep cursor over up to `budget` slots from where the
+    /// previous call stopped and removes the expired sessions, reporting each
+    /// one's slot to `on_expire` (a slot just emptied is looked at again
+    /// before moving on: a shifted entry may now occupy it; removals are
+    /// bounded by the sessions stored). Returns how many were removed. Call
+    /// it with budgets that add up to the table's slots within the idle
+    /// timeout.
     pub fn expire(&mut self, now: u32, budget: usize, mut on_expire: impl FnMut(&Slot)) -> usize {
         let mut removed = 0;
-        for _ in 0..budget {
+        let mut moved = 0;
+        while moved < budget {
             let i = self.cursor;
             if !self.slots[i].is_empty() && self.is_expired(i, now) {
                 let s = self.slots[i];
                 self.remove(i);
                 on_expire(&s);
                 removed += 1;
-                // Slot i may now hold a shifted entry: look at it again next visit.
             } else {
                 self.cursor = self.next(i);
+                moved += 1;
             }
         }
         removed
+    }
+}
+
+#[cfg(test)]
+impl SessionTable {
+    /// The stored sessions (tests: invariants over the whole table).
+    pub(crate) fn occupied(&self) -> impl Iterator<Item = &Slot> {
+        self.slots.iter().filter(|s| !s.is_empty())
     }
 }
 

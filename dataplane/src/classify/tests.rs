@@ -667,6 +667,7 @@ proptest! {
                 prop_assert!(k.active_sessions(class) <= 10);
             }
             prop_assert!(k.sessions() <= 16);
+            prop_assert_eq!(k.counts_match_table(), Ok(()));
         }
     }
 }
@@ -685,4 +686,368 @@ fn a_switched_plan_applies_whatever_its_epoch() {
     p.epoch = 1;
     assert!(k.set_plan(&p), "1 follows u64::MAX");
     assert_eq!(k.epoch(), 1);
+}
+
+// --- TCP teardown, waiting sessions, idle timeout -------------------------
+
+use crate::wire::tcp::flags::{ACK, FIN, RST, SYN};
+
+/// A TCP segment of host `h` from port `sport` to 198.18.30.7:443 (class
+/// bulk-ac: 10 sessions, overflow drop, flow 2) with `flags`.
+fn seg(h: u8, sport: u16, flags: u8) -> Vec<u8> {
+    let mut f = v4(host(h), Ipv4Addr::new(198, 18, 30, 7), 6, sport, 443, 0);
+    f[14 + 20 + 12] = 5 << 4;
+    f[14 + 20 + 13] = flags;
+    f
+}
+
+const BULK: Result<Decision, DropReason> = Ok(Decision::Flow { class: 1, flow: 2 });
+
+/// Fills bulk-ac (10 sessions, ports 0..10 of host 1) and refuses port 10.
+fn full_bulk(k: &mut Classifier, now: u64) {
+    for p in 0..10u16 {
+        assert_eq!(k.classify(&seg(1, p, SYN), now), BULK, "port {p}");
+    }
+    assert_eq!(
+        k.classify(&seg(1, 10, SYN), now),
+        Err(DropReason::NotAdmitted)
+    );
+    assert_eq!((k.active_sessions(1), k.waiting_sessions(1)), (10, 1));
+}
+
+#[test]
+fn tcp_flags_are_parsed_for_tcp_only() {
+    let i = inner::parse(&seg(1, 5, FIN | ACK)).expect("parses");
+    assert_eq!(i.tcp_flags, FIN | ACK);
+    assert!(i.fin() && !i.rst() && !i.syn());
+    let i = inner::parse(&seg(1, 5, SYN)).expect("parses");
+    assert!(i.syn() && !i.fin());
+    assert!(!inner::parse(&seg(1, 5, SYN | ACK)).expect("parses").syn());
+    // UDP and SCTP carry no TCP flags, whatever their bytes.
+    let mut u = v4(host(1), Ipv4Addr::new(198, 18, 30, 5), 17, 1, 5000, 34);
+    u.resize(14 + 20 + 14, 0xFF);
+    let i = inner::parse(&u).expect("parses");
+    assert_eq!(i.tcp_flags, 0);
+    assert!(!i.rst() && !i.fin());
+    // A TCP header cut short is still truncated.
+    let cut = seg(1, 5, RST);
+    assert!(inner::parse(&cut[..14 + 20 + 19]).is_err());
+}
+
+#[test]
+fn fin_frees_the_admission_at_once_and_keeps_the_pin() {
+    let (_, mut k) = classifier(settings());
+    full_bulk(&mut k, 0);
+    // Session 0 closes: its admission is free at once ...
+    assert_eq!(k.classify(&seg(1, 0, FIN | ACK), 1_000), BULK);
+    assert_eq!(k.active_sessions(1), 9);
+    assert_eq!(k.stats().fin_closed, 1);
+    // ... and a new session takes it immediately.
+    assert_eq!(k.classify(&seg(1, 20, SYN), 2_000), BULK);
+    assert_eq!(k.active_sessions(1), 10);
+    // The segments after the FIN (last ACKs, a retransmitted FIN) keep the
+    // pin: not a new session, not refused although the class is full.
+    let new = k.stats().new_sessions;
+    assert_eq!(k.classify(&seg(1, 0, ACK), 3_000), BULK);
+    assert_eq!(k.classify(&seg(1, 0, FIN | ACK), 4_000), BULK);
+    assert_eq!(k.stats().new_sessions, new);
+    assert_eq!(
+        k.stats().fin_closed,
+        1,
+        "a retransmitted FIN closes nothing"
+    );
+    assert_eq!(k.active_sessions(1), 10);
+    // The refused session stays refused (no room), still waiting.
+    assert_eq!(
+        k.classify(&seg(1, 10, ACK), 5_000),
+        Err(DropReason::NotAdmitted)
+    );
+    assert_eq!(k.waiting_sessions(1), 1);
+    // Another FIN frees a slot; a new SYN on the closed tuple 0 is a new
+    // connection, admitted afresh.
+    assert_eq!(k.classify(&seg(1, 1, FIN), 6_000), BULK);
+    assert_eq!(k.classify(&seg(1, 0, SYN), 7_000), BULK);
+    assert_eq!(k.stats().reopened, 1);
+    assert_eq!(k.active_sessions(1), 10);
+    // Its end frees it again.
+    assert_eq!(k.classify(&seg(1, 0, RST | ACK), 8_000), BULK);
+    assert_eq!(k.active_sessions(1), 9);
+    assert_eq!(k.counts_match_table(), Ok(()));
+}
+
+#[test]
+fn a_syn_on_a_closed_tuple_of_a_full_class_is_refused_and_waits() {
+    let (_, mut k) = classifier(settings());
+    full_bulk(&mut k, 0);
+    assert_eq!(k.classify(&seg(1, 3, FIN | ACK), 1), BULK);
+    assert_eq!(
+        k.classify(&seg(1, 30, SYN), 2),
+        BULK,
+        "takes the freed slot"
+    );
+    assert_eq!(k.classify(&seg(1, 3, SYN), 3), Err(DropReason::NotAdmitted));
+    assert_eq!(k.waiting_sessions(1), 2);
+    assert_eq!(k.counts_match_table(), Ok(()));
+}
+
+#[test]
+fn rst_frees_the_admission_and_forgets_the_session() {
+    let (_, mut k) = classifier(settings());
+    full_bulk(&mut k, 0);
+    let stored = k.sessions();
+    // The RST itself still rides the session's flow.
+    assert_eq!(k.classify(&seg(1, 4, RST), 1_000), BULK);
+    assert_eq!(
+        (k.active_sessions(1), k.sessions(), k.stats().rst_closed),
+        (9, stored - 1, 1)
+    );
+    assert_eq!(k.classify(&seg(1, 40, SYN), 2_000), BULK);
+    assert_eq!(k.active_sessions(1), 10);
+    // A RST of a refused session: it stops waiting.
+    assert_eq!(
+        k.classify(&seg(1, 10, RST), 3_000),
+        Err(DropReason::NotAdmitted)
+    );
+    assert_eq!(k.waiting_sessions(1), 0);
+    // Teardown segments of sessions the table does not hold: best effort,
+    // nothing admitted; a RST stores nothing, a FIN holds its tuple closed
+    // so that the segments after it are not admitted either.
+    let stored = k.sessions();
+    let be = Ok(Decision::BestEffort { class: Some(1) });
+    assert_eq!(k.classify(&seg(2, 99, RST), 4_000), be);
+    assert_eq!(k.sessions(), stored);
+    k.expire(5 * SEC, 100_000);
+    let active = k.active_sessions(1);
+    assert!(active < 10, "room in the class");
+    assert_eq!(k.classify(&seg(2, 98, FIN | ACK), 5 * SEC), be);
+    assert_eq!(k.classify(&seg(2, 98, ACK), 5 * SEC + 1), be);
+    assert_eq!(k.active_sessions(1), active, "nothing admitted");
+    assert_eq!(k.stats().unknown_teardown, 2);
+    // The same for a session found expired at its FIN.
+    assert_eq!(k.classify(&seg(2, 97, SYN), 5 * SEC), BULK);
+    assert_eq!(k.classify(&seg(2, 97, FIN | ACK), 7 * SEC), be);
+    assert_eq!(k.classify(&seg(2, 97, ACK), 7 * SEC + 1), be);
+    assert_eq!(k.active_sessions(1), active);
+    assert_eq!(k.stats().unknown_teardown, 3);
+    assert_eq!(k.counts_match_table(), Ok(()));
+}
+
+#[test]
+fn a_closed_session_keeps_its_pin_for_its_linger_only() {
+    let s = Settings {
+        idle_timeout: 60 * SEC,
+        ..settings()
+    };
+    let (_, mut k) = classifier(s);
+    assert_eq!(k.classify(&seg(1, 0, SYN), 0), BULK);
+    assert_eq!(k.classify(&seg(1, 1, SYN), 0), BULK);
+    assert_eq!(k.classify(&seg(1, 0, FIN | ACK), SEC), BULK);
+    // Trailing segments within the linger keep the pin ...
+    let linger = sessions::CLOSED_LINGER_NS;
+    assert_eq!(k.classify(&seg(1, 0, ACK), 9 * SEC), BULK);
+    assert_eq!(k.classify(&seg(1, 0, ACK), linger), BULK);
+    k.expire(linger, 100_000);
+    assert_eq!(k.sessions(), 2);
+    // ... but do not extend it: it runs from the FIN, so a host cannot keep
+    // sending on a pin it no longer holds an admission for. Past it the
+    // closed entry goes; the open one (idle timeout 60 s) stays.
+    k.expire(SEC + linger + SEC / 100, 100_000);
+    assert_eq!(k.sessions(), 1);
+    assert_eq!(k.active_sessions(1), 1);
+    assert_eq!(k.counts_match_table(), Ok(()));
+    // Its next segment is a new session, admitted (or refused) as any.
+    let new = k.stats().new_sessions;
+    assert_eq!(k.classify(&seg(1, 0, ACK), 12 * SEC), BULK);
+    assert_eq!((k.stats().new_sessions, k.active_sessions(1)), (new + 1, 2));
+}
+
+#[test]
+fn trailing_segments_of_a_flow_without_rate_go_best_effort() {
+    let (c, mut k) = classifier(settings());
+    assert_eq!(k.classify(&seg(1, 0, SYN), 0), BULK);
+    assert_eq!(k.classify(&seg(1, 0, FIN | ACK), 1), BULK);
+    let mut p = c.plan.clone().expect("plan");
+    p.epoch = 2;
+    p.rate_mbps[2] = 0.0;
+    assert!(k.set_plan(&p));
+    // Closed: not admitted again, but not pinned to a flow without rate.
+    assert_eq!(
+        k.classify(&seg(1, 0, ACK), 2),
+        Ok(Decision::BestEffort { class: Some(1) })
+    );
+    assert_eq!(k.stats().readmitted, 0);
+    assert_eq!(k.counts_match_table(), Ok(()));
+}
+
+#[test]
+fn refused_sessions_are_reported_waiting_until_admitted_or_gone() {
+    let (c, mut k) = classifier(settings());
+    let dst = Ipv4Addr::new(198, 18, 30, 5);
+    let video = |s: u16| v4(host(1), dst, 17, 40000 + s, 5000, 34);
+    for s in 0..5u16 {
+        let _ = k.classify(&video(s), 0);
+    }
+    // Plan: 3 sessions; two over the limit go best effort and wait.
+    assert_eq!((k.active_sessions(0), k.waiting_sessions(0)), (3, 2));
+    // A plan with room admits them at their next packet.
+    let mut p = c.plan.clone().expect("plan");
+    p.epoch = 2;
+    p.sessions[0] = 5;
+    assert!(k.set_plan(&p));
+    for s in 0..5u16 {
+        assert!(matches!(
+            k.classify(&video(s), 1),
+            Ok(Decision::Flow { class: 0, .. })
+        ));
+    }
+    assert_eq!((k.active_sessions(0), k.waiting_sessions(0)), (5, 0));
+    // Refused again when the class is full, then forgotten on expiry.
+    let _ = k.classify(&video(9), 2);
+    assert_eq!(k.waiting_sessions(0), 1);
+    k.expire(10 * SEC, 100_000);
+    assert_eq!((k.active_sessions(0), k.waiting_sessions(0)), (0, 0));
+    assert_eq!(k.counts_match_table(), Ok(()));
+    // A class without a plan yet: every session waits.
+    p.epoch = 3;
+    p.sessions[1] = 0;
+    assert!(k.set_plan(&p));
+    for port in 0..4u16 {
+        assert_eq!(
+            k.classify(&seg(1, port, SYN), 11 * SEC),
+            Err(DropReason::NotAdmitted)
+        );
+    }
+    assert_eq!(k.waiting_sessions(1), 4);
+}
+
+#[test]
+fn sessions_over_a_host_cap_do_not_wait() {
+    let c = capped_cfg();
+    let mut k = Classifier::new(&c, c.plan.as_ref().expect("plan"), settings()).expect("builds");
+    let dst = Ipv4Addr::new(198, 18, 30, 5);
+    // Video: 3 sessions, at most 1 per host. Host 1's second session is
+    // refused by its cap (the class has room): not demand the plan misses.
+    for s in 0..2u16 {
+        let _ = k.classify(&v4(host(1), dst, 17, 40000 + s, 5000, 34), 0);
+    }
+    assert_eq!(k.stats().host_capped, 1);
+    assert_eq!((k.active_sessions(0), k.waiting_sessions(0)), (1, 0));
+    for h in 2..=4u8 {
+        let _ = k.classify(&v4(host(h), dst, 17, 40000, 5000, 34), 0);
+    }
+    assert_eq!(
+        (k.active_sessions(0), k.waiting_sessions(0)),
+        (3, 1),
+        "host 4 found the class full"
+    );
+    assert_eq!(k.counts_match_table(), Ok(()));
+}
+
+#[test]
+fn the_idle_timeout_comes_from_the_site_configuration() {
+    let text = EXAMPLE.replacen(
+        "# session_idle_timeout_seconds = 30",
+        "session_idle_timeout_seconds = 2",
+        1,
+    );
+    let c = Config::from_toml_str(&text, "t.toml").expect("loads");
+    let s = Settings {
+        idle_timeout: c.site.session_idle_timeout_ns(),
+        ..settings()
+    };
+    let mut k = Classifier::new(&c, c.plan.as_ref().expect("plan"), s).expect("builds");
+    assert_eq!(k.classify(&seg(1, 0, SYN), 0), BULK);
+    assert_eq!(k.classify(&seg(1, 1, SYN), 0), BULK);
+    assert_eq!(k.classify(&seg(1, 1, ACK), SEC), BULK);
+    // Housekeeping at the worker's cadence (1 ms): session 0 (idle since 0)
+    // is gone shortly after 2 s, session 1 (idle since 1 s) a second later.
+    let mut t = SEC;
+    let mut gone = [None, None];
+    while t < 5 * SEC && gone[1].is_none() {
+        t += 1_000_000;
+        k.housekeep(t);
+        let n = k.active_sessions(1);
+        if n < 2 && gone[0].is_none() {
+            gone[0] = Some(t);
+        }
+        if n == 0 {
+            gone[1] = Some(t);
+        }
+    }
+    let (a, b) = (gone[0].expect("0 expires"), gone[1].expect("1 expires"));
+    assert!((2 * SEC..=3 * SEC).contains(&a), "session 0 freed at {a}");
+    assert!((3 * SEC..=4 * SEC).contains(&b), "session 1 freed at {b}");
+    assert_eq!(k.stats().expired, 2);
+}
+
+#[test]
+fn housekeeping_covers_the_table_in_half_a_timeout() {
+    let s = Settings {
+        max_sessions: 30_000,
+        idle_timeout: 4 * SEC,
+        hash_seed: 3,
+    };
+    let (_, mut k) = classifier(s);
+    for p in 0..20_000u16 {
+        let _ = k.classify(&seg(9, p, SYN), 0);
+    }
+    assert_eq!(k.sessions(), 20_000);
+    // All idle from 0: expired after 4 s; a sweep period is 2 s.
+    let mut t = 4 * SEC;
+    k.housekeep(t);
+    while k.sessions() > 0 && t < 7 * SEC {
+        t += 2_000_000;
+        k.housekeep(t);
+    }
+    assert_eq!(k.sessions(), 0, "not swept by {t}");
+    assert!(t <= 4 * SEC + 2 * SEC + 2_000_000, "swept late: {t}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// TCP opens and closes in any order, plan changes and housekeeping:
+    /// the live and waiting counts always equal what the table holds, the
+    /// admitted count never exceeds the largest limit, and a segment after
+    /// a FIN (not a SYN) never starts a session while the entry lingers.
+    #[test]
+    fn teardown_keeps_the_counts_exact(
+        steps in proptest::collection::vec(
+            (0u8..3, 0u16..12, prop_oneof![
+                Just(0u8), Just(SYN), Just(ACK), Just(FIN | ACK), Just(RST), Just(RST | ACK), Just(SYN | ACK), any::<u8>()
+            ], 0u64..400_000_000, 0u8..12),
+            1..120,
+        ),
+        capped in any::<bool>(),
+    ) {
+        let c = if capped { capped_cfg() } else { cfg() };
+        let s = Settings { max_sessions: 24, idle_timeout: SEC, hash_seed: 5 };
+        let mut k = Classifier::new(&c, c.plan.as_ref().expect("plan"), s).expect("builds");
+        let mut plan = c.plan.clone().expect("plan");
+        let mut now = 0;
+        for (h, port, flags, dt, op) in steps {
+            now += dt;
+            match op {
+                0 => {
+                    plan.epoch += 1;
+                    plan.sessions[1] = u32::from(port % 6);
+                    k.set_plan(&plan);
+                }
+                1 => { k.housekeep(now); }
+                _ => {
+                    let before = k.stats().new_sessions;
+                    let f = seg(h + 1, port, flags);
+                    let tuple = inner::parse(&f).expect("parses").tuple;
+                    let closed = matches!(k.sessions.find(&tuple), Found::At(at)
+                        if k.sessions.slot_mut(at).closed() && !k.sessions.is_expired(at, tick(now)));
+                    let _ = k.classify(&f, now);
+                    if closed && flags & (SYN | ACK) != SYN {
+                        prop_assert_eq!(k.stats().new_sessions, before);
+                    }
+                }
+            }
+            prop_assert_eq!(k.counts_match_table(), Ok(()));
+            prop_assert!(k.active_sessions(1) <= 10);
+        }
+    }
 }

@@ -26,8 +26,8 @@ mod tests;
 pub use error::ConfigError;
 pub use key::{KEY_BASE64_LEN, decode_key, encode_key};
 pub use model::{
-    Backend, Config, Flow, Overflow, Peer, PortRange, Rule, Security, SecurityMode, Site,
-    TrafficClass, Uplink,
+    Backend, Config, DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS, Flow, MAX_SESSION_IDLE_TIMEOUT_SECONDS,
+    Overflow, Peer, PortRange, Rule, Security, SecurityMode, Site, TrafficClass, Uplink,
 };
 pub use prefix::{Prefix, PrefixError};
 

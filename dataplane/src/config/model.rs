@@ -49,6 +49,25 @@ pub struct Site {
     /// cap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_sessions_per_host: Option<u32>,
+    /// A session (admitted or not) idle this long is forgotten and its
+    /// admission freed, seconds; `None`: [`DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_idle_timeout_seconds: Option<u32>,
+}
+
+/// Idle timeout of a session when `[site] session_idle_timeout_seconds` is absent.
+pub const DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS: u32 = 30;
+/// Largest `session_idle_timeout_seconds` (one day).
+pub const MAX_SESSION_IDLE_TIMEOUT_SECONDS: u32 = 86_400;
+
+impl Site {
+    /// The session idle timeout in ns (the default when not set).
+    pub fn session_idle_timeout_ns(&self) -> u64 {
+        u64::from(
+            self.session_idle_timeout_seconds
+                .unwrap_or(DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS),
+        ) * crate::sys::SEC
+    }
 }
 
 /// Whether packets between gateways are sealed.

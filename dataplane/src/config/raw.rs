@@ -32,6 +32,7 @@ pub(crate) struct RawSite {
     #[serde(default)]
     pub lan_prefixes: Vec<S<String>>,
     pub max_sessions_per_host: Option<S<i64>>,
+    pub session_idle_timeout_seconds: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]

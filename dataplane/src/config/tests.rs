@@ -243,6 +243,60 @@ fn err_vni_range() {
 }
 
 #[test]
+fn session_idle_timeout_defaults_parses_and_round_trips() {
+    let c = example();
+    assert_eq!(c.site.session_idle_timeout_seconds, None);
+    assert_eq!(
+        c.site.session_idle_timeout_ns(),
+        u64::from(DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS) * crate::sys::SEC
+    );
+    assert_eq!(
+        c.site.session_idle_timeout_ns(),
+        crate::classify::DEFAULT_IDLE_TIMEOUT_NS,
+        "one default"
+    );
+    let text = EXAMPLE.replacen(
+        "# session_idle_timeout_seconds = 30",
+        "session_idle_timeout_seconds = 5",
+        1,
+    );
+    let k = Config::from_toml_str(&text, FILE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(k.site.session_idle_timeout_seconds, Some(5));
+    assert_eq!(k.site.session_idle_timeout_ns(), 5 * crate::sys::SEC);
+    let ser = k.to_toml_string().expect("ser");
+    assert!(ser.contains("session_idle_timeout_seconds = 5"), "{ser}");
+    let back = Config::from_toml_str(&ser, "rt.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back, k);
+    let max = EXAMPLE.replacen(
+        "# session_idle_timeout_seconds = 30",
+        &format!("session_idle_timeout_seconds = {MAX_SESSION_IDLE_TIMEOUT_SECONDS}"),
+        1,
+    );
+    assert!(Config::from_toml_str(&max, FILE).is_ok());
+}
+
+#[test]
+fn err_session_idle_timeout() {
+    let from = "# session_idle_timeout_seconds = 30";
+    for bad in ["0", "-5", "86401", "4294967296"] {
+        let e = expect_err(
+            from,
+            &format!("session_idle_timeout_seconds = {bad}"),
+            "session_idle_timeout_seconds =",
+            "site.session_idle_timeout_seconds",
+        );
+        assert!(e.message.contains("1..=86400"), "{e}");
+    }
+    // Not an integer: the parser's type error, on the same line and field.
+    expect_err(
+        from,
+        "session_idle_timeout_seconds = \"30s\"",
+        "session_idle_timeout_seconds =",
+        "site.session_idle_timeout_seconds",
+    );
+}
+
+#[test]
 fn err_empty_site_name() {
     expect_err("name = \"A\"", "name = \" \"", "name = \" \"", "site.name");
 }

@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 use super::Prefix;
 use super::error::{ConfigError, Source};
 use super::model::{
-    Backend, Config, Flow, Overflow, Peer, PortRange, Rule, Security, SecurityMode, Site,
-    TrafficClass, Uplink,
+    Backend, Config, DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS, Flow, MAX_SESSION_IDLE_TIMEOUT_SECONDS,
+    Overflow, Peer, PortRange, Rule, Security, SecurityMode, Site, TrafficClass, Uplink,
 };
 use super::plan;
 use super::raw::{RawConfig, RawRule, S};
@@ -218,12 +218,32 @@ fn site(
         all_prefixes.push((v, p.span(), f));
     }
     let max_sessions_per_host = host_cap(src, rs.max_sessions_per_host.as_ref(), "site")?;
+    let session_idle_timeout_seconds = rs
+        .session_idle_timeout_seconds
+        .as_ref()
+        .map(|v| {
+            u32::try_from(*v.get_ref())
+                .ok()
+                .filter(|n| (1..=MAX_SESSION_IDLE_TIMEOUT_SECONDS).contains(n))
+                .ok_or_else(|| {
+                    src.error(
+                        &v.span(),
+                        "site.session_idle_timeout_seconds",
+                        format!(
+                            "must be in 1..={MAX_SESSION_IDLE_TIMEOUT_SECONDS} (seconds; \
+                             default {DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS})"
+                        ),
+                    )
+                })
+        })
+        .transpose()?;
     Ok(Site {
         name,
         vni,
         lan_interface,
         lan_prefixes,
         max_sessions_per_host,
+        session_idle_timeout_seconds,
     })
 }
 

@@ -23,8 +23,8 @@ pub const MSG_WORDS: usize = 30;
 pub const CHUNK_ENTRIES: usize = 9;
 /// Flow telemetry records per [`Telemetry::Flows`] message.
 pub const FLOW_TEL_PER_MSG: usize = 6;
-/// Class records per [`Telemetry::Classes`] message.
-pub const CLASSES_PER_MSG: usize = MSG_WORDS;
+/// Class records per [`Telemetry::Classes`] message (two words each).
+pub const CLASSES_PER_MSG: usize = MSG_WORDS / 2;
 /// Path assignments per [`Command::Assign`] message.
 pub const ASSIGN_PER_MSG: usize = MSG_WORDS;
 /// Peer records per [`Telemetry::Peers`] message.
@@ -536,13 +536,17 @@ impl FlowTelemetry {
     }
 }
 
-/// Active sessions of one class.
+/// Sessions of one class. Wire form: `active << 32 | class`, then `waiting`
+/// (the high half of the second word is zero).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ClassTelemetry {
     /// Class index.
     pub class: u32,
-    /// Sessions currently active.
+    /// Admitted sessions currently active.
     pub active: u32,
+    /// Live sessions refused (sent best effort or dropped) because the
+    /// class had no room in the plan: demand the plan does not cover.
+    pub waiting: u32,
 }
 
 /// Path state toward one peer site, as the dataplane sees it.
@@ -882,8 +886,9 @@ impl Telemetry {
                     .unwrap_or(usize::MAX)
                     .min(CLASSES_PER_MSG);
                 m.len = count_u32(n);
-                for (w, c) in m.w.iter_mut().zip(&items[..n]) {
-                    *w = join(c.active, c.class);
+                for (w, c) in m.w.chunks_exact_mut(2).zip(&items[..n]) {
+                    w[0] = join(c.active, c.class);
+                    w[1] = u64::from(c.waiting);
                 }
             }
             Telemetry::ProbeResult {
@@ -1006,9 +1011,14 @@ impl Telemetry {
             kind::CLASSES => {
                 let n = check_len(m.len, CLASSES_PER_MSG)?;
                 let mut items = [ClassTelemetry::default(); CLASSES_PER_MSG];
-                for (c, w) in items[..n].iter_mut().zip(&m.w) {
-                    let (active, class) = split(*w);
-                    *c = ClassTelemetry { class, active };
+                for (c, w) in items[..n].iter_mut().zip(m.w.chunks_exact(2)) {
+                    let (active, class) = split(w[0]);
+                    let waiting = u32::try_from(w[1]).map_err(|_| DecodeError::Field)?;
+                    *c = ClassTelemetry {
+                        class,
+                        active,
+                        waiting,
+                    };
                 }
                 Ok(Telemetry::Classes {
                     count: m.len,

@@ -365,6 +365,45 @@ fn commands_round_trip() {
 }
 
 #[test]
+fn class_telemetry_round_trips_with_waiting_sessions() {
+    use super::msg::{CLASSES_PER_MSG, ClassTelemetry, MSG_WORDS};
+    assert_eq!(CLASSES_PER_MSG * 2, MSG_WORDS, "two words per class");
+    let mut items = [ClassTelemetry::default(); CLASSES_PER_MSG];
+    for (i, c) in items.iter_mut().enumerate() {
+        let i = u32::try_from(i).unwrap();
+        *c = ClassTelemetry {
+            class: i,
+            active: u32::MAX - i,
+            waiting: 7 * i + 1,
+        };
+    }
+    let full = u32::try_from(CLASSES_PER_MSG).unwrap();
+    let t = Telemetry::Classes { count: full, items };
+    let m = t.encode();
+    assert_eq!(m.w[0], u64::from(u32::MAX) << 32);
+    assert_eq!((m.w[1], m.w[3]), (1, 8), "waiting in the second word");
+    assert_eq!(Telemetry::decode(&m), Ok(t));
+    // Fewer records: the unused ones decode as zero.
+    let mut part = items;
+    part[2..].fill(ClassTelemetry::default());
+    let t = Telemetry::Classes { count: 2, items };
+    assert_eq!(
+        Telemetry::decode(&t.encode()),
+        Ok(Telemetry::Classes {
+            count: 2,
+            items: part
+        })
+    );
+    // Too many records, or a waiting count beyond 32 bits: refused.
+    let mut bad = m;
+    bad.len = full + 1;
+    assert!(Telemetry::decode(&bad).is_err());
+    let mut bad = m;
+    bad.w[3] = 1 << 32;
+    assert!(Telemetry::decode(&bad).is_err());
+}
+
+#[test]
 fn security_messages_round_trip() {
     use super::msg::{
         HANDSHAKE_MAX, HandshakeIn, HandshakeOut, KEYS_PER_MSG, KeyInstall, KeyUsage,

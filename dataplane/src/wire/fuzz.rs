@@ -8,7 +8,7 @@
 
 use core::hint::black_box;
 
-use super::{checksum, ethernet, geneve, icmp, ipv4, ipv6, oam, overlay, udp};
+use super::{checksum, ethernet, geneve, icmp, ipv4, ipv6, oam, overlay, tcp, udp};
 
 /// Ethernet: parse, getters, emit/parse roundtrip.
 pub fn fuzz_ethernet(data: &[u8]) {
@@ -126,6 +126,19 @@ pub fn fuzz_udp(data: &[u8]) {
         q.fill_checksum_v6(s6, d6);
         assert!(q.verify_checksum_v6(s6, d6));
     }
+}
+
+/// TCP: parse, getters, emit/parse roundtrip of ports and flags.
+pub fn fuzz_tcp(data: &[u8]) {
+    let Ok(p) = tcp::Packet::new_checked(data) else {
+        return;
+    };
+    black_box((p.header_len(), p.fin(), p.syn(), p.rst(), p.ack()));
+    let r = tcp::Repr::parse(&p);
+    let mut out = [0u8; tcp::HEADER_LEN];
+    assert_eq!(r.emit(&mut out), Ok(tcp::HEADER_LEN));
+    let q = tcp::Packet::new_checked(&out[..]).expect("emitted header parses");
+    assert_eq!(tcp::Repr::parse(&q), r);
 }
 
 /// ICMP: parse the message view, and build both errors about the input as
@@ -366,6 +379,8 @@ mod tests {
         }
         #[test]
         fn udp_never_panics(d in bytes(64)) { fuzz_udp(&d) }
+        #[test]
+        fn tcp_never_panics(d in bytes(64)) { fuzz_tcp(&d) }
         #[test]
         fn icmp_never_panics(d in bytes(128)) { fuzz_icmp(&d) }
         #[test]

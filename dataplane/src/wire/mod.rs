@@ -9,6 +9,7 @@
 //!
 //! - [`checksum`]: the Internet checksum (RFC 1071) and its incremental update (RFC 1624).
 //! - [`ethernet`], [`ipv4`], [`ipv6`], [`udp`], [`icmp`]: the underlay protocols.
+//! - [`tcp`]: ports and control flags of inner TCP segments (the classifier).
 //! - [`geneve`]: RFC 8926 GENEVE header, option TLVs, and mongate's own options.
 //! - [`oam`]: acknowledgement and probe messages carried with the GENEVE O bit.
 //! - [`overlay`]: the whole encapsulation (outer Ethernet + IP + UDP + GENEVE)
@@ -27,6 +28,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod oam;
 pub mod overlay;
+pub mod tcp;
 pub mod udp;
 
 #[cfg(test)]
