@@ -206,7 +206,7 @@ impl Default for Settings {
             best_effort_pps: 100.0,
             queue_capacity: 256,
             controller: ControllerConfig::default(),
-            ramp: 0.03,
+            ramp: 0.06,
             ack_policy: AckPolicy::default(),
             tracker: TrackerConfig::default(),
             classifier: classify::Settings {
