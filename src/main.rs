@@ -121,8 +121,11 @@ fn status(name: &str, json: bool) -> anyhow::Result<()> {
     }
     if !flows.is_empty() {
         println!(
+            "\nrates in units/s of the gateway's rate_unit_bytes (1250 B by default: 100 u/s = 1 Mbit/s)"
+        );
+        println!(
             "\n{:<20} {:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>8}",
-            "flow", "epoch", "target pps", "MONtra pps", "sent", "delivered", "relayed", "lost"
+            "flow", "epoch", "target u/s", "MONtra u/s", "sent", "delivered", "relayed", "lost"
         );
         for (id, v) in &flows {
             println!(

@@ -156,8 +156,8 @@ pub struct Settings {
     /// target per second when nothing is lost, and a loss cuts a flow by
     /// `ramp x (1-q)/q` units/s at the loss budget q, whatever the plan's
     /// scale (an absolute kappa cut a 1 Mbit/s flow 10x harder than a 10
-    /// Mbit/s one). The loop gain is then `ramp (1-q)/q` per second: 3 at
-    /// 0.03 and q = 1 %, stable for feedback delays up to about 0.5 s
+    /// Mbit/s one). The loop gain is then `ramp (1-q)/q` per second: 6 at
+    /// 0.06 and q = 1 %, stable for feedback delays up to about 0.25 s
     /// (docs/montra.md). 0: `controller.kappa` as is.
     pub ramp: f64,
     /// Receiver ack policy.
