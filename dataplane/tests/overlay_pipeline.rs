@@ -926,14 +926,15 @@ fn acks_drive_the_controller_to_the_bottleneck() {
     assert!(loss < 0.2, "loss {loss}");
 }
 
-/// Enough capacity: the controller climbs to the plan's cap (target x 1.1)
-/// and stays there without losses.
+/// Enough capacity: the controller climbs from the target to the safety cap
+/// (target x 2) and stays there without losses.
 #[test]
 fn controller_reaches_the_planned_rate_and_plan_updates_keep_state() {
-    let mut net = triangle(0.8, 0.0163, 100_000.0, 0.1);
+    let mut net = triangle(0.8, 0.0163, 100_000.0, 1.0);
     let f = v4_frame(C_HOST, 17, 5000, 1000, 0);
     let mut t = 0u64;
-    while t < 15_000_000_000 {
+    // Without loss the rate climbs by kappa = ramp (0.06) x 800 = 48 units/s per second.
+    while t < 25_000_000_000 {
         while net.sites[0].gw.pacing().queue_len(0) < 32 {
             net.inject(0, LAN, &f);
         }
@@ -1041,6 +1042,53 @@ fn plan_rules_start_rescale_restart_and_floor() {
         "priced: {}",
         gw(&net)
     );
+}
+
+/// A flow that leaves a lossy path starts again from its target on the new
+/// one: its controller learnt the old path's loss, not the new path's.
+#[test]
+fn a_flow_moved_off_a_lossy_path_restarts_from_its_target() {
+    use mongate_dataplane::overlay::failover::{FLOW_PEER_DEFAULT, path_ref};
+    let mut net = triangle_with(|_, _| {});
+    let rate = |net: &Net| net.sites[0].gw.flow_rate("ac-direct").unwrap();
+    // 10 sessions x 1 Mbit/s: 1000 units of 1250 B per second.
+    let target = rate(&net);
+    assert!(
+        (target - 1000.0).abs() < 1e-9,
+        "starts at the target: {target}"
+    );
+    net.links.get_mut(&(0, 2)).unwrap().loss = 0.5;
+    let f = v4_frame(C_HOST, 17, 5000, 1000, 0);
+    let mut t = 0u64;
+    while t < 3_000_000_000 && rate(&net) > 200.0 {
+        while net.sites[0].gw.pacing().queue_len(0) < 32 {
+            net.inject(0, LAN, &f);
+        }
+        t += 200_000;
+        net.step(t);
+        net.sites[2].lan_out.clear();
+    }
+    assert!(
+        rate(&net) <= 200.0,
+        "50 % loss cuts the rate: {}",
+        rate(&net)
+    );
+    // The control moves the peer's default path to the waypoint.
+    net.sites[0]
+        .gw
+        .on_assign(FLOW_PEER_DEFAULT, path_ref(1, 1), t);
+    assert_eq!(net.sites[0].gw.flow_path(0), path_ref(1, 1));
+    assert!(
+        (rate(&net) - target).abs() < 1e-9,
+        "restarts at the target: {}",
+        rate(&net)
+    );
+    // A move to the path it is on already changes nothing.
+    let before = rate(&net);
+    net.sites[0]
+        .gw
+        .on_assign(FLOW_PEER_DEFAULT, path_ref(1, 1), t + 1);
+    assert!((rate(&net) - before).abs() < 1e-9);
 }
 
 proptest! {

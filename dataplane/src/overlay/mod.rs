@@ -661,6 +661,21 @@ impl Gateway {
         }
     }
 
+    /// Raises flow `fi`'s controller to its target x `initial_fraction` if
+    /// it runs below (a flow moving to another path: docs/montra.md).
+    pub(crate) fn restart_rate(&mut self, fi: usize, now: Nanos) {
+        let start = self.settings.initial_fraction;
+        let Some(o) = self.flows.get_mut(fi).and_then(|f| f.origin.as_mut()) else {
+            return;
+        };
+        let floor = o.target_pps * start;
+        if o.ctl.rate() < floor {
+            o.ctl.set_rate(floor);
+            let rate = o.ctl.rate();
+            self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
+        }
+    }
+
     /// Refills the private frame reserve from the worker's pool (the reserve
     /// drains as acks go out; consumed OAM frames flow back into it). Call
     /// it once per loop iteration.

@@ -152,9 +152,9 @@ impl PeerPaths {
     /// Re-evaluates which path is active; `failback`: also return to a
     /// better path that stayed up the policy's failback time (off while a
     /// control process decides).
-    /// Returns `(old, new)` when it moved off a path that still works (a
-    /// failback): the caller holds the flows that move (see
-    /// [`Gateway::hold_for_move`]).
+    /// Returns `(old, new)` when it moved from one path to another: the
+    /// caller restarts the moving flows' rates and, off a path that still
+    /// works (a failback), holds them (see [`Gateway::hold_for_move`]).
     pub(super) fn select(
         &mut self,
         now: Nanos,
@@ -177,8 +177,7 @@ impl PeerPaths {
             return None;
         }
         self.set_active(next, now);
-        let (c, n) = (cur?, next?);
-        self.paths.get(c).filter(|p| p.health.up).map(|_| (c, n))
+        Some((cur?, next?))
     }
 
     pub(super) fn set_active(&mut self, next: Option<usize>, now: Nanos) {
@@ -348,13 +347,36 @@ impl Gateway {
         only: Option<usize>,
         now: Nanos,
     ) {
+        if old == new {
+            return;
+        }
+        // The moving flows' controllers learnt the old path's loss: on the
+        // new one they start again from the plan (no lower than the target
+        // x `initial_fraction`), as a flow does when it first gets a target.
+        // Without this a flow leaving a lossy path kept the rate the loss
+        // had cut it to (down to x_min) on a clean one.
+        for fi in 0..self.flows.len() {
+            let f = &self.flows[fi];
+            if f.role != Role::Origin || f.next_peer != Some(peer) {
+                continue;
+            }
+            let moves = match only {
+                Some(x) => x == fi,
+                // The default path's flows, and those assigned to `old`
+                // (down: they follow the default).
+                None => f.path.is_none_or(|p| usize::from(p) == old),
+            };
+            if moves {
+                self.restart_rate(fi, now);
+            }
+        }
         let Some(pp) = self.peers.get(peer) else {
             return;
         };
         let (Some(o), Some(n)) = (pp.paths.get(old), pp.paths.get(new)) else {
             return;
         };
-        if old == new || !o.health.up {
+        if !o.health.up {
             return;
         }
         let d = one_way_estimate(o).saturating_sub(one_way_estimate(n));
@@ -368,7 +390,9 @@ impl Gateway {
             }
             let moves = match only {
                 Some(x) => x == fi,
-                None => f.path.is_none(),
+                // The default path's flows, and those assigned to `old`
+                // (down: they follow the default).
+                None => f.path.is_none_or(|p| usize::from(p) == old),
             };
             if moves {
                 self.pacing.hold(QueueId::flow(fi).0, now.saturating_add(d));
