@@ -62,6 +62,12 @@ enum Cmd {
         /// control runs the handshakes).
         #[arg(long)]
         plain: bool,
+        /// The paper's experiments: `triangle` (default; the plan on the
+        /// wire), `imprecise` (PFO is told A-C has 10 Mbit/s, the wire has
+        /// 6: a run with the controls' capacity estimator off, MONtra
+        /// alone, then one with it on; `--seconds` each).
+        #[arg(long, value_enum, default_value = "triangle")]
+        scenario: demo::Scenario,
     },
     /// Write a new private key (mode 0600; refuses an existing file or a symlink) and print
     /// its public key (the `public_key` of this site in its peers' configurations).
@@ -155,22 +161,40 @@ fn main() -> ExitCode {
             restart_after,
             fail_link,
             plain,
-        } => demo::run(&demo::Options {
-            seconds,
-            plan,
-            kill_control_at,
-            restart_after,
-            fail_link,
-            secure: !plain && plan == demo::PlanSource::Control,
-        })
-        .and_then(|s| {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
-            } else {
-                demo::print_summary(&s);
+            scenario,
+        } => {
+            let o = demo::Options {
+                seconds,
+                plan,
+                kill_control_at,
+                restart_after,
+                fail_link,
+                secure: !plain && plan == demo::PlanSource::Control,
+                wire_mbps: Vec::new(),
+                estimator: true,
+            };
+            match scenario {
+                demo::Scenario::Triangle => demo::run(&o).and_then(|s| {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&s)?);
+                    } else {
+                        demo::print_summary(&s);
+                    }
+                    Ok(())
+                }),
+                demo::Scenario::Imprecise => demo::run_imprecise(&o).and_then(|s| {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&s)?);
+                    } else {
+                        for p in [&s.replan_off, &s.estimator_on] {
+                            demo::print_summary(&p.run);
+                        }
+                        println!("imprecise: {}", s.verdict);
+                    }
+                    Ok(())
+                }),
             }
-            Ok(())
-        }),
+        }
         Cmd::Status { name, json } => status(&name, json),
         Cmd::Keygen { out } => keys::keygen(&out)
             .map(|k| println!("{k}"))

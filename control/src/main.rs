@@ -53,6 +53,10 @@ struct RunArgs {
     /// assignments; links are marked failed from the dataplane's per-peer summary).
     #[arg(long)]
     no_paths: bool,
+    /// Plan with the instance's link capacities only: no capacity estimate from the flows'
+    /// loss and delivered rates (MONtra alone copes with a wrong capacity).
+    #[arg(long)]
+    no_capacity_estimator: bool,
 }
 
 #[derive(clap::Args)]
@@ -138,6 +142,7 @@ fn run_cmd(args: &RunArgs) -> anyhow::Result<()> {
     );
     opts.planner = PlannerConfig {
         replan_ns: secs_to_ns("--replan-s", args.replan_s)?,
+        estimate_capacity: !args.no_capacity_estimator,
         ..PlannerConfig::default()
     };
     secs_to_ns("--time-limit", args.time_limit)?;

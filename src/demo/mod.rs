@@ -55,6 +55,137 @@ pub struct Options {
     /// Encrypt the overlay (keys per site, handshakes by the controls;
     /// needs plans from the controls).
     pub secure: bool,
+    /// Links whose wire rate differs from what PFO is told: (link name,
+    /// Mbit/s on the wire). PFO plans with the triangle's nominal rates.
+    pub wire_mbps: Vec<(String, f64)>,
+    /// The controls estimate link capacities from loss and delivered rates
+    /// (`false`: `mongate-control run --no-capacity-estimator`).
+    pub estimator: bool,
+}
+
+/// The paper's experiments (`mongate demo --scenario NAME`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// The triangle with the plan on the wire.
+    Triangle,
+    /// PFO is told A-C has 10 Mbit/s; the wire has 6.
+    Imprecise,
+}
+
+/// The wrong link of `--scenario imprecise`: its name, what PFO is told, what the wire has.
+pub const IMPRECISE_LINK: (&str, f64, f64) = ("ac", 10.0, 6.0);
+
+/// One run of `--scenario imprecise`.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ImprecisePhase {
+    /// The controls' capacity estimator ran.
+    pub estimator: bool,
+    /// Utility achieved over the window against PFO's optimum with the wire's true
+    /// capacities.
+    pub true_ratio: f64,
+    /// The bound the phase must meet: within this of the true optimum (0.10 with MONtra
+    /// alone, 0.02 with the estimator).
+    pub tolerance: f64,
+    /// First second from which the utility's 3 s average stayed within `tolerance` of the
+    /// true optimum; `None` if never.
+    pub within_from_s: Option<f64>,
+    /// Largest loss of a planned flow over the window, and the budget.
+    pub worst_loss: f64,
+    /// The instance's loss budget.
+    pub loss_budget: f64,
+    /// Every bound met.
+    pub ok: bool,
+    /// The whole run's summary.
+    pub run: Summary,
+}
+
+/// `--scenario imprecise`: MONtra alone, then with the capacity estimator.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ImpreciseSummary {
+    /// `imprecise`.
+    pub scenario: Scenario,
+    /// The wrong link, what PFO was told and what the wire has, Mbit/s.
+    pub link: (String, f64, f64),
+    /// MONtra alone (re-planning with the instance's capacities only).
+    pub replan_off: ImprecisePhase,
+    /// With the controls' capacity estimator.
+    pub estimator_on: ImprecisePhase,
+    /// One line.
+    pub verdict: String,
+}
+
+fn imprecise_phase(run: Summary, estimator: bool) -> ImprecisePhase {
+    let tolerance = if estimator { 0.02 } else { 0.10 };
+    let t = run.utility.true_optimum;
+    let u = &run.utility_series;
+    let avg = |i: usize| {
+        let lo = i.saturating_sub(2);
+        u[lo..=i].iter().map(|x| x.1).sum::<f64>() / (i + 1 - lo) as f64
+    };
+    let mut from = None;
+    for i in (1..u.len()).rev() {
+        if t > 0.0 && (avg(i) / t - 1.0).abs() <= tolerance {
+            from = Some(u[i].0);
+        } else {
+            break;
+        }
+    }
+    let worst_loss = run
+        .flows
+        .iter()
+        .filter(|f| f.target_mbps > 0.0)
+        .map(|f| f.loss)
+        .fold(0.0, f64::max);
+    let ok = (run.utility.true_ratio - 1.0).abs() <= tolerance
+        && worst_loss <= run.loss_budget + 0.01
+        && from.is_some();
+    ImprecisePhase {
+        estimator,
+        true_ratio: run.utility.true_ratio,
+        tolerance,
+        within_from_s: from,
+        worst_loss,
+        loss_budget: run.loss_budget,
+        ok,
+        run,
+    }
+}
+
+/// Runs `--scenario imprecise`: twice `o` with A-C's wire at 6 Mbit/s, the
+/// controls' capacity estimator off, then on.
+pub fn run_imprecise(o: &Options) -> anyhow::Result<ImpreciseSummary> {
+    let (link, told, wire) = IMPRECISE_LINK;
+    let mut phases = Vec::new();
+    for estimator in [false, true] {
+        eprintln!(
+            "==== imprecise: PFO is told {link} has {told} Mbit/s, the wire has {wire}; capacity estimator {} ====",
+            if estimator { "on" } else { "off (MONtra alone)" }
+        );
+        let mut oo = o.clone();
+        oo.wire_mbps = vec![(link.to_string(), wire)];
+        oo.estimator = estimator;
+        phases.push(imprecise_phase(run(&oo)?, estimator));
+    }
+    let on = phases.pop().expect("two phases");
+    let off = phases.pop().expect("two phases");
+    let verdict = format!(
+        "MONtra alone: {:.1} % of the true optimum (bound 90 %), from {}; with the estimator: {:.1} % (bound 98 %), from {}; worst loss {:.2} % / {:.2} % (budget {:.1} %)",
+        100.0 * off.true_ratio,
+        off.within_from_s.map_or("never".into(), |t| format!("{t:.0} s")),
+        100.0 * on.true_ratio,
+        on.within_from_s.map_or("never".into(), |t| format!("{t:.0} s")),
+        100.0 * off.worst_loss,
+        100.0 * on.worst_loss,
+        100.0 * on.loss_budget
+    );
+    Ok(ImpreciseSummary {
+        scenario: Scenario::Imprecise,
+        link: (link.to_string(), told, wire),
+        replan_off: off,
+        estimator_on: on,
+        verdict,
+    })
 }
 
 /// Parses `LINK@SECONDS` (`A-C@10`, `ac@10`).
@@ -130,6 +261,11 @@ pub struct UtilitySummary {
     pub bound: f64,
     /// `achieved / optimum`.
     pub ratio: f64,
+    /// PFO's optimum with the wire's true capacities (differs from
+    /// `optimum` when the instance is wrong: `--scenario imprecise`).
+    pub true_optimum: f64,
+    /// `achieved / true_optimum`.
+    pub true_ratio: f64,
 }
 
 /// The one-line verdict.
@@ -181,6 +317,10 @@ pub struct Summary {
     pub classes: Vec<ClassSummary>,
     /// The mission utility achieved against PFO's optimum.
     pub utility: UtilitySummary,
+    /// Per second: (t, mission utility of that second's delivered rates).
+    pub utility_series: Vec<(f64, f64)>,
+    /// Links whose wire rate differs from PFO's instance: (link, Mbit/s).
+    pub wire_mbps: Vec<(String, f64)>,
     /// The verdict.
     pub verdict: Verdict,
     /// The link cut (`--fail-link`) and when (s).
@@ -296,7 +436,11 @@ fn overhead(secure: bool) -> anyhow::Result<usize> {
 /// (A->C worth 2 per Mbit/s up to 4 Mbit/s per session, B->C worth 1: the
 /// paper's slopes; 4 sessions each) with each link's capacity set to its
 /// payload share `eff` of the built link's rate.
-fn instance(topo: &SitesTopology, eff: f64) -> anyhow::Result<serde_json::Value> {
+fn instance(
+    topo: &SitesTopology,
+    eff: f64,
+    rate_of: impl Fn(&str, f64) -> f64,
+) -> anyhow::Result<serde_json::Value> {
     let mut inst: serde_json::Value = serde_json::from_str(INSTANCE)?;
     let links = inst["links"]
         .as_array_mut()
@@ -307,7 +451,7 @@ fn instance(topo: &SitesTopology, eff: f64) -> anyhow::Result<serde_json::Value>
             .split_once('-')
             .and_then(|(a, b)| topo.links_between(a, b).first().copied())
             .ok_or_else(|| anyhow::anyhow!("demo instance: no link {id:?} in the triangle"))?;
-        l["capacity"] = serde_json::json!(h.spec.rate_mbps * eff);
+        l["capacity"] = serde_json::json!(rate_of(&h.spec.name, h.spec.rate_mbps) * eff);
     }
     Ok(inst)
 }

@@ -81,9 +81,13 @@ struct Demo {
         mongate_control::pfo::Instance,
         mongate_control::pfo::Solution,
     ),
+    /// PFO's optimum with the wire's true capacities.
+    true_optimum: f64,
     spec: OverlaySpec,
     /// Distinguishes this run's gateway names.
     tag: u32,
+    /// The controls run the capacity estimator.
+    estimator: bool,
     sites: Vec<Site>,
 }
 
@@ -153,6 +157,19 @@ impl Demo {
         );
         let mut sites_b = Sites::triangle().prefix("mgdemo");
         sites_b.disable_offloads = true;
+        let nominal: BTreeMap<String, f64> = sites_b
+            .links
+            .iter()
+            .map(|l| (l.name.clone(), l.rate_mbps))
+            .collect();
+        for (name, mbps) in &o.wire_mbps {
+            let l = sites_b
+                .links
+                .iter_mut()
+                .find(|l| l.name == *name)
+                .ok_or_else(|| anyhow::anyhow!("no link {name:?} in the triangle"))?;
+            l.rate_mbps = *mbps;
+        }
         let topo = sites_b.build()?;
         let fail = match &o.fail_link {
             Some((l, t)) => Some(resolve_link(&topo, l, *t)?),
@@ -163,7 +180,12 @@ impl Demo {
         let secure = o.secure && o.plan == PlanSource::Control;
         let hl = overhead(secure)?;
         let eff = FRAME as f64 / (FRAME + hl) as f64;
-        let inst = instance(&topo, eff)?;
+        // PFO is told the nominal rates; the wire may differ (`wire_mbps`).
+        let inst = instance(&topo, eff, |name, rate| {
+            nominal.get(name).copied().unwrap_or(rate)
+        })?;
+        let true_inst = instance(&topo, eff, |_, rate| rate)?;
+        let true_optimum = solve_file_plan(&true_inst)?.2.1.objective;
         let inst_path = dir.join("overlay.json");
         std::fs::write(&inst_path, serde_json::to_string_pretty(&inst)?)?;
         let (plan, pfo_json, pfo) = solve_file_plan(&inst)?;
@@ -198,8 +220,10 @@ impl Demo {
             inst_path,
             pfo_json,
             pfo,
+            true_optimum,
             spec,
             tag,
+            estimator: o.estimator,
             sites,
         })
     }
@@ -276,6 +300,10 @@ impl Demo {
             s.instance_name.clone(),
             "--json-log".into(),
         ];
+        let mut argv = argv;
+        if !self.estimator {
+            argv.push("--no-capacity-estimator".into());
+        }
         let log = self.dir.join(format!(
             "control-{}-{}.log",
             s.name,
@@ -635,7 +663,40 @@ impl Demo {
                 queue_drops: vo.queue_drops,
             });
         }
-        let (classes, utility) = utility_of(inst, sol, &flows);
+        let (classes, mut utility) = utility_of(inst, sol, &flows);
+        utility.true_optimum = self.true_optimum;
+        utility.true_ratio = if self.true_optimum > 0.0 {
+            utility.achieved / self.true_optimum
+        } else {
+            0.0
+        };
+        // The mission utility of each second's delivered rates.
+        let utility_series: Vec<(f64, f64)> = series
+            .iter()
+            .map(|(t, row)| {
+                let fs: Vec<FlowSummary> = self
+                    .spec
+                    .flows
+                    .iter()
+                    .zip(row)
+                    .map(|(f, s)| FlowSummary {
+                        id: f.id.clone(),
+                        class: f.class.clone(),
+                        route: Vec::new(),
+                        target_mbps: s.target,
+                        controller_mbps: s.controller,
+                        achieved_mbps: s.achieved,
+                        error: 0.0,
+                        loss: 0.0,
+                        at_cap_share: 0.0,
+                        floored: false,
+                        loss_whole_run: 0.0,
+                        queue_drops: 0,
+                    })
+                    .collect();
+                (*t, utility_of(inst, sol, &fs).1.achieved)
+            })
+            .collect();
         // The worst 3 s average of a planned flow while the controls were
         // dead (MONtra's rates move by a few % from second to second).
         let control_outage = w.outage.map(|(k, r)| {
@@ -693,6 +754,8 @@ impl Demo {
             flows,
             classes,
             utility,
+            utility_series,
+            wire_mbps: o.wire_mbps.clone(),
             verdict,
             path_events,
             udp_sent,
@@ -813,6 +876,8 @@ fn utility_of(
             } else {
                 0.0
             },
+            true_optimum: optimum,
+            true_ratio: 0.0,
         },
     )
 }

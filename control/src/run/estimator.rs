@@ -20,7 +20,8 @@ use super::telemetry::FlowWindow;
 /// Estimator parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EstimatorConfig {
-    /// Loss fraction above which a window is lossy (above MONtra's 2 % loss budget).
+    /// Loss fraction above which a window is lossy (the planner lowers it to 1.5 x the
+    /// instance's loss budget: MONtra's equilibrium loss on a saturated link is the budget).
     pub loss_threshold: f64,
     /// Fewest packets in a window for its loss fraction to count.
     pub min_packets: u64,

@@ -29,6 +29,9 @@ use crate::pfo::Instance;
 /// Nanoseconds per second.
 pub const SEC_NS: u64 = 1_000_000_000;
 
+/// A window is lossy (for the capacity estimator) above this many times the loss budget.
+pub const LOSS_THRESHOLD_PER_BUDGET: f64 = 1.5;
+
 /// Planner parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlannerConfig {
@@ -50,8 +53,13 @@ pub struct PlannerConfig {
     pub demand_headroom: f64,
     /// Least time between two solves triggered by refused sessions.
     pub refusal_gap_ns: u64,
-    /// Capacity estimator.
+    /// Capacity estimator (its loss threshold is at most 1.5 x the instance's loss budget:
+    /// MONtra's flows lose about the budget on a link that carries its plan, more on a link
+    /// that carries less than PFO believes).
     pub estimator: EstimatorConfig,
+    /// Estimate link capacities from the flows' loss and delivered rates (false: plan with
+    /// the instance's capacities, whatever the wire carries).
+    pub estimate_capacity: bool,
 }
 
 impl Default for PlannerConfig {
@@ -67,6 +75,7 @@ impl Default for PlannerConfig {
             demand_headroom: 0.10,
             refusal_gap_ns: SEC_NS / 4,
             estimator: EstimatorConfig::default(),
+            estimate_capacity: true,
         }
     }
 }
@@ -215,8 +224,10 @@ impl Planner {
         let flow_links: Vec<Vec<usize>> = inst.flows.iter().map(|f| f.links.clone()).collect();
         let caps: Vec<f64> = inst.links.iter().map(|l| l.capacity).collect();
         let demand: Vec<u32> = inst.classes.iter().map(|c| c.sessions).collect();
+        let mut ec = pc.estimator.clone();
+        ec.loss_threshold = ec.loss_threshold.min(LOSS_THRESHOLD_PER_BUDGET * inst.loss_budget);
         Ok(Self {
-            est: Estimator::new(pc.estimator.clone(), caps.clone(), &flow_links),
+            est: Estimator::new(ec, caps.clone(), &flow_links),
             book: TelemetryBook::new(inst.flows.len(), inst.classes.len()),
             planned_caps: caps,
             planned_demand: demand,
@@ -412,7 +423,9 @@ impl Planner {
                 .zip(&self.map.local_flow)
                 .map(|(w, &local)| if local { *w } else { None })
                 .collect();
-            self.est.update(&observed, &self.other_load);
+            if self.cfg.estimate_capacity {
+                self.est.update(&observed, &self.other_load);
+            }
             self.window_start = Some(now_ns);
         }
         if self.last_solve_ns.is_none() && !self.pending.contains(&Trigger::Initial) {

@@ -578,3 +578,42 @@ fn refusals_the_plan_already_counts_or_stale_ones_do_not_replan() {
     assert_eq!(p.stats().bad_records, bad + 1);
     assert!(p.tick(later + MS).is_none());
 }
+
+/// MONtra on a link that carries less than PFO believes: its flows lose a little more than the
+/// budget (not the 5 %+ of uncontrolled senders), which is enough for the estimator (its
+/// threshold follows the budget); with the estimator off nothing moves.
+#[test]
+fn loss_above_the_budget_lowers_capacity_unless_the_estimator_is_off() {
+    for estimate in [true, false] {
+        let mut p = planner(PlannerConfig {
+            estimate_capacity: estimate,
+            ..PlannerConfig::default()
+        });
+        let r = p.tick(0).unwrap();
+        solve_now(&mut p, 0, &r);
+        let (mut acks, mut losses, mut fired) = (0u64, 0u64, None);
+        // 2.5 % loss (budget 1 %) on the direct flow delivering 6 Mbit/s of its 10.
+        for s in 1..=20u64 {
+            acks += 975;
+            losses += 25;
+            p.on_flows(0, s * SEC_NS, &flows(&[(0, 6_000_000, acks, losses)]));
+            if let Some(r) = p.tick(s * SEC_NS) {
+                if r.triggers
+                    .iter()
+                    .any(|t| matches!(t, Trigger::Capacity { link, .. } if link == "A-C"))
+                {
+                    fired = Some(r.instance.links[2].capacity);
+                    break;
+                }
+                solve_now(&mut p, s * SEC_NS, &r);
+            }
+        }
+        if estimate {
+            let cap = fired.expect("a capacity trigger for A-C");
+            assert!(cap < 9.0, "{cap}");
+        } else {
+            assert_eq!(fired, None);
+            assert_eq!(p.estimator().estimate(2), 10.0);
+        }
+    }
+}
