@@ -65,7 +65,9 @@ enum Cmd {
         /// The paper's experiments: `triangle` (default; the plan on the
         /// wire), `imprecise` (PFO is told A-C has 10 Mbit/s, the wire has
         /// 6: a run with the controls' capacity estimator off, MONtra
-        /// alone, then one with it on; `--seconds` each).
+        /// alone, then one with it on; `--seconds` each), `partition` (site A
+        /// cut off from B and C at a third of `--seconds`, rejoining at two
+        /// thirds; 30 s or more, e.g. `--seconds 45`).
         #[arg(long, value_enum, default_value = "triangle")]
         scenario: demo::Scenario,
     },
@@ -172,6 +174,7 @@ fn main() -> ExitCode {
                 secure: !plain && plan == demo::PlanSource::Control,
                 wire_mbps: Vec::new(),
                 estimator: true,
+                partition: None,
             };
             match scenario {
                 demo::Scenario::Triangle => demo::run(&o).and_then(|s| {
@@ -190,6 +193,15 @@ fn main() -> ExitCode {
                             demo::print_summary(&p.run);
                         }
                         println!("imprecise: {}", s.verdict);
+                    }
+                    Ok(())
+                }),
+                demo::Scenario::Partition => demo::run_partition(&o).and_then(|s| {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&s)?);
+                    } else {
+                        demo::print_summary(&s.run);
+                        println!("partition: {}", s.verdict);
                     }
                     Ok(())
                 }),

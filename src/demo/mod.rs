@@ -10,6 +10,7 @@
 //! rate its MONtra controller runs at, the rate delivered at the
 //! destination gateway, and its loss; then a summary (`--json`: JSON).
 
+mod partition;
 mod run;
 mod traffic;
 
@@ -61,6 +62,9 @@ pub struct Options {
     /// The controls estimate link capacities from loss and delivered rates
     /// (`false`: `mongate-control run --no-capacity-estimator`).
     pub estimator: bool,
+    /// Cut every link of a site at a second of traffic and bring them back
+    /// at another: (site, cut, rejoin).
+    pub partition: Option<(String, u32, u32)>,
 }
 
 /// The paper's experiments (`mongate demo --scenario NAME`).
@@ -71,6 +75,8 @@ pub enum Scenario {
     Triangle,
     /// PFO is told A-C has 10 Mbit/s; the wire has 6.
     Imprecise,
+    /// Site A is cut off from the others, then rejoins.
+    Partition,
 }
 
 /// The wrong link of `--scenario imprecise`: its name, what PFO is told, what the wire has.
@@ -160,7 +166,11 @@ pub fn run_imprecise(o: &Options) -> anyhow::Result<ImpreciseSummary> {
     for estimator in [false, true] {
         eprintln!(
             "==== imprecise: PFO is told {link} has {told} Mbit/s, the wire has {wire}; capacity estimator {} ====",
-            if estimator { "on" } else { "off (MONtra alone)" }
+            if estimator {
+                "on"
+            } else {
+                "off (MONtra alone)"
+            }
         );
         let mut oo = o.clone();
         oo.wire_mbps = vec![(link.to_string(), wire)];
@@ -172,9 +182,11 @@ pub fn run_imprecise(o: &Options) -> anyhow::Result<ImpreciseSummary> {
     let verdict = format!(
         "MONtra alone: {:.1} % of the true optimum (bound 90 %), from {}; with the estimator: {:.1} % (bound 98 %), from {}; worst loss {:.2} % / {:.2} % (budget {:.1} %)",
         100.0 * off.true_ratio,
-        off.within_from_s.map_or("never".into(), |t| format!("{t:.0} s")),
+        off.within_from_s
+            .map_or("never".into(), |t| format!("{t:.0} s")),
         100.0 * on.true_ratio,
-        on.within_from_s.map_or("never".into(), |t| format!("{t:.0} s")),
+        on.within_from_s
+            .map_or("never".into(), |t| format!("{t:.0} s")),
         100.0 * off.worst_loss,
         100.0 * on.worst_loss,
         100.0 * on.loss_budget
@@ -187,6 +199,8 @@ pub fn run_imprecise(o: &Options) -> anyhow::Result<ImpreciseSummary> {
         verdict,
     })
 }
+
+pub use partition::run_partition;
 
 /// Parses `LINK@SECONDS` (`A-C@10`, `ac@10`).
 pub fn parse_fail_link(s: &str) -> Result<(String, u32), String> {
@@ -319,6 +333,8 @@ pub struct Summary {
     pub utility: UtilitySummary,
     /// Per second: (t, mission utility of that second's delivered rates).
     pub utility_series: Vec<(f64, f64)>,
+    /// Per second: (t, per flow in the order of `flows`: (target, delivered), Mbit/s).
+    pub flow_series: Vec<(f64, Vec<(f64, f64)>)>,
     /// Links whose wire rate differs from PFO's instance: (link, Mbit/s).
     pub wire_mbps: Vec<(String, f64)>,
     /// The verdict.

@@ -48,6 +48,14 @@ fn check(o: &Options) -> anyhow::Result<()> {
     if o.seconds < 5 || o.seconds > 3600 {
         anyhow::bail!("--seconds must be in 5..=3600");
     }
+    if let Some((site, cut, rejoin)) = &o.partition
+        && (*cut == 0 || cut >= rejoin || *rejoin >= o.seconds)
+    {
+        anyhow::bail!(
+            "partition of {site}: want 0 < cut ({cut} s) < rejoin ({rejoin} s) < the end ({} s)",
+            o.seconds
+        );
+    }
     if let Some((_, t)) = &o.fail_link
         && *t >= o.seconds
     {
@@ -70,6 +78,8 @@ struct Demo {
     dir: PathBuf,
     topo: SitesTopology,
     fail: Option<FailLink>,
+    /// `--scenario partition`: the site's links, cut and rejoin seconds.
+    partition: Option<(Vec<String>, u32, u32)>,
     /// Inner-frame share of the wire bytes.
     eff: f64,
     inst_path: PathBuf,
@@ -175,6 +185,23 @@ impl Demo {
             Some((l, t)) => Some(resolve_link(&topo, l, *t)?),
             None => None,
         };
+        let partition = match &o.partition {
+            Some((site, cut, rejoin)) => {
+                let mut names = Vec::new();
+                for other in ["A", "B", "C"].into_iter().filter(|x| x != site) {
+                    names.extend(
+                        topo.links_between(site, other)
+                            .iter()
+                            .map(|h| h.spec.name.clone()),
+                    );
+                }
+                if names.is_empty() {
+                    anyhow::bail!("partition: site {site:?} has no links in the triangle");
+                }
+                Some((names, *cut, *rejoin))
+            }
+            None => None,
+        };
         // Encrypted: the security option and the AEAD tag take their
         // share of the wire.
         let secure = o.secure && o.plan == PlanSource::Control;
@@ -216,6 +243,7 @@ impl Demo {
             dir,
             topo,
             fail,
+            partition,
             eff,
             inst_path,
             pfo_json,
@@ -371,7 +399,18 @@ impl Demo {
                 .sum()
         };
         let pa = (1.6 * class_target_pps("A", "A->C") * 6.0 / 4.0).max(100.0);
-        let pb = (1.6 * class_target_pps("B", "B->C") * 6.0 / 4.0).max(100.0);
+        let mut pb = (1.6 * class_target_pps("B", "B->C") * 6.0 / 4.0).max(100.0);
+        if self.partition.is_some() {
+            // B's host offers what B-C could carry if B had it alone (the
+            // partition's re-plan gives it that), whatever the first plan.
+            let bc: f64 = self
+                .topo
+                .links_between("B", "C")
+                .iter()
+                .map(|h| h.spec.rate_mbps)
+                .sum();
+            pb = pb.max(1.6 * bc * 1e6 / 8.0 / FRAME as f64 * 6.0 / 4.0);
+        }
         let limit = Duration::from_secs(u64::from(o.seconds) + 5);
         let mut tx = Vec::new();
         for (site, port, pps) in [("A", PORT_AC, pa), ("B", PORT_BC, pb)] {
@@ -552,6 +591,23 @@ impl Demo {
             {
                 w.failover_ms = self.cut_link(fail, sec)?;
             }
+            if let Some((links, cut, rejoin)) = &self.partition
+                && (sec == *cut || sec == *rejoin)
+            {
+                let up = sec == *rejoin;
+                for l in links {
+                    self.topo.set_link(l, up)?;
+                }
+                eprintln!(
+                    "---- links {} {} at t={sec}s ----",
+                    links.join(", "),
+                    if up {
+                        "back up (rejoin)"
+                    } else {
+                        "cut (partition)"
+                    }
+                );
+            }
             let now = t0.elapsed().as_secs_f64();
             let row = self.sample(sec, now, &mut prev);
             w.series.push((now, row));
@@ -593,7 +649,9 @@ impl Demo {
         let first = self
             .fail
             .as_ref()
-            .map_or(1, |f| usize::try_from(f.4).unwrap_or(1));
+            .map(|f| f.4)
+            .or(self.partition.as_ref().map(|p| p.2))
+            .map_or(1, |t| usize::try_from(t).unwrap_or(1));
         let mut conv: Option<usize> = None;
         for i in (first.min(series.len())..series.len()).rev() {
             if within(i) {
@@ -755,6 +813,10 @@ impl Demo {
             classes,
             utility,
             utility_series,
+            flow_series: series
+                .iter()
+                .map(|(t, row)| (*t, row.iter().map(|s| (s.target, s.achieved)).collect()))
+                .collect(),
             wire_mbps: o.wire_mbps.clone(),
             verdict,
             path_events,

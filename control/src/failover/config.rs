@@ -124,7 +124,11 @@ impl Default for PathConfig {
             probe_interval_suspect: 200 * MS,
             probe_interval_recovering: 500 * MS,
             probe_interval_down_min: SEC,
-            probe_interval_down_max: 30 * SEC,
+            // A repaired path is seen within ~4 s plus the recovery's 3
+            // probes (>= 1 s): a site that rejoins gets its traffic back in
+            // ~5 s (demo --scenario partition). 96-B probes every 4 s cost
+            // 0.2 kbit/s per down path.
+            probe_interval_down_max: 4 * SEC,
             probe_jitter_pct: 10,
             probe_timeout_initial: SEC,
             probe_timeout_min: 30 * MS,

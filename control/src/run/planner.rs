@@ -225,7 +225,9 @@ impl Planner {
         let caps: Vec<f64> = inst.links.iter().map(|l| l.capacity).collect();
         let demand: Vec<u32> = inst.classes.iter().map(|c| c.sessions).collect();
         let mut ec = pc.estimator.clone();
-        ec.loss_threshold = ec.loss_threshold.min(LOSS_THRESHOLD_PER_BUDGET * inst.loss_budget);
+        ec.loss_threshold = ec
+            .loss_threshold
+            .min(LOSS_THRESHOLD_PER_BUDGET * inst.loss_budget);
         Ok(Self {
             est: Estimator::new(ec, caps.clone(), &flow_links),
             book: TelemetryBook::new(inst.flows.len(), inst.classes.len()),
