@@ -177,6 +177,10 @@ pub struct Classifier {
     rate: Vec<f64>,
     /// Live sessions per flow.
     flow_active: Vec<u32>,
+    /// Per flow: admitted sessions to move to the class's other flows at
+    /// their next packet (a plan changed the flows' shares of the class:
+    /// set by [`Classifier::apply`], counted down by [`Classifier::hit`]).
+    surplus: Vec<u32>,
     /// Per class: the plan admits sessions and gives one of its flows a rate.
     open: Vec<bool>,
     epoch: u64,
@@ -231,6 +235,7 @@ impl Classifier {
             flow_class,
             rate: vec![0.0; cfg.flows.len()],
             flow_active: vec![0; cfg.flows.len()],
+            surplus: vec![0; cfg.flows.len()],
             open: vec![false; cfg.classes.len()],
             epoch: 0,
             last_sweep: None,
@@ -255,6 +260,7 @@ impl Classifier {
                     .iter()
                     .any(|&f| self.rate[usize::from(f)] > 0.0);
         }
+        self.rebalance();
         self.epoch = plan.epoch;
     }
 
@@ -359,7 +365,10 @@ impl Classifier {
             // after it do not keep an unadmitted pin alive.
             self.sessions.touch_at(at, now);
         }
-        if !s.closed() && !closing && self.pin_is_stale(class, flow, s.host()) {
+        if !s.closed()
+            && !closing
+            && (self.pin_is_stale(class, flow, s.host()) || self.take_surplus(flow))
+        {
             self.free(&s);
             self.stats.readmitted += 1;
             return self.start(at, class, s.host());
@@ -465,6 +474,54 @@ impl Classifier {
             *w += 1;
         }
         self.outcome(class, flow)
+    }
+
+    /// Sets each flow's surplus: the admitted sessions over its share of its
+    /// class's admitted sessions, `round(n x rate / class rate)`. A plan that
+    /// gives a flow a rate after its class's sessions were pinned elsewhere
+    /// (a link repaired after a partition) would otherwise leave it without
+    /// sessions until they end. Flows without a rate have none (their
+    /// sessions move anyway, [`Classifier::pin_is_stale`]).
+    fn rebalance(&mut self) {
+        for flows in &self.class_flows {
+            let total: f64 = flows
+                .iter()
+                .map(|&f| self.rate[usize::from(f)])
+                .filter(|&r| r > 0.0)
+                .sum();
+            let n: u32 = flows
+                .iter()
+                .map(|&f| self.flow_active[usize::from(f)])
+                .sum();
+            for &f in flows {
+                let (fi, r) = (usize::from(f), self.rate[usize::from(f)]);
+                let share = if r > 0.0 && total > 0.0 {
+                    (f64::from(n) * r / total).round()
+                } else {
+                    0.0
+                };
+                // 0 <= share <= n: exact in u32.
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let share = share.clamp(0.0, f64::from(n)) as u32;
+                self.surplus[fi] = if r > 0.0 {
+                    self.flow_active[fi].saturating_sub(share)
+                } else {
+                    0
+                };
+            }
+        }
+    }
+
+    /// Takes one of `flow`'s surplus sessions (see [`Classifier::rebalance`]).
+    #[inline]
+    fn take_surplus(&mut self, flow: u16) -> bool {
+        match self.surplus.get_mut(usize::from(flow)) {
+            Some(s) if *s > 0 => {
+                *s -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Whether a busy session's decision no longer fits the plan in force:

@@ -482,6 +482,47 @@ fn a_plan_change_re_admits_busy_sessions() {
     assert_eq!(k.stats().readmitted, 2);
 }
 
+/// A re-plan that gives a flow a rate after its class's sessions were all
+/// pinned to another (a link repaired after a partition) moves the surplus
+/// over at the sessions' next packets, once, in the new proportions.
+#[test]
+fn a_plan_change_re_spreads_the_sessions_of_a_class() {
+    let mut c = cfg();
+    let mut plan = c.plan.take().expect("plan");
+    plan.sessions[0] = 4;
+    plan.rate_mbps[0] = 0.0;
+    plan.rate_mbps[1] = 1.0;
+    let mut k = Classifier::new(&c, &plan, settings()).expect("builds");
+    let dst = Ipv4Addr::new(198, 18, 30, 1);
+    let pkt = |s: u16| v4(host(1), dst, 17, 10000 + s, 5000, 46);
+    for s in 0..4u16 {
+        assert_eq!(
+            k.classify(&pkt(s), 0),
+            Ok(Decision::Flow { class: 0, flow: 1 })
+        );
+    }
+    assert_eq!((k.flow_sessions(0), k.flow_sessions(1)), (0, 4));
+    // Flow 0 gets twice flow 1's rate: 4 x 2/3 = 2.67, three sessions move.
+    plan.epoch += 1;
+    plan.rate_mbps[0] = 2.0;
+    assert!(k.set_plan(&plan));
+    for round in 1..=3u64 {
+        for s in 0..4u16 {
+            assert!(k.classify(&pkt(s), round).is_ok());
+        }
+    }
+    assert_eq!((k.flow_sessions(0), k.flow_sessions(1)), (3, 1));
+    assert_eq!(k.stats().readmitted, 3, "each surplus session moves once");
+    assert_eq!(k.active_sessions(0), 4);
+    // The same shares again: nothing moves.
+    plan.epoch += 1;
+    assert!(k.set_plan(&plan));
+    for s in 0..4u16 {
+        assert!(k.classify(&pkt(s), 5).is_ok());
+    }
+    assert_eq!(k.stats().readmitted, 3);
+}
+
 /// The example with `[site] max_sessions_per_host = 4` and a cap of 1 on
 /// the video class.
 fn capped_cfg() -> Config {
