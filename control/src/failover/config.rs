@@ -72,8 +72,10 @@ pub struct PathConfig {
     /// Data feedback with an ack no older than this vouches for the active path: a lost probe
     /// alone does not start a race then.
     pub data_vouch: Nanos,
-    /// A data feedback report with at least this loss fraction counts as a failure.
+    /// A data feedback report with at least this loss fraction counts as a failure ...
     pub bad_feedback_loss: f64,
+    /// ... once this many reports in a row had it (at least 1).
+    pub bad_feedback_reports: u32,
     /// EWMA gain for loss samples.
     pub loss_alpha: f64,
     /// A path whose loss EWMA is at least this is reported degraded.
@@ -139,6 +141,7 @@ impl Default for PathConfig {
             race_backoff_max: 5 * SEC,
             data_vouch: 200 * MS,
             bad_feedback_loss: 0.2,
+            bad_feedback_reports: 1,
             loss_alpha: 0.125,
             degrade_loss: 0.2,
             unknown_rtt: 100 * MS,
@@ -247,6 +250,10 @@ impl PathConfig {
             "loss_alpha must be in (0,1]",
         )?;
         bad(!unit(self.degrade_loss), "degrade_loss must be in [0,1]")?;
+        bad(
+            self.bad_feedback_reports == 0,
+            "bad_feedback_reports must be at least 1",
+        )?;
         bad(!unit(self.return_margin), "return_margin must be in [0,1]")?;
         bad(
             self.return_clean_probes > 64,

@@ -104,7 +104,8 @@ pub struct FailoverDriver {
 /// The manager's configuration for a site: its uplinks at their configured capacity (the
 /// probe budget is a share of it), the defaults of [`PathConfig`] otherwise, except a probe
 /// timeout floor that covers the control loop's own latency and a data-loss threshold above
-/// the loss MONtra's probing itself causes at a bottleneck (up to ~15 %).
+/// the loss MONtra's probing itself causes at a bottleneck (up to ~15 %), in two reports in a
+/// row (on a link PFO over-estimates, MONtra's loss bursts reach 30-40 % of one report).
 pub fn site_path_config(config: &Config) -> PathConfig {
     let uplinks = config
         .uplinks
@@ -125,6 +126,7 @@ pub fn site_path_config(config: &Config) -> PathConfig {
         uplinks,
         probe_timeout_min: 60 * MS,
         bad_feedback_loss: 0.3,
+        bad_feedback_reports: 2,
         degrade_loss: 0.3,
         ..PathConfig::default()
     }

@@ -144,6 +144,8 @@ struct PathEntry {
     next_probe_at: Nanos,
     down_backoff: u32,
     last_data_success: Option<Nanos>,
+    /// Data feedback reports in a row with at least `bad_feedback_loss`.
+    bad_feedback: u32,
     degraded: bool,
 }
 
@@ -318,6 +320,7 @@ impl PathManager {
             next_probe_at: now.saturating_add(spread),
             down_backoff: 0,
             last_data_success: None,
+            bad_feedback: 0,
             degraded: false,
         });
         if !self.uplinks[uplink].carrier_up
@@ -528,8 +531,16 @@ impl PathManager {
         let alpha = self.cfg.loss_alpha;
         self.paths[pi].loss.update(frac, alpha);
         if frac >= self.cfg.bad_feedback_loss {
-            self.failure(pi, true, now);
+            // A congested path loses in bursts (MONtra's flows on a link PFO over-estimates
+            // lost 30-40 % of one half-second report and the flows left a working path);
+            // a failing one keeps losing.
+            let e = &mut self.paths[pi];
+            e.bad_feedback = e.bad_feedback.saturating_add(1);
+            if e.bad_feedback >= self.cfg.bad_feedback_reports {
+                self.failure(pi, true, now);
+            }
         } else {
+            self.paths[pi].bad_feedback = 0;
             self.paths[pi].last_data_success = Some(now);
             self.success(pi, false, None, now);
         }

@@ -447,6 +447,33 @@ fn lost_probe_on_active_path_with_acked_data_is_not_a_failure() {
 }
 
 #[test]
+fn with_two_bad_reports_wanted_one_loss_burst_is_not_a_failure() {
+    let mut m = manager(PathConfig {
+        bad_feedback_reports: 2,
+        ..cfg()
+    });
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 20 * SEC);
+    let t = d.now;
+    let races = m.stats().races_started;
+    // A congestion burst (35 %), a clean report, another burst: never two in a row.
+    for (k, (acked, lost)) in [(65, 35), (98, 2), (65, 35), (99, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        m.on_data_feedback(PathId(0), acked, lost, t + k as u64 * MS);
+        assert_eq!(m.path_state(PathId(0)), Some(PathState::Up), "report {k}");
+    }
+    assert_eq!(m.stats().races_started, races);
+    // A path that keeps losing fails on the second report.
+    m.on_data_feedback(PathId(0), 60, 40, t + 10 * MS);
+    assert_eq!(m.path_state(PathId(0)), Some(PathState::Up));
+    m.on_data_feedback(PathId(0), 50, 50, t + 11 * MS);
+    assert_eq!(m.path_state(PathId(0)), Some(PathState::Suspect));
+    assert_eq!(m.stats().races_started, races + 1);
+}
+
+#[test]
 fn carrier_loss_downs_all_paths_of_the_uplink_and_moves_at_once() {
     let mut m = manager(cfg());
     let mut d = Driver::new(5);
