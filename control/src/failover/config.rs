@@ -89,6 +89,9 @@ pub struct PathConfig {
     pub return_margin: f64,
     /// ... and its last this many probes were all answered.
     pub return_clean_probes: u32,
+    /// Whether such an optimisation move may go to a path through a waypoint (false: only to
+    /// a direct path; a waypoint is then taken on failures only).
+    pub return_via_waypoint: bool,
     /// Minimum time between two optimisation moves of one destination (failover moves are
     /// never delayed).
     pub min_dwell: Nanos,
@@ -148,6 +151,7 @@ impl Default for PathConfig {
             waypoint_penalty: 10 * MS,
             return_margin: 0.2,
             return_clean_probes: 32,
+            return_via_waypoint: true,
             min_dwell: 5 * SEC,
             reeval_interval: SEC,
             report_min_interval: 500 * MS,

@@ -105,7 +105,13 @@ pub struct FailoverDriver {
 /// probe budget is a share of it), the defaults of [`PathConfig`] otherwise, except a probe
 /// timeout floor that covers the control loop's own latency and a data-loss threshold above
 /// the loss MONtra's probing itself causes at a bottleneck (up to ~15 %), in two reports in a
-/// row (on a link PFO over-estimates, MONtra's loss bursts reach 30-40 % of one report).
+/// row (on a link PFO over-estimates, MONtra's loss bursts reach 30-40 % of one report); and
+/// optimisation moves (returns) to direct paths only. PFO plans the routes and MONtra fills
+/// the links it planned up to the loss budget, so the direct path's RTT (the queue) and loss
+/// rise with the planned load while a waypoint's probes stay clean: after 32 s
+/// (`return_clean_probes`) the manager moved A's traffic to C, the direct flow included, via
+/// B onto the 5 Mbit/s B-C link the via-B flow already filled (`--scenario imprecise`, both
+/// runs, ~31 s). A waypoint is taken when the direct paths fail.
 pub fn site_path_config(config: &Config) -> PathConfig {
     let uplinks = config
         .uplinks
@@ -127,6 +133,7 @@ pub fn site_path_config(config: &Config) -> PathConfig {
         probe_timeout_min: 60 * MS,
         bad_feedback_loss: 0.3,
         bad_feedback_reports: 2,
+        return_via_waypoint: false,
         degrade_loss: 0.3,
         ..PathConfig::default()
     }

@@ -1104,6 +1104,7 @@ impl PathManager {
                     && self.uplinks[e.uplink].carrier_up
                     && policy.failback_due(e.health.since(), now)
                     && e.history.last_all_ok(clean)
+                    && (self.cfg.return_via_waypoint || e.key.waypoint.is_none())
             })
             .first()
             .copied();

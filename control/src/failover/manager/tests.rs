@@ -59,7 +59,10 @@ fn drain(m: &mut PathManager) -> Vec<Action> {
 struct Driver {
     now: Nanos,
     working: Vec<bool>,
-    rtt: Nanos,
+    /// Probe RTT per path.
+    rtt: Vec<Nanos>,
+    /// Packets lost of every 50 in the active path's data feedback.
+    data_loss: u64,
     pending: Vec<(Nanos, PathId, u32)>,
     next_feedback: Nanos,
     log: Vec<(Nanos, Action)>,
@@ -70,7 +73,8 @@ impl Driver {
         Self {
             now: 0,
             working: vec![true; n],
-            rtt: 10 * MS,
+            rtt: vec![10 * MS; n],
+            data_loss: 0,
             pending: Vec::new(),
             next_feedback: 50 * MS,
             log: Vec::new(),
@@ -82,7 +86,8 @@ impl Driver {
             if let Action::Probe { path, seq } = a
                 && self.working[path.0 as usize]
             {
-                self.pending.push((self.now + self.rtt, path, seq));
+                self.pending
+                    .push((self.now + self.rtt[path.0 as usize], path, seq));
             }
             self.log.push((self.now, a));
         }
@@ -115,7 +120,7 @@ impl Driver {
                 self.next_feedback += 50 * MS;
                 if let Some(a) = m.active_path(DST) {
                     if self.working[a.0 as usize] {
-                        m.on_data_feedback(a, 50, 0, self.now);
+                        m.on_data_feedback(a, 50 - self.data_loss, self.data_loss, self.now);
                     }
                     self.collect(m);
                 }
@@ -543,6 +548,40 @@ fn return_to_repaired_path_waits_for_hold_and_clean_history() {
     );
     // The down path was explored with backoff: few probes while down.
     assert!(m.stats().return_moves == 1);
+}
+
+/// The direct path carries the planned load: its queue makes the RTT 60 ms and MONtra's flows
+/// lose 6 % there; the waypoint's probes come back in 10 ms. By default the manager moves the
+/// traffic to the waypoint after `return_clean_probes`; with `return_via_waypoint` off it stays
+/// on the working direct path (PFO's route).
+#[test]
+fn a_loaded_direct_path_is_left_for_a_waypoint_only_if_allowed() {
+    for allowed in [true, false] {
+        let mut m = PathManager::new(
+            PathConfig {
+                return_via_waypoint: allowed,
+                ..cfg()
+            },
+            7,
+            0,
+        )
+        .expect("valid config");
+        m.add_path(key(0, 0, None), 0).expect("path");
+        m.add_path(key(0, 0, Some(3)), 0).expect("path");
+        let mut d = Driver::new(2);
+        d.run_until(&mut m, 2 * SEC);
+        assert_eq!(m.active_path(DST), Some(PathId(0)));
+        d.rtt[0] = 60 * MS;
+        d.data_loss = 3;
+        d.run_until(&mut m, 120 * SEC);
+        let moved = d.moves_after(2 * SEC);
+        if allowed {
+            assert!(moved.iter().any(|x| x.2 == PathId(1)), "{moved:?}");
+        } else {
+            assert!(moved.is_empty(), "{moved:?}");
+            assert_eq!(m.active_path(DST), Some(PathId(0)));
+        }
+    }
 }
 
 #[test]
