@@ -203,7 +203,10 @@ fn demo_imprecise_capacity_mon_tra_alone_then_the_estimator() {
         let p = &v[phase];
         let tol = p["tolerance"].as_f64().unwrap();
         let r = p["true_ratio"].as_f64().unwrap();
-        assert!((r - 1.0).abs() <= tol, "{phase}: {r} of the true optimum: {v}");
+        assert!(
+            (r - 1.0).abs() <= tol,
+            "{phase}: {r} of the true optimum: {v}"
+        );
         assert!(p["within_from_s"].as_f64().is_some(), "{phase}: {v}");
     }
     // The estimator re-planned A-C down; without it the plan kept the told capacity.

@@ -160,7 +160,11 @@ pub fn run_imprecise(o: &Options) -> anyhow::Result<ImpreciseSummary> {
     for estimator in [false, true] {
         eprintln!(
             "==== imprecise: PFO is told {link} has {told} Mbit/s, the wire has {wire}; capacity estimator {} ====",
-            if estimator { "on" } else { "off (MONtra alone)" }
+            if estimator {
+                "on"
+            } else {
+                "off (MONtra alone)"
+            }
         );
         let mut oo = o.clone();
         oo.wire_mbps = vec![(link.to_string(), wire)];
@@ -172,9 +176,11 @@ pub fn run_imprecise(o: &Options) -> anyhow::Result<ImpreciseSummary> {
     let verdict = format!(
         "MONtra alone: {:.1} % of the true optimum (bound 90 %), from {}; with the estimator: {:.1} % (bound 98 %), from {}; worst loss {:.2} % / {:.2} % (budget {:.1} %)",
         100.0 * off.true_ratio,
-        off.within_from_s.map_or("never".into(), |t| format!("{t:.0} s")),
+        off.within_from_s
+            .map_or("never".into(), |t| format!("{t:.0} s")),
         100.0 * on.true_ratio,
-        on.within_from_s.map_or("never".into(), |t| format!("{t:.0} s")),
+        on.within_from_s
+            .map_or("never".into(), |t| format!("{t:.0} s")),
         100.0 * off.worst_loss,
         100.0 * on.worst_loss,
         100.0 * on.loss_budget
