@@ -74,8 +74,10 @@ pub struct PathConfig {
     pub data_vouch: Nanos,
     /// A data feedback report with at least this loss fraction counts as a failure ...
     pub bad_feedback_loss: f64,
-    /// ... once this many reports in a row had it (at least 1).
+    /// ... once this many reports in a row had it (at least 1) ...
     pub bad_feedback_reports: u32,
+    /// ... over at least this long (from the first of them).
+    pub bad_feedback_hold: Nanos,
     /// EWMA gain for loss samples.
     pub loss_alpha: f64,
     /// A path whose loss EWMA is at least this is reported degraded.
@@ -145,6 +147,7 @@ impl Default for PathConfig {
             data_vouch: 200 * MS,
             bad_feedback_loss: 0.2,
             bad_feedback_reports: 1,
+            bad_feedback_hold: 0,
             loss_alpha: 0.125,
             degrade_loss: 0.2,
             unknown_rtt: 100 * MS,

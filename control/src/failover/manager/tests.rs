@@ -479,6 +479,33 @@ fn with_two_bad_reports_wanted_one_loss_burst_is_not_a_failure() {
 }
 
 #[test]
+fn with_a_hold_a_loss_burst_shorter_than_it_is_not_a_failure() {
+    let mut m = manager(PathConfig {
+        bad_feedback_reports: 2,
+        bad_feedback_hold: 2 * SEC,
+        ..cfg()
+    });
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 20 * SEC);
+    let t = d.now;
+    let races = m.stats().races_started;
+    // 1.5 s of 40 % loss, reports every 250 ms (MONtra starting above the wire), then clean.
+    for k in 0..7 {
+        m.on_data_feedback(PathId(0), 60, 40, t + k * 250 * MS);
+        assert_eq!(m.path_state(PathId(0)), Some(PathState::Up), "report {k}");
+    }
+    m.on_data_feedback(PathId(0), 99, 1, t + 1750 * MS);
+    assert_eq!(m.stats().races_started, races);
+    // Loss that lasts 2 s is a failure.
+    let t = t + 2 * SEC;
+    for k in 0..9 {
+        m.on_data_feedback(PathId(0), 50, 50, t + k * 250 * MS);
+    }
+    assert_eq!(m.path_state(PathId(0)), Some(PathState::Suspect));
+    assert_eq!(m.stats().races_started, races + 1);
+}
+
+#[test]
 fn carrier_loss_downs_all_paths_of_the_uplink_and_moves_at_once() {
     let mut m = manager(cfg());
     let mut d = Driver::new(5);
