@@ -159,7 +159,15 @@ impl Demo {
     fn build(o: &Options) -> anyhow::Result<Self> {
         let dp_bin = bin("mongate-dataplane")?;
         let ctl_bin = bin("mongate-control")?;
-        let dir = std::env::temp_dir().join(format!("mongate-demo-{}", std::process::id()));
+        // One directory per run of this process (`--scenario imprecise` runs twice; with
+        // MONGATE_DEMO_KEEP the first run's keys would be in the way).
+        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = match n {
+            0 => format!("mongate-demo-{}", std::process::id()),
+            n => format!("mongate-demo-{}-{}", std::process::id(), n + 1),
+        };
+        let dir = std::env::temp_dir().join(name);
         std::fs::create_dir_all(&dir)?;
         eprintln!(
             "building the MON triangle in network namespaces (logs and files: {})",

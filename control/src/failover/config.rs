@@ -72,8 +72,12 @@ pub struct PathConfig {
     /// Data feedback with an ack no older than this vouches for the active path: a lost probe
     /// alone does not start a race then.
     pub data_vouch: Nanos,
-    /// A data feedback report with at least this loss fraction counts as a failure.
+    /// A data feedback report with at least this loss fraction counts as a failure ...
     pub bad_feedback_loss: f64,
+    /// ... once this many reports in a row had it (at least 1) ...
+    pub bad_feedback_reports: u32,
+    /// ... over at least this long (from the first of them).
+    pub bad_feedback_hold: Nanos,
     /// EWMA gain for loss samples.
     pub loss_alpha: f64,
     /// A path whose loss EWMA is at least this is reported degraded.
@@ -87,6 +91,9 @@ pub struct PathConfig {
     pub return_margin: f64,
     /// ... and its last this many probes were all answered.
     pub return_clean_probes: u32,
+    /// Whether such an optimisation move may go to a path through a waypoint (false: only to
+    /// a direct path; a waypoint is then taken on failures only).
+    pub return_via_waypoint: bool,
     /// Minimum time between two optimisation moves of one destination (failover moves are
     /// never delayed).
     pub min_dwell: Nanos,
@@ -143,12 +150,15 @@ impl Default for PathConfig {
             race_backoff_max: 5 * SEC,
             data_vouch: 200 * MS,
             bad_feedback_loss: 0.2,
+            bad_feedback_reports: 1,
+            bad_feedback_hold: 0,
             loss_alpha: 0.125,
             degrade_loss: 0.2,
             unknown_rtt: 100 * MS,
             waypoint_penalty: 10 * MS,
             return_margin: 0.2,
             return_clean_probes: 32,
+            return_via_waypoint: true,
             min_dwell: 5 * SEC,
             reeval_interval: SEC,
             report_min_interval: 500 * MS,
@@ -251,6 +261,10 @@ impl PathConfig {
             "loss_alpha must be in (0,1]",
         )?;
         bad(!unit(self.degrade_loss), "degrade_loss must be in [0,1]")?;
+        bad(
+            self.bad_feedback_reports == 0,
+            "bad_feedback_reports must be at least 1",
+        )?;
         bad(!unit(self.return_margin), "return_margin must be in [0,1]")?;
         bad(
             self.return_clean_probes > 64,

@@ -104,7 +104,15 @@ pub struct FailoverDriver {
 /// The manager's configuration for a site: its uplinks at their configured capacity (the
 /// probe budget is a share of it), the defaults of [`PathConfig`] otherwise, except a probe
 /// timeout floor that covers the control loop's own latency and a data-loss threshold above
-/// the loss MONtra's probing itself causes at a bottleneck (up to ~15 %).
+/// the loss MONtra's probing itself causes at a bottleneck (up to ~15 %), in reports in a row
+/// over 2 s (on a link PFO over-estimates, the flows starting at their targets lose 30-40 % for
+/// about a second: `--scenario imprecise` moved A's traffic to C via B at start); and
+/// optimisation moves (returns) to direct paths only. PFO plans the routes and MONtra fills
+/// the links it planned up to the loss budget, so the direct path's RTT (the queue) and loss
+/// rise with the planned load while a waypoint's probes stay clean: after 32 s
+/// (`return_clean_probes`) the manager moved A's traffic to C, the direct flow included, via
+/// B onto the 5 Mbit/s B-C link the via-B flow already filled (`--scenario imprecise`, both
+/// runs, ~31 s). A waypoint is taken when the direct paths fail.
 pub fn site_path_config(config: &Config) -> PathConfig {
     let uplinks = config
         .uplinks
@@ -125,6 +133,9 @@ pub fn site_path_config(config: &Config) -> PathConfig {
         uplinks,
         probe_timeout_min: 60 * MS,
         bad_feedback_loss: 0.3,
+        bad_feedback_reports: 2,
+        bad_feedback_hold: 2_000 * MS,
+        return_via_waypoint: false,
         degrade_loss: 0.3,
         ..PathConfig::default()
     }

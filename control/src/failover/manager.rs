@@ -144,6 +144,9 @@ struct PathEntry {
     next_probe_at: Nanos,
     down_backoff: u32,
     last_data_success: Option<Nanos>,
+    /// Data feedback reports in a row with at least `bad_feedback_loss`, since when.
+    bad_feedback: u32,
+    bad_since: Nanos,
     degraded: bool,
 }
 
@@ -318,6 +321,8 @@ impl PathManager {
             next_probe_at: now.saturating_add(spread),
             down_backoff: 0,
             last_data_success: None,
+            bad_feedback: 0,
+            bad_since: 0,
             degraded: false,
         });
         if !self.uplinks[uplink].carrier_up
@@ -528,8 +533,21 @@ impl PathManager {
         let alpha = self.cfg.loss_alpha;
         self.paths[pi].loss.update(frac, alpha);
         if frac >= self.cfg.bad_feedback_loss {
-            self.failure(pi, true, now);
+            // A congested path loses in bursts (MONtra's flows starting at their targets on a
+            // link PFO over-estimates lose 30-40 % for about a second, and the flows left a
+            // working path); a failing one keeps losing.
+            let e = &mut self.paths[pi];
+            if e.bad_feedback == 0 {
+                e.bad_since = now;
+            }
+            e.bad_feedback = e.bad_feedback.saturating_add(1);
+            if e.bad_feedback >= self.cfg.bad_feedback_reports
+                && now.saturating_sub(e.bad_since) >= self.cfg.bad_feedback_hold
+            {
+                self.failure(pi, true, now);
+            }
         } else {
+            self.paths[pi].bad_feedback = 0;
             self.paths[pi].last_data_success = Some(now);
             self.success(pi, false, None, now);
         }
@@ -1093,6 +1111,7 @@ impl PathManager {
                     && self.uplinks[e.uplink].carrier_up
                     && policy.failback_due(e.health.since(), now)
                     && e.history.last_all_ok(clean)
+                    && (self.cfg.return_via_waypoint || e.key.waypoint.is_none())
             })
             .first()
             .copied();

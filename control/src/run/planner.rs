@@ -29,8 +29,12 @@ use crate::pfo::Instance;
 /// Nanoseconds per second.
 pub const SEC_NS: u64 = 1_000_000_000;
 
-/// A window is lossy (for the capacity estimator) above this many times the loss budget.
-pub const LOSS_THRESHOLD_PER_BUDGET: f64 = 1.5;
+/// A window is saturated (for the capacity estimator) above this many times the loss budget.
+/// MONtra's flows lose about the budget on a full link (on a link PFO over-estimates, more:
+/// `budget x target / carried`); a link that loses less than half of it has room. (At 1.5 x
+/// the budget, a link re-planned to its true capacity stopped looking lossy, the estimator
+/// went back to the configured capacity and the plan oscillated.)
+pub const LOSS_THRESHOLD_PER_BUDGET: f64 = 0.5;
 
 /// Planner parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,9 +57,9 @@ pub struct PlannerConfig {
     pub demand_headroom: f64,
     /// Least time between two solves triggered by refused sessions.
     pub refusal_gap_ns: u64,
-    /// Capacity estimator (its loss threshold is at most 1.5 x the instance's loss budget:
-    /// MONtra's flows lose about the budget on a link that carries its plan, more on a link
-    /// that carries less than PFO believes).
+    /// Capacity estimator (its loss threshold is at most [`LOSS_THRESHOLD_PER_BUDGET`] x the
+    /// instance's loss budget: MONtra's flows lose about the budget on a link that carries its
+    /// plan, more on a link that carries less than PFO believes).
     pub estimator: EstimatorConfig,
     /// Estimate link capacities from the flows' loss and delivered rates (false: plan with
     /// the instance's capacities, whatever the wire carries).

@@ -59,7 +59,10 @@ fn drain(m: &mut PathManager) -> Vec<Action> {
 struct Driver {
     now: Nanos,
     working: Vec<bool>,
-    rtt: Nanos,
+    /// Probe RTT per path.
+    rtt: Vec<Nanos>,
+    /// Packets lost of every 50 in the active path's data feedback.
+    data_loss: u64,
     pending: Vec<(Nanos, PathId, u32)>,
     next_feedback: Nanos,
     log: Vec<(Nanos, Action)>,
@@ -70,7 +73,8 @@ impl Driver {
         Self {
             now: 0,
             working: vec![true; n],
-            rtt: 10 * MS,
+            rtt: vec![10 * MS; n],
+            data_loss: 0,
             pending: Vec::new(),
             next_feedback: 50 * MS,
             log: Vec::new(),
@@ -82,7 +86,8 @@ impl Driver {
             if let Action::Probe { path, seq } = a
                 && self.working[path.0 as usize]
             {
-                self.pending.push((self.now + self.rtt, path, seq));
+                self.pending
+                    .push((self.now + self.rtt[path.0 as usize], path, seq));
             }
             self.log.push((self.now, a));
         }
@@ -115,7 +120,7 @@ impl Driver {
                 self.next_feedback += 50 * MS;
                 if let Some(a) = m.active_path(DST) {
                     if self.working[a.0 as usize] {
-                        m.on_data_feedback(a, 50, 0, self.now);
+                        m.on_data_feedback(a, 50 - self.data_loss, self.data_loss, self.now);
                     }
                     self.collect(m);
                 }
@@ -447,6 +452,60 @@ fn lost_probe_on_active_path_with_acked_data_is_not_a_failure() {
 }
 
 #[test]
+fn with_two_bad_reports_wanted_one_loss_burst_is_not_a_failure() {
+    let mut m = manager(PathConfig {
+        bad_feedback_reports: 2,
+        ..cfg()
+    });
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 20 * SEC);
+    let t = d.now;
+    let races = m.stats().races_started;
+    // A congestion burst (35 %), a clean report, another burst: never two in a row.
+    for (k, (acked, lost)) in [(65, 35), (98, 2), (65, 35), (99, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        m.on_data_feedback(PathId(0), acked, lost, t + k as u64 * MS);
+        assert_eq!(m.path_state(PathId(0)), Some(PathState::Up), "report {k}");
+    }
+    assert_eq!(m.stats().races_started, races);
+    // A path that keeps losing fails on the second report.
+    m.on_data_feedback(PathId(0), 60, 40, t + 10 * MS);
+    assert_eq!(m.path_state(PathId(0)), Some(PathState::Up));
+    m.on_data_feedback(PathId(0), 50, 50, t + 11 * MS);
+    assert_eq!(m.path_state(PathId(0)), Some(PathState::Suspect));
+    assert_eq!(m.stats().races_started, races + 1);
+}
+
+#[test]
+fn with_a_hold_a_loss_burst_shorter_than_it_is_not_a_failure() {
+    let mut m = manager(PathConfig {
+        bad_feedback_reports: 2,
+        bad_feedback_hold: 2 * SEC,
+        ..cfg()
+    });
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 20 * SEC);
+    let t = d.now;
+    let races = m.stats().races_started;
+    // 1.5 s of 40 % loss, reports every 250 ms (MONtra starting above the wire), then clean.
+    for k in 0..7 {
+        m.on_data_feedback(PathId(0), 60, 40, t + k * 250 * MS);
+        assert_eq!(m.path_state(PathId(0)), Some(PathState::Up), "report {k}");
+    }
+    m.on_data_feedback(PathId(0), 99, 1, t + 1750 * MS);
+    assert_eq!(m.stats().races_started, races);
+    // Loss that lasts 2 s is a failure.
+    let t = t + 2 * SEC;
+    for k in 0..9 {
+        m.on_data_feedback(PathId(0), 50, 50, t + k * 250 * MS);
+    }
+    assert_eq!(m.path_state(PathId(0)), Some(PathState::Suspect));
+    assert_eq!(m.stats().races_started, races + 1);
+}
+
+#[test]
 fn carrier_loss_downs_all_paths_of_the_uplink_and_moves_at_once() {
     let mut m = manager(cfg());
     let mut d = Driver::new(5);
@@ -516,6 +575,40 @@ fn return_to_repaired_path_waits_for_hold_and_clean_history() {
     );
     // The down path was explored with backoff: few probes while down.
     assert!(m.stats().return_moves == 1);
+}
+
+/// The direct path carries the planned load: its queue makes the RTT 60 ms and MONtra's flows
+/// lose 6 % there; the waypoint's probes come back in 10 ms. By default the manager moves the
+/// traffic to the waypoint after `return_clean_probes`; with `return_via_waypoint` off it stays
+/// on the working direct path (PFO's route).
+#[test]
+fn a_loaded_direct_path_is_left_for_a_waypoint_only_if_allowed() {
+    for allowed in [true, false] {
+        let mut m = PathManager::new(
+            PathConfig {
+                return_via_waypoint: allowed,
+                ..cfg()
+            },
+            7,
+            0,
+        )
+        .expect("valid config");
+        m.add_path(key(0, 0, None), 0).expect("path");
+        m.add_path(key(0, 0, Some(3)), 0).expect("path");
+        let mut d = Driver::new(2);
+        d.run_until(&mut m, 2 * SEC);
+        assert_eq!(m.active_path(DST), Some(PathId(0)));
+        d.rtt[0] = 60 * MS;
+        d.data_loss = 3;
+        d.run_until(&mut m, 120 * SEC);
+        let moved = d.moves_after(2 * SEC);
+        if allowed {
+            assert!(moved.iter().any(|x| x.2 == PathId(1)), "{moved:?}");
+        } else {
+            assert!(moved.is_empty(), "{moved:?}");
+            assert_eq!(m.active_path(DST), Some(PathId(0)));
+        }
+    }
 }
 
 #[test]
