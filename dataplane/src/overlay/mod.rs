@@ -1114,7 +1114,6 @@ fn routed_path(
         health: PathHealth::default(),
         echoes: EchoWindow::default(),
         unacked_since: None,
-        data_rtt: 0,
         last_auth: 0,
     })
 }
@@ -1151,7 +1150,6 @@ fn peer_path(
                 health: PathHealth::default(),
                 echoes: EchoWindow::default(),
                 unacked_since: None,
-                data_rtt: 0,
                 last_auth: 0,
             });
         }
