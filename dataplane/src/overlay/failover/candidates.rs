@@ -350,33 +350,29 @@ impl Gateway {
         if old == new {
             return;
         }
+        let old_up = self
+            .peers
+            .get(peer)
+            .and_then(|pp| pp.paths.get(old))
+            .is_some_and(|o| o.health.up);
         // The moving flows' controllers learnt the old path's loss: on the
         // new one they start again from the plan (no lower than the target
         // x `initial_fraction`), as a flow does when it first gets a target.
         // Without this a flow leaving a lossy path kept the rate the loss
         // had cut it to (down to x_min) on a clean one.
         for fi in 0..self.flows.len() {
-            let f = &self.flows[fi];
-            if f.role != Role::Origin || f.next_peer != Some(peer) {
-                continue;
-            }
-            let moves = match only {
-                Some(x) => x == fi,
-                // The default path's flows, and those assigned to `old`
-                // (down: they follow the default).
-                None => f.path.is_none_or(|p| usize::from(p) == old),
-            };
-            if moves {
+            if self.moves(fi, peer, old, old_up, only) {
                 self.restart_rate(fi, now);
             }
         }
+        // A failover needs no hold (the old path's packets are lost anyway).
         let Some(pp) = self.peers.get(peer) else {
             return;
         };
         let (Some(o), Some(n)) = (pp.paths.get(old), pp.paths.get(new)) else {
             return;
         };
-        if !o.health.up {
+        if !old_up {
             return;
         }
         let d = one_way_estimate(o).saturating_sub(one_way_estimate(n));
@@ -384,19 +380,26 @@ impl Gateway {
             return;
         }
         for fi in 0..self.flows.len() {
-            let f = &self.flows[fi];
-            if f.role != Role::Origin || f.next_peer != Some(peer) {
-                continue;
-            }
-            let moves = match only {
-                Some(x) => x == fi,
-                // The default path's flows, and those assigned to `old`
-                // (down: they follow the default).
-                None => f.path.is_none_or(|p| usize::from(p) == old),
-            };
-            if moves {
+            if self.moves(fi, peer, old, old_up, only) {
                 self.pacing.hold(QueueId::flow(fi).0, now.saturating_add(d));
             }
+        }
+    }
+
+    /// Whether flow `fi` of this site moves with a move toward `peer` off
+    /// candidate `old`: `only` that flow, else the flows following the
+    /// peer's default path and, when `old` is down, those assigned to it
+    /// (they fall back to the default; while it is up they stay on it).
+    fn moves(&self, fi: usize, peer: usize, old: usize, old_up: bool, only: Option<usize>) -> bool {
+        let Some(f) = self.flows.get(fi) else {
+            return false;
+        };
+        if f.role != Role::Origin || f.next_peer != Some(peer) {
+            return false;
+        }
+        match only {
+            Some(x) => x == fi,
+            None => f.path.is_none_or(|p| !old_up && usize::from(p) == old),
         }
     }
 
