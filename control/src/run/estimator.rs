@@ -9,9 +9,11 @@
 //!   what it cannot carry. MONtra has no congestion signal but loss, so its flows lose about
 //!   the loss budget on every full link (more on a link PFO over-estimates: there the weights
 //!   make `q ≈ budget × target / carried`); the planner sets the threshold at half the budget.
-//!   After `sustain_windows` saturated windows in a row the sample is `min(C_l, Y)`: a
-//!   saturated link carries what got through, whether the estimate is above it or below;
-//! - otherwise the link has room or we cannot tell: the estimate moves up towards `min(C_l, Y)`
+//!   After `sustain_windows` saturated windows in a row the sample is `Y`: a
+//!   saturated link carries what got through, whether the estimate is above it or below (not
+//!   `min(C_l, Y)`: `Y` is noisy around what a full link carries, and clamping each sample
+//!   biased a full link's estimate below its capacity; the estimate is clamped instead);
+//! - otherwise the link has room or we cannot tell: the estimate moves up towards `Y`
 //!   if that is above it (a link that carried more than the estimate without loss can carry
 //!   it), else drifts back towards `C_l` by `recovery × (C_l − Ĉ_l)` per window, so a capacity that comes
 //!   back (or a loss blamed on the wrong link of a multi-link flow) is found again within
@@ -133,6 +135,12 @@ impl Estimator {
         }
     }
 
+    /// Forgets the saturated windows counted so far (a window the planner skips breaks a
+    /// streak: the windows around it are not consecutive evidence).
+    pub fn reset_streaks(&mut self) {
+        self.streak.fill(0);
+    }
+
     /// One window: `windows[f]` for every flow (`None`: not observed), `other_load[l]` the
     /// planned load on `l` of the flows not observed.
     pub fn update(&mut self, windows: &[Option<FlowWindow>], other_load: &[f64]) {
@@ -182,7 +190,11 @@ impl Estimator {
             let lossy = packets >= self.cfg.min_packets && pooled.loss() > self.cfg.loss_threshold;
             let c = self.configured[l];
             let other = other_load.get(l).copied().unwrap_or(0.0).max(0.0);
-            let carried = (achieved + other).min(c);
+            // Not clamped to `C_l` before the average (the estimate is, after it): the
+            // window's carried load is noisy around what the link carries, and clamping each
+            // sample biased the estimate of a full link below its capacity (the demo's B-C,
+            // carrying its plan at the budget's loss, drifted to 93 % of it).
+            let carried = achieved + other;
             let est = self.estimate[l];
             let towards_carried = est + self.cfg.alpha * (carried - est);
             let e = if lossy {
@@ -219,6 +231,19 @@ mod tests {
             vec![10.0, 5.0],
             &[vec![0], vec![0, 1]],
         )
+    }
+
+    /// A link carrying its capacity at the loss budget (every window saturated) with a
+    /// delivered rate that is noisy around the capacity keeps an estimate near the capacity
+    /// (clamping each sample to the configuration pulled it down by the noise's lower half).
+    #[test]
+    fn a_full_link_with_noisy_windows_keeps_its_capacity() {
+        let mut e = Estimator::new(EstimatorConfig::default(), vec![5.0], &[vec![0]]);
+        for i in 0..200u32 {
+            let y = if i % 2 == 0 { 5.3 } else { 4.7 };
+            e.update(&[w(980, 20, y / 0.98)], &[0.0]);
+        }
+        assert!(e.estimate(0) > 0.97 * 5.0, "{}", e.estimate(0));
     }
 
     #[test]

@@ -510,7 +510,7 @@ impl Loop<'_> {
         let me = self.o.config.site.name.clone();
         for id in [format!("{me}-{peer}"), format!("{peer}-{me}")] {
             if let Some(l) = self.planner.link_index(&id)
-                && self.planner.mark_link_failed(l, failed)
+                && self.planner.mark_link_failed(l, failed, now_ns)
             {
                 self.event(
                     now_ns,
@@ -571,7 +571,7 @@ impl Loop<'_> {
         while let Ok(ControlEvent::LinkFailed { link, failed }) = rx.try_recv() {
             match self.planner.link_index(&link) {
                 Some(l) => {
-                    self.planner.mark_link_failed(l, failed);
+                    self.planner.mark_link_failed(l, failed, now_ns);
                 }
                 None => self.event(
                     now_ns,

@@ -150,8 +150,8 @@ fn failed_link_replans_at_once_and_routes_around() {
     let r = p.tick(0).unwrap();
     solve_now(&mut p, 0, &r);
     let ac = p.link_index("A-C").unwrap();
-    assert!(p.mark_link_failed(ac, true));
-    assert!(!p.mark_link_failed(ac, true), "no change, no trigger");
+    assert!(p.mark_link_failed(ac, true, 0));
+    assert!(!p.mark_link_failed(ac, true, 0), "no change, no trigger");
     let r = p.tick(1).expect("immediate re-plan");
     assert_eq!(
         r.triggers,
@@ -166,7 +166,7 @@ fn failed_link_replans_at_once_and_routes_around() {
     assert!(rates[0].abs() < 1e-9 && rates[3].abs() < 1e-9, "{rates:?}");
     assert!((rates[1] - 5.0).abs() < 1e-6, "{rates:?}");
     // Recovery re-plans too.
-    assert!(p.mark_link_failed(ac, false));
+    assert!(p.mark_link_failed(ac, false, 2));
     let r = p.tick(2).unwrap();
     assert_eq!(r.instance.links[ac].capacity, 10.0);
 }
@@ -213,6 +213,48 @@ fn sustained_loss_lowers_capacity_and_replans_small_loss_does_not() {
     let (s, cap) = got.expect("a capacity trigger for A-C");
     assert!(s >= 12, "needs sustained loss (two windows), fired at {s}");
     assert!((4.2 - 1e-9..9.0).contains(&cap), "{cap}");
+}
+
+/// A failover's burst (A-C cut: the direct flow's traffic pushed onto B-C before the re-plan)
+/// and the move to the new plan lose packets that say nothing of B-C's capacity: the windows
+/// closing within `settle_ns` of the mark and of the plan that follows are skipped; the same
+/// loss once settled moves the estimate.
+#[test]
+fn the_estimator_skips_the_windows_around_a_link_failure() {
+    let mut p = planner(PlannerConfig::default());
+    let r = p.tick(0).unwrap();
+    solve_now(&mut p, 0, &r);
+    let ac = p.link_index("A-C").unwrap();
+    let bc = p.link_index("B-C").unwrap();
+    let (mut acks, mut losses) = (0u64, 0u64);
+    let mut lossy_second = |p: &mut Planner, s: u64| {
+        acks += 600;
+        losses += 400;
+        p.on_flows(0, s * SEC_NS, &flows(&[(1, 3_000_000, acks, losses)]));
+        p.tick(s * SEC_NS)
+    };
+    // Cut at 1.5 s, plan at 2 s: windows closing before 5 s are skipped.
+    assert!(p.mark_link_failed(ac, true, SEC_NS * 3 / 2));
+    for s in 1..=4u64 {
+        if let Some(r) = lossy_second(&mut p, s) {
+            solve_now(&mut p, s * SEC_NS, &r);
+        }
+    }
+    assert_eq!(p.estimator().estimate(bc), 5.0, "moved while settling");
+    assert!(p.stats().windows_skipped >= 3, "{:?}", p.stats());
+    // The same loss after settling: two saturated windows move B-C's estimate down.
+    let mut moved = None;
+    for s in 5..=10u64 {
+        if let Some(r) = lossy_second(&mut p, s) {
+            solve_now(&mut p, s * SEC_NS, &r);
+        }
+        if p.estimator().estimate(bc) < 5.0 {
+            moved = Some(s);
+            break;
+        }
+    }
+    let s = moved.expect("the estimate moves once settled");
+    assert!((6..=7).contains(&s), "moved at {s}");
 }
 
 #[test]

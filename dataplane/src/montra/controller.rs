@@ -81,7 +81,19 @@ pub struct RateController {
     last_window: Option<(f64, bool)>,
     acks: u64,
     losses: u64,
+    /// Packets acknowledged since the last loss.
+    clean_run: u64,
+    /// A pending resume: the rate to jump to and until when (ns).
+    resume: Option<(f64, u64)>,
 }
+
+/// A resume needs a clean run of at least this many packets, and of
+/// `RESUME_RUNS` times the mean run between losses at the target's
+/// equilibrium loss.
+const RESUME_MIN_RUN: f64 = 64.0;
+/// See [`RESUME_MIN_RUN`]: a flow losing at its equilibrium loss `q` or more
+/// shows a run of `3 / q` packets with probability `e^-3` (5 %) per run.
+const RESUME_RUNS: f64 = 3.0;
 
 /// A finite number >= 0, else `fallback`.
 fn finite_nonneg(v: f64, fallback: f64) -> f64 {
@@ -123,6 +135,8 @@ impl RateController {
             last_window: None,
             acks: 0,
             losses: 0,
+            clean_run: 0,
+            resume: None,
         };
         c.set_target(target);
         c.x = c.clamp(if x0.is_nan() { x_min } else { x0 });
@@ -194,6 +208,28 @@ impl RateController {
         (self.acks, self.losses)
     }
 
+    /// Packets acknowledged since the last loss.
+    pub fn clean_run(&self) -> u64 {
+        self.clean_run
+    }
+
+    /// Arms a resume: the first ack before `until_ns` that finds the rate
+    /// under `to` after a clean run (no loss) of 3 times the mean run at the
+    /// equilibrium loss at `to` (`q = w / (w + to)`), and at least 64
+    /// packets, sets the rate to `to`. A new plan arms it for every flow, so a flow
+    /// that congestion cut (a failover's burst on a shared link) restarts
+    /// at the plan's rate once the congestion is gone instead of ramping
+    /// for seconds, while a flow held under its target by a link that
+    /// cannot carry it (loss at equilibrium) stays where MONtra put it.
+    pub fn arm_resume(&mut self, to: f64, until_ns: u64) {
+        self.resume = (to.is_finite() && to > self.x).then_some((to, until_ns));
+    }
+
+    /// Whether a resume is armed.
+    pub fn resume_armed(&self) -> bool {
+        self.resume.is_some()
+    }
+
     /// Sending rate measured over the last complete window, if any.
     pub fn measured_send_rate(&self) -> Option<f64> {
         self.last_window.map(|w| w.0)
@@ -247,6 +283,17 @@ impl RateController {
         }
         self.x = self.clamp(x.max(self.x));
         self.acks += u64::from(n);
+        self.clean_run = self.clean_run.saturating_add(u64::from(n));
+        if let Some((to, until)) = self.resume {
+            // The run showing the loss is gone: 3 / q = 3 (w + to) / w.
+            let run = RESUME_RUNS * (self.w + to) / self.w;
+            if now_ns > until || self.x >= to {
+                self.resume = None;
+            } else if self.w > 0.0 && self.clean_run as f64 >= run.max(RESUME_MIN_RUN) {
+                self.x = self.clamp(to);
+                self.resume = None;
+            }
+        }
         self.x
     }
 
@@ -255,6 +302,9 @@ impl RateController {
     pub fn on_losses(&mut self, n: u32) -> f64 {
         self.x = self.clamp(self.x - self.kappa_eff * f64::from(n));
         self.losses += u64::from(n);
+        if n > 0 {
+            self.clean_run = 0;
+        }
         self.x
     }
 }
@@ -446,5 +496,62 @@ mod tests {
         assert!((w[1] / 250.0 - 0.01 / 0.99).abs() < 1e-12);
         assert!((w[0] / 1000.0 - 0.5 * 0.01 / 0.99).abs() < 1e-12);
         assert_eq!(w[2], 0.0);
+    }
+
+    /// A flow that congestion cut under its target and whose feedback is
+    /// clean again resumes at the target after a new plan; one held under
+    /// it by loss at equilibrium stays; the resume expires.
+    #[test]
+    fn a_new_plan_resumes_a_cut_flow_once_its_feedback_is_clean() {
+        let cfg = ControllerConfig {
+            kappa: 10.0,
+            ..Default::default()
+        };
+        // Equilibrium loss at the target 400 with w 8: 8 / 408 = 2 %.
+        let (w, target) = (8.0, 400.0);
+        let mut c = RateController::new(cfg, plan(w, w), target, 0);
+        // A burst of 20 % loss cuts it.
+        for _ in 0..200 {
+            c.on_acks(4, 0);
+            c.on_losses(1);
+        }
+        let cut = c.rate();
+        assert!(cut < 0.8 * target, "cut to {cut}");
+        assert_eq!(c.clean_run(), 0);
+        c.arm_resume(target, 5_000_000_000);
+        assert!(c.resume_armed());
+        // One ack is no clean run: no resume.
+        c.on_acks(1, 1);
+        assert!(c.rate() < 0.8 * target);
+        // Clean feedback: after 3 / 2 % = 153 acked packets in a row the
+        // rate jumps to the target (the ramp alone would have added
+        // kappa_eff w / x ~ 0.03 per ack).
+        let mut n = 0;
+        while c.rate() < target && n < 1000 {
+            c.on_acks(1, 1_000_000_000);
+            n += 1;
+        }
+        assert_eq!(c.rate(), target, "after {n} acks");
+        assert_eq!(n + 1, 153, "{n} acks");
+        assert!(!c.resume_armed());
+
+        // Loss at equilibrium (2.5 % at 320 for w 8; runs of 39) holds it.
+        let mut d = RateController::new(cfg, plan(w, w), 320.0, 0);
+        d.arm_resume(target, 5_000_000_000);
+        for _ in 0..2000 {
+            d.on_acks(39, 1);
+            d.on_losses(1);
+            d.set_rate(320.0);
+        }
+        assert!(d.resume_armed() && d.rate() < target);
+
+        // Expired: a clean spell after the window is left to the ramp.
+        let mut e = RateController::new(cfg, plan(w, w), 200.0, 0);
+        e.arm_resume(target, 1_000);
+        e.on_acks(1, 2_000);
+        assert!(!e.resume_armed() && e.rate() < 201.0);
+        // Armed above the current rate only.
+        e.arm_resume(100.0, u64::MAX);
+        assert!(!e.resume_armed());
     }
 }

@@ -71,6 +71,12 @@ pub const OAM_FLOW_ID: u32 = 0;
 /// Ack entries per OAM message (35 fit a 1500-byte IPv4 link).
 pub const MAX_ACK_ENTRIES_PER_MESSAGE: usize = 32;
 
+/// How long after a new plan a flow under its target may resume to it
+/// ([`RateController::arm_resume`]), ns: long enough for a failover's burst
+/// on a shared link to drain, short enough that a later loss-free spell is
+/// left to the controller's ramp.
+const RESUME_WINDOW_NS: Nanos = 5_000_000_000;
+
 /// The stable wire id of a flow: FNV-1a (32 bit) of its id string, so that
 /// every site agrees on it whatever the order of `[[flows]]` in its file.
 /// 0 and `u32::MAX` are reserved (OAM, best effort) and remapped.
@@ -645,6 +651,9 @@ impl Gateway {
                             x0
                         });
                     }
+                    // A flow under its new target climbs to it at once when
+                    // its feedback is clean (RateController::arm_resume).
+                    o.ctl.arm_resume(x0, now.saturating_add(RESUME_WINDOW_NS));
                     o.target_pps = target;
                     o.ctl.rate()
                 }
