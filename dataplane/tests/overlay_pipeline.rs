@@ -1044,6 +1044,57 @@ fn plan_rules_start_rescale_restart_and_floor() {
     );
 }
 
+/// The ack-gap reflex waits at least twice the path's data RTT (queueing
+/// included): on a path with an 80 ms RTT a 60 ms gap is acks still on
+/// their way, not a dead path; a silence of several RTTs is.
+#[test]
+fn the_ack_gap_allows_for_the_round_trip_time() {
+    // The dataplane's own path timers (probes every 100 ms; silence takes a
+    // path down only after 10 s here, so what reacts is the ack gap).
+    let mut net = triangle_with(|_, s| {
+        s.health.ack_gap_ns = 60_000_000;
+        s.health.probe_interval_ns = 100_000_000;
+        s.health.down_after_ns = 10_000_000_000;
+    });
+    for (a, b) in [(0, 2), (2, 0)] {
+        net.links.get_mut(&(a, b)).unwrap().delay = 40_000_000;
+    }
+    let f = v4_frame(C_HOST, 17, 5000, 200, 0);
+    let mut t = 0u64;
+    let run = |net: &mut Net, t: &mut u64, until: u64| {
+        while *t < until {
+            if net.sites[0].gw.pacing().queue_len(0) < 8 {
+                net.inject(0, LAN, &f);
+            }
+            *t += 1_000_000;
+            net.step(*t);
+            net.sites[2].lan_out.clear();
+        }
+    };
+    run(&mut net, &mut t, 2_000_000_000);
+    let direct = mongate_dataplane::overlay::failover::path_ref(1, 0);
+    assert_eq!(net.sites[0].gw.flow_path(0), direct);
+    assert_eq!(
+        net.sites[0].gw.stats().ack_gap_failovers,
+        0,
+        "an 80 ms RTT under a 60 ms ack gap"
+    );
+    // C's acks stop: the path goes down after about two RTTs.
+    net.links.get_mut(&(2, 0)).unwrap().loss = 1.0;
+    let cut = t;
+    while net.sites[0].gw.stats().ack_gap_failovers == 0 && t < cut + 1_000_000_000 {
+        let until = t + 1_000_000;
+        run(&mut net, &mut t, until);
+    }
+    let took = t - cut;
+    assert_eq!(net.sites[0].gw.stats().ack_gap_failovers, 1);
+    assert!(
+        (120_000_000..=400_000_000).contains(&took),
+        "down {} ms after the acks stopped",
+        took / 1_000_000
+    );
+}
+
 /// A flow that leaves a lossy path starts again from its target on the new
 /// one: its controller learnt the old path's loss, not the new path's.
 #[test]

@@ -1123,6 +1123,7 @@ fn routed_path(
         health: PathHealth::default(),
         echoes: EchoWindow::default(),
         unacked_since: None,
+        data_rtt: 0,
         last_auth: 0,
     })
 }
@@ -1159,6 +1160,7 @@ fn peer_path(
                 health: PathHealth::default(),
                 echoes: EchoWindow::default(),
                 unacked_since: None,
+                data_rtt: 0,
                 last_auth: 0,
             });
         }

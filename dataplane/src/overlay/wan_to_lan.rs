@@ -407,6 +407,9 @@ impl Gateway {
                     }
                     let rate = o.ctl.rate();
                     self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
+                    if let Some(rtt) = outcome.rtt_sample_ns {
+                        self.note_flow_rtt(fi, rtt);
+                    }
                     self.stats.ack_entries_applied += 1;
                     applied = true;
                 }

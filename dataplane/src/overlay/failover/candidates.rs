@@ -76,6 +76,11 @@ pub(crate) struct PeerPath {
     pub(crate) echoes: super::probes::EchoWindow,
     /// First data packet sent on it since the last ack of a flow riding it.
     pub(crate) unacked_since: Option<Nanos>,
+    /// Data round-trip time of the flows riding it, queueing included: the
+    /// latest sample, or the last larger one decaying by 1/8 per sample.
+    /// The ack gap that takes the path down is at least twice this (a
+    /// queue that fills at a flow's start is not a dead path).
+    pub(crate) data_rtt: Nanos,
     /// Last packet authenticated from its remote (0: none; roaming).
     pub(crate) last_auth: Nanos,
 }
@@ -299,6 +304,18 @@ impl Gateway {
             && let Some((i, _)) = pp.path_for(assigned)
         {
             pp.paths[i].unacked_since = None;
+        }
+    }
+
+    /// Notes a data RTT sample of flow `fi` on the path it rides.
+    pub(crate) fn note_flow_rtt(&mut self, fi: usize, rtt: Nanos) {
+        let Some(f) = self.flows.get(fi) else { return };
+        let assigned = f.path;
+        if let Some(pp) = f.next_peer.and_then(|np| self.peers.get_mut(np))
+            && let Some((i, _)) = pp.path_for(assigned)
+        {
+            let p = &mut pp.paths[i];
+            p.data_rtt = rtt.max(p.data_rtt - p.data_rtt / 8);
         }
     }
 

@@ -13,6 +13,10 @@ use crate::overlay::secure::key_peer;
 /// of this worker, not of the paths (the timers run every loop iteration).
 const STALL_NS: u64 = 10_000_000;
 
+/// The RTT the ack-gap reflex assumes for a path before it has a sample
+/// (of its data or its probes): 250 ms, an intercontinental path's.
+const UNKNOWN_RTT_NS: u64 = 250_000_000;
+
 impl Gateway {
     /// Probe timers and failure detection; emits due probes into `out`.
     /// The control's probe commands run whatever the settings; the
@@ -70,10 +74,19 @@ impl Gateway {
             // came back. The dataplane's own reflex, control or not.
             for i in 0..self.peers[peer].paths.len() {
                 let p = &mut self.peers[peer].paths[i];
+                // A gap of twice the RTT (the data's, queueing included, or
+                // the probes' before any data was acked) is a full queue's
+                // worth of acks still to come, not a dead path.
+                // Without either, an RTT of `UNKNOWN_RTT_NS` (a long path's
+                // first packets wait a whole RTT for their first ack).
+                let rtt = match p.data_rtt.max(p.health.srtt_ns) {
+                    0 => UNKNOWN_RTT_NS,
+                    r => r,
+                };
                 if ack_gap > 0
                     && p.health.up
                     && let Some(since) = p.unacked_since
-                    && now.saturating_sub(since) > ack_gap
+                    && now.saturating_sub(since) > ack_gap.max(rtt.saturating_mul(2))
                 {
                     p.health.up = false;
                     p.health.downs += 1;
