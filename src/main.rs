@@ -67,7 +67,8 @@ enum Cmd {
         /// 6: a run with the controls' capacity estimator off, MONtra
         /// alone, then one with it on; `--seconds` each), `partition` (site A
         /// cut off from B and C at a third of `--seconds`, rejoining at two
-        /// thirds; 30 s or more, e.g. `--seconds 45`).
+        /// thirds; 30 s or more, e.g. `--seconds 45`), `flash-crowd` (class
+        /// A->C from 2 to 8 sessions at half of `--seconds`; 20 s or more).
         #[arg(long, value_enum, default_value = "triangle")]
         scenario: demo::Scenario,
     },
@@ -175,6 +176,7 @@ fn main() -> ExitCode {
                 wire_mbps: Vec::new(),
                 estimator: true,
                 partition: None,
+                flash_crowd: None,
             };
             match scenario {
                 demo::Scenario::Triangle => demo::run(&o).and_then(|s| {
@@ -193,6 +195,15 @@ fn main() -> ExitCode {
                             demo::print_summary(&p.run);
                         }
                         println!("imprecise: {}", s.verdict);
+                    }
+                    Ok(())
+                }),
+                demo::Scenario::FlashCrowd => demo::run_flash_crowd(&o).and_then(|s| {
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&s)?);
+                    } else {
+                        demo::print_summary(&s.run);
+                        println!("flash crowd: {}", s.verdict);
                     }
                     Ok(())
                 }),

@@ -14,10 +14,10 @@ use mongate_dataplane::overlay::FlowCounters;
 use mongate_testbed::topology::triangle::{PORT_AC, PORT_BC, triangle_overlay_udp};
 use mongate_testbed::{FlowSpec, NsChild, OverlaySpec, PlanSpec, Sites, SitesTopology};
 
-use super::traffic::{FRAME, Receiver, Sender};
+use super::traffic::{Crowd, FRAME, Receiver, Sender};
 use super::{
     ClassSummary, FlowSummary, Options, PlanSource, Site, Summary, UtilitySummary, Verdict, bin,
-    instance, mbps, overhead, path_events, spawn_logged, totals, wait_for,
+    instance, mbps, overhead, path_events, plan_records, spawn_logged, totals, wait_for,
 };
 
 /// Runs the demo.
@@ -93,6 +93,8 @@ struct Demo {
     ),
     /// PFO's optimum with the wire's true capacities.
     true_optimum: f64,
+    /// `--scenario flash-crowd`: PFO's optimum for the demand before and after the crowd.
+    crowd_optimum: Option<(f64, f64)>,
     spec: OverlaySpec,
     /// Distinguishes this run's gateway names.
     tag: u32,
@@ -216,10 +218,23 @@ impl Demo {
         let hl = overhead(secure)?;
         let eff = FRAME as f64 / (FRAME + hl) as f64;
         // PFO is told the nominal rates; the wire may differ (`wire_mbps`).
-        let inst = instance(&topo, eff, |name, rate| {
+        let mut inst = instance(&topo, eff, |name, rate| {
             nominal.get(name).copied().unwrap_or(rate)
         })?;
-        let true_inst = instance(&topo, eff, |_, rate| rate)?;
+        let mut true_inst = instance(&topo, eff, |_, rate| rate)?;
+        let mut crowd_optimum = None;
+        if let Some(fc) = &o.flash_crowd {
+            // The crowd's class may have up to `after` sessions; PFO's optimum for the demand
+            // before (A's host's sessions then) and after.
+            set_sessions(&mut inst, CROWD_CLASS, fc.after)?;
+            set_sessions(&mut true_inst, CROWD_CLASS, fc.after)?;
+            let mut before = true_inst.clone();
+            set_sessions(&mut before, CROWD_CLASS, fc.before)?;
+            crowd_optimum = Some((
+                solve_file_plan(&before)?.2.1.objective,
+                solve_file_plan(&true_inst)?.2.1.objective,
+            ));
+        }
         let true_optimum = solve_file_plan(&true_inst)?.2.1.objective;
         let inst_path = dir.join("overlay.json");
         std::fs::write(&inst_path, serde_json::to_string_pretty(&inst)?)?;
@@ -257,6 +272,7 @@ impl Demo {
             pfo_json,
             pfo,
             true_optimum,
+            crowd_optimum,
             spec,
             tag,
             estimator: o.estimator,
@@ -421,21 +437,47 @@ impl Demo {
         }
         let limit = Duration::from_secs(u64::from(o.seconds) + 5);
         let mut tx = Vec::new();
-        for (site, port, pps) in [("A", PORT_AC, pa), ("B", PORT_BC, pb)] {
+        // `--scenario flash-crowd`: A's host keeps `before` sessions open, then `after`, each
+        // offering 1.6x the class's most useful rate per session.
+        let (a_sessions, pa, crowd) = match &o.flash_crowd {
+            Some(fc) => {
+                let per = 1.6 * CROWD_SESSION_MBPS * 1e6 / 8.0 / FRAME as f64;
+                let c = Crowd {
+                    at: Duration::from_secs(u64::from(fc.at_s)),
+                    sessions: fc.after,
+                    pps: per * f64::from(fc.after),
+                };
+                (fc.before, per * f64::from(fc.before), Some(c))
+            }
+            None => (6, pa, None),
+        };
+        for (site, port, pps, n, crowd) in [
+            ("A", PORT_AC, pa, a_sessions, crowd),
+            ("B", PORT_BC, pb, 6, None),
+        ] {
             tx.push(Sender::start(
                 &self.topo.site(site)?.lan_ns,
                 SocketAddr::from((c_host, port)),
-                6,
+                n,
                 pps,
+                crowd,
                 limit,
                 stop.clone(),
             )?);
         }
         eprintln!(
-            "traffic: host A -> host C {:.1} Mbit/s offered (6 UDP sessions), host B -> host C {:.1} Mbit/s (6 sessions)",
+            "traffic: host A -> host C {:.1} Mbit/s offered ({a_sessions} UDP sessions), host B -> host C {:.1} Mbit/s (6 sessions)",
             mbps(pa),
             mbps(pb)
         );
+        if let Some(c) = crowd {
+            eprintln!(
+                "traffic: at t={}s host A opens {} sessions, {:.1} Mbit/s offered",
+                c.at.as_secs(),
+                c.sessions,
+                mbps(c.pps)
+            );
+        }
         Ok(Traffic { stop, tx, rx })
     }
 
@@ -791,6 +833,7 @@ impl Demo {
         } = self;
         drop(topo);
         let path_events = path_events(&dir, w.t0_ns);
+        let plans = plan_records(&dir, w.t0_ns);
         // MONGATE_DEMO_KEEP=1 keeps the processes' logs for a look afterwards.
         if std::env::var_os("MONGATE_DEMO_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&dir);
@@ -828,6 +871,8 @@ impl Demo {
             wire_mbps: o.wire_mbps.clone(),
             verdict,
             path_events,
+            plans,
+            crowd_optimum: self.crowd_optimum,
             udp_sent,
             udp_received,
         })
@@ -890,6 +935,22 @@ fn solve_file_plan(inst: &serde_json::Value) -> anyhow::Result<(PlanSpec, serde_
             .collect(),
     };
     Ok((plan, json, (i, p)))
+}
+
+/// The class whose demand jumps in `--scenario flash-crowd`.
+pub(super) const CROWD_CLASS: &str = "A->C";
+/// Its most useful rate per session, Mbit/s (its utility is linear up to this, flat above:
+/// docs/examples/triangle/instance.json).
+const CROWD_SESSION_MBPS: f64 = 4.0;
+
+/// Sets class `id`'s demand (sessions) in an instance (JSON).
+fn set_sessions(inst: &mut serde_json::Value, id: &str, n: u16) -> anyhow::Result<()> {
+    let c = inst["classes"]
+        .as_array_mut()
+        .and_then(|cs| cs.iter_mut().find(|c| c["id"] == id))
+        .ok_or_else(|| anyhow::anyhow!("demo instance: no class {id:?}"))?;
+    c["sessions"] = serde_json::json!(n);
+    Ok(())
 }
 
 /// A planned flow's 3 s average within this of its target counts as converged.

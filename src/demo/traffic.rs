@@ -17,23 +17,37 @@ pub const PAYLOAD: usize = 1208;
 /// Inner frame bytes of one datagram.
 pub const FRAME: usize = PAYLOAD + 42;
 
-/// One sender: `sessions` sockets to `dst`, `pps` in total.
+/// A change of the offered load at a second of the run (`--scenario flash-crowd`): from then
+/// on `sessions` sockets send `pps` in total.
+#[derive(Clone, Copy, Debug)]
+pub struct Crowd {
+    /// When, from the sender's start.
+    pub at: Duration,
+    /// Sessions from then on (at most the sender's sockets).
+    pub sessions: u16,
+    /// Packets per second from then on, in total.
+    pub pps: f64,
+}
+
+/// One sender: `sessions` sockets to `dst`, `pps` in total (until a [`Crowd`]).
 pub struct Sender {
     handle: JoinHandle<mongate_testbed::Result<anyhow::Result<u64>>>,
 }
 
 impl Sender {
-    /// Starts sending from `ns` until `stop` or `limit`.
+    /// Starts sending from `ns` until `stop` or `limit`, changing to `crowd` at its second.
     pub fn start(
         ns: &Netns,
         dst: SocketAddr,
         sessions: u16,
         pps: f64,
+        crowd: Option<Crowd>,
         limit: Duration,
         stop: Arc<AtomicBool>,
     ) -> anyhow::Result<Self> {
         let handle = ns.enter_thread(move || -> anyhow::Result<u64> {
-            let socks: Vec<UdpSocket> = (0..sessions.max(1))
+            let most = crowd.map_or(sessions, |c| c.sessions.max(sessions)).max(1);
+            let socks: Vec<UdpSocket> = (0..most)
                 .map(|_| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))
                 .collect::<Result<_, _>>()?;
             let buf = vec![0x5au8; PAYLOAD];
@@ -41,12 +55,21 @@ impl Sender {
             let mut sent = 0u64;
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) && start.elapsed() < limit {
-                let due = (start.elapsed().as_secs_f64() * pps).floor();
+                let t = start.elapsed();
+                // Packets due: at `pps` until the crowd, at its rate after.
+                let (due, active) = match crowd {
+                    Some(c) if t >= c.at => (
+                        c.at.as_secs_f64() * pps + (t - c.at).as_secs_f64() * c.pps,
+                        usize::from(c.sessions.max(1)),
+                    ),
+                    _ => (t.as_secs_f64() * pps, usize::from(sessions.max(1))),
+                };
                 // The float is a small non-negative count of packets.
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let due = due.max(0.0) as u64;
+                let due = due.floor().max(0.0) as u64;
+                let active = active.min(socks.len());
                 while sent < due {
-                    let s = &socks[i % socks.len()];
+                    let s = &socks[i % active];
                     i = i.wrapping_add(1);
                     // ENOBUFS / unreachable while the path settles: keep going.
                     let _ = s.send_to(&buf, dst);

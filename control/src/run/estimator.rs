@@ -5,7 +5,9 @@
 //!   `P = Σ (acks + losses)`, loss fraction `q = Σ losses / P`, carried load
 //!   `Y = Σ achieved rates of the local flows + planned load of the other flows on l` (other
 //!   sites' flows are assumed to be on plan, we cannot see them);
-//! - if `P >= min_packets` and `q > loss_threshold` the window is *saturated*: the link drops
+//! - if `P >= min_packets` and `q > loss_threshold` and `Y < (1 - deadband) Ĉ_l` the window
+//!   is *saturated* (with `Y` within the deadband of the estimate the link is full as planned:
+//!   MONtra's flows lose about the budget there by design; the estimate stays): the link drops
 //!   what it cannot carry. MONtra has no congestion signal but loss, so its flows lose about
 //!   the loss budget on every full link (more on a link PFO over-estimates: there the weights
 //!   make `q ≈ budget × target / carried`); the planner sets the threshold at half the budget.
@@ -43,6 +45,12 @@ pub struct EstimatorConfig {
     pub alpha: f64,
     /// Share of the gap to the configured capacity recovered per window without saturation.
     pub recovery: f64,
+    /// A saturated window whose carried load is within this fraction of the estimate is a
+    /// link *full as planned*: MONtra's flows lose about the budget on every full link, and
+    /// a full link's delivered rate only dips under its capacity (a controller's cut), so
+    /// taking such windows as samples drifted the demo's B-C estimate to 93-95 % of the
+    /// link and the via-B target with it. Such a window leaves the estimate alone.
+    pub deadband: f64,
 }
 
 impl Default for EstimatorConfig {
@@ -53,6 +61,7 @@ impl Default for EstimatorConfig {
             sustain_windows: 2,
             alpha: 0.5,
             recovery: 0.005,
+            deadband: 0.05,
         }
     }
 }
@@ -197,7 +206,11 @@ impl Estimator {
             let carried = achieved + other;
             let est = self.estimate[l];
             let towards_carried = est + self.cfg.alpha * (carried - est);
-            let e = if lossy {
+            let as_planned = carried >= (1.0 - self.cfg.deadband) * est;
+            let e = if lossy && as_planned {
+                self.streak[l] = 0;
+                continue;
+            } else if lossy {
                 self.streak[l] = self.streak[l].saturating_add(1);
                 if self.streak[l] < self.cfg.sustain_windows {
                     continue;
@@ -294,7 +307,7 @@ mod tests {
     /// Closed loop on one link that PFO is told has 10 but carries 5.5: each window the
     /// flow is planned at the estimate, delivers at most the wire (noise of a few %, seeded)
     /// and loses what MONtra's weights make it lose, `budget x target / carried` (plus noise).
-    /// The estimate settles within 3 % of the wire and stays there; with the old rule (a window
+    /// The estimate settles within 3 % under and the deadband over the wire and stays there; with the old rule (a window
     /// under the threshold sampled the configuration) it swung back towards 10 every time.
     #[test]
     fn an_over_estimated_link_settles_at_what_it_carries() {
@@ -324,8 +337,11 @@ mod tests {
             e.update(&[w(1000 - lost, lost, rate)], &[0.0]);
             path.push(e.estimate(0));
         }
+        // Within 3 % under the wire and the deadband (5 %) over it: windows carrying within
+        // the deadband of the estimate are a full link, not a sample.
         for (i, c) in path.iter().enumerate().skip(10) {
-            assert!((c / wire - 1.0).abs() <= 0.03, "window {i}: {c} ({path:?})");
+            let r = c / wire - 1.0;
+            assert!((-0.03..=0.055).contains(&r), "window {i}: {c} ({path:?})");
         }
     }
 
