@@ -771,7 +771,9 @@ impl Demo {
                 queue_drops: vo.queue_drops,
             });
         }
-        let (classes, mut utility) = utility_of(inst, sol, &flows);
+        // The plans each control activated so far: the sessions in force per second.
+        let plans = plan_records(&self.dir, w.t0_ns);
+        let (classes, mut utility) = utility_of(inst, sol, &flows, None);
         utility.true_optimum = self.true_optimum;
         utility.true_ratio = if self.true_optimum > 0.0 {
             utility.achieved / self.true_optimum
@@ -802,7 +804,10 @@ impl Demo {
                         queue_drops: 0,
                     })
                     .collect();
-                (*t, utility_of(inst, sol, &fs).1.achieved)
+                (
+                    *t,
+                    utility_of(inst, sol, &fs, Some((&plans, *t))).1.achieved,
+                )
             })
             .collect();
         // The worst 3 s average of a planned flow while the controls were
@@ -833,7 +838,6 @@ impl Demo {
         } = self;
         drop(topo);
         let path_events = path_events(&dir, w.t0_ns);
-        let plans = plan_records(&dir, w.t0_ns);
         // MONGATE_DEMO_KEEP=1 keeps the processes' logs for a look afterwards.
         if std::env::var_os("MONGATE_DEMO_KEEP").is_none() {
             let _ = std::fs::remove_dir_all(&dir);
@@ -965,16 +969,27 @@ fn ratio(a: u64, b: u64) -> f64 {
 
 /// Per class: PFO's admitted sessions, the planned and delivered aggregate
 /// rates and the class's utility `n_c U_c(Y_c / n_c)` at each; and the
-/// mission utility, delivered against PFO's optimum.
+/// mission utility, delivered against PFO's optimum. With `at` = (the
+/// controls' plans, second t), a class's sessions are those of the plan in
+/// force at t at the class's source site (a re-plan after a partition admits
+/// other sessions than the first plan); else PFO's own solution's.
 fn utility_of(
     inst: &mongate_control::pfo::Instance,
     sol: &mongate_control::pfo::Solution,
     flows: &[FlowSummary],
+    at: Option<(&[super::PlanRecord], f64)>,
 ) -> (Vec<ClassSummary>, UtilitySummary) {
     let mut classes = Vec::new();
     let mut achieved_total = 0.0;
     for (c, class) in inst.classes.iter().enumerate() {
-        let n = sol.classes.get(c).map_or(0, |x| x.sessions);
+        let planned = at.and_then(|(plans, t)| {
+            let site = class.id.split("->").next().unwrap_or("");
+            plans
+                .iter()
+                .rfind(|p| p.site == site && p.t_s <= t)
+                .and_then(|p| p.sessions.get(&class.id).copied())
+        });
+        let n = planned.unwrap_or_else(|| sol.classes.get(c).map_or(0, |x| x.sessions));
         let of = |f: &&FlowSummary| f.class == class.id;
         let target: f64 = flows.iter().filter(of).map(|f| f.target_mbps).sum();
         let achieved: f64 = flows.iter().filter(of).map(|f| f.achieved_mbps).sum();

@@ -855,7 +855,16 @@ impl PathManager {
             e.loss.update(0.0, alpha);
             e.history.push(true);
         }
+        let was_down = e.health.state() == PathState::Down;
         e.health.on_success(now, &self.cfg);
+        if was_down && e.health.state() != PathState::Down {
+            // Recovered (M successes spanning R): the probes lost while it was down were the
+            // outage, which the Down state stood for, not the path's loss now. Without this
+            // the loss EWMA (1/8 per probe) kept a repaired path "degraded" for ~18 probes and
+            // PFO saw the link repaired 11-13 s after a partition healed.
+            e.loss = LossEwma::default();
+            e.degraded = false;
+        }
         e.down_backoff = 0;
         let d = e.dest;
         let iv = self.interval(pi);
@@ -1105,12 +1114,21 @@ impl PathManager {
         }
         let policy = self.cfg.health;
         let clean = self.cfg.return_clean_probes;
+        // Off a waypoint (a failover) back to a direct path: the shorter hold.
+        let on_waypoint = self.entry(a).is_some_and(|e| e.key.waypoint.is_some());
+        let settled = |e: &PathEntry| {
+            if on_waypoint && e.key.waypoint.is_none() {
+                now.saturating_sub(e.health.since()) >= self.cfg.return_direct_after
+                    && e.history.last_all_ok(self.cfg.return_direct_clean_probes)
+            } else {
+                policy.failback_due(e.health.since(), now) && e.history.last_all_ok(clean)
+            }
+        };
         let best = self
             .ranked(d, |e| {
                 e.health.state() == PathState::Up
                     && self.uplinks[e.uplink].carrier_up
-                    && policy.failback_due(e.health.since(), now)
-                    && e.history.last_all_ok(clean)
+                    && settled(e)
                     && (self.cfg.return_via_waypoint || e.key.waypoint.is_none())
             })
             .first()

@@ -339,6 +339,7 @@ impl Loop<'_> {
                 let wanted = self.paths.as_ref().and_then(|d| d.wanted_path(peer));
                 if let Some(r) = wanted {
                     self.summary.path_moves += 1;
+                    self.planner.settle(now_ns);
                     let what = self.describe_path(r);
                     self.event(now_ns, "path", format!("traffic to {what}"), None);
                 }

@@ -334,6 +334,15 @@ impl Planner {
         self.base.links.iter().position(|l| l.id == id)
     }
 
+    /// This site's path manager moved traffic at `now_ns` (a failover, a return): the
+    /// estimator skips the windows closing within `settle_ns` (the move's burst, and a detour
+    /// that crosses links PFO did not plan, say nothing of their capacities).
+    pub fn settle(&mut self, now_ns: u64) {
+        let until = now_ns.saturating_add(self.cfg.settle_ns);
+        self.settle_until = Some(self.settle_until.map_or(until, |t| t.max(until)));
+        self.est.reset_streaks();
+    }
+
     /// Marks link `l` failed (planned with capacity 0) or recovered at `now_ns`; a change
     /// re-plans at the next tick and starts the estimator's settling
     /// ([`PlannerConfig::settle_ns`]). Returns whether anything changed.

@@ -577,6 +577,44 @@ fn return_to_repaired_path_waits_for_hold_and_clean_history() {
     assert!(m.stats().return_moves == 1);
 }
 
+/// A partition heals: the repaired direct path is reported neither failed nor degraded a few
+/// seconds after it answers again (down probing, recovery run), not after its loss average
+/// has forgotten the outage (it kept the link failed for PFO 11-13 s in the demo).
+#[test]
+fn a_repaired_path_is_reported_clean_once_it_recovers() {
+    let mut m = manager(cfg());
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 20 * SEC);
+    for p in [0, 1, 4] {
+        d.working[p] = false;
+    }
+    let cut = d.now;
+    m.on_ack_gap(PathId(0), cut);
+    d.run_until(&mut m, cut + 30 * SEC);
+    assert_eq!(m.path_state(PathId(0)), Some(PathState::Down));
+    for p in [0, 1, 4] {
+        d.working[p] = true;
+    }
+    let repair = d.now;
+    d.run_until(&mut m, repair + 20 * SEC);
+    let clean = d.log.iter().find_map(|(at, a)| match a {
+        Action::ReportLinks { failed, degraded }
+            if *at >= repair && !failed.contains(&PathId(0)) && !degraded.contains(&PathId(0)) =>
+        {
+            Some(*at)
+        }
+        _ => None,
+    });
+    let at = clean.expect("path 0 reported clean again");
+    let c = m.config();
+    let bound = c.probe_interval_down_max + 2 * SEC + c.report_min_interval;
+    assert!(
+        at - repair <= bound,
+        "clean after {} ms",
+        (at - repair) / MS
+    );
+}
+
 /// The direct path carries the planned load: its queue makes the RTT 60 ms and MONtra's flows
 /// lose 6 % there; the waypoint's probes come back in 10 ms. By default the manager moves the
 /// traffic to the waypoint after `return_clean_probes`; with `return_via_waypoint` off it stays
