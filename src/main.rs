@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mongate_control::secure::keys;
+use mongate_dataplane::app::signals::default_sigpipe;
 use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
 use mongate_dataplane::stats::{StatsRegion, stats_path};
 
@@ -155,6 +156,12 @@ fn status(name: &str, json: bool) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The reports end quietly when their reader goes away (`mongate status |
+    // head`); the demo keeps SIGPIPE ignored until its namespaces are gone
+    // (see `mongate_dataplane::app::signals::default_sigpipe`).
+    if !matches!(cli.cmd, Cmd::Demo { .. }) {
+        default_sigpipe();
+    }
     let r = match cli.cmd {
         Cmd::Demo {
             seconds,
@@ -180,6 +187,7 @@ fn main() -> ExitCode {
             };
             match scenario {
                 demo::Scenario::Triangle => demo::run(&o).and_then(|s| {
+                    default_sigpipe();
                     if json {
                         println!("{}", serde_json::to_string_pretty(&s)?);
                     } else {
@@ -188,6 +196,7 @@ fn main() -> ExitCode {
                     Ok(())
                 }),
                 demo::Scenario::Imprecise => demo::run_imprecise(&o).and_then(|s| {
+                    default_sigpipe();
                     if json {
                         println!("{}", serde_json::to_string_pretty(&s)?);
                     } else {
@@ -208,6 +217,7 @@ fn main() -> ExitCode {
                     Ok(())
                 }),
                 demo::Scenario::Partition => demo::run_partition(&o).and_then(|s| {
+                    default_sigpipe();
                     if json {
                         println!("{}", serde_json::to_string_pretty(&s)?);
                     } else {

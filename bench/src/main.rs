@@ -332,6 +332,10 @@ fn run_gateway(a: &GatewayArgs) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Every command ends with a report on stdout, written once its
+    // namespaces and processes are gone: piped into `head`, it ends quietly
+    // (see `mongate_dataplane::app::signals::default_sigpipe`).
+    mongate_dataplane::app::signals::default_sigpipe();
     let r = match cli.cmd {
         Cmd::Forward {
             modes,

@@ -14,7 +14,7 @@ use mongate_dataplane::config::Config;
 use mongate_dataplane::shm::ctl_path;
 
 #[derive(Parser)]
-#[command(name = "mongate-control", about = "mongate control process")]
+#[command(name = "mongate-control", version, about = "mongate control process")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -166,7 +166,11 @@ fn run_cmd(args: &RunArgs) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Pfo(args) => pfo(args),
+        Command::Pfo(args) => {
+            // A report: `pfo --json | head` ends quietly (app::signals).
+            mongate_dataplane::app::signals::default_sigpipe();
+            pfo(args)
+        }
         Command::Run(args) => run_cmd(args),
     };
     match result {

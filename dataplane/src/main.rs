@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 
 use clap::{Parser, Subcommand};
 use mongate_dataplane::afxdp::BindMode;
+use mongate_dataplane::app::signals::{default_sigpipe, print_line};
 use mongate_dataplane::app::{
     ForwardConfig, GatewayConfig, RelayConfig, StageKind, start_forward, start_gateway, start_relay,
 };
@@ -267,12 +268,12 @@ fn forward(a: ForwardArgs) -> anyhow::Result<()> {
     c.stage = stage;
     c.busy_poll_budget = a.busy_poll;
     let dp = start_forward(&c)?;
-    println!(
+    print_line(&format!(
         "ready: {} workers, xdp {:?}; ports: {}",
         a.queues,
         dp.xdp_mode,
         dp.ports.join(", ")
-    );
+    ));
     serve(dp, a.duration_s)
 }
 
@@ -295,13 +296,13 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     c.settings.rate_unit_bytes = a.rate_unit_bytes.max(64);
     c.settings.uplink_mtu = a.uplink_mtu;
     let dp = start_gateway(&c)?;
-    println!(
+    print_line(&format!(
         "ready: gateway {} (instance {}), xdp {:?}; ports: {}",
         c.site.site.name,
         c.name,
         dp.xdp_mode,
         dp.ports.join(", ")
-    );
+    ));
     serve(dp, a.duration_s)
 }
 
@@ -316,11 +317,11 @@ fn relay(a: RelayArgs) -> anyhow::Result<()> {
         idle: IdlePolicy::default(),
     };
     let dp = start_relay(&c)?;
-    println!(
+    print_line(&format!(
         "ready: {} io_uring workers; ports: {}",
         a.workers,
         dp.ports.join(", ")
-    );
+    ));
     serve(dp, a.duration_s)
 }
 
@@ -340,7 +341,7 @@ fn serve(
     }
     let healthy = dp.healthy();
     let snap = dp.stop();
-    println!("{}", serde_json::to_string(&snap)?);
+    print_line(&serde_json::to_string(&snap)?);
     if !healthy {
         anyhow::bail!("a worker stopped unexpectedly");
     }
@@ -359,7 +360,11 @@ fn main() -> ExitCode {
         Cmd::Forward(a) => forward(a),
         Cmd::Relay(a) => relay(a),
         Cmd::Run(a) => run(a),
-        Cmd::Stats { name } => stats(&name),
+        Cmd::Stats { name } => {
+            // A report: `stats | head` ends quietly (app::signals).
+            default_sigpipe();
+            stats(&name)
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -270,8 +270,19 @@ fn run(cli: Cli) -> Result<(), HwError> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // `show` and `plan` are reports: piped into `head`, they end quietly on
+    // the closed pipe (all output goes through `out`, so a closed pipe is an
+    // error value here, never a panic). `apply` says it stopped: it may have
+    // changed part of the system already.
+    let report = !matches!(cli.cmd, Cmd::Apply { .. });
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(HwError::Io { source, .. })
+            if report && source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("mongate-hwconfig: {e}");
             ExitCode::FAILURE

@@ -121,10 +121,9 @@ pub type LogSink = Arc<dyn Fn(&LogRecord) + Send + Sync>;
 /// Prints every record on stdout, as JSON lines or text.
 pub fn stdout_sink(json: bool) -> LogSink {
     Arc::new(move |r: &LogRecord| {
-        if json {
-            println!("{}", r.to_json());
-        } else {
-            println!("{}", r.to_text());
-        }
+        // A log line that cannot be written (the reader went away) is
+        // dropped: the control keeps running.
+        let line = if json { r.to_json() } else { r.to_text() };
+        mongate_dataplane::app::signals::print_line(&line);
     })
 }

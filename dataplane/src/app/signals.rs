@@ -1,4 +1,5 @@
-//! SIGINT / SIGTERM as a stop flag for the binaries' run loops.
+//! Signals of the binaries: SIGINT / SIGTERM as a stop flag for their run
+//! loops, and SIGPIPE for the commands that print a report and exit.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -17,4 +18,31 @@ pub fn stop_on_signals() -> &'static AtomicBool {
         unsafe { libc::signal(sig, handler as libc::sighandler_t) };
     }
     &STOP
+}
+
+/// Restores SIGPIPE's default action (end the process quietly), for the
+/// commands that print a report and exit (`mongate-control pfo`, `mongate
+/// status`, `mongate-dataplane stats`, the benchmarks' reports, ...): piped
+/// into `head`, they end like `cat` does instead of panicking on the
+/// closed pipe (Rust starts every program with SIGPIPE ignored, so a write
+/// to a closed pipe fails with EPIPE and `println!` panics on it).
+///
+/// Not for long-running processes (`mongate-dataplane run`, `mongate-control
+/// run`, `mongate demo` before its summary): they keep SIGPIPE ignored, so a
+/// log reader that goes away (a restarted journald, a closed terminal) cannot
+/// kill a gateway; they write their lines with [`print_line`], which drops a
+/// line it cannot write.
+pub fn default_sigpipe() {
+    // SAFETY: signal(2) with SIG_DFL installs no handler and touches no
+    // memory of ours; called at start-up, before any thread that writes.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// Writes `line` and a newline to stdout; a line that cannot be written
+/// (closed pipe, full disk) is dropped instead of panicking like
+/// `println!`. For the long-running processes' log and status lines.
+pub fn print_line(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
