@@ -94,13 +94,6 @@ pub struct PathConfig {
     /// Whether such an optimisation move may go to a path through a waypoint (false: only to
     /// a direct path; a waypoint is then taken on failures only).
     pub return_via_waypoint: bool,
-    /// From a waypoint back to a direct path, the hold is this (instead of
-    /// `health.failback_after_ns`) and the clean probes `return_direct_clean_probes`: the
-    /// waypoint was a failover, and PFO's routes assume the direct paths (a flow planned
-    /// A-B-C whose A-B leg detours through C crosses A-C and B-C twice).
-    pub return_direct_after: Nanos,
-    /// See `return_direct_after`.
-    pub return_direct_clean_probes: u32,
     /// Minimum time between two optimisation moves of one destination (failover moves are
     /// never delayed).
     pub min_dwell: Nanos,
@@ -164,14 +157,8 @@ impl Default for PathConfig {
             unknown_rtt: 100 * MS,
             waypoint_penalty: 10 * MS,
             return_margin: 0.2,
-            // 10 clean probes (10 s at the up interval), with the failback hold: the traffic
-            // comes back to a repaired direct path ~10-12 s after it answers again. 32 kept
-            // A's traffic to B on a detour through C for 32 s after the demo's partition
-            // healed (the via-B flow crossed A-C and B-C twice and lost 90 %).
-            return_clean_probes: 10,
+            return_clean_probes: 32,
             return_via_waypoint: true,
-            return_direct_after: 3 * SEC,
-            return_direct_clean_probes: 3,
             min_dwell: 5 * SEC,
             reeval_interval: SEC,
             report_min_interval: 500 * MS,
@@ -280,8 +267,8 @@ impl PathConfig {
         )?;
         bad(!unit(self.return_margin), "return_margin must be in [0,1]")?;
         bad(
-            self.return_clean_probes > 64 || self.return_direct_clean_probes > 64,
-            "return_clean_probes and return_direct_clean_probes must be <= 64",
+            self.return_clean_probes > 64,
+            "return_clean_probes must be <= 64",
         )?;
         bad(self.reeval_interval == 0, "reeval_interval must be > 0")?;
         bad(self.max_plausible_rtt == 0, "max_plausible_rtt must be > 0")?;

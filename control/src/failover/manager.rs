@@ -1114,21 +1114,12 @@ impl PathManager {
         }
         let policy = self.cfg.health;
         let clean = self.cfg.return_clean_probes;
-        // Off a waypoint (a failover) back to a direct path: the shorter hold.
-        let on_waypoint = self.entry(a).is_some_and(|e| e.key.waypoint.is_some());
-        let settled = |e: &PathEntry| {
-            if on_waypoint && e.key.waypoint.is_none() {
-                now.saturating_sub(e.health.since()) >= self.cfg.return_direct_after
-                    && e.history.last_all_ok(self.cfg.return_direct_clean_probes)
-            } else {
-                policy.failback_due(e.health.since(), now) && e.history.last_all_ok(clean)
-            }
-        };
         let best = self
             .ranked(d, |e| {
                 e.health.state() == PathState::Up
                     && self.uplinks[e.uplink].carrier_up
-                    && settled(e)
+                    && policy.failback_due(e.health.since(), now)
+                    && e.history.last_all_ok(clean)
                     && (self.cfg.return_via_waypoint || e.key.waypoint.is_none())
             })
             .first()

@@ -341,8 +341,7 @@ fn an_ack_gap_moves_the_flows_to_a_path_that_answers() {
 /// the detour (the other direct paths to C are dead, as in a three-site overlay). The direct
 /// path answers the race first; the control still confirms the detour and tells the dataplane
 /// (their views agree again), raises the dropped direct path in the dataplane once it holds it
-/// up, and moves the flow back by the return rule (off a detour to a direct path: up 3 s with
-/// 3 clean probes and 5 s after the last move, rank below 0.8 x the detour's).
+/// up, and moves the flow back by the return rule (up 10 s, rank below 0.8 x the detour's).
 /// Before, the direct path's own answer won the race, nothing was sent, and the flow stayed
 /// on the detour for good while the control believed it on the direct path.
 #[test]
@@ -373,10 +372,7 @@ fn after_a_false_alarm_the_flow_rides_the_detour_then_returns_to_the_direct_path
     let t = w
         .run_until(20 * SEC, |w| w.on == r(C, 0))
         .expect("back on the direct path");
-    // Off a detour to a direct path: the shorter return hold, and no sooner than the
-    // manager's dwell after its last move.
-    let pc = site_path_config(&cfg());
-    let hold = pc.return_direct_after.max(pc.min_dwell);
+    let hold = site_path_config(&cfg()).health.failback_after_ns;
     assert!(
         t >= hold - SEC && t <= hold + 3 * SEC,
         "back after {} ms",
