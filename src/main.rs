@@ -4,6 +4,8 @@
 //!   gateway (and control process) per site, real traffic; reports per flow
 //!   the planned and achieved rates.
 //! - `mongate status`: the counters of a running dataplane.
+//! - `mongate check --config SITE.toml [--config ...] [--instance ORG.json]`: every problem of
+//!   the files, alone and against each other, one line each (`mongate_control::check`).
 //! - `mongate keygen --out FILE`: a new static key pair (private key written 0600, never over an
 //!   existing file); prints the public key for the peers' `public_key`.
 //! - `mongate pubkey --key FILE`: the public key of a private key file.
@@ -86,6 +88,19 @@ enum Cmd {
         #[arg(long)]
         key: std::path::PathBuf,
     },
+    /// Check site configurations and the organisation's PFO instance, alone
+    /// and against each other: every problem as one line
+    /// `file:line:column: field: reason`; exit status 1 if any.
+    Check {
+        /// A site file (TOML, docs/config.md); repeat it for several sites of
+        /// one overlay (then also checked against each other).
+        #[arg(long = "config", value_name = "SITE.toml")]
+        configs: Vec<std::path::PathBuf>,
+        /// The organisation's PFO instance (JSON, docs/pfo.md): checked, and
+        /// every site file against it.
+        #[arg(long, value_name = "ORG.json")]
+        instance: Option<std::path::PathBuf>,
+    },
     /// Show the counters of a running dataplane.
     Status {
         /// Instance name (the dataplane's `--name`).
@@ -154,6 +169,35 @@ fn status(name: &str, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `mongate check`: problems on stdout, one a line; `ok` lines and the count
+/// on stderr. 0: no problem; 1: problems; 2: nothing to check.
+fn check(configs: &[std::path::PathBuf], instance: Option<&std::path::Path>) -> ExitCode {
+    if configs.is_empty() && instance.is_none() {
+        eprintln!(
+            "mongate check: nothing to check: give --config SITE.toml and/or --instance ORG.json"
+        );
+        return ExitCode::from(2);
+    }
+    let r = mongate_control::check::check_files(configs, instance);
+    for p in &r.problems {
+        // One line each, whatever the message holds.
+        println!("{}", p.to_string().replace(['\n', '\r'], " "));
+    }
+    for l in &r.ok {
+        eprintln!("{l}");
+    }
+    if r.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!(
+            "mongate check: {} problem{}",
+            r.problems.len(),
+            if r.problems.len() == 1 { "" } else { "s" }
+        );
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The reports end quietly when their reader goes away (`mongate status |
@@ -208,6 +252,7 @@ fn main() -> ExitCode {
                     Ok(())
                 }),
                 demo::Scenario::FlashCrowd => demo::run_flash_crowd(&o).and_then(|s| {
+                    default_sigpipe();
                     if json {
                         println!("{}", serde_json::to_string_pretty(&s)?);
                     } else {
@@ -229,6 +274,7 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Status { name, json } => status(&name, json),
+        Cmd::Check { configs, instance } => return check(&configs, instance.as_deref()),
         Cmd::Keygen { out } => keys::keygen(&out)
             .map(|k| println!("{k}"))
             .map_err(Into::into),

@@ -13,6 +13,54 @@ fn version() {
     assert_version(BIN, "mongate");
 }
 
+/// `mongate check`: the triangle's files are clean (exit 0, nothing on
+/// stdout); a broken one gives one line per problem and exit 1; nothing to
+/// check is a usage error (2); a closed stdout ends it quietly.
+#[test]
+fn check() {
+    let ex = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/examples/triangle");
+    let mut args = vec!["check".to_owned()];
+    for s in ["a", "b", "c"] {
+        args.extend(["--config".to_owned(), format!("{ex}/site-{s}.toml")]);
+    }
+    args.extend(["--instance".to_owned(), format!("{ex}/instance.json")]);
+    let out = Command::new(BIN).args(&args).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+
+    let dir = std::env::temp_dir().join(format!("mongate-check-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("site-a.toml");
+    let text = std::fs::read_to_string(format!("{ex}/site-a.toml"))
+        .unwrap()
+        .replacen("vni = 4242", "vni = -1", 1)
+        .replacen(r#"overflow = "drop""#, r#"overflow = "sometimes""#, 1);
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    let f = bad.display().to_string();
+    assert!(
+        lines[0].starts_with(&format!("{f}:10:7: site.vni: ")),
+        "{stdout}"
+    );
+    assert!(lines[1].contains(": classes[0].overflow: "), "{stdout}");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("check").arg("--config").arg(&bad);
+    assert_quiet_on_closed_pipe("check", &run_with_closed_stdout(cmd));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let out = Command::new(BIN).arg("check").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
 #[test]
 fn keygen_and_pubkey_end_quietly_on_a_closed_pipe() {
     let dir = std::env::temp_dir().join(format!("mongate-cli-test-{}", std::process::id()));

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod failover;
 pub mod fuzz;
 pub mod mapping;

@@ -134,12 +134,15 @@ struct RunArgs {
     /// Publish per-flow counters (and telemetry) this often, ms.
     #[arg(long, default_value_t = 100)]
     report_every_ms: u64,
-    /// Busy-poll iterations before backing off when idle.
-    #[arg(long, default_value_t = 2000)]
+    /// Empty loop iterations spent busy-polling before the idle sleeps.
+    #[arg(long, default_value_t = IdlePolicy::GATEWAY.spin)]
     spin: u32,
-    /// Then sleep this long per idle iteration (0: yield). Saves a core on a
-    /// lightly loaded gateway at the cost of up to this much added latency.
-    #[arg(long, default_value_t = 0)]
+    /// Then sleep this long per empty iteration: an idle gateway costs a few
+    /// percent of a core, at up to ~this much (plus the kernel's timer
+    /// slack) added latency for the first packet after a lull. 0: never
+    /// sleep (busy-poll, yielding the core only to other runnable threads):
+    /// the lowest latency, a whole core per gateway.
+    #[arg(long, default_value_t = IdlePolicy::GATEWAY.sleep_us)]
     idle_sleep_us: u32,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]

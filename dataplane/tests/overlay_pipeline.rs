@@ -2128,7 +2128,7 @@ fn handshake_messages_pass_between_uplinks_and_control_rate_limited() {
             Verdict::Drop(DropReason::HandshakeLimited) => {}
             v => {
                 assert!(
-                    matches!(v, Verdict::Held | Verdict::Drop(DropReason::Other)),
+                    matches!(v, Verdict::Held | Verdict::Drop(DropReason::OamConsumed)),
                     "{v:?}"
                 );
                 passed += 1;

@@ -78,6 +78,17 @@ pub enum InstanceError {
     },
 }
 
+/// One problem of an instance file (see [`Instance::check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceProblem {
+    /// JSON path of the field, e.g. `flows[1].links[0]`.
+    pub field: String,
+    /// The entry, e.g. `flow "A->C/direct"`.
+    pub entry: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
 fn invalid(entry: String, reason: impl Into<String>) -> InstanceError {
     InstanceError::Invalid {
         entry,
@@ -153,20 +164,41 @@ impl Instance {
         Self::from_file(&file)
     }
 
-    /// Validates a parsed file.
+    /// Validates a parsed file. The error is the first problem of
+    /// [`Instance::check`].
     pub fn from_file(file: &InstanceFile) -> Result<Self, InstanceError> {
+        Self::check(file).map_err(|mut v| {
+            let p = v.swap_remove(0);
+            invalid(p.entry, p.reason)
+        })
+    }
+
+    /// Validates a parsed file, reporting every problem (never an empty
+    /// list), each with the JSON path of its field.
+    pub fn check(file: &InstanceFile) -> Result<Self, Vec<InstanceProblem>> {
+        let mut e = Vec::new();
+        let mut problem = |field: String, entry: String, reason: String| {
+            e.push(InstanceProblem {
+                field,
+                entry,
+                reason,
+            });
+        };
         let mut link_idx = HashMap::new();
         let mut links = Vec::with_capacity(file.links.len());
-        for l in &file.links {
+        for (i, l) in file.links.iter().enumerate() {
             let entry = format!("link {:?}", l.id);
-            if link_idx.insert(l.id.as_str(), links.len()).is_some() {
-                return Err(invalid(entry, "duplicate link id"));
+            if link_idx.contains_key(l.id.as_str()) {
+                problem(format!("links[{i}].id"), entry, "duplicate link id".into());
+                continue;
             }
+            link_idx.insert(l.id.as_str(), links.len());
             if !l.capacity.is_finite() || l.capacity < 0.0 {
-                return Err(invalid(
+                problem(
+                    format!("links[{i}].capacity"),
                     entry,
                     format!("capacity must be finite and >= 0, got {}", l.capacity),
-                ));
+                );
             }
             links.push(Link {
                 id: l.id.clone(),
@@ -175,14 +207,24 @@ impl Instance {
         }
         let mut class_idx = HashMap::new();
         let mut classes = Vec::with_capacity(file.classes.len());
-        for c in &file.classes {
+        for (i, c) in file.classes.iter().enumerate() {
             let entry = format!("class {:?}", c.id);
-            if class_idx.insert(c.id.as_str(), classes.len()).is_some() {
-                return Err(invalid(entry, "duplicate class id"));
+            if class_idx.contains_key(c.id.as_str()) {
+                problem(
+                    format!("classes[{i}].id"),
+                    entry,
+                    "duplicate class id".into(),
+                );
+                continue;
             }
-            c.utility
-                .validate()
-                .map_err(|r| invalid(entry.clone(), format!("utility: {r}")))?;
+            class_idx.insert(c.id.as_str(), classes.len());
+            if let Err(r) = c.utility.validate() {
+                problem(
+                    format!("classes[{i}].utility"),
+                    entry,
+                    format!("utility: {r}"),
+                );
+            }
             classes.push(Class {
                 id: c.id.clone(),
                 sessions: c.sessions,
@@ -192,40 +234,66 @@ impl Instance {
         }
         let mut flow_ids = HashMap::new();
         let mut flows = Vec::with_capacity(file.flows.len());
-        for f in &file.flows {
+        for (i, f) in file.flows.iter().enumerate() {
             let entry = format!("flow {:?}", f.id);
             if flow_ids.insert(f.id.as_str(), ()).is_some() {
-                return Err(invalid(entry, "duplicate flow id"));
+                problem(format!("flows[{i}].id"), entry, "duplicate flow id".into());
+                continue;
             }
-            let Some(&class) = class_idx.get(f.class.as_str()) else {
-                return Err(invalid(entry, format!("unknown class {:?}", f.class)));
-            };
+            let class = class_idx.get(f.class.as_str()).copied();
+            if class.is_none() {
+                problem(
+                    format!("flows[{i}].class"),
+                    entry.clone(),
+                    format!("unknown class {:?}", f.class),
+                );
+            }
             if f.links.is_empty() {
-                return Err(invalid(entry, "a flow must use at least one link"));
+                problem(
+                    format!("flows[{i}].links"),
+                    entry.clone(),
+                    "a flow must use at least one link".into(),
+                );
             }
             let mut ls = Vec::with_capacity(f.links.len());
-            for name in &f.links {
+            for (j, name) in f.links.iter().enumerate() {
                 let Some(&l) = link_idx.get(name.as_str()) else {
-                    return Err(invalid(entry, format!("unknown link {name:?}")));
+                    problem(
+                        format!("flows[{i}].links[{j}]"),
+                        entry.clone(),
+                        format!("unknown link {name:?}"),
+                    );
+                    continue;
                 };
                 if ls.contains(&l) {
-                    return Err(invalid(entry, format!("uses link {name:?} twice")));
+                    problem(
+                        format!("flows[{i}].links[{j}]"),
+                        entry.clone(),
+                        format!("uses link {name:?} twice"),
+                    );
+                    continue;
                 }
                 ls.push(l);
             }
-            classes[class].flows.push(flows.len());
-            flows.push(Flow {
-                id: f.id.clone(),
-                class,
-                links: ls,
-            });
+            if let Some(class) = class {
+                classes[class].flows.push(flows.len());
+                flows.push(Flow {
+                    id: f.id.clone(),
+                    class,
+                    links: ls,
+                });
+            }
         }
         let loss_budget = file.loss_budget.unwrap_or(DEFAULT_LOSS_BUDGET);
         if !(loss_budget > 0.0 && loss_budget <= 0.5) {
-            return Err(invalid(
+            problem(
+                "loss_budget".into(),
                 "loss_budget".into(),
                 format!("must be in (0, 0.5], got {loss_budget}"),
-            ));
+            );
+        }
+        if !e.is_empty() {
+            return Err(e);
         }
         Ok(Instance {
             links,

@@ -22,7 +22,7 @@ pub mod solution;
 pub mod solver;
 pub mod utility;
 
-pub use instance::{Instance, InstanceError, InstanceFile};
+pub use instance::{Instance, InstanceError, InstanceFile, InstanceProblem};
 pub use solution::{Solution, Status};
 #[cfg(feature = "solver")]
 pub use solver::{Formulation, SolveOptions, solve};

@@ -107,11 +107,13 @@ impl Source<'_> {
                 let rest = &message[i..];
                 Some(rest[..rest.find('`')?].to_owned())
             });
-        let key = named.or_else(|| {
-            (!line.starts_with('['))
-                .then(|| line.split_once('=').map(|(k, _)| k.trim().to_owned()))
-                .flatten()
-        });
+        let key = named
+            .or_else(|| {
+                (!line.starts_with('['))
+                    .then(|| line.split_once('=').map(|(k, _)| k.trim().to_owned()))
+                    .flatten()
+            })
+            .filter(|k| !k.is_empty());
         match (table.is_empty(), key) {
             (true, Some(k)) => k,
             (false, Some(k)) => format!("{table}.{k}"),

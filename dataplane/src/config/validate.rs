@@ -133,23 +133,42 @@ fn unique<'a>(
     }
 }
 
+/// Every problem found, in file order.
+type Errs = Vec<ConfigError>;
+
+/// `r`'s value, or `None` with its error recorded.
+fn keep<T>(e: &mut Errs, r: R<T>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(err) => {
+            e.push(err);
+            None
+        }
+    }
+}
+
 /// Builds and validates a [`Config`] from the raw file, one section after
 /// the other: site, security, uplinks, peers (then no two prefixes overlap,
-/// and every peer has a public key when security is required), classes,
-/// flows, and the optional `[plan]`.
-pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
+/// no gateway address is listed twice or is one of ours, and every peer has
+/// a public key when security is required), classes, flows, and the
+/// optional `[plan]`. Every problem is reported (sorted by position), not
+/// only the first: a value that is wrong is replaced by a neutral one for
+/// the checks that follow, so that one mistake is reported once.
+pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> Result<Config, Errs> {
+    let mut e = Errs::new();
     // (prefix, span, field) of every site prefix, for the overlap check.
     let mut all_prefixes: Vec<(Prefix, Range<usize>, String)> = Vec::new();
-    let site = site(src, raw, &mut all_prefixes)?;
-    let security = security(src, raw)?;
-    let uplinks = uplinks(src, raw)?;
+    let site = site(src, raw, &mut all_prefixes, &mut e);
+    let security = security(src, raw, &mut e);
+    let uplinks = uplinks(src, raw, &mut e);
     let mut sites: HashSet<String> = HashSet::from([site.name.clone()]);
-    let peers = peers(src, raw, &mut sites, &mut all_prefixes)?;
-    no_overlaps(src, &all_prefixes)?;
+    let peers = peers(src, raw, &mut sites, &mut all_prefixes, &mut e);
+    no_overlaps(src, &all_prefixes, &mut e);
+    gateway_addresses(src, raw, &uplinks, &mut e);
     if security.required() {
         for (i, p) in raw.peers.iter().enumerate() {
             if p.get_ref().public_key.is_none() {
-                return Err(src.error(
+                e.push(src.error(
                     &p.span(),
                     format!("peers[{i}].public_key"),
                     "required while [security] has a private_key_file (or set mode = \"off\")",
@@ -166,22 +185,32 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> R<Config> {
         flows: Vec::new(),
         plan: None,
     };
-    cfg.classes = classes(src, raw, &cfg, &sites)?;
-    cfg.flows = flows(src, raw, &cfg.classes, &sites)?;
+    cfg.classes = classes(src, raw, &cfg, &sites, &mut e);
+    cfg.flows = flows(src, raw, &cfg.classes, &sites, &mut e);
 
-    // Plan.
+    // Plan: its types always; against the configuration only when that
+    // is sound (its ids refer to the classes and flows).
     if let Some(rp) = &raw.plan {
-        let p = plan::from_raw(src, rp.get_ref(), "plan.")?;
-        let t = p.resolve(&cfg).map_err(|e| {
-            src.error(
-                &plan::error_span(rp.get_ref(), &e),
-                e.field("plan."),
-                e.message.clone(),
-            )
-        })?;
-        cfg.plan = Some(t);
+        let p = keep(&mut e, plan::from_raw(src, rp.get_ref(), "plan."));
+        if let Some(p) = p
+            && e.is_empty()
+        {
+            let t = p.resolve(&cfg).map_err(|err| {
+                src.error(
+                    &plan::error_span(rp.get_ref(), &err),
+                    err.field("plan."),
+                    err.message.clone(),
+                )
+            });
+            cfg.plan = keep(&mut e, t);
+        }
     }
-    Ok(cfg)
+    if e.is_empty() {
+        Ok(cfg)
+    } else {
+        e.sort_by_key(|x| (x.line, x.column));
+        Err(e)
+    }
 }
 
 /// The `[site]` table; its LAN prefixes are added to `all_prefixes`.
@@ -189,9 +218,10 @@ fn site(
     src: &Source<'_>,
     raw: &RawConfig,
     all_prefixes: &mut Vec<(Prefix, Range<usize>, String)>,
-) -> R<Site> {
+    e: &mut Errs,
+) -> Site {
     let rs = raw.site.get_ref();
-    let name = text(src, &rs.name, "site.name")?;
+    let name = keep(e, text(src, &rs.name, "site.name")).unwrap_or_default();
     let vni = u32::try_from(*rs.vni.get_ref())
         .ok()
         .filter(|v| *v < 1 << 24)
@@ -201,10 +231,12 @@ fn site(
                 "site.vni",
                 "must be in 0..=16777215 (24 bits)",
             )
-        })?;
-    let lan_interface = text(src, &rs.lan_interface, "site.lan_interface")?;
+        });
+    let vni = keep(e, vni).unwrap_or(0);
+    let lan_interface =
+        keep(e, text(src, &rs.lan_interface, "site.lan_interface")).unwrap_or_default();
     if rs.lan_prefixes.is_empty() {
-        return Err(src.error(
+        e.push(src.error(
             &raw.site.span(),
             "site.lan_prefixes",
             "at least one LAN prefix is required",
@@ -213,11 +245,13 @@ fn site(
     let mut lan_prefixes = Vec::new();
     for (i, p) in rs.lan_prefixes.iter().enumerate() {
         let f = format!("site.lan_prefixes[{i}]");
-        let v = prefix(src, p, &f)?;
-        lan_prefixes.push(v);
-        all_prefixes.push((v, p.span(), f));
+        if let Some(v) = keep(e, prefix(src, p, &f)) {
+            lan_prefixes.push(v);
+            all_prefixes.push((v, p.span(), f));
+        }
     }
-    let max_sessions_per_host = host_cap(src, rs.max_sessions_per_host.as_ref(), "site")?;
+    let max_sessions_per_host =
+        keep(e, host_cap(src, rs.max_sessions_per_host.as_ref(), "site")).flatten();
     let session_idle_timeout_seconds = rs
         .session_idle_timeout_seconds
         .as_ref()
@@ -236,15 +270,16 @@ fn site(
                     )
                 })
         })
-        .transpose()?;
-    Ok(Site {
+        .transpose();
+    let session_idle_timeout_seconds = keep(e, session_idle_timeout_seconds).flatten();
+    Site {
         name,
         vni,
         lan_interface,
         lan_prefixes,
         max_sessions_per_host,
         session_idle_timeout_seconds,
-    })
+    }
 }
 
 /// Largest `rekey_after_seconds`: a rekey must complete (with retries)
@@ -254,14 +289,15 @@ pub(crate) const MAX_REKEY_AFTER_SECONDS: u64 =
 
 /// The `[security]` table: required; either a private key file (then every
 /// peer needs a public key, checked by [`build`]) or `mode = "off"`.
-fn security(src: &Source<'_>, raw: &RawConfig) -> R<Security> {
+fn security(src: &Source<'_>, raw: &RawConfig, e: &mut Errs) -> Security {
     let Some(rs) = &raw.security else {
-        return Err(src.error(
+        e.push(src.error(
             &(0..0),
             "security",
             "a [security] table is required: private_key_file = \"...\" (and a public_key \
              on every peer), or mode = \"off\" to run without encryption",
         ));
+        return Security::off();
     };
     let span = rs.span();
     let rs = rs.get_ref();
@@ -269,24 +305,28 @@ fn security(src: &Source<'_>, raw: &RawConfig) -> R<Security> {
         None | Some(("required", _)) => SecurityMode::Required,
         Some(("off", _)) => SecurityMode::Off,
         Some((other, at)) => {
-            return Err(src.error(
+            e.push(src.error(
                 &at,
                 "security.mode",
                 format!("unknown mode `{other}` (want required or off)"),
             ));
+            return Security::off();
         }
     };
     let private_key_file = rs
         .private_key_file
         .as_ref()
-        .map(|f| text(src, f, "security.private_key_file").map(std::path::PathBuf::from))
-        .transpose()?;
+        .and_then(|f| keep(e, text(src, f, "security.private_key_file")))
+        .map(std::path::PathBuf::from);
     if mode == SecurityMode::Required && private_key_file.is_none() {
-        return Err(src.error(
-            &span,
-            "security.private_key_file",
-            "required unless mode = \"off\" (run without encryption)",
-        ));
+        if rs.private_key_file.is_none() {
+            e.push(src.error(
+                &span,
+                "security.private_key_file",
+                "required unless mode = \"off\" (run without encryption)",
+            ));
+        }
+        return Security::off();
     }
     let mut sec = Security {
         mode,
@@ -303,12 +343,14 @@ fn security(src: &Source<'_>, raw: &RawConfig) -> R<Security> {
                     "security.rekey_after_seconds",
                     format!("must be in 1..={MAX_REKEY_AFTER_SECONDS}"),
                 )
-            })?;
-        sec.rekey_after_ns = n * crate::sys::SEC;
+            });
+        if let Some(n) = keep(e, n) {
+            sec.rekey_after_ns = n * crate::sys::SEC;
+        }
     }
     if let Some(v) = &rs.rekey_after_packets {
         let max = crate::secure::REJECT_AFTER_MESSAGES;
-        sec.rekey_after_packets = u64::try_from(*v.get_ref())
+        let n = u64::try_from(*v.get_ref())
             .ok()
             .filter(|n| (1..=max).contains(n))
             .ok_or_else(|| {
@@ -317,9 +359,12 @@ fn security(src: &Source<'_>, raw: &RawConfig) -> R<Security> {
                     "security.rekey_after_packets",
                     format!("must be in 1..={max}"),
                 )
-            })?;
+            });
+        if let Some(n) = keep(e, n) {
+            sec.rekey_after_packets = n;
+        }
     }
-    Ok(sec)
+    sec
 }
 
 /// A `max_sessions_per_host` value: 1..=2^32-1.
@@ -339,10 +384,11 @@ fn host_cap(src: &Source<'_>, v: Option<&S<i64>>, table: &str) -> R<Option<u32>>
     .transpose()
 }
 
-/// The `[[uplinks]]`: at least one, unique names, valid addresses.
-fn uplinks(src: &Source<'_>, raw: &RawConfig) -> R<Vec<Uplink>> {
+/// The `[[uplinks]]`: at least one, unique names, valid addresses. An
+/// uplink with a problem is left out.
+fn uplinks(src: &Source<'_>, raw: &RawConfig, e: &mut Errs) -> Vec<Uplink> {
     if raw.uplinks.is_empty() {
-        return Err(src.error(
+        e.push(src.error(
             &(0..0),
             "uplinks",
             "at least one [[uplinks]] entry is required",
@@ -353,26 +399,28 @@ fn uplinks(src: &Source<'_>, raw: &RawConfig) -> R<Vec<Uplink>> {
     for (i, u) in raw.uplinks.iter().enumerate() {
         let u = u.get_ref();
         let f = |k: &str| format!("uplinks[{i}].{k}");
-        let name = text(src, &u.name, &f("name"))?;
-        unique(&mut seen, src, &u.name, &f("name"), "uplink")?;
+        let before = e.len();
+        let name = keep(e, text(src, &u.name, &f("name")));
+        if name.is_some() {
+            keep(e, unique(&mut seen, src, &u.name, &f("name"), "uplink"));
+        }
         let cap = *u.capacity_mbps.get_ref();
         if !(cap.is_finite() && cap > 0.0) {
-            return Err(src.error(
+            e.push(src.error(
                 &u.capacity_mbps.span(),
                 f("capacity_mbps"),
                 "must be finite and > 0",
             ));
         }
-        let local_address = addr(src, &u.local_address, &f("local_address"))?;
+        let local_address = keep(e, addr(src, &u.local_address, &f("local_address")));
         let next_hop = u
             .next_hop
             .as_ref()
-            .map(|s| addr(src, s, &f("next_hop")))
-            .transpose()?;
-        if let (Some(nh), Some(s)) = (next_hop, &u.next_hop)
-            && nh.is_ipv4() != local_address.is_ipv4()
+            .and_then(|s| keep(e, addr(src, s, &f("next_hop"))));
+        if let (Some(nh), Some(la), Some(s)) = (next_hop, local_address, &u.next_hop)
+            && nh.is_ipv4() != la.is_ipv4()
         {
-            return Err(src.error(
+            e.push(src.error(
                 &s.span(),
                 f("next_hop"),
                 "address family differs from local_address",
@@ -381,152 +429,209 @@ fn uplinks(src: &Source<'_>, raw: &RawConfig) -> R<Vec<Uplink>> {
         let gateway_mac = u
             .gateway_mac
             .as_ref()
-            .map(|s| mac(src, s, &f("gateway_mac")))
-            .transpose()?;
+            .and_then(|s| keep(e, mac(src, s, &f("gateway_mac"))));
         let backend = match u.backend.get_ref().as_str() {
             "af_xdp" => Backend::AfXdp,
             "io_uring" => Backend::IoUring,
             other => {
-                return Err(src.error(
+                e.push(src.error(
                     &u.backend.span(),
                     f("backend"),
                     format!("unknown backend `{other}` (want af_xdp or io_uring)"),
                 ));
+                Backend::AfXdp
             }
         };
-        uplinks.push(Uplink {
-            name,
-            interface: text(src, &u.interface, &f("interface"))?,
-            local_address,
-            capacity_mbps: cap,
-            gateway_mac,
-            next_hop,
-            backend,
-        });
+        let interface = keep(e, text(src, &u.interface, &f("interface")));
+        if let (true, Some(name), Some(local_address), Some(interface)) =
+            (e.len() == before, name, local_address, interface)
+        {
+            uplinks.push(Uplink {
+                name,
+                interface,
+                local_address,
+                capacity_mbps: cap,
+                gateway_mac,
+                next_hop,
+                backend,
+            });
+        }
     }
-    Ok(uplinks)
+    uplinks
 }
 
 /// The `[[peers]]`: unique site names (added to `sites`), prefixes (added to
-/// `all_prefixes`), at least one gateway address each.
+/// `all_prefixes`), at least one gateway address each. A peer with a
+/// problem is left out (its name still counts as a site).
 fn peers(
     src: &Source<'_>,
     raw: &RawConfig,
     sites: &mut HashSet<String>,
     all_prefixes: &mut Vec<(Prefix, Range<usize>, String)>,
-) -> R<Vec<Peer>> {
+    e: &mut Errs,
+) -> Vec<Peer> {
     let mut peers = Vec::new();
     for (i, p) in raw.peers.iter().enumerate() {
         let span = p.span();
         let p = p.get_ref();
         let f = |k: &str| format!("peers[{i}].{k}");
-        let name = text(src, &p.name, &f("name"))?;
-        if !sites.insert(name.clone()) {
-            return Err(src.error(
+        let before = e.len();
+        let name = keep(e, text(src, &p.name, &f("name"))).unwrap_or_default();
+        if !name.is_empty() && !sites.insert(name.clone()) {
+            e.push(src.error(
                 &p.name.span(),
                 f("name"),
                 format!("duplicate site `{name}`"),
             ));
         }
         if p.prefixes.is_empty() {
-            return Err(src.error(&span, f("prefixes"), "at least one prefix is required"));
+            e.push(src.error(&span, f("prefixes"), "at least one prefix is required"));
         }
         let mut prefixes = Vec::new();
         for (j, s) in p.prefixes.iter().enumerate() {
             let fj = format!("peers[{i}].prefixes[{j}]");
-            let v = prefix(src, s, &fj)?;
-            prefixes.push(v);
-            all_prefixes.push((v, s.span(), fj));
+            if let Some(v) = keep(e, prefix(src, s, &fj)) {
+                prefixes.push(v);
+                all_prefixes.push((v, s.span(), fj));
+            }
         }
-        let gws = match &p.gateways {
-            Some(g) if !g.get_ref().is_empty() => g,
-            Some(g) => {
-                return Err(src.error(
-                    &g.span(),
-                    f("gateways"),
-                    "at least one gateway address is required",
-                ));
-            }
-            None => {
-                return Err(src.error(
-                    &span,
-                    f("gateways"),
-                    "at least one gateway address is required",
-                ));
-            }
-        };
         let mut gateways: Vec<IpAddr> = Vec::new();
-        for (j, g) in gws.get_ref().iter().enumerate() {
-            let fj = format!("peers[{i}].gateways[{j}]");
-            let a = addr(src, g, &fj)?;
-            if gateways.contains(&a) {
-                return Err(src.error(&g.span(), fj, format!("duplicate gateway address {a}")));
+        match &p.gateways {
+            Some(g) if !g.get_ref().is_empty() => {
+                for (j, g) in g.get_ref().iter().enumerate() {
+                    let fj = format!("peers[{i}].gateways[{j}]");
+                    let Some(a) = keep(e, addr(src, g, &fj)) else {
+                        continue;
+                    };
+                    if gateways.contains(&a) {
+                        e.push(src.error(&g.span(), fj, format!("duplicate gateway address {a}")));
+                    } else {
+                        gateways.push(a);
+                    }
+                }
             }
-            gateways.push(a);
+            Some(g) => e.push(src.error(
+                &g.span(),
+                f("gateways"),
+                "at least one gateway address is required",
+            )),
+            None => e.push(src.error(
+                &span,
+                f("gateways"),
+                "at least one gateway address is required",
+            )),
         }
-        let public_key = p
-            .public_key
-            .as_ref()
-            .map(|k| {
-                super::key::decode_key(k.get_ref()).map_err(|e| {
+        let public_key = p.public_key.as_ref().and_then(|k| {
+            keep(
+                e,
+                super::key::decode_key(k.get_ref()).map_err(|err| {
                     src.error(
                         &k.span(),
                         f("public_key"),
-                        format!("invalid public key: {e}"),
+                        format!("invalid public key: {err}"),
                     )
-                })
-            })
-            .transpose()?;
-        peers.push(Peer {
-            name,
-            prefixes,
-            gateways,
-            public_key,
+                }),
+            )
         });
+        if e.len() == before {
+            peers.push(Peer {
+                name,
+                prefixes,
+                gateways,
+                public_key,
+            });
+        }
     }
-    Ok(peers)
+    peers
 }
 
 /// No two prefixes of the overlay (ours and every peer's) overlap.
-fn no_overlaps(src: &Source<'_>, all_prefixes: &[(Prefix, Range<usize>, String)]) -> R<()> {
+fn no_overlaps(src: &Source<'_>, all_prefixes: &[(Prefix, Range<usize>, String)], e: &mut Errs) {
     for (i, (a, _, fa)) in all_prefixes.iter().enumerate() {
         for (b, span, fb) in &all_prefixes[i + 1..] {
             if a.overlaps(b) {
-                return Err(src.error(span, fb.clone(), format!("prefix {b} overlaps {a} ({fa})")));
+                e.push(src.error(span, fb.clone(), format!("prefix {b} overlaps {a} ({fa})")));
             }
         }
     }
-    Ok(())
+}
+
+/// No gateway address is listed under two peers (which site would a packet
+/// from it be?), and none is one of our own uplinks' addresses (we would
+/// send to ourselves).
+fn gateway_addresses(src: &Source<'_>, raw: &RawConfig, uplinks: &[Uplink], e: &mut Errs) {
+    let mut owner: HashMap<IpAddr, String> = HashMap::new();
+    for (i, p) in raw.peers.iter().enumerate() {
+        let p = p.get_ref();
+        let Some(gws) = &p.gateways else { continue };
+        let mut mine = HashSet::new();
+        for (j, g) in gws.get_ref().iter().enumerate() {
+            let Ok(a) = g.get_ref().trim().parse::<IpAddr>() else {
+                continue;
+            };
+            let fj = format!("peers[{i}].gateways[{j}]");
+            if let Some(u) = uplinks.iter().find(|u| u.local_address == a) {
+                e.push(src.error(
+                    &g.span(),
+                    fj.clone(),
+                    format!(
+                        "{a} is our own address (uplink `{}`'s local_address)",
+                        u.name
+                    ),
+                ));
+            }
+            if !mine.insert(a) {
+                continue; // reported by `peers`
+            }
+            if let Some(first) = owner.get(&a) {
+                e.push(src.error(
+                    &g.span(),
+                    fj,
+                    format!("gateway address {a} is also listed by peer `{first}`"),
+                ));
+            } else {
+                owner.insert(a, p.name.get_ref().trim().to_owned());
+            }
+        }
+    }
 }
 
 /// The `[[classes]]`: unique ids, known and distinct end sites, rules for
-/// classes leaving this site.
+/// classes leaving this site. A class with a problem is left out (its id
+/// still counts, so that its flows are not reported too).
 fn classes(
     src: &Source<'_>,
     raw: &RawConfig,
     cfg: &Config,
     sites: &HashSet<String>,
-) -> R<Vec<TrafficClass>> {
+    e: &mut Errs,
+) -> Vec<TrafficClass> {
     let mut seen = HashSet::new();
     let mut classes = Vec::new();
     for (i, c) in raw.classes.iter().enumerate() {
         let span = c.span();
         let c = c.get_ref();
         let f = |k: &str| format!("classes[{i}].{k}");
-        let id = text(src, &c.id, &f("id"))?;
-        unique(&mut seen, src, &c.id, &f("id"), "class")?;
-        let source = text(src, &c.source, &f("source"))?;
-        let destination = text(src, &c.destination, &f("destination"))?;
+        let id = keep(e, text(src, &c.id, &f("id"))).unwrap_or_default();
+        if !id.is_empty() {
+            keep(e, unique(&mut seen, src, &c.id, &f("id"), "class"));
+        }
+        let mut source = keep(e, text(src, &c.source, &f("source"))).unwrap_or_default();
+        let mut destination =
+            keep(e, text(src, &c.destination, &f("destination"))).unwrap_or_default();
+        // An unknown site is reported here and blanked: the flows' routes
+        // are not checked against it.
         for (v, s, k) in [
-            (&source, &c.source, "source"),
-            (&destination, &c.destination, "destination"),
+            (&mut source, &c.source, "source"),
+            (&mut destination, &c.destination, "destination"),
         ] {
-            if !sites.contains(v.as_str()) {
-                return Err(src.error(&s.span(), f(k), format!("unknown site `{v}`")));
+            if !v.is_empty() && !sites.contains(v.as_str()) {
+                e.push(src.error(&s.span(), f(k), format!("unknown site `{v}`")));
+                v.clear();
             }
         }
-        if source == destination {
-            return Err(src.error(
+        if !source.is_empty() && source == destination {
+            e.push(src.error(
                 &c.destination.span(),
                 f("destination"),
                 "must differ from source",
@@ -536,39 +641,54 @@ fn classes(
             "best_effort" => Overflow::BestEffort,
             "drop" => Overflow::Drop,
             other => {
-                return Err(src.error(
+                e.push(src.error(
                     &c.overflow.span(),
                     f("overflow"),
                     format!("unknown overflow action `{other}` (want best_effort or drop)"),
                 ));
+                Overflow::Drop
             }
         };
-        let dst_prefixes = cfg.site_prefixes(&destination).unwrap_or(&[]).to_vec();
+        // The rules' prefixes are checked against the destination's (not
+        // when the destination or its peer entry has a problem).
+        let dst_prefixes = (!destination.is_empty())
+            .then(|| cfg.site_prefixes(&destination))
+            .flatten()
+            .map(<[Prefix]>::to_vec);
         let mut rules = Vec::new();
         let raw_rules = c.rules.as_ref().map_or(&[][..], |r| r.get_ref().as_slice());
-        if raw_rules.is_empty() && source == cfg.site.name {
+        if raw_rules.is_empty() && !source.is_empty() && source == cfg.site.name {
             let at = c.rules.as_ref().map_or(span.clone(), S::span);
-            return Err(src.error(
+            e.push(src.error(
                 &at,
                 f("rules"),
                 "a class leaving this site needs at least one rule",
             ));
         }
         for (j, r) in raw_rules.iter().enumerate() {
-            rules.push(rule(
+            if let Some(r) = rule(
                 src,
                 r.get_ref(),
                 &format!("classes[{i}].rules[{j}]"),
-                &dst_prefixes,
+                dst_prefixes.as_deref(),
                 &destination,
-            )?);
+                e,
+            ) {
+                rules.push(r);
+            }
         }
-        let kind = text(src, &c.kind, &f("type"))?;
-        let max_sessions_per_host = host_cap(
-            src,
-            c.max_sessions_per_host.as_ref(),
-            &format!("classes[{i}]"),
-        )?;
+        let kind = keep(e, text(src, &c.kind, &f("type"))).unwrap_or_default();
+        let max_sessions_per_host = keep(
+            e,
+            host_cap(
+                src,
+                c.max_sessions_per_host.as_ref(),
+                &format!("classes[{i}]"),
+            ),
+        )
+        .flatten();
+        // A class with a problem keeps its place (its flows refer to it by
+        // id); the configuration is refused anyway.
         classes.push(TrafficClass {
             id,
             source,
@@ -579,7 +699,7 @@ fn classes(
             rules,
         });
     }
-    Ok(classes)
+    classes
 }
 
 /// The `[[flows]]`: unique ids, a known class, a loop-free route from the
@@ -589,7 +709,8 @@ fn flows(
     raw: &RawConfig,
     classes: &[TrafficClass],
     sites: &HashSet<String>,
-) -> R<Vec<Flow>> {
+    e: &mut Errs,
+) -> Vec<Flow> {
     let class_sites: HashMap<&str, (&str, &str)> = classes
         .iter()
         .map(|c| (c.id.as_str(), (c.source.as_str(), c.destination.as_str())))
@@ -599,63 +720,90 @@ fn flows(
     for (i, fl) in raw.flows.iter().enumerate() {
         let fl = fl.get_ref();
         let f = |k: &str| format!("flows[{i}].{k}");
-        let id = text(src, &fl.id, &f("id"))?;
-        unique(&mut seen, src, &fl.id, &f("id"), "flow")?;
-        let class = text(src, &fl.class, &f("class"))?;
-        let (csrc, cdst) = *class_sites.get(class.as_str()).ok_or_else(|| {
-            src.error(
+        let id = keep(e, text(src, &fl.id, &f("id"))).unwrap_or_default();
+        if !id.is_empty() {
+            keep(e, unique(&mut seen, src, &fl.id, &f("id"), "flow"));
+        }
+        let class = keep(e, text(src, &fl.class, &f("class"))).unwrap_or_default();
+        let ends = class_sites.get(class.as_str()).copied();
+        if ends.is_none() && !class.is_empty() {
+            e.push(src.error(
                 &fl.class.span(),
                 f("class"),
                 format!("unknown class `{class}`"),
-            )
-        })?;
+            ));
+        }
         let hops = fl.route.get_ref();
         if hops.len() < 2 {
-            return Err(src.error(
+            e.push(src.error(
                 &fl.route.span(),
                 f("route"),
                 "a route needs at least a source and a destination site",
             ));
+            continue;
         }
         let mut route: Vec<String> = Vec::new();
+        let mut sound = true;
         for (j, h) in hops.iter().enumerate() {
             let fj = format!("flows[{i}].route[{j}]");
-            let v = text(src, h, &fj)?;
+            let Some(v) = keep(e, text(src, h, &fj)) else {
+                sound = false;
+                continue;
+            };
             if !sites.contains(v.as_str()) {
-                return Err(src.error(&h.span(), fj, format!("unknown site `{v}`")));
-            }
-            if route.contains(&v) {
-                return Err(src.error(&h.span(), fj, format!("site `{v}` appears twice (loop)")));
+                e.push(src.error(&h.span(), fj, format!("unknown site `{v}`")));
+                sound = false;
+            } else if route.contains(&v) {
+                e.push(src.error(&h.span(), fj, format!("site `{v}` appears twice (loop)")));
+                sound = false;
             }
             route.push(v);
         }
-        if route[0] != csrc {
-            return Err(src.error(
-                &hops[0].span(),
-                format!("flows[{i}].route[0]"),
-                format!("route must start at the class's source `{csrc}`"),
-            ));
-        }
-        let last = route.len() - 1;
-        if route[last] != cdst {
-            return Err(src.error(
-                &hops[last].span(),
-                format!("flows[{i}].route[{last}]"),
-                format!("route must end at the class's destination `{cdst}`"),
-            ));
+        if let (true, Some((csrc, cdst))) = (sound, ends)
+            && !csrc.is_empty()
+            && !cdst.is_empty()
+        {
+            if route[0] != csrc {
+                e.push(src.error(
+                    &hops[0].span(),
+                    format!("flows[{i}].route[0]"),
+                    format!("route must start at the class's source `{csrc}`"),
+                ));
+            }
+            let last = route.len() - 1;
+            if route[last] != cdst {
+                e.push(src.error(
+                    &hops[last].span(),
+                    format!("flows[{i}].route[{last}]"),
+                    format!("route must end at the class's destination `{cdst}`"),
+                ));
+            }
         }
         flows.push(Flow { id, class, route });
     }
-    Ok(flows)
+    flows
 }
 
-fn rule(src: &Source<'_>, r: &RawRule, at: &str, dst_prefixes: &[Prefix], dst: &str) -> R<Rule> {
+/// One rule of a class; `None` (problems recorded) when it has a problem.
+fn rule(
+    src: &Source<'_>,
+    r: &RawRule,
+    at: &str,
+    dst_prefixes: Option<&[Prefix]>,
+    dst: &str,
+    e: &mut Errs,
+) -> Option<Rule> {
+    let before = e.len();
     let mut prefixes = Vec::new();
     for (k, s) in r.dst_prefixes.iter().enumerate() {
         let f = format!("{at}.dst_prefixes[{k}]");
-        let p = prefix(src, s, &f)?;
-        if !dst_prefixes.iter().any(|d| d.covers(&p)) {
-            return Err(src.error(
+        let Some(p) = keep(e, prefix(src, s, &f)) else {
+            continue;
+        };
+        if let Some(d) = dst_prefixes
+            && !d.iter().any(|d| d.covers(&p))
+        {
+            e.push(src.error(
                 &s.span(),
                 f,
                 format!("{p} is not within a prefix of the destination site `{dst}`"),
@@ -666,26 +814,24 @@ fn rule(src: &Source<'_>, r: &RawRule, at: &str, dst_prefixes: &[Prefix], dst: &
     let protocol = r
         .protocol
         .as_ref()
-        .map(|s| protocol(src, s, &format!("{at}.protocol")))
-        .transpose()?;
+        .and_then(|s| keep(e, protocol(src, s, &format!("{at}.protocol"))));
     let src_ports = r
         .src_ports
         .as_ref()
-        .map(|s| ports(src, s, &format!("{at}.src_ports")))
-        .transpose()?;
+        .and_then(|s| keep(e, ports(src, s, &format!("{at}.src_ports"))));
     let dst_ports = r
         .dst_ports
         .as_ref()
-        .map(|s| ports(src, s, &format!("{at}.dst_ports")))
-        .transpose()?;
+        .and_then(|s| keep(e, ports(src, s, &format!("{at}.dst_ports"))));
     for (p, s, k) in [
         (src_ports, &r.src_ports, "src_ports"),
         (dst_ports, &r.dst_ports, "dst_ports"),
     ] {
         if let (Some(_), Some(s)) = (p, s)
+            && r.protocol.is_some() == protocol.is_some()
             && !matches!(protocol, Some(6 | 17 | 132))
         {
-            return Err(src.error(
+            e.push(src.error(
                 &s.span(),
                 format!("{at}.{k}"),
                 "ports need protocol tcp, udp or sctp",
@@ -698,13 +844,14 @@ fn rule(src: &Source<'_>, r: &RawRule, at: &str, dst_prefixes: &[Prefix], dst: &
         let v = u8::try_from(*d.get_ref())
             .ok()
             .filter(|v| *v < 64)
-            .ok_or_else(|| src.error(&d.span(), f.clone(), "DSCP must be in 0..=63"))?;
+            .ok_or_else(|| src.error(&d.span(), f.clone(), "DSCP must be in 0..=63"));
+        let Some(v) = keep(e, v) else { continue };
         if dscp.contains(&v) {
-            return Err(src.error(&d.span(), f, format!("duplicate DSCP value {v}")));
+            e.push(src.error(&d.span(), f, format!("duplicate DSCP value {v}")));
         }
         dscp.push(v);
     }
-    Ok(Rule {
+    (e.len() == before).then_some(Rule {
         dst_prefixes: prefixes,
         protocol,
         src_ports,

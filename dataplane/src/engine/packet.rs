@@ -25,7 +25,8 @@ pub enum DropReason {
     /// The AEAD tag did not authenticate the packet (forged, corrupted, or
     /// sealed with another key).
     AuthFailed = 10,
-    /// Anything else; see the stage's own counters.
+    /// Anything else: a packet no stage decided on, the rx-drop benchmark's
+    /// `DropAll`, an ICMP error that must not be answered.
     Other = 11,
     /// Sealed with a receiver index naming no key of ours.
     AuthNoKey = 12,
@@ -50,11 +51,18 @@ pub enum DropReason {
     /// A LAN packet from a MAC other than the one holding its source
     /// address (learned, heard within the hold time).
     LanMacConflict = 20,
+    /// Not a failure: an OAM frame the gateway consumed (an ack, a probe
+    /// echo, a handshake message handed to the control) whose frame went
+    /// back to the pool because the gateway's frame reserve was full.
+    OamConsumed = 21,
+    /// A UDP or IP header checksum did not verify (outer header of an
+    /// overlay packet).
+    BadChecksum = 22,
 }
 
 impl DropReason {
     /// Number of variants: the size of per-reason counter arrays.
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 23;
     /// All reasons, index = discriminant.
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Runt,
@@ -78,6 +86,8 @@ impl DropReason {
         Self::NoSession,
         Self::LanSource,
         Self::LanMacConflict,
+        Self::OamConsumed,
+        Self::BadChecksum,
     ];
 
     /// Stable snake_case name for counters and metrics.
@@ -104,6 +114,8 @@ impl DropReason {
             Self::NoSession => "no_session",
             Self::LanSource => "lan_source",
             Self::LanMacConflict => "lan_mac_conflict",
+            Self::OamConsumed => "oam_consumed",
+            Self::BadChecksum => "bad_checksum",
         }
     }
 }
@@ -148,5 +160,23 @@ impl Packet {
             verdict: Verdict::Pending,
             rx_ns,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DropReason;
+
+    /// Every reason at its index, with its own name (the counters in the
+    /// stats file are by index, `mongate status` shows them by name).
+    #[test]
+    fn drop_reasons_are_indexed_and_named_once() {
+        let mut names = std::collections::HashSet::new();
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+            assert!(names.insert(r.name()), "{} twice", r.name());
+        }
+        assert_eq!(DropReason::OamConsumed.name(), "oam_consumed");
+        assert_eq!(DropReason::BadChecksum.name(), "bad_checksum");
     }
 }

@@ -494,8 +494,8 @@ impl Gateway {
             self.reserve.push(arena.frame_of(p.addr));
             Verdict::Held
         } else {
-            // Counted by the worker under `other`; nothing went wrong.
-            Verdict::Drop(DropReason::Other)
+            // Counted by the worker under `oam_consumed`; nothing went wrong.
+            Verdict::Drop(DropReason::OamConsumed)
         }
     }
 }

@@ -18,8 +18,9 @@ use crate::engine::DropReason;
 use crate::sys::shm::{ShmShared, shm_path};
 use file::{CountersFile, HEADER_BYTES, Kind};
 
-/// "MGSTAT02" (02: the drop reasons of issue 11's security).
-pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"MGSTAT02");
+/// "MGSTAT03" (02: the drop reasons of issue 11's security; 03:
+/// `oam_consumed` and `bad_checksum`).
+pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"MGSTAT03");
 /// Most workers a stats file describes.
 pub const MAX_WORKERS: usize = 64;
 /// Most ports per worker with their own counters.

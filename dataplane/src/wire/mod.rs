@@ -70,7 +70,8 @@ impl Error {
             Self::Truncated => DropReason::Truncated,
             Self::Malformed | Self::UnknownCritical => DropReason::BadOverlay,
             Self::Unsupported | Self::NotOverlay => DropReason::Unsupported,
-            Self::BadChecksum | Self::NotEligible => DropReason::Other,
+            Self::BadChecksum => DropReason::BadChecksum,
+            Self::NotEligible => DropReason::Other,
             Self::NoRoom | Self::TooBig => DropReason::Oversized,
             Self::Expired => DropReason::TtlExceeded,
         }
