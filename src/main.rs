@@ -74,6 +74,17 @@ enum Cmd {
         /// A->C from 2 to 8 sessions at half of `--seconds`; 20 s or more).
         #[arg(long, value_enum, default_value = "triangle")]
         scenario: demo::Scenario,
+        /// `--scenario topology`: the network, a shipped Topology Zoo name
+        /// (`Abilene`) or a GraphML file (at most 24 sites; classes join
+        /// sites one or two hops apart).
+        #[arg(long, default_value = "Abilene")]
+        topology: String,
+        /// `--scenario topology`: every link's rate each way, Mbit/s.
+        #[arg(long, default_value_t = 2.0)]
+        link_mbps: f64,
+        /// `--scenario topology`: most traffic classes.
+        #[arg(long, default_value_t = 8)]
+        classes: usize,
     },
     /// Write a new private key (mode 0600; refuses an existing file or a symlink) and print
     /// its public key (the `public_key` of this site in its peers' configurations).
@@ -110,6 +121,20 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--topology`: a shipped Topology Zoo graph by name, else a GraphML file.
+fn zoo_graph(name: &str) -> anyhow::Result<mongate_testbed::topology::zoo::ZooGraph> {
+    use mongate_testbed::topology::zoo::ZooGraph;
+    if let Some(g) = ZooGraph::shipped(name) {
+        return Ok(g?);
+    }
+    let text = std::fs::read_to_string(name).map_err(|e| {
+        anyhow::anyhow!(
+            "--topology {name:?}: not a shipped network (Abilene) nor a readable GraphML file: {e}"
+        )
+    })?;
+    ZooGraph::parse(&text).map_err(|e| anyhow::anyhow!("--topology {name}: {e}"))
 }
 
 fn status(name: &str, json: bool) -> anyhow::Result<()> {
@@ -216,7 +241,24 @@ fn main() -> ExitCode {
             fail_link,
             plain,
             scenario,
+            topology,
+            link_mbps,
+            classes,
         } => {
+            let topology = match scenario {
+                demo::Scenario::Topology => match zoo_graph(&topology) {
+                    Ok(graph) => Some(demo::TopologyOptions {
+                        graph,
+                        link_mbps,
+                        classes,
+                    }),
+                    Err(e) => {
+                        eprintln!("mongate: {e:#}");
+                        return ExitCode::from(2);
+                    }
+                },
+                _ => None,
+            };
             let o = demo::Options {
                 seconds,
                 plan,
@@ -228,6 +270,7 @@ fn main() -> ExitCode {
                 estimator: true,
                 partition: None,
                 flash_crowd: None,
+                topology,
             };
             match scenario {
                 demo::Scenario::Triangle => demo::run(&o).and_then(|s| {
@@ -258,6 +301,16 @@ fn main() -> ExitCode {
                     } else {
                         demo::print_summary(&s.run);
                         println!("flash crowd: {}", s.verdict);
+                    }
+                    Ok(())
+                }),
+                demo::Scenario::Topology => demo::run_topology(&o).and_then(|s| {
+                    default_sigpipe();
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&s)?);
+                    } else {
+                        demo::print_summary(&s.run);
+                        println!("topology {}: {}", s.network, s.verdict);
                     }
                     Ok(())
                 }),

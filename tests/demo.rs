@@ -324,3 +324,61 @@ fn demo_partition_the_others_replan_among_themselves() {
         "B->C during the partition: {delivered} of {planned}: {v}"
     );
 }
+
+/// `--scenario topology` (issue 12): the MON paper's Topology Zoo experiment on real packets,
+/// on Abilene (11 sites, 14 links scaled to 2 Mbit/s each way, 8 classes between sites one or
+/// two hops apart, a gateway and a control process per site): every planned flow within 5 % of
+/// PFO's target over the window, loss within the budget + 1 point, no controller at its cap.
+/// NOT MET yet (docs/montra.md, "Scenario topology"): ignored until it is.
+#[test]
+#[ignore = "issue 12: Abilene not yet within 5 % (docs/montra.md, Scenario topology)"]
+fn demo_topology_abilene_every_flow_within_5_percent_of_its_target() {
+    if common::skip("demo_topology_abilene_every_flow_within_5_percent_of_its_target") {
+        return;
+    }
+    let _g = common::net_lock();
+    let out = Command::new(env!("CARGO_BIN_EXE_mongate"))
+        .args([
+            "demo",
+            "--scenario",
+            "topology",
+            "--topology",
+            "Abilene",
+            "--seconds",
+            "40",
+            "--json",
+        ])
+        .output()
+        .expect("run mongate demo");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed: {stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    println!("{}", v["verdict"]);
+    assert_eq!(v["sites"], 11, "{v}");
+    assert_eq!(v["links"], 14, "{v}");
+    let flows = v["run"]["flows"].as_array().unwrap();
+    let planned: Vec<_> = flows
+        .iter()
+        .filter(|f| f["target_mbps"].as_f64().unwrap() > 0.0)
+        .collect();
+    assert!(planned.len() >= 8, "{v}");
+    for f in &planned {
+        let (t, a) = (
+            f["target_mbps"].as_f64().unwrap(),
+            f["achieved_mbps"].as_f64().unwrap(),
+        );
+        println!(
+            "{:<28} target {t:.3} delivered {a:.3} loss {:.2} %",
+            f["id"].as_str().unwrap(),
+            100.0 * f["loss"].as_f64().unwrap()
+        );
+        assert!((a - t).abs() <= 0.05 * t, "{}: {a} of {t}: {v}", f["id"]);
+        assert!(
+            f["loss"].as_f64().unwrap() <= v["run"]["loss_budget"].as_f64().unwrap() + 0.01,
+            "{}: {v}",
+            f["id"]
+        );
+    }
+    assert_eq!(v["pinned"], 0, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+}

@@ -137,6 +137,8 @@ pub fn site_path_config(config: &Config) -> PathConfig {
         bad_feedback_hold: 2_000 * MS,
         return_via_waypoint: false,
         degrade_loss: 0.3,
+        // 64 probes/s (49 kbit/s) at least: what a 10 Mbit/s uplink gets.
+        budget_floor_bytes_per_s: 64 * 96,
         ..PathConfig::default()
     }
 }
