@@ -575,7 +575,9 @@ pub fn run_pipeline(bench: &PipelineBench) -> Result<PipelineReport, PipelineErr
         now: 1_000_000,
         classes,
         rng: Rng::new(bench.seed),
-        lan: (0..MAX_BATCH).map(|_| Vec::with_capacity(FRAME_LEN)).collect(),
+        lan: (0..MAX_BATCH)
+            .map(|_| Vec::with_capacity(FRAME_LEN))
+            .collect(),
         to_c: Vec::with_capacity(4 * MAX_BATCH),
         to_a: Vec::with_capacity(4 * MAX_BATCH),
         b: Batch::new(),
