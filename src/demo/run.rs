@@ -443,21 +443,23 @@ impl Demo {
                 .map(|v| v.target_pps)
                 .sum()
         };
-        let demand = |class: &str| -> f64 {
+        let demand = |class: &str| -> u32 {
             self.pfo
                 .0
                 .classes
                 .iter()
                 .find(|c| c.id == class)
-                .map_or(4.0, |c| f64::from(c.sessions.max(1)))
+                .map_or(4, |c| c.sessions.max(1))
         };
         let limit = Duration::from_secs(u64::from(o.seconds) + 5);
         let mut tx = Vec::new();
         let mut lines = Vec::new();
         for t in &self.world.traffic {
             let n = demand(&t.class);
-            let mut sessions = u16::try_from(n as u32 + 2).unwrap_or(u16::MAX);
-            let mut pps = (1.6 * class_target_pps(&t.source, &t.class) * (n + 2.0) / n).max(100.0);
+            let mut sessions = u16::try_from(n.saturating_add(2)).unwrap_or(u16::MAX);
+            let mut pps = (1.6 * class_target_pps(&t.source, &t.class) * f64::from(sessions)
+                / f64::from(n))
+            .max(100.0);
             let mut crowd = None;
             if self.partition.is_some() && t.class == "B->C" {
                 // B's host offers what B-C could carry if B had it alone (the
