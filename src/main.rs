@@ -81,8 +81,10 @@ enum Cmd {
         /// sites one or two hops apart).
         #[arg(long, default_value = "Abilene")]
         topology: String,
-        /// `--scenario topology`: every link's rate each way, Mbit/s.
-        #[arg(long, default_value_t = 2.0)]
+        /// `--scenario topology`: every link's rate each way, Mbit/s (at 2,
+        /// the probes and MONtra's few packets per second are the trouble:
+        /// docs/montra.md).
+        #[arg(long, default_value_t = 10.0)]
         link_mbps: f64,
         /// `--scenario topology`: most traffic classes.
         #[arg(long, default_value_t = 8)]
