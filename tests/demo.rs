@@ -326,7 +326,7 @@ fn demo_partition_the_others_replan_among_themselves() {
 }
 
 /// `--scenario topology` (issue 12): the MON paper's Topology Zoo experiment on real packets,
-/// on Abilene (11 sites, 14 links scaled to 2 Mbit/s each way, 8 classes between sites one or
+/// on Abilene (11 sites, 14 links of 10 Mbit/s each way, 8 classes between sites one or
 /// two hops apart, a gateway and a control process per site): every planned flow within 5 % of
 /// PFO's target over the window, loss within the budget + 1 point, no controller at its cap.
 /// NOT MET yet (docs/montra.md, "Scenario topology"): ignored until it is.
