@@ -509,6 +509,8 @@ impl Classifier {
             } else {
                 0.0
             };
+            // Shares first (in `surplus` as scratch) ...
+            let mut sum = 0u32;
             for &f in flows {
                 let (fi, r) = (usize::from(f), self.rate[usize::from(f)]);
                 let share = if r > 0.0 && total > 0.0 {
@@ -519,7 +521,28 @@ impl Classifier {
                 // 0 <= share <= n: exact in u32.
                 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                 let share = share.clamp(0.0, f64::from(n)) as u32;
-                self.surplus[fi] = if r > 0.0 {
+                self.surplus[fi] = share;
+                sum += share;
+            }
+            // ... at most the class's sessions in all: the largest shares give
+            // up what the one-session floor took (so that a flow left without
+            // a session by an earlier plan gets one of theirs back).
+            while sum > n {
+                let Some(&big) = flows
+                    .iter()
+                    .filter(|&&f| self.surplus[usize::from(f)] > 1)
+                    .max_by_key(|&&f| self.surplus[usize::from(f)])
+                else {
+                    break;
+                };
+                self.surplus[usize::from(big)] -= 1;
+                sum -= 1;
+            }
+            // ... then each flow's sessions above its share.
+            for &f in flows {
+                let fi = usize::from(f);
+                let share = self.surplus[fi];
+                self.surplus[fi] = if self.rate[fi] > 0.0 {
                     self.flow_active[fi].saturating_sub(share)
                 } else {
                     0

@@ -1137,6 +1137,40 @@ fn a_flow_with_a_small_share_still_gets_a_session() {
         (3, 1)
     );
     assert_eq!(k.stats().readmitted, 0);
+    // A plan zeroes the small flow (its link failed): its session moves ...
+    p.epoch = 4;
+    p.rate_mbps[via] = 0.0;
+    assert!(k.set_plan(&p));
+    for s in 0..4u16 {
+        let _ = k.classify(
+            &v4(host(1), dst, 17, 40000 + s, 5000, 34),
+            u64::from(s) + 20,
+        );
+    }
+    assert_eq!(
+        (
+            k.flow_sessions(direct_u16(direct)),
+            k.flow_sessions(direct_u16(via))
+        ),
+        (4, 0)
+    );
+    // ... and the next plan giving it its share back gets one session back from the big flow.
+    p.epoch = 5;
+    p.rate_mbps[via] = 0.78 / 4.0;
+    assert!(k.set_plan(&p));
+    for s in 0..4u16 {
+        let _ = k.classify(
+            &v4(host(1), dst, 17, 40000 + s, 5000, 34),
+            u64::from(s) + 30,
+        );
+    }
+    assert_eq!(
+        (
+            k.flow_sessions(direct_u16(direct)),
+            k.flow_sessions(direct_u16(via))
+        ),
+        (3, 1)
+    );
 }
 
 fn direct_u16(i: usize) -> u16 {
