@@ -3,7 +3,9 @@
 //! - `mongate demo`: the MON triangle in network namespaces, a mongate
 //!   gateway (and control process) per site, real traffic; reports per flow
 //!   the planned and achieved rates.
-//! - `mongate status`: the counters of a running dataplane.
+//! - `mongate status [--name NAME] [--json] [--watch]`: the gateways running
+//!   on this machine: plan, control, peers and paths, classes, flows,
+//!   interfaces and drops, rates over an interval (`status`).
 //! - `mongate check --config SITE.toml [--config ...] [--instance ORG.json]`: every problem of
 //!   the files, alone and against each other, one line each (`mongate_control::check`).
 //! - `mongate keygen --out FILE`: a new static key pair (private key written 0600, never over an
@@ -17,11 +19,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mongate_control::secure::keys;
 use mongate_dataplane::app::signals::default_sigpipe;
-use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
-use mongate_dataplane::stats::{StatsRegion, stats_path};
 
 #[allow(unsafe_code)]
 mod demo;
+mod status;
 
 #[derive(Parser)]
 #[command(
@@ -101,72 +102,31 @@ enum Cmd {
         #[arg(long, value_name = "ORG.json")]
         instance: Option<std::path::PathBuf>,
     },
-    /// Show the counters of a running dataplane.
+    /// The gateways running on this machine (or the ones named): plan and
+    /// control, peers and paths (state, RTT, loss, last probe, active),
+    /// classes (sessions planned, admitted, demanded; rate), flows (target,
+    /// controller, sent, delivered, loss, path), interfaces (packets,
+    /// bytes, rates) and drops by reason. Rates are averages over
+    /// `--interval-ms` between two readings of the counters.
     Status {
-        /// Instance name (the dataplane's `--name`).
-        #[arg(long, default_value = "dataplane")]
-        name: String,
-        /// JSON output.
+        /// Only this instance (the dataplane's `--name`); repeat for several.
+        /// Without it: every gateway with counters in the run directory
+        /// (`$MONGATE_RUN_DIR`, else /run/mongate).
+        #[arg(long = "name", value_name = "NAME")]
+        names: Vec<String>,
+        /// JSON output (keys in docs/status.md); with --watch, one report a line.
         #[arg(long)]
         json: bool,
+        /// Milliseconds between the two readings the rates come from.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+        interval_ms: u64,
+        /// Redraw every interval until interrupted (Ctrl-C).
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: stop after this many reports.
+        #[arg(long, requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
     },
-}
-
-fn status(name: &str, json: bool) -> anyhow::Result<()> {
-    let path = stats_path(name);
-    let r = StatsRegion::open(&path)
-        .map_err(|e| anyhow::anyhow!("{e} (is a dataplane named {name:?} running? see --name)"))?;
-    let snap = r.snapshot();
-    // An overlay gateway also publishes per-flow counters.
-    let flows = FlowStatsRegion::open(&flows_path(name))
-        .map(|f| f.totals())
-        .unwrap_or_default();
-    if json {
-        let v = serde_json::json!({
-            "workers": snap,
-            "flows": flows.iter().map(|(id, v)| serde_json::json!({"id": id, "counters": v})).collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    println!(
-        "{:<7} {:>14} {:>14} {:>14} {:>14}  drops",
-        "worker", "rx pkts", "tx pkts", "rx bytes", "tx bytes"
-    );
-    for (i, w) in snap.iter().enumerate() {
-        println!(
-            "{:<7} {:>14} {:>14} {:>14} {:>14}  {:?}",
-            i,
-            w.rx_packets.iter().sum::<u64>(),
-            w.tx_packets.iter().sum::<u64>(),
-            w.rx_bytes.iter().sum::<u64>(),
-            w.tx_bytes.iter().sum::<u64>(),
-            w.drops
-        );
-    }
-    if !flows.is_empty() {
-        println!(
-            "\nrates in units/s of the gateway's rate_unit_bytes (1250 B by default: 100 u/s = 1 Mbit/s)"
-        );
-        println!(
-            "\n{:<20} {:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>8}",
-            "flow", "epoch", "target u/s", "MONtra u/s", "sent", "delivered", "relayed", "lost"
-        );
-        for (id, v) in &flows {
-            println!(
-                "{:<20} {:>6} {:>12.1} {:>12.1} {:>12} {:>12} {:>10} {:>8}",
-                id,
-                v.epoch,
-                v.target_pps,
-                v.rate_pps,
-                v.tx_packets,
-                v.rx_packets,
-                v.relayed_packets,
-                v.lost
-            );
-        }
-    }
-    Ok(())
 }
 
 /// `mongate check`: problems on stdout, one a line; `ok` lines and the count
@@ -273,7 +233,19 @@ fn main() -> ExitCode {
                 }),
             }
         }
-        Cmd::Status { name, json } => status(&name, json),
+        Cmd::Status {
+            names,
+            json,
+            interval_ms,
+            watch,
+            count,
+        } => status::run(&status::Options {
+            names,
+            json,
+            interval: std::time::Duration::from_millis(interval_ms),
+            watch,
+            count,
+        }),
         Cmd::Check { configs, instance } => return check(&configs, instance.as_deref()),
         Cmd::Keygen { out } => keys::keygen(&out)
             .map(|k| println!("{k}"))

@@ -1,0 +1,152 @@
+//! `mongate status`: the gateways running on this machine, from the counter
+//! files they publish in the run directory (`<run dir>/NAME.stats`, and a
+//! site gateway's `NAME.flows` with its gateway section; docs/shm.md,
+//! docs/status.md). Thin I/O: find and read the files twice, `interval`
+//! apart; [`view`] turns the two samples into the report and prints it.
+
+pub mod view;
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
+
+use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
+use mongate_dataplane::stats::{StatsRegion, stats_path};
+use mongate_dataplane::sys::clock::now_ns;
+use mongate_dataplane::sys::shm::run_dir;
+
+use view::{FlowSample, GwSample, Sample};
+
+/// What to show, how often.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Only these instances (empty: every one in the run directory).
+    pub names: Vec<String>,
+    /// JSON instead of tables.
+    pub json: bool,
+    /// Time between the two samples the rates come from.
+    pub interval: Duration,
+    /// Redraw every interval.
+    pub watch: bool,
+    /// With `watch`, stop after this many reports.
+    pub count: Option<u64>,
+}
+
+/// The instance names with a `.stats` file in `dir`, sorted.
+fn instances(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => anyhow::bail!("run directory {}: {e}", dir.display()),
+    };
+    let mut names: Vec<String> = rd
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let n = e.file_name().into_string().ok()?;
+            n.strip_suffix(".stats").map(str::to_string)
+        })
+        .filter(|n| !n.is_empty())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Whether process `pid` exists (on this machine's /proc).
+fn alive(pid: u64) -> bool {
+    pid != 0 && Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// One gateway's files now; `Err` when its stats file cannot be read.
+fn sample_one(name: &str) -> anyhow::Result<GwSample> {
+    let stats = StatsRegion::open(&stats_path(name))?;
+    let mut s = GwSample {
+        name: name.to_string(),
+        pid: stats.pid(),
+        alive: alive(stats.pid()),
+        workers: stats.snapshot(),
+        ..GwSample::default()
+    };
+    match FlowStatsRegion::open(&flows_path(name)) {
+        Ok(f) => {
+            s.flows = f
+                .totals()
+                .into_iter()
+                .enumerate()
+                .map(|(i, (id, counters))| FlowSample {
+                    id,
+                    counters,
+                    path: f.flow_path(i),
+                    class: f.flow_class(i),
+                })
+                .collect();
+            s.gw = f.gateway();
+        }
+        // A forwarder has no flows file.
+        Err(mongate_dataplane::stats::StatsError::Io { err, .. })
+            if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => s.flows_error = Some(e.to_string()),
+    }
+    Ok(s)
+}
+
+/// Every selected gateway now. Named instances that cannot be read are
+/// errors; in a listing of the directory they are reported on stderr and
+/// skipped.
+fn sample(o: &Options) -> anyhow::Result<Sample> {
+    let listing = o.names.is_empty();
+    let names = if listing {
+        instances(&run_dir())?
+    } else {
+        o.names.clone()
+    };
+    let mut gateways = Vec::new();
+    for n in &names {
+        match sample_one(n) {
+            Ok(s) => gateways.push(s),
+            Err(e) if listing => eprintln!("mongate status: {n}: {e:#}"),
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "{e:#} (is a dataplane named {n:?} running? `mongate status` without --name lists them)"
+                ));
+            }
+        }
+    }
+    Ok(Sample {
+        at_ns: now_ns(),
+        gateways,
+    })
+}
+
+/// Runs `mongate status`.
+pub fn run(o: &Options) -> anyhow::Result<()> {
+    let dir = run_dir().display().to_string();
+    let mut prev = sample(o)?;
+    let mut shown = 0u64;
+    let tty = std::io::stdout().is_terminal();
+    loop {
+        std::thread::sleep(o.interval);
+        let next = sample(o)?;
+        let r = view::report(&dir, &prev, &next);
+        let mut out = std::io::stdout().lock();
+        if o.watch && tty {
+            // Home and clear: redraw in place.
+            write!(out, "\x1b[H\x1b[2J")?;
+        }
+        if o.json {
+            if o.watch {
+                // One report a line (JSON Lines).
+                writeln!(out, "{}", serde_json::to_string(&r)?)?;
+            } else {
+                writeln!(out, "{}", serde_json::to_string_pretty(&r)?)?;
+            }
+        } else {
+            view::print_human(&r, &mut out)?;
+        }
+        out.flush()?;
+        shown += 1;
+        if !o.watch || o.count.is_some_and(|c| shown >= c) {
+            return Ok(());
+        }
+        prev = next;
+    }
+}
