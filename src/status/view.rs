@@ -209,7 +209,8 @@ pub struct FlowReport {
     pub loss: Option<f64>,
     /// Packets the pacing queue refused over the interval.
     pub queue_drops: u64,
-    /// The path it rides (origin): `peer via uplink` or `peer via WAYPOINT`.
+    /// The path it rides (origin): `to PEER direct, uplink U` or `to PEER via
+    /// WAYPOINT` (PEER: the flow's next overlay hop).
     pub path: Option<String>,
 }
 
@@ -298,15 +299,15 @@ fn r4(x: f64) -> f64 {
     (x * 1e4).round() / 1e4
 }
 
-/// The name of a path reference on gateway `g`: `peer via uplink` or
-/// `peer via WAYPOINT`.
+/// The name of a path reference on gateway `g`: `to PEER direct, uplink U`
+/// or `to PEER via WAYPOINT` (PEER: the next overlay hop of the flow).
 fn path_name(g: &GatewaySnapshot, r: u32) -> Option<String> {
     let p = g.paths.iter().find(|p| p.path == u64::from(r))?;
     let peer = g.peers.get(p.peer())?;
     Some(match p.waypoint() {
         Some(w) => format!("{peer} via {}", g.peers.get(w).map_or("?", String::as_str)),
         None => format!(
-            "{peer} direct, uplink {}",
+            "to {peer} direct, uplink {}",
             g.uplinks
                 .get(usize::try_from(p.uplink).unwrap_or(usize::MAX))
                 .map_or("?", String::as_str)
@@ -871,7 +872,7 @@ mod tests {
         assert_eq!((f.target_mbps, f.controller_mbps), (5.0, 4.5));
         // acked 900, lost 90 in the interval.
         assert_eq!(f.loss, Some(0.0909));
-        assert_eq!(f.path.as_deref(), Some("C via B"));
+        assert_eq!(f.path.as_deref(), Some("to C via B"));
         assert_eq!(g.classes[0].rate_mbps, 5.0);
         assert_eq!(g.classes[0].demanded_sessions, 3);
         // Probes: 40 sent, 30 answered in the interval.
