@@ -305,7 +305,10 @@ fn path_name(g: &GatewaySnapshot, r: u32) -> Option<String> {
     let p = g.paths.iter().find(|p| p.path == u64::from(r))?;
     let peer = g.peers.get(p.peer())?;
     Some(match p.waypoint() {
-        Some(w) => format!("{peer} via {}", g.peers.get(w).map_or("?", String::as_str)),
+        Some(w) => format!(
+            "to {peer} via {}",
+            g.peers.get(w).map_or("?", String::as_str)
+        ),
         None => format!(
             "to {peer} direct, uplink {}",
             g.uplinks
