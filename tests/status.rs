@@ -227,6 +227,23 @@ fn status_reports_the_triangle_as_its_gateways_and_the_demo_do() {
         assert!(sf["path"].as_str().is_some(), "{sf}");
         assert!(sf["loss"].as_f64().unwrap() <= 0.05, "{sf}");
     }
+    // The optimizer's last plan, from each control's plan file: the plan in
+    // force at the gateway, with its mission utility; the demo's PFO optimum
+    // is the same instance's.
+    for g in gws {
+        let o = &g["optimizer"];
+        assert_eq!(o["epoch"], g["plan"]["epoch"], "{g}");
+        assert_eq!(o["control_alive"], true, "{g}");
+        assert!(o["solve_ms"].as_f64().unwrap() > 0.0, "{g}");
+        assert!(o["gap"].as_f64().unwrap() <= 1e-3, "{g}");
+        let optimum = summary["utility"]["optimum"].as_f64().unwrap();
+        let obj = o["objective"].as_f64().unwrap();
+        assert!(
+            (obj - optimum).abs() <= 1e-3 * optimum.abs().max(1.0),
+            "{obj} vs {optimum}"
+        );
+    }
+    assert!(human.contains("mission utility"), "{human}");
     // Classes: the class of a planned flow admits sessions at its origin.
     let origin_a = gws
         .iter()
@@ -236,7 +253,8 @@ fn status_reports_the_triangle_as_its_gateways_and_the_demo_do() {
     assert!(
         classes.iter().any(|c| c["local"] == true
             && c["admitted_sessions"].as_u64() > Some(0)
-            && c["rate_mbps"].as_f64() > Some(1.0)),
+            && c["rate_mbps"].as_f64() > Some(1.0)
+            && c["planned_utility"].as_f64() > Some(0.0)),
         "{origin_a}"
     );
 }

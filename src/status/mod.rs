@@ -10,6 +10,7 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use mongate_control::run::{plan_status_path, read_plan_status};
 use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
 use mongate_dataplane::stats::{StatsRegion, stats_path};
 use mongate_dataplane::sys::clock::now_ns;
@@ -85,6 +86,11 @@ fn sample_one(name: &str) -> anyhow::Result<GwSample> {
         Err(mongate_dataplane::stats::StatsError::Io { err, .. })
             if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => s.flows_error = Some(e.to_string()),
+    }
+    // The control's last plan: optional (no control, or not written yet).
+    if let Ok(p) = read_plan_status(&plan_status_path(name)) {
+        s.plan_writer_alive = alive(u64::from(p.pid));
+        s.plan = Some(p);
     }
     Ok(s)
 }

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use mongate_control::run::PlanStatus;
 use mongate_dataplane::overlay::FlowCounters;
 use mongate_dataplane::stats::WorkerSnapshot;
 use mongate_dataplane::stats::gateway::{GatewaySnapshot, state};
@@ -35,6 +36,10 @@ pub struct GwSample {
     pub gw: Option<GatewaySnapshot>,
     /// Why the flows file could not be read, if it exists and could not.
     pub flows_error: Option<String>,
+    /// The control's last plan (`NAME.plan`), if it wrote one.
+    pub plan: Option<PlanStatus>,
+    /// Whether the control that wrote it is alive.
+    pub plan_writer_alive: bool,
 }
 
 /// One flow's counters at one gateway.
@@ -92,6 +97,8 @@ pub struct GatewayReport {
     pub plan: Option<PlanReport>,
     /// The control process.
     pub control: Option<ControlReport>,
+    /// The optimizer's last plan, from the control's plan file (`null`: none written).
+    pub optimizer: Option<OptimizerReport>,
     /// Sessions in the classifier's table.
     pub sessions: Option<u64>,
     /// Per peer, its candidate paths.
@@ -115,6 +122,31 @@ pub struct PlanReport {
     pub epoch: u64,
     /// Seconds in force.
     pub age_s: f64,
+}
+
+/// The optimizer's last plan (written by the control, `NAME.plan`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct OptimizerReport {
+    /// Its epoch.
+    pub epoch: u64,
+    /// PFO's status: `optimal` (gap within the target) or `time_limit`.
+    pub status: String,
+    /// The plan's mission utility (PFO's objective).
+    pub objective: f64,
+    /// The proven bound.
+    pub bound: f64,
+    /// Relative gap `(bound - objective) / max(1, |bound|)`.
+    pub gap: f64,
+    /// Solve wall time, ms.
+    pub solve_ms: f64,
+    /// Seconds since it was activated.
+    pub age_s: f64,
+    /// Why it was solved.
+    pub triggers: Vec<String>,
+    /// The control's pid and whether it is alive.
+    pub control_pid: u32,
+    /// Whether that process is alive.
+    pub control_alive: bool,
 }
 
 /// The control process as the gateway sees it.
@@ -183,6 +215,9 @@ pub struct ClassReport {
     pub demanded_sessions: u64,
     /// Sent rate of the class's flows starting here, Mbit/s (inner frames).
     pub rate_mbps: f64,
+    /// The class's utility in the optimizer's last plan (its sessions at
+    /// their planned rates; from the control's plan file, `null` without).
+    pub planned_utility: Option<f64>,
 }
 
 /// One flow at one gateway.
@@ -453,6 +488,11 @@ fn gateway_report(g: &GwSample, prev: Option<&GwSample>, now: u64, dt: f64) -> G
                 admitted_sessions: c.active,
                 demanded_sessions: c.active + c.waiting,
                 rate_mbps: r4(r),
+                planned_utility: g
+                    .plan
+                    .as_ref()
+                    .and_then(|p| p.classes.iter().find(|x| x.id == c.id))
+                    .map(|x| r4(x.utility)),
             })
             .collect()
     });
@@ -523,6 +563,18 @@ fn gateway_report(g: &GwSample, prev: Option<&GwSample>, now: u64, dt: f64) -> G
             heartbeat_age_s: age(now, x.control_heartbeat_ns).map(r4),
             session: x.control_session,
         }),
+        optimizer: g.plan.as_ref().map(|p| OptimizerReport {
+            epoch: p.epoch,
+            status: p.status.clone(),
+            objective: r4(p.objective),
+            bound: r4(p.bound),
+            gap: p.gap,
+            solve_ms: r4(p.solve_ms),
+            age_s: r4(secs(now.saturating_sub(p.ts_ms.saturating_mul(1_000_000)))),
+            triggers: p.triggers.clone(),
+            control_pid: p.pid,
+            control_alive: g.plan_writer_alive,
+        }),
         sessions: gw.map(|x| x.sessions),
         peers,
         classes,
@@ -549,8 +601,9 @@ legend: rates are averages over the interval between two samples (--interval-ms)
   * = the path the peer's traffic rides now. rtt: smoothed probe round-trip time; loss: probes
   unanswered in the interval. Class sessions: plan = admitted by the plan in force, adm = live
   admitted, dem = live wanting service (admitted + refused for lack of room). Flow loss: packets
-  the acks reported lost / (acked + lost) in the interval. Utility: per class in the control's
-  log and `mongate-control pfo` (the utility functions live in the instance, not the gateway).
+  the acks reported lost / (acked + lost) in the interval. Utility: the class's in the
+  optimizer's last plan (its sessions at their planned rates; written by the control process,
+  which holds the instance's utility functions).
   Drop reasons: docs/overlay.md. JSON keys: docs/status.md.";
 
 /// Prints `r` as tables (`wg show` style: one block per gateway).
@@ -590,6 +643,25 @@ pub fn print_human(r: &Report, out: &mut impl std::io::Write) -> std::io::Result
         if g.plan.is_some() {
             writeln!(out)?;
         }
+        if let Some(o) = &g.optimizer {
+            writeln!(
+                out,
+                "  optimizer: epoch {} {}, mission utility {:.4} (bound {:.4}, gap {:.1e}), solved in {:.0} ms, {:.1} s ago ({}){}",
+                o.epoch,
+                o.status,
+                o.objective,
+                o.bound,
+                o.gap,
+                o.solve_ms,
+                o.age_s,
+                o.triggers.join(","),
+                if o.control_alive {
+                    ""
+                } else {
+                    "; its control is gone"
+                }
+            )?;
+        }
         if !g.peers.is_empty() {
             writeln!(out)?;
             writeln!(
@@ -626,14 +698,19 @@ pub fn print_human(r: &Report, out: &mut impl std::io::Write) -> std::io::Result
             writeln!(out)?;
             writeln!(
                 out,
-                "  {:<20} {:>5} {:>5} {:>5} {:>12}",
-                "class", "plan", "adm", "dem", "rate Mbit/s"
+                "  {:<20} {:>5} {:>5} {:>5} {:>12} {:>9}",
+                "class", "plan", "adm", "dem", "rate Mbit/s", "utility"
             )?;
             for c in g.classes.iter().filter(|c| c.local) {
                 writeln!(
                     out,
-                    "  {:<20} {:>5} {:>5} {:>5} {:>12.2}",
-                    c.id, c.planned_sessions, c.admitted_sessions, c.demanded_sessions, c.rate_mbps
+                    "  {:<20} {:>5} {:>5} {:>5} {:>12.2} {:>9}",
+                    c.id,
+                    c.planned_sessions,
+                    c.admitted_sessions,
+                    c.demanded_sessions,
+                    c.rate_mbps,
+                    opt(c.planned_utility, |u| format!("{u:.4}"))
                 )?;
             }
             let others = g.classes.iter().filter(|c| !c.local).count();
@@ -828,6 +905,8 @@ mod tests {
             }],
             gw: Some(gw(3, probes.0, probes.1)),
             flows_error: None,
+            plan: None,
+            plan_writer_alive: false,
         };
         let dest = GwSample {
             name: "C".into(),
@@ -846,6 +925,8 @@ mod tests {
             }],
             gw: None,
             flows_error: None,
+            plan: None,
+            plan_writer_alive: false,
         };
         Sample {
             at_ns: at,
@@ -857,8 +938,33 @@ mod tests {
     fn rates_loss_and_states_from_two_samples() {
         // 2 s apart: A sent 1.25 MB (5 Mbit/s), C delivered 1 MB (4 Mbit/s).
         let a = sample(8 * S, (1_000_000, 1000, 4), 0, (100, 100));
-        let b = sample(10 * S, (2_250_000, 1900, 10), 1_000_000, (140, 130));
+        let mut b = sample(10 * S, (2_250_000, 1900, 10), 1_000_000, (140, 130));
+        b.gateways[0].plan = Some(PlanStatus {
+            pid: 7,
+            ts_ms: 4000,
+            epoch: 3,
+            status: "optimal".into(),
+            objective: 2.5,
+            bound: 2.5,
+            gap: 0.0,
+            solve_ms: 31.0,
+            triggers: vec!["initial".into()],
+            classes: vec![mongate_control::run::status_file::ClassPlan {
+                id: "bulk".into(),
+                sessions: 2,
+                rate_mbps: 5.0,
+                utility: 2.5,
+            }],
+        });
         let r = report("/run/x", &a, &b);
+        let o = r.gateways[0].optimizer.as_ref().unwrap();
+        assert_eq!(
+            (o.epoch, o.objective, o.solve_ms, o.age_s),
+            (3, 2.5, 31.0, 6.0)
+        );
+        assert!(!o.control_alive);
+        assert_eq!(r.gateways[0].classes[0].planned_utility, Some(2.5));
+        assert!(r.gateways[1].optimizer.is_none());
         assert_eq!(r.interval_s, 2.0);
         let g = &r.gateways[0];
         assert_eq!(g.process, "running");
@@ -908,6 +1014,8 @@ mod tests {
             "A -> C",
             "legend:",
             "runt 10 (3/s)",
+            "mission utility 2.5000",
+            "its control is gone",
         ] {
             assert!(t.contains(w), "{w:?} missing:\n{t}");
         }
