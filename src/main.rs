@@ -102,6 +102,24 @@ enum Cmd {
         #[arg(long, value_name = "ORG.json")]
         instance: Option<std::path::PathBuf>,
     },
+    /// Serve the status report in the Prometheus text format at
+    /// http://ADDR/metrics (the same figures as `mongate status --json`, plus
+    /// counters since start). Off unless started; the address is the site
+    /// file's `[metrics] listen`, or --listen.
+    Metrics {
+        /// The site file whose `[metrics] listen` gives the address.
+        #[arg(long, value_name = "SITE.toml", required_unless_present = "listen")]
+        config: Option<std::path::PathBuf>,
+        /// Listen here instead (IP:PORT).
+        #[arg(long, value_name = "IP:PORT")]
+        listen: Option<std::net::SocketAddr>,
+        /// Only this instance; repeat for several (default: every gateway in the run directory).
+        #[arg(long = "name", value_name = "NAME")]
+        names: Vec<String>,
+        /// Milliseconds between readings (the rates' interval).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+        interval_ms: u64,
+    },
     /// The gateways running on this machine (or the ones named): plan and
     /// control, peers and paths (state, RTT, loss, last probe, active),
     /// classes (sessions planned, admitted, demanded; rate), flows (target,
@@ -127,6 +145,27 @@ enum Cmd {
         #[arg(long, requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
         count: Option<u64>,
     },
+}
+
+/// The address `mongate metrics` listens on: `--listen`, else the site
+/// file's `[metrics] listen` (an error if it has none: metrics are off).
+fn metrics_listen(
+    config: Option<&std::path::Path>,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<std::net::SocketAddr> {
+    if let Some(a) = listen {
+        return Ok(a);
+    }
+    let Some(path) = config else {
+        anyhow::bail!("give --config SITE.toml (its [metrics] listen) or --listen IP:PORT");
+    };
+    let site = mongate_dataplane::config::Config::load(path)?;
+    site.metrics.map(|m| m.listen).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: no [metrics] table: metrics are off (add [metrics] listen = \"127.0.0.1:9464\", docs/config.md)",
+            path.display()
+        )
+    })
 }
 
 /// `mongate check`: problems on stdout, one a line; `ok` lines and the count
@@ -245,6 +284,23 @@ fn main() -> ExitCode {
             interval: std::time::Duration::from_millis(interval_ms),
             watch,
             count,
+        }),
+        Cmd::Metrics {
+            config,
+            listen,
+            names,
+            interval_ms,
+        } => metrics_listen(config.as_deref(), listen).and_then(|addr| {
+            status::serve(
+                addr,
+                &status::Options {
+                    names,
+                    json: false,
+                    interval: std::time::Duration::from_millis(interval_ms),
+                    watch: true,
+                    count: None,
+                },
+            )
         }),
         Cmd::Check { configs, instance } => return check(&configs, instance.as_deref()),
         Cmd::Keygen { out } => keys::keygen(&out)

@@ -4,6 +4,7 @@
 //! docs/status.md). Thin I/O: find and read the files twice, `interval`
 //! apart; [`view`] turns the two samples into the report and prints it.
 
+pub mod metrics;
 pub mod view;
 
 use std::io::{IsTerminal, Write};
@@ -155,4 +156,83 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         }
         prev = next;
     }
+}
+
+/// Runs `mongate metrics`: the report of [`run`] in the Prometheus text
+/// format at `http://LISTEN/metrics`, refreshed every `o.interval` by a
+/// sampling thread (a scrape serves the latest: the same figures as
+/// `mongate status --json` over the same interval). One request at a time,
+/// each bounded in size and time; runs until killed.
+pub fn serve(listen: std::net::SocketAddr, o: &Options) -> anyhow::Result<()> {
+    use std::io::Read as _;
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind(listen)
+        .map_err(|e| anyhow::anyhow!("metrics: cannot listen on {listen}: {e}"))?;
+    eprintln!(
+        "mongate metrics: serving http://{}/metrics (every {} ms)",
+        listener.local_addr()?,
+        o.interval.as_millis()
+    );
+    let dir = run_dir().display().to_string();
+    let first = sample(o)?;
+    let latest = Arc::new(Mutex::new(metrics::render(&view::report(
+        &dir, &first, &first,
+    ))));
+    {
+        let latest = latest.clone();
+        let o = o.clone();
+        std::thread::Builder::new()
+            .name("mg-metrics-sample".into())
+            .spawn(move || {
+                let mut prev = first;
+                loop {
+                    std::thread::sleep(o.interval);
+                    match sample(&o) {
+                        Ok(next) => {
+                            let text = metrics::render(&view::report(&dir, &prev, &next));
+                            if let Ok(mut l) = latest.lock() {
+                                *l = text;
+                            }
+                            prev = next;
+                        }
+                        Err(e) => eprintln!("mongate metrics: {e:#}"),
+                    }
+                }
+            })?;
+    }
+    for conn in listener.incoming() {
+        let Ok(mut c) = conn else { continue };
+        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = c.set_write_timeout(Some(Duration::from_secs(2)));
+        // The request head: at most 8 KiB, up to the blank line.
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+        let line = String::from_utf8_lossy(&head);
+        let first_line = line.lines().next().unwrap_or("");
+        let mut parts = first_line.split_whitespace();
+        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let (status, ctype, body) =
+            if method == "GET" && (target == "/metrics" || target.starts_with("/metrics?")) {
+                let body = latest.lock().map(|l| l.clone()).unwrap_or_default();
+                ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
+            } else {
+                (
+                    "404 Not Found",
+                    "text/plain; charset=utf-8",
+                    "mongate metrics: GET /metrics\n".to_string(),
+                )
+            };
+        let _ = write!(
+            c,
+            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
+    Ok(())
 }

@@ -1040,4 +1040,47 @@ mod tests {
                 .contains("no gateway running")
         );
     }
+
+    #[test]
+    fn the_prometheus_exposition_carries_the_reports_figures() {
+        let mut a = sample(8 * S, (1_000_000, 1000, 4), 0, (100, 100));
+        let mut b = sample(10 * S, (2_250_000, 1900, 10), 1_000_000, (140, 130));
+        // A label value that needs escaping.
+        for x in [&mut a, &mut b] {
+            x.gateways[0].flows[0].id = "odd \"id\"\\".into();
+        }
+        let r = report("/run/x", &a, &b);
+        let text = super::super::metrics::render(&r);
+        let mut families: Vec<&str> = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap();
+                assert!(!families.contains(&name), "{name} twice:\n{text}");
+                families.push(name);
+                continue;
+            }
+            if line.starts_with("# HELP ") {
+                continue;
+            }
+            // name{labels} value, of the family announced last.
+            let (series, value) = line.rsplit_once(' ').expect(line);
+            value.parse::<f64>().expect(line);
+            let name = series.split('{').next().unwrap();
+            assert_eq!(Some(&name), families.last(), "{line}");
+            assert!(series.ends_with('}'), "{line}");
+        }
+        for want in [
+            "mongate_flow_sent_mbps{gateway=\"A\",flow=\"odd \\\"id\\\"\\\\\",role=\"origin\"} 5",
+            "mongate_flow_target_mbps{gateway=\"A\",flow=\"odd \\\"id\\\"\\\\\",role=\"origin\"} 5",
+            "mongate_overlay_flow_delivered_mbps{flow=\"A->C/via-B\",origin=\"\",destination=\"C\"} 4",
+            "state=\"held\"} 1",
+            "mongate_plan_epoch{gateway=\"A\"} 3",
+            "mongate_drops_total{gateway=\"A\",reason=\"runt\"} 10",
+            "mongate_path_rtt_seconds{gateway=\"A\",peer=\"B\",path=\"0\"",
+            "mongate_class_sessions{gateway=\"A\",class=\"bulk\",kind=\"demanded\"} 3",
+            "mongate_status_interval_seconds{} 2",
+        ] {
+            assert!(text.contains(want), "{want} missing:\n{text}");
+        }
+    }
 }
