@@ -94,6 +94,32 @@ fn status_reports_the_triangle_as_its_gateways_and_the_demo_do() {
             "the triangle did not come up: {v}"
         );
     }
+    // The metrics exporter, in a namespace of the test's own (listening on a
+    // benchmarking address there), reading the same run directory, every 2 s.
+    let ns = mongate_testbed::Netns::new("mgt-stm").expect("namespace");
+    ns.ip(&["link", "set", "lo", "up"]).unwrap();
+    ns.ip(&["addr", "add", "198.18.255.1/32", "dev", "lo"])
+        .unwrap();
+    let site = dir.join("metrics-site.toml");
+    std::fs::write(
+        &site,
+        include_str!("../docs/examples/triangle/site-a.toml").replacen(
+            "[security]",
+            "[metrics]\nlisten = \"198.18.255.1:9464\"\n\n[security]",
+            1,
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mongate"));
+    cmd.args([
+        "metrics",
+        "--config",
+        site.to_str().unwrap(),
+        "--interval-ms",
+        "2000",
+    ])
+    .env("MONGATE_RUN_DIR", &run_dir);
+    let exporter = ns.spawn(cmd).expect("start mongate metrics");
     // Let the rates settle (the demo's window starts a few seconds in),
     // measured as status itself measures: a 3 s reading, bracketed by
     // direct readings of the destination counters.
@@ -109,6 +135,19 @@ fn status_reports_the_triangle_as_its_gateways_and_the_demo_do() {
     let v = status_json(&run_dir, 3000);
     let direct_s = t_before.elapsed().as_secs_f64();
     let after = delivered_bytes(&run_dir, &names);
+    // A scrape (the exporter has sampled for at least 3 s by now).
+    let scrape = ns
+        .run_in(|| {
+            use std::io::{Read, Write};
+            let mut c = std::net::TcpStream::connect("198.18.255.1:9464")?;
+            c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+            let mut s = String::new();
+            c.read_to_string(&mut s)?;
+            Ok::<_, std::io::Error>(s)
+        })
+        .unwrap()
+        .expect("scrape");
+    exporter.stop(Duration::from_secs(2)).unwrap();
     let human = status(&run_dir, &["--interval-ms", "300"]);
     assert!(human.status.success());
     let human = String::from_utf8(human.stdout).unwrap();
@@ -244,6 +283,58 @@ fn status_reports_the_triangle_as_its_gateways_and_the_demo_do() {
         );
     }
     assert!(human.contains("mission utility"), "{human}");
+    // The metrics endpoint: the same figures as status, within noise.
+    assert!(scrape.starts_with("HTTP/1.1 200 OK"), "{scrape}");
+    assert!(scrape.contains("text/plain; version=0.0.4"), "{scrape}");
+    let metric = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .find(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .unwrap_or_else(|| panic!("{name} {labels:?} not in:\n{scrape}"))
+            .rsplit_once(' ')
+            .unwrap()
+            .1
+            .parse()
+            .unwrap()
+    };
+    for g in gws {
+        let name = g["name"].as_str().unwrap();
+        let l = [("gateway", name)];
+        assert_eq!(
+            metric("mongate_plan_epoch", &l),
+            g["plan"]["epoch"].as_f64().unwrap()
+        );
+        assert_eq!(metric("mongate_control_attached", &l), 1.0);
+        assert_eq!(
+            metric("mongate_optimizer_objective", &l),
+            g["optimizer"]["objective"].as_f64().unwrap()
+        );
+        assert!(metric("mongate_optimizer_solve_seconds", &l) > 0.0);
+        for p in g["peers"].as_array().unwrap() {
+            for x in p["paths"].as_array().unwrap() {
+                let id = x["id"].to_string();
+                let st = x["state"].as_str().unwrap();
+                let pl = [("gateway", name), ("path", id.as_str()), ("state", st)];
+                assert_eq!(metric("mongate_path_state", &pl), 1.0, "{x}");
+                let pl = [("gateway", name), ("path", id.as_str())];
+                let active = f64::from(u8::from(x["active"] == true));
+                assert_eq!(metric("mongate_path_active", &pl), active, "{x}");
+            }
+        }
+        for f in g["flows"].as_array().unwrap() {
+            let fl = [("gateway", name), ("flow", f["id"].as_str().unwrap())];
+            let t = f["target_mbps"].as_f64().unwrap();
+            assert_eq!(metric("mongate_flow_target_mbps", &fl), t, "{f}");
+            let d = f["delivered_mbps"].as_f64().unwrap();
+            let md = metric("mongate_flow_delivered_mbps", &fl);
+            assert!((md - d).abs() <= 0.05 * d.max(0.1), "{f}: metrics {md}");
+        }
+    }
     // Classes: the class of a planned flow admits sessions at its origin.
     let origin_a = gws
         .iter()
