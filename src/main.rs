@@ -201,8 +201,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The reports end quietly when their reader goes away (`mongate status |
     // head`); the demo keeps SIGPIPE ignored until its namespaces are gone
-    // (see `mongate_dataplane::app::signals::default_sigpipe`).
-    if !matches!(cli.cmd, Cmd::Demo { .. }) {
+    // (see `mongate_dataplane::app::signals::default_sigpipe`); the metrics
+    // server keeps it ignored too (a scraper that hangs up early is an EPIPE
+    // on its connection, not the end of the server).
+    if !matches!(cli.cmd, Cmd::Demo { .. } | Cmd::Metrics { .. }) {
         default_sigpipe();
     }
     let r = match cli.cmd {

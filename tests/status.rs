@@ -139,6 +139,12 @@ fn status_reports_the_triangle_as_its_gateways_and_the_demo_do() {
     let scrape = ns
         .run_in(|| {
             use std::io::{Read, Write};
+            // Scrapers that hang up early (before asking; before reading the
+            // answer) leave the server serving.
+            drop(std::net::TcpStream::connect("198.18.255.1:9464")?);
+            let mut early = std::net::TcpStream::connect("198.18.255.1:9464")?;
+            early.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
+            drop(early);
             let mut c = std::net::TcpStream::connect("198.18.255.1:9464")?;
             c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")?;
             let mut s = String::new();

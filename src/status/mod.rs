@@ -228,11 +228,12 @@ pub fn serve(listen: std::net::SocketAddr, o: &Options) -> anyhow::Result<()> {
                     "mongate metrics: GET /metrics\n".to_string(),
                 )
             };
-        let _ = write!(
-            c,
+        let answer = format!(
             "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
+        // A scraper that went away is an error on its connection only.
+        let _ = c.write_all(answer.as_bytes());
     }
     Ok(())
 }
