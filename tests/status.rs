@@ -270,7 +270,10 @@ fn status_reports_the_triangle_as_its_gateways_and_the_demo_do() {
         // averages it over its window; MONtra moves it by a few % (3-6 %
         // apart in three runs).
         let dc = df["controller_mbps"].as_f64().unwrap();
-        assert!((sc - dc).abs() <= 0.15 * dc, "{id}: controller {sc} vs {dc}");
+        assert!(
+            (sc - dc).abs() <= 0.15 * dc,
+            "{id}: controller {sc} vs {dc}"
+        );
         assert!(sf["path"].as_str().is_some(), "{sf}");
         assert!(sf["loss"].as_f64().unwrap() <= 0.05, "{sf}");
     }

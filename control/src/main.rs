@@ -142,6 +142,7 @@ fn run_cmd(args: &RunArgs) -> anyhow::Result<()> {
     // hot path: a plan every few seconds at most).
     let out = stdout_sink(args.json_log);
     let plan_file = plan_status_path(&args.name);
+    let plan_file_at_exit = plan_file.clone();
     let inst = instance.clone();
     let pid = std::process::id();
     let warned = std::sync::atomic::AtomicBool::new(false);
@@ -167,7 +168,11 @@ fn run_cmd(args: &RunArgs) -> anyhow::Result<()> {
     opts.solve.time_limit = Some(args.time_limit);
     opts.paths = !args.no_paths;
     let stop = mongate_dataplane::app::signals::stop_on_signals();
-    let summary = run(&opts, stop)?;
+    let summary = run(&opts, stop);
+    // A clean exit takes its plan file along (after a crash it stays, and
+    // `mongate status` says its control is gone).
+    let _ = std::fs::remove_file(&plan_file_at_exit);
+    let summary = summary?;
     eprintln!(
         "mongate-control run: stopped ({} plans activated, {} solves, {} decode errors, {} bad records, {} path moves, {} probes sent, {} dropped)",
         summary.plans_sent,
