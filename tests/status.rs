@@ -217,22 +217,26 @@ fn status_reports_the_triangle_as_its_gateways_and_the_demo_do() {
     }
     // Every flow of the demo is in the human table; per flow, status against
     // the demo's summary and the destination's own counters.
+    // The demo's per-second figures over the seconds of the status reading:
+    // the reading ended `plan.age_s` after the origin's plan in force came
+    // into force, which the demo's plan records place on its timeline
+    // (epochs count a site's plans from 1: no control restarts here).
+    let plans = summary["plans"].as_array().unwrap();
+    let series = summary["flow_series"].as_array().unwrap();
     let demo_flows = summary["flows"].as_array().unwrap();
     let sflows = v["flows"].as_array().unwrap();
-    for df in demo_flows {
+    for (k, df) in demo_flows.iter().enumerate() {
         let id = df["id"].as_str().unwrap();
         assert!(human.contains(id), "{id} not in:\n{human}");
         let sf = sflows
             .iter()
             .find(|f| f["id"] == id)
             .unwrap_or_else(|| panic!("{id} not in {v}"));
-        let target = df["target_mbps"].as_f64().unwrap();
         let (st, sd, sc) = (
             sf["target_mbps"].as_f64().unwrap(),
             sf["delivered_mbps"].as_f64().unwrap(),
             sf["controller_mbps"].as_f64().unwrap(),
         );
-        let achieved = df["achieved_mbps"].as_f64().unwrap();
         let direct = after
             .get(id)
             .copied()
@@ -241,51 +245,82 @@ fn status_reports_the_triangle_as_its_gateways_and_the_demo_do() {
             * 8.0
             / 1e6
             / direct_s;
-        println!(
-            "{id}: target demo {target:.3} status {st:.3}; delivered demo {achieved:.3} status {sd:.3} direct {direct:.3}; controller demo {:.3} status {sc:.3}",
-            df["controller_mbps"].as_f64().unwrap()
-        );
-        // The plan: the same numbers (the same plan in force, one unit).
-        assert!(
-            (st - target).abs() <= 0.01 * target.max(0.1),
-            "{id}: {st} vs {target}"
-        );
-        if target == 0.0 {
+        if df["target_mbps"].as_f64().unwrap() == 0.0 && st == 0.0 {
             assert!(sd < 0.05, "{id}: unplanned flow delivered {sd}");
             continue;
         }
-        // Delivered: within 5 % of the demo's window average (MONtra's
-        // rates move by a few % from second to second) and within 5 % of
-        // the counters read around the reading (the bracket is a little
-        // longer than the interval).
+        let origin = sf["origin"].as_str().unwrap();
+        let g = gws.iter().find(|g| g["name"] == origin).unwrap();
+        let site = origin.rsplit('-').next().unwrap();
+        let epoch = g["plan"]["epoch"].as_u64().unwrap();
+        let site_plans: Vec<f64> = plans
+            .iter()
+            .filter(|p| p["site"] == site)
+            .map(|p| p["t_s"].as_f64().unwrap())
+            .collect();
+        let t_plan = site_plans[usize::try_from(epoch).unwrap() - 1];
+        let t_end = t_plan + g["plan"]["age_s"].as_f64().unwrap();
+        let t_start = t_end - interval;
+        let secs: Vec<(f64, f64)> = series
+            .iter()
+            .filter(|e| {
+                let t = e[0].as_f64().unwrap();
+                t >= t_start + 0.5 && t <= t_end + 0.5
+            })
+            .map(|e| {
+                let row = &e[1][k];
+                (row[0].as_f64().unwrap(), row[1].as_f64().unwrap())
+            })
+            .collect();
+        assert!(secs.len() >= 2, "{id}: {t_start}..{t_end} s: {secs:?}");
+        let n = secs.len() as f64;
+        let demo_target = secs.iter().map(|x| x.0).sum::<f64>() / n;
+        let demo_delivered = secs.iter().map(|x| x.1).sum::<f64>() / n;
+        println!(
+            "{id}: reading {t_start:.1}..{t_end:.1} s of the demo; target demo {demo_target:.3} status {st:.3}; delivered demo {demo_delivered:.3} status {sd:.3} counters {direct:.3}; controller status {sc:.3}"
+        );
+        // The plan: the same numbers (the same plan in force, one unit).
         assert!(
-            (sd - achieved).abs() <= 0.05 * achieved,
-            "{id}: status {sd} vs demo {achieved}"
+            (st - demo_target).abs() <= 0.01 * demo_target.max(0.1),
+            "{id}: {st} vs {demo_target}"
+        );
+        // Delivered: within 5 % of the demo's seconds (they are aligned to
+        // the reading within a fraction of a second) and of the counters
+        // read around the reading.
+        assert!(
+            (sd - demo_delivered).abs() <= 0.05 * demo_delivered,
+            "{id}: status {sd} vs demo {demo_delivered} over {secs:?}"
         );
         assert!(
             (sd - direct).abs() <= 0.05 * direct,
             "{id}: status {sd} vs counters {direct}"
         );
-        // The controller's rate: status reads it at one moment, the demo
-        // averages it over its window; MONtra moves it by a few % (3-6 %
-        // apart in three runs).
-        let dc = df["controller_mbps"].as_f64().unwrap();
-        assert!(
-            (sc - dc).abs() <= 0.15 * dc,
-            "{id}: controller {sc} vs {dc}"
-        );
+        // The controller's rate: when the plan did not change after the
+        // reading, against the demo's window mean (status reads it at one
+        // moment; MONtra moves it by a few %: 3-6 % apart in three runs).
+        if site_plans.len() == usize::try_from(epoch).unwrap() {
+            let dc = df["controller_mbps"].as_f64().unwrap();
+            assert!(
+                (sc - dc).abs() <= 0.15 * dc,
+                "{id}: controller {sc} vs {dc}"
+            );
+        }
         assert!(sf["path"].as_str().is_some(), "{sf}");
         assert!(sf["loss"].as_f64().unwrap() <= 0.05, "{sf}");
     }
     // The optimizer's last plan, from each control's plan file: the plan in
-    // force at the gateway, with its mission utility; the demo's PFO optimum
-    // is the same instance's.
+    // force at the gateway, with its mission utility.
     for g in gws {
         let o = &g["optimizer"];
         assert_eq!(o["epoch"], g["plan"]["epoch"], "{g}");
         assert_eq!(o["control_alive"], true, "{g}");
         assert!(o["solve_ms"].as_f64().unwrap() > 0.0, "{g}");
         assert!(o["gap"].as_f64().unwrap() <= 1e-3, "{g}");
+        // The controls' first plan solves the demo's instance: PFO's optimum
+        // (a later plan solves it with estimated capacities).
+        if o["triggers"] != serde_json::json!(["initial"]) {
+            continue;
+        }
         let optimum = summary["utility"]["optimum"].as_f64().unwrap();
         let obj = o["objective"].as_f64().unwrap();
         assert!(

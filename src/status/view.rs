@@ -325,6 +325,16 @@ fn rate(a: u64, b: u64, dt: f64) -> f64 {
     }
 }
 
+/// The time between two writer stamps `a` then `b` (ns), in seconds, when
+/// both are set and ordered; else `fallback` (the readings' own interval).
+fn match_dt(a: u64, b: u64, fallback: f64) -> f64 {
+    if a > 0 && b > a {
+        secs(b - a)
+    } else {
+        fallback
+    }
+}
+
 fn mbps(bytes_per_s: f64) -> f64 {
     bytes_per_s * 8.0 / 1e6
 }
@@ -444,9 +454,14 @@ fn gateway_report(g: &GwSample, prev: Option<&GwSample>, now: u64, dt: f64) -> G
         let p = prev
             .and_then(|p| p.flows.iter().find(|f| &f.id == id))
             .map_or(*c, |f| f.counters);
-        let sent = mbps(rate(p.tx_bytes, c.tx_bytes, dt));
-        let delivered = mbps(rate(p.rx_bytes, c.rx_bytes, dt));
-        let relayed = mbps(rate(p.relayed_bytes, c.relayed_bytes, dt));
+        // The counters' own time base: the worker stamps each update
+        // (`updated_ns`, every report period), our readings are not aligned
+        // to it (with a 100 ms period and a 1 s interval the readers' clock
+        // alone would be up to 10 % off).
+        let fdt = match_dt(p.updated_ns, c.updated_ns, dt);
+        let sent = mbps(rate(p.tx_bytes, c.tx_bytes, fdt));
+        let delivered = mbps(rate(p.rx_bytes, c.rx_bytes, fdt));
+        let relayed = mbps(rate(p.relayed_bytes, c.relayed_bytes, fdt));
         let acked = c.acked.saturating_sub(p.acked);
         let lost = c.lost.saturating_sub(p.lost);
         let role = if c.target_pps > 0.0 || c.tx_packets > 0 {
@@ -500,6 +515,8 @@ fn gateway_report(g: &GwSample, prev: Option<&GwSample>, now: u64, dt: f64) -> G
     let mut drops: BTreeMap<String, DropReport> = BTreeMap::new();
     for (wi, w) in g.workers.iter().enumerate() {
         let pw = prev.and_then(|p| p.workers.get(wi));
+        // The worker's flush stamps (`heartbeat_ns`) as the time base.
+        let dt = match_dt(pw.map_or(0, |p| p.heartbeat_ns), w.heartbeat_ns, dt);
         for port in 0..w.rx_packets.len() {
             let v = |x: &Vec<u64>| x.get(port).copied().unwrap_or(0);
             let pv = |f: fn(&WorkerSnapshot) -> &Vec<u64>| pw.map_or(0, |p| v(f(p)));
@@ -1082,5 +1099,24 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} missing:\n{text}");
         }
+    }
+
+    #[test]
+    fn rates_use_the_writers_stamps_when_they_have_them() {
+        let mut a = sample(8 * S, (1_000_000, 1000, 4), 0, (100, 100));
+        let mut b = sample(10 * S, (2_250_000, 1900, 10), 1_000_000, (140, 130));
+        // The counters were written 2.5 s apart although read 2 s apart.
+        a.gateways[0].flows[0].counters.updated_ns = 7 * S + S / 2;
+        b.gateways[0].flows[0].counters.updated_ns = 10 * S;
+        a.gateways[0].workers[0].heartbeat_ns = 7 * S + S / 2;
+        b.gateways[0].workers[0].heartbeat_ns = 10 * S;
+        let r = report("/run/x", &a, &b);
+        let g = &r.gateways[0];
+        assert_eq!(g.flows[0].sent_mbps, 4.0);
+        assert_eq!(g.interfaces[1].tx_mbps, 4.0);
+        // A stamp that did not move: the readings' interval.
+        b.gateways[0].flows[0].counters.updated_ns = 7 * S + S / 2;
+        let r = report("/run/x", &a, &b);
+        assert_eq!(r.gateways[0].flows[0].sent_mbps, 5.0);
     }
 }
