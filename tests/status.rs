@@ -411,9 +411,81 @@ fn status_without_gateways_says_so_and_a_missing_name_is_an_error() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("nosuch") && e.contains("without --name"), "{e}");
     assert!(!e.contains("panicked"), "{e}");
+    // Metrics are off unless asked for: a site file without [metrics] is refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_mongate"))
+        .args(["metrics", "--config"])
+        .arg(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("docs/examples/triangle/site-a.toml"),
+        )
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("no [metrics] table: metrics are off"), "{e}");
     // --count needs --watch; an interval out of range is refused.
     for bad in [vec!["--count", "2"], vec!["--interval-ms", "0"]] {
         let out = status(&dir, &bad);
         assert!(!out.status.success(), "{bad:?}");
     }
+}
+
+/// Counter files a gateway of this process publishes (no network needed):
+/// listed, read, rated; a flows file of another format version is named as
+/// such in the report, not read as numbers.
+#[test]
+fn status_lists_a_gateways_files_and_names_a_format_mismatch() {
+    use mongate_dataplane::stats::StatsRegion;
+    use mongate_dataplane::stats::gateway::GatewayLayout;
+    let dir = common::TempDir::new("mgt-status-files");
+    let stats = StatsRegion::create(&dir.join("gw1.stats"), 1).unwrap();
+    let layout = GatewayLayout {
+        classes: vec!["bulk".into()],
+        peers: vec!["B".into()],
+        uplinks: vec!["ab (wan0)".into()],
+        paths: 1,
+        flow_classes: vec![0],
+        rate_unit_bytes: 1250,
+    };
+    let flows =
+        FlowStatsRegion::create_gateway(&dir.join("gw1.flows"), 1, &["f1"], &layout).unwrap();
+    flows
+        .gateway_header()
+        .unwrap()
+        .epoch
+        .store(4, std::sync::atomic::Ordering::Relaxed);
+    let _stats2 = StatsRegion::create(&dir.join("gw2.stats"), 1).unwrap();
+    // gw2's flows file comes from an older build.
+    let mut old = std::fs::read(dir.join("gw1.flows")).unwrap();
+    old[..8].copy_from_slice(b"MGFLOW01");
+    std::fs::write(dir.join("gw2.flows"), &old).unwrap();
+    let out = status(&dir, &["--json", "--interval-ms", "20"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let gws = v["gateways"].as_array().unwrap();
+    assert_eq!(gws.len(), 2, "{v}");
+    assert_eq!(gws[0]["name"], "gw1");
+    assert_eq!(gws[0]["process"], "running");
+    assert_eq!(gws[0]["pid"], u64::from(std::process::id()));
+    assert_eq!(gws[0]["kind"], "gateway");
+    assert_eq!(gws[0]["plan"]["epoch"], 4);
+    assert_eq!(gws[0]["peers"][0]["name"], "B");
+    assert_eq!(gws[0]["flows"][0]["id"], "f1");
+    assert_eq!(gws[0]["error"], serde_json::Value::Null);
+    let e = gws[1]["error"].as_str().unwrap();
+    assert!(
+        e.contains("MGFLOW01") && e.contains("MGFLOW02") && e.contains("different mongate builds"),
+        "{e}"
+    );
+    let human = status(&dir, &["--interval-ms", "20"]);
+    let t = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        t.contains("gateway gw2") && t.contains("error:") && t.contains("MGFLOW01"),
+        "{t}"
+    );
+    drop((stats, flows));
 }
