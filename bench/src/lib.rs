@@ -2,7 +2,8 @@
 //! engine, and the forwarding benchmark that compares our AF_XDP and
 //! io_uring forwarders with the Linux kernel on the same topology; and
 //! `linkem`, a WAN link emulator (rate, delay, jitter, loss) on AF_XDP;
-//! `attack`, a hostile host on a WAN segment (forged, replayed, oversized).
+//! `attack`, a hostile host on a WAN segment (forged, replayed, oversized);
+//! `pipeline`, the gateway's per-packet work without I/O.
 
 #![deny(unsafe_code)]
 
@@ -14,4 +15,5 @@ pub mod linkem;
 pub mod loadgen;
 pub mod pacing;
 pub mod payload;
+pub mod pipeline;
 pub mod sink;

@@ -97,6 +97,29 @@ enum Cmd {
         #[arg(long)]
         wire: bool,
     },
+    /// The overlay gateway's whole per-packet work without I/O (two
+    /// gateways back to back in memory, simulated clock): ns per packet of
+    /// LAN->WAN and WAN->LAN and per stage.
+    Pipeline {
+        /// Planned flows (8 per class).
+        #[arg(long, default_value_t = 1000)]
+        flows: u32,
+        /// Distinct sessions (5-tuples), all admitted before the measurement.
+        #[arg(long, default_value_t = 10_000)]
+        sessions: u32,
+        /// Measured packets (each from a session drawn at random).
+        #[arg(long, default_value_t = 2_000_000)]
+        packets: u64,
+        /// Packets per batch.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// WAN link emulator: bridge two interfaces through AF_XDP with rate,
     /// delay, jitter, loss and a bounded queue per direction (docs/linkem.md).
     Linkem(Box<mongate_bench::linkem::cli::LinkemArgs>),
@@ -437,6 +460,29 @@ fn main() -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", mongate_bench::pacing::table(&report));
+            }
+            Ok(())
+        })(),
+        Cmd::Pipeline {
+            flows,
+            sessions,
+            packets,
+            batch,
+            seed,
+            json,
+        } => (|| {
+            use mongate_bench::pipeline::{PipelineBench, run_pipeline, table};
+            let r = run_pipeline(&PipelineBench {
+                flows,
+                sessions,
+                packets,
+                batch,
+                seed,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", table(&r));
             }
             Ok(())
         })(),

@@ -1179,76 +1179,143 @@ proptest! {
 #[test]
 #[ignore = "measurement, run in release"]
 fn measure_per_packet_cost() {
-    use std::time::Instant;
     let mut net = triangle(10_000.0, 0.02, 1e9, 1.0);
     let frame = v4_frame(C_HOST, 17, 5000, 1000, 0);
     let n_batches = 20_000u64;
-    let mut wan_frames: Vec<Vec<u8>> = Vec::new();
-    let (mut t_lan, mut t_poll, mut pkts) = (0u128, 0u128, 0u64);
+    let c = measure_pipeline(&mut net, &frame, n_batches);
+    assert_eq!(c.sent, 32 * n_batches, "{c:?}");
+    assert_eq!(c.delivered, 32 * n_batches, "{c:?}");
+    assert!(c.acks > 0, "{c:?}");
+    eprintln!(
+        "LAN->WAN process (parse+classify+enqueue): {:.0} ns/pkt; poll (pacing release + encap + tracker/controller): {:.0} ns/pkt; WAN->LAN process (decap+verify+deliver+ack agg): {:.0} ns/pkt; acks (emit at C, process at A) {:.0} ns per data packet",
+        c.per(c.t_lan),
+        c.per(c.t_poll),
+        c.per(c.t_wan),
+        c.per(c.t_ack_out + c.t_ack_in)
+    );
+}
+
+/// What [`measure_pipeline`] measured: wall-clock ns per phase and counts.
+#[derive(Debug, Default)]
+struct PipelineCost {
+    /// A: `process` of the LAN batches (parse, checks, classify, enqueue).
+    t_lan: u128,
+    /// A: `poll` (timers, pacing release, MONtra send bookkeeping, encap, seal).
+    t_poll: u128,
+    /// C: `process` of A's data (decap, open, validate, deliver, ack aggregation).
+    t_wan: u128,
+    /// C: `poll` (ack emission).
+    t_ack_out: u128,
+    /// A: `process` of C's acks (tracker, MONtra controller).
+    t_ack_in: u128,
+    /// Packets offered to A's LAN side.
+    offered: u64,
+    /// Data packets A sent toward C.
+    sent: u64,
+    /// Packets A dropped (at enqueue or release).
+    dropped: u64,
+    /// Data packets C delivered to its LAN.
+    delivered: u64,
+    /// Ack messages C sent to A.
+    acks: u64,
+}
+
+impl PipelineCost {
+    /// ns per data packet offered.
+    fn per(&self, t: u128) -> f64 {
+        t as f64 / self.offered.max(1) as f64
+    }
+}
+
+/// Runs `n_batches` batches of 32 copies of `frame` from A's LAN (10 ms of
+/// simulated time apart) through A, hands A's departures to C at once and
+/// C's acks back to A, as the wire would with no delay and no loss (the
+/// flows' MONtra controllers get their feedback: without it they fall to
+/// their floor and the queues overflow). Every frame a verdict gives back
+/// is freed, as a worker does.
+fn measure_pipeline(net: &mut Net, frame: &[u8], n_batches: u64) -> PipelineCost {
+    use std::time::Instant;
+    fn load(site: &mut Site, frames: &[Vec<u8>], port: u16, now: u64) -> Batch {
+        let mut b = Batch::new();
+        for f in frames {
+            let base = site.pool.alloc().expect("frame");
+            let addr = base + u64::from(HEADROOM);
+            let len = u32::try_from(f.len()).unwrap();
+            site.arena.get_mut(addr, len).unwrap().copy_from_slice(f);
+            b.push(Packet::new(addr, len, port, now));
+        }
+        b
+    }
+    /// Frees the frames the batch gave back; returns (Tx(WAN) bytes, Tx(LAN), drops).
+    fn settle(site: &mut Site, b: &Batch, wan: &mut Vec<Vec<u8>>) -> (u64, u64) {
+        let (mut lan, mut drops) = (0, 0);
+        for p in b.as_slice() {
+            match p.verdict {
+                Verdict::Held => continue,
+                Verdict::Tx(WAN) => wan.push(site.arena.packet(p).unwrap().to_vec()),
+                Verdict::Tx(LAN) => lan += 1,
+                Verdict::Drop(_) => drops += 1,
+                v => panic!("unexpected verdict {v:?}"),
+            }
+            site.pool.free(p.addr);
+        }
+        (lan, drops)
+    }
+    let mut c = PipelineCost::default();
+    let batch: Vec<Vec<u8>> = vec![frame.to_vec(); 32];
+    let (mut to_c, mut to_a) = (Vec::with_capacity(64), Vec::with_capacity(64));
     let mut now = 1_000_000u64;
     for _ in 0..n_batches {
         let a = &mut net.sites[0];
-        let mut b = Batch::new();
-        for _ in 0..32 {
-            let base = a.pool.alloc().unwrap();
-            let addr = base + u64::from(HEADROOM);
-            let len = u32::try_from(frame.len()).unwrap();
-            a.arena.get_mut(addr, len).unwrap().copy_from_slice(&frame);
-            b.push(Packet::new(addr, len, LAN, now));
-        }
+        let mut b = load(a, &batch, LAN, now);
         let t0 = Instant::now();
         a.gw.process(now, &mut a.arena, &mut b);
-        t_lan += t0.elapsed().as_nanos();
+        c.t_lan += t0.elapsed().as_nanos();
+        c.offered += b.len() as u64;
+        to_c.clear();
+        c.dropped += settle(a, &b, &mut to_c).1;
         now += 10_000_000;
-        let t0 = Instant::now();
-        let mut released = Vec::new();
         loop {
             let mut out = Batch::new();
+            let t0 = Instant::now();
             a.gw.poll(now, &mut a.arena, &mut out);
+            c.t_poll += t0.elapsed().as_nanos();
             if out.is_empty() {
                 break;
             }
-            released.extend_from_slice(out.as_slice());
+            c.dropped += settle(a, &out, &mut to_c).1;
         }
-        t_poll += t0.elapsed().as_nanos();
-        for p in &released {
-            if wan_frames.len() < 64 && p.verdict == Verdict::Tx(WAN) {
-                wan_frames.push(a.arena.packet(p).unwrap().to_vec());
-            }
-            a.pool.free(p.addr);
-        }
-        pkts += released.len() as u64;
-    }
-    assert_eq!(pkts, 32 * n_batches);
-    // WAN -> LAN: decap + deliver + ack bookkeeping at C.
-    let c = &mut net.sites[2];
-    let mut t_wan = 0u128;
-    let mut delivered = 0u64;
-    for _ in 0..n_batches {
-        let mut b = Batch::new();
-        for f in wan_frames.iter().take(32) {
-            let base = c.pool.alloc().unwrap();
-            let addr = base + u64::from(HEADROOM);
-            let len = u32::try_from(f.len()).unwrap();
-            c.arena.get_mut(addr, len).unwrap().copy_from_slice(f);
-            b.push(Packet::new(addr, len, WAN, now));
-        }
+        to_c.retain(|f| site_of(f) == Some(2));
+        c.sent += to_c.len() as u64;
+        let cs = &mut net.sites[2];
+        let mut b = load(cs, &to_c, WAN, now);
         let t0 = Instant::now();
-        c.gw.process(now, &mut c.arena, &mut b);
-        t_wan += t0.elapsed().as_nanos();
-        for p in b.as_slice() {
-            delivered += u64::from(p.verdict == Verdict::Tx(LAN));
-            c.pool.free(p.addr);
+        cs.gw.process(now, &mut cs.arena, &mut b);
+        c.t_wan += t0.elapsed().as_nanos();
+        to_a.clear();
+        c.delivered += settle(cs, &b, &mut to_a).0;
+        cs.gw.replenish(&mut cs.pool);
+        loop {
+            let mut out = Batch::new();
+            let t0 = Instant::now();
+            cs.gw.poll(now, &mut cs.arena, &mut out);
+            c.t_ack_out += t0.elapsed().as_nanos();
+            if out.is_empty() {
+                break;
+            }
+            settle(cs, &out, &mut to_a);
         }
+        to_a.retain(|f| site_of(f) == Some(0));
+        c.acks += to_a.len() as u64;
+        let a = &mut net.sites[0];
+        let mut b = load(a, &to_a, WAN, now);
+        let t0 = Instant::now();
+        a.gw.process(now, &mut a.arena, &mut b);
+        c.t_ack_in += t0.elapsed().as_nanos();
+        settle(a, &b, &mut Vec::new());
+        a.gw.replenish(&mut a.pool);
     }
-    assert_eq!(delivered, 32 * n_batches);
-    let per = |t: u128, n: u64| t as f64 / n as f64;
-    eprintln!(
-        "LAN->WAN process (parse+classify+enqueue): {:.0} ns/pkt; poll (pacing release + encap + tracker/controller): {:.0} ns/pkt; WAN->LAN process (decap+verify+deliver+ack agg): {:.0} ns/pkt",
-        per(t_lan, pkts),
-        per(t_poll, pkts),
-        per(t_wan, delivered)
-    );
+    c
 }
 
 // ---- the control process driving the paths ----
@@ -2252,7 +2319,8 @@ fn measured_triangle(secure: bool) -> Net {
 /// a 1500-byte link is 1408): A's LAN->WAN half (process: classify and
 /// enqueue; poll: release, encapsulate, seal) and C's WAN->LAN half
 /// (decapsulate, open, replay window, cryptokey routing, deliver) on the
-/// very frames A sent (sealed frames cannot be replayed). Environment:
+/// very frames A sent (sealed frames cannot be replayed), C's acks back
+/// to A ([`measure_pipeline`]). Environment:
 /// `MEASURE_SIZES=64,512`, `MEASURE_MODES=off,secure`, `MEASURE_BATCHES=N`
 /// (32 packets each, 10 ms of simulated time apart; default 15000: the
 /// run must stay within the keys' 180 s lifetime, or the sealed packets of
@@ -2261,7 +2329,6 @@ fn measured_triangle(secure: bool) -> Net {
 #[test]
 #[ignore = "measurement, run in release"]
 fn measure_per_packet_cost_secure() {
-    use std::time::Instant;
     let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
     let sizes: Vec<usize> = env("MEASURE_SIZES", "64,512,1400")
         .split(',')
@@ -2276,74 +2343,17 @@ fn measure_per_packet_cost_secure() {
         for &secure in &modes {
             let mut net = measured_triangle(secure);
             let frame = v4_frame(C_HOST, 17, 5000, size - 42, 0);
-            let (mut t_lan, mut t_poll, mut t_wan, mut pkts, mut delivered) =
-                (0u128, 0u128, 0u128, 0u64, 0u64);
-            let mut now = 1_000_000u64;
-            let mut wan: Vec<Vec<u8>> = Vec::with_capacity(64);
-            for _ in 0..n_batches {
-                let a = &mut net.sites[0];
-                let mut b = Batch::new();
-                for _ in 0..32 {
-                    let base = a.pool.alloc().unwrap();
-                    let addr = base + u64::from(HEADROOM);
-                    let len = u32::try_from(frame.len()).unwrap();
-                    a.arena.get_mut(addr, len).unwrap().copy_from_slice(&frame);
-                    b.push(Packet::new(addr, len, LAN, now));
-                }
-                let t0 = Instant::now();
-                a.gw.process(now, &mut a.arena, &mut b);
-                t_lan += t0.elapsed().as_nanos();
-                now += 10_000_000;
-                wan.clear();
-                loop {
-                    let mut out = Batch::new();
-                    let t0 = Instant::now();
-                    a.gw.poll(now, &mut a.arena, &mut out);
-                    t_poll += t0.elapsed().as_nanos();
-                    if out.is_empty() {
-                        break;
-                    }
-                    for p in out.as_slice() {
-                        if p.verdict == Verdict::Tx(WAN) {
-                            let f = a.arena.packet(p).unwrap();
-                            if site_of(f) == Some(2) {
-                                wan.push(f.to_vec());
-                            }
-                        }
-                        a.pool.free(p.addr);
-                    }
-                    pkts += out.len() as u64;
-                }
-                let c = &mut net.sites[2];
-                let mut b = Batch::new();
-                for f in &wan {
-                    let base = c.pool.alloc().unwrap();
-                    let addr = base + u64::from(HEADROOM);
-                    let len = u32::try_from(f.len()).unwrap();
-                    c.arena.get_mut(addr, len).unwrap().copy_from_slice(f);
-                    b.push(Packet::new(addr, len, WAN, now));
-                }
-                let t0 = Instant::now();
-                c.gw.process(now, &mut c.arena, &mut b);
-                t_wan += t0.elapsed().as_nanos();
-                for p in b.as_slice() {
-                    delivered += u64::from(p.verdict == Verdict::Tx(LAN));
-                    if p.verdict != Verdict::Held {
-                        c.pool.free(p.addr);
-                    }
-                }
-                c.gw.replenish(&mut c.pool);
-            }
-            assert!(delivered >= 32 * n_batches, "{delivered}");
-            let per = |t: u128, n: u64| t as f64 / n as f64;
+            let c = measure_pipeline(&mut net, &frame, n_batches);
+            assert_eq!(c.delivered, 32 * n_batches, "{c:?}");
             eprintln!(
-                "{} {size:>4} B: LAN->WAN process {:.0} ns/pkt, poll (release+encap{}) {:.0} ns/pkt, WAN->LAN process (decap{}+deliver) {:.0} ns/pkt",
+                "{} {size:>4} B: LAN->WAN process {:.0} ns/pkt, poll (release+encap{}) {:.0} ns/pkt, WAN->LAN process (decap{}+deliver) {:.0} ns/pkt, acks (emit+process) {:.0} ns per data packet",
                 if secure { "secure" } else { "off   " },
-                per(t_lan, 32 * n_batches),
+                c.per(c.t_lan),
                 if secure { "+seal" } else { "" },
-                per(t_poll, pkts),
+                c.per(c.t_poll),
                 if secure { "+open" } else { "" },
-                per(t_wan, delivered)
+                c.per(c.t_wan),
+                c.per(c.t_ack_out + c.t_ack_in)
             );
         }
     }

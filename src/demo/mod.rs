@@ -13,7 +13,9 @@
 mod flash;
 mod partition;
 mod run;
+mod topology;
 mod traffic;
+mod world;
 
 pub use run::run;
 
@@ -24,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use mongate_dataplane::overlay::FlowCounters;
 use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
-use mongate_testbed::topology::triangle::INSTANCE;
 use mongate_testbed::{NsChild, SitesTopology};
 
 use traffic::FRAME;
@@ -68,6 +69,19 @@ pub struct Options {
     pub partition: Option<(String, u32, u32)>,
     /// `--scenario flash-crowd`: A's host opens more sessions of class A->C at a second.
     pub flash_crowd: Option<FlashCrowd>,
+    /// `--scenario topology`: a Topology Zoo network instead of the triangle.
+    pub topology: Option<TopologyOptions>,
+}
+
+/// `--scenario topology`: the network and how it is scaled.
+#[derive(Clone, Debug)]
+pub struct TopologyOptions {
+    /// The graph.
+    pub graph: mongate_testbed::topology::zoo::ZooGraph,
+    /// Every link's rate each way, Mbit/s.
+    pub link_mbps: f64,
+    /// Most classes.
+    pub classes: usize,
 }
 
 /// A jump in the demand of class A->C (`--scenario flash-crowd`).
@@ -93,6 +107,9 @@ pub enum Scenario {
     Partition,
     /// The demand of class A->C jumps from 2 sessions to 8 halfway through.
     FlashCrowd,
+    /// A Topology Zoo network (`--topology`, default Abilene): every flow
+    /// within 5 % of PFO's target.
+    Topology,
 }
 
 /// The wrong link of `--scenario imprecise`: its name, what PFO is told, what the wire has.
@@ -221,6 +238,7 @@ pub fn run_imprecise(o: &Options) -> anyhow::Result<ImpreciseSummary> {
 
 pub use flash::run_flash_crowd;
 pub use partition::run_partition;
+pub use topology::run_topology;
 
 /// Parses `LINK@SECONDS` (`A-C@10`, `ac@10`).
 pub fn parse_fail_link(s: &str) -> Result<(String, u32), String> {
@@ -539,16 +557,18 @@ fn overhead(secure: bool) -> anyhow::Result<usize> {
         .overhead())
 }
 
-/// The PFO instance of the demo (JSON): `docs/examples/triangle/instance.json`
-/// (A->C worth 2 per Mbit/s up to 4 Mbit/s per session, B->C worth 1: the
-/// paper's slopes; 4 sessions each) with each link's capacity set to its
-/// payload share `eff` of the built link's rate.
+/// The PFO instance of the demo (JSON): the world's `template` (the triangle:
+/// `docs/examples/triangle/instance.json`, A->C worth 2 per Mbit/s up to 4
+/// Mbit/s per session, B->C worth 1: the paper's slopes; 4 sessions each)
+/// with each link's capacity (`X-Y`: a link between sites X and Y) set to
+/// its payload share `eff` of the built link's rate.
 fn instance(
+    template: &serde_json::Value,
     topo: &SitesTopology,
     eff: f64,
     rate_of: impl Fn(&str, f64) -> f64,
 ) -> anyhow::Result<serde_json::Value> {
-    let mut inst: serde_json::Value = serde_json::from_str(INSTANCE)?;
+    let mut inst = template.clone();
     let links = inst["links"]
         .as_array_mut()
         .ok_or_else(|| anyhow::anyhow!("demo instance: no links"))?;
@@ -557,7 +577,7 @@ fn instance(
         let h = id
             .split_once('-')
             .and_then(|(a, b)| topo.links_between(a, b).first().copied())
-            .ok_or_else(|| anyhow::anyhow!("demo instance: no link {id:?} in the triangle"))?;
+            .ok_or_else(|| anyhow::anyhow!("demo instance: no link {id:?} in the topology"))?;
         l["capacity"] = serde_json::json!(rate_of(&h.spec.name, h.spec.rate_mbps) * eff);
     }
     Ok(inst)
@@ -711,8 +731,10 @@ mod tests {
             mongate_dataplane::config::Config::from_toml_str(text, &format!("site-{name}.toml"))
                 .unwrap_or_else(|e| panic!("site {name}: {e}"));
         }
-        let inst: serde_json::Value = serde_json::from_str(super::INSTANCE).unwrap();
-        mongate_control::pfo::Instance::from_json(super::INSTANCE).unwrap();
+        let inst: serde_json::Value =
+            serde_json::from_str(mongate_testbed::topology::triangle::INSTANCE).unwrap();
+        mongate_control::pfo::Instance::from_json(mongate_testbed::topology::triangle::INSTANCE)
+            .unwrap();
         let sites = Sites::triangle();
         let links: Vec<_> = LINKS
             .iter()

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mongate_dataplane::overlay::FlowCounters;
-use mongate_testbed::topology::triangle::{PORT_AC, PORT_BC, triangle_overlay_udp};
-use mongate_testbed::{FlowSpec, NsChild, OverlaySpec, PlanSpec, Sites, SitesTopology};
+use mongate_testbed::{FlowSpec, NsChild, OverlaySpec, PlanSpec, SitesTopology};
 
 use super::traffic::{Crowd, FRAME, Receiver, Sender};
+use super::world::World;
 use super::{
     ClassSummary, FlowSummary, Options, PlanSource, Site, Summary, UtilitySummary, Verdict, bin,
     instance, mbps, overhead, path_events, plan_records, spawn_logged, totals, wait_for,
@@ -55,6 +55,9 @@ fn check(o: &Options) -> anyhow::Result<()> {
             "partition of {site}: want 0 < cut ({cut} s) < rejoin ({rejoin} s) < the end ({} s)",
             o.seconds
         );
+    }
+    if o.topology.is_some() && (o.partition.is_some() || o.flash_crowd.is_some()) {
+        anyhow::bail!("the partition and flash-crowd scenarios run on the triangle only");
     }
     if let Some((_, t)) = &o.fail_link
         && *t >= o.seconds
@@ -101,6 +104,8 @@ struct Demo {
     /// The controls run the capacity estimator.
     estimator: bool,
     sites: Vec<Site>,
+    /// The sites, classes, instance and traffic.
+    world: World,
 }
 
 /// What [`Demo::watch`] saw.
@@ -171,11 +176,16 @@ impl Demo {
         };
         let dir = std::env::temp_dir().join(name);
         std::fs::create_dir_all(&dir)?;
+        let world = match &o.topology {
+            Some(t) => World::zoo(&t.graph, t.link_mbps, t.classes)?,
+            None => World::triangle()?,
+        };
         eprintln!(
-            "building the MON triangle in network namespaces (logs and files: {})",
+            "building {} in network namespaces (logs and files: {})",
+            world.description,
             dir.display()
         );
-        let mut sites_b = Sites::triangle().prefix("mgdemo");
+        let mut sites_b = world.sites.clone().prefix("mgdemo");
         sites_b.disable_offloads = true;
         let nominal: BTreeMap<String, f64> = sites_b
             .links
@@ -187,7 +197,7 @@ impl Demo {
                 .links
                 .iter_mut()
                 .find(|l| l.name == *name)
-                .ok_or_else(|| anyhow::anyhow!("no link {name:?} in the triangle"))?;
+                .ok_or_else(|| anyhow::anyhow!("no link {name:?} in the topology"))?;
             l.rate_mbps = *mbps;
         }
         let topo = sites_b.build()?;
@@ -198,7 +208,7 @@ impl Demo {
         let partition = match &o.partition {
             Some((site, cut, rejoin)) => {
                 let mut names = Vec::new();
-                for other in ["A", "B", "C"].into_iter().filter(|x| x != site) {
+                for other in world.site_names().iter().filter(|x| *x != site) {
                     names.extend(
                         topo.links_between(site, other)
                             .iter()
@@ -206,7 +216,7 @@ impl Demo {
                     );
                 }
                 if names.is_empty() {
-                    anyhow::bail!("partition: site {site:?} has no links in the triangle");
+                    anyhow::bail!("partition: site {site:?} has no links");
                 }
                 Some((names, *cut, *rejoin))
             }
@@ -218,10 +228,10 @@ impl Demo {
         let hl = overhead(secure)?;
         let eff = FRAME as f64 / (FRAME + hl) as f64;
         // PFO is told the nominal rates; the wire may differ (`wire_mbps`).
-        let mut inst = instance(&topo, eff, |name, rate| {
+        let mut inst = instance(&world.instance, &topo, eff, |name, rate| {
             nominal.get(name).copied().unwrap_or(rate)
         })?;
-        let mut true_inst = instance(&topo, eff, |_, rate| rate)?;
+        let mut true_inst = instance(&world.instance, &topo, eff, |_, rate| rate)?;
         let mut crowd_optimum = None;
         if let Some(fc) = &o.flash_crowd {
             // The crowd's class may have up to `after` sessions; PFO's optimum for the demand
@@ -241,15 +251,17 @@ impl Demo {
         let (plan, pfo_json, pfo) = solve_file_plan(&inst)?;
         let file_plan = (o.plan == PlanSource::File).then_some(plan);
         let pfo_json = Some(pfo_json);
-        let mut spec = triangle_overlay_udp(file_plan);
+        let mut spec = world.spec.clone();
+        spec.plan = file_plan;
+        let names = world.site_names();
         if secure {
             // The control processes run the handshakes: a key pair per site
             // (the private key 0600 in the demo's directory).
-            spec.keys = Some(site_keys(&dir)?);
+            spec.keys = Some(site_keys(&dir, &names)?);
         }
         let tag = std::process::id();
         let mut sites = Vec::new();
-        for s in ["A", "B", "C"] {
+        for s in &names {
             let config = dir.join(format!("{s}.toml"));
             std::fs::write(&config, topo.site_config(s, &spec)?)?;
             sites.push(Site {
@@ -277,6 +289,7 @@ impl Demo {
             tag,
             estimator: o.estimator,
             sites,
+            world,
         })
     }
 
@@ -300,7 +313,7 @@ impl Demo {
                 "--xdp-mode".into(),
                 "native".into(),
                 "--idle-sleep-us".into(),
-                "50".into(),
+                self.world.idle_sleep_us.to_string(),
                 "--spin".into(),
                 "200".into(),
                 "--report-every-ms".into(),
@@ -335,7 +348,10 @@ impl Demo {
                 );
             }
         }
-        eprintln!("gateways up: A, B, C (mongate-dataplane run, AF_XDP, native XDP)");
+        eprintln!(
+            "gateways up: {} (mongate-dataplane run, AF_XDP, native XDP)",
+            self.world.site_names().join(", ")
+        );
         Ok(())
     }
 
@@ -395,23 +411,28 @@ impl Demo {
         }
     }
 
-    /// Offered load: 1.6x each class's planned rate spread over 6 sessions
-    /// (4 admitted), at least 100 packets/s; A's and B's hosts send to C's
-    /// for the run's seconds (plus 5 s of slack).
+    /// Offered load: 1.6x each class's planned rate spread over its demand
+    /// plus 2 sessions (the triangle: 6 sessions, 4 admitted), at least 100
+    /// packets/s; from each class's source host to its destination host for
+    /// the run's seconds (plus 5 s of slack).
     fn start_traffic(&self, o: &Options) -> anyhow::Result<Traffic> {
         let stop = Arc::new(AtomicBool::new(false));
-        let c_lan = &self.topo.site("C")?.lan_ns;
-        let c_host = self
-            .topo
-            .site("C")?
-            .host_if()
-            .v4
-            .map(|v| v.addr)
-            .ok_or_else(|| anyhow::anyhow!("C host has no IPv4"))?;
-        let rx = vec![
-            Receiver::start(c_lan, SocketAddr::from((c_host, PORT_AC)), stop.clone())?,
-            Receiver::start(c_lan, SocketAddr::from((c_host, PORT_BC)), stop.clone())?,
-        ];
+        let host = |site: &str| -> anyhow::Result<std::net::Ipv4Addr> {
+            self.topo
+                .site(site)?
+                .host_if()
+                .v4
+                .map(|v| v.addr)
+                .ok_or_else(|| anyhow::anyhow!("the host of {site} has no IPv4"))
+        };
+        let mut rx = Vec::new();
+        for t in &self.world.traffic {
+            rx.push(Receiver::start(
+                &self.topo.site(&t.destination)?.lan_ns,
+                SocketAddr::from((host(&t.destination)?, t.port)),
+                stop.clone(),
+            )?);
+        }
         let class_target_pps = |site: &str, class: &str| -> f64 {
             let t = totals(&self.inst_of(site)).unwrap_or_default();
             self.spec
@@ -422,61 +443,76 @@ impl Demo {
                 .map(|v| v.target_pps)
                 .sum()
         };
-        let pa = (1.6 * class_target_pps("A", "A->C") * 6.0 / 4.0).max(100.0);
-        let mut pb = (1.6 * class_target_pps("B", "B->C") * 6.0 / 4.0).max(100.0);
-        if self.partition.is_some() {
-            // B's host offers what B-C could carry if B had it alone (the
-            // partition's re-plan gives it that), whatever the first plan.
-            let bc: f64 = self
-                .topo
-                .links_between("B", "C")
+        let demand = |class: &str| -> u32 {
+            self.pfo
+                .0
+                .classes
                 .iter()
-                .map(|h| h.spec.rate_mbps)
-                .sum();
-            pb = pb.max(1.6 * bc * 1e6 / 8.0 / FRAME as f64 * 6.0 / 4.0);
-        }
+                .find(|c| c.id == class)
+                .map_or(4, |c| c.sessions.max(1))
+        };
         let limit = Duration::from_secs(u64::from(o.seconds) + 5);
         let mut tx = Vec::new();
-        // `--scenario flash-crowd`: A's host keeps `before` sessions open, then `after`, each
-        // offering 1.6x the class's most useful rate per session.
-        let (a_sessions, pa, crowd) = match &o.flash_crowd {
-            Some(fc) => {
+        let mut lines = Vec::new();
+        for t in &self.world.traffic {
+            let n = demand(&t.class);
+            let mut sessions = u16::try_from(n.saturating_add(2)).unwrap_or(u16::MAX);
+            let mut pps = (1.6 * class_target_pps(&t.source, &t.class) * f64::from(sessions)
+                / f64::from(n))
+            .max(100.0);
+            let mut crowd = None;
+            if self.partition.is_some() && t.class == "B->C" {
+                // B's host offers what B-C could carry if B had it alone (the
+                // partition's re-plan gives it that), whatever the first plan.
+                let bc: f64 = self
+                    .topo
+                    .links_between("B", "C")
+                    .iter()
+                    .map(|h| h.spec.rate_mbps)
+                    .sum();
+                pps = pps.max(1.6 * bc * 1e6 / 8.0 / FRAME as f64 * 6.0 / 4.0);
+            }
+            // `--scenario flash-crowd`: A's host keeps `before` sessions open, then `after`,
+            // each offering 1.6x the class's most useful rate per session.
+            if let Some(fc) = &o.flash_crowd
+                && t.class == CROWD_CLASS
+            {
                 let per = 1.6 * CROWD_SESSION_MBPS * 1e6 / 8.0 / FRAME as f64;
-                let c = Crowd {
+                crowd = Some(Crowd {
                     at: Duration::from_secs(u64::from(fc.at_s)),
                     sessions: fc.after,
                     pps: per * f64::from(fc.after),
-                };
-                (fc.before, per * f64::from(fc.before), Some(c))
+                });
+                sessions = fc.before;
+                pps = per * f64::from(fc.before);
             }
-            None => (6, pa, None),
-        };
-        for (site, port, pps, n, crowd) in [
-            ("A", PORT_AC, pa, a_sessions, crowd),
-            ("B", PORT_BC, pb, 6, None),
-        ] {
             tx.push(Sender::start(
-                &self.topo.site(site)?.lan_ns,
-                SocketAddr::from((c_host, port)),
-                n,
+                &self.topo.site(&t.source)?.lan_ns,
+                SocketAddr::from((host(&t.destination)?, t.port)),
+                sessions,
                 pps,
                 crowd,
                 limit,
                 stop.clone(),
             )?);
+            lines.push(format!(
+                "host {} -> host {} {:.1} Mbit/s offered ({sessions} UDP sessions)",
+                t.source,
+                t.destination,
+                mbps(pps)
+            ));
+            if let Some(c) = crowd {
+                lines.push(format!(
+                    "at t={}s host {} opens {} sessions, {:.1} Mbit/s offered",
+                    c.at.as_secs(),
+                    t.source,
+                    c.sessions,
+                    mbps(c.pps)
+                ));
+            }
         }
-        eprintln!(
-            "traffic: host A -> host C {:.1} Mbit/s offered ({a_sessions} UDP sessions), host B -> host C {:.1} Mbit/s (6 sessions)",
-            mbps(pa),
-            mbps(pb)
-        );
-        if let Some(c) = crowd {
-            eprintln!(
-                "traffic: at t={}s host A opens {} sessions, {:.1} Mbit/s offered",
-                c.at.as_secs(),
-                c.sessions,
-                mbps(c.pps)
-            );
+        for l in lines {
+            eprintln!("traffic: {l}");
         }
         Ok(Traffic { stop, tx, rx })
     }
@@ -834,7 +870,11 @@ impl Demo {
         }
         self.stop_processes();
         let Demo {
-            topo, dir, fail, ..
+            topo,
+            dir,
+            fail,
+            world,
+            ..
         } = self;
         drop(topo);
         let path_events = path_events(&dir, w.t0_ns);
@@ -845,9 +885,7 @@ impl Demo {
         let loss_budget = inst.loss_budget;
         let verdict = verdict(&flows, &utility, loss_budget, worst);
         Ok(Summary {
-            topology:
-                "MON triangle: A-B 10, A-C 10, B-C 5 Mbit/s (tbf); LAN host + mongate gateway per site"
-                    .into(),
+            topology: world.description.clone(),
             plan_source: o.plan,
             encrypted: self.spec.keys.is_some(),
             plan_epochs,
@@ -1071,15 +1109,18 @@ fn dest(f: &FlowSpec) -> String {
     f.route[f.route.len() - 1].clone()
 }
 
-/// A key pair per triangle site, private keys written 0600 into `dir`.
-fn site_keys(dir: &std::path::Path) -> anyhow::Result<Vec<mongate_testbed::SiteKey>> {
-    ["A", "B", "C"]
+/// A key pair per site, private keys written 0600 into `dir`.
+fn site_keys(
+    dir: &std::path::Path,
+    names: &[String],
+) -> anyhow::Result<Vec<mongate_testbed::SiteKey>> {
+    names
         .iter()
         .map(|s| {
             let file = dir.join(format!("{s}.key"));
             let public = mongate_control::secure::keys::keygen(&file)?;
             Ok(mongate_testbed::SiteKey {
-                site: (*s).into(),
+                site: s.clone(),
                 private_key_file: file,
                 public_key: public.to_string(),
             })

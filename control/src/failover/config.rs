@@ -59,6 +59,10 @@ pub struct PathConfig {
     pub budget_ppm: u32,
     /// Share of the budget reserved for exploring down paths, in parts per million of the budget.
     pub explore_ppm: u32,
+    /// Least budget per uplink, bytes/s, whatever its capacity: a slow uplink
+    /// with many candidate paths (a dozen peers, each also a waypoint) needs
+    /// a probe a second per path and races; 0.5 % of 2 Mbit/s is 13 probes/s.
+    pub budget_floor_bytes_per_s: u64,
     /// Token bucket depth, as this much time of budget (at least four probes).
     pub budget_burst: Nanos,
     /// Candidates probed per race (waypoint selection).
@@ -143,6 +147,7 @@ impl Default for PathConfig {
             probe_size: 96,
             budget_ppm: 5_000,
             explore_ppm: 200_000,
+            budget_floor_bytes_per_s: 0,
             budget_burst: SEC,
             race_width: 3,
             race_stagger: 10 * MS,

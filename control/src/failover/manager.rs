@@ -228,7 +228,8 @@ impl PathManager {
             .uplinks
             .iter()
             .map(|u| {
-                let total = scale_ppm(u.capacity_bytes_per_s, cfg.budget_ppm);
+                let total = scale_ppm(u.capacity_bytes_per_s, cfg.budget_ppm)
+                    .max(cfg.budget_floor_bytes_per_s);
                 let explore = scale_ppm(total, cfg.explore_ppm);
                 let regular = total - explore;
                 let depth = |rate: u64| {

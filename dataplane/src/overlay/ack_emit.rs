@@ -38,8 +38,7 @@ impl Gateway {
             if self.pending_acks[peer].is_empty() {
                 continue;
             }
-            let Some((_, path)) = self.peers.get(peer).and_then(|pp| pp.path_for(pp.ack_path))
-            else {
+            let Some(path) = self.peers.get(peer).and_then(|pp| pp.ack_route(now)) else {
                 self.pending_acks[peer].clear();
                 continue;
             };

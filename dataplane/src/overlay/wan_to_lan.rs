@@ -111,10 +111,14 @@ impl Gateway {
         p.verdict = match fi {
             Some(fi) => match self.flows[fi].role {
                 Role::Destination => {
-                    self.note_data_arrival(fi, p.port, m.outer_src);
+                    self.note_data_arrival(fi, p.port, m.outer_src, now);
                     self.deliver(now, arena, p, d.inner, dst, Some((fi, flow)))
                 }
-                Role::Waypoint => self.relay(now, arena, p, d.inner, fi, flow),
+                Role::Waypoint => {
+                    // Acks of the flow relayed back to its origin reverse this hop.
+                    self.note_data_arrival(fi, p.port, m.outer_src, now);
+                    self.relay(now, arena, p, d.inner, fi, flow)
+                }
                 Role::Elsewhere => self.detour(now, arena, p, d.inner, flow, dst),
                 Role::Origin => {
                     self.stats.wan_no_route += 1;
@@ -210,8 +214,13 @@ impl Gateway {
         let target = peer.unwrap_or(usize::MAX);
         let pp = peer.and_then(|np| self.peers.get(np));
         let path = if direct_only {
-            pp.filter(|_| self.settings.detours)
-                .and_then(super::failover::PeerPaths::direct_up)
+            // The direct hop the peer's data just came by works, whatever
+            // the probes say; else a direct path that is up.
+            pp.filter(|_| self.settings.detours).and_then(|x| {
+                x.reverse_hop(now)
+                    .filter(|p| p.kind == super::failover::PathKind::Direct)
+                    .or_else(|| x.direct_up())
+            })
         } else {
             // A planned flow's hop follows its plan: a direct path to the
             // next site while one is up (the active one first); a detour only

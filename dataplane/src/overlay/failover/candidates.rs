@@ -130,7 +130,17 @@ pub(crate) struct PeerPaths {
     /// that path and watches its acks), while it is up.
     pub(crate) ack_path: Option<u16>,
     pub(crate) ack_key: Option<(u16, IpAddr)>,
+    /// When data last arrived by `ack_key`.
+    pub(crate) ack_seen: Nanos,
 }
+
+/// Data that arrived by a hop within this long proves the hop works: acks
+/// (and relays toward the data's sender) go back by it whatever the probes
+/// say. On a link the plan fills, the probes' echoes queue behind the data
+/// and some are lost, and a path manager may hold the reverse path down or
+/// degraded while data crosses it; acks sent by a detour instead may find
+/// no way on (a waypoint relays over its own direct paths only).
+pub(crate) const REVERSE_HOP_FRESH_NS: Nanos = 100_000_000;
 
 /// A path's public view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,6 +178,24 @@ impl PeerPaths {
         }
         let i = self.active?;
         Some((i, self.paths.get(i)?))
+    }
+
+    /// The candidate reversing the hop this peer's data last arrived by,
+    /// when data arrived by it within [`REVERSE_HOP_FRESH_NS`] of `now`.
+    #[inline]
+    pub(crate) fn reverse_hop(&self, now: Nanos) -> Option<&PeerPath> {
+        if now.saturating_sub(self.ack_seen) > REVERSE_HOP_FRESH_NS {
+            return None;
+        }
+        self.ack_path.and_then(|i| self.paths.get(usize::from(i)))
+    }
+
+    /// Where acks to this peer go: the reverse of the hop its data just
+    /// came by, else that candidate while it is up, else the active path.
+    #[inline]
+    pub(crate) fn ack_route(&self, now: Nanos) -> Option<&PeerPath> {
+        self.reverse_hop(now)
+            .or_else(|| self.path_for(self.ack_path).map(|(_, p)| p))
     }
 
     /// The first direct path that is up (for relaying detours: never a detour).
@@ -331,10 +359,11 @@ impl Gateway {
         }
     }
 
-    /// Data of flow `fi` (ending here) arrived on `port` from `src`: its
-    /// acks go back by the candidate that reverses that hop.
+    /// Data of flow `fi` (ending here, or relayed here as its waypoint)
+    /// arrived on `port` from `src` at `now`: its acks go back by the
+    /// candidate that reverses that hop.
     #[inline]
-    pub(crate) fn note_data_arrival(&mut self, fi: usize, port: u16, src: IpAddr) {
+    pub(crate) fn note_data_arrival(&mut self, fi: usize, port: u16, src: IpAddr, now: Nanos) {
         let Some(pp) = self
             .flows
             .get(fi)
@@ -343,6 +372,7 @@ impl Gateway {
         else {
             return;
         };
+        pp.ack_seen = now;
         if pp.ack_key == Some((port, src)) {
             return;
         }

@@ -4,3 +4,4 @@ pub mod forward;
 pub mod overlay;
 pub mod sites;
 pub mod triangle;
+pub mod zoo;
