@@ -300,6 +300,10 @@ impl Classifier {
     pub fn stats(&self) -> &Stats {
         &self.stats
     }
+    /// Sessions the plan in force admits in a class (its limit).
+    pub fn admitted_limit(&self, class: u16) -> u32 {
+        self.limit.get(usize::from(class)).copied().unwrap_or(0)
+    }
     /// Live admitted sessions of a class.
     pub fn active_sessions(&self, class: u16) -> u32 {
         self.active.get(usize::from(class)).copied().unwrap_or(0)
