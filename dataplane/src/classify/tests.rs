@@ -1103,74 +1103,37 @@ fn a_flow_with_a_small_share_still_gets_a_session() {
     let mut p = c.plan.clone().expect("plan");
     let direct = c.flow_index("video-ac-direct").unwrap();
     let via = c.flow_index("video-ac-via-b").unwrap();
-    p.epoch = 2;
-    p.sessions[0] = 4;
-    p.rate_mbps[direct] = 9.22 / 4.0;
-    p.rate_mbps[via] = 0.78 / 4.0;
-    assert!(k.set_plan(&p));
     let dst = Ipv4Addr::new(198, 18, 30, 5);
-    for s in 0..4u16 {
-        let d = k.classify(&v4(host(1), dst, 17, 40000 + s, 5000, 34), s.into());
-        assert!(matches!(d, Ok(Decision::Flow { class: 0, .. })), "{d:?}");
-    }
-    assert_eq!(
+    // The class's four sessions send a packet each at `t`; then the sessions per flow.
+    let round = |k: &mut Classifier, t: u64| {
+        for s in 0..4u16 {
+            let d = k.classify(&v4(host(1), dst, 17, 40000 + s, 5000, 34), t + u64::from(s));
+            assert!(matches!(d, Ok(Decision::Flow { class: 0, .. })), "{d:?}");
+        }
         (
             k.flow_sessions(direct_u16(direct)),
-            k.flow_sessions(direct_u16(via))
-        ),
-        (3, 1)
-    );
+            k.flow_sessions(direct_u16(via)),
+        )
+    };
+    let mut plan = |k: &mut Classifier, epoch: u64, via_mbps: f64| {
+        p.epoch = epoch;
+        p.sessions[0] = 4;
+        p.rate_mbps[direct] = 9.22 / 4.0;
+        p.rate_mbps[via] = via_mbps / 4.0;
+        assert!(k.set_plan(&p));
+    };
+    plan(&mut k, 2, 0.78);
+    assert_eq!(round(&mut k, 0), (3, 1));
     // The same plan again (a new epoch): nothing moves.
-    p.epoch = 3;
-    assert!(k.set_plan(&p));
-    for s in 0..4u16 {
-        let _ = k.classify(
-            &v4(host(1), dst, 17, 40000 + s, 5000, 34),
-            u64::from(s) + 10,
-        );
-    }
-    assert_eq!(
-        (
-            k.flow_sessions(direct_u16(direct)),
-            k.flow_sessions(direct_u16(via))
-        ),
-        (3, 1)
-    );
+    plan(&mut k, 3, 0.78);
+    assert_eq!(round(&mut k, 10), (3, 1));
     assert_eq!(k.stats().readmitted, 0);
     // A plan zeroes the small flow (its link failed): its session moves ...
-    p.epoch = 4;
-    p.rate_mbps[via] = 0.0;
-    assert!(k.set_plan(&p));
-    for s in 0..4u16 {
-        let _ = k.classify(
-            &v4(host(1), dst, 17, 40000 + s, 5000, 34),
-            u64::from(s) + 20,
-        );
-    }
-    assert_eq!(
-        (
-            k.flow_sessions(direct_u16(direct)),
-            k.flow_sessions(direct_u16(via))
-        ),
-        (4, 0)
-    );
+    plan(&mut k, 4, 0.0);
+    assert_eq!(round(&mut k, 20), (4, 0));
     // ... and the next plan giving it its share back gets one session back from the big flow.
-    p.epoch = 5;
-    p.rate_mbps[via] = 0.78 / 4.0;
-    assert!(k.set_plan(&p));
-    for s in 0..4u16 {
-        let _ = k.classify(
-            &v4(host(1), dst, 17, 40000 + s, 5000, 34),
-            u64::from(s) + 30,
-        );
-    }
-    assert_eq!(
-        (
-            k.flow_sessions(direct_u16(direct)),
-            k.flow_sessions(direct_u16(via))
-        ),
-        (3, 1)
-    );
+    plan(&mut k, 5, 0.78);
+    assert_eq!(round(&mut k, 30), (3, 1));
 }
 
 fn direct_u16(i: usize) -> u16 {
