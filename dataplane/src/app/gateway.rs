@@ -593,7 +593,7 @@ fn discover(c: &GatewayConfig) -> anyhow::Result<Discovered> {
     settings.rate_divisor = 1;
     settings.detours = true;
     // Departures made late by the worker's own idle sleeps are made up.
-    settings.pacing_max_lag_ns = (u64::from(c.idle.sleep_us) * 10_000).max(100_000);
+    settings.pacing_max_lag_ns = (u64::from(c.idle.sleep_us) * 2_000).max(100_000);
     if settings.health.probe_interval_ns == 0 {
         settings.health.probe_interval_ns = 50_000_000;
     }

@@ -147,7 +147,8 @@ pub struct Settings {
     /// idle wakes up to a sleep (plus timer slack and, on a busy machine,
     /// the scheduler's delay) late: a bound below that costs the flows rate
     /// (at 500 us sleeps and a 100 us bound, 10 Mbit/s flows sent ~6).
-    /// `mongate-dataplane run` sets 10 sleeps, at least 100 us.
+    /// `mongate-dataplane run` sets 2 sleeps, at least 100 us (the triangle's
+    /// 50 us sleeps keep the 100 us they always had).
     pub pacing_max_lag_ns: u64,
     /// Safety cap of a priced flow's controller = its planned aggregate
     /// rate x this (a flow whose weight the mapping floored is capped at
