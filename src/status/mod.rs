@@ -202,12 +202,18 @@ pub fn serve(listen: std::net::SocketAddr, o: &Options) -> anyhow::Result<()> {
     }
     for conn in listener.incoming() {
         let Ok(mut c) = conn else { continue };
-        let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
         let _ = c.set_write_timeout(Some(Duration::from_secs(2)));
-        // The request head: at most 8 KiB, up to the blank line.
+        // The request head: at most 8 KiB, up to the blank line, within 2 s
+        // in all (a per-read timeout alone lets a client that sends a byte
+        // a second hold this one-at-a-time server for hours).
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
         let mut head = Vec::new();
         let mut buf = [0u8; 1024];
         while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() || c.set_read_timeout(Some(left)).is_err() {
+                break;
+            }
             match c.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => head.extend_from_slice(&buf[..n]),
