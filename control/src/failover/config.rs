@@ -73,8 +73,9 @@ pub struct PathConfig {
     pub race_backoff_min: Nanos,
     /// ... up to this.
     pub race_backoff_max: Nanos,
-    /// Data feedback with an ack no older than this vouches for the active path: a lost probe
-    /// alone does not start a race then.
+    /// Data acked on the active path no longer ago than this (a telemetry report with new
+    /// acks, or a good data feedback report) vouches for it: a lost probe alone does not make
+    /// it suspect nor start a race then.
     pub data_vouch: Nanos,
     /// A data feedback report with at least this loss fraction counts as a failure ...
     pub bad_feedback_loss: f64,

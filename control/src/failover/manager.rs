@@ -144,6 +144,8 @@ struct PathEntry {
     next_probe_at: Nanos,
     down_backoff: u32,
     last_data_success: Option<Nanos>,
+    /// When the dataplane last reported data acked on this path (any loss rate).
+    last_data_acked: Option<Nanos>,
     /// Data feedback reports in a row with at least `bad_feedback_loss`, since when.
     bad_feedback: u32,
     bad_since: Nanos,
@@ -322,6 +324,7 @@ impl PathManager {
             next_probe_at: now.saturating_add(spread),
             down_backoff: 0,
             last_data_success: None,
+            last_data_acked: None,
             bad_feedback: 0,
             bad_since: 0,
             degraded: false,
@@ -553,6 +556,20 @@ impl PathManager {
             self.success(pi, false, None, now);
         }
         self.finish(now);
+    }
+
+    /// Data sent on `path` was acked (a telemetry report with new acks, at any loss rate): the
+    /// path delivers now. A full path's probes wait behind its data in the bottleneck's queue
+    /// and can time out (`--scenario imprecise`: the flows start at their targets on a link
+    /// PFO over-estimates, the queue reaches 50-60 ms within 200 ms, a probe with the idle
+    /// path's 60 ms timeout was declared lost and the manager moved A's traffic to C via B for
+    /// good); acked data vouches for the active path against such a loss (see `data_vouch`).
+    /// A path that loses much of its data fails by the data feedback instead
+    /// ([`Self::on_data_feedback`]), a dead one by the dataplane's ack gap.
+    pub fn on_data_acked(&mut self, path: PathId, now: Nanos) {
+        let now = self.clock(now);
+        let Some(pi) = self.index(path) else { return };
+        self.paths[pi].last_data_acked = Some(now);
     }
 
     /// The acks of an active path stopped: suspect at once, race for an alternative.
@@ -884,11 +901,13 @@ impl PathManager {
         }
         let d = e.dest;
         let path = PathId(u32::try_from(pi).unwrap_or(u32::MAX));
-        // Acked data on the active path outweighs a lost probe: the probe loss is recorded
+        // Acked data on the active path outweighs a lost probe (it may have waited behind that
+        // data in a full queue): the probe loss is recorded
         // (history, loss EWMA) but neither makes the path suspect nor starts a race.
         let vouched = !data
             && self.dests[d].active == Some(path)
             && e.last_data_success
+                .max(e.last_data_acked)
                 .is_some_and(|t| now.saturating_sub(t) <= self.cfg.data_vouch);
         if !vouched {
             e.health.on_failure(now, &self.cfg);

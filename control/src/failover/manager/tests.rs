@@ -887,3 +887,57 @@ proptest! {
         }
     }
 }
+
+/// The start of `--scenario imprecise`: the active path fills its bottleneck's queue with its
+/// flows' data (acked, but lossy: 50 % lost, a bad feedback report), a probe waits behind it
+/// and times out. Acked data vouches for the path: it stays up, no race, no move. Without the
+/// acks the same lost probe makes it suspect and starts a race.
+#[test]
+fn a_probe_lost_behind_acked_data_is_not_a_failure() {
+    for acked in [true, false] {
+        // As a site's control runs it (`site_path_config`): 2 bad reports over 2 s fail a path.
+        let mut m = manager(PathConfig {
+            bad_feedback_reports: 2,
+            bad_feedback_hold: 2 * SEC,
+            ..cfg()
+        });
+        let mut d = Driver::new(5);
+        d.run_until(&mut m, 20 * SEC);
+        let t = d.now;
+        let a = m.active_path(DST).expect("an active path");
+        drain(&mut m);
+        // The driver's last good feedback (at most `t`) is older than `data_vouch` by then.
+        let lost_at = t + 300 * MS;
+        if acked {
+            m.on_data_acked(a, lost_at - 100 * MS);
+            m.on_data_feedback(a, 50, 50, lost_at - 100 * MS);
+        }
+        let races = m.stats().races_started;
+        let seqs: Vec<u32> = m
+            .paths
+            .iter()
+            .find(|e| Some(e.key) == m.path_key(a))
+            .map(|e| e.outstanding.iter().map(|o| o.seq).collect())
+            .unwrap_or_default();
+        let seq = seqs.first().copied().unwrap_or_else(|| {
+            // No probe in flight: one is sent and lost.
+            let i = usize::try_from(a.0).unwrap();
+            m.send_probe(i, false, t);
+            m.paths[i].outstanding.back().unwrap().seq
+        });
+        m.on_probe_timeout(a, seq, lost_at);
+        let state = m.path_state(a);
+        if acked {
+            assert_eq!(state, Some(PathState::Up));
+            assert_eq!(m.stats().races_started, races);
+            assert!(
+                drain(&mut m)
+                    .iter()
+                    .all(|x| !matches!(x, Action::MoveFlows { .. }))
+            );
+        } else {
+            assert_eq!(state, Some(PathState::Suspect));
+            assert_eq!(m.stats().races_started, races + 1);
+        }
+    }
+}
