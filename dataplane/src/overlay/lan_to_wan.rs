@@ -249,7 +249,7 @@ impl Gateway {
             let r = o.ctl.on_losses(evicted);
             self.pacing.set_rate(queue.0, r, now);
         }
-        Some(Departure {
+        let d = Departure {
             option: FlowOption {
                 flow_id: f.wire_id,
                 seq: seq + 1,
@@ -257,7 +257,13 @@ impl Gateway {
             },
             peer: np,
             path: f.path,
-        })
+        };
+        // A send moves the tracker's loss deadline only when nothing was
+        // outstanding (a first deadline) or a packet was evicted.
+        if f.timer_at == super::NO_TIMER || evicted > 0 {
+            self.rearm(fi);
+        }
+        Some(d)
     }
 
     /// A best-effort packet to `peer` leaves: the peer's best-effort

@@ -188,6 +188,9 @@ impl Gateway {
                 let (id, peer, rec, ab) = (f.wire_id, f.src_peer, r.received, r.agg.abandoned());
                 self.queue_ack(peer, id, &info, rec, ab);
             }
+            // The ack deadline starts with a first pending arrival and ends
+            // with an ack.
+            self.rearm(fi);
         }
         p.addr = inner_addr;
         p.len = inner_len;
@@ -416,6 +419,8 @@ impl Gateway {
                     }
                     let rate = o.ctl.rate();
                     self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
+                    // A new RTT estimate or oldest packet moves the loss deadline.
+                    self.rearm(fi);
                     if let Some(rtt) = outcome.rtt_sample_ns {
                         self.note_flow_rtt(fi, rtt);
                     }
