@@ -414,7 +414,13 @@ pub(crate) struct Origin {
 pub(crate) struct Receiver {
     pub(crate) agg: AckAggregator,
     pub(crate) received: u64,
+    /// Where its pending ack is in its source's [`ack_emit::AckQueue`]
+    /// ([`NO_ACK_SLOT`]: none, or stale: the queue checks).
+    pub(crate) ack_slot: u32,
 }
+
+/// [`Receiver::ack_slot`] of a flow without a pending ack.
+pub(crate) const NO_ACK_SLOT: u32 = u32::MAX;
 
 /// One configured flow as this site sees it.
 #[derive(Clone, Debug)]
@@ -457,7 +463,7 @@ pub struct Gateway {
     pub(crate) pacing: PacingTable,
     pub(crate) be_seq: Vec<u64>,
     /// Ack entries waiting to be sent, per peer (at most one per flow).
-    pub(crate) pending_acks: Vec<Vec<AckEntry>>,
+    pub(crate) pending_acks: Vec<ack_emit::AckQueue>,
     pub(crate) reserve: Vec<u64>,
     pub(crate) oam_seq: u64,
     /// One entry per flow with a deadline (see [`Gateway::rearm`]).
@@ -521,7 +527,7 @@ impl Gateway {
                     .iter()
                     .filter(|f| f.role == Role::Destination && f.src_peer == Some(p))
                     .count();
-                Vec::with_capacity(n)
+                ack_emit::AckQueue::with_capacity(n)
             })
             .collect();
         let reserve_cap = settings.reserve_frames.max(reserve.len());
@@ -917,9 +923,7 @@ impl Gateway {
                 self.stats.timer_runs += 1;
                 if let Some(r) = f.receiver.as_mut() {
                     if let Some(info) = r.agg.poll(now) {
-                        let (id, peer, rec, ab) =
-                            (f.wire_id, f.src_peer, r.received, r.agg.abandoned());
-                        self.queue_ack(peer, id, &info, rec, ab);
+                        self.queue_ack(fi, &info);
                     }
                 } else if let Some(o) = f.origin.as_mut() {
                     let lost = o.tracker.poll(now);
@@ -1104,6 +1108,7 @@ fn flow_states(
         let receiver = (role == Role::Destination).then(|| Receiver {
             agg: AckAggregator::new(settings.ack_policy),
             received: 0,
+            ack_slot: NO_ACK_SLOT,
         });
         let id = wire_flow_id(&f.id);
         let idx = u16::try_from(fi).map_err(|_| GatewayError::TooMany)?;

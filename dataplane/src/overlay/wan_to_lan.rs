@@ -185,8 +185,7 @@ impl Gateway {
             f.counters.rx_bytes += u64::from(inner_len);
             f.counters.last_rx_sent_ns = f.counters.last_rx_sent_ns.max(opt.timestamp_ns);
             if let Some(info) = r.agg.on_packet(opt.seq - 1, opt.timestamp_ns, now) {
-                let (id, peer, rec, ab) = (f.wire_id, f.src_peer, r.received, r.agg.abandoned());
-                self.queue_ack(peer, id, &info, rec, ab);
+                self.queue_ack(fi, &info);
             }
             // The ack deadline starts with a first pending arrival and ends
             // with an ack.
