@@ -39,14 +39,21 @@ impl Gateway {
     pub fn lan_to_wan(&mut self, now: Nanos, arena: &mut Arena, batch: &mut Batch) {
         for p in batch.as_mut_slice() {
             if p.verdict == Verdict::Pending {
-                self.lan_packet(now, arena, p);
+                self.lan_packet(now, arena, p, None);
             }
         }
     }
 
     /// One LAN packet: classify, check the path MTU, enqueue (`Held`).
-    pub(crate) fn lan_packet(&mut self, now: Nanos, arena: &mut Arena, p: &mut Packet) {
-        p.verdict = match self.lan_queue(now, arena, p) {
+    /// `pre`: its headers, parsed already (the batch's prefetch pass).
+    pub(crate) fn lan_packet(
+        &mut self,
+        now: Nanos,
+        arena: &mut Arena,
+        p: &mut Packet,
+        pre: Option<inner::Inner>,
+    ) {
+        p.verdict = match self.lan_queue(now, arena, p, pre) {
             Ok(v) | Err(v) => v,
         };
     }
@@ -56,10 +63,14 @@ impl Gateway {
         now: Nanos,
         arena: &mut Arena,
         p: &mut Packet,
+        pre: Option<inner::Inner>,
     ) -> Result<Verdict, Verdict> {
         let drop = |r| Verdict::Drop(r);
         let frame = arena.packet(p).ok_or(drop(DropReason::Truncated))?;
-        let parsed = inner::parse(frame).map_err(|e| drop(e.drop_reason()))?;
+        let parsed = match pre {
+            Some(i) => i,
+            None => inner::parse(frame).map_err(|e| drop(e.drop_reason()))?,
+        };
         // Only our own hosts send from the LAN: an inner source outside the
         // site's prefixes is spoofed (or link-local) and goes nowhere.
         let src = src_addr(&parsed.tuple);

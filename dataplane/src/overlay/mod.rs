@@ -958,26 +958,32 @@ impl Stage for Gateway {
 
     fn process(&mut self, now: Nanos, arena: &mut Arena, batch: &mut Batch) {
         let lan = self.settings.lan_port;
-        // First pass: the session table's lines for the batch's LAN
-        // packets start loading together (1 M sessions do not fit any
-        // cache: one miss per packet, overlapped instead of in series).
+        // First pass: each LAN packet is parsed and its session table line
+        // starts loading, all of the batch's together (1 M sessions fit no
+        // cache: one miss per packet, overlapped instead of in series); the
+        // second pass classifies from the parsed headers (a packet that did
+        // not parse is parsed again there for its drop reason).
+        let mut pre = [None::<classify::inner::Inner>; crate::engine::BATCH_SIZE];
         if batch.len() > 1 {
-            for p in batch.as_slice() {
+            for (k, p) in batch.as_slice().iter().enumerate() {
                 if p.verdict == Verdict::Pending
                     && p.port == lan
                     && let Some(frame) = arena.packet(p)
                     && let Ok(i) = classify::inner::parse(frame)
                 {
                     self.classifier.prefetch(&i);
+                    if let Some(slot) = pre.get_mut(k) {
+                        *slot = Some(i);
+                    }
                 }
             }
         }
-        for p in batch.as_mut_slice() {
+        for (k, p) in batch.as_mut_slice().iter_mut().enumerate() {
             if p.verdict != Verdict::Pending {
                 continue;
             }
             if p.port == lan {
-                self.lan_packet(now, arena, p);
+                self.lan_packet(now, arena, p, pre.get(k).copied().flatten());
             } else if self.is_uplink(p.port) {
                 self.wan_packet(now, arena, p);
             } else {
