@@ -426,6 +426,28 @@ impl AckTracker {
         }
     }
 
+    /// Starts loading the memory [`AckTracker::on_send`] will write (the
+    /// next sequence's slots): a hint for batches of departures.
+    #[inline]
+    pub fn prefetch_send(&self) {
+        let i = self.idx(self.next_seq);
+        if let (Some(t), Some(s)) = (self.sent_ts.get(i), self.state.get(i)) {
+            crate::sys::prefetch_read((t as *const u64).cast::<u8>());
+            crate::sys::prefetch_read(s as *const u8);
+        }
+    }
+
+    /// Starts loading the memory [`AckTracker::on_ack`] reads first (the
+    /// oldest outstanding packet's slots): a hint for batches of acks.
+    #[inline]
+    pub fn prefetch_ack(&self) {
+        let i = self.idx(self.oldest);
+        if let (Some(t), Some(s)) = (self.sent_ts.get(i), self.state.get(i)) {
+            crate::sys::prefetch_read((t as *const u64).cast::<u8>());
+            crate::sys::prefetch_read(s as *const u8);
+        }
+    }
+
     /// Numbers a packet sent at `now_ns`. Returns its sequence and the number
     /// of packets declared lost to make room (0 unless the window was full).
     pub fn on_send(&mut self, now_ns: u64) -> (u64, u32) {

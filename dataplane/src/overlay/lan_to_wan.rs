@@ -218,6 +218,9 @@ impl Gateway {
         let start = out.len();
         let n = self.pacing.poll(now, out);
         let nflows = self.flows.len();
+        if n > 1 {
+            self.prefetch_departures(n, nflows);
+        }
         for k in 0..n {
             let i = start + k;
             let queue = QueueId(self.pacing.released()[k]);
@@ -231,6 +234,26 @@ impl Gateway {
                 None => Verdict::Drop(DropReason::NoRoute),
             };
             out.as_mut_slice()[i] = pkt;
+        }
+    }
+
+    /// Starts loading the state the `n` released packets' flows will touch
+    /// (with many flows, each departure's flow state is a cache miss):
+    /// first every flow's record, then, from those, each tracker's next
+    /// send slot, so that the misses of the batch overlap.
+    fn prefetch_departures(&self, n: usize, nflows: usize) {
+        let released = &self.pacing.released()[..n];
+        for &q in released {
+            if let Queue::Flow(fi) = QueueId(q).kind(nflows) {
+                self.prefetch_flow(fi);
+            }
+        }
+        for &q in released {
+            if let Queue::Flow(fi) = QueueId(q).kind(nflows)
+                && let Some(o) = self.flows.get(fi).and_then(|f| f.origin.as_ref())
+            {
+                o.tracker.prefetch_send();
+            }
         }
     }
 

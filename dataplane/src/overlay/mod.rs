@@ -872,6 +872,19 @@ impl Gateway {
         self.uplink_ports.contains(&port)
     }
 
+    /// Starts loading flow `fi`'s record (every cache line of it): the
+    /// first pass over a batch of departures or ack entries, whose flows
+    /// are as many cache misses with many flows.
+    #[inline]
+    pub(crate) fn prefetch_flow(&self, fi: usize) {
+        if let Some(f) = self.flows.get(fi) {
+            let p: *const FlowState = f;
+            for off in (0..size_of::<FlowState>()).step_by(64) {
+                crate::sys::prefetch_read(p.cast::<u8>().wrapping_add(off));
+            }
+        }
+    }
+
     /// Puts flow `fi`'s timer entry at its current deadline: its receiver's
     /// ack deadline, or its sender's next loss deadline; none without one.
     /// Call it after anything that may move the deadline earlier or create

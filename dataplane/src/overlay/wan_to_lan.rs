@@ -394,6 +394,22 @@ impl Gateway {
                     .next()
                     .and_then(|e| self.flow_of_wire(e.flow_id))
                     .and_then(|fi| self.flows[fi].dest_peer);
+                // The entries' flows are as many cache misses (one flow per
+                // entry): start loading them all first.
+                if msg.acks().len() > 1 {
+                    for e in msg.acks() {
+                        if let Some(fi) = self.flow_of_wire(e.flow_id) {
+                            self.prefetch_flow(fi);
+                        }
+                    }
+                    for e in msg.acks() {
+                        if let Some(fi) = self.flow_of_wire(e.flow_id)
+                            && let Some(o) = self.flows[fi].origin.as_ref()
+                        {
+                            o.tracker.prefetch_ack();
+                        }
+                    }
+                }
                 let mut applied = false;
                 for e in msg.acks() {
                     let Some(fi) = self.flow_of_wire(e.flow_id) else {
