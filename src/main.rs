@@ -3,7 +3,9 @@
 //! - `mongate demo`: the MON triangle in network namespaces, a mongate
 //!   gateway (and control process) per site, real traffic; reports per flow
 //!   the planned and achieved rates.
-//! - `mongate status`: the counters of a running dataplane.
+//! - `mongate status [--name NAME] [--json] [--watch]`: the gateways running
+//!   on this machine: plan, control, peers and paths, classes, flows,
+//!   interfaces and drops, rates over an interval (`status`).
 //! - `mongate check --config SITE.toml [--config ...] [--instance ORG.json]`: every problem of
 //!   the files, alone and against each other, one line each (`mongate_control::check`).
 //! - `mongate keygen --out FILE`: a new static key pair (private key written 0600, never over an
@@ -17,11 +19,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mongate_control::secure::keys;
 use mongate_dataplane::app::signals::default_sigpipe;
-use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
-use mongate_dataplane::stats::{StatsRegion, stats_path};
 
 #[allow(unsafe_code)]
 mod demo;
+mod status;
 
 #[derive(Parser)]
 #[command(
@@ -116,14 +117,48 @@ enum Cmd {
         #[arg(long, value_name = "ORG.json")]
         instance: Option<std::path::PathBuf>,
     },
-    /// Show the counters of a running dataplane.
+    /// Serve the status report in the Prometheus text format at
+    /// http://ADDR/metrics (the same figures as `mongate status --json`, plus
+    /// counters since start). Off unless started; the address is the site
+    /// file's `[metrics] listen`, or --listen.
+    Metrics {
+        /// The site file whose `[metrics] listen` gives the address.
+        #[arg(long, value_name = "SITE.toml", required_unless_present = "listen")]
+        config: Option<std::path::PathBuf>,
+        /// Listen here instead (IP:PORT).
+        #[arg(long, value_name = "IP:PORT")]
+        listen: Option<std::net::SocketAddr>,
+        /// Only this instance; repeat for several (default: every gateway in the run directory).
+        #[arg(long = "name", value_name = "NAME")]
+        names: Vec<String>,
+        /// Milliseconds between readings (the rates' interval).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+        interval_ms: u64,
+    },
+    /// The gateways running on this machine (or the ones named): plan and
+    /// control, peers and paths (state, RTT, loss, last probe, active),
+    /// classes (sessions planned, admitted, demanded; rate), flows (target,
+    /// controller, sent, delivered, loss, path), interfaces (packets,
+    /// bytes, rates) and drops by reason. Rates are averages over
+    /// `--interval-ms` between two readings of the counters.
     Status {
-        /// Instance name (the dataplane's `--name`).
-        #[arg(long, default_value = "dataplane")]
-        name: String,
-        /// JSON output.
+        /// Only this instance (the dataplane's `--name`); repeat for several.
+        /// Without it: every gateway with counters in the run directory
+        /// (`$MONGATE_RUN_DIR`, else /run/mongate).
+        #[arg(long = "name", value_name = "NAME")]
+        names: Vec<String>,
+        /// JSON output (keys in docs/status.md); with --watch, one report a line.
         #[arg(long)]
         json: bool,
+        /// Milliseconds between the two readings the rates come from.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+        interval_ms: u64,
+        /// Redraw every interval until interrupted (Ctrl-C).
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: stop after this many reports.
+        #[arg(long, requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
     },
 }
 
@@ -141,61 +176,25 @@ fn zoo_graph(name: &str) -> anyhow::Result<mongate_testbed::topology::zoo::ZooGr
     ZooGraph::parse(&text).map_err(|e| anyhow::anyhow!("--topology {name}: {e}"))
 }
 
-fn status(name: &str, json: bool) -> anyhow::Result<()> {
-    let path = stats_path(name);
-    let r = StatsRegion::open(&path)
-        .map_err(|e| anyhow::anyhow!("{e} (is a dataplane named {name:?} running? see --name)"))?;
-    let snap = r.snapshot();
-    // An overlay gateway also publishes per-flow counters.
-    let flows = FlowStatsRegion::open(&flows_path(name))
-        .map(|f| f.totals())
-        .unwrap_or_default();
-    if json {
-        let v = serde_json::json!({
-            "workers": snap,
-            "flows": flows.iter().map(|(id, v)| serde_json::json!({"id": id, "counters": v})).collect::<Vec<_>>(),
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
+/// The address `mongate metrics` listens on: `--listen`, else the site
+/// file's `[metrics] listen` (an error if it has none: metrics are off).
+fn metrics_listen(
+    config: Option<&std::path::Path>,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<std::net::SocketAddr> {
+    if let Some(a) = listen {
+        return Ok(a);
     }
-    println!(
-        "{:<7} {:>14} {:>14} {:>14} {:>14}  drops",
-        "worker", "rx pkts", "tx pkts", "rx bytes", "tx bytes"
-    );
-    for (i, w) in snap.iter().enumerate() {
-        println!(
-            "{:<7} {:>14} {:>14} {:>14} {:>14}  {:?}",
-            i,
-            w.rx_packets.iter().sum::<u64>(),
-            w.tx_packets.iter().sum::<u64>(),
-            w.rx_bytes.iter().sum::<u64>(),
-            w.tx_bytes.iter().sum::<u64>(),
-            w.drops
-        );
-    }
-    if !flows.is_empty() {
-        println!(
-            "\nrates in units/s of the gateway's rate_unit_bytes (1250 B by default: 100 u/s = 1 Mbit/s)"
-        );
-        println!(
-            "\n{:<20} {:>6} {:>12} {:>12} {:>12} {:>12} {:>10} {:>8}",
-            "flow", "epoch", "target u/s", "MONtra u/s", "sent", "delivered", "relayed", "lost"
-        );
-        for (id, v) in &flows {
-            println!(
-                "{:<20} {:>6} {:>12.1} {:>12.1} {:>12} {:>12} {:>10} {:>8}",
-                id,
-                v.epoch,
-                v.target_pps,
-                v.rate_pps,
-                v.tx_packets,
-                v.rx_packets,
-                v.relayed_packets,
-                v.lost
-            );
-        }
-    }
-    Ok(())
+    let Some(path) = config else {
+        anyhow::bail!("give --config SITE.toml (its [metrics] listen) or --listen IP:PORT");
+    };
+    let site = mongate_dataplane::config::Config::load(path)?;
+    site.metrics.map(|m| m.listen).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: no [metrics] table: metrics are off (add [metrics] listen = \"127.0.0.1:9464\", docs/config.md)",
+            path.display()
+        )
+    })
 }
 
 /// `mongate check`: problems on stdout, one a line; `ok` lines and the count
@@ -231,8 +230,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The reports end quietly when their reader goes away (`mongate status |
     // head`); the demo keeps SIGPIPE ignored until its namespaces are gone
-    // (see `mongate_dataplane::app::signals::default_sigpipe`).
-    if !matches!(cli.cmd, Cmd::Demo { .. }) {
+    // (see `mongate_dataplane::app::signals::default_sigpipe`); the metrics
+    // server keeps it ignored too (a scraper that hangs up early is an EPIPE
+    // on its connection, not the end of the server).
+    if !matches!(cli.cmd, Cmd::Demo { .. } | Cmd::Metrics { .. }) {
         default_sigpipe();
     }
     let r = match cli.cmd {
@@ -330,7 +331,36 @@ fn main() -> ExitCode {
                 }),
             }
         }
-        Cmd::Status { name, json } => status(&name, json),
+        Cmd::Status {
+            names,
+            json,
+            interval_ms,
+            watch,
+            count,
+        } => status::run(&status::Options {
+            names,
+            json,
+            interval: std::time::Duration::from_millis(interval_ms),
+            watch,
+            count,
+        }),
+        Cmd::Metrics {
+            config,
+            listen,
+            names,
+            interval_ms,
+        } => metrics_listen(config.as_deref(), listen).and_then(|addr| {
+            status::serve(
+                addr,
+                &status::Options {
+                    names,
+                    json: false,
+                    interval: std::time::Duration::from_millis(interval_ms),
+                    watch: true,
+                    count: None,
+                },
+            )
+        }),
         Cmd::Check { configs, instance } => return check(&configs, instance.as_deref()),
         Cmd::Keygen { out } => keys::keygen(&out)
             .map(|k| println!("{k}"))

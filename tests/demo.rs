@@ -6,26 +6,33 @@ mod common;
 
 use std::process::Command;
 
-#[test]
-fn demo_triangle_meets_plan_and_survives_control_restart() {
-    if common::skip("demo_triangle_meets_plan_and_survives_control_restart") {
-        return;
+/// Runs `mongate demo ARGS --json` under the network lock: its JSON summary and stderr; `None`
+/// (the test is skipped, with a SKIP line) without root or the tools.
+fn demo(test: &str, args: &[&str]) -> Option<(serde_json::Value, String)> {
+    if common::skip(test) {
+        return None;
     }
     let _g = common::net_lock();
     let out = Command::new(env!("CARGO_BIN_EXE_mongate"))
-        .args([
-            "demo",
-            "--seconds",
-            "18",
-            "--kill-control-at",
-            "8",
-            "--json",
-        ])
+        .arg("demo")
+        .args(args)
+        .arg("--json")
         .output()
         .expect("run mongate demo");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "demo failed: {stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
+    let v = serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
+    Some((v, stderr))
+}
+
+#[test]
+fn demo_triangle_meets_plan_and_survives_control_restart() {
+    let Some((v, stderr)) = demo(
+        "demo_triangle_meets_plan_and_survives_control_restart",
+        &["--seconds", "18", "--kill-control-at", "8"],
+    ) else {
+        return;
+    };
     println!("{}", serde_json::to_string_pretty(&v).unwrap());
     assert_eq!(v["plan_source"], "control");
     assert_eq!(v["encrypted"], true, "encrypted by default");
@@ -112,17 +119,12 @@ fn demo_triangle_meets_plan_and_survives_control_restart() {
 
 #[test]
 fn demo_fail_link_reports_failover_and_replans_around_it() {
-    if common::skip("demo_fail_link_reports_failover_and_replans_around_it") {
+    let Some((v, stderr)) = demo(
+        "demo_fail_link_reports_failover_and_replans_around_it",
+        &["--seconds", "18", "--fail-link", "A-C@6"],
+    ) else {
         return;
-    }
-    let _g = common::net_lock();
-    let out = Command::new(env!("CARGO_BIN_EXE_mongate"))
-        .args(["demo", "--seconds", "18", "--fail-link", "A-C@6", "--json"])
-        .output()
-        .expect("run mongate demo");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed: {stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    };
     println!("{}", serde_json::to_string_pretty(&v).unwrap());
     let ms = v["failover_ms"].as_f64().expect("failover_ms reported");
     assert!(ms > 0.0 && ms < 300.0, "failover {ms} ms: {stderr}");
@@ -173,24 +175,12 @@ fn demo_without_root_says_so() {
 /// with the true capacities; with it on, within 2 % once the control re-plans (asserted: 3 %).
 #[test]
 fn demo_imprecise_capacity_mon_tra_alone_then_the_estimator() {
-    if common::skip("demo_imprecise_capacity_mon_tra_alone_then_the_estimator") {
+    let Some((v, _)) = demo(
+        "demo_imprecise_capacity_mon_tra_alone_then_the_estimator",
+        &["--scenario", "imprecise", "--seconds", "25"],
+    ) else {
         return;
-    }
-    let _g = common::net_lock();
-    let out = Command::new(env!("CARGO_BIN_EXE_mongate"))
-        .args([
-            "demo",
-            "--scenario",
-            "imprecise",
-            "--seconds",
-            "25",
-            "--json",
-        ])
-        .output()
-        .expect("run mongate demo");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed: {stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    };
     println!("{}", v["verdict"]);
     for phase in ["replan_off", "estimator_on"] {
         let p = &v[phase];
@@ -237,24 +227,12 @@ fn demo_imprecise_capacity_mon_tra_alone_then_the_estimator() {
 /// the new demand.
 #[test]
 fn demo_flash_crowd_admission_holds_then_the_next_plan_admits_what_fits() {
-    if common::skip("demo_flash_crowd_admission_holds_then_the_next_plan_admits_what_fits") {
+    let Some((v, _)) = demo(
+        "demo_flash_crowd_admission_holds_then_the_next_plan_admits_what_fits",
+        &["--scenario", "flash-crowd", "--seconds", "30"],
+    ) else {
         return;
-    }
-    let _g = common::net_lock();
-    let out = Command::new(env!("CARGO_BIN_EXE_mongate"))
-        .args([
-            "demo",
-            "--scenario",
-            "flash-crowd",
-            "--seconds",
-            "30",
-            "--json",
-        ])
-        .output()
-        .expect("run mongate demo");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed: {stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    };
     println!("{}", v["verdict"]);
     println!("before {}\nafter {}", v["before"], v["after"]);
     let (b, a) = (&v["before"], &v["after"]);
@@ -279,24 +257,12 @@ fn demo_flash_crowd_admission_holds_then_the_next_plan_admits_what_fits() {
 /// yet: the return after the rejoin (docs/montra.md, "Scenario partition": not met today).
 #[test]
 fn demo_partition_the_others_replan_among_themselves() {
-    if common::skip("demo_partition_the_others_replan_among_themselves") {
+    let Some((v, _)) = demo(
+        "demo_partition_the_others_replan_among_themselves",
+        &["--scenario", "partition", "--seconds", "45"],
+    ) else {
         return;
-    }
-    let _g = common::net_lock();
-    let out = Command::new(env!("CARGO_BIN_EXE_mongate"))
-        .args([
-            "demo",
-            "--scenario",
-            "partition",
-            "--seconds",
-            "45",
-            "--json",
-        ])
-        .output()
-        .expect("run mongate demo");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed: {stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+    };
     println!("{}", v["verdict"]);
     for phase in ["before", "during", "after"] {
         println!("{phase}: {}", v[phase]);
@@ -333,26 +299,19 @@ fn demo_partition_the_others_replan_among_themselves() {
 #[test]
 #[ignore = "issue 12: Abilene not yet within 5 % (docs/montra.md, Scenario topology)"]
 fn demo_topology_abilene_every_flow_within_5_percent_of_its_target() {
-    if common::skip("demo_topology_abilene_every_flow_within_5_percent_of_its_target") {
-        return;
-    }
-    let _g = common::net_lock();
-    let out = Command::new(env!("CARGO_BIN_EXE_mongate"))
-        .args([
-            "demo",
+    let Some((v, _)) = demo(
+        "demo_topology_abilene_every_flow_within_5_percent_of_its_target",
+        &[
             "--scenario",
             "topology",
             "--topology",
             "Abilene",
             "--seconds",
             "40",
-            "--json",
-        ])
-        .output()
-        .expect("run mongate demo");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed: {stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary");
+        ],
+    ) else {
+        return;
+    };
     println!("{}", v["verdict"]);
     assert_eq!(v["sites"], 11, "{v}");
     assert_eq!(v["links"], 14, "{v}");

@@ -2,15 +2,15 @@
 //! end quietly when their reader goes away (`mongate-bench pacing --json |
 //! head -1`). No network, no root.
 
-use std::os::fd::{FromRawFd as _, OwnedFd};
-use std::os::unix::process::ExitStatusExt as _;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
+
+use mongate_testbed::cli::{assert_quiet_on_closed_pipe, assert_version, run_with_closed_stdout};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mongate-bench");
 
 #[test]
 fn version() {
-    assert_version(BIN, "mongate-bench");
+    assert_version(BIN, "mongate-bench", env!("CARGO_PKG_VERSION"));
 }
 
 #[test]
@@ -28,44 +28,4 @@ fn a_report_ends_quietly_on_a_closed_pipe() {
     ]);
     let out = run_with_closed_stdout(cmd);
     assert_quiet_on_closed_pipe("pacing --json", &out);
-}
-
-/// Runs `cmd` with its stdout a pipe whose read end is already closed, so
-/// its first write to stdout fails (EPIPE or SIGPIPE), as under `| head -0`.
-fn run_with_closed_stdout(mut cmd: Command) -> Output {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two new descriptors into the two-element array.
-    let r = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    assert_eq!(r, 0, "pipe2: {}", std::io::Error::last_os_error());
-    // SAFETY: both descriptors were just created by pipe2 and nothing else
-    // owns them.
-    let (read_end, write_end) =
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    drop(read_end);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::from(write_end))
-        .stderr(Stdio::piped());
-    cmd.output().expect("spawn")
-}
-
-/// The command ended quietly on its closed stdout: no panic message, and
-/// either success or the default action of SIGPIPE.
-fn assert_quiet_on_closed_pipe(what: &str, out: &Output) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains("panicked"), "{what} panicked: {stderr}");
-    assert!(
-        out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
-        "{what}: {:?}, stderr: {stderr}",
-        out.status
-    );
-}
-
-/// `BIN --version` prints `NAME VERSION` (the crate's version).
-fn assert_version(bin: &str, name: &str) {
-    let out = Command::new(bin).arg("--version").output().expect("spawn");
-    assert!(out.status.success(), "{name} --version: {:?}", out.status);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        format!("{name} {}", env!("CARGO_PKG_VERSION"))
-    );
 }

@@ -9,7 +9,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use mongate_control::pfo::{Formulation, Instance, SolveOptions, solve};
-use mongate_control::run::{PlannerConfig, RunOptions, run, stdout_sink};
+use mongate_control::run::{
+    LogRecord, LogSink, PlannerConfig, RunOptions, plan_status, plan_status_path, run, stdout_sink,
+    write_plan_status,
+};
 use mongate_dataplane::config::Config;
 use mongate_dataplane::shm::ctl_path;
 
@@ -134,12 +137,28 @@ fn run_cmd(args: &RunArgs) -> anyhow::Result<()> {
         !args.name.is_empty() && !args.name.contains('/'),
         "--name must be non-empty without '/'"
     );
-    let mut opts = RunOptions::new(
-        ctl_path(&args.name),
-        config,
-        instance,
-        stdout_sink(args.json_log),
-    );
+    // Each activated plan also goes to `<run dir>/NAME.plan` (`mongate status`,
+    // `mongate metrics`): written whole, from the log sink (off the loop's
+    // hot path: a plan every few seconds at most).
+    let out = stdout_sink(args.json_log);
+    let plan_file = plan_status_path(&args.name);
+    let plan_file_at_exit = plan_file.clone();
+    let inst = instance.clone();
+    let pid = std::process::id();
+    let warned = std::sync::atomic::AtomicBool::new(false);
+    let sink: LogSink = std::sync::Arc::new(move |r: &LogRecord| {
+        out(r);
+        if let LogRecord::Plan(p) = r
+            && let Err(e) = write_plan_status(&plan_file, &plan_status(p, &inst, pid))
+            && !warned.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            eprintln!(
+                "mongate-control run: cannot write {}: {e} (status and metrics will lack the optimizer's figures)",
+                plan_file.display()
+            );
+        }
+    });
+    let mut opts = RunOptions::new(ctl_path(&args.name), config, instance, sink);
     opts.planner = PlannerConfig {
         replan_ns: secs_to_ns("--replan-s", args.replan_s)?,
         estimate_capacity: !args.no_capacity_estimator,
@@ -149,7 +168,11 @@ fn run_cmd(args: &RunArgs) -> anyhow::Result<()> {
     opts.solve.time_limit = Some(args.time_limit);
     opts.paths = !args.no_paths;
     let stop = mongate_dataplane::app::signals::stop_on_signals();
-    let summary = run(&opts, stop)?;
+    let summary = run(&opts, stop);
+    // A clean exit takes its plan file along (after a crash it stays, and
+    // `mongate status` says its control is gone).
+    let _ = std::fs::remove_file(&plan_file_at_exit);
+    let summary = summary?;
     eprintln!(
         "mongate-control run: stopped ({} plans activated, {} solves, {} decode errors, {} bad records, {} path moves, {} probes sent, {} dropped)",
         summary.plans_sent,

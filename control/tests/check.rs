@@ -237,6 +237,24 @@ public_key = "not-base64""#,
             r#"route = ["A", "C"]"#,
             "flows[2].route[0]",
         ),
+        Case {
+            line_of: Some("listen ="),
+            ..site(
+                "metrics address without a port",
+                "# No encryption yet",
+                "[metrics]\nlisten = \"127.0.0.1\"\n\n# No encryption yet",
+                "metrics.listen",
+            )
+        },
+        Case {
+            line_of: Some("listen ="),
+            ..site(
+                "metrics on port 0",
+                "# No encryption yet",
+                "[metrics]\nlisten = \"127.0.0.1:0\"\n\n# No encryption yet",
+                "metrics.listen",
+            )
+        },
         site(
             "unknown security mode",
             r#"mode = "off""#,

@@ -48,6 +48,7 @@ fn config() -> (Config, PlanTable) {
         }],
         classes: Vec::new(),
         flows: Vec::new(),
+        metrics: None,
         plan: None,
     };
     let mut plan = PlanFile {

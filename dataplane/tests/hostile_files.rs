@@ -9,6 +9,7 @@ use mongate_dataplane::plan::PlanShape;
 use mongate_dataplane::shm::{ControlPort, CtlRegion, PlanAssembler, WorkerChannel};
 use mongate_dataplane::stats::StatsRegion;
 use mongate_dataplane::stats::flows::FlowStatsRegion;
+use mongate_dataplane::stats::gateway::GatewayLayout;
 use mongate_dataplane::sys::rng::Rng;
 
 struct Dir(PathBuf);
@@ -101,10 +102,20 @@ fn stats_and_flows_readers_never_fault() {
     assert!(ok > 0 && refused > 0, "ok {ok}, refused {refused}");
 
     let flows = d.0.join("x.flows");
-    let w = FlowStatsRegion::create(&flows, 2, &["a-direct", "a-via-b", "c"]).unwrap();
+    // A site gateway's file: with the gateway section (`mongate status`).
+    let layout = GatewayLayout {
+        classes: vec!["bulk".into(), "voice".into()],
+        peers: vec!["B".into(), "C".into()],
+        uplinks: vec!["ab (veth0)".into()],
+        paths: 4,
+        flow_classes: vec![0, 0, 1],
+        rate_unit_bytes: 1250,
+    };
+    let w =
+        FlowStatsRegion::create_gateway(&flows, 2, &["a-direct", "a-via-b", "c"], &layout).unwrap();
     let good = std::fs::read(&flows).unwrap();
     drop(w);
-    let (mut ok, mut refused) = (0, 0);
+    let (mut ok, mut refused, mut with_section) = (0, 0, 0);
     for v in variants(&good, &mut rng) {
         put(&flows, &v);
         match FlowStatsRegion::open(&flows) {
@@ -112,14 +123,25 @@ fn stats_and_flows_readers_never_fault() {
                 ok += 1;
                 let t = r.totals();
                 assert!(t.len() <= 4096);
-                for (id, _) in &t {
+                for (i, (id, _)) in t.iter().enumerate() {
                     assert!(id.len() <= 64 * 4);
+                    let _ = (r.flow_path(i), r.flow_class(i));
+                }
+                if let Some(g) = r.gateway() {
+                    with_section += 1;
+                    assert!(g.classes.len() <= 4096 && g.paths.len() <= 4096);
+                    for n in g.peers.iter().chain(&g.uplinks) {
+                        assert!(n.len() <= 64 * 4);
+                    }
                 }
             }
             Err(_) => refused += 1,
         }
     }
-    assert!(ok > 0 && refused > 0, "ok {ok}, refused {refused}");
+    assert!(
+        ok > 0 && refused > 0 && with_section > 0,
+        "ok {ok}, refused {refused}, with a gateway section {with_section}"
+    );
 }
 
 #[test]

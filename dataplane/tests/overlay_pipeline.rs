@@ -1509,23 +1509,37 @@ fn assignments_move_flows_and_acks_follow_the_data() {
     assert_eq!(gw.flow_path(0), via_b);
     assert!(gw.paths(1)[1].active);
     // Marks: the control holds the direct path down in our view, and up again.
+    // The status view (`mongate status`) calls it held, then up again.
+    let state_of = |gw: &mongate_dataplane::overlay::Gateway, r: u32| {
+        let mut st = None;
+        gw.for_each_path_record(6, |p| {
+            if p.path == r {
+                st = Some(mongate_dataplane::stats::gateway::state::name(p.state));
+            }
+        });
+        st
+    };
     let bad = gw.stats().assign_bad;
     gw.on_assign(FLOW_MARK_DOWN, direct, 3);
     assert!(!gw.paths(1)[0].health.up);
+    assert_eq!(state_of(gw, direct), Some("held"));
     gw.on_assign(0, direct, 4);
     assert_eq!(
         gw.flow_path(0),
         direct,
         "an assignment vouches for its path"
     );
+    assert_eq!(state_of(gw, direct), Some("up"));
     gw.on_assign(FLOW_MARK_DOWN, direct, 5);
     assert_eq!(
         gw.flow_path(0),
         via_b,
         "a flow falls back off a path held down"
     );
+    assert_eq!(state_of(gw, direct), Some("held"));
     gw.on_assign(FLOW_MARK_UP, direct, 6);
     assert_eq!(gw.flow_path(0), direct);
+    assert_eq!(state_of(gw, direct), Some("up"));
     gw.on_assign(FLOW_MARK_DOWN, path_ref(3, 3), 7);
     assert_eq!(gw.stats().assign_bad, bad + 1);
 }

@@ -77,6 +77,9 @@ impl World {
         if !(0.1..=100.0).contains(&link_mbps) {
             anyhow::bail!("--link-mbps must be in 0.1..=100");
         }
+        if !(1..=MAX_CLASSES).contains(&classes) {
+            anyhow::bail!("--classes must be in 1..={MAX_CLASSES}");
+        }
         let mut sites = Sites::new();
         for n in &g.nodes {
             sites = sites.site(&n.site);
@@ -197,6 +200,8 @@ impl World {
     }
 }
 
+/// Most classes of a zoo world (each takes 100 UDP ports from 6000 for its rule).
+pub const MAX_CLASSES: usize = 64;
 /// Sessions per class in a zoo world (the demand `N_c`).
 const SESSIONS: u32 = 4;
 /// Per-Mbit/s worth of the zoo classes, in turn.
@@ -330,6 +335,10 @@ mod tests {
         on.sort_unstable();
         on.dedup();
         assert_eq!(on.len(), g.nodes.len());
+        for bad in [0, MAX_CLASSES + 1] {
+            let e = World::zoo(&g, 2.0, bad).unwrap_err().to_string();
+            assert!(e.contains("--classes"), "{e}");
+        }
         let w = World::zoo(&g, 2.0, 8).unwrap();
         assert_eq!(w.sites.sites.len(), 11);
         assert_eq!(w.sites.links.len(), 14);

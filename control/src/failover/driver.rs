@@ -94,6 +94,8 @@ pub struct FailoverDriver {
     windows: BTreeMap<u32, (u64, u64, Nanos)>,
     /// Link state per peer as last reported (None: never).
     link_failed: Vec<Option<bool>>,
+    /// Per peer, at the last report: its direct paths down, and degraded.
+    link_why: Vec<(usize, usize)>,
     link_changes: Vec<(usize, bool)>,
     probes: Vec<Command>,
     stats: DriverStats,
@@ -202,6 +204,7 @@ impl FailoverDriver {
             flow_last: BTreeMap::new(),
             windows: BTreeMap::new(),
             link_failed: vec![None; npeers],
+            link_why: vec![(0, 0); npeers],
             link_changes: Vec::new(),
             probes: Vec::new(),
             stats: DriverStats::default(),
@@ -489,6 +492,11 @@ impl FailoverDriver {
         }
     }
 
+    /// Peer `peer`'s direct paths down and degraded at the manager's last report.
+    pub fn link_why(&self, peer: usize) -> (usize, usize) {
+        self.link_why.get(peer).copied().unwrap_or((0, 0))
+    }
+
     /// Link state changes for PFO since the last call: (peer, failed).
     pub fn take_link_changes(&mut self) -> Vec<(usize, bool)> {
         std::mem::take(&mut self.link_changes)
@@ -531,6 +539,12 @@ impl FailoverDriver {
                         let bad = direct
                             .iter()
                             .all(|p| failed.contains(p) || degraded.contains(p));
+                        if let Some(w) = self.link_why.get_mut(peer) {
+                            *w = (
+                                direct.iter().filter(|p| failed.contains(p)).count(),
+                                direct.iter().filter(|p| degraded.contains(p)).count(),
+                            );
+                        }
                         if self.link_failed[peer] != Some(bad) {
                             // Nothing to tell PFO before the first failure.
                             if self.link_failed[peer].is_some() || bad {

@@ -312,7 +312,11 @@ impl Loop<'_> {
         let probes = d.take_probes();
         let marks = d.take_marks();
         let pending = d.pending_assignments();
-        let links = d.take_link_changes();
+        let links: Vec<(usize, bool, (usize, usize))> = d
+            .take_link_changes()
+            .into_iter()
+            .map(|(p, f)| (p, f, d.link_why(p)))
+            .collect();
         if let Some(port) = &mut self.port {
             for c in &probes {
                 match port.send(0, std::slice::from_ref(c)) {
@@ -345,12 +349,14 @@ impl Loop<'_> {
                 }
             }
         }
-        for (peer, failed) in links {
+        for (peer, failed, (down, degraded)) in links {
             let Some(name) = self.o.config.peers.get(peer).map(|p| p.name.clone()) else {
                 continue;
             };
             let why = if failed {
-                format!("path manager: every direct path to {name} down or degraded")
+                format!(
+                    "path manager: every direct path to {name} down or degraded ({down} down, {degraded} degraded)"
+                )
             } else {
                 format!("path manager: a direct path to {name} works again")
             };

@@ -8,6 +8,7 @@
 //!   as the dataplane's [`mongate_dataplane::plan::PlanTable`];
 //! - the MONET path manager's driver (probes, assignments): [`crate::failover::driver`];
 //! - [`log`]: plan and event log lines (text or JSON);
+//! - [`status_file`]: the last plan as `<run dir>/<name>.plan` for `mongate status` and metrics;
 //! - [`io`]: the thin loop over the shared-memory control region.
 
 pub mod estimator;
@@ -16,6 +17,7 @@ pub mod log;
 pub mod planner;
 pub mod site;
 pub mod source;
+pub mod status_file;
 pub mod telemetry;
 
 pub use estimator::{Estimator, EstimatorConfig};
@@ -24,6 +26,9 @@ pub use log::{LogRecord, LogSink, stdout_sink};
 pub use planner::{Planner, PlannerConfig, SolveRequest, Trigger};
 pub use site::{MatchError, SiteMap};
 pub use source::{PfoSource, PlanSource, SourcedPlan, plan_from_solution};
+pub use status_file::{
+    PlanStatus, plan_status, plan_status_path, read_plan_status, write_plan_status,
+};
 
 #[cfg(test)]
 pub(crate) mod tests;

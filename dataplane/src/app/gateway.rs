@@ -26,6 +26,7 @@ use crate::shm::msg::{
 };
 use crate::shm::{Command, CtlRegion, PlanAssembler, Telemetry, WorkerChannel, ctl_path};
 use crate::stats::flows::{FlowStatsRegion, flows_path};
+use crate::stats::gateway::GatewayLayout;
 use crate::stats::{StatsRegion, stats_path};
 use crate::sys::clock::now_ns;
 use crate::uring::{UringConfig, UringPort};
@@ -106,6 +107,8 @@ struct GatewayStage {
     step_every: Nanos,
     report_every: Nanos,
     flow_buf: Vec<FlowTelemetry>,
+    /// When the plan in force came into force (worker clock).
+    plan_since: Nanos,
 }
 
 impl GatewayStage {
@@ -141,6 +144,7 @@ impl GatewayStage {
             if rep.switched.is_some() {
                 let plan = c.chan.plan();
                 self.gw.switch_plan(plan, now);
+                self.plan_since = now;
                 eprintln!("gateway: plan epoch {} in force", plan.epoch);
             }
             if let Some((e, why)) = rep.refused {
@@ -188,7 +192,47 @@ impl GatewayStage {
         }
     }
 
-    /// Flow counters to the flows file; telemetry to the control.
+    /// The gateway section of the flows file (plan, control, classes,
+    /// paths; `mongate status`): plain stores, no allocation.
+    fn publish_status(&mut self, now: Nanos) {
+        let Some(h) = self.flows.gateway_header() else {
+            return;
+        };
+        let st = |a: &std::sync::atomic::AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
+        let k = self.gw.classifier();
+        st(&h.epoch, k.epoch());
+        st(&h.plan_since_ns, self.plan_since);
+        if let Some(c) = self.chan.as_mut() {
+            let port = c.chan.port();
+            st(&h.control_heartbeat_ns, port.control_heartbeat_ns());
+            st(&h.control_session, port.control_session());
+            st(&h.control_region, 1);
+        }
+        st(&h.sessions, u64::try_from(k.sessions()).unwrap_or(u64::MAX));
+        let me = self.gw.config().site.name.as_str();
+        for (ci, cl) in self.gw.config().classes.iter().enumerate() {
+            let Some(slot) = self.flows.class_slot(ci) else {
+                break;
+            };
+            let c16 = u16::try_from(ci).unwrap_or(u16::MAX);
+            st(&slot.active, u64::from(k.active_sessions(c16)));
+            st(&slot.waiting, u64::from(k.waiting_sessions(c16)));
+            st(&slot.admitted, u64::from(k.admitted_limit(c16)));
+            st(&slot.local, u64::from(cl.source == me));
+        }
+        let flows = &self.flows;
+        let mut i = 0;
+        self.gw.for_each_path_record(now, |r| {
+            if let Some(slot) = flows.path_slot(i) {
+                slot.store(&r);
+            }
+            i += 1;
+        });
+        st(&h.updated_ns, now);
+    }
+
+    /// Flow counters and the gateway section to the flows file; telemetry
+    /// to the control.
     fn report(&mut self, now: Nanos) {
         let mean = self.gw.settings().rate_unit_bytes;
         self.flow_buf.clear();
@@ -198,6 +242,8 @@ impl GatewayStage {
             };
             if let Some(s) = self.flows.slot(self.worker, fi) {
                 s.store(&c);
+                s.path
+                    .store(u64::from(self.gw.flow_path(fi)), Ordering::Relaxed);
             }
             if self.gw.flow_starts_here(fi) {
                 let flow = u32::try_from(fi).unwrap_or(u32::MAX);
@@ -205,6 +251,7 @@ impl GatewayStage {
                 self.flow_buf.push(FlowTelemetry::new(flow, path, &c, mean));
             }
         }
+        self.publish_status(now);
         let Some(c) = self.chan.as_mut() else {
             return;
         };
@@ -445,12 +492,13 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
     }
     let found = discover(c)?;
     let filters = attach_filters(c, &found)?;
-    let regions = open_regions(c)?;
     let mut ports = open_ports(c, &filters, found.settings.reserve_frames)?;
     let names = std::mem::take(&mut ports.names);
     let reserve = std::mem::take(&mut ports.reserve);
-    let gw = Gateway::new(site, found.settings, reserve, now_ns())?;
-    let stage = gateway_stage(c, gw, &regions)?;
+    let started = now_ns();
+    let gw = Gateway::new(site, found.settings, reserve, started)?;
+    let regions = open_regions(c, &gw, started)?;
+    let stage = gateway_stage(c, gw, &regions, started)?;
     let worker = spawn_worker(c, ports, stage, regions.stop.clone(), regions.stats.clone())?;
     let mut threads = vec![worker];
     if let Some(r) = regions.ctl.clone() {
@@ -544,6 +592,8 @@ fn discover(c: &GatewayConfig) -> anyhow::Result<Discovered> {
     settings.peer_routes = peer_routes(site, &uplink_addrs, c.resolve_timeout)?;
     settings.rate_divisor = 1;
     settings.detours = true;
+    // Departures made late by the worker's own idle sleeps are made up.
+    settings.pacing_max_lag_ns = (u64::from(c.idle.sleep_us) * 2_000).max(100_000);
     if settings.health.probe_interval_ns == 0 {
         settings.health.probe_interval_ns = 50_000_000;
     }
@@ -599,12 +649,48 @@ struct Regions {
     ctl: Option<Arc<CtlRegion>>,
 }
 
-/// Phase 3: creates the stats, flows and (with a control) control regions.
-fn open_regions(c: &GatewayConfig) -> anyhow::Result<Regions> {
+/// Phase 4: creates the stats, flows (with the gateway section: the
+/// gateway's classes, peers, uplinks and candidate paths) and (with a
+/// control) control regions.
+fn open_regions(c: &GatewayConfig, gw: &Gateway, started: Nanos) -> anyhow::Result<Regions> {
     let site = &c.site;
     let stats = Arc::new(StatsRegion::create(&stats_path(&c.name), 1)?);
     let ids: Vec<&str> = site.flows.iter().map(|f| f.id.as_str()).collect();
-    let flows = Arc::new(FlowStatsRegion::create(&flows_path(&c.name), 1, &ids)?);
+    let mut paths = 0;
+    gw.for_each_path(|_| paths += 1);
+    let layout = GatewayLayout {
+        classes: site.classes.iter().map(|cl| cl.id.clone()).collect(),
+        peers: site.peers.iter().map(|p| p.name.clone()).collect(),
+        uplinks: site
+            .uplinks
+            .iter()
+            .map(|u| format!("{} ({})", u.name, u.interface))
+            .collect(),
+        paths,
+        flow_classes: site
+            .flows
+            .iter()
+            .map(|f| {
+                site.classes
+                    .iter()
+                    .position(|cl| cl.id == f.class)
+                    .unwrap_or(usize::MAX)
+            })
+            .collect(),
+        rate_unit_bytes: gw.settings().rate_unit_bytes,
+    };
+    let flows = Arc::new(FlowStatsRegion::create_gateway(
+        &flows_path(&c.name),
+        1,
+        &ids,
+        &layout,
+    )?);
+    if let Some(h) = flows.gateway_header() {
+        h.started_ns.store(started, Ordering::Relaxed);
+        h.plan_since_ns.store(started, Ordering::Relaxed);
+        h.epoch
+            .store(site.plan.as_ref().map_or(0, |p| p.epoch), Ordering::Relaxed);
+    }
     let initial_epoch = site.plan.as_ref().map_or(0, |p| p.epoch);
     let ctl = if c.control {
         Some(Arc::new(CtlRegion::create(
@@ -639,7 +725,7 @@ struct Ports {
     names: Vec<String>,
 }
 
-/// Phase 4: opens the AF_XDP ports on one shared UMEM and fills their rings;
+/// Phase 3: opens the AF_XDP ports on one shared UMEM and fills their rings;
 /// sets aside `reserve_frames` frames for the stage.
 fn open_ports(
     c: &GatewayConfig,
@@ -714,6 +800,7 @@ fn gateway_stage(
     c: &GatewayConfig,
     gw: Gateway,
     regions: &Regions,
+    started: Nanos,
 ) -> anyhow::Result<GatewayStage> {
     let chan = match &regions.ctl {
         Some(r) => {
@@ -739,6 +826,7 @@ fn gateway_stage(
         step_every: 1_000_000,
         report_every: u64::try_from(c.report_every.as_nanos()).unwrap_or(100_000_000),
         flow_buf: Vec::with_capacity(c.site.flows.len()),
+        plan_since: started,
     })
 }
 

@@ -128,10 +128,11 @@ fn admission_spreads_then_overflows_best_effort() {
     let flows: Vec<_> = (0..4u16)
         .map(|s| k.classify(&v4(host(1), c, 17, 40000 + s, 5000, 34), s.into()))
         .collect();
-    // Plan: 3 sessions; rates 2 (flow 0) and 1 (flow 1).
+    // Plan: 3 sessions; rates 2 (flow 0) and 1 (flow 1): each flow a session
+    // first (the fastest first), then (n + 1) / rate.
     assert_eq!(flows[0], Ok(Decision::Flow { class: 0, flow: 0 }));
-    assert_eq!(flows[1], Ok(Decision::Flow { class: 0, flow: 0 }));
-    assert_eq!(flows[2], Ok(Decision::Flow { class: 0, flow: 1 }));
+    assert_eq!(flows[1], Ok(Decision::Flow { class: 0, flow: 1 }));
+    assert_eq!(flows[2], Ok(Decision::Flow { class: 0, flow: 0 }));
     assert_eq!(flows[3], Ok(Decision::BestEffort { class: Some(0) }));
     assert_eq!(
         (k.active_sessions(0), k.flow_sessions(0), k.flow_sessions(1)),
@@ -1091,4 +1092,50 @@ proptest! {
             prop_assert!(k.active_sessions(1) <= 10);
         }
     }
+}
+
+/// A flow PFO gives a small share of its class (here 0.78 of 10 Mbit/s over 4 sessions: a third
+/// of a session's worth) still gets a session (the Abilene demo: it got none and went unserved),
+/// and a re-plan's rebalancing does not take it away; the rest follow the rates.
+#[test]
+fn a_flow_with_a_small_share_still_gets_a_session() {
+    let (c, mut k) = classifier(settings());
+    let mut p = c.plan.clone().expect("plan");
+    let direct = c.flow_index("video-ac-direct").unwrap();
+    let via = c.flow_index("video-ac-via-b").unwrap();
+    let dst = Ipv4Addr::new(198, 18, 30, 5);
+    // The class's four sessions send a packet each at `t`; then the sessions per flow.
+    let round = |k: &mut Classifier, t: u64| {
+        for s in 0..4u16 {
+            let d = k.classify(&v4(host(1), dst, 17, 40000 + s, 5000, 34), t + u64::from(s));
+            assert!(matches!(d, Ok(Decision::Flow { class: 0, .. })), "{d:?}");
+        }
+        (
+            k.flow_sessions(direct_u16(direct)),
+            k.flow_sessions(direct_u16(via)),
+        )
+    };
+    let mut plan = |k: &mut Classifier, epoch: u64, via_mbps: f64| {
+        p.epoch = epoch;
+        p.sessions[0] = 4;
+        p.rate_mbps[direct] = 9.22 / 4.0;
+        p.rate_mbps[via] = via_mbps / 4.0;
+        assert!(k.set_plan(&p));
+    };
+    plan(&mut k, 2, 0.78);
+    assert_eq!(round(&mut k, 0), (3, 1));
+    // The same plan again (a new epoch): nothing moves.
+    plan(&mut k, 3, 0.78);
+    assert_eq!(round(&mut k, 10), (3, 1));
+    assert_eq!(k.stats().readmitted, 0);
+    // A plan zeroes the small flow (its link failed): its session moves ...
+    plan(&mut k, 4, 0.0);
+    assert_eq!(round(&mut k, 20), (4, 0));
+    // ... and the next plan giving it its share back gets one session back from the big flow.
+    plan(&mut k, 5, 0.78);
+    assert_eq!(round(&mut k, 30), (3, 1));
+}
+
+fn direct_u16(i: usize) -> u16 {
+    u16::try_from(i).unwrap()
 }

@@ -27,7 +27,7 @@ pub use error::ConfigError;
 pub use key::{KEY_BASE64_LEN, decode_key, encode_key};
 pub use model::{
     Backend, Config, DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS, Flow, MAX_SESSION_IDLE_TIMEOUT_SECONDS,
-    Overflow, Peer, PortRange, Rule, Security, SecurityMode, Site, TrafficClass, Uplink,
+    Metrics, Overflow, Peer, PortRange, Rule, Security, SecurityMode, Site, TrafficClass, Uplink,
 };
 pub use prefix::{Prefix, PrefixError};
 

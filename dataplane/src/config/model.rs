@@ -26,11 +26,22 @@ pub struct Config {
     pub classes: Vec<TrafficClass>,
     /// Flows (class, route).
     pub flows: Vec<Flow>,
+    /// `[metrics]`: the Prometheus text endpoint (`mongate metrics`); `None`
+    /// (no table): off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
     /// The current plan, if the file carries one (the control process
     /// normally supplies it later), resolved and checked at load.
     /// Serialized by id as the `[plan]` table by [`Config::to_toml_string`].
     #[serde(skip)]
     pub plan: Option<PlanTable>,
+}
+
+/// The `[metrics]` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Metrics {
+    /// Address and port the endpoint listens on (TCP), e.g. `127.0.0.1:9464`.
+    pub listen: std::net::SocketAddr,
 }
 
 /// This site.

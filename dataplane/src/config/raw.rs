@@ -20,7 +20,14 @@ pub(crate) struct RawConfig {
     pub classes: Vec<S<RawClass>>,
     #[serde(default)]
     pub flows: Vec<S<RawFlow>>,
+    pub metrics: Option<S<RawMetrics>>,
     pub plan: Option<S<RawPlan>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub listen: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

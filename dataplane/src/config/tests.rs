@@ -676,3 +676,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_metrics_table_is_optional_and_checked() {
+    let base = include_str!("../../../docs/examples/triangle/site-a.toml");
+    let c = Config::from_toml_str(base, "a.toml").expect("example");
+    assert_eq!(c.metrics, None);
+    let with = base.replacen(
+        "[security]",
+        "[metrics]\nlisten = \"127.0.0.1:9464\"\n\n[security]",
+        1,
+    );
+    let c = Config::from_toml_str(&with, "a.toml").expect("with metrics");
+    assert_eq!(
+        c.metrics.as_ref().map(|m| m.listen.to_string()),
+        Some("127.0.0.1:9464".to_string())
+    );
+    // It survives the file's round trip.
+    let back = Config::from_toml_str(&c.to_toml_string().expect("ser"), "rt.toml").expect("rt");
+    assert_eq!(back.metrics, c.metrics);
+    for (bad, why) in [
+        ("nowhere", "invalid address"),
+        ("127.0.0.1:0", "port 0"),
+        ("127.0.0.1", "invalid address"),
+    ] {
+        let t = base.replacen(
+            "[security]",
+            &format!("[metrics]\nlisten = \"{bad}\"\n\n[security]"),
+            1,
+        );
+        let e = Config::from_toml_str(&t, "a.toml")
+            .expect_err(bad)
+            .to_string();
+        assert!(
+            e.contains("metrics.listen") && e.contains(why),
+            "{bad}: {e}"
+        );
+    }
+}

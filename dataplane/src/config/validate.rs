@@ -9,7 +9,7 @@ use super::Prefix;
 use super::error::{ConfigError, Source};
 use super::model::{
     Backend, Config, DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS, Flow, MAX_SESSION_IDLE_TIMEOUT_SECONDS,
-    Overflow, Peer, PortRange, Rule, Security, SecurityMode, Site, TrafficClass, Uplink,
+    Metrics, Overflow, Peer, PortRange, Rule, Security, SecurityMode, Site, TrafficClass, Uplink,
 };
 use super::plan;
 use super::raw::{RawConfig, RawRule, S};
@@ -183,6 +183,7 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> Result<Config, Errs> {
         peers,
         classes: Vec::new(),
         flows: Vec::new(),
+        metrics: metrics(src, raw, &mut e),
         plan: None,
     };
     cfg.classes = classes(src, raw, &cfg, &sites, &mut e);
@@ -286,6 +287,28 @@ fn site(
 /// before the key is refused at `REJECT_AFTER_TIME`.
 pub(crate) const MAX_REKEY_AFTER_SECONDS: u64 =
     crate::secure::REJECT_AFTER_TIME_NS / crate::sys::SEC - 30;
+
+/// The optional `[metrics]` table: `listen` an `IP:PORT` with a port.
+fn metrics(src: &Source<'_>, raw: &RawConfig, e: &mut Errs) -> Option<Metrics> {
+    let l = &raw.metrics.as_ref()?.get_ref().listen;
+    let bad = |why: &str| src.error(&l.span(), "metrics.listen", why.to_string());
+    match l.get_ref().trim().parse::<std::net::SocketAddr>() {
+        Ok(a) if a.port() != 0 => Some(Metrics { listen: a }),
+        Ok(_) => {
+            e.push(bad(
+                "port 0: give the port to listen on (e.g. 127.0.0.1:9464)",
+            ));
+            None
+        }
+        Err(_) => {
+            e.push(bad(&format!(
+                "invalid address `{}` (want IP:PORT, e.g. 127.0.0.1:9464 or [::1]:9464)",
+                l.get_ref()
+            )));
+            None
+        }
+    }
+}
 
 /// The `[security]` table: required; either a private key file (then every
 /// peer needs a public key, checked by [`build`]) or `mode = "off"`.

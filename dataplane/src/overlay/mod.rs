@@ -142,6 +142,14 @@ pub struct Settings {
     /// inner frame's length in units, so a flow's byte rate is its plan's
     /// whatever its packet sizes (1250 B: 1 Mbit/s = 100 units/s).
     pub rate_unit_bytes: u32,
+    /// Largest lateness of a paced departure made up by sending faster
+    /// afterwards (`PacingConfig::max_lag_ns`). A worker that sleeps when
+    /// idle wakes up to a sleep (plus timer slack and, on a busy machine,
+    /// the scheduler's delay) late: a bound below that costs the flows rate
+    /// (at 500 us sleeps and a 100 us bound, 10 Mbit/s flows sent ~6).
+    /// `mongate-dataplane run` sets 2 sleeps, at least 100 us (the triangle's
+    /// 50 us sleeps keep the 100 us they always had).
+    pub pacing_max_lag_ns: u64,
     /// Safety cap of a priced flow's controller = its planned aggregate
     /// rate x this (a flow whose weight the mapping floored is capped at
     /// its target itself). Well above 1: the controllers, not the cap, set
@@ -210,6 +218,7 @@ impl Default for Settings {
             lan_address_v6: None,
             uplink_mtu: 1500,
             rate_unit_bytes: 1250,
+            pacing_max_lag_ns: 100_000,
             cap_factor: 2.0,
             initial_fraction: 1.0,
             best_effort_pps: 100.0,
@@ -517,6 +526,7 @@ impl Gateway {
                 queue_capacity: settings.queue_capacity.max(1),
                 seed: settings.seed,
                 unit_bytes: settings.rate_unit_bytes,
+                max_lag_ns: settings.pacing_max_lag_ns,
                 ..PacingConfig::default()
             },
             now,

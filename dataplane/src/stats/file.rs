@@ -52,21 +52,22 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> StatsError + '_ {
 
 impl CountersFile {
     /// Creates (truncating) the file of `kind` for `workers` workers and
-    /// `flows` flows; `fill` writes what must be there before readers accept
-    /// the file, then the magic is published. The file is removed when the
-    /// value drops.
+    /// `flows` flows, plus `extra` bytes after what `kind` describes; `fill`
+    /// writes what must be there before readers accept the file, then the
+    /// magic is published. The file is removed when the value drops.
     pub(crate) fn create(
         path: &Path,
         kind: &Kind,
-        workers: usize,
-        flows: usize,
+        (workers, flows, extra): (usize, usize, usize),
         fill: impl FnOnce(&mut ShmFile),
     ) -> Result<Self, StatsError> {
         if workers > MAX_WORKERS || flows > kind.max_flows {
             return Err(StatsError::TooMany);
         }
-        let mut shm =
-            ShmFile::create(path, (kind.len)(workers, flows), COUNTERS_MODE).map_err(io(path))?;
+        let len = (kind.len)(workers, flows)
+            .checked_add(extra)
+            .ok_or(StatsError::TooMany)?;
+        let mut shm = ShmFile::create(path, len, COUNTERS_MODE).map_err(io(path))?;
         fill(&mut shm);
         let h = shm
             .get::<Header>(0)
@@ -95,8 +96,9 @@ impl CountersFile {
         }
         let shm = ShmFile::map(&f, flen, path, Access::ReadOnly).map_err(io(path))?;
         let h = shm.get::<Header>(0).ok_or_else(bad)?;
-        if h.magic.load(Ordering::Acquire) != kind.magic {
-            return Err(bad());
+        let magic = h.magic.load(Ordering::Acquire);
+        if magic != kind.magic {
+            return Err(version_error(path, magic, kind.magic).unwrap_or_else(bad));
         }
         let workers = usize::try_from(h.workers.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
         let flows = usize::try_from(h.flows.load(Ordering::Relaxed)).unwrap_or(usize::MAX);
@@ -120,10 +122,29 @@ impl CountersFile {
         self.flows
     }
 
+    /// The pid of the process that created the file.
+    pub(crate) fn pid(&self) -> u64 {
+        self.shm
+            .get::<Header>(0)
+            .map_or(0, |h| h.pid.load(Ordering::Relaxed))
+    }
+
     /// The mapped file.
     pub(crate) fn shm(&self) -> &ShmFile {
         &self.shm
     }
+}
+
+/// The error for a file of the same family (its magic's first six bytes,
+/// e.g. `MGFLOW`) in another format version: the dataplane and the reader
+/// come from different builds. `None` for anything else.
+fn version_error(path: &Path, found: u64, want: u64) -> Option<StatsError> {
+    let (f, w) = (found.to_le_bytes(), want.to_le_bytes());
+    (f[..6] == w[..6] && f[6..].iter().all(u8::is_ascii_digit)).then(|| StatsError::Version {
+        path: path.to_path_buf(),
+        found: String::from_utf8_lossy(&f).into_owned(),
+        want: String::from_utf8_lossy(&w).into_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -141,14 +162,14 @@ mod tests {
         let dir = crate::sys::shm::TestDir::new("counters");
         let path = dir.file("x.test");
         assert!(matches!(
-            CountersFile::create(&path, &TEST, MAX_WORKERS + 1, 1, |_| {}),
+            CountersFile::create(&path, &TEST, (MAX_WORKERS + 1, 1, 0), |_| {}),
             Err(StatsError::TooMany)
         ));
         assert!(matches!(
-            CountersFile::create(&path, &TEST, 1, 9, |_| {}),
+            CountersFile::create(&path, &TEST, (1, 9, 0), |_| {}),
             Err(StatsError::TooMany)
         ));
-        let w = CountersFile::create(&path, &TEST, 2, 3, |shm| {
+        let w = CountersFile::create(&path, &TEST, (2, 3, 0), |shm| {
             assert!(shm.write(HEADER_BYTES, b"x"));
         })
         .unwrap();
@@ -163,6 +184,18 @@ mod tests {
             CountersFile::open(&path, &other),
             Err(StatsError::Magic(_))
         ));
+        // The same family in another version: says so, with both versions.
+        let newer = Kind {
+            magic: u64::from_le_bytes(*b"MGTEST02"),
+            ..TEST
+        };
+        let e = CountersFile::open(&path, &newer).err().expect("refused");
+        assert!(matches!(e, StatsError::Version { .. }));
+        let msg = e.to_string();
+        assert!(
+            msg.contains("MGTEST01") && msg.contains("MGTEST02"),
+            "{msg}"
+        );
         drop(r);
         // A file shorter than its geometry says is refused.
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();

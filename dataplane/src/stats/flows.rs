@@ -4,20 +4,26 @@
 //!
 //! Layout: the 64-byte header of every counters file (magic, workers, pid,
 //! flows), a name table of `flows` 64-byte NUL-padded flow ids, then
-//! `workers x flows` 128-byte [`FlowSlot`]s holding [`FlowCounters`]. Each
-//! slot has one writer (its worker), which stores with Relaxed; readers
-//! take Relaxed snapshots and sum the workers.
+//! `workers x flows` 128-byte [`FlowSlot`]s holding [`FlowCounters`] and
+//! the path the flow rides, then (a site gateway's file) the gateway
+//! section of [`super::gateway`]: plan, control, classes, paths. Each slot
+//! has one writer (its worker), which stores with Relaxed; readers take
+//! Relaxed snapshots and sum the workers.
+//!
+//! Format `MGFLOW02` (01 had no path word and no gateway section); a reader
+//! of one version refuses the other with [`StatsError::Version`].
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::StatsError;
 use super::file::{CountersFile, HEADER_BYTES, Kind};
+use super::gateway::{ClassSlot, GatewayLayout, GatewaySnapshot, GwHeader, Offsets, PathSlot};
 use crate::overlay::FlowCounters;
 use crate::sys::shm::{ShmShared, shm_path};
 
-/// "MGFLOW01".
-pub const FLOWS_MAGIC: u64 = u64::from_le_bytes(*b"MGFLOW01");
+/// "MGFLOW02" (02: the path word of each slot, the gateway section).
+pub const FLOWS_MAGIC: u64 = u64::from_le_bytes(*b"MGFLOW02");
 /// Most flows a flows file describes.
 pub const MAX_FLOWS: usize = 4096;
 /// Bytes of a flow id in the name table (longer ids are truncated).
@@ -55,7 +61,13 @@ pub struct FlowSlot {
     pub target_pps: AtomicU64,
     /// See [`FlowCounters::last_rx_sent_ns`].
     pub last_rx_sent_ns: AtomicU64,
-    _pad: [AtomicU64; 2],
+    /// The path the flow rides now at its origin (`peer << 16 | index`;
+    /// `u32::MAX`: none, or the flow does not start here). Written with
+    /// the counters; not part of [`FlowCounters`].
+    pub path: AtomicU64,
+    /// The flow's class (index into the gateway section's classes;
+    /// `u64::MAX`: unknown). Written at creation.
+    pub class: AtomicU64,
 }
 
 // SAFETY: atomics only; any bit pattern is valid.
@@ -123,27 +135,124 @@ const FLOWS: Kind = Kind {
 /// A mapped flows file.
 pub struct FlowStatsRegion {
     file: CountersFile,
+    /// The gateway section's geometry, if the file has one.
+    gw: Option<Offsets>,
 }
 
 impl FlowStatsRegion {
     /// Creates (truncating) the file for `workers` workers and the flows
     /// `ids` (in configuration order). Removed when dropped.
     pub fn create(path: &Path, workers: usize, ids: &[&str]) -> Result<Self, StatsError> {
-        let file = CountersFile::create(path, &FLOWS, workers, ids.len(), |shm| {
+        Self::create_with(path, workers, ids, None)
+    }
+
+    /// As [`Self::create`], with a gateway section for `layout` (a site
+    /// gateway's file).
+    pub fn create_gateway(
+        path: &Path,
+        workers: usize,
+        ids: &[&str],
+        layout: &GatewayLayout,
+    ) -> Result<Self, StatsError> {
+        Self::create_with(path, workers, ids, Some(layout))
+    }
+
+    fn create_with(
+        path: &Path,
+        workers: usize,
+        ids: &[&str],
+        layout: Option<&GatewayLayout>,
+    ) -> Result<Self, StatsError> {
+        let gw = match layout {
+            Some(l) => Some(
+                Offsets::new(l.classes.len(), l.peers.len(), l.uplinks.len(), l.paths)
+                    .ok_or(StatsError::TooMany)?,
+            ),
+            None => None,
+        };
+        let base = (FLOWS.len)(workers, ids.len());
+        let extra = gw.map_or(0, |o| o.len());
+        let file = CountersFile::create(path, &FLOWS, (workers, ids.len(), extra), |shm| {
             for (i, id) in ids.iter().enumerate() {
                 let n = id.len().min(NAME_LEN - 1);
                 // Inside the file (its length counts `ids.len()` names).
                 shm.write(HEADER_BYTES + i * NAME_LEN, &id.as_bytes()[..n]);
             }
+            for w in 0..workers {
+                for f in 0..ids.len() {
+                    let off = slots_off(ids.len())
+                        + (w * ids.len() + f) * std::mem::size_of::<FlowSlot>();
+                    if let Some(s) = shm.get::<FlowSlot>(off) {
+                        s.path.store(u64::from(u32::MAX), Ordering::Relaxed);
+                        let class = layout
+                            .and_then(|l| l.flow_classes.get(f))
+                            .map_or(u64::MAX, |&c| c as u64);
+                        s.class.store(class, Ordering::Relaxed);
+                    }
+                }
+            }
+            if let (Some(o), Some(l)) = (gw, layout) {
+                o.fill(shm, base, l);
+            }
         })?;
-        Ok(Self { file })
+        Ok(Self { file, gw })
     }
 
     /// Opens an existing flows file read-only (`O_RDONLY`, `PROT_READ`: the
-    /// slots of [`Self::slot`] may only be loaded).
+    /// slots of [`Self::slot`] may only be loaded). A gateway section is
+    /// found when the file is long enough for the one its header declares.
     pub fn open(path: &Path) -> Result<Self, StatsError> {
         let file = CountersFile::open(path, &FLOWS)?;
-        Ok(Self { file })
+        let base = (FLOWS.len)(file.workers(), file.flows());
+        let gw = Offsets::read(file.shm(), base);
+        Ok(Self { file, gw })
+    }
+
+    /// Byte offset of the gateway section.
+    fn gw_base(&self) -> usize {
+        (FLOWS.len)(self.file.workers(), self.file.flows())
+    }
+
+    /// The gateway section's header (a site gateway's file).
+    pub fn gateway_header(&self) -> Option<&GwHeader> {
+        self.gw?;
+        self.file.shm().get(self.gw_base())
+    }
+
+    /// Class `i`'s slot of the gateway section.
+    pub fn class_slot(&self, i: usize) -> Option<&ClassSlot> {
+        self.gw?.class(self.file.shm(), self.gw_base(), i)
+    }
+
+    /// Path `i`'s slot of the gateway section.
+    pub fn path_slot(&self, i: usize) -> Option<&PathSlot> {
+        self.gw?.path(self.file.shm(), self.gw_base(), i)
+    }
+
+    /// A snapshot of the gateway section (`None`: the file has none).
+    pub fn gateway(&self) -> Option<GatewaySnapshot> {
+        self.gw?.snapshot(self.file.shm(), self.gw_base())
+    }
+
+    /// The pid of the process that created the file.
+    pub fn pid(&self) -> u64 {
+        self.file.pid()
+    }
+
+    /// The class of flow `f` (an index into the gateway section's classes).
+    pub fn flow_class(&self, f: usize) -> Option<usize> {
+        let c = self.slot(0, f)?.class.load(Ordering::Relaxed);
+        usize::try_from(c).ok().filter(|&c| c < MAX_FLOWS)
+    }
+
+    /// The path flow `f` rides at its origin (the first worker's word that
+    /// names one), `None` if none.
+    pub fn flow_path(&self, f: usize) -> Option<u32> {
+        (0..self.workers())
+            .filter_map(|w| self.slot(w, f))
+            .map(|s| s.path.load(Ordering::Relaxed))
+            .find(|&p| p < u64::from(u32::MAX))
+            .and_then(|p| u32::try_from(p).ok())
     }
 
     /// Workers described.
@@ -225,6 +334,78 @@ mod tests {
         drop(r);
         drop(w);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_gateway_section_round_trips() {
+        use crate::stats::gateway::{PathRecord, state};
+        let dir = crate::sys::shm::TestDir::new("flows-gw");
+        let path = dir.file("g.flows");
+        let layout = GatewayLayout {
+            classes: vec!["bulk".into()],
+            peers: vec!["B".into(), "C".into()],
+            uplinks: vec!["ab (veth0)".into()],
+            paths: 3,
+            flow_classes: vec![0, 0],
+            rate_unit_bytes: 1250,
+        };
+        let w = FlowStatsRegion::create_gateway(&path, 1, &["x", "y"], &layout).unwrap();
+        // A file without a section has none.
+        let plain = dir.file("p.flows");
+        let p = FlowStatsRegion::create(&plain, 1, &["x"]).unwrap();
+        assert!(p.gateway().is_none() && p.gateway_header().is_none());
+        assert_eq!(FlowStatsRegion::open(&plain).unwrap().flow_class(0), None);
+        let h = w.gateway_header().unwrap();
+        h.epoch.store(7, Ordering::Relaxed);
+        w.class_slot(0).unwrap().active.store(2, Ordering::Relaxed);
+        assert!(w.class_slot(1).is_none() && w.path_slot(3).is_none());
+        w.path_slot(2).unwrap().store(&PathRecord {
+            path: 1 << 16 | 1,
+            uplink: 0,
+            via: 0,
+            remote: "198.18.0.9".parse().unwrap(),
+            state: state::HELD,
+            active: true,
+            srtt_ns: 5,
+            last_probe_ns: 6,
+            last_echo_ns: 7,
+            probes_sent: 8,
+            echoes: 9,
+            downs: 10,
+            up_since_ns: 11,
+        });
+        w.slot(0, 1)
+            .unwrap()
+            .path
+            .store(1 << 16 | 1, Ordering::Relaxed);
+        let r = FlowStatsRegion::open(&path).unwrap();
+        let g = r.gateway().unwrap();
+        assert_eq!((g.epoch, g.rate_unit_bytes), (7, 1250));
+        assert_eq!(g.classes[0].id, "bulk");
+        assert_eq!(g.classes[0].active, 2);
+        assert_eq!(g.peers, ["B", "C"]);
+        assert_eq!(g.uplinks, ["ab (veth0)"]);
+        let p = &g.paths[2];
+        assert_eq!(p.remote.to_string(), "198.18.0.9");
+        assert_eq!((p.peer(), p.waypoint()), (1, Some(0)));
+        assert_eq!((p.state, p.srtt_ns, p.downs), (state::HELD, 5, 10));
+        assert_eq!(g.paths[0].state, 0);
+        assert_eq!((r.flow_path(0), r.flow_path(1)), (None, Some(1 << 16 | 1)));
+        assert_eq!((r.flow_class(0), r.flow_class(1)), (Some(0), Some(0)));
+        assert_eq!(r.pid(), u64::from(std::process::id()));
+        // The file of an older build: refused, saying so.
+        drop(r);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..8].copy_from_slice(b"MGFLOW01");
+        let old = dir.file("old.flows");
+        std::fs::write(&old, &bytes).unwrap();
+        let e = FlowStatsRegion::open(&old).err().expect("refused");
+        let m = e.to_string();
+        assert!(
+            m.contains("MGFLOW01") && m.contains("MGFLOW02") && m.contains("builds"),
+            "{m}"
+        );
+        std::fs::remove_file(&old).unwrap();
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 mod file;
 pub mod flows;
+pub mod gateway;
 
 use crate::engine::DropReason;
 use crate::sys::shm::{ShmShared, shm_path};
@@ -143,6 +144,18 @@ pub enum StatsError {
     /// Not a stats file, or a different version.
     #[error("stats file {0}: not a mongate stats file (bad magic)")]
     Magic(PathBuf),
+    /// A file of this kind in another format version.
+    #[error(
+        "{path}: format {found}, this program reads {want}: the dataplane and this program come from different mongate builds (run the matching `mongate status`)"
+    )]
+    Version {
+        /// File.
+        path: PathBuf,
+        /// The file's format (its magic).
+        found: String,
+        /// The format this program reads.
+        want: String,
+    },
     /// Too many workers.
     #[error("stats: at most {MAX_WORKERS} workers")]
     TooMany,
@@ -169,7 +182,7 @@ impl StatsRegion {
     /// Creates (truncating) the stats file for `workers` workers. The file
     /// is removed when the region is dropped.
     pub fn create(path: &Path, workers: usize) -> Result<Self, StatsError> {
-        let file = CountersFile::create(path, &STATS, workers, 0, |_| {})?;
+        let file = CountersFile::create(path, &STATS, (workers, 0, 0), |_| {})?;
         Ok(Self { file })
     }
 
@@ -192,6 +205,11 @@ impl StatsRegion {
         }
         let off = HEADER_BYTES + i * std::mem::size_of::<WorkerCounters>();
         self.file.shm().get(off)
+    }
+
+    /// The pid of the process that created the file.
+    pub fn pid(&self) -> u64 {
+        self.file.pid()
     }
 
     /// Snapshots of every worker.

@@ -20,6 +20,7 @@
 pub mod addr;
 #[allow(unsafe_code)]
 pub mod capture;
+pub mod cli;
 mod cmd;
 pub mod error;
 pub mod link;

@@ -8,6 +8,7 @@ use super::{HealthPolicy, PATH_NONE, PathTelemetry, path_ref, split_path_ref};
 use crate::engine::Nanos;
 use crate::overlay::lan_to_wan::QueueId;
 use crate::overlay::{Gateway, Role};
+use crate::stats::gateway::{PathRecord, state};
 use crate::wire::overlay::OverlayTemplate;
 
 /// Longest hold of a moving flow (see [`Gateway::hold_for_move`]).
@@ -23,6 +24,31 @@ fn one_way_estimate(p: &PeerPath) -> u64 {
         PathKind::Via(_) => srtt,
     };
     owd.min(MAX_HOLD_NS)
+}
+
+/// A path's state for the status view (a [`state`] code): held (the
+/// control holds it down), down (not usable), suspect (usable, but data
+/// sent on it has waited for acks longer than half the ack gap, or — when
+/// the dataplane drives the paths itself (`local`) — its echoes are silent
+/// for more than half the time that takes it down), else up. Pure.
+pub(crate) fn path_state(
+    h: &PathHealth,
+    unacked_since: Option<Nanos>,
+    policy: &HealthPolicy,
+    local: bool,
+    now: Nanos,
+) -> u64 {
+    if !h.up {
+        return if h.held { state::HELD } else { state::DOWN };
+    }
+    let gap = policy.ack_gap_ns / 2;
+    let acks_late = gap > 0 && unacked_since.is_some_and(|s| now.saturating_sub(s) > gap);
+    let silent = local && now.saturating_sub(h.last_echo) > policy.down_after_ns / 2;
+    if acks_late || silent {
+        state::SUSPECT
+    } else {
+        state::UP
+    }
 }
 
 /// How a candidate path reaches its peer.
@@ -55,6 +81,9 @@ pub struct PathHealth {
     pub probe_bytes: u64,
     /// Times it went down.
     pub downs: u64,
+    /// The control process holds it down ([`super::FLOW_MARK_DOWN`]; cleared
+    /// when the control vouches for it again).
+    pub held: bool,
 }
 
 /// One candidate path to a peer.
@@ -261,6 +290,35 @@ impl Gateway {
         }
     }
 
+    /// Calls `f` with the status record of every candidate path at `now`
+    /// (for the gateway section of the flows file: `mongate status`).
+    pub fn for_each_path_record(&self, now: Nanos, mut f: impl FnMut(PathRecord)) {
+        let policy = self.settings.health;
+        let local = !self.control_drives_paths(now);
+        for (pi, pp) in self.peers.iter().enumerate() {
+            for (i, p) in pp.paths.iter().enumerate() {
+                f(PathRecord {
+                    path: path_ref(pi, i),
+                    uplink: p.uplink,
+                    via: match p.kind {
+                        PathKind::Direct => u16::MAX,
+                        PathKind::Via(w) => u16::try_from(w).unwrap_or(u16::MAX),
+                    },
+                    remote: p.remote,
+                    state: path_state(&p.health, p.unacked_since, &policy, local, now),
+                    active: pp.active == Some(i),
+                    srtt_ns: p.health.srtt_ns,
+                    last_probe_ns: p.health.last_probe,
+                    last_echo_ns: p.health.last_echo,
+                    probes_sent: p.health.probes_sent,
+                    echoes: p.health.echoes,
+                    downs: p.health.downs,
+                    up_since_ns: p.health.up_since,
+                });
+            }
+        }
+    }
+
     /// `(direct paths, of which up, switches)` toward `peer`.
     pub fn peer_summary(&self, peer: usize) -> Option<(usize, usize, u64)> {
         let pp = self.peers.get(peer)?;
@@ -455,5 +513,42 @@ impl Gateway {
         let (peer, i) = split_path_ref(r);
         self.peers.get(peer)?.paths.get(i)?;
         Some((peer, i))
+    }
+}
+
+#[cfg(test)]
+mod state_tests {
+    use super::*;
+
+    #[test]
+    fn path_states_for_the_status_view() {
+        let policy = HealthPolicy {
+            probe_interval_ns: 50,
+            down_after_ns: 150,
+            ack_gap_ns: 60,
+            failback_after_ns: 1000,
+        };
+        let up = PathHealth {
+            up: true,
+            last_echo: 1000,
+            ..PathHealth::default()
+        };
+        assert_eq!(path_state(&up, None, &policy, true, 1050), state::UP);
+        // Silent beyond half the down time: suspect when we judge alone.
+        assert_eq!(path_state(&up, None, &policy, true, 1076), state::SUSPECT);
+        assert_eq!(path_state(&up, None, &policy, false, 1076), state::UP);
+        // Acks late beyond half the ack gap: suspect either way.
+        assert_eq!(
+            path_state(&up, Some(1000), &policy, false, 1031),
+            state::SUSPECT
+        );
+        assert_eq!(path_state(&up, Some(1000), &policy, false, 1029), state::UP);
+        let down = PathHealth { up: false, ..up };
+        assert_eq!(path_state(&down, None, &policy, true, 1000), state::DOWN);
+        let held = PathHealth { held: true, ..down };
+        assert_eq!(path_state(&held, None, &policy, true, 1000), state::HELD);
+        // A held path that answered again is up: the flag alone says nothing.
+        let back = PathHealth { up: true, ..held };
+        assert_eq!(path_state(&back, None, &policy, true, 1000), state::UP);
     }
 }

@@ -96,6 +96,7 @@ impl Gateway {
     fn vouch(&mut self, peer: usize, i: usize, now: Nanos) {
         if let Some(p) = self.peers.get_mut(peer).and_then(|pp| pp.paths.get_mut(i)) {
             p.unacked_since = None;
+            p.health.held = false;
             if !p.health.up {
                 p.health.up = true;
                 p.health.up_since = now;
@@ -122,6 +123,7 @@ impl Gateway {
                 self.vouch(peer, i, now);
             } else {
                 let p = &mut self.peers[peer].paths[i];
+                p.health.held = true;
                 if p.health.up {
                     p.health.up = false;
                     p.health.downs += 1;

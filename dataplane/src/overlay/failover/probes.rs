@@ -237,6 +237,7 @@ impl Gateway {
         // it raises a path with an assignment or an up mark.
         if !h.up && local {
             h.up = true;
+            h.held = false;
             h.up_since = now;
             self.push_event(path_ref(peer, idx), PathEventKind::Up, now);
         }
