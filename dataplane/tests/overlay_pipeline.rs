@@ -500,6 +500,38 @@ fn frames_cross_direct_and_via_waypoint_byte_exact_and_are_acked() {
 }
 
 #[test]
+fn flow_timers_run_at_deadlines_only() {
+    let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
+    // One packet: C acks it by the delay rule (5 ms), not by count (16).
+    assert_eq!(
+        net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 100, 1)),
+        Verdict::Held
+    );
+    net.run_until(1_000_000_000, 100_000);
+    assert_eq!(net.sites[2].gw.flow_received("ac-direct"), Some(1));
+    assert_eq!(net.sites[2].gw.stats().ack_entries_sent, 1);
+    let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
+    assert_eq!((t.sent, t.acked, t.lost), (1, 1, 0));
+    // A second packet, lost on the way: A's tail timeout declares it.
+    net.links.get_mut(&(0, 2)).unwrap().loss = 1.0;
+    assert_eq!(
+        net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 100, 2)),
+        Verdict::Held
+    );
+    net.run_until(net.now + 1_000_000_000, 100_000);
+    let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
+    assert_eq!((t.sent, t.acked, t.lost), (2, 1, 1));
+    // 2 s of 100 us polls over the triangle's flows: a walk of every flow
+    // each ms would have run thousands of flow timers; the wheel runs one
+    // per deadline (C: the ack's; A: the loss's, and at most one early
+    // run per deadline an ack moved later).
+    let runs: Vec<u64> = net.sites.iter().map(|s| s.gw.stats().timer_runs).collect();
+    assert_eq!(runs[1], 0, "B has no deadline: {runs:?}");
+    assert_eq!(runs[2], 1, "C's ack deadline: {runs:?}");
+    assert!((1..=3).contains(&runs[0]), "A's loss deadlines: {runs:?}");
+}
+
+#[test]
 fn best_effort_and_no_route() {
     let mut net = triangle(1.0, 0.02, 100_000.0, 1.0);
     // UDP port outside the class's rules: best effort, still delivered.

@@ -344,6 +344,15 @@ impl Classifier {
         self.classify_inner(&inner, now)
     }
 
+    /// Starts loading the session table's memory for an already parsed
+    /// packet ([`sessions::SessionTable::prefetch`]): call it for every
+    /// packet of a batch before classifying any, so that their cache
+    /// misses overlap. A hint: changes nothing, counts nothing.
+    #[inline]
+    pub fn prefetch(&self, i: &Inner) {
+        self.sessions.prefetch(&i.tuple);
+    }
+
     /// Classifies an already parsed packet.
     #[inline]
     pub fn classify_inner(&mut self, i: &Inner, now: Nanos) -> Result<Decision, DropReason> {

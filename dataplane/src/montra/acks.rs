@@ -426,6 +426,28 @@ impl AckTracker {
         }
     }
 
+    /// Starts loading the memory [`AckTracker::on_send`] will write (the
+    /// next sequence's slots): a hint for batches of departures.
+    #[inline]
+    pub fn prefetch_send(&self) {
+        let i = self.idx(self.next_seq);
+        if let (Some(t), Some(s)) = (self.sent_ts.get(i), self.state.get(i)) {
+            crate::sys::prefetch_read((t as *const u64).cast::<u8>());
+            crate::sys::prefetch_read(s as *const u8);
+        }
+    }
+
+    /// Starts loading the memory [`AckTracker::on_ack`] reads first (the
+    /// oldest outstanding packet's slots): a hint for batches of acks.
+    #[inline]
+    pub fn prefetch_ack(&self) {
+        let i = self.idx(self.oldest);
+        if let (Some(t), Some(s)) = (self.sent_ts.get(i), self.state.get(i)) {
+            crate::sys::prefetch_read((t as *const u64).cast::<u8>());
+            crate::sys::prefetch_read(s as *const u8);
+        }
+    }
+
     /// Numbers a packet sent at `now_ns`. Returns its sequence and the number
     /// of packets declared lost to make room (0 unless the window was full).
     pub fn on_send(&mut self, now_ns: u64) -> (u64, u32) {
@@ -545,13 +567,45 @@ impl AckTracker {
         self.detect_time_losses(now_ns)
     }
 
-    fn detect_time_losses(&mut self, now_ns: u64) -> u32 {
+    /// The (reorder, tail) time thresholds of the loss rules, ns.
+    #[inline]
+    fn thresholds(&self) -> (u64, u64) {
         let reorder = self.srtt.max(self.latest_rtt).saturating_mul(5) / 4;
         let tail = self
             .srtt
             .saturating_add(self.rttvar.saturating_mul(4))
             .saturating_add(self.cfg.max_ack_delay_ns)
             .max(reorder);
+        (reorder, tail)
+    }
+
+    /// The earliest time at which [`AckTracker::poll`] can declare a loss
+    /// (the oldest outstanding packet's send time plus its threshold), or
+    /// `None` with nothing outstanding. Exact until the next `on_send`,
+    /// `on_ack` or `poll`: a caller keeping a timer per tracker re-reads it
+    /// after those (`on_send` changes it only when nothing was outstanding
+    /// or a packet was evicted). Send times are monotonic and a later
+    /// packet's threshold is never smaller, so no later packet is due
+    /// before the oldest.
+    pub fn next_deadline_ns(&self) -> Option<u64> {
+        let (reorder, tail) = self.thresholds();
+        let mut s = self.oldest;
+        // `oldest` is outstanding after every public call but `on_send`
+        // (which never settles one); the scan is for robustness.
+        while s < self.next_seq {
+            let i = self.idx(s);
+            if self.state[i] == OUTSTANDING {
+                let below_largest = self.largest_acked.is_some_and(|l| s < l);
+                let thr = if below_largest { reorder } else { tail };
+                return Some(self.sent_ts[i].saturating_add(thr));
+            }
+            s += 1;
+        }
+        None
+    }
+
+    fn detect_time_losses(&mut self, now_ns: u64) -> u32 {
+        let (reorder, tail) = self.thresholds();
         let mut lost = 0;
         let mut s = self.oldest;
         while s < self.next_seq {
@@ -1052,6 +1106,51 @@ mod tests {
                 tx.poll(now);
                 let s = tx.stats();
                 prop_assert_eq!(s.sent, s.acked + s.lost + tx.outstanding());
+            }
+        }
+
+        /// `next_deadline_ns` is exact: a poll one ns before it declares
+        /// nothing, a poll at it declares at least one loss, and `None`
+        /// means nothing is outstanding; after any mix of sends (with
+        /// evictions from a small window), acks (a receiver's, partly
+        /// lost) and polls.
+        #[test]
+        fn next_deadline_is_exact(ops in proptest::collection::vec((0u8..4, 0u64..40_000_000), 1..300)) {
+            let mut tx = AckTracker::new(TrackerConfig { window: 128, initial_rtt_ns: 10_000_000, ..Default::default() });
+            let mut rx = AckAggregator::new(AckPolicy { every_packets: 4, max_delay_ns: 1_000_000 });
+            let mut now = 1u64;
+            let mut in_flight: Vec<(u64, u64)> = Vec::new();
+            for (op, dt) in ops {
+                now += dt / 8;
+                match op {
+                    0 | 1 => {
+                        let (seq, _) = tx.on_send(now);
+                        // Every third packet is lost on the way.
+                        if seq % 3 != 1 {
+                            in_flight.push((seq, now));
+                        }
+                    }
+                    2 => {
+                        for (seq, ts) in in_flight.drain(..) {
+                            if let Some(a) = rx.on_packet(seq, ts, now) {
+                                tx.on_ack(&a, now);
+                            }
+                        }
+                    }
+                    _ => {
+                        tx.poll(now);
+                    }
+                }
+                match tx.next_deadline_ns() {
+                    None => prop_assert_eq!(tx.outstanding(), 0),
+                    Some(d) => {
+                        prop_assert!(tx.outstanding() > 0);
+                        if d > 0 {
+                            prop_assert_eq!(tx.clone().poll(d - 1), 0);
+                        }
+                        prop_assert!(tx.clone().poll(d) >= 1);
+                    }
+                }
             }
         }
 

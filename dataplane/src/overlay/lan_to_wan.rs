@@ -39,14 +39,21 @@ impl Gateway {
     pub fn lan_to_wan(&mut self, now: Nanos, arena: &mut Arena, batch: &mut Batch) {
         for p in batch.as_mut_slice() {
             if p.verdict == Verdict::Pending {
-                self.lan_packet(now, arena, p);
+                self.lan_packet(now, arena, p, None);
             }
         }
     }
 
     /// One LAN packet: classify, check the path MTU, enqueue (`Held`).
-    pub(crate) fn lan_packet(&mut self, now: Nanos, arena: &mut Arena, p: &mut Packet) {
-        p.verdict = match self.lan_queue(now, arena, p) {
+    /// `pre`: its headers, parsed already (the batch's prefetch pass).
+    pub(crate) fn lan_packet(
+        &mut self,
+        now: Nanos,
+        arena: &mut Arena,
+        p: &mut Packet,
+        pre: Option<inner::Inner>,
+    ) {
+        p.verdict = match self.lan_queue(now, arena, p, pre) {
             Ok(v) | Err(v) => v,
         };
     }
@@ -56,10 +63,14 @@ impl Gateway {
         now: Nanos,
         arena: &mut Arena,
         p: &mut Packet,
+        pre: Option<inner::Inner>,
     ) -> Result<Verdict, Verdict> {
         let drop = |r| Verdict::Drop(r);
         let frame = arena.packet(p).ok_or(drop(DropReason::Truncated))?;
-        let parsed = inner::parse(frame).map_err(|e| drop(e.drop_reason()))?;
+        let parsed = match pre {
+            Some(i) => i,
+            None => inner::parse(frame).map_err(|e| drop(e.drop_reason()))?,
+        };
         // Only our own hosts send from the LAN: an inner source outside the
         // site's prefixes is spoofed (or link-local) and goes nowhere.
         let src = src_addr(&parsed.tuple);
@@ -207,6 +218,9 @@ impl Gateway {
         let start = out.len();
         let n = self.pacing.poll(now, out);
         let nflows = self.flows.len();
+        if n > 1 {
+            self.prefetch_departures(n, nflows);
+        }
         for k in 0..n {
             let i = start + k;
             let queue = QueueId(self.pacing.released()[k]);
@@ -220,6 +234,26 @@ impl Gateway {
                 None => Verdict::Drop(DropReason::NoRoute),
             };
             out.as_mut_slice()[i] = pkt;
+        }
+    }
+
+    /// Starts loading the state the `n` released packets' flows will touch
+    /// (with many flows, each departure's flow state is a cache miss):
+    /// first every flow's record, then, from those, each tracker's next
+    /// send slot, so that the misses of the batch overlap.
+    fn prefetch_departures(&self, n: usize, nflows: usize) {
+        let released = &self.pacing.released()[..n];
+        for &q in released {
+            if let Queue::Flow(fi) = QueueId(q).kind(nflows) {
+                self.prefetch_flow(fi);
+            }
+        }
+        for &q in released {
+            if let Queue::Flow(fi) = QueueId(q).kind(nflows)
+                && let Some(o) = self.flows.get(fi).and_then(|f| f.origin.as_ref())
+            {
+                o.tracker.prefetch_send();
+            }
         }
     }
 
@@ -249,7 +283,7 @@ impl Gateway {
             let r = o.ctl.on_losses(evicted);
             self.pacing.set_rate(queue.0, r, now);
         }
-        Some(Departure {
+        let d = Departure {
             option: FlowOption {
                 flow_id: f.wire_id,
                 seq: seq + 1,
@@ -257,7 +291,13 @@ impl Gateway {
             },
             peer: np,
             path: f.path,
-        })
+        };
+        // A send moves the tracker's loss deadline only when nothing was
+        // outstanding (a first deadline) or a packet was evicted.
+        if f.timer_at == super::NO_TIMER || evicted > 0 {
+            self.rearm(fi);
+        }
+        Some(d)
     }
 
     /// A best-effort packet to `peer` leaves: the peer's best-effort

@@ -49,7 +49,7 @@ use crate::montra::{
     AckAggregator, AckInfo, AckPolicy, AckTracker, ControllerConfig, ControllerTarget,
     RateController, TrackerConfig, TrackerStats,
 };
-use crate::pacing::{PacingConfig, PacingError, PacingTable};
+use crate::pacing::{PacingConfig, PacingError, PacingTable, TimerWheel, WheelError};
 use crate::plan::PlanTable;
 use crate::wire::ethernet::MacAddr;
 use crate::wire::geneve::FlowOption;
@@ -190,7 +190,10 @@ pub struct Settings {
     /// kernel's random source at every start, so that an off-path host
     /// cannot predict them; tests fix it).
     pub probe_nonce_seed: u64,
-    /// Interval of the timers (ack deadlines, tail-loss detection), ns.
+    /// Resolution of the per-flow timers (ack deadlines, tail-loss
+    /// detection), ns: a timer fires at most this late (the flow timer
+    /// wheel's tick is the largest power of two at most this). Only flows
+    /// with a deadline are touched, whatever the flow count.
     pub timer_ns: u64,
     /// Open loop: flows send at their planned rate and ignore missing acks
     /// (benchmarks against a sink that is not a gateway). Never in service.
@@ -260,6 +263,9 @@ pub enum GatewayError {
     /// Pacing table construction.
     #[error(transparent)]
     Pacing(#[from] PacingError),
+    /// Flow timer wheel construction.
+    #[error("flow timers: {0}")]
+    Timers(#[from] WheelError),
     /// Two flow ids hash to the same wire id (rename one).
     #[error("flows `{0}` and `{1}` have the same wire flow id")]
     FlowIdCollision(String, String),
@@ -321,6 +327,10 @@ pub struct Stats {
     pub probe_echoes: u64,
     /// Ack emissions postponed because the frame reserve was empty.
     pub ack_no_frame: u64,
+    /// Flows the per-flow timers ran for (taken from the timer wheel at
+    /// their deadline: an ack due, a loss due, or a deadline that moved
+    /// later): per deadline, not per flow and tick.
+    pub timer_runs: u64,
     /// Encapsulation failures (no headroom; should not happen).
     pub encap_failed: u64,
     /// Probes sent on candidate paths.
@@ -413,7 +423,13 @@ pub(crate) struct Origin {
 pub(crate) struct Receiver {
     pub(crate) agg: AckAggregator,
     pub(crate) received: u64,
+    /// Where its pending ack is in its source's [`ack_emit::AckQueue`]
+    /// ([`NO_ACK_SLOT`]: none, or stale: the queue checks).
+    pub(crate) ack_slot: u32,
 }
+
+/// [`Receiver::ack_slot`] of a flow without a pending ack.
+pub(crate) const NO_ACK_SLOT: u32 = u32::MAX;
 
 /// One configured flow as this site sees it.
 #[derive(Clone, Debug)]
@@ -431,7 +447,14 @@ pub(crate) struct FlowState {
     pub(crate) origin: Option<Origin>,
     pub(crate) receiver: Option<Receiver>,
     pub(crate) counters: FlowCounters,
+    /// When the flow's entry in [`Gateway::flow_timers`] is due (the
+    /// receiver's ack deadline or the sender's next loss deadline), ns;
+    /// [`NO_TIMER`]: no entry.
+    pub(crate) timer_at: Nanos,
 }
+
+/// [`FlowState::timer_at`] of a flow without a timer entry.
+pub(crate) const NO_TIMER: Nanos = Nanos::MAX;
 
 /// The overlay gateway stage of one worker. See the module documentation.
 pub struct Gateway {
@@ -449,10 +472,13 @@ pub struct Gateway {
     pub(crate) pacing: PacingTable,
     pub(crate) be_seq: Vec<u64>,
     /// Ack entries waiting to be sent, per peer (at most one per flow).
-    pub(crate) pending_acks: Vec<Vec<AckEntry>>,
+    pub(crate) pending_acks: Vec<ack_emit::AckQueue>,
     pub(crate) reserve: Vec<u64>,
     pub(crate) oam_seq: u64,
-    pub(crate) next_timer: Nanos,
+    /// One entry per flow with a deadline (see [`Gateway::rearm`]).
+    pub(crate) flow_timers: TimerWheel,
+    /// Flows [`Gateway::timers`] takes from the wheel at once.
+    pub(crate) due: Vec<u32>,
     /// When the path timers last ran (stall compensation).
     pub(crate) last_path_check: Nanos,
     /// Probe commands, outcomes and events of the control process.
@@ -511,7 +537,7 @@ impl Gateway {
                     .iter()
                     .filter(|f| f.role == Role::Destination && f.src_peer == Some(p))
                     .count();
-                Vec::with_capacity(n)
+                ack_emit::AckQueue::with_capacity(n)
             })
             .collect();
         let reserve_cap = settings.reserve_frames.max(reserve.len());
@@ -543,7 +569,8 @@ impl Gateway {
             pending_acks,
             reserve: res,
             oam_seq: 0,
-            next_timer: now,
+            flow_timers: TimerWheel::new(nflows, timer_shift(settings.timer_ns), now)?,
+            due: vec![0; DUE_BATCH],
             last_path_check: 0,
             control_paths: ControlPaths::new(settings.probe_nonce_seed),
             scratch: Box::new([0u8; 1280]),
@@ -677,6 +704,7 @@ impl Gateway {
                 }
             };
             self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
+            self.rearm(fi);
         }
     }
 
@@ -854,30 +882,96 @@ impl Gateway {
         self.uplink_ports.contains(&port)
     }
 
-    /// Timers: ack deadlines (destination) and tail losses (origin), at most
-    /// once per `timer_ns`.
-    fn timers(&mut self, now: Nanos) {
-        if now < self.next_timer {
-            return;
-        }
-        self.next_timer = now.saturating_add(self.settings.timer_ns.max(1));
-        for fi in 0..self.flows.len() {
-            let f = &mut self.flows[fi];
-            if let Some(r) = f.receiver.as_mut() {
-                if let Some(info) = r.agg.poll(now) {
-                    let (id, peer, rec, ab) =
-                        (f.wire_id, f.src_peer, r.received, r.agg.abandoned());
-                    self.queue_ack(peer, id, &info, rec, ab);
-                }
-            } else if let Some(o) = f.origin.as_mut() {
-                let lost = o.tracker.poll(now);
-                if lost > 0 && !self.settings.open_loop {
-                    let rate = o.ctl.on_losses(lost);
-                    self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
-                }
+    /// Starts loading flow `fi`'s record (every cache line of it): the
+    /// first pass over a batch of departures or ack entries, whose flows
+    /// are as many cache misses with many flows.
+    #[inline]
+    pub(crate) fn prefetch_flow(&self, fi: usize) {
+        if let Some(f) = self.flows.get(fi) {
+            let p: *const FlowState = f;
+            for off in (0..size_of::<FlowState>()).step_by(64) {
+                crate::sys::prefetch_read(p.cast::<u8>().wrapping_add(off));
             }
         }
     }
+
+    /// Puts flow `fi`'s timer entry at its current deadline: its receiver's
+    /// ack deadline, or its sender's next loss deadline; none without one.
+    /// Call it after anything that may move the deadline earlier or create
+    /// one (an arrival, an ack, a send onto an empty tracker); a deadline
+    /// that moved later needs no call (the entry fires early, finds nothing
+    /// due and is re-armed). O(1), no allocation.
+    #[inline]
+    pub(crate) fn rearm(&mut self, fi: usize) {
+        let Some(f) = self.flows.get_mut(fi) else {
+            return;
+        };
+        let at = if let Some(r) = &f.receiver {
+            r.agg.next_deadline_ns()
+        } else if let Some(o) = &f.origin {
+            o.tracker.next_deadline_ns()
+        } else {
+            None
+        }
+        .unwrap_or(NO_TIMER);
+        if at == f.timer_at {
+            return;
+        }
+        f.timer_at = at;
+        // fi < flows.len() <= u16::MAX + 1 (checked in `new`): fits u32.
+        let id = u32::try_from(fi).unwrap_or(u32::MAX);
+        if at == NO_TIMER {
+            self.flow_timers.cancel(id);
+        } else {
+            self.flow_timers.schedule(id, at);
+        }
+    }
+
+    /// Timers: ack deadlines (destination) and tail losses (origin) of the
+    /// flows whose deadline has come ([`Gateway::flow_timers`]: the cost is
+    /// per flow due, not per flow).
+    fn timers(&mut self, now: Nanos) {
+        let mut due = core::mem::take(&mut self.due);
+        // Every flow re-armed here is due after `now` (its deadline is
+        // exact), so a poll returns each flow at most once; the bound is
+        // for robustness only.
+        for _ in 0..=self.flows.len() / DUE_BATCH + 1 {
+            let n = self.flow_timers.poll(now, &mut due);
+            for &id in &due[..n] {
+                let fi = id as usize;
+                let Some(f) = self.flows.get_mut(fi) else {
+                    continue;
+                };
+                f.timer_at = NO_TIMER;
+                self.stats.timer_runs += 1;
+                if let Some(r) = f.receiver.as_mut() {
+                    if let Some(info) = r.agg.poll(now) {
+                        self.queue_ack(fi, &info);
+                    }
+                } else if let Some(o) = f.origin.as_mut() {
+                    let lost = o.tracker.poll(now);
+                    if lost > 0 && !self.settings.open_loop {
+                        let rate = o.ctl.on_losses(lost);
+                        self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
+                    }
+                }
+                self.rearm(fi);
+            }
+            if n < due.len() {
+                break;
+            }
+        }
+        self.due = due;
+    }
+}
+
+/// Flows taken from the timer wheel per poll of it.
+const DUE_BATCH: usize = 256;
+
+/// The flow timer wheel's tick shift: the largest power of two at most
+/// `timer_ns` (at least 1 ns, at most the wheel's limit).
+fn timer_shift(timer_ns: u64) -> u32 {
+    (63 - timer_ns.max(1).leading_zeros()).min(40)
 }
 
 impl Stage for Gateway {
@@ -887,12 +981,32 @@ impl Stage for Gateway {
 
     fn process(&mut self, now: Nanos, arena: &mut Arena, batch: &mut Batch) {
         let lan = self.settings.lan_port;
-        for p in batch.as_mut_slice() {
+        // First pass: each LAN packet is parsed and its session table line
+        // starts loading, all of the batch's together (1 M sessions fit no
+        // cache: one miss per packet, overlapped instead of in series); the
+        // second pass classifies from the parsed headers (a packet that did
+        // not parse is parsed again there for its drop reason).
+        let mut pre = [None::<classify::inner::Inner>; crate::engine::BATCH_SIZE];
+        if batch.len() > 1 {
+            for (k, p) in batch.as_slice().iter().enumerate() {
+                if p.verdict == Verdict::Pending
+                    && p.port == lan
+                    && let Some(frame) = arena.packet(p)
+                    && let Ok(i) = classify::inner::parse(frame)
+                {
+                    self.classifier.prefetch(&i);
+                    if let Some(slot) = pre.get_mut(k) {
+                        *slot = Some(i);
+                    }
+                }
+            }
+        }
+        for (k, p) in batch.as_mut_slice().iter_mut().enumerate() {
             if p.verdict != Verdict::Pending {
                 continue;
             }
             if p.port == lan {
-                self.lan_packet(now, arena, p);
+                self.lan_packet(now, arena, p, pre.get(k).copied().flatten());
             } else if self.is_uplink(p.port) {
                 self.wan_packet(now, arena, p);
             } else {
@@ -1023,15 +1137,10 @@ fn flow_states(
         let receiver = (role == Role::Destination).then(|| Receiver {
             agg: AckAggregator::new(settings.ack_policy),
             received: 0,
+            ack_slot: NO_ACK_SLOT,
         });
         let id = wire_flow_id(&f.id);
         let idx = u16::try_from(fi).map_err(|_| GatewayError::TooMany)?;
-        if let Some(&(_, other)) = wire_ids.iter().find(|(w, _)| *w == id) {
-            return Err(GatewayError::FlowIdCollision(
-                cfg.flows[usize::from(other)].id.clone(),
-                f.id.clone(),
-            ));
-        }
         wire_ids.push((id, idx));
         flows.push(FlowState {
             wire_id: id,
@@ -1043,9 +1152,18 @@ fn flow_states(
             origin: None,
             receiver,
             counters: FlowCounters::default(),
+            timer_at: NO_TIMER,
         });
     }
+    // Sorted by (wire id, flow index): a collision is two neighbours
+    // (found in O(n log n); a search per flow took seconds at 65 k flows).
     wire_ids.sort_unstable();
+    if let Some(w) = wire_ids.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(GatewayError::FlowIdCollision(
+            cfg.flows[usize::from(w[0].1)].id.clone(),
+            cfg.flows[usize::from(w[1].1)].id.clone(),
+        ));
+    }
     Ok((flows, wire_ids))
 }
 

@@ -49,3 +49,65 @@ fn ack_entry_conversion_roundtrip() {
     };
     assert_eq!(entry_to_info(&all).cum, u64::MAX);
 }
+
+#[test]
+fn colliding_wire_ids_are_refused_with_both_names() {
+    // FNV-1a 32 of these two ids is 0xE2E1B2CD.
+    assert_eq!(wire_flow_id("f6059"), wire_flow_id("f264602"));
+    let t = r#"
+[site]
+name = "A"
+vni = 1
+lan_interface = "lan0"
+lan_prefixes = ["198.18.0.0/24"]
+
+[security]
+mode = "off"
+
+[[uplinks]]
+name = "isp1"
+interface = "up0"
+local_address = "198.18.200.1"
+capacity_mbps = 1000
+gateway_mac = "02:00:00:00:00:fe"
+backend = "af_xdp"
+
+[[peers]]
+name = "C"
+prefixes = ["198.19.0.0/24"]
+gateways = ["198.18.200.3"]
+
+[[classes]]
+id = "k0"
+source = "A"
+destination = "C"
+type = "video"
+overflow = "drop"
+
+[[classes.rules]]
+protocol = "udp"
+
+[[flows]]
+id = "ok"
+class = "k0"
+route = ["A", "C"]
+
+[[flows]]
+id = "f264602"
+class = "k0"
+route = ["A", "C"]
+
+[[flows]]
+id = "f6059"
+class = "k0"
+route = ["A", "C"]
+"#;
+    let cfg = Config::from_toml_str(t, "collide.toml").expect("config");
+    match Gateway::new(&cfg, Settings::default(), Vec::new(), 0) {
+        Err(GatewayError::FlowIdCollision(a, b)) => {
+            assert_eq!((a.as_str(), b.as_str()), ("f264602", "f6059"));
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("collision accepted"),
+    }
+}

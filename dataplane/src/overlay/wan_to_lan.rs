@@ -185,9 +185,11 @@ impl Gateway {
             f.counters.rx_bytes += u64::from(inner_len);
             f.counters.last_rx_sent_ns = f.counters.last_rx_sent_ns.max(opt.timestamp_ns);
             if let Some(info) = r.agg.on_packet(opt.seq - 1, opt.timestamp_ns, now) {
-                let (id, peer, rec, ab) = (f.wire_id, f.src_peer, r.received, r.agg.abandoned());
-                self.queue_ack(peer, id, &info, rec, ab);
+                self.queue_ack(fi, &info);
             }
+            // The ack deadline starts with a first pending arrival and ends
+            // with an ack.
+            self.rearm(fi);
         }
         p.addr = inner_addr;
         p.len = inner_len;
@@ -392,6 +394,22 @@ impl Gateway {
                     .next()
                     .and_then(|e| self.flow_of_wire(e.flow_id))
                     .and_then(|fi| self.flows[fi].dest_peer);
+                // The entries' flows are as many cache misses (one flow per
+                // entry): start loading them all first.
+                if msg.acks().len() > 1 {
+                    for e in msg.acks() {
+                        if let Some(fi) = self.flow_of_wire(e.flow_id) {
+                            self.prefetch_flow(fi);
+                        }
+                    }
+                    for e in msg.acks() {
+                        if let Some(fi) = self.flow_of_wire(e.flow_id)
+                            && let Some(o) = self.flows[fi].origin.as_ref()
+                        {
+                            o.tracker.prefetch_ack();
+                        }
+                    }
+                }
                 let mut applied = false;
                 for e in msg.acks() {
                     let Some(fi) = self.flow_of_wire(e.flow_id) else {
@@ -416,6 +434,8 @@ impl Gateway {
                     }
                     let rate = o.ctl.rate();
                     self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
+                    // A new RTT estimate or oldest packet moves the loss deadline.
+                    self.rearm(fi);
                     if let Some(rtt) = outcome.rtt_sample_ns {
                         self.note_flow_rtt(fi, rtt);
                     }

@@ -17,11 +17,13 @@
 pub mod clock;
 pub mod keyfile;
 pub mod mmap;
+pub mod prefetch;
 pub mod rng;
 pub mod shm;
 
 pub use clock::{MS, Nanos, SEC, now_ns};
 pub use keyfile::{KeyFileError, check_private_key_file};
 pub use mmap::Mmap;
+pub use prefetch::prefetch_read;
 pub use rng::Rng;
 pub use shm::ShmFile;
