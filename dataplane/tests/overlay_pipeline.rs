@@ -1493,7 +1493,23 @@ fn assignments_move_flows_and_acks_follow_the_data() {
         let t = net.now + 1_000_000;
         net.run_until(t, 100_000);
     }
-    net.run_until(net.now + 300_000_000, 100_000);
+    // C's view for its control (`PathTelemetry::rx_recent`): A's data came by the detour via B
+    // just now, so that candidate, and no other, has seen data from A; 100 ms later none has.
+    let recent = |net: &Net| {
+        let mut v = Vec::new();
+        net.sites[2].gw.for_each_path(net.now, |p| {
+            if p.rx_recent {
+                v.push(p);
+            }
+        });
+        v
+    };
+    net.run_until(net.now + 50_000_000, 100_000);
+    let seen = recent(&net);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_ne!(seen[0].via, u16::MAX, "the detour: {seen:?}");
+    net.run_until(net.now + 250_000_000, 100_000);
+    assert_eq!(recent(&net), Vec::new());
     assert_eq!(net.sites[2].gw.flow_received("ac-direct"), Some(20));
     let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
     assert_eq!((t.sent, t.acked), (20, 20));

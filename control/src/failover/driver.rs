@@ -245,7 +245,10 @@ impl FailoverDriver {
     /// Candidate paths as the dataplane reports them.
     pub fn on_paths(&mut self, items: &[PathTelemetry], now: Nanos) {
         for p in items {
-            if self.ids.contains_key(&p.path) {
+            if let Some(&id) = self.ids.get(&p.path) {
+                if p.rx_recent {
+                    self.mgr.on_data_received(id, now);
+                }
                 continue;
             }
             let peer = usize::try_from(p.path >> 16).unwrap_or(usize::MAX);

@@ -144,8 +144,9 @@ struct PathEntry {
     next_probe_at: Nanos,
     down_backoff: u32,
     last_data_success: Option<Nanos>,
-    /// When the dataplane last reported data acked on this path (any loss rate).
-    last_data_acked: Option<Nanos>,
+    /// When the dataplane last reported data acked on this path (any loss rate), or data from
+    /// the peer arriving by it.
+    last_data_seen: Option<Nanos>,
     /// Data feedback reports in a row with at least `bad_feedback_loss`, since when.
     bad_feedback: u32,
     bad_since: Nanos,
@@ -324,7 +325,7 @@ impl PathManager {
             next_probe_at: now.saturating_add(spread),
             down_backoff: 0,
             last_data_success: None,
-            last_data_acked: None,
+            last_data_seen: None,
             bad_feedback: 0,
             bad_since: 0,
             degraded: false,
@@ -569,7 +570,16 @@ impl PathManager {
     pub fn on_data_acked(&mut self, path: PathId, now: Nanos) {
         let now = self.clock(now);
         let Some(pi) = self.index(path) else { return };
-        self.paths[pi].last_data_acked = Some(now);
+        self.paths[pi].last_data_seen = Some(now);
+    }
+
+    /// Data from the peer arrived by `path` (its port, from its remote address) just now: the
+    /// path's peer-to-us direction works. A probe's echo comes back that way and can be lost
+    /// or delayed in the queue the peer's own flows fill (`--scenario imprecise`: C's probes
+    /// to A, whose echoes share A->C with A's flows); such data vouches for the active path
+    /// like acked data does.
+    pub fn on_data_received(&mut self, path: PathId, now: Nanos) {
+        self.on_data_acked(path, now);
     }
 
     /// The acks of an active path stopped: suspect at once, race for an alternative.
@@ -907,7 +917,7 @@ impl PathManager {
         let vouched = !data
             && self.dests[d].active == Some(path)
             && e.last_data_success
-                .max(e.last_data_acked)
+                .max(e.last_data_seen)
                 .is_some_and(|t| now.saturating_sub(t) <= self.cfg.data_vouch);
         if !vouched {
             e.health.on_failure(now, &self.cfg);

@@ -338,7 +338,7 @@ impl GatewayStage {
             };
             port.send(&t)
         };
-        self.gw.for_each_path(|p| {
+        self.gw.for_each_path(now, |p| {
             if full {
                 return;
             }
@@ -657,7 +657,7 @@ fn open_regions(c: &GatewayConfig, gw: &Gateway, started: Nanos) -> anyhow::Resu
     let stats = Arc::new(StatsRegion::create(&stats_path(&c.name), 1)?);
     let ids: Vec<&str> = site.flows.iter().map(|f| f.id.as_str()).collect();
     let mut paths = 0;
-    gw.for_each_path(|_| paths += 1);
+    gw.for_each_path(started, |_| paths += 1);
     let layout = GatewayLayout {
         classes: site.classes.iter().map(|cl| cl.id.clone()).collect(),
         peers: site.peers.iter().map(|p| p.name.clone()).collect(),

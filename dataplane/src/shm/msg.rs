@@ -31,6 +31,9 @@ pub const ASSIGN_PER_MSG: usize = MSG_WORDS;
 pub const PEERS_PER_MSG: usize = MSG_WORDS;
 /// Path records per [`Telemetry::Paths`] message (two words each).
 pub const PATHS_PER_MSG: usize = MSG_WORDS / 2;
+/// The largest smoothed RTT a path record carries, us (24 bits: 16.7 s; larger ones are sent
+/// as this).
+pub const SRTT_US_MAX: u32 = (1 << 24) - 1;
 /// Key records per [`Telemetry::Keys`] message (five words each).
 pub const KEYS_PER_MSG: usize = MSG_WORDS / 5;
 /// Low bits of a key's local (receiver) index that name its dataplane key slot.
@@ -930,7 +933,8 @@ impl Telemetry {
                     m.w[2 * i + 1] = u64::from(p.remote) << 48
                         | u64::from(p.up) << 40
                         | u64::from(p.active) << 32
-                        | u64::from(p.srtt_us);
+                        | u64::from(p.rx_recent) << 24
+                        | u64::from(p.srtt_us.min(SRTT_US_MAX));
                 }
             }
             Telemetry::PathEvent { path, event, at_ns } => {
@@ -1074,7 +1078,8 @@ impl Telemetry {
                         remote: u16::try_from(w >> 48).unwrap_or(u16::MAX),
                         up: flag(40)?,
                         active: flag(32)?,
-                        srtt_us: u32::try_from(w & 0xFFFF_FFFF).unwrap_or(u32::MAX),
+                        rx_recent: flag(24)?,
+                        srtt_us: u32::try_from(w & u64::from(SRTT_US_MAX)).unwrap_or(u32::MAX),
                     };
                 }
                 Ok(Telemetry::Paths {

@@ -40,8 +40,8 @@ unsafe impl Pod for Msg {}
 /// "MGCTL001".
 pub const CTL_MAGIC: u64 = u64::from_le_bytes(*b"MGCTL001");
 /// Layout version (2: the control line's session word; epochs compared as
-/// serial numbers).
-pub const CTL_VERSION: u32 = 2;
+/// serial numbers; 3: path records carry `rx_recent`, their RTT in 24 bits).
+pub const CTL_VERSION: u32 = 3;
 /// Most workers a region describes.
 pub const MAX_WORKERS: u32 = 64;
 /// Most slots per ring.

@@ -321,11 +321,17 @@ fn commands_round_trip() {
         up: true,
         active: false,
         srtt_us: 10_250,
+        rx_recent: true,
     };
     paths[14] = super::msg::PathTelemetry {
         path: 1,
         via: 2,
         active: true,
+        ..super::msg::PathTelemetry::default()
+    };
+    paths[13] = super::msg::PathTelemetry {
+        path: 5,
+        srtt_us: super::msg::SRTT_US_MAX,
         ..super::msg::PathTelemetry::default()
     };
     let t = Telemetry::Paths {
@@ -334,9 +340,22 @@ fn commands_round_trip() {
     };
     assert_eq!(Telemetry::decode(&t.encode()), Ok(t));
     // A flag that is neither 0 nor 1: refused.
-    let mut m = t.encode();
-    m.w[1] |= 2 << 40;
-    assert!(Telemetry::decode(&m).is_err());
+    for shift in [40, 32, 24] {
+        let mut m = t.encode();
+        m.w[1] |= 2 << shift;
+        assert!(Telemetry::decode(&m).is_err(), "{shift}");
+    }
+    // An RTT beyond 24 bits is sent as the largest one.
+    let mut long = paths;
+    long[13].srtt_us = u32::MAX;
+    let got = Telemetry::decode(
+        &Telemetry::Paths {
+            count: 15,
+            items: long,
+        }
+        .encode(),
+    );
+    assert_eq!(got, Ok(t));
     let t = Telemetry::PathEvent {
         path: 1 << 16 | 4,
         event: super::msg::PathEventKind::AckGap,

@@ -55,6 +55,7 @@ fn table() -> Vec<PathTelemetry> {
         up: true,
         active: false,
         srtt_us: 0,
+        rx_recent: false,
     };
     vec![
         p(r(B, 0), 0, u16::MAX, 0),
@@ -499,4 +500,37 @@ proptest! {
         prop_assert!(w.d.manager().check_invariants().is_ok());
         let _ = PATH_NONE;
     }
+}
+
+/// Peer B's flows fill the B-to-A direction of our active path to B: our probes' echoes are
+/// lost in its queue while B's data keeps arriving by that path (`rx_recent`). That data
+/// vouches for the path: it stays B's path. Once B's data stops too, the lost probes move
+/// B's traffic off it.
+#[test]
+fn data_from_the_peer_vouches_for_the_path_its_echoes_are_lost_on() {
+    let mut w = World::new();
+    w.run_for(3 * SEC);
+    let active =
+        w.d.wanted_path(usize::try_from(B).unwrap())
+            .expect("B has a path");
+    w.links.get_mut(&active).unwrap().alive = false;
+    let mut seen: Vec<PathTelemetry> = table();
+    for p in &mut seen {
+        p.rx_recent = p.path == active;
+    }
+    for _ in 0..40 {
+        // 2 s: B's data arrives by the path; the control hears of it every 100 ms.
+        w.run_for(50 * MS);
+        let now = w.now;
+        w.d.on_paths(&seen, now);
+    }
+    assert_eq!(
+        w.d.wanted_path(usize::try_from(B).unwrap()),
+        Some(active),
+        "vouched for by B's data"
+    );
+    let moved = w.run_until(5 * SEC, |w| {
+        w.d.wanted_path(usize::try_from(B).unwrap()) != Some(active)
+    });
+    assert!(moved.is_some(), "B's data stopped: its lost probes count");
 }

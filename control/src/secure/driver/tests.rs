@@ -74,6 +74,7 @@ fn paths(active_b: u32) -> Telemetry {
         up: true,
         active,
         srtt_us: 0,
+        rx_recent: false,
     };
     let mut items = [PathTelemetry::default(); PATHS_PER_MSG];
     items[0] = p(0, 0, u16::MAX, active_b == 0);

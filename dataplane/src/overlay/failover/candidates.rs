@@ -270,8 +270,8 @@ impl Gateway {
         })
     }
 
-    /// Calls `f` with the telemetry record of every candidate path.
-    pub fn for_each_path(&self, mut f: impl FnMut(PathTelemetry)) {
+    /// Calls `f` with the telemetry record of every candidate path at `now`.
+    pub fn for_each_path(&self, now: Nanos, mut f: impl FnMut(PathTelemetry)) {
         for (pi, pp) in self.peers.iter().enumerate() {
             for (i, p) in pp.paths.iter().enumerate() {
                 f(PathTelemetry {
@@ -285,6 +285,8 @@ impl Gateway {
                     up: p.health.up,
                     active: pp.active == Some(i),
                     srtt_us: u32::try_from(p.health.srtt_ns / 1000).unwrap_or(u32::MAX),
+                    rx_recent: pp.ack_path.map(usize::from) == Some(i)
+                        && now.saturating_sub(pp.ack_seen) <= REVERSE_HOP_FRESH_NS,
                 });
             }
         }

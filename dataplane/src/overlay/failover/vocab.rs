@@ -75,6 +75,11 @@ pub struct PathTelemetry {
     pub up: bool,
     /// Whether traffic to the peer rides it by default now.
     pub active: bool,
-    /// Smoothed probe round-trip time, microseconds (0: none yet).
+    /// Smoothed probe round-trip time, microseconds (0: none yet; at most 2^24 - 1 on the
+    /// control channel: 16.7 s).
     pub srtt_us: u32,
+    /// Data from the peer arrived by this path (on its port, from its remote address) within
+    /// the last 100 ms: its peer-to-us direction works, whatever our probes say (their echoes
+    /// may wait, or be dropped, in the queue of that direction the peer's flows fill).
+    pub rx_recent: bool,
 }
