@@ -185,7 +185,7 @@ impl Site {
     /// The worker's report: paths, then key usage (ring wire form).
     fn report(&mut self, now: Nanos) {
         let mut paths = Vec::new();
-        self.gw.for_each_path(|p| paths.push(p));
+        self.gw.for_each_path(now, |p| paths.push(p));
         for c in paths.chunks(PATHS_PER_MSG) {
             let mut items = [PathTelemetry::default(); PATHS_PER_MSG];
             items[..c.len()].copy_from_slice(c);
