@@ -165,6 +165,7 @@ fn paths() -> Telemetry {
         up: true,
         active: true,
         srtt_us: 0,
+        rx_recent: false,
     };
     Telemetry::Paths { count: 1, items }
 }
