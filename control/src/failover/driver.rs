@@ -322,7 +322,7 @@ impl FailoverDriver {
         };
         if sent == 0 {
             self.stats.refused_probes += 1;
-            self.mgr.on_probe_timeout(pid, seq, now);
+            self.mgr.on_probe_refused(pid, seq, now);
         } else if received > 0 {
             self.mgr.on_probe_reply_measured(pid, seq, rtt_min_ns, now);
         } else {

@@ -43,6 +43,8 @@ pub struct Health {
     succ_run_start: Nanos,
     last_success: Option<Nanos>,
     last_failure: Option<Nanos>,
+    /// The first probe sent since the last success or state change: silence counts from it.
+    probed: Option<Nanos>,
 }
 
 impl Health {
@@ -56,6 +58,7 @@ impl Health {
             succ_run_start: now,
             last_success: None,
             last_failure: None,
+            probed: None,
         }
     }
 
@@ -93,7 +96,14 @@ impl Health {
         if self.state != s {
             self.state = s;
             self.since = now;
+            self.probed = None;
         }
+    }
+
+    /// A probe went out on the path (the silence rule counts from the first since the last
+    /// success or state change).
+    pub fn on_probe_sent(&mut self, now: Nanos) {
+        self.probed.get_or_insert(now);
     }
 
     /// Up on the dataplane's word (it carries traffic on the path and saw it answer), without
@@ -114,6 +124,7 @@ impl Health {
         }
         self.consec_succ = self.consec_succ.saturating_add(1);
         self.last_success = Some(now);
+        self.probed = None;
         match self.state {
             PathState::Up => {}
             PathState::Suspect => {
@@ -163,12 +174,18 @@ impl Health {
         self.enter(PathState::Down, now);
     }
 
-    /// When a suspect path becomes down for silence, if it is suspect.
+    /// When a suspect path becomes down for silence: T after the first probe sent since its
+    /// last success (or since it became suspect) that nothing answered. A path we did not probe
+    /// is not silent: on Abilene a site's uplink budget went to ~40 new candidates at once
+    /// (most of them unreachable), a working direct path waited 2 s for its next probe, and the
+    /// silence rule downed it (PFO re-planned around a link that worked).
     pub fn silence_deadline(&self, cfg: &PathConfig) -> Option<Nanos> {
-        (self.state == PathState::Suspect).then(|| {
-            let base = self.last_success.map_or(self.since, |s| s.max(self.since));
-            cfg.health.silence_deadline(base)
-        })
+        if self.state != PathState::Suspect {
+            return None;
+        }
+        let base = self.last_success.map_or(self.since, |s| s.max(self.since));
+        self.probed
+            .map(|p| cfg.health.silence_deadline(p.max(base)))
     }
 
     /// Applies the silence rule (T without answer). Returns true if the state changed.
@@ -222,8 +239,14 @@ mod tests {
     fn silence_and_carrier() {
         let cfg = PathConfig::default();
         let mut h = Health::new(0);
-        assert!(!h.tick(cfg.health.down_after_ns - 1, &cfg));
-        assert!(h.tick(cfg.health.down_after_ns, &cfg));
+        // Not probed: not silent, however long.
+        assert!(!h.tick(10 * cfg.health.down_after_ns, &cfg));
+        assert_eq!(h.state(), PathState::Suspect);
+        let mut h = Health::new(0);
+        h.on_probe_sent(5);
+        h.on_probe_sent(7);
+        assert!(!h.tick(cfg.health.down_after_ns + 4, &cfg));
+        assert!(h.tick(cfg.health.down_after_ns + 5, &cfg));
         assert_eq!(h.state(), PathState::Down);
         assert_eq!(h.silence_deadline(&cfg), None);
         let mut h = Health::new(0);

@@ -520,6 +520,30 @@ impl PathManager {
         self.finish(now);
     }
 
+    /// The dataplane refused probe `seq` (every probe slot busy, or a command it found bad): it never
+    /// left, so it says nothing about the path. It is forgotten and sent again at the path's
+    /// next probe time. (Counted as lost before: on Abilene each site's 64 probe slots filled
+    /// with probes of candidates that cannot answer, which wait 1 s, and the refusals downed
+    /// working direct paths 0.3-0.8 s after the managers started: PFO re-planned around links
+    /// that worked.)
+    pub fn on_probe_refused(&mut self, path: PathId, seq: u32, now: Nanos) {
+        let now = self.clock(now);
+        let Some(pi) = self.index(path) else { return };
+        let e = &mut self.paths[pi];
+        match e.outstanding.iter().position(|o| o.seq == seq) {
+            Some(pos) => {
+                e.outstanding.remove(pos);
+            }
+            None => self.stats.unmatched_timeout += 1,
+        }
+        let iv = self.interval(pi);
+        let e = &mut self.paths[pi];
+        e.next_probe_at = e.next_probe_at.min(now.saturating_add(iv));
+        let d = e.dest;
+        self.mark(d);
+        self.finish(now);
+    }
+
     /// Aggregated per-flow acks of the data sent on `path` since the last report.
     pub fn on_data_feedback(&mut self, path: PathId, acked: u64, lost: u64, now: Nanos) {
         let now = self.clock(now);
@@ -790,6 +814,7 @@ impl PathManager {
     }
 
     fn send_probe(&mut self, pi: usize, race: bool, now: Nanos) {
+        self.paths[pi].health.on_probe_sent(now);
         let timeout = self.probe_timeout(pi);
         let cap = usize::try_from(self.cfg.max_outstanding).unwrap_or(usize::MAX);
         if self.paths[pi].outstanding.len() >= cap {

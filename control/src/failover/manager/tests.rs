@@ -941,3 +941,40 @@ fn a_probe_lost_behind_acked_data_is_not_a_failure() {
         }
     }
 }
+
+/// A probe the dataplane refused (its probe slots busy) never left: however many are refused,
+/// the path keeps its state and no race starts; the same probes lost are failures.
+#[test]
+fn refused_probes_are_not_failures() {
+    for refused in [true, false] {
+        let mut m = manager(PathConfig {
+            bad_feedback_reports: 2,
+            bad_feedback_hold: 2 * SEC,
+            ..cfg()
+        });
+        let mut d = Driver::new(5);
+        d.run_until(&mut m, 20 * SEC);
+        let t = d.now + SEC;
+        let a = m.active_path(DST).expect("an active path");
+        drain(&mut m);
+        let i = usize::try_from(a.0).unwrap();
+        let races = m.stats().races_started;
+        for k in 0..5u64 {
+            m.paths[i].outstanding.clear();
+            m.send_probe(i, false, t + k * MS);
+            let seq = m.paths[i].outstanding.back().unwrap().seq;
+            if refused {
+                m.on_probe_refused(a, seq, t + k * MS);
+            } else {
+                m.on_probe_timeout(a, seq, t + k * MS);
+            }
+        }
+        if refused {
+            assert_eq!(m.path_state(a), Some(PathState::Up));
+            assert_eq!(m.stats().races_started, races);
+            assert!(m.paths[i].outstanding.is_empty());
+        } else {
+            assert_ne!(m.path_state(a), Some(PathState::Up));
+        }
+    }
+}
