@@ -61,7 +61,8 @@ const FLOW_COLOURS: [(u8, u8, u8); 8] = [
     (0x17, 0xbe, 0xcf),
 ];
 const CUT: RGBColor = RGBColor(0xd6, 0x27, 0x28);
-const REJOIN: RGBColor = RGBColor(0x2c, 0xa0, 0x2c);
+/// Black: the flows' palette has green (a partition run drew its rejoin in B->C's colour).
+const REJOIN: RGBColor = RGBColor(0, 0, 0);
 const EVENT: RGBColor = RGBColor(0x60, 0x60, 0x60);
 const PLAN: RGBColor = RGBColor(0x1f, 0x3f, 0xb4);
 const FONT: &str = "sans-serif";
