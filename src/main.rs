@@ -90,6 +90,16 @@ enum Cmd {
         /// `--scenario topology`: most traffic classes.
         #[arg(long, default_value_t = 8)]
         classes: usize,
+        /// Write the run's plots here at the end (SVG: `rates.svg`,
+        /// `utility.svg`, and `failover.svg` when a link or site was cut;
+        /// `--scenario imprecise` prefixes each phase's: `replan_off-rates.svg`).
+        /// Created if missing; files of an earlier run are replaced. Not the
+        /// run's directory of logs, which is deleted at the end.
+        #[arg(long, value_name = "DIR", default_value = "mongate-demo-plots")]
+        plots: std::path::PathBuf,
+        /// Draw no plots.
+        #[arg(long, conflicts_with = "plots")]
+        no_plots: bool,
     },
     /// Write a new private key (mode 0600; refuses an existing file or a symlink) and print
     /// its public key (the `public_key` of this site in its peers' configurations).
@@ -249,6 +259,8 @@ fn main() -> ExitCode {
             topology,
             link_mbps,
             classes,
+            plots,
+            no_plots,
         } => {
             let topology = match scenario {
                 demo::Scenario::Topology => match zoo_graph(&topology) {
@@ -276,6 +288,10 @@ fn main() -> ExitCode {
                 partition: None,
                 flash_crowd: None,
                 topology,
+                plots: (!no_plots).then_some(demo::PlotsTo {
+                    dir: plots,
+                    prefix: String::new(),
+                }),
             };
             match scenario {
                 demo::Scenario::Triangle => demo::run(&o).and_then(|s| {

@@ -6,28 +6,171 @@ mod common;
 
 use std::process::Command;
 
-/// Runs `mongate demo ARGS --json` under the network lock: its JSON summary and stderr; `None`
-/// (the test is skipped, with a SKIP line) without root or the tools.
-fn demo(test: &str, args: &[&str]) -> Option<(serde_json::Value, String)> {
+/// Runs `mongate demo ARGS --json --plots DIR` under the network lock: its JSON summary, stderr
+/// and the plots' directory (a scratch directory, removed when dropped: the demo's default,
+/// `./mongate-demo-plots`, is in the repository); `None` (the test is skipped, with a SKIP
+/// line) without root or the tools.
+fn demo(test: &str, args: &[&str]) -> Option<(serde_json::Value, String, common::TempDir)> {
     if common::skip(test) {
         return None;
     }
+    let plots = common::TempDir::new(&format!("mgt-plots-{test}"));
     let _g = common::net_lock();
     let out = Command::new(env!("CARGO_BIN_EXE_mongate"))
         .arg("demo")
         .args(args)
         .arg("--json")
+        .arg("--plots")
+        .arg(&*plots)
         .output()
         .expect("run mongate demo");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "demo failed: {stderr}");
     let v = serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
-    Some((v, stderr))
+    Some((v, stderr, plots))
+}
+
+/// A data series of a plot: dashed, stroke colour, points (px).
+type Line = (bool, String, Vec<(f64, f64)>);
+
+/// A plot listed under `plots[name]` in `v`: in `dir`, well-formed SVG; its text elements and
+/// data series (`<polyline stroke-width="2">`, src/demo/plots.rs) in document order.
+fn plot(v: &serde_json::Value, name: &str, dir: &std::path::Path) -> (Vec<String>, Vec<Line>) {
+    let path = std::path::PathBuf::from(
+        v["plots"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("plots.{name} listed: {}", v["plots"])),
+    );
+    assert_eq!(path.parent(), Some(dir), "{name} in --plots");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    let texts = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .map(|n| n.text().unwrap_or("").trim().to_string())
+        .collect();
+    let lines = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some("2"))
+        .map(|n| {
+            let pts = n
+                .attribute("points")
+                .unwrap()
+                .split_whitespace()
+                .map(|p| {
+                    let (x, y) = p.split_once(',').unwrap();
+                    (x.parse().unwrap(), y.parse().unwrap())
+                })
+                .collect();
+            (
+                n.attribute("stroke-dasharray").is_some(),
+                n.attribute("stroke").unwrap().to_string(),
+                pts,
+            )
+        })
+        .collect();
+    (texts, lines)
+}
+
+/// The pixels are one linear map of the values (least squares, every point within 1 px: the
+/// pixels are whole), rising (`sign` 1) or falling (-1, the y axis): the plot shows the data.
+fn linear(pairs: &[(f64, f64)], sign: f64, what: &str) {
+    let n = pairs.len() as f64;
+    assert!(n >= 2.0, "{what}: no data");
+    let (mv, mp) = (
+        pairs.iter().map(|p| p.0).sum::<f64>() / n,
+        pairs.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let var = pairs.iter().map(|p| (p.0 - mv).powi(2)).sum::<f64>();
+    let cov = pairs.iter().map(|p| (p.0 - mv) * (p.1 - mp)).sum::<f64>();
+    assert!(var > 0.0, "{what}: the values do not vary");
+    let b = cov / var;
+    assert!(b * sign > 0.0, "{what}: slope {b}");
+    for &(v, p) in pairs {
+        let off = p - (mp + b * (v - mv));
+        assert!(
+            off.abs() <= 1.0,
+            "{what}: {v} drawn at {p}, {off} px off the map"
+        );
+    }
+}
+
+/// `rates.svg` and `utility.svg` of a run against its summary `v`: per flow its target
+/// (dashed) and delivered rate (solid) in one colour, a point per second of `flow_series`, on
+/// one linear map of seconds and Mbit/s; the legend names the flows; the utility per second of
+/// `utility_series` and PFO's optimum (dashed, horizontal) on one map.
+fn check_rates_and_utility(v: &serde_json::Value, dir: &std::path::Path) {
+    let flows = v["flows"].as_array().unwrap();
+    let series = v["flow_series"].as_array().unwrap();
+    let (texts, lines) = plot(v, "rates", dir);
+    for f in flows {
+        let id = f["id"].as_str().unwrap();
+        assert!(
+            texts.iter().any(|t| t == id),
+            "legend lacks {id}: {texts:?}"
+        );
+    }
+    for label in [
+        "time since the traffic started (s)",
+        "rate (Mbit/s of inner frames)",
+    ] {
+        assert!(texts.iter().any(|t| t == label), "{label}: {texts:?}");
+    }
+    assert_eq!(lines.len(), 2 * flows.len(), "target + delivered per flow");
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for (k, pair) in lines.chunks(2).enumerate() {
+        let ((dashed_t, colour_t, target), (dashed_d, colour_d, delivered)) = (&pair[0], &pair[1]);
+        assert!(
+            *dashed_t && !*dashed_d,
+            "flow {k}: target dashed, delivered solid"
+        );
+        assert_eq!(colour_t, colour_d, "flow {k}: one colour");
+        assert_eq!(target.len(), series.len(), "flow {k}: a point per second");
+        assert_eq!(
+            delivered.len(),
+            series.len(),
+            "flow {k}: a point per second"
+        );
+        for (i, row) in series.iter().enumerate() {
+            let t = row[0].as_f64().unwrap();
+            let (tv, dv) = (
+                row[1][k][0].as_f64().unwrap(),
+                row[1][k][1].as_f64().unwrap(),
+            );
+            xs.extend([(t, target[i].0), (t, delivered[i].0)]);
+            ys.extend([(tv, target[i].1), (dv, delivered[i].1)]);
+        }
+    }
+    linear(&xs, 1.0, "rates: seconds");
+    linear(&ys, -1.0, "rates: Mbit/s");
+    let colours: std::collections::BTreeSet<_> = lines.iter().map(|l| &l.1).collect();
+    assert_eq!(colours.len(), flows.len().min(8), "a colour per flow");
+
+    let (texts, lines) = plot(v, "utility", dir);
+    let optimum = v["utility"]["optimum"].as_f64().unwrap();
+    let label = format!("PFO's optimum {optimum:.2}");
+    assert!(texts.contains(&label), "{label}: {texts:?}");
+    let u = v["utility_series"].as_array().unwrap();
+    let (_, _, delivered) = &lines[0];
+    assert!(!lines[0].0 && delivered.len() == u.len(), "{lines:?}");
+    let (dashed, _, opt) = &lines[1];
+    assert!(
+        *dashed && opt.len() == 2 && opt[0].1 == opt[1].1,
+        "{lines:?}"
+    );
+    let mut ys: Vec<(f64, f64)> = u
+        .iter()
+        .zip(delivered)
+        .map(|(p, px)| (p[1].as_f64().unwrap(), px.1))
+        .collect();
+    ys.push((optimum, opt[0].1));
+    linear(&ys, -1.0, "utility");
 }
 
 #[test]
 fn demo_triangle_meets_plan_and_survives_control_restart() {
-    let Some((v, stderr)) = demo(
+    let Some((v, stderr, plots)) = demo(
         "demo_triangle_meets_plan_and_survives_control_restart",
         &["--seconds", "18", "--kill-control-at", "8"],
     ) else {
@@ -115,11 +258,20 @@ fn demo_triangle_meets_plan_and_survives_control_restart() {
         assert!(v["plan_epochs"][s].as_u64().unwrap() >= 2, "{v}");
     }
     assert!(v["udp_received"].as_u64().unwrap() > 10_000, "{v}");
+    // The plots (issue 14) show this run: no link was cut, so no failover plot.
+    check_rates_and_utility(&v, &plots);
+    assert!(v["plots"]["failover"].is_null(), "{}", v["plots"]);
+    let mut files: Vec<_> = std::fs::read_dir(&*plots)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(files, ["rates.svg", "utility.svg"]);
 }
 
 #[test]
 fn demo_fail_link_reports_failover_and_replans_around_it() {
-    let Some((v, stderr)) = demo(
+    let Some((v, stderr, plots)) = demo(
         "demo_fail_link_reports_failover_and_replans_around_it",
         &["--seconds", "18", "--fail-link", "A-C@6"],
     ) else {
@@ -145,6 +297,56 @@ fn demo_fail_link_reports_failover_and_replans_around_it() {
         t > 4.0 && (a - t).abs() <= 0.05 * t,
         "via B: {a} vs {t}: {stderr}"
     );
+    // The failover plot (issue 14): the delivered rate per flow per second on the rates'
+    // map, the cut labelled, and each of the controls' events listed (the plot lists 40).
+    let (texts, lines) = plot(&v, "failover", &plots);
+    assert!(
+        texts.iter().any(|t| t == "link A-C cut at 6 s"),
+        "{texts:?}"
+    );
+    let series = v["flow_series"].as_array().unwrap();
+    assert_eq!(lines.len(), flows.len(), "a delivered line per flow");
+    let mut ys = Vec::new();
+    for (k, (dashed, _, pts)) in lines.iter().enumerate() {
+        assert!(!dashed && pts.len() == series.len(), "flow {k}");
+        ys.extend(
+            series
+                .iter()
+                .zip(pts)
+                .map(|(row, px)| (row[1][k][1].as_f64().unwrap(), px.1)),
+        );
+    }
+    linear(&ys, -1.0, "failover: Mbit/s");
+    // The plot's time axis starts at most 10 s before the traffic.
+    let shown = |e: &&serde_json::Value| e["t_s"].as_f64().unwrap() >= -10.0;
+    let events: Vec<_> = v["path_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(shown)
+        .collect();
+    let plans: Vec<_> = v["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(shown)
+        .collect();
+    assert!(events.len() + plans.len() <= 40, "{v}");
+    for e in events {
+        let line = format!(
+            "{} {}: {}",
+            e["site"].as_str().unwrap(),
+            e["event"].as_str().unwrap(),
+            e["message"].as_str().unwrap()
+        );
+        assert!(
+            texts.iter().any(|t| t.ends_with(&line)),
+            "{line} not listed: {texts:?}"
+        );
+    }
+    let plan_lines = texts.iter().filter(|t| t.contains(" plan (")).count();
+    assert_eq!(plan_lines, plans.len(), "{texts:?}");
+    check_rates_and_utility(&v, &plots);
 }
 
 #[test]
@@ -175,7 +377,7 @@ fn demo_without_root_says_so() {
 /// with the true capacities; with it on, within 2 % once the control re-plans (asserted: 3 %).
 #[test]
 fn demo_imprecise_capacity_mon_tra_alone_then_the_estimator() {
-    let Some((v, _)) = demo(
+    let Some((v, _, _plots)) = demo(
         "demo_imprecise_capacity_mon_tra_alone_then_the_estimator",
         &["--scenario", "imprecise", "--seconds", "25"],
     ) else {
@@ -227,7 +429,7 @@ fn demo_imprecise_capacity_mon_tra_alone_then_the_estimator() {
 /// the new demand.
 #[test]
 fn demo_flash_crowd_admission_holds_then_the_next_plan_admits_what_fits() {
-    let Some((v, _)) = demo(
+    let Some((v, _, _plots)) = demo(
         "demo_flash_crowd_admission_holds_then_the_next_plan_admits_what_fits",
         &["--scenario", "flash-crowd", "--seconds", "30"],
     ) else {
@@ -257,7 +459,7 @@ fn demo_flash_crowd_admission_holds_then_the_next_plan_admits_what_fits() {
 /// yet: the return after the rejoin (docs/montra.md, "Scenario partition": not met today).
 #[test]
 fn demo_partition_the_others_replan_among_themselves() {
-    let Some((v, _)) = demo(
+    let Some((v, _, _plots)) = demo(
         "demo_partition_the_others_replan_among_themselves",
         &["--scenario", "partition", "--seconds", "45"],
     ) else {
@@ -299,7 +501,7 @@ fn demo_partition_the_others_replan_among_themselves() {
 #[test]
 #[ignore = "issue 12: Abilene not yet within 5 % (docs/montra.md, Scenario topology)"]
 fn demo_topology_abilene_every_flow_within_5_percent_of_its_target() {
-    let Some((v, _)) = demo(
+    let Some((v, _, _plots)) = demo(
         "demo_topology_abilene_every_flow_within_5_percent_of_its_target",
         &[
             "--scenario",

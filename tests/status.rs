@@ -57,7 +57,7 @@ fn status_reports_the_triangle_as_its_gateways_and_the_demo_do() {
     let dir = common::TempDir::new("mgt-status");
     let run_dir = dir.join("run");
     let demo = Command::new(env!("CARGO_BIN_EXE_mongate"))
-        .args(["demo", "--seconds", "16", "--json"])
+        .args(["demo", "--seconds", "16", "--json", "--no-plots"])
         .env("MONGATE_RUN_DIR", &run_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

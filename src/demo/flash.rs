@@ -65,6 +65,8 @@ pub struct FlashCrowdSummary {
     pub ok: bool,
     /// One line.
     pub verdict: String,
+    /// The run's plots (`--plots`), as in the run's `plots`: name -> file.
+    pub plots: std::collections::BTreeMap<String, std::path::PathBuf>,
     /// The whole run.
     pub run: Summary,
 }
@@ -227,6 +229,7 @@ fn summarize(
         series,
         ok,
         verdict,
+        plots: run.plots.clone(),
         run,
     })
 }

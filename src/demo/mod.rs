@@ -12,6 +12,7 @@
 
 mod flash;
 mod partition;
+mod plots;
 mod run;
 mod topology;
 mod traffic;
@@ -71,6 +72,20 @@ pub struct Options {
     pub flash_crowd: Option<FlashCrowd>,
     /// `--scenario topology`: a Topology Zoo network instead of the triangle.
     pub topology: Option<TopologyOptions>,
+    /// Where the run's plots go (`--plots`); `None`: none drawn.
+    pub plots: Option<PlotsTo>,
+}
+
+/// Where a run writes its plots: `DIR/PREFIXrates.svg` and so on
+/// ([`plots::write`]). Not the run's directory of logs: that one is
+/// deleted at the end unless `MONGATE_DEMO_KEEP` is set.
+#[derive(Clone, Debug)]
+pub struct PlotsTo {
+    /// The directory (created if missing; files in it replaced).
+    pub dir: PathBuf,
+    /// Before each file's name: empty, or the phase (`replan_off-`) when a
+    /// scenario runs twice.
+    pub prefix: String,
 }
 
 /// `--scenario topology`: the network and how it is scaled.
@@ -150,6 +165,8 @@ pub struct ImpreciseSummary {
     pub replan_off: ImprecisePhase,
     /// With the controls' capacity estimator.
     pub estimator_on: ImprecisePhase,
+    /// The plots per phase (`replan_off`, `estimator_on`): name -> file, as in [`Summary::plots`].
+    pub plots: BTreeMap<String, BTreeMap<String, PathBuf>>,
     /// One line.
     pub verdict: String,
 }
@@ -194,6 +211,15 @@ fn imprecise_phase(run: Summary, estimator: bool) -> ImprecisePhase {
     }
 }
 
+/// The name of a phase of `--scenario imprecise` (its key in the summary).
+fn phase_name(estimator: bool) -> &'static str {
+    if estimator {
+        "estimator_on"
+    } else {
+        "replan_off"
+    }
+}
+
 /// Runs `--scenario imprecise`: twice `o` with A-C's wire at 6 Mbit/s, the
 /// controls' capacity estimator off, then on.
 pub fn run_imprecise(o: &Options) -> anyhow::Result<ImpreciseSummary> {
@@ -211,6 +237,9 @@ pub fn run_imprecise(o: &Options) -> anyhow::Result<ImpreciseSummary> {
         let mut oo = o.clone();
         oo.wire_mbps = vec![(link.to_string(), wire)];
         oo.estimator = estimator;
+        if let Some(p) = &mut oo.plots {
+            p.prefix = format!("{}{}-", p.prefix, phase_name(estimator));
+        }
         phases.push(imprecise_phase(run(&oo)?, estimator));
     }
     let on = phases.pop().expect("two phases");
@@ -227,9 +256,14 @@ pub fn run_imprecise(o: &Options) -> anyhow::Result<ImpreciseSummary> {
         100.0 * on.worst_loss,
         100.0 * on.loss_budget
     );
+    let plots = [&off, &on]
+        .iter()
+        .map(|p| (phase_name(p.estimator).to_string(), p.run.plots.clone()))
+        .collect();
     Ok(ImpreciseSummary {
         scenario: Scenario::Imprecise,
         link: (link.to_string(), told, wire),
+        plots,
         replan_off: off,
         estimator_on: on,
         verdict,
@@ -396,6 +430,11 @@ pub struct Summary {
     pub udp_sent: u64,
     /// Datagrams received by C's host.
     pub udp_received: u64,
+    /// `--scenario partition`: the site cut off, the second of the cut and of the rejoin.
+    pub partition: Option<(String, u32, u32)>,
+    /// The plots written at the end of the run (`--plots`): `rates`, `utility` and, when the
+    /// run cut a link or a site, `failover` -> the SVG file (src/demo/plots.rs).
+    pub plots: BTreeMap<String, PathBuf>,
 }
 
 /// A plan a site's control activated (its log's `plan` record).
@@ -712,6 +751,15 @@ pub fn print_summary(s: &Summary) {
             "  control killed at {k} s, restarted at {r} s; worst error meanwhile {:.2} %",
             w * 100.0
         );
+    }
+    for (name, path) in &s.plots {
+        let what = match name.as_str() {
+            "rates" => "per-flow delivered rate and target over time",
+            "utility" => "mission utility over time vs PFO's optimum",
+            "failover" => "delivered rates around the cut, with the controls' events",
+            _ => "",
+        };
+        println!("  plot {name}: {} ({what})", path.display());
     }
 }
 

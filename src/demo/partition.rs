@@ -68,6 +68,8 @@ pub struct PartitionSummary {
     pub ok: bool,
     /// One line.
     pub verdict: String,
+    /// The run's plots (`--plots`), as in the run's `plots`: name -> file.
+    pub plots: std::collections::BTreeMap<String, std::path::PathBuf>,
     /// The whole run.
     pub run: Summary,
 }
@@ -252,6 +254,7 @@ fn summarize(run: Summary, site: &str, cut: u32, rejoin: u32) -> PartitionSummar
         target_changes_after_back,
         ok,
         verdict,
+        plots: run.plots.clone(),
         run,
     }
 }

@@ -31,7 +31,15 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
     let traffic = demo.start_traffic(o)?;
     let watched = demo.watch(o);
     let (udp_sent, udp_received) = traffic.stop()?;
-    demo.summarize(o, watched?, udp_sent, udp_received)
+    let mut s = demo.summarize(o, watched?, udp_sent, udp_received)?;
+    if let Some(p) = &o.plots {
+        // The run's figures are in hand: a plot that cannot be written is said, not fatal.
+        match super::plots::write(&s, &p.dir, &p.prefix) {
+            Ok(files) => s.plots = files,
+            Err(e) => eprintln!("mongate demo: no plots: {e:#}"),
+        }
+    }
+    Ok(s)
 }
 
 /// Root, a topology can be built, and the options make sense.
@@ -67,6 +75,22 @@ fn check(o: &Options) -> anyhow::Result<()> {
             o.seconds
         );
     }
+    if let Some(p) = &o.plots {
+        check_plots_dir(&p.dir)?;
+    }
+    Ok(())
+}
+
+/// The plots' directory exists (created if missing) and takes files: said
+/// before the run rather than after it.
+fn check_plots_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let bad = |e: std::io::Error| {
+        anyhow::anyhow!("--plots {}: cannot write plots there: {e}", dir.display())
+    };
+    std::fs::create_dir_all(dir).map_err(bad)?;
+    let probe = dir.join(format!(".mongate-demo-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(bad)?;
+    std::fs::remove_file(&probe).map_err(bad)?;
     Ok(())
 }
 
@@ -917,6 +941,8 @@ impl Demo {
             crowd_optimum: self.crowd_optimum,
             udp_sent,
             udp_received,
+            partition: o.partition.clone(),
+            plots: BTreeMap::new(),
         })
     }
 

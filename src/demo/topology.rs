@@ -35,6 +35,8 @@ pub struct TopologySummary {
     pub ok: bool,
     /// One line.
     pub verdict: String,
+    /// The run's plots (`--plots`), as in the run's `plots`: name -> file.
+    pub plots: std::collections::BTreeMap<String, std::path::PathBuf>,
     /// The run.
     pub run: Summary,
 }
@@ -89,6 +91,7 @@ pub fn run_topology(o: &Options) -> anyhow::Result<TopologySummary> {
         pinned,
         ok,
         verdict,
+        plots: run.plots.clone(),
         run,
     })
 }
