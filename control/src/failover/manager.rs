@@ -973,6 +973,27 @@ impl PathManager {
         // flows on a path the dataplane no longer uses; it earns them back
         // by the return rule.
         let active = self.dests[d].active;
+        // A destination's first choice has no hurry: a detour's answer (its probes time the
+        // first leg only) is the fallback while a direct path of the race may still answer.
+        // Under load at start the waypoint's echo sometimes came first, and the first plan's
+        // flows went A to B via C (`--scenario flash-crowd`: 66 % of the optimum).
+        let detour = |p: PathId| self.entry(p).is_some_and(|e| e.key.waypoint.is_some());
+        if active.is_none()
+            && detour(path)
+            && race.candidates.iter().enumerate().any(|(k, &c)| {
+                !detour(c)
+                    && self.usable_or_only(d, c)
+                    && (k >= race.next
+                        || self
+                            .entry(c)
+                            .is_some_and(|e| e.outstanding.iter().any(|o| o.race)))
+            })
+        {
+            if let Some(r) = &mut self.dests[d].race {
+                r.fallback.get_or_insert(path);
+            }
+            return;
+        }
         let vacated = self.dests[d].vacated && active == Some(path);
         if (vacated || self.lossy(path))
             && race.candidates.iter().any(|&c| {

@@ -978,3 +978,34 @@ fn refused_probes_are_not_failures() {
         }
     }
 }
+
+/// A destination's first race: the detour's echo (its probes time the first leg only) comes
+/// back first, but the direct path of the race answers too and is the first choice; with the
+/// direct path dead the detour is taken when the race ends.
+#[test]
+fn the_first_choice_waits_for_a_direct_path_that_may_answer() {
+    for direct_works in [true, false] {
+        let mut m = PathManager::new(cfg(), 7, 0).expect("valid config");
+        let direct = m.add_path(key(0, 0, None), 0).unwrap();
+        let via = m.add_path(key(0, 0, Some(3)), 0).unwrap();
+        let mut d = Driver::new(2);
+        d.rtt = vec![10 * MS, MS];
+        d.working = vec![direct_works, true];
+        d.run_until(&mut m, 3 * SEC);
+        let first = d
+            .log
+            .iter()
+            .find_map(|(t, a)| match a {
+                Action::MoveFlows { to, .. } => Some((*t, *to)),
+                _ => None,
+            })
+            .expect("a first choice");
+        if direct_works {
+            assert_eq!(first.1, direct, "{:?}", d.log);
+            assert!(first.0 <= 50 * MS, "{first:?}");
+        } else {
+            assert_eq!(first.1, via, "{:?}", d.log);
+            assert!(first.0 <= 2 * SEC, "{first:?}");
+        }
+    }
+}
