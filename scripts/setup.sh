@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything mongate needs on a fresh Debian machine (as root):
 # network tools for the emulated sites, tshark for wire checks, cmake and
-# libclang for the HiGHS MILP solver, and the Rust components used by the
+# libclang for the HiGHS MILP solver, systemd-analyze and setpriv for the
+# deployment test (tests/deploy.rs), and the Rust components used by the
 # checks. Idempotent.
 set -euo pipefail
 if [ "$(id -u)" -ne 0 ]; then
@@ -9,7 +10,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
-pkgs=(iproute2 ethtool iputils-ping tshark iperf3 netsniff-ng bpftool cmake g++ clang libclang-dev pkg-config procps util-linux)
+pkgs=(iproute2 ethtool iputils-ping tshark iperf3 netsniff-ng bpftool cmake g++ clang libclang-dev pkg-config procps util-linux systemd)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

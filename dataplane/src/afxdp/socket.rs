@@ -63,11 +63,28 @@ pub enum AfXdpError {
     /// The interface does not exist.
     #[error("{0}: no such interface (see `ip link`)")]
     NoInterface(String),
-    /// No privileges.
+    /// No privileges: an AF_XDP socket takes CAP_NET_RAW (its XDP program
+    /// and XSKMAP take CAP_BPF and CAP_NET_ADMIN: `BpfError::Permission`).
     #[error(
-        "AF_XDP socket: permission denied: run as root (needs CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF)"
+        "AF_XDP {op} on {ifname}: permission denied: needs CAP_NET_RAW (run as root, or give it as an ambient capability: docs/deploy.md)"
     )]
-    Permission,
+    Permission {
+        /// Step.
+        op: &'static str,
+        /// Interface.
+        ifname: String,
+    },
+    /// The UMEM is pinned and counted against RLIMIT_MEMLOCK unless the
+    /// process has CAP_IPC_LOCK; the kernel answers ENOBUFS over the limit.
+    #[error(
+        "{ifname}: registering the {mib} MiB UMEM: over the locked-memory limit (RLIMIT_MEMLOCK, `ulimit -l`): needs CAP_IPC_LOCK or a higher limit (docs/deploy.md), or fewer --frames"
+    )]
+    MemLock {
+        /// Interface.
+        ifname: String,
+        /// UMEM size, MiB (rounded up).
+        mib: u64,
+    },
     /// The kernel has no AF_XDP.
     #[error(
         "AF_XDP is not available in this kernel (CONFIG_XDP_SOCKETS): use the io_uring backend"
@@ -169,7 +186,10 @@ pub struct AfXdpPort {
 fn err(op: &'static str, ifname: &str) -> AfXdpError {
     let e = std::io::Error::last_os_error();
     match e.raw_os_error() {
-        Some(libc::EPERM) | Some(libc::EACCES) => AfXdpError::Permission,
+        Some(libc::EPERM) | Some(libc::EACCES) => AfXdpError::Permission {
+            op,
+            ifname: ifname.to_string(),
+        },
         Some(libc::EAFNOSUPPORT) => AfXdpError::NoAfXdp,
         _ => AfXdpError::Os {
             op,
@@ -299,7 +319,15 @@ impl AfXdpPort {
                 flags: 0,
                 tx_metadata_len: 0,
             };
-            setsockopt(s, XDP_UMEM_REG, &reg, "register UMEM", ifname)?;
+            setsockopt(s, XDP_UMEM_REG, &reg, "register UMEM", ifname).map_err(|e| match e {
+                AfXdpError::Os { err, .. } if err.raw_os_error() == Some(libc::ENOBUFS) => {
+                    AfXdpError::MemLock {
+                        ifname: ifname.to_string(),
+                        mib: (arena.size() as u64).div_ceil(1 << 20),
+                    }
+                }
+                e => e,
+            })?;
         }
         setsockopt(s, XDP_UMEM_FILL_RING, &cfg.fill_size, "fill ring", ifname)?;
         setsockopt(
@@ -414,7 +442,10 @@ impl AfXdpPort {
                     ifname: ifname.into(),
                     queue: cfg.queue,
                 },
-                Some(libc::EPERM) => AfXdpError::Permission,
+                Some(libc::EPERM) => AfXdpError::Permission {
+                    op: "bind",
+                    ifname: ifname.into(),
+                },
                 _ => AfXdpError::BindRefused {
                     ifname: ifname.into(),
                     queue: cfg.queue,

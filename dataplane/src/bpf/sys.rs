@@ -52,13 +52,16 @@ pub enum BpfError {
     /// No such interface.
     #[error("{0}: no such interface (see `ip link`)")]
     NoInterface(String),
-    /// Missing privileges.
+    /// Missing privileges: `needs` names the capabilities the operation
+    /// takes (what a service without root must be given, docs/deploy.md).
     #[error(
-        "{op}: permission denied: run as root (needs CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN for AF_XDP)"
+        "{op}: permission denied: needs {needs} (run as root, or give the service these capabilities: docs/deploy.md)"
     )]
     Permission {
         /// What was attempted.
         op: &'static str,
+        /// The capabilities it takes.
+        needs: &'static str,
     },
     /// The driver cannot run XDP natively.
     #[error("{ifname}: native XDP not supported by this driver: use --xdp-mode generic (or auto)")]
@@ -111,9 +114,17 @@ fn put64(a: &mut [u8; 128], off: usize, v: u64) {
     a[off..off + 8].copy_from_slice(&v.to_ne_bytes());
 }
 
+/// What `bpf(2)` needs for our maps and programs: CAP_BPF for any of it
+/// (unprivileged BPF is off on most systems), CAP_NET_ADMIN for an XSKMAP
+/// and an XDP program.
+const BPF_NEEDS: &str = "CAP_BPF and CAP_NET_ADMIN";
+
 fn os(op: &'static str, err: std::io::Error) -> BpfError {
     if err.raw_os_error() == Some(libc::EPERM) {
-        BpfError::Permission { op }
+        BpfError::Permission {
+            op,
+            needs: BPF_NEEDS,
+        }
     } else {
         BpfError::Os { op, err }
     }
@@ -178,6 +189,16 @@ pub fn load_xdp(insns: &[Insn]) -> Result<OwnedFd, BpfError> {
         {
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
             let text = String::from_utf8_lossy(&log[..end]).into_owned();
+            // The program adds the IP header's length to a packet pointer;
+            // the verifier allows arithmetic on pointers with a variable
+            // offset only to CAP_PERFMON (bpf_allow_ptr_leaks) and says
+            // "... prohibited for !root" otherwise.
+            if text.contains("prohibited for !root") {
+                return Err(BpfError::Permission {
+                    op: "bpf prog load (verifier)",
+                    needs: "CAP_PERFMON",
+                });
+            }
             if text.is_empty() {
                 Err(os("bpf prog load", e))
             } else {
@@ -336,7 +357,10 @@ fn map_attach_err(ifname: &str, e: std::io::Error) -> BpfError {
         Some(libc::EOPNOTSUPP) => BpfError::NativeUnsupported {
             ifname: ifname.to_string(),
         },
-        Some(libc::EPERM) => BpfError::Permission { op: "attach XDP" },
+        Some(libc::EPERM) => BpfError::Permission {
+            op: "attach XDP",
+            needs: "CAP_NET_ADMIN",
+        },
         _ => BpfError::Os {
             op: "attach XDP (bpf link create)",
             err: e,
