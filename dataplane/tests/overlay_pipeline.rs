@@ -2406,3 +2406,56 @@ fn measure_per_packet_cost_secure() {
         }
     }
 }
+
+/// With security required, a path whose next gateway has no session key cannot carry a packet
+/// (every one would be dropped as `no_session`): the ack-gap reflex does not move traffic onto
+/// it. On Abilene, before the handshakes with non-neighbours failed for good, each ack gap moved
+/// a flow to the next keyless detour in turn, 100 % lost for 5 s. Here A has keys with C only:
+/// when A-C dies, A's traffic to C stays on the direct path rather than the keyless detour
+/// via B; with a key for B it moves there.
+#[test]
+fn the_ack_gap_reflex_skips_paths_without_a_session_key() {
+    for key_with_b in [false, true] {
+        let mut net = secure_triangle_with(false, |_, s| {
+            s.detours = true;
+            // The dataplane's own failover: the ack gap; silence never downs a path here.
+            s.health.probe_interval_ns = 50_000_000;
+            s.health.down_after_ns = 60_000_000_000;
+            s.health.ack_gap_ns = 60_000_000;
+        });
+        for (i, j) in [(0, 2), (2, 0), (1, 2), (2, 1)] {
+            install(&mut net, i, j, 0, true);
+        }
+        if key_with_b {
+            install(&mut net, 0, 1, 0, true);
+            install(&mut net, 1, 0, 0, true);
+        }
+        for k in 0..5u8 {
+            assert_eq!(
+                net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 200, k)),
+                Verdict::Held
+            );
+            let t = net.now + 1_000_000;
+            net.run_until(t, 100_000);
+        }
+        net.run_until(net.now + 100_000_000, 100_000);
+        assert!(net.sites[0].gw.paths(1)[0].active, "direct first");
+        for l in [(0, 2), (2, 0)] {
+            net.links.get_mut(&l).unwrap().loss = 1.0;
+        }
+        // 1 s: beyond the ack gap (twice the 250 ms RTT assumed without a sample).
+        for k in 0..40u8 {
+            assert_eq!(
+                net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 200, k)),
+                Verdict::Held
+            );
+            let t = net.now + 25_000_000;
+            net.run_until(t, 100_000);
+        }
+        let paths = net.sites[0].gw.paths(1);
+        assert_eq!(paths[1].active, key_with_b, "{paths:?}");
+        if !key_with_b {
+            assert!(paths[0].active, "{paths:?}");
+        }
+    }
+}

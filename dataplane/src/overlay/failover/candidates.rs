@@ -112,6 +112,10 @@ pub(crate) struct PeerPath {
     pub(crate) data_rtt: Nanos,
     /// Last packet authenticated from its remote (0: none; roaming).
     pub(crate) last_auth: Nanos,
+    /// A packet can be sealed for its next gateway (always with security off; refreshed by the
+    /// path timers). Only such a path takes traffic when the active one is chosen again: a
+    /// path without a session key drops every packet as `no_session`.
+    pub(crate) sealable: bool,
 }
 
 /// The candidates of one peer and the one in use.
@@ -223,13 +227,14 @@ impl PeerPaths {
         policy: &HealthPolicy,
         failback: bool,
     ) -> Option<(usize, usize)> {
-        let best_up = self.paths.iter().position(|p| p.health.up);
+        let usable = |p: &PeerPath| p.health.up && p.sealable;
+        let best_up = self.paths.iter().position(usable);
         let cur = self.active;
         let next = match (cur, best_up) {
             (_, None) => cur, // nothing up: keep the last (it may come back)
             (None, Some(b)) => Some(b),
             (Some(c), Some(b)) => {
-                let c_up = self.paths.get(c).is_some_and(|p| p.health.up);
+                let c_up = self.paths.get(c).is_some_and(usable);
                 let back =
                     failback && b < c && policy.failback_due(self.paths[b].health.up_since, now);
                 if !c_up || back { Some(b) } else { Some(c) }

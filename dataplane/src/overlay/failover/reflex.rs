@@ -70,6 +70,13 @@ impl Gateway {
             }
         }
         for peer in 0..self.peers.len() {
+            // Which paths a packet can be sealed on now: a move (below, or
+            // by an echo) never lands on a path without a session key.
+            let sec = &self.sec;
+            for p in &mut self.peers[peer].paths {
+                let kp = crate::overlay::secure::key_peer(peer, p);
+                p.sealable = !sec.required || sec.keys.can_send(kp, now);
+            }
             // Ack gap on a path that carries data: data went out, no ack
             // came back. The dataplane's own reflex, control or not.
             for i in 0..self.peers[peer].paths.len() {
