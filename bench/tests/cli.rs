@@ -19,7 +19,13 @@ fn version() {
 /// arguments, the usage error as before.
 #[test]
 fn generate_completions_and_man_pages() {
-    assert_generates(BIN, "mongate-bench", &["forward", "gateway", "pacing", "pipeline", "linkem", "attack"]);
+    assert_generates(
+        BIN,
+        "mongate-bench",
+        &[
+            "forward", "gateway", "pacing", "pipeline", "linkem", "attack",
+        ],
+    );
 }
 
 #[test]

@@ -22,7 +22,11 @@ fn version() {
 /// arguments, the usage error as before.
 #[test]
 fn generate_completions_and_man_pages() {
-    assert_generates(BIN, "mongate-dataplane", &["forward", "relay", "run", "stats"]);
+    assert_generates(
+        BIN,
+        "mongate-dataplane",
+        &["forward", "relay", "run", "stats"],
+    );
 }
 
 #[test]
