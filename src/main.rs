@@ -237,6 +237,11 @@ fn check(configs: &[std::path::PathBuf], instance: Option<&std::path::Path>) -> 
 }
 
 fn main() -> ExitCode {
+    // `BIN --generate man|complete-bash|...`, before the subcommand is
+    // required (mongate_hwconfig::cli_generate).
+    if let Some(code) = mongate_hwconfig::cli_generate::generate_if_asked::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     // The reports end quietly when their reader goes away (`mongate status |
     // head`); the demo keeps SIGPIPE ignored until its namespaces are gone

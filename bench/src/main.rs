@@ -354,6 +354,11 @@ fn run_gateway(a: &GatewayArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // `BIN --generate man|complete-bash|...`, before the subcommand is
+    // required (mongate_hwconfig::cli_generate).
+    if let Some(code) = mongate_hwconfig::cli_generate::generate_if_asked::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     // Every command ends with a report on stdout, written once its
     // namespaces and processes are gone: piped into `head`, it ends quietly

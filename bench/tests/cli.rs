@@ -4,13 +4,28 @@
 
 use std::process::Command;
 
-use mongate_testbed::cli::{assert_quiet_on_closed_pipe, assert_version, run_with_closed_stdout};
+use mongate_testbed::cli::{
+    assert_generates, assert_quiet_on_closed_pipe, assert_version, run_with_closed_stdout,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mongate-bench");
 
 #[test]
 fn version() {
     assert_version(BIN, "mongate-bench", env!("CARGO_PKG_VERSION"));
+}
+
+/// Completions and man pages from `--generate` (docs/deploy.md); without
+/// arguments, the usage error as before.
+#[test]
+fn generate_completions_and_man_pages() {
+    assert_generates(
+        BIN,
+        "mongate-bench",
+        &[
+            "forward", "gateway", "pacing", "pipeline", "linkem", "attack",
+        ],
+    );
 }
 
 #[test]

@@ -187,6 +187,11 @@ fn run_cmd(args: &RunArgs) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // `BIN --generate man|complete-bash|...`, before the subcommand is
+    // required (mongate_hwconfig::cli_generate).
+    if let Some(code) = mongate_hwconfig::cli_generate::generate_if_asked::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Pfo(args) => {

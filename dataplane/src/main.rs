@@ -358,6 +358,11 @@ fn stats(name: &str) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // `BIN --generate man|complete-bash|...`, before the subcommand is
+    // required (mongate_hwconfig::cli_generate).
+    if let Some(code) = mongate_hwconfig::cli_generate::generate_if_asked::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Forward(a) => forward(a),

@@ -5,7 +5,9 @@
 
 use std::process::Command;
 
-use mongate_testbed::cli::{assert_quiet_on_closed_pipe, assert_version, run_with_closed_stdout};
+use mongate_testbed::cli::{
+    assert_generates, assert_quiet_on_closed_pipe, assert_version, run_with_closed_stdout,
+};
 
 use mongate_dataplane::stats::StatsRegion;
 
@@ -14,6 +16,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_mongate-dataplane");
 #[test]
 fn version() {
     assert_version(BIN, "mongate-dataplane", env!("CARGO_PKG_VERSION"));
+}
+
+/// Completions and man pages from `--generate` (docs/deploy.md); without
+/// arguments, the usage error as before.
+#[test]
+fn generate_completions_and_man_pages() {
+    assert_generates(
+        BIN,
+        "mongate-dataplane",
+        &["forward", "relay", "run", "stats"],
+    );
 }
 
 #[test]

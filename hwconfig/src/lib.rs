@@ -6,10 +6,13 @@
 //! - [`xdp`]: which drivers support native XDP and AF_XDP zero-copy.
 //! - [`plan`]: the [`DeploymentPlan`] (read by `mongate-dataplane` via [`plan_from_toml`]).
 //! - [`apply`]: turns a plan into actions (dry-run by default) and performs them.
+//! - [`cli_generate`]: `--generate man|complete-bash|...` for every binary of the workspace
+//!   (here because every binary depends on this crate).
 
 #![deny(unsafe_code)]
 
 pub mod apply;
+pub mod cli_generate;
 #[allow(unsafe_code)]
 pub mod discover;
 pub mod error;

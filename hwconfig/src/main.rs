@@ -270,6 +270,11 @@ fn run(cli: Cli) -> Result<(), HwError> {
 }
 
 fn main() -> ExitCode {
+    // `BIN --generate man|complete-bash|...`, before the subcommand is
+    // required (mongate_hwconfig::cli_generate).
+    if let Some(code) = mongate_hwconfig::cli_generate::generate_if_asked::<Cli>() {
+        return code;
+    }
     let cli = Cli::parse();
     // `show` and `plan` are reports: piped into `head`, they end quietly on
     // the closed pipe (all output goes through `out`, so a closed pipe is an
