@@ -1253,7 +1253,6 @@ fn routed_path(
         unacked_since: None,
         data_rtt: 0,
         last_auth: 0,
-        sealable: true,
     })
 }
 
@@ -1291,7 +1290,6 @@ fn peer_path(
                 unacked_since: None,
                 data_rtt: 0,
                 last_auth: 0,
-                sealable: true,
             });
         }
     }
