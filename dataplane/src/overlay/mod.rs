@@ -1253,6 +1253,7 @@ fn routed_path(
         unacked_since: None,
         data_rtt: 0,
         last_auth: 0,
+        sealable: true,
     })
 }
 
@@ -1290,6 +1291,7 @@ fn peer_path(
                 unacked_since: None,
                 data_rtt: 0,
                 last_auth: 0,
+                sealable: true,
             });
         }
     }

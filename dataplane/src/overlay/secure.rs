@@ -118,12 +118,6 @@ pub(crate) struct SecureState {
 }
 
 impl SecureState {
-    /// Whether a packet can be sealed on `path` (a candidate of `peer`) at `now`: security off,
-    /// or its next gateway (the waypoint of a detour) has a session key we send with.
-    pub(crate) fn can_seal(&self, peer: usize, path: &PeerPath, now: Nanos) -> bool {
-        !self.required || self.keys.can_send(key_peer(peer, path), now)
-    }
-
     /// The state for `npeers` peers, security `required` or not.
     pub(crate) fn new(
         required: bool,

@@ -112,6 +112,10 @@ pub(crate) struct PeerPath {
     pub(crate) data_rtt: Nanos,
     /// Last packet authenticated from its remote (0: none; roaming).
     pub(crate) last_auth: Nanos,
+    /// A packet can be sealed for its next gateway (always with security off; refreshed by the
+    /// path timers). Only such a path takes traffic when the active one is chosen again: a
+    /// path without a session key drops every packet as `no_session`.
+    pub(crate) sealable: bool,
 }
 
 /// The candidates of one peer and the one in use.
@@ -217,17 +221,13 @@ impl PeerPaths {
     /// Returns `(old, new)` when it moved from one path to another: the
     /// caller restarts the moving flows' rates and, off a path that still
     /// works (a failback), holds them (see [`Gateway::hold_for_move`]).
-    /// `sealable(p)`: a packet can be sealed on `p` now (its next gateway has a session key;
-    /// always with security off): only such a path takes traffic, a path without a key drops
-    /// every packet as `no_session`.
     pub(super) fn select(
         &mut self,
         now: Nanos,
         policy: &HealthPolicy,
         failback: bool,
-        sealable: impl Fn(&PeerPath) -> bool,
     ) -> Option<(usize, usize)> {
-        let usable = |p: &PeerPath| p.health.up && sealable(p);
+        let usable = |p: &PeerPath| p.health.up && p.sealable;
         let best_up = self.paths.iter().position(usable);
         let cur = self.active;
         let next = match (cur, best_up) {

@@ -241,10 +241,7 @@ impl Gateway {
             h.up_since = now;
             self.push_event(path_ref(peer, idx), PathEventKind::Up, now);
         }
-        let sec = &self.sec;
-        if let Some((o, n)) =
-            self.peers[peer].select(now, &policy, local, |p| sec.can_seal(peer, p, now))
-        {
+        if let Some((o, n)) = self.peers[peer].select(now, &policy, local) {
             self.hold_for_move(peer, o, n, None, now);
         }
     }

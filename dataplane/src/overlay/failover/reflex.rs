@@ -7,6 +7,7 @@
 use super::{PathEventKind, path_ref};
 use crate::engine::{Arena, Batch, Nanos};
 use crate::overlay::Gateway;
+use crate::overlay::secure::key_peer;
 
 /// A gap between two runs of the path timers longer than this is a stall
 /// of this worker, not of the paths (the timers run every loop iteration).
@@ -69,6 +70,13 @@ impl Gateway {
             }
         }
         for peer in 0..self.peers.len() {
+            // Which paths a packet can be sealed on now: a move (below, or
+            // by an echo) never lands on a path without a session key.
+            let sec = &self.sec;
+            for p in &mut self.peers[peer].paths {
+                let kp = crate::overlay::secure::key_peer(peer, p);
+                p.sealable = !sec.required || sec.keys.can_send(kp, now);
+            }
             // Ack gap on a path that carries data: data went out, no ack
             // came back. The dataplane's own reflex, control or not.
             for i in 0..self.peers[peer].paths.len() {
@@ -103,7 +111,10 @@ impl Gateway {
                     // its silence says nothing, and counts from the key on,
                     // or once the start's grace is over (a peer that never
                     // answers a handshake is down).
-                    if now < sec.no_key_grace_until && !sec.can_seal(peer, p, now) {
+                    if sec.required
+                        && now < sec.no_key_grace_until
+                        && !sec.keys.can_send(key_peer(peer, p), now)
+                    {
                         p.health.last_echo = p.health.last_echo.max(now);
                         continue;
                     }
@@ -113,8 +124,7 @@ impl Gateway {
                     }
                 }
             }
-            let sec = &self.sec;
-            if let Some((o, n)) = pp.select(now, &policy, local, |p| sec.can_seal(peer, p, now)) {
+            if let Some((o, n)) = pp.select(now, &policy, local) {
                 self.hold_for_move(peer, o, n, None, now);
             }
             if !local {
