@@ -8,6 +8,8 @@
 //!   interfaces and drops, rates over an interval (`status`).
 //! - `mongate check --config SITE.toml [--config ...] [--instance ORG.json]`: every problem of
 //!   the files, alone and against each other, one line each (`mongate_control::check`).
+//! - `mongate reload --name NAME`: the gateway's processes re-read their files (SIGHUP) and
+//!   apply them whole or refuse them whole; prints each one's answer (`reload`).
 //! - `mongate keygen --out FILE`: a new static key pair (private key written 0600, never over an
 //!   existing file); prints the public key for the peers' `public_key`.
 //! - `mongate pubkey --key FILE`: the public key of a private key file.
@@ -22,6 +24,7 @@ use mongate_dataplane::app::signals::default_sigpipe;
 
 #[allow(unsafe_code)]
 mod demo;
+mod reload;
 mod status;
 
 #[derive(Parser)]
@@ -100,6 +103,22 @@ enum Cmd {
         /// Draw no plots.
         #[arg(long, conflicts_with = "plots")]
         no_plots: bool,
+    },
+    /// Reload a running gateway's configuration: its dataplane and control
+    /// re-read their files (SIGHUP) and apply them whole, or refuse them
+    /// whole with every reason while the gateway runs on untouched. What a
+    /// reload can change and what needs a restart: docs/deploy.md "Reload".
+    /// Exit status 1 when a process refused or did not answer.
+    Reload {
+        /// The gateway's instance name (the dataplane's `--name`).
+        #[arg(long)]
+        name: String,
+        /// Longest wait for the processes' answers, ms.
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+        timeout_ms: u64,
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a new private key (mode 0600; refuses an existing file or a symlink) and print
     /// its public key (the `public_key` of this site in its peers' configurations).
@@ -383,6 +402,15 @@ fn main() -> ExitCode {
             )
         }),
         Cmd::Check { configs, instance } => return check(&configs, instance.as_deref()),
+        Cmd::Reload {
+            name,
+            timeout_ms,
+            json,
+        } => match reload::run(&name, std::time::Duration::from_millis(timeout_ms), json) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         Cmd::Keygen { out } => keys::keygen(&out)
             .map(|k| println!("{k}"))
             .map_err(Into::into),

@@ -10,8 +10,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use mongate_control::pfo::{Formulation, Instance, SolveOptions, solve};
 use mongate_control::run::{
-    LogRecord, LogSink, PlannerConfig, RunOptions, plan_status, plan_status_path, run, stdout_sink,
-    write_plan_status,
+    LogRecord, LogSink, PlannerConfig, ReloadSource, RunOptions, plan_status, plan_status_path,
+    run, stdout_sink, write_plan_status,
 };
 use mongate_dataplane::config::Config;
 use mongate_dataplane::shm::ctl_path;
@@ -143,13 +143,25 @@ fn run_cmd(args: &RunArgs) -> anyhow::Result<()> {
     let out = stdout_sink(args.json_log);
     let plan_file = plan_status_path(&args.name);
     let plan_file_at_exit = plan_file.clone();
-    let inst = instance.clone();
+    // The plan file's utilities come from the instance in force (a reload
+    // may replace it): shared with the reload hook, locked once per plan.
+    let inst = std::sync::Arc::new(std::sync::Mutex::new(instance.clone()));
+    let inst_for_reload = inst.clone();
     let pid = std::process::id();
     let warned = std::sync::atomic::AtomicBool::new(false);
     let sink: LogSink = std::sync::Arc::new(move |r: &LogRecord| {
         out(r);
         if let LogRecord::Plan(p) = r
-            && let Err(e) = write_plan_status(&plan_file, &plan_status(p, &inst, pid))
+            && let Err(e) = write_plan_status(
+                &plan_file,
+                &plan_status(
+                    p,
+                    &inst
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    pid,
+                ),
+            )
             && !warned.swap(true, std::sync::atomic::Ordering::Relaxed)
         {
             eprintln!(
@@ -167,11 +179,25 @@ fn run_cmd(args: &RunArgs) -> anyhow::Result<()> {
     secs_to_ns("--time-limit", args.time_limit)?;
     opts.solve.time_limit = Some(args.time_limit);
     opts.paths = !args.no_paths;
+    opts.reload = Some(ReloadSource {
+        config: args.config.clone(),
+        instance: args.instance.clone(),
+        requested: mongate_dataplane::app::signals::reload_on_sighup(),
+        name: args.name.clone(),
+        on_instance: Box::new(move |i: &Instance| {
+            *inst_for_reload
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = i.clone();
+        }),
+    });
     let stop = mongate_dataplane::app::signals::stop_on_signals();
     let summary = run(&opts, stop);
     // A clean exit takes its plan file along (after a crash it stays, and
     // `mongate status` says its control is gone).
     let _ = std::fs::remove_file(&plan_file_at_exit);
+    let _ = std::fs::remove_file(mongate_dataplane::app::reload::outcome_path(
+        &args.name, "control",
+    ));
     let summary = summary?;
     eprintln!(
         "mongate-control run: stopped ({} plans activated, {} solves, {} decode errors, {} bad records, {} path moves, {} probes sent, {} dropped)",

@@ -306,7 +306,11 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         dp.xdp_mode,
         dp.ports.join(", ")
     ));
-    serve(dp, a.duration_s)
+    let reload = Reload {
+        path: a.config.clone(),
+        name: c.name.clone(),
+    };
+    serve_with_reload(dp, a.duration_s, Some(&reload))
 }
 
 fn relay(a: RelayArgs) -> anyhow::Result<()> {
@@ -328,19 +332,69 @@ fn relay(a: RelayArgs) -> anyhow::Result<()> {
     serve(dp, a.duration_s)
 }
 
+/// Where a site gateway re-reads its configuration on SIGHUP.
+struct Reload {
+    path: std::path::PathBuf,
+    name: String,
+}
+
 /// Runs until a signal, the deadline, or a worker ending; prints final counters.
 fn serve(
     dp: mongate_dataplane::app::RunningDataplane,
     duration_s: Option<f64>,
 ) -> anyhow::Result<()> {
+    serve_with_reload(dp, duration_s, None)
+}
+
+/// As [`serve`]; with `reload`, SIGHUP re-reads the site configuration and
+/// applies it whole or refuses it whole (docs/deploy.md "Reload"), writing
+/// the outcome for `mongate reload`.
+fn serve_with_reload(
+    mut dp: mongate_dataplane::app::RunningDataplane,
+    duration_s: Option<f64>,
+    reload: Option<&Reload>,
+) -> anyhow::Result<()> {
+    use mongate_dataplane::app::reload::outcome_path;
     let stop = mongate_dataplane::app::signals::stop_on_signals();
+    let hup = reload.map(|_| mongate_dataplane::app::signals::reload_on_sighup());
+    if let Some(r) = reload {
+        // Generation 0: where `mongate reload` finds this process.
+        let at = outcome_path(&r.name, "dataplane");
+        let ready = mongate_dataplane::app::reload::ReloadOutcome::new(
+            "dataplane",
+            0,
+            true,
+            "running; no reload yet".to_owned(),
+        );
+        if let Err(e) = ready.write(&at) {
+            print_line(&format!("reload: cannot write {}: {e}", at.display()));
+        }
+    }
     let deadline = duration_s
         .map(|s| std::time::Instant::now() + std::time::Duration::from_secs_f64(s.max(0.0)));
     while !stop.load(Ordering::Relaxed)
         && deadline.is_none_or(|d| std::time::Instant::now() < d)
         && dp.healthy()
     {
+        if let (Some(h), Some(r), Some(rl)) = (hup, reload, dp.reloader.as_mut())
+            && h.swap(false, Ordering::Relaxed)
+        {
+            let out = rl.reload(&r.path);
+            let verdict = if out.applied { "applied" } else { "refused" };
+            print_line(&format!(
+                "reload {} {verdict}: {}",
+                out.generation,
+                out.message.replace('\n', "; ")
+            ));
+            let at = outcome_path(&r.name, "dataplane");
+            if let Err(e) = out.write(&at) {
+                print_line(&format!("reload: cannot write {}: {e}", at.display()));
+            }
+        }
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if let Some(r) = reload {
+        let _ = std::fs::remove_file(outcome_path(&r.name, "dataplane"));
     }
     let healthy = dp.healthy();
     let snap = dp.stop();

@@ -69,6 +69,25 @@ pub struct RunOptions {
     pub paths_seed: u64,
     /// Log output.
     pub log: LogSink,
+    /// Where a reload re-reads the files, and when it is asked for.
+    pub reload: Option<ReloadSource>,
+}
+
+/// The files a reload (SIGHUP, `mongate reload`) re-reads, the flag that
+/// asks for one, and whom to tell of a new instance.
+pub struct ReloadSource {
+    /// The site configuration file.
+    pub config: PathBuf,
+    /// The instance file.
+    pub instance: PathBuf,
+    /// Set to ask for a reload (the loop swaps it back).
+    pub requested: &'static AtomicBool,
+    /// Gateway instance name: the outcome goes to
+    /// `mongate_dataplane::app::reload::outcome_path(name, "control")`.
+    pub name: String,
+    /// Called with the new instance once it is in force (the plan file's
+    /// utilities come from it).
+    pub on_instance: Box<dyn Fn(&Instance) + Send + Sync>,
 }
 
 impl RunOptions {
@@ -92,6 +111,7 @@ impl RunOptions {
             paths: true,
             paths_seed: 1,
             log,
+            reload: None,
         }
     }
 }
@@ -174,6 +194,10 @@ struct Loop<'a> {
     path_table: std::collections::BTreeMap<u32, mongate_dataplane::shm::msg::PathTelemetry>,
     /// Keys and handshakes (does nothing with `[security] mode = "off"`).
     secure: SecureDriver,
+    /// The site configuration in force (a reload may change its live part).
+    config: Config,
+    /// Reload requests handled.
+    reloads: u64,
 }
 
 impl Loop<'_> {
@@ -590,6 +614,90 @@ impl Loop<'_> {
         }
     }
 
+    /// Handles a reload request: re-reads the site configuration and the
+    /// instance, checks them whole (`mongate check`'s checks, then what may
+    /// change while running) and either takes the new instance (a re-plan
+    /// at once) or refuses whole, keeping everything in force. Writes the
+    /// outcome for `mongate reload`.
+    fn reload(&mut self, now_ns: u64) {
+        let Some(r) = &self.o.reload else { return };
+        if !r.requested.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        self.reloads += 1;
+        let (applied, message) = match self.check_reload(r) {
+            Ok((config, None, what)) => {
+                self.config = config;
+                (true, what)
+            }
+            Ok((config, Some(instance), what)) => {
+                match self.planner.replace_instance(instance.clone(), &config) {
+                    Ok(()) => {
+                        (r.on_instance)(&instance);
+                        self.config = config;
+                        (true, what)
+                    }
+                    Err(e) => (false, format!("{}: {e}", r.instance.display())),
+                }
+            }
+            Err(why) => (false, why),
+        };
+        let out = mongate_dataplane::app::reload::ReloadOutcome::new(
+            "control",
+            self.reloads,
+            applied,
+            message,
+        );
+        self.event(
+            now_ns,
+            if applied { "reload" } else { "reload_refused" },
+            out.message.replace('\n', "; "),
+            None,
+        );
+        let at = mongate_dataplane::app::reload::outcome_path(&r.name, "control");
+        if let Err(e) = out.write(&at) {
+            self.event(
+                now_ns,
+                "reload",
+                format!("cannot write {}: {e}", at.display()),
+                None,
+            );
+        }
+    }
+
+    /// The reload's new configuration and instance, and a line saying what
+    /// changes; or every reason to refuse, one per line.
+    /// `None` for the instance: unchanged.
+    fn check_reload(&self, r: &ReloadSource) -> Result<(Config, Option<Instance>, String), String> {
+        use mongate_dataplane::app::reload::refusal_message;
+        let report = crate::check::check_files(std::slice::from_ref(&r.config), Some(&r.instance));
+        if !report.problems.is_empty() {
+            return Err(report
+                .problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"));
+        }
+        let config = Config::load(&r.config).map_err(|e| e.to_string())?;
+        let text = std::fs::read_to_string(&r.instance)
+            .map_err(|e| format!("{}: {e}", r.instance.display()))?;
+        let instance =
+            Instance::from_json(&text).map_err(|e| format!("{}: {e}", r.instance.display()))?;
+        mongate_dataplane::config::reload_changes(&self.config, &config, false, 0)
+            .map_err(|why| refusal_message(&r.config, &why))?;
+        if instance == *self.planner.base() {
+            return Ok((config, None, "applied: instance unchanged".to_owned()));
+        }
+        let what = format!(
+            "applied: new instance ({} links, {} classes, {} flows): re-planning now",
+            instance.links.len(),
+            instance.classes.len(),
+            instance.flows.len()
+        );
+        Ok((config, Some(instance), what))
+    }
+
     fn solved(&mut self, now_ns: u64, sourced: SourcedPlan) {
         let SourcedPlan { table, log } = sourced;
         self.planner.on_plan(now_ns, &table);
@@ -752,7 +860,27 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
         reported_decode: 0,
         reported_bad: 0,
         last_report: None,
+        config: opts.config.clone(),
+        reloads: 0,
     };
+    if let Some(r) = &opts.reload {
+        // Generation 0: where `mongate reload` finds this process.
+        let at = mongate_dataplane::app::reload::outcome_path(&r.name, "control");
+        let ready = mongate_dataplane::app::reload::ReloadOutcome::new(
+            "control",
+            0,
+            true,
+            "running; no reload yet".to_owned(),
+        );
+        if let Err(e) = ready.write(&at) {
+            lp.event(
+                clock::now_ns(),
+                "reload",
+                format!("cannot write {}: {e}", at.display()),
+                None,
+            );
+        }
+    }
     while !stop.load(Ordering::Relaxed) {
         let now_ns = clock::now_ns();
         if lp.port.is_none() {
@@ -771,6 +899,7 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
         lp.drive_paths(now_ns);
         lp.drive_secure(now_ns);
         lp.external_events(now_ns);
+        lp.reload(now_ns);
         match lp.source.poll() {
             Ok(Some(p)) => lp.solved(now_ns, p),
             Ok(None) => {}

@@ -21,7 +21,7 @@ pub mod status_file;
 pub mod telemetry;
 
 pub use estimator::{Estimator, EstimatorConfig};
-pub use io::{ControlEvent, RunOptions, RunSummary, run};
+pub use io::{ControlEvent, ReloadSource, RunOptions, RunSummary, run};
 pub use log::{LogRecord, LogSink, stdout_sink};
 pub use planner::{Planner, PlannerConfig, SolveRequest, Trigger};
 pub use site::{MatchError, SiteMap};

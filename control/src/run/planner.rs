@@ -125,6 +125,9 @@ pub enum Trigger {
         /// Demand now.
         now: u32,
     },
+    /// The operator reloaded the configuration (`mongate reload`, SIGHUP)
+    /// with a new instance.
+    Reload,
     /// Sessions of a class were refused for lack of room and the plan did not count them.
     Refused {
         /// Class id.
@@ -148,6 +151,7 @@ impl Trigger {
             Trigger::Capacity { .. } => "capacity",
             Trigger::Demand { .. } => "demand",
             Trigger::Refused { .. } => "refused",
+            Trigger::Reload => "reload",
         }
     }
 }
@@ -157,6 +161,7 @@ impl std::fmt::Display for Trigger {
         match self {
             Trigger::Initial => write!(f, "initial plan"),
             Trigger::Periodic => write!(f, "periodic re-plan"),
+            Trigger::Reload => write!(f, "configuration reloaded"),
             Trigger::LinkFailed { link, failed } => write!(
                 f,
                 "link {link:?} {}",
@@ -268,6 +273,44 @@ impl Planner {
             pending: Vec::new(),
             stats: PlannerStats::default(),
         })
+    }
+
+    /// Replaces the instance (a reload) and asks for a solve at once. The new
+    /// instance must map onto the site configuration as the running one
+    /// does (same classes and flows, same order): the plan source and the
+    /// dataplane's plan shape are built from that map. Capacity estimates
+    /// start again from the new instance's capacities; the admitted sessions,
+    /// an outstanding solve and the counters carry over.
+    ///
+    /// # Errors
+    /// The instance does not fit the configuration, or maps differently;
+    /// the planner is unchanged.
+    pub fn replace_instance(&mut self, inst: Instance, cfg: &Config) -> Result<(), MatchError> {
+        let mut next = Planner::new(inst, cfg, self.cfg.clone())?;
+        if next.map != self.map {
+            return Err(MatchError {
+                entry: "instance".to_owned(),
+                reason: "its classes or flows come in another order than the running instance's \
+                         (restart the control to take it)"
+                    .to_owned(),
+            });
+        }
+        next.admitted.clone_from(&self.admitted);
+        next.solving = self.solving;
+        next.stats = self.stats;
+        next.last_solve_ns = self.last_solve_ns;
+        next.last_event_solve_ns = self.last_event_solve_ns;
+        next.last_refusal_solve_ns = self.last_refusal_solve_ns;
+        next.last_plan_ns = self.last_plan_ns;
+        next.settle_until = self.settle_until;
+        next.settle_on_plan = self.settle_on_plan;
+        next.pending = std::mem::take(&mut self.pending);
+        next.pending.retain(|t| !matches!(t, Trigger::Initial));
+        if !next.pending.contains(&Trigger::Reload) {
+            next.pending.push(Trigger::Reload);
+        }
+        *self = next;
+        Ok(())
     }
 
     /// The instance as given (configured capacities and demands).

@@ -660,3 +660,30 @@ fn loss_above_the_budget_lowers_capacity_unless_the_estimator_is_off() {
         }
     }
 }
+
+#[test]
+fn a_reloaded_instance_is_planned_at_once_with_its_capacities() {
+    let mut p = planner(PlannerConfig::default());
+    let r = p.tick(0).expect("initial solve");
+    let before = solve_now(&mut p, SEC_NS, &r);
+    assert!(p.tick(2 * SEC_NS).is_none(), "nothing due");
+    // A-C halved: the re-plan comes at once, with the new capacity.
+    let mut i = inst();
+    let ac = i.links.iter().position(|l| l.id == "A-C").expect("A-C");
+    i.links[ac].capacity /= 2.0;
+    p.replace_instance(i.clone(), &cfg())
+        .expect("same classes and flows");
+    assert_eq!(p.base(), &i);
+    let r = p.tick(2 * SEC_NS + 1).expect("a solve for the reload");
+    assert_eq!(r.triggers, vec![Trigger::Reload]);
+    assert!((r.instance.links[ac].capacity - i.links[ac].capacity).abs() < 1e-9);
+    let after = solve_now(&mut p, 3 * SEC_NS, &r);
+    assert!(after[0] < before[0] - 1.0, "{before:?} -> {after:?}");
+    // An instance whose flows come in another order is refused; the
+    // planner keeps the one in force.
+    let mut swapped = i.clone();
+    swapped.flows.swap(0, 1);
+    let e = p.replace_instance(swapped, &cfg());
+    assert!(e.is_err(), "a reordered instance was taken");
+    assert_eq!(p.base(), &i);
+}

@@ -85,6 +85,8 @@ pub struct RunningDataplane {
     _xdp: Vec<XdpAttachment>,
     /// Shared-memory files and other state kept alive while running.
     kept: Vec<Box<dyn std::any::Any + Send + Sync>>,
+    /// A site gateway's reloads (SIGHUP); `None` for the other applications.
+    pub reloader: Option<super::reload::GatewayReloader>,
 }
 
 impl RunningDataplane {
@@ -104,6 +106,7 @@ impl RunningDataplane {
             xdp_mode,
             _xdp: xdp,
             kept: Vec::new(),
+            reloader: None,
         }
     }
 
@@ -263,5 +266,6 @@ pub fn start_forward(c: &ForwardConfig) -> anyhow::Result<RunningDataplane> {
         xdp_mode: Some(xdp[0].mode()),
         _xdp: xdp,
         kept: Vec::new(),
+        reloader: None,
     })
 }

@@ -36,6 +36,7 @@ use crate::worker::{IdlePolicy, Worker, pin_to_core};
 
 use super::RunningDataplane;
 use super::netinfo::{self, IfAddr};
+use super::reload::{GatewayReloader, ReloadSlot};
 
 /// How to run a site gateway.
 #[derive(Clone, Debug)]
@@ -109,10 +110,20 @@ struct GatewayStage {
     flow_buf: Vec<FlowTelemetry>,
     /// When the plan in force came into force (worker clock).
     plan_since: Nanos,
+    /// Reloads staged by the main thread.
+    reload: Arc<ReloadSlot>,
 }
 
 impl GatewayStage {
     fn housekeeping(&mut self, now: Nanos) {
+        if let Some((live, cfg, generation)) = self.reload.take() {
+            self.gw.apply_live(&live, &cfg, now);
+            if live.plan.is_some() {
+                self.plan_since = now;
+            }
+            self.reload.applied(generation);
+            eprintln!("gateway: reload {generation} in force: {}", live.describe());
+        }
         if let Some(c) = self.chan.as_mut() {
             let gw = &mut self.gw;
             let rep = c.chan.step(now, 64, |cmd: &Command| match *cmd {
@@ -499,6 +510,13 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
     let gw = Gateway::new(site, found.settings, reserve, started)?;
     let regions = open_regions(c, &gw, started)?;
     let stage = gateway_stage(c, gw, &regions, started)?;
+    let reloader = GatewayReloader {
+        slot: stage.reload.clone(),
+        config: c.site.clone(),
+        plan_from_file: !c.control,
+        flows: regions.flows.clone(),
+        generation: 0,
+    };
     let worker = spawn_worker(c, ports, stage, regions.stop.clone(), regions.stats.clone())?;
     let mut threads = vec![worker];
     if let Some(r) = regions.ctl.clone() {
@@ -513,6 +531,7 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
     if let Some(r) = regions.ctl {
         rd.keep(Box::new(r));
     }
+    rd.reloader = Some(reloader);
     Ok(rd)
 }
 
@@ -827,6 +846,7 @@ fn gateway_stage(
         report_every: u64::try_from(c.report_every.as_nanos()).unwrap_or(100_000_000),
         flow_buf: Vec::with_capacity(c.site.flows.len()),
         plan_since: started,
+        reload: Arc::new(ReloadSlot::default()),
     })
 }
 

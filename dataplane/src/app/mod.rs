@@ -7,6 +7,7 @@ mod forward;
 mod gateway;
 pub mod netinfo;
 mod relay;
+pub mod reload;
 pub mod signals;
 
 pub use forward::{ForwardConfig, RunningDataplane, StageKind, start_forward};

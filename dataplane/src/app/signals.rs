@@ -20,6 +20,23 @@ pub fn stop_on_signals() -> &'static AtomicBool {
     &STOP
 }
 
+static RELOAD: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_hangup(_: libc::c_int) {
+    RELOAD.store(true, Ordering::Relaxed);
+}
+
+/// Installs a SIGHUP handler that sets the returned flag (and nothing
+/// else): the long-running processes re-read their configuration when they
+/// see it set (swapping it back to `false`). Without it SIGHUP would end
+/// the process.
+pub fn reload_on_sighup() -> &'static AtomicBool {
+    let handler: extern "C" fn(libc::c_int) = on_hangup;
+    // SAFETY: installing an async-signal-safe handler (one atomic store).
+    unsafe { libc::signal(libc::SIGHUP, handler as libc::sighandler_t) };
+    &RELOAD
+}
+
 /// Restores SIGPIPE's default action (end the process quietly), for the
 /// commands that print a report and exit (`mongate-control pfo`, `mongate
 /// status`, `mongate-dataplane stats`, the benchmarks' reports, ...): piped
@@ -45,4 +62,23 @@ pub fn print_line(line: &str) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// Sends SIGHUP to process `pid` (`mongate reload`). Errors as kill(2) does
+/// (no such process, not permitted).
+///
+/// # Errors
+/// kill(2) failed.
+pub fn send_hangup(pid: u32) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours; a
+    // positive pid names one process (never a group or every process).
+    if unsafe { libc::kill(pid, libc::SIGHUP) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }

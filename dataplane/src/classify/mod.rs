@@ -287,6 +287,35 @@ impl Classifier {
         self.apply(plan);
     }
 
+    /// Applies the live part of a reload (see [`crate::config::LiveChanges`]):
+    /// the session idle timeout, per-host caps (per class index; a class
+    /// keeps having a cap or not, as the reload check ensures) and overflow
+    /// actions. Sessions already admitted stay; the new values apply to the
+    /// next decisions and sweeps. Entries beyond the class count are ignored.
+    pub fn apply_live(
+        &mut self,
+        idle_timeout_ns: Option<u64>,
+        host_caps: Option<&[u32]>,
+        overflow: Option<&[Overflow]>,
+    ) {
+        if let Some(ns) = idle_timeout_ns {
+            self.sessions.set_idle_timeout(ns);
+            self.sweep_period = (ns.min(sessions::CLOSED_LINGER_NS) / 2).max(1_000_000);
+        }
+        if let Some(caps) = host_caps {
+            for (mine, &new) in self.host_cap.iter_mut().zip(caps) {
+                if (*mine == u32::MAX) == (new == u32::MAX) {
+                    *mine = new;
+                }
+            }
+        }
+        if let Some(ov) = overflow {
+            for (mine, &new) in self.overflow.iter_mut().zip(ov) {
+                *mine = new;
+            }
+        }
+    }
+
     /// Class index of flow index `flow`.
     pub fn flow_class(&self, flow: usize) -> Option<usize> {
         self.flow_class.get(flow).copied().flatten()

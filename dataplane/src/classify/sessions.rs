@@ -209,6 +209,13 @@ impl SessionTable {
         }
     }
 
+    /// Sets the idle timeout (a reload): sessions idle longer than the new
+    /// timeout go at the next sweep. Allocates nothing.
+    pub fn set_idle_timeout(&mut self, idle_ns: u64) {
+        self.idle_ticks = ticks(idle_ns);
+        self.closed_ticks = ticks(CLOSED_LINGER_NS).min(self.idle_ticks);
+    }
+
     /// Slots (visited by one full sweep).
     pub fn slots(&self) -> usize {
         self.slots.len()

@@ -18,6 +18,7 @@ mod model;
 mod plan;
 mod prefix;
 mod raw;
+mod reload;
 mod validate;
 
 #[cfg(test)]
@@ -30,6 +31,7 @@ pub use model::{
     Metrics, Overflow, Peer, PortRange, Rule, Security, SecurityMode, Site, TrafficClass, Uplink,
 };
 pub use prefix::{Prefix, PrefixError};
+pub use reload::{LiveChanges, reload_changes};
 
 use error::Source;
 

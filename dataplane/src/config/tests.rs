@@ -714,3 +714,69 @@ fn the_metrics_table_is_optional_and_checked() {
         );
     }
 }
+
+// ---- reload: what may change while running ----
+
+fn edited(from: &str, to: &str) -> Config {
+    assert!(EXAMPLE.contains(from), "{from:?} not in the example");
+    Config::from_toml_str(&EXAMPLE.replacen(from, to, 1), FILE).expect("edited example")
+}
+
+#[test]
+fn reload_of_the_same_file_changes_nothing() {
+    let c = example();
+    let live = super::reload_changes(&c, &example(), true, 0).expect("same file");
+    assert!(live.is_empty());
+    assert_eq!(live.describe(), "nothing changed");
+}
+
+#[test]
+fn reload_applies_idle_timeout_and_overflow_in_place() {
+    let c = example();
+    let mut new = edited("overflow = \"drop\"", "overflow = \"best_effort\"");
+    new.site.session_idle_timeout_seconds = Some(90);
+    let live = super::reload_changes(&c, &new, false, 0).expect("live changes");
+    assert_eq!(live.idle_timeout_ns, Some(90 * crate::sys::SEC));
+    let ov = live.overflow.expect("overflow changed");
+    assert_eq!(ov.len(), c.classes.len());
+    assert!(ov.iter().filter(|o| **o == Overflow::BestEffort).count() > 1);
+    assert!(live.host_caps.is_none() && live.plan.is_none());
+}
+
+#[test]
+fn reload_refuses_every_restart_only_change_with_its_name() {
+    let c = example();
+    let mut new = c.clone();
+    new.site.vni += 1;
+    new.uplinks[0].capacity_mbps += 1.0;
+    new.peers.pop();
+    let why = super::reload_changes(&c, &new, true, 0).expect_err("refused");
+    assert_eq!(why.len(), 3, "{why:?}");
+    for (w, name) in why.iter().zip(["[site] vni", "[[uplinks]]", "[[peers]]"]) {
+        assert!(w.starts_with(name) && w.contains("restart"), "{w}");
+    }
+    // A class gaining a per-host cap needs the table sized at start.
+    let mut capped = c.clone();
+    capped.classes[0].max_sessions_per_host = Some(2);
+    let why = super::reload_changes(&c, &capped, true, 0).expect_err("refused");
+    assert!(why[0].contains("max_sessions_per_host"), "{why:?}");
+    // ... but a class that had one may change it.
+    let mut capped3 = capped.clone();
+    capped3.classes[0].max_sessions_per_host = Some(3);
+    let live = super::reload_changes(&capped, &capped3, true, 0).expect("cap change");
+    assert_eq!(live.host_caps.expect("caps")[0], 3);
+}
+
+#[test]
+fn reload_takes_a_file_plan_only_without_a_control_and_only_newer() {
+    let c = example();
+    let epoch = c.plan.as_ref().expect("example has a plan").epoch;
+    let mut newer = c.clone();
+    newer.plan.as_mut().unwrap().epoch = epoch + 1;
+    let live = super::reload_changes(&c, &newer, true, epoch).expect("newer plan");
+    assert_eq!(live.plan.expect("plan").epoch, epoch + 1);
+    let why = super::reload_changes(&c, &newer, false, epoch).expect_err("control");
+    assert!(why[0].contains("control"), "{why:?}");
+    let why = super::reload_changes(&c, &newer, true, epoch + 5).expect_err("older");
+    assert!(why[0].contains("not newer"), "{why:?}");
+}

@@ -623,6 +623,26 @@ impl Gateway {
         self.apply_rates(plan, now, false);
     }
 
+    /// Applies a reload's live changes (checked by
+    /// [`crate::config::reload_changes`] against this gateway's
+    /// configuration): classifier settings in place, and the file's new plan
+    /// if there is one (as [`Gateway::apply_plan`]: nothing is reset).
+    /// `new_cfg` replaces the configuration the gateway reports.
+    pub fn apply_live(&mut self, live: &crate::config::LiveChanges, new_cfg: &Config, now: Nanos) {
+        self.classifier.apply_live(
+            live.idle_timeout_ns,
+            live.host_caps.as_deref(),
+            live.overflow.as_deref(),
+        );
+        if let Some(p) = &live.plan {
+            self.apply_plan(p, now);
+        }
+        self.cfg.site = new_cfg.site.clone();
+        self.cfg.classes = new_cfg.classes.clone();
+        self.cfg.plan = new_cfg.plan.clone();
+        self.cfg.metrics = new_cfg.metrics.clone();
+    }
+
     /// Packets per second per Mbit/s at the configured mean packet size.
     fn pps_per_mbps(&self) -> f64 {
         1e6 / (8.0 * f64::from(self.settings.rate_unit_bytes.max(1)))
