@@ -10,7 +10,8 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +20,10 @@ use std::time::{Duration, Instant};
 use mongate_dataplane::app::{GatewayConfig, RunningDataplane, start_gateway};
 use mongate_dataplane::bpf::XdpMode;
 use mongate_dataplane::config::Config;
-use mongate_testbed::topology::triangle::{tcp_plan, triangle_overlay};
+use mongate_dataplane::mirror::pcap;
+use mongate_dataplane::overlay::wire_flow_id;
+use mongate_dataplane::wire::overlay::decap;
+use mongate_testbed::topology::triangle::{PORT_TCP_DIRECT, tcp_plan, triangle_overlay};
 use mongate_testbed::{Sites, SitesTopology};
 
 const PREFIX: &str = "mgcap";
@@ -28,6 +32,8 @@ struct Overlay {
     topo: SitesTopology,
     gws: Vec<RunningDataplane>,
     vni: u32,
+    /// A's site file.
+    a: Config,
 }
 
 impl Drop for Overlay {
@@ -40,14 +46,18 @@ fn start() -> Overlay {
     let mut s = Sites::triangle().prefix(PREFIX);
     s.disable_offloads = true;
     let topo = s.build().expect("build triangle");
-    let spec = triangle_overlay(Some(tcp_plan(1, 4.0)));
+    let spec = triangle_overlay(Some(tcp_plan(1, 16.0)));
     let mut gws = Vec::new();
     let mut vni = 0;
+    let mut a = None;
     for site in ["A", "B", "C"] {
         let text = topo.site_config(site, &spec).unwrap();
         let cfg = Config::from_toml_str(&text, &format!("{site}.toml"))
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         vni = cfg.site.vni;
+        if site == "A" {
+            a = Some(cfg.clone());
+        }
         let mut gc = GatewayConfig::new(cfg);
         gc.name = format!("{PREFIX}-{site}");
         gc.xdp_mode = XdpMode::Native;
@@ -61,7 +71,12 @@ fn start() -> Overlay {
             .unwrap_or_else(|e| panic!("gateway {site}: {e:#}"));
         gws.push(dp);
     }
-    Overlay { topo, gws, vni }
+    Overlay {
+        topo,
+        gws,
+        vni,
+        a: a.expect("A's file"),
+    }
 }
 
 fn capture(args: &[&str]) -> std::process::Output {
@@ -260,6 +275,108 @@ fn capture_wan_lan_and_rate_limit_on_the_triangle() {
             tshark_fields(&lim, None, "frame.number").len() as u64,
             n(&s, "written")
         );
+
+        // One flow: a TCP transfer A -> C rides `tcp-A->C` (planned),
+        // beside the best-effort UDP.
+        let listener = ov
+            .topo
+            .site("C")
+            .unwrap()
+            .lan_ns
+            .run_in(move || TcpListener::bind((c_ip, PORT_TCP_DIRECT)))
+            .unwrap()
+            .expect("bind at C");
+        let server = sc.spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let mut v = Vec::new();
+            let _ = s.read_to_end(&mut v);
+            v.len()
+        });
+        let client = sc.spawn(|| {
+            ov.topo
+                .site("A")
+                .unwrap()
+                .lan_ns
+                .run_in(move || -> std::io::Result<()> {
+                    let addr = SocketAddr::from((c_ip, PORT_TCP_DIRECT));
+                    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+                    s.set_write_timeout(Some(Duration::from_secs(20)))?;
+                    // About 4 s at the flow's 4 Mbit/s.
+                    s.write_all(&vec![7u8; 2_000_000])?;
+                    s.shutdown(std::net::Shutdown::Write)
+                })
+                .unwrap()
+        });
+        let fl = tmp.join("flow.pcap");
+        let s = capture_ok(&[
+            "--name",
+            &name,
+            "--flow",
+            "tcp-A->C",
+            "--seconds",
+            "2",
+            "-w",
+            fl.to_str().unwrap(),
+        ]);
+        let (_, _, recs) = pcap::parse(&std::fs::read(&fl).unwrap()).expect("pcap");
+        assert_eq!(recs.len() as u64, n(&s, "written"));
+        let want = wire_flow_id("tcp-A->C");
+        let (mut wan_n, mut lan_n) = (0, 0);
+        for r in &recs {
+            match decap(&r.data, false) {
+                Ok(d) => {
+                    wan_n += 1;
+                    assert_eq!(d.meta.flow.map(|f| f.flow_id), Some(want), "{s}");
+                }
+                Err(_) => {
+                    lan_n += 1;
+                    // IPv4 (EtherType at 12, protocol at 23): TCP only.
+                    assert_eq!(r.data.get(23), Some(&6), "a LAN frame of another flow");
+                }
+            }
+        }
+        assert!(
+            wan_n > 10 && lan_n > 10,
+            "flow capture: {wan_n} WAN, {lan_n} LAN: {s}"
+        );
+        // One peer: every frame A's uplinks send to C goes to one of C's
+        // gateway addresses.
+        let peer = tmp.join("peer.pcap");
+        capture_ok(&[
+            "--name",
+            &name,
+            "--side",
+            "wan",
+            "--direction",
+            "tx",
+            "--peer",
+            "C",
+            "--seconds",
+            "1",
+            "-w",
+            peer.to_str().unwrap(),
+        ]);
+        let c_gw: Vec<IpAddr> =
+            ov.a.peers
+                .iter()
+                .find(|p| p.name == "C")
+                .unwrap()
+                .gateways
+                .clone();
+        // tshark lists the outer then the inner destination.
+        let dsts = tshark_fields(&peer, None, "ip.dst");
+        assert!(dsts.len() > 10, "few frames to C: {dsts:?}");
+        let other = dsts.iter().find(|d| {
+            let outer = d.split(',').next().unwrap_or("");
+            !outer.parse().is_ok_and(|ip: IpAddr| c_gw.contains(&ip))
+        });
+        assert!(
+            other.is_none(),
+            "a frame to {other:?}, not C's gateways {c_gw:?}"
+        );
+        client.join().unwrap().expect("TCP upload");
+        assert_eq!(server.join().unwrap(), 2_000_000);
 
         stop.store(true, Ordering::Relaxed);
         assert!(udp.join().unwrap() > 1000);

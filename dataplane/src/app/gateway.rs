@@ -398,11 +398,12 @@ impl Stage for GatewayStage {
         // delivered to the LAN has lost it by the time it is sent).
         let mut wire = [None::<u32>; BATCH_SIZE];
         let lan = self.gw.settings().lan_port;
+        let by_flow = self.mirror.filter().flow.is_some();
         for (k, p) in batch.as_slice().iter().enumerate() {
             if p.port != lan
                 && let Some(frame) = arena.packet(p)
             {
-                let w = wan_flow(frame);
+                let w = if by_flow { wan_flow(frame) } else { None };
                 if let Some(slot) = wire.get_mut(k) {
                     *slot = w;
                 }
