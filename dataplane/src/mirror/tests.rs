@@ -199,7 +199,6 @@ fn tap_filters_limits_copies_and_counts() {
     r.stop();
     tap.sync(t);
     assert!(!tap.on());
-    drop(cons);
     drop(r);
     // Once the first capture ended, another may open the region.
     assert!(MirrorRegion::open(&path).is_ok());
