@@ -208,6 +208,19 @@ fn capture_wan_lan_and_rate_limit_on_the_triangle() {
             ov.vni
         );
 
+        // To stdout (`-w -`): the pcap on stdout, the summary on stderr.
+        let out = capture(&["--name", &name, "--side", "wan", "--count", "5", "-w", "-"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (_, link, recs) = pcap::parse(&out.stdout).expect("a pcap on stdout");
+        assert_eq!((link, recs.len()), (pcap::LINKTYPE_ETHERNET, 5));
+        assert!(recs.iter().all(|r| decap(&r.data, false).is_ok()));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("5 frames written to -"), "{err}");
+
         // The LAN, UDP only.
         let lan = tmp.join("lan.pcap");
         let s = capture_ok(&[
