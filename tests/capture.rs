@@ -277,6 +277,7 @@ fn capture_wan_lan_and_rate_limit_on_the_triangle() {
             "-w",
             lim.to_str().unwrap(),
         ]);
+        println!("rate-limited capture: {s}");
         let secs = s["seconds"].as_f64().unwrap();
         let captured = n(&s, "captured");
         // The bucket starts full (the burst) and refills at the rate for as
