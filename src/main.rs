@@ -13,6 +13,9 @@
 //! - `mongate keygen --out FILE`: a new static key pair (private key written 0600, never over an
 //!   existing file); prints the public key for the peers' `public_key`.
 //! - `mongate pubkey --key FILE`: the public key of a private key file.
+//! - `mongate capture --name NAME [filters] -w FILE`: frames of a running
+//!   gateway's LAN or uplinks, as its worker sees them, to a pcap file
+//!   (`capture`).
 
 #![deny(unsafe_code)]
 
@@ -22,6 +25,8 @@ use clap::{Parser, Subcommand};
 use mongate_control::secure::keys;
 use mongate_dataplane::app::signals::default_sigpipe;
 
+#[allow(unsafe_code)]
+mod capture;
 #[allow(unsafe_code)]
 mod demo;
 mod reload;
@@ -163,6 +168,57 @@ enum Cmd {
         /// Milliseconds between readings (the rates' interval).
         #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
         interval_ms: u64,
+    },
+    /// Capture frames of a running gateway to a pcap file (Ethernet,
+    /// nanosecond timestamps; tshark and Wireshark read it): its worker
+    /// copies them, rate-limited, as its ports see them (the uplinks'
+    /// GENEVE as on the wire). Stops after --count frames or --seconds,
+    /// then prints captured, dropped (ring full) and limited (over
+    /// --max-pps).
+    Capture {
+        /// The gateway instance (the dataplane's `--name`).
+        #[arg(long)]
+        name: String,
+        /// The LAN port, the uplinks, or both.
+        #[arg(long, value_enum, default_value = "both")]
+        side: capture::Side,
+        /// Frames received, sent, or both.
+        #[arg(long, value_enum, default_value = "both")]
+        direction: capture::Direction,
+        /// Only frames from or to this peer site (its name in the site
+        /// file): on an uplink, outer address one of its gateways; on the
+        /// LAN, inner address in its prefixes.
+        #[arg(long)]
+        peer: Option<String>,
+        /// Only frames of this flow (its `[[flows]] id`): on an uplink,
+        /// the GENEVE flow option's id; on the LAN, the flow the classifier
+        /// mapped the session to (received) or the option the frame arrived
+        /// with (sent).
+        #[arg(long)]
+        flow: Option<String>,
+        /// Only this IP protocol (of the frame's outermost IP header: an
+        /// uplink's overlay frames are UDP).
+        #[arg(long, value_enum)]
+        proto: Option<capture::Proto>,
+        /// Stop after this many frames.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        count: u64,
+        /// Stop after this many seconds.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Frames per second the gateway copies at most (a tenth of a
+        /// second's worth may come at once); the rest are counted `limited`.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        max_pps: u64,
+        /// Bytes kept of each frame (64 to 2024).
+        #[arg(long, default_value_t = 2024, value_parser = clap::value_parser!(u32).range(64..=2024))]
+        snaplen: u32,
+        /// The pcap file to write (`-`: stdout; the summary then goes to stderr).
+        #[arg(short = 'w', long = "write", value_name = "FILE")]
+        out: std::path::PathBuf,
+        /// The summary as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// The gateways running on this machine (or the ones named): plan and
     /// control, peers and paths (state, RTT, loss, last probe, active),
@@ -401,6 +457,48 @@ fn main() -> ExitCode {
                 },
             )
         }),
+        Cmd::Capture {
+            name,
+            side,
+            direction,
+            peer,
+            flow,
+            proto,
+            count,
+            seconds,
+            max_pps,
+            snaplen,
+            out,
+            json,
+        } => {
+            let o = capture::Options {
+                name,
+                side,
+                direction,
+                peer,
+                flow,
+                proto,
+                count,
+                seconds,
+                max_pps,
+                snaplen,
+                out,
+                json,
+            };
+            capture::run(&o).and_then(|s| {
+                let text = if o.json {
+                    serde_json::to_string(&s)?
+                } else {
+                    capture::line(&s)
+                };
+                if o.out.as_os_str() == "-" {
+                    eprintln!("{text}");
+                } else {
+                    println!("{text}");
+                }
+                Ok(())
+            })
+        }
         Cmd::Check { configs, instance } => return check(&configs, instance.as_deref()),
         Cmd::Reload {
             name,

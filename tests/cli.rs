@@ -22,7 +22,9 @@ fn generate_completions_and_man_pages() {
     assert_generates(
         BIN,
         "mongate",
-        &["demo", "reload", "keygen", "pubkey", "check", "metrics", "status"],
+        &[
+            "demo", "reload", "keygen", "pubkey", "check", "metrics", "capture", "status",
+        ],
     );
 }
 
@@ -110,7 +112,9 @@ fn install_extras_writes_every_page_and_completion() {
     let bins: [(&str, &[&str]); 5] = [
         (
             "mongate",
-            &["demo", "reload", "keygen", "pubkey", "check", "metrics", "status"],
+            &[
+                "demo", "reload", "keygen", "pubkey", "check", "metrics", "capture", "status",
+            ],
         ),
         ("mongate-dataplane", &["forward", "relay", "run", "stats"]),
         ("mongate-control", &["pfo", "run"]),

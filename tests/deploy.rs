@@ -502,7 +502,12 @@ fn dataplane_and_control_run_with_only_the_units_capabilities() {
     );
     println!("dataplane as nobody: {}", text.lines().last().unwrap_or(""));
     // Its files are the unit user's, with docs/shm.md's modes.
-    for (f, mode) in [("A.stats", 0o640), ("A.flows", 0o640), ("A.ctl", 0o600)] {
+    for (f, mode) in [
+        ("A.stats", 0o640),
+        ("A.flows", 0o640),
+        ("A.ctl", 0o600),
+        ("A.mirror", 0o600),
+    ] {
         let m = std::fs::metadata(run_a.join(f)).unwrap();
         assert_eq!((m.uid(), m.mode() & 0o7777), (NOBODY, mode), "{f}");
     }

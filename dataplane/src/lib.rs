@@ -36,6 +36,8 @@ pub mod config;
 pub mod engine;
 pub mod forward;
 pub mod fuzz;
+#[allow(unsafe_code)]
+pub mod mirror;
 pub mod montra;
 pub mod overlay;
 pub mod pacing;

@@ -18,7 +18,10 @@ use std::time::Duration;
 use crate::afxdp::{AfXdpConfig, AfXdpPort, BindMode};
 use crate::bpf::{XdpAttachment, XdpFilter, XdpMode};
 use crate::config::{Backend, Config};
-use crate::engine::{Arena, Batch, FramePool, Nanos, Port, Stage};
+use crate::engine::{Arena, BATCH_SIZE, Batch, FramePool, Nanos, Packet, Port, Stage, Verdict};
+use crate::mirror::{
+    DIR_RX, DIR_TX, FrameInfo, MirrorRegion, MirrorTap, SIDE_LAN, SIDE_WAN, mirror_path,
+};
 use crate::overlay::{Gateway, PeerRoute, Settings};
 use crate::shm::msg::{
     CLASSES_PER_MSG, ClassTelemetry, FLOW_TEL_PER_MSG, FlowTelemetry, KEYS_PER_MSG, KeyUsage,
@@ -112,6 +115,8 @@ struct GatewayStage {
     plan_since: Nanos,
     /// Reloads staged by the main thread.
     reload: Arc<ReloadSlot>,
+    /// Packet capture (`NAME.mirror`, `mongate capture`).
+    mirror: MirrorTap,
 }
 
 impl GatewayStage {
@@ -395,19 +400,151 @@ impl GatewayStage {
 
 impl Stage for GatewayStage {
     fn process(&mut self, now: Nanos, arena: &mut Arena, batch: &mut Batch) {
+        if !self.mirror.on() {
+            self.gw.process(now, arena, batch);
+            return;
+        }
+        // Captured as on the wire: uplink frames before the stage opens or
+        // decapsulates them, remembering their flow option (a frame
+        // delivered to the LAN has lost it by the time it is sent).
+        let mut wire = [None::<u32>; BATCH_SIZE];
+        let lan = self.gw.settings().lan_port;
+        let by_flow = self.mirror.filter().flow.is_some();
+        for (k, p) in batch.as_slice().iter().enumerate() {
+            if p.port != lan
+                && let Some(frame) = arena.packet(p)
+            {
+                let w = if by_flow { wan_flow(frame) } else { None };
+                if let Some(slot) = wire.get_mut(k) {
+                    *slot = w;
+                }
+                let gw = &self.gw;
+                self.mirror
+                    .offer(now, p.port, (SIDE_WAN, DIR_RX), frame, || {
+                        frame_info(gw, SIDE_WAN, DIR_RX, frame, w)
+                    });
+            }
+        }
         self.gw.process(now, arena, batch);
+        for (k, p) in batch.as_slice().iter().enumerate() {
+            if p.port == lan && !matches!(p.verdict, Verdict::Tx(_)) {
+                // Held (queued for pacing) or dropped: the frame is as it
+                // arrived, and the classifier has mapped its session.
+                if let Some(frame) = arena.packet(p) {
+                    let gw = &self.gw;
+                    self.mirror
+                        .offer(now, p.port, (SIDE_LAN, DIR_RX), frame, || {
+                            let flow = lan_flow(gw, frame);
+                            frame_info(gw, SIDE_LAN, DIR_RX, frame, flow)
+                        });
+                }
+            } else {
+                let w = wire.get(k).copied().flatten();
+                mirror_tx(&mut self.mirror, &self.gw, now, arena, p, w);
+            }
+        }
+        self.mirror.finish();
     }
     fn poll(&mut self, now: Nanos, arena: &mut Arena, out: &mut Batch) {
         self.now = now;
+        let start = out.len();
         self.gw.poll(now, arena, out);
+        if self.mirror.on() {
+            for p in out.as_slice().get(start..).unwrap_or(&[]) {
+                mirror_tx(&mut self.mirror, &self.gw, now, arena, p, None);
+            }
+            self.mirror.finish();
+        }
     }
     fn maintain(&mut self, pool: &mut FramePool) {
         self.gw.replenish(pool);
+        self.mirror.sync(self.now);
         if self.now >= self.next_step {
             let now = self.now;
             self.next_step = now + self.step_every;
             self.housekeeping(now);
         }
+    }
+}
+
+/// Offers a frame the stage hands to a port (`Verdict::Tx`); `wire`: the
+/// flow option of the uplink frame it was made from, if any.
+fn mirror_tx(
+    tap: &mut MirrorTap,
+    gw: &Gateway,
+    now: Nanos,
+    arena: &Arena,
+    p: &Packet,
+    wire: Option<u32>,
+) {
+    let Verdict::Tx(port) = p.verdict else {
+        return;
+    };
+    let Some(frame) = arena.packet(p) else {
+        return;
+    };
+    let side = if port == gw.settings().lan_port {
+        SIDE_LAN
+    } else {
+        SIDE_WAN
+    };
+    tap.offer(now, port, (side, DIR_TX), frame, || {
+        let flow = if side == SIDE_WAN {
+            wan_flow(frame)
+        } else {
+            wire
+        };
+        frame_info(gw, side, DIR_TX, frame, flow)
+    });
+}
+
+/// The wire flow id in an overlay frame's flow option (OAM frames: 0).
+fn wan_flow(frame: &[u8]) -> Option<u32> {
+    crate::wire::overlay::decap(frame, false)
+        .ok()?
+        .meta
+        .flow
+        .map(|f| f.flow_id)
+}
+
+/// The wire flow id of the planned flow the classifier mapped a LAN
+/// frame's session to.
+fn lan_flow(gw: &Gateway, frame: &[u8]) -> Option<u32> {
+    let i = crate::classify::inner::parse(frame).ok()?;
+    let fi = gw.classifier().session_flow(&i)?;
+    gw.flows.get(usize::from(fi)).map(|f| f.wire_id)
+}
+
+/// What the capture filter asks of a frame: its (outermost) IP protocol;
+/// its peer: on an uplink the peer whose configured gateway address is the
+/// remote end, on the LAN the peer whose prefixes hold the remote inner
+/// address; and the given flow.
+fn frame_info(gw: &Gateway, side: u8, dir: u8, frame: &[u8], flow: Option<u32>) -> FrameInfo {
+    let Ok(i) = crate::classify::inner::parse(frame) else {
+        return FrameInfo {
+            flow,
+            ..FrameInfo::default()
+        };
+    };
+    // The far end: a LAN frame received goes to it, one sent comes from
+    // it; an uplink frame the other way round.
+    let remote = if (side == SIDE_LAN) == (dir == DIR_RX) {
+        crate::overlay::dst_addr(&i.tuple)
+    } else {
+        crate::overlay::src_addr(&i.tuple)
+    };
+    let peer = if side == SIDE_LAN {
+        gw.peer_of(remote)
+    } else {
+        gw.config()
+            .peers
+            .iter()
+            .position(|p| p.gateways.contains(&remote))
+    };
+    FrameInfo {
+        peer: peer.and_then(|p| u16::try_from(p).ok()),
+        flow,
+        proto: Some(i.tuple.proto),
     }
 }
 
@@ -528,6 +665,7 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
     let mut rd =
         RunningDataplane::from_parts(regions.stop, threads, regions.stats, names, Some(mode), xdp);
     rd.keep(Box::new(regions.flows));
+    rd.keep(Box::new(regions.mirror));
     if let Some(r) = regions.ctl {
         rd.keep(Box::new(r));
     }
@@ -666,6 +804,8 @@ struct Regions {
     flows: Arc<FlowStatsRegion>,
     /// The control channel, unless the gateway runs without a control.
     ctl: Option<Arc<CtlRegion>>,
+    /// Packet capture requests and frames.
+    mirror: Arc<MirrorRegion>,
 }
 
 /// Phase 4: creates the stats, flows (with the gateway section: the
@@ -721,11 +861,13 @@ fn open_regions(c: &GatewayConfig, gw: &Gateway, started: Nanos) -> anyhow::Resu
     } else {
         None
     };
+    let mirror = Arc::new(MirrorRegion::create(&mirror_path(&c.name))?);
     Ok(Regions {
         stop: Arc::new(AtomicBool::new(false)),
         stats,
         flows,
         ctl,
+        mirror,
     })
 }
 
@@ -847,6 +989,7 @@ fn gateway_stage(
         flow_buf: Vec::with_capacity(c.site.flows.len()),
         plan_since: started,
         reload: Arc::new(ReloadSlot::default()),
+        mirror: MirrorTap::new(regions.mirror.clone()),
     })
 }
 

@@ -382,6 +382,19 @@ impl Classifier {
         self.sessions.prefetch(&i.tuple);
     }
 
+    /// The planned flow index a stored session of `i`'s 5-tuple is mapped
+    /// to (none: no session, best effort, dropped), changing nothing: for
+    /// the packet capture's flow filter, after the packet was classified.
+    pub fn session_flow(&self, i: &Inner) -> Option<u16> {
+        match self.sessions.find(&i.tuple) {
+            Found::At(at) => {
+                let f = self.sessions.slot(at).flow;
+                (f < FLOW_DROP).then_some(f)
+            }
+            Found::Vacant(_) => None,
+        }
+    }
+
     /// Classifies an already parsed packet.
     #[inline]
     pub fn classify_inner(&mut self, i: &Inner, now: Nanos) -> Result<Decision, DropReason> {

@@ -287,6 +287,12 @@ impl SessionTable {
         prefetch_read(s.cast::<u8>().wrapping_add(size_of::<Slot>() - 1));
     }
 
+    /// The slot at `i`, read only.
+    #[inline]
+    pub fn slot(&self, i: usize) -> &Slot {
+        &self.slots[i]
+    }
+
     /// The slot at `i`.
     #[inline]
     pub fn slot_mut(&mut self, i: usize) -> &mut Slot {

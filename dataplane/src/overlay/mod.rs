@@ -41,6 +41,7 @@ mod tests;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use lan_to_wan::QueueId;
+pub(crate) use lan_to_wan::{dst_addr, src_addr};
 
 use crate::classify::{self, Classifier, ClassifierError};
 use crate::config::{Config, Prefix};

@@ -26,6 +26,22 @@ pub fn now_ns() -> Nanos {
         .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
 }
 
+/// Reads CLOCK_REALTIME in nanoseconds since the Unix epoch: only to stamp
+/// what leaves mongate for other tools (a capture's pcap records, as an
+/// offset from [`now_ns`] taken once); never to measure time.
+pub fn wall_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_REALTIME always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    u64::try_from(ts.tv_sec)
+        .unwrap_or(0)
+        .saturating_mul(SEC)
+        .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

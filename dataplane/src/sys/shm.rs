@@ -1,5 +1,5 @@
 //! Shared files: `<run dir>/<name>.<kind>`, the files a dataplane publishes
-//! (`.stats`, `.flows`, `.ctl`). Their directory, path, open flags, modes,
+//! (`.stats`, `.flows`, `.ctl`, `.mirror`). Their directory, path, open flags, modes,
 //! ownership checks and removal are decided here and nowhere else.
 //!
 //! - The run directory is `$MONGATE_RUN_DIR`, else `/run/mongate`. A writer
@@ -41,7 +41,8 @@ pub const RUN_DIR_ENV: &str = "MONGATE_RUN_DIR";
 pub const DEFAULT_RUN_DIR: &str = "/run/mongate";
 /// Mode of a run directory created by a writer.
 pub const DIR_MODE: u32 = 0o750;
-/// Mode of the control region (commands: the owner only).
+/// Mode of the control and mirror regions (commands, packet contents: the
+/// owner only).
 pub const REGION_MODE: u32 = 0o600;
 /// Mode of the stats and flows files (the owner's group may read them).
 pub const COUNTERS_MODE: u32 = 0o640;

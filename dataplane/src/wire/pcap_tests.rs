@@ -10,25 +10,9 @@ use super::overlay::{EncapParams, OverlayTemplate};
 use super::{ethernet, icmp, ipv4, oam, udp};
 use crate::secure::{AEAD_ALGORITHM, aead};
 
-/// A classic pcap file (microsecond timestamps, LINKTYPE_ETHERNET).
+/// A classic pcap file (the capture's writer: `crate::mirror::pcap`).
 fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = Vec::new();
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&0i32.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    for (i, f) in frames.iter().enumerate() {
-        let len = u32::try_from(f.len()).unwrap();
-        out.extend_from_slice(&1_700_000_000u32.to_le_bytes());
-        out.extend_from_slice(&u32::try_from(i).unwrap().to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(f);
-    }
-    out
+    crate::mirror::pcap::file_of(frames)
 }
 
 /// A plain inner Ethernet + IPv4 + UDP frame, so tshark dissects the inside too.
