@@ -21,6 +21,11 @@ use mongate_dataplane::shm::ctl_path;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Diagnostic log lines on stderr: `text` or `json` (one object a line);
+    /// both with wall-clock timestamps. The plan and event records go to
+    /// stdout (`run --json-log` for JSON, with `unix_ms`).
+    #[arg(long, global = true, default_value = "text", value_name = "text|json")]
+    log_format: mongate_dataplane::app::logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -164,9 +169,10 @@ fn run_cmd(args: &RunArgs) -> anyhow::Result<()> {
             )
             && !warned.swap(true, std::sync::atomic::Ordering::Relaxed)
         {
-            eprintln!(
-                "mongate-control run: cannot write {}: {e} (status and metrics will lack the optimizer's figures)",
-                plan_file.display()
+            tracing::warn!(
+                file = %plan_file.display(),
+                error = %e,
+                "cannot write the plan file: status and metrics will lack the optimizer's figures"
             );
         }
     });
@@ -199,15 +205,15 @@ fn run_cmd(args: &RunArgs) -> anyhow::Result<()> {
         &args.name, "control",
     ));
     let summary = summary?;
-    eprintln!(
-        "mongate-control run: stopped ({} plans activated, {} solves, {} decode errors, {} bad records, {} path moves, {} probes sent, {} dropped)",
-        summary.plans_sent,
-        summary.solves,
-        summary.decode_errors,
-        summary.bad_records,
-        summary.path_moves,
-        summary.probes_sent,
-        summary.probes_dropped
+    tracing::info!(
+        plans_activated = summary.plans_sent,
+        solves = summary.solves,
+        decode_errors = summary.decode_errors,
+        bad_records = summary.bad_records,
+        path_moves = summary.path_moves,
+        probes_sent = summary.probes_sent,
+        probes_dropped = summary.probes_dropped,
+        "stopped"
     );
     Ok(())
 }
@@ -219,6 +225,7 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
+    mongate_dataplane::app::logging::init(cli.log_format);
     let result = match &cli.command {
         Command::Pfo(args) => {
             // A report: `pfo --json | head` ends quietly (app::signals).

@@ -28,6 +28,10 @@ use mongate_dataplane::worker::IdlePolicy;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Log lines on stderr: `text` or `json` (one object a line); both with
+    /// wall-clock timestamps (docs/deploy.md "Logs").
+    #[arg(long, global = true, default_value = "text", value_name = "text|json")]
+    log_format: mongate_dataplane::app::logging::LogFormat,
 }
 
 #[derive(Subcommand)]
@@ -367,7 +371,7 @@ fn serve_with_reload(
             "running; no reload yet".to_owned(),
         );
         if let Err(e) = ready.write(&at) {
-            print_line(&format!("reload: cannot write {}: {e}", at.display()));
+            tracing::warn!(file = %at.display(), error = %e, "cannot write the reload outcome");
         }
     }
     let deadline = duration_s
@@ -380,15 +384,18 @@ fn serve_with_reload(
             && h.swap(false, Ordering::Relaxed)
         {
             let out = rl.reload(&r.path);
-            let verdict = if out.applied { "applied" } else { "refused" };
-            print_line(&format!(
-                "reload {} {verdict}: {}",
-                out.generation,
-                out.message.replace('\n', "; ")
-            ));
+            if out.applied {
+                tracing::info!(reload = out.generation, outcome = %out.message, "reload applied");
+            } else {
+                tracing::warn!(
+                    reload = out.generation,
+                    reasons = %out.message.replace('\n', "; "),
+                    "reload refused; the gateway runs on unchanged"
+                );
+            }
             let at = outcome_path(&r.name, "dataplane");
             if let Err(e) = out.write(&at) {
-                print_line(&format!("reload: cannot write {}: {e}", at.display()));
+                tracing::warn!(file = %at.display(), error = %e, "cannot write the reload outcome");
             }
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -418,6 +425,7 @@ fn main() -> ExitCode {
         return code;
     }
     let cli = Cli::parse();
+    mongate_dataplane::app::logging::init(cli.log_format);
     let r = match cli.cmd {
         Cmd::Forward(a) => forward(a),
         Cmd::Relay(a) => relay(a),

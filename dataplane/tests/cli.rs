@@ -50,3 +50,42 @@ fn stats_ends_quietly_on_a_closed_pipe() {
     drop(region);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `--log-format json`: the diagnostic lines on stderr are JSON objects with
+/// a wall-clock timestamp, a level and a message (here the warning for an
+/// unencrypted overlay, logged before the interfaces are looked up, which
+/// fail: they do not exist).
+#[test]
+fn log_lines_are_json_with_wall_clock_timestamps_on_request() {
+    let dir = std::env::temp_dir().join(format!("mgt-dp-log-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let site = dir.join("site.toml");
+    // The example runs unencrypted (`[security] mode = "off"`).
+    let text = include_str!("../../docs/examples/triangle/site-a.toml")
+        .replace("lan_interface = \"", "lan_interface = \"mgtnone-");
+    assert!(text.contains("mode = \"off\""));
+    std::fs::write(&site, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(&site)
+        .args(["--name", "mgt-log-test", "--duration-s", "1"])
+        .env("MONGATE_RUN_DIR", &dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!out.status.success(), "started without its interfaces");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("encrypted"))
+        .unwrap_or_else(|| panic!("no security warning: {stderr}"));
+    let v: serde_json::Value =
+        serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    assert_eq!(v["level"], "WARN", "{v}");
+    let ts = v["timestamp"].as_str().unwrap_or_else(|| panic!("{v}"));
+    // RFC 3339, UTC, this century.
+    assert!(
+        ts.starts_with("20") && ts.ends_with('Z') && ts.contains('T'),
+        "{ts}"
+    );
+}

@@ -118,12 +118,31 @@ impl LogRecord {
 /// Where log records go.
 pub type LogSink = Arc<dyn Fn(&LogRecord) + Send + Sync>;
 
-/// Prints every record on stdout, as JSON lines or text.
+/// The JSON line of `r` with the wall clock beside its monotonic `ts_ms`:
+/// `unix_ms` (ms since the Unix epoch), for logs read on another machine.
+pub fn json_with_wall_clock(r: &LogRecord, unix_ms: u64) -> String {
+    match serde_json::to_value(r) {
+        Ok(serde_json::Value::Object(mut m)) => {
+            m.insert("unix_ms".to_owned(), unix_ms.into());
+            serde_json::Value::Object(m).to_string()
+        }
+        _ => r.to_json(),
+    }
+}
+
+/// Prints every record on stdout, as JSON lines (with `unix_ms`) or text.
 pub fn stdout_sink(json: bool) -> LogSink {
     Arc::new(move |r: &LogRecord| {
         // A log line that cannot be written (the reader went away) is
         // dropped: the control keeps running.
-        let line = if json { r.to_json() } else { r.to_text() };
+        let line = if json {
+            let unix_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+            json_with_wall_clock(r, unix_ms)
+        } else {
+            r.to_text()
+        };
         mongate_dataplane::app::signals::print_line(&line);
     })
 }

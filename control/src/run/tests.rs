@@ -687,3 +687,14 @@ fn a_reloaded_instance_is_planned_at_once_with_its_capacities() {
     assert!(e.is_err(), "a reordered instance was taken");
     assert_eq!(p.base(), &i);
 }
+
+#[test]
+fn json_log_records_carry_the_wall_clock_beside_the_monotonic_one() {
+    let r = super::LogRecord::event(42, "attached", "hello");
+    let v: serde_json::Value =
+        serde_json::from_str(&super::log::json_with_wall_clock(&r, 1_765_000_000_123)).unwrap();
+    assert_eq!(v["type"], "event");
+    assert_eq!(v["ts_ms"], 42);
+    assert_eq!(v["unix_ms"], 1_765_000_000_123_u64);
+    assert_eq!(v["message"], "hello");
+}

@@ -241,7 +241,7 @@ pub fn start_forward(c: &ForwardConfig) -> anyhow::Result<RunningDataplane> {
                 if let Some(core) = core
                     && !pin_to_core(core)
                 {
-                    eprintln!("warning: worker {q}: could not pin to core {core}");
+                    tracing::warn!(worker = q, core, "could not pin to its core");
                 }
                 run(&stop_w, stats.worker(usize::try_from(q).unwrap_or(0)));
             });

@@ -127,7 +127,7 @@ impl GatewayStage {
                 self.plan_since = now;
             }
             self.reload.applied(generation);
-            eprintln!("gateway: reload {generation} in force: {}", live.describe());
+            tracing::info!(reload = generation, changes = %live.describe(), "reload in force");
         }
         if let Some(c) = self.chan.as_mut() {
             let gw = &mut self.gw;
@@ -147,7 +147,7 @@ impl GatewayStage {
                 Command::PlanChunk(_) | Command::PlanCommit { .. } => {}
                 Command::InstallKey(k) => {
                     if let Err(e) = gw.install_key(&k) {
-                        eprintln!("gateway: key {:#x} refused: {e:?}", k.local_index);
+                        tracing::warn!(key = k.local_index, error = ?e, "session key refused");
                     }
                 }
                 Command::RevokeKey { local_index } => {
@@ -161,10 +161,10 @@ impl GatewayStage {
                 let plan = c.chan.plan();
                 self.gw.switch_plan(plan, now);
                 self.plan_since = now;
-                eprintln!("gateway: plan epoch {} in force", plan.epoch);
+                tracing::info!(epoch = plan.epoch, "plan in force");
             }
             if let Some((e, why)) = rep.refused {
-                eprintln!("gateway: plan epoch {e} refused by the channel: {why:?}");
+                tracing::warn!(epoch = e, reason = ?why, "plan refused by the channel");
             }
         }
         self.gw.expire_keys(now);
@@ -602,13 +602,15 @@ fn peer_routes(
                     gateway: gw,
                     dst_mac,
                 }),
-                Err(e) => eprintln!("gateway: peer {} via uplink {}: {e:#}", p.name, u.name),
+                Err(e) => {
+                    tracing::warn!(peer = %p.name, uplink = %u.name, error = %format!("{e:#}"), "path left out at start")
+                }
             }
         }
         if routes.is_empty() {
-            eprintln!(
-                "gateway: peer {}: no uplink reaches any of its gateway addresses (same family, on-link or with next_hop/gateway_mac)",
-                p.name
+            tracing::warn!(
+                peer = %p.name,
+                "no uplink reaches any of its gateway addresses (same family, on-link or with next_hop/gateway_mac)"
             );
         }
         out.push(routes);
@@ -678,9 +680,9 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
 fn check_security(site: &Config) -> anyhow::Result<()> {
     match &site.security.private_key_file {
         _ if !site.security.required() => {
-            eprintln!(
-                "gateway: WARNING: [security] mode = \"off\": overlay packets are neither \
-                 encrypted nor authenticated; anyone reaching an uplink can inject traffic"
+            tracing::warn!(
+                "[security] mode = \"off\": overlay packets are neither encrypted nor \
+                 authenticated; anyone reaching an uplink can inject traffic"
             );
             Ok(())
         }
@@ -1019,7 +1021,7 @@ fn spawn_worker(
             if let Some(core) = core
                 && !pin_to_core(core)
             {
-                eprintln!("warning: gateway worker: could not pin to core {core}");
+                tracing::warn!(core, "gateway worker: could not pin to its core");
             }
             let mut pool = pool;
             let mut all: Vec<Box<dyn Port>> = Vec::with_capacity(ports.len());
@@ -1080,7 +1082,7 @@ fn spawn_housekeeping(
                 std::thread::sleep(Duration::from_millis(50));
                 n += 1;
                 if n.is_multiple_of(20) && r.verify_and_repair() {
-                    eprintln!("gateway: control region repaired");
+                    tracing::info!("control region repaired");
                 }
             }
         })?)

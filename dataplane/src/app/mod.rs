@@ -5,6 +5,7 @@
 
 mod forward;
 mod gateway;
+pub mod logging;
 pub mod netinfo;
 mod relay;
 pub mod reload;

@@ -188,7 +188,8 @@ printf '%s\n' "${{COMPREPLY[@]}}""#
     assert_eq!(out.status.code(), Some(2), "{name} alone: {out:?}");
     assert!(out.stdout.is_empty(), "{name} alone: {out:?}");
     assert!(
-        stderr.contains(&format!("Usage: {name} <COMMAND>")),
+        stderr.contains(&format!("Usage: {name} <COMMAND>"))
+            || stderr.contains(&format!("Usage: {name} [OPTIONS] <COMMAND>")),
         "{stderr}"
     );
     for s in subcommands {
