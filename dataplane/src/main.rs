@@ -116,6 +116,12 @@ struct RunArgs {
     /// Core to pin the worker to.
     #[arg(long)]
     core: Option<usize>,
+    /// A deployment plan from `mongate-hwconfig plan` (TOML or JSON): the
+    /// worker's core and the XDP mode come from it (overriding --core and
+    /// --xdp-mode). The site gateway runs one worker: the plan must have one,
+    /// on queue 0 of each interface it names (docs/hwconfig.md).
+    #[arg(long, value_name = "PLAN")]
+    plan: Option<std::path::PathBuf>,
     /// XDP attach mode: native, generic or auto.
     #[arg(long, default_value = "auto")]
     xdp_mode: XdpMode,
@@ -293,6 +299,11 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     c.core = a.core;
     c.xdp_mode = a.xdp_mode;
     c.bind = a.bind;
+    if let Some(path) = &a.plan {
+        let (core, mode) = gateway_hwplan(path, &c.site)?;
+        c.core = Some(core);
+        c.xdp_mode = mode;
+    }
     c.frames = a.frames;
     c.control = !a.no_control;
     c.report_every = std::time::Duration::from_millis(a.report_every_ms.clamp(1, 10_000));
@@ -334,6 +345,51 @@ fn relay(a: RelayArgs) -> anyhow::Result<()> {
         dp.ports.join(", ")
     ));
     serve(dp, a.duration_s)
+}
+
+/// The site gateway's core and XDP mode from a `mongate-hwconfig` plan,
+/// checked against the site: one worker (the gateway runs one), bound to
+/// queue 0 of every interface it lists, each one the site's.
+fn gateway_hwplan(
+    path: &std::path::Path,
+    site: &mongate_dataplane::config::Config,
+) -> anyhow::Result<(usize, XdpMode)> {
+    let at = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+    let plan = mongate_hwconfig::plan_from_str(&text).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+    let [w] = plan.workers.as_slice() else {
+        anyhow::bail!(
+            "{at}: {} workers; the site gateway runs one worker (plan with `mongate-hwconfig plan --workers 1`)",
+            plan.workers.len()
+        );
+    };
+    let ours: Vec<&str> = std::iter::once(site.site.lan_interface.as_str())
+        .chain(site.uplinks.iter().map(|u| u.interface.as_str()))
+        .collect();
+    for q in &w.queues {
+        if !ours.contains(&q.ifname.as_str()) {
+            anyhow::bail!(
+                "{at}: worker {} has a queue of {}, not an interface of site {} ({})",
+                w.id,
+                q.ifname,
+                site.site.name,
+                ours.join(", ")
+            );
+        }
+        if q.queue != 0 {
+            anyhow::bail!(
+                "{at}: worker {} on queue {} of {}: the site gateway binds queue 0 of each interface",
+                w.id,
+                q.queue,
+                q.ifname
+            );
+        }
+    }
+    let mode = match plan.xdp_mode {
+        mongate_hwconfig::XdpMode::Native => XdpMode::Native,
+        mongate_hwconfig::XdpMode::Generic => XdpMode::Generic,
+    };
+    Ok((usize::try_from(w.core)?, mode))
 }
 
 /// Where a site gateway re-reads its configuration on SIGHUP.

@@ -89,3 +89,60 @@ fn log_lines_are_json_with_wall_clock_timestamps_on_request() {
         "{ts}"
     );
 }
+
+/// `run --plan`: a `mongate-hwconfig` plan that does not fit the site
+/// gateway (one worker, queue 0 of the site's interfaces) is refused before
+/// anything starts, with the reason.
+#[test]
+fn run_refuses_a_hardware_plan_that_does_not_fit_the_gateway() {
+    let dir = std::env::temp_dir().join(format!("mgt-dp-hwplan-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let site = dir.join("site.toml");
+    std::fs::write(
+        &site,
+        include_str!("../../docs/examples/triangle/site-a.toml"),
+    )
+    .unwrap();
+    let worker = |id: u32, core: u32, ifname: &str, queue: u32| {
+        format!(
+            "[[workers]]\nid = {id}\ncore = {core}\n[[workers.queues]]\nifname = \"{ifname}\"\nqueue = {queue}\n"
+        )
+    };
+    let head = "xdp_mode = \"native\"\nzero_copy = false\n";
+    for (plan, needle) in [
+        (
+            format!(
+                "{head}{}{}",
+                worker(0, 0, "lan0", 0),
+                worker(1, 1, "lan0", 1)
+            ),
+            "2 workers; the site gateway runs one worker",
+        ),
+        (
+            format!("{head}{}", worker(0, 1, "lan0", 1)),
+            "binds queue 0 of each interface",
+        ),
+        (
+            format!("{head}{}", worker(0, 1, "eth9", 0)),
+            "not an interface of site A",
+        ),
+    ] {
+        let p = dir.join("plan.toml");
+        std::fs::write(&p, &plan).unwrap();
+        let out = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&site)
+            .arg("--plan")
+            .arg(&p)
+            .env("MONGATE_RUN_DIR", &dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{plan}: accepted");
+        assert!(
+            stderr.contains(needle) && stderr.contains("plan.toml"),
+            "{plan}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
