@@ -256,6 +256,15 @@ pub fn render(r: &Report) -> String {
                         u,
                     );
                 }
+                if let Some(u) = c.utility {
+                    o.put(
+                        "mongate_class_utility",
+                        G,
+                        "The class's utility now: its admitted sessions at the sent rate of its flows.",
+                        &l,
+                        u,
+                    );
+                }
             }
         }
         {

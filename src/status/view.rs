@@ -218,6 +218,10 @@ pub struct ClassReport {
     /// The class's utility in the optimizer's last plan (its sessions at
     /// their planned rates; from the control's plan file, `null` without).
     pub planned_utility: Option<f64>,
+    /// The class's utility now: its live admitted sessions `n` at the sent
+    /// rate `r` of its flows, `n * U(r / n)` with the instance's `U` (from
+    /// the plan file; `null` without one, or for a class starting elsewhere).
+    pub utility: Option<f64>,
 }
 
 /// One flow at one gateway.
@@ -508,6 +512,20 @@ fn gateway_report(g: &GwSample, prev: Option<&GwSample>, now: u64, dt: f64) -> G
                     .as_ref()
                     .and_then(|p| p.classes.iter().find(|x| x.id == c.id))
                     .map(|x| r4(x.utility)),
+                utility: g
+                    .plan
+                    .as_ref()
+                    .and_then(|p| p.classes.iter().find(|x| x.id == c.id))
+                    .and_then(|x| x.utility_fn.as_ref())
+                    .filter(|_| c.local)
+                    .map(|u| {
+                        if c.active == 0 {
+                            0.0
+                        } else {
+                            let n = c.active as f64;
+                            r4(n * u.eval(r / n))
+                        }
+                    }),
             })
             .collect()
     });
@@ -715,18 +733,19 @@ pub fn print_human(r: &Report, out: &mut impl std::io::Write) -> std::io::Result
             writeln!(out)?;
             writeln!(
                 out,
-                "  {:<20} {:>5} {:>5} {:>5} {:>12} {:>9}",
-                "class", "plan", "adm", "dem", "rate Mbit/s", "utility"
+                "  {:<20} {:>5} {:>5} {:>5} {:>12} {:>9} {:>9}",
+                "class", "plan", "adm", "dem", "rate Mbit/s", "utility", "planned"
             )?;
             for c in g.classes.iter().filter(|c| c.local) {
                 writeln!(
                     out,
-                    "  {:<20} {:>5} {:>5} {:>5} {:>12.2} {:>9}",
+                    "  {:<20} {:>5} {:>5} {:>5} {:>12.2} {:>9} {:>9}",
                     c.id,
                     c.planned_sessions,
                     c.admitted_sessions,
                     c.demanded_sessions,
                     c.rate_mbps,
+                    opt(c.utility, |u| format!("{u:.4}")),
                     opt(c.planned_utility, |u| format!("{u:.4}"))
                 )?;
             }
@@ -971,6 +990,7 @@ mod tests {
                 sessions: 2,
                 rate_mbps: 5.0,
                 utility: 2.5,
+                utility_fn: Some(mongate_control::pfo::UtilitySpec::Linear { slope: 0.5 }),
             }],
         });
         let r = report("/run/x", &a, &b);
@@ -981,6 +1001,15 @@ mod tests {
         );
         assert!(!o.control_alive);
         assert_eq!(r.gateways[0].classes[0].planned_utility, Some(2.5));
+        // The utility now: the live admitted sessions at the sent rate, with
+        // the plan file's U (0.5 per Mbit/s): 0.5 x the class's rate.
+        let c = &r.gateways[0].classes[0];
+        assert!(
+            c.local && c.admitted_sessions > 0 && c.rate_mbps > 0.0,
+            "{c:?}"
+        );
+        let u = c.utility.expect("utility now");
+        assert!((u - 0.5 * c.rate_mbps).abs() < 1e-3, "{u} vs {c:?}");
         assert!(r.gateways[1].optimizer.is_none());
         assert_eq!(r.interval_s, 2.0);
         let g = &r.gateways[0];

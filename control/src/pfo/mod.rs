@@ -26,3 +26,4 @@ pub use instance::{Instance, InstanceError, InstanceFile, InstanceProblem};
 pub use solution::{Solution, Status};
 #[cfg(feature = "solver")]
 pub use solver::{Formulation, SolveOptions, solve};
+pub use utility::UtilitySpec;

@@ -29,6 +29,11 @@ pub struct ClassPlan {
     pub rate_mbps: f64,
     /// Its utility at that plan: `sessions * U(rate / sessions)`.
     pub utility: f64,
+    /// Its utility function `U` (per session, of the per-session rate), so
+    /// that readers can evaluate the utility at the rate achieved
+    /// (`mongate status`); absent in files of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utility_fn: Option<crate::pfo::UtilitySpec>,
 }
 
 /// The plan file's contents.
@@ -90,6 +95,7 @@ pub fn plan_status(p: &PlanLog, inst: &Instance, pid: u32) -> PlanStatus {
                 } else {
                     n * c.utility.eval(per_session)
                 },
+                utility_fn: Some(c.utility.clone()),
             }
         })
         .collect();
