@@ -93,6 +93,18 @@ fn sample_one(name: &str) -> anyhow::Result<GwSample> {
         s.plan_writer_alive = alive(u64::from(p.pid));
         s.plan = Some(p);
     }
+    // The processes' last reloads (generation 0: started, none yet).
+    for process in ["dataplane", "control"] {
+        let at = mongate_dataplane::app::reload::outcome_path(name, process);
+        if let Some(o) = mongate_dataplane::app::reload::ReloadOutcome::read(&at)
+            && o.generation > 0
+        {
+            s.reloads.push(o);
+        }
+    }
+    s.unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     Ok(s)
 }
 

@@ -40,6 +40,11 @@ pub struct GwSample {
     pub plan: Option<PlanStatus>,
     /// Whether the control that wrote it is alive.
     pub plan_writer_alive: bool,
+    /// The processes' last reloads (`NAME.{dataplane,control}.reload`;
+    /// none before the first), and the wall clock they were read at (ms).
+    pub reloads: Vec<mongate_dataplane::app::reload::ReloadOutcome>,
+    /// Wall clock when the sample was taken, Unix ms.
+    pub unix_ms: u64,
 }
 
 /// One flow's counters at one gateway.
@@ -111,8 +116,26 @@ pub struct GatewayReport {
     pub interfaces: Vec<InterfaceReport>,
     /// Drops by reason, summed over the workers.
     pub drops: BTreeMap<String, DropReport>,
+    /// The processes' last reloads (`mongate reload`, SIGHUP): none before
+    /// the first.
+    pub reloads: Vec<ReloadReport>,
     /// Why the gateway section or the flows could not be read, if so.
     pub error: Option<String>,
+}
+
+/// A process's last reload.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReloadReport {
+    /// `dataplane` or `control`.
+    pub process: String,
+    /// Reloads it handled.
+    pub generation: u64,
+    /// Applied whole (`true`) or refused whole.
+    pub applied: bool,
+    /// What was applied, or every reason it was refused, one per line.
+    pub message: String,
+    /// Seconds since.
+    pub age_s: f64,
 }
 
 /// The plan in force.
@@ -616,6 +639,17 @@ fn gateway_report(g: &GwSample, prev: Option<&GwSample>, now: u64, dt: f64) -> G
         flows,
         interfaces,
         drops,
+        reloads: g
+            .reloads
+            .iter()
+            .map(|o| ReloadReport {
+                process: o.process.clone(),
+                generation: o.generation,
+                applied: o.applied,
+                message: o.message.clone(),
+                age_s: r4(g.unix_ms.saturating_sub(o.unix_ms) as f64 / 1e3),
+            })
+            .collect(),
         error: g.flows_error.clone(),
     }
 }
@@ -636,9 +670,9 @@ legend: rates are averages over the interval between two samples (--interval-ms)
   * = the path the peer's traffic rides now. rtt: smoothed probe round-trip time; loss: probes
   unanswered in the interval. Class sessions: plan = admitted by the plan in force, adm = live
   admitted, dem = live wanting service (admitted + refused for lack of room). Flow loss: packets
-  the acks reported lost / (acked + lost) in the interval. Utility: the class's in the
-  optimizer's last plan (its sessions at their planned rates; written by the control process,
-  which holds the instance's utility functions).
+  the acks reported lost / (acked + lost) in the interval. Class utility: now (live admitted
+  sessions at the class's sent rate) and planned (the optimizer's last plan: its sessions at
+  their planned rates); both with the instance's utility functions, from the control's plan file.
   Drop reasons: docs/overlay.md. JSON keys: docs/status.md.";
 
 /// Prints `r` as tables (`wg show` style: one block per gateway).
@@ -694,6 +728,23 @@ pub fn print_human(r: &Report, out: &mut impl std::io::Write) -> std::io::Result
                     ""
                 } else {
                     "; its control is gone"
+                }
+            )?;
+        }
+        for l in &g.reloads {
+            let first = l.message.lines().next().unwrap_or("");
+            let more = l.message.lines().count().saturating_sub(1);
+            writeln!(
+                out,
+                "  last reload ({}, #{}): {} {:.0} s ago: {first}{}",
+                l.process,
+                l.generation,
+                if l.applied { "applied" } else { "REFUSED" },
+                l.age_s,
+                if more > 0 {
+                    format!(" (+{more} more: mongate reload prints them)")
+                } else {
+                    String::new()
                 }
             )?;
         }
@@ -943,6 +994,8 @@ mod tests {
             flows_error: None,
             plan: None,
             plan_writer_alive: false,
+            reloads: Vec::new(),
+            unix_ms: 0,
         };
         let dest = GwSample {
             name: "C".into(),
@@ -963,6 +1016,8 @@ mod tests {
             flows_error: None,
             plan: None,
             plan_writer_alive: false,
+            reloads: Vec::new(),
+            unix_ms: 0,
         };
         Sample {
             at_ns: at,
@@ -993,7 +1048,25 @@ mod tests {
                 utility_fn: Some(mongate_control::pfo::UtilitySpec::Linear { slope: 0.5 }),
             }],
         });
+        b.gateways[0].unix_ms = 1_000_000_000_000;
+        b.gateways[0].reloads = vec![mongate_dataplane::app::reload::ReloadOutcome {
+            process: "control".into(),
+            pid: 7,
+            generation: 2,
+            applied: false,
+            message: "/etc/a.toml:4:7: site.vni: bad\n/etc/a.toml: [[peers]] changed".into(),
+            unix_ms: 1_000_000_000_000 - 2_500,
+        }];
         let r = report("/run/x", &a, &b);
+        let l = &r.gateways[0].reloads[0];
+        assert_eq!((l.generation, l.applied, l.age_s), (2, false, 2.5));
+        let mut table = Vec::new();
+        print_human(&r, &mut table).unwrap();
+        let table = String::from_utf8(table).unwrap();
+        assert!(
+            table.contains("last reload (control, #2): REFUSED 2 s ago: /etc/a.toml:4:7: site.vni: bad (+1 more"),
+            "{table}"
+        );
         let o = r.gateways[0].optimizer.as_ref().unwrap();
         assert_eq!(
             (o.epoch, o.objective, o.solve_ms, o.age_s),
