@@ -2459,3 +2459,46 @@ fn the_ack_gap_reflex_skips_paths_without_a_session_key() {
         }
     }
 }
+
+/// With security required, a probe command on a path whose next gateway has
+/// no session key is refused at once with `PROBE_REFUSED_NO_KEY` (its probes
+/// would each be dropped as `no_session` and hold a slot for the timeout);
+/// with the key it is carried out.
+#[test]
+fn probe_commands_on_keyless_paths_are_refused_at_once() {
+    use mongate_dataplane::overlay::failover::{PROBE_REFUSED_NO_KEY, path_ref};
+    let mut net = secure_triangle_with(false, |_, s| s.detours = true);
+    // A-C keyed both ways, A-B not: A's path to C via B has no key.
+    install(&mut net, 0, 2, 0, true);
+    install(&mut net, 2, 0, 0, true);
+    let (direct, via_b) = (path_ref(1, 0), path_ref(1, 1));
+    let t0 = net.now;
+    let drops_before = net.sites[0].gw.stats().probe_no_frame;
+    net.sites[0].gw.on_probe_command(1, via_b, 4, 1_000_000, t0);
+    net.sites[0].gw.on_probe_command(2, direct, 1, 0, t0);
+    assert_eq!(net.sites[0].gw.stats().probe_command_keyless, 1);
+    net.run_until(t0 + 100_000_000, 500_000);
+    let mut got = outcomes(&mut net.sites[0].gw);
+    got.sort_by_key(|o| o.id);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(
+        (got[0].sent, got[0].received, got[0].rtt_min_ns),
+        (0, 0, PROBE_REFUSED_NO_KEY),
+        "{got:?}"
+    );
+    assert_eq!((got[1].sent, got[1].received), (1, 1), "{got:?}");
+    assert_eq!(net.sites[0].gw.stats().probe_no_frame, drops_before);
+    // With keys for B, the detour's probe goes out and is answered.
+    install(&mut net, 0, 1, 0, true);
+    install(&mut net, 1, 0, 0, true);
+    let t1 = net.now;
+    net.sites[0].gw.on_probe_command(3, via_b, 1, 0, t1);
+    net.run_until(t1 + 100_000_000, 500_000);
+    let got = outcomes(&mut net.sites[0].gw);
+    assert_eq!(
+        (got[0].id, got[0].sent, got[0].received),
+        (3, 1, 1),
+        "{got:?}"
+    );
+    assert_eq!(net.sites[0].gw.stats().probe_command_keyless, 1);
+}
