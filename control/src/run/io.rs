@@ -896,12 +896,8 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
             }
         }
         lp.drain_telemetry(now_ns);
-        // Keys before probes: a handshake finished in this drain releases
-        // its paths to the path manager at once, and their probe commands
-        // must reach the dataplane after the keys they are sealed with
-        // (the dataplane refuses a probe on a path without a key).
-        lp.drive_secure(now_ns);
         lp.drive_paths(now_ns);
+        lp.drive_secure(now_ns);
         lp.external_events(now_ns);
         lp.reload(now_ns);
         match lp.source.poll() {

@@ -287,19 +287,6 @@ impl KeyTable {
             .is_some_and(|k| !k.expired(now) && k.send_counter < REJECT_AFTER_MESSAGES)
     }
 
-    /// Whether `peer` has a key at all, current or pending (a responder's
-    /// new key waits for the initiator's first packet before it sends):
-    /// without one, nothing can be sealed for it until a handshake finishes.
-    pub fn has_key(&self, peer: usize, now: u64) -> bool {
-        self.can_send(peer, now)
-            || self
-                .peers
-                .get(peer)
-                .and_then(|p| p.pending)
-                .and_then(|s| self.slots[usize::from(s)].as_deref())
-                .is_some_and(|k| !k.expired(now))
-    }
-
     /// The key a received packet names by its receiver index, if installed
     /// (the whole index must match) and not expired at `now`.
     #[inline]

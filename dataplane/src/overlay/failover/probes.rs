@@ -152,14 +152,11 @@ impl Gateway {
             refuse(self);
             return;
         };
-        // A path whose next gateway has no key at all cannot carry the
-        // probes (each one would be dropped as `no_session` and hold a slot
-        // until the timeout): refused at once, saying why. A pending key
-        // (a responder's, confirmed by the initiator's first packet, a few
-        // ms after the handshake) is not refused: the command's later
-        // probes go out once it is confirmed.
+        // A path without a session key cannot carry the probes (each one
+        // would be dropped as `no_session` and hold a slot until the
+        // timeout): refused at once, saying why.
         let kp = crate::overlay::secure::key_peer(peer, &self.peers[peer].paths[i]);
-        if self.sec.required && !self.sec.keys.has_key(kp, now) {
+        if self.sec.required && !self.sec.keys.can_send(kp, now) {
             self.stats.probe_command_keyless += 1;
             self.push_outcome(ProbeOutcome {
                 id,
