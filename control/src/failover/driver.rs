@@ -51,11 +51,8 @@ pub struct DriverStats {
     pub refused_paths: u64,
     /// Probe results whose id or path is not one of ours.
     pub unknown_results: u64,
-    /// Probe commands the dataplane refused (`sent = 0`) for lack of a slot.
+    /// Probe commands the dataplane refused (`sent = 0`).
     pub refused_probes: u64,
-    /// Probe commands the dataplane refused because the path has no session
-    /// key (counted as lost probes).
-    pub keyless_probes: u64,
     /// Path events naming an unknown path.
     pub unknown_events: u64,
     /// Flow records whose counters went backwards (a restarted dataplane): baseline reset.
@@ -323,13 +320,7 @@ impl FailoverDriver {
             self.stats.unknown_results += 1;
             return;
         };
-        if sent == 0 && rtt_min_ns == mongate_dataplane::overlay::failover::PROBE_REFUSED_NO_KEY {
-            // No session key on the path: it cannot carry a packet now, as
-            // a lost probe says (the dataplane refused it at once instead of
-            // dropping every probe as `no_session`).
-            self.stats.keyless_probes += 1;
-            self.mgr.on_probe_timeout(pid, seq, now);
-        } else if sent == 0 {
+        if sent == 0 {
             self.stats.refused_probes += 1;
             self.mgr.on_probe_refused(pid, seq, now);
         } else if received > 0 {

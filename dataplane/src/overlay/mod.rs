@@ -354,9 +354,6 @@ pub struct Stats {
     pub probe_command_bad: u64,
     /// Control probe commands refused: every slot busy.
     pub probe_command_busy: u64,
-    /// Control probe commands refused: no session key for the path's next
-    /// gateway (outcome with [`failover::PROBE_REFUSED_NO_KEY`]).
-    pub probe_command_keyless: u64,
     /// Probe outcomes or path events lost: their queue was full.
     pub control_queue_full: u64,
     /// Packets of other sites relayed here as a detour waypoint.

@@ -94,8 +94,6 @@ struct World {
     /// Paths the dataplane's ack-gap reflex dropped (until assigned or marked up).
     dropped: std::collections::BTreeSet<u32>,
     sent_probes: u64,
-    /// Paths without a session key: the dataplane refuses their probes.
-    keyless: std::collections::BTreeSet<u32>,
 }
 
 impl World {
@@ -129,7 +127,6 @@ impl World {
             held_down: std::collections::BTreeSet::new(),
             dropped: std::collections::BTreeSet::new(),
             sent_probes: 0,
-            keyless: std::collections::BTreeSet::new(),
         };
         w.d.on_paths(&table(), 0);
         w
@@ -155,12 +152,6 @@ impl World {
                 self.d.on_probe_result(id, path, 0, 0, 0, now);
                 continue;
             };
-            if self.keyless.contains(&path) {
-                let now = self.now;
-                let no_key = mongate_dataplane::overlay::failover::PROBE_REFUSED_NO_KEY;
-                self.d.on_probe_result(id, path, 0, 0, no_key, now);
-                continue;
-            }
             let lost = !l.alive || self.chance(l.loss_ppt) || self.chance(l.loss_ppt);
             if lost {
                 self.due.push((self.now + SEC, id, path, 0, 0));
@@ -324,25 +315,6 @@ fn first_answer_wins_and_every_flow_of_the_peer_is_assigned() {
         ]
     );
     assert_eq!(w.d.stats().bad_paths, 0);
-}
-
-/// A path whose session key is gone (the dataplane refuses its probes with
-/// `PROBE_REFUSED_NO_KEY`) fails like a path that loses its probes: the
-/// traffic leaves it. A refusal for lack of a slot would say nothing.
-#[test]
-fn a_path_without_a_session_key_is_left_like_a_failed_one() {
-    let mut w = World::new();
-    w.run_until(500 * MS, |w| w.d.wanted_path(1).is_some())
-        .expect("a path to C");
-    let first = w.d.wanted_path(1).unwrap();
-    w.keyless.insert(first);
-    let t = w.now;
-    w.run_until(t + 5 * SEC, |w| {
-        w.d.wanted_path(1).is_some_and(|p| p != first)
-    })
-    .expect("the traffic leaves the keyless path");
-    assert!(w.d.stats().keyless_probes > 0);
-    assert_eq!(w.d.stats().refused_probes, 0);
 }
 
 #[test]

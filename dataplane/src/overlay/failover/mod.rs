@@ -69,7 +69,7 @@ pub use policy::HealthPolicy;
 pub(crate) use probes::EchoWindow;
 pub use probes::{
     CONTROL_PROBE_MAX_COUNT, CONTROL_PROBE_MAX_INTERVAL_NS, CONTROL_PROBE_SLOTS,
-    CONTROL_PROBE_TIMEOUT_NS, ECHO_WINDOW, PROBE_REFUSED_NO_KEY,
+    CONTROL_PROBE_TIMEOUT_NS, ECHO_WINDOW,
 };
 pub use vocab::{
     FLOW_MARK_DOWN, FLOW_MARK_UP, FLOW_PEER_DEFAULT, PATH_NONE, PathEventKind, PathTelemetry,

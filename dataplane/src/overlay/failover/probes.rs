@@ -26,11 +26,6 @@ pub const CONTROL_PROBE_MAX_COUNT: u32 = 64;
 pub const CONTROL_PROBE_MAX_INTERVAL_NS: u64 = 10_000_000_000;
 /// A command's last probe unanswered for this long counts as lost.
 pub const CONTROL_PROBE_TIMEOUT_NS: u64 = 1_000_000_000;
-/// `rtt_min_ns` of a refused command's outcome (`sent = 0`) when the path
-/// has no session key to seal its probes with: the path cannot carry a
-/// packet now (a failure to the path manager), unlike a refusal for lack
-/// of a free slot (no verdict on the path).
-pub const PROBE_REFUSED_NO_KEY: u64 = u64::MAX;
 /// Marks a probe sent for a control command (the rest of the sequence
 /// number is the slot's generation (bits 16..31), the probe's index in the
 /// command (bits 8..16) and the slot (bits 0..8)).
@@ -152,22 +147,6 @@ impl Gateway {
             refuse(self);
             return;
         };
-        // A path without a session key cannot carry the probes (each one
-        // would be dropped as `no_session` and hold a slot until the
-        // timeout): refused at once, saying why.
-        let kp = crate::overlay::secure::key_peer(peer, &self.peers[peer].paths[i]);
-        if self.sec.required && !self.sec.keys.can_send(kp, now) {
-            self.stats.probe_command_keyless += 1;
-            self.push_outcome(ProbeOutcome {
-                id,
-                path,
-                sent: 0,
-                received: 0,
-                rtt_min_ns: PROBE_REFUSED_NO_KEY,
-                rtt_mean_ns: 0,
-            });
-            return;
-        }
         let Some(slot) = self.control_paths.slots.iter_mut().find(|s| !s.busy) else {
             self.stats.probe_command_busy += 1;
             refuse(self);
