@@ -26,16 +26,18 @@ use std::time::Instant;
 
 use mongate_dataplane::config::{Config, Prefix, Rule, TrafficClass};
 use mongate_dataplane::engine::{Arena, Batch, FramePool, Packet, Stage as _, Verdict};
-use mongate_dataplane::overlay::{Gateway, Settings};
+use mongate_dataplane::overlay::{Gateway, Settings, wire_flow_id};
 use mongate_dataplane::plan::{PlanShape, PlanTable};
 use mongate_dataplane::sys::Rng;
 use mongate_dataplane::wire::ethernet::MacAddr;
 
-/// Planned flows per traffic class.
+/// Planned flows per traffic class (more beyond 2^19 flows: each class has
+/// its own host in C's /16, see [`flows_per_class`]).
 pub const FLOWS_PER_CLASS: u32 = 8;
-/// Most planned flows a gateway holds (its flow index is 16 bits, less the
-/// classifier's two reserved values and one best-effort queue per peer).
-pub const MAX_FLOWS: u32 = 65_532;
+/// Most planned flows of a run (a gateway holds up to
+/// `classify::MAX_FLOWS`; each flow here costs about 2 KB at each of the two
+/// gateways, so this bounds the run's memory to a few GB).
+pub const MAX_FLOWS: u32 = 1 << 22;
 /// Most sessions (the classifier's table is sized at twice this).
 pub const MAX_SESSIONS: u32 = 1 << 24;
 /// Largest batch (the engine's batch size).
@@ -45,7 +47,16 @@ const LAN: u16 = 0;
 const WAN: u16 = 1;
 const FRAME: u32 = 2048;
 const HEADROOM: u32 = 256;
+/// Frames of each site's arena: at least this many ...
 const FRAMES: u32 = 8192;
+
+/// ... or one per flow: every flow is planned at 4x its share of the
+/// offered load, a Poisson pacer at 4x its arrivals (an M/M/1 queue at load
+/// 1/4) holds a third of a packet on average, so a site of many slow flows
+/// holds about `flows / 3` packets in its pacing queues.
+fn frames_for(flows: u32) -> u32 {
+    FRAMES.max(flows.next_power_of_two())
+}
 /// LAN hosts of site A the sessions come from.
 const HOSTS: u32 = 4096;
 /// Inner frame length (Ethernet + IPv4 + UDP + 22 bytes), 64 B on the wire with FCS.
@@ -154,14 +165,13 @@ pub enum PipelineError {
     Gateway(String),
 }
 
-/// The classifier stores flow indices in 16 bits: more flows are refused
-/// with the reason, not clamped.
+/// Parameters out of range are refused with the reason, not clamped.
 fn check(b: &PipelineBench) -> Result<(), PipelineError> {
     let p = |s: String| Err(PipelineError::Param(s));
     if !(1..=MAX_FLOWS).contains(&b.flows) {
         return p(format!(
-            "--flows must be in 1..={MAX_FLOWS} (a gateway's flow index is 16 bits: \
-             classify::Decision::Flow and the session table store it as u16), got {}",
+            "--flows must be in 1..={MAX_FLOWS} (each flow takes about 2 KB at each \
+             of the benchmark's two gateways), got {}",
             b.flows
         ));
     }
@@ -183,9 +193,16 @@ fn check(b: &PipelineBench) -> Result<(), PipelineError> {
     Ok(())
 }
 
-/// Classes of the benchmark (8 flows each, the last one fewer).
+/// Flows per class: [`FLOWS_PER_CLASS`], or as many as keep the classes
+/// within C's 65 536 host addresses (one per class, `dst_of`).
+fn flows_per_class(flows: u32) -> u32 {
+    FLOWS_PER_CLASS.max(flows.div_ceil(1 << 16))
+}
+
+/// Classes of the benchmark ([`flows_per_class`] flows each, the last one
+/// fewer).
 fn classes_of(flows: u32) -> u32 {
-    flows.div_ceil(FLOWS_PER_CLASS)
+    flows.div_ceil(flows_per_class(flows))
 }
 
 /// C's LAN host of class `k` (198.19.0.0/16; `k` < 65536).
@@ -263,6 +280,7 @@ route = ["A", "C"]
     let class0 = cfg.classes[0].clone();
     let flow0 = cfg.flows[0].clone();
     let classes = classes_of(flows);
+    let fpc = flows_per_class(flows);
     cfg.classes = (0..classes)
         .map(|k| {
             let [a, b, c, d] = dst_of(k);
@@ -279,11 +297,20 @@ route = ["A", "C"]
             })
         })
         .collect::<Result<_, PipelineError>>()?;
+    // Flow ids travel as a 32-bit hash (`wire_flow_id`) and a gateway
+    // refuses two flows whose hashes collide (at a million flows a hundred
+    // pairs would): a colliding name gets a suffix until its hash is new.
+    let mut used = std::collections::HashSet::with_capacity(flows as usize);
     cfg.flows = (0..flows)
         .map(|f| {
             let mut fl = flow0.clone();
             fl.id = format!("f{f}");
-            fl.class = format!("k{}", f / FLOWS_PER_CLASS);
+            let mut k = 0u32;
+            while !used.insert(wire_flow_id(&fl.id)) {
+                k += 1;
+                fl.id = format!("f{f}-{k}");
+            }
+            fl.class = format!("k{}", f / fpc);
             fl
         })
         .collect();
@@ -296,7 +323,7 @@ route = ["A", "C"]
     // admitted session (the gateway multiplies by the class's sessions),
     // in Mbit/s of FRAME_LEN-byte packets, 4x that share.
     for f in 0..flows {
-        let n = FLOWS_PER_CLASS.min(flows - f / FLOWS_PER_CLASS * FLOWS_PER_CLASS);
+        let n = fpc.min(flows - f / fpc * fpc);
         let flow_pps = 4.0 * 1e6 / f64::from(classes * n);
         let mbps = flow_pps * FRAME_LEN as f64 * 8.0 / 1e6 / f64::from(per_class.max(1));
         let i = f as usize;
@@ -318,8 +345,18 @@ struct Site {
 
 impl Site {
     fn new(cfg: &Config, i: u8, sessions: u32, seed: u64) -> Result<Self, PipelineError> {
-        let arena = Arena::new(FRAMES, FRAME, HEADROOM, false)
+        let frames = frames_for(u32::try_from(cfg.flows.len()).unwrap_or(u32::MAX));
+        let arena = Arena::new(frames, FRAME, HEADROOM, false)
             .map_err(|e| PipelineError::Gateway(format!("arena: {e}")))?;
+        let mut arena = arena;
+        // Touch every frame now: a page's first write faults (the kernel
+        // zeroes it), which would be counted in the measured packets' time
+        // when the pacing queues first reach that many frames.
+        for f in 0..frames {
+            if let Some(b) = arena.get_mut(u64::from(f) * u64::from(FRAME), 1) {
+                b[0] = 0;
+            }
+        }
         let mut pool = FramePool::new(&arena);
         let reserve = (0..64).filter_map(|_| pool.alloc()).collect();
         let mut s = Settings {
@@ -669,14 +706,14 @@ mod tests {
     #[test]
     fn out_of_range_parameters_are_refused_with_the_reason() {
         let b = PipelineBench {
-            flows: 1_000_000,
+            flows: MAX_FLOWS + 1,
             ..PipelineBench::default()
         };
         let e = run_pipeline(&b)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(e.contains("--flows") && e.contains("16 bits"), "{e}");
+        assert!(e.contains("--flows") && e.contains("2 KB"), "{e}");
         for b in [
             PipelineBench {
                 sessions: 0,

@@ -512,7 +512,7 @@ fn wan_flow(frame: &[u8]) -> Option<u32> {
 fn lan_flow(gw: &Gateway, frame: &[u8]) -> Option<u32> {
     let i = crate::classify::inner::parse(frame).ok()?;
     let fi = gw.classifier().session_flow(&i)?;
-    gw.flows.get(usize::from(fi)).map(|f| f.wire_id)
+    gw.flows.get(fi as usize).map(|f| f.wire_id)
 }
 
 /// What the capture filter asks of a frame: its (outermost) IP protocol;

@@ -69,7 +69,7 @@ pub enum Decision {
         /// Class index.
         class: u16,
         /// Flow index.
-        flow: u16,
+        flow: u32,
     },
     /// Forward at the lowest priority, outside the plan: a session over its
     /// class's admitted count (`class: Some`) or a packet no rule matched.
@@ -78,6 +78,11 @@ pub enum Decision {
         class: Option<u16>,
     },
 }
+
+/// Most flows a classifier (and a gateway) holds: flow indices are 32 bits,
+/// the top two values mark best effort and drop; 2^24 keeps every per-flow
+/// table addressable with room to spare.
+pub const MAX_FLOWS: usize = 1 << 24;
 
 /// Default idle timeout of a session, ns (30 s).
 pub const DEFAULT_IDLE_TIMEOUT_NS: Nanos = 30_000_000_000;
@@ -153,8 +158,8 @@ pub enum ClassifierError {
     /// The rule set does not compile.
     #[error(transparent)]
     Rules(#[from] RuleError),
-    /// More than 65533 flows.
-    #[error("too many flows (at most 65533)")]
+    /// More than [`MAX_FLOWS`] flows.
+    #[error("too many flows (at most 16777216)")]
     TooManyFlows,
 }
 
@@ -175,7 +180,7 @@ pub struct Classifier {
     /// Admitted sessions per (LAN host, class); empty when no class has a cap.
     hosts: HostTable,
     /// Flows of each class (flow indices), file order.
-    class_flows: Vec<Vec<u16>>,
+    class_flows: Vec<Vec<u32>>,
     /// Class index of each flow.
     flow_class: Vec<Option<usize>>,
     /// Planned per-session rate per flow (0 = receives no new sessions).
@@ -204,15 +209,23 @@ impl Classifier {
         plan: &PlanTable,
         settings: Settings,
     ) -> Result<Self, ClassifierError> {
-        if cfg.flows.len() >= usize::from(FLOW_DROP) {
+        if cfg.flows.len() > MAX_FLOWS {
             return Err(ClassifierError::TooManyFlows);
         }
         let rules = RuleTable::build(cfg)?;
         let mut class_flows = vec![Vec::new(); cfg.classes.len()];
         let mut flow_class = vec![None; cfg.flows.len()];
+        // By name through a map: a search of the classes per flow took
+        // minutes at a million flows.
+        let class_of: std::collections::HashMap<&str, usize> = cfg
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(ci, c)| (c.id.as_str(), ci))
+            .collect();
         for (fi, f) in cfg.flows.iter().enumerate() {
-            if let (Some(ci), Ok(f16)) = (cfg.class_index(&f.class), u16::try_from(fi)) {
-                class_flows[ci].push(f16);
+            if let (Some(&ci), Ok(f32)) = (class_of.get(f.class.as_str()), u32::try_from(fi)) {
+                class_flows[ci].push(f32);
                 flow_class[fi] = Some(ci);
             }
         }
@@ -263,7 +276,7 @@ impl Classifier {
             *o = self.limit[ci] > 0
                 && self.class_flows[ci]
                     .iter()
-                    .any(|&f| self.rate[usize::from(f)] > 0.0);
+                    .any(|&f| self.rate[f as usize] > 0.0);
         }
         self.rebalance();
         self.epoch = plan.epoch;
@@ -345,11 +358,8 @@ impl Classifier {
         self.waiting.get(usize::from(class)).copied().unwrap_or(0)
     }
     /// Live sessions pinned to a flow.
-    pub fn flow_sessions(&self, flow: u16) -> u32 {
-        self.flow_active
-            .get(usize::from(flow))
-            .copied()
-            .unwrap_or(0)
+    pub fn flow_sessions(&self, flow: u32) -> u32 {
+        self.flow_active.get(flow as usize).copied().unwrap_or(0)
     }
     /// Sessions in the table (admitted, best effort and refused).
     pub fn sessions(&self) -> usize {
@@ -385,7 +395,7 @@ impl Classifier {
     /// The planned flow index a stored session of `i`'s 5-tuple is mapped
     /// to (none: no session, best effort, dropped), changing nothing: for
     /// the packet capture's flow filter, after the packet was classified.
-    pub fn session_flow(&self, i: &Inner) -> Option<u16> {
+    pub fn session_flow(&self, i: &Inner) -> Option<u32> {
         match self.sessions.find(&i.tuple) {
             Found::At(at) => {
                 let f = self.sessions.slot(at).flow;
@@ -436,7 +446,7 @@ impl Classifier {
         if s.closed() || closing {
             // The last segments keep the session's flow unless it lost its
             // rate (they are not admitted again).
-            if flow < FLOW_DROP && self.rate.get(usize::from(flow)).is_none_or(|&r| r <= 0.0) {
+            if flow < FLOW_DROP && self.rate.get(flow as usize).is_none_or(|&r| r <= 0.0) {
                 flow = FLOW_BEST_EFFORT;
                 self.sessions.slot_mut(at).flow = flow;
             }
@@ -546,16 +556,13 @@ impl Classifier {
         for flows in &self.class_flows {
             let total: f64 = flows
                 .iter()
-                .map(|&f| self.rate[usize::from(f)])
+                .map(|&f| self.rate[f as usize])
                 .filter(|&r| r > 0.0)
                 .sum();
-            let n: u32 = flows
-                .iter()
-                .map(|&f| self.flow_active[usize::from(f)])
-                .sum();
+            let n: u32 = flows.iter().map(|&f| self.flow_active[f as usize]).sum();
             let priced = flows
                 .iter()
-                .filter(|&&f| self.rate[usize::from(f)] > 0.0)
+                .filter(|&&f| self.rate[f as usize] > 0.0)
                 .count();
             // Every priced flow's share is a session at least when the class
             // has a session per priced flow (as `admit` spreads them).
@@ -567,7 +574,7 @@ impl Classifier {
             // Shares first (in `surplus` as scratch) ...
             let mut sum = 0u32;
             for &f in flows {
-                let (fi, r) = (usize::from(f), self.rate[usize::from(f)]);
+                let (fi, r) = (f as usize, self.rate[f as usize]);
                 let share = if r > 0.0 && total > 0.0 {
                     (f64::from(n) * r / total).round().max(least)
                 } else {
@@ -585,17 +592,17 @@ impl Classifier {
             while sum > n {
                 let Some(&big) = flows
                     .iter()
-                    .filter(|&&f| self.surplus[usize::from(f)] > 1)
-                    .max_by_key(|&&f| self.surplus[usize::from(f)])
+                    .filter(|&&f| self.surplus[f as usize] > 1)
+                    .max_by_key(|&&f| self.surplus[f as usize])
                 else {
                     break;
                 };
-                self.surplus[usize::from(big)] -= 1;
+                self.surplus[big as usize] -= 1;
                 sum -= 1;
             }
             // ... then each flow's sessions above its share.
             for &f in flows {
-                let fi = usize::from(f);
+                let fi = f as usize;
                 let share = self.surplus[fi];
                 self.surplus[fi] = if self.rate[fi] > 0.0 {
                     self.flow_active[fi].saturating_sub(share)
@@ -608,8 +615,8 @@ impl Classifier {
 
     /// Takes one of `flow`'s surplus sessions (see [`Classifier::rebalance`]).
     #[inline]
-    fn take_surplus(&mut self, flow: u16) -> bool {
-        match self.surplus.get_mut(usize::from(flow)) {
+    fn take_surplus(&mut self, flow: u32) -> bool {
+        match self.surplus.get_mut(flow as usize) {
             Some(s) if *s > 0 => {
                 *s -= 1;
                 true
@@ -625,10 +632,10 @@ impl Classifier {
     /// plan grew) and its host is under its cap. A few loads and compares
     /// per packet.
     #[inline]
-    fn pin_is_stale(&self, class: u16, flow: u16, host: Host) -> bool {
+    fn pin_is_stale(&self, class: u16, flow: u32, host: Host) -> bool {
         let c = usize::from(class);
         if flow < FLOW_DROP {
-            return self.rate.get(usize::from(flow)).is_some_and(|&r| r <= 0.0);
+            return self.rate.get(flow as usize).is_some_and(|&r| r <= 0.0);
         }
         self.open.get(c).copied().unwrap_or(false)
             && self
@@ -652,9 +659,9 @@ impl Classifier {
     /// overflow action; and whether it is refused for lack of room in its
     /// class (waiting), rather than by its host's cap.
     #[inline]
-    fn admit(&mut self, class: u16, host: Host) -> (u16, bool) {
+    fn admit(&mut self, class: u16, host: Host) -> (u32, bool) {
         let c = usize::from(class);
-        let mut best: Option<u16> = None;
+        let mut best: Option<u32> = None;
         let room = self.active[c] < self.limit[c];
         let host_room = self.host_room(class, host);
         if room && !host_room {
@@ -663,7 +670,7 @@ impl Classifier {
         if room && host_room {
             let mut best_key = (0u32, 0.0f64);
             for &f in &self.class_flows[c] {
-                let (n, r) = (self.flow_active[usize::from(f)], self.rate[usize::from(f)]);
+                let (n, r) = (self.flow_active[f as usize], self.rate[f as usize]);
                 if r <= 0.0 {
                     continue;
                 }
@@ -692,7 +699,7 @@ impl Classifier {
         match best {
             Some(f) => {
                 self.active[c] += 1;
-                self.flow_active[usize::from(f)] += 1;
+                self.flow_active[f as usize] += 1;
                 self.stats.admitted += 1;
                 (f, false)
             }
@@ -720,7 +727,7 @@ impl Classifier {
     }
 
     #[inline]
-    fn outcome(&mut self, class: u16, flow: u16) -> Result<Decision, DropReason> {
+    fn outcome(&mut self, class: u16, flow: u32) -> Result<Decision, DropReason> {
         match flow {
             FLOW_BEST_EFFORT => Ok(Decision::BestEffort { class: Some(class) }),
             FLOW_DROP => {
@@ -782,7 +789,7 @@ impl Classifier {
                 }
             } else if s.flow < FLOW_DROP {
                 active[c] += 1;
-                flow_active[usize::from(s.flow)] += 1;
+                flow_active[s.flow as usize] += 1;
             } else if s.waiting() {
                 waiting[c] += 1;
             }
@@ -823,7 +830,7 @@ fn free(
     if let Some(a) = active.get_mut(class) {
         *a = a.saturating_sub(1);
     }
-    if let Some(a) = flow_active.get_mut(usize::from(s.flow)) {
+    if let Some(a) = flow_active.get_mut(s.flow as usize) {
         *a = a.saturating_sub(1);
     }
     if host_cap.get(class).is_some_and(|&c| c != u32::MAX) {

@@ -12,9 +12,9 @@ use super::inner::FiveTuple;
 use crate::sys::prefetch_read;
 
 /// `flow` value of a session forwarded best effort (class over its plan).
-pub const FLOW_BEST_EFFORT: u16 = u16::MAX;
+pub const FLOW_BEST_EFFORT: u32 = u32::MAX;
 /// `flow` value of a session whose packets are dropped (class over its plan).
-pub const FLOW_DROP: u16 = u16::MAX - 1;
+pub const FLOW_DROP: u32 = u32::MAX - 1;
 
 const TICK_SHIFT: u32 = 20;
 const OCCUPIED: u8 = 1;
@@ -51,7 +51,7 @@ pub struct Slot {
     /// Class index.
     pub class: u16,
     /// Flow index, or [`FLOW_BEST_EFFORT`] / [`FLOW_DROP`].
-    pub flow: u16,
+    pub flow: u32,
     last: u32,
 }
 
@@ -321,7 +321,7 @@ impl SessionTable {
     /// Stores a new session in the vacant slot `i` returned by [`Self::find`]
     /// for the same tuple. Returns false (and stores nothing) when full.
     #[inline]
-    pub fn insert(&mut self, i: usize, t: &FiveTuple, class: u16, flow: u16, now: u32) -> bool {
+    pub fn insert(&mut self, i: usize, t: &FiveTuple, class: u16, flow: u32, now: u32) -> bool {
         if self.is_full() {
             return false;
         }

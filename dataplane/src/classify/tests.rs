@@ -384,7 +384,13 @@ fn ten_thousand_rules() {
             0,
         );
         let class = u16::try_from(i).expect("small");
-        assert_eq!(d, Ok(Decision::Flow { class, flow: class }));
+        assert_eq!(
+            d,
+            Ok(Decision::Flow {
+                class,
+                flow: u32::from(class)
+            })
+        );
     }
     let d = k.classify(
         &v4(host(1), Ipv4Addr::from(0x0A00_0000 + 10_000), 6, 7, 80, 0),
@@ -1111,8 +1117,8 @@ fn a_flow_with_a_small_share_still_gets_a_session() {
             assert!(matches!(d, Ok(Decision::Flow { class: 0, .. })), "{d:?}");
         }
         (
-            k.flow_sessions(direct_u16(direct)),
-            k.flow_sessions(direct_u16(via)),
+            k.flow_sessions(flow_u32(direct)),
+            k.flow_sessions(flow_u32(via)),
         )
     };
     let mut plan = |k: &mut Classifier, epoch: u64, via_mbps: f64| {
@@ -1136,6 +1142,6 @@ fn a_flow_with_a_small_share_still_gets_a_session() {
     assert_eq!(round(&mut k, 30), (3, 1));
 }
 
-fn direct_u16(i: usize) -> u16 {
-    u16::try_from(i).unwrap()
+fn flow_u32(i: usize) -> u32 {
+    u32::try_from(i).unwrap()
 }

@@ -314,6 +314,31 @@ pub struct TrackerConfig {
     pub max_ack_delay_ns: u64,
 }
 
+/// The ring size a tracker needs for a flow paced at up to `units_per_s`
+/// rate units of `unit_bytes` bytes, each of whose packets stays outstanding
+/// for at most `horizon_ns` (RTT, ack delay and loss detection), counting
+/// packets of `min_packet_bytes` (a flow of small packets sends more of them
+/// per rate unit): at least 128, at most `max`, a power of two. A ring too
+/// small evicts packets as lost before their ack can come; one too large
+/// costs memory per flow (9 bytes per entry).
+pub fn window_for(
+    units_per_s: f64,
+    unit_bytes: u32,
+    min_packet_bytes: u32,
+    horizon_ns: u64,
+    max: u32,
+) -> u32 {
+    let per_unit = f64::from(unit_bytes.max(1)) / f64::from(min_packet_bytes.max(1));
+    #[allow(clippy::cast_precision_loss)]
+    let horizon_s = horizon_ns as f64 * 1e-9;
+    let need = (units_per_s.max(0.0) * per_unit.max(1.0) * horizon_s).ceil();
+    let max = max.clamp(128, 1 << 24).next_power_of_two();
+    // Saturating float -> int conversion of a finite value >= 0 (NaN: 0).
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let need = need.min(f64::from(max)) as u32;
+    need.clamp(128, max).next_power_of_two()
+}
+
 impl Default for TrackerConfig {
     fn default() -> Self {
         Self {
@@ -402,6 +427,40 @@ impl AckTracker {
     /// Counters.
     pub fn stats(&self) -> TrackerStats {
         self.stats
+    }
+
+    /// Outstanding packets this tracker remembers (its ring's size).
+    pub fn window(&self) -> u32 {
+        // mask < 2^24 (clamped in `new` and `ensure_window`).
+        u32::try_from(self.mask + 1).unwrap_or(u32::MAX)
+    }
+
+    /// Grows the ring to hold at least `window` packets (rounded up to a
+    /// power of two, at most 2^24), keeping the state of every sequence it
+    /// remembers; never shrinks. Allocates: call it when a plan changes a
+    /// flow's rate, not per packet. A flow is built with a small ring
+    /// ([`window_for`]) so that a gateway of a million slow flows fits in
+    /// memory, and grown when a plan lets it send faster.
+    pub fn ensure_window(&mut self, window: u32) {
+        let n = u64::from(window.clamp(128, 1 << 24).next_power_of_two());
+        let old = self.mask + 1;
+        if n <= old {
+            return;
+        }
+        let len = usize::try_from(n).unwrap_or(1 << 24);
+        let mut sent_ts = vec![0; len];
+        let mut state = vec![ACKED; len];
+        let new_mask = n - 1;
+        // The old ring holds the last `old` sequences; in the larger ring
+        // each keeps its own slot.
+        for seq in self.next_seq.saturating_sub(old)..self.next_seq {
+            let (from, to) = (self.idx(seq), usize::try_from(seq & new_mask).unwrap_or(0));
+            sent_ts[to] = self.sent_ts[from];
+            state[to] = self.state[from];
+        }
+        self.sent_ts = sent_ts;
+        self.state = state;
+        self.mask = new_mask;
     }
 
     /// Smoothed RTT, ns.
@@ -1085,6 +1144,85 @@ mod tests {
         }
         assert_eq!(acked, 10_000);
         assert_eq!(tx.stats().lost, 0);
+    }
+
+    #[test]
+    fn window_for_sizes_to_the_cap_and_clamps() {
+        // 4 units/s of 1250 B, 64 B packets (19.5 per unit), 0.25 s: 20 -> 128.
+        assert_eq!(window_for(4.0, 1250, 64, 250_000_000, 4096), 128);
+        // 3600 units/s: 17 550 packets -> the max.
+        assert_eq!(window_for(3600.0, 1250, 64, 250_000_000, 4096), 4096);
+        // 200 units/s: 975 -> 1024.
+        assert_eq!(window_for(200.0, 1250, 64, 250_000_000, 1 << 20), 1024);
+        // Packets as large as the unit: 1 per unit.
+        assert_eq!(window_for(2000.0, 1250, 1250, 250_000_000, 1 << 20), 512);
+        // Nonsense rates never panic and give the minimum or the max.
+        assert_eq!(window_for(f64::NAN, 1250, 64, 250_000_000, 4096), 128);
+        assert_eq!(window_for(-5.0, 0, 0, 0, 0), 128);
+        assert_eq!(
+            window_for(f64::INFINITY, 1250, 64, u64::MAX, u32::MAX),
+            1 << 24
+        );
+    }
+
+    #[test]
+    fn a_grown_window_keeps_what_it_remembered() {
+        let mut t = AckTracker::new(TrackerConfig {
+            window: 128,
+            ..Default::default()
+        });
+        assert_eq!(t.window(), 128);
+        for k in 0..200 {
+            t.on_send(k * 1000);
+        }
+        // 72 evicted; 128 outstanding, sequences 72..200.
+        assert_eq!(t.stats().evicted, 72);
+        t.ensure_window(1000);
+        assert_eq!(t.window(), 1024);
+        t.ensure_window(200); // never shrinks
+        assert_eq!(t.window(), 1024);
+        // A cumulative ack of everything settles exactly the 128 still
+        // outstanding (the evicted ones stay lost).
+        let out = t.on_ack(&ack(200, 0), 300_000);
+        assert_eq!(out.acked, 128);
+        assert_eq!(t.stats().lost, 72);
+        assert_eq!(t.outstanding(), 0);
+        // Now 1000 more sends fit without eviction.
+        for k in 0..1000 {
+            assert_eq!(t.on_send(400_000 + k).1, 0);
+        }
+        assert_eq!(t.outstanding(), 1000);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// Growing a ring at any point (no eviction before it) changes
+        /// nothing: the tracker answers every ack and poll exactly as one
+        /// built at the larger size from the start.
+        #[test]
+        fn growing_is_invisible(ops in proptest::collection::vec((0u8..3, 0u64..40, any::<u64>()), 1..400), grow_at in 0usize..400) {
+            let mut small = AckTracker::new(TrackerConfig { window: 128, ..Default::default() });
+            let mut big = AckTracker::new(TrackerConfig { window: 512, ..Default::default() });
+            let mut now = 0u64;
+            for (k, (op, x, bits)) in ops.into_iter().enumerate() {
+                if k == grow_at && small.stats().evicted == 0 {
+                    small.ensure_window(512);
+                }
+                now += 1_000_000;
+                match op {
+                    0 => { small.on_send(now); big.on_send(now); }
+                    1 => {
+                        let a = AckInfo { cum: small.next_seq.saturating_sub(x), bitmap: bits & 0xff, echo_ts_ns: 0, ack_delay_ns: 0 };
+                        prop_assert_eq!(small.on_ack(&a, now), big.on_ack(&a, now));
+                    }
+                    _ => { prop_assert_eq!(small.poll(now), big.poll(now)); }
+                }
+                if small.stats().evicted > 0 {
+                    break;
+                }
+                prop_assert_eq!(small.stats(), big.stats());
+            }
+        }
     }
 
     proptest! {

@@ -12,6 +12,7 @@ pub mod sim;
 
 pub use acks::{
     AckAggregator, AckInfo, AckOutcome, AckPolicy, AckTracker, TrackerConfig, TrackerStats,
+    window_for,
 };
 pub use controller::{
     ControllerConfig, ControllerTarget, RateController, scale_weights_for_loss_budget,

@@ -19,7 +19,7 @@ use crate::wire::oam::{self, AckEntries, AckEntry};
 pub(crate) struct AckQueue {
     entries: Vec<AckEntry>,
     /// Flow index of each entry.
-    flows: Vec<u16>,
+    flows: Vec<u32>,
     head: usize,
 }
 
@@ -55,7 +55,7 @@ impl AckQueue {
     /// false (nothing queued) when the queue is full of pending entries
     /// (more flows than it was built for: not by construction). Call
     /// [`Self::make_room`] first.
-    pub(crate) fn put(&mut self, fi: u16, slot: &mut u32, e: AckEntry) -> bool {
+    pub(crate) fn put(&mut self, fi: u32, slot: &mut u32, e: AckEntry) -> bool {
         let at = *slot as usize;
         if at >= self.head && at < self.entries.len() && self.flows[at] == fi {
             self.entries[at] = e;
@@ -73,7 +73,7 @@ impl AckQueue {
     /// When the vectors are full and sent entries sit before `head`, moves
     /// the pending entries to the front and returns their flows (whose
     /// slots are now their positions: the caller updates them).
-    pub(crate) fn make_room(&mut self) -> Option<&[u16]> {
+    pub(crate) fn make_room(&mut self) -> Option<&[u32]> {
         if self.entries.len() < self.entries.capacity() || self.head == 0 {
             return None;
         }
@@ -90,7 +90,7 @@ impl AckQueue {
     }
 
     /// The flows of the oldest `n` pending entries.
-    pub(crate) fn front_flows(&self, n: usize) -> &[u16] {
+    pub(crate) fn front_flows(&self, n: usize) -> &[u32] {
         let end = self.head + n.min(self.len());
         &self.flows[self.head..end]
     }
@@ -117,7 +117,7 @@ impl Gateway {
         };
         if let Some(moved) = q.make_room() {
             for (k, &g) in moved.iter().enumerate() {
-                if let Some(r) = self.flows[usize::from(g)].receiver.as_mut() {
+                if let Some(r) = self.flows[g as usize].receiver.as_mut() {
                     r.ack_slot = u32::try_from(k).unwrap_or(NO_ACK_SLOT);
                 }
             }
@@ -127,8 +127,8 @@ impl Gateway {
             return;
         };
         let e = info_to_entry(f.wire_id, info, r.received, r.agg.abandoned());
-        // fi < 2^16 (Gateway::new refuses more flows).
-        let idx = u16::try_from(fi).unwrap_or(u16::MAX);
+        // fi < MAX_FLOWS (Gateway::new refuses more flows).
+        let idx = u32::try_from(fi).unwrap_or(u32::MAX);
         q.put(idx, &mut r.ack_slot, e);
     }
 
@@ -168,7 +168,7 @@ impl Gateway {
             );
             let q = &mut self.pending_acks[peer];
             for &fi in q.front_flows(n) {
-                if let Some(r) = self.flows[usize::from(fi)].receiver.as_mut() {
+                if let Some(r) = self.flows[fi as usize].receiver.as_mut() {
                     r.ack_slot = NO_ACK_SLOT;
                 }
             }
@@ -229,14 +229,14 @@ mod tests {
                 slots: vec![NO_ACK_SLOT; flows],
             }
         }
-        fn put(&mut self, fi: u16, cum: u64) -> bool {
+        fn put(&mut self, fi: u32, cum: u64) -> bool {
             if let Some(moved) = self.q.make_room() {
                 for (k, &g) in moved.iter().enumerate() {
-                    self.slots[usize::from(g)] = u32::try_from(k).unwrap();
+                    self.slots[g as usize] = u32::try_from(k).unwrap();
                 }
             }
-            let e = entry(u32::from(fi), cum);
-            self.q.put(fi, &mut self.slots[usize::from(fi)], e)
+            let e = entry(fi, cum);
+            self.q.put(fi, &mut self.slots[fi as usize], e)
         }
         fn pop(&mut self, n: usize) -> Vec<(u32, u64)> {
             let out = self
@@ -246,7 +246,7 @@ mod tests {
                 .map(|e| (e.flow_id, e.cum_seq))
                 .collect();
             for &fi in self.q.front_flows(n) {
-                self.slots[usize::from(fi)] = NO_ACK_SLOT;
+                self.slots[fi as usize] = NO_ACK_SLOT;
             }
             self.q.pop_front(n);
             out
@@ -286,7 +286,7 @@ mod tests {
         /// same entries in the same order, never more than one per flow,
         /// never refused (one slot per flow suffices).
         #[test]
-        fn matches_a_fifo_model(ops in proptest::collection::vec((0u16..12, 0usize..40), 1..400)) {
+        fn matches_a_fifo_model(ops in proptest::collection::vec((0u32..12, 0usize..40), 1..400)) {
             let flows = 12;
             let mut d = Driven::new(flows);
             let mut model: VecDeque<(u32, u64)> = VecDeque::new();
@@ -294,9 +294,9 @@ mod tests {
                 let cum = k as u64;
                 if n < 30 {
                     prop_assert!(d.put(fi, cum));
-                    match model.iter_mut().find(|e| e.0 == u32::from(fi)) {
+                    match model.iter_mut().find(|e| e.0 == fi) {
                         Some(e) => e.1 = cum,
-                        None => model.push_back((u32::from(fi), cum)),
+                        None => model.push_back((fi, cum)),
                     }
                 } else {
                     let got = d.pop(n - 30);

@@ -92,7 +92,7 @@ impl Gateway {
         let nflows = self.flows.len();
         let (queue, peer) = match decision {
             Decision::Flow { flow, .. } => {
-                let fi = usize::from(flow);
+                let fi = flow as usize;
                 let f = self.flows.get(fi).ok_or(drop(DropReason::NoRoute))?;
                 match (f.role, f.next_peer) {
                     (Role::Origin, Some(np)) => (QueueId::flow(fi), np),

@@ -34,6 +34,7 @@ mod lan_to_wan;
 pub mod neighbours;
 mod secure;
 mod wan_to_lan;
+mod wire_ids;
 
 #[cfg(test)]
 mod tests;
@@ -48,7 +49,7 @@ use crate::config::{Config, Prefix};
 use crate::engine::{Arena, Batch, FramePool, Nanos, Stage, Verdict};
 use crate::montra::{
     AckAggregator, AckInfo, AckPolicy, AckTracker, ControllerConfig, ControllerTarget,
-    RateController, TrackerConfig, TrackerStats,
+    RateController, TrackerConfig, TrackerStats, window_for,
 };
 use crate::pacing::{PacingConfig, PacingError, PacingTable, TimerWheel, WheelError};
 use crate::plan::PlanTable;
@@ -77,6 +78,9 @@ pub const MAX_ACK_ENTRIES_PER_MESSAGE: usize = 32;
 /// on a shared link to drain, short enough that a later loss-free spell is
 /// left to the controller's ramp.
 const RESUME_WINDOW_NS: Nanos = 5_000_000_000;
+/// The smallest frame a flow may send (Ethernet's minimum), bytes: the most
+/// packets per rate unit when sizing a tracker ([`window_for`]).
+const MIN_FRAME_BYTES: u32 = 64;
 
 /// The stable wire id of a flow: FNV-1a (32 bit) of its id string, so that
 /// every site agrees on it whatever the order of `[[flows]]` in its file.
@@ -177,8 +181,17 @@ pub struct Settings {
     pub ramp: f64,
     /// Receiver ack policy.
     pub ack_policy: AckPolicy,
-    /// Sender loss-detection tunables.
+    /// Sender loss-detection tunables; `tracker.window` is the largest ring
+    /// a flow's tracker may grow to (each is sized to its flow's cap:
+    /// [`Settings::tracker_horizon_ns`]).
     pub tracker: TrackerConfig,
+    /// How long a sent packet may stay outstanding (RTT, ack delay, loss
+    /// detection), ns: a flow's tracker remembers its cap rate's packets
+    /// (of 64 bytes at the smallest) over this span, at least 128 and at
+    /// most `tracker.window`; grown when a plan raises the cap, never
+    /// shrunk. A million slow flows then take ~1 KB of tracker each, not
+    /// 36 KB.
+    pub tracker_horizon_ns: u64,
     /// Classifier sizing.
     pub classifier: classify::Settings,
     /// Verify outer UDP checksums on receive.
@@ -228,6 +241,7 @@ impl Default for Settings {
             ramp: 0.06,
             ack_policy: AckPolicy::default(),
             tracker: TrackerConfig::default(),
+            tracker_horizon_ns: 250_000_000,
             classifier: classify::Settings {
                 max_sessions: 1 << 16,
                 ..classify::Settings::default()
@@ -270,8 +284,8 @@ pub enum GatewayError {
     /// Two flow ids hash to the same wire id (rename one).
     #[error("flows `{0}` and `{1}` have the same wire flow id")]
     FlowIdCollision(String, String),
-    /// Too many flows and peers for 16-bit queue indices.
-    #[error("too many flows and peers")]
+    /// More flows than [`classify::MAX_FLOWS`].
+    #[error("too many flows (at most 16777216)")]
     TooMany,
 }
 
@@ -463,8 +477,8 @@ pub struct Gateway {
     pub(crate) settings: Settings,
     pub(crate) classifier: Classifier,
     pub(crate) flows: Vec<FlowState>,
-    /// `(wire id, flow index)`, sorted by wire id.
-    pub(crate) wire_ids: Vec<(u32, u16)>,
+    /// Wire flow id -> flow index.
+    pub(crate) wire_ids: wire_ids::WireIds,
     /// Per `Config::peers` index: candidate paths and the active one.
     pub(crate) peers: Vec<PeerPaths>,
     pub(crate) peer_prefixes: Vec<Vec<Prefix>>,
@@ -517,13 +531,16 @@ impl Gateway {
         let classifier = Classifier::new(cfg, &plan, settings.classifier)?;
         let nflows = cfg.flows.len();
         let npeers = cfg.peers.len();
-        let queues = u16::try_from(nflows + npeers).map_err(|_| GatewayError::TooMany)?;
+        if nflows > classify::MAX_FLOWS {
+            return Err(GatewayError::TooMany);
+        }
+        let queues = u32::try_from(nflows + npeers).map_err(|_| GatewayError::TooMany)?;
         let uplink_ports = uplink_ports(cfg, &settings);
         let peers = candidate_paths(cfg, &settings, &uplink_ports, now);
         let (flows, wire_ids) = flow_states(cfg, &settings)?;
         let pacing = PacingTable::new(
             PacingConfig {
-                flows: u32::from(queues.max(1)),
+                flows: queues.max(1),
                 queue_capacity: settings.queue_capacity.max(1),
                 seed: settings.seed,
                 unit_bytes: settings.rate_unit_bytes,
@@ -695,7 +712,16 @@ impl Gateway {
                 cap_pps,
             };
             let x0 = target * self.settings.initial_fraction;
-            let tc = self.settings.tracker;
+            let tc = TrackerConfig {
+                window: window_for(
+                    cap_pps,
+                    self.settings.rate_unit_bytes,
+                    MIN_FRAME_BYTES,
+                    self.settings.tracker_horizon_ns,
+                    self.settings.tracker.window,
+                ),
+                ..self.settings.tracker
+            };
             let flow = &mut self.flows[fi];
             let rate = match (&mut flow.origin, fresh) {
                 (Some(o), false) => {
@@ -713,6 +739,7 @@ impl Gateway {
                     // its feedback is clean (RateController::arm_resume).
                     o.ctl.arm_resume(x0, now.saturating_add(RESUME_WINDOW_NS));
                     o.target_pps = target;
+                    o.tracker.ensure_window(tc.window);
                     o.ctl.rate()
                 }
                 (slot, _) => {
@@ -877,10 +904,7 @@ impl Gateway {
     /// Flow index of a wire flow id.
     #[inline]
     pub(crate) fn flow_of_wire(&self, id: u32) -> Option<usize> {
-        self.wire_ids
-            .binary_search_by_key(&id, |e| e.0)
-            .ok()
-            .map(|i| usize::from(self.wire_ids[i].1))
+        self.wire_ids.get(id)
     }
 
     /// Peer index owning `addr` (linear over the peers' prefixes).
@@ -1125,8 +1149,8 @@ fn candidate_paths(
     peers
 }
 
-/// Wire flow id -> flow index, sorted by wire id.
-type WireIds = Vec<(u32, u16)>;
+/// Wire flow id -> flow index.
+type WireIds = wire_ids::WireIds;
 
 /// Each configured flow's state at this site (its role on its route, next,
 /// source and destination peers, a receiver where it ends here) and the
@@ -1140,7 +1164,7 @@ fn flow_states(
     let peer_index = |name: &str| cfg.peers.iter().position(|p| p.name == name);
     let me = cfg.site.name.as_str();
     let mut flows = Vec::with_capacity(nflows);
-    let mut wire_ids: Vec<(u32, u16)> = Vec::with_capacity(nflows);
+    let mut wire_ids: Vec<(u32, u32)> = Vec::with_capacity(nflows);
     for (fi, f) in cfg.flows.iter().enumerate() {
         let pos = f.route.iter().position(|s| s == me);
         let last = f.route.len().saturating_sub(1);
@@ -1161,7 +1185,7 @@ fn flow_states(
             ack_slot: NO_ACK_SLOT,
         });
         let id = wire_flow_id(&f.id);
-        let idx = u16::try_from(fi).map_err(|_| GatewayError::TooMany)?;
+        let idx = u32::try_from(fi).map_err(|_| GatewayError::TooMany)?;
         wire_ids.push((id, idx));
         flows.push(FlowState {
             wire_id: id,
@@ -1181,11 +1205,11 @@ fn flow_states(
     wire_ids.sort_unstable();
     if let Some(w) = wire_ids.windows(2).find(|w| w[0].0 == w[1].0) {
         return Err(GatewayError::FlowIdCollision(
-            cfg.flows[usize::from(w[0].1)].id.clone(),
-            cfg.flows[usize::from(w[1].1)].id.clone(),
+            cfg.flows[w[0].1 as usize].id.clone(),
+            cfg.flows[w[1].1 as usize].id.clone(),
         ));
     }
-    Ok((flows, wire_ids))
+    Ok((flows, wire_ids::WireIds::build(&wire_ids)))
 }
 
 /// Encapsulation parameters of an OAM message (probe, echo, acks) with

@@ -398,6 +398,9 @@ impl Gateway {
                 // entry): start loading them all first.
                 if msg.acks().len() > 1 {
                     for e in msg.acks() {
+                        self.wire_ids.prefetch(e.flow_id);
+                    }
+                    for e in msg.acks() {
                         if let Some(fi) = self.flow_of_wire(e.flow_id) {
                             self.prefetch_flow(fi);
                         }
