@@ -256,13 +256,14 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 
 impl GatewayBench {
     /// A short run: 64-byte frames, 1 s maximum-effort trial, five 0.5 s
-    /// search trials per mode.
+    /// search trials per mode, a 1 s CPU trial.
     pub fn quick() -> Self {
         Self {
             sizes: vec![64],
             seconds: 1.0,
             search_seconds: 0.5,
             search_steps: 5,
+            cpu_seconds: 1.0,
             ..Self::default()
         }
     }

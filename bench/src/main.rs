@@ -143,9 +143,9 @@ struct CpuArgs {
     /// mode's limit; 0: no CPU trials).
     #[arg(long, default_value_t = 50_000.0)]
     cpu_load_pps: f64,
-    /// Seconds of each CPU-per-packet trial.
-    #[arg(long, default_value_t = 4.0)]
-    cpu_seconds: f64,
+    /// Seconds of each CPU-per-packet trial (default 4; `gateway --quick`: 1).
+    #[arg(long)]
+    cpu_seconds: Option<f64>,
     /// The DUT worker's idle spin in the CPU trials (the gateway's default).
     #[arg(long, default_value_t = 200)]
     cpu_spin: u32,
@@ -162,7 +162,7 @@ impl CpuArgs {
         if !(0.0..=10e6).contains(&self.cpu_load_pps) {
             anyhow::bail!("--cpu-load-pps must be in [0, 10000000]");
         }
-        if !(self.cpu_seconds > 0.0 && self.cpu_seconds <= 60.0) {
+        if self.cpu_seconds.is_some_and(|s| !(s > 0.0 && s <= 60.0)) {
             anyhow::bail!("--cpu-seconds must be in (0, 60]");
         }
         if self.cpu_only && self.cpu_load_pps == 0.0 {
@@ -312,7 +312,8 @@ struct GatewayArgs {
     /// 64,512,1500, with --quick 64).
     #[arg(long, value_delimiter = ',')]
     sizes: Option<Vec<u32>>,
-    /// Short run: 64-byte frames (unless --sizes), 1 s + 5 x 0.5 s trials per mode.
+    /// Short run: 64-byte frames (unless --sizes), 1 s + 5 x 0.5 s trials
+    /// and a 1 s CPU trial per mode.
     #[arg(long)]
     quick: bool,
     /// Generated flows (= gateway sessions).
@@ -392,7 +393,7 @@ fn run_gateway(a: &GatewayArgs) -> anyhow::Result<()> {
         progress: !a.quiet,
         boringtun_cli: a.boringtun_cli.clone().or(base.boringtun_cli.clone()),
         cpu_load_pps: a.cpu.cpu_load_pps,
-        cpu_seconds: a.cpu.cpu_seconds,
+        cpu_seconds: a.cpu.cpu_seconds.unwrap_or(base.cpu_seconds),
         cpu_idle: mongate_dataplane::worker::IdlePolicy {
             spin: a.cpu.cpu_spin,
             sleep_us: a.cpu.cpu_idle_sleep_us,
@@ -471,7 +472,7 @@ fn main() -> ExitCode {
                 progress: !quiet,
                 tx_skb_budget,
                 cpu_load_pps: cpu.cpu_load_pps,
-                cpu_seconds: cpu.cpu_seconds,
+                cpu_seconds: cpu.cpu_seconds.unwrap_or(4.0),
                 cpu_idle: (cpu.cpu_spin, cpu.cpu_idle_sleep_us),
                 cpu_only: cpu.cpu_only,
             };
