@@ -48,10 +48,12 @@ use mongate_dataplane::shm::msg::{KEY_SLOT_BITS, KeyInstall};
 use mongate_dataplane::shm::region::{ControlPort, ctl_path};
 use mongate_dataplane::shm::{Command, Telemetry};
 use mongate_dataplane::sys::clock::now_ns;
+use mongate_dataplane::worker::IdlePolicy;
 use mongate_testbed::topology::forward::{DUT_GEN_V4, DUT_SINK_V4, ForwardOptions, SINK_V4};
 use mongate_testbed::{ForwardTopology, NsChild};
 
-use crate::forward::{rps, sh, threaded_napi};
+use crate::cpustat::{CpuCost, CpuTimes};
+use crate::forward::{CPU_BUSY, rps, sh, threaded_napi};
 use crate::loadgen::{GenConfig, GenSide, RunReport, SinkSide, forward_addrs, run_matching};
 use crate::payload::{BENCH_PORT, GENEVE_PORT, SinkMatch, VXLAN_PORT, WIREGUARD_PORT};
 
@@ -203,6 +205,14 @@ pub struct GatewayBench {
     /// `boringtun-cli` to run for [`GwMode::Boringtun`] (`None`: that mode
     /// is skipped with a line saying so).
     pub boringtun_cli: Option<PathBuf>,
+    /// Offered load of the CPU-per-packet trials, packets/s (0: none).
+    pub cpu_load_pps: f64,
+    /// Seconds of each CPU-per-packet trial.
+    pub cpu_seconds: f64,
+    /// The DUT worker's idle policy in the CPU trials (AF_XDP modes).
+    pub cpu_idle: IdlePolicy,
+    /// Only the CPU-per-packet trials (no throughput search).
+    pub cpu_only: bool,
 }
 
 impl Default for GatewayBench {
@@ -221,6 +231,10 @@ impl Default for GatewayBench {
             gen_core: 0,
             progress: true,
             boringtun_cli: find_program("boringtun-cli"),
+            cpu_load_pps: 50_000.0,
+            cpu_seconds: 4.0,
+            cpu_idle: IdlePolicy::GATEWAY,
+            cpu_only: false,
         }
     }
 }
@@ -242,13 +256,14 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 
 impl GatewayBench {
     /// A short run: 64-byte frames, 1 s maximum-effort trial, five 0.5 s
-    /// search trials per mode.
+    /// search trials per mode, a 1 s CPU trial.
     pub fn quick() -> Self {
         Self {
             sizes: vec![64],
             seconds: 1.0,
             search_seconds: 0.5,
             search_steps: 5,
+            cpu_seconds: 1.0,
             ..Self::default()
         }
     }
@@ -325,6 +340,39 @@ pub struct Ratio {
     pub secure_over_gateway: Option<f64>,
     /// boringtun Mpps / gateway-secure Mpps.
     pub boringtun_over_secure: Option<f64>,
+    /// gateway CPU ns per packet / forward CPU ns per packet (at the CPU
+    /// trials' fixed load).
+    pub cpu_gateway_over_forward: Option<f64>,
+}
+
+/// CPU the DUT core spent per packet at a fixed offered load.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GwCpuCell {
+    /// DUT configuration.
+    pub mode: GwMode,
+    /// Inner frame size incl. FCS.
+    pub size: u32,
+    /// Offered load, packets/s.
+    pub load_pps: f64,
+    /// Busy ns of the DUT core per packet received at the sink (`None`:
+    /// see `error`).
+    pub cpu_ns_per_packet: Option<f64>,
+    /// The whole reading.
+    pub cost: Option<CpuCost>,
+    /// Why there is no figure.
+    pub error: Option<String>,
+    /// Sent / received / loss of the trial.
+    pub run: RunReport,
+}
+
+impl GwCpuCell {
+    fn summary(&self) -> String {
+        match (&self.cost, &self.error) {
+            (Some(c), _) => crate::cpustat::summary(c, self.run.loss),
+            (None, Some(e)) => format!("no figure: {e}"),
+            (None, None) => "no figure".into(),
+        }
+    }
 }
 
 /// Issue 11's goal: the encrypted gateway keeps at least this share of the
@@ -366,6 +414,16 @@ pub struct GatewayReport {
     /// gateway-secure/gateway >= [`SECURE_GOAL`] at [`SECURE_GOAL_SIZE`]
     /// (`None`: not measured in this run).
     pub secure_goal_met: Option<bool>,
+    /// Offered load of the CPU trials (0: none ran).
+    pub cpu_load_pps: f64,
+    /// Seconds per CPU trial.
+    pub cpu_seconds: f64,
+    /// The AF_XDP DUTs' idle policy in the CPU trials.
+    pub cpu_idle: IdlePolicy,
+    /// What counts as busy.
+    pub cpu_busy: &'static str,
+    /// CPU per packet per mode and size.
+    pub cpu: Vec<GwCpuCell>,
 }
 
 /// The DUT's site configuration ([`BenchSite::toml`]).
@@ -889,6 +947,7 @@ fn start_dut(
     mode: GwMode,
     topo: &ForwardTopology,
     name: &str,
+    idle: Option<IdlePolicy>,
 ) -> anyhow::Result<Dut> {
     let dut_in = topo.dut_in_if().ifname.clone();
     let dut_out = topo.dut_out_if().ifname.clone();
@@ -916,6 +975,9 @@ fn start_dut(
             c.xdp_mode = XdpMode::Native;
             c.bind = BindMode::Copy;
             c.name = name.to_string();
+            if let Some(i) = idle {
+                c.idle = i;
+            }
             let rd = topo.dut_ns.run_in(move || start_forward(&c))??;
             threaded_napi(&topo.dut_ns, &dut_in, core)?;
             Ok(Dut {
@@ -962,6 +1024,9 @@ fn start_dut(
             c.bind = BindMode::Copy;
             c.frames = 16384;
             c.core = Some(core);
+            if let Some(i) = idle {
+                c.idle = i;
+            }
             // Both gateway modes have the control channel (the secure one
             // needs it for its keys), so they differ only in sealing.
             c.control = true;
@@ -989,6 +1054,19 @@ fn trial(
     mode: GwMode,
     cfg: &GenConfig,
 ) -> anyhow::Result<RunReport> {
+    trial_cpu(topo, b, mode, cfg, None).map(|(r, _)| r)
+}
+
+/// [`trial`], and with `cpu_core` the change of that core's `/proc/stat`
+/// counters from the generator's start to its end (the sockets and XDP
+/// programs opened before).
+fn trial_cpu(
+    topo: &ForwardTopology,
+    b: &GatewayBench,
+    mode: GwMode,
+    cfg: &GenConfig,
+    cpu_core: Option<usize>,
+) -> anyhow::Result<(RunReport, Option<Result<CpuTimes, String>>)> {
     let gi = topo.gen_if().ifname.clone();
     let si = topo.sink_if().ifname.clone();
     let port = mode.sink_port();
@@ -1001,7 +1079,18 @@ fn trial(
     std::thread::scope(|sc| {
         sc.spawn(|| {
             mongate_dataplane::worker::pin_to_core(core);
-            run_matching(Some(&mut gs), Some(&mut sk), cfg, matching)
+            match cpu_core {
+                Some(c) => {
+                    let (r, d) = crate::cpustat::around(c, || {
+                        run_matching(Some(&mut gs), Some(&mut sk), cfg, matching)
+                    });
+                    (r, Some(d))
+                }
+                None => (
+                    run_matching(Some(&mut gs), Some(&mut sk), cfg, matching),
+                    None,
+                ),
+            }
         })
         .join()
     })
@@ -1080,6 +1169,7 @@ fn search(
 /// it (also when the mode fails).
 pub fn run_gateway_bench(b: &GatewayBench) -> anyhow::Result<GatewayReport> {
     let mut cells = Vec::new();
+    let mut cpu: Vec<GwCpuCell> = Vec::new();
     let mut skipped = Vec::new();
     let mut modes = Vec::new();
     for &mode in &b.modes {
@@ -1107,25 +1197,35 @@ pub fn run_gateway_bench(b: &GatewayBench) -> anyhow::Result<GatewayReport> {
         })?;
         rps(&topo.sink_ns, &topo.sink_if().ifname, b.gen_core)?;
         let name = format!("benchgw{}", std::process::id());
-        let mut dut = start_dut(b, mode, &topo, &name)?;
-        let measured = measure_mode(b, mode, &topo, &name, &mut dut, &mut cells);
+        let cpu_idle = b.cpu_only.then_some(b.cpu_idle);
+        let mut dut = start_dut(b, mode, &topo, &name, cpu_idle)?;
+        let mut measured = if b.cpu_only {
+            Ok(())
+        } else {
+            measure_mode(b, mode, &topo, &name, &mut dut, &mut cells)
+        };
+        if measured.is_ok() && b.cpu_load_pps > 0.0 {
+            // The AF_XDP DUTs again, now sleeping when idle as a gateway
+            // does, so the core's idle time is idle (the kernel and
+            // boringtun have no such policy: they keep running).
+            let restart = !b.cpu_only
+                && matches!(
+                    mode,
+                    GwMode::Forward | GwMode::Gateway | GwMode::GatewaySecure
+                );
+            if restart {
+                stop_dut(&topo, std::mem::take(&mut dut))?;
+                dut = start_dut(b, mode, &topo, &name, Some(b.cpu_idle))?;
+            }
+            measured = measure_cpu(b, mode, &topo, &mut dut, &mut cpu);
+        }
         if mode == GwMode::Kernel
             && b.progress
             && let Some(n) = htb_udp_packets(&topo)
         {
             eprintln!("   htb UDP class 1:10 sent {n} packets");
         }
-        let Dut {
-            dataplane,
-            keys,
-            boringtun,
-        } = dut;
-        drop(keys);
-        drop(boringtun);
-        if let Some(d) = dataplane {
-            // Detach XDP from inside the namespace the interfaces live in.
-            topo.dut_ns.run_in(move || drop(d.stop()))?;
-        }
+        stop_dut(&topo, dut)?;
         drop(topo);
         measured?;
     }
@@ -1138,6 +1238,17 @@ pub fn run_gateway_bench(b: &GatewayBench) -> anyhow::Result<GatewayReport> {
             .find(|c| c.mode == m && c.size == s)
             .map(|c| c.mpps)
     };
+    let cpu_of = |m: GwMode, s: u32| {
+        cpu.iter()
+            .find(|c| c.mode == m && c.size == s)
+            .and_then(|c| c.cpu_ns_per_packet)
+    };
+    for c in &cpu {
+        if !sizes.contains(&c.size) {
+            sizes.push(c.size);
+        }
+    }
+    sizes.sort_unstable();
     let ratio = |a: Option<f64>, d: Option<f64>| match (a, d) {
         (Some(a), Some(d)) if d > 0.0 => Some(a / d),
         _ => None,
@@ -1153,6 +1264,7 @@ pub fn run_gateway_bench(b: &GatewayBench) -> anyhow::Result<GatewayReport> {
                 find(GwMode::Boringtun, s),
                 find(GwMode::GatewaySecure, s),
             ),
+            cpu_gateway_over_forward: ratio(cpu_of(GwMode::Gateway, s), cpu_of(GwMode::Forward, s)),
         })
         .collect();
     let secure_goal_met = ratios
@@ -1178,7 +1290,89 @@ pub fn run_gateway_bench(b: &GatewayBench) -> anyhow::Result<GatewayReport> {
         cells,
         ratios,
         secure_goal_met,
+        cpu_load_pps: b.cpu_load_pps,
+        cpu_seconds: b.cpu_seconds,
+        cpu_idle: b.cpu_idle,
+        cpu_busy: CPU_BUSY,
+        cpu,
     })
+}
+
+/// Stops what runs the DUT (the in-process dataplane inside its namespace,
+/// where its XDP programs are detached).
+fn stop_dut(topo: &ForwardTopology, dut: Dut) -> anyhow::Result<()> {
+    let Dut {
+        dataplane,
+        keys,
+        boringtun,
+    } = dut;
+    drop(keys);
+    drop(boringtun);
+    if let Some(d) = dataplane {
+        topo.dut_ns.run_in(move || drop(d.stop()))?;
+    }
+    Ok(())
+}
+
+/// CPU per packet of the DUT core at `b.cpu_load_pps`, every size.
+fn measure_cpu(
+    b: &GatewayBench,
+    mode: GwMode,
+    topo: &ForwardTopology,
+    dut: &mut Dut,
+    out: &mut Vec<GwCpuCell>,
+) -> anyhow::Result<()> {
+    let addrs = forward_addrs(topo.gen_if().mac.0, topo.dut_in_if().mac.0, INNER_DST);
+    for &size in &b.sizes {
+        let cfg = GenConfig {
+            addrs,
+            flows: b.flows,
+            sizes: vec![size],
+            rate_pps: b.cpu_load_pps,
+            poisson: false,
+            count: u64::MAX,
+            duration: Duration::from_secs_f64(b.cpu_seconds),
+            seed: 1,
+            progress: false,
+        };
+        if let Some(k) = dut.keys.as_mut() {
+            k.install()?;
+        }
+        // The core with the DUT idle, just before.
+        let bg = crate::cpustat::background(b.dut_core, 1.0);
+        let (run, delta) = trial_cpu(topo, b, mode, &cfg, Some(b.dut_core))?;
+        let hz = crate::cpustat::user_hz();
+        let cost = delta
+            .unwrap_or_else(|| Err("no /proc/stat reading".into()))
+            .and_then(|d| crate::cpustat::cost(&d, hz, run.received))
+            .map(|c| match bg {
+                Ok(bg) => c.with_background(bg, hz),
+                Err(_) => c,
+            });
+        let (cost, error) = match cost {
+            Ok(c) => (Some(c), None),
+            Err(e) => (None, Some(e)),
+        };
+        let c = GwCpuCell {
+            mode,
+            size,
+            load_pps: b.cpu_load_pps,
+            cpu_ns_per_packet: cost.map(|c| c.cpu_ns_per_packet),
+            cost,
+            error,
+            run,
+        };
+        if b.progress {
+            eprintln!(
+                "   CPU {:>5} B at {:.3} Mpps: {}",
+                size,
+                b.cpu_load_pps / 1e6,
+                c.summary()
+            );
+        }
+        out.push(c);
+    }
+    Ok(())
 }
 
 /// Every size of one mode on its running DUT.
@@ -1317,6 +1511,27 @@ pub fn table(r: &GatewayReport) -> String {
             f(q.secure_over_gateway),
             f(q.boringtun_over_secure)
         );
+    }
+    if !r.cpu.is_empty() {
+        s += &format!(
+            "CPU per packet at {:.3} Mpps offered, {:.1} s per trial, AF_XDP DUTs' idle policy: spin {} then {} us sleeps; busy = {}\n",
+            r.cpu_load_pps / 1e6,
+            r.cpu_seconds,
+            r.cpu_idle.spin,
+            r.cpu_idle.sleep_us,
+            r.cpu_busy
+        );
+        for c in &r.cpu {
+            s += &format!("  {:<14} {:>6} B: {}\n", c.mode.name(), c.size, c.summary());
+        }
+        for q in &r.ratios {
+            if let Some(x) = q.cpu_gateway_over_forward {
+                s += &format!(
+                    "size {:>5}: CPU per packet gateway/forward {x:.2}\n",
+                    q.size
+                );
+            }
+        }
     }
     if let Some(met) = r.secure_goal_met {
         s += &format!(

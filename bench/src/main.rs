@@ -25,7 +25,7 @@ enum Cmd {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "kernel,afxdp-native,afxdp-busypoll,afxdp-generic,uring,rx-drop,tx-only"
+            default_value = "kernel,afxdp-native,afxdp-busypoll,afxdp-generic,uring,rx-drop,tx-only,tx-only-budget"
         )]
         modes: Vec<Mode>,
         /// Frame sizes in bytes incl. FCS (comma-separated).
@@ -52,6 +52,12 @@ enum Cmd {
         /// Core for the generator and the sink.
         #[arg(long, default_value_t = 0)]
         gen_core: usize,
+        /// `tx-only-budget`: frames one copy-mode sendto hands to the
+        /// driver (XDP_MAX_TX_SKB_BUDGET, Linux >= 6.17; 32..=8192).
+        #[arg(long, default_value_t = 256)]
+        tx_skb_budget: u32,
+        #[command(flatten)]
+        cpu: CpuArgs,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -127,6 +133,46 @@ enum Cmd {
     /// handshakes, replays and oversized frames against a gateway, bounded in
     /// count and time (run it inside the segment's namespace).
     Attack(Box<AttackArgs>),
+}
+
+/// CPU per packet of the DUT core at a fixed offered load (`forward` and
+/// `gateway`).
+#[derive(clap::Args)]
+struct CpuArgs {
+    /// Offered load of the CPU-per-packet trials, packets/s (below every
+    /// mode's limit; 0: no CPU trials).
+    #[arg(long, default_value_t = 50_000.0)]
+    cpu_load_pps: f64,
+    /// Seconds of each CPU-per-packet trial (default 4; `gateway --quick`: 1).
+    #[arg(long)]
+    cpu_seconds: Option<f64>,
+    /// The DUT worker's idle spin in the CPU trials (the gateway's default).
+    #[arg(long, default_value_t = 200)]
+    cpu_spin: u32,
+    /// The DUT worker's idle sleep (us) in the CPU trials (the gateway's default).
+    #[arg(long, default_value_t = 50)]
+    cpu_idle_sleep_us: u32,
+    /// Only the CPU-per-packet trials (no throughput search).
+    #[arg(long)]
+    cpu_only: bool,
+}
+
+impl CpuArgs {
+    fn check(&self) -> anyhow::Result<()> {
+        if !(0.0..=10e6).contains(&self.cpu_load_pps) {
+            anyhow::bail!("--cpu-load-pps must be in [0, 10000000]");
+        }
+        if self.cpu_seconds.is_some_and(|s| !(s > 0.0 && s <= 60.0)) {
+            anyhow::bail!("--cpu-seconds must be in (0, 60]");
+        }
+        if self.cpu_only && self.cpu_load_pps == 0.0 {
+            anyhow::bail!("--cpu-only needs --cpu-load-pps > 0");
+        }
+        if self.cpu_idle_sleep_us > 1_000_000 {
+            anyhow::bail!("--cpu-idle-sleep-us must be at most 1000000");
+        }
+        Ok(())
+    }
 }
 
 #[derive(clap::Args)]
@@ -266,7 +312,8 @@ struct GatewayArgs {
     /// 64,512,1500, with --quick 64).
     #[arg(long, value_delimiter = ',')]
     sizes: Option<Vec<u32>>,
-    /// Short run: 64-byte frames (unless --sizes), 1 s + 5 x 0.5 s trials per mode.
+    /// Short run: 64-byte frames (unless --sizes), 1 s + 5 x 0.5 s trials
+    /// and a 1 s CPU trial per mode.
     #[arg(long)]
     quick: bool,
     /// Generated flows (= gateway sessions).
@@ -288,6 +335,8 @@ struct GatewayArgs {
     /// ~/.cargo/bin; the mode is skipped when there is none).
     #[arg(long)]
     boringtun_cli: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    cpu: CpuArgs,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -315,6 +364,7 @@ fn run_gateway(a: &GatewayArgs) -> anyhow::Result<()> {
     {
         anyhow::bail!("--boringtun-cli: {} is not a file", p.display());
     }
+    a.cpu.check()?;
     if !(0.0..1.0).contains(&a.loss_tolerance) {
         anyhow::bail!("--loss-tolerance must be in [0, 1)");
     }
@@ -342,6 +392,13 @@ fn run_gateway(a: &GatewayArgs) -> anyhow::Result<()> {
         gen_core: a.gen_core,
         progress: !a.quiet,
         boringtun_cli: a.boringtun_cli.clone().or(base.boringtun_cli.clone()),
+        cpu_load_pps: a.cpu.cpu_load_pps,
+        cpu_seconds: a.cpu.cpu_seconds.unwrap_or(base.cpu_seconds),
+        cpu_idle: mongate_dataplane::worker::IdlePolicy {
+            spin: a.cpu.cpu_spin,
+            sleep_us: a.cpu.cpu_idle_sleep_us,
+        },
+        cpu_only: a.cpu.cpu_only,
         ..base
     };
     let report = run_gateway_bench(&b)?;
@@ -375,6 +432,8 @@ fn main() -> ExitCode {
             loss_tolerance,
             dut_core,
             gen_core,
+            tx_skb_budget,
+            cpu,
             json,
             quiet,
         } => (|| {
@@ -394,6 +453,10 @@ fn main() -> ExitCode {
             if dut_core >= ncpu || gen_core >= ncpu {
                 anyhow::bail!("--dut-core/--gen-core must be below {ncpu} (cores on this machine)");
             }
+            cpu.check()?;
+            if !(32..=8192).contains(&tx_skb_budget) {
+                anyhow::bail!("--tx-skb-budget must be in 32..=8192 (the generator's tx ring)");
+            }
             let exe = std::env::current_exe()?;
             let b = ForwardBench {
                 modes,
@@ -407,6 +470,11 @@ fn main() -> ExitCode {
                 gen_core,
                 dataplane_bin: exe.with_file_name("mongate-dataplane"),
                 progress: !quiet,
+                tx_skb_budget,
+                cpu_load_pps: cpu.cpu_load_pps,
+                cpu_seconds: cpu.cpu_seconds.unwrap_or(4.0),
+                cpu_idle: (cpu.cpu_spin, cpu.cpu_idle_sleep_us),
+                cpu_only: cpu.cpu_only,
             };
             if !b.dataplane_bin.exists() {
                 anyhow::bail!(

@@ -24,6 +24,7 @@ fn quick_run_delivers_geneve_to_the_sink() {
         search_seconds: 0.5,
         search_steps: 1,
         progress: false,
+        cpu_seconds: 0.5,
         ..GatewayBench::quick()
     };
     let r = run_gateway_bench(&b).expect("bench runs");
@@ -61,4 +62,19 @@ fn quick_run_delivers_geneve_to_the_sink() {
     assert!(r.ratios[0].gateway_over_forward.is_some_and(|x| x > 0.0));
     assert!(r.ratios[0].gateway_over_kernel.is_some_and(|x| x > 0.0));
     assert!(r.ratios[0].secure_over_gateway.is_some_and(|x| x > 0.0));
+    // CPU per packet: every measured mode at the fixed load, the AF_XDP
+    // DUTs restarted with the sleeping idle policy for it.
+    assert_eq!(r.cpu.len(), r.cells.len());
+    for c in &r.cpu {
+        assert!(
+            c.run.received > 0 && c.cost.is_some() && c.error.is_none(),
+            "{}: {:?}",
+            c.mode.name(),
+            c.error
+        );
+        assert!(
+            c.cpu_ns_per_packet
+                .is_some_and(|x| x.is_finite() && x > 0.0)
+        );
+    }
 }

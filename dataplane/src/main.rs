@@ -90,9 +90,14 @@ struct ForwardArgs {
     /// Instance name: counters in $MONGATE_RUN_DIR/NAME.stats (default /run/mongate).
     #[arg(long, default_value = "dataplane")]
     name: String,
-    /// Busy-poll iterations before yielding when idle.
+    /// Busy-poll iterations before yielding (or sleeping) when idle.
     #[arg(long, default_value_t = 2000)]
     spin: u32,
+    /// Then sleep this long per empty iteration (0: never sleep, yield
+    /// only; a whole core per worker). `mongate-bench` measures CPU per
+    /// packet with a gateway's 50 us.
+    #[arg(long, default_value_t = 0)]
+    idle_sleep_us: u32,
     /// AF_XDP preferred busy polling on the ingress sockets, with this budget
     /// (0: off). The worker then runs the device's NAPI itself.
     #[arg(long, default_value_t = 0)]
@@ -179,6 +184,10 @@ struct RelayArgs {
     /// Instance name: counters in $MONGATE_RUN_DIR/NAME.stats (default /run/mongate).
     #[arg(long, default_value = "dataplane")]
     name: String,
+    /// When idle, sleep this long per empty iteration after the default
+    /// 2000 spins (0: never sleep, yield only).
+    #[arg(long, default_value_t = 0)]
+    idle_sleep_us: u32,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     duration_s: Option<f64>,
@@ -276,7 +285,7 @@ fn forward(a: ForwardArgs) -> anyhow::Result<()> {
     c.name = a.name;
     c.idle = IdlePolicy {
         spin: a.spin,
-        sleep_us: 0,
+        sleep_us: a.idle_sleep_us,
     };
     c.stage = stage;
     c.busy_poll_budget = a.busy_poll;
@@ -336,7 +345,10 @@ fn relay(a: RelayArgs) -> anyhow::Result<()> {
         cores: a.cores,
         frames: a.frames,
         name: a.name,
-        idle: IdlePolicy::default(),
+        idle: IdlePolicy {
+            sleep_us: a.idle_sleep_us,
+            ..IdlePolicy::default()
+        },
     };
     let dp = start_relay(&c)?;
     print_line(&format!(

@@ -40,6 +40,10 @@ pub struct AfXdpConfig {
     /// the device's NAPI from its own `recvfrom`/`sendto` calls instead of
     /// softirq or a poller thread, with this budget per poll (0: off).
     pub busy_poll_budget: u16,
+    /// Copy mode: frames one `sendto` hands to the driver
+    /// (`XDP_MAX_TX_SKB_BUDGET`, Linux >= 6.17; 32..=`ring_size`). 0: the
+    /// kernel's default (32).
+    pub tx_skb_budget: u32,
 }
 
 impl AfXdpConfig {
@@ -53,6 +57,7 @@ impl AfXdpConfig {
             fill_size: 8192,
             bind: BindMode::Auto,
             busy_poll_budget: 0,
+            tx_skb_budget: 0,
         }
     }
 }
@@ -129,6 +134,16 @@ pub enum AfXdpError {
     /// Ring sizes must be powers of two.
     #[error("AF_XDP ring sizes must be powers of two (got {0})")]
     RingSize(u32),
+    /// The kernel refused `XDP_MAX_TX_SKB_BUDGET`.
+    #[error("{ifname}: XDP_MAX_TX_SKB_BUDGET {budget}: {why}")]
+    TxSkbBudget {
+        /// Interface.
+        ifname: String,
+        /// The budget asked for.
+        budget: u32,
+        /// Why (no such option in this kernel, or out of range).
+        why: String,
+    },
     /// XSKMAP registration failed.
     #[error(transparent)]
     Bpf(#[from] crate::bpf::BpfError),
@@ -339,6 +354,30 @@ impl AfXdpPort {
         )?;
         setsockopt(s, XDP_RX_RING, &cfg.ring_size, "rx ring", ifname)?;
         setsockopt(s, XDP_TX_RING, &cfg.ring_size, "tx ring", ifname)?;
+        if cfg.tx_skb_budget > 0 {
+            setsockopt(
+                s,
+                XDP_MAX_TX_SKB_BUDGET,
+                &cfg.tx_skb_budget,
+                "tx skb budget",
+                ifname,
+            )
+            .map_err(|e| AfXdpError::TxSkbBudget {
+                ifname: ifname.to_string(),
+                budget: cfg.tx_skb_budget,
+                why: match &e {
+                    AfXdpError::Os { err, .. } if err.raw_os_error() == Some(libc::ENOPROTOOPT) => {
+                        "this kernel has no such option (Linux >= 6.17 has it)".to_string()
+                    }
+                    // EACCES (mapped to `Permission` by `err`): the socket
+                    // exists, so it was allowed; the kernel says range.
+                    AfXdpError::Permission { .. } => {
+                        format!("out of range: 32..={} (the tx ring's size)", cfg.ring_size)
+                    }
+                    e => e.to_string(),
+                },
+            })?;
+        }
 
         let mut off = XdpMmapOffsets::default();
         let mut optlen =

@@ -9,6 +9,9 @@ pub const XDP_UMEM_REG: i32 = 4;
 pub const XDP_UMEM_FILL_RING: i32 = 5;
 pub const XDP_UMEM_COMPLETION_RING: i32 = 6;
 pub const XDP_STATISTICS: i32 = 7;
+/// Linux >= 6.17 (not in older uapi headers): frames one copy-mode
+/// `sendto` hands to the driver, 32..=tx ring size (default 32).
+pub const XDP_MAX_TX_SKB_BUDGET: i32 = 9;
 
 pub const XDP_SHARED_UMEM: u16 = 1 << 0;
 pub const XDP_COPY: u16 = 1 << 1;
