@@ -179,6 +179,10 @@ struct RelayArgs {
     /// Instance name: counters in $MONGATE_RUN_DIR/NAME.stats (default /run/mongate).
     #[arg(long, default_value = "dataplane")]
     name: String,
+    /// Received datagrams a worker may hold (provided buffers, and a socket
+    /// buffer for about as many small ones): the bound on queueing delay.
+    #[arg(long, default_value_t = mongate_dataplane::app::DEFAULT_RX_QUEUE)]
+    rx_queue: u32,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     duration_s: Option<f64>,
@@ -337,6 +341,7 @@ fn relay(a: RelayArgs) -> anyhow::Result<()> {
         frames: a.frames,
         name: a.name,
         idle: IdlePolicy::default(),
+        rx_queue: a.rx_queue,
     };
     let dp = start_relay(&c)?;
     print_line(&format!(
