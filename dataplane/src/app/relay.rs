@@ -40,7 +40,7 @@ pub struct RelayConfig {
 /// Default of [`RelayConfig::rx_queue`]: 256 provided buffers and a socket
 /// buffer for about 256 more small datagrams, i.e. at most ~5 ms of queue at
 /// the ~0.1 Mpps one relay worker sustains on the development machine (the
-/// former 8 MiB socket buffers and 8192 provided buffers held ~200 ms, and
+/// former 8 MiB socket buffers and 8192 provided buffers held ~300 ms, and
 /// an overload showed as that much latency instead of as loss).
 pub const DEFAULT_RX_QUEUE: u32 = 256;
 
