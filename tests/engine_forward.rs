@@ -164,6 +164,10 @@ fn uring_relay_two_workers_zero_loss() {
         frames: 16384,
         name: format!("it-uring-{}", std::process::id()),
         idle: IdlePolicy::default(),
+        // Deep queues: this test asks for every datagram on a shared CI
+        // machine, where an unpinned worker can lose its core for tens of
+        // ms; the default bounds queueing delay instead (see docs/uring.md).
+        rx_queue: 8192,
     };
     let dp = topo
         .dut_ns

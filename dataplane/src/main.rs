@@ -188,6 +188,10 @@ struct RelayArgs {
     /// 2000 spins (0: never sleep, yield only).
     #[arg(long, default_value_t = 0)]
     idle_sleep_us: u32,
+    /// Received datagrams a worker may hold (provided buffers, and a socket
+    /// buffer for about as many small ones): the bound on queueing delay.
+    #[arg(long, default_value_t = mongate_dataplane::app::DEFAULT_RX_QUEUE)]
+    rx_queue: u32,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     duration_s: Option<f64>,
@@ -349,6 +353,7 @@ fn relay(a: RelayArgs) -> anyhow::Result<()> {
             sleep_us: a.idle_sleep_us,
             ..IdlePolicy::default()
         },
+        rx_queue: a.rx_queue,
     };
     let dp = start_relay(&c)?;
     print_line(&format!(

@@ -13,4 +13,4 @@ pub mod signals;
 
 pub use forward::{ForwardConfig, RunningDataplane, StageKind, start_forward};
 pub use gateway::{GatewayConfig, start_gateway};
-pub use relay::{RelayConfig, start_relay};
+pub use relay::{DEFAULT_RX_QUEUE, RelayConfig, start_relay};

@@ -11,7 +11,7 @@ use super::forward::RunningDataplane;
 use crate::engine::{Arena, FramePool, Port};
 use crate::forward::UdpRelay;
 use crate::stats::{StatsRegion, stats_path};
-use crate::uring::{UringConfig, UringPort};
+use crate::uring::{RxQueue, UringConfig, UringPort};
 use crate::worker::{IdlePolicy, Worker, pin_to_core};
 
 /// An io_uring UDP relay.
@@ -31,7 +31,18 @@ pub struct RelayConfig {
     pub name: String,
     /// Idle policy.
     pub idle: IdlePolicy,
+    /// Received datagrams a worker may hold (see [`RxQueue::for_packets`]):
+    /// the bound on queueing delay. [`DEFAULT_RX_QUEUE`] unless a caller
+    /// trades latency for tolerance of a worker being descheduled.
+    pub rx_queue: u32,
 }
+
+/// Default of [`RelayConfig::rx_queue`]: 256 provided buffers and a socket
+/// buffer for about 256 more small datagrams, i.e. at most ~5 ms of queue at
+/// the ~0.1 Mpps one relay worker sustains on the development machine (the
+/// former 8 MiB socket buffers and 8192 provided buffers held ~300 ms, and
+/// an overload showed as that much latency instead of as loss).
+pub const DEFAULT_RX_QUEUE: u32 = 256;
 
 /// Starts the workers; returns when every socket is bound and receiving.
 pub fn start_relay(c: &RelayConfig) -> anyhow::Result<RunningDataplane> {
@@ -63,9 +74,8 @@ pub fn start_relay(c: &RelayConfig) -> anyhow::Result<RunningDataplane> {
                         let arena = Arena::new(c.frames, 2048, 256, true)?;
                         let mut pool = FramePool::new(&arena);
                         let mut ucfg = UringConfig::new(c.listen, 0);
-                        ucfg.ring_entries =
-                            u16::try_from((c.frames / 2).min(16384).next_power_of_two())
-                                .unwrap_or(4096);
+                        // Half the frames at most stay posted: the rest are in flight.
+                        RxQueue::for_packets(c.rx_queue.min(c.frames / 2)).apply(&mut ucfg);
                         // SAFETY: the arena outlives the port: both move into the
                         // worker below, whose field order drops ports before the arena,
                         // and every call passes this arena and its pool.

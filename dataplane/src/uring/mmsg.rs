@@ -44,7 +44,7 @@ impl MmsgSocket {
     /// Sets SO_RCVBUF and SO_SNDBUF (the FORCE variants when permitted), as a
     /// [`super::UringPort`] does with `socket_buf_bytes`.
     pub fn set_buffers(&self, bytes: u32) -> io::Result<()> {
-        super::socket::set_buffers(self.sock.as_fd(), bytes)
+        super::socket::set_buffers(self.sock.as_fd(), bytes, bytes)
     }
 
     /// The socket.

@@ -202,8 +202,13 @@ impl UringPort {
         // Every fallible step comes before the buffer ring registration: an
         // early return would drop `buf_ring` before `ring`, which must not
         // happen while the ring memory is registered.
-        let (socket, local) = open_udp(cfg.local, cfg.device.as_deref(), cfg.socket_buf_bytes)
-            .map_err(io_err("socket"))?;
+        let (socket, local) = open_udp(
+            cfg.local,
+            cfg.device.as_deref(),
+            cfg.rcvbuf_bytes.unwrap_or(cfg.socket_buf_bytes),
+            cfg.socket_buf_bytes,
+        )
+        .map_err(io_err("socket"))?;
         let cq = (u32::from(entries) + cfg.send_slots + cfg.sq_entries).next_power_of_two();
         let (ring, mode) = build_ring(cfg, cfg.sq_entries, cq).map_err(io_err("io_uring setup"))?;
         let buf_ring = BufRing::new(entries).map_err(io_err("buffer ring mmap"))?;

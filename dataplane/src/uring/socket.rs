@@ -37,10 +37,10 @@ fn set_buf(
     set_int(fd, libc::SOL_SOCKET, force, v).or_else(|_| set_int(fd, libc::SOL_SOCKET, plain, v))
 }
 
-/// Sets both socket buffers to `bytes` (FORCE variants first).
-pub(crate) fn set_buffers(fd: BorrowedFd<'_>, bytes: u32) -> io::Result<()> {
-    set_buf(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, bytes)?;
-    set_buf(fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, bytes)
+/// Sets the receive and send buffers (FORCE variants first).
+pub(crate) fn set_buffers(fd: BorrowedFd<'_>, rcv: u32, snd: u32) -> io::Result<()> {
+    set_buf(fd, libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, rcv)?;
+    set_buf(fd, libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, snd)
 }
 
 /// Opens, configures and binds the UDP socket. Returns it with its actual
@@ -48,7 +48,8 @@ pub(crate) fn set_buffers(fd: BorrowedFd<'_>, bytes: u32) -> io::Result<()> {
 pub(crate) fn open_udp(
     local: SocketAddr,
     device: Option<&str>,
-    buf_bytes: u32,
+    rcvbuf_bytes: u32,
+    sndbuf_bytes: u32,
 ) -> io::Result<(OwnedFd, SocketAddr)> {
     let domain = if local.is_ipv6() {
         libc::AF_INET6
@@ -74,7 +75,7 @@ pub(crate) fn open_udp(
         // One socket = one address family: IPv4 traffic gets its own port.
         set_int(b, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 1)?;
     }
-    set_buffers(b, buf_bytes)?;
+    set_buffers(b, rcvbuf_bytes, sndbuf_bytes)?;
     if let Some(dev) = device {
         let name = dev.as_bytes();
         if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains(&0) {
