@@ -320,7 +320,7 @@ pub struct TrackerConfig {
 /// packets of `min_packet_bytes` (a flow of small packets sends more of them
 /// per rate unit): at least 128, at most `max`, a power of two. A ring too
 /// small evicts packets as lost before their ack can come; one too large
-/// costs memory per flow (9 bytes per entry).
+/// costs memory per flow (8 bytes per entry).
 pub fn window_for(
     units_per_s: f64,
     unit_bytes: u32,
@@ -381,14 +381,29 @@ pub struct TrackerStats {
 const OUTSTANDING: u8 = 0;
 const ACKED: u8 = 1;
 const LOST: u8 = 2;
+const STATE_MASK: u64 = 3;
+
+/// A slot's word: send time `ts` (ns, saturated at 2^62 - 1, 146 years)
+/// and state `st`.
+#[inline]
+const fn pack(ts: u64, st: u8) -> u64 {
+    let ts = if ts > u64::MAX >> 2 {
+        u64::MAX >> 2
+    } else {
+        ts
+    };
+    (ts << 2) | st as u64
+}
 
 /// Per-flow sender state: outstanding packets and RTT estimate.
 #[derive(Clone, Debug)]
 pub struct AckTracker {
     cfg: TrackerConfig,
     mask: u64,
-    sent_ts: Vec<u64>,
-    state: Vec<u8>,
+    /// Per remembered sequence: its send time (ns) shifted left by 2, and
+    /// its state (`OUTSTANDING`, `ACKED`, `LOST`) in the low 2 bits: one
+    /// array, so a send or an ack touches one cache line, not two.
+    slots: Vec<u64>,
     next_seq: u64,
     /// Lowest sequence that may still be outstanding.
     oldest: u64,
@@ -411,8 +426,7 @@ impl AckTracker {
         Self {
             cfg,
             mask: u64::from(n) - 1,
-            sent_ts: vec![0; n as usize],
-            state: vec![ACKED; n as usize],
+            slots: vec![pack(0, ACKED); n as usize],
             next_seq: 0,
             oldest: 0,
             largest_acked: None,
@@ -448,18 +462,15 @@ impl AckTracker {
             return;
         }
         let len = usize::try_from(n).unwrap_or(1 << 24);
-        let mut sent_ts = vec![0; len];
-        let mut state = vec![ACKED; len];
+        let mut slots = vec![pack(0, ACKED); len];
         let new_mask = n - 1;
         // The old ring holds the last `old` sequences; in the larger ring
         // each keeps its own slot.
         for seq in self.next_seq.saturating_sub(old)..self.next_seq {
             let (from, to) = (self.idx(seq), usize::try_from(seq & new_mask).unwrap_or(0));
-            sent_ts[to] = self.sent_ts[from];
-            state[to] = self.state[from];
+            slots[to] = self.slots[from];
         }
-        self.sent_ts = sent_ts;
-        self.state = state;
+        self.slots = slots;
         self.mask = new_mask;
     }
 
@@ -479,8 +490,28 @@ impl AckTracker {
         usize::try_from(seq & self.mask).unwrap_or(0)
     }
 
+    /// State of slot `i`.
+    #[inline]
+    fn state_at(&self, i: usize) -> u8 {
+        // The low 2 bits: fits u8.
+        #[allow(clippy::cast_possible_truncation)]
+        let st = (self.slots[i] & STATE_MASK) as u8;
+        st
+    }
+
+    /// Send time of slot `i`, ns.
+    #[inline]
+    fn sent_at(&self, i: usize) -> u64 {
+        self.slots[i] >> 2
+    }
+
+    #[inline]
+    fn set_state(&mut self, i: usize, st: u8) {
+        self.slots[i] = (self.slots[i] & !STATE_MASK) | u64::from(st);
+    }
+
     fn advance_oldest(&mut self) {
-        while self.oldest < self.next_seq && self.state[self.idx(self.oldest)] != OUTSTANDING {
+        while self.oldest < self.next_seq && self.state_at(self.idx(self.oldest)) != OUTSTANDING {
             self.oldest += 1;
         }
     }
@@ -490,9 +521,8 @@ impl AckTracker {
     #[inline]
     pub fn prefetch_send(&self) {
         let i = self.idx(self.next_seq);
-        if let (Some(t), Some(s)) = (self.sent_ts.get(i), self.state.get(i)) {
-            crate::sys::prefetch_read((t as *const u64).cast::<u8>());
-            crate::sys::prefetch_read(s as *const u8);
+        if let Some(w) = self.slots.get(i) {
+            crate::sys::prefetch_read((w as *const u64).cast::<u8>());
         }
     }
 
@@ -501,9 +531,8 @@ impl AckTracker {
     #[inline]
     pub fn prefetch_ack(&self) {
         let i = self.idx(self.oldest);
-        if let (Some(t), Some(s)) = (self.sent_ts.get(i), self.state.get(i)) {
-            crate::sys::prefetch_read((t as *const u64).cast::<u8>());
-            crate::sys::prefetch_read(s as *const u8);
+        if let Some(w) = self.slots.get(i) {
+            crate::sys::prefetch_read((w as *const u64).cast::<u8>());
         }
     }
 
@@ -513,8 +542,8 @@ impl AckTracker {
         let mut evicted = 0;
         if self.next_seq - self.oldest > self.mask {
             let i = self.idx(self.oldest);
-            if self.state[i] == OUTSTANDING {
-                self.state[i] = LOST;
+            if self.state_at(i) == OUTSTANDING {
+                self.set_state(i, LOST);
                 self.stats.lost += 1;
                 self.stats.evicted += 1;
                 evicted = 1;
@@ -526,8 +555,7 @@ impl AckTracker {
         self.last_send_ns = self.last_send_ns.max(now_ns);
         let seq = self.next_seq;
         let i = self.idx(seq);
-        self.sent_ts[i] = self.last_send_ns;
-        self.state[i] = OUTSTANDING;
+        self.slots[i] = pack(self.last_send_ns, OUTSTANDING);
         self.next_seq += 1;
         self.stats.sent += 1;
         (seq, evicted)
@@ -541,9 +569,9 @@ impl AckTracker {
             return 0;
         }
         let i = self.idx(seq);
-        match self.state[i] {
+        match self.state_at(i) {
             OUTSTANDING => {
-                self.state[i] = ACKED;
+                self.set_state(i, ACKED);
                 self.stats.acked += 1;
                 1
             }
@@ -599,8 +627,8 @@ impl AckTracker {
             let mut s = self.oldest;
             while s < self.next_seq && s + self.cfg.reorder_packets <= l {
                 let i = self.idx(s);
-                if self.state[i] == OUTSTANDING {
-                    self.state[i] = LOST;
+                if self.state_at(i) == OUTSTANDING {
+                    self.set_state(i, LOST);
                     self.stats.lost += 1;
                     out.lost += 1;
                 }
@@ -653,10 +681,10 @@ impl AckTracker {
         // (which never settles one); the scan is for robustness.
         while s < self.next_seq {
             let i = self.idx(s);
-            if self.state[i] == OUTSTANDING {
+            if self.state_at(i) == OUTSTANDING {
                 let below_largest = self.largest_acked.is_some_and(|l| s < l);
                 let thr = if below_largest { reorder } else { tail };
-                return Some(self.sent_ts[i].saturating_add(thr));
+                return Some(self.sent_at(i).saturating_add(thr));
             }
             s += 1;
         }
@@ -669,15 +697,15 @@ impl AckTracker {
         let mut s = self.oldest;
         while s < self.next_seq {
             let i = self.idx(s);
-            if self.state[i] == OUTSTANDING {
+            if self.state_at(i) == OUTSTANDING {
                 let below_largest = self.largest_acked.is_some_and(|l| s < l);
                 let thr = if below_largest { reorder } else { tail };
-                if now_ns.saturating_sub(self.sent_ts[i]) < thr {
+                if now_ns.saturating_sub(self.sent_at(i)) < thr {
                     // Later packets were sent later: none of them is due either
                     // (tail >= reorder).
                     break;
                 }
-                self.state[i] = LOST;
+                self.set_state(i, LOST);
                 self.stats.lost += 1;
                 lost += 1;
             }
