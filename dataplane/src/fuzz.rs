@@ -178,6 +178,38 @@ pub fn sync_corpus(
     Ok(wrong)
 }
 
+/// A frame as the packet capture handles it: the classifier's inner parse
+/// (the LAN hot path's, and the capture filter's), the frame copied into a
+/// mirror slot at a snap length the input chooses (bounded by the slot and
+/// the frame, its bytes the frame's prefix), written as a pcap record that
+/// reads back equal; and the input itself read as a pcap file (the capture
+/// reader's parser) without a panic.
+pub fn fuzz_capture_frame(data: &[u8]) {
+    use crate::mirror::{SNAP_MAX, Slot, SlotMeta, pcap};
+    if let Ok(i) = crate::classify::inner::parse(data) {
+        core::hint::black_box(i);
+    }
+    let snap = usize::from(data.first().copied().unwrap_or(0)) * 16;
+    let meta = SlotMeta {
+        ts_ns: 1,
+        generation: 2,
+        port: 0,
+        side: crate::mirror::SIDE_LAN,
+        dir: crate::mirror::DIR_RX,
+    };
+    let slot = Slot::new(meta, data, snap);
+    let got = slot.bytes();
+    assert!(got.len() <= snap.min(data.len()).min(SNAP_MAX));
+    assert_eq!(got, &data[..got.len()]);
+    let mut w = pcap::PcapWriter::new(Vec::new(), 65535).expect("writing to a Vec");
+    w.record(1_700_000_000_000_000_000, slot.orig_len, got)
+        .expect("writing to a Vec");
+    let (_, _, recs) = pcap::parse(&w.into_inner()).expect("our own file parses");
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].data, got);
+    core::hint::black_box(pcap::parse(data));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,6 +250,11 @@ mod tests {
             d[..4].copy_from_slice(&kind.to_ne_bytes());
             d[4..8].copy_from_slice(&len.to_ne_bytes());
             fuzz_ring_msg(&d);
+        }
+
+        #[test]
+        fn capture_frame_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..2200)) {
+            fuzz_capture_frame(&data);
         }
 
         #[test]

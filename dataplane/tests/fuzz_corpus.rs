@@ -414,6 +414,21 @@ fn seed_corpus_is_committed_and_runs() {
         body: fuzz::fuzz_plan_file,
         seeds: plan_seeds(),
     });
+    let frame = inner_frame(32);
+    let mut short_snap = frame.clone();
+    short_snap[0] = 2; // the body's snap length: 32 bytes
+    targets.push(Target {
+        name: "capture_frame",
+        body: fuzz::fuzz_capture_frame,
+        seeds: vec![
+            ("inner", frame.clone()),
+            ("short-snap", short_snap),
+            (
+                "pcap-file",
+                mongate_dataplane::mirror::pcap::file_of(&[frame]),
+            ),
+        ],
+    });
     let mut wrong = Vec::new();
     for t in &targets {
         for name in sync_corpus(&corpus_dir(t.name), &t.seeds, t.body, write).unwrap() {
