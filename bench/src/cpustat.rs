@@ -162,6 +162,28 @@ impl CpuCost {
     }
 }
 
+/// A CPU trial's figure: its counters' change `delta` (`None`: not read)
+/// over `packets`, less the core's `background` busy share if measured;
+/// or why there is none.
+pub fn trial_cost(
+    delta: Option<Result<CpuTimes, String>>,
+    packets: u64,
+    background: Option<f64>,
+) -> (Option<CpuCost>, Option<String>) {
+    let hz = user_hz();
+    let cost = delta
+        .unwrap_or_else(|| Err("no /proc/stat reading".into()))
+        .and_then(|d| cost(&d, hz, packets))
+        .map(|c| match background {
+            Some(bg) => c.with_background(bg, hz),
+            None => c,
+        });
+    match cost {
+        Ok(c) => (Some(c), None),
+        Err(e) => (None, Some(e)),
+    }
+}
+
 /// The busy share of `core` over `d` (busy / all ticks); an error if no
 /// tick passed.
 pub fn busy_share(d: &CpuTimes) -> Result<f64, String> {
@@ -279,6 +301,25 @@ btime 1700000000
         assert!(parse_core("", 0).is_err());
         // Old kernels: 7 counters, no steal.
         assert_eq!(parse_core("cpu0 1 2 3 4 5 6 7\n", 0).expect("7").steal, 0);
+    }
+
+    #[test]
+    fn a_trial_without_a_reading_says_why() {
+        let (c, e) = trial_cost(None, 100, Some(0.1));
+        assert!(c.is_none() && e.is_some_and(|e| e.contains("/proc/stat")));
+        let (c, e) = trial_cost(Some(Err("boom".into())), 100, None);
+        assert!(c.is_none() && e.as_deref() == Some("boom"));
+        let d = CpuTimes {
+            user: 50,
+            system: 50,
+            idle: 100,
+            ..CpuTimes::default()
+        };
+        let (c, e) = trial_cost(Some(Ok(d)), 1000, Some(0.0));
+        let c = c.expect("a figure");
+        assert!(e.is_none());
+        assert_eq!((c.busy_ticks, c.total_ticks, c.packets), (100, 200, 1000));
+        assert_eq!(c.background_busy_share, Some(0.0));
     }
 
     #[test]

@@ -184,18 +184,7 @@ impl CpuCell {
         delta: Option<Result<CpuTimes, String>>,
         background: Option<f64>,
     ) -> Self {
-        let hz = crate::cpustat::user_hz();
-        let cost = delta
-            .unwrap_or_else(|| Err("no /proc/stat reading".into()))
-            .and_then(|d| crate::cpustat::cost(&d, hz, run.received))
-            .map(|c| match background {
-                Some(bg) => c.with_background(bg, hz),
-                None => c,
-            });
-        let (cost, error) = match cost {
-            Ok(c) => (Some(c), None),
-            Err(e) => (None, Some(e)),
-        };
+        let (cost, error) = crate::cpustat::trial_cost(delta, run.received, background);
         Self {
             mode,
             size,

@@ -1341,18 +1341,7 @@ fn measure_cpu(
         // The core with the DUT idle, just before.
         let bg = crate::cpustat::background(b.dut_core, 1.0);
         let (run, delta) = trial_cpu(topo, b, mode, &cfg, Some(b.dut_core))?;
-        let hz = crate::cpustat::user_hz();
-        let cost = delta
-            .unwrap_or_else(|| Err("no /proc/stat reading".into()))
-            .and_then(|d| crate::cpustat::cost(&d, hz, run.received))
-            .map(|c| match bg {
-                Ok(bg) => c.with_background(bg, hz),
-                Err(_) => c,
-            });
-        let (cost, error) = match cost {
-            Ok(c) => (Some(c), None),
-            Err(e) => (None, Some(e)),
-        };
+        let (cost, error) = crate::cpustat::trial_cost(delta, run.received, bg.ok());
         let c = GwCpuCell {
             mode,
             size,
