@@ -108,6 +108,11 @@ enum Cmd {
         /// Draw no plots.
         #[arg(long, conflicts_with = "plots")]
         no_plots: bool,
+        /// Workers per gateway (`mongate-dataplane run --workers`): every
+        /// gateway interface gets that many queues, worker w serves queue
+        /// w, each class belongs to one worker.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+        workers: u16,
     },
     /// Reload a running gateway's configuration: its dataplane and control
     /// re-read their files (SIGHUP) and apply them whole, or refuse them
@@ -336,6 +341,7 @@ fn main() -> ExitCode {
             fail_link,
             plain,
             scenario,
+            workers,
             topology,
             link_mbps,
             classes,
@@ -368,6 +374,7 @@ fn main() -> ExitCode {
                 partition: None,
                 flash_crowd: None,
                 topology,
+                workers,
                 plots: (!no_plots).then_some(demo::PlotsTo {
                     dir: plots,
                     prefix: String::new(),

@@ -349,6 +349,56 @@ fn demo_fail_link_reports_failover_and_replans_around_it() {
     check_rates_and_utility(&v, &plots);
 }
 
+/// Gateways of two workers on two queues (issue 13), encrypted, plans from
+/// the controls: every planned flow within 5 % of its target in aggregate,
+/// no controller pinned at its cap or at the floor, both workers of A and
+/// C carrying traffic (the class's flows belong to different workers).
+/// Order and bytes of sessions: tests/workers.rs.
+#[test]
+fn demo_two_workers_per_gateway_hold_the_plan() {
+    let Some((v, _, _plots)) = demo(
+        "demo_two_workers_per_gateway_hold_the_plan",
+        &["--workers", "2", "--seconds", "20"],
+    ) else {
+        return;
+    };
+    println!("{}", v["verdict"]["line"]);
+    assert_eq!(v["encrypted"], true);
+    for f in v["flows"].as_array().unwrap() {
+        let target = f["target_mbps"].as_f64().unwrap();
+        if target <= 0.0 {
+            continue;
+        }
+        let (id, err) = (f["id"].as_str().unwrap(), f["error"].as_f64().unwrap());
+        let ctl = f["controller_mbps"].as_f64().unwrap();
+        println!("{id}: target {target:.2}, controller {ctl:.2}, error {err:+.4}");
+        assert!(err.abs() <= 0.05, "{id}: {err:+.4} off its target");
+        assert!(
+            f["at_cap_share"].as_f64().unwrap() < 0.5,
+            "{id}: controller at its cap"
+        );
+        assert!(ctl > 0.5 * target, "{id}: controller at the floor");
+    }
+    for site in ["A", "C"] {
+        let ws: Vec<&serde_json::Value> = v["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|w| w["site"] == site)
+            .collect();
+        assert_eq!(ws.len(), 2, "{site}: two workers");
+        for w in ws {
+            let moved = w["wan_tx"].as_u64().unwrap() + w["lan_tx"].as_u64().unwrap();
+            println!("{site}: {w}");
+            assert!(
+                moved > 1000,
+                "{site} worker {}: {moved} packets",
+                w["worker"]
+            );
+        }
+    }
+}
+
 #[test]
 fn demo_without_root_says_so() {
     // SAFETY: geteuid has no preconditions.

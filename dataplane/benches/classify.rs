@@ -121,6 +121,7 @@ fn settings() -> Settings {
         max_sessions: SESSIONS as usize,
         idle_timeout: 3_600_000_000_000,
         hash_seed: 0x5EED,
+        ..Settings::default()
     }
 }
 

@@ -118,9 +118,18 @@ struct RunArgs {
     /// Instance name: $MONGATE_RUN_DIR/NAME.{stats,flows,ctl} (default /run/mongate). Default: the site name.
     #[arg(long)]
     name: Option<String>,
-    /// Core to pin the worker to.
+    /// Core to pin the worker to (worker 0; see --cores).
     #[arg(long)]
     core: Option<usize>,
+    /// Workers: worker w serves queue w of the LAN interface and of every
+    /// uplink (each needs that many combined queues; AF_XDP uplinks only).
+    /// Each class belongs to one worker; packets of another worker's class
+    /// are handed to it (docs/architecture.md, "Several workers").
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: u16,
+    /// Core of each worker, in worker order (overrides --core).
+    #[arg(long, value_delimiter = ',')]
+    cores: Vec<usize>,
     /// A deployment plan from `mongate-hwconfig plan` (TOML or JSON): the
     /// worker's core and the XDP mode come from it (overriding --core and
     /// --xdp-mode). The site gateway runs one worker: the plan must have one,
@@ -310,6 +319,8 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         c.name = n;
     }
     c.core = a.core;
+    c.workers = usize::from(a.workers);
+    c.cores = a.cores;
     c.xdp_mode = a.xdp_mode;
     c.bind = a.bind;
     if let Some(path) = &a.plan {
@@ -328,9 +339,10 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     c.settings.uplink_mtu = a.uplink_mtu;
     let dp = start_gateway(&c)?;
     print_line(&format!(
-        "ready: gateway {} (instance {}), xdp {:?}; ports: {}",
+        "ready: gateway {} (instance {}), {} worker(s), xdp {:?}; ports: {}",
         c.site.site.name,
         c.name,
+        c.workers,
         dp.xdp_mode,
         dp.ports.join(", ")
     ));

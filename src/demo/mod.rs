@@ -74,6 +74,8 @@ pub struct Options {
     pub topology: Option<TopologyOptions>,
     /// Where the run's plots go (`--plots`); `None`: none drawn.
     pub plots: Option<PlotsTo>,
+    /// Workers per gateway (and queues per gateway interface).
+    pub workers: u16,
 }
 
 /// Where a run writes its plots: `DIR/PREFIXrates.svg` and so on
@@ -435,6 +437,29 @@ pub struct Summary {
     /// The plots written at the end of the run (`--plots`): `rates`, `utility` and, when the
     /// run cut a link or a site, `failover` -> the SVG file (src/demo/plots.rs).
     pub plots: BTreeMap<String, PathBuf>,
+    /// Packets per gateway worker (`--workers`), read at the end of the run.
+    pub workers: Vec<WorkerSummary>,
+}
+
+/// One gateway worker's packets over the run (its stats file's counters).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct WorkerSummary {
+    /// Site.
+    pub site: String,
+    /// Worker index.
+    pub worker: usize,
+    /// Received from the LAN (its queue).
+    pub lan_rx: u64,
+    /// Sent to the LAN (delivered).
+    pub lan_tx: u64,
+    /// Received from the uplinks (its queue of each).
+    pub wan_rx: u64,
+    /// Sent on the uplinks.
+    pub wan_tx: u64,
+    /// Handed to the gateway's other workers.
+    pub handed_out: u64,
+    /// Handed to it by the other workers.
+    pub handed_in: u64,
 }
 
 /// A plan a site's control activated (its log's `plan` record).

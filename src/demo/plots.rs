@@ -638,6 +638,7 @@ mod tests {
             crowd_optimum: None,
             udp_sent: 0,
             udp_received: 0,
+            workers: Vec::new(),
             partition: None,
             plots: BTreeMap::new(),
         }

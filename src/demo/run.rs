@@ -211,6 +211,7 @@ impl Demo {
         );
         let mut sites_b = world.sites.clone().prefix("mgdemo");
         sites_b.disable_offloads = true;
+        sites_b.queues = o.workers.max(1);
         let nominal: BTreeMap<String, f64> = sites_b
             .links
             .iter()
@@ -343,7 +344,19 @@ impl Demo {
                 "--report-every-ms".into(),
                 "5".into(),
             ];
-            if ncpu > 1 {
+            if o.workers > 1 {
+                // Worker w on core ncpu-1-w (cycled): worker 0 where a
+                // one-worker gateway runs.
+                let cores: Vec<String> = (0..usize::from(o.workers))
+                    .map(|w| ((ncpu - 1 + ncpu * 16 - w) % ncpu).to_string())
+                    .collect();
+                argv.extend([
+                    "--workers".into(),
+                    o.workers.to_string(),
+                    "--cores".into(),
+                    cores.join(","),
+                ]);
+            } else if ncpu > 1 {
                 argv.extend(["--core".into(), (ncpu - 1).to_string()]);
             }
             if o.plan == PlanSource::File {
@@ -892,6 +905,11 @@ impl Demo {
                 );
             }
         }
+        let workers = self
+            .sites
+            .iter()
+            .flat_map(|s| worker_packets(&s.name, &s.instance_name, &s.config))
+            .collect();
         self.stop_processes();
         let Demo {
             topo,
@@ -943,6 +961,7 @@ impl Demo {
             udp_received,
             partition: o.partition.clone(),
             plots: BTreeMap::new(),
+            workers,
         })
     }
 
@@ -957,6 +976,49 @@ impl Demo {
             }
         }
     }
+}
+
+/// Each worker's packets at a site's gateway, from its stats file (ports:
+/// the LAN, then the site file's uplinks, then the handoff ports).
+fn worker_packets(
+    site: &str,
+    instance: &str,
+    config: &std::path::Path,
+) -> Vec<super::WorkerSummary> {
+    use mongate_dataplane::stats::{MAX_PORTS, StatsRegion, stats_path};
+    use std::sync::atomic::Ordering::Relaxed;
+    let Ok(r) = StatsRegion::open(&stats_path(instance)) else {
+        return Vec::new();
+    };
+    let uplinks = mongate_dataplane::config::Config::load(config).map_or(0, |c| c.uplinks.len());
+    (0..r.workers())
+        .filter_map(|w| r.worker(w).map(|c| (w, c)))
+        .map(|(w, c)| {
+            let sum = |range: std::ops::Range<usize>, tx: bool| -> u64 {
+                range
+                    .filter(|&i| i < MAX_PORTS)
+                    .map(|i| {
+                        let p = &c.ports[i];
+                        if tx {
+                            p.tx_packets.load(Relaxed)
+                        } else {
+                            p.rx_packets.load(Relaxed)
+                        }
+                    })
+                    .sum()
+            };
+            super::WorkerSummary {
+                site: site.to_owned(),
+                worker: w,
+                lan_rx: sum(0..1, false),
+                lan_tx: sum(0..1, true),
+                wan_rx: sum(1..1 + uplinks, false),
+                wan_tx: sum(1..1 + uplinks, true),
+                handed_out: sum(1 + uplinks..MAX_PORTS, true),
+                handed_in: sum(1 + uplinks..MAX_PORTS, false),
+            }
+        })
+        .collect()
 }
 
 /// The link `--fail-link` names (`A-C`: the first link between two sites,

@@ -54,8 +54,14 @@ pub struct GatewayConfig {
     pub bind: BindMode,
     /// Frames of the worker's UMEM.
     pub frames: u32,
-    /// Core to pin the worker to.
+    /// Core to pin the worker to (worker 0 when `cores` is empty).
     pub core: Option<usize>,
+    /// Workers (at least 1): worker `w` serves queue `w` of the LAN
+    /// interface and of every uplink (each needs that many queues).
+    pub workers: usize,
+    /// Core of each worker (empty: `core` for worker 0, the others
+    /// unpinned).
+    pub cores: Vec<usize>,
     /// Idle policy.
     pub idle: IdlePolicy,
     /// Pipeline tunables (MACs, ports, routes and LAN addresses are filled
@@ -83,6 +89,8 @@ impl GatewayConfig {
             bind: BindMode::Auto,
             frames: 8192,
             core: None,
+            workers: 1,
+            cores: Vec::new(),
             idle: IdlePolicy::default(),
             settings,
             control: true,
@@ -115,8 +123,11 @@ struct GatewayStage {
     plan_since: Nanos,
     /// Reloads staged by the main thread.
     reload: Arc<ReloadSlot>,
-    /// Packet capture (`NAME.mirror`, `mongate capture`).
+    /// Packet capture (`NAME.mirror`, `mongate capture`): worker 0's
+    /// traffic (the mirror ring has one writer).
     mirror: MirrorTap,
+    /// Whether this worker feeds the capture (worker 0).
+    taps: bool,
 }
 
 impl GatewayStage {
@@ -216,6 +227,30 @@ impl GatewayStage {
         };
         let st = |a: &std::sync::atomic::AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
         let k = self.gw.classifier();
+        let workers = self.gw.settings().workers;
+        let w16 = u16::try_from(self.worker).unwrap_or(u16::MAX);
+        // Each class's counts come from the worker that owns it; the rest
+        // of the section from worker 0 (the plan and control are the same
+        // on every worker; worker 0 probes the paths).
+        for (ci, cl) in self.gw.config().classes.iter().enumerate() {
+            let c16 = u16::try_from(ci).unwrap_or(u16::MAX);
+            if crate::classify::class_owner(c16, workers) != w16 {
+                continue;
+            }
+            let Some(slot) = self.flows.class_slot(ci) else {
+                break;
+            };
+            st(&slot.active, u64::from(k.active_sessions(c16)));
+            st(&slot.waiting, u64::from(k.waiting_sessions(c16)));
+            st(&slot.admitted, u64::from(k.admitted_limit(c16)));
+            st(
+                &slot.local,
+                u64::from(cl.source == self.gw.config().site.name),
+            );
+        }
+        if self.worker != 0 {
+            return;
+        }
         st(&h.epoch, k.epoch());
         st(&h.plan_since_ns, self.plan_since);
         if let Some(c) = self.chan.as_mut() {
@@ -225,17 +260,6 @@ impl GatewayStage {
             st(&h.control_region, 1);
         }
         st(&h.sessions, u64::try_from(k.sessions()).unwrap_or(u64::MAX));
-        let me = self.gw.config().site.name.as_str();
-        for (ci, cl) in self.gw.config().classes.iter().enumerate() {
-            let Some(slot) = self.flows.class_slot(ci) else {
-                break;
-            };
-            let c16 = u16::try_from(ci).unwrap_or(u16::MAX);
-            st(&slot.active, u64::from(k.active_sessions(c16)));
-            st(&slot.waiting, u64::from(k.waiting_sessions(c16)));
-            st(&slot.admitted, u64::from(k.admitted_limit(c16)));
-            st(&slot.local, u64::from(cl.source == me));
-        }
         let flows = &self.flows;
         let mut i = 0;
         self.gw.for_each_path_record(now, |r| {
@@ -261,7 +285,7 @@ impl GatewayStage {
                 s.path
                     .store(u64::from(self.gw.flow_path(fi)), Ordering::Relaxed);
             }
-            if self.gw.flow_starts_here(fi) {
+            if self.gw.flow_starts_here(fi) && self.gw.runs_flow(fi) {
                 let flow = u32::try_from(fi).unwrap_or(u32::MAX);
                 let path = self.gw.flow_path(fi);
                 self.flow_buf.push(FlowTelemetry::new(flow, path, &c, mean));
@@ -288,11 +312,15 @@ impl GatewayStage {
         let me = cfg.site.name.as_str();
         let mut items = [ClassTelemetry::default(); CLASSES_PER_MSG];
         let mut n = 0;
-        let local = cfg
-            .classes
-            .iter()
-            .enumerate()
-            .filter(|(_, cl)| cl.source == me);
+        let (workers, w16) = (
+            self.gw.settings().workers,
+            u16::try_from(self.worker).unwrap_or(u16::MAX),
+        );
+        let local = cfg.classes.iter().enumerate().filter(|(ci, cl)| {
+            cl.source == me
+                && crate::classify::class_owner(u16::try_from(*ci).unwrap_or(u16::MAX), workers)
+                    == w16
+        });
         for (ci, _) in local {
             let k = self.gw.classifier();
             let c16 = u16::try_from(ci).unwrap_or(u16::MAX);
@@ -317,6 +345,11 @@ impl GatewayStage {
                 items,
             };
             c.chan.port().send(&t);
+        }
+        if self.worker != 0 {
+            // Peers, paths and keys: worker 0's (it probes).
+            c.chan.port().flush();
+            return;
         }
         let npeers = self.gw.peer_count();
         let mut start = 0;
@@ -400,7 +433,7 @@ impl GatewayStage {
 
 impl Stage for GatewayStage {
     fn process(&mut self, now: Nanos, arena: &mut Arena, batch: &mut Batch) {
-        if !self.mirror.on() {
+        if !self.taps || !self.mirror.on() {
             self.gw.process(now, arena, batch);
             return;
         }
@@ -449,7 +482,7 @@ impl Stage for GatewayStage {
         self.now = now;
         let start = out.len();
         self.gw.poll(now, arena, out);
-        if self.mirror.on() {
+        if self.taps && self.mirror.on() {
             for p in out.as_slice().get(start..).unwrap_or(&[]) {
                 mirror_tx(&mut self.mirror, &self.gw, now, arena, p, None);
             }
@@ -458,7 +491,9 @@ impl Stage for GatewayStage {
     }
     fn maintain(&mut self, pool: &mut FramePool) {
         self.gw.replenish(pool);
-        self.mirror.sync(self.now);
+        if self.taps {
+            self.mirror.sync(self.now);
+        }
         if self.now >= self.next_step {
             let now = self.now;
             self.next_step = now + self.step_every;
@@ -640,24 +675,71 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
             site.uplinks.len()
         );
     }
+    let workers = c.workers.max(1);
+    check_workers(c, workers)?;
     let found = discover(c)?;
-    let filters = attach_filters(c, &found)?;
-    let mut ports = open_ports(c, &filters, found.settings.reserve_frames)?;
-    let names = std::mem::take(&mut ports.names);
-    let reserve = std::mem::take(&mut ports.reserve);
+    let filters = attach_filters(c, &found, workers)?;
     let started = now_ns();
-    let gw = Gateway::new(site, found.settings, reserve, started)?;
-    let regions = open_regions(c, &gw, started)?;
-    let stage = gateway_stage(c, gw, &regions, started)?;
+    // Workers' handoff ports follow the LAN and uplink ports.
+    let first_handoff = u16::try_from(nports).unwrap_or(u16::MAX);
+    let mut links = if workers > 1 {
+        crate::worker::handoff::mesh(workers, first_handoff)?
+    } else {
+        Vec::new()
+    };
+    let mut built = Vec::with_capacity(workers);
+    let mut names = Vec::new();
+    for w in 0..workers {
+        let queue = u32::try_from(w).unwrap_or(u32::MAX);
+        let mut ports = open_ports(c, &filters, found.settings.reserve_frames, queue)?;
+        if w == 0 {
+            names = std::mem::take(&mut ports.names);
+        }
+        let reserve = std::mem::take(&mut ports.reserve);
+        let mut settings = found.settings.clone();
+        settings.workers = u16::try_from(workers).unwrap_or(u16::MAX);
+        settings.worker = u16::try_from(w).unwrap_or(u16::MAX);
+        settings.handoff_first_port = first_handoff;
+        // Each worker its own pacing gaps.
+        settings.seed = settings.seed.wrapping_add(w as u64);
+        let mut gw = Gateway::new(site, settings, reserve, started)?;
+        if let Some(l) = links.get_mut(w) {
+            gw.attach_notes(l.take_notes());
+            for hp in std::mem::take(&mut l.ports) {
+                ports.ports.push(Some(Box::new(hp)));
+            }
+        }
+        built.push((ports, gw));
+    }
+    let regions = open_regions(c, &built[0].1, started, workers)?;
+    let mut threads = Vec::new();
+    let mut slots = Vec::new();
+    for (w, (ports, gw)) in built.into_iter().enumerate() {
+        let stage = gateway_stage(c, gw, &regions, started, w)?;
+        slots.push(stage.reload.clone());
+        let core = c
+            .cores
+            .get(w)
+            .copied()
+            .or(if w == 0 { c.core } else { None });
+        match spawn_worker(c, ports, stage, &regions, w, core) {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                regions.stop.store(true, Ordering::Relaxed);
+                for t in threads {
+                    let _ = t.join();
+                }
+                return Err(e);
+            }
+        }
+    }
     let reloader = GatewayReloader {
-        slot: stage.reload.clone(),
+        slots,
         config: c.site.clone(),
         plan_from_file: !c.control,
         flows: regions.flows.clone(),
         generation: 0,
     };
-    let worker = spawn_worker(c, ports, stage, regions.stop.clone(), regions.stats.clone())?;
-    let mut threads = vec![worker];
     if let Some(r) = regions.ctl.clone() {
         threads.push(spawn_housekeeping(c, r, regions.stop.clone())?);
     }
@@ -673,6 +755,33 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
     }
     rd.reloader = Some(reloader);
     Ok(rd)
+}
+
+/// Several workers: every uplink AF_XDP (an io_uring uplink is one UDP
+/// socket), and no more workers than the stats files describe.
+fn check_workers(c: &GatewayConfig, workers: usize) -> anyhow::Result<()> {
+    if workers == 1 {
+        return Ok(());
+    }
+    if workers > crate::stats::MAX_WORKERS || workers > usize::from(u8::MAX) - 1 {
+        anyhow::bail!(
+            "at most {} workers per gateway (got {workers})",
+            crate::stats::MAX_WORKERS
+        );
+    }
+    if c.site.security.required() && workers > crate::secure::MAX_LANES {
+        anyhow::bail!(
+            "at most {} workers per gateway with security (each seals in its own counter lane; got {workers})",
+            crate::secure::MAX_LANES
+        );
+    }
+    if let Some(u) = c.site.uplinks.iter().find(|u| u.backend != Backend::AfXdp) {
+        anyhow::bail!(
+            "uplink {} uses io_uring: a gateway with {workers} workers needs AF_XDP uplinks (one queue per worker)",
+            u.name
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a private key file others could read or swap (the dataplane
@@ -775,12 +884,17 @@ struct Filters {
 }
 
 /// Phase 2: attaches the XDP filters.
-fn attach_filters(c: &GatewayConfig, found: &Discovered) -> anyhow::Result<Filters> {
+fn attach_filters(
+    c: &GatewayConfig,
+    found: &Discovered,
+    workers: usize,
+) -> anyhow::Result<Filters> {
     let lan_if = c.site.site.lan_interface.as_str();
+    let queues = u32::try_from(workers).unwrap_or(u32::MAX);
     let lan = XdpAttachment::attach(
         lan_if,
         &XdpFilter::lan(&found.lan_v4, &found.lan_v6),
-        1,
+        queues,
         c.xdp_mode,
     )?;
     let mut uplinks = Vec::new();
@@ -789,7 +903,7 @@ fn attach_filters(c: &GatewayConfig, found: &Discovered) -> anyhow::Result<Filte
             uplinks.push(Some(XdpAttachment::attach(
                 &u.interface,
                 &XdpFilter::wan(&[GENEVE_PORT]),
-                1,
+                queues,
                 c.xdp_mode,
             )?));
         } else {
@@ -813,9 +927,14 @@ struct Regions {
 /// Phase 4: creates the stats, flows (with the gateway section: the
 /// gateway's classes, peers, uplinks and candidate paths) and (with a
 /// control) control regions.
-fn open_regions(c: &GatewayConfig, gw: &Gateway, started: Nanos) -> anyhow::Result<Regions> {
+fn open_regions(
+    c: &GatewayConfig,
+    gw: &Gateway,
+    started: Nanos,
+    workers: usize,
+) -> anyhow::Result<Regions> {
     let site = &c.site;
-    let stats = Arc::new(StatsRegion::create(&stats_path(&c.name), 1)?);
+    let stats = Arc::new(StatsRegion::create(&stats_path(&c.name), workers)?);
     let ids: Vec<&str> = site.flows.iter().map(|f| f.id.as_str()).collect();
     let mut paths = 0;
     gw.for_each_path(started, |_| paths += 1);
@@ -842,7 +961,7 @@ fn open_regions(c: &GatewayConfig, gw: &Gateway, started: Nanos) -> anyhow::Resu
     };
     let flows = Arc::new(FlowStatsRegion::create_gateway(
         &flows_path(&c.name),
-        1,
+        workers,
         &ids,
         &layout,
     )?);
@@ -856,7 +975,7 @@ fn open_regions(c: &GatewayConfig, gw: &Gateway, started: Nanos) -> anyhow::Resu
     let ctl = if c.control {
         Some(Arc::new(CtlRegion::create(
             &ctl_path(&c.name),
-            1,
+            u32::try_from(workers)?,
             64,
             initial_epoch,
         )?))
@@ -894,12 +1013,13 @@ fn open_ports(
     c: &GatewayConfig,
     filters: &Filters,
     reserve_frames: usize,
+    queue: u32,
 ) -> anyhow::Result<Ports> {
     let site = &c.site;
     let nports = 1 + site.uplinks.len();
     let arena = Arena::new(c.frames, 2048, 256, true)?;
     let mut pool = FramePool::new(&arena);
-    let mut lan_cfg = AfXdpConfig::new(&site.site.lan_interface, 0);
+    let mut lan_cfg = AfXdpConfig::new(&site.site.lan_interface, queue);
     lan_cfg.bind = c.bind;
     let mut p_lan = AfXdpPort::open(&lan_cfg, 0, &arena, None, Some(&filters.lan))?;
     let share = (c.frames / 2 / u32::try_from(nports).unwrap_or(1)).min(lan_cfg.fill_size);
@@ -911,7 +1031,7 @@ fn open_ports(
         let idx = u16::try_from(ui + 1).unwrap_or(u16::MAX);
         match u.backend {
             Backend::AfXdp => {
-                let mut cfg = AfXdpConfig::new(&u.interface, 0);
+                let mut cfg = AfXdpConfig::new(&u.interface, queue);
                 cfg.bind = c.bind;
                 let xdp = filters.uplinks.get(ui).and_then(Option::as_ref);
                 let mut p = AfXdpPort::open(&cfg, idx, &arena, Some(&p_lan), xdp)?;
@@ -964,10 +1084,11 @@ fn gateway_stage(
     gw: Gateway,
     regions: &Regions,
     started: Nanos,
+    worker: usize,
 ) -> anyhow::Result<GatewayStage> {
     let chan = match &regions.ctl {
         Some(r) => {
-            let port = r.worker_port(0)?;
+            let port = r.worker_port(worker)?;
             let shape = crate::plan::PlanShape::from_config(&c.site);
             // The site file's plan runs under its epoch (the region's active word starts there).
             let epoch = c.site.plan.as_ref().map_or(0, |p| p.epoch);
@@ -982,7 +1103,7 @@ fn gateway_stage(
         gw,
         chan,
         flows: regions.flows.clone(),
-        worker: 0,
+        worker,
         now: 0,
         next_step: 0,
         next_report: 0,
@@ -992,6 +1113,7 @@ fn gateway_stage(
         plan_since: started,
         reload: Arc::new(ReloadSlot::default()),
         mirror: MirrorTap::new(regions.mirror.clone()),
+        taps: worker == 0,
     })
 }
 
@@ -1002,12 +1124,13 @@ fn spawn_worker(
     c: &GatewayConfig,
     ports: Ports,
     stage: GatewayStage,
-    stop: Arc<AtomicBool>,
-    stats: Arc<StatsRegion>,
+    regions: &Regions,
+    index: usize,
+    core: Option<usize>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     let idle = c.idle;
-    let core = c.core;
+    let (stop, stats) = (regions.stop.clone(), regions.stats.clone());
     let Ports {
         arena,
         pool,
@@ -1016,12 +1139,16 @@ fn spawn_worker(
         ..
     } = ports;
     let worker = std::thread::Builder::new()
-        .name(format!("mg-gw-{}", c.name))
+        .name(format!("mg-gw{index}-{}", c.name))
         .spawn(move || {
             if let Some(core) = core
                 && !pin_to_core(core)
             {
-                tracing::warn!(core, "gateway worker: could not pin to its core");
+                tracing::warn!(
+                    core,
+                    worker = index,
+                    "gateway worker: could not pin to its core"
+                );
             }
             let mut pool = pool;
             let mut all: Vec<Box<dyn Port>> = Vec::with_capacity(ports.len());
@@ -1052,7 +1179,7 @@ fn spawn_worker(
             }
             let mut w = Worker::new(arena, pool, all, stage, idle);
             let _ = ready_tx.send(Ok(()));
-            w.run(&stop, stats.worker(0));
+            w.run(&stop, stats.worker(index));
         })?;
     match ready_rx.recv() {
         Ok(Ok(())) => Ok(worker),

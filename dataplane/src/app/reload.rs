@@ -164,9 +164,9 @@ pub fn refusal_message(file: &Path, reasons: &[String]) -> String {
 }
 
 /// The main thread's side of a running gateway's reloads: the configuration
-/// in force and the slot to its worker.
+/// in force and the slot to each of its workers.
 pub struct GatewayReloader {
-    pub(super) slot: std::sync::Arc<ReloadSlot>,
+    pub(super) slots: Vec<std::sync::Arc<ReloadSlot>>,
     pub(super) config: Config,
     pub(super) plan_from_file: bool,
     pub(super) flows: std::sync::Arc<crate::stats::flows::FlowStatsRegion>,
@@ -199,10 +199,19 @@ impl GatewayReloader {
             };
         let mut what = live.describe();
         if !live.is_empty() {
-            let g = self.slot.stage(live, new.clone());
-            if !self.slot.wait_applied(g, Duration::from_secs(2)) {
-                // Staged: the worker applies it at its next step.
-                what.push_str(" (the worker had not confirmed it within 2 s)");
+            let staged: Vec<u64> = self
+                .slots
+                .iter()
+                .map(|s| s.stage(live.clone(), new.clone()))
+                .collect();
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            let late = self.slots.iter().zip(&staged).any(|(s, &g)| {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                !s.wait_applied(g, left)
+            });
+            if late {
+                // Staged: the workers apply it at their next step.
+                what.push_str(" (a worker had not confirmed it within 2 s)");
             }
         }
         self.config = new;

@@ -77,6 +77,40 @@ pub enum Decision {
         /// Class index, if a rule matched.
         class: Option<u16>,
     },
+    /// A gateway with several workers: the packet's class belongs to
+    /// another worker ([`class_owner`]), which admits, paces and controls
+    /// all of the class's sessions. Nothing was stored here.
+    Handoff {
+        /// Class index.
+        class: u16,
+        /// The worker that owns it.
+        worker: u16,
+    },
+}
+
+/// The worker that owns `class` among `workers`: its sessions, admission,
+/// flows, pacers and controllers live there (docs/architecture.md,
+/// "Several workers"). Every worker and every gateway stage computes it
+/// the same way from the configuration's class index.
+#[inline]
+pub const fn class_owner(class: u16, workers: u16) -> u16 {
+    if workers <= 1 { 0 } else { class % workers }
+}
+
+/// The worker that owns flow `flow` among `workers`: its pacing queue,
+/// MONtra controller and ack tracker where it starts, its ack aggregation
+/// where it ends. A class's flows are spread over the workers (a class's
+/// sessions are admitted by its owner, each then paced by its flow's).
+#[inline]
+pub const fn flow_owner(flow: u32, workers: u16) -> u16 {
+    if workers <= 1 {
+        0
+    } else {
+        // The remainder is below `workers`: fits u16.
+        #[allow(clippy::cast_possible_truncation)]
+        let r = (flow % workers as u32) as u16;
+        r
+    }
 }
 
 /// Most flows a classifier (and a gateway) holds: flow indices are 32 bits,
@@ -98,6 +132,11 @@ pub struct Settings {
     /// Hash seed of the session and host tables: in service chosen at
     /// random at start (`sys::rng::os_seed`); tests set it.
     pub hash_seed: u64,
+    /// Workers of the gateway (at least 1).
+    pub workers: u16,
+    /// This classifier's worker: a new session of a class another worker
+    /// owns is [`Decision::Handoff`], not stored.
+    pub worker: u16,
 }
 
 impl Default for Settings {
@@ -106,6 +145,8 @@ impl Default for Settings {
             max_sessions: 1 << 20,
             idle_timeout: DEFAULT_IDLE_TIMEOUT_NS,
             hash_seed: 0x9E37_79B9_7F4A_7C15,
+            workers: 1,
+            worker: 0,
         }
     }
 }
@@ -150,6 +191,8 @@ pub struct Stats {
     pub readmitted: u64,
     /// Packets whose inner headers did not parse.
     pub malformed: u64,
+    /// Packets of a class another worker owns (handed to it).
+    pub handed_off: u64,
 }
 
 /// Why a classifier could not be built or a plan applied.
@@ -198,6 +241,9 @@ pub struct Classifier {
     last_sweep: Option<Nanos>,
     /// Whole-table sweep period of [`Classifier::housekeep`], ns.
     sweep_period: Nanos,
+    /// Workers of the gateway and this one ([`Settings::workers`]).
+    workers: u16,
+    worker: u16,
     stats: Stats,
 }
 
@@ -259,6 +305,8 @@ impl Classifier {
             last_sweep: None,
             sweep_period: (settings.idle_timeout.min(sessions::CLOSED_LINGER_NS) / 2)
                 .max(1_000_000),
+            workers: settings.workers.max(1),
+            worker: settings.worker,
             stats: Stats::default(),
         };
         c.apply(plan);
@@ -501,6 +549,14 @@ impl Classifier {
             self.stats.unclassified += 1;
             return Ok(Decision::BestEffort { class: None });
         };
+        let owner = class_owner(class, self.workers);
+        if owner != self.worker {
+            self.stats.handed_off += 1;
+            return Ok(Decision::Handoff {
+                class,
+                worker: owner,
+            });
+        }
         if i.rst() {
             // The end of a connection the table does not hold (it started
             // before this gateway, or expired): nothing to admit.

@@ -25,6 +25,7 @@ fn settings() -> Settings {
         max_sessions: 1000,
         idle_timeout: SEC,
         hash_seed: 7,
+        ..Settings::default()
     }
 }
 
@@ -705,7 +706,7 @@ proptest! {
         seed in any::<u64>(),
     ) {
         let c = if capped { capped_cfg() } else { cfg() };
-        let s = Settings { max_sessions: 16, idle_timeout: SEC, hash_seed: seed };
+        let s = Settings { max_sessions: 16, idle_timeout: SEC, hash_seed: seed , ..Settings::default()};
         let mut k = Classifier::new(&c, c.plan.as_ref().expect("plan"), s).expect("builds");
         for (t, f) in frames.iter().enumerate() {
             let now = t as u64 * SEC / 4;
@@ -1034,6 +1035,7 @@ fn housekeeping_covers_the_table_in_half_a_timeout() {
         max_sessions: 30_000,
         idle_timeout: 4 * SEC,
         hash_seed: 3,
+        ..Settings::default()
     };
     let (_, mut k) = classifier(s);
     for p in 0..20_000u16 {
@@ -1069,7 +1071,7 @@ proptest! {
         capped in any::<bool>(),
     ) {
         let c = if capped { capped_cfg() } else { cfg() };
-        let s = Settings { max_sessions: 24, idle_timeout: SEC, hash_seed: 5 };
+        let s = Settings { max_sessions: 24, idle_timeout: SEC, hash_seed: 5 , ..Settings::default()};
         let mut k = Classifier::new(&c, c.plan.as_ref().expect("plan"), s).expect("builds");
         let mut plan = c.plan.clone().expect("plan");
         let mut now = 0;

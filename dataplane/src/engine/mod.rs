@@ -13,7 +13,7 @@ mod packet;
 
 pub use arena::{Arena, ArenaError, FramePool};
 pub use batch::{BATCH_SIZE, Batch};
-pub use packet::{DropReason, Packet, Verdict};
+pub use packet::{DropReason, HANDOFF_NO_FLOW, Packet, Verdict};
 
 /// The stages' time: [`crate::sys::clock::Nanos`] (read with
 /// [`crate::sys::clock::now_ns`]).

@@ -58,11 +58,14 @@ pub enum DropReason {
     /// A UDP or IP header checksum did not verify (outer header of an
     /// overlay packet).
     BadChecksum = 22,
+    /// The ring to the worker that owns the packet's class or flow was
+    /// full (a gateway with several workers: `worker/handoff.rs`).
+    HandoffFull = 23,
 }
 
 impl DropReason {
     /// Number of variants: the size of per-reason counter arrays.
-    pub const COUNT: usize = 23;
+    pub const COUNT: usize = 24;
     /// All reasons, index = discriminant.
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Runt,
@@ -88,6 +91,7 @@ impl DropReason {
         Self::LanMacConflict,
         Self::OamConsumed,
         Self::BadChecksum,
+        Self::HandoffFull,
     ];
 
     /// Stable snake_case name for counters and metrics.
@@ -116,6 +120,7 @@ impl DropReason {
             Self::LanMacConflict => "lan_mac_conflict",
             Self::OamConsumed => "oam_consumed",
             Self::BadChecksum => "bad_checksum",
+            Self::HandoffFull => "handoff_full",
         }
     }
 }
@@ -148,7 +153,16 @@ pub struct Packet {
     pub verdict: Verdict,
     /// Receive timestamp (worker clock), for latency and pacing.
     pub rx_ns: u64,
+    /// Handoff between the workers of a gateway (`worker/handoff.rs`):
+    /// bits 24..32, 0 when it arrived on this worker's port, else the
+    /// index of the worker that received it plus one; bits 0..24, a flow
+    /// index the sending stage chose for it ([`HANDOFF_NO_FLOW`]: none).
+    /// See [`Packet::handed_from`], [`Packet::handoff_flow`].
+    pub handoff: u32,
 }
+
+/// [`Packet::handoff_flow`] of a packet handed on without a flow.
+pub const HANDOFF_NO_FLOW: u32 = 0x00FF_FFFF;
 
 impl Packet {
     /// A fresh packet as a port delivers it.
@@ -159,7 +173,31 @@ impl Packet {
             port,
             verdict: Verdict::Pending,
             rx_ns,
+            handoff: HANDOFF_NO_FLOW,
         }
+    }
+
+    /// The worker (index + 1) that handed it to this one; 0: it arrived
+    /// here.
+    #[inline]
+    pub const fn handed_from(&self) -> u8 {
+        (self.handoff >> 24) as u8
+    }
+
+    /// The flow the handing worker chose for it, if any.
+    #[inline]
+    pub const fn handoff_flow(&self) -> Option<u32> {
+        match self.handoff & HANDOFF_NO_FLOW {
+            HANDOFF_NO_FLOW => None,
+            f => Some(f),
+        }
+    }
+
+    /// Tags it with `flow` (below 2^24 - 1) for the worker it is handed
+    /// to, keeping where it came from.
+    #[inline]
+    pub const fn set_handoff_flow(&mut self, flow: u32) {
+        self.handoff = (self.handoff & !HANDOFF_NO_FLOW) | (flow & HANDOFF_NO_FLOW);
     }
 }
 

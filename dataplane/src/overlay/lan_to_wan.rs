@@ -78,29 +78,77 @@ impl Gateway {
             self.stats.lan_source += 1;
             return Err(drop(DropReason::LanSource));
         }
+        let nflows = self.flows.len();
+        // Classified by its class's worker, which handed it here to be
+        // paced on the flow it chose (this worker's).
+        if p.handed_from() != 0
+            && let Some(flow) = p.handoff_flow()
+        {
+            let fi = flow as usize;
+            let ok = self
+                .flows
+                .get(fi)
+                .is_some_and(|f| f.role == Role::Origin && f.next_peer.is_some())
+                && self.owns_flow(fi);
+            if !ok {
+                self.stats.no_route += 1;
+                return Err(drop(DropReason::NoRoute));
+            }
+            let np = self.flows[fi].next_peer.unwrap_or(0);
+            return self.enqueue_lan(now, arena, p, QueueId::flow(fi), np);
+        }
         // Learn the sender's MAC: replies and traffic from other sites are
         // delivered to it. Another MAC holding the address refuses it.
         if let Some(mac) = frame.get(6..12) {
             let mut m = [0u8; 6];
             m.copy_from_slice(mac);
-            if self.learn(src, ethernet::MacAddr(m), now) == Learn::Conflict {
-                self.stats.lan_mac_conflict += 1;
-                return Err(drop(DropReason::LanMacConflict));
+            match self.learn(src, ethernet::MacAddr(m), now) {
+                Learn::Conflict => {
+                    self.stats.lan_mac_conflict += 1;
+                    return Err(drop(DropReason::LanMacConflict));
+                }
+                // The workers that deliver to it learn it too.
+                Learn::Learned | Learn::Moved if self.settings.workers > 1 => {
+                    self.note_learned(src, ethernet::MacAddr(m));
+                }
+                _ => {}
             }
         }
         let decision = self.classifier.classify_inner(&parsed, now).map_err(drop)?;
-        let nflows = self.flows.len();
         let (queue, peer) = match decision {
+            Decision::Handoff { worker, .. } => {
+                // Its class is another worker's: there it is admitted
+                // (and paced, or handed on to its flow's worker). Handed
+                // here by a worker that did not own the class either: the
+                // workers disagree on owners (not by construction), a
+                // counted drop rather than a loop.
+                if p.handed_from() != 0 {
+                    self.stats.no_route += 1;
+                    return Err(drop(DropReason::NoRoute));
+                }
+                let port = self.handoff_port(worker).ok_or(drop(DropReason::NoRoute))?;
+                self.stats.handed_off_lan += 1;
+                return Ok(Verdict::Tx(port));
+            }
             Decision::Flow { flow, .. } => {
                 let fi = flow as usize;
                 let f = self.flows.get(fi).ok_or(drop(DropReason::NoRoute))?;
-                match (f.role, f.next_peer) {
-                    (Role::Origin, Some(np)) => (QueueId::flow(fi), np),
+                let np = match (f.role, f.next_peer) {
+                    (Role::Origin, Some(np)) => np,
                     _ => {
                         self.stats.no_route += 1;
                         return Err(drop(DropReason::NoRoute));
                     }
+                };
+                if !self.owns_flow(fi) {
+                    // Another worker paces the flow: handed there with it.
+                    let to = self.flow_owner(fi);
+                    let port = self.handoff_port(to).ok_or(drop(DropReason::NoRoute))?;
+                    p.set_handoff_flow(flow);
+                    self.stats.handed_off_flow += 1;
+                    return Ok(Verdict::Tx(port));
                 }
+                (QueueId::flow(fi), np)
             }
             Decision::BestEffort { .. } => {
                 let Some(np) = self.peer_of(dst_addr(&parsed.tuple)) else {
@@ -111,6 +159,21 @@ impl Gateway {
                 (QueueId::best_effort(nflows, np), np)
             }
         };
+        self.enqueue_lan(now, arena, p, queue, peer)
+    }
+
+    /// Checks `p` against its path's MTU and the frame's room for the
+    /// overlay's headers, then queues it for pacing on `queue` (toward
+    /// `peer`).
+    fn enqueue_lan(
+        &mut self,
+        now: Nanos,
+        arena: &mut Arena,
+        p: &mut Packet,
+        queue: QueueId,
+        peer: usize,
+    ) -> Result<Verdict, Verdict> {
+        let drop = |r| Verdict::Drop(r);
         let assigned = self.flows.get(queue.0 as usize).and_then(|f| f.path);
         let Some((_, path)) = self.peers.get(peer).and_then(|pp| pp.path_for(assigned)) else {
             self.stats.no_route += 1;

@@ -35,6 +35,7 @@ pub mod neighbours;
 mod secure;
 mod wan_to_lan;
 mod wire_ids;
+mod workers;
 
 #[cfg(test)]
 mod tests;
@@ -136,6 +137,16 @@ pub struct Settings {
     /// Divide every planned rate by this (a flow's sessions may be spread
     /// over this many workers, each pacing its share). At least 1.
     pub rate_divisor: u32,
+    /// Workers of the gateway (at least 1). With several, each class
+    /// belongs to one worker ([`classify::class_owner`]): its sessions,
+    /// flows, pacers, controllers and receivers; packets and acks of a
+    /// class another worker owns are handed to it (`worker/handoff.rs`).
+    pub workers: u16,
+    /// This stage's worker index (0: the worker that probes paths).
+    pub worker: u16,
+    /// Port index of the first handoff port (one per other worker, in
+    /// worker order: `worker::handoff::port_to`).
+    pub handoff_first_port: u16,
     /// Our IPv4 address on the LAN: source of ICMP errors (none: no ICMPv4 errors).
     pub lan_address_v4: Option<Ipv4Addr>,
     /// Our IPv6 address on the LAN: source of ICMPv6 errors.
@@ -228,6 +239,9 @@ impl Default for Settings {
             detours: false,
             health: HealthPolicy::default(),
             rate_divisor: 1,
+            workers: 1,
+            worker: 0,
+            handoff_first_port: u16::MAX,
             lan_address_v4: None,
             lan_address_v6: None,
             uplink_mtu: 1500,
@@ -409,6 +423,21 @@ pub struct Stats {
     pub keys_confirmed: u64,
     /// Paths that followed a peer to a new outer address.
     pub roamed: u64,
+    /// LAN packets of a class another worker owns, handed to it.
+    pub handed_off_lan: u64,
+    /// LAN packets classified here onto a flow another worker paces,
+    /// handed to it.
+    pub handed_off_flow: u64,
+    /// Overlay data packets of a flow another worker receives, handed to it.
+    pub handed_off_wan: u64,
+    /// Notes sent to other workers (ack entries, echoes, learned hosts).
+    pub notes_sent: u64,
+    /// Notes lost: the other worker's ring was full.
+    pub notes_lost: u64,
+    /// Notes received from other workers.
+    pub notes_received: u64,
+    /// Notes received that were malformed or for a flow not owned here.
+    pub notes_bad: u64,
 }
 
 /// Where a flow stands relative to this site.
@@ -504,6 +533,8 @@ pub struct Gateway {
     pub(crate) learned: NeighbourTable,
     /// Session keys, handshake queues and limits.
     pub(crate) sec: secure::SecureState,
+    /// Notes to and from the gateway's other workers (`None`: one worker).
+    pub(crate) notes: Option<crate::worker::handoff::Notes>,
     pub(crate) stats: Stats,
 }
 
@@ -528,6 +559,9 @@ impl Gateway {
                 .saturating_add(2 * settings.timer_ns),
         );
         let plan = cfg.plan.clone().unwrap_or_default();
+        settings.workers = settings.workers.max(1);
+        settings.classifier.workers = settings.workers;
+        settings.classifier.worker = settings.worker;
         let classifier = Classifier::new(cfg, &plan, settings.classifier)?;
         let nflows = cfg.flows.len();
         let npeers = cfg.peers.len();
@@ -572,7 +606,13 @@ impl Gateway {
                     .collect()
             })
             .collect();
-        let sec = secure::SecureState::new(cfg.security.required(), npeers, route_peers, now);
+        let sec = secure::SecureState::new(
+            cfg.security.required(),
+            npeers,
+            route_peers,
+            now,
+            usize::from(settings.worker),
+        );
         let mut g = Self {
             cfg: cfg.clone(),
             sec,
@@ -596,6 +636,7 @@ impl Gateway {
                 settings.classifier.hash_seed.rotate_left(17) ^ 0x6E65_6967_6862_6F72,
                 settings.neighbour_hold_ns,
             ),
+            notes: None,
             stats: Stats::default(),
             settings,
         };
@@ -689,7 +730,7 @@ impl Gateway {
     /// double doubles its rate at once instead of ramping).
     fn apply_rates(&mut self, plan: &PlanTable, now: Nanos, fresh: bool) {
         let (heaviest_target, max_weight) = (0..self.flows.len())
-            .filter(|&fi| self.flows[fi].role == Role::Origin)
+            .filter(|&fi| self.flows[fi].role == Role::Origin && self.owns_flow(fi))
             .map(|fi| self.flow_targets(plan, fi))
             .fold((0.0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
         let mut cc = self.settings.controller;
@@ -697,7 +738,9 @@ impl Gateway {
             cc.kappa = self.settings.ramp * heaviest_target;
         }
         for fi in 0..self.flows.len() {
-            if self.flows[fi].role != Role::Origin {
+            // Another worker's flow has no controller here (its class's
+            // packets never queue here).
+            if self.flows[fi].role != Role::Origin || !self.owns_flow(fi) {
                 continue;
             }
             let (target, weight) = self.flow_targets(plan, fi);
@@ -853,6 +896,11 @@ impl Gateway {
         c.epoch = self.plan_epoch();
         c.updated_ns = now;
         Some(c)
+    }
+    /// Whether this worker runs flow `fi` (it owns the flow's class: see
+    /// [`Settings::workers`]).
+    pub fn runs_flow(&self, fi: usize) -> bool {
+        fi < self.flows.len() && self.owns_flow(fi)
     }
     /// Whether flow `fi` starts here (it has a MONtra controller).
     pub fn flow_starts_here(&self, fi: usize) -> bool {
@@ -1081,9 +1129,15 @@ impl Stage for Gateway {
                 p.verdict = Verdict::Drop(crate::engine::DropReason::Unsupported);
             }
         }
+        if self.notes.is_some() {
+            self.flush_notes();
+        }
     }
 
     fn poll(&mut self, now: Nanos, arena: &mut Arena, out: &mut Batch) {
+        if self.notes.is_some() {
+            self.drain_notes(now);
+        }
         self.timers(now);
         self.path_timers(now, arena, out);
         if self.sec.required {
@@ -1091,6 +1145,9 @@ impl Stage for Gateway {
         }
         self.emit_acks(now, arena, out);
         self.departures(now, arena, out);
+        if self.notes.is_some() {
+            self.flush_notes();
+        }
     }
 }
 

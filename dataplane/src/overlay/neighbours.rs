@@ -153,7 +153,20 @@ impl NeighbourTable {
         }
     }
 
-    /// The MAC learned for `ip`.
+    /// Records what another worker of the gateway learned: `ip` is at
+    /// `mac` (that worker saw the host's packet, and held the address for
+    /// it). Replaces this table's MAC for `ip` whatever its age, or takes
+    /// a free or silent way; a full set keeps what it has.
+    pub fn learn_from_worker(&mut self, ip: IpAddr, mac: MacAddr, now_ns: u64) {
+        if let Some(e) = self.ways(ip).iter_mut().flatten().find(|e| e.ip == ip) {
+            e.mac = mac;
+            e.last_ns = now_ns;
+            return;
+        }
+        let _ = self.learn(ip, mac, now_ns);
+    }
+
+    /// The MAC learned for `ip`, if any.
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> Option<MacAddr> {
         let s = self.set(ip) * NEIGHBOUR_WAYS;

@@ -118,17 +118,19 @@ pub(crate) struct SecureState {
 }
 
 impl SecureState {
-    /// The state for `npeers` peers, security `required` or not.
+    /// The state for `npeers` peers, security `required` or not, of
+    /// worker `lane` (its seal counters' lane).
     pub(crate) fn new(
         required: bool,
         npeers: usize,
         route_peers: Vec<Vec<u16>>,
         now: Nanos,
+        lane: usize,
     ) -> Self {
         let src = TokenBucket::new(HANDSHAKE_SOURCE_RATE_PER_S, HANDSHAKE_SOURCE_BURST, now);
         Self {
             required,
-            keys: KeyTable::new(npeers),
+            keys: KeyTable::with_lane(npeers, lane),
             global: TokenBucket::new(HANDSHAKE_RATE_PER_S, HANDSHAKE_BURST, now),
             sources: Box::new(core::array::from_fn(|_| (None, src.clone()))),
             hs_in: Box::new(Ring::new()),
@@ -281,7 +283,7 @@ impl Gateway {
                 return Err(Verdict::Drop(DropReason::AuthNoKey));
             }
         };
-        if key.replay().check(s.counter).is_err() {
+        if key.replay_check(s.counter).is_err() {
             self.stats.auth_replay += 1;
             return Err(Verdict::Drop(DropReason::AuthReplay));
         }

@@ -4,10 +4,9 @@
 
 use core::ops::Range;
 
-use super::lan_to_wan::QueueId;
 use super::lan_to_wan::{dst_addr, src_addr};
 use super::secure::{Auth, encap_out, key_peer};
-use super::{Gateway, Role, entropy, entry_to_info};
+use super::{Gateway, Role, entropy};
 use crate::classify::inner;
 use crate::engine::{Arena, Batch, DropReason, Nanos, Packet, Verdict};
 use crate::wire::ethernet::ethertype;
@@ -51,6 +50,25 @@ impl Gateway {
         if m.vni != self.cfg.site.vni {
             self.stats.wrong_vni += 1;
             p.verdict = bad(self);
+            return;
+        }
+        // Several workers: data of a flow another worker receives (its
+        // acks, its counters) goes there whole, before anything here reads
+        // or records it (the owner authenticates it).
+        if self.settings.workers > 1
+            && !m.oam
+            && p.handed_from() == 0
+            && let Some(flow) = m.flow
+            && let Some(fi) = self.flow_of_wire(flow.flow_id)
+            && let Some(owner) = self.data_owner_elsewhere(fi)
+        {
+            p.verdict = match self.handoff_port(owner) {
+                Some(port) => {
+                    self.stats.handed_off_wan += 1;
+                    Verdict::Tx(port)
+                }
+                None => Verdict::Drop(DropReason::NoRoute),
+            };
             return;
         }
         // Security: from here on the inner bytes are plaintext of `from`.
@@ -423,27 +441,12 @@ impl Gateway {
                         self.stats.ack_entries_wrong_peer += 1;
                         continue;
                     }
-                    self.note_flow_acked(fi);
-                    let Some(o) = self.flows[fi].origin.as_mut() else {
-                        self.stats.ack_entries_unknown += 1;
+                    if !self.owns_flow(fi) {
+                        // Another worker runs the flow's controller.
+                        self.note_ack(fi, &e);
                         continue;
-                    };
-                    let outcome = o.tracker.on_ack(&entry_to_info(&e), now);
-                    if outcome.acked > 0 {
-                        o.ctl.on_acks(outcome.acked, now);
                     }
-                    if outcome.lost > 0 {
-                        o.ctl.on_losses(outcome.lost);
-                    }
-                    let rate = o.ctl.rate();
-                    self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
-                    // A new RTT estimate or oldest packet moves the loss deadline.
-                    self.rearm(fi);
-                    if let Some(rtt) = outcome.rtt_sample_ns {
-                        self.note_flow_rtt(fi, rtt);
-                    }
-                    self.stats.ack_entries_applied += 1;
-                    applied = true;
+                    applied |= self.apply_ack_entry(fi, &e, now);
                 }
                 if applied && let Some(pi) = dest {
                     self.note_ack_from_peer(pi, now);
@@ -455,7 +458,12 @@ impl Gateway {
                 if let Some(probe) = msg.probe() {
                     let (pp, idx) = super::failover::split_path_ref(probe.path_id);
                     if self.echo_from_ok(from, pp, idx) {
-                        self.on_echo(&probe, now);
+                        if self.settings.worker == 0 {
+                            self.on_echo(&probe, now);
+                        } else {
+                            // Worker 0 probes: the echo is its evidence.
+                            self.note_echo(&probe);
+                        }
                     } else {
                         self.stats.probe_unknown += 1;
                     }

@@ -15,7 +15,10 @@
 use ring::aead::{LessSafeKey, UnboundKey};
 
 use super::replay::{Replay, ReplayWindow};
-use super::{KEY_SLOTS, REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME_NS};
+use super::{
+    KEY_SLOTS, LANE_MESSAGES, LANE_SHIFT, MAX_LANES, REJECT_AFTER_MESSAGES, REJECT_AFTER_TIME_NS,
+    split_counter,
+};
 use crate::shm::msg::{KeyInstall, KeyUsage};
 
 /// Mask of the slot bits of a receiver index.
@@ -58,8 +61,12 @@ pub struct KeySlot {
     pub remote_index: u32,
     send: LessSafeKey,
     recv: LessSafeKey,
+    /// Packets sealed in this worker's lane.
     send_counter: u64,
-    replay: ReplayWindow,
+    /// This worker's lane, in place in the counter's top bits.
+    lane_bits: u64,
+    /// One replay window per sending lane (the peer's workers).
+    replay: [ReplayWindow; MAX_LANES],
     /// When the handshake completed, ns.
     pub created_ns: u64,
     /// A packet authenticated with it (initiator keys: from the start).
@@ -85,7 +92,7 @@ impl core::fmt::Debug for KeySlot {
 }
 
 impl KeySlot {
-    fn new(k: &KeyInstall) -> Result<Self, InstallError> {
+    fn new(k: &KeyInstall, lane: u64) -> Result<Self, InstallError> {
         let key = |b: &[u8; 32]| {
             UnboundKey::new(super::AEAD_ALGORITHM, b)
                 .map(LessSafeKey::new)
@@ -98,7 +105,8 @@ impl KeySlot {
             send: key(&k.send_key)?,
             recv: key(&k.recv_key)?,
             send_counter: 0,
-            replay: ReplayWindow::new(),
+            lane_bits: lane << LANE_SHIFT,
+            replay: core::array::from_fn(|_| ReplayWindow::new()),
             created_ns: k.created_ns,
             confirmed: k.initiator,
             rx_packets: 0,
@@ -112,17 +120,29 @@ impl KeySlot {
         now.saturating_sub(self.created_ns) >= REJECT_AFTER_TIME_NS
     }
 
-    /// The next send counter, consumed (never handed out twice). The one
-    /// place counters are allocated: splitting the counter space between
-    /// workers (issue 13) changes only this.
+    /// The next send counter, consumed (never handed out twice): this
+    /// worker's lane in the top bits ([`super::LANE_SHIFT`]), then the
+    /// packets it sealed. The one place counters are allocated.
     #[inline]
     pub fn next_counter(&mut self) -> Result<u64, KeyError> {
-        if self.send_counter >= REJECT_AFTER_MESSAGES {
+        if self.send_counter >= LANE_MESSAGES {
             return Err(KeyError::Exhausted);
         }
-        let c = self.send_counter;
+        let c = self.lane_bits | self.send_counter;
         self.send_counter += 1;
         Ok(c)
+    }
+
+    /// Whether `counter` may still be accepted: below the key's limit, in a
+    /// lane, not seen before in its lane's window (the check before
+    /// opening; [`KeyTable::accept`] records it after).
+    #[inline]
+    pub fn replay_check(&self, counter: u64) -> Result<(), Replay> {
+        if counter >= REJECT_AFTER_MESSAGES {
+            return Err(Replay::Limit);
+        }
+        let (lane, n) = split_counter(counter);
+        self.replay.get(lane).ok_or(Replay::Limit)?.check(n)
     }
 
     /// Packets sealed so far.
@@ -142,10 +162,10 @@ impl KeySlot {
         &self.recv
     }
 
-    /// The replay window (pre-check before opening).
+    /// The replay window of lane 0 (a one-worker peer's).
     #[inline]
     pub const fn replay(&self) -> &ReplayWindow {
-        &self.replay
+        &self.replay[0]
     }
 }
 
@@ -171,6 +191,8 @@ pub struct KeyTable {
     slots: Vec<Option<Box<KeySlot>>>,
     peers: Vec<PeerKeys>,
     installed: usize,
+    /// This worker's counter lane.
+    lane: u64,
 }
 
 impl KeyTable {
@@ -180,7 +202,16 @@ impl KeyTable {
             slots: (0..KEY_SLOTS).map(|_| None).collect(),
             peers: vec![PeerKeys::default(); npeers],
             installed: 0,
+            lane: 0,
         }
+    }
+
+    /// The table of worker `lane` (below [`MAX_LANES`]): the counters it
+    /// hands out carry the lane in their top bits.
+    pub fn with_lane(npeers: usize, lane: usize) -> Self {
+        let mut t = Self::new(npeers);
+        t.lane = u64::try_from(lane.min(MAX_LANES - 1)).unwrap_or(0);
+        t
     }
 
     /// Keys installed.
@@ -202,7 +233,7 @@ impl KeyTable {
             return Err(InstallError::UnknownPeer);
         }
         let slot = slot_of(k.local_index);
-        let new = Box::new(KeySlot::new(k)?);
+        let new = Box::new(KeySlot::new(k, self.lane)?);
         self.clear_slot(slot);
         self.slots[slot] = Some(new);
         self.installed += 1;
@@ -284,7 +315,7 @@ impl KeyTable {
             .get(peer)
             .and_then(|p| p.current)
             .and_then(|s| self.slots[usize::from(s)].as_deref())
-            .is_some_and(|k| !k.expired(now) && k.send_counter < REJECT_AFTER_MESSAGES)
+            .is_some_and(|k| !k.expired(now) && k.send_counter < LANE_MESSAGES)
     }
 
     /// The key a received packet names by its receiver index, if installed
@@ -311,7 +342,11 @@ impl KeyTable {
             // `receiving` found it a moment ago; nothing to record.
             return Err(Replay::Duplicate);
         };
-        k.replay.update(counter)?;
+        if counter >= REJECT_AFTER_MESSAGES {
+            return Err(Replay::Limit);
+        }
+        let (lane, n) = split_counter(counter);
+        k.replay.get_mut(lane).ok_or(Replay::Limit)?.update(n)?;
         k.rx_packets += 1;
         k.last_rx_ns = now;
         let peer = k.peer;
@@ -470,8 +505,8 @@ mod tests {
         );
         assert!(!t.can_send(0, 10 * SEC + REJECT_AFTER_TIME_NS));
         let k = t.slots[1].as_deref_mut().unwrap();
-        k.send_counter = REJECT_AFTER_MESSAGES - 1;
-        assert_eq!(t.sending(0, 10 * SEC).unwrap().1, REJECT_AFTER_MESSAGES - 1);
+        k.send_counter = LANE_MESSAGES - 1;
+        assert_eq!(t.sending(0, 10 * SEC).unwrap().1, LANE_MESSAGES - 1);
         assert_eq!(t.sending(0, 10 * SEC).err(), Some(KeyError::Exhausted));
         assert!(!t.can_send(0, 10 * SEC));
     }

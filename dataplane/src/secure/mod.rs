@@ -41,6 +41,23 @@ pub const FIRST_HANDSHAKE_GRACE_NS: u64 = 10 * SEC;
 /// A key seals at most this many packets; a received counter at or beyond
 /// it is refused.
 pub const REJECT_AFTER_MESSAGES: u64 = 1 << 60;
+/// A counter's lane: the sending worker's index in its top bits (bits 56
+/// to 59), so that the workers of one gateway, each sealing with its own
+/// copy of a key, never hand out the same counter; the receiver keeps a
+/// replay window per lane. One worker: lane 0, the counters as before.
+pub const LANE_SHIFT: u32 = 56;
+/// Lanes (workers sealing with one key) at most: `MAX_LANES << LANE_SHIFT`
+/// is [`REJECT_AFTER_MESSAGES`].
+pub const MAX_LANES: usize = 16;
+/// Counters per lane: a worker seals at most this many packets per key.
+pub const LANE_MESSAGES: u64 = 1 << LANE_SHIFT;
+
+/// A counter's (lane, counter within the lane).
+#[inline]
+pub const fn split_counter(c: u64) -> (usize, u64) {
+    // Below 2^64 >> 56 = 256: fits any usize.
+    ((c >> LANE_SHIFT) as usize, c & (LANE_MESSAGES - 1))
+}
 /// Default rekey interval (`[security] rekey_after_seconds`).
 pub const REKEY_AFTER_SECONDS: u64 = 120;
 /// Default rekey packet count (`[security] rekey_after_packets`).

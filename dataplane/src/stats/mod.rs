@@ -19,9 +19,9 @@ use crate::engine::DropReason;
 use crate::sys::shm::{ShmShared, shm_path};
 use file::{CountersFile, HEADER_BYTES, Kind};
 
-/// "MGSTAT03" (02: the drop reasons of issue 11's security; 03:
-/// `oam_consumed` and `bad_checksum`).
-pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"MGSTAT03");
+/// "MGSTAT04" (02: the drop reasons of issue 11's security; 03:
+/// `oam_consumed` and `bad_checksum`; 04: `handoff_full`).
+pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"MGSTAT04");
 /// Most workers a stats file describes.
 pub const MAX_WORKERS: usize = 64;
 /// Most ports per worker with their own counters.

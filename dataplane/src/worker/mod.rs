@@ -2,6 +2,10 @@
 //! pool and its pipeline stage; runs `rx batch -> stage -> tx batch` in a busy
 //! loop with an optional back-off, and publishes counters to shared memory.
 
+// Rings between the workers of one gateway over an anonymous mapping.
+#[allow(unsafe_code)]
+pub mod handoff;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -103,7 +103,11 @@ impl Gateway {
                 }
             }
             let pp = &mut self.peers[peer];
-            if local {
+            // Of several workers only worker 0 probes (echoes are sent to
+            // it): the others see no echo, so silence says nothing there;
+            // their reflex is the ack gap of the flows they run.
+            let prober = self.settings.worker == 0;
+            if local && prober {
                 let sec = &self.sec;
                 for p in &mut pp.paths {
                     // Without a session key with the path's next gateway
@@ -127,7 +131,7 @@ impl Gateway {
             if let Some((o, n)) = pp.select(now, &policy, local) {
                 self.hold_for_move(peer, o, n, None, now);
             }
-            if !local {
+            if !local || !prober {
                 continue;
             }
             for i in 0..self.peers[peer].paths.len() {

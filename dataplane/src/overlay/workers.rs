@@ -1,0 +1,237 @@
+//! A gateway of several workers: which worker owns what, and the notes the
+//! stages pass each other (`worker/handoff.rs` carries them).
+//!
+//! Each class belongs to one worker ([`classify::class_owner`]): its
+//! sessions and their admission. Each flow belongs to one worker
+//! ([`classify::flow_owner`], spreading a class's flows over the workers):
+//! its pacing queue, MONtra controller and ack tracker at the origin, its
+//! ack aggregation at the destination. Whole packets go to the owner
+//! through the handoff ports: a LAN packet to its class's owner (which
+//! classifies it), then, tagged with the flow it chose, to the flow's
+//! owner (which paces and sends it: at most two hops, never back); an
+//! overlay data packet to its flow's owner. What is smaller than a packet
+//! goes as a note:
+//! - [`NOTE_ACK`]: an ack entry for a flow the owner controls (an ack
+//!   message carries one source site's entries of every class);
+//! - [`NOTE_ECHO`]: a probe echo for worker 0, the worker that probes;
+//! - [`NOTE_LEARN`]: a LAN host's MAC, learned here, for the workers that
+//!   deliver to it.
+//!
+//! A note that finds its ring full is lost and counted (`notes_lost`): an
+//! ack is repeated by the next one (cumulative), an echo by the next probe,
+//! a host's MAC at its next move. Notes are drained at every `poll`, up to
+//! a budget.
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::{Gateway, QueueId, Role, entry_to_info};
+use crate::classify;
+use crate::engine::Nanos;
+use crate::wire::ethernet::MacAddr;
+use crate::wire::oam::{ACK_ENTRY_LEN, AckEntry, Probe};
+use crate::worker::handoff::{NOTE_DATA, Note, Notes, port_to};
+
+/// An ack entry: flow index (u32 LE), then the 40-byte entry.
+pub const NOTE_ACK: u32 = 1;
+/// A probe echo: path id, sequence, send and echo times, nonce (LE).
+pub const NOTE_ECHO: u32 = 2;
+/// A learned LAN host: family (4 or 6), 16 address bytes, 6 MAC bytes.
+pub const NOTE_LEARN: u32 = 3;
+const _: () = assert!(NOTE_DATA >= 4 + ACK_ENTRY_LEN);
+/// Notes taken per `poll`, per other worker.
+const NOTE_BUDGET: u32 = 256;
+
+impl Gateway {
+    /// Joins the stage to its gateway's other workers (the application
+    /// calls it once, before the worker runs).
+    pub fn attach_notes(&mut self, notes: Notes) {
+        self.notes = Some(notes);
+    }
+
+    /// The worker that owns flow `fi` ([`classify::flow_owner`]).
+    #[inline]
+    pub(crate) fn flow_owner(&self, fi: usize) -> u16 {
+        classify::flow_owner(u32::try_from(fi).unwrap_or(0), self.settings.workers)
+    }
+
+    /// Whether this worker owns flow `fi`.
+    #[inline]
+    pub(crate) fn owns_flow(&self, fi: usize) -> bool {
+        self.settings.workers <= 1 || self.flow_owner(fi) == self.settings.worker
+    }
+
+    /// The port that hands a packet to worker `to`.
+    #[inline]
+    pub(crate) fn handoff_port(&self, to: u16) -> Option<u16> {
+        port_to(
+            usize::from(self.settings.worker),
+            usize::from(to),
+            self.settings.handoff_first_port,
+        )
+    }
+
+    fn send_note(&mut self, to: u16, n: Note) {
+        let ok = self
+            .notes
+            .as_mut()
+            .is_some_and(|ns| ns.push(usize::from(to), n));
+        if ok {
+            self.stats.notes_sent += 1;
+        } else {
+            self.stats.notes_lost += 1;
+        }
+    }
+
+    /// Sends ack entry `e` of flow `fi` to the flow's owner.
+    pub(crate) fn note_ack(&mut self, fi: usize, e: &AckEntry) {
+        let mut n = Note::new(NOTE_ACK);
+        let Ok(f) = u32::try_from(fi) else { return };
+        n.data[..4].copy_from_slice(&f.to_le_bytes());
+        if e.emit(&mut n.data[4..4 + ACK_ENTRY_LEN]).is_err() {
+            return;
+        }
+        let to = self.flow_owner(fi);
+        self.send_note(to, n);
+    }
+
+    /// Sends a probe echo to worker 0.
+    pub(crate) fn note_echo(&mut self, p: &Probe) {
+        let mut n = Note::new(NOTE_ECHO);
+        n.data[0..4].copy_from_slice(&p.path_id.to_le_bytes());
+        n.data[4..8].copy_from_slice(&p.probe_seq.to_le_bytes());
+        n.data[8..16].copy_from_slice(&p.send_ts_ns.to_le_bytes());
+        n.data[16..24].copy_from_slice(&p.echo_ts_ns.to_le_bytes());
+        n.data[24..32].copy_from_slice(&p.nonce.to_le_bytes());
+        self.send_note(0, n);
+    }
+
+    /// Tells every other worker that LAN host `ip` is at `mac`.
+    pub(crate) fn note_learned(&mut self, ip: IpAddr, mac: MacAddr) {
+        let mut n = Note::new(NOTE_LEARN);
+        match ip {
+            IpAddr::V4(a) => {
+                n.data[0] = 4;
+                n.data[1..5].copy_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                n.data[0] = 6;
+                n.data[1..17].copy_from_slice(&a.octets());
+            }
+        }
+        n.data[17..23].copy_from_slice(&mac.0);
+        for w in 0..self.settings.workers {
+            if w != self.settings.worker {
+                self.send_note(w, n);
+            }
+        }
+    }
+
+    /// Publishes the notes queued since the last call.
+    pub(crate) fn flush_notes(&mut self) {
+        if let Some(ns) = self.notes.as_mut() {
+            ns.flush();
+        }
+    }
+
+    /// Applies the other workers' notes (up to a budget per worker).
+    pub(crate) fn drain_notes(&mut self, now: Nanos) {
+        let Some(mut ns) = self.notes.take() else {
+            return;
+        };
+        ns.drain(NOTE_BUDGET, |_, n| self.apply_note(n, now));
+        self.notes = Some(ns);
+    }
+
+    fn apply_note(&mut self, n: &Note, now: Nanos) {
+        self.stats.notes_received += 1;
+        let d = &n.data;
+        let u32_at = |i: usize| u32::from_le_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]);
+        let u64_at = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&d[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
+        match n.kind {
+            NOTE_ACK => {
+                let fi = u32_at(0) as usize;
+                let Ok(e) = AckEntry::parse(&d[4..4 + ACK_ENTRY_LEN]) else {
+                    self.stats.notes_bad += 1;
+                    return;
+                };
+                if fi >= self.flows.len() || !self.owns_flow(fi) {
+                    self.stats.notes_bad += 1;
+                    return;
+                }
+                if self.apply_ack_entry(fi, &e, now)
+                    && let Some(pi) = self.flows[fi].dest_peer
+                {
+                    self.note_ack_from_peer(pi, now);
+                }
+            }
+            NOTE_ECHO => {
+                let p = Probe {
+                    path_id: u32_at(0),
+                    probe_seq: u32_at(4),
+                    send_ts_ns: u64_at(8),
+                    echo_ts_ns: u64_at(16),
+                    nonce: u64_at(24),
+                };
+                self.on_echo(&p, now);
+            }
+            NOTE_LEARN => {
+                let ip = match d[0] {
+                    4 => IpAddr::V4(Ipv4Addr::new(d[1], d[2], d[3], d[4])),
+                    6 => {
+                        let mut a = [0u8; 16];
+                        a.copy_from_slice(&d[1..17]);
+                        IpAddr::V6(Ipv6Addr::from(a))
+                    }
+                    _ => {
+                        self.stats.notes_bad += 1;
+                        return;
+                    }
+                };
+                let mut m = [0u8; 6];
+                m.copy_from_slice(&d[17..23]);
+                self.learned.learn_from_worker(ip, MacAddr(m), now);
+            }
+            _ => self.stats.notes_bad += 1,
+        }
+    }
+
+    /// Applies one ack entry to flow `fi`'s tracker and controller (this
+    /// worker owns the flow); false when the flow does not start here.
+    pub(crate) fn apply_ack_entry(&mut self, fi: usize, e: &AckEntry, now: Nanos) -> bool {
+        self.note_flow_acked(fi);
+        let Some(o) = self.flows[fi].origin.as_mut() else {
+            self.stats.ack_entries_unknown += 1;
+            return false;
+        };
+        let outcome = o.tracker.on_ack(&entry_to_info(e), now);
+        if outcome.acked > 0 {
+            o.ctl.on_acks(outcome.acked, now);
+        }
+        if outcome.lost > 0 {
+            o.ctl.on_losses(outcome.lost);
+        }
+        let rate = o.ctl.rate();
+        self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
+        // A new RTT estimate or oldest packet moves the loss deadline.
+        self.rearm(fi);
+        if let Some(rtt) = outcome.rtt_sample_ns {
+            self.note_flow_rtt(fi, rtt);
+        }
+        self.stats.ack_entries_applied += 1;
+        true
+    }
+
+    /// Whether a destination flow's data packet goes to another worker.
+    #[inline]
+    pub(crate) fn data_owner_elsewhere(&self, fi: usize) -> Option<u16> {
+        if self.settings.workers <= 1 || self.flows[fi].role != Role::Destination {
+            return None;
+        }
+        let o = self.flow_owner(fi);
+        (o != self.settings.worker).then_some(o)
+    }
+}

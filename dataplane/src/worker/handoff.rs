@@ -1,0 +1,396 @@
+//! Worker handoff: what one worker of a gateway passes to another.
+//!
+//! Every pair of workers `(a, b)` is joined by a [`Link`]: two rings of the
+//! one ring primitive (`crate::ring`) in one anonymous mapping, one per
+//! direction, each single-producer (the sending worker) and single-consumer
+//! (the receiving one). Nothing is locked and nothing is allocated per
+//! packet: a handed-off packet is copied into a ring slot by its sender and
+//! out of it into a frame of the receiver's own pool (each worker has its
+//! own UMEM), in batches, with one Release store per batch and side.
+//!
+//! A [`HandoffPort`] is the sending and receiving end of one link as a
+//! worker [`Port`]: a stage hands a packet to worker `k` by giving it the
+//! verdict `Tx(port of k)`; the packet comes out of worker `k`'s port for
+//! this worker as it arrived here (its arrival port index and receive time
+//! kept), marked with [`Packet::handed_from`] and carrying the flow the
+//! sender chose for it, if any ([`Packet::handoff_flow`]). A full ring is a counted drop (`DropReason::HandoffFull`), as a
+//! full NIC ring is.
+//!
+//! Records smaller than a packet (an ack entry for a flow another worker
+//! controls, a probe echo for the worker that probes, a LAN host learned)
+//! travel as [`Note`]s on a second pair of rings of the same link.
+
+use std::sync::Arc;
+
+use crate::engine::{Arena, Batch, DropReason, FramePool, HANDOFF_NO_FLOW, Packet, Port, Verdict};
+use crate::ring::{Consumer, Pod, Producer, ShmRing};
+use crate::sys::mmap::Mmap;
+
+/// Bytes of packet a handoff slot holds (frames up to 2 KiB less headroom fit).
+pub const SLOT_DATA: usize = 2048 - 24;
+/// Packet slots per direction of a link (2 MiB each way).
+pub const PACKET_SLOTS: u32 = 1024;
+/// Note slots per direction of a link.
+pub const NOTE_SLOTS: u32 = 4096;
+/// Bytes of a note's payload.
+pub const NOTE_DATA: usize = 60;
+
+/// One handed-off packet: `#[repr(C)]`, no padding.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Slot {
+    /// Receive time at the first worker (worker clock), ns.
+    pub rx_ns: u64,
+    /// Bytes of `data` in use.
+    pub len: u32,
+    /// The port index it arrived on at the first worker.
+    pub port: u16,
+    /// Reserved (0).
+    pub pad: u16,
+    /// The flow the sending stage chose ([`Packet::handoff_flow`]).
+    pub flow: u32,
+    /// Reserved (0).
+    pub pad2: u32,
+    /// The packet.
+    pub data: [u8; SLOT_DATA],
+}
+const _: () = assert!(std::mem::size_of::<Slot>() == 2048);
+// SAFETY: `#[repr(C)]` integers and a byte array whose sizes sum to the
+// struct's size (asserted above): no padding, every bit pattern valid.
+unsafe impl Pod for Slot {}
+
+/// A record for another worker: a kind and its bytes (encoded and decoded
+/// by the stage that uses them; a receiver checks what it reads).
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct Note {
+    /// What the payload is (the stage's numbering).
+    pub kind: u32,
+    /// The payload.
+    pub data: [u8; NOTE_DATA],
+}
+const _: () = assert!(std::mem::size_of::<Note>() == 64);
+// SAFETY: `#[repr(C)]`, a u32 and a byte array, 64 bytes, no padding
+// (asserted above): every bit pattern valid.
+unsafe impl Pod for Note {}
+
+impl Note {
+    /// An empty note of `kind`.
+    pub const fn new(kind: u32) -> Self {
+        Self {
+            kind,
+            data: [0; NOTE_DATA],
+        }
+    }
+}
+
+/// The four rings joining two workers `a < b`, in one mapping.
+struct Link {
+    map: Arc<Mmap>,
+    /// Packets a -> b, b -> a; notes a -> b, b -> a.
+    rings: [usize; 4],
+}
+
+const RING_ALIGN: usize = 4096;
+
+fn round_up(n: usize) -> usize {
+    n.div_ceil(RING_ALIGN) * RING_ALIGN
+}
+
+impl Link {
+    fn new() -> std::io::Result<Self> {
+        let p = round_up(ShmRing::<Slot>::bytes(PACKET_SLOTS));
+        let n = round_up(ShmRing::<Note>::bytes(NOTE_SLOTS));
+        let map = Arc::new(Mmap::anonymous(2 * p + 2 * n, false)?);
+        Ok(Self {
+            map,
+            rings: [0, p, 2 * p, 2 * p + n],
+        })
+    }
+
+    /// Initialises ring `i` (0, 1: packets; 2, 3: notes).
+    fn packets(&self, i: usize) -> std::io::Result<ShmRing<Slot>> {
+        let off = self.rings[i];
+        // SAFETY: `off` is inside the mapping, page-aligned, followed by at
+        // least `bytes(PACKET_SLOTS)` bytes (layout above); the mapping lives
+        // as long as the ends made from it (each end holds the `Arc`); the
+        // ring is initialised once, before any end exists.
+        unsafe { ShmRing::init(self.map.base().add(off), self.map.len() - off, PACKET_SLOTS) }
+            .map_err(std::io::Error::other)
+    }
+
+    fn notes(&self, i: usize) -> std::io::Result<ShmRing<Note>> {
+        let off = self.rings[i];
+        // SAFETY: as in `packets`: inside the mapping, aligned, sized, held.
+        unsafe { ShmRing::init(self.map.base().add(off), self.map.len() - off, NOTE_SLOTS) }
+            .map_err(std::io::Error::other)
+    }
+}
+
+/// Worker `me`'s ends of its links to every other worker.
+pub struct WorkerLinks {
+    /// This worker's index.
+    pub me: usize,
+    /// Per other worker (index order, `me` skipped): the packet port.
+    pub ports: Vec<HandoffPort>,
+    /// Notes to worker `k` (`None` at `me`).
+    pub notes_out: Vec<Option<Producer<Note>>>,
+    /// Notes from worker `k` (`None` at `me`).
+    pub notes_in: Vec<Option<Consumer<Note>>>,
+    /// Keeps the mappings alive as long as these ends.
+    maps: Vec<Arc<Mmap>>,
+}
+
+impl WorkerLinks {
+    /// The worker whose port is `ports[i]`.
+    pub fn peer_of_port(&self, i: usize) -> usize {
+        if i < self.me { i } else { i + 1 }
+    }
+
+    /// Moves the notes ends out (the stage keeps them); the ports stay.
+    pub fn take_notes(&mut self) -> Notes {
+        Notes {
+            out: std::mem::take(&mut self.notes_out),
+            inbound: std::mem::take(&mut self.notes_in),
+            _maps: self.maps.clone(),
+        }
+    }
+}
+
+/// A stage's ends of the note rings (see [`WorkerLinks::take_notes`]).
+pub struct Notes {
+    out: Vec<Option<Producer<Note>>>,
+    inbound: Vec<Option<Consumer<Note>>>,
+    _maps: Vec<Arc<Mmap>>,
+}
+
+impl std::fmt::Debug for Notes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notes")
+            .field("workers", &self.out.len())
+            .finish()
+    }
+}
+
+impl Notes {
+    /// Workers joined (including this one).
+    pub fn workers(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Queues `n` for worker `to`; false (nothing queued) when its ring is
+    /// full or `to` is this worker or unknown. Published by [`Self::flush`].
+    pub fn push(&mut self, to: usize, n: Note) -> bool {
+        match self.out.get_mut(to) {
+            Some(Some(p)) => p.push(n),
+            _ => false,
+        }
+    }
+
+    /// Publishes every queued note.
+    pub fn flush(&mut self) {
+        for p in self.out.iter_mut().flatten() {
+            p.publish();
+        }
+    }
+
+    /// Takes up to `budget` notes from every other worker, in worker order,
+    /// into `f(from, note)`; returns how many. A corrupt ring (the other
+    /// side is this process: not by construction) gives nothing.
+    pub fn drain(&mut self, budget: u32, mut f: impl FnMut(usize, &Note)) -> usize {
+        let mut got = 0;
+        for (k, c) in self.inbound.iter_mut().enumerate() {
+            let Some(c) = c else { continue };
+            let n = c.available(budget).unwrap_or(0);
+            for _ in 0..n {
+                if let Some(note) = c.pop() {
+                    f(k, &note);
+                    got += 1;
+                }
+            }
+            if n > 0 {
+                c.release();
+            }
+        }
+        got
+    }
+}
+
+/// Builds the links of `workers` workers; element `w` holds worker `w`'s
+/// ends, its ports numbered from `first_port` (one per other worker, in
+/// worker order).
+pub fn mesh(workers: usize, first_port: u16) -> std::io::Result<Vec<WorkerLinks>> {
+    let mut out: Vec<WorkerLinks> = (0..workers)
+        .map(|me| WorkerLinks {
+            me,
+            ports: Vec::new(),
+            notes_out: (0..workers).map(|_| None).collect(),
+            notes_in: (0..workers).map(|_| None).collect(),
+            maps: Vec::new(),
+        })
+        .collect();
+    // Ports are pushed in worker order for each worker: iterate pairs so
+    // that worker w's port list is ordered by the other worker's index.
+    let mut pending: Vec<Vec<(usize, HandoffPort)>> = (0..workers).map(|_| Vec::new()).collect();
+    for a in 0..workers {
+        for b in a + 1..workers {
+            let link = Link::new()?;
+            let (ab, ba) = (link.packets(0)?, link.packets(1)?);
+            let (nab, nba) = (link.notes(2)?, link.notes(3)?);
+            // SAFETY: each ring gets exactly one producer and one consumer,
+            // held by the two workers' ends made here and nowhere else.
+            let (ab_tx, ab_rx, ba_tx, ba_rx, nab_tx, nab_rx, nba_tx, nba_rx) = unsafe {
+                (
+                    ab.producer(),
+                    ab.consumer(),
+                    ba.producer(),
+                    ba.consumer(),
+                    nab.producer(),
+                    nab.consumer(),
+                    nba.producer(),
+                    nba.consumer(),
+                )
+            };
+            let port = |peer: usize, tx, rx| HandoffPort {
+                index: 0,
+                name: format!("handoff to worker {peer}"),
+                peer: u8::try_from(peer + 1).unwrap_or(u8::MAX),
+                to: tx,
+                from: rx,
+                _map: link.map.clone(),
+            };
+            pending[a].push((b, port(b, ab_tx, ba_rx)));
+            pending[b].push((a, port(a, ba_tx, ab_rx)));
+            out[a].notes_out[b] = Some(nab_tx);
+            out[b].notes_in[a] = Some(nab_rx);
+            out[b].notes_out[a] = Some(nba_tx);
+            out[a].notes_in[b] = Some(nba_rx);
+            out[a].maps.push(link.map.clone());
+            out[b].maps.push(link.map.clone());
+        }
+    }
+    for (w, mut ps) in pending.into_iter().enumerate() {
+        ps.sort_by_key(|(k, _)| *k);
+        for (i, (_, mut p)) in ps.into_iter().enumerate() {
+            p.index = first_port.saturating_add(u16::try_from(i).unwrap_or(u16::MAX));
+            out[w].ports.push(p);
+        }
+    }
+    Ok(out)
+}
+
+/// The port index at which worker `me` reaches worker `to` (ports from
+/// `first_port`, one per other worker in worker order); `None` for itself.
+pub fn port_to(me: usize, to: usize, first_port: u16) -> Option<u16> {
+    let i = match to.cmp(&me) {
+        core::cmp::Ordering::Less => to,
+        core::cmp::Ordering::Equal => return None,
+        core::cmp::Ordering::Greater => to - 1,
+    };
+    first_port.checked_add(u16::try_from(i).ok()?)
+}
+
+/// One worker's end of a link as a [`Port`]: sends copy packets into the
+/// other worker's ring, receives copy them out into this worker's frames.
+pub struct HandoffPort {
+    index: u16,
+    name: String,
+    /// The other worker's index + 1 ([`Packet::handed_from`]).
+    peer: u8,
+    to: Producer<Slot>,
+    from: Consumer<Slot>,
+    _map: Arc<Mmap>,
+}
+
+impl HandoffPort {
+    /// Its port index.
+    pub fn index(&self) -> u16 {
+        self.index
+    }
+}
+
+impl Port for HandoffPort {
+    fn maintain(&mut self, _pool: &mut FramePool) {}
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn recv(&mut self, arena: &mut Arena, pool: &mut FramePool, out: &mut Batch) -> usize {
+        let want = u32::try_from(out.spare()).unwrap_or(0);
+        if want == 0 {
+            return 0;
+        }
+        let n = self.from.available(want).unwrap_or(0);
+        let mut got = 0;
+        let headroom = u64::from(arena.headroom());
+        for _ in 0..n {
+            let Some(s) = self.from.pop() else { break };
+            let len = (s.len as usize).min(SLOT_DATA);
+            let Some(frame) = pool.alloc() else {
+                // No frame: the packet is lost here, as on a NIC without
+                // fill buffers (counted by the sender's ring full later).
+                continue;
+            };
+            let addr = frame + headroom;
+            let len32 = u32::try_from(len).unwrap_or(0);
+            match arena.get_mut(addr, len32) {
+                Some(b) => b.copy_from_slice(&s.data[..len]),
+                None => {
+                    pool.free(frame);
+                    continue;
+                }
+            }
+            let mut p = Packet::new(addr, len32, s.port, s.rx_ns);
+            p.handoff = (u32::from(self.peer) << 24) | (s.flow & HANDOFF_NO_FLOW);
+            out.push(p);
+            got += 1;
+        }
+        if n > 0 {
+            self.from.release();
+        }
+        got
+    }
+
+    fn send(
+        &mut self,
+        arena: &mut Arena,
+        pool: &mut FramePool,
+        pkts: &mut [Packet],
+    ) -> (usize, usize) {
+        let (mut sent, mut refused) = (0, 0);
+        for p in pkts.iter_mut() {
+            if p.verdict != Verdict::Tx(self.index) {
+                continue;
+            }
+            let Some(bytes) = arena.packet(p).filter(|b| b.len() <= SLOT_DATA) else {
+                p.verdict = Verdict::Drop(DropReason::Oversized);
+                refused += 1;
+                continue;
+            };
+            let mut s = Slot {
+                rx_ns: p.rx_ns,
+                len: p.len,
+                port: p.port,
+                pad: 0,
+                flow: p.handoff & HANDOFF_NO_FLOW,
+                pad2: 0,
+                data: [0; SLOT_DATA],
+            };
+            s.data[..bytes.len()].copy_from_slice(bytes);
+            if self.to.push(s) {
+                // Copied: the frame is free again at once (a packet still
+                // `Tx` after `send` is the port's, and this port is done).
+                pool.free(arena.frame_of(p.addr));
+                sent += 1;
+            } else {
+                p.verdict = Verdict::Drop(DropReason::HandoffFull);
+                refused += 1;
+            }
+        }
+        if sent > 0 {
+            self.to.publish();
+        }
+        (sent, refused)
+    }
+}
