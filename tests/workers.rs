@@ -327,3 +327,37 @@ fn sessions_keep_their_order_and_bytes() {
         );
     }
 }
+
+/// A gateway of two workers on interfaces of one queue is refused at
+/// start, naming the interface and the fix (worker 1 would have no queue).
+#[test]
+fn two_workers_need_two_queues() {
+    if common::skip("two_workers_need_two_queues") {
+        return;
+    }
+    let _g = common::net_lock();
+    let mut s = Sites::triangle().prefix("mgwkq");
+    s.disable_offloads = true;
+    let topo = s.build().expect("build triangle");
+    let spec = triangle_overlay(Some(plan()));
+    let text = topo.site_config("A", &spec).unwrap();
+    let cfg = Config::from_toml_str(&text, "A.toml").unwrap();
+    let mut gc = GatewayConfig::new(cfg);
+    gc.name = format!("mgwkq{}-A", std::process::id());
+    gc.xdp_mode = XdpMode::Native;
+    gc.control = false;
+    gc.workers = 2;
+    let err = topo
+        .site("A")
+        .unwrap()
+        .gw_ns
+        .run_in(move || start_gateway(&gc).map(|_| ()))
+        .expect("enter gw ns")
+        .expect_err("refused");
+    let msg = format!("{err:#}");
+    println!("{msg}");
+    assert!(
+        msg.contains("1 receive queue(s)") && msg.contains("ethtool -L"),
+        "{msg}"
+    );
+}

@@ -571,6 +571,13 @@ fn gateway_report(g: &GwSample, prev: Option<&GwSample>, now: u64, dt: f64) -> G
                 (Some(_), 0) => "lan".to_string(),
                 (Some(x), k) => match x.uplinks.get(k - 1) {
                     Some(u) => format!("uplink {u}"),
+                    // After the uplinks: the handoff ports of a gateway of
+                    // several workers, one per other worker in worker order.
+                    None if rxp > 0 || txp > 0 => {
+                        let i = k - 1 - x.uplinks.len();
+                        let to = if i < wi { i } else { i + 1 };
+                        format!("handoff, worker {to}")
+                    }
                     None => continue,
                 },
                 (None, k) => format!("port {k}"),

@@ -677,6 +677,7 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
     }
     let workers = c.workers.max(1);
     check_workers(c, workers)?;
+    check_queues(c, workers)?;
     let found = discover(c)?;
     let filters = attach_filters(c, &found, workers)?;
     let started = now_ns();
@@ -780,6 +781,44 @@ fn check_workers(c: &GatewayConfig, workers: usize) -> anyhow::Result<()> {
             "uplink {} uses io_uring: a gateway with {workers} workers needs AF_XDP uplinks (one queue per worker)",
             u.name
         );
+    }
+    Ok(())
+}
+
+/// Worker w serves queue w of the LAN interface and of every AF_XDP
+/// uplink: an interface with fewer receive queues than workers cannot
+/// start (refused, saying so); one with more sends what the NIC steers to
+/// the others to the kernel, not to the gateway (a warning: the queue
+/// count or RSS is the operator's, e.g. `mongate-hwconfig`).
+fn check_queues(c: &GatewayConfig, workers: usize) -> anyhow::Result<()> {
+    let mut ifaces = vec![c.site.site.lan_interface.as_str()];
+    ifaces.extend(
+        c.site
+            .uplinks
+            .iter()
+            .filter(|u| u.backend == Backend::AfXdp)
+            .map(|u| u.interface.as_str()),
+    );
+    for ifname in ifaces {
+        let Some(q) = netinfo::rx_queues(ifname) else {
+            continue;
+        };
+        let q = usize::try_from(q).unwrap_or(usize::MAX);
+        if q < workers {
+            anyhow::bail!(
+                "{ifname} has {q} receive queue(s) and the gateway {workers} workers (one queue each): \
+                 give it {workers} (ethtool -L {ifname} combined {workers}) or run fewer workers"
+            );
+        }
+        if q > workers {
+            tracing::warn!(
+                interface = ifname,
+                queues = q,
+                workers,
+                "more receive queues than workers: packets steered to queues {workers}.. reach the kernel, not the gateway \
+                 (ethtool -L {ifname} combined {workers}, or --workers {q})"
+            );
+        }
     }
     Ok(())
 }

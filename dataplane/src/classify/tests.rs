@@ -1147,3 +1147,63 @@ fn a_flow_with_a_small_share_still_gets_a_session() {
 fn flow_u32(i: usize) -> u32 {
     u32::try_from(i).unwrap()
 }
+
+// --- several workers ---------------------------------------------------------
+
+#[test]
+fn owners_spread_classes_and_flows_over_the_workers() {
+    for w in [0u16, 1] {
+        assert_eq!(class_owner(7, w), 0, "one worker owns all");
+        assert_eq!(flow_owner(7, w), 0);
+    }
+    assert_eq!(
+        (class_owner(0, 2), class_owner(1, 2), class_owner(5, 3)),
+        (0, 1, 2)
+    );
+    assert_eq!(
+        (flow_owner(4, 2), flow_owner(5, 2), flow_owner(1 << 23, 3)),
+        (0, 1, 2)
+    );
+}
+
+/// Worker 0 of two owns class 0 (video-ac) and hands class 1 (bulk-ac)
+/// to worker 1, storing nothing for it; worker 1 admits it as one worker
+/// would.
+#[test]
+fn a_class_of_another_worker_is_handed_to_it_unstored() {
+    let two = |worker| Settings {
+        workers: 2,
+        worker,
+        ..settings()
+    };
+    let (_, mut k0) = classifier(two(0));
+    let (_, mut k1) = classifier(two(1));
+    let bulk = seg(1, 5, SYN);
+    assert_eq!(
+        k0.classify(&bulk, 0),
+        Ok(Decision::Handoff {
+            class: 1,
+            worker: 1
+        })
+    );
+    assert_eq!(k0.sessions(), 0, "nothing stored");
+    assert_eq!(k0.active_sessions(1), 0);
+    assert_eq!(k0.stats().handed_off, 1);
+    // Again: still handed, still unstored (no session to hit).
+    assert_eq!(
+        k0.classify(&bulk, 1),
+        Ok(Decision::Handoff {
+            class: 1,
+            worker: 1
+        })
+    );
+    assert_eq!(k0.sessions(), 0);
+    assert_eq!(k1.classify(&bulk, 0), BULK);
+    assert_eq!((k1.sessions(), k1.active_sessions(1)), (1, 1));
+    // A packet no rule matches is best effort wherever it arrives.
+    let none = v4(host(1), Ipv4Addr::new(198, 18, 99, 1), 17, 1, 9, 0);
+    assert_eq!(
+        k0.classify(&none, 2),
+        Ok(Decision::BestEffort { class: None })
+    );
+}

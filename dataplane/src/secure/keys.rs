@@ -510,4 +510,43 @@ mod tests {
         assert_eq!(t.sending(0, 10 * SEC).err(), Some(KeyError::Exhausted));
         assert!(!t.can_send(0, 10 * SEC));
     }
+
+    /// Two workers sealing with one key hand out disjoint counters (their
+    /// lanes), and the receiver accepts both streams interleaved, each in
+    /// its own replay window: a duplicate in either lane is refused, a
+    /// counter of a lane beyond [`MAX_LANES`] too.
+    #[test]
+    fn workers_seal_in_their_own_lanes() {
+        let mut w0 = KeyTable::with_lane(1, 0);
+        let mut w1 = KeyTable::with_lane(1, 1);
+        let mut rx = KeyTable::new(1);
+        for t in [&mut w0, &mut w1, &mut rx] {
+            t.install(&key(0, 9, true, 0)).unwrap();
+        }
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100 {
+            let c0 = w0.sending(0, 1).unwrap().1;
+            let c1 = w1.sending(0, 1).unwrap().1;
+            assert!(seen.insert(c0) && seen.insert(c1), "never the same counter");
+            assert_eq!((split_counter(c0).0, split_counter(c1).0), (0, 1));
+            // Worker 1's packets arrive first: worker 0's are not too old.
+            assert!(rx.accept(9, c1, 2).is_ok());
+            assert!(rx.accept(9, c0, 2).is_ok());
+            assert_eq!(rx.accept(9, c1, 2), Err(Replay::Duplicate));
+        }
+        let k = rx.get(9).unwrap();
+        assert_eq!(k.replay_check(1 << LANE_SHIFT), Err(Replay::Duplicate));
+        assert!(k.replay_check((1 << LANE_SHIFT) + 100).is_ok());
+        assert_eq!(k.replay_check(REJECT_AFTER_MESSAGES), Err(Replay::Limit));
+        assert_eq!(w0.get(9).unwrap().sent(), 100, "packets sealed in its lane");
+        // A lane's last counter, then exhausted (the other lanes untouched).
+        w1.slots[9].as_deref_mut().unwrap().send_counter = LANE_MESSAGES - 1;
+        assert_eq!(
+            w1.sending(0, 1).unwrap().1,
+            (1 << LANE_SHIFT) | (LANE_MESSAGES - 1)
+        );
+        assert_eq!(w1.sending(0, 1).err(), Some(KeyError::Exhausted));
+        assert!(w0.sending(0, 1).is_ok());
+        assert_eq!(MAX_LANES as u64 * LANE_MESSAGES, REJECT_AFTER_MESSAGES);
+    }
 }

@@ -20,12 +20,15 @@ use crate::sys::shm::{ShmShared, shm_path};
 use file::{CountersFile, HEADER_BYTES, Kind};
 
 /// "MGSTAT04" (02: the drop reasons of issue 11's security; 03:
-/// `oam_consumed` and `bad_checksum`; 04: `handoff_full`).
+/// `oam_consumed` and `bad_checksum`; 04: `handoff_full`, 8 ports per
+/// worker).
 pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"MGSTAT04");
 /// Most workers a stats file describes.
 pub const MAX_WORKERS: usize = 64;
-/// Most ports per worker with their own counters.
-pub const MAX_PORTS: usize = 4;
+/// Most ports per worker with their own counters (a gateway's: the LAN,
+/// its uplinks, then one handoff port per other worker; ports beyond are
+/// not counted).
+pub const MAX_PORTS: usize = 8;
 
 /// Counters of one port of a worker.
 #[repr(C)]

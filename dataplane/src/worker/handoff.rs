@@ -201,7 +201,8 @@ impl Notes {
         let mut got = 0;
         for (k, c) in self.inbound.iter_mut().enumerate() {
             let Some(c) = c else { continue };
-            let n = c.available(budget).unwrap_or(0);
+            // `available` may count more than asked: take the budget only.
+            let n = c.available(budget).unwrap_or(0).min(budget);
             for _ in 0..n {
                 if let Some(note) = c.pop() {
                     f(k, &note);
@@ -254,6 +255,7 @@ pub fn mesh(workers: usize, first_port: u16) -> std::io::Result<Vec<WorkerLinks>
             let port = |peer: usize, tx, rx| HandoffPort {
                 index: 0,
                 name: format!("handoff to worker {peer}"),
+                too_long: 0,
                 peer: u8::try_from(peer + 1).unwrap_or(u8::MAX),
                 to: tx,
                 from: rx,
@@ -297,6 +299,9 @@ pub struct HandoffPort {
     name: String,
     /// The other worker's index + 1 ([`Packet::handed_from`]).
     peer: u8,
+    /// Packets received too long for this worker's frames (reported as
+    /// the port's `rx_dropped`).
+    too_long: u64,
     to: Producer<Slot>,
     from: Consumer<Slot>,
     _map: Arc<Mmap>,
@@ -312,6 +317,13 @@ impl HandoffPort {
 impl Port for HandoffPort {
     fn maintain(&mut self, _pool: &mut FramePool) {}
 
+    fn kernel_drops(&self) -> Option<crate::engine::KernelDrops> {
+        Some(crate::engine::KernelDrops {
+            rx_dropped: self.too_long,
+            ..Default::default()
+        })
+    }
+
     fn name(&self) -> &str {
         &self.name
     }
@@ -321,23 +333,29 @@ impl Port for HandoffPort {
         if want == 0 {
             return 0;
         }
-        let n = self.from.available(want).unwrap_or(0);
+        // `available` may count more than asked: no more than the batch
+        // holds, and no more than there are frames for (the rest waits in
+        // the ring; when it fills, the sender counts `handoff_full`).
+        let frames = u32::try_from(pool.available()).unwrap_or(u32::MAX);
+        let n = self.from.available(want).unwrap_or(0).min(want).min(frames);
         let mut got = 0;
         let headroom = u64::from(arena.headroom());
         for _ in 0..n {
-            let Some(s) = self.from.pop() else { break };
-            let len = (s.len as usize).min(SLOT_DATA);
-            let Some(frame) = pool.alloc() else {
-                // No frame: the packet is lost here, as on a NIC without
-                // fill buffers (counted by the sender's ring full later).
-                continue;
+            let Some(frame) = pool.alloc() else { break };
+            let Some(s) = self.from.pop() else {
+                pool.free(frame);
+                break;
             };
+            let len = (s.len as usize).min(SLOT_DATA);
             let addr = frame + headroom;
             let len32 = u32::try_from(len).unwrap_or(0);
             match arena.get_mut(addr, len32) {
                 Some(b) => b.copy_from_slice(&s.data[..len]),
                 None => {
+                    // Longer than this worker's frames hold after their
+                    // headroom (the workers' arenas differ): counted.
                     pool.free(frame);
+                    self.too_long += 1;
                     continue;
                 }
             }
@@ -392,5 +410,241 @@ impl Port for HandoffPort {
             self.to.publish();
         }
         (sent, refused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::BATCH_SIZE;
+
+    const FRAMES: u32 = 256;
+
+    struct Side {
+        arena: Arena,
+        pool: FramePool,
+    }
+
+    impl Side {
+        fn new() -> Self {
+            let arena = Arena::new(FRAMES, 2048, 256, false).expect("arena");
+            let pool = FramePool::new(&arena);
+            Self { arena, pool }
+        }
+        /// A packet of `bytes` arriving on `port`.
+        fn packet(&mut self, bytes: &[u8], port: u16, rx_ns: u64) -> Packet {
+            let f = self.pool.alloc().expect("frame");
+            let addr = f + 256;
+            let len = u32::try_from(bytes.len()).unwrap();
+            self.arena
+                .get_mut(addr, len)
+                .unwrap()
+                .copy_from_slice(bytes);
+            Packet::new(addr, len, port, rx_ns)
+        }
+    }
+
+    #[test]
+    fn ports_are_numbered_by_the_other_workers_index() {
+        for n in 1..6usize {
+            let links = mesh(n, 5).unwrap();
+            for (me, l) in links.iter().enumerate() {
+                assert_eq!(l.ports.len(), n - 1);
+                for (i, p) in l.ports.iter().enumerate() {
+                    let to = l.peer_of_port(i);
+                    assert_ne!(to, me);
+                    assert_eq!(port_to(me, to, 5), Some(p.index()));
+                    assert_eq!(p.name(), format!("handoff to worker {to}"));
+                }
+                assert_eq!(port_to(me, me, 5), None);
+            }
+        }
+    }
+
+    #[test]
+    fn packets_cross_in_order_with_their_port_time_and_flow() {
+        let mut links = mesh(2, 3).unwrap();
+        let (mut a, mut b) = (Side::new(), Side::new());
+        let mut to_b = links[0].ports.remove(0);
+        let mut from_a = links[1].ports.remove(0);
+        assert_eq!(to_b.index(), 3);
+        let mut pkts: Vec<Packet> = (0..5u8)
+            .map(|i| {
+                let mut p = a.packet(&[i; 100], u16::from(i % 2), 1000 + u64::from(i));
+                if i == 2 {
+                    p.set_handoff_flow(77);
+                }
+                p.verdict = Verdict::Tx(3);
+                p
+            })
+            .collect();
+        // A packet for another port stays as it is.
+        pkts[4].verdict = Verdict::Tx(1);
+        let free = a.pool.available();
+        assert_eq!(to_b.send(&mut a.arena, &mut a.pool, &mut pkts), (4, 0));
+        assert_eq!(a.pool.available(), free + 4, "copied frames freed at once");
+        assert_eq!(pkts[4].verdict, Verdict::Tx(1));
+        let mut out = Batch::new();
+        assert_eq!(from_a.recv(&mut b.arena, &mut b.pool, &mut out), 4);
+        for (i, p) in out.as_slice().iter().enumerate() {
+            let k = u8::try_from(i).unwrap();
+            assert_eq!(b.arena.packet(p).unwrap(), &[k; 100][..]);
+            assert_eq!(p.port, u16::from(k % 2));
+            assert_eq!(p.rx_ns, 1000 + u64::from(k));
+            assert_eq!(p.handed_from(), 1, "from worker 0");
+            assert_eq!(p.handoff_flow(), (k == 2).then_some(77));
+            assert_eq!(p.verdict, Verdict::Pending);
+        }
+        assert_eq!(from_a.recv(&mut b.arena, &mut b.pool, &mut out), 0);
+    }
+
+    #[test]
+    fn a_full_ring_is_a_counted_drop_and_frames_come_back() {
+        let mut links = mesh(2, 1).unwrap();
+        let (mut a, mut b) = (Side::new(), Side::new());
+        let mut to_b = links[0].ports.remove(0);
+        let mut from_a = links[1].ports.remove(0);
+        let mut sent = 0;
+        let mut refused = 0;
+        // Fill the ring in batches, nothing received.
+        while sent < PACKET_SLOTS as usize + 10 {
+            let mut pkts: Vec<Packet> = (0..BATCH_SIZE)
+                .map(|_| {
+                    let mut p = a.packet(&[7; 64], 0, 0);
+                    p.verdict = Verdict::Tx(1);
+                    p
+                })
+                .collect();
+            let (s, r) = to_b.send(&mut a.arena, &mut a.pool, &mut pkts);
+            for p in &pkts {
+                if let Verdict::Drop(reason) = p.verdict {
+                    assert_eq!(reason, DropReason::HandoffFull);
+                    a.pool.free(p.addr);
+                }
+            }
+            sent += s + r;
+            refused += r;
+        }
+        assert_eq!(
+            sent - refused,
+            PACKET_SLOTS as usize,
+            "the ring holds its slots"
+        );
+        assert!(refused >= 10);
+        assert_eq!(a.pool.available(), FRAMES as usize, "no frame kept");
+        // The receiver drains all of them, a batch at a time.
+        let mut got = 0;
+        loop {
+            let mut out = Batch::new();
+            let n = from_a.recv(&mut b.arena, &mut b.pool, &mut out);
+            if n == 0 {
+                break;
+            }
+            for p in out.as_slice() {
+                b.pool.free(p.addr);
+            }
+            got += n;
+        }
+        assert_eq!(got, PACKET_SLOTS as usize);
+    }
+
+    #[test]
+    fn oversized_packets_are_refused() {
+        let mut links = mesh(2, 1).unwrap();
+        let mut a = Side::new();
+        let mut to_b = links[0].ports.remove(0);
+        let mut p = a.packet(&[1; 1700], 0, 0);
+        // Grow it past the slot (the frame has the room: 2048 - 256).
+        p.len = u32::try_from(SLOT_DATA).unwrap() + 1;
+        p.addr -= 256;
+        p.verdict = Verdict::Tx(1);
+        let mut pkts = [p];
+        assert_eq!(to_b.send(&mut a.arena, &mut a.pool, &mut pkts), (0, 1));
+        assert_eq!(pkts[0].verdict, Verdict::Drop(DropReason::Oversized));
+    }
+
+    #[test]
+    fn notes_reach_the_worker_they_are_for() {
+        let mut links = mesh(3, 1).unwrap();
+        let mut n: Vec<Notes> = links.iter_mut().map(WorkerLinks::take_notes).collect();
+        assert_eq!(n[0].workers(), 3);
+        let mut note = Note::new(9);
+        note.data[0] = 42;
+        assert!(n[0].push(2, note));
+        assert!(!n[0].push(0, note), "not to itself");
+        assert!(!n[0].push(3, note), "no such worker");
+        // Not published yet.
+        assert_eq!(n[2].drain(16, |_, _| {}), 0);
+        n[0].flush();
+        let mut seen = Vec::new();
+        assert_eq!(n[1].drain(16, |k, x| seen.push((k, x.kind, x.data[0]))), 0);
+        assert_eq!(n[2].drain(16, |k, x| seen.push((k, x.kind, x.data[0]))), 1);
+        assert_eq!(seen, vec![(0, 9, 42)]);
+        // A full ring refuses, nothing is overwritten.
+        let mut pushed = 0;
+        while n[1].push(2, note) {
+            pushed += 1;
+        }
+        assert_eq!(pushed, NOTE_SLOTS);
+        n[1].flush();
+        let mut got = 0;
+        loop {
+            let d = n[2].drain(1000, |k, _| assert_eq!(k, 1));
+            if d == 0 {
+                break;
+            }
+            got += d;
+        }
+        assert_eq!(got, NOTE_SLOTS as usize);
+    }
+
+    /// Sends and receives in random batch sizes against a model queue: every
+    /// packet arrives once, in order, or was refused as full.
+    #[test]
+    fn random_batches_match_a_fifo_model() {
+        let mut links = mesh(2, 1).unwrap();
+        let (mut a, mut b) = (Side::new(), Side::new());
+        let mut to_b = links[0].ports.remove(0);
+        let mut from_a = links[1].ports.remove(0);
+        let mut model = std::collections::VecDeque::new();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = 0u32;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = usize::try_from(x % 40).unwrap();
+            if x & 1 == 0 {
+                let n = k.min(a.pool.available());
+                let vals: Vec<u32> = (next..next + u32::try_from(n).unwrap()).collect();
+                next += u32::try_from(n).unwrap();
+                let mut pkts: Vec<Packet> = vals
+                    .iter()
+                    .map(|v| {
+                        let mut p = a.packet(&v.to_le_bytes(), 0, 0);
+                        p.verdict = Verdict::Tx(1);
+                        p
+                    })
+                    .collect();
+                to_b.send(&mut a.arena, &mut a.pool, &mut pkts);
+                for (p, v) in pkts.iter().zip(&vals) {
+                    match p.verdict {
+                        Verdict::Tx(1) => model.push_back(*v),
+                        Verdict::Drop(DropReason::HandoffFull) => a.pool.free(p.addr),
+                        other => panic!("{other:?}"),
+                    }
+                }
+            } else {
+                let mut out = Batch::new();
+                from_a.recv(&mut b.arena, &mut b.pool, &mut out);
+                for p in out.as_slice() {
+                    let bytes = b.arena.packet(p).unwrap();
+                    let v = u32::from_le_bytes(bytes.try_into().unwrap());
+                    assert_eq!(Some(v), model.pop_front(), "in order, once");
+                    b.pool.free(p.addr);
+                }
+            }
+        }
+        assert_eq!(a.pool.available(), FRAMES as usize);
     }
 }
