@@ -536,13 +536,16 @@ impl Net {
             self.pump(s);
         }
         let mut arrivals = Vec::new();
-        for (&(_, to), l) in &mut self.links {
+        for (&(from, to), l) in &mut self.links {
             while l.in_flight.front().is_some_and(|e| e.1 <= t) {
-                let (_, _, bytes) = l.in_flight.pop_front().unwrap();
-                arrivals.push((to, bytes));
+                let (_, at, bytes) = l.in_flight.pop_front().unwrap();
+                arrivals.push((at, from, to, bytes));
             }
         }
-        for (to, bytes) in arrivals {
+        // In arrival order, ties by link (not the map's order, which
+        // changes from run to run): every run the same.
+        arrivals.sort_by_key(|a| (a.0, a.1, a.2));
+        for (_, _, to, bytes) in arrivals {
             self.inject(to, WAN, &bytes);
         }
     }
@@ -2680,15 +2683,17 @@ fn the_ack_gap_reflex_skips_paths_without_a_session_key() {
 /// The triangle with `workers` workers per gateway, class `ac` over two
 /// flows ([`config_two_flows`]): `ac-direct` is worker 0's, `ac-via-b`
 /// worker 1's (flow index modulo 2), and class `ac` (class 0) is admitted
-/// by worker 0.
-fn triangle_of_workers(workers: usize, mbps: f64, weight: f64, pps: f64, initial: f64) -> Net {
+/// by worker 0. Settings changed by `f`.
+fn triangle_of_workers(
+    workers: usize,
+    (mbps, weight, pps, initial): (f64, f64, f64, f64),
+    f: impl Fn(&mut Settings),
+) -> Net {
     let sites = (0..3)
         .map(|i| {
-            Site::with_workers(
-                &config_two_flows(i, mbps, weight),
-                settings(i, initial),
-                workers,
-            )
+            let mut s = settings(i, initial);
+            f(&mut s);
+            Site::with_workers(&config_two_flows(i, mbps, weight), s, workers)
         })
         .collect();
     Net::new(sites, pps)
@@ -2725,7 +2730,7 @@ fn assert_handoffs_clean(net: &Net) {
 /// notes) and received on its own worker at C.
 #[test]
 fn two_workers_hand_packets_to_class_and_flow_owners_and_acks_to_the_flow() {
-    let mut net = triangle_of_workers(2, 1.0, 0.02, 100_000.0, 1.0);
+    let mut net = triangle_of_workers(2, (1.0, 0.02, 100_000.0, 1.0), |_| {});
     let sessions: Vec<u16> = (5000..5008).collect();
     let mut sent: Vec<Vec<Vec<u8>>> = vec![Vec::new(); sessions.len()];
     let mut arrived_on = [0u32; 2];
@@ -2810,7 +2815,10 @@ fn two_workers_hand_packets_to_class_and_flow_owners_and_acks_to_the_flow() {
 /// bottleneck, and the two together carry the two links' capacity.
 #[test]
 fn two_workers_controllers_converge_on_acks_from_either_worker() {
-    let mut net = triangle_of_workers(2, 1.0, 0.0204, 100_000.0, 0.1);
+    // The gateways probe their paths themselves (no control here).
+    let mut net = triangle_of_workers(2, (1.0, 0.0204, 100_000.0, 0.1), |s| {
+        s.health.probe_interval_ns = 100_000_000;
+    });
     for l in [(0, 2), (0, 1)] {
         net.links.get_mut(&l).unwrap().pps = 500.0;
     }
@@ -2821,14 +2829,15 @@ fn two_workers_controllers_converge_on_acks_from_either_worker() {
         v4_frame(C_HOST, 17, 5001, 1250 - 42, 0),
     ];
     let ids = ["ac-direct", "ac-via-b"];
+    let queued = |net: &Net, w: usize| {
+        net.sites[0]
+            .gw_of(w)
+            .pacing()
+            .queue_len(u32::try_from(w).unwrap())
+    };
     for (w, f) in frames.iter().enumerate() {
         net.inject(0, LAN, f);
-        assert_eq!(
-            net.sites[0].gw_of(w).pacing().queue_len(w as u32),
-            1,
-            "session {w} on flow {}",
-            ids[w]
-        );
+        assert_eq!(queued(&net, w), 1, "session {w} on flow {}", ids[w]);
     }
     let received = |net: &Net, w: usize| net.sites[2].gw_of(w).flow_received(ids[w]).unwrap();
     let mut at_10s = [0; 2];
@@ -2837,7 +2846,7 @@ fn two_workers_controllers_converge_on_acks_from_either_worker() {
         for (w, f) in frames.iter().enumerate() {
             // Keep each flow's queue backlogged (a bounded top-up).
             for _ in 0..64 {
-                if net.sites[0].gw_of(w).pacing().queue_len(w as u32) >= 32 {
+                if queued(&net, w) >= 32 {
                     break;
                 }
                 net.inject(0, LAN, f);
@@ -2876,6 +2885,13 @@ fn two_workers_controllers_converge_on_acks_from_either_worker() {
         sum_workers(a, |g| g.stats().notes_received) > 0,
         "acks passed as notes"
     );
+    // Worker 0 probes for the gateway; the echoes RSS gave worker 1 reach
+    // it as notes: its paths stay up.
+    for peer in 0..2 {
+        for p in a.gw_of(0).paths(peer) {
+            assert!(p.health.up && p.health.echoes > 0, "{p:?}");
+        }
+    }
     assert_eq!(a.drops(DropReason::HandoffFull), 0);
     for s in &net.sites {
         for w in 0..s.workers() {
