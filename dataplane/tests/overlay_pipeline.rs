@@ -1,13 +1,17 @@
 //! The overlay gateway pipeline end to end, in memory: three sites A, B, C
 //! (each with its own arena, frame pool and `Gateway` stage), fake links
 //! between their uplinks (capacity, drop-tail queue, delay, seeded loss),
-//! a simulated clock. No root, no sockets.
+//! a simulated clock. No root, no sockets. A site may run several workers
+//! (each its own arena, pool and stage, joined by handoff rings), packets
+//! spread over them as RSS would.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use mongate_dataplane::config::Config;
-use mongate_dataplane::engine::{Arena, Batch, DropReason, FramePool, Packet, Stage, Verdict};
+use mongate_dataplane::engine::{
+    Arena, Batch, DropReason, FramePool, Packet, Port, Stage, Verdict,
+};
 use mongate_dataplane::overlay::{Gateway, Role, Settings};
 use mongate_dataplane::plan::PlanTable;
 use mongate_dataplane::sys::Rng;
@@ -15,10 +19,13 @@ use mongate_dataplane::wire::ethernet::MacAddr;
 use mongate_dataplane::wire::geneve::FlowOption;
 use mongate_dataplane::wire::overlay::{EncapParams, OverlayTemplate, TemplateConfig, decap};
 use mongate_dataplane::wire::{icmp, ipv4, ipv6, udp};
+use mongate_dataplane::worker::handoff::{HandoffPort, mesh};
 use proptest::prelude::*;
 
 const LAN: u16 = 0;
 const WAN: u16 = 1;
+/// The first handoff port of a worker (after the LAN and the uplink).
+const HANDOFF: u16 = 2;
 const FRAME: u32 = 2048;
 const HEADROOM: u32 = 256;
 const FRAMES: u32 = 1024;
@@ -54,6 +61,34 @@ fn config_seen(
     weight: f64,
     prefixes: &dyn Fn(usize) -> &'static str,
 ) -> Config {
+    let t = config_text(i, direct_mbps, weight, prefixes);
+    Config::from_toml_str(&t, &format!("site-{}.toml", NAMES[i])).expect("test config")
+}
+
+/// As [`config`], class `ac` with a second flow, `ac-via-b` (A, B, C; flow
+/// index 1, right after `ac-direct`), planned as `ac-direct`: with two
+/// workers the class's two flows belong to different workers.
+fn config_two_flows(i: usize, mbps: f64, weight: f64) -> Config {
+    let direct = "route = [\"A\", \"C\"]\n";
+    let base = config_text(i, mbps, weight, &lan_prefixes);
+    assert_eq!(base.matches(direct).count(), 1);
+    let t = base.replacen(
+        direct,
+        &format!("{direct}\n[[flows]]\nid = \"ac-via-b\"\nclass = \"ac\"\nroute = [\"A\", \"B\", \"C\"]\n"),
+        1,
+    ) + &format!("\n[[plan.flows]]\nid = \"ac-via-b\"\nrate_mbps = {mbps}\nweight = {weight}\n");
+    let c = Config::from_toml_str(&t, &format!("site-{}.toml", NAMES[i])).expect("test config");
+    assert_eq!(c.flow_index("ac-via-b"), Some(1));
+    c
+}
+
+/// The text of [`config_seen`].
+fn config_text(
+    i: usize,
+    direct_mbps: f64,
+    weight: f64,
+    prefixes: &dyn Fn(usize) -> &'static str,
+) -> String {
     let mut t = format!(
         r#"
 [site]
@@ -141,7 +176,7 @@ rate_mbps = 1.0
 weight = 0.02
 "#
     );
-    Config::from_toml_str(&t, &format!("site-{}.toml", NAMES[i])).expect("test config")
+    t
 }
 
 fn settings(i: usize, initial_fraction: f64) -> Settings {
@@ -202,26 +237,117 @@ impl Link {
     }
 }
 
+/// One worker of a site: its own frames, stage and handoff ports.
+struct Worker {
+    arena: Arena,
+    pool: FramePool,
+    gw: Gateway,
+    ports: Vec<HandoffPort>,
+}
+
+impl Worker {
+    /// Frames not in the pool: held by the stage (queues, reserve).
+    fn frames_out(&self) -> usize {
+        FRAMES as usize - self.pool.available()
+    }
+}
+
+/// A site's gateway. Worker 0's parts are the site's own fields (most
+/// tests run one worker); workers 1.. are in `others`.
 struct Site {
     arena: Arena,
     pool: FramePool,
     gw: Gateway,
+    /// Worker 0's handoff ports (none with one worker).
+    ports: Vec<HandoffPort>,
+    others: Vec<Worker>,
+    /// Packets each worker sent on the uplink.
+    wan_tx: Vec<u64>,
     lan_out: Vec<Vec<u8>>,
     drops: HashMap<DropReason, u64>,
 }
 
 impl Site {
     fn new(cfg: &Config, s: Settings) -> Self {
-        let arena = Arena::new(FRAMES, FRAME, HEADROOM, false).expect("arena");
-        let mut pool = FramePool::new(&arena);
-        let reserve = (0..16).filter_map(|_| pool.alloc()).collect();
-        let gw = Gateway::new(cfg, s, reserve, 0).expect("gateway");
+        Self::with_workers(cfg, s, 1)
+    }
+    /// A gateway of `n` workers, built as `mongate-dataplane run --workers`
+    /// builds them (settings, seeds, handoff ports after LAN and WAN, notes).
+    fn with_workers(cfg: &Config, s: Settings, n: usize) -> Self {
+        let mut links = if n > 1 {
+            mesh(n, HANDOFF).expect("handoff rings")
+        } else {
+            Vec::new()
+        };
+        let mut ws: Vec<Worker> = (0..n)
+            .map(|w| {
+                let mut s = s.clone();
+                if n > 1 {
+                    s.workers = u16::try_from(n).unwrap();
+                    s.worker = u16::try_from(w).unwrap();
+                    s.handoff_first_port = HANDOFF;
+                    s.seed = s.seed.wrapping_add(w as u64);
+                }
+                let arena = Arena::new(FRAMES, FRAME, HEADROOM, false).expect("arena");
+                let mut pool = FramePool::new(&arena);
+                let reserve = (0..16).filter_map(|_| pool.alloc()).collect();
+                let mut gw = Gateway::new(cfg, s, reserve, 0).expect("gateway");
+                let mut ports = Vec::new();
+                if let Some(l) = links.get_mut(w) {
+                    gw.attach_notes(l.take_notes());
+                    ports = std::mem::take(&mut l.ports);
+                }
+                Worker {
+                    arena,
+                    pool,
+                    gw,
+                    ports,
+                }
+            })
+            .collect();
+        let w0 = ws.remove(0);
         Self {
-            arena,
-            pool,
-            gw,
+            arena: w0.arena,
+            pool: w0.pool,
+            gw: w0.gw,
+            ports: w0.ports,
+            others: ws,
+            wan_tx: vec![0; n],
             lan_out: Vec::new(),
             drops: HashMap::new(),
+        }
+    }
+    fn workers(&self) -> usize {
+        1 + self.others.len()
+    }
+    /// Worker `w`'s stage.
+    fn gw_of(&self, w: usize) -> &Gateway {
+        if w == 0 {
+            &self.gw
+        } else {
+            &self.others[w - 1].gw
+        }
+    }
+    /// Worker `w`'s arena, pool, stage and handoff ports.
+    fn parts(
+        &mut self,
+        w: usize,
+    ) -> (
+        &mut Arena,
+        &mut FramePool,
+        &mut Gateway,
+        &mut Vec<HandoffPort>,
+    ) {
+        if w == 0 {
+            (
+                &mut self.arena,
+                &mut self.pool,
+                &mut self.gw,
+                &mut self.ports,
+            )
+        } else {
+            let o = &mut self.others[w - 1];
+            (&mut o.arena, &mut o.pool, &mut o.gw, &mut o.ports)
         }
     }
     fn drops(&self, r: DropReason) -> u64 {
@@ -231,6 +357,38 @@ impl Site {
     fn frames_out(&self) -> usize {
         FRAMES as usize - self.pool.available()
     }
+    /// As [`Self::frames_out`], of worker `w`.
+    fn frames_out_of(&self, w: usize) -> usize {
+        if w == 0 {
+            self.frames_out()
+        } else {
+            self.others[w - 1].frames_out()
+        }
+    }
+}
+
+/// The worker of `n` that RSS would give frame `f`: a hash of its IP
+/// addresses, protocol and ports (an overlay frame's outer ones), so a
+/// session's packets, as a path's, keep to one worker and their order.
+fn rss(f: &[u8], n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let ethertype = f.get(12..14).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let parts: [Option<&[u8]>; 3] = match ethertype {
+        Some(0x0800) => {
+            let l4 = 14 + usize::from(f.get(14).map_or(5, |b| b & 0x0F)) * 4;
+            [f.get(23..24), f.get(26..34), f.get(l4..l4 + 4)]
+        }
+        Some(0x86DD) => [f.get(20..21), f.get(22..54), f.get(54..58)],
+        _ => [None, None, None],
+    };
+    // FNV-1a: deterministic, spreads small differences (ports).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in parts.iter().flatten().flat_map(|p| p.iter()) {
+        h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    usize::try_from(h % n as u64).unwrap()
 }
 
 struct Net {
@@ -264,73 +422,130 @@ impl Net {
         }
     }
 
-    /// Copies `bytes` into a fresh frame of site `s` and runs it through
-    /// the stage as arriving on `port`. Returns the verdict.
+    /// Copies `bytes` into a fresh frame of site `s` (of the worker RSS
+    /// gives it) and runs it through the stage as arriving on `port`, then
+    /// whatever that hands to the site's other workers. Returns the first
+    /// stage's verdict.
     fn inject(&mut self, s: usize, port: u16, bytes: &[u8]) -> Verdict {
-        let site = &mut self.sites[s];
-        let base = site.pool.alloc().expect("frame");
+        let w = rss(bytes, self.sites[s].workers());
+        let now = self.now;
+        let (arena, pool, gw, _) = self.sites[s].parts(w);
+        let base = pool.alloc().expect("frame");
         let addr = base + u64::from(HEADROOM);
         let len = u32::try_from(bytes.len().min((FRAME - HEADROOM) as usize)).unwrap();
-        site.arena
+        arena
             .get_mut(addr, len)
             .unwrap()
             .copy_from_slice(&bytes[..len as usize]);
         let mut b = Batch::new();
-        b.push(Packet::new(addr, len, port, self.now));
-        site.gw.process(self.now, &mut site.arena, &mut b);
+        b.push(Packet::new(addr, len, port, now));
+        gw.process(now, arena, &mut b);
         let v = b.as_slice()[0].verdict;
-        self.dispatch(s, &b);
+        self.dispatch(s, w, &b);
+        self.pump(s);
         v
     }
 
-    /// What the worker does with a processed batch.
-    fn dispatch(&mut self, s: usize, b: &Batch) {
-        for p in b.as_slice() {
+    /// What worker `w` of site `s` does with a processed batch.
+    fn dispatch(&mut self, s: usize, w: usize, b: &Batch) {
+        for &p in b.as_slice() {
             let site = &mut self.sites[s];
-            match p.verdict {
+            let several = site.workers() > 1;
+            let mut p = p;
+            let bytes = match p.verdict {
                 Verdict::Held => continue,
-                Verdict::Tx(LAN) => {
-                    site.lan_out.push(site.arena.packet(p).unwrap().to_vec());
+                Verdict::Tx(port) if several && port >= HANDOFF => {
+                    let (arena, pool, _, ports) = site.parts(w);
+                    let hp = ports
+                        .iter_mut()
+                        .find(|h| h.index() == port)
+                        .expect("a handoff port");
+                    let mut one = [p];
+                    hp.send(arena, pool, &mut one);
+                    if matches!(one[0].verdict, Verdict::Tx(_)) {
+                        // Copied into the ring: the port freed the frame.
+                        continue;
+                    }
+                    p = one[0];
+                    None
                 }
-                Verdict::Tx(WAN) => {
-                    let bytes = site.arena.packet(p).unwrap().to_vec();
+                Verdict::Tx(_) => Some(site.parts(w).0.packet(&p).unwrap().to_vec()),
+                _ => None,
+            };
+            match (p.verdict, bytes) {
+                (Verdict::Tx(LAN), Some(bytes)) => site.lan_out.push(bytes),
+                (Verdict::Tx(WAN), Some(bytes)) => {
                     let to = site_of(&bytes).expect("outer destination is a site");
+                    site.wan_tx[w] += 1;
                     self.links
                         .get_mut(&(s, to))
                         .unwrap()
                         .send(self.now, bytes, &mut self.rng);
                 }
-                Verdict::Drop(r) => *site.drops.entry(r).or_default() += 1,
-                v => panic!("unexpected verdict {v:?}"),
+                (Verdict::Drop(r), _) => *site.drops.entry(r).or_default() += 1,
+                (v, _) => panic!("unexpected verdict {v:?}"),
             }
-            self.sites[s].pool.free(p.addr);
+            site.parts(w).1.free(p.addr);
         }
+    }
+
+    /// Runs what site `s`'s workers handed each other through the worker
+    /// that receives it, until no ring holds anything (a handoff is at
+    /// most two hops: this ends).
+    fn pump(&mut self, s: usize) {
+        for _ in 0..1000 {
+            let mut moved = false;
+            for w in 0..self.sites[s].workers() {
+                let now = self.now;
+                let (arena, pool, gw, ports) = self.sites[s].parts(w);
+                let mut b = Batch::new();
+                for hp in ports.iter_mut() {
+                    hp.recv(arena, pool, &mut b);
+                }
+                if b.is_empty() {
+                    continue;
+                }
+                moved = true;
+                gw.process(now, arena, &mut b);
+                self.dispatch(s, w, &b);
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("handoffs do not settle");
     }
 
     /// Advances the clock to `t`: polls every stage, delivers due link packets.
     fn step(&mut self, t: u64) {
         self.now = t;
         for s in 0..self.sites.len() {
-            let site = &mut self.sites[s];
-            site.gw.replenish(&mut site.pool);
-            loop {
-                let site = &mut self.sites[s];
-                let mut out = Batch::new();
-                site.gw.poll(t, &mut site.arena, &mut out);
-                if out.is_empty() {
-                    break;
+            for w in 0..self.sites[s].workers() {
+                let (_, pool, gw, _) = self.sites[s].parts(w);
+                gw.replenish(pool);
+                loop {
+                    let (arena, _, gw, _) = self.sites[s].parts(w);
+                    let mut out = Batch::new();
+                    gw.poll(t, arena, &mut out);
+                    if out.is_empty() {
+                        break;
+                    }
+                    self.dispatch(s, w, &out);
                 }
-                self.dispatch(s, &out);
             }
+            self.pump(s);
         }
         let mut arrivals = Vec::new();
-        for (&(_, to), l) in &mut self.links {
+        for (&(from, to), l) in &mut self.links {
             while l.in_flight.front().is_some_and(|e| e.1 <= t) {
-                let (_, _, bytes) = l.in_flight.pop_front().unwrap();
-                arrivals.push((to, bytes));
+                let (_, at, bytes) = l.in_flight.pop_front().unwrap();
+                arrivals.push((at, from, to, bytes));
             }
         }
-        for (to, bytes) in arrivals {
+        // In arrival order, ties by link (not the map's order, which
+        // changes from run to run): every run the same.
+        arrivals.sort_by_key(|a| (a.0, a.1, a.2));
+        for (_, _, to, bytes) in arrivals {
             self.inject(to, WAN, &bytes);
         }
     }
@@ -1658,8 +1873,8 @@ fn key_bytes(from: usize, to: usize, g: usize) -> [u8; 32] {
     [u8::try_from(1 + from * 16 + to * 4 + g).unwrap(); 32]
 }
 
-/// Installs at site `i` generation `g` of its session keys with site `j`,
-/// as the control would after a handshake.
+/// Installs at site `i` (every worker) generation `g` of its session keys
+/// with site `j`, as the control would after a handshake.
 fn install(net: &mut Net, i: usize, j: usize, g: usize, initiator: bool) {
     let k = KeyInstall {
         peer: pidx(i, j),
@@ -1670,7 +1885,10 @@ fn install(net: &mut Net, i: usize, j: usize, g: usize, initiator: bool) {
         initiator,
         created_ns: net.now,
     };
-    net.sites[i].gw.install_key(&k).unwrap();
+    let site = &mut net.sites[i];
+    for w in 0..site.workers() {
+        site.parts(w).2.install_key(&k).unwrap();
+    }
 }
 
 /// The triangle with security required, settings changed by `f`, keys of
@@ -2458,4 +2676,287 @@ fn the_ack_gap_reflex_skips_paths_without_a_session_key() {
             assert!(paths[0].active, "{paths:?}");
         }
     }
+}
+
+// ---- several workers per gateway ----
+
+/// The triangle with `workers` workers per gateway, class `ac` over two
+/// flows ([`config_two_flows`]): `ac-direct` is worker 0's, `ac-via-b`
+/// worker 1's (flow index modulo 2), and class `ac` (class 0) is admitted
+/// by worker 0. Settings changed by `f`.
+fn triangle_of_workers(
+    workers: usize,
+    (mbps, weight, pps, initial): (f64, f64, f64, f64),
+    f: impl Fn(&mut Settings),
+) -> Net {
+    let sites = (0..3)
+        .map(|i| {
+            let mut s = settings(i, initial);
+            f(&mut s);
+            Site::with_workers(&config_two_flows(i, mbps, weight), s, workers)
+        })
+        .collect();
+    Net::new(sites, pps)
+}
+
+/// `f` of every worker of `site`, summed.
+fn sum_workers(site: &Site, f: impl Fn(&Gateway) -> u64) -> u64 {
+    (0..site.workers()).map(|w| f(site.gw_of(w))).sum()
+}
+
+/// Nothing a handoff carries was lost or garbled, and every worker holds
+/// only its reserve.
+fn assert_handoffs_clean(net: &Net) {
+    for (i, s) in net.sites.iter().enumerate() {
+        assert_eq!(s.drops(DropReason::HandoffFull), 0, "site {i}");
+        for w in 0..s.workers() {
+            let st = s.gw_of(w).stats();
+            assert_eq!((st.notes_lost, st.notes_bad), (0, 0), "site {i} worker {w}");
+            assert_eq!(
+                s.frames_out_of(w),
+                s.gw_of(w).reserve_len(),
+                "site {i} worker {w}: frames leaked"
+            );
+        }
+    }
+}
+
+/// Two workers per gateway. Eight sessions of class `ac` arrive on A's
+/// two workers as RSS spreads them; worker 0 (the class's) admits them
+/// over the class's two flows, handing those of `ac-via-b` to worker 1,
+/// which paces them. Every frame crosses, direct or via B, byte-exact and
+/// in order per session; each flow's packets are sent, counted and acked
+/// on its own worker at A (acks that reach the other worker passed as
+/// notes) and received on its own worker at C.
+#[test]
+fn two_workers_hand_packets_to_class_and_flow_owners_and_acks_to_the_flow() {
+    let mut net = triangle_of_workers(2, (1.0, 0.02, 100_000.0, 1.0), |_| {});
+    let sessions: Vec<u16> = (5000..5008).collect();
+    let mut sent: Vec<Vec<Vec<u8>>> = vec![Vec::new(); sessions.len()];
+    let mut arrived_on = [0u32; 2];
+    for k in 0..10u8 {
+        for (i, &port) in sessions.iter().enumerate() {
+            let f = v4_frame(C_HOST, 17, port, 100 + usize::from(k) * 7 + i, k);
+            arrived_on[rss(&f, 2)] += 1;
+            let v = net.inject(0, LAN, &f);
+            assert!(matches!(v, Verdict::Held | Verdict::Tx(HANDOFF)), "{v:?}");
+            sent[i].push(f);
+        }
+        let t = net.now + 1_000_000;
+        net.run_until(t, 100_000);
+    }
+    net.run_until(net.now + 500_000_000, 100_000);
+    assert!(
+        arrived_on.iter().all(|&n| n > 0),
+        "sessions on both workers: {arrived_on:?}"
+    );
+    // Delivered at C: each session's frames in the order sent, intact.
+    let c = &net.sites[2];
+    assert_eq!(c.lan_out.len(), 80);
+    for (i, &port) in sessions.iter().enumerate() {
+        let got: Vec<&Vec<u8>> = c
+            .lan_out
+            .iter()
+            .filter(|g| g[36..38] == port.to_be_bytes())
+            .collect();
+        assert_eq!(got.len(), sent[i].len(), "session {port}");
+        for (s, g) in sent[i].iter().zip(got) {
+            assert_delivered(s, g, 2);
+        }
+    }
+    // At A each flow is paced, sent and acked by its own worker only.
+    let a = &net.sites[0];
+    let tracker = |w: usize, id: &str| {
+        a.gw_of(w)
+            .flow_tracker(id)
+            .map_or((0, 0, 0), |t| (t.sent, t.acked, t.lost))
+    };
+    // Admission alternates the class's sessions over its two flows.
+    assert_eq!(tracker(0, "ac-direct"), (40, 40, 0));
+    assert_eq!(tracker(1, "ac-via-b"), (40, 40, 0));
+    assert_eq!(tracker(1, "ac-direct").0, 0);
+    assert_eq!(tracker(0, "ac-via-b").0, 0);
+    assert!(a.wan_tx[0] >= 40 && a.wan_tx[1] >= 40, "{:?}", a.wan_tx);
+    let (w0, w1) = (a.gw_of(0).stats(), a.gw_of(1).stats());
+    assert_eq!(w0.handed_off_lan, 0, "worker 0 admits class ac");
+    assert!(w1.handed_off_lan > 0, "worker 1 hands class ac to worker 0");
+    assert_eq!(w0.handed_off_flow, 40, "the sessions of ac-via-b");
+    assert_eq!(w1.handed_off_flow, 0);
+    // Acks of a flow applied on its worker, whichever worker they reached.
+    assert!(w0.ack_entries_applied > 0 && w1.ack_entries_applied > 0);
+    let noted = sum_workers(a, |g| g.stats().notes_received);
+    eprintln!(
+        "A: wan_tx {:?}, notes sent {} {}, received {} {}; C handed over WAN {}",
+        a.wan_tx,
+        w0.notes_sent,
+        w1.notes_sent,
+        w0.notes_received,
+        w1.notes_received,
+        sum_workers(c, |g| g.stats().handed_off_wan)
+    );
+    assert!(
+        noted > 0,
+        "acks for the other worker's flow passed as notes"
+    );
+    // B relays ac-via-b on whichever worker; C receives each flow on its own.
+    assert_eq!(sum_workers(&net.sites[1], |g| g.stats().forwarded), 40);
+    assert_eq!(c.gw_of(0).flow_received("ac-direct"), Some(40));
+    assert_eq!(c.gw_of(1).flow_received("ac-via-b"), Some(40));
+    assert_eq!(c.gw_of(1).flow_received("ac-direct").unwrap_or(0), 0);
+    assert_eq!(c.gw_of(0).flow_received("ac-via-b").unwrap_or(0), 0);
+    assert_handoffs_clean(&net);
+}
+
+/// Two workers per gateway, a backlogged session on each of class `ac`'s
+/// flows, each flow's first link carrying 500 packets/s against a plan of
+/// 1000 (as in [`acks_drive_the_controller_to_the_bottleneck`]): each
+/// flow's controller, on its own worker and fed only by the acks that
+/// reach it (directly or as notes from the other worker), settles near its
+/// bottleneck, and the two together carry the two links' capacity.
+#[test]
+fn two_workers_controllers_converge_on_acks_from_either_worker() {
+    // The gateways probe their paths themselves (no control here).
+    let mut net = triangle_of_workers(2, (1.0, 0.0204, 100_000.0, 0.1), |s| {
+        s.health.probe_interval_ns = 100_000_000;
+    });
+    for l in [(0, 2), (0, 1)] {
+        net.links.get_mut(&l).unwrap().pps = 500.0;
+    }
+    // The first session admitted goes to ac-direct (worker 0, queue 0),
+    // the second to ac-via-b (worker 1, queue 1).
+    let frames = [
+        v4_frame(C_HOST, 17, 5000, 1250 - 42, 0),
+        v4_frame(C_HOST, 17, 5001, 1250 - 42, 0),
+    ];
+    let ids = ["ac-direct", "ac-via-b"];
+    let queued = |net: &Net, w: usize| {
+        net.sites[0]
+            .gw_of(w)
+            .pacing()
+            .queue_len(u32::try_from(w).unwrap())
+    };
+    for (w, f) in frames.iter().enumerate() {
+        net.inject(0, LAN, f);
+        assert_eq!(queued(&net, w), 1, "session {w} on flow {}", ids[w]);
+    }
+    let received = |net: &Net, w: usize| net.sites[2].gw_of(w).flow_received(ids[w]).unwrap();
+    let mut at_10s = [0; 2];
+    let mut t = 0u64;
+    while t < 20_000_000_000 {
+        for (w, f) in frames.iter().enumerate() {
+            // Keep each flow's queue backlogged (a bounded top-up).
+            for _ in 0..64 {
+                if queued(&net, w) >= 32 {
+                    break;
+                }
+                net.inject(0, LAN, f);
+            }
+        }
+        t += 200_000;
+        net.step(t);
+        net.sites[2].lan_out.clear();
+        if t == 10_000_000_000 {
+            at_10s = [received(&net, 0), received(&net, 1)];
+        }
+    }
+    let a = &net.sites[0];
+    let mut total = (0.0, 0.0);
+    for w in 0..2 {
+        let rate = a.gw_of(w).flow_rate(ids[w]).unwrap();
+        let goodput = (received(&net, w) - at_10s[w]) as f64 / 10.0;
+        let tr = a.gw_of(w).flow_tracker(ids[w]).unwrap();
+        eprintln!(
+            "{}: rate {rate:.1} pps, goodput {goodput:.1} pps, tracker {tr:?}, notes received {}",
+            ids[w],
+            a.gw_of(w).stats().notes_received
+        );
+        assert!((350.0..800.0).contains(&rate), "{} rate {rate}", ids[w]);
+        assert!(
+            (400.0..=505.0).contains(&goodput),
+            "{} goodput {goodput}",
+            ids[w]
+        );
+        assert!(tr.lost > 0 && tr.acked > 5_000, "{} {tr:?}", ids[w]);
+        assert!((tr.lost as f64) < 0.2 * tr.sent as f64, "{} {tr:?}", ids[w]);
+        total = (total.0 + rate, total.1 + goodput);
+    }
+    assert!((800.0..=1010.0).contains(&total.1), "goodput {total:?}");
+    assert!(
+        sum_workers(a, |g| g.stats().notes_received) > 0,
+        "acks passed as notes"
+    );
+    // Worker 0 probes for the gateway; the echoes RSS gave worker 1 reach
+    // it as notes: its paths stay up.
+    for peer in 0..2 {
+        for p in a.gw_of(0).paths(peer) {
+            assert!(p.health.up && p.health.echoes > 0, "{p:?}");
+        }
+    }
+    assert_eq!(a.drops(DropReason::HandoffFull), 0);
+    for s in &net.sites {
+        for w in 0..s.workers() {
+            let st = s.gw_of(w).stats();
+            assert_eq!((st.notes_lost, st.notes_bad), (0, 0));
+        }
+    }
+}
+
+/// As [`two_workers_hand_packets_to_class_and_flow_owners_and_acks_to_the_flow`],
+/// security required: both of A's workers seal toward C and B under the
+/// same keys (each in its own counter lane), and the workers that open
+/// them, the class's, the flow's or the one RSS chose, accept every packet
+/// once: every frame delivered and acked, nothing failing authentication
+/// or taken for a replay.
+#[test]
+fn two_workers_seal_and_open_in_lanes_without_false_replays() {
+    let sites = (0..3)
+        .map(|i| {
+            let mut c = config_two_flows(i, 1.0, 0.02);
+            c.security.mode = SecurityMode::Required;
+            c.security.private_key_file = Some("/etc/mongate/test.key".into());
+            Site::with_workers(&c, settings(i, 1.0), 2)
+        })
+        .collect();
+    let mut net = Net::new(sites, 100_000.0);
+    for i in 0..3 {
+        for j in (0..3).filter(|&j| j != i) {
+            install(&mut net, i, j, 0, true);
+        }
+    }
+    let mut sent = 0;
+    for k in 0..25u8 {
+        for port in 5000..5008u16 {
+            let f = v4_frame(C_HOST, 17, port, 200 + usize::from(k), k);
+            let v = net.inject(0, LAN, &f);
+            assert!(matches!(v, Verdict::Held | Verdict::Tx(HANDOFF)), "{v:?}");
+            sent += 1;
+        }
+        let t = net.now + 1_000_000;
+        net.run_until(t, 100_000);
+    }
+    net.run_until(net.now + 500_000_000, 100_000);
+    assert_eq!(net.sites[2].lan_out.len(), sent, "every frame delivered");
+    let a = &net.sites[0];
+    for (w, id) in [(0, "ac-direct"), (1, "ac-via-b")] {
+        let t = a.gw_of(w).flow_tracker(id).unwrap();
+        assert_eq!((t.sent, t.acked, t.lost), (100, 100, 0), "{id}");
+    }
+    for (i, s) in net.sites.iter().enumerate() {
+        for w in 0..2 {
+            let st = s.gw_of(w).stats();
+            assert_eq!(
+                (st.auth_failed, st.auth_no_key, st.auth_replay),
+                (0, 0, 0),
+                "site {i} worker {w}"
+            );
+        }
+    }
+    // Each flow sealed by its worker toward its next gateway; C's two
+    // workers (each sending its flow's acks) seal toward A under one key.
+    let sent_under = |s: &Site, w: usize, key: u32| s.gw_of(w).keys().get(key).unwrap().sent();
+    assert!(sent_under(a, 0, key_index(0, 2, 0)) >= 100);
+    assert!(sent_under(a, 1, key_index(0, 1, 0)) >= 100);
+    let c = &net.sites[2];
+    assert!(sent_under(c, 0, key_index(2, 0, 0)) > 0 && sent_under(c, 1, key_index(2, 0, 0)) > 0);
+    assert_handoffs_clean(&net);
 }
