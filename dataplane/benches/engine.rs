@@ -1,5 +1,9 @@
 //! Per-batch hot-path costs of the engine, without I/O: the forwarding stage
-//! over a 64-packet batch, and the SPSC ring (push+publish+pop+release).
+//! over a 64-packet batch, the SPSC ring (push+publish+pop+release), and a
+//! handoff between two workers of a gateway (a 64-packet batch copied into
+//! the ring by one `HandoffPort::send` and out into the other worker's
+//! frames by its `recv`, on one thread: the work of both sides, no
+//! cross-core cache traffic).
 //! `cargo bench -p mongate-dataplane --bench engine`
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -95,5 +99,44 @@ fn ring_batch(c: &mut Criterion) {
     unsafe { std::alloc::dealloc(mem, layout) };
 }
 
-criterion_group!(benches, forward_batch, ring_batch);
+fn handoff_batch(c: &mut Criterion) {
+    use mongate_dataplane::engine::{Port, Verdict};
+    let mut g = c.benchmark_group("handoff");
+    for len in [64usize, 512, 1514] {
+        let mut links = mongate_dataplane::worker::handoff::mesh(2, 1).unwrap();
+        let mut to_b = links[0].ports.remove(0);
+        let mut from_a = links[1].ports.remove(0);
+        let mut a = Arena::new(256, 2048, 256, false).unwrap();
+        let mut pa = FramePool::new(&a);
+        let mut b = Arena::new(256, 2048, 256, false).unwrap();
+        let mut pb = FramePool::new(&b);
+        let tmpl = frame(len);
+        let mut pkts = Vec::with_capacity(BATCH_SIZE);
+        let mut out = Batch::new();
+        g.throughput(Throughput::Elements(BATCH_SIZE as u64));
+        g.bench_function(format!("send_recv_batch64_{len}B"), |bn| {
+            bn.iter(|| {
+                pkts.clear();
+                for _ in 0..BATCH_SIZE {
+                    let at = pa.alloc().unwrap() + 256;
+                    let l = u32::try_from(len).unwrap();
+                    a.get_mut(at, l).unwrap().copy_from_slice(&tmpl);
+                    let mut p = Packet::new(at, l, 0, 0);
+                    p.verdict = Verdict::Tx(1);
+                    pkts.push(p);
+                }
+                black_box(to_b.send(&mut a, &mut pa, &mut pkts));
+                out.clear();
+                from_a.recv(&mut b, &mut pb, &mut out);
+                for p in out.as_slice() {
+                    pb.free(p.addr);
+                }
+                black_box(out.len())
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, forward_batch, ring_batch, handoff_batch);
 criterion_main!(benches);

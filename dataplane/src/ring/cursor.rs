@@ -164,6 +164,32 @@ impl<T: Pod> Producer<T> {
         true
     }
 
+    /// Fills the next free slot in place (reserving it): for slots too large
+    /// to copy twice (`push` builds the value, then writes it volatile, a
+    /// word at a time). Returns false, without calling `f`, when the ring
+    /// is full. Only for rings whose other side is a thread of this
+    /// process or another process, not the kernel (it reads the slot only
+    /// after the Release of [`Self::publish`], as for `push`).
+    #[inline]
+    pub fn push_with(&mut self, f: impl FnOnce(&mut T)) -> bool {
+        if self
+            .limit
+            .wrapping_sub(self.head.wrapping_add(self.reserved))
+            == 0
+            && self.free(1).unwrap_or(0) == 0
+        {
+            return false;
+        }
+        let idx = self.head.wrapping_add(self.reserved);
+        // SAFETY: the slot lies in [head, limit): free, owned by us until
+        // published; the consumer reads it only after the Release store of
+        // `publish`; no other reference to it exists while `f` runs. Every
+        // bit pattern is a valid `T` (Pod), whatever the slot held.
+        f(unsafe { &mut *self.raw.slot(idx) });
+        self.reserved += 1;
+        true
+    }
+
     /// Makes every pushed slot visible to the consumer (one Release store).
     #[inline]
     pub fn publish(&mut self) {
@@ -255,6 +281,22 @@ impl<T: Pod> Consumer<T> {
         let v = unsafe { self.raw.slot(pos).read_volatile() };
         self.taken += 1;
         Some(v)
+    }
+
+    /// Reads the next published slot in place with `f` (the counterpart of
+    /// [`Producer::push_with`]); `None`, without calling `f`, when empty.
+    #[inline]
+    pub fn pop_with<R>(&mut self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let pos = self.tail.wrapping_add(self.taken);
+        if self.avail_end == pos && self.available(1).unwrap_or(0) == 0 {
+            return None;
+        }
+        // SAFETY: pos lies in [tail, producer): published by the producer
+        // (Acquire above) and not released by us, so the producer does not
+        // write it while `f` reads it; a Pod slot is valid whatever its bits.
+        let r = f(unsafe { &*self.raw.slot(pos) });
+        self.taken += 1;
+        Some(r)
     }
 
     /// Gives every popped slot back to the producer (one Release store).

@@ -342,25 +342,36 @@ impl Port for HandoffPort {
         let headroom = u64::from(arena.headroom());
         for _ in 0..n {
             let Some(frame) = pool.alloc() else { break };
-            let Some(s) = self.from.pop() else {
-                pool.free(frame);
-                break;
-            };
-            let len = (s.len as usize).min(SLOT_DATA);
             let addr = frame + headroom;
-            let len32 = u32::try_from(len).unwrap_or(0);
-            match arena.get_mut(addr, len32) {
-                Some(b) => b.copy_from_slice(&s.data[..len]),
+            // Copied straight from the ring's slot into the frame.
+            let got_one = self.from.pop_with(|s| {
+                let len = (s.len as usize).min(SLOT_DATA);
+                let len32 = u32::try_from(len).unwrap_or(0);
+                let meta = (len32, s.port, s.rx_ns, s.flow);
+                match arena.get_mut(addr, len32) {
+                    Some(b) => {
+                        b.copy_from_slice(&s.data[..len]);
+                        Some(meta)
+                    }
+                    None => None,
+                }
+            });
+            let (len32, port, rx_ns, flow) = match got_one {
                 None => {
-                    // Longer than this worker's frames hold after their
-                    // headroom (the workers' arenas differ): counted.
+                    pool.free(frame);
+                    break;
+                }
+                // Longer than this worker's frames hold after their
+                // headroom (the workers' arenas differ): counted.
+                Some(None) => {
                     pool.free(frame);
                     self.too_long += 1;
                     continue;
                 }
-            }
-            let mut p = Packet::new(addr, len32, s.port, s.rx_ns);
-            p.handoff = (u32::from(self.peer) << 24) | (s.flow & HANDOFF_NO_FLOW);
+                Some(Some(m)) => m,
+            };
+            let mut p = Packet::new(addr, len32, port, rx_ns);
+            p.handoff = (u32::from(self.peer) << 24) | (flow & HANDOFF_NO_FLOW);
             out.push(p);
             got += 1;
         }
@@ -386,17 +397,16 @@ impl Port for HandoffPort {
                 refused += 1;
                 continue;
             };
-            let mut s = Slot {
-                rx_ns: p.rx_ns,
-                len: p.len,
-                port: p.port,
-                pad: 0,
-                flow: p.handoff & HANDOFF_NO_FLOW,
-                pad2: 0,
-                data: [0; SLOT_DATA],
-            };
-            s.data[..bytes.len()].copy_from_slice(bytes);
-            if self.to.push(s) {
+            let pushed = self.to.push_with(|s| {
+                s.rx_ns = p.rx_ns;
+                s.len = p.len;
+                s.port = p.port;
+                s.pad = 0;
+                s.flow = p.handoff & HANDOFF_NO_FLOW;
+                s.pad2 = 0;
+                s.data[..bytes.len()].copy_from_slice(bytes);
+            });
+            if pushed {
                 // Copied: the frame is free again at once (a packet still
                 // `Tx` after `send` is the port's, and this port is done).
                 pool.free(arena.frame_of(p.addr));
