@@ -131,9 +131,10 @@ struct RunArgs {
     #[arg(long, value_delimiter = ',')]
     cores: Vec<usize>,
     /// A deployment plan from `mongate-hwconfig plan` (TOML or JSON): the
-    /// worker's core and the XDP mode come from it (overriding --core and
-    /// --xdp-mode). The site gateway runs one worker: the plan must have one,
-    /// on queue 0 of each interface it names (docs/hwconfig.md).
+    /// workers, their cores and the XDP mode come from it (overriding
+    /// --workers, --core, --cores and --xdp-mode): the plan's worker on
+    /// queue q of the site's interfaces is the gateway's worker q
+    /// (docs/hwconfig.md).
     #[arg(long, value_name = "PLAN")]
     plan: Option<std::path::PathBuf>,
     /// XDP attach mode: native, generic or auto.
@@ -324,8 +325,10 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
     c.xdp_mode = a.xdp_mode;
     c.bind = a.bind;
     if let Some(path) = &a.plan {
-        let (core, mode) = gateway_hwplan(path, &c.site)?;
-        c.core = Some(core);
+        let (cores, mode) = gateway_hwplan(path, &c.site)?;
+        c.core = cores.first().copied();
+        c.workers = cores.len();
+        c.cores = cores;
         c.xdp_mode = mode;
     }
     c.frames = a.frames;
@@ -376,49 +379,67 @@ fn relay(a: RelayArgs) -> anyhow::Result<()> {
     serve(dp, a.duration_s)
 }
 
-/// The site gateway's core and XDP mode from a `mongate-hwconfig` plan,
-/// checked against the site: one worker (the gateway runs one), bound to
-/// queue 0 of every interface it lists, each one the site's.
+/// The site gateway's workers and XDP mode from a `mongate-hwconfig` plan:
+/// the plan's worker serving queue q of the site's interfaces becomes the
+/// gateway's worker q, on the plan's core (the gateway's worker w binds
+/// queue w of every interface).
 fn gateway_hwplan(
     path: &std::path::Path,
     site: &mongate_dataplane::config::Config,
-) -> anyhow::Result<(usize, XdpMode)> {
+) -> anyhow::Result<(Vec<usize>, XdpMode)> {
     let at = path.display();
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
     let plan = mongate_hwconfig::plan_from_str(&text).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-    let [w] = plan.workers.as_slice() else {
-        anyhow::bail!(
-            "{at}: {} workers; the site gateway runs one worker (plan with `mongate-hwconfig plan --workers 1`)",
-            plan.workers.len()
-        );
-    };
+    let n = plan.workers.len();
+    if n == 0 {
+        anyhow::bail!("{at}: no workers (plan with `mongate-hwconfig plan --workers N`)");
+    }
     let ours: Vec<&str> = std::iter::once(site.site.lan_interface.as_str())
         .chain(site.uplinks.iter().map(|u| u.interface.as_str()))
         .collect();
-    for q in &w.queues {
-        if !ours.contains(&q.ifname.as_str()) {
-            anyhow::bail!(
-                "{at}: worker {} has a queue of {}, not an interface of site {} ({})",
-                w.id,
-                q.ifname,
-                site.site.name,
-                ours.join(", ")
-            );
+    let mut cores: Vec<Option<usize>> = vec![None; n];
+    for w in &plan.workers {
+        let core = usize::try_from(w.core)?;
+        let mut queue = None;
+        for q in &w.queues {
+            if !ours.contains(&q.ifname.as_str()) {
+                anyhow::bail!(
+                    "{at}: worker {} has a queue of {}, not an interface of site {} ({})",
+                    w.id,
+                    q.ifname,
+                    site.site.name,
+                    ours.join(", ")
+                );
+            }
+            let qi = usize::try_from(q.queue)?;
+            if qi >= n || queue.is_some_and(|x| x != qi) {
+                anyhow::bail!(
+                    "{at}: worker {} on queue {} of {}: a gateway of {n} worker(s) runs worker w on queue w of every interface (0..{n})",
+                    w.id,
+                    q.queue,
+                    q.ifname
+                );
+            }
+            queue = Some(qi);
         }
-        if q.queue != 0 {
-            anyhow::bail!(
-                "{at}: worker {} on queue {} of {}: the site gateway binds queue 0 of each interface",
-                w.id,
-                q.queue,
-                q.ifname
-            );
+        let Some(qi) = queue else {
+            anyhow::bail!("{at}: worker {} has no queue", w.id);
+        };
+        if cores[qi].is_some() {
+            anyhow::bail!("{at}: two workers on queue {qi}");
         }
+        cores[qi] = Some(core);
     }
+    let cores = cores
+        .into_iter()
+        .enumerate()
+        .map(|(q, c)| c.ok_or_else(|| anyhow::anyhow!("{at}: no worker on queue {q}")))
+        .collect::<anyhow::Result<Vec<usize>>>()?;
     let mode = match plan.xdp_mode {
         mongate_hwconfig::XdpMode::Native => XdpMode::Native,
         mongate_hwconfig::XdpMode::Generic => XdpMode::Generic,
     };
-    Ok((usize::try_from(w.core)?, mode))
+    Ok((cores, mode))
 }
 
 /// Where a site gateway re-reads its configuration on SIGHUP.

@@ -91,7 +91,7 @@ fn log_lines_are_json_with_wall_clock_timestamps_on_request() {
 }
 
 /// `run --plan`: a `mongate-hwconfig` plan that does not fit the site
-/// gateway (one worker, queue 0 of the site's interfaces) is refused before
+/// gateway (worker w on queue w of the site's interfaces) is refused before
 /// anything starts, with the reason.
 #[test]
 fn run_refuses_a_hardware_plan_that_does_not_fit_the_gateway() {
@@ -114,13 +114,20 @@ fn run_refuses_a_hardware_plan_that_does_not_fit_the_gateway() {
             format!(
                 "{head}{}{}",
                 worker(0, 0, "lan0", 0),
-                worker(1, 1, "lan0", 1)
+                worker(1, 1, "wan0", 0)
             ),
-            "2 workers; the site gateway runs one worker",
+            "two workers on queue 0",
         ),
         (
             format!("{head}{}", worker(0, 1, "lan0", 1)),
-            "binds queue 0 of each interface",
+            "runs worker w on queue w",
+        ),
+        (
+            format!(
+                "{head}{}[[workers.queues]]\nifname = \"wan0\"\nqueue = 1\n",
+                worker(0, 1, "lan0", 0)
+            ),
+            "runs worker w on queue w",
         ),
         (
             format!("{head}{}", worker(0, 1, "eth9", 0)),
