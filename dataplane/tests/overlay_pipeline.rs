@@ -2960,3 +2960,56 @@ fn two_workers_seal_and_open_in_lanes_without_false_replays() {
     assert!(sent_under(c, 0, key_index(2, 0, 0)) > 0 && sent_under(c, 1, key_index(2, 0, 0)) > 0);
     assert_handoffs_clean(&net);
 }
+
+/// Without a control only worker 0 probes; the other workers follow its
+/// verdicts (notes): when A-C goes silent, worker 1's traffic to C leaves
+/// the direct path too, and returns when worker 0 sees it back (failback).
+#[test]
+fn two_workers_follow_worker_0s_path_verdicts() {
+    let mut net = triangle_of_workers(2, (1.0, 0.0204, 100_000.0, 0.1), |s| {
+        s.health.probe_interval_ns = 50_000_000;
+        // No data: only the probes' silence takes a path down.
+        s.health.ack_gap_ns = 0;
+        s.detours = true;
+    });
+    // A's peer C: the direct path is candidate 0, active at the start.
+    let direct = |net: &Net, w: usize| {
+        let p = net.sites[0].gw_of(w).paths(1);
+        assert_eq!(
+            p[0].kind,
+            mongate_dataplane::overlay::failover::PathKind::Direct
+        );
+        (p[0].health.up, p[0].active)
+    };
+    net.run_until(1_000_000_000, 1_000_000);
+    for w in 0..2 {
+        assert_eq!(direct(&net, w), (true, true), "worker {w} at the start");
+    }
+    for l in [(0, 2), (2, 0)] {
+        net.links.get_mut(&l).unwrap().loss = 1.0;
+    }
+    net.run_until(1_500_000_000, 1_000_000);
+    assert_eq!(direct(&net, 0), (false, false), "worker 0: silence");
+    assert_eq!(
+        direct(&net, 1),
+        (false, false),
+        "worker 1: worker 0's verdict"
+    );
+    assert!(net.sites[0].gw_of(1).stats().notes_received > 0);
+    for l in [(0, 2), (2, 0)] {
+        net.links.get_mut(&l).unwrap().loss = 0.0;
+    }
+    // Echoes again, then the failback after a second up.
+    net.run_until(3_500_000_000, 1_000_000);
+    for w in 0..2 {
+        assert_eq!(
+            direct(&net, w),
+            (true, true),
+            "worker {w} back on the direct path"
+        );
+    }
+    for w in 0..2 {
+        let st = net.sites[0].gw_of(w).stats();
+        assert_eq!((st.notes_lost, st.notes_bad), (0, 0));
+    }
+}

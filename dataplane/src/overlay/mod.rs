@@ -1377,6 +1377,7 @@ fn routed_path(
         echoes: EchoWindow::default(),
         unacked_since: None,
         data_rtt: 0,
+        shared_up: true,
         last_auth: 0,
         sealable: true,
     })
@@ -1415,6 +1416,7 @@ fn peer_path(
                 echoes: EchoWindow::default(),
                 unacked_since: None,
                 data_rtt: 0,
+                shared_up: true,
                 last_auth: 0,
                 sealable: true,
             });

@@ -15,7 +15,9 @@
 //!   message carries one source site's entries of every class);
 //! - [`NOTE_ECHO`]: a probe echo for worker 0, the worker that probes;
 //! - [`NOTE_LEARN`]: a LAN host's MAC, learned here, for the workers that
-//!   deliver to it.
+//!   deliver to it;
+//! - [`NOTE_PATH`]: while no control drives the paths, worker 0 (the one
+//!   that probes) tells the others when a path goes down or comes back up.
 //!
 //! A note that finds its ring full is lost and counted (`notes_lost`): an
 //! ack is repeated by the next one (cumulative), an echo by the next probe,
@@ -37,6 +39,9 @@ pub const NOTE_ACK: u32 = 1;
 pub const NOTE_ECHO: u32 = 2;
 /// A learned LAN host: family (4 or 6), 16 address bytes, 6 MAC bytes.
 pub const NOTE_LEARN: u32 = 3;
+/// Worker 0's verdict on a path while no control drives them: peer
+/// (u16 LE), candidate (u16 LE), up (1) or down (0).
+pub const NOTE_PATH: u32 = 4;
 const _: () = assert!(NOTE_DATA >= 4 + ACK_ENTRY_LEN);
 /// Notes taken per `poll`, per other worker.
 const NOTE_BUDGET: u32 = 256;
@@ -126,6 +131,35 @@ impl Gateway {
         }
     }
 
+    /// Worker 0, while it drives the paths itself (no control's lease):
+    /// tells the other workers each path whose up/down state changed since
+    /// it last told them (they do not probe, so they learn it here).
+    pub(crate) fn share_path_states(&mut self) {
+        if self.settings.workers <= 1 || self.settings.worker != 0 {
+            return;
+        }
+        for peer in 0..self.peers.len() {
+            for i in 0..self.peers[peer].paths.len() {
+                let p = &mut self.peers[peer].paths[i];
+                if p.health.up == p.shared_up {
+                    continue;
+                }
+                p.shared_up = p.health.up;
+                let up = p.health.up;
+                let (Ok(pe), Ok(ix)) = (u16::try_from(peer), u16::try_from(i)) else {
+                    continue;
+                };
+                let mut n = Note::new(NOTE_PATH);
+                n.data[0..2].copy_from_slice(&pe.to_le_bytes());
+                n.data[2..4].copy_from_slice(&ix.to_le_bytes());
+                n.data[4] = u8::from(up);
+                for w in 1..self.settings.workers {
+                    self.send_note(w, n);
+                }
+            }
+        }
+    }
+
     /// Publishes the notes queued since the last call.
     pub(crate) fn flush_notes(&mut self) {
         if let Some(ns) = self.notes.as_mut() {
@@ -195,6 +229,11 @@ impl Gateway {
                 m.copy_from_slice(&d[17..23]);
                 self.learned.learn_from_worker(ip, MacAddr(m), now);
             }
+            NOTE_PATH => {
+                let peer = usize::from(u16::from_le_bytes([d[0], d[1]]));
+                let idx = usize::from(u16::from_le_bytes([d[2], d[3]]));
+                self.on_path_note(peer, idx, d[4] != 0, now);
+            }
             _ => self.stats.notes_bad += 1,
         }
     }
@@ -223,6 +262,38 @@ impl Gateway {
         }
         self.stats.ack_entries_applied += 1;
         true
+    }
+
+    /// Worker 0's verdict on candidate `idx` of `peer`: applied while no
+    /// control drives the paths (its marks and assignments rule
+    /// otherwise), then the peer's active path chosen again as worker 0's
+    /// own reflex would.
+    fn on_path_note(&mut self, peer: usize, idx: usize, up: bool, now: Nanos) {
+        if self.control_drives_paths(now) {
+            return;
+        }
+        let policy = self.settings.health;
+        let Some(p) = self
+            .peers
+            .get_mut(peer)
+            .and_then(|pp| pp.paths.get_mut(idx))
+        else {
+            self.stats.notes_bad += 1;
+            return;
+        };
+        if p.health.up == up {
+            return;
+        }
+        p.health.up = up;
+        if up {
+            p.health.held = false;
+            p.health.up_since = now;
+        } else {
+            p.health.downs += 1;
+        }
+        if let Some((o, n)) = self.peers[peer].select(now, &policy, true) {
+            self.hold_for_move(peer, o, n, None, now);
+        }
     }
 
     /// Whether a destination flow's data packet goes to another worker.

@@ -105,6 +105,9 @@ pub(crate) struct PeerPath {
     pub(crate) echoes: super::probes::EchoWindow,
     /// First data packet sent on it since the last ack of a flow riding it.
     pub(crate) unacked_since: Option<Nanos>,
+    /// Several workers: the `health.up` worker 0 last told the others
+    /// ([`crate::overlay::Gateway::share_path_states`]).
+    pub(crate) shared_up: bool,
     /// Data round-trip time of the flows riding it, queueing included: the
     /// latest sample, or the last larger one decaying by 1/8 per sample.
     /// The ack gap that takes the path down is at least twice this (a
@@ -221,7 +224,7 @@ impl PeerPaths {
     /// Returns `(old, new)` when it moved from one path to another: the
     /// caller restarts the moving flows' rates and, off a path that still
     /// works (a failback), holds them (see [`Gateway::hold_for_move`]).
-    pub(super) fn select(
+    pub(crate) fn select(
         &mut self,
         now: Nanos,
         policy: &HealthPolicy,

@@ -28,10 +28,13 @@ impl Gateway {
                 // Ack gaps only (the local timers skip the rest).
                 let _ = self.local_path_timers(now, arena, out);
             }
-        } else if self.settings.health.probe_interval_ns > 0
-            && !self.local_path_timers(now, arena, out)
-        {
-            return;
+        } else if self.settings.health.probe_interval_ns > 0 {
+            let done = self.local_path_timers(now, arena, out);
+            // The other workers follow worker 0's verdicts (they do not probe).
+            self.share_path_states();
+            if !done {
+                return;
+            }
         }
         self.control_probe_timers(now, arena, out);
     }
