@@ -128,6 +128,9 @@ struct GatewayStage {
     mirror: MirrorTap,
     /// Whether this worker feeds the capture (worker 0).
     taps: bool,
+    /// Each worker's session count (its table's), summed by worker 0 into
+    /// the flows file's gateway section.
+    sessions: Arc<[std::sync::atomic::AtomicU64]>,
 }
 
 impl GatewayStage {
@@ -227,6 +230,9 @@ impl GatewayStage {
         };
         let st = |a: &std::sync::atomic::AtomicU64, v: u64| a.store(v, Ordering::Relaxed);
         let k = self.gw.classifier();
+        if let Some(n) = self.sessions.get(self.worker) {
+            st(n, u64::try_from(k.sessions()).unwrap_or(u64::MAX));
+        }
         let workers = self.gw.settings().workers;
         let w16 = u16::try_from(self.worker).unwrap_or(u16::MAX);
         // Each class's counts come from the worker that owns it; the rest
@@ -259,7 +265,12 @@ impl GatewayStage {
             st(&h.control_session, port.control_session());
             st(&h.control_region, 1);
         }
-        st(&h.sessions, u64::try_from(k.sessions()).unwrap_or(u64::MAX));
+        let sessions = self
+            .sessions
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .fold(0u64, u64::saturating_add);
+        st(&h.sessions, sessions);
         let flows = &self.flows;
         let mut i = 0;
         self.gw.for_each_path_record(now, |r| {
@@ -715,8 +726,11 @@ pub fn start_gateway(c: &GatewayConfig) -> anyhow::Result<RunningDataplane> {
     let regions = open_regions(c, &built[0].1, started, workers)?;
     let mut threads = Vec::new();
     let mut slots = Vec::new();
+    let sessions: Arc<[std::sync::atomic::AtomicU64]> = (0..workers)
+        .map(|_| std::sync::atomic::AtomicU64::new(0))
+        .collect();
     for (w, (ports, gw)) in built.into_iter().enumerate() {
-        let stage = gateway_stage(c, gw, &regions, started, w)?;
+        let stage = gateway_stage(c, gw, &regions, started, w, sessions.clone())?;
         slots.push(stage.reload.clone());
         let core = c
             .cores
@@ -1124,6 +1138,7 @@ fn gateway_stage(
     regions: &Regions,
     started: Nanos,
     worker: usize,
+    sessions: Arc<[std::sync::atomic::AtomicU64]>,
 ) -> anyhow::Result<GatewayStage> {
     let chan = match &regions.ctl {
         Some(r) => {
@@ -1153,6 +1168,7 @@ fn gateway_stage(
         reload: Arc::new(ReloadSlot::default()),
         mirror: MirrorTap::new(regions.mirror.clone()),
         taps: worker == 0,
+        sessions,
     })
 }
 

@@ -301,6 +301,11 @@ impl Gateway {
         };
         if a.confirmed_now {
             self.stats.keys_confirmed += 1;
+            // The other workers seal with it from now on too (they may
+            // never see a packet of it themselves).
+            if self.settings.workers > 1 {
+                self.note_key_confirmed(s.receiver_index);
+            }
         }
         let peer = usize::try_from(a.peer).unwrap_or(usize::MAX);
         self.note_authenticated(peer, p.port, m.outer_src, now);

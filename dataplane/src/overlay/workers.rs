@@ -17,7 +17,11 @@
 //! - [`NOTE_LEARN`]: a LAN host's MAC, learned here, for the workers that
 //!   deliver to it;
 //! - [`NOTE_PATH`]: while no control drives the paths, worker 0 (the one
-//!   that probes) tells the others when a path goes down or comes back up.
+//!   that probes) tells the others when a path goes down or comes back up;
+//! - [`NOTE_KEY`]: a new responder key confirmed (a packet authenticated
+//!   with it) on one worker is its peer's sending key on every worker (a
+//!   worker that never receives a packet under it would otherwise keep
+//!   sealing with the old key until the control revokes it).
 //!
 //! A note that finds its ring full is lost and counted (`notes_lost`): an
 //! ack is repeated by the next one (cumulative), an echo by the next probe,
@@ -42,6 +46,9 @@ pub const NOTE_LEARN: u32 = 3;
 /// Worker 0's verdict on a path while no control drives them: peer
 /// (u16 LE), candidate (u16 LE), up (1) or down (0).
 pub const NOTE_PATH: u32 = 4;
+/// A responder key confirmed by a packet on the sending worker: its local
+/// index (u32 LE).
+pub const NOTE_KEY: u32 = 5;
 const _: () = assert!(NOTE_DATA >= 4 + ACK_ENTRY_LEN);
 /// Notes taken per `poll`, per other worker.
 const NOTE_BUDGET: u32 = 256;
@@ -160,6 +167,17 @@ impl Gateway {
         }
     }
 
+    /// Tells every other worker that the key of `local_index` is confirmed.
+    pub(crate) fn note_key_confirmed(&mut self, local_index: u32) {
+        let mut n = Note::new(NOTE_KEY);
+        n.data[0..4].copy_from_slice(&local_index.to_le_bytes());
+        for w in 0..self.settings.workers {
+            if w != self.settings.worker {
+                self.send_note(w, n);
+            }
+        }
+    }
+
     /// Publishes the notes queued since the last call.
     pub(crate) fn flush_notes(&mut self) {
         if let Some(ns) = self.notes.as_mut() {
@@ -228,6 +246,11 @@ impl Gateway {
                 let mut m = [0u8; 6];
                 m.copy_from_slice(&d[17..23]);
                 self.learned.learn_from_worker(ip, MacAddr(m), now);
+            }
+            NOTE_KEY => {
+                if self.sec.keys.confirm(u32_at(0)) {
+                    self.stats.keys_confirmed += 1;
+                }
             }
             NOTE_PATH => {
                 let peer = usize::from(u16::from_le_bytes([d[0], d[1]]));

@@ -332,6 +332,37 @@ impl KeyTable {
         Ok(k)
     }
 
+    /// Another worker of the gateway confirmed the responder key of
+    /// `local_index` (a packet authenticated with it there): it becomes
+    /// its peer's current sending key here too, as [`Self::accept`] makes
+    /// it on the worker that saw the packet. Returns whether it was
+    /// pending here.
+    pub fn confirm(&mut self, local_index: u32) -> bool {
+        let slot = slot_of(local_index);
+        let Some(k) = self.slots[slot]
+            .as_deref_mut()
+            .filter(|k| k.local_index == local_index)
+        else {
+            return false;
+        };
+        if k.confirmed {
+            return false;
+        }
+        k.confirmed = true;
+        let s = u16::try_from(slot).ok();
+        match usize::try_from(k.peer)
+            .ok()
+            .and_then(|p| self.peers.get_mut(p))
+        {
+            Some(p) if p.pending == s => {
+                p.current = s;
+                p.pending = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// After a successful open with the key of `index`: the replay check
     /// (recording `counter`), the key's receive statistics, and the key
     /// confirmation of a pending responder key.
@@ -548,5 +579,24 @@ mod tests {
         assert_eq!(w1.sending(0, 1).err(), Some(KeyError::Exhausted));
         assert!(w0.sending(0, 1).is_ok());
         assert_eq!(MAX_LANES as u64 * LANE_MESSAGES, REJECT_AFTER_MESSAGES);
+    }
+
+    /// A responder key another worker confirmed becomes current here too,
+    /// once; an unknown index or an initiator key changes nothing.
+    #[test]
+    fn a_key_confirmed_elsewhere_becomes_current() {
+        let mut t = KeyTable::new(1);
+        t.install(&key(0, 1, true, 0)).unwrap();
+        t.install(&key(0, 2, false, 0)).unwrap();
+        assert_eq!(
+            t.sending(0, 1).unwrap().0.local_index,
+            1,
+            "old key still seals"
+        );
+        assert!(!t.confirm(0x1_0002), "another index in the slot");
+        assert!(!t.confirm(1), "initiator keys are confirmed already");
+        assert!(t.confirm(2));
+        assert_eq!(t.sending(0, 1).unwrap().0.local_index, 2);
+        assert!(!t.confirm(2), "once");
     }
 }
