@@ -72,6 +72,8 @@ fn host_v4(topo: &SitesTopology, site: &str) -> Ipv4Addr {
     topo.site(site).unwrap().host_if().v4.unwrap().addr
 }
 
+/// Workers per gateway (and queues per interface): 2, or `MGWK_WORKERS`
+/// (1 compares a gateway of one worker on the same traffic).
 fn workers() -> u16 {
     std::env::var("MGWK_WORKERS")
         .ok()
