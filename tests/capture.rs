@@ -6,7 +6,9 @@
 //! - `--side lan --proto udp` holds only UDP, though pings run too;
 //! - `--max-pps` caps what is captured over the capture's duration (plus
 //!   the bucket's burst) and counts the rest `limited`;
-//! - an unknown gateway or peer is a clear error.
+//! - an unknown gateway or peer is a clear error;
+//! - with two workers per gateway (two queues per interface), a capture
+//!   holds the frames of both, each once, in timestamp order.
 
 mod common;
 
@@ -23,10 +25,12 @@ use mongate_dataplane::config::Config;
 use mongate_dataplane::mirror::pcap;
 use mongate_dataplane::overlay::wire_flow_id;
 use mongate_dataplane::wire::overlay::decap;
-use mongate_testbed::topology::triangle::{PORT_TCP_DIRECT, tcp_plan, triangle_overlay};
-use mongate_testbed::{Sites, SitesTopology};
+use mongate_testbed::topology::triangle::{PORT_AC, PORT_TCP_DIRECT, tcp_plan, triangle_overlay};
+use mongate_testbed::{PlanSpec, Sites, SitesTopology};
 
 const PREFIX: &str = "mgcap";
+/// The two-worker triangle's.
+const PREFIX_WORKERS: &str = "mgcw";
 
 struct Overlay {
     topo: SitesTopology,
@@ -43,10 +47,17 @@ impl Drop for Overlay {
 }
 
 fn start() -> Overlay {
-    let mut s = Sites::triangle().prefix(PREFIX);
+    start_with(PREFIX, 1, tcp_plan(1, 16.0))
+}
+
+/// The triangle with `workers` workers per gateway (and as many queues per
+/// interface), named `PREFIX-SITE`.
+fn start_with(prefix: &str, workers: u16, plan: PlanSpec) -> Overlay {
+    let mut s = Sites::triangle().prefix(prefix);
     s.disable_offloads = true;
+    s.queues = workers;
     let topo = s.build().expect("build triangle");
-    let spec = triangle_overlay(Some(tcp_plan(1, 16.0)));
+    let spec = triangle_overlay(Some(plan));
     let mut gws = Vec::new();
     let mut vni = 0;
     let mut a = None;
@@ -59,9 +70,13 @@ fn start() -> Overlay {
             a = Some(cfg.clone());
         }
         let mut gc = GatewayConfig::new(cfg);
-        gc.name = format!("{PREFIX}-{site}");
+        gc.name = format!("{prefix}-{site}");
         gc.xdp_mode = XdpMode::Native;
         gc.control = false;
+        if workers > 1 {
+            gc.workers = usize::from(workers);
+            gc.cores = vec![1, 0];
+        }
         let dp = topo
             .site(site)
             .unwrap()
@@ -421,4 +436,170 @@ fn capture_wan_lan_and_rate_limit_on_the_triangle() {
         !out.status.success() && err.contains("has no flow \"nope\""),
         "{err}"
     );
+}
+
+/// UDP sessions of class A->C in the two-worker case.
+const SESSIONS: u16 = 8;
+
+/// Class A->C's sessions split over two flows, which belong to different
+/// workers (tests/workers.rs): both of A's workers hold LAN frames and
+/// send on the uplinks.
+fn two_worker_plan() -> PlanSpec {
+    PlanSpec {
+        epoch: 1,
+        classes: vec![("A->C".into(), u32::from(SESSIONS))],
+        flows: vec![
+            ("A->C/direct".into(), 0.6, 1.0),
+            ("A->C/via-B".into(), 0.3, 1.0),
+        ],
+    }
+}
+
+/// A capture's records: checks they are in timestamp order; returns them.
+fn records_in_order(file: &Path, s: &serde_json::Value) -> Vec<pcap::Record> {
+    let (_, link, recs) = pcap::parse(&std::fs::read(file).unwrap()).expect("a pcap");
+    assert_eq!(link, pcap::LINKTYPE_ETHERNET);
+    assert_eq!(recs.len() as u64, n(s, "written"), "{s}");
+    let late = recs
+        .windows(2)
+        .filter(|w| w[1].wall_ns < w[0].wall_ns)
+        .count();
+    assert_eq!(late, 0, "{late} records earlier than the one before: {s}");
+    recs
+}
+
+/// Both workers captured, and what they captured is what was written.
+fn both_workers(s: &serde_json::Value) {
+    assert_eq!(n(s, "workers"), 2, "{s}");
+    let per = s["per_worker"].as_array().expect("per_worker");
+    assert_eq!(per.len(), 2, "{s}");
+    for (w, c) in per.iter().enumerate() {
+        assert!(n(c, "captured") > 20, "worker {w} captured little: {s}");
+    }
+    let sum: u64 = per.iter().map(|c| n(c, "captured")).sum();
+    assert_eq!(sum, n(s, "captured"), "{s}");
+    assert_eq!(n(s, "written"), n(s, "captured"), "{s}");
+}
+
+#[test]
+fn capture_holds_the_frames_of_every_worker() {
+    if common::skip("capture_holds_the_frames_of_every_worker") {
+        return;
+    }
+    let _g = common::net_lock();
+    let tmp = common::TempDir::new("mongate-capture-workers");
+    let ov = start_with(PREFIX_WORKERS, 2, two_worker_plan());
+    let name = format!("{PREFIX_WORKERS}-A");
+    let c_ip = ov.topo.site("C").unwrap().host_if().v4.unwrap().addr;
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        // Numbered datagrams on SESSIONS sockets, about 200/s each, at
+        // most 20 s.
+        let udp = sc.spawn(|| {
+            ov.topo
+                .site("A")
+                .unwrap()
+                .lan_ns
+                .run_in(|| -> std::io::Result<u64> {
+                    let socks: Vec<UdpSocket> = (0..SESSIONS)
+                        .map(|i| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 41000 + i)))
+                        .collect::<Result<_, _>>()?;
+                    let mut buf = [0u8; 200];
+                    let t0 = Instant::now();
+                    let mut sent = 0u64;
+                    for seq in 1..=4000u64 {
+                        if stop.load(Ordering::Relaxed) || t0.elapsed() > Duration::from_secs(20) {
+                            break;
+                        }
+                        buf[..8].copy_from_slice(&seq.to_le_bytes());
+                        for s in &socks {
+                            if s.send_to(&buf, (c_ip, PORT_AC)).is_ok() {
+                                sent += 1;
+                            }
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Ok(sent)
+                })
+                .unwrap()
+                .unwrap()
+        });
+
+        // The LAN frames A's workers hold for pacing: each datagram once
+        // (a frame handed from the worker that received it to the one
+        // that paces it is captured by one of them only).
+        let lan = tmp.join("lan.pcap");
+        let s = capture_ok(&[
+            "--name",
+            &name,
+            "--side",
+            "lan",
+            "--direction",
+            "rx",
+            "--proto",
+            "udp",
+            "--seconds",
+            "2",
+            "--count",
+            "1000000",
+            "--max-pps",
+            "1000000",
+            "-w",
+            lan.to_str().unwrap(),
+        ]);
+        println!("LAN capture: {s}");
+        both_workers(&s);
+        let recs = records_in_order(&lan, &s);
+        let mut seen = std::collections::HashSet::new();
+        let mut twice = 0;
+        for r in &recs {
+            // Ethernet + IPv4 (no options) + UDP, the sequence number first.
+            let f = &r.data;
+            assert!(f.len() >= 14 + 20 + 8 + 8 && f[23] == 17, "not UDP: {f:?}");
+            let sport = u16::from_be_bytes([f[34], f[35]]);
+            let seq = u64::from_le_bytes(f[42..50].try_into().unwrap());
+            if !seen.insert((sport, seq)) {
+                twice += 1;
+            }
+        }
+        assert_eq!(twice, 0, "datagrams captured twice: {s}");
+        let sessions: std::collections::HashSet<u16> = seen.iter().map(|k| k.0).collect();
+        assert_eq!(sessions.len(), usize::from(SESSIONS), "{sessions:?}");
+
+        // What A's uplinks send: overlay frames, from both workers.
+        let wan = tmp.join("wan.pcap");
+        let s = capture_ok(&[
+            "--name",
+            &name,
+            "--side",
+            "wan",
+            "--direction",
+            "tx",
+            "--seconds",
+            "2",
+            "--count",
+            "1000000",
+            "--max-pps",
+            "1000000",
+            "-w",
+            wan.to_str().unwrap(),
+        ]);
+        println!("WAN capture: {s}");
+        both_workers(&s);
+        let recs = records_in_order(&wan, &s);
+        assert!(recs.iter().all(|r| decap(&r.data, false).is_ok()));
+
+        // The one-line summary names the workers.
+        let out = capture(&["--name", &name, "--count", "5", "-w", "/dev/null"]);
+        let line = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{line}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(line.contains("2 workers captured"), "{line}");
+
+        stop.store(true, Ordering::Relaxed);
+        assert!(udp.join().unwrap() > 1000);
+    });
 }

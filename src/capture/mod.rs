@@ -4,10 +4,16 @@
 //! Wireshark read. The gateway's worker copies the frames itself: its
 //! AF_XDP and io_uring ports are invisible to tcpdump.
 //!
+//! Every worker of the gateway copies the frames it handles into its own
+//! ring of the region; the capture drains them all and writes the frames
+//! in timestamp order (`mirror::Merge`: a frame waits until every ring has
+//! shown a later one, or for `mirror::REORDER_WINDOW_NS` at most).
+//!
 //! A capture asks for frames (sides, directions, peer, flow, protocol,
 //! rate, snap length), reads them until `--count` frames or `--seconds`
 //! have passed (or Ctrl-C), then turns the mirror off and reports what the
-//! worker captured, dropped (ring full) and limited (over `--max-pps`).
+//! workers captured, dropped (ring full) and limited (over `--max-pps`),
+//! summed and per worker.
 //! The request carries a deadline: a capture killed outright leaves the
 //! mirror on for at most `--seconds` + 2 s.
 
@@ -18,11 +24,10 @@ use std::time::{Duration, Instant};
 
 use mongate_dataplane::mirror::pcap::PcapWriter;
 use mongate_dataplane::mirror::{
-    DIR_RX, DIR_TX, Filter, MirrorError, MirrorRegion, SIDE_LAN, SIDE_WAN, SNAP_MAX, Slot,
-    StartRequest, gen32, mirror_path,
+    Counters, DIR_RX, DIR_TX, Filter, Merge, MirrorError, MirrorRegion, SIDE_LAN, SIDE_WAN,
+    SNAP_MAX, StartRequest, gen32, mirror_path,
 };
 use mongate_dataplane::overlay::wire_flow_id;
-use mongate_dataplane::ring::Consumer;
 use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
 use mongate_dataplane::stats::stats_path;
 use mongate_dataplane::sys::clock::{now_ns, wall_ns};
@@ -112,14 +117,39 @@ pub struct Summary {
     pub file: String,
     /// Records written to the file.
     pub written: u64,
-    /// Frames the worker copied into the ring.
+    /// Frames the workers copied into their rings.
     pub captured: u64,
-    /// Frames that matched but found the ring full.
+    /// Frames that matched but found their worker's ring full.
     pub dropped: u64,
     /// Frames that matched but were over `--max-pps`.
     pub limited: u64,
     /// Seconds the mirror was on.
     pub seconds: f64,
+    /// The gateway's workers (a ring each).
+    pub workers: u64,
+    /// Per worker, in worker order: what it captured, dropped, limited.
+    pub per_worker: Vec<WorkerCounts>,
+}
+
+/// One worker's counters of a capture.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerCounts {
+    /// Frames it copied into its ring.
+    pub captured: u64,
+    /// Frames that found its ring full.
+    pub dropped: u64,
+    /// Frames over its share of `--max-pps`.
+    pub limited: u64,
+}
+
+impl WorkerCounts {
+    fn of(c: &Counters) -> Self {
+        Self {
+            captured: c.captured.load(Ordering::Relaxed),
+            dropped: c.dropped.load(Ordering::Relaxed),
+            limited: c.limited.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The bucket depth for `max_pps`: a tenth of a second's worth, at least 1.
@@ -241,16 +271,14 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
         )
     };
     let mut w = PcapWriter::new(std::io::BufWriter::new(sink), snaplen)?;
-    // SAFETY: the region is ours alone (its flock), one consumer.
-    let mut ring = unsafe { region.consumer() };
-    // Slots an earlier capture left behind.
-    while ring.pop().is_some() {}
-    ring.release();
     let stop = mongate_dataplane::app::signals::stop_on_signals();
     let duration = Duration::from_secs_f64(o.seconds);
     let generation = now_ns().max(1);
-    let slot_gen = gen32(generation);
     let wall_offset = wall_ns().wrapping_sub(now_ns());
+    // SAFETY: the region is ours alone (its flock), one consumer per ring.
+    let mut merge = unsafe { region.merge(gen32(generation)) };
+    // Slots an earlier capture left behind.
+    merge.discard();
     region.start(&StartRequest {
         generation,
         filter,
@@ -263,17 +291,18 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
                 .saturating_add(2_000_000_000),
         ),
     });
-    let counters = region.counters();
     let t0 = Instant::now();
-    // The worker applies a request at its next loop iteration (tens of
+    // Each worker applies a request at its next loop iteration (tens of
     // microseconds, or one idle sleep).
-    while counters.applied.load(Ordering::Acquire) != generation {
+    while !region.applied_by_all(generation) {
         if t0.elapsed() > Duration::from_secs(2) {
+            let late = region.not_applied(generation);
             region.stop();
             anyhow::bail!(
-                "gateway {:?} (pid {}) did not take the capture request within 2 s",
+                "gateway {:?} (pid {}): worker(s) {late:?} of {} did not take the capture request within 2 s",
                 o.name,
-                region.pid()
+                region.pid(),
+                region.workers()
             );
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -282,11 +311,11 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
     let mut result = Ok(0);
     while written < o.count && t0.elapsed() < duration && !stop.load(Ordering::Relaxed) {
         result = drain(
-            &mut ring,
+            &mut merge,
             &mut w,
-            &mut written,
-            o.count,
-            (slot_gen, wall_offset),
+            (&mut written, o.count),
+            now_ns(),
+            wall_offset,
         );
         match result {
             Ok(0) => std::thread::sleep(Duration::from_millis(2)),
@@ -296,61 +325,66 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
     }
     region.stop();
     let seconds = t0.elapsed().as_secs_f64();
-    // Final counters: once the worker follows generation 0 again.
+    // Final counters: once every worker follows generation 0 again.
     let t1 = Instant::now();
-    while counters.applied.load(Ordering::Acquire) != 0 && t1.elapsed() < Duration::from_secs(1) {
+    while !region.applied_by_all(0) && t1.elapsed() < Duration::from_secs(1) {
         std::thread::sleep(Duration::from_millis(1));
     }
     if result.is_ok() {
+        // Everything left, in order.
         result = drain(
-            &mut ring,
+            &mut merge,
             &mut w,
-            &mut written,
-            o.count,
-            (slot_gen, wall_offset),
+            (&mut written, o.count),
+            u64::MAX,
+            wall_offset,
         );
     }
     result
         .and_then(|_| w.flush())
         .map_err(|e| anyhow::anyhow!("{}: {e}", o.out.display()))?;
+    let per_worker: Vec<WorkerCounts> = region.all_counters().map(WorkerCounts::of).collect();
     Ok(Summary {
         name: o.name.clone(),
         file: o.out.display().to_string(),
         written,
-        captured: counters.captured.load(Ordering::Relaxed),
-        dropped: counters.dropped.load(Ordering::Relaxed),
-        limited: counters.limited.load(Ordering::Relaxed),
+        captured: per_worker.iter().map(|c| c.captured).sum(),
+        dropped: per_worker.iter().map(|c| c.dropped).sum(),
+        limited: per_worker.iter().map(|c| c.limited).sum(),
         seconds,
+        workers: per_worker.len() as u64,
+        per_worker,
     })
 }
 
-/// Writes the ring's slots of this capture (`slot_gen`; others are an
-/// earlier capture's) until `count` records are written; returns slots
-/// read.
+/// Takes what the rings hold and writes the frames whose turn has come at
+/// `now` (read before; `u64::MAX`: all of them) until `count` records are
+/// written; returns slots taken from the rings.
 fn drain<W: Write>(
-    ring: &mut Consumer<Slot>,
+    merge: &mut Merge<'_>,
     w: &mut PcapWriter<W>,
-    written: &mut u64,
-    count: u64,
-    (slot_gen, wall_offset): (u32, u64),
+    (written, count): (&mut u64, u64),
+    now: u64,
+    wall_offset: u64,
 ) -> std::io::Result<usize> {
-    let mut n = 0;
+    let n = merge.fill();
     while *written < count {
-        let Some(s) = ring.pop() else { break };
-        n += 1;
-        if s.generation == slot_gen {
-            w.record(wall_offset.wrapping_add(s.ts_ns), s.orig_len, s.bytes())?;
-            *written += 1;
-        }
+        let Some(f) = merge.next(now) else { break };
+        w.record(wall_offset.wrapping_add(f.ts_ns), f.orig_len, &f.data)?;
+        *written += 1;
     }
-    ring.release();
     Ok(n)
 }
 
 /// The one-line summary.
 pub fn line(s: &Summary) -> String {
+    let who = if s.workers > 1 {
+        format!("{} workers", s.workers)
+    } else {
+        "worker".to_string()
+    };
     format!(
-        "capture {}: {} frames written to {} in {:.1} s; worker captured {}, dropped {} (ring full), limited {} (over --max-pps)",
+        "capture {}: {} frames written to {} in {:.1} s; {who} captured {}, dropped {} (ring full), limited {} (over --max-pps)",
         s.name, s.written, s.file, s.seconds, s.captured, s.dropped, s.limited
     )
 }
@@ -384,10 +418,28 @@ mod tests {
             dropped: 5,
             limited: 6,
             seconds: 1.0,
+            workers: 1,
+            per_worker: vec![WorkerCounts {
+                captured: 4,
+                dropped: 5,
+                limited: 6,
+            }],
         };
         let l = line(&s);
-        for w in ["site-a", "3 frames", "captured 4", "dropped 5", "limited 6"] {
+        for w in [
+            "site-a",
+            "3 frames",
+            "worker captured 4",
+            "dropped 5",
+            "limited 6",
+        ] {
             assert!(l.contains(w), "{l}");
         }
+        let two = Summary { workers: 2, ..s };
+        assert!(
+            line(&two).contains("2 workers captured 4"),
+            "{}",
+            line(&two)
+        );
     }
 }

@@ -123,11 +123,9 @@ struct GatewayStage {
     plan_since: Nanos,
     /// Reloads staged by the main thread.
     reload: Arc<ReloadSlot>,
-    /// Packet capture (`NAME.mirror`, `mongate capture`): worker 0's
-    /// traffic (the mirror ring has one writer).
+    /// Packet capture (`NAME.mirror`, `mongate capture`): this worker's
+    /// traffic, into its own ring of the region.
     mirror: MirrorTap,
-    /// Whether this worker feeds the capture (worker 0).
-    taps: bool,
     /// Each worker's session count (its table's), summed by worker 0 into
     /// the flows file's gateway section.
     sessions: Arc<[std::sync::atomic::AtomicU64]>,
@@ -444,13 +442,14 @@ impl GatewayStage {
 
 impl Stage for GatewayStage {
     fn process(&mut self, now: Nanos, arena: &mut Arena, batch: &mut Batch) {
-        if !self.taps || !self.mirror.on() {
+        if !self.mirror.on() {
             self.gw.process(now, arena, batch);
             return;
         }
         // Captured as on the wire: uplink frames before the stage opens or
         // decapsulates them, remembering their flow option (a frame
-        // delivered to the LAN has lost it by the time it is sent).
+        // delivered to the LAN has lost it by the time it is sent). A frame
+        // another worker handed here was captured there, as it arrived.
         let mut wire = [None::<u32>; BATCH_SIZE];
         let lan = self.gw.settings().lan_port;
         let by_flow = self.mirror.filter().flow.is_some();
@@ -461,6 +460,9 @@ impl Stage for GatewayStage {
                 let w = if by_flow { wan_flow(frame) } else { None };
                 if let Some(slot) = wire.get_mut(k) {
                     *slot = w;
+                }
+                if p.handed_from() != 0 {
+                    continue;
                 }
                 let gw = &self.gw;
                 self.mirror
@@ -473,12 +475,19 @@ impl Stage for GatewayStage {
         for (k, p) in batch.as_slice().iter().enumerate() {
             if p.port == lan && !matches!(p.verdict, Verdict::Tx(_)) {
                 // Held (queued for pacing) or dropped: the frame is as it
-                // arrived, and the classifier has mapped its session.
+                // arrived, and the classifier has mapped its session (or
+                // the worker that classified it handed it here with its
+                // flow). One handed on to another worker (`Tx` to a
+                // handoff port) is captured there.
                 if let Some(frame) = arena.packet(p) {
                     let gw = &self.gw;
+                    let handed = p.handoff_flow().filter(|_| p.handed_from() != 0);
                     self.mirror
                         .offer(now, p.port, (SIDE_LAN, DIR_RX), frame, || {
-                            let flow = lan_flow(gw, frame);
+                            let flow = match handed {
+                                Some(fi) => gw.flows.get(fi as usize).map(|f| f.wire_id),
+                                None => lan_flow(gw, frame),
+                            };
                             frame_info(gw, SIDE_LAN, DIR_RX, frame, flow)
                         });
                 }
@@ -493,7 +502,7 @@ impl Stage for GatewayStage {
         self.now = now;
         let start = out.len();
         self.gw.poll(now, arena, out);
-        if self.taps && self.mirror.on() {
+        if self.mirror.on() {
             for p in out.as_slice().get(start..).unwrap_or(&[]) {
                 mirror_tx(&mut self.mirror, &self.gw, now, arena, p, None);
             }
@@ -502,9 +511,7 @@ impl Stage for GatewayStage {
     }
     fn maintain(&mut self, pool: &mut FramePool) {
         self.gw.replenish(pool);
-        if self.taps {
-            self.mirror.sync(self.now);
-        }
+        self.mirror.sync(self.now);
         if self.now >= self.next_step {
             let now = self.now;
             self.next_step = now + self.step_every;
@@ -526,6 +533,10 @@ fn mirror_tx(
     let Verdict::Tx(port) = p.verdict else {
         return;
     };
+    // Handed to another worker, not sent: that worker captures it.
+    if port >= gw.settings().handoff_first_port {
+        return;
+    }
     let Some(frame) = arena.packet(p) else {
         return;
     };
@@ -1035,7 +1046,7 @@ fn open_regions(
     } else {
         None
     };
-    let mirror = Arc::new(MirrorRegion::create(&mirror_path(&c.name))?);
+    let mirror = Arc::new(MirrorRegion::create(&mirror_path(&c.name), workers)?);
     Ok(Regions {
         stop: Arc::new(AtomicBool::new(false)),
         stats,
@@ -1166,8 +1177,7 @@ fn gateway_stage(
         flow_buf: Vec::with_capacity(c.site.flows.len()),
         plan_since: started,
         reload: Arc::new(ReloadSlot::default()),
-        mirror: MirrorTap::new(regions.mirror.clone()),
-        taps: worker == 0,
+        mirror: MirrorTap::new(regions.mirror.clone(), worker)?,
         sessions,
     })
 }

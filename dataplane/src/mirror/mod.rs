@@ -12,17 +12,31 @@
 //!   off), sides, directions, the filter (peer, flow, IP protocol), a rate
 //!   limit, a snap length and a deadline after which the worker stops on
 //!   its own (a reader that died leaves nothing running);
-//! - [`Counters`] the worker writes: the generation it follows and, for
-//!   it, frames captured, dropped (ring full) and limited (over the rate);
-//! - a ring of [`SLOTS`] fixed [`Slot`]s of 2 KiB on the one ring primitive
-//!   (`crate::ring`): the worker produces, the reader consumes.
+//! - per worker, [`Counters`] it writes: the generation it follows and,
+//!   for it, frames captured, dropped (ring full) and limited (over the
+//!   rate);
+//! - per worker, a ring of [`SLOTS`] fixed [`Slot`]s of 2 KiB on the one
+//!   ring primitive (`crate::ring`): the worker produces, the reader
+//!   consumes. One ring per worker keeps every ring single-producer: the
+//!   workers never share a cache line for a capture.
 //!
 //! The worker ([`MirrorTap`]) loads the generation once per loop iteration
 //! (one relaxed atomic); while it is 0 nothing else runs. When on, each
 //! frame at a capture point is matched against the [`Filter`], charged to
 //! the integer [`TokenBucket`] and copied into a free slot; the hot path
-//! allocates nothing and takes no lock. Only one reader at a time: it holds
-//! an exclusive `flock` on the file.
+//! allocates nothing and takes no lock. Each worker's bucket holds its
+//! share of the rate (the request's rate and burst divided by the worker
+//! count, at least 1), so the gateway as a whole copies at most the rate
+//! asked for. Only one reader at a time: it holds an exclusive `flock` on
+//! the file.
+//!
+//! The reader ([`Merge`]) drains every ring and hands out the frames in
+//! timestamp order: each ring is in order (a worker's clock only moves
+//! forward), so a frame is handed out once no ring can still bring an
+//! earlier one: every ring has shown a frame as late, or the frame is older
+//! than [`REORDER_WINDOW_NS`] (a worker publishes its slots at the end of
+//! the batch they were taken in, well within it; a worker stalled longer
+//! between the two may have its frames written out of order).
 
 pub mod pcap;
 
@@ -34,9 +48,15 @@ use crate::ring::{Consumer, Pod, Producer, ShmRing, ShmRingError};
 use crate::sys::clock::Nanos;
 use crate::sys::shm::{Access, REGION_MODE, ShmFile, ShmShared, shm_path};
 
-/// "MGMIRR01": marks a ready mirror region.
-pub const MIRROR_MAGIC: u64 = u64::from_le_bytes(*b"MGMIRR01");
-/// Slots of the ring.
+/// "MGMIRR02": marks a ready mirror region of this format (02: a ring and
+/// counters per worker; 01 had one of each).
+pub const MIRROR_MAGIC: u64 = u64::from_le_bytes(*b"MGMIRR02");
+/// Most workers a region serves (as the stats files).
+pub const MAX_WORKERS: usize = crate::stats::MAX_WORKERS;
+/// How long the reader holds a frame back for an earlier one from another
+/// worker's ring, ns (see the module documentation).
+pub const REORDER_WINDOW_NS: u64 = 100_000_000;
+/// Slots of each worker's ring.
 pub const SLOTS: u32 = 512;
 /// Bytes of one slot.
 pub const SLOT_BYTES: usize = 2048;
@@ -65,6 +85,8 @@ struct Header {
     pid: AtomicU64,
     slots: AtomicU64,
     slot_bytes: AtomicU64,
+    /// Workers, each with its counters and ring.
+    workers: AtomicU64,
 }
 // SAFETY: atomics only; any bit pattern is valid.
 unsafe impl ShmShared for Header {}
@@ -115,9 +137,16 @@ unsafe impl ShmShared for Counters {}
 
 const REQUEST_OFF: usize = 64;
 const COUNTERS_OFF: usize = REQUEST_OFF + std::mem::size_of::<Request>();
-const RING_OFF: usize = COUNTERS_OFF + std::mem::size_of::<Counters>();
+const COUNTERS_BYTES: usize = std::mem::size_of::<Counters>();
+const RING_BYTES: usize = ShmRing::<Slot>::bytes(SLOTS);
 const _: () = assert!(std::mem::size_of::<Header>() == 64);
-const _: () = assert!(RING_OFF.is_multiple_of(64));
+const _: () = assert!(COUNTERS_OFF.is_multiple_of(64) && COUNTERS_BYTES == 64);
+const _: () = assert!(RING_BYTES.is_multiple_of(64));
+
+/// Where the rings start in a region of `workers` workers.
+const fn ring_off(workers: usize) -> usize {
+    COUNTERS_OFF + workers * COUNTERS_BYTES
+}
 
 /// One captured frame. `#[repr(C)]`, no padding: 24 bytes of header, then
 /// the first `cap_len` bytes of the frame.
@@ -264,6 +293,29 @@ pub enum MirrorError {
     /// Not a mirror region of this format.
     #[error("{0}: not a mongate mirror region of this build (bad magic or size)")]
     Format(PathBuf),
+    /// A mirror region of another format version.
+    #[error(
+        "{path}: format {found}, this program reads {want}: the dataplane and this program come from different mongate builds (run the matching `mongate capture`)"
+    )]
+    Version {
+        /// File.
+        path: PathBuf,
+        /// The region's format (its magic).
+        found: String,
+        /// The format this program reads.
+        want: String,
+    },
+    /// A worker count the region cannot serve.
+    #[error("mirror region: 1..={MAX_WORKERS} workers (asked for {0})")]
+    Workers(usize),
+    /// A tap for a worker the region has no ring for.
+    #[error("mirror region: no worker {worker} (it serves {workers})")]
+    NoWorker {
+        /// The worker asked for.
+        worker: usize,
+        /// Workers the region serves.
+        workers: usize,
+    },
     /// The ring inside is unusable.
     #[error("{path}: {err}")]
     Ring {
@@ -280,45 +332,66 @@ pub enum MirrorError {
 /// The mapped mirror region (either side).
 pub struct MirrorRegion {
     shm: ShmFile,
-    ring: ShmRing<Slot>,
+    /// One per worker.
+    rings: Vec<ShmRing<Slot>>,
     /// The reader's lock (held while the value lives).
     _lock: Option<std::fs::File>,
 }
 
-// SAFETY: the ring's pointers point into `shm`, which lives as long as the
+// SAFETY: the rings' pointers point into `shm`, which lives as long as the
 // value; the region is only accessed through atomics and the ring protocol,
-// whose two sides are handed out once each (`producer`, `consumer`).
+// whose two sides are handed out once each per ring (a worker's
+// `MirrorTap`, the reader's `merge`).
 unsafe impl Send for MirrorRegion {}
 // SAFETY: as above: shared access goes through atomics only.
 unsafe impl Sync for MirrorRegion {}
 
-/// Bytes of the region.
-pub const fn region_bytes() -> usize {
-    RING_OFF + ShmRing::<Slot>::bytes(SLOTS)
+/// Bytes of the region for `workers` workers.
+pub const fn region_bytes(workers: usize) -> usize {
+    ring_off(workers) + workers * RING_BYTES
+}
+
+/// The format error for a region whose magic is another version of ours
+/// ("MGMIRR" and two digits), `None` for any other magic.
+fn version_error(path: &Path, found: u64) -> Option<MirrorError> {
+    let (f, w) = (found.to_le_bytes(), MIRROR_MAGIC.to_le_bytes());
+    (f[..6] == w[..6] && f[6..].iter().all(u8::is_ascii_digit)).then(|| MirrorError::Version {
+        path: path.to_path_buf(),
+        found: String::from_utf8_lossy(&f).into_owned(),
+        want: String::from_utf8_lossy(&w).into_owned(),
+    })
 }
 
 impl MirrorRegion {
-    /// Creates the region at `path` (mode 0600), off, with an empty ring;
-    /// removed when the value drops.
-    pub fn create(path: &Path) -> Result<Self, MirrorError> {
+    /// Creates the region at `path` (mode 0600) for `workers` workers, off,
+    /// with empty rings; removed when the value drops.
+    pub fn create(path: &Path, workers: usize) -> Result<Self, MirrorError> {
+        if workers == 0 || workers > MAX_WORKERS {
+            return Err(MirrorError::Workers(workers));
+        }
         let io = |err| MirrorError::Io {
             path: path.to_path_buf(),
             err,
         };
-        let shm = ShmFile::create(path, region_bytes(), REGION_MODE).map_err(io)?;
-        // SAFETY: the mapping is page-aligned, `RING_OFF` a multiple of 64
-        // and the region holds the ring's bytes (`region_bytes`); it stays
-        // mapped while `shm` lives, which outlives the ring (same value);
-        // nobody else sees the file before the magic below.
-        let ring =
-            unsafe { ShmRing::<Slot>::init(shm.base().add(RING_OFF), shm.len() - RING_OFF, SLOTS) }
+        let shm = ShmFile::create(path, region_bytes(workers), REGION_MODE).map_err(io)?;
+        let mut rings = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let off = ring_off(workers) + w * RING_BYTES;
+            // SAFETY: the mapping is page-aligned, `off` a multiple of 64
+            // and the region holds the ring's bytes from there
+            // (`region_bytes`); it stays mapped while `shm` lives, which
+            // outlives the ring (same value); nobody else sees the file
+            // before the magic below.
+            let ring = unsafe { ShmRing::<Slot>::init(shm.base().add(off), RING_BYTES, SLOTS) }
                 .map_err(|err| MirrorError::Ring {
                     path: path.to_path_buf(),
                     err,
                 })?;
+            rings.push(ring);
+        }
         let r = Self {
             shm,
-            ring,
+            rings,
             _lock: None,
         };
         let h = r.header();
@@ -326,22 +399,28 @@ impl MirrorRegion {
             .store(u64::from(std::process::id()), Ordering::Relaxed);
         h.slots.store(u64::from(SLOTS), Ordering::Relaxed);
         h.slot_bytes.store(SLOT_BYTES as u64, Ordering::Relaxed);
+        h.workers.store(workers as u64, Ordering::Relaxed);
         h.magic.store(MIRROR_MAGIC, Ordering::Release);
         Ok(r)
     }
 
     /// Opens an existing region read-write for a capture, holding an
     /// exclusive lock on it ([`MirrorError::Busy`] if another capture
-    /// does).
+    /// does). A region of another format version is
+    /// [`MirrorError::Version`].
     pub fn open(path: &Path) -> Result<Self, MirrorError> {
         use std::os::fd::AsRawFd;
         let io = |err| MirrorError::Io {
             path: path.to_path_buf(),
             err,
         };
+        let bad = || MirrorError::Format(path.to_path_buf());
         let (f, len) = crate::sys::shm::open_existing(path, Access::ReadWrite).map_err(io)?;
-        if usize::try_from(len).ok() != Some(region_bytes()) {
-            return Err(MirrorError::Format(path.to_path_buf()));
+        let len = usize::try_from(len).map_err(|_| bad())?;
+        // Any length up to the largest region is mapped to read the
+        // header; the geometry it gives is then checked against it.
+        if len < std::mem::size_of::<Header>() || len > region_bytes(MAX_WORKERS) {
+            return Err(bad());
         }
         // SAFETY: a descriptor we hold open; flock has no memory arguments.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
@@ -351,28 +430,36 @@ impl MirrorRegion {
             }
             return Err(io(e));
         }
-        let shm = ShmFile::map(&f, region_bytes(), path, Access::ReadWrite).map_err(io)?;
-        let h = shm
-            .get::<Header>(0)
-            .ok_or_else(|| MirrorError::Format(path.to_path_buf()))?;
-        if h.magic.load(Ordering::Acquire) != MIRROR_MAGIC
-            || h.slots.load(Ordering::Relaxed) != u64::from(SLOTS)
+        let shm = ShmFile::map(&f, len, path, Access::ReadWrite).map_err(io)?;
+        let h = shm.get::<Header>(0).ok_or_else(bad)?;
+        let magic = h.magic.load(Ordering::Acquire);
+        if magic != MIRROR_MAGIC {
+            return Err(version_error(path, magic).unwrap_or_else(bad));
+        }
+        let workers = usize::try_from(h.workers.load(Ordering::Relaxed)).unwrap_or(0);
+        if h.slots.load(Ordering::Relaxed) != u64::from(SLOTS)
             || h.slot_bytes.load(Ordering::Relaxed) != SLOT_BYTES as u64
+            || workers == 0
+            || workers > MAX_WORKERS
+            || len != region_bytes(workers)
         {
-            return Err(MirrorError::Format(path.to_path_buf()));
+            return Err(bad());
         }
-        // SAFETY: as in `create`; the ring was initialised by the dataplane
-        // (its header is checked by `attach`).
-        let ring = unsafe {
-            ShmRing::<Slot>::attach(shm.base().add(RING_OFF), shm.len() - RING_OFF, SLOTS)
+        let mut rings = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let off = ring_off(workers) + w * RING_BYTES;
+            // SAFETY: as in `create`; the ring was initialised by the
+            // dataplane (its header is checked by `attach`).
+            let ring = unsafe { ShmRing::<Slot>::attach(shm.base().add(off), RING_BYTES, SLOTS) }
+                .map_err(|err| MirrorError::Ring {
+                path: path.to_path_buf(),
+                err,
+            })?;
+            rings.push(ring);
         }
-        .map_err(|err| MirrorError::Ring {
-            path: path.to_path_buf(),
-            err,
-        })?;
         Ok(Self {
             shm,
-            ring,
+            rings,
             _lock: Some(f),
         })
     }
@@ -388,11 +475,38 @@ impl MirrorRegion {
             .expect("request inside the region")
     }
 
-    /// The worker's counters.
-    pub fn counters(&self) -> &Counters {
+    /// Workers the region serves (a ring and counters each).
+    pub fn workers(&self) -> usize {
+        self.rings.len()
+    }
+
+    /// Worker `worker`'s counters (`None`: no such worker).
+    pub fn counters(&self, worker: usize) -> Option<&Counters> {
+        if worker >= self.workers() {
+            return None;
+        }
         self.shm
-            .get::<Counters>(COUNTERS_OFF)
-            .expect("counters inside the region")
+            .get::<Counters>(COUNTERS_OFF + worker * COUNTERS_BYTES)
+    }
+
+    /// Every worker's counters, in worker order.
+    pub fn all_counters(&self) -> impl Iterator<Item = &Counters> {
+        (0..self.workers()).filter_map(|w| self.counters(w))
+    }
+
+    /// Whether every worker follows `generation` (0: every one is off).
+    pub fn applied_by_all(&self, generation: u64) -> bool {
+        self.all_counters()
+            .all(|c| c.applied.load(Ordering::Acquire) == generation)
+    }
+
+    /// The workers that do not follow `generation` yet.
+    pub fn not_applied(&self, generation: u64) -> Vec<usize> {
+        self.all_counters()
+            .enumerate()
+            .filter(|(_, c)| c.applied.load(Ordering::Acquire) != generation)
+            .map(|(w, _)| w)
+            .collect()
     }
 
     /// The pid of the process that created the region.
@@ -400,14 +514,28 @@ impl MirrorRegion {
         self.header().pid.load(Ordering::Relaxed)
     }
 
-    /// The reader's side of the ring.
+    /// The reader's side of every worker's ring, merged in timestamp order,
+    /// keeping the slots of generation `slot_gen` ([`gen32`]).
     ///
     /// # Safety
-    /// At most one consumer exists at a time (the reader's `flock` keeps
-    /// other captures out; call once per opened region).
-    pub unsafe fn consumer(&self) -> Consumer<Slot> {
-        // SAFETY: forwarded contract.
-        unsafe { self.ring.consumer() }
+    /// At most one consumer of the rings exists at a time (the reader's
+    /// `flock` keeps other captures out; call once per opened region).
+    pub unsafe fn merge(&self, slot_gen: u32) -> Merge<'_> {
+        let rings = self
+            .rings
+            .iter()
+            // SAFETY: forwarded contract.
+            .map(|r| unsafe { r.consumer() })
+            .collect::<Vec<_>>();
+        Merge {
+            _region: self,
+            last: vec![None; rings.len()],
+            rings,
+            pending: std::collections::BinaryHeap::new(),
+            seq: 0,
+            slot_gen,
+            window_ns: REORDER_WINDOW_NS,
+        }
     }
 
     /// Writes `req` and then its generation (Release): the worker applies
@@ -454,9 +582,116 @@ pub struct StartRequest {
     pub deadline_ns: Nanos,
 }
 
+/// One frame the reader took from a ring, waiting for its turn.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// See [`Slot::ts_ns`].
+    pub ts_ns: u64,
+    /// The worker whose ring it came from.
+    pub worker: usize,
+    /// See [`Slot::orig_len`].
+    pub orig_len: u32,
+    /// The captured bytes.
+    pub data: Vec<u8>,
+    /// Order taken (ties of `ts_ns` keep it).
+    seq: u64,
+}
+
+impl Ord for Frame {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.ts_ns, self.seq).cmp(&(o.ts_ns, o.seq))
+    }
+}
+
+impl PartialOrd for Frame {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+/// The reader's side of every worker's ring ([`MirrorRegion::merge`]):
+/// [`Merge::fill`] takes what the rings hold, [`Merge::next`] hands the
+/// frames out in timestamp order (see the module documentation).
+pub struct Merge<'a> {
+    _region: &'a MirrorRegion,
+    rings: Vec<Consumer<Slot>>,
+    /// Per ring, the timestamp of the last slot of this capture taken: the
+    /// ring brings nothing earlier any more.
+    last: Vec<Option<u64>>,
+    pending: std::collections::BinaryHeap<std::cmp::Reverse<Frame>>,
+    seq: u64,
+    slot_gen: u32,
+    window_ns: u64,
+}
+
+impl Merge<'_> {
+    /// Empties every ring without keeping anything (slots an earlier
+    /// capture left behind).
+    pub fn discard(&mut self) {
+        for r in &mut self.rings {
+            while r.pop().is_some() {}
+            r.release();
+        }
+    }
+
+    /// Takes what the rings hold (at most a ring's worth each), keeping the
+    /// slots of this capture; returns slots taken. Call with the time read
+    /// before, to [`Merge::next`] after.
+    pub fn fill(&mut self) -> usize {
+        let mut n = 0;
+        for (w, r) in self.rings.iter_mut().enumerate() {
+            for _ in 0..SLOTS {
+                let Some(s) = r.pop() else { break };
+                n += 1;
+                if s.generation != self.slot_gen {
+                    continue;
+                }
+                if let Some(l) = self.last.get_mut(w) {
+                    *l = Some(l.map_or(s.ts_ns, |l| l.max(s.ts_ns)));
+                }
+                self.seq += 1;
+                self.pending.push(std::cmp::Reverse(Frame {
+                    ts_ns: s.ts_ns,
+                    worker: w,
+                    orig_len: s.orig_len,
+                    data: s.bytes().to_vec(),
+                    seq: self.seq,
+                }));
+            }
+            r.release();
+        }
+        n
+    }
+
+    /// The earliest frame taken, once no ring can bring an earlier one:
+    /// every ring has shown one as late, or it is older than the reorder
+    /// window at `now` (CLOCK_MONOTONIC, read before the [`Merge::fill`]
+    /// that took what the rings held). `now = u64::MAX`: everything taken,
+    /// in order (the capture's end).
+    pub fn next(&mut self, now: u64) -> Option<Frame> {
+        let std::cmp::Reverse(top) = self.pending.peek()?;
+        let seen_by_all = self
+            .last
+            .iter()
+            .try_fold(u64::MAX, |m, l| l.map(|l| m.min(l)))
+            .unwrap_or(0);
+        let until = now.saturating_sub(self.window_ns).max(seen_by_all);
+        if top.ts_ns > until && now != u64::MAX {
+            return None;
+        }
+        self.pending.pop().map(|std::cmp::Reverse(f)| f)
+    }
+
+    /// Frames taken and not handed out yet.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
 /// The worker's side: applies requests, filters, limits and copies frames.
 pub struct MirrorTap {
     region: std::sync::Arc<MirrorRegion>,
+    worker: usize,
     ring: Producer<Slot>,
     generation: u64,
     on: bool,
@@ -471,13 +706,21 @@ pub struct MirrorTap {
 }
 
 impl MirrorTap {
-    /// The tap over `region` (the one producer of its ring).
-    pub fn new(region: std::sync::Arc<MirrorRegion>) -> Self {
-        // SAFETY: the dataplane makes one tap per region (one worker), the
-        // only producer of the ring.
-        let ring = unsafe { region.ring.producer() };
-        Self {
+    /// Worker `worker`'s tap over `region` (the one producer of that
+    /// worker's ring).
+    pub fn new(region: std::sync::Arc<MirrorRegion>, worker: usize) -> Result<Self, MirrorError> {
+        let Some(r) = region.rings.get(worker) else {
+            return Err(MirrorError::NoWorker {
+                worker,
+                workers: region.workers(),
+            });
+        };
+        // SAFETY: the dataplane makes one tap per worker, the only producer
+        // of the worker's ring.
+        let ring = unsafe { r.producer() };
+        Ok(Self {
             region,
+            worker,
             ring,
             generation: 0,
             on: false,
@@ -495,7 +738,7 @@ impl MirrorTap {
             dropped: 0,
             limited: 0,
             dirty: false,
-        }
+        })
     }
 
     /// Once per worker loop iteration: one relaxed load of the request's
@@ -526,8 +769,11 @@ impl MirrorTap {
                 .unwrap_or(SNAP_MAX)
                 .clamp(1, SNAP_MAX);
             self.deadline = r.deadline_ns.load(Ordering::Relaxed);
+            // This worker's share of the rate and the burst.
+            let n = self.region.workers().max(1) as u64;
             let rate = r.max_pps.load(Ordering::Relaxed);
-            let burst = r.burst.load(Ordering::Relaxed).max(1);
+            let rate = if rate == 0 { 0 } else { (rate / n).max(1) };
+            let burst = (r.burst.load(Ordering::Relaxed) / n).max(1);
             self.bucket = TokenBucket::new(rate, burst, now);
             self.captured = 0;
             self.dropped = 0;
@@ -594,7 +840,9 @@ impl MirrorTap {
 
     fn publish(&mut self) {
         self.dirty = false;
-        let c = self.region.counters();
+        let Some(c) = self.region.counters(self.worker) else {
+            return;
+        };
         c.captured.store(self.captured, Ordering::Relaxed);
         c.dropped.store(self.dropped, Ordering::Relaxed);
         c.limited.store(self.limited, Ordering::Relaxed);

@@ -112,16 +112,17 @@ fn frame(n: usize, tag: u8) -> Vec<u8> {
 fn tap_filters_limits_copies_and_counts() {
     let dir = TestDir::new("mirror");
     let path = dir.file("gw.mirror");
-    let w = Arc::new(MirrorRegion::create(&path).unwrap());
-    let mut tap = MirrorTap::new(w.clone());
+    let w = Arc::new(MirrorRegion::create(&path, 1).unwrap());
+    let mut tap = MirrorTap::new(w.clone(), 0).unwrap();
     let r = MirrorRegion::open(&path).unwrap();
     // Another capture of the same gateway is refused while one runs.
     assert!(matches!(
         MirrorRegion::open(&path),
         Err(MirrorError::Busy(_))
     ));
+    assert_eq!(r.workers(), 1);
     // SAFETY: the only consumer.
-    let mut cons = unsafe { r.consumer() };
+    let mut cons = unsafe { r.rings[0].consumer() };
 
     // Off: nothing is offered, nothing counted.
     tap.sync(0);
@@ -140,7 +141,8 @@ fn tap_filters_limits_copies_and_counts() {
     start(&r, 99, f, 10, 2);
     tap.sync(0);
     assert!(tap.on());
-    assert_eq!(r.counters().applied.load(Ordering::Acquire), 99);
+    assert_eq!(r.counters(0).unwrap().applied.load(Ordering::Acquire), 99);
+    assert!(r.applied_by_all(99));
     let udp = || FrameInfo {
         proto: Some(17),
         ..FrameInfo::default()
@@ -157,7 +159,7 @@ fn tap_filters_limits_copies_and_counts() {
     }
     tap.finish();
     // The burst (2) went through, the other two were over the rate.
-    let c = r.counters();
+    let c = r.counters(0).unwrap();
     assert_eq!(c.captured.load(Ordering::Relaxed), 2);
     assert_eq!(c.limited.load(Ordering::Relaxed), 2);
     assert_eq!(c.dropped.load(Ordering::Relaxed), 0);
@@ -218,12 +220,180 @@ fn open_refuses_what_is_not_a_mirror_region() {
         Err(MirrorError::Format(_))
     ));
     drop(_other);
-    let f = crate::sys::shm::ShmFile::create(&path, region_bytes(), REGION_MODE).unwrap();
+    let f = crate::sys::shm::ShmFile::create(&path, region_bytes(1), REGION_MODE).unwrap();
+    assert!(matches!(
+        MirrorRegion::open(&path),
+        Err(MirrorError::Format(_))
+    ));
+    // The previous format (one ring, "MGMIRR01"): a version error naming
+    // both formats.
+    let h = f.get::<Header>(0).unwrap();
+    h.magic
+        .store(u64::from_le_bytes(*b"MGMIRR01"), Ordering::Release);
+    let e = MirrorRegion::open(&path).err().expect("refused");
+    assert!(matches!(e, MirrorError::Version { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("format MGMIRR01") && msg.contains("reads MGMIRR02"),
+        "{msg}"
+    );
+    // Any other magic is not a mirror region at all.
+    h.magic
+        .store(u64::from_le_bytes(*b"MGMIRRxx"), Ordering::Release);
     assert!(matches!(
         MirrorRegion::open(&path),
         Err(MirrorError::Format(_))
     ));
     drop(f);
+    // A region of this format whose length is not its workers' geometry.
+    let two = MirrorRegion::create(&path, 2).unwrap();
+    drop(two);
+    let f = crate::sys::shm::ShmFile::create(&path, region_bytes(2), REGION_MODE).unwrap();
+    let h = f.get::<Header>(0).unwrap();
+    // Three workers in a file sized for two.
+    h.slots.store(u64::from(SLOTS), Ordering::Relaxed);
+    h.slot_bytes.store(SLOT_BYTES as u64, Ordering::Relaxed);
+    h.workers.store(3, Ordering::Relaxed);
+    h.magic.store(MIRROR_MAGIC, Ordering::Release);
+    assert!(matches!(
+        MirrorRegion::open(&path),
+        Err(MirrorError::Format(_))
+    ));
+    drop(f);
+    assert!(matches!(
+        MirrorRegion::create(&path, 0),
+        Err(MirrorError::Workers(0))
+    ));
+    assert!(matches!(
+        MirrorRegion::create(&path, MAX_WORKERS + 1),
+        Err(MirrorError::Workers(_))
+    ));
+}
+
+#[test]
+fn rings_per_worker_merge_in_timestamp_order_and_count_per_worker() {
+    let dir = TestDir::new("mirror-workers");
+    let path = dir.file("gw.mirror");
+    let w = Arc::new(MirrorRegion::create(&path, 2).unwrap());
+    let mut t0 = MirrorTap::new(w.clone(), 0).unwrap();
+    let mut t1 = MirrorTap::new(w.clone(), 1).unwrap();
+    assert!(matches!(
+        MirrorTap::new(w.clone(), 2),
+        Err(MirrorError::NoWorker {
+            worker: 2,
+            workers: 2
+        })
+    ));
+    let r = MirrorRegion::open(&path).unwrap();
+    assert_eq!(r.workers(), 2);
+    assert!(r.counters(2).is_none());
+    let off = |t: &mut MirrorTap, ts: u64, tag: u8| {
+        t.offer(
+            ts,
+            0,
+            (SIDE_LAN, DIR_RX),
+            &frame(60, tag),
+            FrameInfo::default,
+        );
+        t.finish();
+    };
+
+    // An earlier session leaves a slot in worker 1's ring.
+    start(&r, 7, all(), 1_000_000, 1000);
+    t1.sync(0);
+    off(&mut t1, 5, 0xEE);
+    // SAFETY: the only consumer of each ring.
+    let mut m = unsafe { r.merge(gen32(8)) };
+    start(&r, 8, all(), 1_000_000, 1000);
+    assert!(!r.applied_by_all(8));
+    t0.sync(0);
+    assert_eq!(r.not_applied(8), vec![1]);
+    t1.sync(0);
+    assert!(r.applied_by_all(8));
+
+    // Interleaved timestamps on the two rings.
+    for (ts, tag) in [(10, 1), (30, 3), (50, 5)] {
+        off(&mut t0, ts, tag);
+    }
+    for (ts, tag) in [(20, 2), (40, 4)] {
+        off(&mut t1, ts, tag);
+    }
+    assert_eq!(m.fill(), 6, "five slots of this session and the stale one");
+    let mut got = Vec::new();
+    while let Some(f) = m.next(60) {
+        got.push((f.ts_ns, f.worker, f.data[0]));
+    }
+    // 50 waits: worker 1 has shown nothing later than 40 yet, and 50 is
+    // well within the reorder window.
+    assert_eq!(got, vec![(10, 0, 1), (20, 1, 2), (30, 0, 3), (40, 1, 4)]);
+    assert_eq!(m.pending(), 1);
+    off(&mut t1, 60, 6);
+    assert_eq!(m.fill(), 1);
+    let f = m.next(70).expect("worker 1 is past 50");
+    assert_eq!((f.ts_ns, f.worker, f.data[0]), (50, 0, 5));
+    assert!(m.next(70).is_none(), "60 waits for worker 0");
+    // Worker 0 runs on alone: its frames leave once older than the window.
+    off(&mut t0, 1000, 7);
+    m.fill();
+    let f = m.next(80).expect("worker 0 is past 60");
+    assert_eq!((f.ts_ns, f.data[0]), (60, 6));
+    assert!(m.next(999 + REORDER_WINDOW_NS).is_none());
+    let f = m.next(1000 + REORDER_WINDOW_NS).expect("window passed");
+    assert_eq!((f.ts_ns, f.worker), (1000, 0));
+    // The end: the rest in order, whatever the time.
+    off(&mut t1, 2000, 9);
+    off(&mut t0, 1500, 8);
+    m.fill();
+    let rest: Vec<u64> = std::iter::from_fn(|| m.next(u64::MAX))
+        .map(|f| f.ts_ns)
+        .collect();
+    assert_eq!(rest, vec![1500, 2000]);
+    assert_eq!(m.pending(), 0);
+
+    // Counters per worker, for this session only.
+    let counts = |w: usize| {
+        let c = r.counters(w).unwrap();
+        (
+            c.captured.load(Ordering::Relaxed),
+            c.dropped.load(Ordering::Relaxed),
+            c.limited.load(Ordering::Relaxed),
+        )
+    };
+    assert_eq!((counts(0), counts(1)), ((5, 0, 0), (4, 0, 0)));
+    let sum: u64 = r
+        .all_counters()
+        .map(|c| c.captured.load(Ordering::Relaxed))
+        .sum();
+    assert_eq!(sum, 9);
+
+    // Each worker's bucket holds its share: burst 4 over 2 workers.
+    start(&r, 9, all(), 10, 4);
+    t0.sync(0);
+    t1.sync(0);
+    for tag in 0..3 {
+        t0.offer(
+            0,
+            0,
+            (SIDE_LAN, DIR_RX),
+            &frame(60, tag),
+            FrameInfo::default,
+        );
+        t1.offer(
+            0,
+            0,
+            (SIDE_LAN, DIR_RX),
+            &frame(60, tag),
+            FrameInfo::default,
+        );
+    }
+    t0.finish();
+    t1.finish();
+    assert_eq!((counts(0), counts(1)), ((2, 0, 1), (2, 0, 1)));
+    r.stop();
+    t0.sync(0);
+    assert!(!r.applied_by_all(0));
+    t1.sync(0);
+    assert!(r.applied_by_all(0));
 }
 
 #[test]
