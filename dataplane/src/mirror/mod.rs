@@ -179,19 +179,34 @@ unsafe impl Pod for Slot {}
 impl Slot {
     /// A slot holding the first `snaplen` bytes of `frame`.
     pub fn new(meta: SlotMeta, frame: &[u8], snaplen: usize) -> Self {
+        let mut s = Self {
+            ts_ns: 0,
+            generation: 0,
+            orig_len: 0,
+            cap_len: 0,
+            port: 0,
+            side: 0,
+            dir: 0,
+            data: [0u8; SNAP_MAX],
+        };
+        s.fill(meta, frame, snaplen);
+        s
+    }
+
+    /// Makes this slot hold the first `snaplen` bytes of `frame` (the bytes
+    /// after them are left as they were: [`Slot::bytes`] ends at
+    /// `cap_len`). In place in a ring's slot: no 2 KiB copies.
+    #[inline]
+    pub fn fill(&mut self, meta: SlotMeta, frame: &[u8], snaplen: usize) {
         let n = frame.len().min(snaplen).min(SNAP_MAX);
-        let mut data = [0u8; SNAP_MAX];
-        data[..n].copy_from_slice(&frame[..n]);
-        Self {
-            ts_ns: meta.ts_ns,
-            generation: meta.generation,
-            orig_len: u32::try_from(frame.len()).unwrap_or(u32::MAX),
-            cap_len: u32::try_from(n).unwrap_or(0),
-            port: meta.port,
-            side: meta.side,
-            dir: meta.dir,
-            data,
-        }
+        self.data[..n].copy_from_slice(&frame[..n]);
+        self.ts_ns = meta.ts_ns;
+        self.generation = meta.generation;
+        self.orig_len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        self.cap_len = u32::try_from(n).unwrap_or(0);
+        self.port = meta.port;
+        self.side = meta.side;
+        self.dir = meta.dir;
     }
 
     /// The captured bytes (bounded by the slot, whatever `cap_len` says).
@@ -354,11 +369,10 @@ pub const fn region_bytes(workers: usize) -> usize {
 /// The format error for a region whose magic is another version of ours
 /// ("MGMIRR" and two digits), `None` for any other magic.
 fn version_error(path: &Path, found: u64) -> Option<MirrorError> {
-    let (f, w) = (found.to_le_bytes(), MIRROR_MAGIC.to_le_bytes());
-    (f[..6] == w[..6] && f[6..].iter().all(u8::is_ascii_digit)).then(|| MirrorError::Version {
+    crate::sys::shm::other_version(found, MIRROR_MAGIC).map(|(found, want)| MirrorError::Version {
         path: path.to_path_buf(),
-        found: String::from_utf8_lossy(&f).into_owned(),
-        want: String::from_utf8_lossy(&w).into_owned(),
+        found,
+        want,
     })
 }
 
@@ -822,7 +836,8 @@ impl MirrorTap {
             side,
             dir,
         };
-        if self.ring.push(Slot::new(meta, frame, self.snaplen)) {
+        let snaplen = self.snaplen;
+        if self.ring.push_with(|s| s.fill(meta, frame, snaplen)) {
             self.captured += 1;
         } else {
             self.dropped += 1;

@@ -1090,17 +1090,38 @@ impl Stage for Gateway {
         // second pass classifies from the parsed headers (a packet that did
         // not parse is parsed again there for its drop reason).
         let mut pre = [None::<classify::inner::Inner>; crate::engine::BATCH_SIZE];
+        // Overlay arrivals: their flow ids (read where our frames carry
+        // them), whose wire-id slots start loading here, then their flows'
+        // state (receiver, counters, timer entry) below: at a million flows
+        // each was a cache miss in series, per packet.
+        let mut wan_ids = [None::<u32>; crate::engine::BATCH_SIZE];
         if batch.len() > 1 {
             for (k, p) in batch.as_slice().iter().enumerate() {
-                if p.verdict == Verdict::Pending
-                    && p.port == lan
-                    && let Some(frame) = arena.packet(p)
-                    && let Ok(i) = classify::inner::parse(frame)
-                {
-                    self.classifier.prefetch(&i);
-                    if let Some(slot) = pre.get_mut(k) {
-                        *slot = Some(i);
+                if p.verdict != Verdict::Pending {
+                    continue;
+                }
+                let Some(frame) = arena.packet(p) else {
+                    continue;
+                };
+                if p.port == lan {
+                    if let Ok(i) = classify::inner::parse(frame) {
+                        self.classifier.prefetch(&i);
+                        if let Some(slot) = pre.get_mut(k) {
+                            *slot = Some(i);
+                        }
                     }
+                } else if let Some(id) = crate::wire::overlay::peek_flow_id(frame) {
+                    self.wire_ids.prefetch(id);
+                    if let Some(slot) = wan_ids.get_mut(k) {
+                        *slot = Some(id);
+                    }
+                }
+            }
+            for id in wan_ids.iter().take(batch.len()).flatten() {
+                if let Some(fi) = self.flow_of_wire(*id) {
+                    self.prefetch_flow(fi);
+                    self.flow_timers
+                        .prefetch(u32::try_from(fi).unwrap_or(u32::MAX));
                 }
             }
         }

@@ -139,11 +139,10 @@ impl CountersFile {
 /// e.g. `MGFLOW`) in another format version: the dataplane and the reader
 /// come from different builds. `None` for anything else.
 fn version_error(path: &Path, found: u64, want: u64) -> Option<StatsError> {
-    let (f, w) = (found.to_le_bytes(), want.to_le_bytes());
-    (f[..6] == w[..6] && f[6..].iter().all(u8::is_ascii_digit)).then(|| StatsError::Version {
+    crate::sys::shm::other_version(found, want).map(|(found, want)| StatsError::Version {
         path: path.to_path_buf(),
-        found: String::from_utf8_lossy(&f).into_owned(),
-        want: String::from_utf8_lossy(&w).into_owned(),
+        found,
+        want,
     })
 }
 

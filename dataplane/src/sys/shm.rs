@@ -554,6 +554,20 @@ impl Drop for TestDir {
     }
 }
 
+/// Whether `found` is another format version of the file family of `want`
+/// (the same first six bytes of the magic, e.g. `MGFLOW`, then two ASCII
+/// digits): the two magics as text, for an error saying the writer and the
+/// reader come from different builds. `None` for anything else.
+pub fn other_version(found: u64, want: u64) -> Option<(String, String)> {
+    let (f, w) = (found.to_le_bytes(), want.to_le_bytes());
+    (f[..6] == w[..6] && f[6..].iter().all(u8::is_ascii_digit)).then(|| {
+        (
+            String::from_utf8_lossy(&f).into_owned(),
+            String::from_utf8_lossy(&w).into_owned(),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
