@@ -1013,10 +1013,10 @@ pub(crate) mod tests {
         #[test]
         fn peek_flow_id_never_panics_and_agrees_with_decap(b in proptest::collection::vec(any::<u8>(), 0..200)) {
             let peeked = peek_flow_id(&b);
-            if let Ok(d) = decap(&b, false) {
-                if let Some(id) = peeked {
-                    prop_assert_eq!(d.meta.flow.map(|f| f.flow_id), Some(id));
-                }
+            if let Ok(d) = decap(&b, false)
+                && let Some(id) = peeked
+            {
+                prop_assert_eq!(d.meta.flow.map(|f| f.flow_id), Some(id));
             }
         }
     }
