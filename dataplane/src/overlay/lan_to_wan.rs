@@ -283,6 +283,15 @@ impl Gateway {
         let nflows = self.flows.len();
         if n > 1 {
             self.prefetch_departures(n, nflows);
+            // Each released packet's frame: it was queued long ago (cold at
+            // many flows) and the encapsulation writes the headroom line in
+            // front of it, then reads its first line.
+            for p in out.as_slice().get(start..start + n).unwrap_or(&[]) {
+                let at = usize::try_from(p.addr).unwrap_or(usize::MAX);
+                let base = arena.as_ptr().cast_const();
+                crate::sys::prefetch_read(base.wrapping_add(at.saturating_sub(64)));
+                crate::sys::prefetch_read(base.wrapping_add(at));
+            }
         }
         for k in 0..n {
             let i = start + k;
