@@ -11,8 +11,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use mongate_dataplane::app::{GatewayConfig, RunningDataplane, start_gateway};
@@ -64,66 +63,6 @@ fn start(prefix: &str, mbps: f64) -> Overlay {
         gws.push((format!("{prefix}-{site}"), dp));
     }
     Overlay { topo, gws }
-}
-
-fn sha256(data: &[u8]) -> String {
-    let mut child = std::process::Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("sha256sum");
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// A client in A's LAN host uploads `data` to a server in C's LAN host
-/// (port `port`), which returns what it received; and how long it took.
-fn transfer(ov: &Overlay, port: u16, data: &[u8]) -> (Vec<u8>, Duration) {
-    let c_ip = host_v4(&ov.topo, "C");
-    let listener = ov
-        .topo
-        .site("C")
-        .unwrap()
-        .lan_ns
-        .run_in(move || TcpListener::bind((c_ip, port)))
-        .unwrap()
-        .expect("bind at C");
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut v = Vec::new();
-        s.read_to_end(&mut v).expect("receive");
-        v
-    });
-    let to_send = data.to_vec();
-    let t0 = Instant::now();
-    ov.topo
-        .site("A")
-        .unwrap()
-        .lan_ns
-        .run_in(move || {
-            let mut s = TcpStream::connect_timeout(
-                &SocketAddr::from((c_ip, port)),
-                Duration::from_secs(5),
-            )?;
-            s.set_write_timeout(Some(Duration::from_secs(60)))?;
-            s.write_all(&to_send)?;
-            s.shutdown(std::net::Shutdown::Write)?;
-            // Wait for the server to close: everything was received.
-            let mut rest = Vec::new();
-            s.set_read_timeout(Some(Duration::from_secs(60)))?;
-            s.read_to_end(&mut rest)?;
-            Ok::<_, std::io::Error>(())
-        })
-        .unwrap()
-        .expect("upload");
-    let got = server.join().unwrap();
-    (got, t0.elapsed())
 }
 
 fn flows(name: &str) -> Vec<(String, mongate_dataplane::overlay::FlowCounters)> {
@@ -206,11 +145,11 @@ fn tcp_direct_and_via_waypoint_with_path_mtu() {
     let capture = tshark::Dumpcap::start(wire, "xa", "not arp and not ip6 and not igmp", &pcap)
         .expect("dumpcap");
     let data = common::payload(2 << 20, 0x9E37_79B9_7F4A_7C15);
-    let want = sha256(&data);
+    let want = common::sha256(&data);
     for (port, flow_id) in [(PORT_TCP_DIRECT, "tcp-A->C"), (PORT_TCP_VIA_B, "tcp-via-B")] {
-        let (got, took) = transfer(&ov, port, &data);
+        let (got, took) = common::upload(&ov.topo, "A", "C", port, &data);
         assert_eq!(got.len(), data.len(), "{flow_id}: length");
-        assert_eq!(sha256(&got), want, "{flow_id}: sha256");
+        assert_eq!(common::sha256(&got), want, "{flow_id}: sha256");
         println!(
             "{flow_id}: 2 MiB in {:.2} s ({:.2} Mbit/s)",
             took.as_secs_f64(),

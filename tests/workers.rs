@@ -16,9 +16,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::process::Command;
+use std::net::{Ipv4Addr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use mongate_dataplane::app::{GatewayConfig, RunningDataplane, start_gateway};
@@ -110,21 +108,6 @@ fn start(prefix: &str) -> Overlay {
         gws.push((name, dp));
     }
     Overlay { topo, gws }
-}
-
-fn sha256(data: &[u8]) -> String {
-    let mut child = Command::new("sha256sum")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("sha256sum");
-    child.stdin.take().unwrap().write_all(data).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string()
 }
 
 /// Waits (at most 15 s, 20 ms polls) until gateway `name` publishes every
@@ -228,47 +211,6 @@ fn send_sessions(ov: &Overlay) -> u64 {
         .expect("send")
 }
 
-/// A client at A's host uploads `data` to C's host; the bytes C received.
-fn transfer(ov: &Overlay, data: &[u8]) -> Vec<u8> {
-    let c_ip = host_v4(&ov.topo, "C");
-    let listener = ov
-        .topo
-        .site("C")
-        .unwrap()
-        .lan_ns
-        .run_in(move || TcpListener::bind((c_ip, PORT_TCP_DIRECT)))
-        .unwrap()
-        .expect("bind at C");
-    let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().expect("accept");
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut v = Vec::new();
-        s.read_to_end(&mut v).expect("receive");
-        v
-    });
-    let to_send = data.to_vec();
-    ov.topo
-        .site("A")
-        .unwrap()
-        .lan_ns
-        .run_in(move || {
-            let mut s = TcpStream::connect_timeout(
-                &SocketAddr::from((c_ip, PORT_TCP_DIRECT)),
-                Duration::from_secs(5),
-            )?;
-            s.set_write_timeout(Some(Duration::from_secs(60)))?;
-            s.write_all(&to_send)?;
-            s.shutdown(std::net::Shutdown::Write)?;
-            let mut rest = Vec::new();
-            s.set_read_timeout(Some(Duration::from_secs(60)))?;
-            s.read_to_end(&mut rest)?;
-            Ok::<_, std::io::Error>(())
-        })
-        .unwrap()
-        .expect("upload");
-    server.join().unwrap()
-}
-
 #[test]
 fn sessions_keep_their_order_and_bytes() {
     if common::skip("sessions_keep_their_order_and_bytes") {
@@ -299,14 +241,14 @@ fn sessions_keep_their_order_and_bytes() {
     }
     let sent = send_sessions(&ov);
     let data = common::payload(2 << 20, 0x5EED_0F0D_3E00);
-    let got = transfer(&ov, &data);
+    let (got, _) = common::upload(&ov.topo, "A", "C", PORT_TCP_DIRECT, &data);
     let (order, st) = tap.stop().expect("tap");
     println!(
         "sent {sent} datagrams on {SESSIONS} sessions; captured {} frames at C's host ({} kernel drops)",
         st.frames, st.kernel_drops
     );
     assert_eq!(got.len(), data.len(), "TCP: length");
-    assert_eq!(sha256(&got), sha256(&data), "TCP: sha256");
+    assert_eq!(common::sha256(&got), common::sha256(&data), "TCP: sha256");
     assert_eq!(
         order.sessions.len(),
         usize::from(SESSIONS),

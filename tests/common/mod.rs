@@ -98,3 +98,73 @@ impl Drop for TempDir {
         }
     }
 }
+
+/// The sha256 of `data` as hex (`sha256sum`).
+#[allow(dead_code)]
+pub fn sha256(data: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A client in site `from`'s LAN host uploads `data` over TCP to a server
+/// in site `to`'s LAN host (port `port`), which returns what it received;
+/// and how long it took (bounded: 5 s to connect, 60 s per read or write).
+#[allow(dead_code)]
+pub fn upload(
+    topo: &mongate_testbed::SitesTopology,
+    from: &str,
+    to: &str,
+    port: u16,
+    data: &[u8],
+) -> (Vec<u8>, std::time::Duration) {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::time::{Duration, Instant};
+    let dst = topo.site(to).unwrap().host_if().v4.unwrap().addr;
+    let listener = topo
+        .site(to)
+        .unwrap()
+        .lan_ns
+        .run_in(move || TcpListener::bind((dst, port)))
+        .unwrap()
+        .expect("bind the server");
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut v = Vec::new();
+        s.read_to_end(&mut v).expect("receive");
+        v
+    });
+    let to_send = data.to_vec();
+    let t0 = Instant::now();
+    topo.site(from)
+        .unwrap()
+        .lan_ns
+        .run_in(move || {
+            let mut s =
+                TcpStream::connect_timeout(&SocketAddr::from((dst, port)), Duration::from_secs(5))?;
+            s.set_write_timeout(Some(Duration::from_secs(60)))?;
+            s.write_all(&to_send)?;
+            s.shutdown(std::net::Shutdown::Write)?;
+            // Wait for the server to close: everything was received.
+            let mut rest = Vec::new();
+            s.set_read_timeout(Some(Duration::from_secs(60)))?;
+            s.read_to_end(&mut rest)?;
+            Ok::<_, std::io::Error>(())
+        })
+        .unwrap()
+        .expect("upload");
+    let got = server.join().unwrap();
+    (got, t0.elapsed())
+}

@@ -67,52 +67,14 @@ pub fn iface_mac(ifname: &str) -> anyhow::Result<MacAddr> {
     Ok(MacAddr(mac))
 }
 
-/// `struct ethtool_channels` (linux/ethtool.h).
-#[repr(C)]
-#[derive(Default)]
-struct EthtoolChannels {
-    cmd: u32,
-    max_rx: u32,
-    max_tx: u32,
-    max_other: u32,
-    max_combined: u32,
-    rx_count: u32,
-    tx_count: u32,
-    other_count: u32,
-    combined_count: u32,
-}
-
-/// ETHTOOL_GCHANNELS.
-const ETHTOOL_GCHANNELS: u32 = 0x0000_003c;
-
 /// The receive queues of `ifname` in use (ETHTOOL_GCHANNELS: combined plus
-/// receive-only channels, in the calling thread's network namespace);
-/// `None` when the driver does not say.
+/// receive-only channels, in the calling thread's network namespace,
+/// through `mongate-hwconfig`'s ethtool socket); `None` when the driver
+/// does not say.
 pub fn rx_queues(ifname: &str) -> Option<u32> {
-    let mut req: libc::ifreq = zeroed_ifreq();
-    let bytes = ifname.as_bytes();
-    if bytes.is_empty() || bytes.len() >= req.ifr_name.len() {
-        return None;
-    }
-    for (d, s) in req.ifr_name.iter_mut().zip(bytes) {
-        *d = libc::c_char::from_ne_bytes([*s]);
-    }
-    let mut ch = EthtoolChannels {
-        cmd: ETHTOOL_GCHANNELS,
-        ..EthtoolChannels::default()
-    };
-    req.ifr_ifru.ifru_data = (&raw mut ch).cast();
-    // SAFETY: plain socket(2).
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: `req` names the interface and points at `ch`, a live
-    // `ethtool_channels` the kernel fills; both outlive the call.
-    let r = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &mut req) };
-    // SAFETY: closing the socket we opened.
-    unsafe { libc::close(fd) };
-    (r == 0).then(|| ch.rx_count.saturating_add(ch.combined_count))
+    let sock = mongate_hwconfig::discover::ethtool::EthtoolSocket::open().ok()?;
+    let ch = sock.channels(ifname).ok()?;
+    Some(ch.rx.saturating_add(ch.combined))
 }
 
 fn zeroed_ifreq() -> libc::ifreq {

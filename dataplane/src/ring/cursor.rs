@@ -145,19 +145,28 @@ impl<T: Pod> Producer<T> {
         Ok(free)
     }
 
-    /// Writes `v` into the next free slot (reserving it). Returns false when
-    /// the ring is full. Nothing is visible to the consumer before [`Self::publish`].
+    /// The index of the next free slot (not reserved yet), refreshing the
+    /// consumer index only when none is known free; `None` when full.
     #[inline]
-    pub fn push(&mut self, v: T) -> bool {
+    fn next_free(&mut self) -> Option<u32> {
         if self
             .limit
             .wrapping_sub(self.head.wrapping_add(self.reserved))
             == 0
             && self.free(1).unwrap_or(0) == 0
         {
-            return false;
+            return None;
         }
-        let idx = self.head.wrapping_add(self.reserved);
+        Some(self.head.wrapping_add(self.reserved))
+    }
+
+    /// Writes `v` into the next free slot (reserving it). Returns false when
+    /// the ring is full. Nothing is visible to the consumer before [`Self::publish`].
+    #[inline]
+    pub fn push(&mut self, v: T) -> bool {
+        let Some(idx) = self.next_free() else {
+            return false;
+        };
         // SAFETY: the slot lies in [head, limit): free, owned by us until published.
         unsafe { self.raw.slot(idx).write_volatile(v) };
         self.reserved += 1;
@@ -172,15 +181,9 @@ impl<T: Pod> Producer<T> {
     /// after the Release of [`Self::publish`], as for `push`).
     #[inline]
     pub fn push_with(&mut self, f: impl FnOnce(&mut T)) -> bool {
-        if self
-            .limit
-            .wrapping_sub(self.head.wrapping_add(self.reserved))
-            == 0
-            && self.free(1).unwrap_or(0) == 0
-        {
+        let Some(idx) = self.next_free() else {
             return false;
-        }
-        let idx = self.head.wrapping_add(self.reserved);
+        };
         // SAFETY: the slot lies in [head, limit): free, owned by us until
         // published; the consumer reads it only after the Release store of
         // `publish`; no other reference to it exists while `f` runs. Every
@@ -269,13 +272,22 @@ impl<T: Pod> Consumer<T> {
         Ok(n)
     }
 
-    /// Reads the next published slot, or `None` when empty (or corrupt).
+    /// The index of the next published slot not read yet, refreshing the
+    /// producer index only when none is known; `None` when empty (or
+    /// corrupt).
     #[inline]
-    pub fn pop(&mut self) -> Option<T> {
+    fn next_published(&mut self) -> Option<u32> {
         let pos = self.tail.wrapping_add(self.taken);
         if self.avail_end == pos && self.available(1).unwrap_or(0) == 0 {
             return None;
         }
+        Some(pos)
+    }
+
+    /// Reads the next published slot, or `None` when empty (or corrupt).
+    #[inline]
+    pub fn pop(&mut self) -> Option<T> {
+        let pos = self.next_published()?;
         // SAFETY: pos lies in [tail, producer): published by the producer
         // (Acquire above) and not released by us, so the producer won't touch it.
         let v = unsafe { self.raw.slot(pos).read_volatile() };
@@ -287,10 +299,7 @@ impl<T: Pod> Consumer<T> {
     /// [`Producer::push_with`]); `None`, without calling `f`, when empty.
     #[inline]
     pub fn pop_with<R>(&mut self, f: impl FnOnce(&T) -> R) -> Option<R> {
-        let pos = self.tail.wrapping_add(self.taken);
-        if self.avail_end == pos && self.available(1).unwrap_or(0) == 0 {
-            return None;
-        }
+        let pos = self.next_published()?;
         // SAFETY: pos lies in [tail, producer): published by the producer
         // (Acquire above) and not released by us, so the producer does not
         // write it while `f` reads it; a Pod slot is valid whatever its bits.
