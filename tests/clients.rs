@@ -327,6 +327,14 @@ fn unmodified_clients_cross_the_secure_overlay() {
     assert!(curl_ok && same, "curl across the overlay");
     assert!(!quiet.is_empty() && !attacked.is_empty());
     assert!(refused > 10_000, "the attack did not reach C's gateway");
+    // No second without progress. Before the remote host's RST freed its
+    // session's admission at A, curl's retries while C's server started
+    // (connection refused) held the TCP class's 2 sessions for 30 s; iperf3's
+    // connection, refused, went best effort and stalled for whole seconds.
+    assert!(
+        quiet.iter().chain(&attacked).all(|&b| b > 0.0),
+        "a second without progress: {quiet:?} {attacked:?}"
+    );
     // The rate under attack against the same client's without: TCP over
     // this overlay swings by up to 2x from second to second (its MONtra
     // controller and pacing, issue 12), so the bound is on the mean; the

@@ -524,9 +524,13 @@ fn start_mode(
                 "--name".into(),
                 name.to_string(),
             ];
-            // The relay keeps its own spin count; only the sleep is set.
-            if let Some((_, sleep_us)) = idle {
-                args.extend(["--idle-sleep-us".into(), sleep_us.to_string()]);
+            if let Some((spin, sleep_us)) = idle {
+                args.extend([
+                    "--spin".into(),
+                    spin.to_string(),
+                    "--idle-sleep-us".into(),
+                    sleep_us.to_string(),
+                ]);
             }
             Some(start_dut(topo, &b.dataplane_bin, &args)?)
         }

@@ -158,8 +158,24 @@ fn silent_access_outage_fails_over_fast_and_returns() {
         .find(|m| m.0 >= 180 * SEC)
         .expect("traffic returns");
     assert!(topo.preferred.contains(&back.2));
-    // Hysteresis: not before the repaired path proved itself (health.failback_after_ns).
-    assert!(back.0 >= 190 * SEC, "returned at {} ms", back.0 / MS);
+    // Hysteresis: not before the repaired path proved itself. A 2-minute silent outage of a
+    // clean path is a clean cut: `repair_failback_after` after it is seen up again.
+    let c = SimConfig::default().manager;
+    assert!(
+        back.0 >= 180 * SEC + c.repair_failback_after,
+        "returned at {} ms",
+        back.0 / MS
+    );
+    assert!(
+        back.0
+            <= 180 * SEC
+                + c.probe_interval_down_max * 11 / 10
+                + 2 * c.recover_min_time
+                + c.repair_failback_after
+                + 2 * c.reeval_interval,
+        "returned at {} ms",
+        back.0 / MS
+    );
     assert!(r.final_active.is_some_and(|a| topo.preferred.contains(&a)));
 }
 
@@ -416,9 +432,10 @@ fn a_false_alarm_sends_the_flows_to_the_detour_and_back_to_the_direct_path() {
 }
 
 /// A short real outage of the direct path (its core hop for 20 s): the flows ride the detour
-/// meanwhile and come back once the direct path has been up 10 s with its last 32 probes
-/// answered: about 32 s after its first answered probe, which comes with the down path's next
-/// exploration probe (1, 2, 4, 8, 16 s apart, + 10 % jitter, during a 20 s outage).
+/// meanwhile. The path was clean until the cut and answers every probe after it, a clean
+/// repair: the flows come back once it has been up `repair_failback_after` (3 s) with its last
+/// 6 probes answered, after the down path's next exploration probe (1, 2, 4, 4 s apart, + 10 %
+/// jitter) and the recovery run (3 answers over >= 1 s). Before (32 clean probes), ~32 s.
 #[test]
 fn a_short_outage_of_the_direct_path_heals_and_the_flows_return() {
     let topo = Topology::triangle();
@@ -439,10 +456,15 @@ fn a_short_outage_of_the_direct_path_heals_and_the_flows_return() {
             .find(|c| c.0 > repair && c.1 == 0)
             .unwrap_or_else(|| panic!("seed {seed}: never back: {r:?}"));
         println!("  back {} ms after the repair", (back.0 - repair) / MS);
+        let c = SimConfig::default().manager;
+        let latest = c.probe_interval_down_max * 11 / 10
+            + 2 * c.recover_min_time
+            + c.repair_failback_after
+            + 2 * c.reeval_interval;
         assert!(
-            back.0 >= repair + 10 * SEC && back.0 <= repair + 18 * SEC + 36 * SEC,
-            "seed {seed}: back {} s after the repair",
-            (back.0 - repair) / SEC
+            back.0 >= repair + c.repair_failback_after && back.0 <= repair + latest,
+            "seed {seed}: back {} ms after the repair",
+            (back.0 - repair) / MS
         );
         assert_eq!(r.final_active, Some(0), "seed {seed}");
     }

@@ -194,8 +194,11 @@ struct RelayArgs {
     /// Instance name: counters in $MONGATE_RUN_DIR/NAME.stats (default /run/mongate).
     #[arg(long, default_value = "dataplane")]
     name: String,
-    /// When idle, sleep this long per empty iteration after the default
-    /// 2000 spins (0: never sleep, yield only).
+    /// Empty loop iterations spent busy-polling before yielding or sleeping.
+    #[arg(long, default_value_t = IdlePolicy::default().spin)]
+    spin: u32,
+    /// When idle, sleep this long per empty iteration after the spins
+    /// (0: never sleep, yield only).
     #[arg(long, default_value_t = 0)]
     idle_sleep_us: u32,
     /// Received datagrams a worker may hold (provided buffers, and a socket
@@ -365,8 +368,8 @@ fn relay(a: RelayArgs) -> anyhow::Result<()> {
         frames: a.frames,
         name: a.name,
         idle: IdlePolicy {
+            spin: a.spin,
             sleep_us: a.idle_sleep_us,
-            ..IdlePolicy::default()
         },
         rx_queue: a.rx_queue,
     };

@@ -1641,6 +1641,46 @@ fn control_probe_commands_are_answered_with_outcomes() {
     assert_eq!((lost[0].id, lost[0].sent, lost[0].received), (60, 2, 0));
 }
 
+/// A waypoint relaying a flow's data toward its destination hears from that
+/// destination through the acks it relays back: its path to the destination
+/// is reported as having seen traffic just now (`PathTelemetry::rx_recent`),
+/// so its control does not take a probe lost in the queue of the link the
+/// relayed flow fills for a failure (B moved its traffic to C via A after
+/// the partition scenario's rejoin).
+#[test]
+fn a_waypoint_hears_from_both_ends_of_the_flow_it_relays() {
+    use mongate_dataplane::overlay::failover::path_ref;
+    let mut net = triangle_with(|_, _| {});
+    // A's flow to C rides the candidate via B; C acks back through B.
+    net.sites[0].gw.on_assign(0, path_ref(1, 1), 0);
+    let recent_peers = |net: &Net| {
+        let mut v = Vec::new();
+        net.sites[1].gw.for_each_path(net.now, |p| {
+            if p.rx_recent {
+                v.push(p.path >> 16);
+            }
+        });
+        v.sort_unstable();
+        v
+    };
+    for k in 0..20u8 {
+        assert_eq!(
+            net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 200, k)),
+            Verdict::Held
+        );
+        let t = net.now + 1_000_000;
+        net.run_until(t, 100_000);
+    }
+    net.run_until(net.now + 50_000_000, 100_000);
+    let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
+    assert_eq!((t.sent, t.acked), (20, 20));
+    assert!(net.sites[1].gw.stats().detoured > 0, "acks relayed by B");
+    // B's peers: A (0), C (1).
+    assert_eq!(recent_peers(&net), vec![1], "B heard from C");
+    net.run_until(net.now + 250_000_000, 100_000);
+    assert_eq!(recent_peers(&net), Vec::<u32>::new());
+}
+
 /// While a control drives the paths the dataplane's own background probes
 /// pause; when its lease lapses (it died) they resume: fail-static.
 #[test]
@@ -3012,4 +3052,60 @@ fn two_workers_follow_worker_0s_path_verdicts() {
         let st = net.sites[0].gw_of(w).stats();
         assert_eq!((st.notes_lost, st.notes_bad), (0, 0));
     }
+}
+
+/// Three workers per gateway: TCP connections from A's host to C's host
+/// that C's host refuses (SYN, then RST/ACK back) end at once on the worker
+/// that holds their sessions (class `ac-tcp`'s owner, worker 1), whichever of
+/// A's workers receives the RSTs (here another one, which passes each on as
+/// a note): the class's admission is free again, as when the LAN host resets.
+#[test]
+fn workers_a_remote_rst_frees_the_session_on_its_owner() {
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+    let mut net = triangle_of_workers(3, (1.0, 0.02, 100_000.0, 1.0), |_| {});
+    let a_host = Ipv4Addr::new(198, 18, 10, 5);
+    let seg = |src, dst, sport: u16, dport: u16, flags: u8| {
+        let mut f = v4_frame_from(src, dst, 6, dport, 0, 0);
+        f[34..36].copy_from_slice(&sport.to_be_bytes());
+        f[47] = flags;
+        f
+    };
+    let ports: Vec<u16> = (41000..41008).collect();
+    for &p in &ports {
+        net.inject(0, LAN, &seg(a_host, C_HOST, p, 80, SYN));
+        let t = net.now + 1_000_000;
+        net.run_until(t, 100_000);
+    }
+    net.run_until(net.now + 50_000_000, 100_000);
+    let class = 1; // ac-tcp
+    assert_eq!(net.sites[0].gw_of(1).classifier().active_sessions(class), 8);
+    assert_eq!(net.sites[0].gw_of(0).classifier().sessions(), 0);
+    for &p in &ports {
+        net.inject(2, LAN, &seg(C_HOST, a_host, 80, p, RST | ACK));
+        let t = net.now + 1_000_000;
+        net.run_until(t, 100_000);
+    }
+    net.run_until(net.now + 50_000_000, 100_000);
+    let a = &net.sites[0];
+    let resets = a
+        .lan_out
+        .iter()
+        .filter(|g| g.get(47) == Some(&(RST | ACK)))
+        .count();
+    assert_eq!(resets, 8, "the RSTs reached A's host");
+    let k = a.gw_of(1).classifier();
+    assert_eq!(
+        (
+            k.active_sessions(class),
+            k.sessions(),
+            k.stats().remote_rst_closed
+        ),
+        (0, 0, 8)
+    );
+    let noted = a.gw_of(1).stats().notes_received;
+    eprintln!("notes received by worker 1: {noted}");
+    assert!(noted >= 8, "the RSTs came as notes");
+    assert_handoffs_clean(&net);
 }

@@ -96,6 +96,22 @@ pub struct PathConfig {
     pub return_margin: f64,
     /// ... and its last this many probes were all answered.
     pub return_clean_probes: u32,
+    /// A path that comes back from down after a clean cut (its remembered probes before the
+    /// outage had at most `repair_old_losses` losses, every probe since the recovery was
+    /// answered) may win its traffic back after being up this long, instead of
+    /// `health.failback_after_ns` ...
+    pub repair_failback_after: Nanos,
+    /// ... with its last this many probes answered (the recovery run included), instead of
+    /// `return_clean_probes` ...
+    pub repair_clean_probes: u32,
+    /// ... allowing this many losses before the outage (a path with more is lossy, not cut) ...
+    pub repair_old_losses: u32,
+    /// ... if the outage lasted at least this many lost probes in a row (shorter runs happen
+    /// by chance on a lossy path) ...
+    pub repair_min_outage_probes: u32,
+    /// ... unless it was already repaired this way less than this long before (it flaps: the
+    /// slow rule then holds).
+    pub repair_damping: Nanos,
     /// Whether such an optimisation move may go to a path through a waypoint (false: only to
     /// a direct path; a waypoint is then taken on failures only).
     pub return_via_waypoint: bool,
@@ -164,6 +180,16 @@ impl Default for PathConfig {
             waypoint_penalty: 10 * MS,
             return_margin: 0.2,
             return_clean_probes: 32,
+            // A partition healing: the direct path answers again after answering every probe
+            // before the cut; its traffic comes back ~4 s after it is seen up (3 recovery
+            // probes, 3 s up at one probe a second), not 32 s. A path that is merely lossy,
+            // or was cut twice in 5 minutes, waits for the 32 clean probes.
+            repair_failback_after: 3 * SEC,
+            repair_clean_probes: 6,
+            repair_old_losses: 1,
+            // Suspect (3 lost at 200 ms) then down probes 1 and 2 s apart: a cut of ~3 s.
+            repair_min_outage_probes: 5,
+            repair_damping: 300 * SEC,
             return_via_waypoint: true,
             min_dwell: 5 * SEC,
             reeval_interval: SEC,
@@ -275,6 +301,10 @@ impl PathConfig {
         bad(
             self.return_clean_probes > 64,
             "return_clean_probes must be <= 64",
+        )?;
+        bad(
+            self.repair_clean_probes == 0 || self.repair_clean_probes > 64,
+            "repair_clean_probes must be 1..=64",
         )?;
         bad(self.reeval_interval == 0, "reeval_interval must be > 0")?;
         bad(self.max_plausible_rtt == 0, "max_plausible_rtt must be > 0")?;

@@ -85,6 +85,8 @@ pub struct PathStats {
     pub failover_moves: u64,
     /// Moves back to a better path (hysteresis satisfied).
     pub return_moves: u64,
+    /// Recoveries from down after a clean cut (the fast return rule applies).
+    pub clean_repairs: u64,
     /// First assignments of a destination's active path.
     pub initial_moves: u64,
     /// Active paths taken over from the dataplane ([`PathManager::adopt_active`]).
@@ -151,6 +153,11 @@ struct PathEntry {
     bad_feedback: u32,
     bad_since: Nanos,
     degraded: bool,
+    /// Recovered from down after a clean cut (the fast return rule applies while every probe
+    /// since has been answered).
+    clean_repair: bool,
+    /// When it last recovered with a clean repair (damping).
+    last_clean_repair: Option<Nanos>,
 }
 
 #[derive(Clone, Debug)]
@@ -329,6 +336,8 @@ impl PathManager {
             bad_feedback: 0,
             bad_since: 0,
             degraded: false,
+            clean_repair: false,
+            last_clean_repair: None,
         });
         if !self.uplinks[uplink].carrier_up
             && let Some(e) = self.paths.last_mut()
@@ -917,6 +926,25 @@ impl PathManager {
             // PFO saw the link repaired 11-13 s after a partition healed.
             e.loss = LossEwma::default();
             e.degraded = false;
+            // A clean cut, not a lossy path, and not one that flaps: the fast return rule.
+            let damped = e
+                .last_clean_repair
+                .is_some_and(|t| now.saturating_sub(t) < self.cfg.repair_damping);
+            e.clean_repair = !damped
+                && e.history
+                    .clean_cut_and_repair(
+                        self.cfg.repair_old_losses,
+                        self.cfg.repair_min_outage_probes,
+                    )
+                    .unwrap_or(false);
+            if e.clean_repair {
+                // The outage's lost probes are forgotten as its loss was: the path ranks by
+                // what it has answered since (its success rate otherwise kept the rank of a
+                // repaired path worse than the detour's until they aged out, ~27 s).
+                e.history.keep_recent_successes();
+                e.last_clean_repair = Some(now);
+                self.stats.clean_repairs += 1;
+            }
         }
         e.down_backoff = 0;
         let d = e.dest;
@@ -933,6 +961,7 @@ impl PathManager {
         if !data {
             e.loss.update(1.0, alpha);
             e.history.push(false);
+            e.clean_repair = false;
         }
         let d = e.dest;
         let path = PathId(u32::try_from(pi).unwrap_or(u32::MAX));
@@ -1190,12 +1219,18 @@ impl PathManager {
         }
         let policy = self.cfg.health;
         let clean = self.cfg.return_clean_probes;
+        let repaired = |e: &PathEntry| {
+            e.clean_repair
+                && now.saturating_sub(e.health.since()) >= self.cfg.repair_failback_after
+                && e.history.last_all_ok(self.cfg.repair_clean_probes)
+        };
         let best = self
             .ranked(d, |e| {
                 e.health.state() == PathState::Up
                     && self.uplinks[e.uplink].carrier_up
-                    && policy.failback_due(e.health.since(), now)
-                    && e.history.last_all_ok(clean)
+                    && ((policy.failback_due(e.health.since(), now)
+                        && e.history.last_all_ok(clean))
+                        || repaired(e))
                     && (self.cfg.return_via_waypoint || e.key.waypoint.is_none())
             })
             .first()

@@ -26,6 +26,20 @@ pub struct FiveTuple {
     pub v6: bool,
 }
 
+impl FiveTuple {
+    /// The other direction's tuple.
+    #[inline]
+    pub fn reversed(&self) -> Self {
+        Self {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+            ..*self
+        }
+    }
+}
+
 /// What the classifier looks at in a packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Inner {

@@ -179,6 +179,9 @@ pub struct Stats {
     pub fin_closed: u64,
     /// Sessions ended by a TCP RST (admission freed, entry removed).
     pub rst_closed: u64,
+    /// Sessions ended by the remote host's TCP RST, arriving from the WAN
+    /// (admission freed, entry removed): a connection refused, or reset.
+    pub remote_rst_closed: u64,
     /// Closed sessions opened again by a SYN on the same tuple.
     pub reopened: u64,
     /// Teardown segments (FIN, RST) of sessions the table did not hold (or
@@ -462,6 +465,45 @@ impl Classifier {
             Found::At(at) => self.hit(at, i, now),
             Found::Vacant(at) => self.miss(at, i, now),
         }
+    }
+
+    /// A TCP RST from the remote end of a session a LAN host of this site
+    /// opened: `i` is parsed from a packet arriving from the WAN (remote ->
+    /// local), so its session is the reversed tuple. Frees the session's
+    /// admission (or its place among the waiting) and forgets it, as the
+    /// LAN host's own RST does. Without it, a connection the remote host
+    /// refused (SYN, then RST/ACK from the far side) held its class's
+    /// admission until the idle timeout: a client retrying while a server
+    /// started filled a class of 2 sessions with ~48 refused connections
+    /// (tests/clients.rs), and the transfer that followed, refused, went best
+    /// effort. Returns whether a session of this worker's table ended.
+    pub fn remote_rst(&mut self, i: &Inner) -> bool {
+        if !i.rst() {
+            return false;
+        }
+        match self.sessions.find(&i.tuple.reversed()) {
+            Found::At(at) => {
+                let s = *self.sessions.slot_mut(at);
+                self.free(&s);
+                self.sessions.remove(at);
+                self.stats.remote_rst_closed += 1;
+                true
+            }
+            Found::Vacant(_) => false,
+        }
+    }
+
+    /// The worker that holds the session a packet from the WAN (remote ->
+    /// local) answers: the owner of the class its reversed tuple falls in
+    /// (`None`: no class, no session).
+    pub fn remote_session_owner(&self, i: &Inner) -> Option<u16> {
+        let local = Inner {
+            tuple: i.tuple.reversed(),
+            ..*i
+        };
+        self.rules
+            .lookup(&local)
+            .map(|class| class_owner(class, self.workers))
     }
 
     /// A packet of a stored, live session.

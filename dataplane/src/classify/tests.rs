@@ -824,6 +824,49 @@ fn fin_frees_the_admission_at_once_and_keeps_the_pin() {
     assert_eq!(k.counts_match_table(), Ok(()));
 }
 
+/// The remote host's RST (arriving from the WAN, the tuple reversed) ends
+/// the session as the local host's would: a refused connection gives its
+/// admission back at once, a waiting one stops waiting; other packets from
+/// the WAN, and RSTs of tuples the table does not hold, change nothing.
+#[test]
+fn the_remote_hosts_rst_frees_the_admission() {
+    let (_, mut k) = classifier(settings());
+    full_bulk(&mut k, 0);
+    let stored = k.sessions();
+    // The server's answer: 198.18.30.7:443 -> host 1, port 4.
+    let reply = |sport: u16, flags: u8| {
+        let mut f = v4(Ipv4Addr::new(198, 18, 30, 7), host(1), 6, 443, sport, 0);
+        f[14 + 20 + 12] = 5 << 4;
+        f[14 + 20 + 13] = flags;
+        inner::parse(&f).expect("parses")
+    };
+    assert!(!k.remote_rst(&reply(4, ACK)));
+    assert!(!k.remote_rst(&reply(4, FIN | ACK)));
+    assert!(!k.remote_rst(&reply(99, RST | ACK)), "no such session");
+    assert_eq!(k.sessions(), stored);
+    assert!(k.remote_rst(&reply(4, RST | ACK)));
+    assert_eq!(
+        (
+            k.active_sessions(1),
+            k.sessions(),
+            k.stats().remote_rst_closed
+        ),
+        (9, stored - 1, 1)
+    );
+    assert!(!k.remote_rst(&reply(4, RST | ACK)), "already gone");
+    // The refused, waiting session re-tries (its next segment) and takes the
+    // slot; a waiting session's remote RST stops its waiting.
+    assert_eq!(k.classify(&seg(1, 10, ACK), 1_000), BULK);
+    assert_eq!(
+        k.classify(&seg(1, 11, SYN), 1_000),
+        Err(DropReason::NotAdmitted)
+    );
+    assert_eq!(k.waiting_sessions(1), 1);
+    assert!(k.remote_rst(&reply(11, RST | ACK)));
+    assert_eq!(k.waiting_sessions(1), 0);
+    assert_eq!(k.counts_match_table(), Ok(()));
+}
+
 #[test]
 fn a_syn_on_a_closed_tuple_of_a_full_class_is_refused_and_waits() {
     let (_, mut k) = classifier(settings());

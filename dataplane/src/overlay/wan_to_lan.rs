@@ -7,7 +7,7 @@ use core::ops::Range;
 use super::lan_to_wan::{dst_addr, src_addr};
 use super::secure::{Auth, encap_out, key_peer};
 use super::{Gateway, Role, entropy};
-use crate::classify::inner;
+use crate::classify::inner::{self, Inner};
 use crate::engine::{Arena, Batch, DropReason, Nanos, Packet, Verdict};
 use crate::wire::ethernet::ethertype;
 use crate::wire::geneve::FlowOption;
@@ -107,17 +107,19 @@ impl Gateway {
         // The inner addresses, parsed once: for cryptokey routing (sealed)
         // and for delivery or a detour (not for a planned relay, which
         // does not look inside).
-        let addrs = if matches!(from, Auth::Peer(_))
+        let parsed = if matches!(from, Auth::Peer(_))
             || !matches!(role, Some(Role::Waypoint | Role::Origin))
         {
             arena
                 .packet(p)
                 .and_then(|f| f.get(d.inner.clone()))
                 .and_then(|b| inner::parse(b).ok())
-                .map(|i| (src_addr(&i.tuple), dst_addr(&i.tuple)))
         } else {
             None
         };
+        let addrs = parsed
+            .as_ref()
+            .map(|i| (src_addr(&i.tuple), dst_addr(&i.tuple)));
         if let Auth::Peer(from) = from
             && !addrs.is_some_and(|(src, dst)| self.crypto_route_ok(from, fi, src, dst))
         {
@@ -150,6 +152,13 @@ impl Gateway {
                 _ => self.deliver(now, arena, p, d.inner, dst, None),
             },
         };
+        // The remote host reset a connection of ours: its session ends here
+        // too (a refused connection gives its class's admission back).
+        if let Some(i) = parsed.filter(Inner::rst)
+            && matches!(p.verdict, Verdict::Tx(_))
+        {
+            self.on_remote_rst(&i);
+        }
     }
 
     /// Delivers the inner frame to the LAN (MACs rewritten); records the
@@ -397,6 +406,7 @@ impl Gateway {
                         self.stats.ack_entries_wrong_peer += msg.acks().len() as u64;
                         return self.consume(arena, p);
                     }
+                    self.note_relayed_acks(sender, p.port, m.outer_src, now);
                     let origin = self.cfg.flows[fi]
                         .route
                         .first()

@@ -22,6 +22,8 @@
 //!   with it) on one worker is its peer's sending key on every worker (a
 //!   worker that never receives a packet under it would otherwise keep
 //!   sealing with the old key until the control revokes it).
+//! - [`NOTE_RST`]: a TCP RST from a remote host, delivered here, for the
+//!   worker that holds the session it ends (its class's owner).
 //!
 //! A note that finds its ring full is lost and counted (`notes_lost`): an
 //! ack is repeated by the next one (cumulative), an echo by the next probe,
@@ -49,7 +51,12 @@ pub const NOTE_PATH: u32 = 4;
 /// A responder key confirmed by a packet on the sending worker: its local
 /// index (u32 LE).
 pub const NOTE_KEY: u32 = 5;
+/// A remote host's TCP RST (remote -> local tuple): source and
+/// destination addresses (16 bytes each, BE), source and destination ports
+/// (BE), IP protocol, 1 for IPv6.
+pub const NOTE_RST: u32 = 6;
 const _: () = assert!(NOTE_DATA >= 4 + ACK_ENTRY_LEN);
+const _: () = assert!(NOTE_DATA >= 38);
 /// Notes taken per `poll`, per other worker.
 const NOTE_BUDGET: u32 = 256;
 
@@ -178,6 +185,29 @@ impl Gateway {
         }
     }
 
+    /// A TCP RST from a remote host was delivered here: the session it
+    /// ends is this worker's, or its class owner's (told by a note).
+    pub(crate) fn on_remote_rst(&mut self, i: &classify::inner::Inner) {
+        if self.classifier.remote_rst(i) || self.settings.workers <= 1 {
+            return;
+        }
+        let Some(owner) = self.classifier.remote_session_owner(i) else {
+            return;
+        };
+        if owner == self.settings.worker {
+            return;
+        }
+        let t = &i.tuple;
+        let mut n = Note::new(NOTE_RST);
+        n.data[0..16].copy_from_slice(&t.src.to_be_bytes());
+        n.data[16..32].copy_from_slice(&t.dst.to_be_bytes());
+        n.data[32..34].copy_from_slice(&t.sport.to_be_bytes());
+        n.data[34..36].copy_from_slice(&t.dport.to_be_bytes());
+        n.data[36] = t.proto;
+        n.data[37] = u8::from(t.v6);
+        self.send_note(owner, n);
+    }
+
     /// Publishes the notes queued since the last call.
     pub(crate) fn flush_notes(&mut self) {
         if let Some(ns) = self.notes.as_mut() {
@@ -250,6 +280,29 @@ impl Gateway {
             NOTE_KEY => {
                 if self.sec.keys.confirm(u32_at(0)) {
                     self.stats.keys_confirmed += 1;
+                }
+            }
+            NOTE_RST => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(&d[0..16]);
+                let src = u128::from_be_bytes(a);
+                a.copy_from_slice(&d[16..32]);
+                let dst = u128::from_be_bytes(a);
+                let i = classify::inner::Inner {
+                    tuple: classify::inner::FiveTuple {
+                        src,
+                        dst,
+                        sport: u16::from_be_bytes([d[32], d[33]]),
+                        dport: u16::from_be_bytes([d[34], d[35]]),
+                        proto: d[36],
+                        v6: d[37] != 0,
+                    },
+                    dscp: 0,
+                    tcp_flags: crate::wire::tcp::flags::RST,
+                };
+                if d[37] > 1 || !self.classifier.remote_rst(&i) {
+                    // Gone already (expired, or the host's own RST), or bad.
+                    self.stats.notes_bad += u64::from(d[37] > 1);
                 }
             }
             NOTE_PATH => {

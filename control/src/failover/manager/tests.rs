@@ -544,8 +544,12 @@ fn carrier_loss_downs_all_paths_of_the_uplink_and_moves_at_once() {
     )));
 }
 
+/// A partition heals: the direct path was clean until it was cut and answers every probe
+/// since it came back, so the traffic returns ~`repair_failback_after` after the path is seen
+/// up, not after the 10 s hold and 32 clean probes (which kept a rejoining site's traffic on a
+/// detour to the end of the demo's partition scenario).
 #[test]
-fn return_to_repaired_path_waits_for_hold_and_clean_history() {
+fn a_clean_repair_wins_the_traffic_back_within_seconds() {
     let mut m = manager(cfg());
     let mut d = Driver::new(5);
     d.run_until(&mut m, 20 * SEC);
@@ -569,12 +573,57 @@ fn return_to_repaired_path_waits_for_hold_and_clean_history() {
     let back = d.moves_after(repair);
     assert_eq!(back.len(), 1, "exactly one move back: {back:?}");
     assert!(matches!(back[0].2, PathId(0 | 1)));
+    let c = m.config();
+    // Seen (next down probe), recovered (3 answers over >= 1 s), up for the fast hold.
+    let bound = c.probe_interval_down_max
+        + 2 * c.recover_min_time
+        + c.repair_failback_after
+        + c.reeval_interval
+        + SEC;
+    assert!(
+        back[0].0 >= repair + c.repair_failback_after && back[0].0 - repair <= bound,
+        "back {} ms after the repair",
+        (back[0].0 - repair) / MS
+    );
+    assert!(
+        back[0].0 - repair < c.health.failback_after_ns,
+        "the slow rule"
+    );
+    assert_eq!(m.stats().return_moves, 1);
+    assert!(m.stats().clean_repairs >= 1);
+}
+
+/// A path cut a second time within `repair_damping` of a clean repair flaps: after its second
+/// repair it waits for the 10 s hold and 32 clean probes.
+#[test]
+fn a_path_cut_twice_waits_for_the_hold_and_clean_history() {
+    let mut m = manager(cfg());
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 20 * SEC);
+    let mut repair = 0;
+    for _ in 0..2 {
+        for p in [0, 1, 4] {
+            d.working[p] = false;
+        }
+        let cut = d.now;
+        m.on_ack_gap(PathId(0), cut);
+        d.run_until(&mut m, cut + 20 * SEC);
+        assert_eq!(m.path_state(PathId(0)), Some(PathState::Down));
+        for p in [0, 1, 4] {
+            d.working[p] = true;
+        }
+        repair = d.now;
+        d.run_until(&mut m, repair + 60 * SEC);
+    }
+    let back = d.moves_after(repair);
+    assert_eq!(back.len(), 1, "exactly one move back: {back:?}");
+    assert!(matches!(back[0].2, PathId(0 | 1)));
     assert!(
         back[0].0 >= repair + m.config().health.failback_after_ns,
-        "returned too early"
+        "returned too early: {} ms",
+        (back[0].0 - repair) / MS
     );
-    // The down path was explored with backoff: few probes while down.
-    assert!(m.stats().return_moves == 1);
+    assert_eq!(m.stats().return_moves, 2);
 }
 
 /// A partition heals: the repaired direct path is reported neither failed nor degraded a few

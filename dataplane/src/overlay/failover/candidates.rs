@@ -374,12 +374,35 @@ impl Gateway {
     /// candidate that reverses that hop.
     #[inline]
     pub(crate) fn note_data_arrival(&mut self, fi: usize, port: u16, src: IpAddr, now: Nanos) {
-        let Some(pp) = self
-            .flows
-            .get(fi)
-            .and_then(|f| f.src_peer)
-            .and_then(|sp| self.peers.get_mut(sp))
-        else {
+        if let Some(sp) = self.flows.get(fi).and_then(|f| f.src_peer) {
+            self.note_peer_rx(sp, port, src, now);
+        }
+    }
+
+    /// Acks relayed here (this site is the waypoint of their flows' route,
+    /// or of a detour) came from peer `sender` on `port` from `src`: that
+    /// peer's direction back works, as when its own data arrives. A waypoint
+    /// relaying traffic that fills its link to the next site had nothing
+    /// else to vouch for that path: a probe lost in the link's queue made
+    /// it suspect and a race moved the relayed traffic onto a detour
+    /// (`demo --scenario partition`, B's traffic to C via A after the
+    /// rejoin).
+    pub(crate) fn note_relayed_acks(
+        &mut self,
+        sender: Option<usize>,
+        port: u16,
+        src: IpAddr,
+        now: Nanos,
+    ) {
+        if let Some(s) = sender {
+            self.note_peer_rx(s, port, src, now);
+        }
+    }
+
+    /// Traffic from peer `pi` arrived on `port` from `src`: the candidate
+    /// that reverses that hop works, and acks to that peer go back by it.
+    fn note_peer_rx(&mut self, pi: usize, port: u16, src: IpAddr, now: Nanos) {
+        let Some(pp) = self.peers.get_mut(pi) else {
             return;
         };
         pp.ack_seen = now;
