@@ -79,6 +79,9 @@ pub struct PathConfig {
     pub data_vouch: Nanos,
     /// A data feedback report with at least this loss fraction counts as a failure ...
     pub bad_feedback_loss: f64,
+    /// ... and at least this many packets lost (a report of a few packets at a bad rate is
+    /// ignored: it neither fails the path nor moves its loss average) ...
+    pub bad_feedback_min_lost: u64,
     /// ... once this many reports in a row had it (at least 1) ...
     pub bad_feedback_reports: u32,
     /// ... over at least this long (from the first of them).
@@ -172,6 +175,7 @@ impl Default for PathConfig {
             race_backoff_max: 5 * SEC,
             data_vouch: 200 * MS,
             bad_feedback_loss: 0.2,
+            bad_feedback_min_lost: 1,
             bad_feedback_reports: 1,
             bad_feedback_hold: 0,
             loss_alpha: 0.125,

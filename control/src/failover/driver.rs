@@ -34,7 +34,7 @@ use mongate_dataplane::shm::msg::{ASSIGN_PER_MSG, Assignment, FlowTelemetry};
 
 use super::{
     Action, AddrId, ConfigError, MS, Nanos, PathConfig, PathId, PathKey, PathManager, PathState,
-    SiteId, UplinkConfig, UplinkId,
+    PathView, SiteId, UplinkConfig, UplinkId,
 };
 
 /// Data feedback is passed on once a path's window holds this many packets ...
@@ -96,6 +96,8 @@ pub struct FailoverDriver {
     link_failed: Vec<Option<bool>>,
     /// Per peer, at the last report: its direct paths down, and degraded.
     link_why: Vec<(usize, usize)>,
+    /// Per peer, the state of the path its traffic last left, when it left (for the log).
+    move_why: Vec<Option<String>>,
     link_changes: Vec<(usize, bool)>,
     probes: Vec<Command>,
     stats: DriverStats,
@@ -142,6 +144,11 @@ pub fn site_path_config(config: &Config) -> PathConfig {
         bad_feedback_loss: 0.3,
         bad_feedback_reports: 2,
         bad_feedback_hold: 2_000 * MS,
+        // A flow at its floor sends a few packets per 500 ms report: 1 lost of 3 is 33 %, two
+        // such reports failed the path, and a waypoint whose own flow sat at the floor moved
+        // the flow it relays onto a detour (`--scenario partition`: B's traffic to C via A
+        // after the rejoin, its path log: every probe answered, loss 0.30).
+        bad_feedback_min_lost: 3,
         return_via_waypoint: false,
         degrade_loss: 0.3,
         // 64 probes/s (49 kbit/s) at least: what a 10 Mbit/s uplink gets.
@@ -210,6 +217,7 @@ impl FailoverDriver {
             windows: BTreeMap::new(),
             link_failed: vec![None; npeers],
             link_why: vec![(0, 0); npeers],
+            move_why: vec![None; npeers],
             link_changes: Vec::new(),
             probes: Vec::new(),
             stats: DriverStats::default(),
@@ -511,12 +519,17 @@ impl FailoverDriver {
         self.link_why.get(peer).copied().unwrap_or((0, 0))
     }
 
+    /// Why peer `peer`'s traffic last moved: the state of the path it left, when it left.
+    pub fn move_why(&self, peer: usize) -> Option<&str> {
+        self.move_why.get(peer).and_then(|w| w.as_deref())
+    }
+
     /// Link state changes for PFO since the last call: (peer, failed).
     pub fn take_link_changes(&mut self) -> Vec<(usize, bool)> {
         std::mem::take(&mut self.link_changes)
     }
 
-    fn collect(&mut self, _now: Nanos) {
+    fn collect(&mut self, now: Nanos) {
         while let Some(a) = self.mgr.poll_action() {
             match a {
                 Action::Probe { path, seq } => {
@@ -530,9 +543,15 @@ impl FailoverDriver {
                         });
                     }
                 }
-                Action::MoveFlows { dst_site, to, .. } => {
+                Action::MoveFlows { dst_site, from, to } => {
                     let peer = usize::try_from(dst_site.0).unwrap_or(usize::MAX);
                     let i = usize::try_from(to.0).unwrap_or(usize::MAX);
+                    let why = from
+                        .and_then(|f| self.mgr.path_view(f))
+                        .map(|v| why_left(&v, self.mgr.path_view(to).as_ref(), now));
+                    if let Some(w) = self.move_why.get_mut(peer) {
+                        *w = why;
+                    }
                     if let (Some(w), Some(&r)) = (self.wanted.get_mut(peer), self.refs.get(i)) {
                         *w = Some((r, false));
                         self.stats.moves += 1;
@@ -575,3 +594,29 @@ impl FailoverDriver {
 
 #[cfg(test)]
 mod tests;
+
+/// The state of the path traffic left, and of the one it took, for the log: health state and
+/// for how long, the last probes (newest last: 1 answered, 0 lost), the loss average, the
+/// last success and failure signal (lost probe, ack gap, bad data report) ago, the ranks.
+fn why_left(from: &PathView, to: Option<&PathView>, now: Nanos) -> String {
+    let ago = |t: Option<Nanos>| {
+        t.map_or("never".to_string(), |t| {
+            format!("{} ms ago", now.saturating_sub(t) / 1_000_000)
+        })
+    };
+    let (bits, len) = from.history;
+    let last: String = (0..len.min(8))
+        .rev()
+        .map(|i| if bits >> i & 1 == 1 { '1' } else { '0' })
+        .collect();
+    format!(
+        "left a path {:?} for {} ms, last probes {last}, loss {:.2}, last success {}, last failure {}, rank {:.1} -> {:.1}",
+        from.state,
+        now.saturating_sub(from.state_since) / 1_000_000,
+        from.loss,
+        ago(from.last_success),
+        ago(from.last_failure),
+        from.rank,
+        to.map_or(f64::NAN, |t| t.rank),
+    )
+}

@@ -87,6 +87,9 @@ pub struct PathStats {
     pub return_moves: u64,
     /// Recoveries from down after a clean cut (the fast return rule applies).
     pub clean_repairs: u64,
+    /// Data feedback reports at a bad loss rate but with fewer than `bad_feedback_min_lost`
+    /// losses: ignored.
+    pub inconclusive_feedback: u64,
     /// First assignments of a destination's active path.
     pub initial_moves: u64,
     /// Active paths taken over from the dataplane ([`PathManager::adopt_active`]).
@@ -568,6 +571,12 @@ impl PathManager {
         }
         // Counts up to 2^53 are exact; larger ones only lose precision in the ratio.
         let frac = lost.min(total) as f64 / total as f64;
+        if frac >= self.cfg.bad_feedback_loss && lost < self.cfg.bad_feedback_min_lost {
+            // A handful of packets (a flow at its floor: 1 lost of 3 is 33 %) says nothing;
+            // the probes and the dataplane's ack gap watch such a path.
+            self.stats.inconclusive_feedback += 1;
+            return;
+        }
         let alpha = self.cfg.loss_alpha;
         self.paths[pi].loss.update(frac, alpha);
         if frac >= self.cfg.bad_feedback_loss {

@@ -369,7 +369,12 @@ impl Loop<'_> {
                     self.summary.path_moves += 1;
                     self.planner.settle(now_ns);
                     let what = self.describe_path(r);
-                    self.event(now_ns, "path", format!("traffic to {what}"), None);
+                    let why = self
+                        .paths
+                        .as_ref()
+                        .and_then(|d| d.move_why(peer))
+                        .map_or(String::new(), |w| format!(" ({w})"));
+                    self.event(now_ns, "path", format!("traffic to {what}{why}"), None);
                 }
             }
         }

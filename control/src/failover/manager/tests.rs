@@ -505,6 +505,33 @@ fn with_a_hold_a_loss_burst_shorter_than_it_is_not_a_failure() {
     assert_eq!(m.stats().races_started, races + 1);
 }
 
+/// With `bad_feedback_min_lost` 3 (the sites' setting), reports of a few packets at a bad
+/// rate (a flow at its floor: 1 lost of 3) neither fail the path nor move its loss average;
+/// reports with 3 losses or more at that rate do.
+#[test]
+fn a_few_packets_lost_at_a_bad_rate_are_inconclusive() {
+    let mut m = manager(PathConfig {
+        bad_feedback_min_lost: 3,
+        ..cfg()
+    });
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 20 * SEC);
+    let t = d.now;
+    let races = m.stats().races_started;
+    let loss = m.path_view(PathId(0)).expect("path").loss;
+    for k in 0..8 {
+        m.on_data_feedback(PathId(0), 2, 1, t + k * 250 * MS);
+        m.on_data_feedback(PathId(0), 0, 2, t + k * 250 * MS + MS);
+        assert_eq!(m.path_state(PathId(0)), Some(PathState::Up), "report {k}");
+    }
+    assert_eq!(m.stats().inconclusive_feedback, 16);
+    assert_eq!(m.stats().races_started, races);
+    assert_eq!(m.path_view(PathId(0)).expect("path").loss, loss);
+    m.on_data_feedback(PathId(0), 4, 3, t + 3 * SEC);
+    assert_eq!(m.path_state(PathId(0)), Some(PathState::Suspect));
+    assert_eq!(m.stats().races_started, races + 1);
+}
+
 #[test]
 fn carrier_loss_downs_all_paths_of_the_uplink_and_moves_at_once() {
     let mut m = manager(cfg());
