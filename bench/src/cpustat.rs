@@ -13,6 +13,17 @@
 //! the kernel samples them at its own tick: a figure from a few seconds is
 //! good to about one tick in a few hundred.
 
+/// The DUT's idle policy in the CPU trials (`forward` and `gateway`): the
+/// worker sleeps (50 us) as soon as a loop finds nothing, so the figure counts
+/// its work and its wake-ups. With the gateway's own 200 spins the worker
+/// spins through the 20 us gaps of 0.05 Mpps and never sleeps: the core read
+/// ~95 % busy whatever the work (docs/benchmarks.md).
+pub const TRIAL_IDLE: mongate_dataplane::worker::IdlePolicy =
+    mongate_dataplane::worker::IdlePolicy {
+        spin: 0,
+        sleep_us: 50,
+    };
+
 /// One core's line of `/proc/stat`, in USER_HZ ticks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CpuTimes {

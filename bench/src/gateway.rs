@@ -233,7 +233,7 @@ impl Default for GatewayBench {
             boringtun_cli: find_program("boringtun-cli"),
             cpu_load_pps: 50_000.0,
             cpu_seconds: 4.0,
-            cpu_idle: IdlePolicy::GATEWAY,
+            cpu_idle: crate::cpustat::TRIAL_IDLE,
             cpu_only: false,
         }
     }

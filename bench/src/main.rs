@@ -146,15 +146,13 @@ struct CpuArgs {
     /// Seconds of each CPU-per-packet trial (default 4; `gateway --quick`: 1).
     #[arg(long)]
     cpu_seconds: Option<f64>,
-    /// The DUT worker's idle spin in the CPU trials. 0 (default): the
-    /// worker sleeps as soon as a loop finds nothing, so the figure counts
-    /// its work and its wake-ups. With the gateway's 200 the worker spins
-    /// through the 20 us gaps of 0.05 Mpps and never sleeps: the core reads
-    /// ~95 % busy whatever the work (docs/benchmarks.md).
-    #[arg(long, default_value_t = 0)]
+    /// The DUT worker's idle spin in the CPU trials (0: it sleeps as soon as
+    /// a loop finds nothing; the gateway's 200 spins through the packet gaps
+    /// at this load and never sleeps: `cpustat::TRIAL_IDLE`).
+    #[arg(long, default_value_t = mongate_bench::cpustat::TRIAL_IDLE.spin)]
     cpu_spin: u32,
-    /// The DUT worker's idle sleep (us) in the CPU trials (the gateway's default).
-    #[arg(long, default_value_t = 50)]
+    /// The DUT worker's idle sleep (us) in the CPU trials.
+    #[arg(long, default_value_t = mongate_bench::cpustat::TRIAL_IDLE.sleep_us)]
     cpu_idle_sleep_us: u32,
     /// Only the CPU-per-packet trials (no throughput search).
     #[arg(long)]

@@ -367,6 +367,19 @@ impl Site {
     }
 }
 
+/// A's host sends `n` UDP frames to C's host (port 5000, 200 B, tagged
+/// 0..n), `gap` ns apart, each held by A's gateway (queued for pacing).
+fn send_udp_a_to_c(net: &mut Net, n: u8, gap: u64) {
+    for k in 0..n {
+        assert_eq!(
+            net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 200, k)),
+            Verdict::Held
+        );
+        let t = net.now + gap;
+        net.run_until(t, 100_000);
+    }
+}
+
 /// The worker of `n` that RSS would give frame `f`: a hash of its IP
 /// addresses, protocol and ports (an overlay frame's outer ones), so a
 /// session's packets, as a path's, keep to one worker and their order.
@@ -1645,8 +1658,7 @@ fn control_probe_commands_are_answered_with_outcomes() {
 /// destination through the acks it relays back: its path to the destination
 /// is reported as having seen traffic just now (`PathTelemetry::rx_recent`),
 /// so its control does not take a probe lost in the queue of the link the
-/// relayed flow fills for a failure (B moved its traffic to C via A after
-/// the partition scenario's rejoin).
+/// relayed flow fills for a failure.
 #[test]
 fn a_waypoint_hears_from_both_ends_of_the_flow_it_relays() {
     use mongate_dataplane::overlay::failover::path_ref;
@@ -1663,14 +1675,7 @@ fn a_waypoint_hears_from_both_ends_of_the_flow_it_relays() {
         v.sort_unstable();
         v
     };
-    for k in 0..20u8 {
-        assert_eq!(
-            net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 200, k)),
-            Verdict::Held
-        );
-        let t = net.now + 1_000_000;
-        net.run_until(t, 100_000);
-    }
+    send_udp_a_to_c(&mut net, 20, 1_000_000);
     net.run_until(net.now + 50_000_000, 100_000);
     let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
     assert_eq!((t.sent, t.acked), (20, 20));
@@ -1740,14 +1745,7 @@ fn assignments_move_flows_and_acks_follow_the_data() {
         offered(&net, 0, 1),
         offered(&net, 1, 2),
     );
-    for k in 0..20u8 {
-        assert_eq!(
-            net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 200, k)),
-            Verdict::Held
-        );
-        let t = net.now + 1_000_000;
-        net.run_until(t, 100_000);
-    }
+    send_udp_a_to_c(&mut net, 20, 1_000_000);
     // C's view for its control (`PathTelemetry::rx_recent`): A's data came by the detour via B
     // just now, so that candidate, and no other, has seen data from A; 100 ms later none has.
     let recent = |net: &Net| {
@@ -2688,28 +2686,14 @@ fn the_ack_gap_reflex_skips_paths_without_a_session_key() {
             install(&mut net, 0, 1, 0, true);
             install(&mut net, 1, 0, 0, true);
         }
-        for k in 0..5u8 {
-            assert_eq!(
-                net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 200, k)),
-                Verdict::Held
-            );
-            let t = net.now + 1_000_000;
-            net.run_until(t, 100_000);
-        }
+        send_udp_a_to_c(&mut net, 5, 1_000_000);
         net.run_until(net.now + 100_000_000, 100_000);
         assert!(net.sites[0].gw.paths(1)[0].active, "direct first");
         for l in [(0, 2), (2, 0)] {
             net.links.get_mut(&l).unwrap().loss = 1.0;
         }
         // 1 s: beyond the ack gap (twice the 250 ms RTT assumed without a sample).
-        for k in 0..40u8 {
-            assert_eq!(
-                net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 200, k)),
-                Verdict::Held
-            );
-            let t = net.now + 25_000_000;
-            net.run_until(t, 100_000);
-        }
+        send_udp_a_to_c(&mut net, 40, 25_000_000);
         let paths = net.sites[0].gw.paths(1);
         assert_eq!(paths[1].active, key_with_b, "{paths:?}");
         if !key_with_b {

@@ -519,9 +519,10 @@ impl FailoverDriver {
         self.link_why.get(peer).copied().unwrap_or((0, 0))
     }
 
-    /// Why peer `peer`'s traffic last moved: the state of the path it left, when it left.
-    pub fn move_why(&self, peer: usize) -> Option<&str> {
-        self.move_why.get(peer).and_then(|w| w.as_deref())
+    /// Why peer `peer`'s traffic last moved (the state of the path it left, when it left),
+    /// once: a later log line of the same peer without a new move has none.
+    pub fn take_move_why(&mut self, peer: usize) -> Option<String> {
+        self.move_why.get_mut(peer).and_then(Option::take)
     }
 
     /// Link state changes for PFO since the last call: (peer, failed).

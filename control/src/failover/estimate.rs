@@ -243,37 +243,31 @@ mod tests {
 
     #[test]
     fn a_clean_cut_is_told_from_a_lossy_path() {
-        // Oldest first: clean, cut, repaired.
-        let h = history_of(32, "1111111111100000111");
-        assert_eq!(h.clean_cut_and_repair(1, 3), Some(true));
-        // One old loss is allowed, two are not.
-        assert_eq!(
-            history_of(32, "1101111111100000111").clean_cut_and_repair(1, 3),
-            Some(true)
-        );
-        assert_eq!(
-            history_of(32, "1101110111100000111").clean_cut_and_repair(1, 3),
-            Some(false)
-        );
-        // A lossy path: losses scattered before the last outage.
-        assert_eq!(
-            history_of(32, "1011011101011000111").clean_cut_and_repair(1, 3),
-            Some(false)
-        );
-        // An answer in the middle of the outage: not one cut.
-        assert_eq!(
-            history_of(32, "1111111111100100111").clean_cut_and_repair(1, 3),
-            Some(false)
-        );
-        // A short run of losses is a lossy path's chance, not a cut.
-        assert_eq!(
-            history_of(32, "1111111111100000111").clean_cut_and_repair(1, 6),
-            Some(false)
-        );
-        // Not ending in a recovery after an outage.
-        assert_eq!(history_of(32, "1111").clean_cut_and_repair(1, 3), None);
-        assert_eq!(history_of(32, "1110").clean_cut_and_repair(1, 3), None);
-        assert_eq!(history_of(32, "").clean_cut_and_repair(1, 3), None);
+        // (history oldest first, losses allowed before the outage, shortest outage, verdict)
+        let cases = [
+            // Clean, cut, repaired.
+            ("1111111111100000111", 1, 3, Some(true)),
+            // One old loss is allowed, two are not.
+            ("1101111111100000111", 1, 3, Some(true)),
+            ("1101110111100000111", 1, 3, Some(false)),
+            // A lossy path: losses scattered before the last outage.
+            ("1011011101011000111", 1, 3, Some(false)),
+            // An answer in the middle of the outage: not one cut.
+            ("1111111111100100111", 1, 3, Some(false)),
+            // A short run of losses is a lossy path's chance, not a cut.
+            ("1111111111100000111", 1, 6, Some(false)),
+            // Not ending in a recovery after an outage.
+            ("1111", 1, 3, None),
+            ("1110", 1, 3, None),
+            ("", 1, 3, None),
+        ];
+        for (outcomes, old, min_lost, want) in cases {
+            assert_eq!(
+                history_of(32, outcomes).clean_cut_and_repair(old, min_lost),
+                want,
+                "{outcomes}"
+            );
+        }
         // An outage longer than the memory: nothing before it, a clean cut.
         assert_eq!(
             history_of(8, "111111100000000111").clean_cut_and_repair(0, 3),

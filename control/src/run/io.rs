@@ -371,8 +371,8 @@ impl Loop<'_> {
                     let what = self.describe_path(r);
                     let why = self
                         .paths
-                        .as_ref()
-                        .and_then(|d| d.move_why(peer))
+                        .as_mut()
+                        .and_then(|d| d.take_move_why(peer))
                         .map_or(String::new(), |w| format!(" ({w})"));
                     self.event(now_ns, "path", format!("traffic to {what}{why}"), None);
                 }

@@ -152,10 +152,12 @@ impl Gateway {
                 _ => self.deliver(now, arena, p, d.inner, dst, None),
             },
         };
-        // The remote host reset a connection of ours: its session ends here
-        // too (a refused connection gives its class's admission back).
+        // The remote host reset a connection of a host of ours (delivered,
+        // not relayed on): its session ends here too (a refused connection
+        // gives its class's admission back).
         if let Some(i) = parsed.filter(Inner::rst)
             && matches!(p.verdict, Verdict::Tx(_))
+            && dst.is_some_and(|a| self.is_local(a))
         {
             self.on_remote_rst(&i);
         }

@@ -300,10 +300,12 @@ impl Gateway {
                     dscp: 0,
                     tcp_flags: crate::wire::tcp::flags::RST,
                 };
-                if d[37] > 1 || !self.classifier.remote_rst(&i) {
-                    // Gone already (expired, or the host's own RST), or bad.
-                    self.stats.notes_bad += u64::from(d[37] > 1);
+                if d[37] > 1 {
+                    self.stats.notes_bad += 1;
+                    return;
                 }
+                // False: gone already (expired, or the host's own RST).
+                self.classifier.remote_rst(&i);
             }
             NOTE_PATH => {
                 let peer = usize::from(u16::from_le_bytes([d[0], d[1]]));

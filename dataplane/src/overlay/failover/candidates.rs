@@ -379,14 +379,12 @@ impl Gateway {
         }
     }
 
-    /// Acks relayed here (this site is the waypoint of their flows' route,
-    /// or of a detour) came from peer `sender` on `port` from `src`: that
-    /// peer's direction back works, as when its own data arrives. A waypoint
-    /// relaying traffic that fills its link to the next site had nothing
-    /// else to vouch for that path: a probe lost in the link's queue made
-    /// it suspect and a race moved the relayed traffic onto a detour
-    /// (`demo --scenario partition`, B's traffic to C via A after the
-    /// rejoin).
+    /// Acks relayed here (this site is a detour's waypoint, or on their
+    /// flows' route when the destination sends them back that way) came
+    /// from peer `sender` on `port` from `src`: that peer's direction back
+    /// works, as when its own data arrives, and the path is reported as
+    /// having seen traffic (`PathTelemetry::rx_recent`), which vouches for
+    /// it against a probe lost in the queue of the data it relays there.
     pub(crate) fn note_relayed_acks(
         &mut self,
         sender: Option<usize>,
