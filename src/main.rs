@@ -113,6 +113,13 @@ enum Cmd {
         /// w, each class belongs to one worker.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
         workers: u16,
+        /// Buffer of every emulated WAN link's shaper, ms (tbf `latency`:
+        /// the longest a packet may queue). MONtra's only congestion signal
+        /// is loss, so where its flows settle depends on it: with 50 ms (25
+        /// packets on the triangle's 5 Mbit/s link) Poisson arrivals overflow
+        /// it well below the link's rate (docs/montra.md).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        queue_ms: u32,
     },
     /// Reload a running gateway's configuration: its dataplane and control
     /// re-read their files (SIGHUP) and apply them whole, or refuse them
@@ -342,6 +349,7 @@ fn main() -> ExitCode {
             plain,
             scenario,
             workers,
+            queue_ms,
             topology,
             link_mbps,
             classes,
@@ -375,6 +383,7 @@ fn main() -> ExitCode {
                 flash_crowd: None,
                 topology,
                 workers,
+                queue_ms,
                 plots: (!no_plots).then_some(demo::PlotsTo {
                     dir: plots,
                     prefix: String::new(),

@@ -224,8 +224,11 @@ fn demo_triangle_meets_plan_and_survives_control_restart() {
             f["id"]
         );
     }
+    // On 100 ms link buffers (`--queue-ms`, docs/montra.md) the utility measured 99.3-99.8 %
+    // of PFO's in 15 runs (96-99 % on 50 ms): the issue's 2 %.
     let u = v["utility"]["ratio"].as_f64().unwrap();
-    assert!(u >= 0.95, "utility {u} of PFO's: {v}");
+    assert!(u >= 0.98, "utility {u} of PFO's: {v}");
+    assert_eq!(v["queue_ms"], 100, "{v}");
     // The controls' handshakes come first, then each site's path manager
     // starts on the direct paths (not on the first path whose handshake
     // finished, as before: the flows then met their targets only after
@@ -449,14 +452,12 @@ fn demo_imprecise_capacity_mon_tra_alone_then_the_estimator() {
         "replan_off: {r}: {v}"
     );
     assert!(p["within_from_s"].as_f64().is_some(), "replan_off: {v}");
-    // With the estimator the issue asks for 2 %; measured 97.3-99.1 % in 4 runs on a busy
-    // 2-core machine, the same shortfall as the correctly-told triangle on its 50 ms drop-tail
-    // tbf (docs/montra.md, "Scenario imprecise"). The summary's `ok` and verdict keep the 2 %
-    // bound; the test asserts 3 %, so a regression of the estimator (e.g. the 93 % drift of a
-    // full link fixed in session 9) fails it.
+    // With the estimator the issue asks for 2 %. On the old 50 ms link buffers it measured
+    // 97.3-99.1 % (the queue overflowed below the link's rate) and this asserted 3 %; on 100 ms
+    // (`--queue-ms`, docs/montra.md) 99.3, 99.5 and 99.8 % in 3 runs: the issue's bound.
     let p = &v["estimator_on"];
     let r = p["true_ratio"].as_f64().unwrap();
-    assert!((r - 1.0).abs() <= 0.03, "estimator_on: {r}: {v}");
+    assert!((r - 1.0).abs() <= 0.02, "estimator_on: {r}: {v}");
     // The estimator re-planned A-C down; without it the plan kept the told capacity.
     let direct = |phase: &str| {
         v[phase]["run"]["flows"]

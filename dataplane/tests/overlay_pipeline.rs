@@ -1355,6 +1355,64 @@ fn the_ack_gap_allows_for_the_round_trip_time() {
     );
 }
 
+/// Without a control's lease the dataplane's silence rule (no echo for
+/// `down_after`) allows for the path's round trip too: on a 200 ms RTT
+/// path (a full queue's worth, as the demo's 100 ms tbf buffers give), a
+/// few probes lost in a row (a 200 ms gap between echoes) are not a dead
+/// path; a path that stops answering still goes down, a round trip later.
+#[test]
+fn the_silence_rule_allows_for_the_round_trip_time() {
+    let mut net = triangle_with(|_, s| {
+        s.health.probe_interval_ns = 50_000_000;
+        s.health.down_after_ns = 150_000_000;
+        s.health.ack_gap_ns = 0;
+    });
+    for (a, b) in [(0, 2), (2, 0)] {
+        net.links.get_mut(&(a, b)).unwrap().delay = 100_000_000;
+    }
+    // Past the start (the first echo takes a whole RTT: paths are judged
+    // from their first echo's RTT on).
+    net.run_until(2_000_000_000, 1_000_000);
+    let direct = |net: &Net| {
+        net.sites[0]
+            .gw
+            .paths(1)
+            .into_iter()
+            .find(|p| p.kind == mongate_dataplane::overlay::failover::PathKind::Direct)
+            .unwrap()
+    };
+    let p = direct(&net);
+    assert!(p.health.up, "{p:?}");
+    assert!(
+        (180_000_000..=260_000_000).contains(&p.health.srtt_ns),
+        "{p:?}"
+    );
+    let downs = p.health.downs;
+    // Three probes in a row lost on the way to C: 200 ms between echoes.
+    net.links.get_mut(&(0, 2)).unwrap().loss = 1.0;
+    let t = net.now + 150_000_000;
+    net.run_until(t, 1_000_000);
+    net.links.get_mut(&(0, 2)).unwrap().loss = 0.0;
+    let t = net.now + 1_000_000_000;
+    net.run_until(t, 1_000_000);
+    let p = direct(&net);
+    assert!(p.health.up && p.health.downs == downs, "{p:?}");
+    // C stops answering: down within down_after + the RTT (and the steps).
+    net.links.get_mut(&(2, 0)).unwrap().loss = 1.0;
+    let cut = net.now;
+    while direct(&net).health.up && net.now < cut + 2_000_000_000 {
+        let t = net.now + 1_000_000;
+        net.run_until(t, 1_000_000);
+    }
+    let took = net.now - cut;
+    assert!(!direct(&net).health.up);
+    assert!(
+        (150_000_000..=500_000_000).contains(&took),
+        "down {} ms after the echoes stopped",
+        took / 1_000_000
+    );
+}
+
 /// A flow that leaves a lossy path starts again from its target on the new
 /// one: its controller learnt the old path's loss, not the new path's.
 #[test]

@@ -76,6 +76,8 @@ pub struct Options {
     pub plots: Option<PlotsTo>,
     /// Workers per gateway (and queues per gateway interface).
     pub workers: u16,
+    /// Buffer of every WAN link's shaper, ms (tbf `latency`).
+    pub queue_ms: u32,
 }
 
 /// Where a run writes its plots: `DIR/PREFIXrates.svg` and so on
@@ -411,6 +413,8 @@ pub struct Summary {
     pub flow_series: Vec<(f64, Vec<(f64, f64)>)>,
     /// Links whose wire rate differs from PFO's instance: (link, Mbit/s).
     pub wire_mbps: Vec<(String, f64)>,
+    /// Buffer of every WAN link's shaper, ms (`--queue-ms`).
+    pub queue_ms: u32,
     /// The verdict.
     pub verdict: Verdict,
     /// The link cut (`--fail-link`) and when (s).

@@ -617,6 +617,7 @@ mod tests {
             utility_series: (1..=10).map(|i| (f64::from(i), 25.0)).collect(),
             flow_series,
             wire_mbps: Vec::new(),
+            queue_ms: 100,
             verdict: Verdict {
                 ok: true,
                 line: String::new(),

@@ -212,6 +212,7 @@ impl Demo {
         let mut sites_b = world.sites.clone().prefix("mgdemo");
         sites_b.disable_offloads = true;
         sites_b.queues = o.workers.max(1);
+        sites_b.queue_latency = std::time::Duration::from_millis(u64::from(o.queue_ms.max(1)));
         let nominal: BTreeMap<String, f64> = sites_b
             .links
             .iter()
@@ -953,6 +954,7 @@ impl Demo {
                 .map(|(t, row)| (*t, row.iter().map(|s| (s.target, s.achieved)).collect()))
                 .collect(),
             wire_mbps: o.wire_mbps.clone(),
+            queue_ms: o.queue_ms,
             verdict,
             path_events,
             plans,

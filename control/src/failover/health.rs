@@ -185,7 +185,10 @@ impl Health {
         }
         let base = self.last_success.map_or(self.since, |s| s.max(self.since));
         self.probed
-            .map(|p| cfg.health.silence_deadline(p.max(base)))
+            // Counted from a probe sent, not from the last answer: its own
+            // timeout (RTT-based, `probe_timeout`) already allows for the
+            // round trip, so no RTT is added here.
+            .map(|p| cfg.health.silence_deadline(p.max(base), 0))
     }
 
     /// Applies the silence rule (T without answer). Returns true if the state changed.

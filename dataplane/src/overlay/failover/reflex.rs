@@ -125,7 +125,8 @@ impl Gateway {
                         p.health.last_echo = p.health.last_echo.max(now);
                         continue;
                     }
-                    if p.health.up && now > policy.silence_deadline(p.health.last_echo) {
+                    let rtt = p.data_rtt.max(p.health.srtt_ns);
+                    if p.health.up && now > policy.silence_deadline(p.health.last_echo, rtt) {
                         p.health.up = false;
                         p.health.downs += 1;
                     }
