@@ -1355,6 +1355,65 @@ fn the_ack_gap_allows_for_the_round_trip_time() {
     );
 }
 
+/// A sparse flow (4 packets a second) that loses one packet keeps its path:
+/// the ack gap counts from the second packet sent since the last ack, so
+/// one loss, answered by the next packet's ack a quarter second later, is
+/// not a dead path (timed from the lost packet it was, after 60 ms). When
+/// the acks stop for good the path still goes down, one packet later.
+#[test]
+fn one_lost_packet_of_a_sparse_flow_is_not_an_ack_gap() {
+    let mut net = triangle_with(|_, s| {
+        s.health.ack_gap_ns = 60_000_000;
+        s.health.probe_interval_ns = 100_000_000;
+        s.health.down_after_ns = 10_000_000_000;
+    });
+    let direct = mongate_dataplane::overlay::failover::path_ref(1, 0);
+    let send = |net: &mut Net, k: u8, lost: bool| {
+        if lost {
+            net.links.get_mut(&(0, 2)).unwrap().loss = 1.0;
+        }
+        assert_eq!(
+            net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 200, k)),
+            Verdict::Held
+        );
+        // Until it left A (paced), then a quarter second in all.
+        let start = net.now;
+        while net.sites[0].gw.pacing().queue_len(0) > 0 && net.now < start + 200_000_000 {
+            let t = net.now + 1_000_000;
+            net.run_until(t, 1_000_000);
+        }
+        assert_eq!(net.sites[0].gw.pacing().queue_len(0), 0, "packet {k} left");
+        net.links.get_mut(&(0, 2)).unwrap().loss = 0.0;
+        net.run_until(start + 250_000_000, 1_000_000);
+    };
+    for k in 0..8 {
+        send(&mut net, k, false);
+    }
+    assert_eq!(net.sites[0].gw.flow_path(0), direct);
+    let before = net.sites[2].lan_out.len();
+    for k in 8..16 {
+        send(&mut net, k, k == 10);
+    }
+    assert_eq!(net.sites[2].lan_out.len(), before + 7, "one packet lost");
+    assert_eq!(net.sites[0].gw.stats().ack_gap_failovers, 0, "one loss");
+    assert_eq!(net.sites[0].gw.flow_path(0), direct);
+    // C's acks stop: down within two packets' gaps and the ack gap.
+    net.links.get_mut(&(2, 0)).unwrap().loss = 1.0;
+    let cut = net.now;
+    let mut k = 16;
+    while net.sites[0].gw.stats().ack_gap_failovers == 0 && net.now < cut + 2_000_000_000 {
+        send(&mut net, k, false);
+        k += 1;
+    }
+    assert_eq!(net.sites[0].gw.stats().ack_gap_failovers, 1);
+    let took = net.now - cut;
+    assert!(
+        took <= 750_000_000,
+        "down {} ms after the acks stopped",
+        took / 1_000_000
+    );
+}
+
 /// Without a control's lease the dataplane's silence rule (no echo for
 /// `down_after`) allows for the path's round trip too: on a 200 ms RTT
 /// path (a full queue's worth, as the demo's 100 ms tbf buffers give), a

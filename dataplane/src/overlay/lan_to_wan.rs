@@ -346,9 +346,8 @@ impl Gateway {
         if f.dest_peer == Some(np)
             && let Some(pp) = self.peers.get_mut(np)
             && let Some((pi, _)) = pp.path_for(f.path)
-            && pp.paths[pi].unacked_since.is_none()
         {
-            pp.paths[pi].unacked_since = Some(now);
+            pp.paths[pi].unacked.on_send(now);
         }
         o.ctl.on_send(now, qlen == 0);
         if evicted > 0 && !self.settings.open_loop {

@@ -58,7 +58,9 @@ use crate::wire::ethernet::MacAddr;
 use crate::wire::geneve::FlowOption;
 use crate::wire::oam::AckEntry;
 use crate::wire::overlay::{EncapParams, OverlayTemplate, TemplateConfig};
-use failover::{ControlPaths, EchoWindow, HealthPolicy, PathHealth, PathKind, PeerPath, PeerPaths};
+use failover::{
+    AckWait, ControlPaths, EchoWindow, HealthPolicy, PathHealth, PathKind, PeerPath, PeerPaths,
+};
 
 pub use counters::FlowCounters;
 pub use neighbours::{Learn, NeighbourStats, NeighbourTable};
@@ -1396,7 +1398,7 @@ fn routed_path(
         remote: r.gateway,
         health: PathHealth::default(),
         echoes: EchoWindow::default(),
-        unacked_since: None,
+        unacked: AckWait::default(),
         data_rtt: 0,
         shared_up: true,
         last_auth: 0,
@@ -1435,7 +1437,7 @@ fn peer_path(
                 remote: *g,
                 health: PathHealth::default(),
                 echoes: EchoWindow::default(),
-                unacked_since: None,
+                unacked: AckWait::default(),
                 data_rtt: 0,
                 shared_up: true,
                 last_auth: 0,

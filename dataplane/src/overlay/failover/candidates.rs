@@ -51,6 +51,60 @@ pub(crate) fn path_state(
     }
 }
 
+/// The data a path carried since the last ack of a flow riding it: when
+/// the first and the second packet after that ack left. The ack-gap reflex
+/// times the gap from the *second*: a packet lost on a sparse flow (a few
+/// packets a second) is followed by the next one only a whole gap later,
+/// so timing from the first took a working path down for one loss (a
+/// waypoint's floor flow on a full link moved its traffic to a detour after
+/// the partition's rejoin). Two packets in a row unanswered for the gap is
+/// the signal; on a busy path the second leaves microseconds after the
+/// first, so nothing changes there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct AckWait {
+    first: Option<Nanos>,
+    second: Option<Nanos>,
+}
+
+impl AckWait {
+    /// A data packet left on the path at `now`.
+    #[inline]
+    pub(crate) fn on_send(&mut self, now: Nanos) {
+        if self.first.is_none() {
+            self.first = Some(now);
+        } else if self.second.is_none() {
+            self.second = Some(now);
+        }
+    }
+
+    /// An ack came (or the path's state was reset): nothing waits.
+    #[inline]
+    pub(crate) fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    /// The first packet sent since the last ack.
+    #[inline]
+    pub(crate) fn first(&self) -> Option<Nanos> {
+        self.first
+    }
+
+    /// The second packet sent since the last ack: what the ack gap counts from.
+    #[inline]
+    pub(crate) fn second(&self) -> Option<Nanos> {
+        self.second
+    }
+
+    /// The worker stalled for `stall` (it could not have heard acks): both
+    /// times move on by it, at most to `now`.
+    #[inline]
+    pub(crate) fn shift(&mut self, stall: Nanos, now: Nanos) {
+        for t in [&mut self.first, &mut self.second].into_iter().flatten() {
+            *t = t.saturating_add(stall).min(now);
+        }
+    }
+}
+
 /// How a candidate path reaches its peer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PathKind {
@@ -103,8 +157,8 @@ pub(crate) struct PeerPath {
     pub(crate) health: PathHealth,
     /// The nonces of its own probes in flight.
     pub(crate) echoes: super::probes::EchoWindow,
-    /// First data packet sent on it since the last ack of a flow riding it.
-    pub(crate) unacked_since: Option<Nanos>,
+    /// Data sent on it since the last ack of a flow riding it.
+    pub(crate) unacked: AckWait,
     /// Several workers: the `health.up` worker 0 last told the others
     /// ([`crate::overlay::Gateway::share_path_states`]).
     pub(crate) shared_up: bool,
@@ -255,7 +309,7 @@ impl PeerPaths {
         self.switches += 1;
         self.last_switch = now;
         if let Some(p) = next.and_then(|i| self.paths.get_mut(i)) {
-            p.unacked_since = None;
+            p.unacked.clear();
         }
     }
 }
@@ -315,7 +369,7 @@ impl Gateway {
                         PathKind::Via(w) => u16::try_from(w).unwrap_or(u16::MAX),
                     },
                     remote: p.remote,
-                    state: path_state(&p.health, p.unacked_since, &policy, local, now),
+                    state: path_state(&p.health, p.unacked.first(), &policy, local, now),
                     active: pp.active == Some(i),
                     srtt_ns: p.health.srtt_ns,
                     last_probe_ns: p.health.last_probe,
@@ -422,7 +476,7 @@ impl Gateway {
         if let Some(pp) = f.next_peer.and_then(|np| self.peers.get_mut(np))
             && let Some((i, _)) = pp.path_for(assigned)
         {
-            pp.paths[i].unacked_since = None;
+            pp.paths[i].unacked.clear();
         }
     }
 
@@ -595,5 +649,23 @@ mod state_tests {
         // A held path that answered again is up: the flag alone says nothing.
         let back = PathHealth { up: true, ..held };
         assert_eq!(path_state(&back, None, &policy, true, 1000), state::UP);
+    }
+
+    #[test]
+    fn the_ack_wait_times_from_the_second_packet_since_the_last_ack() {
+        let mut w = AckWait::default();
+        assert_eq!((w.first(), w.second()), (None, None));
+        w.on_send(100);
+        assert_eq!((w.first(), w.second()), (Some(100), None));
+        w.on_send(350);
+        w.on_send(600);
+        assert_eq!((w.first(), w.second()), (Some(100), Some(350)));
+        // A stall moves both on, never past now.
+        w.shift(50, 380);
+        assert_eq!((w.first(), w.second()), (Some(150), Some(380)));
+        w.clear();
+        assert_eq!(w, AckWait::default());
+        w.on_send(700);
+        assert_eq!((w.first(), w.second()), (Some(700), None));
     }
 }

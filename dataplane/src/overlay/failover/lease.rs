@@ -95,7 +95,7 @@ impl Gateway {
     /// probes even if ours were lost).
     fn vouch(&mut self, peer: usize, i: usize, now: Nanos) {
         if let Some(p) = self.peers.get_mut(peer).and_then(|pp| pp.paths.get_mut(i)) {
-            p.unacked_since = None;
+            p.unacked.clear();
             p.health.held = false;
             if !p.health.up {
                 p.health.up = true;
@@ -128,7 +128,7 @@ impl Gateway {
                     p.health.up = false;
                     p.health.downs += 1;
                 }
-                p.unacked_since = None;
+                p.unacked.clear();
             }
             self.stats.assigned += 1;
             return;

@@ -61,8 +61,8 @@ mod probes;
 mod reflex;
 mod vocab;
 
+pub(crate) use candidates::{AckWait, PeerPath, PeerPaths};
 pub use candidates::{PathHealth, PathKind, PathView};
-pub(crate) use candidates::{PeerPath, PeerPaths};
 pub use lease::CONTROL_LEASE_NS;
 pub(crate) use lease::ControlPaths;
 pub use policy::HealthPolicy;

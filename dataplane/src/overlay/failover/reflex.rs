@@ -65,9 +65,7 @@ impl Gateway {
         if last != 0 && stall > STALL_NS {
             for pp in &mut self.peers {
                 for p in &mut pp.paths {
-                    if let Some(u) = p.unacked_since.as_mut() {
-                        *u = u.saturating_add(stall).min(now);
-                    }
+                    p.unacked.shift(stall, now);
                     p.health.last_echo = p.health.last_echo.saturating_add(stall).min(now);
                 }
             }
@@ -95,12 +93,12 @@ impl Gateway {
                 };
                 if ack_gap > 0
                     && p.health.up
-                    && let Some(since) = p.unacked_since
+                    && let Some(since) = p.unacked.second()
                     && now.saturating_sub(since) > ack_gap.max(rtt.saturating_mul(2))
                 {
                     p.health.up = false;
                     p.health.downs += 1;
-                    p.unacked_since = None;
+                    p.unacked.clear();
                     self.stats.ack_gap_failovers += 1;
                     self.push_event(path_ref(peer, i), PathEventKind::AckGap, now);
                 }
