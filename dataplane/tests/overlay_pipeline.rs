@@ -1311,11 +1311,7 @@ fn plan_rules_start_rescale_restart_and_floor() {
 fn the_ack_gap_allows_for_the_round_trip_time() {
     // The dataplane's own path timers (probes every 100 ms; silence takes a
     // path down only after 10 s here, so what reacts is the ack gap).
-    let mut net = triangle_with(|_, s| {
-        s.health.ack_gap_ns = 60_000_000;
-        s.health.probe_interval_ns = 100_000_000;
-        s.health.down_after_ns = 10_000_000_000;
-    });
+    let mut net = triangle_with_health(100_000_000, 10_000_000_000, 60_000_000);
     for (a, b) in [(0, 2), (2, 0)] {
         net.links.get_mut(&(a, b)).unwrap().delay = 40_000_000;
     }
@@ -1362,11 +1358,7 @@ fn the_ack_gap_allows_for_the_round_trip_time() {
 /// the acks stop for good the path still goes down, one packet later.
 #[test]
 fn one_lost_packet_of_a_sparse_flow_is_not_an_ack_gap() {
-    let mut net = triangle_with(|_, s| {
-        s.health.ack_gap_ns = 60_000_000;
-        s.health.probe_interval_ns = 100_000_000;
-        s.health.down_after_ns = 10_000_000_000;
-    });
+    let mut net = triangle_with_health(100_000_000, 10_000_000_000, 60_000_000);
     let direct = mongate_dataplane::overlay::failover::path_ref(1, 0);
     let send = |net: &mut Net, k: u8, lost: bool| {
         if lost {
@@ -1421,11 +1413,7 @@ fn one_lost_packet_of_a_sparse_flow_is_not_an_ack_gap() {
 /// path; a path that stops answering still goes down, a round trip later.
 #[test]
 fn the_silence_rule_allows_for_the_round_trip_time() {
-    let mut net = triangle_with(|_, s| {
-        s.health.probe_interval_ns = 50_000_000;
-        s.health.down_after_ns = 150_000_000;
-        s.health.ack_gap_ns = 0;
-    });
+    let mut net = triangle_with_health(50_000_000, 150_000_000, 0);
     for (a, b) in [(0, 2), (2, 0)] {
         net.links.get_mut(&(a, b)).unwrap().delay = 100_000_000;
     }
@@ -1698,6 +1686,16 @@ fn measure_pipeline(net: &mut Net, frame: &[u8], n_batches: u64) -> PipelineCost
 // ---- the control process driving the paths ----
 
 /// The triangle with detours on and `f` applied to each site's settings.
+/// The triangle with the dataplane's own path timers at every site: probes
+/// every `probe_ns`, down after `down_ns` without an echo, ack gap `gap_ns`.
+fn triangle_with_health(probe_ns: u64, down_ns: u64, gap_ns: u64) -> Net {
+    triangle_with(|_, s| {
+        s.health.probe_interval_ns = probe_ns;
+        s.health.down_after_ns = down_ns;
+        s.health.ack_gap_ns = gap_ns;
+    })
+}
+
 fn triangle_with(f: impl Fn(usize, &mut Settings)) -> Net {
     let sites = (0..3)
         .map(|i| {
