@@ -504,15 +504,20 @@ fn demo_flash_crowd_admission_holds_then_the_next_plan_admits_what_fits() {
     assert!(v["series"].as_array().unwrap().len() >= 25, "{v}");
 }
 
-/// `--scenario partition` (issue 12): site A is cut off from B and C at 15 s and rejoins at
-/// 30 s. Asserted: A's traffic stops, the others re-plan among themselves (B's traffic to C
-/// gets the B-C capacity A's detour had) and deliver their new plan. Printed, not asserted
-/// yet: the return after the rejoin (docs/montra.md, "Scenario partition": not met today).
+/// `--scenario partition` (issue 12): site A is cut off from B and C at 20 s and rejoins at
+/// 40 s. Asserted: A's traffic stops, the others re-plan among themselves (B's traffic to C
+/// gets the B-C capacity A's detour had) and deliver their new plan, within 7.5 % over the
+/// phase (B->C alone on B-C follows MONtra's saw-tooth: 0.4-5.3 % under in session 17's
+/// runs); after the rejoin A's traffic comes back (from some second before the end every
+/// flow's 5-s average within 5 % of its target: 7-14 s after the rejoin in session 17's
+/// runs, with A->C within 5 % of its plan after it) with at most one re-plan moving a
+/// target by more than 2 % (no oscillation; one allows for the estimator). docs/montra.md,
+/// "Scenario partition".
 #[test]
-fn demo_partition_the_others_replan_among_themselves() {
+fn demo_partition_the_others_replan_and_the_site_comes_back() {
     let Some((v, _, _plots)) = demo(
-        "demo_partition_the_others_replan_among_themselves",
-        &["--scenario", "partition", "--seconds", "45"],
+        "demo_partition_the_others_replan_and_the_site_comes_back",
+        &["--scenario", "partition", "--seconds", "60"],
     ) else {
         return;
     };
@@ -529,18 +534,36 @@ fn demo_partition_the_others_replan_among_themselves() {
         f("others_replanned_gain_mbps") > 0.5,
         "the others were not re-planned: {v}"
     );
-    // B->C over the partition (after its re-plan settled): within 5 % of the new plan.
-    let b = v["during"]["classes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c[0] == "B->C")
-        .cloned()
-        .unwrap();
-    let (planned, delivered) = (b[1].as_f64().unwrap(), b[2].as_f64().unwrap());
+    // A phase's class: (planned, delivered) Mbit/s.
+    let class = |phase: &str, name: &str| {
+        let c = v[phase]["classes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c[0] == name)
+            .cloned()
+            .unwrap();
+        (c[1].as_f64().unwrap(), c[2].as_f64().unwrap())
+    };
+    // B->C over the partition (after its re-plan settled): within 7.5 % of the new plan.
+    let (planned, delivered) = class("during", "B->C");
+    assert!(
+        planned > 0.0 && ((delivered - planned) / planned).abs() <= 0.075,
+        "B->C during the partition: {delivered} of {planned}: {v}"
+    );
+    // The rejoin.
+    assert!(
+        f("back_after_s") <= 20.0,
+        "A's traffic did not come back: {v}"
+    );
+    let (planned, delivered) = class("after", "A->C");
     assert!(
         planned > 0.0 && ((delivered - planned) / planned).abs() <= 0.05,
-        "B->C during the partition: {delivered} of {planned}: {v}"
+        "A->C after the rejoin: {delivered} of {planned}: {v}"
+    );
+    assert!(
+        v["target_changes_after_back"].as_u64().unwrap() <= 1,
+        "re-plans after the rejoin: {v}"
     );
 }
 

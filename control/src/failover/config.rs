@@ -109,6 +109,10 @@ pub struct PathConfig {
     pub repair_clean_probes: u32,
     /// ... allowing this many losses before the outage (a path with more is lossy, not cut) ...
     pub repair_old_losses: u32,
+    /// ... or this many when every direct path of the destination had failed and its traffic
+    /// rides a detour (the outage forced it there; before it, a direct link that the plan's
+    /// flows filled to the loss budget lost a probe now and then) ...
+    pub repair_old_losses_forced: u32,
     /// ... if the outage lasted at least this many lost probes in a row (shorter runs happen
     /// by chance on a lossy path) ...
     pub repair_min_outage_probes: u32,
@@ -191,6 +195,9 @@ impl Default for PathConfig {
             repair_failback_after: 3 * SEC,
             repair_clean_probes: 6,
             repair_old_losses: 1,
+            // 4 of the 32 remembered (12.5 %): a full link's occasional drop passes, a lossy
+            // path (20 % and more: `degrade_loss`) does not.
+            repair_old_losses_forced: 4,
             // Suspect (3 lost at 200 ms) then down probes 1 and 2 s apart: a cut of ~3 s.
             repair_min_outage_probes: 5,
             repair_damping: 300 * SEC,

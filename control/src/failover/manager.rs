@@ -188,6 +188,13 @@ struct Dest {
     /// dataplane carries them elsewhere until it is told a path again, so the decision that
     /// follows is announced even if it keeps the active path.
     vacated: bool,
+    /// The active path is a detour that every direct path of the destination failed under
+    /// (down, or without carrier; a path merely suspect, as after an ack gap, has not): no
+    /// choice of policy, so a direct path's recovery is judged a clean repair (the fast
+    /// return rule) with `repair_old_losses_forced` losses before the outage allowed, not
+    /// `repair_old_losses` (a full link's probe losses made the repair of a partition's
+    /// direct path look lossy, and the detour kept the traffic for ~27 s).
+    forced: bool,
     dirty: bool,
 }
 
@@ -312,6 +319,7 @@ impl PathManager {
                     race_wanted: true,
                     last_move: None,
                     vacated: false,
+                    forced: false,
                     dirty: false,
                 });
                 let d = self.dests.len() - 1;
@@ -588,8 +596,13 @@ impl PathManager {
                 e.bad_since = now;
             }
             e.bad_feedback = e.bad_feedback.saturating_add(1);
+            // A down path's recovery is the probes' to judge: its data reports count the
+            // packets sent while it was down (at a partition's rejoin A's floor flows' report
+            // of the outage broke A-B's recovery run, and A's traffic to B took C as its
+            // waypoint).
             if e.bad_feedback >= self.cfg.bad_feedback_reports
                 && now.saturating_sub(e.bad_since) >= self.cfg.bad_feedback_hold
+                && e.health.state() != PathState::Down
             {
                 self.failure(pi, true, now);
             }
@@ -918,6 +931,10 @@ impl PathManager {
     /// The history and the loss EWMA of probes only count probes (data has its own loss samples).
     fn success(&mut self, pi: usize, probe: bool, rtt: Option<Nanos>, now: Nanos) {
         let alpha = self.cfg.loss_alpha;
+        let forced = {
+            let e = &self.paths[pi];
+            e.key.waypoint.is_none() && self.dests[e.dest].forced
+        };
         let e = &mut self.paths[pi];
         if let Some(r) = rtt {
             e.rtt.sample(r);
@@ -928,6 +945,10 @@ impl PathManager {
         }
         let was_down = e.health.state() == PathState::Down;
         e.health.on_success(now, &self.cfg);
+        if was_down && e.health.consecutive_successes() == 1 {
+            self.down_path_answers(pi, now);
+        }
+        let e = &mut self.paths[pi];
         if was_down && e.health.state() != PathState::Down {
             // Recovered (M successes spanning R): the probes lost while it was down were the
             // outage, which the Down state stood for, not the path's loss now. Without this
@@ -935,16 +956,21 @@ impl PathManager {
             // PFO saw the link repaired 11-13 s after a partition healed.
             e.loss = LossEwma::default();
             e.degraded = false;
-            // A clean cut, not a lossy path, and not one that flaps: the fast return rule.
+            // A clean cut, not a lossy path, and not one that flaps: the fast return rule. A
+            // direct path of a destination on a forced detour (every direct path had failed)
+            // may have lost more before the outage: a link its flows filled to the loss
+            // budget loses a probe now and then.
             let damped = e
                 .last_clean_repair
                 .is_some_and(|t| now.saturating_sub(t) < self.cfg.repair_damping);
+            let old_losses = if forced {
+                self.cfg.repair_old_losses_forced
+            } else {
+                self.cfg.repair_old_losses
+            };
             e.clean_repair = !damped
                 && e.history
-                    .clean_cut_and_repair(
-                        self.cfg.repair_old_losses,
-                        self.cfg.repair_min_outage_probes,
-                    )
+                    .clean_cut_and_repair(old_losses, self.cfg.repair_min_outage_probes)
                     .unwrap_or(false);
             if e.clean_repair {
                 // The outage's lost probes are forgotten as its loss was: the path ranks by
@@ -962,6 +988,29 @@ impl PathManager {
         e.next_probe_at = e.next_probe_at.min(now.saturating_add(iv));
         self.race_answer(d, pi, now);
         self.mark(d);
+    }
+
+    /// Down path `pi` answered again: an outage may be over for the other down paths too (a
+    /// partition heals: a site's links come back together). Each is probed within
+    /// `race_stagger`, not at its backed-off interval (up to `probe_interval_down_max` away):
+    /// at the partition's rejoin A-C answered 1.4 s before A-B's next probe, and A's traffic
+    /// to B took C as its waypoint for 5 s. The explore budget still bounds the probes.
+    fn down_path_answers(&mut self, pi: usize, now: Nanos) {
+        let spread = self.cfg.race_stagger;
+        for j in 0..self.paths.len() {
+            let e = &self.paths[j];
+            if j == pi
+                || e.health.state() != PathState::Down
+                || e.health.consecutive_successes() > 0
+                || e.next_probe_at <= now.saturating_add(spread)
+            {
+                continue;
+            }
+            let at = now.saturating_add(self.rng.below(spread.saturating_add(1)));
+            let e = &mut self.paths[j];
+            e.next_probe_at = at;
+            e.down_backoff = 0;
+        }
     }
 
     fn failure(&mut self, pi: usize, data: bool, now: Nanos) {
@@ -1032,6 +1081,13 @@ impl PathManager {
             }
             return;
         }
+        // The same when the active path is down and a direct path is recovering (`decide`).
+        if active.is_some_and(|a| !self.usable(a)) && detour(path) && self.direct_recovering(d) {
+            if let Some(r) = &mut self.dests[d].race {
+                r.fallback.get_or_insert(path);
+            }
+            return;
+        }
         let vacated = self.dests[d].vacated && active == Some(path);
         if (vacated || self.lossy(path))
             && race.candidates.iter().any(|&c| {
@@ -1090,18 +1146,56 @@ impl PathManager {
             MoveKind::Failover => self.stats.failover_moves += 1,
             MoveKind::Return => self.stats.return_moves += 1,
         }
+        self.dests[d].forced = kind != MoveKind::Return && self.detour(to) && self.direct_failed(d);
         self.dests[d].active = Some(to);
         self.dests[d].last_move = Some(now);
         let dst_site = self.dests[d].site;
         self.push_action(Action::MoveFlows { dst_site, from, to });
     }
 
+    /// Whether `p` goes through a waypoint.
+    fn detour(&self, p: PathId) -> bool {
+        self.entry(p).is_some_and(|e| e.key.waypoint.is_some())
+    }
+
+    /// Whether every direct path of `d` has failed (down, or its uplink without carrier).
+    fn direct_failed(&self, d: usize) -> bool {
+        self.dests[d]
+            .paths
+            .iter()
+            .all(|&p| self.detour(p) || !self.usable(p))
+    }
+
+    /// Whether a direct path of `d` that is not up answers again (its recovery run has begun:
+    /// it is up within about `recover_min_time`).
+    fn direct_recovering(&self, d: usize) -> bool {
+        self.dests[d].paths.iter().any(|&p| {
+            self.entry(p).is_some_and(|e| {
+                e.key.waypoint.is_none()
+                    && e.health.state() != PathState::Up
+                    && e.health.consecutive_successes() > 0
+                    && self.uplinks[e.uplink].carrier_up
+            })
+        })
+    }
+
     fn decide(&mut self, d: usize, now: Nanos) {
+        // A detour becomes forced once every direct path has failed under it.
+        if self.dests[d].active.is_some_and(|a| self.detour(a)) && self.direct_failed(d) {
+            self.dests[d].forced = true;
+        }
         match self.dests[d].active {
             Some(a) if !self.usable(a) => {
                 if let Some(b) = self.best_up(d) {
-                    self.dests[d].race = None;
-                    self.move_to(d, b, now, MoveKind::Failover);
+                    // The traffic has been nowhere since its path went down: when a direct
+                    // path answers again, a second more is worth not taking a detour (at a
+                    // partition's rejoin A's traffic to B took C as its waypoint 0.2 s before
+                    // A-B recovered, and for 6 s crossed A-C and B-C with the flows planned
+                    // there). Any failure of the recovering path ends the wait.
+                    if !(self.detour(b) && self.direct_recovering(d)) {
+                        self.dests[d].race = None;
+                        self.move_to(d, b, now, MoveKind::Failover);
+                    }
                 } else {
                     self.dests[d].race_wanted = true;
                 }
@@ -1207,7 +1301,13 @@ impl PathManager {
         });
         let exhausted = race.next >= race.candidates.len() && !pending;
         if exhausted || now >= race.deadline {
-            match race.fallback.filter(|&f| self.usable_or_only(d, f)) {
+            // A detour's answer does not end the wait for a recovering direct path (`decide`).
+            let active_down = self.dests[d].active.is_some_and(|a| !self.usable(a));
+            let wait = |f: PathId| active_down && self.detour(f) && self.direct_recovering(d);
+            match race
+                .fallback
+                .filter(|&f| self.usable_or_only(d, f) && !wait(f))
+            {
                 Some(f) => self.win_race(d, f, now),
                 None => self.fail_race(d, now),
             }
@@ -1306,7 +1406,8 @@ impl PathManager {
 
     /// Checks the state invariants; `Err` describes the first violation. Used by tests.
     ///
-    /// - every destination with an up path has an active path that is not down;
+    /// - every destination with an up path has an active path that is not down (unless a
+    ///   direct path is recovering and only detours are up: `decide` waits for it);
     /// - an active path belongs to its destination; race candidates too, at most `race_width`;
     /// - an up path has carrier; outstanding probes and queued actions are within bounds;
     /// - estimators are in range.
@@ -1316,7 +1417,8 @@ impl PathManager {
                 .paths
                 .iter()
                 .any(|&p| self.path_state(p) == Some(PathState::Up));
-            if any_up {
+            let d = self.dest_index.get(&dest.site).copied().unwrap_or(0);
+            if any_up && !self.direct_recovering(d) {
                 match dest.active {
                     None => return Err(format!("{:?} has an up path but no active", dest.site)),
                     Some(a) if !self.usable(a) => {

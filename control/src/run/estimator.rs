@@ -154,6 +154,27 @@ impl Estimator {
         }
     }
 
+    /// The links flow `f` crosses now (a detour's, or its planned route's again): its rate and
+    /// losses count on these from the next window. Out-of-range flows and links are ignored.
+    pub fn set_flow_links(&mut self, f: usize, links: &[usize]) {
+        let n = self.configured.len();
+        let Some(ls) = self.flow_links.get_mut(f) else {
+            return;
+        };
+        ls.clear();
+        for &l in links {
+            if l < n && !ls.contains(&l) {
+                ls.push(l);
+            }
+        }
+        for v in &mut self.link_flows {
+            v.retain(|&x| x != f);
+        }
+        for &l in &self.flow_links[f] {
+            self.link_flows[l].push(f);
+        }
+    }
+
     /// Forgets the saturated windows counted so far (a window the planner skips breaks a
     /// streak: the windows around it are not consecutive evidence).
     pub fn reset_streaks(&mut self) {
@@ -297,6 +318,40 @@ mod tests {
             e.update(&[None, w(300, 700, 5.0)], &[0.0, 0.0]);
         }
         assert!(e.estimate(1) < 3.0, "{}", e.estimate(1));
+    }
+
+    /// The triangle after a partition's rejoin: A's direct flow (planned on A-C) rides the
+    /// detour via B (A-B, B-C) with the via-B flow, and both lose at B-C, the detour's full
+    /// link. Counted on its planned link, the direct flow's loss lowered A-C (to what it
+    /// delivered) and left B-C's load short of what crossed it; on the links it crosses,
+    /// A-C has no sample and B-C carries its capacity at a loss (as planned: kept).
+    #[test]
+    fn a_detoured_flow_counts_on_the_links_it_crosses() {
+        // Links A-C 10, A-B 10, B-C 5; flow 0 direct on A-C, flow 1 on A-B and B-C.
+        let new = || {
+            Estimator::new(
+                EstimatorConfig::default(),
+                vec![10.0, 10.0, 5.0],
+                &[vec![0], vec![1, 2]],
+            )
+        };
+        let windows = [w(920, 80, 3.2), w(920, 80, 2.1)];
+        let mut planned = new();
+        let mut moved = new();
+        moved.set_flow_links(0, &[1, 2, 2, 7]);
+        for _ in 0..20 {
+            planned.update(&windows, &[0.0; 3]);
+            moved.update(&windows, &[0.0; 3]);
+        }
+        assert!(planned.estimate(0) < 5.0, "{}", planned.estimate(0));
+        assert_eq!(moved.estimate(0), 10.0);
+        assert!(moved.estimate(2) > 0.97 * 5.0, "{}", moved.estimate(2));
+        // Back on its route: A-C is observed again.
+        moved.set_flow_links(0, &[0]);
+        for _ in 0..20 {
+            moved.update(&windows, &[0.0; 3]);
+        }
+        assert!(moved.estimate(0) < 5.0, "{}", moved.estimate(0));
     }
 
     #[test]

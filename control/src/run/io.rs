@@ -329,6 +329,57 @@ impl Loop<'_> {
         format!("{}{via} on {uplink} -> {remote}", name(peer))
     }
 
+    /// The links this site's flows leaving toward `peer` cross on path `r`, for the capacity
+    /// estimator: their planned links on a direct path; through a waypoint, the link to the
+    /// next site replaced by the links to the waypoint and on from it (unknown to the
+    /// instance: their windows are left out).
+    fn route_flows(&mut self, peer: usize, r: u32) {
+        let cfg = &self.o.config;
+        let me = cfg.site.name.as_str();
+        let Some(next) = cfg.peers.get(peer).map(|p| p.name.as_str()) else {
+            return;
+        };
+        let link = |a: &str, b: &str| {
+            self.planner
+                .link_index(&format!("{a}-{b}"))
+                .or_else(|| self.planner.link_index(&format!("{b}-{a}")))
+        };
+        let via = self
+            .path_table
+            .get(&r)
+            .filter(|p| p.via != u16::MAX)
+            .and_then(|p| cfg.peers.get(usize::from(p.via)))
+            .map(|p| p.name.as_str());
+        let mut routes = Vec::new();
+        for (fi, f) in cfg.flows.iter().enumerate() {
+            if f.route.first().map(String::as_str) != Some(me)
+                || f.route.get(1).map(String::as_str) != Some(next)
+            {
+                continue;
+            }
+            let Some(planned) = self.planner.planned_links(fi) else {
+                continue;
+            };
+            let links = match via {
+                None => Some(planned.to_vec()),
+                Some(w) => {
+                    link(me, next)
+                        .zip(link(me, w))
+                        .zip(link(w, next))
+                        .map(|((first, a), b)| {
+                            let mut v = vec![a, b];
+                            v.extend(planned.iter().copied().filter(|&l| l != first));
+                            v
+                        })
+                }
+            };
+            routes.push((fi, links));
+        }
+        for (fi, links) in routes {
+            self.planner.set_flow_links(fi, links.as_deref());
+        }
+    }
+
     /// The path manager's side of the loop: timers, probe commands, assignments, link states.
     fn drive_paths(&mut self, now_ns: u64) {
         let Some(d) = &mut self.paths else { return };
@@ -368,6 +419,7 @@ impl Loop<'_> {
                 if let Some(r) = wanted {
                     self.summary.path_moves += 1;
                     self.planner.settle(now_ns);
+                    self.route_flows(peer, r);
                     let what = self.describe_path(r);
                     let why = self
                         .paths

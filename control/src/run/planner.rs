@@ -237,6 +237,9 @@ pub struct Planner {
     solving: bool,
     pending: Vec<Trigger>,
     stats: PlannerStats,
+    /// Per instance flow: it rides a detour over links the instance does not have, so its
+    /// windows are left out ([`Planner::set_flow_links`]).
+    unobserved: Vec<bool>,
 }
 
 impl Planner {
@@ -244,6 +247,7 @@ impl Planner {
     /// and flow ids, same class per flow).
     pub fn new(inst: Instance, cfg: &Config, pc: PlannerConfig) -> Result<Self, MatchError> {
         let map = SiteMap::new(&inst, cfg)?;
+        let nflows = inst.flows.len();
         let flow_links: Vec<Vec<usize>> = inst.flows.iter().map(|f| f.links.clone()).collect();
         let caps: Vec<f64> = inst.links.iter().map(|l| l.capacity).collect();
         let demand: Vec<u32> = inst.classes.iter().map(|c| c.sessions).collect();
@@ -272,6 +276,7 @@ impl Planner {
             solving: false,
             pending: Vec::new(),
             stats: PlannerStats::default(),
+            unobserved: vec![false; nflows],
         })
     }
 
@@ -369,6 +374,29 @@ impl Planner {
             if !ok {
                 self.stats.bad_records += 1;
             }
+        }
+    }
+
+    /// The links config flow `cfg_flow` was planned on (instance link indices).
+    pub fn planned_links(&self, cfg_flow: usize) -> Option<&[usize]> {
+        let f = *self.map.flow_from_cfg.get(cfg_flow)?;
+        self.base.flows.get(f).map(|x| x.links.as_slice())
+    }
+
+    /// The links config flow `cfg_flow` of this site crosses now, for the capacity estimator:
+    /// a detour's when the path manager moved its next hop's traffic onto a waypoint (its
+    /// windows then count on the links it crosses, not on its planned one), its planned
+    /// links again when it is back; `None`: a detour the instance has no links for (its
+    /// windows are left out).
+    pub fn set_flow_links(&mut self, cfg_flow: usize, links: Option<&[usize]>) {
+        let Some(&f) = self.map.flow_from_cfg.get(cfg_flow) else {
+            return;
+        };
+        if let Some(u) = self.unobserved.get_mut(f) {
+            *u = links.is_none();
+        }
+        if let Some(ls) = links {
+            self.est.set_flow_links(f, ls);
         }
     }
 
@@ -499,7 +527,8 @@ impl Planner {
             let observed: Vec<_> = windows
                 .iter()
                 .zip(&self.map.local_flow)
-                .map(|(w, &local)| if local { *w } else { None })
+                .zip(&self.unobserved)
+                .map(|((w, &local), &skip)| if local && !skip { *w } else { None })
                 .collect();
             let settling = self.settle_until.is_some_and(|t| now_ns < t);
             if settling {

@@ -285,14 +285,19 @@ impl<E: Entropy> SecureDriver<E> {
     /// whose handshake finished would win the destination's first race alone. So a
     /// destination's paths are held back together until every one of them can be sealed, for
     /// at most [`PATH_KEY_GRACE`] after an attach (the dataplane reports its paths every 100
-    /// ms: the next report after the last handshake brings them). Always true with security
-    /// off.
+    /// ms: the next report after the last handshake brings them). A key the dataplane kept
+    /// from before the attach, which opened a packet from the peer recently, counts (a
+    /// restarted control decides at once, as the dataplane seals with it meanwhile). Always
+    /// true with security off.
     pub fn path_sealable(&self, p: &PathTelemetry, now: Nanos) -> bool {
         let Some(ep) = &self.ep else { return true };
         if now.saturating_sub(self.attached_at) >= PATH_KEY_GRACE {
             return true;
         }
-        let sealable = |next: u32| ep.peer(next).is_some_and(|h| h.current().is_some());
+        let sealable = |next: u32| {
+            ep.peer(next)
+                .is_some_and(|h| h.sealable(now, PATH_KEY_GRACE))
+        };
         let dest = p.path >> 16;
         sealable(next_gateway(p))
             && self

@@ -529,6 +529,18 @@ impl Handshaker {
         self.find_role(Role::Current).map(|k| k.local_index)
     }
 
+    /// Whether the dataplane can seal packets to the peer that the peer opens: a current key,
+    /// or, after an attach, a key adopted from the dataplane that opened a packet from the
+    /// peer within `recent` of `now` (the peer holds it, and the dataplane kept sending with
+    /// its key while no control ran). A restarted control thus need not wait for its new
+    /// handshakes, whose retry after a lost message is [`REKEY_TIMEOUT`] away.
+    pub fn sealable(&self, now: Nanos, recent: Nanos) -> bool {
+        self.current().is_some()
+            || self.keys.iter().flatten().any(|k| {
+                k.role == Role::Adopted && k.last_rx != 0 && now.saturating_sub(k.last_rx) < recent
+            })
+    }
+
     /// Whether an initiation of ours is in flight.
     pub fn in_flight(&self) -> bool {
         self.pending.is_some()

@@ -63,9 +63,14 @@ struct Driver {
     rtt: Vec<Nanos>,
     /// Packets lost of every 50 in the active path's data feedback.
     data_loss: u64,
+    /// Per path, 0 or n: every probe whose sequence number is a multiple of n is lost (a full
+    /// link's occasional drop).
+    drop_every: Vec<u32>,
     pending: Vec<(Nanos, PathId, u32)>,
     next_feedback: Nanos,
     log: Vec<(Nanos, Action)>,
+    /// Called with the manager as it is when it emits an action.
+    check: Option<fn(&PathManager, &Action)>,
 }
 
 impl Driver {
@@ -75,16 +80,22 @@ impl Driver {
             working: vec![true; n],
             rtt: vec![10 * MS; n],
             data_loss: 0,
+            drop_every: vec![0; n],
             pending: Vec::new(),
             next_feedback: 50 * MS,
             log: Vec::new(),
+            check: None,
         }
     }
 
     fn collect(&mut self, m: &mut PathManager) {
         for a in drain(m) {
+            if let Some(f) = self.check {
+                f(m, &a);
+            }
             if let Action::Probe { path, seq } = a
                 && self.working[path.0 as usize]
+                && !matches!(self.drop_every[path.0 as usize], n if n > 0 && seq % n == 0)
             {
                 self.pending
                     .push((self.now + self.rtt[path.0 as usize], path, seq));
@@ -575,6 +586,16 @@ fn carrier_loss_downs_all_paths_of_the_uplink_and_moves_at_once() {
 /// since it came back, so the traffic returns ~`repair_failback_after` after the path is seen
 /// up, not after the 10 s hold and 32 clean probes (which kept a rejoining site's traffic on a
 /// detour to the end of the demo's partition scenario).
+/// Latest return after a repair by the fast rule: seen (the down path's next probe),
+/// recovered (3 answers over >= 1 s), up for the fast hold, the next evaluation.
+fn fast_return_bound(c: &PathConfig) -> Nanos {
+    c.probe_interval_down_max
+        + 2 * c.recover_min_time
+        + c.repair_failback_after
+        + c.reeval_interval
+        + SEC
+}
+
 #[test]
 fn a_clean_repair_wins_the_traffic_back_within_seconds() {
     let mut m = manager(cfg());
@@ -601,12 +622,7 @@ fn a_clean_repair_wins_the_traffic_back_within_seconds() {
     assert_eq!(back.len(), 1, "exactly one move back: {back:?}");
     assert!(matches!(back[0].2, PathId(0 | 1)));
     let c = m.config();
-    // Seen (next down probe), recovered (3 answers over >= 1 s), up for the fast hold.
-    let bound = c.probe_interval_down_max
-        + 2 * c.recover_min_time
-        + c.repair_failback_after
-        + c.reeval_interval
-        + SEC;
+    let bound = fast_return_bound(c);
     assert!(
         back[0].0 >= repair + c.repair_failback_after && back[0].0 - repair <= bound,
         "back {} ms after the repair",
@@ -618,6 +634,175 @@ fn a_clean_repair_wins_the_traffic_back_within_seconds() {
     );
     assert_eq!(m.stats().return_moves, 1);
     assert!(m.stats().clean_repairs >= 1);
+}
+
+/// A partition heals: every path of the destination had failed, and the detour (path 4, via a
+/// waypoint) came back first and took the traffic. The direct paths lost one probe in 8
+/// before the cut (their link was full), more than a clean cut allows
+/// (`repair_old_losses`); the detour is no choice of policy, so their repair is judged with
+/// `repair_old_losses_forced` and a direct path wins the traffic back by the fast rule, not
+/// after the slow rule's 10 s hold and 32 clean probes (~31 s).
+#[test]
+fn a_forced_detour_returns_to_the_recovered_direct_path() {
+    let mut m = manager(cfg());
+    let mut d = Driver::new(5);
+    d.drop_every = vec![8, 8, 8, 8, 0];
+    d.run_until(&mut m, 40 * SEC);
+    assert!(matches!(m.active_path(DST), Some(PathId(0))));
+    for p in 0..5 {
+        d.working[p] = false;
+    }
+    let cut = d.now;
+    m.on_ack_gap(PathId(0), cut);
+    d.run_until(&mut m, cut + 6 * SEC);
+    for p in 0..5 {
+        assert_eq!(m.path_state(PathId(p)), Some(PathState::Down), "path {p}");
+    }
+    // The detour comes back first and takes the traffic; the direct paths 6 s later.
+    d.working[4] = true;
+    d.run_until(&mut m, d.now + 6 * SEC);
+    assert_eq!(m.active_path(DST), Some(PathId(4)));
+    for p in 0..4 {
+        d.working[p] = true;
+    }
+    d.drop_every = vec![0; 5];
+    let repair = d.now;
+    d.run_until(&mut m, repair + 40 * SEC);
+    let moves = d.moves_after(cut);
+    assert!(
+        moves.iter().any(|&(_, _, to)| to == PathId(4)),
+        "the detour took the traffic: {moves:?}"
+    );
+    let back = d.moves_after(repair);
+    let &(at, _, to) = back.first().unwrap();
+    assert!(matches!(to, PathId(0..=3)), "{moves:?}");
+    let bound = fast_return_bound(m.config());
+    assert!(
+        at - repair <= bound,
+        "back {} ms after the repair",
+        (at - repair) / MS
+    );
+    // Once back, it stays on direct paths (the cheaper uplink's may win later).
+    assert!(back.iter().all(|&(_, _, to)| to != PathId(4)), "{back:?}");
+}
+
+/// A partition heals with the detour a moment ahead of the direct paths: a destination whose
+/// active path is down does not move to the detour while a direct path answers again (its
+/// recovery run has begun), whatever the offset between the two.
+#[test]
+fn a_down_destination_waits_for_a_recovering_direct_path_rather_than_a_detour() {
+    fn no_detour_while_direct_recovers(m: &PathManager, a: &Action) {
+        if let Action::MoveFlows { to: PathId(4), .. } = a {
+            for p in 0..4 {
+                let v = m.path_view(PathId(p)).unwrap();
+                let recovering =
+                    v.state != PathState::Up && v.history.1 > 0 && v.history.0 & 1 == 1;
+                assert!(!recovering, "to the detour while path {p} recovers: {v:?}");
+            }
+        }
+    }
+    let mut waited = 0;
+    for offset_ms in [0, 100, 300, 600, 1000, 1500, 2500, 4000] {
+        let mut m = manager(cfg());
+        let mut d = Driver::new(5);
+        d.check = Some(no_detour_while_direct_recovers);
+        d.run_until(&mut m, 20 * SEC);
+        for p in 0..5 {
+            d.working[p] = false;
+        }
+        let cut = d.now;
+        m.on_ack_gap(PathId(0), cut);
+        d.run_until(&mut m, cut + 20 * SEC);
+        d.working[4] = true;
+        d.run_until(&mut m, d.now + offset_ms * MS);
+        for p in 0..4 {
+            d.working[p] = true;
+        }
+        let repair = d.now;
+        d.run_until(&mut m, repair + 30 * SEC);
+        let moves = d.moves_after(cut);
+        waited += usize::from(moves.iter().all(|&(_, _, to)| to != PathId(4)));
+        assert!(
+            matches!(m.active_path(DST), Some(PathId(0..=3))),
+            "offset {offset_ms} ms: {moves:?}"
+        );
+    }
+    // Some offsets put the direct paths' recovery before the detour's end of it.
+    assert!(waited > 0, "the detour won every time");
+}
+
+/// The five paths after 20 s of use, every one of them then silent for `outage` (the active
+/// path's acks stopped at the start of it).
+fn all_down_for(outage: Nanos) -> (PathManager, Driver) {
+    let mut m = manager(cfg());
+    let mut d = Driver::new(5);
+    d.run_until(&mut m, 20 * SEC);
+    d.working = vec![false; 5];
+    m.on_ack_gap(PathId(0), d.now);
+    d.run_until(&mut m, d.now + outage);
+    (m, d)
+}
+
+/// A down path that answers again is judged by its probes: a bad data report in its recovery
+/// run (its flows' packets sent while it was down) does not start the run again. Two
+/// managers see the same rejoin, one also a report of 50 packets lost: both are up at once.
+#[test]
+fn a_bad_data_report_does_not_break_a_recovery_run() {
+    let up_at = |report: bool| {
+        let (mut m, mut d) = all_down_for(20 * SEC);
+        assert_eq!(m.path_state(PathId(0)), Some(PathState::Down));
+        d.working[0] = true;
+        let answered = |m: &PathManager| m.path_view(PathId(0)).unwrap().history.0 & 1 == 1;
+        while !answered(&m) {
+            d.run_until(&mut m, d.now + 10 * MS);
+        }
+        assert_eq!(m.path_state(PathId(0)), Some(PathState::Down));
+        if report {
+            m.on_data_feedback(PathId(0), 0, 50, d.now);
+        }
+        let start = d.now;
+        while m.path_state(PathId(0)) != Some(PathState::Up) && d.now < start + 20 * SEC {
+            d.run_until(&mut m, d.now + 10 * MS);
+        }
+        d.now - start
+    };
+    let (clean, reported) = (up_at(false), up_at(true));
+    assert!(clean < 5 * SEC, "{} ms", clean / MS);
+    assert_eq!(
+        reported,
+        clean,
+        "{} ms against {} ms",
+        reported / MS,
+        clean / MS
+    );
+}
+
+/// A partition heals: every path was down for 30 s (probed 4 s apart by then) and all work
+/// again at once. The first down path to answer has the others probed at once, so every
+/// path answers within a second of the first, not at its own next probe up to 4 s later.
+#[test]
+fn a_down_path_that_answers_has_the_other_down_paths_probed() {
+    let (mut m, mut d) = all_down_for(30 * SEC);
+    d.working = vec![true; 5];
+    let mut first = [None; 5];
+    let end = d.now + 10 * SEC;
+    while first.iter().any(Option::is_none) && d.now < end {
+        d.run_until(&mut m, d.now + MS);
+        for (p, f) in first.iter_mut().enumerate() {
+            let v = m.path_view(PathId(u32::try_from(p).unwrap())).unwrap();
+            if f.is_none() && v.history.0 & 1 == 1 {
+                *f = Some(d.now);
+            }
+        }
+    }
+    let t: Vec<Nanos> = first
+        .iter()
+        .map(|f| f.expect("every path answered"))
+        .collect();
+    let spread = t.iter().max().unwrap() - t.iter().min().unwrap();
+    // A probe sent just before the heal is lost and times out first: one path answers ~0.5 s
+    // after the others here (2.7 s apart without the early probes).
+    assert!(spread < SEC, "first answers {} ms apart", spread / MS);
 }
 
 /// A path cut a second time within `repair_damping` of a clean repair flaps: after its second

@@ -321,3 +321,51 @@ fn a_destinations_paths_are_candidates_once_all_can_be_sealed_or_after_the_grace
         SecureDriver::<SeededEntropy>::off(&Config::from_toml_str(SITE_A, "site-a.toml").unwrap());
     assert!(off.path_sealable(&to_c, 0));
 }
+
+#[test]
+fn keys_kept_by_the_dataplane_make_paths_candidates_after_a_restart() {
+    let Telemetry::Paths { items, .. } = paths(0) else {
+        unreachable!()
+    };
+    let (to_b, to_c, c_via_b) = (items[0], items[2], items[3]);
+    let usage = |local_index, peer, last_rx_ns| KeyUsage {
+        local_index,
+        peer,
+        sent: 10,
+        received: 10,
+        last_rx_ns,
+        confirmed: true,
+    };
+    let now = 20 * SEC;
+    // A restarted control: the dataplane reports keys with B (opened a packet 50 ms ago) and
+    // with C (never opened one: the peer may not hold it).
+    let mut d = driver();
+    d.attached(now);
+    d.on_telemetry(&paths(0), now);
+    d.on_telemetry(&keys(&[usage(1, 0, now - 50 * MS), usage(5, 1, 0)]), now);
+    assert!(d.path_sealable(&to_b, now));
+    assert!(!d.path_sealable(&to_c, now));
+    assert!(!d.path_sealable(&c_via_b, now));
+    // With C's key in use too, every path is a candidate at once.
+    let mut d = driver();
+    d.attached(now);
+    d.on_telemetry(&paths(0), now);
+    d.on_telemetry(
+        &keys(&[usage(1, 0, now - 50 * MS), usage(5, 1, now - MS)]),
+        now,
+    );
+    for p in [to_b, to_c, c_via_b] {
+        assert!(d.path_sealable(&p, now), "{p:?}");
+    }
+    // A key that has opened nothing for a grace's time does not count.
+    let mut d = driver();
+    d.attached(now);
+    d.on_telemetry(&paths(0), now);
+    d.on_telemetry(
+        &keys(&[usage(1, 0, now - PATH_KEY_GRACE), usage(5, 1, now - MS)]),
+        now,
+    );
+    assert!(!d.path_sealable(&to_b, now));
+    // C's paths wait for B's too (C via B).
+    assert!(!d.path_sealable(&to_c, now));
+}

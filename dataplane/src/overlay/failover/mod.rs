@@ -61,8 +61,8 @@ mod probes;
 mod reflex;
 mod vocab;
 
+pub use candidates::{ACK_GAP_PACKETS, PathHealth, PathKind, PathView};
 pub(crate) use candidates::{AckWait, PeerPath, PeerPaths};
-pub use candidates::{PathHealth, PathKind, PathView};
 pub use lease::CONTROL_LEASE_NS;
 pub(crate) use lease::ControlPaths;
 pub use policy::HealthPolicy;

@@ -93,7 +93,7 @@ impl Gateway {
                 };
                 if ack_gap > 0
                     && p.health.up
-                    && let Some(since) = p.unacked.second()
+                    && let Some(since) = p.unacked.gap_from()
                     && now.saturating_sub(since) > ack_gap.max(rtt.saturating_mul(2))
                 {
                     p.health.up = false;
