@@ -1412,12 +1412,11 @@ impl PathManager {
     /// - an up path has carrier; outstanding probes and queued actions are within bounds;
     /// - estimators are in range.
     pub fn check_invariants(&self) -> Result<(), String> {
-        for dest in &self.dests {
+        for (d, dest) in self.dests.iter().enumerate() {
             let any_up = dest
                 .paths
                 .iter()
                 .any(|&p| self.path_state(p) == Some(PathState::Up));
-            let d = self.dest_index.get(&dest.site).copied().unwrap_or(0);
             if any_up && !self.direct_recovering(d) {
                 match dest.active {
                     None => return Err(format!("{:?} has an up path but no active", dest.site)),

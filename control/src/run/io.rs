@@ -329,20 +329,13 @@ impl Loop<'_> {
         format!("{}{via} on {uplink} -> {remote}", name(peer))
     }
 
-    /// The links this site's flows leaving toward `peer` cross on path `r`, for the capacity
-    /// estimator: their planned links on a direct path; through a waypoint, the link to the
-    /// next site replaced by the links to the waypoint and on from it (unknown to the
-    /// instance: their windows are left out).
+    /// Tells the capacity estimator the links this site's flows leaving toward `peer` cross
+    /// on path `r` (`Planner::links_via`).
     fn route_flows(&mut self, peer: usize, r: u32) {
         let cfg = &self.o.config;
         let me = cfg.site.name.as_str();
         let Some(next) = cfg.peers.get(peer).map(|p| p.name.as_str()) else {
             return;
-        };
-        let link = |a: &str, b: &str| {
-            self.planner
-                .link_index(&format!("{a}-{b}"))
-                .or_else(|| self.planner.link_index(&format!("{b}-{a}")))
         };
         let via = self
             .path_table
@@ -350,31 +343,16 @@ impl Loop<'_> {
             .filter(|p| p.via != u16::MAX)
             .and_then(|p| cfg.peers.get(usize::from(p.via)))
             .map(|p| p.name.as_str());
-        let mut routes = Vec::new();
-        for (fi, f) in cfg.flows.iter().enumerate() {
-            if f.route.first().map(String::as_str) != Some(me)
-                || f.route.get(1).map(String::as_str) != Some(next)
-            {
-                continue;
-            }
-            let Some(planned) = self.planner.planned_links(fi) else {
-                continue;
-            };
-            let links = match via {
-                None => Some(planned.to_vec()),
-                Some(w) => {
-                    link(me, next)
-                        .zip(link(me, w))
-                        .zip(link(w, next))
-                        .map(|((first, a), b)| {
-                            let mut v = vec![a, b];
-                            v.extend(planned.iter().copied().filter(|&l| l != first));
-                            v
-                        })
-                }
-            };
-            routes.push((fi, links));
-        }
+        let routes: Vec<(usize, Option<Vec<usize>>)> = cfg
+            .flows
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| {
+                f.route.first().map(String::as_str) == Some(me)
+                    && f.route.get(1).map(String::as_str) == Some(next)
+            })
+            .map(|(fi, _)| (fi, self.planner.links_via(fi, me, next, via)))
+            .collect();
         for (fi, links) in routes {
             self.planner.set_flow_links(fi, links.as_deref());
         }
@@ -690,6 +668,13 @@ impl Loop<'_> {
             Ok((config, Some(instance), what)) => {
                 match self.planner.replace_instance(instance.clone(), &config) {
                     Ok(()) => {
+                        // The new planner starts from the planned routes: the flows on a
+                        // detour now are told again.
+                        for peer in 0..self.o.config.peers.len() {
+                            if let Some(r) = self.paths.as_ref().and_then(|d| d.wanted_path(peer)) {
+                                self.route_flows(peer, r);
+                            }
+                        }
                         (r.on_instance)(&instance);
                         self.config = config;
                         (true, what)

@@ -377,10 +377,37 @@ impl Planner {
         }
     }
 
-    /// The links config flow `cfg_flow` was planned on (instance link indices).
-    pub fn planned_links(&self, cfg_flow: usize) -> Option<&[usize]> {
+    /// The instance link between sites `a` and `b`: `a-b`, else `b-a`.
+    pub fn link_between(&self, a: &str, b: &str) -> Option<usize> {
+        self.link_index(&format!("{a}-{b}"))
+            .or_else(|| self.link_index(&format!("{b}-{a}")))
+    }
+
+    /// The links config flow `cfg_flow` crosses when this site's (`me`) traffic to the flow's
+    /// next site `next` goes through waypoint `via` (`None`: directly): its planned links,
+    /// with the link to `next` replaced by the links to the waypoint and on from it (each link
+    /// once). `None`:
+    /// an unknown flow, or a detour over a link the instance does not have.
+    pub fn links_via(
+        &self,
+        cfg_flow: usize,
+        me: &str,
+        next: &str,
+        via: Option<&str>,
+    ) -> Option<Vec<usize>> {
         let f = *self.map.flow_from_cfg.get(cfg_flow)?;
-        self.base.flows.get(f).map(|x| x.links.as_slice())
+        let planned = &self.base.flows.get(f)?.links;
+        let Some(w) = via else {
+            return Some(planned.clone());
+        };
+        let first = self.link_between(me, next)?;
+        let mut v = vec![self.link_between(me, w)?, self.link_between(w, next)?];
+        for &l in planned {
+            if l != first && !v.contains(&l) {
+                v.push(l);
+            }
+        }
+        Some(v)
     }
 
     /// The links config flow `cfg_flow` of this site crosses now, for the capacity estimator:

@@ -698,3 +698,19 @@ fn json_log_records_carry_the_wall_clock_beside_the_monotonic_one() {
     assert_eq!(v["unix_ms"], 1_765_000_000_123_u64);
     assert_eq!(v["message"], "hello");
 }
+
+/// The links a flow crosses on a detour: A's direct flow to C through B crosses A-B and B-C;
+/// the via-B flow, when A's traffic to B goes through C, A-C, C-B and on B-C (once); on a
+/// direct path its planned links; a waypoint the instance has no link to: unknown.
+#[test]
+fn a_detour_replaces_the_first_hop_by_the_links_through_the_waypoint() {
+    let p = planner(PlannerConfig::default());
+    let l = |id: &str| p.link_index(id).unwrap();
+    let (ab, bc, ac) = (l("A-B"), l("B-C"), l("A-C"));
+    assert_eq!(p.link_between("C", "A"), Some(ac));
+    assert_eq!(p.links_via(0, "A", "C", None), Some(vec![ac]));
+    assert_eq!(p.links_via(0, "A", "C", Some("B")), Some(vec![ab, bc]));
+    assert_eq!(p.links_via(1, "A", "B", Some("C")), Some(vec![ac, bc]));
+    assert_eq!(p.links_via(0, "A", "C", Some("D")), None);
+    assert_eq!(p.links_via(99, "A", "C", None), None);
+}
