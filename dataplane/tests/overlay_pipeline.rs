@@ -2630,6 +2630,57 @@ fn cryptokey_routing_drops_a_spoofed_inner_source() {
     assert_eq!(net.sites[2].lan_out.len(), 1);
 }
 
+/// `f` with its outer IPv4 destination set to `dst` (IP checksum redone; the
+/// UDP checksum is left stale: the receiver must not verify it).
+fn with_outer_dst(f: &[u8], dst: Ipv4Addr) -> Vec<u8> {
+    let mut g = f.to_vec();
+    g[30..34].copy_from_slice(&dst.octets());
+    g[24..26].copy_from_slice(&[0, 0]);
+    let sum = mongate_dataplane::wire::checksum::finish(mongate_dataplane::wire::checksum::data(
+        &g[14..34],
+    ));
+    g[24..26].copy_from_slice(&sum.to_be_bytes());
+    g
+}
+
+/// A's initiations to gateways behind C (addresses the control knows but C
+/// does not own) reach C on the point-to-point link in the same batch as the
+/// one for C: C drops them as `not_ours`, and they do not spend A's
+/// handshake budget, so the one for C is still handed to the control (with
+/// the per-source burst of 5 taken by 5 others, it was refused before).
+#[test]
+fn handshakes_addressed_to_other_hosts_do_not_spend_the_sender_s_budget() {
+    let mut net = secure_triangle_with(false, |_, s| s.verify_udp_checksum = false);
+    let body = [7u8; 148];
+    let mut msg = vec![0u8; 4 + 148];
+    oam_msg::Repr::Handshake(MessageType::HandshakeInit, &body)
+        .emit(&mut msg)
+        .unwrap();
+    let wire = oam_a_to_c(&msg);
+    let burst = mongate_dataplane::overlay::HANDSHAKE_SOURCE_BURST;
+    for k in 0..2 * burst {
+        let other = with_outer_dst(&wire, Ipv4Addr::new(198, 19, 200, u8::try_from(k).unwrap()));
+        assert_eq!(
+            net.inject(2, WAN, &other),
+            Verdict::Drop(DropReason::NotOurs)
+        );
+    }
+    assert!(matches!(
+        net.inject(2, WAN, &wire),
+        Verdict::Held | Verdict::Drop(DropReason::OamConsumed)
+    ));
+    let st = net.sites[2].gw.stats();
+    assert_eq!(st.handshake_not_ours, 2 * burst);
+    assert_eq!(st.handshake_limited, 0);
+    assert_eq!(net.sites[2].drops(DropReason::NotOurs), 2 * burst);
+    let mut got = 0;
+    net.sites[2].gw.drain_handshakes(|_| {
+        got += 1;
+        true
+    });
+    assert_eq!(got, 1);
+}
+
 #[test]
 fn handshake_messages_pass_between_uplinks_and_control_rate_limited() {
     let mut net = secure_triangle(false);

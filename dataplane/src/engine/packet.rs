@@ -61,11 +61,16 @@ pub enum DropReason {
     /// The ring to the worker that owns the packet's class or flow was
     /// full (a gateway with several workers: `worker/handoff.rs`).
     HandoffFull = 23,
+    /// A handshake message addressed to another host (its outer
+    /// destination is none of our uplinks' addresses): a point-to-point
+    /// link delivers a peer's messages to gateways behind us here too, and
+    /// they must not spend that peer's handshake budget.
+    NotOurs = 24,
 }
 
 impl DropReason {
     /// Number of variants: the size of per-reason counter arrays.
-    pub const COUNT: usize = 24;
+    pub const COUNT: usize = 25;
     /// All reasons, index = discriminant.
     pub const ALL: [DropReason; Self::COUNT] = [
         Self::Runt,
@@ -92,6 +97,7 @@ impl DropReason {
         Self::OamConsumed,
         Self::BadChecksum,
         Self::HandoffFull,
+        Self::NotOurs,
     ];
 
     /// Stable snake_case name for counters and metrics.
@@ -121,6 +127,7 @@ impl DropReason {
             Self::OamConsumed => "oam_consumed",
             Self::BadChecksum => "bad_checksum",
             Self::HandoffFull => "handoff_full",
+            Self::NotOurs => "not_ours",
         }
     }
 }

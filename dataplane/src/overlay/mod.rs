@@ -65,8 +65,9 @@ use failover::{
 pub use counters::FlowCounters;
 pub use neighbours::{Learn, NeighbourStats, NeighbourTable};
 pub use secure::{
-    HANDSHAKE_BURST, HANDSHAKE_IN_QUEUE, HANDSHAKE_OUT_QUEUE, HANDSHAKE_RATE_PER_S,
-    HANDSHAKE_SOURCE_BURST, HANDSHAKE_SOURCE_RATE_PER_S, ROAM_QUIET_NS,
+    HANDSHAKE_BURST, HANDSHAKE_IN_QUEUE, HANDSHAKE_OUT_QUEUE, HANDSHAKE_QUEUE_MAX,
+    HANDSHAKE_QUEUE_PER_PEER, HANDSHAKE_RATE_PER_S, HANDSHAKE_SOURCE_BURST,
+    HANDSHAKE_SOURCE_RATE_PER_S, ROAM_QUIET_NS, handshake_queue_len,
 };
 
 /// Wire flow id carried by best-effort packets (not a planned flow: no acks).
@@ -406,6 +407,8 @@ pub struct Stats {
     pub crypto_route: u64,
     /// Handshake messages over the rate limits (or the queue to the control full).
     pub handshake_limited: u64,
+    /// Handshake messages addressed to another host (`not_ours`).
+    pub handshake_not_ours: u64,
     /// Handshake messages queued for the control.
     pub handshakes_received: u64,
     /// Handshake messages of the control sent.

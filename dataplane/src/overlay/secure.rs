@@ -37,11 +37,34 @@ pub const HANDSHAKE_SOURCE_RATE_PER_S: u64 = 20;
 pub const HANDSHAKE_SOURCE_BURST: u64 = 5;
 /// Slots of the per-source table (direct-mapped by address hash).
 pub const HANDSHAKE_SOURCES: usize = 64;
-/// Received handshake messages waiting for the control (beyond: dropped
-/// and counted `handshake_limited`).
+/// Received handshake messages waiting for the control, at least (beyond:
+/// dropped and counted `handshake_limited`); a gateway of many peers holds
+/// [`HANDSHAKE_QUEUE_PER_PEER`] per peer ([`handshake_queue_len`]).
 pub const HANDSHAKE_IN_QUEUE: usize = 16;
-/// Handshake messages of the control waiting to leave.
+/// Handshake messages of the control waiting to leave, at least (as
+/// [`HANDSHAKE_IN_QUEUE`]).
 pub const HANDSHAKE_OUT_QUEUE: usize = 16;
+/// Handshake messages queued per peer (each way): when every site starts at
+/// once, each peer's initiation and its response to ours arrive together,
+/// with room for a retry and a cookie reply. With 16 for all, an Abilene
+/// gateway (10 peers) dropped 4-11 of the ~20 messages of its start while
+/// its control was busy, and each lost one cost the 5 s retry: 13-100 %
+/// loss for the flows to those peers in the first seconds.
+pub const HANDSHAKE_QUEUE_PER_PEER: usize = 4;
+/// Most handshake messages queued each way, whatever the peer count.
+pub const HANDSHAKE_QUEUE_MAX: usize = 4096;
+
+/// The handshake queues' length for `npeers` peers: at least `min`,
+/// [`HANDSHAKE_QUEUE_PER_PEER`] per peer, at most [`HANDSHAKE_QUEUE_MAX`].
+pub const fn handshake_queue_len(npeers: usize, min: usize) -> usize {
+    let per = npeers.saturating_mul(HANDSHAKE_QUEUE_PER_PEER);
+    let n = if per > min { per } else { min };
+    if n > HANDSHAKE_QUEUE_MAX {
+        HANDSHAKE_QUEUE_MAX
+    } else {
+        n
+    }
+}
 /// A path that authenticated packets from its remote this recently keeps
 /// it when the same peer shows up at another address (no roaming).
 pub const ROAM_QUIET_NS: Nanos = SEC;
@@ -65,26 +88,29 @@ impl EncapFail {
     }
 }
 
-/// A fixed ring of plain values (no allocation after construction).
-struct Ring<T: Copy, const N: usize> {
-    items: [Option<T>; N],
+/// A ring of plain values of a length fixed at construction (no allocation
+/// after it).
+struct Ring<T: Copy> {
+    items: Box<[Option<T>]>,
     head: usize,
     len: usize,
 }
 
-impl<T: Copy, const N: usize> Ring<T, N> {
-    fn new() -> Self {
+impl<T: Copy> Ring<T> {
+    /// A ring of `n` (at least 1) slots.
+    fn new(n: usize) -> Self {
         Self {
-            items: [None; N],
+            items: vec![None; n.max(1)].into_boxed_slice(),
             head: 0,
             len: 0,
         }
     }
     fn push(&mut self, v: T) -> bool {
-        if self.len == N {
+        let n = self.items.len();
+        if self.len == n {
             return false;
         }
-        self.items[(self.head + self.len) % N] = Some(v);
+        self.items[(self.head + self.len) % n] = Some(v);
         self.len += 1;
         true
     }
@@ -94,7 +120,7 @@ impl<T: Copy, const N: usize> Ring<T, N> {
     fn pop(&mut self) -> Option<T> {
         let v = self.front()?;
         self.items[self.head] = None;
-        self.head = (self.head + 1) % N;
+        self.head = (self.head + 1) % self.items.len();
         self.len -= 1;
         Some(v)
     }
@@ -107,8 +133,8 @@ pub(crate) struct SecureState {
     pub(crate) keys: KeyTable,
     global: TokenBucket,
     sources: Box<[(Option<IpAddr>, TokenBucket); HANDSHAKE_SOURCES]>,
-    hs_in: Box<Ring<HandshakeIn, HANDSHAKE_IN_QUEUE>>,
-    hs_out: Box<Ring<HandshakeOut, HANDSHAKE_OUT_QUEUE>>,
+    hs_in: Ring<HandshakeIn>,
+    hs_out: Ring<HandshakeOut>,
     /// Per flow: the peers on its route (a relayed packet of the flow may
     /// come from any of them).
     pub(crate) route_peers: Vec<Vec<u16>>,
@@ -133,8 +159,8 @@ impl SecureState {
             keys: KeyTable::with_lane(npeers, lane),
             global: TokenBucket::new(HANDSHAKE_RATE_PER_S, HANDSHAKE_BURST, now),
             sources: Box::new(core::array::from_fn(|_| (None, src.clone()))),
-            hs_in: Box::new(Ring::new()),
-            hs_out: Box::new(Ring::new()),
+            hs_in: Ring::new(handshake_queue_len(npeers, HANDSHAKE_IN_QUEUE)),
+            hs_out: Ring::new(handshake_queue_len(npeers, HANDSHAKE_OUT_QUEUE)),
             route_peers,
             no_key_grace_until: now.saturating_add(crate::secure::FIRST_HANDSHAKE_GRACE_NS),
         }
@@ -331,6 +357,21 @@ impl Gateway {
             self.stats.auth_unsealed += 1;
             return Verdict::Drop(DropReason::AuthUnsealed);
         };
+        // Addressed to another host: a peer's initiation to a gateway behind
+        // us (the control tries every address it knows) that the
+        // point-to-point link delivered here. Not ours to answer, and it
+        // must not spend its sender's budget: 4 such messages in one batch
+        // took the budget of the one addressed to us, and the handshake
+        // waited for its retry.
+        if !self
+            .cfg
+            .uplinks
+            .iter()
+            .any(|u| u.local_address == m.outer_dst)
+        {
+            self.stats.handshake_not_ours += 1;
+            return Verdict::Drop(DropReason::NotOurs);
+        }
         if !self.sec.admit_handshake(m.outer_src, now) {
             self.stats.handshake_limited += 1;
             return Verdict::Drop(DropReason::HandshakeLimited);
@@ -624,5 +665,59 @@ impl Gateway {
         let mut pkt = Packet::new(base, 0, self.settings.lan_port, now);
         pkt.verdict = Verdict::Drop(why);
         out.push(pkt);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handshake_queues_hold_every_peer_s_start() {
+        assert_eq!(
+            handshake_queue_len(0, HANDSHAKE_IN_QUEUE),
+            HANDSHAKE_IN_QUEUE
+        );
+        assert_eq!(
+            handshake_queue_len(2, HANDSHAKE_IN_QUEUE),
+            HANDSHAKE_IN_QUEUE
+        );
+        // Abilene: 10 peers, each with its initiation and its response at once.
+        assert!(handshake_queue_len(10, HANDSHAKE_IN_QUEUE) >= 2 * 10);
+        assert_eq!(handshake_queue_len(10, HANDSHAKE_IN_QUEUE), 40);
+        assert_eq!(handshake_queue_len(usize::MAX, 16), HANDSHAKE_QUEUE_MAX);
+        let s = SecureState::new(true, 10, Vec::new(), 0, 0);
+        assert_eq!(s.hs_in.items.len(), 40);
+        assert_eq!(s.hs_out.items.len(), 40);
+    }
+
+    /// The ring against a FIFO model, wrapping many times, at several lengths.
+    #[test]
+    fn the_ring_is_a_bounded_fifo() {
+        for n in [1usize, 2, 3, 16, 40] {
+            let mut r: Ring<u32> = Ring::new(n);
+            let mut model = std::collections::VecDeque::new();
+            let mut x = 0x9e37_79b9_u32;
+            for i in 0..2000u32 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                if x.is_multiple_of(3) {
+                    assert_eq!(r.pop(), model.pop_front(), "n {n} step {i}");
+                } else {
+                    let ok = r.push(i);
+                    assert_eq!(ok, model.len() < n, "n {n} step {i}");
+                    if ok {
+                        model.push_back(i);
+                    }
+                }
+                assert_eq!(r.front(), model.front().copied());
+                assert_eq!(r.len, model.len());
+            }
+        }
+        // A zero length is one slot.
+        let mut r: Ring<u8> = Ring::new(0);
+        assert!(r.push(1));
+        assert!(!r.push(2));
     }
 }

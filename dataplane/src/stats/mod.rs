@@ -19,10 +19,10 @@ use crate::engine::DropReason;
 use crate::sys::shm::{ShmShared, shm_path};
 use file::{CountersFile, HEADER_BYTES, Kind};
 
-/// "MGSTAT04" (02: the drop reasons of issue 11's security; 03:
+/// "MGSTAT05" (02: the drop reasons of issue 11's security; 03:
 /// `oam_consumed` and `bad_checksum`; 04: `handoff_full`, 8 ports per
-/// worker).
-pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"MGSTAT04");
+/// worker; 05: `not_ours`).
+pub const STATS_MAGIC: u64 = u64::from_le_bytes(*b"MGSTAT05");
 /// Most workers a stats file describes.
 pub const MAX_WORKERS: usize = 64;
 /// Most ports per worker with their own counters (a gateway's: the LAN,
