@@ -127,7 +127,9 @@ pub struct Settings {
     pub neighbour_hold_ns: u64,
     /// How to reach each peer, per `Config::peers` index: its direct
     /// candidate paths in preference order (resolved by the application
-    /// from the kernel's routes and neighbours). Empty or missing: the first
+    /// from the kernel's routes and neighbours). An empty entry: no uplink
+    /// reaches the peer, it has no direct path (detours only). No entries
+    /// at all (routes not resolved: the in-process tests): the first
     /// (uplink, gateway address) pair of the same family in file order,
     /// with the uplink's `gateway_mac`.
     pub peer_routes: Vec<Vec<PeerRoute>>,
@@ -1206,16 +1208,23 @@ fn candidate_paths(
         .iter()
         .enumerate()
         .map(|(pi, p)| {
-            let routes = settings.peer_routes.get(pi).cloned().unwrap_or_default();
-            let direct: Vec<PeerPath> = if routes.is_empty() {
-                peer_path(cfg, settings, uplink_ports, &p.gateways)
-                    .into_iter()
-                    .collect()
-            } else {
-                routes
+            // Routes resolved, none for this peer (a site that is not a
+            // neighbour on emulated point-to-point links): no direct path.
+            // A made-up one sent its packets, probes and handshakes to the
+            // neighbour on the first uplink, where nobody could open them
+            // (on Abilene 800 `no_session` drops per second per gateway,
+            // and the initiations spent the sender's handshake budget).
+            let direct: Vec<PeerPath> = match settings.peer_routes.get(pi) {
+                Some(routes) => routes
                     .iter()
                     .filter_map(|r| routed_path(cfg, settings, uplink_ports, &p.gateways, r))
-                    .collect()
+                    .collect(),
+                None if settings.peer_routes.is_empty() => {
+                    peer_path(cfg, settings, uplink_ports, &p.gateways)
+                        .into_iter()
+                        .collect()
+                }
+                None => Vec::new(),
             };
             PeerPaths {
                 active: (!direct.is_empty()).then_some(0),

@@ -111,3 +111,96 @@ route = ["A", "C"]
         Ok(_) => panic!("collision accepted"),
     }
 }
+
+/// Three peers on an emulated line: B is a neighbour on `up0`, D a
+/// neighbour on `up1`, C (behind B) is reached by no uplink. With routes
+/// resolved, C has no direct path (its packets, probes and handshakes went
+/// to B's link with C's address before), only detours through B and D;
+/// without any routes (in-process tests) every peer keeps the first pair.
+#[test]
+fn a_peer_no_uplink_reaches_has_detours_only() {
+    let t = r#"
+[site]
+name = "A"
+vni = 1
+lan_interface = "lan0"
+lan_prefixes = ["198.18.0.0/24"]
+
+[security]
+mode = "off"
+
+[[uplinks]]
+name = "l0"
+interface = "up0"
+local_address = "198.19.1.1"
+capacity_mbps = 10
+backend = "af_xdp"
+
+[[uplinks]]
+name = "l1"
+interface = "up1"
+local_address = "198.19.2.1"
+capacity_mbps = 10
+backend = "af_xdp"
+
+[[peers]]
+name = "B"
+prefixes = ["198.18.1.0/24"]
+gateways = ["198.19.1.2"]
+
+[[peers]]
+name = "C"
+prefixes = ["198.18.2.0/24"]
+gateways = ["198.19.3.2"]
+
+[[peers]]
+name = "D"
+prefixes = ["198.18.3.0/24"]
+gateways = ["198.19.2.2"]
+"#;
+    let cfg = Config::from_toml_str(t, "line.toml").expect("config");
+    let route = |uplink: usize, gw: [u8; 4]| PeerRoute {
+        uplink,
+        gateway: IpAddr::V4(Ipv4Addr::from(gw)),
+        dst_mac: MacAddr([2, 0, 0, 0, 0, 9]),
+    };
+    let settings = Settings {
+        peer_routes: vec![
+            vec![route(0, [198, 19, 1, 2])],
+            Vec::new(),
+            vec![route(1, [198, 19, 2, 2])],
+        ],
+        detours: true,
+        ..Settings::default()
+    };
+    let gw = Gateway::new(&cfg, settings, Vec::new(), 0).expect("gateway");
+    let kinds = |p: usize| -> Vec<PathKind> { gw.peers[p].paths.iter().map(|x| x.kind).collect() };
+    assert_eq!(kinds(0), vec![PathKind::Direct, PathKind::Via(2)]);
+    assert_eq!(kinds(1), vec![PathKind::Via(0), PathKind::Via(2)]);
+    assert!(
+        gw.peers[1]
+            .paths
+            .iter()
+            .all(|x| x.remote != IpAddr::V4(Ipv4Addr::new(198, 19, 3, 2)))
+    );
+    assert_eq!(kinds(2), vec![PathKind::Direct, PathKind::Via(0)]);
+    // Its active path is a detour.
+    let active = gw.peers[1].active.expect("a path");
+    assert!(matches!(gw.peers[1].paths[active].kind, PathKind::Via(_)));
+    // No routes resolved at all: every peer has the first (uplink, address) pair.
+    let gw = Gateway::new(
+        &cfg,
+        Settings {
+            detours: true,
+            ..Settings::default()
+        },
+        Vec::new(),
+        0,
+    )
+    .expect("gateway");
+    assert_eq!(gw.peers[1].paths[0].kind, PathKind::Direct);
+    assert_eq!(
+        gw.peers[1].paths[0].remote,
+        IpAddr::V4(Ipv4Addr::new(198, 19, 3, 2))
+    );
+}
