@@ -112,9 +112,13 @@ route = ["A", "C"]
     }
 }
 
-/// Site A of an emulated line: B a neighbour on `l0` (port 1), D on `l1`
-/// (port 2), C behind B reached by no uplink; routes resolved, detours on.
-fn line() -> (Config, Settings) {
+/// Three peers on an emulated line: B is a neighbour on `up0`, D a
+/// neighbour on `up1`, C (behind B) is reached by no uplink. With routes
+/// resolved, C has no direct path (its packets, probes and handshakes went
+/// to B's link with C's address before), only detours through B and D;
+/// without any routes (in-process tests) every peer keeps the first pair.
+#[test]
+fn a_peer_no_uplink_reaches_has_detours_only() {
     let t = r#"
 [site]
 name = "A"
@@ -169,17 +173,6 @@ gateways = ["198.19.2.2"]
         detours: true,
         ..Settings::default()
     };
-    (cfg, settings)
-}
-
-/// Three peers on an emulated line: B is a neighbour on `up0`, D a
-/// neighbour on `up1`, C (behind B) is reached by no uplink. With routes
-/// resolved, C has no direct path (its packets, probes and handshakes went
-/// to B's link with C's address before), only detours through B and D;
-/// without any routes (in-process tests) every peer keeps the first pair.
-#[test]
-fn a_peer_no_uplink_reaches_has_detours_only() {
-    let (cfg, settings) = line();
     let gw = Gateway::new(&cfg, settings, Vec::new(), 0).expect("gateway");
     let kinds = |p: usize| -> Vec<PathKind> { gw.peers[p].paths.iter().map(|x| x.kind).collect() };
     assert_eq!(kinds(0), vec![PathKind::Direct, PathKind::Via(2)]);
@@ -210,44 +203,4 @@ fn a_peer_no_uplink_reaches_has_detours_only() {
         gw.peers[1].paths[0].remote,
         IpAddr::V4(Ipv4Addr::new(198, 19, 3, 2))
     );
-}
-
-/// B's data comes both directly and relayed by D (B's own flow, and one a
-/// waypoint relays): acks to B keep to the direct hop while data crossed it
-/// within `DIRECT_HOP_KEEP_NS` (a small flow's packets 150 ms apart); the
-/// detour takes them only once the direct hop is quiet, and a direct arrival
-/// takes them back at once.
-#[test]
-fn acks_keep_to_a_fresh_direct_hop_when_data_also_comes_by_a_detour() {
-    let (cfg, settings) = line();
-    let mut gw = Gateway::new(&cfg, settings, Vec::new(), 0).expect("gateway");
-    let (b, d) = (
-        IpAddr::V4(Ipv4Addr::new(198, 19, 1, 2)),
-        IpAddr::V4(Ipv4Addr::new(198, 19, 2, 2)),
-    );
-    let kind = |gw: &Gateway, now: Nanos| gw.peers[0].ack_route(now).map(|p| p.kind);
-    let ms = 1_000_000;
-    gw.note_peer_rx(0, 1, b, 10 * ms);
-    assert_eq!(kind(&gw, 10 * ms), Some(PathKind::Direct));
-    // Interleaved arrivals, the direct ones 150 ms apart: the direct hop keeps the acks.
-    let mut last_direct = 10 * ms;
-    for k in 1..=600u64 {
-        let t = 10 * ms + k * ms;
-        if k % 150 == 0 {
-            gw.note_peer_rx(0, 1, b, t);
-            last_direct = t;
-        } else {
-            gw.note_peer_rx(0, 2, d, t);
-        }
-        assert_eq!(kind(&gw, t), Some(PathKind::Direct), "at {k} ms");
-    }
-    // The direct hop quiet for longer than the window: the detour takes them.
-    let quiet = last_direct + failover::DIRECT_HOP_KEEP_NS + 1;
-    gw.note_peer_rx(0, 2, d, quiet);
-    assert_eq!(kind(&gw, quiet), Some(PathKind::Via(2)));
-    // Detour arrivals keep it fresh; a direct arrival takes the acks back at once.
-    gw.note_peer_rx(0, 2, d, quiet + 50 * ms);
-    assert_eq!(kind(&gw, quiet + 120 * ms), Some(PathKind::Via(2)));
-    gw.note_peer_rx(0, 1, b, quiet + 121 * ms);
-    assert_eq!(kind(&gw, quiet + 121 * ms), Some(PathKind::Direct));
 }

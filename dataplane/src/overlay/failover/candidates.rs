@@ -215,14 +215,6 @@ pub(crate) struct PeerPaths {
 /// no way on (a waypoint relays over its own direct paths only).
 pub(crate) const REVERSE_HOP_FRESH_NS: Nanos = 100_000_000;
 
-/// A detour's arrival takes a peer's acks from a direct hop only once no
-/// data crossed the direct hop for this long (see
-/// [`Gateway::note_peer_rx`]). Longer than [`REVERSE_HOP_FRESH_NS`]: a small
-/// flow sends a packet every 100-200 ms, and with the shorter window its
-/// acks still flipped between the hops. A direct hop that stops working is
-/// left sooner by its health (down: the acks take the active path).
-pub(crate) const DIRECT_HOP_KEEP_NS: Nanos = 1_000_000_000;
-
 /// A path's public view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PathView {
@@ -473,40 +465,20 @@ impl Gateway {
 
     /// Traffic from peer `pi` arrived on `port` from `src`: the candidate
     /// that reverses that hop works, and acks to that peer go back by it.
-    /// A detour's arrival does not take the acks from a direct hop that
-    /// data crossed within [`DIRECT_HOP_KEEP_NS`]: when a peer's flows
-    /// come both ways (its direct flow, and one a waypoint relays), acks
-    /// that followed the last packet flipped between a fast way and one
-    /// behind a full link's queue, arrived out of order, and the origin
-    /// read the late ones as losses (Abilene: Seattle->Sunnyvale/via-Denver
-    /// reported 10-36 % lost in a second of full delivery and collapsed
-    /// every ~10 s).
-    pub(crate) fn note_peer_rx(&mut self, pi: usize, port: u16, src: IpAddr, now: Nanos) {
+    fn note_peer_rx(&mut self, pi: usize, port: u16, src: IpAddr, now: Nanos) {
         let Some(pp) = self.peers.get_mut(pi) else {
             return;
         };
+        pp.ack_seen = now;
         if pp.ack_key == Some((port, src)) {
-            pp.ack_seen = now;
             return;
         }
-        let hop = pp
+        pp.ack_key = Some((port, src));
+        pp.ack_path = pp
             .paths
             .iter()
             .position(|c| c.port == port && c.remote == src)
             .and_then(|i| u16::try_from(i).ok());
-        let is_direct = |i: Option<u16>| {
-            i.and_then(|i| pp.paths.get(usize::from(i)))
-                .is_some_and(|c| c.kind == PathKind::Direct)
-        };
-        if is_direct(pp.ack_path)
-            && !is_direct(hop)
-            && now.saturating_sub(pp.ack_seen) <= DIRECT_HOP_KEEP_NS
-        {
-            return;
-        }
-        pp.ack_seen = now;
-        pp.ack_key = Some((port, src));
-        pp.ack_path = hop;
     }
 
     /// Notes an ack entry of flow `fi`: the path it rides works.

@@ -61,8 +61,6 @@ mod probes;
 mod reflex;
 mod vocab;
 
-#[cfg(test)]
-pub(crate) use candidates::DIRECT_HOP_KEEP_NS;
 pub use candidates::{ACK_GAP_PACKETS, PathHealth, PathKind, PathView};
 pub(crate) use candidates::{AckWait, PeerPath, PeerPaths};
 pub use lease::CONTROL_LEASE_NS;
