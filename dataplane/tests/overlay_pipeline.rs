@@ -2542,8 +2542,15 @@ fn a_key_rollover_mid_stream_loses_no_packet() {
 /// Rewrites the outer IPv4 source of a frame (header checksum fixed; the
 /// UDP checksum is left stale: receivers of these tests do not verify it).
 fn with_outer_src(f: &[u8], src: Ipv4Addr) -> Vec<u8> {
+    with_outer_addr(f, 26, src)
+}
+
+/// `f` with the outer IPv4 address at byte `at` (26: source, 30:
+/// destination) set to `a`, the IP checksum redone; the UDP checksum is left
+/// stale (the receiver must not verify it).
+fn with_outer_addr(f: &[u8], at: usize, a: Ipv4Addr) -> Vec<u8> {
     let mut g = f.to_vec();
-    g[26..30].copy_from_slice(&src.octets());
+    g[at..at + 4].copy_from_slice(&a.octets());
     g[24..26].copy_from_slice(&[0, 0]);
     let sum = mongate_dataplane::wire::checksum::finish(mongate_dataplane::wire::checksum::data(
         &g[14..34],
@@ -2630,17 +2637,9 @@ fn cryptokey_routing_drops_a_spoofed_inner_source() {
     assert_eq!(net.sites[2].lan_out.len(), 1);
 }
 
-/// `f` with its outer IPv4 destination set to `dst` (IP checksum redone; the
-/// UDP checksum is left stale: the receiver must not verify it).
+/// `f` with its outer IPv4 destination set to `dst` (as [`with_outer_src`]).
 fn with_outer_dst(f: &[u8], dst: Ipv4Addr) -> Vec<u8> {
-    let mut g = f.to_vec();
-    g[30..34].copy_from_slice(&dst.octets());
-    g[24..26].copy_from_slice(&[0, 0]);
-    let sum = mongate_dataplane::wire::checksum::finish(mongate_dataplane::wire::checksum::data(
-        &g[14..34],
-    ));
-    g[24..26].copy_from_slice(&sum.to_be_bytes());
-    g
+    with_outer_addr(f, 30, dst)
 }
 
 /// A's initiations to gateways behind C (addresses the control knows but C
