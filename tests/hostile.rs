@@ -577,13 +577,15 @@ fn port_sum(s: &[WorkerSnapshot], f: fn(&WorkerSnapshot) -> &Vec<u64>, port: usi
     s.iter().map(|w| f(w).get(port).copied().unwrap_or(0)).sum()
 }
 
-/// Each uplink's share of a gateway's WAN transmissions between two samples.
+/// Each uplink's share of a gateway's WAN bytes sent between two samples.
+///
+/// Bytes, not packets: a TCP flow's packet rate follows its segment sizes
+/// and its ack stream's (a CI run saw A's packet shares move 0.62 -> 0.73
+/// with every flow on its path), its byte rate is its sender's.
 fn uplink_shares(a: &[WorkerSnapshot], b: &[WorkerSnapshot]) -> Vec<f64> {
-    let ports = b.first().map_or(0, |w| w.tx_packets.len());
+    let ports = b.first().map_or(0, |w| w.tx_bytes.len());
     let d: Vec<u64> = (1..ports)
-        .map(|p| {
-            port_sum(b, |w| &w.tx_packets, p).saturating_sub(port_sum(a, |w| &w.tx_packets, p))
-        })
+        .map(|p| port_sum(b, |w| &w.tx_bytes, p).saturating_sub(port_sum(a, |w| &w.tx_bytes, p)))
         .collect();
     let total = d.iter().sum::<u64>().max(1) as f64;
     d.iter().map(|x| *x as f64 / total).collect()
