@@ -18,7 +18,7 @@ use mongate_dataplane::sys::Rng;
 use mongate_dataplane::wire::ethernet::MacAddr;
 use mongate_dataplane::wire::geneve::FlowOption;
 use mongate_dataplane::wire::overlay::{EncapParams, OverlayTemplate, TemplateConfig, decap};
-use mongate_dataplane::wire::{icmp, ipv4, ipv6, udp};
+use mongate_dataplane::wire::{icmp, ipv4, ipv6, oam, udp};
 use mongate_dataplane::worker::handoff::{HandoffPort, mesh};
 use proptest::prelude::*;
 
@@ -206,6 +206,8 @@ struct Link {
     dropped: u64,
     /// Packets offered to the link.
     offered: u64,
+    /// The wire flow id of every ack entry offered to the link, in order.
+    acked_flows: Vec<u32>,
 }
 
 impl Link {
@@ -219,10 +221,22 @@ impl Link {
             in_flight: VecDeque::new(),
             dropped: 0,
             offered: 0,
+            acked_flows: Vec::new(),
         }
     }
     fn send(&mut self, now: u64, bytes: Vec<u8>, rng: &mut Rng) {
         self.offered += 1;
+        if let Ok(d) = decap(&bytes, false)
+            && d.meta.oam
+            && let Ok(m) = oam::Message::new_checked(&bytes[d.inner])
+            && let oam::Repr::Ack(entries) = oam::Repr::parse(&m)
+        {
+            self.acked_flows.extend(
+                (0..entries.len())
+                    .filter_map(|i| entries.get(i))
+                    .map(|e| e.flow_id),
+            );
+        }
         let waiting = self.in_flight.iter().filter(|e| e.0 > now).count();
         if waiting >= self.queue || rng.next_f64() < self.loss {
             self.dropped += 1;
@@ -2903,6 +2917,64 @@ fn triangle_of_workers(
         })
         .collect();
     Net::new(sites, pps)
+}
+
+/// C gets A's class `ac` two ways: `ac-direct` on the A-C link, `ac-via-b`
+/// relayed by B, and C's link to B is slow (80 ms against 10). Each flow's
+/// acks reverse its own last hop, whichever flow's packet came last: the
+/// direct flow's leave on C-A only, the relayed one's on C-B only, so each
+/// flow's acks arrive in order and A counts no loss on either (per source
+/// site, the acks flipped between the two ways with the packets' arrivals,
+/// and the late ones read as losses).
+#[test]
+fn each_flow_s_acks_reverse_its_own_hop() {
+    use mongate_dataplane::overlay::wire_flow_id;
+    let mut net = triangle_of_workers(1, (1.0, 0.02, 100_000.0, 1.0), |s| s.detours = true);
+    net.links.get_mut(&(2, 1)).unwrap().delay = 80_000_000;
+    // Two sessions: admission alternates them over the class's two flows.
+    for k in 0..60u8 {
+        for port in [5000u16, 5001] {
+            let f = v4_frame(C_HOST, 17, port, 120, k);
+            assert_eq!(net.inject(0, LAN, &f), Verdict::Held);
+        }
+        let t = net.now + 2_000_000;
+        net.run_until(t, 100_000);
+    }
+    net.run_until(net.now + 500_000_000, 100_000);
+    let c = &net.sites[2];
+    assert_eq!(c.gw_of(0).flow_received("ac-direct"), Some(60));
+    assert_eq!(c.gw_of(0).flow_received("ac-via-b"), Some(60));
+    let (direct, via) = (wire_flow_id("ac-direct"), wire_flow_id("ac-via-b"));
+    let on = |l: (usize, usize), id: u32| {
+        net.links[&l]
+            .acked_flows
+            .iter()
+            .filter(|&&f| f == id)
+            .count()
+    };
+    eprintln!(
+        "ack entries C->A: direct {} via {}; C->B: direct {} via {}",
+        on((2, 0), direct),
+        on((2, 0), via),
+        on((2, 1), direct),
+        on((2, 1), via)
+    );
+    assert!(on((2, 0), direct) > 0 && on((2, 1), via) > 0);
+    assert_eq!(
+        on((2, 0), via),
+        0,
+        "the relayed flow's acks took the direct hop"
+    );
+    assert_eq!(
+        on((2, 1), direct),
+        0,
+        "the direct flow's acks took the detour"
+    );
+    let a = &net.sites[0];
+    for id in ["ac-direct", "ac-via-b"] {
+        let t = a.gw_of(0).flow_tracker(id).unwrap();
+        assert_eq!((t.sent, t.acked, t.lost), (60, 60, 0), "{id}");
+    }
 }
 
 /// `f` of every worker of `site`, summed.

@@ -477,6 +477,12 @@ pub(crate) struct Receiver {
     /// Where its pending ack is in its source's [`ack_emit::AckQueue`]
     /// ([`NO_ACK_SLOT`]: none, or stale: the queue checks).
     pub(crate) ack_slot: u32,
+    /// The candidate (of the source's [`failover::PeerPaths`]) reversing
+    /// the hop this flow's data last arrived by: its acks go back by it
+    /// while that is fresh, whatever hop the source's other flows came by.
+    pub(crate) ack_hop: Option<u16>,
+    /// When this flow's data last arrived (by `ack_hop`).
+    pub(crate) ack_hop_seen: Nanos,
 }
 
 /// [`Receiver::ack_slot`] of a flow without a pending ack.
@@ -1298,6 +1304,8 @@ fn flow_states(
             agg: AckAggregator::new(settings.ack_policy),
             received: 0,
             ack_slot: NO_ACK_SLOT,
+            ack_hop: None,
+            ack_hop_seen: 0,
         });
         let id = wire_flow_id(&f.id);
         let idx = u32::try_from(fi).map_err(|_| GatewayError::TooMany)?;

@@ -263,12 +263,43 @@ impl PeerPaths {
         self.ack_path.and_then(|i| self.paths.get(usize::from(i)))
     }
 
-    /// Where acks to this peer go: the reverse of the hop its data just
-    /// came by, else that candidate while it is up, else the active path.
+    /// Where acks to this peer go when their flow has no fresh hop of its
+    /// own (see [`Self::flow_ack_route`]): the reverse of the hop its data
+    /// just came by, else that candidate while it is up, else the active
+    /// path. The candidate's index.
     #[inline]
-    pub(crate) fn ack_route(&self, now: Nanos) -> Option<&PeerPath> {
-        self.reverse_hop(now)
-            .or_else(|| self.path_for(self.ack_path).map(|(_, p)| p))
+    pub(crate) fn ack_route(&self, now: Nanos) -> Option<usize> {
+        if now.saturating_sub(self.ack_seen) <= REVERSE_HOP_FRESH_NS
+            && let Some(i) = self.ack_path.map(usize::from)
+            && i < self.paths.len()
+        {
+            return Some(i);
+        }
+        self.path_for(self.ack_path).map(|(i, _)| i)
+    }
+
+    /// Where the acks of a flow go: the reverse of the hop that flow's
+    /// data came by (`hop`, when it came within [`REVERSE_HOP_FRESH_NS`]
+    /// of `now`, at `seen`), else [`Self::ack_route`]. Per flow, so that
+    /// the acks of a source's flows arriving by different hops (one
+    /// direct, one relayed by a waypoint) each keep to one way back, in
+    /// order: per peer they followed whichever flow's packet came last,
+    /// and flipped between a fast hop and one behind a full link's queue
+    /// (late acks read as losses at the origin). The candidate's index.
+    #[inline]
+    pub(crate) fn flow_ack_route(
+        &self,
+        hop: Option<u16>,
+        seen: Nanos,
+        now: Nanos,
+    ) -> Option<usize> {
+        if now.saturating_sub(seen) <= REVERSE_HOP_FRESH_NS
+            && let Some(i) = hop.map(usize::from)
+            && i < self.paths.len()
+        {
+            return Some(i);
+        }
+        self.ack_route(now)
     }
 
     /// The first direct path that is up (for relaying detours: never a detour).
@@ -440,8 +471,15 @@ impl Gateway {
     /// candidate that reverses that hop.
     #[inline]
     pub(crate) fn note_data_arrival(&mut self, fi: usize, port: u16, src: IpAddr, now: Nanos) {
-        if let Some(sp) = self.flows.get(fi).and_then(|f| f.src_peer) {
-            self.note_peer_rx(sp, port, src, now);
+        let Some(sp) = self.flows.get(fi).and_then(|f| f.src_peer) else {
+            return;
+        };
+        self.note_peer_rx(sp, port, src, now);
+        // The peer's hop is this packet's now: the flow's own, too.
+        let hop = self.peers.get(sp).and_then(|pp| pp.ack_path);
+        if let Some(r) = self.flows[fi].receiver.as_mut() {
+            r.ack_hop = hop;
+            r.ack_hop_seen = now;
         }
     }
 
