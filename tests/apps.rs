@@ -9,9 +9,9 @@
 //! - `iperf3` UDP at 8 Mbit/s, well below its class's plan: under 1 % loss, from the first
 //!   second on;
 //! - short TCP connections (3 x the class's admitted sessions, one after the other, 1 MB
-//!   each): every one runs at the plan's rate (a closed connection frees its session at
-//!   once; before, closed connections held their sessions for the 30 s idle timeout and the
-//!   next ones went best effort, 1 Mbit/s).
+//!   each): every one runs at its plan's rate, at least 3/4 of one session's (a closed
+//!   connection frees its session at once; before, closed connections held their sessions
+//!   for the 30 s idle timeout and the next ones went best effort, 1 Mbit/s).
 //!
 //! Printed before asserting: the plans' targets, iperf3's rate per half second, the UDP loss
 //! per second, each short connection's time.
@@ -41,6 +41,8 @@ const LINK_MBPS: u64 = 20;
 const ONE_WAY_MS: u64 = 5;
 /// TCP A->C's plan: 4 sessions x 4.5 Mbit/s.
 const TCP_PLAN_MBPS: f64 = 18.0;
+/// TCP A->C's sessions in that plan.
+const TCP_SESSIONS: f64 = 4.0;
 /// The overlay sits idle this long (longer than the control's 5 s demand hold).
 const IDLE: Duration = Duration::from_secs(8);
 
@@ -389,11 +391,17 @@ fn applications_get_their_plan_from_the_first_second() {
     // UDP below its plan: under 1 % loss in every second, the first included.
     assert!(!udp.is_empty(), "no UDP intervals");
     assert!(udp.iter().all(|l| *l < 1.0), "UDP loss per second {udp:?}");
-    // Short connections: every one at the plan's rate: 1 MB at 18 Mbit/s is 0.47 s; best
-    // effort (1 Mbit/s) would take 8 s.
+    // Short connections: every one at its plan's rate, not best effort (1 Mbit/s: 8 s for
+    // 1 MB). The plan follows the demand: while the 4 streams' demand holds (5 s) the class
+    // has 4 sessions and a connection, alone on the flow, gets all 18 Mbit/s (0.5 s); one
+    // connection at a time is a demand of 1 or 2 sessions at the next periodic re-plan (a
+    // control log here: epoch 8, class tcp-A->C 2 sessions, 9 Mbit/s: 1.0 s each), planned at
+    // 4.5 Mbit/s each (1 MB in 1.9 s at one session's rate: a CI run saw 2.07 s, TCP's ramp
+    // included). The bound: 3/4 of one session's rate.
     assert_eq!(got, vec![1 << 20; 12], "every byte of every connection");
+    let bound = 8.0 * 1.048_576 / (0.75 * TCP_PLAN_MBPS / TCP_SESSIONS);
     assert!(
-        times.iter().all(|t| *t < 2.0),
-        "a short connection ran slower than a quarter of the plan: {times:?}"
+        times.iter().all(|t| *t < bound),
+        "a short connection ran slower than 3/4 of one session's plan ({bound:.2} s): {times:?}"
     );
 }
