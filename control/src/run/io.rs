@@ -12,6 +12,8 @@ use crossbeam_channel::Receiver;
 use mongate_dataplane::config::Config;
 use mongate_dataplane::overlay::failover::PathTelemetry;
 use mongate_dataplane::plan::{PlanError, PlanShape, PlanTable};
+
+use super::planner::PERIODIC_DRIFT;
 use mongate_dataplane::shm::msg::PATHS_PER_MSG;
 use mongate_dataplane::shm::{
     Command, ControlPort, CtlError, PlanEntry, SendError, Telemetry, plan_commands, plan_entries,
@@ -742,15 +744,25 @@ impl Loop<'_> {
 
     fn solved(&mut self, now_ns: u64, sourced: SourcedPlan) {
         let SourcedPlan { table, log } = sourced;
-        self.planner.on_plan(now_ns, &table);
-        if let Some(d) = &self.desired
-            && d.plan == table
-        {
+        // A periodic re-plan within `PERIODIC_DRIFT` of the plan in force is not sent: the
+        // plan in force stays, and the planner plans on from it.
+        let periodic = !log.triggers.is_empty() && log.triggers.iter().all(|t| t == "periodic");
+        let kept = self.desired.as_ref().and_then(|d| {
+            if d.plan == table {
+                Some((d.plan.clone(), "the plan already sent"))
+            } else if periodic && super::planner::plan_within(&d.plan, &table, PERIODIC_DRIFT) {
+                Some((d.plan.clone(), "the plan already sent, within 2 %"))
+            } else {
+                None
+            }
+        });
+        if let Some((in_force, what)) = kept {
+            self.planner.on_plan(now_ns, &in_force);
             self.event(
                 now_ns,
                 "unchanged",
                 format!(
-                    "re-plan ({}) gave the plan already sent (objective {:.6})",
+                    "re-plan ({}) gave {what} (objective {:.6})",
                     log.triggers.join(","),
                     log.objective
                 ),
@@ -758,6 +770,7 @@ impl Loop<'_> {
             );
             return;
         }
+        self.planner.on_plan(now_ns, &table);
         // Where a plan enters the control's sending: checked once, here.
         if let Err(at) = table.check(&self.shape) {
             // The instance was matched against the config: this is a bug, not bad input.

@@ -654,3 +654,27 @@ impl Planner {
         }
     }
 }
+
+/// How far a periodic re-plan's rates and weights may drift from the plan in force and still be
+/// left unsent: 2 % (relative, per flow). A periodic re-plan only follows the capacity
+/// estimates' slow drift (recovery towards the configuration, a sample's noise); sending each
+/// small move restarted the controllers' convergence to new targets every period (the
+/// partition demo saw two such re-plans after its rejoin, 0.1-1.6 % moves). The drift adds up:
+/// once it passes the bound, the next periodic re-plan goes out.
+pub const PERIODIC_DRIFT: f64 = 0.02;
+
+/// Whether `new` admits the same sessions as `old`, floors the same flows, and moves no
+/// flow's rate or weight by more than `tol` of the larger of the two (the epoch is not
+/// compared).
+pub fn plan_within(old: &PlanTable, new: &PlanTable, tol: f64) -> bool {
+    let close = |a: &[f64], b: &[f64]| {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(&x, &y)| {
+                x.is_finite() && y.is_finite() && (x - y).abs() <= tol * x.abs().max(y.abs())
+            })
+    };
+    old.sessions == new.sessions
+        && old.floored == new.floored
+        && close(&old.rate_mbps, &new.rate_mbps)
+        && close(&old.weight, &new.weight)
+}

@@ -714,3 +714,45 @@ fn a_detour_replaces_the_first_hop_by_the_links_through_the_waypoint() {
     assert_eq!(p.links_via(0, "A", "C", Some("D")), None);
     assert_eq!(p.links_via(99, "A", "C", None), None);
 }
+
+/// A periodic re-plan is left unsent within 2 % of the plan in force: same sessions and
+/// floors, every rate and weight within 2 % of the larger; anything more goes out.
+#[test]
+fn small_periodic_drift_keeps_the_plan_in_force() {
+    use super::planner::{PERIODIC_DRIFT, plan_within};
+    use mongate_dataplane::plan::PlanTable;
+    let old = PlanTable {
+        epoch: 3,
+        sessions: vec![4, 0],
+        rate_mbps: vec![3.4, 1.15, 0.0],
+        weight: vec![0.1, 0.03, 0.0],
+        floored: vec![false, false, false],
+    };
+    let mut new = old.clone();
+    new.epoch = 9;
+    assert!(
+        plan_within(&old, &new, PERIODIC_DRIFT),
+        "the epoch is not compared"
+    );
+    new.rate_mbps[0] = 3.4 * 1.019;
+    new.weight[1] = 0.03 * 0.981;
+    assert!(plan_within(&old, &new, PERIODIC_DRIFT));
+    let mut moved = new.clone();
+    moved.rate_mbps[0] = 3.4 * 1.03;
+    assert!(
+        !plan_within(&old, &moved, PERIODIC_DRIFT),
+        "a rate moved 3 %"
+    );
+    let mut moved = new.clone();
+    moved.weight[2] = 1e-9;
+    assert!(!plan_within(&old, &moved, PERIODIC_DRIFT), "a flow from 0");
+    let mut moved = new.clone();
+    moved.sessions[1] = 1;
+    assert!(!plan_within(&old, &moved, PERIODIC_DRIFT), "sessions");
+    let mut moved = new.clone();
+    moved.floored[1] = true;
+    assert!(!plan_within(&old, &moved, PERIODIC_DRIFT), "a floor");
+    let mut moved = new;
+    moved.rate_mbps[2] = f64::NAN;
+    assert!(!plan_within(&old, &moved, PERIODIC_DRIFT), "NaN");
+}
