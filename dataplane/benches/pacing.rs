@@ -83,6 +83,7 @@ fn controller(c: &mut Criterion) {
         weight: 10.0,
         max_weight: 20.0,
         cap_pps: f64::INFINITY,
+        target_pps: 0.0,
     };
     let mut ctl = RateController::new(ControllerConfig::default(), plan, 1000.0, 0);
     let mut t = 0u64;

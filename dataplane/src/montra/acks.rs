@@ -86,6 +86,9 @@ impl Default for AckPolicy {
     }
 }
 
+/// The largest receiver ack delay the tail timeout learns, ns (a gateway
+/// descheduled for a second is a gateway with other problems).
+pub const MAX_LEARNT_ACK_DELAY_NS: u64 = 1_000_000_000;
 /// A sequence number at or beyond this is never plausible (a flow at 10
 /// million packets per second takes 14,000 years to get there).
 pub const SEQ_CEILING: u64 = 1 << 62;
@@ -659,9 +662,13 @@ impl AckTracker {
         self.srtt = (7 * (self.srtt / 8)).saturating_add(rtt / 8);
     }
 
-    /// Notes an ack delay the receiver reported.
+    /// Notes an ack delay the receiver reported (at most
+    /// [`MAX_LEARNT_ACK_DELAY_NS`]: an ack forged or broken to report hours
+    /// would otherwise hold every tail loss undetected until it decays).
     fn on_ack_delay(&mut self, d: u64) {
-        self.ack_delay_max = d.max(self.ack_delay_max - self.ack_delay_max / 16);
+        self.ack_delay_max = d
+            .min(MAX_LEARNT_ACK_DELAY_NS)
+            .max(self.ack_delay_max - self.ack_delay_max / 16);
     }
 
     /// Declares losses by the time rules at `now_ns` (call on a timer, e.g.
@@ -905,6 +912,36 @@ mod tests {
         }
         assert_eq!(lost[0], 1, "the allowance was 5 ms");
         assert!(lost[2..].iter().all(|&n| n == 0), "{lost:?}");
+    }
+
+    /// An ack reporting a huge delay (forged, or a broken receiver) teaches
+    /// at most 1 s: the next tail packet is still declared lost 1.25 s plus
+    /// its RTT allowance after it left, not 125 s.
+    #[test]
+    fn a_huge_reported_ack_delay_is_capped() {
+        const MS: u64 = 1_000_000;
+        let mut t = AckTracker::new(TrackerConfig::default());
+        t.on_send(0);
+        // Echoes a packet 100 s old and says it held the ack all along.
+        let at = 100_000 * MS;
+        t.on_ack(
+            &AckInfo {
+                cum: 1,
+                bitmap: 0,
+                echo_ts_ns: 0,
+                ack_delay_ns: at - MS,
+            },
+            at,
+        );
+        let sent = at + 10 * MS;
+        t.on_send(sent);
+        let due = t.next_deadline_ns().expect("one outstanding");
+        let allowance = due - sent;
+        assert!(
+            (MAX_LEARNT_ACK_DELAY_NS / 4 * 5..2 * MAX_LEARNT_ACK_DELAY_NS).contains(&allowance),
+            "tail allowance {allowance} ns"
+        );
+        assert_eq!(t.poll(sent + 2 * MAX_LEARNT_ACK_DELAY_NS), 1);
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //!   `kappa` reads as "the ramp, in packets/s per second, of the heaviest flow
 //!   when nothing is lost" (the paper divides its stability constant by the
 //!   largest weight).
+//! - from `near_band` x the flow's target up, `kappa_eff` is at most
+//!   `near_max_gain` (a gain schedule: calm near the plan, the full ramp
+//!   under it; the equilibrium is unchanged).
 //!
 //! Expected drift per second with end-to-end loss fraction `q`:
 //! `kappa_eff (w (1-q) - x q)`, so the equilibrium is `w / x = q / (1 - q)`.
@@ -39,6 +42,20 @@ pub struct ControllerConfig {
     pub app_limit_factor: f64,
     /// Shortest sending-rate measurement window, ns.
     pub app_window_ns: u64,
+    /// Largest loop gain near the target, 1/s: at or above `near_band` x
+    /// the flow's target, acks and losses move `x` by at most this instead
+    /// of `kappa_eff` (infinity: no schedule; a flow without a target has
+    /// none). The equilibrium is the same (any positive gain keeps the
+    /// drift's sign); the dynamics near it are calmer. `kappa_eff` is
+    /// `ramp (1-q)/q` for the site's heaviest flow at its equilibrium loss
+    /// `q`: 2.9/s at a 2 % budget, 8.5/s for a flow losing 0.7 %, past
+    /// Kelly's bound (gain x feedback delay < pi/2) behind a 100 ms
+    /// drop-tail buffer, where MONtra saw-toothed and the link idled in the
+    /// troughs (docs/montra.md, "Gain near the target"). Default 3.
+    pub near_max_gain: f64,
+    /// Fraction of the target from which `near_max_gain` applies (under
+    /// it a flow cut by a burst climbs back at the full gain). Default 0.9.
+    pub near_band: f64,
 }
 
 impl Default for ControllerConfig {
@@ -49,6 +66,8 @@ impl Default for ControllerConfig {
             x_max: 10_000_000.0,
             app_limit_factor: 2.0,
             app_window_ns: 100_000_000,
+            near_max_gain: 3.0,
+            near_band: 0.9,
         }
     }
 }
@@ -63,6 +82,8 @@ pub struct ControllerTarget {
     pub max_weight: f64,
     /// Rate cap, packets/s (e.g. the PFO target times a margin); infinity = none.
     pub cap_pps: f64,
+    /// The plan's rate for the flow, packets/s (0 = none).
+    pub target_pps: f64,
 }
 
 /// One flow's MONtra controller.
@@ -73,6 +94,8 @@ pub struct RateController {
     w: f64,
     kappa_eff: f64,
     hi: f64,
+    /// Where the gain drops to `near_gain` (infinity: never).
+    near_from: f64,
     // Sending-rate measurement.
     win_start_ns: u64,
     win_sent: u64,
@@ -122,6 +145,12 @@ impl RateController {
                 cfg.app_limit_factor.max(1.0)
             },
             app_window_ns: cfg.app_window_ns.max(1),
+            near_max_gain: if cfg.near_max_gain > 0.0 {
+                cfg.near_max_gain
+            } else {
+                f64::INFINITY
+            },
+            near_band: finite_nonneg(cfg.near_band, 0.9),
         };
         let mut c = Self {
             cfg,
@@ -129,6 +158,7 @@ impl RateController {
             w: 0.0,
             kappa_eff: 0.0,
             hi: cfg.x_max,
+            near_from: f64::INFINITY,
             win_start_ns: now_ns,
             win_sent: 0,
             win_app_limited: false,
@@ -160,6 +190,22 @@ impl RateController {
         };
         self.hi = self.cfg.x_max.min(cap).max(self.cfg.x_min);
         self.x = self.clamp(self.x);
+        let t = finite_nonneg(target.target_pps, 0.0);
+        self.near_from = if t > 0.0 && self.cfg.near_max_gain.is_finite() {
+            t * self.cfg.near_band
+        } else {
+            f64::INFINITY
+        };
+    }
+
+    /// Kappa at rate `x`: the scheduled gain near the target.
+    #[inline]
+    fn gain(&self, x: f64) -> f64 {
+        if x >= self.near_from {
+            self.kappa_eff.min(self.cfg.near_max_gain)
+        } else {
+            self.kappa_eff
+        }
     }
 
     #[inline]
@@ -277,7 +323,7 @@ impl RateController {
         let mut x = self.x;
         if x < ceiling {
             for _ in 0..n {
-                x += self.kappa_eff * self.w / x;
+                x += self.gain(x) * self.w / x;
             }
             x = x.min(ceiling);
         }
@@ -300,7 +346,7 @@ impl RateController {
     /// Applies `n` lost packets; returns the new rate.
     #[inline]
     pub fn on_losses(&mut self, n: u32) -> f64 {
-        self.x = self.clamp(self.x - self.kappa_eff * f64::from(n));
+        self.x = self.clamp(self.x - self.gain(self.x) * f64::from(n));
         self.losses += u64::from(n);
         if n > 0 {
             self.clean_run = 0;
@@ -352,7 +398,63 @@ mod tests {
             weight: w,
             max_weight: wmax,
             cap_pps: f64::INFINITY,
+            target_pps: 0.0,
         }
+    }
+
+    #[test]
+    fn near_its_target_the_loop_gain_is_capped() {
+        // w = w_max = 1, kappa 10: kappa_eff 10/s, above the 3/s cap.
+        let cfg = ControllerConfig {
+            kappa: 10.0,
+            near_max_gain: 3.0,
+            near_band: 0.9,
+            ..Default::default()
+        };
+        let t = ControllerTarget {
+            weight: 1.0,
+            max_weight: 1.0,
+            cap_pps: 200.0,
+            target_pps: 100.0,
+        };
+        // Under 0.9 x the target: the full gain, both ways.
+        let mut c = RateController::new(cfg, t, 50.0, 0);
+        let x = c.on_acks(1, 1);
+        assert!((x - (50.0 + 10.0 / 50.0)).abs() < 1e-9, "{x}");
+        let x = c.on_losses(1);
+        assert!((x - (50.2 - 10.0)).abs() < 1e-9, "{x}");
+        // From 0.9 x the target up: at most 3/s.
+        c.set_rate(90.0);
+        let x = c.on_acks(1, 2);
+        assert!((x - (90.0 + 3.0 / 90.0)).abs() < 1e-9, "{x}");
+        let x = c.on_losses(2);
+        assert!((x - (90.0 + 3.0 / 90.0 - 6.0)).abs() < 1e-9, "{x}");
+        c.set_rate(150.0);
+        let x = c.on_losses(1);
+        assert!((x - 147.0).abs() < 1e-9, "{x}");
+        // No target, or no cap on the gain: no schedule.
+        for (cfg, t) in [
+            (
+                cfg,
+                ControllerTarget {
+                    target_pps: 0.0,
+                    ..t
+                },
+            ),
+            (
+                ControllerConfig {
+                    near_max_gain: f64::INFINITY,
+                    ..cfg
+                },
+                t,
+            ),
+        ] {
+            let mut d = RateController::new(cfg, t, 95.0, 0);
+            assert!((d.on_losses(1) - 85.0).abs() < 1e-9);
+        }
+        // A gain already under the cap is kept.
+        let mut e = RateController::new(ControllerConfig { kappa: 2.0, ..cfg }, t, 95.0, 0);
+        assert!((e.on_losses(1) - 93.0).abs() < 1e-9);
     }
 
     #[test]
@@ -392,6 +494,7 @@ mod tests {
             weight: 2.0,
             max_weight: 4.0,
             cap_pps: 600.0,
+            target_pps: 0.0,
         });
         assert_eq!(c.rate(), 600.0);
         assert!((c.kappa_eff() - 250.0).abs() < 1e-9);
@@ -399,6 +502,7 @@ mod tests {
             weight: 2.0,
             max_weight: 4.0,
             cap_pps: f64::INFINITY,
+            target_pps: 0.0,
         });
         assert_eq!(c.rate(), 600.0);
     }
@@ -418,6 +522,7 @@ mod tests {
             weight: -1.0,
             max_weight: f64::INFINITY,
             cap_pps: f64::NAN,
+            target_pps: 0.0,
         });
         c.on_acks(10, 0);
         assert!(c.rate().is_finite());

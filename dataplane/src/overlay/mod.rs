@@ -766,6 +766,7 @@ impl Gateway {
                 weight,
                 max_weight,
                 cap_pps,
+                target_pps: target,
             };
             let x0 = target * self.settings.initial_fraction;
             let tc = TrackerConfig {
