@@ -271,6 +271,11 @@ pub struct FlowReport {
     pub loss: Option<f64>,
     /// Packets the pacing queue refused over the interval.
     pub queue_drops: u64,
+    /// Of the packets declared lost: acked after all, over the interval
+    /// (origin; the loss rules fired early).
+    pub spurious: u64,
+    /// Packets the tail timeout declared lost over the interval (origin).
+    pub tail_lost: u64,
     /// The path it rides (origin): `to PEER direct, uplink U` or `to PEER via
     /// WAYPOINT` (PEER: the flow's next overlay hop).
     pub path: Option<String>,
@@ -516,6 +521,8 @@ fn gateway_report(g: &GwSample, prev: Option<&GwSample>, now: u64, dt: f64) -> G
             relayed_mbps: r4(relayed),
             loss: (acked + lost > 0).then(|| r4(lost as f64 / (acked + lost) as f64)),
             queue_drops: c.queue_drops.saturating_sub(p.queue_drops),
+            spurious: c.spurious.saturating_sub(p.spurious),
+            tail_lost: c.tail_lost.saturating_sub(p.tail_lost),
             path: path.and_then(|r| gw.and_then(|x| path_name(x, r))),
         });
     }

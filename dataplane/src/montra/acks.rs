@@ -375,8 +375,11 @@ pub struct TrackerStats {
     pub lost: u64,
     /// Of which: evicted from a full window.
     pub evicted: u64,
-    /// Acks naming a packet already declared lost.
+    /// Packets declared lost and acked after all (each counted once; they
+    /// stay counted in `lost`).
     pub spurious: u64,
+    /// Of the losses: declared by the tail timeout (no later packet acked).
+    pub tail_lost: u64,
     /// Acks naming sequences never sent (ignored as a whole).
     pub garbage: u64,
 }
@@ -583,6 +586,8 @@ impl AckTracker {
                 1
             }
             LOST => {
+                // Declared lost, acked after all: counted once.
+                self.set_state(i, ACKED);
                 self.stats.spurious += 1;
                 0
             }
@@ -603,10 +608,24 @@ impl AckTracker {
             return out;
         }
         let mut largest: Option<u64> = cum.checked_sub(1);
+        let spurious_before = self.stats.spurious;
         let mut s = self.oldest;
         while s < cum {
             out.acked += self.ack_one(s);
             s += 1;
+        }
+        // The packet the ack echoes arrived. When the tail timeout declared
+        // it lost before its ack came, `oldest` moved past it and the loop
+        // above did not see it: found by its send time (exact; a cumulative
+        // ack alone may have slid past holes, see AckAggregator).
+        if let Some(k) = cum.checked_sub(1)
+            && k < self.oldest
+            && self.next_seq - k <= self.mask + 1
+        {
+            let i = self.idx(k);
+            if self.state_at(i) == LOST && self.sent_at(i) == ack.echo_ts_ns {
+                self.ack_one(k);
+            }
         }
         // Bitmap part (every bit names a sequence sent, checked above).
         let mut bits = ack.bitmap;
@@ -620,15 +639,20 @@ impl AckTracker {
         if let Some(l) = largest.filter(|&l| l < self.next_seq) {
             self.largest_acked = Some(self.largest_acked.map_or(l, |p| p.max(l)));
         }
-        // RTT sample only from acks that acknowledged something new and echo a
-        // plausible timestamp; the ack delay from any such echo, above all
+        // RTT sample only from acks that acknowledged something new (or
+        // late: see below) and echo a plausible timestamp; the ack delay
+        // from any such echo, above all
         // from an ack of packets already declared lost (the sign that the
         // allowance was too short: a sparse flow whose every packet was
         // declared lost before its ack came would never learn it).
         if ack.echo_ts_ns <= now_ns && ack.echo_ts_ns <= self.last_send_ns {
             // The delay is part of the round trip: at most it.
             self.on_ack_delay(ack.ack_delay_ns.min(now_ns - ack.echo_ts_ns));
-            if out.acked > 0 {
+            // An ack of packets already declared lost samples the round
+            // trip too: they were declared lost because it grew (a queue
+            // filling on the path), and a sparse flow whose every packet is
+            // declared lost before its ack would otherwise never learn it.
+            if out.acked > 0 || self.stats.spurious > spurious_before {
                 let rtt = (now_ns - ack.echo_ts_ns)
                     .saturating_sub(ack.ack_delay_ns)
                     .max(1);
@@ -745,6 +769,7 @@ impl AckTracker {
                 }
                 self.set_state(i, LOST);
                 self.stats.lost += 1;
+                self.stats.tail_lost += u64::from(!below_largest);
                 lost += 1;
             }
             s += 1;
@@ -877,6 +902,42 @@ mod tests {
         );
     }
 
+    /// 20 packets `dense.0` apart, each acked `dense.1` after it left
+    /// reporting `dense.2` of ack delay; then 40 packets 500 ms apart, each
+    /// acked `sparse.0` after it left reporting `sparse.1`, the tracker
+    /// polled 1 ms before each ack. Returns the losses declared around each
+    /// sparse packet (poll and ack).
+    fn dense_then_sparse(
+        t: &mut AckTracker,
+        dense: (u64, u64, u64),
+        sparse: (u64, u64),
+    ) -> Vec<u32> {
+        const MS: u64 = 1_000_000;
+        let ack = |t: &mut AckTracker, k: u64, sent: u64, after: u64, delay: u64| {
+            t.on_ack(
+                &AckInfo {
+                    cum: k + 1,
+                    bitmap: 0,
+                    echo_ts_ns: sent,
+                    ack_delay_ns: delay,
+                },
+                sent + after,
+            )
+        };
+        for k in 0..20u64 {
+            let sent = k * dense.0;
+            t.on_send(sent);
+            assert_eq!(ack(t, k, sent, dense.1, dense.2).lost, 0);
+        }
+        (20..60u64)
+            .map(|k| {
+                let sent = k * 500 * MS;
+                t.on_send(sent);
+                t.poll(sent + sparse.0 - MS) + ack(t, k, sent, sparse.0, sparse.1).lost
+            })
+            .collect()
+    }
+
     /// A receiver whose acks of a sparse flow come only with its next
     /// packet, 400 ms later: the first packet is declared lost before its
     /// ack, whose reported delay teaches the tracker (an ack of packets
@@ -887,29 +948,8 @@ mod tests {
     fn acks_of_lost_packets_teach_the_ack_delay() {
         const MS: u64 = 1_000_000;
         let mut t = AckTracker::new(TrackerConfig::default());
-        let ack = |t: &mut AckTracker, k: u64, sent: u64, delay: u64| {
-            t.on_ack(
-                &AckInfo {
-                    cum: k + 1,
-                    bitmap: 0,
-                    echo_ts_ns: sent,
-                    ack_delay_ns: delay,
-                },
-                sent + 20 * MS + delay,
-            )
-        };
-        for k in 0..20u64 {
-            let sent = k * 50 * MS;
-            t.on_send(sent);
-            assert_eq!(ack(&mut t, k, sent, 2 * MS).lost, 0);
-        }
-        let mut lost = Vec::new();
-        for k in 20..60u64 {
-            let sent = k * 500 * MS;
-            t.on_send(sent);
-            let n = t.poll(sent + 399 * MS) + ack(&mut t, k, sent, 380 * MS).lost;
-            lost.push(n);
-        }
+        // Acked 22 ms after the send (2 ms held), then 400 ms (380 held).
+        let lost = dense_then_sparse(&mut t, (50 * MS, 22 * MS, 2 * MS), (400 * MS, 380 * MS));
         assert_eq!(lost[0], 1, "the allowance was 5 ms");
         assert!(lost[2..].iter().all(|&n| n == 0), "{lost:?}");
     }
@@ -942,6 +982,29 @@ mod tests {
             "tail allowance {allowance} ns"
         );
         assert_eq!(t.poll(sent + 2 * MAX_LEARNT_ACK_DELAY_NS), 1);
+    }
+
+    /// A sparse flow whose path's round trip grows from 10 to 150 ms (a
+    /// queue filling on a link it shares): its packets are declared lost by
+    /// the tail timeout before their acks come. Those late acks are found
+    /// (by the echoed send time: the tail loss moved `oldest` past them),
+    /// counted spurious and sample the round trip, so the tracker learns it; before, a packet
+    /// already lost gave no sample and every packet was declared lost, for
+    /// ever (Abilene's Houston->Indianapolis/via-KansasCity at its 2 pps
+    /// floor, every packet delivered).
+    #[test]
+    fn late_acks_of_tail_losses_teach_the_round_trip() {
+        const MS: u64 = 1_000_000;
+        let mut t = AckTracker::new(TrackerConfig::default());
+        // Acked 10 ms after the send, then 150 ms (1 ms held each time).
+        let lost = dense_then_sparse(&mut t, (20 * MS, 10 * MS, MS), (150 * MS, MS));
+        assert_eq!(lost[0], 1, "the tail timeout was short of 150 ms");
+        let settled = lost.iter().position(|&n| n == 0).expect("never learnt");
+        assert!(lost[settled..].iter().all(|&n| n == 0), "{lost:?}");
+        assert!(settled <= 5, "{lost:?}");
+        // Every declared loss was acked after all.
+        assert_eq!(t.stats().spurious, t.stats().lost);
+        assert!(t.srtt_ns() > 100 * MS, "srtt {}", t.srtt_ns());
     }
 
     #[test]
@@ -1007,6 +1070,17 @@ mod tests {
             300,
         ); // 10 after all
         assert_eq!((o.acked, o.lost), (0, 0));
+        assert_eq!(t.stats().spurious, 1);
+        // Named again: counted once.
+        t.on_ack(
+            &AckInfo {
+                cum: 9,
+                bitmap: 0b1,
+                echo_ts_ns: 204,
+                ack_delay_ns: 0,
+            },
+            300,
+        );
         assert_eq!(t.stats().spurious, 1);
     }
 

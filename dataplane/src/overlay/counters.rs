@@ -24,6 +24,12 @@ pub struct FlowCounters {
     pub acked: u64,
     /// Packets the acks reported lost (origin).
     pub lost: u64,
+    /// Of those: acked later after all (declared lost, then an ack named
+    /// them: the loss rules fired early; origin).
+    pub spurious: u64,
+    /// Of the losses: declared by the tail timeout, no later packet acked
+    /// (origin).
+    pub tail_lost: u64,
     /// Packets refused by the flow's full pacing queue (origin).
     pub queue_drops: u64,
     /// Plan epoch in force.
@@ -52,6 +58,8 @@ impl FlowCounters {
         self.last_rx_sent_ns = self.last_rx_sent_ns.max(o.last_rx_sent_ns);
         self.acked += o.acked;
         self.lost += o.lost;
+        self.spurious += o.spurious;
+        self.tail_lost += o.tail_lost;
         self.queue_drops += o.queue_drops;
         self.epoch = self.epoch.max(o.epoch);
         self.updated_ns = self.updated_ns.max(o.updated_ns);

@@ -905,6 +905,8 @@ impl Gateway {
             c.rate_pps = o.ctl.rate();
             c.acked = t.acked;
             c.lost = t.lost;
+            c.spurious = t.spurious;
+            c.tail_lost = t.tail_lost;
             c.target_pps = o.target_pps;
         }
         c.epoch = self.plan_epoch();

@@ -4,14 +4,15 @@
 //!
 //! Layout: the 64-byte header of every counters file (magic, workers, pid,
 //! flows), a name table of `flows` 64-byte NUL-padded flow ids, then
-//! `workers x flows` 128-byte [`FlowSlot`]s holding [`FlowCounters`] and
+//! `workers x flows` 192-byte [`FlowSlot`]s holding [`FlowCounters`] and
 //! the path the flow rides, then (a site gateway's file) the gateway
 //! section of [`super::gateway`]: plan, control, classes, paths. Each slot
 //! has one writer (its worker), which stores with Relaxed; readers take
 //! Relaxed snapshots and sum the workers.
 //!
-//! Format `MGFLOW02` (01 had no path word and no gateway section); a reader
-//! of one version refuses the other with [`StatsError::Version`].
+//! Format `MGFLOW03` (02 had no spurious and tail loss counts, 01 no path
+//! word and no gateway section); a reader of one version refuses the
+//! others with [`StatsError::Version`].
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,14 +23,15 @@ use super::gateway::{ClassSlot, GatewayLayout, GatewaySnapshot, GwHeader, Offset
 use crate::overlay::FlowCounters;
 use crate::sys::shm::{ShmShared, shm_path};
 
-/// "MGFLOW02" (02: the path word of each slot, the gateway section).
-pub const FLOWS_MAGIC: u64 = u64::from_le_bytes(*b"MGFLOW02");
+/// "MGFLOW03" (03: spurious and tail losses; 02: the path word of each
+/// slot, the gateway section).
+pub const FLOWS_MAGIC: u64 = u64::from_le_bytes(*b"MGFLOW03");
 /// Most flows a flows file describes.
 pub const MAX_FLOWS: usize = 4096;
 /// Bytes of a flow id in the name table (longer ids are truncated).
 const NAME_LEN: usize = 64;
 
-/// One worker's [`FlowCounters`] of one flow (two cache lines).
+/// One worker's [`FlowCounters`] of one flow (three cache lines).
 #[repr(C, align(64))]
 #[derive(Default)]
 pub struct FlowSlot {
@@ -68,6 +70,10 @@ pub struct FlowSlot {
     /// The flow's class (index into the gateway section's classes;
     /// `u64::MAX`: unknown). Written at creation.
     pub class: AtomicU64,
+    /// See [`FlowCounters::spurious`].
+    pub spurious: AtomicU64,
+    /// See [`FlowCounters::tail_lost`].
+    pub tail_lost: AtomicU64,
 }
 
 // SAFETY: atomics only; any bit pattern is valid.
@@ -91,6 +97,8 @@ impl FlowSlot {
         s(&self.updated_ns, v.updated_ns);
         s(&self.target_pps, v.target_pps.to_bits());
         s(&self.last_rx_sent_ns, v.last_rx_sent_ns);
+        s(&self.spurious, v.spurious);
+        s(&self.tail_lost, v.tail_lost);
     }
 
     /// Reads every value (Relaxed).
@@ -111,6 +119,8 @@ impl FlowSlot {
             updated_ns: l(&self.updated_ns),
             target_pps: f64::from_bits(l(&self.target_pps)),
             last_rx_sent_ns: l(&self.last_rx_sent_ns),
+            spurious: l(&self.spurious),
+            tail_lost: l(&self.tail_lost),
         }
     }
 }
@@ -402,7 +412,7 @@ mod tests {
         let e = FlowStatsRegion::open(&old).err().expect("refused");
         let m = e.to_string();
         assert!(
-            m.contains("MGFLOW01") && m.contains("MGFLOW02") && m.contains("builds"),
+            m.contains("MGFLOW01") && m.contains("MGFLOW03") && m.contains("builds"),
             "{m}"
         );
         std::fs::remove_file(&old).unwrap();
