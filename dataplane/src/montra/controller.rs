@@ -94,7 +94,8 @@ pub struct RateController {
     w: f64,
     kappa_eff: f64,
     hi: f64,
-    /// Where the gain drops to `near_gain` (infinity: never).
+    /// From this rate up the gain is at most `near_max_gain` (infinity:
+    /// never).
     near_from: f64,
     // Sending-rate measurement.
     win_start_ns: u64,
