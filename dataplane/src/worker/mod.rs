@@ -66,9 +66,6 @@ pub struct Worker<S: Stage> {
     rx: Batch,
     due: Batch,
     local: Local,
-    /// Iterations so far: odd ones send paced departures before relaying
-    /// what was received (see [`Worker::poll_once`]).
-    iterations: u64,
 }
 
 impl<S: Stage> Worker<S> {
@@ -89,7 +86,6 @@ impl<S: Stage> Worker<S> {
             rx: Batch::new(),
             due: Batch::new(),
             local: Local::default(),
-            iterations: 0,
         }
     }
 
@@ -172,27 +168,21 @@ impl<S: Stage> Worker<S> {
     /// One iteration: housekeeping, one rx batch per port through the stage,
     /// paced departures. Returns packets moved.
     ///
-    /// What is received and sent on (a waypoint's relays, a detour) and the
-    /// paced departures leave in one burst per iteration, and where the
-    /// uplink's bottleneck is a full drop-tail queue right behind us, the
-    /// first packets of a burst take the slots that freed up and the last
-    /// are dropped. Always relaying first made a relayed flow lose almost
-    /// nothing where our own flows on the same link lost 1.6 % (Abilene,
-    /// docs/montra.md), so the order alternates from one iteration to the
-    /// next.
+    /// What is received and sent on (a waypoint's relays, a detour) leaves
+    /// before the paced departures. Where the uplink's bottleneck is a full
+    /// drop-tail queue right behind us, the first packets of a burst take
+    /// the slots that freed up and the last are dropped: relayed flows lose
+    /// less there than this site's own flows and its best effort
+    /// (docs/architecture.md). Alternating the two (tried in session 20)
+    /// evened a relayed flow with its planned partners on Abilene but put
+    /// the triangle's relayed flow level with B's best effort on B-C.
     pub fn poll_once(&mut self, now: Nanos) -> usize {
         for p in self.ports.iter_mut() {
             p.maintain(&mut self.pool);
         }
         self.stage.maintain(&mut self.pool);
-        self.iterations = self.iterations.wrapping_add(1);
-        if self.iterations & 1 == 0 {
-            let received = self.receive(now);
-            received + self.depart(now)
-        } else {
-            let departed = self.depart(now);
-            departed + self.receive(now)
-        }
+        let received = self.receive(now);
+        received + self.depart(now)
     }
 
     /// One rx batch per port through the stage, dispatched. Returns the
@@ -445,96 +435,6 @@ mod tests {
         // (Idle iterations are published 1024 at a time, and a loaded test
         // machine may starve the thread: no lower bound. Busy-polling,
         // `--idle-sleep-us 0`, makes millions on an idle core.)
-    }
-
-    /// One received packet (100 bytes) per iteration, sent on at once (a
-    /// relay); records the length of everything sent, in order.
-    struct RelayPort {
-        sent: Arc<std::sync::Mutex<Vec<u32>>>,
-    }
-
-    impl Port for RelayPort {
-        fn recv(&mut self, _a: &mut Arena, pool: &mut FramePool, out: &mut Batch) -> usize {
-            let Some(f) = pool.alloc() else { return 0 };
-            out.push(Packet::new(f, 100, 0, 0));
-            1
-        }
-        fn send(
-            &mut self,
-            _a: &mut Arena,
-            pool: &mut FramePool,
-            pkts: &mut [Packet],
-        ) -> (usize, usize) {
-            let mut sent = 0;
-            let mut log = self.sent.lock().unwrap();
-            for p in pkts.iter().filter(|p| p.verdict == Verdict::Tx(0)) {
-                log.push(p.len);
-                pool.free(p.addr);
-                sent += 1;
-            }
-            (sent, 0)
-        }
-        fn maintain(&mut self, _pool: &mut FramePool) {}
-        fn name(&self) -> &str {
-            "relay"
-        }
-    }
-
-    /// Relays what it receives; one paced departure (200 bytes) per
-    /// iteration.
-    struct OneDeparture {
-        due: bool,
-        frame: Option<u64>,
-    }
-
-    impl Stage for OneDeparture {
-        fn process(&mut self, _now: Nanos, _a: &mut Arena, batch: &mut Batch) {
-            for p in batch.as_mut_slice() {
-                p.verdict = Verdict::Tx(0);
-            }
-        }
-        fn poll(&mut self, _now: Nanos, _a: &mut Arena, out: &mut Batch) {
-            if let Some(f) = self.frame.take().filter(|_| self.due) {
-                let mut p = Packet::new(f, 200, 0, 0);
-                p.verdict = Verdict::Tx(0);
-                out.push(p);
-                self.due = false;
-            }
-        }
-        fn maintain(&mut self, pool: &mut FramePool) {
-            self.due = true;
-            if self.frame.is_none() {
-                self.frame = pool.alloc();
-            }
-        }
-    }
-
-    /// A full drop-tail queue right behind the uplink keeps the first
-    /// packets of a burst: relays and paced departures take turns at the
-    /// head of each iteration's burst (relays always first had a relayed
-    /// flow lose nothing where the site's own flows lost 1.6 %).
-    #[test]
-    fn relays_and_departures_take_turns_at_the_head_of_the_burst() {
-        let arena = Arena::new(64, 2048, 256, false).unwrap();
-        let pool = FramePool::new(&arena);
-        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut w = Worker::new(
-            arena,
-            pool,
-            vec![Box::new(RelayPort { sent: sent.clone() })],
-            OneDeparture {
-                due: false,
-                frame: None,
-            },
-            IdlePolicy::default(),
-        );
-        for i in 0..8 {
-            assert_eq!(w.poll_once(i), 2);
-        }
-        let sent = sent.lock().unwrap().clone();
-        assert_eq!(sent.len(), 16, "{sent:?}");
-        let heads: Vec<u32> = sent.chunks(2).map(|b| b[0]).collect();
-        assert_eq!(heads, [200, 100, 200, 100, 200, 100, 200, 100], "{sent:?}");
     }
 
     /// Refused packets are counted under their reason, not as sent bytes,
