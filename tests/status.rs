@@ -478,7 +478,7 @@ fn status_lists_a_gateways_files_and_names_a_format_mismatch() {
     assert_eq!(gws[0]["error"], serde_json::Value::Null);
     let e = gws[1]["error"].as_str().unwrap();
     assert!(
-        e.contains("MGFLOW01") && e.contains("MGFLOW03") && e.contains("different mongate builds"),
+        e.contains("MGFLOW01") && e.contains("MGFLOW04") && e.contains("different mongate builds"),
         "{e}"
     );
     let human = status(&dir, &["--interval-ms", "20"]);

@@ -87,6 +87,8 @@ impl Dataplane {
                 .collect();
             threads.push(std::thread::spawn(move || {
                 let mut acks = 0u64;
+                // Inner bytes each local flow sent, at its reported rate.
+                let mut sent = vec![0u64; local.len()];
                 let mut last_tel = 0u64;
                 let mut sent_garbage = false;
                 while !stop.load(Ordering::Relaxed) {
@@ -101,11 +103,13 @@ impl Dataplane {
                         let p = ch.plan().clone();
                         let mut items = [FlowTelemetry::default(); FLOW_TEL_PER_MSG];
                         let mut count = 0;
-                        for &f in &local {
+                        for (&f, sent) in local.iter().zip(&mut sent) {
                             let rate = p.rate_mbps[f as usize] * 1e6 / 2.0;
                             #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
                             // planned rates: positive, far below 2^64
                             let rate_bps = rate as u64;
+                            // 50 ms at the rate.
+                            *sent += rate_bps / 8 / 20;
                             items[count] = FlowTelemetry {
                                 flow: f,
                                 path: mongate_dataplane::shm::msg::PATH_NONE,
@@ -113,6 +117,7 @@ impl Dataplane {
                                 acks,
                                 losses: 0,
                                 queue_drops: 0,
+                                tx_bytes: *sent,
                             };
                             count += 1;
                         }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use mongate_dataplane::fuzz::{self, sync_corpus};
 use mongate_dataplane::shm::msg::{
-    Assignment, Command, FlowTelemetry, PlanChunk, PlanEntry, Telemetry,
+    Assignment, Command, FLOW_TEL_PER_MSG, FlowTelemetry, PlanChunk, PlanEntry, Telemetry,
 };
 use mongate_dataplane::wire::ethernet::{MacAddr, VlanTag};
 use mongate_dataplane::wire::geneve::FlowOption;
@@ -316,7 +316,7 @@ fn ring_seeds() -> Seeds {
         count: 3,
         interval_ns: 1_000_000,
     };
-    let mut flows = [FlowTelemetry::default(); 6];
+    let mut flows = [FlowTelemetry::default(); FLOW_TEL_PER_MSG];
     flows[0] = FlowTelemetry {
         flow: 1,
         path: 2,
@@ -324,6 +324,7 @@ fn ring_seeds() -> Seeds {
         acks: 10,
         losses: 1,
         queue_drops: 0,
+        tx_bytes: 12_500,
     };
     let tel = Telemetry::Flows {
         count: 1,

@@ -423,6 +423,10 @@ pub struct Summary {
     /// left its source after the cut, over the flows that crossed the link
     /// (so it took another path), ms.
     pub failover_ms: Option<f64>,
+    /// From the cut to when that packet left its source, ms: the gateways'
+    /// detection and switch; `failover_ms` less this is the new path's
+    /// transit, its links' delay and queues.
+    pub failover_left_ms: Option<f64>,
     /// The control processes' path decisions and link states for PFO
     /// (their `path` and `link_state` log events), in time order.
     pub path_events: Vec<PathEvent>,
@@ -764,9 +768,13 @@ pub fn print_summary(s: &Summary) {
     }
     println!("  verdict: {}", s.verdict.line);
     if let Some((l, t)) = &s.failed_link {
-        match s.failover_ms {
-            Some(ms) => println!("  link {l} cut at {t} s: failover in {ms:.1} ms"),
-            None => println!("  link {l} cut at {t} s: no failover observed"),
+        match (s.failover_ms, s.failover_left_ms) {
+            (Some(ms), Some(left)) => println!(
+                "  link {l} cut at {t} s: failover in {ms:.1} ms (the first packet by another \
+                 path left {left:.1} ms after the cut)"
+            ),
+            (Some(ms), None) => println!("  link {l} cut at {t} s: failover in {ms:.1} ms"),
+            (None, _) => println!("  link {l} cut at {t} s: no failover observed"),
         }
     }
     for e in &s.path_events {

@@ -624,6 +624,7 @@ mod tests {
             },
             failed_link: None,
             failover_ms: None,
+            failover_left_ms: None,
             path_events: vec![PathEvent {
                 site: "A".into(),
                 t_s: 6.05,

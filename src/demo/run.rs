@@ -139,6 +139,7 @@ struct Watched {
     /// Control killed at / restarted at (s).
     outage: Option<(u32, u32)>,
     failover_ms: Option<f64>,
+    failover_left_ms: Option<f64>,
     /// Start of the traffic, CLOCK_MONOTONIC ns.
     t0_ns: u64,
 }
@@ -556,9 +557,12 @@ impl Demo {
     }
 
     /// Cuts the link of `--fail-link` and waits (at most 3 s) for the first
-    /// packet of a flow that crossed it to be delivered by another path:
-    /// the failover time, ms.
-    fn cut_link(&self, fail: &FailLink, sec: u32) -> anyhow::Result<Option<f64>> {
+    /// packet of a flow that crossed it to be delivered by another path.
+    /// Returns (ms from the cut to that packet's delivery, ms from the cut
+    /// to when it left its source), both on CLOCK_MONOTONIC: the second is
+    /// the gateways' detection and switch, the difference the new path's
+    /// transit (its links' delay and queues).
+    fn cut_link(&self, fail: &FailLink, sec: u32) -> anyhow::Result<Option<(f64, f64)>> {
         let (label, name, la, lb, _) = fail;
         let cut = mongate_dataplane::sys::clock::now_ns();
         self.topo.set_link(name, false)?;
@@ -575,22 +579,34 @@ impl Demo {
             })
             .map(|f| (f.id.clone(), self.inst_of(&dest(f))))
             .collect();
-        let mut failover_ms = None;
+        let mut failover = None;
         let w0 = Instant::now();
-        while failover_ms.is_none() && w0.elapsed() < Duration::from_secs(3) {
+        while failover.is_none() && w0.elapsed() < Duration::from_secs(3) {
             for (id, inst) in &crossing {
                 if let Some(v) = totals(inst).and_then(|t| t.get(id).copied())
                     && v.last_rx_sent_ns > cut
                 {
-                    // Nanoseconds to milliseconds for display.
-                    failover_ms = Some(v.updated_ns.saturating_sub(cut) as f64 / 1e6);
+                    // Delivered: when delivery resumed after the outage, to
+                    // the packet (the receiver's gap of 20 ms or more that
+                    // ended after the cut); without one, the counters'
+                    // update (at most a report period late). Left: the
+                    // newest delivered packet's sender timestamp (at most a
+                    // report period after the first's). Nanoseconds to ms.
+                    let at = if v.rx_resumed_ns > cut {
+                        v.rx_resumed_ns
+                    } else {
+                        v.updated_ns
+                    };
+                    let ms = |t: u64| t.saturating_sub(cut) as f64 / 1e6;
+                    failover = Some((ms(at), ms(v.last_rx_sent_ns)));
                 }
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        match failover_ms {
-            Some(ms) => eprintln!(
-                "---- traffic of the cut link delivered by another path after {ms:.1} ms ----"
+        match failover {
+            Some((ms, left)) => eprintln!(
+                "---- traffic of the cut link delivered by another path after {ms:.1} ms \
+                 (it left its source {left:.1} ms after the cut) ----"
             ),
             None => {
                 eprintln!(
@@ -598,7 +614,7 @@ impl Demo {
                 )
             }
         }
-        Ok(failover_ms)
+        Ok(failover)
     }
 
     /// One row of the live table per flow: target, MONtra rate, delivered
@@ -683,6 +699,7 @@ impl Demo {
             series: Vec::new(),
             outage: None,
             failover_ms: None,
+            failover_left_ms: None,
             t0_ns,
         };
         let mut killed = false;
@@ -713,7 +730,9 @@ impl Demo {
             if let Some(fail) = &self.fail
                 && sec == fail.4
             {
-                w.failover_ms = self.cut_link(fail, sec)?;
+                let f = self.cut_link(fail, sec)?;
+                w.failover_ms = f.map(|f| f.0);
+                w.failover_left_ms = f.map(|f| f.1);
             }
             if let Some((links, cut, rejoin)) = &self.partition
                 && (sec == *cut || sec == *rejoin)
@@ -945,6 +964,7 @@ impl Demo {
             control_outage,
             failed_link: fail.as_ref().map(|f| (f.0.clone(), f.4)),
             failover_ms: w.failover_ms,
+            failover_left_ms: w.failover_left_ms,
             flows,
             classes,
             utility,

@@ -276,6 +276,12 @@ pub struct FlowReport {
     pub spurious: u64,
     /// Packets the tail timeout declared lost over the interval (origin).
     pub tail_lost: u64,
+    /// The flow's latest delivery gap of 20 ms or more, ms (destination;
+    /// `null`: none yet): how long its last outage lasted as the receiver saw
+    /// it, e.g. a failover.
+    pub last_gap_ms: Option<f64>,
+    /// How long ago that gap ended, s (at the counters' last update).
+    pub last_gap_ended_s_ago: Option<f64>,
     /// The path it rides (origin): `to PEER direct, uplink U` or `to PEER via
     /// WAYPOINT` (PEER: the flow's next overlay hop).
     pub path: Option<String>,
@@ -523,6 +529,9 @@ fn gateway_report(g: &GwSample, prev: Option<&GwSample>, now: u64, dt: f64) -> G
             queue_drops: c.queue_drops.saturating_sub(p.queue_drops),
             spurious: c.spurious.saturating_sub(p.spurious),
             tail_lost: c.tail_lost.saturating_sub(p.tail_lost),
+            last_gap_ms: (c.rx_resumed_ns > 0).then(|| r4(c.rx_gap_ns as f64 / 1e6)),
+            last_gap_ended_s_ago: (c.rx_resumed_ns > 0)
+                .then(|| r4(c.updated_ns.saturating_sub(c.rx_resumed_ns) as f64 / 1e9)),
             path: path.and_then(|r| gw.and_then(|x| path_name(x, r))),
         });
     }

@@ -352,9 +352,13 @@ impl Planner {
                 .and_then(|i| self.map.flow_from_cfg.get(i).copied());
             let ok = f.is_some_and(|f| {
                 self.map.local_flow[f]
-                    && self
-                        .book
-                        .flow(worker, f, now_ns, t.rate_bps, t.acks, t.losses)
+                    && self.book.flow(
+                        worker,
+                        f,
+                        now_ns,
+                        t.rate_bps,
+                        (t.acks, t.losses, t.tx_bytes),
+                    )
             });
             if !ok {
                 self.stats.bad_records += 1;

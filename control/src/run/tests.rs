@@ -42,6 +42,10 @@ fn solve_now(p: &mut Planner, now: u64, req: &super::SolveRequest) -> Vec<f64> {
         .collect()
 }
 
+/// Telemetry records `(flow, rate_bps, acks, losses)`. The tests send 1 000 packets a second,
+/// so each packet counts `rate_bps / 8 000` bytes: the window's mean sending rate is the
+/// reported rate while it holds (a change of rate can make the byte count go down, which
+/// the book takes for a restart: that window falls back to the reported rate).
 fn flows(items: &[(u32, u64, u64, u64)]) -> Vec<FlowTelemetry> {
     items
         .iter()
@@ -52,6 +56,7 @@ fn flows(items: &[(u32, u64, u64, u64)]) -> Vec<FlowTelemetry> {
             acks,
             losses,
             queue_drops: 0,
+            tx_bytes: acks.saturating_add(losses).saturating_mul(rate_bps / 8_000),
         })
         .collect()
 }

@@ -41,7 +41,22 @@ pub struct FlowCounters {
     /// Largest sender timestamp (the sender's clock, ns) of the packets
     /// delivered (destination): when the newest delivered packet left.
     pub last_rx_sent_ns: u64,
+    /// The worker's clock (ns) when the newest packet was delivered
+    /// (destination; 0: none yet).
+    pub last_rx_ns: u64,
+    /// The worker's clock (ns) when delivery last resumed after a gap of at
+    /// least [`RX_GAP_NS`] (destination; 0: none yet): the end of the
+    /// flow's latest outage as its receiver saw it, to the packet, not to
+    /// the report period.
+    pub rx_resumed_ns: u64,
+    /// The length of that gap, ns.
+    pub rx_gap_ns: u64,
 }
+
+/// A delivery gap at least this long ends in [`FlowCounters::rx_resumed_ns`]
+/// (20 ms: a flow at 1 000 packets/s, Poisson-paced, leaves such a gap by
+/// chance with probability e^-20 per packet).
+pub const RX_GAP_NS: u64 = 20_000_000;
 
 impl FlowCounters {
     /// Adds `o` (another worker's): counts and rates add; epoch and times:
@@ -56,6 +71,11 @@ impl FlowCounters {
         self.rate_pps += o.rate_pps;
         self.target_pps += o.target_pps;
         self.last_rx_sent_ns = self.last_rx_sent_ns.max(o.last_rx_sent_ns);
+        self.last_rx_ns = self.last_rx_ns.max(o.last_rx_ns);
+        if o.rx_resumed_ns > self.rx_resumed_ns {
+            self.rx_resumed_ns = o.rx_resumed_ns;
+            self.rx_gap_ns = o.rx_gap_ns;
+        }
         self.acked += o.acked;
         self.lost += o.lost;
         self.spurious += o.spurious;
@@ -63,6 +83,18 @@ impl FlowCounters {
         self.queue_drops += o.queue_drops;
         self.epoch = self.epoch.max(o.epoch);
         self.updated_ns = self.updated_ns.max(o.updated_ns);
+    }
+
+    /// Counts a delivery at `now` (the worker's clock): notes the end of a
+    /// gap of at least [`RX_GAP_NS`] since the previous one.
+    #[inline]
+    pub fn on_delivery(&mut self, now: u64) {
+        let gap = now.saturating_sub(self.last_rx_ns);
+        if self.last_rx_ns != 0 && gap >= RX_GAP_NS {
+            self.rx_resumed_ns = now;
+            self.rx_gap_ns = gap;
+        }
+        self.last_rx_ns = self.last_rx_ns.max(now);
     }
 
     /// The MONtra rate in bit/s for packets of `mean_bytes` on average,
@@ -107,6 +139,32 @@ mod tests {
         assert_eq!(a.rate_pps, 150.0);
         assert_eq!((a.epoch, a.updated_ns, a.last_rx_sent_ns), (2, 7, 9));
         assert_eq!(a.lost, 1);
+    }
+
+    #[test]
+    fn a_delivery_gap_is_noted_where_it_ends() {
+        let mut c = FlowCounters::default();
+        let ms = 1_000_000;
+        // The first delivery is no resumption; short gaps are none either.
+        for t in [5 * ms, 6 * ms, 6 * ms + RX_GAP_NS - 1] {
+            c.on_delivery(t);
+        }
+        assert_eq!((c.rx_resumed_ns, c.rx_gap_ns), (0, 0));
+        let t = 7 * ms + 2 * RX_GAP_NS;
+        c.on_delivery(t);
+        assert_eq!((c.last_rx_ns, c.rx_resumed_ns), (t, t));
+        assert_eq!(c.rx_gap_ns, t - (6 * ms + RX_GAP_NS - 1));
+        // Workers add: the latest resumption with its own gap.
+        let mut other = FlowCounters::default();
+        other.on_delivery(ms);
+        other.on_delivery(ms + RX_GAP_NS);
+        assert_eq!(other.rx_resumed_ns, ms + RX_GAP_NS);
+        other.add(&c);
+        assert_eq!((other.rx_resumed_ns, other.rx_gap_ns), (t, c.rx_gap_ns));
+        assert_eq!(other.last_rx_ns, t);
+        let mut again = c;
+        again.add(&FlowCounters::default());
+        assert_eq!(again, c);
     }
 
     #[test]

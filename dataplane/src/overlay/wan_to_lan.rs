@@ -213,6 +213,7 @@ impl Gateway {
             f.counters.rx_packets += 1;
             f.counters.rx_bytes += u64::from(inner_len);
             f.counters.last_rx_sent_ns = f.counters.last_rx_sent_ns.max(opt.timestamp_ns);
+            f.counters.on_delivery(now);
             if let Some(info) = r.agg.on_packet(opt.seq - 1, opt.timestamp_ns, now) {
                 self.queue_ack(fi, &info);
             }

@@ -21,8 +21,10 @@ pub use crate::wire::oam::HANDSHAKE_MAX;
 pub const MSG_WORDS: usize = 30;
 /// Plan entries carried by one [`PlanChunk`].
 pub const CHUNK_ENTRIES: usize = 9;
-/// Flow telemetry records per [`Telemetry::Flows`] message.
-pub const FLOW_TEL_PER_MSG: usize = 6;
+/// Flow telemetry records per [`Telemetry::Flows`] message (six words each).
+pub const FLOW_TEL_PER_MSG: usize = MSG_WORDS / FLOW_TEL_WORDS;
+/// Words of one flow telemetry record.
+const FLOW_TEL_WORDS: usize = 6;
 /// Class records per [`Telemetry::Classes`] message (two words each).
 pub const CLASSES_PER_MSG: usize = MSG_WORDS / 2;
 /// Path assignments per [`Command::Assign`] message.
@@ -517,6 +519,9 @@ pub struct FlowTelemetry {
     pub losses: u64,
     /// Packets dropped by the pacing queue.
     pub queue_drops: u64,
+    /// Inner bytes sent on the WAN (the control's estimator takes the
+    /// mean sending rate over its window from two reports).
+    pub tx_bytes: u64,
 }
 
 impl FlowTelemetry {
@@ -535,6 +540,7 @@ impl FlowTelemetry {
             acks: c.acked,
             losses: c.lost,
             queue_drops: c.queue_drops,
+            tx_bytes: c.tx_bytes,
         }
     }
 }
@@ -874,12 +880,14 @@ impl Telemetry {
                     .min(FLOW_TEL_PER_MSG);
                 m.len = count_u32(n);
                 for (i, f) in items[..n].iter().enumerate() {
-                    m.w[5 * i..5 * i + 5].copy_from_slice(&[
+                    let at = FLOW_TEL_WORDS * i;
+                    m.w[at..at + FLOW_TEL_WORDS].copy_from_slice(&[
                         join(f.path, f.flow),
                         f.rate_bps,
                         f.acks,
                         f.losses,
                         f.queue_drops,
+                        f.tx_bytes,
                     ]);
                 }
             }
@@ -996,7 +1004,7 @@ impl Telemetry {
                 let n = check_len(m.len, FLOW_TEL_PER_MSG)?;
                 let mut items = [FlowTelemetry::default(); FLOW_TEL_PER_MSG];
                 for (i, f) in items[..n].iter_mut().enumerate() {
-                    let w = &m.w[5 * i..5 * i + 5];
+                    let w = &m.w[FLOW_TEL_WORDS * i..FLOW_TEL_WORDS * (i + 1)];
                     let (path, flow) = split(w[0]);
                     *f = FlowTelemetry {
                         flow,
@@ -1005,6 +1013,7 @@ impl Telemetry {
                         acks: w[2],
                         losses: w[3],
                         queue_drops: w[4],
+                        tx_bytes: w[5],
                     };
                 }
                 Ok(Telemetry::Flows {

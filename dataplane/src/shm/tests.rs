@@ -366,16 +366,17 @@ fn commands_round_trip() {
     m.w[1] = 9;
     assert!(Telemetry::decode(&m).is_err());
     let mut flows = [super::msg::FlowTelemetry::default(); super::msg::FLOW_TEL_PER_MSG];
-    flows[5] = super::msg::FlowTelemetry {
+    flows[super::msg::FLOW_TEL_PER_MSG - 1] = super::msg::FlowTelemetry {
         flow: 7,
         path: super::msg::PATH_NONE,
         rate_bps: 1,
         acks: 2,
         losses: 3,
         queue_drops: 4,
+        tx_bytes: 5,
     };
     let t = Telemetry::Flows {
-        count: 6,
+        count: u32::try_from(super::msg::FLOW_TEL_PER_MSG).unwrap(),
         items: flows,
     };
     assert_eq!(Telemetry::decode(&t.encode()), Ok(t));

@@ -10,8 +10,8 @@
 //! has one writer (its worker), which stores with Relaxed; readers take
 //! Relaxed snapshots and sum the workers.
 //!
-//! Format `MGFLOW03` (02 had no spurious and tail loss counts, 01 no path
-//! word and no gateway section); a reader of one version refuses the
+//! Format `MGFLOW04` (03 had no delivery times and gaps, 02 no spurious
+//! and tail loss counts, 01 no path word and no gateway section); a reader of one version refuses the
 //! others with [`StatsError::Version`].
 
 use std::path::{Path, PathBuf};
@@ -23,9 +23,9 @@ use super::gateway::{ClassSlot, GatewayLayout, GatewaySnapshot, GwHeader, Offset
 use crate::overlay::FlowCounters;
 use crate::sys::shm::{ShmShared, shm_path};
 
-/// "MGFLOW03" (03: spurious and tail losses; 02: the path word of each
-/// slot, the gateway section).
-pub const FLOWS_MAGIC: u64 = u64::from_le_bytes(*b"MGFLOW03");
+/// "MGFLOW04" (04: delivery times and gaps; 03: spurious and tail losses;
+/// 02: the path word of each slot, the gateway section).
+pub const FLOWS_MAGIC: u64 = u64::from_le_bytes(*b"MGFLOW04");
 /// Most flows a flows file describes.
 pub const MAX_FLOWS: usize = 4096;
 /// Bytes of a flow id in the name table (longer ids are truncated).
@@ -74,6 +74,12 @@ pub struct FlowSlot {
     pub spurious: AtomicU64,
     /// See [`FlowCounters::tail_lost`].
     pub tail_lost: AtomicU64,
+    /// See [`FlowCounters::last_rx_ns`].
+    pub last_rx_ns: AtomicU64,
+    /// See [`FlowCounters::rx_resumed_ns`].
+    pub rx_resumed_ns: AtomicU64,
+    /// See [`FlowCounters::rx_gap_ns`].
+    pub rx_gap_ns: AtomicU64,
 }
 
 // SAFETY: atomics only; any bit pattern is valid.
@@ -99,6 +105,9 @@ impl FlowSlot {
         s(&self.last_rx_sent_ns, v.last_rx_sent_ns);
         s(&self.spurious, v.spurious);
         s(&self.tail_lost, v.tail_lost);
+        s(&self.last_rx_ns, v.last_rx_ns);
+        s(&self.rx_resumed_ns, v.rx_resumed_ns);
+        s(&self.rx_gap_ns, v.rx_gap_ns);
     }
 
     /// Reads every value (Relaxed).
@@ -121,6 +130,9 @@ impl FlowSlot {
             last_rx_sent_ns: l(&self.last_rx_sent_ns),
             spurious: l(&self.spurious),
             tail_lost: l(&self.tail_lost),
+            last_rx_ns: l(&self.last_rx_ns),
+            rx_resumed_ns: l(&self.rx_resumed_ns),
+            rx_gap_ns: l(&self.rx_gap_ns),
         }
     }
 }
@@ -412,7 +424,7 @@ mod tests {
         let e = FlowStatsRegion::open(&old).err().expect("refused");
         let m = e.to_string();
         assert!(
-            m.contains("MGFLOW01") && m.contains("MGFLOW03") && m.contains("builds"),
+            m.contains("MGFLOW01") && m.contains("MGFLOW04") && m.contains("builds"),
             "{m}"
         );
         std::fs::remove_file(&old).unwrap();

@@ -1,4 +1,4 @@
-//! The gateway section of a `.flows` file (format `MGFLOW03`): what an
+//! The gateway section of a `.flows` file (format `MGFLOW04`): what an
 //! operator asks of a running site gateway beyond its flows' counters — the
 //! plan in force and since when, whether a control process is attached, per
 //! class the sessions admitted and waiting and the plan's room, per

@@ -226,6 +226,7 @@ impl World {
                 acks: self.acks,
                 losses: self.losses,
                 queue_drops: 0,
+                tx_bytes: 0,
             };
             self.d.on_flows(0, &[t], self.now);
         }
@@ -490,7 +491,15 @@ proptest! {
             w.d.on_path_event(e, PathEventKind::AckGap, now);
         }
         for (flow, path, acks, losses) in flows {
-            let t = FlowTelemetry { flow, path, rate_bps: 0, acks, losses, queue_drops: 0 };
+            let t = FlowTelemetry {
+                flow,
+                path,
+                rate_bps: 0,
+                acks,
+                losses,
+                queue_drops: 0,
+                tx_bytes: 0,
+            };
             w.d.on_flows(0, &[t], now);
         }
         w.now = now;
