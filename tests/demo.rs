@@ -466,7 +466,9 @@ fn demo_imprecise_capacity_mon_tra_alone_then_the_estimator() {
     assert!(p["within_from_s"].as_f64().is_some(), "replan_off: {v}");
     // With the estimator the issue asks for 2 %. On the old 50 ms link buffers it measured
     // 97.3-99.1 % (the queue overflowed below the link's rate) and this asserted 3 %; on 100 ms
-    // (`--queue-ms`, docs/montra.md) 99.3, 99.5 and 99.8 % in 3 runs: the issue's bound.
+    // (`--queue-ms`, docs/montra.md) 99.3, 99.5 and 99.8 % in 3 runs: the issue's bound. CI
+    // failed it once at 97.4 % (the estimate settled 5 % above the wire); since session 21's
+    // estimator 98.2, 99.7 and 98.8 %: what is left is MONtra's delivery on the full links.
     let p = &v["estimator_on"];
     let r = p["true_ratio"].as_f64().unwrap();
     assert!((r - 1.0).abs() <= 0.02, "estimator_on: {r}: {v}");
