@@ -564,8 +564,12 @@ impl Demo {
     /// transit (its links' delay and queues).
     fn cut_link(&self, fail: &FailLink, sec: u32) -> anyhow::Result<Option<(f64, f64)>> {
         let (label, name, la, lb, _) = fail;
-        let cut = mongate_dataplane::sys::clock::now_ns();
         self.topo.set_link(name, false)?;
+        // Stamped once the link is down: a packet that left after this
+        // cannot have crossed it (stamped before, packets sent while `ip`
+        // was taking the link down crossed it, and one that ended a pause of
+        // the flow 3 ms "after the cut" read as the failover).
+        let cut = mongate_dataplane::sys::clock::now_ns();
         eprintln!("---- link {label} ({name}) cut at t={sec}s ----");
         // Flows whose route crosses the link, by destination gateway.
         let crossing: Vec<(String, String)> = self
@@ -586,19 +590,19 @@ impl Demo {
                 if let Some(v) = totals(inst).and_then(|t| t.get(id).copied())
                     && v.last_rx_sent_ns > cut
                 {
-                    // Delivered: when delivery resumed after the outage, to
-                    // the packet (the receiver's gap of 20 ms or more that
-                    // ended after the cut); without one, the counters'
-                    // update (at most a report period late). Left: the
-                    // newest delivered packet's sender timestamp (at most a
-                    // report period after the first's). Nanoseconds to ms.
-                    let at = if v.rx_resumed_ns > cut {
-                        v.rx_resumed_ns
+                    // When delivery resumed after the outage and when that
+                    // packet left its source, to the packet (the receiver's
+                    // gap of 20 ms or more that ended after the cut);
+                    // without one, the counters' update and the newest
+                    // delivered packet's send time (at most a report period
+                    // late). Nanoseconds to ms.
+                    let (at, left) = if v.rx_resumed_sent_ns > cut {
+                        (v.rx_resumed_ns, v.rx_resumed_sent_ns)
                     } else {
-                        v.updated_ns
+                        (v.updated_ns, v.last_rx_sent_ns)
                     };
                     let ms = |t: u64| t.saturating_sub(cut) as f64 / 1e6;
-                    failover = Some((ms(at), ms(v.last_rx_sent_ns)));
+                    failover = Some((ms(at), ms(left)));
                 }
             }
             std::thread::sleep(Duration::from_millis(1));

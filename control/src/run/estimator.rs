@@ -348,6 +348,35 @@ mod tests {
         })
     }
 
+    /// A window whose mean sending rate is known: `sent` Mbit/s, `lost` of 1000 packets.
+    fn sent_window(sent: f64, lost: u64) -> Option<FlowWindow> {
+        w(1000 - lost, lost, sent).map(|win| FlowWindow {
+            sent_mbps: Some(sent),
+            ..win
+        })
+    }
+
+    /// One link of `capacity`, saturated above 1 % loss (half the closed loops' 2 % budget).
+    fn one_link(capacity: f64) -> Estimator {
+        let cfg = EstimatorConfig {
+            loss_threshold: 0.01,
+            ..EstimatorConfig::default()
+        };
+        Estimator::new(cfg, vec![capacity], &[vec![0]])
+    }
+
+    /// Seeded uniform noise in [-1, 1) (an LCG: the closed-loop tests are deterministic).
+    fn noise(mut seed: u64) -> impl FnMut() -> f64 {
+        move || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            #[allow(clippy::cast_precision_loss)] // 53 bits are plenty
+            let u = (seed >> 11) as f64 / (1u64 << 53) as f64;
+            2.0 * u - 1.0
+        }
+    }
+
     /// Links 0 and 1; flow 0 on link 0, flow 1 on links 0 and 1.
     fn est() -> Estimator {
         Estimator::new(
@@ -479,20 +508,8 @@ mod tests {
     /// under the threshold sampled the configuration) it swung back towards 10 every time.
     #[test]
     fn an_over_estimated_link_settles_at_what_it_carries() {
-        let cfg = EstimatorConfig {
-            loss_threshold: 0.01,
-            ..EstimatorConfig::default()
-        };
-        let mut e = Estimator::new(cfg, vec![10.0], &[vec![0]]);
-        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut noise = || {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            #[allow(clippy::cast_precision_loss)] // 53 bits are plenty
-            let u = (seed >> 11) as f64 / (1u64 << 53) as f64;
-            2.0 * u - 1.0
-        };
+        let mut e = one_link(10.0);
+        let mut noise = noise(0x9e37_79b9_7f4a_7c15_u64);
         let (wire, budget) = (5.5, 0.02);
         let mut path = Vec::new();
         for _ in 0..120 {
@@ -518,16 +535,14 @@ mod tests {
     /// no two lossy windows came in a row and the estimate stayed at the configuration.
     #[test]
     fn loss_in_every_other_window_is_sustained() {
-        let cfg = EstimatorConfig {
-            loss_threshold: 0.01,
-            ..EstimatorConfig::default()
-        };
-        let mut e = Estimator::new(cfg, vec![9.22], &[vec![0]]);
+        let mut e = one_link(9.22);
         for i in 0..20 {
-            let lost = if i % 2 == 0 { 80 } else { 0 };
-            let mut win = w(1000 - lost, lost, 5.9).unwrap();
-            win.sent_mbps = Some(if i % 2 == 0 { 5.1 } else { 5.9 });
-            e.update(&[Some(win)], &[0.0]);
+            let win = if i % 2 == 0 {
+                sent_window(5.1, 80)
+            } else {
+                sent_window(5.9, 0)
+            };
+            e.update(&[win], &[0.0]);
         }
         assert!(e.estimate(0) < 6.0, "{}", e.estimate(0));
     }
@@ -537,24 +552,15 @@ mod tests {
     /// carried load is a lower bound of the capacity, loss or not.
     #[test]
     fn a_dipped_estimate_rises_to_what_a_lossy_full_link_carries() {
-        let cfg = EstimatorConfig {
-            loss_threshold: 0.01,
-            ..EstimatorConfig::default()
-        };
-        let mut e = Estimator::new(cfg, vec![4.61], &[vec![0]]);
-        let window = |sent: f64, lost: u64| {
-            let mut win = w(1000 - lost, lost, sent).unwrap();
-            win.sent_mbps = Some(sent);
-            Some(win)
-        };
+        let mut e = one_link(4.61);
         for _ in 0..4 {
-            e.update(&[window(3.0, 300)], &[0.0]);
+            e.update(&[sent_window(3.0, 300)], &[0.0]);
         }
         let dipped = e.estimate(0);
         assert!(dipped < 4.0, "{dipped}");
         // Full: 4.6 sent, 2 % lost, every window, for 20 s.
         for _ in 0..20 {
-            e.update(&[window(4.6, 20)], &[0.0]);
+            e.update(&[sent_window(4.6, 20)], &[0.0]);
         }
         let c = e.estimate(0);
         assert!(c > 0.97 * 4.508 && c <= 4.61, "{c} (dipped to {dipped})");
@@ -566,20 +572,8 @@ mod tests {
     /// ratchet held it 4-5 % over: imprecise's 6.33 estimate for a 6 Mbit/s wire).
     #[test]
     fn quiet_windows_do_not_ratchet_an_over_told_link_up() {
-        let cfg = EstimatorConfig {
-            loss_threshold: 0.01,
-            ..EstimatorConfig::default()
-        };
-        let mut e = Estimator::new(cfg, vec![9.22], &[vec![0]]);
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-        let mut noise = || {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            #[allow(clippy::cast_precision_loss)] // 53 bits are plenty
-            let u = (seed >> 11) as f64 / (1u64 << 53) as f64;
-            2.0 * u - 1.0
-        };
+        let mut e = one_link(9.22);
+        let mut noise = noise(0x2545_f491_4f6c_dd1d_u64);
         let (wire, budget) = (5.53, 0.02);
         let mut tail = Vec::new();
         let mut quiet = 0;

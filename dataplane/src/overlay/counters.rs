@@ -51,6 +51,9 @@ pub struct FlowCounters {
     pub rx_resumed_ns: u64,
     /// The length of that gap, ns.
     pub rx_gap_ns: u64,
+    /// The sender timestamp (the sender's clock, ns) of the packet that
+    /// ended that gap: when the first packet after the outage left.
+    pub rx_resumed_sent_ns: u64,
 }
 
 /// A delivery gap at least this long ends in [`FlowCounters::rx_resumed_ns`]
@@ -75,6 +78,7 @@ impl FlowCounters {
         if o.rx_resumed_ns > self.rx_resumed_ns {
             self.rx_resumed_ns = o.rx_resumed_ns;
             self.rx_gap_ns = o.rx_gap_ns;
+            self.rx_resumed_sent_ns = o.rx_resumed_sent_ns;
         }
         self.acked += o.acked;
         self.lost += o.lost;
@@ -85,14 +89,17 @@ impl FlowCounters {
         self.updated_ns = self.updated_ns.max(o.updated_ns);
     }
 
-    /// Counts a delivery at `now` (the worker's clock): notes the end of a
-    /// gap of at least [`RX_GAP_NS`] since the previous one.
+    /// Counts a delivery at `now` (the worker's clock) of a packet its
+    /// sender stamped `sent_ns`: the newest send time, and the end of a gap
+    /// of at least [`RX_GAP_NS`] since the previous delivery.
     #[inline]
-    pub fn on_delivery(&mut self, now: u64) {
+    pub fn on_delivery(&mut self, now: u64, sent_ns: u64) {
+        self.last_rx_sent_ns = self.last_rx_sent_ns.max(sent_ns);
         let gap = now.saturating_sub(self.last_rx_ns);
         if self.last_rx_ns != 0 && gap >= RX_GAP_NS {
             self.rx_resumed_ns = now;
             self.rx_gap_ns = gap;
+            self.rx_resumed_sent_ns = sent_ns;
         }
         self.last_rx_ns = self.last_rx_ns.max(now);
     }
@@ -147,20 +154,25 @@ mod tests {
         let ms = 1_000_000;
         // The first delivery is no resumption; short gaps are none either.
         for t in [5 * ms, 6 * ms, 6 * ms + RX_GAP_NS - 1] {
-            c.on_delivery(t);
+            c.on_delivery(t, t - ms);
         }
         assert_eq!((c.rx_resumed_ns, c.rx_gap_ns), (0, 0));
         let t = 7 * ms + 2 * RX_GAP_NS;
-        c.on_delivery(t);
+        c.on_delivery(t, t - 2 * ms);
         assert_eq!((c.last_rx_ns, c.rx_resumed_ns), (t, t));
+        assert_eq!(
+            (c.rx_resumed_sent_ns, c.last_rx_sent_ns),
+            (t - 2 * ms, t - 2 * ms)
+        );
         assert_eq!(c.rx_gap_ns, t - (6 * ms + RX_GAP_NS - 1));
         // Workers add: the latest resumption with its own gap.
         let mut other = FlowCounters::default();
-        other.on_delivery(ms);
-        other.on_delivery(ms + RX_GAP_NS);
+        other.on_delivery(ms, 0);
+        other.on_delivery(ms + RX_GAP_NS, ms);
         assert_eq!(other.rx_resumed_ns, ms + RX_GAP_NS);
         other.add(&c);
         assert_eq!((other.rx_resumed_ns, other.rx_gap_ns), (t, c.rx_gap_ns));
+        assert_eq!(other.rx_resumed_sent_ns, t - 2 * ms);
         assert_eq!(other.last_rx_ns, t);
         let mut again = c;
         again.add(&FlowCounters::default());

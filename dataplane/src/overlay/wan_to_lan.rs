@@ -212,8 +212,7 @@ impl Gateway {
             r.received += 1;
             f.counters.rx_packets += 1;
             f.counters.rx_bytes += u64::from(inner_len);
-            f.counters.last_rx_sent_ns = f.counters.last_rx_sent_ns.max(opt.timestamp_ns);
-            f.counters.on_delivery(now);
+            f.counters.on_delivery(now, opt.timestamp_ns);
             if let Some(info) = r.agg.on_packet(opt.seq - 1, opt.timestamp_ns, now) {
                 self.queue_ack(fi, &info);
             }

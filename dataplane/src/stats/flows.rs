@@ -80,6 +80,8 @@ pub struct FlowSlot {
     pub rx_resumed_ns: AtomicU64,
     /// See [`FlowCounters::rx_gap_ns`].
     pub rx_gap_ns: AtomicU64,
+    /// See [`FlowCounters::rx_resumed_sent_ns`].
+    pub rx_resumed_sent_ns: AtomicU64,
 }
 
 // SAFETY: atomics only; any bit pattern is valid.
@@ -108,6 +110,7 @@ impl FlowSlot {
         s(&self.last_rx_ns, v.last_rx_ns);
         s(&self.rx_resumed_ns, v.rx_resumed_ns);
         s(&self.rx_gap_ns, v.rx_gap_ns);
+        s(&self.rx_resumed_sent_ns, v.rx_resumed_sent_ns);
     }
 
     /// Reads every value (Relaxed).
@@ -133,6 +136,7 @@ impl FlowSlot {
             last_rx_ns: l(&self.last_rx_ns),
             rx_resumed_ns: l(&self.rx_resumed_ns),
             rx_gap_ns: l(&self.rx_gap_ns),
+            rx_resumed_sent_ns: l(&self.rx_resumed_sent_ns),
         }
     }
 }
