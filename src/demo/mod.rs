@@ -351,11 +351,16 @@ pub struct UtilitySummary {
     pub bound: f64,
     /// `achieved / optimum`.
     pub ratio: f64,
-    /// PFO's optimum with the wire's true capacities (differs from
-    /// `optimum` when the instance is wrong: `--scenario imprecise`).
+    /// PFO's optimum for the network as it is at the end of the run: the
+    /// wire's true capacities (differs from `optimum` when the instance is
+    /// wrong: `--scenario imprecise`), without the link `--fail-link` cut.
+    /// The verdict judges against this.
     pub true_optimum: f64,
     /// `achieved / true_optimum`.
     pub true_ratio: f64,
+    /// What `true_optimum` is of, when it differs from the instance: "the wire's
+    /// capacities", "without the cut link A-C"; empty when it is the instance.
+    pub reference: String,
 }
 
 /// The one-line verdict.
@@ -752,6 +757,14 @@ pub fn print_summary(s: &Summary) {
         s.utility.bound,
         s.utility.ratio * 100.0
     );
+    if !s.utility.reference.is_empty() {
+        println!(
+            "  against PFO's optimum for {}: {:.3}: {:.1} %",
+            s.utility.reference,
+            s.utility.true_optimum,
+            s.utility.true_ratio * 100.0
+        );
+    }
     match s.convergence_s {
         Some(c) => println!(
             "  converged (every planned flow's 3 s average within 5 %) after {c:.1} s; worst error over {:.0}-{:.0} s: {:.2} %",

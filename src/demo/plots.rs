@@ -227,7 +227,8 @@ pub fn rates_svg(s: &Summary) -> anyhow::Result<String> {
 
 /// Renders `utility.svg`: the mission utility of each second against PFO's
 /// optimum (and, when they differ, the optimum with the wire's true
-/// capacities, `--scenario imprecise`, and the optimum for the demand
+/// capacities, `--scenario imprecise`, or without the link `--fail-link`
+/// cut, and the optimum for the demand
 /// before the crowd, `--scenario flash-crowd`).
 pub fn utility_svg(s: &Summary) -> anyhow::Result<String> {
     let mut buf = String::new();
@@ -245,7 +246,15 @@ pub fn utility_svg(s: &Summary) -> anyhow::Result<String> {
             lines.push((
                 s.utility.true_optimum,
                 CUT,
-                format!("optimum, true capacities {:.2}", s.utility.true_optimum),
+                format!(
+                    "optimum, {} {:.2}",
+                    if s.utility.reference.is_empty() {
+                        "true capacities"
+                    } else {
+                        &s.utility.reference
+                    },
+                    s.utility.true_optimum
+                ),
             ));
         }
         if let Some((before, _)) = s.crowd_optimum
@@ -613,6 +622,7 @@ mod tests {
                 ratio: 25.0 / 27.0,
                 true_optimum: 27.0,
                 true_ratio: 25.0 / 27.0,
+                reference: String::new(),
             },
             utility_series: (1..=10).map(|i| (f64::from(i), 25.0)).collect(),
             flow_series,
