@@ -55,6 +55,7 @@ fn config() -> (Config, PlanTable) {
         epoch: 1,
         classes: Vec::new(),
         flows: Vec::new(),
+        detours: Vec::new(),
     };
     for i in 0..RULES {
         let id = format!("c{i}");

@@ -30,6 +30,8 @@ pub struct PlanShape {
     flow_class: Vec<u32>,
     /// Flow indices of each class.
     class_flows: Vec<Vec<u32>>,
+    /// Peers of the site (for the detours' spare capacity).
+    peers: usize,
 }
 
 impl PlanShape {
@@ -48,7 +50,14 @@ impl PlanShape {
         Self {
             flow_class,
             class_flows,
+            peers: 0,
         }
+    }
+    /// The same shape for a site with `peers` peers (the plan's detour table is
+    /// `peers x peers`).
+    pub fn with_peers(mut self, peers: usize) -> Self {
+        self.peers = peers;
+        self
     }
     /// The shape of a configuration (flows whose class is unknown, which the
     /// loader rejects anyway, belong to no class).
@@ -64,7 +73,7 @@ impl PlanShape {
                     .unwrap_or(u32::MAX)
             })
             .collect();
-        Self::new(cfg.classes.len(), flow_class)
+        Self::new(cfg.classes.len(), flow_class).with_peers(cfg.peers.len())
     }
     /// Number of classes.
     pub fn classes(&self) -> usize {
@@ -73,6 +82,14 @@ impl PlanShape {
     /// Number of flows.
     pub fn flows(&self) -> usize {
         self.flow_class.len()
+    }
+    /// Number of peers.
+    pub fn peers(&self) -> usize {
+        self.peers
+    }
+    /// Entries of the detour table: `peers x peers`.
+    pub fn detours(&self) -> usize {
+        self.peers.saturating_mul(self.peers)
     }
     /// Class index of flow `f` (`u32::MAX`: none).
     pub fn flow_class(&self, f: usize) -> u32 {
@@ -99,6 +116,15 @@ pub struct PlanTable {
     /// the path), so the flow's controller is capped at its target itself
     /// rather than at the safety multiple (see `docs/montra.md`).
     pub floored: Vec<bool>,
+    /// Spare capacity under this plan of each one-waypoint detour, Mbit/s,
+    /// by configuration peer index: entry `p * peers + v` is for traffic
+    /// to peer `p` through peer `v`, the least spare capacity of the two
+    /// links (this site to `v`, `v` to `p`), what the plan leaves unused
+    /// on them. The share a failover may move onto that detour before the
+    /// next plan (docs/paths.md); `f64::INFINITY`: not known (a plan from
+    /// a file, or a detour over links the plan's instance does not have):
+    /// moved flows keep their rates.
+    pub detour_mbps: Vec<f64>,
 }
 
 /// A plan value is usable: finite and >= 0.
@@ -115,6 +141,7 @@ impl PlanTable {
             rate_mbps: vec![0.0; shape.flows()],
             weight: vec![0.0; shape.flows()],
             floored: vec![false; shape.flows()],
+            detour_mbps: vec![f64::INFINITY; shape.detours()],
         }
     }
 
@@ -125,6 +152,7 @@ impl PlanTable {
         self.rate_mbps.fill(0.0);
         self.weight.fill(0.0);
         self.floored.fill(false);
+        self.detour_mbps.fill(f64::INFINITY);
     }
 
     /// Sessions admitted for class index `c` (0 past the end).
@@ -137,6 +165,24 @@ impl PlanTable {
             self.rate_mbps.get(f).copied().unwrap_or(0.0),
             self.weight.get(f).copied().unwrap_or(0.0),
         )
+    }
+
+    /// Spare capacity of the detour to peer `p` through peer `v`, Mbit/s
+    /// (`f64::INFINITY`: not known, also past the end).
+    pub fn detour(&self, p: usize, v: usize) -> f64 {
+        let n = self.peers();
+        if p >= n || v >= n {
+            return f64::INFINITY;
+        }
+        self.detour_mbps
+            .get(p * n + v)
+            .copied()
+            .unwrap_or(f64::INFINITY)
+    }
+
+    /// Peers of the detour table (its side).
+    pub fn peers(&self) -> usize {
+        self.detour_mbps.len().isqrt()
     }
 
     /// Whether flow index `f`'s weight is the mapping's floor (false past the end).
@@ -161,8 +207,13 @@ impl PlanTable {
             || self.rate_mbps.len() != shape.flows()
             || self.weight.len() != shape.flows()
             || self.floored.len() != shape.flows()
+            || self.detour_mbps.len() != shape.detours()
         {
             return Err(PlanField::Shape);
+        }
+        // Infinite is "not known"; NaN and negatives are not spare capacity.
+        if let Some(i) = self.detour_mbps.iter().position(|&d| d.is_nan() || d < 0.0) {
+            return Err(PlanField::Detour(i, "mbps"));
         }
         for (f, (&r, &w)) in self.rate_mbps.iter().zip(&self.weight).enumerate() {
             if !usable(r) {
@@ -207,6 +258,20 @@ impl PlanTable {
                     floored: *fl,
                 })
                 .collect(),
+            detours: self
+                .detour_mbps
+                .iter()
+                .enumerate()
+                .filter(|(_, d)| d.is_finite())
+                .filter_map(|(i, &mbps)| {
+                    let n = self.peers().max(1);
+                    Some(PlanDetour {
+                        peer: cfg.peers.get(i / n)?.name.clone(),
+                        via: cfg.peers.get(i % n)?.name.clone(),
+                        mbps,
+                    })
+                })
+                .collect(),
         }
     }
 }
@@ -226,6 +291,22 @@ pub struct PlanFile {
     /// Per flow: target rate and MONtra weight.
     #[serde(default)]
     pub flows: Vec<PlanFlow>,
+    /// Spare capacity of one-waypoint detours ([`PlanTable::detour_mbps`]);
+    /// those not listed are not known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detours: Vec<PlanDetour>,
+}
+
+/// Spare capacity under the plan of the detour to `peer` through `via`, by site name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanDetour {
+    /// Destination peer.
+    pub peer: String,
+    /// Waypoint peer.
+    pub via: String,
+    /// Mbit/s (finite, >= 0).
+    pub mbps: f64,
 }
 
 /// Admitted sessions of one class (`n_c`), by id.
@@ -264,6 +345,8 @@ pub enum PlanField {
     Class(usize, &'static str),
     /// `flows[i].<field>`.
     Flow(usize, &'static str),
+    /// `detours[i].<field>`.
+    Detour(usize, &'static str),
     /// A table not sized for the configuration.
     Shape,
 }
@@ -295,7 +378,7 @@ impl PlanError {
                     cfg.classes.get(c).map_or("?", |c| c.id.as_str())
                 ),
             ),
-            PlanField::Flow(..) => Self::new(at, "must be finite and >= 0"),
+            PlanField::Flow(..) | PlanField::Detour(..) => Self::new(at, "must be finite and >= 0"),
             PlanField::Epoch | PlanField::Shape => {
                 Self::new(at, "not sized for this configuration")
             }
@@ -307,6 +390,7 @@ impl PlanError {
             PlanField::Epoch => format!("{prefix}epoch"),
             PlanField::Class(i, f) => format!("{prefix}classes[{i}].{f}"),
             PlanField::Flow(i, f) => format!("{prefix}flows[{i}].{f}"),
+            PlanField::Detour(i, f) => format!("{prefix}detours[{i}].{f}"),
             PlanField::Shape => format!("{prefix}(shape)"),
         }
     }
@@ -345,6 +429,23 @@ impl PlanFile {
             t.rate_mbps[fi] = f.rate_mbps;
             t.weight[fi] = f.weight;
             t.floored[fi] = f.floored;
+        }
+        let peer = |name: &str| cfg.peers.iter().position(|p| p.name == name);
+        let n = cfg.peers.len();
+        for (i, d) in self.detours.iter().enumerate() {
+            let (Some(p), Some(v)) = (peer(&d.peer), peer(&d.via)) else {
+                return Err(PlanError::new(
+                    PlanField::Detour(i, "peer"),
+                    format!("unknown peer `{}` or `{}`", d.peer, d.via),
+                ));
+            };
+            if !usable(d.mbps) {
+                return Err(PlanError::new(
+                    PlanField::Detour(i, "mbps"),
+                    "must be finite and >= 0",
+                ));
+            }
+            t.detour_mbps[p * n + v] = d.mbps;
         }
         // In this plan's order, so that the error names its first offender.
         for (i, c) in self.classes.iter().enumerate() {
@@ -442,6 +543,42 @@ mod tests {
         assert_eq!(t.sessions_of(99), 0);
         assert_eq!(t.flow(1), (1.0, 0.75));
         assert_eq!(t.flow(99), (0.0, 0.0));
+    }
+
+    #[test]
+    fn detours_by_name_resolve_and_back() {
+        let cfg = cfg();
+        let mut f = cfg.plan.clone().expect("plan").to_file(&cfg);
+        assert!(f.detours.is_empty(), "a file plan knows no detour");
+        f.detours.push(PlanDetour {
+            peer: "C".into(),
+            via: "B".into(),
+            mbps: 1.5,
+        });
+        let t = f.resolve(&cfg).expect("resolves");
+        assert_eq!(t.check(&PlanShape::from_config(&cfg)), Ok(()));
+        assert_eq!((t.detour(1, 0), t.detour(0, 1)), (1.5, f64::INFINITY));
+        assert_eq!(t.to_file(&cfg), f);
+        let mut bad = f.clone();
+        bad.detours[0].via = "Z".into();
+        assert_eq!(
+            bad.resolve(&cfg).unwrap_err().field("plan."),
+            "plan.detours[0].peer"
+        );
+        let mut bad = f;
+        bad.detours[0].mbps = -1.0;
+        assert_eq!(bad.resolve(&cfg).unwrap_err().field(""), "detours[0].mbps");
+        let mut t = t;
+        t.detour_mbps[3] = f64::NAN;
+        assert_eq!(
+            t.check(&PlanShape::from_config(&cfg)),
+            Err(PlanField::Detour(3, "mbps"))
+        );
+        t.detour_mbps.pop();
+        assert_eq!(
+            t.check(&PlanShape::from_config(&cfg)),
+            Err(PlanField::Shape)
+        );
     }
 
     #[test]

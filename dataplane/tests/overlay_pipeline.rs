@@ -1538,6 +1538,84 @@ fn a_flow_moved_off_a_lossy_path_restarts_from_its_target() {
     assert!((rate(&net) - before).abs() < 1e-9);
 }
 
+/// A failover onto a detour gives the moved flows the spare capacity the
+/// plan left on it (their share, by target; at least 5 % of the target),
+/// not their whole rate, which would crowd out the detour's own planned
+/// flows until the next plan; the packets they had sent on the dead path
+/// are written off, not fed to the controller as losses. Without a spare
+/// capacity in the plan (a file's plan), the moved flow restarts from its
+/// target as before.
+#[test]
+fn a_failover_onto_a_detour_takes_the_spare_the_plan_left_there() {
+    use mongate_dataplane::overlay::failover::path_ref;
+    let run_cut = |spare_mbps: Option<f64>| {
+        let mut net = triangle_with_health(100_000_000, 10_000_000_000, 60_000_000);
+        let mut plan = net.sites[0].gw.config().plan.clone().expect("plan");
+        plan.epoch += 1;
+        // A's peers: B (0), C (1); to C (1) through B (0).
+        if let Some(m) = spare_mbps {
+            plan.detour_mbps[2] = m;
+        }
+        assert!(net.sites[0].gw.apply_plan(&plan, 0));
+        let rate = |net: &Net| net.sites[0].gw.flow_rate("ac-direct").unwrap();
+        let f = v4_frame(C_HOST, 17, 5000, 200, 0);
+        let mut t = 0u64;
+        let run = |net: &mut Net, t: &mut u64, until: u64| {
+            while *t < until {
+                while net.sites[0].gw.pacing().queue_len(0) < 8 {
+                    net.inject(0, LAN, &f);
+                }
+                *t += 1_000_000;
+                net.step(*t);
+                net.sites[2].lan_out.clear();
+            }
+        };
+        run(&mut net, &mut t, 1_000_000_000);
+        assert_eq!(net.sites[0].gw.flow_path(0), path_ref(1, 0));
+        // 10 sessions x 1 Mbit/s in units of 1250 B; no loss: above it.
+        let (target, before) = (1000.0, rate(&net));
+        assert!(before >= target, "{before}");
+        // A-C dies both ways: the ack gap moves the flow via B.
+        for l in [(0, 2), (2, 0)] {
+            net.links.get_mut(&l).unwrap().loss = 1.0;
+        }
+        let cut = t;
+        while net.sites[0].gw.stats().ack_gap_failovers == 0 && t < cut + 1_000_000_000 {
+            let until = t + 1_000_000;
+            run(&mut net, &mut t, until);
+        }
+        assert_eq!(net.sites[0].gw.flow_path(0), path_ref(1, 1), "via B");
+        let moved = rate(&net);
+        // The dead path's packets would be declared lost over the next
+        // round trips: they must not cut the flow.
+        let until = t + 400_000_000;
+        run(&mut net, &mut t, until);
+        (
+            target,
+            moved,
+            rate(&net),
+            net.sites[0].gw.stats().detour_shares,
+        )
+    };
+    // 3 Mbit/s spare: the one moved flow gets all of it, 300 units/s.
+    let (_, moved, later, shares) = run_cut(Some(3.0));
+    assert!((moved - 300.0).abs() < 1e-6, "moved at {moved}");
+    // (Fed to the controller, the ~60 packets sent on the dead path in the
+    // ack gap cut it to 196; one late ack on the way back may cost a unit.)
+    assert!(
+        later >= 0.95 * moved,
+        "not cut by the dead path's packets: {later}"
+    );
+    assert_eq!(shares, 1);
+    // None to spare: 5 % of the target, a trickle for its sessions.
+    let (target, moved, _, _) = run_cut(Some(0.0));
+    assert!((moved - 0.05 * target).abs() < 1e-6, "moved at {moved}");
+    // Not known: keeps its rate (at least the target).
+    let (target, moved, _, shares) = run_cut(None);
+    assert!(moved >= target, "moved at {moved}");
+    assert_eq!(shares, 0);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 

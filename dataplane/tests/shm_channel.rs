@@ -63,6 +63,7 @@ fn consistent(p: &PlanTable) -> bool {
                 && p.weight[flow as usize] == weight
                 && p.floored[flow as usize] == floored
         }
+        PlanEntry::Detour { peer, via, mbps } => p.detour(peer as usize, via as usize) == mbps,
     })
 }
 

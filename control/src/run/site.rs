@@ -41,6 +41,9 @@ pub struct SiteMap {
     pub local_flow: Vec<bool>,
     /// Instance class `c` has this site as its source (its dataplane admits its sessions).
     pub local_class: Vec<bool>,
+    /// Per one-waypoint detour, `p * peers + v` by configuration peer index (to peer `p`
+    /// through peer `v`): the instance's links this site-`v` and `v`-`p`, when it has both.
+    pub detour_links: Vec<Option<(usize, usize)>>,
 }
 
 impl SiteMap {
@@ -132,12 +135,29 @@ impl SiteMap {
             .iter()
             .map(|&ci| cfg.classes[ci].source == here)
             .collect();
+        // An instance link between two sites is named `A-B` or `B-A`.
+        let link = |a: &str, b: &str| {
+            inst.links
+                .iter()
+                .position(|l| l.id == format!("{a}-{b}") || l.id == format!("{b}-{a}"))
+        };
+        let peers = &cfg.peers;
+        let detour_links = (0..peers.len() * peers.len())
+            .map(|i| {
+                let (p, v) = (&peers[i / peers.len()].name, &peers[i % peers.len()].name);
+                if p == v {
+                    return None;
+                }
+                Some((link(here, v)?, link(v, p)?))
+            })
+            .collect();
         Ok(Self {
             class_to_cfg,
             class_from_cfg,
             flow_to_cfg,
             flow_from_cfg,
             local_flow,
+            detour_links,
             local_class,
         })
     }

@@ -188,6 +188,7 @@ pub fn plan_from_solution(inst: &Instance, map: &SiteMap, sol: &Solution) -> Pla
         rate_mbps: vec![0.0; map.flow_from_cfg.len()],
         weight: vec![0.0; map.flow_from_cfg.len()],
         floored: vec![false; map.flow_from_cfg.len()],
+        detour_mbps: vec![f64::INFINITY; map.detour_links.len()],
     };
     for (c, class) in inst.classes.iter().enumerate() {
         let sessions = sol.classes.get(c).map_or(0, |p| p.sessions);
@@ -208,5 +209,42 @@ pub fn plan_from_solution(inst: &Instance, map: &SiteMap, sol: &Solution) -> Pla
             *fl = sol.flows.get(f).is_some_and(|p| p.floored);
         }
     }
+    fill_detours(&mut t, inst, map);
     t
+}
+
+/// Sets what the plan `t` leaves on each one-waypoint detour of this site
+/// (`PlanTable::detour_mbps`): the spare capacity of the detour's fuller link, from the
+/// plan's own rates and sessions (every site's flows: they share the links) and the
+/// capacities of `inst` (those the plan was made with: estimates, failed links at 0).
+/// Whatever the plan's source: the local solver's or one shared by the organisation.
+pub fn fill_detours(t: &mut PlanTable, inst: &Instance, map: &SiteMap) {
+    let mut load = vec![0.0; inst.links.len()];
+    for (i, &f) in map.flow_from_cfg.iter().enumerate() {
+        let Some(flow) = inst.flows.get(f) else {
+            continue;
+        };
+        let class = map
+            .class_to_cfg
+            .get(flow.class)
+            .copied()
+            .unwrap_or(usize::MAX);
+        let r = clean(t.flow(i).0) * f64::from(t.sessions_of(class));
+        for &l in &flow.links {
+            if let Some(x) = load.get_mut(l) {
+                *x += r;
+            }
+        }
+    }
+    let spare = |l: usize| {
+        inst.links.get(l).map_or(0.0, |k| {
+            clean(k.capacity - load.get(l).copied().unwrap_or(0.0))
+        })
+    };
+    for (d, links) in t.detour_mbps.iter_mut().zip(&map.detour_links) {
+        *d = match *links {
+            Some((a, b)) => spare(a).min(spare(b)),
+            None => f64::INFINITY,
+        };
+    }
 }

@@ -416,6 +416,37 @@ fn conversion_keeps_the_dataplane_rules() {
     assert_eq!(dp.weight[map.flow_to_cfg[1]], 0.0);
 }
 
+/// The plan carries what it leaves on each one-waypoint detour: the spare capacity of the
+/// detour's fuller link under the whole organisation's plan (every site's flows), per session
+/// rate times the admitted sessions; a failed link (capacity 0) leaves none.
+#[test]
+fn the_plan_carries_each_detours_spare_capacity() {
+    let (i, cfg) = (inst(), cfg());
+    let map = SiteMap::new(&i, &cfg).unwrap();
+    let peer = |n: &str| cfg.peers.iter().position(|p| p.name == n).unwrap();
+    let (b, c) = (peer("B"), peer("C"));
+    let mut sol = solve(&i, &SolveOptions::default());
+    // A->C: 2 sessions at 3 direct and 0.5 via B; B->C: 1 session at 0.5 via A. Loads: A-B
+    // 1 + 0.5, B-C 1, A-C 6 + 0.5; spare: A-B 8.5, B-C 4, A-C 3.5.
+    sol.classes[0].sessions = 2;
+    sol.classes[1].sessions = 1;
+    for (f, r) in [3.0, 0.5, 0.0, 0.5].into_iter().enumerate() {
+        sol.flows[f].rate = r;
+    }
+    let dp = plan_from_solution(&i, &map, &sol);
+    assert_eq!(dp.check(&PlanShape::from_config(&cfg)), Ok(()));
+    assert_eq!(dp.detour(c, b), 4.0, "to C through B: B-C's spare");
+    assert_eq!(dp.detour(b, c), 3.5, "to B through C: A-C's spare");
+    assert_eq!(dp.detour(b, b), f64::INFINITY, "no such detour");
+    // A-C failed: planned at capacity 0, nothing to spare on it.
+    let mut cut = i.clone();
+    cut.links[2].capacity = 0.0;
+    sol.flows[0].rate = 0.0;
+    let dp = plan_from_solution(&cut, &map, &sol);
+    assert_eq!(dp.detour(b, c), 0.0);
+    assert_eq!(dp.detour(c, b), 4.0);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
@@ -732,6 +763,7 @@ fn small_periodic_drift_keeps_the_plan_in_force() {
         rate_mbps: vec![3.4, 1.15, 0.0],
         weight: vec![0.1, 0.03, 0.0],
         floored: vec![false, false, false],
+        detour_mbps: Vec::new(),
     };
     let mut new = old.clone();
     new.epoch = 9;

@@ -334,6 +334,7 @@ pub(crate) fn many_rules(n: u32) -> (Config, PlanTable) {
         epoch: 1,
         classes: Vec::new(),
         flows: Vec::new(),
+        detours: Vec::new(),
     };
     for i in 0..n {
         let id = format!("c{i}");

@@ -59,13 +59,15 @@ pub(crate) fn from_raw(
         epoch,
         classes,
         flows,
+        detours: Vec::new(),
     })
 }
 
 /// The span of the field a [`PlanError`] is about.
 pub(crate) fn error_span(raw: &RawPlan, e: &PlanError) -> Range<usize> {
     match e.at {
-        PlanField::Epoch | PlanField::Shape => raw.epoch.span(),
+        // The TOML `[plan]` has no detours.
+        PlanField::Epoch | PlanField::Shape | PlanField::Detour(..) => raw.epoch.span(),
         PlanField::Class(i, f) => raw.classes.get(i).map_or(0..0, |c| {
             let c = c.get_ref();
             if f == "sessions" {

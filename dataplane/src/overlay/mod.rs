@@ -179,6 +179,12 @@ pub struct Settings {
     /// A controller's rate when its flow first gets a target, as a fraction
     /// of the target (1: start at PFO's rate, as the paper does).
     pub initial_fraction: f64,
+    /// A flow a failover moves onto a detour gets its share of the spare
+    /// capacity the plan left there, and at least this fraction of its
+    /// target: its sessions keep a trickle through (their first packets
+    /// cross within the ack gap plus a few ms, not a second at the floor
+    /// rate), which a full detour's queue absorbs until the next plan.
+    pub detour_min_fraction: f64,
     /// Rate of each per-peer best-effort queue, packets/s.
     pub best_effort_pps: f64,
     /// Packets queued per flow before drop-tail.
@@ -254,6 +260,7 @@ impl Default for Settings {
             pacing_max_lag_ns: 100_000,
             cap_factor: 2.0,
             initial_fraction: 1.0,
+            detour_min_fraction: 0.05,
             best_effort_pps: 100.0,
             queue_capacity: 256,
             controller: ControllerConfig::default(),
@@ -391,6 +398,9 @@ pub struct Stats {
     pub control_queue_full: u64,
     /// Packets of other sites relayed here as a detour waypoint.
     pub detoured: u64,
+    /// Flows a failover moved onto a detour at their share of the spare
+    /// capacity the plan left on it (their rate cut to it).
+    pub detour_shares: u64,
     /// Packets not sent for want of a session key with the peer (security required).
     pub no_session: u64,
     /// Sealed packets naming no key of ours (or sealed while security is off).
@@ -548,6 +558,9 @@ pub struct Gateway {
     pub(crate) sec: secure::SecureState,
     /// Notes to and from the gateway's other workers (`None`: one worker).
     pub(crate) notes: Option<crate::worker::handoff::Notes>,
+    /// This worker's share of the plan's spare capacity of each detour, packets/s
+    /// ([`PlanTable::detour_mbps`], `p * peers + v`; infinite: not known).
+    pub(crate) detour_pps: Vec<f64>,
     pub(crate) stats: Stats,
 }
 
@@ -650,6 +663,7 @@ impl Gateway {
                 settings.neighbour_hold_ns,
             ),
             notes: None,
+            detour_pps: vec![f64::INFINITY; npeers * npeers],
             stats: Stats::default(),
             settings,
         };
@@ -742,6 +756,12 @@ impl Gateway {
     /// stays 5 % under the new one, and a class whose admitted sessions
     /// double doubles its rate at once instead of ramping).
     fn apply_rates(&mut self, plan: &PlanTable, now: Nanos, fresh: bool) {
+        // The detours' spare capacity, this worker's share of it, in place.
+        let k = self.pps_per_mbps() / f64::from(self.settings.rate_divisor.max(1));
+        let n = self.peers.len();
+        for (i, d) in self.detour_pps.iter_mut().enumerate() {
+            *d = plan.detour(i / n.max(1), i % n.max(1)) * k;
+        }
         let (heaviest_target, max_weight) = (0..self.flows.len())
             .filter(|&fi| self.flows[fi].role == Role::Origin && self.owns_flow(fi))
             .map(|fi| self.flow_targets(plan, fi))

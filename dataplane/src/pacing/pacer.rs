@@ -245,6 +245,25 @@ impl PacingTable {
         true
     }
 
+    /// Makes `flow`'s next departure due at `now_ns` if it was later (the
+    /// gaps after it are drawn as usual): a flow a failover moved off a dead
+    /// path sends its first packet on the new one at once, not after a gap
+    /// at a rate just cut. Returns false for an unknown flow.
+    pub fn release_now(&mut self, flow: u32, now_ns: u64) -> bool {
+        let f = flow as usize;
+        let Some(p) = self.pacers.get_mut(f) else {
+            return false;
+        };
+        if p.next_departure_ns <= now_ns || p.rate_pps <= 0.0 {
+            return true;
+        }
+        p.next_departure_ns = now_ns;
+        if self.len[f] > 0 {
+            self.wheel.schedule(flow, now_ns);
+        }
+        true
+    }
+
     /// Holds `flow`'s next departure until at least `until_ns` (its queue
     /// keeps filling; drop-tail as usual): used when a flow moves to a path
     /// with a shorter delay, so its first packets there cannot overtake its
@@ -495,6 +514,39 @@ mod tests {
         // A hold earlier than the next departure, or on a paused flow, changes nothing.
         assert!(t.hold(1, 10));
         assert_eq!(t.stats().holds, 1);
+    }
+
+    #[test]
+    fn a_release_sends_the_head_at_once_then_paces_as_before() {
+        let mut t = table(2, 8, 0);
+        t.set_rate(0, 1000.0, 0);
+        for tag in 0..3 {
+            t.enqueue(0, pkt(tag), 0).unwrap();
+        }
+        let mut out = Batch::new();
+        let mut now = 0;
+        while t.poll(now, &mut out) == 0 && now < 1_000_000_000 {
+            now += 1_000;
+        }
+        assert_eq!(out.len(), 1, "the first left");
+        // At 1 packet/s the next is about a second away...
+        t.set_rate(0, 1.0, now);
+        let next = t.pacer(0).unwrap().next_departure_ns;
+        assert!(next > now);
+        // ...released, it leaves now, and the one after a gap later.
+        now += 1_000;
+        assert!(t.release_now(0, now));
+        assert!(!t.release_now(9, now), "unknown flow");
+        out.clear();
+        assert_eq!(t.poll(now, &mut out), 1);
+        assert_eq!(out.as_slice()[0].addr, 1);
+        assert!(t.pacer(0).unwrap().next_departure_ns > now);
+        // A paused flow stays paused.
+        t.set_rate(1, 0.0, now);
+        t.enqueue(1, pkt(7), now).unwrap();
+        assert!(t.release_now(1, now));
+        out.clear();
+        assert_eq!(t.poll(now, &mut out), 0);
     }
 
     #[test]

@@ -147,12 +147,23 @@ pub enum PlanEntry {
         /// controller's cap is the target itself.
         floored: bool,
     },
+    /// Spare capacity of the detour to peer `peer` through peer `via` (indices
+    /// in `Config::peers`) under the plan, Mbit/s (`PlanTable::detour_mbps`).
+    Detour {
+        /// Destination peer index.
+        peer: u32,
+        /// Waypoint peer index.
+        via: u32,
+        /// Mbit/s.
+        mbps: f64,
+    },
 }
 
 const TAG_CLASS: u64 = 1;
 const TAG_FLOW: u64 = 2;
 /// A flow entry whose weight the mapping floored.
 const TAG_FLOW_FLOORED: u64 = 3;
+const TAG_DETOUR: u64 = 4;
 
 impl PlanEntry {
     /// The three words of this entry (`tag << 32 | index`, `a`, `b`): the
@@ -172,6 +183,11 @@ impl PlanEntry {
                 rate_mbps.to_bits(),
                 weight.to_bits(),
             ],
+            PlanEntry::Detour { peer, via, mbps } => [
+                TAG_DETOUR << 32 | u64::from(peer),
+                u64::from(via),
+                mbps.to_bits(),
+            ],
         }
     }
 
@@ -188,6 +204,11 @@ impl PlanEntry {
                 rate_mbps: f64::from_bits(w[1]),
                 weight: f64::from_bits(w[2]),
                 floored: t == TAG_FLOW_FLOORED,
+            }),
+            TAG_DETOUR => Ok(PlanEntry::Detour {
+                peer: idx,
+                via: u32::try_from(w[1]).map_err(|_| DecodeError::Field)?,
+                mbps: f64::from_bits(w[2]),
             }),
             _ => Err(DecodeError::Field),
         }

@@ -102,6 +102,17 @@ pub fn plan_entries(plan: &PlanTable) -> Vec<PlanEntry> {
             floored: plan.is_floored(f),
         });
     }
+    // The known detours only (the rest stay "not known").
+    let n = plan.peers().max(1);
+    for (i, &mbps) in plan.detour_mbps.iter().enumerate() {
+        if mbps.is_finite() {
+            out.push(PlanEntry::Detour {
+                peer: idx(i / n),
+                via: idx(i % n),
+                mbps,
+            });
+        }
+    }
     out
 }
 
@@ -267,6 +278,7 @@ pub struct PlanAssembler {
     build: Option<Build>,
     seen_class: Vec<bool>,
     seen_flow: Vec<bool>,
+    seen_detour: Vec<bool>,
     not_staged_reported: u64,
     /// The control session word last seen.
     session: Option<u64>,
@@ -281,7 +293,7 @@ impl PlanAssembler {
     /// a partial plan older than `timeout_ns` is dropped.
     pub fn new(shape: PlanShape, timeout_ns: u64) -> Self {
         let classes = shape.classes();
-        let entries = classes + shape.flows();
+        let entries = classes + shape.flows() + shape.detours();
         let max_chunks = u32::try_from(entries.div_ceil(CHUNK_ENTRIES).max(1)).unwrap_or(u32::MAX);
         Self {
             timeout_ns,
@@ -293,6 +305,7 @@ impl PlanAssembler {
             build: None,
             seen_class: vec![false; classes],
             seen_flow: vec![false; shape.flows()],
+            seen_detour: vec![false; shape.detours()],
             not_staged_reported: 0,
             session: None,
             open: false,
@@ -447,6 +460,7 @@ impl PlanAssembler {
                 self.building.clear(c.epoch);
                 self.seen_class.fill(false);
                 self.seen_flow.fill(false);
+                self.seen_detour.fill(false);
                 self.build = Some(Build {
                     epoch: c.epoch,
                     total: c.total,
@@ -513,6 +527,26 @@ impl PlanAssembler {
                         self.building.rate_mbps[i] = rate_mbps;
                         self.building.weight[i] = weight;
                         self.building.floored[i] = floored;
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            PlanEntry::Detour { peer, via, mbps } => {
+                if !usable(mbps) {
+                    return false;
+                }
+                let n = self.shape.peers();
+                let (Ok(p), Ok(v)) = (usize::try_from(peer), usize::try_from(via)) else {
+                    return false;
+                };
+                if p >= n || v >= n {
+                    return false;
+                }
+                match self.seen_detour.get_mut(p * n + v) {
+                    Some(seen) if !*seen => {
+                        *seen = true;
+                        self.building.detour_mbps[p * n + v] = mbps;
                         true
                     }
                     _ => false,

@@ -650,3 +650,67 @@ proptest! {
         }
     }
 }
+
+/// The detours' spare capacity goes through the rings: a plan for 3 peers
+/// carrying two known detours stages with them (the rest "not known"), and
+/// back to the same entries; a detour out of range, repeated, negative or
+/// NaN makes the plan invalid.
+#[test]
+fn detour_entries_go_through_and_bad_ones_are_refused() {
+    let shape = shape().with_peers(3);
+    let mut a = PlanAssembler::new(shape.clone(), 1_000_000);
+    let mut e = entries(5);
+    e.push(PlanEntry::Detour {
+        peer: 0,
+        via: 2,
+        mbps: 0.0,
+    });
+    e.push(PlanEntry::Detour {
+        peer: 2,
+        via: 1,
+        mbps: 0.25,
+    });
+    assert_eq!(
+        feed(&mut a, &plan_commands(5, &e), 0),
+        vec![Event::Staged(5)]
+    );
+    assert_eq!(a.on_active_epoch(5, 1), Event::Switched(5));
+    let p = a.active().clone();
+    assert_eq!(p.check(&shape), Ok(()));
+    assert_eq!(p.detour(2, 1), 0.25);
+    assert_eq!(p.detour(0, 2), 0.0);
+    assert_eq!(p.detour(1, 2), f64::INFINITY, "not sent: not known");
+    assert_eq!(p.detour(3, 0), f64::INFINITY, "past the end");
+    assert_eq!(plan_entries(&p), e, "the known ones, in table order");
+    // Each entry's words decode to itself.
+    for d in &e[e.len() - 2..] {
+        assert_eq!(PlanEntry::from_words(d.words()), Ok(*d));
+    }
+    let bad = [
+        (3, 0, 1.0),
+        (0, 3, 1.0),
+        (1, 1, -0.5),
+        (1, 1, f64::NAN),
+        (1, 1, f64::INFINITY),
+    ];
+    for (i, (peer, via, mbps)) in bad.into_iter().enumerate() {
+        let mut e = entries(9);
+        e.push(PlanEntry::Detour { peer, via, mbps });
+        let epoch = 10 + i as u64;
+        let ev = feed(&mut a, &plan_commands(epoch, &e), 0);
+        assert_eq!(ev[0], Event::Refused(epoch, Refusal::Invalid), "case {i}");
+    }
+    let mut e = entries(20);
+    let d = PlanEntry::Detour {
+        peer: 1,
+        via: 0,
+        mbps: 1.0,
+    };
+    e.extend([d, d]);
+    let ev = feed(&mut a, &plan_commands(20, &e), 0);
+    assert_eq!(ev[0], Event::Refused(20, Refusal::Invalid), "repeated");
+    // A word naming a waypoint beyond 32 bits does not decode.
+    let mut w = d.words();
+    w[1] = 1 << 40;
+    assert!(PlanEntry::from_words(w).is_err());
+}

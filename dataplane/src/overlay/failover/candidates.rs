@@ -595,14 +595,57 @@ impl Gateway {
             .get(peer)
             .and_then(|pp| pp.paths.get(old))
             .is_some_and(|o| o.health.up);
-        // The moving flows' controllers learnt the old path's loss: on the
-        // new one they start again from the plan (no lower than the target
-        // x `initial_fraction`), as a flow does when it first gets a target.
+        // Off a failed path onto a detour the plan left `spare` on: the
+        // moving flows share that, by target, until the next plan (the
+        // detour's own flows keep their plan). Else the moving flows'
+        // controllers learnt the old path's loss: on the new one they start
+        // again from the plan (no lower than the target x
+        // `initial_fraction`), as a flow does when it first gets a target.
         // Without this a flow leaving a lossy path kept the rate the loss
         // had cut it to (down to x_min) on a clean one.
-        for fi in 0..self.flows.len() {
-            if self.moves(fi, peer, old, old_up, only) {
-                self.restart_rate(fi, now);
+        // Off a failed path, what the moving flows sent on it is lost, and
+        // says nothing of the new path: written off, not fed to their
+        // controllers (reported as losses one by one as their deadlines
+        // came, they cut a flow moved at a share of a detour to the floor,
+        // and its first packet by the detour left 200 ms after the cut).
+        if !old_up {
+            for fi in 0..self.flows.len() {
+                if self.moves(fi, peer, old, old_up, only)
+                    && let Some(o) = self.flows[fi].origin.as_mut()
+                {
+                    o.tracker.write_off_outstanding();
+                    self.rearm(fi);
+                }
+            }
+        }
+
+        let spare = match self.peers.get(peer).and_then(|pp| pp.paths.get(new)) {
+            Some(p) if !old_up => match p.kind {
+                PathKind::Via(v) => self
+                    .detour_pps
+                    .get(peer * self.peers.len() + v)
+                    .copied()
+                    .filter(|d| d.is_finite()),
+                PathKind::Direct => None,
+            },
+            _ => None,
+        };
+        if let Some(spare) = spare {
+            self.share_detour(peer, old, only, spare, now);
+        } else {
+            for fi in 0..self.flows.len() {
+                if self.moves(fi, peer, old, old_up, only) {
+                    self.restart_rate(fi, now);
+                }
+            }
+        }
+        // Off a failed path, each moving flow's first packet leaves by the
+        // new one at once (not a gap later at a rate just cut).
+        if !old_up {
+            for fi in 0..self.flows.len() {
+                if self.moves(fi, peer, old, old_up, only) {
+                    self.pacing.release_now(QueueId::flow(fi).0, now);
+                }
             }
         }
         // A failover needs no hold (the old path's packets are lost anyway).
@@ -636,6 +679,53 @@ impl Gateway {
         for fi in 0..self.flows.len() {
             if self.moves(fi, peer, old, old_up, only) {
                 self.pacing.hold(QueueId::flow(fi).0, now.saturating_add(d));
+            }
+        }
+    }
+
+    /// The flows moving toward `peer` off the failed candidate `old` onto a
+    /// detour with `spare` packets/s left by the plan: each flow's rate is
+    /// at most its share of `spare`, in proportion to the targets (evenly
+    /// among flows without one), and no less than its target x
+    /// `detour_min_fraction`. A flow already slower keeps its rate.
+    fn share_detour(
+        &mut self,
+        peer: usize,
+        old: usize,
+        only: Option<usize>,
+        spare: f64,
+        now: Nanos,
+    ) {
+        let (mut total, mut count) = (0.0, 0u32);
+        for fi in 0..self.flows.len() {
+            if self.moves(fi, peer, old, false, only)
+                && let Some(o) = self.flows[fi].origin.as_ref()
+            {
+                total += o.target_pps;
+                count += 1;
+            }
+        }
+        if count == 0 {
+            return;
+        }
+        for fi in 0..self.flows.len() {
+            if !self.moves(fi, peer, old, false, only) {
+                continue;
+            }
+            let Some(o) = self.flows[fi].origin.as_mut() else {
+                continue;
+            };
+            let share = if total > 0.0 {
+                spare * o.target_pps / total
+            } else {
+                spare / f64::from(count)
+            }
+            .max(o.target_pps * self.settings.detour_min_fraction);
+            if o.ctl.rate() > share {
+                o.ctl.set_rate(share);
+                let rate = o.ctl.rate();
+                self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
+                self.stats.detour_shares += 1;
             }
         }
     }
