@@ -1541,10 +1541,9 @@ fn a_flow_moved_off_a_lossy_path_restarts_from_its_target() {
 /// A failover onto a detour gives the moved flows the spare capacity the
 /// plan left on it (their share, by target; at least 5 % of the target),
 /// not their whole rate, which would crowd out the detour's own planned
-/// flows until the next plan; the packets they had sent on the dead path
-/// are written off, not fed to the controller as losses. Without a spare
-/// capacity in the plan (a file's plan), the moved flow restarts from its
-/// target as before.
+/// flows until the next plan. Without a spare capacity in the plan (a
+/// file's plan), the moved flow keeps its rate (at least its target) as
+/// before.
 #[test]
 fn a_failover_onto_a_detour_takes_the_spare_the_plan_left_there() {
     use mongate_dataplane::overlay::failover::path_ref;
@@ -1586,32 +1585,17 @@ fn a_failover_onto_a_detour_takes_the_spare_the_plan_left_there() {
         }
         assert_eq!(net.sites[0].gw.flow_path(0), path_ref(1, 1), "via B");
         let moved = rate(&net);
-        // The dead path's packets would be declared lost over the next
-        // round trips: they must not cut the flow.
-        let until = t + 400_000_000;
-        run(&mut net, &mut t, until);
-        (
-            target,
-            moved,
-            rate(&net),
-            net.sites[0].gw.stats().detour_shares,
-        )
+        (target, moved, net.sites[0].gw.stats().detour_shares)
     };
     // 3 Mbit/s spare: the one moved flow gets all of it, 300 units/s.
-    let (_, moved, later, shares) = run_cut(Some(3.0));
+    let (_, moved, shares) = run_cut(Some(3.0));
     assert!((moved - 300.0).abs() < 1e-6, "moved at {moved}");
-    // (Fed to the controller, the ~60 packets sent on the dead path in the
-    // ack gap cut it to 196; one late ack on the way back may cost a unit.)
-    assert!(
-        later >= 0.95 * moved,
-        "not cut by the dead path's packets: {later}"
-    );
     assert_eq!(shares, 1);
     // None to spare: 5 % of the target, a trickle for its sessions.
-    let (target, moved, _, _) = run_cut(Some(0.0));
+    let (target, moved, _) = run_cut(Some(0.0));
     assert!((moved - 0.05 * target).abs() < 1e-6, "moved at {moved}");
     // Not known: keeps its rate (at least the target).
-    let (target, moved, _, shares) = run_cut(None);
+    let (target, moved, shares) = run_cut(None);
     assert!(moved >= target, "moved at {moved}");
     assert_eq!(shares, 0);
 }

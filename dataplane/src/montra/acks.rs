@@ -382,9 +382,6 @@ pub struct TrackerStats {
     pub tail_lost: u64,
     /// Acks naming sequences never sent (ignored as a whole).
     pub garbage: u64,
-    /// Of the losses: written off by a failover, not reported to the
-    /// controller ([`AckTracker::write_off_outstanding`]).
-    pub written_off: u64,
 }
 
 const OUTSTANDING: u8 = 0;
@@ -527,28 +524,6 @@ impl AckTracker {
         while self.oldest < self.next_seq && self.state_at(self.idx(self.oldest)) != OUTSTANDING {
             self.oldest += 1;
         }
-    }
-
-    /// Declares every outstanding packet lost without reporting it (a
-    /// failover: they left on a path now down, and say nothing of the path
-    /// the flow moves to, so the controller must not be cut for them).
-    /// Counted in `lost` and `written_off`; an ack for one after all counts
-    /// as `spurious`. Returns how many.
-    pub fn write_off_outstanding(&mut self) -> u64 {
-        let mut n = 0;
-        let mut s = self.oldest;
-        while s < self.next_seq {
-            let i = self.idx(s);
-            if self.state_at(i) == OUTSTANDING {
-                self.set_state(i, LOST);
-                n += 1;
-            }
-            s += 1;
-        }
-        self.stats.lost += n;
-        self.stats.written_off += n;
-        self.oldest = self.next_seq;
-        n
     }
 
     /// Starts loading the memory [`AckTracker::on_send`] will write (the
@@ -982,52 +957,6 @@ mod tests {
     /// An ack reporting a huge delay (forged, or a broken receiver) teaches
     /// at most 1 s: the next tail packet is still declared lost 1.25 s plus
     /// its RTT allowance after it left, not 125 s.
-    /// A failover writes the outstanding packets off: settled as lost in the
-    /// counters, never reported by a later ack or timer, and an ack for one
-    /// after all counts as spurious; packets sent afterwards are tracked.
-    #[test]
-    fn written_off_packets_are_never_reported() {
-        const MS: u64 = 1_000_000;
-        let mut t = AckTracker::new(TrackerConfig::default());
-        for k in 0..5 {
-            t.on_send(k * MS);
-        }
-        let ack = |cum, echo| AckInfo {
-            cum,
-            bitmap: 0,
-            echo_ts_ns: echo,
-            ack_delay_ns: 0,
-        };
-        assert_eq!(t.on_ack(&ack(2, MS), 20 * MS).acked, 2);
-        assert_eq!(t.write_off_outstanding(), 3);
-        assert_eq!(t.write_off_outstanding(), 0, "once");
-        assert_eq!(t.outstanding(), 0);
-        assert_eq!(t.next_deadline_ns(), None);
-        assert_eq!(t.poll(10_000 * MS), 0);
-        let s = t.stats();
-        assert_eq!((s.lost, s.written_off), (3, 3));
-        // One of them arrived after all.
-        let o = t.on_ack(
-            &AckInfo {
-                cum: 2,
-                bitmap: 1,
-                ..ack(2, 2 * MS)
-            },
-            30 * MS,
-        );
-        assert_eq!((o.acked, o.lost, t.stats().spurious), (0, 0, 1));
-        // New packets after the write-off: acked and lost as usual.
-        let (seq, _) = t.on_send(40 * MS);
-        assert_eq!(seq, 5);
-        t.on_send(41 * MS);
-        assert_eq!(t.on_ack(&ack(6, 40 * MS), 50 * MS).acked, 1);
-        assert_eq!(
-            t.poll(10_000 * MS),
-            1,
-            "the last one is lost by the tail rule"
-        );
-    }
-
     #[test]
     fn a_huge_reported_ack_delay_is_capped() {
         const MS: u64 = 1_000_000;

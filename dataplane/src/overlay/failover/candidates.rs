@@ -603,22 +603,6 @@ impl Gateway {
         // `initial_fraction`), as a flow does when it first gets a target.
         // Without this a flow leaving a lossy path kept the rate the loss
         // had cut it to (down to x_min) on a clean one.
-        // Off a failed path, what the moving flows sent on it is lost, and
-        // says nothing of the new path: written off, not fed to their
-        // controllers (reported as losses one by one as their deadlines
-        // came, they cut a flow moved at a share of a detour to the floor,
-        // and its first packet by the detour left 200 ms after the cut).
-        if !old_up {
-            for fi in 0..self.flows.len() {
-                if self.moves(fi, peer, old, old_up, only)
-                    && let Some(o) = self.flows[fi].origin.as_mut()
-                {
-                    o.tracker.write_off_outstanding();
-                    self.rearm(fi);
-                }
-            }
-        }
-
         let spare = match self.peers.get(peer).and_then(|pp| pp.paths.get(new)) {
             Some(p) if !old_up => match p.kind {
                 PathKind::Via(v) => self
