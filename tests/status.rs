@@ -361,6 +361,17 @@ fn status_reports_the_triangle_as_its_gateways_and_the_demo_do() {
             g["optimizer"]["objective"].as_f64().unwrap()
         );
         assert!(metric("mongate_optimizer_solve_seconds", &l) > 0.0);
+        // Each site of the triangle has two one-waypoint detours (to each peer through the
+        // other), both over links of the instance: the plan says what it leaves on them.
+        let detours = g["optimizer"]["detours"].as_array().unwrap();
+        assert_eq!(detours.len(), 2, "{g}");
+        for d in detours {
+            let (peer, via) = (d["peer"].as_str().unwrap(), d["via"].as_str().unwrap());
+            let mbps = d["mbps"].as_f64().unwrap();
+            assert!(peer != via && peer != name && mbps >= 0.0, "{d}");
+            let dl = [("gateway", name), ("peer", peer), ("via", via)];
+            assert_eq!(metric("mongate_detour_spare_mbps", &dl), mbps, "{d}");
+        }
         for p in g["peers"].as_array().unwrap() {
             for x in p["paths"].as_array().unwrap() {
                 let id = x["id"].to_string();

@@ -154,6 +154,15 @@ pub fn render(r: &Report) -> String {
                     &l,
                     x.solve_ms / 1e3,
                 );
+                for d in &x.detours {
+                    o.put(
+                        "mongate_detour_spare_mbps",
+                        G,
+                        "What the optimizer's last plan leaves on the one-waypoint detour to peer through via (its fuller link), Mbit/s: a failover's room there until the next plan.",
+                        &[("gateway", gw), ("peer", &d.peer), ("via", &d.via)],
+                        d.mbps,
+                    );
+                }
             }
         }
         {

@@ -166,6 +166,9 @@ pub struct OptimizerReport {
     pub age_s: f64,
     /// Why it was solved.
     pub triggers: Vec<String>,
+    /// What the plan leaves on each one-waypoint detour (to `peer` through `via`), Mbit/s:
+    /// the room a failover onto it has until the next plan.
+    pub detours: Vec<mongate_dataplane::plan::PlanDetour>,
     /// The control's pid and whether it is alive.
     pub control_pid: u32,
     /// Whether that process is alive.
@@ -653,6 +656,7 @@ fn gateway_report(g: &GwSample, prev: Option<&GwSample>, now: u64, dt: f64) -> G
             solve_ms: r4(p.solve_ms),
             age_s: r4(secs(now.saturating_sub(p.ts_ms.saturating_mul(1_000_000)))),
             triggers: p.triggers.clone(),
+            detours: p.detours.clone(),
             control_pid: p.pid,
             control_alive: g.plan_writer_alive,
         }),
@@ -753,6 +757,14 @@ pub fn print_human(r: &Report, out: &mut impl std::io::Write) -> std::io::Result
                     "; its control is gone"
                 }
             )?;
+            if !o.detours.is_empty() {
+                let d: Vec<String> = o
+                    .detours
+                    .iter()
+                    .map(|d| format!("{} via {} {:.2}", d.peer, d.via, d.mbps))
+                    .collect();
+                writeln!(out, "  detours' spare (Mbit/s): {}", d.join(", "))?;
+            }
         }
         for l in &g.reloads {
             let first = l.message.lines().next().unwrap_or("");
@@ -1070,6 +1082,11 @@ mod tests {
                 utility: 2.5,
                 utility_fn: Some(mongate_control::pfo::UtilitySpec::Linear { slope: 0.5 }),
             }],
+            detours: vec![mongate_dataplane::plan::PlanDetour {
+                peer: "C".into(),
+                via: "B".into(),
+                mbps: 1.25,
+            }],
         });
         b.gateways[0].unix_ms = 1_000_000_000_000;
         b.gateways[0].reloads = vec![mongate_dataplane::app::reload::ReloadOutcome {
@@ -1088,6 +1105,10 @@ mod tests {
         let table = String::from_utf8(table).unwrap();
         assert!(
             table.contains("last reload (control, #2): REFUSED 2 s ago: /etc/a.toml:4:7: site.vni: bad (+1 more"),
+            "{table}"
+        );
+        assert!(
+            table.contains("  detours' spare (Mbit/s): C via B 1.25\n"),
             "{table}"
         );
         let o = r.gateways[0].optimizer.as_ref().unwrap();

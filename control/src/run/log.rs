@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use mongate_dataplane::plan::{PlanClass, PlanFlow};
+use mongate_dataplane::plan::{PlanClass, PlanDetour, PlanFlow};
 use serde::Serialize;
 
 use super::planner::Trigger;
@@ -32,6 +32,10 @@ pub struct PlanLog {
     pub classes: Vec<PlanClass>,
     /// Per flow (per-session rate in Mbit/s, MONtra weight), in instance order.
     pub flows: Vec<PlanFlow>,
+    /// What the plan leaves on each of this site's one-waypoint detours (Mbit/s; those
+    /// whose links the instance has): a failover's room there until the next plan.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub detours: Vec<PlanDetour>,
 }
 
 /// Something that happened.

@@ -44,6 +44,8 @@ pub struct SiteMap {
     /// Per one-waypoint detour, `p * peers + v` by configuration peer index (to peer `p`
     /// through peer `v`): the instance's links this site-`v` and `v`-`p`, when it has both.
     pub detour_links: Vec<Option<(usize, usize)>>,
+    /// The configuration's peers, by index.
+    pub peer_names: Vec<String>,
 }
 
 impl SiteMap {
@@ -158,6 +160,7 @@ impl SiteMap {
             flow_from_cfg,
             local_flow,
             detour_links,
+            peer_names: cfg.peers.iter().map(|p| p.name.clone()).collect(),
             local_class,
         })
     }

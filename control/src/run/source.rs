@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use mongate_dataplane::plan::{PlanClass, PlanFlow, PlanTable};
+use mongate_dataplane::plan::{PlanClass, PlanDetour, PlanFlow, PlanTable};
 
 use super::log::PlanLog;
 use super::planner::SolveRequest;
@@ -155,6 +155,7 @@ impl PlanSource for PfoSource {
                     }
                 })
                 .collect(),
+            detours: detours_by_name(&table, &self.map),
         };
         Ok(Some(SourcedPlan { table, log }))
     }
@@ -170,6 +171,23 @@ impl Drop for PfoSource {
             let _ = t.join();
         }
     }
+}
+
+/// The known detours of `t` by peer name (for the log and the status file).
+pub fn detours_by_name(t: &PlanTable, map: &SiteMap) -> Vec<PlanDetour> {
+    let n = map.peer_names.len().max(1);
+    t.detour_mbps
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.is_finite())
+        .filter_map(|(i, &mbps)| {
+            Some(PlanDetour {
+                peer: map.peer_names.get(i / n)?.clone(),
+                via: map.peer_names.get(i % n)?.clone(),
+                mbps,
+            })
+        })
+        .collect()
 }
 
 fn clean(v: f64) -> f64 {

@@ -59,6 +59,9 @@ pub struct PlanStatus {
     pub triggers: Vec<String>,
     /// Per class of the instance.
     pub classes: Vec<ClassPlan>,
+    /// What the plan leaves on each of the site's one-waypoint detours, Mbit/s.
+    #[serde(default)]
+    pub detours: Vec<mongate_dataplane::plan::PlanDetour>,
 }
 
 /// The plan file of instance `name` (`sys::shm::shm_path(name, "plan")`).
@@ -110,6 +113,7 @@ pub fn plan_status(p: &PlanLog, inst: &Instance, pid: u32) -> PlanStatus {
         solve_ms: p.solve_ms,
         triggers: p.triggers.clone(),
         classes,
+        detours: p.detours.clone(),
     }
 }
 
@@ -180,8 +184,14 @@ mod tests {
                 weight: 1.0,
                 floored: false,
             }],
+            detours: vec![mongate_dataplane::plan::PlanDetour {
+                peer: "C".into(),
+                via: "B".into(),
+                mbps: 0.5,
+            }],
         };
         let s = plan_status(&log, &inst, 42);
+        assert_eq!(s.detours, log.detours);
         let c = &s.classes[0];
         assert_eq!((c.sessions, c.rate_mbps), (2, 6.0));
         assert_eq!(c.utility, 2.0 * c0.utility.eval(3.0));
