@@ -1548,7 +1548,12 @@ fn a_flow_moved_off_a_lossy_path_restarts_from_its_target() {
 fn a_failover_onto_a_detour_takes_the_spare_the_plan_left_there() {
     use mongate_dataplane::overlay::failover::path_ref;
     let run_cut = |spare_mbps: Option<f64>| {
-        let mut net = triangle_with_health(100_000_000, 10_000_000_000, 60_000_000);
+        let mut net = triangle_with(|_, s| {
+            s.health.probe_interval_ns = 100_000_000;
+            s.health.down_after_ns = 10_000_000_000;
+            s.health.ack_gap_ns = 60_000_000;
+            s.detour_share = true;
+        });
         let mut plan = net.sites[0].gw.config().plan.clone().expect("plan");
         plan.epoch += 1;
         // A's peers: B (0), C (1); to C (1) through B (0).

@@ -185,6 +185,13 @@ pub struct Settings {
     /// cross within the ack gap plus a few ms, not a second at the floor
     /// rate), which a full detour's queue absorbs until the next plan.
     pub detour_min_fraction: f64,
+    /// Whether a failover onto a detour shares the plan's spare there (with
+    /// `detour_min_fraction`) and sends the moving flows' first packets at
+    /// once. Off by default: a false alarm (`tests/hostile.rs`: forged
+    /// traffic took a direct path down) then throttled legitimate traffic
+    /// on a detour whose links had room the plan did not count
+    /// (docs/montra.md).
+    pub detour_share: bool,
     /// Rate of each per-peer best-effort queue, packets/s.
     pub best_effort_pps: f64,
     /// Packets queued per flow before drop-tail.
@@ -261,6 +268,7 @@ impl Default for Settings {
             cap_factor: 2.0,
             initial_fraction: 1.0,
             detour_min_fraction: 0.05,
+            detour_share: false,
             best_effort_pps: 100.0,
             queue_capacity: 256,
             controller: ControllerConfig::default(),

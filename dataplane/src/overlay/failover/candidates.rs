@@ -604,7 +604,7 @@ impl Gateway {
         // Without this a flow leaving a lossy path kept the rate the loss
         // had cut it to (down to x_min) on a clean one.
         let spare = match self.peers.get(peer).and_then(|pp| pp.paths.get(new)) {
-            Some(p) if !old_up => match p.kind {
+            Some(p) if !old_up && self.settings.detour_share => match p.kind {
                 PathKind::Via(v) => self
                     .detour_pps
                     .get(peer * self.peers.len() + v)
@@ -625,7 +625,7 @@ impl Gateway {
         }
         // Off a failed path, each moving flow's first packet leaves by the
         // new one at once (not a gap later at a rate just cut).
-        if !old_up {
+        if !old_up && self.settings.detour_share {
             for fi in 0..self.flows.len() {
                 if self.moves(fi, peer, old, old_up, only) {
                     self.pacing.release_now(QueueId::flow(fi).0, now);
