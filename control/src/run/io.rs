@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use crossbeam_channel::Receiver;
 use mongate_dataplane::config::Config;
-use mongate_dataplane::overlay::failover::PathTelemetry;
+use mongate_dataplane::overlay::failover::{PathEventKind, PathTelemetry};
 use mongate_dataplane::plan::{PlanError, PlanShape, PlanTable};
 
 use super::planner::PERIODIC_DRIFT;
@@ -478,6 +478,8 @@ impl Loop<'_> {
         peers: &mut Vec<mongate_dataplane::shm::msg::PeerTelemetry>,
     ) {
         let Some(port) = &mut self.port else { return };
+        // Paths the dataplane's own reflex took down (logged below).
+        let mut gaps = Vec::new();
         for w in 0..port.workers() {
             for _ in 0..self.o.telemetry_budget {
                 let r = port.recv(w);
@@ -531,6 +533,9 @@ impl Loop<'_> {
                         }
                     }
                     Some(Ok(Telemetry::PathEvent { path, event, .. })) => {
+                        if event == PathEventKind::AckGap {
+                            gaps.push(path);
+                        }
                         if let Some(d) = &mut self.paths {
                             d.on_path_event(path, event, now_ns);
                         }
@@ -550,6 +555,15 @@ impl Loop<'_> {
                     Some(Ok(_)) => {}
                 }
             }
+        }
+        for path in gaps {
+            let what = self.describe_path(path);
+            self.event(
+                now_ns,
+                "ack_gap",
+                format!("dataplane: no ack on {what}: path down"),
+                None,
+            );
         }
     }
 

@@ -57,13 +57,13 @@ pub const REJECT_AFTER_TIME: Nanos = mongate_dataplane::secure::REJECT_AFTER_TIM
 /// At most one initiation per peer is consumed per this interval (WireGuard: 50 per second).
 pub const MIN_INIT_INTERVAL: Nanos = 20 * MS;
 /// Key slots per peer.
-pub const KEYS_PER_PEER: u32 = 4;
+pub const KEYS_PER_PEER: u32 = mongate_dataplane::secure::KEYS_PER_PEER;
 /// Low bits of an index that name the dataplane's key slot.
 pub const KEY_SLOT_BITS: u32 = mongate_dataplane::secure::KEY_SLOT_BITS;
 /// The slot bits of an index.
 pub const SLOT_MASK: u32 = mongate_dataplane::secure::keys::SLOT_MASK;
 /// Most peers (every peer has [`KEYS_PER_PEER`] slots).
-pub const MAX_PEERS: u32 = (1 << KEY_SLOT_BITS) / KEYS_PER_PEER;
+pub const MAX_PEERS: u32 = mongate_dataplane::secure::MAX_PEERS;
 /// TAI64N timestamp length.
 pub const TIMESTAMP_LEN: usize = 12;
 

@@ -780,3 +780,33 @@ fn reload_takes_a_file_plan_only_without_a_control_and_only_newer() {
     let why = super::reload_changes(&c, &newer, true, epoch + 5).expect_err("older");
     assert!(why[0].contains("not newer"), "{why:?}");
 }
+
+/// The peer count is bounded (key slots, and the plan's peers × peers
+/// detour table): a file with one peer too many is refused with an error
+/// naming `peers` at the first peer beyond the limit; the limit itself loads.
+#[test]
+fn err_too_many_peers() {
+    let with_extra = |extra: u32| {
+        let mut text = EXAMPLE.to_owned();
+        for i in 0..extra {
+            // 198.19.x.y/32 prefixes and 198.19.128+ gateways: unique, no overlap with the example.
+            let (hi, lo) = (i / 256, i % 256);
+            text.push_str(&format!(
+                "\n[[peers]]\nname = \"P{i}\"\nprefixes = [\"198.19.{hi}.{lo}/32\"]\ngateways = [\"198.19.{}.{lo}\"]\n",
+                128 + hi
+            ));
+        }
+        text
+    };
+    let existing = u32::try_from(example().peers.len()).expect("few");
+    let limit = crate::secure::MAX_PEERS;
+    let at_limit = Config::from_toml_str(&with_extra(limit - existing), FILE).expect("loads");
+    assert_eq!(at_limit.peers.len(), limit as usize);
+    let text = with_extra(limit - existing + 1);
+    let e = Config::from_toml_str(&text, FILE).expect_err("one peer too many");
+    assert_eq!(e.field, "peers", "{e}");
+    assert!(e.message.contains(&format!("at most {limit}")), "{e}");
+    let first_beyond = format!("name = \"P{}\"", limit - existing);
+    let at = text.find(&first_beyond).expect("the peer beyond the limit");
+    assert_eq!(e.line, text[..at].matches('\n').count(), "{e}");
+}

@@ -163,6 +163,18 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> Result<Config, Errs> {
     let uplinks = uplinks(src, raw, &mut e);
     let mut sites: HashSet<String> = HashSet::from([site.name.clone()]);
     let peers = peers(src, raw, &mut sites, &mut all_prefixes, &mut e);
+    if raw.peers.len() > crate::secure::MAX_PEERS as usize {
+        let span = raw.peers[crate::secure::MAX_PEERS as usize].span();
+        e.push(src.error(
+            &span,
+            "peers",
+            format!(
+                "{} peers: a gateway has at most {} (its key slots and plan tables are sized by them)",
+                raw.peers.len(),
+                crate::secure::MAX_PEERS
+            ),
+        ));
+    }
     no_overlaps(src, &all_prefixes, &mut e);
     gateway_addresses(src, raw, &uplinks, &mut e);
     if security.required() {

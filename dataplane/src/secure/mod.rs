@@ -20,6 +20,14 @@ use crate::sys::SEC;
 
 pub use crate::shm::msg::{KEY_SLOT_BITS, KEY_SLOTS};
 
+/// Key slots per peer (current, pending and two in hand-over).
+pub const KEYS_PER_PEER: u32 = 4;
+/// Most peers a gateway has: every peer holds [`KEYS_PER_PEER`] of the
+/// [`KEY_SLOTS`]. The configuration refuses more (`peers`), which also bounds
+/// the tables sized peers × peers (the plan's detours) to 65 536 entries.
+#[allow(clippy::cast_possible_truncation)] // 1024 / 4
+pub const MAX_PEERS: u32 = KEY_SLOTS as u32 / KEYS_PER_PEER;
+
 /// The AEAD of the overlay's session keys (32-byte key, 96-bit nonce,
 /// 16-byte tag): AES-256-GCM, 2.5 to 4 times faster than ChaCha20-Poly1305
 /// where AES-NI and CLMUL are present (x86-64 servers, ARMv8 with the crypto
