@@ -132,6 +132,8 @@ pub struct ForwardBench {
     /// `tx-only-budget`: frames one copy-mode `sendto` hands to the driver
     /// (`XDP_MAX_TX_SKB_BUDGET`, 32..=8192; the kernel's default is 32).
     pub tx_skb_budget: u32,
+    /// The AF_XDP DUTs' ring slots (`--ring-size`; None: the dataplane's default).
+    pub dut_ring_size: Option<u32>,
     /// Offered load of the CPU-per-packet trials, packets/s (0: none).
     pub cpu_load_pps: f64,
     /// Seconds of each CPU-per-packet trial.
@@ -306,6 +308,8 @@ pub struct ForwardReport {
     pub loss_tolerance: f64,
     /// `tx-only-budget`'s send budget (if that mode ran).
     pub tx_skb_budget: Option<u32>,
+    /// The AF_XDP DUTs' rx/tx ring slots (None: the dataplane's default, 4096).
+    pub dut_ring_size: Option<u32>,
     /// The cells.
     pub cells: Vec<Cell>,
     /// The engine's I/O limit and the forwarders' share of it, per size.
@@ -493,6 +497,9 @@ fn start_mode(
         "copy".into(),
     ];
     dut_args.extend(idle_args.iter().cloned());
+    if let Some(n) = b.dut_ring_size {
+        dut_args.extend(["--ring-size".into(), n.to_string()]);
+    }
     let dut = match mode {
         Mode::Kernel => {
             topo.set_kernel_forwarding(true)?;
@@ -753,6 +760,7 @@ pub fn run_forward(b: &ForwardBench) -> anyhow::Result<ForwardReport> {
             .modes
             .contains(&Mode::TxOnlyBudget)
             .then_some(b.tx_skb_budget),
+        dut_ring_size: b.dut_ring_size,
         cells,
         engine_limits,
         cpu_load_pps: b.cpu_load_pps,
@@ -962,6 +970,9 @@ pub fn table(r: &ForwardReport) -> String {
     }
     if let Some(n) = r.tx_skb_budget {
         s += &format!("tx-only-budget: XDP_MAX_TX_SKB_BUDGET = {n} (tx-only: the kernel's 32)\n");
+    }
+    if let Some(n) = r.dut_ring_size {
+        s += &format!("AF_XDP DUTs: {n}-slot rx/tx rings (--dut-ring-size; default 4096)\n");
     }
     if !r.cpu.is_empty() {
         s += &format!(

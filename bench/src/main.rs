@@ -56,6 +56,11 @@ enum Cmd {
         /// driver (XDP_MAX_TX_SKB_BUDGET, Linux >= 6.17; 32..=8192).
         #[arg(long, default_value_t = 256)]
         tx_skb_budget: u32,
+        /// The AF_XDP DUTs' rx and tx ring slots (`mongate-dataplane forward
+        /// --ring-size`; a power of two, 64..=16384; default: its 4096).
+        /// What queues in front of a saturated worker: its latency.
+        #[arg(long)]
+        dut_ring_size: Option<u32>,
         #[command(flatten)]
         cpu: CpuArgs,
         /// Print JSON instead of a table.
@@ -435,6 +440,7 @@ fn main() -> ExitCode {
             dut_core,
             gen_core,
             tx_skb_budget,
+            dut_ring_size,
             cpu,
             json,
             quiet,
@@ -459,6 +465,11 @@ fn main() -> ExitCode {
             if !(32..=8192).contains(&tx_skb_budget) {
                 anyhow::bail!("--tx-skb-budget must be in 32..=8192 (the generator's tx ring)");
             }
+            if let Some(n) = dut_ring_size
+                && !((64..=16384).contains(&n) && n.is_power_of_two())
+            {
+                anyhow::bail!("--dut-ring-size: {n} is not a power of two from 64 to 16384");
+            }
             let exe = std::env::current_exe()?;
             let b = ForwardBench {
                 modes,
@@ -473,6 +484,7 @@ fn main() -> ExitCode {
                 dataplane_bin: exe.with_file_name("mongate-dataplane"),
                 progress: !quiet,
                 tx_skb_budget,
+                dut_ring_size,
                 cpu_load_pps: cpu.cpu_load_pps,
                 cpu_seconds: cpu.cpu_seconds.unwrap_or(4.0),
                 cpu_idle: (cpu.cpu_spin, cpu.cpu_idle_sleep_us),

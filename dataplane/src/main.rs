@@ -102,6 +102,11 @@ struct ForwardArgs {
     /// (0: off). The worker then runs the device's NAPI itself.
     #[arg(long, default_value_t = 0)]
     busy_poll: u16,
+    /// Slots of each AF_XDP socket's rx and tx rings (a power of two,
+    /// 64..=16384): what may queue in front of a worker, so a saturated
+    /// worker's latency (`mongate-bench forward --dut-ring-size`).
+    #[arg(long, default_value_t = 4096, value_parser = ring_size)]
+    ring_size: u32,
     /// Pipeline: `forward` (IP forwarding) or `drop` (rx-drop benchmark).
     #[arg(long, default_value = "forward")]
     stage: String,
@@ -225,6 +230,15 @@ fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     Ok(m)
 }
 
+fn ring_size(s: &str) -> Result<u32, String> {
+    let n: u32 = s.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    if (64..=16384).contains(&n) && n.is_power_of_two() {
+        Ok(n)
+    } else {
+        Err(format!("{n}: a power of two from 64 to 16384"))
+    }
+}
+
 fn parse_bind(s: &str) -> Result<BindMode, String> {
     match s {
         "copy" => Ok(BindMode::Copy),
@@ -306,6 +320,7 @@ fn forward(a: ForwardArgs) -> anyhow::Result<()> {
     };
     c.stage = stage;
     c.busy_poll_budget = a.busy_poll;
+    c.ring_size = a.ring_size;
     let dp = start_forward(&c)?;
     print_line(&format!(
         "ready: {} workers, xdp {:?}; ports: {}",

@@ -153,3 +153,25 @@ fn run_refuses_a_hardware_plan_that_does_not_fit_the_gateway() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `forward --ring-size`: a size the rings cannot have is refused by the
+/// parser, with what is allowed, before any interface is touched.
+#[test]
+fn forward_refuses_a_ring_size_that_is_not_a_power_of_two_in_range() {
+    for bad in ["100", "32", "32768", "0", "x"] {
+        let out = Command::new(BIN)
+            .args(["forward", "--in", "mgtnone0", "--out", "mgtnone1"])
+            .args(["--next-hop-mac", "02:00:00:00:00:01", "--ring-size", bad])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--ring-size"), "{bad}: {stderr}");
+        if bad.parse::<u32>().is_ok() {
+            assert!(
+                stderr.contains("a power of two from 64 to 16384"),
+                "{bad}: {stderr}"
+            );
+        }
+    }
+}

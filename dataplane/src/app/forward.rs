@@ -49,6 +49,10 @@ pub struct ForwardConfig {
     pub stage: StageKind,
     /// AF_XDP preferred busy polling budget on the ingress sockets (0: off).
     pub busy_poll_budget: u16,
+    /// Slots of each socket's rx and tx rings (a power of two): what can
+    /// queue in front of a worker, so the latency of a saturated one
+    /// (4096 packets: 12 ms at 0.33 Mpps).
+    pub ring_size: u32,
 }
 
 impl ForwardConfig {
@@ -69,6 +73,7 @@ impl ForwardConfig {
             idle: IdlePolicy::default(),
             stage: StageKind::Forward,
             busy_poll_budget: 0,
+            ring_size: 4096,
         }
     }
 }
@@ -180,8 +185,10 @@ pub fn start_forward(c: &ForwardConfig) -> anyhow::Result<RunningDataplane> {
         let mut cfg_in = AfXdpConfig::new(&c.input, q);
         cfg_in.bind = c.bind;
         cfg_in.busy_poll_budget = c.busy_poll_budget;
+        cfg_in.ring_size = c.ring_size;
         let mut cfg_out = AfXdpConfig::new(&c.output, q);
         cfg_out.bind = c.bind;
+        cfg_out.ring_size = c.ring_size;
         let mut p_in = AfXdpPort::open(&cfg_in, 0, &arena, None, Some(&xdp_in))?;
         let mut p_out = AfXdpPort::open(&cfg_out, 1, &arena, Some(&p_in), xdp_out.as_ref())?;
         // Receive buffers: half the frames; a transmit-only egress keeps none.
