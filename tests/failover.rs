@@ -664,6 +664,13 @@ fn the_control_path_manager_leaves_a_lossy_uplink_and_fails_over_to_the_waypoint
     );
     let clean_left = 6 - first - second;
     assert_eq!(third, clean_left, "not on the clean path left: {diff:?}");
+    // The failover was the dataplane's own reflex, and the control said so.
+    assert!(
+        ev.iter().any(|e| e.starts_with("A ")
+            && e.contains(" ack_gap: ")
+            && e.contains(&format!(" on {blackholed} -> "))),
+        "no ack_gap event at A for {blackholed}: {ev:?}"
+    );
     // The waypoint carried the session: the path manager sent the direct
     // flow through B, or a plan gave the session to the flow through B.
     assert!(

@@ -3414,3 +3414,51 @@ fn workers_a_remote_rst_frees_the_session_on_its_owner() {
     assert!(noted >= 8, "the RSTs came as notes");
     assert_handoffs_clean(&net);
 }
+
+/// A move off a path that works (the control's assignment) leaves no ack
+/// wait behind on it. The packets it carried before the move are acked as
+/// the flow's, which rides the new path; the old path's wait never cleared
+/// and its ack gap took a working path down (seen in `tests/failover.rs`:
+/// the path manager moved A's traffic from ac2 to the detour 15 ms after
+/// the reflex had put it on ac2, and 67 ms later ac2 went down for an ack
+/// gap).
+#[test]
+fn a_move_off_a_working_path_leaves_no_ack_gap_behind() {
+    use mongate_dataplane::overlay::failover::{ACK_GAP_PACKETS, path_ref};
+    let mut net = triangle_with_health(100_000_000, 10_000_000_000, 60_000_000);
+    let (direct, via_b) = (path_ref(1, 0), path_ref(1, 1));
+    assert_eq!(net.sites[0].gw.flow_path(0), direct);
+    send_udp_a_to_c(&mut net, 20, 1_000_000);
+    net.run_until(net.now + 50_000_000, 100_000);
+    let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
+    assert_eq!((t.sent, t.acked), (20, 20));
+    // A burst on the direct path; the move comes while its acks are on their way.
+    for k in 0..8 {
+        assert_eq!(
+            net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 200, 20 + k)),
+            Verdict::Held
+        );
+    }
+    let deadline = net.now + 100_000_000;
+    loop {
+        let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
+        if t.sent - t.acked >= u64::from(ACK_GAP_PACKETS) {
+            break;
+        }
+        assert!(net.now < deadline, "the burst did not leave: {t:?}");
+        let next = net.now + 100_000;
+        net.run_until(next, 100_000);
+    }
+    let now = net.now;
+    net.sites[0].gw.on_assign(0, via_b, now);
+    assert_eq!(net.sites[0].gw.flow_path(0), via_b);
+    // Traffic goes on by the detour for 300 ms, five times the ack gap.
+    send_udp_a_to_c(&mut net, 30, 10_000_000);
+    let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
+    assert!(t.acked >= 50, "acked by the detour: {t:?}");
+    assert_eq!(net.sites[0].gw.stats().ack_gap_failovers, 0);
+    assert!(
+        net.sites[0].gw.paths(1)[0].health.up,
+        "the direct path went down though it works"
+    );
+}

@@ -595,6 +595,19 @@ impl Gateway {
             .get(peer)
             .and_then(|pp| pp.paths.get(old))
             .is_some_and(|o| o.health.up);
+        // A move off a path that works: what the moving flows sent on it is
+        // acked as theirs, and an ack counts for the path a flow rides (the
+        // new one), so the old path's wait would never clear and its ack
+        // gap would take a working path down. Flows left on it arm it again
+        // with their next packets.
+        if old_up
+            && let Some(o) = self
+                .peers
+                .get_mut(peer)
+                .and_then(|pp| pp.paths.get_mut(old))
+        {
+            o.unacked.clear();
+        }
         // Off a failed path onto a detour the plan left `spare` on: the
         // moving flows share that, by target, until the next plan (the
         // detour's own flows keep their plan). Else the moving flows'
