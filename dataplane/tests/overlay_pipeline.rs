@@ -3424,7 +3424,7 @@ fn workers_a_remote_rst_frees_the_session_on_its_owner() {
 /// gap).
 #[test]
 fn a_move_off_a_working_path_leaves_no_ack_gap_behind() {
-    use mongate_dataplane::overlay::failover::{ACK_GAP_PACKETS, path_ref};
+    use mongate_dataplane::overlay::failover::{ACK_GAP_PACKETS, PATH_NONE, path_ref};
     let mut net = triangle_with_health(100_000_000, 10_000_000_000, 60_000_000);
     let (direct, via_b) = (path_ref(1, 0), path_ref(1, 1));
     assert_eq!(net.sites[0].gw.flow_path(0), direct);
@@ -3432,33 +3432,45 @@ fn a_move_off_a_working_path_leaves_no_ack_gap_behind() {
     net.run_until(net.now + 50_000_000, 100_000);
     let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
     assert_eq!((t.sent, t.acked), (20, 20));
-    // A burst on the direct path; the move comes while its acks are on their way.
-    for k in 0..8 {
-        assert_eq!(
-            net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 200, 20 + k)),
-            Verdict::Held
-        );
-    }
-    let deadline = net.now + 100_000_000;
-    loop {
-        let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
-        if t.sent - t.acked >= u64::from(ACK_GAP_PACKETS) {
-            break;
+    // A burst on the flow's path, then the move (`path`: an assignment, or
+    // PATH_NONE back to the peer's default) while its acks are on their way,
+    // then traffic on the new path for 300 ms, five times the ack gap.
+    let burst_then_move = |net: &mut Net, first: u8, path: u32, lands_on: u32| {
+        for k in 0..16 {
+            assert_eq!(
+                net.inject(0, LAN, &v4_frame(C_HOST, 17, 5000, 200, first + k)),
+                Verdict::Held
+            );
         }
-        assert!(net.now < deadline, "the burst did not leave: {t:?}");
-        let next = net.now + 100_000;
-        net.run_until(next, 100_000);
-    }
-    let now = net.now;
-    net.sites[0].gw.on_assign(0, via_b, now);
-    assert_eq!(net.sites[0].gw.flow_path(0), via_b);
-    // Traffic goes on by the detour for 300 ms, five times the ack gap.
-    send_udp_a_to_c(&mut net, 30, 10_000_000);
+        let deadline = net.now + 100_000_000;
+        loop {
+            let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
+            if t.sent - t.acked >= 2 * u64::from(ACK_GAP_PACKETS) {
+                break;
+            }
+            assert!(net.now < deadline, "the burst did not leave: {t:?}");
+            let next = net.now + 100_000;
+            net.run_until(next, 100_000);
+        }
+        let now = net.now;
+        net.sites[0].gw.on_assign(0, path, now);
+        assert_eq!(net.sites[0].gw.flow_path(0), lands_on);
+        send_udp_a_to_c(net, 30, 10_000_000);
+    };
+    burst_then_move(&mut net, 20, via_b, via_b);
     let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
-    assert!(t.acked >= 50, "acked by the detour: {t:?}");
+    assert!(t.acked >= 60, "acked by the detour: {t:?}");
     assert_eq!(net.sites[0].gw.stats().ack_gap_failovers, 0);
     assert!(
         net.sites[0].gw.paths(1)[0].health.up,
         "the direct path went down though it works"
+    );
+    burst_then_move(&mut net, 70, PATH_NONE, direct);
+    let t = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
+    assert!(t.acked >= 100, "acked by the direct path: {t:?}");
+    assert_eq!(net.sites[0].gw.stats().ack_gap_failovers, 0);
+    assert!(
+        net.sites[0].gw.paths(1)[1].health.up,
+        "the detour went down though it works"
     );
 }

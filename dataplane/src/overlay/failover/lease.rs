@@ -154,6 +154,13 @@ impl Gateway {
             return;
         };
         if path == PATH_NONE {
+            // Back to the peer's default: a move like any other.
+            if let Some(peer) = self.flows[fi].next_peer
+                && let Some(pp) = self.peers.get(peer)
+                && let (Some((o, _)), Some(n)) = (pp.path_for(self.flows[fi].path), pp.active)
+            {
+                self.hold_for_move(peer, o, n, Some(fi), now);
+            }
             self.flows[fi].path = None;
             self.stats.assigned += 1;
             return;
