@@ -79,6 +79,19 @@ impl Default for EstimatorConfig {
     }
 }
 
+/// What a link's last lossy window showed (for the log: why an estimate moved down).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LossEvidence {
+    /// Loss fraction of the pooled window.
+    pub loss: f64,
+    /// Packets (acked and lost) in it.
+    pub packets: u64,
+    /// The link's average carried load then, Mbit/s.
+    pub carried: f64,
+    /// Whether it was taken as a sample (saturated) rather than as the link full as planned.
+    pub sample: bool,
+}
+
 /// Gain of each link's average carried load per window.
 const CARRIED_GAIN: f64 = 0.25;
 
@@ -95,6 +108,8 @@ pub struct Estimator {
     /// Each link's carried load, averaged over its observed windows (gain
     /// [`CARRIED_GAIN`]; `None`: none yet).
     carried_avg: Vec<Option<f64>>,
+    /// Each link's last lossy window.
+    evidence: Vec<Option<LossEvidence>>,
     /// Flows (instance indices) crossing each link.
     link_flows: Vec<Vec<usize>>,
     /// Links of each flow.
@@ -121,6 +136,7 @@ impl Estimator {
             streak: vec![0; n],
             prev: vec![None; flow_links.len()],
             carried_avg: vec![None; n],
+            evidence: vec![None; n],
             link_flows,
             flow_links: flow_links.to_vec(),
         }
@@ -139,6 +155,11 @@ impl Estimator {
     /// The current estimate (ignores the failed mark).
     pub fn estimate(&self, l: usize) -> f64 {
         self.estimate[l]
+    }
+
+    /// Link `l`'s last lossy window (`None`: none yet).
+    pub fn evidence(&self, l: usize) -> Option<LossEvidence> {
+        self.evidence.get(l).copied().flatten()
     }
 
     /// Whether link `l` is marked failed.
@@ -301,6 +322,14 @@ impl Estimator {
             // to 4.39 and back within 10 s after the rejoin.
             let towards_avg = est + self.cfg.alpha * (avg - est);
             let as_planned = avg >= (1.0 - self.cfg.deadband) * est;
+            if lossy {
+                self.evidence[l] = Some(LossEvidence {
+                    loss: pooled.loss(),
+                    packets,
+                    carried: avg,
+                    sample: !as_planned,
+                });
+            }
             let e = if lossy && as_planned {
                 // Full as planned: no sample, but the drift of the quiet windows is given
                 // back, never under what the link carries on average (not this window's:

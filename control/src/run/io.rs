@@ -467,6 +467,11 @@ impl Loop<'_> {
                 .map_or("?", |p| p.name.as_str());
             self.event(now_ns, "security", format!("{name}: {:?}", e.event), None);
         }
+        // A peer's first session (or its first after losing every key): what the flows lost
+        // before it, and in the burst of what waited for it, is no capacity evidence.
+        if self.secure.newly_sealable(now_ns) > 0 {
+            self.planner.settle(now_ns);
+        }
         if stale {
             self.detach(now_ns, "control region changed");
         }

@@ -21,7 +21,7 @@ use mongate_dataplane::config::Config;
 use mongate_dataplane::plan::PlanTable;
 use mongate_dataplane::shm::msg::{ClassTelemetry, FlowTelemetry};
 
-use super::estimator::{Estimator, EstimatorConfig};
+use super::estimator::{Estimator, EstimatorConfig, LossEvidence};
 use super::site::{MatchError, SiteMap};
 use super::telemetry::TelemetryBook;
 use crate::pfo::Instance;
@@ -115,6 +115,8 @@ pub enum Trigger {
         planned: f64,
         /// Capacity now.
         now: f64,
+        /// The link's last lossy window (what moved the estimate down, or held it).
+        evidence: Option<LossEvidence>,
     },
     /// A class's demand estimate moved.
     Demand {
@@ -167,10 +169,28 @@ impl std::fmt::Display for Trigger {
                 "link {link:?} {}",
                 if *failed { "failed" } else { "recovered" }
             ),
-            Trigger::Capacity { link, planned, now } => write!(
-                f,
-                "link {link:?} capacity estimate {now:.3} (planned with {planned:.3})"
-            ),
+            Trigger::Capacity {
+                link,
+                planned,
+                now,
+                evidence,
+            } => {
+                write!(
+                    f,
+                    "link {link:?} capacity estimate {now:.3} (planned with {planned:.3}"
+                )?;
+                if let Some(e) = evidence {
+                    write!(
+                        f,
+                        "; last lossy window: {:.1} % of {} packets lost carrying {:.3} on average{}",
+                        100.0 * e.loss,
+                        e.packets,
+                        e.carried,
+                        if e.sample { "" } else { ", full as planned" }
+                    )?;
+                }
+                write!(f, ")")
+            }
             Trigger::Demand {
                 class,
                 planned,
@@ -436,9 +456,12 @@ impl Planner {
         self.base.links.iter().position(|l| l.id == id)
     }
 
-    /// This site's path manager moved traffic at `now_ns` (a failover, a return): the
-    /// estimator skips the windows closing within `settle_ns` (the move's burst, and a detour
-    /// that crosses links PFO did not plan, say nothing of their capacities).
+    /// This site's path manager moved traffic at `now_ns` (a failover, a return), or a peer
+    /// got its first session key: the estimator skips the windows closing within `settle_ns`
+    /// (the move's burst, and a detour that crosses links PFO did not plan, say nothing of
+    /// their capacities; nor do the losses before a key and the burst of what waited for it:
+    /// a CI run of tests/hostile.rs cut A's B-C estimate to 3.5 of 5 Mbit/s at the start, and
+    /// the plan took A->C's session away).
     pub fn settle(&mut self, now_ns: u64) {
         let until = now_ns.saturating_add(self.cfg.settle_ns);
         self.settle_until = Some(self.settle_until.map_or(until, |t| t.max(until)));
@@ -509,6 +532,7 @@ impl Planner {
                     link: self.base.links[l].id.clone(),
                     planned,
                     now,
+                    evidence: self.est.evidence(l),
                 });
             }
         }

@@ -205,17 +205,23 @@ fn sustained_loss_lowers_capacity_and_replans_small_loss_does_not() {
         losses += 300;
         p.on_flows(0, s * SEC_NS, &flows(&[(0, 6_000_000, acks, losses)]));
         if let Some(r) = p.tick(s * SEC_NS) {
-            if r.triggers
+            if let Some(t) = r
+                .triggers
                 .iter()
-                .any(|t| matches!(t, Trigger::Capacity { link, .. } if link == "A-C"))
+                .find(|t| matches!(t, Trigger::Capacity { link, .. } if link == "A-C"))
             {
-                got = Some((s, r.instance.links[2].capacity));
+                got = Some((s, r.instance.links[2].capacity, t.to_string()));
                 break;
             }
             solve_now(&mut p, s * SEC_NS, &r);
         }
     }
-    let (s, cap) = got.expect("a capacity trigger for A-C");
+    let (s, cap, why) = got.expect("a capacity trigger for A-C");
+    // The log says what moved it: the pooled window's loss, packets and carried load.
+    assert!(
+        why.contains("last lossy window: 30.0 % of 2000 packets lost carrying"),
+        "{why}"
+    );
     assert!(s >= 12, "needs sustained loss (two windows), fired at {s}");
     assert!((4.2 - 1e-9..9.0).contains(&cap), "{cap}");
 }

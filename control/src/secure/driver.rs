@@ -107,6 +107,8 @@ pub struct SecureDriver<E: Entropy = OsEntropy> {
     dp_active: Vec<Option<u32>>,
     /// Initiations sent to each peer since its last handshake (picks the path of a retry).
     tries: Vec<usize>,
+    /// Each peer sealable at the last [`Self::newly_sealable`].
+    sealable: Vec<bool>,
     /// After an attach: no initiation before this time unless a key report came.
     hold_until: Option<Nanos>,
     /// The last attach (or the start).
@@ -239,6 +241,7 @@ impl<E: Entropy> SecureDriver<E> {
             wanted: vec![None; n],
             dp_active: vec![None; n],
             tries: vec![0; n],
+            sealable: vec![false; n],
             hold_until: None,
             attached_at: 0,
             cmds: VecDeque::new(),
@@ -304,6 +307,27 @@ impl<E: Entropy> SecureDriver<E> {
                 .next_of
                 .range(dest << 16..=(dest << 16 | 0xFFFF))
                 .all(|(_, &n)| sealable(n))
+    }
+
+    /// How many peers became sealable (a session we send with, that the peer opens:
+    /// [`Handshaker::sealable`](super::handshake::Handshaker::sealable)) since the last call. Until then the dataplane drops what it
+    /// sends them (`no_session`), and the peer what we send with a key it does not hold yet:
+    /// the flows' losses of that time say nothing of the links' capacities (the planner
+    /// settles on it). Always 0 with security off.
+    pub fn newly_sealable(&mut self, now: Nanos) -> usize {
+        let Some(ep) = &self.ep else { return 0 };
+        let mut n = 0;
+        for (i, was) in self.sealable.iter_mut().enumerate() {
+            let is = u32::try_from(i)
+                .ok()
+                .and_then(|p| ep.peer(p))
+                .is_some_and(|h| h.sealable(now, PATH_KEY_GRACE));
+            if is && !*was {
+                n += 1;
+            }
+            *was = is;
+        }
+        n
     }
 
     /// The path the failover driver wants `peer`'s traffic on (handshakes prefer it).

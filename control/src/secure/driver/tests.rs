@@ -285,6 +285,7 @@ fn a_destinations_paths_are_candidates_once_all_can_be_sealed_or_after_the_grace
     for p in [to_b, to_c, c_via_b] {
         assert!(!d.path_sealable(&p, MS), "{p:?}");
     }
+    assert_eq!(d.newly_sealable(MS), 0, "no peer has a session yet");
     // B (secret 2) answers A's initiation: A's key with B is current.
     let mut b = endpoint_b();
     let src = Source {
@@ -307,6 +308,9 @@ fn a_destinations_paths_are_candidates_once_all_can_be_sealed_or_after_the_grace
         }),
         3 * MS,
     );
+    // A's first session with B: the planner settles on it, once.
+    assert_eq!(d.newly_sealable(3 * MS), 1);
+    assert_eq!(d.newly_sealable(4 * MS), 0);
     // B's paths may carry probes; C's go together, and its direct one cannot yet.
     assert!(d.path_sealable(&to_b, 3 * MS));
     assert!(!d.path_sealable(&c_via_b, 3 * MS));
@@ -320,6 +324,8 @@ fn a_destinations_paths_are_candidates_once_all_can_be_sealed_or_after_the_grace
     let off =
         SecureDriver::<SeededEntropy>::off(&Config::from_toml_str(SITE_A, "site-a.toml").unwrap());
     assert!(off.path_sealable(&to_c, 0));
+    let mut off = off;
+    assert_eq!(off.newly_sealable(0), 0);
 }
 
 #[test]
