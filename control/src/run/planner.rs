@@ -275,6 +275,7 @@ impl Planner {
         ec.loss_threshold = ec
             .loss_threshold
             .min(LOSS_THRESHOLD_PER_BUDGET * inst.loss_budget);
+        ec.app_limited_loss = inst.loss_budget;
         Ok(Self {
             est: Estimator::new(ec, caps.clone(), &flow_links),
             book: TelemetryBook::new(inst.flows.len(), inst.classes.len()),
