@@ -56,6 +56,10 @@ use mongate_testbed::{PlanSpec, Sites, SitesTopology, tshark};
 const SECURE: bool = true;
 
 const PREFIX: &str = "mghost";
+/// Longest wait for the legitimate traffic's first packets (the handshakes).
+const READY_LIMIT: Duration = Duration::from_secs(20);
+/// Longest wait for the legitimate UDP to flow at its offered rates.
+const STEADY_LIMIT: Duration = Duration::from_secs(15);
 /// Traffic before the first measurement (flows and controllers settle).
 const WARMUP: Duration = Duration::from_secs(1);
 /// The measurement without attack.
@@ -628,7 +632,18 @@ fn hostile_input_changes_nothing() {
     let dir = common::TempDir::new(PREFIX);
     let ov = start(&dir);
     let topo = &ov.topo;
-    let total = WARMUP + BASELINE + ATTACK_LIMIT + AFTER + Duration::from_secs(10);
+    // The legitimate traffic's bound (the test stops it sooner): every wait at its limit,
+    // and 20 s for the captures' start and the attack threads. It used to leave the waits
+    // out, and a loaded run whose captures took long measured a baseline of 0 (the traffic
+    // had ended).
+    let total = READY_LIMIT
+        + STEADY_LIMIT
+        + WARMUP
+        + BASELINE
+        + ATTACK_LIMIT
+        + MIN_DURING
+        + AFTER
+        + Duration::from_secs(20);
     let legit = Legit::start(topo, total);
     // Secure: traffic flows once every gateway holds keys for its peers
     // (handshakes run by the control processes); wait for it, bounded.
@@ -640,8 +655,8 @@ fn hostile_input_changes_nothing() {
             break;
         }
         assert!(
-            ready.elapsed() < Duration::from_secs(20),
-            "no legitimate traffic 20 s after start: {l:?}"
+            ready.elapsed() < READY_LIMIT,
+            "no legitimate traffic {READY_LIMIT:?} after start: {l:?}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -691,8 +706,8 @@ fn hostile_input_changes_nothing() {
             break;
         }
         assert!(
-            steady.elapsed() < Duration::from_secs(15),
-            "legitimate UDP not steady 15 s after it started: {r:?}"
+            steady.elapsed() < STEADY_LIMIT,
+            "legitimate UDP not steady {STEADY_LIMIT:?} after it started: {r:?}"
         );
     }
     std::thread::sleep(WARMUP);
