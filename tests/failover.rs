@@ -656,21 +656,48 @@ fn the_control_path_manager_leaves_a_lossy_uplink_and_fails_over_to_the_waypoint
     for e in &ev {
         println!("  {e}");
     }
+    // The bound by what finds the blackhole. The direct flow: the dataplane's ack-gap reflex
+    // (70-82 ms). The class's flow through B is a planned two-hop flow, and the reflex watches
+    // a flow's path to its destination only (its acks come from C, not from the next hop B),
+    // so a blackhole of its first hop is found by the path manager's probes, 1 s apart on an
+    // up path (+10 % jitter): the next probe's loss after its timeout, then the race (538 and
+    // 1410 ms in the two runs of session 24 that took this route, of 45; issue 12: not the
+    // moment MONET's failover is, open).
+    let bound_ms = if replanned { 2500.0 } else { 300.0 };
     assert!(
-        failover_ms < 300.0,
-        "failover took {failover_ms:.1} ms; A {:?}; flows at A {:?}",
+        failover_ms < bound_ms,
+        "failover of {} took {failover_ms:.1} ms (bound {bound_ms} ms); A {:?}; flows at A {:?}",
+        ids[fi],
         net.gws[0].snapshot(),
         a_flows.slot(0, 0).map(|s| s.load())
     );
     let clean_left = 6 - first - second;
     assert_eq!(third, clean_left, "not on the clean path left: {diff:?}");
-    // The failover was the dataplane's own reflex, and the control said so.
-    assert!(
-        ev.iter().any(|e| e.starts_with("A ")
-            && e.contains(" ack_gap: ")
-            && e.contains(&format!(" on {blackholed} -> "))),
-        "no ack_gap event at A for {blackholed}: {ev:?}"
-    );
+    if replanned {
+        // The path manager found it (above): it moved A's traffic to B, the flow's next hop,
+        // off the blackholed link after the cut.
+        let after_cut = |e: &str| {
+            e.split_whitespace()
+                .nth(1)
+                .and_then(|t| t.parse::<u64>().ok())
+                .is_some_and(|t| t >= cut_ns / 1_000_000)
+        };
+        assert!(
+            ev.iter().any(|e| e.starts_with("A ")
+                && after_cut(e)
+                && e.contains(" path: traffic to B ")
+                && !e.contains(&format!(" on {blackholed} -> "))),
+            "no move of A's traffic to B off {blackholed}: {ev:?}"
+        );
+    } else {
+        // The failover was the dataplane's own reflex, and the control said so.
+        assert!(
+            ev.iter().any(|e| e.starts_with("A ")
+                && e.contains(" ack_gap: ")
+                && e.contains(&format!(" on {blackholed} -> "))),
+            "no ack_gap event at A for {blackholed}: {ev:?}"
+        );
+    }
     // The waypoint carried the session: the path manager sent the direct
     // flow through B, or a plan gave the session to the flow through B.
     assert!(
