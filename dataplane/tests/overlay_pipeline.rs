@@ -1365,6 +1365,127 @@ fn the_ack_gap_allows_for_the_round_trip_time() {
     );
 }
 
+/// Runs A's planned two-hop TCP flow (`ac-tcp-via-b`, A -> B -> C, A's flow
+/// 1) until `until`, its queue kept at 8 packets.
+fn run_two_hop(net: &mut Net, until: u64) {
+    let f = v4_frame(C_HOST, 6, 80, 300, 0);
+    while net.now < until {
+        while net.sites[0].gw.pacing().queue_len(1) < 8 {
+            net.inject(0, LAN, &f);
+        }
+        let t = net.now + 1_000_000;
+        net.step(t);
+        net.sites[2].lan_out.clear();
+    }
+}
+
+/// A planned two-hop flow's first hop dies: its acks come from C, not from
+/// B, so no ack gap of the path to B is armed by it; its silence sends one
+/// probe on that path (a hop check), and the check unanswered takes the
+/// path down after another ack gap, in a moment, not after the probes'
+/// silence rule (10 s here). Before the check the path to B carried the
+/// flow for seconds without one.
+#[test]
+fn a_two_hop_flows_dead_first_hop_is_found_by_a_hop_check() {
+    use mongate_dataplane::overlay::failover::{PathEventKind, path_ref};
+    let mut net = triangle_with_health(100_000_000, 10_000_000_000, 60_000_000);
+    run_two_hop(&mut net, 2_000_000_000);
+    // A's peers: B (0), C (1); to B: direct (0), via C (1).
+    assert_eq!(net.sites[0].gw.flow_path(1), path_ref(0, 0));
+    let st = net.sites[0].gw.stats();
+    assert_eq!((st.ack_gap_failovers, st.hop_checks), (0, 0), "acks flow");
+    let delivered = net.sites[2].gw.flow_received("ac-tcp-via-b").unwrap();
+    assert!(delivered > 500, "{delivered}");
+    net.sites[0].gw.drain_path_events(|_, _, _| true);
+    // A-B dies both ways.
+    for l in [(0, 1), (1, 0)] {
+        net.links.get_mut(&l).unwrap().loss = 1.0;
+    }
+    let cut = net.now;
+    while net.sites[0].gw.stats().ack_gap_failovers == 0 && net.now < cut + 1_000_000_000 {
+        let until = net.now + 1_000_000;
+        run_two_hop(&mut net, until);
+    }
+    let took = net.now - cut;
+    let st = net.sites[0].gw.stats();
+    println!("first hop down {} ms after the cut", took / 1_000_000);
+    assert_eq!((st.ack_gap_failovers, st.hop_checks), (1, 1));
+    // Four packets, the ack gap (at least twice the two hops' RTT), the
+    // check's own wait.
+    assert!(
+        (120_000_000..=400_000_000).contains(&took),
+        "down {} ms after the cut",
+        took / 1_000_000
+    );
+    let mut events = Vec::new();
+    net.sites[0].gw.drain_path_events(|path, kind, _| {
+        events.push((path, kind));
+        true
+    });
+    assert_eq!(events, [(path_ref(0, 0), PathEventKind::AckGap)]);
+    // The flow rides the detour to B through C, and reaches C again.
+    assert_eq!(net.sites[0].gw.flow_path(1), path_ref(0, 1));
+    let before = net.sites[2].gw.flow_received("ac-tcp-via-b").unwrap();
+    let until = net.now + 500_000_000;
+    run_two_hop(&mut net, until);
+    let after = net.sites[2].gw.flow_received("ac-tcp-via-b").unwrap();
+    assert!(after > before + 100, "{before} -> {after}");
+}
+
+/// The same flow's second hop dies: B answers A's hop checks, so the first
+/// hop, which works, stays up (a dead hop further on is not A's path to
+/// B's fault), and the checks come at most one per ack gap. Once B finds
+/// B-C silent (400 ms here) its relays take its detour to C, through A: A
+/// relays its own flow on to C over its direct path (it dropped it before),
+/// and C gets the flow again.
+#[test]
+fn a_two_hop_flows_dead_second_hop_leaves_the_first_hop_up() {
+    use mongate_dataplane::overlay::failover::path_ref;
+    let mut net = triangle_with(|i, s| {
+        s.health.probe_interval_ns = 100_000_000;
+        s.health.down_after_ns = if i == 1 { 400_000_000 } else { 10_000_000_000 };
+        s.health.ack_gap_ns = 60_000_000;
+    });
+    run_two_hop(&mut net, 2_000_000_000);
+    assert_eq!(net.sites[0].gw.flow_path(1), path_ref(0, 0));
+    let rate_before = net.sites[0].gw.flow_rate("ac-tcp-via-b").unwrap();
+    // B-C dies both ways.
+    for l in [(1, 2), (2, 1)] {
+        net.links.get_mut(&l).unwrap().loss = 1.0;
+    }
+    run_two_hop(&mut net, 2_200_000_000);
+    let before = net.sites[2].gw.flow_received("ac-tcp-via-b").unwrap();
+    run_two_hop(&mut net, 3_000_000_000);
+    let st = net.sites[0].gw.stats();
+    println!("{} hop checks in 1 s", st.hop_checks);
+    assert_eq!(st.ack_gap_failovers, 0);
+    assert_eq!(net.sites[0].gw.flow_path(1), path_ref(0, 0));
+    assert!(net.sites[0].gw.paths(0)[0].health.up);
+    // Each check: four packets, an ack gap of at least 60 ms, its echo.
+    assert!(
+        (1..=1_000 / 60).contains(&st.hop_checks),
+        "{} hop checks in 1 s",
+        st.hop_checks
+    );
+    // B's detour through A carries the flow from 0.4-0.5 s after the cut
+    // (A relays it: before, A dropped its own flow's packets as
+    // `wan_no_route`), at the rate it had: its controller held through the
+    // outage once a hop check was answered, and restarted from the plan at
+    // its first ack after it (before: 19 packets/s after the outage, 177 two
+    // seconds later).
+    let after = net.sites[2].gw.flow_received("ac-tcp-via-b").unwrap();
+    let detoured = net.sites[0].gw.stats().detoured;
+    let rate = net.sites[0].gw.flow_rate("ac-tcp-via-b").unwrap();
+    println!(
+        "{} delivered 0.2-1 s after the cut at {rate_before:.0} -> {rate:.0} packets/s",
+        after - before
+    );
+    assert!(after > before + 500, "{before} -> {after}");
+    assert!(detoured >= after - before, "{detoured} relayed at A");
+    assert!(st.hop_checks_answered >= 1);
+    assert!(rate >= 0.5 * rate_before, "{rate_before} -> {rate}");
+}
+
 /// A sparse flow (4 packets a second) that loses packets keeps its path:
 /// the ack gap counts from the fourth packet sent since the last ack
 /// (`ACK_GAP_PACKETS`), so one loss, or three in a row, answered by the

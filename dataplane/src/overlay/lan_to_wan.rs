@@ -330,7 +330,7 @@ impl Gateway {
     }
 
     /// A planned flow's packet leaves: its sequence number, the ack-gap
-    /// watch on the path to its destination, MONtra's send and loss
+    /// watch on the path to its next site, MONtra's send and loss
     /// bookkeeping. `None`: the flow no longer leaves from here.
     fn flow_departure(&mut self, fi: usize, now: Nanos) -> Option<Departure> {
         let queue = QueueId::flow(fi);
@@ -340,17 +340,22 @@ impl Gateway {
             return None;
         };
         let (seq, evicted) = o.tracker.on_send(now);
-        // Ack-gap detection watches the path to the flow's destination
-        // only: a multi-hop flow's acks come from its last site, not from
-        // the next hop.
-        if f.dest_peer == Some(np)
-            && let Some(pp) = self.peers.get_mut(np)
+        // The ack-gap watch of the path to the next site: a flow ending
+        // there arms the path's ack gap; a flow going on (its acks come
+        // from its last site) arms the path's hop check (worker 0 only:
+        // the check's echo comes back to the worker that probes).
+        if let Some(pp) = self.peers.get_mut(np)
             && let Some((pi, _)) = pp.path_for(f.path)
         {
-            pp.paths[pi].unacked.on_send(now);
+            let w = &mut pp.paths[pi].unacked;
+            if f.dest_peer == Some(np) {
+                w.on_send(now);
+            } else if self.settings.worker == 0 {
+                w.on_relayed_send(now);
+            }
         }
         o.ctl.on_send(now, qlen == 0);
-        if evicted > 0 && !self.settings.open_loop {
+        if evicted > 0 && !self.settings.open_loop && !o.route_out {
             let r = o.ctl.on_losses(evicted);
             self.pacing.set_rate(queue.0, r, now);
         }

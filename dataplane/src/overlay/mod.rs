@@ -391,8 +391,14 @@ pub struct Stats {
     pub probe_nonce_bad: u64,
     /// Probes postponed: the frame reserve was empty.
     pub probe_no_frame: u64,
-    /// Active paths declared down by an ack gap.
+    /// Active paths declared down by an ack gap (or an unanswered hop check).
     pub ack_gap_failovers: u64,
+    /// Probes sent to check a hop whose flows going on past its peer got no
+    /// ack for an ack gap (their acks come from further on).
+    pub hop_checks: u64,
+    /// Hop checks answered: the hop works, those flows' route is out
+    /// further on (their controllers hold until their next ack).
+    pub hop_checks_answered: u64,
     /// Control assignments applied.
     pub assigned: u64,
     /// Control assignments naming an unknown flow or path, or a path to
@@ -485,6 +491,11 @@ pub(crate) struct Origin {
     pub(crate) tracker: AckTracker,
     /// The plan's aggregate rate for this flow (this worker's share), pkt/s.
     pub(crate) target_pps: f64,
+    /// Its route is out further on than its next hop (a hop check of the
+    /// path to its next site was answered while its acks were silent): its
+    /// losses are not fed to the controller, and its first ack restarts it
+    /// from the plan ([`Gateway::restart_rate`]).
+    pub(crate) route_out: bool,
 }
 
 /// Receiver state of a flow ending here.
@@ -832,6 +843,7 @@ impl Gateway {
                         ctl: RateController::new(cc, fp, x0, now),
                         tracker: AckTracker::new(tc),
                         target_pps: target,
+                        route_out: false,
                     });
                     o.ctl.rate()
                 }
@@ -1097,7 +1109,7 @@ impl Gateway {
                     }
                 } else if let Some(o) = f.origin.as_mut() {
                     let lost = o.tracker.poll(now);
-                    if lost > 0 && !self.settings.open_loop {
+                    if lost > 0 && !self.settings.open_loop && !o.route_out {
                         let rate = o.ctl.on_losses(lost);
                         self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
                     }

@@ -494,6 +494,20 @@ impl Gateway {
                 let Some(f) = self.flows.get(fi) else {
                     return false;
                 };
+                if f.role == super::Role::Origin {
+                    // Our own flow back from a site on its route whose next
+                    // hop is down (it detours through us): from a host of
+                    // ours, to the flow's destination, relayed only with
+                    // detours on.
+                    return relays
+                        && self.is_local(src)
+                        && f.dest_peer.is_some_and(|d| in_peer(d, dst))
+                        && self
+                            .sec
+                            .route_peers
+                            .get(fi)
+                            .is_some_and(|r| r.iter().any(|x| usize::from(*x) == from));
+                }
                 let Some(origin) = f.src_peer else {
                     return false;
                 };

@@ -107,9 +107,7 @@ impl Gateway {
         // The inner addresses, parsed once: for cryptokey routing (sealed)
         // and for delivery or a detour (not for a planned relay, which
         // does not look inside).
-        let parsed = if matches!(from, Auth::Peer(_))
-            || !matches!(role, Some(Role::Waypoint | Role::Origin))
-        {
+        let parsed = if matches!(from, Auth::Peer(_)) || !matches!(role, Some(Role::Waypoint)) {
             arena
                 .packet(p)
                 .and_then(|f| f.get(d.inner.clone()))
@@ -140,6 +138,12 @@ impl Gateway {
                     self.relay(now, arena, p, d.inner, fi, flow)
                 }
                 Role::Elsewhere => self.detour(now, arena, p, d.inner, flow, dst),
+                // Our own flow, back from a site on its route whose next hop
+                // is down and whose detour goes through us: on to its
+                // destination over a direct path (one detour at most).
+                Role::Origin if self.settings.detours => {
+                    self.detour(now, arena, p, d.inner, flow, dst)
+                }
                 Role::Origin => {
                     self.stats.wan_no_route += 1;
                     Verdict::Drop(DropReason::NoRoute)

@@ -325,14 +325,20 @@ impl Gateway {
             return false;
         };
         let outcome = o.tracker.on_ack(&entry_to_info(e), now);
+        // The first ack after an outage of the route further on: what it
+        // declares lost was lost in the outage, not to congestion.
+        let back = core::mem::replace(&mut o.route_out, false);
         if outcome.acked > 0 {
             o.ctl.on_acks(outcome.acked, now);
         }
-        if outcome.lost > 0 {
+        if outcome.lost > 0 && !back {
             o.ctl.on_losses(outcome.lost);
         }
         let rate = o.ctl.rate();
         self.pacing.set_rate(QueueId::flow(fi).0, rate, now);
+        if back {
+            self.restart_rate(fi, now);
+        }
         // A new RTT estimate or oldest packet moves the loss deadline.
         self.rearm(fi);
         if let Some(rtt) = outcome.rtt_sample_ns {

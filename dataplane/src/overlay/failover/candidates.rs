@@ -68,15 +68,29 @@ pub const ACK_GAP_PACKETS: u32 = 4;
 /// The data a path carried since the last ack of a flow riding it: when the
 /// first packet after that ack left, how many left, and when the
 /// [`ACK_GAP_PACKETS`]-th left (the ack gap counts from it).
+///
+/// Flows that ride the path to its peer and go on from there (a planned
+/// waypoint's flows: their acks come from a site further on) are counted
+/// apart: their silence blames no hop by itself (the hop after the peer may
+/// be the dead one), so when it lasts an ack gap the reflex sends one probe
+/// on the path, a *hop check* ([`AckWait::start_check`]); an echo of a probe
+/// sent since answers it ([`AckWait::hop_answered`]), and a check
+/// unanswered for another ack gap takes the path down.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct AckWait {
     first: Option<Nanos>,
     sent: u32,
     gap_from: Option<Nanos>,
+    /// Packets of flows going on past the peer, since the last ack.
+    relayed: u32,
+    relayed_gap_from: Option<Nanos>,
+    /// When the hop check's probe left.
+    check: Option<Nanos>,
 }
 
 impl AckWait {
-    /// A data packet left on the path at `now`.
+    /// A data packet of a flow whose destination is the path's peer left on
+    /// the path at `now`.
     #[inline]
     pub(crate) fn on_send(&mut self, now: Nanos) {
         if self.first.is_none() {
@@ -85,6 +99,19 @@ impl AckWait {
         self.sent = self.sent.saturating_add(1);
         if self.sent == ACK_GAP_PACKETS {
             self.gap_from = Some(now);
+        }
+    }
+
+    /// A data packet of a flow that goes on past the path's peer left on
+    /// the path at `now`.
+    #[inline]
+    pub(crate) fn on_relayed_send(&mut self, now: Nanos) {
+        if self.first.is_none() {
+            self.first = Some(now);
+        }
+        self.relayed = self.relayed.saturating_add(1);
+        if self.relayed == ACK_GAP_PACKETS {
+            self.relayed_gap_from = Some(now);
         }
     }
 
@@ -107,11 +134,62 @@ impl AckWait {
         self.gap_from
     }
 
-    /// The worker stalled for `stall` (it could not have heard acks): both
+    /// As [`Self::gap_from`], for the flows going on past the peer, while
+    /// no hop check is out.
+    #[inline]
+    pub(crate) fn relayed_gap_from(&self) -> Option<Nanos> {
+        if self.check.is_some() {
+            None
+        } else {
+            self.relayed_gap_from
+        }
+    }
+
+    /// When the hop check out now left.
+    #[inline]
+    pub(crate) fn check(&self) -> Option<Nanos> {
+        self.check
+    }
+
+    /// A hop check's probe left at `now`.
+    #[inline]
+    pub(crate) fn start_check(&mut self, now: Nanos) {
+        self.check = Some(now);
+    }
+
+    /// An echo of a probe sent at `sent` came back on the path: the hop
+    /// works, so the silence of the flows going on past the peer is not
+    /// its fault (counted again from their next packet). The wait of the
+    /// flows ending at the peer is left alone: their acks are their own
+    /// signal.
+    /// True when it answered a check.
+    #[inline]
+    pub(crate) fn hop_answered(&mut self, sent: Nanos) -> bool {
+        if self.check.is_some_and(|c| sent >= c) {
+            self.check = None;
+            self.relayed = 0;
+            self.relayed_gap_from = None;
+            if self.sent == 0 {
+                self.first = None;
+            }
+            return true;
+        }
+        false
+    }
+
+    /// The worker stalled for `stall` (it could not have heard acks): the
     /// times move on by it, at most to `now`.
     #[inline]
     pub(crate) fn shift(&mut self, stall: Nanos, now: Nanos) {
-        for t in [&mut self.first, &mut self.gap_from].into_iter().flatten() {
+        for t in [
+            &mut self.first,
+            &mut self.gap_from,
+            &mut self.relayed_gap_from,
+            &mut self.check,
+        ]
+        .into_iter()
+        .flatten()
+        {
             *t = t.saturating_add(stall).min(now);
         }
     }
@@ -530,6 +608,27 @@ impl Gateway {
         }
     }
 
+    /// A hop check of candidate `idx` of `peer` was answered: the flows
+    /// riding it that go on past the peer (silent for an ack gap) have their
+    /// route out further on; their controllers hold until their next ack
+    /// ([`crate::overlay::Origin::route_out`]). A walk of the flows, once
+    /// per answered check (at most one per ack gap and path, during an
+    /// outage only).
+    pub(crate) fn mark_route_out(&mut self, peer: usize, idx: usize) {
+        let Some(pp) = self.peers.get(peer) else {
+            return;
+        };
+        for f in &mut self.flows {
+            if f.next_peer == Some(peer)
+                && f.dest_peer != Some(peer)
+                && pp.path_for(f.path).is_some_and(|(i, _)| i == idx)
+                && let Some(o) = f.origin.as_mut()
+            {
+                o.route_out = true;
+            }
+        }
+    }
+
     /// Notes a data RTT sample of flow `fi` on the path it rides.
     pub(crate) fn note_flow_rtt(&mut self, fi: usize, rtt: Nanos) {
         let Some(f) = self.flows.get(fi) else { return };
@@ -808,5 +907,46 @@ mod state_tests {
         assert_eq!(w, AckWait::default());
         w.on_send(1200);
         assert_eq!((w.first(), w.gap_from()), (Some(1200), None));
+    }
+
+    #[test]
+    fn the_flows_going_on_past_the_peer_wait_apart_and_a_hop_check_answers_for_them() {
+        let mut w = AckWait::default();
+        for t in [100, 200, 300] {
+            w.on_relayed_send(t);
+        }
+        assert_eq!(
+            (w.first(), w.gap_from(), w.relayed_gap_from()),
+            (Some(100), None, None)
+        );
+        w.on_relayed_send(400);
+        // Their silence is not the direct ack gap.
+        assert_eq!((w.gap_from(), w.relayed_gap_from()), (None, Some(400)));
+        // A check out: no second one is due; an echo of a probe sent before
+        // it answers nothing, one sent since answers it.
+        w.start_check(500);
+        assert_eq!((w.relayed_gap_from(), w.check()), (None, Some(500)));
+        assert!(!w.hop_answered(499));
+        assert_eq!(w.check(), Some(500));
+        assert!(w.hop_answered(500));
+        assert_eq!(w, AckWait::default());
+        // The direct flows' wait survives an answered check.
+        for t in [600, 700, 800, 900] {
+            w.on_relayed_send(t);
+            w.on_send(t + 1);
+        }
+        w.start_check(1000);
+        w.shift(50, 1020);
+        assert_eq!(w.check(), Some(1020));
+        assert!(w.hop_answered(1030));
+        assert_eq!(
+            (w.first(), w.gap_from(), w.check()),
+            (Some(650), Some(951), None)
+        );
+        assert_eq!(w.relayed_gap_from(), None);
+        // An ack clears both.
+        w.on_relayed_send(1100);
+        w.clear();
+        assert_eq!(w, AckWait::default());
     }
 }

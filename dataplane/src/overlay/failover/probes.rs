@@ -225,6 +225,9 @@ impl Gateway {
             self.stats.probe_nonce_bad += 1;
             return;
         }
+        // The hop works: a hop check out since the probe left is answered,
+        // and the route of the silent flows is out further on.
+        let route_out = p.unacked.hop_answered(probe.send_ts_ns);
         let h = &mut p.health;
         h.echoes += 1;
         h.last_echo = h.last_echo.max(now);
@@ -240,6 +243,10 @@ impl Gateway {
             h.held = false;
             h.up_since = now;
             self.push_event(path_ref(peer, idx), PathEventKind::Up, now);
+        }
+        if route_out {
+            self.stats.hop_checks_answered += 1;
+            self.mark_route_out(peer, idx);
         }
         if let Some((o, n)) = self.peers[peer].select(now, &policy, local) {
             self.hold_for_move(peer, o, n, None, now);

@@ -91,16 +91,38 @@ impl Gateway {
                     0 => UNKNOWN_RTT_NS,
                     r => r,
                 };
-                if ack_gap > 0
-                    && p.health.up
-                    && let Some(since) = p.unacked.gap_from()
-                    && now.saturating_sub(since) > ack_gap.max(rtt.saturating_mul(2))
-                {
+                let limit = ack_gap.max(rtt.saturating_mul(2));
+                let late = |t: Option<Nanos>| t.is_some_and(|t| now.saturating_sub(t) > limit);
+                if ack_gap == 0 || !p.health.up {
+                    continue;
+                }
+                // The flows going on past the peer fell silent and the hop
+                // check sent then is unanswered for as long: the hop is dead.
+                if late(p.unacked.gap_from()) || late(p.unacked.check()) {
                     p.health.up = false;
                     p.health.downs += 1;
                     p.unacked.clear();
                     self.stats.ack_gap_failovers += 1;
                     self.push_event(path_ref(peer, i), PathEventKind::AckGap, now);
+                } else if late(p.unacked.relayed_gap_from()) {
+                    // Their acks come from further on: whether this hop is
+                    // the dead one, one probe on it tells (a path without a
+                    // session key carries nothing to check: its data was
+                    // dropped here).
+                    if !p.sealable {
+                        p.unacked.clear();
+                        continue;
+                    }
+                    let mut echoes = p.echoes;
+                    let (k, nonce) = echoes.issue(&mut self.control_paths.nonce_keys);
+                    let seq = u32::try_from(k & 0x7FFF_FFFF).unwrap_or(0);
+                    if !self.send_probe(peer, i, (seq, nonce), now, arena, out) {
+                        return false;
+                    }
+                    let p = &mut self.peers[peer].paths[i];
+                    p.echoes = echoes;
+                    p.unacked.start_check(now);
+                    self.stats.hop_checks += 1;
                 }
             }
             let pp = &mut self.peers[peer];
