@@ -860,15 +860,17 @@ fn a_blackholed_first_hop_of_a_two_hop_flow_fails_over_within_300_ms() {
     th.stop();
 }
 
-/// The same flow's second hop (B-C) blackholed: B answers A's hop checks,
-/// so A's dataplane does not take its path to B, which works, down (no
-/// `ack_gap` event at A), and A's controller holds its rate through the
-/// outage. B's path manager moves B's traffic to C off `bc`, through A (its
-/// probes, 1 s apart: a waypoint has no reflex for the flows it relays), A
-/// relays its own flow on to C, and C gets 90 % again.
+/// The same flow's second hop (B-C) blackholed: C's acks of the flow come
+/// back through B, so B's relays wait for them as B's own flows do, and B's
+/// ack gap takes `bc` down in a moment (its `ack_gap` event); B's relays
+/// take its detour through A, and A relays its own flow on to C. A's path
+/// to B, which works, stays up (no `ack_gap` at A: B answers A's hop checks
+/// if the outage lasts long enough for one).
 #[test]
-fn a_blackholed_second_hop_of_a_two_hop_flow_leaves_the_first_hop_up() {
-    if common::skip("a_blackholed_second_hop_of_a_two_hop_flow_leaves_the_first_hop_up") {
+fn a_blackholed_second_hop_of_a_two_hop_flow_fails_over_at_the_waypoint_within_300_ms() {
+    if common::skip(
+        "a_blackholed_second_hop_of_a_two_hop_flow_fails_over_at_the_waypoint_within_300_ms",
+    ) {
         return;
     }
     let _g = common::net_lock();
@@ -910,8 +912,66 @@ fn a_blackholed_second_hop_of_a_two_hop_flow_leaves_the_first_hop_up() {
             .any(|e| e.starts_with("B ") && e.contains(" path: traffic to C via A ")),
         "B did not move its traffic to C through A: {ev:?}"
     );
-    // B's probes: the next one lost after its timeout, then the race.
-    assert!(failover_ms < 2500.0, "failover took {failover_ms:.1} ms");
-    assert!(recovered < 5.0, "delivery back after {recovered:.2} s");
+    assert!(
+        ev.iter()
+            .any(|e| e.starts_with("B ") && e.contains(" ack_gap: ") && e.contains(" C on bc -> ")),
+        "no ack_gap event at B for bc: {ev:?}"
+    );
+    assert!(failover_ms < 300.0, "failover took {failover_ms:.1} ms");
     th.stop();
+}
+
+/// The network tests' watchdog (tests/common): a test still holding the
+/// network lock after its limit gets every thread's stack printed and the
+/// process aborted (a failure with evidence, not a hang that runs into CI's
+/// limit; the teardown hang of session 24 was not caught). Run on a child
+/// process of this test binary with a 300 ms limit.
+#[test]
+fn a_hung_test_is_aborted_by_the_watchdog_with_every_threads_stack() {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "watchdog_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env("MONGATE_WATCHDOG_CHILD", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGABRT),
+        "{:?}: {err}",
+        out.status
+    );
+    assert!(
+        err.contains("WATCHDOG: watchdog_child still holds"),
+        "{err}"
+    );
+    // The stacks, when gdb is installed (scripts/setup.sh installs it).
+    if std::process::Command::new("gdb")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        assert!(err.contains("watchdog_child"), "{err}");
+        assert!(err.contains("Thread "), "no stacks: {err}");
+    }
+}
+
+/// The child of the test above: holds a watchdog of 300 ms for up to 20 s.
+#[test]
+#[ignore = "run by a_hung_test_is_aborted_by_the_watchdog_with_every_threads_stack"]
+fn watchdog_child() {
+    if std::env::var_os("MONGATE_WATCHDOG_CHILD").is_none() {
+        return;
+    }
+    let _w = common::Watchdog::start(Duration::from_millis(300));
+    // The hang the watchdog ends: bounded, should it not.
+    std::thread::sleep(Duration::from_secs(20));
 }

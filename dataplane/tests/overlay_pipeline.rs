@@ -1435,16 +1435,16 @@ fn a_two_hop_flows_dead_first_hop_is_found_by_a_hop_check() {
 /// The same flow's second hop dies: B answers A's hop checks, so the first
 /// hop, which works, stays up (a dead hop further on is not A's path to
 /// B's fault), and the checks come at most one per ack gap. Once B finds
-/// B-C silent (400 ms here) its relays take its detour to C, through A: A
-/// relays its own flow on to C over its direct path (it dropped it before),
-/// and C gets the flow again.
+/// B-C silent (400 ms here; B's ack gap is off, so the outage lasts) its
+/// relays take its detour to C, through A: A relays its own flow on to C
+/// over its direct path (it dropped it before), and C gets the flow again.
 #[test]
 fn a_two_hop_flows_dead_second_hop_leaves_the_first_hop_up() {
     use mongate_dataplane::overlay::failover::path_ref;
     let mut net = triangle_with(|i, s| {
         s.health.probe_interval_ns = 100_000_000;
         s.health.down_after_ns = if i == 1 { 400_000_000 } else { 10_000_000_000 };
-        s.health.ack_gap_ns = 60_000_000;
+        s.health.ack_gap_ns = if i == 1 { 0 } else { 60_000_000 };
     });
     run_two_hop(&mut net, 2_000_000_000);
     assert_eq!(net.sites[0].gw.flow_path(1), path_ref(0, 0));
@@ -1484,6 +1484,44 @@ fn a_two_hop_flows_dead_second_hop_leaves_the_first_hop_up() {
     assert!(detoured >= after - before, "{detoured} relayed at A");
     assert!(st.hop_checks_answered >= 1);
     assert!(rate >= 0.5 * rate_before, "{rate_before} -> {rate}");
+}
+
+/// The waypoint's own hop to the destination dies (B-C): C's acks of the
+/// flow B relays come back through B (acks follow the data's hop), so B's
+/// relays wait for them as B's own flows do, and B's ack gap takes B-C down
+/// in a moment (the probes' silence rule: 10 s here); B's relays take its
+/// detour through A, which relays its own flow on to C. A's first hop
+/// stays up.
+#[test]
+fn a_waypoints_dead_last_hop_is_found_by_its_relays_ack_gap() {
+    let mut net = triangle_with_health(100_000_000, 10_000_000_000, 60_000_000);
+    run_two_hop(&mut net, 2_000_000_000);
+    assert_eq!(net.sites[1].gw.stats().ack_gap_failovers, 0, "acks flow");
+    for l in [(1, 2), (2, 1)] {
+        net.links.get_mut(&l).unwrap().loss = 1.0;
+    }
+    let cut = net.now;
+    while net.sites[1].gw.stats().ack_gap_failovers == 0 && net.now < cut + 1_000_000_000 {
+        let until = net.now + 1_000_000;
+        run_two_hop(&mut net, until);
+    }
+    let took = net.now - cut;
+    println!("B-C down at B {} ms after the cut", took / 1_000_000);
+    assert_eq!(net.sites[1].gw.stats().ack_gap_failovers, 1);
+    assert!(
+        (60_000_000..=300_000_000).contains(&took),
+        "down {} ms after the cut",
+        took / 1_000_000
+    );
+    // B's peers: A (0), C (1); to C: direct (0), via A (1).
+    let paths = net.sites[1].gw.paths(1);
+    assert!(!paths[0].health.up && paths[1].active, "{paths:?}");
+    let before = net.sites[2].gw.flow_received("ac-tcp-via-b").unwrap();
+    let until = net.now + 500_000_000;
+    run_two_hop(&mut net, until);
+    let after = net.sites[2].gw.flow_received("ac-tcp-via-b").unwrap();
+    assert!(after > before + 300, "{before} -> {after}");
+    assert_eq!(net.sites[0].gw.stats().ack_gap_failovers, 0);
 }
 
 /// A sparse flow (4 packets a second) that loses packets keeps its path:

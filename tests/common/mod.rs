@@ -2,13 +2,87 @@
 //! network tests (they share the machine's two cores and must not overlap).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, mpsc};
+use std::time::Duration;
 
 static NET: Mutex<()> = Mutex::new(());
 
-/// Serialises network tests within one test binary.
-pub fn net_lock() -> MutexGuard<'static, ()> {
-    NET.lock().unwrap_or_else(|e| e.into_inner())
+/// A network test holding the lock longer than this is hung: the longest
+/// runs a few minutes. (A failover test hung once in 86 runs in its
+/// teardown, session 24; in CI a hang would run into the job's limit.)
+const HUNG_AFTER: Duration = Duration::from_secs(15 * 60);
+
+/// The network lock held by a test, with its watchdog.
+pub struct NetGuard {
+    // Dropped first: the watchdog stands down before the lock is released.
+    _watchdog: Watchdog,
+    _lock: MutexGuard<'static, ()>,
+}
+
+/// Serialises network tests within one test binary, and watches the test
+/// holding the lock: if it still holds it after [`HUNG_AFTER`] (the guard
+/// is a test's first local, so this covers its teardown too), the stacks of
+/// every thread of the process are printed (gdb) and the process aborts, a
+/// failure with its evidence instead of a silent hang.
+pub fn net_lock() -> NetGuard {
+    let lock = NET.lock().unwrap_or_else(|e| e.into_inner());
+    NetGuard {
+        _watchdog: Watchdog::start(HUNG_AFTER),
+        _lock: lock,
+    }
+}
+
+/// Aborts the process, with every thread's stack, unless dropped within its
+/// limit.
+pub struct Watchdog {
+    done: Option<mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Watchdog {
+    /// Starts watching: `limit` from now.
+    pub fn start(limit: Duration) -> Self {
+        let (done, rx) = mpsc::channel::<()>();
+        let test = std::thread::current()
+            .name()
+            .unwrap_or("a test")
+            .to_string();
+        let thread = std::thread::spawn(move || {
+            // Disconnected (the guard dropped) ends the watch; only a timeout fires.
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+                eprintln!(
+                    "WATCHDOG: {test} still holds the network lock after {} s: every thread's \
+                     stack follows, then the process aborts",
+                    limit.as_secs()
+                );
+                let pid = std::process::id().to_string();
+                match std::process::Command::new("gdb")
+                    .args(["-p", &pid, "-batch", "-ex", "thread apply all bt"])
+                    .output()
+                {
+                    Ok(o) => {
+                        eprintln!("{}", String::from_utf8_lossy(&o.stdout));
+                        eprintln!("{}", String::from_utf8_lossy(&o.stderr));
+                    }
+                    Err(e) => eprintln!("WATCHDOG: gdb: {e}"),
+                }
+                std::process::abort();
+            }
+        });
+        Self {
+            done: Some(done),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.done.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Why network tests cannot run here, if they cannot. Printed as a visible

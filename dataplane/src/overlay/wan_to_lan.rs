@@ -261,7 +261,7 @@ impl Gateway {
             // next site while one is up (the active one first); a detour only
             // when none is (a detour could lead back to a site on the
             // flow's own route).
-            pp.and_then(|x| x.direct_up().or_else(|| x.active_path()))
+            pp.and_then(|x| x.relay_index().and_then(|i| x.paths.get(i)))
         };
         let Some(path) = path else {
             self.stats.wan_no_route += 1;
@@ -365,6 +365,11 @@ impl Gateway {
         let next = self.flows[fi].next_peer;
         match self.reencap(now, arena, p, range, next, false, &params) {
             Ok(port) => {
+                if let Some(np) = next
+                    && self.flows[fi].dest_peer == next
+                {
+                    self.watch_relay(np, now);
+                }
                 self.stats.forwarded += 1;
                 let c = &mut self.flows[fi].counters;
                 c.relayed_packets += 1;
@@ -413,6 +418,16 @@ impl Gateway {
                         return self.consume(arena, p);
                     }
                     self.note_relayed_acks(sender, p.port, m.outer_src, now);
+                    // From the destination of a flow this site relays on its
+                    // last hop: the relays' wait is answered.
+                    let f = &self.flows[fi];
+                    if f.role == Role::Waypoint
+                        && let Some(d) = f.dest_peer
+                        && sender == Some(d)
+                        && f.next_peer == Some(d)
+                    {
+                        self.note_relayed_acks_from_destination(d, now);
+                    }
                     let origin = self.cfg.flows[fi]
                         .route
                         .first()

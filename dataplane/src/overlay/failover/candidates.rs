@@ -283,6 +283,10 @@ pub(crate) struct PeerPaths {
     pub(crate) ack_key: Option<(u16, IpAddr)>,
     /// When data last arrived by `ack_key`.
     pub(crate) ack_seen: Nanos,
+    /// When this peer last sent acks of flows that this site relays to it
+    /// (a planned waypoint on their last hop): they come back through here,
+    /// so the relays can wait for them ([`Gateway::watch_relay`]).
+    pub(crate) relayed_acks_at: Option<Nanos>,
 }
 
 /// Data that arrived by a hop within this long proves the hop works: acks
@@ -381,6 +385,25 @@ impl PeerPaths {
     }
 
     /// The first direct path that is up (for relaying detours: never a detour).
+    /// The candidate a planned flow's packets relayed to this peer take: a
+    /// direct path that is up (the active one first), else the active path
+    /// (a detour only when no direct path is up: a detour could lead back
+    /// to a site on the flow's own route).
+    pub(crate) fn relay_index(&self) -> Option<usize> {
+        if let Some(i) = self.active
+            && self
+                .paths
+                .get(i)
+                .is_some_and(|p| p.kind == PathKind::Direct && p.health.up)
+        {
+            return Some(i);
+        }
+        self.paths
+            .iter()
+            .position(|p| p.kind == PathKind::Direct && p.health.up)
+            .or(self.active)
+    }
+
     pub(crate) fn direct_up(&self) -> Option<&PeerPath> {
         if let Some(p) = self.active_path()
             && p.kind == PathKind::Direct
@@ -576,6 +599,46 @@ impl Gateway {
     ) {
         if let Some(s) = sender {
             self.note_peer_rx(s, port, src, now);
+        }
+    }
+
+    /// A planned flow's packet was relayed here to its destination `peer`
+    /// (this site is its last waypoint). While that peer's acks of the flows
+    /// relayed here come back through here (within
+    /// [`REVERSE_HOP_FRESH_NS`]), the path the relays take waits for them
+    /// as for this site's own flows: the ack gap takes a dead last hop down
+    /// in a moment, not at the next probe (a direct path only). Without such acks (the
+    /// destination sends them another way) nothing waits: a wait no ack
+    /// would clear would take a working hop down.
+    pub(crate) fn watch_relay(&mut self, peer: usize, now: Nanos) {
+        let Some(pp) = self.peers.get_mut(peer) else {
+            return;
+        };
+        if !pp
+            .relayed_acks_at
+            .is_some_and(|t| now.saturating_sub(t) <= REVERSE_HOP_FRESH_NS)
+        {
+            return;
+        }
+        // A direct path only: relayed on by a detour the flow's packets
+        // reach the destination from the detour's waypoint, and its acks go
+        // back from there, not through here.
+        if let Some(i) = pp.relay_index()
+            && pp.paths[i].kind == PathKind::Direct
+        {
+            pp.paths[i].unacked.on_send(now);
+        }
+    }
+
+    /// Acks of flows relayed here came from their destination `peer`: the
+    /// relays' path to it works ([`Gateway::watch_relay`]).
+    pub(crate) fn note_relayed_acks_from_destination(&mut self, peer: usize, now: Nanos) {
+        let Some(pp) = self.peers.get_mut(peer) else {
+            return;
+        };
+        pp.relayed_acks_at = Some(now);
+        if let Some(i) = pp.relay_index() {
+            pp.paths[i].unacked.clear();
         }
     }
 
