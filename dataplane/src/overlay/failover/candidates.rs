@@ -614,9 +614,9 @@ impl Gateway {
         let Some(pp) = self.peers.get_mut(peer) else {
             return;
         };
-        if !pp
+        if pp
             .relayed_acks_at
-            .is_some_and(|t| now.saturating_sub(t) <= REVERSE_HOP_FRESH_NS)
+            .is_none_or(|t| now.saturating_sub(t) > REVERSE_HOP_FRESH_NS)
         {
             return;
         }
