@@ -785,12 +785,38 @@ impl TwoHop {
         }
     }
 
-    /// Blackholes `link`; returns the cut's time (CLOCK_MONOTONIC ns).
-    fn cut(&self, link: &str) -> u64 {
+    /// Blackholes `link`; returns (ms from the cut to the first packet C
+    /// delivers that A sent after it, s until C gets 90 % again (at most 10)).
+    fn cut_and_time(&self, link: &str) -> (f64, f64) {
+        let fi = self
+            .c_flows
+            .ids()
+            .iter()
+            .position(|i| i == "A->C/via-B")
+            .unwrap();
         let emu = &self.net.linkem.iter().find(|(l, _)| l == link).unwrap().1;
         let cut_ns = now_ns();
         emu.set_blocked(true);
-        cut_ns
+        let t0 = Instant::now();
+        let failover_ms = failover_ms_since(&self.c_flows, fi, cut_ns);
+        let recovered = loop {
+            let (s, r) = self.udp.window(Duration::from_millis(500));
+            if r * 100 >= s * 90 {
+                break t0.elapsed().as_secs_f64();
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "after the cut of {link} only {r} of {s} arrive; A {:?}; events {:?}",
+                self.net.gws[0].snapshot()[0].drops,
+                self.events()
+            );
+        };
+        println!(
+            "blackhole on {link} at {}: failover {failover_ms:.1} ms, delivery back to 90 % \
+             after {recovered:.2} s",
+            cut_ns / 1_000_000
+        );
+        (failover_ms, recovered)
     }
 
     fn events(&self) -> Vec<String> {
@@ -825,31 +851,7 @@ fn a_blackholed_first_hop_of_a_two_hop_flow_fails_over_within_300_ms() {
     }
     let _g = common::net_lock();
     let th = TwoHop::start("mgfo4");
-    let fi = th
-        .c_flows
-        .ids()
-        .iter()
-        .position(|i| i == "A->C/via-B")
-        .unwrap();
-    let cut_ns = th.cut("ab");
-    let t0 = Instant::now();
-    let failover_ms = failover_ms_since(&th.c_flows, fi, cut_ns);
-    let recovered = loop {
-        let (s, r) = th.udp.window(Duration::from_millis(500));
-        if r * 100 >= s * 90 {
-            break t0.elapsed().as_secs_f64();
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "after the cut only {r} of {s} arrive; events {:?}",
-            th.events()
-        );
-    };
-    println!(
-        "blackhole on ab at {}: failover {failover_ms:.1} ms, delivery back to 90 % after \
-         {recovered:.2} s",
-        cut_ns / 1_000_000
-    );
+    let (failover_ms, _) = th.cut_and_time("ab");
     let ev = th.events();
     assert!(failover_ms < 300.0, "failover took {failover_ms:.1} ms");
     assert!(
@@ -875,32 +877,7 @@ fn a_blackholed_second_hop_of_a_two_hop_flow_fails_over_at_the_waypoint_within_3
     }
     let _g = common::net_lock();
     let th = TwoHop::start("mgfo5");
-    let fi = th
-        .c_flows
-        .ids()
-        .iter()
-        .position(|i| i == "A->C/via-B")
-        .unwrap();
-    let cut_ns = th.cut("bc");
-    let t0 = Instant::now();
-    let failover_ms = failover_ms_since(&th.c_flows, fi, cut_ns);
-    let recovered = loop {
-        let (s, r) = th.udp.window(Duration::from_millis(500));
-        if r * 100 >= s * 90 {
-            break t0.elapsed().as_secs_f64();
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "after the cut only {r} of {s} arrive; A {:?}; events {:?}",
-            th.net.gws[0].snapshot()[0].drops,
-            th.events()
-        );
-    };
-    println!(
-        "blackhole on bc at {}: failover {failover_ms:.1} ms, delivery back to 90 % after \
-         {recovered:.2} s",
-        cut_ns / 1_000_000
-    );
+    let (failover_ms, _) = th.cut_and_time("bc");
     let ev = th.events();
     assert!(
         !ev.iter()

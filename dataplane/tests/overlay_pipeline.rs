@@ -1379,6 +1379,17 @@ fn run_two_hop(net: &mut Net, until: u64) {
     }
 }
 
+/// Runs [`run_two_hop`] from now until site `site` takes a path down by an
+/// ack gap, for at most 1 s; returns how long that took.
+fn two_hop_until_ack_gap(net: &mut Net, site: usize) -> u64 {
+    let start = net.now;
+    while net.sites[site].gw.stats().ack_gap_failovers == 0 && net.now < start + 1_000_000_000 {
+        let until = net.now + 1_000_000;
+        run_two_hop(net, until);
+    }
+    net.now - start
+}
+
 /// A planned two-hop flow's first hop dies: its acks come from C, not from
 /// B, so no ack gap of the path to B is armed by it; its silence sends one
 /// probe on that path (a hop check), and the check unanswered takes the
@@ -1401,12 +1412,7 @@ fn a_two_hop_flows_dead_first_hop_is_found_by_a_hop_check() {
     for l in [(0, 1), (1, 0)] {
         net.links.get_mut(&l).unwrap().loss = 1.0;
     }
-    let cut = net.now;
-    while net.sites[0].gw.stats().ack_gap_failovers == 0 && net.now < cut + 1_000_000_000 {
-        let until = net.now + 1_000_000;
-        run_two_hop(&mut net, until);
-    }
-    let took = net.now - cut;
+    let took = two_hop_until_ack_gap(&mut net, 0);
     let st = net.sites[0].gw.stats();
     println!("first hop down {} ms after the cut", took / 1_000_000);
     assert_eq!((st.ack_gap_failovers, st.hop_checks), (1, 1));
@@ -1500,12 +1506,7 @@ fn a_waypoints_dead_last_hop_is_found_by_its_relays_ack_gap() {
     for l in [(1, 2), (2, 1)] {
         net.links.get_mut(&l).unwrap().loss = 1.0;
     }
-    let cut = net.now;
-    while net.sites[1].gw.stats().ack_gap_failovers == 0 && net.now < cut + 1_000_000_000 {
-        let until = net.now + 1_000_000;
-        run_two_hop(&mut net, until);
-    }
-    let took = net.now - cut;
+    let took = two_hop_until_ack_gap(&mut net, 1);
     println!("B-C down at B {} ms after the cut", took / 1_000_000);
     assert_eq!(net.sites[1].gw.stats().ack_gap_failovers, 1);
     assert!(

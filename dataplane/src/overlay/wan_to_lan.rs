@@ -234,7 +234,8 @@ impl Gateway {
     /// direct path that is up, else its active path; or (`direct_only`,
     /// relaying a detour) over a direct path that is up only, so a packet
     /// makes at most one detour. Counts the
-    /// failures; returns the port to send on.
+    /// failures; returns the port to send on, and for a planned hop the
+    /// candidate taken.
     #[allow(clippy::too_many_arguments)]
     fn reencap(
         &mut self,
@@ -245,23 +246,25 @@ impl Gateway {
         peer: Option<usize>,
         direct_only: bool,
         params: &EncapParams,
-    ) -> Result<u16, Verdict> {
+    ) -> Result<(u16, Option<usize>), Verdict> {
         let target = peer.unwrap_or(usize::MAX);
         let pp = peer.and_then(|np| self.peers.get(np));
-        let path = if direct_only {
+        let (path, index) = if direct_only {
             // The direct hop the peer's data just came by works, whatever
             // the probes say; else a direct path that is up.
-            pp.filter(|_| self.settings.detours).and_then(|x| {
+            let path = pp.filter(|_| self.settings.detours).and_then(|x| {
                 x.reverse_hop(now)
                     .filter(|p| p.kind == super::failover::PathKind::Direct)
                     .or_else(|| x.direct_up())
-            })
+            });
+            (path, None)
         } else {
             // A planned flow's hop follows its plan: a direct path to the
             // next site while one is up (the active one first); a detour only
             // when none is (a detour could lead back to a site on the
             // flow's own route).
-            pp.and_then(|x| x.relay_index().and_then(|i| x.paths.get(i)))
+            let index = pp.and_then(super::failover::PeerPaths::relay_index);
+            (index.and_then(|i| pp.and_then(|x| x.paths.get(i))), index)
         };
         let Some(path) = path else {
             self.stats.wan_no_route += 1;
@@ -282,7 +285,7 @@ impl Gateway {
             params,
             now,
         ) {
-            Ok(()) => Ok(port),
+            Ok(()) => Ok((port, index)),
             Err(e) => {
                 self.count_encap_fail(e);
                 Err(Verdict::Drop(e.reason()))
@@ -318,7 +321,7 @@ impl Gateway {
             ..EncapParams::default()
         };
         match self.reencap(now, arena, p, range, target, true, &params) {
-            Ok(port) => {
+            Ok((port, _)) => {
                 self.stats.detoured += 1;
                 Verdict::Tx(port)
             }
@@ -338,7 +341,7 @@ impl Gateway {
         self.oam_seq += 1;
         let params = super::oam_params(self.oam_seq, 0);
         match self.reencap(now, arena, p, range, peer, true, &params) {
-            Ok(port) => {
+            Ok((port, _)) => {
                 self.stats.detoured += 1;
                 Verdict::Tx(port)
             }
@@ -364,11 +367,11 @@ impl Gateway {
         let inner_len = range.len() as u64;
         let next = self.flows[fi].next_peer;
         match self.reencap(now, arena, p, range, next, false, &params) {
-            Ok(port) => {
-                if let Some(np) = next
+            Ok((port, index)) => {
+                if let (Some(np), Some(i)) = (next, index)
                     && self.flows[fi].dest_peer == next
                 {
-                    self.watch_relay(np, now);
+                    self.watch_relay(np, i, now);
                 }
                 self.stats.forwarded += 1;
                 let c = &mut self.flows[fi].counters;

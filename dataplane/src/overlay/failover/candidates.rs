@@ -159,22 +159,28 @@ impl AckWait {
 
     /// An echo of a probe sent at `sent` came back on the path: the hop
     /// works, so the silence of the flows going on past the peer is not
-    /// its fault (counted again from their next packet). The wait of the
-    /// flows ending at the peer is left alone: their acks are their own
-    /// signal.
-    /// True when it answered a check.
+    /// its fault (counted again from their next packet). True when it
+    /// answered a check.
     #[inline]
     pub(crate) fn hop_answered(&mut self, sent: Nanos) -> bool {
-        if self.check.is_some_and(|c| sent >= c) {
-            self.check = None;
-            self.relayed = 0;
-            self.relayed_gap_from = None;
-            if self.sent == 0 {
-                self.first = None;
-            }
-            return true;
+        let answered = self.check.is_some_and(|c| sent >= c);
+        if answered {
+            self.forget_relayed();
         }
-        false
+        answered
+    }
+
+    /// The flows going on past the peer wait no more (and no check is out);
+    /// the wait of the flows ending at the peer is left alone: their acks
+    /// are their own signal.
+    #[inline]
+    pub(crate) fn forget_relayed(&mut self) {
+        self.check = None;
+        self.relayed = 0;
+        self.relayed_gap_from = None;
+        if self.sent == 0 {
+            self.first = None;
+        }
     }
 
     /// The worker stalled for `stall` (it could not have heard acks): the
@@ -384,7 +390,6 @@ impl PeerPaths {
         self.ack_route(now)
     }
 
-    /// The first direct path that is up (for relaying detours: never a detour).
     /// The candidate a planned flow's packets relayed to this peer take: a
     /// direct path that is up (the active one first), else the active path
     /// (a detour only when no direct path is up: a detour could lead back
@@ -404,6 +409,7 @@ impl PeerPaths {
             .or(self.active)
     }
 
+    /// The first direct path that is up (for relaying detours: never a detour).
     pub(crate) fn direct_up(&self) -> Option<&PeerPath> {
         if let Some(p) = self.active_path()
             && p.kind == PathKind::Direct
@@ -602,15 +608,15 @@ impl Gateway {
         }
     }
 
-    /// A planned flow's packet was relayed here to its destination `peer`
-    /// (this site is its last waypoint). While that peer's acks of the flows
+    /// A planned flow's packet was relayed here to its destination `peer` on
+    /// candidate `path` (this site is its last waypoint). While that peer's acks of the flows
     /// relayed here come back through here (within
     /// [`REVERSE_HOP_FRESH_NS`]), the path the relays take waits for them
     /// as for this site's own flows: the ack gap takes a dead last hop down
     /// in a moment, not at the next probe (a direct path only). Without such acks (the
     /// destination sends them another way) nothing waits: a wait no ack
     /// would clear would take a working hop down.
-    pub(crate) fn watch_relay(&mut self, peer: usize, now: Nanos) {
+    pub(crate) fn watch_relay(&mut self, peer: usize, path: usize, now: Nanos) {
         let Some(pp) = self.peers.get_mut(peer) else {
             return;
         };
@@ -623,10 +629,10 @@ impl Gateway {
         // A direct path only: relayed on by a detour the flow's packets
         // reach the destination from the detour's waypoint, and its acks go
         // back from there, not through here.
-        if let Some(i) = pp.relay_index()
-            && pp.paths[i].kind == PathKind::Direct
+        if let Some(p) = pp.paths.get_mut(path)
+            && p.kind == PathKind::Direct
         {
-            pp.paths[i].unacked.on_send(now);
+            p.unacked.on_send(now);
         }
     }
 

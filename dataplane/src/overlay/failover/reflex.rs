@@ -96,8 +96,8 @@ impl Gateway {
                 if ack_gap == 0 || !p.health.up {
                     continue;
                 }
-                // The flows going on past the peer fell silent and the hop
-                // check sent then is unanswered for as long: the hop is dead.
+                // The flows ending at the peer got no ack for the gap, or a
+                // hop check (below) is unanswered for as long: the hop is dead.
                 if late(p.unacked.gap_from()) || late(p.unacked.check()) {
                     p.health.up = false;
                     p.health.downs += 1;
@@ -110,7 +110,7 @@ impl Gateway {
                     // session key carries nothing to check: its data was
                     // dropped here).
                     if !p.sealable {
-                        p.unacked.clear();
+                        p.unacked.forget_relayed();
                         continue;
                     }
                     let mut echoes = p.echoes;
