@@ -338,6 +338,12 @@ fn main() -> ExitCode {
     if !matches!(cli.cmd, Cmd::Demo { .. } | Cmd::Metrics { .. }) {
         default_sigpipe();
     }
+    if matches!(cli.cmd, Cmd::Demo { .. })
+        && let Err(e) = demo::clean_up_on_stop_signals()
+    {
+        eprintln!("mongate: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let r = match cli.cmd {
         Cmd::Demo {
             seconds,

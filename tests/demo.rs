@@ -631,3 +631,78 @@ fn demo_topology_abilene_every_flow_within_5_percent_of_its_target() {
     assert_eq!(v["pinned"], 0, "{v}");
     assert_eq!(v["ok"], true, "{v}");
 }
+
+/// Ctrl-C or `kill` (SIGINT, SIGTERM) mid-run: the demo stops every process it started in its
+/// sites and deletes its network namespaces before it exits (128 + the signal), instead of
+/// leaving them for the next run's sweep.
+#[test]
+fn a_stopped_demo_removes_its_namespaces_and_processes() {
+    const TEST: &str = "a_stopped_demo_removes_its_namespaces_and_processes";
+    if common::skip(TEST) {
+        return;
+    }
+    use std::io::{BufRead as _, BufReader};
+    let _g = common::net_lock();
+    for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mongate"))
+            .args(["demo", "--seconds", "60", "--no-plots", "--json"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run mongate demo");
+        let pid = child.id();
+        let prefix = format!("mgdemo{pid}-");
+        // The live table's header: the sites' gateways and controls run.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.starts_with("per second, rates") {
+                    let _ = tx.send(());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let started = rx.recv_timeout(std::time::Duration::from_secs(120));
+        let names = mongate_testbed::list_with_prefix(&prefix).unwrap();
+        let mut pids = Vec::new();
+        for n in &names {
+            let out = Command::new("ip")
+                .args(["netns", "pids", n])
+                .output()
+                .unwrap();
+            pids.extend(
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+        // SAFETY: kill(2) with the demo's own pid, a child of this process not yet waited for.
+        unsafe { libc::kill(i32::try_from(pid).unwrap(), sig) };
+        let status = common::wait_timeout(&mut child, std::time::Duration::from_secs(30));
+        let log = reader.join().unwrap();
+        assert!(started.is_ok(), "{name}: the demo did not start: {log}");
+        assert!(
+            names.len() >= 6,
+            "{name}: namespaces before the signal {names:?}"
+        );
+        assert!(pids.len() >= 6, "{name}: processes in them {pids:?}");
+        let status = status.unwrap_or_else(|| panic!("{name}: the demo did not exit: {log}"));
+        assert_eq!(status.code(), Some(128 + sig), "{name}: {log}");
+        let left = mongate_testbed::list_with_prefix(&prefix).unwrap();
+        assert!(left.is_empty(), "{name}: namespaces left {left:?}: {log}");
+        for p in pids {
+            // Gone, or a zombie its new parent has not reaped yet (state Z).
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let state = stat.rsplit_once(") ").and_then(|(_, r)| r.chars().next());
+            assert!(
+                matches!(state, None | Some('Z' | 'X')),
+                "{name}: process {p} still runs ({stat}): {log}"
+            );
+        }
+        assert!(log.contains("namespaces removed"), "{name}: {log}");
+    }
+}

@@ -31,6 +31,49 @@ use mongate_testbed::{NsChild, SitesTopology};
 
 use traffic::FRAME;
 
+/// Prefix of the demo's network namespaces (`mgdemo<pid>-<n>-<role>`).
+pub const NS_PREFIX: &str = "mgdemo";
+
+/// Makes SIGINT (Ctrl-C) and SIGTERM (`kill`, `timeout`) end the demo
+/// without leaving its network namespaces and site processes behind: the
+/// signals are blocked here and taken by a thread of their own, which kills
+/// what runs in the demo's namespaces, deletes them and exits with 128 +
+/// the signal's number. (A handler could do none of that, and the
+/// namespaces' guards live on the main thread's stack, which a signal does
+/// not unwind.) Call before the demo starts any thread.
+///
+/// # Errors
+/// The signals could not be blocked or the thread not started.
+pub fn clean_up_on_stop_signals() -> anyhow::Result<()> {
+    let signals = mongate_dataplane::app::signals::StopSignals::block()?;
+    std::thread::Builder::new()
+        .name("demo-signals".into())
+        .spawn(move || {
+            let Ok(sig) = signals.wait() else {
+                return;
+            };
+            let name = if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" };
+            eprintln!("---- {name}: stopping the sites' processes and removing the demo's namespaces ----");
+            // The main thread may be creating a namespace while the first pass
+            // runs: a second pass takes what it added.
+            let me = std::process::id();
+            let mut removed = 0;
+            let mut code = 128 + sig;
+            for _ in 0..2 {
+                match mongate_testbed::remove_owned(NS_PREFIX, me) {
+                    Ok(n) => removed += n,
+                    Err(e) => {
+                        eprintln!("---- clean-up incomplete: {e} (the next demo run sweeps what is left) ----");
+                        code = 1;
+                    }
+                }
+            }
+            eprintln!("---- {removed} namespaces removed; the demo stopped ----");
+            std::process::exit(code);
+        })?;
+    Ok(())
+}
+
 /// Where the plan comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -210,7 +210,7 @@ impl Demo {
             world.description,
             dir.display()
         );
-        let mut sites_b = world.sites.clone().prefix("mgdemo");
+        let mut sites_b = world.sites.clone().prefix(super::NS_PREFIX);
         sites_b.disable_offloads = true;
         sites_b.queues = o.workers.max(1);
         sites_b.queue_latency = std::time::Duration::from_millis(u64::from(o.queue_ms.max(1)));

@@ -242,3 +242,22 @@ pub fn upload(
     let got = server.join().unwrap();
     (got, t0.elapsed())
 }
+
+/// Waits for `child` to exit for at most `limit` (polling every 10 ms): its status, or `None`
+/// after `limit` (the child is then killed and reaped, so no test leaves one running).
+#[allow(dead_code)]
+pub fn wait_timeout(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> Option<std::process::ExitStatus> {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < limit {
+        if let Some(s) = child.try_wait().ok().flatten() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}

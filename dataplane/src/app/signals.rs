@@ -82,3 +82,63 @@ pub fn send_hangup(pid: u32) -> std::io::Result<()> {
         Err(std::io::Error::last_os_error())
     }
 }
+
+/// SIGINT and SIGTERM blocked in the calling thread and every thread it
+/// starts afterwards, to be taken by one thread with [`StopSignals::wait`]
+/// (sigwait(2)) instead of a handler: the thread that takes one may then do
+/// anything (run commands, exit), which a handler may not. For programs
+/// that own resources outside the process (the demo's network namespaces)
+/// and must release them on Ctrl-C or `kill`.
+///
+/// Call it before starting any thread. Children started with
+/// `std::process::Command` get the default mask back (std resets it between
+/// fork and exec), so they still stop on SIGTERM.
+pub struct StopSignals {
+    set: libc::sigset_t,
+}
+
+impl StopSignals {
+    /// Blocks SIGINT and SIGTERM in this thread (and so in the threads it
+    /// starts from now on).
+    ///
+    /// # Errors
+    /// pthread_sigmask(3) failed.
+    pub fn block() -> std::io::Result<Self> {
+        // SAFETY: an all-zero sigset_t is a valid value to hand to
+        // sigemptyset, which initialises it.
+        let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `set` is a valid, writable sigset_t owned by this frame;
+        // sigemptyset/sigaddset only write into it.
+        unsafe {
+            libc::sigemptyset(&raw mut set);
+            libc::sigaddset(&raw mut set, libc::SIGINT);
+            libc::sigaddset(&raw mut set, libc::SIGTERM);
+        }
+        // SAFETY: `set` is initialised above; the old mask is not asked for
+        // (null). pthread_sigmask changes this thread's mask only.
+        let rc =
+            unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut()) };
+        if rc == 0 {
+            Ok(Self { set })
+        } else {
+            Err(std::io::Error::from_raw_os_error(rc))
+        }
+    }
+
+    /// Waits until SIGINT or SIGTERM arrives and returns its number. Meant
+    /// for a thread of its own, started after [`StopSignals::block`].
+    ///
+    /// # Errors
+    /// sigwait(3) failed (an invalid set: `block` rules that out).
+    pub fn wait(&self) -> std::io::Result<libc::c_int> {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `self.set` was initialised by `block`; `sig` is a valid,
+        // writable c_int. sigwait only reads the set and writes `sig`.
+        let rc = unsafe { libc::sigwait(&raw const self.set, &raw mut sig) };
+        if rc == 0 {
+            Ok(sig)
+        } else {
+            Err(std::io::Error::from_raw_os_error(rc))
+        }
+    }
+}

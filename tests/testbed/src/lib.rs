@@ -34,7 +34,7 @@ pub use addr::{Mac, V4, V6};
 pub use cmd::have_program;
 pub use error::{Error, Result};
 pub use netns::{
-    DEFAULT_PREFIX, Netns, NsChild, list_with_prefix, sweep_stale, unavailable_reason,
+    DEFAULT_PREFIX, Netns, NsChild, list_with_prefix, remove_owned, sweep_stale, unavailable_reason,
 };
 pub use topology::forward::ForwardTopology;
 pub use topology::overlay::{ClassSpec, FlowSpec, OverlaySpec, PlanSpec, RuleSpec, SiteKey};

@@ -177,7 +177,7 @@ impl Netns {
         }
         // Anything else still inside (grandchildren, `ip netns exec` users):
         // SIGKILL, never ourselves (threads that entered the ns share our pid).
-        kill_pids_in(&self.name);
+        let _ = kill_pids_in(&self.name);
     }
 }
 
@@ -191,9 +191,10 @@ impl Drop for Netns {
 }
 
 /// SIGKILLs every process whose network namespace is `name`, except us.
-fn kill_pids_in(name: &str) {
+fn kill_pids_in(name: &str) -> Vec<libc::pid_t> {
+    let mut killed = Vec::new();
     let Ok(out) = cmd::run(&["ip", "netns", "pids", name]) else {
-        return;
+        return killed;
     };
     let me = std::process::id();
     for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
@@ -208,7 +209,9 @@ fn kill_pids_in(name: &str) {
         };
         // SAFETY: kill(2) has no memory-safety preconditions.
         unsafe { libc::kill(pid, libc::SIGKILL) };
+        killed.push(pid);
     }
+    killed
 }
 
 /// True when a process with this pid exists (EPERM still means it exists).
@@ -269,11 +272,41 @@ pub fn sweep_stale(prefix: &str) -> Result<usize> {
         if pid == me || pid_alive(pid) {
             continue;
         }
-        kill_pids_in(&name);
+        let _ = kill_pids_in(&name);
         cmd::run(&["ip", "netns", "del", &name])?;
         removed += 1;
     }
     Ok(removed)
+}
+
+/// Deletes the namespaces named `<prefix><pid>-...` of owner `pid`, live
+/// or not, killing whatever runs inside each first. For a process's own
+/// clean-up when it cannot run its destructors (the demo on SIGINT or
+/// SIGTERM: its namespaces are owned by values on another thread's stack).
+/// Returns how many were removed; a namespace that cannot be deleted is
+/// skipped and reported in the error after the others were tried.
+pub fn remove_owned(prefix: &str, pid: u32) -> Result<usize> {
+    let mut removed = 0;
+    let mut first_err = None;
+    for name in list_with_prefix(prefix)? {
+        if owner_pid(prefix, &name) != Some(pid) {
+            continue;
+        }
+        for pid in kill_pids_in(&name) {
+            // Reap our own children (the sites' processes the caller
+            // started), so they are gone, not zombies, when this returns;
+            // for anyone else's process waitpid fails at once (ECHILD).
+            // SAFETY: waitpid(2) writes nothing through a null status.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+        match cmd::run(&["ip", "netns", "del", &name]) {
+            Ok(_) => removed += 1,
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    first_err.map_or(Ok(removed), Err)
 }
 
 /// Why namespace tests cannot run here, or `None` when they can: not root,
