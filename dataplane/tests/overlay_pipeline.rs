@@ -3633,3 +3633,126 @@ fn a_move_off_a_working_path_leaves_no_ack_gap_behind() {
     burst_then_move(&mut net, 70, PATH_NONE, direct);
     acked_and_left_up(&net, 100, 1, "direct path");
 }
+
+/// Two workers: A's class `ac` over `ac-direct` (worker 0's flow) and
+/// `ac-via-b` (worker 1's, A -> B -> C), one UDP session on each, for
+/// `until`; the dataplane's own path timers (probes every 100 ms, silence
+/// after 10 s, ack gap 60 ms), detours on.
+fn two_workers_two_hop(net: &mut Net, until: u64) {
+    while net.now < until {
+        for port in [5000u16, 5001] {
+            net.inject(0, LAN, &v4_frame(C_HOST, 17, port, 200, 0));
+        }
+        let t = net.now + 5_000_000;
+        net.run_until(t, 1_000_000);
+        net.sites[2].lan_out.clear();
+    }
+}
+
+fn two_workers_two_hop_net() -> Net {
+    triangle_of_workers(2, (1.0, 0.02, 100_000.0, 1.0), |s| {
+        s.health.probe_interval_ns = 100_000_000;
+        s.health.down_after_ns = 10_000_000_000;
+        s.health.ack_gap_ns = 60_000_000;
+        s.detours = true;
+    })
+}
+
+/// A two-hop flow run by worker 1 (not the worker that probes): its first
+/// hop dies, worker 1 sends the hop check itself and, unanswered, takes the
+/// path down in a moment (before, only worker 0 armed hop checks, so a
+/// worker 1 flow waited for the control's probes or the silence rule: 10 s
+/// here). Worker 0's direct flow is not touched.
+#[test]
+fn two_workers_a_dead_first_hop_of_worker_1s_two_hop_flow_is_found_by_its_hop_check() {
+    use mongate_dataplane::overlay::failover::path_ref;
+    let mut net = two_workers_two_hop_net();
+    two_workers_two_hop(&mut net, 2_000_000_000);
+    let a = |net: &Net, w: usize| *net.sites[0].gw_of(w).stats();
+    // A's peers: B (0), C (1); to B: direct (0), via C (1).
+    assert_eq!(net.sites[0].gw_of(1).flow_path(1), path_ref(0, 0));
+    assert_eq!(
+        (a(&net, 1).ack_gap_failovers, a(&net, 1).hop_checks),
+        (0, 0)
+    );
+    let delivered = |net: &Net| {
+        net.sites[2].gw_of(1).flow_received("ac-via-b").unwrap_or(0)
+            + net.sites[2].gw_of(0).flow_received("ac-via-b").unwrap_or(0)
+    };
+    assert!(delivered(&net) > 100, "{}", delivered(&net));
+    for l in [(0, 1), (1, 0)] {
+        net.links.get_mut(&l).unwrap().loss = 1.0;
+    }
+    let cut = net.now;
+    while a(&net, 1).ack_gap_failovers == 0 && net.now < cut + 1_000_000_000 {
+        let until = net.now + 5_000_000;
+        two_workers_two_hop(&mut net, until);
+    }
+    let took = net.now - cut;
+    println!(
+        "worker 1: first hop down {} ms after the cut",
+        took / 1_000_000
+    );
+    assert_eq!(
+        (a(&net, 1).ack_gap_failovers, a(&net, 1).hop_checks),
+        (1, 1)
+    );
+    assert!(
+        (120_000_000..=400_000_000).contains(&took),
+        "down {} ms after the cut",
+        took / 1_000_000
+    );
+    assert_eq!(net.sites[0].gw_of(1).flow_path(1), path_ref(0, 1));
+    assert_eq!(a(&net, 0).ack_gap_failovers, 0, "worker 0's direct flow");
+    let before = delivered(&net);
+    let until = net.now + 500_000_000;
+    two_workers_two_hop(&mut net, until);
+    assert!(
+        delivered(&net) > before + 20,
+        "{before} -> {}",
+        delivered(&net)
+    );
+    for w in 0..2 {
+        let st = a(&net, w);
+        assert_eq!(
+            (st.notes_lost, st.notes_bad, st.probe_nonce_bad),
+            (0, 0, 0),
+            "worker {w}"
+        );
+    }
+}
+
+/// The same flow's second hop dies: B answers worker 1's hop checks, their
+/// echoes reach worker 1 whichever of A's workers receives them (a note
+/// from worker 0), and the first hop, which works, stays up on worker 1.
+#[test]
+fn two_workers_a_hop_check_s_echo_reaches_the_worker_that_sent_it() {
+    let mut net = two_workers_two_hop_net();
+    two_workers_two_hop(&mut net, 2_000_000_000);
+    for l in [(1, 2), (2, 1)] {
+        net.links.get_mut(&l).unwrap().loss = 1.0;
+    }
+    let cut = net.now;
+    while net.sites[0].gw_of(1).stats().hop_checks_answered == 0 && net.now < cut + 1_000_000_000 {
+        let until = net.now + 5_000_000;
+        two_workers_two_hop(&mut net, until);
+    }
+    let a1 = net.sites[0].gw_of(1).stats();
+    println!(
+        "worker 1: {} hop checks, {} answered, {} ms after the cut",
+        a1.hop_checks,
+        a1.hop_checks_answered,
+        (net.now - cut) / 1_000_000
+    );
+    assert!(a1.hop_checks >= 1 && a1.hop_checks_answered >= 1, "{a1:?}");
+    assert_eq!(a1.ack_gap_failovers, 0, "the first hop works");
+    assert!(net.sites[0].gw_of(1).paths(0)[0].health.up);
+    for w in 0..2 {
+        let st = net.sites[0].gw_of(w).stats();
+        assert_eq!(
+            (st.notes_lost, st.notes_bad, st.probe_nonce_bad),
+            (0, 0, 0),
+            "worker {w}"
+        );
+    }
+}

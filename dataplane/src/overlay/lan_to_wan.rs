@@ -342,15 +342,15 @@ impl Gateway {
         let (seq, evicted) = o.tracker.on_send(now);
         // The ack-gap watch of the path to the next site: a flow ending
         // there arms the path's ack gap; a flow going on (its acks come
-        // from its last site) arms the path's hop check (worker 0 only:
-        // the check's echo comes back to the worker that probes).
+        // from its last site) arms the path's hop check (on the worker that
+        // runs the flow: the check's echo comes back to it).
         if let Some(pp) = self.peers.get_mut(np)
             && let Some((pi, _)) = pp.path_for(f.path)
         {
             let w = &mut pp.paths[pi].unacked;
             if f.dest_peer == Some(np) {
                 w.on_send(now);
-            } else if self.settings.worker == 0 {
+            } else {
                 w.on_relayed_send(now);
             }
         }

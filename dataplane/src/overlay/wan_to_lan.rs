@@ -491,15 +491,14 @@ impl Gateway {
                 self.stats.probe_echoes += 1;
                 if let Some(probe) = msg.probe() {
                     let (pp, idx) = super::failover::split_path_ref(probe.path_id);
-                    if self.echo_from_ok(from, pp, idx) {
-                        if self.settings.worker == 0 {
-                            self.on_echo(&probe, now);
-                        } else {
-                            // Worker 0 probes: the echo is its evidence.
-                            self.note_echo(&probe);
-                        }
-                    } else {
+                    let to = super::failover::echo_worker(probe.probe_seq);
+                    if !self.echo_from_ok(from, pp, idx) || to >= self.settings.workers.max(1) {
                         self.stats.probe_unknown += 1;
+                    } else if to == self.settings.worker {
+                        self.on_echo(&probe, now);
+                    } else {
+                        // Another worker's probe: the echo is its evidence.
+                        self.note_echo(to, &probe);
                     }
                 }
                 self.consume(arena, p)

@@ -13,7 +13,9 @@
 //! goes as a note:
 //! - [`NOTE_ACK`]: an ack entry for a flow the owner controls (an ack
 //!   message carries one source site's entries of every class);
-//! - [`NOTE_ECHO`]: a probe echo for worker 0, the worker that probes;
+//! - [`NOTE_ECHO`]: a probe echo for the worker that sent the probe (worker
+//!   0's probes and the control's, any worker's hop checks: the probe's
+//!   sequence number names it);
 //! - [`NOTE_LEARN`]: a LAN host's MAC, learned here, for the workers that
 //!   deliver to it;
 //! - [`NOTE_PATH`]: while no control drives the paths, worker 0 (the one
@@ -113,15 +115,15 @@ impl Gateway {
         self.send_note(to, n);
     }
 
-    /// Sends a probe echo to worker 0.
-    pub(crate) fn note_echo(&mut self, p: &Probe) {
+    /// Sends a probe echo to worker `to`, the one that sent the probe.
+    pub(crate) fn note_echo(&mut self, to: u16, p: &Probe) {
         let mut n = Note::new(NOTE_ECHO);
         n.data[0..4].copy_from_slice(&p.path_id.to_le_bytes());
         n.data[4..8].copy_from_slice(&p.probe_seq.to_le_bytes());
         n.data[8..16].copy_from_slice(&p.send_ts_ns.to_le_bytes());
         n.data[16..24].copy_from_slice(&p.echo_ts_ns.to_le_bytes());
         n.data[24..32].copy_from_slice(&p.nonce.to_le_bytes());
-        self.send_note(0, n);
+        self.send_note(to, n);
     }
 
     /// Tells every other worker that LAN host `ip` is at `mac`.

@@ -66,11 +66,11 @@ pub(crate) use candidates::{AckWait, PeerPath, PeerPaths};
 pub use lease::CONTROL_LEASE_NS;
 pub(crate) use lease::ControlPaths;
 pub use policy::HealthPolicy;
-pub(crate) use probes::EchoWindow;
 pub use probes::{
     CONTROL_PROBE_MAX_COUNT, CONTROL_PROBE_MAX_INTERVAL_NS, CONTROL_PROBE_SLOTS,
     CONTROL_PROBE_TIMEOUT_NS, ECHO_WINDOW,
 };
+pub(crate) use probes::{EchoWindow, echo_worker};
 pub use vocab::{
     FLOW_MARK_DOWN, FLOW_MARK_UP, FLOW_PEER_DEFAULT, PATH_NONE, PathEventKind, PathTelemetry,
     ProbeOutcome, path_ref, split_path_ref,

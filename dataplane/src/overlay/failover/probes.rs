@@ -33,9 +33,31 @@ const CONTROL_SEQ_BIT: u32 = 0x8000_0000;
 /// Probes whose echo is still accepted, per path and per command: the last
 /// this many sent (a command sends at most [`CONTROL_PROBE_MAX_COUNT`]).
 pub const ECHO_WINDOW: u64 = 64;
-/// Sequence numbers of the dataplane's own probes wrap at 31 bits (the top
-/// bit is [`CONTROL_SEQ_BIT`]).
-const REFLEX_SEQ_MASK: u64 = 0x7FFF_FFFF;
+/// The dataplane's own probes name the worker that sent them in bits
+/// 25..31 of the sequence number (up to 64 workers, `shm::MAX_WORKERS`):
+/// worker 0's probes, and any worker's hop checks. Their echo goes back to
+/// that worker, whichever worker the NIC gives it to.
+const REFLEX_WORKER_SHIFT: u32 = 25;
+/// Sequence numbers of the dataplane's own probes wrap at 25 bits (above
+/// them the worker, and the top bit is [`CONTROL_SEQ_BIT`]).
+const REFLEX_SEQ_MASK: u64 = (1 << REFLEX_WORKER_SHIFT) - 1;
+
+/// The sequence number on the wire of worker `worker`'s own probe `k`.
+pub(crate) fn reflex_seq(k: u64, worker: u16) -> u32 {
+    let seq = u32::try_from(k & REFLEX_SEQ_MASK).unwrap_or(0);
+    let w = u32::from(worker) & 0x3F;
+    seq | w << REFLEX_WORKER_SHIFT
+}
+
+/// The worker an echo of `probe_seq` belongs to: the sender of one of the
+/// dataplane's own probes, worker 0 for the control's (worker 0 sends them).
+pub(crate) fn echo_worker(probe_seq: u32) -> u16 {
+    if probe_seq & CONTROL_SEQ_BIT != 0 {
+        0
+    } else {
+        u16::try_from((probe_seq >> REFLEX_WORKER_SHIFT) & 0x3F).unwrap_or(0)
+    }
+}
 
 /// The nonces of one run of probes (a path's own probes, or a command's)
 /// and which of the last [`ECHO_WINDOW`] were answered. Pure.
@@ -237,8 +259,10 @@ impl Gateway {
             (7 * h.srtt_ns + rtt) / 8
         };
         // While a control decides, an echo is its evidence, not a verdict:
-        // it raises a path with an assignment or an up mark.
-        if !h.up && local {
+        // it raises a path with an assignment or an up mark. Of several
+        // workers only worker 0 decides (the others follow its verdicts; an
+        // echo here answers their own hop check).
+        if !h.up && local && self.settings.worker == 0 {
             h.up = true;
             h.held = false;
             h.up_since = now;
@@ -415,6 +439,25 @@ mod tests {
         assert!(w.accept(last.0, u64::MAX, last.1));
         let oldest = last.0 - (ECHO_WINDOW - 1);
         assert!(w.accept(oldest, u64::MAX, w.nonce(oldest)));
+    }
+
+    #[test]
+    fn an_echo_goes_back_to_the_worker_that_sent_the_probe() {
+        for w in [0u16, 1, 5, 63] {
+            for k in [0u64, 1, REFLEX_SEQ_MASK, REFLEX_SEQ_MASK + 1, u64::MAX] {
+                let seq = reflex_seq(k, w);
+                assert_eq!(seq & CONTROL_SEQ_BIT, 0, "never a control probe's");
+                assert_eq!(echo_worker(seq), w, "k {k}");
+                assert_eq!(u64::from(seq) & REFLEX_SEQ_MASK, k & REFLEX_SEQ_MASK);
+            }
+        }
+        // The control's probes are worker 0's whatever their other bits.
+        assert_eq!(echo_worker(CONTROL_SEQ_BIT | 0x7F00_0000), 0);
+        // An echo names the probe by its wire bits: the window takes it.
+        let mut keys = SplitMix64::new(3);
+        let mut w = EchoWindow::new(5);
+        let (k, n) = w.issue(&mut keys);
+        assert!(w.accept(u64::from(reflex_seq(k, 7)), REFLEX_SEQ_MASK, n));
     }
 
     #[test]

@@ -115,7 +115,7 @@ impl Gateway {
                     }
                     let mut echoes = p.echoes;
                     let (k, nonce) = echoes.issue(&mut self.control_paths.nonce_keys);
-                    let seq = u32::try_from(k & 0x7FFF_FFFF).unwrap_or(0);
+                    let seq = super::probes::reflex_seq(k, self.settings.worker);
                     if !self.send_probe(peer, i, (seq, nonce), now, arena, out) {
                         return false;
                     }
@@ -126,9 +126,10 @@ impl Gateway {
                 }
             }
             let pp = &mut self.peers[peer];
-            // Of several workers only worker 0 probes (echoes are sent to
-            // it): the others see no echo, so silence says nothing there;
-            // their reflex is the ack gap of the flows they run.
+            // Of several workers only worker 0 probes the paths (the others
+            // send hop checks only): the others see no regular echo, so
+            // silence says nothing there; their reflex is the ack gap and
+            // the hop checks of the flows they run.
             let prober = self.settings.worker == 0;
             if local && prober {
                 let sec = &self.sec;
@@ -165,7 +166,7 @@ impl Gateway {
                 // Issued on a copy: kept only if the probe went out.
                 let mut echoes = self.peers[peer].paths[i].echoes;
                 let (k, nonce) = echoes.issue(&mut self.control_paths.nonce_keys);
-                let seq = u32::try_from(k & 0x7FFF_FFFF).unwrap_or(0);
+                let seq = super::probes::reflex_seq(k, self.settings.worker);
                 if !self.send_probe(peer, i, (seq, nonce), now, arena, out) {
                     return false;
                 }
