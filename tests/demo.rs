@@ -332,8 +332,14 @@ fn demo_fail_link_reports_failover_and_replans_around_it() {
         );
     }
     linear(&ys, -1.0, "failover: Mbit/s");
-    // The plot's time axis starts at most 10 s before the traffic.
-    let shown = |e: &&serde_json::Value| e["t_s"].as_f64().unwrap() >= -10.0;
+    // The plot's time axis starts at most 10 s before the traffic and ends at its last second
+    // (an event of the controls during the teardown, after it, is counted, not listed).
+    let t_max = ["flow_series", "utility_series"]
+        .iter()
+        .flat_map(|k| v[*k].as_array().unwrap().iter())
+        .map(|r| r[0].as_f64().unwrap())
+        .fold(1.0, f64::max);
+    let shown = |e: &&serde_json::Value| (-10.0..=t_max).contains(&e["t_s"].as_f64().unwrap());
     let events: Vec<_> = v["path_events"]
         .as_array()
         .unwrap()

@@ -3756,3 +3756,52 @@ fn two_workers_a_hop_check_s_echo_reaches_the_worker_that_sent_it() {
         );
     }
 }
+
+/// Without a control, a path another worker's ack gap takes down is every
+/// worker's verdict: worker 1's hop check finds A's path to B dead, worker 0
+/// (which probes, and whose own silence rule would wait 10 s here) takes it
+/// down at once from worker 1's note; when the link is back, worker 0's
+/// echoes raise it for both and worker 1's flow fails back to it. Before,
+/// worker 0 never heard of it and worker 1 kept the path down for good (the
+/// others learn only worker 0's changes of mind).
+#[test]
+fn two_workers_a_path_one_worker_takes_down_is_every_workers_verdict() {
+    use mongate_dataplane::overlay::failover::path_ref;
+    let mut net = two_workers_two_hop_net();
+    two_workers_two_hop(&mut net, 2_000_000_000);
+    let up = |net: &Net, w: usize| net.sites[0].gw_of(w).paths(0)[0].health.up;
+    assert!(up(&net, 0) && up(&net, 1));
+    for l in [(0, 1), (1, 0)] {
+        net.links.get_mut(&l).unwrap().loss = 1.0;
+    }
+    let cut = net.now;
+    while net.sites[0].gw_of(1).stats().ack_gap_failovers == 0 && net.now < cut + 1_000_000_000 {
+        let until = net.now + 5_000_000;
+        two_workers_two_hop(&mut net, until);
+    }
+    assert!(!up(&net, 1), "worker 1's ack gap");
+    let until = net.now + 10_000_000;
+    two_workers_two_hop(&mut net, until);
+    assert!(!up(&net, 0), "worker 0 took worker 1's verdict");
+    assert_eq!(net.sites[0].gw_of(0).stats().ack_gap_failovers, 0);
+    for l in [(0, 1), (1, 0)] {
+        net.links.get_mut(&l).unwrap().loss = 0.0;
+    }
+    let back = net.now;
+    while !(up(&net, 1) && net.sites[0].gw_of(1).flow_path(1) == path_ref(0, 0))
+        && net.now < back + 5_000_000_000
+    {
+        let until = net.now + 5_000_000;
+        two_workers_two_hop(&mut net, until);
+    }
+    println!(
+        "worker 1 back on the direct path to B {} ms after the repair",
+        (net.now - back) / 1_000_000
+    );
+    assert!(up(&net, 0) && up(&net, 1), "the path is up again for both");
+    assert_eq!(net.sites[0].gw_of(1).flow_path(1), path_ref(0, 0));
+    for w in 0..2 {
+        let st = net.sites[0].gw_of(w).stats();
+        assert_eq!((st.notes_lost, st.notes_bad), (0, 0), "worker {w}");
+    }
+}

@@ -352,7 +352,8 @@ fn cuts(s: &Summary) -> Vec<(f64, RGBColor, String)> {
 /// events (grey) and activated plans (blue, dashed). Events less than 1 %
 /// of the time axis apart share one number; the list under the chart gives
 /// each event's time, site and message (events more than 10 s before the
-/// traffic, and beyond 40 lines, are counted, not listed).
+/// traffic or after its last second, and beyond 40 lines, are counted, not
+/// listed).
 pub fn failover_svg(s: &Summary) -> Option<anyhow::Result<String>> {
     let cuts = cuts(s);
     if cuts.is_empty() {

@@ -19,7 +19,9 @@
 //! - [`NOTE_LEARN`]: a LAN host's MAC, learned here, for the workers that
 //!   deliver to it;
 //! - [`NOTE_PATH`]: while no control drives the paths, worker 0 (the one
-//!   that probes) tells the others when a path goes down or comes back up;
+//!   that probes) tells the others when a path goes down or comes back up,
+//!   and another worker tells worker 0 when its ack gap (or hop check)
+//!   took a path down, so that every worker follows that verdict too;
 //! - [`NOTE_KEY`]: a new responder key confirmed (a packet authenticated
 //!   with it) on one worker is its peer's sending key on every worker (a
 //!   worker that never receives a packet under it would otherwise keep
@@ -162,18 +164,24 @@ impl Gateway {
                 }
                 p.shared_up = p.health.up;
                 let up = p.health.up;
-                let (Ok(pe), Ok(ix)) = (u16::try_from(peer), u16::try_from(i)) else {
-                    continue;
-                };
-                let mut n = Note::new(NOTE_PATH);
-                n.data[0..2].copy_from_slice(&pe.to_le_bytes());
-                n.data[2..4].copy_from_slice(&ix.to_le_bytes());
-                n.data[4] = u8::from(up);
                 for w in 1..self.settings.workers {
-                    self.send_note(w, n);
+                    self.note_path(w, peer, i, up);
                 }
             }
         }
+    }
+
+    /// Tells worker `to` that path `i` of `peer` is up or down: worker 0's
+    /// verdicts to the others, another worker's ack gap to worker 0.
+    pub(crate) fn note_path(&mut self, to: u16, peer: usize, i: usize, up: bool) {
+        let (Ok(pe), Ok(ix)) = (u16::try_from(peer), u16::try_from(i)) else {
+            return;
+        };
+        let mut n = Note::new(NOTE_PATH);
+        n.data[0..2].copy_from_slice(&pe.to_le_bytes());
+        n.data[2..4].copy_from_slice(&ix.to_le_bytes());
+        n.data[4] = u8::from(up);
+        self.send_note(to, n);
     }
 
     /// Tells every other worker that the key of `local_index` is confirmed.
@@ -356,6 +364,12 @@ impl Gateway {
     /// own reflex would.
     fn on_path_note(&mut self, peer: usize, idx: usize, up: bool, now: Nanos) {
         if self.control_drives_paths(now) {
+            return;
+        }
+        // Worker 0 takes only the others' downs (their ack gaps); its own
+        // probes decide when a path is up again.
+        if self.settings.worker == 0 && up {
+            self.stats.notes_bad += 1;
             return;
         }
         let policy = self.settings.health;

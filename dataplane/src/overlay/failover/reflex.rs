@@ -104,6 +104,12 @@ impl Gateway {
                     p.unacked.clear();
                     self.stats.ack_gap_failovers += 1;
                     self.push_event(path_ref(peer, i), PathEventKind::AckGap, now);
+                    // Without a control, worker 0 decides the paths for all:
+                    // it takes this verdict too and passes it on (and its
+                    // echoes raise the path again for every worker).
+                    if local && self.settings.worker != 0 {
+                        self.note_path(0, peer, i, false);
+                    }
                 } else if late(p.unacked.relayed_gap_from()) {
                     // Their acks come from further on: whether this hop is
                     // the dead one, one probe on it tells (a path without a
