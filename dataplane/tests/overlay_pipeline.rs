@@ -3658,6 +3658,37 @@ fn two_workers_two_hop_net() -> Net {
     })
 }
 
+/// Sets the loss of the links `a` -> `b` and `b` -> `a`.
+fn set_loss_both_ways(net: &mut Net, (a, b): (usize, usize), loss: f64) {
+    for l in [(a, b), (b, a)] {
+        net.links.get_mut(&l).unwrap().loss = loss;
+    }
+}
+
+/// Runs [`two_workers_two_hop`] in 5 ms steps until `done` or `limit` ns
+/// from now; returns how long it ran.
+fn two_workers_two_hop_until(net: &mut Net, limit: u64, done: impl Fn(&Net) -> bool) -> u64 {
+    let start = net.now;
+    while !done(net) && net.now < start + limit {
+        let until = net.now + 5_000_000;
+        two_workers_two_hop(net, until);
+    }
+    net.now - start
+}
+
+/// No note of A's workers was lost or garbled, and no echo had a wrong
+/// nonce (echoes reach the worker whose probe they answer).
+fn assert_a_notes_clean(net: &Net) {
+    for w in 0..2 {
+        let st = net.sites[0].gw_of(w).stats();
+        assert_eq!(
+            (st.notes_lost, st.notes_bad, st.probe_nonce_bad),
+            (0, 0, 0),
+            "worker {w}"
+        );
+    }
+}
+
 /// A two-hop flow run by worker 1 (not the worker that probes): its first
 /// hop dies, worker 1 sends the hop check itself and, unanswered, takes the
 /// path down in a moment (before, only worker 0 armed hop checks, so a
@@ -3680,15 +3711,10 @@ fn two_workers_a_dead_first_hop_of_worker_1s_two_hop_flow_is_found_by_its_hop_ch
             + net.sites[2].gw_of(0).flow_received("ac-via-b").unwrap_or(0)
     };
     assert!(delivered(&net) > 100, "{}", delivered(&net));
-    for l in [(0, 1), (1, 0)] {
-        net.links.get_mut(&l).unwrap().loss = 1.0;
-    }
-    let cut = net.now;
-    while a(&net, 1).ack_gap_failovers == 0 && net.now < cut + 1_000_000_000 {
-        let until = net.now + 5_000_000;
-        two_workers_two_hop(&mut net, until);
-    }
-    let took = net.now - cut;
+    set_loss_both_ways(&mut net, (0, 1), 1.0);
+    let took = two_workers_two_hop_until(&mut net, 1_000_000_000, |net| {
+        a(net, 1).ack_gap_failovers > 0
+    });
     println!(
         "worker 1: first hop down {} ms after the cut",
         took / 1_000_000
@@ -3712,14 +3738,7 @@ fn two_workers_a_dead_first_hop_of_worker_1s_two_hop_flow_is_found_by_its_hop_ch
         "{before} -> {}",
         delivered(&net)
     );
-    for w in 0..2 {
-        let st = a(&net, w);
-        assert_eq!(
-            (st.notes_lost, st.notes_bad, st.probe_nonce_bad),
-            (0, 0, 0),
-            "worker {w}"
-        );
-    }
+    assert_a_notes_clean(&net);
 }
 
 /// The same flow's second hop dies: B answers worker 1's hop checks, their
@@ -3729,32 +3748,21 @@ fn two_workers_a_dead_first_hop_of_worker_1s_two_hop_flow_is_found_by_its_hop_ch
 fn two_workers_a_hop_check_s_echo_reaches_the_worker_that_sent_it() {
     let mut net = two_workers_two_hop_net();
     two_workers_two_hop(&mut net, 2_000_000_000);
-    for l in [(1, 2), (2, 1)] {
-        net.links.get_mut(&l).unwrap().loss = 1.0;
-    }
-    let cut = net.now;
-    while net.sites[0].gw_of(1).stats().hop_checks_answered == 0 && net.now < cut + 1_000_000_000 {
-        let until = net.now + 5_000_000;
-        two_workers_two_hop(&mut net, until);
-    }
+    set_loss_both_ways(&mut net, (1, 2), 1.0);
+    let took = two_workers_two_hop_until(&mut net, 1_000_000_000, |net| {
+        net.sites[0].gw_of(1).stats().hop_checks_answered > 0
+    });
     let a1 = net.sites[0].gw_of(1).stats();
     println!(
         "worker 1: {} hop checks, {} answered, {} ms after the cut",
         a1.hop_checks,
         a1.hop_checks_answered,
-        (net.now - cut) / 1_000_000
+        took / 1_000_000
     );
     assert!(a1.hop_checks >= 1 && a1.hop_checks_answered >= 1, "{a1:?}");
     assert_eq!(a1.ack_gap_failovers, 0, "the first hop works");
     assert!(net.sites[0].gw_of(1).paths(0)[0].health.up);
-    for w in 0..2 {
-        let st = net.sites[0].gw_of(w).stats();
-        assert_eq!(
-            (st.notes_lost, st.notes_bad, st.probe_nonce_bad),
-            (0, 0, 0),
-            "worker {w}"
-        );
-    }
+    assert_a_notes_clean(&net);
 }
 
 /// Without a control, a path another worker's ack gap takes down is every
@@ -3771,37 +3779,24 @@ fn two_workers_a_path_one_worker_takes_down_is_every_workers_verdict() {
     two_workers_two_hop(&mut net, 2_000_000_000);
     let up = |net: &Net, w: usize| net.sites[0].gw_of(w).paths(0)[0].health.up;
     assert!(up(&net, 0) && up(&net, 1));
-    for l in [(0, 1), (1, 0)] {
-        net.links.get_mut(&l).unwrap().loss = 1.0;
-    }
-    let cut = net.now;
-    while net.sites[0].gw_of(1).stats().ack_gap_failovers == 0 && net.now < cut + 1_000_000_000 {
-        let until = net.now + 5_000_000;
-        two_workers_two_hop(&mut net, until);
-    }
+    set_loss_both_ways(&mut net, (0, 1), 1.0);
+    two_workers_two_hop_until(&mut net, 1_000_000_000, |net| {
+        net.sites[0].gw_of(1).stats().ack_gap_failovers > 0
+    });
     assert!(!up(&net, 1), "worker 1's ack gap");
     let until = net.now + 10_000_000;
     two_workers_two_hop(&mut net, until);
     assert!(!up(&net, 0), "worker 0 took worker 1's verdict");
     assert_eq!(net.sites[0].gw_of(0).stats().ack_gap_failovers, 0);
-    for l in [(0, 1), (1, 0)] {
-        net.links.get_mut(&l).unwrap().loss = 0.0;
-    }
-    let back = net.now;
-    while !(up(&net, 1) && net.sites[0].gw_of(1).flow_path(1) == path_ref(0, 0))
-        && net.now < back + 5_000_000_000
-    {
-        let until = net.now + 5_000_000;
-        two_workers_two_hop(&mut net, until);
-    }
+    set_loss_both_ways(&mut net, (0, 1), 0.0);
+    let took = two_workers_two_hop_until(&mut net, 5_000_000_000, |net| {
+        up(net, 1) && net.sites[0].gw_of(1).flow_path(1) == path_ref(0, 0)
+    });
     println!(
         "worker 1 back on the direct path to B {} ms after the repair",
-        (net.now - back) / 1_000_000
+        took / 1_000_000
     );
     assert!(up(&net, 0) && up(&net, 1), "the path is up again for both");
     assert_eq!(net.sites[0].gw_of(1).flow_path(1), path_ref(0, 0));
-    for w in 0..2 {
-        let st = net.sites[0].gw_of(w).stats();
-        assert_eq!((st.notes_lost, st.notes_bad), (0, 0), "worker {w}");
-    }
+    assert_a_notes_clean(&net);
 }
