@@ -61,10 +61,18 @@ struct RunArgs {
     /// assignments; links are marked failed from the dataplane's per-peer summary).
     #[arg(long)]
     no_paths: bool,
-    /// Plan with the instance's link capacities only: no capacity estimate from the flows'
-    /// loss and delivered rates (MONtra alone copes with a wrong capacity).
+    /// Plan with the instance's link capacities only: no re-plan on the capacities estimated
+    /// from the flows' loss and delivered rates (MONtra alone copes with a wrong capacity). The
+    /// estimator still runs: the flows on a link that carries less than the plan puts on it
+    /// get their weights scaled to it, so they lose the loss budget there and not more
+    /// (docs/montra.md, "Weights kept to the loss budget").
     #[arg(long)]
     no_capacity_estimator: bool,
+    /// With `--no-capacity-estimator`: leave the plan's weights as they are, whatever the
+    /// links carry (MONtra's flows then lose `budget x planned / carried` on an over-stated
+    /// link).
+    #[arg(long)]
+    no_weight_scaling: bool,
 }
 
 #[derive(clap::Args)]
@@ -180,6 +188,7 @@ fn run_cmd(args: &RunArgs) -> anyhow::Result<()> {
     opts.planner = PlannerConfig {
         replan_ns: secs_to_ns("--replan-s", args.replan_s)?,
         estimate_capacity: !args.no_capacity_estimator,
+        scale_weights: !args.no_weight_scaling,
         ..PlannerConfig::default()
     };
     secs_to_ns("--time-limit", args.time_limit)?;

@@ -1200,6 +1200,47 @@ fn acks_drive_the_controller_to_the_bottleneck() {
     assert!(loss < 0.2, "loss {loss}");
 }
 
+/// A plan that changes only a flow's weight (the control keeping the loss
+/// budget on a link that carries less than planned) does not arm the resume
+/// to the target that any other new plan arms: the flow held under its target
+/// by the link stays where MONtra put it, it does not jump into the link.
+#[test]
+fn a_plan_that_only_reweights_a_flow_arms_no_resume() {
+    let mut net = triangle(1.0, 0.0204, 100_000.0, 1.0);
+    net.links.get_mut(&(0, 2)).unwrap().pps = 500.0;
+    let f = v4_frame(C_HOST, 17, 5000, 1250 - 42, 0);
+    let mut t = 0u64;
+    let run_until = |net: &mut Net, t: &mut u64, until: u64| {
+        while *t < until {
+            while net.sites[0].gw.pacing().queue_len(0) < 32 {
+                net.inject(0, LAN, &f);
+            }
+            *t += 200_000;
+            net.step(*t);
+            net.sites[2].lan_out.clear();
+        }
+    };
+    run_until(&mut net, &mut t, 10_000_000_000);
+    let gw = |net: &Net| net.sites[0].gw.flow_rate("ac-direct").unwrap();
+    let armed = |net: &Net| net.sites[0].gw.flow_resume_armed("ac-direct").unwrap();
+    let held = gw(&net);
+    assert!(held < 800.0, "the link holds it under its target: {held}");
+    // The weight halved, the target the same.
+    let mut plan: PlanTable = config(0, 1.0, 0.0204).plan.unwrap();
+    plan.epoch = 2;
+    plan.weight[0] *= 0.5;
+    assert!(net.sites[0].gw.apply_plan(&plan, t));
+    assert!(!armed(&net), "a reweight arms no resume");
+    assert!((gw(&net) - held).abs() < 1e-9, "nor moves the rate");
+    run_until(&mut net, &mut t, 13_000_000_000);
+    assert!(gw(&net) < 800.0, "still held by the link: {}", gw(&net));
+    // The same plan again at a new epoch (another flow's change): armed as before.
+    let before = gw(&net);
+    plan.epoch = 3;
+    assert!(net.sites[0].gw.apply_plan(&plan, t));
+    assert_eq!(armed(&net), before < 1000.0, "a new plan arms it");
+}
+
 /// Enough capacity: the controller climbs from the target to the safety cap
 /// (target x 2) and stays there without losses.
 #[test]

@@ -150,7 +150,11 @@ pub struct RunSummary {
 /// The plan the dataplane should run.
 struct Desired {
     seq: u64,
-    plan: PlanTable,
+    /// The plan as its source gave it.
+    base: PlanTable,
+    /// The factors on its weights (`Planner::weight_scales`, by configuration flow index).
+    scales: Vec<f64>,
+    /// What is sent: `base`, its weights times `scales`.
     entries: Vec<PlanEntry>,
     log: PlanLog,
     sent: bool,
@@ -767,10 +771,10 @@ impl Loop<'_> {
         // plan in force stays, and the planner plans on from it.
         let periodic = !log.triggers.is_empty() && log.triggers.iter().all(|t| t == "periodic");
         let kept = self.desired.as_ref().and_then(|d| {
-            if d.plan == table {
-                Some((d.plan.clone(), "the plan already sent"))
-            } else if periodic && super::planner::plan_within(&d.plan, &table, PERIODIC_DRIFT) {
-                Some((d.plan.clone(), "the plan already sent, within 2 %"))
+            if d.base == table {
+                Some((d.base.clone(), "the plan already sent"))
+            } else if periodic && super::planner::plan_within(&d.base, &table, PERIODIC_DRIFT) {
+                Some((d.base.clone(), "the plan already sent, within 2 %"))
             } else {
                 None
             }
@@ -790,23 +794,76 @@ impl Loop<'_> {
             return;
         }
         self.planner.on_plan(now_ns, &table);
+        let scales = self.planner.weight_scales();
+        self.desire(now_ns, table, scales, log);
+    }
+
+    /// Makes `base` with its weights times `scales` the plan to send.
+    fn desire(&mut self, now_ns: u64, base: PlanTable, scales: Vec<f64>, mut log: PlanLog) {
+        let mut plan = base.clone();
+        for (w, s) in plan.weight.iter_mut().zip(&scales) {
+            *w *= s;
+        }
+        for (f, &i) in log
+            .flows
+            .iter_mut()
+            .zip(&self.planner.site_map().flow_to_cfg)
+        {
+            f.weight = plan.weight.get(i).copied().unwrap_or(f.weight);
+        }
         // Where a plan enters the control's sending: checked once, here.
-        if let Err(at) = table.check(&self.shape) {
+        if let Err(at) = plan.check(&self.shape) {
             // The instance was matched against the config: this is a bug, not bad input.
             let e = PlanError::in_table(at, &self.o.config);
             self.event(now_ns, "send_error", format!("plan rejected: {e}"), None);
             return;
         }
-        let entries = plan_entries(&table);
+        let entries = plan_entries(&plan);
         self.next_seq += 1;
         self.desired = Some(Desired {
             seq: self.next_seq,
-            plan: table,
+            base,
+            scales,
             entries,
             log,
             sent: false,
         });
         self.retry_at = None;
+    }
+
+    /// Sends the plan in force again with new weight factors when the links' capacity
+    /// estimates moved them (`Planner::weight_scales`; never while re-planning on the
+    /// estimates): the targets stay, the weights keep the loss budget on links that carry
+    /// less than the plan puts on them.
+    fn reweight(&mut self, now_ns: u64) {
+        let Some(d) = &self.desired else { return };
+        let scales = self.planner.weight_scales();
+        if !super::planner::scales_moved(&d.scales, &scales) {
+            return;
+        }
+        let map = self.planner.site_map();
+        let moved: Vec<String> = d
+            .log
+            .flows
+            .iter()
+            .zip(&map.flow_to_cfg)
+            .filter_map(|(f, &i)| {
+                let (a, b) = (d.scales.get(i).copied()?, scales.get(i).copied()?);
+                (a != b).then(|| format!("{} x{a:.2} -> x{b:.2}", f.id))
+            })
+            .collect();
+        self.event(
+            now_ns,
+            "reweight",
+            format!(
+                "weights kept to the loss budget on links carrying less than planned: {}",
+                moved.join(", ")
+            ),
+            None,
+        );
+        let (base, mut log) = (d.base.clone(), d.log.clone());
+        log.triggers = vec!["reweight".to_owned()];
+        self.desire(now_ns, base, scales, log);
     }
 
     fn abandon(&mut self, now_ns: u64, kind: &str, msg: String, epoch: u64) {
@@ -999,6 +1056,7 @@ pub fn run(opts: &RunOptions, stop: &AtomicBool) -> anyhow::Result<RunSummary> {
                 lp.event(now_ns, "solver", "solver busy or gone: solve dropped", None);
             }
         }
+        lp.reweight(now_ns);
         lp.send(now_ns);
         lp.report_counters(now_ns);
         std::thread::sleep(opts.poll);

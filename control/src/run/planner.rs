@@ -61,9 +61,14 @@ pub struct PlannerConfig {
     /// instance's loss budget: MONtra's flows lose about the budget on a link that carries its
     /// plan, more on a link that carries less than PFO believes).
     pub estimator: EstimatorConfig,
-    /// Estimate link capacities from the flows' loss and delivered rates (false: plan with
-    /// the instance's capacities, whatever the wire carries).
+    /// Re-plan with the link capacities estimated from the flows' loss and delivered rates
+    /// (false: plan with the instance's capacities, whatever the wire carries; the estimator
+    /// still runs and [`Planner::weight_scales`] keeps the loss budget on links that carry
+    /// less than the plan puts on them).
     pub estimate_capacity: bool,
+    /// With `estimate_capacity` off, scale the weights of flows on links that carry less than
+    /// the plan puts on them ([`Planner::weight_scales`]); false: the plan's weights as given.
+    pub scale_weights: bool,
     /// After a link is marked failed or recovered, and after the plan that follows, the
     /// estimator skips the windows closing within this long: the failover's burst (traffic
     /// moved onto a detour before the re-plan) and the flows' move to the new plan lose
@@ -87,6 +92,7 @@ impl Default for PlannerConfig {
             refusal_gap_ns: SEC_NS / 4,
             estimator: EstimatorConfig::default(),
             estimate_capacity: true,
+            scale_weights: true,
             settle_ns: 3 * SEC_NS,
         }
     }
@@ -241,6 +247,9 @@ pub struct Planner {
     book: TelemetryBook,
     est: Estimator,
     planned_caps: Vec<f64>,
+    /// Each link's load under the plan in force, every site's flows (admitted sessions x
+    /// per-session rate): what [`Planner::weight_scales`] holds the estimates against.
+    planned_load: Vec<f64>,
     planned_demand: Vec<u32>,
     admitted: Vec<u32>,
     other_load: Vec<f64>,
@@ -279,6 +288,7 @@ impl Planner {
         Ok(Self {
             est: Estimator::new(ec, caps.clone(), &flow_links),
             book: TelemetryBook::new(inst.flows.len(), inst.classes.len()),
+            planned_load: vec![0.0; caps.len()],
             planned_caps: caps,
             planned_demand: demand,
             admitted: vec![0; inst.classes.len()],
@@ -523,7 +533,7 @@ impl Planner {
         let mut due = Vec::new();
         let mut refused = Vec::new();
         for l in 0..self.est.links() {
-            if self.est.failed(l) {
+            if self.est.failed(l) || !self.cfg.estimate_capacity {
                 continue;
             }
             let now = self.est.planning_capacity(l);
@@ -590,7 +600,7 @@ impl Planner {
             if settling {
                 self.stats.windows_skipped += 1;
                 self.est.reset_streaks();
-            } else if self.cfg.estimate_capacity {
+            } else {
                 self.est.update(&observed, &self.other_load);
             }
             self.window_start = Some(now_ns);
@@ -633,7 +643,7 @@ impl Planner {
         }
         let mut instance = self.base.clone();
         for (l, link) in instance.links.iter_mut().enumerate() {
-            link.capacity = self.est.planning_capacity(l);
+            link.capacity = self.plan_capacity(l);
         }
         for (c, class) in instance.classes.iter_mut().enumerate() {
             class.sessions = self.demand_target(c, now_ns);
@@ -669,19 +679,95 @@ impl Planner {
         for (a, &i) in self.admitted.iter_mut().zip(&self.map.class_to_cfg) {
             *a = plan.sessions_of(i);
         }
-        // Planned load of the flows this site does not observe, per link.
+        // Planned load of the flows this site does not observe, per link, and of all.
         self.other_load.fill(0.0);
+        self.planned_load.fill(0.0);
         for (f, flow) in self.base.flows.iter().enumerate() {
-            if self.map.local_flow[f] {
-                continue;
-            }
             let x = plan.flow(self.map.flow_to_cfg[f]).0;
             let n = f64::from(self.admitted[flow.class]);
+            let load = if (n * x).is_finite() { n * x } else { 0.0 };
             for &l in &flow.links {
-                self.other_load[l] += n * x;
+                self.planned_load[l] += load;
+                if !self.map.local_flow[f] {
+                    self.other_load[l] += load;
+                }
             }
         }
     }
+
+    /// The capacity of link `l` a solve plans with: 0 when marked failed; else the estimate
+    /// when re-planning on estimates ([`PlannerConfig::estimate_capacity`]), the instance's
+    /// capacity when not.
+    pub fn plan_capacity(&self, l: usize) -> f64 {
+        if self.cfg.estimate_capacity || self.est.failed(l) {
+            self.est.planning_capacity(l)
+        } else {
+            self.est.configured(l)
+        }
+    }
+
+    /// The factor on each local flow's MONtra weight (by configuration flow index; 1 for the
+    /// others) that keeps the loss budget when the plan cannot follow the wire.
+    ///
+    /// The mapping scales the weights so that a flow loses the budget at its target; on a
+    /// link that carries only `C` of the plan's load `L` on it, MONtra's flows keep their
+    /// ratios but settle at a loss of `budget x L / C` (`q/(1-q) = w/x`). When the plan's
+    /// capacities are not re-estimated (`estimate_capacity` off: a plan from a file, from
+    /// another site or the organisation's store, or re-planning turned off), the flows
+    /// crossing such a link get their weights times `C / L`, the link's capacity estimate over
+    /// its planned load: the rates keep their ratios (every flow on the link is scaled alike),
+    /// the loss comes back to the budget. A flow takes its most over-stated link's factor. A
+    /// link whose estimate is within [`SCALE_DEADBAND`] of its planned load (a full link's
+    /// estimate wanders by a few percent), marked failed (the re-plan's business) or not
+    /// planned is left alone; the factor is at least [`MIN_WEIGHT_SCALE`]. With
+    /// `estimate_capacity` on the plan follows the estimates and every factor is 1; so it is
+    /// with `scale_weights` off.
+    pub fn weight_scales(&self) -> Vec<f64> {
+        let mut out = vec![1.0; self.map.flow_from_cfg.len()];
+        if self.cfg.estimate_capacity || !self.cfg.scale_weights {
+            return out;
+        }
+        let ratio = |l: usize| {
+            let load = self.planned_load.get(l).copied().unwrap_or(0.0);
+            let est = self.est.estimate(l);
+            if self.est.failed(l) || load <= 0.0 || est >= (1.0 - SCALE_DEADBAND) * load {
+                1.0
+            } else {
+                (est / load).clamp(MIN_WEIGHT_SCALE, 1.0)
+            }
+        };
+        for (f, flow) in self.base.flows.iter().enumerate() {
+            if !self.map.local_flow[f] {
+                continue;
+            }
+            let s = flow.links.iter().map(|&l| ratio(l)).fold(1.0, f64::min);
+            if let Some(o) = out.get_mut(self.map.flow_to_cfg[f]) {
+                *o = s;
+            }
+        }
+        out
+    }
+}
+
+/// A link whose capacity estimate is within this fraction of its planned load keeps its flows'
+/// weights ([`Planner::weight_scales`]).
+pub const SCALE_DEADBAND: f64 = 0.1;
+
+/// The least factor [`Planner::weight_scales`] puts on a weight: a link over-stated up to 4 x.
+pub const MIN_WEIGHT_SCALE: f64 = 0.25;
+
+/// A weight factor is sent again when it moved by more than this (relative) from the one in
+/// force ([`scales_moved`]): the estimates wander window by window.
+pub const REWEIGHT_STEP: f64 = 0.05;
+
+/// Whether the factors `new` differ from `old` (in force) by more than [`REWEIGHT_STEP`] for
+/// some flow, or in length.
+pub fn scales_moved(old: &[f64], new: &[f64]) -> bool {
+    old.len() != new.len()
+        || old
+            .iter()
+            .zip(new)
+            .any(|(&a, &b)| (a - b).abs() > REWEIGHT_STEP * a.max(b))
 }
 
 /// How far a periodic re-plan's rates and weights may drift from the plan in force and still be

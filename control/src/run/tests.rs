@@ -666,17 +666,23 @@ fn refusals_the_plan_already_counts_or_stale_ones_do_not_replan() {
 
 /// MONtra on a link that carries less than PFO believes: its flows lose a little more than the
 /// budget (not the 5 %+ of uncontrolled senders), which is enough for the estimator (its
-/// threshold follows the budget); with the estimator off nothing moves.
+/// threshold follows the budget). With re-planning on the estimates, a capacity trigger
+/// re-plans the link down and every weight keeps its factor 1; with it off, no solve sees
+/// the estimate (they plan with the instance's 10 Mbit/s) but the estimate moves, and the
+/// flow on the over-stated link gets its weight times estimate / planned load
+/// ([`Planner::weight_scales`]), the other flows keep theirs; unless the scaling is off too.
 #[test]
-fn loss_above_the_budget_lowers_capacity_unless_the_estimator_is_off() {
-    for estimate in [true, false] {
+fn loss_above_the_budget_lowers_capacity_or_with_replanning_off_the_weights() {
+    for (estimate, scale) in [(true, true), (false, true), (false, false)] {
         let mut p = planner(PlannerConfig {
             estimate_capacity: estimate,
+            scale_weights: scale,
             ..PlannerConfig::default()
         });
         let r = p.tick(0).unwrap();
-        solve_now(&mut p, 0, &r);
+        let rates = solve_now(&mut p, 0, &r);
         let (mut acks, mut losses, mut fired) = (0u64, 0u64, None);
+        let mut planned_caps = Vec::new();
         // 2.5 % loss (budget 1 %) on the direct flow delivering 6 Mbit/s of its 10.
         for s in 1..=20u64 {
             acks += 975;
@@ -690,17 +696,55 @@ fn loss_above_the_budget_lowers_capacity_unless_the_estimator_is_off() {
                     fired = Some(r.instance.links[2].capacity);
                     break;
                 }
+                planned_caps.push(r.instance.links[2].capacity);
                 solve_now(&mut p, s * SEC_NS, &r);
             }
         }
+        let scales = p.weight_scales();
         if estimate {
             let cap = fired.expect("a capacity trigger for A-C");
             assert!(cap < 9.0, "{cap}");
+            assert!(scales.iter().all(|&x| x == 1.0), "{scales:?}");
         } else {
             assert_eq!(fired, None);
-            assert_eq!(p.estimator().estimate(2), 10.0);
+            assert!(!planned_caps.is_empty(), "periodic solves ran");
+            assert!(planned_caps.iter().all(|&c| c == 10.0), "{planned_caps:?}");
+            let est = p.estimator().estimate(2);
+            assert!(est < 7.0, "the estimate follows the wire: {est}");
+            if !scale {
+                assert!(scales.iter().all(|&x| x == 1.0), "{scales:?}");
+                continue;
+            }
+            // The plan puts A->C/direct's sessions (flow 0) alone on A-C.
+            let cls = p.base().flows[0].class;
+            let load = f64::from(p.demand_target(cls, 20 * SEC_NS)).min(4.0) * rates[0];
+            let cfg0 = p.site_map().flow_to_cfg[0];
+            assert!(
+                scales[cfg0] < 0.9 && scales[cfg0] >= super::planner::MIN_WEIGHT_SCALE,
+                "{scales:?} (estimate {est}, planned load ~{load})"
+            );
+            for (i, &x) in scales.iter().enumerate() {
+                if i != cfg0 {
+                    assert_eq!(x, 1.0, "flow {i}: {scales:?}");
+                }
+            }
         }
     }
+}
+
+/// The weight factors go out again only when one moved by more than [`REWEIGHT_STEP`].
+#[test]
+fn weight_factors_are_resent_only_when_they_move() {
+    use super::planner::{REWEIGHT_STEP, scales_moved};
+    let a = [1.0, 0.6, 1.0];
+    assert!(!scales_moved(&a, &a));
+    assert!(!scales_moved(
+        &a,
+        &[1.0, 0.6 * (1.0 + REWEIGHT_STEP / 2.0), 1.0]
+    ));
+    assert!(scales_moved(&a, &[1.0, 0.5, 1.0]));
+    assert!(scales_moved(&a, &[1.0, 1.0, 1.0]));
+    assert!(scales_moved(&a, &[1.0, 0.6]));
 }
 
 #[test]

@@ -822,6 +822,7 @@ impl Gateway {
             let rate = match (&mut flow.origin, fresh) {
                 (Some(o), false) => {
                     let (before, old) = (o.ctl.rate(), o.target_pps);
+                    let reweighted = target == old && weight != o.ctl.weight();
                     o.ctl.set_target(fp);
                     o.ctl.set_kappa(cc.kappa, max_weight);
                     if target != old && target > 0.0 {
@@ -833,7 +834,14 @@ impl Gateway {
                     }
                     // A flow under its new target climbs to it at once when
                     // its feedback is clean (RateController::arm_resume).
-                    o.ctl.arm_resume(x0, now.saturating_add(RESUME_WINDOW_NS));
+                    // Not when only its weight moved (the control keeping
+                    // the loss budget on a link that carries less than
+                    // planned: docs/montra.md): the link that holds it under
+                    // its target has not changed, and a jump to the target
+                    // there is a burst of loss.
+                    if !reweighted {
+                        o.ctl.arm_resume(x0, now.saturating_add(RESUME_WINDOW_NS));
+                    }
                     o.target_pps = target;
                     o.tracker.ensure_window(tc.window);
                     o.ctl.rate()
@@ -918,6 +926,13 @@ impl Gateway {
     pub fn flow_rate(&self, id: &str) -> Option<f64> {
         let o = self.flows.get(self.cfg.flow_index(id)?)?.origin.as_ref()?;
         Some(o.ctl.rate())
+    }
+    /// Whether a flow starting here has a resume armed (a new plan lets it
+    /// climb to its target at once on clean feedback:
+    /// [`RateController::arm_resume`]).
+    pub fn flow_resume_armed(&self, id: &str) -> Option<bool> {
+        let o = self.flows.get(self.cfg.flow_index(id)?)?.origin.as_ref()?;
+        Some(o.ctl.resume_armed())
     }
     /// Sender-side ack accounting of a flow starting here.
     pub fn flow_tracker(&self, id: &str) -> Option<TrackerStats> {
