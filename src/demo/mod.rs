@@ -747,6 +747,17 @@ fn mbps(pps: f64) -> f64 {
 }
 
 /// Prints the human summary.
+/// The control events up to the traffic's last second (as the failover plot
+/// draws them), and how many came after it: the teardown stops the sites one
+/// by one, and the controls still running see links and peers go (a `link
+/// failed` at 50 s of a 45 s run says nothing of the run).
+pub fn events_during_traffic(s: &Summary) -> (Vec<&PathEvent>, usize) {
+    let end = plots::t_max(s);
+    let during: Vec<&PathEvent> = s.path_events.iter().filter(|e| e.t_s <= end).collect();
+    let after = s.path_events.len() - during.len();
+    (during, after)
+}
+
 pub fn print_summary(s: &Summary) {
     println!(
         "summary ({} s, plan from {:?}, {}, epochs {:?}):",
@@ -833,10 +844,17 @@ pub fn print_summary(s: &Summary) {
             (None, _) => println!("  link {l} cut at {t} s: no failover observed"),
         }
     }
-    for e in &s.path_events {
+    let (during, after) = events_during_traffic(s);
+    for e in during {
         println!(
             "  control {} at {:.3} s: {} {}",
             e.site, e.t_s, e.event, e.message
+        );
+    }
+    if after > 0 {
+        println!(
+            "  {after} control event(s) after the traffic's last second (the teardown: links and \
+             peers going away): in the JSON summary's path_events"
         );
     }
     if let Some((k, r, w)) = s.control_outage {

@@ -107,7 +107,8 @@ fn dash(svg: &str) -> String {
 }
 
 /// The last second of the series (at least 1).
-fn t_max(s: &Summary) -> f64 {
+/// The traffic's last second (the latest sample of the run's series).
+pub(crate) fn t_max(s: &Summary) -> f64 {
     s.flow_series
         .iter()
         .map(|r| r.0)
@@ -655,6 +656,23 @@ mod tests {
             partition: None,
             plots: BTreeMap::new(),
         }
+    }
+
+    /// The printed summary lists the control events up to the traffic's last second and counts
+    /// the teardown's after it (a `link failed` at 12 s of a 10 s run).
+    #[test]
+    fn events_after_the_traffic_are_counted_not_listed() {
+        let mut s = synthetic();
+        s.path_events.push(PathEvent {
+            site: "B".into(),
+            t_s: 12.5,
+            event: "link_state".into(),
+            message: "link A-B: failed".into(),
+        });
+        let (during, after) = crate::demo::events_during_traffic(&s);
+        assert_eq!(during.len(), 1);
+        assert_eq!(during[0].t_s, 6.05);
+        assert_eq!(after, 1);
     }
 
     fn texts(doc: &roxmltree::Document<'_>) -> Vec<String> {
