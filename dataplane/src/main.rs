@@ -174,6 +174,12 @@ struct RunArgs {
     /// the lowest latency, a whole core per gateway.
     #[arg(long, default_value_t = IdlePolicy::GATEWAY.sleep_us)]
     idle_sleep_us: u32,
+    /// Paced departures made late by up to this many idle sleeps (at least
+    /// 100 us) are made up; what a later wake-up missed is rate lost. On a
+    /// host where the gateway's wake-ups come late (many processes per
+    /// core), more.
+    #[arg(long, default_value_t = 2)]
+    pacing_lag_sleeps: u32,
     /// Stop after this many seconds (default: until SIGINT/SIGTERM).
     #[arg(long)]
     duration_s: Option<f64>,
@@ -356,6 +362,7 @@ fn run(a: RunArgs) -> anyhow::Result<()> {
         spin: a.spin,
         sleep_us: a.idle_sleep_us,
     };
+    c.pacing_lag_sleeps = a.pacing_lag_sleeps;
     c.settings.rate_unit_bytes = a.rate_unit_bytes.max(64);
     c.settings.uplink_mtu = a.uplink_mtu;
     let dp = start_gateway(&c)?;

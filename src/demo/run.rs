@@ -351,6 +351,8 @@ impl Demo {
                 "native".into(),
                 "--idle-sleep-us".into(),
                 self.world.idle_sleep_us.to_string(),
+                "--pacing-lag-sleeps".into(),
+                self.world.pacing_lag_sleeps.to_string(),
                 "--spin".into(),
                 "200".into(),
                 "--report-every-ms".into(),

@@ -64,6 +64,11 @@ pub struct GatewayConfig {
     pub cores: Vec<usize>,
     /// Idle policy.
     pub idle: IdlePolicy,
+    /// Departures made late by up to this many of the worker's idle sleeps
+    /// (at least 100 us) are made up (`Settings::pacing_max_lag_ns`); later
+    /// ones are rate lost. 2 by default; a host whose wake-ups come late
+    /// (many gateways per core: the demo's 11-site topology) needs more.
+    pub pacing_lag_sleeps: u32,
     /// Pipeline tunables (MACs, ports, routes and LAN addresses are filled
     /// in by [`start_gateway`]).
     pub settings: Settings,
@@ -92,6 +97,7 @@ impl GatewayConfig {
             workers: 1,
             cores: Vec::new(),
             idle: IdlePolicy::default(),
+            pacing_lag_sleeps: 2,
             settings,
             control: true,
             resolve_timeout: Duration::from_secs(3),
@@ -925,7 +931,7 @@ fn discover(c: &GatewayConfig) -> anyhow::Result<Discovered> {
     settings.rate_divisor = 1;
     settings.detours = true;
     // Departures made late by the worker's own idle sleeps are made up.
-    settings.pacing_max_lag_ns = (u64::from(c.idle.sleep_us) * 2_000).max(100_000);
+    settings.pacing_max_lag_ns = pacing_max_lag_ns(c.idle.sleep_us, c.pacing_lag_sleeps);
     if settings.health.probe_interval_ns == 0 {
         settings.health.probe_interval_ns = 50_000_000;
     }
@@ -1054,6 +1060,15 @@ fn open_regions(
         ctl,
         mirror,
     })
+}
+
+/// How late a paced departure may be and still be made up: `sleeps` of the
+/// worker's idle sleeps of `sleep_us`, at least 100 us.
+pub fn pacing_max_lag_ns(sleep_us: u32, sleeps: u32) -> u64 {
+    u64::from(sleep_us)
+        .saturating_mul(u64::from(sleeps))
+        .saturating_mul(1_000)
+        .max(100_000)
 }
 
 /// The worker's memory and ports: the UMEM, its frame pool, the AF_XDP
@@ -1283,6 +1298,20 @@ fn spawn_housekeeping(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The lag made up: the gateway's default 2 sleeps of 50 us is the 100 us floor, the
+    /// demo's topology 10 sleeps of 500 us 5 ms; no overflow on absurd flags.
+    #[test]
+    fn late_departures_are_made_up_for_the_configured_sleeps() {
+        let example = include_str!("../../../docs/examples/site-a.toml");
+        let site = Config::from_toml_str(example, "site-a.toml").expect("example");
+        assert_eq!(GatewayConfig::new(site).pacing_lag_sleeps, 2);
+        assert_eq!(pacing_max_lag_ns(50, 2), 100_000);
+        assert_eq!(pacing_max_lag_ns(500, 2), 1_000_000);
+        assert_eq!(pacing_max_lag_ns(500, 10), 5_000_000);
+        assert_eq!(pacing_max_lag_ns(0, 10), 100_000);
+        assert_eq!(pacing_max_lag_ns(u32::MAX, u32::MAX), u64::MAX);
+    }
 
     #[test]
     fn the_site_configuration_sets_the_session_idle_timeout() {
