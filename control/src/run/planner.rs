@@ -712,8 +712,9 @@ impl Planner {
     /// The mapping scales the weights so that a flow loses the budget at its target; on a
     /// link that carries only `C` of the plan's load `L` on it, MONtra's flows keep their
     /// ratios but settle at a loss of `budget x L / C` (`q/(1-q) = w/x`). When the plan's
-    /// capacities are not re-estimated (`estimate_capacity` off: a plan from a file, from
-    /// another site or the organisation's store, or re-planning turned off), the flows
+    /// capacities are not re-estimated (`estimate_capacity` off: re-planning turned off; a
+    /// plan source that does not follow this site's estimates, such as an organisation-wide
+    /// plan, is meant to run so), the flows
     /// crossing such a link get their weights times `C / L`, the link's capacity estimate over
     /// its planned load: the rates keep their ratios (every flow on the link is scaled alike),
     /// the loss comes back to the budget. A flow takes its most over-stated link's factor. A
