@@ -1200,7 +1200,7 @@ fn acks_drive_the_controller_to_the_bottleneck() {
     assert!(loss < 0.2, "loss {loss}");
 }
 
-/// A plan that changes only a flow's weight (the control keeping the loss
+/// A plan that changes only weights (the control keeping the loss
 /// budget on a link that carries less than planned) does not arm the resume
 /// to the target that any other new plan arms: the flow held under its target
 /// by the link stays where MONtra put it, it does not jump into the link.
@@ -1234,11 +1234,20 @@ fn a_plan_that_only_reweights_a_flow_arms_no_resume() {
     assert!((gw(&net) - held).abs() < 1e-9, "nor moves the rate");
     run_until(&mut net, &mut t, 13_000_000_000);
     assert!(gw(&net) < 800.0, "still held by the link: {}", gw(&net));
-    // The same plan again at a new epoch (another flow's change): armed as before.
+    // The same plan again at a new epoch (a resync): armed as before.
     let before = gw(&net);
     plan.epoch = 3;
     assert!(net.sites[0].gw.apply_plan(&plan, t));
     assert_eq!(armed(&net), before < 1000.0, "a new plan arms it");
+    // A re-plan that moves another flow's target and only this one's weight (after a repair,
+    // say): armed too, as before.
+    run_until(&mut net, &mut t, 14_000_000_000);
+    let before = gw(&net);
+    plan.epoch = 4;
+    plan.weight[0] *= 0.8;
+    plan.rate_mbps[1] *= 0.5;
+    assert!(net.sites[0].gw.apply_plan(&plan, t));
+    assert_eq!(armed(&net), before < 1000.0, "a re-plan arms it");
 }
 
 /// Enough capacity: the controller climbs from the target to the safety cap

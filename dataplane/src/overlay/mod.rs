@@ -785,6 +785,26 @@ impl Gateway {
             .filter(|&fi| self.flows[fi].role == Role::Origin && self.owns_flow(fi))
             .map(|fi| self.flow_targets(plan, fi))
             .fold((0.0, 0.0), |a, b| if b.1 > a.1 { b } else { a });
+        // A plan that moves some flow's weight and no flow's target: the
+        // control re-sending the plan in force with the loss budget kept on
+        // a link that carries less than planned (docs/control-loop.md). It
+        // arms no resume (below): the link that holds the flows under their
+        // targets has not changed, and a jump to the target there is a burst
+        // of loss. Any other plan arms them as before (one that changes a
+        // target, and so a re-plan after a repair, also for the flows whose
+        // target it keeps).
+        let (mut targets_moved, mut weights_moved) = (false, false);
+        for fi in 0..self.flows.len() {
+            if self.flows[fi].role != Role::Origin || !self.owns_flow(fi) {
+                continue;
+            }
+            if let Some(o) = self.flows[fi].origin.as_ref() {
+                let (t, w) = self.flow_targets(plan, fi);
+                targets_moved |= t != o.target_pps;
+                weights_moved |= w != o.ctl.weight();
+            }
+        }
+        let reweight_only = weights_moved && !targets_moved;
         let mut cc = self.settings.controller;
         if self.settings.ramp > 0.0 && heaviest_target > 0.0 {
             cc.kappa = self.settings.ramp * heaviest_target;
@@ -822,7 +842,6 @@ impl Gateway {
             let rate = match (&mut flow.origin, fresh) {
                 (Some(o), false) => {
                     let (before, old) = (o.ctl.rate(), o.target_pps);
-                    let reweighted = target == old && weight != o.ctl.weight();
                     o.ctl.set_target(fp);
                     o.ctl.set_kappa(cc.kappa, max_weight);
                     if target != old && target > 0.0 {
@@ -833,13 +852,9 @@ impl Gateway {
                         });
                     }
                     // A flow under its new target climbs to it at once when
-                    // its feedback is clean (RateController::arm_resume).
-                    // Not when only its weight moved (the control keeping
-                    // the loss budget on a link that carries less than
-                    // planned: docs/montra.md): the link that holds it under
-                    // its target has not changed, and a jump to the target
-                    // there is a burst of loss.
-                    if !reweighted {
+                    // its feedback is clean (RateController::arm_resume);
+                    // not after a reweight (above).
+                    if !reweight_only {
                         o.ctl.arm_resume(x0, now.saturating_add(RESUME_WINDOW_NS));
                     }
                     o.target_pps = target;
