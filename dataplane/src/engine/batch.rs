@@ -49,6 +49,11 @@ impl Batch {
     pub fn clear(&mut self) {
         self.len = 0;
     }
+    /// Keeps the first `len` packets (the caller has dealt with the rest's
+    /// frames); a longer `len` changes nothing.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
     /// The packets.
     pub fn as_slice(&self) -> &[Packet] {
         &self.pkts[..self.len]

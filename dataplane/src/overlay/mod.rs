@@ -580,8 +580,18 @@ pub struct Gateway {
     /// This worker's share of the plan's spare capacity of each detour, packets/s
     /// ([`PlanTable::detour_mbps`], `p * peers + v`; infinite: not known).
     pub(crate) detour_pps: Vec<f64>,
+    /// Planned relays (another site's flow going on from here) that
+    /// `process` encapsulated, held for the next `poll` to send among this
+    /// site's paced departures at random places ([`RELAY_HOLD`] at most;
+    /// docs/overlay.md, "Relays among the departures").
+    pub(crate) relays: Vec<crate::engine::Packet>,
+    /// Draws the relays' places.
+    pub(crate) relay_rng: crate::sys::rng::SplitMix64,
     pub(crate) stats: Stats,
 }
+
+/// Relays a stage holds for its next `poll` at most; more go out at once.
+pub const RELAY_HOLD: usize = 256;
 
 impl Gateway {
     /// Builds the stage for `cfg` (its plan, if any, is applied; otherwise
@@ -683,6 +693,8 @@ impl Gateway {
             ),
             notes: None,
             detour_pps: vec![f64::INFINITY; npeers * npeers],
+            relays: Vec::with_capacity(RELAY_HOLD),
+            relay_rng: crate::sys::rng::SplitMix64::new(settings.seed ^ 0x7265_6C61_7973_2121),
             stats: Stats::default(),
             settings,
         };
@@ -912,6 +924,10 @@ impl Gateway {
         }
         for f in self.reserve.drain(..) {
             free(f);
+            n += 1;
+        }
+        for p in self.relays.drain(..) {
+            free(p.addr);
             n += 1;
         }
         n

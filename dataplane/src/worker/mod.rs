@@ -168,14 +168,11 @@ impl<S: Stage> Worker<S> {
     /// One iteration: housekeeping, one rx batch per port through the stage,
     /// paced departures. Returns packets moved.
     ///
-    /// What is received and sent on (a waypoint's relays, a detour) leaves
-    /// before the paced departures. Where the uplink's bottleneck is a full
-    /// drop-tail queue right behind us, the first packets of a burst take
-    /// the slots that freed up and the last are dropped: relayed flows lose
-    /// less there than this site's own flows and its best effort
-    /// (docs/architecture.md). Alternating the two (tried in session 20)
-    /// evened a relayed flow with its planned partners on Abilene but put
-    /// the triangle's relayed flow level with B's best effort on B-C.
+    /// What is received and sent on at once (deliveries, echoes, a detour)
+    /// leaves before the paced departures; a site gateway's planned relays
+    /// are held by its stage and leave with the departures, at random places
+    /// among the planned ones and ahead of best effort (docs/architecture.md,
+    /// "Relays among the departures").
     pub fn poll_once(&mut self, now: Nanos) -> usize {
         for p in self.ports.iter_mut() {
             p.maintain(&mut self.pool);
