@@ -586,6 +586,19 @@ impl Net {
     }
 }
 
+/// Steps `net` by 200 us until `until`, keeping A's first flow backlogged (32 of `frame`
+/// queued) and C's LAN output emptied.
+fn run_backlogged(net: &mut Net, t: &mut u64, until: u64, frame: &[u8]) {
+    while *t < until {
+        while net.sites[0].gw.pacing().queue_len(0) < 32 {
+            net.inject(0, LAN, frame);
+        }
+        *t += 200_000;
+        net.step(*t);
+        net.sites[2].lan_out.clear();
+    }
+}
+
 fn triangle(direct_mbps: f64, weight: f64, pps: f64, initial: f64) -> Net {
     let sites = (0..3)
         .map(|i| Site::new(&config(i, direct_mbps, weight), settings(i, initial)))
@@ -1210,16 +1223,7 @@ fn a_plan_that_only_reweights_a_flow_arms_no_resume() {
     net.links.get_mut(&(0, 2)).unwrap().pps = 500.0;
     let f = v4_frame(C_HOST, 17, 5000, 1250 - 42, 0);
     let mut t = 0u64;
-    let run_until = |net: &mut Net, t: &mut u64, until: u64| {
-        while *t < until {
-            while net.sites[0].gw.pacing().queue_len(0) < 32 {
-                net.inject(0, LAN, &f);
-            }
-            *t += 200_000;
-            net.step(*t);
-            net.sites[2].lan_out.clear();
-        }
-    };
+    let run_until = |net: &mut Net, t: &mut u64, until: u64| run_backlogged(net, t, until, &f);
     run_until(&mut net, &mut t, 10_000_000_000);
     let gw = |net: &Net| net.sites[0].gw.flow_rate("ac-direct").unwrap();
     let armed = |net: &Net| net.sites[0].gw.flow_resume_armed("ac-direct").unwrap();
@@ -1258,14 +1262,7 @@ fn controller_reaches_the_planned_rate_and_plan_updates_keep_state() {
     let f = v4_frame(C_HOST, 17, 5000, 1000, 0);
     let mut t = 0u64;
     // Without loss the rate climbs by kappa = ramp (0.06) x 800 = 48 units/s per second.
-    while t < 25_000_000_000 {
-        while net.sites[0].gw.pacing().queue_len(0) < 32 {
-            net.inject(0, LAN, &f);
-        }
-        t += 200_000;
-        net.step(t);
-        net.sites[2].lan_out.clear();
-    }
+    run_backlogged(&mut net, &mut t, 25_000_000_000, &f);
     let rate = net.sites[0].gw.flow_rate("ac-direct").unwrap();
     let tr = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
     eprintln!(
@@ -1333,14 +1330,7 @@ fn plan_rules_start_rescale_restart_and_floor() {
     assert!(net.sites[0].gw.apply_plan(&floored, 0));
     let f = v4_frame(C_HOST, 17, 5000, 1000, 0);
     let mut t = 0u64;
-    while t < 5_000_000_000 {
-        while net.sites[0].gw.pacing().queue_len(0) < 32 {
-            net.inject(0, LAN, &f);
-        }
-        t += 200_000;
-        net.step(t);
-        net.sites[2].lan_out.clear();
-    }
+    run_backlogged(&mut net, &mut t, 5_000_000_000, &f);
     let tr = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
     assert!(tr.acked > 1000, "{tr:?}");
     assert!(
@@ -1352,15 +1342,8 @@ fn plan_rules_start_rescale_restart_and_floor() {
     let mut priced = base;
     priced.epoch = 6;
     assert!(net.sites[0].gw.apply_plan(&priced, t));
-    let start = t;
-    while t < start + 2_000_000_000 {
-        while net.sites[0].gw.pacing().queue_len(0) < 32 {
-            net.inject(0, LAN, &f);
-        }
-        t += 200_000;
-        net.step(t);
-        net.sites[2].lan_out.clear();
-    }
+    let until = t + 2_000_000_000;
+    run_backlogged(&mut net, &mut t, until, &f);
     assert!(
         gw(&net) > 850.0 && gw(&net) <= 1600.0,
         "priced: {}",
