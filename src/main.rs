@@ -390,6 +390,7 @@ fn main() -> ExitCode {
                 topology,
                 workers,
                 queue_ms,
+                window_from_s: None,
                 plots: (!no_plots).then_some(demo::PlotsTo {
                     dir: plots,
                     prefix: String::new(),

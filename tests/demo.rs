@@ -464,7 +464,8 @@ fn demo_imprecise_capacity_mon_tra_alone_then_the_estimator() {
             p["true_ratio"], p["within_from_s"], p["worst_loss"], p["run"]["utility_series"]
         );
     }
-    // MONtra alone: within its 10 % (measured 97.5-98.5 %), and it stays there.
+    // MONtra alone: within its 10 % (measured 97.5-98.5 %; 98.6-99.4 % since session 28's
+    // gain), and it stays there.
     let p = &v["replan_off"];
     let r = p["true_ratio"].as_f64().unwrap();
     assert!(
@@ -490,6 +491,9 @@ fn demo_imprecise_capacity_mon_tra_alone_then_the_estimator() {
     // (`--queue-ms`, docs/montra.md) 99.3, 99.5 and 99.8 % in 3 runs: the bound. CI
     // failed it once at 97.4 % (the estimate settled 5 % above the wire); since session 21's
     // estimator 98.2, 99.7 and 98.8 %: what is left is MONtra's delivery on the full links.
+    // CI failed it at 97.5 % (1e36405): both full links' saw-tooths, in phase. Since session
+    // 28 (the gain near the target halved, the window the phase's second half): 99.2-99.6 %
+    // in 4 runs (docs/montra.md, "Gain near the target halved").
     let p = &v["estimator_on"];
     let r = p["true_ratio"].as_f64().unwrap();
     assert!((r - 1.0).abs() <= 0.02, "estimator_on: {r}: {v}");

@@ -823,7 +823,15 @@ impl Demo {
         // Window: after convergence (or the second half), at least 3 s when
         // the run has them.
         let last = series.len().saturating_sub(1);
-        let from = conv
+        // `--scenario imprecise`: a window fixed in advance (the samples after its second).
+        let fixed = o.window_from_s.map(|s| {
+            series
+                .iter()
+                .position(|(t, _)| *t > f64::from(s) + 0.5)
+                .unwrap_or(last)
+        });
+        let from = fixed
+            .or(conv)
             .unwrap_or(first.max(series.len() / 2))
             .max(1)
             .min(last.saturating_sub(2).max(1))

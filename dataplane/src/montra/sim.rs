@@ -846,7 +846,7 @@ mod tests {
         let mut free_sum = 0.0;
         for seed in [1, 2, 3, 4] {
             let free = goodput(f64::INFINITY, seed);
-            let capped = goodput(3.0, seed);
+            let capped = goodput(ControllerConfig::default().near_max_gain, seed);
             eprintln!("seed {seed}: goodput / target {free:.4} free, {capped:.4} capped");
             assert!(
                 capped > 0.995,
@@ -863,5 +863,93 @@ mod tests {
             free_sum / 4.0 < 0.98,
             "no saw-tooth without the cap? {free_sum:.4} / 4"
         );
+    }
+
+    /// The imprecise demo's two full links (session 28): A's direct flow told
+    /// 4 % more than its 6 Mbit/s link carries, its via-B flow planned at the
+    /// whole 5 Mbit/s link, both weighted for a 2 % budget, 100 ms drop-tail
+    /// buffers. At the old near-target gain cap of 3/s (the triangle's own
+    /// loop gain is 2.9/s) each saw-tooths: the queue overflows, the loss
+    /// burst cuts the flow past the buffer's slack and the link idles in the
+    /// trough (98.5-99.1 % of the link carried over 6 seeds; on the wire
+    /// 1-2 % under, the dips of both links in phase). The default 1.5/s
+    /// carries 99.1-99.5 %, at the same loss (the weights set it).
+    #[test]
+    fn full_links_are_carried_better_at_the_default_near_target_gain() {
+        let caps = [553.0, 461.0];
+        let run_with = |gain: f64, seed: u64| {
+            let t = [caps[0] * 1.04, caps[1]];
+            let mut w = t.to_vec();
+            scale_weights_for_loss_budget(&mut w, &t, 0.02);
+            // 100 ms of the link's packets.
+            let link = |pps: f64, delay_ms: u64, queue_pkts: usize| LinkSpec {
+                capacity_bps: pps * 8.0 * 1250.0,
+                delay_ns: delay_ms * MS,
+                queue_pkts,
+                aqm: Aqm::DropTail,
+            };
+            let cfg = SimConfig {
+                links: vec![link(caps[0], 5, 55), link(caps[1], 10, 46)],
+                flows: (0..2)
+                    .map(|i| FlowSpec {
+                        route: vec![i],
+                        weight: w[i],
+                        target_pps: t[i],
+                        start_ns: 0,
+                        cap_pps: 2.0 * t[i],
+                    })
+                    .collect(),
+                controller: ControllerConfig {
+                    kappa: 0.06 * t[0],
+                    x_min: 2.0,
+                    near_max_gain: gain,
+                    ..ControllerConfig::default()
+                },
+                x0: 10.0,
+                start_at_target: true,
+                packet_bytes: 1250,
+                ack_policy: AckPolicy::default(),
+                seed,
+                duration_ns: 60 * S,
+                sample_ns: S,
+            };
+            run(&cfg)
+        };
+        let seeds = 1..=6u64;
+        let n = 6.0;
+        let mut old = [0.0; 2];
+        let mut new = [0.0; 2];
+        let mut loss = [0.0; 2];
+        for seed in seeds {
+            let (a, b) = (
+                run_with(3.0, seed),
+                run_with(ControllerConfig::default().near_max_gain, seed),
+            );
+            for i in 0..2 {
+                old[i] += a.mean_goodput_second_half[i] / caps[i] / n;
+                new[i] += b.mean_goodput_second_half[i] / caps[i] / n;
+                loss[i] += b.loss[i] / n;
+            }
+        }
+        eprintln!("carried / link: gain 3 {old:.4?}, default {new:.4?}; loss {loss:.4?}");
+        for i in 0..2 {
+            assert!(
+                new[i] >= 0.99,
+                "link {i}: {:.4} carried at the default gain",
+                new[i]
+            );
+            assert!(
+                new[i] >= old[i] + 0.002,
+                "link {i}: {:.4} vs {:.4} at 3/s",
+                new[i],
+                old[i]
+            );
+            // The weights, not the gain, set the loss: the budget (x 1.04 when told 4 % over).
+            assert!(
+                (0.018..0.023).contains(&loss[i]),
+                "link {i}: loss {:.4}",
+                loss[i]
+            );
+        }
     }
 }
