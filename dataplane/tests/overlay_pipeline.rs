@@ -1261,8 +1261,10 @@ fn controller_reaches_the_planned_rate_and_plan_updates_keep_state() {
     let mut net = triangle(0.8, 0.0163, 100_000.0, 1.0);
     let f = v4_frame(C_HOST, 17, 5000, 1000, 0);
     let mut t = 0u64;
-    // Without loss the rate climbs by kappa = ramp (0.06) x 800 = 48 units/s per second.
-    run_backlogged(&mut net, &mut t, 25_000_000_000, &f);
+    // Without loss the rate climbs by kappa = ramp (0.06) x 800 = 48 units/s per second under
+    // 0.9 x the target, from there at most by the gain near the target (1.5/s) times the
+    // weight (13 units/s): 20 units/s per second, 40 s from the target to the cap.
+    run_backlogged(&mut net, &mut t, 50_000_000_000, &f);
     let rate = net.sites[0].gw.flow_rate("ac-direct").unwrap();
     let tr = net.sites[0].gw.flow_tracker("ac-direct").unwrap();
     eprintln!(
