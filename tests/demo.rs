@@ -606,16 +606,14 @@ fn demo_partition_the_others_replan_and_the_site_comes_back() {
     );
 }
 
-/// `--scenario topology` (issue 12): the MON paper's Topology Zoo experiment on real packets,
-/// on Abilene (11 sites, 14 links of 10 Mbit/s each way, 8 classes between sites one or
-/// two hops apart, a gateway and a control process per site): every planned flow within 5 % of
-/// PFO's target over the window, loss within the budget + 1 point, no controller at its cap.
-/// NOT MET yet (docs/montra.md, "Scenario topology"): ignored until it is.
-#[test]
-#[ignore = "issue 12: Abilene not yet within 5 % (docs/montra.md, Scenario topology)"]
-fn demo_topology_abilene_every_flow_within_5_percent_of_its_target() {
-    let Some((v, _, _plots)) = demo(
-        "demo_topology_abilene_every_flow_within_5_percent_of_its_target",
+/// Planned flows: (id, target, delivered, loss).
+type Planned = Vec<(String, f64, f64, f64)>;
+
+/// `--scenario topology --topology Abilene --seconds 40`: the summary and its planned flows,
+/// each printed; `None` when the demo cannot run here.
+fn abilene(name: &str) -> Option<(serde_json::Value, Planned)> {
+    let (v, _, _plots) = demo(
+        name,
         &[
             "--scenario",
             "topology",
@@ -624,37 +622,78 @@ fn demo_topology_abilene_every_flow_within_5_percent_of_its_target() {
             "--seconds",
             "40",
         ],
-    ) else {
-        return;
-    };
+    )?;
     println!("{}", v["verdict"]);
     assert_eq!(v["sites"], 11, "{v}");
     assert_eq!(v["links"], 14, "{v}");
-    let flows = v["run"]["flows"].as_array().unwrap();
-    let planned: Vec<_> = flows
+    let num = |f: &serde_json::Value, k: &str| f[k].as_f64().unwrap();
+    let planned: Vec<_> = v["run"]["flows"]
+        .as_array()
+        .unwrap()
         .iter()
-        .filter(|f| f["target_mbps"].as_f64().unwrap() > 0.0)
+        .filter(|f| num(f, "target_mbps") > 0.0)
+        .map(|f| {
+            let id = f["id"].as_str().unwrap().to_owned();
+            let (t, a, q) = (
+                num(f, "target_mbps"),
+                num(f, "achieved_mbps"),
+                num(f, "loss"),
+            );
+            println!(
+                "{id:<40} target {t:.3} delivered {a:.3} loss {:.2} %",
+                100.0 * q
+            );
+            (id, t, a, q)
+        })
         .collect();
     assert!(planned.len() >= 8, "{v}");
-    for f in &planned {
-        let (t, a) = (
-            f["target_mbps"].as_f64().unwrap(),
-            f["achieved_mbps"].as_f64().unwrap(),
-        );
-        println!(
-            "{:<28} target {t:.3} delivered {a:.3} loss {:.2} %",
-            f["id"].as_str().unwrap(),
-            100.0 * f["loss"].as_f64().unwrap()
-        );
-        assert!((a - t).abs() <= 0.05 * t, "{}: {a} of {t}: {v}", f["id"]);
-        assert!(
-            f["loss"].as_f64().unwrap() <= v["run"]["loss_budget"].as_f64().unwrap() + 0.01,
-            "{}: {v}",
-            f["id"]
-        );
+    // Within the loss budget + 1 point, no controller pinned at its cap.
+    let budget = v["run"]["loss_budget"].as_f64().unwrap();
+    for (id, _, _, q) in &planned {
+        assert!(*q <= budget + 0.01, "{id}: loss {q}: {v}");
     }
     assert_eq!(v["pinned"], 0, "{v}");
+    Some((v, planned))
+}
+
+/// `--scenario topology` (issue 12): the MON paper's Topology Zoo experiment on real packets,
+/// on Abilene (11 sites, 14 links of 10 Mbit/s each way, 8 classes between sites one or
+/// two hops apart, a gateway and a control process per site): every planned flow within 5 % of
+/// PFO's target over the window, loss within the budget + 1 point, no controller at its cap.
+/// NOT MET yet (docs/montra.md, "Scenario topology"): ignored until it is. The two flows
+/// planned at 0.78 Mbit/s miss it in most runs ("Why a small flow misses").
+#[test]
+#[ignore = "issue 12: Abilene not yet within 5 % (docs/montra.md, Scenario topology)"]
+fn demo_topology_abilene_every_flow_within_5_percent_of_its_target() {
+    let Some((v, planned)) =
+        abilene("demo_topology_abilene_every_flow_within_5_percent_of_its_target")
+    else {
+        return;
+    };
+    for (id, t, a, _) in &planned {
+        assert!((a - t).abs() <= 0.05 * t, "{id}: {a} of {t}: {v}");
+    }
     assert_eq!(v["ok"], true, "{v}");
+}
+
+/// What holds on Abilene (session 28, 5 runs): every flow planned at 2 Mbit/s or more within
+/// 5 % of its target (measured within 3.2 %), the mission utility within 2 % of PFO's
+/// (99.0-99.1 %), loss within the budget + 1 point, no controller pinned. The small flows
+/// (0.78 Mbit/s, 10-20 losses in the window) are left to the ignored test above.
+#[test]
+fn demo_topology_abilene_big_flows_within_5_percent_and_the_utility_within_2() {
+    let Some((v, planned)) =
+        abilene("demo_topology_abilene_big_flows_within_5_percent_and_the_utility_within_2")
+    else {
+        return;
+    };
+    let big: Vec<_> = planned.iter().filter(|f| f.1 >= 2.0).collect();
+    assert!(big.len() >= 6, "{v}");
+    for (id, t, a, _) in big {
+        assert!((a - t).abs() <= 0.05 * t, "{id}: {a} of {t}: {v}");
+    }
+    let ratio = v["run"]["utility"]["ratio"].as_f64().unwrap();
+    assert!(ratio >= 0.98, "utility {ratio}: {v}");
 }
 
 /// Ctrl-C or `kill` (SIGINT, SIGTERM) mid-run: the demo stops every process it started in its
