@@ -110,11 +110,15 @@ fn attack_pps() -> f64 {
 /// every datagram is delivered and a rate is measured without the pacing
 /// queue's drops: a 2 s window of a flow paced at its limit varies by
 /// about 7 % between runs (Poisson), which would hide the 5 % the test
-/// must see.
+/// must see. TCP direct at 0.8 Mbit/s (about 70 full segments/s) was too
+/// near its 100 packets/s: its 2-s goodput swung 0.95-1.01 of the offered
+/// rate with where a loss recovery fell (CI failed it at 0.949 after an
+/// attack that changed nothing else); at 0.5 Mbit/s five runs here held
+/// every window within 0.3 %.
 const UDP_AC_PPS: f64 = 60.0;
 const UDP_BC_PPS: f64 = 50.0;
 const UDP_PAYLOAD: usize = 1000;
-const TCP_DIRECT_BPS: f64 = 0.8e6;
+const TCP_DIRECT_BPS: f64 = 0.5e6;
 const TCP_VIA_B_BPS: f64 = 1.5e6;
 /// UDP destination ports of the legitimate datagrams and of forged ones.
 const PORT_UDP_AC: u16 = 5001;
