@@ -105,13 +105,13 @@ fn attack_pps() -> f64 {
 }
 /// Legitimate rates: UDP A -> C and B -> C (datagrams/s of 1000 bytes),
 /// TCP A -> C direct and via B (bit/s). The UDP rates and TCP direct's
-/// (best effort here, 100 packets/s) stay below what the
-/// plan gives their flows (about 110 datagrams/s; best effort 100/s), so
+/// (best effort here, 1 Mbit/s of frames) stay below what the
+/// plan gives their flows (about 110 datagrams/s; best effort 1 Mbit/s), so
 /// every datagram is delivered and a rate is measured without the pacing
 /// queue's drops: a 2 s window of a flow paced at its limit varies by
 /// about 7 % between runs (Poisson), which would hide the 5 % the test
-/// must see. TCP direct at 0.8 Mbit/s (about 70 full segments/s) was too
-/// near its 100 packets/s: its 2-s goodput swung 0.95-1.01 of the offered
+/// must see. TCP direct at 0.8 Mbit/s (with its headers about 0.85 of the
+/// frames' 1 Mbit/s) was too near its queue's rate: its 2-s goodput swung 0.95-1.01 of the offered
 /// rate with where a loss recovery fell (CI failed it at 0.949 after an
 /// attack that changed nothing else); at 0.5 Mbit/s five runs here held
 /// every window within 0.3 %.

@@ -7,7 +7,9 @@
 //!   larger than the overlay path carries (ICMP "fragmentation needed" from
 //!   the gateway makes TCP find the path MTU);
 //! - tshark on a WAN link decodes every packet as GENEVE, none malformed;
-//! - bad input from the WAN (garbage, unknown critical option) is counted.
+//! - bad input from the WAN (garbage, unknown critical option) is counted;
+//! - traffic no plan admits is paced at the site file's `[montra]
+//!   best_effort_mbps`.
 
 mod common;
 
@@ -21,6 +23,7 @@ use mongate_dataplane::stats::flows::{FlowStatsRegion, flows_path};
 use mongate_testbed::topology::triangle::{
     PORT_TCP_DIRECT, PORT_TCP_VIA_B, tcp_plan, triangle_overlay,
 };
+use mongate_testbed::traffic::{UdpReceiver, UdpSender};
 use mongate_testbed::{Sites, SitesTopology, tshark};
 
 struct Overlay {
@@ -40,13 +43,18 @@ fn host_v4(topo: &SitesTopology, site: &str) -> Ipv4Addr {
 }
 
 fn start(prefix: &str, mbps: f64) -> Overlay {
+    start_with(prefix, mbps, "")
+}
+
+/// [`start`], with `extra` appended to every site file.
+fn start_with(prefix: &str, mbps: f64, extra: &str) -> Overlay {
     let mut s = Sites::triangle().prefix(prefix);
     s.disable_offloads = true;
     let topo = s.build().expect("build triangle");
     let spec = triangle_overlay(Some(tcp_plan(1, mbps)));
     let mut gws = Vec::new();
     for site in ["A", "B", "C"] {
-        let text = topo.site_config(site, &spec).unwrap();
+        let text = topo.site_config(site, &spec).unwrap() + extra;
         let cfg = Config::from_toml_str(&text, &format!("{site}.toml"))
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         let mut gc = GatewayConfig::new(cfg);
@@ -236,4 +244,81 @@ fn tcp_direct_and_via_waypoint_with_path_mtu() {
         .unwrap();
     let route = String::from_utf8_lossy(&route.stdout).to_string();
     assert!(route.contains("mtu 1426"), "no learned path MTU: {route}");
+}
+
+/// Traffic no class matches (UDP A -> C to a port no rule names) goes best
+/// effort, paced per peer at the site file's `[montra] best_effort_mbps`:
+/// offered at 6 Mbit/s, it arrives at C at about the configured 3 Mbit/s,
+/// which the default (1 Mbit/s) could not carry.
+#[test]
+fn unplanned_traffic_is_paced_at_the_site_files_best_effort_rate() {
+    if common::skip("unplanned_traffic_is_paced_at_the_site_files_best_effort_rate") {
+        return;
+    }
+    let _g = common::net_lock();
+    const BEST_EFFORT_MBPS: f64 = 3.0;
+    const PAYLOAD: usize = 1000;
+    // 6 Mbit/s of payload: twice the queue's rate, well under the link's 10.
+    const OFFERED_PPS: f64 = 750.0;
+    let ov = start_with(
+        "mgovbe",
+        8.0,
+        &format!("\n[montra]\nbest_effort_mbps = {BEST_EFFORT_MBPS}\n"),
+    );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let limit = Duration::from_secs(20);
+    let dst = std::net::SocketAddr::from((host_v4(&ov.topo, "C"), 7000));
+    let rx = UdpReceiver::start(
+        &ov.topo.site("C").unwrap().lan_ns,
+        dst,
+        1 << 20,
+        stop.clone(),
+        limit,
+    )
+    .unwrap();
+    let tx = UdpSender::start(
+        &ov.topo.site("A").unwrap().lan_ns,
+        dst,
+        OFFERED_PPS,
+        PAYLOAD,
+        stop.clone(),
+        limit,
+    )
+    .unwrap();
+    let bytes = || rx.counts.bytes.load(std::sync::atomic::Ordering::Relaxed);
+    let t0 = Instant::now();
+    while bytes() == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "nothing arrived at C"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A second for the queue to fill, then a 4-s window.
+    std::thread::sleep(Duration::from_secs(1));
+    let (b0, t1) = (bytes(), Instant::now());
+    std::thread::sleep(Duration::from_secs(4));
+    let (b1, secs) = (bytes(), t1.elapsed().as_secs_f64());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = tx.join().unwrap();
+    let counts = rx.join().unwrap();
+    // The queue charges each inner frame (Ethernet, IPv4, UDP headers: 42
+    // bytes) to its rate.
+    let payload_mbps = (b1 - b0) as f64 * 8.0 / secs / 1e6;
+    let frames_mbps = payload_mbps * (PAYLOAD + 42) as f64 / PAYLOAD as f64;
+    println!(
+        "best effort A->C: {payload_mbps:.2} Mbit/s of payload, {frames_mbps:.2} Mbit/s of frames \
+         (configured {BEST_EFFORT_MBPS}, offered {:.1}); sent {sent}, received {}",
+        OFFERED_PPS * PAYLOAD as f64 * 8.0 / 1e6,
+        counts.unique.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert!(
+        frames_mbps > 0.8 * BEST_EFFORT_MBPS,
+        "best effort at {frames_mbps:.2} Mbit/s: the site file's {BEST_EFFORT_MBPS} is not in force \
+         (the default is 1)"
+    );
+    assert!(
+        frames_mbps < 1.1 * BEST_EFFORT_MBPS,
+        "best effort at {frames_mbps:.2} Mbit/s: above the site file's {BEST_EFFORT_MBPS}"
+    );
 }

@@ -49,6 +49,7 @@ fn config() -> (Config, PlanTable) {
         classes: Vec::new(),
         flows: Vec::new(),
         metrics: None,
+        montra: Default::default(),
         plan: None,
     };
     let mut plan = PlanFile {

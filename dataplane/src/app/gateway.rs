@@ -83,10 +83,12 @@ pub struct GatewayConfig {
 
 impl GatewayConfig {
     /// Defaults for `site`, instance named after the site.
-    /// The classifier's idle timeout is the site's `session_idle_timeout_seconds`.
+    /// The classifier's idle timeout is the site's `session_idle_timeout_seconds`;
+    /// the controllers' and pacers' tunables are its `[montra]` table.
     pub fn new(site: Config) -> Self {
         let mut settings = Settings::default();
         settings.classifier.idle_timeout = site.site.session_idle_timeout_ns();
+        site.montra.apply(&mut settings);
         Self {
             name: site.site.name.clone(),
             site,
@@ -1331,5 +1333,20 @@ mod tests {
             GatewayConfig::new(site).settings.classifier.idle_timeout,
             7 * crate::sys::SEC
         );
+    }
+
+    #[test]
+    fn the_site_configuration_sets_montras_tunables() {
+        let example = include_str!("../../../docs/examples/site-a.toml");
+        let text = example.replacen(
+            "# [montra]\n# near_target_gain = 1.5",
+            "[montra]\nnear_target_gain = 0.75\nbest_effort_mbps = 4",
+            1,
+        );
+        let site = Config::from_toml_str(&text, "site-a.toml").expect("edited");
+        let s = GatewayConfig::new(site).settings;
+        assert_eq!(s.controller.near_max_gain, 0.75);
+        assert_eq!(s.best_effort_pps, 400.0, "4 Mbit/s in units of 1250 B");
+        assert_eq!(s.cap_factor, Settings::default().cap_factor);
     }
 }

@@ -28,7 +28,8 @@ pub use error::ConfigError;
 pub use key::{KEY_BASE64_LEN, decode_key, encode_key};
 pub use model::{
     Backend, Config, DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS, Flow, MAX_SESSION_IDLE_TIMEOUT_SECONDS,
-    Metrics, Overflow, Peer, PortRange, Rule, Security, SecurityMode, Site, TrafficClass, Uplink,
+    MONTRA_BEST_EFFORT_MBPS, MONTRA_CAP_FACTOR, MONTRA_NEAR_TARGET_GAIN, MONTRA_RAMP, Metrics,
+    Montra, Overflow, Peer, PortRange, Rule, Security, SecurityMode, Site, TrafficClass, Uplink,
 };
 pub use prefix::{Prefix, PrefixError};
 pub use reload::{LiveChanges, reload_changes};

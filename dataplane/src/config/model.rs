@@ -30,6 +30,10 @@ pub struct Config {
     /// (no table): off.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Metrics>,
+    /// `[montra]`: the rate controllers' and pacers' tunables (defaults
+    /// when the table or a key is absent; written back only when changed).
+    #[serde(skip_serializing_if = "Montra::is_default")]
+    pub montra: Montra,
     /// The current plan, if the file carries one (the control process
     /// normally supplies it later), resolved and checked at load.
     /// Serialized by id as the `[plan]` table by [`Config::to_toml_string`].
@@ -42,6 +46,62 @@ pub struct Config {
 pub struct Metrics {
     /// Address and port the endpoint listens on (TCP), e.g. `127.0.0.1:9464`.
     pub listen: std::net::SocketAddr,
+}
+
+/// The `[montra]` table: how this gateway's MONtra controllers and pacers
+/// move (docs/config.md, docs/montra.md). Every key is optional; the
+/// defaults are the dataplane's ([`crate::overlay::Settings`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Montra {
+    /// Largest gain of a flow's controller from 0.9 of its target up, per
+    /// second (`ControllerConfig::near_max_gain`): lower is calmer on a
+    /// full link, slower to climb to the cap.
+    pub near_target_gain: f64,
+    /// The climb with no loss, as a fraction of the heaviest flow's target
+    /// per second (`Settings::ramp`; sets each plan's kappa).
+    pub ramp: f64,
+    /// A flow's rate cap, in multiples of its target (`Settings::cap_factor`).
+    pub cap_factor: f64,
+    /// Rate of each peer's best-effort queue (traffic no plan admits),
+    /// Mbit/s of inner frames (`Settings::best_effort_pps` in units of
+    /// `rate_unit_bytes`). It is not in the plan: what it takes on a full
+    /// link, the planned flows lose.
+    pub best_effort_mbps: f64,
+}
+
+/// Ranges of the `[montra]` keys (inclusive).
+pub const MONTRA_NEAR_TARGET_GAIN: (f64, f64) = (0.01, 100.0);
+/// See [`MONTRA_NEAR_TARGET_GAIN`].
+pub const MONTRA_RAMP: (f64, f64) = (0.001, 1.0);
+/// See [`MONTRA_NEAR_TARGET_GAIN`].
+pub const MONTRA_CAP_FACTOR: (f64, f64) = (1.0, 16.0);
+/// See [`MONTRA_NEAR_TARGET_GAIN`].
+pub const MONTRA_BEST_EFFORT_MBPS: (f64, f64) = (0.01, 100_000.0);
+
+impl Default for Montra {
+    fn default() -> Self {
+        let s = crate::overlay::Settings::default();
+        Self {
+            near_target_gain: s.controller.near_max_gain,
+            ramp: s.ramp,
+            cap_factor: s.cap_factor,
+            best_effort_mbps: s.best_effort_pps * f64::from(s.rate_unit_bytes) * 8.0 / 1e6,
+        }
+    }
+}
+
+impl Montra {
+    /// True when every key has its default (the table is not written).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+    /// Sets these tunables in a gateway's settings.
+    pub fn apply(&self, s: &mut crate::overlay::Settings) {
+        s.controller.near_max_gain = self.near_target_gain;
+        s.ramp = self.ramp;
+        s.cap_factor = self.cap_factor;
+        s.best_effort_pps = self.best_effort_mbps * 1e6 / 8.0 / f64::from(s.rate_unit_bytes.max(1));
+    }
 }
 
 /// This site.

@@ -21,7 +21,18 @@ pub(crate) struct RawConfig {
     #[serde(default)]
     pub flows: Vec<S<RawFlow>>,
     pub metrics: Option<S<RawMetrics>>,
+    pub montra: Option<S<RawMontra>>,
     pub plan: Option<S<RawPlan>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMontra {
+    // Numbers, integer or float (`cap_factor = 2` as well as `2.0`).
+    pub near_target_gain: Option<S<toml::Value>>,
+    pub ramp: Option<S<toml::Value>>,
+    pub cap_factor: Option<S<toml::Value>>,
+    pub best_effort_mbps: Option<S<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

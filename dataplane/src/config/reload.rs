@@ -7,7 +7,9 @@
 //! restart. What a reload applies in place, whole, without dropping a packet:
 //! the session idle timeout, the per-host session cap of a class that had
 //! one at start, each class's overflow action, and the `[plan]` table of
-//! a gateway that runs without a control process. `[metrics]` is read by
+//! a gateway that runs without a control process. `[montra]` is read into
+//! every flow's controller and pacer at start: a change needs a restart.
+//! `[metrics]` is read by
 //! the exporter (`mongate metrics`) at its own start; a reload ignores it.
 //!
 //! [`reload_changes`] compares the running configuration with the new one
@@ -93,6 +95,7 @@ pub fn reload_changes(
     section("[[uplinks]]", old.uplinks != new.uplinks);
     section("[[peers]]", old.peers != new.peers);
     section("[[flows]]", old.flows != new.flows);
+    section("[montra]", old.montra != new.montra);
     let same_classes = old.classes.len() == new.classes.len()
         && old.classes.iter().zip(&new.classes).all(|(a, b)| {
             a.id == b.id

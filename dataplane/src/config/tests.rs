@@ -810,3 +810,104 @@ fn err_too_many_peers() {
     let at = text.find(&first_beyond).expect("the peer beyond the limit");
     assert_eq!(e.line, text[..at].matches('\n').count(), "{e}");
 }
+
+// ---- [montra]: the controllers' and pacers' tunables ----
+
+const MONTRA_EXAMPLE: &str = "# [montra]\n# near_target_gain = 1.5";
+
+#[test]
+fn montra_defaults_are_the_dataplanes_and_the_table_round_trips() {
+    let c = example();
+    assert!(c.montra.is_default());
+    let s = crate::overlay::Settings::default();
+    let mut applied = crate::overlay::Settings::default();
+    c.montra.apply(&mut applied);
+    assert_eq!(applied.controller.near_max_gain, s.controller.near_max_gain);
+    assert_eq!(applied.ramp, s.ramp);
+    assert_eq!(applied.cap_factor, s.cap_factor);
+    assert_eq!(applied.best_effort_pps, s.best_effort_pps);
+    assert!(
+        !c.to_toml_string().unwrap().contains("[montra]"),
+        "defaults are not written"
+    );
+    // Integers and floats, each key to its setting.
+    let k = edited(
+        MONTRA_EXAMPLE,
+        "[montra]\nnear_target_gain = 1\nramp = 0.1\ncap_factor = 3\nbest_effort_mbps = 2.5",
+    );
+    let m = k.montra;
+    assert_eq!(
+        (m.near_target_gain, m.ramp, m.cap_factor, m.best_effort_mbps),
+        (1.0, 0.1, 3.0, 2.5)
+    );
+    let mut applied = crate::overlay::Settings::default();
+    m.apply(&mut applied);
+    assert_eq!(applied.controller.near_max_gain, 1.0);
+    assert_eq!(applied.ramp, 0.1);
+    assert_eq!(applied.cap_factor, 3.0);
+    assert_eq!(applied.best_effort_pps, 250.0);
+    let ser = k.to_toml_string().expect("ser");
+    assert!(ser.contains("[montra]"), "{ser}");
+    let back = Config::from_toml_str(&ser, "rt.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(back, k);
+    // One key: the others keep their defaults.
+    let one = edited(MONTRA_EXAMPLE, "[montra]\nbest_effort_mbps = 10");
+    assert_eq!(one.montra.best_effort_mbps, 10.0);
+    assert_eq!(one.montra.ramp, s.ramp);
+    // The ends of every range are accepted.
+    for (key, (lo, hi)) in [
+        ("near_target_gain", MONTRA_NEAR_TARGET_GAIN),
+        ("ramp", MONTRA_RAMP),
+        ("cap_factor", MONTRA_CAP_FACTOR),
+        ("best_effort_mbps", MONTRA_BEST_EFFORT_MBPS),
+    ] {
+        for v in [lo, hi] {
+            let m = edited(MONTRA_EXAMPLE, &format!("[montra]\n{key} = {v:?}")).montra;
+            let got = match key {
+                "near_target_gain" => m.near_target_gain,
+                "ramp" => m.ramp,
+                "cap_factor" => m.cap_factor,
+                _ => m.best_effort_mbps,
+            };
+            assert_eq!(got, v, "{key}");
+        }
+    }
+}
+
+#[test]
+fn err_montra() {
+    for (key, bad) in [
+        ("near_target_gain", "0"),
+        ("near_target_gain", "101"),
+        ("near_target_gain", "inf"),
+        ("near_target_gain", "nan"),
+        ("ramp", "-0.5"),
+        ("ramp", "1.5"),
+        ("cap_factor", "0.5"),
+        ("cap_factor", "17"),
+        ("best_effort_mbps", "0"),
+        ("best_effort_mbps", "\"fast\""),
+        ("best_effort_mbps", "1e6"),
+    ] {
+        let e = expect_err(
+            MONTRA_EXAMPLE,
+            &format!("[montra]\n{key} = {bad}"),
+            &format!("{key} ="),
+            &format!("montra.{key}"),
+        );
+        assert!(e.message.contains("must be a number in"), "{e}");
+    }
+    // A typo is an error, not a silent default.
+    let text = EXAMPLE.replacen(MONTRA_EXAMPLE, "[montra]\nnear_gain = 1", 1);
+    let e = Config::from_toml_str(&text, FILE).expect_err("unknown key");
+    assert!(e.to_string().contains("near_gain"), "{e}");
+}
+
+#[test]
+fn reload_refuses_a_montra_change() {
+    let c = example();
+    let new = edited(MONTRA_EXAMPLE, "[montra]\ncap_factor = 3");
+    let why = super::reload_changes(&c, &new, true, 0).expect_err("refused");
+    assert_eq!(why.len(), 1, "{why:?}");
+    assert!(why[0].starts_with("[montra]") && why[0].contains("restart"));
+}

@@ -9,7 +9,8 @@ use super::Prefix;
 use super::error::{ConfigError, Source};
 use super::model::{
     Backend, Config, DEFAULT_SESSION_IDLE_TIMEOUT_SECONDS, Flow, MAX_SESSION_IDLE_TIMEOUT_SECONDS,
-    Metrics, Overflow, Peer, PortRange, Rule, Security, SecurityMode, Site, TrafficClass, Uplink,
+    MONTRA_BEST_EFFORT_MBPS, MONTRA_CAP_FACTOR, MONTRA_NEAR_TARGET_GAIN, MONTRA_RAMP, Metrics,
+    Montra, Overflow, Peer, PortRange, Rule, Security, SecurityMode, Site, TrafficClass, Uplink,
 };
 use super::plan;
 use super::raw::{RawConfig, RawRule, S};
@@ -196,6 +197,7 @@ pub(crate) fn build(src: &Source<'_>, raw: &RawConfig) -> Result<Config, Errs> {
         classes: Vec::new(),
         flows: Vec::new(),
         metrics: metrics(src, raw, &mut e),
+        montra: montra(src, raw, &mut e),
         plan: None,
     };
     cfg.classes = classes(src, raw, &cfg, &sites, &mut e);
@@ -320,6 +322,57 @@ fn metrics(src: &Source<'_>, raw: &RawConfig, e: &mut Errs) -> Option<Metrics> {
             None
         }
     }
+}
+
+/// The optional `[montra]` table: each key a number (integer or float) in
+/// its range; absent keys keep their defaults.
+fn montra(src: &Source<'_>, raw: &RawConfig, e: &mut Errs) -> Montra {
+    let mut m = Montra::default();
+    let Some(rm) = &raw.montra else {
+        return m;
+    };
+    let rm = rm.get_ref();
+    let keys = [
+        (
+            "near_target_gain",
+            &rm.near_target_gain,
+            MONTRA_NEAR_TARGET_GAIN,
+            &mut m.near_target_gain,
+        ),
+        ("ramp", &rm.ramp, MONTRA_RAMP, &mut m.ramp),
+        (
+            "cap_factor",
+            &rm.cap_factor,
+            MONTRA_CAP_FACTOR,
+            &mut m.cap_factor,
+        ),
+        (
+            "best_effort_mbps",
+            &rm.best_effort_mbps,
+            MONTRA_BEST_EFFORT_MBPS,
+            &mut m.best_effort_mbps,
+        ),
+    ];
+    for (name, v, (lo, hi), out) in keys {
+        let Some(v) = v else { continue };
+        // An integer of a sane size is exact as f64; a huge one is out of
+        // range either way.
+        #[allow(clippy::cast_precision_loss)]
+        let x = match v.get_ref() {
+            toml::Value::Float(x) => Some(*x),
+            toml::Value::Integer(i) => Some(*i as f64),
+            _ => None,
+        };
+        match x {
+            Some(x) if x.is_finite() && (lo..=hi).contains(&x) => *out = x,
+            _ => e.push(src.error(
+                &v.span(),
+                format!("montra.{name}"),
+                format!("must be a number in {lo}..={hi}, not {}", v.get_ref()),
+            )),
+        }
+    }
+    m
 }
 
 /// The `[security]` table: required; either a private key file (then every

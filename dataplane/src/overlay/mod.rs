@@ -192,7 +192,9 @@ pub struct Settings {
     /// on a detour whose links had room the plan did not count
     /// (docs/montra.md).
     pub detour_share: bool,
-    /// Rate of each per-peer best-effort queue, packets/s.
+    /// Rate of each per-peer best-effort queue, units of `rate_unit_bytes`
+    /// per second (each departure charged its frame's length, as a flow's
+    /// are): 100 = 1 Mbit/s at 1250 B (`[montra] best_effort_mbps`).
     pub best_effort_pps: f64,
     /// Packets queued per flow before drop-tail.
     pub queue_capacity: u32,
