@@ -364,7 +364,16 @@ fn config_seeds() -> Seeds {
             example("triangle-paper-site-a.toml"),
         ),
         ("triangle-site-b", example("triangle/site-b.toml")),
-        ("minimal", minimal),
+        ("minimal", minimal.clone()),
+        (
+            "montra",
+            [
+                minimal,
+                b"\n[montra]\nnear_target_gain = 1\nramp = 0.1\ncap_factor = 3\nbest_effort_mbps = 2.5\n"
+                    .to_vec(),
+            ]
+            .concat(),
+        ),
         (
             "bad-prefix",
             b"[site]\nname = \"A\"\nlan_prefixes = [\"10.0.0.1/24\"]\n".to_vec(),
