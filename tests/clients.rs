@@ -2,7 +2,7 @@
 //! it: the MON triangle in network namespaces, one `mongate` gateway and
 //! one `mongate-control` (keys, handshakes, plans) per site, then from A's
 //! LAN host to C's: `ping` as soon as the gateways are up, `curl` of a file
-//! served by `python3 -m http.server` (sha256 compared), the overlay left
+//! served by python's `http.server` (sha256 compared), the overlay left
 //! idle, then `iperf3` TCP while a host that is no peer sends forged
 //! overlay traffic (`mongate-bench attack`) at C's gateway.
 //!
@@ -32,6 +32,17 @@ const IDLE: Duration = Duration::from_secs(10);
 const IPERF_SECONDS: u32 = 5;
 /// curl's file.
 const FILE_BYTES: usize = 2 << 20;
+/// A file server (`python3 -c HTTP_SERVER ADDRESS PORT DIRECTORY`):
+/// `http.server`'s, bound without looking its address up in the DNS.
+const HTTP_SERVER: &str = "\
+import functools, http.server, socketserver, sys
+class S(http.server.ThreadingHTTPServer):
+    def server_bind(self):
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[3])
+S((sys.argv[1], int(sys.argv[2])), h).serve_forever()
+";
 
 fn plan() -> PlanSpec {
     secure::plan_spec(
@@ -208,16 +219,14 @@ fn unmodified_clients_cross_the_secure_overlay() {
         *b = x.to_le_bytes()[0];
     }
     std::fs::write(www.join("file.bin"), &data).unwrap();
+    // python's http.server, without the reverse lookup of its address
+    // (`HTTPServer.server_bind` calls `socket.getfqdn`): C's host has no
+    // resolver, and its query to the machine's nameserver went to C's
+    // gateway (no site's prefix: dropped) and timed out after 10 s, while
+    // curl's connections were refused.
     let mut server = Command::new("python3");
     server
-        .args([
-            "-m",
-            "http.server",
-            "8080",
-            "--bind",
-            &c_host,
-            "--directory",
-        ])
+        .args(["-c", HTTP_SERVER, &c_host, "8080"])
         .arg(&www)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -225,6 +234,8 @@ fn unmodified_clients_cross_the_secure_overlay() {
     let got = dir.join("got.bin");
     let url = format!("http://{c_host}:8080/file.bin");
     let mut curl_ok = false;
+    // Each attempt: curl's exit status, its time to connect and in all.
+    let mut attempts = Vec::new();
     let t_curl = Instant::now();
     while t_curl.elapsed() < Duration::from_secs(30) {
         let o = lan(topo, "A")
@@ -233,11 +244,18 @@ fn unmodified_clients_cross_the_secure_overlay() {
                 "-sS",
                 "--max-time",
                 "20",
+                "-w",
+                "%{time_connect} %{time_total}",
                 "-o",
                 got.to_str().unwrap(),
                 &url,
             ])
             .unwrap();
+        attempts.push(format!(
+            "exit {:?}, connect/total s {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).trim()
+        ));
         if o.status.success() {
             curl_ok = true;
             break;
@@ -246,7 +264,7 @@ fn unmodified_clients_cross_the_secure_overlay() {
     }
     let same = std::fs::read(&got).is_ok_and(|g| g == data);
     println!(
-        "curl: ok {curl_ok}, same bytes {same}, {:?}",
+        "curl: ok {curl_ok}, same bytes {same}, {:?}; attempts: {attempts:?}",
         t_curl.elapsed()
     );
 
