@@ -90,9 +90,11 @@ pub fn send_hangup(pid: u32) -> std::io::Result<()> {
 /// that own resources outside the process (the demo's network namespaces)
 /// and must release them on Ctrl-C or `kill`.
 ///
-/// Call it before starting any thread. Children started with
-/// `std::process::Command` get the default mask back (std resets it between
-/// fork and exec), so they still stop on SIGTERM.
+/// Call it before starting any thread. The mask survives fork and exec:
+/// a child must clear it or it ignores SIGTERM too. The demo's children are
+/// started by the testbed's `Netns::spawn`, which clears it (session 29: the
+/// demo's gateways and controls had SIGINT and SIGTERM blocked; a stop
+/// waited for the SIGKILL after the grace period).
 pub struct StopSignals {
     set: libc::sigset_t,
 }

@@ -89,6 +89,57 @@ fn spawned_children_run_inside_and_die_with_the_namespace() {
     );
 }
 
+/// A parent that takes SIGINT and SIGTERM with sigwait (the demo) blocks
+/// them in its threads; its children must not inherit that: they start with
+/// no signal blocked and stop on SIGTERM.
+#[test]
+fn children_of_a_thread_that_blocks_sigterm_still_stop_on_it() {
+    if common::skip("children_of_a_thread_that_blocks_sigterm_still_stop_on_it") {
+        return;
+    }
+    // In a thread of its own: the mask is per thread, the harness's stay as they are.
+    std::thread::spawn(|| {
+        // SAFETY: an all-zero sigset_t is valid input for sigemptyset; the
+        // set lives on this stack; pthread_sigmask changes this thread's mask.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&raw mut set);
+            libc::sigaddset(&raw mut set, libc::SIGINT);
+            libc::sigaddset(&raw mut set, libc::SIGTERM);
+            assert_eq!(
+                libc::pthread_sigmask(libc::SIG_BLOCK, &raw const set, std::ptr::null_mut()),
+                0
+            );
+        }
+        let ns = Netns::new("mgts-").unwrap();
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30").stdout(Stdio::null());
+        let child = ns.spawn(cmd).unwrap();
+        let pid = child.pid();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let blocked = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+            .expect("SigBlk line");
+        assert_eq!(
+            blocked, 0,
+            "the child inherited a blocked mask: {blocked:#x}"
+        );
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(libc::pid_t::try_from(pid).unwrap(), libc::SIGTERM) };
+        assert_eq!(rc, 0);
+        let st = child
+            .wait_timeout(std::time::Duration::from_secs(5))
+            .unwrap()
+            .expect("SIGTERM did not stop the child within 5 s");
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(st.signal(), Some(libc::SIGTERM), "{st:?}");
+    })
+    .join()
+    .unwrap();
+}
+
 #[test]
 fn threads_enter_the_namespace_and_the_caller_does_not() {
     if common::skip("threads_enter_the_namespace_and_the_caller_does_not") {

@@ -47,11 +47,24 @@ impl Netns {
             source,
         })?;
         let fd = file.as_raw_fd();
-        // SAFETY: the hook only calls setns(2), which is async-signal-safe,
+        // SAFETY: the hook only calls sigemptyset(3), sigprocmask(2) and
+        // setns(2), which are async-signal-safe, on a set on its own stack,
         // and reads `fd`, which stays open in the parent (`file` lives until
         // after `spawn` returns) and is therefore inherited by the fork.
         unsafe {
             cmd.pre_exec(move || {
+                // No signal blocked in the child: a parent that takes SIGINT
+                // and SIGTERM with sigwait (the demo's `StopSignals`) blocks
+                // them in all its threads, the mask survives fork and exec,
+                // and its gateways and controls then ignored SIGTERM (a stop
+                // waited for the SIGKILL after the grace period; a demo
+                // killed hard left them running).
+                let mut none: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&raw mut none);
+                if libc::sigprocmask(libc::SIG_SETMASK, &raw const none, std::ptr::null_mut()) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
                 if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
                     Ok(())
                 } else {
