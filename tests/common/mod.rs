@@ -25,10 +25,29 @@ pub struct NetGuard {
 /// every thread of the process are printed (gdb) and the process aborts, a
 /// failure with its evidence instead of a silent hang.
 pub fn net_lock() -> NetGuard {
+    workspace_binaries_fresh();
     let lock = NET.lock().unwrap_or_else(|e| e.into_inner());
     NetGuard {
         _watchdog: Watchdog::start(HUNG_AFTER),
         _lock: lock,
+    }
+}
+
+/// Panics, saying what to build, when a workspace binary the network tests
+/// run (`mongate-control`, `mongate-dataplane`, `mongate-bench` next to
+/// this package's `mongate`) is missing or older than its sources:
+/// `cargo test -p mongate` does not build them (`mongate_testbed::fresh`).
+/// Checked once per test binary.
+pub fn workspace_binaries_fresh() {
+    static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let r = CHECKED.get_or_init(|| {
+        mongate_testbed::fresh::check_workspace_binaries(
+            Path::new(env!("CARGO_BIN_EXE_mongate")),
+            Path::new(env!("CARGO_MANIFEST_DIR")),
+        )
+    });
+    if let Err(e) = r {
+        panic!("{e}");
     }
 }
 

@@ -10,6 +10,8 @@
 //! * [`capture`]: raw frames on an interface (AF_PACKET send past the
 //!   qdisc, capture threads); [`traffic`]: countable UDP and TCP between
 //!   hosts; [`tshark`]: dumpcap captures checked by tshark's dissectors.
+//! * [`fresh`]: whether the workspace binaries the tests run are older than
+//!   their sources.
 //!
 //! This is test tooling: it shells out to `ip`, `tc` and `ethtool`
 //! (iproute2/ethtool) and turns failed commands into errors carrying their
@@ -23,6 +25,7 @@ pub mod capture;
 pub mod cli;
 mod cmd;
 pub mod error;
+pub mod fresh;
 pub mod link;
 #[allow(unsafe_code)]
 pub mod netns;
