@@ -216,16 +216,35 @@ impl<S: Stage> Worker<S> {
         moved
     }
 
-    /// Paced departures: at most 16 batches per iteration, so a deep
-    /// backlog never starves receive. Returns the packets sent.
+    /// Paced departures: the stage's `poll` called until it adds nothing,
+    /// at most 16 times per iteration (so a deep backlog never starves
+    /// receive), its packets gathered and sent together: one kick per port
+    /// for a batch, not one per call. A flow gives one packet per `poll`
+    /// (the pacer's rule), so a flow with several packets due takes several
+    /// calls; each call's packets used to be sent on their own, a copy-mode
+    /// `sendto` each (docs/benchmarks.md, "Kicks per packet"). Returns the
+    /// packets moved.
     fn depart(&mut self, now: Nanos) -> usize {
         let mut moved = 0;
+        self.due.clear();
         for _ in 0..16 {
-            self.due.clear();
+            if self.due.spare() == 0 {
+                moved += self.due.len();
+                Self::dispatch(
+                    &mut self.ports,
+                    &mut self.arena,
+                    &mut self.pool,
+                    &mut self.local,
+                    &mut self.due,
+                );
+            }
+            let before = self.due.len();
             self.stage.poll(now, &mut self.arena, &mut self.due);
-            if self.due.is_empty() {
+            if self.due.len() == before {
                 break;
             }
+        }
+        if !self.due.is_empty() {
             moved += self.due.len();
             Self::dispatch(
                 &mut self.ports,
@@ -468,5 +487,82 @@ mod tests {
             64 - 5,
             "refused frames returned, queued ones held"
         );
+    }
+
+    /// A port that counts its `send` calls (each a kick in copy mode).
+    struct CountingPort {
+        sends: std::rc::Rc<std::cell::Cell<usize>>,
+        sent: std::rc::Rc<std::cell::Cell<usize>>,
+    }
+
+    impl Port for CountingPort {
+        fn recv(&mut self, _a: &mut Arena, _pool: &mut FramePool, _out: &mut Batch) -> usize {
+            0
+        }
+        fn send(
+            &mut self,
+            _a: &mut Arena,
+            _pool: &mut FramePool,
+            pkts: &mut [Packet],
+        ) -> (usize, usize) {
+            self.sends.set(self.sends.get() + 1);
+            let n = pkts.iter().filter(|p| p.verdict == Verdict::Tx(0)).count();
+            self.sent.set(self.sent.get() + n);
+            (n, 0)
+        }
+        fn maintain(&mut self, _pool: &mut FramePool) {}
+        fn name(&self) -> &str {
+            "counting"
+        }
+    }
+
+    /// Releases `left` packets, one per `poll` (as the pacer does for a
+    /// flow with several packets due).
+    struct OnePerPoll {
+        left: usize,
+        frames: Vec<u64>,
+    }
+
+    impl Stage for OnePerPoll {
+        fn process(&mut self, _now: Nanos, _a: &mut Arena, _batch: &mut Batch) {}
+        fn poll(&mut self, _now: Nanos, _arena: &mut Arena, out: &mut Batch) {
+            if self.left > 0
+                && let Some(f) = self.frames.pop()
+            {
+                let mut p = Packet::new(f, 64, 0, 0);
+                p.verdict = Verdict::Tx(0);
+                if out.push(p) {
+                    self.left -= 1;
+                }
+            }
+        }
+    }
+
+    /// Departures of several `poll` calls in one loop leave in one send
+    /// (one kick), not one send per call; more than a batch's worth goes
+    /// out a batch at a time, and at most 16 calls run per iteration.
+    #[test]
+    fn departures_of_several_polls_leave_in_one_send() {
+        for (due, sends, sent) in [(1, 1, 1), (5, 1, 5), (16, 1, 16), (40, 1, 16)] {
+            let arena = Arena::new(64, 2048, 256, false).unwrap();
+            let mut pool = FramePool::new(&arena);
+            let frames: Vec<u64> = (0..due).filter_map(|_| pool.alloc()).collect();
+            let (n_sends, n_sent) = (Default::default(), Default::default());
+            let port = CountingPort {
+                sends: std::rc::Rc::clone(&n_sends),
+                sent: std::rc::Rc::clone(&n_sent),
+            };
+            let stage = OnePerPoll { left: due, frames };
+            let mut w = Worker::new(
+                arena,
+                pool,
+                vec![Box::new(port)],
+                stage,
+                IdlePolicy::default(),
+            );
+            assert_eq!(w.poll_once(0), sent, "{due} due");
+            assert_eq!(n_sends.get(), sends, "{due} due: sends");
+            assert_eq!(n_sent.get(), sent, "{due} due: sent");
+        }
     }
 }
