@@ -229,14 +229,7 @@ impl<S: Stage> Worker<S> {
         self.due.clear();
         for _ in 0..16 {
             if self.due.spare() == 0 {
-                moved += self.due.len();
-                Self::dispatch(
-                    &mut self.ports,
-                    &mut self.arena,
-                    &mut self.pool,
-                    &mut self.local,
-                    &mut self.due,
-                );
+                moved += self.send_due();
             }
             let before = self.due.len();
             self.stage.poll(now, &mut self.arena, &mut self.due);
@@ -245,16 +238,22 @@ impl<S: Stage> Worker<S> {
             }
         }
         if !self.due.is_empty() {
-            moved += self.due.len();
-            Self::dispatch(
-                &mut self.ports,
-                &mut self.arena,
-                &mut self.pool,
-                &mut self.local,
-                &mut self.due,
-            );
+            moved += self.send_due();
         }
         moved
+    }
+
+    /// Dispatches the departures gathered in `due`; returns how many.
+    fn send_due(&mut self) -> usize {
+        let n = self.due.len();
+        Self::dispatch(
+            &mut self.ports,
+            &mut self.arena,
+            &mut self.pool,
+            &mut self.local,
+            &mut self.due,
+        );
+        n
     }
 
     /// Sends, drops or leaves (held) every packet of `batch`, then clears it.
@@ -403,8 +402,14 @@ mod tests {
         }
     }
 
-    /// A port that never has a packet.
-    struct EmptyPort;
+    /// A port that never has a packet and counts its `send` calls (each a
+    /// kick in copy mode) and the packets they carried.
+    #[derive(Default)]
+    struct EmptyPort {
+        sends: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        sent: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+
     impl Port for EmptyPort {
         fn recv(&mut self, _a: &mut Arena, _pool: &mut FramePool, _out: &mut Batch) -> usize {
             0
@@ -412,10 +417,13 @@ mod tests {
         fn send(
             &mut self,
             _a: &mut Arena,
-            _p: &mut FramePool,
-            _b: &mut [Packet],
+            _pool: &mut FramePool,
+            pkts: &mut [Packet],
         ) -> (usize, usize) {
-            (0, 0)
+            let n = pkts.iter().filter(|p| p.verdict == Verdict::Tx(0)).count();
+            self.sends.fetch_add(1, Ordering::Relaxed);
+            self.sent.fetch_add(n, Ordering::Relaxed);
+            (n, 0)
         }
         fn maintain(&mut self, _pool: &mut FramePool) {}
         fn name(&self) -> &str {
@@ -431,7 +439,13 @@ mod tests {
         let t = std::thread::spawn(move || {
             let arena = Arena::new(64, 2048, 256, false).unwrap();
             let pool = FramePool::new(&arena);
-            let mut w = Worker::new(arena, pool, vec![Box::new(EmptyPort)], ToPort0, idle);
+            let mut w = Worker::new(
+                arena,
+                pool,
+                vec![Box::new(EmptyPort::default())],
+                ToPort0,
+                idle,
+            );
             w.run(&s2, Some(&c2));
         });
         std::thread::sleep(std::time::Duration::from_millis(ms));
@@ -489,33 +503,6 @@ mod tests {
         );
     }
 
-    /// A port that counts its `send` calls (each a kick in copy mode).
-    struct CountingPort {
-        sends: std::rc::Rc<std::cell::Cell<usize>>,
-        sent: std::rc::Rc<std::cell::Cell<usize>>,
-    }
-
-    impl Port for CountingPort {
-        fn recv(&mut self, _a: &mut Arena, _pool: &mut FramePool, _out: &mut Batch) -> usize {
-            0
-        }
-        fn send(
-            &mut self,
-            _a: &mut Arena,
-            _pool: &mut FramePool,
-            pkts: &mut [Packet],
-        ) -> (usize, usize) {
-            self.sends.set(self.sends.get() + 1);
-            let n = pkts.iter().filter(|p| p.verdict == Verdict::Tx(0)).count();
-            self.sent.set(self.sent.get() + n);
-            (n, 0)
-        }
-        fn maintain(&mut self, _pool: &mut FramePool) {}
-        fn name(&self) -> &str {
-            "counting"
-        }
-    }
-
     /// Releases `left` packets, one per `poll` (as the pacer does for a
     /// flow with several packets due).
     struct OnePerPoll {
@@ -547,11 +534,8 @@ mod tests {
             let arena = Arena::new(64, 2048, 256, false).unwrap();
             let mut pool = FramePool::new(&arena);
             let frames: Vec<u64> = (0..due).filter_map(|_| pool.alloc()).collect();
-            let (n_sends, n_sent) = (Default::default(), Default::default());
-            let port = CountingPort {
-                sends: std::rc::Rc::clone(&n_sends),
-                sent: std::rc::Rc::clone(&n_sent),
-            };
+            let port = EmptyPort::default();
+            let (n_sends, n_sent) = (port.sends.clone(), port.sent.clone());
             let stage = OnePerPoll { left: due, frames };
             let mut w = Worker::new(
                 arena,
@@ -561,8 +545,8 @@ mod tests {
                 IdlePolicy::default(),
             );
             assert_eq!(w.poll_once(0), sent, "{due} due");
-            assert_eq!(n_sends.get(), sends, "{due} due: sends");
-            assert_eq!(n_sent.get(), sent, "{due} due: sent");
+            assert_eq!(n_sends.load(Ordering::Relaxed), sends, "{due} due: sends");
+            assert_eq!(n_sent.load(Ordering::Relaxed), sent, "{due} due: sent");
         }
     }
 }
