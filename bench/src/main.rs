@@ -6,6 +6,11 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use mongate_bench::forward::{ForwardBench, Mode, run_forward, table};
 
+/// The system allocator, with the large per-flow and per-session tables
+/// advised onto transparent huge pages (`mongate_dataplane::sys::alloc`).
+#[global_allocator]
+static ALLOC: mongate_dataplane::sys::LargePages = mongate_dataplane::sys::LargePages;
+
 #[derive(Parser)]
 #[command(
     name = "mongate-bench",

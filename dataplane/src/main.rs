@@ -19,6 +19,11 @@ use mongate_dataplane::bpf::XdpMode;
 use mongate_dataplane::stats::{StatsRegion, stats_path};
 use mongate_dataplane::worker::IdlePolicy;
 
+/// The system allocator, with the large per-flow and per-session tables
+/// advised onto transparent huge pages (`mongate_dataplane::sys::alloc`).
+#[global_allocator]
+static ALLOC: mongate_dataplane::sys::LargePages = mongate_dataplane::sys::LargePages;
+
 #[derive(Parser)]
 #[command(
     name = "mongate-dataplane",
