@@ -364,7 +364,7 @@ impl Gateway {
         let released = &self.pacing.released()[..n];
         for &q in released {
             if let Queue::Flow(fi) = QueueId(q).kind(nflows) {
-                self.prefetch_flow(fi);
+                self.prefetch_origin(fi);
             }
         }
         for &q in released {

@@ -4,7 +4,7 @@
 
 use core::ops::Range;
 
-use super::lan_to_wan::{dst_addr, src_addr};
+use super::lan_to_wan::{QueueId, dst_addr, src_addr};
 use super::secure::{Auth, encap_out, key_peer};
 use super::{Gateway, Role, entropy};
 use crate::classify::inner::{self, Inner};
@@ -468,7 +468,7 @@ impl Gateway {
                     }
                     for e in msg.acks() {
                         if let Some(fi) = self.flow_of_wire(e.flow_id) {
-                            self.prefetch_flow(fi);
+                            self.prefetch_origin(fi);
                         }
                     }
                     for e in msg.acks() {
@@ -476,6 +476,10 @@ impl Gateway {
                             && let Some(o) = self.flows[fi].origin.as_ref()
                         {
                             o.tracker.prefetch_ack();
+                            // The rate it may set and the timer it re-arms.
+                            let id = u32::try_from(fi).unwrap_or(u32::MAX);
+                            self.pacing.prefetch_rate(QueueId::flow(fi).0);
+                            self.flow_timers.prefetch(id);
                         }
                     }
                 }

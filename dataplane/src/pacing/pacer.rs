@@ -148,14 +148,29 @@ pub struct PacingStats {
     pub holds: u64,
 }
 
+/// One flow's pacer and the position of its queue in the table's slots.
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(32))]
+struct FlowQueue {
+    pacer: FlowPacer,
+    /// Slot (within the flow's ring) of the oldest queued packet.
+    head: u32,
+    /// Packets queued.
+    len: u32,
+}
+
+// Two records per cache line, none across two.
+const _: () = assert!(size_of::<FlowQueue>() == 32);
+
 /// N flows' bounded FIFO queues, their Poisson pacers and the departure
 /// wheel. All memory is allocated in [`PacingTable::new`].
 pub struct PacingTable {
-    pacers: Vec<FlowPacer>,
+    /// Each flow's pacer and queue position, one record (one cache line's
+    /// half) per flow: an enqueue or a departure at many flows reads one
+    /// cold line for them, not three.
+    queues: Vec<FlowQueue>,
     /// `flows * cap` descriptors; flow `f` owns `[f*cap, (f+1)*cap)` as a ring.
     slots: Vec<Packet>,
-    head: Vec<u32>,
-    len: Vec<u32>,
     cap: u32,
     wheel: TimerWheel,
     rng: Rng,
@@ -184,10 +199,15 @@ impl PacingTable {
         }
         let n = cfg.flows as usize;
         Ok(Self {
-            pacers: vec![FlowPacer::new(0.0, now_ns); n],
+            queues: vec![
+                FlowQueue {
+                    pacer: FlowPacer::new(0.0, now_ns),
+                    head: 0,
+                    len: 0,
+                };
+                n
+            ],
             slots: vec![Packet::new(0, 0, 0, 0); total],
-            head: vec![0; n],
-            len: vec![0; n],
             cap: cfg.queue_capacity,
             wheel: TimerWheel::new(n, cfg.tick_shift, now_ns)?,
             rng: Rng::new(cfg.seed),
@@ -202,8 +222,8 @@ impl PacingTable {
 
     /// Number of flows.
     pub fn flows(&self) -> u32 {
-        // pacers.len() came from a u32.
-        u32::try_from(self.pacers.len()).unwrap_or(u32::MAX)
+        // queues.len() came from a u32.
+        u32::try_from(self.queues.len()).unwrap_or(u32::MAX)
     }
 
     /// Counters.
@@ -213,12 +233,12 @@ impl PacingTable {
 
     /// The pacer of `flow`.
     pub fn pacer(&self, flow: u32) -> Option<&FlowPacer> {
-        self.pacers.get(flow as usize)
+        self.queues.get(flow as usize).map(|q| &q.pacer)
     }
 
     /// Packets queued for `flow` (0 for an unknown flow).
     pub fn queue_len(&self, flow: u32) -> u32 {
-        self.len.get(flow as usize).copied().unwrap_or(0)
+        self.queues.get(flow as usize).map_or(0, |q| q.len)
     }
 
     /// Earliest time a [`PacingTable::poll`] may release something (a wake-up
@@ -230,12 +250,12 @@ impl PacingTable {
     /// Sets `flow`'s rate (packets/s; 0, negative or NaN pause it) at `now_ns`,
     /// keeping its queue. Returns false for an unknown flow.
     pub fn set_rate(&mut self, flow: u32, rate_pps: f64, now_ns: u64) -> bool {
-        let Some(p) = self.pacers.get_mut(flow as usize) else {
+        let Some(q) = self.queues.get_mut(flow as usize) else {
             return false;
         };
-        p.set_rate(rate_pps, now_ns, &mut self.rng);
-        let at = p.next_departure_ns;
-        if self.len[flow as usize] > 0 {
+        q.pacer.set_rate(rate_pps, now_ns, &mut self.rng);
+        let at = q.pacer.next_departure_ns;
+        if q.len > 0 {
             if at == u64::MAX {
                 self.wheel.cancel(flow);
             } else {
@@ -251,14 +271,15 @@ impl PacingTable {
     /// at a rate just cut. Returns false for an unknown flow.
     pub fn release_now(&mut self, flow: u32, now_ns: u64) -> bool {
         let f = flow as usize;
-        let Some(p) = self.pacers.get_mut(f) else {
+        let Some(q) = self.queues.get_mut(f) else {
             return false;
         };
+        let p = &mut q.pacer;
         if p.next_departure_ns <= now_ns || p.rate_pps <= 0.0 {
             return true;
         }
         p.next_departure_ns = now_ns;
-        if self.len[f] > 0 {
+        if q.len > 0 {
             self.wheel.schedule(flow, now_ns);
         }
         true
@@ -270,14 +291,15 @@ impl PacingTable {
     /// last ones on the old path. Returns false for an unknown flow.
     pub fn hold(&mut self, flow: u32, until_ns: u64) -> bool {
         let f = flow as usize;
-        let Some(p) = self.pacers.get_mut(f) else {
+        let Some(q) = self.queues.get_mut(f) else {
             return false;
         };
+        let p = &mut q.pacer;
         if p.next_departure_ns == u64::MAX || p.next_departure_ns >= until_ns {
             return true;
         }
         p.next_departure_ns = until_ns;
-        if self.len[f] > 0 {
+        if q.len > 0 {
             self.wheel.schedule(flow, until_ns);
         }
         self.stats.holds += 1;
@@ -285,20 +307,27 @@ impl PacingTable {
     }
 
     /// Starts loading what [`PacingTable::enqueue`] on `flow` touches (its
-    /// length, head, pacer, first slot and wheel entry): a hint for a batch
+    /// queue record, first slot and wheel entry): a hint for a batch
     /// whose flows are known before any is enqueued. Changes nothing.
     #[inline]
     pub fn prefetch_enqueue(&self, flow: u32) {
         let f = flow as usize;
-        if let (Some(len), Some(head), Some(pacer)) =
-            (self.len.get(f), self.head.get(f), self.pacers.get(f))
-        {
-            prefetch_read((len as *const u32).cast::<u8>());
-            prefetch_read((head as *const u32).cast::<u8>());
-            prefetch_read((pacer as *const FlowPacer).cast::<u8>());
+        if let Some(q) = self.queues.get(f) {
+            prefetch_read((q as *const FlowQueue).cast::<u8>());
             if let Some(slot) = self.slots.get(f * self.cap as usize) {
                 prefetch_read((slot as *const Packet).cast::<u8>());
             }
+            self.wheel.prefetch(flow);
+        }
+    }
+
+    /// Starts loading what [`PacingTable::set_rate`] on `flow` touches (its
+    /// queue record and wheel entry): a hint for a batch of acks, each of
+    /// which may change its flow's rate. Changes nothing.
+    #[inline]
+    pub fn prefetch_rate(&self, flow: u32) {
+        if let Some(q) = self.queues.get(flow as usize) {
+            prefetch_read((q as *const FlowQueue).cast::<u8>());
             self.wheel.prefetch(flow);
         }
     }
@@ -313,22 +342,22 @@ impl PacingTable {
         now_ns: u64,
     ) -> Result<(), (Packet, DropReason)> {
         let f = flow as usize;
-        if f >= self.pacers.len() {
+        let Some(q) = self.queues.get_mut(f) else {
             self.stats.dropped_no_flow += 1;
             return Err((pkt, DropReason::NoRoute));
-        }
-        let len = self.len[f];
+        };
+        let len = q.len;
         if len >= self.cap {
             self.stats.dropped_full += 1;
             return Err((pkt, DropReason::QueueFull));
         }
-        let idx = f * self.cap as usize + ((self.head[f] + len) % self.cap) as usize;
+        let idx = f * self.cap as usize + ((q.head + len) % self.cap) as usize;
         self.slots[idx] = pkt;
-        self.len[f] = len + 1;
+        q.len = len + 1;
         self.stats.enqueued += 1;
         if len == 0 {
             // Waking up: no credit for the idle time (see the module doc).
-            let p = &mut self.pacers[f];
+            let p = &mut q.pacer;
             if p.next_departure_ns != u64::MAX {
                 p.next_departure_ns = p.next_departure_ns.max(now_ns);
                 self.wheel.schedule(flow, p.next_departure_ns);
@@ -346,17 +375,31 @@ impl PacingTable {
         let n = self.wheel.poll(now_ns, &mut self.due[..room]);
         let mut pushed = 0;
         self.n_released = 0;
+        // With many flows each due flow's record and head slot are cold:
+        // start loading them all before the first is read.
+        if n > 1 {
+            for &flow in &self.due[..n] {
+                let f = flow as usize;
+                if let Some(q) = self.queues.get(f) {
+                    prefetch_read((q as *const FlowQueue).cast::<u8>());
+                    if let Some(slot) = self.slots.get(f * self.cap as usize + q.head as usize) {
+                        prefetch_read((slot as *const Packet).cast::<u8>());
+                    }
+                }
+            }
+        }
         for i in 0..n {
             let flow = self.due[i];
             let f = flow as usize;
-            let len = self.len[f];
+            let q = &mut self.queues[f];
+            let len = q.len;
             if len == 0 {
                 continue; // cannot happen: only backlogged flows are scheduled
             }
-            let idx = f * self.cap as usize + self.head[f] as usize;
+            let idx = f * self.cap as usize + q.head as usize;
             let pkt = self.slots[idx];
-            self.head[f] = (self.head[f] + 1) % self.cap;
-            self.len[f] = len - 1;
+            q.head = (q.head + 1) % self.cap;
+            q.len = len - 1;
             // `room` <= spare: never fails.
             if out.push(pkt) {
                 self.released[pushed] = flow;
@@ -368,7 +411,10 @@ impl PacingTable {
             } else {
                 f64::from(pkt.len.max(1)) / f64::from(self.unit_bytes)
             };
-            let next = self.pacers[f].on_departure(&mut self.rng, now_ns, self.max_lag_ns, units);
+            let next =
+                self.queues[f]
+                    .pacer
+                    .on_departure(&mut self.rng, now_ns, self.max_lag_ns, units);
             if len > 1 && next != u64::MAX {
                 self.wheel.schedule(flow, next);
             }
@@ -387,15 +433,16 @@ impl PacingTable {
     /// down), handing each to `free`. Returns how many.
     pub fn drain(&mut self, flow: u32, mut free: impl FnMut(Packet)) -> u32 {
         let f = flow as usize;
-        let Some(&len) = self.len.get(f) else {
+        let Some(q) = self.queues.get_mut(f) else {
             return 0;
         };
+        let (len, head) = (q.len, q.head);
+        q.len = 0;
+        q.head = 0;
         for k in 0..len {
-            let idx = f * self.cap as usize + ((self.head[f] + k) % self.cap) as usize;
+            let idx = f * self.cap as usize + ((head + k) % self.cap) as usize;
             free(self.slots[idx]);
         }
-        self.len[f] = 0;
-        self.head[f] = 0;
         self.wheel.cancel(flow);
         len
     }

@@ -141,12 +141,34 @@ impl TimerWheel {
         if flow as usize >= self.entries.len() {
             return false;
         }
-        if self.entries[flow as usize].loc != NOWHERE {
+        let when = self.tick_of(at_ns);
+        let loc = self.entries[flow as usize].loc;
+        if loc != NOWHERE {
+            // A re-schedule into the slot the entry is in already (a rate
+            // change moving a far departure by a little): only its time
+            // changes. Relinking would touch two other flows' entries,
+            // cold lines at many flows.
+            if self.loc_for(when) == loc {
+                self.entries[flow as usize].when = when.max(self.elapsed);
+                return true;
+            }
             self.unlink(flow);
         }
-        let when = self.tick_of(at_ns);
         self.insert(flow, when);
         true
+    }
+
+    /// Where [`Self::insert`] would place an entry due at tick `when`: its
+    /// level and slot as `level * 64 + slot`, with the tick clamped as there.
+    #[inline]
+    fn loc_for(&self, when: u64) -> u16 {
+        let when = when.max(self.elapsed);
+        let level = self.level_for(when);
+        #[allow(clippy::cast_possible_truncation)] // masked to 6 bits
+        let slot = ((when >> (LEVEL_BITS as usize * level)) & (SLOTS as u64 - 1)) as usize;
+        #[allow(clippy::cast_possible_truncation)] // level < 11, slot < 64: < 704
+        let loc = (level * SLOTS + slot) as u16;
+        loc
     }
 
     /// Starts loading `flow`'s entry (a hint for batches: scheduling it
@@ -185,12 +207,9 @@ impl TimerWheel {
     #[inline]
     fn insert(&mut self, flow: u32, when: u64) {
         let when = when.max(self.elapsed);
-        let level = self.level_for(when);
-        #[allow(clippy::cast_possible_truncation)] // masked to 6 bits
-        let slot = ((when >> (LEVEL_BITS as usize * level)) & (SLOTS as u64 - 1)) as usize;
+        let loc = self.loc_for(when);
+        let (level, slot) = (loc as usize / SLOTS, loc as usize % SLOTS);
         let head = self.heads[level][slot];
-        #[allow(clippy::cast_possible_truncation)] // level < 11, slot < 64: < 704
-        let loc = (level * SLOTS + slot) as u16;
         self.entries[flow as usize] = Entry {
             when,
             next: head,
@@ -394,6 +413,7 @@ mod tests {
         let mut heap: BinaryHeap<Reverse<(u64, u32, u64)>> = BinaryHeap::new();
         let mut gen_of = vec![0u64; N as usize];
         let mut live = vec![false; N as usize];
+        let mut last_at = vec![0u64; N as usize];
         let mut now = 0u64;
         let mut prev_now_t = 0u64;
         let mut out = [0u32; 8];
@@ -402,12 +422,17 @@ mod tests {
             match op % 4 {
                 0 | 1 => {
                     // schedule: offsets spanning past, near, far and huge
-                    let at = match x % 4 {
+                    let at = match x % 6 {
                         0 => now.saturating_sub(x % 5000),
                         1 => now + x % 100_000,
                         2 => now + x % 100_000_000_000,
-                        _ => now.saturating_add(x),
+                        3 => now.saturating_add(x),
+                        // A nudge of its last time, as a rate change does:
+                        // often into the slot it is in already.
+                        4 => last_at[id as usize].saturating_add((x >> 8) % (64 * tick)),
+                        _ => last_at[id as usize].saturating_sub((x >> 8) % (64 * tick)),
                     };
+                    last_at[id as usize] = at;
                     gen_of[id as usize] += 1;
                     live[id as usize] = true;
                     let t = at.div_ceil(tick);

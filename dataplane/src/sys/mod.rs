@@ -28,6 +28,6 @@ pub use alloc::LargePages;
 pub use clock::{MS, Nanos, SEC, now_ns};
 pub use keyfile::{KeyFileError, check_private_key_file};
 pub use mmap::Mmap;
-pub use prefetch::prefetch_read;
+pub use prefetch::{prefetch_lines, prefetch_read};
 pub use rng::Rng;
 pub use shm::ShmFile;

@@ -17,6 +17,19 @@ pub fn prefetch_read(p: *const u8) {
     let _ = p;
 }
 
+/// [`prefetch_read`] of every cache line of `*r` (a field of a larger
+/// record: only the lines that field spans, not the whole record's).
+#[inline(always)]
+pub fn prefetch_lines<T>(r: *const T) {
+    let start = r.cast::<u8>();
+    let lead = start as usize & 63;
+    let mut off = 0;
+    while off < size_of::<T>() + lead {
+        prefetch_read(start.wrapping_sub(lead).wrapping_add(off));
+        off += 64;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -25,6 +38,8 @@ mod tests {
         super::prefetch_read(v.as_ptr());
         super::prefetch_read(core::ptr::null());
         super::prefetch_read(usize::MAX as *const u8);
+        super::prefetch_lines(&v);
+        super::prefetch_lines(core::ptr::null::<[u64; 100]>());
         assert_eq!(v, [1, 2, 3]);
     }
 }
