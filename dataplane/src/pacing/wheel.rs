@@ -33,7 +33,13 @@ const LEVELS: usize = 11;
 /// "No entry" link.
 const NIL: u32 = u32::MAX;
 /// "Not in the wheel" location.
-const NOWHERE: u16 = u16::MAX;
+const NOWHERE: u32 = u32::MAX;
+/// Locations from here on are in the hierarchical levels
+/// (`FAR + level * 64 + slot`); below it, a slot of the near wheel.
+const FAR: u32 = 1 << 24;
+/// The near wheel's slots: from 64 up to 2^20 (see [`TimerWheel::new`]).
+const NEAR_MIN_BITS: u32 = 6;
+const NEAR_MAX_BITS: u32 = 20;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
@@ -41,8 +47,8 @@ struct Entry {
     when: u64,
     next: u32,
     prev: u32,
-    /// `level * 64 + slot`, or `NOWHERE`.
-    loc: u16,
+    /// A near slot, `FAR + level * 64 + slot`, or `NOWHERE`.
+    loc: u32,
 }
 
 /// Errors of [`TimerWheel::new`].
@@ -56,12 +62,81 @@ pub enum WheelError {
     Shift(u32),
 }
 
-/// A hierarchical timer wheel of flow ids `0..capacity`.
+/// Which of `n` positions are set, with find-next-set in a few word reads
+/// whatever `n` is: one bit per position, and above it one bit per
+/// non-zero word of the level below, up to a single word.
+#[derive(Clone, Debug)]
+struct Bitmap {
+    levels: Vec<Vec<u64>>,
+}
+
+impl Bitmap {
+    fn new(n: usize) -> Self {
+        let mut levels = Vec::new();
+        let mut words = n.div_ceil(64).max(1);
+        loop {
+            levels.push(vec![0u64; words]);
+            if words == 1 {
+                break;
+            }
+            words = words.div_ceil(64);
+        }
+        Self { levels }
+    }
+
+    fn set(&mut self, mut i: usize) {
+        for l in &mut self.levels {
+            let was = l[i / 64];
+            l[i / 64] = was | 1 << (i % 64);
+            if was != 0 {
+                return;
+            }
+            i /= 64;
+        }
+    }
+
+    fn clear(&mut self, mut i: usize) {
+        for l in &mut self.levels {
+            l[i / 64] &= !(1 << (i % 64));
+            if l[i / 64] != 0 {
+                return;
+            }
+            i /= 64;
+        }
+    }
+
+    /// The first set position at or after `i`.
+    fn find_from(&self, i: usize) -> Option<usize> {
+        self.find_at(0, i)
+    }
+
+    fn find_at(&self, level: usize, i: usize) -> Option<usize> {
+        let words = self.levels.get(level)?;
+        let w = i / 64;
+        let here = words.get(w)? & (!0u64 << (i % 64));
+        let w = if here != 0 {
+            w
+        } else {
+            // The next non-zero word of this level, from the level above.
+            self.find_at(level + 1, w + 1)?
+        };
+        let bits = words[w] & if w == i / 64 { !0u64 << (i % 64) } else { !0 };
+        Some(w * 64 + bits.trailing_zeros() as usize)
+    }
+}
+
+/// A timer wheel of flow ids `0..capacity`: one level of fine slots for
+/// what is due within its horizon, hierarchical levels beyond it.
 #[derive(Clone, Debug)]
 pub struct TimerWheel {
     shift: u32,
     /// Current tick: every entry has `when >= elapsed`.
     elapsed: u64,
+    /// The near wheel: slot `t & near_mask` holds the entries due at tick
+    /// `t`, for `elapsed <= t <= elapsed + near_mask`.
+    near_heads: Vec<u32>,
+    near_occupied: Bitmap,
+    near_mask: u64,
     heads: [[u32; SLOTS]; LEVELS],
     occupied: [u64; LEVELS],
     entries: Vec<Entry>,
@@ -73,7 +148,9 @@ impl TimerWheel {
     pub const DEFAULT_SHIFT: u32 = 10;
 
     /// A wheel for flow ids `0..capacity`, ticks of `2^shift` ns, starting at
-    /// time `now_ns`. Allocates all memory here.
+    /// time `now_ns`. Allocates all memory here: the entries, and a near
+    /// wheel of 4 slots per flow id (rounded up to a power of two, from 64
+    /// to 2^20 slots: up to 4 MiB, about a second at the default tick).
     pub fn new(capacity: usize, shift: u32, now_ns: u64) -> Result<Self, WheelError> {
         if capacity >= NIL as usize {
             return Err(WheelError::Capacity(capacity));
@@ -81,9 +158,19 @@ impl TimerWheel {
         if shift > 40 {
             return Err(WheelError::Shift(shift));
         }
+        let bits = (capacity
+            .saturating_mul(4)
+            .max(1)
+            .next_power_of_two()
+            .trailing_zeros())
+        .clamp(NEAR_MIN_BITS, NEAR_MAX_BITS);
+        let near = 1usize << bits;
         Ok(Self {
             shift,
             elapsed: now_ns >> shift,
+            near_heads: vec![NIL; near],
+            near_occupied: Bitmap::new(near),
+            near_mask: (near - 1) as u64,
             heads: [[NIL; SLOTS]; LEVELS],
             occupied: [0; LEVELS],
             entries: vec![
@@ -158,17 +245,23 @@ impl TimerWheel {
         true
     }
 
-    /// Where [`Self::insert`] would place an entry due at tick `when`: its
-    /// level and slot as `level * 64 + slot`, with the tick clamped as there.
+    /// Where [`Self::insert`] would place an entry due at tick `when`: a
+    /// near slot when it is due within the near wheel's horizon, else its
+    /// level and slot as `FAR + level * 64 + slot`; the tick clamped as there.
     #[inline]
-    fn loc_for(&self, when: u64) -> u16 {
+    fn loc_for(&self, when: u64) -> u32 {
         let when = when.max(self.elapsed);
+        if when - self.elapsed <= self.near_mask {
+            // Masked to at most 20 bits.
+            #[allow(clippy::cast_possible_truncation)]
+            return (when & self.near_mask) as u32;
+        }
         let level = self.level_for(when);
         #[allow(clippy::cast_possible_truncation)] // masked to 6 bits
         let slot = ((when >> (LEVEL_BITS as usize * level)) & (SLOTS as u64 - 1)) as usize;
         #[allow(clippy::cast_possible_truncation)] // level < 11, slot < 64: < 704
-        let loc = (level * SLOTS + slot) as u16;
-        loc
+        let far = (level * SLOTS + slot) as u32;
+        FAR + far
     }
 
     /// Starts loading `flow`'s entry (a hint for batches: scheduling it
@@ -190,11 +283,16 @@ impl TimerWheel {
     }
 
     /// The earliest time (ns) at which a poll may return something, as a
-    /// wake-up hint: exact for entries due within the current 64 ticks, a lower
-    /// bound otherwise (a poll then may cascade and return nothing).
+    /// wake-up hint: exact for entries due within the near wheel's horizon,
+    /// a lower bound otherwise (a poll then may cascade and return nothing).
     pub fn next_wakeup_ns(&self) -> Option<u64> {
-        self.next_expiration()
-            .map(|(_, _, t)| t.saturating_mul(1 << self.shift).max(t))
+        let near = self.next_near().map(|(_, t)| t);
+        let far = self.next_expiration().map(|(_, _, t)| t);
+        let t = match (near, far) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        Some(t.saturating_mul(1 << self.shift).max(t))
     }
 
     #[inline]
@@ -204,12 +302,22 @@ impl TimerWheel {
         (significant / LEVEL_BITS) as usize
     }
 
+    /// The list head of location `loc` (a near slot or a far level's slot).
+    #[inline]
+    fn head_mut(&mut self, loc: u32) -> &mut u32 {
+        if loc < FAR {
+            &mut self.near_heads[loc as usize]
+        } else {
+            let l = (loc - FAR) as usize;
+            &mut self.heads[l / SLOTS][l % SLOTS]
+        }
+    }
+
     #[inline]
     fn insert(&mut self, flow: u32, when: u64) {
         let when = when.max(self.elapsed);
         let loc = self.loc_for(when);
-        let (level, slot) = (loc as usize / SLOTS, loc as usize % SLOTS);
-        let head = self.heads[level][slot];
+        let head = *self.head_mut(loc);
         self.entries[flow as usize] = Entry {
             when,
             next: head,
@@ -218,21 +326,28 @@ impl TimerWheel {
         };
         if head != NIL {
             self.entries[head as usize].prev = flow;
+        } else if loc < FAR {
+            self.near_occupied.set(loc as usize);
+        } else {
+            let l = (loc - FAR) as usize;
+            self.occupied[l / SLOTS] |= 1 << (l % SLOTS);
         }
-        self.heads[level][slot] = flow;
-        self.occupied[level] |= 1 << slot;
+        *self.head_mut(loc) = flow;
         self.len += 1;
     }
 
     #[inline]
     fn unlink(&mut self, flow: u32) {
         let e = self.entries[flow as usize];
-        let level = e.loc as usize / SLOTS;
-        let slot = e.loc as usize % SLOTS;
         if e.prev == NIL {
-            self.heads[level][slot] = e.next;
+            *self.head_mut(e.loc) = e.next;
             if e.next == NIL {
-                self.occupied[level] &= !(1 << slot);
+                if e.loc < FAR {
+                    self.near_occupied.clear(e.loc as usize);
+                } else {
+                    let l = (e.loc - FAR) as usize;
+                    self.occupied[l / SLOTS] &= !(1 << (l % SLOTS));
+                }
             }
         } else {
             self.entries[e.prev as usize].next = e.next;
@@ -244,10 +359,24 @@ impl TimerWheel {
         self.len -= 1;
     }
 
-    /// The earliest occupied slot: (level, slot, deadline tick).
+    /// The near wheel's earliest occupied slot: (slot, its tick).
+    #[inline]
+    fn next_near(&self) -> Option<(usize, u64)> {
+        // Near ticks run from elapsed's slot round to the one before it.
+        #[allow(clippy::cast_possible_truncation)] // masked to at most 20 bits
+        let start = (self.elapsed & self.near_mask) as usize;
+        let slot = self
+            .near_occupied
+            .find_from(start)
+            .or_else(|| self.near_occupied.find_from(0).filter(|&s| s < start))?;
+        let ahead = (slot as u64).wrapping_sub(start as u64) & self.near_mask;
+        Some((slot, self.elapsed + ahead))
+    }
+
+    /// The earliest occupied slot of the far levels: (level, slot, deadline
+    /// tick).
     #[inline]
     fn next_expiration(&self) -> Option<(usize, usize, u64)> {
-        let mut best: Option<(usize, usize, u64)> = None;
         for level in 0..LEVELS {
             let occ = self.occupied[level];
             if occ == 0 {
@@ -264,15 +393,11 @@ impl TimerWheel {
                 (self.elapsed >> hi) << hi
             };
             let start = base.saturating_add((slot as u64) << lshift);
-            let deadline = start.max(self.elapsed);
-            if best.is_none_or(|b| deadline < b.2) {
-                best = Some((level, slot, deadline));
-            }
-            // Lower levels always expire before higher ones; the first
-            // occupied level is the answer (kept as a min for robustness).
-            break;
+            // Lower levels always expire before higher ones: the first
+            // occupied level is the answer.
+            return Some((level, slot, start.max(self.elapsed)));
         }
-        best
+        None
     }
 
     /// Appends the flows due at `now_ns` to `out` (at most `out.len()`),
@@ -284,18 +409,46 @@ impl TimerWheel {
             return 0;
         }
         loop {
-            let Some((level, slot, deadline)) = self.next_expiration() else {
-                self.elapsed = self.elapsed.max(now);
-                return n;
+            let near = self.next_near();
+            let far = self.next_expiration();
+            // The far levels first at a tie: what they cascade joins the
+            // near slots before those are emitted.
+            let far_first = match (near, far) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some((_, t)), Some((_, _, d))) => d <= t,
             };
-            if deadline > now {
-                self.elapsed = self.elapsed.max(now);
-                return n;
-            }
-            self.elapsed = deadline;
-            if level == 0 {
+            if far_first {
+                let Some((level, slot, deadline)) = far else {
+                    break;
+                };
+                if deadline > now {
+                    break;
+                }
+                self.elapsed = deadline;
+                // Cascade the slot: its entries go to the near wheel or a
+                // lower level.
+                #[allow(clippy::cast_possible_truncation)] // < 704
+                let loc = FAR + (level * SLOTS + slot) as u32;
+                loop {
+                    let id = *self.head_mut(loc);
+                    if id == NIL {
+                        break;
+                    }
+                    let when = self.entries[id as usize].when;
+                    self.unlink(id);
+                    self.insert(id, when);
+                }
+            } else {
+                let Some((slot, tick)) = near else {
+                    break;
+                };
+                if tick > now {
+                    break;
+                }
+                self.elapsed = tick;
                 while n < out.len() {
-                    let id = self.heads[0][slot];
+                    let id = self.near_heads[slot];
                     if id == NIL {
                         break;
                     }
@@ -306,19 +459,10 @@ impl TimerWheel {
                 if n == out.len() {
                     return n;
                 }
-            } else {
-                // Cascade the slot to lower levels.
-                loop {
-                    let id = self.heads[level][slot];
-                    if id == NIL {
-                        break;
-                    }
-                    let when = self.entries[id as usize].when;
-                    self.unlink(id);
-                    self.insert(id, when);
-                }
             }
         }
+        self.elapsed = self.elapsed.max(now);
+        n
     }
 }
 
@@ -501,6 +645,28 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn bitmap_matches_a_set(bits in 0u32..21,
+                                ops in proptest::collection::vec((any::<bool>(), any::<u32>()), 1..300)) {
+            let n = 1usize << bits;
+            let mut b = Bitmap::new(n);
+            let mut model = std::collections::BTreeSet::new();
+            for (set, x) in ops {
+                let i = x as usize % n;
+                if set {
+                    b.set(i);
+                    model.insert(i);
+                } else {
+                    b.clear(i);
+                    model.remove(&i);
+                }
+                // Next set position from a few starting points.
+                for from in [0, i, (i + 1) % n, (x as usize >> 7) % n, n - 1] {
+                    prop_assert_eq!(b.find_from(from), model.range(from..).next().copied());
+                }
+            }
+        }
+
         #[test]
         fn wheel_matches_heap_model(ops in proptest::collection::vec((any::<u8>(), any::<u32>(), any::<u64>()), 1..400),
                                     shift in 0u32..14) {
