@@ -1,18 +1,28 @@
-//! A hierarchical timer wheel scheduling flow departures.
+//! A timer wheel scheduling flow departures: a near wheel of one slot per
+//! tick for what is due soon, hierarchical levels beyond it.
 //!
-//! Time is counted in ticks of `2^shift` ns (default 2^10 = 1.024 us). The
-//! wheel has 11 levels of 64 slots; level `L` slots span `64^L` ticks, so the
-//! 11 levels cover the whole `u64` tick range and no overflow list is needed.
+//! Time is counted in ticks of `2^shift` ns (default 2^10 = 1.024 us).
 //! Each flow has at most one entry, stored in a preallocated array indexed by
 //! flow id and linked into its slot by intrusive `u32` links: `schedule`,
 //! re-`schedule` and `cancel` are O(1) and never allocate.
 //!
-//! Placement (as in the Linux and tokio wheels): an entry due at tick `w` goes
-//! to the level of the highest 6-bit group in which `w` and the wheel's current
-//! tick `elapsed` differ, in slot `(w >> 6L) & 63`. When `elapsed` reaches a
-//! level-L slot, its entries cascade to lower levels; level-0 slots are exact
-//! ticks and are emitted. Each entry cascades at most 10 times in its life,
-//! usually 0-2 times: O(1) amortised.
+//! **Near wheel.** An entry due within `N` ticks of the wheel's current tick
+//! `elapsed` (`N` = 4 slots per flow id, a power of two from 64 to 2^20) goes
+//! to slot `w & (N - 1)`: one slot per tick, so it is emitted from there
+//! without moving again. The next occupied slot is found through a bitmap
+//! with one summary bit per word above it (find-first-set, as Eiffel's
+//! bucketed queues, NSDI 2019), a few word reads whatever `N` is. At many
+//! flows this is what matters: each move of an entry relinks it next to
+//! other flows' entries, cold cache lines, and a departure a few hundred
+//! ms ahead used to cascade through two or three levels before it left.
+//!
+//! **Far levels.** Beyond the near wheel's horizon (as in the Linux and tokio
+//! wheels) an entry due at tick `w` goes to the level of the highest 6-bit
+//! group in which `w` and `elapsed` differ, in slot `(w >> 6L) & 63`: 11
+//! levels of 64 slots, level `L` slots spanning `64^L` ticks, cover the whole
+//! `u64` tick range, so no overflow list is needed. When `elapsed` reaches a
+//! far slot, its entries cascade to lower levels or into the near wheel
+//! (before a near slot of the same tick is emitted). O(1) amortised.
 //!
 //! Guarantees (property-tested against a `BinaryHeap` model):
 //! - an entry scheduled for `at_ns` is returned by the first `poll(now)` with
