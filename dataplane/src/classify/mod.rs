@@ -443,6 +443,21 @@ impl Classifier {
         self.sessions.prefetch(&i.tuple);
     }
 
+    /// Starts loading what classifying a packet of a session on `flow`
+    /// reads of the flow (its rate and its surplus, checked on every hit):
+    /// a hint for batches whose sessions' flows are known first
+    /// ([`Classifier::session_flow`]). Changes nothing.
+    #[inline]
+    pub fn prefetch_flow(&self, flow: u32) {
+        let f = flow as usize;
+        if let Some(r) = self.rate.get(f) {
+            crate::sys::prefetch_read((r as *const f64).cast::<u8>());
+        }
+        if let Some(s) = self.surplus.get(f) {
+            crate::sys::prefetch_read((s as *const u32).cast::<u8>());
+        }
+    }
+
     /// The planned flow index a stored session of `i`'s 5-tuple is mapped
     /// to (none: no session, best effort, dropped), changing nothing: for
     /// the packet capture's flow filter, after the packet was classified.

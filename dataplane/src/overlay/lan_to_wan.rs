@@ -365,6 +365,8 @@ impl Gateway {
         for &q in released {
             if let Queue::Flow(fi) = QueueId(q).kind(nflows) {
                 self.prefetch_origin(fi);
+                // A send onto an empty tracker re-arms the flow's timer.
+                self.flow_timers.prefetch(q);
             }
         }
         for &q in released {

@@ -1122,6 +1122,7 @@ impl Gateway {
     pub(crate) fn prefetch_route(&self, fi: usize) {
         if let Some(f) = self.flows.get(fi) {
             crate::sys::prefetch_read((&raw const f.role).cast::<u8>());
+            crate::sys::prefetch_read((&raw const f.next_peer).cast::<u8>());
             crate::sys::prefetch_read((&raw const f.path).cast::<u8>());
         }
     }
@@ -1261,6 +1262,7 @@ impl Stage for Gateway {
         if batch.len() > 1 {
             for i in pre.iter().take(batch.len()).flatten() {
                 if let Some(f) = self.classifier.session_flow(i) {
+                    self.classifier.prefetch_flow(f);
                     self.prefetch_route(f as usize);
                     self.pacing.prefetch_enqueue(f);
                 }
