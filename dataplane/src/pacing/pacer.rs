@@ -376,15 +376,22 @@ impl PacingTable {
         let mut pushed = 0;
         self.n_released = 0;
         // With many flows each due flow's record and head slot are cold:
-        // start loading them all before the first is read.
+        // start loading them all before the first is read. The records
+        // first: the head slot's address is read from the record, and
+        // reading each record as soon as it was asked for would wait for
+        // the misses one after the other.
         if n > 1 {
             for &flow in &self.due[..n] {
-                let f = flow as usize;
-                if let Some(q) = self.queues.get(f) {
+                if let Some(q) = self.queues.get(flow as usize) {
                     prefetch_read((q as *const FlowQueue).cast::<u8>());
-                    if let Some(slot) = self.slots.get(f * self.cap as usize + q.head as usize) {
-                        prefetch_read((slot as *const Packet).cast::<u8>());
-                    }
+                }
+            }
+            for &flow in &self.due[..n] {
+                let f = flow as usize;
+                if let Some(q) = self.queues.get(f)
+                    && let Some(slot) = self.slots.get(f * self.cap as usize + q.head as usize)
+                {
+                    prefetch_read((slot as *const Packet).cast::<u8>());
                 }
             }
         }
