@@ -1079,11 +1079,13 @@ impl Gateway {
         self.uplink_ports.contains(&port)
     }
 
-    /// Starts loading what a departure or an ack of flow `fi` reads of its
-    /// record: the route fields, the sender's state and the counters (not
-    /// the receiver's, which an origin never reads; the record is 12 cache
-    /// lines). The first pass over a batch of departures or ack entries,
-    /// whose flows are as many cache misses with many flows.
+    /// Starts loading what an ack or a timer of flow `fi` reads of its
+    /// record: the route fields and the sender's state (not the receiver's,
+    /// which an origin never reads, nor the counters, which neither
+    /// touches; the record is 12 cache lines). The first pass over a batch
+    /// of ack entries or due timers, whose flows are as many cache misses
+    /// with many flows: each line asked for and not read holds a fill
+    /// buffer the batch's other misses wait for.
     #[inline]
     pub(crate) fn prefetch_origin(&self, fi: usize) {
         if let Some(f) = self.flows.get(fi) {
@@ -1092,20 +1094,34 @@ impl Gateway {
         }
     }
 
+    /// As [`Self::prefetch_origin`], for a departure: also the line of the
+    /// counters it counts in (`tx_packets`, `tx_bytes`).
+    #[inline]
+    pub(crate) fn prefetch_departure(&self, fi: usize) {
+        if let Some(f) = self.flows.get(fi) {
+            Self::prefetch_route_fields(f);
+            crate::sys::prefetch_lines(&raw const f.origin);
+            crate::sys::prefetch_read((&raw const f.counters.tx_packets).cast::<u8>());
+            crate::sys::prefetch_read((&raw const f.counters.tx_bytes).cast::<u8>());
+        }
+    }
+
     /// As [`Self::prefetch_origin`], for an arrival: the receiver's state
-    /// instead of the sender's.
+    /// instead of the sender's, and the counters (a delivery counts in
+    /// several of them).
     #[inline]
     pub(crate) fn prefetch_receiver(&self, fi: usize) {
         if let Some(f) = self.flows.get(fi) {
             Self::prefetch_route_fields(f);
             crate::sys::prefetch_lines(&raw const f.receiver);
+            crate::sys::prefetch_lines(&raw const f.counters);
         }
     }
 
-    /// The small fields of a flow's record, and its counters.
+    /// The small fields of a flow's record.
     #[inline]
     fn prefetch_route_fields(f: &FlowState) {
-        use crate::sys::{prefetch_lines, prefetch_read};
+        use crate::sys::prefetch_read;
         prefetch_read((&raw const f.wire_id).cast::<u8>());
         prefetch_read((&raw const f.role).cast::<u8>());
         prefetch_read((&raw const f.next_peer).cast::<u8>());
@@ -1113,7 +1129,6 @@ impl Gateway {
         prefetch_read((&raw const f.dest_peer).cast::<u8>());
         prefetch_read((&raw const f.path).cast::<u8>());
         prefetch_read((&raw const f.timer_at).cast::<u8>());
-        prefetch_lines(&raw const f.counters);
     }
 
     /// Starts loading what the LAN side reads of flow `fi` before its

@@ -50,6 +50,10 @@ const FAR: u32 = 1 << 24;
 /// The near wheel's slots: from 64 up to 2^20 (see [`TimerWheel::new`]).
 const NEAR_MIN_BITS: u32 = 6;
 const NEAR_MAX_BITS: u32 = 20;
+/// From this many flow ids on (entries beyond a few hundred KiB, out of
+/// cache) [`TimerWheel::poll`] prefetches the due entries before it emits
+/// them.
+const PREFETCH_MIN_ENTRIES: usize = 1 << 14;
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
@@ -383,6 +387,43 @@ impl TimerWheel {
         Some((slot, self.elapsed + ahead))
     }
 
+    /// Starts loading the entries at the heads of the near slots due by
+    /// tick `now` (at most `max` slots), changing nothing. Emitting a slot
+    /// reads its head's entry (for the next link) and then the occupancy
+    /// bitmap to find the next slot: with many flows each entry is a miss,
+    /// and without this pass the misses of a poll come one after the other.
+    /// Returns how many slots it found due.
+    fn prefetch_due(&self, now: u64, max: usize) -> usize {
+        if now < self.elapsed {
+            return 0;
+        }
+        #[allow(clippy::cast_possible_truncation)] // masked to at most 20 bits
+        let start = (self.elapsed & self.near_mask) as usize;
+        let mut from = start;
+        let mut wrapped = false;
+        for k in 0..max {
+            let found = match self.near_occupied.find_from(from) {
+                Some(s) if !wrapped || s < start => Some(s),
+                Some(_) => None,
+                None if !wrapped => {
+                    wrapped = true;
+                    self.near_occupied.find_from(0).filter(|&s| s < start)
+                }
+                None => None,
+            };
+            let Some(slot) = found else {
+                return k;
+            };
+            let ahead = (slot as u64).wrapping_sub(start as u64) & self.near_mask;
+            if self.elapsed + ahead > now {
+                return k;
+            }
+            self.prefetch(self.near_heads[slot]);
+            from = slot + 1;
+        }
+        max
+    }
+
     /// The earliest occupied slot of the far levels: (level, slot, deadline
     /// tick).
     #[inline]
@@ -417,6 +458,9 @@ impl TimerWheel {
         let mut n = 0;
         if out.is_empty() {
             return 0;
+        }
+        if self.entries.len() >= PREFETCH_MIN_ENTRIES {
+            let _ = self.prefetch_due(now, out.len());
         }
         loop {
             let near = self.next_near();
@@ -537,6 +581,34 @@ mod tests {
         w.schedule(0, 50_000);
         assert!(w.cancel(0));
         assert_eq!(w.poll(100_000, &mut out), 0);
+    }
+
+    #[test]
+    fn prefetch_pass_finds_the_due_slots_also_round_the_ring() {
+        // 64 ids: a near wheel of 256 slots of 1 tick (1024 ns).
+        let mut w = TimerWheel::new(64, 10, 0).unwrap();
+        let mut out = [0u32; 64];
+        // Move the wheel's tick near the end of the ring, so the due slots
+        // wrap round to its start.
+        w.schedule(0, 250 * 1024);
+        assert_eq!(w.poll(250 * 1024, &mut out), 1);
+        // Due at ticks 252, 254 (2 in one slot), 256 (slot 0) and 259 (slot
+        // 3); one at tick 400 (not due at 300).
+        for (f, t) in [(1, 252), (2, 254), (3, 254), (4, 256), (5, 259), (6, 400)] {
+            w.schedule(f, t * 1024);
+        }
+        assert_eq!(w.prefetch_due(251, 8), 0);
+        assert_eq!(w.prefetch_due(254, 8), 2);
+        assert_eq!(w.prefetch_due(300, 8), 4);
+        assert_eq!(w.prefetch_due(300, 3), 3);
+        assert_eq!(w.prefetch_due(300, 0), 0);
+        // The poll itself: the five due, in order, then the rest later.
+        let n = w.poll(300 * 1024, &mut out);
+        assert_eq!(n, 5);
+        assert_eq!(out[0], 1);
+        assert_eq!(out[4], 5);
+        assert_eq!(w.prefetch_due(300, 8), 0);
+        assert_eq!(w.prefetch_due(400, 8), 1);
     }
 
     #[test]
