@@ -259,7 +259,7 @@ impl PacingTable {
             if at == u64::MAX {
                 self.wheel.cancel(flow);
             } else {
-                self.wheel.schedule(flow, at);
+                self.wheel.schedule_due(flow, at, now_ns);
             }
         }
         true
@@ -280,7 +280,7 @@ impl PacingTable {
         }
         p.next_departure_ns = now_ns;
         if q.len > 0 {
-            self.wheel.schedule(flow, now_ns);
+            self.wheel.schedule_due(flow, now_ns, now_ns);
         }
         true
     }
@@ -360,7 +360,8 @@ impl PacingTable {
             let p = &mut q.pacer;
             if p.next_departure_ns != u64::MAX {
                 p.next_departure_ns = p.next_departure_ns.max(now_ns);
-                self.wheel.schedule(flow, p.next_departure_ns);
+                // Due now (most often): released by this iteration's poll.
+                self.wheel.schedule_due(flow, p.next_departure_ns, now_ns);
             }
         }
         Ok(())
@@ -423,7 +424,7 @@ impl PacingTable {
                     .pacer
                     .on_departure(&mut self.rng, now_ns, self.max_lag_ns, units);
             if len > 1 && next != u64::MAX {
-                self.wheel.schedule(flow, next);
+                self.wheel.schedule_due(flow, next, now_ns);
             }
         }
         self.stats.sent += pushed as u64;
@@ -538,6 +539,35 @@ mod tests {
         out.clear();
         assert_eq!(t.poll(now, &mut out), 0);
         assert!(t.released().is_empty(), "an empty poll releases nothing");
+    }
+
+    #[test]
+    fn a_packet_of_an_idle_flow_leaves_at_the_poll_of_its_arrival() {
+        // Ticks of 1 024 ns; arrivals between tick boundaries, long after
+        // the flow's last departure: each must leave at a poll at its own
+        // arrival time (the iteration that received it), not a tick later.
+        let mut t = table(2, 8, 10);
+        t.set_rate(0, 1000.0, 0);
+        t.set_rate(1, 1000.0, 0);
+        let mut out = Batch::new();
+        let mut now = 0;
+        for k in 0..20u64 {
+            now += 5_000_000 + 333 * k + 1;
+            t.enqueue(0, pkt(k), now).unwrap();
+            out.clear();
+            assert_eq!(t.poll(now, &mut out), 1, "arrival {k} at {now}");
+            assert_eq!(out.as_slice()[0].addr, k);
+        }
+        // A release keeps a due departure due now.
+        t.enqueue(1, pkt(100), now + 1).unwrap();
+        t.enqueue(1, pkt(101), now + 1).unwrap();
+        out.clear();
+        assert_eq!(t.poll(now + 1, &mut out), 1);
+        t.set_rate(1, 0.001, now + 2);
+        assert!(t.release_now(1, now + 3));
+        out.clear();
+        assert_eq!(t.poll(now + 3, &mut out), 1);
+        assert_eq!(out.as_slice()[0].addr, 101);
     }
 
     #[test]

@@ -259,6 +259,24 @@ impl TimerWheel {
         true
     }
 
+    /// As [`Self::schedule`], for a departure due at `at_ns` seen at
+    /// `now_ns`: one due already (`at_ns <= now_ns`) is returned by a poll
+    /// at `now_ns`. (`schedule` rounds a time up to its tick, so a time
+    /// inside the current tick, `now_ns` itself most often, waits for the
+    /// next tick: a packet of an idle flow would miss the poll of the
+    /// iteration that received it, and leave in a later one with a kick of
+    /// its own.) Never early: a poll at `now_ns` or later is not before
+    /// `at_ns`.
+    #[inline]
+    pub fn schedule_due(&mut self, flow: u32, at_ns: u64, now_ns: u64) -> bool {
+        let at = if at_ns <= now_ns {
+            now_ns & !((1u64 << self.shift) - 1)
+        } else {
+            at_ns
+        };
+        self.schedule(flow, at)
+    }
+
     /// Where [`Self::insert`] would place an entry due at tick `when`: a
     /// near slot when it is due within the near wheel's horizon, else its
     /// level and slot as `FAR + level * 64 + slot`; the tick clamped as there.
@@ -567,6 +585,25 @@ mod tests {
         w.schedule(0, u64::MAX - 4096);
         assert_eq!(w.poll(u64::MAX, &mut out), 1);
         assert_eq!(out[0], 0);
+    }
+
+    #[test]
+    fn due_now_is_returned_by_a_poll_now() {
+        let mut w = TimerWheel::new(2, 10, 0).unwrap();
+        let mut out = [0u32; 4];
+        // 1500 ns is inside tick 1 (1024..2048): `schedule` rounds it up to
+        // tick 2, so a poll at 1500 does not return it.
+        w.schedule(0, 1500);
+        assert_eq!(w.poll(1500, &mut out), 0);
+        assert_eq!(w.poll(2048, &mut out), 1);
+        // Due at or before the poll's time: returned by it.
+        w.schedule_due(0, 2100, 2100);
+        w.schedule_due(1, 1000, 2500);
+        assert_eq!(w.poll(2500, &mut out), 2);
+        // Not due yet: as `schedule`, never early.
+        w.schedule_due(0, 3000, 2600);
+        assert_eq!(w.poll(2999, &mut out), 0);
+        assert_eq!(w.poll(3072, &mut out), 1);
     }
 
     #[test]
