@@ -520,33 +520,25 @@ pub(crate) struct Receiver {
 pub(crate) const NO_ACK_SLOT: u32 = u32::MAX;
 
 /// One configured flow as this site sees it.
-///
-/// Laid out for the cache (`repr(C)`, on a line of its own): the small
-/// fields every role reads first, in the first line; the sender's state
-/// right after them (lines 0-6), then the counters (a departure counts in
-/// line 7); the receiver's fields last. At many flows each line of a record
-/// a packet touches is a miss: a departure reads 8 lines, an ack 7, a LAN
-/// packet's enqueue 1 (test `flow_record_layout_keeps_each_role_s_lines_together`).
 #[derive(Clone, Debug)]
-#[repr(C, align(64))]
 pub(crate) struct FlowState {
+    pub(crate) wire_id: u32,
+    pub(crate) role: Role,
     /// Peer index of the next site (origin, waypoint).
     pub(crate) next_peer: Option<usize>,
+    /// Peer index of the route's first site (destination: where acks go).
+    pub(crate) src_peer: Option<usize>,
     /// Peer index of the route's last site.
     pub(crate) dest_peer: Option<usize>,
+    /// Candidate (of `next_peer`) the control assigned it, if any.
+    pub(crate) path: Option<u16>,
+    pub(crate) origin: Option<Origin>,
+    pub(crate) receiver: Option<Receiver>,
+    pub(crate) counters: FlowCounters,
     /// When the flow's entry in [`Gateway::flow_timers`] is due (the
     /// receiver's ack deadline or the sender's next loss deadline), ns;
     /// [`NO_TIMER`]: no entry.
     pub(crate) timer_at: Nanos,
-    pub(crate) wire_id: u32,
-    /// Candidate (of `next_peer`) the control assigned it, if any.
-    pub(crate) path: Option<u16>,
-    pub(crate) role: Role,
-    pub(crate) origin: Option<Origin>,
-    pub(crate) counters: FlowCounters,
-    /// Peer index of the route's first site (destination: where acks go).
-    pub(crate) src_peer: Option<usize>,
-    pub(crate) receiver: Option<Receiver>,
 }
 
 /// [`FlowState::timer_at`] of a flow without a timer entry.
@@ -1103,43 +1095,50 @@ impl Gateway {
     }
 
     /// As [`Self::prefetch_origin`], for a departure: also the line of the
-    /// counters it counts in (`tx_packets` and `tx_bytes`, one line).
+    /// counters it counts in (`tx_packets`, `tx_bytes`).
     #[inline]
     pub(crate) fn prefetch_departure(&self, fi: usize) {
         if let Some(f) = self.flows.get(fi) {
             Self::prefetch_route_fields(f);
             crate::sys::prefetch_lines(&raw const f.origin);
             crate::sys::prefetch_read((&raw const f.counters.tx_packets).cast::<u8>());
+            crate::sys::prefetch_read((&raw const f.counters.tx_bytes).cast::<u8>());
         }
     }
 
     /// As [`Self::prefetch_origin`], for an arrival: the receiver's state
-    /// instead of the sender's, the source peer, and the counters (a
-    /// delivery counts in several of them).
+    /// instead of the sender's, and the counters (a delivery counts in
+    /// several of them).
     #[inline]
     pub(crate) fn prefetch_receiver(&self, fi: usize) {
         if let Some(f) = self.flows.get(fi) {
             Self::prefetch_route_fields(f);
-            crate::sys::prefetch_read((&raw const f.src_peer).cast::<u8>());
             crate::sys::prefetch_lines(&raw const f.receiver);
             crate::sys::prefetch_lines(&raw const f.counters);
         }
     }
 
-    /// The small fields of a flow's record (its first line: see
-    /// [`FlowState`]).
+    /// The small fields of a flow's record.
     #[inline]
     fn prefetch_route_fields(f: &FlowState) {
-        crate::sys::prefetch_read((&raw const f.next_peer).cast::<u8>());
+        use crate::sys::prefetch_read;
+        prefetch_read((&raw const f.wire_id).cast::<u8>());
+        prefetch_read((&raw const f.role).cast::<u8>());
+        prefetch_read((&raw const f.next_peer).cast::<u8>());
+        prefetch_read((&raw const f.src_peer).cast::<u8>());
+        prefetch_read((&raw const f.dest_peer).cast::<u8>());
+        prefetch_read((&raw const f.path).cast::<u8>());
+        prefetch_read((&raw const f.timer_at).cast::<u8>());
     }
 
     /// Starts loading what the LAN side reads of flow `fi` before its
-    /// enqueue (role, next peer, assigned path: its record's first line):
-    /// a hint for batches.
+    /// enqueue (role, next peer, assigned path): a hint for batches.
     #[inline]
     pub(crate) fn prefetch_route(&self, fi: usize) {
         if let Some(f) = self.flows.get(fi) {
-            Self::prefetch_route_fields(f);
+            crate::sys::prefetch_read((&raw const f.role).cast::<u8>());
+            crate::sys::prefetch_read((&raw const f.next_peer).cast::<u8>());
+            crate::sys::prefetch_read((&raw const f.path).cast::<u8>());
         }
     }
 

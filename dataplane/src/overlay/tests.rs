@@ -204,37 +204,3 @@ gateways = ["198.19.2.2"]
         IpAddr::V4(Ipv4Addr::new(198, 19, 3, 2))
     );
 }
-
-#[test]
-fn flow_record_layout_keeps_each_role_s_lines_together() {
-    use core::mem::{align_of, offset_of, size_of};
-    const LINE: usize = 64;
-    let line = |off: usize| off / LINE;
-    let end_line = |off: usize, len: usize| (off + len - 1) / LINE;
-    assert_eq!(align_of::<FlowState>(), LINE);
-    assert_eq!(size_of::<FlowState>() % LINE, 0);
-    // The first line: what every role reads first (the prefetches load
-    // only the line of `next_peer` for all of these).
-    for (off, len) in [
-        (offset_of!(FlowState, next_peer), size_of::<Option<usize>>()),
-        (offset_of!(FlowState, dest_peer), size_of::<Option<usize>>()),
-        (offset_of!(FlowState, timer_at), size_of::<Nanos>()),
-        (offset_of!(FlowState, wire_id), size_of::<u32>()),
-        (offset_of!(FlowState, path), size_of::<Option<u16>>()),
-        (offset_of!(FlowState, role), size_of::<Role>()),
-    ] {
-        assert_eq!(end_line(off, len), 0, "field at {off}");
-    }
-    // The sender's state right after, then the line a departure counts in:
-    // a departure reads lines 0..=7, an ack 0..=6.
-    let o = offset_of!(FlowState, origin);
-    assert!(end_line(o, size_of::<Option<Origin>>()) <= 6);
-    let c = offset_of!(FlowState, counters);
-    let tx = c + offset_of!(FlowCounters, tx_packets);
-    let txb = c + offset_of!(FlowCounters, tx_bytes);
-    assert_eq!(line(tx), 7);
-    assert_eq!(end_line(txb, 8), 7);
-    // The receiver's fields after the sender's.
-    assert!(offset_of!(FlowState, receiver) >= o + size_of::<Option<Origin>>());
-    assert!(offset_of!(FlowState, src_peer) >= o + size_of::<Option<Origin>>());
-}
