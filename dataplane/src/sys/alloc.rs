@@ -173,7 +173,11 @@ mod tests {
             // SAFETY: a non-zero layout; freed below with it.
             let p = unsafe { a.alloc(layout) };
             assert!(!p.is_null());
-            let want = if size >= LARGE { align.max(LINE) } else { align };
+            let want = if size >= LARGE {
+                align.max(LINE)
+            } else {
+                align
+            };
             assert_eq!(p as usize % want, 0, "{size} B aligned {align}");
             // SAFETY: `p` from `a` with `layout`.
             unsafe { a.dealloc(p, layout) };
