@@ -394,15 +394,32 @@ impl TimerWheel {
     /// The near wheel's earliest occupied slot: (slot, its tick).
     #[inline]
     fn next_near(&self) -> Option<(usize, u64)> {
-        // Near ticks run from elapsed's slot round to the one before it.
-        #[allow(clippy::cast_possible_truncation)] // masked to at most 20 bits
-        let start = (self.elapsed & self.near_mask) as usize;
-        let slot = self
-            .near_occupied
-            .find_from(start)
-            .or_else(|| self.near_occupied.find_from(0).filter(|&s| s < start))?;
-        let ahead = (slot as u64).wrapping_sub(start as u64) & self.near_mask;
+        let (slot, ahead) = self.occupied_ahead(0)?;
         Some((slot, self.elapsed + ahead))
+    }
+
+    /// The first occupied near slot at least `skip` ticks after the
+    /// current one: (slot, ticks ahead). Near ticks run from `elapsed`'s
+    /// slot round the ring to the one before it.
+    #[inline]
+    fn occupied_ahead(&self, skip: u64) -> Option<(usize, u64)> {
+        if skip > self.near_mask {
+            return None;
+        }
+        // Masked to at most 20 bits.
+        #[allow(clippy::cast_possible_truncation)]
+        let start = (self.elapsed & self.near_mask) as usize;
+        #[allow(clippy::cast_possible_truncation)]
+        let from = ((self.elapsed + skip) & self.near_mask) as usize;
+        let slot = if from >= start {
+            self.near_occupied
+                .find_from(from)
+                .or_else(|| self.near_occupied.find_from(0).filter(|&s| s < start))?
+        } else {
+            self.near_occupied.find_from(from).filter(|&s| s < start)?
+        };
+        let ahead = (slot as u64).wrapping_sub(start as u64) & self.near_mask;
+        Some((slot, ahead))
     }
 
     /// Starts loading the entries at the heads of the near slots due by
@@ -412,32 +429,15 @@ impl TimerWheel {
     /// and without this pass the misses of a poll come one after the other.
     /// Returns how many slots it found due.
     fn prefetch_due(&self, now: u64, max: usize) -> usize {
-        if now < self.elapsed {
-            return 0;
-        }
-        #[allow(clippy::cast_possible_truncation)] // masked to at most 20 bits
-        let start = (self.elapsed & self.near_mask) as usize;
-        let mut from = start;
-        let mut wrapped = false;
+        let mut skip = 0;
         for k in 0..max {
-            let found = match self.near_occupied.find_from(from) {
-                Some(s) if !wrapped || s < start => Some(s),
-                Some(_) => None,
-                None if !wrapped => {
-                    wrapped = true;
-                    self.near_occupied.find_from(0).filter(|&s| s < start)
+            match self.occupied_ahead(skip) {
+                Some((slot, ahead)) if self.elapsed + ahead <= now => {
+                    self.prefetch(self.near_heads[slot]);
+                    skip = ahead + 1;
                 }
-                None => None,
-            };
-            let Some(slot) = found else {
-                return k;
-            };
-            let ahead = (slot as u64).wrapping_sub(start as u64) & self.near_mask;
-            if self.elapsed + ahead > now {
-                return k;
+                _ => return k,
             }
-            self.prefetch(self.near_heads[slot]);
-            from = slot + 1;
         }
         max
     }
