@@ -16,6 +16,10 @@
 //!    counter that grew (the flow's rate comes back much later than its
 //!    first datagram: its origin's queue overflows, `queue_full`, while the
 //!    controls re-plan around the failed and repaired link A-C).
+//! 3. Rekeying by packet count with two workers per gateway
+//!    (`rekeys_by_packet_count_count_every_worker`): each worker seals in
+//!    its own counter lane; the handshakes follow the sum of both workers'
+//!    packets, not worker 0's alone.
 //!
 //! The figures are printed before the assertions.
 
@@ -106,17 +110,41 @@ struct Setup {
     dir: PathBuf,
     files: Vec<PathBuf>,
     instance: PathBuf,
+    /// Namespaces' and instances' prefix.
+    prefix: &'static str,
+    /// Workers per gateway (and queues per interface).
+    workers: usize,
 }
 
-fn instance_name(site: &str) -> String {
-    format!("{PREFIX}{}-{site}", std::process::id())
+impl Setup {
+    fn instance_name(&self, site: &str) -> String {
+        format!("{}{}-{site}", self.prefix, std::process::id())
+    }
 }
 
 fn setup(dir: &Path) -> Setup {
-    let mut s = Sites::triangle().prefix(PREFIX);
+    setup_with(
+        dir,
+        PREFIX,
+        1,
+        &format!("rekey_after_seconds = {REKEY_AFTER_SECONDS}\n"),
+        overlay(),
+    )
+}
+
+/// The triangle with `workers` queues per interface (and workers per
+/// gateway), `security` added to every site's `[security]`, overlay `spec`.
+fn setup_with(
+    dir: &Path,
+    prefix: &'static str,
+    workers: usize,
+    security: &str,
+    mut spec: OverlaySpec,
+) -> Setup {
+    let mut s = Sites::triangle().prefix(prefix);
     s.disable_offloads = true;
+    s.queues = u16::try_from(workers).unwrap();
     let topo = s.build().expect("build triangle");
-    let mut spec = overlay();
     spec.keys = Some(secure::keys(dir, &SITES));
     // Every class's utility saturates at 1.2 Mbit/s per session (a flow of
     // this test needs 0.9), so the plan admits every session of [`plan`]
@@ -130,10 +158,10 @@ fn setup(dir: &Path) -> Setup {
         .map(|site| {
             let text = topo.site_config(site, &spec).unwrap().replacen(
                 "[security]\n",
-                &format!("[security]\nrekey_after_seconds = {REKEY_AFTER_SECONDS}\n"),
+                &format!("[security]\n{security}"),
                 1,
             );
-            assert!(text.contains("rekey_after_seconds = "), "{text}");
+            assert!(text.contains(security), "{text}");
             let file = dir.join(format!("site-{site}.toml"));
             std::fs::write(&file, &text).unwrap();
             file
@@ -144,6 +172,8 @@ fn setup(dir: &Path) -> Setup {
         dir: dir.to_path_buf(),
         files,
         instance,
+        prefix,
+        workers,
     }
 }
 
@@ -153,13 +183,10 @@ fn start_site(s: &Setup, i: usize) -> (RunningDataplane, NsChild) {
     let site = SITES[i];
     let text = std::fs::read_to_string(&s.files[i]).unwrap();
     let cfg = secure::parse_site(site, &text);
-    assert_eq!(
-        cfg.security.rekey_after_ns,
-        REKEY_AFTER_SECONDS * 1_000_000_000
-    );
     let ns = &s.topo.site(site).unwrap().gw_ns;
-    let dp = secure::start_dataplane(ns, site, cfg, &instance_name(site), true);
-    let ctl = secure::start_control(ns, &s.dir, &s.files[i], &s.instance, &instance_name(site));
+    let name = s.instance_name(site);
+    let dp = secure::start_dataplane_workers(ns, site, cfg, &name, true, s.workers);
+    let ctl = secure::start_control(ns, &s.dir, &s.files[i], &s.instance, &name);
     (dp, ctl)
 }
 
@@ -178,6 +205,18 @@ struct Udp {
 
 impl Udp {
     fn start(topo: &SitesTopology, from: &str, to: &str, port: u16, limit: Duration) -> Self {
+        Self::start_at(topo, from, to, port, PPS, limit)
+    }
+
+    /// UDP at `pps` datagrams/s of [`PAYLOAD`] bytes.
+    fn start_at(
+        topo: &SitesTopology,
+        from: &str,
+        to: &str,
+        port: u16,
+        pps: f64,
+        limit: Duration,
+    ) -> Self {
         let stop_rx = Arc::new(AtomicBool::new(false));
         let stop_tx = Arc::new(AtomicBool::new(false));
         let dst = SocketAddr::from((host_v4(topo, to), port));
@@ -192,7 +231,7 @@ impl Udp {
         let tx = UdpSender::start(
             &topo.site(from).unwrap().lan_ns,
             dst,
-            PPS,
+            pps,
             PAYLOAD,
             stop_tx.clone(),
             limit,
@@ -259,8 +298,8 @@ fn at_rate(timeline: &[(Duration, u64)], before: u64) -> Option<Duration> {
 
 /// Handshakes completed with `peer` so far, from a control's log (one
 /// `security` event `Established` per handshake at either end).
-fn handshakes(dir: &Path, site: &str, peer: &str) -> usize {
-    let log = std::fs::read_to_string(dir.join(format!("control-{}.log", instance_name(site))))
+fn handshakes(s: &Setup, site: &str, peer: &str) -> usize {
+    let log = std::fs::read_to_string(s.dir.join(format!("control-{}.log", s.instance_name(site))))
         .unwrap_or_default();
     let needle = format!("security: {peer}: Established");
     log.lines().filter(|l| l.contains(&needle)).count()
@@ -305,6 +344,14 @@ fn rekeys_lose_nothing_and_a_restart_rehandshakes_at_once() {
     println!("site files and control logs in {}", dir.display());
     let s = setup(&dir);
     let topo = &s.topo;
+    for f in &s.files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let cfg = secure::parse_site("site", &text);
+        assert_eq!(
+            cfg.security.rekey_after_ns,
+            REKEY_AFTER_SECONDS * 1_000_000_000
+        );
+    }
     let mut sites: Vec<Option<(RunningDataplane, NsChild)>> =
         (0..SITES.len()).map(|i| Some(start_site(&s, i))).collect();
     let limit = Duration::from_secs(40);
@@ -334,7 +381,7 @@ fn rekeys_lose_nothing_and_a_restart_rehandshakes_at_once() {
             .map(|x| drops(&x.as_ref().unwrap().0.snapshot()))
             .collect()
     };
-    let hs0 = handshakes(&dir, "A", "C");
+    let hs0 = handshakes(&s, "A", "C");
     let d0 = snap(&sites);
     let load = [
         Udp::start(topo, "A", "C", PORT_LOAD, limit),
@@ -343,7 +390,7 @@ fn rekeys_lose_nothing_and_a_restart_rehandshakes_at_once() {
     std::thread::sleep(LOAD);
     let results = load.map(|u| u.finish(Duration::from_secs(2)));
     let d1 = snap(&sites);
-    let hs1 = handshakes(&dir, "A", "C");
+    let hs1 = handshakes(&s, "A", "C");
     let rekeys = hs1 - hs0;
     println!(
         "rekeying under load ({LOAD:?}, rekey_after_seconds = {REKEY_AFTER_SECONDS}): {rekeys} handshakes A-C"
@@ -449,6 +496,137 @@ fn rekeys_lose_nothing_and_a_restart_rehandshakes_at_once() {
     assert!(
         t_start.elapsed() < Duration::from_secs(60),
         "the test must stay under a minute"
+    );
+    drop(sites);
+}
+
+/// Point 3's namespaces' prefix.
+const PREFIX_WORKERS: &str = "mgwirw";
+/// Point 3: a key is renewed after this many packets sealed with it.
+const REKEY_AFTER_PACKETS: u64 = 400;
+/// Point 3's load A -> C, datagrams/s (500-byte payloads: ~1.3 Mbit/s).
+const WORKERS_PPS: f64 = 320.0;
+/// How long point 3's load runs.
+const WORKERS_LOAD: Duration = Duration::from_secs(10);
+
+/// 3. Rekeying by packet count with two workers per gateway: each worker
+///    seals with a session key in its own counter lane and reports its own
+///    count; the control renews the key when their sum reaches
+///    `rekey_after_packets`. The loaded flow A->C/direct is paced (and
+///    sealed) by A's worker 1; worker 0 seals the probes. The handshakes
+///    A-C during the load must follow what both workers sealed: before
+///    the control added the lanes up it saw worker 0's count alone, and
+///    rekeyed once in several times too few packets.
+#[test]
+fn rekeys_by_packet_count_count_every_worker() {
+    use mongate_dataplane::classify::flow_owner;
+    if common::skip("rekeys_by_packet_count_count_every_worker") {
+        return;
+    }
+    let _g = common::net_lock();
+    let t_start = Instant::now();
+    let dir = common::TempDir::new(PREFIX_WORKERS);
+    println!("site files and control logs in {}", dir.display());
+    let mut spec = overlay();
+    // A->C/direct on worker 1 (flows are owned by index modulo workers),
+    // A->C/via-B (unplanned) in its place.
+    let direct = spec
+        .flows
+        .iter()
+        .position(|f| f.id == "A->C/direct")
+        .unwrap();
+    let via_b = spec
+        .flows
+        .iter()
+        .position(|f| f.id == "A->C/via-B")
+        .unwrap();
+    if flow_owner(u32::try_from(direct).unwrap(), 2) != 1 {
+        spec.flows.swap(direct, via_b);
+    }
+    let direct = spec
+        .flows
+        .iter()
+        .position(|f| f.id == "A->C/direct")
+        .unwrap();
+    assert_eq!(flow_owner(u32::try_from(direct).unwrap(), 2), 1);
+    let s = setup_with(
+        &dir,
+        PREFIX_WORKERS,
+        2,
+        &format!("rekey_after_packets = {REKEY_AFTER_PACKETS}\n"),
+        spec,
+    );
+    let topo = &s.topo;
+    let sites: Vec<(RunningDataplane, NsChild)> =
+        (0..SITES.len()).map(|i| start_site(&s, i)).collect();
+    let limit = Duration::from_secs(40);
+    let ready = Instant::now();
+    let warm = Udp::start(topo, "A", "C", PORT_WARMUP, limit);
+    let flowing = wait_for(Duration::from_secs(20), || warm.received() > 0);
+    println!("warm-up: traffic A->C flowing after {:?}", ready.elapsed());
+    assert!(flowing, "no traffic A->C 20 s after start");
+    warm.finish(Duration::ZERO);
+
+    // A's packets sealed for C per worker, and the drops, before and after
+    // the load. A's ports: the LAN (0), the uplinks to B (1) and to C (2),
+    // then the workers' handoff ports. Every packet on the uplink to C is
+    // sealed for C (its peer, or its waypoint on a detour to B).
+    let a = SITES.iter().position(|x| *x == "A").unwrap();
+    let uplink_tx = |dp: &RunningDataplane| -> Vec<u64> {
+        dp.snapshot()
+            .iter()
+            .map(|w| w.tx_packets.get(2).copied().unwrap_or(0))
+            .collect()
+    };
+    let tx0 = uplink_tx(&sites[a].0);
+    let d0: Vec<_> = sites.iter().map(|x| drops(&x.0.snapshot())).collect();
+    let hs0 = handshakes(&s, "A", "C");
+    let load = Udp::start_at(topo, "A", "C", PORT_LOAD, WORKERS_PPS, limit);
+    std::thread::sleep(WORKERS_LOAD);
+    let (sent, got, dup) = load.finish(Duration::from_secs(2));
+    let hs1 = handshakes(&s, "A", "C");
+    let tx1 = uplink_tx(&sites[a].0);
+    let d1: Vec<_> = sites.iter().map(|x| drops(&x.0.snapshot())).collect();
+    let per_worker: Vec<u64> = tx1.iter().zip(&tx0).map(|(b, a)| b - a).collect();
+    let total: u64 = per_worker.iter().sum();
+    let rekeys = hs1 - hs0;
+    let expected = total / REKEY_AFTER_PACKETS;
+    println!(
+        "rekeying by count ({WORKERS_LOAD:?} at {WORKERS_PPS} datagrams/s, rekey_after_packets = {REKEY_AFTER_PACKETS}): \
+         A sealed {per_worker:?} packets for C per worker ({total} in all, {expected} x the limit), {rekeys} handshakes A-C"
+    );
+    println!("  A->C: sent {sent}, received {got} ({dup} duplicates)");
+    let mut key_drops = BTreeMap::new();
+    for (i, site) in SITES.iter().enumerate() {
+        let all = grown(&d0[i], &d1[i]);
+        println!("  gateway {site}: drops during the load {all:?}");
+        let g = key_drops_of(&all);
+        if !g.is_empty() {
+            key_drops.insert(*site, g);
+        }
+    }
+    println!("test ran {:.1} s", t_start.elapsed().as_secs_f64());
+
+    assert!(sites.iter().all(|x| x.0.healthy()), "a gateway died");
+    assert!(
+        per_worker.len() == 2 && per_worker[1] >= 4 * REKEY_AFTER_PACKETS,
+        "A's worker 1 sealed {per_worker:?}: the test needs it to carry the load"
+    );
+    // A handshake takes a round trip and the control's next report after
+    // the count is reached: at least 60 % of the count's renewals (C's
+    // packets to A count towards the same sessions' renewals too).
+    assert!(
+        rekeys * 5 >= usize::try_from(expected).unwrap() * 3 && rekeys >= 2,
+        "{rekeys} handshakes A-C for {total} packets sealed ({per_worker:?} per worker) \
+         at rekey_after_packets = {REKEY_AFTER_PACKETS}"
+    );
+    assert!(
+        got > 0 && dup == 0,
+        "A->C: {got} received, {dup} duplicates"
+    );
+    assert!(
+        key_drops.is_empty(),
+        "key drops while the load ran: {key_drops:?}"
     );
     drop(sites);
 }

@@ -193,7 +193,7 @@ impl Site {
                 count: u32::try_from(c.len()).unwrap(),
                 items,
             };
-            self.driver.on_telemetry(&ring(&t), now);
+            self.driver.on_telemetry(0, &ring(&t), now);
         }
         let keys: Vec<KeyUsage> = self.gw.key_usage().collect();
         for c in keys.chunks(KEYS_PER_MSG) {
@@ -203,7 +203,7 @@ impl Site {
                 count: u32::try_from(c.len()).unwrap(),
                 items,
             };
-            self.driver.on_telemetry(&ring(&t), now);
+            self.driver.on_telemetry(0, &ring(&t), now);
         }
     }
 
@@ -216,7 +216,7 @@ impl Site {
         });
         for h in hs {
             self.driver
-                .on_telemetry(&ring(&Telemetry::Handshake(h)), now);
+                .on_telemetry(0, &ring(&Telemetry::Handshake(h)), now);
         }
         while let Some(c) = self.driver.poll(now) {
             let c = Command::decode(&c.encode()).unwrap();

@@ -257,7 +257,7 @@ impl Pair {
     fn telemetry(&mut self, i: usize, t: &Telemetry) {
         let t = ring_tel(t);
         let now = self.now;
-        self.sides[i].driver.on_telemetry(&t, now);
+        self.sides[i].driver.on_telemetry(0, &t, now);
         self.commands(i);
     }
 
@@ -322,7 +322,7 @@ impl Pair {
                 report.extend(key_reports(&self.sides[i].table));
                 for t in &report {
                     let t = ring_tel(t);
-                    self.sides[i].driver.on_telemetry(&t, now);
+                    self.sides[i].driver.on_telemetry(0, &t, now);
                 }
             }
             self.commands(i);

@@ -152,6 +152,20 @@ pub fn start_dataplane(
     name: &str,
     control: bool,
 ) -> RunningDataplane {
+    start_dataplane_workers(ns, site, cfg, name, control, 1)
+}
+
+/// [`start_dataplane`] with `workers` workers (on as many queues per
+/// interface, the first on core 1).
+#[allow(dead_code)]
+pub fn start_dataplane_workers(
+    ns: &Netns,
+    site: &str,
+    cfg: Config,
+    name: &str,
+    control: bool,
+    workers: usize,
+) -> RunningDataplane {
     let mut gc = GatewayConfig::new(cfg);
     gc.name = name.to_string();
     gc.xdp_mode = XdpMode::Native;
@@ -161,6 +175,10 @@ pub fn start_dataplane(
         spin: 200,
         sleep_us: 50,
     };
+    if workers > 1 {
+        gc.workers = workers;
+        gc.cores = vec![1, 0];
+    }
     ns.run_in(move || start_gateway(&gc))
         .expect("enter gw ns")
         .unwrap_or_else(|e| panic!("gateway {site}: {e:#}"))

@@ -493,7 +493,7 @@ impl Loop<'_> {
             for _ in 0..self.o.telemetry_budget {
                 let r = port.recv(w);
                 if let Some(Ok(t)) = &r {
-                    self.secure.on_telemetry(t, now_ns);
+                    self.secure.on_telemetry(w, t, now_ns);
                 }
                 match r {
                     None => break,

@@ -337,8 +337,8 @@ impl<E: Entropy> SecureDriver<E> {
         }
     }
 
-    /// A message from the dataplane.
-    pub fn on_telemetry(&mut self, t: &Telemetry, now: Nanos) {
+    /// A message from dataplane worker `worker`.
+    pub fn on_telemetry(&mut self, worker: usize, t: &Telemetry, now: Nanos) {
         if self.ep.is_none() {
             return;
         }
@@ -366,7 +366,14 @@ impl<E: Entropy> SecureDriver<E> {
                         continue;
                     }
                     if let Some(ep) = &mut self.ep {
-                        ep.on_key_usage(u.local_index, u.sent, u.last_rx_ns, u.confirmed, now);
+                        ep.on_key_usage(
+                            u.local_index,
+                            worker,
+                            u.sent,
+                            u.last_rx_ns,
+                            u.confirmed,
+                            now,
+                        );
                     }
                 }
                 // The inventory is in: handshakes may start.

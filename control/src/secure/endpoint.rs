@@ -244,13 +244,14 @@ impl<E: Entropy> Endpoint<E> {
     pub fn on_key_usage(
         &mut self,
         local_index: u32,
+        lane: usize,
         sent: u64,
         last_rx: Nanos,
         confirmed: bool,
         now: Nanos,
     ) {
         if let Some(&i) = self.by_number.get(&peer_of_index(local_index)) {
-            self.peers[i].on_key_usage(local_index, sent, last_rx, confirmed, now);
+            self.peers[i].on_key_usage(local_index, lane, sent, last_rx, confirmed, now);
             self.collect(i);
         }
     }

@@ -416,14 +416,26 @@ struct Key {
     role: Role,
     initiator: bool,
     created: Nanos,
-    sent: u64,
+    /// Packets sealed with it, per dataplane worker (each seals in its own counter lane and
+    /// reports its own count): [`Key::sent`] is their sum.
+    sent_lanes: [u64; LANES],
     /// Random delay added to its rekey time (two peers rarely rekey at once).
     jitter: Nanos,
     /// When the dataplane last opened a packet with it (0: never), as last reported.
     last_rx: Nanos,
 }
 
+/// Counter lanes (dataplane workers) a key's use is reported by.
+const LANES: usize = mongate_dataplane::secure::MAX_LANES;
+
 impl Key {
+    /// Packets sealed with it, by every worker.
+    fn sent(&self) -> u64 {
+        self.sent_lanes
+            .iter()
+            .fold(0u64, |a, &b| a.saturating_add(b))
+    }
+
     fn k(&self) -> usize {
         // 0..4.
         usize::try_from(self.local_index % KEYS_PER_PEER).unwrap_or(0)
@@ -681,7 +693,7 @@ impl Handshaker {
         };
         let by_count = self
             .find_role(Role::Current)
-            .is_some_and(|c| c.sent >= self.timers.rekey_after_packets);
+            .is_some_and(|c| c.sent() >= self.timers.rekey_after_packets);
         if by_count && self.find_role(Role::Next).is_none() {
             return Some(0);
         }
@@ -807,7 +819,7 @@ impl Handshaker {
             role: Role::Current,
             initiator: true,
             created: now,
-            sent: 0,
+            sent_lanes: [0; LANES],
             jitter: rng.below(REKEY_JITTER_KEY + 1),
             last_rx: 0,
         });
@@ -881,7 +893,7 @@ impl Handshaker {
             role: Role::Next,
             initiator: false,
             created: now,
-            sent: 0,
+            sent_lanes: [0; LANES],
             jitter: rng.below(REKEY_JITTER_KEY + 1),
             last_rx: 0,
         });
@@ -925,12 +937,14 @@ impl Handshaker {
         self.macs.has_cookie(now)
     }
 
-    /// The dataplane's report of one key of this peer: packets sent under it, when it last
+    /// Dataplane worker `lane`'s report of one key of this peer: packets it sealed with it
+    /// (in its own counter lane: the key's count is the sum over the workers), when it last
     /// opened a packet, and whether the peer sent with it (a responder key becomes the current
-    /// one then).
+    /// one then). A lane beyond the dataplane's is counted in its last one.
     pub fn on_key_usage(
         &mut self,
         local_index: u32,
+        lane: usize,
         sent: u64,
         last_rx: Nanos,
         confirmed: bool,
@@ -941,14 +955,16 @@ impl Handshaker {
             .iter()
             .position(|k| k.is_some_and(|k| k.local_index == local_index))
         else {
-            self.adopt(local_index, sent, last_rx, now);
+            self.adopt(local_index, lane, sent, last_rx, now);
             return;
         };
         let Some(k) = self.keys[i].as_mut() else {
             return;
         };
-        k.sent = sent;
-        k.last_rx = last_rx;
+        // A worker's count only grows (a stale report does not undo a later one).
+        let l = &mut k.sent_lanes[lane.min(LANES - 1)];
+        *l = (*l).max(sent);
+        k.last_rx = k.last_rx.max(last_rx);
         if k.role == Role::Next && confirmed {
             let key = *k;
             self.keys[i] = None;
@@ -959,7 +975,7 @@ impl Handshaker {
         }
     }
 
-    fn adopt(&mut self, local_index: u32, sent: u64, last_rx: Nanos, now: Nanos) {
+    fn adopt(&mut self, local_index: u32, lane: usize, sent: u64, last_rx: Nanos, now: Nanos) {
         if !self.adopting || peer_of_index(local_index) != self.peer {
             return;
         }
@@ -974,7 +990,11 @@ impl Handshaker {
                 role: Role::Adopted,
                 initiator: false,
                 created: now,
-                sent,
+                sent_lanes: {
+                    let mut l = [0; LANES];
+                    l[lane.min(LANES - 1)] = sent;
+                    l
+                },
                 jitter: 0,
                 last_rx,
             });

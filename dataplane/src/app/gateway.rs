@@ -364,7 +364,9 @@ impl GatewayStage {
             c.chan.port().send(&t);
         }
         if self.worker != 0 {
-            // Peers, paths and keys: worker 0's (it probes).
+            // Peers and paths: worker 0's (it probes). Keys: every worker's,
+            // each its own lane's count (the control adds them up).
+            Self::report_keys(&self.gw, c.chan.port());
             c.chan.port().flush();
             return;
         }
@@ -418,33 +420,37 @@ impl GatewayStage {
         if n > 0 && !full {
             send(&batch, n);
         }
-        if self.gw.security_required() {
-            let mut items = [KeyUsage::default(); KEYS_PER_MSG];
-            let mut n = 0;
-            let port = c.chan.port();
-            let mut send = |items: &[KeyUsage; KEYS_PER_MSG], n: usize| {
-                port.send(&Telemetry::Keys {
-                    count: u32::try_from(n).unwrap_or(0),
-                    items: *items,
-                })
-            };
-            let mut full = false;
-            for k in self.gw.key_usage() {
-                items[n] = k;
-                n += 1;
-                if n == KEYS_PER_MSG {
-                    full = !send(&items, n);
-                    n = 0;
-                    if full {
-                        break;
-                    }
+        Self::report_keys(&self.gw, c.chan.port());
+        c.chan.port().flush();
+    }
+
+    /// This worker's use of its installed keys, to the control (after the
+    /// paths on worker 0: see the driver's inventory).
+    fn report_keys(gw: &Gateway, port: &mut crate::shm::WorkerPort) {
+        if !gw.security_required() {
+            return;
+        }
+        let mut items = [KeyUsage::default(); KEYS_PER_MSG];
+        let mut n = 0;
+        let mut send = |items: &[KeyUsage; KEYS_PER_MSG], n: usize| {
+            port.send(&Telemetry::Keys {
+                count: u32::try_from(n).unwrap_or(0),
+                items: *items,
+            })
+        };
+        for k in gw.key_usage() {
+            items[n] = k;
+            n += 1;
+            if n == KEYS_PER_MSG {
+                if !send(&items, n) {
+                    return;
                 }
-            }
-            if n > 0 && !full {
-                send(&items, n);
+                n = 0;
             }
         }
-        c.chan.port().flush();
+        if n > 0 {
+            send(&items, n);
+        }
     }
 }
 

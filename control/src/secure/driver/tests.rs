@@ -124,7 +124,7 @@ fn off_does_nothing() {
     let c = Config::from_toml_str(SITE_A, "site-a.toml").unwrap();
     let mut d = SecureDriver::from_config(&c, 0).unwrap();
     assert!(!d.enabled());
-    d.on_telemetry(&paths(0), 0);
+    d.on_telemetry(0, &paths(0), 0);
     d.attached(0);
     assert!(d.poll(10 * SEC).is_none());
     assert_eq!(d.poll_timeout(), None);
@@ -152,9 +152,9 @@ fn waits_for_a_report_then_initiates_on_the_active_path() {
     let mut d = driver();
     assert!(drain(&mut d, 0).is_empty());
     // Keys alone (no path known): nothing to send yet.
-    d.on_telemetry(&keys(&[]), 0);
+    d.on_telemetry(0, &keys(&[]), 0);
     assert!(drain(&mut d, 10 * MS).is_empty());
-    d.on_telemetry(&paths(1), 20 * MS);
+    d.on_telemetry(0, &paths(1), 20 * MS);
     let cmds = drain(&mut d, 20 * MS);
     let hs = handshakes(&cmds);
     assert_eq!(hs.len(), 2, "{cmds:?}");
@@ -172,7 +172,7 @@ fn waits_for_a_report_then_initiates_on_the_active_path() {
     assert_eq!(handshakes(&drain(&mut d, SEC + INVENTORY_WAIT)).len(), 2);
     d.attached(2 * SEC);
     assert!(drain(&mut d, 2 * SEC).is_empty());
-    d.on_telemetry(&paths(1), 2 * SEC + MS);
+    d.on_telemetry(0, &paths(1), 2 * SEC + MS);
     assert_eq!(handshakes(&drain(&mut d, 2 * SEC + MS)).len(), 2);
 }
 
@@ -180,8 +180,8 @@ fn waits_for_a_report_then_initiates_on_the_active_path() {
 fn retries_rotate_over_the_direct_paths_and_prefer_the_failover_choice() {
     let mut d = driver();
     d.set_active_path(0, Some(0));
-    d.on_telemetry(&paths(1), 0);
-    d.on_telemetry(&keys(&[]), 0);
+    d.on_telemetry(0, &paths(1), 0);
+    d.on_telemetry(0, &keys(&[]), 0);
     let mut to_b = Vec::new();
     let mut t = 0;
     while to_b.len() < 4 {
@@ -198,7 +198,7 @@ fn retries_rotate_over_the_direct_paths_and_prefer_the_failover_choice() {
 #[test]
 fn answers_go_back_where_the_message_came_from() {
     let mut d = driver();
-    d.on_telemetry(&paths(0), 0);
+    d.on_telemetry(0, &paths(0), 0);
     // An initiation from B (secret 2) to A arrives on uplink 1 from a NATed address.
     let mut b = endpoint_b();
     b.handle_timeout(0);
@@ -219,7 +219,7 @@ fn answers_go_back_where_the_message_came_from() {
         len: u16::try_from(init.len()).unwrap(),
         bytes,
     };
-    d.on_telemetry(&Telemetry::Handshake(h), MS);
+    d.on_telemetry(0, &Telemetry::Handshake(h), MS);
     let cmds: Vec<Command> = std::iter::from_fn(|| d.cmds.pop_front()).collect();
     // The key first (for every worker), then the response on B's path on uplink 1.
     assert!(matches!(cmds[0], Command::InstallKey(k) if k.peer == 0 && !k.initiator));
@@ -234,13 +234,14 @@ fn answers_go_back_where_the_message_came_from() {
     // Telemetry that disagrees with itself is counted.
     let mut bad = h;
     bad.msg_type = 5;
-    d.on_telemetry(&Telemetry::Handshake(bad), 2 * MS);
+    d.on_telemetry(0, &Telemetry::Handshake(bad), 2 * MS);
     let mut long = h;
     long.len = 201;
-    d.on_telemetry(&Telemetry::Handshake(long), 2 * MS);
+    d.on_telemetry(0, &Telemetry::Handshake(long), 2 * MS);
     assert_eq!(d.stats().bad_telemetry, 2);
     // A key report naming a peer we do not have, or an index of another peer's slot.
     d.on_telemetry(
+        0,
         &keys(&[
             KeyUsage {
                 local_index: 9 * 4,
@@ -261,8 +262,8 @@ fn answers_go_back_where_the_message_came_from() {
 #[test]
 fn requeued_commands_go_out_first() {
     let mut d = driver();
-    d.on_telemetry(&paths(0), 0);
-    d.on_telemetry(&keys(&[]), 0);
+    d.on_telemetry(0, &paths(0), 0);
+    d.on_telemetry(0, &keys(&[]), 0);
     let first = d.poll(0).unwrap();
     d.requeue(first);
     assert_eq!(d.poll(0), Some(first));
@@ -275,8 +276,8 @@ fn a_destinations_paths_are_candidates_once_all_can_be_sealed_or_after_the_grace
         unreachable!()
     };
     let (to_b, to_c, c_via_b) = (items[0], items[2], items[3]);
-    d.on_telemetry(&paths(0), 0);
-    d.on_telemetry(&keys(&[]), 0);
+    d.on_telemetry(0, &paths(0), 0);
+    d.on_telemetry(0, &keys(&[]), 0);
     let init_b = handshakes(&drain(&mut d, MS))
         .into_iter()
         .find(|h| h.path >> 16 == 0)
@@ -298,6 +299,7 @@ fn a_destinations_paths_are_candidates_once_all_can_be_sealed_or_after_the_grace
     let mut bytes = [0u8; HANDSHAKE_MAX];
     bytes[..resp.len()].copy_from_slice(resp.as_bytes());
     d.on_telemetry(
+        0,
         &Telemetry::Handshake(HandshakeIn {
             port: 0,
             src: "198.18.0.2".parse().unwrap(),
@@ -347,16 +349,17 @@ fn keys_kept_by_the_dataplane_make_paths_candidates_after_a_restart() {
     // with C (never opened one: the peer may not hold it).
     let mut d = driver();
     d.attached(now);
-    d.on_telemetry(&paths(0), now);
-    d.on_telemetry(&keys(&[usage(1, 0, now - 50 * MS), usage(5, 1, 0)]), now);
+    d.on_telemetry(0, &paths(0), now);
+    d.on_telemetry(0, &keys(&[usage(1, 0, now - 50 * MS), usage(5, 1, 0)]), now);
     assert!(d.path_sealable(&to_b, now));
     assert!(!d.path_sealable(&to_c, now));
     assert!(!d.path_sealable(&c_via_b, now));
     // With C's key in use too, every path is a candidate at once.
     let mut d = driver();
     d.attached(now);
-    d.on_telemetry(&paths(0), now);
+    d.on_telemetry(0, &paths(0), now);
     d.on_telemetry(
+        0,
         &keys(&[usage(1, 0, now - 50 * MS), usage(5, 1, now - MS)]),
         now,
     );
@@ -366,8 +369,9 @@ fn keys_kept_by_the_dataplane_make_paths_candidates_after_a_restart() {
     // A key that has opened nothing for a grace's time does not count.
     let mut d = driver();
     d.attached(now);
-    d.on_telemetry(&paths(0), now);
+    d.on_telemetry(0, &paths(0), now);
     d.on_telemetry(
+        0,
         &keys(&[usage(1, 0, now - PATH_KEY_GRACE), usage(5, 1, now - MS)]),
         now,
     );

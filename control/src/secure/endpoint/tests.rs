@@ -143,6 +143,7 @@ impl Net {
                 for u in self.nodes[i].dp.report() {
                     self.nodes[i].ep.on_key_usage(
                         u.local_index,
+                        0,
                         u.sent,
                         u.last_rx,
                         u.confirmed,
@@ -200,9 +201,14 @@ impl Net {
         let peer = 3 - me;
         self.nodes[i].ep = endpoint(me, peer, self.cfg, self.now, seed);
         for u in self.nodes[i].dp.report() {
-            self.nodes[i]
-                .ep
-                .on_key_usage(u.local_index, u.sent, u.last_rx, u.confirmed, self.now);
+            self.nodes[i].ep.on_key_usage(
+                u.local_index,
+                0,
+                u.sent,
+                u.last_rx,
+                u.confirmed,
+                self.now,
+            );
         }
     }
 

@@ -116,7 +116,7 @@ fn keys_match_and_indices_carry_the_slot() {
     assert_eq!(a.hs.current(), Some(ka.local_index));
     // B's key waits for confirmation.
     assert_eq!(b.hs.current(), None);
-    b.hs.on_key_usage(kb.local_index, 0, 1, true, 1);
+    b.hs.on_key_usage(kb.local_index, 0, 0, 1, true, 1);
     assert_eq!(b.hs.current(), Some(kb.local_index));
     assert!(b.drain().contains(&Output::Event(Event::Confirmed {
         local_index: kb.local_index
@@ -305,11 +305,31 @@ fn rekey_on_packet_count() {
         rekey_after_packets: 1000,
     });
     let (k, _) = handshake(&mut sa, &mut sb, 0);
-    sa.hs.on_key_usage(k.local_index, 999, SEC, true, SEC);
+    sa.hs.on_key_usage(k.local_index, 0, 999, SEC, true, SEC);
     assert!(sa.tick(SEC).is_empty());
     sa.hs
-        .on_key_usage(k.local_index, 1000, 2 * SEC, true, 2 * SEC);
+        .on_key_usage(k.local_index, 0, 1000, 2 * SEC, true, 2 * SEC);
     assert_eq!(sa.hs.poll_timeout(), Some(0));
+    initiation(&sa.tick(2 * SEC));
+}
+
+/// Each dataplane worker seals with the key in its own counter lane and reports its own count:
+/// the packet count that calls for a rekey is their sum, and a worker's stale (lower) report
+/// does not undo its later one.
+#[test]
+fn rekey_on_packet_count_of_every_worker() {
+    let (mut sa, mut sb) = pair_with(Timers {
+        rekey_after: 120 * SEC,
+        rekey_after_packets: 1000,
+    });
+    let (k, _) = handshake(&mut sa, &mut sb, 0);
+    sa.hs.on_key_usage(k.local_index, 0, 600, SEC, true, SEC);
+    sa.hs.on_key_usage(k.local_index, 1, 300, SEC, true, SEC);
+    sa.hs.on_key_usage(k.local_index, 1, 100, SEC, true, SEC);
+    assert!(sa.tick(SEC).is_empty(), "900 sealed: no rekey yet");
+    sa.hs
+        .on_key_usage(k.local_index, 1, 400, 2 * SEC, true, 2 * SEC);
+    assert_eq!(sa.hs.poll_timeout(), Some(0), "600 + 400 sealed");
     initiation(&sa.tick(2 * SEC));
 }
 
