@@ -118,8 +118,10 @@ pub struct Settings {
     /// Destination MAC of delivered inner frames when the inner destination
     /// is not in `neighbours` (the LAN router, or a single host).
     pub lan_next_hop_mac: MacAddr,
-    /// LAN hosts with their MACs (static neighbour table; hosts are also
-    /// learned from their LAN traffic, see [`Gateway::learned_neighbours`]).
+    /// LAN hosts with their MACs (static neighbour table, from the kernel's
+    /// at start; sorted and deduplicated by address when the stage is built;
+    /// hosts are also learned from their LAN traffic, see
+    /// [`Gateway::learned_neighbours`]).
     pub neighbours: Vec<(IpAddr, MacAddr)>,
     /// How long a learned LAN address stays with its MAC after its last
     /// packet: another MAC claiming it sooner is refused (dropped, counted
@@ -607,6 +609,9 @@ impl Gateway {
         now: Nanos,
     ) -> Result<Self, GatewayError> {
         let mut settings = settings;
+        // Found by binary search (a miss in the learned table, per packet).
+        settings.neighbours.sort_by_key(|n| n.0);
+        settings.neighbours.dedup_by_key(|n| n.0);
         // The sender's tail timeout must cover the receiver's ack delay as
         // this stage implements it: the policy's delay plus timer lateness.
         settings.tracker.max_ack_delay_ns = settings.tracker.max_ack_delay_ns.max(
@@ -1046,11 +1051,11 @@ impl Gateway {
         if let Some(m) = self.learned.lookup(dst) {
             return m;
         }
-        self.settings
-            .neighbours
-            .iter()
-            .find(|(a, _)| *a == dst)
-            .map_or(self.settings.lan_next_hop_mac, |n| n.1)
+        let n = &self.settings.neighbours;
+        n.binary_search_by_key(&dst, |x| x.0)
+            .ok()
+            .and_then(|i| n.get(i))
+            .map_or(self.settings.lan_next_hop_mac, |x| x.1)
     }
 
     /// Flow index of a wire flow id.

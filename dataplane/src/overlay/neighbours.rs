@@ -5,6 +5,11 @@
 //! A set-associative table ([`NEIGHBOUR_SETS`] sets of [`NEIGHBOUR_WAYS`]
 //! entries) indexed by a hash of the address keyed with a seed chosen at
 //! random at start, so that LAN hosts cannot pick addresses that collide.
+//! Each address has two candidate sets (two choices: a new one goes to the
+//! emptier), so that sets do not overflow long before the table is full:
+//! with one choice a set of 4 ways overflowed with about 300 hosts in 1 024
+//! entries; with two, [`NEIGHBOUR_HOSTS`] hosts (half the entries) are all
+//! held (test `half_the_entries_are_all_learned`).
 //! An address learned with one MAC is not taken over by another MAC until
 //! the first has been silent for the hold time: a LAN host cannot steal
 //! another's replies by sending from its address ([`Learn::Conflict`]); a
@@ -17,8 +22,12 @@ use crate::wire::ethernet::MacAddr;
 
 /// Ways per set.
 pub const NEIGHBOUR_WAYS: usize = 4;
-/// Sets.
-pub const NEIGHBOUR_SETS: usize = 256;
+/// Sets (a power of two).
+pub const NEIGHBOUR_SETS: usize = 2048;
+/// LAN hosts the table is sized for (half its entries); beyond that an
+/// address may find both its sets full of live entries
+/// ([`NeighbourStats::full`]), and its packets go to the LAN next hop.
+pub const NEIGHBOUR_HOSTS: usize = NEIGHBOUR_SETS * NEIGHBOUR_WAYS / 2;
 
 /// What [`NeighbourTable::learn`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +70,8 @@ pub struct NeighbourStats {
 #[derive(Debug)]
 pub struct NeighbourTable {
     entries: Box<[Option<Entry>]>,
+    /// Sets - 1 (a power of two minus one).
+    mask: usize,
     seed: u64,
     hold_ns: u64,
     stats: NeighbourStats,
@@ -70,8 +81,15 @@ impl NeighbourTable {
     /// An empty table: hash seed `seed` (random per process in service),
     /// hold time `hold_ns`.
     pub fn new(seed: u64, hold_ns: u64) -> Self {
+        Self::with_sets(NEIGHBOUR_SETS, seed, hold_ns)
+    }
+
+    /// A table of `sets` sets (rounded up to a power of two).
+    pub fn with_sets(sets: usize, seed: u64, hold_ns: u64) -> Self {
+        let sets = sets.max(1).next_power_of_two();
         Self {
-            entries: vec![None; NEIGHBOUR_SETS * NEIGHBOUR_WAYS].into_boxed_slice(),
+            entries: vec![None; sets * NEIGHBOUR_WAYS].into_boxed_slice(),
+            mask: sets - 1,
             seed,
             hold_ns,
             stats: NeighbourStats::default(),
@@ -83,8 +101,9 @@ impl NeighbourTable {
         &self.stats
     }
 
+    /// The address's two candidate sets (may be the same).
     #[inline]
-    fn set(&self, ip: IpAddr) -> usize {
+    fn sets(&self, ip: IpAddr) -> [usize; 2] {
         let h = match ip {
             IpAddr::V4(a) => u64::from(a.to_bits()),
             IpAddr::V6(a) => {
@@ -96,22 +115,45 @@ impl NeighbourTable {
         let m = u128::from(h ^ self.seed) * u128::from(self.seed | 1);
         let x = u64::try_from(m & u128::from(u64::MAX)).unwrap_or(0)
             ^ u64::try_from(m >> 64).unwrap_or(0);
-        let s = x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56;
-        usize::try_from(s).unwrap_or(0) % NEIGHBOUR_SETS
+        let x = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        // Two independent slices of the mixed hash: the top bits, then the
+        // bits below them.
+        let a = usize::try_from(x >> 40).unwrap_or(0) & self.mask;
+        let b = usize::try_from((x >> 16) & 0xFF_FFFF).unwrap_or(0) & self.mask;
+        [a, b]
     }
 
     #[inline]
-    fn ways(&mut self, ip: IpAddr) -> &mut [Option<Entry>] {
-        let s = self.set(ip) * NEIGHBOUR_WAYS;
+    fn ways_of(&self, set: usize) -> &[Option<Entry>] {
+        let s = set * NEIGHBOUR_WAYS;
+        &self.entries[s..s + NEIGHBOUR_WAYS]
+    }
+
+    #[inline]
+    fn ways_mut(&mut self, set: usize) -> &mut [Option<Entry>] {
+        let s = set * NEIGHBOUR_WAYS;
         &mut self.entries[s..s + NEIGHBOUR_WAYS]
+    }
+
+    /// Where `ip` is held: its entry's index.
+    #[inline]
+    fn find(&self, ip: IpAddr) -> Option<usize> {
+        self.sets(ip).into_iter().find_map(|set| {
+            self.ways_of(set)
+                .iter()
+                .position(|w| w.is_some_and(|e| e.ip == ip))
+                .map(|k| set * NEIGHBOUR_WAYS + k)
+        })
     }
 
     /// Records that `mac` sent from LAN address `ip` at `now_ns`.
     #[inline]
     pub fn learn(&mut self, ip: IpAddr, mac: MacAddr, now_ns: u64) -> Learn {
         let hold = self.hold_ns;
-        let ways = self.ways(ip);
-        if let Some(e) = ways.iter_mut().flatten().find(|e| e.ip == ip) {
+        if let Some(i) = self.find(ip) {
+            let Some(e) = self.entries.get_mut(i).and_then(Option::as_mut) else {
+                return Learn::Full;
+            };
             if e.mac == mac {
                 e.last_ns = now_ns;
                 return Learn::Known;
@@ -130,19 +172,25 @@ impl NeighbourTable {
             mac,
             last_ns: now_ns,
         });
-        if let Some(w) = ways.iter_mut().find(|w| w.is_none()) {
+        // The emptier of the two sets (the first on a tie).
+        let [a, b] = self.sets(ip);
+        let free = |t: &Self, set: usize| t.ways_of(set).iter().filter(|w| w.is_none()).count();
+        let set = if free(self, b) > free(self, a) { b } else { a };
+        if let Some(w) = self.ways_mut(set).iter_mut().find(|w| w.is_none()) {
             *w = new;
             self.stats.learned += 1;
             return Learn::Learned;
         }
-        // The least recently heard entry, if it has been silent long enough.
-        let oldest = ways
-            .iter_mut()
-            .min_by_key(|w| w.map_or(0, |e| e.last_ns))
-            .filter(|w| w.is_some_and(|e| now_ns.saturating_sub(e.last_ns) > hold));
+        // Both full: the least recently heard entry of either, if it has
+        // been silent long enough.
+        let oldest = [a, b]
+            .into_iter()
+            .flat_map(|set| (0..NEIGHBOUR_WAYS).map(move |k| set * NEIGHBOUR_WAYS + k))
+            .min_by_key(|&i| self.entries[i].map_or(0, |e| e.last_ns))
+            .filter(|&i| self.entries[i].is_some_and(|e| now_ns.saturating_sub(e.last_ns) > hold));
         match oldest {
-            Some(w) => {
-                *w = new;
+            Some(i) => {
+                self.entries[i] = new;
                 self.stats.learned += 1;
                 Learn::Learned
             }
@@ -158,7 +206,11 @@ impl NeighbourTable {
     /// it). Replaces this table's MAC for `ip` whatever its age, or takes
     /// a free or silent way; a full set keeps what it has.
     pub fn learn_from_worker(&mut self, ip: IpAddr, mac: MacAddr, now_ns: u64) {
-        if let Some(e) = self.ways(ip).iter_mut().flatten().find(|e| e.ip == ip) {
+        if let Some(e) = self
+            .find(ip)
+            .and_then(|i| self.entries.get_mut(i))
+            .and_then(Option::as_mut)
+        {
             e.mac = mac;
             e.last_ns = now_ns;
             return;
@@ -169,12 +221,15 @@ impl NeighbourTable {
     /// The MAC learned for `ip`, if any.
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> Option<MacAddr> {
-        let s = self.set(ip) * NEIGHBOUR_WAYS;
-        self.entries[s..s + NEIGHBOUR_WAYS]
-            .iter()
-            .flatten()
-            .find(|e| e.ip == ip)
-            .map(|e| e.mac)
+        let [a, b] = self.sets(ip);
+        let hit = |set| {
+            self.ways_of(set)
+                .iter()
+                .flatten()
+                .find(|e| e.ip == ip)
+                .map(|e| e.mac)
+        };
+        hit(a).or_else(|| hit(b))
     }
 
     /// Every learned `(address, MAC)`.
@@ -219,13 +274,10 @@ mod tests {
 
     #[test]
     fn full_sets_evict_only_silent_entries() {
-        let mut t = NeighbourTable::new(9, HOLD);
-        // Addresses of one set.
-        let set = t.set(ip(0));
-        let same: Vec<IpAddr> = (1..100_000)
-            .map(ip)
-            .filter(|a| t.set(*a) == set)
-            .take(NEIGHBOUR_WAYS + 1)
+        // One set: every address's two choices.
+        let mut t = NeighbourTable::with_sets(1, 9, HOLD);
+        let same: Vec<IpAddr> = (1..=NEIGHBOUR_WAYS + 1)
+            .map(|i| ip(u32::try_from(i).unwrap()))
             .collect();
         assert_eq!(same.len(), NEIGHBOUR_WAYS + 1);
         for (i, a) in same[..NEIGHBOUR_WAYS].iter().enumerate() {
@@ -254,9 +306,68 @@ mod tests {
     fn the_seed_changes_the_sets() {
         let a = NeighbourTable::new(1, HOLD);
         let b = NeighbourTable::new(2, HOLD);
-        let differ = (0..256).filter(|&i| a.set(ip(i)) != b.set(ip(i))).count();
-        assert!(differ > 200, "{differ}");
+        let differ = (0..256).filter(|&i| a.sets(ip(i)) != b.sets(ip(i))).count();
+        assert!(differ > 250, "{differ}");
+        // The two choices of an address are mostly two sets.
+        let two = (0..256)
+            .filter(|&i| a.sets(ip(i))[0] != a.sets(ip(i))[1])
+            .count();
+        assert!(two > 250, "{two}");
         let v6 = IpAddr::V6(core::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
-        assert!(a.set(v6) < NEIGHBOUR_SETS);
+        assert!(a.sets(v6).iter().all(|&s| s < NEIGHBOUR_SETS));
+    }
+
+    /// A LAN of [`NEIGHBOUR_HOSTS`] hosts (consecutive addresses, as a
+    /// LAN's are, or scattered ones), every one learned and found, for
+    /// several seeds; one choice of set per address (the table before)
+    /// lost hosts to full sets long before that.
+    #[test]
+    fn half_the_entries_are_all_learned() {
+        // Scattered: random interface ids in 2001:db8::/64.
+        let v6 = |i: u32| {
+            let mut r = crate::sys::rng::SplitMix64::new(u64::from(i));
+            IpAddr::V6(core::net::Ipv6Addr::from(
+                0x2001_0db8_0000_0000_0000_0000_0000_0000_u128 | u128::from(r.next_u64()),
+            ))
+        };
+        let n = u32::try_from(NEIGHBOUR_HOSTS).unwrap();
+        for seed in [1, 0xDEAD_BEEF, 0x6E65_6967_6862_6F72] {
+            for addr in [ip as fn(u32) -> IpAddr, v6] {
+                let mut t = NeighbourTable::new(seed, HOLD);
+                for i in 0..n {
+                    let m = mac(u8::try_from(i % 251).unwrap());
+                    assert_eq!(t.learn(addr(i), m, 1), Learn::Learned, "host {i} of {n}");
+                }
+                for i in 0..n {
+                    assert_eq!(t.lookup(addr(i)), Some(mac(u8::try_from(i % 251).unwrap())));
+                    assert_eq!(
+                        t.learn(addr(i), mac(u8::try_from(i % 251).unwrap()), 2),
+                        Learn::Known
+                    );
+                }
+                assert_eq!(t.stats().full, 0);
+                assert_eq!(t.iter().count(), NEIGHBOUR_HOSTS);
+            }
+        }
+        // The scattered LAN with one choice per address: sets overflow.
+        let mut one = NeighbourTable::new(1, HOLD);
+        let full = (0..n)
+            .filter(|&i| {
+                let [a, _] = one.sets(v6(i));
+                let s = one.ways_mut(a);
+                match s.iter_mut().find(|w| w.is_none()) {
+                    Some(w) => {
+                        *w = Some(Entry {
+                            ip: v6(i),
+                            mac: mac(1),
+                            last_ns: 1,
+                        });
+                        false
+                    }
+                    None => true,
+                }
+            })
+            .count();
+        assert!(full > 0, "one choice held every host");
     }
 }

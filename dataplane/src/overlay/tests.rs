@@ -204,3 +204,60 @@ gateways = ["198.19.2.2"]
         IpAddr::V4(Ipv4Addr::new(198, 19, 3, 2))
     );
 }
+
+/// Static neighbours (the kernel's, at start): found whatever their order
+/// and number (a sorted table, searched by halves: a miss in the learned
+/// table no longer scans them all), the first of two entries for one
+/// address kept, anything else to the LAN next hop.
+#[test]
+fn static_neighbours_are_found_in_any_order() {
+    let t = r#"
+[site]
+name = "A"
+vni = 1
+lan_interface = "lan0"
+lan_prefixes = ["198.18.0.0/24"]
+
+[security]
+mode = "off"
+
+[[uplinks]]
+name = "isp1"
+interface = "up0"
+local_address = "198.18.200.1"
+capacity_mbps = 1000
+gateway_mac = "02:00:00:00:00:fe"
+backend = "af_xdp"
+
+[[peers]]
+name = "C"
+prefixes = ["198.19.0.0/24"]
+gateways = ["198.18.200.3"]
+"#;
+    let cfg = Config::from_toml_str(t, "neigh.toml").expect("config");
+    let ip = |i: u32| IpAddr::V4(core::net::Ipv4Addr::from(0xC612_0000 + i));
+    let mac = |i: u32| {
+        let b = i.to_be_bytes();
+        MacAddr([2, 0, b[0], b[1], b[2], b[3]])
+    };
+    // 198.18.0.0-198.18.11.183: the first 256 in the LAN prefix (learned
+    // too), the others not (found in the static table only); backwards.
+    let n = 3000u32;
+    let mut neighbours: Vec<_> = (0..n).rev().map(|i| (ip(i), mac(i))).collect();
+    neighbours.push((ip(7), mac(99_999)));
+    let router = MacAddr([2, 0, 0, 0, 0, 0xfe]);
+    let settings = Settings {
+        neighbours,
+        lan_next_hop_mac: router,
+        ..Settings::default()
+    };
+    let g = Gateway::new(&cfg, settings, Vec::new(), 0).expect("gateway");
+    for i in 0..n {
+        assert_eq!(g.lan_mac_of(ip(i)), mac(i), "neighbour {i}");
+    }
+    assert_eq!(g.lan_mac_of(ip(n)), router);
+    assert_eq!(
+        g.lan_mac_of(IpAddr::V6(core::net::Ipv6Addr::LOCALHOST)),
+        router
+    );
+}
