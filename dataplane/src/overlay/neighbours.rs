@@ -46,9 +46,44 @@ pub enum Learn {
     Full,
 }
 
+/// An address as compared in the table: its bits and its family (one
+/// 128-bit compare and a flag, not the enum's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Addr {
+    bits: u128,
+    v6: bool,
+}
+
+impl Addr {
+    #[inline]
+    fn of(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(a) => Self {
+                bits: u128::from(a.to_bits()),
+                v6: false,
+            },
+            IpAddr::V6(a) => Self {
+                bits: a.to_bits(),
+                v6: true,
+            },
+        }
+    }
+
+    fn ip(self) -> IpAddr {
+        if self.v6 {
+            IpAddr::V6(core::net::Ipv6Addr::from_bits(self.bits))
+        } else {
+            // An IPv4 address's bits: below 2^32.
+            IpAddr::V4(core::net::Ipv4Addr::from_bits(
+                u32::try_from(self.bits).unwrap_or(0),
+            ))
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    ip: IpAddr,
+    ip: Addr,
     mac: MacAddr,
     last_ns: u64,
 }
@@ -103,14 +138,13 @@ impl NeighbourTable {
 
     /// The address's two candidate sets (may be the same).
     #[inline]
-    fn sets(&self, ip: IpAddr) -> [usize; 2] {
-        let h = match ip {
-            IpAddr::V4(a) => u64::from(a.to_bits()),
-            IpAddr::V6(a) => {
-                let b = a.to_bits();
-                u64::try_from(b & u128::from(u64::MAX)).unwrap_or(0)
-                    ^ u64::try_from(b >> 64).unwrap_or(0).rotate_left(29)
-            }
+    fn sets(&self, ip: Addr) -> [usize; 2] {
+        let b = ip.bits;
+        let h = if ip.v6 {
+            u64::try_from(b & u128::from(u64::MAX)).unwrap_or(0)
+                ^ u64::try_from(b >> 64).unwrap_or(0).rotate_left(29)
+        } else {
+            u64::try_from(b).unwrap_or(0)
         };
         let m = u128::from(h ^ self.seed) * u128::from(self.seed | 1);
         let x = u64::try_from(m & u128::from(u64::MAX)).unwrap_or(0)
@@ -137,7 +171,7 @@ impl NeighbourTable {
 
     /// Where `ip` is held: its entry's index.
     #[inline]
-    fn find(&self, ip: IpAddr) -> Option<usize> {
+    fn find(&self, ip: Addr) -> Option<usize> {
         self.sets(ip).into_iter().find_map(|set| {
             self.ways_of(set)
                 .iter()
@@ -149,6 +183,7 @@ impl NeighbourTable {
     /// Records that `mac` sent from LAN address `ip` at `now_ns`.
     #[inline]
     pub fn learn(&mut self, ip: IpAddr, mac: MacAddr, now_ns: u64) -> Learn {
+        let ip = Addr::of(ip);
         let hold = self.hold_ns;
         if let Some(i) = self.find(ip) {
             let Some(e) = self.entries.get_mut(i).and_then(Option::as_mut) else {
@@ -207,7 +242,7 @@ impl NeighbourTable {
     /// a free or silent way; a full set keeps what it has.
     pub fn learn_from_worker(&mut self, ip: IpAddr, mac: MacAddr, now_ns: u64) {
         if let Some(e) = self
-            .find(ip)
+            .find(Addr::of(ip))
             .and_then(|i| self.entries.get_mut(i))
             .and_then(Option::as_mut)
         {
@@ -221,20 +256,22 @@ impl NeighbourTable {
     /// The MAC learned for `ip`, if any.
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> Option<MacAddr> {
+        let ip = Addr::of(ip);
         let [a, b] = self.sets(ip);
         let hit = |set| {
-            self.ways_of(set)
-                .iter()
-                .flatten()
-                .find(|e| e.ip == ip)
-                .map(|e| e.mac)
+            for e in self.ways_of(set).iter().flatten() {
+                if e.ip == ip {
+                    return Some(e.mac);
+                }
+            }
+            None
         };
         hit(a).or_else(|| hit(b))
     }
 
     /// Every learned `(address, MAC)`.
     pub fn iter(&self) -> impl Iterator<Item = (IpAddr, MacAddr)> + '_ {
-        self.entries.iter().flatten().map(|e| (e.ip, e.mac))
+        self.entries.iter().flatten().map(|e| (e.ip.ip(), e.mac))
     }
 }
 
@@ -306,15 +343,17 @@ mod tests {
     fn the_seed_changes_the_sets() {
         let a = NeighbourTable::new(1, HOLD);
         let b = NeighbourTable::new(2, HOLD);
-        let differ = (0..256).filter(|&i| a.sets(ip(i)) != b.sets(ip(i))).count();
+        let differ = (0..256)
+            .filter(|&i| a.sets(Addr::of(ip(i))) != b.sets(Addr::of(ip(i))))
+            .count();
         assert!(differ > 250, "{differ}");
         // The two choices of an address are mostly two sets.
         let two = (0..256)
-            .filter(|&i| a.sets(ip(i))[0] != a.sets(ip(i))[1])
+            .filter(|&i| a.sets(Addr::of(ip(i)))[0] != a.sets(Addr::of(ip(i)))[1])
             .count();
         assert!(two > 250, "{two}");
         let v6 = IpAddr::V6(core::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
-        assert!(a.sets(v6).iter().all(|&s| s < NEIGHBOUR_SETS));
+        assert!(a.sets(Addr::of(v6)).iter().all(|&s| s < NEIGHBOUR_SETS));
     }
 
     /// A LAN of [`NEIGHBOUR_HOSTS`] hosts (consecutive addresses, as a
@@ -353,12 +392,12 @@ mod tests {
         let mut one = NeighbourTable::new(1, HOLD);
         let full = (0..n)
             .filter(|&i| {
-                let [a, _] = one.sets(v6(i));
+                let [a, _] = one.sets(Addr::of(v6(i)));
                 let s = one.ways_mut(a);
                 match s.iter_mut().find(|w| w.is_none()) {
                     Some(w) => {
                         *w = Some(Entry {
-                            ip: v6(i),
+                            ip: Addr::of(v6(i)),
                             mac: mac(1),
                             last_ns: 1,
                         });
