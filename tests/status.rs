@@ -356,6 +356,13 @@ fn status_reports_the_triangle_as_its_gateways_and_the_demo_do() {
             g["plan"]["epoch"].as_f64().unwrap()
         );
         assert_eq!(metric("mongate_control_attached", &l), 1.0);
+        // Every site's LAN host sent traffic: the gateway learned it, and
+        // had room for it.
+        let hosts = g["lan_hosts"].as_u64().unwrap();
+        assert!(hosts >= 1, "{g}");
+        assert_eq!(metric("mongate_lan_hosts", &l), hosts as f64);
+        assert_eq!(g["lan_hosts_not_learned"].as_u64(), Some(0), "{g}");
+        assert_eq!(metric("mongate_lan_hosts_not_learned", &l), 0.0);
         assert_eq!(
             metric("mongate_optimizer_objective", &l),
             g["optimizer"]["objective"].as_f64().unwrap()

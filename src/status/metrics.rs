@@ -117,6 +117,24 @@ pub fn render(r: &Report) -> String {
                     s as f64,
                 );
             }
+            if let Some(h) = g.lan_hosts {
+                o.put(
+                    "mongate_lan_hosts",
+                    G,
+                    "LAN hosts in the learned neighbour table.",
+                    &[("gateway", gw)],
+                    h as f64,
+                );
+            }
+            if let Some(n) = g.lan_hosts_not_learned {
+                o.put(
+                    "mongate_lan_hosts_not_learned",
+                    C,
+                    "LAN hosts not learned for want of room in the neighbour table (delivered to the LAN next hop).",
+                    &[("gateway", gw)],
+                    n as f64,
+                );
+            }
             if let Some(x) = &g.optimizer {
                 let l = [("gateway", gw)];
                 o.put(

@@ -106,6 +106,11 @@ pub struct GatewayReport {
     pub optimizer: Option<OptimizerReport>,
     /// Sessions in the classifier's table.
     pub sessions: Option<u64>,
+    /// LAN hosts learned (worker 0's neighbour table).
+    pub lan_hosts: Option<u64>,
+    /// LAN hosts not learned since start for want of room in the table (their
+    /// packets from other sites go to the LAN next hop).
+    pub lan_hosts_not_learned: Option<u64>,
     /// Per peer, its candidate paths.
     pub peers: Vec<PeerReport>,
     /// Per class.
@@ -661,6 +666,8 @@ fn gateway_report(g: &GwSample, prev: Option<&GwSample>, now: u64, dt: f64) -> G
             control_alive: g.plan_writer_alive,
         }),
         sessions: gw.map(|x| x.sessions),
+        lan_hosts: gw.map(|x| x.lan_hosts),
+        lan_hosts_not_learned: gw.map(|x| x.lan_hosts_not_learned),
         peers,
         classes,
         flows,
@@ -735,6 +742,13 @@ pub fn print_human(r: &Report, out: &mut impl std::io::Write) -> std::io::Result
         }
         if let Some(s) = g.sessions {
             write!(out, "; sessions: {s}")?;
+        }
+        if let Some(h) = g.lan_hosts {
+            write!(out, "; LAN hosts: {h}")?;
+            match g.lan_hosts_not_learned {
+                Some(n) if n > 0 => write!(out, " ({n} not learned: table full)")?,
+                _ => {}
+            }
         }
         if g.plan.is_some() {
             writeln!(out)?;
@@ -972,6 +986,8 @@ mod tests {
             updated_ns: 10 * S,
             sessions: 3,
             started_ns: S,
+            lan_hosts: 2,
+            lan_hosts_not_learned: 0,
             classes: vec![ClassSnapshot {
                 id: "bulk".into(),
                 active: 2,

@@ -277,6 +277,11 @@ impl GatewayStage {
             .map(|n| n.load(Ordering::Relaxed))
             .fold(0u64, u64::saturating_add);
         st(&h.sessions, sessions);
+        st(
+            &h.lan_hosts,
+            u64::try_from(self.gw.neighbour_count()).unwrap_or(u64::MAX),
+        );
+        st(&h.lan_hosts_not_learned, self.gw.neighbour_stats().full);
         let flows = &self.flows;
         let mut i = 0;
         self.gw.for_each_path_record(now, |r| {

@@ -1037,6 +1037,11 @@ impl Gateway {
         self.learned.stats()
     }
 
+    /// LAN hosts held in the learned neighbour table.
+    pub fn neighbour_count(&self) -> usize {
+        self.learned.len()
+    }
+
     /// Records that `mac` sent from LAN address `ip` at `now` (see
     /// [`NeighbourTable::learn`]).
     #[inline]

@@ -107,6 +107,8 @@ pub struct NeighbourTable {
     entries: Box<[Option<Entry>]>,
     /// Sets - 1 (a power of two minus one).
     mask: usize,
+    /// Entries in use.
+    held: usize,
     seed: u64,
     hold_ns: u64,
     stats: NeighbourStats,
@@ -125,6 +127,7 @@ impl NeighbourTable {
         Self {
             entries: vec![None; sets * NEIGHBOUR_WAYS].into_boxed_slice(),
             mask: sets - 1,
+            held: 0,
             seed,
             hold_ns,
             stats: NeighbourStats::default(),
@@ -134,6 +137,16 @@ impl NeighbourTable {
     /// Counters.
     pub fn stats(&self) -> &NeighbourStats {
         &self.stats
+    }
+
+    /// Addresses held.
+    pub fn len(&self) -> usize {
+        self.held
+    }
+
+    /// No address held.
+    pub fn is_empty(&self) -> bool {
+        self.held == 0
     }
 
     /// The address's two candidate sets (may be the same).
@@ -213,6 +226,7 @@ impl NeighbourTable {
         let set = if free(self, b) > free(self, a) { b } else { a };
         if let Some(w) = self.ways_mut(set).iter_mut().find(|w| w.is_none()) {
             *w = new;
+            self.held += 1;
             self.stats.learned += 1;
             return Learn::Learned;
         }
@@ -326,6 +340,7 @@ mod tests {
         let last = same[NEIGHBOUR_WAYS];
         assert_eq!(t.learn(last, mac(9), 20), Learn::Full);
         assert_eq!(t.lookup(last), None);
+        assert_eq!(t.len(), NEIGHBOUR_WAYS);
         // Keep all but the first alive; after the hold time it gives way.
         for (i, a) in same.iter().enumerate().take(NEIGHBOUR_WAYS).skip(1) {
             assert_eq!(
@@ -386,6 +401,7 @@ mod tests {
                 }
                 assert_eq!(t.stats().full, 0);
                 assert_eq!(t.iter().count(), NEIGHBOUR_HOSTS);
+                assert_eq!(t.len(), NEIGHBOUR_HOSTS);
             }
         }
         // The scattered LAN with one choice per address: sets overflow.

@@ -56,7 +56,12 @@ pub struct GwHeader {
     pub sessions: AtomicU64,
     /// When the gateway started (worker clock, ns).
     pub started_ns: AtomicU64,
-    _pad: [AtomicU64; 3],
+    /// LAN hosts held in worker 0's learned neighbour table.
+    pub lan_hosts: AtomicU64,
+    /// LAN hosts not learned since start: both their sets of the table
+    /// were full of live entries (`NeighbourStats::full`, worker 0's).
+    pub lan_hosts_not_learned: AtomicU64,
+    _pad: [AtomicU64; 1],
 }
 
 // SAFETY: atomics only; any bit pattern is valid.
@@ -317,6 +322,8 @@ impl Offsets {
             updated_ns: l(&h.updated_ns),
             sessions: l(&h.sessions),
             started_ns: l(&h.started_ns),
+            lan_hosts: l(&h.lan_hosts),
+            lan_hosts_not_learned: l(&h.lan_hosts_not_learned),
             classes,
             peers: (0..self.n_peers)
                 .map(|i| self.name(shm, base, self.n_classes + i))
@@ -407,6 +414,10 @@ pub struct GatewaySnapshot {
     pub sessions: u64,
     /// Gateway start (ns).
     pub started_ns: u64,
+    /// LAN hosts held in the learned neighbour table.
+    pub lan_hosts: u64,
+    /// LAN hosts not learned (the table full where they hash).
+    pub lan_hosts_not_learned: u64,
     /// Classes.
     pub classes: Vec<ClassSnapshot>,
     /// Peer names.
