@@ -613,10 +613,11 @@ fn rekeys_by_packet_count_count_every_worker() {
         "A's worker 1 sealed {per_worker:?}: the test needs it to carry the load"
     );
     // A handshake takes a round trip and the control's next report after
-    // the count is reached: at least 60 % of the count's renewals (C's
-    // packets to A count towards the same sessions' renewals too).
+    // the count is reached, and packets go on under the old key meanwhile:
+    // at least half of the count's renewals (measured: 7 for 9; with worker
+    // 0's count alone, 2).
     assert!(
-        rekeys * 5 >= usize::try_from(expected).unwrap() * 3 && rekeys >= 2,
+        rekeys * 2 >= usize::try_from(expected).unwrap() && rekeys >= 3,
         "{rekeys} handshakes A-C for {total} packets sealed ({per_worker:?} per worker) \
          at rekey_after_packets = {REKEY_AFTER_PACKETS}"
     );
