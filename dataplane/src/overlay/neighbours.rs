@@ -46,11 +46,12 @@ pub enum Learn {
     Full,
 }
 
-/// An address as compared in the table: its bits and its family (one
-/// 128-bit compare and a flag, not the enum's).
+/// An address as compared in the table: its bits and its family (two
+/// 64-bit compares and a flag, not the enum's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Addr {
-    bits: u128,
+    hi: u64,
+    lo: u64,
     v6: bool,
 }
 
@@ -59,33 +60,70 @@ impl Addr {
     fn of(ip: IpAddr) -> Self {
         match ip {
             IpAddr::V4(a) => Self {
-                bits: u128::from(a.to_bits()),
+                hi: 0,
+                lo: u64::from(a.to_bits()),
                 v6: false,
             },
-            IpAddr::V6(a) => Self {
-                bits: a.to_bits(),
-                v6: true,
-            },
+            IpAddr::V6(a) => {
+                let b = a.to_bits();
+                Self {
+                    hi: u64::try_from(b >> 64).unwrap_or(0),
+                    lo: u64::try_from(b & u128::from(u64::MAX)).unwrap_or(0),
+                    v6: true,
+                }
+            }
         }
     }
 
     fn ip(self) -> IpAddr {
         if self.v6 {
-            IpAddr::V6(core::net::Ipv6Addr::from_bits(self.bits))
+            IpAddr::V6(core::net::Ipv6Addr::from_bits(
+                (u128::from(self.hi) << 64) | u128::from(self.lo),
+            ))
         } else {
             // An IPv4 address's bits: below 2^32.
             IpAddr::V4(core::net::Ipv4Addr::from_bits(
-                u32::try_from(self.bits).unwrap_or(0),
+                u32::try_from(self.lo).unwrap_or(0),
             ))
         }
     }
 }
 
+/// One learned address, its fields flat so that it takes 32 bytes (two
+/// entries a line; an [`Addr`] inside would pad it to 40).
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    ip: Addr,
-    mac: MacAddr,
+    hi: u64,
+    lo: u64,
     last_ns: u64,
+    mac: MacAddr,
+    v6: bool,
+}
+
+impl Entry {
+    #[inline]
+    fn new(ip: Addr, mac: MacAddr, last_ns: u64) -> Self {
+        Self {
+            hi: ip.hi,
+            lo: ip.lo,
+            last_ns,
+            mac,
+            v6: ip.v6,
+        }
+    }
+
+    #[inline]
+    fn is(&self, ip: Addr) -> bool {
+        self.lo == ip.lo && self.hi == ip.hi && self.v6 == ip.v6
+    }
+
+    fn addr(&self) -> Addr {
+        Addr {
+            hi: self.hi,
+            lo: self.lo,
+            v6: self.v6,
+        }
+    }
 }
 
 /// Counters of a [`NeighbourTable`].
@@ -152,12 +190,10 @@ impl NeighbourTable {
     /// The address's two candidate sets (may be the same).
     #[inline]
     fn sets(&self, ip: Addr) -> [usize; 2] {
-        let b = ip.bits;
         let h = if ip.v6 {
-            u64::try_from(b & u128::from(u64::MAX)).unwrap_or(0)
-                ^ u64::try_from(b >> 64).unwrap_or(0).rotate_left(29)
+            ip.lo ^ ip.hi.rotate_left(29)
         } else {
-            u64::try_from(b).unwrap_or(0)
+            ip.lo
         };
         let m = u128::from(h ^ self.seed) * u128::from(self.seed | 1);
         let x = u64::try_from(m & u128::from(u64::MAX)).unwrap_or(0)
@@ -188,7 +224,7 @@ impl NeighbourTable {
         self.sets(ip).into_iter().find_map(|set| {
             self.ways_of(set)
                 .iter()
-                .position(|w| w.is_some_and(|e| e.ip == ip))
+                .position(|w| w.is_some_and(|e| e.is(ip)))
                 .map(|k| set * NEIGHBOUR_WAYS + k)
         })
     }
@@ -215,11 +251,7 @@ impl NeighbourTable {
             self.stats.conflicts += 1;
             return Learn::Conflict;
         }
-        let new = Some(Entry {
-            ip,
-            mac,
-            last_ns: now_ns,
-        });
+        let new = Some(Entry::new(ip, mac, now_ns));
         // The emptier of the two sets (the first on a tie).
         let [a, b] = self.sets(ip);
         let free = |t: &Self, set: usize| t.ways_of(set).iter().filter(|w| w.is_none()).count();
@@ -274,7 +306,7 @@ impl NeighbourTable {
         let [a, b] = self.sets(ip);
         let hit = |set| {
             for e in self.ways_of(set).iter().flatten() {
-                if e.ip == ip {
+                if e.is(ip) {
                     return Some(e.mac);
                 }
             }
@@ -285,7 +317,10 @@ impl NeighbourTable {
 
     /// Every learned `(address, MAC)`.
     pub fn iter(&self) -> impl Iterator<Item = (IpAddr, MacAddr)> + '_ {
-        self.entries.iter().flatten().map(|e| (e.ip.ip(), e.mac))
+        self.entries
+            .iter()
+            .flatten()
+            .map(|e| (e.addr().ip(), e.mac))
     }
 }
 
@@ -354,6 +389,20 @@ mod tests {
         assert_eq!(t.stats().full, 1);
     }
 
+    /// Two entries a cache line: a set of 4 ways is two lines.
+    #[test]
+    fn an_entry_is_32_bytes() {
+        assert_eq!(core::mem::size_of::<Option<Entry>>(), 32);
+        let a = IpAddr::V6(core::net::Ipv6Addr::new(0x2001, 0xdb8, 1, 2, 3, 4, 5, 6));
+        let b = ip(7);
+        for x in [a, b] {
+            assert_eq!(Addr::of(x).ip(), x);
+        }
+        // An IPv4 address and the IPv6 address of the same bits differ.
+        let v6_same_bits = IpAddr::V6(core::net::Ipv6Addr::from_bits(0xC612_0A07));
+        assert_ne!(Addr::of(b), Addr::of(v6_same_bits));
+    }
+
     #[test]
     fn the_seed_changes_the_sets() {
         let a = NeighbourTable::new(1, HOLD);
@@ -412,11 +461,7 @@ mod tests {
                 let s = one.ways_mut(a);
                 match s.iter_mut().find(|w| w.is_none()) {
                     Some(w) => {
-                        *w = Some(Entry {
-                            ip: Addr::of(v6(i)),
-                            mac: mac(1),
-                            last_ns: 1,
-                        });
+                        *w = Some(Entry::new(Addr::of(v6(i)), mac(1), 1));
                         false
                     }
                     None => true,

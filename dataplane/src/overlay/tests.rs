@@ -50,11 +50,8 @@ fn ack_entry_conversion_roundtrip() {
     assert_eq!(entry_to_info(&all).cum, u64::MAX);
 }
 
-#[test]
-fn colliding_wire_ids_are_refused_with_both_names() {
-    // FNV-1a 32 of these two ids is 0xE2E1B2CD.
-    assert_eq!(wire_flow_id("f6059"), wire_flow_id("f264602"));
-    let t = r#"
+/// Site A of one uplink and one peer, C (no classes nor flows).
+const SITE_A_PEER_C: &str = r#"
 [site]
 name = "A"
 vni = 1
@@ -76,7 +73,15 @@ backend = "af_xdp"
 name = "C"
 prefixes = ["198.19.0.0/24"]
 gateways = ["198.18.200.3"]
+"#;
 
+#[test]
+fn colliding_wire_ids_are_refused_with_both_names() {
+    // FNV-1a 32 of these two ids is 0xE2E1B2CD.
+    assert_eq!(wire_flow_id("f6059"), wire_flow_id("f264602"));
+    let t = format!(
+        "{SITE_A_PEER_C}{}",
+        r#"
 [[classes]]
 id = "k0"
 source = "A"
@@ -101,8 +106,9 @@ route = ["A", "C"]
 id = "f6059"
 class = "k0"
 route = ["A", "C"]
-"#;
-    let cfg = Config::from_toml_str(t, "collide.toml").expect("config");
+"#
+    );
+    let cfg = Config::from_toml_str(&t, "collide.toml").expect("config");
     match Gateway::new(&cfg, Settings::default(), Vec::new(), 0) {
         Err(GatewayError::FlowIdCollision(a, b)) => {
             assert_eq!((a.as_str(), b.as_str()), ("f264602", "f6059"));
@@ -211,30 +217,7 @@ gateways = ["198.19.2.2"]
 /// address kept, anything else to the LAN next hop.
 #[test]
 fn static_neighbours_are_found_in_any_order() {
-    let t = r#"
-[site]
-name = "A"
-vni = 1
-lan_interface = "lan0"
-lan_prefixes = ["198.18.0.0/24"]
-
-[security]
-mode = "off"
-
-[[uplinks]]
-name = "isp1"
-interface = "up0"
-local_address = "198.18.200.1"
-capacity_mbps = 1000
-gateway_mac = "02:00:00:00:00:fe"
-backend = "af_xdp"
-
-[[peers]]
-name = "C"
-prefixes = ["198.19.0.0/24"]
-gateways = ["198.18.200.3"]
-"#;
-    let cfg = Config::from_toml_str(t, "neigh.toml").expect("config");
+    let cfg = Config::from_toml_str(SITE_A_PEER_C, "neigh.toml").expect("config");
     let ip = |i: u32| IpAddr::V4(core::net::Ipv4Addr::from(0xC612_0000 + i));
     let mac = |i: u32| {
         let b = i.to_be_bytes();
