@@ -9,12 +9,19 @@
 use core::net::{Ipv4Addr, Ipv6Addr};
 
 /// Folds a wide accumulator to a 16-bit ones-complement sum (end-around carry).
+///
+/// Four fixed steps, no loop: after the first the value is below 2^33, after
+/// the second below 2^18, after the third at most `0x1_0001`, after the
+/// fourth at most `0xFFFF`. Each step keeps the value modulo `0xFFFF` and
+/// keeps a non-zero value non-zero, so the result is the one representative
+/// in `1..=0xFFFF` (or 0 for 0) that a fold-until-small loop returns too.
 #[inline]
-pub const fn fold(mut acc: u64) -> u16 {
-    while acc > 0xFFFF {
-        acc = (acc & 0xFFFF) + (acc >> 16);
-    }
-    // The loop leaves acc <= 0xFFFF.
+pub const fn fold(acc: u64) -> u16 {
+    let acc = (acc & 0xFFFF_FFFF) + (acc >> 32);
+    let acc = (acc & 0xFFFF) + (acc >> 16);
+    let acc = (acc & 0xFFFF) + (acc >> 16);
+    let acc = (acc & 0xFFFF) + (acc >> 16);
+    // The steps above leave acc <= 0xFFFF.
     #[allow(clippy::cast_possible_truncation)]
     let r = acc as u16;
     r
@@ -43,15 +50,9 @@ pub fn data(data: &[u8]) -> u16 {
         words += u64::from(u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]));
         rest = &rest[4..];
     }
-    // Each accumulator is below 2^32 * (len / 16), far from overflow for any
-    // slice that fits in memory; fold them separately to stay safe anyway.
-    let native = fold(
-        u64::from(fold(acc[0]))
-            + u64::from(fold(acc[1]))
-            + u64::from(fold(acc[2]))
-            + u64::from(fold(acc[3]))
-            + u64::from(fold(words)),
-    );
+    // Each accumulator is below 2^32 * (len / 16 + 1): their sum stays far
+    // from 2^64 for any slice shorter than 2^58 bytes, so one fold will do.
+    let native = fold(acc[0] + acc[1] + acc[2] + acc[3] + words);
     // `native` is the sum of byte-swapped words on little-endian hosts.
     let mut sum = u64::from(u16::from_be(native));
     if rest.len() >= 2 {
@@ -170,10 +171,43 @@ mod tests {
         assert_eq!(data(&[0x12, 0x34, 0x56]), 0x1234 + 0x5600);
     }
 
+    /// The fold as RFC 1071 writes it: add the carries back until none is left.
+    fn fold_loop(mut acc: u64) -> u16 {
+        while acc > 0xFFFF {
+            acc = (acc & 0xFFFF) + (acc >> 16);
+        }
+        u16::try_from(acc).unwrap()
+    }
+
+    #[test]
+    fn fold_matches_the_loop_at_the_edges() {
+        for acc in [
+            0,
+            1,
+            0xFFFF,
+            0x1_0000,
+            0x1_0001,
+            0x1_FFFE,
+            0xFFFF_FFFF,
+            0x1_0000_0000,
+            0xFFFF_FFFF_FFFF,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            assert_eq!(fold(acc), fold_loop(acc), "{acc:#x}");
+        }
+    }
+
     proptest! {
         #[test]
-        fn fast_sum_matches_reference(d in proptest::collection::vec(any::<u8>(), 0..2100)) {
+        fn fast_sum_matches_reference( d in proptest::collection::vec(any::<u8>(), 0..2100)) {
             prop_assert_eq!(data(&d), data_reference(&d));
+        }
+
+        #[test]
+        fn fold_matches_the_loop(acc in any::<u64>(), shift in 0u32..64) {
+            let acc = acc >> shift;
+            prop_assert_eq!(fold(acc), fold_loop(acc));
         }
 
         #[test]
