@@ -129,6 +129,9 @@ pub struct Counts {
     pub acks: u64,
     /// Sessions admitted on a flow (warm-up included).
     pub admitted_sessions: u64,
+    /// Compactions of A's and C's timer wheels (set-up and warm-up
+    /// included): 0 when their chunk pools held every stale record.
+    pub timer_compactions: u64,
 }
 
 /// The report.
@@ -679,6 +682,7 @@ pub fn run_pipeline(bench: &PipelineBench) -> Result<PipelineReport, PipelineErr
     measured(&mut p, bench, &mut clk, &mut k);
     k.held = held(&p.a.gw);
     k.admitted_sessions = p.a.gw.classifier().stats().admitted;
+    k.timer_compactions = p.a.gw.timer_compactions() + p.c.gw.timer_compactions();
     let per = |t: u128| t as f64 / k.offered.max(1) as f64;
     let stages = Stages {
         lan_classify_enqueue: per(clk.t[0]),

@@ -952,6 +952,12 @@ impl Gateway {
     pub fn pacing(&self) -> &PacingTable {
         &self.pacing
     }
+    /// Compactions of the gateway's two timer wheels (the pacer's and the
+    /// flow timers'): each a pause of O(flows) in one poll, expected never
+    /// in steady state (docs/overlay.md).
+    pub fn timer_compactions(&self) -> u64 {
+        self.flow_timers.compactions() + self.pacing.stats().wheel_compactions
+    }
     /// Frames in the private reserve.
     pub fn reserve_len(&self) -> usize {
         self.reserve.len()

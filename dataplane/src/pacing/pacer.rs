@@ -146,6 +146,9 @@ pub struct PacingStats {
     pub dropped_no_flow: u64,
     /// Departures held back by [`PacingTable::hold`].
     pub holds: u64,
+    /// Compactions of the table's timer wheel (its pool of slot chunks ran
+    /// out: [`TimerWheel::compactions`]).
+    pub wheel_compactions: u64,
 }
 
 /// One flow's pacer and the position of its queue in the table's slots.
@@ -228,7 +231,10 @@ impl PacingTable {
 
     /// Counters.
     pub fn stats(&self) -> PacingStats {
-        self.stats
+        PacingStats {
+            wheel_compactions: self.wheel.compactions(),
+            ..self.stats
+        }
     }
 
     /// The pacer of `flow`.
