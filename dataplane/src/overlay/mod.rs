@@ -956,7 +956,7 @@ impl Gateway {
     /// flow timers'): each a pause of O(flows) in one poll, expected never
     /// in steady state (docs/overlay.md).
     pub fn timer_compactions(&self) -> u64 {
-        self.flow_timers.compactions() + self.pacing.stats().wheel_compactions
+        self.flow_timers.compactions() + self.pacing.wheel_compactions()
     }
     /// Frames in the private reserve.
     pub fn reserve_len(&self) -> usize {

@@ -146,9 +146,6 @@ pub struct PacingStats {
     pub dropped_no_flow: u64,
     /// Departures held back by [`PacingTable::hold`].
     pub holds: u64,
-    /// Compactions of the table's timer wheel (its pool of slot chunks ran
-    /// out: [`TimerWheel::compactions`]).
-    pub wheel_compactions: u64,
 }
 
 /// One flow's pacer and the position of its queue in the table's slots.
@@ -231,10 +228,13 @@ impl PacingTable {
 
     /// Counters.
     pub fn stats(&self) -> PacingStats {
-        PacingStats {
-            wheel_compactions: self.wheel.compactions(),
-            ..self.stats
-        }
+        self.stats
+    }
+
+    /// Compactions of the table's timer wheel (its pool of slot chunks ran
+    /// out: [`TimerWheel::compactions`]).
+    pub fn wheel_compactions(&self) -> u64 {
+        self.wheel.compactions()
     }
 
     /// The pacer of `flow`.

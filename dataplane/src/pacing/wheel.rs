@@ -93,9 +93,9 @@ struct Chunk {
 /// Errors of [`TimerWheel::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WheelError {
-    /// Capacity of 2^31 flows or more (its chunk pool would exceed `u32`
-    /// indices).
-    #[error("timer wheel: capacity {0} exceeds 2^31 - 1")]
+    /// Capacity of 2^31 - 1 flows or more (its chunk pool would exceed
+    /// `u32` indices).
+    #[error("timer wheel: capacity {0} is over 2^31 - 2")]
     Capacity(usize),
     /// Tick shift above 40 (a tick over 18 minutes makes no sense).
     #[error("timer wheel: tick shift {0} > 40")]

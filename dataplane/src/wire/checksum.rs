@@ -50,8 +50,10 @@ pub fn data(data: &[u8]) -> u16 {
         words += u64::from(u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]));
         rest = &rest[4..];
     }
-    // Each accumulator is below 2^32 * (len / 16 + 1): their sum stays far
-    // from 2^64 for any slice shorter than 2^58 bytes, so one fold will do.
+    // Each accumulator holds len / 16 words below 2^32 (under 2^28 * len),
+    // `words` at most three: their sum is under 2^30 * len + 2^34, below
+    // 2^64 for any slice under 16 GiB (a frame is at most 64 KiB), so one
+    // fold will do.
     let native = fold(acc[0] + acc[1] + acc[2] + acc[3] + words);
     // `native` is the sum of byte-swapped words on little-endian hosts.
     let mut sum = u64::from(u16::from_be(native));
